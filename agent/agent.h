@@ -1,0 +1,170 @@
+/*
+ * hecd internals: the node agent's state, shared by hecd.c (main, config,
+ * controller link), job.c (LAUNCH/START/KILL_JOB, batch steps), bridge.c
+ * (SPAWN requests from hec-launch) and topo.c (hwloc).
+ *
+ * One thread, one libevent loop; children are reaped on SIGCHLD.
+ */
+#ifndef HEC_AGENT_H
+#define HEC_AGENT_H
+
+#include <limits.h>
+#include <stdint.h>
+#include <sys/types.h>
+#include <event2/event.h>
+#include <jansson.h>
+
+#include "hec/net.h"
+#include "hec/partition.h"
+
+#define AGENT_NAME_MAX 64
+
+struct agent_conf {
+	char name[AGENT_NAME_MAX + 1];
+	char cluster_name[AGENT_NAME_MAX + 1];
+	char controller[300];
+	char listen[300];
+	char advertise[256];
+	char key_file[PATH_MAX];
+	char cpus[4096];
+	char state_dir[PATH_MAX];
+	char launch_helper[PATH_MAX];
+	char mpiexec[PATH_MAX];
+	char log_level[16];
+};
+
+struct agent_topo {
+	int cores, pus, numa_nodes;
+	long memory_mb;
+};
+
+/* A JOB_EXIT the controller has not acknowledged yet. */
+struct exit_rec {
+	struct exit_rec *next;
+	long job;
+	int exit, sig;
+	char *error;               /* NULL or owned */
+};
+
+struct agent;
+
+struct job {
+	struct job *next;
+	struct agent *ag;
+	long id;
+	int launched;              /* key/uid/nodes known (LAUNCH, or job.json) */
+	char key[257];
+	uid_t uid;
+	gid_t gid;
+	json_t *nodes;             /* LAUNCH's [{name, addr, ranks}] (owned) */
+	struct hec_partition *part;
+	pid_t batch_pid;           /* our child running the batch step, 0 if none */
+	/* A batch step of a previous agent life: not our child; watched by polling. */
+	pid_t orphan_pid;
+	unsigned long long orphan_start;
+	struct event *watch;       /* orphan poll */
+	/* KILL_JOB in progress */
+	int killing;
+	int64_t kill_start_ns;
+	int kill_ticks, kill_warned;
+	struct event *kill_timer;
+};
+
+struct bridge;
+
+struct agent {
+	struct agent_conf conf;
+	struct event_base *base;
+	const struct hec_partition_ops *ops;
+	struct hec_partition_env penv;
+	char cgroup_base[2 * AGENT_NAME_MAX + 8];
+	char key[257];             /* cluster secret */
+	char hostname[256];
+	char addr[320];            /* advertised host:port of the spawn listener */
+	char helper[PATH_MAX];     /* hec-launch */
+	struct agent_topo topo;
+
+	/* controller link */
+	struct hec_conn *ctl;
+	int connect_fd;
+	struct event *connect_ev;
+	struct event *retry_timer;
+	int backoff_ms;
+	int registered;
+	int connect_failures;
+	long heartbeat_ms;
+	struct event *hb_timer;
+
+	/* spawn listener */
+	int listen_fd;
+	struct event *listen_ev;
+
+	struct job *jobs;
+	struct exit_rec *exits;
+	struct bridge *bridges;
+
+	struct event *sigs[5];
+	int shutting_down;         /* SHUTDOWN: kill everything, then exit */
+	int64_t shutdown_start_ns;
+	struct event *exit_timer;
+	int exit_code;
+};
+
+/* hecd.c */
+int agent_is_root(void);
+/** Send to the controller if connected (else dropped: REGISTER resends state). */
+void agent_ctl_send(struct agent *ag, unsigned type, json_t *body_stolen);
+/** Exit the loop once the controller link has flushed (SHUTDOWN done). */
+void agent_finish(struct agent *ag);
+
+/* job.c */
+struct job *job_find(struct agent *ag, long id);
+/** Adopt partitions found on disk (previous agent life). */
+void jobs_adopt(struct agent *ag);
+void job_on_launch(struct agent *ag, const json_t *body);
+void job_on_start(struct agent *ag, const json_t *body);
+void job_on_kill(struct agent *ag, long id);
+void job_on_exit_ack(struct agent *ag, long id);
+void jobs_shutdown(struct agent *ag);
+/** Called for each reaped child; \return 1 if it was a batch step. */
+int job_reaped(struct agent *ag, pid_t pid, int status);
+/** JOB_EXIT frames for every unacked exit (after REGISTERED). */
+void exits_resend(struct agent *ag);
+json_t *exits_json(struct agent *ag);
+/** Free all jobs (handles released, partitions left alone) and exits. */
+void jobs_free(struct agent *ag);
+/** Job directory state_dir/job.<id>. */
+int job_dir(struct agent *ag, long id, char *buf, size_t len);
+/** "name=addr,..." and "name,name" from LAUNCH's nodes. */
+char *job_agent_map(const struct job *j);
+char *job_nodelist(const struct job *j);
+
+/* bridge.c */
+int bridges_listen(struct agent *ag, int *port);
+int bridge_reaped(struct agent *ag, pid_t pid, int status);
+void bridges_free(struct agent *ag);
+
+/* topo.c */
+/**
+ * Topology of the CPUs @cpus ("" = every CPU this process may use) from
+ * hwloc.  *@cpus_out gets the list as text.  \return 0, or -errno with a
+ * one-line reason in @err.
+ */
+int agent_topology(const char *cpus, char *cpus_out, size_t outlen, struct agent_topo *t,
+		   char *err, size_t errlen);
+
+/* env.c: NULL-terminated "K=V" arrays. */
+struct envv {
+	char **v;
+	size_t n, cap;
+};
+int envv_add(struct envv *e, const char *kv);
+int envv_set(struct envv *e, const char *key, const char *value);
+void envv_free(struct envv *e);
+
+/** Constant-time string equality (keys). */
+int agent_key_equal(const char *a, const char *b);
+/** Exit status for JOB_EXIT/EXITED from a wait status. */
+void agent_wait_status(int status, int *exit, int *sig);
+
+#endif

@@ -1,0 +1,672 @@
+/*
+ * hecd: the node agent.  Keeps one TCP link to the controller (REGISTER,
+ * HEARTBEAT, then whatever the controller asks: LAUNCH, START, KILL_JOB,
+ * SHUTDOWN), and listens for launch bridges (SPAWN).  Jobs survive the
+ * agent: SIGTERM leaves them running and a restarted agent reports the
+ * partitions it finds (doc/design.md, doc/protocol.md).
+ */
+#include "config.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <getopt.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <signal.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "hec/common.h"
+#include "hec/config.h"
+#include "hec/msg.h"
+#include "hec/net.h"
+#include "hec/partition.h"
+#include "agent/agent.h"
+#include "agent/part_proc.h"
+
+#define CONNECT_TIMEOUT_MS 5000
+#define BACKOFF_MIN_MS 100
+#define BACKOFF_MAX_MS 1000
+#define FLUSH_LIMIT_NS (2LL * 1000000000)
+
+#define STR_KEY(k, d, h, f) { .key = k, .kind = HEC_CONF_STR, .def = d, .help = h, \
+	.offset = offsetof(struct agent_conf, f), .size = sizeof(((struct agent_conf *)0)->f) }
+
+static const struct hec_conf_key conf_keys[] = {
+	STR_KEY("name", "", "node name, unique in the cluster (default: the host name)", name),
+	STR_KEY("cluster_name", "hec", "must match the controller's", cluster_name),
+	STR_KEY("controller", NULL, "host:port of hecctld's listen (required)", controller),
+	STR_KEY("listen", "0.0.0.0:6818", "TCP address for launch bridges (SPAWN); port 0 picks one", listen),
+	STR_KEY("advertise", "", "host part the bridges connect to (default: listen host, or host name if 0.0.0.0)", advertise),
+	STR_KEY("key_file", "/etc/hec/cluster.key", "cluster secret presented in REGISTER; empty: none", key_file),
+	STR_KEY("cpus", "", "CPU list this node owns, e.g. 0-3 (default: all online)", cpus),
+	STR_KEY("state_dir", "/var/lib/hecd", "per-job files (host file, batch script)", state_dir),
+	STR_KEY("launch_helper", "", "the Hydra launcher bridge (default: hec-launch beside hecd, else " HEC_LIBEXECDIR ")", launch_helper),
+	STR_KEY("mpiexec", HEC_MPIEXEC, "MPICH Hydra mpiexec", mpiexec),
+	STR_KEY("log_level", "info", "err, warn, info, debug", log_level),
+	{ .key = NULL },
+};
+
+int agent_is_root(void)
+{
+	return geteuid() == 0;
+}
+
+/* ---- controller link ---- */
+
+static void ctl_connect(struct agent *ag);
+
+static void ctl_schedule_retry(struct agent *ag)
+{
+	struct timeval tv = { ag->backoff_ms / 1000, (ag->backoff_ms % 1000) * 1000 };
+
+	if (ag->shutting_down)
+		return;
+	evtimer_add(ag->retry_timer, &tv);
+	ag->backoff_ms = ag->backoff_ms * 2 > BACKOFF_MAX_MS ? BACKOFF_MAX_MS : ag->backoff_ms * 2;
+}
+
+static void ctl_connect_failed(struct agent *ag, int err)
+{
+	/* Say it once per outage, not once per retry. */
+	if (ag->connect_failures++ == 0)
+		hec_warn("%s: cannot reach controller %s: %s; retrying", ag->conf.name,
+			 ag->conf.controller, strerror(err));
+	else
+		hec_debug("%s: controller %s: %s", ag->conf.name, ag->conf.controller, strerror(err));
+	ctl_schedule_retry(ag);
+}
+
+void agent_ctl_send(struct agent *ag, unsigned type, json_t *body)
+{
+	if (!body) {
+		hec_err("%s: out of memory building %s", ag->conf.name, hec_msg_type_name(type));
+		return;
+	}
+	if (ag->ctl)
+		hec_conn_send(ag->ctl, type, body);
+	else
+		hec_debug("%s: controller link down, %s not sent", ag->conf.name,
+			  hec_msg_type_name(type));
+	json_decref(body);
+}
+
+static void send_register(struct agent *ag)
+{
+	json_t *parts = json_array(), *body;
+
+	for (struct job *j = ag->jobs; j; j = j->next)
+		if (j->part)
+			json_array_append_new(parts, json_integer(j->id));
+	body = json_pack("{s:s, s:s, s:s, s:s, s:s, s:{s:i, s:i, s:i, s:I}, s:o, s:o, s:I}",
+			 "node", ag->conf.name, "key", ag->key, "hostname", ag->hostname,
+			 "addr", ag->addr, "cpus", ag->penv.cpus,
+			 "topology", "cores", ag->topo.cores, "pus", ag->topo.pus,
+			 "numa_nodes", ag->topo.numa_nodes, "memory_mb", (json_int_t)ag->topo.memory_mb,
+			 "partitions", parts, "exits", exits_json(ag),
+			 "pid", (json_int_t)getpid());
+	agent_ctl_send(ag, HEC_MSG_REGISTER, body);
+}
+
+static void hb_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct agent *ag = arg;
+
+	(void)fd;
+	(void)what;
+	if (ag->registered)
+		agent_ctl_send(ag, HEC_MSG_HEARTBEAT, json_object());
+}
+
+static void ctl_on_msg(struct hec_conn *c, const struct hec_msg *m, void *arg)
+{
+	struct agent *ag = arg;
+	const json_t *b = m->body;
+
+	(void)c;
+	switch (m->type) {
+	case HEC_MSG_REGISTERED: {
+		struct timeval tv;
+
+		ag->heartbeat_ms = (long)json_integer_value(json_object_get(b, "heartbeat_ms"));
+		tv.tv_sec = ag->heartbeat_ms / 1000;
+		tv.tv_usec = (ag->heartbeat_ms % 1000) * 1000;
+		ag->registered = 1;
+		ag->backoff_ms = BACKOFF_MIN_MS;
+		ag->connect_failures = 0;
+		evtimer_del(ag->hb_timer);
+		event_add(ag->hb_timer, &tv);
+		hec_info("%s: registered with controller %s (heartbeat %ld ms)", ag->conf.name,
+			 ag->conf.controller, ag->heartbeat_ms);
+		exits_resend(ag);
+		break;
+	}
+	case HEC_MSG_LAUNCH:
+		job_on_launch(ag, b);
+		break;
+	case HEC_MSG_START:
+		job_on_start(ag, b);
+		break;
+	case HEC_MSG_KILL_JOB:
+		job_on_kill(ag, (long)json_integer_value(json_object_get(b, "job")));
+		break;
+	case HEC_MSG_EXIT_ACK:
+		job_on_exit_ack(ag, (long)json_integer_value(json_object_get(b, "job")));
+		break;
+	case HEC_MSG_SHUTDOWN:
+		hec_info("%s: controller asks to shut down: killing every partition", ag->conf.name);
+		jobs_shutdown(ag);
+		break;
+	case HEC_MSG_ERROR:
+		if (ag->connect_failures == 0)
+			hec_err("%s: controller %s refused us: %s", ag->conf.name,
+				ag->conf.controller, json_string_value(json_object_get(b, "error")));
+		break;
+	default:
+		hec_warn("%s: unexpected %s from controller %s, ignored", ag->conf.name,
+			 hec_msg_type_name(m->type), ag->conf.controller);
+	}
+}
+
+static void ctl_on_close(struct hec_conn *c, const char *reason, void *arg)
+{
+	struct agent *ag = arg;
+	int was_registered = ag->registered;
+
+	hec_conn_free(c);
+	ag->ctl = NULL;
+	ag->registered = 0;
+	evtimer_del(ag->hb_timer);
+	if (ag->shutting_down)
+		return;
+	if (was_registered) {
+		hec_warn("%s: lost controller %s: %s; reconnecting", ag->conf.name,
+			 ag->conf.controller, reason ? reason : "connection closed");
+		ctl_schedule_retry(ag);
+	} else {
+		/* Refused (or dropped) before REGISTERED: back off like a failed connect. */
+		ctl_connect_failed(ag, reason ? ECONNRESET : ECONNREFUSED);
+	}
+}
+
+static void ctl_connected(struct agent *ag, int fd)
+{
+	int one = 1;
+
+	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+	ag->ctl = hec_conn_new(ag->base, fd, ag->conf.controller, ctl_on_msg, ctl_on_close, ag);
+	if (!ag->ctl) {
+		ctl_connect_failed(ag, ENOMEM);
+		return;
+	}
+	hec_debug("%s: connected to controller %s", ag->conf.name, ag->conf.controller);
+	send_register(ag);
+}
+
+static void on_connect(evutil_socket_t fd, short what, void *arg)
+{
+	struct agent *ag = arg;
+	int err = 0;
+	socklen_t len = sizeof(err);
+
+	event_free(ag->connect_ev);
+	ag->connect_ev = NULL;
+	ag->connect_fd = -1;
+	if (what & EV_TIMEOUT)
+		err = ETIMEDOUT;
+	else if (getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &len))
+		err = errno;
+	if (err) {
+		close(fd);
+		ctl_connect_failed(ag, err);
+		return;
+	}
+	ctl_connected(ag, fd);
+}
+
+/* Non-blocking connect: bridges keep being served while the controller is away. */
+static void ctl_connect(struct agent *ag)
+{
+	struct addrinfo hints = { .ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM }, *res;
+	struct timeval tv = { CONNECT_TIMEOUT_MS / 1000, 0 };
+	char host[256], port[16];
+	int p, fd, rc;
+
+	if (hec_split_hostport(ag->conf.controller, host, sizeof(host), &p)) {
+		ctl_connect_failed(ag, EINVAL);
+		return;
+	}
+	snprintf(port, sizeof(port), "%d", p);
+	rc = getaddrinfo(host, port, &hints, &res);
+	if (rc) {
+		if (ag->connect_failures++ == 0)
+			hec_warn("%s: controller %s: %s; retrying", ag->conf.name,
+				 ag->conf.controller, gai_strerror(rc));
+		ctl_schedule_retry(ag);
+		return;
+	}
+	fd = socket(res->ai_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+	if (fd < 0) {
+		freeaddrinfo(res);
+		ctl_connect_failed(ag, errno);
+		return;
+	}
+	rc = connect(fd, res->ai_addr, res->ai_addrlen);
+	freeaddrinfo(res);
+	if (rc == 0) {
+		ctl_connected(ag, fd);
+		return;
+	}
+	if (errno != EINPROGRESS) {
+		int err = errno;
+
+		close(fd);
+		ctl_connect_failed(ag, err);
+		return;
+	}
+	ag->connect_ev = event_new(ag->base, fd, EV_WRITE, on_connect, ag);
+	if (!ag->connect_ev || event_add(ag->connect_ev, &tv)) {
+		if (ag->connect_ev)
+			event_free(ag->connect_ev);
+		ag->connect_ev = NULL;
+		close(fd);
+		ctl_connect_failed(ag, ENOMEM);
+		return;
+	}
+	ag->connect_fd = fd;
+}
+
+static void retry_cb(evutil_socket_t fd, short what, void *arg)
+{
+	(void)fd;
+	(void)what;
+	ctl_connect(arg);
+}
+
+/* ---- exit ---- */
+
+static void exit_poll(evutil_socket_t fd, short what, void *arg)
+{
+	struct agent *ag = arg;
+
+	(void)fd;
+	(void)what;
+	/* Let the last JOB_GONEs reach the controller before we go. */
+	if (!ag->ctl || hec_conn_pending(ag->ctl) == 0 ||
+	    hec_now_mono_ns() - ag->shutdown_start_ns > FLUSH_LIMIT_NS)
+		event_base_loopbreak(ag->base);
+}
+
+void agent_finish(struct agent *ag)
+{
+	struct timeval tv = { 0, 10000 };
+
+	ag->shutdown_start_ns = hec_now_mono_ns();
+	ag->exit_code = 0;
+	if (!ag->exit_timer)
+		ag->exit_timer = event_new(ag->base, -1, EV_PERSIST, exit_poll, ag);
+	if (ag->exit_timer)
+		event_add(ag->exit_timer, &tv);
+	else
+		event_base_loopbreak(ag->base);
+}
+
+/* ---- signals ---- */
+
+static void on_signal(evutil_socket_t sig, short what, void *arg)
+{
+	struct agent *ag = arg;
+	int status;
+	pid_t pid;
+
+	(void)what;
+	switch (sig) {
+	case SIGCHLD:
+		while ((pid = waitpid(-1, &status, WNOHANG)) > 0)
+			if (!job_reaped(ag, pid, status))
+				bridge_reaped(ag, pid, status);
+		break;
+	case SIGTERM:
+	case SIGINT:
+		hec_info("%s: %s: exiting; jobs keep running", ag->conf.name, strsignal((int)sig));
+		ag->exit_code = 0;
+		event_base_loopbreak(ag->base);
+		break;
+	default:
+		hec_info("%s: %s ignored", ag->conf.name, strsignal((int)sig));
+	}
+}
+
+/* ---- configuration ---- */
+
+static void usage(FILE *f)
+{
+	fprintf(f, "usage: hecd [-f FILE] [-o key=value]... [--help]\n"
+		"Node agent of hec: runs jobs' partitions on this node.\n"
+		"Configuration keys (file lines 'key = value', or -o key=value):\n");
+}
+
+static int valid_name(const char *s)
+{
+	if (!*s || *s == '.' || strlen(s) > AGENT_NAME_MAX)
+		return 0;
+	for (; *s; s++)
+		if (!((*s >= 'a' && *s <= 'z') || (*s >= 'A' && *s <= 'Z') ||
+		      (*s >= '0' && *s <= '9') || *s == '.' || *s == '_' || *s == '-'))
+			return 0;
+	return 1;
+}
+
+static int parse_level(const char *s, enum hec_log_level *lvl)
+{
+	static const char *const names[] = { "err", "warn", "info", "debug" };
+
+	for (size_t i = 0; i < HEC_ARRAY_SIZE(names); i++)
+		if (!strcmp(s, names[i])) {
+			*lvl = (enum hec_log_level)i;
+			return 0;
+		}
+	return -EINVAL;
+}
+
+/* \return 0, or an exit code after printing the one-line reason. */
+static int load_config(struct agent *ag, int argc, char **argv, enum hec_log_level *lvl)
+{
+	static const struct option longopts[] = {
+		{ "help", no_argument, NULL, 'h' },
+		{ "file", required_argument, NULL, 'f' },
+		{ "option", required_argument, NULL, 'o' },
+		{ NULL, 0, NULL, 0 },
+	};
+	struct agent_conf *c = &ag->conf;
+	const char *file = NULL;
+	char err[1024], host[256];
+	int opt, p;
+
+	if (hec_conf_defaults(conf_keys, c)) {
+		fprintf(stderr, "hecd: internal error: bad default in the key table\n");
+		return 2;
+	}
+	opterr = 0;
+	while ((opt = getopt_long(argc, argv, "hf:o:", longopts, NULL)) != -1) {
+		switch (opt) {
+		case 'h':
+			usage(stdout);
+			hec_conf_print_help(conf_keys);
+			return -1;
+		case 'f':
+			file = optarg;
+			break;
+		case 'o':
+			break;
+		default:
+			fprintf(stderr, "hecd: unknown option '%s' (try --help)\n", argv[optind - 1]);
+			return 2;
+		}
+	}
+	if (optind < argc) {
+		fprintf(stderr, "hecd: unexpected argument '%s' (try --help)\n", argv[optind]);
+		return 2;
+	}
+	if (file && hec_conf_load_file(conf_keys, c, file, err, sizeof(err))) {
+		fprintf(stderr, "hecd: %s\n", err);
+		return 2;
+	}
+	/* -o overrides the file whatever the order on the command line. */
+	optind = 1;
+	while ((opt = getopt_long(argc, argv, "hf:o:", longopts, NULL)) != -1) {
+		char *eq, *kv;
+
+		if (opt != 'o')
+			continue;
+		kv = strdup(optarg);
+		if (!kv)
+			return 1;
+		eq = strchr(kv, '=');
+		if (!eq) {
+			fprintf(stderr, "hecd: -o %s: expected key=value\n", optarg);
+			free(kv);
+			return 2;
+		}
+		*eq = 0;
+		if (hec_conf_set(conf_keys, c, kv, eq + 1, err, sizeof(err))) {
+			fprintf(stderr, "hecd: -o %s: %s\n", optarg, err);
+			free(kv);
+			return 2;
+		}
+		free(kv);
+	}
+
+	if (!*c->name) {
+		if (gethostname(host, sizeof(host)))
+			strcpy(host, "localhost");
+		host[sizeof(host) - 1] = 0;
+		snprintf(c->name, sizeof(c->name), "%.*s", AGENT_NAME_MAX, host);
+	}
+	if (!valid_name(c->name)) {
+		fprintf(stderr, "hecd: name '%s': use 1-%d letters, digits, '.', '_' or '-'\n",
+			c->name, AGENT_NAME_MAX);
+		return 2;
+	}
+	if (!valid_name(c->cluster_name)) {
+		fprintf(stderr, "hecd: cluster_name '%s': use 1-%d letters, digits, '.', '_' or '-'\n",
+			c->cluster_name, AGENT_NAME_MAX);
+		return 2;
+	}
+	if (!*c->controller) {
+		fprintf(stderr, "hecd: no controller given (set 'controller = host:port' in the file or -o controller=host:port)\n");
+		return 2;
+	}
+	if (hec_split_hostport(c->controller, host, sizeof(host), &p) || p == 0) {
+		fprintf(stderr, "hecd: controller '%s': expected host:port\n", c->controller);
+		return 2;
+	}
+	if (hec_split_hostport(c->listen, host, sizeof(host), &p)) {
+		fprintf(stderr, "hecd: listen '%s': expected host:port\n", c->listen);
+		return 2;
+	}
+	if (parse_level(c->log_level, lvl)) {
+		fprintf(stderr, "hecd: log_level '%s': expected err, warn, info or debug\n",
+			c->log_level);
+		return 2;
+	}
+	if (!*c->state_dir || *c->state_dir != '/') {
+		fprintf(stderr, "hecd: state_dir '%s': must be an absolute path\n", c->state_dir);
+		return 2;
+	}
+	return 0;
+}
+
+/* The cluster key: the file's content without surrounding white space. */
+static int read_key(struct agent *ag)
+{
+	char buf[1024], *s, *e;
+	int rc;
+
+	ag->key[0] = 0;
+	if (!*ag->conf.key_file)
+		return 0;
+	rc = hec_read_file(ag->conf.key_file, buf, sizeof(buf));
+	if (rc) {
+		fprintf(stderr, "hecd: key_file %s: %s\n", ag->conf.key_file, strerror(-rc));
+		return rc;
+	}
+	for (s = buf; *s == ' ' || *s == '\t' || *s == '\n' || *s == '\r'; s++)
+		;
+	e = s + strlen(s);
+	while (e > s && (e[-1] == ' ' || e[-1] == '\t' || e[-1] == '\n' || e[-1] == '\r'))
+		*--e = 0;
+	if (strlen(s) >= sizeof(ag->key)) {
+		fprintf(stderr, "hecd: key_file %s: key longer than %zu characters\n",
+			ag->conf.key_file, sizeof(ag->key) - 1);
+		return -EINVAL;
+	}
+	strcpy(ag->key, s);
+	return 0;
+}
+
+static void find_helper(struct agent *ag)
+{
+	char dir[PATH_MAX];
+
+	if (*ag->conf.launch_helper) {
+		snprintf(ag->helper, sizeof(ag->helper), "%s", ag->conf.launch_helper);
+	} else if (hec_self_dir(dir, sizeof(dir)) == 0 &&
+		   snprintf(ag->helper, sizeof(ag->helper), "%s/hec-launch", dir) > 0 &&
+		   access(ag->helper, X_OK) == 0) {
+		/* found beside hecd: the build tree */
+	} else {
+		snprintf(ag->helper, sizeof(ag->helper), "%s/hec-launch", HEC_LIBEXECDIR);
+	}
+	if (access(ag->helper, X_OK))
+		hec_warn("%s: launch helper %s: %s; multi-node jobs will fail", ag->conf.name,
+			 ag->helper, strerror(errno));
+}
+
+static int setup_addr(struct agent *ag, int port)
+{
+	char host[256];
+	int p;
+
+	if (*ag->conf.advertise) {
+		snprintf(host, sizeof(host), "%s", ag->conf.advertise);
+	} else {
+		hec_split_hostport(ag->conf.listen, host, sizeof(host), &p);
+		if (!*host || !strcmp(host, "0.0.0.0") || !strcmp(host, "::") ||
+		    !strcmp(host, "[::]"))
+			snprintf(host, sizeof(host), "%s", ag->hostname);
+	}
+	snprintf(ag->addr, sizeof(ag->addr), "%s:%d", host, port);
+	return 0;
+}
+
+static int add_signal(struct agent *ag, int idx, int sig)
+{
+	ag->sigs[idx] = evsignal_new(ag->base, sig, on_signal, ag);
+	return ag->sigs[idx] && event_add(ag->sigs[idx], NULL) == 0 ? 0 : -ENOMEM;
+}
+
+static void agent_free(struct agent *ag)
+{
+	bridges_free(ag);
+	jobs_free(ag);
+	if (ag->ctl)
+		hec_conn_free(ag->ctl);
+	if (ag->connect_ev)
+		event_free(ag->connect_ev);
+	if (ag->connect_fd >= 0)
+		close(ag->connect_fd);
+	if (ag->listen_ev)
+		event_free(ag->listen_ev);
+	if (ag->listen_fd >= 0)
+		close(ag->listen_fd);
+	for (size_t i = 0; i < HEC_ARRAY_SIZE(ag->sigs); i++)
+		if (ag->sigs[i])
+			event_free(ag->sigs[i]);
+	if (ag->retry_timer)
+		event_free(ag->retry_timer);
+	if (ag->hb_timer)
+		event_free(ag->hb_timer);
+	if (ag->exit_timer)
+		event_free(ag->exit_timer);
+	if (ag->base)
+		event_base_free(ag->base);
+	free(ag);
+}
+
+int main(int argc, char **argv)
+{
+	struct agent *ag = calloc(1, sizeof(*ag));
+	static char cpus[4096];
+	enum hec_log_level lvl = HEC_LOG_INFO;
+	char err[512];
+	int rc, port = 0;
+
+	if (!ag) {
+		fprintf(stderr, "hecd: out of memory\n");
+		return 1;
+	}
+	ag->connect_fd = -1;
+	ag->listen_fd = -1;
+	ag->backoff_ms = BACKOFF_MIN_MS;
+	ag->exit_code = 1;
+	rc = load_config(ag, argc, argv, &lvl);
+	if (rc) {
+		free(ag);
+		return rc < 0 ? 0 : rc;
+	}
+	hec_log_init("hecd", lvl);
+	if (read_key(ag)) {
+		free(ag);
+		return 1;
+	}
+	if (gethostname(ag->hostname, sizeof(ag->hostname)))
+		strcpy(ag->hostname, "localhost");
+	ag->hostname[sizeof(ag->hostname) - 1] = 0;
+	if (agent_topology(ag->conf.cpus, cpus, sizeof(cpus), &ag->topo, err, sizeof(err))) {
+		fprintf(stderr, "hecd: %s\n", err);
+		free(ag);
+		return 2;
+	}
+	snprintf(ag->cgroup_base, sizeof(ag->cgroup_base), "hec/%s/%s", ag->conf.cluster_name,
+		 ag->conf.name);
+	ag->penv.node = ag->conf.name;
+	ag->penv.cgroup_base = ag->cgroup_base;
+	ag->penv.cpus = cpus;
+	ag->ops = &hec_partition_proc_ops;
+	find_helper(ag);
+	if (access(ag->conf.mpiexec, X_OK))
+		hec_warn("%s: mpiexec %s: %s; jobs will fail", ag->conf.name, ag->conf.mpiexec,
+			 strerror(errno));
+
+	/* Orphans of job processes come to us, so their zombies do not pile up
+	 * under an init that may not reap (containers). */
+	prctl(PR_SET_CHILD_SUBREAPER, 1);
+	signal(SIGPIPE, SIG_IGN);
+
+	rc = ag->ops->node_init(&ag->penv);
+	if (rc) {
+		hec_err("%s: cannot set up partitions (%s driver): %s: %s", ag->conf.name,
+			ag->ops->name, hec_part_proc_context(), strerror(-rc));
+		goto out;
+	}
+	ag->base = event_base_new();
+	if (!ag->base) {
+		hec_err("%s: cannot create the event loop", ag->conf.name);
+		goto out;
+	}
+	rc = bridges_listen(ag, &port);
+	if (rc) {
+		hec_err("%s: cannot listen on %s: %s", ag->conf.name, ag->conf.listen, strerror(-rc));
+		goto out;
+	}
+	setup_addr(ag, port);
+	ag->retry_timer = evtimer_new(ag->base, retry_cb, ag);
+	ag->hb_timer = event_new(ag->base, -1, EV_PERSIST, hb_cb, ag);
+	if (!ag->retry_timer || !ag->hb_timer || add_signal(ag, 0, SIGCHLD) ||
+	    add_signal(ag, 1, SIGTERM) || add_signal(ag, 2, SIGINT) || add_signal(ag, 3, SIGHUP)) {
+		hec_err("%s: cannot set up events: out of memory", ag->conf.name);
+		goto out;
+	}
+	jobs_adopt(ag);
+	hec_info("%s: hecd %s up: cpus %s (%d cores, %d PUs, %d NUMA, %ld MB), bridges at %s, controller %s",
+		 ag->conf.name, PACKAGE_VERSION, cpus, ag->topo.cores, ag->topo.pus,
+		 ag->topo.numa_nodes, ag->topo.memory_mb, ag->addr, ag->conf.controller);
+	ctl_connect(ag);
+	event_base_dispatch(ag->base);
+
+out:
+	rc = ag->exit_code;
+	if (ag->ops)
+		hec_part_proc_node_fini(&ag->penv);
+	agent_free(ag);
+	libevent_global_shutdown();
+	return rc;
+}

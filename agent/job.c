@@ -1,0 +1,1046 @@
+/*
+ * Jobs on this node: LAUNCH makes the partition and the job's files, START
+ * runs the batch step (batch node only), KILL_JOB empties and removes the
+ * partition.  The batch step's end is reported as JOB_EXIT and kept until the
+ * controller acknowledges it, across reconnects and agent restarts
+ * (state_dir/job.<id>/job.json).
+ */
+#include "config.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <grp.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "hec/common.h"
+#include "hec/msg.h"
+#include "agent/agent.h"
+#include "agent/part_proc.h"
+
+#define KILL_POLL_MS 20
+#define KILL_WARN_NS (10LL * 1000000000)
+#define SHUTDOWN_GIVE_UP_NS (30LL * 1000000000)
+#define MAX_ADOPT 4096
+
+/* snprintf that reports truncation (paths are built from config and wire data). */
+static int fmt(char *buf, size_t len, const char *f, ...) __attribute__((format(printf, 3, 4)));
+static int fmt(char *buf, size_t len, const char *f, ...)
+{
+	va_list ap;
+	int n;
+
+	va_start(ap, f);
+	n = vsnprintf(buf, len, f, ap);
+	va_end(ap);
+	return n < 0 || (size_t)n >= len ? -ENAMETOOLONG : 0;
+}
+
+/* The reasons sent to the controller start with our name; logs add it themselves. */
+static const char *unprefixed(struct agent *ag, const char *why)
+{
+	size_t n = strlen(ag->conf.name);
+
+	return !strncmp(why, ag->conf.name, n) && !strncmp(why + n, ": ", 2) ? why + n + 2 : why;
+}
+
+/* ---- jobs ---- */
+
+struct job *job_find(struct agent *ag, long id)
+{
+	for (struct job *j = ag->jobs; j; j = j->next)
+		if (j->id == id)
+			return j;
+	return NULL;
+}
+
+static struct job *job_new(struct agent *ag, long id)
+{
+	struct job *j = calloc(1, sizeof(*j));
+
+	if (!j)
+		return NULL;
+	j->id = id;
+	j->ag = ag;
+	j->next = ag->jobs;
+	ag->jobs = j;
+	return j;
+}
+
+static void job_free(struct agent *ag, struct job *j)
+{
+	struct job **pp;
+
+	for (pp = &ag->jobs; *pp; pp = &(*pp)->next)
+		if (*pp == j) {
+			*pp = j->next;
+			break;
+		}
+	if (j->part)
+		ag->ops->release(j->part);
+	if (j->kill_timer)
+		event_free(j->kill_timer);
+	if (j->watch)
+		event_free(j->watch);
+	json_decref(j->nodes);
+	free(j);
+}
+
+void jobs_free(struct agent *ag)
+{
+	while (ag->jobs)
+		job_free(ag, ag->jobs);
+	while (ag->exits) {
+		struct exit_rec *e = ag->exits;
+
+		ag->exits = e->next;
+		free(e->error);
+		free(e);
+	}
+}
+
+int job_dir(struct agent *ag, long id, char *buf, size_t len)
+{
+	return fmt(buf, len, "%s/job.%ld", ag->conf.state_dir, id);
+}
+
+/* Only our own files live there, one level deep. */
+static void remove_job_dir(struct agent *ag, long id)
+{
+	char dir[PATH_MAX];
+	struct dirent *de;
+	DIR *d;
+
+	if (job_dir(ag, id, dir, sizeof(dir)))
+		return;
+	d = opendir(dir);
+	if (!d) {
+		if (errno != ENOENT)
+			hec_warn("%s: job %ld: cannot remove %s: %s", ag->conf.name, id, dir,
+				 strerror(errno));
+		return;
+	}
+	while ((de = readdir(d)))
+		if (strcmp(de->d_name, ".") && strcmp(de->d_name, ".."))
+			unlinkat(dirfd(d), de->d_name, 0);
+	closedir(d);
+	if (rmdir(dir))
+		hec_warn("%s: job %ld: cannot remove %s: %s", ag->conf.name, id, dir, strerror(errno));
+}
+
+/* Create or replace @path with @len bytes, mode @mode, owned by the job's user. */
+static int write_job_file(const struct job *j, const char *path, const char *text, size_t len,
+			  mode_t mode, int give_to_user)
+{
+	int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW | O_CLOEXEC, mode);
+	size_t off = 0;
+	int rc = 0;
+
+	if (fd < 0)
+		return -errno;
+	if (fchmod(fd, mode))
+		rc = -errno;
+	if (!rc && give_to_user && agent_is_root() && fchown(fd, j->uid, j->gid))
+		rc = -errno;
+	while (!rc && off < len) {
+		ssize_t n = write(fd, text + off, len - off);
+
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0)
+			rc = -errno;
+		else
+			off += (size_t)n;
+	}
+	if (close(fd) && !rc)
+		rc = -errno;
+	return rc;
+}
+
+static struct exit_rec *exit_find(struct agent *ag, long id)
+{
+	for (struct exit_rec *e = ag->exits; e; e = e->next)
+		if (e->job == id)
+			return e;
+	return NULL;
+}
+
+/* job.json: what a restarted agent needs to keep serving the job. */
+static void save_meta(struct agent *ag, struct job *j)
+{
+	char dir[PATH_MAX], path[PATH_MAX], tmp[PATH_MAX];
+	struct exit_rec *e = exit_find(ag, j->id);
+	json_t *o;
+	char *text;
+	int rc = -ENOMEM;
+
+	if (!j->launched || job_dir(ag, j->id, dir, sizeof(dir)))
+		return;
+	if (fmt(path, sizeof(path), "%s/job.json", dir) || fmt(tmp, sizeof(tmp), "%s.tmp", path))
+		return;
+	o = json_pack("{s:I, s:s, s:I, s:I, s:O, s:I, s:I}", "job", (json_int_t)j->id,
+		      "key", j->key, "uid", (json_int_t)j->uid, "gid", (json_int_t)j->gid,
+		      "nodes", j->nodes, "batch_pid", (json_int_t)(j->batch_pid ? j->batch_pid : j->orphan_pid),
+		      "batch_start", (json_int_t)j->orphan_start);
+	if (o && e) {
+		json_t *x = json_pack("{s:i, s:i}", "exit", e->exit, "signal", e->sig);
+
+		if (x && e->error)
+			json_object_set_new(x, "error", json_string(e->error));
+		json_object_set_new(o, "exit", x);
+	}
+	text = o ? json_dumps(o, JSON_COMPACT) : NULL;
+	json_decref(o);
+	if (text) {
+		rc = write_job_file(j, tmp, text, strlen(text), 0600, 0);
+		if (!rc && rename(tmp, path))
+			rc = -errno;
+		free(text);
+	}
+	if (rc)
+		hec_warn("%s: job %ld: cannot save %s: %s", ag->conf.name, j->id, path, strerror(-rc));
+}
+
+/* "starttime" of /proc/PID/stat (field 22), 0 if gone or a zombie. */
+static unsigned long long proc_start(pid_t pid)
+{
+	char path[64], buf[1024], *p;
+	unsigned long long start = 0;
+	int field;
+
+	fmt(path, sizeof(path), "/proc/%d/stat", (int)pid);
+	if (hec_read_file(path, buf, sizeof(buf)))
+		return 0;
+	p = strrchr(buf, ')'); /* the command name may hold spaces */
+	if (!p || p[1] != ' ' || p[2] == 'Z' || p[2] == 'X')
+		return 0;
+	for (field = 3, p += 2; *p && field < 22; p++)
+		if (*p == ' ')
+			field++;
+	if (field == 22)
+		start = strtoull(p, NULL, 10);
+	return start;
+}
+
+/* ---- exits ---- */
+
+static void send_exit(struct agent *ag, const struct exit_rec *e)
+{
+	json_t *b = json_pack("{s:I, s:i, s:i}", "job", (json_int_t)e->job, "exit", e->exit,
+			      "signal", e->sig);
+
+	if (b && e->error)
+		json_object_set_new(b, "error", json_string(e->error));
+	agent_ctl_send(ag, HEC_MSG_JOB_EXIT, b);
+}
+
+static void add_exit(struct agent *ag, long id, int code, int sig, const char *error)
+{
+	struct exit_rec *e = exit_find(ag, id);
+
+	if (!e) {
+		e = calloc(1, sizeof(*e));
+		if (!e) {
+			hec_err("%s: job %ld: out of memory recording its exit", ag->conf.name, id);
+			return;
+		}
+		e->job = id;
+		e->next = ag->exits;
+		ag->exits = e;
+	}
+	free(e->error);
+	e->error = error ? strdup(error) : NULL;
+	e->exit = code;
+	e->sig = sig;
+}
+
+/* The batch step is over (or could not start): tell the controller, durably. */
+static void batch_ended(struct agent *ag, long id, int code, int sig, const char *error)
+{
+	struct job *j = job_find(ag, id);
+
+	add_exit(ag, id, code, sig, error);
+	if (j)
+		save_meta(ag, j);
+	if (ag->registered)
+		send_exit(ag, exit_find(ag, id));
+}
+
+void exits_resend(struct agent *ag)
+{
+	for (struct exit_rec *e = ag->exits; e; e = e->next)
+		send_exit(ag, e);
+}
+
+json_t *exits_json(struct agent *ag)
+{
+	json_t *a = json_array();
+
+	for (struct exit_rec *e = ag->exits; a && e; e = e->next) {
+		json_t *x = json_pack("{s:I, s:i, s:i}", "job", (json_int_t)e->job, "exit", e->exit,
+				      "signal", e->sig);
+
+		if (x && e->error)
+			json_object_set_new(x, "error", json_string(e->error));
+		json_array_append_new(a, x);
+	}
+	return a;
+}
+
+void job_on_exit_ack(struct agent *ag, long id)
+{
+	struct exit_rec **pp, *e;
+	struct job *j;
+
+	for (pp = &ag->exits; (e = *pp); pp = &e->next)
+		if (e->job == id) {
+			*pp = e->next;
+			free(e->error);
+			free(e);
+			break;
+		}
+	j = job_find(ag, id);
+	if (j)
+		save_meta(ag, j);
+}
+
+/* ---- nodes of a job ---- */
+
+static char *join_nodes(const struct job *j, int with_addr)
+{
+	size_t len = 1, i;
+	json_t *n;
+	char *s;
+
+	json_array_foreach(j->nodes, i, n)
+		len += strlen(json_string_value(json_object_get(n, "name"))) + 2 +
+		       (with_addr ? strlen(json_string_value(json_object_get(n, "addr"))) : 0);
+	s = calloc(1, len);
+	if (!s)
+		return NULL;
+	json_array_foreach(j->nodes, i, n) {
+		if (i)
+			strcat(s, ",");
+		strcat(s, json_string_value(json_object_get(n, "name")));
+		if (with_addr) {
+			strcat(s, "=");
+			strcat(s, json_string_value(json_object_get(n, "addr")));
+		}
+	}
+	return s;
+}
+
+char *job_agent_map(const struct job *j)
+{
+	return join_nodes(j, 1);
+}
+
+char *job_nodelist(const struct job *j)
+{
+	return join_nodes(j, 0);
+}
+
+/* nodes must be well-formed for join_nodes() even when read back from disk. */
+static int nodes_valid(const json_t *nodes)
+{
+	size_t i;
+	json_t *n;
+
+	if (!json_is_array(nodes))
+		return 0;
+	json_array_foreach(nodes, i, n)
+		if (!json_is_string(json_object_get(n, "name")) ||
+		    !json_is_string(json_object_get(n, "addr")) ||
+		    !json_is_integer(json_object_get(n, "ranks")))
+			return 0;
+	return 1;
+}
+
+/* ---- LAUNCH ---- */
+
+static int write_hosts(struct agent *ag, struct job *j, char *why, size_t whylen)
+{
+	char dir[PATH_MAX], path[PATH_MAX], *text = NULL;
+	size_t len = 0, i;
+	json_t *n;
+	FILE *mem;
+	int rc;
+
+	rc = job_dir(ag, j->id, dir, sizeof(dir));
+	if (!rc)
+		rc = hec_mkdir_p(ag->conf.state_dir, 0755);
+	if (rc) {
+		fmt(why, whylen, "%s: state_dir %s: %s", ag->conf.name, ag->conf.state_dir,
+		    strerror(-rc));
+		return rc;
+	}
+	if (mkdir(dir, 0755) && errno != EEXIST) {
+		rc = -errno;
+		fmt(why, whylen, "%s: mkdir %s: %s", ag->conf.name, dir, strerror(-rc));
+		return rc;
+	}
+	mem = open_memstream(&text, &len);
+	if (!mem)
+		return -ENOMEM;
+	/* Hydra's host file: "host:nprocs" per line. */
+	json_array_foreach(j->nodes, i, n)
+		fprintf(mem, "%s:%lld\n", json_string_value(json_object_get(n, "name")),
+			(long long)json_integer_value(json_object_get(n, "ranks")));
+	fclose(mem);
+	rc = fmt(path, sizeof(path), "%s/hosts", dir);
+	if (!rc)
+		rc = write_job_file(j, path, text, len, 0644, 1);
+	free(text);
+	if (rc)
+		fmt(why, whylen, "%s: host file %s: %s", ag->conf.name, path, strerror(-rc));
+	return rc;
+}
+
+static void reply_launched(struct agent *ag, long id, const char *error)
+{
+	json_t *b = json_pack("{s:I}", "job", (json_int_t)id);
+
+	if (b && error)
+		json_object_set_new(b, "error", json_string(error));
+	agent_ctl_send(ag, HEC_MSG_LAUNCHED, b);
+}
+
+void job_on_launch(struct agent *ag, const json_t *body)
+{
+	long id = (long)json_integer_value(json_object_get(body, "job"));
+	json_int_t uid = json_integer_value(json_object_get(body, "uid"));
+	json_int_t gid = json_integer_value(json_object_get(body, "gid"));
+	const char *key = json_string_value(json_object_get(body, "key"));
+	json_t *nodes = json_object_get(body, "nodes");
+	struct hec_partition *part = NULL;
+	struct job *j = job_find(ag, id);
+	char why[1024];
+	int rc, made = 0;
+
+	if (ag->shutting_down) {
+		fmt(why, sizeof(why), "%s: shutting down", ag->conf.name);
+		goto refuse;
+	}
+	if (!agent_is_root() && uid != (json_int_t)getuid()) {
+		fmt(why, sizeof(why), "%s: hecd runs as uid %d, not root, and cannot run jobs of uid %lld",
+			 ag->conf.name, (int)getuid(), (long long)uid);
+		goto refuse;
+	}
+	if (!nodes_valid(nodes) || json_array_size(nodes) == 0) {
+		fmt(why, sizeof(why), "%s: LAUNCH without nodes", ag->conf.name);
+		goto refuse;
+	}
+	if (j && j->killing) {
+		fmt(why, sizeof(why), "%s: job %ld is still being killed here", ag->conf.name, id);
+		goto refuse;
+	}
+	if (!j) {
+		rc = ag->ops->create(&ag->penv, id, &part);
+		if (rc == -EEXIST) /* left by a previous life of ours: reuse it */
+			rc = ag->ops->open(&ag->penv, id, &part);
+		if (rc) {
+			fmt(why, sizeof(why), "%s: %s: %s", ag->conf.name, hec_part_proc_context(),
+				 strerror(-rc));
+			goto refuse;
+		}
+		j = job_new(ag, id);
+		if (!j) {
+			ag->ops->destroy(part);
+			ag->ops->release(part);
+			fmt(why, sizeof(why), "%s: out of memory", ag->conf.name);
+			goto refuse;
+		}
+		j->part = part;
+		made = 1;
+	}
+	j->launched = 1;
+	fmt(j->key, sizeof(j->key), "%s", key);
+	j->uid = (uid_t)uid;
+	j->gid = (gid_t)gid;
+	json_decref(j->nodes);
+	j->nodes = json_deep_copy(nodes);
+	if (!j->nodes) {
+		fmt(why, sizeof(why), "%s: out of memory", ag->conf.name);
+		rc = -ENOMEM;
+	} else {
+		rc = write_hosts(ag, j, why, sizeof(why));
+	}
+	if (rc) {
+		if (made) {
+			ag->ops->destroy(j->part);
+			remove_job_dir(ag, id);
+			job_free(ag, j);
+		}
+		goto refuse;
+	}
+	save_meta(ag, j);
+	hec_info("%s: job %ld: partition ready (uid %lld, %zu nodes)", ag->conf.name, id,
+		 (long long)uid, json_array_size(nodes));
+	reply_launched(ag, id, NULL);
+	return;
+
+refuse:
+	hec_err("%s: job %ld: LAUNCH failed: %s", ag->conf.name, id, unprefixed(ag, why));
+	reply_launched(ag, id, why);
+}
+
+/* ---- START ---- */
+
+/*
+ * Open the batch step's output files as the job's user, in its directory,
+ * so that the user's permissions apply: a forked helper drops privileges,
+ * opens, and passes the descriptors back.  @why gets the reason on failure.
+ */
+struct open_result {
+	int err;
+	int stage; /* 0 chdir, 1 output, 2 error file */
+};
+
+static int open_output(const char *path)
+{
+	int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_NOCTTY | O_NONBLOCK | O_CLOEXEC, 0644);
+
+	/* O_NONBLOCK only so that a FIFO without reader cannot hang us. */
+	if (fd >= 0)
+		fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) & ~O_NONBLOCK);
+	return fd;
+}
+
+static void __attribute__((noreturn))
+open_child(int sock, const struct job *j, const char *cwd, const char *out, const char *err)
+{
+	struct open_result r = { 0, 0 };
+	char cbuf[CMSG_SPACE(2 * sizeof(int))];
+	struct iovec iov = { &r, sizeof(r) };
+	struct msghdr mh = { .msg_iov = &iov, .msg_iovlen = 1 };
+	int fds[2] = { -1, -1 }, nfds = 0;
+
+	if (agent_is_root() && (j->uid != getuid() || j->gid != getgid())) {
+		if (setgroups(0, NULL) || setgid(j->gid) || setuid(j->uid)) {
+			r.err = errno;
+			goto send;
+		}
+	}
+	if (chdir(cwd)) {
+		r.err = errno;
+		goto send;
+	}
+	r.stage = 1;
+	fds[nfds] = open_output(out);
+	if (fds[nfds] < 0) {
+		r.err = errno;
+		goto send;
+	}
+	nfds++;
+	if (err && strcmp(err, out)) {
+		r.stage = 2;
+		fds[nfds] = open_output(err);
+		if (fds[nfds] < 0) {
+			r.err = errno;
+			goto send;
+		}
+		nfds++;
+	}
+send:
+	if (!r.err && nfds) {
+		struct cmsghdr *cm;
+
+		memset(cbuf, 0, sizeof(cbuf));
+		mh.msg_control = cbuf;
+		mh.msg_controllen = CMSG_SPACE((size_t)nfds * sizeof(int));
+		cm = CMSG_FIRSTHDR(&mh);
+		cm->cmsg_level = SOL_SOCKET;
+		cm->cmsg_type = SCM_RIGHTS;
+		cm->cmsg_len = CMSG_LEN((size_t)nfds * sizeof(int));
+		memcpy(CMSG_DATA(cm), fds, (size_t)nfds * sizeof(int));
+	}
+	_exit(sendmsg(sock, &mh, 0) < 0 ? 1 : 0);
+}
+
+static int open_as_user(struct agent *ag, const struct job *j, const char *cwd, const char *out,
+			const char *err, int *out_fd, int *err_fd, char *why, size_t whylen)
+{
+	char cbuf[CMSG_SPACE(2 * sizeof(int))];
+	struct open_result r = { EIO, 0 };
+	struct iovec iov = { &r, sizeof(r) };
+	struct msghdr mh = { .msg_iov = &iov, .msg_iovlen = 1, .msg_control = cbuf,
+			     .msg_controllen = sizeof(cbuf) };
+	struct cmsghdr *cm;
+	sigset_t all, old;
+	int sv[2], fds[2] = { -1, -1 }, nfds = 0;
+	ssize_t n;
+	pid_t pid;
+
+	*out_fd = *err_fd = -1;
+	if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv)) {
+		fmt(why, whylen, "%s: socketpair: %s", ag->conf.name, strerror(errno));
+		return -errno;
+	}
+	/* Blocked in the child too: our libevent handlers must not run there. */
+	sigfillset(&all);
+	sigprocmask(SIG_SETMASK, &all, &old);
+	pid = fork();
+	if (pid == 0) {
+		close(sv[0]);
+		open_child(sv[1], j, cwd, out, err);
+	}
+	sigprocmask(SIG_SETMASK, &old, NULL);
+	close(sv[1]);
+	if (pid < 0) {
+		int e = errno;
+
+		close(sv[0]);
+		fmt(why, whylen, "%s: fork: %s", ag->conf.name, strerror(e));
+		return -e;
+	}
+	do
+		n = recvmsg(sv[0], &mh, MSG_CMSG_CLOEXEC);
+	while (n < 0 && errno == EINTR);
+	close(sv[0]);
+	while (waitpid(pid, NULL, 0) < 0 && errno == EINTR)
+		;
+	if (n == (ssize_t)sizeof(r)) {
+		for (cm = CMSG_FIRSTHDR(&mh); cm; cm = CMSG_NXTHDR(&mh, cm))
+			if (cm->cmsg_level == SOL_SOCKET && cm->cmsg_type == SCM_RIGHTS) {
+				nfds = (int)((cm->cmsg_len - CMSG_LEN(0)) / sizeof(int));
+				if (nfds > 2)
+					nfds = 2;
+				memcpy(fds, CMSG_DATA(cm), (size_t)nfds * sizeof(int));
+			}
+	} else {
+		r.err = EIO;
+	}
+	if (!r.err && nfds >= 1) {
+		*out_fd = fds[0];
+		*err_fd = nfds == 2 ? fds[1] : -1;
+		return 0;
+	}
+	for (int i = 0; i < nfds; i++)
+		close(fds[i]);
+	if (!r.err)
+		r.err = EIO;
+	if (r.stage == 0)
+		fmt(why, whylen, "%s: cannot enter directory %s: %s", ag->conf.name, cwd,
+			 strerror(r.err));
+	else
+		fmt(why, whylen, "%s: cannot open %s %s: %s", ag->conf.name,
+			 r.stage == 1 ? "output" : "error file", r.stage == 1 ? out : err,
+			 strerror(r.err));
+	return -r.err;
+}
+
+static int build_env(struct agent *ag, struct job *j, const json_t *env, long ntasks,
+		     const char *hosts, struct envv *e)
+{
+	char num[32], *map = job_agent_map(j), *list = job_nodelist(j);
+	size_t i;
+	json_t *v;
+	int rc = map && list ? 0 : -ENOMEM;
+
+	json_array_foreach(env, i, v) {
+		const char *kv = json_string_value(v);
+
+		if (rc)
+			break;
+		if (strchr(kv, '=') && *kv != '=')
+			rc = envv_add(e, kv);
+	}
+	fmt(num, sizeof(num), "%ld", j->id);
+	if (!rc)
+		rc = envv_set(e, "HEC_JOB_ID", num);
+	fmt(num, sizeof(num), "%ld", ntasks);
+	if (!rc)
+		rc = envv_set(e, "HEC_NTASKS", num);
+	if (!rc)
+		rc = envv_set(e, "HEC_NODE", ag->conf.name);
+	if (!rc)
+		rc = envv_set(e, "HEC_JOB_NODELIST", list);
+	if (!rc)
+		rc = envv_set(e, "HEC_JOB_KEY", j->key);
+	if (!rc)
+		rc = envv_set(e, "HEC_AGENT_MAP", map);
+	if (!rc)
+		rc = envv_set(e, "HYDRA_HOST_FILE", hosts);
+	if (!rc)
+		rc = envv_set(e, "HYDRA_LAUNCHER", "rsh");
+	if (!rc)
+		rc = envv_set(e, "HYDRA_LAUNCHER_EXEC", ag->helper);
+	free(map);
+	free(list);
+	return rc;
+}
+
+void job_on_start(struct agent *ag, const json_t *body)
+{
+	long id = (long)json_integer_value(json_object_get(body, "job"));
+	long ntasks = (long)json_integer_value(json_object_get(body, "ntasks"));
+	const char *cwd = json_string_value(json_object_get(body, "cwd"));
+	const char *out = json_string_value(json_object_get(body, "output"));
+	const char *errf = json_string_value(json_object_get(body, "error"));
+	const char *script = json_string_value(json_object_get(body, "script"));
+	json_t *uargv = json_object_get(body, "argv"), *v;
+	struct job *j = job_find(ag, id);
+	char dir[PATH_MAX] = "", hosts[PATH_MAX], spath[PATH_MAX], num[32], why[PATH_MAX + 256];
+	const char **argv = NULL;
+	struct envv env = { 0 };
+	int out_fd = -1, err_fd = -1, in_fd = -1, rc, code = 1;
+	size_t i, argc = 0;
+	pid_t pid;
+
+	if (!j || !j->launched || !j->part) {
+		fmt(why, sizeof(why), "%s: START for job %ld, which was not launched here",
+			 ag->conf.name, id);
+		goto fail;
+	}
+	if (j->killing) {
+		hec_warn("%s: job %ld: START while being killed, ignored", ag->conf.name, id);
+		return;
+	}
+	if (j->batch_pid || j->orphan_pid || exit_find(ag, id)) {
+		hec_warn("%s: job %ld: START again, ignored: the batch step already ran", ag->conf.name, id);
+		return;
+	}
+	job_dir(ag, id, dir, sizeof(dir));
+	fmt(hosts, sizeof(hosts), "%s/hosts", dir);
+
+	argv = calloc(json_array_size(uargv) + 5, sizeof(*argv));
+	if (!argv) {
+		fmt(why, sizeof(why), "%s: out of memory", ag->conf.name);
+		goto fail;
+	}
+	if (json_array_size(uargv) > 0) {
+		fmt(num, sizeof(num), "%ld", ntasks);
+		argv[argc++] = ag->conf.mpiexec;
+		argv[argc++] = "-n";
+		argv[argc++] = num;
+		json_array_foreach(uargv, i, v)
+			argv[argc++] = json_string_value(v);
+	} else if (script) {
+		fmt(spath, sizeof(spath), "%s/script", dir);
+		rc = write_job_file(j, spath, script, strlen(script), 0700, 1);
+		if (rc) {
+			fmt(why, sizeof(why), "%s: cannot write batch script %s: %s",
+				 ag->conf.name, spath, strerror(-rc));
+			goto fail;
+		}
+		if (strncmp(script, "#!", 2))
+			argv[argc++] = "/bin/sh";
+		argv[argc++] = spath;
+	} else {
+		fmt(why, sizeof(why), "%s: START without argv or script", ag->conf.name);
+		goto fail;
+	}
+
+	rc = build_env(ag, j, json_object_get(body, "env"), ntasks, hosts, &env);
+	if (rc) {
+		fmt(why, sizeof(why), "%s: out of memory", ag->conf.name);
+		goto fail;
+	}
+	rc = open_as_user(ag, j, cwd, out, errf, &out_fd, &err_fd, why, sizeof(why));
+	if (rc)
+		goto fail;
+	in_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
+	{
+		struct hec_spawn_req req = {
+			.argv = argv, .envp = (const char *const *)env.v, .cwd = cwd,
+			.uid = j->uid, .gid = j->gid, .stdin_fd = in_fd, .stdout_fd = out_fd,
+			.stderr_fd = err_fd >= 0 ? err_fd : out_fd,
+		};
+
+		rc = ag->ops->spawn(j->part, &req, &pid);
+	}
+	if (rc) {
+		/* Like a shell: 127 not found, 126 not runnable. */
+		code = rc == -ENOENT ? 127 : rc == -EACCES || rc == -ENOEXEC ? 126 : 1;
+		fmt(why, sizeof(why), "%s: cannot start %s in %s: %s", ag->conf.name, argv[0],
+			 cwd, strerror(-rc));
+		goto fail;
+	}
+	j->batch_pid = pid;
+	j->orphan_start = proc_start(pid);
+	save_meta(ag, j);
+	hec_info("%s: job %ld: batch step started, pid %d: %s%s%s", ag->conf.name, id, (int)pid,
+		 argv[0], argc > 1 ? " " : "", argc > 1 ? argv[argc - 1] : "");
+	goto out;
+
+fail:
+	hec_err("%s: job %ld: batch step failed to start: %s", ag->conf.name, id,
+		unprefixed(ag, why));
+	batch_ended(ag, id, code, 0, why);
+out:
+	if (in_fd >= 0)
+		close(in_fd);
+	if (out_fd >= 0)
+		close(out_fd);
+	if (err_fd >= 0)
+		close(err_fd);
+	envv_free(&env);
+	free(argv);
+}
+
+int job_reaped(struct agent *ag, pid_t pid, int status)
+{
+	int code, sig;
+
+	for (struct job *j = ag->jobs; j; j = j->next) {
+		if (j->batch_pid != pid)
+			continue;
+		j->batch_pid = 0;
+		j->orphan_start = 0;
+		agent_wait_status(status, &code, &sig);
+		if (j->killing) {
+			/* The controller already decided the outcome. */
+			hec_debug("%s: job %ld: batch step ended while being killed", ag->conf.name, j->id);
+			return 1;
+		}
+		if (sig)
+			hec_info("%s: job %ld: batch step killed by signal %d", ag->conf.name, j->id, sig);
+		else
+			hec_info("%s: job %ld: batch step exited with %d", ag->conf.name, j->id, code);
+		batch_ended(ag, j->id, code, sig, NULL);
+		return 1;
+	}
+	return 0;
+}
+
+/* ---- KILL_JOB ---- */
+
+static void job_gone(struct agent *ag, struct job *j)
+{
+	long id = j->id;
+
+	remove_job_dir(ag, id);
+	job_free(ag, j);
+	agent_ctl_send(ag, HEC_MSG_JOB_GONE, json_pack("{s:I}", "job", (json_int_t)id));
+	if (ag->shutting_down && !ag->jobs)
+		agent_finish(ag);
+}
+
+/* Poll until the partition is empty, then remove it (non-blocking for the loop). */
+static void kill_tick(evutil_socket_t fd, short what, void *arg)
+{
+	struct job *j = arg;
+	struct agent *ag = j->ag;
+	int64_t elapsed = hec_now_mono_ns() - j->kill_start_ns;
+	int n, rc;
+
+	(void)fd;
+	(void)what;
+	n = ag->ops->nprocs(j->part);
+	if (n != 0 && n != -ENOENT) {
+		if (n < 0 && !j->kill_warned) {
+			hec_err("%s: job %ld: cannot count processes: %s: %s", ag->conf.name, j->id,
+				hec_part_proc_context(), strerror(-n));
+			j->kill_warned = 1;
+		}
+		if (++j->kill_ticks % 10 == 0)
+			ag->ops->kill(j->part);
+		if (elapsed > KILL_WARN_NS && !j->kill_warned) {
+			hec_err("%s: job %ld: %d processes survive SIGKILL after %lld s; still trying",
+				ag->conf.name, j->id, n, (long long)(KILL_WARN_NS / 1000000000));
+			j->kill_warned = 1;
+		}
+		if (!(ag->shutting_down && hec_now_mono_ns() - ag->shutdown_start_ns > SHUTDOWN_GIVE_UP_NS))
+			return;
+		hec_err("%s: job %ld: giving up on its partition for shutdown", ag->conf.name, j->id);
+	} else {
+		rc = ag->ops->destroy(j->part);
+		if (rc == -EBUSY && elapsed < KILL_WARN_NS)
+			return; /* a process was still on its way out */
+		if (rc)
+			hec_err("%s: job %ld: cannot remove partition: %s: %s", ag->conf.name, j->id,
+				hec_part_proc_context(), strerror(-rc));
+		else
+			hec_info("%s: job %ld: partition removed", ag->conf.name, j->id);
+	}
+	job_gone(ag, j);
+}
+
+static void start_kill(struct agent *ag, struct job *j)
+{
+	struct timeval tv = { 0, KILL_POLL_MS * 1000 };
+	int rc;
+
+	if (j->killing)
+		return;
+	j->killing = 1;
+	j->kill_start_ns = hec_now_mono_ns();
+	if (j->watch)
+		event_del(j->watch);
+	rc = ag->ops->kill(j->part);
+	if (rc)
+		hec_err("%s: job %ld: kill: %s: %s", ag->conf.name, j->id, hec_part_proc_context(),
+			strerror(-rc));
+	j->kill_timer = event_new(ag->base, -1, EV_PERSIST, kill_tick, j);
+	if (!j->kill_timer || event_add(j->kill_timer, &tv)) {
+		hec_err("%s: job %ld: cannot poll its partition: out of memory", ag->conf.name, j->id);
+		job_gone(ag, j);
+	}
+}
+
+/* A partition on disk we hold no handle for (previous life, half-made). */
+static struct job *open_unknown(struct agent *ag, long id)
+{
+	struct hec_partition *part;
+	struct job *j;
+
+	if (ag->ops->open(&ag->penv, id, &part))
+		return NULL;
+	j = job_new(ag, id);
+	if (!j) {
+		ag->ops->release(part);
+		return NULL;
+	}
+	j->part = part;
+	return j;
+}
+
+void job_on_kill(struct agent *ag, long id)
+{
+	struct job *j = job_find(ag, id);
+
+	if (!j)
+		j = open_unknown(ag, id);
+	if (!j) {
+		/* Nothing here (never launched, or already gone): idempotent. */
+		remove_job_dir(ag, id);
+		agent_ctl_send(ag, HEC_MSG_JOB_GONE, json_pack("{s:I}", "job", (json_int_t)id));
+		return;
+	}
+	if (j->killing)
+		return; /* JOB_GONE follows when done */
+	hec_info("%s: job %ld: killing", ag->conf.name, id);
+	start_kill(ag, j);
+}
+
+void jobs_shutdown(struct agent *ag)
+{
+	long ids[MAX_ADOPT];
+	int n;
+
+	if (ag->shutting_down)
+		return;
+	ag->shutting_down = 1;
+	ag->shutdown_start_ns = hec_now_mono_ns();
+	/* Also whatever appeared on disk behind our back. */
+	n = ag->ops->list(&ag->penv, ids, MAX_ADOPT);
+	for (int i = 0; i < n; i++)
+		if (!job_find(ag, ids[i]))
+			open_unknown(ag, ids[i]);
+	if (!ag->jobs) {
+		agent_finish(ag);
+		return;
+	}
+	for (struct job *j = ag->jobs, *next; j; j = next) {
+		next = j->next;
+		start_kill(ag, j);
+	}
+}
+
+/* ---- adoption after an agent restart ---- */
+
+static void orphan_poll(evutil_socket_t fd, short what, void *arg)
+{
+	struct job *j = arg;
+	struct agent *ag = j->ag;
+	unsigned long long start;
+
+	(void)fd;
+	(void)what;
+	if (!j->orphan_pid)
+		return;
+	start = proc_start(j->orphan_pid);
+	if (start && (!j->orphan_start || start == j->orphan_start))
+		return; /* still running */
+	/* Not our child: its status went to whoever reaped it. */
+	hec_warn("%s: job %ld: batch step (pid %d) of the previous hecd ended; its exit status is unknown",
+		 ag->conf.name, j->id, (int)j->orphan_pid);
+	j->orphan_pid = 0;
+	j->orphan_start = 0;
+	if (j->watch)
+		event_del(j->watch);
+	batch_ended(ag, j->id, 1, 0, "batch step ended while hecd was restarting; exit status unknown");
+}
+
+static void load_meta(struct agent *ag, struct job *j)
+{
+	char dir[PATH_MAX], path[PATH_MAX];
+	json_error_t jerr;
+	json_t *o, *x;
+	const char *key;
+
+	if (job_dir(ag, j->id, dir, sizeof(dir)))
+		return;
+	fmt(path, sizeof(path), "%s/job.json", dir);
+	o = json_load_file(path, JSON_REJECT_DUPLICATES, &jerr);
+	if (!o) {
+		if (access(path, F_OK) == 0)
+			hec_warn("%s: job %ld: %s: %s; the job can only be killed", ag->conf.name,
+				 j->id, path, jerr.text);
+		return;
+	}
+	key = json_string_value(json_object_get(o, "key"));
+	if (!key || strlen(key) >= sizeof(j->key) || !nodes_valid(json_object_get(o, "nodes")) ||
+	    !json_is_integer(json_object_get(o, "uid")) || !json_is_integer(json_object_get(o, "gid"))) {
+		hec_warn("%s: job %ld: %s is malformed; the job can only be killed", ag->conf.name,
+			 j->id, path);
+		json_decref(o);
+		return;
+	}
+	j->launched = 1;
+	strcpy(j->key, key);
+	j->uid = (uid_t)json_integer_value(json_object_get(o, "uid"));
+	j->gid = (gid_t)json_integer_value(json_object_get(o, "gid"));
+	j->nodes = json_incref(json_object_get(o, "nodes"));
+	x = json_object_get(o, "exit");
+	if (json_is_object(x)) {
+		const char *e = json_string_value(json_object_get(x, "error"));
+		int code = (int)json_integer_value(json_object_get(x, "exit"));
+		int sig = (int)json_integer_value(json_object_get(x, "signal"));
+
+		add_exit(ag, j->id, code < 0 || code > 255 ? 1 : code, sig < 0 || sig > 128 ? 0 : sig, e);
+	} else if (json_integer_value(json_object_get(o, "batch_pid")) > 0) {
+		j->orphan_pid = (pid_t)json_integer_value(json_object_get(o, "batch_pid"));
+		j->orphan_start = (unsigned long long)json_integer_value(json_object_get(o, "batch_start"));
+	}
+	json_decref(o);
+}
+
+void jobs_adopt(struct agent *ag)
+{
+	long ids[MAX_ADOPT];
+	int n = ag->ops->list(&ag->penv, ids, MAX_ADOPT);
+
+	if (n < 0) {
+		hec_err("%s: cannot list partitions: %s: %s", ag->conf.name, hec_part_proc_context(),
+			strerror(-n));
+		return;
+	}
+	for (int i = 0; i < n; i++) {
+		struct job *j = open_unknown(ag, ids[i]);
+		struct timeval tv = { 1, 0 };
+
+		if (!j) {
+			hec_err("%s: job %ld: cannot open its partition: %s", ag->conf.name, ids[i],
+				hec_part_proc_context());
+			continue;
+		}
+		load_meta(ag, j);
+		hec_info("%s: job %ld: partition found from a previous run (%d processes)",
+			 ag->conf.name, j->id, ag->ops->nprocs(j->part));
+		if (!j->orphan_pid)
+			continue;
+		j->watch = event_new(ag->base, -1, EV_PERSIST, orphan_poll, j);
+		if (j->watch)
+			event_add(j->watch, &tv);
+		orphan_poll(-1, 0, j); /* it may be gone already */
+	}
+}

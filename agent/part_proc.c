@@ -1,0 +1,963 @@
+/*
+ * proc partition driver: a partition is a cgroup per hierarchy.
+ *
+ * Freeze hierarchy (index 0): cgroup v2 where a cgroup2 file system is
+ * mounted (cgroup.freeze, cgroup.kill, cgroup.events), else the v1 freezer.
+ * CPU hierarchy (index 1): the v1 cpuset hierarchy where mounted, else v2's
+ * cpuset controller when the v2 root offers it (then it is the same group as
+ * index 0), else none, and the spawned child pins itself with
+ * sched_setaffinity() instead.
+ *
+ * Groups live at <mount>/<cgroup_base>/job.<id>, <cgroup_base> being
+ * "hec/<cluster>/<node>" (the node group).  A process joins its job's groups
+ * in the forked child before exec, so every descendant starts inside and
+ * none can escape by forking early.
+ *
+ * Ops log nothing; on failure hec_part_proc_context() says what was being
+ * done, for the caller's one-line message.
+ */
+#include "config.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <grp.h>
+#include <limits.h>
+#include <mntent.h>
+#include <sched.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/types.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "hec/common.h"
+#include "hec/partition.h"
+#include "agent/part_proc.h"
+
+#include <linux/close_range.h>
+
+extern char **environ;
+
+enum freeze_kind { FREEZE_V2, FREEZE_V1 };
+enum cpu_kind { CPU_NONE, CPU_V1, CPU_V2 };
+
+/* Where the hierarchies are mounted on this host. */
+struct layout {
+	enum freeze_kind freeze;
+	enum cpu_kind cpu;
+	char freeze_root[PATH_MAX];
+	char cpu_root[PATH_MAX];   /* CPU_V1 only */
+};
+
+struct hec_partition {
+	long job;
+	struct layout lay;
+	char dir[2][PATH_MAX];     /* [0] freeze group, [1] v1 cpuset group or "" */
+	char node_dir[PATH_MAX];   /* v1 cpuset: the node group, to copy cpus/mems from */
+	int pin;                   /* CPU_NONE with a CPU list: sched_setaffinity */
+	cpu_set_t pin_set;
+};
+
+static char ctx[PATH_MAX + 64];
+
+const char *hec_part_proc_context(void)
+{
+	return ctx;
+}
+
+static void set_ctx(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+static void set_ctx(const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(ctx, sizeof(ctx), fmt, ap);
+	va_end(ap);
+}
+
+/* ---- small file helpers (cgroup files want one write() per value) ---- */
+
+static int write_str(const char *path, const char *s)
+{
+	size_t len = strlen(s);
+	int fd = open(path, O_WRONLY | O_CLOEXEC);
+	ssize_t n;
+
+	if (fd < 0)
+		return -errno;
+	n = write(fd, s, len);
+	if (n < 0) {
+		int e = errno;
+
+		close(fd);
+		return -e;
+	}
+	close(fd);
+	return (size_t)n == len ? 0 : -EIO;
+}
+
+static int read_str(const char *path, char *buf, size_t len)
+{
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	ssize_t n;
+
+	if (fd < 0)
+		return -errno;
+	n = read(fd, buf, len - 1);
+	if (n < 0) {
+		int e = errno;
+
+		close(fd);
+		return -e;
+	}
+	close(fd);
+	buf[n] = 0;
+	while (n > 0 && (buf[n - 1] == '\n' || buf[n - 1] == ' '))
+		buf[--n] = 0;
+	return 0;
+}
+
+static int join(char *out, size_t len, const char *a, const char *b)
+{
+	int n = snprintf(out, len, "%s/%s", a, b);
+
+	return n < 0 || (size_t)n >= len ? -ENAMETOOLONG : 0;
+}
+
+/* Write @file of group @dir, recording the context on failure. */
+static int set_file(const char *dir, const char *file, const char *value)
+{
+	char path[PATH_MAX];
+	int rc = join(path, sizeof(path), dir, file);
+
+	if (!rc)
+		rc = write_str(path, value);
+	if (rc)
+		set_ctx("cgroup write '%s' to %s", value, path);
+	return rc;
+}
+
+static int get_file(const char *dir, const char *file, char *buf, size_t len)
+{
+	char path[PATH_MAX];
+	int rc = join(path, sizeof(path), dir, file);
+
+	if (!rc)
+		rc = read_str(path, buf, len);
+	if (rc)
+		set_ctx("cgroup read %s", path);
+	return rc;
+}
+
+/* mkdir that treats an existing group as success unless @excl. */
+static int make_group(const char *dir, int excl)
+{
+	if (mkdir(dir, 0755) == 0)
+		return 0;
+	if (errno == EEXIST && !excl)
+		return 0;
+	set_ctx("cgroup mkdir %s", dir);
+	return -errno;
+}
+
+/* ---- discovery ---- */
+
+static int controllers_have(const char *root, const char *name)
+{
+	char buf[512], *tok, *save = NULL;
+
+	if (get_file(root, "cgroup.controllers", buf, sizeof(buf)))
+		return 0;
+	for (tok = strtok_r(buf, " ", &save); tok; tok = strtok_r(NULL, " ", &save))
+		if (!strcmp(tok, name))
+			return 1;
+	return 0;
+}
+
+static int detect(struct layout *lay)
+{
+	char v2[PATH_MAX] = "", v1_freezer[PATH_MAX] = "", v1_cpuset[PATH_MAX] = "";
+	struct mntent ent;
+	char line[4 * PATH_MAX];
+	FILE *f;
+
+	memset(lay, 0, sizeof(*lay));
+	f = setmntent("/proc/self/mounts", "re");
+	if (!f) {
+		set_ctx("reading /proc/self/mounts");
+		return -errno;
+	}
+	while (getmntent_r(f, &ent, line, sizeof(line))) {
+		if (strlen(ent.mnt_dir) >= PATH_MAX)
+			continue;
+		if (!strcmp(ent.mnt_type, "cgroup2")) {
+			/* /sys/fs/cgroup itself wins over any other cgroup2 mount. */
+			if (!*v2 || !strcmp(ent.mnt_dir, "/sys/fs/cgroup"))
+				strcpy(v2, ent.mnt_dir);
+		} else if (!strcmp(ent.mnt_type, "cgroup")) {
+			if (!*v1_freezer && hasmntopt(&ent, "freezer"))
+				strcpy(v1_freezer, ent.mnt_dir);
+			if (!*v1_cpuset && hasmntopt(&ent, "cpuset"))
+				strcpy(v1_cpuset, ent.mnt_dir);
+		}
+	}
+	endmntent(f);
+
+	if (*v2) {
+		lay->freeze = FREEZE_V2;
+		strcpy(lay->freeze_root, v2);
+	} else if (*v1_freezer) {
+		lay->freeze = FREEZE_V1;
+		strcpy(lay->freeze_root, v1_freezer);
+	} else {
+		set_ctx("no cgroup2 mount and no cgroup v1 freezer in /proc/self/mounts");
+		return -ENODEV;
+	}
+	if (*v1_cpuset) {
+		lay->cpu = CPU_V1;
+		strcpy(lay->cpu_root, v1_cpuset);
+	} else if (*v2 && controllers_have(v2, "cpuset")) {
+		lay->cpu = CPU_V2;
+	} else {
+		lay->cpu = CPU_NONE;
+	}
+	return 0;
+}
+
+static int group_path(char *out, size_t len, const char *root, const char *base, long job)
+{
+	int n = job > 0 ? snprintf(out, len, "%s/%s/job.%ld", root, base, job)
+			: snprintf(out, len, "%s/%s", root, base);
+
+	return n < 0 || (size_t)n >= len ? -ENAMETOOLONG : 0;
+}
+
+/* The cgroup base must be a plain relative path: it ends up in rmdir()s. */
+static int check_env(const struct hec_partition_env *env)
+{
+	const char *b = env->cgroup_base;
+
+	if (!b || !*b || *b == '/' || strstr(b, "..") || b[strlen(b) - 1] == '/') {
+		set_ctx("bad cgroup base '%s'", b ? b : "(null)");
+		return -EINVAL;
+	}
+	return 0;
+}
+
+/* ---- node groups ---- */
+
+/*
+ * v1 cpuset groups start with empty cpus/mems and refuse tasks until both
+ * are set; give each level its parent's unless it already has some.
+ */
+static int v1_cpuset_inherit(const char *dir, const char *parent, int force_mems)
+{
+	char cur[4096], val[4096];
+	int rc;
+
+	rc = get_file(dir, "cpuset.cpus", cur, sizeof(cur));
+	if (rc)
+		return rc;
+	if (!*cur) {
+		rc = get_file(parent, "cpuset.cpus", val, sizeof(val));
+		if (!rc)
+			rc = set_file(dir, "cpuset.cpus", val);
+		if (rc)
+			return rc;
+	}
+	rc = get_file(dir, "cpuset.mems", cur, sizeof(cur));
+	if (rc)
+		return rc;
+	if (!*cur || force_mems) {
+		rc = get_file(parent, "cpuset.mems", val, sizeof(val));
+		if (!rc && strcmp(val, cur))
+			rc = set_file(dir, "cpuset.mems", val);
+	}
+	return rc;
+}
+
+/*
+ * Create every level of @base under @root.  @each is called with every
+ * level's directory and its parent, after creation (or when it exists).
+ */
+static int make_levels(const char *root, const char *base,
+		       int (*each)(const char *dir, const char *parent, int last, void *arg),
+		       void *arg)
+{
+	char dir[PATH_MAX], parent[PATH_MAX];
+	const char *p = base;
+	int rc;
+
+	if (strlen(root) >= sizeof(parent))
+		return -ENAMETOOLONG;
+	strcpy(parent, root);
+	for (;;) {
+		const char *slash = strchr(p, '/');
+		size_t upto = slash ? (size_t)(slash - base) : strlen(base);
+		int n = snprintf(dir, sizeof(dir), "%s/%.*s", root, (int)upto, base);
+
+		if (n < 0 || (size_t)n >= sizeof(dir))
+			return -ENAMETOOLONG;
+		rc = make_group(dir, 0);
+		if (rc)
+			return rc;
+		if (each) {
+			rc = each(dir, parent, !slash, arg);
+			if (rc)
+				return rc;
+		}
+		if (!slash)
+			return 0;
+		strcpy(parent, dir);
+		p = slash + 1;
+	}
+}
+
+static int v1_level(const char *dir, const char *parent, int last, void *arg)
+{
+	const char *cpus = arg;
+	int rc;
+
+	if (!last)
+		return v1_cpuset_inherit(dir, parent, 0);
+	/* The node group: its own CPU list, the parent's memory nodes. */
+	if (cpus && *cpus) {
+		char cur[4096];
+
+		rc = get_file(dir, "cpuset.cpus", cur, sizeof(cur));
+		if (!rc && strcmp(cur, cpus))
+			rc = set_file(dir, "cpuset.cpus", cpus);
+		if (rc)
+			return rc;
+	}
+	return v1_cpuset_inherit(dir, parent, 1);
+}
+
+static int v2_level(const char *dir, const char *parent, int last, void *arg)
+{
+	const char *cpus = arg;
+	char cur[4096];
+	int rc;
+
+	/* The parent must hand the controller down before @dir has cpuset files. */
+	rc = get_file(parent, "cgroup.subtree_control", cur, sizeof(cur));
+	if (rc)
+		return rc;
+	if (!strstr(cur, "cpuset")) {
+		rc = set_file(parent, "cgroup.subtree_control", "+cpuset");
+		if (rc)
+			return rc;
+	}
+	if (last && cpus && *cpus) {
+		rc = get_file(dir, "cpuset.cpus", cur, sizeof(cur));
+		if (!rc && strcmp(cur, cpus))
+			rc = set_file(dir, "cpuset.cpus", cpus);
+	}
+	return rc;
+}
+
+static int node_setup(const struct hec_partition_env *env, const struct layout *lay)
+{
+	char *cpus = (char *)(env->cpus ? env->cpus : "");
+	int rc;
+
+	rc = make_levels(lay->freeze_root, env->cgroup_base,
+			 lay->cpu == CPU_V2 ? v2_level : NULL, cpus);
+	if (rc)
+		return rc;
+	if (lay->cpu == CPU_V1)
+		rc = make_levels(lay->cpu_root, env->cgroup_base, v1_level, cpus);
+	return rc;
+}
+
+static int proc_node_init(const struct hec_partition_env *env)
+{
+	struct layout lay;
+	char dir[PATH_MAX];
+	int rc;
+
+	rc = check_env(env);
+	if (rc)
+		return rc;
+	rc = detect(&lay);
+	if (rc)
+		return rc;
+	if (env->cpus && *env->cpus) {
+		struct hec_cpuset set;
+
+		if (hec_cpuset_parse(env->cpus, &set) <= 0) {
+			set_ctx("CPU list '%s'", env->cpus);
+			return -EINVAL;
+		}
+	}
+	rc = node_setup(env, &lay);
+	if (rc)
+		return rc;
+	if (lay.freeze == FREEZE_V2) {
+		/* cgroup.freeze came with Linux 5.2; without it nothing can be frozen. */
+		char file[PATH_MAX];
+
+		rc = group_path(dir, sizeof(dir), lay.freeze_root, env->cgroup_base, 0);
+		if (!rc)
+			rc = join(file, sizeof(file), dir, "cgroup.freeze");
+		if (!rc && access(file, F_OK)) {
+			set_ctx("cgroup v2 without %s (kernel older than 5.2?)", file);
+			return -ENODEV;
+		}
+	}
+	return rc;
+}
+
+/* ---- partitions ---- */
+
+static int part_new(const struct hec_partition_env *env, long job, const struct layout *lay,
+		    struct hec_partition **out)
+{
+	struct hec_partition *p;
+	int rc;
+
+	if (job <= 0) {
+		set_ctx("job id %ld", job);
+		return -EINVAL;
+	}
+	p = calloc(1, sizeof(*p));
+	if (!p)
+		return -ENOMEM;
+	p->job = job;
+	p->lay = *lay;
+	rc = group_path(p->dir[0], sizeof(p->dir[0]), lay->freeze_root, env->cgroup_base, job);
+	if (!rc && lay->cpu == CPU_V1) {
+		rc = group_path(p->dir[1], sizeof(p->dir[1]), lay->cpu_root, env->cgroup_base, job);
+		if (!rc)
+			rc = group_path(p->node_dir, sizeof(p->node_dir), lay->cpu_root,
+					env->cgroup_base, 0);
+	}
+	if (!rc && lay->cpu == CPU_NONE && env->cpus && *env->cpus) {
+		struct hec_cpuset set;
+
+		if (hec_cpuset_parse(env->cpus, &set) <= 0) {
+			set_ctx("CPU list '%s'", env->cpus);
+			rc = -EINVAL;
+		} else {
+			CPU_ZERO(&p->pin_set);
+			for (int c = 0; c < HEC_MAX_CPUS && c < CPU_SETSIZE; c++)
+				if (set.bits[c / 64] & (1ULL << (c % 64)))
+					CPU_SET(c, &p->pin_set);
+			p->pin = 1;
+		}
+	}
+	if (rc) {
+		if (rc == -ENAMETOOLONG)
+			set_ctx("cgroup path of job %ld under %s", job, env->cgroup_base);
+		free(p);
+		return rc;
+	}
+	*out = p;
+	return 0;
+}
+
+static int proc_create(const struct hec_partition_env *env, long job, struct hec_partition **out)
+{
+	struct hec_partition *p;
+	struct layout lay;
+	int rc;
+
+	rc = check_env(env);
+	if (!rc)
+		rc = detect(&lay);
+	if (!rc)
+		rc = part_new(env, job, &lay, &p);
+	if (rc)
+		return rc;
+
+	rc = make_group(p->dir[0], 1);
+	if (rc == -ENOENT) {
+		/* The node group went away (a sweep, a reboot): make it again. */
+		rc = node_setup(env, &lay);
+		if (!rc)
+			rc = make_group(p->dir[0], 1);
+	}
+	if (rc)
+		goto err_free;
+	if (lay.cpu == CPU_V1) {
+		rc = make_group(p->dir[1], 0);
+		if (rc == -ENOENT) {
+			rc = node_setup(env, &lay);
+			if (!rc)
+				rc = make_group(p->dir[1], 0);
+		}
+		if (rc)
+			goto err_rmdir_freeze;
+		/* v1 needs both set explicitly before it takes any task. */
+		rc = v1_cpuset_inherit(p->dir[1], p->node_dir, 1);
+		if (rc)
+			goto err_rmdir_cpu;
+	}
+	*out = p;
+	return 0;
+
+err_rmdir_cpu:
+	rmdir(p->dir[1]);
+err_rmdir_freeze:
+	rmdir(p->dir[0]);
+err_free:
+	free(p);
+	return rc;
+}
+
+static int proc_open(const struct hec_partition_env *env, long job, struct hec_partition **out)
+{
+	struct hec_partition *p;
+	struct layout lay;
+	int rc;
+
+	rc = check_env(env);
+	if (!rc)
+		rc = detect(&lay);
+	if (!rc)
+		rc = part_new(env, job, &lay, &p);
+	if (rc)
+		return rc;
+	/* Half-made partitions (only the cpuset group) count: they need removing too. */
+	if (access(p->dir[0], F_OK) && (!*p->dir[1] || access(p->dir[1], F_OK))) {
+		set_ctx("cgroup %s", p->dir[0]);
+		free(p);
+		return -ENOENT;
+	}
+	*out = p;
+	return 0;
+}
+
+static int list_dir(const char *dir, long *jobs, int n, int max)
+{
+	struct dirent *de;
+	DIR *d = opendir(dir);
+
+	if (!d) {
+		if (errno == ENOENT)
+			return n;
+		set_ctx("cgroup list %s", dir);
+		return -errno;
+	}
+	while ((de = readdir(d))) {
+		long id;
+		int i;
+
+		if (strncmp(de->d_name, "job.", 4) ||
+		    hec_parse_long(de->d_name + 4, 1, 2147483647L, &id))
+			continue;
+		for (i = 0; i < n && jobs[i] != id; i++)
+			;
+		if (i == n && n < max)
+			jobs[n++] = id;
+	}
+	closedir(d);
+	return n;
+}
+
+static int proc_list(const struct hec_partition_env *env, long *jobs, int max)
+{
+	char dir[PATH_MAX];
+	struct layout lay;
+	int rc, n;
+
+	rc = check_env(env);
+	if (!rc)
+		rc = detect(&lay);
+	if (!rc)
+		rc = group_path(dir, sizeof(dir), lay.freeze_root, env->cgroup_base, 0);
+	if (rc)
+		return rc;
+	n = list_dir(dir, jobs, 0, max);
+	if (n >= 0 && lay.cpu == CPU_V1) {
+		rc = group_path(dir, sizeof(dir), lay.cpu_root, env->cgroup_base, 0);
+		n = rc ? rc : list_dir(dir, jobs, n, max);
+	}
+	return n;
+}
+
+/* ---- processes ---- */
+
+/* Append the pids of @dir's cgroup.procs to @pids (deduplicated). */
+static int read_pids(const char *dir, pid_t **pids, int *n, int *cap)
+{
+	char path[PATH_MAX], line[32];
+	FILE *f;
+	int rc = join(path, sizeof(path), dir, "cgroup.procs");
+
+	if (rc)
+		return rc;
+	f = fopen(path, "re");
+	if (!f) {
+		if (errno == ENOENT)
+			return 0;
+		set_ctx("cgroup read %s", path);
+		return -errno;
+	}
+	while (fgets(line, sizeof(line), f)) {
+		pid_t pid = (pid_t)atol(line);
+		int i;
+
+		if (pid <= 0)
+			continue;
+		for (i = 0; i < *n && (*pids)[i] != pid; i++)
+			;
+		if (i < *n)
+			continue;
+		if (*n == *cap) {
+			int ncap = *cap ? *cap * 2 : 64;
+			pid_t *np = realloc(*pids, (size_t)ncap * sizeof(*np));
+
+			if (!np) {
+				fclose(f);
+				return -ENOMEM;
+			}
+			*pids = np;
+			*cap = ncap;
+		}
+		(*pids)[(*n)++] = pid;
+	}
+	fclose(f);
+	return 0;
+}
+
+static int all_pids(struct hec_partition *p, pid_t **pids)
+{
+	int n = 0, cap = 0, rc;
+
+	*pids = NULL;
+	rc = read_pids(p->dir[0], pids, &n, &cap);
+	if (!rc && *p->dir[1])
+		rc = read_pids(p->dir[1], pids, &n, &cap);
+	if (rc) {
+		free(*pids);
+		*pids = NULL;
+		return rc;
+	}
+	return n;
+}
+
+static int proc_nprocs(struct hec_partition *p)
+{
+	pid_t *pids;
+	int n = all_pids(p, &pids);
+
+	free(pids);
+	return n;
+}
+
+static int proc_freeze(struct hec_partition *p)
+{
+	if (p->lay.freeze == FREEZE_V2)
+		return set_file(p->dir[0], "cgroup.freeze", "1");
+	return set_file(p->dir[0], "freezer.state", "FROZEN");
+}
+
+static int proc_thaw(struct hec_partition *p)
+{
+	if (p->lay.freeze == FREEZE_V2)
+		return set_file(p->dir[0], "cgroup.freeze", "0");
+	return set_file(p->dir[0], "freezer.state", "THAWED");
+}
+
+static int proc_kill(struct hec_partition *p)
+{
+	char path[PATH_MAX];
+	int pass, rc;
+
+	/* cgroup.kill (5.14) kills the whole group atomically, forks included. */
+	if (p->lay.freeze == FREEZE_V2 && !join(path, sizeof(path), p->dir[0], "cgroup.kill") &&
+	    access(path, F_OK) == 0) {
+		rc = write_str(path, "1");
+		if (rc && rc != -ENOENT) {
+			set_ctx("cgroup write '1' to %s", path);
+			return rc;
+		}
+	}
+	/*
+	 * Otherwise (and for stragglers in the cpuset group): freeze so nothing
+	 * forks while we read the list, SIGKILL everyone, thaw so the signals
+	 * are delivered; again until the list reads empty (bounded: callers
+	 * poll nprocs() and call again).
+	 */
+	for (pass = 0; pass < 8; pass++) {
+		pid_t *pids;
+		int n = all_pids(p, &pids), i, frozen;
+
+		if (n <= 0) {
+			free(pids);
+			return n;
+		}
+		frozen = proc_freeze(p) == 0;
+		for (i = 0; i < n; i++)
+			kill(pids[i], SIGKILL);
+		free(pids);
+		if (frozen)
+			proc_thaw(p);
+		usleep(1000);
+	}
+	return 0;
+}
+
+static int proc_destroy(struct hec_partition *p)
+{
+	int rc = 0;
+
+	for (int i = 1; i >= 0; i--) {
+		if (!*p->dir[i])
+			continue;
+		if (rmdir(p->dir[i]) && errno != ENOENT) {
+			set_ctx("cgroup rmdir %s", p->dir[i]);
+			if (!rc)
+				rc = -errno;
+		}
+	}
+	return rc;
+}
+
+static void proc_release(struct hec_partition *p)
+{
+	free(p);
+}
+
+static const char *proc_path(struct hec_partition *p, int i)
+{
+	if (i == 0)
+		return p->dir[0];
+	if (i == 1) {
+		if (p->lay.cpu == CPU_V1)
+			return p->dir[1];
+		if (p->lay.cpu == CPU_V2)
+			return p->dir[0];
+	}
+	return NULL;
+}
+
+/* ---- spawn ---- */
+
+/* Only async-signal-safe calls below, up to exec: the child of a fork. */
+
+static void __attribute__((noreturn)) child_fail(int errfd, int err)
+{
+	ssize_t n;
+
+	do
+		n = write(errfd, &err, sizeof(err));
+	while (n < 0 && errno == EINTR);
+	_exit(127);
+}
+
+static int join_group(const char *dir, const char *pidtext)
+{
+	char path[PATH_MAX];
+	size_t dl = strlen(dir);
+	int fd;
+
+	if (dl + sizeof("/cgroup.procs") > sizeof(path))
+		return ENAMETOOLONG;
+	memcpy(path, dir, dl);
+	memcpy(path + dl, "/cgroup.procs", sizeof("/cgroup.procs"));
+	fd = open(path, O_WRONLY | O_CLOEXEC);
+	if (fd < 0)
+		return errno;
+	if (write(fd, pidtext, strlen(pidtext)) < 0) {
+		int e = errno;
+
+		close(fd);
+		return e;
+	}
+	close(fd);
+	return 0;
+}
+
+static void fmt_pid(char *buf, pid_t pid)
+{
+	char tmp[16];
+	int n = 0, i = 0;
+
+	do
+		tmp[n++] = (char)('0' + pid % 10);
+	while ((pid /= 10) > 0);
+	while (n)
+		buf[i++] = tmp[--n];
+	buf[i] = 0;
+}
+
+static void __attribute__((noreturn))
+spawn_child(struct hec_partition *p, const struct hec_spawn_req *req, int errfd)
+{
+	int src[3] = { req->stdin_fd, req->stdout_fd, req->stderr_fd };
+	struct sigaction dfl = { .sa_handler = SIG_DFL };
+	char pidtext[16];
+	sigset_t none;
+	int err, i;
+
+	/* Handlers of the parent (libevent's) must not run here. */
+	for (i = 1; i < NSIG; i++)
+		if (i != SIGKILL && i != SIGSTOP)
+			sigaction(i, &dfl, NULL);
+
+	fmt_pid(pidtext, getpid());
+	for (i = 0; i < 2; i++) {
+		if (!*p->dir[i])
+			continue;
+		err = join_group(p->dir[i], pidtext);
+		if (err)
+			child_fail(errfd, err);
+	}
+	if (p->pin && sched_setaffinity(0, sizeof(p->pin_set), &p->pin_set))
+		child_fail(errfd, errno);
+	if (setsid() < 0)
+		child_fail(errfd, errno);
+
+	/* Move the sources above 2 first so that no dup2() clobbers another source. */
+	for (i = 0; i < 3; i++) {
+		int fd = src[i] >= 0 ? fcntl(src[i], F_DUPFD_CLOEXEC, 3)
+				     : open("/dev/null", (i ? O_WRONLY : O_RDONLY) | O_CLOEXEC);
+
+		if (fd < 0)
+			child_fail(errfd, errno);
+		if (src[i] < 0 && fd < 3) {
+			int hi = fcntl(fd, F_DUPFD_CLOEXEC, 3);
+
+			if (hi < 0)
+				child_fail(errfd, errno);
+			fd = hi;
+		}
+		src[i] = fd;
+	}
+	for (i = 0; i < 3; i++)
+		if (dup2(src[i], i) < 0)
+			child_fail(errfd, errno);
+	/* Whatever the parent forgot to mark close-on-exec stays out of the job. */
+	close_range(3, ~0U, CLOSE_RANGE_CLOEXEC);
+
+	if (getuid() == 0 && (req->uid != getuid() || req->gid != getgid())) {
+		if (setgroups(0, NULL) || setgid(req->gid) || setuid(req->uid))
+			child_fail(errfd, errno);
+	} else if (req->uid != geteuid()) {
+		child_fail(errfd, EPERM);
+	}
+	/* As the user: a directory it may not enter is its error, not ours. */
+	if (chdir(req->cwd ? req->cwd : "/"))
+		child_fail(errfd, errno);
+
+	sigemptyset(&none);
+	sigprocmask(SIG_SETMASK, &none, NULL);
+	/* execvp() searches the PATH of environ: make that the job's. */
+	environ = (char **)req->envp;
+	execvp(req->argv[0], (char *const *)req->argv);
+	child_fail(errfd, errno);
+}
+
+static int proc_spawn(struct hec_partition *p, const struct hec_spawn_req *req, pid_t *out)
+{
+	sigset_t all, old;
+	int pipefd[2], err = 0, rc = 0;
+	ssize_t n;
+	pid_t pid;
+
+	if (!req->argv || !req->argv[0] || !req->envp)
+		return -EINVAL;
+	if (pipe2(pipefd, O_CLOEXEC)) {
+		set_ctx("pipe for job %ld", p->job);
+		return -errno;
+	}
+	sigfillset(&all);
+	sigprocmask(SIG_SETMASK, &all, &old);
+	pid = fork();
+	if (pid == 0) {
+		close(pipefd[0]);
+		spawn_child(p, req, pipefd[1]);
+	}
+	if (pid < 0)
+		rc = -errno;
+	sigprocmask(SIG_SETMASK, &old, NULL);
+	close(pipefd[1]);
+	if (rc) {
+		close(pipefd[0]);
+		set_ctx("fork for job %ld", p->job);
+		return rc;
+	}
+	/* EOF: exec happened (the pipe was close-on-exec); otherwise an errno. */
+	do
+		n = read(pipefd[0], &err, sizeof(err));
+	while (n < 0 && errno == EINTR);
+	close(pipefd[0]);
+	if (n == (ssize_t)sizeof(err) && err) {
+		while (waitpid(pid, NULL, 0) < 0 && errno == EINTR)
+			;
+		set_ctx("start %s in job %ld", req->argv[0], p->job);
+		return -err;
+	}
+	*out = pid;
+	return 0;
+}
+
+/* ---- node teardown ---- */
+
+static int remove_levels(const char *root, const char *base)
+{
+	char dir[PATH_MAX];
+	int n = snprintf(dir, sizeof(dir), "%s/%s", root, base);
+	size_t rootlen = strlen(root);
+
+	if (n < 0 || (size_t)n >= sizeof(dir))
+		return -ENAMETOOLONG;
+	while (strlen(dir) > rootlen) {
+		char *slash;
+
+		if (rmdir(dir) && errno != ENOENT) {
+			if (errno == EBUSY || errno == ENOTEMPTY)
+				return 0;
+			set_ctx("cgroup rmdir %s", dir);
+			return -errno;
+		}
+		slash = strrchr(dir, '/');
+		if (!slash)
+			break;
+		*slash = 0;
+	}
+	return 0;
+}
+
+int hec_part_proc_node_fini(const struct hec_partition_env *env)
+{
+	struct layout lay;
+	int rc;
+
+	rc = check_env(env);
+	if (!rc)
+		rc = detect(&lay);
+	if (rc)
+		return rc;
+	rc = remove_levels(lay.freeze_root, env->cgroup_base);
+	if (lay.cpu == CPU_V1) {
+		int rc2 = remove_levels(lay.cpu_root, env->cgroup_base);
+
+		if (!rc)
+			rc = rc2;
+	}
+	return rc;
+}
+
+const struct hec_partition_ops hec_partition_proc_ops = {
+	.name = "proc",
+	.node_init = proc_node_init,
+	.create = proc_create,
+	.open = proc_open,
+	.list = proc_list,
+	.spawn = proc_spawn,
+	.nprocs = proc_nprocs,
+	.freeze = proc_freeze,
+	.thaw = proc_thaw,
+	.kill = proc_kill,
+	.destroy = proc_destroy,
+	.release = proc_release,
+	.path = proc_path,
+};

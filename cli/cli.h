@@ -1,0 +1,247 @@
+/*
+ * hec CLI internals.
+ *
+ * opts.c and script.c hold the pure parsing logic (option words, #HEC
+ * directives, value checks, host lists) and never print or exit, so the
+ * unit test links them without main().  Everything that talks to the
+ * controller or starts processes lives in client.c, cluster.c and jobs.c;
+ * hec.c is main() and the command table.
+ *
+ * Convention: parsing helpers return 0 or a negative errno and leave a
+ * one-line reason (without the "hec: " prefix) in a caller's buffer;
+ * commands return the process exit status.
+ */
+#ifndef HEC_CLI_H
+#define HEC_CLI_H
+
+#include <limits.h>
+#include <stddef.h>
+#include <jansson.h>
+
+/* Exit statuses shared by every command (hec.1, EXIT STATUS). */
+#define CLI_EXIT_OK 0
+#define CLI_EXIT_ERR 1     /* the operation failed */
+#define CLI_EXIT_USAGE 2   /* bad command line or #HEC directive */
+#define CLI_EXIT_WAIT_TIMEOUT 3 /* hec wait --timeout ran out */
+
+#define CLI_ERRLEN 512
+
+/* ---- option words (opts.c) ---- */
+
+/* Keys >= 256 are long-only options; CLI_OPERAND marks a non-option word. */
+#define CLI_OPERAND 1
+#define CLI_LONG_ONLY 256
+
+struct cli_opt {
+	const char *name;   /* long name without "--" */
+	int key;            /* short letter, or CLI_LONG_ONLY + n */
+	int has_arg;
+};
+
+struct cli_args {
+	int argc;
+	char **argv;
+	int i;              /* next word to look at */
+	int dashdash;       /* "--" was seen (and skipped) */
+	size_t bundle;      /* >0: more short flags wait in argv[i] at this offset */
+	const char *arg;    /* value of the option just returned, or the operand */
+	const struct cli_opt *opt; /* the option just returned */
+	char err[CLI_ERRLEN];
+};
+
+void cli_args_init(struct cli_args *a, int argc, char **argv);
+
+/**
+ * Next option from @a against the table @opts (ended by a NULL name).
+ * Accepts "--name value", "--name=value", "-N value", "-Nvalue" and bundled
+ * flags "-fq".  A value is taken verbatim even if it starts with '-'
+ * ("--priority -5").
+ * \return the option's key; CLI_OPERAND with a->arg for a non-option word
+ *         (the caller decides whether options may follow it); 0 at the end
+ *         or after "--" (a->dashdash set, a->i at the word after it);
+ *         -1 for an unknown option, a missing value or a value given to a
+ *         flag (a->err says which).
+ */
+int cli_getopt(struct cli_args *a, const struct cli_opt *opts);
+
+/**
+ * Value checks.  @what names the option for the message ("--nodes").
+ * \return 0, or -EINVAL with e.g. "--nodes: 'abc' is not a number" or
+ *         "--nodes: must be between 1 and 4096" in @err.
+ */
+int cli_parse_num(const char *what, const char *s, long min, long max, long *out,
+		  char *err, size_t errlen);
+/** SLURM time limit (hec_parse_time_limit); 0 = unlimited. */
+int cli_parse_time(const char *what, const char *s, long *secs, char *err, size_t errlen);
+/** Duration "N" (seconds), "Nms", "Ns", "Nm", "Nh", in (0, @max_ms]. */
+int cli_parse_duration_ms(const char *what, const char *s, long max_ms, long *ms,
+			  char *err, size_t errlen);
+/** A job id: a number in 1..INT32_MAX. */
+int cli_parse_job_id(const char *s, long *id, char *err, size_t errlen);
+
+/** @path made absolute against @cwd ("." and ".." are left to the kernel).
+ *  \return 0 or -ENAMETOOLONG. */
+int cli_abspath(const char *cwd, const char *path, char *out, size_t len);
+
+/**
+ * Compress node names as SLURM does: node0,node1,node2,node5 ->
+ * "node[0-2,5]"; names without a numeric suffix stay as they are.
+ * \return 0 or -ENOSPC.
+ */
+int cli_hostlist(const char *const *names, size_t n, char *buf, size_t len);
+
+/** Elapsed time for tables: hec_format_duration(), but "00:00:00" for 0. */
+void cli_format_elapsed(long secs, char *buf, size_t len);
+
+/** "c" + 8 hex digits of a FNV-1a hash of the cluster directory's real path:
+ *  a short name for cgroup paths that differs between clusters. */
+void cli_cluster_name(const char *realdir, char *buf, size_t len);
+
+/**
+ * CPUs of node @k of @n in an embedded cluster, from the @ncpus CPUs in
+ * @cpus (the ones hec may run on): while n <= ncpus each node gets a
+ * disjoint contiguous block of ncpus/n (the last also takes the rest);
+ * beyond that node k shares cpus[k mod ncpus].  Written as a CPU list.
+ * \return 0, -EINVAL, -ENOSPC.
+ */
+int cli_node_cpus(int k, int n, const int *cpus, int ncpus, char *buf, size_t len);
+
+/* ---- hec submit options and #HEC directives (script.c) ---- */
+
+#define CLI_NODES_MAX 4096
+#define CLI_NTASKS_MAX (1L << 20)
+#define CLI_PRIORITY_MAX 1000000L
+#define CLI_NAME_MAX 128
+#define CLI_SCRIPT_MAX (1L << 20)
+
+enum submit_key {
+	SK_NODES = 'N',
+	SK_NTASKS = 'n',
+	SK_TIME = 't',
+	SK_NAME = 'J',
+	SK_OUTPUT = 'o',
+	SK_ERROR = 'e',
+	SK_DIR = 'D',
+	SK_HELP = 'h',
+	SK_PRIORITY = CLI_LONG_ONLY,
+	SK_JSON,
+};
+
+/* Fields given so far (bit per field): command line beats directives. */
+enum {
+	SK_SET_NODES = 1u << 0,
+	SK_SET_NTASKS = 1u << 1,
+	SK_SET_TIME = 1u << 2,
+	SK_SET_NAME = 1u << 3,
+	SK_SET_OUTPUT = 1u << 4,
+	SK_SET_ERROR = 1u << 5,
+	SK_SET_PRIORITY = 1u << 6,
+};
+
+struct submit_opts {
+	long nodes, ntasks, time_limit, priority;
+	char *name, *output, *error;   /* owned */
+	unsigned set;
+};
+
+/* Command-line options of hec submit; directives accept the job options only. */
+extern const struct cli_opt cli_submit_options[];
+extern const struct cli_opt cli_directive_options[];
+
+/** Check and store one job option (-N, -n, -t, -J, -o, -e, --priority).
+ *  A later value replaces an earlier one. \return 0, -EINVAL (@err), -ENOMEM. */
+int submit_opt_apply(struct submit_opts *o, int key, const char *val, char *err, size_t errlen);
+
+/** Take every field @src set that @dst did not (@dst: command line). */
+int submit_opts_merge(struct submit_opts *dst, const struct submit_opts *src);
+
+/** Fill defaults (nodes 1, ntasks = nodes, name = @default_name) and check
+ *  that the combination makes sense. \return 0 or -EINVAL (@err). */
+int submit_opts_finish(struct submit_opts *o, const char *default_name, char *err, size_t errlen);
+
+void submit_opts_free(struct submit_opts *o);
+
+/**
+ * Check a batch script's text: at most CLI_SCRIPT_MAX bytes, UTF-8 text
+ * without NUL bytes, first line "#!interpreter".
+ * \return 0, -EFBIG, -EINVAL (binary), -ENOEXEC (no #! line); @err says why.
+ */
+int script_check(const char *text, size_t len, char *err, size_t errlen);
+
+/**
+ * Read the #HEC directives at the top of a script (the header: everything
+ * before the first line that is neither blank nor a '#' comment) into @o.
+ * @name is how messages name the script ("job.sh:3: unknown option --foo").
+ * *@ignored_line, if not NULL, receives the line of the first "#HEC" found
+ * after the header (0 if none): those are not read, as in sbatch.
+ * \return 0, -EINVAL (@err names the line), -ENOMEM.
+ */
+int script_parse_directives(const char *name, const char *text, size_t len,
+			    struct submit_opts *o, int *ignored_line, char *err, size_t errlen);
+
+/**
+ * Pass @args to a script by starting its first command line with
+ * "set -- 'arg' ...; " (line numbers stay the same).  Only for sh-family
+ * interpreters (sh, bash, dash, ksh, zsh, mksh, also through env).
+ * \return 0 with a malloc'ed NUL-terminated *@out, -ENOEXEC for another
+ *         interpreter (@err), -ENOMEM.
+ */
+int script_set_args(const char *text, size_t len, char *const *args, int nargs,
+		    char **out, char *err, size_t errlen);
+
+/* ---- talking to the controller (client.c) ---- */
+
+struct cli_ctx {
+	char dir[PATH_MAX];     /* the cluster directory, as chosen */
+	char sock[PATH_MAX];    /* dir/hecctld.sock */
+	const char *dir_from;   /* "--dir", "HEC_DIR", "~/.hec/current", default */
+};
+
+/** Choose the cluster directory: @opt_dir, else $HEC_DIR, else the path in
+ *  ~/.hec/current, else ~/.hec/cluster. \return 0 or -errno (printed). */
+int cli_ctx_init(struct cli_ctx *ctx, const char *opt_dir);
+
+/** "$HOME/.hec/<leaf>" into @buf. \return 0 or -ENOENT (no home). */
+int cli_home_path(const char *leaf, char *buf, size_t len);
+
+/**
+ * One request/response exchange.  \return 0 with the response body in
+ * *@resp (the caller json_decref()s it), or a negative errno with a
+ * one-line reason in @err: -ENOTCONN no controller answers at the socket,
+ * -EREMOTEIO the controller refused (its error text), others: I/O.
+ */
+int cli_call(const struct cli_ctx *ctx, json_t *req, json_t **resp, char *err, size_t errlen);
+
+/** cli_call() that prints failures as "hec: @what: reason" (or the
+ *  "no cluster at D" hint) and steals @req. */
+int cli_request(const struct cli_ctx *ctx, const char *what, json_t *req, json_t **resp);
+
+/** Print a response body minus "ok", indented, on stdout. */
+void cli_print_json(const json_t *resp);
+
+/** Print "hec: " + message on stderr. */
+void cli_err(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+/** Print a usage error naming @cmd's help; \return CLI_EXIT_USAGE. */
+int cli_usage(const char *cmd, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+/** The "no cluster at D" line. */
+void cli_no_cluster(const struct cli_ctx *ctx);
+
+/** Is @state final (COMPLETED FAILED CANCELLED TIMEOUT NODE_FAIL)? */
+int cli_state_final(const char *state);
+
+/** Sleep @ms milliseconds (restarting after signals). */
+void cli_sleep_ms(long ms);
+
+/* ---- commands (argv[0] is the command's name) ---- */
+
+int cmd_cluster(struct cli_ctx *ctx, const char *dir, int argc, char **argv);
+int cmd_nodes(struct cli_ctx *ctx, const char *dir, int argc, char **argv);
+int cmd_submit(struct cli_ctx *ctx, const char *dir, int argc, char **argv);
+int cmd_queue(struct cli_ctx *ctx, const char *dir, int argc, char **argv);
+int cmd_show(struct cli_ctx *ctx, const char *dir, int argc, char **argv);
+int cmd_cancel(struct cli_ctx *ctx, const char *dir, int argc, char **argv);
+int cmd_wait(struct cli_ctx *ctx, const char *dir, int argc, char **argv);
+int cmd_logs(struct cli_ctx *ctx, const char *dir, int argc, char **argv);
+
+#endif

@@ -1,0 +1,1118 @@
+/*
+ * hec cluster up|down|status: an embedded cluster of one hecctld and N hecd
+ * on this machine, all files under one directory (doc/design.md, "Embedded
+ * cluster").  The daemons are started detached (own session, log files) so
+ * they outlive this command; their pid files let `cluster down` find them
+ * again even when the controller is already dead.
+ */
+#include "config.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <sched.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "hec/common.h"
+#include "hec/net.h"
+#include "hec/partition.h"
+#include "agent/part_proc.h"
+#include "cli/cli.h"
+
+#define UP_NODES_MAX 64
+/* Waits; a daemon under valgrind (HEC_DAEMON_WRAPPER) is far slower. */
+#define UP_WAIT_MS 30000
+#define DOWN_WAIT_MS 10000
+#define WRAPPED_WAIT_MS 120000
+#define KILL_WAIT_MS 5000
+#define DEFAULT_NODE_TIMEOUT_MS 10000
+#define DEFAULT_HEARTBEAT_MS 1000
+#define TAIL_LINES 12
+
+enum { K_NODES = 'N', K_DIR = 'D', K_HELP = 'h', K_NODE_TIMEOUT = CLI_LONG_ONLY + 200,
+       K_HEARTBEAT, K_JSON };
+
+struct daemon {
+	char name[32];          /* "hecctld", "node3" */
+	pid_t pid;
+	char log[PATH_MAX];
+	char pidfile[PATH_MAX];
+	int reaped;
+};
+
+static int64_t ms_now(void)
+{
+	return hec_now_mono_ns() / 1000000;
+}
+
+static int wrapped(void)
+{
+	const char *w = getenv("HEC_DAEMON_WRAPPER");
+
+	return w && *w;
+}
+
+static int path_join(char *buf, size_t len, const char *dir, const char *leaf)
+{
+	int n = snprintf(buf, len, "%s/%s", dir, leaf);
+
+	return n < 0 || (size_t)n >= len ? -ENAMETOOLONG : 0;
+}
+
+/* Create or replace a small file with @mode (not subject to the umask). */
+static int write_file_mode(const char *path, mode_t mode, const char *text)
+{
+	size_t len = strlen(text), off = 0;
+	int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, mode);
+
+	if (fd < 0)
+		return -errno;
+	if (fchmod(fd, mode))
+		goto err;
+	while (off < len) {
+		ssize_t n = write(fd, text + off, len - off);
+
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0)
+			goto err;
+		off += (size_t)n;
+	}
+	if (close(fd))
+		return -errno;
+	return 0;
+err:
+	{
+		int e = errno;
+
+		close(fd);
+		return -e;
+	}
+}
+
+/* Value of @key in a "key = value" file we wrote.  \return 0 or -errno. */
+static int conf_value(const char *path, const char *key, char *buf, size_t len)
+{
+	char line[PATH_MAX + 128];
+	size_t kl = strlen(key);
+	FILE *f = fopen(path, "re");
+	int rc = -ENOENT;
+
+	if (!f)
+		return -errno;
+	while (fgets(line, sizeof(line), f)) {
+		char *p = line + strspn(line, " \t"), *end;
+
+		if (strncmp(p, key, kl))
+			continue;
+		p += kl;
+		p += strspn(p, " \t");
+		if (*p != '=')
+			continue;
+		p++;
+		p += strspn(p, " \t");
+		end = p + strlen(p);
+		while (end > p && (end[-1] == '\n' || end[-1] == ' ' || end[-1] == '\t'))
+			*--end = 0;
+		snprintf(buf, len, "%s", p);
+		rc = 0;
+		break;
+	}
+	fclose(f);
+	return rc;
+}
+
+/* Print the last lines of a daemon's log after a failure. */
+static void print_log_tail(const char *path)
+{
+	char buf[8192];
+	int fd = open(path, O_RDONLY | O_CLOEXEC), lines = 0;
+	off_t size;
+	ssize_t n;
+	char *p;
+
+	if (fd < 0)
+		return;
+	size = lseek(fd, 0, SEEK_END);
+	if (size > (off_t)sizeof(buf) - 1)
+		lseek(fd, size - (off_t)sizeof(buf) + 1, SEEK_SET);
+	else
+		lseek(fd, 0, SEEK_SET);
+	n = read(fd, buf, sizeof(buf) - 1);
+	close(fd);
+	if (n <= 0)
+		return;
+	buf[n] = 0;
+	if (buf[n - 1] == '\n')
+		buf[--n] = 0;
+	for (p = buf + n; p > buf; p--)
+		if (p[-1] == '\n' && ++lines == TAIL_LINES)
+			break;
+	fprintf(stderr, "hec: last lines of %s:\n", path);
+	while (*p) {
+		char *nl = strchr(p, '\n');
+
+		fprintf(stderr, "  %.*s\n", (int)(nl ? nl - p : (long)strlen(p)), p);
+		if (!nl)
+			break;
+		p = nl + 1;
+	}
+}
+
+/* ---- finding and starting daemons ---- */
+
+static int find_program(const char *name, char *buf, size_t len)
+{
+	const char *dirs[3] = { NULL, HEC_SBINDIR, HEC_BINDIR };
+	char self[PATH_MAX];
+
+	/* Beside hec first: in the build tree every program is in one directory. */
+	if (hec_self_dir(self, sizeof(self)) == 0)
+		dirs[0] = self;
+	for (size_t i = 0; i < HEC_ARRAY_SIZE(dirs); i++) {
+		if (!dirs[i] || path_join(buf, len, dirs[i], name))
+			continue;
+		if (access(buf, X_OK) == 0)
+			return 0;
+	}
+	cli_err("cluster up: cannot find %s (looked beside hec in %s, then in %s and %s)", name,
+		dirs[0] ? dirs[0] : "?", HEC_SBINDIR, HEC_BINDIR);
+	return -ENOENT;
+}
+
+/* HEC_DAEMON_WRAPPER words, then PROG -f CONF. \return a malloc'ed argv. */
+static char **daemon_argv(const char *prog, const char *conf, char **copy)
+{
+	const char *w = getenv("HEC_DAEMON_WRAPPER");
+	size_t words = 0;
+	char **argv, *save = NULL, *tok;
+
+	*copy = strdup(w ? w : "");
+	if (!*copy)
+		return NULL;
+	for (const char *p = *copy; *p; p++)
+		words += *p != ' ' && (p == *copy || p[-1] == ' ');
+	argv = calloc(words + 4, sizeof(*argv));
+	if (!argv) {
+		free(*copy);
+		return NULL;
+	}
+	words = 0;
+	for (tok = strtok_r(*copy, " ", &save); tok; tok = strtok_r(NULL, " ", &save))
+		argv[words++] = tok;
+	argv[words++] = (char *)prog;
+	argv[words++] = (char *)"-f";
+	argv[words++] = (char *)conf;
+	argv[words] = NULL;
+	return argv;
+}
+
+static int start_daemon(struct daemon *d, const char *prog, const char *conf)
+{
+	char *copy, **argv = daemon_argv(prog, conf, &copy);
+	char pid[32];
+	int logfd, rc;
+
+	if (!argv)
+		return -ENOMEM;
+	logfd = open(d->log, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0644);
+	if (logfd < 0) {
+		rc = -errno;
+		cli_err("cluster up: %s: %s", d->log, strerror(-rc));
+		goto err_free;
+	}
+	d->pid = fork();
+	if (d->pid < 0) {
+		rc = -errno;
+		cli_err("cluster up: starting %s: fork: %s", d->name, strerror(-rc));
+		goto err_close;
+	}
+	if (d->pid == 0) {
+		int null = open("/dev/null", O_RDONLY);
+		sigset_t none;
+
+		/* a session of its own: no terminal signals, outlives us */
+		setsid();
+		if (null < 0 || dup2(null, 0) < 0 || dup2(logfd, 1) < 0 || dup2(logfd, 2) < 0)
+			_exit(127);
+		sigemptyset(&none);
+		sigprocmask(SIG_SETMASK, &none, NULL);
+		signal(SIGPIPE, SIG_DFL);
+		for (int fd = 3; fd < 1024; fd++)
+			close(fd);
+		execvp(argv[0], argv);
+		fprintf(stderr, "hec: cluster up: cannot run %s: %s\n", argv[0], strerror(errno));
+		_exit(127);
+	}
+	close(logfd);
+	snprintf(pid, sizeof(pid), "%d\n", (int)d->pid);
+	rc = write_file_mode(d->pidfile, 0644, pid);
+	if (rc)
+		cli_err("cluster up: %s: %s", d->pidfile, strerror(-rc));
+	free(argv);
+	free(copy);
+	return rc;
+
+err_close:
+	close(logfd);
+err_free:
+	free(argv);
+	free(copy);
+	return rc;
+}
+
+/* Has the daemon exited?  Says how, once. */
+static int daemon_exited(struct daemon *d, int report)
+{
+	int st;
+
+	if (d->reaped)
+		return 1;
+	if (d->pid <= 0 || waitpid(d->pid, &st, WNOHANG) != d->pid)
+		return 0;
+	d->reaped = 1;
+	if (!report)
+		return 1;
+	if (WIFEXITED(st))
+		cli_err("cluster up: %s exited with status %d", d->name, WEXITSTATUS(st));
+	else
+		cli_err("cluster up: %s was killed by signal %d", d->name, WTERMSIG(st));
+	return 1;
+}
+
+/* Undo a failed `cluster up`: TERM, then KILL what we started. */
+static void stop_daemons(struct daemon *ds, int n)
+{
+	int64_t deadline = ms_now() + (wrapped() ? WRAPPED_WAIT_MS : KILL_WAIT_MS);
+	int alive;
+
+	for (int i = n - 1; i >= 0; i--)
+		if (ds[i].pid > 0 && !daemon_exited(&ds[i], 0))
+			kill(ds[i].pid, SIGTERM);
+	do {
+		alive = 0;
+		for (int i = 0; i < n; i++)
+			alive += ds[i].pid > 0 && !daemon_exited(&ds[i], 0);
+		if (alive)
+			cli_sleep_ms(50);
+	} while (alive && ms_now() < deadline);
+	for (int i = 0; i < n; i++) {
+		if (ds[i].pid > 0 && !daemon_exited(&ds[i], 0)) {
+			kill(ds[i].pid, SIGKILL);
+			waitpid(ds[i].pid, NULL, 0);
+		}
+		if (ds[i].pid > 0)
+			unlink(ds[i].pidfile);
+	}
+}
+
+/* ---- live processes of a cluster ---- */
+
+/* Is @pid a live process started for the cluster in @rdir (its command
+ * line names a file there)?  Zombies and recycled pids are not. */
+static int ours(pid_t pid, const char *rdir)
+{
+	char path[64], buf[8192], needle[PATH_MAX + 2], state = 0;
+	ssize_t n;
+	int fd;
+	FILE *f;
+
+	if (pid <= 0 || (kill(pid, 0) && errno != EPERM))
+		return 0;
+	snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
+	f = fopen(path, "re");
+	if (f) {
+		if (fscanf(f, "%*d (%*[^)]) %c", &state) != 1)
+			state = 0;
+		fclose(f);
+	}
+	if (state == 'Z' || state == 'X')
+		return 0;
+	snprintf(path, sizeof(path), "/proc/%d/cmdline", (int)pid);
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return 0;
+	n = read(fd, buf, sizeof(buf) - 1);
+	close(fd);
+	if (n <= 0)
+		return 0;
+	for (ssize_t i = 0; i < n; i++)
+		if (!buf[i])
+			buf[i] = ' ';
+	buf[n] = 0;
+	snprintf(needle, sizeof(needle), "%s/", rdir);
+	return strstr(buf, needle) != NULL;
+}
+
+struct pidfile {
+	char path[PATH_MAX];
+	char name[64];
+	pid_t pid;
+	int alive;
+};
+
+/* Pid files under rdir/run.  \return how many (up to @max), or -errno. */
+static int read_pidfiles(const char *rdir, struct pidfile *pf, int max)
+{
+	char run[PATH_MAX], text[32];
+	struct dirent *de;
+	DIR *d;
+	int n = 0;
+
+	if (path_join(run, sizeof(run), rdir, "run"))
+		return -ENAMETOOLONG;
+	d = opendir(run);
+	if (!d)
+		return errno == ENOENT ? 0 : -errno;
+	while ((de = readdir(d)) && n < max) {
+		size_t len = strlen(de->d_name);
+		long pid;
+
+		if (len < 5 || strcmp(de->d_name + len - 4, ".pid"))
+			continue;
+		if (path_join(pf[n].path, sizeof(pf[n].path), run, de->d_name))
+			continue;
+		snprintf(pf[n].name, sizeof(pf[n].name), "%.*s", (int)(len - 4), de->d_name);
+		pf[n].pid = 0;
+		if (hec_read_file(pf[n].path, text, sizeof(text)) == 0 &&
+		    hec_parse_long(text, 1, 1L << 30, &pid) == 0)
+			pf[n].pid = (pid_t)pid;
+		pf[n].alive = ours(pf[n].pid, rdir);
+		n++;
+	}
+	closedir(d);
+	return n;
+}
+
+/* ---- cluster up ---- */
+
+static const struct cli_opt up_options[] = {
+	{ "nodes", K_NODES, 1 }, { "dir", K_DIR, 1 }, { "node-timeout", K_NODE_TIMEOUT, 1 },
+	{ "heartbeat", K_HEARTBEAT, 1 }, { "help", K_HELP, 0 }, { NULL, 0, 0 },
+};
+
+static const char up_help[] =
+	"usage: hec cluster up --nodes N [--dir DIR] [--node-timeout DUR] [--heartbeat DUR]\n"
+	"Start an embedded cluster on this machine: hecctld and N hecd (node0 ...),\n"
+	"files, logs and pid files in DIR; CPUs are split between the nodes.\n"
+	"  -N, --nodes=N           nodes to start (1..64)\n"
+	"  -D, --dir=DIR           cluster directory (default: $HEC_DIR, the last one\n"
+	"                          started, or ~/.hec/cluster)\n"
+	"      --node-timeout=DUR  silence after which a node is DOWN (default 10s)\n"
+	"      --heartbeat=DUR     agent heartbeat interval (default 1s)\n"
+	"DUR: 30 (seconds), 30s, 500ms, 5m, 1h.  HEC_DAEMON_WRAPPER=\"valgrind ...\" runs\n"
+	"the daemons under that command.\n";
+
+struct up {
+	struct cli_ctx *ctx;
+	char rdir[PATH_MAX];
+	char name[16];
+	char key_file[PATH_MAX];
+	char ctl_addr[300];
+	long nodes, node_timeout_ms, heartbeat_ms;
+	struct daemon d[UP_NODES_MAX + 1];   /* [0] hecctld, [1 + k] node k */
+	int nd;
+	int64_t wait_ms;
+};
+
+static int make_dirs(struct up *u)
+{
+	static const struct { const char *leaf; mode_t mode; } dirs[] = {
+		{ "log", 0755 }, { "run", 0755 }, { "state", 0755 }, { "spool", 01777 },
+	};
+	char path[PATH_MAX];
+	int rc;
+
+	rc = hec_mkdir_p(u->ctx->dir, 0755);
+	if (rc) {
+		cli_err("cluster up: %s: %s", u->ctx->dir, strerror(-rc));
+		return rc;
+	}
+	if (!realpath(u->ctx->dir, u->rdir)) {
+		rc = -errno;
+		cli_err("cluster up: %s: %s", u->ctx->dir, strerror(-rc));
+		return rc;
+	}
+	if (strpbrk(u->rdir, "#\n\r")) {
+		cli_err("cluster up: %s: a cluster directory path must not contain '#' or line breaks",
+			u->rdir);
+		return -EINVAL;
+	}
+	for (size_t i = 0; i < HEC_ARRAY_SIZE(dirs); i++) {
+		if (path_join(path, sizeof(path), u->rdir, dirs[i].leaf))
+			return -ENAMETOOLONG;
+		if (mkdir(path, dirs[i].mode) && errno != EEXIST) {
+			rc = -errno;
+			cli_err("cluster up: %s: %s", path, strerror(-rc));
+			return rc;
+		}
+		/* mkdir() obeys the umask; the spool must be world-writable and sticky */
+		if (chmod(path, dirs[i].mode)) {
+			rc = -errno;
+			cli_err("cluster up: %s: %s", path, strerror(-rc));
+			return rc;
+		}
+	}
+	return 0;
+}
+
+static int write_key(struct up *u)
+{
+	char key[80];
+	int rc;
+
+	if (path_join(u->key_file, sizeof(u->key_file), u->rdir, "cluster.key"))
+		return -ENAMETOOLONG;
+	rc = hec_random_hex(key, 32);
+	if (!rc) {
+		strcat(key, "\n");
+		rc = write_file_mode(u->key_file, 0600, key);
+	}
+	if (rc)
+		cli_err("cluster up: %s: %s", u->key_file, strerror(-rc));
+	return rc;
+}
+
+static int write_conf(const char *path, const char *text)
+{
+	int rc = write_file_mode(path, 0644, text);
+
+	if (rc)
+		cli_err("cluster up: %s: %s", path, strerror(-rc));
+	return rc;
+}
+
+static int start_controller(struct up *u, const char *prog)
+{
+	char conf[PATH_MAX], text[4 * PATH_MAX + 512], addr_file[PATH_MAX];
+	struct daemon *d = &u->d[0];
+	int64_t deadline;
+	int rc;
+
+	if (path_join(conf, sizeof(conf), u->rdir, "hecctld.conf") ||
+	    path_join(addr_file, sizeof(addr_file), u->rdir, "state/ctl.addr"))
+		return -ENAMETOOLONG;
+	snprintf(text, sizeof(text),
+		 "# written by hec cluster up\n"
+		 "cluster_name = %s\n"
+		 "state_dir = %s/state\n"
+		 "socket = %s\n"
+		 "listen = 127.0.0.1:0\n"
+		 "key_file = %s\n"
+		 "spool_dir = %s/spool\n"
+		 "node_timeout = %ldms\n"
+		 "heartbeat_interval = %ldms\n",
+		 u->name, u->rdir, u->ctx->sock, u->key_file, u->rdir, u->node_timeout_ms,
+		 u->heartbeat_ms);
+	rc = write_conf(conf, text);
+	if (rc)
+		return rc;
+	/* stale files of an earlier run would look like a started controller */
+	unlink(addr_file);
+	unlink(u->ctx->sock);
+
+	snprintf(d->name, sizeof(d->name), "hecctld");
+	if (path_join(d->log, sizeof(d->log), u->rdir, "log/hecctld.log") ||
+	    path_join(d->pidfile, sizeof(d->pidfile), u->rdir, "run/hecctld.pid"))
+		return -ENAMETOOLONG;
+	rc = start_daemon(d, prog, conf);
+	u->nd = 1;
+	if (rc)
+		return rc;
+
+	deadline = ms_now() + u->wait_ms;
+	for (;;) {
+		if (daemon_exited(d, 1))
+			goto err_log;
+		if (hec_read_file(addr_file, u->ctl_addr, sizeof(u->ctl_addr)) == 0 &&
+		    strchr(u->ctl_addr, ':')) {
+			int fd = hec_connect_unix(u->ctx->sock);
+
+			if (fd >= 0) {
+				close(fd);
+				/* read again: the first read may have raced the writer */
+				hec_read_file(addr_file, u->ctl_addr, sizeof(u->ctl_addr));
+				return 0;
+			}
+		}
+		if (ms_now() >= deadline) {
+			cli_err("cluster up: hecctld did not come up within %ld s (no %s or socket)",
+				(long)(u->wait_ms / 1000), addr_file);
+			goto err_log;
+		}
+		cli_sleep_ms(50);
+	}
+
+err_log:
+	print_log_tail(d->log);
+	return -ETIMEDOUT;
+}
+
+static int online_cpus(int *cpus, int max)
+{
+	cpu_set_t set;
+	int n = 0;
+
+	if (sched_getaffinity(0, sizeof(set), &set))
+		return -errno;
+	for (int c = 0; c < CPU_SETSIZE && n < max; c++)
+		if (CPU_ISSET(c, &set))
+			cpus[n++] = c;
+	return n;
+}
+
+static int start_nodes(struct up *u, const char *prog)
+{
+	int cpus[HEC_MAX_CPUS], ncpus, rc;
+
+	ncpus = online_cpus(cpus, HEC_MAX_CPUS);
+	if (ncpus <= 0) {
+		cli_err("cluster up: sched_getaffinity: %s", strerror(ncpus ? -ncpus : ENOENT));
+		return ncpus ? ncpus : -ENOENT;
+	}
+	for (int k = 0; k < u->nodes; k++) {
+		char conf[PATH_MAX], state[PATH_MAX], list[4096], text[4 * PATH_MAX + 8192];
+		struct daemon *d = &u->d[1 + k];
+
+		rc = cli_node_cpus(k, (int)u->nodes, cpus, ncpus, list, sizeof(list));
+		if (rc) {
+			cli_err("cluster up: node%d: cannot make its CPU list: %s", k, strerror(-rc));
+			return rc;
+		}
+		snprintf(d->name, sizeof(d->name), "node%d", k);
+		snprintf(text, sizeof(text), "%s.conf", d->name);
+		if (path_join(conf, sizeof(conf), u->rdir, text))
+			return -ENAMETOOLONG;
+		snprintf(text, sizeof(text), "state/%s", d->name);
+		if (path_join(state, sizeof(state), u->rdir, text))
+			return -ENAMETOOLONG;
+		rc = hec_mkdir_p(state, 0755);
+		if (rc) {
+			cli_err("cluster up: %s: %s", state, strerror(-rc));
+			return rc;
+		}
+		snprintf(text, sizeof(text),
+			 "# written by hec cluster up\n"
+			 "name = %s\n"
+			 "cluster_name = %s\n"
+			 "controller = %s\n"
+			 "listen = 127.0.0.1:0\n"
+			 "advertise = 127.0.0.1\n"
+			 "key_file = %s\n"
+			 "cpus = %s\n"
+			 "state_dir = %s\n",
+			 d->name, u->name, u->ctl_addr, u->key_file, list, state);
+		rc = write_conf(conf, text);
+		if (rc)
+			return rc;
+		snprintf(text, sizeof(text), "log/%s.log", d->name);
+		if (path_join(d->log, sizeof(d->log), u->rdir, text))
+			return -ENAMETOOLONG;
+		snprintf(text, sizeof(text), "run/%s.pid", d->name);
+		if (path_join(d->pidfile, sizeof(d->pidfile), u->rdir, text))
+			return -ENAMETOOLONG;
+		rc = start_daemon(d, prog, conf);
+		u->nd = 2 + k;
+		if (rc)
+			return rc;
+	}
+	return 0;
+}
+
+/* State of node @name in a `nodes` answer, or NULL. */
+static const char *node_state(const json_t *resp, const char *name)
+{
+	json_t *node;
+	size_t i;
+
+	json_array_foreach(json_object_get(resp, "nodes"), i, node)
+		if (!strcmp(name, json_string_value(json_object_get(node, "name")) ?: ""))
+			return json_string_value(json_object_get(node, "state")) ?: "?";
+	return NULL;
+}
+
+static int wait_idle(struct up *u)
+{
+	int64_t deadline = ms_now() + u->wait_ms;
+	char err[CLI_ERRLEN] = "";
+
+	for (;;) {
+		json_t *req = json_pack("{s:s}", "op", "nodes"), *resp = NULL;
+		const char *state = NULL;
+		int rc, k, idle = 0;
+
+		for (k = 0; k < u->nd; k++)
+			if (daemon_exited(&u->d[k], 1)) {
+				print_log_tail(u->d[k].log);
+				return -ESRCH;
+			}
+		rc = req ? cli_call(u->ctx, req, &resp, err, sizeof(err)) : -ENOMEM;
+		json_decref(req);
+		if (rc == 0) {
+			for (k = 0; k < u->nodes; k++) {
+				state = node_state(resp, u->d[1 + k].name);
+				if (!state || strcmp(state, "IDLE"))
+					break;
+				idle++;
+			}
+		}
+		if (idle == u->nodes) {
+			json_decref(resp);
+			return 0;
+		}
+		if (ms_now() >= deadline) {
+			if (rc)
+				cli_err("cluster up: the controller does not answer: %s", err);
+			else
+				cli_err("cluster up: %s is %s after %ld s", u->d[1 + idle].name,
+					state ? state : "not registered", (long)(u->wait_ms / 1000));
+			json_decref(resp);
+			print_log_tail(u->d[rc ? 0 : 1 + idle].log);
+			if (!rc)
+				print_log_tail(u->d[0].log);
+			return -ETIMEDOUT;
+		}
+		json_decref(resp);
+		cli_sleep_ms(100);
+	}
+}
+
+static void record_current(const char *rdir)
+{
+	char dir[PATH_MAX], file[PATH_MAX], text[PATH_MAX + 2];
+	int rc;
+
+	if (cli_home_path("", dir, sizeof(dir)) || cli_home_path("current", file, sizeof(file)))
+		return;
+	rc = hec_mkdir_p(dir, 0700);
+	snprintf(text, sizeof(text), "%s\n", rdir);
+	if (!rc)
+		rc = write_file_mode(file, 0644, text);
+	if (rc)
+		fprintf(stderr, "hec: warning: cannot record the cluster in %s: %s\n", file,
+			strerror(-rc));
+}
+
+static int refuse_running(struct up *u)
+{
+	struct pidfile pf[UP_NODES_MAX + 8];
+	char rdir[PATH_MAX];
+	int fd = hec_connect_unix(u->ctx->sock), n;
+
+	if (fd >= 0) {
+		close(fd);
+		cli_err("cluster up: a cluster is already running at %s (stop it with: hec cluster down)",
+			u->ctx->dir);
+		return -EEXIST;
+	}
+	if (!realpath(u->ctx->dir, rdir))
+		return 0;
+	n = read_pidfiles(rdir, pf, (int)HEC_ARRAY_SIZE(pf));
+	for (int i = 0; i < n; i++)
+		if (pf[i].alive) {
+			cli_err("cluster up: %s of an earlier cluster at %s is still running (pid %d); "
+				"stop it with: hec --dir %s cluster down", pf[i].name, u->ctx->dir,
+				(int)pf[i].pid, u->ctx->dir);
+			return -EEXIST;
+		}
+	return 0;
+}
+
+static int cluster_up(struct cli_ctx *ctx, const char *dir, int argc, char **argv)
+{
+	struct up u = { .ctx = ctx, .node_timeout_ms = DEFAULT_NODE_TIMEOUT_MS,
+			.heartbeat_ms = DEFAULT_HEARTBEAT_MS };
+	char err[CLI_ERRLEN], ctld[PATH_MAX], hecd[PATH_MAX];
+	struct cli_args a;
+	int key, given_timeout = 0;
+
+	cli_args_init(&a, argc - 1, argv + 1);
+	while ((key = cli_getopt(&a, up_options)) != 0) {
+		switch (key) {
+		case -1:
+			return cli_usage("cluster up", "cluster up: %s", a.err);
+		case CLI_OPERAND:
+			return cli_usage("cluster up", "cluster up: unexpected argument '%s'", a.arg);
+		case K_HELP:
+			fputs(up_help, stdout);
+			return CLI_EXIT_OK;
+		case K_DIR:
+			dir = a.arg;
+			break;
+		case K_NODES:
+			if (cli_parse_num("--nodes", a.arg, 1, UP_NODES_MAX, &u.nodes, err, sizeof(err)))
+				goto bad_value;
+			break;
+		case K_NODE_TIMEOUT:
+			if (cli_parse_duration_ms("--node-timeout", a.arg, 86400L * 1000,
+						  &u.node_timeout_ms, err, sizeof(err)))
+				goto bad_value;
+			given_timeout = 1;
+			break;
+		case K_HEARTBEAT:
+			if (cli_parse_duration_ms("--heartbeat", a.arg, 3600L * 1000, &u.heartbeat_ms,
+						  err, sizeof(err)))
+				goto bad_value;
+			break;
+		}
+	}
+	if (a.i < a.argc)
+		return cli_usage("cluster up", "cluster up: unexpected argument '%s'", a.argv[a.i]);
+	if (!u.nodes)
+		return cli_usage("cluster up", "cluster up: how many nodes? give --nodes N");
+	if (u.heartbeat_ms >= u.node_timeout_ms) {
+		cli_err("--heartbeat: %ld ms must be shorter than the node timeout (%ld ms%s)",
+			u.heartbeat_ms, u.node_timeout_ms, given_timeout ? "" : ", the default");
+		return CLI_EXIT_USAGE;
+	}
+	if (cli_ctx_init(ctx, dir))
+		return CLI_EXIT_ERR;
+	if (strlen(ctx->sock) >= sizeof(((struct sockaddr_un *)0)->sun_path)) {
+		cli_err("cluster up: %s: too long for a Unix socket path (at most %zu bytes)", ctx->sock,
+			sizeof(((struct sockaddr_un *)0)->sun_path) - 1);
+		return CLI_EXIT_ERR;
+	}
+	u.wait_ms = wrapped() ? WRAPPED_WAIT_MS : UP_WAIT_MS;
+	if (refuse_running(&u) || find_program("hecctld", ctld, sizeof(ctld)) ||
+	    find_program("hecd", hecd, sizeof(hecd)) || make_dirs(&u) || write_key(&u))
+		return CLI_EXIT_ERR;
+	/* from here on every path is the real one: the daemons may chdir */
+	snprintf(ctx->dir, sizeof(ctx->dir), "%s", u.rdir);
+	if (path_join(ctx->sock, sizeof(ctx->sock), u.rdir, "hecctld.sock"))
+		return CLI_EXIT_ERR;
+	cli_cluster_name(u.rdir, u.name, sizeof(u.name));
+
+	if (start_controller(&u, ctld) || start_nodes(&u, hecd) || wait_idle(&u)) {
+		stop_daemons(u.d, u.nd);
+		unlink(ctx->sock);
+		return CLI_EXIT_ERR;
+	}
+	record_current(u.rdir);
+	printf("cluster up: %ld node%s, controller %s, dir %s\n", u.nodes, u.nodes == 1 ? "" : "s",
+	       u.ctl_addr, u.rdir);
+	return CLI_EXIT_OK;
+
+bad_value:
+	cli_err("%s", err);
+	return CLI_EXIT_USAGE;
+}
+
+/* ---- cluster down ---- */
+
+static const struct cli_opt down_options[] = {
+	{ "dir", K_DIR, 1 }, { "help", K_HELP, 0 }, { NULL, 0, 0 },
+};
+
+static const char down_help[] =
+	"usage: hec cluster down [--dir DIR]\n"
+	"Stop the embedded cluster: ask the controller to shut down (agents kill their\n"
+	"jobs), wait for every daemon (10 s, then SIGKILL), remove leftover partitions.\n"
+	"Works when the controller is already dead.\n"
+	"  -D, --dir=DIR  cluster directory\n";
+
+/* Remove partitions the agents of this cluster left behind (killed agents). */
+static int sweep_partitions(const char *rdir)
+{
+	const struct hec_partition_ops *ops = &hec_partition_proc_ops;
+	struct dirent *de;
+	int failed = 0;
+	DIR *d = opendir(rdir);
+
+	if (!d)
+		return 0;
+	while ((de = readdir(d))) {
+		char conf[PATH_MAX], node[128], cluster[128], cpus[4096], base[512];
+		struct hec_partition_env env = { .node = node, .cgroup_base = base, .cpus = cpus };
+		long jobs[1024];
+		size_t len = strlen(de->d_name);
+		int n, rc;
+
+		if (strncmp(de->d_name, "node", 4) || len < 6 || strcmp(de->d_name + len - 5, ".conf"))
+			continue;
+		if (path_join(conf, sizeof(conf), rdir, de->d_name) ||
+		    conf_value(conf, "name", node, sizeof(node)) ||
+		    conf_value(conf, "cluster_name", cluster, sizeof(cluster)))
+			continue;
+		if (conf_value(conf, "cpus", cpus, sizeof(cpus)))
+			cpus[0] = 0;
+		snprintf(base, sizeof(base), "hec/%s/%s", cluster, node);
+		rc = ops->node_init(&env);
+		if (rc == -ENODEV)
+			continue;
+		if (rc) {
+			/* without the rights to manage cgroups the agents had none either */
+			if (!((rc == -EACCES || rc == -EPERM || rc == -EROFS) && geteuid() != 0)) {
+				cli_err("cluster down: %s: %s: %s", node, hec_part_proc_context(),
+					strerror(-rc));
+				failed = 1;
+			}
+			continue;
+		}
+		n = ops->list(&env, jobs, (int)HEC_ARRAY_SIZE(jobs));
+		if (n < 0) {
+			cli_err("cluster down: %s: %s: %s", node, hec_part_proc_context(), strerror(-n));
+			failed = 1;
+			continue;
+		}
+		for (int i = 0; i < n; i++) {
+			struct hec_partition *p = NULL;
+			int64_t deadline = ms_now() + KILL_WAIT_MS;
+
+			rc = ops->open(&env, jobs[i], &p);
+			if (rc == -ENOENT)
+				continue;
+			if (!rc) {
+				rc = ops->kill(p);
+				/* killed processes take a moment to leave the group */
+				while (!rc && (rc = ops->destroy(p)) == -EBUSY && ms_now() < deadline) {
+					cli_sleep_ms(20);
+					ops->kill(p);
+				}
+				ops->release(p);
+			}
+			if (rc) {
+				cli_err("cluster down: %s: job %ld: %s: %s", node, jobs[i],
+					hec_part_proc_context(), strerror(-rc));
+				failed = 1;
+			} else {
+				fprintf(stderr, "hec: cluster down: %s: removed the leftover partition of job %ld\n",
+					node, jobs[i]);
+			}
+		}
+		rc = hec_part_proc_node_fini(&env);
+		if (rc) {
+			cli_err("cluster down: %s: %s: %s", node, hec_part_proc_context(), strerror(-rc));
+			failed = 1;
+		}
+	}
+	closedir(d);
+	return failed ? -EBUSY : 0;
+}
+
+static void clear_current(const char *rdir)
+{
+	char file[PATH_MAX], cur[PATH_MAX], real[PATH_MAX];
+
+	if (cli_home_path("current", file, sizeof(file)) ||
+	    hec_read_file(file, cur, sizeof(cur)))
+		return;
+	if (!strcmp(cur, rdir) || (realpath(cur, real) && !strcmp(real, rdir)))
+		unlink(file);
+}
+
+/* Wait until no pid file names a live daemon; \return how many remain. */
+static int wait_gone(struct pidfile *pf, int n, const char *rdir, int64_t ms)
+{
+	int64_t deadline = ms_now() + ms;
+	int alive;
+
+	for (;;) {
+		alive = 0;
+		for (int i = 0; i < n; i++) {
+			if (pf[i].alive)
+				pf[i].alive = ours(pf[i].pid, rdir);
+			alive += pf[i].alive;
+		}
+		if (!alive || ms_now() >= deadline)
+			return alive;
+		cli_sleep_ms(50);
+	}
+}
+
+static int cluster_down(struct cli_ctx *ctx, const char *dir, int argc, char **argv)
+{
+	struct pidfile pf[UP_NODES_MAX + 8];
+	char rdir[PATH_MAX], path[PATH_MAX], err[CLI_ERRLEN];
+	struct cli_args a;
+	json_t *req, *resp = NULL;
+	int key, n, rc, shut, alive, ret = CLI_EXIT_OK, have_conf;
+
+	cli_args_init(&a, argc - 1, argv + 1);
+	while ((key = cli_getopt(&a, down_options)) != 0) {
+		if (key < 0)
+			return cli_usage("cluster down", "cluster down: %s", a.err);
+		if (key == CLI_OPERAND)
+			return cli_usage("cluster down", "cluster down: unexpected argument '%s'", a.arg);
+		if (key == K_HELP) {
+			fputs(down_help, stdout);
+			return CLI_EXIT_OK;
+		}
+		dir = a.arg;
+	}
+	if (a.i < a.argc)
+		return cli_usage("cluster down", "cluster down: unexpected argument '%s'", a.argv[a.i]);
+	if (cli_ctx_init(ctx, dir))
+		return CLI_EXIT_ERR;
+	if (!realpath(ctx->dir, rdir)) {
+		cli_no_cluster(ctx);
+		return CLI_EXIT_ERR;
+	}
+	n = read_pidfiles(rdir, pf, (int)HEC_ARRAY_SIZE(pf));
+	if (n < 0)
+		n = 0;
+	have_conf = path_join(path, sizeof(path), rdir, "hecctld.conf") == 0 &&
+		    access(path, F_OK) == 0;
+
+	/* The orderly way: the controller tells the agents to clean up. */
+	req = json_pack("{s:s}", "op", "shutdown");
+	rc = req ? cli_call(ctx, req, &resp, err, sizeof(err)) : -ENOMEM;
+	json_decref(req);
+	json_decref(resp);
+	shut = rc == 0;
+	if (!have_conf && n == 0) {
+		/* not an embedded cluster: nothing of ours to wait for or sweep */
+		if (shut) {
+			printf("cluster down\n");
+			return CLI_EXIT_OK;
+		}
+		if (rc == -ENOTCONN)
+			cli_no_cluster(ctx);
+		else
+			cli_err("cluster down: %s", err);
+		return CLI_EXIT_ERR;
+	}
+	if (rc == -EREMOTEIO)
+		fprintf(stderr, "hec: cluster down: the controller refused (%s); signalling the daemons\n",
+			err);
+	if (!shut)
+		for (int i = 0; i < n; i++)
+			if (pf[i].alive && kill(pf[i].pid, SIGTERM) && errno == EPERM) {
+				cli_err("cluster down: %s (pid %d): %s", pf[i].name, (int)pf[i].pid,
+					strerror(EPERM));
+				return CLI_EXIT_ERR;
+			}
+	alive = wait_gone(pf, n, rdir, wrapped() ? WRAPPED_WAIT_MS : DOWN_WAIT_MS);
+	if (alive) {
+		for (int i = 0; i < n; i++)
+			if (pf[i].alive) {
+				fprintf(stderr, "hec: cluster down: %s (pid %d) did not stop; killing it\n",
+					pf[i].name, (int)pf[i].pid);
+				kill(pf[i].pid, SIGKILL);
+			}
+		alive = wait_gone(pf, n, rdir, KILL_WAIT_MS);
+	}
+	if (alive) {
+		for (int i = 0; i < n; i++)
+			if (pf[i].alive)
+				cli_err("cluster down: %s (pid %d) survived SIGKILL", pf[i].name,
+					(int)pf[i].pid);
+		return CLI_EXIT_ERR;
+	}
+	if (sweep_partitions(rdir))
+		ret = CLI_EXIT_ERR;
+	for (int i = 0; i < n; i++)
+		unlink(pf[i].path);
+	if (path_join(path, sizeof(path), rdir, "hecctld.sock") == 0)
+		unlink(path);
+	if (path_join(path, sizeof(path), rdir, "state/ctl.addr") == 0)
+		unlink(path);
+	clear_current(rdir);
+	printf("cluster down\n");
+	return ret;
+}
+
+/* ---- cluster status ---- */
+
+static const struct cli_opt status_options[] = {
+	{ "json", K_JSON, 0 }, { "dir", K_DIR, 1 }, { "help", K_HELP, 0 }, { NULL, 0, 0 },
+};
+
+static const char status_help[] =
+	"usage: hec cluster status [--json]\n"
+	"Controller, nodes and jobs of the cluster; exit status 1 if it is not running.\n"
+	"      --json     print the controller's answer as JSON\n"
+	"  -D, --dir=DIR  cluster directory\n";
+
+static int cluster_status(struct cli_ctx *ctx, const char *dir, int argc, char **argv)
+{
+	struct cli_args a;
+	json_t *resp, *nodes = NULL, *cl, *node;
+	char addr[300] = "", path[PATH_MAX];
+	int key, json = 0, up = 0, total = 0;
+	size_t i;
+
+	cli_args_init(&a, argc - 1, argv + 1);
+	while ((key = cli_getopt(&a, status_options)) != 0) {
+		if (key < 0)
+			return cli_usage("cluster status", "cluster status: %s", a.err);
+		if (key == CLI_OPERAND)
+			return cli_usage("cluster status", "cluster status: unexpected argument '%s'",
+					 a.arg);
+		if (key == K_HELP) {
+			fputs(status_help, stdout);
+			return CLI_EXIT_OK;
+		}
+		if (key == K_JSON)
+			json = 1;
+		else
+			dir = a.arg;
+	}
+	if (cli_ctx_init(ctx, dir))
+		return CLI_EXIT_ERR;
+	if (cli_request(ctx, "cluster status", json_pack("{s:s}", "op", "status"), &resp))
+		return CLI_EXIT_ERR;
+	if (json) {
+		cli_print_json(resp);
+		json_decref(resp);
+		return CLI_EXIT_OK;
+	}
+	cl = json_object_get(resp, "cluster");
+	/* ALLOCATED nodes are up too: count from the node list */
+	if (cli_request(ctx, "cluster status", json_pack("{s:s}", "op", "nodes"), &nodes) == 0) {
+		json_array_foreach(json_object_get(nodes, "nodes"), i, node) {
+			const char *st = json_string_value(json_object_get(node, "state")) ?: "";
+
+			total++;
+			up += !strcmp(st, "IDLE") || !strcmp(st, "ALLOCATED");
+		}
+		json_decref(nodes);
+	} else {
+		up = (int)json_integer_value(json_object_get(cl, "nodes_up"));
+		total = (int)json_integer_value(json_object_get(cl, "nodes_total"));
+	}
+	if (path_join(path, sizeof(path), ctx->dir, "state/ctl.addr") == 0)
+		hec_read_file(path, addr, sizeof(addr));
+	printf("cluster %s at %s\n", json_string_value(json_object_get(cl, "name")) ?: "?", ctx->dir);
+	printf("controller: pid %lld%s%s, up %lld s\n",
+	       (long long)json_integer_value(json_object_get(cl, "pid")),
+	       addr[0] ? ", agents connect to " : "", addr,
+	       (long long)json_integer_value(json_object_get(cl, "uptime")));
+	printf("nodes: %d up, %d total\n", up, total);
+	printf("jobs: %lld pending, %lld running\n",
+	       (long long)json_integer_value(json_object_get(cl, "jobs_pending")),
+	       (long long)json_integer_value(json_object_get(cl, "jobs_running")));
+	json_decref(resp);
+	return CLI_EXIT_OK;
+}
+
+static const char cluster_help[] =
+	"usage: hec cluster up --nodes N [--dir DIR] [--node-timeout DUR] [--heartbeat DUR]\n"
+	"       hec cluster down [--dir DIR]\n"
+	"       hec cluster status [--json]\n"
+	"Start, stop or describe an embedded cluster on this machine\n"
+	"(hec cluster SUBCOMMAND --help for each).\n";
+
+int cmd_cluster(struct cli_ctx *ctx, const char *dir, int argc, char **argv)
+{
+	if (argc < 2)
+		return cli_usage("cluster", "cluster: which? up, down or status");
+	if (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h") || !strcmp(argv[1], "help")) {
+		fputs(cluster_help, stdout);
+		return CLI_EXIT_OK;
+	}
+	if (!strcmp(argv[1], "up"))
+		return cluster_up(ctx, dir, argc - 1, argv + 1);
+	if (!strcmp(argv[1], "down"))
+		return cluster_down(ctx, dir, argc - 1, argv + 1);
+	if (!strcmp(argv[1], "status"))
+		return cluster_status(ctx, dir, argc - 1, argv + 1);
+	return cli_usage("cluster", "cluster: unknown subcommand '%s' (up, down or status)", argv[1]);
+}

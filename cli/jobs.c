@@ -1,0 +1,1062 @@
+/*
+ * Job and node commands: submit, queue, show, cancel, wait, logs, nodes.
+ * Each parses its words, asks the controller, and prints what a SLURM user
+ * expects to see (sbatch, squeue, scontrol show job, scancel, sinfo).
+ */
+#include "config.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "hec/common.h"
+#include "cli/cli.h"
+
+extern char **environ;
+
+/* After losing the controller while waiting, keep trying this long: it may
+ * be restarting (its state survives a kill -9). */
+#define CLI_RECONNECT_MS 60000
+#define CLI_POLL_MS 100
+
+enum { K_HELP = 'h', K_DIR = 'D', K_JSON = CLI_LONG_ONLY + 100, K_ALL, K_TIMEOUT, K_FOLLOW = 'f' };
+
+static const char *jstr(const json_t *o, const char *key, const char *def)
+{
+	const char *s = json_string_value(json_object_get(o, key));
+
+	return s ? s : def;
+}
+
+static long jint(const json_t *o, const char *key, long def)
+{
+	json_t *v = json_object_get(o, key);
+
+	return json_is_integer(v) ? (long)json_integer_value(v) : def;
+}
+
+/* ---- tables ---- */
+
+#define TABLE_COLS 10
+
+struct table {
+	int ncols;
+	size_t nrows, cap;
+	char **cells;   /* nrows * ncols, owned */
+};
+
+static int table_add(struct table *t, const char *const *row)
+{
+	if (t->nrows == t->cap) {
+		size_t cap = t->cap ? 2 * t->cap : 16;
+		char **c = realloc(t->cells, cap * (size_t)t->ncols * sizeof(*c));
+
+		if (!c)
+			return -ENOMEM;
+		t->cells = c;
+		t->cap = cap;
+	}
+	for (int i = 0; i < t->ncols; i++) {
+		t->cells[t->nrows * (size_t)t->ncols + (size_t)i] = strdup(row[i] ? row[i] : "");
+		if (!t->cells[t->nrows * (size_t)t->ncols + (size_t)i]) {
+			while (i-- > 0)
+				free(t->cells[t->nrows * (size_t)t->ncols + (size_t)i]);
+			return -ENOMEM;
+		}
+	}
+	t->nrows++;
+	return 0;
+}
+
+/* Columns padded to their widest cell; the last one is not padded. */
+static void table_print(const struct table *t)
+{
+	size_t width[TABLE_COLS] = { 0 };
+
+	for (size_t r = 0; r < t->nrows; r++)
+		for (int c = 0; c < t->ncols; c++) {
+			size_t l = strlen(t->cells[r * (size_t)t->ncols + (size_t)c]);
+
+			if (l > width[c])
+				width[c] = l;
+		}
+	for (size_t r = 0; r < t->nrows; r++) {
+		for (int c = 0; c < t->ncols; c++) {
+			const char *cell = t->cells[r * (size_t)t->ncols + (size_t)c];
+
+			if (c == t->ncols - 1)
+				printf("%s\n", cell);
+			else
+				printf("%-*s  ", (int)width[c], cell);
+		}
+	}
+}
+
+static void table_free(struct table *t)
+{
+	for (size_t i = 0; i < t->nrows * (size_t)t->ncols; i++)
+		free(t->cells[i]);
+	free(t->cells);
+	memset(t, 0, sizeof(*t));
+}
+
+/* Node names of a job as a SLURM host list ("node[0-3]"). */
+static void job_nodelist(const json_t *job, char *buf, size_t len)
+{
+	json_t *list = json_object_get(job, "nodelist"), *v;
+	const char *names[CLI_NODES_MAX];
+	size_t i, n = 0;
+
+	buf[0] = 0;
+	json_array_foreach(list, i, v)
+		if (json_is_string(v) && n < HEC_ARRAY_SIZE(names))
+			names[n++] = json_string_value(v);
+	if (cli_hostlist(names, n, buf, len))
+		snprintf(buf, len, "%s,...", n ? names[0] : "");
+}
+
+/* Seconds the job has run: until now, or until it ended. */
+static long job_elapsed(const json_t *job)
+{
+	long start = jint(job, "start_time", 0), end = jint(job, "end_time", 0);
+
+	if (start <= 0)
+		return 0;
+	if (end <= 0)
+		end = (long)time(NULL);
+	return end > start ? end - start : 0;
+}
+
+/* The common prologue: words into options, then the cluster directory. */
+static int finish_ctx(struct cli_ctx *ctx, const char *dir)
+{
+	return cli_ctx_init(ctx, dir) ? CLI_EXIT_ERR : CLI_EXIT_OK;
+}
+
+/* ---- submit ---- */
+
+static const char submit_help[] =
+	"usage: hec submit [options] SCRIPT [ARGS...]\n"
+	"       hec submit [options] -- PROGRAM [ARGS...]\n"
+	"Queue a batch job.  A SCRIPT (#! first line) may hold options in #HEC lines at\n"
+	"its top; the command line wins over them.  With -- the job runs\n"
+	"'mpiexec -n NTASKS PROGRAM ARGS...' on its nodes.\n"
+	"  -N, --nodes=N        nodes to allocate (1..4096, default 1)\n"
+	"  -n, --ntasks=N       MPI ranks (default: one per node)\n"
+	"  -t, --time=LIMIT     time limit: MIN, MIN:SEC, H:MIN:SEC, D-H, D-H:MIN,\n"
+	"                       D-H:MIN:SEC or UNLIMITED (default)\n"
+	"  -J, --job-name=NAME  job name (default: the script's or program's name)\n"
+	"      --priority=P     -1000000..1000000, higher runs first (default 0)\n"
+	"  -o, --output=FILE    stdout of the job (default: CLUSTER_DIR/spool/job-ID.out)\n"
+	"  -e, --error=FILE     stderr of the job (default: with stdout)\n"
+	"      --json           print {\"job\": ID}\n"
+	"  -D, --dir=DIR        cluster directory\n";
+
+static int read_script(const char *path, char **textp, size_t *lenp)
+{
+	size_t cap = 65536, len = 0;
+	char *text = NULL;
+	struct stat st;
+	int fd, rc;
+
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0) {
+		rc = -errno;
+		cli_err("%s: %s%s", path, strerror(-rc),
+			rc == -ENOENT && !strchr(path, '/') ?
+			" (to run a program rather than a script: hec submit -- PROGRAM)" : "");
+		return rc;
+	}
+	if (fstat(fd, &st) == 0 && S_ISDIR(st.st_mode)) {
+		cli_err("%s: is a directory, not a batch script", path);
+		rc = -EISDIR;
+		goto err_close;
+	}
+	for (;;) {
+		ssize_t n;
+
+		if (len == cap || !text) {
+			char *grown;
+
+			if (text)
+				cap *= 2;
+			grown = realloc(text, cap + 1);
+			if (!grown) {
+				cli_err("%s: out of memory", path);
+				rc = -ENOMEM;
+				goto err_free;
+			}
+			text = grown;
+		}
+		n = read(fd, text + len, cap - len);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0) {
+			rc = -errno;
+			cli_err("%s: %s", path, strerror(-rc));
+			goto err_free;
+		}
+		if (n == 0)
+			break;
+		len += (size_t)n;
+		if (len > (size_t)CLI_SCRIPT_MAX) {
+			cli_err("%s: larger than 1 MiB: a batch script must be a small text file", path);
+			rc = -EFBIG;
+			goto err_free;
+		}
+	}
+	text[len] = 0;
+	close(fd);
+	*textp = text;
+	*lenp = len;
+	return 0;
+
+err_free:
+	free(text);
+err_close:
+	close(fd);
+	return rc;
+}
+
+static json_t *string_array(char *const *words, int n, const char *what)
+{
+	json_t *arr = json_array();
+
+	for (int i = 0; arr && i < n; i++) {
+		json_t *s = json_string(words[i]);
+
+		if (!s) {
+			cli_err("%s: '%s' is not valid UTF-8 text", what, words[i]);
+			json_decref(arr);
+			return NULL;
+		}
+		json_array_append_new(arr, s);
+	}
+	return arr;
+}
+
+static json_t *environment(void)
+{
+	json_t *arr = json_array();
+
+	for (char **e = environ; arr && e && *e; e++) {
+		json_t *s = json_string(*e);
+
+		/* the controller stores text; a variable that is not is left out */
+		if (!s) {
+			const char *eq = strchr(*e, '=');
+
+			fprintf(stderr, "hec: warning: not passing %.*s to the job: its value is not UTF-8\n",
+				(int)(eq ? eq - *e : (long)strlen(*e)), *e);
+			continue;
+		}
+		json_array_append_new(arr, s);
+	}
+	return arr;
+}
+
+static int abs_field(json_t *req, const char *key, const char *cwd, const char *path,
+		     const char *opt)
+{
+	char abs[PATH_MAX];
+
+	if (!path)
+		return 0;
+	if (cli_abspath(cwd, path, abs, sizeof(abs))) {
+		cli_err("%s: path too long", opt);
+		return -ENAMETOOLONG;
+	}
+	if (json_object_set_new(req, key, json_string(abs))) {
+		cli_err("%s: '%s' is not valid UTF-8 text", opt, abs);
+		return -EINVAL;
+	}
+	return 0;
+}
+
+int cmd_submit(struct cli_ctx *ctx, const char *dir, int argc, char **argv)
+{
+	struct submit_opts o = { 0 }, from_script = { 0 };
+	char err[CLI_ERRLEN], cwd[PATH_MAX], *text = NULL, *with_args = NULL;
+	char **rest;
+	size_t len = 0;
+	json_t *req = NULL, *resp = NULL;
+	struct cli_args a;
+	int key, json = 0, nrest, ret = CLI_EXIT_USAGE, ignored = 0;
+
+	cli_args_init(&a, argc - 1, argv + 1);
+	while ((key = cli_getopt(&a, cli_submit_options)) != 0) {
+		if (key < 0) {
+			cli_usage("submit", "submit: %s", a.err);
+			goto out;
+		}
+		if (key == CLI_OPERAND) {
+			a.i--; /* the script: it and what follows are not ours */
+			break;
+		}
+		if (key == SK_HELP) {
+			fputs(submit_help, stdout);
+			ret = CLI_EXIT_OK;
+			goto out;
+		}
+		if (key == SK_JSON) {
+			json = 1;
+		} else if (key == SK_DIR) {
+			dir = a.arg;
+		} else if (submit_opt_apply(&o, key, a.arg, err, sizeof(err))) {
+			cli_err("%s", err);
+			goto out;
+		}
+	}
+	rest = a.argv + a.i;
+	nrest = a.argc - a.i;
+	if (nrest == 0) {
+		cli_usage("submit", a.dashdash ? "submit: no program after --" :
+			  "submit: no batch script given (or -- PROGRAM ARGS...)");
+		goto out;
+	}
+	ret = CLI_EXIT_ERR;
+	if (!getcwd(cwd, sizeof(cwd))) {
+		cli_err("submit: current directory: %s", strerror(errno));
+		goto out;
+	}
+	if (!a.dashdash) {
+		int rc;
+
+		if (read_script(rest[0], &text, &len))
+			goto out;
+		if (script_check(text, len, err, sizeof(err))) {
+			cli_err("%s: %s", rest[0], err);
+			goto out;
+		}
+		rc = script_parse_directives(rest[0], text, len, &from_script, &ignored,
+					     err, sizeof(err));
+		if (rc) {
+			cli_err("%s", rc == -ENOMEM ? "submit: out of memory" : err);
+			ret = rc == -ENOMEM ? CLI_EXIT_ERR : CLI_EXIT_USAGE;
+			goto out;
+		}
+		if (ignored)
+			fprintf(stderr, "hec: warning: %s:%d: #HEC after the first command is ignored\n",
+				rest[0], ignored);
+		if (submit_opts_merge(&o, &from_script)) {
+			cli_err("submit: out of memory");
+			goto out;
+		}
+		if (nrest > 1) {
+			if (script_set_args(text, len, rest + 1, nrest - 1, &with_args, err, sizeof(err))) {
+				cli_err("%s: %s", rest[0], err);
+				goto out;
+			}
+			free(text);
+			text = with_args;
+			len = strlen(text);
+			with_args = NULL;
+		}
+	}
+	if (submit_opts_finish(&o, rest[0], err, sizeof(err))) {
+		cli_err("%s", err);
+		ret = CLI_EXIT_USAGE;
+		goto out;
+	}
+	if (finish_ctx(ctx, dir))
+		goto out;
+
+	req = json_pack("{s:s,s:I,s:I,s:I,s:s,s:I,s:s}", "op", "submit",
+			"nodes", (json_int_t)o.nodes, "ntasks", (json_int_t)o.ntasks,
+			"time_limit", (json_int_t)o.time_limit, "name", o.name,
+			"priority", (json_int_t)o.priority, "cwd", cwd);
+	if (!req) {
+		cli_err("submit: job name or directory is not valid UTF-8 text");
+		goto out;
+	}
+	if (json_object_set_new(req, "env", environment()))
+		goto out_nomem;
+	if (a.dashdash) {
+		json_t *args = string_array(rest, nrest, "submit");
+
+		if (!args)
+			goto out;
+		json_object_set_new(req, "argv", args);
+	} else if (json_object_set_new(req, "script", json_stringn(text, len))) {
+		goto out_nomem;
+	}
+	if (abs_field(req, "output", cwd, o.output, "--output") ||
+	    abs_field(req, "error", cwd, o.error, "--error"))
+		goto out;
+	if (cli_request(ctx, "submit", req, &resp))
+		goto out_sent;
+	if (json)
+		cli_print_json(resp);
+	else
+		printf("Submitted job %ld\n", jint(resp, "job", 0));
+	ret = CLI_EXIT_OK;
+	json_decref(resp);
+	goto out_sent;
+
+out_nomem:
+	cli_err("submit: out of memory");
+out:
+	json_decref(req);
+out_sent:
+	free(text);
+	submit_opts_free(&o);
+	submit_opts_free(&from_script);
+	return ret;
+}
+
+/* ---- queue ---- */
+
+static const struct cli_opt queue_options[] = {
+	{ "all", K_ALL, 0 }, { "json", K_JSON, 0 }, { "dir", K_DIR, 1 }, { "help", K_HELP, 0 },
+	{ NULL, 0, 0 },
+};
+
+static const char queue_help[] =
+	"usage: hec queue [--all] [--json]\n"
+	"List pending and running jobs (with --all, ended ones too), in priority order.\n"
+	"      --all     include COMPLETED, FAILED, CANCELLED, TIMEOUT and NODE_FAIL jobs\n"
+	"      --json    print the controller's answer as JSON\n"
+	"  -D, --dir=DIR cluster directory\n";
+
+/* Parse a command that takes only flags and no operands. */
+static int flags_only(const char *cmd, const char *help, const struct cli_opt *opts,
+		      int argc, char **argv, const char **dir, int *flags)
+{
+	struct cli_args a;
+	int key;
+
+	cli_args_init(&a, argc - 1, argv + 1);
+	while ((key = cli_getopt(&a, opts)) != 0) {
+		if (key < 0)
+			return cli_usage(cmd, "%s: %s", cmd, a.err);
+		if (key == CLI_OPERAND)
+			return cli_usage(cmd, "%s: unexpected argument '%s'", cmd, a.arg);
+		if (key == K_HELP) {
+			fputs(help, stdout);
+			return -1;
+		}
+		if (key == K_DIR)
+			*dir = a.arg;
+		else if (key == K_JSON)
+			*flags |= 1;
+		else if (key == K_ALL)
+			*flags |= 2;
+	}
+	if (a.i < a.argc)
+		return cli_usage(cmd, "%s: unexpected argument '%s'", cmd, a.argv[a.i]);
+	return 0;
+}
+
+int cmd_queue(struct cli_ctx *ctx, const char *dir, int argc, char **argv)
+{
+	static const char *const header[] = {
+		"JOBID", "NAME", "USER", "STATE", "TIME", "NODES", "NODELIST(REASON)",
+	};
+	struct table t = { .ncols = 7 };
+	json_t *resp, *job;
+	int flags = 0, rc;
+	size_t i;
+
+	rc = flags_only("queue", queue_help, queue_options, argc, argv, &dir, &flags);
+	if (rc)
+		return rc < 0 ? CLI_EXIT_OK : rc;
+	if (finish_ctx(ctx, dir))
+		return CLI_EXIT_ERR;
+	if (cli_request(ctx, "queue", json_pack("{s:s,s:b}", "op", "queue", "all", flags & 2), &resp))
+		return CLI_EXIT_ERR;
+	if (flags & 1) {
+		cli_print_json(resp);
+		json_decref(resp);
+		return CLI_EXIT_OK;
+	}
+	rc = table_add(&t, header);
+	json_array_foreach(json_object_get(resp, "jobs"), i, job) {
+		char id[24], elapsed[32], nodes[24], where[4096];
+		const char *state = jstr(job, "state", "?");
+		const char *row[7];
+
+		snprintf(id, sizeof(id), "%ld", jint(job, "id", 0));
+		cli_format_elapsed(job_elapsed(job), elapsed, sizeof(elapsed));
+		snprintf(nodes, sizeof(nodes), "%ld", jint(job, "nodes", 0));
+		job_nodelist(job, where, sizeof(where));
+		if (!strcmp(state, "PENDING") || !where[0]) {
+			const char *reason = jstr(job, "reason", "");
+
+			snprintf(where, sizeof(where), "(%s)", *reason ? reason : "None");
+		}
+		row[0] = id;
+		row[1] = jstr(job, "name", "");
+		row[2] = jstr(job, "user", "?");
+		row[3] = state;
+		row[4] = elapsed;
+		row[5] = nodes;
+		row[6] = where;
+		rc = rc ? rc : table_add(&t, row);
+	}
+	if (rc)
+		cli_err("queue: out of memory");
+	else
+		table_print(&t);
+	table_free(&t);
+	json_decref(resp);
+	return rc ? CLI_EXIT_ERR : CLI_EXIT_OK;
+}
+
+/* ---- commands that take job ids ---- */
+
+struct id_args {
+	long ids[256];
+	int n;
+	int json;
+	int follow;
+	long timeout_ms;
+	const char *dir;
+};
+
+static const struct cli_opt show_options[] = {
+	{ "json", K_JSON, 0 }, { "dir", K_DIR, 1 }, { "help", K_HELP, 0 }, { NULL, 0, 0 },
+};
+static const struct cli_opt cancel_options[] = {
+	{ "dir", K_DIR, 1 }, { "help", K_HELP, 0 }, { NULL, 0, 0 },
+};
+static const struct cli_opt wait_options[] = {
+	{ "timeout", K_TIMEOUT, 1 }, { "dir", K_DIR, 1 }, { "help", K_HELP, 0 }, { NULL, 0, 0 },
+};
+static const struct cli_opt logs_options[] = {
+	{ "follow", K_FOLLOW, 0 }, { "dir", K_DIR, 1 }, { "help", K_HELP, 0 }, { NULL, 0, 0 },
+};
+
+/*
+ * Options and job ids in any order.  \return 0, -1 after --help,
+ * or CLI_EXIT_USAGE (printed).  @one: exactly one id.
+ */
+static int parse_ids(const char *cmd, const char *help, const struct cli_opt *opts, int one,
+		     int argc, char **argv, struct id_args *ia)
+{
+	char err[CLI_ERRLEN];
+	struct cli_args a;
+	int key;
+
+	cli_args_init(&a, argc - 1, argv + 1);
+	for (;;) {
+		const char *word;
+
+		key = cli_getopt(&a, opts);
+		if (key == 0 && a.dashdash && a.i < a.argc) {
+			word = a.argv[a.i++];
+			key = CLI_OPERAND;
+		} else if (key == CLI_OPERAND) {
+			word = a.arg;
+		} else {
+			word = NULL;
+		}
+		if (key == 0)
+			break;
+		if (key < 0)
+			return cli_usage(cmd, "%s: %s", cmd, a.err);
+		switch (key) {
+		case CLI_OPERAND:
+			if (cli_parse_job_id(word, &ia->ids[ia->n], err, sizeof(err))) {
+				cli_err("%s: %s", cmd, err);
+				return CLI_EXIT_USAGE;
+			}
+			if (ia->n == (int)HEC_ARRAY_SIZE(ia->ids) - 1 || (one && ia->n == 1))
+				return cli_usage(cmd, "%s: too many job IDs", cmd);
+			ia->n++;
+			break;
+		case K_HELP:
+			fputs(help, stdout);
+			return -1;
+		case K_DIR:
+			ia->dir = a.arg;
+			break;
+		case K_JSON:
+			ia->json = 1;
+			break;
+		case K_FOLLOW:
+			ia->follow = 1;
+			break;
+		case K_TIMEOUT:
+			if (cli_parse_duration_ms("--timeout", a.arg, 365L * 86400 * 1000,
+						  &ia->timeout_ms, err, sizeof(err))) {
+				cli_err("%s: %s", cmd, err);
+				return CLI_EXIT_USAGE;
+			}
+			break;
+		}
+	}
+	if (ia->n == 0)
+		return cli_usage(cmd, "%s: which job? give a job ID", cmd);
+	return 0;
+}
+
+static json_t *job_req(const char *op, long id)
+{
+	return json_pack("{s:s,s:I}", "op", op, "job", (json_int_t)id);
+}
+
+/* ---- show ---- */
+
+static const char show_help[] =
+	"usage: hec show JOBID [--json]\n"
+	"Print one job's record as KEY=VALUE lines, like scontrol show job.\n"
+	"      --json    print the controller's answer as JSON\n"
+	"  -D, --dir=DIR cluster directory\n";
+
+static void iso_time(long t, char *buf, size_t len)
+{
+	struct tm tm;
+	time_t tt = (time_t)t;
+
+	if (t <= 0 || !localtime_r(&tt, &tm) || !strftime(buf, len, "%Y-%m-%dT%H:%M:%S", &tm))
+		snprintf(buf, len, "Unknown");
+}
+
+int cmd_show(struct cli_ctx *ctx, const char *dir, int argc, char **argv)
+{
+	struct id_args ia = { .dir = dir };
+	char limit[32], sub[32], start[32], end[32], nodes[4096];
+	const char *reason, *err;
+	json_t *resp, *job;
+	int rc;
+
+	rc = parse_ids("show", show_help, show_options, 1, argc, argv, &ia);
+	if (rc)
+		return rc < 0 ? CLI_EXIT_OK : rc;
+	if (finish_ctx(ctx, ia.dir))
+		return CLI_EXIT_ERR;
+	{
+		char what[48];
+
+		snprintf(what, sizeof(what), "show %ld", ia.ids[0]);
+		if (cli_request(ctx, what, job_req("show", ia.ids[0]), &resp))
+			return CLI_EXIT_ERR;
+	}
+	if (ia.json) {
+		cli_print_json(resp);
+		json_decref(resp);
+		return CLI_EXIT_OK;
+	}
+	job = json_object_get(resp, "job");
+	hec_format_duration(jint(job, "time_limit", 0), limit, sizeof(limit));
+	iso_time(jint(job, "submit_time", 0), sub, sizeof(sub));
+	iso_time(jint(job, "start_time", 0), start, sizeof(start));
+	iso_time(jint(job, "end_time", 0), end, sizeof(end));
+	job_nodelist(job, nodes, sizeof(nodes));
+	reason = jstr(job, "reason", "");
+	err = jstr(job, "error", "");
+	printf("JobId=%ld JobName=%s\n", jint(job, "id", 0), jstr(job, "name", ""));
+	printf("   UserId=%s(%ld) Priority=%ld\n", jstr(job, "user", "?"), jint(job, "uid", -1),
+	       jint(job, "priority", 0));
+	printf("   JobState=%s Reason=%s ExitCode=%ld:%ld\n", jstr(job, "state", "?"),
+	       *reason ? reason : "None", jint(job, "exit_code", 0), jint(job, "signal", 0));
+	printf("   NumNodes=%ld NumTasks=%ld TimeLimit=%s\n", jint(job, "nodes", 0),
+	       jint(job, "ntasks", 0), limit);
+	printf("   SubmitTime=%s StartTime=%s EndTime=%s\n", sub, start, end);
+	printf("   NodeList=%s\n", nodes[0] ? nodes : "(null)");
+	printf("   Command=%s\n", jstr(job, "command", ""));
+	printf("   StdOut=%s\n", jstr(job, "output", ""));
+	printf("   StdErr=%s\n", *err ? err : jstr(job, "output", ""));
+	json_decref(resp);
+	return CLI_EXIT_OK;
+}
+
+/* ---- cancel ---- */
+
+static const char cancel_help[] =
+	"usage: hec cancel JOBID...\n"
+	"Cancel jobs: pending ones leave the queue, running ones are killed (CANCELLED).\n"
+	"Exit status 1 if any could not be cancelled.\n"
+	"  -D, --dir=DIR cluster directory\n";
+
+int cmd_cancel(struct cli_ctx *ctx, const char *dir, int argc, char **argv)
+{
+	struct id_args ia = { .dir = dir };
+	int rc, failed = 0;
+
+	rc = parse_ids("cancel", cancel_help, cancel_options, 0, argc, argv, &ia);
+	if (rc)
+		return rc < 0 ? CLI_EXIT_OK : rc;
+	if (finish_ctx(ctx, ia.dir))
+		return CLI_EXIT_ERR;
+	for (int i = 0; i < ia.n; i++) {
+		char what[48];
+		json_t *resp;
+
+		snprintf(what, sizeof(what), "cancel %ld", ia.ids[i]);
+		rc = cli_request(ctx, what, job_req("cancel", ia.ids[i]), &resp);
+		if (rc == -ENOTCONN)
+			return CLI_EXIT_ERR; /* the rest would fail the same way */
+		if (rc)
+			failed = 1;
+		else
+			json_decref(resp);
+	}
+	return failed ? CLI_EXIT_ERR : CLI_EXIT_OK;
+}
+
+/* ---- polling a job ---- */
+
+struct poller {
+	struct cli_ctx *ctx;
+	long id;
+	int64_t lost_since; /* ns; 0 while the controller answers */
+	int answered;       /* it answered at least once */
+};
+
+/*
+ * Fetch the job.  \return 0 with *@job (a response: json_decref it),
+ * -EAGAIN when the controller is unreachable for now (restarting?),
+ * -1 after printing why we give up.
+ */
+static int poll_job(struct poller *p, const char *cmd, json_t **resp)
+{
+	char err[CLI_ERRLEN];
+	json_t *req = job_req("show", p->id);
+	int rc;
+
+	if (!req) {
+		cli_err("%s: out of memory", cmd);
+		return -1;
+	}
+	rc = cli_call(p->ctx, req, resp, err, sizeof(err));
+	json_decref(req);
+	if (rc == 0) {
+		p->lost_since = 0;
+		p->answered = 1;
+		return 0;
+	}
+	if (rc == -EREMOTEIO || !p->answered) {
+		if (rc == -ENOTCONN && !strncmp(err, "no cluster", 10))
+			cli_no_cluster(p->ctx);
+		else
+			cli_err("%s %ld: %s", cmd, p->id, err);
+		return -1;
+	}
+	if (!p->lost_since)
+		p->lost_since = hec_now_mono_ns();
+	if (hec_now_mono_ns() - p->lost_since > (int64_t)CLI_RECONNECT_MS * 1000000) {
+		cli_err("%s %ld: lost the controller for %d s: %s", cmd, p->id,
+			CLI_RECONNECT_MS / 1000, err);
+		return -1;
+	}
+	return -EAGAIN;
+}
+
+/* ---- wait ---- */
+
+static const char wait_help[] =
+	"usage: hec wait JOBID [--timeout DURATION]\n"
+	"Wait until the job has ended; the exit status tells how:\n"
+	"  0 COMPLETED; the job's exit code if FAILED (128+N if killed by signal N);\n"
+	"  124 TIMEOUT; 125 NODE_FAIL; 130 CANCELLED; 3 if --timeout ran out first;\n"
+	"  1 on errors, 2 on usage errors.\n"
+	"      --timeout=DURATION  give up after DURATION: 30 (seconds), 30s, 500ms, 5m, 1h\n"
+	"  -D, --dir=DIR           cluster directory\n";
+
+static int final_status(const json_t *job, long id)
+{
+	const char *state = jstr(job, "state", "?"), *reason = jstr(job, "reason", "");
+	long code = jint(job, "exit_code", 0), sig = jint(job, "signal", 0);
+	char why[256];
+	int status;
+
+	if (!strcmp(state, "COMPLETED"))
+		return CLI_EXIT_OK;
+	if (!strcmp(state, "TIMEOUT"))
+		status = 124;
+	else if (!strcmp(state, "NODE_FAIL"))
+		status = 125;
+	else if (!strcmp(state, "CANCELLED"))
+		status = 130;
+	else if (sig > 0)
+		status = (int)(128 + sig > 255 ? 255 : 128 + sig);
+	else
+		status = code > 0 && code <= 255 ? (int)code : 1;
+	if (*reason)
+		snprintf(why, sizeof(why), " (%s)", reason);
+	else if (sig > 0)
+		snprintf(why, sizeof(why), " (signal %ld)", sig);
+	else if (!strcmp(state, "FAILED"))
+		snprintf(why, sizeof(why), " (exit code %ld)", code);
+	else
+		why[0] = 0;
+	fprintf(stderr, "job %ld %s%s\n", id, state, why);
+	return status;
+}
+
+int cmd_wait(struct cli_ctx *ctx, const char *dir, int argc, char **argv)
+{
+	struct id_args ia = { .dir = dir };
+	struct poller p = { .ctx = ctx };
+	int64_t deadline;
+	char state[32] = "UNKNOWN";
+	int rc;
+
+	rc = parse_ids("wait", wait_help, wait_options, 1, argc, argv, &ia);
+	if (rc)
+		return rc < 0 ? CLI_EXIT_OK : rc;
+	if (finish_ctx(ctx, ia.dir))
+		return CLI_EXIT_ERR;
+	p.id = ia.ids[0];
+	deadline = ia.timeout_ms ? hec_now_mono_ns() + (int64_t)ia.timeout_ms * 1000000 : 0;
+	for (;;) {
+		json_t *resp;
+
+		rc = poll_job(&p, "wait", &resp);
+		if (rc == -1)
+			return CLI_EXIT_ERR;
+		if (rc == 0) {
+			json_t *job = json_object_get(resp, "job");
+
+			snprintf(state, sizeof(state), "%s", jstr(job, "state", "?"));
+			if (cli_state_final(state)) {
+				rc = final_status(job, p.id);
+				json_decref(resp);
+				return rc;
+			}
+			json_decref(resp);
+		}
+		if (deadline && hec_now_mono_ns() >= deadline) {
+			if (ia.timeout_ms % 1000)
+				cli_err("wait: job %ld is still %s after %ld ms (--timeout)", p.id,
+					state, ia.timeout_ms);
+			else
+				cli_err("wait: job %ld is still %s after %ld s (--timeout)", p.id,
+					state, ia.timeout_ms / 1000);
+			return CLI_EXIT_WAIT_TIMEOUT;
+		}
+		cli_sleep_ms(CLI_POLL_MS);
+	}
+}
+
+/* ---- logs ---- */
+
+static const char logs_help[] =
+	"usage: hec logs JOBID [-f]\n"
+	"Print the job's output file; a separate error file goes to stderr.\n"
+	"  -f, --follow  keep printing new output until the job has ended\n"
+	"  -D, --dir=DIR cluster directory\n";
+
+struct tail {
+	char path[PATH_MAX];
+	FILE *to;
+	off_t off;
+	int seen;           /* the file existed at some point */
+};
+
+/* Copy what was appended since last time.  \return 0, -ENOENT, -errno. */
+static int tail_drain(struct tail *t)
+{
+	char buf[65536];
+	int fd = open(t->path, O_RDONLY | O_CLOEXEC);
+
+	if (fd < 0)
+		return -errno;
+	t->seen = 1;
+	for (;;) {
+		ssize_t n = pread(fd, buf, sizeof(buf), t->off);
+
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0) {
+			int e = errno;
+
+			close(fd);
+			return -e;
+		}
+		if (n == 0)
+			break;
+		fwrite(buf, 1, (size_t)n, t->to);
+		t->off += n;
+	}
+	fflush(t->to);
+	close(fd);
+	return 0;
+}
+
+static int set_paths(const struct cli_ctx *ctx, const json_t *job, long id,
+		     struct tail *out, struct tail *err)
+{
+	const char *o = jstr(job, "output", ""), *e = jstr(job, "error", "");
+
+	int n;
+
+	if (*o) /* else the documented default, should an old controller not say */
+		n = snprintf(out->path, sizeof(out->path), "%s", o);
+	else
+		n = snprintf(out->path, sizeof(out->path), "%s/spool/job-%ld.out", ctx->dir, id);
+	if (n < 0 || (size_t)n >= sizeof(out->path))
+		return -ENAMETOOLONG;
+	err->path[0] = 0;
+	if (*e && strcmp(e, out->path) &&
+	    (size_t)snprintf(err->path, sizeof(err->path), "%s", e) >= sizeof(err->path))
+		return -ENAMETOOLONG;
+	return 0;
+}
+
+int cmd_logs(struct cli_ctx *ctx, const char *dir, int argc, char **argv)
+{
+	struct id_args ia = { .dir = dir };
+	struct tail out = { .to = stdout }, err = { .to = stderr };
+	struct poller p = { .ctx = ctx };
+	char state[32] = "?";
+	long started = 0;
+	int rc, final = 0;
+
+	rc = parse_ids("logs", logs_help, logs_options, 1, argc, argv, &ia);
+	if (rc)
+		return rc < 0 ? CLI_EXIT_OK : rc;
+	if (finish_ctx(ctx, ia.dir))
+		return CLI_EXIT_ERR;
+	p.id = ia.ids[0];
+	for (;;) {
+		json_t *resp;
+
+		rc = poll_job(&p, "logs", &resp);
+		if (rc == -1)
+			return CLI_EXIT_ERR;
+		if (rc == 0) {
+			json_t *job = json_object_get(resp, "job");
+
+			snprintf(state, sizeof(state), "%s", jstr(job, "state", "?"));
+			started = jint(job, "start_time", 0);
+			final = cli_state_final(state);
+			rc = set_paths(ctx, job, p.id, &out, &err);
+			json_decref(resp);
+			if (rc) {
+				cli_err("logs: job %ld: output path too long", p.id);
+				return CLI_EXIT_ERR;
+			}
+			/* the state is read before the files: once final, the
+			 * job's processes are gone and the files are complete */
+			rc = tail_drain(&out);
+			if (rc && rc != -ENOENT) {
+				cli_err("logs: %s: %s", out.path, strerror(-rc));
+				return CLI_EXIT_ERR;
+			}
+			if (err.path[0]) {
+				rc = tail_drain(&err);
+				if (rc && rc != -ENOENT) {
+					cli_err("logs: %s: %s", err.path, strerror(-rc));
+					return CLI_EXIT_ERR;
+				}
+			}
+		}
+		if (!ia.follow || final)
+			break;
+		cli_sleep_ms(200);
+	}
+	if (!out.seen && !err.seen) {
+		if (!strcmp(state, "PENDING"))
+			cli_err("logs: job %ld has not started", p.id);
+		else if (final && started <= 0)
+			cli_err("logs: job %ld never started (%s)", p.id, state);
+		else
+			cli_err("logs: job %ld: %s: %s", p.id, out.path, strerror(ENOENT));
+		return CLI_EXIT_ERR;
+	}
+	return CLI_EXIT_OK;
+}
+
+/* ---- nodes ---- */
+
+static const struct cli_opt nodes_options[] = {
+	{ "json", K_JSON, 0 }, { "dir", K_DIR, 1 }, { "help", K_HELP, 0 }, { NULL, 0, 0 },
+};
+
+static const char nodes_help[] =
+	"usage: hec nodes [--json]\n"
+	"List the cluster's nodes: state, CPUs, topology, memory and jobs.\n"
+	"      --json    print the controller's answer as JSON\n"
+	"  -D, --dir=DIR cluster directory\n";
+
+/* Join the elements of a JSON array (strings or integers) with commas. */
+static void join(const json_t *arr, char *buf, size_t len)
+{
+	size_t used = 0, i;
+	json_t *v;
+
+	buf[0] = 0;
+	json_array_foreach(arr, i, v) {
+		int n;
+
+		if (json_is_integer(v))
+			n = snprintf(buf + used, len - used, "%s%lld", used ? "," : "",
+				     (long long)json_integer_value(v));
+		else
+			n = snprintf(buf + used, len - used, "%s%s", used ? "," : "",
+				     json_is_string(v) ? json_string_value(v) : "?");
+		if (n < 0 || (size_t)n >= len - used) {
+			buf[used] = 0;
+			return;
+		}
+		used += (size_t)n;
+	}
+}
+
+int cmd_nodes(struct cli_ctx *ctx, const char *dir, int argc, char **argv)
+{
+	static const char *const header[] = {
+		"NODE", "STATE", "CPUS", "CORES", "PUS", "NUMA", "MEM(MB)", "JOBS", "NOTE",
+	};
+	struct table t = { .ncols = 9 };
+	json_t *resp, *node;
+	int flags = 0, rc, notes = 0;
+	size_t i;
+
+	rc = flags_only("nodes", nodes_help, nodes_options, argc, argv, &dir, &flags);
+	if (rc)
+		return rc < 0 ? CLI_EXIT_OK : rc;
+	if (finish_ctx(ctx, dir))
+		return CLI_EXIT_ERR;
+	if (cli_request(ctx, "nodes", json_pack("{s:s}", "op", "nodes"), &resp))
+		return CLI_EXIT_ERR;
+	if (flags & 1) {
+		cli_print_json(resp);
+		json_decref(resp);
+		return CLI_EXIT_OK;
+	}
+	json_array_foreach(json_object_get(resp, "nodes"), i, node)
+		notes |= json_array_size(json_object_get(node, "shares_cpus_with")) > 0;
+	t.ncols = notes ? 9 : 8;
+	rc = table_add(&t, header);
+	json_array_foreach(json_object_get(resp, "nodes"), i, node) {
+		char cores[24], pus[24], numa[24], mem[24], jobs[1024], with[1024], note[1100];
+		const char *row[9];
+
+		snprintf(cores, sizeof(cores), "%ld", jint(node, "cores", 0));
+		snprintf(pus, sizeof(pus), "%ld", jint(node, "pus", 0));
+		snprintf(numa, sizeof(numa), "%ld", jint(node, "numa_nodes", 0));
+		snprintf(mem, sizeof(mem), "%ld", jint(node, "memory_mb", 0));
+		join(json_object_get(node, "jobs"), jobs, sizeof(jobs));
+		join(json_object_get(node, "shares_cpus_with"), with, sizeof(with));
+		if (with[0])
+			snprintf(note, sizeof(note), "shares CPUs with %s", with);
+		else
+			note[0] = 0;
+		row[0] = jstr(node, "name", "?");
+		row[1] = jstr(node, "state", "?");
+		row[2] = jstr(node, "cpus", "");
+		row[3] = cores;
+		row[4] = pus;
+		row[5] = numa;
+		row[6] = mem;
+		row[7] = jobs[0] ? jobs : "-";
+		row[8] = note;
+		rc = rc ? rc : table_add(&t, row);
+	}
+	if (rc)
+		cli_err("nodes: out of memory");
+	else
+		table_print(&t);
+	table_free(&t);
+	json_decref(resp);
+	return rc ? CLI_EXIT_ERR : CLI_EXIT_OK;
+}

@@ -1,0 +1,397 @@
+/*
+ * Frame codec and message schemas (see include/hec/msg.h, doc/protocol.md).
+ *
+ * Everything a peer sends passes through hec_msg_decode(): handlers may rely
+ * on the fields the schema marks required being present with the right JSON
+ * type and range.  This is the code the fuzz target (tests/fuzz) exercises.
+ */
+#include "config.h"
+
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "hec/msg.h"
+
+enum field_kind { F_INT, F_STR, F_BOOL, F_STRS, F_INTS, F_OBJ, F_OBJS };
+
+struct field {
+	const char *name;
+	enum field_kind kind;
+	int required;
+	long long min, max;          /* ints: value range; strings: max length */
+	const struct field *sub;     /* F_OBJ / F_OBJS: schema of the element */
+};
+
+#define INT_REQ(n, lo, hi) { .name = n, .kind = F_INT, .required = 1, .min = lo, .max = hi }
+#define INT_OPT(n, lo, hi) { .name = n, .kind = F_INT, .min = lo, .max = hi }
+#define STR_REQ(n, len) { .name = n, .kind = F_STR, .required = 1, .max = len }
+#define STR_OPT(n, len) { .name = n, .kind = F_STR, .max = len }
+#define END { .name = NULL }
+
+#define ID_MAX 2147483647LL
+#define PATH_LEN 4096
+#define ARGS_MAX 65536 /* elements in argv / env arrays */
+
+static const struct field s_error[] = { STR_REQ("error", 4096), END };
+static const struct field s_response[] = {
+	{ .name = "ok", .kind = F_BOOL, .required = 1 }, STR_OPT("error", 4096), END };
+
+static const struct field s_topology[] = {
+	INT_REQ("cores", 0, 1 << 20), INT_REQ("pus", 0, 1 << 20),
+	INT_REQ("numa_nodes", 0, 1 << 16), INT_REQ("memory_mb", 0, 1LL << 40), END };
+static const struct field s_exit[] = {
+	INT_REQ("job", 1, ID_MAX), INT_REQ("exit", 0, 255), INT_REQ("signal", 0, 128),
+	STR_OPT("error", 4096), END };
+static const struct field s_register[] = {
+	STR_REQ("node", 64), STR_REQ("key", 256), STR_REQ("hostname", 256),
+	STR_REQ("addr", 300), STR_REQ("cpus", 4096),
+	{ .name = "topology", .kind = F_OBJ, .required = 1, .sub = s_topology },
+	{ .name = "partitions", .kind = F_INTS, .required = 1, .min = 1, .max = ID_MAX },
+	{ .name = "exits", .kind = F_OBJS, .required = 1, .sub = s_exit },
+	INT_REQ("pid", 1, ID_MAX), END };
+static const struct field s_registered[] = { INT_REQ("heartbeat_ms", 1, 3600000), END };
+static const struct field s_empty[] = { END };
+static const struct field s_launch_node[] = {
+	STR_REQ("name", 64), STR_REQ("addr", 300), INT_REQ("ranks", 1, 1 << 20), END };
+static const struct field s_launch[] = {
+	INT_REQ("job", 1, ID_MAX), STR_REQ("key", 256),
+	INT_REQ("uid", 0, 4294967294LL), INT_REQ("gid", 0, 4294967294LL),
+	{ .name = "nodes", .kind = F_OBJS, .required = 1, .sub = s_launch_node }, END };
+static const struct field s_launched[] = { INT_REQ("job", 1, ID_MAX), STR_OPT("error", 4096), END };
+static const struct field s_start[] = {
+	INT_REQ("job", 1, ID_MAX), INT_REQ("ntasks", 1, 1 << 20), STR_REQ("cwd", PATH_LEN),
+	{ .name = "env", .kind = F_STRS, .required = 1, .max = 1 << 17 },
+	{ .name = "argv", .kind = F_STRS, .max = 1 << 17 },
+	STR_OPT("script", 1 << 20), STR_REQ("output", PATH_LEN), STR_OPT("error", PATH_LEN), END };
+static const struct field s_job_only[] = { INT_REQ("job", 1, ID_MAX), END };
+static const struct field s_spawn[] = {
+	INT_REQ("job", 1, ID_MAX), STR_REQ("key", 256), STR_REQ("node", 64),
+	STR_REQ("cmd", 1 << 17), END };
+static const struct field s_spawned[] = { INT_REQ("pid", 1, ID_MAX), END };
+static const struct field s_exited[] = { INT_REQ("exit", 0, 255), INT_REQ("signal", 0, 128), END };
+
+/* Requests: the schema is chosen by "op". */
+static const struct field s_req_submit[] = {
+	STR_REQ("op", 16), INT_REQ("nodes", 1, 4096), INT_REQ("ntasks", 1, 1 << 20),
+	INT_REQ("time_limit", 0, 365LL * 86400), STR_REQ("name", 128),
+	INT_REQ("priority", -1000000, 1000000), STR_REQ("cwd", PATH_LEN),
+	{ .name = "env", .kind = F_STRS, .required = 1, .max = 1 << 17 },
+	{ .name = "argv", .kind = F_STRS, .max = 1 << 17 },
+	STR_OPT("script", 1 << 20), STR_OPT("output", PATH_LEN), STR_OPT("error", PATH_LEN), END };
+static const struct field s_req_queue[] = {
+	STR_REQ("op", 16), { .name = "all", .kind = F_BOOL }, END };
+static const struct field s_req_job[] = { STR_REQ("op", 16), INT_REQ("job", 1, ID_MAX), END };
+static const struct field s_req_plain[] = { STR_REQ("op", 16), END };
+
+static const struct {
+	const char *op;
+	const struct field *schema;
+} req_ops[] = {
+	{ "submit", s_req_submit }, { "queue", s_req_queue }, { "show", s_req_job },
+	{ "cancel", s_req_job }, { "nodes", s_req_plain }, { "status", s_req_plain },
+	{ "shutdown", s_req_plain },
+};
+
+static const struct {
+	const char *name;
+	const struct field *schema; /* NULL: a data frame */
+} types[] = {
+	[HEC_MSG_ERROR] = { "ERROR", s_error },
+	[HEC_MSG_REQUEST] = { "REQUEST", s_req_plain },
+	[HEC_MSG_RESPONSE] = { "RESPONSE", s_response },
+	[HEC_MSG_REGISTER] = { "REGISTER", s_register },
+	[HEC_MSG_REGISTERED] = { "REGISTERED", s_registered },
+	[HEC_MSG_HEARTBEAT] = { "HEARTBEAT", s_empty },
+	[HEC_MSG_LAUNCH] = { "LAUNCH", s_launch },
+	[HEC_MSG_LAUNCHED] = { "LAUNCHED", s_launched },
+	[HEC_MSG_START] = { "START", s_start },
+	[HEC_MSG_JOB_EXIT] = { "JOB_EXIT", s_exit },
+	[HEC_MSG_EXIT_ACK] = { "EXIT_ACK", s_job_only },
+	[HEC_MSG_KILL_JOB] = { "KILL_JOB", s_job_only },
+	[HEC_MSG_JOB_GONE] = { "JOB_GONE", s_job_only },
+	[HEC_MSG_SHUTDOWN] = { "SHUTDOWN", s_empty },
+	[HEC_MSG_SPAWN] = { "SPAWN", s_spawn },
+	[HEC_MSG_SPAWNED] = { "SPAWNED", s_spawned },
+	[HEC_MSG_STDOUT] = { "STDOUT", NULL },
+	[HEC_MSG_STDERR] = { "STDERR", NULL },
+	[HEC_MSG_EXITED] = { "EXITED", s_exited },
+};
+#define NTYPES (sizeof(types) / sizeof(types[0]))
+
+static int type_known(unsigned type)
+{
+	return type < NTYPES && types[type].name != NULL;
+}
+
+static int is_data(unsigned type)
+{
+	return type == HEC_MSG_STDOUT || type == HEC_MSG_STDERR;
+}
+
+const char *hec_msg_type_name(unsigned type)
+{
+	return type_known(type) ? types[type].name : "?";
+}
+
+__attribute__((format(printf, 3, 4)))
+static int fail(char *err, size_t errlen, const char *fmt, ...)
+{
+	va_list ap;
+
+	if (err && errlen) {
+		va_start(ap, fmt);
+		vsnprintf(err, errlen, fmt, ap);
+		va_end(ap);
+	}
+	return -EBADMSG;
+}
+
+static int check_fields(const json_t *obj, const struct field *schema, const char *where,
+			char *err, size_t errlen, int depth);
+
+static int check_value(const json_t *v, const struct field *f, const char *where,
+		       char *err, size_t errlen, int depth)
+{
+	size_t i;
+	json_t *e;
+
+	switch (f->kind) {
+	case F_INT:
+		if (!json_is_integer(v))
+			return fail(err, errlen, "%s: field '%s' must be an integer", where, f->name);
+		if (json_integer_value(v) < f->min || json_integer_value(v) > f->max)
+			return fail(err, errlen, "%s: field '%s' is out of range", where, f->name);
+		return 0;
+	case F_STR:
+		if (!json_is_string(v))
+			return fail(err, errlen, "%s: field '%s' must be a string", where, f->name);
+		if ((long long)json_string_length(v) > f->max)
+			return fail(err, errlen, "%s: field '%s' is too long", where, f->name);
+		if (strlen(json_string_value(v)) != json_string_length(v))
+			return fail(err, errlen, "%s: field '%s' contains a NUL byte", where, f->name);
+		return 0;
+	case F_BOOL:
+		if (!json_is_boolean(v))
+			return fail(err, errlen, "%s: field '%s' must be true or false", where, f->name);
+		return 0;
+	case F_STRS:
+	case F_INTS:
+	case F_OBJS:
+		if (!json_is_array(v))
+			return fail(err, errlen, "%s: field '%s' must be an array", where, f->name);
+		if (json_array_size(v) > ARGS_MAX)
+			return fail(err, errlen, "%s: field '%s' has too many elements", where, f->name);
+		json_array_foreach(v, i, e) {
+			if (f->kind == F_STRS) {
+				if (!json_is_string(e) || strlen(json_string_value(e)) != json_string_length(e))
+					return fail(err, errlen, "%s: field '%s' must hold strings without NUL bytes", where, f->name);
+			} else if (f->kind == F_INTS) {
+				if (!json_is_integer(e) || json_integer_value(e) < f->min ||
+				    json_integer_value(e) > f->max)
+					return fail(err, errlen, "%s: field '%s' must hold integers in range", where, f->name);
+			} else {
+				int rc = check_fields(e, f->sub, where, err, errlen, depth + 1);
+				if (rc)
+					return rc;
+			}
+		}
+		return 0;
+	case F_OBJ:
+		return check_fields(v, f->sub, where, err, errlen, depth + 1);
+	}
+	return fail(err, errlen, "%s: field '%s' has an unknown kind", where, f->name);
+}
+
+static int check_fields(const json_t *obj, const struct field *schema, const char *where,
+			char *err, size_t errlen, int depth)
+{
+	const struct field *f;
+
+	if (depth > 4)
+		return fail(err, errlen, "%s: nested too deeply", where);
+	if (!json_is_object(obj))
+		return fail(err, errlen, "%s: payload must be a JSON object", where);
+	for (f = schema; f->name; f++) {
+		json_t *v = json_object_get(obj, f->name);
+		int rc;
+
+		if (!v || json_is_null(v)) {
+			if (f->required)
+				return fail(err, errlen, "%s: missing field '%s'", where, f->name);
+			continue;
+		}
+		rc = check_value(v, f, where, err, errlen, depth);
+		if (rc)
+			return rc;
+	}
+	return 0;
+}
+
+int hec_msg_validate(unsigned type, const json_t *body, char *err, size_t errlen)
+{
+	const struct field *schema;
+	const char *where = hec_msg_type_name(type);
+	int rc;
+
+	if (!type_known(type) || is_data(type))
+		return fail(err, errlen, "%s: not a JSON message type", where);
+	schema = types[type].schema;
+	rc = check_fields(body, schema, where, err, errlen, 0);
+	if (rc || type != HEC_MSG_REQUEST)
+		return rc;
+
+	/* A request's remaining fields depend on its operation. */
+	{
+		const char *op = json_string_value(json_object_get(body, "op"));
+		size_t i;
+
+		for (i = 0; i < sizeof(req_ops) / sizeof(req_ops[0]); i++)
+			if (!strcmp(op, req_ops[i].op))
+				break;
+		if (i == sizeof(req_ops) / sizeof(req_ops[0]))
+			return fail(err, errlen, "REQUEST: unknown op '%s'", op);
+		rc = check_fields(body, req_ops[i].schema, "REQUEST", err, errlen, 0);
+		if (rc)
+			return rc;
+		if (i == 0) { /* submit: exactly one of argv and script */
+			int has_argv = json_object_get(body, "argv") != NULL;
+			int has_script = json_object_get(body, "script") != NULL;
+
+			if (has_argv == has_script)
+				return fail(err, errlen, "REQUEST: submit needs exactly one of 'argv' and 'script'");
+			if (has_argv && json_array_size(json_object_get(body, "argv")) == 0)
+				return fail(err, errlen, "REQUEST: submit: 'argv' is empty");
+		}
+	}
+	return 0;
+}
+
+static uint32_t get_be32(const uint8_t *p)
+{
+	return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3];
+}
+
+int hec_msg_decode(const uint8_t *buf, size_t avail, struct hec_msg *out,
+		   size_t *consumed, char *err, size_t errlen)
+{
+	uint32_t len;
+	json_error_t jerr;
+	json_t *body;
+	int rc;
+
+	memset(out, 0, sizeof(*out));
+	if (avail < HEC_MSG_HDR_LEN) {
+		/* Refuse a wrong magic early so a stray client is told at once. */
+		if ((avail >= 1 && buf[0] != 'H') || (avail >= 2 && buf[1] != 'C'))
+			goto bad_magic;
+		return -EAGAIN;
+	}
+	if (buf[0] != 'H' || buf[1] != 'C')
+		goto bad_magic;
+	if (buf[2] != HEC_PROTO_VERSION) {
+		if (err && errlen)
+			snprintf(err, errlen, "protocol version %u not supported (this is version %u)",
+				 buf[2], HEC_PROTO_VERSION);
+		return -EPROTO;
+	}
+	if (!type_known(buf[3])) {
+		if (err && errlen)
+			snprintf(err, errlen, "unknown message type %u", buf[3]);
+		return -EPROTO;
+	}
+	len = get_be32(buf + 4);
+	if (len > HEC_MSG_MAX) {
+		if (err && errlen)
+			snprintf(err, errlen, "%s: payload of %u bytes exceeds the %u-byte limit",
+				 hec_msg_type_name(buf[3]), len, HEC_MSG_MAX);
+		return -EPROTO;
+	}
+	if (avail - HEC_MSG_HDR_LEN < len)
+		return -EAGAIN;
+
+	*consumed = HEC_MSG_HDR_LEN + len;
+	out->version = buf[2];
+	out->type = buf[3];
+	out->len = len;
+	if (is_data(out->type)) {
+		out->data = buf + HEC_MSG_HDR_LEN;
+		return 0;
+	}
+	body = json_loadb((const char *)buf + HEC_MSG_HDR_LEN, len,
+			  JSON_REJECT_DUPLICATES, &jerr);
+	if (!body) {
+		if (err && errlen)
+			snprintf(err, errlen, "%s: invalid JSON: %s", hec_msg_type_name(out->type), jerr.text);
+		return -EBADMSG;
+	}
+	rc = hec_msg_validate(out->type, body, err, errlen);
+	if (rc) {
+		json_decref(body);
+		return rc;
+	}
+	out->body = body;
+	return 0;
+
+bad_magic:
+	if (err && errlen)
+		snprintf(err, errlen, "not a hec frame (bad magic)");
+	return -EPROTO;
+}
+
+void hec_msg_clear(struct hec_msg *m)
+{
+	json_decref(m->body);
+	memset(m, 0, sizeof(*m));
+}
+
+static int frame(unsigned type, const void *payload, size_t len, uint8_t **out, size_t *outlen)
+{
+	uint8_t *b;
+
+	if (len > HEC_MSG_MAX)
+		return -EMSGSIZE;
+	b = malloc(HEC_MSG_HDR_LEN + len);
+	if (!b)
+		return -ENOMEM;
+	b[0] = 'H';
+	b[1] = 'C';
+	b[2] = HEC_PROTO_VERSION;
+	b[3] = (uint8_t)type;
+	b[4] = (uint8_t)(len >> 24);
+	b[5] = (uint8_t)(len >> 16);
+	b[6] = (uint8_t)(len >> 8);
+	b[7] = (uint8_t)len;
+	if (len)
+		memcpy(b + HEC_MSG_HDR_LEN, payload, len);
+	*out = b;
+	*outlen = HEC_MSG_HDR_LEN + len;
+	return 0;
+}
+
+int hec_msg_encode(unsigned type, const json_t *body, uint8_t **out, size_t *outlen)
+{
+	char *text;
+	int rc;
+
+	if (!type_known(type) || is_data(type) || !body)
+		return -EINVAL;
+	if (hec_msg_validate(type, body, NULL, 0))
+		return -EINVAL;
+	text = json_dumps(body, JSON_COMPACT);
+	if (!text)
+		return -ENOMEM;
+	rc = frame(type, text, strlen(text), out, outlen);
+	free(text);
+	return rc;
+}
+
+int hec_msg_encode_data(unsigned type, const void *data, size_t len,
+			uint8_t **out, size_t *outlen)
+{
+	if (!is_data(type))
+		return -EINVAL;
+	return frame(type, data, len, out, outlen);
+}

@@ -1,0 +1,341 @@
+/* Small helpers shared by every program: time, parsing, files. */
+#include "config.h"
+
+#include <ctype.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/random.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "hec/common.h"
+
+int64_t hec_now_mono_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
+int64_t hec_now_real_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_REALTIME, &ts);
+	return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
+int hec_parse_long(const char *s, long min, long max, long *out)
+{
+	char *end;
+	long v;
+
+	if (!s || !*s || isspace((unsigned char)*s))
+		return -EINVAL;
+	errno = 0;
+	v = strtol(s, &end, 10);
+	if (*end)
+		return -EINVAL;
+	if (errno == ERANGE || v < min || v > max)
+		return -ERANGE;
+	*out = v;
+	return 0;
+}
+
+/* Split on ':' into at most 3 non-negative numbers; returns count or -EINVAL. */
+static int parse_colon_fields(const char *s, long *f)
+{
+	int n = 0;
+
+	for (;;) {
+		char *end;
+
+		if (n == 3 || !isdigit((unsigned char)*s))
+			return -EINVAL;
+		errno = 0;
+		f[n++] = strtol(s, &end, 10);
+		if (errno || f[n - 1] > 100000000L)
+			return -EINVAL;
+		if (!*end)
+			return n;
+		if (*end != ':')
+			return -EINVAL;
+		s = end + 1;
+	}
+}
+
+int hec_parse_time_limit(const char *s, long *secs)
+{
+	long days = 0, f[3] = { 0, 0, 0 }, total;
+	const char *dash;
+	int n;
+
+	if (!s || !*s)
+		return -EINVAL;
+	if (!strcasecmp(s, "UNLIMITED") || !strcasecmp(s, "infinite") || !strcmp(s, "0")) {
+		*secs = 0;
+		return 0;
+	}
+	dash = strchr(s, '-');
+	if (dash) {
+		char dbuf[16];
+		size_t dl = (size_t)(dash - s);
+
+		if (dl == 0 || dl >= sizeof(dbuf))
+			return -EINVAL;
+		memcpy(dbuf, s, dl);
+		dbuf[dl] = 0;
+		if (hec_parse_long(dbuf, 0, 100000, &days))
+			return -EINVAL;
+		n = parse_colon_fields(dash + 1, f);
+		if (n < 0)
+			return -EINVAL;
+		/* D-H, D-H:M, D-H:M:S */
+		total = days * 86400 + f[0] * 3600 + (n > 1 ? f[1] * 60 : 0) + (n > 2 ? f[2] : 0);
+		if (n > 1 && f[1] >= 60)
+			return -EINVAL;
+		if (n > 2 && f[2] >= 60)
+			return -EINVAL;
+	} else {
+		n = parse_colon_fields(s, f);
+		if (n < 0)
+			return -EINVAL;
+		/* M, M:S, H:M:S */
+		if (n == 1)
+			total = f[0] * 60;
+		else if (n == 2)
+			total = f[0] * 60 + f[1];
+		else
+			total = f[0] * 3600 + f[1] * 60 + f[2];
+		if (n >= 2 && f[n - 1] >= 60)
+			return -EINVAL;
+		if (n == 3 && f[1] >= 60)
+			return -EINVAL;
+	}
+	if (total > 365L * 86400)
+		return -ERANGE;
+	if (total == 0)
+		return -EINVAL; /* "0:00" is no limit at all: say UNLIMITED */
+	*secs = total;
+	return 0;
+}
+
+void hec_format_duration(long secs, char *buf, size_t len)
+{
+	if (secs <= 0) {
+		snprintf(buf, len, "%s", secs == 0 ? "UNLIMITED" : "INVALID");
+		return;
+	}
+	if (secs >= 86400)
+		snprintf(buf, len, "%ld-%02ld:%02ld:%02ld", secs / 86400, secs % 86400 / 3600,
+			 secs % 3600 / 60, secs % 60);
+	else
+		snprintf(buf, len, "%02ld:%02ld:%02ld", secs / 3600, secs % 3600 / 60, secs % 60);
+}
+
+static void cpuset_set(struct hec_cpuset *set, int cpu)
+{
+	set->bits[cpu / 64] |= 1ULL << (cpu % 64);
+}
+
+static int cpuset_isset(const struct hec_cpuset *set, int cpu)
+{
+	return !!(set->bits[cpu / 64] & (1ULL << (cpu % 64)));
+}
+
+int hec_cpuset_parse(const char *s, struct hec_cpuset *set)
+{
+	memset(set, 0, sizeof(*set));
+	if (!s)
+		return -EINVAL;
+	while (*s) {
+		long lo, hi;
+		char *end;
+
+		if (!isdigit((unsigned char)*s))
+			return -EINVAL;
+		lo = strtol(s, &end, 10);
+		hi = lo;
+		if (*end == '-') {
+			if (!isdigit((unsigned char)end[1]))
+				return -EINVAL;
+			hi = strtol(end + 1, &end, 10);
+		}
+		if (lo < 0 || hi >= HEC_MAX_CPUS || lo > hi)
+			return -EINVAL;
+		for (long c = lo; c <= hi; c++)
+			cpuset_set(set, (int)c);
+		if (*end == ',' && end[1])
+			end++;
+		else if (*end)
+			return -EINVAL;
+		s = end;
+	}
+	return hec_cpuset_count(set);
+}
+
+int hec_cpuset_count(const struct hec_cpuset *set)
+{
+	int n = 0;
+
+	for (size_t i = 0; i < HEC_ARRAY_SIZE(set->bits); i++)
+		n += __builtin_popcountll(set->bits[i]);
+	return n;
+}
+
+int hec_cpuset_intersects(const struct hec_cpuset *a, const struct hec_cpuset *b)
+{
+	for (size_t i = 0; i < HEC_ARRAY_SIZE(a->bits); i++)
+		if (a->bits[i] & b->bits[i])
+			return 1;
+	return 0;
+}
+
+int hec_cpuset_format(const struct hec_cpuset *set, char *buf, size_t len)
+{
+	size_t used = 0;
+
+	if (!len)
+		return -ENOSPC;
+	buf[0] = 0;
+	for (int c = 0; c < HEC_MAX_CPUS; c++) {
+		int end = c, n;
+
+		if (!cpuset_isset(set, c))
+			continue;
+		while (end + 1 < HEC_MAX_CPUS && cpuset_isset(set, end + 1))
+			end++;
+		if (end == c)
+			n = snprintf(buf + used, len - used, "%s%d", used ? "," : "", c);
+		else
+			n = snprintf(buf + used, len - used, "%s%d-%d", used ? "," : "", c, end);
+		if (n < 0 || (size_t)n >= len - used)
+			return -ENOSPC;
+		used += (size_t)n;
+		c = end;
+	}
+	return 0;
+}
+
+int hec_write_file(const char *path, const char *text)
+{
+	size_t len = strlen(text), off = 0;
+	int fd = open(path, O_WRONLY | O_CLOEXEC);
+
+	if (fd < 0)
+		return -errno;
+	while (off < len) {
+		ssize_t n = write(fd, text + off, len - off);
+
+		if (n < 0) {
+			int e = errno;
+
+			if (e == EINTR)
+				continue;
+			close(fd);
+			return -e;
+		}
+		off += (size_t)n;
+	}
+	if (close(fd))
+		return -errno;
+	return 0;
+}
+
+int hec_read_file(const char *path, char *buf, size_t len)
+{
+	size_t off = 0;
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+
+	if (fd < 0)
+		return -errno;
+	while (off + 1 < len) {
+		ssize_t n = read(fd, buf + off, len - 1 - off);
+
+		if (n < 0) {
+			int e = errno;
+
+			if (e == EINTR)
+				continue;
+			close(fd);
+			return -e;
+		}
+		if (n == 0)
+			break;
+		off += (size_t)n;
+	}
+	close(fd);
+	buf[off] = 0;
+	if (off && buf[off - 1] == '\n')
+		buf[off - 1] = 0;
+	return 0;
+}
+
+int hec_mkdir_p(const char *path, mode_t mode)
+{
+	char tmp[PATH_MAX];
+	size_t len = strlen(path);
+
+	if (len == 0 || len >= sizeof(tmp))
+		return -ENAMETOOLONG;
+	memcpy(tmp, path, len + 1);
+	for (char *p = tmp + 1; ; p++) {
+		if (*p == '/' || *p == 0) {
+			char c = *p;
+
+			*p = 0;
+			if (mkdir(tmp, mode) && errno != EEXIST)
+				return -errno;
+			*p = c;
+			if (!c)
+				break;
+		}
+	}
+	return 0;
+}
+
+int hec_random_hex(char *buf, size_t nbytes)
+{
+	unsigned char raw[128];
+	size_t got = 0;
+
+	if (nbytes > sizeof(raw))
+		return -EINVAL;
+	while (got < nbytes) {
+		ssize_t n = getrandom(raw + got, nbytes - got, 0);
+
+		if (n < 0) {
+			if (errno == EINTR)
+				continue;
+			return -errno;
+		}
+		got += (size_t)n;
+	}
+	for (size_t i = 0; i < nbytes; i++)
+		sprintf(buf + 2 * i, "%02x", raw[i]);
+	return 0;
+}
+
+int hec_self_dir(char *buf, size_t len)
+{
+	ssize_t n = readlink("/proc/self/exe", buf, len - 1);
+	char *slash;
+
+	if (n < 0)
+		return -errno;
+	if ((size_t)n >= len - 1)
+		return -ENAMETOOLONG;
+	buf[n] = 0;
+	slash = strrchr(buf, '/');
+	if (!slash)
+		return -ENOENT;
+	*slash = 0;
+	return 0;
+}

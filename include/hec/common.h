@@ -1,0 +1,71 @@
+/*
+ * Shared helpers: logging, time, strings, parsing of user-facing values.
+ * Library calls return 0 or a negative errno; only front ends (CLI, daemon
+ * mains) turn errors into sentences.
+ */
+#ifndef HEC_COMMON_H
+#define HEC_COMMON_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <stdarg.h>
+#include <sys/types.h>
+
+#define HEC_ARRAY_SIZE(a) (sizeof(a) / sizeof((a)[0]))
+
+enum hec_log_level { HEC_LOG_ERR, HEC_LOG_WARN, HEC_LOG_INFO, HEC_LOG_DEBUG };
+
+/** Set the program name and threshold for hec_log(); logs go to stderr. */
+void hec_log_init(const char *prog, enum hec_log_level level);
+/** One line per call, "2026-11-24T01:02:03.456 prog[pid] level: text". */
+void hec_log(enum hec_log_level level, const char *fmt, ...)
+	__attribute__((format(printf, 2, 3)));
+#define hec_err(...) hec_log(HEC_LOG_ERR, __VA_ARGS__)
+#define hec_warn(...) hec_log(HEC_LOG_WARN, __VA_ARGS__)
+#define hec_info(...) hec_log(HEC_LOG_INFO, __VA_ARGS__)
+#define hec_debug(...) hec_log(HEC_LOG_DEBUG, __VA_ARGS__)
+
+/** Nanoseconds of CLOCK_MONOTONIC / CLOCK_REALTIME. */
+int64_t hec_now_mono_ns(void);
+int64_t hec_now_real_ns(void);
+
+/**
+ * Parse a SLURM-style time limit: "MIN", "MIN:SEC", "H:MIN:SEC", "D-H",
+ * "D-H:MIN", "D-H:MIN:SEC", or "0"/"UNLIMITED"/"infinite" for none.
+ * \return 0 with *@secs (0 = unlimited), -EINVAL if malformed, -ERANGE if
+ *         longer than a year.
+ */
+int hec_parse_time_limit(const char *s, long *secs);
+
+/** Format seconds as "D-HH:MM:SS" / "HH:MM:SS" / "UNLIMITED" into @buf. */
+void hec_format_duration(long secs, char *buf, size_t len);
+
+/** Parse a decimal integer in [min, max]; \return 0, -EINVAL or -ERANGE. */
+int hec_parse_long(const char *s, long min, long max, long *out);
+
+/**
+ * Parse a CPU list ("0-3,8,10-11") into a bitmask of up to 1024 CPUs.
+ * \return the number of CPUs set, or -EINVAL.
+ */
+#define HEC_MAX_CPUS 1024
+struct hec_cpuset { uint64_t bits[HEC_MAX_CPUS / 64]; };
+int hec_cpuset_parse(const char *s, struct hec_cpuset *set);
+/** Format as a compact list; \return 0 or -ENOSPC. */
+int hec_cpuset_format(const struct hec_cpuset *set, char *buf, size_t len);
+int hec_cpuset_count(const struct hec_cpuset *set);
+int hec_cpuset_intersects(const struct hec_cpuset *a, const struct hec_cpuset *b);
+
+/** Write/read a whole small file. \return 0 or -errno. */
+int hec_write_file(const char *path, const char *text);
+/** Reads up to @len-1 bytes, NUL-terminates, strips one trailing newline. */
+int hec_read_file(const char *path, char *buf, size_t len);
+/** mkdir -p with @mode for created components. \return 0 or -errno. */
+int hec_mkdir_p(const char *path, mode_t mode);
+
+/** Random hex token of 2*@nbytes chars from getrandom(). \return 0 or -errno. */
+int hec_random_hex(char *buf, size_t nbytes);
+
+/** Directory holding the running executable (from /proc/self/exe). */
+int hec_self_dir(char *buf, size_t len);
+
+#endif

@@ -1,0 +1,93 @@
+/*
+ * hec wire protocol: versioned, length-prefixed frames.
+ *
+ * Every frame is an 8-byte header followed by a payload:
+ *
+ *   offset 0  'H' 'C'          magic
+ *   offset 2  version          HEC_PROTO_VERSION; a peer speaking another
+ *                              version is refused with a clear error
+ *   offset 3  type             enum hec_msg_type
+ *   offset 4  length           payload bytes, big-endian uint32,
+ *                              at most HEC_MSG_MAX
+ *
+ * The payload of a data frame (HEC_MSG_STDOUT, HEC_MSG_STDERR) is raw bytes;
+ * every other payload is one JSON object whose fields are checked against
+ * the type's schema (msg.c) before any handler sees it.  doc/protocol.md
+ * lists every message and field.
+ */
+#ifndef HEC_MSG_H
+#define HEC_MSG_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <jansson.h>
+
+#define HEC_PROTO_VERSION 1
+#define HEC_MSG_HDR_LEN 8
+#define HEC_MSG_MAX (4u << 20) /* 4 MiB: a job's environment fits */
+
+enum hec_msg_type {
+	HEC_MSG_ERROR = 1,      /* any -> any: {"error"} then the sender closes */
+	/* CLI <-> controller (Unix socket) */
+	HEC_MSG_REQUEST = 2,    /* {"op", ...}: schema chosen by "op" */
+	HEC_MSG_RESPONSE = 3,   /* {"ok", "error"?, ...} */
+	/* agent <-> controller (TCP) */
+	HEC_MSG_REGISTER = 10,  /* agent -> ctl */
+	HEC_MSG_REGISTERED = 11,/* ctl -> agent */
+	HEC_MSG_HEARTBEAT = 12, /* agent -> ctl */
+	HEC_MSG_LAUNCH = 13,    /* ctl -> agent: create the job's partition */
+	HEC_MSG_LAUNCHED = 14,  /* agent -> ctl: partition ready, or error */
+	HEC_MSG_START = 15,     /* ctl -> batch agent: run the batch step */
+	HEC_MSG_JOB_EXIT = 16,  /* batch agent -> ctl: batch step ended */
+	HEC_MSG_EXIT_ACK = 17,  /* ctl -> agent: JOB_EXIT is recorded */
+	HEC_MSG_KILL_JOB = 18,  /* ctl -> agent: kill processes, remove partition */
+	HEC_MSG_JOB_GONE = 19,  /* agent -> ctl: partition removed */
+	HEC_MSG_SHUTDOWN = 20,  /* ctl -> agent: clean up everything and exit */
+	/* launch bridge (hec-launch) <-> agent (TCP) */
+	HEC_MSG_SPAWN = 30,     /* bridge -> agent: run a command in a partition */
+	HEC_MSG_SPAWNED = 31,   /* agent -> bridge: {"pid"} */
+	HEC_MSG_STDOUT = 32,    /* agent -> bridge: raw bytes */
+	HEC_MSG_STDERR = 33,    /* agent -> bridge: raw bytes */
+	HEC_MSG_EXITED = 34,    /* agent -> bridge: {"exit"?, "signal"?} */
+};
+
+struct hec_msg {
+	uint8_t version;
+	uint8_t type;
+	json_t *body;          /* owned; NULL for data frames */
+	const uint8_t *data;   /* data frames: points into the decode buffer */
+	size_t len;            /* payload length */
+};
+
+/** Name of a message type for logs ("LAUNCH"), or "?" if unknown. */
+const char *hec_msg_type_name(unsigned type);
+
+/**
+ * Decode one frame from @buf (@avail bytes).
+ * \return 0 and fills @out and *@consumed when a whole, valid frame is there;
+ *         -EAGAIN when more bytes are needed (nothing consumed);
+ *         -EPROTO for a bad magic, version, type or length, and -EBADMSG for
+ *         a payload that is not valid JSON or breaks the type's schema; @err
+ *         then holds a one-line reason.  After -EPROTO the stream cannot be
+ *         resynchronised and the connection must be closed.
+ * On success the caller frees with hec_msg_clear().
+ */
+int hec_msg_decode(const uint8_t *buf, size_t avail, struct hec_msg *out,
+		   size_t *consumed, char *err, size_t errlen);
+
+/** Check a JSON body against the schema of @type (and of "op" for requests).
+ * \return 0, or -EBADMSG with a one-line reason in @err. */
+int hec_msg_validate(unsigned type, const json_t *body, char *err, size_t errlen);
+
+void hec_msg_clear(struct hec_msg *m);
+
+/**
+ * Encode a frame into a malloc'ed buffer.  @body (JSON types) is not stolen.
+ * \return 0 with *@out / *@outlen set, -EINVAL for a body that is missing or
+ *         breaks the schema (a bug in the sender), -EMSGSIZE when too big.
+ */
+int hec_msg_encode(unsigned type, const json_t *body, uint8_t **out, size_t *outlen);
+int hec_msg_encode_data(unsigned type, const void *data, size_t len,
+			uint8_t **out, size_t *outlen);
+
+#endif

@@ -1,0 +1,78 @@
+/*
+ * Partition drivers: a partition is one job's share of one node.  Each
+ * driver (proc: cgroups; vm: QEMU, later) exports one const ops table;
+ * the agent only calls through it.  Optional ops are reached through the
+ * inline wrappers below, which return -EOPNOTSUPP where a driver has none.
+ *
+ * All ops return 0 or a negative errno and log nothing: the caller names
+ * the node and job in its message.
+ */
+#ifndef HEC_PARTITION_H
+#define HEC_PARTITION_H
+
+#include <errno.h>
+#include <stddef.h>
+#include <sys/types.h>
+
+struct hec_partition;
+
+/** Where a node agent keeps its partitions; filled from the agent's config. */
+struct hec_partition_env {
+	const char *node;        /* node name, e.g. "node0" */
+	const char *cgroup_base; /* relative group under each hierarchy, e.g. "hec/clusterX/node0" */
+	const char *cpus;        /* the node's CPU list, "" for all */
+};
+
+struct hec_spawn_req {
+	const char *const *argv; /* execvp()'d; argv[0] looked up in PATH */
+	const char *const *envp; /* full environment of the child */
+	const char *cwd;         /* NULL: stay in "/" */
+	uid_t uid;
+	gid_t gid;
+	int stdin_fd, stdout_fd, stderr_fd; /* dup2()'d onto 0, 1, 2 in the child */
+};
+
+struct hec_partition_ops {
+	const char *name;
+	/** Prepare the driver on this node (check hierarchies, make the node's
+	 *  group with its cpuset). -ENODEV: the mechanism is absent. */
+	int (*node_init)(const struct hec_partition_env *env);
+	/** Create job @job's partition; -EEXIST if it already exists. */
+	int (*create)(const struct hec_partition_env *env, long job, struct hec_partition **out);
+	/** Re-attach to a partition found on disk (after an agent restart). */
+	int (*open)(const struct hec_partition_env *env, long job, struct hec_partition **out);
+	/** List job ids with a partition on this node into @jobs (up to @max).
+	 *  \return the count, or -errno. */
+	int (*list)(const struct hec_partition_env *env, long *jobs, int max);
+	/** Fork and exec a process inside the partition. \return 0, *@pid set. */
+	int (*spawn)(struct hec_partition *p, const struct hec_spawn_req *req, pid_t *pid);
+	/** \return number of live processes in the partition, or -errno. */
+	int (*nprocs)(struct hec_partition *p);
+	/** Stop / resume every process (optional; idempotent). */
+	int (*freeze)(struct hec_partition *p);
+	int (*thaw)(struct hec_partition *p);
+	/** SIGKILL every process (idempotent; a thawed partition is required
+	 *  by no caller: the driver thaws if needed). */
+	int (*kill)(struct hec_partition *p);
+	/** Remove the partition: -EBUSY while processes remain. */
+	int (*destroy)(struct hec_partition *p);
+	/** Free the handle without touching the partition. */
+	void (*release)(struct hec_partition *p);
+	/** Path of the partition's group in hierarchy @i (0: the freeze hierarchy,
+	 *  1: cpuset), or NULL.  For tests and `hec show`. */
+	const char *(*path)(struct hec_partition *p, int i);
+};
+
+extern const struct hec_partition_ops hec_partition_proc_ops;
+
+static inline int hec_partition_freeze(const struct hec_partition_ops *ops, struct hec_partition *p)
+{
+	return ops->freeze ? ops->freeze(p) : -EOPNOTSUPP;
+}
+
+static inline int hec_partition_thaw(const struct hec_partition_ops *ops, struct hec_partition *p)
+{
+	return ops->thaw ? ops->thaw(p) : -EOPNOTSUPP;
+}
+
+#endif

@@ -1,0 +1,472 @@
+/*
+ * Nodes and their agents: registration, liveness, and the agent side of the
+ * job lifecycle (LAUNCHED, JOB_EXIT, JOB_GONE).
+ *
+ * A node record outlives its connection: it is created by the first
+ * REGISTER, kept in the catalog, and only its state says whether an agent
+ * speaks for it now.  On every REGISTER the controller reconciles what the
+ * agent holds (its partitions) with what the catalog expects there.
+ */
+#include "config.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "hec/common.h"
+#include "ctld.h"
+#include "sched.h"
+
+struct node *node_find(struct ctl *ctl, const char *name)
+{
+	struct node *n;
+
+	for (n = ctl->nodes; n; n = n->next)
+		if (!strcmp(n->name, name))
+			return n;
+	return NULL;
+}
+
+/* Keep ctl->nodes in natural name order: placement takes nodes in list order. */
+static void node_link(struct ctl *ctl, struct node *n)
+{
+	struct node **pp = &ctl->nodes;
+
+	while (*pp && sched_name_cmp((*pp)->name, n->name) < 0)
+		pp = &(*pp)->next;
+	n->next = *pp;
+	*pp = n;
+	ctl->nnodes++;
+}
+
+enum node_state node_public_state(const struct node *n)
+{
+	if (n->state == NODE_DOWN || n->state == NODE_UNKNOWN)
+		return n->state;
+	return n->job ? NODE_ALLOCATED : NODE_IDLE;
+}
+
+int node_usable(const struct node *n)
+{
+	return n->state == NODE_IDLE && n->peer && !n->job;
+}
+
+int node_send(struct node *n, unsigned type, json_t *body)
+{
+	int rc = -ENOTCONN;
+
+	if (!body)
+		rc = -ENOMEM;
+	else if (n && n->peer)
+		rc = hec_conn_send(n->peer->conn, type, body);
+	if (rc && n)
+		hec_warn("%s: %s not sent: %s", n->name, hec_msg_type_name(type), strerror(-rc));
+	json_decref(body);
+	return rc;
+}
+
+void node_down(struct ctl *ctl, struct node *n, const char *why)
+{
+	struct job *j;
+
+	if (n->state == NODE_DOWN)
+		return;
+	hec_warn("%s: DOWN: %s", n->name, why);
+	n->state = NODE_DOWN;
+	if (n->peer) {
+		struct peer *p = n->peer;
+
+		/* Drop the silent connection; a live agent registers again. */
+		p->node = NULL;
+		n->peer = NULL;
+		hec_conn_send_error_and_close(p->conn, "node %s declared DOWN (%s); register again",
+					      n->name, why);
+	}
+	for (j = ctl->jobs; j; j = j->next) {
+		struct job_node *jn = j->phase != PH_NONE ? job_node_of(j, n) : NULL;
+
+		if (!jn || jn->gone)
+			continue;
+		jn->gone = 1;
+		if (j->phase == PH_ENDING)
+			job_check_gone(ctl, j);
+		else
+			job_end(ctl, j, JOB_NODE_FAIL, "%s not responding", n->name);
+	}
+	ctl->sched_needed = 1;
+}
+
+void node_check_liveness(struct ctl *ctl)
+{
+	int64_t now = hec_now_mono_ns(), limit = ctl->conf.node_timeout * 1000000LL;
+	struct node *n;
+
+	for (n = ctl->nodes; n; n = n->next) {
+		int64_t silent = now - n->last_heard;
+		char why[160];
+
+		if (n->state == NODE_DOWN || silent <= limit)
+			continue;
+		if (n->state == NODE_UNKNOWN)
+			snprintf(why, sizeof(why), "did not register within %.1fs of the controller's start",
+				 ctl->conf.node_timeout / 1000.0);
+		else if (n->peer)
+			snprintf(why, sizeof(why), "no heartbeat for %.1fs", silent / 1e9);
+		else
+			snprintf(why, sizeof(why), "connection lost %.1fs ago and not re-established",
+				 silent / 1e9);
+		node_down(ctl, n, why);
+	}
+}
+
+/* Empty CPU list: the node owns all CPUs of its host. */
+static void node_cpuset(const struct node *n, struct hec_cpuset *set)
+{
+	if (!n->cpus || !*n->cpus || hec_cpuset_parse(n->cpus, set) < 0)
+		memset(set->bits, 0xff, sizeof(set->bits));
+}
+
+json_t *node_to_json(struct ctl *ctl, const struct node *n)
+{
+	json_t *shares = json_array(), *jobs = json_array();
+	struct hec_cpuset mine, other;
+	const struct node *o;
+	int64_t ago = n->last_seen ? ctl_now() - n->last_seen : -1;
+
+	node_cpuset(n, &mine);
+	for (o = ctl->nodes; shares && o; o = o->next) {
+		if (o == n || strcmp(o->hostname, n->hostname))
+			continue;
+		node_cpuset(o, &other);
+		if (hec_cpuset_intersects(&mine, &other))
+			json_array_append_new(shares, json_string(o->name));
+	}
+	if (jobs && n->job)
+		json_array_append_new(jobs, json_integer(n->job->id));
+	return json_pack("{s:s,s:s,s:s,s:s,s:I,s:I,s:I,s:I,s:o,s:o,s:I}",
+			 "name", n->name, "state", node_state_name(node_public_state(n)),
+			 "hostname", n->hostname, "cpus", n->cpus ? n->cpus : "",
+			 "cores", (json_int_t)n->cores, "pus", (json_int_t)n->pus,
+			 "numa_nodes", (json_int_t)n->numa_nodes,
+			 "memory_mb", (json_int_t)n->memory_mb,
+			 "shares_cpus_with", shares, "jobs", jobs,
+			 "last_seen", (json_int_t)(ago < 0 ? 0 : ago));
+}
+
+static int restore_node(struct node *n, void *arg)
+{
+	struct ctl *ctl = arg;
+
+	n->last_heard = ctl->start_mono; /* node_timeout counts from our start */
+	node_link(ctl, n);
+	return 0;
+}
+
+int ctl_nodes_restore(struct ctl *ctl)
+{
+	return db_nodes_load(ctl->db, restore_node, ctl);
+}
+
+/* Node names end up in cgroup paths and Hydra host files ("node0:2"). */
+static int node_name_ok(const char *s)
+{
+	if (!*s || *s == '.' || *s == '-')
+		return 0;
+	for (; *s; s++)
+		if (!((*s >= 'a' && *s <= 'z') || (*s >= 'A' && *s <= 'Z') ||
+		      (*s >= '0' && *s <= '9') || *s == '-' || *s == '_' || *s == '.'))
+			return 0;
+	return 1;
+}
+
+/* Compare secrets without an early exit on the first differing byte. */
+static int key_equal(const char *a, const char *b)
+{
+	size_t la = strlen(a), lb = strlen(b);
+	unsigned char d = la != lb;
+
+	for (size_t i = 0; i < la && i < lb; i++)
+		d |= (unsigned char)(a[i] ^ b[i]);
+	return d == 0;
+}
+
+static int has_partition(const json_t *parts, long id)
+{
+	size_t i;
+	json_t *v;
+
+	json_array_foreach(parts, i, v)
+		if (json_integer_value(v) == id)
+			return 1;
+	return 0;
+}
+
+static int all_launched(const struct job *j)
+{
+	for (int i = 0; i < j->nalloc; i++)
+		if (!j->alloc[i].launched)
+			return 0;
+	return 1;
+}
+
+static void send_kill(struct node *n, long id)
+{
+	node_send(n, HEC_MSG_KILL_JOB, json_pack("{s:I}", "job", (json_int_t)id));
+}
+
+/*
+ * After REGISTER: make what the agent holds agree with the catalog.
+ * A partition the controller does not expect there is killed; a job that
+ * should have one there and does not has lost it; jobs being torn down get
+ * their KILL_JOB again (the last one may have died with the connection).
+ */
+static void reconcile(struct ctl *ctl, struct node *n, const json_t *parts)
+{
+	struct job *j;
+	size_t i;
+	json_t *v;
+
+	json_array_foreach(parts, i, v) {
+		long id = (long)json_integer_value(v);
+		struct job *pj = job_find(ctl, id);
+		struct job_node *jn = pj && pj->phase != PH_NONE ? job_node_of(pj, n) : NULL;
+
+		if (jn && !jn->gone)
+			continue; /* expected (ENDING ones get KILL_JOB below) */
+		hec_info("%s: holds a partition of job %ld, which is %s there; killing it",
+			 n->name, id, !pj ? "unknown" : "not running");
+		send_kill(n, id);
+	}
+	for (j = ctl->jobs; j; j = j->next) {
+		struct job_node *jn = j->phase != PH_NONE ? job_node_of(j, n) : NULL;
+		int has;
+
+		if (!jn || jn->gone)
+			continue;
+		has = has_partition(parts, j->id);
+		switch (j->phase) {
+		case PH_ENDING:
+			if (jn->kill_gen != n->gen) { /* not yet on this connection */
+				send_kill(n, j->id);
+				jn->kill_gen = n->gen;
+				jn->kill_sent = hec_now_mono_ns();
+			}
+			break;
+		case PH_LAUNCHING:
+			if (has) {
+				/* LAUNCHED may have been lost with the old
+				 * connection; the partition says it worked. */
+				jn->launched = 1;
+				if (all_launched(j))
+					job_send_start(ctl, j);
+			} else if (jn->launched) {
+				job_end(ctl, j, JOB_FAILED, "partition lost on %s", n->name);
+			} else if (job_send_launch(ctl, j, jn)) {
+				job_end(ctl, j, JOB_FAILED, "%s: LAUNCH not sent", n->name);
+			}
+			break;
+		case PH_RUNNING:
+			if (has)
+				hec_info("%s: job %ld continues", n->name, j->id);
+			else
+				job_end(ctl, j, JOB_FAILED, "partition lost on %s", n->name);
+			break;
+		case PH_NONE:
+			break;
+		}
+	}
+}
+
+static void agent_register(struct ctl *ctl, struct peer *p, const json_t *body)
+{
+	const char *name = json_string_value(json_object_get(body, "node"));
+	const char *key = json_string_value(json_object_get(body, "key"));
+	const char *cpus = json_string_value(json_object_get(body, "cpus"));
+	const json_t *topo = json_object_get(body, "topology");
+	const json_t *parts = json_object_get(body, "partitions");
+	const json_t *exits = json_object_get(body, "exits");
+	const char *peer = hec_conn_peer(p->conn);
+	struct hec_cpuset set;
+	struct node *n;
+	size_t i;
+	json_t *e;
+	int was;
+
+	if (p->node) {
+		hec_warn("%s: second REGISTER (as %s) on the connection of node %s; closing", peer,
+			 name, p->node->name);
+		hec_conn_send_error_and_close(p->conn, "already registered as %s", p->node->name);
+		return;
+	}
+	if (ctl->shutting_down) {
+		hec_conn_send_error_and_close(p->conn, "the controller is shutting down");
+		return;
+	}
+	if (ctl->cluster_key[0] && !key_equal(key, ctl->cluster_key)) {
+		hec_warn("%s: node %s presented a wrong cluster key; refused", peer, name);
+		hec_conn_send_error_and_close(p->conn, "node %s: wrong cluster key", name);
+		return;
+	}
+	if (!node_name_ok(name)) {
+		hec_warn("%s: node name '%s' is not valid; refused", peer, name);
+		hec_conn_send_error_and_close(p->conn,
+			"node name '%s' is not valid (letters, digits, '-', '_', '.')", name);
+		return;
+	}
+	if (*cpus && hec_cpuset_parse(cpus, &set) < 0) {
+		hec_warn("%s: node %s: cpus '%s' is not a CPU list; refused", peer, name, cpus);
+		hec_conn_send_error_and_close(p->conn, "cpus '%s' is not a CPU list", cpus);
+		return;
+	}
+	n = node_find(ctl, name);
+	if (n && n->peer) {
+		hec_warn("%s: node %s is already registered from %s; refused", peer, name,
+			 hec_conn_peer(n->peer->conn));
+		hec_conn_send_error_and_close(p->conn, "node %s is already registered from %s",
+					      name, hec_conn_peer(n->peer->conn));
+		return;
+	}
+	if (!n) {
+		n = calloc(1, sizeof(*n));
+		if (!n || !(n->cpus = strdup(cpus))) {
+			free(n);
+			hec_err("%s: node %s: out of memory", peer, name);
+			hec_conn_send_error_and_close(p->conn, "controller out of memory");
+			return;
+		}
+		snprintf(n->name, sizeof(n->name), "%s", name);
+		n->state = NODE_UNKNOWN;
+		node_link(ctl, n);
+	} else if (strcmp(n->cpus, cpus)) {
+		char *c = strdup(cpus);
+
+		if (!c) {
+			hec_conn_send_error_and_close(p->conn, "controller out of memory");
+			return;
+		}
+		free(n->cpus);
+		n->cpus = c;
+	}
+	snprintf(n->hostname, sizeof(n->hostname), "%s",
+		 json_string_value(json_object_get(body, "hostname")));
+	snprintf(n->addr, sizeof(n->addr), "%s", json_string_value(json_object_get(body, "addr")));
+	n->cores = (long)json_integer_value(json_object_get(topo, "cores"));
+	n->pus = (long)json_integer_value(json_object_get(topo, "pus"));
+	n->numa_nodes = (long)json_integer_value(json_object_get(topo, "numa_nodes"));
+	n->memory_mb = (long)json_integer_value(json_object_get(topo, "memory_mb"));
+	was = n->state;
+	n->state = NODE_IDLE;
+	n->peer = p;
+	n->gen++;
+	p->node = n;
+	n->last_heard = hec_now_mono_ns();
+	n->last_seen = ctl_now();
+	if (db_node_save(ctl->db, n))
+		hec_err("%s: catalog update failed: %s", n->name, db_errmsg(ctl->db));
+	hec_info("%s: registered from %s (host %s, cpus %s, spawn address %s; %zu partitions, %zu unacknowledged exits)%s",
+		 n->name, peer, n->hostname, *n->cpus ? n->cpus : "all", n->addr,
+		 json_array_size(parts), json_array_size(exits),
+		 was == NODE_DOWN ? "; back from DOWN" : "");
+	node_send(n, HEC_MSG_REGISTERED,
+		  json_pack("{s:I}", "heartbeat_ms", (json_int_t)ctl->conf.heartbeat_interval));
+	/* Exits first: a job whose step ended is no longer expected to hold
+	 * partitions, so reconcile() does not call them lost. */
+	json_array_foreach(exits, i, e)
+		job_exit_report(ctl, n, e);
+	reconcile(ctl, n, parts);
+	ctl->sched_needed = 1;
+}
+
+static void agent_launched(struct ctl *ctl, struct node *n, const json_t *body)
+{
+	long id = (long)json_integer_value(json_object_get(body, "job"));
+	const char *error = json_string_value(json_object_get(body, "error"));
+	struct job *j = job_find(ctl, id);
+	struct job_node *jn = j && j->phase != PH_NONE ? job_node_of(j, n) : NULL;
+	char why[600];
+
+	if (!jn) {
+		hec_warn("%s: LAUNCHED for job %ld, which is not allocated there; ignored%s", n->name,
+			 id, error ? "" : " (partition killed)");
+		if (!error)
+			send_kill(n, id);
+		return;
+	}
+	if (j->phase != PH_LAUNCHING) {
+		hec_debug("%s: LAUNCHED for job %ld, which is past launching; ignored", n->name, id);
+		return;
+	}
+	if (error) {
+		reason_for_node(why, sizeof(why), n->name, error);
+		hec_warn("job %ld: %s could not make its partition: %s", id, n->name, error);
+		job_end(ctl, j, JOB_FAILED, "%s", why);
+		return;
+	}
+	jn->launched = 1;
+	hec_debug("job %ld: %s launched", id, n->name);
+	if (all_launched(j))
+		job_send_start(ctl, j);
+}
+
+static void agent_gone(struct ctl *ctl, struct node *n, const json_t *body)
+{
+	long id = (long)json_integer_value(json_object_get(body, "job"));
+	struct job *j = job_find(ctl, id);
+	struct job_node *jn = j && j->phase == PH_ENDING ? job_node_of(j, n) : NULL;
+
+	if (!j) {
+		hec_warn("%s: JOB_GONE for unknown job %ld; ignored", n->name, id);
+		return;
+	}
+	if (!jn || jn->gone) {
+		hec_debug("%s: JOB_GONE for job %ld, nothing was waiting for it", n->name, id);
+		return;
+	}
+	jn->gone = 1;
+	hec_debug("job %ld: %s cleaned up", id, n->name);
+	job_check_gone(ctl, j);
+}
+
+void agent_on_msg(struct hec_conn *c, const struct hec_msg *m, void *arg)
+{
+	struct peer *p = arg;
+	struct ctl *ctl = p->ctl;
+	struct node *n = p->node;
+
+	if (m->type == HEC_MSG_REGISTER) {
+		agent_register(ctl, p, m->body);
+		goto out;
+	}
+	if (!n) {
+		hec_warn("%s: %s before REGISTER; closing", hec_conn_peer(c), hec_msg_type_name(m->type));
+		hec_conn_send_error_and_close(c, "send REGISTER first");
+		return;
+	}
+	n->last_heard = hec_now_mono_ns();
+	n->last_seen = ctl_now();
+	switch (m->type) {
+	case HEC_MSG_HEARTBEAT:
+		break;
+	case HEC_MSG_LAUNCHED:
+		agent_launched(ctl, n, m->body);
+		break;
+	case HEC_MSG_JOB_EXIT:
+		job_exit_report(ctl, n, m->body);
+		break;
+	case HEC_MSG_JOB_GONE:
+		agent_gone(ctl, n, m->body);
+		break;
+	case HEC_MSG_ERROR:
+		hec_warn("%s: agent reports: %s", n->name,
+			 json_string_value(json_object_get(m->body, "error")));
+		break;
+	default:
+		hec_warn("%s: unexpected %s from an agent; ignored", n->name,
+			 hec_msg_type_name(m->type));
+		break;
+	}
+out:
+	if (ctl->sched_needed)
+		ctl_schedule(ctl);
+}

@@ -1,0 +1,488 @@
+/*
+ * Job lifecycle in the controller (doc/design.md, "Jobs"):
+ *
+ *   PENDING --schedule--> LAUNCHING --all LAUNCHED--> RUNNING (START sent)
+ *      |                      |                          |
+ *      | cancel               +------ outcome decided ---+--> ENDING
+ *      v                                                      (KILL_JOB to every node)
+ *   CANCELLED                                                    |
+ *                                      every node JOB_GONE or DOWN
+ *                                                                v
+ *                                    COMPLETED / FAILED / CANCELLED / TIMEOUT / NODE_FAIL
+ *
+ * The public state is RUNNING from LAUNCHING through ENDING; nodes are
+ * freed only when the job is final, so a new job never meets the remains of
+ * an old one in a partition.
+ */
+#include "config.h"
+
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "hec/common.h"
+#include "ctld.h"
+#include "sched.h"
+
+struct job *job_find(struct ctl *ctl, long id)
+{
+	struct job *j;
+
+	for (j = ctl->jobs; j; j = j->next)
+		if (j->id == id)
+			return j;
+	return NULL;
+}
+
+struct job_node *job_node_of(struct job *j, const struct node *n)
+{
+	for (int i = 0; i < j->nalloc; i++)
+		if (j->alloc[i].node == n)
+			return &j->alloc[i];
+	return NULL;
+}
+
+void job_save(struct ctl *ctl, struct job *j)
+{
+	if (db_job_update(ctl->db, j))
+		hec_err("job %ld: catalog update to %s failed: %s", j->id,
+			job_state_name(j->state), db_errmsg(ctl->db));
+}
+
+/* The job is final: free its nodes and let the queue move. */
+static void job_finish(struct ctl *ctl, struct job *j, enum job_state s)
+{
+	j->state = s;
+	j->phase = PH_NONE;
+	if (!j->end_time)
+		j->end_time = ctl_now();
+	for (int i = 0; i < j->nalloc; i++) {
+		struct node *n = j->alloc[i].node;
+
+		if (n && n->job == j)
+			n->job = NULL;
+	}
+	job_save(ctl, j);
+	job_drop_payload(j);
+	memset(j->key, 0, sizeof(j->key));
+	ctl->sched_needed = 1;
+	hec_info("job %ld: %s (%s)", j->id, job_state_name(s), j->reason);
+}
+
+void job_check_gone(struct ctl *ctl, struct job *j)
+{
+	if (j->phase != PH_ENDING)
+		return;
+	for (int i = 0; i < j->nalloc; i++)
+		if (!j->alloc[i].gone)
+			return;
+	job_finish(ctl, j, j->final_state);
+}
+
+void job_kill_nodes(struct ctl *ctl, struct job *j)
+{
+	for (int i = 0; i < j->nalloc; i++) {
+		struct job_node *jn = &j->alloc[i];
+
+		if (jn->gone)
+			continue;
+		/* A dead or unknown node counts as cleaned up (design.md). */
+		if (!jn->node || jn->node->state == NODE_DOWN) {
+			jn->gone = 1;
+			continue;
+		}
+		/* Not connected now: KILL_JOB goes out when it registers again. */
+		if (jn->node->peer) {
+			node_send(jn->node, HEC_MSG_KILL_JOB, json_pack("{s:I}", "job", (json_int_t)j->id));
+			jn->kill_gen = jn->node->gen;
+			jn->kill_sent = hec_now_mono_ns();
+		}
+	}
+	job_check_gone(ctl, j);
+}
+
+void job_end(struct ctl *ctl, struct job *j, enum job_state outcome, const char *fmt, ...)
+{
+	va_list ap;
+
+	if (job_state_final(j->state) || j->phase == PH_ENDING)
+		return; /* the first outcome stands */
+	va_start(ap, fmt);
+	vsnprintf(j->reason, sizeof(j->reason), fmt, ap);
+	va_end(ap);
+	if (j->phase == PH_NONE) { /* never started: nothing to tear down */
+		j->end_time = ctl_now();
+		job_finish(ctl, j, outcome);
+		return;
+	}
+	j->final_state = outcome;
+	j->phase = PH_ENDING;
+	j->end_time = ctl_now();
+	job_save(ctl, j);
+	hec_info("job %ld: ending as %s (%s); cleaning up its nodes", j->id,
+		 job_state_name(outcome), j->reason);
+	job_kill_nodes(ctl, j);
+}
+
+int job_send_launch(struct ctl *ctl, struct job *j, struct job_node *jn)
+{
+	json_t *nodes = json_array();
+	int rc;
+
+	(void)ctl;
+	for (int i = 0; nodes && i < j->nalloc; i++) {
+		const struct job_node *o = &j->alloc[i];
+
+		json_array_append_new(nodes, json_pack("{s:s,s:s,s:i}", "name", o->name,
+						       "addr", o->node ? o->node->addr : "",
+						       "ranks", o->ranks));
+	}
+	rc = node_send(jn->node, HEC_MSG_LAUNCH,
+		       json_pack("{s:I,s:s,s:I,s:I,s:o}", "job", (json_int_t)j->id, "key", j->key,
+				 "uid", (json_int_t)j->uid, "gid", (json_int_t)j->gid,
+				 "nodes", nodes));
+	return rc;
+}
+
+/* Hand @j the nodes the planner chose and send LAUNCH to each. */
+static void job_start(struct ctl *ctl, struct job *j, struct node **nodes, int n)
+{
+	const char *names[n > 0 ? n : 1];
+	int rc;
+
+	for (int i = 0; i < n; i++)
+		names[i] = nodes[i]->name;
+	rc = job_set_alloc(j, names, n);
+	if (!rc)
+		rc = hec_random_hex(j->key, 32);
+	if (rc) {
+		job_end(ctl, j, JOB_FAILED, "cannot start: %s", strerror(-rc));
+		return;
+	}
+	for (int i = 0; i < n; i++) {
+		j->alloc[i].node = nodes[i];
+		nodes[i]->job = j;
+	}
+	j->state = JOB_RUNNING;
+	j->phase = PH_LAUNCHING;
+	j->start_ns = hec_now_real_ns();
+	j->start_time = j->start_ns / 1000000000LL;
+	j->launch_deadline = hec_now_mono_ns() + ctl->conf.launch_timeout * 1000000LL;
+	snprintf(j->reason, sizeof(j->reason), "None");
+	job_save(ctl, j);
+	hec_info("job %ld: starting on %d node%s (%s%s), %d task%s", j->id, n, n == 1 ? "" : "s",
+		 names[0], n > 1 ? ",..." : "", j->ntasks, j->ntasks == 1 ? "" : "s");
+	for (int i = 0; i < n; i++) {
+		rc = job_send_launch(ctl, j, &j->alloc[i]);
+		if (rc) {
+			job_end(ctl, j, JOB_FAILED, "%s: LAUNCH not sent: %s", names[i], strerror(-rc));
+			return;
+		}
+	}
+}
+
+void job_send_start(struct ctl *ctl, struct job *j)
+{
+	struct job_node *batch = &j->alloc[0];
+	json_t *body;
+	int rc;
+
+	if (!j->env) { /* cannot happen for a job that is launching; be safe */
+		job_end(ctl, j, JOB_FAILED, "controller lost the job's environment");
+		return;
+	}
+	body = json_pack("{s:I,s:i,s:s,s:O,s:s}", "job", (json_int_t)j->id, "ntasks", j->ntasks,
+			 "cwd", j->cwd, "env", j->env, "output", j->output);
+	if (body && j->argv)
+		json_object_set(body, "argv", j->argv);
+	if (body && j->script)
+		json_object_set_new(body, "script", json_string(j->script));
+	if (body && j->error)
+		json_object_set_new(body, "error", json_string(j->error));
+	/* START must be recorded first: after a controller restart a job with
+	 * START unrecorded is failed as half-launched, never started twice. */
+	j->phase = PH_RUNNING;
+	j->started = 1;
+	job_save(ctl, j);
+	rc = node_send(batch->node, HEC_MSG_START, body);
+	if (rc) {
+		job_end(ctl, j, JOB_FAILED, "%s: START not sent: %s", batch->name, strerror(-rc));
+		return;
+	}
+	hec_info("job %ld: all %d node%s launched; batch step started on %s", j->id, j->nalloc,
+		 j->nalloc == 1 ? "" : "s", batch->name);
+}
+
+void job_exit_report(struct ctl *ctl, struct node *n, const json_t *body)
+{
+	long id = (long)json_integer_value(json_object_get(body, "job"));
+	int code = (int)json_integer_value(json_object_get(body, "exit"));
+	int sig = (int)json_integer_value(json_object_get(body, "signal"));
+	const char *error = json_string_value(json_object_get(body, "error"));
+	struct job *j = job_find(ctl, id);
+	char why[600];
+
+	if (!j) {
+		hec_warn("%s: JOB_EXIT for unknown job %ld; acknowledged and ignored", n->name, id);
+	} else if (!j->nalloc || j->alloc[0].node != n) {
+		hec_warn("%s: JOB_EXIT for job %ld, which does not run its batch step there; acknowledged and ignored",
+			 n->name, id);
+	} else if (job_state_final(j->state) || j->phase == PH_ENDING) {
+		/* Already decided (cancel, time limit, or a resent JOB_EXIT):
+		 * keep the outcome, but remember the step's status once. */
+		if (!j->exited) {
+			j->exit_code = code;
+			j->sig = sig;
+			j->exited = 1;
+			job_save(ctl, j);
+		}
+		hec_debug("%s: JOB_EXIT for job %ld, already %s; acknowledged", n->name, id,
+			  j->phase == PH_ENDING ? "ending" : job_state_name(j->state));
+	} else {
+		j->exit_code = code;
+		j->sig = sig;
+		j->exited = 1;
+		if (error && *error) {
+			reason_for_node(why, sizeof(why), n->name, error);
+			job_end(ctl, j, JOB_FAILED, "%s", why);
+		} else if (sig) {
+			job_end(ctl, j, JOB_FAILED, "signal %d", sig);
+		} else if (code) {
+			job_end(ctl, j, JOB_FAILED, "exit code %d", code);
+		} else {
+			job_end(ctl, j, JOB_COMPLETED, "None");
+		}
+	}
+	/* Acknowledge after the outcome is committed (job_end saved it). */
+	node_send(n, HEC_MSG_EXIT_ACK, json_pack("{s:I}", "job", (json_int_t)id));
+}
+
+void ctl_schedule(struct ctl *ctl)
+{
+	struct sched_job *sj = NULL;
+	struct sched_node *sn = NULL;
+	struct node **nodes = NULL;
+	size_t *alloc = NULL, npending = 0, nstarted, used = 0, i;
+	struct job *j;
+	struct node *n;
+
+	ctl->sched_needed = 0;
+	for (j = ctl->jobs; j; j = j->next)
+		if (j->state == JOB_PENDING)
+			npending++;
+	if (!npending)
+		return;
+	sj = calloc(npending, sizeof(*sj));
+	sn = calloc((size_t)ctl->nnodes + 1, sizeof(*sn));
+	nodes = calloc((size_t)ctl->nnodes + 1, sizeof(*nodes));
+	alloc = calloc((size_t)ctl->nnodes + 1, sizeof(*alloc));
+	if (!sj || !sn || !nodes || !alloc) {
+		hec_err("scheduler: out of memory; will retry");
+		ctl->sched_needed = 1;
+		goto out_free;
+	}
+	i = 0;
+	for (j = ctl->jobs; j; j = j->next)
+		if (j->state == JOB_PENDING)
+			sj[i++] = (struct sched_job){ .id = j->id, .priority = j->priority,
+						      .nodes = j->nnodes, .ptr = j };
+	sched_sort(sj, npending);
+	i = 0;
+	for (n = ctl->nodes; n; n = n->next, i++) {
+		nodes[i] = n;
+		sn[i].idle = !ctl->shutting_down && node_usable(n);
+	}
+	nstarted = sched_plan(sn, (size_t)ctl->nnodes, sj, npending, alloc);
+	for (i = 0; i < nstarted; i++) {
+		struct node *picked[sj[i].nodes];
+
+		for (int k = 0; k < sj[i].nodes; k++)
+			picked[k] = nodes[alloc[used++]];
+		job_start(ctl, sj[i].ptr, picked, sj[i].nodes);
+	}
+	for (i = nstarted; i < npending; i++) {
+		j = sj[i].ptr;
+		snprintf(j->reason, sizeof(j->reason), "%s", sched_pending_reason(i, nstarted));
+	}
+out_free:
+	free(sj);
+	free(sn);
+	free(nodes);
+	free(alloc);
+}
+
+/* A node that neither confirms cleanup nor goes silent: ask again now and
+ * then (KILL_JOB is idempotent) and say so in the log. */
+static void resend_kills(struct ctl *ctl, struct job *j, int64_t mono)
+{
+	int64_t every = ctl->conf.node_timeout * 1000000LL;
+
+	for (int i = 0; i < j->nalloc; i++) {
+		struct job_node *jn = &j->alloc[i];
+
+		if (jn->gone || !jn->node || !jn->node->peer || !jn->kill_sent ||
+		    mono - jn->kill_sent < every)
+			continue;
+		hec_warn("job %ld: %s has not confirmed cleanup for %.1fs; sending KILL_JOB again",
+			 j->id, jn->name, (mono - jn->kill_sent) / 1e9);
+		node_send(jn->node, HEC_MSG_KILL_JOB, json_pack("{s:I}", "job", (json_int_t)j->id));
+		jn->kill_sent = mono;
+	}
+}
+
+void ctl_job_timers(struct ctl *ctl)
+{
+	int64_t mono = hec_now_mono_ns(), now = hec_now_real_ns();
+	struct job *j;
+
+	for (j = ctl->jobs; j; j = j->next) {
+		if (j->phase == PH_ENDING) {
+			resend_kills(ctl, j, mono);
+			continue;
+		}
+		if (j->phase == PH_LAUNCHING && mono > j->launch_deadline) {
+			const char *late = "?";
+
+			for (int i = 0; i < j->nalloc; i++)
+				if (!j->alloc[i].launched) {
+					late = j->alloc[i].name;
+					break;
+				}
+			job_end(ctl, j, JOB_FAILED, "launch timed out: %s did not answer LAUNCH within %lds",
+				late, ctl->conf.launch_timeout / 1000);
+			continue;
+		}
+		if ((j->phase == PH_LAUNCHING || j->phase == PH_RUNNING) && j->time_limit > 0 &&
+		    now - j->start_ns >= j->time_limit * 1000000000LL) {
+			char lim[32];
+
+			format_limit(j->time_limit, lim, sizeof(lim));
+			job_end(ctl, j, JOB_TIMEOUT, "time limit %s reached", lim);
+		}
+	}
+}
+
+json_t *job_to_json(const struct job *j)
+{
+	json_t *nl = json_array(), *o;
+	const char *state = job_state_name(j->state);
+
+	for (int i = 0; nl && i < j->nalloc; i++)
+		json_array_append_new(nl, json_string(j->alloc[i].name));
+	o = json_pack("{s:I,s:s,s:s,s:I,s:s,s:s,s:i,s:i,s:I,s:i,s:I,s:I,s:I,s:o,s:i,s:i,s:s,s:s,s:s}",
+		      "id", (json_int_t)j->id, "name", j->name, "user", j->user,
+		      "uid", (json_int_t)j->uid, "state", state, "reason", j->reason,
+		      "nodes", j->nnodes, "ntasks", j->ntasks,
+		      "time_limit", (json_int_t)j->time_limit, "priority", j->priority,
+		      "submit_time", (json_int_t)j->submit_time,
+		      "start_time", (json_int_t)j->start_time,
+		      "end_time", (json_int_t)(job_state_final(j->state) ? j->end_time : 0),
+		      "nodelist", nl, "exit_code", j->exit_code, "signal", j->sig,
+		      "output", j->output ? j->output : "", "error", j->error ? j->error : "",
+		      "command", j->command ? j->command : "");
+	return o;
+}
+
+/* db_jobs_load() callback: append in id order; classified afterwards, so
+ * that no catalog write happens while the SELECT is still stepping. */
+static int restore_one(struct job *j, void *arg)
+{
+	struct ctl *ctl = arg;
+
+	if (j->state == JOB_NSTATES) {
+		hec_err("job %ld: catalog row unreadable; skipped", j->id);
+		job_free(j);
+		return 0;
+	}
+	if (ctl->jobs_tail)
+		ctl->jobs_tail->next = j;
+	else
+		ctl->jobs = j;
+	ctl->jobs_tail = j;
+	return 0;
+}
+
+/* Rebuild a reloaded job's place in the controller. */
+static void restore_classify(struct ctl *ctl, struct job *j)
+{
+	if (job_state_final(j->state)) {
+		job_drop_payload(j);
+		return;
+	}
+	if (j->state == JOB_PENDING) {
+		snprintf(j->reason, sizeof(j->reason), "Priority");
+		return;
+	}
+	/* RUNNING (or SUSPENDED): re-attach to its nodes. */
+	j->start_ns = j->start_time * 1000000000LL;
+	if (!j->nalloc) {
+		j->phase = PH_RUNNING;
+		job_end(ctl, j, JOB_FAILED, "catalog lists no nodes for a running job");
+		return;
+	}
+	for (int i = 0; i < j->nalloc; i++) {
+		struct job_node *jn = &j->alloc[i];
+
+		jn->node = node_find(ctl, jn->name);
+		if (jn->node)
+			jn->node->job = j;
+		else
+			jn->gone = 1;
+		jn->launched = j->started;
+	}
+	if (j->final_state != JOB_NSTATES) {
+		j->phase = PH_ENDING;
+		hec_info("job %ld: was ending as %s; cleaning up its nodes as they return", j->id,
+			 job_state_name(j->final_state));
+		job_check_gone(ctl, j);
+	} else if (!j->started) {
+		/* LAUNCH went out but START did not: the partitions may or may
+		 * not exist and the job key is gone with the old process.
+		 * Failing is simple and always correct; the user resubmits. */
+		j->phase = PH_RUNNING;
+		job_end(ctl, j, JOB_FAILED, "controller restarted during launch");
+	} else {
+		j->phase = PH_RUNNING;
+		for (int i = 0; i < j->nalloc; i++)
+			if (!j->alloc[i].node) {
+				job_end(ctl, j, JOB_NODE_FAIL, "%s is not known any more",
+					j->alloc[i].name);
+				break;
+			}
+		if (j->phase == PH_RUNNING)
+			hec_info("job %ld: RUNNING on %d node%s; waiting for them to register", j->id,
+				 j->nalloc, j->nalloc == 1 ? "" : "s");
+	}
+}
+
+int ctl_jobs_restore(struct ctl *ctl)
+{
+	struct job *j;
+	int rc = db_jobs_load(ctl->db, restore_one, ctl);
+
+	if (rc)
+		return rc;
+	for (j = ctl->jobs; j; j = j->next)
+		restore_classify(ctl, j);
+	return 0;
+}
+
+void ctl_jobs_shutdown(struct ctl *ctl, uid_t uid)
+{
+	struct job *j;
+
+	for (j = ctl->jobs; j; j = j->next) {
+		if (j->phase == PH_NONE)
+			continue; /* pending jobs wait for the next start of the cluster */
+		if (j->phase != PH_ENDING) {
+			snprintf(j->reason, sizeof(j->reason), "cluster shut down by uid %u",
+				 (unsigned)uid);
+			j->end_time = ctl_now();
+			j->final_state = JOB_CANCELLED;
+		}
+		/* The agents kill every partition on SHUTDOWN. */
+		job_finish(ctl, j, j->final_state);
+	}
+}

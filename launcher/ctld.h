@@ -1,0 +1,285 @@
+/*
+ * hecctld internals: the controller's records, its catalog (db.c) and the
+ * handlers shared by its source files.  Nothing here is part of a public
+ * contract; the wire protocol is doc/protocol.md, the behaviour
+ * doc/design.md.
+ *
+ * One thread, one libevent loop.  Every state change of a job is written to
+ * the catalog before the controller tells anybody about it, so a restart
+ * (even after kill -9) resumes from what peers were told.
+ */
+#ifndef HEC_CTLD_H
+#define HEC_CTLD_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include <jansson.h>
+#include <event2/event.h>
+
+#include "hec/net.h"
+
+/* ---- configuration (doc/config.md) ---- */
+
+struct ctl_conf {
+	char cluster_name[64];
+	char state_dir[1024];
+	char socket[108];          /* sun_path limit */
+	char listen[300];
+	char key_file[1024];
+	char spool_dir[1024];
+	long heartbeat_interval;   /* ms */
+	long node_timeout;         /* ms */
+	long launch_timeout;       /* ms */
+	char log_level[16];
+};
+
+/* ---- records ---- */
+
+enum job_state {
+	JOB_PENDING, JOB_RUNNING, JOB_SUSPENDED,
+	/* final states from here on */
+	JOB_COMPLETED, JOB_FAILED, JOB_CANCELLED, JOB_TIMEOUT, JOB_NODE_FAIL,
+	JOB_NSTATES
+};
+
+static inline int job_state_final(enum job_state s)
+{
+	return s >= JOB_COMPLETED;
+}
+
+/*
+ * Where a started job is.  Its public state stays RUNNING through all three
+ * phases: ENDING means the outcome (final_state, reason) is decided and the
+ * controller waits for every node's JOB_GONE before the job becomes final
+ * and frees its nodes.
+ */
+enum job_phase {
+	PH_NONE,        /* PENDING, or final */
+	PH_LAUNCHING,   /* LAUNCH sent, waiting for every LAUNCHED */
+	PH_RUNNING,     /* START sent to the batch node */
+	PH_ENDING,      /* outcome decided, KILL_JOB sent, waiting for JOB_GONE */
+};
+
+enum node_state { NODE_UNKNOWN, NODE_IDLE, NODE_ALLOCATED, NODE_DOWN };
+
+struct node;
+struct peer;
+
+/* One allocated node of a job. */
+struct job_node {
+	char name[65];
+	struct node *node;     /* NULL if the catalog names a node we do not know */
+	int ranks;
+	int launched;          /* LAUNCHED without error received */
+	int gone;              /* JOB_GONE received, or the node is DOWN */
+	unsigned kill_gen;     /* node->gen when KILL_JOB was last sent */
+	int64_t kill_sent;     /* mono ns of that KILL_JOB */
+};
+
+struct job {
+	long id;
+	char name[129];
+	uid_t uid;
+	gid_t gid;
+	char user[64];
+	enum job_state state;
+	enum job_state final_state;  /* valid in PH_ENDING */
+	char reason[512];
+	int nnodes;
+	int ntasks;
+	long time_limit;             /* seconds, 0 = none */
+	int priority;
+	int64_t submit_time, start_time, end_time; /* Unix seconds, 0 = not yet */
+	char *cwd;
+	json_t *env;                 /* [str]; NULL once final (not needed any more) */
+	json_t *argv;                /* [str] or NULL */
+	char *script;                /* or NULL */
+	char *output;
+	char *error;                 /* NULL: stderr goes to output */
+	char *command;               /* for display */
+	int exit_code, sig, exited;  /* exited: the batch step's status is known */
+	int started;                 /* START sent (persisted) */
+
+	/* allocation, once started */
+	struct job_node *alloc;
+	int nalloc;
+	enum job_phase phase;
+	char key[65];                /* per-job secret for the launch bridge */
+	int64_t launch_deadline;     /* mono ns */
+	int64_t start_ns;            /* CLOCK_REALTIME ns of the start, for the time limit */
+
+	struct job *next;            /* ctl->jobs, ascending id */
+};
+
+struct node {
+	char name[65];
+	char hostname[257];
+	char addr[301];
+	char *cpus;
+	long cores, pus, numa_nodes, memory_mb;
+	enum node_state state;       /* UNKNOWN / DOWN, or "up" (IDLE / ALLOCATED by ->job) */
+	struct peer *peer;           /* live registered connection, or NULL */
+	int64_t last_heard;          /* mono ns of the last message (or controller start) */
+	int64_t last_seen;           /* Unix seconds of the last message */
+	struct job *job;             /* job holding this node (whole-node allocation) */
+	unsigned gen;                /* counts registrations: one per connection */
+	struct node *next;           /* ctl->nodes, natural name order */
+};
+
+enum peer_kind { PEER_CLI, PEER_AGENT };
+
+struct ctl;
+
+struct peer {
+	struct ctl *ctl;
+	struct hec_conn *conn;
+	enum peer_kind kind;
+	uid_t uid;                   /* CLI: peer credentials */
+	gid_t gid;
+	pid_t pid;
+	struct node *node;           /* agent: set by REGISTER */
+	int64_t accepted;            /* mono ns */
+	struct peer *prev, *next;
+};
+
+struct db;
+
+struct ctl {
+	struct ctl_conf conf;
+	struct event_base *base;
+	struct db *db;
+	struct event *tick_ev, *sigterm_ev, *sigint_ev, *sighup_ev;
+	struct event *cli_ev, *agent_ev;
+	int cli_fd, agent_fd;
+	char cluster_key[257];       /* "" = no check */
+	struct node *nodes;
+	int nnodes;
+	struct job *jobs, *jobs_tail;
+	struct peer *peers;
+	int64_t start_mono, start_real;
+	int shutting_down;
+	int64_t shutdown_deadline;   /* mono ns */
+	int sched_needed;
+};
+
+/* ---- ctl_rec.c: record helpers, no I/O ---- */
+
+const char *job_state_name(enum job_state s);
+/** \return the state, or -EINVAL for an unknown name. */
+int job_state_parse(const char *name);
+const char *node_state_name(enum node_state s);
+void job_free(struct job *j);
+/** Drop what only a starting job needs (env, argv, script). */
+void job_drop_payload(struct job *j);
+/** Display string of a job's command; malloc'ed, NULL on ENOMEM. */
+char *job_command(const json_t *argv, const char *script, const char *name);
+/**
+ * Expand %j (id), %x (name), %u (user) and %% in an output path template;
+ * relative paths are taken from @cwd.  \return 0 or -ENAMETOOLONG.
+ */
+int job_expand_path(const char *tmpl, long id, const char *name, const char *user,
+		    const char *cwd, char *out, size_t len);
+/** Time limit for reasons: "0:02", "1:30:00", "2-00:00:00". */
+void format_limit(long secs, char *buf, size_t len);
+/** "node1: cgroup: Permission denied": @text prefixed with @node unless it
+ *  already starts with "node:". */
+void reason_for_node(char *buf, size_t len, const char *node, const char *text);
+/** Build the job_node array from names; ranks block-distributed. \return 0 or -ENOMEM. */
+int job_set_alloc(struct job *j, const char *const *names, int n);
+
+/* ---- db.c: the SQLite catalog ---- */
+
+#define DB_SCHEMA_VERSION 1
+
+/**
+ * Open (creating if needed) the catalog at @path: WAL journal,
+ * synchronous=FULL, schema checked through PRAGMA user_version.
+ * \return 0, or -errno / -EPROTO (schema from a newer hecctld); @err says why.
+ */
+int db_open(const char *path, struct db **out, char *err, size_t errlen);
+void db_close(struct db *db);
+/** Last SQLite error text, for log lines. */
+const char *db_errmsg(struct db *db);
+/** Current journal mode ("wal") into @buf. \return 0 or -EIO. */
+int db_journal_mode(struct db *db, char *buf, size_t len);
+
+/**
+ * Insert a new job in one transaction: assigns @j->id, then calls @fixup (if
+ * any) so values that depend on the id are stored in the same transaction.
+ * \return 0 once COMMIT succeeded (the job is durable), or -errno (-EIO for
+ * SQLite errors, or @fixup's error); nothing is stored on error.
+ */
+int db_job_insert(struct db *db, struct job *j,
+		  int (*fixup)(struct job *j, void *arg), void *arg);
+/** Store the mutable fields (state, reason, times, nodelist, exit status). */
+int db_job_update(struct db *db, const struct job *j);
+/**
+ * Call @cb for every job in ascending id with a freshly allocated record
+ * (alloc holds names only; node pointers NULL).  @cb owns the record.
+ * \return 0, -EIO, or the first non-zero @cb result.
+ */
+int db_jobs_load(struct db *db, int (*cb)(struct job *j, void *arg), void *arg);
+/** Insert or replace a node's registration data. */
+int db_node_save(struct db *db, const struct node *n);
+/** Like db_jobs_load for nodes (state UNKNOWN, no peer). */
+int db_nodes_load(struct db *db, int (*cb)(struct node *n, void *arg), void *arg);
+
+/* ---- ctl_job.c: job lifecycle ---- */
+
+struct job *job_find(struct ctl *ctl, long id);
+struct job_node *job_node_of(struct job *j, const struct node *n);
+void job_save(struct ctl *ctl, struct job *j);
+/** Decide @j's outcome and tear it down (no-op if one is already decided).
+ *  A job that never started becomes final at once. */
+void job_end(struct ctl *ctl, struct job *j, enum job_state outcome, const char *fmt, ...)
+	__attribute__((format(printf, 4, 5)));
+/** Become final if every node is gone. */
+void job_check_gone(struct ctl *ctl, struct job *j);
+/** Send LAUNCH for @j to one of its nodes. \return 0 or -errno. */
+int job_send_launch(struct ctl *ctl, struct job *j, struct job_node *jn);
+/** Every node LAUNCHED: send START to the batch node. */
+void job_send_start(struct ctl *ctl, struct job *j);
+/** Send KILL_JOB to every node not gone yet. */
+void job_kill_nodes(struct ctl *ctl, struct job *j);
+/** JOB_EXIT from @n (also from REGISTER's exits); always acknowledged. */
+void job_exit_report(struct ctl *ctl, struct node *n, const json_t *body);
+/** Start pending jobs that fit; refresh pending reasons. */
+void ctl_schedule(struct ctl *ctl);
+/** Time limits and launch timeouts. */
+void ctl_job_timers(struct ctl *ctl);
+json_t *job_to_json(const struct job *j);
+/** Reload jobs from the catalog after a start (nodes first). */
+int ctl_jobs_restore(struct ctl *ctl);
+/** Cluster shutdown: active jobs end as CANCELLED (agents kill partitions). */
+void ctl_jobs_shutdown(struct ctl *ctl, uid_t uid);
+
+/* ---- ctl_agent.c: nodes and agents ---- */
+
+struct node *node_find(struct ctl *ctl, const char *name);
+/** Public state: UNKNOWN / DOWN / ALLOCATED / IDLE. */
+enum node_state node_public_state(const struct node *n);
+/** Up, connected and free: may take a new job. */
+int node_usable(const struct node *n);
+void node_down(struct ctl *ctl, struct node *n, const char *why);
+void node_check_liveness(struct ctl *ctl);
+json_t *node_to_json(struct ctl *ctl, const struct node *n);
+int ctl_nodes_restore(struct ctl *ctl);
+/** Send one message to a node's agent; @body is consumed. \return 0 or -errno. */
+int node_send(struct node *n, unsigned type, json_t *body);
+void agent_on_msg(struct hec_conn *c, const struct hec_msg *m, void *arg);
+
+/* ---- ctl_cli.c: CLI requests ---- */
+
+void cli_on_msg(struct hec_conn *c, const struct hec_msg *m, void *arg);
+
+/* ---- hecctld.c ---- */
+
+/** Root asked for shutdown: end active jobs, SHUTDOWN to every agent, exit
+ *  once they are gone (at most 5 s). */
+void ctl_begin_shutdown(struct ctl *ctl, uid_t uid);
+/** Seconds of CLOCK_REALTIME. */
+int64_t ctl_now(void);
+
+#endif

@@ -1,0 +1,496 @@
+/*
+ * The controller's catalog: one SQLite file in WAL mode with
+ * synchronous=FULL, so a transaction that returned from COMMIT survives a
+ * kill -9 or a power cut.  The schema version lives in PRAGMA user_version;
+ * a catalog written by a newer hecctld is refused rather than misread.
+ */
+#include "config.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <sqlite3.h>
+
+#include "ctld.h"
+
+struct db {
+	sqlite3 *h;
+	sqlite3_stmt *ins_job, *upd_job, *set_paths, *save_node;
+};
+
+static const char schema_v1[] =
+	"CREATE TABLE jobs ("
+	" id INTEGER PRIMARY KEY AUTOINCREMENT,"
+	" name TEXT NOT NULL, uid INTEGER NOT NULL, gid INTEGER NOT NULL, user TEXT NOT NULL,"
+	" state TEXT NOT NULL, final_state TEXT, reason TEXT NOT NULL DEFAULT '',"
+	" nodes INTEGER NOT NULL, ntasks INTEGER NOT NULL, time_limit INTEGER NOT NULL,"
+	" priority INTEGER NOT NULL, submit_time INTEGER NOT NULL,"
+	" start_time INTEGER NOT NULL DEFAULT 0, end_time INTEGER NOT NULL DEFAULT 0,"
+	" cwd TEXT NOT NULL, env TEXT NOT NULL, argv TEXT, script TEXT,"
+	" output TEXT NOT NULL, error TEXT, nodelist TEXT NOT NULL DEFAULT '[]',"
+	" exit_code INTEGER NOT NULL DEFAULT 0, signal INTEGER NOT NULL DEFAULT 0,"
+	" exited INTEGER NOT NULL DEFAULT 0, started INTEGER NOT NULL DEFAULT 0);"
+	"CREATE TABLE nodes ("
+	" name TEXT PRIMARY KEY, hostname TEXT NOT NULL, addr TEXT NOT NULL, cpus TEXT NOT NULL,"
+	" cores INTEGER NOT NULL, pus INTEGER NOT NULL, numa_nodes INTEGER NOT NULL,"
+	" memory_mb INTEGER NOT NULL, last_seen INTEGER NOT NULL);"
+	"PRAGMA user_version = 1;";
+
+static const char sql_ins_job[] =
+	"INSERT INTO jobs (name, uid, gid, user, state, reason, nodes, ntasks, time_limit,"
+	" priority, submit_time, cwd, env, argv, script, output, error)"
+	" VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)";
+static const char sql_upd_job[] =
+	"UPDATE jobs SET state=?, final_state=?, reason=?, start_time=?, end_time=?,"
+	" nodelist=?, exit_code=?, signal=?, exited=?, started=? WHERE id=?";
+static const char sql_set_paths[] = "UPDATE jobs SET output=?, error=? WHERE id=?";
+static const char sql_save_node[] =
+	"INSERT OR REPLACE INTO nodes (name, hostname, addr, cpus, cores, pus, numa_nodes,"
+	" memory_mb, last_seen) VALUES (?,?,?,?,?,?,?,?,?)";
+
+const char *db_errmsg(struct db *db)
+{
+	return db && db->h ? sqlite3_errmsg(db->h) : "no catalog";
+}
+
+static int exec(struct db *db, const char *sql)
+{
+	return sqlite3_exec(db->h, sql, NULL, NULL, NULL) == SQLITE_OK ? 0 : -EIO;
+}
+
+static int pragma_int(struct db *db, const char *sql, long *out)
+{
+	sqlite3_stmt *st;
+	int rc = -EIO;
+
+	if (sqlite3_prepare_v2(db->h, sql, -1, &st, NULL) != SQLITE_OK)
+		return -EIO;
+	if (sqlite3_step(st) == SQLITE_ROW) {
+		*out = (long)sqlite3_column_int64(st, 0);
+		rc = 0;
+	}
+	sqlite3_finalize(st);
+	return rc;
+}
+
+int db_journal_mode(struct db *db, char *buf, size_t len)
+{
+	sqlite3_stmt *st;
+	int rc = -EIO;
+
+	if (sqlite3_prepare_v2(db->h, "PRAGMA journal_mode", -1, &st, NULL) != SQLITE_OK)
+		return -EIO;
+	if (sqlite3_step(st) == SQLITE_ROW) {
+		snprintf(buf, len, "%s", (const char *)sqlite3_column_text(st, 0));
+		rc = 0;
+	}
+	sqlite3_finalize(st);
+	return rc;
+}
+
+static int set_up(struct db *db, char *err, size_t errlen)
+{
+	char mode[16] = "";
+	long version;
+
+	/* A second process on the same catalog (hec tools reading it) must not
+	 * make the controller fail: wait a little for locks. */
+	sqlite3_busy_timeout(db->h, 5000);
+	if (db_journal_mode(db, mode, sizeof(mode)) || exec(db, "PRAGMA journal_mode=WAL") ||
+	    exec(db, "PRAGMA synchronous=FULL") || exec(db, "PRAGMA foreign_keys=ON")) {
+		snprintf(err, errlen, "cannot set WAL mode: %s", sqlite3_errmsg(db->h));
+		return -EIO;
+	}
+	if (db_journal_mode(db, mode, sizeof(mode)) || strcmp(mode, "wal")) {
+		snprintf(err, errlen, "journal mode is '%s', not 'wal' (is the file system local?)",
+			 mode);
+		return -EIO;
+	}
+	if (pragma_int(db, "PRAGMA user_version", &version)) {
+		snprintf(err, errlen, "cannot read the schema version: %s", sqlite3_errmsg(db->h));
+		return -EIO;
+	}
+	if (version > DB_SCHEMA_VERSION) {
+		snprintf(err, errlen, "schema version %ld is newer than this hecctld's (%d)",
+			 version, DB_SCHEMA_VERSION);
+		return -EPROTO;
+	}
+	if (version == 0) {
+		if (exec(db, "BEGIN IMMEDIATE"))
+			goto sql_error;
+		if (exec(db, schema_v1)) {
+			snprintf(err, errlen, "cannot create the schema: %s", sqlite3_errmsg(db->h));
+			exec(db, "ROLLBACK");
+			return -EIO;
+		}
+		if (exec(db, "COMMIT"))
+			goto sql_error;
+	}
+	if (sqlite3_prepare_v2(db->h, sql_ins_job, -1, &db->ins_job, NULL) != SQLITE_OK ||
+	    sqlite3_prepare_v2(db->h, sql_upd_job, -1, &db->upd_job, NULL) != SQLITE_OK ||
+	    sqlite3_prepare_v2(db->h, sql_set_paths, -1, &db->set_paths, NULL) != SQLITE_OK ||
+	    sqlite3_prepare_v2(db->h, sql_save_node, -1, &db->save_node, NULL) != SQLITE_OK)
+		goto sql_error;
+	return 0;
+
+sql_error:
+	snprintf(err, errlen, "%s", sqlite3_errmsg(db->h));
+	return -EIO;
+}
+
+int db_open(const char *path, struct db **out, char *err, size_t errlen)
+{
+	struct db *db = calloc(1, sizeof(*db));
+	int rc;
+
+	if (!db) {
+		snprintf(err, errlen, "%s", strerror(ENOMEM));
+		return -ENOMEM;
+	}
+	rc = sqlite3_open_v2(path, &db->h, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE |
+			     SQLITE_OPEN_NOMUTEX, NULL);
+	if (rc != SQLITE_OK) {
+		snprintf(err, errlen, "%s", db->h ? sqlite3_errmsg(db->h) : sqlite3_errstr(rc));
+		rc = -EIO;
+		goto err_close;
+	}
+	rc = set_up(db, err, errlen);
+	if (rc)
+		goto err_close;
+	*out = db;
+	return 0;
+
+err_close:
+	db_close(db);
+	return rc;
+}
+
+void db_close(struct db *db)
+{
+	if (!db)
+		return;
+	sqlite3_finalize(db->ins_job);
+	sqlite3_finalize(db->upd_job);
+	sqlite3_finalize(db->set_paths);
+	sqlite3_finalize(db->save_node);
+	sqlite3_close(db->h);
+	free(db);
+}
+
+static int bind_text(sqlite3_stmt *st, int i, const char *s)
+{
+	return s ? sqlite3_bind_text(st, i, s, -1, SQLITE_TRANSIENT) : sqlite3_bind_null(st, i);
+}
+
+/* Bind a JSON value as compact text (NULL stays NULL). */
+static int bind_json(sqlite3_stmt *st, int i, const json_t *v)
+{
+	char *text;
+	int rc;
+
+	if (!v)
+		return sqlite3_bind_null(st, i);
+	text = json_dumps(v, JSON_COMPACT | JSON_ENCODE_ANY);
+	if (!text)
+		return SQLITE_NOMEM;
+	rc = sqlite3_bind_text(st, i, text, -1, SQLITE_TRANSIENT);
+	free(text);
+	return rc;
+}
+
+/* Run a prepared statement that returns no rows, then reset it. */
+static int step_done(sqlite3_stmt *st)
+{
+	int rc = sqlite3_step(st);
+
+	sqlite3_reset(st);
+	sqlite3_clear_bindings(st);
+	return rc == SQLITE_DONE ? 0 : -EIO;
+}
+
+int db_job_insert(struct db *db, struct job *j,
+		  int (*fixup)(struct job *j, void *arg), void *arg)
+{
+	sqlite3_stmt *st = db->ins_job;
+	int rc;
+
+	if (exec(db, "BEGIN IMMEDIATE"))
+		return -EIO;
+	bind_text(st, 1, j->name);
+	sqlite3_bind_int64(st, 2, j->uid);
+	sqlite3_bind_int64(st, 3, j->gid);
+	bind_text(st, 4, j->user);
+	bind_text(st, 5, job_state_name(j->state));
+	bind_text(st, 6, j->reason);
+	sqlite3_bind_int(st, 7, j->nnodes);
+	sqlite3_bind_int(st, 8, j->ntasks);
+	sqlite3_bind_int64(st, 9, j->time_limit);
+	sqlite3_bind_int(st, 10, j->priority);
+	sqlite3_bind_int64(st, 11, j->submit_time);
+	bind_text(st, 12, j->cwd);
+	if (!j->env)
+		bind_text(st, 13, "[]");
+	else if (bind_json(st, 13, j->env) != SQLITE_OK) {
+		rc = -ENOMEM;
+		goto err_rollback;
+	}
+	if (bind_json(st, 14, j->argv) != SQLITE_OK) {
+		rc = -ENOMEM;
+		goto err_rollback;
+	}
+	bind_text(st, 15, j->script);
+	bind_text(st, 16, j->output ? j->output : "");
+	bind_text(st, 17, j->error);
+	rc = step_done(st);
+	if (rc)
+		goto err_rollback;
+	j->id = (long)sqlite3_last_insert_rowid(db->h);
+	if (fixup) {
+		rc = fixup(j, arg);
+		if (rc)
+			goto err_rollback;
+		st = db->set_paths;
+		bind_text(st, 1, j->output ? j->output : "");
+		bind_text(st, 2, j->error);
+		sqlite3_bind_int64(st, 3, j->id);
+		rc = step_done(st);
+		if (rc)
+			goto err_rollback;
+	}
+	if (exec(db, "COMMIT")) {
+		rc = -EIO;
+		goto err_rollback;
+	}
+	return 0;
+
+err_rollback:
+	sqlite3_reset(db->ins_job);
+	sqlite3_clear_bindings(db->ins_job);
+	exec(db, "ROLLBACK");
+	j->id = 0;
+	return rc;
+}
+
+static json_t *nodelist_json(const struct job *j)
+{
+	json_t *a = json_array();
+
+	for (int i = 0; a && i < j->nalloc; i++)
+		json_array_append_new(a, json_string(j->alloc[i].name));
+	return a;
+}
+
+int db_job_update(struct db *db, const struct job *j)
+{
+	sqlite3_stmt *st = db->upd_job;
+	json_t *nl = nodelist_json(j);
+	int rc;
+
+	bind_text(st, 1, job_state_name(j->state));
+	bind_text(st, 2, j->phase == PH_ENDING ? job_state_name(j->final_state) : NULL);
+	bind_text(st, 3, j->reason);
+	sqlite3_bind_int64(st, 4, j->start_time);
+	sqlite3_bind_int64(st, 5, j->end_time);
+	rc = bind_json(st, 6, nl);
+	json_decref(nl);
+	if (rc != SQLITE_OK) {
+		sqlite3_reset(st);
+		sqlite3_clear_bindings(st);
+		return -ENOMEM;
+	}
+	sqlite3_bind_int(st, 7, j->exit_code);
+	sqlite3_bind_int(st, 8, j->sig);
+	sqlite3_bind_int(st, 9, j->exited);
+	sqlite3_bind_int(st, 10, j->started);
+	sqlite3_bind_int64(st, 11, j->id);
+	return step_done(st);
+}
+
+static char *col_strdup(sqlite3_stmt *st, int i)
+{
+	const unsigned char *t = sqlite3_column_text(st, i);
+
+	return t ? strdup((const char *)t) : NULL;
+}
+
+static void col_copy(sqlite3_stmt *st, int i, char *buf, size_t len)
+{
+	const unsigned char *t = sqlite3_column_text(st, i);
+
+	snprintf(buf, len, "%s", t ? (const char *)t : "");
+}
+
+static json_t *col_json(sqlite3_stmt *st, int i)
+{
+	const unsigned char *t = sqlite3_column_text(st, i);
+
+	return t ? json_loads((const char *)t, JSON_DECODE_ANY, NULL) : NULL;
+}
+
+/* Build a job from a row of the SELECT in db_jobs_load(). */
+static struct job *job_from_row(sqlite3_stmt *st)
+{
+	struct job *j = calloc(1, sizeof(*j));
+	json_t *nl = NULL;
+	int s;
+
+	if (!j)
+		return NULL;
+	j->id = (long)sqlite3_column_int64(st, 0);
+	col_copy(st, 1, j->name, sizeof(j->name));
+	j->uid = (uid_t)sqlite3_column_int64(st, 2);
+	j->gid = (gid_t)sqlite3_column_int64(st, 3);
+	col_copy(st, 4, j->user, sizeof(j->user));
+	s = job_state_parse((const char *)sqlite3_column_text(st, 5));
+	j->state = s < 0 ? JOB_FAILED : (enum job_state)s;
+	j->final_state = JOB_NSTATES;
+	if (sqlite3_column_type(st, 6) != SQLITE_NULL) {
+		s = job_state_parse((const char *)sqlite3_column_text(st, 6));
+		j->final_state = s < 0 ? JOB_FAILED : (enum job_state)s;
+	}
+	col_copy(st, 7, j->reason, sizeof(j->reason));
+	j->nnodes = sqlite3_column_int(st, 8);
+	j->ntasks = sqlite3_column_int(st, 9);
+	j->time_limit = (long)sqlite3_column_int64(st, 10);
+	j->priority = sqlite3_column_int(st, 11);
+	j->submit_time = sqlite3_column_int64(st, 12);
+	j->start_time = sqlite3_column_int64(st, 13);
+	j->end_time = sqlite3_column_int64(st, 14);
+	j->cwd = col_strdup(st, 15);
+	j->env = col_json(st, 16);
+	j->argv = col_json(st, 17);
+	j->script = col_strdup(st, 18);
+	j->output = col_strdup(st, 19);
+	j->error = col_strdup(st, 20);
+	nl = col_json(st, 21);
+	j->exit_code = sqlite3_column_int(st, 22);
+	j->sig = sqlite3_column_int(st, 23);
+	j->exited = sqlite3_column_int(st, 24);
+	j->started = sqlite3_column_int(st, 25);
+	if (!j->cwd || !j->output || !j->env || !json_is_array(j->env) ||
+	    (j->argv && !json_is_array(j->argv)))
+		goto err_free;
+	if (json_is_array(nl) && json_array_size(nl) > 0) {
+		size_t n = json_array_size(nl), i;
+		const char **names = calloc(n, sizeof(*names));
+
+		if (!names)
+			goto err_free;
+		for (i = 0; i < n; i++) {
+			names[i] = json_string_value(json_array_get(nl, i));
+			if (!names[i])
+				names[i] = "?";
+		}
+		s = job_set_alloc(j, names, (int)n);
+		free(names);
+		if (s)
+			goto err_free;
+	}
+	json_decref(nl);
+	j->command = job_command(j->argv, j->script, j->name);
+	if (!j->command)
+		goto err_free_job;
+	return j;
+
+err_free:
+	json_decref(nl);
+err_free_job:
+	job_free(j);
+	return NULL;
+}
+
+int db_jobs_load(struct db *db, int (*cb)(struct job *j, void *arg), void *arg)
+{
+	static const char sql[] =
+		"SELECT id, name, uid, gid, user, state, final_state, reason, nodes, ntasks,"
+		" time_limit, priority, submit_time, start_time, end_time, cwd, env, argv, script,"
+		" output, error, nodelist, exit_code, signal, exited, started"
+		" FROM jobs ORDER BY id";
+	sqlite3_stmt *st;
+	int rc = 0, step;
+
+	if (sqlite3_prepare_v2(db->h, sql, -1, &st, NULL) != SQLITE_OK)
+		return -EIO;
+	while ((step = sqlite3_step(st)) == SQLITE_ROW) {
+		struct job *j = job_from_row(st);
+
+		if (!j) {
+			/* One unreadable row must not keep the controller down:
+			 * the caller logs the id it could not read. */
+			j = calloc(1, sizeof(*j));
+			if (!j) {
+				rc = -ENOMEM;
+				break;
+			}
+			j->id = (long)sqlite3_column_int64(st, 0);
+			j->state = JOB_NSTATES; /* marks "unreadable" to @cb */
+		}
+		rc = cb(j, arg);
+		if (rc)
+			break;
+	}
+	if (!rc && step != SQLITE_DONE)
+		rc = -EIO;
+	sqlite3_finalize(st);
+	return rc;
+}
+
+int db_node_save(struct db *db, const struct node *n)
+{
+	sqlite3_stmt *st = db->save_node;
+
+	bind_text(st, 1, n->name);
+	bind_text(st, 2, n->hostname);
+	bind_text(st, 3, n->addr);
+	bind_text(st, 4, n->cpus ? n->cpus : "");
+	sqlite3_bind_int64(st, 5, n->cores);
+	sqlite3_bind_int64(st, 6, n->pus);
+	sqlite3_bind_int64(st, 7, n->numa_nodes);
+	sqlite3_bind_int64(st, 8, n->memory_mb);
+	sqlite3_bind_int64(st, 9, n->last_seen);
+	return step_done(st);
+}
+
+int db_nodes_load(struct db *db, int (*cb)(struct node *n, void *arg), void *arg)
+{
+	static const char sql[] =
+		"SELECT name, hostname, addr, cpus, cores, pus, numa_nodes, memory_mb, last_seen"
+		" FROM nodes ORDER BY name";
+	sqlite3_stmt *st;
+	int rc = 0, step;
+
+	if (sqlite3_prepare_v2(db->h, sql, -1, &st, NULL) != SQLITE_OK)
+		return -EIO;
+	while ((step = sqlite3_step(st)) == SQLITE_ROW) {
+		struct node *n = calloc(1, sizeof(*n));
+
+		if (!n) {
+			rc = -ENOMEM;
+			break;
+		}
+		col_copy(st, 0, n->name, sizeof(n->name));
+		col_copy(st, 1, n->hostname, sizeof(n->hostname));
+		col_copy(st, 2, n->addr, sizeof(n->addr));
+		n->cpus = col_strdup(st, 3);
+		n->cores = (long)sqlite3_column_int64(st, 4);
+		n->pus = (long)sqlite3_column_int64(st, 5);
+		n->numa_nodes = (long)sqlite3_column_int64(st, 6);
+		n->memory_mb = (long)sqlite3_column_int64(st, 7);
+		n->last_seen = sqlite3_column_int64(st, 8);
+		n->state = NODE_UNKNOWN;
+		if (!n->cpus) {
+			free(n);
+			rc = -ENOMEM;
+			break;
+		}
+		rc = cb(n, arg);
+		if (rc)
+			break;
+	}
+	if (!rc && step != SQLITE_DONE)
+		rc = -EIO;
+	sqlite3_finalize(st);
+	return rc;
+}

@@ -1,0 +1,689 @@
+/*
+ * hecctld: the hec controller.  Owns the job catalog, the queue and the
+ * node list; talks to the CLI over a Unix socket and to node agents over
+ * TCP.  One thread, one libevent loop; a 100 ms tick handles everything
+ * that happens by the clock (liveness, time limits, launch timeouts,
+ * scheduling).  See doc/design.md and doc/config.md.
+ */
+#include "config.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <getopt.h>
+#include <limits.h>
+#include <netdb.h>
+#include <signal.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <event2/event.h>
+
+#include "hec/common.h"
+#include "hec/config.h"
+#include "hec/net.h"
+#include "ctld.h"
+
+#define TICK_MS 100
+#define SHUTDOWN_WAIT_MS 5000
+
+#define STR_KEY(k, def, help) \
+	{ #k, HEC_CONF_STR, def, 0, 0, help, offsetof(struct ctl_conf, k), \
+	  sizeof(((struct ctl_conf *)0)->k) }
+#define MS_KEY(k, def, lo, hi, help) \
+	{ #k, HEC_CONF_MS, def, lo, hi, help, offsetof(struct ctl_conf, k), sizeof(long) }
+
+static const struct hec_conf_key ctl_keys[] = {
+	STR_KEY(cluster_name, "hec", "name of the cluster (also in cgroup paths)"),
+	STR_KEY(state_dir, "/var/lib/hec", "SQLite catalog hec.db, and ctl.addr (the bound agent address)"),
+	STR_KEY(socket, "/run/hec/hecctld.sock", "Unix socket for the CLI (mode 0666; peer credentials authenticate)"),
+	STR_KEY(listen, "0.0.0.0:6817", "TCP address for agents; port 0 picks one (see ctl.addr)"),
+	STR_KEY(key_file, "/etc/hec/cluster.key", "shared secret agents must present; empty: no check"),
+	STR_KEY(spool_dir, "/var/spool/hec", "default place of job output files (mode 1777)"),
+	MS_KEY(heartbeat_interval, "1s", 10, 3600000, "how often agents send HEARTBEAT"),
+	MS_KEY(node_timeout, "10s", 100, 86400000L, "silence after which a node is DOWN and its jobs NODE_FAIL"),
+	MS_KEY(launch_timeout, "30s", 100, 86400000L, "LAUNCH not answered by every node by then: the job fails"),
+	STR_KEY(log_level, "info", "err, warn, info, debug"),
+	{ .key = NULL },
+};
+
+int64_t ctl_now(void)
+{
+	return hec_now_real_ns() / 1000000000LL;
+}
+
+/* ---- peers ---- */
+
+static void peer_free(struct peer *p)
+{
+	if (p->prev)
+		p->prev->next = p->next;
+	else
+		p->ctl->peers = p->next;
+	if (p->next)
+		p->next->prev = p->prev;
+	if (p->node && p->node->peer == p)
+		p->node->peer = NULL;
+	hec_conn_free(p->conn);
+	free(p);
+}
+
+static void peer_on_close(struct hec_conn *c, const char *reason, void *arg)
+{
+	struct peer *p = arg;
+
+	(void)c;
+	if (p->kind == PEER_AGENT && p->node && p->ctl->shutting_down)
+		hec_info("%s: agent gone (%s)", p->node->name, reason ? reason : "end of stream");
+	else if (p->kind == PEER_AGENT && p->node)
+		hec_warn("%s: agent connection closed (%s); DOWN unless it registers again within %.1fs",
+			 p->node->name, reason ? reason : "end of stream",
+			 p->ctl->conf.node_timeout / 1000.0);
+	else
+		hec_debug("%s: connection closed (%s)", hec_conn_peer(p->conn),
+			  reason ? reason : "end of stream");
+	peer_free(p);
+}
+
+static struct peer *peer_new(struct ctl *ctl, enum peer_kind kind, int fd, const char *name)
+{
+	struct peer *p = calloc(1, sizeof(*p));
+
+	if (!p) {
+		close(fd);
+		return NULL;
+	}
+	p->ctl = ctl;
+	p->kind = kind;
+	p->accepted = hec_now_mono_ns();
+	p->conn = hec_conn_new(ctl->base, fd, name, kind == PEER_CLI ? cli_on_msg : agent_on_msg,
+			       peer_on_close, p);
+	if (!p->conn) {
+		free(p);
+		return NULL;
+	}
+	p->next = ctl->peers;
+	if (ctl->peers)
+		ctl->peers->prev = p;
+	ctl->peers = p;
+	return p;
+}
+
+/* Accepting stops while the process is out of descriptors, else libevent
+ * would call us in a busy loop; the tick turns it back on. */
+static int accept_paused;
+
+static int accept_one(int lfd, const char *what)
+{
+	int fd = accept4(lfd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+
+	if (fd >= 0)
+		return fd;
+	if (errno == EMFILE || errno == ENFILE) {
+		hec_err("%s: accept: %s; pausing new connections", what, strerror(errno));
+		accept_paused = 1;
+	} else if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR &&
+		   errno != ECONNABORTED) {
+		hec_warn("%s: accept: %s", what, strerror(errno));
+	}
+	return -1;
+}
+
+static void cli_accept_cb(evutil_socket_t lfd, short what, void *arg)
+{
+	struct ctl *ctl = arg;
+	uid_t uid;
+	gid_t gid;
+	pid_t pid;
+	char name[64];
+	int fd, rc;
+
+	(void)what;
+	while (!accept_paused && (fd = accept_one(lfd, "CLI socket")) >= 0) {
+		struct peer *p;
+
+		rc = hec_peer_cred(fd, &uid, &gid, &pid);
+		if (rc) {
+			hec_warn("CLI socket: peer credentials: %s; connection refused", strerror(-rc));
+			close(fd);
+			continue;
+		}
+		snprintf(name, sizeof(name), "unix:uid=%u,pid=%d", (unsigned)uid, (int)pid);
+		p = peer_new(ctl, PEER_CLI, fd, name);
+		if (!p) {
+			hec_err("%s: out of memory; connection dropped", name);
+			continue;
+		}
+		p->uid = uid;
+		p->gid = gid;
+		p->pid = pid;
+	}
+	if (accept_paused)
+		event_del(ctl->cli_ev);
+}
+
+static void agent_accept_cb(evutil_socket_t lfd, short what, void *arg)
+{
+	struct ctl *ctl = arg;
+	int fd;
+
+	(void)what;
+	while (!accept_paused && (fd = accept_one(lfd, "agent socket")) >= 0) {
+		struct sockaddr_storage ss;
+		socklen_t sl = sizeof(ss);
+		char host[NI_MAXHOST] = "?", serv[NI_MAXSERV] = "?", name[NI_MAXHOST + NI_MAXSERV + 2];
+
+		if (getpeername(fd, (struct sockaddr *)&ss, &sl) == 0)
+			getnameinfo((struct sockaddr *)&ss, sl, host, sizeof(host), serv, sizeof(serv),
+				    NI_NUMERICHOST | NI_NUMERICSERV);
+		snprintf(name, sizeof(name), "%s:%s", host, serv);
+		if (!peer_new(ctl, PEER_AGENT, fd, name))
+			hec_err("%s: out of memory; connection dropped", name);
+	}
+	if (accept_paused)
+		event_del(ctl->agent_ev);
+}
+
+/* ---- shutdown ---- */
+
+void ctl_begin_shutdown(struct ctl *ctl, uid_t uid)
+{
+	struct peer *p, *next;
+	int agents = 0;
+
+	if (ctl->shutting_down)
+		return;
+	ctl->shutting_down = 1;
+	ctl->shutdown_deadline = hec_now_mono_ns() + SHUTDOWN_WAIT_MS * 1000000LL;
+	ctl_jobs_shutdown(ctl, uid);
+	for (p = ctl->peers; p; p = next) {
+		next = p->next;
+		if (p->kind != PEER_AGENT)
+			continue;
+		if (p->node) {
+			node_send(p->node, HEC_MSG_SHUTDOWN, json_object());
+			agents++;
+		} else {
+			hec_conn_send_error_and_close(p->conn, "the controller is shutting down");
+		}
+	}
+	hec_info("shutdown requested by uid %u: told %d agent%s to clean up and exit",
+		 (unsigned)uid, agents, agents == 1 ? "" : "s");
+}
+
+/* Exit once every agent has gone and every CLI answer is flushed. */
+static void shutdown_progress(struct ctl *ctl)
+{
+	int64_t now = hec_now_mono_ns();
+	int agents = 0, unsent = 0;
+	struct peer *p;
+
+	for (p = ctl->peers; p; p = p->next) {
+		if (p->kind == PEER_AGENT)
+			agents++;
+		else if (hec_conn_pending(p->conn))
+			unsent++;
+	}
+	if (now < ctl->shutdown_deadline && (agents || unsent))
+		return;
+	if (agents)
+		hec_warn("shutdown: %d agent connection%s still open after %ds; exiting anyway", agents,
+			 agents == 1 ? "" : "s", SHUTDOWN_WAIT_MS / 1000);
+	else
+		hec_info("shutdown: every agent is gone; exiting");
+	event_base_loopexit(ctl->base, NULL);
+}
+
+/* ---- the clock ---- */
+
+static void tick_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct ctl *ctl = arg;
+	int64_t now = hec_now_mono_ns();
+	struct peer *p, *next;
+
+	(void)fd;
+	(void)what;
+	if (accept_paused) {
+		accept_paused = 0;
+		event_add(ctl->cli_ev, NULL);
+		event_add(ctl->agent_ev, NULL);
+	}
+	/* An agent connection that never registers holds a descriptor for nothing. */
+	for (p = ctl->peers; p; p = next) {
+		next = p->next;
+		if (p->kind == PEER_AGENT && !p->node &&
+		    now - p->accepted > ctl->conf.node_timeout * 1000000LL) {
+			hec_warn("%s: no REGISTER within %.1fs; closing", hec_conn_peer(p->conn),
+				 ctl->conf.node_timeout / 1000.0);
+			p->accepted = INT64_MAX / 2; /* warn once; the close completes later */
+			hec_conn_send_error_and_close(p->conn, "no REGISTER within %.1fs",
+						      ctl->conf.node_timeout / 1000.0);
+		}
+	}
+	if (ctl->shutting_down) {
+		shutdown_progress(ctl);
+		return;
+	}
+	node_check_liveness(ctl);
+	ctl_job_timers(ctl);
+	ctl_schedule(ctl);
+}
+
+static void signal_cb(evutil_socket_t sig, short what, void *arg)
+{
+	struct ctl *ctl = arg;
+
+	(void)what;
+	if (sig == SIGHUP) {
+		hec_info("SIGHUP ignored (configuration is read at start only)");
+		return;
+	}
+	hec_info("%s: exiting; agents keep their jobs and reconnect to the next controller",
+		 strsignal((int)sig));
+	event_base_loopexit(ctl->base, NULL);
+}
+
+/* ---- start-up ---- */
+
+static void usage(FILE *f)
+{
+	fprintf(f,
+		"Usage: hecctld [-f FILE] [-o KEY=VALUE]...\n"
+		"The hec controller: job queue, catalog and node liveness.\n\n"
+		"  -f, --config FILE   configuration file (key = value lines)\n"
+		"  -o KEY=VALUE        override a key of the file (repeatable)\n"
+		"  -h, --help          this text and the list of keys\n\n"
+		"Keys:\n");
+	if (f == stdout)
+		hec_conf_print_help(ctl_keys);
+}
+
+static int parse_level(const char *s, enum hec_log_level *out)
+{
+	static const char *const names[] = { "err", "warn", "info", "debug" };
+
+	for (size_t i = 0; i < HEC_ARRAY_SIZE(names); i++)
+		if (!strcmp(s, names[i])) {
+			*out = (enum hec_log_level)i;
+			return 0;
+		}
+	return -EINVAL;
+}
+
+static int check_conf(const struct ctl_conf *c, char *err, size_t len)
+{
+	enum hec_log_level lvl;
+	char host[256];
+	int port;
+
+	if (parse_level(c->log_level, &lvl)) {
+		snprintf(err, len, "log_level: '%s' is not one of err, warn, info, debug", c->log_level);
+		return -EINVAL;
+	}
+	if (!c->cluster_name[0] || strspn(c->cluster_name,
+			"abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_-.") !=
+			strlen(c->cluster_name) || c->cluster_name[0] == '.') {
+		snprintf(err, len, "cluster_name: '%s' may hold only letters, digits, '_', '-' and '.'",
+			 c->cluster_name);
+		return -EINVAL;
+	}
+	if (hec_split_hostport(c->listen, host, sizeof(host), &port)) {
+		snprintf(err, len, "listen: '%s' is not host:port", c->listen);
+		return -EINVAL;
+	}
+	if (c->state_dir[0] != '/' || c->spool_dir[0] != '/' || c->socket[0] != '/') {
+		snprintf(err, len, "%s: must be an absolute path",
+			 c->state_dir[0] != '/' ? "state_dir" : c->spool_dir[0] != '/' ? "spool_dir" : "socket");
+		return -EINVAL;
+	}
+	if (c->node_timeout <= c->heartbeat_interval) {
+		snprintf(err, len, "node_timeout (%ldms) must be longer than heartbeat_interval (%ldms)",
+			 c->node_timeout, c->heartbeat_interval);
+		return -EINVAL;
+	}
+	return 0;
+}
+
+/* Configuration: defaults, then the file, then -o overrides. \return exit code or 0. */
+static int load_conf(struct ctl_conf *conf, int argc, char **argv)
+{
+	static const struct option opts[] = {
+		{ "config", required_argument, NULL, 'f' },
+		{ "help", no_argument, NULL, 'h' },
+		{ NULL, 0, NULL, 0 },
+	};
+	const char *file = NULL;
+	char err[1024];
+	int c;
+
+	if (hec_conf_defaults(ctl_keys, conf)) {
+		fprintf(stderr, "hecctld: built-in defaults do not parse (a bug)\n");
+		return 2;
+	}
+	while ((c = getopt_long(argc, argv, "f:o:h", opts, NULL)) != -1) {
+		if (c == 'f') {
+			file = optarg;
+		} else if (c == 'h') {
+			usage(stdout);
+			return -1;
+		} else if (c != 'o') {
+			usage(stderr);
+			return 2;
+		}
+	}
+	if (optind < argc) {
+		fprintf(stderr, "hecctld: unexpected argument '%s'\n", argv[optind]);
+		return 2;
+	}
+	if (file && hec_conf_load_file(ctl_keys, conf, file, err, sizeof(err))) {
+		fprintf(stderr, "hecctld: %s\n", err);
+		return 2;
+	}
+	/* Second pass so -o wins over the file whatever the order of options. */
+	optind = 1;
+	while ((c = getopt_long(argc, argv, "f:o:h", opts, NULL)) != -1) {
+		char *eq, key[128];
+
+		if (c != 'o')
+			continue;
+		eq = strchr(optarg, '=');
+		if (!eq || eq == optarg || (size_t)(eq - optarg) >= sizeof(key)) {
+			fprintf(stderr, "hecctld: -o %s: expected KEY=VALUE\n", optarg);
+			return 2;
+		}
+		memcpy(key, optarg, (size_t)(eq - optarg));
+		key[eq - optarg] = 0;
+		if (hec_conf_set(ctl_keys, conf, key, eq + 1, err, sizeof(err))) {
+			fprintf(stderr, "hecctld: -o %s: %s\n", optarg, err);
+			return 2;
+		}
+	}
+	if (check_conf(conf, err, sizeof(err))) {
+		fprintf(stderr, "hecctld: %s%s%s\n", file ? file : "", file ? ": " : "", err);
+		return 2;
+	}
+	return 0;
+}
+
+static int read_key(struct ctl *ctl)
+{
+	char buf[sizeof(ctl->cluster_key) + 1];
+	size_t len;
+	int rc;
+
+	if (!ctl->conf.key_file[0]) {
+		hec_warn("key_file is empty: agents are not authenticated");
+		return 0;
+	}
+	rc = hec_read_file(ctl->conf.key_file, buf, sizeof(buf));
+	if (rc) {
+		fprintf(stderr, "hecctld: key_file %s: %s\n", ctl->conf.key_file, strerror(-rc));
+		return rc;
+	}
+	len = strlen(buf);
+	while (len && (buf[len - 1] == '\n' || buf[len - 1] == ' ' || buf[len - 1] == '\r'))
+		buf[--len] = 0;
+	if (!len || len >= sizeof(ctl->cluster_key)) {
+		fprintf(stderr, "hecctld: key_file %s: %s\n", ctl->conf.key_file,
+			len ? "key longer than 256 characters" : "file is empty");
+		return -EINVAL;
+	}
+	memcpy(ctl->cluster_key, buf, len + 1);
+	return 0;
+}
+
+/* mkdir -p, then the mode given if we created the last component. */
+static int make_dir(const char *what, const char *path, mode_t mode)
+{
+	struct stat st;
+	int existed = stat(path, &st) == 0, rc;
+
+	if (existed && !S_ISDIR(st.st_mode)) {
+		fprintf(stderr, "hecctld: %s %s: %s\n", what, path, strerror(ENOTDIR));
+		return -ENOTDIR;
+	}
+	if (existed)
+		return 0;
+	rc = hec_mkdir_p(path, 0755);
+	if (!rc && chmod(path, mode))
+		rc = -errno;
+	if (rc)
+		fprintf(stderr, "hecctld: %s %s: %s\n", what, path, strerror(-rc));
+	return rc;
+}
+
+/* The socket's directory, e.g. /run/hec. */
+static int make_parent(const char *what, const char *path)
+{
+	char dir[PATH_MAX];
+	char *slash;
+
+	snprintf(dir, sizeof(dir), "%s", path);
+	slash = strrchr(dir, '/');
+	if (!slash || slash == dir)
+		return 0;
+	*slash = 0;
+	return make_dir(what, dir, 0755);
+}
+
+/* ctl.addr: readers never see a half-written file (write + rename). */
+static int write_addr(const struct ctl *ctl, int port, char *out, size_t outlen)
+{
+	char host[256], path[PATH_MAX], tmp[PATH_MAX], text[340];
+	int fd, dummy, rc = 0;
+	ssize_t n;
+
+	hec_split_hostport(ctl->conf.listen, host, sizeof(host), &dummy);
+	if (!host[0] || !strcmp(host, "0.0.0.0") || !strcmp(host, "::") || !strcmp(host, "*")) {
+		if (gethostname(host, sizeof(host) - 1))
+			snprintf(host, sizeof(host), "127.0.0.1");
+		host[sizeof(host) - 1] = 0;
+	}
+	snprintf(out, outlen, "%s:%d", host, port);
+	snprintf(text, sizeof(text), "%s\n", out);
+	snprintf(path, sizeof(path), "%s/ctl.addr", ctl->conf.state_dir);
+	snprintf(tmp, sizeof(tmp), "%s/.ctl.addr.%d", ctl->conf.state_dir, (int)getpid());
+	fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+	if (fd < 0)
+		return -errno;
+	n = write(fd, text, strlen(text));
+	if (n != (ssize_t)strlen(text))
+		rc = n < 0 ? -errno : -EIO;
+	if (!rc && fsync(fd))
+		rc = -errno;
+	if (close(fd) && !rc)
+		rc = -errno;
+	if (!rc && rename(tmp, path))
+		rc = -errno;
+	if (rc)
+		unlink(tmp);
+	return rc;
+}
+
+/*
+ * "Port 0 picks one": but agents were told the port this controller had
+ * before a restart, so take the port recorded in ctl.addr again if it is
+ * free, and only then any port.
+ */
+static int listen_agents(const struct ctl *ctl, int *port)
+{
+	char host[256], old[320], path[PATH_MAX], again[600];
+	int want, oldport, fd;
+
+	if (hec_split_hostport(ctl->conf.listen, host, sizeof(host), &want) == 0 && want == 0) {
+		snprintf(path, sizeof(path), "%s/ctl.addr", ctl->conf.state_dir);
+		if (hec_read_file(path, old, sizeof(old)) == 0 &&
+		    hec_split_hostport(old, again, sizeof(again), &oldport) == 0 && oldport > 0) {
+			snprintf(again, sizeof(again), "%s:%d", host, oldport);
+			fd = hec_listen_tcp(again, port);
+			if (fd >= 0)
+				return fd;
+			hec_info("previous agent port %d is taken (%s); picking another", oldport,
+				 strerror(-fd));
+		}
+	}
+	return hec_listen_tcp(ctl->conf.listen, port);
+}
+
+/* A live controller on the socket: refuse rather than steal it (checked
+ * before the catalog is touched). */
+static int socket_in_use(const struct ctl *ctl)
+{
+	int fd = hec_connect_unix(ctl->conf.socket);
+
+	if (fd < 0)
+		return 0;
+	close(fd);
+	fprintf(stderr, "hecctld: socket %s: another controller is running there\n",
+		ctl->conf.socket);
+	return -EADDRINUSE;
+}
+
+static int open_listeners(struct ctl *ctl)
+{
+	char addr[320];
+	int port = 0, rc;
+
+	ctl->cli_fd = hec_listen_unix(ctl->conf.socket, 0666);
+	if (ctl->cli_fd < 0) {
+		fprintf(stderr, "hecctld: socket %s: %s\n", ctl->conf.socket, strerror(-ctl->cli_fd));
+		return ctl->cli_fd;
+	}
+	ctl->agent_fd = listen_agents(ctl, &port);
+	if (ctl->agent_fd < 0) {
+		fprintf(stderr, "hecctld: listen %s: %s\n", ctl->conf.listen, strerror(-ctl->agent_fd));
+		return ctl->agent_fd;
+	}
+	rc = write_addr(ctl, port, addr, sizeof(addr));
+	if (rc) {
+		fprintf(stderr, "hecctld: %s/ctl.addr: %s\n", ctl->conf.state_dir, strerror(-rc));
+		return rc;
+	}
+	hec_info("listening for agents on %s, for the CLI on %s", addr, ctl->conf.socket);
+	return 0;
+}
+
+static int setup_events(struct ctl *ctl)
+{
+	struct timeval tick = { .tv_sec = 0, .tv_usec = TICK_MS * 1000 };
+
+	ctl->cli_ev = event_new(ctl->base, ctl->cli_fd, EV_READ | EV_PERSIST, cli_accept_cb, ctl);
+	ctl->agent_ev = event_new(ctl->base, ctl->agent_fd, EV_READ | EV_PERSIST, agent_accept_cb, ctl);
+	ctl->tick_ev = event_new(ctl->base, -1, EV_PERSIST, tick_cb, ctl);
+	ctl->sigterm_ev = evsignal_new(ctl->base, SIGTERM, signal_cb, ctl);
+	ctl->sigint_ev = evsignal_new(ctl->base, SIGINT, signal_cb, ctl);
+	ctl->sighup_ev = evsignal_new(ctl->base, SIGHUP, signal_cb, ctl);
+	if (!ctl->cli_ev || !ctl->agent_ev || !ctl->tick_ev || !ctl->sigterm_ev ||
+	    !ctl->sigint_ev || !ctl->sighup_ev)
+		return -ENOMEM;
+	if (event_add(ctl->cli_ev, NULL) || event_add(ctl->agent_ev, NULL) ||
+	    event_add(ctl->tick_ev, &tick) || event_add(ctl->sigterm_ev, NULL) ||
+	    event_add(ctl->sigint_ev, NULL) || event_add(ctl->sighup_ev, NULL))
+		return -EIO;
+	return 0;
+}
+
+static void ctl_free(struct ctl *ctl)
+{
+	struct event *evs[] = { ctl->cli_ev, ctl->agent_ev, ctl->tick_ev, ctl->sigterm_ev,
+				ctl->sigint_ev, ctl->sighup_ev };
+	struct node *n, *nn;
+	struct job *j, *jn;
+
+	while (ctl->peers)
+		peer_free(ctl->peers);
+	for (size_t i = 0; i < HEC_ARRAY_SIZE(evs); i++)
+		if (evs[i])
+			event_free(evs[i]);
+	if (ctl->cli_fd >= 0) {
+		close(ctl->cli_fd);
+		unlink(ctl->conf.socket);
+	}
+	if (ctl->agent_fd >= 0)
+		close(ctl->agent_fd);
+	for (n = ctl->nodes; n; n = nn) {
+		nn = n->next;
+		/* Remember when we last heard from nodes still connected. */
+		if (ctl->db && n->last_seen && db_node_save(ctl->db, n))
+			hec_warn("%s: catalog update failed: %s", n->name, db_errmsg(ctl->db));
+		free(n->cpus);
+		free(n);
+	}
+	for (j = ctl->jobs; j; j = jn) {
+		jn = j->next;
+		job_free(j);
+	}
+	db_close(ctl->db);
+	if (ctl->base)
+		event_base_free(ctl->base);
+}
+
+int main(int argc, char **argv)
+{
+	struct ctl ctl = { .cli_fd = -1, .agent_fd = -1 };
+	enum hec_log_level level = HEC_LOG_INFO;
+	char path[PATH_MAX], err[512];
+	int rc, status = 1;
+
+	hec_log_init("hecctld", HEC_LOG_INFO);
+	rc = load_conf(&ctl.conf, argc, argv);
+	if (rc)
+		return rc < 0 ? 0 : rc;
+	parse_level(ctl.conf.log_level, &level);
+	hec_log_init("hecctld", level);
+	signal(SIGPIPE, SIG_IGN);
+	ctl.start_mono = hec_now_mono_ns();
+	ctl.start_real = ctl_now();
+
+	if (socket_in_use(&ctl) || read_key(&ctl) || make_dir("state_dir", ctl.conf.state_dir, 0755) ||
+	    make_dir("spool_dir", ctl.conf.spool_dir, 01777) ||
+	    make_parent("socket directory", ctl.conf.socket))
+		goto out;
+	snprintf(path, sizeof(path), "%s/hec.db", ctl.conf.state_dir);
+	rc = db_open(path, &ctl.db, err, sizeof(err));
+	if (rc) {
+		fprintf(stderr, "hecctld: catalog %s: %s\n", path, err);
+		goto out;
+	}
+	rc = ctl_nodes_restore(&ctl);
+	if (!rc)
+		rc = ctl_jobs_restore(&ctl);
+	if (rc) {
+		fprintf(stderr, "hecctld: catalog %s: cannot load: %s\n", path,
+			rc == -EIO ? db_errmsg(ctl.db) : strerror(-rc));
+		goto out;
+	}
+	ctl.base = event_base_new();
+	if (!ctl.base) {
+		fprintf(stderr, "hecctld: cannot create the event loop\n");
+		goto out;
+	}
+	if (open_listeners(&ctl))
+		goto out;
+	if (setup_events(&ctl)) {
+		fprintf(stderr, "hecctld: cannot set up events\n");
+		goto out;
+	}
+	{
+		int njobs = 0, active = 0;
+
+		for (struct job *j = ctl.jobs; j; j = j->next) {
+			njobs++;
+			active += !job_state_final(j->state);
+		}
+		hec_info("cluster %s: controller up (pid %d); catalog %s holds %d node%s and %d job%s (%d not ended)",
+			 ctl.conf.cluster_name, (int)getpid(), path, ctl.nnodes,
+			 ctl.nnodes == 1 ? "" : "s", njobs, njobs == 1 ? "" : "s", active);
+	}
+	event_base_dispatch(ctl.base);
+	status = 0;
+out:
+	ctl_free(&ctl);
+	libevent_global_shutdown();
+	return status;
+}

@@ -1,0 +1,37 @@
+#!/bin/bash
+# Local requests are authenticated by the socket's peer credentials: a user
+# may cancel only their own jobs; root may cancel any; jobs run as their user.
+. "$HEC_SRCDIR/tests/integration/lib.sh"
+id -u nobody >/dev/null 2>&1 || skip "no user 'nobody' to test with"
+command -v setpriv >/dev/null || skip "setpriv (util-linux) missing"
+as_nobody() { setpriv --reuid=nobody --regid=nogroup --clear-groups -- "$@"; }
+# nobody must reach the binaries and the cluster directory
+for d in "$HEC_BUILDDIR" "$TEST_DIR"; do
+	as_nobody test -x "$d" || skip "user nobody cannot reach $d"
+done
+
+cluster_up 2
+cd "$TEST_DIR"
+touch "$TEST_DIR/hold"
+chmod 777 "$TEST_DIR"
+rootjob=$(submit -N 1 -n 1 -- /bin/sh -c "while [ -e $TEST_DIR/hold ]; do sleep 0.1; done")
+out=$(cd /tmp && as_nobody env HEC_DIR="$HEC_DIR" "$HEC" submit -N 1 -n 1 -- /bin/sh -c "id -u; while [ -e $TEST_DIR/hold ]; do sleep 0.1; done") ||
+	fail "nobody cannot submit: $out"
+userjob=${out#Submitted job }
+wait_state "$rootjob" RUNNING
+wait_state "$userjob" RUNNING
+[ "$(job_field "$userjob" user)" = nobody ] || fail "job $userjob user is $(job_field "$userjob" user)"
+
+expect_fail 1 "owner|root|permi" as_nobody env HEC_DIR="$HEC_DIR" "$HEC" cancel "$rootjob"
+[ "$(job_state "$rootjob")" = RUNNING ] || fail "nobody's cancel changed root's job to $(job_state "$rootjob")"
+expect_fail 1 "root" as_nobody env HEC_DIR="$HEC_DIR" "$HEC" cluster down
+kill -0 "$(daemon_pid hecctld)" || fail "nobody shut the controller down"
+as_nobody env HEC_DIR="$HEC_DIR" "$HEC" cancel "$userjob" || fail "nobody cannot cancel its own job"
+"$HEC" wait "$userjob"
+[ "$(job_state "$userjob")" = CANCELLED ] || fail "job $userjob is $(job_state "$userjob")"
+grep -qx "$(id -u nobody)" <<<"$("$HEC" logs "$userjob")" || fail "nobody's job did not run as nobody"
+# root may cancel anyone's job; here its own
+"$HEC" cancel "$rootjob" || fail "root cannot cancel"
+"$HEC" wait "$rootjob"
+[ "$(job_state "$rootjob")" = CANCELLED ] || fail "job $rootjob is $(job_state "$rootjob")"
+echo "PASS: $TEST_NAME"

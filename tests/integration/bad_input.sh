@@ -1,0 +1,76 @@
+#!/bin/bash
+# Bad CLI arguments, config values and wire messages: a one-line error and a
+# non-zero exit; the daemons keep running and keep working.
+. "$HEC_SRCDIR/tests/integration/lib.sh"
+SENDRAW="$HEC_BUILDDIR/tests/tools/hec-sendraw"
+
+# CLI arguments (no cluster needed to refuse them)
+expect_fail 2 "nodes" "$HEC" submit -N 0 -- /bin/true
+expect_fail 2 "nodes.*abc|abc.*nodes" "$HEC" submit -N abc -- /bin/true
+expect_fail 2 "time" "$HEC" submit -t 1:99 -- /bin/true
+expect_fail 2 "priority" "$HEC" submit --priority lots -- /bin/true
+expect_fail 2 "frobnicate" "$HEC" frobnicate
+expect_fail 2 "unrecognized|unknown|invalid" "$HEC" submit --bogus -- /bin/true
+expect_fail 2 "program|command|script" "$HEC" submit -N 1
+expect_fail 2 "nodes" "$HEC" cluster up --nodes 0
+expect_fail 2 "job" "$HEC" show abc
+expect_fail 1 "no cluster" "$HEC" queue
+
+# Config files
+printf 'cluster_name = x\nnode_timeout = soon\n' > "$TEST_DIR/bad1.conf"
+expect_fail 2 "bad1.conf:2: node_timeout" "$HECCTLD" -f "$TEST_DIR/bad1.conf"
+printf 'colour = red\n' > "$TEST_DIR/bad2.conf"
+expect_fail 2 "bad2.conf:1: unknown key 'colour'" "$HECCTLD" -f "$TEST_DIR/bad2.conf"
+expect_fail 2 "bad2.conf:1: unknown key 'colour'" "$HECD" -f "$TEST_DIR/bad2.conf"
+printf 'name = n0\ncontroller = nowhere\n' > "$TEST_DIR/bad3.conf"
+expect_fail 2 "controller" "$HECD" -f "$TEST_DIR/bad3.conf"
+expect_fail 2 "nonexistent" "$HECCTLD" -f "$TEST_DIR/nonexistent.conf"
+
+cluster_up 2
+ctl_pid=$(daemon_pid hecctld)
+n0_pid=$(daemon_pid node0)
+sock="$HEC_DIR/hecctld.sock"
+ctl_addr=$(cat "$HEC_DIR/state/ctl.addr")
+n0_port=$(ss -Htlnp | awk -v p="pid=$n0_pid," '$0 ~ p { n = split($4, a, ":"); print a[n]; exit }')
+[ -n "$n0_port" ] || fail "cannot find node0's spawn port"
+
+# expect_reply ENDPOINT PATTERN : stdin goes to ENDPOINT, the reply must match
+expect_reply() {
+	local out
+	out=$("$SENDRAW" "$1" --wait 3000) || fail "hec-sendraw $1 failed"
+	grep -qE -- "$2" <<<"$out" || fail "$1: reply '$out', expected /$2/"
+}
+frame() { "$SENDRAW" --frame "$@"; }
+
+for ep in "unix:$sock" "tcp:$ctl_addr" "tcp:127.0.0.1:$n0_port"; do
+	printf 'GET / HTTP/1.0\r\n\r\n' | expect_reply "$ep" 'ERROR .*bad magic'
+	printf 'HC\x07\x02\x00\x00\x00\x02{}' | expect_reply "$ep" 'ERROR .*version 7'
+	printf 'HC\x01\xee\x00\x00\x00\x02{}' | expect_reply "$ep" 'ERROR .*unknown message type 238'
+	printf 'HC\x01\x02\x7f\xff\xff\xff' | expect_reply "$ep" 'ERROR .*exceeds'
+	printf 'HC\x01\x0c\x00\x00\x00\x05{"a":' | expect_reply "$ep" 'ERROR .*invalid JSON'
+	frame 18 '{"job":"x"}' | expect_reply "$ep" "ERROR .*field 'job' must be an integer"
+	head -c 100000 /dev/urandom | "$SENDRAW" "$ep" --wait 1000 >/dev/null
+done
+# Well-formed but semantically wrong requests get a RESPONSE with the reason.
+frame 2 '{"op":"show","job":424242}' | expect_reply "unix:$sock" 'RESPONSE .*"ok":false.*no such job'
+frame 2 '{"op":"submit","nodes":1,"ntasks":1,"time_limit":0,"name":"x","priority":0,"cwd":"/","env":[]}' |
+	expect_reply "unix:$sock" "ERROR .*exactly one of 'argv' and 'script'"
+# An agent without the cluster key is refused; a bridge with a wrong job key too.
+frame 10 '{"node":"intruder","key":"wrong","hostname":"h","addr":"127.0.0.1:1","cpus":"0","topology":{"cores":1,"pus":1,"numa_nodes":1,"memory_mb":1},"partitions":[],"exits":[],"pid":1}' |
+	expect_reply "tcp:$ctl_addr" 'ERROR .*key'
+"$HEC" nodes | grep -q intruder && fail "an agent with a wrong key was registered"
+frame 30 '{"job":1,"key":"nope","node":"node0","cmd":"touch /tmp/hec-pwned"}' |
+	expect_reply "tcp:127.0.0.1:$n0_port" 'ERROR'
+[ ! -e /tmp/hec-pwned ] || { rm -f /tmp/hec-pwned; fail "a SPAWN without a valid job key ran"; }
+# A node name clash with a live agent is refused.
+frame 10 "{\"node\":\"node0\",\"key\":\"$(cat "$HEC_DIR/cluster.key")\",\"hostname\":\"h\",\"addr\":\"127.0.0.1:1\",\"cpus\":\"0\",\"topology\":{\"cores\":1,\"pus\":1,\"numa_nodes\":1,\"memory_mb\":1},\"partitions\":[],\"exits\":[],\"pid\":1}" |
+	expect_reply "tcp:$ctl_addr" 'ERROR .*node0'
+
+# Everyone is still alive, and still works.
+kill -0 "$ctl_pid" || fail "hecctld died"
+kill -0 "$n0_pid" || fail "hecd node0 died"
+[ "$(node_state node0)" = IDLE ] || fail "node0 is $(node_state node0) after the abuse"
+cd "$TEST_DIR"
+id=$(submit -N 2 -n 2 -- "$MPI_CHECK")
+"$HEC" wait "$id" || fail "job $id failed after bad input"
+echo "PASS: $TEST_NAME"

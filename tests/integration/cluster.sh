@@ -1,0 +1,49 @@
+#!/bin/bash
+# Embedded cluster life cycle: up, status, nodes with topology, a second
+# "up" refused, down leaving no process and no cgroup behind.
+. "$HEC_SRCDIR/tests/integration/lib.sh"
+
+cluster_up 2
+"$HEC" cluster status >/dev/null || fail "cluster status failed on a running cluster"
+[ "$("$HEC" cluster status --json | jq -r '.cluster.nodes_up')" = 2 ] || fail "status: nodes_up != 2"
+
+nodes=$("$HEC" nodes --json)
+[ "$(jq '.nodes | length' <<<"$nodes")" = 2 ] || fail "nodes: expected 2, got $nodes"
+for n in node0 node1; do
+	st=$(jq -r ".nodes[] | select(.name == \"$n\") | .state" <<<"$nodes")
+	[ "$st" = IDLE ] || fail "$n state '$st', expected IDLE"
+	cores=$(jq -r ".nodes[] | select(.name == \"$n\") | .cores" <<<"$nodes")
+	[ "$cores" -ge 1 ] || fail "$n reports $cores cores"
+	numa=$(jq -r ".nodes[] | select(.name == \"$n\") | .numa_nodes" <<<"$nodes")
+	[ "$numa" -ge 1 ] || fail "$n reports $numa NUMA nodes"
+done
+# With as many nodes as cores the CPU sets are disjoint, and nobody shares.
+ncpu=$(nproc)
+if [ "$ncpu" -ge 2 ]; then
+	c0=$(jq -r '.nodes[] | select(.name=="node0") | .cpus' <<<"$nodes")
+	c1=$(jq -r '.nodes[] | select(.name=="node1") | .cpus' <<<"$nodes")
+	[ "$c0" != "$c1" ] || fail "node0 and node1 both own CPUs $c0"
+	[ "$(jq '[.nodes[].shares_cpus_with[]] | length' <<<"$nodes")" = 0 ] || fail "nodes share CPUs: $nodes"
+fi
+"$HEC" nodes | grep -q node1 || fail "plain 'hec nodes' does not list node1"
+
+expect_fail 1 "already" "$HEC" cluster up --nodes 2
+
+"$HEC" cluster down >/dev/null || fail "cluster down failed"
+[ -z "$(procs_with "$TEST_DIR")" ] || fail "processes left after cluster down: $(procs_with "$TEST_DIR")"
+"$HEC" cluster status >/dev/null 2>&1 && fail "cluster status succeeds after down"
+
+# More nodes than cores: they share CPUs and 'hec nodes' says so.
+n=$((ncpu + 1))
+cluster_up "$n"
+nodes=$("$HEC" nodes --json)
+[ "$(jq '.nodes | length' <<<"$nodes")" = "$n" ] || fail "expected $n nodes"
+[ "$(jq '[.nodes[] | select(.shares_cpus_with | length > 0)] | length' <<<"$nodes")" -ge 2 ] ||
+	fail "with $n nodes on $ncpu cores no node reports sharing: $nodes"
+"$HEC" nodes | grep -q "shares" || fail "'hec nodes' table does not say nodes share CPUs"
+"$HEC" cluster down >/dev/null || fail "second cluster down failed"
+[ -z "$(procs_with "$TEST_DIR")" ] || fail "processes left after the second cluster down"
+v2=$(v2_mount)
+[ -n "$v2" ] && [ -n "$(ls -A "$v2/hec" 2>/dev/null | grep "$(basename "$TEST_DIR")" || true)" ] &&
+	fail "cgroups left under $v2/hec"
+echo "PASS: $TEST_NAME"

@@ -1,0 +1,123 @@
+# Shared helpers for the integration tests (sourced).  Each test starts its
+# own embedded cluster in a fresh directory and always takes it down again.
+set -u
+
+: "${HEC_BUILDDIR:?run through make check (HEC_BUILDDIR unset)}"
+: "${HEC_SRCDIR:?run through make check (HEC_SRCDIR unset)}"
+HEC="$HEC_BUILDDIR/hec"
+HECCTLD="$HEC_BUILDDIR/hecctld"
+HECD="$HEC_BUILDDIR/hecd"
+MPI_CHECK="$HEC_BUILDDIR/tests/mpi/mpi_check"
+TEST_NAME=$(basename "$0" .sh)
+
+skip() { echo "SKIP: $TEST_NAME: $*"; exit 77; }
+fail() { echo "FAIL: $TEST_NAME: $*" >&2; dump_logs; exit 1; }
+note() { echo "-- $*"; }
+
+[ "$(id -u)" = 0 ] || skip "needs root: partitions are cgroups"
+grep -q cgroup /proc/self/mounts || skip "no cgroup file system mounted"
+
+TEST_DIR=$(mktemp -d /tmp/hec-test.XXXXXX)
+chmod 755 "$TEST_DIR"
+export HEC_DIR="$TEST_DIR/cluster"
+# Tests must not touch the user's default cluster record.
+export HOME="$TEST_DIR/home"
+mkdir -p "$HOME"
+
+dump_logs() {
+	[ -d "$HEC_DIR/log" ] || return 0
+	for f in "$HEC_DIR"/log/*.log; do
+		[ -f "$f" ] || continue
+		echo "---- $f (last 30 lines)" >&2
+		tail -n 30 "$f" >&2
+	done
+}
+
+cleanup() {
+	local rc=$? f
+	"$HEC" cluster down >/dev/null 2>&1 || true
+	# Whatever happened, leave no daemon behind.
+	pkill -9 -f "$TEST_DIR" 2>/dev/null || true
+	# A sanitizer report in a daemon's log fails the test (sanitizer builds).
+	for f in "$HEC_DIR"/log/*.log; do
+		[ -f "$f" ] || continue
+		if grep -qE 'AddressSanitizer|LeakSanitizer|runtime error:' "$f"; then
+			echo "FAIL: $TEST_NAME: sanitizer report in $f:" >&2
+			grep -A 30 -E 'AddressSanitizer|LeakSanitizer|runtime error:' "$f" | head -60 >&2
+			rc=1
+		fi
+	done
+	rm -rf "$TEST_DIR"
+	exit $rc
+}
+trap cleanup EXIT
+
+# cluster_up N [extra args]
+cluster_up() {
+	local n=$1; shift
+	"$HEC" cluster up --nodes "$n" --node-timeout 2s --heartbeat 200ms "$@" ||
+		fail "cluster up --nodes $n failed"
+}
+
+# submit ARGS... : prints the job id
+submit() {
+	local out
+	out=$("$HEC" submit "$@") || fail "submit $* failed: $out"
+	case $out in
+	"Submitted job "*) echo "${out#Submitted job }" ;;
+	*) fail "submit printed '$out'" ;;
+	esac
+}
+
+job_field() { "$HEC" show "$1" --json | jq -r ".job.$2"; }
+job_state() { job_field "$1" state; }
+
+# wait_state ID STATE [SECONDS]
+wait_state() {
+	local id=$1 want=$2 secs=${3:-30} i st=""
+	for i in $(seq $((secs * 10))); do
+		st=$(job_state "$id")
+		[ "$st" = "$want" ] && return 0
+		sleep 0.1
+	done
+	fail "job $id: state $st after ${secs}s, expected $want"
+}
+
+# expect_fail EXIT PATTERN CMD... : the command must fail with EXIT and print PATTERN
+expect_fail() {
+	local want=$1 pat=$2 out rc; shift 2
+	out=$("$@" 2>&1) && fail "'$*' succeeded; expected exit $want"
+	rc=$?
+	[ "$rc" = "$want" ] || fail "'$*' exited $rc, expected $want: $out"
+	printf '%s' "$out" | grep -qE -- "$pat" || fail "'$*' printed '$out', expected /$pat/"
+	[ "$(printf '%s\n' "$out" | wc -l)" -le 2 ] || fail "'$*' printed more than a short error: $out"
+}
+
+cluster_name() { sed -n 's/^cluster_name *= *//p' "$HEC_DIR/hecctld.conf"; }
+v2_mount() { awk '$3 == "cgroup2" { print $2; exit }' /proc/self/mounts; }
+cpuset_mount() { awk '$3 == "cgroup" && $4 ~ /(^|,)cpuset(,|$)/ { print $2; exit }' /proc/self/mounts; }
+
+# Processes whose command line holds a marker string, other than ourselves.
+procs_with() { pgrep -f -- "$1" | grep -vx "$$" || true; }
+
+daemon_pid() { cat "$HEC_DIR/run/$1.pid"; }
+
+# start_daemon NAME BINARY: start a daemon by hand as `hec cluster up` does
+# (after a test killed it), recording its pid where `cluster down` looks.
+start_daemon() {
+	local name=$1 bin=$2
+	setsid "$bin" -f "$HEC_DIR/$name.conf" </dev/null >>"$HEC_DIR/log/$name.log" 2>&1 &
+	echo $! >"$HEC_DIR/run/$name.pid"
+}
+
+node_state() { "$HEC" nodes --json | jq -r ".nodes[] | select(.name==\"$1\") | .state"; }
+
+wait_node_state() {
+	local node=$1 want=$2 secs=${3:-20} i st=""
+	for i in $(seq $((secs * 10))); do
+		st=$(node_state "$node")
+		[ "$st" = "$want" ] && return 0
+		sleep 0.1
+	done
+	fail "$node: state $st after ${secs}s, expected $want"
+}

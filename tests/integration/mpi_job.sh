@@ -1,0 +1,49 @@
+#!/bin/bash
+# A 2-node x 2-rank MPI job: the known result comes out, the output reaches
+# `hec logs`, and every rank sat in its node's partition cgroup of the job.
+. "$HEC_SRCDIR/tests/integration/lib.sh"
+
+cluster_up 2
+cd "$TEST_DIR"
+id=$(submit -N 2 -n 4 -J mpicheck -- "$MPI_CHECK" 20)
+"$HEC" wait "$id" || fail "hec wait $id exited $? (state $(job_state "$id"))"
+[ "$(job_state "$id")" = COMPLETED ] || fail "job $id is $(job_state "$id")"
+[ "$(job_field "$id" exit_code)" = 0 ] || fail "job $id exit code $(job_field "$id" exit_code)"
+[ "$(job_field "$id" 'nodelist | join(",")')" = "node0,node1" ] || fail "nodelist $(job_field "$id" nodelist)"
+
+log=$("$HEC" logs "$id") || fail "hec logs $id failed"
+echo "$log"
+# 20 rounds of allreduce over ranks 1..4: 10 * 210 = 2100
+grep -qx "result sum=2100 expected=2100 OK" <<<"$log" || fail "wrong or missing result"
+
+cname=$(cluster_name)
+nodes=$("$HEC" nodes --json)
+for r in 0 1 2 3; do
+	node=node$((r / 2)) # Hydra places ranks block-wise: node0:2,node1:2
+	line=$(grep "^rank $r size 4 " <<<"$log") || fail "no line for rank $r"
+	want="/hec/$cname/$node/job.$id"
+	v2=$(awk '{print $6}' <<<"$line")
+	[ "$v2" = "$want" ] || fail "rank $r in cgroup2 '$v2', expected '$want'"
+	if [ -n "$(cpuset_mount)" ]; then
+		cs=$(awk '{print $8}' <<<"$line")
+		[ "$cs" = "$want" ] || fail "rank $r in cpuset '$cs', expected '$want'"
+		cpus=$(awk '{print $10}' <<<"$line")
+		owned=$(jq -r ".nodes[] | select(.name==\"$node\") | .cpus" <<<"$nodes")
+		[ "$cpus" = "$owned" ] || fail "rank $r may run on CPUs $cpus, $node owns $owned"
+	fi
+done
+
+# After the job the partitions are gone.
+v2root=$(v2_mount)
+for node in node0 node1; do
+	[ ! -e "$v2root/hec/$cname/$node/job.$id" ] || fail "partition of job $id left on $node"
+done
+
+# A failing MPI program: FAILED with its exit code, and hec wait passes it on.
+id2=$(submit -N 2 -n 2 -- /bin/sh -c 'exit 3')
+"$HEC" wait "$id2"
+rc=$?
+[ "$rc" = 3 ] || fail "hec wait on a job exiting 3 returned $rc"
+[ "$(job_state "$id2")" = FAILED ] || fail "job $id2 is $(job_state "$id2"), expected FAILED"
+[ "$(job_field "$id2" exit_code)" = 3 ] || fail "job $id2 exit code $(job_field "$id2" exit_code)"
+echo "PASS: $TEST_NAME"

@@ -1,0 +1,32 @@
+#!/bin/bash
+# The daemons under valgrind through a job, a cancel, a bad frame and a clean
+# shutdown: no invalid access, no leak.
+. "$HEC_SRCDIR/tests/integration/lib.sh"
+command -v valgrind >/dev/null || skip "valgrind not installed (apt-get install valgrind)"
+case " $(grep -E '^(CFLAGS|LDFLAGS) =' "$HEC_BUILDDIR/Makefile") " in
+*sanitize*) skip "sanitizer build: valgrind cannot run ASan binaries" ;;
+esac
+SENDRAW="$HEC_BUILDDIR/tests/tools/hec-sendraw"
+
+mkdir -p "$TEST_DIR/vg"
+export HEC_DAEMON_WRAPPER="valgrind --leak-check=full --show-leak-kinds=definite,indirect,possible --errors-for-leak-kinds=definite,indirect,possible --error-exitcode=99 --trace-children=no --child-silent-after-fork=yes --log-file=$TEST_DIR/vg/%p.log"
+cluster_up 2
+cd "$TEST_DIR"
+id=$(submit -N 2 -n 2 -- "$MPI_CHECK")
+"$HEC" wait "$id" || fail "job $id under valgrind: $(job_state "$id")"
+c=$(submit -N 2 -n 2 -- /bin/sleep 300)
+wait_state "$c" RUNNING 60
+"$HEC" cancel "$c"
+"$HEC" wait "$c"
+printf 'HC\x01\x0c\x00\x00\x00\x05{"a":' | "$SENDRAW" "unix:$HEC_DIR/hecctld.sock" --wait 2000 >/dev/null
+"$HEC" cluster down || fail "cluster down failed"
+logs=$(grep -l "ERROR SUMMARY" "$TEST_DIR"/vg/*.log 2>/dev/null | wc -l)
+[ "$logs" -ge 3 ] || fail "expected valgrind logs of 3 daemons, found $logs"
+bad=0
+for f in "$TEST_DIR"/vg/*.log; do
+	if ! grep -q "ERROR SUMMARY: 0 errors" "$f"; then
+		echo "---- $f" >&2; cat "$f" >&2; bad=1
+	fi
+done
+[ "$bad" = 0 ] || fail "valgrind found errors or leaks in the daemons"
+echo "PASS: $TEST_NAME"

@@ -1,0 +1,423 @@
+/* CUnit: hec's option words, value checks, #HEC directives (cli/opts.c, cli/script.c). */
+#include "config.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <CUnit/Basic.h>
+
+#include "cli/cli.h"
+#include "tests/unit/cunit_main.h"
+
+enum { T_FLAG = 'f', T_QUIET = 'q', T_VAL = 'v', T_LONG = CLI_LONG_ONLY };
+
+static const struct cli_opt topts[] = {
+	{ "flag", T_FLAG, 0 }, { "quiet", T_QUIET, 0 }, { "value", T_VAL, 1 },
+	{ "long-only", T_LONG, 1 }, { NULL, 0, 0 },
+};
+
+static void test_getopt_forms(void)
+{
+	char *argv[] = { "--value=1", "--value", "2", "-v", "3", "-v4", "-fq", "--long-only=-5",
+			 "--long-only", "-6", "word", "--flag", "--", "-v", "x", NULL };
+	struct cli_args a;
+
+	cli_args_init(&a, 15, argv);
+	CU_ASSERT_EQUAL(cli_getopt(&a, topts), T_VAL);
+	CU_ASSERT_STRING_EQUAL(a.arg, "1");
+	CU_ASSERT_EQUAL(cli_getopt(&a, topts), T_VAL);
+	CU_ASSERT_STRING_EQUAL(a.arg, "2");
+	CU_ASSERT_EQUAL(cli_getopt(&a, topts), T_VAL);
+	CU_ASSERT_STRING_EQUAL(a.arg, "3");
+	CU_ASSERT_EQUAL(cli_getopt(&a, topts), T_VAL);
+	CU_ASSERT_STRING_EQUAL(a.arg, "4");
+	/* bundled flags */
+	CU_ASSERT_EQUAL(cli_getopt(&a, topts), T_FLAG);
+	CU_ASSERT_EQUAL(cli_getopt(&a, topts), T_QUIET);
+	/* values may start with '-' */
+	CU_ASSERT_EQUAL(cli_getopt(&a, topts), T_LONG);
+	CU_ASSERT_STRING_EQUAL(a.arg, "-5");
+	CU_ASSERT_EQUAL(cli_getopt(&a, topts), T_LONG);
+	CU_ASSERT_STRING_EQUAL(a.arg, "-6");
+	/* an operand is reported; options may follow it */
+	CU_ASSERT_EQUAL(cli_getopt(&a, topts), CLI_OPERAND);
+	CU_ASSERT_STRING_EQUAL(a.arg, "word");
+	CU_ASSERT_EQUAL(cli_getopt(&a, topts), T_FLAG);
+	/* "--" ends the options; what follows is left alone */
+	CU_ASSERT_EQUAL(cli_getopt(&a, topts), 0);
+	CU_ASSERT_EQUAL(a.dashdash, 1);
+	CU_ASSERT_EQUAL(a.i, 13);
+	CU_ASSERT_STRING_EQUAL(a.argv[a.i], "-v");
+	CU_ASSERT_EQUAL(cli_getopt(&a, topts), 0);
+}
+
+static void test_getopt_errors(void)
+{
+	char *unknown_long[] = { "--nope=3" }, *unknown_short[] = { "-x" };
+	char *missing[] = { "--value" }, *missing_short[] = { "-v" };
+	char *flag_value[] = { "--flag=1" }, *bad_bundle[] = { "-fz" }, *dash[] = { "-" };
+	struct cli_args a;
+
+	cli_args_init(&a, 1, unknown_long);
+	CU_ASSERT_EQUAL(cli_getopt(&a, topts), -1);
+	CU_ASSERT_STRING_EQUAL(a.err, "unknown option --nope");
+	cli_args_init(&a, 1, unknown_short);
+	CU_ASSERT_EQUAL(cli_getopt(&a, topts), -1);
+	CU_ASSERT_STRING_EQUAL(a.err, "unknown option -x");
+	cli_args_init(&a, 1, missing);
+	CU_ASSERT_EQUAL(cli_getopt(&a, topts), -1);
+	CU_ASSERT_STRING_EQUAL(a.err, "option --value needs a value");
+	cli_args_init(&a, 1, missing_short);
+	CU_ASSERT_EQUAL(cli_getopt(&a, topts), -1);
+	CU_ASSERT_PTR_NOT_NULL(strstr(a.err, "needs a value"));
+	cli_args_init(&a, 1, flag_value);
+	CU_ASSERT_EQUAL(cli_getopt(&a, topts), -1);
+	CU_ASSERT_STRING_EQUAL(a.err, "option --flag takes no value");
+	cli_args_init(&a, 1, bad_bundle);
+	CU_ASSERT_EQUAL(cli_getopt(&a, topts), T_FLAG);
+	CU_ASSERT_EQUAL(cli_getopt(&a, topts), -1);
+	CU_ASSERT_STRING_EQUAL(a.err, "unknown option -z");
+	/* "-" alone is an operand (stdin, by convention) */
+	cli_args_init(&a, 1, dash);
+	CU_ASSERT_EQUAL(cli_getopt(&a, topts), CLI_OPERAND);
+	CU_ASSERT_STRING_EQUAL(a.arg, "-");
+}
+
+static void test_values(void)
+{
+	char err[CLI_ERRLEN];
+	long v, ms;
+
+	CU_ASSERT_EQUAL(cli_parse_num("--nodes", "4", 1, 4096, &v, err, sizeof(err)), 0);
+	CU_ASSERT_EQUAL(v, 4);
+	CU_ASSERT_EQUAL(cli_parse_num("--nodes", "0", 1, 4096, &v, err, sizeof(err)), -EINVAL);
+	CU_ASSERT_STRING_EQUAL(err, "--nodes: must be between 1 and 4096");
+	CU_ASSERT_EQUAL(cli_parse_num("--nodes", "abc", 1, 4096, &v, err, sizeof(err)), -EINVAL);
+	CU_ASSERT_STRING_EQUAL(err, "--nodes: 'abc' is not a number");
+	CU_ASSERT_EQUAL(cli_parse_num("--nodes", "", 1, 4096, &v, err, sizeof(err)), -EINVAL);
+	CU_ASSERT_STRING_EQUAL(err, "--nodes: '' is not a number");
+	CU_ASSERT_EQUAL(cli_parse_num("--nodes", "2x", 1, 4096, &v, err, sizeof(err)), -EINVAL);
+	CU_ASSERT_STRING_EQUAL(err, "--nodes: '2x' is not a number");
+	CU_ASSERT_EQUAL(cli_parse_num("--nodes", "99999999999999999999", 1, 4096, &v, err,
+				      sizeof(err)), -EINVAL);
+	CU_ASSERT_STRING_EQUAL(err, "--nodes: must be between 1 and 4096");
+	CU_ASSERT_EQUAL(cli_parse_num("--priority", "-5", -1000000, 1000000, &v, err, sizeof(err)), 0);
+	CU_ASSERT_EQUAL(v, -5);
+
+	CU_ASSERT_EQUAL(cli_parse_time("--time", "10", &v, err, sizeof(err)), 0);
+	CU_ASSERT_EQUAL(v, 600);
+	CU_ASSERT_EQUAL(cli_parse_time("--time", "1-02:03:04", &v, err, sizeof(err)), 0);
+	CU_ASSERT_EQUAL(v, 86400 + 2 * 3600 + 3 * 60 + 4);
+	CU_ASSERT_EQUAL(cli_parse_time("--time", "UNLIMITED", &v, err, sizeof(err)), 0);
+	CU_ASSERT_EQUAL(v, 0);
+	CU_ASSERT_EQUAL(cli_parse_time("--time", "1:2:3:4", &v, err, sizeof(err)), -EINVAL);
+	CU_ASSERT_PTR_NOT_NULL(strstr(err, "--time: '1:2:3:4' is not a time limit"));
+	CU_ASSERT_EQUAL(cli_parse_time("--time", "400-0", &v, err, sizeof(err)), -EINVAL);
+	CU_ASSERT_PTR_NOT_NULL(strstr(err, "365-day"));
+
+	CU_ASSERT_EQUAL(cli_parse_duration_ms("--timeout", "30", 3600000, &ms, err, sizeof(err)), 0);
+	CU_ASSERT_EQUAL(ms, 30000);
+	CU_ASSERT_EQUAL(cli_parse_duration_ms("--timeout", "250ms", 3600000, &ms, err, sizeof(err)), 0);
+	CU_ASSERT_EQUAL(ms, 250);
+	CU_ASSERT_EQUAL(cli_parse_duration_ms("--timeout", "5m", 3600000, &ms, err, sizeof(err)), 0);
+	CU_ASSERT_EQUAL(ms, 300000);
+	CU_ASSERT_EQUAL(cli_parse_duration_ms("--timeout", "1h", 3600000, &ms, err, sizeof(err)), 0);
+	CU_ASSERT_EQUAL(ms, 3600000);
+	CU_ASSERT_EQUAL(cli_parse_duration_ms("--timeout", "2h", 3600000, &ms, err, sizeof(err)), -EINVAL);
+	CU_ASSERT_EQUAL(cli_parse_duration_ms("--timeout", "0", 3600000, &ms, err, sizeof(err)), -EINVAL);
+	CU_ASSERT_EQUAL(cli_parse_duration_ms("--timeout", "5x", 3600000, &ms, err, sizeof(err)), -EINVAL);
+	CU_ASSERT_PTR_NOT_NULL(strstr(err, "'5x' is not a duration"));
+	CU_ASSERT_EQUAL(cli_parse_duration_ms("--timeout", "-5", 3600000, &ms, err, sizeof(err)), -EINVAL);
+
+	CU_ASSERT_EQUAL(cli_parse_job_id("12", &v, err, sizeof(err)), 0);
+	CU_ASSERT_EQUAL(v, 12);
+	CU_ASSERT_EQUAL(cli_parse_job_id("0", &v, err, sizeof(err)), -EINVAL);
+	CU_ASSERT_STRING_EQUAL(err, "job ID: must be between 1 and 2147483647");
+	CU_ASSERT_EQUAL(cli_parse_job_id("-3", &v, err, sizeof(err)), -EINVAL);
+	CU_ASSERT_EQUAL(cli_parse_job_id("7.0", &v, err, sizeof(err)), -EINVAL);
+	CU_ASSERT_STRING_EQUAL(err, "job ID: '7.0' is not a number");
+}
+
+static void test_submit_options(void)
+{
+	struct submit_opts o = { 0 };
+	char err[CLI_ERRLEN];
+	char name[200];
+
+	CU_ASSERT_EQUAL(submit_opt_apply(&o, SK_NODES, "0", err, sizeof(err)), -EINVAL);
+	CU_ASSERT_STRING_EQUAL(err, "--nodes: must be between 1 and 4096");
+	CU_ASSERT_EQUAL(submit_opt_apply(&o, SK_NODES, "abc", err, sizeof(err)), -EINVAL);
+	CU_ASSERT_STRING_EQUAL(err, "--nodes: 'abc' is not a number");
+	CU_ASSERT_EQUAL(o.set, 0u);
+	CU_ASSERT_EQUAL(submit_opt_apply(&o, SK_NTASKS, "1048577", err, sizeof(err)), -EINVAL);
+	CU_ASSERT_EQUAL(submit_opt_apply(&o, SK_PRIORITY, "1000001", err, sizeof(err)), -EINVAL);
+	CU_ASSERT_EQUAL(submit_opt_apply(&o, SK_NAME, "", err, sizeof(err)), -EINVAL);
+	CU_ASSERT_EQUAL(submit_opt_apply(&o, SK_NAME, "a\nb", err, sizeof(err)), -EINVAL);
+	memset(name, 'x', sizeof(name) - 1);
+	name[sizeof(name) - 1] = 0;
+	CU_ASSERT_EQUAL(submit_opt_apply(&o, SK_NAME, name, err, sizeof(err)), -EINVAL);
+	CU_ASSERT_EQUAL(submit_opt_apply(&o, SK_TIME, "forever", err, sizeof(err)), -EINVAL);
+	CU_ASSERT_EQUAL(o.set, 0u);
+
+	/* defaults: one node, one task per node, name from the program */
+	CU_ASSERT_EQUAL(submit_opts_finish(&o, "/usr/bin/hostname", err, sizeof(err)), 0);
+	CU_ASSERT_EQUAL(o.nodes, 1);
+	CU_ASSERT_EQUAL(o.ntasks, 1);
+	CU_ASSERT_EQUAL(o.time_limit, 0);
+	CU_ASSERT_STRING_EQUAL(o.name, "hostname");
+	submit_opts_free(&o);
+
+	CU_ASSERT_EQUAL(submit_opt_apply(&o, SK_NODES, "3", err, sizeof(err)), 0);
+	CU_ASSERT_EQUAL(submit_opts_finish(&o, "x", err, sizeof(err)), 0);
+	CU_ASSERT_EQUAL(o.ntasks, 3);
+	submit_opts_free(&o);
+
+	CU_ASSERT_EQUAL(submit_opt_apply(&o, SK_NODES, "4", err, sizeof(err)), 0);
+	CU_ASSERT_EQUAL(submit_opt_apply(&o, SK_NTASKS, "2", err, sizeof(err)), 0);
+	CU_ASSERT_EQUAL(submit_opts_finish(&o, "x", err, sizeof(err)), -EINVAL);
+	CU_ASSERT_PTR_NOT_NULL(strstr(err, "--ntasks: 2 tasks cannot fill 4 nodes"));
+	submit_opts_free(&o);
+}
+
+static const char job_sh[] =
+	"#!/bin/bash\n"                       /* 1 */
+	"# a comment\n"                       /* 2 */
+	"#HEC -N 2\n"                         /* 3 */
+	"\n"                                  /* 4 */
+	"#HEC --ntasks=4 --time 10\n"         /* 5 */
+	"#HEC -J \"my job\"  # why: a name\n" /* 6 */
+	"   # indented comment\n"             /* 7 */
+	"#HECTOR is a comment\n"              /* 8 */
+	"#HEC --priority=-3 -o out.txt\n"     /* 9 */
+	"echo start\n"                        /* 10 */
+	"#HEC -N 7\n";                        /* 11: after the first command */
+
+static void test_directives(void)
+{
+	struct submit_opts o = { 0 };
+	char err[CLI_ERRLEN] = "";
+	int ignored = -1;
+
+	CU_ASSERT_EQUAL_FATAL(script_parse_directives("job.sh", job_sh, strlen(job_sh), &o, &ignored,
+						      err, sizeof(err)), 0);
+	CU_ASSERT_EQUAL(o.nodes, 2);
+	CU_ASSERT_EQUAL(o.ntasks, 4);
+	CU_ASSERT_EQUAL(o.time_limit, 600);
+	CU_ASSERT_EQUAL(o.priority, -3);
+	CU_ASSERT_STRING_EQUAL(o.name, "my job");
+	CU_ASSERT_STRING_EQUAL(o.output, "out.txt");
+	CU_ASSERT_PTR_NULL(o.error);
+	/* reading stopped at line 10; line 11 is reported, not applied */
+	CU_ASSERT_EQUAL(ignored, 11);
+	submit_opts_free(&o);
+
+	/* without the ignored-line report the parse is the same */
+	CU_ASSERT_EQUAL(script_parse_directives("job.sh", job_sh, strlen(job_sh), &o, NULL,
+						err, sizeof(err)), 0);
+	CU_ASSERT_EQUAL(o.nodes, 2);
+	submit_opts_free(&o);
+}
+
+static void test_directive_precedence(void)
+{
+	struct submit_opts cmd = { 0 }, script = { 0 };
+	char err[CLI_ERRLEN];
+
+	/* command line: -N 3 -J cli; script: -N 2 -n 4 -J "my job" -o out.txt */
+	CU_ASSERT_EQUAL(submit_opt_apply(&cmd, SK_NODES, "3", err, sizeof(err)), 0);
+	CU_ASSERT_EQUAL(submit_opt_apply(&cmd, SK_NAME, "cli", err, sizeof(err)), 0);
+	CU_ASSERT_EQUAL_FATAL(script_parse_directives("job.sh", job_sh, strlen(job_sh), &script,
+						      NULL, err, sizeof(err)), 0);
+	CU_ASSERT_EQUAL(submit_opts_merge(&cmd, &script), 0);
+	CU_ASSERT_EQUAL(cmd.nodes, 3);
+	CU_ASSERT_STRING_EQUAL(cmd.name, "cli");
+	CU_ASSERT_EQUAL(cmd.ntasks, 4);
+	CU_ASSERT_EQUAL(cmd.time_limit, 600);
+	CU_ASSERT_STRING_EQUAL(cmd.output, "out.txt");
+	CU_ASSERT_EQUAL(submit_opts_finish(&cmd, "job.sh", err, sizeof(err)), 0);
+	CU_ASSERT_STRING_EQUAL(cmd.name, "cli");
+	submit_opts_free(&cmd);
+	submit_opts_free(&script);
+
+	/* a later directive replaces an earlier one */
+	{
+		const char *s = "#!/bin/sh\n#HEC -N 2\n#HEC --nodes=5\ntrue\n";
+
+		CU_ASSERT_EQUAL(script_parse_directives("s", s, strlen(s), &script, NULL, err,
+							sizeof(err)), 0);
+		CU_ASSERT_EQUAL(script.nodes, 5);
+		submit_opts_free(&script);
+	}
+}
+
+static void expect_directive_error(const char *text, const char *msg)
+{
+	struct submit_opts o = { 0 };
+	char err[CLI_ERRLEN] = "";
+
+	CU_ASSERT_EQUAL(script_parse_directives("job.sh", text, strlen(text), &o, NULL, err,
+						sizeof(err)), -EINVAL);
+	CU_ASSERT_STRING_EQUAL(err, msg);
+	submit_opts_free(&o);
+}
+
+static void test_directive_errors(void)
+{
+	expect_directive_error("#!/bin/sh\n#HEC -N 2\n#HEC --foo\n", "job.sh:3: unknown option --foo");
+	expect_directive_error("#!/bin/sh\n\n\n#HEC -x 1\n", "job.sh:4: unknown option -x");
+	expect_directive_error("#!/bin/sh\n#HEC -N abc\n", "job.sh:2: --nodes: 'abc' is not a number");
+	expect_directive_error("#!/bin/sh\n#HEC -N 0\n", "job.sh:2: --nodes: must be between 1 and 4096");
+	expect_directive_error("#!/bin/sh\n#HEC --nodes\n", "job.sh:2: option --nodes needs a value");
+	expect_directive_error("#!/bin/sh\n#HEC -J 'open\n", "job.sh:2: unterminated single quote");
+	expect_directive_error("#!/bin/sh\n#HEC -N 2 extra\n",
+			       "job.sh:2: unexpected word 'extra' (a #HEC line holds options only)");
+	/* command-line-only options are not job options */
+	expect_directive_error("#!/bin/sh\n#HEC --json\n", "job.sh:2: unknown option --json");
+	expect_directive_error("#!/bin/sh\r\n#HEC --time=nope\r\n",
+			       "job.sh:2: --time: 'nope' is not a time limit (MIN, MIN:SEC, H:MIN:SEC, D-H, D-H:MIN, D-H:MIN:SEC or UNLIMITED)");
+
+	/* errors after the first command line are not seen at all */
+	{
+		const char *s = "#!/bin/sh\nhostname\n#HEC --foo\n";
+		struct submit_opts o = { 0 };
+		char err[CLI_ERRLEN];
+		int ignored = 0;
+
+		CU_ASSERT_EQUAL(script_parse_directives("job.sh", s, strlen(s), &o, &ignored, err,
+							sizeof(err)), 0);
+		CU_ASSERT_EQUAL(o.set, 0u);
+		CU_ASSERT_EQUAL(ignored, 3);
+		submit_opts_free(&o);
+	}
+}
+
+static void test_script_check(void)
+{
+	static const char nul[] = "#!/bin/sh\necho \0x\n";
+	char err[CLI_ERRLEN], *big;
+
+	CU_ASSERT_EQUAL(script_check("#!/bin/sh\necho héllo\n", 22, err, sizeof(err)), 0);
+	CU_ASSERT_EQUAL(script_check(nul, sizeof(nul) - 1, err, sizeof(err)), -EINVAL);
+	CU_ASSERT_STRING_EQUAL(err, "binary data at byte 15: a batch script must be text");
+	CU_ASSERT_EQUAL(script_check("#!/bin/sh\n\xff\xfe", 12, err, sizeof(err)), -EINVAL);
+	CU_ASSERT_EQUAL(script_check("#!/bin/sh\n\xc0\xaf", 12, err, sizeof(err)), -EINVAL);
+	CU_ASSERT_EQUAL(script_check("echo hi\n", 8, err, sizeof(err)), -ENOEXEC);
+	CU_ASSERT_PTR_NOT_NULL(strstr(err, "#!"));
+	big = malloc((size_t)CLI_SCRIPT_MAX + 2);
+	CU_ASSERT_PTR_NOT_NULL_FATAL(big);
+	memset(big, 'a', (size_t)CLI_SCRIPT_MAX + 1);
+	memcpy(big, "#!/bin/sh\n", 10);
+	CU_ASSERT_EQUAL(script_check(big, (size_t)CLI_SCRIPT_MAX, err, sizeof(err)), 0);
+	CU_ASSERT_EQUAL(script_check(big, (size_t)CLI_SCRIPT_MAX + 1, err, sizeof(err)), -EFBIG);
+	free(big);
+}
+
+static void test_script_args(void)
+{
+	const char *s = "#!/bin/bash\n#HEC -N 2\n\necho \"$@\"\nexit 0\n";
+	char *args[] = { "a b", "it's", NULL }, *out = NULL, err[CLI_ERRLEN];
+
+	CU_ASSERT_EQUAL_FATAL(script_set_args(s, strlen(s), args, 2, &out, err, sizeof(err)), 0);
+	CU_ASSERT_STRING_EQUAL(out, "#!/bin/bash\n#HEC -N 2\n\nset -- 'a b' 'it'\\''s'; echo \"$@\"\nexit 0\n");
+	free(out);
+	/* a script of comments only gets the line at its end */
+	s = "#!/usr/bin/env bash\n# nothing";
+	CU_ASSERT_EQUAL_FATAL(script_set_args(s, strlen(s), args, 1, &out, err, sizeof(err)), 0);
+	CU_ASSERT_STRING_EQUAL(out, "#!/usr/bin/env bash\n# nothing\nset -- 'a b'\n");
+	free(out);
+	s = "#!/usr/bin/python3\nprint(1)\n";
+	CU_ASSERT_EQUAL(script_set_args(s, strlen(s), args, 1, &out, err, sizeof(err)), -ENOEXEC);
+}
+
+static void test_hostlist(void)
+{
+	const char *a[] = { "node0", "node1", "node2", "node3", "node5" };
+	const char *b[] = { "node0", "gpu1", "gpu2", "login" };
+	const char *c[] = { "node007", "node008" };
+	const char *d[] = { "node4" };
+	char buf[128];
+
+	CU_ASSERT_EQUAL(cli_hostlist(a, 5, buf, sizeof(buf)), 0);
+	CU_ASSERT_STRING_EQUAL(buf, "node[0-3,5]");
+	CU_ASSERT_EQUAL(cli_hostlist(b, 4, buf, sizeof(buf)), 0);
+	CU_ASSERT_STRING_EQUAL(buf, "node0,gpu[1-2],login");
+	CU_ASSERT_EQUAL(cli_hostlist(c, 2, buf, sizeof(buf)), 0);
+	CU_ASSERT_STRING_EQUAL(buf, "node007,node008");
+	CU_ASSERT_EQUAL(cli_hostlist(d, 1, buf, sizeof(buf)), 0);
+	CU_ASSERT_STRING_EQUAL(buf, "node4");
+	CU_ASSERT_EQUAL(cli_hostlist(a, 0, buf, sizeof(buf)), 0);
+	CU_ASSERT_STRING_EQUAL(buf, "");
+	CU_ASSERT_EQUAL(cli_hostlist(a, 5, buf, 6), -ENOSPC);
+}
+
+static void test_paths_and_names(void)
+{
+	char buf[64], name[16], name2[16];
+
+	CU_ASSERT_EQUAL(cli_abspath("/home/u", "out.txt", buf, sizeof(buf)), 0);
+	CU_ASSERT_STRING_EQUAL(buf, "/home/u/out.txt");
+	CU_ASSERT_EQUAL(cli_abspath("/", "out.txt", buf, sizeof(buf)), 0);
+	CU_ASSERT_STRING_EQUAL(buf, "/out.txt");
+	CU_ASSERT_EQUAL(cli_abspath("/home/u", "/tmp/o", buf, sizeof(buf)), 0);
+	CU_ASSERT_STRING_EQUAL(buf, "/tmp/o");
+	CU_ASSERT_EQUAL(cli_abspath("/home/u", "out.txt", buf, 8), -ENAMETOOLONG);
+
+	cli_cluster_name("/tmp/c1", name, sizeof(name));
+	cli_cluster_name("/tmp/c2", name2, sizeof(name2));
+	CU_ASSERT_EQUAL(strlen(name), 9);
+	CU_ASSERT_EQUAL(name[0], 'c');
+	CU_ASSERT_EQUAL(strspn(name + 1, "0123456789abcdef"), 8);
+	CU_ASSERT_STRING_NOT_EQUAL(name, name2);
+	cli_cluster_name("/tmp/c1", name2, sizeof(name2));
+	CU_ASSERT_STRING_EQUAL(name, name2);
+
+	cli_format_elapsed(0, buf, sizeof(buf));
+	CU_ASSERT_STRING_EQUAL(buf, "00:00:00");
+	cli_format_elapsed(3661, buf, sizeof(buf));
+	CU_ASSERT_STRING_EQUAL(buf, "01:01:01");
+}
+
+static void test_node_cpus(void)
+{
+	const int two[] = { 0, 1 }, odd[] = { 2, 3, 5, 8, 9 };
+	char buf[64];
+
+	CU_ASSERT_EQUAL(cli_node_cpus(0, 1, two, 2, buf, sizeof(buf)), 0);
+	CU_ASSERT_STRING_EQUAL(buf, "0-1");
+	CU_ASSERT_EQUAL(cli_node_cpus(0, 2, two, 2, buf, sizeof(buf)), 0);
+	CU_ASSERT_STRING_EQUAL(buf, "0");
+	CU_ASSERT_EQUAL(cli_node_cpus(1, 2, two, 2, buf, sizeof(buf)), 0);
+	CU_ASSERT_STRING_EQUAL(buf, "1");
+	/* more nodes than CPUs: they share round-robin */
+	CU_ASSERT_EQUAL(cli_node_cpus(2, 3, two, 2, buf, sizeof(buf)), 0);
+	CU_ASSERT_STRING_EQUAL(buf, "0");
+	CU_ASSERT_EQUAL(cli_node_cpus(3, 4, two, 2, buf, sizeof(buf)), 0);
+	CU_ASSERT_STRING_EQUAL(buf, "1");
+	/* blocks of the allowed CPUs; the last node takes the rest */
+	CU_ASSERT_EQUAL(cli_node_cpus(0, 2, odd, 5, buf, sizeof(buf)), 0);
+	CU_ASSERT_STRING_EQUAL(buf, "2-3");
+	CU_ASSERT_EQUAL(cli_node_cpus(1, 2, odd, 5, buf, sizeof(buf)), 0);
+	CU_ASSERT_STRING_EQUAL(buf, "5,8-9");
+	CU_ASSERT_EQUAL(cli_node_cpus(2, 2, odd, 5, buf, sizeof(buf)), -EINVAL);
+}
+
+int main(void)
+{
+	static const struct hec_cunit_test tests[] = {
+		{ "option words", test_getopt_forms },
+		{ "option word errors", test_getopt_errors },
+		{ "value checks", test_values },
+		{ "submit options", test_submit_options },
+		{ "#HEC directives", test_directives },
+		{ "command line beats directives", test_directive_precedence },
+		{ "directive errors name the line", test_directive_errors },
+		{ "script text checks", test_script_check },
+		{ "script arguments", test_script_args },
+		{ "host lists", test_hostlist },
+		{ "paths and names", test_paths_and_names },
+		{ "node CPU shares", test_node_cpus },
+		{ NULL, NULL },
+	};
+
+	return hec_cunit_run("cli", tests);
+}

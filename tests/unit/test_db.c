@@ -1,0 +1,399 @@
+/* CUnit: hecctld's SQLite catalog (launcher/db.c) in a temporary directory. */
+#include "config.h"
+
+#include <errno.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <sqlite3.h>
+
+#include "launcher/ctld.h"
+#include "tests/unit/cunit_main.h"
+
+static char dir[64];
+static char path[PATH_MAX];
+
+static void remove_db(void)
+{
+	static const char *const sfx[] = { "", "-wal", "-shm" };
+	char p[PATH_MAX + 8];
+
+	for (size_t i = 0; i < sizeof(sfx) / sizeof(sfx[0]); i++) {
+		snprintf(p, sizeof(p), "%s%s", path, sfx[i]);
+		unlink(p);
+	}
+}
+
+static struct db *open_db(void)
+{
+	struct db *db = NULL;
+	char err[256] = "";
+	int rc = db_open(path, &db, err, sizeof(err));
+
+	if (rc)
+		fprintf(stderr, "db_open: %s\n", err);
+	CU_ASSERT_EQUAL_FATAL(rc, 0);
+	return db;
+}
+
+static struct job *new_job(const char *name)
+{
+	struct job *j = calloc(1, sizeof(*j));
+
+	snprintf(j->name, sizeof(j->name), "%s", name);
+	j->uid = 1000;
+	j->gid = 1001;
+	snprintf(j->user, sizeof(j->user), "alice");
+	j->state = JOB_PENDING;
+	j->final_state = JOB_NSTATES;
+	snprintf(j->reason, sizeof(j->reason), "Priority");
+	j->nnodes = 2;
+	j->ntasks = 5;
+	j->time_limit = 120;
+	j->priority = 3;
+	j->submit_time = 1700000000;
+	j->cwd = strdup("/home/alice");
+	j->env = json_pack("[s,s]", "PATH=/usr/bin:/bin", "X=a b");
+	j->argv = json_pack("[s,s]", "./pi", "10 00");
+	j->output = strdup("out-%j.txt");
+	j->error = NULL;
+	j->command = job_command(j->argv, NULL, j->name);
+	return j;
+}
+
+static int fixup(struct job *j, void *arg)
+{
+	char buf[PATH_MAX];
+	int rc = job_expand_path(j->output, j->id, j->name, j->user, j->cwd, buf, sizeof(buf));
+
+	(void)arg;
+	if (rc)
+		return rc;
+	free(j->output);
+	j->output = strdup(buf);
+	return 0;
+}
+
+static int fail_fixup(struct job *j, void *arg)
+{
+	(void)j;
+	(void)arg;
+	return -ENAMETOOLONG;
+}
+
+struct loaded {
+	struct job *jobs[8];
+	int n;
+};
+
+static int collect(struct job *j, void *arg)
+{
+	struct loaded *l = arg;
+
+	if (l->n >= 8) {
+		job_free(j);
+		return -E2BIG;
+	}
+	l->jobs[l->n++] = j;
+	return 0;
+}
+
+static void free_loaded(struct loaded *l)
+{
+	for (int i = 0; i < l->n; i++)
+		job_free(l->jobs[i]);
+	l->n = 0;
+}
+
+/* Read a PRAGMA through a separate connection: what is on disk. */
+static void pragma_text(const char *pragma, char *buf, size_t len)
+{
+	sqlite3 *h;
+	sqlite3_stmt *st;
+
+	buf[0] = 0;
+	CU_ASSERT_EQUAL_FATAL(sqlite3_open_v2(path, &h, SQLITE_OPEN_READONLY, NULL), SQLITE_OK);
+	CU_ASSERT_EQUAL(sqlite3_prepare_v2(h, pragma, -1, &st, NULL), SQLITE_OK);
+	if (sqlite3_step(st) == SQLITE_ROW)
+		snprintf(buf, len, "%s", (const char *)sqlite3_column_text(st, 0));
+	sqlite3_finalize(st);
+	sqlite3_close(h);
+}
+
+static void test_wal_and_schema(void)
+{
+	struct db *db;
+	char buf[32];
+
+	remove_db();
+	db = open_db();
+	CU_ASSERT_EQUAL(db_journal_mode(db, buf, sizeof(buf)), 0);
+	CU_ASSERT_STRING_EQUAL(buf, "wal");
+	db_close(db);
+	pragma_text("PRAGMA journal_mode", buf, sizeof(buf));
+	CU_ASSERT_STRING_EQUAL(buf, "wal"); /* WAL is persistent in the file */
+	pragma_text("PRAGMA user_version", buf, sizeof(buf));
+	CU_ASSERT_EQUAL(atoi(buf), DB_SCHEMA_VERSION);
+	/* Reopening an existing catalog keeps it. */
+	db = open_db();
+	db_close(db);
+}
+
+static void test_submit_survives_reopen(void)
+{
+	struct loaded l = { .n = 0 };
+	struct job *a, *b;
+	struct db *db;
+	char want[64];
+
+	remove_db();
+	db = open_db();
+	a = new_job("pi");
+	b = new_job("second");
+	b->script = strdup("#!/bin/sh\necho hi\n");
+	json_decref(b->argv);
+	b->argv = NULL;
+	b->error = strdup("/tmp/err");
+	CU_ASSERT_EQUAL(db_job_insert(db, a, fixup, NULL), 0);
+	CU_ASSERT_EQUAL(db_job_insert(db, b, NULL, NULL), 0);
+	CU_ASSERT(a->id >= 1);
+	CU_ASSERT_EQUAL(b->id, a->id + 1);
+	snprintf(want, sizeof(want), "/home/alice/out-%ld.txt", a->id);
+	CU_ASSERT_STRING_EQUAL(a->output, want);
+	db_close(db);
+
+	db = open_db();
+	CU_ASSERT_EQUAL(db_jobs_load(db, collect, &l), 0);
+	CU_ASSERT_EQUAL_FATAL(l.n, 2);
+	CU_ASSERT_EQUAL(l.jobs[0]->id, a->id);
+	CU_ASSERT_STRING_EQUAL(l.jobs[0]->name, "pi");
+	CU_ASSERT_STRING_EQUAL(l.jobs[0]->user, "alice");
+	CU_ASSERT_EQUAL(l.jobs[0]->uid, 1000);
+	CU_ASSERT_EQUAL(l.jobs[0]->gid, 1001);
+	CU_ASSERT_EQUAL(l.jobs[0]->state, JOB_PENDING);
+	CU_ASSERT_EQUAL(l.jobs[0]->final_state, JOB_NSTATES);
+	CU_ASSERT_EQUAL(l.jobs[0]->nnodes, 2);
+	CU_ASSERT_EQUAL(l.jobs[0]->ntasks, 5);
+	CU_ASSERT_EQUAL(l.jobs[0]->time_limit, 120);
+	CU_ASSERT_EQUAL(l.jobs[0]->priority, 3);
+	CU_ASSERT_EQUAL(l.jobs[0]->submit_time, 1700000000);
+	CU_ASSERT_STRING_EQUAL(l.jobs[0]->cwd, "/home/alice");
+	CU_ASSERT_STRING_EQUAL(l.jobs[0]->output, want);
+	CU_ASSERT_PTR_NULL(l.jobs[0]->error);
+	CU_ASSERT_PTR_NULL(l.jobs[0]->script);
+	CU_ASSERT(json_equal(l.jobs[0]->env, a->env));
+	CU_ASSERT(json_equal(l.jobs[0]->argv, a->argv));
+	CU_ASSERT_STRING_EQUAL(l.jobs[0]->command, "./pi '10 00'");
+	CU_ASSERT_EQUAL(l.jobs[0]->nalloc, 0);
+	CU_ASSERT_PTR_NULL(l.jobs[1]->argv);
+	CU_ASSERT_STRING_EQUAL(l.jobs[1]->script, "#!/bin/sh\necho hi\n");
+	CU_ASSERT_STRING_EQUAL(l.jobs[1]->error, "/tmp/err");
+	free_loaded(&l);
+	db_close(db);
+	job_free(a);
+	job_free(b);
+}
+
+static void test_failed_insert_leaves_nothing(void)
+{
+	struct loaded l = { .n = 0 };
+	struct job *a = new_job("x");
+	struct db *db;
+
+	remove_db();
+	db = open_db();
+	CU_ASSERT_EQUAL(db_job_insert(db, a, fail_fixup, NULL), -ENAMETOOLONG);
+	CU_ASSERT_EQUAL(a->id, 0);
+	CU_ASSERT_EQUAL(db_jobs_load(db, collect, &l), 0);
+	CU_ASSERT_EQUAL(l.n, 0);
+	/* The catalog is still usable after the rollback. */
+	CU_ASSERT_EQUAL(db_job_insert(db, a, NULL, NULL), 0);
+	CU_ASSERT_EQUAL(db_jobs_load(db, collect, &l), 0);
+	CU_ASSERT_EQUAL(l.n, 1);
+	free_loaded(&l);
+	db_close(db);
+	job_free(a);
+}
+
+static void test_transitions_persist(void)
+{
+	const char *names[] = { "node0", "node1" };
+	struct loaded l = { .n = 0 };
+	struct job *a = new_job("t");
+	struct db *db;
+
+	remove_db();
+	db = open_db();
+	CU_ASSERT_EQUAL_FATAL(db_job_insert(db, a, NULL, NULL), 0);
+
+	/* PENDING -> RUNNING on two nodes, START sent */
+	CU_ASSERT_EQUAL(job_set_alloc(a, names, 2), 0);
+	CU_ASSERT_EQUAL(a->alloc[0].ranks, 3);
+	CU_ASSERT_EQUAL(a->alloc[1].ranks, 2);
+	a->state = JOB_RUNNING;
+	a->phase = PH_RUNNING;
+	a->started = 1;
+	a->start_time = 1700000100;
+	snprintf(a->reason, sizeof(a->reason), "None");
+	CU_ASSERT_EQUAL(db_job_update(db, a), 0);
+	db_close(db);
+	db = open_db();
+	CU_ASSERT_EQUAL(db_jobs_load(db, collect, &l), 0);
+	CU_ASSERT_EQUAL_FATAL(l.n, 1);
+	CU_ASSERT_EQUAL(l.jobs[0]->state, JOB_RUNNING);
+	CU_ASSERT_EQUAL(l.jobs[0]->final_state, JOB_NSTATES);
+	CU_ASSERT_EQUAL(l.jobs[0]->started, 1);
+	CU_ASSERT_EQUAL(l.jobs[0]->start_time, 1700000100);
+	CU_ASSERT_EQUAL_FATAL(l.jobs[0]->nalloc, 2);
+	CU_ASSERT_STRING_EQUAL(l.jobs[0]->alloc[0].name, "node0");
+	CU_ASSERT_STRING_EQUAL(l.jobs[0]->alloc[1].name, "node1");
+	CU_ASSERT_EQUAL(l.jobs[0]->alloc[0].ranks, 3);
+	free_loaded(&l);
+
+	/* outcome decided, teardown under way: still RUNNING with final_state */
+	a->phase = PH_ENDING;
+	a->final_state = JOB_FAILED;
+	a->exit_code = 3;
+	a->exited = 1;
+	a->end_time = 1700000200;
+	snprintf(a->reason, sizeof(a->reason), "exit code 3");
+	CU_ASSERT_EQUAL(db_job_update(db, a), 0);
+	db_close(db);
+	db = open_db();
+	CU_ASSERT_EQUAL(db_jobs_load(db, collect, &l), 0);
+	CU_ASSERT_EQUAL_FATAL(l.n, 1);
+	CU_ASSERT_EQUAL(l.jobs[0]->state, JOB_RUNNING);
+	CU_ASSERT_EQUAL(l.jobs[0]->final_state, JOB_FAILED);
+	CU_ASSERT_STRING_EQUAL(l.jobs[0]->reason, "exit code 3");
+	CU_ASSERT_EQUAL(l.jobs[0]->exit_code, 3);
+	CU_ASSERT_EQUAL(l.jobs[0]->exited, 1);
+	free_loaded(&l);
+
+	/* final */
+	a->phase = PH_NONE;
+	a->state = JOB_FAILED;
+	CU_ASSERT_EQUAL(db_job_update(db, a), 0);
+	db_close(db);
+	db = open_db();
+	CU_ASSERT_EQUAL(db_jobs_load(db, collect, &l), 0);
+	CU_ASSERT_EQUAL_FATAL(l.n, 1);
+	CU_ASSERT_EQUAL(l.jobs[0]->state, JOB_FAILED);
+	CU_ASSERT_EQUAL(l.jobs[0]->final_state, JOB_NSTATES);
+	CU_ASSERT_EQUAL(l.jobs[0]->end_time, 1700000200);
+	CU_ASSERT(job_state_final(l.jobs[0]->state));
+	free_loaded(&l);
+	db_close(db);
+	job_free(a);
+}
+
+static int collect_node(struct node *n, void *arg)
+{
+	struct node **out = arg;
+
+	if (*out) {
+		free(n->cpus);
+		free(n);
+		return -E2BIG;
+	}
+	*out = n;
+	return 0;
+}
+
+static void test_nodes_persist(void)
+{
+	struct node n = { .name = "node0", .hostname = "h1", .addr = "127.0.0.1:4001",
+			  .cores = 2, .pus = 4, .numa_nodes = 1, .memory_mb = 24000,
+			  .last_seen = 1700000300, .state = NODE_IDLE };
+	struct node *got = NULL;
+	struct db *db;
+
+	remove_db();
+	db = open_db();
+	n.cpus = "0-1";
+	CU_ASSERT_EQUAL(db_node_save(db, &n), 0);
+	n.cpus = "0";
+	CU_ASSERT_EQUAL(db_node_save(db, &n), 0); /* re-register replaces */
+	db_close(db);
+	db = open_db();
+	CU_ASSERT_EQUAL(db_nodes_load(db, collect_node, &got), 0);
+	CU_ASSERT_PTR_NOT_NULL_FATAL(got);
+	CU_ASSERT_STRING_EQUAL(got->name, "node0");
+	CU_ASSERT_STRING_EQUAL(got->hostname, "h1");
+	CU_ASSERT_STRING_EQUAL(got->addr, "127.0.0.1:4001");
+	CU_ASSERT_STRING_EQUAL(got->cpus, "0");
+	CU_ASSERT_EQUAL(got->pus, 4);
+	CU_ASSERT_EQUAL(got->memory_mb, 24000);
+	CU_ASSERT_EQUAL(got->last_seen, 1700000300);
+	CU_ASSERT_EQUAL(got->state, NODE_UNKNOWN); /* until it registers again */
+	free(got->cpus);
+	free(got);
+	db_close(db);
+}
+
+static void test_newer_schema_refused(void)
+{
+	struct db *db = NULL;
+	char err[256] = "";
+	sqlite3 *h;
+
+	remove_db();
+	CU_ASSERT_EQUAL_FATAL(sqlite3_open(path, &h), SQLITE_OK);
+	CU_ASSERT_EQUAL(sqlite3_exec(h, "PRAGMA user_version = 99", NULL, NULL, NULL), SQLITE_OK);
+	sqlite3_close(h);
+	CU_ASSERT_EQUAL(db_open(path, &db, err, sizeof(err)), -EPROTO);
+	CU_ASSERT_PTR_NULL(db);
+	CU_ASSERT_PTR_NOT_NULL(strstr(err, "schema version 99"));
+}
+
+static void test_helpers(void)
+{
+	char buf[64];
+
+	CU_ASSERT_EQUAL(job_expand_path("o-%j-%x-%u-%%-%q", 12, "pi", "bob", "/w", buf, sizeof(buf)), 0);
+	CU_ASSERT_STRING_EQUAL(buf, "/w/o-12-pi-bob-%-%q");
+	CU_ASSERT_EQUAL(job_expand_path("/abs/%j.out", 7, "n", "u", "/w", buf, sizeof(buf)), 0);
+	CU_ASSERT_STRING_EQUAL(buf, "/abs/7.out");
+	CU_ASSERT_EQUAL(job_expand_path("/abs/%j.out", 7, "n", "u", "/w", buf, 5), -ENAMETOOLONG);
+	format_limit(2, buf, sizeof(buf));
+	CU_ASSERT_STRING_EQUAL(buf, "0:02");
+	format_limit(5400, buf, sizeof(buf));
+	CU_ASSERT_STRING_EQUAL(buf, "1:30:00");
+	format_limit(86400 * 2 + 61, buf, sizeof(buf));
+	CU_ASSERT_STRING_EQUAL(buf, "2-00:01:01");
+	reason_for_node(buf, sizeof(buf), "node1", "cgroup: Permission denied");
+	CU_ASSERT_STRING_EQUAL(buf, "node1: cgroup: Permission denied");
+	reason_for_node(buf, sizeof(buf), "node1", "node1: cgroup: Permission denied");
+	CU_ASSERT_STRING_EQUAL(buf, "node1: cgroup: Permission denied");
+	CU_ASSERT_EQUAL(job_state_parse("NODE_FAIL"), JOB_NODE_FAIL);
+	CU_ASSERT_EQUAL(job_state_parse("BOGUS"), -EINVAL);
+	CU_ASSERT_STRING_EQUAL(job_state_name(JOB_TIMEOUT), "TIMEOUT");
+}
+
+int main(void)
+{
+	static const struct hec_cunit_test tests[] = {
+		{ "WAL mode and schema version", test_wal_and_schema },
+		{ "a submitted job survives close and reopen", test_submit_survives_reopen },
+		{ "a failed insert stores nothing", test_failed_insert_leaves_nothing },
+		{ "state transitions persist", test_transitions_persist },
+		{ "nodes persist and reload UNKNOWN", test_nodes_persist },
+		{ "a newer schema is refused", test_newer_schema_refused },
+		{ "path, limit and reason helpers", test_helpers },
+		{ NULL, NULL },
+	};
+	int rc;
+
+	snprintf(dir, sizeof(dir), "/tmp/hec-test-db-XXXXXX");
+	if (!mkdtemp(dir)) {
+		perror("mkdtemp");
+		return 99;
+	}
+	snprintf(path, sizeof(path), "%s/hec.db", dir);
+	rc = hec_cunit_run("db", tests);
+	remove_db();
+	rmdir(dir);
+	return rc;
+}

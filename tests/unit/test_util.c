@@ -1,0 +1,164 @@
+/* CUnit: time limits, CPU lists, integers, config files (common/). */
+#include "config.h"
+
+#include <errno.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "hec/common.h"
+#include "hec/config.h"
+#include "tests/unit/cunit_main.h"
+
+static void test_time_limit(void)
+{
+	static const struct { const char *in; long secs; int rc; } cases[] = {
+		{ "10", 600, 0 }, { "0:02", 2, 0 }, { "1:30", 90, 0 }, { "1:00:00", 3600, 0 },
+		{ "2-3", 2 * 86400 + 3 * 3600, 0 }, { "1-0:30", 86400 + 1800, 0 },
+		{ "1-2:3:4", 86400 + 7200 + 180 + 4, 0 }, { "UNLIMITED", 0, 0 }, { "0", 0, 0 },
+		{ "", 0, -EINVAL }, { "abc", 0, -EINVAL }, { "-5", 0, -EINVAL }, { "1:60", 0, -EINVAL },
+		{ "1:2:3:4", 0, -EINVAL }, { "5x", 0, -EINVAL }, { "0:00", 0, -EINVAL },
+		{ "999999", 0, -ERANGE }, { "1:", 0, -EINVAL }, { "-1", 0, -EINVAL },
+		{ "99999999999999999999", 0, -EINVAL },
+	};
+
+	for (size_t i = 0; i < HEC_ARRAY_SIZE(cases); i++) {
+		long secs = -1;
+		int rc = hec_parse_time_limit(cases[i].in, &secs);
+
+		CU_ASSERT_EQUAL(rc, cases[i].rc);
+		if (rc != cases[i].rc)
+			fprintf(stderr, "time limit '%s': rc %d\n", cases[i].in, rc);
+		if (!rc)
+			CU_ASSERT_EQUAL(secs, cases[i].secs);
+	}
+}
+
+static void test_format_duration(void)
+{
+	char buf[32];
+
+	hec_format_duration(0, buf, sizeof(buf));
+	CU_ASSERT_STRING_EQUAL(buf, "UNLIMITED");
+	hec_format_duration(61, buf, sizeof(buf));
+	CU_ASSERT_STRING_EQUAL(buf, "00:01:01");
+	hec_format_duration(86400 + 3661, buf, sizeof(buf));
+	CU_ASSERT_STRING_EQUAL(buf, "1-01:01:01");
+}
+
+static void test_parse_long(void)
+{
+	long v;
+
+	CU_ASSERT_EQUAL(hec_parse_long("42", 1, 100, &v), 0);
+	CU_ASSERT_EQUAL(v, 42);
+	CU_ASSERT_EQUAL(hec_parse_long("0", 1, 100, &v), -ERANGE);
+	CU_ASSERT_EQUAL(hec_parse_long("101", 1, 100, &v), -ERANGE);
+	CU_ASSERT_EQUAL(hec_parse_long("4x", 1, 100, &v), -EINVAL);
+	CU_ASSERT_EQUAL(hec_parse_long("", 1, 100, &v), -EINVAL);
+	CU_ASSERT_EQUAL(hec_parse_long(" 4", 1, 100, &v), -EINVAL);
+	CU_ASSERT_EQUAL(hec_parse_long("99999999999999999999999", 1, 100, &v), -ERANGE);
+}
+
+static void test_cpuset(void)
+{
+	struct hec_cpuset a, b;
+	char buf[64];
+
+	CU_ASSERT_EQUAL(hec_cpuset_parse("0-3,8,10-11", &a), 7);
+	CU_ASSERT_EQUAL(hec_cpuset_format(&a, buf, sizeof(buf)), 0);
+	CU_ASSERT_STRING_EQUAL(buf, "0-3,8,10-11");
+	CU_ASSERT_EQUAL(hec_cpuset_parse("4-7", &b), 4);
+	CU_ASSERT_FALSE(hec_cpuset_intersects(&a, &b));
+	CU_ASSERT_EQUAL(hec_cpuset_parse("3", &b), 1);
+	CU_ASSERT_TRUE(hec_cpuset_intersects(&a, &b));
+	CU_ASSERT_EQUAL(hec_cpuset_parse("", &b), 0);
+	CU_ASSERT_EQUAL(hec_cpuset_parse("3-1", &b), -EINVAL);
+	CU_ASSERT_EQUAL(hec_cpuset_parse("1,", &b), -EINVAL);
+	CU_ASSERT_EQUAL(hec_cpuset_parse("a", &b), -EINVAL);
+	CU_ASSERT_EQUAL(hec_cpuset_parse("1024", &b), -EINVAL);
+	CU_ASSERT_EQUAL(hec_cpuset_format(&a, buf, 4), -ENOSPC);
+}
+
+struct conf {
+	char name[16];
+	long count;
+	long timeout_ms;
+};
+
+static const struct hec_conf_key keys[] = {
+	{ "name", HEC_CONF_STR, "node0", 0, 0, "node name", offsetof(struct conf, name), 16 },
+	{ "count", HEC_CONF_INT, "3", 1, 10, "a count", offsetof(struct conf, count), 0 },
+	{ "timeout", HEC_CONF_MS, "2s", 1, 60000, "a timeout", offsetof(struct conf, timeout_ms), 0 },
+	{ NULL, 0, NULL, 0, 0, NULL, 0, 0 },
+};
+
+static void test_config(void)
+{
+	struct conf c;
+	char err[256];
+
+	CU_ASSERT_EQUAL_FATAL(hec_conf_defaults(keys, &c), 0);
+	CU_ASSERT_STRING_EQUAL(c.name, "node0");
+	CU_ASSERT_EQUAL(c.count, 3);
+	CU_ASSERT_EQUAL(c.timeout_ms, 2000);
+
+	CU_ASSERT_EQUAL(hec_conf_load_text(keys, &c, "t.conf",
+		"# comment\n\nname = n1  # trailing\ncount=7\ntimeout = 250ms\n", err, sizeof(err)), 0);
+	CU_ASSERT_STRING_EQUAL(c.name, "n1");
+	CU_ASSERT_EQUAL(c.count, 7);
+	CU_ASSERT_EQUAL(c.timeout_ms, 250);
+
+	CU_ASSERT_EQUAL(hec_conf_load_text(keys, &c, "t.conf", "\n\ncolour = red\n", err, sizeof(err)), -ENOENT);
+	CU_ASSERT_STRING_EQUAL(err, "t.conf:3: unknown key 'colour'");
+	CU_ASSERT_EQUAL(hec_conf_load_text(keys, &c, "t.conf", "count = 11\n", err, sizeof(err)), -ERANGE);
+	CU_ASSERT_STRING_EQUAL(err, "t.conf:1: count: '11' out of range (1 to 10)");
+	CU_ASSERT_EQUAL(hec_conf_load_text(keys, &c, "t.conf", "timeout = soon\n", err, sizeof(err)), -EINVAL);
+	CU_ASSERT_PTR_NOT_NULL(strstr(err, "not a duration"));
+	CU_ASSERT_EQUAL(hec_conf_load_text(keys, &c, "t.conf", "timeout = 2h\n", err, sizeof(err)), -ERANGE);
+	CU_ASSERT_EQUAL(hec_conf_load_text(keys, &c, "t.conf", "name\n", err, sizeof(err)), -EINVAL);
+	CU_ASSERT_STRING_EQUAL(err, "t.conf:1: expected 'key = value'");
+	CU_ASSERT_EQUAL(hec_conf_load_text(keys, &c, "t.conf", "name = a-very-long-node-name\n", err, sizeof(err)),
+			-ENAMETOOLONG);
+	CU_ASSERT_EQUAL(hec_conf_load_file(keys, &c, "/nonexistent/x.conf", err, sizeof(err)), -ENOENT);
+	CU_ASSERT_STRING_EQUAL(err, "/nonexistent/x.conf: No such file or directory");
+}
+
+static void test_files(void)
+{
+	char dir[] = "/tmp/hec-test-XXXXXX", path[128], buf[64];
+
+	CU_ASSERT_PTR_NOT_NULL_FATAL(mkdtemp(dir));
+	snprintf(path, sizeof(path), "%s/a/b/c", dir);
+	CU_ASSERT_EQUAL(hec_mkdir_p(path, 0755), 0);
+	CU_ASSERT_EQUAL(access(path, F_OK), 0);
+	snprintf(path, sizeof(path), "%s/f", dir);
+	CU_ASSERT_EQUAL(hec_write_file(path, "x\n"), -ENOENT); /* hec_write_file never creates */
+	FILE *f = fopen(path, "w");
+	fclose(f);
+	CU_ASSERT_EQUAL(hec_write_file(path, "hello\n"), 0);
+	CU_ASSERT_EQUAL(hec_read_file(path, buf, sizeof(buf)), 0);
+	CU_ASSERT_STRING_EQUAL(buf, "hello");
+	CU_ASSERT_EQUAL(hec_random_hex(buf, 16), 0);
+	CU_ASSERT_EQUAL(strlen(buf), 32);
+	CU_ASSERT_EQUAL(strspn(buf, "0123456789abcdef"), 32);
+	snprintf(path, sizeof(path), "rm -rf %s", dir);
+	CU_ASSERT_EQUAL(system(path), 0);
+}
+
+static const struct hec_cunit_test tests[] = {
+	{ "time limits", test_time_limit },
+	{ "duration format", test_format_duration },
+	{ "integers", test_parse_long },
+	{ "cpu lists", test_cpuset },
+	{ "config files", test_config },
+	{ "files", test_files },
+	{ NULL, NULL },
+};
+
+int main(void)
+{
+	return hec_cunit_run("util", tests);
+}
