@@ -61,7 +61,7 @@ struct job {
 	pid_t batch_pid;           /* our child running the batch step, 0 if none */
 	/* A batch step of a previous agent life: not our child; watched by polling. */
 	pid_t orphan_pid;
-	unsigned long long orphan_start;
+	unsigned long long batch_start; /* /proc starttime of the step: pid reuse check */
 	struct event *watch;       /* orphan poll */
 	/* KILL_JOB in progress */
 	int killing;

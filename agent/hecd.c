@@ -20,6 +20,7 @@
 #include <string.h>
 #include <sys/prctl.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -547,6 +548,41 @@ static int setup_addr(struct agent *ag, int port)
 	return 0;
 }
 
+/*
+ * Jobs run as their users and read the host file and batch script under
+ * state_dir: warn now if some directory on the way shuts them out, rather
+ * than fail every job of another user later.
+ */
+static void check_state_dir(struct agent *ag)
+{
+	char path[PATH_MAX];
+	struct stat st;
+	int rc;
+
+	rc = hec_mkdir_p(ag->conf.state_dir, 0755);
+	if (rc) {
+		hec_warn("%s: state_dir %s: %s; jobs will fail here", ag->conf.name,
+			 ag->conf.state_dir, strerror(-rc));
+		return;
+	}
+	if (!agent_is_root())
+		return;
+	snprintf(path, sizeof(path), "%s", ag->conf.state_dir);
+	for (;;) {
+		char *slash;
+
+		if (stat(path, &st) == 0 && !(st.st_mode & S_IXOTH)) {
+			hec_warn("%s: state_dir %s: %s has mode %04o, so jobs of users other than root cannot read their host file or script",
+				 ag->conf.name, ag->conf.state_dir, path, (unsigned)(st.st_mode & 07777));
+			return;
+		}
+		slash = strrchr(path, '/');
+		if (!slash || slash == path)
+			return;
+		*slash = 0;
+	}
+}
+
 static int add_signal(struct agent *ag, int idx, int sig)
 {
 	ag->sigs[idx] = evsignal_new(ag->base, sig, on_signal, ag);
@@ -631,12 +667,12 @@ int main(int argc, char **argv)
 	prctl(PR_SET_CHILD_SUBREAPER, 1);
 	signal(SIGPIPE, SIG_IGN);
 
+	/* Not fatal: the node still registers, and each LAUNCH then fails with
+	 * this reason, which users see in their job's record. */
 	rc = ag->ops->node_init(&ag->penv);
-	if (rc) {
-		hec_err("%s: cannot set up partitions (%s driver): %s: %s", ag->conf.name,
-			ag->ops->name, hec_part_proc_context(), strerror(-rc));
-		goto out;
-	}
+	if (rc)
+		hec_err("%s: cannot set up partitions (%s driver): %s: %s; jobs will fail here",
+			ag->conf.name, ag->ops->name, hec_part_proc_context(), strerror(-rc));
 	ag->base = event_base_new();
 	if (!ag->base) {
 		hec_err("%s: cannot create the event loop", ag->conf.name);
@@ -655,6 +691,7 @@ int main(int argc, char **argv)
 		hec_err("%s: cannot set up events: out of memory", ag->conf.name);
 		goto out;
 	}
+	check_state_dir(ag);
 	jobs_adopt(ag);
 	hec_info("%s: hecd %s up: cpus %s (%d cores, %d PUs, %d NUMA, %ld MB), bridges at %s, controller %s",
 		 ag->conf.name, PACKAGE_VERSION, cpus, ag->topo.cores, ag->topo.pus,

@@ -141,7 +141,6 @@ static int write_job_file(const struct job *j, const char *path, const char *tex
 			  mode_t mode, int give_to_user)
 {
 	int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW | O_CLOEXEC, mode);
-	size_t off = 0;
 	int rc = 0;
 
 	if (fd < 0)
@@ -150,16 +149,8 @@ static int write_job_file(const struct job *j, const char *path, const char *tex
 		rc = -errno;
 	if (!rc && give_to_user && agent_is_root() && fchown(fd, j->uid, j->gid))
 		rc = -errno;
-	while (!rc && off < len) {
-		ssize_t n = write(fd, text + off, len - off);
-
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n < 0)
-			rc = -errno;
-		else
-			off += (size_t)n;
-	}
+	if (!rc)
+		rc = hec_write_all(fd, text, len);
 	if (close(fd) && !rc)
 		rc = -errno;
 	return rc;
@@ -189,7 +180,7 @@ static void save_meta(struct agent *ag, struct job *j)
 	o = json_pack("{s:I, s:s, s:I, s:I, s:O, s:I, s:I}", "job", (json_int_t)j->id,
 		      "key", j->key, "uid", (json_int_t)j->uid, "gid", (json_int_t)j->gid,
 		      "nodes", j->nodes, "batch_pid", (json_int_t)(j->batch_pid ? j->batch_pid : j->orphan_pid),
-		      "batch_start", (json_int_t)j->orphan_start);
+		      "batch_start", (json_int_t)j->batch_start);
 	if (o && e) {
 		json_t *x = json_pack("{s:i, s:i}", "exit", e->exit, "signal", e->sig);
 
@@ -431,7 +422,7 @@ void job_on_launch(struct agent *ag, const json_t *body)
 	}
 	if (!agent_is_root() && uid != (json_int_t)getuid()) {
 		fmt(why, sizeof(why), "%s: hecd runs as uid %d, not root, and cannot run jobs of uid %lld",
-			 ag->conf.name, (int)getuid(), (long long)uid);
+		    ag->conf.name, (int)getuid(), (long long)uid);
 		goto refuse;
 	}
 	if (!nodes_valid(nodes) || json_array_size(nodes) == 0) {
@@ -448,7 +439,7 @@ void job_on_launch(struct agent *ag, const json_t *body)
 			rc = ag->ops->open(&ag->penv, id, &part);
 		if (rc) {
 			fmt(why, sizeof(why), "%s: %s: %s", ag->conf.name, hec_part_proc_context(),
-				 strerror(-rc));
+			    strerror(-rc));
 			goto refuse;
 		}
 		j = job_new(ag, id);
@@ -629,11 +620,11 @@ static int open_as_user(struct agent *ag, const struct job *j, const char *cwd, 
 		r.err = EIO;
 	if (r.stage == 0)
 		fmt(why, whylen, "%s: cannot enter directory %s: %s", ag->conf.name, cwd,
-			 strerror(r.err));
+		    strerror(r.err));
 	else
 		fmt(why, whylen, "%s: cannot open %s %s: %s", ag->conf.name,
-			 r.stage == 1 ? "output" : "error file", r.stage == 1 ? out : err,
-			 strerror(r.err));
+		    r.stage == 1 ? "output" : "error file", r.stage == 1 ? out : err,
+		    strerror(r.err));
 	return -r.err;
 }
 
@@ -697,7 +688,7 @@ void job_on_start(struct agent *ag, const json_t *body)
 
 	if (!j || !j->launched || !j->part) {
 		fmt(why, sizeof(why), "%s: START for job %ld, which was not launched here",
-			 ag->conf.name, id);
+		    ag->conf.name, id);
 		goto fail;
 	}
 	if (j->killing) {
@@ -728,7 +719,7 @@ void job_on_start(struct agent *ag, const json_t *body)
 		rc = write_job_file(j, spath, script, strlen(script), 0700, 1);
 		if (rc) {
 			fmt(why, sizeof(why), "%s: cannot write batch script %s: %s",
-				 ag->conf.name, spath, strerror(-rc));
+			    ag->conf.name, spath, strerror(-rc));
 			goto fail;
 		}
 		if (strncmp(script, "#!", 2))
@@ -761,11 +752,11 @@ void job_on_start(struct agent *ag, const json_t *body)
 		/* Like a shell: 127 not found, 126 not runnable. */
 		code = rc == -ENOENT ? 127 : rc == -EACCES || rc == -ENOEXEC ? 126 : 1;
 		fmt(why, sizeof(why), "%s: cannot start %s in %s: %s", ag->conf.name, argv[0],
-			 cwd, strerror(-rc));
+		    cwd, strerror(-rc));
 		goto fail;
 	}
 	j->batch_pid = pid;
-	j->orphan_start = proc_start(pid);
+	j->batch_start = proc_start(pid);
 	save_meta(ag, j);
 	hec_info("%s: job %ld: batch step started, pid %d: %s%s%s", ag->conf.name, id, (int)pid,
 		 argv[0], argc > 1 ? " " : "", argc > 1 ? argv[argc - 1] : "");
@@ -794,7 +785,7 @@ int job_reaped(struct agent *ag, pid_t pid, int status)
 		if (j->batch_pid != pid)
 			continue;
 		j->batch_pid = 0;
-		j->orphan_start = 0;
+		j->batch_start = 0;
 		agent_wait_status(status, &code, &sig);
 		if (j->killing) {
 			/* The controller already decided the outcome. */
@@ -958,13 +949,13 @@ static void orphan_poll(evutil_socket_t fd, short what, void *arg)
 	if (!j->orphan_pid)
 		return;
 	start = proc_start(j->orphan_pid);
-	if (start && (!j->orphan_start || start == j->orphan_start))
+	if (start && (!j->batch_start || start == j->batch_start))
 		return; /* still running */
 	/* Not our child: its status went to whoever reaped it. */
 	hec_warn("%s: job %ld: batch step (pid %d) of the previous hecd ended; its exit status is unknown",
 		 ag->conf.name, j->id, (int)j->orphan_pid);
 	j->orphan_pid = 0;
-	j->orphan_start = 0;
+	j->batch_start = 0;
 	if (j->watch)
 		event_del(j->watch);
 	batch_ended(ag, j->id, 1, 0, "batch step ended while hecd was restarting; exit status unknown");
@@ -1009,7 +1000,7 @@ static void load_meta(struct agent *ag, struct job *j)
 		add_exit(ag, j->id, code < 0 || code > 255 ? 1 : code, sig < 0 || sig > 128 ? 0 : sig, e);
 	} else if (json_integer_value(json_object_get(o, "batch_pid")) > 0) {
 		j->orphan_pid = (pid_t)json_integer_value(json_object_get(o, "batch_pid"));
-		j->orphan_start = (unsigned long long)json_integer_value(json_object_get(o, "batch_start"));
+		j->batch_start = (unsigned long long)json_integer_value(json_object_get(o, "batch_start"));
 	}
 	json_decref(o);
 }

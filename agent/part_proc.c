@@ -240,13 +240,24 @@ static int group_path(char *out, size_t len, const char *root, const char *base,
 /* The cgroup base must be a plain relative path: it ends up in rmdir()s. */
 static int check_env(const struct hec_partition_env *env)
 {
-	const char *b = env->cgroup_base;
+	const char *b = env->cgroup_base, *p;
 
-	if (!b || !*b || *b == '/' || strstr(b, "..") || b[strlen(b) - 1] == '/') {
-		set_ctx("bad cgroup base '%s'", b ? b : "(null)");
-		return -EINVAL;
+	if (!b || !*b || *b == '/')
+		goto bad;
+	/* No empty, "." or ".." component: the path must stay below the mount. */
+	for (p = b; *p; ) {
+		size_t n = strcspn(p, "/");
+
+		if (n == 0 || (n == 1 && p[0] == '.') || (n == 2 && p[0] == '.' && p[1] == '.'))
+			goto bad;
+		p += n;
+		if (*p == '/' && !*++p)
+			goto bad;
 	}
 	return 0;
+bad:
+	set_ctx("bad cgroup base '%s'", b ? b : "(null)");
+	return -EINVAL;
 }
 
 /* ---- node groups ---- */

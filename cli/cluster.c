@@ -70,32 +70,7 @@ static int path_join(char *buf, size_t len, const char *dir, const char *leaf)
 /* Create or replace a small file with @mode (not subject to the umask). */
 static int write_file_mode(const char *path, mode_t mode, const char *text)
 {
-	size_t len = strlen(text), off = 0;
-	int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, mode);
-
-	if (fd < 0)
-		return -errno;
-	if (fchmod(fd, mode))
-		goto err;
-	while (off < len) {
-		ssize_t n = write(fd, text + off, len - off);
-
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n < 0)
-			goto err;
-		off += (size_t)n;
-	}
-	if (close(fd))
-		return -errno;
-	return 0;
-err:
-	{
-		int e = errno;
-
-		close(fd);
-		return -e;
-	}
+	return hec_create_file(path, text, strlen(text), mode);
 }
 
 /* Value of @key in a "key = value" file we wrote.  \return 0 or -errno. */
@@ -726,6 +701,39 @@ static int refuse_running(struct up *u)
 	return 0;
 }
 
+static int sweep_partitions(const char *rdir, const char *cmd);
+
+/*
+ * Nothing of an earlier cluster in this directory runs any more (checked):
+ * remove partitions its killed agents may have left, its node files and its
+ * catalog, so that each `cluster up` is a fresh instance (as `flux start`
+ * is) and a smaller cluster does not inherit node5 from a bigger one.
+ * Output files in spool/ stay.
+ */
+static void forget_earlier(const char *rdir)
+{
+	static const char *const catalog[] = { "hec.db", "hec.db-wal", "hec.db-shm", "ctl.addr" };
+	char path[PATH_MAX];
+	struct dirent *de;
+	DIR *d;
+
+	sweep_partitions(rdir, "cluster up");
+	for (size_t i = 0; i < sizeof(catalog) / sizeof(catalog[0]); i++) {
+		if (snprintf(path, sizeof(path), "%s/state/%s", rdir, catalog[i]) < (int)sizeof(path))
+			unlink(path);
+	}
+	d = opendir(rdir);
+	if (!d)
+		return;
+	while ((de = readdir(d))) {
+		size_t len = strlen(de->d_name);
+
+		if (!strncmp(de->d_name, "node", 4) && len > 9 && !strcmp(de->d_name + len - 5, ".conf"))
+			unlinkat(dirfd(d), de->d_name, 0);
+	}
+	closedir(d);
+}
+
 static int cluster_up(struct cli_ctx *ctx, const char *dir, int argc, char **argv)
 {
 	struct up u = { .ctx = ctx, .node_timeout_ms = DEFAULT_NODE_TIMEOUT_MS,
@@ -789,6 +797,7 @@ static int cluster_up(struct cli_ctx *ctx, const char *dir, int argc, char **arg
 	if (path_join(ctx->sock, sizeof(ctx->sock), u.rdir, "hecctld.sock"))
 		return CLI_EXIT_ERR;
 	cli_cluster_name(u.rdir, u.name, sizeof(u.name));
+	forget_earlier(u.rdir);
 
 	if (start_controller(&u, ctld) || start_nodes(&u, hecd) || wait_idle(&u)) {
 		stop_daemons(u.d, u.nd);
@@ -819,7 +828,7 @@ static const char down_help[] =
 	"  -D, --dir=DIR  cluster directory\n";
 
 /* Remove partitions the agents of this cluster left behind (killed agents). */
-static int sweep_partitions(const char *rdir)
+static int sweep_partitions(const char *rdir, const char *cmd)
 {
 	const struct hec_partition_ops *ops = &hec_partition_proc_ops;
 	struct dirent *de;
@@ -850,7 +859,7 @@ static int sweep_partitions(const char *rdir)
 		if (rc) {
 			/* without the rights to manage cgroups the agents had none either */
 			if (!((rc == -EACCES || rc == -EPERM || rc == -EROFS) && geteuid() != 0)) {
-				cli_err("cluster down: %s: %s: %s", node, hec_part_proc_context(),
+				cli_err("%s: %s: %s: %s", cmd, node, hec_part_proc_context(),
 					strerror(-rc));
 				failed = 1;
 			}
@@ -858,7 +867,7 @@ static int sweep_partitions(const char *rdir)
 		}
 		n = ops->list(&env, jobs, (int)HEC_ARRAY_SIZE(jobs));
 		if (n < 0) {
-			cli_err("cluster down: %s: %s: %s", node, hec_part_proc_context(), strerror(-n));
+			cli_err("%s: %s: %s: %s", cmd, node, hec_part_proc_context(), strerror(-n));
 			failed = 1;
 			continue;
 		}
@@ -879,17 +888,17 @@ static int sweep_partitions(const char *rdir)
 				ops->release(p);
 			}
 			if (rc) {
-				cli_err("cluster down: %s: job %ld: %s: %s", node, jobs[i],
+				cli_err("%s: %s: job %ld: %s: %s", cmd, node, jobs[i],
 					hec_part_proc_context(), strerror(-rc));
 				failed = 1;
 			} else {
-				fprintf(stderr, "hec: cluster down: %s: removed the leftover partition of job %ld\n",
-					node, jobs[i]);
+				fprintf(stderr, "hec: %s: %s: removed the leftover partition of job %ld\n",
+					cmd, node, jobs[i]);
 			}
 		}
 		rc = hec_part_proc_node_fini(&env);
 		if (rc) {
-			cli_err("cluster down: %s: %s: %s", node, hec_part_proc_context(), strerror(-rc));
+			cli_err("%s: %s: %s: %s", cmd, node, hec_part_proc_context(), strerror(-rc));
 			failed = 1;
 		}
 	}
@@ -1006,7 +1015,7 @@ static int cluster_down(struct cli_ctx *ctx, const char *dir, int argc, char **a
 					(int)pf[i].pid);
 		return CLI_EXIT_ERR;
 	}
-	if (sweep_partitions(rdir))
+	if (sweep_partitions(rdir, "cluster down"))
 		ret = CLI_EXIT_ERR;
 	for (int i = 0; i < n; i++)
 		unlink(pf[i].path);

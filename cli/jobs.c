@@ -87,14 +87,15 @@ static void table_print(const struct table *t)
 				width[c] = l;
 		}
 	for (size_t r = 0; r < t->nrows; r++) {
-		for (int c = 0; c < t->ncols; c++) {
-			const char *cell = t->cells[r * (size_t)t->ncols + (size_t)c];
+		char *const *row = t->cells + r * (size_t)t->ncols;
+		int last = t->ncols - 1;
 
-			if (c == t->ncols - 1)
-				printf("%s\n", cell);
-			else
-				printf("%-*s  ", (int)width[c], cell);
-		}
+		/* no trailing blanks when the last cells are empty */
+		while (last > 0 && !*row[last])
+			last--;
+		for (int c = 0; c < last; c++)
+			printf("%-*s  ", (int)width[c], row[c]);
+		printf("%s\n", row[last]);
 	}
 }
 

@@ -147,8 +147,8 @@ int submit_opts_finish(struct submit_opts *o, const char *default_name, char *er
 	if (!(o->set & SK_SET_PRIORITY))
 		o->priority = 0;
 	if (o->ntasks < o->nodes) {
-		snprintf(err, errlen, "--ntasks: %ld tasks cannot fill %ld nodes (at least one task per node)",
-			 o->ntasks, o->nodes);
+		snprintf(err, errlen, "--ntasks: %ld task%s cannot fill %ld nodes (at least one task per node)",
+			 o->ntasks, o->ntasks == 1 ? "" : "s", o->nodes);
 		return -EINVAL;
 	}
 	if (!o->name) {

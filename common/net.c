@@ -436,13 +436,14 @@ int hec_peer_cred(int fd, uid_t *uid, gid_t *gid, pid_t *pid)
 	return 0;
 }
 
+/* send() with MSG_NOSIGNAL: a vanished peer is an error, not a SIGPIPE. */
 static int write_all(int fd, const uint8_t *p, size_t len)
 {
 	while (len) {
 		ssize_t n = send(fd, p, len, MSG_NOSIGNAL);
 
 		if (n < 0 && errno == ENOTSOCK)
-			n = write(fd, p, len);
+			return hec_write_all(fd, p, len);
 		if (n < 0) {
 			if (errno == EINTR)
 				continue;

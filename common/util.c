@@ -224,29 +224,54 @@ int hec_cpuset_format(const struct hec_cpuset *set, char *buf, size_t len)
 	return 0;
 }
 
+int hec_write_all(int fd, const void *buf, size_t len)
+{
+	const char *p = buf;
+
+	while (len) {
+		ssize_t n = write(fd, p, len);
+
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0)
+			return -errno;
+		p += n;
+		len -= (size_t)n;
+	}
+	return 0;
+}
+
+static int write_and_close(int fd, const void *data, size_t len)
+{
+	int rc = hec_write_all(fd, data, len);
+
+	if (close(fd) && !rc)
+		rc = -errno;
+	return rc;
+}
+
 int hec_write_file(const char *path, const char *text)
 {
-	size_t len = strlen(text), off = 0;
 	int fd = open(path, O_WRONLY | O_CLOEXEC);
 
 	if (fd < 0)
 		return -errno;
-	while (off < len) {
-		ssize_t n = write(fd, text + off, len - off);
+	return write_and_close(fd, text, strlen(text));
+}
 
-		if (n < 0) {
-			int e = errno;
+int hec_create_file(const char *path, const void *data, size_t len, mode_t mode)
+{
+	int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW | O_CLOEXEC, mode);
 
-			if (e == EINTR)
-				continue;
-			close(fd);
-			return -e;
-		}
-		off += (size_t)n;
-	}
-	if (close(fd))
+	if (fd < 0)
 		return -errno;
-	return 0;
+	if (fchmod(fd, mode)) {
+		int rc = -errno;
+
+		close(fd);
+		return rc;
+	}
+	return write_and_close(fd, data, len);
 }
 
 int hec_read_file(const char *path, char *buf, size_t len)

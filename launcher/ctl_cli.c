@@ -265,7 +265,7 @@ static void cli_status(struct ctl *ctl, struct peer *p)
 	struct job *j;
 
 	for (n = ctl->nodes; n; n = n->next)
-		if (n->state == NODE_IDLE)
+		if (n->state == NODE_IDLE || n->state == NODE_ALLOCATED)
 			up++;
 	for (j = ctl->jobs; j; j = j->next) {
 		if (j->state == JOB_PENDING)

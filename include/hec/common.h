@@ -55,8 +55,14 @@ int hec_cpuset_format(const struct hec_cpuset *set, char *buf, size_t len);
 int hec_cpuset_count(const struct hec_cpuset *set);
 int hec_cpuset_intersects(const struct hec_cpuset *a, const struct hec_cpuset *b);
 
-/** Write/read a whole small file. \return 0 or -errno. */
+/** write() all @len bytes, retrying on EINTR. \return 0 or -errno. */
+int hec_write_all(int fd, const void *buf, size_t len);
+/** Write a whole small file that must exist (cgroup and sysfs files).
+ *  \return 0 or -errno. */
 int hec_write_file(const char *path, const char *text);
+/** Create or replace @path (not following a symlink) with exactly @mode,
+ *  whatever the umask. \return 0 or -errno. */
+int hec_create_file(const char *path, const void *data, size_t len, mode_t mode);
 /** Reads up to @len-1 bytes, NUL-terminates, strips one trailing newline. */
 int hec_read_file(const char *path, char *buf, size_t len);
 /** mkdir -p with @mode for created components. \return 0 or -errno. */

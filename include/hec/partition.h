@@ -29,7 +29,7 @@ struct hec_spawn_req {
 	const char *cwd;         /* NULL: stay in "/" */
 	uid_t uid;
 	gid_t gid;
-	int stdin_fd, stdout_fd, stderr_fd; /* dup2()'d onto 0, 1, 2 in the child */
+	int stdin_fd, stdout_fd, stderr_fd; /* dup2()'d onto 0, 1, 2; -1: /dev/null */
 };
 
 struct hec_partition_ops {
@@ -54,7 +54,8 @@ struct hec_partition_ops {
 	/** SIGKILL every process (idempotent; a thawed partition is required
 	 *  by no caller: the driver thaws if needed). */
 	int (*kill)(struct hec_partition *p);
-	/** Remove the partition: -EBUSY while processes remain. */
+	/** Remove the partition: -EBUSY while processes remain.  Never frees
+	 *  the handle: call release() afterwards in every case. */
 	int (*destroy)(struct hec_partition *p);
 	/** Free the handle without touching the partition. */
 	void (*release)(struct hec_partition *p);

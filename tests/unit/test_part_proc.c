@@ -37,7 +37,7 @@ static void sleep_ms(int ms)
 
 static int file_has_line(const char *dir, const char *file, const char *want)
 {
-	char path[PATH_MAX], line[256];
+	char path[PATH_MAX + 64], line[256];
 	int found = 0;
 	FILE *f;
 
@@ -92,7 +92,7 @@ static pid_t spawn(struct hec_partition *p, const char *const *argv, uid_t uid, 
 
 static int is_v2(struct hec_partition *p)
 {
-	char path[PATH_MAX];
+	char path[PATH_MAX + 32];
 
 	snprintf(path, sizeof(path), "%s/cgroup.freeze", ops->path(p, 0));
 	return access(path, F_OK) == 0;
@@ -122,12 +122,21 @@ static void test_lifecycle(void)
 	CU_ASSERT(file_has_line(dir0, "cgroup.procs", pidtext));
 	if (*dir1) {
 		char cur[64] = "";
-		char path[PATH_MAX];
+		char path[PATH_MAX + 32];
 
 		CU_ASSERT(file_has_line(dir1, "cgroup.procs", pidtext));
 		snprintf(path, sizeof(path), "%s/cpuset.cpus", dir1);
 		CU_ASSERT_EQUAL(hec_read_file(path, cur, sizeof(cur)), 0);
 		CU_ASSERT_STRING_EQUAL(cur, cpus);
+	}
+	if (!*dir1 && *cpus) {
+		/* No cpuset hierarchy: the child pinned itself. */
+		cpu_set_t got, want;
+
+		CPU_ZERO(&want);
+		CPU_SET(atoi(cpus), &want);
+		CU_ASSERT_EQUAL(sched_getaffinity(pid, sizeof(got), &got), 0);
+		CU_ASSERT(CPU_EQUAL(&got, &want));
 	}
 	CU_ASSERT_EQUAL(ops->nprocs(p), 1);
 
@@ -241,8 +250,13 @@ static void test_bad_input(void)
 	struct hec_partition *p = NULL;
 	long jobs[2];
 
-	CU_ASSERT_EQUAL(ops->create(&bad, 1, &p), -EINVAL);
-	CU_ASSERT_EQUAL(ops->list(&bad, jobs, 2), -EINVAL);
+	static const char *const bases[] = { "../etc", "hec/../x", "hec//x", "hec/x/", "/hec", "hec/.", "" };
+
+	for (size_t i = 0; i < HEC_ARRAY_SIZE(bases); i++) {
+		bad.cgroup_base = bases[i];
+		CU_ASSERT_EQUAL(ops->create(&bad, 1, &p), -EINVAL);
+		CU_ASSERT_EQUAL(ops->list(&bad, jobs, 2), -EINVAL);
+	}
 	CU_ASSERT_EQUAL(ops->create(&env, 0, &p), -EINVAL);
 	CU_ASSERT_EQUAL(ops->open(&env, -3, &p), -EINVAL);
 }
