@@ -1,9 +1,12 @@
 /*
  * hecd internals: the node agent's state, shared by hecd.c (main, config,
  * controller link), job.c (LAUNCH/START/KILL_JOB, batch steps), bridge.c
- * (SPAWN requests from hec-launch) and topo.c (hwloc).
+ * (SPAWN requests from hec-launch), gang.c (clock, epochs, slot dispatcher)
+ * and topo.c (hwloc).
  *
- * One thread, one libevent loop; children are reaped on SIGCHLD.
+ * One libevent loop thread does everything but the gang slot dispatcher,
+ * which has its own thread (see gang.c for what they share); children are
+ * reaped on SIGCHLD.
  */
 #ifndef HEC_AGENT_H
 #define HEC_AGENT_H
@@ -71,6 +74,7 @@ struct job {
 };
 
 struct bridge;
+struct gang;
 
 struct agent {
 	struct agent_conf conf;
@@ -102,6 +106,7 @@ struct agent {
 	struct job *jobs;
 	struct exit_rec *exits;
 	struct bridge *bridges;
+	struct gang *gang;         /* gang scheduling: clock, epochs, dispatcher */
 
 	struct event *sigs[5];
 	int shutting_down;         /* SHUTDOWN: kill everything, then exit */
@@ -138,6 +143,21 @@ int job_dir(struct agent *ag, long id, char *buf, size_t len);
 /** "name=addr,..." and "name,name" from LAUNCH's nodes. */
 char *job_agent_map(const struct job *j);
 char *job_nodelist(const struct job *j);
+
+/* gang.c: gang scheduling (doc/design.md, "Gang scheduling") */
+int gang_new(struct agent *ag);
+/** Stop and join the dispatcher thread, close every gate, free. */
+void gang_free(struct agent *ag);
+/** Controller link up (clock bursts start) / down (they stop). */
+void gang_on_registered(struct agent *ag);
+void gang_on_disconnect(struct agent *ag);
+void gang_on_time_resp(struct agent *ag, const json_t *body);
+void gang_on_epoch(struct agent *ag, const json_t *body);
+void gang_on_stats_req(struct agent *ag, const json_t *body);
+/** @j's partition exists now (LAUNCH): schedule it if an epoch names it. */
+void gang_job_ready(struct agent *ag, struct job *j);
+/** Take job @id out of every schedule before its partition is killed. */
+void gang_job_forget(struct agent *ag, long id);
 
 /* bridge.c */
 int bridges_listen(struct agent *ag, int *port);

@@ -147,8 +147,18 @@ static void ctl_on_msg(struct hec_conn *c, const struct hec_msg *m, void *arg)
 		hec_info("%s: registered with controller %s (heartbeat %ld ms)", ag->conf.name,
 			 ag->conf.controller, ag->heartbeat_ms);
 		exits_resend(ag);
+		gang_on_registered(ag);
 		break;
 	}
+	case HEC_MSG_TIME_RESP:
+		gang_on_time_resp(ag, b);
+		break;
+	case HEC_MSG_EPOCH:
+		gang_on_epoch(ag, b);
+		break;
+	case HEC_MSG_STATS_REQ:
+		gang_on_stats_req(ag, b);
+		break;
 	case HEC_MSG_LAUNCH:
 		job_on_launch(ag, b);
 		break;
@@ -185,6 +195,7 @@ static void ctl_on_close(struct hec_conn *c, const char *reason, void *arg)
 	ag->ctl = NULL;
 	ag->registered = 0;
 	evtimer_del(ag->hb_timer);
+	gang_on_disconnect(ag);
 	if (ag->shutting_down)
 		return;
 	if (was_registered) {
@@ -591,6 +602,7 @@ static int add_signal(struct agent *ag, int idx, int sig)
 
 static void agent_free(struct agent *ag)
 {
+	gang_free(ag);
 	bridges_free(ag);
 	jobs_free(ag);
 	if (ag->ctl)
@@ -686,7 +698,7 @@ int main(int argc, char **argv)
 	setup_addr(ag, port);
 	ag->retry_timer = evtimer_new(ag->base, retry_cb, ag);
 	ag->hb_timer = event_new(ag->base, -1, EV_PERSIST, hb_cb, ag);
-	if (!ag->retry_timer || !ag->hb_timer || add_signal(ag, 0, SIGCHLD) ||
+	if (!ag->retry_timer || !ag->hb_timer || gang_new(ag) || add_signal(ag, 0, SIGCHLD) ||
 	    add_signal(ag, 1, SIGTERM) || add_signal(ag, 2, SIGINT) || add_signal(ag, 3, SIGHUP)) {
 		hec_err("%s: cannot set up events: out of memory", ag->conf.name);
 		goto out;

@@ -475,6 +475,7 @@ void job_on_launch(struct agent *ag, const json_t *body)
 	save_meta(ag, j);
 	hec_info("%s: job %ld: partition ready (uid %lld, %zu nodes)", ag->conf.name, id,
 		 (long long)uid, json_array_size(nodes));
+	gang_job_ready(ag, j);
 	reply_launched(ag, id, NULL);
 	return;
 
@@ -862,6 +863,9 @@ static void start_kill(struct agent *ag, struct job *j)
 
 	if (j->killing)
 		return;
+	/* First, so that the slot dispatcher never touches a dying partition
+	 * (no thaw needed: SIGKILL and cgroup.kill work on frozen groups). */
+	gang_job_forget(ag, j->id);
 	j->killing = 1;
 	j->kill_start_ns = hec_now_mono_ns();
 	if (j->watch)

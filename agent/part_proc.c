@@ -8,6 +8,19 @@
  * index 0), else none, and the spawned child pins itself with
  * sched_setaffinity() instead.
  *
+ * CPU accounting: cpu.stat of the v2 group; with the v1 freezer,
+ * cpuacct.usage of a v1 cpuacct group (index 2, made only where cpuacct is
+ * mounted apart from the freezer and cpuset hierarchies).
+ *
+ * Gates (the slot dispatcher's hot path) keep the freeze files open: a
+ * switch is one pwrite() and, for the wait, pread()s of cgroup.events
+ * between short poll()s for its change notification (v1: re-reads of
+ * freezer.state).  Gate ops touch no shared state (not even the context
+ * string), so they may run in another thread than the other ops.
+ *
+ * A child spawned into a frozen partition stops before its exec until the
+ * partition is thawed; spawn() then returns without the exec's outcome.
+ *
  * Groups live at <mount>/<cgroup_base>/job.<id>, <cgroup_base> being
  * "hec/<cluster>/<node>" (the node group).  A process joins its job's groups
  * in the forked child before exec, so every descendant starts inside and
@@ -24,6 +37,7 @@
 #include <grp.h>
 #include <limits.h>
 #include <mntent.h>
+#include <poll.h>
 #include <sched.h>
 #include <signal.h>
 #include <stdarg.h>
@@ -33,6 +47,7 @@
 #include <sys/stat.h>
 #include <sys/types.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "hec/common.h"
@@ -45,23 +60,44 @@ extern char **environ;
 
 enum freeze_kind { FREEZE_V2, FREEZE_V1 };
 enum cpu_kind { CPU_NONE, CPU_V1, CPU_V2 };
+/* Where CPU time is read: the group of hierarchy [i] (ACCT_V2: cpu.stat). */
+enum acct_kind { ACCT_NONE, ACCT_V2, ACCT_V1_FREEZE, ACCT_V1_CPU, ACCT_V1_OWN };
+
+#define NDIRS 3
 
 /* Where the hierarchies are mounted on this host. */
 struct layout {
 	enum freeze_kind freeze;
 	enum cpu_kind cpu;
+	enum acct_kind acct;
 	char freeze_root[PATH_MAX];
 	char cpu_root[PATH_MAX];   /* CPU_V1 only */
+	char acct_root[PATH_MAX];  /* ACCT_V1_OWN only */
 };
 
 struct hec_partition {
 	long job;
 	struct layout lay;
-	char dir[2][PATH_MAX];     /* [0] freeze group, [1] v1 cpuset group or "" */
+	/* [0] freeze group, [1] v1 cpuset group or "", [2] v1 cpuacct group or "" */
+	char dir[NDIRS][PATH_MAX];
 	char node_dir[PATH_MAX];   /* v1 cpuset: the node group, to copy cpus/mems from */
 	int pin;                   /* CPU_NONE with a CPU list: sched_setaffinity */
 	cpu_set_t pin_set;
 };
+
+/* The freeze controls of one partition, held open (see the header). */
+struct hec_gate {
+	enum freeze_kind kind;
+	int ctl_fd;                /* v2 cgroup.freeze (write), v1 freezer.state (read/write) */
+	int ev_fd;                 /* v2 cgroup.events, v1 -1 */
+};
+
+static int force_v1;
+
+void hec_part_proc_force_v1(int on)
+{
+	force_v1 = on;
+}
 
 static char ctx[PATH_MAX + 64];
 
@@ -182,6 +218,7 @@ static int controllers_have(const char *root, const char *name)
 static int detect(struct layout *lay)
 {
 	char v2[PATH_MAX] = "", v1_freezer[PATH_MAX] = "", v1_cpuset[PATH_MAX] = "";
+	char v1_acct[PATH_MAX] = "";
 	struct mntent ent;
 	char line[4 * PATH_MAX];
 	FILE *f;
@@ -195,7 +232,7 @@ static int detect(struct layout *lay)
 	while (getmntent_r(f, &ent, line, sizeof(line))) {
 		if (strlen(ent.mnt_dir) >= PATH_MAX)
 			continue;
-		if (!strcmp(ent.mnt_type, "cgroup2")) {
+		if (!strcmp(ent.mnt_type, "cgroup2") && !force_v1) {
 			/* /sys/fs/cgroup itself wins over any other cgroup2 mount. */
 			if (!*v2 || !strcmp(ent.mnt_dir, "/sys/fs/cgroup"))
 				strcpy(v2, ent.mnt_dir);
@@ -204,6 +241,8 @@ static int detect(struct layout *lay)
 				strcpy(v1_freezer, ent.mnt_dir);
 			if (!*v1_cpuset && hasmntopt(&ent, "cpuset"))
 				strcpy(v1_cpuset, ent.mnt_dir);
+			if (!*v1_acct && hasmntopt(&ent, "cpuacct"))
+				strcpy(v1_acct, ent.mnt_dir);
 		}
 	}
 	endmntent(f);
@@ -225,6 +264,18 @@ static int detect(struct layout *lay)
 		lay->cpu = CPU_V2;
 	} else {
 		lay->cpu = CPU_NONE;
+	}
+	if (lay->freeze == FREEZE_V2) {
+		lay->acct = ACCT_V2; /* cpu.stat's usage_usec needs no controller */
+	} else if (!*v1_acct) {
+		lay->acct = ACCT_NONE;
+	} else if (!strcmp(v1_acct, v1_freezer)) {
+		lay->acct = ACCT_V1_FREEZE;
+	} else if (lay->cpu == CPU_V1 && !strcmp(v1_acct, v1_cpuset)) {
+		lay->acct = ACCT_V1_CPU;
+	} else {
+		lay->acct = ACCT_V1_OWN;
+		strcpy(lay->acct_root, v1_acct);
 	}
 	return 0;
 }
@@ -383,6 +434,8 @@ static int node_setup(const struct hec_partition_env *env, const struct layout *
 		return rc;
 	if (lay->cpu == CPU_V1)
 		rc = make_levels(lay->cpu_root, env->cgroup_base, v1_level, cpus);
+	if (!rc && lay->acct == ACCT_V1_OWN)
+		rc = make_levels(lay->acct_root, env->cgroup_base, NULL, NULL);
 	return rc;
 }
 
@@ -448,6 +501,8 @@ static int part_new(const struct hec_partition_env *env, long job, const struct 
 			rc = group_path(p->node_dir, sizeof(p->node_dir), lay->cpu_root,
 					env->cgroup_base, 0);
 	}
+	if (!rc && lay->acct == ACCT_V1_OWN)
+		rc = group_path(p->dir[2], sizeof(p->dir[2]), lay->acct_root, env->cgroup_base, job);
 	if (!rc && lay->cpu == CPU_NONE && env->cpus && *env->cpus) {
 		struct hec_cpuset set;
 
@@ -509,11 +564,22 @@ static int proc_create(const struct hec_partition_env *env, long job, struct hec
 		if (rc)
 			goto err_rmdir_cpu;
 	}
+	if (*p->dir[2]) {
+		rc = make_group(p->dir[2], 0);
+		if (rc == -ENOENT) {
+			rc = node_setup(env, &lay);
+			if (!rc)
+				rc = make_group(p->dir[2], 0);
+		}
+		if (rc)
+			goto err_rmdir_cpu;
+	}
 	*out = p;
 	return 0;
 
 err_rmdir_cpu:
-	rmdir(p->dir[1]);
+	if (*p->dir[1])
+		rmdir(p->dir[1]);
 err_rmdir_freeze:
 	rmdir(p->dir[0]);
 err_free:
@@ -535,7 +601,8 @@ static int proc_open(const struct hec_partition_env *env, long job, struct hec_p
 	if (rc)
 		return rc;
 	/* Half-made partitions (only the cpuset group) count: they need removing too. */
-	if (access(p->dir[0], F_OK) && (!*p->dir[1] || access(p->dir[1], F_OK))) {
+	if (access(p->dir[0], F_OK) && (!*p->dir[1] || access(p->dir[1], F_OK)) &&
+	    (!*p->dir[2] || access(p->dir[2], F_OK))) {
 		set_ctx("cgroup %s", p->dir[0]);
 		free(p);
 		return -ENOENT;
@@ -587,6 +654,10 @@ static int proc_list(const struct hec_partition_env *env, long *jobs, int max)
 	n = list_dir(dir, jobs, 0, max);
 	if (n >= 0 && lay.cpu == CPU_V1) {
 		rc = group_path(dir, sizeof(dir), lay.cpu_root, env->cgroup_base, 0);
+		n = rc ? rc : list_dir(dir, jobs, n, max);
+	}
+	if (n >= 0 && lay.acct == ACCT_V1_OWN) {
+		rc = group_path(dir, sizeof(dir), lay.acct_root, env->cgroup_base, 0);
 		n = rc ? rc : list_dir(dir, jobs, n, max);
 	}
 	return n;
@@ -645,6 +716,8 @@ static int all_pids(struct hec_partition *p, pid_t **pids)
 	rc = read_pids(p->dir[0], pids, &n, &cap);
 	if (!rc && *p->dir[1])
 		rc = read_pids(p->dir[1], pids, &n, &cap);
+	if (!rc && *p->dir[2])
+		rc = read_pids(p->dir[2], pids, &n, &cap);
 	if (rc) {
 		free(*pids);
 		*pids = NULL;
@@ -719,7 +792,7 @@ static int proc_destroy(struct hec_partition *p)
 {
 	int rc = 0;
 
-	for (int i = 1; i >= 0; i--) {
+	for (int i = NDIRS - 1; i >= 0; i--) {
 		if (!*p->dir[i])
 			continue;
 		if (rmdir(p->dir[i]) && errno != ENOENT) {
@@ -755,8 +828,14 @@ static const char *proc_path(struct hec_partition *p, int i)
 
 static void __attribute__((noreturn)) child_fail(int errfd, int err)
 {
+	sigset_t pipe_sig;
 	ssize_t n;
 
+	/* The parent may have stopped listening (a frozen partition, see
+	 * proc_spawn): exit 127 rather than die of SIGPIPE. */
+	sigemptyset(&pipe_sig);
+	sigaddset(&pipe_sig, SIGPIPE);
+	sigprocmask(SIG_BLOCK, &pipe_sig, NULL);
 	do
 		n = write(errfd, &err, sizeof(err));
 	while (n < 0 && errno == EINTR);
@@ -814,7 +893,7 @@ spawn_child(struct hec_partition *p, const struct hec_spawn_req *req, int errfd)
 			sigaction(i, &dfl, NULL);
 
 	fmt_pid(pidtext, getpid());
-	for (i = 0; i < 2; i++) {
+	for (i = 0; i < NDIRS; i++) {
 		if (!*p->dir[i])
 			continue;
 		err = join_group(p->dir[i], pidtext);
@@ -866,6 +945,20 @@ spawn_child(struct hec_partition *p, const struct hec_spawn_req *req, int errfd)
 	child_fail(errfd, errno);
 }
 
+/* How often a spawn waiting for its child's exec checks for a freeze. */
+#define SPAWN_FREEZE_CHECK_MS 5
+
+/* Is the partition frozen or asked to be (its processes cannot run)? */
+static int freeze_asked(struct hec_partition *p)
+{
+	char buf[32];
+
+	if (p->lay.freeze == FREEZE_V2)
+		return get_file(p->dir[0], "cgroup.freeze", buf, sizeof(buf)) == 0 && buf[0] == '1';
+	return get_file(p->dir[0], "freezer.state", buf, sizeof(buf)) == 0 &&
+	       strcmp(buf, "THAWED") != 0;
+}
+
 static int proc_spawn(struct hec_partition *p, const struct hec_spawn_req *req, pid_t *out)
 {
 	sigset_t all, old;
@@ -895,10 +988,33 @@ static int proc_spawn(struct hec_partition *p, const struct hec_spawn_req *req, 
 		set_ctx("fork for job %ld", p->job);
 		return rc;
 	}
-	/* EOF: exec happened (the pipe was close-on-exec); otherwise an errno. */
-	do
-		n = read(pipefd[0], &err, sizeof(err));
-	while (n < 0 && errno == EINTR);
+	/*
+	 * EOF: exec happened (the pipe was close-on-exec); otherwise an errno.
+	 * In a partition that is frozen (the gang dispatcher's off-slot, or a
+	 * suspended job) the child stops where it joined the group, before
+	 * the exec, until the partition is thawed: then return at once rather
+	 * than stall the caller for a slot or for ever; a failure to exec shows
+	 * later, as exit status 127.
+	 */
+	for (;;) {
+		struct pollfd pfd = { .fd = pipefd[0], .events = POLLIN };
+		int r = poll(&pfd, 1, SPAWN_FREEZE_CHECK_MS);
+
+		if (r < 0 && errno == EINTR)
+			continue;
+		if (r == 0) {
+			if (freeze_asked(p)) {
+				close(pipefd[0]);
+				*out = pid;
+				return 0;
+			}
+			continue;
+		}
+		do
+			n = read(pipefd[0], &err, sizeof(err));
+		while (n < 0 && errno == EINTR);
+		break;
+	}
 	close(pipefd[0]);
 	if (n == (ssize_t)sizeof(err) && err) {
 		while (waitpid(pid, NULL, 0) < 0 && errno == EINTR)
@@ -954,7 +1070,194 @@ int hec_part_proc_node_fini(const struct hec_partition_env *env)
 		if (!rc)
 			rc = rc2;
 	}
+	if (lay.acct == ACCT_V1_OWN) {
+		int rc2 = remove_levels(lay.acct_root, env->cgroup_base);
+
+		if (!rc)
+			rc = rc2;
+	}
 	return rc;
+}
+
+/* ---- CPU time ---- */
+
+static int proc_cpu_usage(struct hec_partition *p, unsigned long long *usec)
+{
+	char buf[1024], *v;
+	int rc;
+
+	switch (p->lay.acct) {
+	case ACCT_V2:
+		rc = get_file(p->dir[0], "cpu.stat", buf, sizeof(buf));
+		if (rc)
+			return rc;
+		v = strstr(buf, "usage_usec ");
+		if (!v || (v != buf && v[-1] != '\n')) {
+			set_ctx("cgroup %s/cpu.stat without usage_usec", p->dir[0]);
+			return -EIO;
+		}
+		*usec = strtoull(v + strlen("usage_usec "), NULL, 10);
+		return 0;
+	case ACCT_V1_FREEZE:
+	case ACCT_V1_CPU:
+	case ACCT_V1_OWN: {
+		int i = p->lay.acct == ACCT_V1_FREEZE ? 0 : p->lay.acct == ACCT_V1_CPU ? 1 : 2;
+
+		rc = get_file(p->dir[i], "cpuacct.usage", buf, sizeof(buf));
+		if (rc)
+			return rc;
+		*usec = strtoull(buf, NULL, 10) / 1000; /* ns */
+		return 0;
+	}
+	case ACCT_NONE:
+		break;
+	}
+	set_ctx("no cpu accounting for job %ld (cgroup v1 without cpuacct)", p->job);
+	return -EOPNOTSUPP;
+}
+
+/* ---- gates ---- */
+
+static int proc_gate_open(struct hec_partition *p, struct hec_gate **out)
+{
+	char path[PATH_MAX];
+	struct hec_gate *g;
+	int rc;
+
+	g = malloc(sizeof(*g));
+	if (!g)
+		return -ENOMEM;
+	g->kind = p->lay.freeze;
+	g->ctl_fd = g->ev_fd = -1;
+	rc = join(path, sizeof(path), p->dir[0],
+		  g->kind == FREEZE_V2 ? "cgroup.freeze" : "freezer.state");
+	if (!rc) {
+		g->ctl_fd = open(path, (g->kind == FREEZE_V2 ? O_WRONLY : O_RDWR) | O_CLOEXEC);
+		if (g->ctl_fd < 0)
+			rc = -errno;
+	}
+	if (!rc && g->kind == FREEZE_V2) {
+		rc = join(path, sizeof(path), p->dir[0], "cgroup.events");
+		if (!rc) {
+			g->ev_fd = open(path, O_RDONLY | O_CLOEXEC);
+			if (g->ev_fd < 0)
+				rc = -errno;
+		}
+	}
+	if (rc) {
+		set_ctx("cgroup open %s", path);
+		goto err_close;
+	}
+	*out = g;
+	return 0;
+
+err_close:
+	if (g->ctl_fd >= 0)
+		close(g->ctl_fd);
+	free(g);
+	return rc;
+}
+
+static int proc_gate_set(struct hec_gate *g, int frozen)
+{
+	const char *v = g->kind == FREEZE_V2 ? (frozen ? "1" : "0") : (frozen ? "FROZEN" : "THAWED");
+	size_t len = strlen(v);
+	ssize_t n;
+
+	do
+		n = pwrite(g->ctl_fd, v, len, 0);
+	while (n < 0 && errno == EINTR);
+	if (n < 0)
+		return -errno;
+	return (size_t)n == len ? 0 : -EIO;
+}
+
+static int64_t mono_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
+/* 1 if the group is in the state asked for, 0 if not (yet), or -errno. */
+static int gate_reached(struct hec_gate *g, int frozen)
+{
+	char buf[128];
+	const char *v;
+	ssize_t n;
+
+	do
+		n = pread(g->kind == FREEZE_V2 ? g->ev_fd : g->ctl_fd, buf, sizeof(buf) - 1, 0);
+	while (n < 0 && errno == EINTR);
+	if (n < 0)
+		return -errno;
+	buf[n] = 0;
+	if (g->kind == FREEZE_V1) /* FREEZING while on its way */
+		return !strncmp(buf, frozen ? "FROZEN" : "THAWED", 6);
+	v = strstr(buf, "frozen ");
+	if (!v)
+		return -EIO;
+	return (v[7] == '1') == !!frozen;
+}
+
+/*
+ * Polling steps of gate_wait(): a busy task freezes in a few hundred
+ * microseconds, but cgroup.events notifies at most once per 10 ms per group
+ * (the kernel rate-limits cgroup_file_notify()), and a group switched every
+ * slot hits that limit all the time.  So we wait for the notification
+ * only up to a short step and re-read: fine steps first, coarser later.
+ */
+#define GATE_STEP_NS 50000LL          /* while the wait is young */
+#define GATE_STEP_FINE_FOR_NS 2000000LL
+#define GATE_STEP_MAX_NS 1000000LL
+
+static int proc_gate_wait(struct hec_gate *g, int frozen, long timeout_us)
+{
+	int64_t start = mono_ns();
+	int64_t deadline = start + (int64_t)(timeout_us > 0 ? timeout_us : 0) * 1000;
+	int64_t step = GATE_STEP_NS;
+
+	for (;;) {
+		int rc = gate_reached(g, frozen);
+		int64_t now, left, nap;
+		struct timespec ts;
+
+		if (rc)
+			return rc < 0 ? rc : 0;
+		now = mono_ns();
+		left = deadline - now;
+		if (left <= 0)
+			return -ETIMEDOUT;
+		if (now - start >= GATE_STEP_FINE_FOR_NS && step < GATE_STEP_MAX_NS)
+			step *= 2;
+		nap = step < left ? step : left;
+		ts.tv_sec = nap / 1000000000;
+		ts.tv_nsec = nap % 1000000000;
+		if (g->kind == FREEZE_V2) {
+			/*
+			 * The read above synced our view of cgroup.events, so
+			 * POLLPRI means a change after it: no lost wakeup.
+			 */
+			struct pollfd pfd = { .fd = g->ev_fd, .events = POLLPRI };
+
+			if (ppoll(&pfd, 1, &ts, NULL) < 0 && errno != EINTR)
+				return -errno;
+		} else {
+			/* The v1 freezer notifies nobody: re-read. */
+			nanosleep(&ts, NULL);
+		}
+	}
+}
+
+static void proc_gate_close(struct hec_gate *g)
+{
+	if (!g)
+		return;
+	close(g->ctl_fd);
+	if (g->ev_fd >= 0)
+		close(g->ev_fd);
+	free(g);
 }
 
 const struct hec_partition_ops hec_partition_proc_ops = {
@@ -971,4 +1274,9 @@ const struct hec_partition_ops hec_partition_proc_ops = {
 	.destroy = proc_destroy,
 	.release = proc_release,
 	.path = proc_path,
+	.cpu_usage = proc_cpu_usage,
+	.gate_open = proc_gate_open,
+	.gate_set = proc_gate_set,
+	.gate_wait = proc_gate_wait,
+	.gate_close = proc_gate_close,
 };

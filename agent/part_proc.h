@@ -23,4 +23,11 @@ const char *hec_part_proc_context(void);
  */
 int hec_part_proc_node_fini(const struct hec_partition_env *env);
 
+/**
+ * Tests only: behave as if no cgroup2 file system were mounted, so that the
+ * v1 freezer (and v1 cpuacct) paths can be exercised on a host that has
+ * both.  Affects partitions created or opened afterwards.
+ */
+void hec_part_proc_force_v1(int on);
+
 #endif

@@ -72,6 +72,12 @@ int cli_getopt(struct cli_args *a, const struct cli_opt *opts);
 int cli_parse_num(const char *what, const char *s, long min, long max, long *out,
 		  char *err, size_t errlen);
 /** SLURM time limit (hec_parse_time_limit); 0 = unlimited. */
+/** Gang slot length: whole milliseconds ("10", "10ms", "1s"), 1 ms..60 s. */
+int cli_parse_slot_ms(const char *what, const char *s, long *ms, char *err, size_t errlen);
+/** "gang" or "none". \return 0 or -EINVAL (@err). */
+int cli_parse_timeslice(const char *what, const char *s, char *err, size_t errlen);
+/** Memory size (hec_parse_mem_mb) with a one-line @err. \return 0 or -EINVAL. */
+int cli_parse_mem(const char *what, const char *s, long *mb, char *err, size_t errlen);
 int cli_parse_time(const char *what, const char *s, long *secs, char *err, size_t errlen);
 /** Duration "N" (seconds), "Nms", "Ns", "Nm", "Nh", in (0, @max_ms]. */
 int cli_parse_duration_ms(const char *what, const char *s, long max_ms, long *ms,
@@ -125,6 +131,8 @@ enum submit_key {
 	SK_HELP = 'h',
 	SK_PRIORITY = CLI_LONG_ONLY,
 	SK_JSON,
+	SK_SHARE,
+	SK_MEM,
 };
 
 /* Fields given so far (bit per field): command line beats directives. */
@@ -136,10 +144,14 @@ enum {
 	SK_SET_OUTPUT = 1u << 4,
 	SK_SET_ERROR = 1u << 5,
 	SK_SET_PRIORITY = 1u << 6,
+	SK_SET_SHARE = 1u << 7,
+	SK_SET_MEM = 1u << 8,
 };
 
 struct submit_opts {
 	long nodes, ntasks, time_limit, priority;
+	long share;                    /* 1: gang time-sharing with other jobs */
+	long mem_mb;                   /* per node; 0: not counted */
 	char *name, *output, *error;   /* owned */
 	unsigned set;
 };
@@ -148,7 +160,8 @@ struct submit_opts {
 extern const struct cli_opt cli_submit_options[];
 extern const struct cli_opt cli_directive_options[];
 
-/** Check and store one job option (-N, -n, -t, -J, -o, -e, --priority).
+/** Check and store one job option (-N, -n, -t, -J, -o, -e, --priority,
+ *  --share, --mem).
  *  A later value replaces an earlier one. \return 0, -EINVAL (@err), -ENOMEM. */
 int submit_opt_apply(struct submit_opts *o, int key, const char *val, char *err, size_t errlen);
 
@@ -188,6 +201,25 @@ int script_parse_directives(const char *name, const char *text, size_t len,
  */
 int script_set_args(const char *text, size_t len, char *const *args, int nargs,
 		    char **out, char *err, size_t errlen);
+
+/* ---- output (print.c) ---- */
+
+/** String / integer member of a JSON object, or @def when absent or of
+ *  another type. */
+const char *cli_jstr(const json_t *o, const char *key, const char *def);
+long cli_jint(const json_t *o, const char *key, long def);
+
+/** A text table: columns padded to their widest cell. */
+#define CLI_TABLE_COLS 10
+struct cli_table {
+	int ncols;          /* at most CLI_TABLE_COLS */
+	size_t nrows, cap;
+	char **cells;       /* nrows * ncols, owned */
+};
+/** Append a row of ncols cells (copied; NULL = ""). \return 0 or -ENOMEM. */
+int cli_table_add(struct cli_table *t, const char *const *row);
+void cli_table_print(const struct cli_table *t);
+void cli_table_free(struct cli_table *t);
 
 /* ---- talking to the controller (client.c) ---- */
 
@@ -243,5 +275,6 @@ int cmd_show(struct cli_ctx *ctx, const char *dir, int argc, char **argv);
 int cmd_cancel(struct cli_ctx *ctx, const char *dir, int argc, char **argv);
 int cmd_wait(struct cli_ctx *ctx, const char *dir, int argc, char **argv);
 int cmd_logs(struct cli_ctx *ctx, const char *dir, int argc, char **argv);
+int cmd_gang(struct cli_ctx *ctx, const char *dir, int argc, char **argv);
 
 #endif

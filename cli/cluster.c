@@ -38,7 +38,7 @@
 #define TAIL_LINES 12
 
 enum { K_NODES = 'N', K_DIR = 'D', K_HELP = 'h', K_NODE_TIMEOUT = CLI_LONG_ONLY + 200,
-       K_HEARTBEAT, K_JSON };
+       K_HEARTBEAT, K_JSON, K_SLOT, K_MAX_SHARE, K_TIMESLICE };
 
 struct daemon {
 	char name[32];          /* "hecctld", "node3" */
@@ -371,7 +371,8 @@ static int read_pidfiles(const char *rdir, struct pidfile *pf, int max)
 
 static const struct cli_opt up_options[] = {
 	{ "nodes", K_NODES, 1 }, { "dir", K_DIR, 1 }, { "node-timeout", K_NODE_TIMEOUT, 1 },
-	{ "heartbeat", K_HEARTBEAT, 1 }, { "help", K_HELP, 0 }, { NULL, 0, 0 },
+	{ "heartbeat", K_HEARTBEAT, 1 }, { "slot", K_SLOT, 1 }, { "max-share", K_MAX_SHARE, 1 },
+	{ "timeslice", K_TIMESLICE, 1 }, { "help", K_HELP, 0 }, { NULL, 0, 0 },
 };
 
 static const char up_help[] =
@@ -383,6 +384,10 @@ static const char up_help[] =
 	"                          started, or ~/.hec/cluster)\n"
 	"      --node-timeout=DUR  silence after which a node is DOWN (default 10s)\n"
 	"      --heartbeat=DUR     agent heartbeat interval (default 1s)\n"
+	"      --slot=MS           gang time slot, 1..60000 ms (default 50ms)\n"
+	"      --max-share=K       at most K --share jobs time-share a node (default 4)\n"
+	"      --timeslice=MODE    gang (default), or none: --share jobs share nodes\n"
+	"                          under plain Linux scheduling (for comparisons)\n"
 	"DUR: 30 (seconds), 30s, 500ms, 5m, 1h.  HEC_DAEMON_WRAPPER=\"valgrind ...\" runs\n"
 	"the daemons under that command.\n";
 
@@ -393,6 +398,8 @@ struct up {
 	char key_file[PATH_MAX];
 	char ctl_addr[300];
 	long nodes, node_timeout_ms, heartbeat_ms;
+	long slot_ms, max_share;      /* 0: the controller's default */
+	const char *timeslice;        /* NULL: the controller's default */
 	struct daemon d[UP_NODES_MAX + 1];   /* [0] hecctld, [1 + k] node k */
 	int nd;
 	int64_t wait_ms;
@@ -487,6 +494,15 @@ static int start_controller(struct up *u, const char *prog)
 		 "heartbeat_interval = %ldms\n",
 		 u->name, u->rdir, u->ctx->sock, u->key_file, u->rdir, u->node_timeout_ms,
 		 u->heartbeat_ms);
+	if (u->slot_ms)
+		snprintf(text + strlen(text), sizeof(text) - strlen(text), "gang_slot = %ldms\n",
+			 u->slot_ms);
+	if (u->max_share)
+		snprintf(text + strlen(text), sizeof(text) - strlen(text), "max_share = %ld\n",
+			 u->max_share);
+	if (u->timeslice)
+		snprintf(text + strlen(text), sizeof(text) - strlen(text), "timeslice = %s\n",
+			 u->timeslice);
 	rc = write_conf(conf, text);
 	if (rc)
 		return rc;
@@ -769,6 +785,19 @@ static int cluster_up(struct cli_ctx *ctx, const char *dir, int argc, char **arg
 			if (cli_parse_duration_ms("--heartbeat", a.arg, 3600L * 1000, &u.heartbeat_ms,
 						  err, sizeof(err)))
 				goto bad_value;
+			break;
+		case K_SLOT:
+			if (cli_parse_slot_ms("--slot", a.arg, &u.slot_ms, err, sizeof(err)))
+				goto bad_value;
+			break;
+		case K_MAX_SHARE:
+			if (cli_parse_num("--max-share", a.arg, 1, 64, &u.max_share, err, sizeof(err)))
+				goto bad_value;
+			break;
+		case K_TIMESLICE:
+			if (cli_parse_timeslice("--timeslice", a.arg, err, sizeof(err)))
+				goto bad_value;
+			u.timeslice = a.arg;
 			break;
 		}
 	}

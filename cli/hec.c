@@ -23,6 +23,7 @@ static const struct {
 	{ "cancel", cmd_cancel, "cancel jobs (scancel)" },
 	{ "wait", cmd_wait, "wait for a job to end; exit status tells how" },
 	{ "logs", cmd_logs, "print a job's output, -f to follow" },
+	{ "gang", cmd_gang, "gang scheduler: matrix, stats, set" },
 };
 
 enum { G_DIR = 'D', G_HELP = 'h', G_VERSION = CLI_LONG_ONLY };
@@ -75,7 +76,7 @@ int main(int argc, char **argv)
 		dir = a.arg;
 	}
 	if (a.i >= a.argc)
-		return cli_usage(NULL, "which command? (cluster, nodes, submit, queue, show, cancel, wait, logs)");
+		return cli_usage(NULL, "which command? (cluster, nodes, submit, queue, show, cancel, wait, logs, gang)");
 	if (!strcmp(a.argv[a.i], "help")) {
 		help();
 		return CLI_EXIT_OK;

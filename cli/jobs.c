@@ -27,86 +27,6 @@ extern char **environ;
 
 enum { K_HELP = 'h', K_DIR = 'D', K_JSON = CLI_LONG_ONLY + 100, K_ALL, K_TIMEOUT, K_FOLLOW = 'f' };
 
-static const char *jstr(const json_t *o, const char *key, const char *def)
-{
-	const char *s = json_string_value(json_object_get(o, key));
-
-	return s ? s : def;
-}
-
-static long jint(const json_t *o, const char *key, long def)
-{
-	json_t *v = json_object_get(o, key);
-
-	return json_is_integer(v) ? (long)json_integer_value(v) : def;
-}
-
-/* ---- tables ---- */
-
-#define TABLE_COLS 10
-
-struct table {
-	int ncols;
-	size_t nrows, cap;
-	char **cells;   /* nrows * ncols, owned */
-};
-
-static int table_add(struct table *t, const char *const *row)
-{
-	if (t->nrows == t->cap) {
-		size_t cap = t->cap ? 2 * t->cap : 16;
-		char **c = realloc(t->cells, cap * (size_t)t->ncols * sizeof(*c));
-
-		if (!c)
-			return -ENOMEM;
-		t->cells = c;
-		t->cap = cap;
-	}
-	for (int i = 0; i < t->ncols; i++) {
-		t->cells[t->nrows * (size_t)t->ncols + (size_t)i] = strdup(row[i] ? row[i] : "");
-		if (!t->cells[t->nrows * (size_t)t->ncols + (size_t)i]) {
-			while (i-- > 0)
-				free(t->cells[t->nrows * (size_t)t->ncols + (size_t)i]);
-			return -ENOMEM;
-		}
-	}
-	t->nrows++;
-	return 0;
-}
-
-/* Columns padded to their widest cell; the last one is not padded. */
-static void table_print(const struct table *t)
-{
-	size_t width[TABLE_COLS] = { 0 };
-
-	for (size_t r = 0; r < t->nrows; r++)
-		for (int c = 0; c < t->ncols; c++) {
-			size_t l = strlen(t->cells[r * (size_t)t->ncols + (size_t)c]);
-
-			if (l > width[c])
-				width[c] = l;
-		}
-	for (size_t r = 0; r < t->nrows; r++) {
-		char *const *row = t->cells + r * (size_t)t->ncols;
-		int last = t->ncols - 1;
-
-		/* no trailing blanks when the last cells are empty */
-		while (last > 0 && !*row[last])
-			last--;
-		for (int c = 0; c < last; c++)
-			printf("%-*s  ", (int)width[c], row[c]);
-		printf("%s\n", row[last]);
-	}
-}
-
-static void table_free(struct table *t)
-{
-	for (size_t i = 0; i < t->nrows * (size_t)t->ncols; i++)
-		free(t->cells[i]);
-	free(t->cells);
-	memset(t, 0, sizeof(*t));
-}
-
 /* Node names of a job as a SLURM host list ("node[0-3]"). */
 static void job_nodelist(const json_t *job, char *buf, size_t len)
 {
@@ -125,7 +45,7 @@ static void job_nodelist(const json_t *job, char *buf, size_t len)
 /* Seconds the job has run: until now, or until it ended. */
 static long job_elapsed(const json_t *job)
 {
-	long start = jint(job, "start_time", 0), end = jint(job, "end_time", 0);
+	long start = cli_jint(job, "start_time", 0), end = cli_jint(job, "end_time", 0);
 
 	if (start <= 0)
 		return 0;
@@ -154,6 +74,10 @@ static const char submit_help[] =
 	"                       D-H:MIN:SEC or UNLIMITED (default)\n"
 	"  -J, --job-name=NAME  job name (default: the script's or program's name)\n"
 	"      --priority=P     -1000000..1000000, higher runs first (default 0)\n"
+	"      --share          gang time-share nodes with other --share jobs\n"
+	"                       (default: the job's nodes are its own)\n"
+	"      --mem=SIZE       memory per node, e.g. 512M, 2G (default: not counted);\n"
+	"                       jobs sharing a node must fit its memory together\n"
 	"  -o, --output=FILE    stdout of the job (default: CLUSTER_DIR/spool/job-ID.out)\n"
 	"  -e, --error=FILE     stderr of the job (default: with stdout)\n"
 	"      --json           print {\"job\": ID}\n"
@@ -378,6 +302,10 @@ int cmd_submit(struct cli_ctx *ctx, const char *dir, int argc, char **argv)
 	}
 	if (json_object_set_new(req, "env", environment()))
 		goto out_nomem;
+	if (o.share && json_object_set_new(req, "share", json_true()))
+		goto out_nomem;
+	if (o.mem_mb && json_object_set_new(req, "mem_mb", json_integer(o.mem_mb)))
+		goto out_nomem;
 	if (a.dashdash) {
 		json_t *args = string_array(rest, nrest, "submit");
 
@@ -395,7 +323,7 @@ int cmd_submit(struct cli_ctx *ctx, const char *dir, int argc, char **argv)
 	if (json)
 		cli_print_json(resp);
 	else
-		printf("Submitted job %ld\n", jint(resp, "job", 0));
+		printf("Submitted job %ld\n", cli_jint(resp, "job", 0));
 	ret = CLI_EXIT_OK;
 	json_decref(resp);
 	goto out_sent;
@@ -459,7 +387,7 @@ int cmd_queue(struct cli_ctx *ctx, const char *dir, int argc, char **argv)
 	static const char *const header[] = {
 		"JOBID", "NAME", "USER", "STATE", "TIME", "NODES", "NODELIST(REASON)",
 	};
-	struct table t = { .ncols = 7 };
+	struct cli_table t = { .ncols = 7 };
 	json_t *resp, *job;
 	int flags = 0, rc;
 	size_t i;
@@ -476,35 +404,35 @@ int cmd_queue(struct cli_ctx *ctx, const char *dir, int argc, char **argv)
 		json_decref(resp);
 		return CLI_EXIT_OK;
 	}
-	rc = table_add(&t, header);
+	rc = cli_table_add(&t, header);
 	json_array_foreach(json_object_get(resp, "jobs"), i, job) {
 		char id[24], elapsed[32], nodes[24], where[4096];
-		const char *state = jstr(job, "state", "?");
+		const char *state = cli_jstr(job, "state", "?");
 		const char *row[7];
 
-		snprintf(id, sizeof(id), "%ld", jint(job, "id", 0));
+		snprintf(id, sizeof(id), "%ld", cli_jint(job, "id", 0));
 		cli_format_elapsed(job_elapsed(job), elapsed, sizeof(elapsed));
-		snprintf(nodes, sizeof(nodes), "%ld", jint(job, "nodes", 0));
+		snprintf(nodes, sizeof(nodes), "%ld", cli_jint(job, "nodes", 0));
 		job_nodelist(job, where, sizeof(where));
 		if (!strcmp(state, "PENDING") || !where[0]) {
-			const char *reason = jstr(job, "reason", "");
+			const char *reason = cli_jstr(job, "reason", "");
 
 			snprintf(where, sizeof(where), "(%s)", *reason ? reason : "None");
 		}
 		row[0] = id;
-		row[1] = jstr(job, "name", "");
-		row[2] = jstr(job, "user", "?");
+		row[1] = cli_jstr(job, "name", "");
+		row[2] = cli_jstr(job, "user", "?");
 		row[3] = state;
 		row[4] = elapsed;
 		row[5] = nodes;
 		row[6] = where;
-		rc = rc ? rc : table_add(&t, row);
+		rc = rc ? rc : cli_table_add(&t, row);
 	}
 	if (rc)
 		cli_err("queue: out of memory");
 	else
-		table_print(&t);
-	table_free(&t);
+		cli_table_print(&t);
+	cli_table_free(&t);
 	json_decref(resp);
 	return rc ? CLI_EXIT_ERR : CLI_EXIT_OK;
 }
@@ -645,25 +573,28 @@ int cmd_show(struct cli_ctx *ctx, const char *dir, int argc, char **argv)
 		return CLI_EXIT_OK;
 	}
 	job = json_object_get(resp, "job");
-	hec_format_duration(jint(job, "time_limit", 0), limit, sizeof(limit));
-	iso_time(jint(job, "submit_time", 0), sub, sizeof(sub));
-	iso_time(jint(job, "start_time", 0), start, sizeof(start));
-	iso_time(jint(job, "end_time", 0), end, sizeof(end));
+	hec_format_duration(cli_jint(job, "time_limit", 0), limit, sizeof(limit));
+	iso_time(cli_jint(job, "submit_time", 0), sub, sizeof(sub));
+	iso_time(cli_jint(job, "start_time", 0), start, sizeof(start));
+	iso_time(cli_jint(job, "end_time", 0), end, sizeof(end));
 	job_nodelist(job, nodes, sizeof(nodes));
-	reason = jstr(job, "reason", "");
-	err = jstr(job, "error", "");
-	printf("JobId=%ld JobName=%s\n", jint(job, "id", 0), jstr(job, "name", ""));
-	printf("   UserId=%s(%ld) Priority=%ld\n", jstr(job, "user", "?"), jint(job, "uid", -1),
-	       jint(job, "priority", 0));
-	printf("   JobState=%s Reason=%s ExitCode=%ld:%ld\n", jstr(job, "state", "?"),
-	       *reason ? reason : "None", jint(job, "exit_code", 0), jint(job, "signal", 0));
-	printf("   NumNodes=%ld NumTasks=%ld TimeLimit=%s\n", jint(job, "nodes", 0),
-	       jint(job, "ntasks", 0), limit);
+	reason = cli_jstr(job, "reason", "");
+	err = cli_jstr(job, "error", "");
+	printf("JobId=%ld JobName=%s\n", cli_jint(job, "id", 0), cli_jstr(job, "name", ""));
+	printf("   UserId=%s(%ld) Priority=%ld\n", cli_jstr(job, "user", "?"), cli_jint(job, "uid", -1),
+	       cli_jint(job, "priority", 0));
+	printf("   JobState=%s Reason=%s ExitCode=%ld:%ld\n", cli_jstr(job, "state", "?"),
+	       *reason ? reason : "None", cli_jint(job, "exit_code", 0), cli_jint(job, "signal", 0));
+	printf("   NumNodes=%ld NumTasks=%ld TimeLimit=%s\n", cli_jint(job, "nodes", 0),
+	       cli_jint(job, "ntasks", 0), limit);
+	printf("   Share=%s MemPerNode=%ldM GangSlot=%ld\n",
+	       json_is_true(json_object_get(job, "share")) ? "yes" : "no", cli_jint(job, "mem_mb", 0),
+	       cli_jint(job, "slot", -1));
 	printf("   SubmitTime=%s StartTime=%s EndTime=%s\n", sub, start, end);
 	printf("   NodeList=%s\n", nodes[0] ? nodes : "(null)");
-	printf("   Command=%s\n", jstr(job, "command", ""));
-	printf("   StdOut=%s\n", jstr(job, "output", ""));
-	printf("   StdErr=%s\n", *err ? err : jstr(job, "output", ""));
+	printf("   Command=%s\n", cli_jstr(job, "command", ""));
+	printf("   StdOut=%s\n", cli_jstr(job, "output", ""));
+	printf("   StdErr=%s\n", *err ? err : cli_jstr(job, "output", ""));
 	json_decref(resp);
 	return CLI_EXIT_OK;
 }
@@ -763,8 +694,8 @@ static const char wait_help[] =
 
 static int final_status(const json_t *job, long id)
 {
-	const char *state = jstr(job, "state", "?"), *reason = jstr(job, "reason", "");
-	long code = jint(job, "exit_code", 0), sig = jint(job, "signal", 0);
+	const char *state = cli_jstr(job, "state", "?"), *reason = cli_jstr(job, "reason", "");
+	long code = cli_jint(job, "exit_code", 0), sig = cli_jint(job, "signal", 0);
 	char why[256];
 	int status;
 
@@ -816,7 +747,7 @@ int cmd_wait(struct cli_ctx *ctx, const char *dir, int argc, char **argv)
 		if (rc == 0) {
 			json_t *job = json_object_get(resp, "job");
 
-			snprintf(state, sizeof(state), "%s", jstr(job, "state", "?"));
+			snprintf(state, sizeof(state), "%s", cli_jstr(job, "state", "?"));
 			if (cli_state_final(state)) {
 				rc = final_status(job, p.id);
 				json_decref(resp);
@@ -885,7 +816,7 @@ static int tail_drain(struct tail *t)
 static int set_paths(const struct cli_ctx *ctx, const json_t *job, long id,
 		     struct tail *out, struct tail *err)
 {
-	const char *o = jstr(job, "output", ""), *e = jstr(job, "error", "");
+	const char *o = cli_jstr(job, "output", ""), *e = cli_jstr(job, "error", "");
 
 	int n;
 
@@ -926,8 +857,8 @@ int cmd_logs(struct cli_ctx *ctx, const char *dir, int argc, char **argv)
 		if (rc == 0) {
 			json_t *job = json_object_get(resp, "job");
 
-			snprintf(state, sizeof(state), "%s", jstr(job, "state", "?"));
-			started = jint(job, "start_time", 0);
+			snprintf(state, sizeof(state), "%s", cli_jstr(job, "state", "?"));
+			started = cli_jint(job, "start_time", 0);
 			final = cli_state_final(state);
 			rc = set_paths(ctx, job, p.id, &out, &err);
 			json_decref(resp);
@@ -1007,7 +938,7 @@ int cmd_nodes(struct cli_ctx *ctx, const char *dir, int argc, char **argv)
 	static const char *const header[] = {
 		"NODE", "STATE", "CPUS", "CORES", "PUS", "NUMA", "MEM(MB)", "JOBS", "NOTE",
 	};
-	struct table t = { .ncols = 9 };
+	struct cli_table t = { .ncols = 9 };
 	json_t *resp, *node;
 	int flags = 0, rc, notes = 0;
 	size_t i;
@@ -1027,37 +958,37 @@ int cmd_nodes(struct cli_ctx *ctx, const char *dir, int argc, char **argv)
 	json_array_foreach(json_object_get(resp, "nodes"), i, node)
 		notes |= json_array_size(json_object_get(node, "shares_cpus_with")) > 0;
 	t.ncols = notes ? 9 : 8;
-	rc = table_add(&t, header);
+	rc = cli_table_add(&t, header);
 	json_array_foreach(json_object_get(resp, "nodes"), i, node) {
 		char cores[24], pus[24], numa[24], mem[24], jobs[1024], with[1024], note[1100];
 		const char *row[9];
 
-		snprintf(cores, sizeof(cores), "%ld", jint(node, "cores", 0));
-		snprintf(pus, sizeof(pus), "%ld", jint(node, "pus", 0));
-		snprintf(numa, sizeof(numa), "%ld", jint(node, "numa_nodes", 0));
-		snprintf(mem, sizeof(mem), "%ld", jint(node, "memory_mb", 0));
+		snprintf(cores, sizeof(cores), "%ld", cli_jint(node, "cores", 0));
+		snprintf(pus, sizeof(pus), "%ld", cli_jint(node, "pus", 0));
+		snprintf(numa, sizeof(numa), "%ld", cli_jint(node, "numa_nodes", 0));
+		snprintf(mem, sizeof(mem), "%ld", cli_jint(node, "memory_mb", 0));
 		join(json_object_get(node, "jobs"), jobs, sizeof(jobs));
 		join(json_object_get(node, "shares_cpus_with"), with, sizeof(with));
 		if (with[0])
 			snprintf(note, sizeof(note), "shares CPUs with %s", with);
 		else
 			note[0] = 0;
-		row[0] = jstr(node, "name", "?");
-		row[1] = jstr(node, "state", "?");
-		row[2] = jstr(node, "cpus", "");
+		row[0] = cli_jstr(node, "name", "?");
+		row[1] = cli_jstr(node, "state", "?");
+		row[2] = cli_jstr(node, "cpus", "");
 		row[3] = cores;
 		row[4] = pus;
 		row[5] = numa;
 		row[6] = mem;
 		row[7] = jobs[0] ? jobs : "-";
 		row[8] = note;
-		rc = rc ? rc : table_add(&t, row);
+		rc = rc ? rc : cli_table_add(&t, row);
 	}
 	if (rc)
 		cli_err("nodes: out of memory");
 	else
-		table_print(&t);
-	table_free(&t);
+		cli_table_print(&t);
+	cli_table_free(&t);
 	json_decref(resp);
 	return rc ? CLI_EXIT_ERR : CLI_EXIT_OK;
 }

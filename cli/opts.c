@@ -145,6 +145,17 @@ int cli_parse_num(const char *what, const char *s, long min, long max, long *out
 	return -EINVAL;
 }
 
+int cli_parse_mem(const char *what, const char *s, long *mb, char *err, size_t errlen)
+{
+	int rc = hec_parse_mem_mb(s, mb);
+
+	if (rc == -ERANGE)
+		snprintf(err, errlen, "%s: '%s' must be more than 0 and at most 1 PiB", what, s);
+	else if (rc)
+		snprintf(err, errlen, "%s: '%s' is not a size (e.g. 512M, 2G)", what, s);
+	return rc ? -EINVAL : 0;
+}
+
 int cli_parse_time(const char *what, const char *s, long *secs, char *err, size_t errlen)
 {
 	int rc = hec_parse_time_limit(s, secs);
@@ -185,6 +196,40 @@ int cli_parse_duration_ms(const char *what, const char *s, long max_ms, long *ms
 	}
 bad:
 	snprintf(err, errlen, "%s: '%s' is not a duration (e.g. 30, 30s, 500ms, 5m, 1h)", what, s);
+	return -EINVAL;
+}
+
+int cli_parse_slot_ms(const char *what, const char *s, long *ms, char *err, size_t errlen)
+{
+	size_t digits = strspn(s, "0123456789");
+	long v, mult;
+
+	if (digits == 0 || digits > 9)
+		goto bad;
+	if (!strcmp(s + digits, "") || !strcmp(s + digits, "ms"))
+		mult = 1;
+	else if (!strcmp(s + digits, "s"))
+		mult = 1000;
+	else
+		goto bad;
+	v = strtol(s, NULL, 10) * mult;
+	if (v < 1 || v > 60000) {
+		snprintf(err, errlen, "%s: '%s' must be between 1 ms and 60 s", what, s);
+		return -EINVAL;
+	}
+	*ms = v;
+	return 0;
+bad:
+	snprintf(err, errlen, "%s: '%s' is not a slot length in milliseconds (e.g. 10, 10ms, 1s)",
+		 what, s);
+	return -EINVAL;
+}
+
+int cli_parse_timeslice(const char *what, const char *s, char *err, size_t errlen)
+{
+	if (!strcmp(s, "gang") || !strcmp(s, "none"))
+		return 0;
+	snprintf(err, errlen, "%s: '%s' must be gang or none", what, s);
 	return -EINVAL;
 }
 

@@ -21,7 +21,9 @@
 	{ "job-name", SK_NAME, 1 }, \
 	{ "output", SK_OUTPUT, 1 }, \
 	{ "error", SK_ERROR, 1 }, \
-	{ "priority", SK_PRIORITY, 1 }
+	{ "priority", SK_PRIORITY, 1 }, \
+	{ "share", SK_SHARE, 0 }, \
+	{ "mem", SK_MEM, 1 }
 
 const struct cli_opt cli_submit_options[] = {
 	JOB_OPTIONS,
@@ -93,6 +95,15 @@ int submit_opt_apply(struct submit_opts *o, int key, const char *val, char *err,
 		if (!rc)
 			o->set |= SK_SET_PRIORITY;
 		return rc;
+	case SK_SHARE:
+		o->share = 1;
+		o->set |= SK_SET_SHARE;
+		return 0;
+	case SK_MEM:
+		rc = cli_parse_mem("--mem", val, &o->mem_mb, err, errlen);
+		if (!rc)
+			o->set |= SK_SET_MEM;
+		return rc;
 	case SK_NAME:
 		rc = check_text("--job-name", val, CLI_NAME_MAX, err, errlen);
 		if (!rc)
@@ -126,6 +137,10 @@ int submit_opts_merge(struct submit_opts *dst, const struct submit_opts *src)
 		dst->time_limit = src->time_limit;
 	if (take & SK_SET_PRIORITY)
 		dst->priority = src->priority;
+	if (take & SK_SET_SHARE)
+		dst->share = src->share;
+	if (take & SK_SET_MEM)
+		dst->mem_mb = src->mem_mb;
 	if ((take & SK_SET_NAME) && set_str(&dst->name, src->name))
 		return -ENOMEM;
 	if ((take & SK_SET_OUTPUT) && set_str(&dst->output, src->output))
@@ -146,6 +161,10 @@ int submit_opts_finish(struct submit_opts *o, const char *default_name, char *er
 		o->time_limit = 0;
 	if (!(o->set & SK_SET_PRIORITY))
 		o->priority = 0;
+	if (!(o->set & SK_SET_SHARE))
+		o->share = 0;
+	if (!(o->set & SK_SET_MEM))
+		o->mem_mb = 0;
 	if (o->ntasks < o->nodes) {
 		snprintf(err, errlen, "--ntasks: %ld task%s cannot fill %ld nodes (at least one task per node)",
 			 o->ntasks, o->ntasks == 1 ? "" : "s", o->nodes);

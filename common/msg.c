@@ -73,6 +73,27 @@ static const struct field s_spawn[] = {
 static const struct field s_spawned[] = { INT_REQ("pid", 1, ID_MAX), END };
 static const struct field s_exited[] = { INT_REQ("exit", 0, 255), INT_REQ("signal", 0, 128), END };
 
+#define NS_MAX 9223372036854775807LL
+static const struct field s_time_req[] = { INT_REQ("t1", 0, NS_MAX), END };
+static const struct field s_time_resp[] = {
+	INT_REQ("t1", 0, NS_MAX), INT_REQ("t2", 0, NS_MAX), INT_REQ("t3", 0, NS_MAX), END };
+static const struct field s_epoch[] = {
+	INT_REQ("epoch", 1, NS_MAX), INT_REQ("start", 0, NS_MAX),
+	INT_REQ("slot_ns", 1000000, 60000000000LL), INT_REQ("nslots", 1, 64),
+	{ .name = "slots", .kind = F_INTS, .required = 1, .min = 0, .max = ID_MAX },
+	{ .name = "frozen", .kind = F_INTS, .required = 1, .min = 1, .max = ID_MAX }, END };
+static const struct field s_stats_req[] = { INT_REQ("req", 1, NS_MAX), END };
+static const struct field s_switch[] = {
+	INT_REQ("epoch", 1, NS_MAX), INT_REQ("boundary", 0, NS_MAX),
+	INT_REQ("planned", 0, NS_MAX), INT_REQ("actual", 0, NS_MAX),
+	INT_REQ("freeze_ns", 0, NS_MAX), INT_REQ("thaw_ns", 0, NS_MAX), END };
+static const struct field s_usage[] = { INT_REQ("job", 1, ID_MAX), INT_REQ("usec", 0, NS_MAX), END };
+static const struct field s_stats[] = {
+	INT_REQ("req", 1, NS_MAX), INT_REQ("offset_ns", -NS_MAX, NS_MAX), INT_REQ("rtt_ns", 0, NS_MAX),
+	INT_REQ("now", 0, NS_MAX),
+	{ .name = "switches", .kind = F_OBJS, .required = 1, .sub = s_switch },
+	{ .name = "usage", .kind = F_OBJS, .required = 1, .sub = s_usage }, END };
+
 /* Requests: the schema is chosen by "op". */
 static const struct field s_req_submit[] = {
 	STR_REQ("op", 16), INT_REQ("nodes", 1, 4096), INT_REQ("ntasks", 1, 1 << 20),
@@ -80,11 +101,15 @@ static const struct field s_req_submit[] = {
 	INT_REQ("priority", -1000000, 1000000), STR_REQ("cwd", PATH_LEN),
 	{ .name = "env", .kind = F_STRS, .required = 1, .max = 1 << 17 },
 	{ .name = "argv", .kind = F_STRS, .max = 1 << 17 },
-	STR_OPT("script", 1 << 20), STR_OPT("output", PATH_LEN), STR_OPT("error", PATH_LEN), END };
+	STR_OPT("script", 1 << 20), STR_OPT("output", PATH_LEN), STR_OPT("error", PATH_LEN),
+	{ .name = "share", .kind = F_BOOL }, INT_OPT("mem_mb", 0, 1LL << 40), END };
 static const struct field s_req_queue[] = {
 	STR_REQ("op", 16), { .name = "all", .kind = F_BOOL }, END };
 static const struct field s_req_job[] = { STR_REQ("op", 16), INT_REQ("job", 1, ID_MAX), END };
 static const struct field s_req_plain[] = { STR_REQ("op", 16), END };
+static const struct field s_req_gang_set[] = {
+	STR_REQ("op", 16), INT_OPT("slot_us", 1000, 60000000), INT_OPT("max_share", 1, 64),
+	STR_OPT("timeslice", 8), END };
 
 static const struct {
 	const char *op;
@@ -92,7 +117,8 @@ static const struct {
 } req_ops[] = {
 	{ "submit", s_req_submit }, { "queue", s_req_queue }, { "show", s_req_job },
 	{ "cancel", s_req_job }, { "nodes", s_req_plain }, { "status", s_req_plain },
-	{ "shutdown", s_req_plain },
+	{ "shutdown", s_req_plain }, { "gang", s_req_plain }, { "gang_stats", s_req_plain },
+	{ "gang_set", s_req_gang_set },
 };
 
 static const struct {
@@ -118,6 +144,11 @@ static const struct {
 	[HEC_MSG_STDOUT] = { "STDOUT", NULL },
 	[HEC_MSG_STDERR] = { "STDERR", NULL },
 	[HEC_MSG_EXITED] = { "EXITED", s_exited },
+	[HEC_MSG_TIME_REQ] = { "TIME_REQ", s_time_req },
+	[HEC_MSG_TIME_RESP] = { "TIME_RESP", s_time_resp },
+	[HEC_MSG_EPOCH] = { "EPOCH", s_epoch },
+	[HEC_MSG_STATS_REQ] = { "STATS_REQ", s_stats_req },
+	[HEC_MSG_STATS] = { "STATS", s_stats },
 };
 #define NTYPES (sizeof(types) / sizeof(types[0]))
 

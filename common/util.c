@@ -127,6 +127,39 @@ int hec_parse_time_limit(const char *s, long *secs)
 	return 0;
 }
 
+int hec_parse_mem_mb(const char *s, long *mb)
+{
+	static const struct { char unit; long kib; } units[] = {
+		{ 'K', 1 }, { 'M', 1024 }, { 'G', 1024L * 1024 }, { 'T', 1024L * 1024 * 1024 },
+	};
+	long kib = 1024, v;
+	char *end;
+
+	if (!s || !isdigit((unsigned char)*s))
+		return -EINVAL;
+	errno = 0;
+	v = strtol(s, &end, 10);
+	if (errno)
+		return -ERANGE;
+	if (*end) {
+		size_t i;
+
+		for (i = 0; i < HEC_ARRAY_SIZE(units); i++)
+			if (toupper((unsigned char)*end) == units[i].unit)
+				break;
+		/* "2G" and "2GB" both read as gibibytes */
+		if (i == HEC_ARRAY_SIZE(units) || (end[1] && (toupper((unsigned char)end[1]) != 'B' || end[2])))
+			return -EINVAL;
+		kib = units[i].kib;
+	}
+	if (v == 0 || v > (1L << 40) / kib)
+		return -ERANGE;
+	*mb = (v * kib + 1023) / 1024;
+	if (*mb > 1L << 30)
+		return -ERANGE;
+	return 0;
+}
+
 void hec_format_duration(long secs, char *buf, size_t len)
 {
 	if (secs <= 0) {

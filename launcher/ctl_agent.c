@@ -15,6 +15,7 @@
 #include <string.h>
 
 #include "hec/common.h"
+#include "hec/gang.h"
 #include "ctld.h"
 #include "sched.h"
 
@@ -28,28 +29,39 @@ struct node *node_find(struct ctl *ctl, const char *name)
 	return NULL;
 }
 
-/* Keep ctl->nodes in natural name order: placement takes nodes in list order. */
-static void node_link(struct ctl *ctl, struct node *n)
+/*
+ * Keep ctl->nodes in natural name order: it is the column order of the gang
+ * matrix, and placement takes the lowest columns first.
+ * \return 0 or -ENOMEM (the node is not linked).
+ */
+static int node_link(struct ctl *ctl, struct node *n)
 {
 	struct node **pp = &ctl->nodes;
+	int pos = 0, rc;
 
-	while (*pp && sched_name_cmp((*pp)->name, n->name) < 0)
+	while (*pp && sched_name_cmp((*pp)->name, n->name) < 0) {
 		pp = &(*pp)->next;
+		pos++;
+	}
+	rc = gang_col_insert(ctl->gang, pos, n->memory_mb > 0 ? n->memory_mb : 0, 0);
+	if (rc)
+		return rc;
 	n->next = *pp;
 	*pp = n;
 	ctl->nnodes++;
+	return 0;
 }
 
 enum node_state node_public_state(const struct node *n)
 {
 	if (n->state == NODE_DOWN || n->state == NODE_UNKNOWN)
 		return n->state;
-	return n->job ? NODE_ALLOCATED : NODE_IDLE;
+	return n->njobs ? NODE_ALLOCATED : NODE_IDLE;
 }
 
-int node_usable(const struct node *n)
+int node_up(const struct node *n)
 {
-	return n->state == NODE_IDLE && n->peer && !n->job;
+	return n->state == NODE_IDLE && n->peer;
 }
 
 int node_send(struct node *n, unsigned type, json_t *body)
@@ -95,6 +107,7 @@ void node_down(struct ctl *ctl, struct node *n, const char *why)
 			job_end(ctl, j, JOB_NODE_FAIL, "%s not responding", n->name);
 	}
 	ctl->sched_needed = 1;
+	ctl->epoch_needed = 1; /* the others' schedule no longer names it */
 }
 
 void node_check_liveness(struct ctl *ctl)
@@ -142,8 +155,9 @@ json_t *node_to_json(struct ctl *ctl, const struct node *n)
 		if (hec_cpuset_intersects(&mine, &other))
 			json_array_append_new(shares, json_string(o->name));
 	}
-	if (jobs && n->job)
-		json_array_append_new(jobs, json_integer(n->job->id));
+	for (const struct job *j = ctl->jobs; jobs && n->njobs && j; j = j->next)
+		if (j->phase != PH_NONE && job_node_of((struct job *)j, n))
+			json_array_append_new(jobs, json_integer(j->id));
 	return json_pack("{s:s,s:s,s:s,s:s,s:I,s:I,s:I,s:I,s:o,s:o,s:I}",
 			 "name", n->name, "state", node_state_name(node_public_state(n)),
 			 "hostname", n->hostname, "cpus", n->cpus ? n->cpus : "",
@@ -159,7 +173,11 @@ static int restore_node(struct node *n, void *arg)
 	struct ctl *ctl = arg;
 
 	n->last_heard = ctl->start_mono; /* node_timeout counts from our start */
-	node_link(ctl, n);
+	if (node_link(ctl, n)) {
+		free(n->cpus);
+		free(n);
+		return -ENOMEM;
+	}
 	return 0;
 }
 
@@ -337,7 +355,13 @@ static void agent_register(struct ctl *ctl, struct peer *p, const json_t *body)
 		}
 		snprintf(n->name, sizeof(n->name), "%s", name);
 		n->state = NODE_UNKNOWN;
-		node_link(ctl, n);
+		if (node_link(ctl, n)) {
+			free(n->cpus);
+			free(n);
+			hec_err("%s: node %s: out of memory", peer, name);
+			hec_conn_send_error_and_close(p->conn, "controller out of memory");
+			return;
+		}
 	} else if (strcmp(n->cpus, cpus)) {
 		char *c = strdup(cpus);
 
@@ -359,6 +383,7 @@ static void agent_register(struct ctl *ctl, struct peer *p, const json_t *body)
 	n->state = NODE_IDLE;
 	n->peer = p;
 	n->gen++;
+	n->rtt_ns = 0; /* a new connection: its STATS will tell */
 	p->node = n;
 	n->last_heard = hec_now_mono_ns();
 	n->last_seen = ctl_now();
@@ -376,6 +401,7 @@ static void agent_register(struct ctl *ctl, struct peer *p, const json_t *body)
 		job_exit_report(ctl, n, e);
 	reconcile(ctl, n, parts);
 	ctl->sched_needed = 1;
+	ctl->epoch_needed = 1; /* every node, this one included, gets the schedule */
 }
 
 static void agent_launched(struct ctl *ctl, struct node *n, const json_t *body)
@@ -430,6 +456,8 @@ static void agent_gone(struct ctl *ctl, struct node *n, const json_t *body)
 
 void agent_on_msg(struct hec_conn *c, const struct hec_msg *m, void *arg)
 {
+	/* Clock probes: the receipt instant first, before anything else runs. */
+	int64_t t2 = hec_now_real_ns();
 	struct peer *p = arg;
 	struct ctl *ctl = p->ctl;
 	struct node *n = p->node;
@@ -446,7 +474,13 @@ void agent_on_msg(struct hec_conn *c, const struct hec_msg *m, void *arg)
 	n->last_heard = hec_now_mono_ns();
 	n->last_seen = ctl_now();
 	switch (m->type) {
+	case HEC_MSG_TIME_REQ:
+		gang_time_req(ctl, n, m->body, t2);
+		return; /* nothing for the scheduler; answer without delay */
 	case HEC_MSG_HEARTBEAT:
+		break;
+	case HEC_MSG_STATS:
+		gang_on_stats(ctl, n, m->body);
 		break;
 	case HEC_MSG_LAUNCHED:
 		agent_launched(ctl, n, m->body);
@@ -467,6 +501,6 @@ void agent_on_msg(struct hec_conn *c, const struct hec_msg *m, void *arg)
 		break;
 	}
 out:
-	if (ctl->sched_needed)
+	if (ctl->sched_needed || ctl->epoch_needed)
 		ctl_schedule(ctl);
 }

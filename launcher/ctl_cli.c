@@ -17,7 +17,7 @@
 #include "hec/common.h"
 #include "ctld.h"
 
-static void respond(struct hec_conn *c, json_t *body)
+void respond(struct hec_conn *c, json_t *body)
 {
 	if (!body) {
 		hec_err("%s: out of memory building a response", hec_conn_peer(c));
@@ -28,10 +28,7 @@ static void respond(struct hec_conn *c, json_t *body)
 	json_decref(body);
 }
 
-static void respond_error(struct hec_conn *c, const char *fmt, ...)
-	__attribute__((format(printf, 2, 3)));
-
-static void respond_error(struct hec_conn *c, const char *fmt, ...)
+void respond_error(struct hec_conn *c, const char *fmt, ...)
 {
 	char text[1024];
 	va_list ap;
@@ -93,7 +90,11 @@ static void cli_submit(struct ctl *ctl, struct peer *p, const json_t *req)
 	const char *error = json_string_value(json_object_get(req, "error"));
 	json_t *env = json_object_get(req, "env");
 	json_t *argv = json_object_get(req, "argv");
+	int share = json_is_true(json_object_get(req, "share"));
+	long mem_mb = (long)json_integer_value(json_object_get(req, "mem_mb"));
+	long biggest = 0;
 	char deflt[PATH_MAX];
+	struct node *n;
 	struct job *j;
 	size_t i;
 	json_t *e;
@@ -111,6 +112,15 @@ static void cli_submit(struct ctl *ctl, struct peer *p, const json_t *req)
 	if (nodes > ctl->nnodes) {
 		respond_error(p->conn, "job asks for %ld node%s; the cluster has %d", nodes,
 			      nodes == 1 ? "" : "s", ctl->nnodes);
+		return;
+	}
+	for (n = ctl->nodes; n; n = n->next)
+		if (n->memory_mb > biggest)
+			biggest = n->memory_mb;
+	/* Nodes that report no memory size do not count it (design.md). */
+	if (mem_mb > 0 && biggest > 0 && mem_mb > biggest) {
+		respond_error(p->conn, "job asks for %ld MB per node; the largest node has %ld MB",
+			      mem_mb, biggest);
 		return;
 	}
 	if (cwd[0] != '/') {
@@ -150,6 +160,9 @@ static void cli_submit(struct ctl *ctl, struct peer *p, const json_t *req)
 	j->ntasks = (int)ntasks;
 	j->time_limit = (long)json_integer_value(json_object_get(req, "time_limit"));
 	j->priority = (int)json_integer_value(json_object_get(req, "priority"));
+	j->share = share;
+	j->mem_mb = mem_mb;
+	j->slot = -1;
 	j->submit_time = ctl_now();
 	j->cwd = strdup(cwd);
 	j->env = json_incref(env);
@@ -181,9 +194,11 @@ static void cli_submit(struct ctl *ctl, struct peer *p, const json_t *req)
 	else
 		ctl->jobs = j;
 	ctl->jobs_tail = j;
-	hec_info("job %ld: submitted by %s (uid %u): %d node%s, %d task%s, priority %d: %s", j->id,
-		 j->user, (unsigned)j->uid, j->nnodes, j->nnodes == 1 ? "" : "s", j->ntasks,
-		 j->ntasks == 1 ? "" : "s", j->priority, j->command);
+	gang_add_pending(ctl, j);
+	hec_info("job %ld: submitted by %s (uid %u): %d node%s, %d task%s, priority %d, %s, %ld MB per node: %s",
+		 j->id, j->user, (unsigned)j->uid, j->nnodes, j->nnodes == 1 ? "" : "s", j->ntasks,
+		 j->ntasks == 1 ? "" : "s", j->priority, j->share ? "share" : "exclusive",
+		 j->mem_mb, j->command);
 	/* The job is committed: only now may the user hear its id. */
 	respond(p->conn, json_pack("{s:b,s:I}", "ok", 1, "job", (json_int_t)j->id));
 	ctl->sched_needed = 1;
@@ -322,8 +337,14 @@ void cli_on_msg(struct hec_conn *c, const struct hec_msg *m, void *arg)
 		cli_status(ctl, p);
 	else if (!strcmp(op, "shutdown"))
 		cli_shutdown(ctl, p);
+	else if (!strcmp(op, "gang"))
+		cli_gang(ctl, p);
+	else if (!strcmp(op, "gang_stats"))
+		cli_gang_stats(ctl, p);
+	else if (!strcmp(op, "gang_set"))
+		cli_gang_set(ctl, p, m->body);
 	else /* msg.c knows every op; a new one without a handler lands here */
 		respond_error(c, "op '%s' is not implemented by this controller", op);
-	if (ctl->sched_needed)
+	if (ctl->sched_needed || ctl->epoch_needed)
 		ctl_schedule(ctl);
 }

@@ -10,9 +10,11 @@
  *                                                                v
  *                                    COMPLETED / FAILED / CANCELLED / TIMEOUT / NODE_FAIL
  *
- * The public state is RUNNING from LAUNCHING through ENDING; nodes are
- * freed only when the job is final, so a new job never meets the remains of
- * an old one in a partition.
+ * The public state is RUNNING from LAUNCHING through ENDING, or SUSPENDED
+ * while the gang matrix has evicted it (ctl_gang.c; the phase is unchanged,
+ * so time limits, cancel and node failure treat it like a running job).
+ * Nodes are freed only when the job is final, so a new job never meets the
+ * remains of an old one in a partition.
  */
 #include "config.h"
 
@@ -61,9 +63,11 @@ static void job_finish(struct ctl *ctl, struct job *j, enum job_state s)
 	for (int i = 0; i < j->nalloc; i++) {
 		struct node *n = j->alloc[i].node;
 
-		if (n && n->job == j)
-			n->job = NULL;
+		if (n && n->njobs > 0)
+			n->njobs--;
 	}
+	gang_remove(ctl, j);
+	j->slot = -1;
 	job_save(ctl, j);
 	job_drop_payload(j);
 	memset(j->key, 0, sizeof(j->key));
@@ -120,6 +124,7 @@ void job_end(struct ctl *ctl, struct job *j, enum job_state outcome, const char 
 	j->final_state = outcome;
 	j->phase = PH_ENDING;
 	j->end_time = ctl_now();
+	gang_pin(ctl, j, 1); /* it keeps its place until every node is clean */
 	job_save(ctl, j);
 	hec_info("job %ld: ending as %s (%s); cleaning up its nodes", j->id,
 		 job_state_name(outcome), j->reason);
@@ -146,8 +151,7 @@ int job_send_launch(struct ctl *ctl, struct job *j, struct job_node *jn)
 	return rc;
 }
 
-/* Hand @j the nodes the planner chose and send LAUNCH to each. */
-static void job_start(struct ctl *ctl, struct job *j, struct node **nodes, int n)
+void job_start(struct ctl *ctl, struct job *j, struct node **nodes, int n)
 {
 	const char *names[n > 0 ? n : 1];
 	int rc;
@@ -163,17 +167,25 @@ static void job_start(struct ctl *ctl, struct job *j, struct node **nodes, int n
 	}
 	for (int i = 0; i < n; i++) {
 		j->alloc[i].node = nodes[i];
-		nodes[i]->job = j;
+		nodes[i]->njobs++;
 	}
 	j->state = JOB_RUNNING;
 	j->phase = PH_LAUNCHING;
+	/* Not evicted half-launched: suspension starts once START is out. */
+	gang_pin(ctl, j, 1);
 	j->start_ns = hec_now_real_ns();
 	j->start_time = j->start_ns / 1000000000LL;
 	j->launch_deadline = hec_now_mono_ns() + ctl->conf.launch_timeout * 1000000LL;
 	snprintf(j->reason, sizeof(j->reason), "None");
 	job_save(ctl, j);
-	hec_info("job %ld: starting on %d node%s (%s%s), %d task%s", j->id, n, n == 1 ? "" : "s",
-		 names[0], n > 1 ? ",..." : "", j->ntasks, j->ntasks == 1 ? "" : "s");
+	if (j->slot >= 0)
+		hec_info("job %ld: starting on %d node%s (%s%s) in slot %d, %d task%s", j->id, n,
+			 n == 1 ? "" : "s", names[0], n > 1 ? ",..." : "", j->slot, j->ntasks,
+			 j->ntasks == 1 ? "" : "s");
+	else
+		hec_info("job %ld: starting on %d node%s (%s%s), %d task%s", j->id, n,
+			 n == 1 ? "" : "s", names[0], n > 1 ? ",..." : "", j->ntasks,
+			 j->ntasks == 1 ? "" : "s");
 	for (int i = 0; i < n; i++) {
 		rc = job_send_launch(ctl, j, &j->alloc[i]);
 		if (rc) {
@@ -205,6 +217,7 @@ void job_send_start(struct ctl *ctl, struct job *j)
 	 * START unrecorded is failed as half-launched, never started twice. */
 	j->phase = PH_RUNNING;
 	j->started = 1;
+	gang_pin(ctl, j, 0);
 	job_save(ctl, j);
 	rc = node_send(batch->node, HEC_MSG_START, body);
 	if (rc) {
@@ -257,60 +270,6 @@ void job_exit_report(struct ctl *ctl, struct node *n, const json_t *body)
 	}
 	/* Acknowledge after the outcome is committed (job_end saved it). */
 	node_send(n, HEC_MSG_EXIT_ACK, json_pack("{s:I}", "job", (json_int_t)id));
-}
-
-void ctl_schedule(struct ctl *ctl)
-{
-	struct sched_job *sj = NULL;
-	struct sched_node *sn = NULL;
-	struct node **nodes = NULL;
-	size_t *alloc = NULL, npending = 0, nstarted, used = 0, i;
-	struct job *j;
-	struct node *n;
-
-	ctl->sched_needed = 0;
-	for (j = ctl->jobs; j; j = j->next)
-		if (j->state == JOB_PENDING)
-			npending++;
-	if (!npending)
-		return;
-	sj = calloc(npending, sizeof(*sj));
-	sn = calloc((size_t)ctl->nnodes + 1, sizeof(*sn));
-	nodes = calloc((size_t)ctl->nnodes + 1, sizeof(*nodes));
-	alloc = calloc((size_t)ctl->nnodes + 1, sizeof(*alloc));
-	if (!sj || !sn || !nodes || !alloc) {
-		hec_err("scheduler: out of memory; will retry");
-		ctl->sched_needed = 1;
-		goto out_free;
-	}
-	i = 0;
-	for (j = ctl->jobs; j; j = j->next)
-		if (j->state == JOB_PENDING)
-			sj[i++] = (struct sched_job){ .id = j->id, .priority = j->priority,
-						      .nodes = j->nnodes, .ptr = j };
-	sched_sort(sj, npending);
-	i = 0;
-	for (n = ctl->nodes; n; n = n->next, i++) {
-		nodes[i] = n;
-		sn[i].idle = !ctl->shutting_down && node_usable(n);
-	}
-	nstarted = sched_plan(sn, (size_t)ctl->nnodes, sj, npending, alloc);
-	for (i = 0; i < nstarted; i++) {
-		struct node *picked[sj[i].nodes];
-
-		for (int k = 0; k < sj[i].nodes; k++)
-			picked[k] = nodes[alloc[used++]];
-		job_start(ctl, sj[i].ptr, picked, sj[i].nodes);
-	}
-	for (i = nstarted; i < npending; i++) {
-		j = sj[i].ptr;
-		snprintf(j->reason, sizeof(j->reason), "%s", sched_pending_reason(i, nstarted));
-	}
-out_free:
-	free(sj);
-	free(sn);
-	free(nodes);
-	free(alloc);
 }
 
 /* A node that neither confirms cleanup nor goes silent: ask again now and
@@ -371,7 +330,8 @@ json_t *job_to_json(const struct job *j)
 
 	for (int i = 0; nl && i < j->nalloc; i++)
 		json_array_append_new(nl, json_string(j->alloc[i].name));
-	o = json_pack("{s:I,s:s,s:s,s:I,s:s,s:s,s:i,s:i,s:I,s:i,s:I,s:I,s:I,s:o,s:i,s:i,s:s,s:s,s:s}",
+	o = json_pack("{s:I,s:s,s:s,s:I,s:s,s:s,s:i,s:i,s:I,s:i,s:I,s:I,s:I,s:o,s:i,s:i,s:s,s:s,s:s,"
+		      "s:b,s:I,s:i}",
 		      "id", (json_int_t)j->id, "name", j->name, "user", j->user,
 		      "uid", (json_int_t)j->uid, "state", state, "reason", j->reason,
 		      "nodes", j->nnodes, "ntasks", j->ntasks,
@@ -381,7 +341,8 @@ json_t *job_to_json(const struct job *j)
 		      "end_time", (json_int_t)(job_state_final(j->state) ? j->end_time : 0),
 		      "nodelist", nl, "exit_code", j->exit_code, "signal", j->sig,
 		      "output", j->output ? j->output : "", "error", j->error ? j->error : "",
-		      "command", j->command ? j->command : "");
+		      "command", j->command ? j->command : "",
+		      "share", j->share, "mem_mb", (json_int_t)j->mem_mb, "slot", j->slot);
 	return o;
 }
 
@@ -427,7 +388,7 @@ static void restore_classify(struct ctl *ctl, struct job *j)
 
 		jn->node = node_find(ctl, jn->name);
 		if (jn->node)
-			jn->node->job = j;
+			jn->node->njobs++;
 		else
 			jn->gone = 1;
 		jn->launched = j->started;
@@ -452,8 +413,8 @@ static void restore_classify(struct ctl *ctl, struct job *j)
 				break;
 			}
 		if (j->phase == PH_RUNNING)
-			hec_info("job %ld: RUNNING on %d node%s; waiting for them to register", j->id,
-				 j->nalloc, j->nalloc == 1 ? "" : "s");
+			hec_info("job %ld: %s on %d node%s; waiting for them to register", j->id,
+				 job_state_name(j->state), j->nalloc, j->nalloc == 1 ? "" : "s");
 	}
 }
 
@@ -464,8 +425,15 @@ int ctl_jobs_restore(struct ctl *ctl)
 
 	if (rc)
 		return rc;
-	for (j = ctl->jobs; j; j = j->next)
+	for (j = ctl->jobs; j; j = j->next) {
 		restore_classify(ctl, j);
+		if (job_state_final(j->state))
+			continue;
+		if (j->phase == PH_NONE)
+			gang_add_pending(ctl, j);
+		else
+			gang_add_restored(ctl, j);
+	}
 	return 0;
 }
 

@@ -33,6 +33,9 @@ struct ctl_conf {
 	long node_timeout;         /* ms */
 	long launch_timeout;       /* ms */
 	char log_level[16];
+	long gang_slot;            /* ms: length of one time slot */
+	long max_share;            /* rows of the gang matrix (multiprogramming level) */
+	char timeslice[32];        /* "gang" or "none" */
 };
 
 /* ---- records ---- */
@@ -76,6 +79,10 @@ struct job_node {
 	int gone;              /* JOB_GONE received, or the node is DOWN */
 	unsigned kill_gen;     /* node->gen when KILL_JOB was last sent */
 	int64_t kill_sent;     /* mono ns of that KILL_JOB */
+	/* gang_stats: CPU usage at the previous call (else: since the start) */
+	int stats_set;
+	int64_t stats_usec;
+	int64_t stats_ns;      /* CLOCK_REALTIME ns of that report */
 };
 
 struct job {
@@ -91,6 +98,9 @@ struct job {
 	int ntasks;
 	long time_limit;             /* seconds, 0 = none */
 	int priority;
+	int share;                   /* --share: one row of the gang matrix, else exclusive */
+	long mem_mb;                 /* per node, 0 = not counted */
+	int slot;                    /* row of the gang matrix while running a share job, else -1 */
 	int64_t submit_time, start_time, end_time; /* Unix seconds, 0 = not yet */
 	char *cwd;
 	json_t *env;                 /* [str]; NULL once final (not needed any more) */
@@ -119,12 +129,13 @@ struct node {
 	char addr[301];
 	char *cpus;
 	long cores, pus, numa_nodes, memory_mb;
-	enum node_state state;       /* UNKNOWN / DOWN, or "up" (IDLE / ALLOCATED by ->job) */
+	enum node_state state;       /* UNKNOWN / DOWN, or "up" (IDLE / ALLOCATED by ->njobs) */
 	struct peer *peer;           /* live registered connection, or NULL */
 	int64_t last_heard;          /* mono ns of the last message (or controller start) */
 	int64_t last_seen;           /* Unix seconds of the last message */
-	struct job *job;             /* job holding this node (whole-node allocation) */
+	int njobs;                   /* jobs holding this node (started, not final) */
 	unsigned gen;                /* counts registrations: one per connection */
+	int64_t rtt_ns, offset_ns;   /* clock estimate from its last STATS (0: none yet) */
 	struct node *next;           /* ctl->nodes, natural name order */
 };
 
@@ -145,6 +156,16 @@ struct peer {
 };
 
 struct db;
+struct gang_matrix;
+struct stats_req;
+
+/* The schedule epoch last published (doc/design.md, "Schedule epochs"). */
+struct epoch {
+	int64_t id;                  /* 0: none yet */
+	int64_t start;               /* CLOCK_REALTIME ns */
+	int64_t slot_ns;
+	int nslots;
+};
 
 struct ctl {
 	struct ctl_conf conf;
@@ -162,6 +183,17 @@ struct ctl {
 	int shutting_down;
 	int64_t shutdown_deadline;   /* mono ns */
 	int sched_needed;
+
+	/* gang scheduling (ctl_gang.c); settings start from conf, gang_set changes them */
+	struct gang_matrix *gang;
+	int64_t slot_ns;
+	int max_share;
+	int timeslice_none;          /* co-locate share jobs but never switch them */
+	struct epoch epoch;
+	unsigned long gang_published; /* gang_version() of the last epoch */
+	int epoch_needed;            /* publish even if the matrix did not change */
+	struct stats_req *stats_reqs; /* gang_stats requests collecting STATS */
+	int64_t stats_seq;
 };
 
 /* ---- ctl_rec.c: record helpers, no I/O ---- */
@@ -191,7 +223,7 @@ int job_set_alloc(struct job *j, const char *const *names, int n);
 
 /* ---- db.c: the SQLite catalog ---- */
 
-#define DB_SCHEMA_VERSION 1
+#define DB_SCHEMA_VERSION 2 /* 2: jobs.share, jobs.mem_mb, jobs.slot */
 
 /**
  * Open (creating if needed) the catalog at @path: WAL journal,
@@ -213,7 +245,7 @@ int db_journal_mode(struct db *db, char *buf, size_t len);
  */
 int db_job_insert(struct db *db, struct job *j,
 		  int (*fixup)(struct job *j, void *arg), void *arg);
-/** Store the mutable fields (state, reason, times, nodelist, exit status). */
+/** Store the mutable fields (state, reason, times, nodelist, exit status, slot). */
 int db_job_update(struct db *db, const struct job *j);
 /**
  * Call @cb for every job in ascending id with a freshly allocated record
@@ -245,8 +277,8 @@ void job_send_start(struct ctl *ctl, struct job *j);
 void job_kill_nodes(struct ctl *ctl, struct job *j);
 /** JOB_EXIT from @n (also from REGISTER's exits); always acknowledged. */
 void job_exit_report(struct ctl *ctl, struct node *n, const json_t *body);
-/** Start pending jobs that fit; refresh pending reasons. */
-void ctl_schedule(struct ctl *ctl);
+/** Hand @j the nodes the matrix chose (in column order) and send LAUNCH. */
+void job_start(struct ctl *ctl, struct job *j, struct node **nodes, int n);
 /** Time limits and launch timeouts. */
 void ctl_job_timers(struct ctl *ctl);
 json_t *job_to_json(const struct job *j);
@@ -260,12 +292,12 @@ void ctl_jobs_shutdown(struct ctl *ctl, uid_t uid);
 struct node *node_find(struct ctl *ctl, const char *name);
 /** Public state: UNKNOWN / DOWN / ALLOCATED / IDLE. */
 enum node_state node_public_state(const struct node *n);
-/** Up, connected and free: may take a new job. */
-int node_usable(const struct node *n);
 void node_down(struct ctl *ctl, struct node *n, const char *why);
 void node_check_liveness(struct ctl *ctl);
 json_t *node_to_json(struct ctl *ctl, const struct node *n);
 int ctl_nodes_restore(struct ctl *ctl);
+/** Up and connected: jobs may be placed on it and it follows epochs. */
+int node_up(const struct node *n);
 /** Send one message to a node's agent; @body is consumed. \return 0 or -errno. */
 int node_send(struct node *n, unsigned type, json_t *body);
 void agent_on_msg(struct hec_conn *c, const struct hec_msg *m, void *arg);
@@ -273,6 +305,40 @@ void agent_on_msg(struct hec_conn *c, const struct hec_msg *m, void *arg);
 /* ---- ctl_cli.c: CLI requests ---- */
 
 void cli_on_msg(struct hec_conn *c, const struct hec_msg *m, void *arg);
+void respond(struct hec_conn *c, json_t *body);
+void respond_error(struct hec_conn *c, const char *fmt, ...)
+	__attribute__((format(printf, 2, 3)));
+
+/* ---- ctl_gang.c: the gang matrix, epochs, clock and statistics ---- */
+
+/** Create the matrix from the configuration. \return 0 or -ENOMEM. */
+int gang_init(struct ctl *ctl);
+void gang_fini(struct ctl *ctl);
+/** Parse a timeslice name. \return 1 for "none", 0 for "gang", -EINVAL. */
+int gang_timeslice_parse(const char *s);
+/** Column of @n: its place in ctl->nodes. */
+int node_col(const struct ctl *ctl, const struct node *n);
+/** Add a submitted or reloaded pending job to the matrix. */
+void gang_add_pending(struct ctl *ctl, struct job *j);
+/** Reloaded started job: back on its nodes (after ctl_jobs_restore). */
+void gang_add_restored(struct ctl *ctl, struct job *j);
+/** The job starts, runs, ends: pinned while starting or ending. */
+void gang_pin(struct ctl *ctl, struct job *j, int pinned);
+/** The job is final: its place in the matrix is free. */
+void gang_remove(struct ctl *ctl, struct job *j);
+/** Scheduling pass: start, suspend and resume jobs as the matrix says,
+ *  refresh pending reasons, publish an epoch if anything changed. */
+void ctl_schedule(struct ctl *ctl);
+/** TIME_REQ from an agent, received at @t2 (CLOCK_REALTIME ns). */
+void gang_time_req(struct ctl *ctl, struct node *n, const json_t *body, int64_t t2);
+void gang_on_stats(struct ctl *ctl, struct node *n, const json_t *body);
+void cli_gang(struct ctl *ctl, struct peer *p);
+void cli_gang_stats(struct ctl *ctl, struct peer *p);
+void cli_gang_set(struct ctl *ctl, struct peer *p, const json_t *req);
+/** A CLI connection is going away: drop answers it was waiting for. */
+void gang_forget_peer(struct ctl *ctl, struct peer *p);
+/** gang_stats deadlines (from the tick). */
+void gang_timers(struct ctl *ctl);
 
 /* ---- hecctld.c ---- */
 

@@ -38,13 +38,21 @@ static const char schema_v1[] =
 	" memory_mb INTEGER NOT NULL, last_seen INTEGER NOT NULL);"
 	"PRAGMA user_version = 1;";
 
+/* Version 2: gang scheduling.  A new catalog is made as version 1 and then
+ * migrated, so there is one path to every version. */
+static const char migrate_v2[] =
+	"ALTER TABLE jobs ADD COLUMN share INTEGER NOT NULL DEFAULT 0;"
+	"ALTER TABLE jobs ADD COLUMN mem_mb INTEGER NOT NULL DEFAULT 0;"
+	"ALTER TABLE jobs ADD COLUMN slot INTEGER NOT NULL DEFAULT -1;"
+	"PRAGMA user_version = 2;";
+
 static const char sql_ins_job[] =
 	"INSERT INTO jobs (name, uid, gid, user, state, reason, nodes, ntasks, time_limit,"
-	" priority, submit_time, cwd, env, argv, script, output, error)"
-	" VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)";
+	" priority, submit_time, cwd, env, argv, script, output, error, share, mem_mb)"
+	" VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)";
 static const char sql_upd_job[] =
 	"UPDATE jobs SET state=?, final_state=?, reason=?, start_time=?, end_time=?,"
-	" nodelist=?, exit_code=?, signal=?, exited=?, started=? WHERE id=?";
+	" nodelist=?, exit_code=?, signal=?, exited=?, started=?, slot=? WHERE id=?";
 static const char sql_set_paths[] = "UPDATE jobs SET output=?, error=? WHERE id=?";
 static const char sql_save_node[] =
 	"INSERT OR REPLACE INTO nodes (name, hostname, addr, cpus, cores, pus, numa_nodes,"
@@ -117,11 +125,13 @@ static int set_up(struct db *db, char *err, size_t errlen)
 			 version, DB_SCHEMA_VERSION);
 		return -EPROTO;
 	}
-	if (version == 0) {
+	if (version < DB_SCHEMA_VERSION) {
+		/* All steps in one transaction: a crash leaves the old version. */
 		if (exec(db, "BEGIN IMMEDIATE"))
 			goto sql_error;
-		if (exec(db, schema_v1)) {
-			snprintf(err, errlen, "cannot create the schema: %s", sqlite3_errmsg(db->h));
+		if ((version < 1 && exec(db, schema_v1)) || exec(db, migrate_v2)) {
+			snprintf(err, errlen, "cannot %s the schema: %s",
+				 version ? "upgrade" : "create", sqlite3_errmsg(db->h));
 			exec(db, "ROLLBACK");
 			return -EIO;
 		}
@@ -243,6 +253,8 @@ int db_job_insert(struct db *db, struct job *j,
 	bind_text(st, 15, j->script);
 	bind_text(st, 16, j->output ? j->output : "");
 	bind_text(st, 17, j->error);
+	sqlite3_bind_int(st, 18, j->share ? 1 : 0);
+	sqlite3_bind_int64(st, 19, j->mem_mb);
 	rc = step_done(st);
 	if (rc)
 		goto err_rollback;
@@ -304,7 +316,8 @@ int db_job_update(struct db *db, const struct job *j)
 	sqlite3_bind_int(st, 8, j->sig);
 	sqlite3_bind_int(st, 9, j->exited);
 	sqlite3_bind_int(st, 10, j->started);
-	sqlite3_bind_int64(st, 11, j->id);
+	sqlite3_bind_int(st, 11, j->slot);
+	sqlite3_bind_int64(st, 12, j->id);
 	return step_done(st);
 }
 
@@ -369,6 +382,11 @@ static struct job *job_from_row(sqlite3_stmt *st)
 	j->sig = sqlite3_column_int(st, 23);
 	j->exited = sqlite3_column_int(st, 24);
 	j->started = sqlite3_column_int(st, 25);
+	j->share = sqlite3_column_int(st, 26) != 0;
+	j->mem_mb = (long)sqlite3_column_int64(st, 27);
+	j->slot = sqlite3_column_int(st, 28);
+	if (j->mem_mb < 0)
+		j->mem_mb = 0;
 	if (!j->cwd || !j->output || !j->env || !json_is_array(j->env) ||
 	    (j->argv && !json_is_array(j->argv)))
 		goto err_free;
@@ -406,7 +424,7 @@ int db_jobs_load(struct db *db, int (*cb)(struct job *j, void *arg), void *arg)
 	static const char sql[] =
 		"SELECT id, name, uid, gid, user, state, final_state, reason, nodes, ntasks,"
 		" time_limit, priority, submit_time, start_time, end_time, cwd, env, argv, script,"
-		" output, error, nodelist, exit_code, signal, exited, started"
+		" output, error, nodelist, exit_code, signal, exited, started, share, mem_mb, slot"
 		" FROM jobs ORDER BY id";
 	sqlite3_stmt *st;
 	int rc = 0, step;

@@ -36,6 +36,8 @@
 	  sizeof(((struct ctl_conf *)0)->k) }
 #define MS_KEY(k, def, lo, hi, help) \
 	{ #k, HEC_CONF_MS, def, lo, hi, help, offsetof(struct ctl_conf, k), sizeof(long) }
+#define INT_KEY(k, def, lo, hi, help) \
+	{ #k, HEC_CONF_INT, def, lo, hi, help, offsetof(struct ctl_conf, k), sizeof(long) }
 
 static const struct hec_conf_key ctl_keys[] = {
 	STR_KEY(cluster_name, "hec", "name of the cluster (also in cgroup paths)"),
@@ -48,6 +50,9 @@ static const struct hec_conf_key ctl_keys[] = {
 	MS_KEY(node_timeout, "10s", 100, 86400000L, "silence after which a node is DOWN and its jobs NODE_FAIL"),
 	MS_KEY(launch_timeout, "30s", 100, 86400000L, "LAUNCH not answered by every node by then: the job fails"),
 	STR_KEY(log_level, "info", "err, warn, info, debug"),
+	MS_KEY(gang_slot, "50ms", 1, 60000, "length of one gang time slot"),
+	INT_KEY(max_share, "4", 1, 64, "time slots (jobs sharing a node) at most: the multiprogramming level"),
+	STR_KEY(timeslice, "gang", "gang: switch share jobs in slots; none: co-locate them, never switch (for benchmarks)"),
 	{ .key = NULL },
 };
 
@@ -68,6 +73,8 @@ static void peer_free(struct peer *p)
 		p->next->prev = p->prev;
 	if (p->node && p->node->peer == p)
 		p->node->peer = NULL;
+	if (p->kind == PEER_CLI)
+		gang_forget_peer(p->ctl, p);
 	hec_conn_free(p->conn);
 	free(p);
 }
@@ -271,6 +278,7 @@ static void tick_cb(evutil_socket_t fd, short what, void *arg)
 	}
 	node_check_liveness(ctl);
 	ctl_job_timers(ctl);
+	gang_timers(ctl);
 	ctl_schedule(ctl);
 }
 
@@ -339,6 +347,10 @@ static int check_conf(const struct ctl_conf *c, char *err, size_t len)
 	if (c->state_dir[0] != '/' || c->spool_dir[0] != '/' || c->socket[0] != '/') {
 		snprintf(err, len, "%s: must be an absolute path",
 			 c->state_dir[0] != '/' ? "state_dir" : c->spool_dir[0] != '/' ? "spool_dir" : "socket");
+		return -EINVAL;
+	}
+	if (gang_timeslice_parse(c->timeslice) < 0) {
+		snprintf(err, len, "timeslice: '%s' is not one of gang, none", c->timeslice);
 		return -EINVAL;
 	}
 	if (c->node_timeout <= c->heartbeat_interval) {
@@ -597,6 +609,7 @@ static void ctl_free(struct ctl *ctl)
 
 	while (ctl->peers)
 		peer_free(ctl->peers);
+	gang_fini(ctl);
 	for (size_t i = 0; i < HEC_ARRAY_SIZE(evs); i++)
 		if (evs[i])
 			event_free(evs[i]);
@@ -644,6 +657,10 @@ int main(int argc, char **argv)
 	    make_dir("spool_dir", ctl.conf.spool_dir, 01777) ||
 	    make_parent("socket directory", ctl.conf.socket))
 		goto out;
+	if (gang_init(&ctl)) {
+		fprintf(stderr, "hecctld: cannot create the gang matrix: %s\n", strerror(ENOMEM));
+		goto out;
+	}
 	snprintf(path, sizeof(path), "%s/hec.db", ctl.conf.state_dir);
 	rc = db_open(path, &ctl.db, err, sizeof(err));
 	if (rc) {

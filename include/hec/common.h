@@ -37,6 +37,13 @@ int64_t hec_now_real_ns(void);
  */
 int hec_parse_time_limit(const char *s, long *secs);
 
+/**
+ * Parse a memory size as SLURM's --mem does: a number with an optional unit
+ * K, M (the default), G or T (powers of 1024); KiB round up to whole MiB.
+ * \return 0 with *@mb, -EINVAL if malformed, -ERANGE if 0 or above 1 PiB.
+ */
+int hec_parse_mem_mb(const char *s, long *mb);
+
 /** Format seconds as "D-HH:MM:SS" / "HH:MM:SS" / "UNLIMITED" into @buf. */
 void hec_format_duration(long secs, char *buf, size_t len);
 

@@ -49,6 +49,12 @@ enum hec_msg_type {
 	HEC_MSG_STDOUT = 32,    /* agent -> bridge: raw bytes */
 	HEC_MSG_STDERR = 33,    /* agent -> bridge: raw bytes */
 	HEC_MSG_EXITED = 34,    /* agent -> bridge: {"exit"?, "signal"?} */
+	/* gang scheduling: agent <-> controller (TCP) */
+	HEC_MSG_TIME_REQ = 40,  /* agent -> ctl: {"t1"} clock probe */
+	HEC_MSG_TIME_RESP = 41, /* ctl -> agent: {"t1","t2","t3"} */
+	HEC_MSG_EPOCH = 42,     /* ctl -> agent: this node's slot table from an instant on */
+	HEC_MSG_STATS_REQ = 43, /* ctl -> agent: {"req"} */
+	HEC_MSG_STATS = 44,     /* agent -> ctl: switch records and CPU usage */
 };
 
 struct hec_msg {

@@ -15,6 +15,7 @@
 #include <sys/types.h>
 
 struct hec_partition;
+struct hec_gate;
 
 /** Where a node agent keeps its partitions; filled from the agent's config. */
 struct hec_partition_env {
@@ -44,7 +45,9 @@ struct hec_partition_ops {
 	/** List job ids with a partition on this node into @jobs (up to @max).
 	 *  \return the count, or -errno. */
 	int (*list)(const struct hec_partition_env *env, long *jobs, int max);
-	/** Fork and exec a process inside the partition. \return 0, *@pid set. */
+	/** Fork and exec a process inside the partition. \return 0, *@pid set.
+	 *  Does not wait for the exec (the partition may be frozen): a failed
+	 *  exec shows later as exit status 127. */
 	int (*spawn)(struct hec_partition *p, const struct hec_spawn_req *req, pid_t *pid);
 	/** \return number of live processes in the partition, or -errno. */
 	int (*nprocs)(struct hec_partition *p);
@@ -62,6 +65,24 @@ struct hec_partition_ops {
 	/** Path of the partition's group in hierarchy @i (0: the freeze hierarchy,
 	 *  1: cpuset), or NULL.  For tests and `hec show`. */
 	const char *(*path)(struct hec_partition *p, int i);
+	/** CPU time used by the partition's processes so far, in microseconds
+	 *  (optional). */
+	int (*cpu_usage)(struct hec_partition *p, unsigned long long *usec);
+
+	/*
+	 * Gates: the hot path of the gang slot dispatcher (optional).  A gate
+	 * holds the partition's freeze controls open, so a switch is one write
+	 * and one wait with no path lookups.  A gate is independent of the
+	 * handle it came from and may be used from another thread; once the
+	 * partition is removed, its calls fail with -ENODEV and harm nothing.
+	 */
+	int (*gate_open)(struct hec_partition *p, struct hec_gate **out);
+	/** Ask for frozen (1) or running (0); returns without waiting. */
+	int (*gate_set)(struct hec_gate *g, int frozen);
+	/** Wait until the state asked for is reached, up to @timeout_us.
+	 *  \return 0, -ETIMEDOUT, or -errno. */
+	int (*gate_wait)(struct hec_gate *g, int frozen, long timeout_us);
+	void (*gate_close)(struct hec_gate *g);
 };
 
 extern const struct hec_partition_ops hec_partition_proc_ops;

@@ -69,6 +69,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		struct hec_cpuset set;
 		char buf[256];
 
+		long mb;
+
+		hec_parse_mem_mb(text, &mb);
 		if (hec_cpuset_parse(text, &set) >= 0)
 			hec_cpuset_format(&set, buf, sizeof(buf));
 	}

@@ -1,6 +1,7 @@
 /*
- * CUnit: the proc partition driver on this host's real cgroups.  Needs root
- * and a cgroup2 mount or the v1 freezer; skips (77) otherwise.  Everything
+ * CUnit: the proc partition driver on this host's real cgroups, gates and
+ * CPU time included (also on the v1 freezer where this host mounts one).
+ * Needs root and a cgroup2 mount or the v1 freezer; skips (77) otherwise.  Everything
  * lives under hec/test-<pid>/ and is removed at the end.
  */
 #include "config.h"
@@ -282,6 +283,189 @@ static void test_node_fini(void)
 	ops->release(p);
 }
 
+/* utime of @pid in clock ticks (field 14 of /proc/PID/stat), or -1. */
+static long long proc_utime(pid_t pid)
+{
+	char path[64], buf[1024], *p;
+	int field;
+
+	snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
+	if (hec_read_file(path, buf, sizeof(buf)))
+		return -1;
+	p = strrchr(buf, ')');
+	if (!p)
+		return -1;
+	for (field = 2, p++; *p && field < 14; p++)
+		if (*p == ' ')
+			field++;
+	return field == 14 ? strtoll(p, NULL, 10) : -1;
+}
+
+static long long usage_of(struct hec_partition *p)
+{
+	unsigned long long u = 0;
+	int rc = ops->cpu_usage(p, &u);
+
+	CU_ASSERT_EQUAL(rc, 0);
+	return rc ? -1 : (long long)u;
+}
+
+/*
+ * Gates on a busy child: frozen, it gets no CPU (its utime and the group's
+ * usage stand still); thawed, it spins again; killed while frozen, it dies;
+ * after destroy the gate fails cleanly.
+ */
+static void gates_on(long job)
+{
+	static const char *const argv[] = { "sh", "-c", "while :; do :; done", NULL };
+	struct hec_partition *p = NULL;
+	struct hec_gate *g = NULL;
+	long long u0, u1, t0, t1;
+	int64_t start, took;
+	int rc, status;
+	pid_t pid;
+
+	CU_ASSERT_PTR_NOT_NULL_FATAL(ops->gate_open);
+	CU_ASSERT_PTR_NOT_NULL_FATAL(ops->cpu_usage);
+	CU_ASSERT_EQUAL_FATAL(ops->create(&env, job, &p), 0);
+	CU_ASSERT_EQUAL_FATAL(ops->gate_open(p, &g), 0);
+	/* An empty group freezes at once. */
+	CU_ASSERT_EQUAL(ops->gate_wait(g, 0, 0), 0);
+	CU_ASSERT_EQUAL(ops->gate_wait(g, 1, 0), -ETIMEDOUT);
+	CU_ASSERT_EQUAL(ops->gate_set(g, 1), 0);
+	CU_ASSERT_EQUAL(ops->gate_wait(g, 1, 1000000), 0);
+	CU_ASSERT_EQUAL(ops->gate_set(g, 0), 0);
+	CU_ASSERT_EQUAL(ops->gate_wait(g, 0, 1000000), 0);
+
+	pid = spawn(p, argv, getuid(), getgid(), -1, NULL, &rc);
+	CU_ASSERT_EQUAL_FATAL(rc, 0);
+	/* Spinning: the group's CPU time grows. */
+	u0 = usage_of(p);
+	sleep_ms(300);
+	u1 = usage_of(p);
+	CU_ASSERT(u1 - u0 > 50000);
+
+	start = hec_now_mono_ns();
+	CU_ASSERT_EQUAL(ops->gate_set(g, 1), 0);
+	CU_ASSERT_EQUAL(ops->gate_wait(g, 1, 1000000), 0);
+	took = hec_now_mono_ns() - start;
+	fprintf(stderr, "[freeze of a spinning child: %lld us] ", (long long)(took / 1000));
+	CU_ASSERT_EQUAL(ops->gate_set(g, 1), 0); /* idempotent */
+	CU_ASSERT_EQUAL(ops->gate_wait(g, 1, 0), 0);
+	CU_ASSERT_EQUAL(ops->gate_wait(g, 0, 20000), -ETIMEDOUT);
+	t0 = proc_utime(pid);
+	u0 = usage_of(p);
+	sleep_ms(300);
+	t1 = proc_utime(pid);
+	u1 = usage_of(p);
+	CU_ASSERT(t0 >= 0);
+	CU_ASSERT_EQUAL(t1, t0);
+	CU_ASSERT(u1 - u0 < 5000);
+
+	CU_ASSERT_EQUAL(ops->gate_set(g, 0), 0);
+	CU_ASSERT_EQUAL(ops->gate_wait(g, 0, 1000000), 0);
+	sleep_ms(300);
+	CU_ASSERT(proc_utime(pid) > t1 + 5);
+	CU_ASSERT(usage_of(p) - u1 > 50000);
+
+	/* Killed while frozen (SHUTDOWN and KILL_JOB do not thaw first). */
+	CU_ASSERT_EQUAL(ops->gate_set(g, 1), 0);
+	CU_ASSERT_EQUAL(ops->gate_wait(g, 1, 1000000), 0);
+	CU_ASSERT_EQUAL(ops->kill(p), 0);
+	CU_ASSERT_EQUAL(waitpid(pid, &status, 0), pid);
+	CU_ASSERT(WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL);
+	CU_ASSERT_EQUAL(wait_nprocs(p, 0), 0);
+	CU_ASSERT_EQUAL(ops->destroy(p), 0);
+
+	/* The partition is gone: every gate call fails, nothing crashes. */
+	CU_ASSERT(ops->gate_set(g, 0) < 0);
+	CU_ASSERT(ops->gate_set(g, 1) < 0);
+	rc = ops->gate_wait(g, 1, 10000);
+	CU_ASSERT(rc < 0 && rc != -ETIMEDOUT);
+	rc = ops->gate_wait(g, 0, 0);
+	CU_ASSERT(rc < 0 && rc != -ETIMEDOUT);
+	{
+		unsigned long long u;
+
+		CU_ASSERT(ops->cpu_usage(p, &u) < 0);
+	}
+	ops->gate_close(g);
+	ops->release(p);
+}
+
+/*
+ * A child spawned into a frozen partition stops before its exec: spawn()
+ * must not wait for it (hecd's loop would stall for a slot, or for ever for
+ * a suspended job); it runs when thawed, and an exec failure becomes 127.
+ */
+static void test_spawn_frozen(void)
+{
+	static const char *const ok_argv[] = { "sh", "-c", "exit 3", NULL };
+	static const char *const bad_argv[] = { "/nonexistent/prog", NULL };
+	struct hec_partition *p = NULL;
+	struct hec_gate *g = NULL;
+	int rc, status;
+	int64_t start;
+	pid_t pid, bad;
+
+	CU_ASSERT_EQUAL_FATAL(ops->create(&env, 14, &p), 0);
+	CU_ASSERT_EQUAL_FATAL(ops->gate_open(p, &g), 0);
+	CU_ASSERT_EQUAL(ops->gate_set(g, 1), 0);
+	CU_ASSERT_EQUAL(ops->gate_wait(g, 1, 1000000), 0);
+	start = hec_now_mono_ns();
+	pid = spawn(p, ok_argv, getuid(), getgid(), -1, NULL, &rc);
+	CU_ASSERT_EQUAL(rc, 0);
+	bad = spawn(p, bad_argv, getuid(), getgid(), -1, NULL, &rc);
+	CU_ASSERT_EQUAL(rc, 0);
+	CU_ASSERT(hec_now_mono_ns() - start < 500000000LL);
+	/* The newcomers freeze: the group reads frozen again. */
+	start = hec_now_mono_ns();
+	rc = ops->gate_wait(g, 1, 1000000);
+	CU_ASSERT_EQUAL(rc, 0);
+	fprintf(stderr, "[frozen again %lld us after the spawns: %d] ", (long long)((hec_now_mono_ns() - start) / 1000), rc);
+	sleep_ms(50);
+	CU_ASSERT_EQUAL(ops->gate_wait(g, 1, 0), 0);
+	CU_ASSERT_EQUAL(waitpid(pid, &status, WNOHANG), 0); /* still held */
+	CU_ASSERT_EQUAL(ops->gate_set(g, 0), 0);
+	CU_ASSERT_EQUAL(waitpid(pid, &status, 0), pid);
+	CU_ASSERT(WIFEXITED(status) && WEXITSTATUS(status) == 3);
+	CU_ASSERT_EQUAL(waitpid(bad, &status, 0), bad);
+	CU_ASSERT(WIFEXITED(status) && WEXITSTATUS(status) == 127);
+	CU_ASSERT_EQUAL(wait_nprocs(p, 0), 0);
+	ops->gate_close(g);
+	CU_ASSERT_EQUAL(ops->destroy(p), 0);
+	ops->release(p);
+}
+
+static void test_gates(void)
+{
+	gates_on(12);
+}
+
+/* The same on the v1 freezer (and v1 cpuacct), which this host also mounts. */
+static void test_gates_v1(void)
+{
+	struct hec_partition *p = NULL;
+
+	hec_part_proc_force_v1(1);
+	if (ops->create(&env, 13, &p) == -ENODEV) {
+		fprintf(stderr, "[no v1 freezer here: skipped] ");
+		hec_part_proc_force_v1(0);
+		return;
+	}
+	if (p) {
+		char path[PATH_MAX + 32];
+
+		snprintf(path, sizeof(path), "%s/freezer.state", ops->path(p, 0));
+		CU_ASSERT(access(path, F_OK) == 0);
+		CU_ASSERT_EQUAL(ops->destroy(p), 0);
+		ops->release(p);
+	}
+	gates_on(13);
+	CU_ASSERT_EQUAL(hec_part_proc_node_fini(&env), 0);
+	hec_part_proc_force_v1(0);
+}
+
 int main(void)
 {
 	static const struct hec_cunit_test tests[] = {
@@ -290,6 +474,9 @@ int main(void)
 		{ "spawn as another user, spawn errors", test_spawn_user_and_errors },
 		{ "bad input", test_bad_input },
 		{ "node teardown", test_node_fini },
+		{ "gates and CPU time", test_gates },
+		{ "spawn into a frozen partition", test_spawn_frozen },
+		{ "gates and CPU time on the v1 freezer", test_gates_v1 },
 		{ NULL, NULL },
 	};
 	cpu_set_t allowed;

@@ -62,6 +62,28 @@ static void test_parse_long(void)
 	CU_ASSERT_EQUAL(hec_parse_long("99999999999999999999999", 1, 100, &v), -ERANGE);
 }
 
+static void test_mem(void)
+{
+	long mb = -1;
+
+	CU_ASSERT_EQUAL(hec_parse_mem_mb("512", &mb), 0);
+	CU_ASSERT_EQUAL(mb, 512);
+	CU_ASSERT_EQUAL(hec_parse_mem_mb("2G", &mb), 0);
+	CU_ASSERT_EQUAL(mb, 2048);
+	CU_ASSERT_EQUAL(hec_parse_mem_mb("2gb", &mb), 0);
+	CU_ASSERT_EQUAL(mb, 2048);
+	CU_ASSERT_EQUAL(hec_parse_mem_mb("1500K", &mb), 0);
+	CU_ASSERT_EQUAL(mb, 2); /* rounded up */
+	CU_ASSERT_EQUAL(hec_parse_mem_mb("1T", &mb), 0);
+	CU_ASSERT_EQUAL(mb, 1024 * 1024);
+	CU_ASSERT_EQUAL(hec_parse_mem_mb("0", &mb), -ERANGE);
+	CU_ASSERT_EQUAL(hec_parse_mem_mb("2000T", &mb), -ERANGE);
+	CU_ASSERT_EQUAL(hec_parse_mem_mb("-5M", &mb), -EINVAL);
+	CU_ASSERT_EQUAL(hec_parse_mem_mb("5X", &mb), -EINVAL);
+	CU_ASSERT_EQUAL(hec_parse_mem_mb("5GiB", &mb), -EINVAL);
+	CU_ASSERT_EQUAL(hec_parse_mem_mb("", &mb), -EINVAL);
+}
+
 static void test_cpuset(void)
 {
 	struct hec_cpuset a, b;
@@ -152,6 +174,7 @@ static const struct hec_cunit_test tests[] = {
 	{ "time limits", test_time_limit },
 	{ "duration format", test_format_duration },
 	{ "integers", test_parse_long },
+	{ "memory sizes", test_mem },
 	{ "cpu lists", test_cpuset },
 	{ "config files", test_config },
 	{ "files", test_files },

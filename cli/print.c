@@ -1,0 +1,82 @@
+/* Output helpers shared by the commands: JSON field access, text tables. */
+#include "config.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cli/cli.h"
+
+const char *cli_jstr(const json_t *o, const char *key, const char *def)
+{
+	const char *s = json_string_value(json_object_get(o, key));
+
+	return s ? s : def;
+}
+
+long cli_jint(const json_t *o, const char *key, long def)
+{
+	json_t *v = json_object_get(o, key);
+
+	return json_is_integer(v) ? (long)json_integer_value(v) : def;
+}
+
+/* ---- tables ---- */
+
+int cli_table_add(struct cli_table *t, const char *const *row)
+{
+	if (t->nrows == t->cap) {
+		size_t cap = t->cap ? 2 * t->cap : 16;
+		char **c = realloc(t->cells, cap * (size_t)t->ncols * sizeof(*c));
+
+		if (!c)
+			return -ENOMEM;
+		t->cells = c;
+		t->cap = cap;
+	}
+	for (int i = 0; i < t->ncols; i++) {
+		t->cells[t->nrows * (size_t)t->ncols + (size_t)i] = strdup(row[i] ? row[i] : "");
+		if (!t->cells[t->nrows * (size_t)t->ncols + (size_t)i]) {
+			while (i-- > 0)
+				free(t->cells[t->nrows * (size_t)t->ncols + (size_t)i]);
+			return -ENOMEM;
+		}
+	}
+	t->nrows++;
+	return 0;
+}
+
+/* Columns padded to their widest cell; the last one is not padded. */
+void cli_table_print(const struct cli_table *t)
+{
+	size_t width[CLI_TABLE_COLS] = { 0 };
+
+	for (size_t r = 0; r < t->nrows; r++)
+		for (int c = 0; c < t->ncols; c++) {
+			size_t l = strlen(t->cells[r * (size_t)t->ncols + (size_t)c]);
+
+			if (l > width[c])
+				width[c] = l;
+		}
+	for (size_t r = 0; r < t->nrows; r++) {
+		char *const *row = t->cells + r * (size_t)t->ncols;
+		int last = t->ncols - 1;
+
+		/* no trailing blanks when the last cells are empty */
+		while (last > 0 && !*row[last])
+			last--;
+		for (int c = 0; c < last; c++)
+			printf("%-*s  ", (int)width[c], row[c]);
+		printf("%s\n", row[last]);
+	}
+}
+
+void cli_table_free(struct cli_table *t)
+{
+	for (size_t i = 0; i < t->nrows * (size_t)t->ncols; i++)
+		free(t->cells[i]);
+	free(t->cells);
+	memset(t, 0, sizeof(*t));
+}
+

@@ -1,0 +1,152 @@
+/*
+ * The gang matrix (Ousterhout): rows are time slots, columns are nodes.
+ * Pure bookkeeping, no I/O and no globals: the controller feeds it jobs and
+ * node facts, runs a pass, and reads back who runs where; doc/design.md
+ * ("Gang scheduling") is the policy this implements.
+ *
+ * - A share job occupies its N columns in one row; an exclusive job occupies
+ *   its columns in every row (nothing else may sit on its nodes, not even a
+ *   suspended job).
+ * - Placement is first fit: the lowest row with N free columns, the
+ *   lowest-numbered free columns in it; a new row only when no row has room
+ *   and rows < max_share.
+ * - Memory: the mem_mb of every job placed or suspended on a column must fit
+ *   the column's mem_mb (0 on either side: not counted).
+ * - A pending share job that does not fit evicts running share jobs of lower
+ *   priority, lowest priority first and newest first among equals, until it
+ *   fits; they become SUSPENDED and keep their columns and memory.  If the
+ *   evictions do not make room they are all undone.
+ * - A pass takes suspended and pending jobs in queue order (priority
+ *   descending; at equal priority suspended before pending, then by id).  A
+ *   suspended job goes back on its own columns as soon as a row has room
+ *   there.  The first pending job that does not fit blocks every job behind
+ *   it (no backfill), unless it could not fit even in an empty matrix (too
+ *   many nodes or too much memory for the columns that are up now): such a
+ *   job waits without holding up the others.
+ * - Rows without share jobs are removed (rows above move down).
+ *
+ * Every mutating call leaves the matrix compacted.  Columns are numbered
+ * 0..ncols-1 in the order the caller wants "lowest-numbered" to mean (the
+ * controller uses natural node name order).
+ */
+#ifndef HEC_GANG_H
+#define HEC_GANG_H
+
+#include <stddef.h>
+
+#define GANG_MAX_ROWS 64 /* the largest max_share; EPOCH's nslots bound */
+
+struct gang_matrix;
+
+enum gang_state { GANG_PENDING, GANG_RUNNING, GANG_SUSPENDED };
+
+/* Why a pending job waits (the queue's "reason"). */
+enum gang_wait {
+	GANG_WAIT_NONE,        /* not pending */
+	GANG_WAIT_RESOURCES,   /* no room for it (it is the head, or can never fit now) */
+	GANG_WAIT_PRIORITY,    /* a job ahead of it waits for room */
+};
+
+/* A job as the caller describes it. */
+struct gang_job_spec {
+	long id;               /* > 0, unique */
+	int priority;
+	int nodes;             /* columns wanted, >= 1 */
+	int share;             /* 1: one row; 0: exclusive (every row) */
+	long mem_mb;           /* per node, 0 = not counted */
+};
+
+/* A job as the matrix sees it (gang_job_info()). */
+struct gang_job_info {
+	enum gang_state state;
+	int row;               /* RUNNING share job: its row; otherwise -1 */
+	const int *cols;       /* RUNNING/SUSPENDED: its columns, ascending; valid
+				* until the next mutating call */
+	int ncols;
+	long preempted_by;     /* SUSPENDED by an eviction: the evicting job, else 0 */
+	enum gang_wait wait;   /* PENDING: why, after the last pass */
+	int pinned;
+};
+
+/** \return 0 with a new empty matrix in *@out, -EINVAL (max_share not in
+ *  1..GANG_MAX_ROWS) or -ENOMEM. */
+int gang_matrix_new(int max_share, struct gang_matrix **out);
+void gang_matrix_free(struct gang_matrix *m);
+
+/**
+ * Change the row bound.  Running jobs keep their rows while those are below
+ * the new bound; call gang_repack() afterwards to move or suspend the rest.
+ * \return 0 or -EINVAL (not in 1..GANG_MAX_ROWS).
+ */
+int gang_set_max_share(struct gang_matrix *m, int max_share);
+int gang_max_share(const struct gang_matrix *m);
+/** Preemption on (default) or off; off: pending jobs never evict. */
+void gang_set_preempt(struct gang_matrix *m, int on);
+
+/**
+ * Insert a column before position @pos (0..ncols; ncols appends); columns
+ * from @pos on, and the jobs' references to them, move up by one.
+ * \return 0, -EINVAL (bad @pos or mem_mb < 0) or -ENOMEM.
+ */
+int gang_col_insert(struct gang_matrix *m, int pos, long mem_mb, int up);
+/** Update a column: memory (MB, 0 = not counted) and whether new jobs may
+ *  be placed there.  Jobs already there stay.  \return 0 or -EINVAL. */
+int gang_col_set(struct gang_matrix *m, int col, long mem_mb, int up);
+int gang_ncols(const struct gang_matrix *m);
+
+/** Add a pending job. \return 0, -EINVAL (bad spec), -EEXIST, -ENOMEM. */
+int gang_job_add(struct gang_matrix *m, const struct gang_job_spec *spec);
+/**
+ * Add a job that already holds columns @cols (after a controller restart),
+ * RUNNING (@suspended 0) or SUSPENDED.  Memory is counted without a check:
+ * it is what the nodes hold.  A running share job is not in a row yet:
+ * gang_repack() puts it there, trying row @row_hint first (-1: none).
+ * \return 0, -EINVAL (bad spec or column, @ncols != nodes, exclusive and
+ *         suspended), -EEXIST (id known), -EBUSY (an exclusive job and
+ *         another job on one column), -ENOMEM.
+ */
+int gang_job_restore(struct gang_matrix *m, const struct gang_job_spec *spec,
+		     const int *cols, int ncols, int suspended, int row_hint);
+/** Drop a job wherever it is; its columns and memory are free again.
+ *  \return 0 or -ENOENT. */
+int gang_job_remove(struct gang_matrix *m, long id);
+/** A pinned job is never evicted, and never re-placed while suspended (the
+ *  controller pins jobs that are starting or ending).  \return 0 or -ENOENT. */
+int gang_job_pin(struct gang_matrix *m, long id, int pinned);
+/** \return 0 and fills @out, or -ENOENT. */
+int gang_job_info(const struct gang_matrix *m, long id, struct gang_job_info *out);
+
+/**
+ * One scheduling pass (see the top of this file): suspended jobs re-enter,
+ * pending jobs are placed or evict, wait reasons are set.
+ * \return the number of jobs whose state changed.
+ */
+int gang_schedule(struct gang_matrix *m);
+
+/**
+ * Place every running share job again, in queue order: each goes back to its
+ * row hint (its current row, or the restore hint) if that is below the bound
+ * and its columns are free there, else by first fit on its own columns.  A
+ * packing that was valid stays as it was; a bound that shrank suspends the
+ * lowest-priority jobs (SUSPENDED, preempted_by 0).  Needed after restores
+ * and after lowering max_share; gang_schedule() does it by itself when
+ * restored jobs wait for a row.
+ * \return the number of jobs suspended, or -ENOMEM.
+ */
+int gang_repack(struct gang_matrix *m);
+
+/** Rows in use (0 when no share job runs). */
+int gang_nrows(const struct gang_matrix *m);
+/** Job at (@row, @col): a share job in that row, an exclusive job on that
+ *  column whatever @row (0..GANG_MAX_ROWS-1), else 0 (also for bad args). */
+long gang_cell(const struct gang_matrix *m, int row, int col);
+/** Suspended jobs on column @col into @ids (at most @max).
+ *  \return how many there are (may exceed @max), or -EINVAL. */
+int gang_col_suspended(const struct gang_matrix *m, int col, long *ids, int max);
+/** Memory counted on @col (MB), or -EINVAL. */
+long gang_col_mem_used(const struct gang_matrix *m, int col);
+/** Counts every change of rows, cells or the suspended set; a caller that
+ *  saw the same value twice has nothing new to publish. */
+unsigned long gang_version(const struct gang_matrix *m);
+
+#endif

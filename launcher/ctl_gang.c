@@ -1,0 +1,752 @@
+/*
+ * Gang scheduling in the controller (doc/design.md, "Gang scheduling").
+ *
+ * The matrix (gang/matrix.c) decides who runs in which slot on which node;
+ * this file feeds it the jobs and node facts, turns its decisions into job
+ * state changes (start, SUSPENDED, resumed), publishes a schedule epoch to
+ * every node after each change, answers the agents' clock probes and
+ * gathers their switch records for `gang_stats`.
+ *
+ * Epochs are the only messages the schedule needs: a node switches at
+ * start + k x slot_ns on its own clock estimate, so the controller stays out
+ * of the per-slot path entirely.
+ */
+#include "config.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "hec/common.h"
+#include "hec/gang.h"
+#include "ctld.h"
+
+/* An epoch starts this far ahead so that every node has it in time:
+ * 4 x the largest RTT, at least 50 ms (a LAUNCH ahead of it takes ~30 ms
+ * to make cgroups), and never more than 1 s (a node
+ * reporting an absurd RTT must not stall everybody's schedule). */
+#define EPOCH_LEAD_MIN_NS 50000000LL
+#define EPOCH_LEAD_MAX_NS 1000000000LL
+#define STATS_TIMEOUT_NS 2000000000LL
+
+struct stats_node {
+	struct node *node;
+	json_t *stats;               /* its STATS body; NULL until it answers */
+	int64_t recv_ns;             /* CLOCK_REALTIME at receipt */
+};
+
+/* One gang_stats request waiting for the nodes' STATS. */
+struct stats_req {
+	int64_t id;
+	struct peer *cli;            /* NULL once the CLI connection is gone */
+	int64_t deadline;            /* mono ns */
+	struct stats_node *nodes;
+	int nnodes;
+	struct stats_req *next;
+};
+
+int gang_timeslice_parse(const char *s)
+{
+	if (!strcmp(s, "gang"))
+		return 0;
+	if (!strcmp(s, "none"))
+		return 1;
+	return -EINVAL;
+}
+
+int gang_init(struct ctl *ctl)
+{
+	int rc;
+
+	ctl->slot_ns = ctl->conf.gang_slot * 1000000LL;
+	ctl->max_share = (int)ctl->conf.max_share;
+	ctl->timeslice_none = gang_timeslice_parse(ctl->conf.timeslice) == 1;
+	rc = gang_matrix_new(ctl->max_share, &ctl->gang);
+	if (rc)
+		return rc;
+	gang_set_preempt(ctl->gang, !ctl->timeslice_none);
+	return 0;
+}
+
+static void stats_req_free(struct stats_req *r)
+{
+	for (int i = 0; i < r->nnodes; i++)
+		json_decref(r->nodes[i].stats);
+	free(r->nodes);
+	free(r);
+}
+
+void gang_fini(struct ctl *ctl)
+{
+	struct stats_req *r, *next;
+
+	for (r = ctl->stats_reqs; r; r = next) {
+		next = r->next;
+		stats_req_free(r);
+	}
+	ctl->stats_reqs = NULL;
+	gang_matrix_free(ctl->gang);
+	ctl->gang = NULL;
+}
+
+int node_col(const struct ctl *ctl, const struct node *n)
+{
+	int c = 0;
+
+	for (const struct node *o = ctl->nodes; o; o = o->next, c++)
+		if (o == n)
+			return c;
+	return -1;
+}
+
+/* Nodes by column. \return a malloc'ed array of ctl->nnodes, or NULL. */
+static struct node **col_nodes(const struct ctl *ctl)
+{
+	struct node **a = calloc((size_t)ctl->nnodes + 1, sizeof(*a));
+	int c = 0;
+
+	for (struct node *n = ctl->nodes; a && n; n = n->next)
+		a[c++] = n;
+	return a;
+}
+
+static struct gang_job_spec job_spec(const struct job *j, int nodes)
+{
+	return (struct gang_job_spec){ .id = j->id, .priority = j->priority, .nodes = nodes,
+				       .share = j->share, .mem_mb = j->mem_mb };
+}
+
+void gang_add_pending(struct ctl *ctl, struct job *j)
+{
+	struct gang_job_spec spec = job_spec(j, j->nnodes);
+	int rc = gang_job_add(ctl->gang, &spec);
+
+	if (rc) {
+		hec_err("job %ld: cannot enter the gang matrix: %s", j->id, strerror(-rc));
+		job_end(ctl, j, JOB_FAILED, "controller could not queue it: %s", strerror(-rc));
+	}
+}
+
+void gang_add_restored(struct ctl *ctl, struct job *j)
+{
+	int cols[j->nalloc > 0 ? j->nalloc : 1];
+	struct gang_job_spec spec;
+	int n = 0, rc;
+
+	/* Nodes the catalog names but nobody knows are gone (the job ends). */
+	for (int i = 0; i < j->nalloc; i++)
+		if (j->alloc[i].node)
+			cols[n++] = node_col(ctl, j->alloc[i].node);
+	if (!n)
+		return;
+	spec = job_spec(j, n);
+	rc = gang_job_restore(ctl->gang, &spec, cols, n, j->share && j->state == JOB_SUSPENDED,
+			      j->slot);
+	if (rc) {
+		hec_err("job %ld: cannot be put back on its nodes in the gang matrix: %s", j->id,
+			strerror(-rc));
+		job_end(ctl, j, JOB_FAILED, "controller restart: its nodes are held by another job");
+		return;
+	}
+	if (j->phase == PH_ENDING || j->phase == PH_LAUNCHING)
+		gang_job_pin(ctl->gang, j->id, 1);
+}
+
+void gang_pin(struct ctl *ctl, struct job *j, int pinned)
+{
+	gang_job_pin(ctl->gang, j->id, pinned); /* -ENOENT: not in the matrix yet */
+}
+
+void gang_remove(struct ctl *ctl, struct job *j)
+{
+	gang_job_remove(ctl->gang, j->id);
+}
+
+/* ---- scheduling ---- */
+
+static void sync_cols(struct ctl *ctl)
+{
+	int c = 0;
+
+	for (struct node *n = ctl->nodes; n; n = n->next, c++)
+		gang_col_set(ctl->gang, c, n->memory_mb > 0 ? n->memory_mb : 0,
+			     !ctl->shutting_down && node_up(n));
+}
+
+/* Make @j what the matrix says it is. */
+static void apply(struct ctl *ctl, struct job *j, const struct gang_job_info *gi,
+		  struct node **cols)
+{
+	if (j->state == JOB_PENDING) {
+		if (gi->state == GANG_PENDING) {
+			snprintf(j->reason, sizeof(j->reason), "%s",
+				 gi->wait == GANG_WAIT_PRIORITY ? "Priority" : "Resources");
+		} else if (gi->state == GANG_RUNNING) {
+			struct node *picked[gi->ncols > 0 ? gi->ncols : 1];
+
+			for (int k = 0; k < gi->ncols; k++)
+				picked[k] = cols[gi->cols[k]];
+			j->slot = gi->row;
+			job_start(ctl, j, picked, gi->ncols);
+		}
+		return;
+	}
+	if (j->phase == PH_ENDING || j->phase == PH_NONE) {
+		j->slot = gi->row;
+		return;
+	}
+	if (gi->state == GANG_SUSPENDED && j->state != JOB_SUSPENDED) {
+		j->state = JOB_SUSPENDED;
+		j->slot = -1;
+		if (gi->preempted_by)
+			snprintf(j->reason, sizeof(j->reason), "preempted by job %ld", gi->preempted_by);
+		else
+			snprintf(j->reason, sizeof(j->reason), "no slot free within max_share %d",
+				 ctl->max_share);
+		job_save(ctl, j);
+		hec_info("job %ld: SUSPENDED (%s)", j->id, j->reason);
+	} else if (gi->state == GANG_RUNNING && j->state == JOB_SUSPENDED) {
+		j->state = JOB_RUNNING;
+		j->slot = gi->row;
+		snprintf(j->reason, sizeof(j->reason), "None");
+		job_save(ctl, j);
+		hec_info("job %ld: resumed in slot %d", j->id, j->slot);
+	} else {
+		/* Rows move down as others empty out; the catalog's copy is only
+		 * a hint for the next start, so it is not written for this. */
+		j->slot = gi->row;
+	}
+}
+
+/* A job id as node @n should see it: 0 unless the job still has a
+ * partition there (a node that already cleaned up is not told about it). */
+static long visible(struct ctl *ctl, long id, const struct node *n)
+{
+	struct job *j = id ? job_find(ctl, id) : NULL;
+	struct job_node *jn;
+
+	if (!j || job_state_final(j->state))
+		return 0;
+	jn = job_node_of(j, n);
+	return jn && !jn->gone ? id : 0;
+}
+
+static int epoch_nslots(const struct ctl *ctl)
+{
+	int rows = gang_nrows(ctl->gang);
+
+	return ctl->timeslice_none || rows < 1 ? 1 : rows;
+}
+
+static json_t *node_epoch(struct ctl *ctl, const struct node *n, int col)
+{
+	json_t *slots = json_array(), *frozen = json_array();
+	long *ids = NULL;
+	int nsusp;
+
+	for (int r = 0; slots && r < ctl->epoch.nslots; r++)
+		json_array_append_new(slots, json_integer(ctl->timeslice_none ? 0 :
+					visible(ctl, gang_cell(ctl->gang, r, col), n)));
+	nsusp = gang_col_suspended(ctl->gang, col, NULL, 0);
+	if (nsusp > 0 && (ids = calloc((size_t)nsusp, sizeof(*ids))))
+		nsusp = gang_col_suspended(ctl->gang, col, ids, nsusp);
+	for (int i = 0; ids && frozen && i < nsusp; i++)
+		if (visible(ctl, ids[i], n))
+			json_array_append_new(frozen, json_integer(ids[i]));
+	free(ids);
+	if (!slots || !frozen || (nsusp > 0 && !ids)) {
+		json_decref(slots);
+		json_decref(frozen);
+		return NULL;
+	}
+	return json_pack("{s:I,s:I,s:I,s:i,s:o,s:o}", "epoch", (json_int_t)ctl->epoch.id,
+			 "start", (json_int_t)ctl->epoch.start, "slot_ns", (json_int_t)ctl->epoch.slot_ns,
+			 "nslots", ctl->epoch.nslots, "slots", slots, "frozen", frozen);
+}
+
+/* A new epoch to every connected node (also those without jobs). */
+static void publish(struct ctl *ctl)
+{
+	int64_t now = hec_now_real_ns(), rtt = 0, lead, id;
+	int c = 0, sent = 0;
+	struct node *n;
+
+	ctl->epoch_needed = 0;
+	ctl->gang_published = gang_version(ctl->gang);
+	for (n = ctl->nodes; n; n = n->next)
+		if (node_up(n) && n->rtt_ns > rtt)
+			rtt = n->rtt_ns;
+	lead = rtt > EPOCH_LEAD_MAX_NS / 4 ? EPOCH_LEAD_MAX_NS : 4 * rtt;
+	if (lead < EPOCH_LEAD_MIN_NS)
+		lead = EPOCH_LEAD_MIN_NS;
+	/* Microseconds of real time: never behind an epoch of an earlier
+	 * controller on this host, and strictly increasing here. */
+	id = now / 1000;
+	if (id <= ctl->epoch.id)
+		id = ctl->epoch.id + 1;
+	ctl->epoch = (struct epoch){ .id = id, .start = now + lead, .slot_ns = ctl->slot_ns,
+				     .nslots = epoch_nslots(ctl) };
+	for (n = ctl->nodes; n; n = n->next, c++) {
+		json_t *body;
+
+		if (!node_up(n))
+			continue;
+		body = node_epoch(ctl, n, c);
+		if (!body) {
+			hec_err("%s: epoch %lld not sent: out of memory", n->name, (long long)id);
+			ctl->epoch_needed = 1; /* try again on the next tick */
+			continue;
+		}
+		if (!node_send(n, HEC_MSG_EPOCH, body))
+			sent++;
+	}
+	hec_log(sent ? HEC_LOG_INFO : HEC_LOG_DEBUG,
+		"epoch %lld: %d slot%s of %.3g ms (%s) starting in %.1f ms, sent to %d node%s",
+		 (long long)id, ctl->epoch.nslots, ctl->epoch.nslots == 1 ? "" : "s",
+		 ctl->slot_ns / 1e6, ctl->timeslice_none ? "timeslice none" : "gang",
+		 lead / 1e6, sent, sent == 1 ? "" : "s");
+}
+
+void ctl_schedule(struct ctl *ctl)
+{
+	struct node **cols;
+	struct job *j;
+
+	ctl->sched_needed = 0;
+	if (ctl->shutting_down)
+		return;
+	sync_cols(ctl);
+	gang_schedule(ctl->gang);
+	cols = col_nodes(ctl);
+	if (!cols) {
+		hec_err("scheduler: out of memory; will retry");
+		ctl->sched_needed = 1;
+		return;
+	}
+	for (j = ctl->jobs; j; j = j->next) {
+		struct gang_job_info gi;
+
+		if (job_state_final(j->state) || gang_job_info(ctl->gang, j->id, &gi))
+			continue;
+		apply(ctl, j, &gi, cols);
+	}
+	free(cols);
+	if (ctl->epoch_needed || gang_version(ctl->gang) != ctl->gang_published)
+		publish(ctl);
+}
+
+/* ---- clock probes ---- */
+
+void gang_time_req(struct ctl *ctl, struct node *n, const json_t *body, int64_t t2)
+{
+	json_t *resp = json_pack("{s:I,s:I}", "t1", json_integer_value(json_object_get(body, "t1")),
+				 "t2", (json_int_t)t2);
+
+	(void)ctl;
+	if (resp)
+		json_object_set_new(resp, "t3", json_integer(hec_now_real_ns()));
+	node_send(n, HEC_MSG_TIME_RESP, resp);
+}
+
+/* ---- the `gang` request ---- */
+
+static json_t *gang_json(struct ctl *ctl)
+{
+	json_t *rows = json_array(), *names = json_array(), *susp = json_array();
+	int nrows = gang_nrows(ctl->gang) > 0 ? gang_nrows(ctl->gang) : 1;
+	struct node *n;
+	int c;
+
+	for (n = ctl->nodes; names && n; n = n->next)
+		if (node_up(n))
+			json_array_append_new(names, json_string(n->name));
+	for (int r = 0; rows && r < nrows; r++) {
+		json_t *cells = json_object();
+
+		for (n = ctl->nodes, c = 0; cells && n; n = n->next, c++)
+			if (node_up(n))
+				json_object_set_new(cells, n->name,
+						    json_integer(gang_cell(ctl->gang, r, c)));
+		json_array_append_new(rows, json_pack("{s:i,s:o*}", "slot", r, "nodes", cells));
+	}
+	for (struct job *j = ctl->jobs; susp && j; j = j->next)
+		if (j->state == JOB_SUSPENDED)
+			json_array_append_new(susp, json_integer(j->id));
+	return json_pack("{s:s,s:I,s:i,s:i,s:I,s:I,s:o*,s:o*,s:o*}",
+			 "timeslice", ctl->timeslice_none ? "none" : "gang",
+			 "slot_ns", (json_int_t)ctl->slot_ns, "nslots", epoch_nslots(ctl),
+			 "max_share", ctl->max_share, "epoch", (json_int_t)ctl->epoch.id,
+			 "start", (json_int_t)ctl->epoch.start, "rows", rows, "suspended", susp,
+			 "nodes", names);
+}
+
+void cli_gang(struct ctl *ctl, struct peer *p)
+{
+	respond(p->conn, json_pack("{s:b,s:o*}", "ok", 1, "gang", gang_json(ctl)));
+}
+
+/* ---- gang_set ---- */
+
+void cli_gang_set(struct ctl *ctl, struct peer *p, const json_t *req)
+{
+	const json_t *slot = json_object_get(req, "slot_us");
+	const json_t *share = json_object_get(req, "max_share");
+	const char *ts = json_string_value(json_object_get(req, "timeslice"));
+	int none = ctl->timeslice_none, suspended;
+
+	if (p->uid != 0) {
+		hec_info("gang_set by uid %u refused", (unsigned)p->uid);
+		respond_error(p->conn, "only root may change the gang settings (you are uid %u)",
+			      (unsigned)p->uid);
+		return;
+	}
+	/* The schema bounds these too; the sentences here are for people. */
+	if (slot && json_integer_value(slot) < 1000) {
+		respond_error(p->conn, "slot %lld us is below the 1 ms minimum",
+			      (long long)json_integer_value(slot));
+		return;
+	}
+	if (slot && json_integer_value(slot) > 60000000) {
+		respond_error(p->conn, "slot %lld us is above the 60 s maximum",
+			      (long long)json_integer_value(slot));
+		return;
+	}
+	if (share && (json_integer_value(share) < 1 || json_integer_value(share) > GANG_MAX_ROWS)) {
+		respond_error(p->conn, "max_share %lld is out of range 1..%d",
+			      (long long)json_integer_value(share), GANG_MAX_ROWS);
+		return;
+	}
+	if (ts && (none = gang_timeslice_parse(ts)) < 0) {
+		respond_error(p->conn, "timeslice '%s' is not one of gang, none", ts);
+		return;
+	}
+	if (!slot && !share && !ts) {
+		respond_error(p->conn, "nothing to change: give slot_us, max_share or timeslice");
+		return;
+	}
+	if (slot)
+		ctl->slot_ns = json_integer_value(slot) * 1000LL;
+	if (share) {
+		ctl->max_share = (int)json_integer_value(share);
+		gang_set_max_share(ctl->gang, ctl->max_share);
+	}
+	ctl->timeslice_none = none;
+	gang_set_preempt(ctl->gang, !none);
+	suspended = gang_repack(ctl->gang);
+	hec_info("gang settings changed by uid %u until the controller restarts: slot %.3g ms, max_share %d, timeslice %s; %d running job%s found no slot in the repacked matrix",
+		 (unsigned)p->uid, ctl->slot_ns / 1e6, ctl->max_share, none ? "none" : "gang",
+		 suspended > 0 ? suspended : 0, suspended == 1 ? "" : "s");
+	ctl->epoch_needed = 1;
+	ctl_schedule(ctl);
+	respond(p->conn, json_pack("{s:b,s:o*}", "ok", 1, "gang", gang_json(ctl)));
+}
+
+/* ---- gang_stats ---- */
+
+static int dbl_cmp(const void *a, const void *b)
+{
+	double x = *(const double *)a, y = *(const double *)b;
+
+	return x < y ? -1 : x > y;
+}
+
+/* Nearest-rank percentile @p (1..100) of sorted @v (0 for none). */
+static double pct(const double *v, size_t n, unsigned p)
+{
+	size_t k = (p * n + 99) / 100;
+
+	if (!n)
+		return 0;
+	return v[k ? k - 1 : 0];
+}
+
+static double mean(const double *v, size_t n)
+{
+	double s = 0;
+
+	for (size_t i = 0; i < n; i++)
+		s += v[i];
+	return n ? s / (double)n : 0;
+}
+
+struct sw {
+	int64_t epoch, boundary, actual;
+};
+
+static int sw_cmp(const void *a, const void *b)
+{
+	const struct sw *x = a, *y = b;
+
+	if (x->epoch != y->epoch)
+		return x->epoch < y->epoch ? -1 : 1;
+	if (x->boundary != y->boundary)
+		return x->boundary < y->boundary ? -1 : 1;
+	return 0;
+}
+
+static int node_ncpus(const struct node *n)
+{
+	struct hec_cpuset set;
+	int c = n->cpus && *n->cpus ? hec_cpuset_parse(n->cpus, &set) : -EINVAL;
+
+	if (c > 0)
+		return c;
+	return n->pus > 0 ? (int)n->pus : 1;
+}
+
+struct share_acc {
+	long job;
+	double usec, cap_us;         /* CPU time used, and CPU time available */
+};
+
+static int acc_cmp(const void *a, const void *b)
+{
+	const struct share_acc *x = a, *y = b;
+
+	return x->job < y->job ? -1 : x->job > y->job;
+}
+
+/* Each job's CPU share since the previous gang_stats (or its start), from
+ * the usage its nodes report; remembers the new baseline. */
+static json_t *job_shares(struct ctl *ctl, struct stats_req *r)
+{
+	struct share_acc *acc;
+	size_t cap = 0, nacc = 0;
+	json_t *out;
+
+	for (int i = 0; i < r->nnodes; i++)
+		if (r->nodes[i].stats)
+			cap += json_array_size(json_object_get(r->nodes[i].stats, "usage"));
+	acc = calloc(cap + 1, sizeof(*acc));
+	if (!acc)
+		return NULL;
+	for (int i = 0; i < r->nnodes; i++) {
+		struct stats_node *sn = &r->nodes[i];
+		json_t *u;
+		size_t k;
+
+		if (!sn->stats)
+			continue;
+		json_array_foreach(json_object_get(sn->stats, "usage"), k, u) {
+			long id = (long)json_integer_value(json_object_get(u, "job"));
+			int64_t usec = json_integer_value(json_object_get(u, "usec"));
+			struct job *j = job_find(ctl, id);
+			struct job_node *jn = j && !job_state_final(j->state) ? job_node_of(j, sn->node) : NULL;
+			int64_t base_usec, base_ns;
+			size_t a;
+
+			if (!jn) {
+				hec_info("%s: STATS reports usage of job %ld, which %s; ignored",
+					 sn->node->name, id, !j ? "is unknown" : "does not run there");
+				continue;
+			}
+			base_usec = jn->stats_set ? jn->stats_usec : 0;
+			base_ns = jn->stats_set ? jn->stats_ns : j->start_ns;
+			if (usec < base_usec) /* the counter started again */
+				base_usec = 0;
+			for (a = 0; a < nacc && acc[a].job != id; a++)
+				;
+			if (a == nacc)
+				acc[nacc++].job = id;
+			if (sn->recv_ns > base_ns) {
+				acc[a].usec += (double)(usec - base_usec);
+				acc[a].cap_us += (double)(sn->recv_ns - base_ns) / 1e3 * node_ncpus(sn->node);
+			}
+			jn->stats_set = 1;
+			jn->stats_usec = usec;
+			jn->stats_ns = sn->recv_ns;
+		}
+	}
+	qsort(acc, nacc, sizeof(*acc), acc_cmp);
+	out = json_array();
+	for (size_t a = 0; out && a < nacc; a++)
+		if (acc[a].cap_us > 0)
+			json_array_append_new(out, json_pack("{s:I,s:f}", "job", (json_int_t)acc[a].job,
+							     "cpu_share", acc[a].usec / acc[a].cap_us));
+	free(acc);
+	return out;
+}
+
+static json_t *build_stats(struct ctl *ctl, struct stats_req *r)
+{
+	size_t total = 0, n = 0, nb = 0;
+	struct sw *sw = NULL;
+	double *fr = NULL, *th = NULL, *late = NULL, *skew = NULL;
+	json_t *nodes = json_array(), *missing = json_array(), *jobs, *out = NULL;
+
+	for (int i = 0; i < r->nnodes; i++)
+		if (r->nodes[i].stats)
+			total += json_array_size(json_object_get(r->nodes[i].stats, "switches"));
+	sw = calloc(total + 1, sizeof(*sw));
+	fr = calloc(total + 1, sizeof(*fr));
+	th = calloc(total + 1, sizeof(*th));
+	late = calloc(total + 1, sizeof(*late));
+	skew = calloc(total + 1, sizeof(*skew));
+	if (!sw || !fr || !th || !late || !skew || !nodes || !missing)
+		goto out_free;
+	for (int i = 0; i < r->nnodes; i++) {
+		struct stats_node *sn = &r->nodes[i];
+		json_t *switches, *s;
+		size_t k;
+
+		if (!sn->stats) {
+			json_array_append_new(missing, json_string(sn->node->name));
+			continue;
+		}
+		switches = json_object_get(sn->stats, "switches");
+		json_array_foreach(switches, k, s) {
+			int64_t planned = json_integer_value(json_object_get(s, "planned"));
+
+			sw[n].epoch = json_integer_value(json_object_get(s, "epoch"));
+			sw[n].boundary = json_integer_value(json_object_get(s, "boundary"));
+			sw[n].actual = json_integer_value(json_object_get(s, "actual"));
+			fr[n] = json_integer_value(json_object_get(s, "freeze_ns")) / 1e3;
+			th[n] = json_integer_value(json_object_get(s, "thaw_ns")) / 1e3;
+			late[n] = (double)(sw[n].actual - planned) / 1e3;
+			n++;
+		}
+		json_array_append_new(nodes, json_pack("{s:s,s:f,s:f,s:I}", "name", sn->node->name,
+			"offset_us", json_integer_value(json_object_get(sn->stats, "offset_ns")) / 1e3,
+			"rtt_us", json_integer_value(json_object_get(sn->stats, "rtt_ns")) / 1e3,
+			"switches", (json_int_t)json_array_size(switches)));
+	}
+	/* Skew of one boundary: how far apart the nodes switched. */
+	qsort(sw, n, sizeof(*sw), sw_cmp);
+	for (size_t i = 0, e; i < n; i = e) {
+		int64_t lo = sw[i].actual, hi = sw[i].actual;
+
+		for (e = i + 1; e < n && !sw_cmp(&sw[e], &sw[i]); e++) {
+			lo = sw[e].actual < lo ? sw[e].actual : lo;
+			hi = sw[e].actual > hi ? sw[e].actual : hi;
+		}
+		if (e - i >= 2)
+			skew[nb++] = (double)(hi - lo) / 1e3;
+	}
+	qsort(skew, nb, sizeof(*skew), dbl_cmp);
+	qsort(fr, n, sizeof(*fr), dbl_cmp);
+	qsort(th, n, sizeof(*th), dbl_cmp);
+	qsort(late, n, sizeof(*late), dbl_cmp);
+	jobs = job_shares(ctl, r);
+	out = json_pack("{s:I,s:{s:f,s:f,s:f},s:I,s:{s:f,s:f},s:{s:f,s:f},s:{s:f,s:f,s:f},"
+			"s:o*,s:O,s:O}",
+			"boundaries", (json_int_t)nb,
+			"skew_us", "p50", pct(skew, nb, 50), "p99", pct(skew, nb, 99),
+			"max", nb ? skew[nb - 1] : 0.0,
+			"switches", (json_int_t)n,
+			"freeze_us", "mean", mean(fr, n), "p99", pct(fr, n, 99),
+			"thaw_us", "mean", mean(th, n), "p99", pct(th, n, 99),
+			"lateness_us", "p50", pct(late, n, 50), "p99", pct(late, n, 99),
+			"max", n ? late[n - 1] : 0.0,
+			"jobs", jobs, "nodes", nodes, "missing", missing);
+out_free:
+	json_decref(nodes);
+	json_decref(missing);
+	free(sw);
+	free(fr);
+	free(th);
+	free(late);
+	free(skew);
+	return out;
+}
+
+static void stats_finish(struct ctl *ctl, struct stats_req *r)
+{
+	struct stats_req **pp;
+	int answered = 0;
+
+	for (pp = &ctl->stats_reqs; *pp && *pp != r; pp = &(*pp)->next)
+		;
+	if (*pp)
+		*pp = r->next;
+	for (int i = 0; i < r->nnodes; i++)
+		answered += r->nodes[i].stats != NULL;
+	if (!r->cli) {
+		hec_debug("gang_stats request %lld: the CLI has gone; answer dropped", (long long)r->id);
+	} else {
+		json_t *stats = build_stats(ctl, r);
+
+		if (!stats)
+			hec_err("gang_stats request %lld: out of memory building the answer",
+				(long long)r->id);
+		hec_debug("gang_stats request %lld: %d of %d nodes answered", (long long)r->id,
+			  answered, r->nnodes);
+		respond(r->cli->conn, stats ? json_pack("{s:b,s:o}", "ok", 1, "stats", stats) : NULL);
+	}
+	stats_req_free(r);
+}
+
+void cli_gang_stats(struct ctl *ctl, struct peer *p)
+{
+	struct stats_req *r = calloc(1, sizeof(*r));
+	struct node *n;
+	int up = 0;
+
+	for (n = ctl->nodes; n; n = n->next)
+		up += node_up(n);
+	if (!r || !(r->nodes = calloc((size_t)up + 1, sizeof(*r->nodes)))) {
+		free(r);
+		respond_error(p->conn, "controller out of memory");
+		return;
+	}
+	r->id = ++ctl->stats_seq;
+	r->cli = p;
+	r->deadline = hec_now_mono_ns() + STATS_TIMEOUT_NS;
+	r->next = ctl->stats_reqs;
+	ctl->stats_reqs = r;
+	for (n = ctl->nodes; n; n = n->next) {
+		if (!node_up(n))
+			continue;
+		r->nodes[r->nnodes++].node = n;
+		node_send(n, HEC_MSG_STATS_REQ, json_pack("{s:I}", "req", (json_int_t)r->id));
+	}
+	if (!r->nnodes)
+		stats_finish(ctl, r);
+}
+
+void gang_on_stats(struct ctl *ctl, struct node *n, const json_t *body)
+{
+	int64_t id = json_integer_value(json_object_get(body, "req"));
+	struct stats_req *r;
+	int waiting = 0;
+
+	n->rtt_ns = json_integer_value(json_object_get(body, "rtt_ns"));
+	n->offset_ns = json_integer_value(json_object_get(body, "offset_ns"));
+	for (r = ctl->stats_reqs; r && r->id != id; r = r->next)
+		;
+	if (!r) {
+		hec_info("%s: STATS for request %lld, which is not waiting (late or unknown); ignored",
+			 n->name, (long long)id);
+		return;
+	}
+	for (int i = 0; i < r->nnodes; i++) {
+		struct stats_node *sn = &r->nodes[i];
+
+		if (sn->node == n && !sn->stats) {
+			sn->stats = json_incref((json_t *)body);
+			sn->recv_ns = hec_now_real_ns();
+		}
+		waiting += sn->stats == NULL;
+	}
+	if (!waiting)
+		stats_finish(ctl, r);
+}
+
+void gang_timers(struct ctl *ctl)
+{
+	int64_t now = hec_now_mono_ns();
+	struct stats_req *r, *next;
+
+	for (r = ctl->stats_reqs; r; r = next) {
+		next = r->next;
+		if (now >= r->deadline)
+			stats_finish(ctl, r);
+	}
+}
+
+void gang_forget_peer(struct ctl *ctl, struct peer *p)
+{
+	for (struct stats_req *r = ctl->stats_reqs; r; r = r->next)
+		if (r->cli == p)
+			r->cli = NULL;
+}

@@ -1,0 +1,147 @@
+#!/bin/bash
+# Gang scheduling: two 2-node --share jobs on the same nodes never run at
+# once on a node and both finish right; a job cancelled while frozen leaves
+# nothing behind; a high-priority job preempts (SUSPENDED, not killed); bad
+# settings are refused; a node that stops answering mid-epoch is recovered.
+. "$HEC_SRCDIR/tests/integration/lib.sh"
+
+cluster_up 2 --slot 50ms --max-share 2
+cd "$TEST_DIR"
+cname=$(cluster_name)
+v2root=$(v2_mount)
+[ -n "$v2root" ] || skip "gang test reads cgroup v2 cgroup.events; no cgroup2 mount"
+events() { echo "$v2root/hec/$cname/$1/job.$2/cgroup.events"; }
+# run_r NODE JOB: sets R to 1 if the partition is not frozen, 0 if frozen,
+# - if gone.  Bash builtins only: a forked reader under MPI load takes longer
+# than a slot, and a sample must be much shorter than one.
+run_r() {
+	local k v
+	R=-
+	{ while read -r k v; do [ "$k" = frozen ] && R=$((v == 0)); done <"$v2root/hec/$cname/$1/job.$2/cgroup.events"; } 2>/dev/null
+}
+
+ITERS=${HEC_GANG_TEST_ITERS:-2000000}
+a=$(submit -N 2 -n 2 --share -J ga -- "$MPI_CHECK" $ITERS)
+b=$(submit -N 2 -n 2 --share -J gb -- "$MPI_CHECK" $ITERS)
+wait_state "$a" RUNNING
+wait_state "$b" RUNNING
+g=$("$HEC" gang --json)
+[ "$(jq '.gang.nslots' <<<"$g")" = 2 ] || fail "two share jobs on 2 nodes should use 2 slots: $g"
+[ "$(jq "[.gang.rows[].nodes.node0] | sort" -c <<<"$g")" = "[$a,$b]" ] || fail "matrix rows wrong: $g"
+"$HEC" gang | grep -q "slot 50 ms" || fail "'hec gang' does not show the slot length"
+
+# Sample both partitions on both nodes: never both running on one node.
+# A sample counts only if a's state read the same before and after b's read.
+seen_a=0 seen_b=0 samples=0
+for i in $(seq 300); do
+	for node in node0 node1; do
+		t0=${EPOCHREALTIME/./}
+		run_r $node "$a"; a1=$R; run_r $node "$b"; b1=$R; run_r $node "$a"; a2=$R
+		t1=${EPOCHREALTIME/./}
+		[ $((t1 - t0)) -lt 10000 ] || continue # slower than 1/5 slot: no proof either way
+		[ "$a1" = - ] || [ "$b1" = - ] && continue
+		[ "$a1" = "$a2" ] || continue
+		samples=$((samples + 1))
+		[ "$a1" = 1 ] && [ "$b1" = 1 ] && fail "jobs $a and $b both running on $node (sample $i)"
+		[ "$a1" = 1 ] && seen_a=$((seen_a + 1))
+		[ "$b1" = 1 ] && seen_b=$((seen_b + 1))
+	done
+	[ "$(job_state "$a")" = RUNNING ] || break
+	sleep 0.007
+done
+echo "samples $samples: job $a running in $seen_a, job $b in $seen_b"
+[ "$samples" -ge 50 ] || fail "only $samples valid samples"
+[ "$seen_a" -ge 5 ] && [ "$seen_b" -ge 5 ] || fail "no alternation seen (a $seen_a, b $seen_b)"
+"$HEC" wait "$a" || fail "job $a: $(job_state "$a") $(job_field "$a" reason)"
+"$HEC" wait "$b" || fail "job $b: $(job_state "$b") $(job_field "$b" reason)"
+# mpi_check verifies its own sum (3 x N(N+1)/2 for 2 ranks) and says OK
+for j in $a $b; do
+	grep -qx "result sum=$((3 * ITERS * (ITERS + 1) / 2)) expected=$((3 * ITERS * (ITERS + 1) / 2)) OK" \
+		<<<"$("$HEC" logs "$j")" || fail "job $j result wrong: $("$HEC" logs "$j" | grep '^result')"
+done
+st=$("$HEC" gang stats --json) || fail "gang stats failed"
+[ "$(jq '.stats.boundaries' <<<"$st")" -gt 10 ] || fail "gang stats saw no switching boundaries: $st"
+"$HEC" gang stats | grep -q "^skew" || fail "'hec gang stats' prints no skew line"
+
+# Cancel a job while it is frozen: nothing of it remains.
+marker="hecgang$$"
+c=$(submit -N 2 -n 2 --share -- /bin/sh -c "while :; do :; done; echo $marker")
+d=$(submit -N 2 -n 2 --share -- /bin/sh -c "while :; do :; done; echo $marker-d")
+wait_state "$c" RUNNING
+wait_state "$d" RUNNING
+seen=0
+for i in $(seq 400); do run_r node0 "$c"; [ "$R" = 0 ] && { seen=1; break; }; sleep 0.005; done
+[ $seen = 1 ] || fail "job $c never seen frozen"
+"$HEC" cancel "$c" || fail "cancel $c"
+"$HEC" wait "$c"
+[ "$(job_state "$c")" = CANCELLED ] || fail "job $c is $(job_state "$c")"
+[ -z "$(pgrep -f -- "echo $marker\$" || true)" ] || fail "processes of cancelled frozen job $c remain"
+for node in node0 node1; do [ ! -e "$(events $node "$c")" ] || fail "partition of $c remains on $node"; done
+"$HEC" cancel "$d"
+"$HEC" wait "$d"
+
+# Preemption: max-share 2; a third, higher-priority job suspends the lowest.
+touch "$TEST_DIR/hold"
+loop="while [ -e $TEST_DIR/hold ]; do sleep 0.05; done"
+l1=$(submit -N 2 -n 2 --share -J low1 -- /bin/sh -c "$loop")
+l2=$(submit -N 2 -n 2 --share -J low2 -- /bin/sh -c "$loop")
+wait_state "$l1" RUNNING
+wait_state "$l2" RUNNING
+touch "$TEST_DIR/hold-high"
+h=$(submit -N 2 -n 2 --share --priority 10 -J high -- /bin/sh -c "while [ -e $TEST_DIR/hold-high ]; do sleep 0.05; done")
+wait_state "$h" RUNNING
+s1=$(job_state "$l1"); s2=$(job_state "$l2")
+{ [ "$s1" = SUSPENDED ] && [ "$s2" = RUNNING ]; } || { [ "$s1" = RUNNING ] && [ "$s2" = SUSPENDED ]; } ||
+	fail "after the high-priority job: low1 $s1, low2 $s2 (one should be SUSPENDED)"
+sus=$l2; [ "$s1" = SUSPENDED ] && sus=$l1
+"$HEC" queue | grep -q SUSPENDED || fail "'hec queue' does not show SUSPENDED"
+job_field "$sus" reason | grep -q "$h" || fail "suspended job's reason '$(job_field "$sus" reason)' does not name job $h"
+for i in $(seq 20); do
+	run_r node0 "$sus"
+	[ "$R" = 0 ] || fail "suspended job $sus ran on node0"
+	sleep 0.03
+done
+rm "$TEST_DIR/hold-high"
+"$HEC" wait "$h" || fail "high job $h failed"
+wait_state "$sus" RUNNING 10
+rm "$TEST_DIR/hold"
+"$HEC" wait "$l1" || fail "low1 failed: $(job_field "$l1" reason)"
+"$HEC" wait "$l2" || fail "low2 failed: $(job_field "$l2" reason)"
+
+# Bad settings: refused with one line; the cluster keeps working.
+expect_fail 2 "slot" "$HEC" gang set --slot 0
+expect_fail 2 "slot" "$HEC" gang set --slot -5
+expect_fail 2 "slot" "$HEC" gang set --slot 99999999
+expect_fail 2 "slot" "$HEC" gang set --slot 10us
+expect_fail 2 "timeslice" "$HEC" gang set --timeslice sometimes
+expect_fail 2 "nothing" "$HEC" gang set
+expect_fail 2 "max-share" "$HEC" gang set --max-share 0
+"$HEC_BUILDDIR/tests/tools/hec-sendraw" --frame 2 '{"op":"gang_set","slot_us":500}' |
+	"$HEC_BUILDDIR/tests/tools/hec-sendraw" "unix:$HEC_DIR/hecctld.sock" | grep -q "ERROR .*slot_us" ||
+	fail "a 500 us slot was not refused"
+if id -u nobody >/dev/null 2>&1 && command -v setpriv >/dev/null; then
+	cp "$HEC" "$TEST_DIR/hec" # reachable for nobody wherever the build tree is
+	expect_fail 1 "root" setpriv --reuid=nobody --regid=nogroup --clear-groups -- \
+		env HEC_DIR="$HEC_DIR" "$TEST_DIR/hec" gang set --slot 10
+fi
+"$HEC" gang set --slot 20 || fail "gang set --slot 20 failed"
+[ "$(jq '.gang.slot_ns' <<<"$("$HEC" gang --json)")" = 20000000 ] || fail "slot not changed to 20 ms"
+
+# A node that stops answering mid-epoch: bounded recovery, never a wedge.
+e=$(submit -N 2 -n 2 --share -- /bin/sh -c "sleep 300; echo $marker-e")
+f=$(submit -N 2 -n 2 --share -- /bin/sh -c "sleep 300; echo $marker-f")
+wait_state "$e" RUNNING
+wait_state "$f" RUNNING
+kill -STOP "$(daemon_pid node1)"
+"$HEC" wait "$e"
+[ "$(job_state "$e")" = NODE_FAIL ] || fail "job $e is $(job_state "$e") after node1 stopped answering"
+"$HEC" wait "$f"
+[ "$(job_state "$f")" = NODE_FAIL ] || fail "job $f is $(job_state "$f")"
+[ "$(jq '.gang.nslots' <<<"$("$HEC" gang --json)")" = 1 ] || fail "matrix not emptied after NODE_FAIL"
+kill -CONT "$(daemon_pid node1)"
+wait_node_state node1 IDLE 20
+for i in $(seq 50); do [ -z "$(pgrep -f -- "echo $marker-[ef]" || true)" ] && break; sleep 0.1; done
+[ -z "$(pgrep -f -- "echo $marker-[ef]" || true)" ] || fail "processes of the failed jobs remain"
+z=$(submit -N 2 -n 2 --share -- "$MPI_CHECK")
+"$HEC" wait "$z" || fail "job $z after recovery: $(job_state "$z")"
+echo "PASS: $TEST_NAME"
