@@ -67,21 +67,6 @@ static int lookup(const char *map, const char *host, char *addr, size_t len)
 	return -ENOENT;
 }
 
-static int write_all(int fd, const uint8_t *p, size_t len)
-{
-	while (len) {
-		ssize_t n = write(fd, p, len);
-
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n < 0)
-			return -errno;
-		p += n;
-		len -= (size_t)n;
-	}
-	return 0;
-}
-
 static char *join_args(int argc, char **argv)
 {
 	size_t len = 1;
@@ -219,7 +204,7 @@ int main(int argc, char **argv)
 			switch (m.type) {
 			case HEC_MSG_STDOUT:
 			case HEC_MSG_STDERR:
-				write_all(m.type == HEC_MSG_STDOUT ? 1 : 2, m.data, m.len);
+				hec_write_all(m.type == HEC_MSG_STDOUT ? 1 : 2, m.data, m.len);
 				break;
 			case HEC_MSG_SPAWNED:
 				break;
