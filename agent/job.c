@@ -9,6 +9,7 @@
 
 #include <dirent.h>
 #include <errno.h>
+#include <netdb.h>
 #include <fcntl.h>
 #include <grp.h>
 #include <signal.h>
@@ -404,6 +405,29 @@ static void reply_launched(struct agent *ag, long id, const char *error)
 	agent_ctl_send(ag, HEC_MSG_LAUNCHED, b);
 }
 
+/*
+ * MPICH's proxies connect back to mpiexec by the batch node's host name.
+ * If that name does not resolve, Hydra waits for them forever: refuse the
+ * job at once with the fix in the reason instead.
+ */
+static int batch_host_resolves(const struct agent *ag, const json_t *nodes, char *why, size_t len)
+{
+	const char *first = json_string_value(json_object_get(json_array_get(nodes, 0), "name"));
+	struct addrinfo hints = { .ai_socktype = SOCK_STREAM }, *res;
+	int rc;
+
+	if (!first || strcmp(first, ag->conf.name))
+		return 1; /* not the batch node */
+	rc = getaddrinfo(ag->hostname, NULL, &hints, &res);
+	if (rc == 0) {
+		freeaddrinfo(res);
+		return 1;
+	}
+	fmt(why, len, "%s: host name '%s' does not resolve (%s), so MPICH's proxies cannot reach mpiexec: add it to /etc/hosts",
+	    ag->conf.name, ag->hostname, gai_strerror(rc));
+	return 0;
+}
+
 void job_on_launch(struct agent *ag, const json_t *body)
 {
 	long id = (long)json_integer_value(json_object_get(body, "job"));
@@ -429,6 +453,8 @@ void job_on_launch(struct agent *ag, const json_t *body)
 		fmt(why, sizeof(why), "%s: LAUNCH without nodes", ag->conf.name);
 		goto refuse;
 	}
+	if (!batch_host_resolves(ag, nodes, why, sizeof(why)))
+		goto refuse;
 	if (j && j->killing) {
 		fmt(why, sizeof(why), "%s: job %ld is still being killed here", ag->conf.name, id);
 		goto refuse;
