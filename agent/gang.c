@@ -52,11 +52,21 @@
 #define DISPATCH_PRIO 10
 #define RING_SIZE 4096
 /*
- * The dispatcher wakes this long before a boundary and spins to it: timer
- * wakeups on the VMs we run on come 50-70 us late (p99 about 200 us), a
- * spin makes that 0.3 us (p99 25-80 us), for 1.5% of a CPU at 10 ms slots.
+ * The dispatcher wakes early before a boundary and spins to it: timer
+ * wakeups on the VMs we run on come 50-70 us late, and later after a long
+ * sleep (p99 up to 0.5 ms at 100 ms slots), while a spin lands within a
+ * microsecond.  The lead is 2% of the slot, at least SPIN_MIN_NS and at most
+ * SPIN_MAX_NS: at most 2% of a CPU at any slot length.
  */
-#define SPIN_NS 150000LL
+#define SPIN_MIN_NS 150000LL
+#define SPIN_MAX_NS 1000000LL
+
+static int64_t spin_ns(const struct ds_table *t)
+{
+	int64_t s = t ? t->slot_ns / 50 : SPIN_MIN_NS;
+
+	return s < SPIN_MIN_NS ? SPIN_MIN_NS : s > SPIN_MAX_NS ? SPIN_MAX_NS : s;
+}
 
 struct gang_switch {
 	int64_t epoch, boundary, planned, actual, freeze_ns, thaw_ns;
@@ -257,10 +267,10 @@ static void activate(struct gang *g, int64_t off)
 	ds_table_free(old);
 }
 
-/* Sleep (woken early by a new epoch) or, in the last SPIN_NS, spin to @mono. */
-static void sleep_until(struct gang *g, int64_t mono)
+/* Sleep (woken early by a new epoch) or, in the last @spin ns, spin to @mono. */
+static void sleep_until(struct gang *g, int64_t mono, int64_t spin)
 {
-	int64_t early = mono - SPIN_NS;
+	int64_t early = mono - spin;
 	struct timespec ts = { early / 1000000000, early % 1000000000 };
 
 	if (hec_now_mono_ns() < early) {
@@ -316,11 +326,11 @@ static void *dispatcher_main(void *arg)
 			t_act = ds_boundary_time(g->active, g->next_k);
 		if (t_pend <= t_act) {
 			if (t_pend > now)
-				sleep_until(g, t_pend - off);
+				sleep_until(g, t_pend - off, spin_ns(g->pending));
 			else
 				activate(g, off);
 		} else if (t_act > now) {
-			sleep_until(g, t_act - off);
+			sleep_until(g, t_act - off, spin_ns(g->active));
 		} else {
 			/* Woken late past several boundaries: the latest one counts. */
 			int64_t k = ds_boundary_current(g->active, now);
