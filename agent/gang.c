@@ -727,6 +727,14 @@ void gang_job_ready(struct agent *ag, struct job *j)
 		if (g->clock_valid)
 			hold_newcomers(g, g->pending);
 	}
+	/* The pending epoch may have become the active one while unlocked. */
+	if (gp && g->active && (i = ds_find(g->active, j->id)) >= 0 && !g->active->e[i].gate) {
+		g->active->e[i].gate = gp;
+		g->active->e[i].state = sp;
+		gp = NULL;
+		g->kick = 1;
+		pthread_cond_signal(&g->wake);
+	}
 	pthread_mutex_unlock(&g->lock);
 	if (ga)
 		g->ops->gate_close(ga);
@@ -855,6 +863,20 @@ void gang_free(struct agent *ag)
 		pthread_mutex_unlock(&g->lock);
 		pthread_join(g->thread, NULL);
 	}
+	/*
+	 * Jobs outlive an agent stopped by a signal (SHUTDOWN has killed them
+	 * already): leave them running, not frozen in whatever slot this was,
+	 * except those held (SUSPENDED) for a job of higher priority.
+	 */
+	struct ds_table *tables[2] = { g->active, g->pending };
+
+	for (int k = 0; k < 2; k++)
+		for (int i = 0; tables[k] && i < tables[k]->n; i++) {
+			struct ds_entry *e = &tables[k]->e[i];
+
+			if (e->gate && !e->hold && !e->broken && e->state != DS_RUNNING)
+				g->ops->gate_set(e->gate, 0);
+		}
 	close_gates(g, g->active);
 	ds_table_free(g->active);
 	close_gates(g, g->pending);

@@ -522,13 +522,30 @@ struct open_result {
 	int stage; /* 0 chdir, 1 output, 2 error file */
 };
 
+/*
+ * Runs as the job's user.  The default output directory is shared (mode
+ * 1777), so a name there may have been prepared by someone else: never
+ * follow a symbolic link, and refuse a regular file that another user owns
+ * (it would hand them the job's output).
+ */
 static int open_output(const char *path)
 {
-	int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_NOCTTY | O_NONBLOCK | O_CLOEXEC, 0644);
+	int fd = open(path, O_WRONLY | O_CREAT | O_NOFOLLOW | O_NOCTTY | O_NONBLOCK | O_CLOEXEC, 0644);
+	struct stat st;
 
+	if (fd < 0)
+		return -1;
+	if (fstat(fd, &st) || (S_ISREG(st.st_mode) && st.st_uid != geteuid())) {
+		close(fd);
+		errno = EPERM;
+		return -1;
+	}
 	/* O_NONBLOCK only so that a FIFO without reader cannot hang us. */
-	if (fd >= 0)
-		fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) & ~O_NONBLOCK);
+	fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) & ~O_NONBLOCK);
+	if (S_ISREG(st.st_mode) && ftruncate(fd, 0)) {
+		close(fd);
+		return -1;
+	}
 	return fd;
 }
 

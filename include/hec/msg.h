@@ -48,7 +48,7 @@ enum hec_msg_type {
 	HEC_MSG_SPAWNED = 31,   /* agent -> bridge: {"pid"} */
 	HEC_MSG_STDOUT = 32,    /* agent -> bridge: raw bytes */
 	HEC_MSG_STDERR = 33,    /* agent -> bridge: raw bytes */
-	HEC_MSG_EXITED = 34,    /* agent -> bridge: {"exit"?, "signal"?} */
+	HEC_MSG_EXITED = 34,    /* agent -> bridge: {"exit", "signal"} */
 	/* gang scheduling: agent <-> controller (TCP) */
 	HEC_MSG_TIME_REQ = 40,  /* agent -> ctl: {"t1"} clock probe */
 	HEC_MSG_TIME_RESP = 41, /* ctl -> agent: {"t1","t2","t3"} */

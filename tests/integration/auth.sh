@@ -35,4 +35,21 @@ grep -qx "$(id -u nobody)" <<<"$("$HEC" logs "$userjob")" || fail "nobody's job 
 "$HEC" cancel "$rootjob" || fail "root cannot cancel"
 "$HEC" wait "$rootjob"
 [ "$(job_state "$rootjob")" = CANCELLED ] || fail "job $rootjob is $(job_state "$rootjob")"
+
+# The shared spool: nobody prepares the name of root's next output file, as
+# a symbolic link to a secret and as a file of its own; neither is written.
+next=$(( (rootjob > userjob ? rootjob : userjob) + 1 ))
+echo secret >"$TEST_DIR/secret"
+chmod 600 "$TEST_DIR/secret"
+as_nobody ln -s "$TEST_DIR/secret" "$HEC_DIR/spool/job-$next.out" || fail "nobody cannot write the spool"
+j=$(submit -N 1 -n 1 -- /bin/echo root-output)
+[ "$j" = "$next" ] || fail "expected job id $next, got $j"
+"$HEC" wait "$j" && fail "job $j wrote through nobody's symbolic link"
+[ "$(cat "$TEST_DIR/secret")" = secret ] || fail "the secret was overwritten through the spool"
+job_field "$j" reason | grep -q "job-$next.out" || fail "reason '$(job_field "$j" reason)' does not name the file"
+next=$((j + 1))
+as_nobody sh -c "umask 0; : > '$HEC_DIR/spool/job-$next.out'"
+j=$(submit -N 1 -n 1 -- /bin/echo root-output)
+"$HEC" wait "$j" && fail "job $j wrote into a file nobody owns"
+grep -q root-output "$HEC_DIR/spool/job-$next.out" && fail "root's output landed in nobody's file"
 echo "PASS: $TEST_NAME"

@@ -59,9 +59,18 @@ frame 2 '{"op":"submit","nodes":1,"ntasks":1,"time_limit":0,"name":"x","priority
 frame 10 '{"node":"intruder","key":"wrong","hostname":"h","addr":"127.0.0.1:1","cpus":"0","topology":{"cores":1,"pus":1,"numa_nodes":1,"memory_mb":1},"partitions":[],"exits":[],"pid":1}' |
 	expect_reply "tcp:$ctl_addr" 'ERROR .*key'
 "$HEC" nodes | grep -q intruder && fail "an agent with a wrong key was registered"
-frame 30 '{"job":1,"key":"nope","node":"node0","cmd":"touch /tmp/hec-pwned"}' |
+# (against a running job, so that only the key check can refuse it)
+pwned="$TEST_DIR/pwned"
+touch "$TEST_DIR/hold"
+run=$(cd "$TEST_DIR" && submit -N 2 -n 2 -- /bin/sh -c "while [ -e $TEST_DIR/hold ]; do sleep 0.1; done")
+wait_state "$run" RUNNING
+frame 30 "{\"job\":$run,\"key\":\"nope\",\"node\":\"node0\",\"cmd\":\"touch $pwned\"}" |
+	expect_reply "tcp:127.0.0.1:$n0_port" 'ERROR .*key'
+frame 30 "{\"job\":$run,\"key\":\"nope\",\"node\":\"node1\",\"cmd\":\"touch $pwned\"}" |
 	expect_reply "tcp:127.0.0.1:$n0_port" 'ERROR'
-[ ! -e /tmp/hec-pwned ] || { rm -f /tmp/hec-pwned; fail "a SPAWN without a valid job key ran"; }
+[ ! -e "$pwned" ] || fail "a SPAWN without a valid job key ran"
+rm "$TEST_DIR/hold"
+"$HEC" wait "$run" || fail "job $run failed"
 # A node name clash with a live agent is refused.
 frame 10 "{\"node\":\"node0\",\"key\":\"$(cat "$HEC_DIR/cluster.key")\",\"hostname\":\"h\",\"addr\":\"127.0.0.1:1\",\"cpus\":\"0\",\"topology\":{\"cores\":1,\"pus\":1,\"numa_nodes\":1,\"memory_mb\":1},\"partitions\":[],\"exits\":[],\"pid\":1}" |
 	expect_reply "tcp:$ctl_addr" 'ERROR .*node0'
