@@ -34,6 +34,7 @@
 #define FLOW_POLL_MS 20
 #define LINGER_MS 2000              /* pipes held open by a grandchild after exit */
 #define FLUSH_MS 10000              /* EXITED not read by the bridge */
+#define HELLO_MS 5000               /* a connection must send its SPAWN by then */
 
 struct bridge {
 	struct bridge *next;
@@ -139,6 +140,13 @@ static void timer_cb(evutil_socket_t fd, short what, void *arg)
 
 	(void)fd;
 	(void)what;
+	if (!b->pid && !b->exited_sent) {
+		/* Connected but never asked for anything: it only holds a slot. */
+		hec_warn("%s: bridge %s sent no SPAWN within %d ms; closing", b->ag->conf.name,
+			 hec_conn_peer(b->conn), HELLO_MS);
+		bridge_free(b);
+		return;
+	}
 	if (b->exited_sent) {
 		if (hec_conn_pending(b->conn) == 0 || hec_now_mono_ns() > b->deadline_ns)
 			bridge_free(b);
@@ -416,6 +424,7 @@ static void on_accept(evutil_socket_t lfd, short what, void *arg)
 		}
 		b->next = ag->bridges;
 		ag->bridges = b;
+		arm_timer(b, HELLO_MS);
 	}
 }
 

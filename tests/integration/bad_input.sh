@@ -75,6 +75,12 @@ rm "$TEST_DIR/hold"
 frame 10 "{\"node\":\"node0\",\"key\":\"$(cat "$HEC_DIR/cluster.key")\",\"hostname\":\"h\",\"addr\":\"127.0.0.1:1\",\"cpus\":\"0\",\"topology\":{\"cores\":1,\"pus\":1,\"numa_nodes\":1,\"memory_mb\":1},\"partitions\":[],\"exits\":[],\"pid\":1}" |
 	expect_reply "tcp:$ctl_addr" 'ERROR .*node0'
 
+# A connection that never sends a SPAWN does not hold a bridge slot for ever.
+t0=${EPOCHREALTIME/./}
+: | "$SENDRAW" "tcp:127.0.0.1:$n0_port" --wait 9000 >/dev/null
+ms=$(( (${EPOCHREALTIME/./} - t0) / 1000 ))
+[ "$ms" -ge 4000 ] && [ "$ms" -le 8000 ] || fail "an idle bridge connection lasted $ms ms (expected ~5000)"
+
 # Everyone is still alive, and still works.
 kill -0 "$ctl_pid" || fail "hecctld died"
 kill -0 "$n0_pid" || fail "hecd node0 died"
