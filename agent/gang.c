@@ -692,18 +692,41 @@ void gang_on_epoch(struct agent *ag, const json_t *b)
 }
 
 /* A partition named by the epoch in force (or the next) now exists. */
+/* @t names job @id and has no gate for it yet. */
+static int wants_gate(const struct ds_table *t, long id)
+{
+	int i = t ? ds_find(t, id) : -1;
+
+	return i >= 0 && !t->e[i].gate;
+}
+
+/* Give @id's entry in @t the gate *@gate if it has none yet (then *@gate is
+ * taken: NULL).  \return 1 if installed. */
+static int install_gate(struct ds_table *t, long id, struct hec_gate **gate, enum ds_state state)
+{
+	int i;
+
+	if (!*gate || !wants_gate(t, id))
+		return 0;
+	i = ds_find(t, id);
+	t->e[i].gate = *gate;
+	t->e[i].state = state;
+	*gate = NULL;
+	return 1;
+}
+
 void gang_job_ready(struct agent *ag, struct job *j)
 {
 	struct gang *g = ag->gang;
 	struct hec_gate *ga = NULL, *gp = NULL;
 	enum ds_state sa = DS_UNKNOWN, sp = DS_UNKNOWN;
-	int wa, wp, i;
+	int wa, wp, kick;
 
 	if (!g || !j->part || j->killing)
 		return;
 	pthread_mutex_lock(&g->lock);
-	wa = g->active && (i = ds_find(g->active, j->id)) >= 0 && !g->active->e[i].gate;
-	wp = g->pending && (i = ds_find(g->pending, j->id)) >= 0 && !g->pending->e[i].gate;
+	wa = wants_gate(g->active, j->id);
+	wp = wants_gate(g->pending, j->id);
 	pthread_mutex_unlock(&g->lock);
 	if (!wa && !wp)
 		return;
@@ -713,25 +736,12 @@ void gang_job_ready(struct agent *ag, struct job *j)
 		return;
 	}
 	pthread_mutex_lock(&g->lock);
-	if (ga && g->active && (i = ds_find(g->active, j->id)) >= 0 && !g->active->e[i].gate) {
-		g->active->e[i].gate = ga;
-		g->active->e[i].state = sa;
-		ga = NULL;
-		g->kick = 1;
-		pthread_cond_signal(&g->wake);
-	}
-	if (gp && g->pending && (i = ds_find(g->pending, j->id)) >= 0 && !g->pending->e[i].gate) {
-		g->pending->e[i].gate = gp;
-		g->pending->e[i].state = sp;
-		gp = NULL;
-		if (g->clock_valid)
-			hold_newcomers(g, g->pending);
-	}
+	kick = install_gate(g->active, j->id, &ga, sa);
+	if (install_gate(g->pending, j->id, &gp, sp) && g->clock_valid)
+		hold_newcomers(g, g->pending);
 	/* The pending epoch may have become the active one while unlocked. */
-	if (gp && g->active && (i = ds_find(g->active, j->id)) >= 0 && !g->active->e[i].gate) {
-		g->active->e[i].gate = gp;
-		g->active->e[i].state = sp;
-		gp = NULL;
+	kick |= install_gate(g->active, j->id, &gp, sp);
+	if (kick) {
 		g->kick = 1;
 		pthread_cond_signal(&g->wake);
 	}

@@ -67,12 +67,6 @@ static int path_join(char *buf, size_t len, const char *dir, const char *leaf)
 	return n < 0 || (size_t)n >= len ? -ENAMETOOLONG : 0;
 }
 
-/* Create or replace a small file with @mode (not subject to the umask). */
-static int write_file_mode(const char *path, mode_t mode, const char *text)
-{
-	return hec_create_file(path, text, strlen(text), mode);
-}
-
 /* Value of @key in a "key = value" file we wrote.  \return 0 or -errno. */
 static int conf_value(const char *path, const char *key, char *buf, size_t len)
 {
@@ -229,7 +223,7 @@ static int start_daemon(struct daemon *d, const char *prog, const char *conf)
 	}
 	close(logfd);
 	snprintf(pid, sizeof(pid), "%d\n", (int)d->pid);
-	rc = write_file_mode(d->pidfile, 0644, pid);
+	rc = hec_create_file(d->pidfile, pid, strlen(pid), 0644);
 	if (rc)
 		cli_err("cluster up: %s: %s", d->pidfile, strerror(-rc));
 	free(argv);
@@ -456,7 +450,7 @@ static int write_key(struct up *u)
 	rc = hec_random_hex(key, 32);
 	if (!rc) {
 		strcat(key, "\n");
-		rc = write_file_mode(u->key_file, 0600, key);
+		rc = hec_create_file(u->key_file, key, strlen(key), 0600);
 	}
 	if (rc)
 		cli_err("cluster up: %s: %s", u->key_file, strerror(-rc));
@@ -465,7 +459,7 @@ static int write_key(struct up *u)
 
 static int write_conf(const char *path, const char *text)
 {
-	int rc = write_file_mode(path, 0644, text);
+	int rc = hec_create_file(path, text, strlen(text), 0644);
 
 	if (rc)
 		cli_err("cluster up: %s: %s", path, strerror(-rc));
@@ -686,7 +680,7 @@ static void record_current(const char *rdir)
 	rc = hec_mkdir_p(dir, 0700);
 	snprintf(text, sizeof(text), "%s\n", rdir);
 	if (!rc)
-		rc = write_file_mode(file, 0644, text);
+		rc = hec_create_file(file, text, strlen(text), 0644);
 	if (rc)
 		fprintf(stderr, "hec: warning: cannot record the cluster in %s: %s\n", file,
 			strerror(-rc));

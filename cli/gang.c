@@ -64,8 +64,8 @@ static int print_matrix(const json_t *g)
 	       cli_jstr(g, "timeslice", "?"), (double)cli_jint(g, "slot_ns", 0) / 1e6,
 	       cli_jint(g, "nslots", 0), cli_jint(g, "nslots", 0) == 1 ? "" : "s",
 	       cli_jint(g, "max_share", 0), cli_jint(g, "epoch", 0), when);
-	/* Wide clusters print in chunks of columns. */
-	for (size_t first = 0; first < ncol || first == 0; first += CLI_TABLE_COLS - 1) {
+	/* Wide clusters print in chunks of columns (one header-only chunk if none). */
+	for (size_t first = 0; !rc && (first == 0 || first < ncol); first += CLI_TABLE_COLS - 1) {
 		size_t n = ncol - first < CLI_TABLE_COLS - 1 ? ncol - first : CLI_TABLE_COLS - 1;
 		const char *cells[CLI_TABLE_COLS];
 		char ids[CLI_TABLE_COLS][24];
@@ -83,7 +83,10 @@ static int print_matrix(const json_t *g)
 			for (j = 0; j < n; j++) {
 				long job = cli_jint(map, json_string_value(json_array_get(nodes, first + j)), 0);
 
-				snprintf(ids[j + 1], sizeof(ids[j + 1]), job > 0 ? "%ld" : "-", job);
+				if (job > 0)
+					snprintf(ids[j + 1], sizeof(ids[j + 1]), "%ld", job);
+				else
+					strcpy(ids[j + 1], "-");
 				cells[j + 1] = ids[j + 1];
 			}
 			rc = rc ? rc : cli_table_add(&t, cells);
@@ -91,8 +94,6 @@ static int print_matrix(const json_t *g)
 		if (!rc)
 			cli_table_print(&t);
 		cli_table_free(&t);
-		if (ncol == 0)
-			break;
 	}
 	if (json_array_size(json_object_get(g, "suspended"))) {
 		printf("suspended:");

@@ -255,21 +255,6 @@ static json_t *node_epoch(struct ctl *ctl, const struct node *n, int col)
 		if (visible(ctl, ids[i], n))
 			json_array_append_new(frozen, json_integer(ids[i]));
 	free(ids);
-	/*
-	 * A share job whose outcome is decided has left the matrix, but its
-	 * partition lives until KILL_JOB is done: keep it frozen so that what is
-	 * left of it never runs beside the slot's job (the kill works on frozen
-	 * groups).
-	 */
-	for (struct job *j = ctl->jobs; frozen && !ctl->timeslice_none && j; j = j->next) {
-		struct job_node *jn;
-
-		if (!j->share || j->phase != PH_ENDING)
-			continue;
-		jn = job_node_of(j, n);
-		if (jn && !jn->gone)
-			json_array_append_new(frozen, json_integer(j->id));
-	}
 	if (!slots || !frozen || (nsusp > 0 && !ids)) {
 		json_decref(slots);
 		json_decref(frozen);
