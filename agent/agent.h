@@ -19,6 +19,7 @@
 
 #include "hec/net.h"
 #include "hec/partition.h"
+#include "agent/part_vm.h"
 
 #define AGENT_NAME_MAX 64
 
@@ -34,6 +35,9 @@ struct agent_conf {
 	char launch_helper[PATH_MAX];
 	char mpiexec[PATH_MAX];
 	char log_level[16];
+	char qemu[PATH_MAX];
+	char vm_kernel[PATH_MAX];
+	char image_cache[PATH_MAX];
 };
 
 struct agent_topo {
@@ -60,7 +64,10 @@ struct job {
 	uid_t uid;
 	gid_t gid;
 	json_t *nodes;             /* LAUNCH's [{name, addr, ranks}] (owned) */
+	const struct hec_partition_ops *ops; /* the job's driver: proc, or vm (LAUNCH) */
 	struct hec_partition *part;
+	int vm;                    /* vm partition: the batch step runs in the guest */
+	int vm_running;            /* vm: the batch step runs in the guest now */
 	pid_t batch_pid;           /* our child running the batch step, 0 if none */
 	/* A batch step of a previous agent life: not our child; watched by polling. */
 	pid_t orphan_pid;
@@ -86,6 +93,8 @@ struct agent {
 	char hostname[256];
 	char addr[320];            /* advertised host:port of the spawn listener */
 	char helper[PATH_MAX];     /* hec-launch */
+	char mkimage[PATH_MAX];    /* hec-mkimage (vm partitions) */
+	char guest_bin[PATH_MAX];  /* hec-guest, the guests' init */
 	struct agent_topo topo;
 
 	/* controller link */
@@ -144,6 +153,12 @@ int job_dir(struct agent *ag, long id, char *buf, size_t len);
 char *job_agent_map(const struct job *j);
 char *job_nodelist(const struct job *j);
 
+/** vm partitions (part_vm.c): the guest is up (@error NULL: reply
+ *  LAUNCHED) or could not be brought up (LAUNCHED with @error). */
+void job_vm_launched(struct agent *ag, struct job *j, const char *error);
+/** The batch step in the guest ended, or the guest failed (@error). */
+void job_vm_exited(struct agent *ag, struct job *j, int code, int sig, const char *error);
+
 /* gang.c: gang scheduling (doc/design.md, "Gang scheduling") */
 int gang_new(struct agent *ag);
 /** Stop and join the dispatcher thread, close every gate, free. */
@@ -163,6 +178,8 @@ void gang_job_forget(struct agent *ag, long id);
 int bridges_listen(struct agent *ag, int *port);
 int bridge_reaped(struct agent *ag, pid_t pid, int status);
 void bridges_free(struct agent *ag);
+/** Close the network links of job @job (its guest here is gone). */
+void bridges_close_net(struct agent *ag, long job);
 
 /* topo.c */
 /**

@@ -49,6 +49,7 @@ struct bridge {
 	struct event *timer;        /* flow control, linger, final flush */
 	int exited_sent;
 	int64_t deadline_ns;
+	int net_port;               /* > 0: a link of job's network (NET_JOIN), not a spawn */
 };
 
 static void bridge_free(struct bridge *b)
@@ -69,9 +70,22 @@ static void bridge_free(struct bridge *b)
 	}
 	if (b->timer)
 		event_free(b->timer);
+	if (b->net_port > 0)
+		vm_net_peer_gone(ag, b->job, b->net_port);
 	if (b->conn)
 		hec_conn_free(b->conn);
 	free(b);
+}
+
+void bridges_close_net(struct agent *ag, long job)
+{
+	for (struct bridge *b = ag->bridges, *next; b; b = next) {
+		next = b->next;
+		if (b->net_port > 0 && b->job == job) {
+			b->net_port = 0; /* the switch is gone already */
+			bridge_free(b);
+		}
+	}
 }
 
 void bridges_free(struct agent *ag)
@@ -140,6 +154,8 @@ static void timer_cb(evutil_socket_t fd, short what, void *arg)
 
 	(void)fd;
 	(void)what;
+	if (b->net_port > 0)
+		return; /* a network link lives as long as the guests */
 	if (!b->pid && !b->exited_sent) {
 		/* Connected but never asked for anything: it only holds a slot. */
 		hec_warn("%s: bridge %s sent no SPAWN within %d ms; closing", b->ag->conf.name,
@@ -267,6 +283,11 @@ static void do_spawn(struct bridge *b, const json_t *body)
 		snprintf(why, sizeof(why), "job %ld: being killed on %s", id, ag->conf.name);
 		goto refuse;
 	}
+	if (j->vm) {
+		snprintf(why, sizeof(why), "job %ld: runs in vm partitions: its processes start inside its guests, not through %s",
+			 id, ag->conf.name);
+		goto refuse;
+	}
 	if (spawn_env(ag, j, &env)) {
 		snprintf(why, sizeof(why), "job %ld: %s: out of memory", id, ag->conf.name);
 		goto refuse;
@@ -331,8 +352,26 @@ refuse:
 static void bridge_on_msg(struct hec_conn *c, const struct hec_msg *m, void *arg)
 {
 	struct bridge *b = arg;
+	char why[512];
 
-	if (m->type != HEC_MSG_SPAWN || b->pid) {
+	if (b->net_port > 0 && m->type == HEC_MSG_NET_FRAME) {
+		vm_net_peer_frame(b->ag, b->job, b->net_port, m->data, m->len);
+		return;
+	}
+	if (m->type == HEC_MSG_NET_JOIN && !b->pid && !b->net_port) {
+		int port = vm_net_join(b->ag, m->body, c, why, sizeof(why));
+
+		if (port < 0) {
+			hec_debug("%s: NET_JOIN from %s refused: %s", b->ag->conf.name, hec_conn_peer(c), why);
+			hec_conn_send_error_and_close(c, "%s", why);
+			return;
+		}
+		b->job = (long)json_integer_value(json_object_get(m->body, "job"));
+		b->net_port = port;
+		evtimer_del(b->timer);
+		return;
+	}
+	if (m->type != HEC_MSG_SPAWN || b->pid || b->net_port) {
 		hec_warn("%s: bridge %s: unexpected %s, closing", b->ag->conf.name,
 			 hec_conn_peer(c), hec_msg_type_name(m->type));
 		hec_conn_send_error_and_close(c, "unexpected %s: expected one SPAWN",

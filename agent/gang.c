@@ -74,7 +74,6 @@ struct gang_switch {
 
 struct gang {
 	struct agent *ag;
-	const struct hec_partition_ops *ops;
 
 	/* The dispatcher thread; the fields up to the ring are under lock. */
 	pthread_t thread;
@@ -158,7 +157,7 @@ static void apply(struct gang *g, struct ds_table *t, int64_t k, int record, int
 	t0 = hec_now_mono_ns();
 	for (int i = 0; i < p.nfreeze; i++) {
 		struct ds_entry *e = &t->e[p.freeze[i]];
-		int rc = g->ops->gate_set(e->gate, 1);
+		int rc = hec_gate_set(e->gate, 1);
 
 		if (rc)
 			gate_broken(g, e, "freeze", rc);
@@ -176,7 +175,7 @@ static void apply(struct gang *g, struct ds_table *t, int64_t k, int record, int
 
 		if (e->broken)
 			continue;
-		rc = g->ops->gate_wait(e->gate, 1, left > 0 ? (long)(left / 1000) : 0);
+		rc = hec_gate_wait(e->gate, 1, left > 0 ? (long)(left / 1000) : 0);
 		if (rc == -ETIMEDOUT) {
 			/* Asked, not reached: the next plan waits for it again. */
 			e->state = DS_UNKNOWN;
@@ -193,7 +192,7 @@ static void apply(struct gang *g, struct ds_table *t, int64_t k, int record, int
 	if (p.thaw >= 0 && thaw) {
 		struct ds_entry *e = &t->e[p.thaw];
 		int64_t t2 = hec_now_mono_ns();
-		int rc = g->ops->gate_set(e->gate, 0);
+		int rc = hec_gate_set(e->gate, 0);
 
 		s.thaw_ns = hec_now_mono_ns() - t2;
 		if (rc)
@@ -218,11 +217,11 @@ static void apply(struct gang *g, struct ds_table *t, int64_t k, int record, int
 	}
 }
 
-static void close_gates(struct gang *g, struct ds_table *t)
+static void close_gates(struct ds_table *t)
 {
 	for (int i = 0; t && i < t->n; i++)
 		if (t->e[i].gate) {
-			g->ops->gate_close(t->e[i].gate);
+			hec_gate_close(t->e[i].gate);
 			t->e[i].gate = NULL;
 		}
 }
@@ -257,13 +256,13 @@ static void activate(struct gang *g, int64_t off)
 
 		if (e->gate && !e->broken && e->state == DS_FROZEN &&
 		    (i < 0 || !t->e[i].gate || t->e[i].broken)) {
-			int rc = g->ops->gate_set(e->gate, 0);
+			int rc = hec_gate_set(e->gate, 0);
 
 			if (rc)
 				gate_broken(g, e, "thaw (left the schedule)", rc);
 		}
 	}
-	close_gates(g, old);
+	close_gates(old);
 	ds_table_free(old);
 }
 
@@ -512,11 +511,11 @@ void gang_on_disconnect(struct agent *ag)
 /* ---- epochs (event loop) ---- */
 
 /* Frozen, running, or (midway, or unreadable) unknown. */
-static enum ds_state probe_state(struct gang *g, struct hec_gate *gate)
+static enum ds_state probe_state(struct hec_gate *gate)
 {
-	if (g->ops->gate_wait(gate, 1, 0) == 0)
+	if (hec_gate_wait(gate, 1, 0) == 0)
 		return DS_FROZEN;
-	if (g->ops->gate_wait(gate, 0, 0) == 0)
+	if (hec_gate_wait(gate, 0, 0) == 0)
 		return DS_RUNNING;
 	return DS_UNKNOWN;
 }
@@ -530,14 +529,14 @@ static struct job *job_here(struct agent *ag, long id)
 
 static int open_gate(struct gang *g, struct job *j, struct hec_gate **gate, enum ds_state *st)
 {
-	int rc = g->ops->gate_open(j->part, gate);
+	int rc = j->ops->gate_open(j->part, gate);
 
 	if (rc) {
 		hec_err("%s: job %ld: cannot open its freeze controls: %s: %s; the gang dispatcher leaves it alone",
 			g->ag->conf.name, j->id, hec_part_proc_context(), strerror(-rc));
 		return rc;
 	}
-	*st = probe_state(g, *gate);
+	*st = probe_state(*gate);
 	return 0;
 }
 
@@ -569,7 +568,7 @@ static void hold_newcomers(struct gang *g, struct ds_table *t)
 
 		if (!e->gate || e->broken || e->state == DS_FROZEN || (a >= 0 && g->active->e[a].gate))
 			continue;
-		rc = g->ops->gate_set(e->gate, 1);
+		rc = hec_gate_set(e->gate, 1);
 		if (rc) {
 			gate_broken(g, e, "freeze", rc);
 			continue;
@@ -593,7 +592,7 @@ static void hand_over(struct gang *g, struct ds_table *t)
 	g->pending_joined = 0;
 	pthread_cond_signal(&g->wake);
 	pthread_mutex_unlock(&g->lock);
-	close_gates(g, old);
+	close_gates(old);
 	ds_table_free(old);
 }
 
@@ -675,7 +674,7 @@ void gang_on_epoch(struct agent *ag, const json_t *b)
 	if (rc) {
 		hec_err("%s: EPOCH %lld: cannot start the gang dispatcher thread: %s; ignored",
 			ag->conf.name, (long long)epoch, strerror(-rc));
-		close_gates(g, t);
+		close_gates(t);
 		ds_table_free(t);
 		return;
 	}
@@ -732,7 +731,7 @@ void gang_job_ready(struct agent *ag, struct job *j)
 		return;
 	if ((wa && open_gate(g, j, &ga, &sa)) || (wp && open_gate(g, j, &gp, &sp))) {
 		if (ga)
-			g->ops->gate_close(ga);
+			hec_gate_close(ga);
 		return;
 	}
 	pthread_mutex_lock(&g->lock);
@@ -747,9 +746,9 @@ void gang_job_ready(struct agent *ag, struct job *j)
 	}
 	pthread_mutex_unlock(&g->lock);
 	if (ga)
-		g->ops->gate_close(ga);
+		hec_gate_close(ga);
 	if (gp)
-		g->ops->gate_close(gp);
+		hec_gate_close(gp);
 	hec_debug("%s: job %ld: partition joins the gang schedule", ag->conf.name, j->id);
 }
 
@@ -768,7 +767,7 @@ void gang_job_forget(struct agent *ag, long id)
 		int i = ts[k] ? ds_find(ts[k], id) : -1;
 
 		if (i >= 0 && ts[k]->e[i].gate) {
-			g->ops->gate_close(ts[k]->e[i].gate);
+			hec_gate_close(ts[k]->e[i].gate);
 			ts[k]->e[i].gate = NULL;
 		}
 	}
@@ -809,7 +808,7 @@ void gang_on_stats_req(struct agent *ag, const json_t *b)
 	for (struct job *j = ag->jobs; j; j = j->next) {
 		unsigned long long usec;
 
-		if (j->part && ag->ops->cpu_usage && ag->ops->cpu_usage(j->part, &usec) == 0)
+		if (j->part && j->ops->cpu_usage && j->ops->cpu_usage(j->part, &usec) == 0)
 			json_array_append_new(usage, json_pack("{s:I, s:I}", "job", (json_int_t)j->id,
 							      "usec", (json_int_t)usec));
 	}
@@ -818,6 +817,8 @@ void gang_on_stats_req(struct agent *ag, const json_t *b)
 			 "offset_ns", (json_int_t)(g->have_estimate ? g->est_offset : 0),
 			 "rtt_ns", (json_int_t)(g->have_estimate ? g->est_rtt : 0),
 			 "now", (json_int_t)(now > 0 ? now : 0), "switches", sw, "usage", usage);
+	if (body)
+		json_object_set_new(body, "vm", vm_stats_json(ag));
 	agent_ctl_send(ag, HEC_MSG_STATS, body);
 }
 
@@ -832,7 +833,6 @@ int gang_new(struct agent *ag)
 	if (!g)
 		return -ENOMEM;
 	g->ag = ag;
-	g->ops = ag->ops;
 	g->ring = calloc(RING_SIZE, sizeof(*g->ring));
 	g->burst_timer = event_new(ag->base, -1, EV_PERSIST, burst_timer_cb, g);
 	g->probe_timer = evtimer_new(ag->base, probe_timeout_cb, g);
@@ -885,11 +885,11 @@ void gang_free(struct agent *ag)
 			struct ds_entry *e = &tables[k]->e[i];
 
 			if (e->gate && !e->hold && !e->broken && e->state != DS_RUNNING)
-				g->ops->gate_set(e->gate, 0);
+				hec_gate_set(e->gate, 0);
 		}
-	close_gates(g, g->active);
+	close_gates(g->active);
 	ds_table_free(g->active);
-	close_gates(g, g->pending);
+	close_gates(g->pending);
 	ds_table_free(g->pending);
 	pthread_cond_destroy(&g->wake);
 	pthread_mutex_destroy(&g->lock);

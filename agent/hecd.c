@@ -52,6 +52,9 @@ static const struct hec_conf_key conf_keys[] = {
 	STR_KEY("launch_helper", "", "the Hydra launcher bridge (default: hec-launch beside hecd, else " HEC_LIBEXECDIR ")", launch_helper),
 	STR_KEY("mpiexec", HEC_MPIEXEC, "MPICH Hydra mpiexec", mpiexec),
 	STR_KEY("log_level", "info", "err, warn, info, debug", log_level),
+	STR_KEY("qemu", "/usr/bin/qemu-system-x86_64", "vm partitions: the QEMU binary (KVM where /dev/kvm is usable, else TCG)", qemu),
+	STR_KEY("vm_kernel", "", "vm partitions: guest kernel (default: the newest /boot/vmlinuz-*)", vm_kernel),
+	STR_KEY("image_cache", "/var/cache/hec/images", "vm partitions: where built guest images are kept, by content", image_cache),
 	{ .key = NULL },
 };
 
@@ -342,7 +345,7 @@ static void on_signal(evutil_socket_t sig, short what, void *arg)
 	switch (sig) {
 	case SIGCHLD:
 		while ((pid = waitpid(-1, &status, WNOHANG)) > 0)
-			if (!job_reaped(ag, pid, status))
+			if (!job_reaped(ag, pid, status) && !vm_reaped(ag, pid, status))
 				bridge_reaped(ag, pid, status);
 		break;
 	case SIGTERM:
@@ -540,6 +543,16 @@ static void find_helper(struct agent *ag)
 	if (access(ag->helper, X_OK))
 		hec_warn("%s: launch helper %s: %s; multi-node jobs will fail", ag->conf.name,
 			 ag->helper, strerror(errno));
+	/* vm partitions: the image tool and the guest's init, found the same way */
+	if (hec_self_dir(dir, sizeof(dir)) == 0 &&
+	    snprintf(ag->mkimage, sizeof(ag->mkimage), "%s/hec-mkimage", dir) > 0 &&
+	    access(ag->mkimage, X_OK) == 0 &&
+	    snprintf(ag->guest_bin, sizeof(ag->guest_bin), "%s/hec-guest", dir) > 0) {
+		/* the build tree */
+	} else {
+		snprintf(ag->mkimage, sizeof(ag->mkimage), "%s/hec-mkimage", HEC_LIBEXECDIR);
+		snprintf(ag->guest_bin, sizeof(ag->guest_bin), "%s/hec-guest", HEC_LIBEXECDIR);
+	}
 }
 
 static int setup_addr(struct agent *ag, int port)
@@ -603,6 +616,7 @@ static int add_signal(struct agent *ag, int idx, int sig)
 static void agent_free(struct agent *ag)
 {
 	gang_free(ag);
+	vm_free_all(ag);
 	bridges_free(ag);
 	jobs_free(ag);
 	if (ag->ctl)

@@ -71,6 +71,7 @@ static struct job *job_new(struct agent *ag, long id)
 		return NULL;
 	j->id = id;
 	j->ag = ag;
+	j->ops = ag->ops;
 	j->next = ag->jobs;
 	ag->jobs = j;
 	return j;
@@ -85,8 +86,9 @@ static void job_free(struct agent *ag, struct job *j)
 			*pp = j->next;
 			break;
 		}
+	vm_forget(ag, j->id);
 	if (j->part)
-		ag->ops->release(j->part);
+		j->ops->release(j->part);
 	if (j->kill_timer)
 		event_free(j->kill_timer);
 	if (j->watch)
@@ -435,9 +437,12 @@ void job_on_launch(struct agent *ag, const json_t *body)
 	json_int_t gid = json_integer_value(json_object_get(body, "gid"));
 	const char *key = json_string_value(json_object_get(body, "key"));
 	json_t *nodes = json_object_get(body, "nodes");
+	const char *kind = json_string_value(json_object_get(body, "partition"));
+	const struct hec_partition_ops *ops = kind && !strcmp(kind, "vm") ? &hec_partition_vm_ops :
+					      ag->ops;
 	struct hec_partition *part = NULL;
 	struct job *j = job_find(ag, id);
-	char why[1024];
+	char why[1024], vwhy[900];
 	int rc, made = 0;
 
 	if (ag->shutting_down) {
@@ -455,14 +460,23 @@ void job_on_launch(struct agent *ag, const json_t *body)
 	}
 	if (!batch_host_resolves(ag, nodes, why, sizeof(why)))
 		goto refuse;
+	if (kind && strcmp(kind, "proc") && strcmp(kind, "vm")) {
+		fmt(why, sizeof(why), "%s: partition kind '%s' is unknown here", ag->conf.name, kind);
+		goto refuse;
+	}
 	if (j && j->killing) {
 		fmt(why, sizeof(why), "%s: job %ld is still being killed here", ag->conf.name, id);
 		goto refuse;
 	}
+	if (j && ops == &hec_partition_vm_ops) {
+		/* A guest cannot be re-attached: a second LAUNCH is a new guest. */
+		fmt(why, sizeof(why), "%s: job %ld already has a partition here", ag->conf.name, id);
+		goto refuse;
+	}
 	if (!j) {
-		rc = ag->ops->create(&ag->penv, id, &part);
+		rc = ops->create(&ag->penv, id, &part);
 		if (rc == -EEXIST) /* left by a previous life of ours: reuse it */
-			rc = ag->ops->open(&ag->penv, id, &part);
+			rc = ops->open(&ag->penv, id, &part);
 		if (rc) {
 			fmt(why, sizeof(why), "%s: %s: %s", ag->conf.name, hec_part_proc_context(),
 			    strerror(-rc));
@@ -470,11 +484,13 @@ void job_on_launch(struct agent *ag, const json_t *body)
 		}
 		j = job_new(ag, id);
 		if (!j) {
-			ag->ops->destroy(part);
-			ag->ops->release(part);
+			ops->destroy(part);
+			ops->release(part);
 			fmt(why, sizeof(why), "%s: out of memory", ag->conf.name);
 			goto refuse;
 		}
+		j->ops = ops;
+		j->vm = ops == &hec_partition_vm_ops;
 		j->part = part;
 		made = 1;
 	}
@@ -490,15 +506,25 @@ void job_on_launch(struct agent *ag, const json_t *body)
 	} else {
 		rc = write_hosts(ag, j, why, sizeof(why));
 	}
+	if (!rc && j->vm) {
+		rc = vm_launch(ag, j, body, vwhy, sizeof(vwhy));
+		if (rc)
+			fmt(why, sizeof(why), "%s: %s", ag->conf.name, vwhy);
+	}
 	if (rc) {
 		if (made) {
-			ag->ops->destroy(j->part);
+			j->ops->destroy(j->part);
 			remove_job_dir(ag, id);
 			job_free(ag, j);
 		}
 		goto refuse;
 	}
 	save_meta(ag, j);
+	if (j->vm) {
+		hec_info("%s: job %ld: partition made; its guest is on its way (%zu nodes)",
+			 ag->conf.name, id, json_array_size(nodes));
+		return; /* job_vm_launched() replies */
+	}
 	hec_info("%s: job %ld: partition ready (uid %lld, %zu nodes)", ag->conf.name, id,
 		 (long long)uid, json_array_size(nodes));
 	gang_job_ready(ag, j);
@@ -508,6 +534,36 @@ void job_on_launch(struct agent *ag, const json_t *body)
 refuse:
 	hec_err("%s: job %ld: LAUNCH failed: %s", ag->conf.name, id, unprefixed(ag, why));
 	reply_launched(ag, id, why);
+}
+
+void job_vm_launched(struct agent *ag, struct job *j, const char *error)
+{
+	char why[1100];
+
+	if (error) {
+		/* The partition stays: the controller fails the job and KILL_JOB
+		 * empties and removes it the usual way. */
+		fmt(why, sizeof(why), "%s: %s", ag->conf.name, error);
+		hec_err("%s: job %ld: LAUNCH failed: %s", ag->conf.name, j->id, error);
+		reply_launched(ag, j->id, why);
+		return;
+	}
+	hec_info("%s: job %ld: partition ready: guest up (uid %lld, %zu nodes)", ag->conf.name,
+		 j->id, (long long)j->uid, json_array_size(j->nodes));
+	gang_job_ready(ag, j);
+	reply_launched(ag, j->id, NULL);
+}
+
+void job_vm_exited(struct agent *ag, struct job *j, int code, int sig, const char *error)
+{
+	j->vm_running = 0;
+	/* On the batch node this is the batch step's end; on another node only
+	 * a failure of its guest is news, and the controller fails the job. */
+	if (!error && json_array_size(j->nodes) &&
+	    strcmp(json_string_value(json_object_get(json_array_get(j->nodes, 0), "name")),
+		   ag->conf.name))
+		return;
+	batch_ended(ag, j->id, code, sig, error);
 }
 
 /* ---- START ---- */
@@ -713,6 +769,70 @@ static int build_env(struct agent *ag, struct job *j, const json_t *env, long nt
 	return rc;
 }
 
+/*
+ * vm partitions: the batch step runs inside the first guest, so mpiexec
+ * and its proxies all live in the job's guests.  Hydra gets a host file
+ * written in the guest and hec-guest's remote shell as its launcher.
+ */
+#define GUEST_HOSTFILE "/tmp/hec-hostfile"
+
+static int start_in_guest(struct agent *ag, struct job *j, const json_t *uargv, const char *script,
+			  long ntasks, struct envv *env, const char *cwd, int out_fd, int err_fd,
+			  char *why, size_t whylen)
+{
+	char *prelude = NULL, *cmd = NULL, num[32], vwhy[900];
+	size_t plen = 0, i;
+	const char **argv = NULL;
+	json_t *n, *v;
+	FILE *mem;
+	int argc = 0, rc = -ENOMEM;
+
+	mem = open_memstream(&prelude, &plen);
+	if (!mem)
+		goto out;
+	fprintf(mem, "printf '");
+	json_array_foreach(j->nodes, i, n)
+		fprintf(mem, "%s:%lld\\n", json_string_value(json_object_get(n, "name")),
+			(long long)json_integer_value(json_object_get(n, "ranks")));
+	fprintf(mem, "' > " GUEST_HOSTFILE " || exit 1\n");
+	fclose(mem);
+	argv = calloc(json_array_size(uargv) + 8, sizeof(*argv));
+	if (!argv || !prelude)
+		goto out;
+	argv[argc++] = "/bin/sh";
+	argv[argc++] = "-c";
+	if (json_array_size(uargv) > 0) {
+		fmt(num, sizeof(num), "%ld", ntasks);
+		if (asprintf(&cmd, "%sexec mpiexec -n %s \"$@\"", prelude, num) < 0)
+			cmd = NULL;
+		argv[argc++] = cmd;
+		argv[argc++] = "hec-job";
+		json_array_foreach(uargv, i, v)
+			argv[argc++] = json_string_value(v);
+	} else {
+		if (asprintf(&cmd, "%s%s", prelude, script) < 0)
+			cmd = NULL;
+		argv[argc++] = cmd;
+	}
+	if (!cmd)
+		goto out;
+	rc = envv_set(env, "HYDRA_HOST_FILE", GUEST_HOSTFILE);
+	if (!rc)
+		rc = envv_set(env, "HYDRA_LAUNCHER_EXEC", "/bin/hec-rsh");
+	if (rc)
+		goto out;
+	rc = vm_run(ag, j, argv, (const char *const *)env->v, cwd, out_fd, err_fd, vwhy, sizeof(vwhy));
+	if (rc)
+		fmt(why, whylen, "%s: %s", ag->conf.name, vwhy);
+out:
+	if (rc == -ENOMEM)
+		fmt(why, whylen, "%s: out of memory", ag->conf.name);
+	free(prelude);
+	free(cmd);
+	free(argv);
+	return rc;
+}
+
 void job_on_start(struct agent *ag, const json_t *body)
 {
 	long id = (long)json_integer_value(json_object_get(body, "job"));
@@ -739,7 +859,7 @@ void job_on_start(struct agent *ag, const json_t *body)
 		hec_warn("%s: job %ld: START while being killed, ignored", ag->conf.name, id);
 		return;
 	}
-	if (j->batch_pid || j->orphan_pid || exit_find(ag, id)) {
+	if (j->batch_pid || j->orphan_pid || j->vm_running || exit_find(ag, id)) {
 		hec_warn("%s: job %ld: START again, ignored: the batch step already ran", ag->conf.name, id);
 		return;
 	}
@@ -782,6 +902,16 @@ void job_on_start(struct agent *ag, const json_t *body)
 	rc = open_as_user(ag, j, cwd, out, errf, &out_fd, &err_fd, why, sizeof(why));
 	if (rc)
 		goto fail;
+	if (j->vm) {
+		rc = start_in_guest(ag, j, uargv, script, ntasks, &env, cwd, out_fd, err_fd, why,
+				    sizeof(why));
+		if (rc)
+			goto fail;
+		j->vm_running = 1;
+		save_meta(ag, j);
+		hec_info("%s: job %ld: batch step started in the guest", ag->conf.name, id);
+		goto out;
+	}
 	in_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
 	{
 		struct hec_spawn_req req = {
@@ -790,7 +920,7 @@ void job_on_start(struct agent *ag, const json_t *body)
 			.stderr_fd = err_fd >= 0 ? err_fd : out_fd,
 		};
 
-		rc = ag->ops->spawn(j->part, &req, &pid);
+		rc = j->ops->spawn(j->part, &req, &pid);
 	}
 	if (rc) {
 		/* Like a shell: 127 not found, 126 not runnable. */
@@ -869,7 +999,7 @@ static void kill_tick(evutil_socket_t fd, short what, void *arg)
 
 	(void)fd;
 	(void)what;
-	n = ag->ops->nprocs(j->part);
+	n = j->ops->nprocs(j->part);
 	if (n != 0 && n != -ENOENT) {
 		if (n < 0 && !j->kill_warned) {
 			hec_err("%s: job %ld: cannot count processes: %s: %s", ag->conf.name, j->id,
@@ -877,7 +1007,7 @@ static void kill_tick(evutil_socket_t fd, short what, void *arg)
 			j->kill_warned = 1;
 		}
 		if (++j->kill_ticks % 10 == 0)
-			ag->ops->kill(j->part);
+			j->ops->kill(j->part);
 		if (elapsed > KILL_WARN_NS && !j->kill_warned) {
 			hec_err("%s: job %ld: %d processes survive SIGKILL after %lld s; still trying",
 				ag->conf.name, j->id, n, (long long)(KILL_WARN_NS / 1000000000));
@@ -887,7 +1017,7 @@ static void kill_tick(evutil_socket_t fd, short what, void *arg)
 			return;
 		hec_err("%s: job %ld: giving up on its partition for shutdown", ag->conf.name, j->id);
 	} else {
-		rc = ag->ops->destroy(j->part);
+		rc = j->ops->destroy(j->part);
 		if (rc == -EBUSY && elapsed < KILL_WARN_NS)
 			return; /* a process was still on its way out */
 		if (rc)
@@ -909,11 +1039,13 @@ static void start_kill(struct agent *ag, struct job *j)
 	/* First, so that the slot dispatcher never touches a dying partition
 	 * (no thaw needed: SIGKILL and cgroup.kill work on frozen groups). */
 	gang_job_forget(ag, j->id);
+	vm_forget(ag, j->id);
+	bridges_close_net(ag, j->id);
 	j->killing = 1;
 	j->kill_start_ns = hec_now_mono_ns();
 	if (j->watch)
 		event_del(j->watch);
-	rc = ag->ops->kill(j->part);
+	rc = j->ops->kill(j->part);
 	if (rc)
 		hec_err("%s: job %ld: kill: %s: %s", ag->conf.name, j->id, hec_part_proc_context(),
 			strerror(-rc));

@@ -86,7 +86,8 @@ struct hec_partition {
 };
 
 /* The freeze controls of one partition, held open (see the header). */
-struct hec_gate {
+struct proc_gate {
+	struct hec_gate base;      /* first: handed out as a struct hec_gate */
 	enum freeze_kind kind;
 	int ctl_fd;                /* v2 cgroup.freeze (write), v1 freezer.state (read/write) */
 	int ev_fd;                 /* v2 cgroup.events, v1 -1 */
@@ -1121,12 +1122,13 @@ static int proc_cpu_usage(struct hec_partition *p, unsigned long long *usec)
 static int proc_gate_open(struct hec_partition *p, struct hec_gate **out)
 {
 	char path[PATH_MAX];
-	struct hec_gate *g;
+	struct proc_gate *g;
 	int rc;
 
 	g = malloc(sizeof(*g));
 	if (!g)
 		return -ENOMEM;
+	g->base.ops = &hec_partition_proc_ops;
 	g->kind = p->lay.freeze;
 	g->ctl_fd = g->ev_fd = -1;
 	rc = join(path, sizeof(path), p->dir[0],
@@ -1148,7 +1150,7 @@ static int proc_gate_open(struct hec_partition *p, struct hec_gate **out)
 		set_ctx("cgroup open %s", path);
 		goto err_close;
 	}
-	*out = g;
+	*out = &g->base;
 	return 0;
 
 err_close:
@@ -1158,8 +1160,9 @@ err_close:
 	return rc;
 }
 
-static int proc_gate_set(struct hec_gate *g, int frozen)
+static int proc_gate_set(struct hec_gate *gate, int frozen)
 {
+	struct proc_gate *g = (struct proc_gate *)gate;
 	const char *v = g->kind == FREEZE_V2 ? (frozen ? "1" : "0") : (frozen ? "FROZEN" : "THAWED");
 	size_t len = strlen(v);
 	ssize_t n;
@@ -1181,7 +1184,7 @@ static int64_t mono_ns(void)
 }
 
 /* 1 if the group is in the state asked for, 0 if not (yet), or -errno. */
-static int gate_reached(struct hec_gate *g, int frozen)
+static int gate_reached(struct proc_gate *g, int frozen)
 {
 	char buf[128];
 	const char *v;
@@ -1212,8 +1215,9 @@ static int gate_reached(struct hec_gate *g, int frozen)
 #define GATE_STEP_FINE_FOR_NS 2000000LL
 #define GATE_STEP_MAX_NS 1000000LL
 
-static int proc_gate_wait(struct hec_gate *g, int frozen, long timeout_us)
+static int proc_gate_wait(struct hec_gate *gate, int frozen, long timeout_us)
 {
+	struct proc_gate *g = (struct proc_gate *)gate;
 	int64_t start = mono_ns();
 	int64_t deadline = start + (int64_t)(timeout_us > 0 ? timeout_us : 0) * 1000;
 	int64_t step = GATE_STEP_NS;
@@ -1250,8 +1254,10 @@ static int proc_gate_wait(struct hec_gate *g, int frozen, long timeout_us)
 	}
 }
 
-static void proc_gate_close(struct hec_gate *g)
+static void proc_gate_close(struct hec_gate *gate)
 {
+	struct proc_gate *g = (struct proc_gate *)gate;
+
 	if (!g)
 		return;
 	close(g->ctl_fd);

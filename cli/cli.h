@@ -133,6 +133,9 @@ enum submit_key {
 	SK_JSON,
 	SK_SHARE,
 	SK_MEM,
+	SK_PARTITION,
+	SK_VCPUS,
+	SK_VM_FILE,
 };
 
 /* Fields given so far (bit per field): command line beats directives. */
@@ -146,12 +149,24 @@ enum {
 	SK_SET_PRIORITY = 1u << 6,
 	SK_SET_SHARE = 1u << 7,
 	SK_SET_MEM = 1u << 8,
+	SK_SET_PARTITION = 1u << 9,
+	SK_SET_VCPUS = 1u << 10,
+	SK_SET_VM_FILES = 1u << 11,
 };
+
+#define CLI_VCPUS_MAX 64
+#define CLI_VM_FILES_MAX 256
+#define CLI_VM_MEM_MIN 128   /* MB: below this the guest kernel and initramfs do not fit */
+#define CLI_VM_MEM_DEFAULT 512
 
 struct submit_opts {
 	long nodes, ntasks, time_limit, priority;
 	long share;                    /* 1: gang time-sharing with other jobs */
-	long mem_mb;                   /* per node; 0: not counted */
+	long mem_mb;                   /* per node; 0: not counted (vm: guest RAM) */
+	int vm;                        /* --partition vm: each node's share runs in a QEMU guest */
+	long vcpus;                    /* vm: vCPUs per guest; 0: ranks per node */
+	char **vm_files;               /* vm: extra files for the guest image (owned) */
+	int nvm_files;
 	char *name, *output, *error;   /* owned */
 	unsigned set;
 };
@@ -161,7 +176,7 @@ extern const struct cli_opt cli_submit_options[];
 extern const struct cli_opt cli_directive_options[];
 
 /** Check and store one job option (-N, -n, -t, -J, -o, -e, --priority,
- *  --share, --mem).
+ *  --share, --mem, --partition, --vcpus, --vm-file).
  *  A later value replaces an earlier one. \return 0, -EINVAL (@err), -ENOMEM. */
 int submit_opt_apply(struct submit_opts *o, int key, const char *val, char *err, size_t errlen);
 

@@ -135,6 +135,15 @@ static int print_stats(const json_t *s)
 	json_array_foreach(json_object_get(s, "nodes"), i, v)
 		printf("%-8s %10.1f %8.1f %9ld\n", cli_jstr(v, "name", "?"), jnum(v, "offset_us"),
 		       jnum(v, "rtt_us"), cli_jint(v, "switches", 0));
+	if (json_array_size(json_object_get(s, "vm_switch"))) {
+		/* measured on each guest when it booted; the cheaper one switches it */
+		printf("%-8s %-6s %15s %15s %s\n", "NODE", "VM_JOB", "CGROUP_FRZ+THW", "QMP_STOP+CONT",
+		       "SWITCHED_BY");
+		json_array_foreach(json_object_get(s, "vm_switch"), i, v)
+			printf("%-8s %-6ld %12.1f us %12.1f us %s\n", cli_jstr(v, "node", "?"),
+			       cli_jint(v, "job", 0), jnum(v, "cgroup_us"), jnum(v, "qmp_us"),
+			       cli_jstr(v, "method", "?"));
+	}
 	if (json_array_size(json_object_get(s, "missing"))) {
 		printf("no answer from:");
 		json_array_foreach(json_object_get(s, "missing"), i, v)

@@ -78,6 +78,12 @@ static const char submit_help[] =
 	"                       (default: the job's nodes are its own)\n"
 	"      --mem=SIZE       memory per node, e.g. 512M, 2G (default: not counted);\n"
 	"                       jobs sharing a node must fit its memory together\n"
+"      --partition=KIND proc: processes in a cgroup (default); vm: a QEMU guest per\n"
+	"                       node, the whole MPI job inside the guests\n"
+	"      --vcpus=K        vm: vCPUs per guest (default: the node's ranks)\n"
+	"      --vm-file=FILE   vm: put FILE (and the libraries it needs) into the guest\n"
+	"                       image; the program of -- PROGRAM is put in by itself\n"
+	"                       (--mem is the guest's RAM: default 512M, at least 128M)\n"
 	"  -o, --output=FILE    stdout of the job (default: CLUSTER_DIR/spool/job-ID.out)\n"
 	"  -e, --error=FILE     stderr of the job (default: with stdout)\n"
 	"      --json           print {\"job\": ID}\n"
@@ -204,6 +210,88 @@ static int abs_field(json_t *req, const char *key, const char *cwd, const char *
 	return 0;
 }
 
+/* The program of `hec submit -- PROG` as execvp() would find it: for a vm
+ * partition the file itself goes into the guest image. */
+static int find_program(const char *cwd, const char *prog, char *abs, size_t len)
+{
+	const char *path = getenv("PATH"), *p, *colon;
+
+	if (strchr(prog, '/')) {
+		if (cli_abspath(cwd, prog, abs, len))
+			return -ENAMETOOLONG;
+		return access(abs, X_OK) ? -errno : 0;
+	}
+	for (p = path ? path : "/usr/bin:/bin"; *p; p = *colon ? colon + 1 : colon) {
+		char dir[PATH_MAX];
+		int n;
+
+		colon = strchrnul(p, ':');
+		n = snprintf(dir, sizeof(dir), "%.*s", (int)(colon - p), p);
+		if (n <= 0 || (size_t)n >= sizeof(dir))
+			continue;
+		if (cli_abspath(cwd, dir, abs, len))
+			continue;
+		if (strlen(abs) + 1 + strlen(prog) >= len)
+			continue;
+		strcat(abs, "/");
+		strcat(abs, prog);
+		if (access(abs, X_OK) == 0)
+			return 0;
+	}
+	return -ENOENT;
+}
+
+/* --partition vm: "partition", "vcpus" and the absolute paths of the files
+ * the guest image needs ("vm_files"). */
+static int vm_fields(json_t *req, const struct submit_opts *o, const char *cwd, char **rest,
+		     int dashdash)
+{
+	char abs[PATH_MAX];
+	json_t *files = json_array();
+	int rc;
+
+	if (!files || json_object_set_new(req, "partition", json_string("vm")))
+		goto err_nomem;
+	if (o->vcpus && json_object_set_new(req, "vcpus", json_integer(o->vcpus)))
+		goto err_nomem;
+	if (dashdash) {
+		rc = find_program(cwd, rest[0], abs, sizeof(abs));
+		if (rc) {
+			cli_err("%s: %s (a vm partition copies the program into its guest)", rest[0],
+				rc == -ENOENT ? "command not found" : strerror(-rc));
+			goto err;
+		}
+		json_array_append_new(files, json_string(abs));
+	}
+	for (int i = 0; i < o->nvm_files; i++) {
+		struct stat st;
+
+		if (cli_abspath(cwd, o->vm_files[i], abs, sizeof(abs))) {
+			cli_err("--vm-file: path too long");
+			goto err;
+		}
+		if (stat(abs, &st)) {
+			cli_err("--vm-file: %s: %s", abs, strerror(errno));
+			goto err;
+		}
+		if (!S_ISREG(st.st_mode)) {
+			cli_err("--vm-file: %s: not a regular file", abs);
+			goto err;
+		}
+		if (json_array_append_new(files, json_string(abs))) {
+			cli_err("--vm-file: '%s' is not valid UTF-8 text", abs);
+			goto err;
+		}
+	}
+	return json_object_set_new(req, "vm_files", files) ? -ENOMEM : 0;
+
+err_nomem:
+	cli_err("submit: out of memory");
+err:
+	json_decref(files);
+	return -EINVAL;
+}
+
 int cmd_submit(struct cli_ctx *ctx, const char *dir, int argc, char **argv)
 {
 	struct submit_opts o = { 0 }, from_script = { 0 };
@@ -315,6 +403,8 @@ int cmd_submit(struct cli_ctx *ctx, const char *dir, int argc, char **argv)
 	} else if (json_object_set_new(req, "script", json_stringn(text, len))) {
 		goto out_nomem;
 	}
+	if (o.vm && vm_fields(req, &o, cwd, rest, a.dashdash))
+		goto out;
 	if (abs_field(req, "output", cwd, o.output, "--output") ||
 	    abs_field(req, "error", cwd, o.error, "--error"))
 		goto out;

@@ -23,7 +23,10 @@
 	{ "error", SK_ERROR, 1 }, \
 	{ "priority", SK_PRIORITY, 1 }, \
 	{ "share", SK_SHARE, 0 }, \
-	{ "mem", SK_MEM, 1 }
+	{ "mem", SK_MEM, 1 }, \
+	{ "partition", SK_PARTITION, 1 }, \
+	{ "vcpus", SK_VCPUS, 1 }, \
+	{ "vm-file", SK_VM_FILE, 1 }
 
 const struct cli_opt cli_submit_options[] = {
 	JOB_OPTIONS,
@@ -69,6 +72,29 @@ static int check_text(const char *what, const char *val, size_t max, char *err, 
 	return 0;
 }
 
+static int add_vm_file(struct submit_opts *o, const char *val, char *err, size_t errlen)
+{
+	char **grown;
+	int rc = check_text("--vm-file", val, PATH_MAX - 1, err, errlen);
+
+	if (rc)
+		return rc;
+	if (o->nvm_files >= CLI_VM_FILES_MAX) {
+		snprintf(err, errlen, "--vm-file: more than %d files", CLI_VM_FILES_MAX);
+		return -EINVAL;
+	}
+	grown = realloc(o->vm_files, (size_t)(o->nvm_files + 1) * sizeof(*grown));
+	if (!grown)
+		return -ENOMEM;
+	o->vm_files = grown;
+	o->vm_files[o->nvm_files] = strdup(val);
+	if (!o->vm_files[o->nvm_files])
+		return -ENOMEM;
+	o->nvm_files++;
+	o->set |= SK_SET_VM_FILES;
+	return 0;
+}
+
 int submit_opt_apply(struct submit_opts *o, int key, const char *val, char *err, size_t errlen)
 {
 	int rc;
@@ -104,6 +130,21 @@ int submit_opt_apply(struct submit_opts *o, int key, const char *val, char *err,
 		if (!rc)
 			o->set |= SK_SET_MEM;
 		return rc;
+	case SK_PARTITION:
+		if (strcmp(val, "proc") && strcmp(val, "vm")) {
+			snprintf(err, errlen, "--partition: '%s' is not a partition kind (proc, vm)", val);
+			return -EINVAL;
+		}
+		o->vm = !strcmp(val, "vm");
+		o->set |= SK_SET_PARTITION;
+		return 0;
+	case SK_VCPUS:
+		rc = cli_parse_num("--vcpus", val, 1, CLI_VCPUS_MAX, &o->vcpus, err, errlen);
+		if (!rc)
+			o->set |= SK_SET_VCPUS;
+		return rc;
+	case SK_VM_FILE:
+		return add_vm_file(o, val, err, errlen);
 	case SK_NAME:
 		rc = check_text("--job-name", val, CLI_NAME_MAX, err, errlen);
 		if (!rc)
@@ -141,6 +182,14 @@ int submit_opts_merge(struct submit_opts *dst, const struct submit_opts *src)
 		dst->share = src->share;
 	if (take & SK_SET_MEM)
 		dst->mem_mb = src->mem_mb;
+	if (take & SK_SET_PARTITION)
+		dst->vm = src->vm;
+	if (take & SK_SET_VCPUS)
+		dst->vcpus = src->vcpus;
+	/* Files add up: the script's and the command line's. */
+	for (int i = 0; i < src->nvm_files; i++)
+		if (add_vm_file(dst, src->vm_files[i], NULL, 0))
+			return -ENOMEM;
 	if ((take & SK_SET_NAME) && set_str(&dst->name, src->name))
 		return -ENOMEM;
 	if ((take & SK_SET_OUTPUT) && set_str(&dst->output, src->output))
@@ -165,6 +214,20 @@ int submit_opts_finish(struct submit_opts *o, const char *default_name, char *er
 		o->share = 0;
 	if (!(o->set & SK_SET_MEM))
 		o->mem_mb = 0;
+	if (!(o->set & SK_SET_PARTITION))
+		o->vm = 0;
+	if (!o->vm && (o->set & (SK_SET_VCPUS | SK_SET_VM_FILES))) {
+		snprintf(err, errlen, "%s: only for --partition vm",
+			 o->set & SK_SET_VCPUS ? "--vcpus" : "--vm-file");
+		return -EINVAL;
+	}
+	if (o->vm && !(o->set & SK_SET_MEM))
+		o->mem_mb = CLI_VM_MEM_DEFAULT;
+	if (o->vm && o->mem_mb < CLI_VM_MEM_MIN) {
+		snprintf(err, errlen, "--mem: %ld MB is too little for a vm partition (at least %d MB: the guest kernel and its initramfs live in it)",
+			 o->mem_mb, CLI_VM_MEM_MIN);
+		return -EINVAL;
+	}
 	if (o->ntasks < o->nodes) {
 		snprintf(err, errlen, "--ntasks: %ld task%s cannot fill %ld nodes (at least one task per node)",
 			 o->ntasks, o->ntasks == 1 ? "" : "s", o->nodes);
@@ -200,6 +263,9 @@ void submit_opts_free(struct submit_opts *o)
 	free(o->name);
 	free(o->output);
 	free(o->error);
+	for (int i = 0; i < o->nvm_files; i++)
+		free(o->vm_files[i]);
+	free(o->vm_files);
 	memset(o, 0, sizeof(*o));
 }
 

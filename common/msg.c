@@ -59,7 +59,9 @@ static const struct field s_launch_node[] = {
 static const struct field s_launch[] = {
 	INT_REQ("job", 1, ID_MAX), STR_REQ("key", 256),
 	INT_REQ("uid", 0, 4294967294LL), INT_REQ("gid", 0, 4294967294LL),
-	{ .name = "nodes", .kind = F_OBJS, .required = 1, .sub = s_launch_node }, END };
+	{ .name = "nodes", .kind = F_OBJS, .required = 1, .sub = s_launch_node },
+	STR_OPT("partition", 8), INT_OPT("vcpus", 1, 64), INT_OPT("mem_mb", 0, 1LL << 40),
+	{ .name = "vm_files", .kind = F_STRS, .max = PATH_LEN }, END };
 static const struct field s_launched[] = { INT_REQ("job", 1, ID_MAX), STR_OPT("error", 4096), END };
 static const struct field s_start[] = {
 	INT_REQ("job", 1, ID_MAX), INT_REQ("ntasks", 1, 1 << 20), STR_REQ("cwd", PATH_LEN),
@@ -70,6 +72,8 @@ static const struct field s_job_only[] = { INT_REQ("job", 1, ID_MAX), END };
 static const struct field s_spawn[] = {
 	INT_REQ("job", 1, ID_MAX), STR_REQ("key", 256), STR_REQ("node", 64),
 	STR_REQ("cmd", 1 << 17), END };
+static const struct field s_spawn_net[] = {
+	INT_REQ("job", 1, ID_MAX), STR_REQ("key", 256), STR_REQ("node", 64), END };
 static const struct field s_spawned[] = { INT_REQ("pid", 1, ID_MAX), END };
 static const struct field s_exited[] = { INT_REQ("exit", 0, 255), INT_REQ("signal", 0, 128), END };
 
@@ -88,11 +92,15 @@ static const struct field s_switch[] = {
 	INT_REQ("planned", 0, NS_MAX), INT_REQ("actual", 0, NS_MAX),
 	INT_REQ("freeze_ns", 0, NS_MAX), INT_REQ("thaw_ns", 0, NS_MAX), END };
 static const struct field s_usage[] = { INT_REQ("job", 1, ID_MAX), INT_REQ("usec", 0, NS_MAX), END };
+static const struct field s_vm_switch[] = {
+	INT_REQ("job", 1, ID_MAX), STR_REQ("method", 8), INT_REQ("cgroup_ns", -1, NS_MAX),
+	INT_REQ("qmp_ns", -1, NS_MAX), END };
 static const struct field s_stats[] = {
 	INT_REQ("req", 1, NS_MAX), INT_REQ("offset_ns", -NS_MAX, NS_MAX), INT_REQ("rtt_ns", 0, NS_MAX),
 	INT_REQ("now", 0, NS_MAX),
 	{ .name = "switches", .kind = F_OBJS, .required = 1, .sub = s_switch },
-	{ .name = "usage", .kind = F_OBJS, .required = 1, .sub = s_usage }, END };
+	{ .name = "usage", .kind = F_OBJS, .required = 1, .sub = s_usage },
+	{ .name = "vm", .kind = F_OBJS, .sub = s_vm_switch }, END };
 
 /* Requests: the schema is chosen by "op". */
 static const struct field s_req_submit[] = {
@@ -102,7 +110,9 @@ static const struct field s_req_submit[] = {
 	{ .name = "env", .kind = F_STRS, .required = 1, .max = 1 << 17 },
 	{ .name = "argv", .kind = F_STRS, .max = 1 << 17 },
 	STR_OPT("script", 1 << 20), STR_OPT("output", PATH_LEN), STR_OPT("error", PATH_LEN),
-	{ .name = "share", .kind = F_BOOL }, INT_OPT("mem_mb", 0, 1LL << 40), END };
+	{ .name = "share", .kind = F_BOOL }, INT_OPT("mem_mb", 0, 1LL << 40),
+	STR_OPT("partition", 8), INT_OPT("vcpus", 1, 64),
+	{ .name = "vm_files", .kind = F_STRS, .max = PATH_LEN }, END };
 static const struct field s_req_queue[] = {
 	STR_REQ("op", 16), { .name = "all", .kind = F_BOOL }, END };
 static const struct field s_req_job[] = { STR_REQ("op", 16), INT_REQ("job", 1, ID_MAX), END };
@@ -144,6 +154,8 @@ static const struct {
 	[HEC_MSG_STDOUT] = { "STDOUT", NULL },
 	[HEC_MSG_STDERR] = { "STDERR", NULL },
 	[HEC_MSG_EXITED] = { "EXITED", s_exited },
+	[HEC_MSG_NET_JOIN] = { "NET_JOIN", s_spawn_net },
+	[HEC_MSG_NET_FRAME] = { "NET_FRAME", NULL },
 	[HEC_MSG_TIME_REQ] = { "TIME_REQ", s_time_req },
 	[HEC_MSG_TIME_RESP] = { "TIME_RESP", s_time_resp },
 	[HEC_MSG_EPOCH] = { "EPOCH", s_epoch },
@@ -159,7 +171,7 @@ static int type_known(unsigned type)
 
 static int is_data(unsigned type)
 {
-	return type == HEC_MSG_STDOUT || type == HEC_MSG_STDERR;
+	return type == HEC_MSG_STDOUT || type == HEC_MSG_STDERR || type == HEC_MSG_NET_FRAME;
 }
 
 const char *hec_msg_type_name(unsigned type)

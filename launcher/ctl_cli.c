@@ -17,6 +17,11 @@
 #include "hec/common.h"
 #include "ctld.h"
 
+/* vm partitions: the guest kernel and initramfs need this much RAM; files
+ * copied into a guest image at most (the CLI enforces the same). */
+#define VM_MEM_MIN 128
+#define VM_FILES_MAX 256
+
 void respond(struct hec_conn *c, json_t *body)
 {
 	if (!body) {
@@ -92,6 +97,10 @@ static void cli_submit(struct ctl *ctl, struct peer *p, const json_t *req)
 	json_t *argv = json_object_get(req, "argv");
 	int share = json_is_true(json_object_get(req, "share"));
 	long mem_mb = (long)json_integer_value(json_object_get(req, "mem_mb"));
+	const char *partition = json_string_value(json_object_get(req, "partition"));
+	int vm = partition && !strcmp(partition, "vm");
+	long vcpus = (long)json_integer_value(json_object_get(req, "vcpus"));
+	json_t *vm_files = json_object_get(req, "vm_files");
 	long biggest = 0;
 	char deflt[PATH_MAX];
 	struct node *n;
@@ -127,6 +136,28 @@ static void cli_submit(struct ctl *ctl, struct peer *p, const json_t *req)
 		respond_error(p->conn, "working directory '%s' is not an absolute path", cwd);
 		return;
 	}
+	if (partition && strcmp(partition, "proc") && strcmp(partition, "vm")) {
+		respond_error(p->conn, "partition kind '%s' is unknown (proc, vm)", partition);
+		return;
+	}
+	if (!vm && (vcpus || vm_files)) {
+		respond_error(p->conn, "vcpus and vm_files are for vm partitions only");
+		return;
+	}
+	if (vm && mem_mb < VM_MEM_MIN) {
+		respond_error(p->conn, "a vm partition needs at least %d MB of memory per node (asked: %ld MB)",
+			      VM_MEM_MIN, mem_mb);
+		return;
+	}
+	if (json_array_size(vm_files) > VM_FILES_MAX) {
+		respond_error(p->conn, "more than %d vm_files", VM_FILES_MAX);
+		return;
+	}
+	json_array_foreach(vm_files, i, e)
+		if (json_string_value(e)[0] != '/') {
+			respond_error(p->conn, "vm file '%s' is not an absolute path", json_string_value(e));
+			return;
+		}
 	json_array_foreach(env, i, e)
 		if (!strchr(json_string_value(e), '=')) {
 			respond_error(p->conn, "environment entry %zu ('%.40s') has no '='", i,
@@ -162,6 +193,9 @@ static void cli_submit(struct ctl *ctl, struct peer *p, const json_t *req)
 	j->priority = (int)json_integer_value(json_object_get(req, "priority"));
 	j->share = share;
 	j->mem_mb = mem_mb;
+	j->vm = vm;
+	j->vcpus = (int)vcpus;
+	j->vm_files = json_incref(vm_files);
 	j->slot = -1;
 	j->submit_time = ctl_now();
 	j->cwd = strdup(cwd);

@@ -573,7 +573,7 @@ static json_t *build_stats(struct ctl *ctl, struct stats_req *r)
 	size_t total = 0, n = 0, nb = 0;
 	struct sw *sw = NULL;
 	double *fr = NULL, *th = NULL, *late = NULL, *skew = NULL;
-	json_t *nodes = json_array(), *missing = json_array(), *jobs, *out = NULL;
+	json_t *nodes = json_array(), *missing = json_array(), *vmsw = json_array(), *jobs, *out = NULL;
 
 	for (int i = 0; i < r->nnodes; i++)
 		if (r->nodes[i].stats)
@@ -583,7 +583,7 @@ static json_t *build_stats(struct ctl *ctl, struct stats_req *r)
 	th = calloc(total + 1, sizeof(*th));
 	late = calloc(total + 1, sizeof(*late));
 	skew = calloc(total + 1, sizeof(*skew));
-	if (!sw || !fr || !th || !late || !skew || !nodes || !missing)
+	if (!sw || !fr || !th || !late || !skew || !nodes || !missing || !vmsw)
 		goto out_free;
 	for (int i = 0; i < r->nnodes; i++) {
 		struct stats_node *sn = &r->nodes[i];
@@ -610,6 +610,12 @@ static json_t *build_stats(struct ctl *ctl, struct stats_req *r)
 			"offset_us", json_integer_value(json_object_get(sn->stats, "offset_ns")) / 1e3,
 			"rtt_us", json_integer_value(json_object_get(sn->stats, "rtt_ns")) / 1e3,
 			"switches", (json_int_t)json_array_size(switches)));
+		/* vm partitions: how each guest is switched, and what both ways cost */
+		json_array_foreach(json_object_get(sn->stats, "vm"), k, s)
+			json_array_append_new(vmsw, json_pack("{s:s,s:O,s:O,s:f,s:f}", "node", sn->node->name,
+				"job", json_object_get(s, "job"), "method", json_object_get(s, "method"),
+				"cgroup_us", json_integer_value(json_object_get(s, "cgroup_ns")) / 1e3,
+				"qmp_us", json_integer_value(json_object_get(s, "qmp_ns")) / 1e3));
 	}
 	/* Skew of one boundary: how far apart the nodes switched. */
 	qsort(sw, n, sizeof(*sw), sw_cmp);
@@ -639,7 +645,10 @@ static json_t *build_stats(struct ctl *ctl, struct stats_req *r)
 			"lateness_us", "p50", pct(late, n, 50), "p99", pct(late, n, 99),
 			"max", n ? late[n - 1] : 0.0,
 			"jobs", jobs, "nodes", nodes, "missing", missing);
+	if (out)
+		json_object_set(out, "vm_switch", vmsw);
 out_free:
+	json_decref(vmsw);
 	json_decref(nodes);
 	json_decref(missing);
 	free(sw);

@@ -133,7 +133,7 @@ void job_end(struct ctl *ctl, struct job *j, enum job_state outcome, const char 
 
 int job_send_launch(struct ctl *ctl, struct job *j, struct job_node *jn)
 {
-	json_t *nodes = json_array();
+	json_t *nodes = json_array(), *body;
 	int rc;
 
 	(void)ctl;
@@ -144,11 +144,21 @@ int job_send_launch(struct ctl *ctl, struct job *j, struct job_node *jn)
 						       "addr", o->node ? o->node->addr : "",
 						       "ranks", o->ranks));
 	}
-	rc = node_send(jn->node, HEC_MSG_LAUNCH,
-		       json_pack("{s:I,s:s,s:I,s:I,s:o}", "job", (json_int_t)j->id, "key", j->key,
-				 "uid", (json_int_t)j->uid, "gid", (json_int_t)j->gid,
-				 "nodes", nodes));
+	body = json_pack("{s:I,s:s,s:I,s:I,s:o,s:s,s:I}", "job", (json_int_t)j->id, "key", j->key,
+			 "uid", (json_int_t)j->uid, "gid", (json_int_t)j->gid, "nodes", nodes,
+			 "partition", j->vm ? "vm" : "proc", "mem_mb", (json_int_t)j->mem_mb);
+	if (body && j->vm) {
+		json_object_set_new(body, "vcpus", json_integer(j->vcpus ? j->vcpus : jn->ranks));
+		if (j->vm_files)
+			json_object_set(body, "vm_files", j->vm_files);
+	}
+	rc = node_send(jn->node, HEC_MSG_LAUNCH, body);
 	return rc;
+}
+
+int job_vcpus(const struct job *j)
+{
+	return j->vcpus ? j->vcpus : (j->ntasks + j->nnodes - 1) / j->nnodes;
 }
 
 void job_start(struct ctl *ctl, struct job *j, struct node **nodes, int n)
@@ -343,6 +353,11 @@ json_t *job_to_json(const struct job *j)
 		      "output", j->output ? j->output : "", "error", j->error ? j->error : "",
 		      "command", j->command ? j->command : "",
 		      "share", j->share, "mem_mb", (json_int_t)j->mem_mb, "slot", j->slot);
+	if (o) {
+		json_object_set_new(o, "partition", json_string(j->vm ? "vm" : "proc"));
+		if (j->vm)
+			json_object_set_new(o, "vcpus", json_integer(job_vcpus(j)));
+	}
 	return o;
 }
 

@@ -63,6 +63,7 @@ void job_free(struct job *j)
 	free(j->error);
 	free(j->command);
 	free(j->alloc);
+	json_decref(j->vm_files);
 	free(j);
 }
 

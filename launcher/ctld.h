@@ -101,6 +101,9 @@ struct job {
 	int share;                   /* --share: one row of the gang matrix, else exclusive */
 	long mem_mb;                 /* per node, 0 = not counted */
 	int slot;                    /* row of the gang matrix while running a share job, else -1 */
+	int vm;                      /* --partition vm: a QEMU guest per node */
+	int vcpus;                   /* vm: vCPUs per guest, 0: the node's ranks */
+	json_t *vm_files;            /* vm: [absolute paths] for the guest image, or NULL */
 	int64_t submit_time, start_time, end_time; /* Unix seconds, 0 = not yet */
 	char *cwd;
 	json_t *env;                 /* [str]; NULL once final (not needed any more) */
@@ -223,7 +226,7 @@ int job_set_alloc(struct job *j, const char *const *names, int n);
 
 /* ---- db.c: the SQLite catalog ---- */
 
-#define DB_SCHEMA_VERSION 2 /* 2: jobs.share, jobs.mem_mb, jobs.slot */
+#define DB_SCHEMA_VERSION 3 /* 2: jobs.share, jobs.mem_mb, jobs.slot; 3: jobs.partition, vcpus, vm_files */
 
 /**
  * Open (creating if needed) the catalog at @path: WAL journal,
@@ -271,6 +274,8 @@ void job_end(struct ctl *ctl, struct job *j, enum job_state outcome, const char 
 void job_check_gone(struct ctl *ctl, struct job *j);
 /** Send LAUNCH for @j to one of its nodes. \return 0 or -errno. */
 int job_send_launch(struct ctl *ctl, struct job *j, struct job_node *jn);
+/** vCPUs per guest of a vm job (--vcpus, else the most ranks on one node). */
+int job_vcpus(const struct job *j);
 /** Every node LAUNCHED: send START to the batch node. */
 void job_send_start(struct ctl *ctl, struct job *j);
 /** Send KILL_JOB to every node not gone yet. */

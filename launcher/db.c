@@ -46,10 +46,18 @@ static const char migrate_v2[] =
 	"ALTER TABLE jobs ADD COLUMN slot INTEGER NOT NULL DEFAULT -1;"
 	"PRAGMA user_version = 2;";
 
+/* Version 3: partition kinds (vm: QEMU guests). */
+static const char migrate_v3[] =
+	"ALTER TABLE jobs ADD COLUMN partition TEXT NOT NULL DEFAULT 'proc';"
+	"ALTER TABLE jobs ADD COLUMN vcpus INTEGER NOT NULL DEFAULT 0;"
+	"ALTER TABLE jobs ADD COLUMN vm_files TEXT;"
+	"PRAGMA user_version = 3;";
+
 static const char sql_ins_job[] =
 	"INSERT INTO jobs (name, uid, gid, user, state, reason, nodes, ntasks, time_limit,"
-	" priority, submit_time, cwd, env, argv, script, output, error, share, mem_mb)"
-	" VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)";
+	" priority, submit_time, cwd, env, argv, script, output, error, share, mem_mb,"
+	" partition, vcpus, vm_files)"
+	" VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)";
 static const char sql_upd_job[] =
 	"UPDATE jobs SET state=?, final_state=?, reason=?, start_time=?, end_time=?,"
 	" nodelist=?, exit_code=?, signal=?, exited=?, started=?, slot=? WHERE id=?";
@@ -129,7 +137,8 @@ static int set_up(struct db *db, char *err, size_t errlen)
 		/* All steps in one transaction: a crash leaves the old version. */
 		if (exec(db, "BEGIN IMMEDIATE"))
 			goto sql_error;
-		if ((version < 1 && exec(db, schema_v1)) || exec(db, migrate_v2)) {
+		if ((version < 1 && exec(db, schema_v1)) || (version < 2 && exec(db, migrate_v2)) ||
+		    exec(db, migrate_v3)) {
 			snprintf(err, errlen, "cannot %s the schema: %s",
 				 version ? "upgrade" : "create", sqlite3_errmsg(db->h));
 			exec(db, "ROLLBACK");
@@ -255,6 +264,12 @@ int db_job_insert(struct db *db, struct job *j,
 	bind_text(st, 17, j->error);
 	sqlite3_bind_int(st, 18, j->share ? 1 : 0);
 	sqlite3_bind_int64(st, 19, j->mem_mb);
+	bind_text(st, 20, j->vm ? "vm" : "proc");
+	sqlite3_bind_int(st, 21, j->vcpus);
+	if (bind_json(st, 22, j->vm_files) != SQLITE_OK) {
+		rc = -ENOMEM;
+		goto err_rollback;
+	}
 	rc = step_done(st);
 	if (rc)
 		goto err_rollback;
@@ -385,6 +400,13 @@ static struct job *job_from_row(sqlite3_stmt *st)
 	j->share = sqlite3_column_int(st, 26) != 0;
 	j->mem_mb = (long)sqlite3_column_int64(st, 27);
 	j->slot = sqlite3_column_int(st, 28);
+	j->vm = sqlite3_column_text(st, 29) && !strcmp((const char *)sqlite3_column_text(st, 29), "vm");
+	j->vcpus = sqlite3_column_int(st, 30);
+	j->vm_files = col_json(st, 31);
+	if (j->vcpus < 0 || j->vcpus > 64)
+		j->vcpus = 0;
+	if (j->vm_files && !json_is_array(j->vm_files))
+		goto err_free;
 	if (j->mem_mb < 0)
 		j->mem_mb = 0;
 	if (!j->cwd || !j->output || !j->env || !json_is_array(j->env) ||
@@ -424,8 +446,8 @@ int db_jobs_load(struct db *db, int (*cb)(struct job *j, void *arg), void *arg)
 	static const char sql[] =
 		"SELECT id, name, uid, gid, user, state, final_state, reason, nodes, ntasks,"
 		" time_limit, priority, submit_time, start_time, end_time, cwd, env, argv, script,"
-		" output, error, nodelist, exit_code, signal, exited, started, share, mem_mb, slot"
-		" FROM jobs ORDER BY id";
+		" output, error, nodelist, exit_code, signal, exited, started, share, mem_mb, slot,"
+		" partition, vcpus, vm_files FROM jobs ORDER BY id";
 	sqlite3_stmt *st;
 	int rc = 0, step;
 

@@ -49,6 +49,9 @@ enum hec_msg_type {
 	HEC_MSG_STDOUT = 32,    /* agent -> bridge: raw bytes */
 	HEC_MSG_STDERR = 33,    /* agent -> bridge: raw bytes */
 	HEC_MSG_EXITED = 34,    /* agent -> bridge: {"exit", "signal"} */
+	/* vm partitions: a job's private network between agents (TCP) */
+	HEC_MSG_NET_JOIN = 35,  /* agent -> first node's agent: {"job","key","node"} */
+	HEC_MSG_NET_FRAME = 36, /* both ways after NET_JOIN: one Ethernet frame, raw */
 	/* gang scheduling: agent <-> controller (TCP) */
 	HEC_MSG_TIME_REQ = 40,  /* agent -> ctl: {"t1"} clock probe */
 	HEC_MSG_TIME_RESP = 41, /* ctl -> agent: {"t1","t2","t3"} */

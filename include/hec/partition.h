@@ -15,7 +15,16 @@
 #include <sys/types.h>
 
 struct hec_partition;
-struct hec_gate;
+struct hec_partition_ops;
+
+/**
+ * A gate (see the ops below) starts with this header, so that a holder of
+ * gates of several drivers (the slot dispatcher) switches each through the
+ * ops of the driver that opened it: use the hec_gate_*() wrappers.
+ */
+struct hec_gate {
+	const struct hec_partition_ops *ops;
+};
 
 /** Where a node agent keeps its partitions; filled from the agent's config. */
 struct hec_partition_env {
@@ -86,6 +95,22 @@ struct hec_partition_ops {
 };
 
 extern const struct hec_partition_ops hec_partition_proc_ops;
+
+static inline int hec_gate_set(struct hec_gate *g, int frozen)
+{
+	return g->ops->gate_set(g, frozen);
+}
+
+static inline int hec_gate_wait(struct hec_gate *g, int frozen, long timeout_us)
+{
+	return g->ops->gate_wait(g, frozen, timeout_us);
+}
+
+static inline void hec_gate_close(struct hec_gate *g)
+{
+	if (g)
+		g->ops->gate_close(g);
+}
 
 static inline int hec_partition_freeze(const struct hec_partition_ops *ops, struct hec_partition *p)
 {

@@ -1,0 +1,1666 @@
+/*
+ * vm partitions (part_vm.h): each node's share of a job is a QEMU guest.
+ *
+ * Life of a guest, all on the agent's event loop:
+ *   LAUNCH -> hec-mkimage builds (or finds in its cache) kernel + initramfs
+ *   -> we listen on four Unix sockets in the job's directory (guest channel,
+ *   QMP, the gate's QMP, network) and start QEMU in the job's cgroup as the
+ *   job's user; QEMU connects to all four -> hec-guest (PID 1) sets up the
+ *   job's network and says HELLO -> we measure what a gang switch costs by
+ *   cgroup freeze and by QMP stop/cont -> LAUNCHED.
+ * QEMU connects to us rather than we to it, so nothing polls for sockets
+ * to appear.  The guest's exit (QEMU gone, guest panic, channel broken)
+ * ends the job as failed with the reason.
+ *
+ * The network: every node's agent runs a learning switch for the job
+ * (vnet.c) with its guest on one port; the first node's switch is the hub,
+ * and every other node's agent links to it over TCP (NET_JOIN, then
+ * NET_FRAME data frames, authenticated by the job key).  On a real cluster
+ * the same shape is a bridge per host plus VXLAN tunnels to the hub's.
+ */
+#include "config.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <grp.h>
+#include <poll.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+#include <event2/buffer.h>
+#include <event2/bufferevent.h>
+
+#include "hec/common.h"
+#include "hec/guest.h"
+#include "hec/msg.h"
+#include "agent/agent.h"
+#include "agent/part_proc.h"
+#include "agent/part_vm.h"
+#include "agent/vnet.h"
+
+#define VM_BOOT_TIMEOUT_S 180     /* image build + TCG boot to HELLO */
+#define UPLINK_RETRY_MS 200
+#define NET_QUEUE_MAX (8u << 20)  /* queued frames on a link beyond which we drop */
+#define CALIBRATE_ROUNDS 5
+#define GATE_QMP_TIMEOUT_MS 2000
+#define MK_OUT_MAX 16384
+#define QMP_LINE_MAX (1u << 20)
+
+enum { L_GUEST, L_QMP, L_GATE, L_NET, NLISTEN };
+static const char *const sock_names[NLISTEN] = { "guest.sock", "qmp.sock", "gate.sock", "net.sock" };
+
+enum vm_state { VM_IMAGE, VM_BOOTING, VM_UP, VM_DEAD };
+
+/* A QMP monitor driven synchronously by gates (the dispatcher thread, and
+ * the event loop for probes): one command in flight, under the lock. */
+struct qmp_mon {
+	pthread_mutex_t lock;
+	int fd;
+	int refs;
+	int stopped;              /* last confirmed state */
+	int pending;              /* -1 none, else the state the command in flight asks for */
+	char buf[8192];
+	size_t len;
+};
+
+struct vm_gate {
+	struct hec_gate base;     /* first */
+	struct hec_gate *cg;      /* cgroup method: the proc driver's gate */
+	struct qmp_mon *mon;      /* QMP method */
+};
+
+struct vm {
+	struct vm *next;
+	struct agent *ag;
+	long job;
+	struct hec_partition *part;   /* the job's cgroup, owned by the job */
+	enum vm_state state;
+	int first, index, nnodes;
+	int vcpus;
+	long mem_mb;
+	uid_t uid;
+	gid_t gid;
+	char key[257];
+	char dir[PATH_MAX];
+	char kernel[PATH_MAX], initrd[PATH_MAX];
+	char cmdline[8192];
+	char hub_addr[320];           /* first node's agent, for the uplink */
+	char why[1024];               /* why it failed, once it has */
+
+	/* the image tool */
+	pid_t mk_pid;
+	int mk_fd;
+	struct event *mk_ev;
+	char mk_out[MK_OUT_MAX];
+	size_t mk_len;
+	int mk_eof, mk_reaped, mk_status;
+
+	/* QEMU */
+	pid_t qemu_pid;
+	int lfd[NLISTEN];
+	struct event *lev[NLISTEN];
+	struct bufferevent *guest, *qmp, *netq;
+	struct qmp_mon *mon;          /* the gate's monitor */
+	struct event *timer;
+	int64_t deadline_ns;
+	char shutdown_reason[64];
+	int panicked;
+
+	/* network */
+	struct vnet *net;
+	int port_guest;
+	struct hec_conn *uplink;
+	int port_uplink;
+
+	/* the batch step (first node) */
+	int running;
+	long run_id;
+	int out_fd, err_fd;
+
+	/* gang switching, measured at boot */
+	int use_qmp;
+	long long cg_ns, qmp_ns;      /* freeze + thaw, median of CALIBRATE_ROUNDS */
+};
+
+/* Gates find their guest by partition handle from the ops table, which
+ * knows no agent: one agent per process, so a file-level list will do. */
+static struct vm *vms;
+
+static int fmt(char *buf, size_t len, const char *f, ...) __attribute__((format(printf, 3, 4)));
+static int fmt(char *buf, size_t len, const char *f, ...)
+{
+	va_list ap;
+	int n;
+
+	va_start(ap, f);
+	n = vsnprintf(buf, len, f, ap);
+	va_end(ap);
+	return n < 0 || (size_t)n >= len ? -ENAMETOOLONG : 0;
+}
+
+static struct vm *vm_find(long job)
+{
+	for (struct vm *v = vms; v; v = v->next)
+		if (v->job == job)
+			return v;
+	return NULL;
+}
+
+static struct vm *vm_by_part(struct hec_partition *p)
+{
+	for (struct vm *v = vms; v; v = v->next)
+		if (v->part == p)
+			return v;
+	return NULL;
+}
+
+/* ---- QMP monitor for gates (blocking, bounded by timeouts) ---- */
+
+static int64_t now_ms(void)
+{
+	return hec_now_mono_ns() / 1000000;
+}
+
+/* Next line from the monitor within @timeout_ms: \return its length (the
+ * line is NUL-terminated in m->buf and consumed by the next call), or -errno. */
+static int mon_line(struct qmp_mon *m, int timeout_ms, size_t *used)
+{
+	int64_t deadline = now_ms() + timeout_ms;
+
+	if (*used) {
+		memmove(m->buf, m->buf + *used, m->len - *used);
+		m->len -= *used;
+		*used = 0;
+	}
+	for (;;) {
+		char *nl = memchr(m->buf, '\n', m->len);
+		struct pollfd pfd = { .fd = m->fd, .events = POLLIN };
+		int64_t left;
+		ssize_t n;
+
+		if (nl) {
+			*nl = 0;
+			*used = (size_t)(nl - m->buf) + 1;
+			return (int)(nl - m->buf);
+		}
+		if (m->len == sizeof(m->buf) - 1)
+			m->len = 0; /* a line longer than any reply we wait for: an event; skip it */
+		left = deadline - now_ms();
+		if (left < 0)
+			return -ETIMEDOUT;
+		if (poll(&pfd, 1, (int)left) < 0) {
+			if (errno == EINTR)
+				continue;
+			return -errno;
+		}
+		if (!(pfd.revents & (POLLIN | POLLHUP | POLLERR)))
+			continue;
+		n = read(m->fd, m->buf + m->len, sizeof(m->buf) - 1 - m->len);
+		if (n == 0)
+			return -ECONNRESET;
+		if (n < 0) {
+			if (errno == EINTR || errno == EAGAIN)
+				continue;
+			return -errno;
+		}
+		m->len += (size_t)n;
+	}
+}
+
+/* Wait for the reply to the command in flight (events are skipped). */
+static int mon_reply(struct qmp_mon *m, int timeout_ms)
+{
+	size_t used = 0;
+	int rc;
+
+	for (;;) {
+		rc = mon_line(m, timeout_ms, &used);
+		if (rc < 0)
+			break;
+		if (strstr(m->buf, "\"return\"")) {
+			rc = 0;
+			break;
+		}
+		if (strstr(m->buf, "\"error\"")) {
+			rc = -EIO;
+			break;
+		}
+	}
+	if (used) {
+		memmove(m->buf, m->buf + used, m->len - used);
+		m->len -= used;
+	}
+	return rc;
+}
+
+static int mon_send(struct qmp_mon *m, const char *cmd)
+{
+	char line[128];
+	int n = snprintf(line, sizeof(line), "{\"execute\":\"%s\"}\n", cmd);
+
+	return hec_write_all(m->fd, line, (size_t)n);
+}
+
+/* QEMU greets, then wants qmp_capabilities before anything else. */
+static int mon_handshake(struct qmp_mon *m)
+{
+	size_t used = 0;
+	int rc = mon_line(m, GATE_QMP_TIMEOUT_MS, &used);
+
+	if (rc < 0)
+		return rc;
+	if (!strstr(m->buf, "\"QMP\""))
+		return -EPROTO;
+	memmove(m->buf, m->buf + used, m->len - used);
+	m->len -= used;
+	rc = mon_send(m, "qmp_capabilities");
+	return rc ? rc : mon_reply(m, GATE_QMP_TIMEOUT_MS);
+}
+
+static void mon_put(struct qmp_mon *m)
+{
+	int last;
+
+	if (!m)
+		return;
+	pthread_mutex_lock(&m->lock);
+	last = --m->refs == 0;
+	pthread_mutex_unlock(&m->lock);
+	if (!last)
+		return;
+	close(m->fd);
+	pthread_mutex_destroy(&m->lock);
+	free(m);
+}
+
+/* Settle a command in flight: its reply decides the state. */
+static int mon_settle(struct qmp_mon *m, long timeout_us)
+{
+	int rc;
+
+	if (m->pending < 0)
+		return 0;
+	rc = mon_reply(m, (int)(timeout_us / 1000));
+	if (rc == -ETIMEDOUT)
+		return rc;
+	if (rc == 0)
+		m->stopped = m->pending;
+	m->pending = -1;
+	return rc;
+}
+
+static int qmp_gate_set(struct qmp_mon *m, int frozen)
+{
+	int rc;
+
+	pthread_mutex_lock(&m->lock);
+	rc = mon_settle(m, GATE_QMP_TIMEOUT_MS * 1000L);
+	if (!rc)
+		rc = mon_send(m, frozen ? "stop" : "cont");
+	if (!rc)
+		m->pending = !!frozen;
+	pthread_mutex_unlock(&m->lock);
+	return rc;
+}
+
+static int qmp_gate_wait(struct qmp_mon *m, int frozen, long timeout_us)
+{
+	int rc;
+
+	pthread_mutex_lock(&m->lock);
+	rc = mon_settle(m, timeout_us);
+	if (!rc && m->stopped != !!frozen)
+		rc = -ETIMEDOUT; /* nobody asked for that state */
+	pthread_mutex_unlock(&m->lock);
+	return rc;
+}
+
+/* ---- the ops table: the proc driver's, with the guest's gates ---- */
+
+static int vm_node_init(const struct hec_partition_env *env)
+{
+	return hec_partition_proc_ops.node_init(env);
+}
+
+static int vm_create(const struct hec_partition_env *env, long job, struct hec_partition **out)
+{
+	return hec_partition_proc_ops.create(env, job, out);
+}
+
+static int vm_open(const struct hec_partition_env *env, long job, struct hec_partition **out)
+{
+	return hec_partition_proc_ops.open(env, job, out);
+}
+
+static int vm_list(const struct hec_partition_env *env, long *jobs, int max)
+{
+	return hec_partition_proc_ops.list(env, jobs, max);
+}
+
+static int vm_spawn(struct hec_partition *p, const struct hec_spawn_req *req, pid_t *pid)
+{
+	return hec_partition_proc_ops.spawn(p, req, pid);
+}
+
+static int vm_nprocs(struct hec_partition *p)
+{
+	return hec_partition_proc_ops.nprocs(p);
+}
+
+/* Stop / resume the guest's vCPUs (its devices and QEMU keep running). */
+static int vm_freeze_thaw(struct hec_partition *p, int frozen)
+{
+	struct vm *v = vm_by_part(p);
+	int rc;
+
+	if (!v || !v->mon)
+		return frozen ? hec_partition_proc_ops.freeze(p) : hec_partition_proc_ops.thaw(p);
+	rc = qmp_gate_set(v->mon, frozen);
+	return rc ? rc : qmp_gate_wait(v->mon, frozen, GATE_QMP_TIMEOUT_MS * 1000L);
+}
+
+static int vm_freeze(struct hec_partition *p)
+{
+	return vm_freeze_thaw(p, 1);
+}
+
+static int vm_thaw(struct hec_partition *p)
+{
+	return vm_freeze_thaw(p, 0);
+}
+
+static int vm_kill(struct hec_partition *p)
+{
+	return hec_partition_proc_ops.kill(p);
+}
+
+static int vm_destroy(struct hec_partition *p)
+{
+	return hec_partition_proc_ops.destroy(p);
+}
+
+static void vm_release(struct hec_partition *p)
+{
+	hec_partition_proc_ops.release(p);
+}
+
+static const char *vm_path(struct hec_partition *p, int i)
+{
+	return hec_partition_proc_ops.path(p, i);
+}
+
+static int vm_cpu_usage(struct hec_partition *p, unsigned long long *usec)
+{
+	return hec_partition_proc_ops.cpu_usage(p, usec);
+}
+
+static int vm_gate_open(struct hec_partition *p, struct hec_gate **out)
+{
+	struct vm *v = vm_by_part(p);
+	struct vm_gate *g = calloc(1, sizeof(*g));
+	int rc = 0;
+
+	if (!g)
+		return -ENOMEM;
+	g->base.ops = &hec_partition_vm_ops;
+	if (v && v->use_qmp && v->mon) {
+		pthread_mutex_lock(&v->mon->lock);
+		v->mon->refs++;
+		pthread_mutex_unlock(&v->mon->lock);
+		g->mon = v->mon;
+	} else {
+		rc = hec_partition_proc_ops.gate_open(p, &g->cg);
+	}
+	if (rc) {
+		free(g);
+		return rc;
+	}
+	*out = &g->base;
+	return 0;
+}
+
+static int vm_gate_set(struct hec_gate *gate, int frozen)
+{
+	struct vm_gate *g = (struct vm_gate *)gate;
+
+	return g->mon ? qmp_gate_set(g->mon, frozen) : hec_gate_set(g->cg, frozen);
+}
+
+static int vm_gate_wait(struct hec_gate *gate, int frozen, long timeout_us)
+{
+	struct vm_gate *g = (struct vm_gate *)gate;
+
+	return g->mon ? qmp_gate_wait(g->mon, frozen, timeout_us) :
+			hec_gate_wait(g->cg, frozen, timeout_us);
+}
+
+static void vm_gate_close(struct hec_gate *gate)
+{
+	struct vm_gate *g = (struct vm_gate *)gate;
+
+	if (!g)
+		return;
+	hec_gate_close(g->cg);
+	mon_put(g->mon);
+	free(g);
+}
+
+const struct hec_partition_ops hec_partition_vm_ops = {
+	.name = "vm",
+	.node_init = vm_node_init,
+	.create = vm_create,
+	.open = vm_open,
+	.list = vm_list,
+	.spawn = vm_spawn,
+	.nprocs = vm_nprocs,
+	.freeze = vm_freeze,
+	.thaw = vm_thaw,
+	.kill = vm_kill,
+	.destroy = vm_destroy,
+	.release = vm_release,
+	.path = vm_path,
+	.cpu_usage = vm_cpu_usage,
+	.gate_open = vm_gate_open,
+	.gate_set = vm_gate_set,
+	.gate_wait = vm_gate_wait,
+	.gate_close = vm_gate_close,
+};
+
+/* ---- teardown ---- */
+
+static void close_listeners(struct vm *v)
+{
+	for (int i = 0; i < NLISTEN; i++) {
+		if (v->lev[i]) {
+			event_free(v->lev[i]);
+			v->lev[i] = NULL;
+		}
+		if (v->lfd[i] >= 0) {
+			close(v->lfd[i]);
+			v->lfd[i] = -1;
+		}
+	}
+}
+
+static void vm_free(struct vm *v)
+{
+	struct vm **pp;
+
+	for (pp = &vms; *pp; pp = &(*pp)->next)
+		if (*pp == v) {
+			*pp = v->next;
+			break;
+		}
+	close_listeners(v);
+	if (v->mk_ev)
+		event_free(v->mk_ev);
+	if (v->mk_fd >= 0)
+		close(v->mk_fd);
+	if (v->mk_pid > 0 && !v->mk_reaped)
+		kill(v->mk_pid, SIGKILL); /* reaped by the SIGCHLD loop as unknown */
+	if (v->guest)
+		bufferevent_free(v->guest);
+	if (v->qmp)
+		bufferevent_free(v->qmp);
+	if (v->netq)
+		bufferevent_free(v->netq);
+	if (v->uplink)
+		hec_conn_free(v->uplink);
+	if (v->timer)
+		event_free(v->timer);
+	mon_put(v->mon);
+	vnet_free(v->net);
+	if (v->out_fd >= 0)
+		close(v->out_fd);
+	if (v->err_fd >= 0 && v->err_fd != v->out_fd)
+		close(v->err_fd);
+	free(v);
+}
+
+void vm_forget(struct agent *ag, long job)
+{
+	struct vm *v = vm_find(job);
+
+	(void)ag;
+	if (v)
+		vm_free(v);
+}
+
+void vm_free_all(struct agent *ag)
+{
+	(void)ag;
+	while (vms)
+		vm_free(vms);
+}
+
+/* The last lines QEMU's console got, for a failure's reason: the kernel's
+ * panic message if there is one. */
+static void console_reason(struct vm *v, char *out, size_t len)
+{
+	char path[PATH_MAX], buf[16384], *p, *best = NULL;
+	ssize_t n;
+	int fd;
+
+	out[0] = 0;
+	if (fmt(path, sizeof(path), "%s/console.log", v->dir))
+		return;
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return;
+	n = lseek(fd, 0, SEEK_END);
+	n = pread(fd, buf, sizeof(buf) - 1, n > (ssize_t)sizeof(buf) - 1 ? n - (ssize_t)sizeof(buf) + 1 : 0);
+	close(fd);
+	if (n <= 0)
+		return;
+	buf[n] = 0;
+	for (p = buf; (p = strstr(p, "Kernel panic")); p++)
+		best = p;
+	if (best) {
+		size_t l = strcspn(best, "\r\n");
+
+		fmt(out, len, "guest kernel panic: %.*s", (int)(l > 300 ? 300 : l), best);
+	}
+}
+
+/*
+ * The guest is gone or unusable: record why (first reason wins), kill QEMU
+ * (the cgroup keeps nothing else), and tell the job: before LAUNCHED it is
+ * a launch failure, afterwards the job fails with the reason.
+ */
+static void vm_fail(struct vm *v, const char *fmt_, ...) __attribute__((format(printf, 2, 3)));
+static void vm_fail(struct vm *v, const char *fmt_, ...)
+{
+	struct agent *ag = v->ag;
+	enum vm_state was = v->state;
+	struct job *j = job_find(ag, v->job);
+	va_list ap;
+
+	if (was == VM_DEAD)
+		return;
+	va_start(ap, fmt_);
+	vsnprintf(v->why, sizeof(v->why), fmt_, ap);
+	va_end(ap);
+	v->state = VM_DEAD;
+	if (v->qemu_pid > 0)
+		kill(v->qemu_pid, SIGKILL);
+	if (v->timer)
+		evtimer_del(v->timer);
+	hec_err("%s: job %ld: guest failed: %s", ag->conf.name, v->job, v->why);
+	if (!j || j->killing)
+		return;
+	if (was != VM_UP)
+		job_vm_launched(ag, j, v->why);
+	else
+		job_vm_exited(ag, j, 1, 0, v->why);
+}
+
+/* ---- network ---- */
+
+/* QEMU's stream netdev: each frame is a 4-byte big-endian length, then it. */
+static int send_to_guest(void *arg, const uint8_t *frame, size_t len)
+{
+	struct vm *v = arg;
+	uint8_t hdr[4] = { (uint8_t)(len >> 24), (uint8_t)(len >> 16), (uint8_t)(len >> 8),
+			   (uint8_t)len };
+	struct evbuffer *out;
+
+	if (!v->netq)
+		return -ENOTCONN;
+	out = bufferevent_get_output(v->netq);
+	if (evbuffer_get_length(out) > NET_QUEUE_MAX)
+		return -ENOBUFS;
+	if (evbuffer_add(out, hdr, 4) || evbuffer_add(out, frame, len))
+		return -ENOMEM;
+	return 0;
+}
+
+static int send_to_conn(void *arg, const uint8_t *frame, size_t len)
+{
+	struct hec_conn *c = arg;
+
+	if (hec_conn_pending(c) > NET_QUEUE_MAX)
+		return -ENOBUFS;
+	return hec_conn_send_data(c, HEC_MSG_NET_FRAME, frame, len);
+}
+
+static void net_read(struct bufferevent *bev, void *arg)
+{
+	struct vm *v = arg;
+	struct evbuffer *in = bufferevent_get_input(bev);
+
+	for (;;) {
+		uint8_t *p;
+		size_t len;
+
+		if (evbuffer_get_length(in) < 4)
+			return;
+		p = evbuffer_pullup(in, 4);
+		len = (size_t)p[0] << 24 | (size_t)p[1] << 16 | (size_t)p[2] << 8 | p[3];
+		if (len > VNET_FRAME_MAX) {
+			vm_fail(v, "QEMU sent a network frame of %zu bytes (at most %d)", len, VNET_FRAME_MAX);
+			return;
+		}
+		if (evbuffer_get_length(in) < 4 + len)
+			return;
+		p = evbuffer_pullup(in, (ev_ssize_t)(4 + len));
+		vnet_input(v->net, v->port_guest, p + 4, len);
+		evbuffer_drain(in, 4 + len);
+	}
+}
+
+static void conn_event(struct bufferevent *bev, short what, void *arg);
+
+static void uplink_msg(struct hec_conn *c, const struct hec_msg *m, void *arg)
+{
+	struct vm *v = arg;
+
+	(void)c;
+	if (m->type == HEC_MSG_NET_FRAME)
+		vnet_input(v->net, v->port_uplink, m->data, m->len);
+}
+
+static void uplink_retry(struct vm *v);
+
+static void uplink_close(struct hec_conn *c, const char *reason, void *arg)
+{
+	struct vm *v = arg;
+
+	(void)c;
+	vnet_port_del(v->net, v->port_uplink);
+	v->port_uplink = 0;
+	/* Freed from the timer, not here: we are inside the conn's callback. */
+	hec_debug("%s: job %ld: link to the job's first node closed: %s", v->ag->conf.name, v->job,
+		  reason ? reason : "EOF");
+	if (v->state != VM_DEAD)
+		uplink_retry(v);
+}
+
+static void timer_cb(evutil_socket_t fd, short what, void *arg);
+
+static void uplink_retry(struct vm *v)
+{
+	struct timeval tv = { 0, UPLINK_RETRY_MS * 1000 };
+
+	evtimer_add(v->timer, &tv);
+}
+
+/* Link this node's switch to the first node's (retried until that agent
+ * knows the job: LAUNCH reaches the nodes in no particular order). */
+static void uplink_connect(struct vm *v)
+{
+	struct agent *ag = v->ag;
+	json_t *join;
+	int fd;
+
+	if (v->uplink) {
+		hec_conn_free(v->uplink);
+		v->uplink = NULL;
+	}
+	fd = hec_connect_tcp(v->hub_addr, 2000);
+	if (fd < 0) {
+		uplink_retry(v);
+		return;
+	}
+	v->uplink = hec_conn_new(ag->base, fd, v->hub_addr, uplink_msg, uplink_close, v);
+	if (!v->uplink) {
+		close(fd);
+		uplink_retry(v);
+		return;
+	}
+	v->port_uplink = vnet_port_add(v->net, send_to_conn, v->uplink);
+	join = json_pack("{s:I,s:s,s:s}", "job", (json_int_t)v->job, "key", v->key, "node",
+			 ag->conf.name);
+	if (v->port_uplink <= 0 || !join || hec_conn_send(v->uplink, HEC_MSG_NET_JOIN, join))
+		hec_err("%s: job %ld: cannot join the job's network at %s", ag->conf.name, v->job,
+			v->hub_addr);
+	json_decref(join);
+}
+
+int vm_net_join(struct agent *ag, const json_t *body, struct hec_conn *c, char *why, size_t len)
+{
+	long id = (long)json_integer_value(json_object_get(body, "job"));
+	const char *key = json_string_value(json_object_get(body, "key"));
+	const char *node = json_string_value(json_object_get(body, "node"));
+	struct vm *v = vm_find(id);
+	int port;
+
+	if (!v || v->state == VM_DEAD) {
+		fmt(why, len, "job %ld: no guest on %s (yet)", id, ag->conf.name);
+		return -ENOENT;
+	}
+	if (!agent_key_equal(key, v->key)) {
+		fmt(why, len, "job %ld: wrong job key from %s", id, node);
+		return -EACCES;
+	}
+	if (!v->first) {
+		fmt(why, len, "job %ld: %s is not the job's first node", id, ag->conf.name);
+		return -EINVAL;
+	}
+	port = vnet_port_add(v->net, send_to_conn, c);
+	if (port < 0) {
+		fmt(why, len, "job %ld: %s", id, strerror(-port));
+		return port;
+	}
+	hec_info("%s: job %ld: %s joined the job's network", ag->conf.name, id, node);
+	return port;
+}
+
+void vm_net_peer_frame(struct agent *ag, long job, int port, const void *frame, size_t len)
+{
+	struct vm *v = vm_find(job);
+
+	(void)ag;
+	if (v)
+		vnet_input(v->net, port, frame, len);
+}
+
+void vm_net_peer_gone(struct agent *ag, long job, int port)
+{
+	struct vm *v = vm_find(job);
+
+	(void)ag;
+	if (v)
+		vnet_port_del(v->net, port);
+}
+
+/* ---- the guest channel ---- */
+
+static int guest_send(struct vm *v, unsigned type, const void *payload, uint32_t len)
+{
+	uint8_t hdr[HEC_GUEST_HDR];
+	struct evbuffer *out;
+
+	if (!v->guest)
+		return -ENOTCONN;
+	out = bufferevent_get_output(v->guest);
+	hec_guest_header(hdr, type, len);
+	if (evbuffer_add(out, hdr, sizeof(hdr)) || (len && evbuffer_add(out, payload, len)))
+		return -ENOMEM;
+	return 0;
+}
+
+static long long median(long long *x, int n)
+{
+	for (int i = 1; i < n; i++)
+		for (int k = i; k > 0 && x[k - 1] > x[k]; k--) {
+			long long t = x[k];
+
+			x[k] = x[k - 1];
+			x[k - 1] = t;
+		}
+	return x[n / 2];
+}
+
+/*
+ * What a gang switch of this guest costs each way, measured on the guest
+ * as it is now: cgroup freeze + thaw of the QEMU process against QMP
+ * stop + cont.  The cheaper one switches it from now on.
+ */
+static void calibrate(struct vm *v)
+{
+	long long cg[CALIBRATE_ROUNDS], qm[CALIBRATE_ROUNDS];
+	struct hec_gate *gate = NULL;
+	int ok_cg = 0, ok_qmp = 0;
+
+	if (hec_partition_proc_ops.gate_open(v->part, &gate) == 0) {
+		for (ok_cg = 0; ok_cg < CALIBRATE_ROUNDS; ok_cg++) {
+			int64_t t0 = hec_now_mono_ns();
+
+			if (hec_gate_set(gate, 1) || hec_gate_wait(gate, 1, 500000) ||
+			    hec_gate_set(gate, 0) || hec_gate_wait(gate, 0, 500000))
+				break;
+			cg[ok_cg] = hec_now_mono_ns() - t0;
+		}
+		hec_gate_set(gate, 0);
+		hec_gate_close(gate);
+	}
+	if (v->mon)
+		for (ok_qmp = 0; ok_qmp < CALIBRATE_ROUNDS; ok_qmp++) {
+			int64_t t0 = hec_now_mono_ns();
+
+			if (qmp_gate_set(v->mon, 1) || qmp_gate_wait(v->mon, 1, 500000) ||
+			    qmp_gate_set(v->mon, 0) || qmp_gate_wait(v->mon, 0, 500000))
+				break;
+			qm[ok_qmp] = hec_now_mono_ns() - t0;
+		}
+	v->cg_ns = ok_cg == CALIBRATE_ROUNDS ? median(cg, ok_cg) : -1;
+	v->qmp_ns = ok_qmp == CALIBRATE_ROUNDS ? median(qm, ok_qmp) : -1;
+	v->use_qmp = v->qmp_ns >= 0 && (v->cg_ns < 0 || v->qmp_ns < v->cg_ns);
+	if (v->mon && v->mon->stopped) /* a failed round may have left it stopped */
+		qmp_gate_set(v->mon, 0), qmp_gate_wait(v->mon, 0, 500000);
+	hec_info("%s: job %ld: gang switch of the guest: cgroup freeze+thaw %lld us, QMP stop+cont %lld us: using %s",
+		 v->ag->conf.name, v->job, v->cg_ns / 1000, v->qmp_ns / 1000,
+		 v->use_qmp ? "QMP" : "cgroup");
+}
+
+static void on_hello(struct vm *v, const struct hec_guest_frame *f)
+{
+	const char *kernel = hec_guest_kv_get(f->payload, f->len, "kernel");
+	struct job *j = job_find(v->ag, v->job);
+
+	if (v->state != VM_BOOTING)
+		return;
+	v->state = VM_UP;
+	evtimer_del(v->timer);
+	hec_info("%s: job %ld: guest up (kernel %s, %d vCPUs, %ld MB)", v->ag->conf.name, v->job,
+		 kernel ? kernel : "?", v->vcpus, v->mem_mb);
+	calibrate(v);
+	if (j)
+		job_vm_launched(v->ag, j, NULL);
+}
+
+static void on_out(struct vm *v, const struct hec_guest_frame *f)
+{
+	int fd, rc;
+
+	if (f->len < 1 || !v->running)
+		return;
+	fd = f->payload[0] == 2 && v->err_fd >= 0 ? v->err_fd : v->out_fd;
+	/* The output file is a regular file: a short blocking write is fine. */
+	rc = fd >= 0 ? hec_write_all(fd, f->payload + 1, f->len - 1) : 0;
+	if (rc)
+		hec_warn("%s: job %ld: output lost: %s", v->ag->conf.name, v->job, strerror(-rc));
+}
+
+static void on_exit_frame(struct vm *v, const struct hec_guest_frame *f)
+{
+	long long code = 1, sig = 0, id = -1;
+	const char *error = hec_guest_kv_get(f->payload, f->len, "error");
+	struct job *j = job_find(v->ag, v->job);
+	char why[1100];
+
+	if (hec_guest_kv_int(f->payload, f->len, "id", 0, 1LL << 40, &id) || id != v->run_id ||
+	    !v->running)
+		return;
+	hec_guest_kv_int(f->payload, f->len, "exit", 0, 255, &code);
+	hec_guest_kv_int(f->payload, f->len, "signal", 0, 128, &sig);
+	v->running = 0;
+	if (v->out_fd >= 0)
+		close(v->out_fd);
+	if (v->err_fd >= 0 && v->err_fd != v->out_fd)
+		close(v->err_fd);
+	v->out_fd = v->err_fd = -1;
+	if (error)
+		fmt(why, sizeof(why), "in the guest: %s", error);
+	hec_info("%s: job %ld: batch step in the guest ended: exit %lld, signal %lld%s%s",
+		 v->ag->conf.name, v->job, code, sig, error ? ": " : "", error ? error : "");
+	if (j)
+		job_vm_exited(v->ag, j, (int)code, (int)sig, error ? why : NULL);
+}
+
+static void guest_read(struct bufferevent *bev, void *arg)
+{
+	struct vm *v = arg;
+	struct evbuffer *in = bufferevent_get_input(bev);
+
+	while (v->guest && evbuffer_get_length(in) >= HEC_GUEST_HDR) {
+		struct hec_guest_frame f;
+		size_t avail = evbuffer_get_length(in);
+		uint8_t *p = evbuffer_pullup(in, HEC_GUEST_HDR);
+		uint32_t plen = (uint32_t)p[4] << 24 | (uint32_t)p[5] << 16 | (uint32_t)p[6] << 8 | p[7];
+		size_t want = plen <= HEC_GUEST_MAX_PAYLOAD ? HEC_GUEST_HDR + plen : HEC_GUEST_HDR;
+		long n;
+
+		if (avail < want)
+			return;
+		p = evbuffer_pullup(in, (ev_ssize_t)want);
+		n = hec_guest_decode(p, want, &f);
+		if (n <= 0) {
+			vm_fail(v, "the guest channel broke: %s", n ? strerror((int)-n) : "short frame");
+			return;
+		}
+		if (f.type != HEC_G_OUT && hec_guest_kv_check(f.payload, f.len)) {
+			vm_fail(v, "the guest sent a malformed frame (type %u)", f.type);
+			return;
+		}
+		switch (f.type) {
+		case HEC_G_HELLO:
+			on_hello(v, &f);
+			break;
+		case HEC_G_OUT:
+			on_out(v, &f);
+			break;
+		case HEC_G_EXIT:
+			on_exit_frame(v, &f);
+			break;
+		case HEC_G_LOG: {
+			const char *msg = hec_guest_kv_get(f.payload, f.len, "msg");
+
+			hec_info("%s: job %ld: guest: %s", v->ag->conf.name, v->job, msg ? msg : "?");
+			break;
+		}
+		default:
+			break; /* STARTED, PONG: nothing to do */
+		}
+		if (v->state == VM_DEAD || !v->guest)
+			return;
+		evbuffer_drain(in, (size_t)n);
+	}
+}
+
+/* ---- QMP (events, on the event loop) ---- */
+
+static void qmp_read(struct bufferevent *bev, void *arg)
+{
+	struct vm *v = arg;
+	struct evbuffer *in = bufferevent_get_input(bev);
+	size_t n;
+	char *line;
+
+	while ((line = evbuffer_readln(in, &n, EVBUFFER_EOL_CRLF))) {
+		json_t *o = json_loadb(line, n, 0, NULL);
+		const char *ev = json_string_value(json_object_get(o, "event"));
+
+		if (json_object_get(o, "QMP"))
+			bufferevent_write(bev, "{\"execute\":\"qmp_capabilities\"}\n", 31);
+		if (ev && !strcmp(ev, "SHUTDOWN")) {
+			const char *r = json_string_value(json_object_get(json_object_get(o, "data"), "reason"));
+
+			fmt(v->shutdown_reason, sizeof(v->shutdown_reason), "%s", r ? r : "?");
+		} else if (ev && !strcmp(ev, "GUEST_PANICKED")) {
+			v->panicked = 1;
+		}
+		json_decref(o);
+		free(line);
+	}
+	if (evbuffer_get_length(in) > QMP_LINE_MAX)
+		evbuffer_drain(in, evbuffer_get_length(in));
+}
+
+/* EOF or error on one of QEMU's connections: QEMU is going; its exit
+ * (SIGCHLD) tells why.  The guest channel alone closing is a failure. */
+static void conn_event(struct bufferevent *bev, short what, void *arg)
+{
+	struct vm *v = arg;
+
+	if (!(what & (BEV_EVENT_EOF | BEV_EVENT_ERROR)))
+		return;
+	if (bev == v->guest) {
+		bufferevent_free(v->guest);
+		v->guest = NULL;
+	} else if (bev == v->qmp) {
+		bufferevent_free(v->qmp);
+		v->qmp = NULL;
+	} else if (bev == v->netq) {
+		vnet_port_del(v->net, v->port_guest);
+		bufferevent_free(v->netq);
+		v->netq = NULL;
+	}
+}
+
+static void on_accept(evutil_socket_t lfd, short what, void *arg);
+
+static struct bufferevent *wrap(struct vm *v, int fd, bufferevent_data_cb rd)
+{
+	struct bufferevent *bev = bufferevent_socket_new(v->ag->base, fd, BEV_OPT_CLOSE_ON_FREE);
+
+	if (!bev) {
+		close(fd);
+		return NULL;
+	}
+	bufferevent_setcb(bev, rd, NULL, conn_event, v);
+	bufferevent_enable(bev, EV_READ | EV_WRITE);
+	return bev;
+}
+
+static int listener_index(struct vm *v, evutil_socket_t lfd)
+{
+	for (int i = 0; i < NLISTEN; i++)
+		if (v->lfd[i] == lfd)
+			return i;
+	return -1;
+}
+
+static void on_accept(evutil_socket_t lfd, short what, void *arg)
+{
+	struct vm *v = arg;
+	int i = listener_index(v, lfd), fd;
+
+	(void)what;
+	fd = accept4((int)lfd, NULL, NULL, SOCK_CLOEXEC | (i == L_GATE ? 0 : SOCK_NONBLOCK));
+	if (fd < 0 || i < 0) {
+		if (fd >= 0)
+			close(fd);
+		return;
+	}
+	/* One connection each: QEMU's.  Nobody else gets a second go. */
+	event_del(v->lev[i]);
+	switch (i) {
+	case L_GUEST:
+		v->guest = wrap(v, fd, guest_read);
+		break;
+	case L_QMP:
+		v->qmp = wrap(v, fd, qmp_read);
+		break;
+	case L_NET:
+		v->netq = wrap(v, fd, net_read);
+		if (v->netq)
+			v->port_guest = vnet_port_add(v->net, send_to_guest, v);
+		break;
+	case L_GATE: {
+		struct qmp_mon *m = calloc(1, sizeof(*m));
+		int rc;
+
+		if (!m) {
+			close(fd);
+			break;
+		}
+		pthread_mutex_init(&m->lock, NULL);
+		m->fd = fd;
+		m->refs = 1;
+		m->pending = -1;
+		rc = mon_handshake(m);
+		if (rc) {
+			hec_warn("%s: job %ld: QMP gate monitor: %s; the guest is switched by cgroup freeze",
+				 v->ag->conf.name, v->job, strerror(-rc));
+			mon_put(m);
+			break;
+		}
+		v->mon = m;
+		break;
+	}
+	}
+}
+
+/* ---- QEMU ---- */
+
+static int chown_sock(struct vm *v, const char *path)
+{
+	if (agent_is_root() && chown(path, v->uid, v->gid))
+		return -errno;
+	return 0;
+}
+
+static int make_listeners(struct vm *v, char *why, size_t len)
+{
+	char path[PATH_MAX];
+
+	for (int i = 0; i < NLISTEN; i++) {
+		int rc = fmt(path, sizeof(path), "%s/%s", v->dir, sock_names[i]);
+
+		if (rc) {
+			fmt(why, len, "%s/%s: path too long", v->dir, sock_names[i]);
+			return rc;
+		}
+		unlink(path);
+		v->lfd[i] = hec_listen_unix(path, 0600);
+		if (v->lfd[i] < 0) {
+			rc = v->lfd[i];
+			fmt(why, len, "listen on %s: %s", path, strerror(-rc));
+			return rc;
+		}
+		rc = chown_sock(v, path);
+		if (rc) {
+			fmt(why, len, "chown %s: %s", path, strerror(-rc));
+			return rc;
+		}
+		v->lev[i] = event_new(v->ag->base, v->lfd[i], EV_READ | EV_PERSIST, on_accept, v);
+		if (!v->lev[i] || event_add(v->lev[i], NULL)) {
+			fmt(why, len, "out of memory");
+			return -ENOMEM;
+		}
+	}
+	return 0;
+}
+
+/* The guest's address on the job's network: link-local, by node index. */
+static void guest_ip(int index, char *buf, size_t len)
+{
+	fmt(buf, len, "169.254.%d.%d", 1 + index / 250, 1 + index % 250);
+}
+
+static int build_cmdline(struct vm *v, const json_t *nodes)
+{
+	char ip[32], *p = v->cmdline;
+	size_t left = sizeof(v->cmdline), i;
+	json_t *n;
+	int k;
+
+	guest_ip(v->index, ip, sizeof(ip));
+	k = snprintf(p, left, "console=ttyS0 panic=-1 quiet hec.node=%s hec.ip=%s/16 hec.key=%s hec.hosts=",
+		     v->ag->conf.name, ip, v->key);
+	if (k < 0 || (size_t)k >= left)
+		return -ENAMETOOLONG;
+	p += k;
+	left -= (size_t)k;
+	json_array_foreach(nodes, i, n) {
+		guest_ip((int)i, ip, sizeof(ip));
+		k = snprintf(p, left, "%s%s:%s", i ? "," : "",
+			     json_string_value(json_object_get(n, "name")), ip);
+		if (k < 0 || (size_t)k >= left)
+			return -ENAMETOOLONG;
+		p += k;
+		left -= (size_t)k;
+	}
+	return 0;
+}
+
+static int start_qemu(struct vm *v, char *why, size_t len)
+{
+	struct agent *ag = v->ag;
+	char smp[16], mem[32], name[64], chr[4][PATH_MAX + 64], netdev[PATH_MAX + 64], mac[64];
+	char serial[PATH_MAX + 16], log[PATH_MAX], accel[48];
+	const char *argv[64];
+	int argc = 0, logfd, nullfd, rc;
+	struct hec_spawn_req req;
+	const char *envp[] = { "PATH=/usr/bin:/bin", NULL };
+	int kvm = access("/dev/kvm", R_OK | W_OK) == 0;
+
+	rc = make_listeners(v, why, len);
+	if (rc)
+		return rc;
+	fmt(smp, sizeof(smp), "%d", v->vcpus);
+	fmt(mem, sizeof(mem), "%ldM", v->mem_mb);
+	fmt(name, sizeof(name), "hec-job%ld-%s", v->job, ag->conf.name);
+	fmt(accel, sizeof(accel), "q35,accel=%s", kvm ? "kvm:tcg" : "tcg");
+	fmt(chr[0], sizeof(chr[0]), "socket,id=hecg,path=%s/%s", v->dir, sock_names[L_GUEST]);
+	fmt(chr[1], sizeof(chr[1]), "socket,id=qmp,path=%s/%s", v->dir, sock_names[L_QMP]);
+	fmt(chr[2], sizeof(chr[2]), "socket,id=qmpg,path=%s/%s", v->dir, sock_names[L_GATE]);
+	fmt(netdev, sizeof(netdev), "stream,id=n0,server=off,addr.type=unix,addr.path=%s/%s",
+	    v->dir, sock_names[L_NET]);
+	fmt(mac, sizeof(mac), "virtio-net-pci,netdev=n0,mac=52:54:%02x:%02x:%02x:%02x",
+	    (unsigned)(v->job >> 16) & 0xff, (unsigned)(v->job >> 8) & 0xff, (unsigned)v->job & 0xff,
+	    (unsigned)v->index & 0xff);
+	fmt(serial, sizeof(serial), "file:%s/console.log", v->dir);
+	argv[argc++] = ag->conf.qemu;
+	argv[argc++] = "-name";
+	argv[argc++] = name;
+	argv[argc++] = "-machine";
+	argv[argc++] = accel;
+	argv[argc++] = "-cpu";
+	argv[argc++] = kvm ? "host" : "max";
+	argv[argc++] = "-smp";
+	argv[argc++] = smp;
+	argv[argc++] = "-m";
+	argv[argc++] = mem;
+	argv[argc++] = "-nodefaults";
+	argv[argc++] = "-no-user-config";
+	argv[argc++] = "-display";
+	argv[argc++] = "none";
+	argv[argc++] = "-no-reboot";
+	argv[argc++] = "-kernel";
+	argv[argc++] = v->kernel;
+	argv[argc++] = "-initrd";
+	argv[argc++] = v->initrd;
+	argv[argc++] = "-append";
+	argv[argc++] = v->cmdline;
+	argv[argc++] = "-serial";
+	argv[argc++] = serial;
+	argv[argc++] = "-device";
+	argv[argc++] = "virtio-serial-pci";
+	argv[argc++] = "-chardev";
+	argv[argc++] = chr[0];
+	argv[argc++] = "-device";
+	argv[argc++] = "virtserialport,chardev=hecg,name=" HEC_GUEST_PORT;
+	argv[argc++] = "-chardev";
+	argv[argc++] = chr[1];
+	argv[argc++] = "-mon";
+	argv[argc++] = "chardev=qmp,mode=control";
+	argv[argc++] = "-chardev";
+	argv[argc++] = chr[2];
+	argv[argc++] = "-mon";
+	argv[argc++] = "chardev=qmpg,mode=control";
+	argv[argc++] = "-netdev";
+	argv[argc++] = netdev;
+	argv[argc++] = "-device";
+	argv[argc++] = mac;
+	argv[argc] = NULL;
+
+	fmt(log, sizeof(log), "%s/qemu.log", v->dir);
+	logfd = open(log, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0644);
+	nullfd = open("/dev/null", O_RDONLY | O_CLOEXEC);
+	if (logfd < 0 || nullfd < 0) {
+		rc = -errno;
+		fmt(why, len, "%s: %s", log, strerror(-rc));
+		goto out;
+	}
+	/* QEMU writes the console file as the job's user. */
+	fmt(serial, sizeof(serial), "%s/console.log", v->dir);
+	close(open(serial, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0644));
+	chown_sock(v, serial);
+	req = (struct hec_spawn_req){ .argv = argv, .envp = envp, .cwd = v->dir, .uid = v->uid,
+				      .gid = v->gid, .stdin_fd = nullfd, .stdout_fd = logfd,
+				      .stderr_fd = logfd };
+	rc = hec_partition_proc_ops.spawn(v->part, &req, &v->qemu_pid);
+	if (rc)
+		fmt(why, len, "cannot start %s: %s: %s", ag->conf.qemu, hec_part_proc_context(),
+		    strerror(-rc));
+	else
+		hec_info("%s: job %ld: QEMU pid %d: %d vCPUs, %ld MB, %s", ag->conf.name, v->job,
+			 (int)v->qemu_pid, v->vcpus, v->mem_mb, kvm ? "KVM" : "TCG");
+out:
+	if (logfd >= 0)
+		close(logfd);
+	if (nullfd >= 0)
+		close(nullfd);
+	return rc;
+}
+
+/* QEMU's own complaint (bad -m, missing file): the last line of its log. */
+static void qemu_log_tail(struct vm *v, char *out, size_t len)
+{
+	char path[PATH_MAX], buf[4096], *end, *start;
+
+	out[0] = 0;
+	if (fmt(path, sizeof(path), "%s/qemu.log", v->dir) || hec_read_file(path, buf, sizeof(buf)))
+		return;
+	end = buf + strlen(buf);
+	while (end > buf && (end[-1] == '\n' || end[-1] == ' '))
+		*--end = 0;
+	start = strrchr(buf, '\n');
+	fmt(out, len, "%s", start ? start + 1 : buf);
+}
+
+static void qemu_ended(struct vm *v, int status)
+{
+	char reason[512], tail[600];
+	int code, sig;
+
+	agent_wait_status(status, &code, &sig);
+	v->qemu_pid = 0;
+	if (v->state == VM_DEAD)
+		return;
+	console_reason(v, reason, sizeof(reason));
+	if (reason[0]) {
+		vm_fail(v, "%s", reason);
+	} else if (v->panicked) {
+		vm_fail(v, "guest kernel panic (QEMU reported GUEST_PANICKED)");
+	} else if (sig) {
+		vm_fail(v, "QEMU was killed by signal %d (%s)", sig, strsignal(sig));
+	} else if (v->shutdown_reason[0]) {
+		vm_fail(v, "the guest shut down (%s) while the job ran", v->shutdown_reason);
+	} else {
+		qemu_log_tail(v, tail, sizeof(tail));
+		vm_fail(v, "QEMU exited with status %d%s%s", code, tail[0] ? ": " : "", tail);
+	}
+}
+
+/* ---- the image ---- */
+
+static void mk_done(struct vm *v)
+{
+	char *line, *save = NULL, *last = NULL, why[1024];
+	int code, sig;
+
+	agent_wait_status(v->mk_status, &code, &sig);
+	v->mk_out[v->mk_len] = 0;
+	for (line = strtok_r(v->mk_out, "\n", &save); line; line = strtok_r(NULL, "\n", &save)) {
+		if (!strncmp(line, "kernel=", 7))
+			fmt(v->kernel, sizeof(v->kernel), "%s", line + 7);
+		else if (!strncmp(line, "initrd=", 7))
+			fmt(v->initrd, sizeof(v->initrd), "%s", line + 7);
+		else
+			last = line;
+	}
+	if (code || sig || !v->kernel[0] || !v->initrd[0]) {
+		vm_fail(v, "guest image: %s", last ? last :
+			sig ? "hec-mkimage was killed" : "hec-mkimage printed no kernel= and initrd=");
+		return;
+	}
+	v->state = VM_BOOTING;
+	if (start_qemu(v, why, sizeof(why)))
+		vm_fail(v, "%s", why);
+}
+
+static void mk_read(evutil_socket_t fd, short what, void *arg)
+{
+	struct vm *v = arg;
+	ssize_t n;
+
+	(void)what;
+	n = read((int)fd, v->mk_out + v->mk_len, sizeof(v->mk_out) - 1 - v->mk_len);
+	if (n > 0) {
+		v->mk_len += (size_t)n;
+		if (v->mk_len < sizeof(v->mk_out) - 1)
+			return;
+	} else if (n < 0 && (errno == EAGAIN || errno == EINTR)) {
+		return;
+	}
+	v->mk_eof = 1;
+	event_del(v->mk_ev);
+	if (v->mk_reaped)
+		mk_done(v);
+}
+
+/* Files of the job go into the image only if its user may read them. */
+static int user_may_read(struct vm *v, const json_t *files, char *why, size_t len)
+{
+	size_t i;
+	json_t *f;
+	pid_t pid;
+	int st, pfd[2];
+	char bad[PATH_MAX] = "";
+
+	if (!agent_is_root() || json_array_size(files) == 0)
+		return 0;
+	if (pipe2(pfd, O_CLOEXEC))
+		return -errno;
+	pid = fork();
+	if (pid == 0) {
+		close(pfd[0]);
+		if (setgroups(0, NULL) || setgid(v->gid) || setuid(v->uid))
+			_exit(2);
+		json_array_foreach(files, i, f)
+			if (access(json_string_value(f), R_OK)) {
+				const char *s = json_string_value(f);
+				int e = errno;
+
+				if (write(pfd[1], s, strlen(s)) < 0)
+					_exit(3);
+				_exit(e == ENOENT ? 4 : 1);
+			}
+		_exit(0);
+	}
+	close(pfd[1]);
+	if (pid < 0) {
+		close(pfd[0]);
+		return -errno;
+	}
+	st = (int)read(pfd[0], bad, sizeof(bad) - 1);
+	bad[st > 0 ? st : 0] = 0;
+	close(pfd[0]);
+	while (waitpid(pid, &st, 0) < 0 && errno == EINTR)
+		;
+	if (WIFEXITED(st) && WEXITSTATUS(st) == 0)
+		return 0;
+	fmt(why, len, "%s: %s for uid %u, so it cannot go into the guest image", bad[0] ? bad : "a vm file",
+	    WIFEXITED(st) && WEXITSTATUS(st) == 4 ? "no such file" : "not readable", (unsigned)v->uid);
+	return -EACCES;
+}
+
+static int start_mkimage(struct vm *v, const json_t *files, char *why, size_t len)
+{
+	struct agent *ag = v->ag;
+	const char **argv;
+	size_t n = json_array_size(files), i;
+	int pfd[2], argc = 0, nullfd;
+	json_t *f;
+	pid_t pid;
+	sigset_t all, old;
+
+	argv = calloc(12 + 2 * n, sizeof(*argv));
+	if (!argv)
+		return -ENOMEM;
+	argv[argc++] = ag->mkimage;
+	argv[argc++] = "--cache";
+	argv[argc++] = ag->conf.image_cache;
+	argv[argc++] = "--guest";
+	argv[argc++] = ag->guest_bin;
+	if (ag->conf.vm_kernel[0]) {
+		argv[argc++] = "--kernel";
+		argv[argc++] = ag->conf.vm_kernel;
+	}
+	json_array_foreach(files, i, f) {
+		argv[argc++] = "--add";
+		argv[argc++] = json_string_value(f);
+	}
+	argv[argc] = NULL;
+	if (pipe2(pfd, O_CLOEXEC)) {
+		free(argv);
+		fmt(why, len, "pipe: %s", strerror(errno));
+		return -errno;
+	}
+	nullfd = open("/dev/null", O_RDONLY | O_CLOEXEC);
+	sigfillset(&all);
+	sigprocmask(SIG_SETMASK, &all, &old);
+	pid = fork();
+	if (pid == 0) {
+		struct sigaction dfl = { .sa_handler = SIG_DFL };
+		sigset_t none;
+
+		for (int s = 1; s < NSIG; s++)
+			sigaction(s, &dfl, NULL);
+		sigemptyset(&none);
+		sigprocmask(SIG_SETMASK, &none, NULL);
+		dup2(nullfd, 0);
+		dup2(pfd[1], 1);
+		dup2(pfd[1], 2);
+		execv(argv[0], (char *const *)argv);
+		dprintf(2, "cannot run %s: %s\n", argv[0], strerror(errno));
+		_exit(127);
+	}
+	sigprocmask(SIG_SETMASK, &old, NULL);
+	close(pfd[1]);
+	if (nullfd >= 0)
+		close(nullfd);
+	free(argv);
+	if (pid < 0) {
+		close(pfd[0]);
+		fmt(why, len, "fork: %s", strerror(errno));
+		return -errno;
+	}
+	v->mk_pid = pid;
+	v->mk_fd = pfd[0];
+	evutil_make_socket_nonblocking(v->mk_fd);
+	v->mk_ev = event_new(ag->base, v->mk_fd, EV_READ | EV_PERSIST, mk_read, v);
+	if (!v->mk_ev || event_add(v->mk_ev, NULL)) {
+		fmt(why, len, "out of memory");
+		return -ENOMEM;
+	}
+	return 0;
+}
+
+int vm_reaped(struct agent *ag, pid_t pid, int status)
+{
+	(void)ag;
+	for (struct vm *v = vms; v; v = v->next) {
+		if (v->mk_pid == pid && !v->mk_reaped) {
+			v->mk_reaped = 1;
+			v->mk_status = status;
+			if (v->mk_eof)
+				mk_done(v);
+			return 1;
+		}
+		if (v->qemu_pid == pid) {
+			qemu_ended(v, status);
+			return 1;
+		}
+	}
+	return 0;
+}
+
+static void timer_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct vm *v = arg;
+	struct timeval tv = { 1, 0 };
+
+	(void)fd;
+	(void)what;
+	if (v->state != VM_UP && hec_now_mono_ns() > v->deadline_ns) {
+		vm_fail(v, "the guest did not come up within %d s (console: %s/console.log)",
+			VM_BOOT_TIMEOUT_S, v->dir);
+		return;
+	}
+	if (v->state == VM_DEAD)
+		return;
+	if (!v->first && !v->port_uplink)
+		uplink_connect(v);
+	if (!v->first && !v->port_uplink)
+		tv = (struct timeval){ 0, UPLINK_RETRY_MS * 1000 };
+	else if (v->state == VM_UP)
+		return; /* nothing to watch until the uplink drops */
+	evtimer_add(v->timer, &tv);
+}
+
+/* The newest Debian kernel in /boot, for a clear error before building. */
+static int kernel_present(struct agent *ag, char *why, size_t len)
+{
+	struct dirent *de;
+	DIR *d;
+	int found = 0;
+
+	if (ag->conf.vm_kernel[0]) {
+		if (access(ag->conf.vm_kernel, R_OK) == 0)
+			return 0;
+		fmt(why, len, "guest kernel %s: %s (vm_kernel in the node's config)",
+		    ag->conf.vm_kernel, strerror(errno));
+		return -ENOENT;
+	}
+	d = opendir("/boot");
+	while (d && (de = readdir(d)))
+		if (!strncmp(de->d_name, "vmlinuz-", 8))
+			found = 1;
+	if (d)
+		closedir(d);
+	if (found)
+		return 0;
+	fmt(why, len, "no guest kernel: /boot has no vmlinuz-*: install the Debian package linux-image-amd64");
+	return -ENOENT;
+}
+
+int vm_launch(struct agent *ag, struct job *j, const json_t *launch, char *why, size_t len)
+{
+	const json_t *nodes = json_object_get(launch, "nodes"), *n;
+	const json_t *files = json_object_get(launch, "vm_files");
+	struct timeval tv = { 1, 0 };
+	struct vm *v;
+	size_t i;
+	int rc;
+
+	if (vm_find(j->id)) {
+		fmt(why, len, "job %ld already has a guest here", j->id);
+		return -EEXIST;
+	}
+	if (access(ag->conf.qemu, X_OK)) {
+		fmt(why, len, "%s: %s: install the Debian package qemu-system-x86", ag->conf.qemu,
+		    strerror(errno));
+		return -ENOENT;
+	}
+	if (access(ag->mkimage, X_OK)) {
+		fmt(why, len, "the image tool %s: %s", ag->mkimage, strerror(errno));
+		return -ENOENT;
+	}
+	if (access(ag->guest_bin, R_OK)) {
+		fmt(why, len, "hec-guest %s: %s", ag->guest_bin, strerror(errno));
+		return -ENOENT;
+	}
+	rc = kernel_present(ag, why, len);
+	if (rc)
+		return rc;
+	v = calloc(1, sizeof(*v));
+	if (!v)
+		return -ENOMEM;
+	v->ag = ag;
+	v->job = j->id;
+	v->part = j->part;
+	v->uid = j->uid;
+	v->gid = j->gid;
+	v->mk_fd = v->out_fd = v->err_fd = -1;
+	for (i = 0; i < NLISTEN; i++)
+		v->lfd[i] = -1;
+	v->vcpus = (int)json_integer_value(json_object_get(launch, "vcpus"));
+	v->mem_mb = (long)json_integer_value(json_object_get(launch, "mem_mb"));
+	if (v->vcpus < 1)
+		v->vcpus = 1;
+	fmt(v->key, sizeof(v->key), "%s", j->key);
+	v->index = -1;
+	v->nnodes = (int)json_array_size(nodes);
+	json_array_foreach(nodes, i, n)
+		if (!strcmp(json_string_value(json_object_get(n, "name")), ag->conf.name))
+			v->index = (int)i;
+	v->first = v->index == 0;
+	fmt(v->hub_addr, sizeof(v->hub_addr), "%s",
+	    json_string_value(json_object_get(json_array_get(nodes, 0), "addr")));
+	v->next = vms;
+	vms = v;
+	if (v->index < 0) {
+		fmt(why, len, "this node is not among the job's nodes");
+		rc = -EINVAL;
+		goto err;
+	}
+	if (v->mem_mb < 64) {
+		fmt(why, len, "guest memory %ld MB is too small", v->mem_mb);
+		rc = -EINVAL;
+		goto err;
+	}
+	if (job_dir(ag, j->id, v->dir, sizeof(v->dir)) || build_cmdline(v, nodes)) {
+		fmt(why, len, "job directory or kernel command line too long");
+		rc = -ENAMETOOLONG;
+		goto err;
+	}
+	rc = user_may_read(v, files, why, len);
+	if (rc)
+		goto err;
+	v->net = vnet_new();
+	v->timer = evtimer_new(ag->base, timer_cb, v);
+	if (!v->net || !v->timer) {
+		fmt(why, len, "out of memory");
+		rc = -ENOMEM;
+		goto err;
+	}
+	rc = start_mkimage(v, files, why, len);
+	if (rc)
+		goto err;
+	v->deadline_ns = hec_now_mono_ns() + (int64_t)VM_BOOT_TIMEOUT_S * 1000000000;
+	evtimer_add(v->timer, &tv);
+	return 0;
+
+err:
+	vm_free(v);
+	return rc;
+}
+
+int vm_run(struct agent *ag, struct job *j, const char *const *argv, const char *const *envp,
+	   const char *cwd, int out_fd, int err_fd, char *why, size_t len)
+{
+	struct vm *v = vm_find(j->id);
+	struct hec_guest_kvbuf kv = { 0 };
+	int rc = 0;
+
+	(void)ag;
+	if (!v || v->state != VM_UP || !v->guest) {
+		fmt(why, len, "the job's guest is not up%s%s", v && v->why[0] ? ": " : "",
+		    v ? v->why : "");
+		return -ENOTCONN;
+	}
+	if (v->running) {
+		fmt(why, len, "a batch step already runs in the guest");
+		return -EBUSY;
+	}
+	v->run_id++;
+	rc = hec_guest_kv_addf(&kv, "id", "%ld", v->run_id);
+	if (!rc)
+		rc = hec_guest_kv_addf(&kv, "uid", "%u", (unsigned)j->uid);
+	if (!rc)
+		rc = hec_guest_kv_addf(&kv, "gid", "%u", (unsigned)j->gid);
+	if (!rc)
+		rc = hec_guest_kv_add(&kv, "cwd", cwd);
+	for (int i = 0; !rc && argv[i]; i++)
+		rc = hec_guest_kv_add(&kv, "arg", argv[i]);
+	for (int i = 0; !rc && envp[i]; i++)
+		rc = hec_guest_kv_add(&kv, "env", envp[i]);
+	if (!rc)
+		rc = guest_send(v, HEC_G_RUN, kv.p, kv.len);
+	hec_guest_kv_free(&kv);
+	if (rc) {
+		fmt(why, len, "cannot send the batch step to the guest: %s", strerror(-rc));
+		return rc;
+	}
+	v->out_fd = dup(out_fd);
+	v->err_fd = err_fd >= 0 ? dup(err_fd) : v->out_fd;
+	v->running = 1;
+	return 0;
+}
+
+json_t *vm_stats_json(struct agent *ag)
+{
+	json_t *a = json_array();
+
+	(void)ag;
+	for (struct vm *v = vms; a && v; v = v->next)
+		if (v->state == VM_UP)
+			json_array_append_new(a, json_pack("{s:I,s:s,s:I,s:I}", "job", (json_int_t)v->job,
+							   "method", v->use_qmp ? "qmp" : "cgroup",
+							   "cgroup_ns", (json_int_t)v->cg_ns,
+							   "qmp_ns", (json_int_t)v->qmp_ns));
+	return a;
+}
