@@ -31,7 +31,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/ioctl.h>
 #include <sys/socket.h>
+#include <linux/kvm.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -960,8 +962,19 @@ static void qmp_read(struct bufferevent *bev, void *arg)
 		json_t *o = json_loadb(line, n, 0, NULL);
 		const char *ev = json_string_value(json_object_get(o, "event"));
 
-		if (json_object_get(o, "QMP"))
-			bufferevent_write(bev, "{\"execute\":\"qmp_capabilities\"}\n", 31);
+		if (json_object_get(o, "QMP")) {
+			static const char caps[] = "{\"execute\":\"qmp_capabilities\"}\n";
+			/*
+			 * QEMU's stream netdev connects after the NIC is made,
+			 * and the NIC keeps the "no carrier" it saw then: say
+			 * the link is up, so the guest hears of it.
+			 */
+			static const char link[] =
+				"{\"execute\":\"set_link\",\"arguments\":{\"name\":\"n0\",\"up\":true}}\n";
+
+			bufferevent_write(bev, caps, sizeof(caps) - 1);
+			bufferevent_write(bev, link, sizeof(link) - 1);
+		}
 		if (ev && !strcmp(ev, "SHUTDOWN")) {
 			const char *r = json_string_value(json_object_get(json_object_get(o, "data"), "reason"));
 
@@ -1144,6 +1157,27 @@ static int build_cmdline(struct vm *v, const json_t *nodes)
 	return 0;
 }
 
+/*
+ * KVM where the device answers and the CPU we run on shows VMX or SVM: a
+ * /dev/kvm can exist without them (a VM without nested virtualisation),
+ * and QEMU then aborts setting up the vCPU instead of falling back.
+ */
+static int kvm_usable(void)
+{
+	static char info[1 << 16];
+	int fd, ok;
+
+	if (hec_read_file("/proc/cpuinfo", info, sizeof(info)) ||
+	    (!strstr(info, " vmx") && !strstr(info, " svm")))
+		return 0;
+	fd = open("/dev/kvm", O_RDWR | O_CLOEXEC);
+	if (fd < 0)
+		return 0;
+	ok = ioctl(fd, KVM_GET_API_VERSION, 0) == KVM_API_VERSION;
+	close(fd);
+	return ok;
+}
+
 static int start_qemu(struct vm *v, char *why, size_t len)
 {
 	struct agent *ag = v->ag;
@@ -1153,7 +1187,7 @@ static int start_qemu(struct vm *v, char *why, size_t len)
 	int argc = 0, logfd, nullfd, rc;
 	struct hec_spawn_req req;
 	const char *envp[] = { "PATH=/usr/bin:/bin", NULL };
-	int kvm = access("/dev/kvm", R_OK | W_OK) == 0;
+	int kvm = kvm_usable();
 
 	rc = make_listeners(v, why, len);
 	if (rc)
@@ -1224,9 +1258,9 @@ static int start_qemu(struct vm *v, char *why, size_t len)
 		goto out;
 	}
 	/* QEMU writes the console file as the job's user. */
-	fmt(serial, sizeof(serial), "%s/console.log", v->dir);
-	close(open(serial, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0644));
-	chown_sock(v, serial);
+	fmt(log, sizeof(log), "%s/console.log", v->dir);
+	close(open(log, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0644));
+	chown_sock(v, log);
 	req = (struct hec_spawn_req){ .argv = argv, .envp = envp, .cwd = v->dir, .uid = v->uid,
 				      .gid = v->gid, .stdin_fd = nullfd, .stdout_fd = logfd,
 				      .stderr_fd = logfd };
