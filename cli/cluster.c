@@ -38,7 +38,7 @@
 #define TAIL_LINES 12
 
 enum { K_NODES = 'N', K_DIR = 'D', K_HELP = 'h', K_NODE_TIMEOUT = CLI_LONG_ONLY + 200,
-       K_HEARTBEAT, K_JSON, K_SLOT, K_MAX_SHARE, K_TIMESLICE };
+       K_HEARTBEAT, K_JSON, K_SLOT, K_MAX_SHARE, K_TIMESLICE, K_VM_KERNEL };
 
 struct daemon {
 	char name[32];          /* "hecctld", "node3" */
@@ -363,10 +363,18 @@ static int read_pidfiles(const char *rdir, struct pidfile *pf, int max)
 
 /* ---- cluster up ---- */
 
+static const char *cwd_or_root(void)
+{
+	static char cwd[PATH_MAX];
+
+	return getcwd(cwd, sizeof(cwd)) ? cwd : "/";
+}
+
 static const struct cli_opt up_options[] = {
 	{ "nodes", K_NODES, 1 }, { "dir", K_DIR, 1 }, { "node-timeout", K_NODE_TIMEOUT, 1 },
 	{ "heartbeat", K_HEARTBEAT, 1 }, { "slot", K_SLOT, 1 }, { "max-share", K_MAX_SHARE, 1 },
-	{ "timeslice", K_TIMESLICE, 1 }, { "help", K_HELP, 0 }, { NULL, 0, 0 },
+	{ "timeslice", K_TIMESLICE, 1 }, { "vm-kernel", K_VM_KERNEL, 1 }, { "help", K_HELP, 0 },
+	{ NULL, 0, 0 },
 };
 
 static const char up_help[] =
@@ -382,6 +390,8 @@ static const char up_help[] =
 	"      --max-share=K       at most K --share jobs time-share a node (default 4)\n"
 	"      --timeslice=MODE    gang (default), or none: --share jobs share nodes\n"
 	"                          under plain Linux scheduling (for comparisons)\n"
+	"      --vm-kernel=FILE    guest kernel of vm partitions (default: the newest\n"
+	"                          /boot/vmlinuz-*)\n"
 	"DUR: 30 (seconds), 30s, 500ms, 5m, 1h.  HEC_DAEMON_WRAPPER=\"valgrind ...\" runs\n"
 	"the daemons under that command.\n";
 
@@ -394,6 +404,7 @@ struct up {
 	long nodes, node_timeout_ms, heartbeat_ms;
 	long slot_ms, max_share;      /* 0: the controller's default */
 	const char *timeslice;        /* NULL: the controller's default */
+	char vm_kernel[PATH_MAX];     /* "": the agents' default */
 	struct daemon d[UP_NODES_MAX + 1];   /* [0] hecctld, [1 + k] node k */
 	int nd;
 	int64_t wait_ms;
@@ -593,8 +604,10 @@ static int start_nodes(struct up *u, const char *prog)
 			 "advertise = 127.0.0.1\n"
 			 "key_file = %s\n"
 			 "cpus = %s\n"
-			 "state_dir = %s\n",
-			 d->name, u->name, u->ctl_addr, u->key_file, list, state);
+			 "state_dir = %s\n"
+			 "%s%s%s",
+			 d->name, u->name, u->ctl_addr, u->key_file, list, state,
+			 u->vm_kernel[0] ? "vm_kernel = " : "", u->vm_kernel, u->vm_kernel[0] ? "\n" : "");
 		rc = write_conf(conf, text);
 		if (rc)
 			return rc;
@@ -792,6 +805,15 @@ static int cluster_up(struct cli_ctx *ctx, const char *dir, int argc, char **arg
 			if (cli_parse_timeslice("--timeslice", a.arg, err, sizeof(err)))
 				goto bad_value;
 			u.timeslice = a.arg;
+			break;
+		case K_VM_KERNEL:
+			/* Checked by the agents at each vm LAUNCH: a missing file is
+			 * the job's clear error, not the cluster's. */
+			if (!a.arg[0] || strchr(a.arg, '\n') ||
+			    cli_abspath(cwd_or_root(), a.arg, u.vm_kernel, sizeof(u.vm_kernel))) {
+				snprintf(err, sizeof(err), "--vm-kernel: '%s' is not a usable path", a.arg);
+				goto bad_value;
+			}
 			break;
 		}
 	}

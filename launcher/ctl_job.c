@@ -249,7 +249,9 @@ void job_exit_report(struct ctl *ctl, struct node *n, const json_t *body)
 
 	if (!j) {
 		hec_warn("%s: JOB_EXIT for unknown job %ld; acknowledged and ignored", n->name, id);
-	} else if (!j->nalloc || j->alloc[0].node != n) {
+	} else if (!j->nalloc || (j->alloc[0].node != n && !(error && *error && job_node_of(j, n)))) {
+		/* Another node of the job may report only a failure of its
+		 * partition (a vm guest that died): that ends the job too. */
 		hec_warn("%s: JOB_EXIT for job %ld, which does not run its batch step there; acknowledged and ignored",
 			 n->name, id);
 	} else if (job_state_final(j->state) || j->phase == PH_ENDING) {
