@@ -156,6 +156,11 @@ int job_send_launch(struct ctl *ctl, struct job *j, struct job_node *jn)
 	return rc;
 }
 
+long job_launch_timeout(const struct ctl *ctl, const struct job *j)
+{
+	return j->vm ? ctl->conf.vm_launch_timeout : ctl->conf.launch_timeout;
+}
+
 int job_vcpus(const struct job *j)
 {
 	return j->vcpus ? j->vcpus : (j->ntasks + j->nnodes - 1) / j->nnodes;
@@ -185,7 +190,7 @@ void job_start(struct ctl *ctl, struct job *j, struct node **nodes, int n)
 	gang_pin(ctl, j, 1);
 	j->start_ns = hec_now_real_ns();
 	j->start_time = j->start_ns / 1000000000LL;
-	j->launch_deadline = hec_now_mono_ns() + ctl->conf.launch_timeout * 1000000LL;
+	j->launch_deadline = hec_now_mono_ns() + job_launch_timeout(ctl, j) * 1000000LL;
 	snprintf(j->reason, sizeof(j->reason), "None");
 	job_save(ctl, j);
 	if (j->slot >= 0)
@@ -322,7 +327,7 @@ void ctl_job_timers(struct ctl *ctl)
 					break;
 				}
 			job_end(ctl, j, JOB_FAILED, "launch timed out: %s did not answer LAUNCH within %lds",
-				late, ctl->conf.launch_timeout / 1000);
+				late, job_launch_timeout(ctl, j) / 1000);
 			continue;
 		}
 		if ((j->phase == PH_LAUNCHING || j->phase == PH_RUNNING) && j->time_limit > 0 &&

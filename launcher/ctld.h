@@ -32,6 +32,7 @@ struct ctl_conf {
 	long heartbeat_interval;   /* ms */
 	long node_timeout;         /* ms */
 	long launch_timeout;       /* ms */
+	long vm_launch_timeout;    /* ms, vm partitions */
 	char log_level[16];
 	long gang_slot;            /* ms: length of one time slot */
 	long max_share;            /* rows of the gang matrix (multiprogramming level) */
@@ -276,6 +277,8 @@ void job_check_gone(struct ctl *ctl, struct job *j);
 int job_send_launch(struct ctl *ctl, struct job *j, struct job_node *jn);
 /** vCPUs per guest of a vm job (--vcpus, else the most ranks on one node). */
 int job_vcpus(const struct job *j);
+/** ms a job's nodes have to answer LAUNCH (vm partitions boot guests). */
+long job_launch_timeout(const struct ctl *ctl, const struct job *j);
 /** Every node LAUNCHED: send START to the batch node. */
 void job_send_start(struct ctl *ctl, struct job *j);
 /** Send KILL_JOB to every node not gone yet. */

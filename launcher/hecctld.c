@@ -49,6 +49,7 @@ static const struct hec_conf_key ctl_keys[] = {
 	MS_KEY(heartbeat_interval, "1s", 10, 3600000, "how often agents send HEARTBEAT"),
 	MS_KEY(node_timeout, "10s", 100, 86400000L, "silence after which a node is DOWN and its jobs NODE_FAIL"),
 	MS_KEY(launch_timeout, "30s", 100, 86400000L, "LAUNCH not answered by every node by then: the job fails"),
+	MS_KEY(vm_launch_timeout, "5m", 100, 86400000L, "the same for vm partitions (image build and guest boot; TCG is slow)"),
 	STR_KEY(log_level, "info", "err, warn, info, debug"),
 	MS_KEY(gang_slot, "50ms", 1, 60000, "length of one gang time slot"),
 	INT_KEY(max_share, "4", 1, 64, "time slots (jobs sharing a node) at most: the multiprogramming level"),

@@ -11,18 +11,6 @@ cname=$(cluster_name)
 v2root=$(v2_mount)
 [ -n "$v2root" ] || skip "gang test reads cgroup v2 cgroup.events; no cgroup2 mount"
 events() { echo "$v2root/hec/$cname/$1/job.$2/cgroup.events"; }
-# run_r NODE JOB: sets R to 1 if the partition runs (cgroup.freeze asks for
-# running and cgroup.events does not report it frozen), 0 if not, - if gone.
-# Both files: the kernel reports a frozen group "frozen 0" for a moment when
-# a signal wakes one of its tasks, though nothing of it runs user code.
-# Bash builtins only: a forked reader under MPI load takes longer than a
-# slot, and a sample must be much shorter than one.
-run_r() {
-	local k v f d="$v2root/hec/$cname/$1/job.$2"
-	R=-
-	{ read -r f <"$d/cgroup.freeze"; } 2>/dev/null || return 0
-	{ while read -r k v; do [ "$k" = frozen ] && R=$((v == 0 && f == 0)); done <"$d/cgroup.events"; } 2>/dev/null
-}
 
 ITERS=${HEC_GANG_TEST_ITERS:-2000000}
 a=$(submit -N 2 -n 2 --share -J ga -- "$MPI_CHECK" $ITERS)

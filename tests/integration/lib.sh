@@ -121,3 +121,16 @@ wait_node_state() {
 	done
 	fail "$node: state $st after ${secs}s, expected $want"
 }
+
+# run_r NODE JOB: sets R to 1 if the partition runs (cgroup.freeze asks for
+# running and cgroup.events does not report it frozen), 0 if not, - if gone.
+# Both files: the kernel reports a frozen group "frozen 0" for a moment when
+# a signal wakes one of its tasks, though nothing of it runs user code.
+# Bash builtins only: a forked reader under MPI load takes longer than a
+# slot, and a sample must be much shorter than one.  Needs $v2root, $cname.
+run_r() {
+	local k v f d="$v2root/hec/$cname/$1/job.$2"
+	R=-
+	{ read -r f <"$d/cgroup.freeze"; } 2>/dev/null || return 0
+	{ while read -r k v; do [ "$k" = frozen ] && R=$((v == 0 && f == 0)); done <"$d/cgroup.events"; } 2>/dev/null
+}

@@ -1,0 +1,81 @@
+#!/bin/bash
+# Gang scheduling of vm partitions: two 2-node --share jobs in guests take
+# turns on every node (all of a job's vCPUs run only in its slots: the
+# guests' QEMU processes are switched as a whole), both compute the right
+# result, and `hec gang stats` reports how each guest is switched and what
+# cgroup freeze and QMP stop/cont cost on it.
+. "$HEC_SRCDIR/tests/integration/lib.sh"
+
+command -v qemu-system-x86_64 >/dev/null || skip "qemu-system-x86_64 missing (Debian package qemu-system-x86)"
+ls /boot/vmlinuz-* >/dev/null 2>&1 || skip "no guest kernel in /boot (Debian package linux-image-amd64)"
+[ -x /bin/busybox ] || skip "no /bin/busybox (Debian package busybox-static)"
+
+cluster_up 2 --slot 50ms --max-share 2
+cd "$TEST_DIR"
+cname=$(cluster_name)
+v2root=$(v2_mount)
+[ -n "$v2root" ] || skip "the test reads cgroup v2 cgroup.events; no cgroup2 mount"
+
+ITERS=${HEC_VM_GANG_ITERS:-2000}
+a=$(submit -N 2 -n 2 --share --partition vm --vcpus 1 -J va -- "$MPI_CHECK" "$ITERS")
+b=$(submit -N 2 -n 2 --share --partition vm --vcpus 1 -J vb -- "$MPI_CHECK" "$ITERS")
+wait_state "$a" RUNNING 60
+wait_state "$b" RUNNING 60
+[ "$(jq '.gang.nslots' <<<"$("$HEC" gang --json)")" = 2 ] || fail "two share jobs should take 2 slots"
+
+# Guests up on both nodes for both jobs: the switch costs are in the stats.
+for i in $(seq 180); do
+	st=$("$HEC" gang stats --json) || fail "gang stats failed"
+	[ "$(jq '.stats.vm_switch | length' <<<"$st")" = 4 ] && break
+	sleep 1
+done
+[ "$(jq '.stats.vm_switch | length' <<<"$st")" = 4 ] || fail "vm_switch has not 4 guests: $st"
+jq -c '.stats.vm_switch[]' <<<"$st"
+"$HEC" gang stats | grep -qE '^node0 +[0-9]+ +[0-9.]+ us +[0-9.]+ us (cgroup|qmp)$' ||
+	fail "'hec gang stats' prints no vm switch line: $("$HEC" gang stats)"
+methods=$(jq -r '[.stats.vm_switch[].method] | unique | join(",")' <<<"$st")
+# Each guest was measured both ways, and the cheaper way switches it.
+jq -e 'all(.stats.vm_switch[]; .cgroup_us > 0 and .qmp_us > 0 and
+	(if .method == "cgroup" then .cgroup_us <= .qmp_us else .qmp_us < .cgroup_us end))' <<<"$st" >/dev/null ||
+	fail "a guest is switched by the dearer method: $st"
+
+if [ "$methods" = cgroup ]; then
+	# The QEMU processes are frozen as groups: never both jobs' guests running on a node.
+	seen_a=0 seen_b=0 samples=0
+	for i in $(seq 400); do
+		for node in node0 node1; do
+			t0=${EPOCHREALTIME/./}
+			run_r $node "$a"; a1=$R; run_r $node "$b"; b1=$R; run_r $node "$a"; a2=$R
+			t1=${EPOCHREALTIME/./}
+			[ $((t1 - t0)) -lt 10000 ] || continue
+			[ "$a1" = - ] || [ "$b1" = - ] && continue
+			[ "$a1" = "$a2" ] || continue
+			samples=$((samples + 1))
+			if [ "$a1" = 1 ] && [ "$b1" = 1 ]; then
+				for j in $a $b; do
+					[ "$(job_state "$j")" = RUNNING ] || break 3 # one is ending: thawed to die
+				done
+				fail "the guests of jobs $a and $b both running on $node (sample $i)"
+			fi
+			[ "$a1" = 1 ] && seen_a=$((seen_a + 1))
+			[ "$b1" = 1 ] && seen_b=$((seen_b + 1))
+		done
+		sleep 0.007
+	done
+	echo "samples $samples: job $a's guest running in $seen_a, job $b's in $seen_b"
+	[ "$samples" -ge 50 ] || fail "only $samples valid samples"
+	[ "$seen_a" -ge 5 ] && [ "$seen_b" -ge 5 ] || fail "no alternation seen (a $seen_a, b $seen_b)"
+else
+	note "guests switched by $methods: cgroup sampling does not apply (QMP stops the vCPUs only)"
+fi
+
+"$HEC" wait "$a" || fail "job $a: $(job_state "$a") $(job_field "$a" reason)"
+"$HEC" wait "$b" || fail "job $b: $(job_state "$b") $(job_field "$b" reason)"
+sum=$((3 * ITERS * (ITERS + 1) / 2))
+for j in $a $b; do
+	grep -qx "result sum=$sum expected=$sum OK" <<<"$("$HEC" logs "$j")" ||
+		fail "job $j result wrong: $("$HEC" logs "$j" | tail -n 3)"
+done
+st=$("$HEC" gang stats --json)
+[ "$(jq '.stats.boundaries' <<<"$st")" -gt 10 ] || fail "no switching boundaries seen: $st"
+echo "PASS: $TEST_NAME"
