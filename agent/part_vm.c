@@ -47,12 +47,17 @@
 #include "agent/agent.h"
 #include "agent/part_proc.h"
 #include "agent/part_vm.h"
+#include "agent/qmp.h"
 #include "agent/vnet.h"
 
 #define VM_BOOT_TIMEOUT_S 180     /* image build + TCG boot to HELLO */
 #define UPLINK_RETRY_MS 200
 #define NET_QUEUE_MAX (8u << 20)  /* queued frames on a link beyond which we drop */
 #define CALIBRATE_ROUNDS 5
+/* Between rounds the guest runs a little, as it does between slots: a
+ * freeze right after a thaw finds QEMU's threads still asleep, which is
+ * cheaper than any real switch. */
+#define CALIBRATE_GAP_US 2000
 #define GATE_QMP_TIMEOUT_MS 2000
 #define MK_OUT_MAX 16384
 #define QMP_LINE_MAX (1u << 20)
@@ -61,18 +66,6 @@ enum { L_GUEST, L_QMP, L_GATE, L_NET, NLISTEN };
 static const char *const sock_names[NLISTEN] = { "guest.sock", "qmp.sock", "gate.sock", "net.sock" };
 
 enum vm_state { VM_IMAGE, VM_BOOTING, VM_UP, VM_DEAD };
-
-/* A QMP monitor driven synchronously by gates (the dispatcher thread, and
- * the event loop for probes): one command in flight, under the lock. */
-struct qmp_mon {
-	pthread_mutex_t lock;
-	int fd;
-	int refs;
-	int stopped;              /* last confirmed state */
-	int pending;              /* -1 none, else the state the command in flight asks for */
-	char buf[8192];
-	size_t len;
-};
 
 struct vm_gate {
 	struct hec_gate base;     /* first */
@@ -165,167 +158,6 @@ static struct vm *vm_by_part(struct hec_partition *p)
 	return NULL;
 }
 
-/* ---- QMP monitor for gates (blocking, bounded by timeouts) ---- */
-
-static int64_t now_ms(void)
-{
-	return hec_now_mono_ns() / 1000000;
-}
-
-/* Next line from the monitor within @timeout_ms: \return its length (the
- * line is NUL-terminated in m->buf and consumed by the next call), or -errno. */
-static int mon_line(struct qmp_mon *m, int timeout_ms, size_t *used)
-{
-	int64_t deadline = now_ms() + timeout_ms;
-
-	if (*used) {
-		memmove(m->buf, m->buf + *used, m->len - *used);
-		m->len -= *used;
-		*used = 0;
-	}
-	for (;;) {
-		char *nl = memchr(m->buf, '\n', m->len);
-		struct pollfd pfd = { .fd = m->fd, .events = POLLIN };
-		int64_t left;
-		ssize_t n;
-
-		if (nl) {
-			*nl = 0;
-			*used = (size_t)(nl - m->buf) + 1;
-			return (int)(nl - m->buf);
-		}
-		if (m->len == sizeof(m->buf) - 1)
-			m->len = 0; /* a line longer than any reply we wait for: an event; skip it */
-		left = deadline - now_ms();
-		if (left < 0)
-			return -ETIMEDOUT;
-		if (poll(&pfd, 1, (int)left) < 0) {
-			if (errno == EINTR)
-				continue;
-			return -errno;
-		}
-		if (!(pfd.revents & (POLLIN | POLLHUP | POLLERR)))
-			continue;
-		n = read(m->fd, m->buf + m->len, sizeof(m->buf) - 1 - m->len);
-		if (n == 0)
-			return -ECONNRESET;
-		if (n < 0) {
-			if (errno == EINTR || errno == EAGAIN)
-				continue;
-			return -errno;
-		}
-		m->len += (size_t)n;
-	}
-}
-
-/* Wait for the reply to the command in flight (events are skipped). */
-static int mon_reply(struct qmp_mon *m, int timeout_ms)
-{
-	size_t used = 0;
-	int rc;
-
-	for (;;) {
-		rc = mon_line(m, timeout_ms, &used);
-		if (rc < 0)
-			break;
-		if (strstr(m->buf, "\"return\"")) {
-			rc = 0;
-			break;
-		}
-		if (strstr(m->buf, "\"error\"")) {
-			rc = -EIO;
-			break;
-		}
-	}
-	if (used) {
-		memmove(m->buf, m->buf + used, m->len - used);
-		m->len -= used;
-	}
-	return rc;
-}
-
-static int mon_send(struct qmp_mon *m, const char *cmd)
-{
-	char line[128];
-	int n = snprintf(line, sizeof(line), "{\"execute\":\"%s\"}\n", cmd);
-
-	return hec_write_all(m->fd, line, (size_t)n);
-}
-
-/* QEMU greets, then wants qmp_capabilities before anything else. */
-static int mon_handshake(struct qmp_mon *m)
-{
-	size_t used = 0;
-	int rc = mon_line(m, GATE_QMP_TIMEOUT_MS, &used);
-
-	if (rc < 0)
-		return rc;
-	if (!strstr(m->buf, "\"QMP\""))
-		return -EPROTO;
-	memmove(m->buf, m->buf + used, m->len - used);
-	m->len -= used;
-	rc = mon_send(m, "qmp_capabilities");
-	return rc ? rc : mon_reply(m, GATE_QMP_TIMEOUT_MS);
-}
-
-static void mon_put(struct qmp_mon *m)
-{
-	int last;
-
-	if (!m)
-		return;
-	pthread_mutex_lock(&m->lock);
-	last = --m->refs == 0;
-	pthread_mutex_unlock(&m->lock);
-	if (!last)
-		return;
-	close(m->fd);
-	pthread_mutex_destroy(&m->lock);
-	free(m);
-}
-
-/* Settle a command in flight: its reply decides the state. */
-static int mon_settle(struct qmp_mon *m, long timeout_us)
-{
-	int rc;
-
-	if (m->pending < 0)
-		return 0;
-	rc = mon_reply(m, (int)(timeout_us / 1000));
-	if (rc == -ETIMEDOUT)
-		return rc;
-	if (rc == 0)
-		m->stopped = m->pending;
-	m->pending = -1;
-	return rc;
-}
-
-static int qmp_gate_set(struct qmp_mon *m, int frozen)
-{
-	int rc;
-
-	pthread_mutex_lock(&m->lock);
-	rc = mon_settle(m, GATE_QMP_TIMEOUT_MS * 1000L);
-	if (!rc)
-		rc = mon_send(m, frozen ? "stop" : "cont");
-	if (!rc)
-		m->pending = !!frozen;
-	pthread_mutex_unlock(&m->lock);
-	return rc;
-}
-
-static int qmp_gate_wait(struct qmp_mon *m, int frozen, long timeout_us)
-{
-	int rc;
-
-	pthread_mutex_lock(&m->lock);
-	rc = mon_settle(m, timeout_us);
-	if (!rc && m->stopped != !!frozen)
-		rc = -ETIMEDOUT; /* nobody asked for that state */
-	pthread_mutex_unlock(&m->lock);
-	return rc;
-}
-
 /* ---- the ops table: the proc driver's, with the guest's gates ---- */
 
 static int vm_node_init(const struct hec_partition_env *env)
@@ -366,8 +198,8 @@ static int vm_freeze_thaw(struct hec_partition *p, int frozen)
 
 	if (!v || !v->mon)
 		return frozen ? hec_partition_proc_ops.freeze(p) : hec_partition_proc_ops.thaw(p);
-	rc = qmp_gate_set(v->mon, frozen);
-	return rc ? rc : qmp_gate_wait(v->mon, frozen, GATE_QMP_TIMEOUT_MS * 1000L);
+	rc = qmp_mon_set(v->mon, frozen);
+	return rc ? rc : qmp_mon_wait(v->mon, frozen, GATE_QMP_TIMEOUT_MS * 1000L);
 }
 
 static int vm_freeze(struct hec_partition *p)
@@ -415,9 +247,7 @@ static int vm_gate_open(struct hec_partition *p, struct hec_gate **out)
 		return -ENOMEM;
 	g->base.ops = &hec_partition_vm_ops;
 	if (v && v->use_qmp && v->mon) {
-		pthread_mutex_lock(&v->mon->lock);
-		v->mon->refs++;
-		pthread_mutex_unlock(&v->mon->lock);
+		qmp_mon_get(v->mon);
 		g->mon = v->mon;
 	} else {
 		rc = hec_partition_proc_ops.gate_open(p, &g->cg);
@@ -434,14 +264,14 @@ static int vm_gate_set(struct hec_gate *gate, int frozen)
 {
 	struct vm_gate *g = (struct vm_gate *)gate;
 
-	return g->mon ? qmp_gate_set(g->mon, frozen) : hec_gate_set(g->cg, frozen);
+	return g->mon ? qmp_mon_set(g->mon, frozen) : hec_gate_set(g->cg, frozen);
 }
 
 static int vm_gate_wait(struct hec_gate *gate, int frozen, long timeout_us)
 {
 	struct vm_gate *g = (struct vm_gate *)gate;
 
-	return g->mon ? qmp_gate_wait(g->mon, frozen, timeout_us) :
+	return g->mon ? qmp_mon_wait(g->mon, frozen, timeout_us) :
 			hec_gate_wait(g->cg, frozen, timeout_us);
 }
 
@@ -452,7 +282,7 @@ static void vm_gate_close(struct hec_gate *gate)
 	if (!g)
 		return;
 	hec_gate_close(g->cg);
-	mon_put(g->mon);
+	qmp_mon_put(g->mon);
 	free(g);
 }
 
@@ -519,7 +349,7 @@ static void vm_free(struct vm *v)
 		hec_conn_free(v->uplink);
 	if (v->timer)
 		event_free(v->timer);
-	mon_put(v->mon);
+	qmp_mon_put(v->mon);
 	vnet_free(v->net);
 	if (v->out_fd >= 0)
 		close(v->out_fd);
@@ -821,6 +651,7 @@ static void calibrate(struct vm *v)
 			    hec_gate_set(gate, 0) || hec_gate_wait(gate, 0, 500000))
 				break;
 			cg[ok_cg] = hec_now_mono_ns() - t0;
+			usleep(CALIBRATE_GAP_US);
 		}
 		hec_gate_set(gate, 0);
 		hec_gate_close(gate);
@@ -829,16 +660,17 @@ static void calibrate(struct vm *v)
 		for (ok_qmp = 0; ok_qmp < CALIBRATE_ROUNDS; ok_qmp++) {
 			int64_t t0 = hec_now_mono_ns();
 
-			if (qmp_gate_set(v->mon, 1) || qmp_gate_wait(v->mon, 1, 500000) ||
-			    qmp_gate_set(v->mon, 0) || qmp_gate_wait(v->mon, 0, 500000))
+			if (qmp_mon_set(v->mon, 1) || qmp_mon_wait(v->mon, 1, 500000) ||
+			    qmp_mon_set(v->mon, 0) || qmp_mon_wait(v->mon, 0, 500000))
 				break;
 			qm[ok_qmp] = hec_now_mono_ns() - t0;
+			usleep(CALIBRATE_GAP_US);
 		}
 	v->cg_ns = ok_cg == CALIBRATE_ROUNDS ? median(cg, ok_cg) : -1;
 	v->qmp_ns = ok_qmp == CALIBRATE_ROUNDS ? median(qm, ok_qmp) : -1;
 	v->use_qmp = v->qmp_ns >= 0 && (v->cg_ns < 0 || v->qmp_ns < v->cg_ns);
-	if (v->mon && v->mon->stopped) /* a failed round may have left it stopped */
-		qmp_gate_set(v->mon, 0), qmp_gate_wait(v->mon, 0, 500000);
+	if (v->mon && ok_qmp < CALIBRATE_ROUNDS && !qmp_mon_set(v->mon, 0)) /* may be left stopped */
+		qmp_mon_wait(v->mon, 0, 500000);
 	hec_info("%s: job %ld: gang switch of the guest: cgroup freeze+thaw %lld us, QMP stop+cont %lld us: using %s",
 		 v->ag->conf.name, v->job, v->cg_ns / 1000, v->qmp_ns / 1000,
 		 v->use_qmp ? "QMP" : "cgroup");
@@ -1060,25 +892,12 @@ static void on_accept(evutil_socket_t lfd, short what, void *arg)
 			v->port_guest = vnet_port_add(v->net, send_to_guest, v);
 		break;
 	case L_GATE: {
-		struct qmp_mon *m = calloc(1, sizeof(*m));
-		int rc;
+		/* Blocking on purpose: the dispatcher thread waits on it. */
+		int rc = qmp_mon_open(fd, GATE_QMP_TIMEOUT_MS, &v->mon);
 
-		if (!m) {
-			close(fd);
-			break;
-		}
-		pthread_mutex_init(&m->lock, NULL);
-		m->fd = fd;
-		m->refs = 1;
-		m->pending = -1;
-		rc = mon_handshake(m);
-		if (rc) {
+		if (rc)
 			hec_warn("%s: job %ld: QMP gate monitor: %s; the guest is switched by cgroup freeze",
 				 v->ag->conf.name, v->job, strerror(-rc));
-			mon_put(m);
-			break;
-		}
-		v->mon = m;
 		break;
 	}
 	}

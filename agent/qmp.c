@@ -1,0 +1,214 @@
+/*
+ * Synchronous QMP monitor (qmp.h).  QMP is one JSON object per line; a
+ * reply is the next line holding "return" or "error" (replies come in
+ * order, events may come between them).
+ */
+#include "config.h"
+
+#include <errno.h>
+#include <poll.h>
+#include <pthread.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "hec/common.h"
+#include "agent/qmp.h"
+
+struct qmp_mon {
+	pthread_mutex_t lock;
+	int fd;
+	int refs;
+	int stopped;              /* last confirmed state */
+	int pending;              /* -1 none, else the state the command in flight asks for */
+	char buf[8192];
+	size_t len, used;         /* bytes held; bytes of the line last returned */
+};
+
+static int64_t now_ms(void)
+{
+	return hec_now_mono_ns() / 1000000;
+}
+
+/* Next line within @timeout_ms, NUL-terminated at m->buf.  \return its
+ * length or -errno. */
+static int next_line(struct qmp_mon *m, int timeout_ms)
+{
+	int64_t deadline = now_ms() + timeout_ms;
+
+	if (m->used) {
+		memmove(m->buf, m->buf + m->used, m->len - m->used);
+		m->len -= m->used;
+		m->used = 0;
+	}
+	for (;;) {
+		char *nl = memchr(m->buf, '\n', m->len);
+		struct pollfd pfd = { .fd = m->fd, .events = POLLIN };
+		int64_t left;
+		ssize_t n;
+
+		if (nl) {
+			*nl = 0;
+			m->used = (size_t)(nl - m->buf) + 1;
+			return (int)(nl - m->buf);
+		}
+		if (m->len == sizeof(m->buf) - 1)
+			m->len = 0; /* longer than any reply we wait for: an event; skip it */
+		left = deadline - now_ms();
+		if (left < 0)
+			return -ETIMEDOUT;
+		if (poll(&pfd, 1, (int)left) < 0) {
+			if (errno == EINTR)
+				continue;
+			return -errno;
+		}
+		if (!(pfd.revents & (POLLIN | POLLHUP | POLLERR)))
+			continue;
+		n = read(m->fd, m->buf + m->len, sizeof(m->buf) - 1 - m->len);
+		if (n == 0)
+			return -ECONNRESET;
+		if (n < 0) {
+			if (errno == EINTR || errno == EAGAIN)
+				continue;
+			return -errno;
+		}
+		m->len += (size_t)n;
+	}
+}
+
+/* Wait for the reply to the command in flight. */
+static int reply(struct qmp_mon *m, int timeout_ms, char *out, size_t len)
+{
+	for (;;) {
+		int rc = next_line(m, timeout_ms);
+		int err;
+
+		if (rc < 0)
+			return rc;
+		err = strstr(m->buf, "\"error\"") != NULL;
+		if (!err && !strstr(m->buf, "\"return\""))
+			continue; /* an event */
+		if (out && len)
+			snprintf(out, len, "%s", m->buf);
+		return err ? -EIO : 0;
+	}
+}
+
+static int send_line(struct qmp_mon *m, const char *cmd)
+{
+	int rc = hec_write_all(m->fd, cmd, strlen(cmd));
+
+	return rc ? rc : hec_write_all(m->fd, "\n", 1);
+}
+
+int qmp_mon_open(int fd, int timeout_ms, struct qmp_mon **out)
+{
+	struct qmp_mon *m = calloc(1, sizeof(*m));
+	int rc;
+
+	if (!m) {
+		close(fd);
+		return -ENOMEM;
+	}
+	pthread_mutex_init(&m->lock, NULL);
+	m->fd = fd;
+	m->refs = 1;
+	m->pending = -1;
+	rc = next_line(m, timeout_ms);
+	if (rc >= 0 && !strstr(m->buf, "\"QMP\""))
+		rc = -EPROTO;
+	if (rc >= 0)
+		rc = send_line(m, "{\"execute\":\"qmp_capabilities\"}");
+	if (rc >= 0)
+		rc = reply(m, timeout_ms, NULL, 0);
+	if (rc < 0) {
+		qmp_mon_put(m);
+		return rc;
+	}
+	*out = m;
+	return 0;
+}
+
+void qmp_mon_get(struct qmp_mon *m)
+{
+	pthread_mutex_lock(&m->lock);
+	m->refs++;
+	pthread_mutex_unlock(&m->lock);
+}
+
+void qmp_mon_put(struct qmp_mon *m)
+{
+	int last;
+
+	if (!m)
+		return;
+	pthread_mutex_lock(&m->lock);
+	last = --m->refs == 0;
+	pthread_mutex_unlock(&m->lock);
+	if (!last)
+		return;
+	close(m->fd);
+	pthread_mutex_destroy(&m->lock);
+	free(m);
+}
+
+/* Settle a stop/cont in flight: its reply decides the state. */
+static int settle(struct qmp_mon *m, long timeout_us)
+{
+	int rc;
+
+	if (m->pending < 0)
+		return 0;
+	rc = reply(m, (int)(timeout_us / 1000), NULL, 0);
+	if (rc == -ETIMEDOUT)
+		return rc;
+	if (rc == 0)
+		m->stopped = m->pending;
+	m->pending = -1;
+	return rc;
+}
+
+#define SETTLE_US 2000000L
+
+int qmp_mon_command(struct qmp_mon *m, const char *cmd, char *out, size_t len, int timeout_ms)
+{
+	int rc;
+
+	pthread_mutex_lock(&m->lock);
+	rc = settle(m, SETTLE_US);
+	if (!rc)
+		rc = send_line(m, cmd);
+	if (!rc)
+		rc = reply(m, timeout_ms, out, len);
+	pthread_mutex_unlock(&m->lock);
+	return rc;
+}
+
+int qmp_mon_set(struct qmp_mon *m, int stopped)
+{
+	int rc;
+
+	pthread_mutex_lock(&m->lock);
+	rc = settle(m, SETTLE_US);
+	if (!rc)
+		rc = send_line(m, stopped ? "{\"execute\":\"stop\"}" : "{\"execute\":\"cont\"}");
+	if (!rc)
+		m->pending = !!stopped;
+	pthread_mutex_unlock(&m->lock);
+	return rc;
+}
+
+int qmp_mon_wait(struct qmp_mon *m, int stopped, long timeout_us)
+{
+	int rc;
+
+	pthread_mutex_lock(&m->lock);
+	rc = settle(m, timeout_us);
+	if (!rc && m->stopped != !!stopped)
+		rc = -ETIMEDOUT; /* nobody asked for that state */
+	pthread_mutex_unlock(&m->lock);
+	return rc;
+}
