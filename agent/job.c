@@ -795,6 +795,8 @@ static int start_in_guest(struct agent *ag, struct job *j, const json_t *uargv, 
 		fprintf(mem, "%s:%lld\\n", json_string_value(json_object_get(n, "name")),
 			(long long)json_integer_value(json_object_get(n, "ranks")));
 	fprintf(mem, "' > " GUEST_HOSTFILE " || exit 1\n");
+	/* MPI's TCP transport skips an interface that is not up yet. */
+	fprintf(mem, "i=0; while [ \"$(cat /sys/class/net/eth0/operstate 2>/dev/null)\" != up ] && [ $i -lt 100 ]; do sleep 0.1; i=$((i+1)); done\n");
 	fclose(mem);
 	argv = calloc(json_array_size(uargv) + 8, sizeof(*argv));
 	if (!argv || !prelude)

@@ -783,6 +783,22 @@ static void guest_read(struct bufferevent *bev, void *arg)
 
 /* ---- QMP (events, on the event loop) ---- */
 
+/*
+ * QEMU's stream netdev connects after the NIC is made, and the NIC may
+ * keep the "no carrier" it saw then, which MPI's transports take for a
+ * dead interface: say the link is up as soon as QMP is there, long before
+ * the guest's driver looks (a change of link state later would leave the
+ * interface not RUNNING for a moment, which MPI may just hit).
+ */
+static void link_up(struct vm *v)
+{
+	static const char up[] =
+		"{\"execute\":\"set_link\",\"arguments\":{\"name\":\"n0\",\"up\":true}}\n";
+
+	if (v->qmp)
+		bufferevent_write(v->qmp, up, sizeof(up) - 1);
+}
+
 static void qmp_read(struct bufferevent *bev, void *arg)
 {
 	struct vm *v = arg;
@@ -796,17 +812,12 @@ static void qmp_read(struct bufferevent *bev, void *arg)
 
 		if (json_object_get(o, "QMP")) {
 			static const char caps[] = "{\"execute\":\"qmp_capabilities\"}\n";
-			/*
-			 * QEMU's stream netdev connects after the NIC is made,
-			 * and the NIC keeps the "no carrier" it saw then: say
-			 * the link is up, so the guest hears of it.
-			 */
-			static const char link[] =
-				"{\"execute\":\"set_link\",\"arguments\":{\"name\":\"n0\",\"up\":true}}\n";
 
 			bufferevent_write(bev, caps, sizeof(caps) - 1);
-			bufferevent_write(bev, link, sizeof(link) - 1);
+			link_up(v);
 		}
+		if (json_object_get(o, "error"))
+			hec_warn("%s: job %ld: QMP: %.*s", v->ag->conf.name, v->job, (int)n, line);
 		if (ev && !strcmp(ev, "SHUTDOWN")) {
 			const char *r = json_string_value(json_object_get(json_object_get(o, "data"), "reason"));
 
