@@ -15,6 +15,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <jansson.h>
+
 #include "hec/common.h"
 #include "agent/qmp.h"
 
@@ -79,21 +81,42 @@ static int next_line(struct qmp_mon *m, int timeout_ms)
 	}
 }
 
+/* What a line from QEMU is: a reply, an error reply, the greeting, or
+ * anything else (an event, or a line that is not JSON: skipped). */
+enum line_kind { L_OTHER, L_RETURN, L_ERROR, L_GREETING };
+
+static enum line_kind classify(const char *line, size_t len)
+{
+	json_t *o = json_loadb(line, len, 0, NULL);
+	enum line_kind k = L_OTHER;
+
+	if (json_is_object(o)) {
+		if (json_object_get(o, "return"))
+			k = L_RETURN;
+		else if (json_object_get(o, "error"))
+			k = L_ERROR;
+		else if (json_object_get(o, "QMP"))
+			k = L_GREETING;
+	}
+	json_decref(o);
+	return k;
+}
+
 /* Wait for the reply to the command in flight. */
 static int reply(struct qmp_mon *m, int timeout_ms, char *out, size_t len)
 {
 	for (;;) {
 		int rc = next_line(m, timeout_ms);
-		int err;
+		enum line_kind k;
 
 		if (rc < 0)
 			return rc;
-		err = strstr(m->buf, "\"error\"") != NULL;
-		if (!err && !strstr(m->buf, "\"return\""))
-			continue; /* an event */
+		k = classify(m->buf, (size_t)rc);
+		if (k != L_RETURN && k != L_ERROR)
+			continue;
 		if (out && len)
 			snprintf(out, len, "%s", m->buf);
-		return err ? -EIO : 0;
+		return k == L_ERROR ? -EIO : 0;
 	}
 }
 
@@ -118,7 +141,7 @@ int qmp_mon_open(int fd, int timeout_ms, struct qmp_mon **out)
 	m->refs = 1;
 	m->pending = -1;
 	rc = next_line(m, timeout_ms);
-	if (rc >= 0 && !strstr(m->buf, "\"QMP\""))
+	if (rc >= 0 && classify(m->buf, (size_t)rc) != L_GREETING)
 		rc = -EPROTO;
 	if (rc >= 0)
 		rc = send_line(m, "{\"execute\":\"qmp_capabilities\"}");

@@ -4,7 +4,7 @@
  * and the vm-switch benchmark.  One command in flight at a time, under the
  * monitor's lock, so that the dispatcher thread and the event loop may
  * share it; every wait is bounded.  Events arriving meanwhile are skipped.
- * libc and pthreads only.
+ * Lines are parsed with jansson.
  */
 #ifndef HEC_AGENT_QMP_H
 #define HEC_AGENT_QMP_H

@@ -680,6 +680,10 @@ int cmd_show(struct cli_ctx *ctx, const char *dir, int argc, char **argv)
 	printf("   Share=%s MemPerNode=%ldM GangSlot=%ld\n",
 	       json_is_true(json_object_get(job, "share")) ? "yes" : "no", cli_jint(job, "mem_mb", 0),
 	       cli_jint(job, "slot", -1));
+	if (!strcmp(cli_jstr(job, "partition", "proc"), "vm"))
+		printf("   Partition=vm VCPUsPerNode=%ld\n", cli_jint(job, "vcpus", 0));
+	else
+		printf("   Partition=proc\n");
 	printf("   SubmitTime=%s StartTime=%s EndTime=%s\n", sub, start, end);
 	printf("   NodeList=%s\n", nodes[0] ? nodes : "(null)");
 	printf("   Command=%s\n", cli_jstr(job, "command", ""));

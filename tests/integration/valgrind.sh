@@ -1,6 +1,7 @@
 #!/bin/bash
 # The daemons under valgrind through a job, a cancel, a bad frame and a clean
-# shutdown: no invalid access, no leak.
+# shutdown, and (where QEMU and a kernel are there) a job in vm partitions and
+# one cancelled while its guests boot: no invalid access, no leak.
 . "$HEC_SRCDIR/tests/integration/lib.sh"
 command -v valgrind >/dev/null || skip "valgrind not installed (apt-get install valgrind)"
 SENDRAW="$HEC_BUILDDIR/tests/tools/hec-sendraw"
@@ -15,6 +16,19 @@ c=$(submit -N 2 -n 2 -- /bin/sleep 300)
 wait_state "$c" RUNNING 60
 "$HEC" cancel "$c"
 "$HEC" wait "$c"
+if command -v qemu-system-x86_64 >/dev/null && ls /boot/vmlinuz-* >/dev/null 2>&1; then
+	v=$(submit -N 2 -n 2 -t 5:00 --partition vm --vcpus 1 -- "$HEC_BUILDDIR/examples/mpi_pi")
+	"$HEC" wait "$v" || fail "vm job $v under valgrind: $(job_state "$v") $(job_field "$v" reason)"
+	grep -q '^pi ~= 3.14159' <<<"$("$HEC" logs "$v")" || fail "vm job $v printed no pi"
+	w=$(submit -N 2 -n 2 --partition vm --vcpus 1 -- /bin/sleep 300)
+	wait_state "$w" RUNNING 60
+	sleep 3
+	"$HEC" cancel "$w"
+	"$HEC" wait "$w"
+	[ "$(job_state "$w")" = CANCELLED ] || fail "vm job $w is $(job_state "$w") after cancel"
+else
+	note "no QEMU or guest kernel: the vm part is left out"
+fi
 printf 'HC\x01\x0c\x00\x00\x00\x05{"a":' | "$SENDRAW" "unix:$HEC_DIR/hecctld.sock" --wait 2000 >/dev/null
 "$HEC" cluster down || fail "cluster down failed"
 logs=$(grep -l "ERROR SUMMARY" "$TEST_DIR"/vg/*.log 2>/dev/null | wc -l)

@@ -17,8 +17,8 @@ v2root=$(v2_mount)
 [ -n "$v2root" ] || skip "the test reads cgroup v2 cgroup.events; no cgroup2 mount"
 
 ITERS=${HEC_VM_GANG_ITERS:-2000}
-a=$(submit -N 2 -n 2 --share --partition vm --vcpus 1 -J va -- "$MPI_CHECK" "$ITERS")
-b=$(submit -N 2 -n 2 --share --partition vm --vcpus 1 -J vb -- "$MPI_CHECK" "$ITERS")
+a=$(submit -N 2 -n 2 -t 10:00 --share --partition vm --vcpus 1 -J va -- "$MPI_CHECK" "$ITERS")
+b=$(submit -N 2 -n 2 -t 10:00 --share --partition vm --vcpus 1 -J vb -- "$MPI_CHECK" "$ITERS")
 wait_state "$a" RUNNING 60
 wait_state "$b" RUNNING 60
 [ "$(jq '.gang.nslots' <<<"$("$HEC" gang --json)")" = 2 ] || fail "two share jobs should take 2 slots"

@@ -30,8 +30,10 @@ cg=$(submit -N 2 -n 2 -- "$PI")
 "$HEC" wait "$cg" || fail "cgroup job $cg: $(job_state "$cg")"
 want=$("$HEC" logs "$cg" | pi_result)
 t0=$(date +%s)
-vm=$(submit -N 2 -n 2 --partition vm --vcpus 1 -- "$PI")
+vm=$(submit -N 2 -n 2 -t 5:00 --partition vm --vcpus 1 -- "$PI")
 [ "$(job_field "$vm" partition)" = vm ] || fail "job $vm: partition $(job_field "$vm" partition)"
+"$HEC" show "$vm" | grep -q "Partition=vm VCPUsPerNode=1" || fail "hec show $vm: no Partition=vm line"
+"$HEC" show "$cg" | grep -q "Partition=proc" || fail "hec show $cg: no Partition=proc line"
 "$HEC" wait "$vm" || fail "vm job $vm: $(job_state "$vm") ($(job_field "$vm" reason)); output: $("$HEC" logs "$vm")"
 note "vm job took $(( $(date +%s) - t0 )) s, boot included"
 got=$("$HEC" logs "$vm" | pi_result)
@@ -42,7 +44,7 @@ echo "$got"
 note "a guest kernel panic fails the job with the panic as reason"
 cat >panic.sh <<'EOF'
 #!/bin/sh
-#HEC -N 2 -n 2 --partition vm --vcpus 1
+#HEC -N 2 -n 2 -t 5:00 --partition vm --vcpus 1
 echo going down
 hec-rsh node1 'echo c > /proc/sysrq-trigger'
 sleep 120
@@ -58,7 +60,7 @@ grep -q 'node1: guest kernel panic: Kernel panic - not syncing: sysrq triggered 
 note "a QEMU killed under a running job fails it, naming the signal"
 cat >sleep.sh <<'EOF'
 #!/bin/sh
-#HEC -N 2 -n 2 --partition vm --vcpus 1
+#HEC -N 2 -n 2 -t 5:00 --partition vm --vcpus 1
 echo up; sleep 300
 EOF
 k=$(submit sleep.sh)
@@ -77,7 +79,7 @@ grep -q 'node1: QEMU was killed by signal 9' <<<"$reason" || fail "job $k: reaso
 note "a missing guest kernel is the job's clear error"
 "$HEC" cluster down >/dev/null || fail "cluster down failed"
 cluster_up 1 --vm-kernel /nonexistent/vmlinuz
-m=$(submit --partition vm -- "$PI")
+m=$(submit -t 5:00 --partition vm -- "$PI")
 "$HEC" wait "$m"
 [ "$(job_state "$m")" = FAILED ] || fail "job $m is $(job_state "$m") without a kernel"
 reason=$(job_field "$m" reason)
