@@ -93,6 +93,16 @@ int main(int argc, char **argv)
 		fflush(stdout);
 		free(all);
 	}
+	/*
+	 * Enter MPI_Finalize together.  MPICH 4.0's UCX netmod (Debian 12)
+	 * disconnects and then waits in a PMI barrier; over UCX's TCP transport
+	 * (ranks in different guests) a rank already in that barrier no longer
+	 * makes progress for a peer still disconnecting, and both wait forever
+	 * (MPICH removed the barrier later, pmodels/mpich#6596).  A rank that
+	 * reaches Finalize much later, as rank 0 does after printing, makes
+	 * that likely.
+	 */
+	MPI_Barrier(MPI_COMM_WORLD);
 	MPI_Finalize();
 	return sum == expected ? 0 : 1;
 }
