@@ -539,10 +539,37 @@ static void close_fd(int *fd)
 	*fd = -1;
 }
 
+/* SIGKILL every process of session @sid (a RUN's: its child called setsid).
+ * Process groups are not enough: Hydra's proxies and launchers make their
+ * own, and would outlive the command that started them. */
+static void kill_session(pid_t sid)
+{
+	DIR *d = opendir("/proc");
+	struct dirent *e;
+
+	while (d && (e = readdir(d))) {
+		char path[64], *st, *paren;
+		long pid = strtol(e->d_name, NULL, 10);
+		int psid = 0;
+
+		if (pid <= 1)
+			continue;
+		snprintf(path, sizeof(path), "/proc/%ld/stat", pid);
+		st = read_file(path, 1024);
+		/* "pid (comm) state ppid pgrp session ...": comm may hold anything */
+		paren = st ? strrchr(st, ')') : NULL;
+		if (paren && sscanf(paren + 1, " %*c %*d %*d %d", &psid) == 1 && psid == sid)
+			kill((pid_t)pid, SIGKILL);
+		free(st);
+	}
+	if (d)
+		closedir(d);
+}
+
 static void job_abandon(struct job *j)
 {
-	if (j->pid && !j->exited)
-		kill(-j->pid, SIGKILL);
+	if (j->pid)
+		kill_session(j->pid);
 	close_fd(&j->in_fd);
 	close_fd(&j->out_fd);
 	close_fd(&j->err_fd);
@@ -1080,6 +1107,8 @@ static void job_finish(int i)
 		code = WEXITSTATUS(j->status);
 	}
 	send_exit(c, j->id, code, sig, NULL);
+	/* The command is over: so is what it left behind (hec-rsh clients, proxies). */
+	kill_session(j->pid);
 	close_fd(&j->in_fd);
 	close_fd(&j->out_fd);
 	close_fd(&j->err_fd);
