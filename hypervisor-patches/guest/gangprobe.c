@@ -193,6 +193,8 @@ int main(void)
     mkdir("/proc", 0755);
     mount("devtmpfs", "/dev", "devtmpfs", 0, NULL);
     mount("proc", "/proc", "proc", 0, NULL);
+    mkdir("/sys", 0755);
+    mount("sysfs", "/sys", "sysfs", 0, NULL);
     fd = open("/dev/console", O_RDWR);
     if ( fd >= 0 )
     {
@@ -220,7 +222,18 @@ int main(void)
             pause();
     }
     xs_request(XS_WRITE, "data/hec-ready", "1", NULL, 0);
-    printf("HEC R %s ready, %d vcpus\n", name, nvcpu);
+    {
+        char cs[64] = "?";
+        FILE *f = fopen("/sys/devices/system/clocksource/clocksource0/current_clocksource", "r");
+
+        if ( f )
+        {
+            if ( fscanf(f, "%63s", cs) != 1 )
+                strcpy(cs, "?");
+            fclose(f);
+        }
+        printf("HEC R %s ready, %d vcpus, clocksource %s\n", name, nvcpu, cs);
+    }
     fflush(stdout);
 
     for ( ;; )

@@ -19,6 +19,8 @@
  *        is at least one second away; what a node agent would use).
  *   gangctl clear POOL                  remove the table
  *   gangctl get POOL                    print the table and statistics
+ *   gangctl trace POOL                  print and clear the context switch
+ *        trace: "T TIME_NS PCPU DOMID VCPU" per switch (Xen system time)
  *
  * Exit status: 0 ok, 1 hypercall failed, 2 usage.
  */
@@ -57,6 +59,8 @@ static union {
     char pad[8192];
 } tabbuf __attribute__((aligned(4096)));
 static uint8_t mapbuf[4096] __attribute__((aligned(4096)));
+#define TRACE_MAX 8192
+static struct xen_sysctl_gang_trace tracebuf[TRACE_MAX] __attribute__((aligned(4096)));
 
 static int privcmd_fd = -1;
 
@@ -74,7 +78,7 @@ static int do_sysctl(uint32_t cmd)
             exit(1);
         }
         if ( mlock(&sysbuf, sizeof(sysbuf)) || mlock(&tabbuf, sizeof(tabbuf)) ||
-             mlock(mapbuf, sizeof(mapbuf)) )
+             mlock(mapbuf, sizeof(mapbuf)) || mlock(tracebuf, sizeof(tracebuf)) )
             perror("gangctl: mlock");
     }
     sysbuf.sysctl.cmd = cmd;
@@ -256,6 +260,28 @@ static int cmd_get(uint32_t pool)
     return 0;
 }
 
+/* Print and clear the scheduler's context switch trace. */
+static int cmd_trace(uint32_t pool)
+{
+    struct xen_sysctl_gang_schedule *t = &tabbuf.table;
+    unsigned int i;
+    int rc;
+
+    memset(&tabbuf, 0, sizeof(tabbuf));
+    memset(tracebuf, 0, sizeof(tracebuf));
+    set_xen_guest_handle(t->trace, tracebuf);
+    t->trace_max = TRACE_MAX;
+    rc = sched_op(pool, XEN_SYSCTL_SCHEDOP_getinfo);
+    if ( rc )
+        die_rc("getinfo (trace)", rc);
+    printf("gang trace pool=%u nr=%u lost=%" PRIu64 " now_sys_ns=%" PRId64 "\n",
+           pool, t->trace_nr, t->trace_lost, t->now_ns);
+    for ( i = 0; i < t->trace_nr && i < TRACE_MAX; i++ )
+        printf("T %" PRId64 " %u %u %u\n", (int64_t)tracebuf[i].time,
+               tracebuf[i].cpu, tracebuf[i].domid, tracebuf[i].vcpu);
+    return 0;
+}
+
 static int cmd_pool_info(uint32_t pool)
 {
     const struct xen_sysctl_cpupool_op *c = &sysbuf.sysctl.u.cpupool_op;
@@ -278,7 +304,7 @@ static int usage(void)
     fprintf(stderr,
             "usage: gangctl pool-create | pool-info POOL | cpu-move CPU FROM TO |\n"
             "       dom-move DOMID POOL | set POOL SLOT_MS T0 SLOT... |\n"
-            "       clear POOL | get POOL\n");
+            "       clear POOL | get POOL | trace POOL\n");
     return 2;
 }
 
@@ -336,6 +362,8 @@ int main(int argc, char **argv)
     }
     if ( !strcmp(argv[1], "get") && argc == 3 )
         return cmd_get(num(argv[2]));
+    if ( !strcmp(argv[1], "trace") && argc == 3 )
+        return cmd_trace(num(argv[2]));
 
     return usage();
 }
