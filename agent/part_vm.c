@@ -84,7 +84,8 @@ struct vm {
 	long mem_mb;
 	uid_t uid;
 	gid_t gid;
-	char key[257];
+	char key[257];                /* the job's secret: NET_JOIN */
+	char gkey[257];               /* the guests' remote-shell secret (kernel command line) */
 	char dir[PATH_MAX];
 	char kernel[PATH_MAX], initrd[PATH_MAX];
 	char cmdline[8192];
@@ -970,7 +971,7 @@ static int build_cmdline(struct vm *v, const json_t *nodes)
 
 	guest_ip(v->index, ip, sizeof(ip));
 	k = snprintf(p, left, "console=ttyS0 panic=-1 quiet hec.node=%s hec.ip=%s/16 hec.key=%s hec.hosts=",
-		     v->ag->conf.name, ip, v->key);
+		     v->ag->conf.name, ip, v->gkey);
 	if (k < 0 || (size_t)k >= left)
 		return -ENAMETOOLONG;
 	p += k;
@@ -1080,7 +1081,7 @@ static int start_qemu(struct vm *v, char *why, size_t len)
 	argv[argc] = NULL;
 
 	fmt(log, sizeof(log), "%s/qemu.log", v->dir);
-	logfd = open(log, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0644);
+	logfd = open(log, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0600);
 	nullfd = open("/dev/null", O_RDONLY | O_CLOEXEC);
 	if (logfd < 0 || nullfd < 0) {
 		rc = -errno;
@@ -1089,7 +1090,7 @@ static int start_qemu(struct vm *v, char *why, size_t len)
 	}
 	/* QEMU writes the console file as the job's user. */
 	fmt(log, sizeof(log), "%s/console.log", v->dir);
-	close(open(log, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0644));
+	close(open(log, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0600));
 	chown_sock(v, log);
 	req = (struct hec_spawn_req){ .argv = argv, .envp = envp, .cwd = v->dir, .uid = v->uid,
 				      .gid = v->gid, .stdin_fd = nullfd, .stdout_fd = logfd,
@@ -1385,6 +1386,7 @@ int vm_launch(struct agent *ag, struct job *j, const json_t *launch, char *why, 
 {
 	const json_t *nodes = json_object_get(launch, "nodes"), *n;
 	const json_t *files = json_object_get(launch, "vm_files");
+	const char *gkey = json_string_value(json_object_get(launch, "guest_key"));
 	struct timeval tv = { 1, 0 };
 	struct vm *v;
 	size_t i;
@@ -1426,6 +1428,14 @@ int vm_launch(struct agent *ag, struct job *j, const json_t *launch, char *why, 
 	if (v->vcpus < 1)
 		v->vcpus = 1;
 	fmt(v->key, sizeof(v->key), "%s", j->key);
+	/* QEMU's command line is anyone's to read (ps): never the job key there. */
+	if (!gkey || strlen(gkey) < 32 || strlen(gkey) >= sizeof(v->gkey) ||
+	    strspn(gkey, "0123456789abcdef") != strlen(gkey)) {
+		fmt(why, len, "LAUNCH without a usable guest_key");
+		vm_free(v);
+		return -EINVAL;
+	}
+	fmt(v->gkey, sizeof(v->gkey), "%s", gkey);
 	v->index = -1;
 	v->nnodes = (int)json_array_size(nodes);
 	json_array_foreach(nodes, i, n)

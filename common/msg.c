@@ -61,7 +61,7 @@ static const struct field s_launch[] = {
 	INT_REQ("uid", 0, 4294967294LL), INT_REQ("gid", 0, 4294967294LL),
 	{ .name = "nodes", .kind = F_OBJS, .required = 1, .sub = s_launch_node },
 	STR_OPT("partition", 8), INT_OPT("vcpus", 1, 64), INT_OPT("mem_mb", 0, 1LL << 40),
-	{ .name = "vm_files", .kind = F_STRS, .max = PATH_LEN }, END };
+	{ .name = "vm_files", .kind = F_STRS, .max = PATH_LEN }, STR_OPT("guest_key", 256), END };
 static const struct field s_launched[] = { INT_REQ("job", 1, ID_MAX), STR_OPT("error", 4096), END };
 static const struct field s_start[] = {
 	INT_REQ("job", 1, ID_MAX), INT_REQ("ntasks", 1, 1 << 20), STR_REQ("cwd", PATH_LEN),

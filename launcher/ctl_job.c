@@ -149,6 +149,7 @@ int job_send_launch(struct ctl *ctl, struct job *j, struct job_node *jn)
 			 "partition", j->vm ? "vm" : "proc", "mem_mb", (json_int_t)j->mem_mb);
 	if (body && j->vm) {
 		json_object_set_new(body, "vcpus", json_integer(j->vcpus ? j->vcpus : jn->ranks));
+		json_object_set_new(body, "guest_key", json_string(j->guest_key));
 		if (j->vm_files)
 			json_object_set(body, "vm_files", j->vm_files);
 	}
@@ -176,6 +177,8 @@ void job_start(struct ctl *ctl, struct job *j, struct node **nodes, int n)
 	rc = job_set_alloc(j, names, n);
 	if (!rc)
 		rc = hec_random_hex(j->key, 32);
+	if (!rc)
+		rc = hec_random_hex(j->guest_key, 32);
 	if (rc) {
 		job_end(ctl, j, JOB_FAILED, "cannot start: %s", strerror(-rc));
 		return;

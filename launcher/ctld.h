@@ -121,6 +121,9 @@ struct job {
 	int nalloc;
 	enum job_phase phase;
 	char key[65];                /* per-job secret for the launch bridge */
+	char guest_key[65];          /* vm: the guests' remote shell secret (it is on
+				      * QEMU's command line, so unlike key, not secret
+				      * on the host: it only opens the job's network) */
 	int64_t launch_deadline;     /* mono ns */
 	int64_t start_ns;            /* CLOCK_REALTIME ns of the start, for the time limit */
 

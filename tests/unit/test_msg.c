@@ -179,6 +179,51 @@ static void test_requests(void)
 	CU_ASSERT_STRING_EQUAL(err, "REQUEST: field 'nodes' is out of range");
 }
 
+/* vm partitions: LAUNCH's fields, the job network's frames, submit's vm fields. */
+static void test_vm_messages(void)
+{
+	static const uint8_t eth[20] = { 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x52, 0x54 };
+	struct hec_msg m;
+	uint8_t *buf;
+	size_t len, used;
+	char err[256], text[512];
+
+#define VM_LAUNCH "{\"job\":1,\"key\":\"k\",\"uid\":0,\"gid\":0," \
+	"\"nodes\":[{\"name\":\"n\",\"addr\":\"a:1\",\"ranks\":2}]," \
+	"\"partition\":\"vm\",\"mem_mb\":512,\"vcpus\":%d,\"vm_files\":%s}"
+	snprintf(text, sizeof(text), VM_LAUNCH, 2, "[\"/bin/true\"]");
+	CU_ASSERT_EQUAL(decode_text(HEC_MSG_LAUNCH, text, &m, err, sizeof(err)), 0);
+	hec_msg_clear(&m);
+	snprintf(text, sizeof(text), VM_LAUNCH, 65, "[]");
+	CU_ASSERT_EQUAL(decode_text(HEC_MSG_LAUNCH, text, &m, err, sizeof(err)), -EBADMSG);
+	CU_ASSERT_STRING_EQUAL(err, "LAUNCH: field 'vcpus' is out of range");
+	snprintf(text, sizeof(text), VM_LAUNCH, 1, "[7]");
+	CU_ASSERT_EQUAL(decode_text(HEC_MSG_LAUNCH, text, &m, err, sizeof(err)), -EBADMSG);
+	CU_ASSERT_PTR_NOT_NULL(strstr(err, "'vm_files'"));
+
+	CU_ASSERT_EQUAL(decode_text(HEC_MSG_NET_JOIN, "{\"job\":3,\"node\":\"n1\"}", &m, err,
+				    sizeof(err)), -EBADMSG);
+	CU_ASSERT_STRING_EQUAL(err, "NET_JOIN: missing field 'key'");
+	CU_ASSERT_EQUAL(decode_text(HEC_MSG_NET_JOIN, "{\"job\":3,\"key\":\"k\",\"node\":\"n1\"}", &m,
+				    err, sizeof(err)), 0);
+	hec_msg_clear(&m);
+	/* NET_FRAME is raw bytes both ways, not JSON */
+	CU_ASSERT_EQUAL(hec_msg_encode_data(HEC_MSG_NET_FRAME, eth, sizeof(eth), &buf, &len), 0);
+	CU_ASSERT_EQUAL(hec_msg_decode(buf, len, &m, &used, err, sizeof(err)), 0);
+	CU_ASSERT_PTR_NULL(m.body);
+	CU_ASSERT_EQUAL(m.len, sizeof(eth));
+	CU_ASSERT(m.data && memcmp(m.data, eth, sizeof(eth)) == 0);
+	hec_msg_clear(&m);
+	free(buf);
+	CU_ASSERT_STRING_EQUAL(hec_msg_type_name(HEC_MSG_NET_JOIN), "NET_JOIN");
+
+	CU_ASSERT_EQUAL(decode_text(HEC_MSG_REQUEST,
+		"{\"op\":\"submit\",\"nodes\":1,\"ntasks\":1,\"time_limit\":0,\"name\":\"x\",\"priority\":0,"
+		"\"cwd\":\"/\",\"env\":[],\"argv\":[\"a\"],\"partition\":\"vm\",\"vcpus\":0}",
+		&m, err, sizeof(err)), -EBADMSG);
+	CU_ASSERT_STRING_EQUAL(err, "REQUEST: field 'vcpus' is out of range");
+}
+
 static void test_type_names(void)
 {
 	CU_ASSERT_STRING_EQUAL(hec_msg_type_name(HEC_MSG_REGISTER), "REGISTER");
@@ -194,6 +239,7 @@ static const struct hec_cunit_test tests[] = {
 	{ "schemas", test_schemas },
 	{ "requests by op", test_requests },
 	{ "type names", test_type_names },
+	{ "vm partitions: LAUNCH, NET_JOIN, NET_FRAME, submit", test_vm_messages },
 	{ NULL, NULL },
 };
 
