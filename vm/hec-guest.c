@@ -59,6 +59,7 @@
 #define DEFAULT_PATH "/usr/local/bin:/usr/bin:/bin:/usr/local/sbin:/usr/sbin:/sbin"
 #define ENV_DEFAULTS "/etc/hec/environment"
 #define MODULES_LIST "/etc/hec/modules"
+#define CGROUP_ROOT "/sys/fs/cgroup"
 
 extern char **environ;
 
@@ -193,8 +194,12 @@ static void mount_all(void)
 	do_mount("devpts", "/dev/pts", "devpts", MS_NOSUID | MS_NOEXEC, "gid=5,mode=0620,ptmxmode=0666");
 	/* MPICH/UCX shared-memory transports live in /dev/shm: world-writable, sticky */
 	do_mount("tmpfs", "/dev/shm", "tmpfs", MS_NOSUID | MS_NODEV, "mode=1777");
-	do_mount("tmpfs", "/tmp", "tmpfs", MS_NOSUID | MS_NODEV, "mode=1777");
-	do_mount("tmpfs", "/run", "tmpfs", MS_NOSUID | MS_NODEV, "mode=0755");
+	/* /tmp and /run stay on the rootfs (a tmpfs already): a mount would hide
+	 * what hec-mkimage --add put there, such as a job's program in /tmp */
+	mkdir("/tmp", 01777);
+	chmod("/tmp", 01777);
+	mkdir("/run", 0755);
+	do_mount("cgroup2", CGROUP_ROOT, "cgroup2", MS_NOSUID | MS_NODEV | MS_NOEXEC, NULL);
 }
 
 /* fds 0-2 on the console, so nothing we open later lands on them. */
@@ -423,6 +428,7 @@ struct job {
 	uint8_t *in;		/* IN bytes not yet written to the command */
 	size_t in_len;
 	int in_eof;		/* an empty IN arrived: close stdin once in[] is written */
+	unsigned cg;		/* its cgroup CGROUP_ROOT/run.<cg>, 0: none */
 };
 
 struct conn {
@@ -539,9 +545,62 @@ static void close_fd(int *fd)
 	*fd = -1;
 }
 
-/* SIGKILL every process of session @sid (a RUN's: its child called setsid).
- * Process groups are not enough: Hydra's proxies and launchers make their
- * own, and would outlive the command that started them. */
+/*
+ * Each RUN runs in a cgroup of its own, so that ending it ends everything it
+ * started: Hydra's proxies and ranks call setsid(), so neither the process
+ * group nor the session holds them all.  Without cgroup2 (it did not mount)
+ * the session is what is killed.
+ */
+static unsigned cg_next = 1;
+
+static int cg_write(unsigned cg, const char *file, const char *text)
+{
+	char path[96];
+	int fd, rc = 0;
+
+	snprintf(path, sizeof(path), CGROUP_ROOT "/run.%u/%s", cg, file);
+	fd = open(path, O_WRONLY | O_CLOEXEC);
+	if (fd < 0 || write(fd, text, strlen(text)) < 0)
+		rc = -errno;
+	if (fd >= 0)
+		close(fd);
+	return rc;
+}
+
+static unsigned cg_create(void)
+{
+	char path[64];
+	unsigned cg = cg_next++;
+
+	snprintf(path, sizeof(path), CGROUP_ROOT "/run.%u", cg);
+	return mkdir(path, 0755) == 0 ? cg : 0;
+}
+
+/* Remove the cgroups of ended RUNs that have emptied (rmdir fails while not). */
+static void cg_sweep(const unsigned *live, int nlive)
+{
+	DIR *d = opendir(CGROUP_ROOT);
+	struct dirent *e;
+
+	while (d && (e = readdir(d))) {
+		char path[PATH_MAX];
+		unsigned cg;
+		int in_use = 0;
+
+		if (sscanf(e->d_name, "run.%u", &cg) != 1)
+			continue;
+		for (int i = 0; i < nlive; i++)
+			in_use |= live[i] == cg;
+		if (in_use)
+			continue;
+		snprintf(path, sizeof(path), CGROUP_ROOT "/%s", e->d_name);
+		rmdir(path);
+	}
+	if (d)
+		closedir(d);
+}
+
+/* SIGKILL every process of session @sid (a RUN's: its child called setsid). */
 static void kill_session(pid_t sid)
 {
 	DIR *d = opendir("/proc");
@@ -566,10 +625,19 @@ static void kill_session(pid_t sid)
 		closedir(d);
 }
 
+/* Kill what is left of a RUN: its cgroup (cgroup.kill, Linux 5.14+), or its session. */
+static void job_kill_all(struct job *j)
+{
+	if (j->cg && cg_write(j->cg, "cgroup.kill", "1") == 0)
+		return;
+	if (j->pid)
+		kill_session(j->pid);
+}
+
 static void job_abandon(struct job *j)
 {
 	if (j->pid)
-		kill_session(j->pid);
+		job_kill_all(j);
 	close_fd(&j->in_fd);
 	close_fd(&j->out_fd);
 	close_fd(&j->err_fd);
@@ -777,8 +845,9 @@ static void ensure_passwd(uid_t uid, gid_t gid)
 }
 
 static __attribute__((noreturn)) void child(char **argv, char **envp, uid_t uid, gid_t gid,
-					   const char *cwd, int fds[3], int errfd)
+					   const char *cwd, int fds[3], int errfd, unsigned cg)
 {
+	char pid[16];
 	sigset_t none;
 	const char *path;
 	int err;
@@ -787,6 +856,10 @@ static __attribute__((noreturn)) void child(char **argv, char **envp, uid_t uid,
 	sigprocmask(SIG_SETMASK, &none, NULL);
 	signal(SIGPIPE, SIG_DFL);
 	setsid();
+	/* into the RUN's cgroup before anything can fork: all it starts stays there */
+	snprintf(pid, sizeof(pid), "%d", (int)getpid());
+	if (cg)
+		cg_write(cg, "cgroup.procs", pid);
 	/* Out of the way of 0-3 first, so no dup2 below clobbers a source. */
 	errfd = fcntl(errfd, F_DUPFD, 10);
 	for (int i = 0; i < 3; i++)
@@ -830,6 +903,7 @@ static void start_run(struct conn *c, const struct hec_guest_frame *f)
 	int in[2] = { -1, -1 }, out[2] = { -1, -1 }, errp[2] = { -1, -1 }, ep[2] = { -1, -1 };
 	struct exec_failure fail;
 	struct hec_guest_kvbuf kv = { 0 };
+	unsigned cg;
 	ssize_t n;
 	pid_t pid;
 
@@ -864,6 +938,7 @@ static void start_run(struct conn *c, const struct hec_guest_frame *f)
 		goto out;
 	}
 	ensure_passwd((uid_t)uid, (gid_t)gid);
+	cg = cg_create();
 	pid = fork();
 	if (pid < 0) {
 		snprintf(err, sizeof(err), "RUN %lld: fork: %s", id, strerror(errno));
@@ -873,7 +948,7 @@ static void start_run(struct conn *c, const struct hec_guest_frame *f)
 	if (pid == 0) {
 		int fds[3] = { in[0], out[1], errp[1] };
 
-		child(argv, envp, (uid_t)uid, (gid_t)gid, cwd, fds, ep[1]);
+		child(argv, envp, (uid_t)uid, (gid_t)gid, cwd, fds, ep[1], cg);
 	}
 	close_fd(&ep[1]);
 	/* Blocks only until the child's execve: a failure must come back as an
@@ -891,6 +966,7 @@ static void start_run(struct conn *c, const struct hec_guest_frame *f)
 	}
 	c->job.id = id;
 	c->job.pid = pid;
+	c->job.cg = cg;
 	c->job.in_fd = in[1];
 	c->job.out_fd = out[0];
 	c->job.err_fd = errp[0];
@@ -1108,7 +1184,7 @@ static void job_finish(int i)
 	}
 	send_exit(c, j->id, code, sig, NULL);
 	/* The command is over: so is what it left behind (hec-rsh clients, proxies). */
-	kill_session(j->pid);
+	job_kill_all(j);
 	close_fd(&j->in_fd);
 	close_fd(&j->out_fd);
 	close_fd(&j->err_fd);
@@ -1120,11 +1196,13 @@ static void job_finish(int i)
 static void reap(int sfd)
 {
 	struct signalfd_siginfo si;
+	unsigned live[MAX_CONNS + 1];
+	int st, nlive = 0;
 	pid_t pid;
-	int st;
 
 	while (read(sfd, &si, sizeof(si)) == (ssize_t)sizeof(si))
 		;
+
 	while ((pid = waitpid(-1, &st, WNOHANG)) > 0)
 		for (int i = 0; i <= MAX_CONNS; i++)
 			if (conns[i] && conns[i]->job.pid == pid) {
@@ -1132,6 +1210,10 @@ static void reap(int sfd)
 				conns[i]->job.status = st;
 				conns[i]->job.exit_ms = now_ms();
 			}
+	for (int i = 0; i <= MAX_CONNS; i++)
+		if (conns[i] && conns[i]->job.cg)
+			live[nlive++] = conns[i]->job.cg;
+	cg_sweep(live, nlive);
 }
 
 static struct conn *conn_new(int fd, int is_port)

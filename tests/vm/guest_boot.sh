@@ -67,6 +67,11 @@ out=$($C run -- hec-rsh vm0 'echo via; echo rsh' </dev/null) || fail "hec-rsh to
 
 $C ping | grep -q '^pong' || fail "no PONG"
 
+# what a command leaves behind ends with it, even in a session of its own
+$C run -- /bin/sh -c 'setsid sleep 1000 >/dev/null 2>&1 & exit 0' </dev/null || fail "background run failed"
+out=$($C run -- /bin/sh -c 'sleep 1; pgrep -x sleep || echo none' </dev/null)
+[ "$out" = none ] || fail "a process outlived its RUN: $out"
+
 # MPI inside one guest (shared memory: /dev/shm)
 out=$($C run -- mpiexec -n 2 "$B/tests/mpi/mpi_check" 20 </dev/null) || fail "mpi_check failed: $out"
 echo "$out" | grep -q 'result .* OK' || fail "mpi_check: $out"

@@ -1,0 +1,110 @@
+/*
+ * libhec-mpifix.so: preloaded into the programs of vm jobs (LD_PRELOAD, set
+ * by hecd for the batch step in the guest) to keep MPICH 4.0's MPI_Finalize
+ * from hanging over TCP.
+ *
+ * MPICH 4.0 (Debian 12) closes its UCX endpoints in flush mode, waits for
+ * that, then enters a PMI barrier.  UCX's TCP transport flushes by asking
+ * the peer for an acknowledgement, which the peer sends only while it calls
+ * ucp_worker_progress().  A rank whose own flush finished first sits in the
+ * barrier's blocking read() of its PMI socket and no longer progresses, so a
+ * peer still flushing waits for it forever, and the peer never reaches the
+ * barrier either (MPICH later removed that barrier: pmodels/mpich#6596).
+ * Between guests only TCP connects ranks, and gang scheduling makes ranks
+ * reach MPI_Finalize at different times, so it happened here in about half
+ * of the runs of two gang-scheduled jobs.
+ *
+ * The fix: once the rank has begun disconnecting (ucp_disconnect_nb), a
+ * read() of the PMI socket (PMI_FD) waits in short polls and progresses the
+ * UCX worker in between, as the barrier should have.  Nothing else changes:
+ * before finalize, or for any other descriptor, read() is read().  Programs
+ * without UCX never call ucp_disconnect_nb, so the shim is inert there.
+ */
+#define _GNU_SOURCE
+#include <dlfcn.h>
+#include <errno.h>
+#include <poll.h>
+#include <stdlib.h>
+#include <unistd.h>
+
+#define MAX_WORKERS 16
+#define POLL_MS 1
+
+/* UCX's handles, opaque here: the shim needs no UCX headers. */
+typedef void *ucp_worker_h;
+typedef void *ucp_ep_h;
+
+unsigned ucp_worker_progress(ucp_worker_h worker);
+void *ucp_disconnect_nb(ucp_ep_h ep);
+ssize_t read(int fd, void *buf, size_t count);
+
+static ucp_worker_h workers[MAX_WORKERS];
+static int nworkers;
+static int finalizing;
+static int pmi_fd = -2; /* -2: not looked up yet, -1: none */
+
+static unsigned (*real_progress)(ucp_worker_h);
+
+static void *next(const char *sym)
+{
+	return dlsym(RTLD_NEXT, sym);
+}
+
+/* MPICH progresses each of its workers: remember them. */
+unsigned ucp_worker_progress(ucp_worker_h worker)
+{
+	int i;
+
+	if (!real_progress)
+		real_progress = (unsigned (*)(ucp_worker_h))next("ucp_worker_progress");
+	for (i = 0; i < nworkers && workers[i] != worker; i++)
+		;
+	if (i == nworkers && nworkers < MAX_WORKERS)
+		workers[nworkers++] = worker;
+	return real_progress ? real_progress(worker) : 0;
+}
+
+void *ucp_disconnect_nb(ucp_ep_h ep)
+{
+	static void *(*real)(ucp_ep_h);
+
+	if (!real)
+		real = (void *(*)(ucp_ep_h))next("ucp_disconnect_nb");
+	finalizing = 1;
+	return real ? real(ep) : NULL;
+}
+
+static int pmi_socket(void)
+{
+	if (pmi_fd == -2) {
+		const char *s = getenv("PMI_FD");
+		char *end;
+		long v = s ? strtol(s, &end, 10) : -1;
+
+		pmi_fd = s && *s && !*end && v >= 0 && v < 65536 ? (int)v : -1;
+	}
+	return pmi_fd;
+}
+
+ssize_t read(int fd, void *buf, size_t count)
+{
+	static ssize_t (*real)(int, void *, size_t);
+
+	if (!real)
+		real = (ssize_t (*)(int, void *, size_t))next("read");
+	if (finalizing && nworkers && real_progress && fd >= 0 && fd == pmi_socket()) {
+		int saved = errno;
+
+		for (;;) {
+			struct pollfd p = { .fd = fd, .events = POLLIN };
+			int r = poll(&p, 1, POLL_MS);
+
+			if (r > 0 || (r < 0 && errno != EINTR))
+				break;
+			for (int i = 0; i < nworkers; i++)
+				real_progress(workers[i]);
+		}
+		errno = saved;
+	}
+	return real(fd, buf, count);
+}
