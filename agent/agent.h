@@ -95,6 +95,7 @@ struct agent {
 	char helper[PATH_MAX];     /* hec-launch */
 	char mkimage[PATH_MAX];    /* hec-mkimage (vm partitions) */
 	char guest_bin[PATH_MAX];  /* hec-guest, the guests' init */
+	char mpifix[PATH_MAX];     /* libhec-mpifix.so, preloaded in vm jobs */
 	struct agent_topo topo;
 
 	/* controller link */

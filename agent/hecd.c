@@ -547,11 +547,13 @@ static void find_helper(struct agent *ag)
 	if (hec_self_dir(dir, sizeof(dir)) == 0 &&
 	    snprintf(ag->mkimage, sizeof(ag->mkimage), "%s/hec-mkimage", dir) > 0 &&
 	    access(ag->mkimage, X_OK) == 0 &&
-	    snprintf(ag->guest_bin, sizeof(ag->guest_bin), "%s/hec-guest", dir) > 0) {
+	    snprintf(ag->guest_bin, sizeof(ag->guest_bin), "%s/hec-guest", dir) > 0 &&
+	    snprintf(ag->mpifix, sizeof(ag->mpifix), "%s/libhec-mpifix.so", dir) > 0) {
 		/* the build tree */
 	} else {
 		snprintf(ag->mkimage, sizeof(ag->mkimage), "%s/hec-mkimage", HEC_LIBEXECDIR);
 		snprintf(ag->guest_bin, sizeof(ag->guest_bin), "%s/hec-guest", HEC_LIBEXECDIR);
+		snprintf(ag->mpifix, sizeof(ag->mpifix), "%s/libhec-mpifix.so", HEC_LIBEXECDIR);
 	}
 }
 

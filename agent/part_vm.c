@@ -1252,7 +1252,7 @@ static int start_mkimage(struct vm *v, const json_t *files, char *why, size_t le
 	pid_t pid;
 	sigset_t all, old;
 
-	argv = calloc(12 + 2 * n, sizeof(*argv));
+	argv = calloc(14 + 2 * n, sizeof(*argv));
 	if (!argv)
 		return -ENOMEM;
 	argv[argc++] = ag->mkimage;
@@ -1264,6 +1264,8 @@ static int start_mkimage(struct vm *v, const json_t *files, char *why, size_t le
 		argv[argc++] = "--kernel";
 		argv[argc++] = ag->conf.vm_kernel;
 	}
+	argv[argc++] = "--add";
+	argv[argc++] = ag->mpifix;
 	json_array_foreach(files, i, f) {
 		argv[argc++] = "--add";
 		argv[argc++] = json_string_value(f);
@@ -1407,6 +1409,10 @@ int vm_launch(struct agent *ag, struct job *j, const json_t *launch, char *why, 
 	}
 	if (access(ag->guest_bin, R_OK)) {
 		fmt(why, len, "hec-guest %s: %s", ag->guest_bin, strerror(errno));
+		return -ENOENT;
+	}
+	if (access(ag->mpifix, R_OK)) {
+		fmt(why, len, "%s: %s", ag->mpifix, strerror(errno));
 		return -ENOENT;
 	}
 	rc = kernel_present(ag, why, len);
