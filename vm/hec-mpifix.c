@@ -35,6 +35,7 @@ typedef void *ucp_worker_h;
 typedef void *ucp_ep_h;
 
 unsigned ucp_worker_progress(ucp_worker_h worker);
+void ucp_worker_destroy(ucp_worker_h worker);
 void *ucp_disconnect_nb(ucp_ep_h ep);
 ssize_t read(int fd, void *buf, size_t count);
 
@@ -62,6 +63,22 @@ unsigned ucp_worker_progress(ucp_worker_h worker)
 	if (i == nworkers && nworkers < MAX_WORKERS)
 		workers[nworkers++] = worker;
 	return real_progress ? real_progress(worker) : 0;
+}
+
+/* After the barrier MPICH destroys its workers: never progress a dead one
+ * (PMI_Finalize reads the PMI socket once more). */
+void ucp_worker_destroy(ucp_worker_h worker)
+{
+	static void (*real)(ucp_worker_h);
+
+	if (!real)
+		real = (void (*)(ucp_worker_h))next("ucp_worker_destroy");
+	for (int i = 0; i < nworkers; i++)
+		if (workers[i] == worker)
+			workers[i--] = workers[--nworkers];
+	finalizing = 0;
+	if (real)
+		real(worker);
 }
 
 void *ucp_disconnect_nb(ucp_ep_h ep)

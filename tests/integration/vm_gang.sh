@@ -1,9 +1,11 @@
 #!/bin/bash
-# Gang scheduling of vm partitions: two 2-node --share jobs in guests take
-# turns on every node (all of a job's vCPUs run only in its slots: the
-# guests' QEMU processes are switched as a whole), both compute the right
-# result, and `hec gang stats` reports how each guest is switched and what
-# cgroup freeze and QMP stop/cont cost on it.
+# Gang scheduling of vm partitions: two 2-node --share jobs whose guests
+# all spin take turns on every node (all of a job's vCPUs run only in its
+# slots: the guests' QEMU processes are switched as a whole), both finish,
+# and `hec gang stats` reports how each guest is switched and what cgroup
+# freeze and QMP stop/cont cost on it.  The load is shell loops in both
+# guests of each job, not MPI: Debian 12's MPICH 4.0 may hang in
+# MPI_Finalize between guests (doc/design.md); vm_job.sh runs MPI in guests.
 . "$HEC_SRCDIR/tests/integration/lib.sh"
 
 command -v qemu-system-x86_64 >/dev/null || skip "qemu-system-x86_64 missing (Debian package qemu-system-x86)"
@@ -16,9 +18,18 @@ cname=$(cluster_name)
 v2root=$(v2_mount)
 [ -n "$v2root" ] || skip "the test reads cgroup v2 cgroup.events; no cgroup2 mount"
 
-ITERS=${HEC_VM_GANG_ITERS:-2000}
-a=$(submit -N 2 -n 2 -t 10:00 --share --partition vm --vcpus 1 -J va -- "$MPI_CHECK" "$ITERS")
-b=$(submit -N 2 -n 2 -t 10:00 --share --partition vm --vcpus 1 -J vb -- "$MPI_CHECK" "$ITERS")
+SECS=${HEC_VM_GANG_SECS:-40}
+cat >spin.sh <<EOF
+#!/bin/sh
+#HEC -N 2 -n 2 -t 10:00 --share --partition vm --vcpus 1
+# count for $SECS s of wall time in both guests of the job
+spin='n=0; end=\$((\$(date +%s) + $SECS)); while [ \$(date +%s) -lt \$end ]; do n=\$((n + 1)); done; echo "\$(hostname) counted \$n"'
+hec-rsh node1 "\$spin" &
+eval "\$spin"
+wait
+EOF
+a=$(submit -J va spin.sh)
+b=$(submit -J vb spin.sh)
 wait_state "$a" RUNNING 60
 wait_state "$b" RUNNING 60
 [ "$(jq '.gang.nslots' <<<"$("$HEC" gang --json)")" = 2 ] || fail "two share jobs should take 2 slots"
@@ -71,10 +82,12 @@ fi
 
 "$HEC" wait "$a" || fail "job $a: $(job_state "$a") $(job_field "$a" reason)"
 "$HEC" wait "$b" || fail "job $b: $(job_state "$b") $(job_field "$b" reason)"
-sum=$((3 * ITERS * (ITERS + 1) / 2))
 for j in $a $b; do
-	grep -qx "result sum=$sum expected=$sum OK" <<<"$("$HEC" logs "$j")" ||
-		fail "job $j result wrong: $("$HEC" logs "$j" | tail -n 3)"
+	out=$("$HEC" logs "$j")
+	echo "$out"
+	for node in node0 node1; do
+		grep -qE "^$node counted [0-9]+$" <<<"$out" || fail "job $j: no count from $node's guest: $out"
+	done
 done
 st=$("$HEC" gang stats --json)
 [ "$(jq '.stats.boundaries' <<<"$st")" -gt 10 ] || fail "no switching boundaries seen: $st"
