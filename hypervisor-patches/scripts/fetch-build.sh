@@ -90,8 +90,10 @@ if [ $EACH = 1 ]; then
 	E=$WORK/xen-each
 	rm -rf "$E"
 	git clone -q "$P" "$E"
+	# The first commit is built from scratch, the next ones incrementally in
+	# the same tree (make follows the dependencies).
 	for c in $(cd "$P" && git rev-list --reverse HEAD~$(series_patches | wc -l)..HEAD); do
-		(cd "$E" && git checkout -q "$c" && git clean -qfdx -e debian)
+		(cd "$E" && git checkout -q "$c")
 		subj=$(cd "$E" && git log -1 --format=%s)
 		say "building commit $c: $subj"
 		configure_build "$E" "$WORK/build-each.log" || die "commit '$subj' does not build"
