@@ -43,11 +43,16 @@ say "source: xen $(xen_version) ($SRC)"
 
 git_q() { git -c user.name=hec -c user.email=hec@localhost "$@"; }
 
-# configure_build TREE LOG: Debian's hypervisor config, then make.
+# configure_build TREE LOG: Debian's hypervisor config (once per tree:
+# rewriting .config would make every run a full rebuild; later Kconfig
+# changes are picked up by the build's own syncconfig), then make.
 configure_build() {
 	tree=$1 log=$2
-	cp "$tree/debian/xen-kconfig" "$tree/xen/.config"
-	make -C "$tree/xen" olddefconfig >"$log" 2>&1 || { tail -20 "$log" >&2; return 1; }
+	: >"$log"
+	if [ ! -f "$tree/xen/.config" ]; then
+		cp "$tree/debian/xen-kconfig" "$tree/xen/.config"
+		make -C "$tree/xen" olddefconfig >>"$log" 2>&1 || { tail -20 "$log" >&2; return 1; }
+	fi
 	nice make -C "$tree/xen" -j"$JOBS" >>"$log" 2>&1 || { grep -E "error|Error" "$log" | head -20 >&2; return 1; }
 }
 
