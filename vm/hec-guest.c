@@ -55,6 +55,7 @@
 #define DRAIN_MS 2000        /* after the exit, wait this long for the pipes' EOF */
 #define PORT_RETRY_MS 100    /* how often a disconnected host port is probed */
 #define AUTH_MS 10000        /* an rsh connection must send its RUN within this */
+#define LINGER_MS 5000       /* after our last frame, how long an rsh client has to close */
 #define RSH_CONNECT_MS 15000 /* hec-rsh: the other guest may still be booting */
 #define DEFAULT_PATH "/usr/local/bin:/usr/bin:/bin:/usr/local/sbin:/usr/sbin:/sbin"
 #define ENV_DEFAULTS "/etc/hec/environment"
@@ -438,6 +439,7 @@ struct conn {
 	int broken;		/* port: a bad frame arrived; ignore input until the host reconnects */
 	int authed;		/* rsh: its RUN carried the right key */
 	int closing;		/* rsh: close once wbuf is written */
+	long long shut_ms;	/* rsh: when our side was shut down (the peer's close is awaited) */
 	long long opened_ms;
 	struct gc_reader r;
 	uint8_t *wbuf;
@@ -1077,9 +1079,18 @@ static void conn_read(int i)
 {
 	struct conn *c = conns[i];
 	struct hec_guest_frame f;
-	long n = gc_fill(c->fd, &c->r);
+	long n;
 	int rc = 0;
 
+	if (c->shut_ms) {
+		uint8_t sink[4096];
+		ssize_t got = read(c->fd, sink, sizeof(sink));
+
+		if (got == 0 || (got < 0 && errno != EAGAIN && errno != EINTR))
+			conn_close(i);
+		return;
+	}
+	n = gc_fill(c->fd, &c->r);
 	if (n == 0 || (n < 0 && n != -EAGAIN && n != -EINTR)) {
 		if (c->is_port)
 			port_down(c);
@@ -1105,6 +1116,24 @@ static void conn_read(int i)
 	}
 }
 
+/*
+ * Done with an rsh client: send our FIN and wait for the client's close.
+ * Closing at once, with bytes of the client's still unread (an IN it sent
+ * meanwhile), would send a reset that can destroy the EXIT in flight.
+ */
+static void conn_shut(int i)
+{
+	struct conn *c = conns[i];
+
+	if (c->shut_ms)
+		return;
+	if (shutdown(c->fd, SHUT_WR) < 0) {
+		conn_close(i);
+		return;
+	}
+	c->shut_ms = now_ms();
+}
+
 static void conn_write(int i)
 {
 	struct conn *c = conns[i];
@@ -1127,7 +1156,7 @@ static void conn_write(int i)
 	}
 	c->wlen = c->woff = 0;
 	if (c->closing && !c->job.pid)
-		conn_close(i);
+		conn_shut(i);
 }
 
 static void job_output(struct conn *c, int *fd, int stream)
@@ -1327,10 +1356,13 @@ static __attribute__((noreturn)) void serve(void)
 
 			if (!c)
 				continue;
-			if (!c->is_port && !c->authed && now - c->opened_ms > AUTH_MS) {
+			if ((!c->is_port && !c->authed && now - c->opened_ms > AUTH_MS) ||
+			    (c->shut_ms && now - c->shut_ms > LINGER_MS)) {
 				conn_close(i);
 				continue;
 			}
+			if (c->shut_ms)
+				timeout = timeout < 0 || timeout > 1000 ? 1000 : timeout;
 			j = &c->job;
 			if (c->is_port && !c->up) {
 				timeout = PORT_RETRY_MS;
@@ -1401,7 +1433,7 @@ static __attribute__((noreturn)) void serve(void)
 				conn_write(i);
 			else if (conns[i] && conns[i]->closing && !conns[i]->job.pid &&
 				 conns[i]->wlen == conns[i]->woff)
-				conn_close(i);
+				conn_shut(i);
 		}
 		if (port_conn && !port_conn->up)
 			port_probe(port_conn);

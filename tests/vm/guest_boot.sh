@@ -64,12 +64,16 @@ $C run --env HEC_RSH_KEY=wrong -- hec-rsh vm0 true </dev/null 2>"$VM_DIR/err" ||
 grep -q 'wrong job key' "$VM_DIR/err" || fail "no 'wrong job key': $(cat "$VM_DIR/err")"
 out=$($C run -- hec-rsh vm0 'echo via; echo rsh' </dev/null) || fail "hec-rsh to itself failed"
 [ "$(echo $out)" = "via rsh" ] || fail "hec-rsh: '$out'"
+# stdin through both hops (channel, then the remote shell), and an exit code back
+rc=0
+out=$(printf 'a\nb\nc\n' | $C run -- hec-rsh vm0 'wc -l; exit 5') || rc=$?
+[ "$(echo $out)" = 3 ] && [ "$rc" = 5 ] || fail "hec-rsh stdin/exit: '$out' rc $rc"
 
 $C ping | grep -q '^pong' || fail "no PONG"
 
 # what a command leaves behind ends with it, even in a session of its own
 $C run -- /bin/sh -c 'setsid sleep 1000 >/dev/null 2>&1 & exit 0' </dev/null || fail "background run failed"
-out=$($C run -- /bin/sh -c 'sleep 1; pgrep -x sleep || echo none' </dev/null)
+out=$($C run -- /bin/sh -c 'sleep 1; ps -o args | grep "^sleep 1000" || echo none' </dev/null)
 [ "$out" = none ] || fail "a process outlived its RUN: $out"
 
 # MPI inside one guest (shared memory: /dev/shm)
