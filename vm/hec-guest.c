@@ -1010,9 +1010,10 @@ static void job_input(struct job *j, const struct hec_guest_frame *f)
 {
 	uint8_t *nb;
 
-	if (j->in_fd < 0 || f->len < 1)
+	if (j->in_fd < 0)
 		return;
-	if (f->len == 1) {
+	/* EOF: just the stream byte, or (leniently) nothing at all */
+	if (f->len <= 1) {
 		j->in_eof = 1;
 		if (!j->in_len)
 			close_fd(&j->in_fd);

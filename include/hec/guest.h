@@ -28,10 +28,12 @@
 
 enum hec_guest_type {
 	/* guest -> host */
-	HEC_G_HELLO = 1,   /* kv: version=1, node=NAME, kernel=RELEASE (guest is up, network set) */
+	HEC_G_HELLO = 1,   /* kv: version=1, node=NAME, kernel=RELEASE, ip=A.B.C.D/P, uptime_ms=N
+			    * (guest is up, network set); sent each time a host connects */
 	HEC_G_STARTED = 2, /* kv: id=N, pid=N */
 	HEC_G_OUT = 3,     /* u8 stream (1 stdout, 2 stderr), then bytes; id of the RUN is implied (one at a time per channel) */
-	HEC_G_EXIT = 4,    /* kv: id=N, exit=N, signal=N, [error=TEXT] (error: it could not start) */
+	HEC_G_EXIT = 4,    /* kv: id=N, exit=N, signal=N, [error=TEXT] (error: it could not start,
+			    * exit=127); killed by signal S: exit=128+S, signal=S */
 	HEC_G_LOG = 5,     /* kv: level=err|warn|info, msg=TEXT (hec-guest's own diagnostics) */
 	HEC_G_PONG = 6,    /* kv: seq=N */
 	/* host -> guest */
