@@ -52,6 +52,10 @@ vm_image() {
 	KERNEL=$(printf '%s\n' "$out" | sed -n 's/^kernel=//p')
 	INITRD=$(printf '%s\n' "$out" | sed -n 's/^initrd=//p')
 	[ -f "$KERNEL" ] && [ -f "$INITRD" ] || fail "hec-mkimage printed no image: $out"
+	# every rebuilt input makes a new ~60 MB image: drop the ones unused for an hour
+	find "$B/tests/vm/images" -mindepth 1 -maxdepth 1 -type d -mmin +60 \
+		! -path "${INITRD%/*}" -exec rm -rf {} + 2>/dev/null || true
+	touch "${INITRD%/*}"
 }
 
 # vm_start NAME INDEX HOSTS NETDEV_ARGS: boots a VM in the background; its
