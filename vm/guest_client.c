@@ -79,8 +79,11 @@ long gc_fill(int fd, struct gc_reader *r)
 
 int gc_next(struct gc_reader *r, struct hec_guest_frame *f)
 {
-	long used = hec_guest_decode(r->buf + r->off, r->len - r->off, f);
+	long used;
 
+	if (!r->buf)
+		return 0; /* nothing read yet */
+	used = hec_guest_decode(r->buf + r->off, r->len - r->off, f);
 	if (used <= 0)
 		return (int)used;
 	r->off += (size_t)used;

@@ -121,7 +121,7 @@ static int do_run(int fd, struct gc_reader *r, int argc, char **argv)
 	const char *uid = NULL, *gid = NULL, *cwd = "/", *id = "1";
 	int i, rc = 0, status;
 
-	for (i = 0; i < argc && strcmp(argv[i], "--"); i++) {
+	for (i = 0; i < argc && strcmp(argv[i], "--"); i += 2) {
 		const char *opt = argv[i], *val = i + 1 < argc ? argv[i + 1] : NULL;
 
 		if (!val)
@@ -138,7 +138,6 @@ static int do_run(int fd, struct gc_reader *r, int argc, char **argv)
 			rc = rc ?: hec_guest_kv_add(&kv, "env", val);
 		else
 			return usage();
-		i++;
 	}
 	if (i + 1 >= argc)
 		return usage();
