@@ -32,19 +32,6 @@
 #define SHUTDOWN_GIVE_UP_NS (30LL * 1000000000)
 #define MAX_ADOPT 4096
 
-/* snprintf that reports truncation (paths are built from config and wire data). */
-static int fmt(char *buf, size_t len, const char *f, ...) __attribute__((format(printf, 3, 4)));
-static int fmt(char *buf, size_t len, const char *f, ...)
-{
-	va_list ap;
-	int n;
-
-	va_start(ap, f);
-	n = vsnprintf(buf, len, f, ap);
-	va_end(ap);
-	return n < 0 || (size_t)n >= len ? -ENAMETOOLONG : 0;
-}
-
 /* The reasons sent to the controller start with our name; logs add it themselves. */
 static const char *unprefixed(struct agent *ag, const char *why)
 {
@@ -112,7 +99,7 @@ void jobs_free(struct agent *ag)
 
 int job_dir(struct agent *ag, long id, char *buf, size_t len)
 {
-	return fmt(buf, len, "%s/job.%ld", ag->conf.state_dir, id);
+	return hec_fmt(buf, len, "%s/job.%ld", ag->conf.state_dir, id);
 }
 
 /* Only our own files live there, one level deep. */
@@ -178,7 +165,7 @@ static void save_meta(struct agent *ag, struct job *j)
 
 	if (!j->launched || job_dir(ag, j->id, dir, sizeof(dir)))
 		return;
-	if (fmt(path, sizeof(path), "%s/job.json", dir) || fmt(tmp, sizeof(tmp), "%s.tmp", path))
+	if (hec_fmt(path, sizeof(path), "%s/job.json", dir) || hec_fmt(tmp, sizeof(tmp), "%s.tmp", path))
 		return;
 	o = json_pack("{s:I, s:s, s:I, s:I, s:O, s:I, s:I}", "job", (json_int_t)j->id,
 		      "key", j->key, "uid", (json_int_t)j->uid, "gid", (json_int_t)j->gid,
@@ -210,7 +197,7 @@ static unsigned long long proc_start(pid_t pid)
 	unsigned long long start = 0;
 	int field;
 
-	fmt(path, sizeof(path), "/proc/%d/stat", (int)pid);
+	hec_fmt(path, sizeof(path), "/proc/%d/stat", (int)pid);
 	if (hec_read_file(path, buf, sizeof(buf)))
 		return 0;
 	p = strrchr(buf, ')'); /* the command name may hold spaces */
@@ -372,13 +359,13 @@ static int write_hosts(struct agent *ag, struct job *j, char *why, size_t whylen
 	if (!rc)
 		rc = hec_mkdir_p(ag->conf.state_dir, 0755);
 	if (rc) {
-		fmt(why, whylen, "%s: state_dir %s: %s", ag->conf.name, ag->conf.state_dir,
+		hec_fmt(why, whylen, "%s: state_dir %s: %s", ag->conf.name, ag->conf.state_dir,
 		    strerror(-rc));
 		return rc;
 	}
 	if (mkdir(dir, 0755) && errno != EEXIST) {
 		rc = -errno;
-		fmt(why, whylen, "%s: mkdir %s: %s", ag->conf.name, dir, strerror(-rc));
+		hec_fmt(why, whylen, "%s: mkdir %s: %s", ag->conf.name, dir, strerror(-rc));
 		return rc;
 	}
 	mem = open_memstream(&text, &len);
@@ -389,12 +376,12 @@ static int write_hosts(struct agent *ag, struct job *j, char *why, size_t whylen
 		fprintf(mem, "%s:%lld\n", json_string_value(json_object_get(n, "name")),
 			(long long)json_integer_value(json_object_get(n, "ranks")));
 	fclose(mem);
-	rc = fmt(path, sizeof(path), "%s/hosts", dir);
+	rc = hec_fmt(path, sizeof(path), "%s/hosts", dir);
 	if (!rc)
 		rc = write_job_file(j, path, text, len, 0644, 1);
 	free(text);
 	if (rc)
-		fmt(why, whylen, "%s: host file %s: %s", ag->conf.name, path, strerror(-rc));
+		hec_fmt(why, whylen, "%s: host file %s: %s", ag->conf.name, path, strerror(-rc));
 	return rc;
 }
 
@@ -425,7 +412,7 @@ static int batch_host_resolves(const struct agent *ag, const json_t *nodes, char
 		freeaddrinfo(res);
 		return 1;
 	}
-	fmt(why, len, "%s: host name '%s' does not resolve (%s), so MPICH's proxies cannot reach mpiexec: add it to /etc/hosts",
+	hec_fmt(why, len, "%s: host name '%s' does not resolve (%s), so MPICH's proxies cannot reach mpiexec: add it to /etc/hosts",
 	    ag->conf.name, ag->hostname, gai_strerror(rc));
 	return 0;
 }
@@ -446,31 +433,31 @@ void job_on_launch(struct agent *ag, const json_t *body)
 	int rc, made = 0;
 
 	if (ag->shutting_down) {
-		fmt(why, sizeof(why), "%s: shutting down", ag->conf.name);
+		hec_fmt(why, sizeof(why), "%s: shutting down", ag->conf.name);
 		goto refuse;
 	}
 	if (!agent_is_root() && uid != (json_int_t)getuid()) {
-		fmt(why, sizeof(why), "%s: hecd runs as uid %d, not root, and cannot run jobs of uid %lld",
+		hec_fmt(why, sizeof(why), "%s: hecd runs as uid %d, not root, and cannot run jobs of uid %lld",
 		    ag->conf.name, (int)getuid(), (long long)uid);
 		goto refuse;
 	}
 	if (!nodes_valid(nodes) || json_array_size(nodes) == 0) {
-		fmt(why, sizeof(why), "%s: LAUNCH without nodes", ag->conf.name);
+		hec_fmt(why, sizeof(why), "%s: LAUNCH without nodes", ag->conf.name);
 		goto refuse;
 	}
 	if (!batch_host_resolves(ag, nodes, why, sizeof(why)))
 		goto refuse;
 	if (kind && strcmp(kind, "proc") && strcmp(kind, "vm")) {
-		fmt(why, sizeof(why), "%s: partition kind '%s' is unknown here", ag->conf.name, kind);
+		hec_fmt(why, sizeof(why), "%s: partition kind '%s' is unknown here", ag->conf.name, kind);
 		goto refuse;
 	}
 	if (j && j->killing) {
-		fmt(why, sizeof(why), "%s: job %ld is still being killed here", ag->conf.name, id);
+		hec_fmt(why, sizeof(why), "%s: job %ld is still being killed here", ag->conf.name, id);
 		goto refuse;
 	}
 	if (j && ops == &hec_partition_vm_ops) {
 		/* A guest cannot be re-attached: a second LAUNCH is a new guest. */
-		fmt(why, sizeof(why), "%s: job %ld already has a partition here", ag->conf.name, id);
+		hec_fmt(why, sizeof(why), "%s: job %ld already has a partition here", ag->conf.name, id);
 		goto refuse;
 	}
 	if (!j) {
@@ -478,7 +465,7 @@ void job_on_launch(struct agent *ag, const json_t *body)
 		if (rc == -EEXIST) /* left by a previous life of ours: reuse it */
 			rc = ops->open(&ag->penv, id, &part);
 		if (rc) {
-			fmt(why, sizeof(why), "%s: %s: %s", ag->conf.name, hec_part_proc_context(),
+			hec_fmt(why, sizeof(why), "%s: %s: %s", ag->conf.name, hec_part_proc_context(),
 			    strerror(-rc));
 			goto refuse;
 		}
@@ -486,7 +473,7 @@ void job_on_launch(struct agent *ag, const json_t *body)
 		if (!j) {
 			ops->destroy(part);
 			ops->release(part);
-			fmt(why, sizeof(why), "%s: out of memory", ag->conf.name);
+			hec_fmt(why, sizeof(why), "%s: out of memory", ag->conf.name);
 			goto refuse;
 		}
 		j->ops = ops;
@@ -495,13 +482,13 @@ void job_on_launch(struct agent *ag, const json_t *body)
 		made = 1;
 	}
 	j->launched = 1;
-	fmt(j->key, sizeof(j->key), "%s", key);
+	hec_fmt(j->key, sizeof(j->key), "%s", key);
 	j->uid = (uid_t)uid;
 	j->gid = (gid_t)gid;
 	json_decref(j->nodes);
 	j->nodes = json_deep_copy(nodes);
 	if (!j->nodes) {
-		fmt(why, sizeof(why), "%s: out of memory", ag->conf.name);
+		hec_fmt(why, sizeof(why), "%s: out of memory", ag->conf.name);
 		rc = -ENOMEM;
 	} else {
 		rc = write_hosts(ag, j, why, sizeof(why));
@@ -509,7 +496,7 @@ void job_on_launch(struct agent *ag, const json_t *body)
 	if (!rc && j->vm) {
 		rc = vm_launch(ag, j, body, vwhy, sizeof(vwhy));
 		if (rc)
-			fmt(why, sizeof(why), "%s: %s", ag->conf.name, vwhy);
+			hec_fmt(why, sizeof(why), "%s: %s", ag->conf.name, vwhy);
 	}
 	if (rc) {
 		if (made) {
@@ -543,7 +530,7 @@ void job_vm_launched(struct agent *ag, struct job *j, const char *error)
 	if (error) {
 		/* The partition stays: the controller fails the job and KILL_JOB
 		 * empties and removes it the usual way. */
-		fmt(why, sizeof(why), "%s: %s", ag->conf.name, error);
+		hec_fmt(why, sizeof(why), "%s: %s", ag->conf.name, error);
 		hec_err("%s: job %ld: LAUNCH failed: %s", ag->conf.name, j->id, error);
 		reply_launched(ag, j->id, why);
 		return;
@@ -672,7 +659,7 @@ static int open_as_user(struct agent *ag, const struct job *j, const char *cwd, 
 
 	*out_fd = *err_fd = -1;
 	if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv)) {
-		fmt(why, whylen, "%s: socketpair: %s", ag->conf.name, strerror(errno));
+		hec_fmt(why, whylen, "%s: socketpair: %s", ag->conf.name, strerror(errno));
 		return -errno;
 	}
 	/* Blocked in the child too: our libevent handlers must not run there. */
@@ -689,7 +676,7 @@ static int open_as_user(struct agent *ag, const struct job *j, const char *cwd, 
 		int e = errno;
 
 		close(sv[0]);
-		fmt(why, whylen, "%s: fork: %s", ag->conf.name, strerror(e));
+		hec_fmt(why, whylen, "%s: fork: %s", ag->conf.name, strerror(e));
 		return -e;
 	}
 	do
@@ -719,10 +706,10 @@ static int open_as_user(struct agent *ag, const struct job *j, const char *cwd, 
 	if (!r.err)
 		r.err = EIO;
 	if (r.stage == 0)
-		fmt(why, whylen, "%s: cannot enter directory %s: %s", ag->conf.name, cwd,
+		hec_fmt(why, whylen, "%s: cannot enter directory %s: %s", ag->conf.name, cwd,
 		    strerror(r.err));
 	else
-		fmt(why, whylen, "%s: cannot open %s %s: %s", ag->conf.name,
+		hec_fmt(why, whylen, "%s: cannot open %s %s: %s", ag->conf.name,
 		    r.stage == 1 ? "output" : "error file", r.stage == 1 ? out : err,
 		    strerror(r.err));
 	return -r.err;
@@ -744,10 +731,10 @@ static int build_env(struct agent *ag, struct job *j, const json_t *env, long nt
 		if (strchr(kv, '=') && *kv != '=')
 			rc = envv_add(e, kv);
 	}
-	fmt(num, sizeof(num), "%ld", j->id);
+	hec_fmt(num, sizeof(num), "%ld", j->id);
 	if (!rc)
 		rc = envv_set(e, "HEC_JOB_ID", num);
-	fmt(num, sizeof(num), "%ld", ntasks);
+	hec_fmt(num, sizeof(num), "%ld", ntasks);
 	if (!rc)
 		rc = envv_set(e, "HEC_NTASKS", num);
 	if (!rc)
@@ -821,7 +808,7 @@ static int start_in_guest(struct agent *ag, struct job *j, const json_t *uargv, 
 	argv[argc++] = "/bin/sh";
 	argv[argc++] = "-c";
 	if (json_array_size(uargv) > 0) {
-		fmt(num, sizeof(num), "%ld", ntasks);
+		hec_fmt(num, sizeof(num), "%ld", ntasks);
 		if (asprintf(&cmd, "%sexec mpiexec -n %s \"$@\"", prelude, num) < 0)
 			cmd = NULL;
 		argv[argc++] = cmd;
@@ -845,10 +832,10 @@ static int start_in_guest(struct agent *ag, struct job *j, const json_t *uargv, 
 		goto out;
 	rc = vm_run(ag, j, argv, (const char *const *)env->v, cwd, out_fd, err_fd, vwhy, sizeof(vwhy));
 	if (rc)
-		fmt(why, whylen, "%s: %s", ag->conf.name, vwhy);
+		hec_fmt(why, whylen, "%s: %s", ag->conf.name, vwhy);
 out:
 	if (rc == -ENOMEM)
-		fmt(why, whylen, "%s: out of memory", ag->conf.name);
+		hec_fmt(why, whylen, "%s: out of memory", ag->conf.name);
 	free(prelude);
 	free(cmd);
 	free(argv);
@@ -873,7 +860,7 @@ void job_on_start(struct agent *ag, const json_t *body)
 	pid_t pid;
 
 	if (!j || !j->launched || !j->part) {
-		fmt(why, sizeof(why), "%s: START for job %ld, which was not launched here",
+		hec_fmt(why, sizeof(why), "%s: START for job %ld, which was not launched here",
 		    ag->conf.name, id);
 		goto fail;
 	}
@@ -886,25 +873,25 @@ void job_on_start(struct agent *ag, const json_t *body)
 		return;
 	}
 	job_dir(ag, id, dir, sizeof(dir));
-	fmt(hosts, sizeof(hosts), "%s/hosts", dir);
+	hec_fmt(hosts, sizeof(hosts), "%s/hosts", dir);
 
 	argv = calloc(json_array_size(uargv) + 5, sizeof(*argv));
 	if (!argv) {
-		fmt(why, sizeof(why), "%s: out of memory", ag->conf.name);
+		hec_fmt(why, sizeof(why), "%s: out of memory", ag->conf.name);
 		goto fail;
 	}
 	if (json_array_size(uargv) > 0) {
-		fmt(num, sizeof(num), "%ld", ntasks);
+		hec_fmt(num, sizeof(num), "%ld", ntasks);
 		argv[argc++] = ag->conf.mpiexec;
 		argv[argc++] = "-n";
 		argv[argc++] = num;
 		json_array_foreach(uargv, i, v)
 			argv[argc++] = json_string_value(v);
 	} else if (script) {
-		fmt(spath, sizeof(spath), "%s/script", dir);
+		hec_fmt(spath, sizeof(spath), "%s/script", dir);
 		rc = write_job_file(j, spath, script, strlen(script), 0700, 1);
 		if (rc) {
-			fmt(why, sizeof(why), "%s: cannot write batch script %s: %s",
+			hec_fmt(why, sizeof(why), "%s: cannot write batch script %s: %s",
 			    ag->conf.name, spath, strerror(-rc));
 			goto fail;
 		}
@@ -912,13 +899,13 @@ void job_on_start(struct agent *ag, const json_t *body)
 			argv[argc++] = "/bin/sh";
 		argv[argc++] = spath;
 	} else {
-		fmt(why, sizeof(why), "%s: START without argv or script", ag->conf.name);
+		hec_fmt(why, sizeof(why), "%s: START without argv or script", ag->conf.name);
 		goto fail;
 	}
 
 	rc = build_env(ag, j, json_object_get(body, "env"), ntasks, hosts, &env);
 	if (rc) {
-		fmt(why, sizeof(why), "%s: out of memory", ag->conf.name);
+		hec_fmt(why, sizeof(why), "%s: out of memory", ag->conf.name);
 		goto fail;
 	}
 	rc = open_as_user(ag, j, cwd, out, errf, &out_fd, &err_fd, why, sizeof(why));
@@ -947,7 +934,7 @@ void job_on_start(struct agent *ag, const json_t *body)
 	if (rc) {
 		/* Like a shell: 127 not found, 126 not runnable. */
 		code = rc == -ENOENT ? 127 : rc == -EACCES || rc == -ENOEXEC ? 126 : 1;
-		fmt(why, sizeof(why), "%s: cannot start %s in %s: %s", ag->conf.name, argv[0],
+		hec_fmt(why, sizeof(why), "%s: cannot start %s in %s: %s", ag->conf.name, argv[0],
 		    cwd, strerror(-rc));
 		goto fail;
 	}
@@ -1171,7 +1158,7 @@ static void load_meta(struct agent *ag, struct job *j)
 
 	if (job_dir(ag, j->id, dir, sizeof(dir)))
 		return;
-	fmt(path, sizeof(path), "%s/job.json", dir);
+	hec_fmt(path, sizeof(path), "%s/job.json", dir);
 	o = json_load_file(path, JSON_REJECT_DUPLICATES, &jerr);
 	if (!o) {
 		if (access(path, F_OK) == 0)

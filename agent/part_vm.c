@@ -131,17 +131,6 @@ struct vm {
  * knows no agent: one agent per process, so a file-level list will do. */
 static struct vm *vms;
 
-static int fmt(char *buf, size_t len, const char *f, ...) __attribute__((format(printf, 3, 4)));
-static int fmt(char *buf, size_t len, const char *f, ...)
-{
-	va_list ap;
-	int n;
-
-	va_start(ap, f);
-	n = vsnprintf(buf, len, f, ap);
-	va_end(ap);
-	return n < 0 || (size_t)n >= len ? -ENAMETOOLONG : 0;
-}
 
 static struct vm *vm_find(long job)
 {
@@ -384,7 +373,7 @@ static void console_reason(struct vm *v, char *out, size_t len)
 	int fd;
 
 	out[0] = 0;
-	if (fmt(path, sizeof(path), "%s/console.log", v->dir))
+	if (hec_fmt(path, sizeof(path), "%s/console.log", v->dir))
 		return;
 	fd = open(path, O_RDONLY | O_CLOEXEC);
 	if (fd < 0)
@@ -400,7 +389,7 @@ static void console_reason(struct vm *v, char *out, size_t len)
 	if (best) {
 		size_t l = strcspn(best, "\r\n");
 
-		fmt(out, len, "guest kernel panic: %.*s", (int)(l > 300 ? 300 : l), best);
+		hec_fmt(out, len, "guest kernel panic: %.*s", (int)(l > 300 ? 300 : l), best);
 	}
 }
 
@@ -567,20 +556,20 @@ int vm_net_join(struct agent *ag, const json_t *body, struct hec_conn *c, char *
 	int port;
 
 	if (!v || v->state == VM_DEAD) {
-		fmt(why, len, "job %ld: no guest on %s (yet)", id, ag->conf.name);
+		hec_fmt(why, len, "job %ld: no guest on %s (yet)", id, ag->conf.name);
 		return -ENOENT;
 	}
 	if (!agent_key_equal(key, v->key)) {
-		fmt(why, len, "job %ld: wrong job key from %s", id, node);
+		hec_fmt(why, len, "job %ld: wrong job key from %s", id, node);
 		return -EACCES;
 	}
 	if (!v->first) {
-		fmt(why, len, "job %ld: %s is not the job's first node", id, ag->conf.name);
+		hec_fmt(why, len, "job %ld: %s is not the job's first node", id, ag->conf.name);
 		return -EINVAL;
 	}
 	port = vnet_port_add(v->net, send_to_conn, c);
 	if (port < 0) {
-		fmt(why, len, "job %ld: %s", id, strerror(-port));
+		hec_fmt(why, len, "job %ld: %s", id, strerror(-port));
 		return port;
 	}
 	hec_info("%s: job %ld: %s joined the job's network", ag->conf.name, id, node);
@@ -725,7 +714,7 @@ static void on_exit_frame(struct vm *v, const struct hec_guest_frame *f)
 		close(v->err_fd);
 	v->out_fd = v->err_fd = -1;
 	if (error)
-		fmt(why, sizeof(why), "in the guest: %s", error);
+		hec_fmt(why, sizeof(why), "in the guest: %s", error);
 	hec_info("%s: job %ld: batch step in the guest ended: exit %lld, signal %lld%s%s",
 		 v->ag->conf.name, v->job, code, sig, error ? ": " : "", error ? error : "");
 	if (j)
@@ -822,7 +811,7 @@ static void qmp_read(struct bufferevent *bev, void *arg)
 		if (ev && !strcmp(ev, "SHUTDOWN")) {
 			const char *r = json_string_value(json_object_get(json_object_get(o, "data"), "reason"));
 
-			fmt(v->shutdown_reason, sizeof(v->shutdown_reason), "%s", r ? r : "?");
+			hec_fmt(v->shutdown_reason, sizeof(v->shutdown_reason), "%s", r ? r : "?");
 		} else if (ev && !strcmp(ev, "GUEST_PANICKED")) {
 			v->panicked = 1;
 		}
@@ -929,27 +918,27 @@ static int make_listeners(struct vm *v, char *why, size_t len)
 	char path[PATH_MAX];
 
 	for (int i = 0; i < NLISTEN; i++) {
-		int rc = fmt(path, sizeof(path), "%s/%s", v->dir, sock_names[i]);
+		int rc = hec_fmt(path, sizeof(path), "%s/%s", v->dir, sock_names[i]);
 
 		if (rc) {
-			fmt(why, len, "%s/%s: path too long", v->dir, sock_names[i]);
+			hec_fmt(why, len, "%s/%s: path too long", v->dir, sock_names[i]);
 			return rc;
 		}
 		unlink(path);
 		v->lfd[i] = hec_listen_unix(path, 0600);
 		if (v->lfd[i] < 0) {
 			rc = v->lfd[i];
-			fmt(why, len, "listen on %s: %s", path, strerror(-rc));
+			hec_fmt(why, len, "listen on %s: %s", path, strerror(-rc));
 			return rc;
 		}
 		rc = chown_sock(v, path);
 		if (rc) {
-			fmt(why, len, "chown %s: %s", path, strerror(-rc));
+			hec_fmt(why, len, "chown %s: %s", path, strerror(-rc));
 			return rc;
 		}
 		v->lev[i] = event_new(v->ag->base, v->lfd[i], EV_READ | EV_PERSIST, on_accept, v);
 		if (!v->lev[i] || event_add(v->lev[i], NULL)) {
-			fmt(why, len, "out of memory");
+			hec_fmt(why, len, "out of memory");
 			return -ENOMEM;
 		}
 	}
@@ -959,7 +948,7 @@ static int make_listeners(struct vm *v, char *why, size_t len)
 /* The guest's address on the job's network: link-local, by node index. */
 static void guest_ip(int index, char *buf, size_t len)
 {
-	fmt(buf, len, "169.254.%d.%d", 1 + index / 250, 1 + index % 250);
+	hec_fmt(buf, len, "169.254.%d.%d", 1 + index / 250, 1 + index % 250);
 }
 
 static int build_cmdline(struct vm *v, const json_t *nodes)
@@ -1023,19 +1012,19 @@ static int start_qemu(struct vm *v, char *why, size_t len)
 	rc = make_listeners(v, why, len);
 	if (rc)
 		return rc;
-	fmt(smp, sizeof(smp), "%d", v->vcpus);
-	fmt(mem, sizeof(mem), "%ldM", v->mem_mb);
-	fmt(name, sizeof(name), "hec-job%ld-%s", v->job, ag->conf.name);
-	fmt(accel, sizeof(accel), "q35,accel=%s", kvm ? "kvm:tcg" : "tcg");
-	fmt(chr[0], sizeof(chr[0]), "socket,id=hecg,path=%s/%s", v->dir, sock_names[L_GUEST]);
-	fmt(chr[1], sizeof(chr[1]), "socket,id=qmp,path=%s/%s", v->dir, sock_names[L_QMP]);
-	fmt(chr[2], sizeof(chr[2]), "socket,id=qmpg,path=%s/%s", v->dir, sock_names[L_GATE]);
-	fmt(netdev, sizeof(netdev), "stream,id=n0,server=off,addr.type=unix,addr.path=%s/%s",
+	hec_fmt(smp, sizeof(smp), "%d", v->vcpus);
+	hec_fmt(mem, sizeof(mem), "%ldM", v->mem_mb);
+	hec_fmt(name, sizeof(name), "hec-job%ld-%s", v->job, ag->conf.name);
+	hec_fmt(accel, sizeof(accel), "q35,accel=%s", kvm ? "kvm:tcg" : "tcg");
+	hec_fmt(chr[0], sizeof(chr[0]), "socket,id=hecg,path=%s/%s", v->dir, sock_names[L_GUEST]);
+	hec_fmt(chr[1], sizeof(chr[1]), "socket,id=qmp,path=%s/%s", v->dir, sock_names[L_QMP]);
+	hec_fmt(chr[2], sizeof(chr[2]), "socket,id=qmpg,path=%s/%s", v->dir, sock_names[L_GATE]);
+	hec_fmt(netdev, sizeof(netdev), "stream,id=n0,server=off,addr.type=unix,addr.path=%s/%s",
 	    v->dir, sock_names[L_NET]);
-	fmt(mac, sizeof(mac), "virtio-net-pci,netdev=n0,mac=52:54:%02x:%02x:%02x:%02x",
+	hec_fmt(mac, sizeof(mac), "virtio-net-pci,netdev=n0,mac=52:54:%02x:%02x:%02x:%02x",
 	    (unsigned)(v->job >> 16) & 0xff, (unsigned)(v->job >> 8) & 0xff, (unsigned)v->job & 0xff,
 	    (unsigned)v->index & 0xff);
-	fmt(serial, sizeof(serial), "file:%s/console.log", v->dir);
+	hec_fmt(serial, sizeof(serial), "file:%s/console.log", v->dir);
 	argv[argc++] = ag->conf.qemu;
 	argv[argc++] = "-name";
 	argv[argc++] = name;
@@ -1080,16 +1069,16 @@ static int start_qemu(struct vm *v, char *why, size_t len)
 	argv[argc++] = mac;
 	argv[argc] = NULL;
 
-	fmt(log, sizeof(log), "%s/qemu.log", v->dir);
+	hec_fmt(log, sizeof(log), "%s/qemu.log", v->dir);
 	logfd = open(log, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0600);
 	nullfd = open("/dev/null", O_RDONLY | O_CLOEXEC);
 	if (logfd < 0 || nullfd < 0) {
 		rc = -errno;
-		fmt(why, len, "%s: %s", log, strerror(-rc));
+		hec_fmt(why, len, "%s: %s", log, strerror(-rc));
 		goto out;
 	}
 	/* QEMU writes the console file as the job's user. */
-	fmt(log, sizeof(log), "%s/console.log", v->dir);
+	hec_fmt(log, sizeof(log), "%s/console.log", v->dir);
 	close(open(log, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0600));
 	chown_sock(v, log);
 	req = (struct hec_spawn_req){ .argv = argv, .envp = envp, .cwd = v->dir, .uid = v->uid,
@@ -1097,7 +1086,7 @@ static int start_qemu(struct vm *v, char *why, size_t len)
 				      .stderr_fd = logfd };
 	rc = hec_partition_proc_ops.spawn(v->part, &req, &v->qemu_pid);
 	if (rc)
-		fmt(why, len, "cannot start %s: %s: %s", ag->conf.qemu, hec_part_proc_context(),
+		hec_fmt(why, len, "cannot start %s: %s: %s", ag->conf.qemu, hec_part_proc_context(),
 		    strerror(-rc));
 	else
 		hec_info("%s: job %ld: QEMU pid %d: %d vCPUs, %ld MB, %s", ag->conf.name, v->job,
@@ -1116,13 +1105,13 @@ static void qemu_log_tail(struct vm *v, char *out, size_t len)
 	char path[PATH_MAX], buf[4096], *end, *start;
 
 	out[0] = 0;
-	if (fmt(path, sizeof(path), "%s/qemu.log", v->dir) || hec_read_file(path, buf, sizeof(buf)))
+	if (hec_fmt(path, sizeof(path), "%s/qemu.log", v->dir) || hec_read_file(path, buf, sizeof(buf)))
 		return;
 	end = buf + strlen(buf);
 	while (end > buf && (end[-1] == '\n' || end[-1] == ' '))
 		*--end = 0;
 	start = strrchr(buf, '\n');
-	fmt(out, len, "%s", start ? start + 1 : buf);
+	hec_fmt(out, len, "%s", start ? start + 1 : buf);
 }
 
 static void qemu_ended(struct vm *v, int status)
@@ -1160,9 +1149,9 @@ static void mk_done(struct vm *v)
 	v->mk_out[v->mk_len] = 0;
 	for (line = strtok_r(v->mk_out, "\n", &save); line; line = strtok_r(NULL, "\n", &save)) {
 		if (!strncmp(line, "kernel=", 7))
-			fmt(v->kernel, sizeof(v->kernel), "%s", line + 7);
+			hec_fmt(v->kernel, sizeof(v->kernel), "%s", line + 7);
 		else if (!strncmp(line, "initrd=", 7))
-			fmt(v->initrd, sizeof(v->initrd), "%s", line + 7);
+			hec_fmt(v->initrd, sizeof(v->initrd), "%s", line + 7);
 		else
 			last = line;
 	}
@@ -1237,7 +1226,7 @@ static int user_may_read(struct vm *v, const json_t *files, char *why, size_t le
 		;
 	if (WIFEXITED(st) && WEXITSTATUS(st) == 0)
 		return 0;
-	fmt(why, len, "%s: %s for uid %u, so it cannot go into the guest image", bad[0] ? bad : "a vm file",
+	hec_fmt(why, len, "%s: %s for uid %u, so it cannot go into the guest image", bad[0] ? bad : "a vm file",
 	    WIFEXITED(st) && WEXITSTATUS(st) == 4 ? "no such file" : "not readable", (unsigned)v->uid);
 	return -EACCES;
 }
@@ -1273,7 +1262,7 @@ static int start_mkimage(struct vm *v, const json_t *files, char *why, size_t le
 	argv[argc] = NULL;
 	if (pipe2(pfd, O_CLOEXEC)) {
 		free(argv);
-		fmt(why, len, "pipe: %s", strerror(errno));
+		hec_fmt(why, len, "pipe: %s", strerror(errno));
 		return -errno;
 	}
 	nullfd = open("/dev/null", O_RDONLY | O_CLOEXEC);
@@ -1302,7 +1291,7 @@ static int start_mkimage(struct vm *v, const json_t *files, char *why, size_t le
 	free(argv);
 	if (pid < 0) {
 		close(pfd[0]);
-		fmt(why, len, "fork: %s", strerror(errno));
+		hec_fmt(why, len, "fork: %s", strerror(errno));
 		return -errno;
 	}
 	v->mk_pid = pid;
@@ -1310,7 +1299,7 @@ static int start_mkimage(struct vm *v, const json_t *files, char *why, size_t le
 	evutil_make_socket_nonblocking(v->mk_fd);
 	v->mk_ev = event_new(ag->base, v->mk_fd, EV_READ | EV_PERSIST, mk_read, v);
 	if (!v->mk_ev || event_add(v->mk_ev, NULL)) {
-		fmt(why, len, "out of memory");
+		hec_fmt(why, len, "out of memory");
 		return -ENOMEM;
 	}
 	return 0;
@@ -1368,7 +1357,7 @@ static int kernel_present(struct agent *ag, char *why, size_t len)
 	if (ag->conf.vm_kernel[0]) {
 		if (access(ag->conf.vm_kernel, R_OK) == 0)
 			return 0;
-		fmt(why, len, "guest kernel %s: %s (vm_kernel in the node's config)",
+		hec_fmt(why, len, "guest kernel %s: %s (vm_kernel in the node's config)",
 		    ag->conf.vm_kernel, strerror(errno));
 		return -ENOENT;
 	}
@@ -1380,7 +1369,7 @@ static int kernel_present(struct agent *ag, char *why, size_t len)
 		closedir(d);
 	if (found)
 		return 0;
-	fmt(why, len, "no guest kernel: /boot has no vmlinuz-*: install the Debian package linux-image-amd64");
+	hec_fmt(why, len, "no guest kernel: /boot has no vmlinuz-*: install the Debian package linux-image-amd64");
 	return -ENOENT;
 }
 
@@ -1395,24 +1384,24 @@ int vm_launch(struct agent *ag, struct job *j, const json_t *launch, char *why, 
 	int rc;
 
 	if (vm_find(j->id)) {
-		fmt(why, len, "job %ld already has a guest here", j->id);
+		hec_fmt(why, len, "job %ld already has a guest here", j->id);
 		return -EEXIST;
 	}
 	if (access(ag->conf.qemu, X_OK)) {
-		fmt(why, len, "%s: %s: install the Debian package qemu-system-x86", ag->conf.qemu,
+		hec_fmt(why, len, "%s: %s: install the Debian package qemu-system-x86", ag->conf.qemu,
 		    strerror(errno));
 		return -ENOENT;
 	}
 	if (access(ag->mkimage, X_OK)) {
-		fmt(why, len, "the image tool %s: %s", ag->mkimage, strerror(errno));
+		hec_fmt(why, len, "the image tool %s: %s", ag->mkimage, strerror(errno));
 		return -ENOENT;
 	}
 	if (access(ag->guest_bin, R_OK)) {
-		fmt(why, len, "hec-guest %s: %s", ag->guest_bin, strerror(errno));
+		hec_fmt(why, len, "hec-guest %s: %s", ag->guest_bin, strerror(errno));
 		return -ENOENT;
 	}
 	if (access(ag->mpifix, R_OK)) {
-		fmt(why, len, "%s: %s", ag->mpifix, strerror(errno));
+		hec_fmt(why, len, "%s: %s", ag->mpifix, strerror(errno));
 		return -ENOENT;
 	}
 	rc = kernel_present(ag, why, len);
@@ -1433,37 +1422,37 @@ int vm_launch(struct agent *ag, struct job *j, const json_t *launch, char *why, 
 	v->mem_mb = (long)json_integer_value(json_object_get(launch, "mem_mb"));
 	if (v->vcpus < 1)
 		v->vcpus = 1;
-	fmt(v->key, sizeof(v->key), "%s", j->key);
+	hec_fmt(v->key, sizeof(v->key), "%s", j->key);
 	/* QEMU's command line is anyone's to read (ps): never the job key there. */
 	if (!gkey || strlen(gkey) < 32 || strlen(gkey) >= sizeof(v->gkey) ||
 	    strspn(gkey, "0123456789abcdef") != strlen(gkey)) {
-		fmt(why, len, "LAUNCH without a usable guest_key");
+		hec_fmt(why, len, "LAUNCH without a usable guest_key");
 		vm_free(v);
 		return -EINVAL;
 	}
-	fmt(v->gkey, sizeof(v->gkey), "%s", gkey);
+	hec_fmt(v->gkey, sizeof(v->gkey), "%s", gkey);
 	v->index = -1;
 	v->nnodes = (int)json_array_size(nodes);
 	json_array_foreach(nodes, i, n)
 		if (!strcmp(json_string_value(json_object_get(n, "name")), ag->conf.name))
 			v->index = (int)i;
 	v->first = v->index == 0;
-	fmt(v->hub_addr, sizeof(v->hub_addr), "%s",
+	hec_fmt(v->hub_addr, sizeof(v->hub_addr), "%s",
 	    json_string_value(json_object_get(json_array_get(nodes, 0), "addr")));
 	v->next = vms;
 	vms = v;
 	if (v->index < 0) {
-		fmt(why, len, "this node is not among the job's nodes");
+		hec_fmt(why, len, "this node is not among the job's nodes");
 		rc = -EINVAL;
 		goto err;
 	}
 	if (v->mem_mb < 64) {
-		fmt(why, len, "guest memory %ld MB is too small", v->mem_mb);
+		hec_fmt(why, len, "guest memory %ld MB is too small", v->mem_mb);
 		rc = -EINVAL;
 		goto err;
 	}
 	if (job_dir(ag, j->id, v->dir, sizeof(v->dir)) || build_cmdline(v, nodes)) {
-		fmt(why, len, "job directory or kernel command line too long");
+		hec_fmt(why, len, "job directory or kernel command line too long");
 		rc = -ENAMETOOLONG;
 		goto err;
 	}
@@ -1473,7 +1462,7 @@ int vm_launch(struct agent *ag, struct job *j, const json_t *launch, char *why, 
 	v->net = vnet_new();
 	v->timer = evtimer_new(ag->base, timer_cb, v);
 	if (!v->net || !v->timer) {
-		fmt(why, len, "out of memory");
+		hec_fmt(why, len, "out of memory");
 		rc = -ENOMEM;
 		goto err;
 	}
@@ -1498,12 +1487,12 @@ int vm_run(struct agent *ag, struct job *j, const char *const *argv, const char 
 
 	(void)ag;
 	if (!v || v->state != VM_UP || !v->guest) {
-		fmt(why, len, "the job's guest is not up%s%s", v && v->why[0] ? ": " : "",
+		hec_fmt(why, len, "the job's guest is not up%s%s", v && v->why[0] ? ": " : "",
 		    v ? v->why : "");
 		return -ENOTCONN;
 	}
 	if (v->running) {
-		fmt(why, len, "a batch step already runs in the guest");
+		hec_fmt(why, len, "a batch step already runs in the guest");
 		return -EBUSY;
 	}
 	v->run_id++;
@@ -1522,7 +1511,7 @@ int vm_run(struct agent *ag, struct job *j, const char *const *argv, const char 
 		rc = guest_send(v, HEC_G_RUN, kv.p, kv.len);
 	hec_guest_kv_free(&kv);
 	if (rc) {
-		fmt(why, len, "cannot send the batch step to the guest: %s", strerror(-rc));
+		hec_fmt(why, len, "cannot send the batch step to the guest: %s", strerror(-rc));
 		return rc;
 	}
 	v->out_fd = dup(out_fd);

@@ -62,6 +62,10 @@ int hec_cpuset_format(const struct hec_cpuset *set, char *buf, size_t len);
 int hec_cpuset_count(const struct hec_cpuset *set);
 int hec_cpuset_intersects(const struct hec_cpuset *a, const struct hec_cpuset *b);
 
+/** snprintf that reports truncation (paths built from config and wire data).
+ *  \return 0, or -ENAMETOOLONG when @buf was too small (it holds a prefix). */
+int hec_fmt(char *buf, size_t len, const char *f, ...) __attribute__((format(printf, 3, 4)));
+
 /** write() all @len bytes, retrying on EINTR. \return 0 or -errno. */
 int hec_write_all(int fd, const void *buf, size_t len);
 /** Write a whole small file that must exist (cgroup and sysfs files).

@@ -23,35 +23,7 @@ g=$("$HEC" gang --json)
 "$HEC" gang | grep -q "slot 50 ms" || fail "'hec gang' does not show the slot length"
 
 # Sample both partitions on both nodes: never both running on one node.
-# A sample counts only if a's state read the same before and after b's read.
-seen_a=0 seen_b=0 samples=0
-for i in $(seq 300); do
-	for node in node0 node1; do
-		t0=${EPOCHREALTIME/./}
-		run_r $node "$a"; a1=$R; run_r $node "$b"; b1=$R; run_r $node "$a"; a2=$R
-		t1=${EPOCHREALTIME/./}
-		[ $((t1 - t0)) -lt 10000 ] || continue # slower than 1/5 slot: no proof either way
-		[ "$a1" = - ] || [ "$b1" = - ] && continue
-		[ "$a1" = "$a2" ] || continue
-		samples=$((samples + 1))
-		if [ "$a1" = 1 ] && [ "$b1" = 1 ]; then
-			# A job that has printed its result is being torn down: killing a
-			# partition thaws it so the signal lands.  That is no overlap.
-			for j in $a $b; do
-				grep -q '^result' "$(job_field "$j" output)" && break 3
-			done
-			fail "jobs $a and $b both running on $node (sample $i)"
-		fi
-		[ "$a1" = 1 ] && seen_a=$((seen_a + 1))
-		[ "$b1" = 1 ] && seen_b=$((seen_b + 1))
-	done
-	# the state check forks the CLI: not on every round
-	[ $((i % 25)) != 0 ] || [ "$(job_state "$a")" = RUNNING ] || break
-	sleep 0.007
-done
-echo "samples $samples: job $a running in $seen_a, job $b in $seen_b"
-[ "$samples" -ge 50 ] || fail "only $samples valid samples"
-[ "$seen_a" -ge 5 ] && [ "$seen_b" -ge 5 ] || fail "no alternation seen (a $seen_a, b $seen_b)"
+alternation "$a" "$b" 300
 "$HEC" wait "$a" || fail "job $a: $(job_state "$a") $(job_field "$a" reason)"
 "$HEC" wait "$b" || fail "job $b: $(job_state "$b") $(job_field "$b" reason)"
 # mpi_check verifies its own sum (3 x N(N+1)/2 for 2 ranks) and says OK

@@ -134,3 +134,41 @@ run_r() {
 	{ read -r f <"$d/cgroup.freeze"; } 2>/dev/null || return 0
 	{ while read -r k v; do [ "$k" = frozen ] && R=$((v == 0 && f == 0)); done <"$d/cgroup.events"; } 2>/dev/null
 }
+
+# alternation A B ROUNDS: sample the partitions of jobs A and B on node0 and
+# node1 ROUNDS times; fail if both run at once on a node while both are
+# RUNNING.  A sample counts only if A's state read the same before and after
+# B's, within 10 ms (1/5 of a 50 ms slot).  Sets SAMPLES, SEEN_A, SEEN_B.
+alternation() {
+	local a=$1 b=$2 rounds=$3 i node t0 t1 a1 b1 a2 j
+	SAMPLES=0 SEEN_A=0 SEEN_B=0
+	for i in $(seq "$rounds"); do
+		for node in node0 node1; do
+			t0=${EPOCHREALTIME/./}
+			run_r $node "$a"; a1=$R; run_r $node "$b"; b1=$R; run_r $node "$a"; a2=$R
+			t1=${EPOCHREALTIME/./}
+			[ $((t1 - t0)) -lt 10000 ] || continue # slower than 1/5 slot: no proof either way
+			[ "$a1" = - ] || [ "$b1" = - ] && continue
+			[ "$a1" = "$a2" ] || continue
+			SAMPLES=$((SAMPLES + 1))
+			if [ "$a1" = 1 ] && [ "$b1" = 1 ]; then
+				# A job that has printed its result, or is ending, is being
+				# torn down: killing a partition thaws it so the signal
+				# lands.  That is no overlap.
+				for j in $a $b; do
+					[ "$(job_state "$j")" = RUNNING ] || return 0
+					grep -q '^result' "$(job_field "$j" output)" 2>/dev/null && return 0
+				done
+				fail "jobs $a and $b both running on $node (sample $i)"
+			fi
+			[ "$a1" = 1 ] && SEEN_A=$((SEEN_A + 1))
+			[ "$b1" = 1 ] && SEEN_B=$((SEEN_B + 1))
+		done
+		# the state check forks the CLI: not on every round
+		[ $((i % 25)) != 0 ] || [ "$(job_state "$a")" = RUNNING ] || break
+		sleep 0.007
+	done
+	echo "samples $SAMPLES: job $a running in $SEEN_A, job $b in $SEEN_B"
+	[ "$SAMPLES" -ge 50 ] || fail "only $SAMPLES valid samples"
+	[ "$SEEN_A" -ge 5 ] && [ "$SEEN_B" -ge 5 ] || fail "no alternation seen (a $SEEN_A, b $SEEN_B)"
+}

@@ -52,30 +52,7 @@ jq -e 'all(.stats.vm_switch[]; .cgroup_us > 0 and .qmp_us > 0 and
 
 if [ "$methods" = cgroup ]; then
 	# The QEMU processes are frozen as groups: never both jobs' guests running on a node.
-	seen_a=0 seen_b=0 samples=0
-	for i in $(seq 400); do
-		for node in node0 node1; do
-			t0=${EPOCHREALTIME/./}
-			run_r $node "$a"; a1=$R; run_r $node "$b"; b1=$R; run_r $node "$a"; a2=$R
-			t1=${EPOCHREALTIME/./}
-			[ $((t1 - t0)) -lt 10000 ] || continue
-			[ "$a1" = - ] || [ "$b1" = - ] && continue
-			[ "$a1" = "$a2" ] || continue
-			samples=$((samples + 1))
-			if [ "$a1" = 1 ] && [ "$b1" = 1 ]; then
-				for j in $a $b; do
-					[ "$(job_state "$j")" = RUNNING ] || break 3 # one is ending: thawed to die
-				done
-				fail "the guests of jobs $a and $b both running on $node (sample $i)"
-			fi
-			[ "$a1" = 1 ] && seen_a=$((seen_a + 1))
-			[ "$b1" = 1 ] && seen_b=$((seen_b + 1))
-		done
-		sleep 0.007
-	done
-	echo "samples $samples: job $a's guest running in $seen_a, job $b's in $seen_b"
-	[ "$samples" -ge 50 ] || fail "only $samples valid samples"
-	[ "$seen_a" -ge 5 ] && [ "$seen_b" -ge 5 ] || fail "no alternation seen (a $seen_a, b $seen_b)"
+	alternation "$a" "$b" 400
 else
 	note "guests switched by $methods: cgroup sampling does not apply (QMP stops the vCPUs only)"
 fi
