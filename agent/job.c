@@ -763,23 +763,6 @@ static int build_env(struct agent *ag, struct job *j, const json_t *env, long nt
  */
 #define GUEST_HOSTFILE "/tmp/hec-hostfile"
 
-/* Put @lib first in LD_PRELOAD, keeping what the user preloads. */
-static int preload(struct envv *env, const char *lib)
-{
-	const char *old = NULL;
-	char *v;
-	int rc;
-
-	for (size_t i = 0; i < env->n; i++)
-		if (!strncmp(env->v[i], "LD_PRELOAD=", 11))
-			old = env->v[i] + 11;
-	if (asprintf(&v, "%s%s%s", lib, old && *old ? ":" : "", old ? old : "") < 0)
-		return -ENOMEM;
-	rc = envv_set(env, "LD_PRELOAD", v);
-	free(v);
-	return rc;
-}
-
 static int start_in_guest(struct agent *ag, struct job *j, const json_t *uargv, const char *script,
 			  long ntasks, struct envv *env, const char *cwd, int out_fd, int err_fd,
 			  char *why, size_t whylen)
@@ -825,9 +808,6 @@ static int start_in_guest(struct agent *ag, struct job *j, const json_t *uargv, 
 	rc = envv_set(env, "HYDRA_HOST_FILE", GUEST_HOSTFILE);
 	if (!rc)
 		rc = envv_set(env, "HYDRA_LAUNCHER_EXEC", "/bin/hec-rsh");
-	/* Hydra passes it on to every rank (vm/hec-mpifix.c: MPI_Finalize over TCP) */
-	if (!rc)
-		rc = preload(env, ag->mpifix);
 	if (rc)
 		goto out;
 	rc = vm_run(ag, j, argv, (const char *const *)env->v, cwd, out_fd, err_fd, vwhy, sizeof(vwhy));

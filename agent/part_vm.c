@@ -1253,7 +1253,7 @@ static int start_mkimage(struct vm *v, const json_t *files, char *why, size_t le
 		argv[argc++] = "--kernel";
 		argv[argc++] = ag->conf.vm_kernel;
 	}
-	argv[argc++] = "--add";
+	argv[argc++] = "--mpifix";
 	argv[argc++] = ag->mpifix;
 	json_array_foreach(files, i, f) {
 		argv[argc++] = "--add";
