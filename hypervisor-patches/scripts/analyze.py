@@ -349,11 +349,14 @@ def check_trace_gang(rep, log, t0, slot, nsl, owner, mwin=None):
         while t0 + k * slot < end:
             b = t0 + k * slot
             # (the first switch may come after the slot ended: the pCPU's
-            # timer interrupt was that late; nothing ran by a decision then)
+            # timer interrupt was that late; nothing ran by a decision then.
+            # It may also come up to EARLY_US before the boundary: the
+            # scheduler takes a timer that fires that early for the
+            # boundary, so the switch window spans [switch, boundary].)
             i = bisect.bisect_left(times, b - EARLY_US)
             if i < len(times):
                 late.append(max(times[i] - b, 0))
-                latewin.setdefault(cpu, []).append([b, max(times[i], b)])
+                latewin.setdefault(cpu, []).append([min(times[i], b), max(times[i], b)])
             k += 1
     late.sort()
     if late:
