@@ -66,7 +66,6 @@ struct job {
 	json_t *nodes;             /* LAUNCH's [{name, addr, ranks}] (owned) */
 	const struct hec_partition_ops *ops; /* the job's driver: proc, or vm (LAUNCH) */
 	struct hec_partition *part;
-	int vm;                    /* vm partition: the batch step runs in the guest */
 	int vm_running;            /* vm: the batch step runs in the guest now */
 	pid_t batch_pid;           /* our child running the batch step, 0 if none */
 	/* A batch step of a previous agent life: not our child; watched by polling. */
@@ -159,6 +158,12 @@ char *job_nodelist(const struct job *j);
 void job_vm_launched(struct agent *ag, struct job *j, const char *error);
 /** The batch step in the guest ended, or the guest failed (@error). */
 void job_vm_exited(struct agent *ag, struct job *j, int code, int sig, const char *error);
+
+/** A vm partition: the batch step runs in the guest. */
+static inline int job_is_vm(const struct job *j)
+{
+	return j->ops == &hec_partition_vm_ops;
+}
 
 /* gang.c: gang scheduling (doc/design.md, "Gang scheduling") */
 int gang_new(struct agent *ag);

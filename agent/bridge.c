@@ -283,7 +283,7 @@ static void do_spawn(struct bridge *b, const json_t *body)
 		snprintf(why, sizeof(why), "job %ld: being killed on %s", id, ag->conf.name);
 		goto refuse;
 	}
-	if (j->vm) {
+	if (job_is_vm(j)) {
 		snprintf(why, sizeof(why), "job %ld: runs in vm partitions: its processes start inside its guests, not through %s",
 			 id, ag->conf.name);
 		goto refuse;

@@ -527,34 +527,31 @@ static int read_key(struct agent *ag)
 	return 0;
 }
 
-static void find_helper(struct agent *ag)
+/* @name beside hecd if it is there (the build tree), else in $(libexecdir)/hec. */
+static void find_beside(const char *name, char *buf, size_t len)
 {
 	char dir[PATH_MAX];
 
-	if (*ag->conf.launch_helper) {
+	if (hec_self_dir(dir, sizeof(dir)) == 0 && hec_fmt(buf, len, "%s/%s", dir, name) == 0 &&
+	    access(buf, F_OK) == 0)
+		return;
+	hec_fmt(buf, len, "%s/%s", HEC_LIBEXECDIR, name);
+}
+
+static void find_helper(struct agent *ag)
+{
+	if (*ag->conf.launch_helper)
 		snprintf(ag->helper, sizeof(ag->helper), "%s", ag->conf.launch_helper);
-	} else if (hec_self_dir(dir, sizeof(dir)) == 0 &&
-		   snprintf(ag->helper, sizeof(ag->helper), "%s/hec-launch", dir) > 0 &&
-		   access(ag->helper, X_OK) == 0) {
-		/* found beside hecd: the build tree */
-	} else {
-		snprintf(ag->helper, sizeof(ag->helper), "%s/hec-launch", HEC_LIBEXECDIR);
-	}
+	else
+		find_beside("hec-launch", ag->helper, sizeof(ag->helper));
 	if (access(ag->helper, X_OK))
 		hec_warn("%s: launch helper %s: %s; multi-node jobs will fail", ag->conf.name,
 			 ag->helper, strerror(errno));
-	/* vm partitions: the image tool and the guest's init, found the same way */
-	if (hec_self_dir(dir, sizeof(dir)) == 0 &&
-	    snprintf(ag->mkimage, sizeof(ag->mkimage), "%s/hec-mkimage", dir) > 0 &&
-	    access(ag->mkimage, X_OK) == 0 &&
-	    snprintf(ag->guest_bin, sizeof(ag->guest_bin), "%s/hec-guest", dir) > 0 &&
-	    snprintf(ag->mpifix, sizeof(ag->mpifix), "%s/libhec-mpifix.so", dir) > 0) {
-		/* the build tree */
-	} else {
-		snprintf(ag->mkimage, sizeof(ag->mkimage), "%s/hec-mkimage", HEC_LIBEXECDIR);
-		snprintf(ag->guest_bin, sizeof(ag->guest_bin), "%s/hec-guest", HEC_LIBEXECDIR);
-		snprintf(ag->mpifix, sizeof(ag->mpifix), "%s/libhec-mpifix.so", HEC_LIBEXECDIR);
-	}
+	/* vm partitions: the image tool, the guests' init, the preloaded MPI fix
+	 * (checked at each vm LAUNCH, which fails with the missing one's name) */
+	find_beside("hec-mkimage", ag->mkimage, sizeof(ag->mkimage));
+	find_beside("hec-guest", ag->guest_bin, sizeof(ag->guest_bin));
+	find_beside("libhec-mpifix.so", ag->mpifix, sizeof(ag->mpifix));
 }
 
 static int setup_addr(struct agent *ag, int port)

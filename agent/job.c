@@ -73,7 +73,6 @@ static void job_free(struct agent *ag, struct job *j)
 			*pp = j->next;
 			break;
 		}
-	vm_forget(ag, j->id);
 	if (j->part)
 		j->ops->release(j->part);
 	if (j->kill_timer)
@@ -347,12 +346,26 @@ static int nodes_valid(const json_t *nodes)
 
 /* ---- LAUNCH ---- */
 
+/* Hydra's host file: "host:nprocs" per line (malloc'ed, or NULL). */
+static char *host_file(const struct job *j, size_t *len)
+{
+	char *text = NULL;
+	size_t i;
+	json_t *n;
+	FILE *mem = open_memstream(&text, len);
+
+	if (!mem)
+		return NULL;
+	json_array_foreach(j->nodes, i, n)
+		fprintf(mem, "%s:%lld\n", json_string_value(json_object_get(n, "name")),
+			(long long)json_integer_value(json_object_get(n, "ranks")));
+	return fclose(mem) ? (free(text), NULL) : text;
+}
+
 static int write_hosts(struct agent *ag, struct job *j, char *why, size_t whylen)
 {
-	char dir[PATH_MAX], path[PATH_MAX], *text = NULL;
-	size_t len = 0, i;
-	json_t *n;
-	FILE *mem;
+	char dir[PATH_MAX], path[PATH_MAX], *text;
+	size_t len = 0;
 	int rc;
 
 	rc = job_dir(ag, j->id, dir, sizeof(dir));
@@ -368,14 +381,9 @@ static int write_hosts(struct agent *ag, struct job *j, char *why, size_t whylen
 		hec_fmt(why, whylen, "%s: mkdir %s: %s", ag->conf.name, dir, strerror(-rc));
 		return rc;
 	}
-	mem = open_memstream(&text, &len);
-	if (!mem)
+	text = host_file(j, &len);
+	if (!text)
 		return -ENOMEM;
-	/* Hydra's host file: "host:nprocs" per line. */
-	json_array_foreach(j->nodes, i, n)
-		fprintf(mem, "%s:%lld\n", json_string_value(json_object_get(n, "name")),
-			(long long)json_integer_value(json_object_get(n, "ranks")));
-	fclose(mem);
 	rc = hec_fmt(path, sizeof(path), "%s/hosts", dir);
 	if (!rc)
 		rc = write_job_file(j, path, text, len, 0644, 1);
@@ -477,7 +485,6 @@ void job_on_launch(struct agent *ag, const json_t *body)
 			goto refuse;
 		}
 		j->ops = ops;
-		j->vm = ops == &hec_partition_vm_ops;
 		j->part = part;
 		made = 1;
 	}
@@ -493,7 +500,7 @@ void job_on_launch(struct agent *ag, const json_t *body)
 	} else {
 		rc = write_hosts(ag, j, why, sizeof(why));
 	}
-	if (!rc && j->vm) {
+	if (!rc && job_is_vm(j)) {
 		rc = vm_launch(ag, j, body, vwhy, sizeof(vwhy));
 		if (rc)
 			hec_fmt(why, sizeof(why), "%s: %s", ag->conf.name, vwhy);
@@ -507,7 +514,7 @@ void job_on_launch(struct agent *ag, const json_t *body)
 		goto refuse;
 	}
 	save_meta(ag, j);
-	if (j->vm) {
+	if (job_is_vm(j)) {
 		hec_info("%s: job %ld: partition made; its guest is on its way (%zu nodes)",
 			 ag->conf.name, id, json_array_size(nodes));
 		return; /* job_vm_launched() replies */
@@ -543,13 +550,9 @@ void job_vm_launched(struct agent *ag, struct job *j, const char *error)
 
 void job_vm_exited(struct agent *ag, struct job *j, int code, int sig, const char *error)
 {
+	/* The batch step's end on the first node; on another node only a guest
+	 * failure comes here, and the controller fails the job for it. */
 	j->vm_running = 0;
-	/* On the batch node this is the batch step's end; on another node only
-	 * a failure of its guest is news, and the controller fails the job. */
-	if (!error && json_array_size(j->nodes) &&
-	    strcmp(json_string_value(json_object_get(json_array_get(j->nodes, 0), "name")),
-		   ag->conf.name))
-		return;
 	batch_ended(ag, j->id, code, sig, error);
 }
 
@@ -767,24 +770,17 @@ static int start_in_guest(struct agent *ag, struct job *j, const json_t *uargv, 
 			  long ntasks, struct envv *env, const char *cwd, int out_fd, int err_fd,
 			  char *why, size_t whylen)
 {
-	char *prelude = NULL, *cmd = NULL, num[32], vwhy[900];
-	size_t plen = 0, i;
+	char *hosts = NULL, *prelude = NULL, *cmd = NULL, num[32], vwhy[900];
+	size_t hlen, i;
 	const char **argv = NULL;
-	json_t *n, *v;
-	FILE *mem;
+	json_t *v;
 	int argc = 0, rc = -ENOMEM;
 
-	mem = open_memstream(&prelude, &plen);
-	if (!mem)
-		goto out;
-	fprintf(mem, "printf '");
-	json_array_foreach(j->nodes, i, n)
-		fprintf(mem, "%s:%lld\\n", json_string_value(json_object_get(n, "name")),
-			(long long)json_integer_value(json_object_get(n, "ranks")));
-	fprintf(mem, "' > " GUEST_HOSTFILE " || exit 1\n");
-	/* MPI's TCP transport skips an interface that is not up yet. */
-	fprintf(mem, "i=0; while [ \"$(cat /sys/class/net/eth0/operstate 2>/dev/null)\" != up ] && [ $i -lt 100 ]; do sleep 0.1; i=$((i+1)); done\n");
-	fclose(mem);
+	/* the same host file as the agent's, written in the guest */
+	hosts = host_file(j, &hlen);
+	if (!hosts || asprintf(&prelude, "cat >" GUEST_HOSTFILE " <<'HEC_HOSTS' || exit 1\n%sHEC_HOSTS\n",
+			       hosts) < 0)
+		prelude = NULL;
 	argv = calloc(json_array_size(uargv) + 8, sizeof(*argv));
 	if (!argv || !prelude)
 		goto out;
@@ -816,6 +812,7 @@ static int start_in_guest(struct agent *ag, struct job *j, const json_t *uargv, 
 out:
 	if (rc == -ENOMEM)
 		hec_fmt(why, whylen, "%s: out of memory", ag->conf.name);
+	free(hosts);
 	free(prelude);
 	free(cmd);
 	free(argv);
@@ -891,7 +888,7 @@ void job_on_start(struct agent *ag, const json_t *body)
 	rc = open_as_user(ag, j, cwd, out, errf, &out_fd, &err_fd, why, sizeof(why));
 	if (rc)
 		goto fail;
-	if (j->vm) {
+	if (job_is_vm(j)) {
 		rc = start_in_guest(ag, j, uargv, script, ntasks, &env, cwd, out_fd, err_fd, why,
 				    sizeof(why));
 		if (rc)

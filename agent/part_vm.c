@@ -67,10 +67,11 @@ static const char *const sock_names[NLISTEN] = { "guest.sock", "qmp.sock", "gate
 
 enum vm_state { VM_IMAGE, VM_BOOTING, VM_UP, VM_DEAD };
 
-struct vm_gate {
+/* The QMP way of switching a guest (the cgroup way is the proc driver's
+ * own gate, handed out as it is). */
+struct qmp_gate {
 	struct hec_gate base;     /* first */
-	struct hec_gate *cg;      /* cgroup method: the proc driver's gate */
-	struct qmp_mon *mon;      /* QMP method */
+	struct qmp_mon *mon;      /* a reference */
 };
 
 struct vm {
@@ -79,7 +80,7 @@ struct vm {
 	long job;
 	struct hec_partition *part;   /* the job's cgroup, owned by the job */
 	enum vm_state state;
-	int first, index, nnodes;
+	int index;                    /* in the job's nodes; 0: the first node, the network's hub */
 	int vcpus;
 	long mem_mb;
 	uid_t uid;
@@ -227,51 +228,47 @@ static int vm_cpu_usage(struct hec_partition *p, unsigned long long *usec)
 	return hec_partition_proc_ops.cpu_usage(p, usec);
 }
 
+static struct hec_gate *qmp_gate_new(struct qmp_mon *m)
+{
+	struct qmp_gate *g = calloc(1, sizeof(*g));
+
+	if (!g)
+		return NULL;
+	g->base.ops = &hec_partition_vm_ops;
+	qmp_mon_get(m);
+	g->mon = m;
+	return &g->base;
+}
+
 static int vm_gate_open(struct hec_partition *p, struct hec_gate **out)
 {
 	struct vm *v = vm_by_part(p);
-	struct vm_gate *g = calloc(1, sizeof(*g));
-	int rc = 0;
 
-	if (!g)
-		return -ENOMEM;
-	g->base.ops = &hec_partition_vm_ops;
-	if (v && v->use_qmp && v->mon) {
-		qmp_mon_get(v->mon);
-		g->mon = v->mon;
-	} else {
-		rc = hec_partition_proc_ops.gate_open(p, &g->cg);
-	}
-	if (rc) {
-		free(g);
-		return rc;
-	}
-	*out = &g->base;
-	return 0;
+	/* Switched by cgroup freeze: the proc gate itself, so the slot switch
+	 * goes through no layer of ours. */
+	if (!v || !v->use_qmp || !v->mon)
+		return hec_partition_proc_ops.gate_open(p, out);
+	*out = qmp_gate_new(v->mon);
+	return *out ? 0 : -ENOMEM;
 }
 
+/* Only QMP gates reach these: the proc gates carry the proc ops. */
 static int vm_gate_set(struct hec_gate *gate, int frozen)
 {
-	struct vm_gate *g = (struct vm_gate *)gate;
-
-	return g->mon ? qmp_mon_set(g->mon, frozen) : hec_gate_set(g->cg, frozen);
+	return qmp_mon_set(((struct qmp_gate *)gate)->mon, frozen);
 }
 
 static int vm_gate_wait(struct hec_gate *gate, int frozen, long timeout_us)
 {
-	struct vm_gate *g = (struct vm_gate *)gate;
-
-	return g->mon ? qmp_mon_wait(g->mon, frozen, timeout_us) :
-			hec_gate_wait(g->cg, frozen, timeout_us);
+	return qmp_mon_wait(((struct qmp_gate *)gate)->mon, frozen, timeout_us);
 }
 
 static void vm_gate_close(struct hec_gate *gate)
 {
-	struct vm_gate *g = (struct vm_gate *)gate;
+	struct qmp_gate *g = (struct qmp_gate *)gate;
 
 	if (!g)
 		return;
-	hec_gate_close(g->cg);
 	qmp_mon_put(g->mon);
 	free(g);
 }
@@ -563,7 +560,7 @@ int vm_net_join(struct agent *ag, const json_t *body, struct hec_conn *c, char *
 		hec_fmt(why, len, "job %ld: wrong job key from %s", id, node);
 		return -EACCES;
 	}
-	if (!v->first) {
+	if (v->index != 0) {
 		hec_fmt(why, len, "job %ld: %s is not the job's first node", id, ag->conf.name);
 		return -EINVAL;
 	}
@@ -622,6 +619,29 @@ static long long median(long long *x, int n)
 	return x[n / 2];
 }
 
+/* A switch out and in through @g, CALIBRATE_ROUNDS times with the guest
+ * running in between: the median in ns, or -1 if a round failed.  Closes
+ * @g, and leaves the guest running. */
+static long long switch_cost(struct hec_gate *g)
+{
+	long long t[CALIBRATE_ROUNDS];
+	int n;
+
+	for (n = 0; n < CALIBRATE_ROUNDS; n++) {
+		int64_t t0 = hec_now_mono_ns();
+
+		if (hec_gate_set(g, 1) || hec_gate_wait(g, 1, 500000) || hec_gate_set(g, 0) ||
+		    hec_gate_wait(g, 0, 500000))
+			break;
+		t[n] = hec_now_mono_ns() - t0;
+		usleep(CALIBRATE_GAP_US);
+	}
+	if (n < CALIBRATE_ROUNDS && !hec_gate_set(g, 0))
+		hec_gate_wait(g, 0, 500000);
+	hec_gate_close(g);
+	return n == CALIBRATE_ROUNDS ? median(t, n) : -1;
+}
+
 /*
  * What a gang switch of this guest costs each way, measured on the guest
  * as it is now: cgroup freeze + thaw of the QEMU process against QMP
@@ -629,38 +649,12 @@ static long long median(long long *x, int n)
  */
 static void calibrate(struct vm *v)
 {
-	long long cg[CALIBRATE_ROUNDS], qm[CALIBRATE_ROUNDS];
-	struct hec_gate *gate = NULL;
-	int ok_cg = 0, ok_qmp = 0;
+	struct hec_gate *g;
 
-	if (hec_partition_proc_ops.gate_open(v->part, &gate) == 0) {
-		for (ok_cg = 0; ok_cg < CALIBRATE_ROUNDS; ok_cg++) {
-			int64_t t0 = hec_now_mono_ns();
-
-			if (hec_gate_set(gate, 1) || hec_gate_wait(gate, 1, 500000) ||
-			    hec_gate_set(gate, 0) || hec_gate_wait(gate, 0, 500000))
-				break;
-			cg[ok_cg] = hec_now_mono_ns() - t0;
-			usleep(CALIBRATE_GAP_US);
-		}
-		hec_gate_set(gate, 0);
-		hec_gate_close(gate);
-	}
-	if (v->mon)
-		for (ok_qmp = 0; ok_qmp < CALIBRATE_ROUNDS; ok_qmp++) {
-			int64_t t0 = hec_now_mono_ns();
-
-			if (qmp_mon_set(v->mon, 1) || qmp_mon_wait(v->mon, 1, 500000) ||
-			    qmp_mon_set(v->mon, 0) || qmp_mon_wait(v->mon, 0, 500000))
-				break;
-			qm[ok_qmp] = hec_now_mono_ns() - t0;
-			usleep(CALIBRATE_GAP_US);
-		}
-	v->cg_ns = ok_cg == CALIBRATE_ROUNDS ? median(cg, ok_cg) : -1;
-	v->qmp_ns = ok_qmp == CALIBRATE_ROUNDS ? median(qm, ok_qmp) : -1;
+	v->cg_ns = hec_partition_proc_ops.gate_open(v->part, &g) ? -1 : switch_cost(g);
+	g = v->mon ? qmp_gate_new(v->mon) : NULL;
+	v->qmp_ns = g ? switch_cost(g) : -1;
 	v->use_qmp = v->qmp_ns >= 0 && (v->cg_ns < 0 || v->qmp_ns < v->cg_ns);
-	if (v->mon && ok_qmp < CALIBRATE_ROUNDS && !qmp_mon_set(v->mon, 0)) /* may be left stopped */
-		qmp_mon_wait(v->mon, 0, 500000);
 	hec_info("%s: job %ld: gang switch of the guest: cgroup freeze+thaw %lld us, QMP stop+cont %lld us: using %s",
 		 v->ag->conf.name, v->job, v->cg_ns / 1000, v->qmp_ns / 1000,
 		 v->use_qmp ? "QMP" : "cgroup");
@@ -727,19 +721,16 @@ static void guest_read(struct bufferevent *bev, void *arg)
 	struct evbuffer *in = bufferevent_get_input(bev);
 
 	while (v->guest && evbuffer_get_length(in) >= HEC_GUEST_HDR) {
-		struct hec_guest_frame f;
+		/* Draining frames off the front keeps the rest contiguous, so
+		 * this copies at most once per read. */
 		size_t avail = evbuffer_get_length(in);
-		uint8_t *p = evbuffer_pullup(in, HEC_GUEST_HDR);
-		uint32_t plen = (uint32_t)p[4] << 24 | (uint32_t)p[5] << 16 | (uint32_t)p[6] << 8 | p[7];
-		size_t want = plen <= HEC_GUEST_MAX_PAYLOAD ? HEC_GUEST_HDR + plen : HEC_GUEST_HDR;
-		long n;
+		struct hec_guest_frame f;
+		long n = hec_guest_decode(evbuffer_pullup(in, -1), avail, &f);
 
-		if (avail < want)
-			return;
-		p = evbuffer_pullup(in, (ev_ssize_t)want);
-		n = hec_guest_decode(p, want, &f);
-		if (n <= 0) {
-			vm_fail(v, "the guest channel broke: %s", n ? strerror((int)-n) : "short frame");
+		if (n == 0)
+			return; /* the rest of the frame is on its way */
+		if (n < 0) {
+			vm_fail(v, "the guest channel broke: %s", strerror((int)-n));
 			return;
 		}
 		if (f.type != HEC_G_OUT && hec_guest_kv_check(f.payload, f.len)) {
@@ -1338,9 +1329,9 @@ static void timer_cb(evutil_socket_t fd, short what, void *arg)
 	}
 	if (v->state == VM_DEAD)
 		return;
-	if (!v->first && !v->port_uplink)
+	if (v->index != 0 && !v->port_uplink)
 		uplink_connect(v);
-	if (!v->first && !v->port_uplink)
+	if (v->index != 0 && !v->port_uplink)
 		tv = (struct timeval){ 0, UPLINK_RETRY_MS * 1000 };
 	else if (v->state == VM_UP)
 		return; /* nothing to watch until the uplink drops */
@@ -1432,11 +1423,9 @@ int vm_launch(struct agent *ag, struct job *j, const json_t *launch, char *why, 
 	}
 	hec_fmt(v->gkey, sizeof(v->gkey), "%s", gkey);
 	v->index = -1;
-	v->nnodes = (int)json_array_size(nodes);
 	json_array_foreach(nodes, i, n)
 		if (!strcmp(json_string_value(json_object_get(n, "name")), ag->conf.name))
 			v->index = (int)i;
-	v->first = v->index == 0;
 	hec_fmt(v->hub_addr, sizeof(v->hub_addr), "%s",
 	    json_string_value(json_object_get(json_array_get(nodes, 0), "addr")));
 	v->next = vms;
@@ -1446,7 +1435,7 @@ int vm_launch(struct agent *ag, struct job *j, const json_t *launch, char *why, 
 		rc = -EINVAL;
 		goto err;
 	}
-	if (v->mem_mb < 64) {
+	if (v->mem_mb < HEC_VM_MEM_MIN_MB) {
 		hec_fmt(why, len, "guest memory %ld MB is too small", v->mem_mb);
 		rc = -EINVAL;
 		goto err;

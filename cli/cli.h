@@ -18,6 +18,8 @@
 #include <stddef.h>
 #include <jansson.h>
 
+#include "hec/msg.h"
+
 /* Exit statuses shared by every command (hec.1, EXIT STATUS). */
 #define CLI_EXIT_OK 0
 #define CLI_EXIT_ERR 1     /* the operation failed */
@@ -154,9 +156,6 @@ enum {
 	SK_SET_VM_FILES = 1u << 11,
 };
 
-#define CLI_VCPUS_MAX 64
-#define CLI_VM_FILES_MAX 256
-#define CLI_VM_MEM_MIN 128   /* MB: below this the guest kernel and initramfs do not fit */
 #define CLI_VM_MEM_DEFAULT 512
 
 struct submit_opts {

@@ -79,8 +79,8 @@ static int add_vm_file(struct submit_opts *o, const char *val, char *err, size_t
 
 	if (rc)
 		return rc;
-	if (o->nvm_files >= CLI_VM_FILES_MAX) {
-		snprintf(err, errlen, "--vm-file: more than %d files", CLI_VM_FILES_MAX);
+	if (o->nvm_files >= HEC_VM_FILES_MAX) {
+		snprintf(err, errlen, "--vm-file: more than %d files", HEC_VM_FILES_MAX);
 		return -EINVAL;
 	}
 	grown = realloc(o->vm_files, (size_t)(o->nvm_files + 1) * sizeof(*grown));
@@ -139,7 +139,7 @@ int submit_opt_apply(struct submit_opts *o, int key, const char *val, char *err,
 		o->set |= SK_SET_PARTITION;
 		return 0;
 	case SK_VCPUS:
-		rc = cli_parse_num("--vcpus", val, 1, CLI_VCPUS_MAX, &o->vcpus, err, errlen);
+		rc = cli_parse_num("--vcpus", val, 1, HEC_VM_VCPUS_MAX, &o->vcpus, err, errlen);
 		if (!rc)
 			o->set |= SK_SET_VCPUS;
 		return rc;
@@ -223,9 +223,9 @@ int submit_opts_finish(struct submit_opts *o, const char *default_name, char *er
 	}
 	if (o->vm && !(o->set & SK_SET_MEM))
 		o->mem_mb = CLI_VM_MEM_DEFAULT;
-	if (o->vm && o->mem_mb < CLI_VM_MEM_MIN) {
+	if (o->vm && o->mem_mb < HEC_VM_MEM_MIN_MB) {
 		snprintf(err, errlen, "--mem: %ld MB is too little for a vm partition (at least %d MB: the guest kernel and its initramfs live in it)",
-			 o->mem_mb, CLI_VM_MEM_MIN);
+			 o->mem_mb, HEC_VM_MEM_MIN_MB);
 		return -EINVAL;
 	}
 	if (o->ntasks < o->nodes) {

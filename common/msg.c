@@ -60,7 +60,7 @@ static const struct field s_launch[] = {
 	INT_REQ("job", 1, ID_MAX), STR_REQ("key", 256),
 	INT_REQ("uid", 0, 4294967294LL), INT_REQ("gid", 0, 4294967294LL),
 	{ .name = "nodes", .kind = F_OBJS, .required = 1, .sub = s_launch_node },
-	STR_OPT("partition", 8), INT_OPT("vcpus", 1, 64), INT_OPT("mem_mb", 0, 1LL << 40),
+	STR_OPT("partition", 8), INT_OPT("vcpus", 1, HEC_VM_VCPUS_MAX), INT_OPT("mem_mb", 0, 1LL << 40),
 	{ .name = "vm_files", .kind = F_STRS, .max = PATH_LEN }, STR_OPT("guest_key", 256), END };
 static const struct field s_launched[] = { INT_REQ("job", 1, ID_MAX), STR_OPT("error", 4096), END };
 static const struct field s_start[] = {
@@ -111,7 +111,7 @@ static const struct field s_req_submit[] = {
 	{ .name = "argv", .kind = F_STRS, .max = 1 << 17 },
 	STR_OPT("script", 1 << 20), STR_OPT("output", PATH_LEN), STR_OPT("error", PATH_LEN),
 	{ .name = "share", .kind = F_BOOL }, INT_OPT("mem_mb", 0, 1LL << 40),
-	STR_OPT("partition", 8), INT_OPT("vcpus", 1, 64),
+	STR_OPT("partition", 8), INT_OPT("vcpus", 1, HEC_VM_VCPUS_MAX),
 	{ .name = "vm_files", .kind = F_STRS, .max = PATH_LEN }, END };
 static const struct field s_req_queue[] = {
 	STR_REQ("op", 16), { .name = "all", .kind = F_BOOL }, END };
@@ -169,7 +169,7 @@ static int type_known(unsigned type)
 	return type < NTYPES && types[type].name != NULL;
 }
 
-static int is_data(unsigned type)
+int hec_msg_is_data(unsigned type)
 {
 	return type == HEC_MSG_STDOUT || type == HEC_MSG_STDERR || type == HEC_MSG_NET_FRAME;
 }
@@ -279,7 +279,7 @@ int hec_msg_validate(unsigned type, const json_t *body, char *err, size_t errlen
 	const char *where = hec_msg_type_name(type);
 	int rc;
 
-	if (!type_known(type) || is_data(type))
+	if (!type_known(type) || hec_msg_is_data(type))
 		return fail(err, errlen, "%s: not a JSON message type", where);
 	schema = types[type].schema;
 	rc = check_fields(body, schema, where, err, errlen, 0);
@@ -359,7 +359,7 @@ int hec_msg_decode(const uint8_t *buf, size_t avail, struct hec_msg *out,
 	out->version = buf[2];
 	out->type = buf[3];
 	out->len = len;
-	if (is_data(out->type)) {
+	if (hec_msg_is_data(out->type)) {
 		out->data = buf + HEC_MSG_HDR_LEN;
 		return 0;
 	}
@@ -390,6 +390,21 @@ void hec_msg_clear(struct hec_msg *m)
 	memset(m, 0, sizeof(*m));
 }
 
+int hec_msg_header(uint8_t hdr[HEC_MSG_HDR_LEN], unsigned type, size_t len)
+{
+	if (len > HEC_MSG_MAX)
+		return -EMSGSIZE;
+	hdr[0] = 'H';
+	hdr[1] = 'C';
+	hdr[2] = HEC_PROTO_VERSION;
+	hdr[3] = (uint8_t)type;
+	hdr[4] = (uint8_t)(len >> 24);
+	hdr[5] = (uint8_t)(len >> 16);
+	hdr[6] = (uint8_t)(len >> 8);
+	hdr[7] = (uint8_t)len;
+	return 0;
+}
+
 static int frame(unsigned type, const void *payload, size_t len, uint8_t **out, size_t *outlen)
 {
 	uint8_t *b;
@@ -399,14 +414,7 @@ static int frame(unsigned type, const void *payload, size_t len, uint8_t **out, 
 	b = malloc(HEC_MSG_HDR_LEN + len);
 	if (!b)
 		return -ENOMEM;
-	b[0] = 'H';
-	b[1] = 'C';
-	b[2] = HEC_PROTO_VERSION;
-	b[3] = (uint8_t)type;
-	b[4] = (uint8_t)(len >> 24);
-	b[5] = (uint8_t)(len >> 16);
-	b[6] = (uint8_t)(len >> 8);
-	b[7] = (uint8_t)len;
+	hec_msg_header(b, type, len);
 	if (len)
 		memcpy(b + HEC_MSG_HDR_LEN, payload, len);
 	*out = b;
@@ -419,7 +427,7 @@ int hec_msg_encode(unsigned type, const json_t *body, uint8_t **out, size_t *out
 	char *text;
 	int rc;
 
-	if (!type_known(type) || is_data(type) || !body)
+	if (!type_known(type) || hec_msg_is_data(type) || !body)
 		return -EINVAL;
 	if (hec_msg_validate(type, body, NULL, 0))
 		return -EINVAL;
@@ -434,7 +442,7 @@ int hec_msg_encode(unsigned type, const json_t *body, uint8_t **out, size_t *out
 int hec_msg_encode_data(unsigned type, const void *data, size_t len,
 			uint8_t **out, size_t *outlen)
 {
-	if (!is_data(type))
+	if (!hec_msg_is_data(type))
 		return -EINVAL;
 	return frame(type, data, len, out, outlen);
 }

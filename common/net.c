@@ -189,15 +189,22 @@ int hec_conn_send(struct hec_conn *c, unsigned type, const json_t *body)
 	return conn_queue(c, frame, len);
 }
 
+/* Header and payload straight into the output buffer: output streams and
+ * the job network's frames go through here once per chunk or frame. */
 int hec_conn_send_data(struct hec_conn *c, unsigned type, const void *data, size_t len)
 {
-	uint8_t *frame;
-	size_t flen;
-	int rc = hec_msg_encode_data(type, data, len, &frame, &flen);
+	struct evbuffer *out = bufferevent_get_output(c->bev);
+	uint8_t hdr[HEC_MSG_HDR_LEN];
+	int rc = hec_msg_is_data(type) ? hec_msg_header(hdr, type, len) : -EINVAL;
 
 	if (rc)
 		return rc;
-	return conn_queue(c, frame, flen);
+	if (c->closed || c->closing)
+		return -EPIPE;
+	if (evbuffer_expand(out, sizeof(hdr) + len) || evbuffer_add(out, hdr, sizeof(hdr)) ||
+	    (len && evbuffer_add(out, data, len)))
+		return -ENOMEM;
+	return 0;
 }
 
 void hec_conn_send_error_and_close(struct hec_conn *c, const char *fmt, ...)

@@ -17,11 +17,6 @@
 #include "hec/common.h"
 #include "ctld.h"
 
-/* vm partitions: the guest kernel and initramfs need this much RAM; files
- * copied into a guest image at most (the CLI enforces the same). */
-#define VM_MEM_MIN 128
-#define VM_FILES_MAX 256
-
 void respond(struct hec_conn *c, json_t *body)
 {
 	if (!body) {
@@ -144,13 +139,13 @@ static void cli_submit(struct ctl *ctl, struct peer *p, const json_t *req)
 		respond_error(p->conn, "vcpus and vm_files are for vm partitions only");
 		return;
 	}
-	if (vm && mem_mb < VM_MEM_MIN) {
+	if (vm && mem_mb < HEC_VM_MEM_MIN_MB) {
 		respond_error(p->conn, "a vm partition needs at least %d MB of memory per node (asked: %ld MB)",
-			      VM_MEM_MIN, mem_mb);
+			      HEC_VM_MEM_MIN_MB, mem_mb);
 		return;
 	}
-	if (json_array_size(vm_files) > VM_FILES_MAX) {
-		respond_error(p->conn, "more than %d vm_files", VM_FILES_MAX);
+	if (json_array_size(vm_files) > HEC_VM_FILES_MAX) {
+		respond_error(p->conn, "more than %d vm_files", HEC_VM_FILES_MAX);
 		return;
 	}
 	json_array_foreach(vm_files, i, e)

@@ -331,6 +331,30 @@ static int find_ether(char *name, size_t len)
 	return -ENODEV;
 }
 
+/*
+ * HELLO says the network is set, and MPI's TCP transport skips an
+ * interface that is not RUNNING: wait for the carrier (the host raises
+ * the link once QEMU's netdev is connected).  \return 0 when up.
+ */
+static int wait_oper_up(const char *ifn)
+{
+	long long deadline = now_ms() + 10000;
+	char path[128], state[16];
+
+	snprintf(path, sizeof(path), "/sys/class/net/%s/operstate", ifn);
+	do {
+		int fd = open(path, O_RDONLY | O_CLOEXEC);
+		ssize_t n = fd >= 0 ? read(fd, state, sizeof(state) - 1) : -1;
+
+		if (fd >= 0)
+			close(fd);
+		if (n >= 2 && !strncmp(state, "up", 2))
+			return 0;
+		usleep(20000);
+	} while (now_ms() < deadline);
+	return -ETIMEDOUT;
+}
+
 static void setup_network(const struct bootcfg *c)
 {
 	int s = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
@@ -382,6 +406,8 @@ static void setup_network(const struct bootcfg *c)
 	}
 	if (if_up(s, ifn) < 0)
 		glog("err", "%s: up: %s", ifn, strerror(errno));
+	else if (wait_oper_up(ifn))
+		glog("warn", "%s: %s, but the link is not up (no carrier)", ifn, c->ip);
 	else
 		glog("info", "%s: %s", ifn, c->ip);
 out:

@@ -26,6 +26,11 @@
 #define HEC_MSG_HDR_LEN 8
 #define HEC_MSG_MAX (4u << 20) /* 4 MiB: a job's environment fits */
 
+/* vm partitions, as the CLI, the controller and the schemas check them */
+#define HEC_VM_VCPUS_MAX 64
+#define HEC_VM_FILES_MAX 256    /* files put into a guest image */
+#define HEC_VM_MEM_MIN_MB 128   /* below this the guest kernel and initramfs do not fit */
+
 enum hec_msg_type {
 	HEC_MSG_ERROR = 1,      /* any -> any: {"error"} then the sender closes */
 	/* CLI <-> controller (Unix socket) */
@@ -98,5 +103,11 @@ void hec_msg_clear(struct hec_msg *m);
 int hec_msg_encode(unsigned type, const json_t *body, uint8_t **out, size_t *outlen);
 int hec_msg_encode_data(unsigned type, const void *data, size_t len,
 			uint8_t **out, size_t *outlen);
+/** 1 for the data frame types (raw payload, no JSON body). */
+int hec_msg_is_data(unsigned type);
+/** The 8-byte header of a frame of @type with @len payload bytes (for
+ *  senders that queue header and payload separately, without a copy).
+ *  \return 0, or -EMSGSIZE past HEC_MSG_MAX. */
+int hec_msg_header(uint8_t hdr[HEC_MSG_HDR_LEN], unsigned type, size_t len);
 
 #endif
