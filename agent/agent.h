@@ -139,6 +139,9 @@ void job_on_launch(struct agent *ag, const json_t *body);
 void job_on_start(struct agent *ag, const json_t *body);
 void job_on_kill(struct agent *ag, long id);
 void job_on_exit_ack(struct agent *ag, long id);
+/** SNAPSHOT: the job's partition here saves its machine's state to its job
+ *  directory, or (revert) goes back to the state saved last. */
+void job_on_snapshot(struct agent *ag, const json_t *body);
 void jobs_shutdown(struct agent *ag);
 /** Called for each reaped child; \return 1 if it was a batch step. */
 int job_reaped(struct agent *ag, pid_t pid, int status);
@@ -153,9 +156,6 @@ int job_dir(struct agent *ag, long id, char *buf, size_t len);
 char *job_agent_map(const struct job *j);
 char *job_nodelist(const struct job *j);
 
-/** vm partitions (part_vm.c): the guest is up (@error NULL: reply
- *  LAUNCHED) or could not be brought up (LAUNCHED with @error). */
-void job_vm_launched(struct agent *ag, struct job *j, const char *error);
 /** The batch step in the guest ended, or the guest failed (@error). */
 void job_vm_exited(struct agent *ag, struct job *j, int code, int sig, const char *error);
 

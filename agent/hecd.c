@@ -162,6 +162,9 @@ static void ctl_on_msg(struct hec_conn *c, const struct hec_msg *m, void *arg)
 	case HEC_MSG_STATS_REQ:
 		gang_on_stats_req(ag, b);
 		break;
+	case HEC_MSG_SNAPSHOT:
+		job_on_snapshot(ag, b);
+		break;
 	case HEC_MSG_LAUNCH:
 		job_on_launch(ag, b);
 		break;

@@ -425,6 +425,8 @@ static int batch_host_resolves(const struct agent *ag, const json_t *nodes, char
 	return 0;
 }
 
+static void job_started(void *arg, int rc, const char *error);
+
 void job_on_launch(struct agent *ag, const json_t *body)
 {
 	long id = (long)json_integer_value(json_object_get(body, "job"));
@@ -500,8 +502,11 @@ void job_on_launch(struct agent *ag, const json_t *body)
 	} else {
 		rc = write_hosts(ag, j, why, sizeof(why));
 	}
-	if (!rc && job_is_vm(j)) {
-		rc = vm_launch(ag, j, body, vwhy, sizeof(vwhy));
+	if (!rc && j->ops->start) {
+		struct hec_start_req req = { .host = ag, .job = j, .launch = (const struct json_t *)body,
+					     .done = job_started, .arg = j };
+
+		rc = hec_partition_start(j->ops, j->part, &req, vwhy, sizeof(vwhy));
 		if (rc)
 			hec_fmt(why, sizeof(why), "%s: %s", ag->conf.name, vwhy);
 	}
@@ -514,10 +519,10 @@ void job_on_launch(struct agent *ag, const json_t *body)
 		goto refuse;
 	}
 	save_meta(ag, j);
-	if (job_is_vm(j)) {
-		hec_info("%s: job %ld: partition made; its guest is on its way (%zu nodes)",
-			 ag->conf.name, id, json_array_size(nodes));
-		return; /* job_vm_launched() replies */
+	if (j->ops->start) {
+		hec_info("%s: job %ld: partition made; its %s machine is on its way (%zu nodes)",
+			 ag->conf.name, id, j->ops->name, json_array_size(nodes));
+		return; /* job_started() replies */
 	}
 	hec_info("%s: job %ld: partition ready (uid %lld, %zu nodes)", ag->conf.name, id,
 		 (long long)uid, json_array_size(nodes));
@@ -530,11 +535,16 @@ refuse:
 	reply_launched(ag, id, why);
 }
 
-void job_vm_launched(struct agent *ag, struct job *j, const char *error)
+/* The partition's machine is up, or could not come up (start's done). */
+static void job_started(void *arg, int rc, const char *error)
 {
+	struct job *j = arg;
+	struct agent *ag = j->ag;
 	char why[1100];
 
-	if (error) {
+	if (rc == -ECANCELED || j->killing)
+		return; /* the partition is going: no LAUNCHED for it */
+	if (rc) {
 		/* The partition stays: the controller fails the job and KILL_JOB
 		 * empties and removes it the usual way. */
 		hec_fmt(why, sizeof(why), "%s: %s", ag->conf.name, error);
@@ -542,10 +552,119 @@ void job_vm_launched(struct agent *ag, struct job *j, const char *error)
 		reply_launched(ag, j->id, why);
 		return;
 	}
-	hec_info("%s: job %ld: partition ready: guest up (uid %lld, %zu nodes)", ag->conf.name,
-		 j->id, (long long)j->uid, json_array_size(j->nodes));
+	hec_info("%s: job %ld: partition ready: its %s machine is up (uid %lld, %zu nodes)",
+		 ag->conf.name, j->id, j->ops->name, (long long)j->uid, json_array_size(j->nodes));
 	gang_job_ready(ag, j);
 	reply_launched(ag, j->id, NULL);
+}
+
+/* ---- SNAPSHOT: the partition's machine saves its state, or goes back to it ---- */
+
+struct snap_req {
+	struct agent *ag;
+	long job, req;
+	int revert;
+	int fd;
+	int64_t t0;
+	char path[PATH_MAX + 16], tmp[PATH_MAX + 48];
+};
+
+/* SNAPSHOT_DONE: the controller knows which node answers, so @error does
+ * not name it. */
+static void snap_reply(struct agent *ag, long job, long req, long long bytes, long long ms,
+		       const char *error)
+{
+	json_t *b = json_pack("{s:I,s:I,s:I,s:I}", "job", (json_int_t)job, "req", (json_int_t)req,
+			      "bytes", (json_int_t)bytes, "ms", (json_int_t)ms);
+
+	if (b && error)
+		json_object_set_new(b, "error", json_string(error));
+	if (b)
+		agent_ctl_send(ag, HEC_MSG_SNAPSHOT_DONE, b);
+}
+
+/* The driver is done: a snapshot is kept only once it is whole on disk
+ * (written, synced, renamed over the last one). */
+static void snap_done(void *arg, int rc, const char *why)
+{
+	struct snap_req *r = arg;
+	struct agent *ag = r->ag;
+	long long ms = (hec_now_mono_ns() - r->t0) / 1000000;
+	char err[1200];
+	struct stat st;
+
+	if (!rc && ((!r->revert && fsync(r->fd)) || fstat(r->fd, &st) ||
+		    (!r->revert && rename(r->tmp, r->path)))) {
+		rc = -errno;
+		why = strerror(errno);
+	}
+	if (rc && !r->revert)
+		unlink(r->tmp);
+	close(r->fd);
+	if (rc) {
+		hec_fmt(err, sizeof(err), "%s", why ? why : strerror(-rc));
+		hec_err("%s: job %ld: %s failed: %s", ag->conf.name, r->job,
+			r->revert ? "revert to the snapshot" : "snapshot", why ? why : strerror(-rc));
+		snap_reply(ag, r->job, r->req, 0, ms, err);
+	} else {
+		hec_info("%s: job %ld: %s %lld bytes in %lld ms", ag->conf.name, r->job,
+			 r->revert ? "reverted to the snapshot of" : "snapshot saved:",
+			 (long long)st.st_size, ms);
+		snap_reply(ag, r->job, r->req, (long long)st.st_size, ms, NULL);
+	}
+	free(r);
+}
+
+void job_on_snapshot(struct agent *ag, const json_t *body)
+{
+	long id = (long)json_integer_value(json_object_get(body, "job"));
+	long req = (long)json_integer_value(json_object_get(body, "req"));
+	int revert = json_is_true(json_object_get(body, "revert"));
+	struct job *j = job_find(ag, id);
+	struct snap_req *r = NULL;
+	char dir[PATH_MAX], why[1024];
+	int rc;
+
+	if (!j || !j->part || !j->launched || j->killing) {
+		hec_fmt(why, sizeof(why), "job %ld has no partition here", id);
+		goto fail;
+	}
+	r = calloc(1, sizeof(*r));
+	if (!r || job_dir(ag, id, dir, sizeof(dir))) {
+		hec_fmt(why, sizeof(why), "out of memory");
+		goto fail;
+	}
+	r->ag = ag;
+	r->job = id;
+	r->req = req;
+	r->revert = revert;
+	r->t0 = hec_now_mono_ns();
+	hec_fmt(r->path, sizeof(r->path), "%s/snapshot", dir);
+	/* Each request its own file: a refused second one truncates nothing. */
+	hec_fmt(r->tmp, sizeof(r->tmp), "%s/snapshot.part.%ld", dir, req);
+	r->fd = revert ? open(r->path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW) :
+			 open(r->tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0600);
+	if (r->fd < 0) {
+		if (revert && errno == ENOENT)
+			hec_fmt(why, sizeof(why), "job %ld has no snapshot here to revert to", id);
+		else
+			hec_fmt(why, sizeof(why), "%s: %s", revert ? r->path : r->tmp, strerror(errno));
+		goto fail;
+	}
+	rc = revert ? hec_partition_restore(j->ops, j->part, r->fd, snap_done, r, why, sizeof(why)) :
+		      hec_partition_snapshot(j->ops, j->part, r->fd, snap_done, r, why, sizeof(why));
+	if (rc) {
+		close(r->fd);
+		if (!revert)
+			unlink(r->tmp);
+		goto fail;
+	}
+	return;
+
+fail:
+	free(r);
+	hec_err("%s: job %ld: %s refused: %s", ag->conf.name, id, revert ? "revert" : "snapshot", why);
+	snap_reply(ag, id, req, 0, 0, why);
 }
 
 void job_vm_exited(struct agent *ag, struct job *j, int code, int sig, const char *error)

@@ -66,6 +66,19 @@ enum { L_GUEST, L_QMP, L_GATE, L_NET, NLISTEN };
 static const char *const sock_names[NLISTEN] = { "guest.sock", "qmp.sock", "gate.sock", "net.sock" };
 
 enum vm_state { VM_IMAGE, VM_BOOTING, VM_UP, VM_DEAD };
+enum vm_op { OP_NONE, OP_SNAPSHOT, OP_RESTORE };
+
+struct vm;
+/* The answer to a QMP command sent on the event loop: the reply object
+ * (NULL: the monitor went away) and, for an "error" reply, its text. */
+typedef void (*qmp_cb)(struct vm *v, json_t *reply, const char *error);
+
+struct qmp_call {
+	struct qmp_call *next;
+	char *line;                   /* the command, newline-terminated */
+	int fd;                       /* passed with it (getfd), or -1; owned */
+	qmp_cb cb;
+};
 
 /* The QMP way of switching a guest (the cgroup way is the proc driver's
  * own gate, handed out as it is). */
@@ -111,6 +124,34 @@ struct vm {
 	int64_t deadline_ns;
 	char shutdown_reason[64];
 	int panicked;
+	int incoming;                 /* restore: this QEMU is loading the state */
+
+	/* restore: the QEMU being replaced, stopped and set aside (connections
+	 * idle) until the new one has loaded: it runs on if that fails */
+	pid_t old_qemu_pid;
+	struct bufferevent *old_guest, *old_qmp, *old_netq;
+	struct qmp_mon *old_mon;
+
+	/* QMP commands on the event loop: one in flight, answers in order */
+	struct qmp_call *qq;
+	int qmp_greeted, qq_sent;
+
+	/* start(): the outcome goes here, once */
+	hec_part_done_fn start_done;
+	void *start_arg;
+
+	/* a snapshot or restore under way: one at a time */
+	enum vm_op op;
+	int op_fd;
+	hec_part_done_fn op_done;
+	void *op_arg;
+	int op_stopped;               /* snapshot: the guest stopped for it (no background snapshot) */
+	int op_rc;                    /* the outcome, once op_end() decided it */
+	char op_why[512];
+	int op_ending;
+	int64_t op_deadline_ns;
+	long ping_seq;                /* restore: the PING whose PONG ends it */
+	struct event *op_timer;       /* polls the migration; then delivers the outcome */
 
 	/* network */
 	struct vnet *net;
@@ -273,6 +314,12 @@ static void vm_gate_close(struct hec_gate *gate)
 	free(g);
 }
 
+static int vm_start(struct hec_partition *p, const struct hec_start_req *req, char *why, size_t len);
+static int vm_snapshot(struct hec_partition *p, int fd, hec_part_done_fn done, void *arg,
+		       char *why, size_t len);
+static int vm_restore(struct hec_partition *p, int fd, hec_part_done_fn done, void *arg,
+		      char *why, size_t len);
+
 const struct hec_partition_ops hec_partition_vm_ops = {
 	.name = "vm",
 	.node_init = vm_node_init,
@@ -288,6 +335,9 @@ const struct hec_partition_ops hec_partition_vm_ops = {
 	.release = vm_release,
 	.path = vm_path,
 	.cpu_usage = vm_cpu_usage,
+	.start = vm_start,
+	.snapshot = vm_snapshot,
+	.restore = vm_restore,
 	.gate_open = vm_gate_open,
 	.gate_set = vm_gate_set,
 	.gate_wait = vm_gate_wait,
@@ -310,10 +360,27 @@ static void close_listeners(struct vm *v)
 	}
 }
 
+static void start_finish(struct vm *v, int rc, const char *why)
+{
+	hec_part_done_fn done = v->start_done;
+
+	v->start_done = NULL;
+	if (done)
+		done(v->start_arg, rc, why);
+}
+
+static void op_deliver(struct vm *v, int rc, const char *why);
+static void qmp_drop(struct vm *v);
+static void drop_old(struct vm *v);
+
 static void vm_free(struct vm *v)
 {
 	struct vm **pp;
 
+	/* Whoever waits on the guest hears that it is gone. */
+	start_finish(v, -ECANCELED, "the partition is going away");
+	if (v->op != OP_NONE)
+		op_deliver(v, -ECANCELED, "the partition is going away");
 	for (pp = &vms; *pp; pp = &(*pp)->next)
 		if (*pp == v) {
 			*pp = v->next;
@@ -332,6 +399,10 @@ static void vm_free(struct vm *v)
 		bufferevent_free(v->qmp);
 	if (v->netq)
 		bufferevent_free(v->netq);
+	drop_old(v);
+	qmp_drop(v);
+	if (v->op_timer)
+		event_free(v->op_timer);
 	if (v->uplink)
 		hec_conn_free(v->uplink);
 	if (v->timer)
@@ -395,6 +466,8 @@ static void console_reason(struct vm *v, char *out, size_t len)
  * (the cgroup keeps nothing else), and tell the job: before LAUNCHED it is
  * a launch failure, afterwards the job fails with the reason.
  */
+static void op_end(struct vm *v, int rc, const char *fmt_, ...) __attribute__((format(printf, 3, 4)));
+
 static void vm_fail(struct vm *v, const char *fmt_, ...) __attribute__((format(printf, 2, 3)));
 static void vm_fail(struct vm *v, const char *fmt_, ...)
 {
@@ -414,11 +487,13 @@ static void vm_fail(struct vm *v, const char *fmt_, ...)
 	if (v->timer)
 		evtimer_del(v->timer);
 	hec_err("%s: job %ld: guest failed: %s", ag->conf.name, v->job, v->why);
-	if (!j || j->killing)
-		return;
+	if (v->op != OP_NONE) {
+		v->op_stopped = 0;
+		op_end(v, -EIO, "%s", v->why);
+	}
 	if (was != VM_UP)
-		job_vm_launched(ag, j, v->why);
-	else
+		start_finish(v, -EIO, v->why);
+	else if (j && !j->killing)
 		job_vm_exited(ag, j, 1, 0, v->why);
 }
 
@@ -504,6 +579,7 @@ static void uplink_close(struct hec_conn *c, const char *reason, void *arg)
 }
 
 static void timer_cb(evutil_socket_t fd, short what, void *arg);
+static void op_timer_cb(evutil_socket_t fd, short what, void *arg);
 
 static void uplink_retry(struct vm *v)
 {
@@ -663,7 +739,6 @@ static void calibrate(struct vm *v)
 static void on_hello(struct vm *v, const struct hec_guest_frame *f)
 {
 	const char *kernel = hec_guest_kv_get(f->payload, f->len, "kernel");
-	struct job *j = job_find(v->ag, v->job);
 
 	if (v->state != VM_BOOTING)
 		return;
@@ -672,8 +747,7 @@ static void on_hello(struct vm *v, const struct hec_guest_frame *f)
 	hec_info("%s: job %ld: guest up (kernel %s, %d vCPUs, %ld MB)", v->ag->conf.name, v->job,
 		 kernel ? kernel : "?", v->vcpus, v->mem_mb);
 	calibrate(v);
-	if (j)
-		job_vm_launched(v->ag, j, NULL);
+	start_finish(v, 0, NULL);
 }
 
 static void on_out(struct vm *v, const struct hec_guest_frame *f)
@@ -715,6 +789,8 @@ static void on_exit_frame(struct vm *v, const struct hec_guest_frame *f)
 		job_vm_exited(v->ag, j, (int)code, (int)sig, error ? why : NULL);
 }
 
+static void restore_ponged(struct vm *v, const struct hec_guest_frame *f);
+
 static void guest_read(struct bufferevent *bev, void *arg)
 {
 	struct vm *v = arg;
@@ -753,8 +829,11 @@ static void guest_read(struct bufferevent *bev, void *arg)
 			hec_info("%s: job %ld: guest: %s", v->ag->conf.name, v->job, msg ? msg : "?");
 			break;
 		}
+		case HEC_G_PONG:
+			restore_ponged(v, &f);
+			break;
 		default:
-			break; /* STARTED, PONG: nothing to do */
+			break; /* STARTED: nothing to do */
 		}
 		if (v->state == VM_DEAD || !v->guest)
 			return;
@@ -762,22 +841,152 @@ static void guest_read(struct bufferevent *bev, void *arg)
 	}
 }
 
-/* ---- QMP (events, on the event loop) ---- */
+/* ---- QMP on the event loop: events, and commands one at a time ---- */
+
+static void qmp_call_free(struct qmp_call *c)
+{
+	if (c->fd >= 0)
+		close(c->fd);
+	free(c->line);
+	free(c);
+}
+
+/* Send the head of the queue if nothing is in flight.  Written straight to
+ * the socket (a command is a short line, and the socket has nothing else
+ * queued: each is sent only once the one before is answered), which is
+ * also how a file descriptor goes with it. */
+static void qmp_kick(struct vm *v)
+{
+	union {
+		char buf[CMSG_SPACE(sizeof(int))];
+		struct cmsghdr align;
+	} u;
+	struct qmp_call *c;
+
+	while ((c = v->qq) && !v->qq_sent && v->qmp && v->qmp_greeted) {
+		struct iovec iov = { c->line, strlen(c->line) };
+		struct msghdr mh = { .msg_iov = &iov, .msg_iovlen = 1 };
+		ssize_t n;
+
+		if (c->fd >= 0) {
+			struct cmsghdr *cm;
+
+			memset(&u, 0, sizeof(u));
+			mh.msg_control = u.buf;
+			mh.msg_controllen = sizeof(u.buf);
+			cm = CMSG_FIRSTHDR(&mh);
+			cm->cmsg_level = SOL_SOCKET;
+			cm->cmsg_type = SCM_RIGHTS;
+			cm->cmsg_len = CMSG_LEN(sizeof(int));
+			memcpy(CMSG_DATA(cm), &c->fd, sizeof(int));
+		}
+		n = sendmsg(bufferevent_getfd(v->qmp), &mh, MSG_NOSIGNAL);
+		if (n == (ssize_t)iov.iov_len) {
+			v->qq_sent = 1;
+			return;
+		}
+		v->qq = c->next;
+		if (c->cb)
+			c->cb(v, NULL, n < 0 ? strerror(errno) : "short write");
+		qmp_call_free(c);
+	}
+}
+
+/* Queue @cmd (stolen) with @fd (owned from here on, or -1); @cb (NULL:
+ * an error is logged) gets the answer, or NULL if the monitor goes. */
+static void qmp_call(struct vm *v, json_t *cmd, int fd, qmp_cb cb)
+{
+	struct qmp_call *c = calloc(1, sizeof(*c)), **pp;
+	char *text = cmd ? json_dumps(cmd, JSON_COMPACT) : NULL;
+
+	json_decref(cmd);
+	if (!c || !text || asprintf(&c->line, "%s\n", text) < 0) {
+		free(text);
+		free(c);
+		if (fd >= 0)
+			close(fd);
+		if (cb)
+			cb(v, NULL, "out of memory");
+		return;
+	}
+	free(text);
+	c->fd = fd;
+	c->cb = cb;
+	for (pp = &v->qq; *pp; pp = &(*pp)->next)
+		;
+	*pp = c;
+	qmp_kick(v);
+}
+
+/* The monitor is gone: every command queued is answered with NULL. */
+static void qmp_flush(struct vm *v)
+{
+	while (v->qq) {
+		struct qmp_call *c = v->qq;
+
+		v->qq = c->next;
+		if (c->cb)
+			c->cb(v, NULL, "QEMU's monitor went away");
+		qmp_call_free(c);
+	}
+	v->qq_sent = 0;
+}
+
+/* Forget the queued commands without answers (their monitor is being
+ * swapped out under an op that decides for itself). */
+static void qmp_drop(struct vm *v)
+{
+	while (v->qq) {
+		struct qmp_call *c = v->qq;
+
+		v->qq = c->next;
+		qmp_call_free(c);
+	}
+	v->qq_sent = 0;
+}
+
+static void qmp_answer(struct vm *v, json_t *o, const char *line)
+{
+	struct qmp_call *c = v->qq;
+	json_t *err = json_object_get(o, "error");
+	const char *desc = json_string_value(json_object_get(err, "desc"));
+
+	if (!c || !v->qq_sent) {
+		hec_warn("%s: job %ld: QMP answer to no command: %s", v->ag->conf.name, v->job, line);
+		return;
+	}
+	v->qq = c->next;
+	v->qq_sent = 0;
+	if (c->cb)
+		c->cb(v, o, err ? (desc ? desc : "error") : NULL);
+	else if (err)
+		hec_warn("%s: job %ld: QMP: %s", v->ag->conf.name, v->job, line);
+	qmp_call_free(c);
+	qmp_kick(v);
+}
 
 /*
- * QEMU's stream netdev connects after the NIC is made, and the NIC may
- * keep the "no carrier" it saw then, which MPI's transports take for a
- * dead interface: say the link is up as soon as QMP is there, long before
- * the guest's driver looks (a change of link state later would leave the
+ * At the greeting: capabilities first, then say the link is up.  QEMU's
+ * stream netdev connects after the NIC is made, and the NIC may keep the
+ * "no carrier" it saw then, which MPI's transports take for a dead
+ * interface: say the link is up as soon as QMP is there, long before the
+ * guest's driver looks (a change of link state later would leave the
  * interface not RUNNING for a moment, which MPI may just hit).
  */
-static void link_up(struct vm *v)
+static void on_greeting(struct vm *v)
 {
-	static const char up[] =
-		"{\"execute\":\"set_link\",\"arguments\":{\"name\":\"n0\",\"up\":true}}\n";
+	struct qmp_call *rest = v->qq, **pp;
 
-	if (v->qmp)
-		bufferevent_write(v->qmp, up, sizeof(up) - 1);
+	v->qq = NULL;
+	qmp_call(v, json_pack("{s:s}", "execute", "qmp_capabilities"), -1, NULL);
+	qmp_call(v, json_pack("{s:s,s:{s:s,s:b}}", "execute", "set_link", "arguments", "name", "n0",
+			      "up", 1), -1, NULL);
+	/* What was queued before the greeting follows them. */
+	for (pp = &v->qq; *pp; pp = &(*pp)->next)
+		;
+	*pp = rest;
+	v->qmp_greeted = 1;
+	qmp_kick(v);
 }
 
 static void qmp_read(struct bufferevent *bev, void *arg)
@@ -787,19 +996,16 @@ static void qmp_read(struct bufferevent *bev, void *arg)
 	size_t n;
 	char *line;
 
-	while ((line = evbuffer_readln(in, &n, EVBUFFER_EOL_CRLF))) {
+	while (bev == v->qmp && (line = evbuffer_readln(in, &n, EVBUFFER_EOL_CRLF))) {
 		json_t *o = json_loadb(line, n, 0, NULL);
 		const char *ev = json_string_value(json_object_get(o, "event"));
 
 		if (json_object_get(o, "QMP")) {
-			static const char caps[] = "{\"execute\":\"qmp_capabilities\"}\n";
-
-			bufferevent_write(bev, caps, sizeof(caps) - 1);
-			link_up(v);
-		}
-		if (json_object_get(o, "error"))
-			hec_warn("%s: job %ld: QMP: %.*s", v->ag->conf.name, v->job, (int)n, line);
-		if (ev && !strcmp(ev, "SHUTDOWN")) {
+			if (!v->qmp_greeted)
+				on_greeting(v);
+		} else if (!ev && (json_object_get(o, "return") || json_object_get(o, "error"))) {
+			qmp_answer(v, o, line);
+		} else if (ev && !strcmp(ev, "SHUTDOWN")) {
 			const char *r = json_string_value(json_object_get(json_object_get(o, "data"), "reason"));
 
 			hec_fmt(v->shutdown_reason, sizeof(v->shutdown_reason), "%s", r ? r : "?");
@@ -827,6 +1033,8 @@ static void conn_event(struct bufferevent *bev, short what, void *arg)
 	} else if (bev == v->qmp) {
 		bufferevent_free(v->qmp);
 		v->qmp = NULL;
+		v->qmp_greeted = 0;
+		qmp_flush(v);
 	} else if (bev == v->netq) {
 		vnet_port_del(v->net, v->port_guest);
 		bufferevent_free(v->netq);
@@ -993,7 +1201,7 @@ static int start_qemu(struct vm *v, char *why, size_t len)
 {
 	struct agent *ag = v->ag;
 	char smp[16], mem[32], name[64], chr[4][PATH_MAX + 64], netdev[PATH_MAX + 64], mac[64];
-	char serial[PATH_MAX + 16], log[PATH_MAX], accel[48];
+	char serial[PATH_MAX + 64], log[PATH_MAX], accel[48];
 	const char *argv[64];
 	int argc = 0, logfd, nullfd, rc;
 	struct hec_spawn_req req;
@@ -1015,7 +1223,7 @@ static int start_qemu(struct vm *v, char *why, size_t len)
 	hec_fmt(mac, sizeof(mac), "virtio-net-pci,netdev=n0,mac=52:54:%02x:%02x:%02x:%02x",
 	    (unsigned)(v->job >> 16) & 0xff, (unsigned)(v->job >> 8) & 0xff, (unsigned)v->job & 0xff,
 	    (unsigned)v->index & 0xff);
-	hec_fmt(serial, sizeof(serial), "file:%s/console.log", v->dir);
+	hec_fmt(serial, sizeof(serial), "file,id=con,append=on,path=%s/console.log", v->dir);
 	argv[argc++] = ag->conf.qemu;
 	argv[argc++] = "-name";
 	argv[argc++] = name;
@@ -1038,8 +1246,10 @@ static int start_qemu(struct vm *v, char *why, size_t len)
 	argv[argc++] = v->initrd;
 	argv[argc++] = "-append";
 	argv[argc++] = v->cmdline;
-	argv[argc++] = "-serial";
+	argv[argc++] = "-chardev";
 	argv[argc++] = serial;
+	argv[argc++] = "-serial";
+	argv[argc++] = "chardev:con";
 	argv[argc++] = "-device";
 	argv[argc++] = "virtio-serial-pci";
 	argv[argc++] = "-chardev";
@@ -1058,10 +1268,18 @@ static int start_qemu(struct vm *v, char *why, size_t len)
 	argv[argc++] = netdev;
 	argv[argc++] = "-device";
 	argv[argc++] = mac;
+	if (v->incoming) {
+		/* A restore: paused, until migrate-incoming has loaded the state. */
+		argv[argc++] = "-incoming";
+		argv[argc++] = "defer";
+		argv[argc++] = "-S";
+	}
 	argv[argc] = NULL;
 
 	hec_fmt(log, sizeof(log), "%s/qemu.log", v->dir);
-	logfd = open(log, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0600);
+	/* A restore's QEMU writes after the one it replaces. */
+	logfd = open(log, O_WRONLY | O_CREAT | (v->incoming ? O_APPEND : O_TRUNC) | O_CLOEXEC | O_NOFOLLOW,
+		     0600);
 	nullfd = open("/dev/null", O_RDONLY | O_CLOEXEC);
 	if (logfd < 0 || nullfd < 0) {
 		rc = -errno;
@@ -1069,9 +1287,11 @@ static int start_qemu(struct vm *v, char *why, size_t len)
 		goto out;
 	}
 	/* QEMU writes the console file as the job's user. */
-	hec_fmt(log, sizeof(log), "%s/console.log", v->dir);
-	close(open(log, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0600));
-	chown_sock(v, log);
+	if (!v->incoming) {
+		hec_fmt(log, sizeof(log), "%s/console.log", v->dir);
+		close(open(log, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0600));
+		chown_sock(v, log);
+	}
 	req = (struct hec_spawn_req){ .argv = argv, .envp = envp, .cwd = v->dir, .uid = v->uid,
 				      .gid = v->gid, .stdin_fd = nullfd, .stdout_fd = logfd,
 				      .stderr_fd = logfd };
@@ -1080,8 +1300,9 @@ static int start_qemu(struct vm *v, char *why, size_t len)
 		hec_fmt(why, len, "cannot start %s: %s: %s", ag->conf.qemu, hec_part_proc_context(),
 		    strerror(-rc));
 	else
-		hec_info("%s: job %ld: QEMU pid %d: %d vCPUs, %ld MB, %s", ag->conf.name, v->job,
-			 (int)v->qemu_pid, v->vcpus, v->mem_mb, kvm ? "KVM" : "TCG");
+		hec_info("%s: job %ld: QEMU pid %d: %d vCPUs, %ld MB, %s%s", ag->conf.name, v->job,
+			 (int)v->qemu_pid, v->vcpus, v->mem_mb, kvm ? "KVM" : "TCG",
+			 v->incoming ? ", waiting for the state to restore" : "");
 out:
 	if (logfd >= 0)
 		close(logfd);
@@ -1105,6 +1326,8 @@ static void qemu_log_tail(struct vm *v, char *out, size_t len)
 	hec_fmt(out, len, "%s", start ? start + 1 : buf);
 }
 
+static void restore_undo(struct vm *v, int rc, const char *why);
+
 static void qemu_ended(struct vm *v, int status)
 {
 	char reason[512], tail[600];
@@ -1114,6 +1337,17 @@ static void qemu_ended(struct vm *v, int status)
 	v->qemu_pid = 0;
 	if (v->state == VM_DEAD)
 		return;
+	if (v->incoming) {
+		/* The new QEMU of a restore: e.g. it could not load the state. */
+		qemu_log_tail(v, tail, sizeof(tail));
+		if (sig)
+			hec_fmt(reason, sizeof(reason), "the new QEMU was killed by signal %d", sig);
+		else
+			hec_fmt(reason, sizeof(reason), "the new QEMU exited with status %d%s%.400s", code,
+			    tail[0] ? ": " : "", tail);
+		restore_undo(v, -EIO, reason);
+		return;
+	}
 	console_reason(v, reason, sizeof(reason));
 	if (reason[0]) {
 		vm_fail(v, "%s", reason);
@@ -1311,6 +1545,10 @@ int vm_reaped(struct agent *ag, pid_t pid, int status)
 			qemu_ended(v, status);
 			return 1;
 		}
+		if (v->old_qemu_pid == pid) {
+			v->old_qemu_pid = 0; /* replaced (restore), or set aside and died */
+			return 1;
+		}
 	}
 	return 0;
 }
@@ -1364,8 +1602,11 @@ static int kernel_present(struct agent *ag, char *why, size_t len)
 	return -ENOENT;
 }
 
-int vm_launch(struct agent *ag, struct job *j, const json_t *launch, char *why, size_t len)
+static int vm_start(struct hec_partition *p, const struct hec_start_req *req, char *why, size_t len)
 {
+	struct agent *ag = req->host;
+	struct job *j = req->job;
+	const json_t *launch = (const json_t *)req->launch;
 	const json_t *nodes = json_object_get(launch, "nodes"), *n;
 	const json_t *files = json_object_get(launch, "vm_files");
 	const char *gkey = json_string_value(json_object_get(launch, "guest_key"));
@@ -1403,10 +1644,10 @@ int vm_launch(struct agent *ag, struct job *j, const json_t *launch, char *why, 
 		return -ENOMEM;
 	v->ag = ag;
 	v->job = j->id;
-	v->part = j->part;
+	v->part = p;
 	v->uid = j->uid;
 	v->gid = j->gid;
-	v->mk_fd = v->out_fd = v->err_fd = -1;
+	v->mk_fd = v->out_fd = v->err_fd = v->op_fd = -1;
 	for (i = 0; i < NLISTEN; i++)
 		v->lfd[i] = -1;
 	v->vcpus = (int)json_integer_value(json_object_get(launch, "vcpus"));
@@ -1450,7 +1691,8 @@ int vm_launch(struct agent *ag, struct job *j, const json_t *launch, char *why, 
 		goto err;
 	v->net = vnet_new();
 	v->timer = evtimer_new(ag->base, timer_cb, v);
-	if (!v->net || !v->timer) {
+	v->op_timer = evtimer_new(ag->base, op_timer_cb, v);
+	if (!v->net || !v->timer || !v->op_timer) {
 		hec_fmt(why, len, "out of memory");
 		rc = -ENOMEM;
 		goto err;
@@ -1460,6 +1702,8 @@ int vm_launch(struct agent *ag, struct job *j, const json_t *launch, char *why, 
 		goto err;
 	v->deadline_ns = hec_now_mono_ns() + (int64_t)VM_BOOT_TIMEOUT_S * 1000000000;
 	evtimer_add(v->timer, &tv);
+	v->start_done = req->done;
+	v->start_arg = req->arg;
 	return 0;
 
 err:
@@ -1507,6 +1751,478 @@ int vm_run(struct agent *ag, struct job *j, const char *const *argv, const char 
 	v->err_fd = err_fd >= 0 ? dup(err_fd) : v->out_fd;
 	v->running = 1;
 	return 0;
+}
+
+/* ---- snapshot and restore ---- */
+
+#define OP_POLL_MS 50
+#define OP_TIMEOUT_S 600
+#define SNAP_FDNAME "hecsnap"
+/* QEMU throttles migration to 32 MiB/s by default: a snapshot goes as
+ * fast as the file takes it. */
+#define SNAP_BANDWIDTH (64LL << 30)
+
+static void restore_stopped(struct vm *v, json_t *reply, const char *error);
+
+static void op_after(struct vm *v, int ms)
+{
+	struct timeval tv = { ms / 1000, (ms % 1000) * 1000 };
+
+	evtimer_add(v->op_timer, &tv);
+}
+
+/* Hand the outcome to the op's caller: from op_timer, or with -ECANCELED
+ * when the guest is dropped. */
+static void op_deliver(struct vm *v, int rc, const char *why)
+{
+	hec_part_done_fn done = v->op_done;
+	void *arg = v->op_arg;
+	char copy[sizeof(v->op_why)];
+
+	hec_fmt(copy, sizeof(copy), "%s", why ? why : "");
+	if (v->op_fd >= 0)
+		close(v->op_fd);
+	v->op_fd = -1;
+	v->op = OP_NONE;
+	v->op_ending = 0;
+	v->op_done = NULL;
+	if (v->op_timer)
+		evtimer_del(v->op_timer);
+	if (done)
+		done(arg, rc, rc ? copy : NULL);
+}
+
+static void op_resumed(struct vm *v, json_t *reply, const char *error)
+{
+	if (!reply || error)
+		hec_warn("%s: job %ld: the guest did not resume after its snapshot: %s",
+			 v->ag->conf.name, v->job, error ? error : "QEMU's monitor went away");
+	op_after(v, 0);
+}
+
+/*
+ * The op's outcome is decided (the first decision counts): a guest we
+ * stopped for its snapshot resumes first; the caller hears of it from the
+ * loop, never from inside one of our own calls.
+ */
+static void op_end(struct vm *v, int rc, const char *fmt_, ...)
+{
+	va_list ap;
+
+	if (v->op == OP_NONE || v->op_ending)
+		return;
+	v->op_ending = 1;
+	v->op_rc = rc;
+	v->op_why[0] = 0;
+	if (fmt_) {
+		va_start(ap, fmt_);
+		vsnprintf(v->op_why, sizeof(v->op_why), fmt_, ap);
+		va_end(ap);
+	}
+	evtimer_del(v->op_timer);
+	if (v->op_stopped) {
+		v->op_stopped = 0;
+		qmp_call(v, json_pack("{s:s}", "execute", "cont"), -1, op_resumed);
+	} else {
+		op_after(v, 0);
+	}
+}
+
+/* The op's commands whose answer only needs checking. */
+static int op_live(struct vm *v)
+{
+	return v->op != OP_NONE && !v->op_ending;
+}
+
+static void op_check(struct vm *v, json_t *reply, const char *error)
+{
+	if (!op_live(v))
+		return;
+	if (!reply)
+		op_end(v, -ECONNRESET, "QEMU's monitor went away");
+	else if (error)
+		op_end(v, -EIO, "QEMU: %s", error);
+}
+
+static void op_poll(struct vm *v, json_t *reply, const char *error)
+{
+	op_check(v, reply, error);
+	if (op_live(v))
+		op_after(v, OP_POLL_MS);
+}
+
+static void pass_fd(struct vm *v)
+{
+	int fd = fcntl(v->op_fd, F_DUPFD_CLOEXEC, 3);
+
+	if (fd < 0) {
+		op_end(v, -errno, "dup: %s", strerror(errno));
+		return;
+	}
+	qmp_call(v, json_pack("{s:s,s:{s:s}}", "execute", "getfd", "arguments", "fdname", SNAP_FDNAME),
+		 fd, op_check);
+}
+
+static void snap_migrate(struct vm *v)
+{
+	pass_fd(v);
+	if (op_live(v))
+		qmp_call(v, json_pack("{s:s,s:{s:s}}", "execute", "migrate", "arguments", "uri",
+				      "fd:" SNAP_FDNAME), -1, op_poll);
+}
+
+static void snap_stopped(struct vm *v, json_t *reply, const char *error)
+{
+	op_check(v, reply, error);
+	if (!op_live(v))
+		return;
+	v->op_stopped = 1;
+	qmp_call(v, json_pack("{s:s,s:{s:[{s:s,s:b}]}}", "execute", "migrate-set-capabilities",
+			      "arguments", "capabilities", "capability", "background-snapshot",
+			      "state", 0), -1, op_check);
+	snap_migrate(v);
+}
+
+/* Background snapshot: the guest runs on while its memory is written as
+ * of this instant (pages it writes meanwhile are copied first).  It needs
+ * userfaultfd write protection, which a kernel may refuse to QEMU (an
+ * unprivileged user when vm.unprivileged_userfaultfd is 0): then the
+ * guest stops while its state is written. */
+static void snap_caps(struct vm *v, json_t *reply, const char *error)
+{
+	if (!op_live(v))
+		return;
+	if (reply && error) {
+		hec_info("%s: job %ld: no background snapshot (%s): the guest stops while its state is written",
+			 v->ag->conf.name, v->job, error);
+		qmp_call(v, json_pack("{s:s}", "execute", "stop"), -1, snap_stopped);
+		return;
+	}
+	op_check(v, reply, error);
+	if (op_live(v))
+		snap_migrate(v);
+}
+
+static void snap_status(struct vm *v, json_t *reply, const char *error)
+{
+	int running;
+
+	op_check(v, reply, error);
+	if (!op_live(v))
+		return;
+	running = json_is_true(json_object_get(json_object_get(reply, "return"), "running"));
+	qmp_call(v, json_pack("{s:s,s:{s:I}}", "execute", "migrate-set-parameters", "arguments",
+			      "max-bandwidth", (json_int_t)SNAP_BANDWIDTH), -1, op_check);
+	/* A stopped guest (switched out by QMP) is written as it is. */
+	qmp_call(v, json_pack("{s:s,s:{s:[{s:s,s:b}]}}", "execute", "migrate-set-capabilities",
+			      "arguments", "capabilities", "capability", "background-snapshot",
+			      "state", running), -1, running ? snap_caps : op_check);
+	if (!running)
+		snap_migrate(v);
+}
+
+/* Why no snapshot or restore of @v can begin now. */
+static int op_refused(struct vm *v, char *why, size_t len)
+{
+	if (!v) {
+		hec_fmt(why, len, "the partition has no guest");
+		return -ENODEV;
+	}
+	if (v->state != VM_UP || !v->qmp) {
+		hec_fmt(why, len, "the guest is not up%s%s", v->why[0] ? ": " : "", v->why);
+		return -ENOTCONN;
+	}
+	if (v->op != OP_NONE) {
+		hec_fmt(why, len, "a snapshot or restore of the guest is under way");
+		return -EBUSY;
+	}
+	hec_fmt(why, len, "the QEMU replaced by the last restore is still exiting");
+	return -EBUSY;
+}
+
+/* Start a snapshot or restore of @v with its first command. */
+static int op_begin(struct vm *v, enum vm_op op, int fd, hec_part_done_fn done, void *arg,
+		    char *why, size_t len, json_t *first, qmp_cb cb)
+{
+	if (!v || v->state != VM_UP || !v->qmp || v->op != OP_NONE ||
+	    (op == OP_RESTORE && v->old_qemu_pid > 0)) {
+		json_decref(first);
+		return op_refused(v, why, len);
+	}
+	v->op_fd = fcntl(fd, F_DUPFD_CLOEXEC, 3);
+	if (v->op_fd < 0) {
+		hec_fmt(why, len, "dup: %s", strerror(errno));
+		json_decref(first);
+		return -errno;
+	}
+	v->op = op;
+	v->op_done = done;
+	v->op_arg = arg;
+	v->op_stopped = 0;
+	v->op_deadline_ns = hec_now_mono_ns() + (int64_t)OP_TIMEOUT_S * 1000000000;
+	hec_info("%s: job %ld: %s of the guest begins", v->ag->conf.name, v->job,
+		 op == OP_SNAPSHOT ? "snapshot" : "restore");
+	/* A QMP-switched guest leaves the gang until it is restored: the
+	 * dispatcher must not resume it under us. */
+	if (op == OP_RESTORE && v->use_qmp)
+		gang_job_forget(v->ag, v->job);
+	qmp_call(v, first, -1, cb);
+	return 0;
+}
+
+
+static int vm_snapshot(struct hec_partition *p, int fd, hec_part_done_fn done, void *arg,
+		       char *why, size_t len)
+{
+	/* Running or stopped decides how its state is written. */
+	return op_begin(vm_by_part(p), OP_SNAPSHOT, fd, done, arg, why, len,
+			json_pack("{s:s}", "execute", "query-status"), snap_status);
+}
+
+/* Park the current QEMU's connections, idle; @back: take them up again. */
+static void swap_aside(struct vm *v)
+{
+	struct bufferevent *g = v->guest, *q = v->qmp, *n = v->netq;
+	struct qmp_mon *m = v->mon;
+
+	if (v->netq)
+		vnet_port_del(v->net, v->port_guest);
+	v->port_guest = 0;
+	v->guest = v->old_guest;
+	v->qmp = v->old_qmp;
+	v->netq = v->old_netq;
+	v->mon = v->old_mon;
+	v->old_guest = g;
+	v->old_qmp = q;
+	v->old_netq = n;
+	v->old_mon = m;
+	for (int i = 0; i < 3; i++) {
+		struct bufferevent *b = i == 0 ? v->guest : i == 1 ? v->qmp : v->netq;
+		struct bufferevent *o = i == 0 ? v->old_guest : i == 1 ? v->old_qmp : v->old_netq;
+
+		if (b)
+			bufferevent_enable(b, EV_READ | EV_WRITE);
+		if (o)
+			bufferevent_disable(o, EV_READ);
+	}
+	if (v->netq)
+		v->port_guest = vnet_port_add(v->net, send_to_guest, v);
+	v->qmp_greeted = v->qmp != NULL;
+	v->qq_sent = 0;
+	{
+		pid_t t = v->qemu_pid;
+
+		v->qemu_pid = v->old_qemu_pid;
+		v->old_qemu_pid = t;
+	}
+}
+
+static void drop_old(struct vm *v)
+{
+	if (v->old_guest)
+		bufferevent_free(v->old_guest);
+	if (v->old_qmp)
+		bufferevent_free(v->old_qmp);
+	if (v->old_netq)
+		bufferevent_free(v->old_netq);
+	qmp_mon_put(v->old_mon);
+	v->old_guest = v->old_qmp = v->old_netq = NULL;
+	v->old_mon = NULL;
+	/* Reaped quietly: its pid stays in old_qemu_pid until then. */
+	if (v->old_qemu_pid > 0)
+		kill(v->old_qemu_pid, SIGKILL);
+}
+
+/*
+ * The new QEMU could not load the state: it goes, the old one comes back
+ * and resumes as it was.  Nothing of the job is lost.
+ */
+static void restore_undo(struct vm *v, int rc, const char *why)
+{
+	struct job *j = job_find(v->ag, v->job);
+	char msg[sizeof(v->op_why)];
+
+	hec_fmt(msg, sizeof(msg), "the snapshot could not be loaded (%s); the guest runs on as it was", why);
+	hec_warn("%s: job %ld: %s", v->ag->conf.name, v->job, msg);
+	v->incoming = 0;
+	if (v->qemu_pid > 0)
+		kill(v->qemu_pid, SIGKILL);
+	qmp_drop(v);
+	close_listeners(v);
+	swap_aside(v);     /* the old one is current again; the new one's are "old" */
+	drop_old(v);       /* the new QEMU's connections; it is killed already */
+	if (v->qemu_pid <= 0) {
+		op_end(v, rc, "%s", why);
+		vm_fail(v, "the guest's QEMU died while a restore was tried (%s)", why);
+		return;
+	}
+	v->op_stopped = 1; /* op_end resumes it */
+	if (v->use_qmp && j)
+		gang_job_ready(v->ag, j);
+	op_end(v, rc, "%s", msg);
+}
+
+static void restore_pinged(struct vm *v)
+{
+	long long seq = ++v->ping_seq;
+	struct hec_guest_kvbuf kv = { 0 };
+	int rc = hec_guest_kv_addf(&kv, "seq", "%lld", seq);
+
+	if (!rc)
+		rc = guest_send(v, HEC_G_PING, kv.p, kv.len);
+	hec_guest_kv_free(&kv);
+	if (rc)
+		op_end(v, rc, "the guest channel did not come back: %s", strerror(-rc));
+	else
+		op_after(v, OP_TIMEOUT_S * 1000); /* op_timer_cb: the PONG's deadline */
+}
+
+static void restore_resumed(struct vm *v, json_t *reply, const char *error)
+{
+	op_check(v, reply, error);
+	if (op_live(v))
+		restore_pinged(v);
+}
+
+/* The state is in: the old QEMU goes, the restored guest runs. */
+static void restore_loaded(struct vm *v)
+{
+	v->incoming = 0;
+	drop_old(v);
+	hec_info("%s: job %ld: guest restored; QEMU pid %d replaces the old one", v->ag->conf.name,
+		 v->job, (int)v->qemu_pid);
+	qmp_call(v, json_pack("{s:s}", "execute", "cont"), -1, restore_resumed);
+}
+
+/* PONG to the restore's PING: hec-guest runs in the restored guest; the
+ * batch step it runs must be the one we wait for. */
+static void restore_ponged(struct vm *v, const struct hec_guest_frame *f)
+{
+	struct job *j = job_find(v->ag, v->job);
+	long long seq = -1, run = 0;
+
+	if (v->op != OP_RESTORE || v->op_ending || v->incoming ||
+	    hec_guest_kv_int(f->payload, f->len, "seq", 0, 1LL << 62, &seq) || seq != v->ping_seq)
+		return;
+	hec_guest_kv_int(f->payload, f->len, "run", 0, 1LL << 40, &run);
+	if (v->use_qmp && j)
+		gang_job_ready(v->ag, j);
+	op_end(v, 0, NULL);
+	if (v->running && run != v->run_id && j)
+		job_vm_exited(v->ag, j, 1, 0,
+			      "the guest was restored to a state in which the batch step does not run");
+}
+
+static void restore_started(struct vm *v, json_t *reply, const char *error)
+{
+	if (op_live(v) && reply && error)
+		restore_undo(v, -EIO, error);
+	else
+		op_poll(v, reply, error);
+}
+
+static int vm_restore(struct hec_partition *p, int fd, hec_part_done_fn done, void *arg,
+		      char *why, size_t len)
+{
+	/* The old guest stops and waits aside; restore_stopped goes on. */
+	return op_begin(vm_by_part(p), OP_RESTORE, fd, done, arg, why, len,
+			json_pack("{s:s}", "execute", "stop"), restore_stopped);
+}
+
+static void op_status(struct vm *v, json_t *reply, const char *error)
+{
+	json_t *r = json_object_get(reply, "return");
+	const char *st = json_string_value(json_object_get(r, "status"));
+	const char *desc = json_string_value(json_object_get(r, "error-desc"));
+	char msg[400];
+
+	if (!op_live(v))
+		return;
+	if (v->op == OP_RESTORE && v->incoming && reply && error) {
+		restore_undo(v, -EIO, error);
+		return;
+	}
+	op_check(v, reply, error);
+	if (!op_live(v))
+		return;
+	if (st && !strcmp(st, "completed")) {
+		if (v->op == OP_RESTORE) {
+			restore_loaded(v);
+			return;
+		}
+		hec_info("%s: job %ld: snapshot of the guest written (%lld bytes of RAM; vCPUs stopped %lld ms%s)",
+			 v->ag->conf.name, v->job,
+			 (long long)json_integer_value(json_object_get(json_object_get(r, "ram"), "transferred")),
+			 (long long)json_integer_value(json_object_get(r, "downtime")),
+			 v->op_stopped ? ": no background snapshot" : "");
+		op_end(v, 0, NULL);
+	} else if (st && (!strcmp(st, "failed") || !strcmp(st, "cancelled"))) {
+		hec_fmt(msg, sizeof(msg), "QEMU: the migration %s%s%s", st, desc ? ": " : "",
+		    desc ? desc : "");
+		if (v->op == OP_RESTORE && v->incoming)
+			restore_undo(v, -EIO, msg);
+		else
+			op_end(v, -EIO, "%s", msg);
+	} else {
+		op_after(v, OP_POLL_MS);
+	}
+}
+
+static void op_timer_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct vm *v = arg;
+	char msg[128];
+
+	(void)fd;
+	(void)what;
+	if (v->op == OP_NONE)
+		return;
+	if (v->op_ending) {
+		op_deliver(v, v->op_rc, v->op_why);
+		return;
+	}
+	if (hec_now_mono_ns() > v->op_deadline_ns) {
+		if (v->op == OP_RESTORE && v->incoming) {
+			hec_fmt(msg, sizeof(msg), "the state did not load within %d s", OP_TIMEOUT_S);
+			restore_undo(v, -ETIMEDOUT, msg);
+		} else if (v->op == OP_RESTORE) {
+			op_end(v, -ETIMEDOUT, "the restored guest does not answer on its channel");
+			vm_fail(v, "the restored guest does not answer on its channel");
+		} else {
+			qmp_call(v, json_pack("{s:s}", "execute", "migrate_cancel"), -1, NULL);
+			op_end(v, -ETIMEDOUT, "the snapshot did not end within %d s", OP_TIMEOUT_S);
+		}
+		return;
+	}
+	if (v->op == OP_RESTORE && !v->incoming)
+		return; /* waiting for the PONG */
+	qmp_call(v, json_pack("{s:s}", "execute", "query-migrate"), -1, op_status);
+}
+
+/* The old guest is stopped: set it aside, start the new QEMU, which waits
+ * for the state (-incoming defer), and feed it. */
+static void restore_stopped(struct vm *v, json_t *reply, const char *error)
+{
+	char why[1024];
+	int rc;
+
+	op_check(v, reply, error);
+	if (!op_live(v))
+		return;
+	swap_aside(v);
+	close_listeners(v);
+	v->incoming = 1;
+	v->shutdown_reason[0] = 0;
+	v->panicked = 0;
+	rc = start_qemu(v, why, sizeof(why));
+	if (rc) {
+		restore_undo(v, rc, why);
+		return;
+	}
+	pass_fd(v);
+	if (op_live(v))
+		qmp_call(v, json_pack("{s:s,s:{s:s}}", "execute", "migrate-incoming", "arguments", "uri",
+				      "fd:" SNAP_FDNAME), -1, restore_started);
 }
 
 json_t *vm_stats_json(struct agent *ag)

@@ -20,20 +20,19 @@ struct agent;
 struct job;
 
 /**
- * The vm ops table: the proc driver's cgroup ops, with gates that switch
- * the guest by whichever of cgroup freeze and QMP stop/cont measured
- * cheaper on this guest, and freeze/thaw through QMP stop/cont.
+ * The vm ops table: the proc driver's cgroup ops, with
+ * - start: build the image, start QEMU in the partition, join the job's
+ *   network, wait for hec-guest's HELLO, measure the gang switch;
+ * - snapshot: QMP migrate to the caller's file descriptor (passed with
+ *   getfd), as a background snapshot where the host kernel allows it;
+ * - restore: a new QEMU started with -incoming defer loads the state, and
+ *   replaces the running one only once it has (else the old one resumes);
+ * - gates that switch the guest by whichever of cgroup freeze and QMP
+ *   stop/cont measured cheaper on this guest; freeze/thaw by QMP stop/cont.
+ * start()'s req->launch is the LAUNCH body (json_t).  A guest that fails
+ * once up reaches job_vm_exited().
  */
 extern const struct hec_partition_ops hec_partition_vm_ops;
-
-/**
- * Boot job @j's guest on this node (LAUNCH with partition "vm"): build the
- * image, start QEMU in @j's partition, join the job's network, wait for
- * hec-guest's HELLO.  The outcome reaches job_vm_launched() later.
- * \return 0 (under way), or -errno with a one-line reason in @why (nothing
- * was started).
- */
-int vm_launch(struct agent *ag, struct job *j, const json_t *launch, char *why, size_t len);
 
 /**
  * Run the batch step inside the guest: @argv with @envp in @cwd as the

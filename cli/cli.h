@@ -3,9 +3,9 @@
  *
  * opts.c and script.c hold the pure parsing logic (option words, #HEC
  * directives, value checks, host lists) and never print or exit, so the
- * unit test links them without main().  Everything that talks to the
- * controller or starts processes lives in client.c, cluster.c and jobs.c;
- * hec.c is main() and the command table.
+ * unit test links them without main(), with print.c (output formats).
+ * Everything that talks to the controller or starts processes lives in
+ * client.c, cluster.c and jobs.c; hec.c is main() and the command table.
  *
  * Convention: parsing helpers return 0 or a negative errno and leave a
  * one-line reason (without the "hec: " prefix) in a caller's buffer;
@@ -223,6 +223,17 @@ int script_set_args(const char *text, size_t len, char *const *args, int nargs,
 const char *cli_jstr(const json_t *o, const char *key, const char *def);
 long cli_jint(const json_t *o, const char *key, long def);
 
+/** A size for people, in units of 1024 as --mem counts them: "512 B",
+ *  "153.2 MB", "2.0 GB". */
+void cli_format_bytes(long long bytes, char *buf, size_t len);
+/**
+ * The line `hec snapshot` prints for one element of the response's "nodes":
+ * "node0: saved 153.2 MB in 2.41 s", "node0: reverted to 153.2 MB saved
+ * state in 1.92 s" (@revert), or "node1: error: TEXT".
+ * \return 1 for an error line (it goes to stderr), else 0.
+ */
+int cli_snapshot_line(const json_t *node, int revert, char *buf, size_t len);
+
 /** A text table: columns padded to their widest cell. */
 #define CLI_TABLE_COLS 10
 struct cli_table {
@@ -257,6 +268,11 @@ int cli_home_path(const char *leaf, char *buf, size_t len);
  * -EREMOTEIO the controller refused (its error text), others: I/O.
  */
 int cli_call(const struct cli_ctx *ctx, json_t *req, json_t **resp, char *err, size_t errlen);
+/** cli_call() waiting up to @timeout_ms (< 0: for as long as the controller
+ *  takes), and on -EREMOTEIO from a RESPONSE also with its body in *@resp
+ *  (the caller json_decref()s it; NULL after an ERROR frame). */
+int cli_call_wait(const struct cli_ctx *ctx, json_t *req, int timeout_ms, json_t **resp,
+		  char *err, size_t errlen);
 
 /** cli_call() that prints failures as "hec: @what: reason" (or the
  *  "no cluster at D" hint) and steals @req. */
@@ -287,6 +303,7 @@ int cmd_submit(struct cli_ctx *ctx, const char *dir, int argc, char **argv);
 int cmd_queue(struct cli_ctx *ctx, const char *dir, int argc, char **argv);
 int cmd_show(struct cli_ctx *ctx, const char *dir, int argc, char **argv);
 int cmd_cancel(struct cli_ctx *ctx, const char *dir, int argc, char **argv);
+int cmd_snapshot(struct cli_ctx *ctx, const char *dir, int argc, char **argv);
 int cmd_wait(struct cli_ctx *ctx, const char *dir, int argc, char **argv);
 int cmd_logs(struct cli_ctx *ctx, const char *dir, int argc, char **argv);
 int cmd_gang(struct cli_ctx *ctx, const char *dir, int argc, char **argv);

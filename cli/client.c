@@ -112,7 +112,8 @@ void cli_no_cluster(const struct cli_ctx *ctx)
 	cli_err("no cluster at %s (start one with: hec cluster up --nodes N)", ctx->dir);
 }
 
-int cli_call(const struct cli_ctx *ctx, json_t *req, json_t **resp, char *err, size_t errlen)
+int cli_call_wait(const struct cli_ctx *ctx, json_t *req, int timeout_ms, json_t **resp,
+		  char *err, size_t errlen)
 {
 	struct hec_msg m = { 0 };
 	void *buf = NULL;
@@ -135,10 +136,10 @@ int cli_call(const struct cli_ctx *ctx, json_t *req, json_t **resp, char *err, s
 			 rc == -EINVAL ? "request breaks the protocol schema" : strerror(-rc));
 		goto err_close;
 	}
-	rc = hec_frame_read(fd, &m, &buf, CLI_REPLY_TIMEOUT_MS, why, sizeof(why));
+	rc = hec_frame_read(fd, &m, &buf, timeout_ms, why, sizeof(why));
 	if (rc == -ETIMEDOUT) {
 		snprintf(err, errlen, "the controller at %s did not answer within %d s",
-			 ctx->dir, CLI_REPLY_TIMEOUT_MS / 1000);
+			 ctx->dir, timeout_ms / 1000);
 		goto err_close;
 	}
 	if (rc == -ECONNRESET) {
@@ -167,6 +168,7 @@ int cli_call(const struct cli_ctx *ctx, json_t *req, json_t **resp, char *err, s
 		const char *e = json_string_value(json_object_get(m.body, "error"));
 
 		snprintf(err, errlen, "%s", e ? e : "refused without a reason");
+		*resp = json_incref(m.body);
 		rc = -EREMOTEIO;
 		goto err_clear;
 	}
@@ -181,6 +183,17 @@ err_clear:
 	free(buf);
 err_close:
 	close(fd);
+	return rc;
+}
+
+int cli_call(const struct cli_ctx *ctx, json_t *req, json_t **resp, char *err, size_t errlen)
+{
+	int rc = cli_call_wait(ctx, req, CLI_REPLY_TIMEOUT_MS, resp, err, errlen);
+
+	if (rc) {
+		json_decref(*resp);
+		*resp = NULL;
+	}
 	return rc;
 }
 

@@ -21,6 +21,7 @@ static const struct {
 	{ "queue", cmd_queue, "list jobs (squeue)" },
 	{ "show", cmd_show, "one job's record (scontrol show job)" },
 	{ "cancel", cmd_cancel, "cancel jobs (scancel)" },
+	{ "snapshot", cmd_snapshot, "save a running vm job's state, or --revert to it" },
 	{ "wait", cmd_wait, "wait for a job to end; exit status tells how" },
 	{ "logs", cmd_logs, "print a job's output, -f to follow" },
 	{ "gang", cmd_gang, "gang scheduler: matrix, stats, set" },
@@ -76,7 +77,7 @@ int main(int argc, char **argv)
 		dir = a.arg;
 	}
 	if (a.i >= a.argc)
-		return cli_usage(NULL, "which command? (cluster, nodes, submit, queue, show, cancel, wait, logs, gang)");
+		return cli_usage(NULL, "which command? (cluster, nodes, submit, queue, show, cancel, snapshot, wait, logs, gang)");
 	if (!strcmp(a.argv[a.i], "help")) {
 		help();
 		return CLI_EXIT_OK;

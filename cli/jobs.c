@@ -1,5 +1,6 @@
 /*
- * Job and node commands: submit, queue, show, cancel, wait, logs, nodes.
+ * Job and node commands: submit, queue, show, cancel, snapshot, wait, logs,
+ * nodes.
  * Each parses its words, asks the controller, and prints what a SLURM user
  * expects to see (sbatch, squeue, scontrol show job, scancel, sinfo).
  */
@@ -25,7 +26,8 @@ extern char **environ;
 #define CLI_RECONNECT_MS 60000
 #define CLI_POLL_MS 100
 
-enum { K_HELP = 'h', K_DIR = 'D', K_JSON = CLI_LONG_ONLY + 100, K_ALL, K_TIMEOUT, K_FOLLOW = 'f' };
+enum { K_HELP = 'h', K_DIR = 'D', K_JSON = CLI_LONG_ONLY + 100, K_ALL, K_TIMEOUT, K_REVERT,
+       K_FOLLOW = 'f' };
 
 /* Node names of a job as a SLURM host list ("node[0-3]"). */
 static void job_nodelist(const json_t *job, char *buf, size_t len)
@@ -534,6 +536,7 @@ struct id_args {
 	int n;
 	int json;
 	int follow;
+	int revert;
 	long timeout_ms;
 	const char *dir;
 };
@@ -543,6 +546,9 @@ static const struct cli_opt show_options[] = {
 };
 static const struct cli_opt cancel_options[] = {
 	{ "dir", K_DIR, 1 }, { "help", K_HELP, 0 }, { NULL, 0, 0 },
+};
+static const struct cli_opt snapshot_options[] = {
+	{ "revert", K_REVERT, 0 }, { "dir", K_DIR, 1 }, { "help", K_HELP, 0 }, { NULL, 0, 0 },
 };
 static const struct cli_opt wait_options[] = {
 	{ "timeout", K_TIMEOUT, 1 }, { "dir", K_DIR, 1 }, { "help", K_HELP, 0 }, { NULL, 0, 0 },
@@ -601,6 +607,9 @@ static int parse_ids(const char *cmd, const char *help, const struct cli_opt *op
 		case K_FOLLOW:
 			ia->follow = 1;
 			break;
+		case K_REVERT:
+			ia->revert = 1;
+			break;
 		case K_TIMEOUT:
 			if (cli_parse_duration_ms("--timeout", a.arg, 365L * 86400 * 1000,
 						  &ia->timeout_ms, err, sizeof(err))) {
@@ -613,6 +622,19 @@ static int parse_ids(const char *cmd, const char *help, const struct cli_opt *op
 	if (ia->n == 0)
 		return cli_usage(cmd, "%s: which job? give a job ID", cmd);
 	return 0;
+}
+
+/* parse_ids(), then the cluster directory.  \return -1 to go on, else the
+ * exit status (after --help, a usage error, or without a cluster directory). */
+static int id_prologue(struct cli_ctx *ctx, const char *cmd, const char *help,
+		       const struct cli_opt *opts, int one, int argc, char **argv,
+		       struct id_args *ia)
+{
+	int rc = parse_ids(cmd, help, opts, one, argc, argv, ia);
+
+	if (rc)
+		return rc < 0 ? CLI_EXIT_OK : rc;
+	return finish_ctx(ctx, ia->dir) ? CLI_EXIT_ERR : -1;
 }
 
 static json_t *job_req(const char *op, long id)
@@ -645,11 +667,9 @@ int cmd_show(struct cli_ctx *ctx, const char *dir, int argc, char **argv)
 	json_t *resp, *job;
 	int rc;
 
-	rc = parse_ids("show", show_help, show_options, 1, argc, argv, &ia);
-	if (rc)
-		return rc < 0 ? CLI_EXIT_OK : rc;
-	if (finish_ctx(ctx, ia.dir))
-		return CLI_EXIT_ERR;
+	rc = id_prologue(ctx, "show", show_help, show_options, 1, argc, argv, &ia);
+	if (rc >= 0)
+		return rc;
 	{
 		char what[48];
 
@@ -706,11 +726,9 @@ int cmd_cancel(struct cli_ctx *ctx, const char *dir, int argc, char **argv)
 	struct id_args ia = { .dir = dir };
 	int rc, failed = 0;
 
-	rc = parse_ids("cancel", cancel_help, cancel_options, 0, argc, argv, &ia);
-	if (rc)
-		return rc < 0 ? CLI_EXIT_OK : rc;
-	if (finish_ctx(ctx, ia.dir))
-		return CLI_EXIT_ERR;
+	rc = id_prologue(ctx, "cancel", cancel_help, cancel_options, 0, argc, argv, &ia);
+	if (rc >= 0)
+		return rc;
 	for (int i = 0; i < ia.n; i++) {
 		char what[48];
 		json_t *resp;
@@ -725,6 +743,57 @@ int cmd_cancel(struct cli_ctx *ctx, const char *dir, int argc, char **argv)
 			json_decref(resp);
 	}
 	return failed ? CLI_EXIT_ERR : CLI_EXIT_OK;
+}
+
+/* ---- snapshot ---- */
+
+static const char snapshot_help[] =
+	"usage: hec snapshot [--revert] JOBID\n"
+	"Save the state of every partition of a running vm job (--partition vm), or\n"
+	"with --revert take every partition back to the state it saved last.  Prints\n"
+	"one line per node once all have answered (the controller gives up on a node\n"
+	"after its snapshot_timeout, 10 min by default).  Exit status 1 if any node\n"
+	"failed.\n"
+	"      --revert  go back to the last saved state instead of saving\n"
+	"  -D, --dir=DIR cluster directory\n";
+
+int cmd_snapshot(struct cli_ctx *ctx, const char *dir, int argc, char **argv)
+{
+	struct id_args ia = { .dir = dir };
+	char err[CLI_ERRLEN], line[2 * CLI_ERRLEN], what[48];
+	json_t *req, *resp = NULL, *node;
+	int rc, failed = 0;
+	size_t i;
+
+	rc = id_prologue(ctx, "snapshot", snapshot_help, snapshot_options, 1, argc, argv, &ia);
+	if (rc >= 0)
+		return rc;
+	snprintf(what, sizeof(what), "snapshot %ld", ia.ids[0]);
+	req = json_pack("{s:s,s:I,s:b}", "op", "snapshot", "job", (json_int_t)ia.ids[0],
+			"revert", ia.revert);
+	if (!req) {
+		cli_err("%s: out of memory", what);
+		return CLI_EXIT_ERR;
+	}
+	/* No limit of our own: the controller answers within its snapshot_timeout. */
+	rc = cli_call_wait(ctx, req, -1, &resp, err, sizeof(err));
+	json_decref(req);
+	if (rc == -ENOTCONN && !strncmp(err, "no cluster", 10)) {
+		cli_no_cluster(ctx);
+		return CLI_EXIT_ERR;
+	}
+	json_array_foreach(json_object_get(resp, "nodes"), i, node) {
+		int bad = cli_snapshot_line(node, ia.revert, line, sizeof(line));
+
+		fprintf(bad ? stderr : stdout, "%s\n", line);
+		fflush(bad ? stderr : stdout); /* the lines keep their order on one terminal */
+		failed |= bad;
+	}
+	/* refused before any node was asked, or a failure no node line shows */
+	if (rc && !failed)
+		cli_err("%s: %s", what, err);
+	json_decref(resp);
+	return rc || failed ? CLI_EXIT_ERR : CLI_EXIT_OK;
 }
 
 /* ---- polling a job ---- */
@@ -825,11 +894,9 @@ int cmd_wait(struct cli_ctx *ctx, const char *dir, int argc, char **argv)
 	char state[32] = "UNKNOWN";
 	int rc;
 
-	rc = parse_ids("wait", wait_help, wait_options, 1, argc, argv, &ia);
-	if (rc)
-		return rc < 0 ? CLI_EXIT_OK : rc;
-	if (finish_ctx(ctx, ia.dir))
-		return CLI_EXIT_ERR;
+	rc = id_prologue(ctx, "wait", wait_help, wait_options, 1, argc, argv, &ia);
+	if (rc >= 0)
+		return rc;
 	p.id = ia.ids[0];
 	deadline = ia.timeout_ms ? hec_now_mono_ns() + (int64_t)ia.timeout_ms * 1000000 : 0;
 	for (;;) {
@@ -936,11 +1003,9 @@ int cmd_logs(struct cli_ctx *ctx, const char *dir, int argc, char **argv)
 	long started = 0;
 	int rc, final = 0;
 
-	rc = parse_ids("logs", logs_help, logs_options, 1, argc, argv, &ia);
-	if (rc)
-		return rc < 0 ? CLI_EXIT_OK : rc;
-	if (finish_ctx(ctx, ia.dir))
-		return CLI_EXIT_ERR;
+	rc = id_prologue(ctx, "logs", logs_help, logs_options, 1, argc, argv, &ia);
+	if (rc >= 0)
+		return rc;
 	p.id = ia.ids[0];
 	for (;;) {
 		json_t *resp;

@@ -1,4 +1,4 @@
-/* Output helpers shared by the commands: JSON field access, text tables. */
+/* Output helpers shared by the commands: JSON field access, sizes, text tables. */
 #include "config.h"
 
 #include <errno.h>
@@ -20,6 +20,39 @@ long cli_jint(const json_t *o, const char *key, long def)
 	json_t *v = json_object_get(o, key);
 
 	return json_is_integer(v) ? (long)json_integer_value(v) : def;
+}
+
+void cli_format_bytes(long long bytes, char *buf, size_t len)
+{
+	static const char *const units[] = { "kB", "MB", "GB", "TB", "PB" };
+	double v = (double)bytes;
+	size_t u = 0;
+
+	if (bytes < 1024) {
+		snprintf(buf, len, "%lld B", bytes);
+		return;
+	}
+	for (v /= 1024; v >= 1024 && u + 1 < sizeof(units) / sizeof(units[0]); u++)
+		v /= 1024;
+	snprintf(buf, len, "%.1f %s", v, units[u]);
+}
+
+int cli_snapshot_line(const json_t *node, int revert, char *buf, size_t len)
+{
+	const char *name = cli_jstr(node, "node", "?"), *error = cli_jstr(node, "error", NULL);
+	double secs = (double)cli_jint(node, "ms", 0) / 1000.0;
+	char size[32];
+
+	if (error) {
+		snprintf(buf, len, "%s: error: %s", name, error);
+		return 1;
+	}
+	cli_format_bytes(cli_jint(node, "bytes", 0), size, sizeof(size));
+	if (revert)
+		snprintf(buf, len, "%s: reverted to %s saved state in %.2f s", name, size, secs);
+	else
+		snprintf(buf, len, "%s: saved %s in %.2f s", name, size, secs);
+	return 0;
 }
 
 /* ---- tables ---- */

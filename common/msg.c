@@ -101,6 +101,12 @@ static const struct field s_stats[] = {
 	{ .name = "switches", .kind = F_OBJS, .required = 1, .sub = s_switch },
 	{ .name = "usage", .kind = F_OBJS, .required = 1, .sub = s_usage },
 	{ .name = "vm", .kind = F_OBJS, .sub = s_vm_switch }, END };
+static const struct field s_snapshot[] = {
+	INT_REQ("job", 1, ID_MAX), INT_REQ("req", 1, NS_MAX),
+	{ .name = "revert", .kind = F_BOOL, .required = 1 }, END };
+static const struct field s_snapshot_done[] = {
+	INT_REQ("job", 1, ID_MAX), INT_REQ("req", 1, NS_MAX), INT_REQ("bytes", 0, NS_MAX),
+	INT_REQ("ms", 0, NS_MAX), STR_OPT("error", 4096), END };
 
 /* Requests: the schema is chosen by "op". */
 static const struct field s_req_submit[] = {
@@ -117,6 +123,9 @@ static const struct field s_req_queue[] = {
 	STR_REQ("op", 16), { .name = "all", .kind = F_BOOL }, END };
 static const struct field s_req_job[] = { STR_REQ("op", 16), INT_REQ("job", 1, ID_MAX), END };
 static const struct field s_req_plain[] = { STR_REQ("op", 16), END };
+static const struct field s_req_snapshot[] = {
+	STR_REQ("op", 16), INT_REQ("job", 1, ID_MAX),
+	{ .name = "revert", .kind = F_BOOL, .required = 1 }, END };
 static const struct field s_req_gang_set[] = {
 	STR_REQ("op", 16), INT_OPT("slot_us", 1000, 60000000), INT_OPT("max_share", 1, 64),
 	STR_OPT("timeslice", 8), END };
@@ -126,9 +135,9 @@ static const struct {
 	const struct field *schema;
 } req_ops[] = {
 	{ "submit", s_req_submit }, { "queue", s_req_queue }, { "show", s_req_job },
-	{ "cancel", s_req_job }, { "nodes", s_req_plain }, { "status", s_req_plain },
-	{ "shutdown", s_req_plain }, { "gang", s_req_plain }, { "gang_stats", s_req_plain },
-	{ "gang_set", s_req_gang_set },
+	{ "cancel", s_req_job }, { "snapshot", s_req_snapshot }, { "nodes", s_req_plain },
+	{ "status", s_req_plain }, { "shutdown", s_req_plain }, { "gang", s_req_plain },
+	{ "gang_stats", s_req_plain }, { "gang_set", s_req_gang_set },
 };
 
 static const struct {
@@ -161,6 +170,8 @@ static const struct {
 	[HEC_MSG_EPOCH] = { "EPOCH", s_epoch },
 	[HEC_MSG_STATS_REQ] = { "STATS_REQ", s_stats_req },
 	[HEC_MSG_STATS] = { "STATS", s_stats },
+	[HEC_MSG_SNAPSHOT] = { "SNAPSHOT", s_snapshot },
+	[HEC_MSG_SNAPSHOT_DONE] = { "SNAPSHOT_DONE", s_snapshot_done },
 };
 #define NTYPES (sizeof(types) / sizeof(types[0]))
 

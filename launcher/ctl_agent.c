@@ -86,6 +86,12 @@ void node_down(struct ctl *ctl, struct node *n, const char *why)
 		return;
 	hec_warn("%s: DOWN: %s", n->name, why);
 	n->state = NODE_DOWN;
+	{
+		char gone[200];
+
+		snprintf(gone, sizeof(gone), "DOWN: %s", why);
+		snap_node_gone(ctl, n, gone);
+	}
 	if (n->peer) {
 		struct peer *p = n->peer;
 
@@ -481,6 +487,9 @@ void agent_on_msg(struct hec_conn *c, const struct hec_msg *m, void *arg)
 		break;
 	case HEC_MSG_STATS:
 		gang_on_stats(ctl, n, m->body);
+		break;
+	case HEC_MSG_SNAPSHOT_DONE:
+		snap_on_done(ctl, n, m->body);
 		break;
 	case HEC_MSG_LAUNCHED:
 		agent_launched(ctl, n, m->body);

@@ -360,6 +360,8 @@ void cli_on_msg(struct hec_conn *c, const struct hec_msg *m, void *arg)
 		cli_show(ctl, p, id);
 	else if (!strcmp(op, "cancel"))
 		cli_cancel(ctl, p, id);
+	else if (!strcmp(op, "snapshot"))
+		cli_snapshot(ctl, p, m->body);
 	else if (!strcmp(op, "nodes"))
 		cli_nodes(ctl, p);
 	else if (!strcmp(op, "status"))

@@ -69,6 +69,7 @@ static void job_finish(struct ctl *ctl, struct job *j, enum job_state s)
 	gang_remove(ctl, j);
 	j->slot = -1;
 	job_save(ctl, j);
+	snap_job_ended(ctl, j);
 	job_drop_payload(j);
 	memset(j->key, 0, sizeof(j->key));
 	ctl->sched_needed = 1;
@@ -128,6 +129,7 @@ void job_end(struct ctl *ctl, struct job *j, enum job_state outcome, const char 
 	job_save(ctl, j);
 	hec_info("job %ld: ending as %s (%s); cleaning up its nodes", j->id,
 		 job_state_name(outcome), j->reason);
+	snap_job_ended(ctl, j);
 	job_kill_nodes(ctl, j);
 }
 

@@ -33,6 +33,7 @@ struct ctl_conf {
 	long node_timeout;         /* ms */
 	long launch_timeout;       /* ms */
 	long vm_launch_timeout;    /* ms, vm partitions */
+	long snapshot_timeout;     /* ms: nodes answer SNAPSHOT by then or count as failed */
 	char log_level[16];
 	long gang_slot;            /* ms: length of one time slot */
 	long max_share;            /* rows of the gang matrix (multiprogramming level) */
@@ -165,6 +166,7 @@ struct peer {
 struct db;
 struct gang_matrix;
 struct stats_req;
+struct snap_req;
 
 /* The schedule epoch last published (doc/design.md, "Schedule epochs"). */
 struct epoch {
@@ -201,6 +203,10 @@ struct ctl {
 	int epoch_needed;            /* publish even if the matrix did not change */
 	struct stats_req *stats_reqs; /* gang_stats requests collecting STATS */
 	int64_t stats_seq;
+
+	/* snapshots of vm jobs (ctl_snap.c) */
+	struct snap_req *snap_reqs;  /* snapshot requests collecting SNAPSHOT_DONE */
+	int64_t snap_seq;            /* the last request id */
 };
 
 /* ---- ctl_rec.c: record helpers, no I/O ---- */
@@ -350,6 +356,24 @@ void cli_gang_set(struct ctl *ctl, struct peer *p, const json_t *req);
 void gang_forget_peer(struct ctl *ctl, struct peer *p);
 /** gang_stats deadlines (from the tick). */
 void gang_timers(struct ctl *ctl);
+
+/* ---- ctl_snap.c: snapshot and revert of a running vm job's partitions ---- */
+
+/** The `snapshot` request: SNAPSHOT to every node of the job; the answer
+ *  goes out once every node has answered, failed, or timed out. */
+void cli_snapshot(struct ctl *ctl, struct peer *p, const json_t *req);
+void snap_on_done(struct ctl *ctl, struct node *n, const json_t *body);
+/** @n's agent connection is gone (closed, or the node is DOWN): its
+ *  pending answers count as failed with @why. */
+void snap_node_gone(struct ctl *ctl, struct node *n, const char *why);
+/** @j left PH_RUNNING (ending or final): its pending request fails. */
+void snap_job_ended(struct ctl *ctl, struct job *j);
+/** A CLI connection is going away: its requests finish without an answer. */
+void snap_forget_peer(struct ctl *ctl, struct peer *p);
+/** snapshot_timeout deadlines (from the tick). */
+void snap_timers(struct ctl *ctl);
+/** Drop every pending request without answering (controller exit). */
+void snap_fini(struct ctl *ctl);
 
 /* ---- hecctld.c ---- */
 

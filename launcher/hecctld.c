@@ -50,6 +50,7 @@ static const struct hec_conf_key ctl_keys[] = {
 	MS_KEY(node_timeout, "10s", 100, 86400000L, "silence after which a node is DOWN and its jobs NODE_FAIL"),
 	MS_KEY(launch_timeout, "30s", 100, 86400000L, "LAUNCH not answered by every node by then: the job fails"),
 	MS_KEY(vm_launch_timeout, "5m", 100, 86400000L, "the same for vm partitions (image build and guest boot; TCG is slow)"),
+	MS_KEY(snapshot_timeout, "10m", 1000, 86400000L, "hec snapshot: nodes that have not answered SNAPSHOT by then count as failed"),
 	STR_KEY(log_level, "info", "err, warn, info, debug"),
 	MS_KEY(gang_slot, "50ms", 1, 60000, "length of one gang time slot"),
 	INT_KEY(max_share, "4", 1, 64, "time slots (jobs sharing a node) at most: the multiprogramming level"),
@@ -74,8 +75,10 @@ static void peer_free(struct peer *p)
 		p->next->prev = p->prev;
 	if (p->node && p->node->peer == p)
 		p->node->peer = NULL;
-	if (p->kind == PEER_CLI)
+	if (p->kind == PEER_CLI) {
 		gang_forget_peer(p->ctl, p);
+		snap_forget_peer(p->ctl, p);
+	}
 	hec_conn_free(p->conn);
 	free(p);
 }
@@ -94,6 +97,12 @@ static void peer_on_close(struct hec_conn *c, const char *reason, void *arg)
 	else
 		hec_debug("%s: connection closed (%s)", hec_conn_peer(p->conn),
 			  reason ? reason : "end of stream");
+	if (p->kind == PEER_AGENT && p->node && p->node->peer == p) {
+		char why[300];
+
+		snprintf(why, sizeof(why), "agent connection closed: %s", reason ? reason : "end of stream");
+		snap_node_gone(p->ctl, p->node, why);
+	}
 	peer_free(p);
 }
 
@@ -280,6 +289,7 @@ static void tick_cb(evutil_socket_t fd, short what, void *arg)
 	node_check_liveness(ctl);
 	ctl_job_timers(ctl);
 	gang_timers(ctl);
+	snap_timers(ctl);
 	ctl_schedule(ctl);
 }
 
@@ -608,6 +618,7 @@ static void ctl_free(struct ctl *ctl)
 	struct node *n, *nn;
 	struct job *j, *jn;
 
+	snap_fini(ctl); /* before the peers: nobody is answered at exit */
 	while (ctl->peers)
 		peer_free(ctl->peers);
 	gang_fini(ctl);

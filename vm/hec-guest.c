@@ -1089,6 +1089,8 @@ static void handle_frame(int i, const struct hec_guest_frame *f)
 		break;
 	case HEC_G_PING:
 		hec_guest_kv_add(&kv, "seq", hec_guest_kv_get(f->payload, f->len, "seq") ?: "0");
+		/* After a restore hecd checks the RUN it waits for is ours. */
+		hec_guest_kv_addf(&kv, "run", "%lld", c->job.pid ? c->job.id : 0);
 		conn_send_kv(c, HEC_G_PONG, &kv);
 		break;
 	case HEC_G_IN:

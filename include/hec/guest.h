@@ -35,7 +35,7 @@ enum hec_guest_type {
 	HEC_G_EXIT = 4,    /* kv: id=N, exit=N, signal=N, [error=TEXT] (error: it could not start,
 			    * exit=127); killed by signal S: exit=128+S, signal=S */
 	HEC_G_LOG = 5,     /* kv: level=err|warn|info, msg=TEXT (hec-guest's own diagnostics) */
-	HEC_G_PONG = 6,    /* kv: seq=N */
+	HEC_G_PONG = 6,    /* kv: seq=N, run=ID of the RUN this channel runs (0: none) */
 	/* host -> guest */
 	HEC_G_RUN = 16,    /* kv: id=N, uid=N, gid=N, cwd=PATH, key=JOBKEY (rsh only), then arg=.. (1+), env=K=V (0+) */
 	HEC_G_SIGNAL = 17, /* kv: id=N, signal=N: sent to the RUN's process group */

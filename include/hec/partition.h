@@ -1,8 +1,9 @@
 /*
  * Partition drivers: a partition is one job's share of one node.  Each
- * driver (proc: cgroups; vm: QEMU, later) exports one const ops table;
- * the agent only calls through it.  Optional ops are reached through the
- * inline wrappers below, which return -EOPNOTSUPP where a driver has none.
+ * driver (proc: cgroups, agent/part_proc.c; vm: QEMU guests,
+ * agent/part_vm.c) exports one const ops table; the agent only calls
+ * through it.  Optional ops are reached through the inline wrappers below,
+ * which return -EOPNOTSUPP where a driver has none.
  *
  * All ops return 0 or a negative errno and log nothing: the caller names
  * the node and job in its message.
@@ -12,10 +13,31 @@
 
 #include <errno.h>
 #include <stddef.h>
+#include <stdio.h>
 #include <sys/types.h>
 
 struct hec_partition;
 struct hec_partition_ops;
+struct agent;
+struct job;
+struct json_t;
+
+/**
+ * The end of an asynchronous op (start, snapshot, restore): called exactly
+ * once, later, on the caller's event loop, with @rc 0 or -errno and @why a
+ * one-line reason when @rc < 0 (NULL otherwise).  Also called, with
+ * -ECANCELED, if the partition's machine is dropped before the op ends.
+ */
+typedef void (*hec_part_done_fn)(void *arg, int rc, const char *why);
+
+/** What start() needs to bring up a partition's machine. */
+struct hec_start_req {
+	struct agent *host;          /* the node agent: its event loop and config */
+	struct job *job;             /* the job the partition belongs to */
+	const struct json_t *launch; /* LAUNCH: nodes, vcpus, mem_mb, vm_files, guest_key */
+	hec_part_done_fn done;       /* the machine is up (0) or could not come up */
+	void *arg;
+};
 
 /**
  * A gate (see the ops below) starts with this header, so that a holder of
@@ -79,6 +101,27 @@ struct hec_partition_ops {
 	int (*cpu_usage)(struct hec_partition *p, unsigned long long *usec);
 
 	/*
+	 * The partition's machine (optional: a proc partition has none, it is
+	 * ready once created, and cannot be snapshotted: CRIU, the way to save
+	 * bare processes, fails on these hosts).  Each returns 0 when under way, and its done()
+	 * follows; or -errno with a one-line reason in @why, and no done().
+	 */
+	/** Bring up the machine (vm: build the image, boot the guest). */
+	int (*start)(struct hec_partition *p, const struct hec_start_req *req, char *why, size_t len);
+	/** Write the machine's whole state, as of the call, to @fd (a file or a
+	 *  pipe; dup'ed, the caller keeps its own).  The partition keeps
+	 *  running (vm: QEMU background snapshot; where the host kernel does
+	 *  not allow it, the guest is stopped while its state is written).  A
+	 *  partition switched out by cgroup freeze writes during its slots. */
+	int (*snapshot)(struct hec_partition *p, int fd, hec_part_done_fn done, void *arg,
+			char *why, size_t len);
+	/** Replace the running machine by the state read from @fd, as written
+	 *  by snapshot() of a partition of the same job and shape; it then runs
+	 *  on from there (vm: a new QEMU loads it, the old one is killed). */
+	int (*restore)(struct hec_partition *p, int fd, hec_part_done_fn done, void *arg,
+		       char *why, size_t len);
+
+	/*
 	 * Gates: the hot path of the gang slot dispatcher (optional).  A gate
 	 * holds the partition's freeze controls open, so a switch is one write
 	 * and one wait with no path lookups.  A gate is independent of the
@@ -120,6 +163,30 @@ static inline int hec_partition_freeze(const struct hec_partition_ops *ops, stru
 static inline int hec_partition_thaw(const struct hec_partition_ops *ops, struct hec_partition *p)
 {
 	return ops->thaw ? ops->thaw(p) : -EOPNOTSUPP;
+}
+
+static inline int hec_partition_start(const struct hec_partition_ops *ops, struct hec_partition *p,
+				      const struct hec_start_req *req, char *why, size_t len)
+{
+	return ops->start ? ops->start(p, req, why, len) : -EOPNOTSUPP;
+}
+
+static inline int hec_partition_snapshot(const struct hec_partition_ops *ops, struct hec_partition *p,
+					 int fd, hec_part_done_fn done, void *arg, char *why, size_t len)
+{
+	if (ops->snapshot)
+		return ops->snapshot(p, fd, done, arg, why, len);
+	snprintf(why, len, "the %s partition driver cannot snapshot", ops->name);
+	return -EOPNOTSUPP;
+}
+
+static inline int hec_partition_restore(const struct hec_partition_ops *ops, struct hec_partition *p,
+					int fd, hec_part_done_fn done, void *arg, char *why, size_t len)
+{
+	if (ops->restore)
+		return ops->restore(p, fd, done, arg, why, len);
+	snprintf(why, len, "the %s partition driver cannot restore", ops->name);
+	return -EOPNOTSUPP;
 }
 
 #endif

@@ -1,7 +1,8 @@
 #!/bin/bash
 # The daemons under valgrind through a job, a cancel, a bad frame and a clean
-# shutdown, and (where QEMU and a kernel are there) a job in vm partitions and
-# one cancelled while its guests boot: no invalid access, no leak.
+# shutdown, and (where QEMU and a kernel are there) a job in vm partitions,
+# one cancelled while its guests boot, and one snapshotted, reverted and
+# cancelled during a snapshot: no invalid access, no leak.
 . "$HEC_SRCDIR/tests/integration/lib.sh"
 command -v valgrind >/dev/null || skip "valgrind not installed (apt-get install valgrind)"
 SENDRAW="$HEC_BUILDDIR/tests/tools/hec-sendraw"
@@ -26,6 +27,20 @@ if command -v qemu-system-x86_64 >/dev/null && ls /boot/vmlinuz-* >/dev/null 2>&
 	"$HEC" cancel "$w"
 	"$HEC" wait "$w"
 	[ "$(job_state "$w")" = CANCELLED ] || fail "vm job $w is $(job_state "$w") after cancel"
+	# snapshot, revert, and a snapshot cut short by a cancel
+	x=$(submit -N 1 -t 5:00 --partition vm --vcpus 1 --mem 256M -- /bin/sleep 300)
+	for i in $(seq 1 120); do
+		"$HEC" snapshot "$x" >/dev/null 2>&1 && break
+		sleep 1
+	done
+	"$HEC" snapshot "$x" || fail "vm job $x: no snapshot under valgrind"
+	"$HEC" snapshot --revert "$x" || fail "vm job $x: no revert under valgrind"
+	"$HEC" snapshot "$x" >/dev/null 2>&1 &
+	sleep 0.3
+	"$HEC" cancel "$x"
+	"$HEC" wait "$x"
+	wait
+	[ "$(job_state "$x")" = CANCELLED ] || fail "vm job $x is $(job_state "$x") after cancel"
 else
 	note "no QEMU or guest kernel: the vm part is left out"
 fi

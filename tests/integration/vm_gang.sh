@@ -3,7 +3,8 @@
 # all spin take turns on every node (all of a job's vCPUs run only in its
 # slots: the guests' QEMU processes are switched as a whole), both finish,
 # and `hec gang stats` reports how each guest is switched and what cgroup
-# freeze and QMP stop/cont cost on it.  The load is shell loops in both
+# freeze and QMP stop/cont cost on it; a snapshot and a revert of one job
+# while it time-shares leave its restored guests gang-switched.  The load is shell loops in both
 # guests of each job, not MPI: Debian 12's MPICH 4.0 may hang in
 # MPI_Finalize between guests (doc/design.md); vm_job.sh runs MPI in guests.
 . "$HEC_SRCDIR/tests/integration/lib.sh"
@@ -55,6 +56,16 @@ if [ "$methods" = cgroup ]; then
 	alternation "$a" "$b" 400
 else
 	note "guests switched by $methods: cgroup sampling does not apply (QMP stops the vCPUs only)"
+fi
+
+# A gang-switched guest is snapshotted and restored (its QEMU writes and
+# loads during its own slots), and the restored QEMU is switched as the
+# old one was.
+note "snapshot and revert of job $a while it time-shares"
+"$HEC" snapshot "$a" || fail "snapshot of the gang-switched job $a failed"
+"$HEC" snapshot --revert "$a" || fail "revert of the gang-switched job $a failed"
+if [ "$methods" = cgroup ]; then
+	alternation "$a" "$b" 200
 fi
 
 "$HEC" wait "$a" || fail "job $a: $(job_state "$a") $(job_field "$a" reason)"

@@ -2,6 +2,7 @@
 #include "config.h"
 
 #include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <CUnit/Basic.h>
@@ -224,6 +225,91 @@ static void test_vm_messages(void)
 	CU_ASSERT_STRING_EQUAL(err, "REQUEST: field 'vcpus' is out of range");
 }
 
+/* Snapshots of vm jobs: SNAPSHOT, SNAPSHOT_DONE and the snapshot request. */
+static void test_snapshot_messages(void)
+{
+	static const struct {
+		unsigned type;
+		const char *body, *err; /* err NULL: valid */
+	} cases[] = {
+		{ HEC_MSG_SNAPSHOT, "{\"job\":7,\"req\":1,\"revert\":false}", NULL },
+		{ HEC_MSG_SNAPSHOT, "{\"job\":7,\"req\":1764590000000000,\"revert\":true}", NULL },
+		{ HEC_MSG_SNAPSHOT, "{\"job\":7,\"req\":1}", "SNAPSHOT: missing field 'revert'" },
+		{ HEC_MSG_SNAPSHOT, "{\"job\":7,\"revert\":true}", "SNAPSHOT: missing field 'req'" },
+		{ HEC_MSG_SNAPSHOT, "{\"req\":1,\"revert\":true}", "SNAPSHOT: missing field 'job'" },
+		{ HEC_MSG_SNAPSHOT, "{\"job\":7,\"req\":1,\"revert\":1}",
+		  "SNAPSHOT: field 'revert' must be true or false" },
+		{ HEC_MSG_SNAPSHOT, "{\"job\":7,\"req\":0,\"revert\":false}",
+		  "SNAPSHOT: field 'req' is out of range" },
+		{ HEC_MSG_SNAPSHOT, "{\"job\":0,\"req\":1,\"revert\":false}",
+		  "SNAPSHOT: field 'job' is out of range" },
+		{ HEC_MSG_SNAPSHOT_DONE, "{\"job\":7,\"req\":1,\"bytes\":160645120,\"ms\":2410}", NULL },
+		{ HEC_MSG_SNAPSHOT_DONE, "{\"job\":7,\"req\":1,\"bytes\":0,\"ms\":0,"
+		  "\"error\":\"savevm: No space left on device\"}", NULL },
+		{ HEC_MSG_SNAPSHOT_DONE, "{\"job\":7,\"req\":1,\"ms\":5}",
+		  "SNAPSHOT_DONE: missing field 'bytes'" },
+		{ HEC_MSG_SNAPSHOT_DONE, "{\"job\":7,\"req\":1,\"bytes\":5}",
+		  "SNAPSHOT_DONE: missing field 'ms'" },
+		{ HEC_MSG_SNAPSHOT_DONE, "{\"job\":7,\"bytes\":5,\"ms\":5}",
+		  "SNAPSHOT_DONE: missing field 'req'" },
+		{ HEC_MSG_SNAPSHOT_DONE, "{\"job\":7,\"req\":1,\"bytes\":-1,\"ms\":5}",
+		  "SNAPSHOT_DONE: field 'bytes' is out of range" },
+		{ HEC_MSG_SNAPSHOT_DONE, "{\"job\":7,\"req\":1,\"bytes\":5,\"ms\":-3}",
+		  "SNAPSHOT_DONE: field 'ms' is out of range" },
+		{ HEC_MSG_SNAPSHOT_DONE, "{\"job\":7,\"req\":1,\"bytes\":\"5\",\"ms\":5}",
+		  "SNAPSHOT_DONE: field 'bytes' must be an integer" },
+		{ HEC_MSG_SNAPSHOT_DONE, "{\"job\":7,\"req\":1,\"bytes\":1.5,\"ms\":5}",
+		  "SNAPSHOT_DONE: field 'bytes' must be an integer" },
+		{ HEC_MSG_SNAPSHOT_DONE, "{\"job\":7,\"req\":1,\"bytes\":5,\"ms\":5,\"error\":false}",
+		  "SNAPSHOT_DONE: field 'error' must be a string" },
+		{ HEC_MSG_REQUEST, "{\"op\":\"snapshot\",\"job\":7,\"revert\":false}", NULL },
+		{ HEC_MSG_REQUEST, "{\"op\":\"snapshot\",\"job\":7}", "REQUEST: missing field 'revert'" },
+		{ HEC_MSG_REQUEST, "{\"op\":\"snapshot\",\"revert\":true}", "REQUEST: missing field 'job'" },
+		{ HEC_MSG_REQUEST, "{\"op\":\"snapshot\",\"job\":\"7\",\"revert\":true}",
+		  "REQUEST: field 'job' must be an integer" },
+		{ HEC_MSG_REQUEST, "{\"op\":\"snapshot\",\"job\":7,\"revert\":\"yes\"}",
+		  "REQUEST: field 'revert' must be true or false" },
+	};
+	json_t *body = json_pack("{s:i,s:I,s:b}", "job", 7, "req", (json_int_t)3, "revert", 1);
+	struct hec_msg m;
+	uint8_t *frame;
+	size_t len, used;
+	char err[256];
+
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		int rc = decode_text(cases[i].type, cases[i].body, &m, err, sizeof(err));
+
+		if (!cases[i].err) {
+			CU_ASSERT_EQUAL(rc, 0);
+			if (rc)
+				fprintf(stderr, "\n  %s refused: %s\n", cases[i].body, err);
+			else
+				hec_msg_clear(&m);
+			continue;
+		}
+		CU_ASSERT_EQUAL(rc, -EBADMSG);
+		CU_ASSERT_STRING_EQUAL(err, cases[i].err);
+	}
+
+	/* what the controller sends encodes, and decodes to the same fields */
+	CU_ASSERT_EQUAL_FATAL(hec_msg_encode(HEC_MSG_SNAPSHOT, body, &frame, &len), 0);
+	CU_ASSERT_EQUAL(frame[3], HEC_MSG_SNAPSHOT);
+	CU_ASSERT_EQUAL_FATAL(hec_msg_decode(frame, len, &m, &used, err, sizeof(err)), 0);
+	CU_ASSERT_EQUAL(json_integer_value(json_object_get(m.body, "req")), 3);
+	CU_ASSERT(json_is_true(json_object_get(m.body, "revert")));
+	hec_msg_clear(&m);
+	free(frame);
+	/* and a body that breaks the schema is refused by the encoder */
+	json_object_set_new(body, "revert", json_integer(1));
+	CU_ASSERT_EQUAL(hec_msg_encode(HEC_MSG_SNAPSHOT, body, &frame, &len), -EINVAL);
+	json_decref(body);
+
+	CU_ASSERT_EQUAL(HEC_MSG_SNAPSHOT, 45);
+	CU_ASSERT_EQUAL(HEC_MSG_SNAPSHOT_DONE, 46);
+	CU_ASSERT_STRING_EQUAL(hec_msg_type_name(HEC_MSG_SNAPSHOT), "SNAPSHOT");
+	CU_ASSERT_STRING_EQUAL(hec_msg_type_name(HEC_MSG_SNAPSHOT_DONE), "SNAPSHOT_DONE");
+}
+
 static void test_type_names(void)
 {
 	CU_ASSERT_STRING_EQUAL(hec_msg_type_name(HEC_MSG_REGISTER), "REGISTER");
@@ -240,6 +326,7 @@ static const struct hec_cunit_test tests[] = {
 	{ "requests by op", test_requests },
 	{ "type names", test_type_names },
 	{ "vm partitions: LAUNCH, NET_JOIN, NET_FRAME, submit", test_vm_messages },
+	{ "vm snapshots: SNAPSHOT, SNAPSHOT_DONE, the snapshot request", test_snapshot_messages },
 	{ NULL, NULL },
 };
 
