@@ -12,6 +12,15 @@
  * to appear.  The guest's exit (QEMU gone, guest panic, channel broken)
  * ends the job as failed with the reason.
  *
+ * Snapshot and restore (the ops of the same names) run on the loop too, as
+ * chains of QMP commands on the event monitor, one in flight at a time:
+ *   snapshot: query-status -> background-snapshot on (or stop, where the
+ *   kernel refuses it) -> getfd + migrate fd: -> poll query-migrate.
+ *   restore: stop the guest and set its QEMU aside -> a new QEMU with
+ *   -incoming defer -> getfd + migrate-incoming fd: -> poll -> the old one
+ *   goes, cont, PING/PONG on the guest channel; if the state does not load
+ *   the new one goes and the old one resumes.
+ *
  * The network: every node's agent runs a learning switch for the job
  * (vnet.c) with its guest on one port; the first node's switch is the hub,
  * and every other node's agent links to it over TCP (NET_JOIN, then
@@ -1836,8 +1845,21 @@ static int op_live(struct vm *v)
 
 static void op_check(struct vm *v, json_t *reply, const char *error)
 {
+	char tail[600], msg[900];
+
 	if (!op_live(v))
 		return;
+	if (v->op == OP_RESTORE && v->incoming && (!reply || error)) {
+		/* The new QEMU refused or is going (its monitor may close before
+		 * its exit is reaped): its log says why. */
+		qemu_log_tail(v, tail, sizeof(tail));
+		if (reply)
+			hec_fmt(msg, sizeof(msg), "the new QEMU: %s", error);
+		else
+			hec_fmt(msg, sizeof(msg), "the new QEMU went away%s%.600s", tail[0] ? ": " : "", tail);
+		restore_undo(v, reply ? -EIO : -ECONNRESET, msg);
+		return;
+	}
 	if (!reply)
 		op_end(v, -ECONNRESET, "QEMU's monitor went away");
 	else if (error)
@@ -2042,6 +2064,8 @@ static void restore_undo(struct vm *v, int rc, const char *why)
 	struct job *j = job_find(v->ag, v->job);
 	char msg[sizeof(v->op_why)];
 
+	if (!op_live(v) || !v->incoming)
+		return; /* undone already, or the guest failed meanwhile */
 	hec_fmt(msg, sizeof(msg), "the snapshot could not be loaded (%s); the guest runs on as it was", why);
 	hec_warn("%s: job %ld: %s", v->ag->conf.name, v->job, msg);
 	v->incoming = 0;
@@ -2113,14 +2137,6 @@ static void restore_ponged(struct vm *v, const struct hec_guest_frame *f)
 			      "the guest was restored to a state in which the batch step does not run");
 }
 
-static void restore_started(struct vm *v, json_t *reply, const char *error)
-{
-	if (op_live(v) && reply && error)
-		restore_undo(v, -EIO, error);
-	else
-		op_poll(v, reply, error);
-}
-
 static int vm_restore(struct hec_partition *p, int fd, hec_part_done_fn done, void *arg,
 		      char *why, size_t len)
 {
@@ -2136,12 +2152,6 @@ static void op_status(struct vm *v, json_t *reply, const char *error)
 	const char *desc = json_string_value(json_object_get(r, "error-desc"));
 	char msg[400];
 
-	if (!op_live(v))
-		return;
-	if (v->op == OP_RESTORE && v->incoming && reply && error) {
-		restore_undo(v, -EIO, error);
-		return;
-	}
 	op_check(v, reply, error);
 	if (!op_live(v))
 		return;
@@ -2222,7 +2232,7 @@ static void restore_stopped(struct vm *v, json_t *reply, const char *error)
 	pass_fd(v);
 	if (op_live(v))
 		qmp_call(v, json_pack("{s:s,s:{s:s}}", "execute", "migrate-incoming", "arguments", "uri",
-				      "fd:" SNAP_FDNAME), -1, restore_started);
+				      "fd:" SNAP_FDNAME), -1, op_poll);
 }
 
 json_t *vm_stats_json(struct agent *ag)
