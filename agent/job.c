@@ -439,7 +439,7 @@ void job_on_launch(struct agent *ag, const json_t *body)
 					      ag->ops;
 	struct hec_partition *part = NULL;
 	struct job *j = job_find(ag, id);
-	char why[1024], vwhy[900];
+	char why[1024], vwhy[900] = "";
 	int rc, made = 0;
 
 	if (ag->shutting_down) {
@@ -508,7 +508,7 @@ void job_on_launch(struct agent *ag, const json_t *body)
 
 		rc = hec_partition_start(j->ops, j->part, &req, vwhy, sizeof(vwhy));
 		if (rc)
-			hec_fmt(why, sizeof(why), "%s: %s", ag->conf.name, vwhy);
+			hec_fmt(why, sizeof(why), "%s: %s", ag->conf.name, vwhy[0] ? vwhy : strerror(-rc));
 	}
 	if (rc) {
 		if (made) {
@@ -583,6 +583,23 @@ static void snap_reply(struct agent *ag, long job, long req, long long bytes, lo
 		agent_ctl_send(ag, HEC_MSG_SNAPSHOT_DONE, b);
 }
 
+/* The directory holding @path, synced: a rename in it survives a crash. */
+static void fsync_dir(const char *path)
+{
+	char dir[PATH_MAX];
+	char *slash;
+	int fd;
+
+	if (hec_fmt(dir, sizeof(dir), "%s", path) || !(slash = strrchr(dir, '/')))
+		return;
+	*slash = 0;
+	fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (fd >= 0) {
+		fsync(fd);
+		close(fd);
+	}
+}
+
 /* The driver is done: a snapshot is kept only once it is whole on disk
  * (written, synced, renamed over the last one). */
 static void snap_done(void *arg, int rc, const char *why)
@@ -598,6 +615,8 @@ static void snap_done(void *arg, int rc, const char *why)
 		rc = -errno;
 		why = strerror(errno);
 	}
+	if (!rc && !r->revert)
+		fsync_dir(r->path);
 	if (rc && !r->revert)
 		unlink(r->tmp);
 	close(r->fd);
@@ -630,8 +649,12 @@ void job_on_snapshot(struct agent *ag, const json_t *body)
 		goto fail;
 	}
 	r = calloc(1, sizeof(*r));
-	if (!r || job_dir(ag, id, dir, sizeof(dir))) {
+	if (!r) {
 		hec_fmt(why, sizeof(why), "out of memory");
+		goto fail;
+	}
+	if (job_dir(ag, id, dir, sizeof(dir))) {
+		hec_fmt(why, sizeof(why), "job directory: path too long");
 		goto fail;
 	}
 	r->ag = ag;

@@ -87,6 +87,7 @@ struct qmp_call {
 	char *line;                   /* the command, newline-terminated */
 	int fd;                       /* passed with it (getfd), or -1; owned */
 	qmp_cb cb;
+	unsigned gen;                 /* the op it belongs to (vm.op_gen), 0: none */
 };
 
 /* The QMP way of switching a guest (the cgroup way is the proc driver's
@@ -134,6 +135,8 @@ struct vm {
 	char shutdown_reason[64];
 	int panicked;
 	int incoming;                 /* restore: this QEMU is loading the state */
+	int resync;                   /* restored: the channel may begin inside a frame */
+	size_t resync_skipped;
 
 	/* restore: the QEMU being replaced, stopped and set aside (connections
 	 * idle) until the new one has loaded: it runs on if that fails */
@@ -151,6 +154,7 @@ struct vm {
 
 	/* a snapshot or restore under way: one at a time */
 	enum vm_op op;
+	unsigned op_gen;              /* counts ops: answers to an earlier one are ignored */
 	int op_fd;
 	hec_part_done_fn op_done;
 	void *op_arg;
@@ -298,6 +302,8 @@ static int vm_gate_open(struct hec_partition *p, struct hec_gate **out)
 	 * goes through no layer of ours. */
 	if (!v || !v->use_qmp || !v->mon)
 		return hec_partition_proc_ops.gate_open(p, out);
+	if (v->op != OP_NONE)
+		return -EBUSY; /* out of the gang until the snapshot or restore ends */
 	*out = qmp_gate_new(v->mon);
 	return *out ? 0 : -ENOMEM;
 }
@@ -378,7 +384,7 @@ static void start_finish(struct vm *v, int rc, const char *why)
 		done(v->start_arg, rc, why);
 }
 
-static void op_deliver(struct vm *v, int rc, const char *why);
+static void op_deliver(struct vm *v, int rc, const char *why, int rejoin);
 static void qmp_drop(struct vm *v);
 static void drop_old(struct vm *v);
 
@@ -389,7 +395,7 @@ static void vm_free(struct vm *v)
 	/* Whoever waits on the guest hears that it is gone. */
 	start_finish(v, -ECANCELED, "the partition is going away");
 	if (v->op != OP_NONE)
-		op_deliver(v, -ECANCELED, "the partition is going away");
+		op_deliver(v, -ECANCELED, "the partition is going away", 0);
 	for (pp = &vms; *pp; pp = &(*pp)->next)
 		if (*pp == v) {
 			*pp = v->next;
@@ -772,6 +778,17 @@ static void on_out(struct vm *v, const struct hec_guest_frame *f)
 		hec_warn("%s: job %ld: output lost: %s", v->ag->conf.name, v->job, strerror(-rc));
 }
 
+/* The batch step is over for us: its output files close. */
+static void run_ended(struct vm *v)
+{
+	v->running = 0;
+	if (v->out_fd >= 0)
+		close(v->out_fd);
+	if (v->err_fd >= 0 && v->err_fd != v->out_fd)
+		close(v->err_fd);
+	v->out_fd = v->err_fd = -1;
+}
+
 static void on_exit_frame(struct vm *v, const struct hec_guest_frame *f)
 {
 	long long code = 1, sig = 0, id = -1;
@@ -784,12 +801,7 @@ static void on_exit_frame(struct vm *v, const struct hec_guest_frame *f)
 		return;
 	hec_guest_kv_int(f->payload, f->len, "exit", 0, 255, &code);
 	hec_guest_kv_int(f->payload, f->len, "signal", 0, 128, &sig);
-	v->running = 0;
-	if (v->out_fd >= 0)
-		close(v->out_fd);
-	if (v->err_fd >= 0 && v->err_fd != v->out_fd)
-		close(v->err_fd);
-	v->out_fd = v->err_fd = -1;
+	run_ended(v);
 	if (error)
 		hec_fmt(why, sizeof(why), "in the guest: %s", error);
 	hec_info("%s: job %ld: batch step in the guest ended: exit %lld, signal %lld%s%s",
@@ -800,10 +812,44 @@ static void on_exit_frame(struct vm *v, const struct hec_guest_frame *f)
 
 static void restore_ponged(struct vm *v, const struct hec_guest_frame *f);
 
+/*
+ * A restored guest's channel may begin inside a frame: hec-guest had sent
+ * its head to the QEMU replaced (whose connection is gone with it) when the
+ * snapshot was taken, and sends the rest now.  Skip to the first header of
+ * a frame a guest sends.  \return 1 once in step.
+ */
+static int guest_resync(struct vm *v, struct evbuffer *in)
+{
+	size_t avail = evbuffer_get_length(in), k;
+	const uint8_t *b;
+
+	if (avail < 4)
+		return 0;
+	b = evbuffer_pullup(in, -1);
+	for (k = 0; k + 4 <= avail; k++)
+		if (b[k] == 'H' && b[k + 1] == 'G' && b[k + 2] == HEC_GUEST_VERSION &&
+		    b[k + 3] >= HEC_G_HELLO && b[k + 3] <= HEC_G_PONG)
+			break;
+	if (k + 4 > avail)
+		k = avail - 3; /* a header may start in the last 3 bytes */
+	evbuffer_drain(in, k);
+	v->resync_skipped += k;
+	if (k + 4 > avail)
+		return 0;
+	if (v->resync_skipped)
+		hec_warn("%s: job %ld: restored guest: %zu bytes of a frame cut by the snapshot skipped",
+			 v->ag->conf.name, v->job, v->resync_skipped);
+	v->resync = 0;
+	return 1;
+}
+
 static void guest_read(struct bufferevent *bev, void *arg)
 {
 	struct vm *v = arg;
 	struct evbuffer *in = bufferevent_get_input(bev);
+
+	if (v->resync && !guest_resync(v, in))
+		return;
 
 	while (v->guest && evbuffer_get_length(in) >= HEC_GUEST_HDR) {
 		/* Draining frames off the front keeps the rest contiguous, so
@@ -864,6 +910,8 @@ static void qmp_call_free(struct qmp_call *c)
  * the socket (a command is a short line, and the socket has nothing else
  * queued: each is sent only once the one before is answered), which is
  * also how a file descriptor goes with it. */
+static void qmp_flush(struct vm *v);
+
 static void qmp_kick(struct vm *v)
 {
 	union {
@@ -889,15 +937,22 @@ static void qmp_kick(struct vm *v)
 			cm->cmsg_len = CMSG_LEN(sizeof(int));
 			memcpy(CMSG_DATA(cm), &c->fd, sizeof(int));
 		}
-		n = sendmsg(bufferevent_getfd(v->qmp), &mh, MSG_NOSIGNAL);
+		do
+			n = sendmsg(bufferevent_getfd(v->qmp), &mh, MSG_NOSIGNAL);
+		while (n < 0 && errno == EINTR);
 		if (n == (ssize_t)iov.iov_len) {
 			v->qq_sent = 1;
 			return;
 		}
-		v->qq = c->next;
-		if (c->cb)
-			c->cb(v, NULL, n < 0 ? strerror(errno) : "short write");
-		qmp_call_free(c);
+		/* Half a line in the stream, or none: its answers can no longer be
+		 * matched to commands.  The monitor is given up. */
+		hec_warn("%s: job %ld: QMP: cannot write a command: %s", v->ag->conf.name, v->job,
+			 n < 0 ? strerror(errno) : "short write");
+		bufferevent_free(v->qmp);
+		v->qmp = NULL;
+		v->qmp_greeted = 0;
+		qmp_flush(v);
+		return;
 	}
 }
 
@@ -921,6 +976,7 @@ static void qmp_call(struct vm *v, json_t *cmd, int fd, qmp_cb cb)
 	free(text);
 	c->fd = fd;
 	c->cb = cb;
+	c->gen = v->op != OP_NONE ? v->op_gen : 0;
 	for (pp = &v->qq; *pp; pp = &(*pp)->next)
 		;
 	*pp = c;
@@ -930,15 +986,20 @@ static void qmp_call(struct vm *v, json_t *cmd, int fd, qmp_cb cb)
 /* The monitor is gone: every command queued is answered with NULL. */
 static void qmp_flush(struct vm *v)
 {
-	while (v->qq) {
-		struct qmp_call *c = v->qq;
+	/* Detached first: a callback may queue on another monitor (a restore
+	 * swapping back), which must not be answered here. */
+	struct qmp_call *q = v->qq;
 
-		v->qq = c->next;
-		if (c->cb)
+	v->qq = NULL;
+	v->qq_sent = 0;
+	while (q) {
+		struct qmp_call *c = q;
+
+		q = c->next;
+		if (c->cb && !(c->gen && (c->gen != v->op_gen || v->op == OP_NONE)))
 			c->cb(v, NULL, "QEMU's monitor went away");
 		qmp_call_free(c);
 	}
-	v->qq_sent = 0;
 }
 
 /* Forget the queued commands without answers (their monitor is being
@@ -966,7 +1027,10 @@ static void qmp_answer(struct vm *v, json_t *o, const char *line)
 	}
 	v->qq = c->next;
 	v->qq_sent = 0;
-	if (c->cb)
+	if (c->gen && (c->gen != v->op_gen || v->op == OP_NONE))
+		hec_debug("%s: job %ld: QMP answer for an op that has ended: %s", v->ag->conf.name,
+			  v->job, line);
+	else if (c->cb)
 		c->cb(v, o, err ? (desc ? desc : "error") : NULL);
 	else if (err)
 		hec_warn("%s: job %ld: QMP: %s", v->ag->conf.name, v->job, line);
@@ -1430,8 +1494,10 @@ static int user_may_read(struct vm *v, const json_t *files, char *why, size_t le
 
 	if (!agent_is_root() || json_array_size(files) == 0)
 		return 0;
-	if (pipe2(pfd, O_CLOEXEC))
+	if (pipe2(pfd, O_CLOEXEC)) {
+		hec_fmt(why, len, "pipe: %s", strerror(errno));
 		return -errno;
+	}
 	pid = fork();
 	if (pid == 0) {
 		close(pfd[0]);
@@ -1450,6 +1516,7 @@ static int user_may_read(struct vm *v, const json_t *files, char *why, size_t le
 	}
 	close(pfd[1]);
 	if (pid < 0) {
+		hec_fmt(why, len, "fork: %s", strerror(errno));
 		close(pfd[0]);
 		return -errno;
 	}
@@ -1476,8 +1543,10 @@ static int start_mkimage(struct vm *v, const json_t *files, char *why, size_t le
 	sigset_t all, old;
 
 	argv = calloc(14 + 2 * n, sizeof(*argv));
-	if (!argv)
+	if (!argv) {
+		hec_fmt(why, len, "out of memory");
 		return -ENOMEM;
+	}
 	argv[argc++] = ag->mkimage;
 	argv[argc++] = "--cache";
 	argv[argc++] = ag->conf.image_cache;
@@ -1649,8 +1718,10 @@ static int vm_start(struct hec_partition *p, const struct hec_start_req *req, ch
 	if (rc)
 		return rc;
 	v = calloc(1, sizeof(*v));
-	if (!v)
+	if (!v) {
+		hec_fmt(why, len, "out of memory");
 		return -ENOMEM;
+	}
 	v->ag = ag;
 	v->job = j->id;
 	v->part = p;
@@ -1782,10 +1853,11 @@ static void op_after(struct vm *v, int ms)
 
 /* Hand the outcome to the op's caller: from op_timer, or with -ECANCELED
  * when the guest is dropped. */
-static void op_deliver(struct vm *v, int rc, const char *why)
+static void op_deliver(struct vm *v, int rc, const char *why, int rejoin)
 {
 	hec_part_done_fn done = v->op_done;
 	void *arg = v->op_arg;
+	struct job *j = job_find(v->ag, v->job);
 	char copy[sizeof(v->op_why)];
 
 	hec_fmt(copy, sizeof(copy), "%s", why ? why : "");
@@ -1797,6 +1869,14 @@ static void op_deliver(struct vm *v, int rc, const char *why)
 	v->op_done = NULL;
 	if (v->op_timer)
 		evtimer_del(v->op_timer);
+	/* A QMP-switched guest left the gang for the op (op_begin): its gate
+	 * monitor learns the state our own stop/cont left, then the
+	 * dispatcher takes it back and switches it as its slots say. */
+	if (rejoin && v->use_qmp && v->state == VM_UP && v->mon && j) {
+		if (!qmp_mon_set(v->mon, 0))
+			qmp_mon_wait(v->mon, 0, GATE_QMP_TIMEOUT_MS * 1000L);
+		gang_job_ready(v->ag, j);
+	}
 	if (done)
 		done(arg, rc, rc ? copy : NULL);
 }
@@ -1816,22 +1896,42 @@ static void op_resumed(struct vm *v, json_t *reply, const char *error)
  */
 static void op_end(struct vm *v, int rc, const char *fmt_, ...)
 {
+	struct qmp_call **pp;
+	char why[sizeof(v->op_why)] = "";
 	va_list ap;
 
 	if (v->op == OP_NONE || v->op_ending)
 		return;
-	v->op_ending = 1;
-	v->op_rc = rc;
-	v->op_why[0] = 0;
 	if (fmt_) {
 		va_start(ap, fmt_);
-		vsnprintf(v->op_why, sizeof(v->op_why), fmt_, ap);
+		vsnprintf(why, sizeof(why), fmt_, ap);
 		va_end(ap);
+	}
+	/* A restore that fails while its new QEMU loads is undone: the old
+	 * guest comes back (restore_undo ends the op itself). */
+	if (v->op == OP_RESTORE && v->incoming && v->state != VM_DEAD) {
+		restore_undo(v, rc, why);
+		return;
+	}
+	v->op_ending = 1;
+	v->op_rc = rc;
+	hec_fmt(v->op_why, sizeof(v->op_why), "%s", why);
+	/* What the op queued and did not send yet is not sent. */
+	for (pp = &v->qq; *pp;) {
+		struct qmp_call *c = *pp;
+
+		if (c->gen == v->op_gen && !(c == v->qq && v->qq_sent)) {
+			*pp = c->next;
+			qmp_call_free(c);
+		} else {
+			pp = &c->next;
+		}
 	}
 	evtimer_del(v->op_timer);
 	if (v->op_stopped) {
 		v->op_stopped = 0;
 		qmp_call(v, json_pack("{s:s}", "execute", "cont"), -1, op_resumed);
+		op_after(v, GATE_QMP_TIMEOUT_MS); /* delivered anyway if QEMU does not answer */
 	} else {
 		op_after(v, 0);
 	}
@@ -1978,16 +2078,21 @@ static int op_begin(struct vm *v, enum vm_op op, int fd, hec_part_done_fn done, 
 		return -errno;
 	}
 	v->op = op;
+	v->op_gen++;
 	v->op_done = done;
 	v->op_arg = arg;
 	v->op_stopped = 0;
 	v->op_deadline_ns = hec_now_mono_ns() + (int64_t)OP_TIMEOUT_S * 1000000000;
 	hec_info("%s: job %ld: %s of the guest begins", v->ag->conf.name, v->job,
 		 op == OP_SNAPSHOT ? "snapshot" : "restore");
-	/* A QMP-switched guest leaves the gang until it is restored: the
-	 * dispatcher must not resume it under us. */
-	if (op == OP_RESTORE && v->use_qmp)
+	/* A QMP-switched guest leaves the gang for the op (op_deliver takes it
+	 * back): the dispatcher must not stop or resume it under us, and the
+	 * state written is the one of now. */
+	if (v->use_qmp)
 		gang_job_forget(v->ag, v->job);
+	/* The watchdog, until polling takes the timer over: an answer that
+	 * never comes (a QEMU frozen or wedged) ends the op at the deadline. */
+	op_after(v, OP_TIMEOUT_S * 1000 + 10);
 	qmp_call(v, first, -1, cb);
 	return 0;
 }
@@ -2095,23 +2200,34 @@ static void restore_pinged(struct vm *v)
 	if (!rc)
 		rc = guest_send(v, HEC_G_PING, kv.p, kv.len);
 	hec_guest_kv_free(&kv);
-	if (rc)
-		op_end(v, rc, "the guest channel did not come back: %s", strerror(-rc));
-	else
+	if (rc) {
+		op_end(v, rc, "the restored guest's channel did not come back: %s", strerror(-rc));
+		vm_fail(v, "the restored guest's channel did not come back: %s", strerror(-rc));
+	} else
 		op_after(v, OP_TIMEOUT_S * 1000); /* op_timer_cb: the PONG's deadline */
 }
 
 static void restore_resumed(struct vm *v, json_t *reply, const char *error)
 {
-	op_check(v, reply, error);
-	if (op_live(v))
-		restore_pinged(v);
+	const char *e = error ? error : "QEMU's monitor went away";
+
+	if (!op_live(v))
+		return;
+	if (!reply || error) {
+		/* The old QEMU is gone: a guest that cannot go on fails. */
+		op_end(v, reply ? -EIO : -ECONNRESET, "the restored guest did not resume: %s", e);
+		vm_fail(v, "the restored guest did not resume: %s", e);
+		return;
+	}
+	restore_pinged(v);
 }
 
 /* The state is in: the old QEMU goes, the restored guest runs. */
 static void restore_loaded(struct vm *v)
 {
 	v->incoming = 0;
+	v->resync = 1;
+	v->resync_skipped = 0;
 	drop_old(v);
 	hec_info("%s: job %ld: guest restored; QEMU pid %d replaces the old one", v->ag->conf.name,
 		 v->job, (int)v->qemu_pid);
@@ -2132,9 +2248,12 @@ static void restore_ponged(struct vm *v, const struct hec_guest_frame *f)
 	if (v->use_qmp && j)
 		gang_job_ready(v->ag, j);
 	op_end(v, 0, NULL);
-	if (v->running && run != v->run_id && j)
-		job_vm_exited(v->ag, j, 1, 0,
-			      "the guest was restored to a state in which the batch step does not run");
+	if (v->running && run != v->run_id) {
+		run_ended(v);
+		if (j)
+			job_vm_exited(v->ag, j, 1, 0,
+				      "the guest was restored to a state in which the batch step does not run");
+	}
 }
 
 static int vm_restore(struct hec_partition *p, int fd, hec_part_done_fn done, void *arg,
@@ -2188,7 +2307,7 @@ static void op_timer_cb(evutil_socket_t fd, short what, void *arg)
 	if (v->op == OP_NONE)
 		return;
 	if (v->op_ending) {
-		op_deliver(v, v->op_rc, v->op_why);
+		op_deliver(v, v->op_rc, v->op_why, 1);
 		return;
 	}
 	if (hec_now_mono_ns() > v->op_deadline_ns) {
@@ -2199,8 +2318,8 @@ static void op_timer_cb(evutil_socket_t fd, short what, void *arg)
 			op_end(v, -ETIMEDOUT, "the restored guest does not answer on its channel");
 			vm_fail(v, "the restored guest does not answer on its channel");
 		} else {
-			qmp_call(v, json_pack("{s:s}", "execute", "migrate_cancel"), -1, NULL);
 			op_end(v, -ETIMEDOUT, "the snapshot did not end within %d s", OP_TIMEOUT_S);
+			qmp_call(v, json_pack("{s:s}", "execute", "migrate_cancel"), -1, NULL);
 		}
 		return;
 	}

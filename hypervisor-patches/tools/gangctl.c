@@ -329,8 +329,16 @@ int main(int argc, char **argv)
     if ( !strcmp(argv[1], "cpu-move") && argc == 5 )
     {
         uint32_t cpu = num(argv[2]);
+        int tries = 0;
 
-        rc = cpupool_op(XEN_SYSCTL_CPUPOOL_OP_RMCPU, num(argv[3]), cpu, 0, 0);
+        /*
+         * Xen answers -EAGAIN while the CPU cannot leave its pool yet (a
+         * vCPU or tasklet still on it, the removal continuing in the
+         * background): ask again, as the toolstack does.
+         */
+        while ( (rc = cpupool_op(XEN_SYSCTL_CPUPOOL_OP_RMCPU, num(argv[3]), cpu, 0,
+                                 0)) == -EAGAIN && ++tries < 100 )
+            usleep(50000);
         if ( rc )
             die_rc("cpupool rmcpu", rc);
         if ( strcmp(argv[4], "none") )

@@ -5,8 +5,8 @@
  * through it.  Optional ops are reached through the inline wrappers below,
  * which return -EOPNOTSUPP where a driver has none.
  *
- * All ops return 0 or a negative errno and log nothing: the caller names
- * the node and job in its message.
+ * All ops return 0 or a negative errno; errors are the caller's to log,
+ * naming the node and job (a driver logs only its machine's progress).
  */
 #ifndef HEC_PARTITION_H
 #define HEC_PARTITION_H
@@ -117,7 +117,9 @@ struct hec_partition_ops {
 			char *why, size_t len);
 	/** Replace the running machine by the state read from @fd, as written
 	 *  by snapshot() of a partition of the same job and shape; it then runs
-	 *  on from there (vm: a new QEMU loads it, the old one is killed). */
+	 *  on from there (vm: a new QEMU loads it, and only then is the old one
+	 *  killed).  A state that does not load ends in done() with the error,
+	 *  and the machine runs on as it was. */
 	int (*restore)(struct hec_partition *p, int fd, hec_part_done_fn done, void *arg,
 		       char *why, size_t len);
 
@@ -168,7 +170,10 @@ static inline int hec_partition_thaw(const struct hec_partition_ops *ops, struct
 static inline int hec_partition_start(const struct hec_partition_ops *ops, struct hec_partition *p,
 				      const struct hec_start_req *req, char *why, size_t len)
 {
-	return ops->start ? ops->start(p, req, why, len) : -EOPNOTSUPP;
+	if (ops->start)
+		return ops->start(p, req, why, len);
+	snprintf(why, len, "the %s partition driver has no machine to start", ops->name);
+	return -EOPNOTSUPP;
 }
 
 static inline int hec_partition_snapshot(const struct hec_partition_ops *ops, struct hec_partition *p,
