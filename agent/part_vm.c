@@ -821,20 +821,12 @@ static void restore_ponged(struct vm *v, const struct hec_guest_frame *f);
 static int guest_resync(struct vm *v, struct evbuffer *in)
 {
 	size_t avail = evbuffer_get_length(in), k;
-	const uint8_t *b;
+	int found;
 
-	if (avail < 4)
-		return 0;
-	b = evbuffer_pullup(in, -1);
-	for (k = 0; k + 4 <= avail; k++)
-		if (b[k] == 'H' && b[k + 1] == 'G' && b[k + 2] == HEC_GUEST_VERSION &&
-		    b[k + 3] >= HEC_G_HELLO && b[k + 3] <= HEC_G_PONG)
-			break;
-	if (k + 4 > avail)
-		k = avail - 3; /* a header may start in the last 3 bytes */
+	k = hec_guest_sync(evbuffer_pullup(in, -1), avail, &found);
 	evbuffer_drain(in, k);
 	v->resync_skipped += k;
-	if (k + 4 > avail)
+	if (!found)
 		return 0;
 	if (v->resync_skipped)
 		hec_warn("%s: job %ld: restored guest: %zu bytes of a frame cut by the snapshot skipped",

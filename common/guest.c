@@ -23,6 +23,22 @@ static int known_type(unsigned t)
 	return 0;
 }
 
+size_t hec_guest_sync(const uint8_t *buf, size_t len, int *found)
+{
+	size_t k;
+
+	*found = 0;
+	if (len < 4)
+		return 0;
+	for (k = 0; k + 4 <= len; k++)
+		if (buf[k] == 'H' && buf[k + 1] == 'G' && buf[k + 2] == HEC_GUEST_VERSION &&
+		    buf[k + 3] >= HEC_G_HELLO && buf[k + 3] <= HEC_G_PONG) {
+			*found = 1;
+			return k;
+		}
+	return len - 3;
+}
+
 long hec_guest_decode(const uint8_t *buf, size_t len, struct hec_guest_frame *f)
 {
 	uint32_t plen;

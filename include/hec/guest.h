@@ -59,6 +59,15 @@ struct hec_guest_frame {
  */
 long hec_guest_decode(const uint8_t *buf, size_t len, struct hec_guest_frame *f);
 
+/**
+ * Find where frames start again in a stream that may begin inside one (a
+ * restored guest's channel: the head of a frame went to the QEMU replaced).
+ * \return the offset of the first header of a frame a guest sends (magic,
+ * version, a type HELLO..PONG), *@found 1; or, with *@found 0, how many
+ * bytes can be dropped for sure (a header may begin in the last 3).
+ */
+size_t hec_guest_sync(const uint8_t *buf, size_t len, int *found);
+
 /** Write a header for @type with @len payload bytes into @hdr (8 bytes). */
 void hec_guest_header(uint8_t hdr[HEC_GUEST_HDR], unsigned type, uint32_t len);
 

@@ -67,6 +67,14 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		}
 		off += (size_t)used;
 	}
+	/* as a restored channel: found a header, or dropped at most all but 3 */
+	{
+		int found;
+		size_t k = hec_guest_sync(data, size, &found);
+
+		if (found ? k + 4 > size || data[k] != 'H' : size >= 4 && k != size - 3)
+			abort();
+	}
 	/* the bytes as a bare payload too: the kv readers see more shapes */
 	kv_exercise(data, size > HEC_GUEST_MAX_PAYLOAD ? HEC_GUEST_MAX_PAYLOAD : (uint32_t)size);
 	return 0;

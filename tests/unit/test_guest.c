@@ -332,6 +332,35 @@ static void test_run_frame(void)
 	hec_guest_kv_free(&b);
 }
 
+/* A stream that begins inside a frame finds the next header. */
+static void test_sync(void)
+{
+	uint8_t buf[64];
+	size_t n;
+	int found;
+
+	/* the tail of an OUT frame ("HG" inside its data), then a PONG */
+	memcpy(buf, "xxHGzz", 6);
+	n = 6 + frame(buf + 6, HEC_G_PONG, (const uint8_t *)"seq=1", 6);
+	CU_ASSERT_EQUAL(hec_guest_sync(buf, n, &found), 6);
+	CU_ASSERT_EQUAL(found, 1);
+	/* a stream that starts in step stays so */
+	CU_ASSERT_EQUAL(hec_guest_sync(buf + 6, n - 6, &found), 0);
+	CU_ASSERT_EQUAL(found, 1);
+	/* host-bound types only: a RUN header (host -> guest) is no frame here */
+	n = frame(buf, HEC_G_RUN, (const uint8_t *)"id=1", 5);
+	CU_ASSERT_EQUAL(hec_guest_sync(buf, n, &found), n - 3);
+	CU_ASSERT_EQUAL(found, 0);
+	/* a header cut by the end: the last 3 bytes are kept */
+	memcpy(buf, "abcdefHG", 8);
+	buf[8] = HEC_GUEST_VERSION;
+	CU_ASSERT_EQUAL(hec_guest_sync(buf, 9, &found), 6);
+	CU_ASSERT_EQUAL(found, 0);
+	/* too short to tell */
+	CU_ASSERT_EQUAL(hec_guest_sync(buf, 3, &found), 0);
+	CU_ASSERT_EQUAL(found, 0);
+}
+
 int main(void)
 {
 	static const struct hec_cunit_test tests[] = {
@@ -350,6 +379,7 @@ int main(void)
 		{ "kv builder", test_kv_build },
 		{ "kv builder limit", test_kv_limit },
 		{ "RUN frame", test_run_frame },
+		{ "resynchronising a cut stream", test_sync },
 		{ NULL, NULL },
 	};
 
