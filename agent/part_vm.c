@@ -97,6 +97,13 @@ struct qmp_gate {
 	struct qmp_mon *mon;      /* a reference */
 };
 
+/* A QEMU process and our connections to it. */
+struct qemu {
+	pid_t pid;
+	struct bufferevent *guest, *qmp, *netq; /* guest channel, event QMP, network */
+	struct qmp_mon *mon;          /* the gate's monitor */
+};
+
 struct vm {
 	struct vm *next;
 	struct agent *ag;
@@ -125,11 +132,9 @@ struct vm {
 	int mk_eof, mk_reaped, mk_status;
 
 	/* QEMU */
-	pid_t qemu_pid;
+	struct qemu q;                /* the one running the guest */
 	int lfd[NLISTEN];
 	struct event *lev[NLISTEN];
-	struct bufferevent *guest, *qmp, *netq;
-	struct qmp_mon *mon;          /* the gate's monitor */
 	struct event *timer;
 	int64_t deadline_ns;
 	char shutdown_reason[64];
@@ -139,10 +144,9 @@ struct vm {
 	size_t resync_skipped;
 
 	/* restore: the QEMU being replaced, stopped and set aside (connections
-	 * idle) until the new one has loaded: it runs on if that fails */
-	pid_t old_qemu_pid;
-	struct bufferevent *old_guest, *old_qmp, *old_netq;
-	struct qmp_mon *old_mon;
+	 * idle) until the new one has loaded: it runs on if that fails; once
+	 * dropped, its pid stays until it is reaped */
+	struct qemu old;
 
 	/* QMP commands on the event loop: one in flight, answers in order */
 	struct qmp_call *qq;
@@ -241,10 +245,10 @@ static int vm_freeze_thaw(struct hec_partition *p, int frozen)
 	struct vm *v = vm_by_part(p);
 	int rc;
 
-	if (!v || !v->mon)
+	if (!v || !v->q.mon)
 		return frozen ? hec_partition_proc_ops.freeze(p) : hec_partition_proc_ops.thaw(p);
-	rc = qmp_mon_set(v->mon, frozen);
-	return rc ? rc : qmp_mon_wait(v->mon, frozen, GATE_QMP_TIMEOUT_MS * 1000L);
+	rc = qmp_mon_set(v->q.mon, frozen);
+	return rc ? rc : qmp_mon_wait(v->q.mon, frozen, GATE_QMP_TIMEOUT_MS * 1000L);
 }
 
 static int vm_freeze(struct hec_partition *p)
@@ -300,11 +304,11 @@ static int vm_gate_open(struct hec_partition *p, struct hec_gate **out)
 
 	/* Switched by cgroup freeze: the proc gate itself, so the slot switch
 	 * goes through no layer of ours. */
-	if (!v || !v->use_qmp || !v->mon)
+	if (!v || !v->use_qmp || !v->q.mon)
 		return hec_partition_proc_ops.gate_open(p, out);
 	if (v->op != OP_NONE)
 		return -EBUSY; /* out of the gang until the snapshot or restore ends */
-	*out = qmp_gate_new(v->mon);
+	*out = qmp_gate_new(v->q.mon);
 	return *out ? 0 : -ENOMEM;
 }
 
@@ -385,8 +389,17 @@ static void start_finish(struct vm *v, int rc, const char *why)
 }
 
 static void op_deliver(struct vm *v, int rc, const char *why, int rejoin);
-static void qmp_drop(struct vm *v);
-static void drop_old(struct vm *v);
+static void qemu_drop(struct qemu *c);
+static void qmp_flush(struct vm *v, int answer);
+
+/* The event monitor is closed or broken: what waits on it hears so. */
+static void qmp_gone(struct vm *v)
+{
+	bufferevent_free(v->q.qmp);
+	v->q.qmp = NULL;
+	v->qmp_greeted = 0;
+	qmp_flush(v, 1);
+}
 
 static void vm_free(struct vm *v)
 {
@@ -408,21 +421,18 @@ static void vm_free(struct vm *v)
 		close(v->mk_fd);
 	if (v->mk_pid > 0 && !v->mk_reaped)
 		kill(v->mk_pid, SIGKILL); /* reaped by the SIGCHLD loop as unknown */
-	if (v->guest)
-		bufferevent_free(v->guest);
-	if (v->qmp)
-		bufferevent_free(v->qmp);
-	if (v->netq)
-		bufferevent_free(v->netq);
-	drop_old(v);
-	qmp_drop(v);
+	/* The running QEMU goes with the job's cgroup (KILL_JOB): only the
+	 * connections close here. */
+	v->q.pid = 0;
+	qemu_drop(&v->q);
+	qemu_drop(&v->old);
+	qmp_flush(v, 0);
 	if (v->op_timer)
 		event_free(v->op_timer);
 	if (v->uplink)
 		hec_conn_free(v->uplink);
 	if (v->timer)
 		event_free(v->timer);
-	qmp_mon_put(v->mon);
 	vnet_free(v->net);
 	if (v->out_fd >= 0)
 		close(v->out_fd);
@@ -497,8 +507,8 @@ static void vm_fail(struct vm *v, const char *fmt_, ...)
 	vsnprintf(v->why, sizeof(v->why), fmt_, ap);
 	va_end(ap);
 	v->state = VM_DEAD;
-	if (v->qemu_pid > 0)
-		kill(v->qemu_pid, SIGKILL);
+	if (v->q.pid > 0)
+		kill(v->q.pid, SIGKILL);
 	if (v->timer)
 		evtimer_del(v->timer);
 	hec_err("%s: job %ld: guest failed: %s", ag->conf.name, v->job, v->why);
@@ -522,9 +532,9 @@ static int send_to_guest(void *arg, const uint8_t *frame, size_t len)
 			   (uint8_t)len };
 	struct evbuffer *out;
 
-	if (!v->netq)
+	if (!v->q.netq)
 		return -ENOTCONN;
-	out = bufferevent_get_output(v->netq);
+	out = bufferevent_get_output(v->q.netq);
 	if (evbuffer_get_length(out) > NET_QUEUE_MAX)
 		return -ENOBUFS;
 	if (evbuffer_add(out, hdr, 4) || evbuffer_add(out, frame, len))
@@ -689,9 +699,9 @@ static int guest_send(struct vm *v, unsigned type, const void *payload, uint32_t
 	uint8_t hdr[HEC_GUEST_HDR];
 	struct evbuffer *out;
 
-	if (!v->guest)
+	if (!v->q.guest)
 		return -ENOTCONN;
-	out = bufferevent_get_output(v->guest);
+	out = bufferevent_get_output(v->q.guest);
 	hec_guest_header(hdr, type, len);
 	if (evbuffer_add(out, hdr, sizeof(hdr)) || (len && evbuffer_add(out, payload, len)))
 		return -ENOMEM;
@@ -743,7 +753,7 @@ static void calibrate(struct vm *v)
 	struct hec_gate *g;
 
 	v->cg_ns = hec_partition_proc_ops.gate_open(v->part, &g) ? -1 : switch_cost(g);
-	g = v->mon ? qmp_gate_new(v->mon) : NULL;
+	g = v->q.mon ? qmp_gate_new(v->q.mon) : NULL;
 	v->qmp_ns = g ? switch_cost(g) : -1;
 	v->use_qmp = v->qmp_ns >= 0 && (v->cg_ns < 0 || v->qmp_ns < v->cg_ns);
 	hec_info("%s: job %ld: gang switch of the guest: cgroup freeze+thaw %lld us, QMP stop+cont %lld us: using %s",
@@ -843,7 +853,7 @@ static void guest_read(struct bufferevent *bev, void *arg)
 	if (v->resync && !guest_resync(v, in))
 		return;
 
-	while (v->guest && evbuffer_get_length(in) >= HEC_GUEST_HDR) {
+	while (v->q.guest && evbuffer_get_length(in) >= HEC_GUEST_HDR) {
 		/* Draining frames off the front keeps the rest contiguous, so
 		 * this copies at most once per read. */
 		size_t avail = evbuffer_get_length(in);
@@ -882,7 +892,7 @@ static void guest_read(struct bufferevent *bev, void *arg)
 		default:
 			break; /* STARTED: nothing to do */
 		}
-		if (v->state == VM_DEAD || !v->guest)
+		if (v->state == VM_DEAD || !v->q.guest)
 			return;
 		evbuffer_drain(in, (size_t)n);
 	}
@@ -902,7 +912,6 @@ static void qmp_call_free(struct qmp_call *c)
  * the socket (a command is a short line, and the socket has nothing else
  * queued: each is sent only once the one before is answered), which is
  * also how a file descriptor goes with it. */
-static void qmp_flush(struct vm *v);
 
 static void qmp_kick(struct vm *v)
 {
@@ -912,7 +921,7 @@ static void qmp_kick(struct vm *v)
 	} u;
 	struct qmp_call *c;
 
-	while ((c = v->qq) && !v->qq_sent && v->qmp && v->qmp_greeted) {
+	while ((c = v->qq) && !v->qq_sent && v->q.qmp && v->qmp_greeted) {
 		struct iovec iov = { c->line, strlen(c->line) };
 		struct msghdr mh = { .msg_iov = &iov, .msg_iovlen = 1 };
 		ssize_t n;
@@ -930,7 +939,7 @@ static void qmp_kick(struct vm *v)
 			memcpy(CMSG_DATA(cm), &c->fd, sizeof(int));
 		}
 		do
-			n = sendmsg(bufferevent_getfd(v->qmp), &mh, MSG_NOSIGNAL);
+			n = sendmsg(bufferevent_getfd(v->q.qmp), &mh, MSG_NOSIGNAL);
 		while (n < 0 && errno == EINTR);
 		if (n == (ssize_t)iov.iov_len) {
 			v->qq_sent = 1;
@@ -940,10 +949,7 @@ static void qmp_kick(struct vm *v)
 		 * matched to commands.  The monitor is given up. */
 		hec_warn("%s: job %ld: QMP: cannot write a command: %s", v->ag->conf.name, v->job,
 			 n < 0 ? strerror(errno) : "short write");
-		bufferevent_free(v->qmp);
-		v->qmp = NULL;
-		v->qmp_greeted = 0;
-		qmp_flush(v);
+		qmp_gone(v);
 		return;
 	}
 }
@@ -975,11 +981,20 @@ static void qmp_call(struct vm *v, json_t *cmd, int fd, qmp_cb cb)
 	qmp_kick(v);
 }
 
-/* The monitor is gone: every command queued is answered with NULL. */
-static void qmp_flush(struct vm *v)
+/* A command of an op that has ended: its answer goes to nobody. */
+static int call_stale(const struct vm *v, const struct qmp_call *c)
 {
-	/* Detached first: a callback may queue on another monitor (a restore
-	 * swapping back), which must not be answered here. */
+	return c->gen && (c->gen != v->op_gen || v->op == OP_NONE);
+}
+
+/*
+ * Empty the queue: the monitor is gone, and with @answer every command is
+ * answered NULL; without, they are just forgotten (their monitor is swapped
+ * out under an op that decides for itself).  Detached first: a callback may
+ * queue on another monitor (a restore swapping back).
+ */
+static void qmp_flush(struct vm *v, int answer)
+{
 	struct qmp_call *q = v->qq;
 
 	v->qq = NULL;
@@ -988,23 +1003,10 @@ static void qmp_flush(struct vm *v)
 		struct qmp_call *c = q;
 
 		q = c->next;
-		if (c->cb && !(c->gen && (c->gen != v->op_gen || v->op == OP_NONE)))
+		if (answer && c->cb && !call_stale(v, c))
 			c->cb(v, NULL, "QEMU's monitor went away");
 		qmp_call_free(c);
 	}
-}
-
-/* Forget the queued commands without answers (their monitor is being
- * swapped out under an op that decides for itself). */
-static void qmp_drop(struct vm *v)
-{
-	while (v->qq) {
-		struct qmp_call *c = v->qq;
-
-		v->qq = c->next;
-		qmp_call_free(c);
-	}
-	v->qq_sent = 0;
 }
 
 static void qmp_answer(struct vm *v, json_t *o, const char *line)
@@ -1019,7 +1021,7 @@ static void qmp_answer(struct vm *v, json_t *o, const char *line)
 	}
 	v->qq = c->next;
 	v->qq_sent = 0;
-	if (c->gen && (c->gen != v->op_gen || v->op == OP_NONE))
+	if (call_stale(v, c))
 		hec_debug("%s: job %ld: QMP answer for an op that has ended: %s", v->ag->conf.name,
 			  v->job, line);
 	else if (c->cb)
@@ -1061,7 +1063,7 @@ static void qmp_read(struct bufferevent *bev, void *arg)
 	size_t n;
 	char *line;
 
-	while (bev == v->qmp && (line = evbuffer_readln(in, &n, EVBUFFER_EOL_CRLF))) {
+	while (bev == v->q.qmp && (line = evbuffer_readln(in, &n, EVBUFFER_EOL_CRLF))) {
 		json_t *o = json_loadb(line, n, 0, NULL);
 		const char *ev = json_string_value(json_object_get(o, "event"));
 
@@ -1092,18 +1094,15 @@ static void conn_event(struct bufferevent *bev, short what, void *arg)
 
 	if (!(what & (BEV_EVENT_EOF | BEV_EVENT_ERROR)))
 		return;
-	if (bev == v->guest) {
-		bufferevent_free(v->guest);
-		v->guest = NULL;
-	} else if (bev == v->qmp) {
-		bufferevent_free(v->qmp);
-		v->qmp = NULL;
-		v->qmp_greeted = 0;
-		qmp_flush(v);
-	} else if (bev == v->netq) {
+	if (bev == v->q.guest) {
+		bufferevent_free(v->q.guest);
+		v->q.guest = NULL;
+	} else if (bev == v->q.qmp) {
+		qmp_gone(v);
+	} else if (bev == v->q.netq) {
 		vnet_port_del(v->net, v->port_guest);
-		bufferevent_free(v->netq);
-		v->netq = NULL;
+		bufferevent_free(v->q.netq);
+		v->q.netq = NULL;
 	}
 }
 
@@ -1146,19 +1145,19 @@ static void on_accept(evutil_socket_t lfd, short what, void *arg)
 	event_del(v->lev[i]);
 	switch (i) {
 	case L_GUEST:
-		v->guest = wrap(v, fd, guest_read);
+		v->q.guest = wrap(v, fd, guest_read);
 		break;
 	case L_QMP:
-		v->qmp = wrap(v, fd, qmp_read);
+		v->q.qmp = wrap(v, fd, qmp_read);
 		break;
 	case L_NET:
-		v->netq = wrap(v, fd, net_read);
-		if (v->netq)
+		v->q.netq = wrap(v, fd, net_read);
+		if (v->q.netq)
 			v->port_guest = vnet_port_add(v->net, send_to_guest, v);
 		break;
 	case L_GATE: {
 		/* Blocking on purpose: the dispatcher thread waits on it. */
-		int rc = qmp_mon_open(fd, GATE_QMP_TIMEOUT_MS, &v->mon);
+		int rc = qmp_mon_open(fd, GATE_QMP_TIMEOUT_MS, &v->q.mon);
 
 		if (rc)
 			hec_warn("%s: job %ld: QMP gate monitor: %s; the guest is switched by cgroup freeze",
@@ -1360,13 +1359,13 @@ static int start_qemu(struct vm *v, char *why, size_t len)
 	req = (struct hec_spawn_req){ .argv = argv, .envp = envp, .cwd = v->dir, .uid = v->uid,
 				      .gid = v->gid, .stdin_fd = nullfd, .stdout_fd = logfd,
 				      .stderr_fd = logfd };
-	rc = hec_partition_proc_ops.spawn(v->part, &req, &v->qemu_pid);
+	rc = hec_partition_proc_ops.spawn(v->part, &req, &v->q.pid);
 	if (rc)
 		hec_fmt(why, len, "cannot start %s: %s: %s", ag->conf.qemu, hec_part_proc_context(),
 		    strerror(-rc));
 	else
 		hec_info("%s: job %ld: QEMU pid %d: %d vCPUs, %ld MB, %s%s", ag->conf.name, v->job,
-			 (int)v->qemu_pid, v->vcpus, v->mem_mb, kvm ? "KVM" : "TCG",
+			 (int)v->q.pid, v->vcpus, v->mem_mb, kvm ? "KVM" : "TCG",
 			 v->incoming ? ", waiting for the state to restore" : "");
 out:
 	if (logfd >= 0)
@@ -1399,7 +1398,7 @@ static void qemu_ended(struct vm *v, int status)
 	int code, sig;
 
 	agent_wait_status(status, &code, &sig);
-	v->qemu_pid = 0;
+	v->q.pid = 0;
 	if (v->state == VM_DEAD)
 		return;
 	if (v->incoming) {
@@ -1611,12 +1610,12 @@ int vm_reaped(struct agent *ag, pid_t pid, int status)
 				mk_done(v);
 			return 1;
 		}
-		if (v->qemu_pid == pid) {
+		if (v->q.pid == pid) {
 			qemu_ended(v, status);
 			return 1;
 		}
-		if (v->old_qemu_pid == pid) {
-			v->old_qemu_pid = 0; /* replaced (restore), or set aside and died */
+		if (v->old.pid == pid) {
+			v->old.pid = 0; /* replaced (restore), or set aside and died */
 			return 1;
 		}
 	}
@@ -1791,7 +1790,7 @@ int vm_run(struct agent *ag, struct job *j, const char *const *argv, const char 
 	int rc = 0;
 
 	(void)ag;
-	if (!v || v->state != VM_UP || !v->guest) {
+	if (!v || v->state != VM_UP || !v->q.guest) {
 		hec_fmt(why, len, "the job's guest is not up%s%s", v && v->why[0] ? ": " : "",
 		    v ? v->why : "");
 		return -ENOTCONN;
@@ -1864,9 +1863,9 @@ static void op_deliver(struct vm *v, int rc, const char *why, int rejoin)
 	/* A QMP-switched guest left the gang for the op (op_begin): its gate
 	 * monitor learns the state our own stop/cont left, then the
 	 * dispatcher takes it back and switches it as its slots say. */
-	if (rejoin && v->use_qmp && v->state == VM_UP && v->mon && j) {
-		if (!qmp_mon_set(v->mon, 0))
-			qmp_mon_wait(v->mon, 0, GATE_QMP_TIMEOUT_MS * 1000L);
+	if (rejoin && v->use_qmp && v->state == VM_UP && v->q.mon && j) {
+		if (!qmp_mon_set(v->q.mon, 0))
+			qmp_mon_wait(v->q.mon, 0, GATE_QMP_TIMEOUT_MS * 1000L);
 		gang_job_ready(v->ag, j);
 	}
 	if (done)
@@ -2042,7 +2041,7 @@ static int op_refused(struct vm *v, char *why, size_t len)
 		hec_fmt(why, len, "the partition has no guest");
 		return -ENODEV;
 	}
-	if (v->state != VM_UP || !v->qmp) {
+	if (v->state != VM_UP || !v->q.qmp) {
 		hec_fmt(why, len, "the guest is not up%s%s", v->why[0] ? ": " : "", v->why);
 		return -ENOTCONN;
 	}
@@ -2058,8 +2057,8 @@ static int op_refused(struct vm *v, char *why, size_t len)
 static int op_begin(struct vm *v, enum vm_op op, int fd, hec_part_done_fn done, void *arg,
 		    char *why, size_t len, json_t *first, qmp_cb cb)
 {
-	if (!v || v->state != VM_UP || !v->qmp || v->op != OP_NONE ||
-	    (op == OP_RESTORE && v->old_qemu_pid > 0)) {
+	if (!v || v->state != VM_UP || !v->q.qmp || v->op != OP_NONE ||
+	    (op == OP_RESTORE && v->old.pid > 0)) {
 		json_decref(first);
 		return op_refused(v, why, len);
 	}
@@ -2098,58 +2097,51 @@ static int vm_snapshot(struct hec_partition *p, int fd, hec_part_done_fn done, v
 			json_pack("{s:s}", "execute", "query-status"), snap_status);
 }
 
-/* Park the current QEMU's connections, idle; @back: take them up again. */
-static void swap_aside(struct vm *v)
+/* Let @c's connections read (1), or leave them idle (0: set aside). */
+static void qemu_listen(struct qemu *c, int on)
 {
-	struct bufferevent *g = v->guest, *q = v->qmp, *n = v->netq;
-	struct qmp_mon *m = v->mon;
+	struct bufferevent *b[] = { c->guest, c->qmp, c->netq };
 
-	if (v->netq)
-		vnet_port_del(v->net, v->port_guest);
-	v->port_guest = 0;
-	v->guest = v->old_guest;
-	v->qmp = v->old_qmp;
-	v->netq = v->old_netq;
-	v->mon = v->old_mon;
-	v->old_guest = g;
-	v->old_qmp = q;
-	v->old_netq = n;
-	v->old_mon = m;
-	for (int i = 0; i < 3; i++) {
-		struct bufferevent *b = i == 0 ? v->guest : i == 1 ? v->qmp : v->netq;
-		struct bufferevent *o = i == 0 ? v->old_guest : i == 1 ? v->old_qmp : v->old_netq;
-
-		if (b)
-			bufferevent_enable(b, EV_READ | EV_WRITE);
-		if (o)
-			bufferevent_disable(o, EV_READ);
-	}
-	if (v->netq)
-		v->port_guest = vnet_port_add(v->net, send_to_guest, v);
-	v->qmp_greeted = v->qmp != NULL;
-	v->qq_sent = 0;
-	{
-		pid_t t = v->qemu_pid;
-
-		v->qemu_pid = v->old_qemu_pid;
-		v->old_qemu_pid = t;
-	}
+	for (size_t i = 0; i < HEC_ARRAY_SIZE(b); i++)
+		if (b[i] && on)
+			bufferevent_enable(b[i], EV_READ | EV_WRITE);
+		else if (b[i])
+			bufferevent_disable(b[i], EV_READ);
 }
 
-static void drop_old(struct vm *v)
+/* Close our connections to @c; the process is killed, and its pid stays
+ * in @c until it is reaped (quietly, as v->old). */
+static void qemu_drop(struct qemu *c)
 {
-	if (v->old_guest)
-		bufferevent_free(v->old_guest);
-	if (v->old_qmp)
-		bufferevent_free(v->old_qmp);
-	if (v->old_netq)
-		bufferevent_free(v->old_netq);
-	qmp_mon_put(v->old_mon);
-	v->old_guest = v->old_qmp = v->old_netq = NULL;
-	v->old_mon = NULL;
-	/* Reaped quietly: its pid stays in old_qemu_pid until then. */
-	if (v->old_qemu_pid > 0)
-		kill(v->old_qemu_pid, SIGKILL);
+	if (c->guest)
+		bufferevent_free(c->guest);
+	if (c->qmp)
+		bufferevent_free(c->qmp);
+	if (c->netq)
+		bufferevent_free(c->netq);
+	qmp_mon_put(c->mon);
+	c->guest = c->qmp = c->netq = NULL;
+	c->mon = NULL;
+	if (c->pid > 0)
+		kill(c->pid, SIGKILL);
+}
+
+/* The running QEMU and the one set aside trade places. */
+static void swap_aside(struct vm *v)
+{
+	struct qemu t = v->q;
+
+	if (v->q.netq)
+		vnet_port_del(v->net, v->port_guest);
+	v->port_guest = 0;
+	v->q = v->old;
+	v->old = t;
+	qemu_listen(&v->q, 1);
+	qemu_listen(&v->old, 0);
+	if (v->q.netq)
+		v->port_guest = vnet_port_add(v->net, send_to_guest, v);
+	v->qmp_greeted = v->q.qmp != NULL;
+	v->qq_sent = 0;
 }
 
 /*
@@ -2166,13 +2158,13 @@ static void restore_undo(struct vm *v, int rc, const char *why)
 	hec_fmt(msg, sizeof(msg), "the snapshot could not be loaded (%s); the guest runs on as it was", why);
 	hec_warn("%s: job %ld: %s", v->ag->conf.name, v->job, msg);
 	v->incoming = 0;
-	if (v->qemu_pid > 0)
-		kill(v->qemu_pid, SIGKILL);
-	qmp_drop(v);
+	if (v->q.pid > 0)
+		kill(v->q.pid, SIGKILL);
+	qmp_flush(v, 0);
 	close_listeners(v);
 	swap_aside(v);     /* the old one is current again; the new one's are "old" */
-	drop_old(v);       /* the new QEMU's connections; it is killed already */
-	if (v->qemu_pid <= 0) {
+	qemu_drop(&v->old);       /* the new QEMU's connections; it is killed already */
+	if (v->q.pid <= 0) {
 		op_end(v, rc, "%s", why);
 		vm_fail(v, "the guest's QEMU died while a restore was tried (%s)", why);
 		return;
@@ -2220,9 +2212,9 @@ static void restore_loaded(struct vm *v)
 	v->incoming = 0;
 	v->resync = 1;
 	v->resync_skipped = 0;
-	drop_old(v);
+	qemu_drop(&v->old);
 	hec_info("%s: job %ld: guest restored; QEMU pid %d replaces the old one", v->ag->conf.name,
-		 v->job, (int)v->qemu_pid);
+		 v->job, (int)v->q.pid);
 	qmp_call(v, json_pack("{s:s}", "execute", "cont"), -1, restore_resumed);
 }
 

@@ -263,21 +263,30 @@ static void cli_show(struct ctl *ctl, struct peer *p, long id)
 	respond(p->conn, json_pack("{s:b,s:o}", "ok", 1, "job", job_to_json(j)));
 }
 
-static void cli_cancel(struct ctl *ctl, struct peer *p, long id)
+struct job *cli_owned_job(struct ctl *ctl, struct peer *p, long id, const char *verb)
 {
 	struct job *j = job_find(ctl, id);
 
 	if (!j) {
 		respond_error(p->conn, "no such job %ld", id);
-		return;
+		return NULL;
 	}
 	if (p->uid != 0 && p->uid != j->uid) {
-		hec_info("job %ld: cancel by uid %u refused (owner uid %u)", id, (unsigned)p->uid,
+		hec_info("job %ld: %s by uid %u refused (owner uid %u)", id, verb, (unsigned)p->uid,
 			 (unsigned)j->uid);
-		respond_error(p->conn, "job %ld belongs to uid %u; only its owner or root may cancel it",
-			      id, (unsigned)j->uid);
-		return;
+		respond_error(p->conn, "job %ld belongs to uid %u; only its owner or root may %s it",
+			      id, (unsigned)j->uid, verb);
+		return NULL;
 	}
+	return j;
+}
+
+static void cli_cancel(struct ctl *ctl, struct peer *p, long id)
+{
+	struct job *j = cli_owned_job(ctl, p, id, "cancel");
+
+	if (!j)
+		return;
 	if (job_state_final(j->state)) {
 		respond_error(p->conn, "job %ld has already ended (%s)", id, job_state_name(j->state));
 		return;
@@ -361,7 +370,7 @@ void cli_on_msg(struct hec_conn *c, const struct hec_msg *m, void *arg)
 	else if (!strcmp(op, "cancel"))
 		cli_cancel(ctl, p, id);
 	else if (!strcmp(op, "snapshot"))
-		cli_snapshot(ctl, p, m->body);
+		cli_snapshot(ctl, p, id, json_is_true(json_object_get(m->body, "revert")));
 	else if (!strcmp(op, "nodes"))
 		cli_nodes(ctl, p);
 	else if (!strcmp(op, "status"))

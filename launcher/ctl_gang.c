@@ -280,11 +280,7 @@ static void publish(struct ctl *ctl)
 	lead = rtt > EPOCH_LEAD_MAX_NS / 4 ? EPOCH_LEAD_MAX_NS : 4 * rtt;
 	if (lead < EPOCH_LEAD_MIN_NS)
 		lead = EPOCH_LEAD_MIN_NS;
-	/* Microseconds of real time: never behind an epoch of an earlier
-	 * controller on this host, and strictly increasing here. */
-	id = now / 1000;
-	if (id <= ctl->epoch.id)
-		id = ctl->epoch.id + 1;
+	id = ctl_fresh_id(&ctl->epoch.id);
 	ctl->epoch = (struct epoch){ .id = id, .start = now + lead, .slot_ns = ctl->slot_ns,
 				     .nslots = epoch_nslots(ctl) };
 	for (n = ctl->nodes; n; n = n->next, c++) {

@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "hec/common.h"
 #include "ctld.h"
 #include "sched.h"
 
@@ -14,6 +15,15 @@ static const char *const job_state_names[JOB_NSTATES] = {
 	[JOB_COMPLETED] = "COMPLETED", [JOB_FAILED] = "FAILED", [JOB_CANCELLED] = "CANCELLED",
 	[JOB_TIMEOUT] = "TIMEOUT", [JOB_NODE_FAIL] = "NODE_FAIL",
 };
+
+int64_t ctl_fresh_id(int64_t *last)
+{
+	int64_t id = hec_now_real_ns() / 1000;
+
+	if (id <= *last)
+		id = *last + 1;
+	return *last = id;
+}
 
 const char *job_state_name(enum job_state s)
 {

@@ -22,9 +22,8 @@
 struct snap_node {
 	struct node *node;           /* NULL: the catalog names a node we do not know */
 	char name[65];
-	int done;                    /* answered, or counted as failed */
 	int answered;                /* SNAPSHOT_DONE came: bytes and ms are the node's */
-	int failed;
+	int failed;                  /* (answered or not): settled either way */
 	int64_t bytes, ms;
 	char *error;                 /* why it failed; NULL if out of memory for the text */
 };
@@ -36,7 +35,6 @@ struct snap_req {
 	int revert;
 	struct peer *cli;            /* NULL once the CLI connection is gone */
 	int64_t started, deadline;   /* mono ns */
-	char ended[600];             /* "job 7 ended (...)" if it did, else "" */
 	struct snap_node *nodes;
 	int nnodes, waiting;
 	struct snap_req *next;
@@ -55,18 +53,23 @@ static void snap_req_free(struct snap_req *r)
 	free(r);
 }
 
+static int settled(const struct snap_node *sn)
+{
+	return sn->answered || sn->failed;
+}
+
 __attribute__((format(printf, 3, 4)))
 static void node_fail(struct snap_req *r, struct snap_node *sn, const char *fmt, ...)
 {
 	va_list ap;
 
-	if (sn->done)
+	if (settled(sn))
 		return;
 	va_start(ap, fmt);
 	if (vasprintf(&sn->error, fmt, ap) < 0)
 		sn->error = NULL;
 	va_end(ap);
-	sn->done = sn->failed = 1;
+	sn->failed = 1;
 	r->waiting--;
 }
 
@@ -98,7 +101,9 @@ static json_t *nodes_json(const struct snap_req *r)
 	return a;
 }
 
-static void snap_finish(struct ctl *ctl, struct snap_req *r)
+/* Answer the CLI and free @r; @ended: why every node failed at once (the
+ * job ended), or NULL. */
+static void snap_finish(struct ctl *ctl, struct snap_req *r, const char *ended)
 {
 	double secs = (double)(hec_now_mono_ns() - r->started) / 1e9;
 	const struct snap_node *first = NULL;
@@ -119,8 +124,8 @@ static void snap_finish(struct ctl *ctl, struct snap_req *r)
 		if (!failed++)
 			first = &r->nodes[i];
 	}
-	if (r->ended[0])
-		snprintf(line, sizeof(line), "%s", r->ended);
+	if (ended)
+		snprintf(line, sizeof(line), "%s", ended);
 	else if (first)
 		snprintf(line, sizeof(line), "%s of job %ld failed on %d of %d node%s: %s: %s",
 			 what(r), r->job, failed, r->nnodes, r->nnodes == 1 ? "" : "s", first->name,
@@ -156,22 +161,9 @@ static void not_running(const struct job *j, char *buf, size_t len)
 		snprintf(buf, len, "%s", job_state_name(j->state));
 }
 
-/* Ids from the real-time clock in microseconds, as epoch ids are: an answer
- * to an earlier controller's request never matches one of ours. */
-static int64_t next_id(struct ctl *ctl)
+void cli_snapshot(struct ctl *ctl, struct peer *p, long id, int revert)
 {
-	int64_t id = hec_now_real_ns() / 1000;
-
-	if (id <= ctl->snap_seq)
-		id = ctl->snap_seq + 1;
-	return ctl->snap_seq = id;
-}
-
-void cli_snapshot(struct ctl *ctl, struct peer *p, const json_t *req)
-{
-	long id = (long)json_integer_value(json_object_get(req, "job"));
-	int revert = json_is_true(json_object_get(req, "revert"));
-	struct job *j = job_find(ctl, id);
+	struct job *j;
 	struct snap_req *r;
 	char why[64];
 
@@ -179,17 +171,9 @@ void cli_snapshot(struct ctl *ctl, struct peer *p, const json_t *req)
 		respond_error(p->conn, "the controller is shutting down");
 		return;
 	}
-	if (!j) {
-		respond_error(p->conn, "no such job %ld", id);
+	j = cli_owned_job(ctl, p, id, revert ? "revert" : "snapshot");
+	if (!j)
 		return;
-	}
-	if (p->uid != 0 && p->uid != j->uid) {
-		hec_info("job %ld: %s by uid %u refused (owner uid %u)", id,
-			 revert ? "revert" : "snapshot", (unsigned)p->uid, (unsigned)j->uid);
-		respond_error(p->conn, "job %ld belongs to uid %u; only its owner or root may snapshot it",
-			      id, (unsigned)j->uid);
-		return;
-	}
 	if (!j->vm) {
 		respond_error(p->conn, "job %ld runs in proc partitions; snapshots need --partition vm", id);
 		return;
@@ -217,7 +201,7 @@ void cli_snapshot(struct ctl *ctl, struct peer *p, const json_t *req)
 		respond_error(p->conn, "controller out of memory");
 		return;
 	}
-	r->id = next_id(ctl);
+	r->id = ctl_fresh_id(&ctl->snap_seq) /* an earlier controller's answer never matches */;
 	r->job = id;
 	r->revert = revert;
 	r->cli = p;
@@ -247,7 +231,7 @@ void cli_snapshot(struct ctl *ctl, struct peer *p, const json_t *req)
 			node_fail(r, sn, "SNAPSHOT not sent: %s", strerror(-rc));
 	}
 	if (!r->waiting)
-		snap_finish(ctl, r);
+		snap_finish(ctl, r, NULL);
 }
 
 void snap_on_done(struct ctl *ctl, struct node *n, const json_t *body)
@@ -263,13 +247,12 @@ void snap_on_done(struct ctl *ctl, struct node *n, const json_t *body)
 	for (int i = 0; r && !sn && i < r->nnodes; i++)
 		if (r->nodes[i].node == n)
 			sn = &r->nodes[i];
-	if (!sn || sn->done) {
+	if (!sn || settled(sn)) {
 		hec_debug("%s: SNAPSHOT_DONE for job %ld request %lld: %s; ignored", n->name, job,
 			  (long long)id, !r ? "no such request is waiting (late or unknown)" :
 			  !sn ? "the job does not run there" : "that node's answer is already counted");
 		return;
 	}
-	sn->answered = 1;
 	sn->bytes = json_integer_value(json_object_get(body, "bytes"));
 	sn->ms = json_integer_value(json_object_get(body, "ms"));
 	if (error) {
@@ -278,11 +261,11 @@ void snap_on_done(struct ctl *ctl, struct node *n, const json_t *body)
 	} else {
 		hec_debug("job %ld: %s %lld: %s done, %lld bytes in %lld ms", job, what(r),
 			  (long long)id, n->name, (long long)sn->bytes, (long long)sn->ms);
-		sn->done = 1;
 		r->waiting--;
 	}
+	sn->answered = 1;
 	if (!r->waiting)
-		snap_finish(ctl, r);
+		snap_finish(ctl, r, NULL);
 }
 
 void snap_node_gone(struct ctl *ctl, struct node *n, const char *why)
@@ -294,14 +277,14 @@ void snap_node_gone(struct ctl *ctl, struct node *n, const char *why)
 		for (int i = 0; i < r->nnodes; i++) {
 			struct snap_node *sn = &r->nodes[i];
 
-			if (sn->node != n || sn->done)
+			if (sn->node != n || settled(sn))
 				continue;
 			hec_warn("job %ld: %s %lld: %s went away (%s)", r->job, what(r),
 				 (long long)r->id, n->name, why);
 			node_fail(r, sn, "went away (%s)", why);
 		}
 		if (!r->waiting)
-			snap_finish(ctl, r);
+			snap_finish(ctl, r, NULL);
 	}
 }
 
@@ -310,16 +293,17 @@ void snap_job_ended(struct ctl *ctl, struct job *j)
 	enum job_state s = job_state_final(j->state) ? j->state : j->final_state;
 	int plain = !j->reason[0] || !strcmp(j->reason, "None");
 	struct snap_req *r;
+	char ended[600];
 
 	for (r = ctl->snap_reqs; r && r->job != j->id; r = r->next)
 		;
 	if (!r)
 		return;
-	snprintf(r->ended, sizeof(r->ended), "job %ld ended (%s%s%s)", j->id, job_state_name(s),
+	snprintf(ended, sizeof(ended), "job %ld ended (%s%s%s)", j->id, job_state_name(s),
 		 plain ? "" : ": ", plain ? "" : j->reason);
 	for (int i = 0; i < r->nnodes; i++)
-		node_fail(r, &r->nodes[i], "%s", r->ended);
-	snap_finish(ctl, r);
+		node_fail(r, &r->nodes[i], "%s", ended);
+	snap_finish(ctl, r, ended);
 }
 
 void snap_forget_peer(struct ctl *ctl, struct peer *p)
@@ -339,13 +323,9 @@ void snap_timers(struct ctl *ctl)
 		next = r->next;
 		if (now < r->deadline)
 			continue;
-		for (int i = 0; i < r->nnodes; i++) {
-			if (ms % 1000)
-				node_fail(r, &r->nodes[i], "no answer within %.1f s", (double)ms / 1000.0);
-			else
-				node_fail(r, &r->nodes[i], "no answer within %ld s", ms / 1000);
-		}
-		snap_finish(ctl, r);
+		for (int i = 0; i < r->nnodes; i++)
+			node_fail(r, &r->nodes[i], "no answer within %g s", (double)ms / 1000.0);
+		snap_finish(ctl, r, NULL);
 	}
 }
 

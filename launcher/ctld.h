@@ -216,6 +216,9 @@ const char *job_state_name(enum job_state s);
 int job_state_parse(const char *name);
 const char *node_state_name(enum node_state s);
 void job_free(struct job *j);
+/** A new id from real time in microseconds, greater than *@last (then
+ *  set to it): never behind one an earlier controller on this host gave. */
+int64_t ctl_fresh_id(int64_t *last);
 /** Drop what only a starting job needs (env, argv, script). */
 void job_drop_payload(struct job *j);
 /** Display string of a job's command; malloc'ed, NULL on ENOMEM. */
@@ -325,6 +328,9 @@ void cli_on_msg(struct hec_conn *c, const struct hec_msg *m, void *arg);
 void respond(struct hec_conn *c, json_t *body);
 void respond_error(struct hec_conn *c, const char *fmt, ...)
 	__attribute__((format(printf, 2, 3)));
+/** Job @id for @verb ("cancel", "snapshot"), which only its owner or root
+ *  may do; NULL once the refusal is sent. */
+struct job *cli_owned_job(struct ctl *ctl, struct peer *p, long id, const char *verb);
 
 /* ---- ctl_gang.c: the gang matrix, epochs, clock and statistics ---- */
 
@@ -361,7 +367,7 @@ void gang_timers(struct ctl *ctl);
 
 /** The `snapshot` request: SNAPSHOT to every node of the job; the answer
  *  goes out once every node has answered, failed, or timed out. */
-void cli_snapshot(struct ctl *ctl, struct peer *p, const json_t *req);
+void cli_snapshot(struct ctl *ctl, struct peer *p, long id, int revert);
 void snap_on_done(struct ctl *ctl, struct node *n, const json_t *body);
 /** @n's agent connection is gone (closed, or the node is DOWN): its
  *  pending answers count as failed with @why. */

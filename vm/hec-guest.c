@@ -339,16 +339,15 @@ static int find_ether(char *name, size_t len)
 static int wait_oper_up(const char *ifn)
 {
 	long long deadline = now_ms() + 10000;
-	char path[128], state[16];
+	char path[128];
 
 	snprintf(path, sizeof(path), "/sys/class/net/%s/operstate", ifn);
 	do {
-		int fd = open(path, O_RDONLY | O_CLOEXEC);
-		ssize_t n = fd >= 0 ? read(fd, state, sizeof(state) - 1) : -1;
+		char *state = read_file(path, 16);
+		int up = state && !strncmp(state, "up", 2);
 
-		if (fd >= 0)
-			close(fd);
-		if (n >= 2 && !strncmp(state, "up", 2))
+		free(state);
+		if (up)
 			return 0;
 		usleep(20000);
 	} while (now_ms() < deadline);
@@ -628,38 +627,14 @@ static void cg_sweep(const unsigned *live, int nlive)
 		closedir(d);
 }
 
-/* SIGKILL every process of session @sid (a RUN's: its child called setsid). */
-static void kill_session(pid_t sid)
-{
-	DIR *d = opendir("/proc");
-	struct dirent *e;
-
-	while (d && (e = readdir(d))) {
-		char path[64], *st, *paren;
-		long pid = strtol(e->d_name, NULL, 10);
-		int psid = 0;
-
-		if (pid <= 1)
-			continue;
-		snprintf(path, sizeof(path), "/proc/%ld/stat", pid);
-		st = read_file(path, 1024);
-		/* "pid (comm) state ppid pgrp session ...": comm may hold anything */
-		paren = st ? strrchr(st, ')') : NULL;
-		if (paren && sscanf(paren + 1, " %*c %*d %*d %d", &psid) == 1 && psid == sid)
-			kill((pid_t)pid, SIGKILL);
-		free(st);
-	}
-	if (d)
-		closedir(d);
-}
-
-/* Kill what is left of a RUN: its cgroup (cgroup.kill, Linux 5.14+), or its session. */
+/* Kill what is left of a RUN: its cgroup (cgroup.kill, Linux 5.14+; the
+ * guest's kernel is Debian's), else its process group. */
 static void job_kill_all(struct job *j)
 {
 	if (j->cg && cg_write(j->cg, "cgroup.kill", "1") == 0)
 		return;
 	if (j->pid)
-		kill_session(j->pid);
+		kill(-j->pid, SIGKILL);
 }
 
 static void job_abandon(struct job *j)
@@ -875,7 +850,6 @@ static void ensure_passwd(uid_t uid, gid_t gid)
 static __attribute__((noreturn)) void child(char **argv, char **envp, uid_t uid, gid_t gid,
 					   const char *cwd, int fds[3], int errfd, unsigned cg)
 {
-	char pid[16];
 	sigset_t none;
 	const char *path;
 	int err;
@@ -885,9 +859,8 @@ static __attribute__((noreturn)) void child(char **argv, char **envp, uid_t uid,
 	signal(SIGPIPE, SIG_DFL);
 	setsid();
 	/* into the RUN's cgroup before anything can fork: all it starts stays there */
-	snprintf(pid, sizeof(pid), "%d", (int)getpid());
 	if (cg)
-		cg_write(cg, "cgroup.procs", pid);
+		cg_write(cg, "cgroup.procs", "0"); /* "0": the writer itself */
 	/* Out of the way of 0-3 first, so no dup2 below clobbers a source. */
 	errfd = fcntl(errfd, F_DUPFD, 10);
 	for (int i = 0; i < 3; i++)
@@ -1242,11 +1215,7 @@ static void job_finish(int i)
 	}
 	send_exit(c, j->id, code, sig, NULL);
 	/* The command is over: so is what it left behind (hec-rsh clients, proxies). */
-	job_kill_all(j);
-	close_fd(&j->in_fd);
-	close_fd(&j->out_fd);
-	close_fd(&j->err_fd);
-	job_reset(j);
+	job_abandon(j);
 	if (!c->is_port)
 		c->closing = 1;
 }

@@ -1,7 +1,7 @@
 /*
- * libhec-mpifix.so: preloaded into the programs of vm jobs (LD_PRELOAD, set
- * by hecd for the batch step in the guest) to keep MPICH 4.0's MPI_Finalize
- * from hanging over TCP.
+ * libhec-mpifix.so: preloaded into every program of a vm guest (hec-mkimage
+ * puts it in the image's /etc/ld.so.preload) to keep MPICH 4.0's
+ * MPI_Finalize from hanging over TCP.
  *
  * MPICH 4.0 (Debian 12) closes its UCX endpoints in flush mode, waits for
  * that, then enters a PMI barrier.  UCX's TCP transport flushes by asking
@@ -34,7 +34,7 @@
 typedef void *ucp_worker_h;
 typedef void *ucp_ep_h;
 
-unsigned ucp_worker_progress(ucp_worker_h worker);
+int ucp_worker_create(void *context, const void *params, ucp_worker_h *worker);
 void ucp_worker_destroy(ucp_worker_h worker);
 void *ucp_disconnect_nb(ucp_ep_h ep);
 ssize_t read(int fd, void *buf, size_t count);
@@ -51,18 +51,21 @@ static void *next(const char *sym)
 	return dlsym(RTLD_NEXT, sym);
 }
 
-/* MPICH progresses each of its workers: remember them. */
-unsigned ucp_worker_progress(ucp_worker_h worker)
+/* Remember the workers MPICH makes (ucp_worker_progress itself is left
+ * alone: it is MPICH's polling loop). */
+int ucp_worker_create(void *context, const void *params, ucp_worker_h *worker)
 {
-	int i;
+	static int (*real)(void *, const void *, ucp_worker_h *);
+	int status;
 
-	if (!real_progress)
-		real_progress = (unsigned (*)(ucp_worker_h))next("ucp_worker_progress");
-	for (i = 0; i < nworkers && workers[i] != worker; i++)
-		;
-	if (i == nworkers && nworkers < MAX_WORKERS)
-		workers[nworkers++] = worker;
-	return real_progress ? real_progress(worker) : 0;
+	if (!real)
+		real = (int (*)(void *, const void *, ucp_worker_h *))next("ucp_worker_create");
+	if (!real)
+		return -1; /* UCS_ERR_NO_MESSAGE: no UCX under us */
+	status = real(context, params, worker);
+	if (status == 0 && nworkers < MAX_WORKERS) /* UCS_OK */
+		workers[nworkers++] = *worker;
+	return status;
 }
 
 /* After the barrier MPICH destroys its workers: never progress a dead one
@@ -109,6 +112,8 @@ ssize_t read(int fd, void *buf, size_t count)
 
 	if (!real)
 		real = (ssize_t (*)(int, void *, size_t))next("read");
+	if (finalizing && nworkers && fd >= 0 && fd == pmi_socket() && !real_progress)
+		real_progress = (unsigned (*)(ucp_worker_h))next("ucp_worker_progress");
 	if (finalizing && nworkers && real_progress && fd >= 0 && fd == pmi_socket()) {
 		int saved = errno;
 

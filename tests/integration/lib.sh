@@ -156,8 +156,8 @@ alternation() {
 				# torn down: killing a partition thaws it so the signal
 				# lands.  That is no overlap.
 				for j in $a $b; do
-					[ "$(job_state "$j")" = RUNNING ] || return 0
-					grep -q '^result' "$(job_field "$j" output)" 2>/dev/null && return 0
+					[ "$(job_state "$j")" = RUNNING ] || break 3
+					grep -q '^result' "$(job_field "$j" output)" 2>/dev/null && break 3
 				done
 				fail "jobs $a and $b both running on $node (sample $i)"
 			fi
