@@ -391,6 +391,7 @@ static void start_finish(struct vm *v, int rc, const char *why)
 static void op_deliver(struct vm *v, int rc, const char *why, int rejoin);
 static void qemu_drop(struct qemu *c);
 static void qmp_flush(struct vm *v, int answer);
+static void run_ended(struct vm *v);
 
 /* The event monitor is closed or broken: what waits on it hears so. */
 static void qmp_gone(struct vm *v)
@@ -434,10 +435,7 @@ static void vm_free(struct vm *v)
 	if (v->timer)
 		event_free(v->timer);
 	vnet_free(v->net);
-	if (v->out_fd >= 0)
-		close(v->out_fd);
-	if (v->err_fd >= 0 && v->err_fd != v->out_fd)
-		close(v->err_fd);
+	run_ended(v);
 	free(v);
 }
 
