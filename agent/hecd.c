@@ -129,67 +129,121 @@ static void hb_cb(evutil_socket_t fd, short what, void *arg)
 		agent_ctl_send(ag, HEC_MSG_HEARTBEAT, json_object());
 }
 
-static void ctl_on_msg(struct hec_conn *c, const struct hec_msg *m, void *arg)
+/* ---- messages from the controller: one row each (hec_msg_handlers_check) ---- */
+
+static void on_registered(void *arg, const struct hec_msg *m)
+{
+	struct agent *ag = arg;
+	const json_t *b = m->body;
+	struct timeval tv;
+
+	ag->heartbeat_ms = (long)json_integer_value(json_object_get(b, "heartbeat_ms"));
+	tv.tv_sec = ag->heartbeat_ms / 1000;
+	tv.tv_usec = (ag->heartbeat_ms % 1000) * 1000;
+	ag->registered = 1;
+	ag->backoff_ms = BACKOFF_MIN_MS;
+	ag->connect_failures = 0;
+	evtimer_del(ag->hb_timer);
+	event_add(ag->hb_timer, &tv);
+	hec_info("%s: registered with controller %s (heartbeat %ld ms)", ag->conf.name,
+		 ag->conf.controller, ag->heartbeat_ms);
+	exits_resend(ag);
+	gang_on_registered(ag);
+}
+
+static void on_time_resp(void *ag, const struct hec_msg *m)
+{
+	gang_on_time_resp(ag, m->body);
+}
+
+static void on_epoch(void *ag, const struct hec_msg *m)
+{
+	gang_on_epoch(ag, m->body);
+}
+
+static void on_stats_req(void *ag, const struct hec_msg *m)
+{
+	gang_on_stats_req(ag, m->body);
+}
+
+static void on_snapshot(void *ag, const struct hec_msg *m)
+{
+	job_on_snapshot(ag, m->body);
+}
+
+static void on_launch(void *ag, const struct hec_msg *m)
+{
+	job_on_launch(ag, m->body);
+}
+
+static void on_start(void *ag, const struct hec_msg *m)
+{
+	job_on_start(ag, m->body);
+}
+
+static void on_kill_job(void *ag, const struct hec_msg *m)
+{
+	job_on_kill(ag, (long)json_integer_value(json_object_get(m->body, "job")));
+}
+
+static void on_exit_ack(void *ag, const struct hec_msg *m)
+{
+	job_on_exit_ack(ag, (long)json_integer_value(json_object_get(m->body, "job")));
+}
+
+static void on_shutdown(void *arg, const struct hec_msg *m)
+{
+	struct agent *ag = arg;
+
+	(void)m;
+	hec_info("%s: controller asks to shut down: killing every partition", ag->conf.name);
+	jobs_shutdown(ag);
+}
+
+static void on_error(void *arg, const struct hec_msg *m)
 {
 	struct agent *ag = arg;
 	const json_t *b = m->body;
 
-	(void)c;
-	switch (m->type) {
-	case HEC_MSG_REGISTERED: {
-		struct timeval tv;
+	if (ag->connect_failures == 0)
+		hec_err("%s: controller %s refused us: %s", ag->conf.name,
+			ag->conf.controller, json_string_value(json_object_get(b, "error")));
+}
 
-		ag->heartbeat_ms = (long)json_integer_value(json_object_get(b, "heartbeat_ms"));
-		tv.tv_sec = ag->heartbeat_ms / 1000;
-		tv.tv_usec = (ag->heartbeat_ms % 1000) * 1000;
-		ag->registered = 1;
-		ag->backoff_ms = BACKOFF_MIN_MS;
-		ag->connect_failures = 0;
-		evtimer_del(ag->hb_timer);
-		event_add(ag->hb_timer, &tv);
-		hec_info("%s: registered with controller %s (heartbeat %ld ms)", ag->conf.name,
-			 ag->conf.controller, ag->heartbeat_ms);
-		exits_resend(ag);
-		gang_on_registered(ag);
-		break;
-	}
-	case HEC_MSG_TIME_RESP:
-		gang_on_time_resp(ag, b);
-		break;
-	case HEC_MSG_EPOCH:
-		gang_on_epoch(ag, b);
-		break;
-	case HEC_MSG_STATS_REQ:
-		gang_on_stats_req(ag, b);
-		break;
-	case HEC_MSG_SNAPSHOT:
-		job_on_snapshot(ag, b);
-		break;
-	case HEC_MSG_LAUNCH:
-		job_on_launch(ag, b);
-		break;
-	case HEC_MSG_START:
-		job_on_start(ag, b);
-		break;
-	case HEC_MSG_KILL_JOB:
-		job_on_kill(ag, (long)json_integer_value(json_object_get(b, "job")));
-		break;
-	case HEC_MSG_EXIT_ACK:
-		job_on_exit_ack(ag, (long)json_integer_value(json_object_get(b, "job")));
-		break;
-	case HEC_MSG_SHUTDOWN:
-		hec_info("%s: controller asks to shut down: killing every partition", ag->conf.name);
-		jobs_shutdown(ag);
-		break;
-	case HEC_MSG_ERROR:
-		if (ag->connect_failures == 0)
-			hec_err("%s: controller %s refused us: %s", ag->conf.name,
-				ag->conf.controller, json_string_value(json_object_get(b, "error")));
-		break;
-	default:
+/* The link is the controller's by construction (we dialled it); what it may
+ * ask before REGISTERED is only REGISTERED itself, or to go away. */
+static const struct hec_msg_handler ctl_handlers[] = {
+	{ .type = HEC_MSG_REGISTERED, .rule = HEC_RULE_PEER, .fn = on_registered },
+	{ .type = HEC_MSG_ERROR, .rule = HEC_RULE_PEER, .fn = on_error },
+	{ .type = HEC_MSG_TIME_RESP, .rule = HEC_RULE_REGISTERED, .fn = on_time_resp },
+	{ .type = HEC_MSG_EPOCH, .rule = HEC_RULE_REGISTERED, .fn = on_epoch },
+	{ .type = HEC_MSG_STATS_REQ, .rule = HEC_RULE_REGISTERED, .fn = on_stats_req },
+	{ .type = HEC_MSG_SNAPSHOT, .rule = HEC_RULE_REGISTERED, .fn = on_snapshot },
+	{ .type = HEC_MSG_LAUNCH, .rule = HEC_RULE_REGISTERED, .fn = on_launch },
+	{ .type = HEC_MSG_START, .rule = HEC_RULE_REGISTERED, .fn = on_start },
+	{ .type = HEC_MSG_KILL_JOB, .rule = HEC_RULE_REGISTERED, .fn = on_kill_job },
+	{ .type = HEC_MSG_EXIT_ACK, .rule = HEC_RULE_REGISTERED, .fn = on_exit_ack },
+	{ .type = HEC_MSG_SHUTDOWN, .rule = HEC_RULE_REGISTERED, .fn = on_shutdown },
+};
+
+static void ctl_on_msg(struct hec_conn *c, const struct hec_msg *m, void *arg)
+{
+	struct agent *ag = arg;
+	const struct hec_msg_handler *h =
+		hec_msg_handler_find(ctl_handlers, HEC_ARRAY_SIZE(ctl_handlers), m);
+
+	(void)c;
+	if (!h) {
 		hec_warn("%s: unexpected %s from controller %s, ignored", ag->conf.name,
 			 hec_msg_type_name(m->type), ag->conf.controller);
+		return;
 	}
+	if (h->rule == HEC_RULE_REGISTERED && !ag->registered) {
+		hec_warn("%s: %s from controller %s before REGISTERED, ignored", ag->conf.name,
+			 hec_msg_type_name(m->type), ag->conf.controller);
+		return;
+	}
+	h->fn(ag, m);
 }
 
 static void ctl_on_close(struct hec_conn *c, const char *reason, void *arg)
@@ -410,6 +464,11 @@ static int load_config(struct agent *ag, int argc, char **argv, enum hec_log_lev
 
 	if (hec_conf_defaults(conf_keys, c)) {
 		fprintf(stderr, "hecd: internal error: bad default in the key table\n");
+		return 2;
+	}
+	if (hec_msg_handlers_check(ctl_handlers, HEC_ARRAY_SIZE(ctl_handlers), HEC_SIDE_AGENT,
+				   err, sizeof(err))) {
+		fprintf(stderr, "hecd: internal error: message table: %s\n", err);
 		return 2;
 	}
 	opterr = 0;

@@ -143,21 +143,22 @@ static const struct {
 static const struct {
 	const char *name;
 	const struct field *schema; /* NULL: a data frame */
+	unsigned to;                /* enum hec_msg_side bits: who dispatches it by a table */
 } types[] = {
-	[HEC_MSG_ERROR] = { "ERROR", s_error },
-	[HEC_MSG_REQUEST] = { "REQUEST", s_req_plain },
+	[HEC_MSG_ERROR] = { "ERROR", s_error, HEC_SIDE_AGENT | HEC_SIDE_CTL },
+	[HEC_MSG_REQUEST] = { "REQUEST", s_req_plain, HEC_SIDE_CTL_CLI },
 	[HEC_MSG_RESPONSE] = { "RESPONSE", s_response },
-	[HEC_MSG_REGISTER] = { "REGISTER", s_register },
-	[HEC_MSG_REGISTERED] = { "REGISTERED", s_registered },
-	[HEC_MSG_HEARTBEAT] = { "HEARTBEAT", s_empty },
-	[HEC_MSG_LAUNCH] = { "LAUNCH", s_launch },
-	[HEC_MSG_LAUNCHED] = { "LAUNCHED", s_launched },
-	[HEC_MSG_START] = { "START", s_start },
-	[HEC_MSG_JOB_EXIT] = { "JOB_EXIT", s_exit },
-	[HEC_MSG_EXIT_ACK] = { "EXIT_ACK", s_job_only },
-	[HEC_MSG_KILL_JOB] = { "KILL_JOB", s_job_only },
-	[HEC_MSG_JOB_GONE] = { "JOB_GONE", s_job_only },
-	[HEC_MSG_SHUTDOWN] = { "SHUTDOWN", s_empty },
+	[HEC_MSG_REGISTER] = { "REGISTER", s_register, HEC_SIDE_CTL },
+	[HEC_MSG_REGISTERED] = { "REGISTERED", s_registered, HEC_SIDE_AGENT },
+	[HEC_MSG_HEARTBEAT] = { "HEARTBEAT", s_empty, HEC_SIDE_CTL },
+	[HEC_MSG_LAUNCH] = { "LAUNCH", s_launch, HEC_SIDE_AGENT },
+	[HEC_MSG_LAUNCHED] = { "LAUNCHED", s_launched, HEC_SIDE_CTL },
+	[HEC_MSG_START] = { "START", s_start, HEC_SIDE_AGENT },
+	[HEC_MSG_JOB_EXIT] = { "JOB_EXIT", s_exit, HEC_SIDE_CTL },
+	[HEC_MSG_EXIT_ACK] = { "EXIT_ACK", s_job_only, HEC_SIDE_AGENT },
+	[HEC_MSG_KILL_JOB] = { "KILL_JOB", s_job_only, HEC_SIDE_AGENT },
+	[HEC_MSG_JOB_GONE] = { "JOB_GONE", s_job_only, HEC_SIDE_CTL },
+	[HEC_MSG_SHUTDOWN] = { "SHUTDOWN", s_empty, HEC_SIDE_AGENT },
 	[HEC_MSG_SPAWN] = { "SPAWN", s_spawn },
 	[HEC_MSG_SPAWNED] = { "SPAWNED", s_spawned },
 	[HEC_MSG_STDOUT] = { "STDOUT", NULL },
@@ -165,13 +166,13 @@ static const struct {
 	[HEC_MSG_EXITED] = { "EXITED", s_exited },
 	[HEC_MSG_NET_JOIN] = { "NET_JOIN", s_spawn_net },
 	[HEC_MSG_NET_FRAME] = { "NET_FRAME", NULL },
-	[HEC_MSG_TIME_REQ] = { "TIME_REQ", s_time_req },
-	[HEC_MSG_TIME_RESP] = { "TIME_RESP", s_time_resp },
-	[HEC_MSG_EPOCH] = { "EPOCH", s_epoch },
-	[HEC_MSG_STATS_REQ] = { "STATS_REQ", s_stats_req },
-	[HEC_MSG_STATS] = { "STATS", s_stats },
-	[HEC_MSG_SNAPSHOT] = { "SNAPSHOT", s_snapshot },
-	[HEC_MSG_SNAPSHOT_DONE] = { "SNAPSHOT_DONE", s_snapshot_done },
+	[HEC_MSG_TIME_REQ] = { "TIME_REQ", s_time_req, HEC_SIDE_CTL },
+	[HEC_MSG_TIME_RESP] = { "TIME_RESP", s_time_resp, HEC_SIDE_AGENT },
+	[HEC_MSG_EPOCH] = { "EPOCH", s_epoch, HEC_SIDE_AGENT },
+	[HEC_MSG_STATS_REQ] = { "STATS_REQ", s_stats_req, HEC_SIDE_AGENT },
+	[HEC_MSG_STATS] = { "STATS", s_stats, HEC_SIDE_CTL },
+	[HEC_MSG_SNAPSHOT] = { "SNAPSHOT", s_snapshot, HEC_SIDE_AGENT },
+	[HEC_MSG_SNAPSHOT_DONE] = { "SNAPSHOT_DONE", s_snapshot_done, HEC_SIDE_CTL },
 };
 #define NTYPES (sizeof(types) / sizeof(types[0]))
 
@@ -456,4 +457,113 @@ int hec_msg_encode_data(unsigned type, const void *data, size_t len,
 	if (!hec_msg_is_data(type))
 		return -EINVAL;
 	return frame(type, data, len, out, outlen);
+}
+
+/* ---- handler tables ---- */
+
+int hec_msg_received_by(unsigned type, enum hec_msg_side side)
+{
+	return type_known(type) && (types[type].to & side) != 0;
+}
+
+const struct hec_msg_handler *hec_msg_handler_find(const struct hec_msg_handler *table,
+						   size_t n, const struct hec_msg *m)
+{
+	const char *op = NULL;
+
+	if (m->type == HEC_MSG_REQUEST)
+		op = json_string_value(json_object_get(m->body, "op"));
+	for (size_t i = 0; i < n; i++)
+		if (table[i].type == m->type &&
+		    (m->type != HEC_MSG_REQUEST || (op && table[i].op && !strcmp(op, table[i].op))))
+			return &table[i];
+	return NULL;
+}
+
+static int requires_int(const struct field *schema, const char *name)
+{
+	for (const struct field *f = schema; f->name; f++)
+		if (!strcmp(f->name, name))
+			return f->kind == F_INT && f->required;
+	return 0;
+}
+
+static int rule_of_side(enum hec_msg_rule rule, enum hec_msg_side side)
+{
+	if (side == HEC_SIDE_CTL_CLI)
+		return rule == HEC_RULE_USER || rule == HEC_RULE_OWNER || rule == HEC_RULE_ROOT;
+	return rule == HEC_RULE_PEER || rule == HEC_RULE_REGISTERED;
+}
+
+/* Rows of @table for @type (and @op for REQUEST). */
+static size_t rows_for(const struct hec_msg_handler *table, size_t n, unsigned type, const char *op)
+{
+	size_t count = 0;
+
+	for (size_t i = 0; i < n; i++)
+		if (table[i].type == type && (!op || (table[i].op && !strcmp(table[i].op, op))))
+			count++;
+	return count;
+}
+
+static int check_table(const struct hec_msg_handler *table, size_t n, enum hec_msg_side side,
+		       char *err, size_t errlen)
+{
+	const size_t nops = sizeof(req_ops) / sizeof(req_ops[0]);
+	size_t count;
+
+	for (size_t i = 0; i < n; i++) {
+		const struct hec_msg_handler *h = &table[i];
+		const char *what = h->op ? h->op : hec_msg_type_name(h->type);
+		const struct field *schema = h->type < NTYPES ? types[h->type].schema : NULL;
+
+		if (!hec_msg_received_by(h->type, side))
+			return fail(err, errlen, "row %zu: %s is not received on this side", i, what);
+		if (h->type == HEC_MSG_REQUEST) {
+			size_t k = 0;
+
+			while (h->op && k < nops && strcmp(h->op, req_ops[k].op))
+				k++;
+			if (k == nops || !h->op)
+				return fail(err, errlen, "row %zu: REQUEST op '%s' is unknown", i, what);
+			schema = req_ops[k].schema;
+		} else if (h->op) {
+			return fail(err, errlen, "row %zu: %s has an op", i, what);
+		}
+		if (!h->fn)
+			return fail(err, errlen, "row %zu: %s has no handler", i, what);
+		if (!rule_of_side(h->rule, side))
+			return fail(err, errlen, "row %zu: %s: rule %d is not one of this side", i, what,
+				    (int)h->rule);
+		if ((h->rule == HEC_RULE_OWNER || h->rule == HEC_RULE_ROOT) && !h->what)
+			return fail(err, errlen, "row %zu: %s: an owner or root rule needs its what", i,
+				    what);
+		if (h->rule == HEC_RULE_OWNER && !requires_int(schema, "job"))
+			return fail(err, errlen, "row %zu: %s: owner rule without a required 'job'", i,
+				    what);
+	}
+	for (unsigned t = 0; t < NTYPES; t++) {
+		if (!hec_msg_received_by(t, side))
+			continue;
+		if (t != HEC_MSG_REQUEST) {
+			count = rows_for(table, n, t, NULL);
+			if (count != 1)
+				return fail(err, errlen, "%s has %zu rows (expected 1)",
+					    hec_msg_type_name(t), count);
+			continue;
+		}
+		for (size_t k = 0; k < nops; k++) {
+			count = rows_for(table, n, t, req_ops[k].op);
+			if (count != 1)
+				return fail(err, errlen, "REQUEST op '%s' has %zu rows (expected 1)",
+					    req_ops[k].op, count);
+		}
+	}
+	return 0;
+}
+
+int hec_msg_handlers_check(const struct hec_msg_handler *table, size_t n,
+			   enum hec_msg_side side, char *err, size_t errlen)
+{
+	return check_table(table, n, side, err, errlen) ? -EINVAL : 0;
 }

@@ -460,56 +460,127 @@ static void agent_gone(struct ctl *ctl, struct node *n, const json_t *body)
 	job_check_gone(ctl, j);
 }
 
+/* ---- messages from agents: one row each (hec_msg_handlers_check) ---- */
+
+/* What a handler gets: the connection's peer, and its node once registered. */
+struct agent_call {
+	struct ctl *ctl;
+	struct peer *p;
+	struct node *n;
+	int64_t t2;    /* receipt instant (CLOCK_REALTIME ns), for clock probes */
+};
+
+static void on_register(void *arg, const struct hec_msg *m)
+{
+	struct agent_call *a = arg;
+
+	agent_register(a->ctl, a->p, m->body);
+}
+
+static void on_time_req(void *arg, const struct hec_msg *m)
+{
+	struct agent_call *a = arg;
+
+	gang_time_req(a->ctl, a->n, m->body, a->t2);
+}
+
+static void on_heartbeat(void *arg, const struct hec_msg *m)
+{
+	(void)arg; /* the dispatcher noted that the node was heard from */
+	(void)m;
+}
+
+static void on_stats(void *arg, const struct hec_msg *m)
+{
+	struct agent_call *a = arg;
+
+	gang_on_stats(a->ctl, a->n, m->body);
+}
+
+static void on_snapshot_done(void *arg, const struct hec_msg *m)
+{
+	struct agent_call *a = arg;
+
+	snap_on_done(a->ctl, a->n, m->body);
+}
+
+static void on_launched(void *arg, const struct hec_msg *m)
+{
+	struct agent_call *a = arg;
+
+	agent_launched(a->ctl, a->n, m->body);
+}
+
+static void on_job_exit(void *arg, const struct hec_msg *m)
+{
+	struct agent_call *a = arg;
+
+	job_exit_report(a->ctl, a->n, m->body);
+}
+
+static void on_job_gone(void *arg, const struct hec_msg *m)
+{
+	struct agent_call *a = arg;
+
+	agent_gone(a->ctl, a->n, m->body);
+}
+
+static void on_error(void *arg, const struct hec_msg *m)
+{
+	struct agent_call *a = arg;
+
+	hec_warn("%s: agent reports: %s", a->n->name,
+		 json_string_value(json_object_get(m->body, "error")));
+}
+
+/* REGISTER is the only message before registration (it checks the cluster
+ * key); every other one is from the node that registered on the connection. */
+static const struct hec_msg_handler agent_handlers[] = {
+	{ .type = HEC_MSG_REGISTER, .rule = HEC_RULE_PEER, .fn = on_register },
+	/* nothing for the scheduler; answer without delay */
+	{ .type = HEC_MSG_TIME_REQ, .rule = HEC_RULE_REGISTERED, .quick = 1, .fn = on_time_req },
+	{ .type = HEC_MSG_HEARTBEAT, .rule = HEC_RULE_REGISTERED, .fn = on_heartbeat },
+	{ .type = HEC_MSG_STATS, .rule = HEC_RULE_REGISTERED, .fn = on_stats },
+	{ .type = HEC_MSG_SNAPSHOT_DONE, .rule = HEC_RULE_REGISTERED, .fn = on_snapshot_done },
+	{ .type = HEC_MSG_LAUNCHED, .rule = HEC_RULE_REGISTERED, .fn = on_launched },
+	{ .type = HEC_MSG_JOB_EXIT, .rule = HEC_RULE_REGISTERED, .fn = on_job_exit },
+	{ .type = HEC_MSG_JOB_GONE, .rule = HEC_RULE_REGISTERED, .fn = on_job_gone },
+	{ .type = HEC_MSG_ERROR, .rule = HEC_RULE_REGISTERED, .fn = on_error },
+};
+
+int agent_handlers_check(char *err, size_t errlen)
+{
+	return hec_msg_handlers_check(agent_handlers, HEC_ARRAY_SIZE(agent_handlers), HEC_SIDE_CTL,
+				      err, errlen);
+}
+
 void agent_on_msg(struct hec_conn *c, const struct hec_msg *m, void *arg)
 {
 	/* Clock probes: the receipt instant first, before anything else runs. */
-	int64_t t2 = hec_now_real_ns();
-	struct peer *p = arg;
-	struct ctl *ctl = p->ctl;
-	struct node *n = p->node;
+	struct agent_call a = { .t2 = hec_now_real_ns() };
+	const struct hec_msg_handler *h =
+		hec_msg_handler_find(agent_handlers, HEC_ARRAY_SIZE(agent_handlers), m);
 
-	if (m->type == HEC_MSG_REGISTER) {
-		agent_register(ctl, p, m->body);
-		goto out;
+	a.p = arg;
+	a.ctl = a.p->ctl;
+	a.n = a.p->node;
+	if (!h || h->rule == HEC_RULE_REGISTERED) {
+		if (!a.n) {
+			hec_warn("%s: %s before REGISTER; closing", hec_conn_peer(c),
+				 hec_msg_type_name(m->type));
+			hec_conn_send_error_and_close(c, "send REGISTER first");
+			return;
+		}
+		a.n->last_heard = hec_now_mono_ns();
+		a.n->last_seen = ctl_now();
 	}
-	if (!n) {
-		hec_warn("%s: %s before REGISTER; closing", hec_conn_peer(c), hec_msg_type_name(m->type));
-		hec_conn_send_error_and_close(c, "send REGISTER first");
-		return;
-	}
-	n->last_heard = hec_now_mono_ns();
-	n->last_seen = ctl_now();
-	switch (m->type) {
-	case HEC_MSG_TIME_REQ:
-		gang_time_req(ctl, n, m->body, t2);
-		return; /* nothing for the scheduler; answer without delay */
-	case HEC_MSG_HEARTBEAT:
-		break;
-	case HEC_MSG_STATS:
-		gang_on_stats(ctl, n, m->body);
-		break;
-	case HEC_MSG_SNAPSHOT_DONE:
-		snap_on_done(ctl, n, m->body);
-		break;
-	case HEC_MSG_LAUNCHED:
-		agent_launched(ctl, n, m->body);
-		break;
-	case HEC_MSG_JOB_EXIT:
-		job_exit_report(ctl, n, m->body);
-		break;
-	case HEC_MSG_JOB_GONE:
-		agent_gone(ctl, n, m->body);
-		break;
-	case HEC_MSG_ERROR:
-		hec_warn("%s: agent reports: %s", n->name,
-			 json_string_value(json_object_get(m->body, "error")));
-		break;
-	default:
-		hec_warn("%s: unexpected %s from an agent; ignored", n->name,
+	if (h)
+		h->fn(&a, m);
+	else
+		hec_warn("%s: unexpected %s from an agent; ignored", a.n->name,
 			 hec_msg_type_name(m->type));
-		break;
-	}
-out:
-	if (ctl->sched_needed || ctl->epoch_needed)
-		ctl_schedule(ctl);
+	if (h && h->quick)
+		return;
+	if (a.ctl->sched_needed || a.ctl->epoch_needed)
+		ctl_schedule(a.ctl);
 }

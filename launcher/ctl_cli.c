@@ -263,30 +263,10 @@ static void cli_show(struct ctl *ctl, struct peer *p, long id)
 	respond(p->conn, json_pack("{s:b,s:o}", "ok", 1, "job", job_to_json(j)));
 }
 
-struct job *cli_owned_job(struct ctl *ctl, struct peer *p, long id, const char *verb)
+static void cli_cancel(struct ctl *ctl, struct peer *p, struct job *j)
 {
-	struct job *j = job_find(ctl, id);
+	long id = j->id;
 
-	if (!j) {
-		respond_error(p->conn, "no such job %ld", id);
-		return NULL;
-	}
-	if (p->uid != 0 && p->uid != j->uid) {
-		hec_info("job %ld: %s by uid %u refused (owner uid %u)", id, verb, (unsigned)p->uid,
-			 (unsigned)j->uid);
-		respond_error(p->conn, "job %ld belongs to uid %u; only its owner or root may %s it",
-			      id, (unsigned)j->uid, verb);
-		return NULL;
-	}
-	return j;
-}
-
-static void cli_cancel(struct ctl *ctl, struct peer *p, long id)
-{
-	struct job *j = cli_owned_job(ctl, p, id, "cancel");
-
-	if (!j)
-		return;
 	if (job_state_final(j->state)) {
 		respond_error(p->conn, "job %ld has already ended (%s)", id, job_state_name(j->state));
 		return;
@@ -335,56 +315,182 @@ static void cli_status(struct ctl *ctl, struct peer *p)
 
 static void cli_shutdown(struct ctl *ctl, struct peer *p)
 {
-	if (p->uid != 0) {
-		hec_info("shutdown by uid %u refused", (unsigned)p->uid);
-		respond_error(p->conn, "only root may shut the cluster down (you are uid %u)",
-			      (unsigned)p->uid);
-		return;
-	}
 	respond(p->conn, json_pack("{s:b}", "ok", 1));
 	ctl_begin_shutdown(ctl, p->uid);
 }
 
-void cli_on_msg(struct hec_conn *c, const struct hec_msg *m, void *arg)
+/* ---- requests: one row per op (hec_msg_handlers_check) ---- */
+
+/* What a handler gets: the requesting peer, and for HEC_RULE_OWNER its job. */
+struct cli_call {
+	struct ctl *ctl;
+	struct peer *p;
+	struct job *job;
+};
+
+static void req_submit(void *arg, const struct hec_msg *m)
 {
-	struct peer *p = arg;
-	struct ctl *ctl = p->ctl;
-	const char *op;
+	struct cli_call *r = arg;
+
+	cli_submit(r->ctl, r->p, m->body);
+}
+
+static void req_queue(void *arg, const struct hec_msg *m)
+{
+	struct cli_call *r = arg;
+
+	cli_queue(r->ctl, r->p, m->body);
+}
+
+static void req_show(void *arg, const struct hec_msg *m)
+{
+	struct cli_call *r = arg;
+
+	cli_show(r->ctl, r->p, (long)json_integer_value(json_object_get(m->body, "job")));
+}
+
+static void req_cancel(void *arg, const struct hec_msg *m)
+{
+	struct cli_call *r = arg;
+
+	(void)m;
+	cli_cancel(r->ctl, r->p, r->job);
+}
+
+static void req_snapshot(void *arg, const struct hec_msg *m)
+{
+	struct cli_call *r = arg;
+
+	cli_snapshot(r->ctl, r->p, r->job, json_is_true(json_object_get(m->body, "revert")));
+}
+
+static void req_nodes(void *arg, const struct hec_msg *m)
+{
+	struct cli_call *r = arg;
+
+	(void)m;
+	cli_nodes(r->ctl, r->p);
+}
+
+static void req_status(void *arg, const struct hec_msg *m)
+{
+	struct cli_call *r = arg;
+
+	(void)m;
+	cli_status(r->ctl, r->p);
+}
+
+static void req_shutdown(void *arg, const struct hec_msg *m)
+{
+	struct cli_call *r = arg;
+
+	(void)m;
+	cli_shutdown(r->ctl, r->p);
+}
+
+static void req_gang(void *arg, const struct hec_msg *m)
+{
+	struct cli_call *r = arg;
+
+	(void)m;
+	cli_gang(r->ctl, r->p);
+}
+
+static void req_gang_stats(void *arg, const struct hec_msg *m)
+{
+	struct cli_call *r = arg;
+
+	(void)m;
+	cli_gang_stats(r->ctl, r->p);
+}
+
+static void req_gang_set(void *arg, const struct hec_msg *m)
+{
+	struct cli_call *r = arg;
+
+	cli_gang_set(r->ctl, r->p, m->body);
+}
+
+/* Who may do what: users are who the kernel says (SO_PEERCRED). */
+static const struct hec_msg_handler cli_handlers[] = {
+	{ .type = HEC_MSG_REQUEST, .op = "submit", .rule = HEC_RULE_USER, .fn = req_submit },
+	{ .type = HEC_MSG_REQUEST, .op = "queue", .rule = HEC_RULE_USER, .fn = req_queue },
+	{ .type = HEC_MSG_REQUEST, .op = "show", .rule = HEC_RULE_USER, .fn = req_show },
+	{ .type = HEC_MSG_REQUEST, .op = "cancel", .rule = HEC_RULE_OWNER,
+	  .what = "cancel it", .fn = req_cancel },
+	{ .type = HEC_MSG_REQUEST, .op = "snapshot", .rule = HEC_RULE_OWNER,
+	  .what = "snapshot or revert it", .fn = req_snapshot },
+	{ .type = HEC_MSG_REQUEST, .op = "nodes", .rule = HEC_RULE_USER, .fn = req_nodes },
+	{ .type = HEC_MSG_REQUEST, .op = "status", .rule = HEC_RULE_USER, .fn = req_status },
+	{ .type = HEC_MSG_REQUEST, .op = "shutdown", .rule = HEC_RULE_ROOT,
+	  .what = "shut the cluster down", .fn = req_shutdown },
+	{ .type = HEC_MSG_REQUEST, .op = "gang", .rule = HEC_RULE_USER, .fn = req_gang },
+	{ .type = HEC_MSG_REQUEST, .op = "gang_stats", .rule = HEC_RULE_USER, .fn = req_gang_stats },
+	{ .type = HEC_MSG_REQUEST, .op = "gang_set", .rule = HEC_RULE_ROOT,
+	  .what = "change the gang settings", .fn = req_gang_set },
+};
+
+int cli_handlers_check(char *err, size_t errlen)
+{
+	return hec_msg_handlers_check(cli_handlers, HEC_ARRAY_SIZE(cli_handlers), HEC_SIDE_CTL_CLI,
+				      err, errlen);
+}
+
+/* The row's rule; a refusal is answered here.  \return 1 if @r may go on. */
+static int allowed(const struct hec_msg_handler *h, struct cli_call *r, const json_t *req)
+{
+	struct peer *p = r->p;
 	long id;
 
+	switch (h->rule) {
+	case HEC_RULE_USER:
+		return 1;
+	case HEC_RULE_ROOT:
+		if (p->uid == 0)
+			return 1;
+		hec_info("%s by uid %u refused", h->op, (unsigned)p->uid);
+		respond_error(p->conn, "only root may %s (you are uid %u)", h->what, (unsigned)p->uid);
+		return 0;
+	case HEC_RULE_OWNER:
+		id = (long)json_integer_value(json_object_get(req, "job"));
+		r->job = job_find(r->ctl, id);
+		if (!r->job) {
+			respond_error(p->conn, "no such job %ld", id);
+			return 0;
+		}
+		if (p->uid == 0 || p->uid == r->job->uid)
+			return 1;
+		hec_info("job %ld: %s by uid %u refused (owner uid %u)", id, h->op, (unsigned)p->uid,
+			 (unsigned)r->job->uid);
+		respond_error(p->conn, "job %ld belongs to uid %u; only its owner or root may %s", id,
+			      (unsigned)r->job->uid, h->what);
+		return 0;
+	default: /* not a rule of this side: hec_msg_handlers_check refuses the table */
+		respond_error(p->conn, "%s: no rule says who may ask it", h->op);
+		return 0;
+	}
+}
+
+void cli_on_msg(struct hec_conn *c, const struct hec_msg *m, void *arg)
+{
+	struct cli_call r = { .p = arg };
+	const struct hec_msg_handler *h;
+
+	r.ctl = r.p->ctl;
 	if (m->type != HEC_MSG_REQUEST) {
 		hec_warn("%s: %s on the CLI socket; closing", hec_conn_peer(c),
 			 hec_msg_type_name(m->type));
 		hec_conn_send_error_and_close(c, "expected REQUEST, got %s", hec_msg_type_name(m->type));
 		return;
 	}
-	op = json_string_value(json_object_get(m->body, "op"));
-	id = (long)json_integer_value(json_object_get(m->body, "job"));
-	hec_debug("%s: request %s", hec_conn_peer(c), op);
-	if (!strcmp(op, "submit"))
-		cli_submit(ctl, p, m->body);
-	else if (!strcmp(op, "queue"))
-		cli_queue(ctl, p, m->body);
-	else if (!strcmp(op, "show"))
-		cli_show(ctl, p, id);
-	else if (!strcmp(op, "cancel"))
-		cli_cancel(ctl, p, id);
-	else if (!strcmp(op, "snapshot"))
-		cli_snapshot(ctl, p, id, json_is_true(json_object_get(m->body, "revert")));
-	else if (!strcmp(op, "nodes"))
-		cli_nodes(ctl, p);
-	else if (!strcmp(op, "status"))
-		cli_status(ctl, p);
-	else if (!strcmp(op, "shutdown"))
-		cli_shutdown(ctl, p);
-	else if (!strcmp(op, "gang"))
-		cli_gang(ctl, p);
-	else if (!strcmp(op, "gang_stats"))
-		cli_gang_stats(ctl, p);
-	else if (!strcmp(op, "gang_set"))
-		cli_gang_set(ctl, p, m->body);
-	else /* msg.c knows every op; a new one without a handler lands here */
-		respond_error(c, "op '%s' is not implemented by this controller", op);
-	if (ctl->sched_needed || ctl->epoch_needed)
-		ctl_schedule(ctl);
+	hec_debug("%s: request %s", hec_conn_peer(c),
+		  json_string_value(json_object_get(m->body, "op")));
+	h = hec_msg_handler_find(cli_handlers, HEC_ARRAY_SIZE(cli_handlers), m);
+	if (!h) /* msg.c knows every op; a new one without a row lands here */
+		respond_error(c, "op '%s' is not implemented by this controller",
+			      json_string_value(json_object_get(m->body, "op")));
+	else if (allowed(h, &r, m->body))
+		h->fn(&r, m);
+	if (r.ctl->sched_needed || r.ctl->epoch_needed)
+		ctl_schedule(r.ctl);
 }

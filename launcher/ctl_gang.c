@@ -391,12 +391,6 @@ void cli_gang_set(struct ctl *ctl, struct peer *p, const json_t *req)
 	const char *ts = json_string_value(json_object_get(req, "timeslice"));
 	int none = ctl->timeslice_none, suspended;
 
-	if (p->uid != 0) {
-		hec_info("gang_set by uid %u refused", (unsigned)p->uid);
-		respond_error(p->conn, "only root may change the gang settings (you are uid %u)",
-			      (unsigned)p->uid);
-		return;
-	}
 	/* The schema bounds these too; the sentences here are for people. */
 	if (slot && json_integer_value(slot) < 1000) {
 		respond_error(p->conn, "slot %lld us is below the 1 ms minimum",

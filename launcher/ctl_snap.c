@@ -161,9 +161,9 @@ static void not_running(const struct job *j, char *buf, size_t len)
 		snprintf(buf, len, "%s", job_state_name(j->state));
 }
 
-void cli_snapshot(struct ctl *ctl, struct peer *p, long id, int revert)
+void cli_snapshot(struct ctl *ctl, struct peer *p, struct job *j, int revert)
 {
-	struct job *j;
+	long id = j->id;
 	struct snap_req *r;
 	char why[64];
 
@@ -171,9 +171,6 @@ void cli_snapshot(struct ctl *ctl, struct peer *p, long id, int revert)
 		respond_error(p->conn, "the controller is shutting down");
 		return;
 	}
-	j = cli_owned_job(ctl, p, id, revert ? "revert" : "snapshot");
-	if (!j)
-		return;
 	if (!j->vm) {
 		respond_error(p->conn, "job %ld runs in proc partitions; snapshots need --partition vm", id);
 		return;

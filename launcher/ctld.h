@@ -321,6 +321,8 @@ int node_up(const struct node *n);
 /** Send one message to a node's agent; @body is consumed. \return 0 or -errno. */
 int node_send(struct node *n, unsigned type, json_t *body);
 void agent_on_msg(struct hec_conn *c, const struct hec_msg *m, void *arg);
+/** Check the table of agent messages (at start). \return 0, or -EINVAL and why in @err. */
+int agent_handlers_check(char *err, size_t errlen);
 
 /* ---- ctl_cli.c: CLI requests ---- */
 
@@ -328,9 +330,8 @@ void cli_on_msg(struct hec_conn *c, const struct hec_msg *m, void *arg);
 void respond(struct hec_conn *c, json_t *body);
 void respond_error(struct hec_conn *c, const char *fmt, ...)
 	__attribute__((format(printf, 2, 3)));
-/** Job @id for @verb ("cancel", "snapshot"), which only its owner or root
- *  may do; NULL once the refusal is sent. */
-struct job *cli_owned_job(struct ctl *ctl, struct peer *p, long id, const char *verb);
+/** Check the table of requests (at start). \return 0, or -EINVAL and why in @err. */
+int cli_handlers_check(char *err, size_t errlen);
 
 /* ---- ctl_gang.c: the gang matrix, epochs, clock and statistics ---- */
 
@@ -357,6 +358,7 @@ void gang_time_req(struct ctl *ctl, struct node *n, const json_t *body, int64_t 
 void gang_on_stats(struct ctl *ctl, struct node *n, const json_t *body);
 void cli_gang(struct ctl *ctl, struct peer *p);
 void cli_gang_stats(struct ctl *ctl, struct peer *p);
+/** `gang_set`, for root only (the dispatcher checked). */
 void cli_gang_set(struct ctl *ctl, struct peer *p, const json_t *req);
 /** A CLI connection is going away: drop answers it was waiting for. */
 void gang_forget_peer(struct ctl *ctl, struct peer *p);
@@ -365,9 +367,10 @@ void gang_timers(struct ctl *ctl);
 
 /* ---- ctl_snap.c: snapshot and revert of a running vm job's partitions ---- */
 
-/** The `snapshot` request: SNAPSHOT to every node of the job; the answer
- *  goes out once every node has answered, failed, or timed out. */
-void cli_snapshot(struct ctl *ctl, struct peer *p, long id, int revert);
+/** The `snapshot` request for @j (its owner's or root's: the dispatcher
+ *  checked): SNAPSHOT to every node of the job; the answer goes out once
+ *  every node has answered, failed, or timed out. */
+void cli_snapshot(struct ctl *ctl, struct peer *p, struct job *j, int revert);
 void snap_on_done(struct ctl *ctl, struct node *n, const json_t *body);
 /** @n's agent connection is gone (closed, or the node is DOWN): its
  *  pending answers count as failed with @why. */

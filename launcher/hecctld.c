@@ -656,6 +656,10 @@ int main(int argc, char **argv)
 	int rc, status = 1;
 
 	hec_log_init("hecctld", HEC_LOG_INFO);
+	if (agent_handlers_check(err, sizeof(err)) || cli_handlers_check(err, sizeof(err))) {
+		fprintf(stderr, "hecctld: internal error: message table: %s\n", err);
+		return 2;
+	}
 	rc = load_conf(&ctl.conf, argc, argv);
 	if (rc)
 		return rc < 0 ? 0 : rc;

@@ -114,4 +114,69 @@ int hec_msg_is_data(unsigned type);
  *  \return 0, or -EMSGSIZE past HEC_MSG_MAX. */
 int hec_msg_header(uint8_t hdr[HEC_MSG_HDR_LEN], unsigned type, size_t len);
 
+/*
+ * Dispatch by handler tables.  Each receiving side keeps one const table of
+ * struct hec_msg_handler, one row per message it accepts (per operation for
+ * REQUEST); its dispatcher finds the row, checks the row's rule once, and
+ * only then calls the handler.  A new message is one row on its receiving
+ * side; hec_msg_handlers_check() (run when a daemon starts) refuses a table
+ * that misses a message the side receives or has a row it should not.
+ */
+
+/* The sides that dispatch by a table, as the schema table in msg.c records
+ * who receives each type (bits: a type may go to more than one). */
+enum hec_msg_side {
+	HEC_SIDE_AGENT = 1 << 0,   /* hecd, on its link to the controller */
+	HEC_SIDE_CTL = 1 << 1,     /* hecctld, on an agent's connection */
+	HEC_SIDE_CTL_CLI = 1 << 2, /* hecctld, on the CLI socket (REQUEST) */
+};
+
+/* Who may send a row's message; the dispatcher refuses anyone else. */
+enum hec_msg_rule {
+	HEC_RULE_NONE = 0,   /* invalid: catches a row left without a rule */
+	/* agent links (HEC_SIDE_AGENT, HEC_SIDE_CTL) */
+	HEC_RULE_PEER,       /* whoever is on the connection: the controller the agent
+			      * dialled, or an agent not registered yet (REGISTER checks
+			      * the cluster key itself) */
+	HEC_RULE_REGISTERED, /* only after registration on this connection: at the agent,
+			      * once REGISTERED came; at the controller, from the node
+			      * that registered on it */
+	/* the CLI socket (HEC_SIDE_CTL_CLI): users by the kernel's peer credentials */
+	HEC_RULE_USER,       /* any local user */
+	HEC_RULE_OWNER,      /* the owner of the job the request names ("job"), or root */
+	HEC_RULE_ROOT,       /* root only */
+};
+
+struct hec_msg_handler {
+	uint8_t type;           /* enum hec_msg_type */
+	const char *op;         /* REQUEST: the operation; NULL for other types */
+	enum hec_msg_rule rule;
+	/* HEC_RULE_OWNER / HEC_RULE_ROOT: what the refused may not do, completing
+	 * "only root may ..." ("shut the cluster down", "cancel it") */
+	const char *what;
+	/* the handler answers at once: the dispatcher runs nothing after it
+	 * (a clock probe's answer is not held back by a scheduling pass) */
+	int quick;
+	/* @ctx is the side's own context; the rule has been checked */
+	void (*fn)(void *ctx, const struct hec_msg *m);
+};
+
+/** The row of @table (@n rows) for @m: by type, and for REQUEST by "op".
+ *  \return NULL if the table has none. */
+const struct hec_msg_handler *hec_msg_handler_find(const struct hec_msg_handler *table,
+						   size_t n, const struct hec_msg *m);
+
+/** 1 if the schema table says @side receives @type. */
+int hec_msg_received_by(unsigned type, enum hec_msg_side side);
+
+/**
+ * Check the table of @side against the schema table: every type @side
+ * receives (every operation, for REQUEST) has exactly one row, no row is
+ * for anything else, and every row has a handler and a rule of its side
+ * (OWNER only for operations naming a job; OWNER and ROOT with their what).
+ * \return 0, or -EINVAL with a one-line reason in @err.
+ */
+int hec_msg_handlers_check(const struct hec_msg_handler *table, size_t n,
+			   enum hec_msg_side side, char *err, size_t errlen);
+
 #endif

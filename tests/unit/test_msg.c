@@ -318,6 +318,200 @@ static void test_type_names(void)
 	CU_ASSERT_STRING_EQUAL(hec_msg_type_name(255), "?");
 }
 
+/* ---- handler tables ---- */
+
+static int calls;
+static void count_call(void *ctx, const struct hec_msg *m)
+{
+	(void)ctx;
+	(void)m;
+	calls++;
+}
+
+/* Who receives what, as doc/protocol.md's direction column says. */
+static const unsigned to_agent[] = {
+	HEC_MSG_ERROR, HEC_MSG_REGISTERED, HEC_MSG_LAUNCH, HEC_MSG_START, HEC_MSG_EXIT_ACK,
+	HEC_MSG_KILL_JOB, HEC_MSG_SHUTDOWN, HEC_MSG_TIME_RESP, HEC_MSG_EPOCH, HEC_MSG_STATS_REQ,
+	HEC_MSG_SNAPSHOT,
+};
+static const unsigned to_ctl[] = {
+	HEC_MSG_ERROR, HEC_MSG_REGISTER, HEC_MSG_HEARTBEAT, HEC_MSG_LAUNCHED, HEC_MSG_JOB_EXIT,
+	HEC_MSG_JOB_GONE, HEC_MSG_TIME_REQ, HEC_MSG_STATS, HEC_MSG_SNAPSHOT_DONE,
+};
+static const char *const req_ops[] = {
+	"submit", "queue", "show", "cancel", "snapshot", "nodes", "status", "shutdown", "gang",
+	"gang_stats", "gang_set",
+};
+#define N(a) (sizeof(a) / sizeof((a)[0]))
+
+static int listed(const unsigned *list, size_t n, unsigned type)
+{
+	for (size_t i = 0; i < n; i++)
+		if (list[i] == type)
+			return 1;
+	return 0;
+}
+
+static void test_sides(void)
+{
+	for (unsigned t = 0; t < 256; t++) {
+		CU_ASSERT_EQUAL(hec_msg_received_by(t, HEC_SIDE_AGENT), listed(to_agent, N(to_agent), t));
+		CU_ASSERT_EQUAL(hec_msg_received_by(t, HEC_SIDE_CTL), listed(to_ctl, N(to_ctl), t));
+		CU_ASSERT_EQUAL(hec_msg_received_by(t, HEC_SIDE_CTL_CLI), t == HEC_MSG_REQUEST);
+	}
+	/* data frames and the bridge's messages go to no table */
+	CU_ASSERT_FALSE(hec_msg_received_by(HEC_MSG_SPAWN, HEC_SIDE_AGENT | HEC_SIDE_CTL));
+	CU_ASSERT_FALSE(hec_msg_received_by(HEC_MSG_NET_FRAME, HEC_SIDE_AGENT | HEC_SIDE_CTL));
+}
+
+/* A table with one row for every type of @list (rule @rule); room for 4 more rows. */
+static struct hec_msg_handler *table_for(const unsigned *list, size_t n, enum hec_msg_rule rule)
+{
+	struct hec_msg_handler *t = calloc(n + 4, sizeof(*t));
+
+	CU_ASSERT_PTR_NOT_NULL_FATAL(t);
+	for (size_t i = 0; i < n; i++)
+		t[i] = (struct hec_msg_handler){ .type = (uint8_t)list[i], .rule = rule, .fn = count_call };
+	return t;
+}
+
+static struct hec_msg_handler *cli_table(void)
+{
+	struct hec_msg_handler *t = calloc(N(req_ops) + 4, sizeof(*t));
+
+	CU_ASSERT_PTR_NOT_NULL_FATAL(t);
+	for (size_t i = 0; i < N(req_ops); i++)
+		t[i] = (struct hec_msg_handler){ .type = HEC_MSG_REQUEST, .op = req_ops[i],
+						 .rule = HEC_RULE_USER, .fn = count_call };
+	return t;
+}
+
+/* The check fails on @t (@n rows) with a reason containing @why. */
+static void expect_bad(const struct hec_msg_handler *t, size_t n, enum hec_msg_side side,
+		       const char *why)
+{
+	char err[256] = "";
+
+	CU_ASSERT_EQUAL(hec_msg_handlers_check(t, n, side, err, sizeof(err)), -EINVAL);
+	if (!strstr(err, why))
+		fprintf(stderr, "reason '%s' does not say '%s'\n", err, why);
+	CU_ASSERT_PTR_NOT_NULL(strstr(err, why));
+}
+
+static void test_handlers_check_links(void)
+{
+	size_t na = N(to_agent), nc = N(to_ctl);
+	struct hec_msg_handler *a = table_for(to_agent, na, HEC_RULE_REGISTERED);
+	struct hec_msg_handler *c = table_for(to_ctl, nc, HEC_RULE_PEER);
+	char err[256];
+
+	CU_ASSERT_EQUAL(hec_msg_handlers_check(a, na, HEC_SIDE_AGENT, err, sizeof(err)), 0);
+	CU_ASSERT_EQUAL(hec_msg_handlers_check(c, nc, HEC_SIDE_CTL, err, sizeof(err)), 0);
+	/* each side's table is not the other's */
+	expect_bad(a, na, HEC_SIDE_CTL, "REGISTERED is not received on this side");
+	expect_bad(c, nc, HEC_SIDE_AGENT, "REGISTER is not received on this side");
+
+	/* a missing row, and a second one */
+	expect_bad(a, na - 1, HEC_SIDE_AGENT, "SNAPSHOT has 0 rows (expected 1)");
+	a[na] = a[0];
+	expect_bad(a, na + 1, HEC_SIDE_AGENT, "ERROR has 2 rows (expected 1)");
+	/* a row for a message only bridges send */
+	a[na] = (struct hec_msg_handler){ .type = HEC_MSG_SPAWN, .rule = HEC_RULE_PEER, .fn = count_call };
+	expect_bad(a, na + 1, HEC_SIDE_AGENT, "row 11: SPAWN is not received");
+	a[na].type = 200;
+	expect_bad(a, na + 1, HEC_SIDE_AGENT, "row 11: ? is not received");
+
+	/* rows without a handler, a rule, or with a rule of the CLI socket */
+	c[2].fn = NULL;
+	expect_bad(c, nc, HEC_SIDE_CTL, "row 2: HEARTBEAT has no handler");
+	c[2].fn = count_call;
+	c[3].rule = HEC_RULE_NONE;
+	expect_bad(c, nc, HEC_SIDE_CTL, "row 3: LAUNCHED: rule 0 is not one of this side");
+	c[3].rule = HEC_RULE_ROOT;
+	expect_bad(c, nc, HEC_SIDE_CTL, "LAUNCHED: rule");
+	c[3].rule = HEC_RULE_REGISTERED;
+	/* only requests have an op */
+	c[4].op = "submit";
+	expect_bad(c, nc, HEC_SIDE_CTL, "row 4: submit has an op");
+	c[4].op = NULL;
+	CU_ASSERT_EQUAL(hec_msg_handlers_check(c, nc, HEC_SIDE_CTL, err, sizeof(err)), 0);
+	free(a);
+	free(c);
+}
+
+static void test_handlers_check_requests(void)
+{
+	size_t n = N(req_ops);
+	struct hec_msg_handler *t = cli_table();
+	char err[256];
+
+	CU_ASSERT_EQUAL(hec_msg_handlers_check(t, n, HEC_SIDE_CTL_CLI, err, sizeof(err)), 0);
+	/* every op needs its row */
+	expect_bad(t, n - 1, HEC_SIDE_CTL_CLI, "REQUEST op 'gang_set' has 0 rows");
+	t[n] = t[1];
+	expect_bad(t, n + 1, HEC_SIDE_CTL_CLI, "REQUEST op 'queue' has 2 rows");
+	t[n].op = "frobnicate";
+	expect_bad(t, n + 1, HEC_SIDE_CTL_CLI, "row 11: REQUEST op 'frobnicate' is unknown");
+	t[n].op = NULL;
+	expect_bad(t, n + 1, HEC_SIDE_CTL_CLI, "row 11: REQUEST op 'REQUEST' is unknown");
+	/* only REQUEST comes on the CLI socket, and with the CLI's rules */
+	t[n] = (struct hec_msg_handler){ .type = HEC_MSG_ERROR, .rule = HEC_RULE_USER, .fn = count_call };
+	expect_bad(t, n + 1, HEC_SIDE_CTL_CLI, "row 11: ERROR is not received");
+	t[0].rule = HEC_RULE_REGISTERED;
+	expect_bad(t, n, HEC_SIDE_CTL_CLI, "row 0: submit: rule");
+	t[0].rule = HEC_RULE_USER;
+
+	/* owner and root rules say what is refused; owner needs a job to own */
+	t[3].rule = HEC_RULE_OWNER; /* cancel */
+	expect_bad(t, n, HEC_SIDE_CTL_CLI, "row 3: cancel: an owner or root rule needs its what");
+	t[3].what = "cancel it";
+	t[7].rule = HEC_RULE_ROOT; /* shutdown */
+	expect_bad(t, n, HEC_SIDE_CTL_CLI, "row 7: shutdown: an owner or root rule needs its what");
+	t[7].what = "shut the cluster down";
+	CU_ASSERT_EQUAL(hec_msg_handlers_check(t, n, HEC_SIDE_CTL_CLI, err, sizeof(err)), 0);
+	t[6].rule = HEC_RULE_OWNER; /* status names no job */
+	t[6].what = "see it";
+	expect_bad(t, n, HEC_SIDE_CTL_CLI, "row 6: status: owner rule without a required 'job'");
+	t[6].rule = HEC_RULE_ROOT;
+	CU_ASSERT_EQUAL(hec_msg_handlers_check(t, n, HEC_SIDE_CTL_CLI, err, sizeof(err)), 0);
+	free(t);
+}
+
+static void test_handler_find(void)
+{
+	struct hec_msg_handler *t = cli_table();
+	struct hec_msg_handler *c = table_for(to_ctl, N(to_ctl), HEC_RULE_REGISTERED);
+	struct hec_msg m = { .type = HEC_MSG_REQUEST };
+	const struct hec_msg_handler *h;
+
+	m.body = json_pack("{s:s,s:i,s:b}", "op", "snapshot", "job", 3, "revert", 0);
+	CU_ASSERT_PTR_NOT_NULL_FATAL(m.body);
+	h = hec_msg_handler_find(t, N(req_ops), &m);
+	CU_ASSERT_PTR_EQUAL(h, &t[4]);
+	/* by "op", not by position or prefix */
+	json_object_set_new(m.body, "op", json_string("snap"));
+	CU_ASSERT_PTR_NULL(hec_msg_handler_find(t, N(req_ops), &m));
+	json_object_set_new(m.body, "op", json_string("gang_set"));
+	CU_ASSERT_PTR_EQUAL(hec_msg_handler_find(t, N(req_ops), &m), &t[10]);
+	json_object_set_new(m.body, "op", json_string("gang"));
+	CU_ASSERT_PTR_EQUAL(hec_msg_handler_find(t, N(req_ops), &m), &t[8]);
+	/* a request does not match a table of agent messages, nor they the CLI's */
+	CU_ASSERT_PTR_NULL(hec_msg_handler_find(c, N(to_ctl), &m));
+	json_decref(m.body);
+	m = (struct hec_msg){ .type = HEC_MSG_JOB_GONE };
+	CU_ASSERT_PTR_NULL(hec_msg_handler_find(t, N(req_ops), &m));
+	h = hec_msg_handler_find(c, N(to_ctl), &m);
+	CU_ASSERT_PTR_NOT_NULL_FATAL(h);
+	CU_ASSERT_EQUAL(h->type, HEC_MSG_JOB_GONE);
+	calls = 0;
+	h->fn(NULL, &m);
+	CU_ASSERT_EQUAL(calls, 1);
+	m.type = HEC_MSG_LAUNCH;
+	CU_ASSERT_PTR_NULL(hec_msg_handler_find(c, N(to_ctl), &m));
+	free(t);
+	free(c);
+}
+
 static const struct hec_cunit_test tests[] = {
 	{ "roundtrip and partial frames", test_roundtrip },
 	{ "data frames", test_data_frame },
@@ -327,6 +521,10 @@ static const struct hec_cunit_test tests[] = {
 	{ "type names", test_type_names },
 	{ "vm partitions: LAUNCH, NET_JOIN, NET_FRAME, submit", test_vm_messages },
 	{ "vm snapshots: SNAPSHOT, SNAPSHOT_DONE, the snapshot request", test_snapshot_messages },
+	{ "handler tables: who receives what", test_sides },
+	{ "handler tables: agent links checked against the schemas", test_handlers_check_links },
+	{ "handler tables: requests checked against the ops", test_handlers_check_requests },
+	{ "handler tables: lookup by type and op", test_handler_find },
 	{ NULL, NULL },
 };
 
