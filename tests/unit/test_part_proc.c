@@ -527,9 +527,15 @@ static void test_gates_v1(void)
 	gates_on(13);
 }
 
+/* Which of the two programs this is (see the top). */
+#ifdef PART_PROC_V1
+static const int v1_only = 1;
+#else
+static const int v1_only = 0;
+#endif
+
 int main(void)
 {
-#ifndef PART_PROC_V1
 	static const struct hec_cunit_test tests[] = {
 		{ "create, spawn, freeze, kill, destroy", test_lifecycle },
 		{ "kill a forking tree", test_kill_tree },
@@ -540,12 +546,10 @@ int main(void)
 		{ "spawn into a frozen partition", test_spawn_frozen },
 		{ NULL, NULL },
 	};
-#else
-	static const struct hec_cunit_test tests[] = {
+	static const struct hec_cunit_test tests_v1[] = {
 		{ "gates and CPU time on the v1 freezer", test_gates_v1 },
 		{ NULL, NULL },
 	};
-#endif
 	cpu_set_t allowed;
 	int rc;
 
@@ -562,9 +566,7 @@ int main(void)
 				break;
 			}
 	}
-#ifdef PART_PROC_V1
-	hec_part_proc_force_v1(1);
-#endif
+	hec_part_proc_force_v1(v1_only);
 	rc = ops->node_init(&env, WHY);
 	if (rc == -ENODEV) {
 		fprintf(stderr, "test_part_proc: SKIP: %s\n", why);
@@ -575,7 +577,7 @@ int main(void)
 		ops->node_fini(&env, NULL, 0);
 		return 1;
 	}
-	rc = hec_cunit_run("part_proc", tests);
+	rc = hec_cunit_run(v1_only ? "part_proc_v1" : "part_proc", v1_only ? tests_v1 : tests);
 	if (ops->node_fini(&env, WHY))
 		fprintf(stderr, "test_part_proc: cleanup: %s\n", why);
 	return rc;
