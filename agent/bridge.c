@@ -310,7 +310,7 @@ static void do_spawn(struct bridge *b, const json_t *body)
 		rc = ag->ops->spawn(j->part, &req, &pid, ctx, sizeof(ctx));
 	}
 	if (rc) {
-		snprintf(why, sizeof(why), "job %ld: %s: %s: %s", id, ag->conf.name, ctx, strerror(-rc));
+		hec_fmt(why, sizeof(why), "job %ld: %s: %s: %s", id, ag->conf.name, ctx, strerror(-rc));
 		goto refuse;
 	}
 	b->pid = pid;

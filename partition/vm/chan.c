@@ -1,7 +1,7 @@
 /*
  * The guest channel (vm.h): hec-guest, PID 1 in the guest, speaks the
  * framed protocol of include/hec/guest.h over a virtio-serial port.  Its
- * HELLO ends a boot (after the gang switch is measured here), and the
+ * HELLO ends a boot (once the gang switch is measured, gate.c), and the
  * batch step runs through it (RUN, OUT, EXIT).
  */
 #include "config.h"
@@ -30,61 +30,6 @@ int guest_send(struct vm *v, unsigned type, const void *payload, uint32_t len)
 	return 0;
 }
 
-/* ---- calibration ---- */
-
-static long long median(long long *x, int n)
-{
-	for (int i = 1; i < n; i++)
-		for (int k = i; k > 0 && x[k - 1] > x[k]; k--) {
-			long long t = x[k];
-
-			x[k] = x[k - 1];
-			x[k - 1] = t;
-		}
-	return x[n / 2];
-}
-
-/* A switch out and in through @g, CALIBRATE_ROUNDS times with the guest
- * running in between: the median in ns, or -1 if a round failed.  Closes
- * @g, and leaves the guest running. */
-static long long switch_cost(struct hec_gate *g)
-{
-	long long t[CALIBRATE_ROUNDS];
-	int n;
-
-	for (n = 0; n < CALIBRATE_ROUNDS; n++) {
-		int64_t t0 = hec_now_mono_ns();
-
-		if (hec_gate_set(g, 1) || hec_gate_wait(g, 1, 500000) || hec_gate_set(g, 0) ||
-		    hec_gate_wait(g, 0, 500000))
-			break;
-		t[n] = hec_now_mono_ns() - t0;
-		usleep(CALIBRATE_GAP_US);
-	}
-	if (n < CALIBRATE_ROUNDS && !hec_gate_set(g, 0))
-		hec_gate_wait(g, 0, 500000);
-	hec_gate_close(g);
-	return n == CALIBRATE_ROUNDS ? median(t, n) : -1;
-}
-
-/*
- * What a gang switch of this guest costs each way, measured on the guest
- * as it is now: cgroup freeze + thaw of the QEMU process against QMP
- * stop + cont.  The cheaper one switches it from now on.
- */
-static void calibrate(struct vm *v)
-{
-	struct hec_gate *g;
-
-	v->cg_ns = hec_partition_proc_ops.gate_open(v->cg, &g, NULL, 0) ? -1 : switch_cost(g);
-	g = v->q.mon ? qmp_gate_new(v->q.mon) : NULL;
-	v->qmp_ns = g ? switch_cost(g) : -1;
-	v->use_qmp = v->qmp_ns >= 0 && (v->cg_ns < 0 || v->qmp_ns < v->cg_ns);
-	hec_info("%s: job %ld: gang switch of the guest: cgroup freeze+thaw %lld us, QMP stop+cont %lld us: using %s",
-		 v->host->node, v->job, v->cg_ns / 1000, v->qmp_ns / 1000,
-		 v->use_qmp ? "QMP" : "cgroup");
-}
-
 static void on_hello(struct vm *v, const struct hec_guest_frame *f)
 {
 	const char *kernel = hec_guest_kv_get(f->payload, f->len, "kernel");
@@ -110,16 +55,6 @@ static void on_out(struct vm *v, const struct hec_guest_frame *f)
 	rc = fd >= 0 ? hec_write_all(fd, f->payload + 1, f->len - 1) : 0;
 	if (rc)
 		hec_warn("%s: job %ld: output lost: %s", v->host->node, v->job, strerror(-rc));
-}
-
-void run_ended(struct vm *v)
-{
-	v->running = 0;
-	if (v->out_fd >= 0)
-		close(v->out_fd);
-	if (v->err_fd >= 0 && v->err_fd != v->out_fd)
-		close(v->err_fd);
-	v->out_fd = v->err_fd = -1;
 }
 
 static void on_exit_frame(struct vm *v, const struct hec_guest_frame *f)
@@ -207,7 +142,8 @@ void guest_read(struct bufferevent *bev, void *arg)
 			break;
 		}
 		case HEC_G_PONG:
-			restore_ponged(v, &f);
+			if (v->on_pong)
+				v->on_pong(v, &f);
 			break;
 		default:
 			break; /* STARTED: nothing to do */

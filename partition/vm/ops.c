@@ -144,15 +144,6 @@ static int vm_cpu_usage(struct hec_partition *p, unsigned long long *usec, char 
 	return hec_partition_proc_ops.cpu_usage(V(p)->cg, usec, why, len);
 }
 
-void start_finish(struct vm *v, int rc, const char *why)
-{
-	hec_part_done_fn done = v->start_done;
-
-	v->start_done = NULL;
-	if (done)
-		done(v->start_arg, rc, why);
-}
-
 /*
  * Drop everything of the guest on our side, for good (forget, release, a
  * start that failed): whoever waits on it hears that it is gone.  The
@@ -215,19 +206,7 @@ static void vm_release(struct hec_partition *p)
 	free(p);
 }
 
-/* ---- gates: the proc driver's, or QMP stop/cont ---- */
-
-struct hec_gate *qmp_gate_new(struct qmp_mon *m)
-{
-	struct qmp_gate *g = calloc(1, sizeof(*g));
-
-	if (!g)
-		return NULL;
-	g->base.ops = &hec_partition_vm_ops;
-	qmp_mon_get(m);
-	g->mon = m;
-	return &g->base;
-}
+/* ---- gates: the proc driver's, or QMP stop/cont (gate.c) ---- */
 
 static int vm_gate_open(struct hec_partition *p, struct hec_gate **out, char *why, size_t len)
 {
@@ -248,54 +227,75 @@ static int vm_gate_open(struct hec_partition *p, struct hec_gate **out, char *wh
 	return *out ? 0 : -ENOMEM;
 }
 
-/* Only QMP gates reach these: the proc gates carry the proc ops. */
-static int vm_gate_set(struct hec_gate *gate, int frozen)
-{
-	return qmp_mon_set(((struct qmp_gate *)gate)->mon, frozen);
-}
+/* ---- the guest's life: QEMU's exit ---- */
 
-static int vm_gate_wait(struct hec_gate *gate, int frozen, long timeout_us)
+/* The last lines QEMU's console got, for a failure's reason: the kernel's
+ * panic message if there is one. */
+static void console_reason(struct vm *v, char *out, size_t len)
 {
-	return qmp_mon_wait(((struct qmp_gate *)gate)->mon, frozen, timeout_us);
-}
+	char path[PATH_MAX], buf[16384], *p, *best = NULL;
+	ssize_t n;
+	int fd;
 
-static void vm_gate_close(struct hec_gate *gate)
-{
-	struct qmp_gate *g = (struct qmp_gate *)gate;
-
-	if (!g)
+	out[0] = 0;
+	if (hec_fmt(path, sizeof(path), "%s/console.log", v->dir))
 		return;
-	qmp_mon_put(g->mon);
-	free(g);
-}
-
-/* ---- the guest's life ---- */
-
-void vm_fail(struct vm *v, const char *fmt_, ...)
-{
-	enum vm_state was = v->state;
-	va_list ap;
-
-	if (was == VM_DEAD)
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
 		return;
-	va_start(ap, fmt_);
-	vsnprintf(v->why, sizeof(v->why), fmt_, ap);
-	va_end(ap);
-	v->state = VM_DEAD;
-	if (v->q.pid > 0)
-		kill(v->q.pid, SIGKILL);
-	if (v->timer)
-		evtimer_del(v->timer);
-	hec_err("%s: job %ld: guest failed: %s", v->host->node, v->job, v->why);
-	if (v->op != OP_NONE) {
-		v->op_stopped = 0;
-		op_end(v, -EIO, "%s", v->why);
+	n = lseek(fd, 0, SEEK_END);
+	n = pread(fd, buf, sizeof(buf) - 1, n > (ssize_t)sizeof(buf) - 1 ? n - (ssize_t)sizeof(buf) + 1 : 0);
+	close(fd);
+	if (n <= 0)
+		return;
+	buf[n] = 0;
+	for (p = buf; (p = strstr(p, "Kernel panic")); p++)
+		best = p;
+	if (best) {
+		size_t l = strcspn(best, "\r\n");
+
+		hec_fmt(out, len, "guest kernel panic: %.*s", (int)(l > 300 ? 300 : l), best);
 	}
-	if (was != VM_UP)
-		start_finish(v, -EIO, v->why);
-	else
-		vm_exited(v, 1, 0, v->why);
 }
+
+
+/* The current QEMU exited: the guest failed, or the new QEMU of a restore
+ * did, which the restore undoes. */
+static void qemu_ended(struct vm *v, int status)
+{
+	char reason[512], tail[600];
+	int code = WIFEXITED(status) ? WEXITSTATUS(status) : 0;
+	int sig = WIFSIGNALED(status) ? WTERMSIG(status) : 0;
+
+	v->q.pid = 0;
+	if (v->state == VM_DEAD)
+		return;
+	if (v->incoming) {
+		/* The new QEMU of a restore: e.g. it could not load the state. */
+		qemu_log_tail(v, tail, sizeof(tail));
+		if (sig)
+			hec_fmt(reason, sizeof(reason), "the new QEMU was killed by signal %d", sig);
+		else
+			hec_fmt(reason, sizeof(reason), "the new QEMU exited with status %d%s%.400s", code,
+			    tail[0] ? ": " : "", tail);
+		restore_undo(v, -EIO, reason);
+		return;
+	}
+	console_reason(v, reason, sizeof(reason));
+	if (reason[0]) {
+		vm_fail(v, "%s", reason);
+	} else if (v->panicked) {
+		vm_fail(v, "guest kernel panic (QEMU reported GUEST_PANICKED)");
+	} else if (sig) {
+		vm_fail(v, "QEMU was killed by signal %d (%s)", sig, strsignal(sig));
+	} else if (v->shutdown_reason[0]) {
+		vm_fail(v, "the guest shut down (%s) while the job ran", v->shutdown_reason);
+	} else {
+		qemu_log_tail(v, tail, sizeof(tail));
+		vm_fail(v, "QEMU exited with status %d%s%s", code, tail[0] ? ": " : "", tail);
+	}
+}
+
 
 static int vm_reaped(struct hec_partition *p, pid_t pid, int status)
 {
@@ -517,7 +517,9 @@ const struct hec_partition_ops hec_partition_vm_ops = {
 	.net_frame = vm_net_frame,
 	.net_gone = vm_net_gone,
 	.gate_open = vm_gate_open,
-	.gate_set = vm_gate_set,
-	.gate_wait = vm_gate_wait,
-	.gate_close = vm_gate_close,
+	/* Only QMP gates reach these (proc gates carry the proc ops), and they
+	 * carry qmp_gate_ops: for the registry's all-or-none check. */
+	.gate_set = qmp_gate_set,
+	.gate_wait = qmp_gate_wait,
+	.gate_close = qmp_gate_close,
 };

@@ -41,36 +41,6 @@ void close_listeners(struct vm *v)
 }
 
 
-/* The last lines QEMU's console got, for a failure's reason: the kernel's
- * panic message if there is one. */
-static void console_reason(struct vm *v, char *out, size_t len)
-{
-	char path[PATH_MAX], buf[16384], *p, *best = NULL;
-	ssize_t n;
-	int fd;
-
-	out[0] = 0;
-	if (hec_fmt(path, sizeof(path), "%s/console.log", v->dir))
-		return;
-	fd = open(path, O_RDONLY | O_CLOEXEC);
-	if (fd < 0)
-		return;
-	n = lseek(fd, 0, SEEK_END);
-	n = pread(fd, buf, sizeof(buf) - 1, n > (ssize_t)sizeof(buf) - 1 ? n - (ssize_t)sizeof(buf) + 1 : 0);
-	close(fd);
-	if (n <= 0)
-		return;
-	buf[n] = 0;
-	for (p = buf; (p = strstr(p, "Kernel panic")); p++)
-		best = p;
-	if (best) {
-		size_t l = strcspn(best, "\r\n");
-
-		hec_fmt(out, len, "guest kernel panic: %.*s", (int)(l > 300 ? 300 : l), best);
-	}
-}
-
-
 /* EOF or error on one of QEMU's connections: QEMU is going; its exit
  * (SIGCHLD) tells why.  The guest channel alone closing is a failure. */
 static void conn_event(struct bufferevent *bev, short what, void *arg)
@@ -369,42 +339,6 @@ void qemu_log_tail(struct vm *v, char *out, size_t len)
 		*--end = 0;
 	start = strrchr(buf, '\n');
 	hec_fmt(out, len, "%s", start ? start + 1 : buf);
-}
-
-
-void qemu_ended(struct vm *v, int status)
-{
-	char reason[512], tail[600];
-	int code = WIFEXITED(status) ? WEXITSTATUS(status) : 0;
-	int sig = WIFSIGNALED(status) ? WTERMSIG(status) : 0;
-
-	v->q.pid = 0;
-	if (v->state == VM_DEAD)
-		return;
-	if (v->incoming) {
-		/* The new QEMU of a restore: e.g. it could not load the state. */
-		qemu_log_tail(v, tail, sizeof(tail));
-		if (sig)
-			hec_fmt(reason, sizeof(reason), "the new QEMU was killed by signal %d", sig);
-		else
-			hec_fmt(reason, sizeof(reason), "the new QEMU exited with status %d%s%.400s", code,
-			    tail[0] ? ": " : "", tail);
-		restore_undo(v, -EIO, reason);
-		return;
-	}
-	console_reason(v, reason, sizeof(reason));
-	if (reason[0]) {
-		vm_fail(v, "%s", reason);
-	} else if (v->panicked) {
-		vm_fail(v, "guest kernel panic (QEMU reported GUEST_PANICKED)");
-	} else if (sig) {
-		vm_fail(v, "QEMU was killed by signal %d (%s)", sig, strsignal(sig));
-	} else if (v->shutdown_reason[0]) {
-		vm_fail(v, "the guest shut down (%s) while the job ran", v->shutdown_reason);
-	} else {
-		qemu_log_tail(v, tail, sizeof(tail));
-		vm_fail(v, "QEMU exited with status %d%s%s", code, tail[0] ? ": " : "", tail);
-	}
 }
 
 

@@ -35,57 +35,12 @@
 static void restore_stopped(struct vm *v, json_t *reply, const char *error);
 
 
-static void op_after(struct vm *v, int ms)
+/* The op's outcome: op_decide(), but a restore that fails while its new
+ * QEMU loads is undone: the old guest comes back (restore_undo ends the
+ * op itself). */
+static void op_end(struct vm *v, int rc, const char *fmt_, ...) __attribute__((format(printf, 3, 4)));
+static void op_end(struct vm *v, int rc, const char *fmt_, ...)
 {
-	struct timeval tv = { ms / 1000, (ms % 1000) * 1000 };
-
-	evtimer_add(v->op_timer, &tv);
-}
-
-/* From op_timer, or with -ECANCELED when the guest is dropped. */
-void op_deliver(struct vm *v, int rc, const char *why, int rejoin)
-{
-	hec_part_done_fn done = v->op_done;
-	void *arg = v->op_arg;
-	char copy[sizeof(v->op_why)];
-
-	hec_fmt(copy, sizeof(copy), "%s", why ? why : "");
-	if (v->op_fd >= 0)
-		close(v->op_fd);
-	v->op_fd = -1;
-	v->op = OP_NONE;
-	v->op_ending = 0;
-	v->op_done = NULL;
-	if (v->op_timer)
-		evtimer_del(v->op_timer);
-	/* A QMP-switched guest left the gang for the op (op_begin): its gate
-	 * monitor learns the state our own stop/cont left, then the
-	 * dispatcher takes it back and switches it as its slots say. */
-	if (rejoin && v->use_qmp && v->state == VM_UP && v->q.mon) {
-		if (!qmp_mon_set(v->q.mon, 0))
-			qmp_mon_wait(v->q.mon, 0, GATE_QMP_TIMEOUT_MS * 1000L);
-		vm_gang_release(v);
-	}
-	if (done)
-		done(arg, rc, rc ? copy : NULL);
-}
-
-static void op_resumed(struct vm *v, json_t *reply, const char *error)
-{
-	if (!reply || error)
-		hec_warn("%s: job %ld: the guest did not resume after its snapshot: %s",
-			 v->host->node, v->job, error ? error : "QEMU's monitor went away");
-	op_after(v, 0);
-}
-
-/*
- * The op's outcome is decided (the first decision counts): a guest we
- * stopped for its snapshot resumes first; the caller hears of it from the
- * loop, never from inside one of our own calls.
- */
-void op_end(struct vm *v, int rc, const char *fmt_, ...)
-{
-	struct qmp_call **pp;
 	char why[sizeof(v->op_why)] = "";
 	va_list ap;
 
@@ -96,34 +51,11 @@ void op_end(struct vm *v, int rc, const char *fmt_, ...)
 		vsnprintf(why, sizeof(why), fmt_, ap);
 		va_end(ap);
 	}
-	/* A restore that fails while its new QEMU loads is undone: the old
-	 * guest comes back (restore_undo ends the op itself). */
 	if (v->op == OP_RESTORE && v->incoming && v->state != VM_DEAD) {
 		restore_undo(v, rc, why);
 		return;
 	}
-	v->op_ending = 1;
-	v->op_rc = rc;
-	hec_fmt(v->op_why, sizeof(v->op_why), "%s", why);
-	/* What the op queued and did not send yet is not sent. */
-	for (pp = &v->qq; *pp;) {
-		struct qmp_call *c = *pp;
-
-		if (c->gen == v->op_gen && !(c == v->qq && v->qq_sent)) {
-			*pp = c->next;
-			qmp_call_free(c);
-		} else {
-			pp = &c->next;
-		}
-	}
-	evtimer_del(v->op_timer);
-	if (v->op_stopped) {
-		v->op_stopped = 0;
-		qmp_call(v, json_pack("{s:s}", "execute", "cont"), -1, op_resumed);
-		op_after(v, GATE_QMP_TIMEOUT_MS); /* delivered anyway if QEMU does not answer */
-	} else {
-		op_after(v, 0);
-	}
+	op_decide(v, rc, why);
 }
 
 /* The op's commands whose answer only needs checking. */
@@ -326,12 +258,15 @@ void restore_undo(struct vm *v, int rc, const char *why)
 	op_end(v, rc, "%s", msg);
 }
 
+static void restore_ponged(struct vm *v, const struct hec_guest_frame *f);
+
 static void restore_pinged(struct vm *v)
 {
 	long long seq = ++v->ping_seq;
 	struct hec_guest_kvbuf kv = { 0 };
 	int rc = hec_guest_kv_addf(&kv, "seq", "%lld", seq);
 
+	v->on_pong = restore_ponged;
 	if (!rc)
 		rc = guest_send(v, HEC_G_PING, kv.p, kv.len);
 	hec_guest_kv_free(&kv);
@@ -371,7 +306,7 @@ static void restore_loaded(struct vm *v)
 
 /* PONG to the restore's PING: hec-guest runs in the restored guest; the
  * batch step it runs must be the one we wait for. */
-void restore_ponged(struct vm *v, const struct hec_guest_frame *f)
+static void restore_ponged(struct vm *v, const struct hec_guest_frame *f)
 {
 	long long seq = -1, run = 0;
 

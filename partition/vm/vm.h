@@ -4,10 +4,11 @@
  * partition.  The cgroup part is the proc driver's (a proc partition under
  * each vm one); this driver adds the guest: its image (image.c), QEMU
  * (qemu.c) and its QMP monitors (qmp.c on the event loop, qmp_mon.c
- * synchronous for the gates), the guest channel to hec-guest, PID 1 inside
- * (chan.c), the job's private network (net.c, vnet.c) and snapshots
- * (snapshot.c); ops.c holds the ops table, the only symbol the rest of the
- * program sees (include/hec/partition.h), and the instance's life.  It
+ * synchronous for the gates, gate.c), the guest channel to hec-guest, PID 1
+ * inside (chan.c), the job's private network (net.c, vnet.c), snapshots
+ * (snapshot.c), and its state: failure and outcomes (state.c); ops.c holds
+ * the ops table, the only symbol the rest of the program sees
+ * (include/hec/partition.h), and the instance's life.  It
  * calls nothing above it: what it needs of hecd comes through the
  * instance's host (struct hec_part_host).  See doc/design.md, "vm
  * partitions".
@@ -169,11 +170,13 @@ struct vm {
 	hec_part_done_fn op_done;
 	void *op_arg;
 	int op_stopped;               /* snapshot: the guest stopped for it (no background snapshot) */
-	int op_rc;                    /* the outcome, once op_end() decided it */
+	int op_rc;                    /* the outcome, once op_decide() decided it */
 	char op_why[512];
 	int op_ending;
 	int64_t op_deadline_ns;
 	long ping_seq;                /* restore: the PING whose PONG ends it */
+	/* a PONG from the guest goes here (the restore that sent the PING) */
+	void (*on_pong)(struct vm *v, const struct hec_guest_frame *f);
 	struct event *op_timer;       /* polls the migration; then delivers the outcome */
 
 	/* network */
@@ -192,14 +195,84 @@ struct vm {
 	long long cg_ns, qmp_ns;      /* freeze + thaw, median of CALIBRATE_ROUNDS */
 };
 
-/* ops.c: the instance */
+/*
+ * Who calls whom, top down (no file calls one above it; what must reach
+ * up goes through a pointer: a QMP command's answer, on_pong, the host's
+ * callbacks): ops.c > snapshot.c > image.c > qemu.c > chan.c, net.c >
+ * gate.c > state.c > qmp.c.
+ */
+
+/* snapshot.c: snapshot and restore */
+int vm_snapshot(struct hec_partition *p, int fd, hec_part_done_fn done, void *arg, char *why,
+		size_t len);
+int vm_restore(struct hec_partition *p, int fd, hec_part_done_fn done, void *arg, char *why,
+	       size_t len);
+void op_timer_cb(evutil_socket_t fd, short what, void *arg);
+/* The new QEMU of a restore could not load the state: the old one resumes. */
+void restore_undo(struct vm *v, int rc, const char *why);
+
+/* image.c: hec-mkimage */
+/* Files of the job go into the image only if its user may read them. */
+int user_may_read(struct vm *v, const json_t *files, char *why, size_t len);
+int start_mkimage(struct vm *v, const json_t *files, char *why, size_t len);
+/* The image tool is done (exited and its output read): boot. */
+void mk_done(struct vm *v);
+
+/* qemu.c: the QEMU process and our connections to it */
+int build_cmdline(struct vm *v, const json_t *nodes);
+/* Listen on the guest's sockets in the job's directory and start QEMU in
+ * the partition (v->incoming: paused, to load a state). */
+int start_qemu(struct vm *v, char *why, size_t len);
+void close_listeners(struct vm *v);
+/* QEMU's own complaint (bad -m, missing file): the last line of its log. */
+void qemu_log_tail(struct vm *v, char *out, size_t len);
+/* Close our connections to @c; the process is killed, and its pid stays
+ * in @c until it is reaped (quietly, as v->old). */
+void qemu_drop(struct qemu *c);
+/* The running QEMU and the one set aside trade places. */
+void swap_aside(struct vm *v);
+
+/* chan.c: the guest channel */
+void guest_read(struct bufferevent *bev, void *arg);
+int guest_send(struct vm *v, unsigned type, const void *payload, uint32_t len);
+int vm_run(struct hec_partition *p, const struct hec_run_req *req, char *why, size_t len);
+
+/* net.c: the job's network */
+int send_to_guest(void *arg, const uint8_t *frame, size_t len);
+void net_read(struct bufferevent *bev, void *arg);
+/* Link this node's switch to the first node's. */
+void uplink_connect(struct vm *v);
+int vm_net_join(struct hec_partition *p, const char *node, struct hec_conn *c, char *why,
+		size_t len);
+void vm_net_frame(struct hec_partition *p, int port, const void *frame, size_t len);
+void vm_net_gone(struct hec_partition *p, int port);
+
+/* gate.c: gang switching */
+struct hec_gate *qmp_gate_new(struct qmp_mon *m);
+int qmp_gate_set(struct hec_gate *gate, int frozen);
+int qmp_gate_wait(struct hec_gate *gate, int frozen, long timeout_us);
+void qmp_gate_close(struct hec_gate *gate);
+/* What a gang switch of the guest costs by cgroup freeze and by QMP, as
+ * it is now: the cheaper one switches it from now on (v->use_qmp). */
+void calibrate(struct vm *v);
+
+/* state.c: failure and outcomes */
 /* The guest is gone or unusable: record why (first reason wins), kill
  * QEMU, and tell: before it was up, start()'s done; afterwards the host
  * (exited), which fails the job with the reason. */
 void vm_fail(struct vm *v, const char *fmt_, ...) __attribute__((format(printf, 2, 3)));
 /* start()'s outcome goes to its caller, once. */
 void start_finish(struct vm *v, int rc, const char *why);
-struct hec_gate *qmp_gate_new(struct qmp_mon *m);
+/* The batch step is over for us: its output files close. */
+void run_ended(struct vm *v);
+/* The op's outcome is decided (the first decision counts): a guest we
+ * stopped for its snapshot resumes first; the caller hears of it from the
+ * loop (op_timer), never from inside one of our own calls. */
+void op_decide(struct vm *v, int rc, const char *why);
+void op_after(struct vm *v, int ms);
+/* Hand the outcome to the op's caller (with -ECANCELED when the guest is
+ * dropped); @rejoin: a QMP-switched guest goes back to the gang. */
+void op_deliver(struct vm *v, int rc, const char *why, int rejoin);
 
 static inline void vm_exited(struct vm *v, int code, int sig, const char *error)
 {
@@ -219,22 +292,6 @@ static inline void vm_gang_release(struct vm *v)
 		v->host->gang_release(v->self->host_arg);
 }
 
-/* qemu.c: the QEMU process and our connections to it */
-int build_cmdline(struct vm *v, const json_t *nodes);
-/* Listen on the guest's sockets in the job's directory and start QEMU in
- * the partition (v->incoming: paused, to load a state). */
-int start_qemu(struct vm *v, char *why, size_t len);
-void close_listeners(struct vm *v);
-/* QEMU (the current one) exited with wait status @status. */
-void qemu_ended(struct vm *v, int status);
-/* QEMU's own complaint (bad -m, missing file): the last line of its log. */
-void qemu_log_tail(struct vm *v, char *out, size_t len);
-/* Close our connections to @c; the process is killed, and its pid stays
- * in @c until it is reaped (quietly, as v->old). */
-void qemu_drop(struct qemu *c);
-/* The running QEMU and the one set aside trade places. */
-void swap_aside(struct vm *v);
-
 /* qmp.c: QMP on the event loop, commands one at a time */
 void qmp_read(struct bufferevent *bev, void *arg);
 /* Queue @cmd (stolen) with @fd (owned from here on, or -1); @cb (NULL:
@@ -245,44 +302,5 @@ void qmp_call_free(struct qmp_call *c);
 void qmp_flush(struct vm *v, int answer);
 /* The event monitor is closed or broken: what waits on it hears so. */
 void qmp_gone(struct vm *v);
-
-/* chan.c: the guest channel */
-void guest_read(struct bufferevent *bev, void *arg);
-int guest_send(struct vm *v, unsigned type, const void *payload, uint32_t len);
-/* The batch step is over for us: its output files close. */
-void run_ended(struct vm *v);
-int vm_run(struct hec_partition *p, const struct hec_run_req *req, char *why, size_t len);
-
-/* net.c: the job's network */
-int send_to_guest(void *arg, const uint8_t *frame, size_t len);
-void net_read(struct bufferevent *bev, void *arg);
-/* Link this node's switch to the first node's. */
-void uplink_connect(struct vm *v);
-int vm_net_join(struct hec_partition *p, const char *node, struct hec_conn *c, char *why,
-		size_t len);
-void vm_net_frame(struct hec_partition *p, int port, const void *frame, size_t len);
-void vm_net_gone(struct hec_partition *p, int port);
-
-/* image.c: hec-mkimage */
-/* Files of the job go into the image only if its user may read them. */
-int user_may_read(struct vm *v, const json_t *files, char *why, size_t len);
-int start_mkimage(struct vm *v, const json_t *files, char *why, size_t len);
-/* The image tool is done (exited and its output read): boot. */
-void mk_done(struct vm *v);
-
-/* snapshot.c: snapshot and restore */
-int vm_snapshot(struct hec_partition *p, int fd, hec_part_done_fn done, void *arg, char *why,
-		size_t len);
-int vm_restore(struct hec_partition *p, int fd, hec_part_done_fn done, void *arg, char *why,
-	       size_t len);
-void op_timer_cb(evutil_socket_t fd, short what, void *arg);
-/* Hand the outcome to the op's caller (with -ECANCELED when the guest is
- * dropped); @rejoin: a QMP-switched guest goes back to the gang. */
-void op_deliver(struct vm *v, int rc, const char *why, int rejoin);
-/* The op's outcome is decided (the first decision counts). */
-void op_end(struct vm *v, int rc, const char *fmt_, ...) __attribute__((format(printf, 3, 4)));
-/* The new QEMU of a restore could not load the state: the old one resumes. */
-void restore_undo(struct vm *v, int rc, const char *why);
-void restore_ponged(struct vm *v, const struct hec_guest_frame *f);
 
 #endif
