@@ -244,7 +244,7 @@ static void test_refused(void)
 
 static void test_full(void)
 {
-	static char names[HEC_PART_DRIVERS_MAX + 1][8];
+	static char names[HEC_PART_DRIVERS_MAX + 1][16];
 	static struct hec_partition_ops t[HEC_PART_DRIVERS_MAX + 1];
 	struct hec_part_registry r = { 0 };
 
