@@ -19,7 +19,6 @@
 
 #include "hec/net.h"
 #include "hec/partition.h"
-#include "agent/part_vm.h"
 
 #define AGENT_NAME_MAX 64
 
@@ -65,7 +64,7 @@ struct job {
 	gid_t gid;
 	json_t *nodes;             /* LAUNCH's [{name, addr, ranks}] (owned) */
 	const struct hec_partition_ops *ops; /* the job's driver: proc, or vm (LAUNCH) */
-	struct hec_partition *part;
+	struct hec_partition *part; /* host: the agent's phost, host_arg: this job */
 	int vm_running;            /* vm: the batch step runs in the guest now */
 	pid_t batch_pid;           /* our child running the batch step, 0 if none */
 	/* A batch step of a previous agent life: not our child; watched by polling. */
@@ -85,8 +84,10 @@ struct gang;
 struct agent {
 	struct agent_conf conf;
 	struct event_base *base;
-	const struct hec_partition_ops *ops;
+	const struct hec_partition_ops *ops; /* the default driver (proc) */
+	struct hec_part_registry drivers;    /* every driver, by name (LAUNCH's partition) */
 	struct hec_partition_env penv;
+	struct hec_part_host phost;          /* what the drivers get of us (job.c) */
 	char cgroup_base[2 * AGENT_NAME_MAX + 8];
 	char key[257];             /* cluster secret */
 	char hostname[256];
@@ -156,13 +157,15 @@ int job_dir(struct agent *ag, long id, char *buf, size_t len);
 char *job_agent_map(const struct job *j);
 char *job_nodelist(const struct job *j);
 
-/** The batch step in the guest ended, or the guest failed (@error). */
-void job_vm_exited(struct agent *ag, struct job *j, int code, int sig, const char *error);
+/** Fill ag->phost: the event loop, the guests' tools, the callbacks. */
+void jobs_host_init(struct agent *ag);
+/** A reaped child of a partition driver (image tool, QEMU)?  \return 1 if so. */
+int jobs_part_reaped(struct agent *ag, pid_t pid, int status);
 
-/** A vm partition: the batch step runs in the guest. */
+/** The job's batch step runs inside its partition's machine (a vm guest). */
 static inline int job_is_vm(const struct job *j)
 {
-	return j->ops == &hec_partition_vm_ops;
+	return hec_partition_runs_inside(j->ops);
 }
 
 /* gang.c: gang scheduling (doc/design.md, "Gang scheduling") */

@@ -25,7 +25,6 @@
 #include "hec/msg.h"
 #include "hec/net.h"
 #include "agent/agent.h"
-#include "agent/part_proc.h"
 
 #define MAX_BRIDGES 4096
 #define READ_CHUNK 65536
@@ -70,8 +69,12 @@ static void bridge_free(struct bridge *b)
 	}
 	if (b->timer)
 		event_free(b->timer);
-	if (b->net_port > 0)
-		vm_net_peer_gone(ag, b->job, b->net_port);
+	if (b->net_port > 0) {
+		struct job *j = job_find(ag, b->job);
+
+		if (j && j->part)
+			hec_partition_net_gone(j->part, b->net_port);
+	}
 	if (b->conn)
 		hec_conn_free(b->conn);
 	free(b);
@@ -262,7 +265,7 @@ static void do_spawn(struct bridge *b, const json_t *body)
 	struct job *j = job_find(ag, id);
 	struct envv env = { 0 };
 	int out[2] = { -1, -1 }, err[2] = { -1, -1 }, null_fd = -1, rc;
-	char why[512];
+	char why[512], ctx[PATH_MAX + 64] = "";
 	json_t *reply;
 	pid_t pid;
 
@@ -304,11 +307,10 @@ static void do_spawn(struct bridge *b, const json_t *body)
 			.stdin_fd = null_fd, .stdout_fd = out[1], .stderr_fd = err[1],
 		};
 
-		rc = ag->ops->spawn(j->part, &req, &pid);
+		rc = ag->ops->spawn(j->part, &req, &pid, ctx, sizeof(ctx));
 	}
 	if (rc) {
-		snprintf(why, sizeof(why), "job %ld: %s: %s: %s", id, ag->conf.name,
-			 hec_part_proc_context(), strerror(-rc));
+		hec_fmt(why, sizeof(why), "job %ld: %s: %s: %s", id, ag->conf.name, ctx, strerror(-rc));
 		goto refuse;
 	}
 	b->pid = pid;
@@ -349,17 +351,40 @@ refuse:
 	hec_conn_send_error_and_close(b->conn, "%s", why);
 }
 
+/* NET_JOIN from another node's agent: attach @c to the job's network here
+ * (its partition's switch).  \return a port id > 0, or -errno with @why. */
+static int net_join(struct agent *ag, const json_t *body, struct hec_conn *c, char *why, size_t len)
+{
+	long id = (long)json_integer_value(json_object_get(body, "job"));
+	const char *key = json_string_value(json_object_get(body, "key"));
+	const char *node = json_string_value(json_object_get(body, "node"));
+	struct job *j = job_find(ag, id);
+
+	if (!j || !j->part || !j->launched || j->killing) {
+		snprintf(why, len, "job %ld: no guest on %s (yet)", id, ag->conf.name);
+		return -ENOENT;
+	}
+	if (!key || !agent_key_equal(key, j->key)) {
+		snprintf(why, len, "job %ld: wrong job key from %s", id, node ? node : "?");
+		return -EACCES;
+	}
+	return hec_partition_net_join(j->part, node ? node : "?", c, why, len);
+}
+
 static void bridge_on_msg(struct hec_conn *c, const struct hec_msg *m, void *arg)
 {
 	struct bridge *b = arg;
 	char why[512];
 
 	if (b->net_port > 0 && m->type == HEC_MSG_NET_FRAME) {
-		vm_net_peer_frame(b->ag, b->job, b->net_port, m->data, m->len);
+		struct job *j = job_find(b->ag, b->job);
+
+		if (j && j->part)
+			hec_partition_net_frame(j->part, b->net_port, m->data, m->len);
 		return;
 	}
 	if (m->type == HEC_MSG_NET_JOIN && !b->pid && !b->net_port) {
-		int port = vm_net_join(b->ag, m->body, c, why, sizeof(why));
+		int port = net_join(b->ag, m->body, c, why, sizeof(why));
 
 		if (port < 0) {
 			hec_debug("%s: NET_JOIN from %s refused: %s", b->ag->conf.name, hec_conn_peer(c), why);

@@ -43,7 +43,6 @@
 #include "agent/agent.h"
 #include "agent/clock.h"
 #include "agent/dispatch.h"
-#include "agent/part_proc.h"
 
 #define CLOCK_PROBES 8
 #define CLOCK_PROBE_TIMEOUT_MS 200
@@ -529,11 +528,12 @@ static struct job *job_here(struct agent *ag, long id)
 
 static int open_gate(struct gang *g, struct job *j, struct hec_gate **gate, enum ds_state *st)
 {
-	int rc = j->ops->gate_open(j->part, gate);
+	char why[PATH_MAX + 64] = "";
+	int rc = hec_partition_gate_open(j->part, gate, why, sizeof(why));
 
 	if (rc) {
 		hec_err("%s: job %ld: cannot open its freeze controls: %s: %s; the gang dispatcher leaves it alone",
-			g->ag->conf.name, j->id, hec_part_proc_context(), strerror(-rc));
+			g->ag->conf.name, j->id, why, strerror(-rc));
 		return rc;
 	}
 	*st = probe_state(*gate);
@@ -776,6 +776,21 @@ void gang_job_forget(struct agent *ag, long id)
 
 /* ---- STATS ---- */
 
+/* "vm": what each partition with a machine says of it (how a guest is
+ * switched, and the costs measured when it booted). */
+static json_t *machine_stats(struct agent *ag)
+{
+	json_t *a = json_array();
+
+	for (struct job *j = ag->jobs; a && j; j = j->next) {
+		json_t *o = j->part ? hec_partition_stats(j->part) : NULL;
+
+		if (o)
+			json_array_append_new(a, o);
+	}
+	return a;
+}
+
 void gang_on_stats_req(struct agent *ag, const json_t *b)
 {
 	struct gang *g = ag->gang;
@@ -808,7 +823,7 @@ void gang_on_stats_req(struct agent *ag, const json_t *b)
 	for (struct job *j = ag->jobs; j; j = j->next) {
 		unsigned long long usec;
 
-		if (j->part && j->ops->cpu_usage && j->ops->cpu_usage(j->part, &usec) == 0)
+		if (j->part && hec_partition_cpu_usage(j->part, &usec, NULL, 0) == 0)
 			json_array_append_new(usage, json_pack("{s:I, s:I}", "job", (json_int_t)j->id,
 							      "usec", (json_int_t)usec));
 	}
@@ -818,7 +833,7 @@ void gang_on_stats_req(struct agent *ag, const json_t *b)
 			 "rtt_ns", (json_int_t)(g->have_estimate ? g->est_rtt : 0),
 			 "now", (json_int_t)(now > 0 ? now : 0), "switches", sw, "usage", usage);
 	if (body)
-		json_object_set_new(body, "vm", vm_stats_json(ag));
+		json_object_set_new(body, "vm", machine_stats(ag));
 	agent_ctl_send(ag, HEC_MSG_STATS, body);
 }
 

@@ -30,7 +30,6 @@
 #include "hec/net.h"
 #include "hec/partition.h"
 #include "agent/agent.h"
-#include "agent/part_proc.h"
 
 #define CONNECT_TIMEOUT_MS 5000
 #define BACKOFF_MIN_MS 100
@@ -402,7 +401,7 @@ static void on_signal(evutil_socket_t sig, short what, void *arg)
 	switch (sig) {
 	case SIGCHLD:
 		while ((pid = waitpid(-1, &status, WNOHANG)) > 0)
-			if (!job_reaped(ag, pid, status) && !vm_reaped(ag, pid, status))
+			if (!job_reaped(ag, pid, status) && !jobs_part_reaped(ag, pid, status))
 				bridge_reaped(ag, pid, status);
 		break;
 	case SIGTERM:
@@ -677,7 +676,6 @@ static int add_signal(struct agent *ag, int idx, int sig)
 static void agent_free(struct agent *ag)
 {
 	gang_free(ag);
-	vm_free_all(ag);
 	bridges_free(ag);
 	jobs_free(ag);
 	if (ag->ctl)
@@ -743,7 +741,13 @@ int main(int argc, char **argv)
 	ag->penv.node = ag->conf.name;
 	ag->penv.cgroup_base = ag->cgroup_base;
 	ag->penv.cpus = cpus;
-	ag->ops = &hec_partition_proc_ops;
+	if (hec_part_register(&ag->drivers, &hec_partition_proc_ops) ||
+	    hec_part_register(&ag->drivers, &hec_partition_vm_ops)) {
+		fprintf(stderr, "hecd: a partition driver's ops table is incomplete\n");
+		free(ag);
+		return 2;
+	}
+	ag->ops = hec_part_driver(&ag->drivers, "proc");
 	find_helper(ag);
 	if (access(ag->conf.mpiexec, X_OK))
 		hec_warn("%s: mpiexec %s: %s; jobs will fail", ag->conf.name, ag->conf.mpiexec,
@@ -756,15 +760,16 @@ int main(int argc, char **argv)
 
 	/* Not fatal: the node still registers, and each LAUNCH then fails with
 	 * this reason, which users see in their job's record. */
-	rc = ag->ops->node_init(&ag->penv);
+	rc = ag->ops->node_init(&ag->penv, err, sizeof(err));
 	if (rc)
 		hec_err("%s: cannot set up partitions (%s driver): %s: %s; jobs will fail here",
-			ag->conf.name, ag->ops->name, hec_part_proc_context(), strerror(-rc));
+			ag->conf.name, ag->ops->name, err, strerror(-rc));
 	ag->base = event_base_new();
 	if (!ag->base) {
 		hec_err("%s: cannot create the event loop", ag->conf.name);
 		goto out;
 	}
+	jobs_host_init(ag);
 	rc = bridges_listen(ag, &port);
 	if (rc) {
 		hec_err("%s: cannot listen on %s: %s", ag->conf.name, ag->conf.listen, strerror(-rc));
@@ -789,7 +794,7 @@ int main(int argc, char **argv)
 out:
 	rc = ag->exit_code;
 	if (ag->ops)
-		hec_part_proc_node_fini(&ag->penv);
+		hec_partition_node_fini(ag->ops, &ag->penv, NULL, 0);
 	agent_free(ag);
 	libevent_global_shutdown();
 	return rc;

@@ -25,7 +25,6 @@
 #include "hec/common.h"
 #include "hec/msg.h"
 #include "agent/agent.h"
-#include "agent/part_proc.h"
 
 #define KILL_POLL_MS 20
 #define KILL_WARN_NS (10LL * 1000000000)
@@ -48,6 +47,15 @@ struct job *job_find(struct agent *ag, long id)
 		if (j->id == id)
 			return j;
 	return NULL;
+}
+
+/* The job's partition, and its link back to the job (host callbacks). */
+static void job_attach(struct job *j, struct hec_partition *part)
+{
+	j->ops = part->ops;
+	j->part = part;
+	part->host = &j->ag->phost;
+	part->host_arg = j;
 }
 
 static struct job *job_new(struct agent *ag, long id)
@@ -435,11 +443,11 @@ void job_on_launch(struct agent *ag, const json_t *body)
 	const char *key = json_string_value(json_object_get(body, "key"));
 	json_t *nodes = json_object_get(body, "nodes");
 	const char *kind = json_string_value(json_object_get(body, "partition"));
-	const struct hec_partition_ops *ops = kind && !strcmp(kind, "vm") ? &hec_partition_vm_ops :
-					      ag->ops;
+	const struct hec_partition_ops *ops = kind ? hec_part_driver(&ag->drivers, kind) : ag->ops;
 	struct hec_partition *part = NULL;
 	struct job *j = job_find(ag, id);
 	char why[1024], vwhy[900] = "";
+	char dir[PATH_MAX];
 	int rc, made = 0;
 
 	if (ag->shutting_down) {
@@ -457,7 +465,7 @@ void job_on_launch(struct agent *ag, const json_t *body)
 	}
 	if (!batch_host_resolves(ag, nodes, why, sizeof(why)))
 		goto refuse;
-	if (kind && strcmp(kind, "proc") && strcmp(kind, "vm")) {
+	if (!ops) {
 		hec_fmt(why, sizeof(why), "%s: partition kind '%s' is unknown here", ag->conf.name, kind);
 		goto refuse;
 	}
@@ -465,29 +473,27 @@ void job_on_launch(struct agent *ag, const json_t *body)
 		hec_fmt(why, sizeof(why), "%s: job %ld is still being killed here", ag->conf.name, id);
 		goto refuse;
 	}
-	if (j && ops == &hec_partition_vm_ops) {
+	if (j && ops->start) {
 		/* A guest cannot be re-attached: a second LAUNCH is a new guest. */
 		hec_fmt(why, sizeof(why), "%s: job %ld already has a partition here", ag->conf.name, id);
 		goto refuse;
 	}
 	if (!j) {
-		rc = ops->create(&ag->penv, id, &part);
+		rc = ops->create(&ag->penv, id, &part, vwhy, sizeof(vwhy));
 		if (rc == -EEXIST) /* left by a previous life of ours: reuse it */
-			rc = ops->open(&ag->penv, id, &part);
+			rc = ops->open(&ag->penv, id, &part, vwhy, sizeof(vwhy));
 		if (rc) {
-			hec_fmt(why, sizeof(why), "%s: %s: %s", ag->conf.name, hec_part_proc_context(),
-			    strerror(-rc));
+			hec_fmt(why, sizeof(why), "%s: %s: %s", ag->conf.name, vwhy, strerror(-rc));
 			goto refuse;
 		}
 		j = job_new(ag, id);
 		if (!j) {
-			ops->destroy(part);
+			ops->destroy(part, NULL, 0);
 			ops->release(part);
 			hec_fmt(why, sizeof(why), "%s: out of memory", ag->conf.name);
 			goto refuse;
 		}
-		j->ops = ops;
-		j->part = part;
+		job_attach(j, part);
 		made = 1;
 	}
 	j->launched = 1;
@@ -503,16 +509,23 @@ void job_on_launch(struct agent *ag, const json_t *body)
 		rc = write_hosts(ag, j, why, sizeof(why));
 	}
 	if (!rc && j->ops->start) {
-		struct hec_start_req req = { .host = ag, .job = j, .launch = (const struct json_t *)body,
+		struct hec_start_req req = { .dir = dir, .uid = j->uid, .gid = j->gid, .key = j->key,
+					     .launch = (const struct json_t *)body,
 					     .done = job_started, .arg = j };
 
-		rc = hec_partition_start(j->ops, j->part, &req, vwhy, sizeof(vwhy));
+		vwhy[0] = 0;
+		if (job_dir(ag, id, dir, sizeof(dir))) {
+			hec_fmt(vwhy, sizeof(vwhy), "job directory: path too long");
+			rc = -ENAMETOOLONG;
+		} else {
+			rc = hec_partition_start(j->part, &req, vwhy, sizeof(vwhy));
+		}
 		if (rc)
 			hec_fmt(why, sizeof(why), "%s: %s", ag->conf.name, vwhy[0] ? vwhy : strerror(-rc));
 	}
 	if (rc) {
 		if (made) {
-			j->ops->destroy(j->part);
+			j->ops->destroy(j->part, NULL, 0);
 			remove_job_dir(ag, id);
 			job_free(ag, j);
 		}
@@ -674,8 +687,8 @@ void job_on_snapshot(struct agent *ag, const json_t *body)
 			hec_fmt(why, sizeof(why), "%s: %s", revert ? r->path : r->tmp, strerror(errno));
 		goto fail;
 	}
-	rc = revert ? hec_partition_restore(j->ops, j->part, r->fd, snap_done, r, why, sizeof(why)) :
-		      hec_partition_snapshot(j->ops, j->part, r->fd, snap_done, r, why, sizeof(why));
+	rc = revert ? hec_partition_restore(j->part, r->fd, snap_done, r, why, sizeof(why)) :
+		      hec_partition_snapshot(j->part, r->fd, snap_done, r, why, sizeof(why));
 	if (rc) {
 		close(r->fd);
 		if (!revert)
@@ -690,12 +703,51 @@ fail:
 	snap_reply(ag, id, req, 0, 0, why);
 }
 
-void job_vm_exited(struct agent *ag, struct job *j, int code, int sig, const char *error)
+/* host->exited: the batch step in the guest ended, or the guest failed
+ * (@error).  The batch step's end on the first node; on another node only
+ * a guest failure comes here, and the controller fails the job for it. */
+static void part_exited(void *arg, int code, int sig, const char *error)
 {
-	/* The batch step's end on the first node; on another node only a guest
-	 * failure comes here, and the controller fails the job for it. */
+	struct job *j = arg;
+
+	if (j->killing)
+		return;
 	j->vm_running = 0;
-	batch_ended(ag, j->id, code, sig, error);
+	batch_ended(j->ag, j->id, code, sig, error);
+}
+
+/* host->gang_hold / gang_release: the driver switches the machine itself
+ * for a while (a QMP-switched guest's snapshot), then gives it back. */
+static void part_gang_hold(void *arg)
+{
+	struct job *j = arg;
+
+	gang_job_forget(j->ag, j->id);
+}
+
+static void part_gang_release(void *arg)
+{
+	struct job *j = arg;
+
+	gang_job_ready(j->ag, j);
+}
+
+void jobs_host_init(struct agent *ag)
+{
+	ag->phost = (struct hec_part_host){
+		.base = ag->base, .node = ag->conf.name, .qemu = ag->conf.qemu,
+		.vm_kernel = ag->conf.vm_kernel, .image_cache = ag->conf.image_cache,
+		.mkimage = ag->mkimage, .guest_bin = ag->guest_bin, .mpifix = ag->mpifix,
+		.exited = part_exited, .gang_hold = part_gang_hold, .gang_release = part_gang_release,
+	};
+}
+
+int jobs_part_reaped(struct agent *ag, pid_t pid, int status)
+{
+	for (struct job *j = ag->jobs; j; j = j->next)
+		if (j->part && hec_partition_reaped(j->part, pid, status))
+			return 1;
+	return 0;
 }
 
 /* ---- START ---- */
@@ -948,7 +1000,13 @@ static int start_in_guest(struct agent *ag, struct job *j, const json_t *uargv, 
 		rc = envv_set(env, "HYDRA_LAUNCHER_EXEC", "/bin/hec-rsh");
 	if (rc)
 		goto out;
-	rc = vm_run(ag, j, argv, (const char *const *)env->v, cwd, out_fd, err_fd, vwhy, sizeof(vwhy));
+	{
+		struct hec_run_req req = { .argv = argv, .envp = (const char *const *)env->v,
+					   .cwd = cwd, .uid = j->uid, .gid = j->gid,
+					   .out_fd = out_fd, .err_fd = err_fd };
+
+		rc = hec_partition_run(j->part, &req, vwhy, sizeof(vwhy));
+	}
 	if (rc)
 		hec_fmt(why, whylen, "%s: %s", ag->conf.name, vwhy);
 out:
@@ -1048,7 +1106,7 @@ void job_on_start(struct agent *ag, const json_t *body)
 			.stderr_fd = err_fd >= 0 ? err_fd : out_fd,
 		};
 
-		rc = j->ops->spawn(j->part, &req, &pid);
+		rc = j->ops->spawn(j->part, &req, &pid, NULL, 0);
 	}
 	if (rc) {
 		/* Like a shell: 127 not found, 126 not runnable. */
@@ -1123,19 +1181,20 @@ static void kill_tick(evutil_socket_t fd, short what, void *arg)
 	struct job *j = arg;
 	struct agent *ag = j->ag;
 	int64_t elapsed = hec_now_mono_ns() - j->kill_start_ns;
+	char why[PATH_MAX + 64] = "";
 	int n, rc;
 
 	(void)fd;
 	(void)what;
-	n = j->ops->nprocs(j->part);
+	n = j->ops->nprocs(j->part, why, sizeof(why));
 	if (n != 0 && n != -ENOENT) {
 		if (n < 0 && !j->kill_warned) {
 			hec_err("%s: job %ld: cannot count processes: %s: %s", ag->conf.name, j->id,
-				hec_part_proc_context(), strerror(-n));
+				why, strerror(-n));
 			j->kill_warned = 1;
 		}
 		if (++j->kill_ticks % 10 == 0)
-			j->ops->kill(j->part);
+			j->ops->kill(j->part, NULL, 0);
 		if (elapsed > KILL_WARN_NS && !j->kill_warned) {
 			hec_err("%s: job %ld: %d processes survive SIGKILL after %lld s; still trying",
 				ag->conf.name, j->id, n, (long long)(KILL_WARN_NS / 1000000000));
@@ -1145,12 +1204,12 @@ static void kill_tick(evutil_socket_t fd, short what, void *arg)
 			return;
 		hec_err("%s: job %ld: giving up on its partition for shutdown", ag->conf.name, j->id);
 	} else {
-		rc = j->ops->destroy(j->part);
+		rc = j->ops->destroy(j->part, why, sizeof(why));
 		if (rc == -EBUSY && elapsed < KILL_WARN_NS)
 			return; /* a process was still on its way out */
 		if (rc)
 			hec_err("%s: job %ld: cannot remove partition: %s: %s", ag->conf.name, j->id,
-				hec_part_proc_context(), strerror(-rc));
+				why, strerror(-rc));
 		else
 			hec_info("%s: job %ld: partition removed", ag->conf.name, j->id);
 	}
@@ -1160,6 +1219,7 @@ static void kill_tick(evutil_socket_t fd, short what, void *arg)
 static void start_kill(struct agent *ag, struct job *j)
 {
 	struct timeval tv = { 0, KILL_POLL_MS * 1000 };
+	char why[PATH_MAX + 64] = "";
 	int rc;
 
 	if (j->killing)
@@ -1167,16 +1227,15 @@ static void start_kill(struct agent *ag, struct job *j)
 	/* First, so that the slot dispatcher never touches a dying partition
 	 * (no thaw needed: SIGKILL and cgroup.kill work on frozen groups). */
 	gang_job_forget(ag, j->id);
-	vm_forget(ag, j->id);
+	hec_partition_forget(j->part);
 	bridges_close_net(ag, j->id);
 	j->killing = 1;
 	j->kill_start_ns = hec_now_mono_ns();
 	if (j->watch)
 		event_del(j->watch);
-	rc = j->ops->kill(j->part);
+	rc = j->ops->kill(j->part, why, sizeof(why));
 	if (rc)
-		hec_err("%s: job %ld: kill: %s: %s", ag->conf.name, j->id, hec_part_proc_context(),
-			strerror(-rc));
+		hec_err("%s: job %ld: kill: %s: %s", ag->conf.name, j->id, why, strerror(-rc));
 	j->kill_timer = event_new(ag->base, -1, EV_PERSIST, kill_tick, j);
 	if (!j->kill_timer || event_add(j->kill_timer, &tv)) {
 		hec_err("%s: job %ld: cannot poll its partition: out of memory", ag->conf.name, j->id);
@@ -1185,19 +1244,20 @@ static void start_kill(struct agent *ag, struct job *j)
 }
 
 /* A partition on disk we hold no handle for (previous life, half-made). */
-static struct job *open_unknown(struct agent *ag, long id)
+static struct job *open_unknown(struct agent *ag, long id, char *why, size_t len)
 {
 	struct hec_partition *part;
 	struct job *j;
 
-	if (ag->ops->open(&ag->penv, id, &part))
+	if (ag->ops->open(&ag->penv, id, &part, why, len))
 		return NULL;
 	j = job_new(ag, id);
 	if (!j) {
 		ag->ops->release(part);
+		hec_fmt(why, len, "out of memory");
 		return NULL;
 	}
-	j->part = part;
+	job_attach(j, part);
 	return j;
 }
 
@@ -1206,7 +1266,7 @@ void job_on_kill(struct agent *ag, long id)
 	struct job *j = job_find(ag, id);
 
 	if (!j)
-		j = open_unknown(ag, id);
+		j = open_unknown(ag, id, NULL, 0);
 	if (!j) {
 		/* Nothing here (never launched, or already gone): idempotent. */
 		remove_job_dir(ag, id);
@@ -1229,10 +1289,10 @@ void jobs_shutdown(struct agent *ag)
 	ag->shutting_down = 1;
 	ag->shutdown_start_ns = hec_now_mono_ns();
 	/* Also whatever appeared on disk behind our back. */
-	n = ag->ops->list(&ag->penv, ids, MAX_ADOPT);
+	n = ag->ops->list(&ag->penv, ids, MAX_ADOPT, NULL, 0);
 	for (int i = 0; i < n; i++)
 		if (!job_find(ag, ids[i]))
-			open_unknown(ag, ids[i]);
+			open_unknown(ag, ids[i], NULL, 0);
 	if (!ag->jobs) {
 		agent_finish(ag);
 		return;
@@ -1315,25 +1375,26 @@ static void load_meta(struct agent *ag, struct job *j)
 void jobs_adopt(struct agent *ag)
 {
 	long ids[MAX_ADOPT];
-	int n = ag->ops->list(&ag->penv, ids, MAX_ADOPT);
+	char why[PATH_MAX + 64] = "";
+	int n = ag->ops->list(&ag->penv, ids, MAX_ADOPT, why, sizeof(why));
 
 	if (n < 0) {
-		hec_err("%s: cannot list partitions: %s: %s", ag->conf.name, hec_part_proc_context(),
-			strerror(-n));
+		hec_err("%s: cannot list partitions: %s: %s", ag->conf.name, why, strerror(-n));
 		return;
 	}
 	for (int i = 0; i < n; i++) {
-		struct job *j = open_unknown(ag, ids[i]);
+		struct job *j;
 		struct timeval tv = { 1, 0 };
 
+		why[0] = 0;
+		j = open_unknown(ag, ids[i], why, sizeof(why));
 		if (!j) {
-			hec_err("%s: job %ld: cannot open its partition: %s", ag->conf.name, ids[i],
-				hec_part_proc_context());
+			hec_err("%s: job %ld: cannot open its partition: %s", ag->conf.name, ids[i], why);
 			continue;
 		}
 		load_meta(ag, j);
 		hec_info("%s: job %ld: partition found from a previous run (%d processes)",
-			 ag->conf.name, j->id, ag->ops->nprocs(j->part));
+			 ag->conf.name, j->id, ag->ops->nprocs(j->part, NULL, 0));
 		if (!j->orphan_pid)
 			continue;
 		j->watch = event_new(ag->base, -1, EV_PERSIST, orphan_poll, j);

@@ -34,8 +34,7 @@
 #include "hec/guest.h"
 #include "hec/net.h"
 #include "hec/partition.h"
-#include "agent/part_proc.h"
-#include "agent/qmp.h"
+#include "partition/vm/qmp_mon.h" /* the QMP monitor the vm driver switches guests with */
 
 #define MAX_ROUNDS 2000
 #define WAIT_US 2000000L
@@ -174,10 +173,11 @@ static void boot(struct guest *g, const struct hec_partition_env *env, int vcpus
 	const char *envp[] = { "PATH=/usr/bin:/bin", NULL };
 	int a = 0, lq, lc, fd, rc, logfd, nullfd;
 	struct hec_spawn_req req;
+	char why[PATH_MAX + 64] = "";
 
-	rc = hec_partition_proc_ops.create(env, id, &g->part);
+	rc = hec_partition_proc_ops.create(env, id, &g->part, why, sizeof(why));
 	if (rc)
-		die(hec_part_proc_context(), -rc);
+		die(why, -rc);
 	snprintf(qmp_path, sizeof(qmp_path), "%s/qmp.%ld", work, id);
 	snprintf(chan_path, sizeof(chan_path), "%s/chan.%ld", work, id);
 	lq = hec_listen_unix(qmp_path, 0600);
@@ -222,7 +222,7 @@ static void boot(struct guest *g, const struct hec_partition_env *env, int vcpus
 	nullfd = open("/dev/null", O_RDONLY | O_CLOEXEC);
 	req = (struct hec_spawn_req){ .argv = argv, .envp = envp, .cwd = work, .uid = 0, .gid = 0,
 				      .stdin_fd = nullfd, .stdout_fd = logfd, .stderr_fd = logfd };
-	rc = hec_partition_proc_ops.spawn(g->part, &req, &g->qemu);
+	rc = hec_partition_proc_ops.spawn(g->part, &req, &g->qemu, why, sizeof(why));
 	if (rc)
 		die("starting QEMU", -rc);
 	close(logfd);
@@ -243,12 +243,12 @@ static void boot(struct guest *g, const struct hec_partition_env *env, int vcpus
 
 static void shutdown_guest(struct guest *g)
 {
-	hec_partition_proc_ops.kill(g->part);
+	hec_partition_proc_ops.kill(g->part, NULL, 0);
 	while (waitpid(g->qemu, NULL, 0) < 0 && errno == EINTR)
 		;
 	qmp_mon_put(g->mon);
 	close(g->chan);
-	for (int i = 0; i < 100 && hec_partition_proc_ops.destroy(g->part) == -EBUSY; i++)
+	for (int i = 0; i < 100 && hec_partition_proc_ops.destroy(g->part, NULL, 0) == -EBUSY; i++)
 		usleep(20000);
 	hec_partition_proc_ops.release(g->part);
 }
@@ -256,7 +256,7 @@ static void shutdown_guest(struct guest *g)
 static void measure(struct guest *g, struct series *out /* [4]: cg fr, cg th, qmp stop, qmp cont */)
 {
 	struct hec_gate *gate;
-	int rc = hec_partition_proc_ops.gate_open(g->part, &gate);
+	int rc = hec_partition_proc_ops.gate_open(g->part, &gate, NULL, 0);
 
 	if (rc)
 		die("gate", -rc);
@@ -292,6 +292,8 @@ int main(int argc, char **argv)
 	const char *vcpu_list = "1 2";
 	char kernel[PATH_MAX], initrd[PATH_MAX], path[PATH_MAX], base[128], cmd[PATH_MAX * 3];
 	struct hec_partition_env env = { .node = "vmbench", .cgroup_base = base, .cpus = "" };
+	char why[PATH_MAX + 64] = "";
+	int rc;
 	static struct series s[2][4];
 	FILE *csv, *dat;
 	long id = 1;
@@ -318,8 +320,9 @@ int main(int argc, char **argv)
 	if (!mkdtemp(work))
 		die("mkdtemp", errno);
 	snprintf(base, sizeof(base), "hec/vmbench%d/vmbench", (int)getpid());
-	if (hec_partition_proc_ops.node_init(&env))
-		die(hec_part_proc_context(), errno);
+	rc = hec_partition_proc_ops.node_init(&env, why, sizeof(why));
+	if (rc)
+		die(why, -rc);
 	make_image(kernel, initrd, sizeof(kernel));
 	hec_mkdir_p(outdir, 0755);
 	snprintf(path, sizeof(path), "%s/vm-switch.csv", outdir);
@@ -368,7 +371,7 @@ int main(int argc, char **argv)
 	}
 	fclose(csv);
 	fclose(dat);
-	hec_part_proc_node_fini(&env);
+	hec_partition_node_fini(&hec_partition_proc_ops, &env, NULL, 0);
 	snprintf(cmd, sizeof(cmd),
 		 "command -v gnuplot >/dev/null && gnuplot -e \"set terminal png size 800,450; set output '%s/vm-switch.png';"
 		 " set style data histogram; set style histogram cluster gap 1; set style fill solid;"

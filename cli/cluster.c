@@ -24,7 +24,6 @@
 #include "hec/common.h"
 #include "hec/net.h"
 #include "hec/partition.h"
-#include "agent/part_proc.h"
 #include "cli/cli.h"
 
 #define UP_NODES_MAX 64
@@ -884,6 +883,7 @@ static int sweep_partitions(const char *rdir, const char *cmd)
 		return 0;
 	while ((de = readdir(d))) {
 		char conf[PATH_MAX], node[128], cluster[128], cpus[4096], base[512];
+		char why[PATH_MAX + 64] = "";
 		struct hec_partition_env env = { .node = node, .cgroup_base = base, .cpus = cpus };
 		long jobs[1024];
 		size_t len = strlen(de->d_name);
@@ -898,21 +898,20 @@ static int sweep_partitions(const char *rdir, const char *cmd)
 		if (conf_value(conf, "cpus", cpus, sizeof(cpus)))
 			cpus[0] = 0;
 		snprintf(base, sizeof(base), "hec/%s/%s", cluster, node);
-		rc = ops->node_init(&env);
+		rc = ops->node_init(&env, why, sizeof(why));
 		if (rc == -ENODEV)
 			continue;
 		if (rc) {
 			/* without the rights to manage cgroups the agents had none either */
 			if (!((rc == -EACCES || rc == -EPERM || rc == -EROFS) && geteuid() != 0)) {
-				cli_err("%s: %s: %s: %s", cmd, node, hec_part_proc_context(),
-					strerror(-rc));
+				cli_err("%s: %s: %s: %s", cmd, node, why, strerror(-rc));
 				failed = 1;
 			}
 			continue;
 		}
-		n = ops->list(&env, jobs, (int)HEC_ARRAY_SIZE(jobs));
+		n = ops->list(&env, jobs, (int)HEC_ARRAY_SIZE(jobs), why, sizeof(why));
 		if (n < 0) {
-			cli_err("%s: %s: %s: %s", cmd, node, hec_part_proc_context(), strerror(-n));
+			cli_err("%s: %s: %s: %s", cmd, node, why, strerror(-n));
 			failed = 1;
 			continue;
 		}
@@ -920,30 +919,30 @@ static int sweep_partitions(const char *rdir, const char *cmd)
 			struct hec_partition *p = NULL;
 			int64_t deadline = ms_now() + KILL_WAIT_MS;
 
-			rc = ops->open(&env, jobs[i], &p);
+			rc = ops->open(&env, jobs[i], &p, why, sizeof(why));
 			if (rc == -ENOENT)
 				continue;
 			if (!rc) {
-				rc = ops->kill(p);
+				rc = ops->kill(p, why, sizeof(why));
 				/* killed processes take a moment to leave the group */
-				while (!rc && (rc = ops->destroy(p)) == -EBUSY && ms_now() < deadline) {
+				while (!rc && (rc = ops->destroy(p, why, sizeof(why))) == -EBUSY &&
+				       ms_now() < deadline) {
 					cli_sleep_ms(20);
-					ops->kill(p);
+					ops->kill(p, NULL, 0);
 				}
 				ops->release(p);
 			}
 			if (rc) {
-				cli_err("%s: %s: job %ld: %s: %s", cmd, node, jobs[i],
-					hec_part_proc_context(), strerror(-rc));
+				cli_err("%s: %s: job %ld: %s: %s", cmd, node, jobs[i], why, strerror(-rc));
 				failed = 1;
 			} else {
 				fprintf(stderr, "hec: %s: %s: removed the leftover partition of job %ld\n",
 					cmd, node, jobs[i]);
 			}
 		}
-		rc = hec_part_proc_node_fini(&env);
+		rc = hec_partition_node_fini(ops, &env, why, sizeof(why));
 		if (rc) {
-			cli_err("%s: %s: %s: %s", cmd, node, hec_part_proc_context(), strerror(-rc));
+			cli_err("%s: %s: %s: %s", cmd, node, why, strerror(-rc));
 			failed = 1;
 		}
 	}

@@ -1,12 +1,27 @@
 /*
  * Partition drivers: a partition is one job's share of one node.  Each
- * driver (proc: cgroups, agent/part_proc.c; vm: QEMU guests,
- * agent/part_vm.c) exports one const ops table; the agent only calls
- * through it.  Optional ops are reached through the inline wrappers below,
- * which return -EOPNOTSUPP where a driver has none.
+ * driver (proc: cgroups, partition/proc.c; vm: QEMU guests, partition/vm/)
+ * exports one const ops table and nothing else; hecd and the CLI reach a
+ * driver only through this header.  Drivers are found by name in a
+ * registry the caller owns (struct hec_part_registry), which checks at
+ * registration that a table has every required op.
  *
- * All ops return 0 or a negative errno; errors are the caller's to log,
- * naming the node and job (a driver logs only its machine's progress).
+ * An instance (struct hec_partition) carries its ops, the driver's private
+ * state (priv) and the host it lives in: the host's environment and
+ * callbacks (struct hec_part_host), so that a driver calls nothing of the
+ * program above it.  Optional ops are reached through the inline wrappers
+ * below, which return -EOPNOTSUPP where a driver has none.
+ *
+ * Errors: every op that can fail returns 0 (or a count) or a negative
+ * errno.  Those that can fail for a reason of the host (a cgroup file, a
+ * missing tool) take @why/@len: on failure, @why gets a one-line reason,
+ * and that is the only way error detail leaves a driver.  For the cgroup
+ * ops (node_init .. gate_open) it says what was being done ("cgroup mkdir
+ * /sys/fs/cgroup/hec/c/node0/job.7") and the caller adds the errno's text;
+ * for the machine ops (start, snapshot, restore, run, net_join) it is the
+ * whole reason.  @why may be NULL (with @len 0) when the caller does not
+ * want it.  Errors are the caller's to log, naming the node and job (a
+ * driver logs only its machine's progress).
  */
 #ifndef HEC_PARTITION_H
 #define HEC_PARTITION_H
@@ -16,27 +31,75 @@
 #include <stdio.h>
 #include <sys/types.h>
 
-struct hec_partition;
 struct hec_partition_ops;
-struct agent;
-struct job;
+struct hec_conn;
+struct event_base;
 struct json_t;
 
 /**
  * The end of an asynchronous op (start, snapshot, restore): called exactly
- * once, later, on the caller's event loop, with @rc 0 or -errno and @why a
+ * once, later, on the host's event loop, with @rc 0 or -errno and @why a
  * one-line reason when @rc < 0 (NULL otherwise).  Also called, with
  * -ECANCELED, if the partition's machine is dropped before the op ends.
  */
 typedef void (*hec_part_done_fn)(void *arg, int rc, const char *why);
 
+/**
+ * What a driver may use of the program it runs in (hecd fills one per
+ * agent).  Callbacks get the instance's host_arg and run on the event loop.
+ */
+struct hec_part_host {
+	struct event_base *base;   /* the event loop every op but the gates runs on */
+	const char *node;          /* this node's name, for logs and the guests */
+	/* vm partitions: the tools and files a guest is made of */
+	const char *qemu;          /* qemu-system-x86_64 */
+	const char *vm_kernel;     /* guest kernel, "": the newest /boot/vmlinuz-* */
+	const char *image_cache;   /* hec-mkimage's cache directory */
+	const char *mkimage;       /* hec-mkimage */
+	const char *guest_bin;     /* hec-guest, the guests' init */
+	const char *mpifix;        /* libhec-mpifix.so, preloaded in the guests */
+	/** The batch step inside the machine ended (run), or the machine failed
+	 *  once up (@error: why). */
+	void (*exited)(void *arg, int code, int sig, const char *error);
+	/** Take the partition out of the gang schedule for a while (the driver
+	 *  switches its machine itself meanwhile) ... */
+	void (*gang_hold)(void *arg);
+	/** ... and give it back: the scheduler opens its gate again. */
+	void (*gang_release)(void *arg);
+};
+
+/**
+ * One partition.  Made by create() or open(); the caller may then set
+ * @host and @host_arg (start() and run() need them; a partition without a
+ * host, as in the CLI, has no machine).  Freed by release().
+ */
+struct hec_partition {
+	const struct hec_partition_ops *ops;
+	void *priv;                       /* the driver's */
+	long job;
+	const struct hec_part_host *host; /* NULL: none */
+	void *host_arg;                   /* for host's callbacks: the host's job */
+};
+
 /** What start() needs to bring up a partition's machine. */
 struct hec_start_req {
-	struct agent *host;          /* the node agent: its event loop and config */
-	struct job *job;             /* the job the partition belongs to */
+	const char *dir;             /* the job's directory on this node (sockets, logs) */
+	uid_t uid;                   /* the job's user */
+	gid_t gid;
+	const char *key;             /* the job's secret (vm: NET_JOIN to the other nodes) */
 	const struct json_t *launch; /* LAUNCH: nodes, vcpus, mem_mb, vm_files, guest_key */
 	hec_part_done_fn done;       /* the machine is up (0) or could not come up */
 	void *arg;
+};
+
+/** A batch step to run inside the partition's machine (run()). */
+struct hec_run_req {
+	const char *const *argv;
+	const char *const *envp;
+	const char *cwd;
+	uid_t uid;
+	gid_t gid;
+	int out_fd, err_fd;          /* dup'ed, the caller keeps its own; err_fd -1: out_fd */
 };
 
 /**
@@ -66,53 +129,73 @@ struct hec_spawn_req {
 
 struct hec_partition_ops {
 	const char *name;
+
+	/*
+	 * Required (hec_part_register() refuses a table without one).
+	 */
 	/** Prepare the driver on this node (check hierarchies, make the node's
 	 *  group with its cpuset). -ENODEV: the mechanism is absent. */
-	int (*node_init)(const struct hec_partition_env *env);
+	int (*node_init)(const struct hec_partition_env *env, char *why, size_t len);
 	/** Create job @job's partition; -EEXIST if it already exists. */
-	int (*create)(const struct hec_partition_env *env, long job, struct hec_partition **out);
+	int (*create)(const struct hec_partition_env *env, long job, struct hec_partition **out,
+		      char *why, size_t len);
 	/** Re-attach to a partition found on disk (after an agent restart). */
-	int (*open)(const struct hec_partition_env *env, long job, struct hec_partition **out);
+	int (*open)(const struct hec_partition_env *env, long job, struct hec_partition **out,
+		    char *why, size_t len);
 	/** List job ids with a partition on this node into @jobs (up to @max).
 	 *  \return the count, or -errno. */
-	int (*list)(const struct hec_partition_env *env, long *jobs, int max);
+	int (*list)(const struct hec_partition_env *env, long *jobs, int max, char *why, size_t len);
 	/** Fork and exec a process inside the partition. \return 0, *@pid set.
 	 *  Does not wait for the exec (the partition may be frozen): a failed
 	 *  exec shows later as exit status 127. */
-	int (*spawn)(struct hec_partition *p, const struct hec_spawn_req *req, pid_t *pid);
+	int (*spawn)(struct hec_partition *p, const struct hec_spawn_req *req, pid_t *pid,
+		     char *why, size_t len);
 	/** \return number of live processes in the partition, or -errno. */
-	int (*nprocs)(struct hec_partition *p);
-	/** Stop / resume every process (optional; idempotent). */
-	int (*freeze)(struct hec_partition *p);
-	int (*thaw)(struct hec_partition *p);
+	int (*nprocs)(struct hec_partition *p, char *why, size_t len);
 	/** SIGKILL every process (idempotent; a thawed partition is required
 	 *  by no caller: the driver thaws if needed). */
-	int (*kill)(struct hec_partition *p);
+	int (*kill)(struct hec_partition *p, char *why, size_t len);
 	/** Remove the partition: -EBUSY while processes remain.  Never frees
 	 *  the handle: call release() afterwards in every case. */
-	int (*destroy)(struct hec_partition *p);
-	/** Free the handle without touching the partition. */
+	int (*destroy)(struct hec_partition *p, char *why, size_t len);
+	/** Free the handle, and whatever the driver holds for it on the host
+	 *  (a machine's connections, as forget()), without touching the
+	 *  partition's processes or groups. */
 	void (*release)(struct hec_partition *p);
+
+	/*
+	 * Optional: reached through the hec_partition_*() wrappers.
+	 */
+	/** Undo node_init where nothing is left: remove the node's (empty)
+	 *  groups and the empty ones above them.  Idempotent. */
+	int (*node_fini)(const struct hec_partition_env *env, char *why, size_t len);
+	/** Stop / resume every process (idempotent). */
+	int (*freeze)(struct hec_partition *p, char *why, size_t len);
+	int (*thaw)(struct hec_partition *p, char *why, size_t len);
 	/** Path of the partition's group in hierarchy @i (0: the freeze hierarchy,
 	 *  1: cpuset), or NULL.  For tests and `hec show`. */
 	const char *(*path)(struct hec_partition *p, int i);
-	/** CPU time used by the partition's processes so far, in microseconds
-	 *  (optional). */
-	int (*cpu_usage)(struct hec_partition *p, unsigned long long *usec);
+	/** CPU time used by the partition's processes so far, in microseconds. */
+	int (*cpu_usage)(struct hec_partition *p, unsigned long long *usec, char *why, size_t len);
 
 	/*
 	 * The partition's machine (optional: a proc partition has none, it is
 	 * ready once created, and cannot be snapshotted: CRIU, the way to save
-	 * bare processes, fails on these hosts).  Each returns 0 when under way, and its done()
-	 * follows; or -errno with a one-line reason in @why, and no done().
+	 * bare processes, fails on these hosts).  Each returns 0 when under way,
+	 * and its done() follows; or -errno with a one-line reason in @why, and
+	 * no done().  They need the instance's host.
 	 */
-	/** Bring up the machine (vm: build the image, boot the guest). */
+	/** Bring up the machine (vm: build the image, boot the guest).  Once
+	 *  up, a machine that fails reaches host->exited().  -EEXIST: it has
+	 *  one already. */
 	int (*start)(struct hec_partition *p, const struct hec_start_req *req, char *why, size_t len);
 	/** Write the machine's whole state, as of the call, to @fd (a file or a
 	 *  pipe; dup'ed, the caller keeps its own).  The partition keeps
 	 *  running (vm: QEMU background snapshot; where the host kernel does
 	 *  not allow it, the guest is stopped while its state is written).  A
-	 *  partition switched out by cgroup freeze writes during its slots. */
+	 *  partition switched out by cgroup freeze writes during its slots;
+	 *  one switched otherwise leaves the gang for the op (host->gang_hold,
+	 *  then gang_release). */
 	int (*snapshot)(struct hec_partition *p, int fd, hec_part_done_fn done, void *arg,
 			char *why, size_t len);
 	/** Replace the running machine by the state read from @fd, as written
@@ -122,15 +205,40 @@ struct hec_partition_ops {
 	 *  and the machine runs on as it was. */
 	int (*restore)(struct hec_partition *p, int fd, hec_part_done_fn done, void *arg,
 		       char *why, size_t len);
+	/** Run the batch step inside the machine (a partition with this op runs
+	 *  its batch step nowhere else); its end reaches host->exited().
+	 *  -ENOTCONN: the machine is not up; -EBUSY: a step runs already. */
+	int (*run)(struct hec_partition *p, const struct hec_run_req *req, char *why, size_t len);
+	/** A child of the host was reaped: \return 1 if it was one of the
+	 *  driver's for this partition (image tool, QEMU), else 0. */
+	int (*reaped)(struct hec_partition *p, pid_t pid, int status);
+	/** The partition is being killed: drop the machine's host-side state
+	 *  (connections, timers, the job network); ops under way end with
+	 *  -ECANCELED.  Idempotent; its processes go with kill(). */
+	void (*forget)(struct hec_partition *p);
+	/** What STATS says of the machine (a new JSON object), or NULL. */
+	struct json_t *(*stats)(struct hec_partition *p);
+	/**
+	 * The job's network: NET_JOIN from another node's agent, over @c
+	 * (authenticated by the caller: the job key), attaches @c to the
+	 * partition's switch.  \return a port id > 0, or -errno with @why
+	 * (-ENOENT: no machine here, -EINVAL: not the job's first node).
+	 */
+	int (*net_join)(struct hec_partition *p, const char *node, struct hec_conn *c,
+			char *why, size_t len);
+	/** A frame from that peer's port; the peer is gone (idempotent). */
+	void (*net_frame)(struct hec_partition *p, int port, const void *frame, size_t len);
+	void (*net_gone)(struct hec_partition *p, int port);
 
 	/*
-	 * Gates: the hot path of the gang slot dispatcher (optional).  A gate
-	 * holds the partition's freeze controls open, so a switch is one write
-	 * and one wait with no path lookups.  A gate is independent of the
-	 * handle it came from and may be used from another thread; once the
-	 * partition is removed, its calls fail with -ENODEV and harm nothing.
+	 * Gates: the hot path of the gang slot dispatcher (optional: all four
+	 * or none).  A gate holds the partition's freeze controls open, so a
+	 * switch is one write and one wait with no path lookups.  A gate is
+	 * independent of the handle it came from and may be used from another
+	 * thread; once the partition is removed, its calls fail with -ENODEV
+	 * and harm nothing.  gate_set and gate_wait report by errno only.
 	 */
-	int (*gate_open)(struct hec_partition *p, struct hec_gate **out);
+	int (*gate_open)(struct hec_partition *p, struct hec_gate **out, char *why, size_t len);
 	/** Ask for frozen (1) or running (0); returns without waiting. */
 	int (*gate_set)(struct hec_gate *g, int frozen);
 	/** Wait until the state asked for is reached, up to @timeout_us.
@@ -140,6 +248,37 @@ struct hec_partition_ops {
 };
 
 extern const struct hec_partition_ops hec_partition_proc_ops;
+extern const struct hec_partition_ops hec_partition_vm_ops;
+
+/*
+ * The registry: the drivers a program knows, by name.  Owned by the caller
+ * (hecd keeps one in its agent; no driver keeps a list of anything), so
+ * that tests build their own.  Zero-initialise it before use.
+ */
+#define HEC_PART_DRIVERS_MAX 8
+
+struct hec_part_registry {
+	int n;
+	const struct hec_partition_ops *drv[HEC_PART_DRIVERS_MAX];
+};
+
+/**
+ * Add @ops.  \return 0; -EINVAL if the table has no name, lacks a required
+ * op, has only some of the gate ops, or a driver of that name is
+ * registered already; -ENOSPC when the registry is full.
+ */
+int hec_part_register(struct hec_part_registry *r, const struct hec_partition_ops *ops);
+/** The driver named @name, or NULL. */
+const struct hec_partition_ops *hec_part_driver(const struct hec_part_registry *r, const char *name);
+
+/* An optional op the driver lacks: -EOPNOTSUPP, and why. */
+static inline int hec_part_absent(const struct hec_partition_ops *ops, const char *what, char *why,
+				  size_t len)
+{
+	if (why && len)
+		snprintf(why, len, "the %s partition driver has no %s", ops->name, what);
+	return -EOPNOTSUPP;
+}
 
 static inline int hec_gate_set(struct hec_gate *g, int frozen)
 {
@@ -157,41 +296,125 @@ static inline void hec_gate_close(struct hec_gate *g)
 		g->ops->gate_close(g);
 }
 
-static inline int hec_partition_freeze(const struct hec_partition_ops *ops, struct hec_partition *p)
+static inline int hec_partition_has_gates(const struct hec_partition_ops *ops)
 {
-	return ops->freeze ? ops->freeze(p) : -EOPNOTSUPP;
+	return ops->gate_open != NULL;
 }
 
-static inline int hec_partition_thaw(const struct hec_partition_ops *ops, struct hec_partition *p)
+static inline int hec_partition_node_fini(const struct hec_partition_ops *ops,
+					  const struct hec_partition_env *env, char *why, size_t len)
 {
-	return ops->thaw ? ops->thaw(p) : -EOPNOTSUPP;
+	return ops->node_fini ? ops->node_fini(env, why, len) : 0;
 }
 
-static inline int hec_partition_start(const struct hec_partition_ops *ops, struct hec_partition *p,
-				      const struct hec_start_req *req, char *why, size_t len)
+static inline int hec_partition_freeze(struct hec_partition *p, char *why, size_t len)
 {
-	if (ops->start)
-		return ops->start(p, req, why, len);
-	snprintf(why, len, "the %s partition driver has no machine to start", ops->name);
+	return p->ops->freeze ? p->ops->freeze(p, why, len) : hec_part_absent(p->ops, "freeze", why, len);
+}
+
+static inline int hec_partition_thaw(struct hec_partition *p, char *why, size_t len)
+{
+	return p->ops->thaw ? p->ops->thaw(p, why, len) : hec_part_absent(p->ops, "thaw", why, len);
+}
+
+static inline int hec_partition_cpu_usage(struct hec_partition *p, unsigned long long *usec,
+					  char *why, size_t len)
+{
+	return p->ops->cpu_usage ? p->ops->cpu_usage(p, usec, why, len) :
+				   hec_part_absent(p->ops, "CPU accounting", why, len);
+}
+
+static inline int hec_partition_gate_open(struct hec_partition *p, struct hec_gate **out,
+					  char *why, size_t len)
+{
+	return p->ops->gate_open ? p->ops->gate_open(p, out, why, len) :
+				   hec_part_absent(p->ops, "freeze gates", why, len);
+}
+
+/** A partition whose batch step runs inside its machine (run()). */
+static inline int hec_partition_runs_inside(const struct hec_partition_ops *ops)
+{
+	return ops->run != NULL;
+}
+
+static inline int hec_partition_start(struct hec_partition *p, const struct hec_start_req *req,
+				      char *why, size_t len)
+{
+	if (p->ops->start)
+		return p->ops->start(p, req, why, len);
+	if (why && len)
+		snprintf(why, len, "the %s partition driver has no machine to start", p->ops->name);
 	return -EOPNOTSUPP;
 }
 
-static inline int hec_partition_snapshot(const struct hec_partition_ops *ops, struct hec_partition *p,
-					 int fd, hec_part_done_fn done, void *arg, char *why, size_t len)
+static inline int hec_partition_snapshot(struct hec_partition *p, int fd, hec_part_done_fn done,
+					 void *arg, char *why, size_t len)
 {
-	if (ops->snapshot)
-		return ops->snapshot(p, fd, done, arg, why, len);
-	snprintf(why, len, "the %s partition driver cannot snapshot", ops->name);
+	if (p->ops->snapshot)
+		return p->ops->snapshot(p, fd, done, arg, why, len);
+	if (why && len)
+		snprintf(why, len, "the %s partition driver cannot snapshot", p->ops->name);
 	return -EOPNOTSUPP;
 }
 
-static inline int hec_partition_restore(const struct hec_partition_ops *ops, struct hec_partition *p,
-					int fd, hec_part_done_fn done, void *arg, char *why, size_t len)
+static inline int hec_partition_restore(struct hec_partition *p, int fd, hec_part_done_fn done,
+					void *arg, char *why, size_t len)
 {
-	if (ops->restore)
-		return ops->restore(p, fd, done, arg, why, len);
-	snprintf(why, len, "the %s partition driver cannot restore", ops->name);
+	if (p->ops->restore)
+		return p->ops->restore(p, fd, done, arg, why, len);
+	if (why && len)
+		snprintf(why, len, "the %s partition driver cannot restore", p->ops->name);
 	return -EOPNOTSUPP;
+}
+
+static inline int hec_partition_run(struct hec_partition *p, const struct hec_run_req *req,
+				    char *why, size_t len)
+{
+	if (p->ops->run)
+		return p->ops->run(p, req, why, len);
+	if (why && len)
+		snprintf(why, len, "the %s partition driver runs no batch step inside", p->ops->name);
+	return -EOPNOTSUPP;
+}
+
+static inline int hec_partition_reaped(struct hec_partition *p, pid_t pid, int status)
+{
+	return p->ops->reaped ? p->ops->reaped(p, pid, status) : 0;
+}
+
+static inline void hec_partition_forget(struct hec_partition *p)
+{
+	if (p->ops->forget)
+		p->ops->forget(p);
+}
+
+static inline struct json_t *hec_partition_stats(struct hec_partition *p)
+{
+	return p->ops->stats ? p->ops->stats(p) : NULL;
+}
+
+static inline int hec_partition_net_join(struct hec_partition *p, const char *node,
+					 struct hec_conn *c, char *why, size_t len)
+{
+	if (p->ops->net_join)
+		return p->ops->net_join(p, node, c, why, len);
+	if (why && len)
+		snprintf(why, len, "job %ld: the %s partition driver has no job network", p->job,
+			 p->ops->name);
+	return -EOPNOTSUPP;
+}
+
+static inline void hec_partition_net_frame(struct hec_partition *p, int port, const void *frame,
+					   size_t len)
+{
+	if (p->ops->net_frame)
+		p->ops->net_frame(p, port, frame, len);
+}
+
+static inline void hec_partition_net_gone(struct hec_partition *p, int port)
+{
+	if (p->ops->net_gone)
+		p->ops->net_gone(p, port);
 }
 
 #endif

@@ -4,8 +4,8 @@
  * node one port per other node's agent).  Pure logic, no I/O: each port
  * sends through its callback.  See doc/design.md, "vm partitions".
  */
-#ifndef HEC_AGENT_VNET_H
-#define HEC_AGENT_VNET_H
+#ifndef HEC_PARTITION_VM_VNET_H
+#define HEC_PARTITION_VM_VNET_H
 
 #include <stddef.h>
 #include <stdint.h>

@@ -15,8 +15,8 @@
  * Gates (the slot dispatcher's hot path) keep the freeze files open: a
  * switch is one pwrite() and, for the wait, pread()s of cgroup.events
  * between short poll()s for its change notification (v1: re-reads of
- * freezer.state).  Gate ops touch no shared state (not even the context
- * string), so they may run in another thread than the other ops.
+ * freezer.state).  Gate ops touch no shared state, so they may run in
+ * another thread than the other ops.
  *
  * A child spawned into a frozen partition stops before its exec until the
  * partition is thawed; spawn() then returns without the exec's outcome.
@@ -26,8 +26,8 @@
  * in the forked child before exec, so every descendant starts inside and
  * none can escape by forking early.
  *
- * Ops log nothing; on failure hec_part_proc_context() says what was being
- * done, for the caller's one-line message.
+ * Ops log nothing; on failure the caller's @why says what was being done,
+ * for its one-line message (include/hec/partition.h).
  */
 #include "config.h"
 
@@ -52,7 +52,7 @@
 
 #include "hec/common.h"
 #include "hec/partition.h"
-#include "agent/part_proc.h"
+#include "partition/proc.h"
 
 #include <linux/close_range.h>
 
@@ -75,8 +75,9 @@ struct layout {
 	char acct_root[PATH_MAX];  /* ACCT_V1_OWN only */
 };
 
-struct hec_partition {
-	long job;
+/* A partition: base.priv points back here. */
+struct proc_part {
+	struct hec_partition base;  /* first */
 	struct layout lay;
 	/* [0] freeze group, [1] v1 cpuset group or "", [2] v1 cpuacct group or "" */
 	char dir[NDIRS][PATH_MAX];
@@ -100,21 +101,27 @@ void hec_part_proc_force_v1(int on)
 	force_v1 = on;
 }
 
-static char ctx[PATH_MAX + 64];
+/* Where an op's reason for failing goes: its caller's @why (may be NULL). */
+struct why {
+	char *buf;
+	size_t len;
+};
 
-const char *hec_part_proc_context(void)
-{
-	return ctx;
-}
-
-static void set_ctx(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-static void set_ctx(const char *fmt, ...)
+static void set_why(struct why *w, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void set_why(struct why *w, const char *fmt, ...)
 {
 	va_list ap;
 
+	if (!w || !w->buf || !w->len)
+		return;
 	va_start(ap, fmt);
-	vsnprintf(ctx, sizeof(ctx), fmt, ap);
+	vsnprintf(w->buf, w->len, fmt, ap);
 	va_end(ap);
+}
+
+static struct proc_part *P(struct hec_partition *part)
+{
+	return part->priv;
 }
 
 /* ---- small file helpers (cgroup files want one write() per value) ---- */
@@ -167,7 +174,7 @@ static int join(char *out, size_t len, const char *a, const char *b)
 }
 
 /* Write @file of group @dir, recording the context on failure. */
-static int set_file(const char *dir, const char *file, const char *value)
+static int set_file(const char *dir, const char *file, const char *value, struct why *w)
 {
 	char path[PATH_MAX];
 	int rc = join(path, sizeof(path), dir, file);
@@ -175,11 +182,11 @@ static int set_file(const char *dir, const char *file, const char *value)
 	if (!rc)
 		rc = write_str(path, value);
 	if (rc)
-		set_ctx("cgroup write '%s' to %s", value, path);
+		set_why(w, "cgroup write '%s' to %s", value, path);
 	return rc;
 }
 
-static int get_file(const char *dir, const char *file, char *buf, size_t len)
+static int get_file(const char *dir, const char *file, char *buf, size_t len, struct why *w)
 {
 	char path[PATH_MAX];
 	int rc = join(path, sizeof(path), dir, file);
@@ -187,18 +194,18 @@ static int get_file(const char *dir, const char *file, char *buf, size_t len)
 	if (!rc)
 		rc = read_str(path, buf, len);
 	if (rc)
-		set_ctx("cgroup read %s", path);
+		set_why(w, "cgroup read %s", path);
 	return rc;
 }
 
 /* mkdir that treats an existing group as success unless @excl. */
-static int make_group(const char *dir, int excl)
+static int make_group(const char *dir, int excl, struct why *w)
 {
 	if (mkdir(dir, 0755) == 0)
 		return 0;
 	if (errno == EEXIST && !excl)
 		return 0;
-	set_ctx("cgroup mkdir %s", dir);
+	set_why(w, "cgroup mkdir %s", dir);
 	return -errno;
 }
 
@@ -208,7 +215,7 @@ static int controllers_have(const char *root, const char *name)
 {
 	char buf[512], *tok, *save = NULL;
 
-	if (get_file(root, "cgroup.controllers", buf, sizeof(buf)))
+	if (get_file(root, "cgroup.controllers", buf, sizeof(buf), NULL))
 		return 0;
 	for (tok = strtok_r(buf, " ", &save); tok; tok = strtok_r(NULL, " ", &save))
 		if (!strcmp(tok, name))
@@ -216,7 +223,7 @@ static int controllers_have(const char *root, const char *name)
 	return 0;
 }
 
-static int detect(struct layout *lay)
+static int detect(struct layout *lay, struct why *w)
 {
 	char v2[PATH_MAX] = "", v1_freezer[PATH_MAX] = "", v1_cpuset[PATH_MAX] = "";
 	char v1_acct[PATH_MAX] = "";
@@ -227,7 +234,7 @@ static int detect(struct layout *lay)
 	memset(lay, 0, sizeof(*lay));
 	f = setmntent("/proc/self/mounts", "re");
 	if (!f) {
-		set_ctx("reading /proc/self/mounts");
+		set_why(w, "reading /proc/self/mounts");
 		return -errno;
 	}
 	while (getmntent_r(f, &ent, line, sizeof(line))) {
@@ -255,7 +262,7 @@ static int detect(struct layout *lay)
 		lay->freeze = FREEZE_V1;
 		strcpy(lay->freeze_root, v1_freezer);
 	} else {
-		set_ctx("no cgroup2 mount and no cgroup v1 freezer in /proc/self/mounts");
+		set_why(w, "no cgroup2 mount and no cgroup v1 freezer in /proc/self/mounts");
 		return -ENODEV;
 	}
 	if (*v1_cpuset) {
@@ -290,7 +297,7 @@ static int group_path(char *out, size_t len, const char *root, const char *base,
 }
 
 /* The cgroup base must be a plain relative path: it ends up in rmdir()s. */
-static int check_env(const struct hec_partition_env *env)
+static int check_env(const struct hec_partition_env *env, struct why *w)
 {
 	const char *b = env->cgroup_base, *p;
 
@@ -308,7 +315,7 @@ static int check_env(const struct hec_partition_env *env)
 	}
 	return 0;
 bad:
-	set_ctx("bad cgroup base '%s'", b ? b : "(null)");
+	set_why(w, "bad cgroup base '%s'", b ? b : "(null)");
 	return -EINVAL;
 }
 
@@ -318,28 +325,28 @@ bad:
  * v1 cpuset groups start with empty cpus/mems and refuse tasks until both
  * are set; give each level its parent's unless it already has some.
  */
-static int v1_cpuset_inherit(const char *dir, const char *parent, int force_mems)
+static int v1_cpuset_inherit(const char *dir, const char *parent, int force_mems, struct why *w)
 {
 	char cur[4096], val[4096];
 	int rc;
 
-	rc = get_file(dir, "cpuset.cpus", cur, sizeof(cur));
+	rc = get_file(dir, "cpuset.cpus", cur, sizeof(cur), w);
 	if (rc)
 		return rc;
 	if (!*cur) {
-		rc = get_file(parent, "cpuset.cpus", val, sizeof(val));
+		rc = get_file(parent, "cpuset.cpus", val, sizeof(val), w);
 		if (!rc)
-			rc = set_file(dir, "cpuset.cpus", val);
+			rc = set_file(dir, "cpuset.cpus", val, w);
 		if (rc)
 			return rc;
 	}
-	rc = get_file(dir, "cpuset.mems", cur, sizeof(cur));
+	rc = get_file(dir, "cpuset.mems", cur, sizeof(cur), w);
 	if (rc)
 		return rc;
 	if (!*cur || force_mems) {
-		rc = get_file(parent, "cpuset.mems", val, sizeof(val));
+		rc = get_file(parent, "cpuset.mems", val, sizeof(val), w);
 		if (!rc && strcmp(val, cur))
-			rc = set_file(dir, "cpuset.mems", val);
+			rc = set_file(dir, "cpuset.mems", val, w);
 	}
 	return rc;
 }
@@ -349,8 +356,8 @@ static int v1_cpuset_inherit(const char *dir, const char *parent, int force_mems
  * level's directory and its parent, after creation (or when it exists).
  */
 static int make_levels(const char *root, const char *base,
-		       int (*each)(const char *dir, const char *parent, int last, void *arg),
-		       void *arg)
+		       int (*each)(const char *dir, const char *parent, int last, void *arg, struct why *w),
+		       void *arg, struct why *w)
 {
 	char dir[PATH_MAX], parent[PATH_MAX];
 	const char *p = base;
@@ -366,11 +373,11 @@ static int make_levels(const char *root, const char *base,
 
 		if (n < 0 || (size_t)n >= sizeof(dir))
 			return -ENAMETOOLONG;
-		rc = make_group(dir, 0);
+		rc = make_group(dir, 0, w);
 		if (rc)
 			return rc;
 		if (each) {
-			rc = each(dir, parent, !slash, arg);
+			rc = each(dir, parent, !slash, arg, w);
 			if (rc)
 				return rc;
 		}
@@ -381,86 +388,87 @@ static int make_levels(const char *root, const char *base,
 	}
 }
 
-static int v1_level(const char *dir, const char *parent, int last, void *arg)
+static int v1_level(const char *dir, const char *parent, int last, void *arg, struct why *w)
 {
 	const char *cpus = arg;
 	int rc;
 
 	if (!last)
-		return v1_cpuset_inherit(dir, parent, 0);
+		return v1_cpuset_inherit(dir, parent, 0, w);
 	/* The node group: its own CPU list, the parent's memory nodes. */
 	if (cpus && *cpus) {
 		char cur[4096];
 
-		rc = get_file(dir, "cpuset.cpus", cur, sizeof(cur));
+		rc = get_file(dir, "cpuset.cpus", cur, sizeof(cur), w);
 		if (!rc && strcmp(cur, cpus))
-			rc = set_file(dir, "cpuset.cpus", cpus);
+			rc = set_file(dir, "cpuset.cpus", cpus, w);
 		if (rc)
 			return rc;
 	}
-	return v1_cpuset_inherit(dir, parent, 1);
+	return v1_cpuset_inherit(dir, parent, 1, w);
 }
 
-static int v2_level(const char *dir, const char *parent, int last, void *arg)
+static int v2_level(const char *dir, const char *parent, int last, void *arg, struct why *w)
 {
 	const char *cpus = arg;
 	char cur[4096];
 	int rc;
 
 	/* The parent must hand the controller down before @dir has cpuset files. */
-	rc = get_file(parent, "cgroup.subtree_control", cur, sizeof(cur));
+	rc = get_file(parent, "cgroup.subtree_control", cur, sizeof(cur), w);
 	if (rc)
 		return rc;
 	if (!strstr(cur, "cpuset")) {
-		rc = set_file(parent, "cgroup.subtree_control", "+cpuset");
+		rc = set_file(parent, "cgroup.subtree_control", "+cpuset", w);
 		if (rc)
 			return rc;
 	}
 	if (last && cpus && *cpus) {
-		rc = get_file(dir, "cpuset.cpus", cur, sizeof(cur));
+		rc = get_file(dir, "cpuset.cpus", cur, sizeof(cur), w);
 		if (!rc && strcmp(cur, cpus))
-			rc = set_file(dir, "cpuset.cpus", cpus);
+			rc = set_file(dir, "cpuset.cpus", cpus, w);
 	}
 	return rc;
 }
 
-static int node_setup(const struct hec_partition_env *env, const struct layout *lay)
+static int node_setup(const struct hec_partition_env *env, const struct layout *lay, struct why *w)
 {
 	char *cpus = (char *)(env->cpus ? env->cpus : "");
 	int rc;
 
 	rc = make_levels(lay->freeze_root, env->cgroup_base,
-			 lay->cpu == CPU_V2 ? v2_level : NULL, cpus);
+			 lay->cpu == CPU_V2 ? v2_level : NULL, cpus, w);
 	if (rc)
 		return rc;
 	if (lay->cpu == CPU_V1)
-		rc = make_levels(lay->cpu_root, env->cgroup_base, v1_level, cpus);
+		rc = make_levels(lay->cpu_root, env->cgroup_base, v1_level, cpus, w);
 	if (!rc && lay->acct == ACCT_V1_OWN)
-		rc = make_levels(lay->acct_root, env->cgroup_base, NULL, NULL);
+		rc = make_levels(lay->acct_root, env->cgroup_base, NULL, NULL, w);
 	return rc;
 }
 
-static int proc_node_init(const struct hec_partition_env *env)
+static int proc_node_init(const struct hec_partition_env *env, char *why, size_t len)
 {
+	struct why ws = { why, len }, *w = &ws;
 	struct layout lay;
 	char dir[PATH_MAX];
 	int rc;
 
-	rc = check_env(env);
+	rc = check_env(env, w);
 	if (rc)
 		return rc;
-	rc = detect(&lay);
+	rc = detect(&lay, w);
 	if (rc)
 		return rc;
 	if (env->cpus && *env->cpus) {
 		struct hec_cpuset set;
 
 		if (hec_cpuset_parse(env->cpus, &set) <= 0) {
-			set_ctx("CPU list '%s'", env->cpus);
+			set_why(w, "CPU list '%s'", env->cpus);
 			return -EINVAL;
 		}
 	}
-	rc = node_setup(env, &lay);
+	rc = node_setup(env, &lay, w);
 	if (rc)
 		return rc;
 	if (lay.freeze == FREEZE_V2) {
@@ -471,7 +479,7 @@ static int proc_node_init(const struct hec_partition_env *env)
 		if (!rc)
 			rc = join(file, sizeof(file), dir, "cgroup.freeze");
 		if (!rc && access(file, F_OK)) {
-			set_ctx("cgroup v2 without %s (kernel older than 5.2?)", file);
+			set_why(w, "cgroup v2 without %s (kernel older than 5.2?)", file);
 			return -ENODEV;
 		}
 	}
@@ -481,19 +489,21 @@ static int proc_node_init(const struct hec_partition_env *env)
 /* ---- partitions ---- */
 
 static int part_new(const struct hec_partition_env *env, long job, const struct layout *lay,
-		    struct hec_partition **out)
+		    struct proc_part **out, struct why *w)
 {
-	struct hec_partition *p;
+	struct proc_part *p;
 	int rc;
 
 	if (job <= 0) {
-		set_ctx("job id %ld", job);
+		set_why(w, "job id %ld", job);
 		return -EINVAL;
 	}
 	p = calloc(1, sizeof(*p));
 	if (!p)
 		return -ENOMEM;
-	p->job = job;
+	p->base.ops = &hec_partition_proc_ops;
+	p->base.priv = p;
+	p->base.job = job;
 	p->lay = *lay;
 	rc = group_path(p->dir[0], sizeof(p->dir[0]), lay->freeze_root, env->cgroup_base, job);
 	if (!rc && lay->cpu == CPU_V1) {
@@ -508,7 +518,7 @@ static int part_new(const struct hec_partition_env *env, long job, const struct 
 		struct hec_cpuset set;
 
 		if (hec_cpuset_parse(env->cpus, &set) <= 0) {
-			set_ctx("CPU list '%s'", env->cpus);
+			set_why(w, "CPU list '%s'", env->cpus);
 			rc = -EINVAL;
 		} else {
 			CPU_ZERO(&p->pin_set);
@@ -520,7 +530,7 @@ static int part_new(const struct hec_partition_env *env, long job, const struct 
 	}
 	if (rc) {
 		if (rc == -ENAMETOOLONG)
-			set_ctx("cgroup path of job %ld under %s", job, env->cgroup_base);
+			set_why(w, "cgroup path of job %ld under %s", job, env->cgroup_base);
 		free(p);
 		return rc;
 	}
@@ -528,54 +538,56 @@ static int part_new(const struct hec_partition_env *env, long job, const struct 
 	return 0;
 }
 
-static int proc_create(const struct hec_partition_env *env, long job, struct hec_partition **out)
+static int proc_create(const struct hec_partition_env *env, long job, struct hec_partition **out,
+		       char *why, size_t len)
 {
-	struct hec_partition *p;
+	struct why ws = { why, len }, *w = &ws;
+	struct proc_part *p;
 	struct layout lay;
 	int rc;
 
-	rc = check_env(env);
+	rc = check_env(env, w);
 	if (!rc)
-		rc = detect(&lay);
+		rc = detect(&lay, w);
 	if (!rc)
-		rc = part_new(env, job, &lay, &p);
+		rc = part_new(env, job, &lay, &p, w);
 	if (rc)
 		return rc;
 
-	rc = make_group(p->dir[0], 1);
+	rc = make_group(p->dir[0], 1, w);
 	if (rc == -ENOENT) {
 		/* The node group went away (a sweep, a reboot): make it again. */
-		rc = node_setup(env, &lay);
+		rc = node_setup(env, &lay, w);
 		if (!rc)
-			rc = make_group(p->dir[0], 1);
+			rc = make_group(p->dir[0], 1, w);
 	}
 	if (rc)
 		goto err_free;
 	if (lay.cpu == CPU_V1) {
-		rc = make_group(p->dir[1], 0);
+		rc = make_group(p->dir[1], 0, w);
 		if (rc == -ENOENT) {
-			rc = node_setup(env, &lay);
+			rc = node_setup(env, &lay, w);
 			if (!rc)
-				rc = make_group(p->dir[1], 0);
+				rc = make_group(p->dir[1], 0, w);
 		}
 		if (rc)
 			goto err_rmdir_freeze;
 		/* v1 needs both set explicitly before it takes any task. */
-		rc = v1_cpuset_inherit(p->dir[1], p->node_dir, 1);
+		rc = v1_cpuset_inherit(p->dir[1], p->node_dir, 1, w);
 		if (rc)
 			goto err_rmdir_cpu;
 	}
 	if (*p->dir[2]) {
-		rc = make_group(p->dir[2], 0);
+		rc = make_group(p->dir[2], 0, w);
 		if (rc == -ENOENT) {
-			rc = node_setup(env, &lay);
+			rc = node_setup(env, &lay, w);
 			if (!rc)
-				rc = make_group(p->dir[2], 0);
+				rc = make_group(p->dir[2], 0, w);
 		}
 		if (rc)
 			goto err_rmdir_cpu;
 	}
-	*out = p;
+	*out = &p->base;
 	return 0;
 
 err_rmdir_cpu:
@@ -588,31 +600,33 @@ err_free:
 	return rc;
 }
 
-static int proc_open(const struct hec_partition_env *env, long job, struct hec_partition **out)
+static int proc_open(const struct hec_partition_env *env, long job, struct hec_partition **out,
+		     char *why, size_t len)
 {
-	struct hec_partition *p;
+	struct why ws = { why, len }, *w = &ws;
+	struct proc_part *p;
 	struct layout lay;
 	int rc;
 
-	rc = check_env(env);
+	rc = check_env(env, w);
 	if (!rc)
-		rc = detect(&lay);
+		rc = detect(&lay, w);
 	if (!rc)
-		rc = part_new(env, job, &lay, &p);
+		rc = part_new(env, job, &lay, &p, w);
 	if (rc)
 		return rc;
 	/* Half-made partitions (only the cpuset group) count: they need removing too. */
 	if (access(p->dir[0], F_OK) && (!*p->dir[1] || access(p->dir[1], F_OK)) &&
 	    (!*p->dir[2] || access(p->dir[2], F_OK))) {
-		set_ctx("cgroup %s", p->dir[0]);
+		set_why(w, "cgroup %s", p->dir[0]);
 		free(p);
 		return -ENOENT;
 	}
-	*out = p;
+	*out = &p->base;
 	return 0;
 }
 
-static int list_dir(const char *dir, long *jobs, int n, int max)
+static int list_dir(const char *dir, long *jobs, int n, int max, struct why *w)
 {
 	struct dirent *de;
 	DIR *d = opendir(dir);
@@ -620,7 +634,7 @@ static int list_dir(const char *dir, long *jobs, int n, int max)
 	if (!d) {
 		if (errno == ENOENT)
 			return n;
-		set_ctx("cgroup list %s", dir);
+		set_why(w, "cgroup list %s", dir);
 		return -errno;
 	}
 	while ((de = readdir(d))) {
@@ -639,27 +653,28 @@ static int list_dir(const char *dir, long *jobs, int n, int max)
 	return n;
 }
 
-static int proc_list(const struct hec_partition_env *env, long *jobs, int max)
+static int proc_list(const struct hec_partition_env *env, long *jobs, int max, char *why, size_t len)
 {
+	struct why ws = { why, len }, *w = &ws;
 	char dir[PATH_MAX];
 	struct layout lay;
 	int rc, n;
 
-	rc = check_env(env);
+	rc = check_env(env, w);
 	if (!rc)
-		rc = detect(&lay);
+		rc = detect(&lay, w);
 	if (!rc)
 		rc = group_path(dir, sizeof(dir), lay.freeze_root, env->cgroup_base, 0);
 	if (rc)
 		return rc;
-	n = list_dir(dir, jobs, 0, max);
+	n = list_dir(dir, jobs, 0, max, w);
 	if (n >= 0 && lay.cpu == CPU_V1) {
 		rc = group_path(dir, sizeof(dir), lay.cpu_root, env->cgroup_base, 0);
-		n = rc ? rc : list_dir(dir, jobs, n, max);
+		n = rc ? rc : list_dir(dir, jobs, n, max, w);
 	}
 	if (n >= 0 && lay.acct == ACCT_V1_OWN) {
 		rc = group_path(dir, sizeof(dir), lay.acct_root, env->cgroup_base, 0);
-		n = rc ? rc : list_dir(dir, jobs, n, max);
+		n = rc ? rc : list_dir(dir, jobs, n, max, w);
 	}
 	return n;
 }
@@ -667,7 +682,7 @@ static int proc_list(const struct hec_partition_env *env, long *jobs, int max)
 /* ---- processes ---- */
 
 /* Append the pids of @dir's cgroup.procs to @pids (deduplicated). */
-static int read_pids(const char *dir, pid_t **pids, int *n, int *cap)
+static int read_pids(const char *dir, pid_t **pids, int *n, int *cap, struct why *w)
 {
 	char path[PATH_MAX], line[32];
 	FILE *f;
@@ -679,7 +694,7 @@ static int read_pids(const char *dir, pid_t **pids, int *n, int *cap)
 	if (!f) {
 		if (errno == ENOENT)
 			return 0;
-		set_ctx("cgroup read %s", path);
+		set_why(w, "cgroup read %s", path);
 		return -errno;
 	}
 	while (fgets(line, sizeof(line), f)) {
@@ -709,16 +724,16 @@ static int read_pids(const char *dir, pid_t **pids, int *n, int *cap)
 	return 0;
 }
 
-static int all_pids(struct hec_partition *p, pid_t **pids)
+static int all_pids(struct proc_part *p, pid_t **pids, struct why *w)
 {
 	int n = 0, cap = 0, rc;
 
 	*pids = NULL;
-	rc = read_pids(p->dir[0], pids, &n, &cap);
+	rc = read_pids(p->dir[0], pids, &n, &cap, w);
 	if (!rc && *p->dir[1])
-		rc = read_pids(p->dir[1], pids, &n, &cap);
+		rc = read_pids(p->dir[1], pids, &n, &cap, w);
 	if (!rc && *p->dir[2])
-		rc = read_pids(p->dir[2], pids, &n, &cap);
+		rc = read_pids(p->dir[2], pids, &n, &cap, w);
 	if (rc) {
 		free(*pids);
 		*pids = NULL;
@@ -727,31 +742,48 @@ static int all_pids(struct hec_partition *p, pid_t **pids)
 	return n;
 }
 
-static int proc_nprocs(struct hec_partition *p)
+static int proc_nprocs(struct hec_partition *part, char *why, size_t len)
 {
+	struct why ws = { why, len };
 	pid_t *pids;
-	int n = all_pids(p, &pids);
+	int n = all_pids(P(part), &pids, &ws);
 
 	free(pids);
 	return n;
 }
 
-static int proc_freeze(struct hec_partition *p)
+static int freeze(struct proc_part *p, struct why *w)
 {
 	if (p->lay.freeze == FREEZE_V2)
-		return set_file(p->dir[0], "cgroup.freeze", "1");
-	return set_file(p->dir[0], "freezer.state", "FROZEN");
+		return set_file(p->dir[0], "cgroup.freeze", "1", w);
+	return set_file(p->dir[0], "freezer.state", "FROZEN", w);
 }
 
-static int proc_thaw(struct hec_partition *p)
+static int thaw(struct proc_part *p, struct why *w)
 {
 	if (p->lay.freeze == FREEZE_V2)
-		return set_file(p->dir[0], "cgroup.freeze", "0");
-	return set_file(p->dir[0], "freezer.state", "THAWED");
+		return set_file(p->dir[0], "cgroup.freeze", "0", w);
+	return set_file(p->dir[0], "freezer.state", "THAWED", w);
 }
 
-static int proc_kill(struct hec_partition *p)
+static int freeze_op(struct hec_partition *part, char *why, size_t len)
 {
+	struct why w = { why, len };
+
+	return freeze(P(part), &w);
+}
+
+static int thaw_op(struct hec_partition *part, char *why, size_t len)
+{
+	struct why w = { why, len };
+
+	return thaw(P(part), &w);
+}
+
+static int proc_kill(struct hec_partition *part, char *why, size_t len)
+{
+	struct why ws = { why, len }, *w = &ws;
+	struct proc_part *p = P(part);
 	char path[PATH_MAX];
 	int pass, rc;
 
@@ -760,7 +792,7 @@ static int proc_kill(struct hec_partition *p)
 	    access(path, F_OK) == 0) {
 		rc = write_str(path, "1");
 		if (rc && rc != -ENOENT) {
-			set_ctx("cgroup write '1' to %s", path);
+			set_why(w, "cgroup write '1' to %s", path);
 			return rc;
 		}
 	}
@@ -772,32 +804,34 @@ static int proc_kill(struct hec_partition *p)
 	 */
 	for (pass = 0; pass < 8; pass++) {
 		pid_t *pids;
-		int n = all_pids(p, &pids), i, frozen;
+		int n = all_pids(p, &pids, w), i, frozen;
 
 		if (n <= 0) {
 			free(pids);
 			return n;
 		}
-		frozen = proc_freeze(p) == 0;
+		frozen = freeze(p, NULL) == 0;
 		for (i = 0; i < n; i++)
 			kill(pids[i], SIGKILL);
 		free(pids);
 		if (frozen)
-			proc_thaw(p);
+			thaw(p, NULL);
 		usleep(1000);
 	}
 	return 0;
 }
 
-static int proc_destroy(struct hec_partition *p)
+static int proc_destroy(struct hec_partition *part, char *why, size_t len)
 {
+	struct why ws = { why, len }, *w = &ws;
+	struct proc_part *p = P(part);
 	int rc = 0;
 
 	for (int i = NDIRS - 1; i >= 0; i--) {
 		if (!*p->dir[i])
 			continue;
 		if (rmdir(p->dir[i]) && errno != ENOENT) {
-			set_ctx("cgroup rmdir %s", p->dir[i]);
+			set_why(w, "cgroup rmdir %s", p->dir[i]);
 			if (!rc)
 				rc = -errno;
 		}
@@ -805,13 +839,15 @@ static int proc_destroy(struct hec_partition *p)
 	return rc;
 }
 
-static void proc_release(struct hec_partition *p)
+static void proc_release(struct hec_partition *part)
 {
-	free(p);
+	free(P(part));
 }
 
-static const char *proc_path(struct hec_partition *p, int i)
+static const char *proc_path(struct hec_partition *part, int i)
 {
+	struct proc_part *p = P(part);
+
 	if (i == 0)
 		return p->dir[0];
 	if (i == 1) {
@@ -880,7 +916,7 @@ static void fmt_pid(char *buf, pid_t pid)
 }
 
 static void __attribute__((noreturn))
-spawn_child(struct hec_partition *p, const struct hec_spawn_req *req, int errfd)
+spawn_child(struct proc_part *p, const struct hec_spawn_req *req, int errfd)
 {
 	int src[3] = { req->stdin_fd, req->stdout_fd, req->stderr_fd };
 	struct sigaction dfl = { .sa_handler = SIG_DFL };
@@ -950,18 +986,21 @@ spawn_child(struct hec_partition *p, const struct hec_spawn_req *req, int errfd)
 #define SPAWN_FREEZE_CHECK_MS 5
 
 /* Is the partition frozen or asked to be (its processes cannot run)? */
-static int freeze_asked(struct hec_partition *p)
+static int freeze_asked(struct proc_part *p)
 {
 	char buf[32];
 
 	if (p->lay.freeze == FREEZE_V2)
-		return get_file(p->dir[0], "cgroup.freeze", buf, sizeof(buf)) == 0 && buf[0] == '1';
-	return get_file(p->dir[0], "freezer.state", buf, sizeof(buf)) == 0 &&
+		return get_file(p->dir[0], "cgroup.freeze", buf, sizeof(buf), NULL) == 0 && buf[0] == '1';
+	return get_file(p->dir[0], "freezer.state", buf, sizeof(buf), NULL) == 0 &&
 	       strcmp(buf, "THAWED") != 0;
 }
 
-static int proc_spawn(struct hec_partition *p, const struct hec_spawn_req *req, pid_t *out)
+static int proc_spawn(struct hec_partition *part, const struct hec_spawn_req *req, pid_t *out,
+		      char *why, size_t len)
 {
+	struct why ws = { why, len }, *w = &ws;
+	struct proc_part *p = P(part);
 	sigset_t all, old;
 	int pipefd[2], err = 0, rc = 0;
 	ssize_t n;
@@ -970,7 +1009,7 @@ static int proc_spawn(struct hec_partition *p, const struct hec_spawn_req *req, 
 	if (!req->argv || !req->argv[0] || !req->envp)
 		return -EINVAL;
 	if (pipe2(pipefd, O_CLOEXEC)) {
-		set_ctx("pipe for job %ld", p->job);
+		set_why(w, "pipe for job %ld", p->base.job);
 		return -errno;
 	}
 	sigfillset(&all);
@@ -986,7 +1025,7 @@ static int proc_spawn(struct hec_partition *p, const struct hec_spawn_req *req, 
 	close(pipefd[1]);
 	if (rc) {
 		close(pipefd[0]);
-		set_ctx("fork for job %ld", p->job);
+		set_why(w, "fork for job %ld", p->base.job);
 		return rc;
 	}
 	/*
@@ -1020,7 +1059,7 @@ static int proc_spawn(struct hec_partition *p, const struct hec_spawn_req *req, 
 	if (n == (ssize_t)sizeof(err) && err) {
 		while (waitpid(pid, NULL, 0) < 0 && errno == EINTR)
 			;
-		set_ctx("start %s in job %ld", req->argv[0], p->job);
+		set_why(w, "start %s in job %ld", req->argv[0], p->base.job);
 		return -err;
 	}
 	*out = pid;
@@ -1029,7 +1068,7 @@ static int proc_spawn(struct hec_partition *p, const struct hec_spawn_req *req, 
 
 /* ---- node teardown ---- */
 
-static int remove_levels(const char *root, const char *base)
+static int remove_levels(const char *root, const char *base, struct why *w)
 {
 	char dir[PATH_MAX];
 	int n = snprintf(dir, sizeof(dir), "%s/%s", root, base);
@@ -1043,7 +1082,7 @@ static int remove_levels(const char *root, const char *base)
 		if (rmdir(dir) && errno != ENOENT) {
 			if (errno == EBUSY || errno == ENOTEMPTY)
 				return 0;
-			set_ctx("cgroup rmdir %s", dir);
+			set_why(w, "cgroup rmdir %s", dir);
 			return -errno;
 		}
 		slash = strrchr(dir, '/');
@@ -1054,25 +1093,26 @@ static int remove_levels(const char *root, const char *base)
 	return 0;
 }
 
-int hec_part_proc_node_fini(const struct hec_partition_env *env)
+static int proc_node_fini(const struct hec_partition_env *env, char *why, size_t len)
 {
+	struct why ws = { why, len }, *w = &ws;
 	struct layout lay;
 	int rc;
 
-	rc = check_env(env);
+	rc = check_env(env, w);
 	if (!rc)
-		rc = detect(&lay);
+		rc = detect(&lay, w);
 	if (rc)
 		return rc;
-	rc = remove_levels(lay.freeze_root, env->cgroup_base);
+	rc = remove_levels(lay.freeze_root, env->cgroup_base, w);
 	if (lay.cpu == CPU_V1) {
-		int rc2 = remove_levels(lay.cpu_root, env->cgroup_base);
+		int rc2 = remove_levels(lay.cpu_root, env->cgroup_base, w);
 
 		if (!rc)
 			rc = rc2;
 	}
 	if (lay.acct == ACCT_V1_OWN) {
-		int rc2 = remove_levels(lay.acct_root, env->cgroup_base);
+		int rc2 = remove_levels(lay.acct_root, env->cgroup_base, w);
 
 		if (!rc)
 			rc = rc2;
@@ -1082,19 +1122,22 @@ int hec_part_proc_node_fini(const struct hec_partition_env *env)
 
 /* ---- CPU time ---- */
 
-static int proc_cpu_usage(struct hec_partition *p, unsigned long long *usec)
+static int proc_cpu_usage(struct hec_partition *part, unsigned long long *usec, char *why,
+			  size_t len)
 {
+	struct why ws = { why, len }, *w = &ws;
+	struct proc_part *p = P(part);
 	char buf[1024], *v;
 	int rc;
 
 	switch (p->lay.acct) {
 	case ACCT_V2:
-		rc = get_file(p->dir[0], "cpu.stat", buf, sizeof(buf));
+		rc = get_file(p->dir[0], "cpu.stat", buf, sizeof(buf), w);
 		if (rc)
 			return rc;
 		v = strstr(buf, "usage_usec ");
 		if (!v || (v != buf && v[-1] != '\n')) {
-			set_ctx("cgroup %s/cpu.stat without usage_usec", p->dir[0]);
+			set_why(w, "cgroup %s/cpu.stat without usage_usec", p->dir[0]);
 			return -EIO;
 		}
 		*usec = strtoull(v + strlen("usage_usec "), NULL, 10);
@@ -1104,7 +1147,7 @@ static int proc_cpu_usage(struct hec_partition *p, unsigned long long *usec)
 	case ACCT_V1_OWN: {
 		int i = p->lay.acct == ACCT_V1_FREEZE ? 0 : p->lay.acct == ACCT_V1_CPU ? 1 : 2;
 
-		rc = get_file(p->dir[i], "cpuacct.usage", buf, sizeof(buf));
+		rc = get_file(p->dir[i], "cpuacct.usage", buf, sizeof(buf), w);
 		if (rc)
 			return rc;
 		*usec = strtoull(buf, NULL, 10) / 1000; /* ns */
@@ -1113,14 +1156,16 @@ static int proc_cpu_usage(struct hec_partition *p, unsigned long long *usec)
 	case ACCT_NONE:
 		break;
 	}
-	set_ctx("no cpu accounting for job %ld (cgroup v1 without cpuacct)", p->job);
+	set_why(w, "no cpu accounting for job %ld (cgroup v1 without cpuacct)", p->base.job);
 	return -EOPNOTSUPP;
 }
 
 /* ---- gates ---- */
 
-static int proc_gate_open(struct hec_partition *p, struct hec_gate **out)
+static int proc_gate_open(struct hec_partition *part, struct hec_gate **out, char *why, size_t len)
 {
+	struct why ws = { why, len }, *w = &ws;
+	struct proc_part *p = P(part);
 	char path[PATH_MAX];
 	struct proc_gate *g;
 	int rc;
@@ -1147,7 +1192,7 @@ static int proc_gate_open(struct hec_partition *p, struct hec_gate **out)
 		}
 	}
 	if (rc) {
-		set_ctx("cgroup open %s", path);
+		set_why(w, "cgroup open %s", path);
 		goto err_close;
 	}
 	*out = &g->base;
@@ -1274,8 +1319,9 @@ const struct hec_partition_ops hec_partition_proc_ops = {
 	.list = proc_list,
 	.spawn = proc_spawn,
 	.nprocs = proc_nprocs,
-	.freeze = proc_freeze,
-	.thaw = proc_thaw,
+	.node_fini = proc_node_fini,
+	.freeze = freeze_op,
+	.thaw = thaw_op,
 	.kill = proc_kill,
 	.destroy = proc_destroy,
 	.release = proc_release,

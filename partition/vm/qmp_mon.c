@@ -1,5 +1,5 @@
 /*
- * Synchronous QMP monitor (qmp.h).  QMP is one JSON object per line; a
+ * Synchronous QMP monitor (qmp_mon.h).  QMP is one JSON object per line; a
  * reply is the next line holding "return" or "error" (replies come in
  * order, events may come between them).
  */
@@ -18,7 +18,7 @@
 #include <jansson.h>
 
 #include "hec/common.h"
-#include "agent/qmp.h"
+#include "partition/vm/qmp_mon.h"
 
 struct qmp_mon {
 	pthread_mutex_t lock;

@@ -9,7 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "agent/vnet.h"
+#include "partition/vm/vnet.h"
 
 struct port {
 	int id;                 /* 0: free slot */

@@ -1,0 +1,388 @@
+/*
+ * QEMU (vm.h): we listen on four Unix sockets in the job's directory
+ * (guest channel, QMP, the gate's QMP, network) and start QEMU in the
+ * job's cgroup as the job's user; QEMU connects to all four, so nothing
+ * polls for sockets to appear.  Its exit (SIGCHLD, through the host's
+ * reaped()) fails the guest with the best reason we can find.
+ */
+#include "config.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <linux/kvm.h>
+#include <unistd.h>
+
+#include "hec/common.h"
+#include "partition/vm/vm.h"
+#include "partition/vm/qmp_mon.h"
+#include "partition/vm/vnet.h"
+
+static const char *const sock_names[NLISTEN] = { "guest.sock", "qmp.sock", "gate.sock", "net.sock" };
+
+void close_listeners(struct vm *v)
+{
+	for (int i = 0; i < NLISTEN; i++) {
+		if (v->lev[i]) {
+			event_free(v->lev[i]);
+			v->lev[i] = NULL;
+		}
+		if (v->lfd[i] >= 0) {
+			close(v->lfd[i]);
+			v->lfd[i] = -1;
+		}
+	}
+}
+
+
+/* EOF or error on one of QEMU's connections: QEMU is going; its exit
+ * (SIGCHLD) tells why.  The guest channel alone closing is a failure. */
+static void conn_event(struct bufferevent *bev, short what, void *arg)
+{
+	struct vm *v = arg;
+
+	if (!(what & (BEV_EVENT_EOF | BEV_EVENT_ERROR)))
+		return;
+	if (bev == v->q.guest) {
+		bufferevent_free(v->q.guest);
+		v->q.guest = NULL;
+	} else if (bev == v->q.qmp) {
+		qmp_gone(v);
+	} else if (bev == v->q.netq) {
+		vnet_port_del(v->net, v->port_guest);
+		bufferevent_free(v->q.netq);
+		v->q.netq = NULL;
+	}
+}
+
+static void on_accept(evutil_socket_t lfd, short what, void *arg);
+
+static struct bufferevent *wrap(struct vm *v, int fd, bufferevent_data_cb rd)
+{
+	struct bufferevent *bev = bufferevent_socket_new(v->host->base, fd, BEV_OPT_CLOSE_ON_FREE);
+
+	if (!bev) {
+		close(fd);
+		return NULL;
+	}
+	bufferevent_setcb(bev, rd, NULL, conn_event, v);
+	bufferevent_enable(bev, EV_READ | EV_WRITE);
+	return bev;
+}
+
+static int listener_index(struct vm *v, evutil_socket_t lfd)
+{
+	for (int i = 0; i < NLISTEN; i++)
+		if (v->lfd[i] == lfd)
+			return i;
+	return -1;
+}
+
+static void on_accept(evutil_socket_t lfd, short what, void *arg)
+{
+	struct vm *v = arg;
+	int i = listener_index(v, lfd), fd;
+
+	(void)what;
+	fd = accept4((int)lfd, NULL, NULL, SOCK_CLOEXEC | (i == L_GATE ? 0 : SOCK_NONBLOCK));
+	if (fd < 0 || i < 0) {
+		if (fd >= 0)
+			close(fd);
+		return;
+	}
+	/* One connection each: QEMU's.  Nobody else gets a second go. */
+	event_del(v->lev[i]);
+	switch (i) {
+	case L_GUEST:
+		v->q.guest = wrap(v, fd, guest_read);
+		break;
+	case L_QMP:
+		v->q.qmp = wrap(v, fd, qmp_read);
+		break;
+	case L_NET:
+		v->q.netq = wrap(v, fd, net_read);
+		if (v->q.netq)
+			v->port_guest = vnet_port_add(v->net, send_to_guest, v);
+		break;
+	case L_GATE: {
+		/* Blocking on purpose: the dispatcher thread waits on it. */
+		int rc = qmp_mon_open(fd, GATE_QMP_TIMEOUT_MS, &v->q.mon);
+
+		if (rc)
+			hec_warn("%s: job %ld: QMP gate monitor: %s; the guest is switched by cgroup freeze",
+				 v->host->node, v->job, strerror(-rc));
+		break;
+	}
+	}
+}
+
+
+static int chown_sock(struct vm *v, const char *path)
+{
+	if (geteuid() == 0 && chown(path, v->uid, v->gid))
+		return -errno;
+	return 0;
+}
+
+static int make_listeners(struct vm *v, char *why, size_t len)
+{
+	char path[PATH_MAX];
+
+	for (int i = 0; i < NLISTEN; i++) {
+		int rc = hec_fmt(path, sizeof(path), "%s/%s", v->dir, sock_names[i]);
+
+		if (rc) {
+			hec_fmt(why, len, "%s/%s: path too long", v->dir, sock_names[i]);
+			return rc;
+		}
+		unlink(path);
+		v->lfd[i] = hec_listen_unix(path, 0600);
+		if (v->lfd[i] < 0) {
+			rc = v->lfd[i];
+			hec_fmt(why, len, "listen on %s: %s", path, strerror(-rc));
+			return rc;
+		}
+		rc = chown_sock(v, path);
+		if (rc) {
+			hec_fmt(why, len, "chown %s: %s", path, strerror(-rc));
+			return rc;
+		}
+		v->lev[i] = event_new(v->host->base, v->lfd[i], EV_READ | EV_PERSIST, on_accept, v);
+		if (!v->lev[i] || event_add(v->lev[i], NULL)) {
+			hec_fmt(why, len, "out of memory");
+			return -ENOMEM;
+		}
+	}
+	return 0;
+}
+
+/* The guest's address on the job's network: link-local, by node index. */
+static void guest_ip(int index, char *buf, size_t len)
+{
+	hec_fmt(buf, len, "169.254.%d.%d", 1 + index / 250, 1 + index % 250);
+}
+
+int build_cmdline(struct vm *v, const json_t *nodes)
+{
+	char ip[32], *p = v->cmdline;
+	size_t left = sizeof(v->cmdline), i;
+	json_t *n;
+	int k;
+
+	guest_ip(v->index, ip, sizeof(ip));
+	k = snprintf(p, left, "console=ttyS0 panic=-1 quiet hec.node=%s hec.ip=%s/16 hec.key=%s hec.hosts=",
+		     v->host->node, ip, v->gkey);
+	if (k < 0 || (size_t)k >= left)
+		return -ENAMETOOLONG;
+	p += k;
+	left -= (size_t)k;
+	json_array_foreach(nodes, i, n) {
+		guest_ip((int)i, ip, sizeof(ip));
+		k = snprintf(p, left, "%s%s:%s", i ? "," : "",
+			     json_string_value(json_object_get(n, "name")), ip);
+		if (k < 0 || (size_t)k >= left)
+			return -ENAMETOOLONG;
+		p += k;
+		left -= (size_t)k;
+	}
+	return 0;
+}
+
+/*
+ * KVM where the device answers and the CPU we run on shows VMX or SVM: a
+ * /dev/kvm can exist without them (a VM without nested virtualisation),
+ * and QEMU then aborts setting up the vCPU instead of falling back.
+ */
+static int kvm_usable(void)
+{
+	static char info[1 << 16];
+	int fd, ok;
+
+	if (hec_read_file("/proc/cpuinfo", info, sizeof(info)) ||
+	    (!strstr(info, " vmx") && !strstr(info, " svm")))
+		return 0;
+	fd = open("/dev/kvm", O_RDWR | O_CLOEXEC);
+	if (fd < 0)
+		return 0;
+	ok = ioctl(fd, KVM_GET_API_VERSION, 0) == KVM_API_VERSION;
+	close(fd);
+	return ok;
+}
+
+int start_qemu(struct vm *v, char *why, size_t len)
+{
+	char smp[16], mem[32], name[64], chr[4][PATH_MAX + 64], netdev[PATH_MAX + 64], mac[64];
+	char serial[PATH_MAX + 64], log[PATH_MAX], accel[48], ctx[PATH_MAX + 64] = "";
+	const char *argv[64];
+	int argc = 0, logfd, nullfd, rc;
+	struct hec_spawn_req req;
+	const char *envp[] = { "PATH=/usr/bin:/bin", NULL };
+	int kvm = kvm_usable();
+
+	rc = make_listeners(v, why, len);
+	if (rc)
+		return rc;
+	hec_fmt(smp, sizeof(smp), "%d", v->vcpus);
+	hec_fmt(mem, sizeof(mem), "%ldM", v->mem_mb);
+	hec_fmt(name, sizeof(name), "hec-job%ld-%s", v->job, v->host->node);
+	hec_fmt(accel, sizeof(accel), "q35,accel=%s", kvm ? "kvm:tcg" : "tcg");
+	hec_fmt(chr[0], sizeof(chr[0]), "socket,id=hecg,path=%s/%s", v->dir, sock_names[L_GUEST]);
+	hec_fmt(chr[1], sizeof(chr[1]), "socket,id=qmp,path=%s/%s", v->dir, sock_names[L_QMP]);
+	hec_fmt(chr[2], sizeof(chr[2]), "socket,id=qmpg,path=%s/%s", v->dir, sock_names[L_GATE]);
+	hec_fmt(netdev, sizeof(netdev), "stream,id=n0,server=off,addr.type=unix,addr.path=%s/%s",
+	    v->dir, sock_names[L_NET]);
+	hec_fmt(mac, sizeof(mac), "virtio-net-pci,netdev=n0,mac=52:54:%02x:%02x:%02x:%02x",
+	    (unsigned)(v->job >> 16) & 0xff, (unsigned)(v->job >> 8) & 0xff, (unsigned)v->job & 0xff,
+	    (unsigned)v->index & 0xff);
+	hec_fmt(serial, sizeof(serial), "file,id=con,append=on,path=%s/console.log", v->dir);
+	argv[argc++] = v->host->qemu;
+	argv[argc++] = "-name";
+	argv[argc++] = name;
+	argv[argc++] = "-machine";
+	argv[argc++] = accel;
+	argv[argc++] = "-cpu";
+	argv[argc++] = kvm ? "host" : "max";
+	argv[argc++] = "-smp";
+	argv[argc++] = smp;
+	argv[argc++] = "-m";
+	argv[argc++] = mem;
+	argv[argc++] = "-nodefaults";
+	argv[argc++] = "-no-user-config";
+	argv[argc++] = "-display";
+	argv[argc++] = "none";
+	argv[argc++] = "-no-reboot";
+	argv[argc++] = "-kernel";
+	argv[argc++] = v->kernel;
+	argv[argc++] = "-initrd";
+	argv[argc++] = v->initrd;
+	argv[argc++] = "-append";
+	argv[argc++] = v->cmdline;
+	argv[argc++] = "-chardev";
+	argv[argc++] = serial;
+	argv[argc++] = "-serial";
+	argv[argc++] = "chardev:con";
+	argv[argc++] = "-device";
+	argv[argc++] = "virtio-serial-pci";
+	argv[argc++] = "-chardev";
+	argv[argc++] = chr[0];
+	argv[argc++] = "-device";
+	argv[argc++] = "virtserialport,chardev=hecg,name=" HEC_GUEST_PORT;
+	argv[argc++] = "-chardev";
+	argv[argc++] = chr[1];
+	argv[argc++] = "-mon";
+	argv[argc++] = "chardev=qmp,mode=control";
+	argv[argc++] = "-chardev";
+	argv[argc++] = chr[2];
+	argv[argc++] = "-mon";
+	argv[argc++] = "chardev=qmpg,mode=control";
+	argv[argc++] = "-netdev";
+	argv[argc++] = netdev;
+	argv[argc++] = "-device";
+	argv[argc++] = mac;
+	if (v->incoming) {
+		/* A restore: paused, until migrate-incoming has loaded the state. */
+		argv[argc++] = "-incoming";
+		argv[argc++] = "defer";
+		argv[argc++] = "-S";
+	}
+	argv[argc] = NULL;
+
+	hec_fmt(log, sizeof(log), "%s/qemu.log", v->dir);
+	/* A restore's QEMU writes after the one it replaces. */
+	logfd = open(log, O_WRONLY | O_CREAT | (v->incoming ? O_APPEND : O_TRUNC) | O_CLOEXEC | O_NOFOLLOW,
+		     0600);
+	nullfd = open("/dev/null", O_RDONLY | O_CLOEXEC);
+	if (logfd < 0 || nullfd < 0) {
+		rc = -errno;
+		hec_fmt(why, len, "%s: %s", log, strerror(-rc));
+		goto out;
+	}
+	/* QEMU writes the console file as the job's user. */
+	if (!v->incoming) {
+		hec_fmt(log, sizeof(log), "%s/console.log", v->dir);
+		close(open(log, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0600));
+		chown_sock(v, log);
+	}
+	req = (struct hec_spawn_req){ .argv = argv, .envp = envp, .cwd = v->dir, .uid = v->uid,
+				      .gid = v->gid, .stdin_fd = nullfd, .stdout_fd = logfd,
+				      .stderr_fd = logfd };
+	rc = hec_partition_proc_ops.spawn(v->cg, &req, &v->q.pid, ctx, sizeof(ctx));
+	if (rc)
+		hec_fmt(why, len, "cannot start %s: %s: %s", v->host->qemu, ctx, strerror(-rc));
+	else
+		hec_info("%s: job %ld: QEMU pid %d: %d vCPUs, %ld MB, %s%s", v->host->node, v->job,
+			 (int)v->q.pid, v->vcpus, v->mem_mb, kvm ? "KVM" : "TCG",
+			 v->incoming ? ", waiting for the state to restore" : "");
+out:
+	if (logfd >= 0)
+		close(logfd);
+	if (nullfd >= 0)
+		close(nullfd);
+	return rc;
+}
+
+void qemu_log_tail(struct vm *v, char *out, size_t len)
+{
+	char path[PATH_MAX], buf[4096], *end, *start;
+
+	out[0] = 0;
+	if (hec_fmt(path, sizeof(path), "%s/qemu.log", v->dir) || hec_read_file(path, buf, sizeof(buf)))
+		return;
+	end = buf + strlen(buf);
+	while (end > buf && (end[-1] == '\n' || end[-1] == ' '))
+		*--end = 0;
+	start = strrchr(buf, '\n');
+	hec_fmt(out, len, "%s", start ? start + 1 : buf);
+}
+
+
+/* Let @c's connections read (1), or leave them idle (0: set aside). */
+static void qemu_listen(struct qemu *c, int on)
+{
+	struct bufferevent *b[] = { c->guest, c->qmp, c->netq };
+
+	for (size_t i = 0; i < HEC_ARRAY_SIZE(b); i++)
+		if (b[i] && on)
+			bufferevent_enable(b[i], EV_READ | EV_WRITE);
+		else if (b[i])
+			bufferevent_disable(b[i], EV_READ);
+}
+
+void qemu_drop(struct qemu *c)
+{
+	if (c->guest)
+		bufferevent_free(c->guest);
+	if (c->qmp)
+		bufferevent_free(c->qmp);
+	if (c->netq)
+		bufferevent_free(c->netq);
+	qmp_mon_put(c->mon);
+	c->guest = c->qmp = c->netq = NULL;
+	c->mon = NULL;
+	if (c->pid > 0)
+		kill(c->pid, SIGKILL);
+}
+
+void swap_aside(struct vm *v)
+{
+	struct qemu t = v->q;
+
+	if (v->q.netq)
+		vnet_port_del(v->net, v->port_guest);
+	v->port_guest = 0;
+	v->q = v->old;
+	v->old = t;
+	qemu_listen(&v->q, 1);
+	qemu_listen(&v->old, 0);
+	if (v->q.netq)
+		v->port_guest = vnet_port_add(v->net, send_to_guest, v);
+	v->qmp_greeted = v->q.qmp != NULL;
+	v->qq_sent = 0;
+}
+

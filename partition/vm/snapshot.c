@@ -1,0 +1,423 @@
+/*
+ * Snapshot and restore of a guest (vm.h): chains of QMP commands on the
+ * event monitor, one in flight at a time.
+ *   snapshot: query-status -> background-snapshot on (or stop, where the
+ *   kernel refuses it) -> getfd + migrate fd: -> poll query-migrate.
+ *   restore: stop the guest and set its QEMU aside -> a new QEMU with
+ *   -incoming defer -> getfd + migrate-incoming fd: -> poll -> the old one
+ *   goes, cont, PING/PONG on the guest channel; if the state does not load
+ *   the new one goes and the old one resumes.
+ */
+#include "config.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "hec/common.h"
+#include "partition/vm/vm.h"
+#include "partition/vm/qmp_mon.h"
+
+/* ---- snapshot and restore ---- */
+
+#define OP_POLL_MS 50
+#define OP_TIMEOUT_S 600
+#define SNAP_FDNAME "hecsnap"
+/* QEMU throttles migration to 32 MiB/s by default: a snapshot goes as
+ * fast as the file takes it. */
+#define SNAP_BANDWIDTH (64LL << 30)
+
+static void restore_stopped(struct vm *v, json_t *reply, const char *error);
+
+
+/* The op's outcome: op_decide(), but a restore that fails while its new
+ * QEMU loads is undone: the old guest comes back (restore_undo ends the
+ * op itself). */
+static void op_end(struct vm *v, int rc, const char *fmt_, ...) __attribute__((format(printf, 3, 4)));
+static void op_end(struct vm *v, int rc, const char *fmt_, ...)
+{
+	char why[sizeof(v->op_why)] = "";
+	va_list ap;
+
+	if (v->op == OP_NONE || v->op_ending)
+		return;
+	if (fmt_) {
+		va_start(ap, fmt_);
+		vsnprintf(why, sizeof(why), fmt_, ap);
+		va_end(ap);
+	}
+	if (v->op == OP_RESTORE && v->incoming && v->state != VM_DEAD) {
+		restore_undo(v, rc, why);
+		return;
+	}
+	op_decide(v, rc, why);
+}
+
+/* The op's commands whose answer only needs checking. */
+static int op_live(struct vm *v)
+{
+	return v->op != OP_NONE && !v->op_ending;
+}
+
+static void op_check(struct vm *v, json_t *reply, const char *error)
+{
+	char tail[600], msg[900];
+
+	if (!op_live(v))
+		return;
+	if (v->op == OP_RESTORE && v->incoming && (!reply || error)) {
+		/* The new QEMU refused or is going (its monitor may close before
+		 * its exit is reaped): its log says why. */
+		qemu_log_tail(v, tail, sizeof(tail));
+		if (reply)
+			hec_fmt(msg, sizeof(msg), "the new QEMU: %s", error);
+		else
+			hec_fmt(msg, sizeof(msg), "the new QEMU went away%s%.600s", tail[0] ? ": " : "", tail);
+		restore_undo(v, reply ? -EIO : -ECONNRESET, msg);
+		return;
+	}
+	if (!reply)
+		op_end(v, -ECONNRESET, "QEMU's monitor went away");
+	else if (error)
+		op_end(v, -EIO, "QEMU: %s", error);
+}
+
+static void op_poll(struct vm *v, json_t *reply, const char *error)
+{
+	op_check(v, reply, error);
+	if (op_live(v))
+		op_after(v, OP_POLL_MS);
+}
+
+static void pass_fd(struct vm *v)
+{
+	int fd = fcntl(v->op_fd, F_DUPFD_CLOEXEC, 3);
+
+	if (fd < 0) {
+		op_end(v, -errno, "dup: %s", strerror(errno));
+		return;
+	}
+	qmp_call(v, json_pack("{s:s,s:{s:s}}", "execute", "getfd", "arguments", "fdname", SNAP_FDNAME),
+		 fd, op_check);
+}
+
+static void snap_migrate(struct vm *v)
+{
+	pass_fd(v);
+	if (op_live(v))
+		qmp_call(v, json_pack("{s:s,s:{s:s}}", "execute", "migrate", "arguments", "uri",
+				      "fd:" SNAP_FDNAME), -1, op_poll);
+}
+
+static void snap_stopped(struct vm *v, json_t *reply, const char *error)
+{
+	op_check(v, reply, error);
+	if (!op_live(v))
+		return;
+	v->op_stopped = 1;
+	qmp_call(v, json_pack("{s:s,s:{s:[{s:s,s:b}]}}", "execute", "migrate-set-capabilities",
+			      "arguments", "capabilities", "capability", "background-snapshot",
+			      "state", 0), -1, op_check);
+	snap_migrate(v);
+}
+
+/* Background snapshot: the guest runs on while its memory is written as
+ * of this instant (pages it writes meanwhile are copied first).  It needs
+ * userfaultfd write protection, which a kernel may refuse to QEMU (an
+ * unprivileged user when vm.unprivileged_userfaultfd is 0): then the
+ * guest stops while its state is written. */
+static void snap_caps(struct vm *v, json_t *reply, const char *error)
+{
+	if (!op_live(v))
+		return;
+	if (reply && error) {
+		hec_info("%s: job %ld: no background snapshot (%s): the guest stops while its state is written",
+			 v->host->node, v->job, error);
+		qmp_call(v, json_pack("{s:s}", "execute", "stop"), -1, snap_stopped);
+		return;
+	}
+	op_check(v, reply, error);
+	if (op_live(v))
+		snap_migrate(v);
+}
+
+static void snap_status(struct vm *v, json_t *reply, const char *error)
+{
+	int running;
+
+	op_check(v, reply, error);
+	if (!op_live(v))
+		return;
+	running = json_is_true(json_object_get(json_object_get(reply, "return"), "running"));
+	qmp_call(v, json_pack("{s:s,s:{s:I}}", "execute", "migrate-set-parameters", "arguments",
+			      "max-bandwidth", (json_int_t)SNAP_BANDWIDTH), -1, op_check);
+	/* A stopped guest (switched out by QMP) is written as it is. */
+	qmp_call(v, json_pack("{s:s,s:{s:[{s:s,s:b}]}}", "execute", "migrate-set-capabilities",
+			      "arguments", "capabilities", "capability", "background-snapshot",
+			      "state", running), -1, running ? snap_caps : op_check);
+	if (!running)
+		snap_migrate(v);
+}
+
+/* Why no snapshot or restore of @v can begin now. */
+static int op_refused(struct vm *v, char *why, size_t len)
+{
+	if (!v) {
+		hec_fmt(why, len, "the partition has no guest");
+		return -ENODEV;
+	}
+	if (v->state != VM_UP || !v->q.qmp) {
+		hec_fmt(why, len, "the guest is not up%s%s", v->why[0] ? ": " : "", v->why);
+		return -ENOTCONN;
+	}
+	if (v->op != OP_NONE) {
+		hec_fmt(why, len, "a snapshot or restore of the guest is under way");
+		return -EBUSY;
+	}
+	hec_fmt(why, len, "the QEMU replaced by the last restore is still exiting");
+	return -EBUSY;
+}
+
+/* Start a snapshot or restore of @v with its first command. */
+static int op_begin(struct vm *v, enum vm_op op, int fd, hec_part_done_fn done, void *arg,
+		    char *why, size_t len, json_t *first, qmp_cb cb)
+{
+	if (!v || v->state != VM_UP || !v->q.qmp || v->op != OP_NONE ||
+	    (op == OP_RESTORE && v->old.pid > 0)) {
+		json_decref(first);
+		return op_refused(v, why, len);
+	}
+	v->op_fd = fcntl(fd, F_DUPFD_CLOEXEC, 3);
+	if (v->op_fd < 0) {
+		hec_fmt(why, len, "dup: %s", strerror(errno));
+		json_decref(first);
+		return -errno;
+	}
+	v->op = op;
+	v->op_gen++;
+	v->op_done = done;
+	v->op_arg = arg;
+	v->op_stopped = 0;
+	v->op_deadline_ns = hec_now_mono_ns() + (int64_t)OP_TIMEOUT_S * 1000000000;
+	hec_info("%s: job %ld: %s of the guest begins", v->host->node, v->job,
+		 op == OP_SNAPSHOT ? "snapshot" : "restore");
+	/* A QMP-switched guest leaves the gang for the op (op_deliver takes it
+	 * back): the dispatcher must not stop or resume it under us, and the
+	 * state written is the one of now. */
+	if (v->use_qmp)
+		vm_gang_hold(v);
+	/* The watchdog, until polling takes the timer over: an answer that
+	 * never comes (a QEMU frozen or wedged) ends the op at the deadline. */
+	op_after(v, OP_TIMEOUT_S * 1000 + 10);
+	qmp_call(v, first, -1, cb);
+	return 0;
+}
+
+
+int vm_snapshot(struct hec_partition *p, int fd, hec_part_done_fn done, void *arg,
+		       char *why, size_t len)
+{
+	/* Running or stopped decides how its state is written. */
+	return op_begin(p->priv, OP_SNAPSHOT, fd, done, arg, why, len,
+			json_pack("{s:s}", "execute", "query-status"), snap_status);
+}
+
+
+/*
+ * The new QEMU could not load the state: it goes, the old one comes back
+ * and resumes as it was.  Nothing of the job is lost.
+ */
+void restore_undo(struct vm *v, int rc, const char *why)
+{
+	char msg[sizeof(v->op_why)];
+
+	if (!op_live(v) || !v->incoming)
+		return; /* undone already, or the guest failed meanwhile */
+	hec_fmt(msg, sizeof(msg), "the snapshot could not be loaded (%s); the guest runs on as it was", why);
+	hec_warn("%s: job %ld: %s", v->host->node, v->job, msg);
+	v->incoming = 0;
+	if (v->q.pid > 0)
+		kill(v->q.pid, SIGKILL);
+	qmp_flush(v, 0);
+	close_listeners(v);
+	swap_aside(v);     /* the old one is current again; the new one's are "old" */
+	qemu_drop(&v->old);       /* the new QEMU's connections; it is killed already */
+	if (v->q.pid <= 0) {
+		op_end(v, rc, "%s", why);
+		vm_fail(v, "the guest's QEMU died while a restore was tried (%s)", why);
+		return;
+	}
+	v->op_stopped = 1; /* op_end resumes it */
+	if (v->use_qmp)
+		vm_gang_release(v);
+	op_end(v, rc, "%s", msg);
+}
+
+static void restore_ponged(struct vm *v, const struct hec_guest_frame *f);
+
+static void restore_pinged(struct vm *v)
+{
+	long long seq = ++v->ping_seq;
+	struct hec_guest_kvbuf kv = { 0 };
+	int rc = hec_guest_kv_addf(&kv, "seq", "%lld", seq);
+
+	v->on_pong = restore_ponged;
+	if (!rc)
+		rc = guest_send(v, HEC_G_PING, kv.p, kv.len);
+	hec_guest_kv_free(&kv);
+	if (rc) {
+		op_end(v, rc, "the restored guest's channel did not come back: %s", strerror(-rc));
+		vm_fail(v, "the restored guest's channel did not come back: %s", strerror(-rc));
+	} else
+		op_after(v, OP_TIMEOUT_S * 1000); /* op_timer_cb: the PONG's deadline */
+}
+
+static void restore_resumed(struct vm *v, json_t *reply, const char *error)
+{
+	const char *e = error ? error : "QEMU's monitor went away";
+
+	if (!op_live(v))
+		return;
+	if (!reply || error) {
+		/* The old QEMU is gone: a guest that cannot go on fails. */
+		op_end(v, reply ? -EIO : -ECONNRESET, "the restored guest did not resume: %s", e);
+		vm_fail(v, "the restored guest did not resume: %s", e);
+		return;
+	}
+	restore_pinged(v);
+}
+
+/* The state is in: the old QEMU goes, the restored guest runs. */
+static void restore_loaded(struct vm *v)
+{
+	v->incoming = 0;
+	v->resync = 1;
+	v->resync_skipped = 0;
+	qemu_drop(&v->old);
+	hec_info("%s: job %ld: guest restored; QEMU pid %d replaces the old one", v->host->node,
+		 v->job, (int)v->q.pid);
+	qmp_call(v, json_pack("{s:s}", "execute", "cont"), -1, restore_resumed);
+}
+
+/* PONG to the restore's PING: hec-guest runs in the restored guest; the
+ * batch step it runs must be the one we wait for. */
+static void restore_ponged(struct vm *v, const struct hec_guest_frame *f)
+{
+	long long seq = -1, run = 0;
+
+	if (v->op != OP_RESTORE || v->op_ending || v->incoming ||
+	    hec_guest_kv_int(f->payload, f->len, "seq", 0, 1LL << 62, &seq) || seq != v->ping_seq)
+		return;
+	hec_guest_kv_int(f->payload, f->len, "run", 0, 1LL << 40, &run);
+	if (v->use_qmp)
+		vm_gang_release(v);
+	op_end(v, 0, NULL);
+	if (v->running && run != v->run_id) {
+		run_ended(v);
+		vm_exited(v, 1, 0, "the guest was restored to a state in which the batch step does not run");
+	}
+}
+
+int vm_restore(struct hec_partition *p, int fd, hec_part_done_fn done, void *arg,
+		      char *why, size_t len)
+{
+	/* The old guest stops and waits aside; restore_stopped goes on. */
+	return op_begin(p->priv, OP_RESTORE, fd, done, arg, why, len,
+			json_pack("{s:s}", "execute", "stop"), restore_stopped);
+}
+
+static void op_status(struct vm *v, json_t *reply, const char *error)
+{
+	json_t *r = json_object_get(reply, "return");
+	const char *st = json_string_value(json_object_get(r, "status"));
+	const char *desc = json_string_value(json_object_get(r, "error-desc"));
+	char msg[400];
+
+	op_check(v, reply, error);
+	if (!op_live(v))
+		return;
+	if (st && !strcmp(st, "completed")) {
+		if (v->op == OP_RESTORE) {
+			restore_loaded(v);
+			return;
+		}
+		hec_info("%s: job %ld: snapshot of the guest written (%lld bytes of RAM; vCPUs stopped %lld ms%s)",
+			 v->host->node, v->job,
+			 (long long)json_integer_value(json_object_get(json_object_get(r, "ram"), "transferred")),
+			 (long long)json_integer_value(json_object_get(r, "downtime")),
+			 v->op_stopped ? ": no background snapshot" : "");
+		op_end(v, 0, NULL);
+	} else if (st && (!strcmp(st, "failed") || !strcmp(st, "cancelled"))) {
+		hec_fmt(msg, sizeof(msg), "QEMU: the migration %s%s%s", st, desc ? ": " : "",
+		    desc ? desc : "");
+		if (v->op == OP_RESTORE && v->incoming)
+			restore_undo(v, -EIO, msg);
+		else
+			op_end(v, -EIO, "%s", msg);
+	} else {
+		op_after(v, OP_POLL_MS);
+	}
+}
+
+void op_timer_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct vm *v = arg;
+	char msg[128];
+
+	(void)fd;
+	(void)what;
+	if (v->op == OP_NONE)
+		return;
+	if (v->op_ending) {
+		op_deliver(v, v->op_rc, v->op_why, 1);
+		return;
+	}
+	if (hec_now_mono_ns() > v->op_deadline_ns) {
+		if (v->op == OP_RESTORE && v->incoming) {
+			hec_fmt(msg, sizeof(msg), "the state did not load within %d s", OP_TIMEOUT_S);
+			restore_undo(v, -ETIMEDOUT, msg);
+		} else if (v->op == OP_RESTORE) {
+			op_end(v, -ETIMEDOUT, "the restored guest does not answer on its channel");
+			vm_fail(v, "the restored guest does not answer on its channel");
+		} else {
+			op_end(v, -ETIMEDOUT, "the snapshot did not end within %d s", OP_TIMEOUT_S);
+			qmp_call(v, json_pack("{s:s}", "execute", "migrate_cancel"), -1, NULL);
+		}
+		return;
+	}
+	if (v->op == OP_RESTORE && !v->incoming)
+		return; /* waiting for the PONG */
+	qmp_call(v, json_pack("{s:s}", "execute", "query-migrate"), -1, op_status);
+}
+
+/* The old guest is stopped: set it aside, start the new QEMU, which waits
+ * for the state (-incoming defer), and feed it. */
+static void restore_stopped(struct vm *v, json_t *reply, const char *error)
+{
+	char why[1024];
+	int rc;
+
+	op_check(v, reply, error);
+	if (!op_live(v))
+		return;
+	swap_aside(v);
+	close_listeners(v);
+	v->incoming = 1;
+	v->shutdown_reason[0] = 0;
+	v->panicked = 0;
+	rc = start_qemu(v, why, sizeof(why));
+	if (rc) {
+		restore_undo(v, rc, why);
+		return;
+	}
+	pass_fd(v);
+	if (op_live(v))
+		qmp_call(v, json_pack("{s:s,s:{s:s}}", "execute", "migrate-incoming", "arguments", "uri",
+				      "fd:" SNAP_FDNAME), -1, op_poll);
+}
+

@@ -1,0 +1,142 @@
+/*
+ * The guest's state (vm.h), at the bottom of the driver: how a guest
+ * fails, and how start() and a snapshot or restore deliver their outcome.
+ * Every other file of the driver reports here; nothing here calls them.
+ */
+#include "config.h"
+
+#include <errno.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "hec/common.h"
+#include "partition/vm/vm.h"
+#include "partition/vm/qmp_mon.h"
+
+void start_finish(struct vm *v, int rc, const char *why)
+{
+	hec_part_done_fn done = v->start_done;
+
+	v->start_done = NULL;
+	if (done)
+		done(v->start_arg, rc, why);
+}
+
+void vm_fail(struct vm *v, const char *fmt_, ...)
+{
+	enum vm_state was = v->state;
+	va_list ap;
+
+	if (was == VM_DEAD)
+		return;
+	va_start(ap, fmt_);
+	vsnprintf(v->why, sizeof(v->why), fmt_, ap);
+	va_end(ap);
+	v->state = VM_DEAD;
+	if (v->q.pid > 0)
+		kill(v->q.pid, SIGKILL);
+	if (v->timer)
+		evtimer_del(v->timer);
+	hec_err("%s: job %ld: guest failed: %s", v->host->node, v->job, v->why);
+	if (v->op != OP_NONE) {
+		v->op_stopped = 0;
+		op_decide(v, -EIO, v->why);
+	}
+	if (was != VM_UP)
+		start_finish(v, -EIO, v->why);
+	else
+		vm_exited(v, 1, 0, v->why);
+}
+
+void run_ended(struct vm *v)
+{
+	v->running = 0;
+	if (v->out_fd >= 0)
+		close(v->out_fd);
+	if (v->err_fd >= 0 && v->err_fd != v->out_fd)
+		close(v->err_fd);
+	v->out_fd = v->err_fd = -1;
+}
+
+void op_after(struct vm *v, int ms)
+{
+	struct timeval tv = { ms / 1000, (ms % 1000) * 1000 };
+
+	evtimer_add(v->op_timer, &tv);
+}
+
+/* From op_timer, or with -ECANCELED when the guest is dropped. */
+void op_deliver(struct vm *v, int rc, const char *why, int rejoin)
+{
+	hec_part_done_fn done = v->op_done;
+	void *arg = v->op_arg;
+	char copy[sizeof(v->op_why)];
+
+	hec_fmt(copy, sizeof(copy), "%s", why ? why : "");
+	if (v->op_fd >= 0)
+		close(v->op_fd);
+	v->op_fd = -1;
+	v->op = OP_NONE;
+	v->op_ending = 0;
+	v->op_done = NULL;
+	v->on_pong = NULL;
+	if (v->op_timer)
+		evtimer_del(v->op_timer);
+	/* A QMP-switched guest left the gang for the op (op_begin): its gate
+	 * monitor learns the state our own stop/cont left, then the
+	 * dispatcher takes it back and switches it as its slots say. */
+	if (rejoin && v->use_qmp && v->state == VM_UP && v->q.mon) {
+		if (!qmp_mon_set(v->q.mon, 0))
+			qmp_mon_wait(v->q.mon, 0, GATE_QMP_TIMEOUT_MS * 1000L);
+		vm_gang_release(v);
+	}
+	if (done)
+		done(arg, rc, rc ? copy : NULL);
+}
+
+static void op_resumed(struct vm *v, json_t *reply, const char *error)
+{
+	if (!reply || error)
+		hec_warn("%s: job %ld: the guest did not resume after its snapshot: %s",
+			 v->host->node, v->job, error ? error : "QEMU's monitor went away");
+	op_after(v, 0);
+}
+
+/*
+ * The op's outcome is decided (the first decision counts): a guest we
+ * stopped for its snapshot resumes first; the caller hears of it from the
+ * loop, never from inside one of our own calls.
+ */
+void op_decide(struct vm *v, int rc, const char *why)
+{
+	struct qmp_call **pp;
+
+	if (v->op == OP_NONE || v->op_ending)
+		return;
+	v->op_ending = 1;
+	v->op_rc = rc;
+	hec_fmt(v->op_why, sizeof(v->op_why), "%s", why);
+	/* What the op queued and did not send yet is not sent. */
+	for (pp = &v->qq; *pp;) {
+		struct qmp_call *c = *pp;
+
+		if (c->gen == v->op_gen && !(c == v->qq && v->qq_sent)) {
+			*pp = c->next;
+			qmp_call_free(c);
+		} else {
+			pp = &c->next;
+		}
+	}
+	evtimer_del(v->op_timer);
+	if (v->op_stopped) {
+		v->op_stopped = 0;
+		qmp_call(v, json_pack("{s:s}", "execute", "cont"), -1, op_resumed);
+		op_after(v, GATE_QMP_TIMEOUT_MS); /* delivered anyway if QEMU does not answer */
+	} else {
+		op_after(v, 0);
+	}
+}
+

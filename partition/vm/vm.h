@@ -1,0 +1,306 @@
+/*
+ * The vm partition driver's private header (partition/vm/): each node's
+ * share of a job is a QEMU guest whose process lives in the job's cgroup
+ * partition.  The cgroup part is the proc driver's (a proc partition under
+ * each vm one); this driver adds the guest: its image (image.c), QEMU
+ * (qemu.c) and its QMP monitors (qmp.c on the event loop, qmp_mon.c
+ * synchronous for the gates, gate.c), the guest channel to hec-guest, PID 1
+ * inside (chan.c), the job's private network (net.c, vnet.c), snapshots
+ * (snapshot.c), and its state: failure and outcomes (state.c); ops.c holds
+ * the ops table, the only symbol the rest of the program sees
+ * (include/hec/partition.h), and the instance's life.  It
+ * calls nothing above it: what it needs of hecd comes through the
+ * instance's host (struct hec_part_host).  See doc/design.md, "vm
+ * partitions".
+ *
+ * Everything runs on the host's event loop except the gang gates, which
+ * the slot dispatcher thread drives (a QMP gate owns its own monitor).
+ *
+ *
+ * Life of a guest, all on the host's event loop:
+ *   LAUNCH -> hec-mkimage builds (or finds in its cache) kernel + initramfs
+ *   -> we listen on four Unix sockets in the job's directory (guest channel,
+ *   QMP, the gate's QMP, network) and start QEMU in the job's cgroup as the
+ *   job's user; QEMU connects to all four -> hec-guest (PID 1) sets up the
+ *   job's network and says HELLO -> we measure what a gang switch costs by
+ *   cgroup freeze and by QMP stop/cont -> LAUNCHED.
+ * QEMU connects to us rather than we to it, so nothing polls for sockets
+ * to appear.  The guest's exit (QEMU gone, guest panic, channel broken)
+ * ends the job as failed with the reason.
+ *
+ * Snapshot and restore (the ops of the same names) run on the loop too, as
+ * chains of QMP commands on the event monitor, one in flight at a time:
+ *   snapshot: query-status -> background-snapshot on (or stop, where the
+ *   kernel refuses it) -> getfd + migrate fd: -> poll query-migrate.
+ *   restore: stop the guest and set its QEMU aside -> a new QEMU with
+ *   -incoming defer -> getfd + migrate-incoming fd: -> poll -> the old one
+ *   goes, cont, PING/PONG on the guest channel; if the state does not load
+ *   the new one goes and the old one resumes.
+ *
+ * The network: every node's agent runs a learning switch for the job
+ * (vnet.c) with its guest on one port; the first node's switch is the hub,
+ * and every other node's agent links to it over TCP (NET_JOIN, then
+ * NET_FRAME data frames, authenticated by the job key).  On a real cluster
+ * the same shape is a bridge per host plus VXLAN tunnels to the hub's.
+ */
+#include "config.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <grp.h>
+#ifndef HEC_PARTITION_VM_H
+#define HEC_PARTITION_VM_H
+
+#include <limits.h>
+#include <stdint.h>
+#include <sys/types.h>
+#include <event2/event.h>
+#include <event2/bufferevent.h>
+#include <jansson.h>
+
+#include "hec/guest.h"
+#include "hec/net.h"
+#include "hec/partition.h"
+
+struct vnet;
+struct qmp_mon;
+
+#define VM_BOOT_TIMEOUT_S 180     /* image build + TCG boot to HELLO */
+#define UPLINK_RETRY_MS 200
+#define NET_QUEUE_MAX (8u << 20)  /* queued frames on a link beyond which we drop */
+#define CALIBRATE_ROUNDS 5
+/* Between rounds the guest runs a little, as it does between slots: a
+ * freeze right after a thaw finds QEMU's threads still asleep, which is
+ * cheaper than any real switch. */
+#define CALIBRATE_GAP_US 2000
+#define GATE_QMP_TIMEOUT_MS 2000
+#define MK_OUT_MAX 16384
+#define QMP_LINE_MAX (1u << 20)
+enum { L_GUEST, L_QMP, L_GATE, L_NET, NLISTEN };
+
+enum vm_state { VM_NONE, VM_IMAGE, VM_BOOTING, VM_UP, VM_DEAD };
+enum vm_op { OP_NONE, OP_SNAPSHOT, OP_RESTORE };
+
+struct vm;
+/* The answer to a QMP command sent on the event loop: the reply object
+ * (NULL: the monitor went away) and, for an "error" reply, its text. */
+typedef void (*qmp_cb)(struct vm *v, json_t *reply, const char *error);
+
+struct qmp_call {
+	struct qmp_call *next;
+	char *line;                   /* the command, newline-terminated */
+	int fd;                       /* passed with it (getfd), or -1; owned */
+	qmp_cb cb;
+	unsigned gen;                 /* the op it belongs to (vm.op_gen), 0: none */
+};
+
+/* The QMP way of switching a guest (the cgroup way is the proc driver's
+ * own gate, handed out as it is). */
+struct qmp_gate {
+	struct hec_gate base;     /* first */
+	struct qmp_mon *mon;      /* a reference */
+};
+
+/* A QEMU process and our connections to it. */
+struct qemu {
+	pid_t pid;
+	struct bufferevent *guest, *qmp, *netq; /* guest channel, event QMP, network */
+	struct qmp_mon *mon;          /* the gate's monitor */
+};
+
+/* An instance's priv.  VM_NONE until start(); VM_DEAD once failed or
+ * dropped (forget), for good. */
+struct vm {
+	struct hec_partition *self;   /* the instance this is the priv of */
+	struct hec_partition *cg;     /* the proc partition under it: the job's cgroups */
+	const struct hec_part_host *host; /* self->host, as of start() */
+	long job;
+	enum vm_state state;
+	int index;                    /* in the job's nodes; 0: the first node, the network's hub */
+	int vcpus;
+	long mem_mb;
+	uid_t uid;
+	gid_t gid;
+	char key[257];                /* the job's secret: NET_JOIN */
+	char gkey[257];               /* the guests' remote-shell secret (kernel command line) */
+	char dir[PATH_MAX];
+	char kernel[PATH_MAX], initrd[PATH_MAX];
+	char cmdline[8192];
+	char hub_addr[320];           /* first node's agent, for the uplink */
+	char why[1024];               /* why it failed, once it has */
+
+	/* the image tool */
+	pid_t mk_pid;
+	int mk_fd;
+	struct event *mk_ev;
+	char mk_out[MK_OUT_MAX];
+	size_t mk_len;
+	int mk_eof, mk_reaped, mk_status;
+
+	/* QEMU */
+	struct qemu q;                /* the one running the guest */
+	int lfd[NLISTEN];
+	struct event *lev[NLISTEN];
+	struct event *timer;
+	int64_t deadline_ns;
+	char shutdown_reason[64];
+	int panicked;
+	int incoming;                 /* restore: this QEMU is loading the state */
+	int resync;                   /* restored: the channel may begin inside a frame */
+	size_t resync_skipped;
+
+	/* restore: the QEMU being replaced, stopped and set aside (connections
+	 * idle) until the new one has loaded: it runs on if that fails; once
+	 * dropped, its pid stays until it is reaped */
+	struct qemu old;
+
+	/* QMP commands on the event loop: one in flight, answers in order */
+	struct qmp_call *qq;
+	int qmp_greeted, qq_sent;
+
+	/* start(): the outcome goes here, once */
+	hec_part_done_fn start_done;
+	void *start_arg;
+
+	/* a snapshot or restore under way: one at a time */
+	enum vm_op op;
+	unsigned op_gen;              /* counts ops: answers to an earlier one are ignored */
+	int op_fd;
+	hec_part_done_fn op_done;
+	void *op_arg;
+	int op_stopped;               /* snapshot: the guest stopped for it (no background snapshot) */
+	int op_rc;                    /* the outcome, once op_decide() decided it */
+	char op_why[512];
+	int op_ending;
+	int64_t op_deadline_ns;
+	long ping_seq;                /* restore: the PING whose PONG ends it */
+	/* a PONG from the guest goes here (the restore that sent the PING) */
+	void (*on_pong)(struct vm *v, const struct hec_guest_frame *f);
+	struct event *op_timer;       /* polls the migration; then delivers the outcome */
+
+	/* network */
+	struct vnet *net;
+	int port_guest;
+	struct hec_conn *uplink;
+	int port_uplink;
+
+	/* the batch step (first node) */
+	int running;
+	long run_id;
+	int out_fd, err_fd;
+
+	/* gang switching, measured at boot */
+	int use_qmp;
+	long long cg_ns, qmp_ns;      /* freeze + thaw, median of CALIBRATE_ROUNDS */
+};
+
+/*
+ * Who calls whom, top down (no file calls one above it; what must reach
+ * up goes through a pointer: a QMP command's answer, on_pong, the host's
+ * callbacks): ops.c > snapshot.c > image.c > qemu.c > chan.c, net.c >
+ * gate.c > state.c > qmp.c.
+ */
+
+/* snapshot.c: snapshot and restore */
+int vm_snapshot(struct hec_partition *p, int fd, hec_part_done_fn done, void *arg, char *why,
+		size_t len);
+int vm_restore(struct hec_partition *p, int fd, hec_part_done_fn done, void *arg, char *why,
+	       size_t len);
+void op_timer_cb(evutil_socket_t fd, short what, void *arg);
+/* The new QEMU of a restore could not load the state: the old one resumes. */
+void restore_undo(struct vm *v, int rc, const char *why);
+
+/* image.c: hec-mkimage */
+/* Files of the job go into the image only if its user may read them. */
+int user_may_read(struct vm *v, const json_t *files, char *why, size_t len);
+int start_mkimage(struct vm *v, const json_t *files, char *why, size_t len);
+/* The image tool is done (exited and its output read): boot. */
+void mk_done(struct vm *v);
+
+/* qemu.c: the QEMU process and our connections to it */
+int build_cmdline(struct vm *v, const json_t *nodes);
+/* Listen on the guest's sockets in the job's directory and start QEMU in
+ * the partition (v->incoming: paused, to load a state). */
+int start_qemu(struct vm *v, char *why, size_t len);
+void close_listeners(struct vm *v);
+/* QEMU's own complaint (bad -m, missing file): the last line of its log. */
+void qemu_log_tail(struct vm *v, char *out, size_t len);
+/* Close our connections to @c; the process is killed, and its pid stays
+ * in @c until it is reaped (quietly, as v->old). */
+void qemu_drop(struct qemu *c);
+/* The running QEMU and the one set aside trade places. */
+void swap_aside(struct vm *v);
+
+/* chan.c: the guest channel */
+void guest_read(struct bufferevent *bev, void *arg);
+int guest_send(struct vm *v, unsigned type, const void *payload, uint32_t len);
+int vm_run(struct hec_partition *p, const struct hec_run_req *req, char *why, size_t len);
+
+/* net.c: the job's network */
+int send_to_guest(void *arg, const uint8_t *frame, size_t len);
+void net_read(struct bufferevent *bev, void *arg);
+/* Link this node's switch to the first node's. */
+void uplink_connect(struct vm *v);
+int vm_net_join(struct hec_partition *p, const char *node, struct hec_conn *c, char *why,
+		size_t len);
+void vm_net_frame(struct hec_partition *p, int port, const void *frame, size_t len);
+void vm_net_gone(struct hec_partition *p, int port);
+
+/* gate.c: gang switching */
+struct hec_gate *qmp_gate_new(struct qmp_mon *m);
+int qmp_gate_set(struct hec_gate *gate, int frozen);
+int qmp_gate_wait(struct hec_gate *gate, int frozen, long timeout_us);
+void qmp_gate_close(struct hec_gate *gate);
+/* What a gang switch of the guest costs by cgroup freeze and by QMP, as
+ * it is now: the cheaper one switches it from now on (v->use_qmp). */
+void calibrate(struct vm *v);
+
+/* state.c: failure and outcomes */
+/* The guest is gone or unusable: record why (first reason wins), kill
+ * QEMU, and tell: before it was up, start()'s done; afterwards the host
+ * (exited), which fails the job with the reason. */
+void vm_fail(struct vm *v, const char *fmt_, ...) __attribute__((format(printf, 2, 3)));
+/* start()'s outcome goes to its caller, once. */
+void start_finish(struct vm *v, int rc, const char *why);
+/* The batch step is over for us: its output files close. */
+void run_ended(struct vm *v);
+/* The op's outcome is decided (the first decision counts): a guest we
+ * stopped for its snapshot resumes first; the caller hears of it from the
+ * loop (op_timer), never from inside one of our own calls. */
+void op_decide(struct vm *v, int rc, const char *why);
+void op_after(struct vm *v, int ms);
+/* Hand the outcome to the op's caller (with -ECANCELED when the guest is
+ * dropped); @rejoin: a QMP-switched guest goes back to the gang. */
+void op_deliver(struct vm *v, int rc, const char *why, int rejoin);
+
+static inline void vm_exited(struct vm *v, int code, int sig, const char *error)
+{
+	if (v->host->exited)
+		v->host->exited(v->self->host_arg, code, sig, error);
+}
+
+static inline void vm_gang_hold(struct vm *v)
+{
+	if (v->host->gang_hold)
+		v->host->gang_hold(v->self->host_arg);
+}
+
+static inline void vm_gang_release(struct vm *v)
+{
+	if (v->host->gang_release)
+		v->host->gang_release(v->self->host_arg);
+}
+
+/* qmp.c: QMP on the event loop, commands one at a time */
+void qmp_read(struct bufferevent *bev, void *arg);
+/* Queue @cmd (stolen) with @fd (owned from here on, or -1); @cb (NULL:
+ * an error is logged) gets the answer, or NULL if the monitor goes. */
+void qmp_call(struct vm *v, json_t *cmd, int fd, qmp_cb cb);
+void qmp_call_free(struct qmp_call *c);
+/* Empty the queue: with @answer every command is answered NULL. */
+void qmp_flush(struct vm *v, int answer);
+/* The event monitor is closed or broken: what waits on it hears so. */
+void qmp_gone(struct vm *v);
+
+#endif
