@@ -84,7 +84,8 @@ struct fanout_req {
 	 * fanout_forget_owner turns it to NULL.  May be NULL. */
 	void *owner;
 	/* Send the request to @node. \return 0, or -errno: the node is UNSENT
-	 * at once.  Called in node order from within fanout_start only. */
+	 * at once.  Called in node order from within fanout_start only; must
+	 * not call into the set. */
 	int (*send)(void *arg, const char *node, int64_t id);
 	/* Optional: judge an answer that matched a waiting node.
 	 * \return FANOUT_ANSWERED, FANOUT_FAILED with a reason written to @why,
