@@ -17,6 +17,7 @@
 #include "hec/common.h"
 #include "hec/gang.h"
 #include "ctld.h"
+#include "fanout.h"
 #include "sched.h"
 
 struct node *node_find(struct ctl *ctl, const char *name)
@@ -78,6 +79,15 @@ int node_send(struct node *n, unsigned type, json_t *body)
 	return rc;
 }
 
+void node_detach_peer(struct ctl *ctl, struct node *n, const char *why)
+{
+	if (!n->peer)
+		return;
+	n->peer->node = NULL;
+	n->peer = NULL;
+	fanout_node_lost(ctl->fanout, n->name, why);
+}
+
 void node_down(struct ctl *ctl, struct node *n, const char *why)
 {
 	struct job *j;
@@ -86,18 +96,13 @@ void node_down(struct ctl *ctl, struct node *n, const char *why)
 		return;
 	hec_warn("%s: DOWN: %s", n->name, why);
 	n->state = NODE_DOWN;
-	{
-		char gone[200];
-
-		snprintf(gone, sizeof(gone), "DOWN: %s", why);
-		snap_node_gone(ctl, n, gone);
-	}
 	if (n->peer) {
 		struct peer *p = n->peer;
+		char gone[200];
 
 		/* Drop the silent connection; a live agent registers again. */
-		p->node = NULL;
-		n->peer = NULL;
+		snprintf(gone, sizeof(gone), "DOWN: %s", why);
+		node_detach_peer(ctl, n, gone);
 		hec_conn_send_error_and_close(p->conn, "node %s declared DOWN (%s); register again",
 					      n->name, why);
 	}

@@ -21,6 +21,7 @@
 #include "hec/common.h"
 #include "hec/gang.h"
 #include "ctld.h"
+#include "fanout.h"
 
 /* An epoch starts this far ahead so that every node has it in time:
  * 4 x the largest RTT, at least 50 ms (a LAUNCH ahead of it takes ~30 ms
@@ -28,23 +29,7 @@
  * reporting an absurd RTT must not stall everybody's schedule). */
 #define EPOCH_LEAD_MIN_NS 50000000LL
 #define EPOCH_LEAD_MAX_NS 1000000000LL
-#define STATS_TIMEOUT_NS 2000000000LL
-
-struct stats_node {
-	struct node *node;
-	json_t *stats;               /* its STATS body; NULL until it answers */
-	int64_t recv_ns;             /* CLOCK_REALTIME at receipt */
-};
-
-/* One gang_stats request waiting for the nodes' STATS. */
-struct stats_req {
-	int64_t id;
-	struct peer *cli;            /* NULL once the CLI connection is gone */
-	int64_t deadline;            /* mono ns */
-	struct stats_node *nodes;
-	int nnodes;
-	struct stats_req *next;
-};
+#define STATS_TIMEOUT_MS 2000
 
 int gang_timeslice_parse(const char *s)
 {
@@ -69,23 +54,8 @@ int gang_init(struct ctl *ctl)
 	return 0;
 }
 
-static void stats_req_free(struct stats_req *r)
-{
-	for (int i = 0; i < r->nnodes; i++)
-		json_decref(r->nodes[i].stats);
-	free(r->nodes);
-	free(r);
-}
-
 void gang_fini(struct ctl *ctl)
 {
-	struct stats_req *r, *next;
-
-	for (r = ctl->stats_reqs; r; r = next) {
-		next = r->next;
-		stats_req_free(r);
-	}
-	ctl->stats_reqs = NULL;
 	gang_matrix_free(ctl->gang);
 	ctl->gang = NULL;
 }
@@ -497,38 +467,44 @@ static int acc_cmp(const void *a, const void *b)
 	return x->job < y->job ? -1 : x->job > y->job;
 }
 
+/* Node @i's STATS, or NULL if it has none. */
+static const json_t *answer_of(const struct fanout_done *d, int i)
+{
+	return d->nodes[i].state == FANOUT_ANSWERED ? d->nodes[i].body : NULL;
+}
+
 /* Each job's CPU share since the previous gang_stats (or its start), from
  * the usage its nodes report; remembers the new baseline. */
-static json_t *job_shares(struct ctl *ctl, struct stats_req *r)
+static json_t *job_shares(struct ctl *ctl, const struct fanout_done *d)
 {
 	struct share_acc *acc;
 	size_t cap = 0, nacc = 0;
 	json_t *out;
 
-	for (int i = 0; i < r->nnodes; i++)
-		if (r->nodes[i].stats)
-			cap += json_array_size(json_object_get(r->nodes[i].stats, "usage"));
+	for (int i = 0; i < d->nnodes; i++)
+		cap += json_array_size(json_object_get(answer_of(d, i), "usage"));
 	acc = calloc(cap + 1, sizeof(*acc));
 	if (!acc)
 		return NULL;
-	for (int i = 0; i < r->nnodes; i++) {
-		struct stats_node *sn = &r->nodes[i];
+	for (int i = 0; i < d->nnodes; i++) {
+		const struct fanout_result *res = &d->nodes[i];
+		struct node *n = answer_of(d, i) ? node_find(ctl, res->node) : NULL;
 		json_t *u;
 		size_t k;
 
-		if (!sn->stats)
+		if (!n)
 			continue;
-		json_array_foreach(json_object_get(sn->stats, "usage"), k, u) {
+		json_array_foreach(json_object_get(res->body, "usage"), k, u) {
 			long id = (long)json_integer_value(json_object_get(u, "job"));
 			int64_t usec = json_integer_value(json_object_get(u, "usec"));
 			struct job *j = job_find(ctl, id);
-			struct job_node *jn = j && !job_state_final(j->state) ? job_node_of(j, sn->node) : NULL;
+			struct job_node *jn = j && !job_state_final(j->state) ? job_node_of(j, n) : NULL;
 			int64_t base_usec, base_ns;
 			size_t a;
 
 			if (!jn) {
 				hec_info("%s: STATS reports usage of job %ld, which %s; ignored",
-					 sn->node->name, id, !j ? "is unknown" : "does not run there");
+					 n->name, id, !j ? "is unknown" : "does not run there");
 				continue;
 			}
 			base_usec = jn->stats_set ? jn->stats_usec : 0;
@@ -539,13 +515,13 @@ static json_t *job_shares(struct ctl *ctl, struct stats_req *r)
 				;
 			if (a == nacc)
 				acc[nacc++].job = id;
-			if (sn->recv_ns > base_ns) {
+			if (res->recv_ns > base_ns) {
 				acc[a].usec += (double)(usec - base_usec);
-				acc[a].cap_us += (double)(sn->recv_ns - base_ns) / 1e3 * node_ncpus(sn->node);
+				acc[a].cap_us += (double)(res->recv_ns - base_ns) / 1e3 * node_ncpus(n);
 			}
 			jn->stats_set = 1;
 			jn->stats_usec = usec;
-			jn->stats_ns = sn->recv_ns;
+			jn->stats_ns = res->recv_ns;
 		}
 	}
 	qsort(acc, nacc, sizeof(*acc), acc_cmp);
@@ -558,16 +534,15 @@ static json_t *job_shares(struct ctl *ctl, struct stats_req *r)
 	return out;
 }
 
-static json_t *build_stats(struct ctl *ctl, struct stats_req *r)
+static json_t *build_stats(struct ctl *ctl, const struct fanout_done *d)
 {
 	size_t total = 0, n = 0, nb = 0;
 	struct sw *sw = NULL;
 	double *fr = NULL, *th = NULL, *late = NULL, *skew = NULL;
 	json_t *nodes = json_array(), *missing = json_array(), *vmsw = json_array(), *jobs, *out = NULL;
 
-	for (int i = 0; i < r->nnodes; i++)
-		if (r->nodes[i].stats)
-			total += json_array_size(json_object_get(r->nodes[i].stats, "switches"));
+	for (int i = 0; i < d->nnodes; i++)
+		total += json_array_size(json_object_get(answer_of(d, i), "switches"));
 	sw = calloc(total + 1, sizeof(*sw));
 	fr = calloc(total + 1, sizeof(*fr));
 	th = calloc(total + 1, sizeof(*th));
@@ -575,16 +550,17 @@ static json_t *build_stats(struct ctl *ctl, struct stats_req *r)
 	skew = calloc(total + 1, sizeof(*skew));
 	if (!sw || !fr || !th || !late || !skew || !nodes || !missing || !vmsw)
 		goto out_free;
-	for (int i = 0; i < r->nnodes; i++) {
-		struct stats_node *sn = &r->nodes[i];
+	for (int i = 0; i < d->nnodes; i++) {
+		const char *name = d->nodes[i].node;
+		const json_t *stats = answer_of(d, i);
 		json_t *switches, *s;
 		size_t k;
 
-		if (!sn->stats) {
-			json_array_append_new(missing, json_string(sn->node->name));
+		if (!stats) {
+			json_array_append_new(missing, json_string(name));
 			continue;
 		}
-		switches = json_object_get(sn->stats, "switches");
+		switches = json_object_get(stats, "switches");
 		json_array_foreach(switches, k, s) {
 			int64_t planned = json_integer_value(json_object_get(s, "planned"));
 
@@ -596,13 +572,13 @@ static json_t *build_stats(struct ctl *ctl, struct stats_req *r)
 			late[n] = (double)(sw[n].actual - planned) / 1e3;
 			n++;
 		}
-		json_array_append_new(nodes, json_pack("{s:s,s:f,s:f,s:I}", "name", sn->node->name,
-			"offset_us", json_integer_value(json_object_get(sn->stats, "offset_ns")) / 1e3,
-			"rtt_us", json_integer_value(json_object_get(sn->stats, "rtt_ns")) / 1e3,
+		json_array_append_new(nodes, json_pack("{s:s,s:f,s:f,s:I}", "name", name,
+			"offset_us", json_integer_value(json_object_get(stats, "offset_ns")) / 1e3,
+			"rtt_us", json_integer_value(json_object_get(stats, "rtt_ns")) / 1e3,
 			"switches", (json_int_t)json_array_size(switches)));
 		/* vm partitions: how each guest is switched, and what both ways cost */
-		json_array_foreach(json_object_get(sn->stats, "vm"), k, s)
-			json_array_append_new(vmsw, json_pack("{s:s,s:O,s:O,s:f,s:f}", "node", sn->node->name,
+		json_array_foreach(json_object_get(stats, "vm"), k, s)
+			json_array_append_new(vmsw, json_pack("{s:s,s:O,s:O,s:f,s:f}", "node", name,
 				"job", json_object_get(s, "job"), "method", json_object_get(s, "method"),
 				"cgroup_us", json_integer_value(json_object_get(s, "cgroup_ns")) / 1e3,
 				"qmp_us", json_integer_value(json_object_get(s, "qmp_ns")) / 1e3));
@@ -623,7 +599,7 @@ static json_t *build_stats(struct ctl *ctl, struct stats_req *r)
 	qsort(fr, n, sizeof(*fr), dbl_cmp);
 	qsort(th, n, sizeof(*th), dbl_cmp);
 	qsort(late, n, sizeof(*late), dbl_cmp);
-	jobs = job_shares(ctl, r);
+	jobs = job_shares(ctl, d);
 	out = json_pack("{s:I,s:{s:f,s:f,s:f},s:I,s:{s:f,s:f},s:{s:f,s:f},s:{s:f,s:f,s:f},"
 			"s:o*,s:O,s:O}",
 			"boundaries", (json_int_t)nb,
@@ -649,103 +625,60 @@ out_free:
 	return out;
 }
 
-static void stats_finish(struct ctl *ctl, struct stats_req *r)
+/* The gang_stats answer once every node answered, or not in time. */
+static void stats_done(void *arg, const struct fanout_done *d)
 {
-	struct stats_req **pp;
-	int answered = 0;
+	struct ctl *ctl = arg;
+	struct peer *cli = d->owner;
+	json_t *stats;
 
-	for (pp = &ctl->stats_reqs; *pp && *pp != r; pp = &(*pp)->next)
-		;
-	if (*pp)
-		*pp = r->next;
-	for (int i = 0; i < r->nnodes; i++)
-		answered += r->nodes[i].stats != NULL;
-	if (!r->cli) {
-		hec_debug("gang_stats request %lld: the CLI has gone; answer dropped", (long long)r->id);
-	} else {
-		json_t *stats = build_stats(ctl, r);
-
-		if (!stats)
-			hec_err("gang_stats request %lld: out of memory building the answer",
-				(long long)r->id);
-		hec_debug("gang_stats request %lld: %d of %d nodes answered", (long long)r->id,
-			  answered, r->nnodes);
-		respond(r->cli->conn, stats ? json_pack("{s:b,s:o}", "ok", 1, "stats", stats) : NULL);
+	if (!cli) {
+		hec_debug("gang_stats request %lld: the CLI has gone; answer dropped", (long long)d->id);
+		return;
 	}
-	stats_req_free(r);
+	stats = build_stats(ctl, d);
+	if (!stats)
+		hec_err("gang_stats request %lld: out of memory building the answer", (long long)d->id);
+	hec_debug("gang_stats request %lld: %d of %d nodes answered", (long long)d->id, d->answered,
+		  d->nnodes);
+	respond(cli->conn, stats ? json_pack("{s:b,s:o}", "ok", 1, "stats", stats) : NULL);
+}
+
+static int stats_send(void *arg, const char *node, int64_t id)
+{
+	return node_send(node_find(arg, node), HEC_MSG_STATS_REQ,
+			 json_pack("{s:I}", "req", (json_int_t)id));
 }
 
 void cli_gang_stats(struct ctl *ctl, struct peer *p)
 {
-	struct stats_req *r = calloc(1, sizeof(*r));
-	struct node *n;
-	int up = 0;
+	const char **names = calloc((size_t)ctl->nnodes + 1, sizeof(*names));
+	struct fanout_req req = {
+		.kind = HEC_MSG_STATS, .id = ++ctl->stats_seq, .what = "STATS_REQ", .nodes = names,
+		.timeout_ms = STATS_TIMEOUT_MS, .owner = p, .send = stats_send,
+		.done = stats_done, .arg = ctl,
+	};
+	int rc = -ENOMEM;
 
-	for (n = ctl->nodes; n; n = n->next)
-		up += node_up(n);
-	if (!r || !(r->nodes = calloc((size_t)up + 1, sizeof(*r->nodes)))) {
-		free(r);
+	for (struct node *n = ctl->nodes; names && n; n = n->next)
+		if (node_up(n))
+			names[req.nnodes++] = n->name;
+	if (names)
+		rc = fanout_start(ctl->fanout, &req);
+	free(names);
+	if (rc == -ENOMEM)
 		respond_error(p->conn, "controller out of memory");
-		return;
-	}
-	r->id = ++ctl->stats_seq;
-	r->cli = p;
-	r->deadline = hec_now_mono_ns() + STATS_TIMEOUT_NS;
-	r->next = ctl->stats_reqs;
-	ctl->stats_reqs = r;
-	for (n = ctl->nodes; n; n = n->next) {
-		if (!node_up(n))
-			continue;
-		r->nodes[r->nnodes++].node = n;
-		node_send(n, HEC_MSG_STATS_REQ, json_pack("{s:I}", "req", (json_int_t)r->id));
-	}
-	if (!r->nnodes)
-		stats_finish(ctl, r);
+	else if (rc)
+		respond_error(p->conn, "gang_stats not sent: %s", strerror(-rc));
 }
 
 void gang_on_stats(struct ctl *ctl, struct node *n, const json_t *body)
 {
 	int64_t id = json_integer_value(json_object_get(body, "req"));
-	struct stats_req *r;
-	int waiting = 0;
 
 	n->rtt_ns = json_integer_value(json_object_get(body, "rtt_ns"));
 	n->offset_ns = json_integer_value(json_object_get(body, "offset_ns"));
-	for (r = ctl->stats_reqs; r && r->id != id; r = r->next)
-		;
-	if (!r) {
+	if (fanout_answer(ctl->fanout, HEC_MSG_STATS, id, n->name, body) == -ENOENT)
 		hec_info("%s: STATS for request %lld, which is not waiting (late or unknown); ignored",
 			 n->name, (long long)id);
-		return;
-	}
-	for (int i = 0; i < r->nnodes; i++) {
-		struct stats_node *sn = &r->nodes[i];
-
-		if (sn->node == n && !sn->stats) {
-			sn->stats = json_incref((json_t *)body);
-			sn->recv_ns = hec_now_real_ns();
-		}
-		waiting += sn->stats == NULL;
-	}
-	if (!waiting)
-		stats_finish(ctl, r);
-}
-
-void gang_timers(struct ctl *ctl)
-{
-	int64_t now = hec_now_mono_ns();
-	struct stats_req *r, *next;
-
-	for (r = ctl->stats_reqs; r; r = next) {
-		next = r->next;
-		if (now >= r->deadline)
-			stats_finish(ctl, r);
-	}
-}
-
-void gang_forget_peer(struct ctl *ctl, struct peer *p)
-{
-	for (struct stats_req *r = ctl->stats_reqs; r; r = r->next)
-		if (r->cli == p)
-			r->cli = NULL;
 }

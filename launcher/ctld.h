@@ -71,6 +71,7 @@ enum node_state { NODE_UNKNOWN, NODE_IDLE, NODE_ALLOCATED, NODE_DOWN };
 
 struct node;
 struct peer;
+struct snap_op;
 
 /* One allocated node of a job. */
 struct job_node {
@@ -127,6 +128,7 @@ struct job {
 				      * on the host: it only opens the job's network) */
 	int64_t launch_deadline;     /* mono ns */
 	int64_t start_ns;            /* CLOCK_REALTIME ns of the start, for the time limit */
+	struct snap_op *snap;        /* vm: the snapshot or revert under way (ctl_snap.c) */
 
 	struct job *next;            /* ctl->jobs, ascending id */
 };
@@ -165,8 +167,7 @@ struct peer {
 
 struct db;
 struct gang_matrix;
-struct stats_req;
-struct snap_req;
+struct fanout_set;
 
 /* The schedule epoch last published (doc/design.md, "Schedule epochs"). */
 struct epoch {
@@ -192,6 +193,7 @@ struct ctl {
 	int shutting_down;
 	int64_t shutdown_deadline;   /* mono ns */
 	int sched_needed;
+	struct fanout_set *fanout;   /* requests to many nodes waiting for answers (fanout.h) */
 
 	/* gang scheduling (ctl_gang.c); settings start from conf, gang_set changes them */
 	struct gang_matrix *gang;
@@ -201,11 +203,9 @@ struct ctl {
 	struct epoch epoch;
 	unsigned long gang_published; /* gang_version() of the last epoch */
 	int epoch_needed;            /* publish even if the matrix did not change */
-	struct stats_req *stats_reqs; /* gang_stats requests collecting STATS */
-	int64_t stats_seq;
+	int64_t stats_seq;           /* the last gang_stats request id */
 
 	/* snapshots of vm jobs (ctl_snap.c) */
-	struct snap_req *snap_reqs;  /* snapshot requests collecting SNAPSHOT_DONE */
 	int64_t snap_seq;            /* the last request id */
 };
 
@@ -313,6 +313,10 @@ struct node *node_find(struct ctl *ctl, const char *name);
 /** Public state: UNKNOWN / DOWN / ALLOCATED / IDLE. */
 enum node_state node_public_state(const struct node *n);
 void node_down(struct ctl *ctl, struct node *n, const char *why);
+/** @n's agent connection is gone (closed, or the node is DOWN): the node has
+ *  no peer from now on and its pending fan-out answers count as lost with
+ *  @why.  The one place that unlinks a node from its connection. */
+void node_detach_peer(struct ctl *ctl, struct node *n, const char *why);
 void node_check_liveness(struct ctl *ctl);
 json_t *node_to_json(struct ctl *ctl, const struct node *n);
 int ctl_nodes_restore(struct ctl *ctl);
@@ -360,10 +364,6 @@ void cli_gang(struct ctl *ctl, struct peer *p);
 void cli_gang_stats(struct ctl *ctl, struct peer *p);
 /** `gang_set`, for root only (the dispatcher checked). */
 void cli_gang_set(struct ctl *ctl, struct peer *p, const json_t *req);
-/** A CLI connection is going away: drop answers it was waiting for. */
-void gang_forget_peer(struct ctl *ctl, struct peer *p);
-/** gang_stats deadlines (from the tick). */
-void gang_timers(struct ctl *ctl);
 
 /* ---- ctl_snap.c: snapshot and revert of a running vm job's partitions ---- */
 
@@ -372,17 +372,8 @@ void gang_timers(struct ctl *ctl);
  *  every node has answered, failed, or timed out. */
 void cli_snapshot(struct ctl *ctl, struct peer *p, struct job *j, int revert);
 void snap_on_done(struct ctl *ctl, struct node *n, const json_t *body);
-/** @n's agent connection is gone (closed, or the node is DOWN): its
- *  pending answers count as failed with @why. */
-void snap_node_gone(struct ctl *ctl, struct node *n, const char *why);
 /** @j left PH_RUNNING (ending or final): its pending request fails. */
 void snap_job_ended(struct ctl *ctl, struct job *j);
-/** A CLI connection is going away: its requests finish without an answer. */
-void snap_forget_peer(struct ctl *ctl, struct peer *p);
-/** snapshot_timeout deadlines (from the tick). */
-void snap_timers(struct ctl *ctl);
-/** Drop every pending request without answering (controller exit). */
-void snap_fini(struct ctl *ctl);
 
 /* ---- hecctld.c ---- */
 

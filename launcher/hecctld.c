@@ -27,6 +27,7 @@
 #include "hec/config.h"
 #include "hec/net.h"
 #include "ctld.h"
+#include "fanout.h"
 
 #define TICK_MS 100
 #define SHUTDOWN_WAIT_MS 5000
@@ -75,10 +76,8 @@ static void peer_free(struct peer *p)
 		p->next->prev = p->prev;
 	if (p->node && p->node->peer == p)
 		p->node->peer = NULL;
-	if (p->kind == PEER_CLI) {
-		gang_forget_peer(p->ctl, p);
-		snap_forget_peer(p->ctl, p);
-	}
+	if (p->kind == PEER_CLI)
+		fanout_forget_owner(p->ctl->fanout, p);
 	hec_conn_free(p->conn);
 	free(p);
 }
@@ -101,7 +100,7 @@ static void peer_on_close(struct hec_conn *c, const char *reason, void *arg)
 		char why[300];
 
 		snprintf(why, sizeof(why), "agent connection closed: %s", reason ? reason : "end of stream");
-		snap_node_gone(p->ctl, p->node, why);
+		node_detach_peer(p->ctl, p->node, why);
 	}
 	peer_free(p);
 }
@@ -288,8 +287,6 @@ static void tick_cb(evutil_socket_t fd, short what, void *arg)
 	}
 	node_check_liveness(ctl);
 	ctl_job_timers(ctl);
-	gang_timers(ctl);
-	snap_timers(ctl);
 	ctl_schedule(ctl);
 }
 
@@ -618,7 +615,8 @@ static void ctl_free(struct ctl *ctl)
 	struct node *n, *nn;
 	struct job *j, *jn;
 
-	snap_fini(ctl); /* before the peers: nobody is answered at exit */
+	fanout_set_free(ctl->fanout); /* before the peers and jobs: nobody is answered at exit */
+	ctl->fanout = NULL;
 	while (ctl->peers)
 		peer_free(ctl->peers);
 	gang_fini(ctl);
@@ -694,6 +692,10 @@ int main(int argc, char **argv)
 	ctl.base = event_base_new();
 	if (!ctl.base) {
 		fprintf(stderr, "hecctld: cannot create the event loop\n");
+		goto out;
+	}
+	if (fanout_set_new(ctl.base, &ctl.fanout)) {
+		fprintf(stderr, "hecctld: cannot create the fan-out set: %s\n", strerror(ENOMEM));
 		goto out;
 	}
 	if (open_listeners(&ctl))
