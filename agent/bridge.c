@@ -130,8 +130,8 @@ static void maybe_finish(struct bridge *b)
 		json_decref(body);
 	}
 	b->exited_sent = 1;
-	hec_debug("%s: job %ld: bridge %s: pid %d ended (exit %d, signal %d)", b->ag->conf.name,
-		  b->job, hec_conn_peer(b->conn), (int)b->pid, code, sig);
+	hec_job_debug(b->ag->conf.name, b->job, "bridge %s: pid %d ended (exit %d, signal %d)",
+		      hec_conn_peer(b->conn), (int)b->pid, code, sig);
 	/* The bridge closes once it has EXITED; don't wait for it forever. */
 	b->deadline_ns = hec_now_mono_ns() + (int64_t)FLUSH_MS * 1000000;
 	arm_timer(b, FLOW_POLL_MS);
@@ -333,8 +333,8 @@ static void do_spawn(struct bridge *b, const json_t *body)
 		hec_conn_send(b->conn, HEC_MSG_SPAWNED, reply);
 		json_decref(reply);
 	}
-	hec_info("%s: job %ld: started pid %d for bridge %s", ag->conf.name, id, (int)pid,
-		 hec_conn_peer(b->conn));
+	hec_job_info(ag->conf.name, id, "started pid %d for bridge %s", (int)pid,
+		     hec_conn_peer(b->conn));
 	return;
 
 refuse:
@@ -413,9 +413,9 @@ static void bridge_on_close(struct hec_conn *c, const char *reason, void *arg)
 	(void)c;
 	if (b->pid && !b->reaped) {
 		/* mpiexec gave up on this proxy: don't leave it running. */
-		hec_info("%s: job %ld: bridge %s went away (%s); killing process group %d",
-			 b->ag->conf.name, b->job, hec_conn_peer(b->conn),
-			 reason ? reason : "closed", (int)b->pid);
+		hec_job_info(b->ag->conf.name, b->job,
+			     "bridge %s went away (%s); killing process group %d",
+			     hec_conn_peer(b->conn), reason ? reason : "closed", (int)b->pid);
 		kill(-b->pid, SIGKILL);
 		kill(b->pid, SIGKILL);
 	} else if (reason && !b->exited_sent) {

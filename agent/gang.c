@@ -124,8 +124,9 @@ static void ring_push(struct gang *g, const struct gang_switch *s)
 static void gate_broken(struct gang *g, struct ds_entry *e, const char *what, int rc)
 {
 	e->broken = 1;
-	hec_warn("%s: job %ld: gang dispatcher: %s failed: %s; leaving the partition alone",
-		 g->ag->conf.name, e->job, what, strerror(-rc));
+	hec_job_warn(g->ag->conf.name, e->job,
+		     "gang dispatcher: %s failed: %s; leaving the partition alone", what,
+		     strerror(-rc));
 }
 
 /*
@@ -209,10 +210,12 @@ static void apply(struct gang *g, struct ds_table *t, int64_t k, int record, int
 		/* The first, then every 100th: an overloaded node must not flood the log. */
 		if (g->freeze_timeouts == (unsigned long)timeouts ||
 		    g->freeze_timeouts % 100 < (unsigned long)timeouts)
-			hec_warn("%s: job %ld: not frozen %.1f ms after slot boundary %lld (node overloaded?); %s (%lu such so far)",
-				 g->ag->conf.name, late_job, (double)s.freeze_ns / 1e6, (long long)k,
-				 thaw ? "thawed the next job anyway" : "the next job waits for its turn",
-				 g->freeze_timeouts);
+			hec_job_warn(
+			    g->ag->conf.name, late_job,
+			    "not frozen %.1f ms after slot boundary %lld (node overloaded?); %s (%lu such so far)",
+			    (double)s.freeze_ns / 1e6, (long long)k,
+			    thaw ? "thawed the next job anyway" : "the next job waits for its turn",
+			    g->freeze_timeouts);
 	}
 }
 
@@ -532,8 +535,10 @@ static int open_gate(struct gang *g, struct job *j, struct hec_gate **gate, enum
 	int rc = hec_partition_gate_open(j->part, gate, why, sizeof(why));
 
 	if (rc) {
-		hec_err("%s: job %ld: cannot open its freeze controls: %s: %s; the gang dispatcher leaves it alone",
-			g->ag->conf.name, j->id, why, strerror(-rc));
+		hec_job_err(
+		    g->ag->conf.name, j->id,
+		    "cannot open its freeze controls: %s: %s; the gang dispatcher leaves it alone",
+		    why, strerror(-rc));
 		return rc;
 	}
 	*st = probe_state(*gate);
@@ -574,8 +579,8 @@ static void hold_newcomers(struct gang *g, struct ds_table *t)
 			continue;
 		}
 		e->state = DS_FROZEN;
-		hec_debug("%s: job %ld: frozen until epoch %lld starts", g->ag->conf.name, e->job,
-			  (long long)t->epoch);
+		hec_job_debug(g->ag->conf.name, e->job, "frozen until epoch %lld starts",
+			      (long long)t->epoch);
 	}
 }
 
@@ -749,7 +754,7 @@ void gang_job_ready(struct agent *ag, struct job *j)
 		hec_gate_close(ga);
 	if (gp)
 		hec_gate_close(gp);
-	hec_debug("%s: job %ld: partition joins the gang schedule", ag->conf.name, j->id);
+	hec_job_debug(ag->conf.name, j->id, "partition joins the gang schedule");
 }
 
 /* Before a partition is killed: the dispatcher must never touch it again. */

@@ -121,8 +121,8 @@ static void remove_job_dir(struct agent *ag, long id)
 	d = opendir(dir);
 	if (!d) {
 		if (errno != ENOENT)
-			hec_warn("%s: job %ld: cannot remove %s: %s", ag->conf.name, id, dir,
-				 strerror(errno));
+			hec_job_warn(ag->conf.name, id, "cannot remove %s: %s", dir,
+				     strerror(errno));
 		return;
 	}
 	while ((de = readdir(d)))
@@ -130,7 +130,7 @@ static void remove_job_dir(struct agent *ag, long id)
 			unlinkat(dirfd(d), de->d_name, 0);
 	closedir(d);
 	if (rmdir(dir))
-		hec_warn("%s: job %ld: cannot remove %s: %s", ag->conf.name, id, dir, strerror(errno));
+		hec_job_warn(ag->conf.name, id, "cannot remove %s: %s", dir, strerror(errno));
 }
 
 /* Create or replace @path with @len bytes, mode @mode, owned by the job's user. */
@@ -194,7 +194,7 @@ static void save_meta(struct agent *ag, struct job *j)
 		free(text);
 	}
 	if (rc)
-		hec_warn("%s: job %ld: cannot save %s: %s", ag->conf.name, j->id, path, strerror(-rc));
+		hec_job_warn(ag->conf.name, j->id, "cannot save %s: %s", path, strerror(-rc));
 }
 
 /* "starttime" of /proc/PID/stat (field 22), 0 if gone or a zombie. */
@@ -237,7 +237,7 @@ static void add_exit(struct agent *ag, long id, int code, int sig, const char *e
 	if (!e) {
 		e = calloc(1, sizeof(*e));
 		if (!e) {
-			hec_err("%s: job %ld: out of memory recording its exit", ag->conf.name, id);
+			hec_job_err(ag->conf.name, id, "out of memory recording its exit");
 			return;
 		}
 		e->job = id;
@@ -533,18 +533,19 @@ void job_on_launch(struct agent *ag, const json_t *body)
 	}
 	save_meta(ag, j);
 	if (j->ops->start) {
-		hec_info("%s: job %ld: partition made; its %s machine is on its way (%zu nodes)",
-			 ag->conf.name, id, j->ops->name, json_array_size(nodes));
+		hec_job_info(ag->conf.name, id,
+			     "partition made; its %s machine is on its way (%zu nodes)",
+			     j->ops->name, json_array_size(nodes));
 		return; /* job_started() replies */
 	}
-	hec_info("%s: job %ld: partition ready (uid %lld, %zu nodes)", ag->conf.name, id,
-		 (long long)uid, json_array_size(nodes));
+	hec_job_info(ag->conf.name, id, "partition ready (uid %lld, %zu nodes)", (long long)uid,
+		     json_array_size(nodes));
 	gang_job_ready(ag, j);
 	reply_launched(ag, id, NULL);
 	return;
 
 refuse:
-	hec_err("%s: job %ld: LAUNCH failed: %s", ag->conf.name, id, unprefixed(ag, why));
+	hec_job_err(ag->conf.name, id, "LAUNCH failed: %s", unprefixed(ag, why));
 	reply_launched(ag, id, why);
 }
 
@@ -561,12 +562,13 @@ static void job_started(void *arg, int rc, const char *error)
 		/* The partition stays: the controller fails the job and KILL_JOB
 		 * empties and removes it the usual way. */
 		hec_fmt(why, sizeof(why), "%s: %s", ag->conf.name, error);
-		hec_err("%s: job %ld: LAUNCH failed: %s", ag->conf.name, j->id, error);
+		hec_job_err(ag->conf.name, j->id, "LAUNCH failed: %s", error);
 		reply_launched(ag, j->id, why);
 		return;
 	}
-	hec_info("%s: job %ld: partition ready: its %s machine is up (uid %lld, %zu nodes)",
-		 ag->conf.name, j->id, j->ops->name, (long long)j->uid, json_array_size(j->nodes));
+	hec_job_info(ag->conf.name, j->id,
+		     "partition ready: its %s machine is up (uid %lld, %zu nodes)", j->ops->name,
+		     (long long)j->uid, json_array_size(j->nodes));
 	gang_job_ready(ag, j);
 	reply_launched(ag, j->id, NULL);
 }
@@ -635,13 +637,14 @@ static void snap_done(void *arg, int rc, const char *why)
 	close(r->fd);
 	if (rc) {
 		hec_fmt(err, sizeof(err), "%s", why ? why : strerror(-rc));
-		hec_err("%s: job %ld: %s failed: %s", ag->conf.name, r->job,
-			r->revert ? "revert to the snapshot" : "snapshot", why ? why : strerror(-rc));
+		hec_job_err(ag->conf.name, r->job, "%s failed: %s",
+			    r->revert ? "revert to the snapshot" : "snapshot",
+			    why ? why : strerror(-rc));
 		snap_reply(ag, r->job, r->req, 0, ms, err);
 	} else {
-		hec_info("%s: job %ld: %s %lld bytes in %lld ms", ag->conf.name, r->job,
-			 r->revert ? "reverted to the snapshot of" : "snapshot saved:",
-			 (long long)st.st_size, ms);
+		hec_job_info(ag->conf.name, r->job, "%s %lld bytes in %lld ms",
+			     r->revert ? "reverted to the snapshot of" : "snapshot saved:",
+			     (long long)st.st_size, ms);
 		snap_reply(ag, r->job, r->req, (long long)st.st_size, ms, NULL);
 	}
 	free(r);
@@ -699,7 +702,7 @@ void job_on_snapshot(struct agent *ag, const json_t *body)
 
 fail:
 	free(r);
-	hec_err("%s: job %ld: %s refused: %s", ag->conf.name, id, revert ? "revert" : "snapshot", why);
+	hec_job_err(ag->conf.name, id, "%s refused: %s", revert ? "revert" : "snapshot", why);
 	snap_reply(ag, id, req, 0, 0, why);
 }
 
@@ -1042,11 +1045,11 @@ void job_on_start(struct agent *ag, const json_t *body)
 		goto fail;
 	}
 	if (j->killing) {
-		hec_warn("%s: job %ld: START while being killed, ignored", ag->conf.name, id);
+		hec_job_warn(ag->conf.name, id, "START while being killed, ignored");
 		return;
 	}
 	if (j->batch_pid || j->orphan_pid || j->vm_running || exit_find(ag, id)) {
-		hec_warn("%s: job %ld: START again, ignored: the batch step already ran", ag->conf.name, id);
+		hec_job_warn(ag->conf.name, id, "START again, ignored: the batch step already ran");
 		return;
 	}
 	job_dir(ag, id, dir, sizeof(dir));
@@ -1095,7 +1098,7 @@ void job_on_start(struct agent *ag, const json_t *body)
 			goto fail;
 		j->vm_running = 1;
 		save_meta(ag, j);
-		hec_info("%s: job %ld: batch step started in the guest", ag->conf.name, id);
+		hec_job_info(ag->conf.name, id, "batch step started in the guest");
 		goto out;
 	}
 	in_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
@@ -1118,13 +1121,12 @@ void job_on_start(struct agent *ag, const json_t *body)
 	j->batch_pid = pid;
 	j->batch_start = proc_start(pid);
 	save_meta(ag, j);
-	hec_info("%s: job %ld: batch step started, pid %d: %s%s%s", ag->conf.name, id, (int)pid,
-		 argv[0], argc > 1 ? " " : "", argc > 1 ? argv[argc - 1] : "");
+	hec_job_info(ag->conf.name, id, "batch step started, pid %d: %s%s%s", (int)pid, argv[0],
+		     argc > 1 ? " " : "", argc > 1 ? argv[argc - 1] : "");
 	goto out;
 
 fail:
-	hec_err("%s: job %ld: batch step failed to start: %s", ag->conf.name, id,
-		unprefixed(ag, why));
+	hec_job_err(ag->conf.name, id, "batch step failed to start: %s", unprefixed(ag, why));
 	batch_ended(ag, id, code, 0, why);
 out:
 	if (in_fd >= 0)
@@ -1149,13 +1151,13 @@ int job_reaped(struct agent *ag, pid_t pid, int status)
 		agent_wait_status(status, &code, &sig);
 		if (j->killing) {
 			/* The controller already decided the outcome. */
-			hec_debug("%s: job %ld: batch step ended while being killed", ag->conf.name, j->id);
+			hec_job_debug(ag->conf.name, j->id, "batch step ended while being killed");
 			return 1;
 		}
 		if (sig)
-			hec_info("%s: job %ld: batch step killed by signal %d", ag->conf.name, j->id, sig);
+			hec_job_info(ag->conf.name, j->id, "batch step killed by signal %d", sig);
 		else
-			hec_info("%s: job %ld: batch step exited with %d", ag->conf.name, j->id, code);
+			hec_job_info(ag->conf.name, j->id, "batch step exited with %d", code);
 		batch_ended(ag, j->id, code, sig, NULL);
 		return 1;
 	}
@@ -1189,29 +1191,30 @@ static void kill_tick(evutil_socket_t fd, short what, void *arg)
 	n = j->ops->nprocs(j->part, why, sizeof(why));
 	if (n != 0 && n != -ENOENT) {
 		if (n < 0 && !j->kill_warned) {
-			hec_err("%s: job %ld: cannot count processes: %s: %s", ag->conf.name, j->id,
-				why, strerror(-n));
+			hec_job_err(ag->conf.name, j->id, "cannot count processes: %s: %s", why,
+				    strerror(-n));
 			j->kill_warned = 1;
 		}
 		if (++j->kill_ticks % 10 == 0)
 			j->ops->kill(j->part, NULL, 0);
 		if (elapsed > KILL_WARN_NS && !j->kill_warned) {
-			hec_err("%s: job %ld: %d processes survive SIGKILL after %lld s; still trying",
-				ag->conf.name, j->id, n, (long long)(KILL_WARN_NS / 1000000000));
+			hec_job_err(ag->conf.name, j->id,
+				    "%d processes survive SIGKILL after %lld s; still trying", n,
+				    (long long)(KILL_WARN_NS / 1000000000));
 			j->kill_warned = 1;
 		}
 		if (!(ag->shutting_down && hec_now_mono_ns() - ag->shutdown_start_ns > SHUTDOWN_GIVE_UP_NS))
 			return;
-		hec_err("%s: job %ld: giving up on its partition for shutdown", ag->conf.name, j->id);
+		hec_job_err(ag->conf.name, j->id, "giving up on its partition for shutdown");
 	} else {
 		rc = j->ops->destroy(j->part, why, sizeof(why));
 		if (rc == -EBUSY && elapsed < KILL_WARN_NS)
 			return; /* a process was still on its way out */
 		if (rc)
-			hec_err("%s: job %ld: cannot remove partition: %s: %s", ag->conf.name, j->id,
-				why, strerror(-rc));
+			hec_job_err(ag->conf.name, j->id, "cannot remove partition: %s: %s", why,
+				    strerror(-rc));
 		else
-			hec_info("%s: job %ld: partition removed", ag->conf.name, j->id);
+			hec_job_info(ag->conf.name, j->id, "partition removed");
 	}
 	job_gone(ag, j);
 }
@@ -1235,10 +1238,10 @@ static void start_kill(struct agent *ag, struct job *j)
 		event_del(j->watch);
 	rc = j->ops->kill(j->part, why, sizeof(why));
 	if (rc)
-		hec_err("%s: job %ld: kill: %s: %s", ag->conf.name, j->id, why, strerror(-rc));
+		hec_job_err(ag->conf.name, j->id, "kill: %s: %s", why, strerror(-rc));
 	j->kill_timer = event_new(ag->base, -1, EV_PERSIST, kill_tick, j);
 	if (!j->kill_timer || event_add(j->kill_timer, &tv)) {
-		hec_err("%s: job %ld: cannot poll its partition: out of memory", ag->conf.name, j->id);
+		hec_job_err(ag->conf.name, j->id, "cannot poll its partition: out of memory");
 		job_gone(ag, j);
 	}
 }
@@ -1275,7 +1278,7 @@ void job_on_kill(struct agent *ag, long id)
 	}
 	if (j->killing)
 		return; /* JOB_GONE follows when done */
-	hec_info("%s: job %ld: killing", ag->conf.name, id);
+	hec_job_info(ag->conf.name, id, "killing");
 	start_kill(ag, j);
 }
 
@@ -1319,8 +1322,9 @@ static void orphan_poll(evutil_socket_t fd, short what, void *arg)
 	if (start && (!j->batch_start || start == j->batch_start))
 		return; /* still running */
 	/* Not our child: its status went to whoever reaped it. */
-	hec_warn("%s: job %ld: batch step (pid %d) of the previous hecd ended; its exit status is unknown",
-		 ag->conf.name, j->id, (int)j->orphan_pid);
+	hec_job_warn(ag->conf.name, j->id,
+		     "batch step (pid %d) of the previous hecd ended; its exit status is unknown",
+		     (int)j->orphan_pid);
 	j->orphan_pid = 0;
 	j->batch_start = 0;
 	if (j->watch)
@@ -1341,15 +1345,15 @@ static void load_meta(struct agent *ag, struct job *j)
 	o = json_load_file(path, JSON_REJECT_DUPLICATES, &jerr);
 	if (!o) {
 		if (access(path, F_OK) == 0)
-			hec_warn("%s: job %ld: %s: %s; the job can only be killed", ag->conf.name,
-				 j->id, path, jerr.text);
+			hec_job_warn(ag->conf.name, j->id, "%s: %s; the job can only be killed",
+				     path, jerr.text);
 		return;
 	}
 	key = json_string_value(json_object_get(o, "key"));
 	if (!key || strlen(key) >= sizeof(j->key) || !nodes_valid(json_object_get(o, "nodes")) ||
 	    !json_is_integer(json_object_get(o, "uid")) || !json_is_integer(json_object_get(o, "gid"))) {
-		hec_warn("%s: job %ld: %s is malformed; the job can only be killed", ag->conf.name,
-			 j->id, path);
+		hec_job_warn(ag->conf.name, j->id, "%s is malformed; the job can only be killed",
+			     path);
 		json_decref(o);
 		return;
 	}
@@ -1389,12 +1393,13 @@ void jobs_adopt(struct agent *ag)
 		why[0] = 0;
 		j = open_unknown(ag, ids[i], why, sizeof(why));
 		if (!j) {
-			hec_err("%s: job %ld: cannot open its partition: %s", ag->conf.name, ids[i], why);
+			hec_job_err(ag->conf.name, ids[i], "cannot open its partition: %s", why);
 			continue;
 		}
 		load_meta(ag, j);
-		hec_info("%s: job %ld: partition found from a previous run (%d processes)",
-			 ag->conf.name, j->id, ag->ops->nprocs(j->part, NULL, 0));
+		hec_job_info(ag->conf.name, j->id,
+			     "partition found from a previous run (%d processes)",
+			     ag->ops->nprocs(j->part, NULL, 0));
 		if (!j->orphan_pid)
 			continue;
 		j->watch = event_new(ag->base, -1, EV_PERSIST, orphan_poll, j);

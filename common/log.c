@@ -17,28 +17,50 @@ void hec_log_init(const char *prog, enum hec_log_level level)
 	log_level = level;
 }
 
-void hec_log(enum hec_log_level level, const char *fmt, ...)
+static void log_line(enum hec_log_level level, const char *prefix, const char *fmt, va_list ap)
 {
 	static const char *const names[] = { "error", "warning", "info", "debug" };
 	char line[2048];
 	struct timespec ts;
 	struct tm tm;
-	va_list ap;
 	int n;
 
-	if (level > log_level)
-		return;
 	clock_gettime(CLOCK_REALTIME, &ts);
 	gmtime_r(&ts.tv_sec, &tm);
 	n = snprintf(line, sizeof(line), "%04d-%02d-%02dT%02d:%02d:%02d.%03ldZ %s[%d] %s: ",
 		     tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min,
 		     tm.tm_sec, ts.tv_nsec / 1000000, log_prog, (int)getpid(), names[level]);
-	va_start(ap, fmt);
-	vsnprintf(line + n, sizeof(line) - n, fmt, ap);
-	va_end(ap);
+	if (prefix)
+		n += snprintf(line + n, sizeof(line) - n, "%s", prefix);
+	if (n < (int)sizeof(line))
+		vsnprintf(line + n, sizeof(line) - n, fmt, ap);
 	/* Keep a record on one line even if a message carries a newline. */
 	for (char *p = line; *p; p++)
 		if (*p == '\n' || *p == '\r')
 			*p = ' ';
 	fprintf(stderr, "%s\n", line);
+}
+
+void hec_log(enum hec_log_level level, const char *fmt, ...)
+{
+	va_list ap;
+
+	if (level > log_level)
+		return;
+	va_start(ap, fmt);
+	log_line(level, NULL, fmt, ap);
+	va_end(ap);
+}
+
+void hec_log_job(enum hec_log_level level, const char *node, long job, const char *fmt, ...)
+{
+	char prefix[128];
+	va_list ap;
+
+	if (level > log_level)
+		return;
+	snprintf(prefix, sizeof(prefix), "%s: job %ld: ", node, job);
+	va_start(ap, fmt);
+	log_line(level, prefix, fmt, ap);
+	va_end(ap);
 }

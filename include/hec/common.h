@@ -24,6 +24,14 @@ void hec_log(enum hec_log_level level, const char *fmt, ...)
 #define hec_warn(...) hec_log(HEC_LOG_WARN, __VA_ARGS__)
 #define hec_info(...) hec_log(HEC_LOG_INFO, __VA_ARGS__)
 #define hec_debug(...) hec_log(HEC_LOG_DEBUG, __VA_ARGS__)
+/** A record about job @job on node @node: "node0: job 7: text", the one
+ *  prefix every agent and driver message about a job carries (grep for it). */
+void hec_log_job(enum hec_log_level level, const char *node, long job, const char *fmt, ...)
+	__attribute__((format(printf, 4, 5)));
+#define hec_job_err(...) hec_log_job(HEC_LOG_ERR, __VA_ARGS__)
+#define hec_job_warn(...) hec_log_job(HEC_LOG_WARN, __VA_ARGS__)
+#define hec_job_info(...) hec_log_job(HEC_LOG_INFO, __VA_ARGS__)
+#define hec_job_debug(...) hec_log_job(HEC_LOG_DEBUG, __VA_ARGS__)
 
 /** Nanoseconds of CLOCK_MONOTONIC / CLOCK_REALTIME. */
 int64_t hec_now_mono_ns(void);

@@ -38,8 +38,8 @@ static void on_hello(struct vm *v, const struct hec_guest_frame *f)
 		return;
 	v->state = VM_UP;
 	evtimer_del(v->timer);
-	hec_info("%s: job %ld: guest up (kernel %s, %d vCPUs, %ld MB)", v->host->node, v->job,
-		 kernel ? kernel : "?", v->vcpus, v->mem_mb);
+	hec_job_info(v->host->node, v->job, "guest up (kernel %s, %d vCPUs, %ld MB)",
+		     kernel ? kernel : "?", v->vcpus, v->mem_mb);
 	calibrate(v);
 	start_finish(v, 0, NULL);
 }
@@ -54,7 +54,7 @@ static void on_out(struct vm *v, const struct hec_guest_frame *f)
 	/* The output file is a regular file: a short blocking write is fine. */
 	rc = fd >= 0 ? hec_write_all(fd, f->payload + 1, f->len - 1) : 0;
 	if (rc)
-		hec_warn("%s: job %ld: output lost: %s", v->host->node, v->job, strerror(-rc));
+		hec_job_warn(v->host->node, v->job, "output lost: %s", strerror(-rc));
 }
 
 static void on_exit_frame(struct vm *v, const struct hec_guest_frame *f)
@@ -71,8 +71,9 @@ static void on_exit_frame(struct vm *v, const struct hec_guest_frame *f)
 	run_ended(v);
 	if (error)
 		hec_fmt(why, sizeof(why), "in the guest: %s", error);
-	hec_info("%s: job %ld: batch step in the guest ended: exit %lld, signal %lld%s%s",
-		 v->host->node, v->job, code, sig, error ? ": " : "", error ? error : "");
+	hec_job_info(v->host->node, v->job,
+		     "batch step in the guest ended: exit %lld, signal %lld%s%s", code, sig,
+		     error ? ": " : "", error ? error : "");
 	vm_exited(v, (int)code, (int)sig, error ? why : NULL);
 }
 
@@ -94,8 +95,9 @@ static int guest_resync(struct vm *v, struct evbuffer *in)
 	if (!found)
 		return 0;
 	if (v->resync_skipped)
-		hec_warn("%s: job %ld: restored guest: %zu bytes of a frame cut by the snapshot skipped",
-			 v->host->node, v->job, v->resync_skipped);
+		hec_job_warn(v->host->node, v->job,
+			     "restored guest: %zu bytes of a frame cut by the snapshot skipped",
+			     v->resync_skipped);
 	v->resync = 0;
 	return 1;
 }
@@ -138,7 +140,7 @@ void guest_read(struct bufferevent *bev, void *arg)
 		case HEC_G_LOG: {
 			const char *msg = hec_guest_kv_get(f.payload, f.len, "msg");
 
-			hec_info("%s: job %ld: guest: %s", v->host->node, v->job, msg ? msg : "?");
+			hec_job_info(v->host->node, v->job, "guest: %s", msg ? msg : "?");
 			break;
 		}
 		case HEC_G_PONG:

@@ -105,8 +105,9 @@ void calibrate(struct vm *v)
 	g = v->q.mon ? qmp_gate_new(v->q.mon) : NULL;
 	v->qmp_ns = g ? switch_cost(g) : -1;
 	v->use_qmp = v->qmp_ns >= 0 && (v->cg_ns < 0 || v->qmp_ns < v->cg_ns);
-	hec_info("%s: job %ld: gang switch of the guest: cgroup freeze+thaw %lld us, QMP stop+cont %lld us: using %s",
-		 v->host->node, v->job, v->cg_ns / 1000, v->qmp_ns / 1000,
-		 v->use_qmp ? "QMP" : "cgroup");
+	hec_job_info(
+	    v->host->node, v->job,
+	    "gang switch of the guest: cgroup freeze+thaw %lld us, QMP stop+cont %lld us: using %s",
+	    v->cg_ns / 1000, v->qmp_ns / 1000, v->use_qmp ? "QMP" : "cgroup");
 }
 

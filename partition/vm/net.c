@@ -90,8 +90,8 @@ static void uplink_close(struct hec_conn *c, const char *reason, void *arg)
 	vnet_port_del(v->net, v->port_uplink);
 	v->port_uplink = 0;
 	/* Freed from the timer, not here: we are inside the conn's callback. */
-	hec_debug("%s: job %ld: link to the job's first node closed: %s", v->host->node, v->job,
-		  reason ? reason : "EOF");
+	hec_job_debug(v->host->node, v->job, "link to the job's first node closed: %s",
+		      reason ? reason : "EOF");
 	if (v->state != VM_DEAD)
 		uplink_retry(v);
 }
@@ -130,8 +130,8 @@ void uplink_connect(struct vm *v)
 	join = json_pack("{s:I,s:s,s:s}", "job", (json_int_t)v->job, "key", v->key, "node",
 			 v->host->node);
 	if (v->port_uplink <= 0 || !join || hec_conn_send(v->uplink, HEC_MSG_NET_JOIN, join))
-		hec_err("%s: job %ld: cannot join the job's network at %s", v->host->node, v->job,
-			v->hub_addr);
+		hec_job_err(v->host->node, v->job, "cannot join the job's network at %s",
+			    v->hub_addr);
 	json_decref(join);
 }
 
@@ -155,7 +155,7 @@ int vm_net_join(struct hec_partition *p, const char *node, struct hec_conn *c, c
 		hec_fmt(why, len, "job %ld: %s", v->job, strerror(-port));
 		return port;
 	}
-	hec_info("%s: job %ld: %s joined the job's network", v->host->node, v->job, node);
+	hec_job_info(v->host->node, v->job, "%s joined the job's network", node);
 	return port;
 }
 

@@ -115,8 +115,9 @@ static void on_accept(evutil_socket_t lfd, short what, void *arg)
 		int rc = qmp_mon_open(fd, GATE_QMP_TIMEOUT_MS, &v->q.mon);
 
 		if (rc)
-			hec_warn("%s: job %ld: QMP gate monitor: %s; the guest is switched by cgroup freeze",
-				 v->host->node, v->job, strerror(-rc));
+			hec_job_warn(v->host->node, v->job,
+				     "QMP gate monitor: %s; the guest is switched by cgroup freeze",
+				     strerror(-rc));
 		break;
 	}
 	}
@@ -316,9 +317,9 @@ int start_qemu(struct vm *v, char *why, size_t len)
 	if (rc)
 		hec_fmt(why, len, "cannot start %s: %s: %s", v->host->qemu, ctx, strerror(-rc));
 	else
-		hec_info("%s: job %ld: QEMU pid %d: %d vCPUs, %ld MB, %s%s", v->host->node, v->job,
-			 (int)v->q.pid, v->vcpus, v->mem_mb, kvm ? "KVM" : "TCG",
-			 v->incoming ? ", waiting for the state to restore" : "");
+		hec_job_info(v->host->node, v->job, "QEMU pid %d: %d vCPUs, %ld MB, %s%s",
+			     (int)v->q.pid, v->vcpus, v->mem_mb, kvm ? "KVM" : "TCG",
+			     v->incoming ? ", waiting for the state to restore" : "");
 out:
 	if (logfd >= 0)
 		close(logfd);

@@ -72,8 +72,8 @@ static void qmp_kick(struct vm *v)
 		}
 		/* Half a line in the stream, or none: its answers can no longer be
 		 * matched to commands.  The monitor is given up. */
-		hec_warn("%s: job %ld: QMP: cannot write a command: %s", v->host->node, v->job,
-			 n < 0 ? strerror(errno) : "short write");
+		hec_job_warn(v->host->node, v->job, "QMP: cannot write a command: %s",
+			     n < 0 ? strerror(errno) : "short write");
 		qmp_gone(v);
 		return;
 	}
@@ -139,18 +139,18 @@ static void qmp_answer(struct vm *v, json_t *o, const char *line)
 	const char *desc = json_string_value(json_object_get(err, "desc"));
 
 	if (!c || !v->qq_sent) {
-		hec_warn("%s: job %ld: QMP answer to no command: %s", v->host->node, v->job, line);
+		hec_job_warn(v->host->node, v->job, "QMP answer to no command: %s", line);
 		return;
 	}
 	v->qq = c->next;
 	v->qq_sent = 0;
 	if (call_stale(v, c))
-		hec_debug("%s: job %ld: QMP answer for an op that has ended: %s", v->host->node,
-			  v->job, line);
+		hec_job_debug(v->host->node, v->job, "QMP answer for an op that has ended: %s",
+			      line);
 	else if (c->cb)
 		c->cb(v, o, err ? (desc ? desc : "error") : NULL);
 	else if (err)
-		hec_warn("%s: job %ld: QMP: %s", v->host->node, v->job, line);
+		hec_job_warn(v->host->node, v->job, "QMP: %s", line);
 	qmp_call_free(c);
 	qmp_kick(v);
 }

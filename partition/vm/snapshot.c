@@ -136,8 +136,10 @@ static void snap_caps(struct vm *v, json_t *reply, const char *error)
 	if (!op_live(v))
 		return;
 	if (reply && error) {
-		hec_info("%s: job %ld: no background snapshot (%s): the guest stops while its state is written",
-			 v->host->node, v->job, error);
+		hec_job_info(
+		    v->host->node, v->job,
+		    "no background snapshot (%s): the guest stops while its state is written",
+		    error);
 		qmp_call(v, json_pack("{s:s}", "execute", "stop"), -1, snap_stopped);
 		return;
 	}
@@ -204,8 +206,8 @@ static int op_begin(struct vm *v, enum vm_op op, int fd, hec_part_done_fn done, 
 	v->op_arg = arg;
 	v->op_stopped = 0;
 	v->op_deadline_ns = hec_now_mono_ns() + (int64_t)OP_TIMEOUT_S * 1000000000;
-	hec_info("%s: job %ld: %s of the guest begins", v->host->node, v->job,
-		 op == OP_SNAPSHOT ? "snapshot" : "restore");
+	hec_job_info(v->host->node, v->job, "%s of the guest begins",
+		     op == OP_SNAPSHOT ? "snapshot" : "restore");
 	/* A QMP-switched guest leaves the gang for the op (op_deliver takes it
 	 * back): the dispatcher must not stop or resume it under us, and the
 	 * state written is the one of now. */
@@ -239,7 +241,7 @@ void restore_undo(struct vm *v, int rc, const char *why)
 	if (!op_live(v) || !v->incoming)
 		return; /* undone already, or the guest failed meanwhile */
 	hec_fmt(msg, sizeof(msg), "the snapshot could not be loaded (%s); the guest runs on as it was", why);
-	hec_warn("%s: job %ld: %s", v->host->node, v->job, msg);
+	hec_job_warn(v->host->node, v->job, "%s", msg);
 	v->incoming = 0;
 	if (v->q.pid > 0)
 		kill(v->q.pid, SIGKILL);
@@ -299,8 +301,8 @@ static void restore_loaded(struct vm *v)
 	v->resync = 1;
 	v->resync_skipped = 0;
 	qemu_drop(&v->old);
-	hec_info("%s: job %ld: guest restored; QEMU pid %d replaces the old one", v->host->node,
-		 v->job, (int)v->q.pid);
+	hec_job_info(v->host->node, v->job, "guest restored; QEMU pid %d replaces the old one",
+		     (int)v->q.pid);
 	qmp_call(v, json_pack("{s:s}", "execute", "cont"), -1, restore_resumed);
 }
 
@@ -346,11 +348,13 @@ static void op_status(struct vm *v, json_t *reply, const char *error)
 			restore_loaded(v);
 			return;
 		}
-		hec_info("%s: job %ld: snapshot of the guest written (%lld bytes of RAM; vCPUs stopped %lld ms%s)",
-			 v->host->node, v->job,
-			 (long long)json_integer_value(json_object_get(json_object_get(r, "ram"), "transferred")),
-			 (long long)json_integer_value(json_object_get(r, "downtime")),
-			 v->op_stopped ? ": no background snapshot" : "");
+		hec_job_info(
+		    v->host->node, v->job,
+		    "snapshot of the guest written (%lld bytes of RAM; vCPUs stopped %lld ms%s)",
+		    (long long)json_integer_value(
+			json_object_get(json_object_get(r, "ram"), "transferred")),
+		    (long long)json_integer_value(json_object_get(r, "downtime")),
+		    v->op_stopped ? ": no background snapshot" : "");
 		op_end(v, 0, NULL);
 	} else if (st && (!strcmp(st, "failed") || !strcmp(st, "cancelled"))) {
 		hec_fmt(msg, sizeof(msg), "QEMU: the migration %s%s%s", st, desc ? ": " : "",

@@ -40,7 +40,7 @@ void vm_fail(struct vm *v, const char *fmt_, ...)
 		kill(v->q.pid, SIGKILL);
 	if (v->timer)
 		evtimer_del(v->timer);
-	hec_err("%s: job %ld: guest failed: %s", v->host->node, v->job, v->why);
+	hec_job_err(v->host->node, v->job, "guest failed: %s", v->why);
 	if (v->op != OP_NONE) {
 		v->op_stopped = 0;
 		op_decide(v, -EIO, v->why);
@@ -100,8 +100,9 @@ void op_deliver(struct vm *v, int rc, const char *why, int rejoin)
 static void op_resumed(struct vm *v, json_t *reply, const char *error)
 {
 	if (!reply || error)
-		hec_warn("%s: job %ld: the guest did not resume after its snapshot: %s",
-			 v->host->node, v->job, error ? error : "QEMU's monitor went away");
+		hec_job_warn(v->host->node, v->job,
+			     "the guest did not resume after its snapshot: %s",
+			     error ? error : "QEMU's monitor went away");
 	op_after(v, 0);
 }
 
