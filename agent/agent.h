@@ -54,8 +54,8 @@ struct exit_rec {
 
 struct agent;
 
-struct job {
-	struct job *next;
+struct agent_job {
+	struct agent_job *next;
 	struct agent *ag;
 	long id;
 	int launched;              /* key/uid/nodes known (LAUNCH, or job.json) */
@@ -79,7 +79,7 @@ struct job {
 };
 
 struct bridge;
-struct gang;
+struct agent_gang;
 
 struct agent {
 	struct agent_conf conf;
@@ -113,10 +113,10 @@ struct agent {
 	int listen_fd;
 	struct event *listen_ev;
 
-	struct job *jobs;
+	struct agent_job *jobs;
 	struct exit_rec *exits;
 	struct bridge *bridges;
-	struct gang *gang;         /* gang scheduling: clock, epochs, dispatcher */
+	struct agent_gang *gang;         /* gang scheduling: clock, epochs, dispatcher */
 
 	struct event *sigs[5];
 	int shutting_down;         /* SHUTDOWN: kill everything, then exit */
@@ -133,7 +133,7 @@ void agent_ctl_send(struct agent *ag, unsigned type, json_t *body_stolen);
 void agent_finish(struct agent *ag);
 
 /* job.c */
-struct job *job_find(struct agent *ag, long id);
+struct agent_job *job_find(struct agent *ag, long id);
 /** Adopt partitions found on disk (previous agent life). */
 void jobs_adopt(struct agent *ag);
 void job_on_launch(struct agent *ag, const json_t *body);
@@ -154,8 +154,8 @@ void jobs_free(struct agent *ag);
 /** Job directory state_dir/job.<id>. */
 int job_dir(struct agent *ag, long id, char *buf, size_t len);
 /** "name=addr,..." and "name,name" from LAUNCH's nodes. */
-char *job_agent_map(const struct job *j);
-char *job_nodelist(const struct job *j);
+char *job_agent_map(const struct agent_job *j);
+char *job_nodelist(const struct agent_job *j);
 
 /** Fill ag->phost: the event loop, the guests' tools, the callbacks. */
 void jobs_host_init(struct agent *ag);
@@ -163,25 +163,25 @@ void jobs_host_init(struct agent *ag);
 int jobs_part_reaped(struct agent *ag, pid_t pid, int status);
 
 /** The job's batch step runs inside its partition's machine (a vm guest). */
-static inline int job_is_vm(const struct job *j)
+static inline int job_is_vm(const struct agent_job *j)
 {
 	return hec_partition_runs_inside(j->ops);
 }
 
 /* gang.c: gang scheduling (doc/design.md, "Gang scheduling") */
-int gang_new(struct agent *ag);
+int agent_gang_new(struct agent *ag);
 /** Stop and join the dispatcher thread, close every gate, free. */
-void gang_free(struct agent *ag);
+void agent_gang_free(struct agent *ag);
 /** Controller link up (clock bursts start) / down (they stop). */
-void gang_on_registered(struct agent *ag);
-void gang_on_disconnect(struct agent *ag);
-void gang_on_time_resp(struct agent *ag, const json_t *body);
-void gang_on_epoch(struct agent *ag, const json_t *body);
-void gang_on_stats_req(struct agent *ag, const json_t *body);
+void agent_gang_on_registered(struct agent *ag);
+void agent_gang_on_disconnect(struct agent *ag);
+void agent_gang_on_time_resp(struct agent *ag, const json_t *body);
+void agent_gang_on_epoch(struct agent *ag, const json_t *body);
+void agent_gang_on_stats_req(struct agent *ag, const json_t *body);
 /** @j's partition exists now (LAUNCH): schedule it if an epoch names it. */
-void gang_job_ready(struct agent *ag, struct job *j);
+void agent_gang_job_ready(struct agent *ag, struct agent_job *j);
 /** Take job @id out of every schedule before its partition is killed. */
-void gang_job_forget(struct agent *ag, long id);
+void agent_gang_job_forget(struct agent *ag, long id);
 
 /* bridge.c */
 int bridges_listen(struct agent *ag, int *port);

@@ -3,10 +3,10 @@
  *
  * - clock: bursts of TIME_REQ probes to the controller, the minimum-RTT
  *   probe of the latest burst giving the offset from our CLOCK_MONOTONIC to
- *   controller time (agent/clock.h);
+ *   controller time (gang/clock.h);
  * - EPOCH: the controller's slot table for this node, turned into a
  *   struct ds_table with an open gate per partition it names here
- *   (agent/dispatch.h), handed to the dispatcher to take effect at its start;
+ *   (gang/dispatch.h), handed to the dispatcher to take effect at its start;
  * - the dispatcher: its own thread, at SCHED_FIFO where permitted, that
  *   sleeps to each slot boundary, freezes what leaves, waits until it is
  *   frozen and thaws what enters, recording each switch in a ring;
@@ -41,8 +41,8 @@
 #include "hec/common.h"
 #include "hec/msg.h"
 #include "agent/agent.h"
-#include "agent/clock.h"
-#include "agent/dispatch.h"
+#include "gang/clock.h"
+#include "gang/dispatch.h"
 
 #define CLOCK_PROBES 8
 #define CLOCK_PROBE_TIMEOUT_MS 200
@@ -71,7 +71,7 @@ struct gang_switch {
 	int64_t epoch, boundary, planned, actual, freeze_ns, thaw_ns;
 };
 
-struct gang {
+struct agent_gang {
 	struct agent *ag;
 
 	/* The dispatcher thread; the fields up to the ring are under lock. */
@@ -109,7 +109,7 @@ struct gang {
 
 /* ---- the dispatcher thread ---- */
 
-static void ring_push(struct gang *g, const struct gang_switch *s)
+static void ring_push(struct agent_gang *g, const struct gang_switch *s)
 {
 	pthread_mutex_lock(&g->ring_lock);
 	g->ring[g->ring_next] = *s;
@@ -121,7 +121,7 @@ static void ring_push(struct gang *g, const struct gang_switch *s)
 
 /* After a failed gate call the entry is left alone: the partition is most
  * likely gone behind our back, and KILL_JOB will follow. */
-static void gate_broken(struct gang *g, struct ds_entry *e, const char *what, int rc)
+static void gate_broken(struct agent_gang *g, struct ds_entry *e, const char *what, int rc)
 {
 	e->broken = 1;
 	hec_job_warn(g->ag->conf.name, e->job,
@@ -143,7 +143,7 @@ static void gate_broken(struct gang *g, struct ds_entry *e, const char *what, in
  * thaw the entering one anyway: a task stuck in the kernel (D state) does
  * not use the CPU, and must not stall the gang for good.
  */
-static void apply(struct gang *g, struct ds_table *t, int64_t k, int record, int64_t off)
+static void apply(struct agent_gang *g, struct ds_table *t, int64_t k, int record, int64_t off)
 {
 	struct gang_switch s = { .epoch = t->epoch, .boundary = k };
 	int64_t t0, deadline, next;
@@ -235,7 +235,7 @@ static void close_gates(struct ds_table *t)
  * nothing stays frozen with no epoch to thaw it (a job that ended is
  * removed by KILL_JOB before, and never touched).
  */
-static void activate(struct gang *g, int64_t off)
+static void activate(struct agent_gang *g, int64_t off)
 {
 	struct ds_table *old = g->active, *t = g->pending;
 	int64_t k = g->pending_k;
@@ -269,7 +269,7 @@ static void activate(struct gang *g, int64_t off)
 }
 
 /* Sleep (woken early by a new epoch) or, in the last @spin ns, spin to @mono. */
-static void sleep_until(struct gang *g, int64_t mono, int64_t spin)
+static void sleep_until(struct agent_gang *g, int64_t mono, int64_t spin)
 {
 	int64_t early = mono - spin;
 	struct timespec ts = { early / 1000000000, early % 1000000000 };
@@ -282,7 +282,7 @@ static void sleep_until(struct gang *g, int64_t mono, int64_t spin)
 		;
 }
 
-static void set_realtime(struct gang *g)
+static void set_realtime(struct agent_gang *g)
 {
 	struct sched_param sp = { .sched_priority = DISPATCH_PRIO };
 	int rc = pthread_setschedparam(pthread_self(), SCHED_FIFO, &sp);
@@ -297,7 +297,7 @@ static void set_realtime(struct gang *g)
 
 static void *dispatcher_main(void *arg)
 {
-	struct gang *g = arg;
+	struct agent_gang *g = arg;
 
 	set_realtime(g);
 	pthread_mutex_lock(&g->lock);
@@ -346,7 +346,7 @@ static void *dispatcher_main(void *arg)
 	return NULL;
 }
 
-static int start_thread(struct gang *g)
+static int start_thread(struct agent_gang *g)
 {
 	sigset_t all, old;
 	int rc;
@@ -366,7 +366,7 @@ static int start_thread(struct gang *g)
 
 /* ---- clock probes (event loop) ---- */
 
-static void publish_clock(struct gang *g, int64_t offset)
+static void publish_clock(struct agent_gang *g, int64_t offset)
 {
 	pthread_mutex_lock(&g->lock);
 	g->offset = offset;
@@ -375,7 +375,7 @@ static void publish_clock(struct gang *g, int64_t offset)
 	pthread_mutex_unlock(&g->lock);
 }
 
-static void probe_send(struct gang *g)
+static void probe_send(struct agent_gang *g)
 {
 	struct timeval tv = { 0, CLOCK_PROBE_TIMEOUT_MS * 1000 };
 
@@ -385,7 +385,7 @@ static void probe_send(struct gang *g)
 	evtimer_add(g->probe_timer, &tv);
 }
 
-static void burst_done(struct gang *g)
+static void burst_done(struct agent_gang *g)
 {
 	struct agent *ag = g->ag;
 
@@ -414,7 +414,7 @@ static void burst_done(struct gang *g)
 	publish_clock(g, g->est_offset);
 }
 
-static void burst_next(struct gang *g)
+static void burst_next(struct agent_gang *g)
 {
 	evtimer_del(g->probe_timer);
 	if (g->probes_sent < CLOCK_PROBES && g->ag->ctl)
@@ -423,7 +423,7 @@ static void burst_next(struct gang *g)
 		burst_done(g);
 }
 
-static void burst_start(struct gang *g)
+static void burst_start(struct agent_gang *g)
 {
 	if (g->probing || !g->ag->registered)
 		return;
@@ -435,7 +435,7 @@ static void burst_start(struct gang *g)
 
 static void probe_timeout_cb(evutil_socket_t fd, short what, void *arg)
 {
-	struct gang *g = arg;
+	struct agent_gang *g = arg;
 
 	(void)fd;
 	(void)what;
@@ -452,9 +452,9 @@ static void burst_timer_cb(evutil_socket_t fd, short what, void *arg)
 	burst_start(arg);
 }
 
-void gang_on_time_resp(struct agent *ag, const json_t *b)
+void agent_gang_on_time_resp(struct agent *ag, const json_t *b)
 {
-	struct gang *g = ag->gang;
+	struct agent_gang *g = ag->gang;
 	struct clock_sample s = {
 		.t4 = hec_now_mono_ns(),
 		.t1 = json_integer_value(json_object_get(b, "t1")),
@@ -486,9 +486,9 @@ void gang_on_time_resp(struct agent *ag, const json_t *b)
 	burst_next(g);
 }
 
-void gang_on_registered(struct agent *ag)
+void agent_gang_on_registered(struct agent *ag)
 {
-	struct gang *g = ag->gang;
+	struct agent_gang *g = ag->gang;
 	struct timeval tv = { CLOCK_BURST_EVERY_MS / 1000, (CLOCK_BURST_EVERY_MS % 1000) * 1000 };
 
 	/* A restarted controller may number its epochs afresh. */
@@ -499,9 +499,9 @@ void gang_on_registered(struct agent *ag)
 	burst_start(g);
 }
 
-void gang_on_disconnect(struct agent *ag)
+void agent_gang_on_disconnect(struct agent *ag)
 {
-	struct gang *g = ag->gang;
+	struct agent_gang *g = ag->gang;
 
 	/* The dispatcher keeps the schedule with the estimate it has. */
 	evtimer_del(g->burst_timer);
@@ -522,14 +522,14 @@ static enum ds_state probe_state(struct hec_gate *gate)
 	return DS_UNKNOWN;
 }
 
-static struct job *job_here(struct agent *ag, long id)
+static struct agent_job *job_here(struct agent *ag, long id)
 {
-	struct job *j = job_find(ag, id);
+	struct agent_job *j = job_find(ag, id);
 
 	return j && j->part && !j->killing ? j : NULL;
 }
 
-static int open_gate(struct gang *g, struct job *j, struct hec_gate **gate, enum ds_state *st)
+static int open_gate(struct agent_gang *g, struct agent_job *j, struct hec_gate **gate, enum ds_state *st)
 {
 	char why[PATH_MAX + 64] = "";
 	int rc = hec_partition_gate_open(j->part, gate, why, sizeof(why));
@@ -564,7 +564,7 @@ static void add_entry(struct ds_table *t, long job, int hold)
  * beside the scheduled one until @t starts.  Jobs no epoch names are left
  * alone.
  */
-static void hold_newcomers(struct gang *g, struct ds_table *t)
+static void hold_newcomers(struct agent_gang *g, struct ds_table *t)
 {
 	for (int i = 0; i < t->n; i++) {
 		struct ds_entry *e = &t->e[i];
@@ -585,7 +585,7 @@ static void hold_newcomers(struct gang *g, struct ds_table *t)
 }
 
 /* Replace the pending table (the loop thread owns no table once handed over). */
-static void hand_over(struct gang *g, struct ds_table *t)
+static void hand_over(struct agent_gang *g, struct ds_table *t)
 {
 	struct ds_table *old;
 
@@ -601,9 +601,9 @@ static void hand_over(struct gang *g, struct ds_table *t)
 	ds_table_free(old);
 }
 
-void gang_on_epoch(struct agent *ag, const json_t *b)
+void agent_gang_on_epoch(struct agent *ag, const json_t *b)
 {
-	struct gang *g = ag->gang;
+	struct agent_gang *g = ag->gang;
 	json_int_t epoch = json_integer_value(json_object_get(b, "epoch"));
 	json_int_t start = json_integer_value(json_object_get(b, "start"));
 	json_int_t slot_ns = json_integer_value(json_object_get(b, "slot_ns"));
@@ -630,7 +630,7 @@ void gang_on_epoch(struct agent *ag, const json_t *b)
 				ag->conf.name, ag->ops->name);
 		return;
 	}
-	for (struct job *j = ag->jobs; j; j = j->next)
+	for (struct agent_job *j = ag->jobs; j; j = j->next)
 		njobs++;
 	/* Every job of a row (a partition may still come: LAUNCH after EPOCH),
 	 * and the held jobs that have a partition here (nothing else can be
@@ -665,7 +665,7 @@ void gang_on_epoch(struct agent *ag, const json_t *b)
 		snprintf(held + strlen(held), sizeof(held) - strlen(held), "%s%ld", *held ? "," : "", id);
 	}
 	for (e = 0; e < t->n; e++) {
-		struct job *j = job_here(ag, t->e[e].job);
+		struct agent_job *j = job_here(ag, t->e[e].job);
 
 		if (!j) {
 			hec_debug("%s: EPOCH %lld: job %ld has no partition here (yet)", ag->conf.name,
@@ -719,9 +719,9 @@ static int install_gate(struct ds_table *t, long id, struct hec_gate **gate, enu
 	return 1;
 }
 
-void gang_job_ready(struct agent *ag, struct job *j)
+void agent_gang_job_ready(struct agent *ag, struct agent_job *j)
 {
-	struct gang *g = ag->gang;
+	struct agent_gang *g = ag->gang;
 	struct hec_gate *ga = NULL, *gp = NULL;
 	enum ds_state sa = DS_UNKNOWN, sp = DS_UNKNOWN;
 	int wa, wp, kick;
@@ -758,9 +758,9 @@ void gang_job_ready(struct agent *ag, struct job *j)
 }
 
 /* Before a partition is killed: the dispatcher must never touch it again. */
-void gang_job_forget(struct agent *ag, long id)
+void agent_gang_job_forget(struct agent *ag, long id)
 {
-	struct gang *g = ag->gang;
+	struct agent_gang *g = ag->gang;
 	struct ds_table *ts[2];
 
 	if (!g)
@@ -787,7 +787,7 @@ static json_t *machine_stats(struct agent *ag)
 {
 	json_t *a = json_array();
 
-	for (struct job *j = ag->jobs; a && j; j = j->next) {
+	for (struct agent_job *j = ag->jobs; a && j; j = j->next) {
 		json_t *o = j->part ? hec_partition_stats(j->part) : NULL;
 
 		if (o)
@@ -796,9 +796,9 @@ static json_t *machine_stats(struct agent *ag)
 	return a;
 }
 
-void gang_on_stats_req(struct agent *ag, const json_t *b)
+void agent_gang_on_stats_req(struct agent *ag, const json_t *b)
 {
-	struct gang *g = ag->gang;
+	struct agent_gang *g = ag->gang;
 	json_int_t req = json_integer_value(json_object_get(b, "req"));
 	json_t *sw = json_array(), *usage = json_array(), *body;
 	struct gang_switch *copy;
@@ -825,7 +825,7 @@ void gang_on_stats_req(struct agent *ag, const json_t *b)
 			"planned", (json_int_t)copy[i].planned, "actual", (json_int_t)copy[i].actual,
 			"freeze_ns", (json_int_t)copy[i].freeze_ns, "thaw_ns", (json_int_t)copy[i].thaw_ns));
 	free(copy);
-	for (struct job *j = ag->jobs; j; j = j->next) {
+	for (struct agent_job *j = ag->jobs; j; j = j->next) {
 		unsigned long long usec;
 
 		if (j->part && hec_partition_cpu_usage(j->part, &usec, NULL, 0) == 0)
@@ -844,9 +844,9 @@ void gang_on_stats_req(struct agent *ag, const json_t *b)
 
 /* ---- life cycle ---- */
 
-int gang_new(struct agent *ag)
+int agent_gang_new(struct agent *ag)
 {
-	struct gang *g = calloc(1, sizeof(*g));
+	struct agent_gang *g = calloc(1, sizeof(*g));
 	pthread_mutexattr_t ma;
 	pthread_condattr_t ca;
 
@@ -880,9 +880,9 @@ err_free:
 	return -ENOMEM;
 }
 
-void gang_free(struct agent *ag)
+void agent_gang_free(struct agent *ag)
 {
-	struct gang *g = ag->gang;
+	struct agent_gang *g = ag->gang;
 
 	if (!g)
 		return;

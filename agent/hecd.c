@@ -105,7 +105,7 @@ static void send_register(struct agent *ag)
 {
 	json_t *parts = json_array(), *body;
 
-	for (struct job *j = ag->jobs; j; j = j->next)
+	for (struct agent_job *j = ag->jobs; j; j = j->next)
 		if (j->part)
 			json_array_append_new(parts, json_integer(j->id));
 	body = json_pack("{s:s, s:s, s:s, s:s, s:s, s:{s:i, s:i, s:i, s:I}, s:o, s:o, s:I}",
@@ -147,22 +147,22 @@ static void on_registered(void *arg, const struct hec_msg *m)
 	hec_info("%s: registered with controller %s (heartbeat %ld ms)", ag->conf.name,
 		 ag->conf.controller, ag->heartbeat_ms);
 	exits_resend(ag);
-	gang_on_registered(ag);
+	agent_gang_on_registered(ag);
 }
 
 static void on_time_resp(void *ag, const struct hec_msg *m)
 {
-	gang_on_time_resp(ag, m->body);
+	agent_gang_on_time_resp(ag, m->body);
 }
 
 static void on_epoch(void *ag, const struct hec_msg *m)
 {
-	gang_on_epoch(ag, m->body);
+	agent_gang_on_epoch(ag, m->body);
 }
 
 static void on_stats_req(void *ag, const struct hec_msg *m)
 {
-	gang_on_stats_req(ag, m->body);
+	agent_gang_on_stats_req(ag, m->body);
 }
 
 static void on_snapshot(void *ag, const struct hec_msg *m)
@@ -254,7 +254,7 @@ static void ctl_on_close(struct hec_conn *c, const char *reason, void *arg)
 	ag->ctl = NULL;
 	ag->registered = 0;
 	evtimer_del(ag->hb_timer);
-	gang_on_disconnect(ag);
+	agent_gang_on_disconnect(ag);
 	if (ag->shutting_down)
 		return;
 	if (was_registered) {
@@ -675,7 +675,7 @@ static int add_signal(struct agent *ag, int idx, int sig)
 
 static void agent_free(struct agent *ag)
 {
-	gang_free(ag);
+	agent_gang_free(ag);
 	bridges_free(ag);
 	jobs_free(ag);
 	if (ag->ctl)
@@ -778,7 +778,7 @@ int main(int argc, char **argv)
 	setup_addr(ag, port);
 	ag->retry_timer = evtimer_new(ag->base, retry_cb, ag);
 	ag->hb_timer = event_new(ag->base, -1, EV_PERSIST, hb_cb, ag);
-	if (!ag->retry_timer || !ag->hb_timer || gang_new(ag) || add_signal(ag, 0, SIGCHLD) ||
+	if (!ag->retry_timer || !ag->hb_timer || agent_gang_new(ag) || add_signal(ag, 0, SIGCHLD) ||
 	    add_signal(ag, 1, SIGTERM) || add_signal(ag, 2, SIGINT) || add_signal(ag, 3, SIGHUP)) {
 		hec_err("%s: cannot set up events: out of memory", ag->conf.name);
 		goto out;

@@ -41,16 +41,16 @@ static const char *unprefixed(struct agent *ag, const char *why)
 
 /* ---- jobs ---- */
 
-struct job *job_find(struct agent *ag, long id)
+struct agent_job *job_find(struct agent *ag, long id)
 {
-	for (struct job *j = ag->jobs; j; j = j->next)
+	for (struct agent_job *j = ag->jobs; j; j = j->next)
 		if (j->id == id)
 			return j;
 	return NULL;
 }
 
 /* The job's partition, and its link back to the job (host callbacks). */
-static void job_attach(struct job *j, struct hec_partition *part)
+static void job_attach(struct agent_job *j, struct hec_partition *part)
 {
 	j->ops = part->ops;
 	j->part = part;
@@ -58,9 +58,9 @@ static void job_attach(struct job *j, struct hec_partition *part)
 	part->host_arg = j;
 }
 
-static struct job *job_new(struct agent *ag, long id)
+static struct agent_job *job_new(struct agent *ag, long id)
 {
-	struct job *j = calloc(1, sizeof(*j));
+	struct agent_job *j = calloc(1, sizeof(*j));
 
 	if (!j)
 		return NULL;
@@ -72,9 +72,9 @@ static struct job *job_new(struct agent *ag, long id)
 	return j;
 }
 
-static void job_free(struct agent *ag, struct job *j)
+static void job_free(struct agent *ag, struct agent_job *j)
 {
-	struct job **pp;
+	struct agent_job **pp;
 
 	for (pp = &ag->jobs; *pp; pp = &(*pp)->next)
 		if (*pp == j) {
@@ -134,7 +134,7 @@ static void remove_job_dir(struct agent *ag, long id)
 }
 
 /* Create or replace @path with @len bytes, mode @mode, owned by the job's user. */
-static int write_job_file(const struct job *j, const char *path, const char *text, size_t len,
+static int write_job_file(const struct agent_job *j, const char *path, const char *text, size_t len,
 			  mode_t mode, int give_to_user)
 {
 	int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW | O_CLOEXEC, mode);
@@ -162,7 +162,7 @@ static struct exit_rec *exit_find(struct agent *ag, long id)
 }
 
 /* job.json: what a restarted agent needs to keep serving the job. */
-static void save_meta(struct agent *ag, struct job *j)
+static void save_meta(struct agent *ag, struct agent_job *j)
 {
 	char dir[PATH_MAX], path[PATH_MAX], tmp[PATH_MAX];
 	struct exit_rec *e = exit_find(ag, j->id);
@@ -253,7 +253,7 @@ static void add_exit(struct agent *ag, long id, int code, int sig, const char *e
 /* The batch step is over (or could not start): tell the controller, durably. */
 static void batch_ended(struct agent *ag, long id, int code, int sig, const char *error)
 {
-	struct job *j = job_find(ag, id);
+	struct agent_job *j = job_find(ag, id);
 
 	add_exit(ag, id, code, sig, error);
 	if (j)
@@ -286,7 +286,7 @@ json_t *exits_json(struct agent *ag)
 void job_on_exit_ack(struct agent *ag, long id)
 {
 	struct exit_rec **pp, *e;
-	struct job *j;
+	struct agent_job *j;
 
 	for (pp = &ag->exits; (e = *pp); pp = &e->next)
 		if (e->job == id) {
@@ -302,7 +302,7 @@ void job_on_exit_ack(struct agent *ag, long id)
 
 /* ---- nodes of a job ---- */
 
-static char *join_nodes(const struct job *j, int with_addr)
+static char *join_nodes(const struct agent_job *j, int with_addr)
 {
 	size_t len = 1, i;
 	json_t *n;
@@ -326,12 +326,12 @@ static char *join_nodes(const struct job *j, int with_addr)
 	return s;
 }
 
-char *job_agent_map(const struct job *j)
+char *job_agent_map(const struct agent_job *j)
 {
 	return join_nodes(j, 1);
 }
 
-char *job_nodelist(const struct job *j)
+char *job_nodelist(const struct agent_job *j)
 {
 	return join_nodes(j, 0);
 }
@@ -355,7 +355,7 @@ static int nodes_valid(const json_t *nodes)
 /* ---- LAUNCH ---- */
 
 /* Hydra's host file: "host:nprocs" per line (malloc'ed, or NULL). */
-static char *host_file(const struct job *j, size_t *len)
+static char *host_file(const struct agent_job *j, size_t *len)
 {
 	char *text = NULL;
 	size_t i;
@@ -370,7 +370,7 @@ static char *host_file(const struct job *j, size_t *len)
 	return fclose(mem) ? (free(text), NULL) : text;
 }
 
-static int write_hosts(struct agent *ag, struct job *j, char *why, size_t whylen)
+static int write_hosts(struct agent *ag, struct agent_job *j, char *why, size_t whylen)
 {
 	char dir[PATH_MAX], path[PATH_MAX], *text;
 	size_t len = 0;
@@ -445,7 +445,7 @@ void job_on_launch(struct agent *ag, const json_t *body)
 	const char *kind = json_string_value(json_object_get(body, "partition"));
 	const struct hec_partition_ops *ops = kind ? hec_part_driver(&ag->drivers, kind) : ag->ops;
 	struct hec_partition *part = NULL;
-	struct job *j = job_find(ag, id);
+	struct agent_job *j = job_find(ag, id);
 	char why[1024], vwhy[900] = "";
 	char dir[PATH_MAX];
 	int rc, made = 0;
@@ -540,7 +540,7 @@ void job_on_launch(struct agent *ag, const json_t *body)
 	}
 	hec_job_info(ag->conf.name, id, "partition ready (uid %lld, %zu nodes)", (long long)uid,
 		     json_array_size(nodes));
-	gang_job_ready(ag, j);
+	agent_gang_job_ready(ag, j);
 	reply_launched(ag, id, NULL);
 	return;
 
@@ -552,7 +552,7 @@ refuse:
 /* The partition's machine is up, or could not come up (start's done). */
 static void job_started(void *arg, int rc, const char *error)
 {
-	struct job *j = arg;
+	struct agent_job *j = arg;
 	struct agent *ag = j->ag;
 	char why[1100];
 
@@ -569,7 +569,7 @@ static void job_started(void *arg, int rc, const char *error)
 	hec_job_info(ag->conf.name, j->id,
 		     "partition ready: its %s machine is up (uid %lld, %zu nodes)", j->ops->name,
 		     (long long)j->uid, json_array_size(j->nodes));
-	gang_job_ready(ag, j);
+	agent_gang_job_ready(ag, j);
 	reply_launched(ag, j->id, NULL);
 }
 
@@ -655,7 +655,7 @@ void job_on_snapshot(struct agent *ag, const json_t *body)
 	long id = (long)json_integer_value(json_object_get(body, "job"));
 	long req = (long)json_integer_value(json_object_get(body, "req"));
 	int revert = json_is_true(json_object_get(body, "revert"));
-	struct job *j = job_find(ag, id);
+	struct agent_job *j = job_find(ag, id);
 	struct snap_req *r = NULL;
 	char dir[PATH_MAX], why[1024];
 	int rc;
@@ -711,7 +711,7 @@ fail:
  * a guest failure comes here, and the controller fails the job for it. */
 static void part_exited(void *arg, int code, int sig, const char *error)
 {
-	struct job *j = arg;
+	struct agent_job *j = arg;
 
 	if (j->killing)
 		return;
@@ -723,16 +723,16 @@ static void part_exited(void *arg, int code, int sig, const char *error)
  * for a while (a QMP-switched guest's snapshot), then gives it back. */
 static void part_gang_hold(void *arg)
 {
-	struct job *j = arg;
+	struct agent_job *j = arg;
 
-	gang_job_forget(j->ag, j->id);
+	agent_gang_job_forget(j->ag, j->id);
 }
 
 static void part_gang_release(void *arg)
 {
-	struct job *j = arg;
+	struct agent_job *j = arg;
 
-	gang_job_ready(j->ag, j);
+	agent_gang_job_ready(j->ag, j);
 }
 
 void jobs_host_init(struct agent *ag)
@@ -747,7 +747,7 @@ void jobs_host_init(struct agent *ag)
 
 int jobs_part_reaped(struct agent *ag, pid_t pid, int status)
 {
-	for (struct job *j = ag->jobs; j; j = j->next)
+	for (struct agent_job *j = ag->jobs; j; j = j->next)
 		if (j->part && hec_partition_reaped(j->part, pid, status))
 			return 1;
 	return 0;
@@ -793,7 +793,7 @@ static int open_output(const char *path)
 }
 
 static void __attribute__((noreturn))
-open_child(int sock, const struct job *j, const char *cwd, const char *out, const char *err)
+open_child(int sock, const struct agent_job *j, const char *cwd, const char *out, const char *err)
 {
 	struct open_result r = { 0, 0 };
 	char cbuf[CMSG_SPACE(2 * sizeof(int))];
@@ -843,7 +843,7 @@ send:
 	_exit(sendmsg(sock, &mh, 0) < 0 ? 1 : 0);
 }
 
-static int open_as_user(struct agent *ag, const struct job *j, const char *cwd, const char *out,
+static int open_as_user(struct agent *ag, const struct agent_job *j, const char *cwd, const char *out,
 			const char *err, int *out_fd, int *err_fd, char *why, size_t whylen)
 {
 	char cbuf[CMSG_SPACE(2 * sizeof(int))];
@@ -915,7 +915,7 @@ static int open_as_user(struct agent *ag, const struct job *j, const char *cwd, 
 	return -r.err;
 }
 
-static int build_env(struct agent *ag, struct job *j, const json_t *env, long ntasks,
+static int build_env(struct agent *ag, struct agent_job *j, const json_t *env, long ntasks,
 		     const char *hosts, struct envv *e)
 {
 	char num[32], *map = job_agent_map(j), *list = job_nodelist(j);
@@ -963,7 +963,7 @@ static int build_env(struct agent *ag, struct job *j, const json_t *env, long nt
  */
 #define GUEST_HOSTFILE "/tmp/hec-hostfile"
 
-static int start_in_guest(struct agent *ag, struct job *j, const json_t *uargv, const char *script,
+static int start_in_guest(struct agent *ag, struct agent_job *j, const json_t *uargv, const char *script,
 			  long ntasks, struct envv *env, const char *cwd, int out_fd, int err_fd,
 			  char *why, size_t whylen)
 {
@@ -1031,7 +1031,7 @@ void job_on_start(struct agent *ag, const json_t *body)
 	const char *errf = json_string_value(json_object_get(body, "error"));
 	const char *script = json_string_value(json_object_get(body, "script"));
 	json_t *uargv = json_object_get(body, "argv"), *v;
-	struct job *j = job_find(ag, id);
+	struct agent_job *j = job_find(ag, id);
 	char dir[PATH_MAX] = "", hosts[PATH_MAX], spath[PATH_MAX], num[32], why[PATH_MAX + 256];
 	const char **argv = NULL;
 	struct envv env = { 0 };
@@ -1143,7 +1143,7 @@ int job_reaped(struct agent *ag, pid_t pid, int status)
 {
 	int code, sig;
 
-	for (struct job *j = ag->jobs; j; j = j->next) {
+	for (struct agent_job *j = ag->jobs; j; j = j->next) {
 		if (j->batch_pid != pid)
 			continue;
 		j->batch_pid = 0;
@@ -1166,7 +1166,7 @@ int job_reaped(struct agent *ag, pid_t pid, int status)
 
 /* ---- KILL_JOB ---- */
 
-static void job_gone(struct agent *ag, struct job *j)
+static void job_gone(struct agent *ag, struct agent_job *j)
 {
 	long id = j->id;
 
@@ -1180,7 +1180,7 @@ static void job_gone(struct agent *ag, struct job *j)
 /* Poll until the partition is empty, then remove it (non-blocking for the loop). */
 static void kill_tick(evutil_socket_t fd, short what, void *arg)
 {
-	struct job *j = arg;
+	struct agent_job *j = arg;
 	struct agent *ag = j->ag;
 	int64_t elapsed = hec_now_mono_ns() - j->kill_start_ns;
 	char why[PATH_MAX + 64] = "";
@@ -1219,7 +1219,7 @@ static void kill_tick(evutil_socket_t fd, short what, void *arg)
 	job_gone(ag, j);
 }
 
-static void start_kill(struct agent *ag, struct job *j)
+static void start_kill(struct agent *ag, struct agent_job *j)
 {
 	struct timeval tv = { 0, KILL_POLL_MS * 1000 };
 	char why[PATH_MAX + 64] = "";
@@ -1229,7 +1229,7 @@ static void start_kill(struct agent *ag, struct job *j)
 		return;
 	/* First, so that the slot dispatcher never touches a dying partition
 	 * (no thaw needed: SIGKILL and cgroup.kill work on frozen groups). */
-	gang_job_forget(ag, j->id);
+	agent_gang_job_forget(ag, j->id);
 	hec_partition_forget(j->part);
 	bridges_close_net(ag, j->id);
 	j->killing = 1;
@@ -1247,10 +1247,10 @@ static void start_kill(struct agent *ag, struct job *j)
 }
 
 /* A partition on disk we hold no handle for (previous life, half-made). */
-static struct job *open_unknown(struct agent *ag, long id, char *why, size_t len)
+static struct agent_job *open_unknown(struct agent *ag, long id, char *why, size_t len)
 {
 	struct hec_partition *part;
-	struct job *j;
+	struct agent_job *j;
 
 	if (ag->ops->open(&ag->penv, id, &part, why, len))
 		return NULL;
@@ -1266,7 +1266,7 @@ static struct job *open_unknown(struct agent *ag, long id, char *why, size_t len
 
 void job_on_kill(struct agent *ag, long id)
 {
-	struct job *j = job_find(ag, id);
+	struct agent_job *j = job_find(ag, id);
 
 	if (!j)
 		j = open_unknown(ag, id, NULL, 0);
@@ -1300,7 +1300,7 @@ void jobs_shutdown(struct agent *ag)
 		agent_finish(ag);
 		return;
 	}
-	for (struct job *j = ag->jobs, *next; j; j = next) {
+	for (struct agent_job *j = ag->jobs, *next; j; j = next) {
 		next = j->next;
 		start_kill(ag, j);
 	}
@@ -1310,7 +1310,7 @@ void jobs_shutdown(struct agent *ag)
 
 static void orphan_poll(evutil_socket_t fd, short what, void *arg)
 {
-	struct job *j = arg;
+	struct agent_job *j = arg;
 	struct agent *ag = j->ag;
 	unsigned long long start;
 
@@ -1332,7 +1332,7 @@ static void orphan_poll(evutil_socket_t fd, short what, void *arg)
 	batch_ended(ag, j->id, 1, 0, "batch step ended while hecd was restarting; exit status unknown");
 }
 
-static void load_meta(struct agent *ag, struct job *j)
+static void load_meta(struct agent *ag, struct agent_job *j)
 {
 	char dir[PATH_MAX], path[PATH_MAX];
 	json_error_t jerr;
@@ -1387,7 +1387,7 @@ void jobs_adopt(struct agent *ag)
 		return;
 	}
 	for (int i = 0; i < n; i++) {
-		struct job *j;
+		struct agent_job *j;
 		struct timeval tv = { 1, 0 };
 
 		why[0] = 0;

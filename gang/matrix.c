@@ -48,7 +48,7 @@ struct gang_matrix {
 	unsigned long version;
 };
 
-int gang_matrix_new(int max_share, struct gang_matrix **out)
+int gm_new(int max_share, struct gang_matrix **out)
 {
 	struct gang_matrix *m;
 
@@ -69,7 +69,7 @@ static void gjob_free(struct gjob *j)
 	free(j);
 }
 
-void gang_matrix_free(struct gang_matrix *m)
+void gm_free(struct gang_matrix *m)
 {
 	struct gjob *j, *next;
 
@@ -83,7 +83,7 @@ void gang_matrix_free(struct gang_matrix *m)
 	free(m);
 }
 
-int gang_set_max_share(struct gang_matrix *m, int max_share)
+int gm_set_max_share(struct gang_matrix *m, int max_share)
 {
 	if (max_share < 1 || max_share > GANG_MAX_ROWS)
 		return -EINVAL;
@@ -91,27 +91,27 @@ int gang_set_max_share(struct gang_matrix *m, int max_share)
 	return 0;
 }
 
-int gang_max_share(const struct gang_matrix *m)
+int gm_max_share(const struct gang_matrix *m)
 {
 	return m->max_share;
 }
 
-void gang_set_preempt(struct gang_matrix *m, int on)
+void gm_set_preempt(struct gang_matrix *m, int on)
 {
 	m->preempt = !!on;
 }
 
-int gang_ncols(const struct gang_matrix *m)
+int gm_ncols(const struct gang_matrix *m)
 {
 	return m->ncols;
 }
 
-int gang_nrows(const struct gang_matrix *m)
+int gm_nrows(const struct gang_matrix *m)
 {
 	return m->nrows;
 }
 
-unsigned long gang_version(const struct gang_matrix *m)
+unsigned long gm_version(const struct gang_matrix *m)
 {
 	return m->version;
 }
@@ -128,7 +128,7 @@ static struct gjob *find(const struct gang_matrix *m, long id)
 
 /* ---- columns ---- */
 
-int gang_col_insert(struct gang_matrix *m, int pos, long mem_mb, int up)
+int gm_col_insert(struct gang_matrix *m, int pos, long mem_mb, int up)
 {
 	struct gcol *cols;
 	struct gjob *j;
@@ -152,7 +152,7 @@ int gang_col_insert(struct gang_matrix *m, int pos, long mem_mb, int up)
 	return 0;
 }
 
-int gang_col_set(struct gang_matrix *m, int col, long mem_mb, int up)
+int gm_col_set(struct gang_matrix *m, int col, long mem_mb, int up)
 {
 	if (col < 0 || col >= m->ncols || mem_mb < 0)
 		return -EINVAL;
@@ -467,12 +467,12 @@ static int needs_repack(const struct gang_matrix *m)
 	return 0;
 }
 
-int gang_schedule(struct gang_matrix *m)
+int gm_schedule(struct gang_matrix *m)
 {
 	struct gjob **q, *j;
 	int n = 0, changes = 0, blocked = 0;
 
-	if (needs_repack(m) && gang_repack(m) > 0)
+	if (needs_repack(m) && gm_repack(m) > 0)
 		changes++;
 	for (j = m->jobs; j; j = j->next) {
 		if (j->state == GANG_PENDING || (j->state == GANG_SUSPENDED && !j->pinned))
@@ -528,7 +528,7 @@ out:
 	return changes;
 }
 
-int gang_repack(struct gang_matrix *m)
+int gm_repack(struct gang_matrix *m)
 {
 	struct gjob **q, *j;
 	int n = 0, suspended = 0;
@@ -609,7 +609,7 @@ static struct gjob *gjob_new(struct gang_matrix *m, const struct gang_job_spec *
 	return j;
 }
 
-int gang_job_add(struct gang_matrix *m, const struct gang_job_spec *spec)
+int gm_job_add(struct gang_matrix *m, const struct gang_job_spec *spec)
 {
 	if (!spec_ok(spec))
 		return -EINVAL;
@@ -625,7 +625,7 @@ static int int_cmp(const void *a, const void *b)
 	return x < y ? -1 : x > y;
 }
 
-int gang_job_restore(struct gang_matrix *m, const struct gang_job_spec *spec,
+int gm_job_restore(struct gang_matrix *m, const struct gang_job_spec *spec,
 		     const int *cols, int ncols, int suspended, int row_hint)
 {
 	int sorted[ncols > 0 ? ncols : 1];
@@ -674,7 +674,7 @@ int gang_job_restore(struct gang_matrix *m, const struct gang_job_spec *spec,
 	return 0;
 }
 
-int gang_job_remove(struct gang_matrix *m, long id)
+int gm_job_remove(struct gang_matrix *m, long id)
 {
 	struct gjob **pp, *j;
 
@@ -690,7 +690,7 @@ int gang_job_remove(struct gang_matrix *m, long id)
 	return 0;
 }
 
-int gang_job_pin(struct gang_matrix *m, long id, int pinned)
+int gm_job_pin(struct gang_matrix *m, long id, int pinned)
 {
 	struct gjob *j = find(m, id);
 
@@ -700,7 +700,7 @@ int gang_job_pin(struct gang_matrix *m, long id, int pinned)
 	return 0;
 }
 
-int gang_job_info(const struct gang_matrix *m, long id, struct gang_job_info *out)
+int gm_job_info(const struct gang_matrix *m, long id, struct gang_job_info *out)
 {
 	const struct gjob *j = find(m, id);
 
@@ -719,7 +719,7 @@ int gang_job_info(const struct gang_matrix *m, long id, struct gang_job_info *ou
 
 /* ---- export ---- */
 
-long gang_cell(const struct gang_matrix *m, int row, int col)
+long gm_cell(const struct gang_matrix *m, int row, int col)
 {
 	const struct gcol *c;
 
@@ -731,7 +731,7 @@ long gang_cell(const struct gang_matrix *m, int row, int col)
 	return row < m->nrows && c->cell[row] ? c->cell[row]->s.id : 0;
 }
 
-int gang_col_suspended(const struct gang_matrix *m, int col, long *ids, int max)
+int gm_col_suspended(const struct gang_matrix *m, int col, long *ids, int max)
 {
 	const struct gjob *j;
 	int n = 0;
@@ -752,7 +752,7 @@ int gang_col_suspended(const struct gang_matrix *m, int col, long *ids, int max)
 	return n;
 }
 
-long gang_col_mem_used(const struct gang_matrix *m, int col)
+long gm_col_mem_used(const struct gang_matrix *m, int col)
 {
 	if (col < 0 || col >= m->ncols)
 		return -EINVAL;

@@ -18,7 +18,7 @@
 #include "hec/gang.h"
 #include "ctld.h"
 #include "fanout.h"
-#include "sched.h"
+#include "place.h"
 
 struct node *node_find(struct ctl *ctl, const char *name)
 {
@@ -40,11 +40,11 @@ static int node_link(struct ctl *ctl, struct node *n)
 	struct node **pp = &ctl->nodes;
 	int pos = 0, rc;
 
-	while (*pp && sched_name_cmp((*pp)->name, n->name) < 0) {
+	while (*pp && place_name_cmp((*pp)->name, n->name) < 0) {
 		pp = &(*pp)->next;
 		pos++;
 	}
-	rc = gang_col_insert(ctl->gang, pos, n->memory_mb > 0 ? n->memory_mb : 0, 0);
+	rc = gm_col_insert(ctl->gang, pos, n->memory_mb > 0 ? n->memory_mb : 0, 0);
 	if (rc)
 		return rc;
 	n->next = *pp;
@@ -90,7 +90,7 @@ void node_detach_peer(struct ctl *ctl, struct node *n, const char *why)
 
 void node_down(struct ctl *ctl, struct node *n, const char *why)
 {
-	struct job *j;
+	struct ctl_job *j;
 
 	if (n->state == NODE_DOWN)
 		return;
@@ -166,8 +166,8 @@ json_t *node_to_json(struct ctl *ctl, const struct node *n)
 		if (hec_cpuset_intersects(&mine, &other))
 			json_array_append_new(shares, json_string(o->name));
 	}
-	for (const struct job *j = ctl->jobs; jobs && n->njobs && j; j = j->next)
-		if (j->phase != PH_NONE && job_node_of((struct job *)j, n))
+	for (const struct ctl_job *j = ctl->jobs; jobs && n->njobs && j; j = j->next)
+		if (j->phase != PH_NONE && job_node_of((struct ctl_job *)j, n))
 			json_array_append_new(jobs, json_integer(j->id));
 	return json_pack("{s:s,s:s,s:s,s:s,s:I,s:I,s:I,s:I,s:o,s:o,s:I}",
 			 "name", n->name, "state", node_state_name(node_public_state(n)),
@@ -231,7 +231,7 @@ static int has_partition(const json_t *parts, long id)
 	return 0;
 }
 
-static int all_launched(const struct job *j)
+static int all_launched(const struct ctl_job *j)
 {
 	for (int i = 0; i < j->nalloc; i++)
 		if (!j->alloc[i].launched)
@@ -252,13 +252,13 @@ static void send_kill(struct node *n, long id)
  */
 static void reconcile(struct ctl *ctl, struct node *n, const json_t *parts)
 {
-	struct job *j;
+	struct ctl_job *j;
 	size_t i;
 	json_t *v;
 
 	json_array_foreach(parts, i, v) {
 		long id = (long)json_integer_value(v);
-		struct job *pj = job_find(ctl, id);
+		struct ctl_job *pj = job_find(ctl, id);
 		struct job_node *jn = pj && pj->phase != PH_NONE ? job_node_of(pj, n) : NULL;
 
 		if (jn && !jn->gone)
@@ -419,7 +419,7 @@ static void agent_launched(struct ctl *ctl, struct node *n, const json_t *body)
 {
 	long id = (long)json_integer_value(json_object_get(body, "job"));
 	const char *error = json_string_value(json_object_get(body, "error"));
-	struct job *j = job_find(ctl, id);
+	struct ctl_job *j = job_find(ctl, id);
 	struct job_node *jn = j && j->phase != PH_NONE ? job_node_of(j, n) : NULL;
 	char why[600];
 
@@ -449,7 +449,7 @@ static void agent_launched(struct ctl *ctl, struct node *n, const json_t *body)
 static void agent_gone(struct ctl *ctl, struct node *n, const json_t *body)
 {
 	long id = (long)json_integer_value(json_object_get(body, "job"));
-	struct job *j = job_find(ctl, id);
+	struct ctl_job *j = job_find(ctl, id);
 	struct job_node *jn = j && j->phase == PH_ENDING ? job_node_of(j, n) : NULL;
 
 	if (!j) {
@@ -486,7 +486,7 @@ static void on_time_req(void *arg, const struct hec_msg *m)
 {
 	struct agent_call *a = arg;
 
-	gang_time_req(a->ctl, a->n, m->body, a->t2);
+	ctl_gang_time_req(a->ctl, a->n, m->body, a->t2);
 }
 
 static void on_heartbeat(void *arg, const struct hec_msg *m)
@@ -499,7 +499,7 @@ static void on_stats(void *arg, const struct hec_msg *m)
 {
 	struct agent_call *a = arg;
 
-	gang_on_stats(a->ctl, a->n, m->body);
+	ctl_gang_on_stats(a->ctl, a->n, m->body);
 }
 
 static void on_snapshot_done(void *arg, const struct hec_msg *m)

@@ -51,7 +51,7 @@ static void user_name(uid_t uid, char *buf, size_t len)
 }
 
 /* db_job_insert() fixup: output paths name the job id, known only now. */
-static int expand_paths(struct job *j, void *arg)
+static int expand_paths(struct ctl_job *j, void *arg)
 {
 	char path[PATH_MAX];
 	char *s;
@@ -99,7 +99,7 @@ static void cli_submit(struct ctl *ctl, struct peer *p, const json_t *req)
 	long biggest = 0;
 	char deflt[PATH_MAX];
 	struct node *n;
-	struct job *j;
+	struct ctl_job *j;
 	size_t i;
 	json_t *e;
 	int rc;
@@ -223,7 +223,7 @@ static void cli_submit(struct ctl *ctl, struct peer *p, const json_t *req)
 	else
 		ctl->jobs = j;
 	ctl->jobs_tail = j;
-	gang_add_pending(ctl, j);
+	ctl_gang_add_pending(ctl, j);
 	hec_info("job %ld: submitted by %s (uid %u): %d node%s, %d task%s, priority %d, %s, %ld MB per node: %s",
 		 j->id, j->user, (unsigned)j->uid, j->nnodes, j->nnodes == 1 ? "" : "s", j->ntasks,
 		 j->ntasks == 1 ? "" : "s", j->priority, j->share ? "share" : "exclusive",
@@ -244,7 +244,7 @@ static void cli_queue(struct ctl *ctl, struct peer *p, const json_t *req)
 {
 	int all = json_is_true(json_object_get(req, "all"));
 	json_t *jobs = json_array();
-	struct job *j;
+	struct ctl_job *j;
 
 	for (j = ctl->jobs; jobs && j; j = j->next)
 		if (all || !job_state_final(j->state))
@@ -254,7 +254,7 @@ static void cli_queue(struct ctl *ctl, struct peer *p, const json_t *req)
 
 static void cli_show(struct ctl *ctl, struct peer *p, long id)
 {
-	struct job *j = job_find(ctl, id);
+	struct ctl_job *j = job_find(ctl, id);
 
 	if (!j) {
 		respond_error(p->conn, "no such job %ld", id);
@@ -263,7 +263,7 @@ static void cli_show(struct ctl *ctl, struct peer *p, long id)
 	respond(p->conn, json_pack("{s:b,s:o}", "ok", 1, "job", job_to_json(j)));
 }
 
-static void cli_cancel(struct ctl *ctl, struct peer *p, struct job *j)
+static void cli_cancel(struct ctl *ctl, struct peer *p, struct ctl_job *j)
 {
 	long id = j->id;
 
@@ -295,7 +295,7 @@ static void cli_status(struct ctl *ctl, struct peer *p)
 {
 	int up = 0, pending = 0, running = 0;
 	struct node *n;
-	struct job *j;
+	struct ctl_job *j;
 
 	for (n = ctl->nodes; n; n = n->next)
 		if (n->state == NODE_IDLE || n->state == NODE_ALLOCATED)
@@ -325,7 +325,7 @@ static void cli_shutdown(struct ctl *ctl, struct peer *p)
 struct cli_call {
 	struct ctl *ctl;
 	struct peer *p;
-	struct job *job;
+	struct ctl_job *job;
 };
 
 static void req_submit(void *arg, const struct hec_msg *m)

@@ -31,7 +31,7 @@
 #define EPOCH_LEAD_MAX_NS 1000000000LL
 #define STATS_TIMEOUT_MS 2000
 
-int gang_timeslice_parse(const char *s)
+int ctl_gang_timeslice_parse(const char *s)
 {
 	if (!strcmp(s, "gang"))
 		return 0;
@@ -40,23 +40,23 @@ int gang_timeslice_parse(const char *s)
 	return -EINVAL;
 }
 
-int gang_init(struct ctl *ctl)
+int ctl_gang_init(struct ctl *ctl)
 {
 	int rc;
 
 	ctl->slot_ns = ctl->conf.gang_slot * 1000000LL;
 	ctl->max_share = (int)ctl->conf.max_share;
-	ctl->timeslice_none = gang_timeslice_parse(ctl->conf.timeslice) == 1;
-	rc = gang_matrix_new(ctl->max_share, &ctl->gang);
+	ctl->timeslice_none = ctl_gang_timeslice_parse(ctl->conf.timeslice) == 1;
+	rc = gm_new(ctl->max_share, &ctl->gang);
 	if (rc)
 		return rc;
-	gang_set_preempt(ctl->gang, !ctl->timeslice_none);
+	gm_set_preempt(ctl->gang, !ctl->timeslice_none);
 	return 0;
 }
 
-void gang_fini(struct ctl *ctl)
+void ctl_gang_fini(struct ctl *ctl)
 {
-	gang_matrix_free(ctl->gang);
+	gm_free(ctl->gang);
 	ctl->gang = NULL;
 }
 
@@ -81,16 +81,16 @@ static struct node **col_nodes(const struct ctl *ctl)
 	return a;
 }
 
-static struct gang_job_spec job_spec(const struct job *j, int nodes)
+static struct gang_job_spec job_spec(const struct ctl_job *j, int nodes)
 {
 	return (struct gang_job_spec){ .id = j->id, .priority = j->priority, .nodes = nodes,
 				       .share = j->share, .mem_mb = j->mem_mb };
 }
 
-void gang_add_pending(struct ctl *ctl, struct job *j)
+void ctl_gang_add_pending(struct ctl *ctl, struct ctl_job *j)
 {
 	struct gang_job_spec spec = job_spec(j, j->nnodes);
-	int rc = gang_job_add(ctl->gang, &spec);
+	int rc = gm_job_add(ctl->gang, &spec);
 
 	if (rc) {
 		hec_err("job %ld: cannot enter the gang matrix: %s", j->id, strerror(-rc));
@@ -98,7 +98,7 @@ void gang_add_pending(struct ctl *ctl, struct job *j)
 	}
 }
 
-void gang_add_restored(struct ctl *ctl, struct job *j)
+void ctl_gang_add_restored(struct ctl *ctl, struct ctl_job *j)
 {
 	int cols[j->nalloc > 0 ? j->nalloc : 1];
 	struct gang_job_spec spec;
@@ -111,7 +111,7 @@ void gang_add_restored(struct ctl *ctl, struct job *j)
 	if (!n)
 		return;
 	spec = job_spec(j, n);
-	rc = gang_job_restore(ctl->gang, &spec, cols, n, j->share && j->state == JOB_SUSPENDED,
+	rc = gm_job_restore(ctl->gang, &spec, cols, n, j->share && j->state == JOB_SUSPENDED,
 			      j->slot);
 	if (rc) {
 		hec_err("job %ld: cannot be put back on its nodes in the gang matrix: %s", j->id,
@@ -120,17 +120,17 @@ void gang_add_restored(struct ctl *ctl, struct job *j)
 		return;
 	}
 	if (j->phase == PH_ENDING || j->phase == PH_LAUNCHING)
-		gang_job_pin(ctl->gang, j->id, 1);
+		gm_job_pin(ctl->gang, j->id, 1);
 }
 
-void gang_pin(struct ctl *ctl, struct job *j, int pinned)
+void ctl_gang_pin(struct ctl *ctl, struct ctl_job *j, int pinned)
 {
-	gang_job_pin(ctl->gang, j->id, pinned); /* -ENOENT: not in the matrix yet */
+	gm_job_pin(ctl->gang, j->id, pinned); /* -ENOENT: not in the matrix yet */
 }
 
-void gang_remove(struct ctl *ctl, struct job *j)
+void ctl_gang_remove(struct ctl *ctl, struct ctl_job *j)
 {
-	gang_job_remove(ctl->gang, j->id);
+	gm_job_remove(ctl->gang, j->id);
 }
 
 /* ---- scheduling ---- */
@@ -140,12 +140,12 @@ static void sync_cols(struct ctl *ctl)
 	int c = 0;
 
 	for (struct node *n = ctl->nodes; n; n = n->next, c++)
-		gang_col_set(ctl->gang, c, n->memory_mb > 0 ? n->memory_mb : 0,
+		gm_col_set(ctl->gang, c, n->memory_mb > 0 ? n->memory_mb : 0,
 			     !ctl->shutting_down && node_up(n));
 }
 
 /* Make @j what the matrix says it is. */
-static void apply(struct ctl *ctl, struct job *j, const struct gang_job_info *gi,
+static void apply(struct ctl *ctl, struct ctl_job *j, const struct gang_job_info *gi,
 		  struct node **cols)
 {
 	if (j->state == JOB_PENDING) {
@@ -193,7 +193,7 @@ static void apply(struct ctl *ctl, struct job *j, const struct gang_job_info *gi
  * partition there (a node that already cleaned up is not told about it). */
 static long visible(struct ctl *ctl, long id, const struct node *n)
 {
-	struct job *j = id ? job_find(ctl, id) : NULL;
+	struct ctl_job *j = id ? job_find(ctl, id) : NULL;
 	struct job_node *jn;
 
 	if (!j || job_state_final(j->state))
@@ -204,7 +204,7 @@ static long visible(struct ctl *ctl, long id, const struct node *n)
 
 static int epoch_nslots(const struct ctl *ctl)
 {
-	int rows = gang_nrows(ctl->gang);
+	int rows = gm_nrows(ctl->gang);
 
 	return ctl->timeslice_none || rows < 1 ? 1 : rows;
 }
@@ -217,10 +217,10 @@ static json_t *node_epoch(struct ctl *ctl, const struct node *n, int col)
 
 	for (int r = 0; slots && r < ctl->epoch.nslots; r++)
 		json_array_append_new(slots, json_integer(ctl->timeslice_none ? 0 :
-					visible(ctl, gang_cell(ctl->gang, r, col), n)));
-	nsusp = gang_col_suspended(ctl->gang, col, NULL, 0);
+					visible(ctl, gm_cell(ctl->gang, r, col), n)));
+	nsusp = gm_col_suspended(ctl->gang, col, NULL, 0);
 	if (nsusp > 0 && (ids = calloc((size_t)nsusp, sizeof(*ids))))
-		nsusp = gang_col_suspended(ctl->gang, col, ids, nsusp);
+		nsusp = gm_col_suspended(ctl->gang, col, ids, nsusp);
 	for (int i = 0; ids && frozen && i < nsusp; i++)
 		if (visible(ctl, ids[i], n))
 			json_array_append_new(frozen, json_integer(ids[i]));
@@ -243,7 +243,7 @@ static void publish(struct ctl *ctl)
 	struct node *n;
 
 	ctl->epoch_needed = 0;
-	ctl->gang_published = gang_version(ctl->gang);
+	ctl->gang_published = gm_version(ctl->gang);
 	for (n = ctl->nodes; n; n = n->next)
 		if (node_up(n) && n->rtt_ns > rtt)
 			rtt = n->rtt_ns;
@@ -277,13 +277,13 @@ static void publish(struct ctl *ctl)
 void ctl_schedule(struct ctl *ctl)
 {
 	struct node **cols;
-	struct job *j;
+	struct ctl_job *j;
 
 	ctl->sched_needed = 0;
 	if (ctl->shutting_down)
 		return;
 	sync_cols(ctl);
-	gang_schedule(ctl->gang);
+	gm_schedule(ctl->gang);
 	cols = col_nodes(ctl);
 	if (!cols) {
 		hec_err("scheduler: out of memory; will retry");
@@ -293,18 +293,18 @@ void ctl_schedule(struct ctl *ctl)
 	for (j = ctl->jobs; j; j = j->next) {
 		struct gang_job_info gi;
 
-		if (job_state_final(j->state) || gang_job_info(ctl->gang, j->id, &gi))
+		if (job_state_final(j->state) || gm_job_info(ctl->gang, j->id, &gi))
 			continue;
 		apply(ctl, j, &gi, cols);
 	}
 	free(cols);
-	if (ctl->epoch_needed || gang_version(ctl->gang) != ctl->gang_published)
+	if (ctl->epoch_needed || gm_version(ctl->gang) != ctl->gang_published)
 		publish(ctl);
 }
 
 /* ---- clock probes ---- */
 
-void gang_time_req(struct ctl *ctl, struct node *n, const json_t *body, int64_t t2)
+void ctl_gang_time_req(struct ctl *ctl, struct node *n, const json_t *body, int64_t t2)
 {
 	json_t *resp = json_pack("{s:I,s:I}", "t1", json_integer_value(json_object_get(body, "t1")),
 				 "t2", (json_int_t)t2);
@@ -317,10 +317,10 @@ void gang_time_req(struct ctl *ctl, struct node *n, const json_t *body, int64_t 
 
 /* ---- the `gang` request ---- */
 
-static json_t *gang_json(struct ctl *ctl)
+static json_t *ctl_gang_json(struct ctl *ctl)
 {
 	json_t *rows = json_array(), *names = json_array(), *susp = json_array();
-	int nrows = gang_nrows(ctl->gang) > 0 ? gang_nrows(ctl->gang) : 1;
+	int nrows = gm_nrows(ctl->gang) > 0 ? gm_nrows(ctl->gang) : 1;
 	struct node *n;
 	int c;
 
@@ -333,10 +333,10 @@ static json_t *gang_json(struct ctl *ctl)
 		for (n = ctl->nodes, c = 0; cells && n; n = n->next, c++)
 			if (node_up(n))
 				json_object_set_new(cells, n->name,
-						    json_integer(gang_cell(ctl->gang, r, c)));
+						    json_integer(gm_cell(ctl->gang, r, c)));
 		json_array_append_new(rows, json_pack("{s:i,s:o*}", "slot", r, "nodes", cells));
 	}
-	for (struct job *j = ctl->jobs; susp && j; j = j->next)
+	for (struct ctl_job *j = ctl->jobs; susp && j; j = j->next)
 		if (j->state == JOB_SUSPENDED)
 			json_array_append_new(susp, json_integer(j->id));
 	return json_pack("{s:s,s:I,s:i,s:i,s:I,s:I,s:o*,s:o*,s:o*}",
@@ -349,7 +349,7 @@ static json_t *gang_json(struct ctl *ctl)
 
 void cli_gang(struct ctl *ctl, struct peer *p)
 {
-	respond(p->conn, json_pack("{s:b,s:o*}", "ok", 1, "gang", gang_json(ctl)));
+	respond(p->conn, json_pack("{s:b,s:o*}", "ok", 1, "gang", ctl_gang_json(ctl)));
 }
 
 /* ---- gang_set ---- */
@@ -377,7 +377,7 @@ void cli_gang_set(struct ctl *ctl, struct peer *p, const json_t *req)
 			      (long long)json_integer_value(share), GANG_MAX_ROWS);
 		return;
 	}
-	if (ts && (none = gang_timeslice_parse(ts)) < 0) {
+	if (ts && (none = ctl_gang_timeslice_parse(ts)) < 0) {
 		respond_error(p->conn, "timeslice '%s' is not one of gang, none", ts);
 		return;
 	}
@@ -389,17 +389,17 @@ void cli_gang_set(struct ctl *ctl, struct peer *p, const json_t *req)
 		ctl->slot_ns = json_integer_value(slot) * 1000LL;
 	if (share) {
 		ctl->max_share = (int)json_integer_value(share);
-		gang_set_max_share(ctl->gang, ctl->max_share);
+		gm_set_max_share(ctl->gang, ctl->max_share);
 	}
 	ctl->timeslice_none = none;
-	gang_set_preempt(ctl->gang, !none);
-	suspended = gang_repack(ctl->gang);
+	gm_set_preempt(ctl->gang, !none);
+	suspended = gm_repack(ctl->gang);
 	hec_info("gang settings changed by uid %u until the controller restarts: slot %.3g ms, max_share %d, timeslice %s; %d running job%s found no slot in the repacked matrix",
 		 (unsigned)p->uid, ctl->slot_ns / 1e6, ctl->max_share, none ? "none" : "gang",
 		 suspended > 0 ? suspended : 0, suspended == 1 ? "" : "s");
 	ctl->epoch_needed = 1;
 	ctl_schedule(ctl);
-	respond(p->conn, json_pack("{s:b,s:o*}", "ok", 1, "gang", gang_json(ctl)));
+	respond(p->conn, json_pack("{s:b,s:o*}", "ok", 1, "gang", ctl_gang_json(ctl)));
 }
 
 /* ---- gang_stats ---- */
@@ -497,7 +497,7 @@ static json_t *job_shares(struct ctl *ctl, const struct fanout_done *d)
 		json_array_foreach(json_object_get(res->body, "usage"), k, u) {
 			long id = (long)json_integer_value(json_object_get(u, "job"));
 			int64_t usec = json_integer_value(json_object_get(u, "usec"));
-			struct job *j = job_find(ctl, id);
+			struct ctl_job *j = job_find(ctl, id);
 			struct job_node *jn = j && !job_state_final(j->state) ? job_node_of(j, n) : NULL;
 			int64_t base_usec, base_ns;
 			size_t a;
@@ -672,7 +672,7 @@ void cli_gang_stats(struct ctl *ctl, struct peer *p)
 		respond_error(p->conn, "gang_stats not sent: %s", strerror(-rc));
 }
 
-void gang_on_stats(struct ctl *ctl, struct node *n, const json_t *body)
+void ctl_gang_on_stats(struct ctl *ctl, struct node *n, const json_t *body)
 {
 	int64_t id = json_integer_value(json_object_get(body, "req"));
 

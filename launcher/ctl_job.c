@@ -26,11 +26,11 @@
 
 #include "hec/common.h"
 #include "ctld.h"
-#include "sched.h"
+#include "place.h"
 
-struct job *job_find(struct ctl *ctl, long id)
+struct ctl_job *job_find(struct ctl *ctl, long id)
 {
-	struct job *j;
+	struct ctl_job *j;
 
 	for (j = ctl->jobs; j; j = j->next)
 		if (j->id == id)
@@ -38,7 +38,7 @@ struct job *job_find(struct ctl *ctl, long id)
 	return NULL;
 }
 
-struct job_node *job_node_of(struct job *j, const struct node *n)
+struct job_node *job_node_of(struct ctl_job *j, const struct node *n)
 {
 	for (int i = 0; i < j->nalloc; i++)
 		if (j->alloc[i].node == n)
@@ -46,7 +46,7 @@ struct job_node *job_node_of(struct job *j, const struct node *n)
 	return NULL;
 }
 
-void job_save(struct ctl *ctl, struct job *j)
+void job_save(struct ctl *ctl, struct ctl_job *j)
 {
 	if (db_job_update(ctl->db, j))
 		hec_err("job %ld: catalog update to %s failed: %s", j->id,
@@ -54,7 +54,7 @@ void job_save(struct ctl *ctl, struct job *j)
 }
 
 /* The job is final: free its nodes and let the queue move. */
-static void job_finish(struct ctl *ctl, struct job *j, enum job_state s)
+static void job_finish(struct ctl *ctl, struct ctl_job *j, enum job_state s)
 {
 	j->state = s;
 	j->phase = PH_NONE;
@@ -66,7 +66,7 @@ static void job_finish(struct ctl *ctl, struct job *j, enum job_state s)
 		if (n && n->njobs > 0)
 			n->njobs--;
 	}
-	gang_remove(ctl, j);
+	ctl_gang_remove(ctl, j);
 	j->slot = -1;
 	job_save(ctl, j);
 	snap_job_ended(ctl, j);
@@ -76,7 +76,7 @@ static void job_finish(struct ctl *ctl, struct job *j, enum job_state s)
 	hec_info("job %ld: %s (%s)", j->id, job_state_name(s), j->reason);
 }
 
-void job_check_gone(struct ctl *ctl, struct job *j)
+void job_check_gone(struct ctl *ctl, struct ctl_job *j)
 {
 	if (j->phase != PH_ENDING)
 		return;
@@ -86,7 +86,7 @@ void job_check_gone(struct ctl *ctl, struct job *j)
 	job_finish(ctl, j, j->final_state);
 }
 
-void job_kill_nodes(struct ctl *ctl, struct job *j)
+void job_kill_nodes(struct ctl *ctl, struct ctl_job *j)
 {
 	for (int i = 0; i < j->nalloc; i++) {
 		struct job_node *jn = &j->alloc[i];
@@ -108,7 +108,7 @@ void job_kill_nodes(struct ctl *ctl, struct job *j)
 	job_check_gone(ctl, j);
 }
 
-void job_end(struct ctl *ctl, struct job *j, enum job_state outcome, const char *fmt, ...)
+void job_end(struct ctl *ctl, struct ctl_job *j, enum job_state outcome, const char *fmt, ...)
 {
 	va_list ap;
 
@@ -125,7 +125,7 @@ void job_end(struct ctl *ctl, struct job *j, enum job_state outcome, const char 
 	j->final_state = outcome;
 	j->phase = PH_ENDING;
 	j->end_time = ctl_now();
-	gang_pin(ctl, j, 1); /* it keeps its place until every node is clean */
+	ctl_gang_pin(ctl, j, 1); /* it keeps its place until every node is clean */
 	job_save(ctl, j);
 	hec_info("job %ld: ending as %s (%s); cleaning up its nodes", j->id,
 		 job_state_name(outcome), j->reason);
@@ -133,7 +133,7 @@ void job_end(struct ctl *ctl, struct job *j, enum job_state outcome, const char 
 	job_kill_nodes(ctl, j);
 }
 
-int job_send_launch(struct ctl *ctl, struct job *j, struct job_node *jn)
+int job_send_launch(struct ctl *ctl, struct ctl_job *j, struct job_node *jn)
 {
 	json_t *nodes = json_array(), *body;
 	int rc;
@@ -159,17 +159,17 @@ int job_send_launch(struct ctl *ctl, struct job *j, struct job_node *jn)
 	return rc;
 }
 
-long job_launch_timeout(const struct ctl *ctl, const struct job *j)
+long job_launch_timeout(const struct ctl *ctl, const struct ctl_job *j)
 {
 	return j->vm ? ctl->conf.vm_launch_timeout : ctl->conf.launch_timeout;
 }
 
-int job_vcpus(const struct job *j)
+int job_vcpus(const struct ctl_job *j)
 {
 	return j->vcpus ? j->vcpus : (j->ntasks + j->nnodes - 1) / j->nnodes;
 }
 
-void job_start(struct ctl *ctl, struct job *j, struct node **nodes, int n)
+void job_start(struct ctl *ctl, struct ctl_job *j, struct node **nodes, int n)
 {
 	const char *names[n > 0 ? n : 1];
 	int rc;
@@ -192,7 +192,7 @@ void job_start(struct ctl *ctl, struct job *j, struct node **nodes, int n)
 	j->state = JOB_RUNNING;
 	j->phase = PH_LAUNCHING;
 	/* Not evicted half-launched: suspension starts once START is out. */
-	gang_pin(ctl, j, 1);
+	ctl_gang_pin(ctl, j, 1);
 	j->start_ns = hec_now_real_ns();
 	j->start_time = j->start_ns / 1000000000LL;
 	j->launch_deadline = hec_now_mono_ns() + job_launch_timeout(ctl, j) * 1000000LL;
@@ -215,7 +215,7 @@ void job_start(struct ctl *ctl, struct job *j, struct node **nodes, int n)
 	}
 }
 
-void job_send_start(struct ctl *ctl, struct job *j)
+void job_send_start(struct ctl *ctl, struct ctl_job *j)
 {
 	struct job_node *batch = &j->alloc[0];
 	json_t *body;
@@ -237,7 +237,7 @@ void job_send_start(struct ctl *ctl, struct job *j)
 	 * START unrecorded is failed as half-launched, never started twice. */
 	j->phase = PH_RUNNING;
 	j->started = 1;
-	gang_pin(ctl, j, 0);
+	ctl_gang_pin(ctl, j, 0);
 	job_save(ctl, j);
 	rc = node_send(batch->node, HEC_MSG_START, body);
 	if (rc) {
@@ -254,7 +254,7 @@ void job_exit_report(struct ctl *ctl, struct node *n, const json_t *body)
 	int code = (int)json_integer_value(json_object_get(body, "exit"));
 	int sig = (int)json_integer_value(json_object_get(body, "signal"));
 	const char *error = json_string_value(json_object_get(body, "error"));
-	struct job *j = job_find(ctl, id);
+	struct ctl_job *j = job_find(ctl, id);
 	char why[600];
 
 	if (!j) {
@@ -296,7 +296,7 @@ void job_exit_report(struct ctl *ctl, struct node *n, const json_t *body)
 
 /* A node that neither confirms cleanup nor goes silent: ask again now and
  * then (KILL_JOB is idempotent) and say so in the log. */
-static void resend_kills(struct ctl *ctl, struct job *j, int64_t mono)
+static void resend_kills(struct ctl *ctl, struct ctl_job *j, int64_t mono)
 {
 	int64_t every = ctl->conf.node_timeout * 1000000LL;
 
@@ -316,7 +316,7 @@ static void resend_kills(struct ctl *ctl, struct job *j, int64_t mono)
 void ctl_job_timers(struct ctl *ctl)
 {
 	int64_t mono = hec_now_mono_ns(), now = hec_now_real_ns();
-	struct job *j;
+	struct ctl_job *j;
 
 	for (j = ctl->jobs; j; j = j->next) {
 		if (j->phase == PH_ENDING) {
@@ -345,7 +345,7 @@ void ctl_job_timers(struct ctl *ctl)
 	}
 }
 
-json_t *job_to_json(const struct job *j)
+json_t *job_to_json(const struct ctl_job *j)
 {
 	json_t *nl = json_array(), *o;
 	const char *state = job_state_name(j->state);
@@ -375,7 +375,7 @@ json_t *job_to_json(const struct job *j)
 
 /* db_jobs_load() callback: append in id order; classified afterwards, so
  * that no catalog write happens while the SELECT is still stepping. */
-static int restore_one(struct job *j, void *arg)
+static int restore_one(struct ctl_job *j, void *arg)
 {
 	struct ctl *ctl = arg;
 
@@ -393,7 +393,7 @@ static int restore_one(struct job *j, void *arg)
 }
 
 /* Rebuild a reloaded job's place in the controller. */
-static void restore_classify(struct ctl *ctl, struct job *j)
+static void restore_classify(struct ctl *ctl, struct ctl_job *j)
 {
 	if (job_state_final(j->state)) {
 		job_drop_payload(j);
@@ -447,7 +447,7 @@ static void restore_classify(struct ctl *ctl, struct job *j)
 
 int ctl_jobs_restore(struct ctl *ctl)
 {
-	struct job *j;
+	struct ctl_job *j;
 	int rc = db_jobs_load(ctl->db, restore_one, ctl);
 
 	if (rc)
@@ -457,16 +457,16 @@ int ctl_jobs_restore(struct ctl *ctl)
 		if (job_state_final(j->state))
 			continue;
 		if (j->phase == PH_NONE)
-			gang_add_pending(ctl, j);
+			ctl_gang_add_pending(ctl, j);
 		else
-			gang_add_restored(ctl, j);
+			ctl_gang_add_restored(ctl, j);
 	}
 	return 0;
 }
 
 void ctl_jobs_shutdown(struct ctl *ctl, uid_t uid)
 {
-	struct job *j;
+	struct ctl_job *j;
 
 	for (j = ctl->jobs; j; j = j->next) {
 		if (j->phase == PH_NONE)

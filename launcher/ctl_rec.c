@@ -8,7 +8,7 @@
 
 #include "hec/common.h"
 #include "ctld.h"
-#include "sched.h"
+#include "place.h"
 
 static const char *const job_state_names[JOB_NSTATES] = {
 	[JOB_PENDING] = "PENDING", [JOB_RUNNING] = "RUNNING", [JOB_SUSPENDED] = "SUSPENDED",
@@ -53,7 +53,7 @@ const char *node_state_name(enum node_state s)
 	return "UNKNOWN";
 }
 
-void job_drop_payload(struct job *j)
+void job_drop_payload(struct ctl_job *j)
 {
 	json_decref(j->env);
 	json_decref(j->argv);
@@ -63,7 +63,7 @@ void job_drop_payload(struct job *j)
 	j->script = NULL;
 }
 
-void job_free(struct job *j)
+void job_free(struct ctl_job *j)
 {
 	if (!j)
 		return;
@@ -199,7 +199,7 @@ void format_limit(long secs, char *buf, size_t len)
 		snprintf(buf, len, "%ld:%02ld", secs / 60, secs % 60);
 }
 
-int job_set_alloc(struct job *j, const char *const *names, int n)
+int job_set_alloc(struct ctl_job *j, const char *const *names, int n)
 {
 	struct job_node *a = calloc((size_t)(n > 0 ? n : 1), sizeof(*a));
 
@@ -207,7 +207,7 @@ int job_set_alloc(struct job *j, const char *const *names, int n)
 		return -ENOMEM;
 	for (int i = 0; i < n; i++) {
 		snprintf(a[i].name, sizeof(a[i].name), "%s", names[i]);
-		a[i].ranks = sched_ranks(j->ntasks, n, i);
+		a[i].ranks = place_ranks(j->ntasks, n, i);
 	}
 	free(j->alloc);
 	j->alloc = a;

@@ -65,7 +65,7 @@ static void snap_done(void *arg, const struct fanout_done *d)
 {
 	struct snap_op *op = arg;
 	struct ctl *ctl = op->ctl;
-	struct job *j = job_find(ctl, op->job);
+	struct ctl_job *j = job_find(ctl, op->job);
 	struct peer *cli = d->owner;
 	double secs = (double)d->elapsed_ns / 1e9;
 	const struct fanout_result *first = NULL;
@@ -139,7 +139,7 @@ static int snap_answer(void *arg, const char *node, const json_t *body, char *wh
 }
 
 /* Why @j is not a running job, for "job 7 is not running (...)". */
-static void not_running(const struct job *j, char *buf, size_t len)
+static void not_running(const struct ctl_job *j, char *buf, size_t len)
 {
 	if (j->phase == PH_LAUNCHING)
 		snprintf(buf, len, "launching");
@@ -149,7 +149,7 @@ static void not_running(const struct job *j, char *buf, size_t len)
 		snprintf(buf, len, "%s", job_state_name(j->state));
 }
 
-void cli_snapshot(struct ctl *ctl, struct peer *p, struct job *j, int revert)
+void cli_snapshot(struct ctl *ctl, struct peer *p, struct ctl_job *j, int revert)
 {
 	struct fanout_req req = { .kind = HEC_MSG_SNAPSHOT_DONE, .what = "SNAPSHOT",
 				  .timeout_ms = ctl->conf.snapshot_timeout, .owner = p,
@@ -232,7 +232,7 @@ void snap_on_done(struct ctl *ctl, struct node *n, const json_t *body)
 			  "that node's answer is already counted");
 }
 
-void snap_job_ended(struct ctl *ctl, struct job *j)
+void snap_job_ended(struct ctl *ctl, struct ctl_job *j)
 {
 	enum job_state s = job_state_final(j->state) ? j->state : j->final_state;
 	int plain = !j->reason[0] || !strcmp(j->reason, "None");

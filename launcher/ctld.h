@@ -88,7 +88,7 @@ struct job_node {
 	int64_t stats_ns;      /* CLOCK_REALTIME ns of that report */
 };
 
-struct job {
+struct ctl_job {
 	long id;
 	char name[129];
 	uid_t uid;
@@ -130,7 +130,7 @@ struct job {
 	int64_t start_ns;            /* CLOCK_REALTIME ns of the start, for the time limit */
 	struct snap_op *snap;        /* vm: the snapshot or revert under way (ctl_snap.c) */
 
-	struct job *next;            /* ctl->jobs, ascending id */
+	struct ctl_job *next;            /* ctl->jobs, ascending id */
 };
 
 struct node {
@@ -187,7 +187,7 @@ struct ctl {
 	char cluster_key[257];       /* "" = no check */
 	struct node *nodes;
 	int nnodes;
-	struct job *jobs, *jobs_tail;
+	struct ctl_job *jobs, *jobs_tail;
 	struct peer *peers;
 	int64_t start_mono, start_real;
 	int shutting_down;
@@ -201,7 +201,7 @@ struct ctl {
 	int max_share;
 	int timeslice_none;          /* co-locate share jobs but never switch them */
 	struct epoch epoch;
-	unsigned long gang_published; /* gang_version() of the last epoch */
+	unsigned long gang_published; /* gm_version() of the last epoch */
 	int epoch_needed;            /* publish even if the matrix did not change */
 	int64_t stats_seq;           /* the last gang_stats request id */
 
@@ -215,12 +215,12 @@ const char *job_state_name(enum job_state s);
 /** \return the state, or -EINVAL for an unknown name. */
 int job_state_parse(const char *name);
 const char *node_state_name(enum node_state s);
-void job_free(struct job *j);
+void job_free(struct ctl_job *j);
 /** A new id from real time in microseconds, greater than *@last (then
  *  set to it): never behind one an earlier controller on this host gave. */
 int64_t ctl_fresh_id(int64_t *last);
 /** Drop what only a starting job needs (env, argv, script). */
-void job_drop_payload(struct job *j);
+void job_drop_payload(struct ctl_job *j);
 /** Display string of a job's command; malloc'ed, NULL on ENOMEM. */
 char *job_command(const json_t *argv, const char *script, const char *name);
 /**
@@ -235,7 +235,7 @@ void format_limit(long secs, char *buf, size_t len);
  *  already starts with "node:". */
 void reason_for_node(char *buf, size_t len, const char *node, const char *text);
 /** Build the job_node array from names; ranks block-distributed. \return 0 or -ENOMEM. */
-int job_set_alloc(struct job *j, const char *const *names, int n);
+int job_set_alloc(struct ctl_job *j, const char *const *names, int n);
 
 /* ---- db.c: the SQLite catalog ---- */
 
@@ -259,16 +259,16 @@ int db_journal_mode(struct db *db, char *buf, size_t len);
  * \return 0 once COMMIT succeeded (the job is durable), or -errno (-EIO for
  * SQLite errors, or @fixup's error); nothing is stored on error.
  */
-int db_job_insert(struct db *db, struct job *j,
-		  int (*fixup)(struct job *j, void *arg), void *arg);
+int db_job_insert(struct db *db, struct ctl_job *j,
+		  int (*fixup)(struct ctl_job *j, void *arg), void *arg);
 /** Store the mutable fields (state, reason, times, nodelist, exit status, slot). */
-int db_job_update(struct db *db, const struct job *j);
+int db_job_update(struct db *db, const struct ctl_job *j);
 /**
  * Call @cb for every job in ascending id with a freshly allocated record
  * (alloc holds names only; node pointers NULL).  @cb owns the record.
  * \return 0, -EIO, or the first non-zero @cb result.
  */
-int db_jobs_load(struct db *db, int (*cb)(struct job *j, void *arg), void *arg);
+int db_jobs_load(struct db *db, int (*cb)(struct ctl_job *j, void *arg), void *arg);
 /** Insert or replace a node's registration data. */
 int db_node_save(struct db *db, const struct node *n);
 /** Like db_jobs_load for nodes (state UNKNOWN, no peer). */
@@ -276,32 +276,32 @@ int db_nodes_load(struct db *db, int (*cb)(struct node *n, void *arg), void *arg
 
 /* ---- ctl_job.c: job lifecycle ---- */
 
-struct job *job_find(struct ctl *ctl, long id);
-struct job_node *job_node_of(struct job *j, const struct node *n);
-void job_save(struct ctl *ctl, struct job *j);
+struct ctl_job *job_find(struct ctl *ctl, long id);
+struct job_node *job_node_of(struct ctl_job *j, const struct node *n);
+void job_save(struct ctl *ctl, struct ctl_job *j);
 /** Decide @j's outcome and tear it down (no-op if one is already decided).
  *  A job that never started becomes final at once. */
-void job_end(struct ctl *ctl, struct job *j, enum job_state outcome, const char *fmt, ...)
+void job_end(struct ctl *ctl, struct ctl_job *j, enum job_state outcome, const char *fmt, ...)
 	__attribute__((format(printf, 4, 5)));
 /** Become final if every node is gone. */
-void job_check_gone(struct ctl *ctl, struct job *j);
+void job_check_gone(struct ctl *ctl, struct ctl_job *j);
 /** Send LAUNCH for @j to one of its nodes. \return 0 or -errno. */
-int job_send_launch(struct ctl *ctl, struct job *j, struct job_node *jn);
+int job_send_launch(struct ctl *ctl, struct ctl_job *j, struct job_node *jn);
 /** vCPUs per guest of a vm job (--vcpus, else the most ranks on one node). */
-int job_vcpus(const struct job *j);
+int job_vcpus(const struct ctl_job *j);
 /** ms a job's nodes have to answer LAUNCH (vm partitions boot guests). */
-long job_launch_timeout(const struct ctl *ctl, const struct job *j);
+long job_launch_timeout(const struct ctl *ctl, const struct ctl_job *j);
 /** Every node LAUNCHED: send START to the batch node. */
-void job_send_start(struct ctl *ctl, struct job *j);
+void job_send_start(struct ctl *ctl, struct ctl_job *j);
 /** Send KILL_JOB to every node not gone yet. */
-void job_kill_nodes(struct ctl *ctl, struct job *j);
+void job_kill_nodes(struct ctl *ctl, struct ctl_job *j);
 /** JOB_EXIT from @n (also from REGISTER's exits); always acknowledged. */
 void job_exit_report(struct ctl *ctl, struct node *n, const json_t *body);
 /** Hand @j the nodes the matrix chose (in column order) and send LAUNCH. */
-void job_start(struct ctl *ctl, struct job *j, struct node **nodes, int n);
+void job_start(struct ctl *ctl, struct ctl_job *j, struct node **nodes, int n);
 /** Time limits and launch timeouts. */
 void ctl_job_timers(struct ctl *ctl);
-json_t *job_to_json(const struct job *j);
+json_t *job_to_json(const struct ctl_job *j);
 /** Reload jobs from the catalog after a start (nodes first). */
 int ctl_jobs_restore(struct ctl *ctl);
 /** Cluster shutdown: active jobs end as CANCELLED (agents kill partitions). */
@@ -340,26 +340,26 @@ int cli_handlers_check(char *err, size_t errlen);
 /* ---- ctl_gang.c: the gang matrix, epochs, clock and statistics ---- */
 
 /** Create the matrix from the configuration. \return 0 or -ENOMEM. */
-int gang_init(struct ctl *ctl);
-void gang_fini(struct ctl *ctl);
+int ctl_gang_init(struct ctl *ctl);
+void ctl_gang_fini(struct ctl *ctl);
 /** Parse a timeslice name. \return 1 for "none", 0 for "gang", -EINVAL. */
-int gang_timeslice_parse(const char *s);
+int ctl_gang_timeslice_parse(const char *s);
 /** Column of @n: its place in ctl->nodes. */
 int node_col(const struct ctl *ctl, const struct node *n);
 /** Add a submitted or reloaded pending job to the matrix. */
-void gang_add_pending(struct ctl *ctl, struct job *j);
+void ctl_gang_add_pending(struct ctl *ctl, struct ctl_job *j);
 /** Reloaded started job: back on its nodes (after ctl_jobs_restore). */
-void gang_add_restored(struct ctl *ctl, struct job *j);
+void ctl_gang_add_restored(struct ctl *ctl, struct ctl_job *j);
 /** The job starts, runs, ends: pinned while starting or ending. */
-void gang_pin(struct ctl *ctl, struct job *j, int pinned);
+void ctl_gang_pin(struct ctl *ctl, struct ctl_job *j, int pinned);
 /** The job is final: its place in the matrix is free. */
-void gang_remove(struct ctl *ctl, struct job *j);
+void ctl_gang_remove(struct ctl *ctl, struct ctl_job *j);
 /** Scheduling pass: start, suspend and resume jobs as the matrix says,
  *  refresh pending reasons, publish an epoch if anything changed. */
 void ctl_schedule(struct ctl *ctl);
 /** TIME_REQ from an agent, received at @t2 (CLOCK_REALTIME ns). */
-void gang_time_req(struct ctl *ctl, struct node *n, const json_t *body, int64_t t2);
-void gang_on_stats(struct ctl *ctl, struct node *n, const json_t *body);
+void ctl_gang_time_req(struct ctl *ctl, struct node *n, const json_t *body, int64_t t2);
+void ctl_gang_on_stats(struct ctl *ctl, struct node *n, const json_t *body);
 void cli_gang(struct ctl *ctl, struct peer *p);
 void cli_gang_stats(struct ctl *ctl, struct peer *p);
 /** `gang_set`, for root only (the dispatcher checked). */
@@ -370,10 +370,10 @@ void cli_gang_set(struct ctl *ctl, struct peer *p, const json_t *req);
 /** The `snapshot` request for @j (its owner's or root's: the dispatcher
  *  checked): SNAPSHOT to every node of the job; the answer goes out once
  *  every node has answered, failed, or timed out. */
-void cli_snapshot(struct ctl *ctl, struct peer *p, struct job *j, int revert);
+void cli_snapshot(struct ctl *ctl, struct peer *p, struct ctl_job *j, int revert);
 void snap_on_done(struct ctl *ctl, struct node *n, const json_t *body);
 /** @j left PH_RUNNING (ending or final): its pending request fails. */
-void snap_job_ended(struct ctl *ctl, struct job *j);
+void snap_job_ended(struct ctl *ctl, struct ctl_job *j);
 
 /* ---- hecctld.c ---- */
 

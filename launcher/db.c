@@ -229,8 +229,8 @@ static int step_done(sqlite3_stmt *st)
 	return rc == SQLITE_DONE ? 0 : -EIO;
 }
 
-int db_job_insert(struct db *db, struct job *j,
-		  int (*fixup)(struct job *j, void *arg), void *arg)
+int db_job_insert(struct db *db, struct ctl_job *j,
+		  int (*fixup)(struct ctl_job *j, void *arg), void *arg)
 {
 	sqlite3_stmt *st = db->ins_job;
 	int rc;
@@ -300,7 +300,7 @@ err_rollback:
 	return rc;
 }
 
-static json_t *nodelist_json(const struct job *j)
+static json_t *nodelist_json(const struct ctl_job *j)
 {
 	json_t *a = json_array();
 
@@ -309,7 +309,7 @@ static json_t *nodelist_json(const struct job *j)
 	return a;
 }
 
-int db_job_update(struct db *db, const struct job *j)
+int db_job_update(struct db *db, const struct ctl_job *j)
 {
 	sqlite3_stmt *st = db->upd_job;
 	json_t *nl = nodelist_json(j);
@@ -358,9 +358,9 @@ static json_t *col_json(sqlite3_stmt *st, int i)
 }
 
 /* Build a job from a row of the SELECT in db_jobs_load(). */
-static struct job *job_from_row(sqlite3_stmt *st)
+static struct ctl_job *job_from_row(sqlite3_stmt *st)
 {
-	struct job *j = calloc(1, sizeof(*j));
+	struct ctl_job *j = calloc(1, sizeof(*j));
 	json_t *nl = NULL;
 	int s;
 
@@ -441,7 +441,7 @@ err_free_job:
 	return NULL;
 }
 
-int db_jobs_load(struct db *db, int (*cb)(struct job *j, void *arg), void *arg)
+int db_jobs_load(struct db *db, int (*cb)(struct ctl_job *j, void *arg), void *arg)
 {
 	static const char sql[] =
 		"SELECT id, name, uid, gid, user, state, final_state, reason, nodes, ntasks,"
@@ -454,7 +454,7 @@ int db_jobs_load(struct db *db, int (*cb)(struct job *j, void *arg), void *arg)
 	if (sqlite3_prepare_v2(db->h, sql, -1, &st, NULL) != SQLITE_OK)
 		return -EIO;
 	while ((step = sqlite3_step(st)) == SQLITE_ROW) {
-		struct job *j = job_from_row(st);
+		struct ctl_job *j = job_from_row(st);
 
 		if (!j) {
 			/* One unreadable row must not keep the controller down:

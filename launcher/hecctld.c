@@ -357,7 +357,7 @@ static int check_conf(const struct ctl_conf *c, char *err, size_t len)
 			 c->state_dir[0] != '/' ? "state_dir" : c->spool_dir[0] != '/' ? "spool_dir" : "socket");
 		return -EINVAL;
 	}
-	if (gang_timeslice_parse(c->timeslice) < 0) {
+	if (ctl_gang_timeslice_parse(c->timeslice) < 0) {
 		snprintf(err, len, "timeslice: '%s' is not one of gang, none", c->timeslice);
 		return -EINVAL;
 	}
@@ -613,13 +613,13 @@ static void ctl_free(struct ctl *ctl)
 	struct event *evs[] = { ctl->cli_ev, ctl->agent_ev, ctl->tick_ev, ctl->sigterm_ev,
 				ctl->sigint_ev, ctl->sighup_ev };
 	struct node *n, *nn;
-	struct job *j, *jn;
+	struct ctl_job *j, *jn;
 
 	fanout_set_free(ctl->fanout); /* before the peers and jobs: nobody is answered at exit */
 	ctl->fanout = NULL;
 	while (ctl->peers)
 		peer_free(ctl->peers);
-	gang_fini(ctl);
+	ctl_gang_fini(ctl);
 	for (size_t i = 0; i < HEC_ARRAY_SIZE(evs); i++)
 		if (evs[i])
 			event_free(evs[i]);
@@ -671,7 +671,7 @@ int main(int argc, char **argv)
 	    make_dir("spool_dir", ctl.conf.spool_dir, 01777) ||
 	    make_parent("socket directory", ctl.conf.socket))
 		goto out;
-	if (gang_init(&ctl)) {
+	if (ctl_gang_init(&ctl)) {
 		fprintf(stderr, "hecctld: cannot create the gang matrix: %s\n", strerror(ENOMEM));
 		goto out;
 	}
@@ -707,7 +707,7 @@ int main(int argc, char **argv)
 	{
 		int njobs = 0, active = 0;
 
-		for (struct job *j = ctl.jobs; j; j = j->next) {
+		for (struct ctl_job *j = ctl.jobs; j; j = j->next) {
 			njobs++;
 			active += !job_state_final(j->state);
 		}

@@ -445,7 +445,7 @@ static int find_port(char *dev, size_t len)
 
 /* ---- connections and the commands they run ---- */
 
-struct job {
+struct guest_run {
 	long long id;
 	pid_t pid;		/* 0: no command */
 	int in_fd, out_fd, err_fd;
@@ -469,7 +469,7 @@ struct conn {
 	struct gc_reader r;
 	uint8_t *wbuf;
 	size_t wlen, woff, wcap;
-	struct job job;
+	struct guest_run job;
 };
 
 static struct conn *conns[MAX_CONNS + 1];
@@ -477,7 +477,7 @@ static struct conn *port_conn;
 static struct bootcfg boot;
 static int in_chan_log;
 
-static void job_reset(struct job *j)
+static void job_reset(struct guest_run *j)
 {
 	free(j->in);
 	memset(j, 0, sizeof(*j));
@@ -629,7 +629,7 @@ static void cg_sweep(const unsigned *live, int nlive)
 
 /* Kill what is left of a RUN: its cgroup (cgroup.kill, Linux 5.14+; the
  * guest's kernel is Debian's), else its process group. */
-static void job_kill_all(struct job *j)
+static void job_kill_all(struct guest_run *j)
 {
 	if (j->cg && cg_write(j->cg, "cgroup.kill", "1") == 0)
 		return;
@@ -637,7 +637,7 @@ static void job_kill_all(struct job *j)
 		kill(-j->pid, SIGKILL);
 }
 
-static void job_abandon(struct job *j)
+static void job_abandon(struct guest_run *j)
 {
 	if (j->pid)
 		job_kill_all(j);
@@ -1005,7 +1005,7 @@ static int key_ok(const char *given, const char *want)
 	return diff == 0;
 }
 
-static void job_input(struct job *j, const struct hec_guest_frame *f)
+static void job_input(struct guest_run *j, const struct hec_guest_frame *f)
 {
 	uint8_t *nb;
 
@@ -1178,7 +1178,7 @@ static void job_output(struct conn *c, int *fd, int stream)
 	conn_send(c, HEC_G_OUT, buf, (uint32_t)n + 1);
 }
 
-static void job_write_input(struct job *j)
+static void job_write_input(struct guest_run *j)
 {
 	ssize_t n = write(j->in_fd, j->in, j->in_len);
 
@@ -1200,7 +1200,7 @@ static void job_write_input(struct job *j)
 static void job_finish(int i)
 {
 	struct conn *c = conns[i];
-	struct job *j = &c->job;
+	struct guest_run *j = &c->job;
 	int code, sig = 0;
 
 	if (!j->pid || !j->exited)
@@ -1350,7 +1350,7 @@ static __attribute__((noreturn)) void serve(void)
 		p[n++].events = POLLIN;
 		for (int i = 0; i <= MAX_CONNS; i++) {
 			struct conn *c = conns[i];
-			struct job *j;
+			struct guest_run *j;
 
 			if (!c)
 				continue;

@@ -56,7 +56,7 @@ struct gang_job_spec {
 	long mem_mb;           /* per node, 0 = not counted */
 };
 
-/* A job as the matrix sees it (gang_job_info()). */
+/* A job as the matrix sees it (gm_job_info()). */
 struct gang_job_info {
 	enum gang_state state;
 	int row;               /* RUNNING share job: its row; otherwise -1 */
@@ -70,58 +70,58 @@ struct gang_job_info {
 
 /** \return 0 with a new empty matrix in *@out, -EINVAL (max_share not in
  *  1..GANG_MAX_ROWS) or -ENOMEM. */
-int gang_matrix_new(int max_share, struct gang_matrix **out);
-void gang_matrix_free(struct gang_matrix *m);
+int gm_new(int max_share, struct gang_matrix **out);
+void gm_free(struct gang_matrix *m);
 
 /**
  * Change the row bound.  Running jobs keep their rows while those are below
- * the new bound; call gang_repack() afterwards to move or suspend the rest.
+ * the new bound; call gm_repack() afterwards to move or suspend the rest.
  * \return 0 or -EINVAL (not in 1..GANG_MAX_ROWS).
  */
-int gang_set_max_share(struct gang_matrix *m, int max_share);
-int gang_max_share(const struct gang_matrix *m);
+int gm_set_max_share(struct gang_matrix *m, int max_share);
+int gm_max_share(const struct gang_matrix *m);
 /** Preemption on (default) or off; off: pending jobs never evict. */
-void gang_set_preempt(struct gang_matrix *m, int on);
+void gm_set_preempt(struct gang_matrix *m, int on);
 
 /**
  * Insert a column before position @pos (0..ncols; ncols appends); columns
  * from @pos on, and the jobs' references to them, move up by one.
  * \return 0, -EINVAL (bad @pos or mem_mb < 0) or -ENOMEM.
  */
-int gang_col_insert(struct gang_matrix *m, int pos, long mem_mb, int up);
+int gm_col_insert(struct gang_matrix *m, int pos, long mem_mb, int up);
 /** Update a column: memory (MB, 0 = not counted) and whether new jobs may
  *  be placed there.  Jobs already there stay.  \return 0 or -EINVAL. */
-int gang_col_set(struct gang_matrix *m, int col, long mem_mb, int up);
-int gang_ncols(const struct gang_matrix *m);
+int gm_col_set(struct gang_matrix *m, int col, long mem_mb, int up);
+int gm_ncols(const struct gang_matrix *m);
 
 /** Add a pending job. \return 0, -EINVAL (bad spec), -EEXIST, -ENOMEM. */
-int gang_job_add(struct gang_matrix *m, const struct gang_job_spec *spec);
+int gm_job_add(struct gang_matrix *m, const struct gang_job_spec *spec);
 /**
  * Add a job that already holds columns @cols (after a controller restart),
  * RUNNING (@suspended 0) or SUSPENDED.  Memory is counted without a check:
  * it is what the nodes hold.  A running share job is not in a row yet:
- * gang_repack() puts it there, trying row @row_hint first (-1: none).
+ * gm_repack() puts it there, trying row @row_hint first (-1: none).
  * \return 0, -EINVAL (bad spec or column, @ncols != nodes, exclusive and
  *         suspended), -EEXIST (id known), -EBUSY (an exclusive job and
  *         another job on one column), -ENOMEM.
  */
-int gang_job_restore(struct gang_matrix *m, const struct gang_job_spec *spec,
+int gm_job_restore(struct gang_matrix *m, const struct gang_job_spec *spec,
 		     const int *cols, int ncols, int suspended, int row_hint);
 /** Drop a job wherever it is; its columns and memory are free again.
  *  \return 0 or -ENOENT. */
-int gang_job_remove(struct gang_matrix *m, long id);
+int gm_job_remove(struct gang_matrix *m, long id);
 /** A pinned job is never evicted, and never re-placed while suspended (the
  *  controller pins jobs that are starting or ending).  \return 0 or -ENOENT. */
-int gang_job_pin(struct gang_matrix *m, long id, int pinned);
+int gm_job_pin(struct gang_matrix *m, long id, int pinned);
 /** \return 0 and fills @out, or -ENOENT. */
-int gang_job_info(const struct gang_matrix *m, long id, struct gang_job_info *out);
+int gm_job_info(const struct gang_matrix *m, long id, struct gang_job_info *out);
 
 /**
  * One scheduling pass (see the top of this file): suspended jobs re-enter,
  * pending jobs are placed or evict, wait reasons are set.
  * \return the number of jobs whose state changed.
  */
-int gang_schedule(struct gang_matrix *m);
+int gm_schedule(struct gang_matrix *m);
 
 /**
  * Place every running share job again, in queue order: each goes back to its
@@ -129,24 +129,24 @@ int gang_schedule(struct gang_matrix *m);
  * and its columns are free there, else by first fit on its own columns.  A
  * packing that was valid stays as it was; a bound that shrank suspends the
  * lowest-priority jobs (SUSPENDED, preempted_by 0).  Needed after restores
- * and after lowering max_share; gang_schedule() does it by itself when
+ * and after lowering max_share; gm_schedule() does it by itself when
  * restored jobs wait for a row.
  * \return the number of jobs suspended, or -ENOMEM.
  */
-int gang_repack(struct gang_matrix *m);
+int gm_repack(struct gang_matrix *m);
 
 /** Rows in use (0 when no share job runs). */
-int gang_nrows(const struct gang_matrix *m);
+int gm_nrows(const struct gang_matrix *m);
 /** Job at (@row, @col): a share job in that row, an exclusive job on that
  *  column whatever @row (0..GANG_MAX_ROWS-1), else 0 (also for bad args). */
-long gang_cell(const struct gang_matrix *m, int row, int col);
+long gm_cell(const struct gang_matrix *m, int row, int col);
 /** Suspended jobs on column @col into @ids (at most @max).
  *  \return how many there are (may exceed @max), or -EINVAL. */
-int gang_col_suspended(const struct gang_matrix *m, int col, long *ids, int max);
+int gm_col_suspended(const struct gang_matrix *m, int col, long *ids, int max);
 /** Memory counted on @col (MB), or -EINVAL. */
-long gang_col_mem_used(const struct gang_matrix *m, int col);
+long gm_col_mem_used(const struct gang_matrix *m, int col);
 /** Counts every change of rows, cells or the suspended set; a caller that
  *  saw the same value twice has nothing new to publish. */
-unsigned long gang_version(const struct gang_matrix *m);
+unsigned long gm_version(const struct gang_matrix *m);
 
 #endif

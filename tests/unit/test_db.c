@@ -39,9 +39,9 @@ static struct db *open_db(void)
 	return db;
 }
 
-static struct job *new_job(const char *name)
+static struct ctl_job *new_job(const char *name)
 {
-	struct job *j = calloc(1, sizeof(*j));
+	struct ctl_job *j = calloc(1, sizeof(*j));
 
 	snprintf(j->name, sizeof(j->name), "%s", name);
 	j->uid = 1000;
@@ -64,7 +64,7 @@ static struct job *new_job(const char *name)
 	return j;
 }
 
-static int fixup(struct job *j, void *arg)
+static int fixup(struct ctl_job *j, void *arg)
 {
 	char buf[PATH_MAX];
 	int rc = job_expand_path(j->output, j->id, j->name, j->user, j->cwd, buf, sizeof(buf));
@@ -77,7 +77,7 @@ static int fixup(struct job *j, void *arg)
 	return 0;
 }
 
-static int fail_fixup(struct job *j, void *arg)
+static int fail_fixup(struct ctl_job *j, void *arg)
 {
 	(void)j;
 	(void)arg;
@@ -85,11 +85,11 @@ static int fail_fixup(struct job *j, void *arg)
 }
 
 struct loaded {
-	struct job *jobs[8];
+	struct ctl_job *jobs[8];
 	int n;
 };
 
-static int collect(struct job *j, void *arg)
+static int collect(struct ctl_job *j, void *arg)
 {
 	struct loaded *l = arg;
 
@@ -145,7 +145,7 @@ static void test_wal_and_schema(void)
 static void test_submit_survives_reopen(void)
 {
 	struct loaded l = { .n = 0 };
-	struct job *a, *b;
+	struct ctl_job *a, *b;
 	struct db *db;
 	char want[64];
 
@@ -200,7 +200,7 @@ static void test_submit_survives_reopen(void)
 static void test_failed_insert_leaves_nothing(void)
 {
 	struct loaded l = { .n = 0 };
-	struct job *a = new_job("x");
+	struct ctl_job *a = new_job("x");
 	struct db *db;
 
 	remove_db();
@@ -222,7 +222,7 @@ static void test_transitions_persist(void)
 {
 	const char *names[] = { "node0", "node1" };
 	struct loaded l = { .n = 0 };
-	struct job *a = new_job("t");
+	struct ctl_job *a = new_job("t");
 	struct db *db;
 
 	remove_db();

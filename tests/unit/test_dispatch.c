@@ -1,7 +1,7 @@
 /*
  * CUnit: the gang dispatcher's pure parts: which partitions a slot boundary
- * freezes and thaws (agent/dispatch.c), boundary arithmetic, and the clock
- * offset estimator (agent/clock.c) on probes with known offsets and delays.
+ * freezes and thaws (gang/dispatch.c), boundary arithmetic, and the clock
+ * offset estimator (gang/clock.c) on probes with known offsets and delays.
  */
 #include "config.h"
 
@@ -9,8 +9,8 @@
 #include <stdint.h>
 #include <stdlib.h>
 
-#include "agent/clock.h"
-#include "agent/dispatch.h"
+#include "gang/clock.h"
+#include "gang/dispatch.h"
 #include "tests/unit/cunit_main.h"
 
 /* Gates are opaque to the plan; any non-NULL pointer means "partition here". */

@@ -12,9 +12,9 @@ static struct gang_matrix *mk(int max_share, int ncols, long mem_mb)
 {
 	struct gang_matrix *m = NULL;
 
-	CU_ASSERT_EQUAL_FATAL(gang_matrix_new(max_share, &m), 0);
+	CU_ASSERT_EQUAL_FATAL(gm_new(max_share, &m), 0);
 	for (int c = 0; c < ncols; c++)
-		CU_ASSERT_EQUAL_FATAL(gang_col_insert(m, c, mem_mb, 1), 0);
+		CU_ASSERT_EQUAL_FATAL(gm_col_insert(m, c, mem_mb, 1), 0);
 	return m;
 }
 
@@ -23,7 +23,7 @@ static void add(struct gang_matrix *m, long id, int prio, int nodes, int share, 
 	struct gang_job_spec s = { .id = id, .priority = prio, .nodes = nodes, .share = share,
 				   .mem_mb = mem };
 
-	CU_ASSERT_EQUAL_FATAL(gang_job_add(m, &s), 0);
+	CU_ASSERT_EQUAL_FATAL(gm_job_add(m, &s), 0);
 }
 
 static struct gang_job_info info(struct gang_matrix *m, long id)
@@ -31,7 +31,7 @@ static struct gang_job_info info(struct gang_matrix *m, long id)
 	struct gang_job_info i;
 
 	memset(&i, 0, sizeof(i));
-	CU_ASSERT_EQUAL(gang_job_info(m, id, &i), 0);
+	CU_ASSERT_EQUAL(gm_job_info(m, id, &i), 0);
 	return i;
 }
 
@@ -66,7 +66,7 @@ static void test_first_fit(void)
 	add(m, 3, 0, 3, 1, 0);
 	add(m, 4, 0, 1, 1, 0);
 	add(m, 5, 0, 4, 1, 0);
-	CU_ASSERT_EQUAL(gang_schedule(m), 5);
+	CU_ASSERT_EQUAL(gm_schedule(m), 5);
 	CU_ASSERT_EQUAL(row(m, 1), 0);
 	CU_ASSERT_EQUAL(mask(m, 1), 0x3);
 	CU_ASSERT_EQUAL(row(m, 2), 0);
@@ -76,21 +76,21 @@ static void test_first_fit(void)
 	CU_ASSERT_EQUAL(row(m, 4), 1); /* fills row 1's last column, no new row */
 	CU_ASSERT_EQUAL(mask(m, 4), 0x8);
 	CU_ASSERT_EQUAL(row(m, 5), 2);
-	CU_ASSERT_EQUAL(gang_nrows(m), 3);
-	CU_ASSERT_EQUAL(gang_cell(m, 0, 3), 2);
-	CU_ASSERT_EQUAL(gang_cell(m, 1, 3), 4);
-	CU_ASSERT_EQUAL(gang_cell(m, 2, 0), 5);
-	CU_ASSERT_EQUAL(gang_cell(m, 3, 0), 0);
-	CU_ASSERT_EQUAL(gang_cell(m, 0, 9), 0);
+	CU_ASSERT_EQUAL(gm_nrows(m), 3);
+	CU_ASSERT_EQUAL(gm_cell(m, 0, 3), 2);
+	CU_ASSERT_EQUAL(gm_cell(m, 1, 3), 4);
+	CU_ASSERT_EQUAL(gm_cell(m, 2, 0), 5);
+	CU_ASSERT_EQUAL(gm_cell(m, 3, 0), 0);
+	CU_ASSERT_EQUAL(gm_cell(m, 0, 9), 0);
 
 	/* A hole in row 0 is taken before row 2's. */
-	CU_ASSERT_EQUAL(gang_job_remove(m, 2), 0);
+	CU_ASSERT_EQUAL(gm_job_remove(m, 2), 0);
 	add(m, 6, 0, 1, 1, 0);
-	CU_ASSERT_EQUAL(gang_schedule(m), 1);
+	CU_ASSERT_EQUAL(gm_schedule(m), 1);
 	CU_ASSERT_EQUAL(row(m, 6), 0);
 	CU_ASSERT_EQUAL(mask(m, 6), 0x4);
-	CU_ASSERT_EQUAL(gang_job_remove(m, 99), -ENOENT);
-	gang_matrix_free(m);
+	CU_ASSERT_EQUAL(gm_job_remove(m, 99), -ENOENT);
+	gm_free(m);
 }
 
 /* max_share bounds the rows; the head waits, nothing jumps it. */
@@ -103,34 +103,34 @@ static void test_rows_bound(void)
 	add(m, 2, 0, 2, 1, 0);
 	add(m, 3, 0, 2, 1, 0);
 	add(m, 4, 0, 1, 1, 0);
-	gang_schedule(m);
-	CU_ASSERT_EQUAL(gang_nrows(m), 2);
+	gm_schedule(m);
+	CU_ASSERT_EQUAL(gm_nrows(m), 2);
 	CU_ASSERT_EQUAL(state(m, 3), GANG_PENDING);
 	CU_ASSERT_EQUAL(info(m, 3).wait, GANG_WAIT_RESOURCES);
 	CU_ASSERT_EQUAL(state(m, 4), GANG_PENDING);
 	CU_ASSERT_EQUAL(info(m, 4).wait, GANG_WAIT_PRIORITY);
 	/* A pass that changes nothing leaves the version alone. */
-	v = gang_version(m);
-	CU_ASSERT_EQUAL(gang_schedule(m), 0);
-	CU_ASSERT_EQUAL(gang_version(m), v);
+	v = gm_version(m);
+	CU_ASSERT_EQUAL(gm_schedule(m), 0);
+	CU_ASSERT_EQUAL(gm_version(m), v);
 
 	/* Job 1 ends: 3 takes its row, then 4 has no room. */
-	gang_job_remove(m, 1);
-	CU_ASSERT_EQUAL(gang_nrows(m), 1); /* row 0 emptied and was removed */
+	gm_job_remove(m, 1);
+	CU_ASSERT_EQUAL(gm_nrows(m), 1); /* row 0 emptied and was removed */
 	CU_ASSERT_EQUAL(row(m, 2), 0);
-	gang_schedule(m);
+	gm_schedule(m);
 	CU_ASSERT_EQUAL(row(m, 3), 1);
 	CU_ASSERT_EQUAL(state(m, 4), GANG_PENDING);
 	CU_ASSERT_EQUAL(info(m, 4).wait, GANG_WAIT_RESOURCES);
-	CU_ASSERT_NOT_EQUAL(gang_version(m), v);
+	CU_ASSERT_NOT_EQUAL(gm_version(m), v);
 
 	/* Raising the bound makes room. */
-	CU_ASSERT_EQUAL(gang_set_max_share(m, 65), -EINVAL);
-	CU_ASSERT_EQUAL(gang_set_max_share(m, 0), -EINVAL);
-	CU_ASSERT_EQUAL(gang_set_max_share(m, 3), 0);
-	gang_schedule(m);
+	CU_ASSERT_EQUAL(gm_set_max_share(m, 65), -EINVAL);
+	CU_ASSERT_EQUAL(gm_set_max_share(m, 0), -EINVAL);
+	CU_ASSERT_EQUAL(gm_set_max_share(m, 3), 0);
+	gm_schedule(m);
 	CU_ASSERT_EQUAL(row(m, 4), 2);
-	gang_matrix_free(m);
+	gm_free(m);
 }
 
 /* Memory per node: placed and suspended jobs count; 0 is not counted. */
@@ -141,36 +141,36 @@ static void test_memory_bound(void)
 	add(m, 1, 0, 2, 1, 600);
 	add(m, 2, 0, 1, 1, 600);  /* fits in no row: both nodes hold 600 */
 	add(m, 3, -1, 1, 1, 400); /* lower priority, behind the head */
-	gang_schedule(m);
+	gm_schedule(m);
 	CU_ASSERT_EQUAL(state(m, 1), GANG_RUNNING);
 	CU_ASSERT_EQUAL(state(m, 2), GANG_PENDING);
 	CU_ASSERT_EQUAL(info(m, 2).wait, GANG_WAIT_RESOURCES);
 	CU_ASSERT_EQUAL(state(m, 3), GANG_PENDING);
 	CU_ASSERT_EQUAL(info(m, 3).wait, GANG_WAIT_PRIORITY);
-	CU_ASSERT_EQUAL(gang_col_mem_used(m, 0), 600);
-	CU_ASSERT_EQUAL(gang_col_mem_used(m, 5), -EINVAL);
+	CU_ASSERT_EQUAL(gm_col_mem_used(m, 0), 600);
+	CU_ASSERT_EQUAL(gm_col_mem_used(m, 5), -EINVAL);
 
 	/* A job that does not count memory goes in a second row. */
-	gang_job_remove(m, 2);
+	gm_job_remove(m, 2);
 	add(m, 4, 0, 2, 1, 0);
-	gang_schedule(m);
+	gm_schedule(m);
 	CU_ASSERT_EQUAL(row(m, 4), 1);
 	CU_ASSERT_EQUAL(row(m, 3), 2); /* 400 fits beside 600 */
 	CU_ASSERT_EQUAL(mask(m, 3), 0x1);
-	CU_ASSERT_EQUAL(gang_col_mem_used(m, 0), 1000);
+	CU_ASSERT_EQUAL(gm_col_mem_used(m, 0), 1000);
 
 	/* Eviction never frees memory: a suspended job keeps its share, so a
 	 * high-priority job that needs the memory evicts nobody for good. */
-	gang_job_remove(m, 4);
+	gm_job_remove(m, 4);
 	CU_ASSERT_EQUAL(row(m, 3), 1);
 	add(m, 5, 10, 1, 1, 500);
-	gang_schedule(m);
+	gm_schedule(m);
 	CU_ASSERT_EQUAL(state(m, 5), GANG_PENDING);
 	CU_ASSERT_EQUAL(state(m, 1), GANG_RUNNING);
 	CU_ASSERT_EQUAL(row(m, 1), 0);
 	CU_ASSERT_EQUAL(state(m, 3), GANG_RUNNING);
 	CU_ASSERT_EQUAL(row(m, 3), 1);
-	gang_matrix_free(m);
+	gm_free(m);
 }
 
 /* The memory bound against preemption: evicting makes no room, so undo. */
@@ -179,22 +179,22 @@ static void test_memory_blocks_preemption(void)
 	struct gang_matrix *m = mk(1, 1, 1000);
 
 	add(m, 1, 0, 1, 1, 600);
-	gang_schedule(m);
+	gm_schedule(m);
 	add(m, 2, 5, 1, 1, 600);
-	gang_schedule(m);
+	gm_schedule(m);
 	CU_ASSERT_EQUAL(state(m, 1), GANG_RUNNING);
 	CU_ASSERT_EQUAL(row(m, 1), 0);
 	CU_ASSERT_EQUAL(state(m, 2), GANG_PENDING);
-	CU_ASSERT_EQUAL(gang_col_mem_used(m, 0), 600);
+	CU_ASSERT_EQUAL(gm_col_mem_used(m, 0), 600);
 	/* With room in memory it evicts. */
-	gang_job_remove(m, 2);
+	gm_job_remove(m, 2);
 	add(m, 3, 5, 1, 1, 400);
-	gang_schedule(m);
+	gm_schedule(m);
 	CU_ASSERT_EQUAL(state(m, 3), GANG_RUNNING);
 	CU_ASSERT_EQUAL(state(m, 1), GANG_SUSPENDED);
 	CU_ASSERT_EQUAL(info(m, 1).preempted_by, 3);
-	CU_ASSERT_EQUAL(gang_col_mem_used(m, 0), 1000);
-	gang_matrix_free(m);
+	CU_ASSERT_EQUAL(gm_col_mem_used(m, 0), 1000);
+	gm_free(m);
 }
 
 /* Exclusive jobs hold their columns in every row and need empty columns. */
@@ -206,40 +206,40 @@ static void test_exclusive_vs_share(void)
 	add(m, 1, 0, 1, 1, 0);   /* share on col 0 */
 	add(m, 2, 0, 2, 0, 0);   /* exclusive: cols 1,2 */
 	add(m, 3, 0, 2, 1, 0);   /* share: 0 and 3 in row 0? col 0 taken in row 0 -> row 1 */
-	gang_schedule(m);
+	gm_schedule(m);
 	CU_ASSERT_EQUAL(mask(m, 1), 0x1);
 	CU_ASSERT_EQUAL(mask(m, 2), 0x6);
 	CU_ASSERT_EQUAL(row(m, 2), -1);
 	CU_ASSERT_EQUAL(row(m, 3), 1);
 	CU_ASSERT_EQUAL(mask(m, 3), 0x9);
-	CU_ASSERT_EQUAL(gang_nrows(m), 2);
+	CU_ASSERT_EQUAL(gm_nrows(m), 2);
 	for (int r = 0; r < 2; r++) {
-		CU_ASSERT_EQUAL(gang_cell(m, r, 1), 2);
-		CU_ASSERT_EQUAL(gang_cell(m, r, 2), 2);
+		CU_ASSERT_EQUAL(gm_cell(m, r, 1), 2);
+		CU_ASSERT_EQUAL(gm_cell(m, r, 2), 2);
 	}
-	CU_ASSERT_EQUAL(gang_cell(m, 0, 3), 0);
+	CU_ASSERT_EQUAL(gm_cell(m, 0, 3), 0);
 
 	/* Another exclusive job: col 3 has a share job in row 1, col 0 too. */
 	add(m, 4, 0, 1, 0, 0);
-	gang_schedule(m);
+	gm_schedule(m);
 	CU_ASSERT_EQUAL(state(m, 4), GANG_PENDING);
 	/* Exclusive jobs are not evicted, and do not evict. */
 	add(m, 5, 9, 1, 1, 0);
-	gang_schedule(m);
+	gm_schedule(m);
 	CU_ASSERT_EQUAL(state(m, 5), GANG_RUNNING); /* row 0, col 3 */
 	CU_ASSERT_EQUAL(mask(m, 5), 0x8);
-	CU_ASSERT_EQUAL(gang_col_suspended(m, 1, ids, 4), 0);
+	CU_ASSERT_EQUAL(gm_col_suspended(m, 1, ids, 4), 0);
 	/* An exclusive job alone still shows in every row, even with no rows. */
-	gang_job_remove(m, 1);
-	gang_job_remove(m, 3);
-	gang_job_remove(m, 5);
-	gang_schedule(m);
+	gm_job_remove(m, 1);
+	gm_job_remove(m, 3);
+	gm_job_remove(m, 5);
+	gm_schedule(m);
 	CU_ASSERT_EQUAL(state(m, 4), GANG_RUNNING);
 	CU_ASSERT_EQUAL(mask(m, 4), 0x1);
-	CU_ASSERT_EQUAL(gang_nrows(m), 0);
-	CU_ASSERT_EQUAL(gang_cell(m, 0, 1), 2);
-	CU_ASSERT_EQUAL(gang_cell(m, 5, 0), 4);
-	gang_matrix_free(m);
+	CU_ASSERT_EQUAL(gm_nrows(m), 0);
+	CU_ASSERT_EQUAL(gm_cell(m, 0, 1), 2);
+	CU_ASSERT_EQUAL(gm_cell(m, 5, 0), 4);
+	gm_free(m);
 }
 
 /* Exclusive jobs keep the old whole-node queue: prefix starts, no backfill. */
@@ -251,7 +251,7 @@ static void test_exclusive_queue(void)
 	add(m, 2, 0, 1, 0, 0);
 	add(m, 3, 0, 2, 0, 0);
 	add(m, 4, 0, 1, 0, 0);
-	gang_schedule(m);
+	gm_schedule(m);
 	CU_ASSERT_EQUAL(mask(m, 1), 0x3);
 	CU_ASSERT_EQUAL(mask(m, 2), 0x4);
 	CU_ASSERT_EQUAL(state(m, 3), GANG_PENDING);
@@ -260,14 +260,14 @@ static void test_exclusive_queue(void)
 	CU_ASSERT_EQUAL(info(m, 4).wait, GANG_WAIT_PRIORITY);
 	/* Priority beats submit order. */
 	add(m, 5, 10, 1, 0, 0);
-	gang_schedule(m);
+	gm_schedule(m);
 	CU_ASSERT_EQUAL(state(m, 5), GANG_RUNNING);
 	CU_ASSERT_EQUAL(mask(m, 5), 0x8);
-	gang_job_remove(m, 1);
-	gang_schedule(m);
+	gm_job_remove(m, 1);
+	gm_schedule(m);
 	CU_ASSERT_EQUAL(mask(m, 3), 0x3);
 	CU_ASSERT_EQUAL(state(m, 4), GANG_PENDING);
-	gang_matrix_free(m);
+	gm_free(m);
 }
 
 /* Lower priority evicted first, newest first among equals; undo if useless. */
@@ -277,13 +277,13 @@ static void test_preemption(void)
 
 	add(m, 1, 0, 1, 1, 0);
 	add(m, 2, 0, 1, 1, 0);
-	gang_schedule(m);
+	gm_schedule(m);
 	CU_ASSERT_EQUAL(mask(m, 1), 0x1);
 	CU_ASSERT_EQUAL(mask(m, 2), 0x2);
 
 	/* One column needed: the newest of the equals goes. */
 	add(m, 3, 1, 1, 1, 0);
-	CU_ASSERT_EQUAL(gang_schedule(m), 2); /* 3 started, 2 suspended */
+	CU_ASSERT_EQUAL(gm_schedule(m), 2); /* 3 started, 2 suspended */
 	CU_ASSERT_EQUAL(state(m, 1), GANG_RUNNING);
 	CU_ASSERT_EQUAL(state(m, 2), GANG_SUSPENDED);
 	CU_ASSERT_EQUAL(info(m, 2).preempted_by, 3);
@@ -292,15 +292,15 @@ static void test_preemption(void)
 	{
 		long ids[2] = { 0, 0 };
 
-		CU_ASSERT_EQUAL(gang_col_suspended(m, 1, ids, 2), 1);
+		CU_ASSERT_EQUAL(gm_col_suspended(m, 1, ids, 2), 1);
 		CU_ASSERT_EQUAL(ids[0], 2);
-		CU_ASSERT_EQUAL(gang_col_suspended(m, 0, ids, 2), 0);
-		CU_ASSERT_EQUAL(gang_col_suspended(m, 7, ids, 2), -EINVAL);
+		CU_ASSERT_EQUAL(gm_col_suspended(m, 0, ids, 2), 0);
+		CU_ASSERT_EQUAL(gm_col_suspended(m, 7, ids, 2), -EINVAL);
 	}
 
 	/* Two columns at priority 5: 1 (prio 0) goes first, then 3 (prio 1). */
 	add(m, 4, 5, 2, 1, 0);
-	gang_schedule(m);
+	gm_schedule(m);
 	CU_ASSERT_EQUAL(state(m, 4), GANG_RUNNING);
 	CU_ASSERT_EQUAL(state(m, 3), GANG_SUSPENDED);
 	CU_ASSERT_EQUAL(state(m, 1), GANG_SUSPENDED);
@@ -310,10 +310,10 @@ static void test_preemption(void)
 	/* Equal priority never evicts, and a useless eviction is undone:
 	 * job 6 (prio 5) could only evict nothing here. */
 	add(m, 6, 5, 1, 1, 0);
-	gang_schedule(m);
+	gm_schedule(m);
 	CU_ASSERT_EQUAL(state(m, 6), GANG_PENDING);
 	CU_ASSERT_EQUAL(state(m, 4), GANG_RUNNING);
-	gang_matrix_free(m);
+	gm_free(m);
 }
 
 static void test_preemption_undo(void)
@@ -321,44 +321,44 @@ static void test_preemption_undo(void)
 	struct gang_matrix *m = mk(1, 2, 0);
 
 	add(m, 1, 0, 1, 1, 0);  /* col 0, low */
-	gang_schedule(m);
+	gm_schedule(m);
 	add(m, 2, 5, 1, 1, 0);  /* col 1, as high as the newcomer */
-	gang_schedule(m);
+	gm_schedule(m);
 	add(m, 3, 5, 2, 1, 0);  /* needs both: evicting 1 is not enough */
-	gang_schedule(m);
+	gm_schedule(m);
 	CU_ASSERT_EQUAL(state(m, 3), GANG_PENDING);
 	CU_ASSERT_EQUAL(state(m, 1), GANG_RUNNING);
 	CU_ASSERT_EQUAL(row(m, 1), 0);
 	CU_ASSERT_EQUAL(mask(m, 1), 0x1);
 	{
 		/* An undone eviction is no change: nothing to publish. */
-		unsigned long v = gang_version(m);
+		unsigned long v = gm_version(m);
 
-		CU_ASSERT_EQUAL(gang_schedule(m), 0);
-		CU_ASSERT_EQUAL(gang_version(m), v);
+		CU_ASSERT_EQUAL(gm_schedule(m), 0);
+		CU_ASSERT_EQUAL(gm_version(m), v);
 	}
 	CU_ASSERT_EQUAL(info(m, 1).preempted_by, 0);
 	CU_ASSERT_EQUAL(state(m, 2), GANG_RUNNING);
-	CU_ASSERT_EQUAL(gang_cell(m, 0, 0), 1);
+	CU_ASSERT_EQUAL(gm_cell(m, 0, 0), 1);
 
 	/* Pinned jobs (starting or ending) are not evicted. */
-	gang_job_remove(m, 3);
-	CU_ASSERT_EQUAL(gang_job_pin(m, 1, 1), 0);
-	CU_ASSERT_EQUAL(gang_job_pin(m, 42, 1), -ENOENT);
+	gm_job_remove(m, 3);
+	CU_ASSERT_EQUAL(gm_job_pin(m, 1, 1), 0);
+	CU_ASSERT_EQUAL(gm_job_pin(m, 42, 1), -ENOENT);
 	add(m, 4, 5, 1, 1, 0);
-	gang_schedule(m);
+	gm_schedule(m);
 	CU_ASSERT_EQUAL(state(m, 1), GANG_RUNNING);
 	CU_ASSERT_EQUAL(state(m, 4), GANG_PENDING);
 	/* Preemption switched off (timeslice none): no eviction either. */
-	gang_job_pin(m, 1, 0);
-	gang_set_preempt(m, 0);
-	gang_schedule(m);
+	gm_job_pin(m, 1, 0);
+	gm_set_preempt(m, 0);
+	gm_schedule(m);
 	CU_ASSERT_EQUAL(state(m, 1), GANG_RUNNING);
-	gang_set_preempt(m, 1);
-	gang_schedule(m);
+	gm_set_preempt(m, 1);
+	gm_schedule(m);
 	CU_ASSERT_EQUAL(state(m, 1), GANG_SUSPENDED);
 	CU_ASSERT_EQUAL(state(m, 4), GANG_RUNNING);
-	gang_matrix_free(m);
+	gm_free(m);
 }
 
 /* Evicted more than needed (order is by priority, not by columns): the
@@ -368,47 +368,47 @@ static void test_preemption_gives_back(void)
 	struct gang_matrix *m = mk(1, 2, 0);
 
 	add(m, 1, 0, 1, 1, 0); /* col 0, prio 0 */
-	gang_schedule(m);
+	gm_schedule(m);
 	add(m, 2, 1, 1, 1, 0); /* col 1, prio 1 */
-	gang_schedule(m);
+	gm_schedule(m);
 	add(m, 3, 5, 1, 1, 0);
-	gang_schedule(m);
+	gm_schedule(m);
 	/* 1 is evicted first (lowest) and that is enough. */
 	CU_ASSERT_EQUAL(state(m, 1), GANG_SUSPENDED);
 	CU_ASSERT_EQUAL(state(m, 2), GANG_RUNNING);
 	CU_ASSERT_EQUAL(mask(m, 3), 0x1);
-	gang_matrix_free(m);
+	gm_free(m);
 
 	/* Here the lowest victim is on the wrong column for a 2-column job in
 	 * a 3-column matrix: 1 (col 0) then 2 (col 1) are evicted, the job
 	 * takes cols 0,1, and nobody comes back (no room). */
 	m = mk(1, 3, 0);
 	add(m, 1, 0, 1, 1, 0);
-	gang_schedule(m);
+	gm_schedule(m);
 	add(m, 2, 1, 1, 1, 0);
-	gang_schedule(m);
+	gm_schedule(m);
 	add(m, 3, 9, 1, 1, 0);
-	gang_schedule(m);
+	gm_schedule(m);
 	CU_ASSERT_EQUAL(mask(m, 3), 0x4);
 	add(m, 4, 5, 2, 1, 0);
-	gang_schedule(m);
+	gm_schedule(m);
 	CU_ASSERT_EQUAL(state(m, 4), GANG_RUNNING);
 	CU_ASSERT_EQUAL(mask(m, 4), 0x3);
 	CU_ASSERT_EQUAL(state(m, 1), GANG_SUSPENDED);
 	CU_ASSERT_EQUAL(state(m, 2), GANG_SUSPENDED);
 	CU_ASSERT_EQUAL(state(m, 3), GANG_RUNNING);
-	gang_matrix_free(m);
+	gm_free(m);
 
 	/* The first victim (col 2) is not enough; after the second (cols 0,1)
 	 * the job takes cols 0,1 and the first victim is not needed: it comes
 	 * straight back. */
 	m = mk(1, 3, 0);
 	add(m, 1, 1, 2, 1, 0); /* cols 0,1, prio 1 */
-	gang_schedule(m);
+	gm_schedule(m);
 	add(m, 2, 0, 1, 1, 0); /* col 2, prio 0 */
-	gang_schedule(m);
+	gm_schedule(m);
 	add(m, 3, 5, 2, 1, 0);
-	gang_schedule(m);
+	gm_schedule(m);
 	CU_ASSERT_EQUAL(state(m, 3), GANG_RUNNING);
 	CU_ASSERT_EQUAL(mask(m, 3), 0x3);
 	CU_ASSERT_EQUAL(state(m, 1), GANG_SUSPENDED);
@@ -416,8 +416,8 @@ static void test_preemption_gives_back(void)
 	CU_ASSERT_EQUAL(state(m, 2), GANG_RUNNING);
 	CU_ASSERT_EQUAL(info(m, 2).preempted_by, 0);
 	CU_ASSERT_EQUAL(row(m, 2), 0);
-	CU_ASSERT_EQUAL(gang_col_set(m, 3, 0, 1), -EINVAL);
-	gang_matrix_free(m);
+	CU_ASSERT_EQUAL(gm_col_set(m, 3, 0, 1), -EINVAL);
+	gm_free(m);
 }
 
 /* Suspended jobs come back on their own columns, before pending jobs of the
@@ -429,58 +429,58 @@ static void test_suspended_reentry(void)
 	add(m, 1, 0, 1, 1, 0);
 	add(m, 2, 0, 1, 1, 0);
 	add(m, 3, 0, 1, 1, 0);
-	gang_schedule(m);
+	gm_schedule(m);
 	CU_ASSERT_EQUAL(mask(m, 3), 0x4);
 	add(m, 4, 5, 1, 1, 0); /* evicts 3 (newest) from col 2 */
-	gang_schedule(m);
+	gm_schedule(m);
 	CU_ASSERT_EQUAL(state(m, 3), GANG_SUSPENDED);
 	CU_ASSERT_EQUAL(mask(m, 4), 0x4);
 
 	/* Col 0 frees up: 3 must not move there, and a pending job of the
 	 * same priority submitted later does not take 3's place. */
-	gang_job_remove(m, 1);
+	gm_job_remove(m, 1);
 	add(m, 5, 0, 1, 1, 0);
-	gang_schedule(m);
+	gm_schedule(m);
 	CU_ASSERT_EQUAL(state(m, 3), GANG_SUSPENDED);
 	CU_ASSERT_EQUAL(mask(m, 5), 0x1);
 
 	/* Col 2 frees: 3 re-enters there (pending 6 of equal priority waits). */
 	add(m, 6, 0, 1, 1, 0);
-	gang_job_remove(m, 4);
-	CU_ASSERT_EQUAL(gang_schedule(m), 1);
+	gm_job_remove(m, 4);
+	CU_ASSERT_EQUAL(gm_schedule(m), 1);
 	CU_ASSERT_EQUAL(state(m, 3), GANG_RUNNING);
 	CU_ASSERT_EQUAL(mask(m, 3), 0x4);
 	CU_ASSERT_EQUAL(info(m, 3).preempted_by, 0);
 	CU_ASSERT_EQUAL(state(m, 6), GANG_PENDING);
-	gang_matrix_free(m);
+	gm_free(m);
 
 	/* A blocked pending head of higher priority holds back a resume. */
 	m = mk(1, 2, 0);
 	add(m, 1, 0, 1, 1, 0);
-	gang_schedule(m);
+	gm_schedule(m);
 	add(m, 2, 3, 1, 1, 0);
-	gang_schedule(m);         /* 1 on col 0, 2 on col 1 */
+	gm_schedule(m);         /* 1 on col 0, 2 on col 1 */
 	add(m, 3, 5, 1, 1, 0);
-	gang_schedule(m);         /* evicts 1 */
+	gm_schedule(m);         /* evicts 1 */
 	CU_ASSERT_EQUAL(state(m, 1), GANG_SUSPENDED);
-	gang_job_pin(m, 2, 1);
+	gm_job_pin(m, 2, 1);
 	add(m, 4, 4, 2, 1, 0);    /* blocked: 3 (prio 5) and pinned 2 */
-	gang_job_remove(m, 3);    /* col 0 is free again */
-	gang_schedule(m);
+	gm_job_remove(m, 3);    /* col 0 is free again */
+	gm_schedule(m);
 	/* 4 could not evict pinned 2: it is the blocked head; 1 (prio 0)
 	 * stays suspended behind it. */
 	CU_ASSERT_EQUAL(state(m, 4), GANG_PENDING);
 	CU_ASSERT_EQUAL(info(m, 4).wait, GANG_WAIT_RESOURCES);
 	CU_ASSERT_EQUAL(state(m, 1), GANG_SUSPENDED);
 	/* A pinned suspended job never resumes. */
-	gang_job_remove(m, 4);
-	gang_job_pin(m, 1, 1);
-	gang_schedule(m);
+	gm_job_remove(m, 4);
+	gm_job_pin(m, 1, 1);
+	gm_schedule(m);
 	CU_ASSERT_EQUAL(state(m, 1), GANG_SUSPENDED);
-	gang_job_pin(m, 1, 0);
-	gang_schedule(m);
+	gm_job_pin(m, 1, 0);
+	gm_schedule(m);
 	CU_ASSERT_EQUAL(state(m, 1), GANG_RUNNING);
-	gang_matrix_free(m);
+	gm_free(m);
 }
 
 /* A job that can never fit on the columns that are up waits without
@@ -493,7 +493,7 @@ static void test_never_fits(void)
 	add(m, 2, 8, 1, 1, 2000);  /* more memory than any node */
 	add(m, 3, 7, 3, 0, 0);     /* exclusive, fits an empty matrix */
 	add(m, 4, 0, 1, 1, 0);
-	gang_schedule(m);
+	gm_schedule(m);
 	CU_ASSERT_EQUAL(state(m, 1), GANG_PENDING);
 	CU_ASSERT_EQUAL(info(m, 1).wait, GANG_WAIT_RESOURCES);
 	CU_ASSERT_EQUAL(state(m, 2), GANG_PENDING);
@@ -502,14 +502,14 @@ static void test_never_fits(void)
 	CU_ASSERT_EQUAL(state(m, 4), GANG_PENDING);
 	CU_ASSERT_EQUAL(info(m, 4).wait, GANG_WAIT_RESOURCES);
 	/* With a column down, the 3-node exclusive job cannot ever fit now. */
-	gang_job_remove(m, 3);
+	gm_job_remove(m, 3);
 	add(m, 5, 7, 3, 0, 0);
-	gang_col_set(m, 1, 1000, 0);
-	gang_schedule(m);
+	gm_col_set(m, 1, 1000, 0);
+	gm_schedule(m);
 	CU_ASSERT_EQUAL(state(m, 5), GANG_PENDING);
 	CU_ASSERT_EQUAL(state(m, 4), GANG_RUNNING);
 	CU_ASSERT_EQUAL(mask(m, 4), 0x1);
-	gang_matrix_free(m);
+	gm_free(m);
 }
 
 /* Rows that empty out are removed; the rows above move down. */
@@ -519,23 +519,23 @@ static void test_compaction(void)
 
 	for (long id = 1; id <= 4; id++)
 		add(m, id, 0, 2, 1, 0);
-	gang_schedule(m);
-	CU_ASSERT_EQUAL(gang_nrows(m), 4);
+	gm_schedule(m);
+	CU_ASSERT_EQUAL(gm_nrows(m), 4);
 	CU_ASSERT_EQUAL(row(m, 4), 3);
-	gang_job_remove(m, 2);
-	CU_ASSERT_EQUAL(gang_nrows(m), 3);
+	gm_job_remove(m, 2);
+	CU_ASSERT_EQUAL(gm_nrows(m), 3);
 	CU_ASSERT_EQUAL(row(m, 1), 0);
 	CU_ASSERT_EQUAL(row(m, 3), 1);
 	CU_ASSERT_EQUAL(row(m, 4), 2);
-	CU_ASSERT_EQUAL(gang_cell(m, 2, 0), 4);
-	CU_ASSERT_EQUAL(gang_cell(m, 3, 0), 0);
-	gang_job_remove(m, 1);
-	gang_job_remove(m, 4);
-	CU_ASSERT_EQUAL(gang_nrows(m), 1);
+	CU_ASSERT_EQUAL(gm_cell(m, 2, 0), 4);
+	CU_ASSERT_EQUAL(gm_cell(m, 3, 0), 0);
+	gm_job_remove(m, 1);
+	gm_job_remove(m, 4);
+	CU_ASSERT_EQUAL(gm_nrows(m), 1);
 	CU_ASSERT_EQUAL(row(m, 3), 0);
-	gang_job_remove(m, 3);
-	CU_ASSERT_EQUAL(gang_nrows(m), 0);
-	gang_matrix_free(m);
+	gm_job_remove(m, 3);
+	CU_ASSERT_EQUAL(gm_nrows(m), 0);
+	gm_free(m);
 }
 
 /* A column inserted in the middle renumbers the jobs' columns. */
@@ -545,18 +545,18 @@ static void test_col_insert(void)
 
 	add(m, 1, 0, 1, 1, 0);
 	add(m, 2, 0, 1, 0, 0);
-	gang_schedule(m);
+	gm_schedule(m);
 	CU_ASSERT_EQUAL(mask(m, 1), 0x1);
 	CU_ASSERT_EQUAL(mask(m, 2), 0x2);
-	CU_ASSERT_EQUAL(gang_col_insert(m, 1, 0, 1), 0);
-	CU_ASSERT_EQUAL(gang_ncols(m), 3);
+	CU_ASSERT_EQUAL(gm_col_insert(m, 1, 0, 1), 0);
+	CU_ASSERT_EQUAL(gm_ncols(m), 3);
 	CU_ASSERT_EQUAL(mask(m, 1), 0x1);
 	CU_ASSERT_EQUAL(mask(m, 2), 0x4);
-	CU_ASSERT_EQUAL(gang_cell(m, 0, 2), 2);
-	CU_ASSERT_EQUAL(gang_cell(m, 0, 1), 0);
-	CU_ASSERT_EQUAL(gang_col_insert(m, 5, 0, 1), -EINVAL);
-	CU_ASSERT_EQUAL(gang_col_insert(m, 0, -1, 1), -EINVAL);
-	gang_matrix_free(m);
+	CU_ASSERT_EQUAL(gm_cell(m, 0, 2), 2);
+	CU_ASSERT_EQUAL(gm_cell(m, 0, 1), 0);
+	CU_ASSERT_EQUAL(gm_col_insert(m, 5, 0, 1), -EINVAL);
+	CU_ASSERT_EQUAL(gm_col_insert(m, 0, -1, 1), -EINVAL);
+	gm_free(m);
 }
 
 /* Restart: jobs come back on their columns, rows hinted, then repacked. */
@@ -570,60 +570,60 @@ static void test_restore_repack(void)
 	struct gang_job_spec y = { .id = 11, .nodes = 1, .share = 0 };
 	const int ca[] = { 1, 0 }, cb[] = { 0, 1 }, cc[] = { 1 }, cx[] = { 2 }, bad[] = { 0, 0 };
 
-	CU_ASSERT_EQUAL(gang_job_restore(m, &a, ca, 2, 0, 1), 0);
-	CU_ASSERT_EQUAL(gang_job_restore(m, &a, ca, 2, 0, 1), -EEXIST);
-	CU_ASSERT_EQUAL(gang_job_restore(m, &b, bad, 2, 0, 0), -EINVAL);
-	CU_ASSERT_EQUAL(gang_job_restore(m, &b, cb, 1, 0, 0), -EINVAL);
-	CU_ASSERT_EQUAL(gang_job_restore(m, &b, cb, 2, 0, 0), 0);
-	CU_ASSERT_EQUAL(gang_job_restore(m, &c, cc, 1, 1, -1), 0);
-	CU_ASSERT_EQUAL(gang_job_restore(m, &x, cc, 1, 0, -1), -EBUSY);
-	CU_ASSERT_EQUAL(gang_job_restore(m, &x, cx, 1, 1, -1), -EINVAL);
-	CU_ASSERT_EQUAL(gang_job_restore(m, &x, cx, 1, 0, -1), 0);
-	CU_ASSERT_EQUAL(gang_job_restore(m, &y, cx, 1, 0, -1), -EBUSY);
-	CU_ASSERT_EQUAL(gang_col_mem_used(m, 1), 150);
+	CU_ASSERT_EQUAL(gm_job_restore(m, &a, ca, 2, 0, 1), 0);
+	CU_ASSERT_EQUAL(gm_job_restore(m, &a, ca, 2, 0, 1), -EEXIST);
+	CU_ASSERT_EQUAL(gm_job_restore(m, &b, bad, 2, 0, 0), -EINVAL);
+	CU_ASSERT_EQUAL(gm_job_restore(m, &b, cb, 1, 0, 0), -EINVAL);
+	CU_ASSERT_EQUAL(gm_job_restore(m, &b, cb, 2, 0, 0), 0);
+	CU_ASSERT_EQUAL(gm_job_restore(m, &c, cc, 1, 1, -1), 0);
+	CU_ASSERT_EQUAL(gm_job_restore(m, &x, cc, 1, 0, -1), -EBUSY);
+	CU_ASSERT_EQUAL(gm_job_restore(m, &x, cx, 1, 1, -1), -EINVAL);
+	CU_ASSERT_EQUAL(gm_job_restore(m, &x, cx, 1, 0, -1), 0);
+	CU_ASSERT_EQUAL(gm_job_restore(m, &y, cx, 1, 0, -1), -EBUSY);
+	CU_ASSERT_EQUAL(gm_col_mem_used(m, 1), 150);
 	CU_ASSERT_EQUAL(mask(m, 7), 0x3);
 	CU_ASSERT_EQUAL(state(m, 9), GANG_SUSPENDED);
 	/* The pass repacks first: 7 keeps row 1, 8 row 0; 9 finds no row. */
-	gang_schedule(m);
+	gm_schedule(m);
 	CU_ASSERT_EQUAL(row(m, 7), 1);
 	CU_ASSERT_EQUAL(row(m, 8), 0);
 	CU_ASSERT_EQUAL(state(m, 9), GANG_SUSPENDED);
 	CU_ASSERT_EQUAL(state(m, 10), GANG_RUNNING);
-	CU_ASSERT_EQUAL(gang_cell(m, 1, 2), 10);
+	CU_ASSERT_EQUAL(gm_cell(m, 1, 2), 10);
 
 	/* Lowering the bound: queue order decides; 7 (older) moves to row 0,
 	 * 8 has no row and is suspended. */
-	CU_ASSERT_EQUAL(gang_set_max_share(m, 1), 0);
-	CU_ASSERT_EQUAL(gang_repack(m), 1);
+	CU_ASSERT_EQUAL(gm_set_max_share(m, 1), 0);
+	CU_ASSERT_EQUAL(gm_repack(m), 1);
 	CU_ASSERT_EQUAL(row(m, 7), 0);
 	CU_ASSERT_EQUAL(state(m, 8), GANG_SUSPENDED);
 	CU_ASSERT_EQUAL(info(m, 8).preempted_by, 0);
-	CU_ASSERT_EQUAL(gang_nrows(m), 1);
+	CU_ASSERT_EQUAL(gm_nrows(m), 1);
 	/* Back up: both suspended ones return, in queue order. */
-	gang_set_max_share(m, 3);
-	gang_schedule(m);
+	gm_set_max_share(m, 3);
+	gm_schedule(m);
 	CU_ASSERT_EQUAL(row(m, 8), 1);
 	CU_ASSERT_EQUAL(row(m, 9), 2);
 	/* A repack of a valid packing changes nobody's row. */
-	CU_ASSERT_EQUAL(gang_repack(m), 0);
+	CU_ASSERT_EQUAL(gm_repack(m), 0);
 	CU_ASSERT_EQUAL(row(m, 7), 0);
 	CU_ASSERT_EQUAL(row(m, 8), 1);
 	CU_ASSERT_EQUAL(row(m, 9), 2);
-	gang_matrix_free(m);
+	gm_free(m);
 
 	/* The lower priority loses its row when the bound shrinks, even if
 	 * the higher-priority job sat in the row that goes away. */
 	m = mk(2, 1, 0);
 	add(m, 1, 0, 1, 1, 0);
-	gang_schedule(m);
+	gm_schedule(m);
 	add(m, 2, 5, 1, 1, 0);
-	gang_schedule(m);
+	gm_schedule(m);
 	CU_ASSERT_EQUAL(row(m, 2), 1);
-	gang_set_max_share(m, 1);
-	CU_ASSERT_EQUAL(gang_repack(m), 1);
+	gm_set_max_share(m, 1);
+	CU_ASSERT_EQUAL(gm_repack(m), 1);
 	CU_ASSERT_EQUAL(row(m, 2), 0);
 	CU_ASSERT_EQUAL(state(m, 1), GANG_SUSPENDED);
-	gang_matrix_free(m);
+	gm_free(m);
 }
 
 static void test_bad_args(void)
@@ -631,35 +631,35 @@ static void test_bad_args(void)
 	struct gang_matrix *m = NULL;
 	struct gang_job_spec s = { .id = 1, .nodes = 1 };
 
-	CU_ASSERT_EQUAL(gang_matrix_new(0, &m), -EINVAL);
-	CU_ASSERT_EQUAL(gang_matrix_new(GANG_MAX_ROWS + 1, &m), -EINVAL);
+	CU_ASSERT_EQUAL(gm_new(0, &m), -EINVAL);
+	CU_ASSERT_EQUAL(gm_new(GANG_MAX_ROWS + 1, &m), -EINVAL);
 	m = mk(GANG_MAX_ROWS, 1, 0);
-	CU_ASSERT_EQUAL(gang_job_add(m, &s), 0);
-	CU_ASSERT_EQUAL(gang_job_add(m, &s), -EEXIST);
+	CU_ASSERT_EQUAL(gm_job_add(m, &s), 0);
+	CU_ASSERT_EQUAL(gm_job_add(m, &s), -EEXIST);
 	s.id = 0;
-	CU_ASSERT_EQUAL(gang_job_add(m, &s), -EINVAL);
+	CU_ASSERT_EQUAL(gm_job_add(m, &s), -EINVAL);
 	s.id = 2;
 	s.nodes = 0;
-	CU_ASSERT_EQUAL(gang_job_add(m, &s), -EINVAL);
+	CU_ASSERT_EQUAL(gm_job_add(m, &s), -EINVAL);
 	s.nodes = 1;
 	s.mem_mb = -1;
-	CU_ASSERT_EQUAL(gang_job_add(m, &s), -EINVAL);
-	CU_ASSERT_EQUAL(gang_job_add(m, NULL), -EINVAL);
+	CU_ASSERT_EQUAL(gm_job_add(m, &s), -EINVAL);
+	CU_ASSERT_EQUAL(gm_job_add(m, NULL), -EINVAL);
 	{
 		struct gang_job_info i;
 
-		CU_ASSERT_EQUAL(gang_job_info(m, 2, &i), -ENOENT);
+		CU_ASSERT_EQUAL(gm_job_info(m, 2, &i), -ENOENT);
 	}
 	/* 64 rows of one column each hold 64 share jobs, no more. */
-	gang_job_remove(m, 1);
+	gm_job_remove(m, 1);
 	for (long id = 1; id <= GANG_MAX_ROWS + 1; id++)
 		add(m, id, 0, 1, 1, 0);
-	gang_schedule(m);
-	CU_ASSERT_EQUAL(gang_nrows(m), GANG_MAX_ROWS);
+	gm_schedule(m);
+	CU_ASSERT_EQUAL(gm_nrows(m), GANG_MAX_ROWS);
 	CU_ASSERT_EQUAL(row(m, GANG_MAX_ROWS), GANG_MAX_ROWS - 1);
 	CU_ASSERT_EQUAL(state(m, GANG_MAX_ROWS + 1), GANG_PENDING);
-	gang_matrix_free(m);
-	gang_matrix_free(NULL);
+	gm_free(m);
+	gm_free(NULL);
 }
 
 int main(void)

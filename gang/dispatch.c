@@ -1,9 +1,9 @@
-/* Slot tables and dispatch decisions: see agent/dispatch.h. */
+/* Slot tables and dispatch decisions: see gang/dispatch.h. */
 #include "config.h"
 
 #include <stdlib.h>
 
-#include "agent/dispatch.h"
+#include "gang/dispatch.h"
 
 struct ds_table *ds_table_new(int nslots, int n)
 {

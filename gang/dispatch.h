@@ -5,7 +5,7 @@
  * to thaw.  No I/O here; tests/unit/test_dispatch.c drives it.
  *
  * Times are controller time in ns (the agent's CLOCK_MONOTONIC plus the
- * clock offset, agent/clock.h).  Boundary k of an epoch is at
+ * clock offset, gang/clock.h).  Boundary k of an epoch is at
  * start + k * slot_ns and opens slot row k mod nslots.
  */
 #ifndef HEC_AGENT_DISPATCH_H

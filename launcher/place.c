@@ -4,16 +4,16 @@
 #include <ctype.h>
 #include <string.h>
 
-#include "sched.h"
+#include "place.h"
 
-int sched_ranks(int ntasks, int nnodes, int i)
+int place_ranks(int ntasks, int nnodes, int i)
 {
 	if (ntasks < 1 || nnodes < 1 || i < 0 || i >= nnodes)
 		return 0;
 	return ntasks / nnodes + (i < ntasks % nnodes ? 1 : 0);
 }
 
-int sched_name_cmp(const char *a, const char *b)
+int place_name_cmp(const char *a, const char *b)
 {
 	const char *a0 = a, *b0 = b;
 

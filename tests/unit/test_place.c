@@ -1,11 +1,11 @@
-/* CUnit: rank distribution and node name order of hecctld (launcher/sched.c).
+/* CUnit: rank distribution and node name order of hecctld (launcher/place.c).
  * Queue order and placement are the gang matrix's: tests/unit/test_matrix.c. */
 #include "config.h"
 
 #include <stdio.h>
 #include <string.h>
 
-#include "launcher/sched.h"
+#include "launcher/place.h"
 #include "tests/unit/cunit_main.h"
 
 #define N(a) (sizeof(a) / sizeof((a)[0]))
@@ -25,29 +25,29 @@ static void test_ranks(void)
 		int sum = 0;
 
 		for (int i = 0; i < cases[c].nnodes; i++) {
-			int r = sched_ranks(cases[c].ntasks, cases[c].nnodes, i);
+			int r = place_ranks(cases[c].ntasks, cases[c].nnodes, i);
 
 			CU_ASSERT_EQUAL(r, cases[c].want[i]);
 			sum += r;
 		}
 		CU_ASSERT_EQUAL(sum, cases[c].ntasks);
 	}
-	CU_ASSERT_EQUAL(sched_ranks(4, 2, 2), 0);
-	CU_ASSERT_EQUAL(sched_ranks(4, 0, 0), 0);
-	CU_ASSERT_EQUAL(sched_ranks(0, 2, 0), 0);
-	CU_ASSERT_EQUAL(sched_ranks(4, 2, -1), 0);
+	CU_ASSERT_EQUAL(place_ranks(4, 2, 2), 0);
+	CU_ASSERT_EQUAL(place_ranks(4, 0, 0), 0);
+	CU_ASSERT_EQUAL(place_ranks(0, 2, 0), 0);
+	CU_ASSERT_EQUAL(place_ranks(4, 2, -1), 0);
 }
 
 static void test_name_order(void)
 {
-	CU_ASSERT(sched_name_cmp("node2", "node10") < 0);
-	CU_ASSERT(sched_name_cmp("node10", "node9") > 0);
-	CU_ASSERT(sched_name_cmp("node1", "node1") == 0);
-	CU_ASSERT(sched_name_cmp("a", "b") < 0);
-	CU_ASSERT(sched_name_cmp("node", "node0") < 0);
-	CU_ASSERT(sched_name_cmp("rack2-n3", "rack10-n1") < 0);
-	CU_ASSERT(sched_name_cmp("node01", "node1") != 0); /* total order */
-	CU_ASSERT(sched_name_cmp("node01", "node2") < 0);
+	CU_ASSERT(place_name_cmp("node2", "node10") < 0);
+	CU_ASSERT(place_name_cmp("node10", "node9") > 0);
+	CU_ASSERT(place_name_cmp("node1", "node1") == 0);
+	CU_ASSERT(place_name_cmp("a", "b") < 0);
+	CU_ASSERT(place_name_cmp("node", "node0") < 0);
+	CU_ASSERT(place_name_cmp("rack2-n3", "rack10-n1") < 0);
+	CU_ASSERT(place_name_cmp("node01", "node1") != 0); /* total order */
+	CU_ASSERT(place_name_cmp("node01", "node2") < 0);
 }
 
 int main(void)

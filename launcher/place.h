@@ -1,10 +1,10 @@
 /*
  * Small pure helpers of hecctld's placement, unit-tested on their own
- * (tests/unit/test_sched.c).  The queue and placement policy itself is the
+ * (tests/unit/test_place.c).  The queue and placement policy itself is the
  * gang matrix (include/hec/gang.h, gang/matrix.c).
  */
-#ifndef HEC_SCHED_H
-#define HEC_SCHED_H
+#ifndef HEC_PLACE_H
+#define HEC_PLACE_H
 
 #include <stddef.h>
 
@@ -13,9 +13,9 @@
  * ntasks / nnodes ranks and the first ntasks % nnodes nodes one more.
  * \return the ranks of node @i (0-based), or 0 for bad arguments.
  */
-int sched_ranks(int ntasks, int nnodes, int i);
+int place_ranks(int ntasks, int nnodes, int i);
 
 /** Natural order of node names: "node2" sorts before "node10". */
-int sched_name_cmp(const char *a, const char *b);
+int place_name_cmp(const char *a, const char *b);
 
 #endif

@@ -1,9 +1,9 @@
-/* Clock offset estimation: see agent/clock.h. */
+/* Clock offset estimation: see gang/clock.h. */
 #include "config.h"
 
 #include <errno.h>
 
-#include "agent/clock.h"
+#include "gang/clock.h"
 
 int clock_sample_eval(const struct clock_sample *s, int64_t *offset, int64_t *rtt)
 {
