@@ -133,34 +133,34 @@ void agent_ctl_send(struct agent *ag, unsigned type, json_t *body_stolen);
 void agent_finish(struct agent *ag);
 
 /* job.c */
-struct agent_job *job_find(struct agent *ag, long id);
+struct agent_job *agent_job_find(struct agent *ag, long id);
 /** Adopt partitions found on disk (previous agent life). */
-void jobs_adopt(struct agent *ag);
-void job_on_launch(struct agent *ag, const json_t *body);
-void job_on_start(struct agent *ag, const json_t *body);
-void job_on_kill(struct agent *ag, long id);
-void job_on_exit_ack(struct agent *ag, long id);
+void agent_jobs_adopt(struct agent *ag);
+void agent_job_on_launch(struct agent *ag, const json_t *body);
+void agent_job_on_start(struct agent *ag, const json_t *body);
+void agent_job_on_kill(struct agent *ag, long id);
+void agent_job_on_exit_ack(struct agent *ag, long id);
 /** SNAPSHOT: the job's partition here saves its machine's state to its job
  *  directory, or (revert) goes back to the state saved last. */
-void job_on_snapshot(struct agent *ag, const json_t *body);
-void jobs_shutdown(struct agent *ag);
+void agent_job_on_snapshot(struct agent *ag, const json_t *body);
+void agent_jobs_shutdown(struct agent *ag);
 /** Called for each reaped child; \return 1 if it was a batch step. */
-int job_reaped(struct agent *ag, pid_t pid, int status);
+int agent_job_reaped(struct agent *ag, pid_t pid, int status);
 /** JOB_EXIT frames for every unacked exit (after REGISTERED). */
 void exits_resend(struct agent *ag);
 json_t *exits_json(struct agent *ag);
 /** Free all jobs (handles released, partitions left alone) and exits. */
-void jobs_free(struct agent *ag);
+void agent_jobs_free(struct agent *ag);
 /** Job directory state_dir/job.<id>. */
-int job_dir(struct agent *ag, long id, char *buf, size_t len);
+int agent_job_dir(struct agent *ag, long id, char *buf, size_t len);
 /** "name=addr,..." and "name,name" from LAUNCH's nodes. */
-char *job_agent_map(const struct agent_job *j);
-char *job_nodelist(const struct agent_job *j);
+char *agent_job_agent_map(const struct agent_job *j);
+char *agent_job_nodelist(const struct agent_job *j);
 
 /** Fill ag->phost: the event loop, the guests' tools, the callbacks. */
-void jobs_host_init(struct agent *ag);
+void agent_jobs_host_init(struct agent *ag);
 /** A reaped child of a partition driver (image tool, QEMU)?  \return 1 if so. */
-int jobs_part_reaped(struct agent *ag, pid_t pid, int status);
+int agent_jobs_part_reaped(struct agent *ag, pid_t pid, int status);
 
 /** The job's batch step runs inside its partition's machine (a vm guest). */
 static inline int job_is_vm(const struct agent_job *j)

@@ -70,7 +70,7 @@ static void bridge_free(struct bridge *b)
 	if (b->timer)
 		event_free(b->timer);
 	if (b->net_port > 0) {
-		struct agent_job *j = job_find(ag, b->job);
+		struct agent_job *j = agent_job_find(ag, b->job);
 
 		if (j && j->part)
 			hec_partition_net_gone(j->part, b->net_port);
@@ -231,7 +231,7 @@ int bridge_reaped(struct agent *ag, pid_t pid, int status)
 static int spawn_env(struct agent *ag, struct agent_job *j, struct envv *e)
 {
 	struct passwd *pw = getpwuid(j->uid);
-	char num[32], *list = job_nodelist(j);
+	char num[32], *list = agent_job_nodelist(j);
 	int rc = list ? 0 : -ENOMEM;
 
 	snprintf(num, sizeof(num), "%ld", j->id);
@@ -262,7 +262,7 @@ static void do_spawn(struct bridge *b, const json_t *body)
 	const char *node = json_string_value(json_object_get(body, "node"));
 	const char *cmd = json_string_value(json_object_get(body, "cmd"));
 	const char *argv[] = { "/bin/sh", "-c", cmd, NULL };
-	struct agent_job *j = job_find(ag, id);
+	struct agent_job *j = agent_job_find(ag, id);
 	struct envv env = { 0 };
 	int out[2] = { -1, -1 }, err[2] = { -1, -1 }, null_fd = -1, rc;
 	char why[512], ctx[PATH_MAX + 64] = "";
@@ -358,7 +358,7 @@ static int net_join(struct agent *ag, const json_t *body, struct hec_conn *c, ch
 	long id = (long)json_integer_value(json_object_get(body, "job"));
 	const char *key = json_string_value(json_object_get(body, "key"));
 	const char *node = json_string_value(json_object_get(body, "node"));
-	struct agent_job *j = job_find(ag, id);
+	struct agent_job *j = agent_job_find(ag, id);
 
 	if (!j || !j->part || !j->launched || j->killing) {
 		snprintf(why, len, "job %ld: no guest on %s (yet)", id, ag->conf.name);
@@ -377,7 +377,7 @@ static void bridge_on_msg(struct hec_conn *c, const struct hec_msg *m, void *arg
 	char why[512];
 
 	if (b->net_port > 0 && m->type == HEC_MSG_NET_FRAME) {
-		struct agent_job *j = job_find(b->ag, b->job);
+		struct agent_job *j = agent_job_find(b->ag, b->job);
 
 		if (j && j->part)
 			hec_partition_net_frame(j->part, b->net_port, m->data, m->len);

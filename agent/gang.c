@@ -524,7 +524,7 @@ static enum ds_state probe_state(struct hec_gate *gate)
 
 static struct agent_job *job_here(struct agent *ag, long id)
 {
-	struct agent_job *j = job_find(ag, id);
+	struct agent_job *j = agent_job_find(ag, id);
 
 	return j && j->part && !j->killing ? j : NULL;
 }

@@ -167,27 +167,27 @@ static void on_stats_req(void *ag, const struct hec_msg *m)
 
 static void on_snapshot(void *ag, const struct hec_msg *m)
 {
-	job_on_snapshot(ag, m->body);
+	agent_job_on_snapshot(ag, m->body);
 }
 
 static void on_launch(void *ag, const struct hec_msg *m)
 {
-	job_on_launch(ag, m->body);
+	agent_job_on_launch(ag, m->body);
 }
 
 static void on_start(void *ag, const struct hec_msg *m)
 {
-	job_on_start(ag, m->body);
+	agent_job_on_start(ag, m->body);
 }
 
 static void on_kill_job(void *ag, const struct hec_msg *m)
 {
-	job_on_kill(ag, (long)json_integer_value(json_object_get(m->body, "job")));
+	agent_job_on_kill(ag, (long)json_integer_value(json_object_get(m->body, "job")));
 }
 
 static void on_exit_ack(void *ag, const struct hec_msg *m)
 {
-	job_on_exit_ack(ag, (long)json_integer_value(json_object_get(m->body, "job")));
+	agent_job_on_exit_ack(ag, (long)json_integer_value(json_object_get(m->body, "job")));
 }
 
 static void on_shutdown(void *arg, const struct hec_msg *m)
@@ -196,7 +196,7 @@ static void on_shutdown(void *arg, const struct hec_msg *m)
 
 	(void)m;
 	hec_info("%s: controller asks to shut down: killing every partition", ag->conf.name);
-	jobs_shutdown(ag);
+	agent_jobs_shutdown(ag);
 }
 
 static void on_error(void *arg, const struct hec_msg *m)
@@ -401,7 +401,8 @@ static void on_signal(evutil_socket_t sig, short what, void *arg)
 	switch (sig) {
 	case SIGCHLD:
 		while ((pid = waitpid(-1, &status, WNOHANG)) > 0)
-			if (!job_reaped(ag, pid, status) && !jobs_part_reaped(ag, pid, status))
+			if (!agent_job_reaped(ag, pid, status) &&
+			    !agent_jobs_part_reaped(ag, pid, status))
 				bridge_reaped(ag, pid, status);
 		break;
 	case SIGTERM:
@@ -677,7 +678,7 @@ static void agent_free(struct agent *ag)
 {
 	agent_gang_free(ag);
 	bridges_free(ag);
-	jobs_free(ag);
+	agent_jobs_free(ag);
 	if (ag->ctl)
 		hec_conn_free(ag->ctl);
 	if (ag->connect_ev)
@@ -769,7 +770,7 @@ int main(int argc, char **argv)
 		hec_err("%s: cannot create the event loop", ag->conf.name);
 		goto out;
 	}
-	jobs_host_init(ag);
+	agent_jobs_host_init(ag);
 	rc = bridges_listen(ag, &port);
 	if (rc) {
 		hec_err("%s: cannot listen on %s: %s", ag->conf.name, ag->conf.listen, strerror(-rc));
@@ -784,7 +785,7 @@ int main(int argc, char **argv)
 		goto out;
 	}
 	check_state_dir(ag);
-	jobs_adopt(ag);
+	agent_jobs_adopt(ag);
 	hec_info("%s: hecd %s up: cpus %s (%d cores, %d PUs, %d NUMA, %ld MB), bridges at %s, controller %s",
 		 ag->conf.name, PACKAGE_VERSION, cpus, ag->topo.cores, ag->topo.pus,
 		 ag->topo.numa_nodes, ag->topo.memory_mb, ag->addr, ag->conf.controller);

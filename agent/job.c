@@ -41,7 +41,7 @@ static const char *unprefixed(struct agent *ag, const char *why)
 
 /* ---- jobs ---- */
 
-struct agent_job *job_find(struct agent *ag, long id)
+struct agent_job *agent_job_find(struct agent *ag, long id)
 {
 	for (struct agent_job *j = ag->jobs; j; j = j->next)
 		if (j->id == id)
@@ -50,7 +50,7 @@ struct agent_job *job_find(struct agent *ag, long id)
 }
 
 /* The job's partition, and its link back to the job (host callbacks). */
-static void job_attach(struct agent_job *j, struct hec_partition *part)
+static void agent_job_attach(struct agent_job *j, struct hec_partition *part)
 {
 	j->ops = part->ops;
 	j->part = part;
@@ -58,7 +58,7 @@ static void job_attach(struct agent_job *j, struct hec_partition *part)
 	part->host_arg = j;
 }
 
-static struct agent_job *job_new(struct agent *ag, long id)
+static struct agent_job *agent_job_new(struct agent *ag, long id)
 {
 	struct agent_job *j = calloc(1, sizeof(*j));
 
@@ -72,7 +72,7 @@ static struct agent_job *job_new(struct agent *ag, long id)
 	return j;
 }
 
-static void job_free(struct agent *ag, struct agent_job *j)
+static void agent_job_free(struct agent *ag, struct agent_job *j)
 {
 	struct agent_job **pp;
 
@@ -91,10 +91,10 @@ static void job_free(struct agent *ag, struct agent_job *j)
 	free(j);
 }
 
-void jobs_free(struct agent *ag)
+void agent_jobs_free(struct agent *ag)
 {
 	while (ag->jobs)
-		job_free(ag, ag->jobs);
+		agent_job_free(ag, ag->jobs);
 	while (ag->exits) {
 		struct exit_rec *e = ag->exits;
 
@@ -104,7 +104,7 @@ void jobs_free(struct agent *ag)
 	}
 }
 
-int job_dir(struct agent *ag, long id, char *buf, size_t len)
+int agent_job_dir(struct agent *ag, long id, char *buf, size_t len)
 {
 	return hec_fmt(buf, len, "%s/job.%ld", ag->conf.state_dir, id);
 }
@@ -116,7 +116,7 @@ static void remove_job_dir(struct agent *ag, long id)
 	struct dirent *de;
 	DIR *d;
 
-	if (job_dir(ag, id, dir, sizeof(dir)))
+	if (agent_job_dir(ag, id, dir, sizeof(dir)))
 		return;
 	d = opendir(dir);
 	if (!d) {
@@ -170,7 +170,7 @@ static void save_meta(struct agent *ag, struct agent_job *j)
 	char *text;
 	int rc = -ENOMEM;
 
-	if (!j->launched || job_dir(ag, j->id, dir, sizeof(dir)))
+	if (!j->launched || agent_job_dir(ag, j->id, dir, sizeof(dir)))
 		return;
 	if (hec_fmt(path, sizeof(path), "%s/job.json", dir) || hec_fmt(tmp, sizeof(tmp), "%s.tmp", path))
 		return;
@@ -253,7 +253,7 @@ static void add_exit(struct agent *ag, long id, int code, int sig, const char *e
 /* The batch step is over (or could not start): tell the controller, durably. */
 static void batch_ended(struct agent *ag, long id, int code, int sig, const char *error)
 {
-	struct agent_job *j = job_find(ag, id);
+	struct agent_job *j = agent_job_find(ag, id);
 
 	add_exit(ag, id, code, sig, error);
 	if (j)
@@ -283,7 +283,7 @@ json_t *exits_json(struct agent *ag)
 	return a;
 }
 
-void job_on_exit_ack(struct agent *ag, long id)
+void agent_job_on_exit_ack(struct agent *ag, long id)
 {
 	struct exit_rec **pp, *e;
 	struct agent_job *j;
@@ -295,7 +295,7 @@ void job_on_exit_ack(struct agent *ag, long id)
 			free(e);
 			break;
 		}
-	j = job_find(ag, id);
+	j = agent_job_find(ag, id);
 	if (j)
 		save_meta(ag, j);
 }
@@ -326,12 +326,12 @@ static char *join_nodes(const struct agent_job *j, int with_addr)
 	return s;
 }
 
-char *job_agent_map(const struct agent_job *j)
+char *agent_job_agent_map(const struct agent_job *j)
 {
 	return join_nodes(j, 1);
 }
 
-char *job_nodelist(const struct agent_job *j)
+char *agent_job_nodelist(const struct agent_job *j)
 {
 	return join_nodes(j, 0);
 }
@@ -376,7 +376,7 @@ static int write_hosts(struct agent *ag, struct agent_job *j, char *why, size_t 
 	size_t len = 0;
 	int rc;
 
-	rc = job_dir(ag, j->id, dir, sizeof(dir));
+	rc = agent_job_dir(ag, j->id, dir, sizeof(dir));
 	if (!rc)
 		rc = hec_mkdir_p(ag->conf.state_dir, 0755);
 	if (rc) {
@@ -433,9 +433,9 @@ static int batch_host_resolves(const struct agent *ag, const json_t *nodes, char
 	return 0;
 }
 
-static void job_started(void *arg, int rc, const char *error);
+static void agent_job_started(void *arg, int rc, const char *error);
 
-void job_on_launch(struct agent *ag, const json_t *body)
+void agent_job_on_launch(struct agent *ag, const json_t *body)
 {
 	long id = (long)json_integer_value(json_object_get(body, "job"));
 	json_int_t uid = json_integer_value(json_object_get(body, "uid"));
@@ -445,7 +445,7 @@ void job_on_launch(struct agent *ag, const json_t *body)
 	const char *kind = json_string_value(json_object_get(body, "partition"));
 	const struct hec_partition_ops *ops = kind ? hec_part_driver(&ag->drivers, kind) : ag->ops;
 	struct hec_partition *part = NULL;
-	struct agent_job *j = job_find(ag, id);
+	struct agent_job *j = agent_job_find(ag, id);
 	char why[1024], vwhy[900] = "";
 	char dir[PATH_MAX];
 	int rc, made = 0;
@@ -486,14 +486,14 @@ void job_on_launch(struct agent *ag, const json_t *body)
 			hec_fmt(why, sizeof(why), "%s: %s: %s", ag->conf.name, vwhy, strerror(-rc));
 			goto refuse;
 		}
-		j = job_new(ag, id);
+		j = agent_job_new(ag, id);
 		if (!j) {
 			ops->destroy(part, NULL, 0);
 			ops->release(part);
 			hec_fmt(why, sizeof(why), "%s: out of memory", ag->conf.name);
 			goto refuse;
 		}
-		job_attach(j, part);
+		agent_job_attach(j, part);
 		made = 1;
 	}
 	j->launched = 1;
@@ -509,12 +509,16 @@ void job_on_launch(struct agent *ag, const json_t *body)
 		rc = write_hosts(ag, j, why, sizeof(why));
 	}
 	if (!rc && j->ops->start) {
-		struct hec_start_req req = { .dir = dir, .uid = j->uid, .gid = j->gid, .key = j->key,
-					     .launch = (const struct json_t *)body,
-					     .done = job_started, .arg = j };
+		struct hec_start_req req = {.dir = dir,
+					    .uid = j->uid,
+					    .gid = j->gid,
+					    .key = j->key,
+					    .launch = (const struct json_t *)body,
+					    .done = agent_job_started,
+					    .arg = j};
 
 		vwhy[0] = 0;
-		if (job_dir(ag, id, dir, sizeof(dir))) {
+		if (agent_job_dir(ag, id, dir, sizeof(dir))) {
 			hec_fmt(vwhy, sizeof(vwhy), "job directory: path too long");
 			rc = -ENAMETOOLONG;
 		} else {
@@ -527,7 +531,7 @@ void job_on_launch(struct agent *ag, const json_t *body)
 		if (made) {
 			j->ops->destroy(j->part, NULL, 0);
 			remove_job_dir(ag, id);
-			job_free(ag, j);
+			agent_job_free(ag, j);
 		}
 		goto refuse;
 	}
@@ -536,7 +540,7 @@ void job_on_launch(struct agent *ag, const json_t *body)
 		hec_job_info(ag->conf.name, id,
 			     "partition made; its %s machine is on its way (%zu nodes)",
 			     j->ops->name, json_array_size(nodes));
-		return; /* job_started() replies */
+		return; /* agent_job_started() replies */
 	}
 	hec_job_info(ag->conf.name, id, "partition ready (uid %lld, %zu nodes)", (long long)uid,
 		     json_array_size(nodes));
@@ -550,7 +554,7 @@ refuse:
 }
 
 /* The partition's machine is up, or could not come up (start's done). */
-static void job_started(void *arg, int rc, const char *error)
+static void agent_job_started(void *arg, int rc, const char *error)
 {
 	struct agent_job *j = arg;
 	struct agent *ag = j->ag;
@@ -650,12 +654,12 @@ static void snap_done(void *arg, int rc, const char *why)
 	free(r);
 }
 
-void job_on_snapshot(struct agent *ag, const json_t *body)
+void agent_job_on_snapshot(struct agent *ag, const json_t *body)
 {
 	long id = (long)json_integer_value(json_object_get(body, "job"));
 	long req = (long)json_integer_value(json_object_get(body, "req"));
 	int revert = json_is_true(json_object_get(body, "revert"));
-	struct agent_job *j = job_find(ag, id);
+	struct agent_job *j = agent_job_find(ag, id);
 	struct snap_req *r = NULL;
 	char dir[PATH_MAX], why[1024];
 	int rc;
@@ -669,7 +673,7 @@ void job_on_snapshot(struct agent *ag, const json_t *body)
 		hec_fmt(why, sizeof(why), "out of memory");
 		goto fail;
 	}
-	if (job_dir(ag, id, dir, sizeof(dir))) {
+	if (agent_job_dir(ag, id, dir, sizeof(dir))) {
 		hec_fmt(why, sizeof(why), "job directory: path too long");
 		goto fail;
 	}
@@ -735,7 +739,7 @@ static void part_gang_release(void *arg)
 	agent_gang_job_ready(j->ag, j);
 }
 
-void jobs_host_init(struct agent *ag)
+void agent_jobs_host_init(struct agent *ag)
 {
 	ag->phost = (struct hec_part_host){
 		.base = ag->base, .node = ag->conf.name, .qemu = ag->conf.qemu,
@@ -745,7 +749,7 @@ void jobs_host_init(struct agent *ag)
 	};
 }
 
-int jobs_part_reaped(struct agent *ag, pid_t pid, int status)
+int agent_jobs_part_reaped(struct agent *ag, pid_t pid, int status)
 {
 	for (struct agent_job *j = ag->jobs; j; j = j->next)
 		if (j->part && hec_partition_reaped(j->part, pid, status))
@@ -918,7 +922,7 @@ static int open_as_user(struct agent *ag, const struct agent_job *j, const char 
 static int build_env(struct agent *ag, struct agent_job *j, const json_t *env, long ntasks,
 		     const char *hosts, struct envv *e)
 {
-	char num[32], *map = job_agent_map(j), *list = job_nodelist(j);
+	char num[32], *map = agent_job_agent_map(j), *list = agent_job_nodelist(j);
 	size_t i;
 	json_t *v;
 	int rc = map && list ? 0 : -ENOMEM;
@@ -1022,7 +1026,7 @@ out:
 	return rc;
 }
 
-void job_on_start(struct agent *ag, const json_t *body)
+void agent_job_on_start(struct agent *ag, const json_t *body)
 {
 	long id = (long)json_integer_value(json_object_get(body, "job"));
 	long ntasks = (long)json_integer_value(json_object_get(body, "ntasks"));
@@ -1031,7 +1035,7 @@ void job_on_start(struct agent *ag, const json_t *body)
 	const char *errf = json_string_value(json_object_get(body, "error"));
 	const char *script = json_string_value(json_object_get(body, "script"));
 	json_t *uargv = json_object_get(body, "argv"), *v;
-	struct agent_job *j = job_find(ag, id);
+	struct agent_job *j = agent_job_find(ag, id);
 	char dir[PATH_MAX] = "", hosts[PATH_MAX], spath[PATH_MAX], num[32], why[PATH_MAX + 256];
 	const char **argv = NULL;
 	struct envv env = { 0 };
@@ -1052,7 +1056,7 @@ void job_on_start(struct agent *ag, const json_t *body)
 		hec_job_warn(ag->conf.name, id, "START again, ignored: the batch step already ran");
 		return;
 	}
-	job_dir(ag, id, dir, sizeof(dir));
+	agent_job_dir(ag, id, dir, sizeof(dir));
 	hec_fmt(hosts, sizeof(hosts), "%s/hosts", dir);
 
 	argv = calloc(json_array_size(uargv) + 5, sizeof(*argv));
@@ -1139,7 +1143,7 @@ out:
 	free(argv);
 }
 
-int job_reaped(struct agent *ag, pid_t pid, int status)
+int agent_job_reaped(struct agent *ag, pid_t pid, int status)
 {
 	int code, sig;
 
@@ -1166,12 +1170,12 @@ int job_reaped(struct agent *ag, pid_t pid, int status)
 
 /* ---- KILL_JOB ---- */
 
-static void job_gone(struct agent *ag, struct agent_job *j)
+static void agent_job_gone(struct agent *ag, struct agent_job *j)
 {
 	long id = j->id;
 
 	remove_job_dir(ag, id);
-	job_free(ag, j);
+	agent_job_free(ag, j);
 	agent_ctl_send(ag, HEC_MSG_JOB_GONE, json_pack("{s:I}", "job", (json_int_t)id));
 	if (ag->shutting_down && !ag->jobs)
 		agent_finish(ag);
@@ -1216,7 +1220,7 @@ static void kill_tick(evutil_socket_t fd, short what, void *arg)
 		else
 			hec_job_info(ag->conf.name, j->id, "partition removed");
 	}
-	job_gone(ag, j);
+	agent_job_gone(ag, j);
 }
 
 static void start_kill(struct agent *ag, struct agent_job *j)
@@ -1242,7 +1246,7 @@ static void start_kill(struct agent *ag, struct agent_job *j)
 	j->kill_timer = event_new(ag->base, -1, EV_PERSIST, kill_tick, j);
 	if (!j->kill_timer || event_add(j->kill_timer, &tv)) {
 		hec_job_err(ag->conf.name, j->id, "cannot poll its partition: out of memory");
-		job_gone(ag, j);
+		agent_job_gone(ag, j);
 	}
 }
 
@@ -1254,19 +1258,19 @@ static struct agent_job *open_unknown(struct agent *ag, long id, char *why, size
 
 	if (ag->ops->open(&ag->penv, id, &part, why, len))
 		return NULL;
-	j = job_new(ag, id);
+	j = agent_job_new(ag, id);
 	if (!j) {
 		ag->ops->release(part);
 		hec_fmt(why, len, "out of memory");
 		return NULL;
 	}
-	job_attach(j, part);
+	agent_job_attach(j, part);
 	return j;
 }
 
-void job_on_kill(struct agent *ag, long id)
+void agent_job_on_kill(struct agent *ag, long id)
 {
-	struct agent_job *j = job_find(ag, id);
+	struct agent_job *j = agent_job_find(ag, id);
 
 	if (!j)
 		j = open_unknown(ag, id, NULL, 0);
@@ -1282,7 +1286,7 @@ void job_on_kill(struct agent *ag, long id)
 	start_kill(ag, j);
 }
 
-void jobs_shutdown(struct agent *ag)
+void agent_jobs_shutdown(struct agent *ag)
 {
 	long ids[MAX_ADOPT];
 	int n;
@@ -1294,7 +1298,7 @@ void jobs_shutdown(struct agent *ag)
 	/* Also whatever appeared on disk behind our back. */
 	n = ag->ops->list(&ag->penv, ids, MAX_ADOPT, NULL, 0);
 	for (int i = 0; i < n; i++)
-		if (!job_find(ag, ids[i]))
+		if (!agent_job_find(ag, ids[i]))
 			open_unknown(ag, ids[i], NULL, 0);
 	if (!ag->jobs) {
 		agent_finish(ag);
@@ -1339,7 +1343,7 @@ static void load_meta(struct agent *ag, struct agent_job *j)
 	json_t *o, *x;
 	const char *key;
 
-	if (job_dir(ag, j->id, dir, sizeof(dir)))
+	if (agent_job_dir(ag, j->id, dir, sizeof(dir)))
 		return;
 	hec_fmt(path, sizeof(path), "%s/job.json", dir);
 	o = json_load_file(path, JSON_REJECT_DUPLICATES, &jerr);
@@ -1376,7 +1380,7 @@ static void load_meta(struct agent *ag, struct agent_job *j)
 	json_decref(o);
 }
 
-void jobs_adopt(struct agent *ag)
+void agent_jobs_adopt(struct agent *ag)
 {
 	long ids[MAX_ADOPT];
 	char why[PATH_MAX + 64] = "";
