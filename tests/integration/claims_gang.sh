@@ -32,8 +32,8 @@ g=$("$HEC" gang --json)
 for i in $(seq 100); do [ "$(cg_pids node1 "$b" | wc -l)" -ge 1 ] && [ "$(cg_pids node1 "$a" | wc -l)" -ge 1 ] && break; sleep 0.1; done
 same_slots 500 node0 node1
 rm hold-a hold-b
-"$HEC" wait "$a" || fail "job $a: $(job_state "$a") $(job_field "$a" reason)"
-"$HEC" wait "$b" || fail "job $b: $(job_state "$b") $(job_field "$b" reason)"
+wait_rc "$a" 0
+wait_rc "$b" 0
 expect_gone "$a" "$marker-hold-a" node0 node1
 expect_gone "$b" "$marker-hold-b" node0 node1
 
@@ -91,14 +91,14 @@ grep -q "not frozen .* the next job waits for its turn" "$HEC_DIR/log/node0.log"
 
 note "released, the stuck job ends and the other runs again"
 test_cleanup
-"$HEC" wait "$c" || fail "job $c after the release: $(job_state "$c") $(job_field "$c" reason)"
+wait_rc "$c" 0
 grep -q "$marker-released" <<<"$("$HEC" logs "$c")" || fail "job $c did not go on after the release"
 for node in node0 node1; do
 	for i in $(seq 300); do [ "$(freeze_req $node "$d")" = 0 ] && break; sleep 0.05; done
 	[ "$(freeze_req $node "$d")" = 0 ] || fail "job $d never thawed on $node after job $c ended"
 done
 rm hold-d
-"$HEC" wait "$d" || fail "job $d: $(job_state "$d") $(job_field "$d" reason)"
+wait_rc "$d" 0
 expect_gone "$c" "$marker-released" node0 node1
 expect_gone "$d" "$marker-hold-d" node0 node1
 echo "PASS: $TEST_NAME"

@@ -26,16 +26,25 @@ cg_pids() {
 
 # expect_gone JOB MARKER NODE...: within 30 s nothing of JOB is left on the
 # NODEs: no cgroup in any hierarchy, and no process whose command line holds
-# MARKER (a string only the job's command carries).
+# MARKER (a pattern only the job's command matches; "": the cgroups only, as
+# for a job whose other nodes are not cleaned yet).
 expect_gone() {
 	local job=$1 marker=$2 i node left; shift 2
 	for i in $(seq 300); do
-		left=$(procs_with "$marker")
+		left=
+		[ -z "$marker" ] || left=$(procs_with "$marker")
 		for node in "$@"; do left="$left $(cg_dirs "$node" "$job")"; done
 		[ -z "${left// /}" ] && return 0
 		sleep 0.1
 	done
-	fail "job $job ($(job_state "$job")) left behind: $(for p in $(procs_with "$marker"); do ps -o pid=,args= -p "$p"; done) $(for node in "$@"; do cg_dirs "$node" "$job"; done)"
+	fail "job $job ($(job_state "$job")) left behind: $(for p in $([ -z "$marker" ] || procs_with "$marker"); do ps -o pid=,args= -p "$p"; done) $(for node in "$@"; do cg_dirs "$node" "$job"; done)"
+}
+
+# wait_rc JOB RC [SECS]: `hec wait` exits RC for the job, within SECS (120)
+wait_rc() {
+	local rc=0
+	"$HEC" wait --timeout "${3:-120}" "$1" || rc=$?
+	[ "$rc" = "$2" ] || fail "hec wait $1 exited $rc ($(job_state "$1"): $(job_field "$1" reason)), expected $2"
 }
 
 # freeze_req NODE JOB: what the dispatcher last asked of the job's group on
