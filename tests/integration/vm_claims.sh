@@ -37,14 +37,15 @@ chmod 644 public
 out=$(as_nobody submit -t 5:00 --partition vm --vm-file "$TEST_DIR/secret" -- /bin/cat "$TEST_DIR/secret") ||
 	fail "nobody's submit failed: $out"
 s=${out#Submitted job }
-wait_rc "$s" 1 120
+"$HEC" wait --timeout 300 "$s" >/dev/null 2>&1
+images_with() { find "$cache" -newer since -type f -name 'initrd*' -exec grep -lF -- "$1" {} + 2>/dev/null; }
+[ -z "$(images_with "$secret")" ] || fail "the unreadable file is in an image: $(images_with "$secret")"
+[ "$(job_state "$s")" = FAILED ] || fail "job $s is $(job_state "$s") ($(job_field "$s" reason))"
 reason=$(job_field "$s" reason)
 echo "reason: $reason"
 grep -qF "$TEST_DIR/secret: not readable for uid $(id -u nobody), so it cannot go into the guest image" <<<"$reason" ||
 	fail "job $s: reason '$reason'"
 [ "$(job_field "$s" uid)" = "$(id -u nobody)" ] || fail "job $s runs as uid $(job_field "$s" uid)"
-images_with() { find "$cache" -newer since -type f -name 'initrd*' -exec grep -lF -- "$1" {} + 2>/dev/null; }
-[ -z "$(images_with "$secret")" ] || fail "the unreadable file is in an image: $(images_with "$secret")"
 expect_gone "$s" "$TEST_DIR/.*/job\\.$s/" node0 node1
 # The same for a file nobody may read: it goes in.
 out=$(as_nobody submit -t 5:00 --partition vm --vm-file "$TEST_DIR/public" -- /bin/cat "$TEST_DIR/public") ||
@@ -52,8 +53,9 @@ out=$(as_nobody submit -t 5:00 --partition vm --vm-file "$TEST_DIR/public" -- /b
 r=${out#Submitted job }
 for i in $(seq 300); do [ -n "$(images_with "$public")" ] && break; job_state "$r" | grep -q RUNNING || break; sleep 0.5; done
 [ -n "$(images_with "$public")" ] || fail "no image holds the readable file of job $r ($(job_state "$r"): $(job_field "$r" reason))"
-# What becomes of the job after its image is not this claim (a non-root
-# job's QEMU may not be able to read a freshly built image: see the note).
+# What becomes of the job after its image is built is not this claim (here
+# a fresh image's directory is mode 0700, which a non-root job's QEMU cannot
+# read: reported).
 if "$HEC" cancel "$r" 2>/dev/null; then
 	wait_rc "$r" 130
 else
