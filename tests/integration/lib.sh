@@ -34,10 +34,49 @@ dump_logs() {
 }
 
 cleanup() {
-	local rc=$? f
+	local rc=$? f i m c d left
+	# A test's own helpers that would keep jobs from ending (optional).
+	if declare -F test_cleanup >/dev/null; then test_cleanup || true; fi
 	"$HEC" cluster down >/dev/null 2>&1 || true
+	# `cluster down` leaves nothing of the test's clusters: a process naming
+	# the test directory or a cgroup of one of its clusters fails the test
+	# (a moment's grace for processes already dying).
+	for i in $(seq 20); do
+		left=$(pgrep -f -- "$TEST_DIR" | grep -vx "$$" || true)
+		for f in $(find "$TEST_DIR" -maxdepth 3 -name hecctld.conf 2>/dev/null); do
+			c=$(sed -n 's/^cluster_name *= *//p' "$f")
+			[ -n "$c" ] || continue
+			for m in $(awk '$3 == "cgroup" || $3 == "cgroup2" { print $2 }' /proc/self/mounts); do
+				[ -d "$m/hec/$c" ] && left="$left $m/hec/$c"
+			done
+		done
+		[ -n "$left" ] || break
+		sleep 0.1
+	done
+	if [ -n "$left" ]; then
+		echo "FAIL: $TEST_NAME: left after cluster down:" >&2
+		for f in $left; do
+			case $f in
+			/*) find "$f" -name cgroup.procs -exec sh -c 'echo "cgroup ${1%/cgroup.procs}: $(cat "$1" | tr "\n" " ")"' sh {} \; >&2 ;;
+			*) ps -o pid=,args= -p "$f" >&2 ;;
+			esac
+		done
+		rc=1
+	fi
 	# Whatever happened, leave no daemon behind.
 	pkill -9 -f "$TEST_DIR" 2>/dev/null || true
+	for f in $left; do
+		case $f in
+		/*)
+			for d in $(find "$f" -depth -type d); do
+				[ -e "$d/cgroup.kill" ] && echo 1 >"$d/cgroup.kill" 2>/dev/null
+				xargs -r kill -9 <"$d/cgroup.procs" 2>/dev/null
+			done
+			sleep 0.2
+			find "$f" -depth -type d -exec rmdir {} \; 2>/dev/null
+			;;
+		esac
+	done
 	# A sanitizer report in a daemon's log fails the test (sanitizer builds).
 	for f in "$HEC_DIR"/log/*.log; do
 		[ -f "$f" ] || continue

@@ -123,6 +123,211 @@ static void pragma_text(const char *pragma, char *buf, size_t len)
 	sqlite3_close(h);
 }
 
+/*
+ * A VFS over the default one that counts xSync calls on WAL files.  What
+ * synchronous=FULL promises in WAL mode is visible there: every commit syncs
+ * the WAL before it returns (NORMAL syncs it only at checkpoints), whatever
+ * the catalog's private connection was told.
+ */
+static sqlite3_vfs *real_vfs;
+static int wal_syncs;
+
+struct count_file {
+	sqlite3_file base;
+	int wal;
+	sqlite3_file *real;   /* follows this struct, szOsFile of the real VFS */
+};
+
+#define REAL(f) (((struct count_file *)(f))->real)
+
+static int c_close(sqlite3_file *f)
+{
+	return REAL(f)->pMethods->xClose(REAL(f));
+}
+
+static int c_read(sqlite3_file *f, void *b, int n, sqlite3_int64 o)
+{
+	return REAL(f)->pMethods->xRead(REAL(f), b, n, o);
+}
+
+static int c_write(sqlite3_file *f, const void *b, int n, sqlite3_int64 o)
+{
+	return REAL(f)->pMethods->xWrite(REAL(f), b, n, o);
+}
+
+static int c_truncate(sqlite3_file *f, sqlite3_int64 size)
+{
+	return REAL(f)->pMethods->xTruncate(REAL(f), size);
+}
+
+static int c_sync(sqlite3_file *f, int flags)
+{
+	if (((struct count_file *)f)->wal)
+		wal_syncs++;
+	return REAL(f)->pMethods->xSync(REAL(f), flags);
+}
+
+static int c_size(sqlite3_file *f, sqlite3_int64 *size)
+{
+	return REAL(f)->pMethods->xFileSize(REAL(f), size);
+}
+
+static int c_lock(sqlite3_file *f, int l)
+{
+	return REAL(f)->pMethods->xLock(REAL(f), l);
+}
+
+static int c_unlock(sqlite3_file *f, int l)
+{
+	return REAL(f)->pMethods->xUnlock(REAL(f), l);
+}
+
+static int c_check_lock(sqlite3_file *f, int *out)
+{
+	return REAL(f)->pMethods->xCheckReservedLock(REAL(f), out);
+}
+
+static int c_fcntl(sqlite3_file *f, int op, void *arg)
+{
+	return REAL(f)->pMethods->xFileControl(REAL(f), op, arg);
+}
+
+static int c_sector(sqlite3_file *f)
+{
+	return REAL(f)->pMethods->xSectorSize(REAL(f));
+}
+
+static int c_devchar(sqlite3_file *f)
+{
+	return REAL(f)->pMethods->xDeviceCharacteristics(REAL(f));
+}
+
+static int c_shm_map(sqlite3_file *f, int pg, int pgsz, int extend, void volatile **pp)
+{
+	return REAL(f)->pMethods->xShmMap(REAL(f), pg, pgsz, extend, pp);
+}
+
+static int c_shm_lock(sqlite3_file *f, int off, int n, int flags)
+{
+	return REAL(f)->pMethods->xShmLock(REAL(f), off, n, flags);
+}
+
+static void c_shm_barrier(sqlite3_file *f)
+{
+	REAL(f)->pMethods->xShmBarrier(REAL(f));
+}
+
+static int c_shm_unmap(sqlite3_file *f, int del)
+{
+	return REAL(f)->pMethods->xShmUnmap(REAL(f), del);
+}
+
+static const sqlite3_io_methods count_io = {
+	.iVersion = 2, /* no memory-mapped I/O: every page goes through xRead/xWrite */
+	.xClose = c_close, .xRead = c_read, .xWrite = c_write, .xTruncate = c_truncate,
+	.xSync = c_sync, .xFileSize = c_size, .xLock = c_lock, .xUnlock = c_unlock,
+	.xCheckReservedLock = c_check_lock, .xFileControl = c_fcntl,
+	.xSectorSize = c_sector, .xDeviceCharacteristics = c_devchar,
+	.xShmMap = c_shm_map, .xShmLock = c_shm_lock, .xShmBarrier = c_shm_barrier,
+	.xShmUnmap = c_shm_unmap,
+};
+
+static int c_open(sqlite3_vfs *vfs, const char *name, sqlite3_file *f, int flags, int *out)
+{
+	struct count_file *cf = (struct count_file *)f;
+	int rc;
+
+	(void)vfs;
+	cf->real = (sqlite3_file *)(cf + 1);
+	cf->wal = (flags & SQLITE_OPEN_WAL) != 0;
+	rc = real_vfs->xOpen(real_vfs, name, cf->real, flags, out);
+	cf->base.pMethods = cf->real->pMethods ? &count_io : NULL;
+	return rc;
+}
+
+static int v_delete(sqlite3_vfs *v, const char *n, int sync)
+{
+	(void)v;
+	return real_vfs->xDelete(real_vfs, n, sync);
+}
+
+static int v_access(sqlite3_vfs *v, const char *n, int flags, int *out)
+{
+	(void)v;
+	return real_vfs->xAccess(real_vfs, n, flags, out);
+}
+
+static int v_full(sqlite3_vfs *v, const char *n, int len, char *out)
+{
+	(void)v;
+	return real_vfs->xFullPathname(real_vfs, n, len, out);
+}
+
+static int v_random(sqlite3_vfs *v, int n, char *out)
+{
+	(void)v;
+	return real_vfs->xRandomness(real_vfs, n, out);
+}
+
+static int v_sleep(sqlite3_vfs *v, int us)
+{
+	(void)v;
+	return real_vfs->xSleep(real_vfs, us);
+}
+
+static int v_time(sqlite3_vfs *v, double *out)
+{
+	(void)v;
+	return real_vfs->xCurrentTime(real_vfs, out);
+}
+
+static int v_error(sqlite3_vfs *v, int n, char *out)
+{
+	(void)v;
+	return real_vfs->xGetLastError(real_vfs, n, out);
+}
+
+static sqlite3_vfs count_vfs = {
+	.iVersion = 1, .zName = "hec-count-syncs", .xOpen = c_open, .xDelete = v_delete,
+	.xAccess = v_access, .xFullPathname = v_full, .xRandomness = v_random,
+	.xSleep = v_sleep, .xCurrentTime = v_time, .xGetLastError = v_error,
+};
+
+/* The catalog opens its file with the default VFS: make ours the default. */
+static int count_syncs_install(void)
+{
+	real_vfs = sqlite3_vfs_find(NULL);
+	if (!real_vfs)
+		return -1;
+	count_vfs.szOsFile = (int)sizeof(struct count_file) + real_vfs->szOsFile;
+	count_vfs.mxPathname = real_vfs->mxPathname;
+	return sqlite3_vfs_register(&count_vfs, 1) == SQLITE_OK ? 0 : -1;
+}
+
+static void test_commit_is_synced(void)
+{
+	struct job *a = new_job("first"), *b = new_job("second");
+	struct db *db;
+	int before;
+
+	remove_db();
+	CU_ASSERT_EQUAL_FATAL(count_syncs_install(), 0);
+	db = open_db();
+	/* The first frames after open also sync the new WAL header (any mode). */
+	CU_ASSERT_EQUAL(db_job_insert(db, a, NULL, NULL), 0);
+	before = wal_syncs;
+	CU_ASSERT_EQUAL(db_job_insert(db, b, NULL, NULL), 0);
+	CU_ASSERT(wal_syncs > before); /* acknowledged = on disk */
+	before = wal_syncs;
+	a->state = JOB_RUNNING;
+	CU_ASSERT_EQUAL(db_job_update(db, a), 0);
+	CU_ASSERT(wal_syncs > before);
+	db_close(db);
+	sqlite3_vfs_unregister(&count_vfs);
+	job_free(a);
+	job_free(b);
+}
+
 static void test_wal_and_schema(void)
 {
 	struct db *db;
@@ -376,6 +581,7 @@ int main(void)
 {
 	static const struct hec_cunit_test tests[] = {
 		{ "WAL mode and schema version", test_wal_and_schema },
+		{ "every commit syncs the WAL (synchronous=FULL)", test_commit_is_synced },
 		{ "a submitted job survives close and reopen", test_submit_survives_reopen },
 		{ "a failed insert stores nothing", test_failed_insert_leaves_nothing },
 		{ "state transitions persist", test_transitions_persist },
