@@ -306,7 +306,7 @@ static int count_syncs_install(void)
 
 static void test_commit_is_synced(void)
 {
-	struct job *a = new_job("first"), *b = new_job("second");
+	struct ctl_job *a = new_job("first"), *b = new_job("second");
 	struct db *db;
 	int before;
 
