@@ -95,6 +95,14 @@ expect_fail() {
 
 cluster_name() { sed -n 's/^cluster_name *= *//p' "$HEC_DIR/hecctld.conf"; }
 v2_mount() { awk '$3 == "cgroup2" { print $2; exit }' /proc/self/mounts; }
+# cluster_cgroups NAME: the cgroup directories of cluster NAME that exist,
+# on every hierarchy (hecd makes hec/NAME/NODE under each it uses).
+cluster_cgroups() {
+	local m
+	for m in $(awk '$3 == "cgroup" || $3 == "cgroup2" { print $2 }' /proc/self/mounts); do
+		if [ -d "$m/hec/$1" ]; then echo "$m/hec/$1"; fi
+	done
+}
 cpuset_mount() { awk '$3 == "cgroup" && $4 ~ /(^|,)cpuset(,|$)/ { print $2; exit }' /proc/self/mounts; }
 
 # Processes whose command line holds a marker string, other than ourselves.
