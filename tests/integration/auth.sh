@@ -1,6 +1,7 @@
 #!/bin/bash
 # Local requests are authenticated by the socket's peer credentials: a user
-# may cancel only their own jobs; root may cancel any; jobs run as their user.
+# may cancel only their own jobs; root may cancel any; only root changes the
+# gang settings or takes the cluster down; jobs run as their user.
 . "$HEC_SRCDIR/tests/integration/lib.sh"
 id -u nobody >/dev/null 2>&1 || skip "no user 'nobody' to test with"
 command -v setpriv >/dev/null || skip "setpriv (util-linux) missing"
@@ -27,6 +28,9 @@ expect_fail 1 "owner|root|permi" as_nobody env HEC_DIR="$HEC_DIR" "$USER_HEC" ca
 [ "$(job_state "$rootjob")" = RUNNING ] || fail "nobody's cancel changed root's job to $(job_state "$rootjob")"
 expect_fail 1 "root" as_nobody env HEC_DIR="$HEC_DIR" "$USER_HEC" cluster down
 kill -0 "$(daemon_pid hecctld)" || fail "nobody shut the controller down"
+slot=$("$HEC" gang --json | jq '.gang.slot_ns')
+expect_fail 1 "root" as_nobody env HEC_DIR="$HEC_DIR" "$USER_HEC" gang set --slot 10
+[ "$("$HEC" gang --json | jq '.gang.slot_ns')" = "$slot" ] || fail "nobody changed the gang slot"
 as_nobody env HEC_DIR="$HEC_DIR" "$USER_HEC" cancel "$userjob" || fail "nobody cannot cancel its own job"
 "$HEC" wait "$userjob"
 [ "$(job_state "$userjob")" = CANCELLED ] || fail "job $userjob is $(job_state "$userjob")"
@@ -46,10 +50,19 @@ j=$(submit -N 1 -n 1 -- /bin/echo root-output)
 [ "$j" = "$next" ] || fail "expected job id $next, got $j"
 "$HEC" wait "$j" && fail "job $j wrote through nobody's symbolic link"
 [ "$(cat "$TEST_DIR/secret")" = secret ] || fail "the secret was overwritten through the spool"
-job_field "$j" reason | grep -q "job-$next.out" || fail "reason '$(job_field "$j" reason)' does not name the file"
+[ "$(job_state "$j")" = FAILED ] || fail "job $j is $(job_state "$j"), expected FAILED"
+# (refused by O_NOFOLLOW, or first by the kernel's fs.protected_symlinks)
+job_field "$j" reason | grep -qE "job-$next.out: (Too many levels of symbolic links|Permission denied)" ||
+	fail "job $j failed for another reason: '$(job_field "$j" reason)'"
 next=$((j + 1))
 as_nobody sh -c "umask 0; : > '$HEC_DIR/spool/job-$next.out'"
 j=$(submit -N 1 -n 1 -- /bin/echo root-output)
+[ "$j" = "$next" ] || fail "expected job id $next, got $j"
 "$HEC" wait "$j" && fail "job $j wrote into a file nobody owns"
+# refused for that reason, not any other failure
+[ "$(job_state "$j")" = FAILED ] || fail "job $j is $(job_state "$j"), expected FAILED"
+# (refused by hec's owner check, or first by the kernel's fs.protected_regular)
+job_field "$j" reason | grep -qE "job-$next.out: (Operation not permitted|Permission denied)" ||
+	fail "job $j failed for another reason: '$(job_field "$j" reason)'"
 grep -q root-output "$HEC_DIR/spool/job-$next.out" && fail "root's output landed in nobody's file"
 echo "PASS: $TEST_NAME"

@@ -4,6 +4,10 @@
 . "$HEC_SRCDIR/tests/integration/lib.sh"
 
 cluster_up 2
+# Cluster cgroups are named after the cluster (hec/c%08x/NODE), not the test
+# directory: look for that name, and see it there while the cluster is up.
+cname=$(cluster_name)
+[ -n "$(cluster_cgroups "$cname")" ] || fail "no cgroup hec/$cname on any hierarchy while the cluster is up"
 "$HEC" cluster status >/dev/null || fail "cluster status failed on a running cluster"
 [ "$("$HEC" cluster status --json | jq -r '.cluster.nodes_up')" = 2 ] || fail "status: nodes_up != 2"
 
@@ -32,10 +36,13 @@ expect_fail 1 "already" "$HEC" cluster up --nodes 2
 "$HEC" cluster down >/dev/null || fail "cluster down failed"
 [ -z "$(procs_with "$TEST_DIR")" ] || fail "processes left after cluster down: $(procs_with "$TEST_DIR")"
 "$HEC" cluster status >/dev/null 2>&1 && fail "cluster status succeeds after down"
+left=$(cluster_cgroups "$cname")
+[ -z "$left" ] || fail "cgroups left after cluster down: $left"
 
 # More nodes than cores: they share CPUs and 'hec nodes' says so.
 n=$((ncpu + 1))
 cluster_up "$n"
+cname=$(cluster_name)
 nodes=$("$HEC" nodes --json)
 [ "$(jq '.nodes | length' <<<"$nodes")" = "$n" ] || fail "expected $n nodes"
 [ "$(jq '[.nodes[] | select(.shares_cpus_with | length > 0)] | length' <<<"$nodes")" -ge 2 ] ||
@@ -43,7 +50,6 @@ nodes=$("$HEC" nodes --json)
 "$HEC" nodes | grep -q "shares" || fail "'hec nodes' table does not say nodes share CPUs"
 "$HEC" cluster down >/dev/null || fail "second cluster down failed"
 [ -z "$(procs_with "$TEST_DIR")" ] || fail "processes left after the second cluster down"
-v2=$(v2_mount)
-[ -n "$v2" ] && [ -n "$(ls -A "$v2/hec" 2>/dev/null | grep "$(basename "$TEST_DIR")" || true)" ] &&
-	fail "cgroups left under $v2/hec"
+left=$(cluster_cgroups "$cname")
+[ -z "$left" ] || fail "cgroups left after the second cluster down: $left"
 echo "PASS: $TEST_NAME"

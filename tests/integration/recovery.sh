@@ -14,11 +14,14 @@ b=$(submit -N 2 -n 2 -J b -- "$MPI_CHECK")
 sleep 0.3
 [ "$(job_state "$b")" = PENDING ] || fail "job $b should wait for nodes"
 
+aout=$(job_field "$a" output)
 kill -9 "$(daemon_pid hecctld)"
 sleep 0.3
 "$HEC" queue >/dev/null 2>&1 && fail "queue answered with the controller dead"
 rm "$TEST_DIR/hold1" # job a ends while nobody is listening
-sleep 1
+for i in $(seq 600); do [ -z "$(procs_with "$TEST_DIR/hold1")" ] && break; sleep 0.1; done
+[ -z "$(procs_with "$TEST_DIR/hold1")" ] || fail "job $a has not ended 60 s after its hold file went"
+grep -q a-done "$aout" || fail "job $a ended without its output"
 start_daemon hecctld "$HECCTLD"
 
 wait_state "$a" COMPLETED 20

@@ -1,7 +1,7 @@
 #!/bin/bash
 # Gang scheduling of vm partitions: two 2-node --share jobs whose guests
-# all spin take turns on every node (all of a job's vCPUs run only in its
-# slots: the guests' QEMU processes are switched as a whole), both finish,
+# all spin take turns on every node (a job's vCPUs run only in its slots,
+# whether its guests are switched by cgroup freeze or QMP), both finish,
 # and `hec gang stats` reports how each guest is switched and what cgroup
 # freeze and QMP stop/cont cost on it; a snapshot and a revert of one job
 # while it time-shares leave its restored guests gang-switched.  The load is shell loops in both
@@ -51,11 +51,58 @@ jq -e 'all(.stats.vm_switch[]; .cgroup_us > 0 and .qmp_us > 0 and
 	(if .method == "cgroup" then .cgroup_us <= .qmp_us else .qmp_us < .cgroup_us end))' <<<"$st" >/dev/null ||
 	fail "a guest is switched by the dearer method: $st"
 
+# A guest runs only in its own slots, whichever way it is switched: its
+# vCPU thread is runnable (R) only then -- QMP stop parks it, a cgroup
+# freeze freezes the whole QEMU.  QEMU names no threads here: the vCPU is
+# the thread that used the most CPU over 2 s of spinning.
+declare -A VCPU
+find_vcpus() {
+	local j node pid f line best max d
+	declare -A t0
+	for j; do
+		for node in node0 node1; do
+			# (this cluster's: other clusters have their job 1 too)
+			pid=$(pgrep -f -- "path=$HEC_DIR/state/$node/job\.$j/console\.log " | head -n 1)
+			[ -n "$pid" ] || fail "no QEMU of job $j on $node"
+			VCPU[$node.$j]=$pid
+			for f in /proc/"$pid"/task/*/stat; do t0[$f]=$(cpu_ticks "$f"); done
+		done
+	done
+	sleep 2
+	for j; do
+		for node in node0 node1; do
+			best="" max=-1
+			for f in /proc/"${VCPU[$node.$j]}"/task/*/stat; do
+				d=$(($(cpu_ticks "$f") - ${t0[$f]:-0}))
+				[ "$d" -gt "$max" ] && max=$d best=$f
+			done
+			[ "$max" -gt 0 ] || fail "job $j: no thread of its QEMU on $node used CPU"
+			VCPU[$node.$j]=$best
+		done
+	done
+}
+# utime + stime of the thread whose stat file is $1 (0 if gone)
+cpu_ticks() {
+	local line
+	{ read -r line <"$1"; } 2>/dev/null || { echo 0; return; }
+	set -- ${line##*) }
+	echo $((${12} + ${13}))
+}
+# run_v NODE JOB: R=1 if the guest's vCPU thread is runnable, 0 if not, - if gone
+run_v() {
+	local line
+	R=-
+	{ read -r line <"${VCPU[$1.$2]}"; } 2>/dev/null || return 0
+	line=${line##*) }
+	case ${line%% *} in R) R=1 ;; *) R=0 ;; esac
+}
+
+note "guests switched by $methods"
+find_vcpus "$a" "$b"
+alternation "$a" "$b" 400 run_v
 if [ "$methods" = cgroup ]; then
-	# The QEMU processes are frozen as groups: never both jobs' guests running on a node.
-	alternation "$a" "$b" 400
-else
-	note "guests switched by $methods: cgroup sampling does not apply (QMP stops the vCPUs only)"
+	# The QEMU processes are frozen as groups: never both jobs' whole QEMU running on a node.
+	alternation "$a" "$b" 200
 fi
 
 # A gang-switched guest is snapshotted and restored (its QEMU writes and
@@ -64,9 +111,8 @@ fi
 note "snapshot and revert of job $a while it time-shares"
 "$HEC" snapshot "$a" || fail "snapshot of the gang-switched job $a failed"
 "$HEC" snapshot --revert "$a" || fail "revert of the gang-switched job $a failed"
-if [ "$methods" = cgroup ]; then
-	alternation "$a" "$b" 200
-fi
+find_vcpus "$a" "$b"
+alternation "$a" "$b" 200 run_v
 
 "$HEC" wait "$a" || fail "job $a: $(job_state "$a") $(job_field "$a" reason)"
 "$HEC" wait "$b" || fail "job $b: $(job_state "$b") $(job_field "$b" reason)"

@@ -8,7 +8,12 @@ vm_image --add "$B/tests/mpi/mpi_check"
 H=vm0:10.77.0.1,vm1:10.77.0.2
 # a port of our own for the VM-to-VM link: the first that takes the listen
 port=$((20000 + $$ % 20000))
-vm_start vm0 0 "$H" "socket,id=n0,listen=127.0.0.1:$port"
+tries=0
+until vm_try_start vm0 0 "$H" "socket,id=n0,listen=127.0.0.1:$port"; do
+	tries=$((tries + 1))
+	[ "$tries" -lt 20 ] || fail "qemu-system-x86_64 did not start vm0 listening on 20 ports (last $port)"
+	port=$((20000 + (port - 20000 + 7919) % 40000))
+done
 vm_start vm1 1 "$H" "socket,id=n0,connect=127.0.0.1:$port"
 C0="timeout 300 $GUESTCTL --timeout 90 $VM_DIR/vm0.sock"
 $C0 hello >/dev/null || fail "no HELLO from vm0"
