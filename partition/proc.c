@@ -538,6 +538,35 @@ static int part_new(const struct hec_partition_env *env, long job, const struct 
 	return 0;
 }
 
+/* What create and open both need: the environment checked, the hierarchies
+ * found, and the handle with the partition's paths. */
+static int part_prepare(const struct hec_partition_env *env, long job, struct layout *lay,
+			struct proc_part **p, struct why *w)
+{
+	int rc = check_env(env, w);
+
+	if (!rc)
+		rc = detect(lay, w);
+	if (!rc)
+		rc = part_new(env, job, lay, p, w);
+	return rc;
+}
+
+/* make_group(), making the node's group again first if it went away (a
+ * sweep, a reboot). */
+static int make_job_group(const struct hec_partition_env *env, const struct layout *lay,
+			  const char *dir, int excl, struct why *w)
+{
+	int rc = make_group(dir, excl, w);
+
+	if (rc == -ENOENT) {
+		rc = node_setup(env, lay, w);
+		if (!rc)
+			rc = make_group(dir, excl, w);
+	}
+	return rc;
+}
+
 static int proc_create(const struct hec_partition_env *env, long job, struct hec_partition **out,
 		       char *why, size_t len)
 {
@@ -546,30 +575,15 @@ static int proc_create(const struct hec_partition_env *env, long job, struct hec
 	struct layout lay;
 	int rc;
 
-	rc = check_env(env, w);
-	if (!rc)
-		rc = detect(&lay, w);
-	if (!rc)
-		rc = part_new(env, job, &lay, &p, w);
+	rc = part_prepare(env, job, &lay, &p, w);
 	if (rc)
 		return rc;
 
-	rc = make_group(p->dir[0], 1, w);
-	if (rc == -ENOENT) {
-		/* The node group went away (a sweep, a reboot): make it again. */
-		rc = node_setup(env, &lay, w);
-		if (!rc)
-			rc = make_group(p->dir[0], 1, w);
-	}
+	rc = make_job_group(env, &lay, p->dir[0], 1, w);
 	if (rc)
 		goto err_free;
 	if (lay.cpu == CPU_V1) {
-		rc = make_group(p->dir[1], 0, w);
-		if (rc == -ENOENT) {
-			rc = node_setup(env, &lay, w);
-			if (!rc)
-				rc = make_group(p->dir[1], 0, w);
-		}
+		rc = make_job_group(env, &lay, p->dir[1], 0, w);
 		if (rc)
 			goto err_rmdir_freeze;
 		/* v1 needs both set explicitly before it takes any task. */
@@ -578,12 +592,7 @@ static int proc_create(const struct hec_partition_env *env, long job, struct hec
 			goto err_rmdir_cpu;
 	}
 	if (*p->dir[2]) {
-		rc = make_group(p->dir[2], 0, w);
-		if (rc == -ENOENT) {
-			rc = node_setup(env, &lay, w);
-			if (!rc)
-				rc = make_group(p->dir[2], 0, w);
-		}
+		rc = make_job_group(env, &lay, p->dir[2], 0, w);
 		if (rc)
 			goto err_rmdir_cpu;
 	}
@@ -608,11 +617,7 @@ static int proc_open(const struct hec_partition_env *env, long job, struct hec_p
 	struct layout lay;
 	int rc;
 
-	rc = check_env(env, w);
-	if (!rc)
-		rc = detect(&lay, w);
-	if (!rc)
-		rc = part_new(env, job, &lay, &p, w);
+	rc = part_prepare(env, job, &lay, &p, w);
 	if (rc)
 		return rc;
 	/* Half-made partitions (only the cpuset group) count: they need removing too. */
