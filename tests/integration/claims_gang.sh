@@ -58,8 +58,11 @@ for i in $(seq 100); do [ "$(cg_pids node1 "$d" | wc -l)" -ge 1 ] && break; slee
 c=$(submit -N 2 -n 2 --share -J stuck -- /bin/sh -c "stat $TEST_DIR/mnt/rank\$PMI_RANK; echo $marker-released; sleep 1")
 wait_state "$c" RUNNING
 # Both ranks of c sit in the lookup, and c's freeze, asked for, stays unfinished.
-for i in $(seq 300); do [ "$(grep -c '^lookup' stuckfs.out)" -ge 2 ] && break; sleep 0.1; done
-[ "$(grep -c '^lookup' stuckfs.out)" -ge 2 ] || fail "job $c's ranks never reached the FUSE lookup: $(cat stuckfs.out)"
+# (each rank its own name: two lookups of one rank would not do, a rank still
+# starting on a loaded node has not reached it)
+in_lookup() { grep -qx 'lookup rank0' stuckfs.out && grep -qx 'lookup rank1' stuckfs.out; }
+for i in $(seq 600); do in_lookup && break; sleep 0.1; done
+in_lookup || fail "job $c's ranks never both reached the FUSE lookup: $(cat stuckfs.out)"
 stuck_seen() { # NODE: c asked to freeze, and not frozen
 	[ "$(freeze_req "$1" "$c")" = 1 ] && grep -qx 'frozen 0' "$v2root/hec/$cname/$1/job.$c/cgroup.events"
 }

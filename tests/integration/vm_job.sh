@@ -66,7 +66,8 @@ EOF
 k=$(submit sleep.sh)
 wait_state "$k" RUNNING 120
 for i in $(seq 100); do grep -q up "$HEC_DIR/spool/job-$k.out" 2>/dev/null && break; sleep 0.2; done
-qpid=$(procs_with "hec-job$k-node1" | head -n 1)
+# this cluster's QEMU only (other clusters on the machine have jobs of that number too)
+qpid=$(procs_with "hec-job$k-node1 .*$TEST_DIR/" | head -n 1)
 [ -n "$qpid" ] || fail "no QEMU process for job $k on node1"
 kill -9 "$qpid"
 "$HEC" wait "$k"
@@ -74,7 +75,7 @@ kill -9 "$qpid"
 reason=$(job_field "$k" reason)
 echo "reason: $reason"
 grep -q 'node1: QEMU was killed by signal 9' <<<"$reason" || fail "job $k: reason '$reason'"
-[ -z "$(procs_with "hec-job$k-")" ] || fail "QEMU of job $k left running"
+[ -z "$(procs_with "hec-job$k-.*$TEST_DIR/")" ] || fail "QEMU of job $k left running: $(procs_with "hec-job$k-.*$TEST_DIR/")"
 
 note "a missing guest kernel is the job's clear error"
 "$HEC" cluster down >/dev/null || fail "cluster down failed"
