@@ -70,6 +70,7 @@ ku=$(echo "$out" | sed -n 's/^kernel=//p')
 for f in "${iu%/*}" "$iu" "$ku"; do
 	[ "$(stat -c %u "$f")" = "$nb" ] || fail "$f belongs to uid $(stat -c %u "$f"), not nobody's $nb"
 done
+[ "$(stat -c %a "$iu")" = 600 ] || fail "$iu has mode $(stat -c %a "$iu"), not 600"
 cpio -it --quiet <"$iu" | grep -qx "${T#/}/prog" || fail "nobody's image lacks its file"
 # another user (uid 1 is bin or daemon, here only a number) reads none of it
 setpriv --reuid=1 --regid=1 --clear-groups -- cat "$iu" >/dev/null 2>&1 && fail "uid 1 can read nobody's image $iu"
