@@ -71,7 +71,7 @@ int user_may_read(struct vm *v, const json_t *files, char *why, size_t len)
 	int st, pfd[2];
 	char bad[PATH_MAX] = "";
 
-	if (!geteuid() == 0 || json_array_size(files) == 0)
+	if (geteuid() != 0 || json_array_size(files) == 0)
 		return 0;
 	if (pipe2(pfd, O_CLOEXEC)) {
 		hec_fmt(why, len, "pipe: %s", strerror(errno));
@@ -119,8 +119,9 @@ int start_mkimage(struct vm *v, const json_t *files, char *why, size_t len)
 	json_t *f;
 	pid_t pid;
 	sigset_t all, old;
+	char user[48];
 
-	argv = calloc(14 + 2 * n, sizeof(*argv));
+	argv = calloc(16 + 2 * n, sizeof(*argv));
 	if (!argv) {
 		hec_fmt(why, len, "out of memory");
 		return -ENOMEM;
@@ -128,6 +129,12 @@ int start_mkimage(struct vm *v, const json_t *files, char *why, size_t len)
 	argv[argc++] = v->host->mkimage;
 	argv[argc++] = "--cache";
 	argv[argc++] = v->host->image_cache;
+	/* The image holds the job's files: built by the job's user, for it alone. */
+	if (geteuid() == 0) {
+		hec_fmt(user, sizeof(user), "%u:%u", (unsigned)v->uid, (unsigned)v->gid);
+		argv[argc++] = "--user";
+		argv[argc++] = user;
+	}
 	argv[argc++] = "--guest";
 	argv[argc++] = v->host->guest_bin;
 	if (v->host->vm_kernel[0]) {

@@ -55,4 +55,60 @@ rc=0; err=$("$M" --cache "$T/c" --kernel /no/vmlinuz-1 2>&1) || rc=$?
 rc=0; err=$("$M" --cache "$T/c" --add /proc/cpuinfo 2>&1) || rc=$?
 [ "$rc" = 1 ] || fail "a file under /proc was accepted"
 "$M" --print-inputs --cache "$T/c" | grep -q '^key [0-9a-f]\{32\}$' || fail "--print-inputs has no key"
+
+# --user: built by that user in DIR/UID, its own and nobody else's
+id -u nobody >/dev/null 2>&1 && command -v setpriv >/dev/null || skip "no user nobody or no setpriv"
+nb=$(id -u nobody) ng=$(id -g nobody)
+chmod 755 "$T" # the user builds there and reads its file
+chmod 644 "$T/prog"
+U=$T/u
+out=$("$M" --cache "$U" --user "$nb:$ng" --add "$T/prog") || fail "hec-mkimage --user failed: $out"
+iu=$(echo "$out" | sed -n 's/^initrd=//p')
+ku=$(echo "$out" | sed -n 's/^kernel=//p')
+[ "${iu%/*}" = "$U/$nb/$(basename "${iu%/*}")" ] || fail "nobody's image is not under $U/$nb: $iu"
+[ "$(stat -c '%U %a' "$U/$nb")" = "nobody 700" ] || fail "$U/$nb: $(stat -c '%U %a' "$U/$nb"), not nobody 700"
+for f in "${iu%/*}" "$iu" "$ku"; do
+	[ "$(stat -c %u "$f")" = "$nb" ] || fail "$f belongs to uid $(stat -c %u "$f"), not nobody's $nb"
+done
+[ "$(stat -c %a "$iu")" = 600 ] || fail "$iu has mode $(stat -c %a "$iu"), not 600"
+cpio -it --quiet <"$iu" | grep -qx "${T#/}/prog" || fail "nobody's image lacks its file"
+# another user (uid 1 is bin or daemon, here only a number) reads none of it
+setpriv --reuid=1 --regid=1 --clear-groups -- cat "$iu" >/dev/null 2>&1 && fail "uid 1 can read nobody's image $iu"
+setpriv --reuid="$nb" --regid="$ng" --clear-groups -- cat "$iu" >/dev/null || fail "nobody cannot read its own image $iu"
+# a file nobody may not read stops the build (the image is built as nobody)
+cp "$T/prog" "$T/secret"
+chmod 600 "$T/secret"
+rc=0; err=$("$M" --cache "$U" --user "$nb:$ng" --add "$T/secret" 2>&1) || rc=$?
+[ "$rc" = 1 ] || fail "a file nobody cannot read went into its image: rc $rc '$err'"
+# concurrent builders for one user: one image, both succeed
+printf 'z' >>"$T/prog"
+"$M" --cache "$U" --user "$nb:$ng" --add "$T/prog" >"$T/a" 2>&1 &
+pa=$!
+"$M" --cache "$U" --user "$nb:$ng" --add "$T/prog" >"$T/b" 2>&1 || fail "concurrent --user build b: $(cat "$T/b")"
+wait $pa || fail "concurrent --user build a: $(cat "$T/a")"
+cmp -s "$T/a" "$T/b" || fail "concurrent --user builds disagree: $(cat "$T/a" "$T/b")"
+[ -z "$(find "$U" -name '.build.*' -o -name '.user.*')" ] || fail "a --user build left its directory"
+# what a user could have planted at DIR/UID is refused, naming the path, and left alone
+mkdir -m 755 "$T/elsewhere"
+ln -s "$T/elsewhere" "$U/4242"
+rc=0; err=$("$M" --cache "$U" --user 4242:4242 --add "$T/prog" 2>&1) || rc=$?
+[ "$rc" = 1 ] && [ "$err" = "hec-mkimage: $U/4242: symbolic link, uid 0, mode 777 (wanted: directory, uid 4242, mode 700): refusing to use it" ] ||
+	fail "a symbolic link for uid 4242: rc $rc '$err'"
+[ -z "$(ls -A "$T/elsewhere")" ] && [ "$(stat -c '%u %a' "$T/elsewhere")" = "0 755" ] ||
+	fail "the build wrote or changed through the link: $(ls -la "$T/elsewhere")"
+mkdir -m 700 "$U/4243"
+chown 4244 "$U/4243"
+rc=0; err=$("$M" --cache "$U" --user 4243:4243 2>&1) || rc=$?
+[ "$rc" = 1 ] && [ "$err" = "hec-mkimage: $U/4243: directory, uid 4244, mode 700 (wanted: directory, uid 4243, mode 700): refusing to use it" ] ||
+	fail "uid 4244's directory for uid 4243: rc $rc '$err'"
+mkdir -m 755 "$U/4245"
+chown 4245 "$U/4245"
+rc=0; err=$("$M" --cache "$U" --user 4245:4245 2>&1) || rc=$?
+[ "$rc" = 1 ] && echo "$err" | grep -qF "$U/4245: directory, uid 4245, mode 755 (wanted" || fail "a mode 755 directory: rc $rc '$err'"
+mkdir -m 1777 "$T/open"
+rc=0; err=$("$M" --cache "$T/open" --user "$nb:$ng" 2>&1) || rc=$?
+[ "$rc" = 1 ] && [ "$err" = "hec-mkimage: $T/open: mode 1777, writable by other users: refusing to use it as the image cache" ] ||
+	fail "a cache anyone may write: rc $rc '$err'"
+rc=0; err=$(setpriv --reuid="$nb" --regid="$ng" --clear-groups -- "$M" --cache "$U" --user 1:1 2>&1) || rc=$?
+[ "$rc" = 1 ] || fail "nobody built an image for uid 1: '$err'"
 echo "mkimage: OK"
