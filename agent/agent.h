@@ -37,6 +37,7 @@ struct agent_conf {
 	char qemu[PATH_MAX];
 	char vm_kernel[PATH_MAX];
 	char image_cache[PATH_MAX];
+	char vm_switch[16];
 };
 
 struct agent_topo {
@@ -88,6 +89,7 @@ struct agent {
 	struct hec_part_registry drivers;    /* every driver, by name (LAUNCH's partition) */
 	struct hec_partition_env penv;
 	struct hec_part_host phost;          /* what the drivers get of us (job.c) */
+	enum hec_vm_switch vm_switch;        /* conf.vm_switch */
 	char cgroup_base[2 * AGENT_NAME_MAX + 8];
 	char key[257];             /* cluster secret */
 	char hostname[256];

@@ -54,6 +54,7 @@ static const struct hec_conf_key conf_keys[] = {
 	STR_KEY("qemu", "/usr/bin/qemu-system-x86_64", "vm partitions: the QEMU binary (KVM where /dev/kvm is usable, else TCG)", qemu),
 	STR_KEY("vm_kernel", "", "vm partitions: guest kernel (default: the newest /boot/vmlinuz-*)", vm_kernel),
 	STR_KEY("image_cache", "/var/cache/hec/images", "vm partitions: where built guest images are kept, by content", image_cache),
+	STR_KEY("vm_switch", "auto", "vm partitions: gang switch of a guest by cgroup freeze, QMP stop/cont, or auto: the cheaper as measured at boot", vm_switch),
 	{ .key = NULL },
 };
 
@@ -448,6 +449,20 @@ static int parse_level(const char *s, enum hec_log_level *lvl)
 	return -EINVAL;
 }
 
+static int parse_vm_switch(const char *s, enum hec_vm_switch *out)
+{
+	static const char *const names[] = { [HEC_VM_SWITCH_AUTO] = "auto",
+					     [HEC_VM_SWITCH_CGROUP] = "cgroup",
+					     [HEC_VM_SWITCH_QMP] = "qmp" };
+
+	for (size_t i = 0; i < HEC_ARRAY_SIZE(names); i++)
+		if (!strcmp(s, names[i])) {
+			*out = (enum hec_vm_switch)i;
+			return 0;
+		}
+	return -EINVAL;
+}
+
 /* \return 0, or an exit code after printing the one-line reason. */
 static int load_config(struct agent *ag, int argc, char **argv, enum hec_log_level *lvl)
 {
@@ -552,6 +567,10 @@ static int load_config(struct agent *ag, int argc, char **argv, enum hec_log_lev
 	if (parse_level(c->log_level, lvl)) {
 		fprintf(stderr, "hecd: log_level '%s': expected err, warn, info or debug\n",
 			c->log_level);
+		return 2;
+	}
+	if (parse_vm_switch(c->vm_switch, &ag->vm_switch)) {
+		fprintf(stderr, "hecd: vm_switch '%s': expected auto, cgroup or qmp\n", c->vm_switch);
 		return 2;
 	}
 	if (!*c->state_dir || *c->state_dir != '/') {

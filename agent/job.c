@@ -729,6 +729,7 @@ static void part_gang_hold(void *arg)
 {
 	struct agent_job *j = arg;
 
+	hec_job_debug(j->ag->conf.name, j->id, "partition leaves the gang schedule for a while");
 	agent_gang_job_forget(j->ag, j->id);
 }
 
@@ -745,6 +746,7 @@ void agent_jobs_host_init(struct agent *ag)
 		.base = ag->base, .node = ag->conf.name, .qemu = ag->conf.qemu,
 		.vm_kernel = ag->conf.vm_kernel, .image_cache = ag->conf.image_cache,
 		.mkimage = ag->mkimage, .guest_bin = ag->guest_bin, .mpifix = ag->mpifix,
+		.vm_switch = ag->vm_switch,
 		.exited = part_exited, .gang_hold = part_gang_hold, .gang_release = part_gang_release,
 	};
 }

@@ -37,7 +37,8 @@
 #define TAIL_LINES 12
 
 enum { K_NODES = 'N', K_DIR = 'D', K_HELP = 'h', K_NODE_TIMEOUT = CLI_LONG_ONLY + 200,
-       K_HEARTBEAT, K_JSON, K_SLOT, K_MAX_SHARE, K_TIMESLICE, K_VM_KERNEL };
+       K_HEARTBEAT, K_JSON, K_SLOT, K_MAX_SHARE, K_TIMESLICE, K_VM_KERNEL,
+       K_VM_SWITCH };
 
 struct daemon {
 	char name[32];          /* "hecctld", "node3" */
@@ -372,7 +373,8 @@ static const char *cwd_or_root(void)
 static const struct cli_opt up_options[] = {
 	{ "nodes", K_NODES, 1 }, { "dir", K_DIR, 1 }, { "node-timeout", K_NODE_TIMEOUT, 1 },
 	{ "heartbeat", K_HEARTBEAT, 1 }, { "slot", K_SLOT, 1 }, { "max-share", K_MAX_SHARE, 1 },
-	{ "timeslice", K_TIMESLICE, 1 }, { "vm-kernel", K_VM_KERNEL, 1 }, { "help", K_HELP, 0 },
+	{ "timeslice", K_TIMESLICE, 1 }, { "vm-kernel", K_VM_KERNEL, 1 }, { "vm-switch", K_VM_SWITCH, 1 },
+	{ "help", K_HELP, 0 },
 	{ NULL, 0, 0 },
 };
 
@@ -391,6 +393,8 @@ static const char up_help[] =
 	"                          under plain Linux scheduling (for comparisons)\n"
 	"      --vm-kernel=FILE    guest kernel of vm partitions (default: the newest\n"
 	"                          /boot/vmlinuz-*)\n"
+	"      --vm-switch=HOW     how guests are gang-switched: auto (default: the\n"
+	"                          cheaper as measured at boot), cgroup or qmp\n"
 	"DUR: 30 (seconds), 30s, 500ms, 5m, 1h.  HEC_DAEMON_WRAPPER=\"valgrind ...\" runs\n"
 	"the daemons under that command.\n";
 
@@ -404,6 +408,7 @@ struct up {
 	long slot_ms, max_share;      /* 0: the controller's default */
 	const char *timeslice;        /* NULL: the controller's default */
 	char vm_kernel[PATH_MAX];     /* "": the agents' default */
+	const char *vm_switch;        /* NULL: the agents' default */
 	struct daemon d[UP_NODES_MAX + 1];   /* [0] hecctld, [1 + k] node k */
 	int nd;
 	int64_t wait_ms;
@@ -604,9 +609,12 @@ static int start_nodes(struct up *u, const char *prog)
 			 "key_file = %s\n"
 			 "cpus = %s\n"
 			 "state_dir = %s\n"
+			 "%s%s%s"
 			 "%s%s%s",
 			 d->name, u->name, u->ctl_addr, u->key_file, list, state,
-			 u->vm_kernel[0] ? "vm_kernel = " : "", u->vm_kernel, u->vm_kernel[0] ? "\n" : "");
+			 u->vm_kernel[0] ? "vm_kernel = " : "", u->vm_kernel, u->vm_kernel[0] ? "\n" : "",
+			 u->vm_switch ? "vm_switch = " : "", u->vm_switch ? u->vm_switch : "",
+			 u->vm_switch ? "\n" : "");
 		rc = write_conf(conf, text);
 		if (rc)
 			return rc;
@@ -813,6 +821,14 @@ static int cluster_up(struct cli_ctx *ctx, const char *dir, int argc, char **arg
 				snprintf(err, sizeof(err), "--vm-kernel: '%s' is not a usable path", a.arg);
 				goto bad_value;
 			}
+			break;
+		case K_VM_SWITCH:
+			if (strcmp(a.arg, "auto") && strcmp(a.arg, "cgroup") && strcmp(a.arg, "qmp")) {
+				snprintf(err, sizeof(err), "--vm-switch: '%s': expected auto, cgroup or qmp",
+					 a.arg);
+				goto bad_value;
+			}
+			u.vm_switch = a.arg;
 			break;
 		}
 	}

@@ -44,6 +44,11 @@ struct json_t;
  */
 typedef void (*hec_part_done_fn)(void *arg, int rc, const char *why);
 
+/* How a vm partition's guest is switched in and out of its gang slots
+ * (hecd's vm_switch): both ways are measured when it boots, and auto takes
+ * the cheaper. */
+enum hec_vm_switch { HEC_VM_SWITCH_AUTO, HEC_VM_SWITCH_CGROUP, HEC_VM_SWITCH_QMP };
+
 /**
  * What a driver may use of the program it runs in (hecd fills one per
  * agent).  Callbacks get the instance's host_arg and run on the event loop.
@@ -58,6 +63,7 @@ struct hec_part_host {
 	const char *mkimage;       /* hec-mkimage */
 	const char *guest_bin;     /* hec-guest, the guests' init */
 	const char *mpifix;        /* libhec-mpifix.so, preloaded in the guests */
+	enum hec_vm_switch vm_switch;
 	/** The batch step inside the machine ended (run), or the machine failed
 	 *  once up (@error: why). */
 	void (*exited)(void *arg, int code, int sig, const char *error);

@@ -95,19 +95,39 @@ static long long switch_cost(struct hec_gate *g)
 /*
  * What a gang switch of this guest costs each way, measured on the guest
  * as it is now: cgroup freeze + thaw of the QEMU process against QMP
- * stop + cont.  The cheaper one switches it from now on.
+ * stop + cont.  The one the host's vm_switch names switches it from now
+ * on, or with auto the cheaper.  The guest is out of the gang meanwhile
+ * (the dispatcher switched it by cgroup freeze while it booted, and would
+ * thaw and freeze it under the measurement); it rejoins with the gate of
+ * the chosen way, thawed and running, so that no gate of the other way is
+ * left with the dispatcher.
  */
 void calibrate(struct vm *v)
 {
 	struct hec_gate *g;
+	const char *how = "the cheaper";
 
+	vm_gang_hold(v);
 	v->cg_ns = hec_partition_proc_ops.gate_open(v->cg, &g, NULL, 0) ? -1 : switch_cost(g);
 	g = v->q.mon ? qmp_gate_new(v->q.mon) : NULL;
 	v->qmp_ns = g ? switch_cost(g) : -1;
-	v->use_qmp = v->qmp_ns >= 0 && (v->cg_ns < 0 || v->qmp_ns < v->cg_ns);
+	switch (v->host->vm_switch) {
+	case HEC_VM_SWITCH_CGROUP:
+		v->use_qmp = 0;
+		how = "vm_switch = cgroup";
+		break;
+	case HEC_VM_SWITCH_QMP:
+		/* Even if a round was too slow under load: QMP was asked for. */
+		v->use_qmp = v->q.mon != NULL;
+		how = v->use_qmp ? "vm_switch = qmp" : "vm_switch = qmp, but QEMU has no gate monitor";
+		break;
+	default:
+		v->use_qmp = v->qmp_ns >= 0 && (v->cg_ns < 0 || v->qmp_ns < v->cg_ns);
+	}
 	hec_job_info(
 	    v->host->node, v->job,
-	    "gang switch of the guest: cgroup freeze+thaw %lld us, QMP stop+cont %lld us: using %s",
-	    v->cg_ns / 1000, v->qmp_ns / 1000, v->use_qmp ? "QMP" : "cgroup");
+	    "gang switch of the guest: cgroup freeze+thaw %lld us, QMP stop+cont %lld us: using %s (%s)",
+	    v->cg_ns / 1000, v->qmp_ns / 1000, v->use_qmp ? "QMP" : "cgroup", how);
+	vm_gang_release(v);
 }
 

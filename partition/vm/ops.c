@@ -485,8 +485,9 @@ static json_t *vm_stats(struct hec_partition *p)
 
 	if (v->state != VM_UP)
 		return NULL;
+	/* The way vm_gate_open switches it. */
 	return json_pack("{s:I,s:s,s:I,s:I}", "job", (json_int_t)v->job, "method",
-			 v->use_qmp ? "qmp" : "cgroup", "cgroup_ns", (json_int_t)v->cg_ns, "qmp_ns",
+			 v->use_qmp && v->q.mon ? "qmp" : "cgroup", "cgroup_ns", (json_int_t)v->cg_ns, "qmp_ns",
 			 (json_int_t)v->qmp_ns);
 }
 

@@ -254,9 +254,7 @@ void restore_undo(struct vm *v, int rc, const char *why)
 		vm_fail(v, "the guest's QEMU died while a restore was tried (%s)", why);
 		return;
 	}
-	v->op_stopped = 1; /* op_end resumes it */
-	if (v->use_qmp)
-		vm_gang_release(v);
+	v->op_stopped = 1; /* op_end resumes it; op_deliver gives it back to the gang */
 	op_end(v, rc, "%s", msg);
 }
 
@@ -316,9 +314,7 @@ static void restore_ponged(struct vm *v, const struct hec_guest_frame *f)
 	    hec_guest_kv_int(f->payload, f->len, "seq", 0, 1LL << 62, &seq) || seq != v->ping_seq)
 		return;
 	hec_guest_kv_int(f->payload, f->len, "run", 0, 1LL << 40, &run);
-	if (v->use_qmp)
-		vm_gang_release(v);
-	op_end(v, 0, NULL);
+	op_end(v, 0, NULL); /* op_deliver gives it back to the gang */
 	if (v->running && run != v->run_id) {
 		run_ended(v);
 		vm_exited(v, 1, 0, "the guest was restored to a state in which the batch step does not run");

@@ -253,7 +253,8 @@ int qmp_gate_set(struct hec_gate *gate, int frozen);
 int qmp_gate_wait(struct hec_gate *gate, int frozen, long timeout_us);
 void qmp_gate_close(struct hec_gate *gate);
 /* What a gang switch of the guest costs by cgroup freeze and by QMP, as
- * it is now: the cheaper one switches it from now on (v->use_qmp). */
+ * it is now: the one vm_switch names, or the cheaper, switches it from now
+ * on (v->use_qmp), and the dispatcher's gates are reopened that way. */
 void calibrate(struct vm *v);
 
 /* state.c: failure and outcomes */

@@ -13,6 +13,7 @@ expect_fail 2 "frobnicate" "$HEC" frobnicate
 expect_fail 2 "unrecognized|unknown|invalid" "$HEC" submit --bogus -- /bin/true
 expect_fail 2 "program|command|script" "$HEC" submit -N 1
 expect_fail 2 "nodes" "$HEC" cluster up --nodes 0
+expect_fail 2 "--vm-switch: 'kvm': expected auto, cgroup or qmp" "$HEC" cluster up --nodes 1 --vm-switch kvm
 expect_fail 2 "job" "$HEC" show abc
 expect_fail 2 "snapshot: which job" "$HEC" snapshot
 expect_fail 2 "snapshot: job ID: 'abc' is not a number" "$HEC" snapshot abc
@@ -29,6 +30,8 @@ expect_fail 2 "bad2.conf:1: unknown key 'colour'" "$HECCTLD" -f "$TEST_DIR/bad2.
 expect_fail 2 "bad2.conf:1: unknown key 'colour'" "$HECD" -f "$TEST_DIR/bad2.conf"
 printf 'name = n0\ncontroller = nowhere\n' > "$TEST_DIR/bad3.conf"
 expect_fail 2 "controller" "$HECD" -f "$TEST_DIR/bad3.conf"
+printf 'name = n0\ncontroller = localhost:1\nvm_switch = fast\n' > "$TEST_DIR/bad4.conf"
+expect_fail 2 "vm_switch 'fast': expected auto, cgroup or qmp" "$HECD" -f "$TEST_DIR/bad4.conf"
 expect_fail 2 "nonexistent" "$HECCTLD" -f "$TEST_DIR/nonexistent.conf"
 
 cluster_up 2
