@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /*
  * hecd internals: the node agent's state, shared by hecd.c (main, config,
  * controller link), job.c (LAUNCH/START/KILL_JOB, batch steps), bridge.c

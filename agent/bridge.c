@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /*
  * Spawn listener: hec-launch (run by Hydra's mpiexec on the batch node, one
  * per remote proxy) connects and sends SPAWN{job,key,node,cmd}.  We run

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /* Small helpers of hecd: environment arrays, key comparison, wait statuses. */
 #include "config.h"
 

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /*
  * Gang scheduling on the node (doc/design.md, "Gang scheduling"):
  *

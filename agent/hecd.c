@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /*
  * hecd: the node agent.  Keeps one TCP link to the controller (REGISTER,
  * HEARTBEAT, then whatever the controller asks: LAUNCH, START, KILL_JOB,

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /*
  * Jobs on this node: LAUNCH makes the partition and the job's files, START
  * runs the batch step (batch node only), KILL_JOB empties and removes the

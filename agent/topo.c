@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /*
  * What this node offers, from hwloc: cores, PUs, NUMA nodes and memory of
  * the node's CPU list.  Several nodes of an embedded cluster share a host,

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /*
  * Bulk-synchronous MPI microbenchmark for bench/gang-overhead: ITERS rounds
  * of a fixed amount of computation followed by an MPI_Allreduce.  The work

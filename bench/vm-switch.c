@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /*
  * vm-switch: what one gang switch of a QEMU guest costs, both ways hec can
  * do it, measured in one run on the same guest:

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /*
  * Finding the cluster and talking to its controller over the Unix socket:
  * one connection per request, as the controller answers each REQUEST with

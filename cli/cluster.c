@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /*
  * hec cluster up|down|status: an embedded cluster of one hecctld and N hecd
  * on this machine, all files under one directory (doc/design.md, "Embedded

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /*
  * hec gang: the gang scheduler's matrix, its measured behaviour, and its
  * settings.

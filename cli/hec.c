@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /*
  * hec: the user's command line.  Global options, then a command; each
  * command parses the rest of the words itself (cli/jobs.c, cli/cluster.c).

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /*
  * Job and node commands: submit, queue, show, cancel, snapshot, wait, logs,
  * nodes.

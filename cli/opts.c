@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /*
  * Command-line words and values.  A small parser of our own instead of
  * getopt_long(): the same code reads #HEC directive lines (no global state,

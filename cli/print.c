@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /* Output helpers shared by the commands: JSON field access, sizes, text tables. */
 #include "config.h"
 

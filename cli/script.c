@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /*
  * hec submit's job options, on the command line and as #HEC directives in
  * batch scripts, the way sbatch reads #SBATCH: only the header counts (up to

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /* "key = value" configuration files, checked against each daemon's key table. */
 #include "config.h"
 

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /*
  * The guest channel codec (include/hec/guest.h).  libc only: hec-guest is a
  * static binary and compiles this file in directly.  Everything here reads

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /* One-line log records on stderr; daemons' stderr is their log file. */
 #include "config.h"
 

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /*
  * Frame codec and message schemas (see include/hec/msg.h, doc/protocol.md).
  *

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /*
  * Sockets and framed connections on a libevent loop (see include/hec/net.h).
  *

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /* Small helpers shared by every program: time, parsing, files. */
 #include "config.h"
 

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /*
  * The Quick start's job: estimate pi by midpoint integration of 4/(1+x^2)
  * over [0,1], split across the ranks, combined with MPI_Reduce.

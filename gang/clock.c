@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /* Clock offset estimation: see gang/clock.h. */
 #include "config.h"
 

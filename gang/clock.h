@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /*
  * Clock offset estimation against the controller, NTP style (doc/design.md,
  * "Clock").  Pure arithmetic: hecd's gang code sends the probes.

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /* Slot tables and dispatch decisions: see gang/dispatch.h. */
 #include "config.h"
 

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /*
  * The gang slot table of one schedule epoch on this node, and the pure
  * decisions of the slot dispatcher (agent/gang.c runs them): which

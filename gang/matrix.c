@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /*
  * The gang matrix (include/hec/gang.h): pure bookkeeping for the controller.
  *

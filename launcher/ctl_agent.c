@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /*
  * Nodes and their agents: registration, liveness, and the agent side of the
  * job lifecycle (LAUNCHED, JOB_EXIT, JOB_GONE).

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /*
  * CLI requests on the Unix socket (doc/protocol.md, "CLI <-> controller").
  * Each REQUEST gets exactly one RESPONSE; the user is who the kernel says

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /*
  * Gang scheduling in the controller (doc/design.md, "Gang scheduling").
  *

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /*
  * Job lifecycle in the controller (doc/design.md, "Jobs"):
  *

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /* hecctld record helpers: names, formatting, freeing (no I/O). */
 #include "config.h"
 

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /*
  * Snapshots of running vm jobs (doc/protocol.md, "vm partitions: snapshots").
  *

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /*
  * hecctld internals: the controller's records, its catalog (db.c) and the
  * handlers shared by its source files.  Nothing here is part of a public

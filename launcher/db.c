@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /*
  * The controller's catalog: one SQLite file in WAL mode with
  * synchronous=FULL, so a transaction that returned from COMMIT survives a

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /*
  * Fan-out requests of the controller (contracts in fanout.h).
  *

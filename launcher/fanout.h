@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /*
  * Fan-out requests of the controller: send one message to N nodes, collect
  * each node's answer (or why it has none) until a deadline, then hand every

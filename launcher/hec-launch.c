@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /*
  * hec-launch HOST CMD...: the launcher Hydra's mpiexec runs for each proxy
  * (HYDRA_LAUNCHER=rsh, HYDRA_LAUNCHER_EXEC=hec-launch), in place of rsh.

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /*
  * hecctld: the hec controller.  Owns the job catalog, the queue and the
  * node list; talks to the CLI over a Unix socket and to node agents over

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /* Rank distribution and node name order (see sched.h). */
 #include "config.h"
 

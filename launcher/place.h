@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /*
  * Small pure helpers of hecctld's placement, unit-tested on their own
  * (tests/unit/test_place.c).  The queue and placement policy itself is the

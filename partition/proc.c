@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /*
  * proc partition driver: a partition is a cgroup per hierarchy.
  *

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /*
  * Tests only: what the proc driver (partition/proc.c) offers its unit test
  * beyond its ops table.  Nothing else includes this.

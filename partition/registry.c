@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /*
  * The partition driver registry (include/hec/partition.h): a table of
  * const ops tables the caller owns.  Registration is where a table's

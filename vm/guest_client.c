@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /* Client end of the guest channel: see guest_client.h. */
 #include <errno.h>
 #include <fcntl.h>

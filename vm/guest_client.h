@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /*
  * The client end of the guest channel, shared by hec-rsh (inside the guest,
  * over TCP to another guest's remote-shell service) and hec-guestctl (on the

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /*
  * hec-guest: PID 1 of a vm partition (the initramfs's /init), multi-call by
  * argv[0]:

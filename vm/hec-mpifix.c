@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /*
  * libhec-mpifix.so: preloaded into every program of a vm guest (hec-mkimage
  * puts it in the image's /etc/ld.so.preload) to keep MPICH 4.0's

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /*
  * Shared helpers: logging, time, strings, parsing of user-facing values.
  * Library calls return 0 or a negative errno; only front ends (CLI, daemon

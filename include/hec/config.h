@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /*
  * Daemon configuration files: one "key = value" per line, '#' comments,
  * blank lines ignored.  Each daemon declares its keys in a table with the

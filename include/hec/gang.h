@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /*
  * The gang matrix (Ousterhout): rows are time slots, columns are nodes.
  * Pure bookkeeping, no I/O and no globals: the controller feeds it jobs and

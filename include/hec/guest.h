@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /*
  * The guest channel: frames between hecd and hec-guest (PID 1 inside a vm
  * partition), over a virtio-serial port named HEC_GUEST_PORT.  Also used by

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /*
  * hec wire protocol: versioned, length-prefixed frames.
  *

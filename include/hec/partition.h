@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /*
  * Partition drivers: a partition is one job's share of one node.  Each
  * driver (proc: cgroups, partition/proc.c; vm: QEMU guests, partition/vm/)

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /*
  * The guest channel (vm.h): hec-guest, PID 1 in the guest, speaks the
  * framed protocol of include/hec/guest.h over a virtio-serial port.  Its

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /*
  * Gang switching of a guest (vm.h): by the proc driver's cgroup gate, or
  * by QMP stop/cont on the gate's own monitor (qmp_mon.c), whichever

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /*
  * The guest's image (vm.h): hec-mkimage builds, or finds in its cache, the
  * kernel and initramfs (hec-guest, the job's files); it runs as our child

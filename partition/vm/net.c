@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /*
  * The job's network (vm.h): every node's agent runs a learning switch for
  * the job (vnet.c) with its guest on one port, QEMU's stream netdev; the

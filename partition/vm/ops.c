@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /*
  * The vm partition driver's ops table and the life of an instance (vm.h).
  * A vm partition is a proc partition (the job's cgroups, where QEMU runs)

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /*
  * QEMU (vm.h): we listen on four Unix sockets in the job's directory
  * (guest channel, QMP, the gate's QMP, network) and start QEMU in the

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /*
  * QMP on the event loop (vm.h): the event monitor's events (SHUTDOWN,
  * GUEST_PANICKED), and commands one in flight at a time, answers in order.

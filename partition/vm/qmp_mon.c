@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /*
  * Synchronous QMP monitor (qmp_mon.h).  QMP is one JSON object per line; a
  * reply is the next line holding "return" or "error" (replies come in

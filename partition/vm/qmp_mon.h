@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /*
  * A QMP monitor driven synchronously, for the paths that must not wait on
  * the event loop: the gang dispatcher's gates (QMP stop/cont), snapshots,

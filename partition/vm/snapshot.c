@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /*
  * Snapshot and restore of a guest (vm.h): chains of QMP commands on the
  * event monitor, one in flight at a time.

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /*
  * The guest's state (vm.h), at the bottom of the driver: how a guest
  * fails, and how start() and a snapshot or restore deliver their outcome.

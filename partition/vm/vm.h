@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /*
  * The vm partition driver's private header (partition/vm/): each node's
  * share of a job is a QEMU guest whose process lives in the job's cgroup

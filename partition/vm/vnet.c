@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /*
  * The learning switch of a job's private network (vnet.h).  A handful of
  * ports per job, so ports are an array and the address table is a small

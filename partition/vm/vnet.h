@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /*
  * A job's private L2 network inside hecd: a learning Ethernet switch with
  * one port per attached link (the node's QEMU guest, and on the job's first

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /*
  * libFuzzer target: the guest channel decoder, as hecd (and hec-guest) see a
  * stream: frames back to back until the input runs out or one is refused.

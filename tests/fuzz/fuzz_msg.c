@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /*
  * libFuzzer target: the frame decoder and schemas, as a daemon sees a
  * stream: decode frames back to back until the input runs out or a frame is

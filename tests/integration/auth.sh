@@ -1,4 +1,5 @@
 #!/bin/bash
+# SPDX-License-Identifier: BSD-3-Clause
 # Local requests are authenticated by the socket's peer credentials: a user
 # may cancel only their own jobs; root may cancel any; only root changes the
 # gang settings or takes the cluster down; jobs run as their user.

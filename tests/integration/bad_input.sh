@@ -1,4 +1,5 @@
 #!/bin/bash
+# SPDX-License-Identifier: BSD-3-Clause
 # Bad CLI arguments, config values and wire messages: a one-line error and a
 # non-zero exit; the daemons keep running and keep working.
 . "$HEC_SRCDIR/tests/integration/lib.sh"

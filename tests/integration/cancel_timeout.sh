@@ -1,4 +1,5 @@
 #!/bin/bash
+# SPDX-License-Identifier: BSD-3-Clause
 # Cancel and time limit: the job's processes are gone, its partitions removed.
 . "$HEC_SRCDIR/tests/integration/lib.sh"
 

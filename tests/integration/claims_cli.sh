@@ -1,4 +1,5 @@
 #!/bin/bash
+# SPDX-License-Identifier: BSD-3-Clause
 # CLI and settings claims of README.md and doc/design.md:
 # - `hec wait` exits 128+N for a job killed by signal N;
 # - which cluster a command talks to: --dir D, else $HEC_DIR, else the one

@@ -1,4 +1,5 @@
 #!/bin/bash
+# SPDX-License-Identifier: BSD-3-Clause
 # `hec cluster down` with jobs running "stops every daemon and job, no
 # process left" (README.md); the agents kill all partitions themselves
 # (doc/design.md, "Embedded cluster"), so down has no leftover to sweep.

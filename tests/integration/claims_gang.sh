@@ -1,4 +1,5 @@
 #!/bin/bash
+# SPDX-License-Identifier: BSD-3-Clause
 # Gang scheduling claims of README.md and doc/design.md that gang.sh does not
 # check:
 # - every partition of a job runs in the same time slots on every node: on

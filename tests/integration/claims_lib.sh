@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: BSD-3-Clause
 # Helpers of the claims_*.sh tests (sourced after lib.sh; they need $cname,
 # set by claims_setup after the cluster is up).
 

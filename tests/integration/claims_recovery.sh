@@ -1,4 +1,5 @@
 #!/bin/bash
+# SPDX-License-Identifier: BSD-3-Clause
 # Controller restart (kill -9) claims of doc/design.md that recovery.sh does
 # not check, and what is left of the jobs afterwards:
 # - "a RUNNING job whose partition is missing fails with reason 'partition

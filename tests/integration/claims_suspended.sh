@@ -1,4 +1,5 @@
 #!/bin/bash
+# SPDX-License-Identifier: BSD-3-Clause
 # "Cancel, time limit and node failure work on a SUSPENDED job as on a
 # RUNNING one (the agent kills frozen partitions)" (doc/design.md, "Gang
 # scheduling"): three low-priority jobs, each SUSPENDED by a high-priority

@@ -1,4 +1,5 @@
 #!/bin/bash
+# SPDX-License-Identifier: BSD-3-Clause
 # Embedded cluster life cycle: up, status, nodes with topology, a second
 # "up" refused, down leaving no process and no cgroup behind.
 . "$HEC_SRCDIR/tests/integration/lib.sh"

@@ -1,4 +1,5 @@
 #!/bin/bash
+# SPDX-License-Identifier: BSD-3-Clause
 # Gang scheduling: two 2-node --share jobs on the same nodes never run at
 # once on a node and both finish right; a job cancelled while frozen leaves
 # nothing behind; a high-priority job preempts (SUSPENDED, not killed); bad

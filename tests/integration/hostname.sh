@@ -1,4 +1,5 @@
 #!/bin/bash
+# SPDX-License-Identifier: BSD-3-Clause
 # A batch node whose host name does not resolve: MPICH's proxies could never
 # reach mpiexec and Hydra would wait forever.  The job must fail at once,
 # saying why, and the cluster must stay usable.

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: BSD-3-Clause
 # Shared helpers for the integration tests (sourced).  Each test starts its
 # own embedded cluster in a fresh directory and always takes it down again.
 set -u

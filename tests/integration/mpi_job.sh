@@ -1,4 +1,5 @@
 #!/bin/bash
+# SPDX-License-Identifier: BSD-3-Clause
 # A 2-node x 2-rank MPI job: the known result comes out, the output reaches
 # `hec logs`, and every rank sat in its node's partition cgroup of the job.
 . "$HEC_SRCDIR/tests/integration/lib.sh"

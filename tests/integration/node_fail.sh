@@ -1,4 +1,5 @@
 #!/bin/bash
+# SPDX-License-Identifier: BSD-3-Clause
 # A node agent that dies: its jobs become NODE_FAIL (after the node timeout),
 # the job's other partitions are cleaned; the agent's return cleans its own.
 . "$HEC_SRCDIR/tests/integration/lib.sh"

@@ -1,4 +1,5 @@
 #!/bin/bash
+# SPDX-License-Identifier: BSD-3-Clause
 # Jobs wait when there is no room, start in priority then FIFO order, and
 # batch scripts with #HEC directives run with a plain mpiexec inside.
 . "$HEC_SRCDIR/tests/integration/lib.sh"

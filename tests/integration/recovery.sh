@@ -1,4 +1,5 @@
 #!/bin/bash
+# SPDX-License-Identifier: BSD-3-Clause
 # kill -9 of the controller loses no job: running jobs are found again, a job
 # that ended while it was down is recorded, pending jobs still run.
 . "$HEC_SRCDIR/tests/integration/lib.sh"

@@ -1,4 +1,5 @@
 #!/bin/bash
+# SPDX-License-Identifier: BSD-3-Clause
 # The daemons under valgrind through a job, a cancel, a bad frame and a clean
 # shutdown: no invalid access, no leak.  (valgrind_vm.sh: vm partitions.)
 . "$HEC_SRCDIR/tests/integration/lib.sh"

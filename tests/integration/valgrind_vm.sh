@@ -1,4 +1,5 @@
 #!/bin/bash
+# SPDX-License-Identifier: BSD-3-Clause
 # The daemons under valgrind with vm partitions: a job, one cancelled while
 # its guests boot, and one snapshotted, reverted and cancelled during a
 # snapshot, then a clean shutdown: no invalid access, no leak.

@@ -1,4 +1,5 @@
 #!/bin/bash
+# SPDX-License-Identifier: BSD-3-Clause
 # vm partition claims of doc/design.md ("vm partitions") that vm_job.sh and
 # vm_snapshot.sh do not check (QEMU under TCG here):
 # - "a file goes in only if the job's user may read it": a --vm-file only

@@ -1,4 +1,5 @@
 #!/bin/bash
+# SPDX-License-Identifier: BSD-3-Clause
 # Gang scheduling of vm partitions: two 2-node --share jobs whose guests
 # all spin take turns on every node (a job's vCPUs run only in its slots,
 # whether its guests are switched by cgroup freeze or QMP), both finish,

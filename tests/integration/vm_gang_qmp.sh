@@ -1,4 +1,5 @@
 #!/bin/bash
+# SPDX-License-Identifier: BSD-3-Clause
 # vm_gang.sh on a cluster whose agents switch every guest by QMP stop/cont
 # (hec cluster up --vm-switch qmp): the guests still take turns, gang stats
 # say qmp, their cgroups are never frozen (the dispatcher's gate is the QMP

@@ -1,4 +1,5 @@
 #!/bin/bash
+# SPDX-License-Identifier: BSD-3-Clause
 # vm partitions end to end (QEMU under TCG here): a 2-node MPI job in two
 # guests prints what the same job prints in cgroup partitions; a guest that
 # panics and a QEMU that is killed end their jobs FAILED with the reason;

@@ -1,4 +1,5 @@
 #!/bin/bash
+# SPDX-License-Identifier: BSD-3-Clause
 # Snapshot and restore of vm partitions (the vm driver's snapshot and
 # restore ops, driven by `hec snapshot`), state then verify:
 # - a job counts in node0's guest, on 2 nodes; a snapshot saves both guests

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /*
  * MPI program for the integration tests: computes a known result with
  * collectives and reports, per rank, the cgroups and CPUs it runs in, so a

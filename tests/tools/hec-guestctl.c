@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /*
  * hec-guestctl: the host end of a guest channel, for tests and debugging.
  *

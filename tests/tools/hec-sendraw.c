@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /*
  * Test tool: send raw bytes (stdin) to a hec endpoint and print what comes
  * back, one line per frame: "TYPE {json}" or "TYPE <n bytes>".  Lets the

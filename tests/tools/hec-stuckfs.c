@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /*
  * Test tool: a FUSE file system that never answers a lookup, so that a
  * process looking a name up in it cannot be frozen.  The kernel waits for

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /* Shared CUnit runner: one suite per test program, automake exit codes. */
 #ifndef HEC_CUNIT_MAIN_H
 #define HEC_CUNIT_MAIN_H

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /* CUnit: hec's option words, value checks, #HEC directives (cli/opts.c, cli/script.c). */
 #include "config.h"
 

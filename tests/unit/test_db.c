@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /* CUnit: hecctld's SQLite catalog (launcher/db.c) in a temporary directory. */
 #include "config.h"
 

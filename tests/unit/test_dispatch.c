@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /*
  * CUnit: the gang dispatcher's pure parts: which partitions a slot boundary
  * freezes and thaws (gang/dispatch.c), boundary arithmetic, and the clock

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /* CUnit: the controller's fan-out service (launcher/fanout.c) on a real event loop. */
 #include "config.h"
 

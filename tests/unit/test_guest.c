@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /* CUnit: the guest channel codec (common/guest.c): frames and kv payloads. */
 #include "config.h"
 

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /* CUnit: the gang matrix (gang/matrix.c): packing, bounds, preemption. */
 #include "config.h"
 

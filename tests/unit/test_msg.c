@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /* CUnit: frame codec and message schemas (common/msg.c). */
 #include "config.h"
 

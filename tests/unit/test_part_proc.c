@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /*
  * CUnit: the proc partition driver (partition/proc.c) on this host's real
  * cgroups, gates and CPU time included.  Needs root and a cgroup2 mount or

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /*
  * The partition driver registry (partition/registry.c) and the contract of
  * include/hec/partition.h around it: drivers are found by name; a table

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /* CUnit: rank distribution and node name order of hecctld (launcher/place.c).
  * Queue order and placement are the gang matrix's: tests/unit/test_matrix.c. */
 #include "config.h"

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /* CUnit: time limits, CPU lists, integers, config files (common/). */
 #include "config.h"
 

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /*
  * The job network's learning switch (partition/vm/vnet.c): flooding until an
  * address is learnt, then one port only; broadcast and multicast always

@@ -1,4 +1,5 @@
 #!/bin/sh
+# SPDX-License-Identifier: BSD-3-Clause
 # One VM under QEMU TCG: hec-guest boots as /init, says HELLO on the channel
 # and runs commands for hec-guestctl: output, exit codes, a missing program,
 # a signal, stdin, user/cwd, PING, and MPI inside the guest.

@@ -1,4 +1,5 @@
 #!/bin/sh
+# SPDX-License-Identifier: BSD-3-Clause
 # Two VMs joined by QEMU's own socket network (loopback only): mpiexec in
 # vm0 starts its proxies through hec-rsh and hec-guest's remote-shell
 # service, and the ranks talk over UCX's TCP transport across the VMs.

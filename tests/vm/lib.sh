@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: BSD-3-Clause
 # Shared by the vm tests: skip checks, the image, starting and stopping QEMU.
 # Sourced; expects HEC_BUILDDIR (set by make check, else ./build).
 set -eu

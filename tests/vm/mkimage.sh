@@ -1,4 +1,5 @@
 #!/bin/sh
+# SPDX-License-Identifier: BSD-3-Clause
 # hec-mkimage without booting anything: contents, the content-keyed cache
 # (a changed input gives a new image, a hit is fast), concurrent builders,
 # and its refusals.
