@@ -126,7 +126,7 @@ cpu_turns() {
 			t=${EPOCHREALTIME/./}
 			{ read -r ra _ <"${VCPU[$node.$a]%/stat}/schedstat"; } 2>/dev/null || break 2
 			{ read -r rb _ <"${VCPU[$node.$b]%/stat}/schedstat"; } 2>/dev/null || break 2
-			if [ -n "${pt[$node]}" ]; then
+			if [ -n "${pt[$node]:-}" ]; then
 				dt=$(((t - pt[$node]) * 1000)) da=$((ra - pa[$node])) db=$((rb - pb[$node]))
 				if [ "$dt" -ge 2000000 ] && [ "$dt" -le 20000000 ]; then
 					valid=$((valid + 1))
