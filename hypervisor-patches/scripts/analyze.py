@@ -32,8 +32,8 @@ Checks:
       took to reschedule after a boundary, no vCPU ran outside its domain's
       slots, the two guests never ran at the same time, and both vCPUs of
       the owner ran through its slots while the guests measured;
-  gang, in the guests: each guest ran only in its slots, its vCPUs ran
-      together (slot by slot), it got its slots, the guests never overlapped;
+  gang, in the guests: each guest ran only in its slots, every vCPU ran in
+      its own slots rather than the other's, the guests never overlapped;
   every phase: no guest vCPU starved, in Xen's accounting (its run time
       against the other guest vCPUs' in the same window) and in the guest
       (its run time against the mean of the four);
