@@ -134,7 +134,7 @@ VCP = re.compile(r'HEC-VCPU (\S+) (before|after) (?:vcpu-time mono_ns=(\d+)|V (\
 
 def parse(path):
     log = {'phases': {}, 'dom0': [], 'domid': {}, 'table': {}, 'stats': {},
-           'slots': {}, 'end': None, 'trace': {}, 'trace_hdr': {}, 'vcpu': {},
+           'slots': {}, 'end': None, 'trace': {}, 'trace_ns': {}, 'trace_hdr': {}, 'vcpu': {},
            'pool0_sched': None}
     with open(path, 'rb') as f:
         text = f.read().decode('utf-8', 'replace')
@@ -157,6 +157,7 @@ def parse(path):
         if m:
             log['trace'].setdefault(m.group(1), []).append(
                 (int(m.group(2)) // 1000, int(m.group(3)), int(m.group(4)), int(m.group(5))))
+            log['trace_ns'].setdefault(m.group(1), []).append(int(m.group(2)))
             continue
         m = VCP.search(line)
         if m:
@@ -267,7 +268,11 @@ class Report:
 
 
 def guest_metrics(ph, offs, lo=None):
-    """Per-guest runs; common window and overlap when offsets are known."""
+    """Per-guest runs, each in its own window; overlap when offsets are known.
+
+    (On a loaded host dom0's commands reach the two guests seconds apart, so
+    their windows may barely overlap: per-guest figures use each guest's own.)
+    """
     names = sorted(ph)
     common = all(offs.get(n) is not None for n in names)
     m = {'names': names, 'g': {}, 'common': common}
@@ -279,10 +284,9 @@ def guest_metrics(ph, offs, lo=None):
     for n in names:
         off = offs.get(n) or 0
         r = runs(ph[n], off)
-        if common:
-            win = [[start, end]]
-        else:
-            win = [[ph[n]['start_rt'] // 1000, ph[n]['end_rt'] // 1000]]
+        win = [[ph[n]['start_rt'] // 1000 - off, ph[n]['end_rt'] // 1000 - off]]
+        if lo is not None and common:
+            win[0][0] = max(win[0][0], lo)
         r = {v: inter(iv, win) for v, iv in r.items()}
         wl = max(win[0][1] - win[0][0], 1)
         anyr = union(*r.values())
@@ -416,11 +420,16 @@ def check_trace_gang(rep, log, t0, slot, nsl, owner, mwin=None):
     lo = max(t0, min(r[0] for r in tr))
     seg = trace_segments(tr, end)
 
-    def slot_of(t):
-        return ((t + EARLY_US - t0) // slot) % nsl
+    # The scheduler's slot decisions, judged in ns like the scheduler makes
+    # them: in us, a switch exactly EARLY_US before a boundary is ambiguous.
+    tns = log['trace_ns'].get('gang', [])
+    t0n, sln, early_ns = log['table']['t0_sys_ns'], log['table']['slot_ns'], EARLY_US * 1000
 
-    bad = [r for r in tr if r[0] + EARLY_US >= t0 and r[2] != IDLE and
-           r[2] not in owner.get(slot_of(r[0]), [])]
+    def slot_of(tn):
+        return ((tn + early_ns - t0n) // sln) % nsl
+
+    bad = [r for r, tn in zip(tr, tns) if tn + early_ns >= t0n and r[2] != IDLE and
+           r[2] not in owner.get(slot_of(tn), [])]
     rep.check(not bad, '%s: every switch after t0 picked a vCPU of the slot\'s owner or idle'
               ' (%d of %d violate%s)' % (label, len(bad), sum(1 for r in tr if r[0] >= t0),
                                          ': %s' % bad[:3] if bad else ''))
@@ -428,6 +437,7 @@ def check_trace_gang(rep, log, t0, slot, nsl, owner, mwin=None):
     late, latewin = [], {}
     for cpu, ss in seg.items():
         times = [s[0] for s in ss]
+        times_ns = sorted(tn for r, tn in zip(tr, tns) if r[1] == cpu)
         k = -(-(max(lo, times[0]) - t0) // slot)
         while t0 + k * slot < end:
             b = t0 + k * slot
@@ -436,7 +446,7 @@ def check_trace_gang(rep, log, t0, slot, nsl, owner, mwin=None):
             # It may also come up to EARLY_US before the boundary: the
             # scheduler takes a timer that fires that early for the
             # boundary, so the switch window spans [switch, boundary].)
-            i = bisect.bisect_left(times, b - EARLY_US)
+            i = bisect.bisect_left(times_ns, t0n + k * sln - early_ns)
             if i < len(times):
                 late.append(max(times[i] - b, 0))
                 latewin.setdefault(cpu, []).append([min(times[i], b), max(times[i], b)])
@@ -469,7 +479,7 @@ def check_trace_gang(rep, log, t0, slot, nsl, owner, mwin=None):
                   ' excluded)' % (label, n, outside / 1e3, total(anyr) / 1e3))
         # Every vCPU of the owner running through each complete own slot.
         # (only while the guests measured: before, their vCPUs mostly idle)
-        mlo, mhi = mwin if mwin else (lo, end)
+        mlo, mhi = mwin.get(d, (lo, end)) if mwin else (lo, end)
         full = [[t0 + k * slot, t0 + (k + 1) * slot] for k in range(k0 + 1, (end - t0) // slot)
                 if k % nsl in own and t0 + k * slot >= mlo and t0 + (k + 1) * slot <= mhi]
         vs = run.get(d, {})
@@ -545,18 +555,19 @@ def check_gang(rep, log, offs):
         rep.check(False, '%s: guest clocks related to Xen system time' % label)
         return
     m = guest_metrics(log['phases']['gang'], offs, lo=t0_us)
-    latewin = check_trace_gang(rep, log, t0_us, slot_us, nsl, owner, m['win'][0]) or {}
+    latewin = check_trace_gang(rep, log, t0_us, slot_us, nsl, owner,
+                               {dom.get(n): m['g'][n]['win'][0] for n in m['names']}) or {}
     show(m, label)
-    start, end = m['win'][0]
-    k_first = -(-(start - t0_us) // slot_us)
-    k_last = (end - t0_us) // slot_us - 1
     for n in m['names']:
         g = m['g'][n]
+        start, end = g['win'][0]
+        k_first = -(-(start - t0_us) // slot_us)
+        k_last = (end - t0_us) // slot_us - 1
         own = [s for s, doms in owner.items() if dom.get(n) in doms]
         k0 = (start - t0_us) // slot_us
         slots = [[t0_us + k * slot_us, t0_us + (k + 1) * slot_us]
                  for k in range(k0, (end - t0_us) // slot_us + 1) if k % nsl in own]
-        mine = inter(norm(slots), m['win'])
+        mine = inter(norm(slots), g['win'])
         wide = norm([[a - TOL_US, b + TOL_US] for a, b in slots])
         # Run time that the late timer of the vCPU's pCPU explains (the trace
         # shows no reschedule yet after the boundary) is not held against it.
