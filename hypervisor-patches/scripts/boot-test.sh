@@ -142,6 +142,36 @@ make_dom0_img() {
 	(cd "$S" && find . | cpio -o -H newc --quiet | gzip -1) >"$IMG/dom0-$mode.img"
 }
 
+# watch PID LOG: wait for QEMU, killing it when the console has been silent
+# for $STALL s (a hang: dom0 prints at least every 30 s while it waits) or
+# when it has run $CAP s in all.  A loaded host makes the boot slow, not
+# silent, so neither limit is meant to be reached by a working boot.
+STALL=${HEC_XEN_STALL_TIMEOUT:-600}
+CAP=${HEC_XEN_BOOT_TIMEOUT:-1500}
+watch() {
+	w_start=$(date +%s) w_size=-1 w_why=
+	w_seen=$w_start
+	while kill -0 "$1" 2>/dev/null; do
+		sleep 2
+		w_now=$(date +%s)
+		w_sz=$(stat -c %s "$2" 2>/dev/null || echo 0)
+		[ "$w_sz" != "$w_size" ] && w_size=$w_sz w_seen=$w_now
+		if [ $((w_now - w_seen)) -ge "$STALL" ]; then
+			w_why="console silent for $STALL s"
+		elif [ $((w_now - w_start)) -ge "$CAP" ]; then
+			w_why="still running after $CAP s"
+		fi
+		if [ -n "$w_why" ]; then
+			say "stopping qemu: $w_why"
+			kill "$1" 2>/dev/null || true
+			break
+		fi
+	done
+	w_rc=0
+	wait "$1" || w_rc=$?
+	[ -n "$w_why" ] || [ $w_rc = 0 ] || say "qemu exited with $w_rc"
+}
+
 # 5. Boot.
 # -cpu max (QEMU 7.2 TCG) crashes Debian's 6.1 PV dom0 early in boot (#PF in
 # create_bounce_frame), with and without the series; qemu64 boots.
@@ -154,12 +184,16 @@ for mode in $MODES; do
 	log=$LOGS/boot-$mode.log
 	say "booting $mode hypervisor under QEMU TCG (console: $log)"
 	t=$(date +%s)
-	timeout "${HEC_XEN_BOOT_TIMEOUT:-600}" qemu-system-x86_64 -machine q35 -cpu "$QEMU_CPU" -smp 4 -m 2G \
+	qemu-system-x86_64 -machine q35 -cpu "$QEMU_CPU" -smp 4 -m 2G \
 		-nographic -no-reboot -monitor none -serial stdio -nic none \
 		-kernel "$XEN" \
 		-append "console=com1 com1=115200,8n1 serial_tx_buffer=1M conring_size=1M dom0_mem=512M,max:512M dom0_max_vcpus=2 loglvl=all guest_loglvl=all noreboot" \
 		-initrd "$VMLINUZ console=hvc0 loglevel=4 nokaslr clocksource=xen,$IMG/dom0-$mode.img" \
-		</dev/null >"$log" 2>&1 || say "qemu exited with $?"
+		</dev/null >"$log" 2>&1 &
+	qpid=$!
+	trap 'kill $qpid 2>/dev/null; exit 1' INT TERM
+	watch $qpid "$log"
+	trap - INT TERM
 	say "$mode boot: $(( $(date +%s) - t )) s"
 	grep -a 'HEC-DOM0' "$log" | grep -av 'HEC-DOM0 vcpu' | tail -12 >&2 || true
 done

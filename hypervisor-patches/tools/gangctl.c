@@ -21,6 +21,10 @@
  *   gangctl get POOL                    print the table and statistics
  *   gangctl trace POOL                  print and clear the context switch
  *        trace: "T TIME_NS PCPU DOMID VCPU" per switch (Xen system time)
+ *   gangctl vcpu-time DOMID...          Xen's run time of every vCPU of the
+ *        domains (the runstate accounting of whatever scheduler runs them):
+ *        "vcpu-time mono_ns=NS" (dom0 CLOCK_MONOTONIC, Xen's rate), then
+ *        "V DOMID VCPU CPU_TIME_NS PCPU" per vCPU; works on any Xen 4.17
  *
  * Exit status: 0 ok, 1 hypercall failed, 2 usage.
  */
@@ -40,6 +44,7 @@
 #define __XEN_TOOLS__ 1
 #include <public/xen.h>
 #include <public/sysctl.h>
+#include <public/domctl.h>
 
 /* Linux include/uapi/xen/privcmd.h */
 struct privcmd_hypercall {
@@ -55,6 +60,10 @@ static union {
     char pad[4096];
 } sysbuf __attribute__((aligned(4096)));
 static union {
+    struct xen_domctl domctl;
+    char pad[4096];
+} dombuf __attribute__((aligned(4096)));
+static union {
     struct xen_sysctl_gang_schedule table;
     char pad[8192];
 } tabbuf __attribute__((aligned(4096)));
@@ -64,11 +73,8 @@ static struct xen_sysctl_gang_trace tracebuf[TRACE_MAX] __attribute__((aligned(4
 
 static int privcmd_fd = -1;
 
-static int do_sysctl(uint32_t cmd)
+static void privcmd_open(void)
 {
-    struct privcmd_hypercall call = { 0 };
-    int rc;
-
     if ( privcmd_fd < 0 )
     {
         privcmd_fd = open("/dev/xen/privcmd", O_RDWR | O_CLOEXEC);
@@ -77,16 +83,43 @@ static int do_sysctl(uint32_t cmd)
             perror("gangctl: /dev/xen/privcmd");
             exit(1);
         }
-        if ( mlock(&sysbuf, sizeof(sysbuf)) || mlock(&tabbuf, sizeof(tabbuf)) ||
+        if ( mlock(&sysbuf, sizeof(sysbuf)) || mlock(&dombuf, sizeof(dombuf)) ||
+             mlock(&tabbuf, sizeof(tabbuf)) ||
              mlock(mapbuf, sizeof(mapbuf)) || mlock(tracebuf, sizeof(tracebuf)) )
             perror("gangctl: mlock");
     }
-    sysbuf.sysctl.cmd = cmd;
-    sysbuf.sysctl.interface_version = XEN_SYSCTL_INTERFACE_VERSION;
-    call.op = __HYPERVISOR_sysctl;
-    call.arg[0] = (uint64_t)(uintptr_t)&sysbuf.sysctl;
+}
+
+static int hypercall(uint64_t op, void *arg)
+{
+    struct privcmd_hypercall call = { 0 };
+    int rc;
+
+    privcmd_open();
+    call.op = op;
+    call.arg[0] = (uint64_t)(uintptr_t)arg;
     rc = ioctl(privcmd_fd, IOCTL_PRIVCMD_HYPERCALL, &call);
     return rc < 0 ? -errno : rc;
+}
+
+static int do_sysctl(uint32_t cmd)
+{
+    sysbuf.sysctl.cmd = cmd;
+    sysbuf.sysctl.interface_version = XEN_SYSCTL_INTERFACE_VERSION;
+    return hypercall(__HYPERVISOR_sysctl, &sysbuf.sysctl);
+}
+
+/* XEN_DOMCTL_getvcpuinfo: 0, or -EINVAL/-ESRCH past the last vCPU. */
+static int getvcpuinfo(uint32_t domid, uint32_t vcpu)
+{
+    struct xen_domctl *d = &dombuf.domctl;
+
+    memset(&dombuf, 0, sizeof(dombuf));
+    d->cmd = XEN_DOMCTL_getvcpuinfo;
+    d->interface_version = XEN_DOMCTL_INTERFACE_VERSION;
+    d->domain = domid;
+    d->u.getvcpuinfo.vcpu = vcpu;
+    return hypercall(__HYPERVISOR_domctl, d);
 }
 
 static void die_rc(const char *what, int rc)
@@ -282,6 +315,44 @@ static int cmd_trace(uint32_t pool)
     return 0;
 }
 
+/*
+ * Every vCPU's run time as Xen accounts it.  Under TCG this is host wall
+ * time in which the scheduler had the vCPU on a pCPU, however much host CPU
+ * QEMU got meanwhile: shares of it do not depend on the host's load.
+ */
+static int cmd_vcpu_time(int ndoms, char **doms)
+{
+    const struct xen_domctl_getvcpuinfo *v = &dombuf.domctl.u.getvcpuinfo;
+    struct timespec ts;
+    uint32_t vcpu;
+    int i, rc;
+
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    printf("vcpu-time mono_ns=%" PRId64 "\n",
+           (int64_t)(ts.tv_sec * 1000000000LL + ts.tv_nsec));
+    for ( i = 0; i < ndoms; i++ )
+    {
+        uint32_t domid = num(doms[i]);
+
+        for ( vcpu = 0; vcpu < XEN_LEGACY_MAX_VCPUS; vcpu++ )
+        {
+            rc = getvcpuinfo(domid, vcpu);
+            if ( rc == -EINVAL || rc == -ESRCH )
+                break;
+            if ( rc )
+                die_rc("getvcpuinfo", rc);
+            printf("V %u %u %" PRIu64 " %u\n", domid, vcpu,
+                   (uint64_t)v->cpu_time, v->cpu);
+        }
+        if ( !vcpu )
+        {
+            fprintf(stderr, "gangctl: domain %u: no vCPU info\n", domid);
+            return 1;
+        }
+    }
+    return 0;
+}
+
 static int cmd_pool_info(uint32_t pool)
 {
     const struct xen_sysctl_cpupool_op *c = &sysbuf.sysctl.u.cpupool_op;
@@ -304,7 +375,7 @@ static int usage(void)
     fprintf(stderr,
             "usage: gangctl pool-create | pool-info POOL | cpu-move CPU FROM TO |\n"
             "       dom-move DOMID POOL | set POOL SLOT_MS T0 SLOT... |\n"
-            "       clear POOL | get POOL | trace POOL\n");
+            "       clear POOL | get POOL | trace POOL | vcpu-time DOMID...\n");
     return 2;
 }
 
@@ -372,6 +443,8 @@ int main(int argc, char **argv)
         return cmd_get(num(argv[2]));
     if ( !strcmp(argv[1], "trace") && argc == 3 )
         return cmd_trace(num(argv[2]));
+    if ( !strcmp(argv[1], "vcpu-time") && argc >= 3 )
+        return cmd_vcpu_time(argc - 2, argv + 2);
 
     return usage();
 }
