@@ -35,7 +35,7 @@
 #include "hec/guest.h"
 #include "hec/net.h"
 #include "hec/partition.h"
-#include "partition/vm/qmp_mon.h" /* the QMP monitor the vm driver switches guests with */
+#include "hec/qmp.h" /* the QMP monitor the vm driver switches guests with */
 
 #define MAX_ROUNDS 2000
 #define WAIT_US 2000000L

@@ -12,7 +12,7 @@
 
 #include "hec/common.h"
 #include "partition/vm/vm.h"
-#include "partition/vm/qmp_mon.h"
+#include "hec/qmp.h"
 
 int qmp_gate_set(struct hec_gate *gate, int frozen);
 int qmp_gate_wait(struct hec_gate *gate, int frozen, long timeout_us);

@@ -19,7 +19,7 @@
 
 #include "hec/common.h"
 #include "partition/vm/vm.h"
-#include "partition/vm/qmp_mon.h"
+#include "hec/qmp.h"
 #include "partition/vm/vnet.h"
 
 static struct vm *V(struct hec_partition *p)

@@ -22,7 +22,7 @@
 
 #include "hec/common.h"
 #include "partition/vm/vm.h"
-#include "partition/vm/qmp_mon.h"
+#include "hec/qmp.h"
 #include "partition/vm/vnet.h"
 
 static const char *const sock_names[NLISTEN] = { "guest.sock", "qmp.sock", "gate.sock", "net.sock" };

@@ -22,7 +22,7 @@
 
 #include "hec/common.h"
 #include "partition/vm/vm.h"
-#include "partition/vm/qmp_mon.h"
+#include "hec/qmp.h"
 
 /* ---- snapshot and restore ---- */
 

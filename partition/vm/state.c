@@ -15,7 +15,7 @@
 
 #include "hec/common.h"
 #include "partition/vm/vm.h"
-#include "partition/vm/qmp_mon.h"
+#include "hec/qmp.h"
 
 void start_finish(struct vm *v, int rc, const char *why)
 {

@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: BSD-3-Clause */
 /*
- * Synchronous QMP monitor (qmp_mon.h).  QMP is one JSON object per line; a
+ * Synchronous QMP monitor (hec/qmp.h).  QMP is one JSON object per line; a
  * reply is the next line holding "return" or "error" (replies come in
  * order, events may come between them).
  */
@@ -19,7 +19,7 @@
 #include <jansson.h>
 
 #include "hec/common.h"
-#include "partition/vm/qmp_mon.h"
+#include "hec/qmp.h"
 
 struct qmp_mon {
 	pthread_mutex_t lock;

@@ -7,8 +7,8 @@
  * share it; every wait is bounded.  Events arriving meanwhile are skipped.
  * Lines are parsed with jansson.
  */
-#ifndef HEC_PARTITION_VM_QMP_MON_H
-#define HEC_PARTITION_VM_QMP_MON_H
+#ifndef HEC_QMP_H
+#define HEC_QMP_H
 
 #include <stddef.h>
 
