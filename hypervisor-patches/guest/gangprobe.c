@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: GPL-2.0-only */
 /*
  * gangprobe - /init of the test guests of the gang scheduler boot test.
  *

@@ -1,4 +1,5 @@
 #!/usr/bin/env python3
+# SPDX-License-Identifier: GPL-2.0-only
 """Check the console logs of the gang scheduler boot test.
 
   analyze.py [--patched LOG] [--unpatched LOG] [--patches DIR]

@@ -1,4 +1,5 @@
 #!/bin/sh
+# SPDX-License-Identifier: GPL-2.0-only
 # Boot test of the gang scheduler under qemu-system-x86_64 (TCG).
 #
 #   boot-test.sh [patched|unpatched|both]   (default: both)

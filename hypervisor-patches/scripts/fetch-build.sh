@@ -1,4 +1,5 @@
 #!/bin/sh
+# SPDX-License-Identifier: GPL-2.0-only
 # Fetch Xen 4.17 as Debian ships it (apt-get source xen), apply the
 # hypervisor-patches/xen-4.17 series and build the hypervisor, patched and
 # unpatched, plus the dom0 tool (gangctl) and the guest program (gangprobe).

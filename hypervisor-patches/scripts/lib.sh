@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-2.0-only
 # Shared settings and helpers of the hypervisor-patches scripts (sourced).
 #
 # HEC_XEN_WORK  work dir (default: <repo>/build/xen); holds the fetched

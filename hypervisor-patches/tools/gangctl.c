@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: GPL-2.0-only */
 /*
  * gangctl - drive the Xen gang scheduler (hypervisor-patches/xen-4.17) from
  * dom0: cpupool set-up and the slot table.
