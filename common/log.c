@@ -19,6 +19,9 @@ void hec_log_init(const char *prog, enum hec_log_level level)
 }
 
 static void log_line(enum hec_log_level level, const char *prefix, const char *fmt, va_list ap)
+	__attribute__((format(printf, 3, 0)));
+
+static void log_line(enum hec_log_level level, const char *prefix, const char *fmt, va_list ap)
 {
 	static const char *const names[] = { "error", "warning", "info", "debug" };
 	char line[2048];
