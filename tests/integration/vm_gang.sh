@@ -115,7 +115,7 @@ run_v() {
 # switched.  A thread's state alone cannot tell: a vCPU paused by QMP stop
 # is woken by every kick and, on a loaded host, waits runnable (R) for a CPU
 # to go back to sleep, though it runs no guest code.  Here: both threads
-# together used more CPU than the interval's wall time plus 2 ms, so they
+# together used more CPU than the interval's wall time plus 4 ms, so they
 # ran at once for 4 ms or more, each having run 2 ms (a switch inside the
 # interval adds the outgoing guest's stop time, well under 1 ms, and lazy
 # runtime accounting up to a tick).  Turns are seen where
