@@ -65,8 +65,7 @@ struct agent_job {
 	uid_t uid;
 	gid_t gid;
 	json_t *nodes;             /* LAUNCH's [{name, addr, ranks}] (owned) */
-	const struct hec_partition_ops *ops; /* the job's driver: proc, or vm (LAUNCH) */
-	struct hec_partition *part; /* host: the agent's phost, host_arg: this job */
+	struct hec_partition *part; /* never NULL; host: the agent's phost, host_arg: this job */
 	int vm_running;            /* vm: the batch step runs in the guest now */
 	pid_t batch_pid;           /* our child running the batch step, 0 if none */
 	/* A batch step of a previous agent life: not our child; watched by polling. */
@@ -168,7 +167,7 @@ int agent_jobs_part_reaped(struct agent *ag, pid_t pid, int status);
 /** The job's batch step runs inside its partition's machine (a vm guest). */
 static inline int job_is_vm(const struct agent_job *j)
 {
-	return hec_partition_runs_inside(j->ops);
+	return hec_partition_runs_inside(j->part->ops);
 }
 
 /* gang.c: gang scheduling (doc/design.md, "Gang scheduling") */

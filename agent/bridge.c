@@ -73,7 +73,7 @@ static void bridge_free(struct bridge *b)
 	if (b->net_port > 0) {
 		struct agent_job *j = agent_job_find(ag, b->job);
 
-		if (j && j->part)
+		if (j)
 			hec_partition_net_gone(j->part, b->net_port);
 	}
 	if (b->conn)
@@ -271,7 +271,7 @@ static void do_spawn(struct bridge *b, const json_t *body)
 	pid_t pid;
 
 	b->job = id;
-	if (!j || !j->part || !j->launched) {
+	if (!j || !j->launched) {
 		snprintf(why, sizeof(why), "job %ld: no partition on %s", id, ag->conf.name);
 		goto refuse;
 	}
@@ -361,7 +361,7 @@ static int net_join(struct agent *ag, const json_t *body, struct hec_conn *c, ch
 	const char *node = json_string_value(json_object_get(body, "node"));
 	struct agent_job *j = agent_job_find(ag, id);
 
-	if (!j || !j->part || !j->launched || j->killing) {
+	if (!j || !j->launched || j->killing) {
 		snprintf(why, len, "job %ld: no guest on %s (yet)", id, ag->conf.name);
 		return -ENOENT;
 	}
@@ -380,7 +380,7 @@ static void bridge_on_msg(struct hec_conn *c, const struct hec_msg *m, void *arg
 	if (b->net_port > 0 && m->type == HEC_MSG_NET_FRAME) {
 		struct agent_job *j = agent_job_find(b->ag, b->job);
 
-		if (j && j->part)
+		if (j)
 			hec_partition_net_frame(j->part, b->net_port, m->data, m->len);
 		return;
 	}

@@ -527,7 +527,7 @@ static struct agent_job *job_here(struct agent *ag, long id)
 {
 	struct agent_job *j = agent_job_find(ag, id);
 
-	return j && j->part && !j->killing ? j : NULL;
+	return j && !j->killing ? j : NULL;
 }
 
 static int open_gate(struct agent_gang *g, struct agent_job *j, struct hec_gate **gate, enum ds_state *st)
@@ -727,7 +727,7 @@ void agent_gang_job_ready(struct agent *ag, struct agent_job *j)
 	enum ds_state sa = DS_UNKNOWN, sp = DS_UNKNOWN;
 	int wa, wp, kick;
 
-	if (!g || !j->part || j->killing)
+	if (!g || j->killing)
 		return;
 	pthread_mutex_lock(&g->lock);
 	wa = wants_gate(g->active, j->id);
@@ -789,7 +789,7 @@ static json_t *machine_stats(struct agent *ag)
 	json_t *a = json_array();
 
 	for (struct agent_job *j = ag->jobs; a && j; j = j->next) {
-		json_t *o = j->part ? hec_partition_stats(j->part) : NULL;
+		json_t *o = hec_partition_stats(j->part);
 
 		if (o)
 			json_array_append_new(a, o);

@@ -108,8 +108,7 @@ static void send_register(struct agent *ag)
 	json_t *parts = json_array(), *body;
 
 	for (struct agent_job *j = ag->jobs; j; j = j->next)
-		if (j->part)
-			json_array_append_new(parts, json_integer(j->id));
+		json_array_append_new(parts, json_integer(j->id));
 	body = json_pack("{s:s, s:s, s:s, s:s, s:s, s:{s:i, s:i, s:i, s:I}, s:o, s:o, s:I}",
 			 "node", ag->conf.name, "key", ag->key, "hostname", ag->hostname,
 			 "addr", ag->addr, "cpus", ag->penv.cpus,

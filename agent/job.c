@@ -50,16 +50,9 @@ struct agent_job *agent_job_find(struct agent *ag, long id)
 	return NULL;
 }
 
-/* The job's partition, and its link back to the job (host callbacks). */
-static void agent_job_attach(struct agent_job *j, struct hec_partition *part)
-{
-	j->ops = part->ops;
-	j->part = part;
-	part->host = &j->ag->phost;
-	part->host_arg = j;
-}
-
-static struct agent_job *agent_job_new(struct agent *ag, long id)
+/* A job of this node, with its partition (made or re-attached by the
+ * caller) and the partition's link back to it (host callbacks). */
+static struct agent_job *agent_job_new(struct agent *ag, long id, struct hec_partition *part)
 {
 	struct agent_job *j = calloc(1, sizeof(*j));
 
@@ -67,7 +60,9 @@ static struct agent_job *agent_job_new(struct agent *ag, long id)
 		return NULL;
 	j->id = id;
 	j->ag = ag;
-	j->ops = ag->ops;
+	j->part = part;
+	part->host = &ag->phost;
+	part->host_arg = j;
 	j->next = ag->jobs;
 	ag->jobs = j;
 	return j;
@@ -82,8 +77,7 @@ static void agent_job_free(struct agent *ag, struct agent_job *j)
 			*pp = j->next;
 			break;
 		}
-	if (j->part)
-		j->ops->release(j->part);
+	j->part->ops->release(j->part);
 	if (j->kill_timer)
 		event_free(j->kill_timer);
 	if (j->watch)
@@ -487,14 +481,13 @@ void agent_job_on_launch(struct agent *ag, const json_t *body)
 			hec_fmt(why, sizeof(why), "%s: %s: %s", ag->conf.name, vwhy, strerror(-rc));
 			goto refuse;
 		}
-		j = agent_job_new(ag, id);
+		j = agent_job_new(ag, id, part);
 		if (!j) {
 			ops->destroy(part, NULL, 0);
 			ops->release(part);
 			hec_fmt(why, sizeof(why), "%s: out of memory", ag->conf.name);
 			goto refuse;
 		}
-		agent_job_attach(j, part);
 		made = 1;
 	}
 	j->launched = 1;
@@ -509,7 +502,7 @@ void agent_job_on_launch(struct agent *ag, const json_t *body)
 	} else {
 		rc = write_hosts(ag, j, why, sizeof(why));
 	}
-	if (!rc && j->ops->start) {
+	if (!rc && j->part->ops->start) {
 		struct hec_start_req req = {.dir = dir,
 					    .uid = j->uid,
 					    .gid = j->gid,
@@ -530,17 +523,17 @@ void agent_job_on_launch(struct agent *ag, const json_t *body)
 	}
 	if (rc) {
 		if (made) {
-			j->ops->destroy(j->part, NULL, 0);
+			j->part->ops->destroy(j->part, NULL, 0);
 			remove_job_dir(ag, id);
 			agent_job_free(ag, j);
 		}
 		goto refuse;
 	}
 	save_meta(ag, j);
-	if (j->ops->start) {
+	if (j->part->ops->start) {
 		hec_job_info(ag->conf.name, id,
 			     "partition made; its %s machine is on its way (%zu nodes)",
-			     j->ops->name, json_array_size(nodes));
+			     j->part->ops->name, json_array_size(nodes));
 		return; /* agent_job_started() replies */
 	}
 	hec_job_info(ag->conf.name, id, "partition ready (uid %lld, %zu nodes)", (long long)uid,
@@ -572,7 +565,7 @@ static void agent_job_started(void *arg, int rc, const char *error)
 		return;
 	}
 	hec_job_info(ag->conf.name, j->id,
-		     "partition ready: its %s machine is up (uid %lld, %zu nodes)", j->ops->name,
+		     "partition ready: its %s machine is up (uid %lld, %zu nodes)", j->part->ops->name,
 		     (long long)j->uid, json_array_size(j->nodes));
 	agent_gang_job_ready(ag, j);
 	reply_launched(ag, j->id, NULL);
@@ -665,7 +658,7 @@ void agent_job_on_snapshot(struct agent *ag, const json_t *body)
 	char dir[PATH_MAX], why[1024];
 	int rc;
 
-	if (!j || !j->part || !j->launched || j->killing) {
+	if (!j || !j->launched || j->killing) {
 		hec_fmt(why, sizeof(why), "job %ld has no partition here", id);
 		goto fail;
 	}
@@ -1046,7 +1039,7 @@ void agent_job_on_start(struct agent *ag, const json_t *body)
 	size_t i, argc = 0;
 	pid_t pid;
 
-	if (!j || !j->launched || !j->part) {
+	if (!j || !j->launched) {
 		hec_fmt(why, sizeof(why), "%s: START for job %ld, which was not launched here",
 		    ag->conf.name, id);
 		goto fail;
@@ -1116,7 +1109,7 @@ void agent_job_on_start(struct agent *ag, const json_t *body)
 			.stderr_fd = err_fd >= 0 ? err_fd : out_fd,
 		};
 
-		rc = j->ops->spawn(j->part, &req, &pid, NULL, 0);
+		rc = j->part->ops->spawn(j->part, &req, &pid, NULL, 0);
 	}
 	if (rc) {
 		/* Like a shell: 127 not found, 126 not runnable. */
@@ -1195,7 +1188,7 @@ static void kill_tick(evutil_socket_t fd, short what, void *arg)
 
 	(void)fd;
 	(void)what;
-	n = j->ops->nprocs(j->part, why, sizeof(why));
+	n = j->part->ops->nprocs(j->part, why, sizeof(why));
 	if (n != 0 && n != -ENOENT) {
 		if (n < 0 && !j->kill_warned) {
 			hec_job_err(ag->conf.name, j->id, "cannot count processes: %s: %s", why,
@@ -1203,7 +1196,7 @@ static void kill_tick(evutil_socket_t fd, short what, void *arg)
 			j->kill_warned = 1;
 		}
 		if (++j->kill_ticks % 10 == 0)
-			j->ops->kill(j->part, NULL, 0);
+			j->part->ops->kill(j->part, NULL, 0);
 		if (elapsed > KILL_WARN_NS && !j->kill_warned) {
 			hec_job_err(ag->conf.name, j->id,
 				    "%d processes survive SIGKILL after %lld s; still trying", n,
@@ -1214,7 +1207,7 @@ static void kill_tick(evutil_socket_t fd, short what, void *arg)
 			return;
 		hec_job_err(ag->conf.name, j->id, "giving up on its partition for shutdown");
 	} else {
-		rc = j->ops->destroy(j->part, why, sizeof(why));
+		rc = j->part->ops->destroy(j->part, why, sizeof(why));
 		if (rc == -EBUSY && elapsed < KILL_WARN_NS)
 			return; /* a process was still on its way out */
 		if (rc)
@@ -1243,7 +1236,7 @@ static void start_kill(struct agent *ag, struct agent_job *j)
 	j->kill_start_ns = hec_now_mono_ns();
 	if (j->watch)
 		event_del(j->watch);
-	rc = j->ops->kill(j->part, why, sizeof(why));
+	rc = j->part->ops->kill(j->part, why, sizeof(why));
 	if (rc)
 		hec_job_err(ag->conf.name, j->id, "kill: %s: %s", why, strerror(-rc));
 	j->kill_timer = event_new(ag->base, -1, EV_PERSIST, kill_tick, j);
@@ -1261,13 +1254,11 @@ static struct agent_job *open_unknown(struct agent *ag, long id, char *why, size
 
 	if (ag->ops->open(&ag->penv, id, &part, why, len))
 		return NULL;
-	j = agent_job_new(ag, id);
+	j = agent_job_new(ag, id, part);
 	if (!j) {
 		ag->ops->release(part);
 		hec_fmt(why, len, "out of memory");
-		return NULL;
 	}
-	agent_job_attach(j, part);
 	return j;
 }
 
