@@ -131,23 +131,86 @@ static const struct field s_req_gang_set[] = {
 	STR_REQ("op", 16), INT_OPT("slot_us", 1000, 60000000), INT_OPT("max_share", 1, 64),
 	STR_OPT("timeslice", 8), END };
 
-static const struct {
+struct op_schema {
 	const char *op;
 	const struct field *schema;
-} req_ops[] = {
+};
+
+static const struct op_schema req_ops[] = {
 	{ "submit", s_req_submit }, { "queue", s_req_queue }, { "show", s_req_job },
 	{ "cancel", s_req_job }, { "snapshot", s_req_snapshot }, { "nodes", s_req_plain },
 	{ "status", s_req_plain }, { "shutdown", s_req_plain }, { "gang", s_req_plain },
 	{ "gang_stats", s_req_plain }, { "gang_set", s_req_gang_set },
 };
 
+/*
+ * Storage (doc/storage.md).  A chunk hash is XXH3-64 as 16 lowercase hex
+ * digits, a registered-memory address or key 1 to 16 hex digits: JSON
+ * integers are signed and these are full 64-bit values.  A partition name is
+ * checked for a safe file name by the server, not only by length here.
+ */
+#define HASH_LEN 16
+#define SLOT_MAX (1LL << 30) /* bytes in one slot: the largest chunk */
+#define STR_EXACT(n, len) { .name = n, .kind = F_STR, .required = 1, .min = len, .max = len }
+static const struct field s_store_hello[] = { STR_REQ("key", 256), STR_REQ("client", 64), END };
+static const struct field s_store_welcome[] = {
+	STR_REQ("server", 64), INT_REQ("slots", 1, 64), INT_REQ("slot_size", 4096, SLOT_MAX),
+	STR_REQ("base", 16), STR_REQ("rkey", 16), END };
+static const struct field s_store_req[] = { STR_REQ("op", 16), INT_REQ("req", 1, NS_MAX), END };
+static const struct field s_store_put[] = {
+	STR_REQ("op", 16), INT_REQ("req", 1, NS_MAX), INT_REQ("job", 1, ID_MAX),
+	INT_REQ("epoch", 1, NS_MAX), STR_REQ("part", 64), INT_REQ("idx", 0, ID_MAX),
+	INT_REQ("len", 0, SLOT_MAX), STR_EXACT("hash", HASH_LEN), INT_REQ("slot", 0, 63), END };
+static const struct field s_store_get[] = {
+	STR_REQ("op", 16), INT_REQ("req", 1, NS_MAX), INT_REQ("job", 1, ID_MAX),
+	INT_REQ("epoch", 1, NS_MAX), STR_REQ("part", 64), INT_REQ("idx", 0, ID_MAX),
+	INT_REQ("slot", 0, 63), END };
+static const struct field s_store_commit[] = {
+	STR_REQ("op", 16), INT_REQ("req", 1, NS_MAX), INT_REQ("job", 1, ID_MAX),
+	INT_REQ("epoch", 1, NS_MAX), INT_REQ("len", 0, SLOT_MAX), STR_EXACT("hash", HASH_LEN),
+	INT_REQ("slot", 0, 63), END };
+static const struct field s_store_manifest[] = {
+	STR_REQ("op", 16), INT_REQ("req", 1, NS_MAX), INT_REQ("job", 1, ID_MAX),
+	INT_OPT("epoch", 1, NS_MAX), INT_REQ("slot", 0, 63), END };
+static const struct field s_store_list[] = {
+	STR_REQ("op", 16), INT_REQ("req", 1, NS_MAX), INT_OPT("job", 1, ID_MAX),
+	INT_REQ("slot", 0, 63), END };
+static const struct field s_store_epoch[] = {
+	STR_REQ("op", 16), INT_REQ("req", 1, NS_MAX), INT_REQ("job", 1, ID_MAX),
+	INT_REQ("epoch", 1, NS_MAX), END };
+static const struct op_schema store_ops[] = {
+	{ "put", s_store_put }, { "get", s_store_get }, { "commit", s_store_commit },
+	{ "manifest", s_store_manifest }, { "list", s_store_list }, { "delete", s_store_epoch },
+	{ "abort", s_store_epoch }, { "status", s_store_req },
+};
+/* The reply to every STORE_REQ: "error" set means the request failed and
+ * nothing it would have changed was changed; the connection stays usable. */
+static const struct field s_store_rep[] = {
+	INT_REQ("req", 1, NS_MAX), STR_OPT("error", 4096), INT_OPT("len", 0, SLOT_MAX),
+	{ .name = "hash", .kind = F_STR, .min = HASH_LEN, .max = HASH_LEN },
+	INT_OPT("epoch", 1, NS_MAX), INT_OPT("total", 0, NS_MAX), INT_OPT("free", 0, NS_MAX),
+	INT_OPT("used", 0, NS_MAX), INT_OPT("chunks", 0, NS_MAX), INT_OPT("manifests", 0, NS_MAX),
+	INT_OPT("corrupt", 0, NS_MAX), END };
+/* hecstored -> hecctld, on the controller's agent port */
+static const struct field s_store_register[] = {
+	STR_REQ("name", 64), STR_REQ("key", 256), STR_REQ("addr", 300), STR_REQ("provider", 16),
+	STR_REQ("dir", PATH_LEN), INT_REQ("pid", 1, ID_MAX), END };
+static const struct field s_store_status[] = {
+	INT_REQ("total", 0, NS_MAX), INT_REQ("free", 0, NS_MAX), INT_REQ("used", 0, NS_MAX),
+	INT_REQ("chunks", 0, NS_MAX), INT_REQ("manifests", 0, NS_MAX),
+	INT_REQ("corrupt", 0, NS_MAX), INT_REQ("repaired", 0, NS_MAX),
+	INT_REQ("clients", 0, NS_MAX), STR_OPT("health", 4096), END };
+
 static const struct {
 	const char *name;
 	const struct field *schema; /* NULL: a data frame */
 	unsigned to;                /* enum hec_msg_side bits: who dispatches it by a table */
+	const struct op_schema *ops; /* the rest of the schema is chosen by "op" */
+	size_t nops;
 } types[] = {
 	[HEC_MSG_ERROR] = { "ERROR", s_error, HEC_SIDE_AGENT | HEC_SIDE_CTL },
-	[HEC_MSG_REQUEST] = { "REQUEST", s_req_plain, HEC_SIDE_CTL_CLI },
+	[HEC_MSG_REQUEST] = { "REQUEST", s_req_plain, HEC_SIDE_CTL_CLI, req_ops,
+			      sizeof(req_ops) / sizeof(req_ops[0]) },
 	[HEC_MSG_RESPONSE] = { "RESPONSE", s_response, 0 },
 	[HEC_MSG_REGISTER] = { "REGISTER", s_register, HEC_SIDE_CTL },
 	[HEC_MSG_REGISTERED] = { "REGISTERED", s_registered, HEC_SIDE_AGENT },
@@ -174,12 +237,31 @@ static const struct {
 	[HEC_MSG_STATS] = { "STATS", s_stats, HEC_SIDE_CTL },
 	[HEC_MSG_SNAPSHOT] = { "SNAPSHOT", s_snapshot, HEC_SIDE_AGENT },
 	[HEC_MSG_SNAPSHOT_DONE] = { "SNAPSHOT_DONE", s_snapshot_done, HEC_SIDE_CTL },
+	[HEC_MSG_STORE_HELLO] = { "STORE_HELLO", s_store_hello, HEC_SIDE_STORE },
+	[HEC_MSG_STORE_WELCOME] = { "STORE_WELCOME", s_store_welcome, 0 },
+	[HEC_MSG_STORE_REQ] = { "STORE_REQ", s_store_req, HEC_SIDE_STORE, store_ops,
+				sizeof(store_ops) / sizeof(store_ops[0]) },
+	[HEC_MSG_STORE_REP] = { "STORE_REP", s_store_rep, 0 },
+	/* the controller's rows for these come with its storage handlers */
+	[HEC_MSG_STORE_REGISTER] = { "STORE_REGISTER", s_store_register, 0 },
+	[HEC_MSG_STORE_STATUS] = { "STORE_STATUS", s_store_status, 0 },
 };
 #define NTYPES (sizeof(types) / sizeof(types[0]))
 
 static int type_known(unsigned type)
 {
 	return type < NTYPES && types[type].name != NULL;
+}
+
+/* The op schema of @op for a type whose schema is chosen by "op", or NULL. */
+static const struct op_schema *op_find(unsigned type, const char *op)
+{
+	if (!type_known(type) || !op)
+		return NULL;
+	for (size_t i = 0; i < types[type].nops; i++)
+		if (!strcmp(op, types[type].ops[i].op))
+			return &types[type].ops[i];
+	return NULL;
 }
 
 int hec_msg_is_data(unsigned type)
@@ -226,6 +308,8 @@ static int check_value(const json_t *v, const struct field *f, const char *where
 			return fail(err, errlen, "%s: field '%s' must be a string", where, f->name);
 		if ((long long)json_string_length(v) > f->max)
 			return fail(err, errlen, "%s: field '%s' is too long", where, f->name);
+		if ((long long)json_string_length(v) < f->min)
+			return fail(err, errlen, "%s: field '%s' is too short", where, f->name);
 		if (strlen(json_string_value(v)) != json_string_length(v))
 			return fail(err, errlen, "%s: field '%s' contains a NUL byte", where, f->name);
 		return 0;
@@ -296,23 +380,20 @@ int hec_msg_validate(unsigned type, const json_t *body, char *err, size_t errlen
 		return fail(err, errlen, "%s: not a JSON message type", where);
 	schema = types[type].schema;
 	rc = check_fields(body, schema, where, err, errlen, 0);
-	if (rc || type != HEC_MSG_REQUEST)
+	if (rc || !types[type].ops)
 		return rc;
 
-	/* A request's remaining fields depend on its operation. */
+	/* The remaining fields depend on the operation. */
 	{
 		const char *op = json_string_value(json_object_get(body, "op"));
-		size_t i;
+		const struct op_schema *os = op_find(type, op);
 
-		for (i = 0; i < sizeof(req_ops) / sizeof(req_ops[0]); i++)
-			if (!strcmp(op, req_ops[i].op))
-				break;
-		if (i == sizeof(req_ops) / sizeof(req_ops[0]))
-			return fail(err, errlen, "REQUEST: unknown op '%s'", op);
-		rc = check_fields(body, req_ops[i].schema, "REQUEST", err, errlen, 0);
+		if (!os)
+			return fail(err, errlen, "%s: unknown op '%s'", where, op);
+		rc = check_fields(body, os->schema, where, err, errlen, 0);
 		if (rc)
 			return rc;
-		if (i == 0) { /* submit: exactly one of argv and script */
+		if (os->schema == s_req_submit) { /* exactly one of argv and script */
 			int has_argv = json_object_get(body, "argv") != NULL;
 			int has_script = json_object_get(body, "script") != NULL;
 
@@ -471,12 +552,13 @@ const struct hec_msg_handler *hec_msg_handler_find(const struct hec_msg_handler 
 						   size_t n, const struct hec_msg *m)
 {
 	const char *op = NULL;
+	int by_op = type_known(m->type) && types[m->type].ops;
 
-	if (m->type == HEC_MSG_REQUEST)
+	if (by_op)
 		op = json_string_value(json_object_get(m->body, "op"));
 	for (size_t i = 0; i < n; i++)
 		if (table[i].type == m->type &&
-		    (m->type != HEC_MSG_REQUEST || (op && table[i].op && !strcmp(op, table[i].op))))
+		    (!by_op || (op && table[i].op && !strcmp(op, table[i].op))))
 			return &table[i];
 	return NULL;
 }
@@ -493,6 +575,9 @@ static int rule_of_side(enum hec_msg_rule rule, enum hec_msg_side side)
 {
 	if (side == HEC_SIDE_CTL_CLI)
 		return rule == HEC_RULE_USER || rule == HEC_RULE_OWNER || rule == HEC_RULE_ROOT;
+	if (side == HEC_SIDE_CTL)
+		return rule == HEC_RULE_PEER || rule == HEC_RULE_REGISTERED ||
+		       rule == HEC_RULE_STORE;
 	return rule == HEC_RULE_PEER || rule == HEC_RULE_REGISTERED;
 }
 
@@ -510,7 +595,6 @@ static size_t rows_for(const struct hec_msg_handler *table, size_t n, unsigned t
 static int check_table(const struct hec_msg_handler *table, size_t n, enum hec_msg_side side,
 		       char *err, size_t errlen)
 {
-	const size_t nops = sizeof(req_ops) / sizeof(req_ops[0]);
 	size_t count;
 
 	for (size_t i = 0; i < n; i++) {
@@ -520,14 +604,13 @@ static int check_table(const struct hec_msg_handler *table, size_t n, enum hec_m
 
 		if (!hec_msg_received_by(h->type, side))
 			return fail(err, errlen, "row %zu: %s is not received on this side", i, what);
-		if (h->type == HEC_MSG_REQUEST) {
-			size_t k = 0;
+		if (h->type < NTYPES && types[h->type].ops) {
+			const struct op_schema *os = op_find(h->type, h->op);
 
-			while (h->op && k < nops && strcmp(h->op, req_ops[k].op))
-				k++;
-			if (k == nops || !h->op)
-				return fail(err, errlen, "row %zu: REQUEST op '%s' is unknown", i, what);
-			schema = req_ops[k].schema;
+			if (!os)
+				return fail(err, errlen, "row %zu: %s op '%s' is unknown", i,
+					    hec_msg_type_name(h->type), what);
+			schema = os->schema;
 		} else if (h->op) {
 			return fail(err, errlen, "row %zu: %s has an op", i, what);
 		}
@@ -546,18 +629,18 @@ static int check_table(const struct hec_msg_handler *table, size_t n, enum hec_m
 	for (unsigned t = 0; t < NTYPES; t++) {
 		if (!hec_msg_received_by(t, side))
 			continue;
-		if (t != HEC_MSG_REQUEST) {
+		if (!types[t].ops) {
 			count = rows_for(table, n, t, NULL);
 			if (count != 1)
 				return fail(err, errlen, "%s has %zu rows (expected 1)",
 					    hec_msg_type_name(t), count);
 			continue;
 		}
-		for (size_t k = 0; k < nops; k++) {
-			count = rows_for(table, n, t, req_ops[k].op);
+		for (size_t k = 0; k < types[t].nops; k++) {
+			count = rows_for(table, n, t, types[t].ops[k].op);
 			if (count != 1)
-				return fail(err, errlen, "REQUEST op '%s' has %zu rows (expected 1)",
-					    req_ops[k].op, count);
+				return fail(err, errlen, "%s op '%s' has %zu rows (expected 1)",
+					    hec_msg_type_name(t), types[t].ops[k].op, count);
 		}
 	}
 	return 0;

@@ -68,6 +68,15 @@ enum hec_msg_type {
 	HEC_MSG_SNAPSHOT = 45,  /* ctl -> agent: {"job","req","revert"}: every partition of the
 				 * job saves its state, or (revert) goes back to the last saved */
 	HEC_MSG_SNAPSHOT_DONE = 46, /* agent -> ctl: {"job","req","bytes","ms","error"?} */
+	/* checkpoint storage (doc/storage.md): client <-> hecstored, as libfabric messages
+	 * on a connected endpoint; bulk data moves by RMA into the server's slots */
+	HEC_MSG_STORE_HELLO = 50,   /* client -> server: {"key","client"}, first */
+	HEC_MSG_STORE_WELCOME = 51, /* server -> client: {"server","slots","slot_size","base","rkey"} */
+	HEC_MSG_STORE_REQ = 52,     /* client -> server: {"op","req",...}: schema chosen by "op" */
+	HEC_MSG_STORE_REP = 53,     /* server -> client: {"req","error"?,...} */
+	/* hecstored <-> controller (TCP, the agents' port) */
+	HEC_MSG_STORE_REGISTER = 54, /* server -> ctl: {"name","key","addr","provider","dir","pid"} */
+	HEC_MSG_STORE_STATUS = 55,   /* server -> ctl, periodic: space, chunks, health */
 };
 
 struct hec_msg {
@@ -130,6 +139,7 @@ enum hec_msg_side {
 	HEC_SIDE_AGENT = 1 << 0,   /* hecd, on its link to the controller */
 	HEC_SIDE_CTL = 1 << 1,     /* hecctld, on an agent's connection */
 	HEC_SIDE_CTL_CLI = 1 << 2, /* hecctld, on the CLI socket (REQUEST) */
+	HEC_SIDE_STORE = 1 << 3,   /* hecstored, on a client's fabric endpoint */
 };
 
 /* Who may send a row's message; the dispatcher refuses anyone else. */
@@ -146,11 +156,15 @@ enum hec_msg_rule {
 	HEC_RULE_USER,       /* any local user */
 	HEC_RULE_OWNER,      /* the owner of the job the request names ("job"), or root */
 	HEC_RULE_ROOT,       /* root only */
+	/* the controller's agent port: a storage server that registered on this connection */
+	HEC_RULE_STORE,
+	/* hecstored (HEC_SIDE_STORE) uses PEER (STORE_HELLO checks the cluster key itself)
+	 * and REGISTERED (after a STORE_HELLO with the right key on this endpoint) */
 };
 
 struct hec_msg_handler {
 	uint8_t type;           /* enum hec_msg_type */
-	const char *op;         /* REQUEST: the operation; NULL for other types */
+	const char *op;         /* REQUEST, STORE_REQ: the operation; NULL for other types */
 	enum hec_msg_rule rule;
 	/* HEC_RULE_OWNER / HEC_RULE_ROOT: what the refused may not do, completing
 	 * "only root may ..." ("shut the cluster down", "cancel it") */

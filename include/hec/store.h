@@ -1,0 +1,108 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
+/*
+ * hec/store.h: the checkpoint storage client (doc/storage.md).
+ *
+ * A session talks to every storage server of a cluster at once over the
+ * fabric layer (rdma/fabric.h: verbs where a device exists, tcp elsewhere),
+ * from one thread and one poll loop: no thread per connection.
+ *
+ * Objects are streams named (job, epoch, part).  A stream is cut into chunks
+ * of chunk_size bytes; chunk i goes to r servers chosen from the session's
+ * server list (placement below), each chunk carries an XXH3-64 hash that the
+ * server checks on arrival and on every read, and the reader checks again.
+ * A checkpoint (job, epoch) becomes visible only when the coordinator
+ * commits its manifest (hec_store_commit): the manifest lists every stream,
+ * its size and hash and where each chunk lives, and is written last and
+ * atomically on every server that is up.  Only committed checkpoints are
+ * ever read back; anything else is garbage the servers collect.
+ *
+ * Every call returns 0 or a negative errno and, on failure, leaves one line
+ * in the session's why (hec_store_why()) naming the server, object and cause.
+ */
+#ifndef HEC_STORE_H
+#define HEC_STORE_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <jansson.h>
+
+#define HEC_STORE_CHUNK_DEFAULT (4u << 20)
+#define HEC_STORE_PART_MAX 64 /* [A-Za-z0-9_.-], not starting with '.' */
+
+struct hec_store;
+
+struct hec_store_server {
+	const char *name;     /* "s0" */
+	const char *addr;     /* its fabric address "host:port" */
+};
+
+struct hec_store_opts {
+	const struct hec_store_server *servers; /* every server of the cluster */
+	size_t nservers;
+	const char *key;        /* the cluster key (STORE_HELLO) */
+	const char *client;     /* our name, for the servers' logs */
+	const char *provider;   /* "auto" (NULL), "verbs" or "tcp" */
+	unsigned replicas;      /* 0: 2, capped at nservers */
+	size_t chunk_size;      /* 0: HEC_STORE_CHUNK_DEFAULT */
+	int timeout_ms;         /* per operation; 0: 30000 */
+};
+
+/** Connect to every server that answers.  A server that is down is left out
+ *  (writes place around it, reads use other replicas) and named in why;
+ *  \return -EHOSTUNREACH only if none answers, -EACCES on a wrong key. */
+int hec_store_open(const struct hec_store_opts *o, struct hec_store **out);
+void hec_store_close(struct hec_store *s);
+const char *hec_store_why(const struct hec_store *s);
+/** The transport in use ("verbs" or "tcp"). */
+const char *hec_store_provider(const struct hec_store *s);
+
+/** Statistics of the last stream written or read. */
+struct hec_store_stat {
+	uint64_t bytes, chunks;
+	uint64_t hash;          /* XXH3-64 of the whole stream */
+	uint64_t degraded;      /* chunks written to fewer than r servers */
+	uint64_t corrupt;       /* chunk copies found bad on read (and repaired if possible) */
+	uint64_t repaired;      /* copies re-written by this call */
+	double seconds;
+};
+
+/** Write the stream read from @fd until EOF as (job, epoch, part).  Data is
+ *  sent as it is read: at most a few chunks per server are in memory.
+ *  \return 0 and fills @st (the manifest entry for the stream in *@entry,
+ *  a JSON object the caller passes to hec_store_commit), or -errno: the
+ *  stream failed and the coordinator aborts the epoch. */
+int hec_store_put_fd(struct hec_store *s, uint64_t job, uint64_t epoch, const char *part,
+		     int fd, json_t **entry, struct hec_store_stat *st);
+
+/** Commit checkpoint (job, epoch) whose streams are @entries (an array of the
+ *  entries hec_store_put_fd returned, from any number of writers): the
+ *  manifest is written last and atomically; after 0 the checkpoint survives
+ *  any one server's loss (r >= 2) and is what hec_store_latest finds. */
+int hec_store_commit(struct hec_store *s, uint64_t job, uint64_t epoch, json_t *entries);
+
+/** The newest committed epoch of @job (*@epoch), and its manifest
+ *  (*@manifest, caller decrefs; may be NULL).  -ENOENT: none committed. */
+int hec_store_latest(struct hec_store *s, uint64_t job, uint64_t *epoch, json_t **manifest);
+
+/** Read committed stream (job, epoch, part) into @fd, checking every chunk's
+ *  hash and the stream's; a bad or missing copy is read from another replica
+ *  and re-written where it was bad.  -ENOENT: not committed; -EIO: every copy
+ *  of some chunk is lost or bad (why names it). */
+int hec_store_get_fd(struct hec_store *s, uint64_t job, uint64_t epoch, const char *part,
+		     int fd, struct hec_store_stat *st);
+
+/** Delete checkpoint (job, epoch): the manifest first, then its chunks. */
+int hec_store_delete(struct hec_store *s, uint64_t job, uint64_t epoch);
+/** Drop an uncommitted epoch's chunks now (the servers would collect them
+ *  later anyway).  -EEXIST: it is committed (use hec_store_delete). */
+int hec_store_abort(struct hec_store *s, uint64_t job, uint64_t epoch);
+
+/** Bring every committed checkpoint back to r good copies: missing or bad
+ *  chunk copies and manifests are re-copied from a good replica.  Fills
+ *  *@copied and *@lost (chunks with no good copy left). */
+int hec_store_repair(struct hec_store *s, uint64_t *copied, uint64_t *lost);
+
+/** Each server's status (a JSON array of objects; caller decrefs). */
+int hec_store_status(struct hec_store *s, json_t **servers);
+
+#endif

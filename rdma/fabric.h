@@ -1,0 +1,122 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
+/*
+ * rdma/fabric.h: hec's thin layer over libfabric for checkpoint storage.
+ *
+ * One shape on every network: connected FI_EP_MSG endpoints with
+ *   - small control messages (one hec frame each, see include/hec/msg.h),
+ *     received into buffers the layer keeps posted, and
+ *   - one-sided RMA writes and reads into memory the peer registered.
+ * The provider is the verbs provider (librdmacm + libibverbs) where a device
+ * serves the address, else tcp; "auto" picks, the caller may force one.
+ *
+ * No threads: every struct hec_fab has wait fds (its EQ's and its CQ's, from
+ * libfabric's FI_WAIT_FD) that a caller's event loop watches; when one is
+ * readable the caller drains events with hec_fab_poll().  Before blocking on
+ * the fds again, hec_fab_trywait() must return 0 (libfabric's fi_trywait
+ * rule: some providers progress only when polled).
+ *
+ * All functions return 0 (or a count) or a negative errno, and fill @why
+ * (when given) with one line naming the thing and the cause.
+ */
+#ifndef HEC_RDMA_FABRIC_H
+#define HEC_RDMA_FABRIC_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#define HEC_FAB_MSG_MAX (64u << 10) /* largest control message */
+#define HEC_FAB_WHY 256
+
+struct hec_fab;     /* fabric, domain, one EQ and one CQ shared by its endpoints */
+struct hec_fab_ep;  /* a connected endpoint */
+struct hec_fab_mr;  /* registered memory */
+
+struct hec_fab_opts {
+	const char *provider;  /* "auto" (NULL too), "verbs" or "tcp" */
+	unsigned msg_depth;    /* receive buffers kept posted per endpoint; 0: 16 */
+};
+
+/** Open a fabric that listens on @hostport ("addr:port", port 0: any) for
+ *  hec_fab_connect()s.  \return 0, -ENODEV (no provider serves the address;
+ *  @why names the provider), or another -errno. */
+int hec_fab_listen(const struct hec_fab_opts *o, const char *hostport,
+		   struct hec_fab **out, char *why, size_t whylen);
+/** Open a fabric able to reach @hostport (a listener's address) and connect
+ *  one endpoint to it, waiting at most @timeout_ms.  The connection request
+ *  carries nothing secret; the peers authenticate with messages after it. */
+int hec_fab_connect(const struct hec_fab_opts *o, const char *hostport, int timeout_ms,
+		    struct hec_fab **out, struct hec_fab_ep **ep, char *why, size_t whylen);
+/** Close every endpoint, registration and the fabric.  NULL is a no-op. */
+void hec_fab_close(struct hec_fab *f);
+
+/** The provider in use: "verbs" or "tcp" (for logs and `hec storage`). */
+const char *hec_fab_provider(const struct hec_fab *f);
+/** A listener's address as clients should dial it ("10.0.0.1:40123"). */
+const char *hec_fab_address(const struct hec_fab *f);
+
+/** The fds to watch for readability (1 or 2 of them); \return how many. */
+int hec_fab_wait_fds(struct hec_fab *f, int fds[2]);
+/** 0: nothing pending, the caller may block on the wait fds;
+ *  -EAGAIN: call hec_fab_poll() first. */
+int hec_fab_trywait(struct hec_fab *f);
+
+enum hec_fab_ev_type {
+	HEC_FAB_EV_ACCEPTED = 1, /* listener: a new endpoint is connected (@ep) */
+	HEC_FAB_EV_CLOSED,       /* @ep's peer went away or the link broke; the
+				  * caller hec_fab_ep_free()s @ep; its pending
+				  * operations complete first with @err set */
+	HEC_FAB_EV_RECV,         /* a message (@data, @len) arrived on @ep; valid
+				  * until the next hec_fab_poll() on this fabric */
+	HEC_FAB_EV_DONE,         /* an operation posted with @ctx finished (@err 0)
+				  * or failed (@err < 0, @why says why) */
+};
+
+struct hec_fab_ev {
+	enum hec_fab_ev_type type;
+	struct hec_fab_ep *ep;
+	void *ctx;          /* DONE: the operation's context */
+	const void *data;   /* RECV */
+	size_t len;         /* RECV */
+	int err;            /* DONE, CLOSED: 0 or -errno */
+	char why[HEC_FAB_WHY];
+};
+
+/** Non-blocking: fill up to @max events.  \return how many (0: none yet). */
+int hec_fab_poll(struct hec_fab *f, struct hec_fab_ev *ev, int max);
+/** Block up to @timeout_ms (-1: forever) until hec_fab_poll() would return
+ *  something, for callers without an event loop.  \return 0 or -ETIMEDOUT. */
+int hec_fab_wait(struct hec_fab *f, int timeout_ms);
+
+/** Send one message (copied; at most HEC_FAB_MSG_MAX).  A message sent after
+ *  hec_fab_write() on the same endpoint is delivered only after that write's
+ *  data is in the peer's memory.  Completion: DONE with @ctx (may be NULL:
+ *  then no event).  -EAGAIN: too many in flight, poll and retry. */
+int hec_fab_send(struct hec_fab_ep *ep, const void *buf, size_t len, void *ctx);
+
+/** Register @len bytes at @buf for local use and remote access.
+ *  \return 0; the peer needs hec_fab_mr_base() and hec_fab_mr_key(). */
+int hec_fab_mr_reg(struct hec_fab *f, void *buf, size_t len, struct hec_fab_mr **out,
+		   char *why, size_t whylen);
+void hec_fab_mr_free(struct hec_fab_mr *mr);
+/** What a peer puts in its RMA for the first byte of the region (the virtual
+ *  address or 0, as the provider's mode wants), and the region's key (random
+ *  where the layer chooses it: a peer cannot guess it). */
+uint64_t hec_fab_mr_base(const struct hec_fab_mr *mr);
+uint64_t hec_fab_mr_key(const struct hec_fab_mr *mr);
+
+/** RMA write @len bytes from @local (registered, at offset @off) into the
+ *  peer's region at @raddr (base + offset) with @rkey.  DONE with @ctx. */
+int hec_fab_write(struct hec_fab_ep *ep, struct hec_fab_mr *local, size_t off, size_t len,
+		  uint64_t raddr, uint64_t rkey, void *ctx);
+/** RMA read @len bytes from the peer's @raddr/@rkey into @local at @off. */
+int hec_fab_read(struct hec_fab_ep *ep, struct hec_fab_mr *local, size_t off, size_t len,
+		 uint64_t raddr, uint64_t rkey, void *ctx);
+
+/** Shut the endpoint down (the peer sees CLOSED) and free it. */
+void hec_fab_ep_free(struct hec_fab_ep *ep);
+/** The peer's address, for logs. */
+const char *hec_fab_ep_peer(const struct hec_fab_ep *ep);
+void hec_fab_ep_set_arg(struct hec_fab_ep *ep, void *arg);
+void *hec_fab_ep_get_arg(const struct hec_fab_ep *ep);
+
+#endif
