@@ -643,6 +643,23 @@ static void held_flush(struct hec_fab_ep *ep)
 	}
 }
 
+/* Hold mode, a write failed: the messages held behind it would announce
+ * data that is not there; they fail too. */
+static void held_fail(struct hec_fab_ep *ep)
+{
+	struct fab_op *op;
+	char msg[HEC_FAB_WHY];
+
+	snprintf(msg, sizeof(msg), "fi_send %s: not sent, an earlier write failed", ep->peer);
+	while ((op = ep->held)) {
+		ep->held = op->next;
+		ev_done(ep->f, ep, op->ctx, -ECANCELED, msg);
+		ep->sfree[ep->nsfree++] = op->buf;
+		op_put(ep->f, op);
+	}
+	ep->held_tail = NULL;
+}
+
 int hec_fab_send(struct hec_fab_ep *ep, const void *buf, size_t len, void *ctx)
 {
 	struct hec_fab *f;
@@ -815,6 +832,8 @@ static void op_complete(struct hec_fab *f, struct fab_op *op, size_t len, int er
 			ep->nwrites--;
 		if (op->ctx || err)
 			ev_done(f, ep, op->ctx, err, err ? msg : NULL);
+		if (err && op->kind == OP_WRITE)
+			held_fail(ep);
 		break;
 	}
 	op_put(f, op);
@@ -1030,9 +1049,15 @@ int hec_fab_trywait(struct hec_fab *f)
 		if (ep->held && !ep->nwrites)
 			return -EAGAIN;
 	r = fi_trywait(f->fabric, fids, 2);
-	if (r == -FI_ENOSYS)
-		return 0; /* no trywait: the fds alone tell */
-	return r ? -EAGAIN : 0;
+	if (r == -FI_EAGAIN)
+		return -EAGAIN;
+	if (r) {
+		/* a provider without trywait on its EQ: the EQ's fd alone tells */
+		r = fi_trywait(f->fabric, &fids[1], 1);
+		if (r == -FI_EAGAIN)
+			return -EAGAIN;
+	}
+	return 0;
 }
 
 static long long now_ms(void)
@@ -1211,11 +1236,10 @@ static void fab_free(struct hec_fab *f)
 	free(f);
 }
 
-/* Choose the provider and open fabric, domain, EQ and CQ. */
-static int fab_open(const struct hec_fab_opts *o, const char *hostport, uint64_t flags,
-		    struct hec_fab **out, char *why, size_t whylen)
+/* Open fabric, domain, EQ and CQ with provider @prov ("verbs" or "tcp"). */
+static int fab_open(const struct hec_fab_opts *o, const char *prov, const char *hostport,
+		    uint64_t flags, struct hec_fab **out, char *why, size_t whylen)
 {
-	const char *prov = o && o->provider ? o->provider : "auto";
 	char host[256], port[16];
 	struct fi_eq_attr eqa;
 	struct fi_cq_attr cqa;
@@ -1223,10 +1247,6 @@ static int fab_open(const struct hec_fab_opts *o, const char *hostport, uint64_t
 	const char *what;
 	int r;
 
-	if (strcmp(prov, "auto") && strcmp(prov, "verbs") && strcmp(prov, "tcp")) {
-		setwhy(why, whylen, "fabric provider %s: not auto, verbs or tcp", prov);
-		return -EINVAL;
-	}
 	if (split_hostport(hostport, host, sizeof(host), port, sizeof(port))) {
 		setwhy(why, whylen, "fabric address %s: not host:port", hostport ? hostport : "(null)");
 		return -EINVAL;
@@ -1237,13 +1257,7 @@ static int fab_open(const struct hec_fab_opts *o, const char *hostport, uint64_t
 		return -ENOMEM;
 	}
 	f->fds[0] = f->fds[1] = -1;
-	if (!strcmp(prov, "auto")) {
-		r = getinfo_prov(f, "verbs", host, port, flags, hostport, &f->info, why, whylen);
-		if (r == -ENODEV)
-			r = getinfo_prov(f, "tcp", host, port, flags, hostport, &f->info, why, whylen);
-	} else {
-		r = getinfo_prov(f, prov, host, port, flags, hostport, &f->info, why, whylen);
-	}
+	r = getinfo_prov(f, prov, host, port, flags, hostport, &f->info, why, whylen);
 	if (r)
 		goto fail;
 	snprintf(f->prov, sizeof(f->prov), "%s", f->info->fabric_attr->prov_name);
@@ -1328,8 +1342,27 @@ static void primary_addr(int family, char *buf, size_t len)
 	freeifaddrs(ifa);
 }
 
-int hec_fab_listen(const struct hec_fab_opts *o, const char *hostport, struct hec_fab **out,
-		   char *why, size_t whylen)
+/* The providers to try, in order: "auto" is verbs, then tcp.  \return how
+ * many, or -EINVAL for an unknown name. */
+static int fab_provs(const struct hec_fab_opts *o, const char *provs[2], char *why, size_t whylen)
+{
+	const char *p = o && o->provider ? o->provider : "auto";
+
+	if (!strcmp(p, "auto")) {
+		provs[0] = "verbs";
+		provs[1] = "tcp";
+		return 2;
+	}
+	if (!strcmp(p, "verbs") || !strcmp(p, "tcp")) {
+		provs[0] = p;
+		return 1;
+	}
+	setwhy(why, whylen, "fabric provider %s: not auto, verbs or tcp", p);
+	return -EINVAL;
+}
+
+static int listen_one(const struct hec_fab_opts *o, const char *prov, const char *hostport,
+		      struct hec_fab **out, char *why, size_t whylen)
 {
 	struct sockaddr_storage ss;
 	size_t sl = sizeof(ss);
@@ -1338,11 +1371,7 @@ int hec_fab_listen(const struct hec_fab_opts *o, const char *hostport, struct he
 	const char *what;
 	int r;
 
-	if (!out) {
-		setwhy(why, whylen, "hec_fab_listen: invalid argument");
-		return -EINVAL;
-	}
-	r = fab_open(o, hostport, FI_SOURCE, &f, why, whylen);
+	r = fab_open(o, prov, hostport, FI_SOURCE, &f, why, whylen);
 	if (r)
 		return r;
 	what = "fi_passive_ep";
@@ -1388,19 +1417,37 @@ fail_fi:
 	return fab_err(r);
 }
 
-int hec_fab_connect(const struct hec_fab_opts *o, const char *hostport, int timeout_ms,
-		    struct hec_fab **out, struct hec_fab_ep **epp, char *why, size_t whylen)
+/* "auto" falls back to tcp whenever verbs fails, not only where verbs has
+ * no device for the address: a verbs listener may be absent behind a
+ * verbs-capable client. */
+int hec_fab_listen(const struct hec_fab_opts *o, const char *hostport, struct hec_fab **out,
+		   char *why, size_t whylen)
 {
-	long long end = timeout_ms < 0 ? -1 : now_ms() + timeout_ms;
+	const char *provs[2];
+	int i, n, r = -EINVAL;
+
+	if (!out) {
+		setwhy(why, whylen, "hec_fab_listen: invalid argument");
+		return -EINVAL;
+	}
+	n = fab_provs(o, provs, why, whylen);
+	for (i = 0; i < n; i++) {
+		r = listen_one(o, provs[i], hostport, out, why, whylen);
+		if (!r || r == -EINVAL)
+			break;
+	}
+	return r;
+}
+
+static int connect_one(const struct hec_fab_opts *o, const char *prov, const char *hostport,
+		       long long end, struct hec_fab **out, struct hec_fab_ep **epp, char *why,
+		       size_t whylen)
+{
 	struct hec_fab_ep *ep;
 	struct hec_fab *f;
 	int r;
 
-	if (!out || !epp) {
-		setwhy(why, whylen, "hec_fab_connect: invalid argument");
-		return -EINVAL;
-	}
-	r = fab_open(o, hostport, 0, &f, why, whylen);
+	r = fab_open(o, prov, hostport, 0, &f, why, whylen);
 	if (r)
 		return r;
 	r = ep_new(f, f->info, EP_CONNECTING, &ep, why, whylen);
@@ -1468,6 +1515,26 @@ int hec_fab_connect(const struct hec_fab_opts *o, const char *hostport, int time
 	return 0;
 fail:
 	fab_free(f);
+	return r;
+}
+
+int hec_fab_connect(const struct hec_fab_opts *o, const char *hostport, int timeout_ms,
+		    struct hec_fab **out, struct hec_fab_ep **epp, char *why, size_t whylen)
+{
+	long long end = timeout_ms < 0 ? -1 : now_ms() + timeout_ms;
+	const char *provs[2];
+	int i, n, r = -EINVAL;
+
+	if (!out || !epp) {
+		setwhy(why, whylen, "hec_fab_connect: invalid argument");
+		return -EINVAL;
+	}
+	n = fab_provs(o, provs, why, whylen);
+	for (i = 0; i < n; i++) {
+		r = connect_one(o, provs[i], hostport, end, out, epp, why, whylen);
+		if (!r || r == -EINVAL || r == -ETIMEDOUT)
+			break;
+	}
 	return r;
 }
 

@@ -456,6 +456,113 @@ static void test_close(void)
 done:;
 }
 
+static int log_find(enum hec_fab_ev_type type, struct hec_fab_ep *ep, void *ctx)
+{
+	int i;
+
+	for (i = 0; i < nlog; i++)
+		if (evlog[i].ev.type == type && evlog[i].ev.ep == ep &&
+		    (type != HEC_FAB_EV_DONE || evlog[i].ev.ctx == ctx))
+			return i;
+	return -1;
+}
+
+/* Operations in flight when the peer goes complete with an error, before
+ * CLOSED; a send held behind a failed write is never delivered. */
+static void pending_on_close(int hold)
+{
+	const size_t len = 32u << 20;
+	unsigned char *region = calloc(1, len), *local = calloc(1, len);
+	struct hec_fab_mr *rmr, *lmr;
+	char why[HEC_FAB_WHY];
+	int wctx, sctx, iw, is, ic;
+	long long end;
+	struct pair p;
+
+	if (hold)
+		setenv("HEC_FAB_ORDER", "hold", 1);
+	if (pair_open(&p, &tcp))
+		goto out;
+	CU_ASSERT_EQUAL_FATAL(hec_fab_mr_reg(p.lf, region, len, &rmr, why, sizeof(why)), 0);
+	CU_ASSERT_EQUAL_FATAL(hec_fab_mr_reg(p.cf, local, len, &lmr, why, sizeof(why)), 0);
+	CU_ASSERT_EQUAL(hec_fab_write(p.cep, lmr, 0, len, hec_fab_mr_base(rmr), hec_fab_mr_key(rmr),
+				      &wctx), 0);
+	CU_ASSERT_EQUAL(hec_fab_send(p.cep, "after", 6, &sctx), 0);
+	/* the listener drops the connection without reading anything */
+	hec_fab_ep_free(p.lep);
+	p.lep = NULL;
+	end = now_ms() + LIMIT_MS;
+	while (log_find(HEC_FAB_EV_CLOSED, p.cep, NULL) < 0 && now_ms() < end)
+		if (!pump_once())
+			hec_fab_wait(p.cf, 1);
+	iw = log_find(HEC_FAB_EV_DONE, p.cep, &wctx);
+	is = log_find(HEC_FAB_EV_DONE, p.cep, &sctx);
+	ic = log_find(HEC_FAB_EV_CLOSED, p.cep, NULL);
+	CU_ASSERT_FATAL(ic >= 0 && iw >= 0 && is >= 0);
+	CU_ASSERT(iw < ic && is < ic);
+	CU_ASSERT(evlog[iw].ev.err < 0);
+	if (hold)
+		CU_ASSERT(evlog[is].ev.err < 0);
+	fprintf(stderr, "write: %d %s; send: %d %s; closed: %d %s\n", evlog[iw].ev.err,
+		evlog[iw].ev.why, evlog[is].ev.err, evlog[is].ev.why, evlog[ic].ev.err, evlog[ic].ev.why);
+	CU_ASSERT_EQUAL(hec_fab_write(p.cep, lmr, 0, 1, hec_fab_mr_base(rmr), hec_fab_mr_key(rmr), NULL),
+			-ENOTCONN);
+	pair_close(&p);
+out:
+	unsetenv("HEC_FAB_ORDER");
+	free(region);
+	free(local);
+}
+
+static void test_pending_on_close(void)
+{
+	pending_on_close(0);
+}
+
+static void test_pending_on_close_hold(void)
+{
+	pending_on_close(1);
+}
+
+/* Hold mode: a send held behind a write the peer refuses is failed, never
+ * delivered (it would announce data that is not there). */
+static void test_hold_bad_write(void)
+{
+	const size_t len = 1u << 20;
+	unsigned char *region = calloc(1, len), *local = calloc(1, len);
+	struct hec_fab_mr *rmr, *lmr;
+	char why[HEC_FAB_WHY];
+	int wctx, sctx, iw, is;
+	long long end;
+	struct pair p;
+	struct tev t;
+
+	setenv("HEC_FAB_ORDER", "hold", 1);
+	if (pair_open(&p, &tcp))
+		goto out;
+	CU_ASSERT_EQUAL_FATAL(hec_fab_mr_reg(p.lf, region, len, &rmr, why, sizeof(why)), 0);
+	CU_ASSERT_EQUAL_FATAL(hec_fab_mr_reg(p.cf, local, len, &lmr, why, sizeof(why)), 0);
+	CU_ASSERT_EQUAL(hec_fab_write(p.cep, lmr, 0, len, hec_fab_mr_base(rmr),
+				      ~hec_fab_mr_key(rmr), &wctx), 0);
+	CU_ASSERT_EQUAL(hec_fab_send(p.cep, "after", 6, &sctx), 0);
+	end = now_ms() + LIMIT_MS;
+	while ((log_find(HEC_FAB_EV_DONE, p.cep, &wctx) < 0 ||
+		log_find(HEC_FAB_EV_DONE, p.cep, &sctx) < 0) && now_ms() < end)
+		if (!pump_once())
+			hec_fab_wait(p.cf, 1);
+	iw = log_find(HEC_FAB_EV_DONE, p.cep, &wctx);
+	is = log_find(HEC_FAB_EV_DONE, p.cep, &sctx);
+	CU_ASSERT_FATAL(iw >= 0 && is >= 0);
+	CU_ASSERT(evlog[iw].ev.err < 0);
+	CU_ASSERT(evlog[is].ev.err < 0);
+	CU_ASSERT_FALSE(take(HEC_FAB_EV_RECV, p.lep, &t, 200));
+	pair_close(&p);
+out:
+	unsetenv("HEC_FAB_ORDER");
+	free(region);
+	free(local);
+}
+
 static void test_providers(void)
 {
 	char why[HEC_FAB_WHY] = "";
@@ -529,6 +636,9 @@ static const struct hec_cunit_test tests[] = {
 	{ "rma write then send (held sends)", test_rma_hold },
 	{ "wrong rkey", test_bad_rkey },
 	{ "peer closes", test_close },
+	{ "pending operations fail before CLOSED", test_pending_on_close },
+	{ "pending operations fail before CLOSED (held sends)", test_pending_on_close_hold },
+	{ "held send behind a refused write", test_hold_bad_write },
 	{ "providers and addresses", test_providers },
 	{ "wildcard address, wait fds", test_address_and_wait },
 	{ NULL, NULL },
