@@ -345,6 +345,21 @@ static void peer_name(struct hec_fab_ep *ep)
 	}
 }
 
+/* @ep's operations not yet completed: a completion may still come for them
+ * (cancelled on close), and finds them orphans. */
+static void ep_orphan_ops(struct hec_fab_ep *ep)
+{
+	struct fab_ops_chunk *c;
+	unsigned i;
+
+	for (c = ep->f->chunks; c; c = c->next)
+		for (i = 0; i < FAB_OPS_CHUNK; i++)
+			if (c->ops[i].ep == ep && c->ops[i].state != OP_FREE) {
+				c->ops[i].state = OP_ORPHAN;
+				c->ops[i].ep = NULL;
+			}
+}
+
 static void ep_release(struct hec_fab_ep *ep)
 {
 	if (ep->ep)
@@ -357,6 +372,17 @@ static void ep_release(struct hec_fab_ep *ep)
 	free(ep->sbufs);
 	free(ep->sfree);
 	free(ep);
+}
+
+/* Free an endpoint the caller never saw (not in f->eps). */
+static void ep_discard(struct hec_fab_ep *ep)
+{
+	if (ep->ep) {
+		fi_close(&ep->ep->fid);
+		ep->ep = NULL;
+	}
+	ep_orphan_ops(ep);
+	ep_release(ep);
 }
 
 /* A new endpoint from @info, bound to the fabric's EQ and CQ, enabled, its
@@ -439,21 +465,7 @@ nomem:
 	setwhy(why, whylen, "fabric endpoint: %s", strerror(ENOMEM));
 	return -ENOMEM;
 fail:
-	/* posted receives die with the endpoint; their ops may still see a
-	 * cancelled completion: make them orphans */
-	if (ep->ep) {
-		struct fab_ops_chunk *c;
-
-		fi_close(&ep->ep->fid);
-		ep->ep = NULL;
-		for (c = f->chunks; c; c = c->next)
-			for (i = 0; i < FAB_OPS_CHUNK; i++)
-				if (c->ops[i].ep == ep && c->ops[i].state == OP_POSTED) {
-					c->ops[i].state = OP_ORPHAN;
-					c->ops[i].ep = NULL;
-				}
-	}
-	ep_release(ep);
+	ep_discard(ep);
 	return r;
 }
 
@@ -528,8 +540,6 @@ static void ep_destroy(struct hec_fab_ep *ep)
 	struct hec_fab_ep **pp;
 	struct fab_evn **np, *n;
 	struct fab_op **op, *o;
-	struct fab_ops_chunk *c;
-	unsigned i;
 
 	for (pp = &f->eps; *pp; pp = &(*pp)->next)
 		if (*pp == ep) {
@@ -567,12 +577,7 @@ static void ep_destroy(struct hec_fab_ep *ep)
 		ep->held = o->next;
 		op_put(f, o);
 	}
-	for (c = f->chunks; c; c = c->next)
-		for (i = 0; i < FAB_OPS_CHUNK; i++)
-			if (c->ops[i].ep == ep && c->ops[i].state != OP_FREE) {
-				c->ops[i].state = OP_ORPHAN;
-				c->ops[i].ep = NULL;
-			}
+	ep_orphan_ops(ep);
 	ep_release(ep);
 }
 
@@ -892,18 +897,7 @@ static void eq_connreq(struct hec_fab *f, struct fi_info *info)
 		return;
 	}
 	if (fi_accept(ep->ep, NULL, 0)) {
-		struct fab_ops_chunk *c;
-		unsigned i;
-
-		fi_close(&ep->ep->fid);
-		ep->ep = NULL;
-		for (c = f->chunks; c; c = c->next)
-			for (i = 0; i < FAB_OPS_CHUNK; i++)
-				if (c->ops[i].ep == ep && c->ops[i].state == OP_POSTED) {
-					c->ops[i].state = OP_ORPHAN;
-					c->ops[i].ep = NULL;
-				}
-		ep_release(ep);
+		ep_discard(ep);
 		return;
 	}
 	ep_link(f, ep);
