@@ -418,10 +418,18 @@ static int ep_new(struct hec_fab *f, struct fi_info *info, enum ep_state state,
 		ep->rdesc = fi_mr_desc(ep->rmr);
 		ep->sdesc = fi_mr_desc(ep->smr);
 	}
-	if (info->tx_attr)
+	/* queues sized for what the layer posts (verbs would otherwise size
+	 * its QP for the device's maximum) */
+	if (info->tx_attr) {
 		info->tx_attr->msg_order = f->info->tx_attr->msg_order;
-	if (info->rx_attr)
+		if (!info->tx_attr->size || info->tx_attr->size > f->depth + f->nrma_max)
+			info->tx_attr->size = f->depth + f->nrma_max;
+	}
+	if (info->rx_attr) {
 		info->rx_attr->msg_order = f->info->rx_attr->msg_order;
+		if (!info->rx_attr->size || info->rx_attr->size > f->depth)
+			info->rx_attr->size = f->depth;
+	}
 	what = "fi_endpoint";
 	r = fi_endpoint(f->domain, info, &ep->ep, ep);
 	if (r)
