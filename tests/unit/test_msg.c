@@ -311,6 +311,43 @@ static void test_snapshot_messages(void)
 	CU_ASSERT_STRING_EQUAL(hec_msg_type_name(HEC_MSG_SNAPSHOT_DONE), "SNAPSHOT_DONE");
 }
 
+/* Storage requests: the schema is chosen by "op" as for REQUEST, and the
+ * 64-bit values travel as fixed-width hex strings. */
+static void test_store_messages(void)
+{
+	struct hec_msg m;
+	char err[256];
+	const char *put = "{\"op\":\"put\",\"req\":1,\"job\":3,\"epoch\":2,\"part\":\"node0\","
+			  "\"idx\":0,\"len\":10,\"slot\":1,\"hash\":";
+	char buf[512];
+
+	snprintf(buf, sizeof(buf), "%s\"0123456789abcdef\"}", put);
+	CU_ASSERT_EQUAL(decode_text(HEC_MSG_STORE_REQ, buf, &m, err, sizeof(err)), 0);
+	hec_msg_clear(&m);
+	snprintf(buf, sizeof(buf), "%s\"0123\"}", put);
+	CU_ASSERT_EQUAL(decode_text(HEC_MSG_STORE_REQ, buf, &m, err, sizeof(err)), -EBADMSG);
+	CU_ASSERT_STRING_EQUAL(err, "STORE_REQ: field 'hash' is too short");
+	snprintf(buf, sizeof(buf), "%s\"0123456789abcdef0\"}", put);
+	CU_ASSERT_EQUAL(decode_text(HEC_MSG_STORE_REQ, buf, &m, err, sizeof(err)), -EBADMSG);
+	CU_ASSERT_STRING_EQUAL(err, "STORE_REQ: field 'hash' is too long");
+	CU_ASSERT_EQUAL(decode_text(HEC_MSG_STORE_REQ, "{\"op\":\"shred\",\"req\":1}", &m, err,
+				    sizeof(err)), -EBADMSG);
+	CU_ASSERT_STRING_EQUAL(err, "STORE_REQ: unknown op 'shred'");
+	CU_ASSERT_EQUAL(decode_text(HEC_MSG_STORE_REQ, "{\"op\":\"get\",\"req\":1,\"job\":3,"
+				    "\"epoch\":2,\"part\":\"p\",\"idx\":0,\"slot\":64}", &m, err,
+				    sizeof(err)), -EBADMSG);
+	CU_ASSERT_STRING_EQUAL(err, "STORE_REQ: field 'slot' is out of range");
+	CU_ASSERT_EQUAL(decode_text(HEC_MSG_STORE_REQ, "{\"op\":\"delete\",\"req\":1,\"job\":3}",
+				    &m, err, sizeof(err)), -EBADMSG);
+	CU_ASSERT_STRING_EQUAL(err, "STORE_REQ: missing field 'epoch'");
+	CU_ASSERT_EQUAL(decode_text(HEC_MSG_STORE_REQ, "{\"op\":\"status\",\"req\":9}", &m, err,
+				    sizeof(err)), 0);
+	hec_msg_clear(&m);
+	/* the side that dispatches STORE_REQ finds its row by op */
+	CU_ASSERT_TRUE(hec_msg_received_by(HEC_MSG_STORE_REQ, HEC_SIDE_STORE));
+	CU_ASSERT_FALSE(hec_msg_received_by(HEC_MSG_STORE_REQ, HEC_SIDE_CTL));
+}
+
 static void test_type_names(void)
 {
 	CU_ASSERT_STRING_EQUAL(hec_msg_type_name(HEC_MSG_REGISTER), "REGISTER");
@@ -521,6 +558,7 @@ static const struct hec_cunit_test tests[] = {
 	{ "schemas", test_schemas },
 	{ "requests by op", test_requests },
 	{ "type names", test_type_names },
+	{ "storage: STORE_REQ by op, hex fields", test_store_messages },
 	{ "vm partitions: LAUNCH, NET_JOIN, NET_FRAME, submit", test_vm_messages },
 	{ "vm snapshots: SNAPSHOT, SNAPSHOT_DONE, the snapshot request", test_snapshot_messages },
 	{ "handler tables: who receives what", test_sides },
