@@ -587,6 +587,12 @@ void agent_on_msg(struct hec_conn *c, const struct hec_msg *m, void *arg)
 			       why, sizeof(why))) {
 		hec_warn("%s: %s refused (%s); closing", hec_conn_peer(c), hec_msg_type_name(m->type),
 			 why);
+		if (a.p->store) {
+			char gone[300];
+
+			snprintf(gone, sizeof(gone), "refused: %s", why);
+			store_detach_peer(a.ctl, a.p->store, gone);
+		}
 		hec_conn_send_error_and_close(c, "%s", why);
 		return;
 	}
