@@ -468,6 +468,12 @@ static void test_handlers_check_links(void)
 	expect_bad(c, nc, HEC_SIDE_CTL, "row 3: LAUNCHED: rule 0 is not one of this side");
 	c[3].rule = HEC_RULE_ROOT;
 	expect_bad(c, nc, HEC_SIDE_CTL, "LAUNCHED: rule");
+	/* the storage servers' rule is the controller's agent port's only */
+	c[3].rule = HEC_RULE_STORE;
+	CU_ASSERT_EQUAL(hec_msg_handlers_check(c, nc, HEC_SIDE_CTL, err, sizeof(err)), 0);
+	a[0].rule = HEC_RULE_STORE;
+	expect_bad(a, na, HEC_SIDE_AGENT, "row 0: ERROR: rule");
+	a[0].rule = HEC_RULE_REGISTERED;
 	c[3].rule = HEC_RULE_REGISTERED;
 	/* only requests have an op */
 	c[4].op = "submit";
