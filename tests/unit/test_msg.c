@@ -375,10 +375,11 @@ static const unsigned to_agent[] = {
 static const unsigned to_ctl[] = {
 	HEC_MSG_ERROR, HEC_MSG_REGISTER, HEC_MSG_HEARTBEAT, HEC_MSG_LAUNCHED, HEC_MSG_JOB_EXIT,
 	HEC_MSG_JOB_GONE, HEC_MSG_TIME_REQ, HEC_MSG_STATS, HEC_MSG_SNAPSHOT_DONE,
+	HEC_MSG_STORE_REGISTER, HEC_MSG_STORE_STATUS,
 };
 static const char *const req_ops[] = {
 	"submit", "queue", "show", "cancel", "snapshot", "nodes", "status", "shutdown", "gang",
-	"gang_stats", "gang_set",
+	"gang_stats", "gang_set", "storage",
 };
 #define N(a) (sizeof(a) / sizeof((a)[0]))
 
@@ -467,6 +468,12 @@ static void test_handlers_check_links(void)
 	expect_bad(c, nc, HEC_SIDE_CTL, "row 3: LAUNCHED: rule 0 is not one of this side");
 	c[3].rule = HEC_RULE_ROOT;
 	expect_bad(c, nc, HEC_SIDE_CTL, "LAUNCHED: rule");
+	/* the storage servers' rule is the controller's agent port's only */
+	c[3].rule = HEC_RULE_STORE;
+	CU_ASSERT_EQUAL(hec_msg_handlers_check(c, nc, HEC_SIDE_CTL, err, sizeof(err)), 0);
+	a[0].rule = HEC_RULE_STORE;
+	expect_bad(a, na, HEC_SIDE_AGENT, "row 0: ERROR: rule");
+	a[0].rule = HEC_RULE_REGISTERED;
 	c[3].rule = HEC_RULE_REGISTERED;
 	/* only requests have an op */
 	c[4].op = "submit";
@@ -485,16 +492,16 @@ static void test_handlers_check_requests(void)
 
 	CU_ASSERT_EQUAL(hec_msg_handlers_check(t, n, HEC_SIDE_CTL_CLI, err, sizeof(err)), 0);
 	/* every op needs its row */
-	expect_bad(t, n - 1, HEC_SIDE_CTL_CLI, "REQUEST op 'gang_set' has 0 rows");
+	expect_bad(t, n - 1, HEC_SIDE_CTL_CLI, "REQUEST op 'storage' has 0 rows");
 	t[n] = t[1];
 	expect_bad(t, n + 1, HEC_SIDE_CTL_CLI, "REQUEST op 'queue' has 2 rows");
 	t[n].op = "frobnicate";
-	expect_bad(t, n + 1, HEC_SIDE_CTL_CLI, "row 11: REQUEST op 'frobnicate' is unknown");
+	expect_bad(t, n + 1, HEC_SIDE_CTL_CLI, "row 12: REQUEST op 'frobnicate' is unknown");
 	t[n].op = NULL;
-	expect_bad(t, n + 1, HEC_SIDE_CTL_CLI, "row 11: REQUEST op 'REQUEST' is unknown");
+	expect_bad(t, n + 1, HEC_SIDE_CTL_CLI, "row 12: REQUEST op 'REQUEST' is unknown");
 	/* only REQUEST comes on the CLI socket, and with the CLI's rules */
 	t[n] = (struct hec_msg_handler){ .type = HEC_MSG_ERROR, .rule = HEC_RULE_USER, .fn = count_call };
-	expect_bad(t, n + 1, HEC_SIDE_CTL_CLI, "row 11: ERROR is not received");
+	expect_bad(t, n + 1, HEC_SIDE_CTL_CLI, "row 12: ERROR is not received");
 	t[0].rule = HEC_RULE_REGISTERED;
 	expect_bad(t, n, HEC_SIDE_CTL_CLI, "row 0: submit: rule");
 	t[0].rule = HEC_RULE_USER;
