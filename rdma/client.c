@@ -996,6 +996,7 @@ int hec_store_put_fd(struct hec_store *s, uint64_t job, uint64_t epoch, const ch
 	unsigned i;
 	char hex[17];
 
+	s->why[0] = 0;
 	*entry = NULL;
 	if (st)
 		memset(st, 0, sizeof(*st));
@@ -1233,6 +1234,7 @@ int hec_store_commit(struct hec_store *s, uint64_t job, uint64_t epoch, json_t *
 	size_t len, i, n = 0, ok = 0, live = nup(s), need;
 	int rc = 0, last = -EIO;
 
+	s->why[0] = 0;
 	if (!job || !epoch)
 		return fail(s, -EINVAL, "commit %" PRIu64 "/%" PRIu64 ": job and epoch must be > 0", job,
 			    epoch);
@@ -1312,6 +1314,7 @@ int hec_store_latest(struct hec_store *s, uint64_t job, uint64_t *epoch, json_t 
 	json_t *m = NULL;
 	int rc;
 
+	s->why[0] = 0;
 	if (manifest)
 		*manifest = NULL;
 	snprintf(what, sizeof(what), "latest %" PRIu64, job);
@@ -1495,6 +1498,7 @@ int hec_store_get_fd(struct hec_store *s, uint64_t job, uint64_t epoch, const ch
 	unsigned i;
 	int rc;
 
+	s->why[0] = 0;
 	if (st)
 		memset(st, 0, sizeof(*st));
 	snprintf(what, sizeof(what), "get %" PRIu64 "/%" PRIu64 "/%s", job, epoch, part ? part : "");
@@ -1659,6 +1663,7 @@ static int epoch_op(struct hec_store *s, const char *name, uint64_t job, uint64_
 	char errs[WHY_LEN] = "";
 	int last = 0;
 
+	s->why[0] = 0;
 	if (!job || !epoch)
 		return fail(s, -EINVAL, "%s %" PRIu64 "/%" PRIu64 ": job and epoch must be > 0", name,
 			    job, epoch);
@@ -1687,6 +1692,7 @@ int hec_store_status(struct hec_store *s, json_t **servers)
 	json_t *a = json_array();
 	int last = 0;
 
+	s->why[0] = 0;
 	*servers = NULL;
 	if (!a)
 		return fail(s, -ENOMEM, "status: out of memory");
@@ -1914,6 +1920,7 @@ int hec_store_repair(struct hec_store *s, uint64_t *copied, uint64_t *lost)
 	size_t i, k;
 	int rc = 0;
 
+	s->why[0] = 0;
 	*copied = *lost = 0;
 	if (!lists)
 		return fail(s, -ENOMEM, "repair: out of memory");
