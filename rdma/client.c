@@ -1530,6 +1530,8 @@ int hec_store_get_fd(struct hec_store *s, uint64_t job, uint64_t epoch, const ch
 		while (next_load < n && next_load < next_write + s->nbuf - 1) {
 			struct gchunk *c = &g.c[next_load % s->nbuf];
 
+			if (c->state != GS_IDLE)
+				gchunk_step(&g, c); /* count its finished re-puts */
 			if (c->state != GS_IDLE && (gchunk_busy(c) || !c->written))
 				break;
 			if (c->buf >= 0)
@@ -1785,6 +1787,25 @@ static int inv_has(const json_t *ep, const char *part, uint64_t idx, size_t len)
 	return 0;
 }
 
+/* Read chunk (job, epoch, part, idx) from @sv into buffer 0: the server
+ * checks its file's hash, and so do we.  \return 0 if the copy is good. */
+static int read_chunk(struct hec_store *s, struct srv *sv, uint64_t job, uint64_t epoch,
+		      const char *part, uint64_t idx, size_t len, uint64_t hash)
+{
+	struct op op = { 0 };
+	int rc;
+
+	op_init(&op, sv, json_pack("{sssIsIsssI}", "op", "get", "job", (json_int_t)job,
+				   "epoch", (json_int_t)epoch, "part", part, "idx", (json_int_t)idx),
+		1, 0, 0, 1);
+	run_ops(s, &op, 1);
+	rc = op.err;
+	if (!rc && (op.rlen != len || XXH3_64bits(buf_ptr(s, 0), len) != hash))
+		rc = -EBADMSG;
+	op_clear(&op);
+	return rc;
+}
+
 /* Copy chunk (job, epoch, part, idx) from one of @from (names) to @to. */
 static int copy_chunk(struct hec_store *s, uint64_t job, uint64_t epoch, const char *part,
 		      uint64_t idx, size_t len, uint64_t hash, const json_t *from, struct srv *to)
@@ -1793,24 +1814,15 @@ static int copy_chunk(struct hec_store *s, uint64_t job, uint64_t epoch, const c
 	char hex[17];
 	int rc = -EIO;
 
-	hec_store_hash_hex(hash, hex);
-	for (size_t k = 0; k < json_array_size(from); k++) {
+	for (size_t k = 0; k < json_array_size(from) && rc; k++) {
 		struct srv *sv = srv_by_name(s, json_string_value(json_array_get(from, k)));
 
-		if (!srv_up(sv) || sv == to)
-			continue;
-		op_init(&op, sv, json_pack("{sssIsIsssI}", "op", "get", "job", (json_int_t)job,
-					   "epoch", (json_int_t)epoch, "part", part, "idx",
-					   (json_int_t)idx), 1, 0, 0, 1);
-		run_ops(s, &op, 1);
-		if (!op.err && op.rlen == len && XXH3_64bits(buf_ptr(s, 0), len) == hash) {
-			rc = 0;
-			break;
-		}
+		if (srv_up(sv) && sv != to)
+			rc = read_chunk(s, sv, job, epoch, part, idx, len, hash) ? -EIO : 0;
 	}
-	op_clear(&op);
 	if (rc)
 		return rc;
+	hec_store_hash_hex(hash, hex);
 	op_init(&op, to, json_pack("{sssIsIsssIsIss}", "op", "put", "job", (json_int_t)job,
 				   "epoch", (json_int_t)epoch, "part", part, "idx", (json_int_t)idx,
 				   "len", (json_int_t)len, "hash", hex), 1, 0, len, 0);
@@ -1850,8 +1862,10 @@ static int repair_one(struct hec_store *s, json_t *m, json_t **lists, uint64_t *
 				const char *name = json_string_value(json_array_get(on, k));
 				struct srv *sv = srv_by_name(s, name);
 
+				/* listed, and read back good (a corrupt copy is re-copied) */
 				if (srv_up(sv) && lists[sv->idx] &&
-				    inv_has(inv_find(lists[sv->idx], job, epoch), part, idx, len))
+				    inv_has(inv_find(lists[sv->idx], job, epoch), part, idx, len) &&
+				    !read_chunk(s, sv, job, epoch, part, idx, len, hash))
 					json_array_append_new(good, json_string(name));
 			}
 			if (json_array_size(good) == 0) {
@@ -1884,7 +1898,8 @@ static int repair_one(struct hec_store *s, json_t *m, json_t **lists, uint64_t *
 				rc = copy_chunk(s, job, epoch, part, idx, len, hash, good, sv);
 				if (rc) {
 					why_add(errs, errlen, "%" PRIu64 "/%" PRIu64 "/%s chunk %zu to %s: %s",
-						job, epoch, part, idx, sv->name, strerror(-rc));
+						job, epoch, part, idx, sv->name,
+						rc == -EIO ? "no good copy could be read" : strerror(-rc));
 					continue;
 				}
 				(*copied)++;

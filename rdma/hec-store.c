@@ -233,7 +233,7 @@ static int cmd_get(struct hec_store *s, struct args *a, char **argv)
 		fprintf(stderr, PROG ": get %" PRIu64 "/%" PRIu64 "/%s: %" PRIu64 " bytes in %.2f s (%.0f MB/s), %" PRIu64 " chunks",
 			job, epoch, argv[2], st.bytes, st.seconds, mbps(st.bytes, st.seconds), st.chunks);
 		if (st.corrupt || st.repaired)
-			fprintf(stderr, ", %" PRIu64 " bad copies, %" PRIu64 " repaired", st.corrupt,
+			fprintf(stderr, ", %" PRIu64 " corrupt copies, %" PRIu64 " repaired", st.corrupt,
 				st.repaired);
 		fprintf(stderr, ", %zu servers, %s\n", hec_store_servers_up(s), hec_store_provider(s));
 	}
