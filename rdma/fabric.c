@@ -747,6 +747,17 @@ int hec_fab_read(struct hec_fab_ep *ep, struct hec_fab_mr *local, size_t off, si
 
 /* ---- completions and connection events ---------------------------------- */
 
+/* An error entry as text: the errno's, plus the provider's own where it
+ * has one (@prov, from fi_cq_strerror/fi_eq_strerror). */
+static const char *err_text(const char *prov, int err, int prov_errno, char *buf, size_t len)
+{
+	if (prov_errno && prov && *prov)
+		snprintf(buf, len, "%s (%s)", fi_strerror(err ? err : FI_EIO), prov);
+	else
+		snprintf(buf, len, "%s", fi_strerror(err ? err : FI_EIO));
+	return buf;
+}
+
 static const char *op_name(enum op_kind k)
 {
 	switch (k) {
@@ -822,15 +833,14 @@ static int cq_read(struct hec_fab *f, int max)
 		n = fi_cq_read(f->cq, ent, max - got < 16 ? max - got : 16);
 		if (n == -FI_EAVAIL) {
 			struct fi_cq_err_entry e;
-			char buf[128];
+			char buf[128], buf2[HEC_FAB_WHY];
 			const char *s;
 
 			memset(&e, 0, sizeof(e));
 			if (fi_cq_readerr(f->cq, &e, 0) != 1)
 				break;
-			s = fi_cq_strerror(f->cq, e.prov_errno, e.err_data, buf, sizeof(buf));
-			if (!s || !*s)
-				s = fi_strerror(e.err);
+			s = err_text(fi_cq_strerror(f->cq, e.prov_errno, e.err_data, buf, sizeof(buf)),
+				     e.err, e.prov_errno, buf2, sizeof(buf2));
 			if (e.op_context)
 				op_complete(f, e.op_context, 0, e.err ? -e.err : -EIO, s);
 			got++;
@@ -891,7 +901,7 @@ static int eq_read(struct hec_fab *f)
 	n = fi_eq_read(f->eq, &event, &ent, sizeof(ent), 0);
 	if (n == -FI_EAVAIL) {
 		struct fi_eq_err_entry e;
-		char buf[128];
+		char buf[128], buf2[HEC_FAB_WHY];
 		const char *s;
 
 		memset(&e, 0, sizeof(e));
@@ -900,9 +910,8 @@ static int eq_read(struct hec_fab *f)
 		ep = ep_find(f, e.fid);
 		if (!ep)
 			return 1;
-		s = fi_eq_strerror(f->eq, e.prov_errno, e.err_data, buf, sizeof(buf));
-		if (!s || !*s)
-			s = fi_strerror(e.err);
+		s = err_text(fi_eq_strerror(f->eq, e.prov_errno, e.err_data, buf, sizeof(buf)), e.err,
+			     e.prov_errno, buf2, sizeof(buf2));
 		if (ep->state == EP_ACCEPTING)
 			ep_destroy(ep); /* the caller never saw it */
 		else
@@ -1098,16 +1107,32 @@ static int split_hostport(const char *hp, char *host, size_t hl, char *port, siz
 	return 0;
 }
 
-/* fi_getinfo for one provider, with the strongest ordering it offers.
+/* What we ask of a provider, best first: the send-after-write order from the
+ * transport (else sends are held behind writes), and writes that complete
+ * only once their data is in the peer's memory (so that a write the peer
+ * refuses, a wrong key, fails its own DONE).  HEC_FAB_ORDER=hold in the
+ * environment starts at the held-sends rows, for tests. */
+static const struct {
+	uint64_t msg_order, wflags;
+	int hold;
+} fab_wants[] = {
+	{ FI_ORDER_SAW, FI_DELIVERY_COMPLETE, 0 },
+	{ FI_ORDER_SAW, 0, 0 },
+	{ 0, FI_DELIVERY_COMPLETE, 1 },
+	{ 0, 0, 1 },
+};
+
+/* fi_getinfo for one provider, with the first of fab_wants it offers.
  * \return 0 with *out, -ENODEV if it does not serve the address. */
 static int getinfo_prov(struct hec_fab *f, const char *prov, const char *host, const char *port,
 			uint64_t flags, const char *hostport, struct fi_info **out, char *why,
 			size_t whylen)
 {
 	const char *forced = getenv("HEC_FAB_ORDER");
-	int attempt, r = -FI_ENODATA;
+	unsigned w = forced && !strcmp(forced, "hold") ? 2 : 0;
+	int r = -FI_ENODATA;
 
-	for (attempt = forced && !strcmp(forced, "hold") ? 1 : 0; attempt < 3; attempt++) {
+	for (; w < sizeof(fab_wants) / sizeof(fab_wants[0]); w++) {
 		struct fi_info *hints = fi_allocinfo(), *list = NULL, *i;
 
 		if (!hints) {
@@ -1121,12 +1146,9 @@ static int getinfo_prov(struct hec_fab *f, const char *prov, const char *host, c
 			FI_MR_LOCAL | FI_MR_VIRT_ADDR | FI_MR_ALLOCATED | FI_MR_PROV_KEY;
 		hints->domain_attr->threading = FI_THREAD_DOMAIN;
 		hints->fabric_attr->prov_name = strdup(prov);
-		if (attempt == 0) {
-			hints->tx_attr->msg_order = FI_ORDER_SAW;
-			hints->rx_attr->msg_order = FI_ORDER_SAW;
-		} else if (attempt == 1) {
-			hints->tx_attr->op_flags = FI_DELIVERY_COMPLETE;
-		}
+		hints->tx_attr->msg_order = fab_wants[w].msg_order;
+		hints->rx_attr->msg_order = fab_wants[w].msg_order;
+		hints->tx_attr->op_flags = fab_wants[w].wflags;
 		r = fi_getinfo(FAB_API, host, port, flags, hints, &list);
 		fi_freeinfo(hints);
 		if (r == 0) {
@@ -1140,8 +1162,11 @@ static int getinfo_prov(struct hec_fab *f, const char *prov, const char *host, c
 					setwhy(why, whylen, "fi_dupinfo: %s", strerror(ENOMEM));
 					return -ENOMEM;
 				}
-				f->hold = attempt > 0;
-				f->wflags = attempt == 1 ? FI_DELIVERY_COMPLETE : 0;
+				/* the op flags are per operation (fi_writemsg), not
+				 * the endpoint's default */
+				(*out)->tx_attr->op_flags = 0;
+				f->hold = fab_wants[w].hold;
+				f->wflags = fab_wants[w].wflags;
 				return 0;
 			}
 			fi_freeinfo(list);
@@ -1409,14 +1434,13 @@ int hec_fab_connect(const struct hec_fab_opts *o, const char *hostport, int time
 		n = fi_eq_sread(f->eq, &event, &ent, sizeof(ent), left, 0);
 		if (n == -FI_EAVAIL) {
 			struct fi_eq_err_entry e;
-			char buf[128];
+			char buf[128], buf2[HEC_FAB_WHY];
 			const char *s;
 
 			memset(&e, 0, sizeof(e));
 			fi_eq_readerr(f->eq, &e, 0);
-			s = fi_eq_strerror(f->eq, e.prov_errno, e.err_data, buf, sizeof(buf));
-			if (!s || !*s)
-				s = fi_strerror(e.err);
+			s = err_text(fi_eq_strerror(f->eq, e.prov_errno, e.err_data, buf, sizeof(buf)),
+				     e.err, e.prov_errno, buf2, sizeof(buf2));
 			setwhy(why, whylen, "fi_connect %s %s: %s", f->prov, hostport, s);
 			r = e.err ? -e.err : -ECONNREFUSED;
 			goto fail;
