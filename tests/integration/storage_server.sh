@@ -69,7 +69,12 @@ for i in $(seq 50); do [ -s "$TEST_DIR/ctl.port" ] && break; sleep 0.1; done
 [ -s "$TEST_DIR/ctl.port" ] || fail "the stand-in controller did not start"
 CTL="127.0.0.1:$(cat "$TEST_DIR/ctl.port")"
 
-test_cleanup() { kill "$CTL_PID" 2>/dev/null; [ -n "${WRITER_PID:-}" ] && kill "$WRITER_PID" 2>/dev/null; return 0; }
+test_cleanup() {
+	kill "$CTL_PID" 2>/dev/null
+	[ -n "${WRITER_PID:-}" ] && kill "$WRITER_PID" 2>/dev/null
+	[ -n "${SPID:-}" ] && kill -9 "$SPID" 2>/dev/null
+	return 0
+}
 
 note "usage errors"
 "$STORED" --listen 127.0.0.1:0 >/dev/null 2>&1
@@ -191,6 +196,7 @@ note "SIGTERM: exit 0"
 kill -TERM "$SPID"
 wait "$SPID"
 rc=$?
+SPID=
 [ "$rc" = 0 ] || fail "hecstored exited $rc after SIGTERM"
 [ -e "$S/hecstored.addr" ] && fail "hecstored.addr left after exit"
 if [ ${#VG[@]} -gt 0 ]; then
