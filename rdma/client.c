@@ -154,23 +154,24 @@ const char *hec_store_why(const struct hec_store *s)
 }
 
 /*
- * The protocol's errors are text (STORE_REP "error"); these are the causes
- * the client acts on differently.  An unknown text is -EREMOTEIO.
+ * The protocol's errors are text (STORE_REP "error"); doc/config.md lists
+ * the exact strings a client acts on.  Anything else is -EREMOTEIO, but a
+ * full disk (the server's strerror) is told apart: the chunk goes elsewhere.
  */
 static int rep_errno(const char *e)
 {
 	static const struct { const char *text; int err; } map[] = {
-		{ "no committed", ENOENT }, { "not found", ENOENT }, { "No such file", ENOENT },
-		{ "no such", ENOENT }, { "missing", ENOENT },
+		{ "no such chunk", ENOENT }, { "no committed checkpoint", ENOENT },
 		{ "corrupt", EBADMSG }, { "checksum mismatch", EBADMSG },
-		{ "No space", ENOSPC }, { "full", ENOSPC },
-		{ "is committed", EEXIST }, { "committed", EEXIST },
-		{ "too large", EFBIG }, { "busy", EBUSY },
+		{ "committed", EEXIST }, { "larger than the slot", EFBIG },
+		{ "no such slot", EINVAL }, { "bad part name", EINVAL },
 	};
 
 	for (size_t i = 0; i < HEC_ARRAY_SIZE(map); i++)
-		if (strcasestr(e, map[i].text))
+		if (!strcmp(e, map[i].text))
 			return -map[i].err;
+	if (strstr(e, strerror(ENOSPC)) || strstr(e, strerror(EDQUOT)))
+		return -ENOSPC;
 	return -EREMOTEIO;
 }
 
