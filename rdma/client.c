@@ -107,6 +107,7 @@ struct hec_store {
 	size_t bufsz;
 	unsigned nbuf;
 	uint64_t buf_busy;
+	struct pollfd *pfd;         /* the loop's: 2 per server + the stream's */
 	char why[WHY_LEN];
 };
 
@@ -610,9 +611,7 @@ static void pump(struct hec_store *s, struct pollfd *extra, int max_ms)
 		if (s->sv[i].state == SRV_HELLO &&
 		    (first < 0 || s->sv[i].hello_deadline < first))
 			first = s->sv[i].hello_deadline;
-	pfd = calloc(2 * s->m + 1, sizeof(*pfd));
-	if (!pfd)
-		return;
+	pfd = s->pfd;
 	for (i = 0; i < s->m; i++) {
 		struct srv *sv = &s->sv[i];
 		int fds[2], k;
@@ -621,7 +620,7 @@ static void pump(struct hec_store *s, struct pollfd *extra, int max_ms)
 			continue;
 		rc = hec_fab_trywait(sv->fab);
 		if (rc == -EAGAIN)
-			goto out; /* events pending: the next turn polls them */
+			return; /* events pending: the next turn polls them */
 		k = hec_fab_wait_fds(sv->fab, fds);
 		for (int j = 0; j < k; j++) {
 			pfd[n].fd = fds[j];
@@ -631,15 +630,13 @@ static void pump(struct hec_store *s, struct pollfd *extra, int max_ms)
 	if (extra)
 		pfd[n++] = *extra;
 	if (n == 0)
-		goto out; /* nothing left to wait for: every server is down */
+		return; /* nothing left to wait for: every server is down */
 	wait_ms = max_ms;
 	if (first >= 0 && (wait_ms < 0 || first - now < wait_ms))
 		wait_ms = first - now < 0 ? 0 : (int)(first - now);
 	rc = poll(pfd, n, wait_ms);
 	if (rc > 0 && extra)
 		extra->revents = pfd[n - 1].revents;
-out:
-	free(pfd);
 }
 
 /* Push every deadline by the time the loop spent blocked outside it (a slow
@@ -742,9 +739,10 @@ int hec_store_open(const struct hec_store_opts *o, struct hec_store **out)
 	if (o->nservers > 64)
 		return fail(s, -EINVAL, "%zu storage servers: at most 64", o->nservers);
 	s->sv = calloc(o->nservers, sizeof(*s->sv));
+	s->pfd = calloc(2 * o->nservers + 1, sizeof(*s->pfd));
 	s->key = strdup(o->key ? o->key : "");
 	s->client = strdup(o->client ? o->client : "hec-store");
-	if (!s->sv || !s->key || !s->client)
+	if (!s->sv || !s->pfd || !s->key || !s->client)
 		return fail(s, -ENOMEM, "out of memory");
 	s->m = o->nservers;
 	s->provider = o->provider;
@@ -837,6 +835,7 @@ void hec_store_close(struct hec_store *s)
 		free(s->sv[i].addr);
 	}
 	free(s->sv);
+	free(s->pfd);
 	free(s->pool);
 	free(s->key);
 	free(s->client);
