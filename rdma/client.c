@@ -44,6 +44,7 @@
 #include "rdma/fabric.h"
 
 #define WHY_LEN 1024
+#define ERRS_LEN 768 /* a list of causes, with room in why for what it is about */
 #define TIMEOUT_DEFAULT_MS 30000
 #define NBUF_MAX 16
 #define EVS 16
@@ -725,7 +726,7 @@ int hec_store_open(const struct hec_store_opts *o, struct hec_store **out)
 {
 	struct hec_fab_opts fo = { .provider = o->provider };
 	struct hec_store *s;
-	char downs[WHY_LEN] = "", why[HEC_FAB_WHY];
+	char downs[ERRS_LEN] = "", why[HEC_FAB_WHY];
 	size_t i, refused = 0;
 	int rc;
 
@@ -1149,7 +1150,7 @@ static int fetch_manifest(struct hec_store *s, uint64_t job, uint64_t epoch, jso
 			  uint64_t *out_epoch, const char *what)
 {
 	struct op *ops = calloc(s->nbuf, sizeof(*ops));
-	char errs[WHY_LEN] = "";
+	char errs[ERRS_LEN] = "";
 	json_t *best = NULL;
 	uint64_t best_epoch = 0;
 	int rc = -ENOENT, other = 0;
@@ -1230,7 +1231,7 @@ int hec_store_commit(struct hec_store *s, uint64_t job, uint64_t epoch, json_t *
 {
 	json_t *m, *names;
 	struct op *ops = NULL;
-	char *text = NULL, errs[WHY_LEN] = "", why[256], hex[17];
+	char *text = NULL, errs[ERRS_LEN] = "", why[256], hex[17];
 	size_t len, i, n = 0, ok = 0, live = nup(s), need;
 	int rc = 0, last = -EIO;
 
@@ -1662,7 +1663,7 @@ static size_t on_all(struct hec_store *s, const char *name, uint64_t job, uint64
 
 static int epoch_op(struct hec_store *s, const char *name, uint64_t job, uint64_t epoch)
 {
-	char errs[WHY_LEN] = "";
+	char errs[ERRS_LEN] = "";
 	int last = 0;
 
 	s->why[0] = 0;
@@ -1690,7 +1691,7 @@ int hec_store_abort(struct hec_store *s, uint64_t job, uint64_t epoch)
 
 int hec_store_status(struct hec_store *s, json_t **servers)
 {
-	char errs[WHY_LEN] = "";
+	char errs[ERRS_LEN] = "";
 	json_t *a = json_array();
 	int last = 0;
 
@@ -1931,7 +1932,7 @@ static int repair_one(struct hec_store *s, json_t *m, json_t **lists, uint64_t *
 int hec_store_repair(struct hec_store *s, uint64_t *copied, uint64_t *lost)
 {
 	json_t **lists = calloc(s->m, sizeof(*lists));
-	char errs[WHY_LEN] = "";
+	char errs[ERRS_LEN] = "";
 	size_t i, k;
 	int rc = 0;
 
