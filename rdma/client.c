@@ -109,6 +109,7 @@ struct hec_store {
 	unsigned nbuf;
 	uint64_t buf_busy;
 	struct pollfd *pfd;         /* the loop's: 2 per server + the stream's */
+	int stalled;                /* an op met -EAGAIN: retry soon, whatever the fds say */
 	char why[WHY_LEN];
 };
 
@@ -367,8 +368,10 @@ static void op_advance(struct op *op)
 	if (op->stage == OP_WRITE) {
 		rc = hec_fab_write(sv->ep, sv->mr, (size_t)op->buf * s->bufsz, op->wlen,
 				   sv->base + (uint64_t)op->slot * sv->slot_size, sv->rkey, op);
-		if (rc == -EAGAIN)
+		if (rc == -EAGAIN) {
+			s->stalled = 1;
 			return;
+		}
 		if (rc) {
 			op_finish(op, rc, "RMA write: %s", strerror(-rc));
 			return;
@@ -385,8 +388,10 @@ static void op_advance(struct op *op)
 			}
 		}
 		rc = hec_fab_send(sv->ep, op->frame, op->framelen, NULL);
-		if (rc == -EAGAIN)
+		if (rc == -EAGAIN) {
+			s->stalled = 1;
 			return;
+		}
 		if (rc) {
 			op_finish(op, rc, "send: %s", strerror(-rc));
 			return;
@@ -398,8 +403,10 @@ static void op_advance(struct op *op)
 	if (op->stage == OP_READ) {
 		rc = hec_fab_read(sv->ep, sv->mr, (size_t)op->buf * s->bufsz, op->rlen,
 				  sv->base + (uint64_t)op->slot * sv->slot_size, sv->rkey, op);
-		if (rc == -EAGAIN)
+		if (rc == -EAGAIN) {
+			s->stalled = 1;
 			return;
+		}
 		if (rc) {
 			op_finish(op, rc, "RMA read: %s", strerror(-rc));
 			return;
@@ -584,6 +591,7 @@ static void pump(struct hec_store *s, struct pollfd *extra, int max_ms)
 	for (i = 0; i < s->m; i++)
 		if (s->sv[i].state != SRV_DOWN)
 			handled += srv_poll(&s->sv[i]);
+	s->stalled = 0;
 	for (op = s->active; op; op = next) {
 		next = op->next;
 		op_advance(op);
@@ -635,6 +643,8 @@ static void pump(struct hec_store *s, struct pollfd *extra, int max_ms)
 	wait_ms = max_ms;
 	if (first >= 0 && (wait_ms < 0 || first - now < wait_ms))
 		wait_ms = first - now < 0 ? 0 : (int)(first - now);
+	if (s->stalled && (wait_ms < 0 || wait_ms > 1))
+		wait_ms = 1;
 	rc = poll(pfd, n, wait_ms);
 	if (rc > 0 && extra)
 		extra->revents = pfd[n - 1].revents;
