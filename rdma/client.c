@@ -1017,6 +1017,16 @@ int hec_store_put_fd(struct hec_store *s, uint64_t job, uint64_t epoch, const ch
 	if (!nup(s))
 		return fail(s, -EHOSTUNREACH, "put %" PRIu64 "/%" PRIu64 "/%s: no storage server is up",
 			    job, epoch, part);
+	{
+		size_t maxslot = 0;
+
+		for (i = 0; i < s->m; i++)
+			if (srv_up(&s->sv[i]) && s->sv[i].slot_size > maxslot)
+				maxslot = s->sv[i].slot_size;
+		if (s->chunk_size > maxslot)
+			return fail(s, -EINVAL, "put %" PRIu64 "/%" PRIu64 "/%s: chunks of %zu bytes do not fit the servers' slots of %zu bytes",
+				    job, epoch, part, s->chunk_size, maxslot);
+	}
 	p.c = calloc(s->nbuf, sizeof(*p.c));
 	p.chunks = json_array();
 	xs = XXH3_createState();
