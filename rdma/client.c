@@ -41,7 +41,7 @@
 #include "hec/common.h"
 #include "hec/msg.h"
 #include "hec/store.h"
-#include "rdma/fabric.h"
+#include "rdma/hecfab.h"
 
 #define WHY_LEN 1024
 #define ERRS_LEN 768 /* a list of causes, with room in why for what it is about */

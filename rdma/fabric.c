@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: BSD-3-Clause */
 /*
- * rdma/fabric.c: the fabric layer (rdma/fabric.h) over libfabric FI_EP_MSG.
+ * rdma/fabric.c: the fabric layer (rdma/hecfab.h) over libfabric FI_EP_MSG.
  *
  * Resources: one fabric, domain, EQ and CQ per struct hec_fab; a listener's
  * accepted endpoints share them.  Every posted operation carries a struct
@@ -36,13 +36,15 @@
 #include <sys/socket.h>
 #include <time.h>
 
-#include "rdma/fabric.h" /* and libfabric's, see there */
+#include <rdma/fabric.h>
 #include <rdma/fi_cm.h>
 #include <rdma/fi_domain.h>
 #include <rdma/fi_endpoint.h>
 #include <rdma/fi_eq.h>
 #include <rdma/fi_errno.h>
 #include <rdma/fi_rma.h>
+
+#include "rdma/hecfab.h"
 
 #define FAB_API FI_VERSION(1, 11)
 #define FAB_DEPTH_DEF 16u

@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: BSD-3-Clause */
 /*
  * hecstored: a checkpoint storage server (doc/storage.md).  One libevent
- * loop serves every client over the fabric layer (rdma/fabric.h): each
+ * loop serves every client over the fabric layer (rdma/hecfab.h): each
  * client says STORE_HELLO with the cluster key, gets a registered region of
  * slots, and sends STORE_REQs that move chunks between its slots and the
  * chunk store (rdma/chunkstore.h).  Optionally registers with the
@@ -29,7 +29,7 @@
 #include "hec/msg.h"
 #include "hec/net.h"
 #include "rdma/chunkstore.h"
-#include "rdma/fabric.h"
+#include "rdma/hecfab.h"
 
 #define NAME_MAX_LEN 64
 #define RETRY_MS 3000          /* controller away: try again this often */

@@ -3,7 +3,7 @@
  * hec/store.h: the checkpoint storage client (doc/storage.md).
  *
  * A session talks to every storage server of a cluster at once over the
- * fabric layer (rdma/fabric.h: verbs where a device exists, tcp elsewhere),
+ * fabric layer (rdma/hecfab.h: verbs where a device exists, tcp elsewhere),
  * from one thread and one poll loop: no thread per connection.
  *
  * Objects are streams named (job, epoch, part).  A stream is cut into chunks

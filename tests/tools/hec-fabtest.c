@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: BSD-3-Clause */
 /*
- * hec-fabtest: moves bytes through the fabric layer (rdma/fabric.h) the way
+ * hec-fabtest: moves bytes through the fabric layer (rdma/hecfab.h) the way
  * the storage client does, verifies every byte, and measures the rate.
  *
  *   hec-fabtest server HOST:PORT [--provider P] [--timeout S]
@@ -26,7 +26,7 @@
 #include <string.h>
 #include <time.h>
 
-#include "rdma/fabric.h"
+#include "rdma/hecfab.h"
 
 #define SLOTS 4
 

@@ -32,7 +32,7 @@
 #include <xxhash.h>
 
 #include "hec/msg.h"
-#include "rdma/fabric.h"
+#include "rdma/hecfab.h"
 
 static struct hec_fab *fab;
 static struct hec_fab_ep *ep;

@@ -12,7 +12,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "rdma/fabric.h"
+#include "rdma/hecfab.h"
 #include "tests/unit/cunit_main.h"
 
 #define LIMIT_MS 10000

@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: BSD-3-Clause */
 /*
- * rdma/fabric.h: hec's thin layer over libfabric for checkpoint storage.
+ * rdma/hecfab.h: hec's thin layer over libfabric for checkpoint storage.
  *
  * One shape on every network: connected FI_EP_MSG endpoints with
  *   - small control messages (one hec frame each, see include/hec/msg.h),
@@ -32,17 +32,9 @@
  * FI_MR_PROV_KEY (the provider's key, else a random 64-bit one).
  *
  * Not thread-safe: one thread drives a struct hec_fab and its endpoints.
- * Include this header as "rdma/fabric.h"; it includes libfabric's.
  */
-/* This header shares its name with libfabric's <rdma/fabric.h>, and the
- * build puts the source root on the include path (-I$(top_srcdir)), so
- * libfabric's own headers find this file first: pass them on to the real one.
- * Outside the guard, so that including this file as "fabric.h" (found
- * beside the includer) still reaches libfabric's through the -I path. */
-#include_next <rdma/fabric.h>
-
-#ifndef HEC_RDMA_FABRIC_H
-#define HEC_RDMA_FABRIC_H
+#ifndef HEC_RDMA_HECFAB_H
+#define HEC_RDMA_HECFAB_H
 
 #include <stddef.h>
 #include <stdint.h>
