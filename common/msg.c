@@ -171,7 +171,7 @@ static const struct field s_store_commit[] = {
 	INT_REQ("slot", 0, 63), END };
 static const struct field s_store_manifest[] = {
 	STR_REQ("op", 16), INT_REQ("req", 1, NS_MAX), INT_REQ("job", 1, ID_MAX),
-	INT_OPT("epoch", 1, NS_MAX), INT_REQ("slot", 0, 63), END };
+	INT_OPT("epoch", 1, NS_MAX), INT_OPT("before", 1, NS_MAX), INT_REQ("slot", 0, 63), END };
 static const struct field s_store_list[] = {
 	STR_REQ("op", 16), INT_REQ("req", 1, NS_MAX), INT_OPT("job", 1, ID_MAX),
 	INT_REQ("slot", 0, 63), END };

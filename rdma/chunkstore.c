@@ -22,6 +22,7 @@
 
 #define MAGIC "hecchnk1"
 #define MANIFEST "MANIFEST"
+#define DELETED "DELETED"
 #define TMP_PREFIX ".tmp."
 #define DIR_FLAGS (O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC)
 
@@ -358,6 +359,10 @@ int hec_cs_put(struct hec_cs *cs, uint64_t job, uint64_t epoch, const char *part
 	efd = open_epoch(cs, job, epoch, 1);
 	if (efd < 0)
 		return efd;
+	if (file_size_at(efd, DELETED) >= 0) {
+		close(efd);
+		return -ESTALE;
+	}
 	hec_fmt(name, sizeof(name), "%s.%" PRIu64, part, idx);
 	old = file_size_at(efd, name);
 	make_header(hdr, job, epoch, part, idx, len, hash);
@@ -473,6 +478,10 @@ int hec_cs_commit(struct hec_cs *cs, uint64_t job, uint64_t epoch, const void *m
 	efd = open_epoch(cs, job, epoch, 1);
 	if (efd < 0)
 		return efd;
+	if (file_size_at(efd, DELETED) >= 0) {
+		rc = -ESTALE;
+		goto out;
+	}
 	/* Chunks are written unsynced; one syncfs makes them (and the directory
 	 * entries) durable before the manifest can name them. */
 	if (syncfs(efd)) {
@@ -494,8 +503,9 @@ out:
 	return rc;
 }
 
-/* The newest epoch of @job with a MANIFEST; \return 0 or -ENOENT. */
-static int newest_committed(struct hec_cs *cs, uint64_t job, uint64_t *epoch)
+/* The newest epoch of @job below @before (0: any) with a MANIFEST and no
+ * tombstone; \return 0 or -ENOENT. */
+static int newest_committed(struct hec_cs *cs, uint64_t job, uint64_t before, uint64_t *epoch)
 {
 	struct dirent *de;
 	uint64_t best = 0, e;
@@ -513,7 +523,10 @@ static int newest_committed(struct hec_cs *cs, uint64_t job, uint64_t *epoch)
 	while ((de = readdir(d))) {
 		char path[64];
 
-		if (parse_num(de->d_name, &e) || e <= best)
+		if (parse_num(de->d_name, &e) || e <= best || (before && e >= before))
+			continue;
+		hec_fmt(path, sizeof(path), "%s/" DELETED, de->d_name);
+		if (file_size_at(dirfd(d), path) >= 0)
 			continue;
 		hec_fmt(path, sizeof(path), "%s/" MANIFEST, de->d_name);
 		/* AT_SYMLINK_NOFOLLOW covers only the last component: check the
@@ -533,8 +546,8 @@ static int newest_committed(struct hec_cs *cs, uint64_t job, uint64_t *epoch)
 	return 0;
 }
 
-int hec_cs_manifest(struct hec_cs *cs, uint64_t job, uint64_t *epoch, void *buf, size_t cap,
-		    size_t *len)
+int hec_cs_manifest_before(struct hec_cs *cs, uint64_t job, uint64_t before, uint64_t *epoch,
+			   void *buf, size_t cap, size_t *len)
 {
 	size_t size = 0;
 	int efd, rc;
@@ -542,17 +555,27 @@ int hec_cs_manifest(struct hec_cs *cs, uint64_t job, uint64_t *epoch, void *buf,
 	if (job == 0)
 		return -EINVAL;
 	if (*epoch == 0) {
-		rc = newest_committed(cs, job, epoch);
+		rc = newest_committed(cs, job, before, epoch);
 		if (rc)
 			return rc;
 	}
 	efd = open_epoch(cs, job, *epoch, 0);
 	if (efd < 0)
 		return efd == -ENOTDIR || efd == -ELOOP ? -ENOENT : efd;
+	if (file_size_at(efd, DELETED) >= 0) {
+		close(efd);
+		return -ESTALE;
+	}
 	rc = read_at(efd, MANIFEST, NULL, 0, buf, cap, &size);
 	close(efd);
 	*len = size;
 	return rc == -ELOOP ? -ENOENT : rc;
+}
+
+int hec_cs_manifest(struct hec_cs *cs, uint64_t job, uint64_t *epoch, void *buf, size_t cap,
+		    size_t *len)
+{
+	return hec_cs_manifest_before(cs, job, 0, epoch, buf, cap, len);
 }
 
 /* ---- removal ---- */
@@ -561,9 +584,10 @@ struct rm_stats {
 	uint64_t bytes, chunks, manifests, temps;
 };
 
-/* Unlink every entry of epoch directory @efd (no recursion: nothing we
- * write there is a directory; a planted one makes the rmdir fail). */
-static int empty_epoch(int efd, struct rm_stats *rs)
+/* Unlink every entry of epoch directory @efd but its tombstone if @keep_tomb
+ * (no recursion: nothing we write there is a directory; a planted one makes
+ * the rmdir fail). */
+static int empty_epoch(int efd, struct rm_stats *rs, int keep_tomb)
 {
 	struct dirent *de;
 	DIR *d = opendir_at(efd);
@@ -580,7 +604,7 @@ static int empty_epoch(int efd, struct rm_stats *rs)
 			continue;
 		if (fstatat(efd, de->d_name, &st, AT_SYMLINK_NOFOLLOW))
 			continue;
-		if (S_ISDIR(st.st_mode))
+		if (S_ISDIR(st.st_mode) || (keep_tomb && !strcmp(de->d_name, DELETED)))
 			continue;
 		if (unlinkat(efd, de->d_name, 0)) {
 			rc = -errno;
@@ -624,31 +648,26 @@ static void remove_dirs(struct hec_cs *cs, uint64_t job, uint64_t epoch)
 	unlinkat(cs->objfd, name, AT_REMOVEDIR); /* ENOTEMPTY: other epochs */
 }
 
-static int remove_epoch(struct hec_cs *cs, uint64_t job, uint64_t epoch, int refuse_committed)
+int hec_cs_abort(struct hec_cs *cs, uint64_t job, uint64_t epoch)
 {
 	struct rm_stats rs = { 0 };
-	int64_t msize;
 	int efd, rc;
 
 	efd = open_epoch(cs, job, epoch, 0);
 	if (efd < 0)
 		return efd == -ENOTDIR || efd == -ELOOP ? -ENOENT : efd;
-	msize = file_size_at(efd, MANIFEST);
-	if (msize >= 0 && refuse_committed) {
+	if (file_size_at(efd, DELETED) >= 0) {
+		/* deleted already: what a crash left beside the tombstone goes */
+		rc = empty_epoch(efd, &rs, 1);
+		close(efd);
+		account_removed(cs, &rs);
+		return rc ? rc : -ENOENT;
+	}
+	if (file_size_at(efd, MANIFEST) >= 0) {
 		close(efd);
 		return -EEXIST;
 	}
-	if (msize >= 0) {
-		/* Once the manifest is gone for good nobody reads the chunks. */
-		if (unlinkat(efd, MANIFEST, 0) || fsync(efd)) {
-			rc = -errno;
-			close(efd);
-			return rc;
-		}
-		rs.manifests++;
-		rs.bytes += (uint64_t)msize;
-	}
-	rc = empty_epoch(efd, &rs);
+	rc = empty_epoch(efd, &rs, 0);
 	close(efd);
 	account_removed(cs, &rs);
 	remove_dirs(cs, job, epoch);
@@ -657,12 +676,32 @@ static int remove_epoch(struct hec_cs *cs, uint64_t job, uint64_t epoch, int ref
 
 int hec_cs_delete(struct hec_cs *cs, uint64_t job, uint64_t epoch)
 {
-	return remove_epoch(cs, job, epoch, 0);
-}
+	struct rm_stats rs = { 0 };
+	struct iovec iov;
+	char text[128];
+	int efd, rc;
 
-int hec_cs_abort(struct hec_cs *cs, uint64_t job, uint64_t epoch)
-{
-	return remove_epoch(cs, job, epoch, 1);
+	efd = open_epoch(cs, job, epoch, 1);
+	if (efd < 0)
+		return efd;
+	/* The tombstone first, synced: from its rename on the epoch is deleted
+	 * whatever is still beside it (a crash before the rest is removed leaves
+	 * files that abort or GC remove and nobody reads). */
+	if (file_size_at(efd, DELETED) < 0) {
+		iov.iov_base = text;
+		iov.iov_len = (size_t)snprintf(text, sizeof(text),
+					       "{\"job\":%" PRIu64 ",\"epoch\":%" PRIu64 ",\"time\":%lld}\n",
+					       job, epoch, (long long)time(NULL));
+		rc = write_replace(efd, DELETED, &iov, 1, 1);
+		if (rc) {
+			close(efd);
+			return rc;
+		}
+	}
+	rc = empty_epoch(efd, &rs, 1);
+	close(efd);
+	account_removed(cs, &rs);
+	return rc;
 }
 
 /* ---- walking the tree: inventory and GC ---- */
@@ -726,6 +765,7 @@ static int cmp_chunk(const void *a, const void *b)
 
 struct epoch_scan {
 	int committed;
+	int deleted;            /* a tombstone: committed or not, it is gone */
 	uint64_t manifest_bytes;
 	struct chunk_ent *chunks;
 	size_t nchunks;
@@ -758,6 +798,10 @@ static int scan_epoch(int efd, struct epoch_scan *es)
 			continue;
 		if (!strncmp(de->d_name, TMP_PREFIX, strlen(TMP_PREFIX))) {
 			es->temps++;
+			continue;
+		}
+		if (!strcmp(de->d_name, DELETED)) {
+			es->deleted = 1;
 			continue;
 		}
 		if (!strcmp(de->d_name, MANIFEST)) {
@@ -845,8 +889,9 @@ static int list_one(struct hec_cs *cs, uint64_t job, uint64_t epoch, int efd, vo
 	if (rc)
 		goto out;
 	chunks = json_array();
-	e = json_pack("{s:I, s:I, s:b, s:o}", "job", (json_int_t)job, "epoch", (json_int_t)epoch,
-		      "committed", es.committed, "chunks", chunks);
+	e = json_pack("{s:I, s:I, s:b, s:b, s:o}", "job", (json_int_t)job,
+		      "epoch", (json_int_t)epoch, "committed", es.committed && !es.deleted,
+		      "deleted", es.deleted, "chunks", chunks);
 	if (!e || json_array_append_new(lc->epochs, e)) {
 		rc = -ENOMEM;
 		goto out;
@@ -945,12 +990,22 @@ static int gc_one(struct hec_cs *cs, uint64_t job, uint64_t epoch, int efd, void
 	 * exists between calls is a leftover of a crash or a failed write. */
 	if (es.temps)
 		remove_temps(efd, &g->st.temps);
+	if (es.deleted) {
+		/* the tombstone stays (doc/storage.md); what a crash left beside it goes */
+		if (es.nchunks || es.committed) {
+			struct rm_stats rs = { 0 };
+
+			empty_epoch(efd, &rs, 1);
+			account_removed(cs, &rs);
+		}
+		return 0;
+	}
 	if (es.committed || es.newest > g->cutoff || (g->busy && g->busy(g->arg, job, epoch)))
 		return 0;
 	{
 		struct rm_stats rs = { 0 };
 
-		empty_epoch(efd, &rs);
+		empty_epoch(efd, &rs, 0);
 		account_removed(cs, &rs);
 		g->st.temps += rs.temps;
 		remove_dirs(cs, job, epoch);

@@ -5,6 +5,8 @@
  *   DIR/lock                            flock()ed by the one process using DIR
  *   DIR/objects/JOB/EPOCH/PART.IDX      chunk: 64-byte header + data
  *   DIR/objects/JOB/EPOCH/MANIFEST      committed manifest, written last
+ *   DIR/objects/JOB/EPOCH/DELETED       tombstone: the epoch was deleted; it
+ *                                       outweighs a MANIFEST and is kept
  *   DIR/objects/JOB/EPOCH/.tmp.*        files being written
  *
  * Chunk header (64 bytes, integers little-endian):
@@ -25,6 +27,7 @@
  *   -EBADMSG  put: the data does not hash to the hash given
  *   -EUCLEAN  get/manifest: the file is corrupt (header or hash); counted
  *   -EEXIST   abort: the epoch is committed
+ *   -ESTALE   put/commit/manifest: the epoch has a tombstone (was deleted)
  *   -EMSGSIZE the caller's buffer is too small (*len says how much is needed)
  *   -ENOSPC, -EIO, ...: the file system's; a failed write leaves no
  *             temporary file and the previous copy (if any) intact
@@ -67,7 +70,7 @@ int hec_cs_hash_parse(const char *hex, uint64_t *h);
 /** Store chunk (job, epoch, part, idx) of @len bytes whose XXH3-64 must be
  *  @hash (-EBADMSG otherwise), replacing any previous copy atomically.  Not
  *  synced: hec_cs_commit syncs the epoch.  Allowed into a committed epoch
- *  (repair re-copies chunks). */
+ *  (repair re-copies chunks), not into a deleted one (-ESTALE). */
 int hec_cs_put(struct hec_cs *cs, uint64_t job, uint64_t epoch, const char *part, uint64_t idx,
 	       const void *data, size_t len, uint64_t hash);
 /** Read a chunk into @buf (@cap bytes), checking its header and hash: fills
@@ -77,23 +80,33 @@ int hec_cs_get(struct hec_cs *cs, uint64_t job, uint64_t epoch, const char *part
 
 /** Commit (job, epoch): sync what is stored, then write @manifest (@len
  *  bytes) as MANIFEST through a synced temporary file, rename and sync the
- *  directory.  Re-committing replaces the manifest atomically. */
+ *  directory.  Re-committing replaces the manifest atomically.  -ESTALE: the
+ *  epoch was deleted (a deleted epoch never comes back). */
 int hec_cs_commit(struct hec_cs *cs, uint64_t job, uint64_t epoch, const void *manifest,
 		  size_t len);
 /** The committed manifest of (job, *@epoch), or of the newest committed
- *  epoch when *@epoch is 0 (then set).  -ENOENT: none committed. */
+ *  epoch without a tombstone when *@epoch is 0 (then set).  -ENOENT: none
+ *  committed; -ESTALE: *@epoch was deleted. */
 int hec_cs_manifest(struct hec_cs *cs, uint64_t job, uint64_t *epoch, void *buf, size_t cap,
 		    size_t *len);
+/** The same, where *@epoch 0 looks only at epochs below @before (0: all):
+ *  a client skipping an epoch another server holds the tombstone of. */
+int hec_cs_manifest_before(struct hec_cs *cs, uint64_t job, uint64_t before, uint64_t *epoch,
+			   void *buf, size_t cap, size_t *len);
 
-/** Remove (job, epoch): the manifest first (synced), then chunks, then the
- *  directories.  -ENOENT: nothing stored for it. */
+/** Delete (job, epoch): write its tombstone DELETED (synced file and
+ *  directory: from then on it is deleted, whatever is left), then remove
+ *  the manifest and chunks.  The tombstone is written even if nothing of
+ *  the epoch is stored here, and stays (doc/storage.md).  Idempotent. */
 int hec_cs_delete(struct hec_cs *cs, uint64_t job, uint64_t epoch);
 /** Remove an uncommitted epoch's chunks.  -EEXIST: committed (untouched);
- *  -ENOENT: nothing stored for it. */
+ *  -ENOENT: nothing stored for it, or deleted (leftovers beside the
+ *  tombstone are removed, the tombstone stays). */
 int hec_cs_abort(struct hec_cs *cs, uint64_t job, uint64_t epoch);
 
 /** Inventory of @job (0: every job): {"epochs":[{"job","epoch","committed",
- *  "chunks":[{"part","idx","len"}]}]}, sorted by job, epoch, part, idx. */
+ *  "deleted","chunks":[{"part","idx","len"}]}]}, sorted by job, epoch, part,
+ *  idx; "deleted": the epoch has a tombstone (then "committed" is false). */
 int hec_cs_list(struct hec_cs *cs, uint64_t job, json_t **out);
 
 int hec_cs_status(struct hec_cs *cs, struct hec_cs_status *st);
@@ -109,7 +122,8 @@ struct hec_cs_gc_stats {
 /** Remove every temporary file, and every uncommitted epoch whose newest
  *  file (or the directory itself) is older than @grace_s seconds and for
  *  which @busy (may be NULL) says no.  Committed epochs are never touched
- *  but for their temporary files.  Fills @st (may be NULL). */
+ *  but for their temporary files; of a deleted epoch only the tombstone is
+ *  kept.  Fills @st (may be NULL). */
 int hec_cs_gc(struct hec_cs *cs, long grace_s, hec_cs_busy_fn busy, void *arg,
 	      struct hec_cs_gc_stats *st);
 

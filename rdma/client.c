@@ -156,28 +156,6 @@ const char *hec_store_why(const struct hec_store *s)
 	return s && s->why[0] ? s->why : "no error";
 }
 
-/*
- * The protocol's errors are text (STORE_REP "error"); doc/config.md lists
- * the exact strings a client acts on.  Anything else is -EREMOTEIO, but a
- * full disk (the server's strerror) is told apart: the chunk goes elsewhere.
- */
-static int rep_errno(const char *e)
-{
-	static const struct { const char *text; int err; } map[] = {
-		{ "no such chunk", ENOENT }, { "no committed checkpoint", ENOENT },
-		{ "corrupt", EBADMSG }, { "checksum mismatch", EBADMSG },
-		{ "committed", EEXIST }, { "larger than the slot", EFBIG },
-		{ "no such slot", EINVAL }, { "bad part name", EINVAL },
-	};
-
-	for (size_t i = 0; i < HEC_ARRAY_SIZE(map); i++)
-		if (!strcmp(e, map[i].text))
-			return -map[i].err;
-	if (strstr(e, strerror(ENOSPC)) || strstr(e, strerror(EDQUOT)))
-		return -ENOSPC;
-	return -EREMOTEIO;
-}
-
 /* ---- servers ---- */
 
 static void op_finish(struct op *op, int err, const char *fmt, ...)
@@ -460,7 +438,7 @@ static void on_reply(struct srv *sv, json_t *body)
 	op->rep = json_incref(body);
 	if (e) {
 		op->read = 0;
-		op_finish(op, rep_errno(e), "%s", e);
+		op_finish(op, hec_store_rep_errno(e), "%s", e);
 		return;
 	}
 	if (op->read) {
@@ -1163,14 +1141,22 @@ out:
 
 /* ---- manifests ---- */
 
-/* Fetch the manifest of (job, epoch) (0: the newest) from every server up,
- * in batches of nbuf.  \return 0 with the newest good one, -ENOENT if none
- * has one, another -errno if some failed and none had one. */
-static int fetch_manifest(struct hec_store *s, uint64_t job, uint64_t epoch, json_t **out,
+/*
+ * Fetch the manifest of (job, epoch) (0: the newest below @before, 0: any)
+ * from every server up (@only: those with only[i] set), in batches of nbuf;
+ * @got (may be NULL): the epoch each server answered with, 0 for none.
+ * \return 0 with the newest good one, -ENOENT if none has one, -ESTALE if
+ * some server holds the tombstone of (job, epoch) (whatever the others
+ * have: a deletion outweighs a manifest), another -errno if some failed
+ * and none had one.
+ */
+static int fetch_manifest(struct hec_store *s, uint64_t job, uint64_t epoch, uint64_t before,
+			  const unsigned char *only, uint64_t *got, json_t **out,
 			  uint64_t *out_epoch, const char *what)
 {
 	struct op *ops = calloc(s->nbuf, sizeof(*ops));
 	char errs[ERRS_LEN] = "";
+	const char *tomb = NULL;
 	json_t *best = NULL;
 	uint64_t best_epoch = 0;
 	int rc = -ENOENT, other = 0;
@@ -1178,17 +1164,22 @@ static int fetch_manifest(struct hec_store *s, uint64_t job, uint64_t epoch, jso
 
 	if (!ops)
 		return fail(s, -ENOMEM, "%s: out of memory", what);
+	for (i = 0; got && i < s->m; i++)
+		got[i] = 0;
+	i = 0;
 	while (i < s->m) {
 		size_t n = 0;
 
 		for (; i < s->m && n < s->nbuf; i++) {
 			json_t *req;
 
-			if (!srv_up(&s->sv[i]))
+			if (!srv_up(&s->sv[i]) || (only && !only[i]))
 				continue;
 			req = req_new("manifest", job, epoch);
 			if (!req)
 				continue;
+			if (before && !epoch)
+				json_object_set_new(req, "before", json_integer((json_int_t)before));
 			op_init(&ops[n], &s->sv[i], req, 1, (int)n, 0, 1);
 			n++;
 		}
@@ -1200,6 +1191,11 @@ static int fetch_manifest(struct hec_store *s, uint64_t job, uint64_t epoch, jso
 			uint64_t h;
 			json_t *m;
 
+			if (op->err == -ESTALE) {
+				tomb = op->sv->name;
+				op_clear(op);
+				continue;
+			}
 			if (op->err) {
 				if (op->err != -ENOENT) {
 					why_add(errs, sizeof(errs), "%s: %s", op->sv->name, op->why);
@@ -1224,6 +1220,8 @@ static int fetch_manifest(struct hec_store *s, uint64_t job, uint64_t epoch, jso
 				continue;
 			}
 			h = (uint64_t)json_integer_value(json_object_get(m, "epoch"));
+			if (got)
+				got[op->sv->idx] = h;
 			if (h > best_epoch) {
 				json_decref(best);
 				best = m;
@@ -1235,6 +1233,11 @@ static int fetch_manifest(struct hec_store *s, uint64_t job, uint64_t epoch, jso
 		}
 	}
 	free(ops);
+	if (tomb) {
+		json_decref(best);
+		return fail(s, -ESTALE, "%s: checkpoint %" PRIu64 "/%" PRIu64 " was deleted (%s holds its tombstone)",
+			    what, job, epoch, tomb);
+	}
 	if (best) {
 		*out = best;
 		*out_epoch = best_epoch;
@@ -1333,15 +1336,53 @@ int hec_store_latest(struct hec_store *s, uint64_t job, uint64_t *epoch, json_t 
 {
 	char what[64];
 	json_t *m = NULL;
+	uint64_t *got = NULL, before = 0;
+	unsigned char *only = NULL;
 	int rc;
 
 	s->why[0] = 0;
 	if (manifest)
 		*manifest = NULL;
 	snprintf(what, sizeof(what), "latest %" PRIu64, job);
-	rc = fetch_manifest(s, job, 0, &m, epoch, what);
-	if (rc)
+	got = calloc(s->m, sizeof(*got));
+	only = calloc(s->m, 1);
+	if (!got || !only) {
+		rc = fail(s, -ENOMEM, "%s: out of memory", what);
+		goto out;
+	}
+	for (;;) {
+		json_t *m2 = NULL;
+		uint64_t ep2;
+		int any = 0;
+
+		rc = fetch_manifest(s, job, 0, before, NULL, got, &m, epoch, what);
+		if (rc)
+			goto out;
+		/* A server that answered an older epoch may hold the newest one's
+		 * tombstone (it was deleted while the others were away). */
+		for (size_t i = 0; i < s->m; i++) {
+			only[i] = srv_up(&s->sv[i]) && got[i] != *epoch;
+			any |= only[i];
+		}
+		if (!any)
+			break;
+		rc = fetch_manifest(s, job, *epoch, 0, only, NULL, &m2, &ep2, what);
+		json_decref(m2);
+		if (rc != -ESTALE)
+			break;
+		json_decref(m);
+		m = NULL;
+		before = *epoch;
+	}
+	rc = 0;
+	s->why[0] = 0;
+out:
+	free(got);
+	free(only);
+	if (rc) {
+		json_decref(m);
 		return rc;
+	}
 	if (manifest)
 		*manifest = m;
 	else
@@ -1525,9 +1566,9 @@ int hec_store_get_fd(struct hec_store *s, uint64_t job, uint64_t epoch, const ch
 	snprintf(what, sizeof(what), "get %" PRIu64 "/%" PRIu64 "/%s", job, epoch, part ? part : "");
 	if (!job || !epoch || !hec_store_part_ok(part))
 		return fail(s, -EINVAL, "%s: bad name", what);
-	rc = fetch_manifest(s, job, epoch, &m, &ep, what);
+	rc = fetch_manifest(s, job, epoch, 0, NULL, NULL, &m, &ep, what);
 	if (rc)
-		return rc;
+		return rc == -ESTALE ? -ENOENT : rc;
 	e = hec_store_manifest_stream(m, part);
 	if (!e) {
 		json_decref(m);
@@ -1949,20 +1990,79 @@ static int repair_one(struct hec_store *s, json_t *m, json_t **lists, uint64_t *
 	return changed;
 }
 
-int hec_store_repair(struct hec_store *s, uint64_t *copied, uint64_t *lost)
+/* Does some inventory hold the tombstone of (job, epoch)? */
+static int inv_deleted(json_t **lists, size_t m, uint64_t job, uint64_t epoch)
+{
+	for (size_t i = 0; i < m; i++) {
+		const json_t *o = lists[i] ? inv_find(lists[i], job, epoch) : NULL;
+
+		if (o && json_is_true(json_object_get(o, "deleted")))
+			return 1;
+	}
+	return 0;
+}
+
+/* Deleted epochs: every server up that still holds something of one but not
+ * its tombstone deletes it (and so gets the tombstone).  \return the copies
+ * removed. */
+static uint64_t repair_deletions(struct hec_store *s, json_t **lists, char *errs, size_t errlen)
+{
+	uint64_t removed = 0;
+
+	for (size_t i = 0; i < s->m; i++) {
+		const json_t *a = inv_epochs(lists[i]);
+
+		for (size_t k = 0; k < json_array_size(a); k++) {
+			const json_t *e = json_array_get(a, k);
+			uint64_t job = (uint64_t)json_integer_value(json_object_get(e, "job"));
+			uint64_t epoch = (uint64_t)json_integer_value(json_object_get(e, "epoch"));
+
+			if (!json_is_true(json_object_get(e, "deleted")))
+				continue;
+			for (size_t j = 0; j < s->m; j++) {
+				const json_t *o = lists[j] ? inv_find(lists[j], job, epoch) : NULL;
+				struct op op = { 0 };
+
+				if (!o || json_is_true(json_object_get(o, "deleted")) || !srv_up(&s->sv[j]))
+					continue;
+				op_init(&op, &s->sv[j], req_new("delete", job, epoch), 0, -1, 0, 0);
+				run_ops(s, &op, 1);
+				if (op.err) {
+					why_add(errs, errlen, "deleting %" PRIu64 "/%" PRIu64 " on %s: %s", job,
+						epoch, s->sv[j].name, op.why);
+				} else {
+					removed++;
+					/* it holds the tombstone now: not deleted again */
+					json_object_set_new((json_t *)o, "deleted", json_true());
+					json_object_set_new((json_t *)o, "committed", json_false());
+				}
+				op_clear(&op);
+			}
+		}
+	}
+	return removed;
+}
+
+int hec_store_repair_report(struct hec_store *s, json_t **report)
 {
 	json_t **lists = calloc(s->m, sizeof(*lists));
+	json_t *lost_list = json_array();
 	char errs[ERRS_LEN] = "";
+	uint64_t copied = 0, lost = 0, removed = 0;
 	size_t i, k;
 	int rc = 0;
 
 	s->why[0] = 0;
-	*copied = *lost = 0;
-	if (!lists)
+	*report = NULL;
+	if (!lists || !lost_list) {
+		free(lists);
+		json_decref(lost_list);
 		return fail(s, -ENOMEM, "repair: out of memory");
+	}
 	rc = fetch_lists(s, lists);
 	if (rc)
 		goto out;
+	removed = repair_deletions(s, lists, errs, sizeof(errs));
 	/* every committed (job, epoch) any server knows, once */
 	for (i = 0; i < s->m; i++) {
 		const json_t *a = inv_epochs(lists[i]);
@@ -1972,12 +2072,13 @@ int hec_store_repair(struct hec_store *s, uint64_t *copied, uint64_t *lost)
 			uint64_t job = (uint64_t)json_integer_value(json_object_get(e, "job"));
 			uint64_t epoch = (uint64_t)json_integer_value(json_object_get(e, "epoch"));
 			json_t *m = NULL;
-			uint64_t ep;
+			uint64_t ep, lost_before = lost;
 			size_t j, missing = 0;
 			int seen = 0;
 			char what[64];
 
-			if (!json_is_true(json_object_get(e, "committed")))
+			if (!json_is_true(json_object_get(e, "committed")) ||
+			    inv_deleted(lists, s->m, job, epoch))
 				continue;
 			for (j = 0; j < i && !seen; j++) {
 				const json_t *o = inv_find(lists[j], job, epoch);
@@ -1987,7 +2088,13 @@ int hec_store_repair(struct hec_store *s, uint64_t *copied, uint64_t *lost)
 			if (seen)
 				continue;
 			snprintf(what, sizeof(what), "repair %" PRIu64 "/%" PRIu64, job, epoch);
-			if (fetch_manifest(s, job, epoch, &m, &ep, what)) {
+			rc = fetch_manifest(s, job, epoch, 0, NULL, NULL, &m, &ep, what);
+			if (rc == -ESTALE) {
+				rc = 0;
+				continue; /* deleted meanwhile, or on a server whose list failed */
+			}
+			if (rc) {
+				rc = 0;
 				why_add(errs, sizeof(errs), "%s", s->why);
 				continue;
 			}
@@ -1997,7 +2104,7 @@ int hec_store_repair(struct hec_store *s, uint64_t *copied, uint64_t *lost)
 				if (srv_up(&s->sv[j]) && !(o && json_is_true(json_object_get(o, "committed"))))
 					missing++;
 			}
-			if (repair_one(s, m, lists, copied, lost, errs, sizeof(errs)) || missing) {
+			if (repair_one(s, m, lists, &copied, &lost, errs, sizeof(errs)) || missing) {
 				json_t *streams = json_incref(json_object_get(m, "streams"));
 				uint64_t saved_r = s->r;
 				size_t saved_cs = s->chunk_size;
@@ -2011,18 +2118,40 @@ int hec_store_repair(struct hec_store *s, uint64_t *copied, uint64_t *lost)
 				s->chunk_size = saved_cs;
 				json_decref(streams);
 			}
+			if (lost > lost_before)
+				json_array_append_new(lost_list,
+						      json_pack("{sIsIsI}", "job", (json_int_t)job,
+								"epoch", (json_int_t)epoch, "chunks",
+								(json_int_t)(lost - lost_before)));
 			json_decref(m);
 		}
 	}
-	if (*lost)
-		rc = fail(s, -EIO, "repair: %" PRIu64 " chunks lost: %s", *lost, errs);
+	if (lost)
+		rc = fail(s, -EIO, "repair: %" PRIu64 " chunks lost: %s", lost, errs);
 	else if (errs[0])
 		rc = fail(s, -EIO, "repair: %s", errs);
 	else
 		s->why[0] = 0;
+	*report = json_pack("{sIsIsIsIsO}", "copied", (json_int_t)copied, "lost", (json_int_t)lost,
+			    "removed", (json_int_t)removed, "servers", (json_int_t)nup(s),
+			    "lost_chunks", lost_list);
+	if (!*report && !rc)
+		rc = fail(s, -ENOMEM, "repair: out of memory");
 out:
 	for (i = 0; i < s->m; i++)
 		json_decref(lists[i]);
 	free(lists);
+	json_decref(lost_list);
+	return rc;
+}
+
+int hec_store_repair(struct hec_store *s, uint64_t *copied, uint64_t *lost)
+{
+	json_t *r = NULL;
+	int rc = hec_store_repair_report(s, &r);
+
+	*copied = (uint64_t)json_integer_value(json_object_get(r, "copied"));
+	*lost = (uint64_t)json_integer_value(json_object_get(r, "lost"));
+	json_decref(r);
 	return rc;
 }

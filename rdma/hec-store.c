@@ -39,7 +39,7 @@ static const char usage_text[] =
 	"  --chunk-size BYTES         chunk size, K/M/G (default 4M)\n"
 	"  --provider auto|verbs|tcp  fabric provider (default auto)\n"
 	"  --timeout MS               per operation (default 30000)\n"
-	"  --json                     JSON output (latest, status)\n"
+	"  --json                     JSON output (latest, status, repair)\n"
 	"  --quiet                    no figures on stderr\n";
 
 static void err_line(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
@@ -348,16 +348,27 @@ static int cmd_epoch(struct hec_store *s, const char *cmd, char **argv)
 
 static int cmd_repair(struct hec_store *s, struct args *a)
 {
-	uint64_t copied = 0, lost = 0;
-	int rc = hec_store_repair(s, &copied, &lost);
+	json_t *r = NULL;
+	int rc = hec_store_repair_report(s, &r);
 
+	/* --json: one line on stdout whatever happened (the controller reads it) */
+	if (a->json && r) {
+		if (rc)
+			json_object_set_new(r, "error", json_string(hec_store_why(s)));
+		json_dumpf(r, stdout, JSON_COMPACT);
+		fputc('\n', stdout);
+	}
 	if (rc) {
 		err_line("%s", hec_store_why(s));
+		json_decref(r);
 		return 1;
 	}
 	if (!a->quiet)
-		fprintf(stderr, PROG ": repair: %" PRIu64 " copies made, %" PRIu64 " chunks lost, %zu servers\n",
-			copied, lost, hec_store_servers_up(s));
+		fprintf(stderr, PROG ": repair: %" JSON_INTEGER_FORMAT " copies made, %" JSON_INTEGER_FORMAT " chunks lost, %" JSON_INTEGER_FORMAT " deleted copies removed, %zu servers\n",
+			json_integer_value(json_object_get(r, "copied")),
+			json_integer_value(json_object_get(r, "lost")),
+			json_integer_value(json_object_get(r, "removed")), hec_store_servers_up(s));
+	json_decref(r);
 	return 0;
 }
 

@@ -351,6 +351,8 @@ static const char *err_text(int rc, const char *enoent)
 		return enoent;
 	case -EEXIST:
 		return "committed";
+	case -ESTALE:
+		return "deleted";
 	case -EMSGSIZE:
 		return "larger than the slot";
 	case -EINVAL:
@@ -463,8 +465,8 @@ static void on_commit(void *ctx, const struct hec_msg *m)
 	rc = hec_cs_commit(s->cs, job, epoch, slot, len);
 	if (rc) {
 		hec_err("%s: commit %" PRIu64 "/%" PRIu64 " from %s: %s", s->conf.name, job, epoch,
-			c->name, strerror(-rc));
-		reply_error(c, req_of(m), strerror(-rc));
+			c->name, rc == -ESTALE ? "the epoch was deleted" : strerror(-rc));
+		reply_error(c, req_of(m), rc == -ESTALE ? "deleted" : strerror(-rc));
 		return;
 	}
 	forget_writes(s, job, epoch);
@@ -484,7 +486,8 @@ static void on_manifest(void *ctx, const struct hec_msg *m)
 
 	if (!slot)
 		return;
-	rc = hec_cs_manifest(s->cs, job, &epoch, slot, s->slot_size, &len);
+	rc = hec_cs_manifest_before(s->cs, job, body_u64(m, "before"), &epoch, slot, s->slot_size,
+				    &len);
 	if (rc) {
 		reply_error(c, req_of(m), err_text(rc, "no committed checkpoint"));
 		return;
@@ -539,7 +542,7 @@ static void remove_epoch(struct client *c, const struct hec_msg *m, int abort)
 		if (rc != -EEXIST)
 			hec_err("%s: %s %" PRIu64 "/%" PRIu64 ": %s", s->conf.name,
 				abort ? "abort" : "delete", job, epoch, strerror(-rc));
-		reply_error(c, req_of(m), err_text(rc, ""));
+		reply_error(c, req_of(m), err_text(rc, strerror(-rc)));
 		return;
 	}
 	forget_writes(s, job, epoch);

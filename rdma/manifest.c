@@ -222,3 +222,29 @@ const json_t *hec_store_manifest_stream(const json_t *m, const char *part)
 	}
 	return NULL;
 }
+
+/*
+ * The protocol's errors are text (STORE_REP "error"); doc/config.md lists
+ * the exact strings a client acts on.  Anything else is -EREMOTEIO, but a
+ * full disk (the server's strerror) is told apart: the chunk goes elsewhere.
+ */
+int hec_store_rep_errno(const char *error)
+{
+	static const struct { const char *text; int err; } map[] = {
+		{ "no such chunk", ENOENT }, { "no committed checkpoint", ENOENT },
+		{ "corrupt", EBADMSG }, { "checksum mismatch", EBADMSG },
+		{ "committed", EEXIST }, { "deleted", ESTALE },
+		/* the request, not the server, is at fault */
+		{ "larger than the slot", EMSGSIZE }, { "no such slot", EINVAL },
+		{ "bad part name", EINVAL },
+	};
+
+	if (!error)
+		return -EREMOTEIO;
+	for (size_t i = 0; i < sizeof(map) / sizeof(map[0]); i++)
+		if (!strcmp(error, map[i].text))
+			return -map[i].err;
+	if (strstr(error, strerror(ENOSPC)) || strstr(error, strerror(EDQUOT)))
+		return -ENOSPC;
+	return -EREMOTEIO;
+}

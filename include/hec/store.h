@@ -99,7 +99,10 @@ int hec_store_latest(struct hec_store *s, uint64_t job, uint64_t *epoch, json_t 
 int hec_store_get_fd(struct hec_store *s, uint64_t job, uint64_t epoch, const char *part,
 		     int fd, struct hec_store_stat *st);
 
-/** Delete checkpoint (job, epoch): the manifest first, then its chunks. */
+/** Delete checkpoint (job, epoch): every server up writes its tombstone
+ *  (atomically, synced), then drops the manifest and chunks.  A server that
+ *  was down keeps its copy, but latest and get never return an epoch whose
+ *  tombstone a reachable server holds, and repair deletes the copy. */
 int hec_store_delete(struct hec_store *s, uint64_t job, uint64_t epoch);
 /** Drop an uncommitted epoch's chunks now (the servers would collect them
  *  later anyway).  -EEXIST: it is committed (use hec_store_delete). */
@@ -109,6 +112,13 @@ int hec_store_abort(struct hec_store *s, uint64_t job, uint64_t epoch);
  *  chunk copies and manifests are re-copied from a good replica.  Fills
  *  *@copied and *@lost (chunks with no good copy left). */
 int hec_store_repair(struct hec_store *s, uint64_t *copied, uint64_t *lost);
+/** The same, first propagating deletions: a (job, epoch) whose tombstone
+ *  some server holds is deleted on every server up that still holds some of
+ *  it, and is never repaired.  *@report (also on failure, NULL only on
+ *  ENOMEM): {"copied", "lost", "removed" (epoch copies deleted), "servers"
+ *  (up), "lost_chunks": [{"job", "epoch", "chunks"}]}; caller decrefs.
+ *  \return 0, or -EIO with why when chunks are lost or copies failed. */
+int hec_store_repair_report(struct hec_store *s, json_t **report);
 
 /** Each server's status (a JSON array of objects; caller decrefs). */
 int hec_store_status(struct hec_store *s, json_t **servers);
@@ -141,5 +151,12 @@ int hec_store_manifest_check(const json_t *m, uint64_t job, uint64_t epoch, char
 			     size_t whylen);
 /** The entry of @part in manifest @m, or NULL. */
 const json_t *hec_store_manifest_stream(const json_t *m, const char *part);
+/** The -errno a STORE_REP "error" stands for: the exact strings of
+ *  doc/config.md ("no such chunk", "no committed checkpoint": -ENOENT;
+ *  "corrupt", "checksum mismatch": -EBADMSG; "committed": -EEXIST;
+ *  "deleted": -ESTALE; "larger than the slot": -EMSGSIZE; "no such slot",
+ *  "bad part name": -EINVAL), a full disk's strerror -ENOSPC, anything else
+ *  (or NULL) -EREMOTEIO. */
+int hec_store_rep_errno(const char *error);
 
 #endif

@@ -307,12 +307,19 @@ static void test_symlinks(void)
 	}
 	/* removing the epoch removes the link, not its target */
 	CU_ASSERT_EQUAL(hec_cs_delete(cs, 6, 1), 0);
-	CU_ASSERT(!exists(dir, "objects/6"));
+	CU_ASSERT(!exists(dir, "objects/6/1/MANIFEST") && !exists(dir, "objects/6/1/a.0"));
+	CU_ASSERT(exists(dir, "objects/6/1/DELETED"));
 	CU_ASSERT(exists(out, "secret"));
-	/* the job symlink: delete does not go through it */
+	/* the job symlink: delete does not go through it (nor write its
+	 * tombstone there) */
 	CU_ASSERT_EQUAL(mkdir(strcat(strcpy(p, out), "/1"), 0700), 0);
-	CU_ASSERT_EQUAL(hec_cs_delete(cs, 5, 1), -ENOENT);
+	{
+		int rc = hec_cs_delete(cs, 5, 1);
+
+		CU_ASSERT(rc == -ELOOP || rc == -ENOTDIR);
+	}
 	CU_ASSERT(exists(out, "1"));
+	CU_ASSERT(!exists(out, "1/DELETED"));
 	hec_cs_close(cs);
 }
 
@@ -405,14 +412,103 @@ static void test_delete_abort(void)
 	CU_ASSERT(!exists(dir, "objects/4/2"));
 	CU_ASSERT_EQUAL(hec_cs_abort(cs, 4, 2), -ENOENT);
 	CU_ASSERT_EQUAL(hec_cs_delete(cs, 4, 1), 0);
-	CU_ASSERT(!exists(dir, "objects/4"));
+	/* only the tombstone is left */
+	CU_ASSERT(exists(dir, "objects/4/1/DELETED"));
+	CU_ASSERT(!exists(dir, "objects/4/1/MANIFEST") && !exists(dir, "objects/4/1/p.0") &&
+		  !exists(dir, "objects/4/1/p.1"));
 	ep = 0;
 	CU_ASSERT_EQUAL(hec_cs_manifest(cs, 4, &ep, buf, sizeof(buf), &len), -ENOENT);
-	CU_ASSERT_EQUAL(hec_cs_delete(cs, 4, 1), -ENOENT);
+	CU_ASSERT_EQUAL(hec_cs_delete(cs, 4, 1), 0); /* idempotent */
 	CU_ASSERT_EQUAL(hec_cs_status(cs, &st), 0);
 	CU_ASSERT_EQUAL(st.chunks, 0);
 	CU_ASSERT_EQUAL(st.manifests, 0);
 	CU_ASSERT_EQUAL(st.used, 0);
+	hec_cs_close(cs);
+}
+
+static void age(const char *dir, const char *rel, long ago);
+
+/* Tombstones: a deleted epoch never comes back on this server, and
+ * outweighs a MANIFEST a crash left beside it. */
+static void test_tombstone(void)
+{
+	char dir[300], buf[256], p[600];
+	struct hec_cs *cs = fresh(dir, sizeof(dir), "tomb");
+	struct hec_cs_gc_stats gs;
+	struct hec_cs_status st;
+	json_t *inv = NULL, *e;
+	uint64_t ep, h;
+	size_t len;
+
+	for (uint64_t i = 1; i <= 3; i++) {
+		CU_ASSERT_EQUAL(put_str(cs, 5, i, "p", 0, "data"), 0);
+		CU_ASSERT_EQUAL(hec_cs_commit(cs, 5, i, "{}", 2), 0);
+	}
+	CU_ASSERT_EQUAL(hec_cs_delete(cs, 5, 3), 0);
+	/* the newest is the newest not deleted; the deleted one says so */
+	ep = 0;
+	CU_ASSERT_EQUAL(hec_cs_manifest(cs, 5, &ep, buf, sizeof(buf), &len), 0);
+	CU_ASSERT_EQUAL(ep, 2);
+	ep = 3;
+	CU_ASSERT_EQUAL(hec_cs_manifest(cs, 5, &ep, buf, sizeof(buf), &len), -ESTALE);
+	ep = 0;
+	CU_ASSERT_EQUAL(hec_cs_manifest_before(cs, 5, 2, &ep, buf, sizeof(buf), &len), 0);
+	CU_ASSERT_EQUAL(ep, 1);
+	ep = 0;
+	CU_ASSERT_EQUAL(hec_cs_manifest_before(cs, 5, 1, &ep, buf, sizeof(buf), &len), -ENOENT);
+	/* nothing comes back into it: no chunk, no manifest (a repair's or a late writer's) */
+	CU_ASSERT_EQUAL(put_str(cs, 5, 3, "p", 0, "late"), -ESTALE);
+	CU_ASSERT_EQUAL(hec_cs_commit(cs, 5, 3, "{}", 2), -ESTALE);
+	CU_ASSERT(!exists(dir, "objects/5/3/p.0") && !exists(dir, "objects/5/3/MANIFEST"));
+	CU_ASSERT_EQUAL(hec_cs_get(cs, 5, 3, "p", 0, buf, sizeof(buf), &len, &h), -ENOENT);
+	/* an epoch never stored here gets its tombstone too */
+	CU_ASSERT_EQUAL(hec_cs_delete(cs, 6, 9), 0);
+	CU_ASSERT(exists(dir, "objects/6/9/DELETED"));
+	CU_ASSERT_EQUAL(put_str(cs, 6, 9, "p", 0, "x"), -ESTALE);
+	/* abort leaves it deleted */
+	CU_ASSERT_EQUAL(hec_cs_abort(cs, 6, 9), -ENOENT);
+	CU_ASSERT(exists(dir, "objects/6/9/DELETED"));
+
+	/* the inventory shows it deleted, not committed */
+	CU_ASSERT_EQUAL(hec_cs_list(cs, 5, &inv), 0);
+	e = json_array_get(json_object_get(inv, "epochs"), 2);
+	CU_ASSERT_EQUAL(json_integer_value(json_object_get(e, "epoch")), 3);
+	CU_ASSERT(json_is_true(json_object_get(e, "deleted")));
+	CU_ASSERT(json_is_false(json_object_get(e, "committed")));
+	CU_ASSERT_EQUAL(json_array_size(json_object_get(e, "chunks")), 0);
+	e = json_array_get(json_object_get(inv, "epochs"), 1);
+	CU_ASSERT(json_is_false(json_object_get(e, "deleted")));
+	CU_ASSERT(json_is_true(json_object_get(e, "committed")));
+	json_decref(inv);
+
+	/* a crash between the tombstone and the rest: the tombstone wins, GC
+	 * removes what is beside it and keeps the tombstone however old */
+	snprintf(p, sizeof(p), "%s/objects/5/3/MANIFEST", dir);
+	CU_ASSERT_EQUAL(hec_create_file(p, "{}", 2, 0600), 0);
+	snprintf(p, sizeof(p), "%s/objects/5/3/p.0", dir);
+	memset(buf, 'x', 100);
+	CU_ASSERT_EQUAL(hec_create_file(p, buf, 100, 0600), 0);
+	ep = 0;
+	CU_ASSERT_EQUAL(hec_cs_manifest(cs, 5, &ep, buf, sizeof(buf), &len), 0);
+	CU_ASSERT_EQUAL(ep, 2);
+	age(dir, "objects", 7200);
+	CU_ASSERT_EQUAL(hec_cs_gc(cs, 600, NULL, NULL, &gs), 0);
+	CU_ASSERT(exists(dir, "objects/5/3/DELETED"));
+	CU_ASSERT(!exists(dir, "objects/5/3/MANIFEST") && !exists(dir, "objects/5/3/p.0"));
+	CU_ASSERT(exists(dir, "objects/6/9/DELETED"));
+	CU_ASSERT(exists(dir, "objects/5/1/MANIFEST") && exists(dir, "objects/5/2/p.0"));
+	/* and a reopened store still knows */
+	hec_cs_close(cs);
+	cs = NULL;
+	{
+		char why[256];
+
+		CU_ASSERT_EQUAL_FATAL(hec_cs_open(dir, &cs, why, sizeof(why)), 0);
+	}
+	CU_ASSERT_EQUAL(put_str(cs, 5, 3, "p", 0, "late"), -ESTALE);
+	CU_ASSERT_EQUAL(hec_cs_status(cs, &st), 0);
+	CU_ASSERT_EQUAL(st.manifests, 2);
+	CU_ASSERT_EQUAL(st.chunks, 2);
 	hec_cs_close(cs);
 }
 
@@ -537,6 +633,7 @@ int main(void)
 		{ "symlinks not followed", test_symlinks },
 		{ "commit, manifest, inventory", test_commit },
 		{ "delete and abort", test_delete_abort },
+		{ "tombstones", test_tombstone },
 		{ "gc", test_gc },
 		{ "ENOSPC", test_enospc },
 		{ NULL, NULL },

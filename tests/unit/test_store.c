@@ -187,6 +187,34 @@ static void test_manifest_check(void)
 	json_decref(m);
 }
 
+/* STORE_REP errors: the exact strings of doc/config.md, and only those. */
+static void test_rep_errno(void)
+{
+	char text[128];
+
+	CU_ASSERT_EQUAL(hec_store_rep_errno("no such chunk"), -ENOENT);
+	CU_ASSERT_EQUAL(hec_store_rep_errno("no committed checkpoint"), -ENOENT);
+	CU_ASSERT_EQUAL(hec_store_rep_errno("corrupt"), -EBADMSG);
+	CU_ASSERT_EQUAL(hec_store_rep_errno("checksum mismatch"), -EBADMSG);
+	CU_ASSERT_EQUAL(hec_store_rep_errno("committed"), -EEXIST);
+	CU_ASSERT_EQUAL(hec_store_rep_errno("deleted"), -ESTALE);
+	/* the client's request is at fault, not the server */
+	CU_ASSERT_EQUAL(hec_store_rep_errno("larger than the slot"), -EMSGSIZE);
+	CU_ASSERT_EQUAL(hec_store_rep_errno("no such slot"), -EINVAL);
+	CU_ASSERT_EQUAL(hec_store_rep_errno("bad part name"), -EINVAL);
+	/* a full disk in the server's words: the chunk goes elsewhere */
+	CU_ASSERT_EQUAL(hec_store_rep_errno(strerror(ENOSPC)), -ENOSPC);
+	snprintf(text, sizeof(text), "s1: %s", strerror(EDQUOT));
+	CU_ASSERT_EQUAL(hec_store_rep_errno(text), -ENOSPC);
+	/* exact strings: no prefix or substring matches */
+	CU_ASSERT_EQUAL(hec_store_rep_errno("no such chunk here"), -EREMOTEIO);
+	CU_ASSERT_EQUAL(hec_store_rep_errno("uncommitted"), -EREMOTEIO);
+	CU_ASSERT_EQUAL(hec_store_rep_errno("Corrupt"), -EREMOTEIO);
+	CU_ASSERT_EQUAL(hec_store_rep_errno(strerror(EIO)), -EREMOTEIO);
+	CU_ASSERT_EQUAL(hec_store_rep_errno(""), -EREMOTEIO);
+	CU_ASSERT_EQUAL(hec_store_rep_errno(NULL), -EREMOTEIO);
+}
+
 int main(void)
 {
 	static const struct hec_cunit_test tests[] = {
@@ -196,6 +224,7 @@ int main(void)
 		{ "hash hex", test_hash_hex },
 		{ "manifest entries", test_entry_check },
 		{ "manifests", test_manifest_check },
+		{ "reply errors", test_rep_errno },
 		{ NULL, NULL },
 	};
 
