@@ -246,6 +246,14 @@ struct cli_storage_row {
 	char used[32], free[32], chunks[24], manifests[24], corrupt[24];
 };
 void cli_storage_row(const json_t *s, struct cli_storage_row *r);
+/** The lines `hec storage` prints under its table for the answer's
+ *  "repair" (doc/storage.md): "repair: done TIME in N s (REASON): C copies
+ *  made, L chunks lost, D deleted copies removed", "repair: failed TIME in
+ *  N s (REASON): ERROR" or "repair: running since TIME (REASON)", then one
+ *  "repair: lost N chunks of job J epoch E" per epoch with lost chunks;
+ *  times local.  \return -1 (nothing to say: no repair ran), 1 if it failed
+ *  or lost chunks, else 0. */
+int cli_repair_lines(const json_t *r, char *buf, size_t len);
 
 /** A text table: columns padded to their widest cell. */
 #define CLI_TABLE_COLS 10

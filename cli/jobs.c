@@ -1155,11 +1155,50 @@ int cmd_nodes(struct cli_ctx *ctx, const char *dir, int argc, char **argv)
 
 static const char storage_help[] =
 	"usage: hec storage [--json]\n"
+	"       hec storage repair [--json]\n"
 	"List the checkpoint storage servers registered with the controller: state,\n"
 	"address and transport, space used and free, objects held, corrupt copies\n"
-	"found, health (for a server that is down: why).\n"
+	"found, health (for a server that is down: why); under them the last repair\n"
+	"(the controller runs one when a server registers again after being down).\n"
+	"`repair` (root): run a repair now and wait for it; exit status 1 if it\n"
+	"failed or chunks were lost (no good copy left).\n"
 	"      --json    print the controller's answer as JSON\n"
 	"  -D, --dir=DIR cluster directory\n";
+
+/* The controller answers when the repair ends, within its time limit. */
+#define STORAGE_REPAIR_WAIT_MS (20 * 60 * 1000)
+
+static int cmd_storage_repair(struct cli_ctx *ctx, const char *dir, int argc, char **argv)
+{
+	char err[CLI_ERRLEN], lines[4096];
+	json_t *req, *resp = NULL;
+	int flags = 0, rc;
+
+	rc = flags_only("storage", storage_help, nodes_options, argc, argv, &dir, &flags);
+	if (rc)
+		return rc < 0 ? CLI_EXIT_OK : rc;
+	if (finish_ctx(ctx, dir))
+		return CLI_EXIT_ERR;
+	req = json_pack("{s:s}", "op", "storage_repair");
+	if (!req) {
+		cli_err("storage repair: out of memory");
+		return CLI_EXIT_ERR;
+	}
+	rc = cli_call_wait(ctx, req, STORAGE_REPAIR_WAIT_MS, &resp, err, sizeof(err));
+	json_decref(req);
+	if (rc) {
+		json_decref(resp);
+		cli_err("storage repair: %s", err);
+		return CLI_EXIT_ERR;
+	}
+	rc = cli_repair_lines(json_object_get(resp, "repair"), lines, sizeof(lines));
+	if (flags & 1)
+		cli_print_json(resp);
+	else if (rc >= 0)
+		printf("%s\n", lines);
+	json_decref(resp);
+	return rc > 0 ? CLI_EXIT_ERR : CLI_EXIT_OK;
+}
 
 int cmd_storage(struct cli_ctx *ctx, const char *dir, int argc, char **argv)
 {
@@ -1168,6 +1207,8 @@ int cmd_storage(struct cli_ctx *ctx, const char *dir, int argc, char **argv)
 	int flags = 0, rc;
 	size_t i;
 
+	if (argc > 1 && !strcmp(argv[1], "repair"))
+		return cmd_storage_repair(ctx, dir, argc - 1, argv + 1);
 	rc = flags_only("storage", storage_help, nodes_options, argc, argv, &dir, &flags);
 	if (rc)
 		return rc < 0 ? CLI_EXIT_OK : rc;
@@ -1193,6 +1234,12 @@ int cmd_storage(struct cli_ctx *ctx, const char *dir, int argc, char **argv)
 		printf("no storage servers have registered\n");
 	else
 		cli_table_print(&t);
+	if (!rc) {
+		char lines[4096];
+
+		if (cli_repair_lines(json_object_get(resp, "repair"), lines, sizeof(lines)) >= 0)
+			printf("%s\n", lines);
+	}
 	cli_table_free(&t);
 	json_decref(resp);
 	return rc ? CLI_EXIT_ERR : CLI_EXIT_OK;

@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "cli/cli.h"
 
@@ -82,6 +83,59 @@ void cli_storage_row(const json_t *s, struct cli_storage_row *r)
 	r->cell[7] = r->manifests;
 	r->cell[8] = r->corrupt;
 	r->cell[9] = *health ? health : "-";
+}
+
+static void when(long t, char *buf, size_t len)
+{
+	time_t tt = (time_t)t;
+	struct tm tm;
+
+	if (t <= 0 || !localtime_r(&tt, &tm) || !strftime(buf, len, "%Y-%m-%d %H:%M:%S", &tm))
+		snprintf(buf, len, "?");
+}
+
+int cli_repair_lines(const json_t *r, char *buf, size_t len)
+{
+	const char *state = cli_jstr(r, "state", "none"), *reason = cli_jstr(r, "reason", "");
+	const char *error = cli_jstr(r, "error", NULL);
+	long started = cli_jint(r, "started", 0), ended = cli_jint(r, "ended", 0);
+	char t[32], why[300] = "";
+	size_t used;
+	const json_t *e;
+	size_t i;
+	int bad;
+
+	buf[0] = 0;
+	if (!r || !strcmp(state, "none"))
+		return -1;
+	if (*reason)
+		snprintf(why, sizeof(why), " (%s)", reason);
+	if (!strcmp(state, "running")) {
+		when(started, t, sizeof(t));
+		snprintf(buf, len, "repair: running since %s%s", t, why);
+		return 0;
+	}
+	when(ended, t, sizeof(t));
+	bad = strcmp(state, "done") != 0 || cli_jint(r, "lost", 0) > 0;
+	if (!strcmp(state, "done"))
+		snprintf(buf, len, "repair: done %s in %ld s%s: %ld copies made, %ld chunks lost, %ld deleted copies removed",
+			 t, ended >= started ? ended - started : 0, why, cli_jint(r, "copied", 0),
+			 cli_jint(r, "lost", 0), cli_jint(r, "removed", 0));
+	else
+		snprintf(buf, len, "repair: %s %s in %ld s%s: %s", state, t,
+			 ended >= started ? ended - started : 0, why, error ? error : "no reason given");
+	used = strlen(buf);
+	json_array_foreach(json_object_get(r, "lost_chunks"), i, e) {
+		int n = snprintf(buf + used, len - used, "\nrepair: lost %ld chunks of job %ld epoch %ld",
+				 cli_jint(e, "chunks", 0), cli_jint(e, "job", 0), cli_jint(e, "epoch", 0));
+
+		if (n < 0 || (size_t)n >= len - used) {
+			buf[used] = 0;
+			break;
+		}
+		used += (size_t)n;
+	}
+	return bad;
 }
 
 /* ---- tables ---- */

@@ -141,6 +141,7 @@ static const struct op_schema req_ops[] = {
 	{ "cancel", s_req_job }, { "snapshot", s_req_snapshot }, { "nodes", s_req_plain },
 	{ "status", s_req_plain }, { "shutdown", s_req_plain }, { "gang", s_req_plain },
 	{ "gang_stats", s_req_plain }, { "gang_set", s_req_gang_set }, { "storage", s_req_plain },
+	{ "storage_repair", s_req_plain },
 };
 
 /*

@@ -316,7 +316,8 @@ static void cli_status(struct ctl *ctl, struct peer *p)
 
 static void cli_storage(struct ctl *ctl, struct peer *p)
 {
-	respond(p->conn, json_pack("{s:b,s:o}", "ok", 1, "servers", store_list_json(ctl)));
+	respond(p->conn, json_pack("{s:b,s:o,s:o}", "ok", 1, "servers", store_list_json(ctl),
+				   "repair", store_repair_json(ctl)));
 }
 
 static void cli_shutdown(struct ctl *ctl, struct peer *p)
@@ -418,6 +419,17 @@ static void req_storage(void *arg, const struct hec_msg *m)
 	cli_storage(r->ctl, r->p);
 }
 
+static void req_storage_repair(void *arg, const struct hec_msg *m)
+{
+	struct cli_call *r = arg;
+
+	(void)m;
+	if (r->ctl->shutting_down)
+		respond_error(r->p->conn, "the controller is shutting down");
+	else if (store_repair_wait(r->ctl, r->p))
+		respond_error(r->p->conn, "controller out of memory");
+}
+
 static void req_gang_set(void *arg, const struct hec_msg *m)
 {
 	struct cli_call *r = arg;
@@ -443,6 +455,8 @@ static const struct hec_msg_handler cli_handlers[] = {
 	{ .type = HEC_MSG_REQUEST, .op = "gang_set", .rule = HEC_RULE_ROOT,
 	  .what = "change the gang settings", .fn = req_gang_set },
 	{ .type = HEC_MSG_REQUEST, .op = "storage", .rule = HEC_RULE_USER, .fn = req_storage },
+	{ .type = HEC_MSG_REQUEST, .op = "storage_repair", .rule = HEC_RULE_ROOT,
+	  .what = "repair the checkpoint storage", .fn = req_storage_repair },
 };
 
 int cli_handlers_check(char *err, size_t errlen)

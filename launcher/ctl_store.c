@@ -12,11 +12,19 @@
 #include "config.h"
 
 #include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <signal.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 #include "hec/common.h"
+#include "hec/msg.h"
+#include "hec/net.h"
 #include "ctld.h"
 #include "place.h"
 
@@ -78,6 +86,7 @@ int store_register(struct ctl *ctl, struct peer *p, const char *from, const json
 	const char *name = json_string_value(json_object_get(body, "name"));
 	const char *key = json_string_value(json_object_get(body, "key"));
 	struct store *s;
+	int was_known;
 
 	if (p->node || p->store) {
 		snprintf(why, len, "already registered as %s %s", p->node ? "node" : "storage server",
@@ -102,6 +111,7 @@ int store_register(struct ctl *ctl, struct peer *p, const char *from, const json
 		return -EINVAL;
 	}
 	s = store_find(ctl, name);
+	was_known = s != NULL;
 	if (s && s->peer) {
 		snprintf(why, len, "storage server %s is already registered from %s", name, s->from);
 		hec_warn("%s: %s; refused", from, why);
@@ -132,6 +142,14 @@ int store_register(struct ctl *ctl, struct peer *p, const char *from, const json
 	p->store = s;
 	hec_info("storage server %s: registered from %s (serves %s over %s, dir %s, pid %ld)", s->name,
 		 from, s->addr, s->provider, s->dir, s->pid);
+	if (was_known) {
+		char reason[128];
+
+		/* It was down: what was written meanwhile is degraded, and what it
+		 * holds may be stale (deleted meanwhile).  Repair both. */
+		snprintf(reason, sizeof(reason), "storage server %s registered again", s->name);
+		store_repair_request(ctl, reason);
+	}
 	return 0;
 }
 
@@ -229,9 +247,490 @@ json_t *store_list_json(struct ctl *ctl)
 	return list;
 }
 
+/* ---- repair ---- */
+
+#define REPAIR_OUT_MAX 16384
+#define REPAIR_POLL_MS 100
+
+struct repair_waiter {
+	struct peer *p;
+	unsigned long gen;          /* answered when run gen has ended */
+};
+
+struct store_repair {
+	struct ctl *ctl;
+	char prog[PATH_MAX];        /* "" until found */
+	long limit_ms;
+	/* the run under way */
+	pid_t pid;                  /* 0: none */
+	int fd;                     /* its stdout and stderr, -1 once at EOF */
+	struct event *out_ev, *timer_ev;
+	char out[REPAIR_OUT_MAX + 1];
+	size_t outlen;
+	int status, reaped, killed;
+	int64_t deadline;           /* mono ns */
+	int64_t reaped_at;          /* mono ns */
+	unsigned long gen;          /* runs started */
+	int pending;                /* one more run after this one */
+	char pending_why[160];
+	struct repair_waiter *waiters;
+	size_t nwaiters;
+	/* the run under way, or the last one */
+	json_t *state;
+};
+
+static struct store_repair *repair_get(struct ctl *ctl)
+{
+	struct store_repair *r = ctl->repair;
+
+	if (r)
+		return r;
+	r = calloc(1, sizeof(*r));
+	if (!r)
+		return NULL;
+	r->ctl = ctl;
+	r->fd = -1;
+	r->limit_ms = STORE_REPAIR_LIMIT_MS;
+	r->state = json_pack("{s:s,s:s,s:I,s:I,s:I,s:I,s:I,s:[],s:n}", "state", "none", "reason", "",
+			     "started", (json_int_t)0, "ended", (json_int_t)0, "copied", (json_int_t)0,
+			     "lost", (json_int_t)0, "removed", (json_int_t)0, "lost_chunks", "error");
+	if (!r->state) {
+		free(r);
+		return NULL;
+	}
+	ctl->repair = r;
+	return r;
+}
+
+int store_repair_set_program(struct ctl *ctl, const char *prog, long limit_ms)
+{
+	struct store_repair *r = repair_get(ctl);
+
+	if (!r)
+		return -ENOMEM;
+	snprintf(r->prog, sizeof(r->prog), "%s", prog);
+	r->limit_ms = limit_ms > 0 ? limit_ms : STORE_REPAIR_LIMIT_MS;
+	return 0;
+}
+
+/* hec-store as the CLI finds the daemons: beside us (the build tree holds
+ * every program in one directory), else where it is installed. */
+static int find_hec_store(char *buf, size_t len)
+{
+	const char *dirs[3] = { NULL, HEC_BINDIR, HEC_SBINDIR };
+	char self[PATH_MAX];
+
+	if (hec_self_dir(self, sizeof(self)) == 0)
+		dirs[0] = self;
+	for (size_t i = 0; i < HEC_ARRAY_SIZE(dirs); i++) {
+		if (!dirs[i] || hec_fmt(buf, len, "%s/hec-store", dirs[i]))
+			continue;
+		if (access(buf, X_OK) == 0)
+			return 0;
+	}
+	return -ENOENT;
+}
+
+static int64_t real_s(void)
+{
+	return hec_now_real_ns() / 1000000000LL;
+}
+
+static void repair_set(struct store_repair *r, const char *key, json_t *v)
+{
+	json_object_set_new(r->state, key, v);
+}
+
+/* Answer the waiters whose run has ended. */
+static void repair_answer(struct store_repair *r)
+{
+	size_t k = 0;
+
+	for (size_t i = 0; i < r->nwaiters; i++) {
+		struct repair_waiter *w = &r->waiters[i];
+
+		if (w->gen > r->gen || r->pid) {
+			r->waiters[k++] = *w;
+			continue;
+		}
+		{
+			json_t *body = json_pack("{s:b,s:O}", "ok", 1, "repair", r->state);
+
+			if (body)
+				hec_conn_send(w->p->conn, HEC_MSG_RESPONSE, body);
+			else
+				hec_conn_send_error_and_close(w->p->conn, "controller out of memory");
+			json_decref(body);
+		}
+	}
+	r->nwaiters = k;
+}
+
+static void repair_start(struct store_repair *r, const char *why);
+
+/* The child is reaped and its output read: record the outcome. */
+static void repair_finish(struct store_repair *r)
+{
+	json_t *res = NULL;
+	char *line, *last = NULL, err[600] = "";
+	int ok;
+
+	event_free(r->timer_ev);
+	r->timer_ev = NULL;
+	if (r->out_ev) {
+		event_free(r->out_ev);
+		r->out_ev = NULL;
+	}
+	if (r->fd >= 0) {
+		close(r->fd);
+		r->fd = -1;
+	}
+	r->pid = 0;
+	r->out[r->outlen] = 0;
+	/* hec-store --json repair: one JSON line on stdout; errors on stderr */
+	for (line = strtok(r->out, "\n"); line; line = strtok(NULL, "\n")) {
+		if (*line == '{') {
+			json_decref(res);
+			res = json_loads(line, 0, NULL);
+		} else if (*line) {
+			last = line;
+		}
+	}
+	ok = !r->killed && WIFEXITED(r->status) && WEXITSTATUS(r->status) == 0;
+	if (r->killed)
+		snprintf(err, sizeof(err), "no result within %.1f s: killed", r->limit_ms / 1000.0);
+	else if (json_is_string(json_object_get(res, "error")))
+		snprintf(err, sizeof(err), "%s", json_string_value(json_object_get(res, "error")));
+	else if (!ok && last)
+		snprintf(err, sizeof(err), "%s", last);
+	else if (WIFSIGNALED(r->status))
+		snprintf(err, sizeof(err), "killed by signal %d", WTERMSIG(r->status));
+	else if (!ok)
+		snprintf(err, sizeof(err), "exit status %d", WEXITSTATUS(r->status));
+	else if (!res)
+		snprintf(err, sizeof(err), "no result on its output");
+	ok = ok && res;
+	repair_set(r, "state", json_string(ok ? "done" : "failed"));
+	repair_set(r, "ended", json_integer((json_int_t)real_s()));
+	repair_set(r, "copied", json_integer(json_integer_value(json_object_get(res, "copied"))));
+	repair_set(r, "lost", json_integer(json_integer_value(json_object_get(res, "lost"))));
+	repair_set(r, "removed", json_integer(json_integer_value(json_object_get(res, "removed"))));
+	repair_set(r, "lost_chunks", json_is_array(json_object_get(res, "lost_chunks"))
+					     ? json_incref(json_object_get(res, "lost_chunks"))
+					     : json_array());
+	repair_set(r, "error", err[0] ? json_string(err) : json_null());
+	if (ok)
+		hec_info("storage repair (%s): %" JSON_INTEGER_FORMAT " copies made, %" JSON_INTEGER_FORMAT " chunks lost, %" JSON_INTEGER_FORMAT " deleted copies removed",
+			 json_string_value(json_object_get(r->state, "reason")),
+			 json_integer_value(json_object_get(r->state, "copied")),
+			 json_integer_value(json_object_get(r->state, "lost")),
+			 json_integer_value(json_object_get(r->state, "removed")));
+	else
+		hec_warn("storage repair (%s) failed: %s",
+			 json_string_value(json_object_get(r->state, "reason")), err);
+	{
+		const json_t *lc = json_object_get(r->state, "lost_chunks"), *e;
+		size_t i;
+
+		json_array_foreach(lc, i, e)
+			hec_err("storage repair: lost %" JSON_INTEGER_FORMAT " chunks of job %" JSON_INTEGER_FORMAT " epoch %" JSON_INTEGER_FORMAT " (no good copy left)",
+				json_integer_value(json_object_get(e, "chunks")),
+				json_integer_value(json_object_get(e, "job")),
+				json_integer_value(json_object_get(e, "epoch")));
+	}
+	json_decref(res);
+	repair_answer(r);
+	if (r->pending && !r->ctl->shutting_down) {
+		char why[sizeof(r->pending_why)];
+
+		r->pending = 0;
+		snprintf(why, sizeof(why), "%s", r->pending_why);
+		repair_start(r, why);
+	}
+}
+
+static void repair_on_out(evutil_socket_t fd, short what, void *arg)
+{
+	struct store_repair *r = arg;
+	char buf[4096];
+	ssize_t n;
+
+	(void)what;
+	for (;;) {
+		n = read(fd, buf, sizeof(buf));
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0 && errno == EAGAIN)
+			return;
+		break;
+	}
+	if (n > 0) {
+		/* the end matters (the JSON line comes last): keep the tail */
+		if ((size_t)n > REPAIR_OUT_MAX)
+			n = REPAIR_OUT_MAX;
+		if (r->outlen + (size_t)n > REPAIR_OUT_MAX) {
+			size_t drop = r->outlen + (size_t)n - REPAIR_OUT_MAX;
+
+			memmove(r->out, r->out + drop, r->outlen - drop);
+			r->outlen -= drop;
+		}
+		memcpy(r->out + r->outlen, buf, (size_t)n);
+		r->outlen += (size_t)n;
+		return;
+	}
+	event_free(r->out_ev);
+	r->out_ev = NULL;
+	close(r->fd);
+	r->fd = -1;
+	if (r->reaped)
+		repair_finish(r);
+}
+
+/* Reap, and enforce the time limit, without ever blocking the loop. */
+static void repair_on_timer(evutil_socket_t fd, short what, void *arg)
+{
+	struct store_repair *r = arg;
+	int64_t now = hec_now_mono_ns();
+
+	(void)fd;
+	(void)what;
+	if (!r->reaped) {
+		pid_t w = waitpid(r->pid, &r->status, WNOHANG);
+
+		if (w == r->pid || (w < 0 && errno == ECHILD)) {
+			r->reaped = 1;
+			r->reaped_at = now;
+			if (w < 0)
+				r->status = 0x7f00; /* exit 127: reaped by someone else */
+		} else if (!r->killed && now > r->deadline) {
+			hec_warn("storage repair: pid %ld still running after %.1f s; killing it",
+				 (long)r->pid, r->limit_ms / 1000.0);
+			kill(-r->pid, SIGKILL);
+			r->killed = 1;
+		}
+	}
+	/* output still open 2 s after the exit: a grandchild holds it; enough */
+	if (r->reaped && (r->fd < 0 || now - r->reaped_at > 2000000000LL))
+		repair_finish(r);
+}
+
+/* The child: its own process group (killed whole), output to the pipe. */
+static void repair_exec(int out, char **argv)
+{
+	sigset_t all;
+	int null = open("/dev/null", O_RDONLY | O_CLOEXEC);
+
+	setsid();
+	sigemptyset(&all);
+	sigprocmask(SIG_SETMASK, &all, NULL);
+	signal(SIGPIPE, SIG_DFL);
+	if (null >= 0)
+		dup2(null, 0);
+	dup2(out, 1);
+	dup2(out, 2);
+	execv(argv[0], argv);
+	dprintf(2, "hec-store: cannot run %s: %s\n", argv[0], strerror(errno));
+	_exit(127);
+}
+
+static void repair_fail_now(struct store_repair *r, const char *fmt, ...)
+	__attribute__((format(printf, 2, 3)));
+static void repair_fail_now(struct store_repair *r, const char *fmt, ...)
+{
+	char err[600];
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(err, sizeof(err), fmt, ap);
+	va_end(ap);
+	hec_err("storage repair: %s", err);
+	repair_set(r, "state", json_string("failed"));
+	repair_set(r, "ended", json_integer((json_int_t)real_s()));
+	repair_set(r, "error", json_string(err));
+	repair_answer(r);
+}
+
+static void repair_start(struct store_repair *r, const char *why)
+{
+	struct ctl *ctl = r->ctl;
+	char dir[sizeof(ctl->conf.socket)], servers[8192] = "", *argv[12];
+	const char *base;
+	struct timeval tv = { 0, REPAIR_POLL_MS * 1000 };
+	int pipefd[2], n = 0;
+	size_t used = 0;
+
+	r->gen++;
+	r->outlen = 0;
+	r->status = 0;
+	r->reaped = r->killed = 0;
+	json_object_clear(r->state);
+	json_object_update_new(r->state,
+			       json_pack("{s:s,s:s,s:I,s:I,s:I,s:I,s:I,s:[],s:n}", "state", "running",
+					 "reason", why, "started", (json_int_t)real_s(), "ended",
+					 (json_int_t)0, "copied", (json_int_t)0, "lost", (json_int_t)0,
+					 "removed", (json_int_t)0, "lost_chunks", "error"));
+	if (!r->prog[0] && find_hec_store(r->prog, sizeof(r->prog))) {
+		r->prog[0] = 0;
+		repair_fail_now(r, "cannot find hec-store (looked beside hecctld, in %s and %s)",
+				HEC_BINDIR, HEC_SBINDIR);
+		return;
+	}
+	argv[n++] = r->prog;
+	/* hec-store asks us for the servers (their state included) through the
+	 * CLI socket of the cluster directory it is in */
+	snprintf(dir, sizeof(dir), "%s", ctl->conf.socket);
+	base = strrchr(dir, '/');
+	if (base && !strcmp(base + 1, "hecctld.sock") && base != dir) {
+		dir[base - dir] = 0;
+		argv[n++] = "--dir";
+		argv[n++] = dir;
+	} else {
+		/* a socket of another name: the servers up, from our list */
+		for (struct store *s = ctl->stores; s; s = s->next)
+			if (s->peer && used + strlen(s->name) + strlen(s->addr) + 3 < sizeof(servers))
+				used += (size_t)snprintf(servers + used, sizeof(servers) - used, "%s%s=%s",
+							 used ? "," : "", s->name, s->addr);
+		if (!used) {
+			repair_fail_now(r, "no storage server is up");
+			return;
+		}
+		argv[n++] = "--servers";
+		argv[n++] = servers;
+	}
+	if (ctl->conf.key_file[0]) {
+		argv[n++] = "--key-file";
+		argv[n++] = ctl->conf.key_file;
+	}
+	argv[n++] = "--quiet";
+	argv[n++] = "--json";
+	argv[n++] = "repair";
+	argv[n] = NULL;
+	if (pipe2(pipefd, O_CLOEXEC)) {
+		repair_fail_now(r, "pipe: %s", strerror(errno));
+		return;
+	}
+	r->pid = fork();
+	if (r->pid < 0) {
+		r->pid = 0;
+		close(pipefd[0]);
+		close(pipefd[1]);
+		repair_fail_now(r, "fork: %s", strerror(errno));
+		return;
+	}
+	if (r->pid == 0)
+		repair_exec(pipefd[1], argv);
+	close(pipefd[1]);
+	r->fd = pipefd[0];
+	fcntl(r->fd, F_SETFL, fcntl(r->fd, F_GETFL) | O_NONBLOCK);
+	r->deadline = hec_now_mono_ns() + r->limit_ms * 1000000LL;
+	r->out_ev = event_new(ctl->base, r->fd, EV_READ | EV_PERSIST, repair_on_out, r);
+	r->timer_ev = event_new(ctl->base, -1, EV_PERSIST, repair_on_timer, r);
+	if (!r->out_ev || !r->timer_ev || event_add(r->out_ev, NULL) || event_add(r->timer_ev, &tv)) {
+		/* cannot watch it: stop it now rather than lose track of it */
+		kill(-r->pid, SIGKILL);
+		waitpid(r->pid, NULL, 0);
+		r->pid = 0;
+		if (r->out_ev)
+			event_free(r->out_ev);
+		if (r->timer_ev)
+			event_free(r->timer_ev);
+		r->out_ev = r->timer_ev = NULL;
+		close(r->fd);
+		r->fd = -1;
+		repair_fail_now(r, "controller out of memory");
+		return;
+	}
+	hec_info("storage repair: started %s (pid %ld): %s", r->prog, (long)r->pid, why);
+}
+
+void store_repair_request(struct ctl *ctl, const char *why)
+{
+	struct store_repair *r;
+
+	if (ctl->shutting_down || !ctl->base)
+		return;
+	r = repair_get(ctl);
+	if (!r) {
+		hec_err("storage repair (%s): out of memory", why);
+		return;
+	}
+	if (r->pid) {
+		if (!r->pending)
+			hec_info("storage repair: one is under way; another runs after it (%s)", why);
+		r->pending = 1;
+		snprintf(r->pending_why, sizeof(r->pending_why), "%s", why);
+		return;
+	}
+	repair_start(r, why);
+}
+
+int store_repair_wait(struct ctl *ctl, struct peer *p)
+{
+	struct store_repair *r = repair_get(ctl);
+	struct repair_waiter *w;
+	char why[128];
+
+	if (!r)
+		return -ENOMEM;
+	w = realloc(r->waiters, (r->nwaiters + 1) * sizeof(*w));
+	if (!w)
+		return -ENOMEM;
+	r->waiters = w;
+	/* the run that starts now, or the one after the run under way */
+	w[r->nwaiters].p = p;
+	w[r->nwaiters].gen = r->gen + 1;
+	r->nwaiters++;
+	snprintf(why, sizeof(why), "asked by uid %ld", (long)p->uid);
+	store_repair_request(ctl, why);
+	return 0;
+}
+
+void store_repair_forget(struct ctl *ctl, struct peer *p)
+{
+	struct store_repair *r = ctl->repair;
+	size_t k = 0;
+
+	for (size_t i = 0; r && i < r->nwaiters; i++)
+		if (r->waiters[i].p != p)
+			r->waiters[k++] = r->waiters[i];
+	if (r)
+		r->nwaiters = k;
+}
+
+json_t *store_repair_json(struct ctl *ctl)
+{
+	struct store_repair *r = repair_get(ctl);
+
+	return r ? json_deep_copy(r->state) : NULL;
+}
+
+static void repair_free(struct ctl *ctl)
+{
+	struct store_repair *r = ctl->repair;
+
+	if (!r)
+		return;
+	if (r->pid) {
+		kill(-r->pid, SIGKILL);
+		waitpid(r->pid, NULL, 0);
+	}
+	if (r->out_ev)
+		event_free(r->out_ev);
+	if (r->timer_ev)
+		event_free(r->timer_ev);
+	if (r->fd >= 0)
+		close(r->fd);
+	json_decref(r->state);
+	free(r->waiters);
+	free(r);
+	ctl->repair = NULL;
+}
+
 void store_free_all(struct ctl *ctl)
 {
 	struct store *s, *next;
+
+	repair_free(ctl);
 
 	for (s = ctl->stores; s; s = next) {
 		next = s->next;

@@ -210,6 +210,7 @@ struct ctl {
 	struct node *nodes;
 	int nnodes;
 	struct store *stores;        /* storage servers (ctl_store.c) */
+	struct store_repair *repair; /* their repair (ctl_store.c); NULL until first used */
 	struct ctl_job *jobs, *jobs_tail;
 	struct peer *peers;
 	int64_t start_mono, start_real;
@@ -386,7 +387,33 @@ struct store *store_find(struct ctl *ctl, const char *name);
 /** [{name, addr, provider, state, dir, total, ..., seen_ms}], as the
  *  "storage" request answers; NULL on ENOMEM. */
 json_t *store_list_json(struct ctl *ctl);
+/** Also ends a repair under way (its process group is killed and reaped). */
 void store_free_all(struct ctl *ctl);
+
+/*
+ * Storage repair: `hec-store --json repair` (found beside hecctld, else in
+ * bindir and sbindir) run as a child of the controller, never waited on by
+ * the event loop: its output is read by an event, it is reaped by a timer,
+ * and killed (its process group) past the time limit.  One at a time: a
+ * request while one runs makes one more run after it (however many came).
+ */
+#define STORE_REPAIR_LIMIT_MS (15 * 60 * 1000)
+/** Run a repair now, or once more after the one under way; @why says what
+ *  asked (logged, and shown as the outcome's "reason"). */
+void store_repair_request(struct ctl *ctl, const char *why);
+/** The CLI's `storage_repair`: request one and answer @p with its outcome
+ *  ({"ok":true,"repair":{...}}) when it ends.  \return 0 or -ENOMEM. */
+int store_repair_wait(struct ctl *ctl, struct peer *p);
+/** @p's connection is going away: nobody to answer there. */
+void store_repair_forget(struct ctl *ctl, struct peer *p);
+/** The repair under way or the last one: {"state" ("none", "running",
+ *  "done", "failed"), "reason", "started", "ended" (Unix s, 0: not yet),
+ *  "copied", "lost", "removed", "lost_chunks": [{"job","epoch","chunks"}],
+ *  "error" (null unless failed)}; NULL on ENOMEM. */
+json_t *store_repair_json(struct ctl *ctl);
+/** Tests: run @prog (argv[0]; it gets hec-store's arguments) instead of
+ *  hec-store, with a time limit of @limit_ms (0: the default). */
+int store_repair_set_program(struct ctl *ctl, const char *prog, long limit_ms);
 
 /* ---- ctl_cli.c: CLI requests ---- */
 

@@ -79,8 +79,10 @@ static void peer_free(struct peer *p)
 		p->node->peer = NULL;
 	if (p->store && p->store->peer == p)
 		p->store->peer = NULL;
-	if (p->kind == PEER_CLI)
+	if (p->kind == PEER_CLI) {
 		fanout_forget_owner(p->ctl->fanout, p);
+		store_repair_forget(p->ctl, p);
+	}
 	hec_conn_free(p->conn);
 	free(p);
 }

@@ -5,6 +5,7 @@
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <CUnit/Basic.h>
 
 #include "cli/cli.h"
@@ -482,6 +483,45 @@ static void test_storage_rows(void)
 	json_decref(bare);
 }
 
+static void test_repair_lines(void)
+{
+	char buf[1024];
+	json_t *r;
+
+	setenv("TZ", "UTC", 1);
+	tzset();
+	CU_ASSERT_EQUAL(cli_repair_lines(NULL, buf, sizeof(buf)), -1);
+	r = json_pack("{s:s}", "state", "none");
+	CU_ASSERT_EQUAL(cli_repair_lines(r, buf, sizeof(buf)), -1);
+	json_decref(r);
+	r = json_pack("{s:s,s:s,s:I}", "state", "running", "reason", "storage server s1 registered again",
+		      "started", (json_int_t)1796000000);
+	CU_ASSERT_EQUAL(cli_repair_lines(r, buf, sizeof(buf)), 0);
+	CU_ASSERT_STRING_EQUAL(buf, "repair: running since 2026-11-30 00:53:20 (storage server s1 registered again)");
+	json_decref(r);
+	r = json_pack("{s:s,s:s,s:I,s:I,s:i,s:i,s:i,s:[],s:n}", "state", "done", "reason", "asked by uid 0",
+		      "started", (json_int_t)1796000000, "ended", (json_int_t)1796000003,
+		      "copied", 12, "lost", 0, "removed", 1, "lost_chunks", "error");
+	CU_ASSERT_EQUAL(cli_repair_lines(r, buf, sizeof(buf)), 0);
+	CU_ASSERT_STRING_EQUAL(buf, "repair: done 2026-11-30 00:53:23 in 3 s (asked by uid 0): 12 copies made, 0 chunks lost, 1 deleted copies removed");
+	json_decref(r);
+	/* lost chunks: a line per epoch, and it counts as bad */
+	r = json_pack("{s:s,s:s,s:I,s:I,s:i,s:i,s:i,s:[{s:i,s:i,s:i},{s:i,s:i,s:i}]}", "state", "done",
+		      "reason", "", "started", (json_int_t)1796000000, "ended", (json_int_t)1796000001,
+		      "copied", 0, "lost", 4, "removed", 0, "lost_chunks", "job", 7, "epoch", 2,
+		      "chunks", 3, "job", 9, "epoch", 1, "chunks", 1);
+	CU_ASSERT_EQUAL(cli_repair_lines(r, buf, sizeof(buf)), 1);
+	CU_ASSERT_STRING_EQUAL(buf, "repair: done 2026-11-30 00:53:21 in 1 s: 0 copies made, 4 chunks lost, 0 deleted copies removed\n"
+			       "repair: lost 3 chunks of job 7 epoch 2\nrepair: lost 1 chunks of job 9 epoch 1");
+	json_decref(r);
+	r = json_pack("{s:s,s:s,s:I,s:I,s:s}", "state", "failed", "reason", "storage server s2 registered again",
+		      "started", (json_int_t)1796000000, "ended", (json_int_t)1796000900,
+		      "error", "no result within 900 s: killed");
+	CU_ASSERT_EQUAL(cli_repair_lines(r, buf, sizeof(buf)), 1);
+	CU_ASSERT_STRING_EQUAL(buf, "repair: failed 2026-11-30 01:08:20 in 900 s (storage server s2 registered again): no result within 900 s: killed");
+	json_decref(r);
+}
+
 int main(void)
 {
 	static const struct hec_cunit_test tests[] = {
@@ -498,6 +538,7 @@ int main(void)
 		{ "paths and names", test_paths_and_names },
 		{ "node CPU shares", test_node_cpus },
 		{ "snapshot lines", test_snapshot_lines },
+		{ "storage repair lines", test_repair_lines },
 		{ "storage table rows", test_storage_rows },
 		{ NULL, NULL },
 	};

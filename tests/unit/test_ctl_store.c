@@ -279,6 +279,211 @@ static void test_liveness(void)
 	event_base_free(base);
 }
 
+/* ---- repair ---- */
+
+static char rdir[128];
+
+static void repair_mode(const char *mode)
+{
+	char p[200];
+
+	snprintf(p, sizeof(p), "%s/mode", rdir);
+	CU_ASSERT_EQUAL(hec_create_file(p, mode, strlen(mode), 0600), 0);
+}
+
+/* The repair's state, and its field @key as an integer. */
+static json_int_t rfield(struct ctl *ctl, const char *key, char *state, size_t len)
+{
+	json_t *r = store_repair_json(ctl);
+	json_int_t v = json_integer_value(json_object_get(r, key));
+
+	snprintf(state, len, "%s", json_string_value(json_object_get(r, "state")));
+	json_decref(r);
+	return v;
+}
+
+/* Run the loop until no repair runs or is due (at most @secs). */
+static void run_repairs(struct ctl *ctl, double secs)
+{
+	int64_t end = hec_now_mono_ns() + (int64_t)(secs * 1e9);
+	char st[32];
+
+	do {
+		rfield(ctl, "copied", st, sizeof(st));
+		if (strcmp(st, "running"))
+			break;
+		event_base_loop(ctl->base, EVLOOP_ONCE);
+	} while (hec_now_mono_ns() < end);
+}
+
+static int count_lines(const char *name)
+{
+	char p[200], buf[4096];
+	int n = 0;
+
+	snprintf(p, sizeof(p), "%s/%s", rdir, name);
+	if (hec_read_file(p, buf, sizeof(buf)))
+		return 0;
+	for (char *c = buf; *c; c++)
+		n += *c == '\n';
+	return n + (buf[0] != 0);
+}
+
+static void test_repair(void)
+{
+	static const char script[] =
+		"#!/bin/sh\n"
+		"d=$(dirname \"$0\")\n"
+		"echo \"$@\" >>\"$d/args\"\n"
+		"case $(cat \"$d/mode\") in\n"
+		"ok) sleep 0.3; echo '{\"copied\":3,\"lost\":0,\"removed\":2,\"servers\":3,\"lost_chunks\":[]}';;\n"
+		"lost) echo 'hec-store: repair: 1 chunks lost: 7/2/p chunk 0: no copy left' >&2\n"
+		"    echo '{\"copied\":1,\"lost\":1,\"removed\":0,\"servers\":2,\"lost_chunks\":[{\"job\":7,\"epoch\":2,\"chunks\":1}],\"error\":\"repair: 1 chunks lost: 7/2/p chunk 0: no copy left\"}'; exit 1;;\n"
+		"fail) echo 'hec-store: no storage server answers: s0: refused' >&2; exit 1;;\n"
+		"hang) exec sleep 30;;\n"
+		"esac\n";
+	struct event_base *base = event_base_new();
+	struct ctl ctl;
+	struct peer p = { 0 };
+	char prog[200], st[32], args[512], err[256], *nl;
+	struct hec_msg m;
+	void *buf = NULL;
+	int64_t t0;
+	json_t *r;
+	int sv[2];
+
+	CU_ASSERT_PTR_NOT_NULL_FATAL(base);
+	snprintf(rdir, sizeof(rdir), "/tmp/test_ctl_store.XXXXXX");
+	CU_ASSERT_PTR_NOT_NULL_FATAL(mkdtemp(rdir));
+	snprintf(prog, sizeof(prog), "%s/fake-hec-store", rdir);
+	CU_ASSERT_EQUAL_FATAL(hec_create_file(prog, script, strlen(script), 0700), 0);
+	init_ctl(&ctl);
+	ctl.base = base;
+	snprintf(ctl.conf.socket, sizeof(ctl.conf.socket), "/srv/c1/hecctld.sock");
+	snprintf(ctl.conf.key_file, sizeof(ctl.conf.key_file), "/srv/c1/cluster.key");
+
+	/* nothing ran yet */
+	rfield(&ctl, "copied", st, sizeof(st));
+	CU_ASSERT_STRING_EQUAL(st, "none");
+	CU_ASSERT_EQUAL(store_repair_set_program(&ctl, prog, 5000), 0);
+
+	/* one runs; three more requests meanwhile make one more run, not three */
+	repair_mode("ok");
+	store_repair_request(&ctl, "first");
+	rfield(&ctl, "copied", st, sizeof(st));
+	CU_ASSERT_STRING_EQUAL(st, "running");
+	store_repair_request(&ctl, "second");
+	store_repair_request(&ctl, "third");
+	store_repair_request(&ctl, "fourth");
+	/* (the second starts as the first ends: the loop runs until neither runs) */
+	run_repairs(&ctl, 10);
+	CU_ASSERT_EQUAL(count_lines("args"), 2);
+	r = store_repair_json(&ctl);
+	CU_ASSERT_STRING_EQUAL(json_string_value(json_object_get(r, "state")), "done");
+	CU_ASSERT_STRING_EQUAL(json_string_value(json_object_get(r, "reason")), "fourth");
+	CU_ASSERT_EQUAL(json_integer_value(json_object_get(r, "copied")), 3);
+	CU_ASSERT_EQUAL(json_integer_value(json_object_get(r, "removed")), 2);
+	CU_ASSERT_EQUAL(json_integer_value(json_object_get(r, "lost")), 0);
+	CU_ASSERT(json_is_null(json_object_get(r, "error")));
+	CU_ASSERT(json_integer_value(json_object_get(r, "ended")) >=
+		  json_integer_value(json_object_get(r, "started")));
+	CU_ASSERT(json_integer_value(json_object_get(r, "started")) > 1700000000);
+	json_decref(r);
+	/* hec-store's arguments: the cluster directory of our socket, our key */
+	snprintf(prog, sizeof(prog), "%s/args", rdir);
+	CU_ASSERT_EQUAL(hec_read_file(prog, args, sizeof(args)), 0);
+	nl = strchr(args, '\n');
+	if (nl)
+		*nl = 0;
+	CU_ASSERT_STRING_EQUAL(args, "--dir /srv/c1 --key-file /srv/c1/cluster.key --quiet --json repair");
+	snprintf(prog, sizeof(prog), "%s/fake-hec-store", rdir);
+
+	/* lost chunks: counted, listed, failed */
+	repair_mode("lost");
+	store_repair_request(&ctl, "lost");
+	run_repairs(&ctl, 10);
+	r = store_repair_json(&ctl);
+	CU_ASSERT_STRING_EQUAL(json_string_value(json_object_get(r, "state")), "failed");
+	CU_ASSERT_EQUAL(json_integer_value(json_object_get(r, "lost")), 1);
+	CU_ASSERT_EQUAL(json_integer_value(json_object_get(r, "copied")), 1);
+	CU_ASSERT_EQUAL(json_array_size(json_object_get(r, "lost_chunks")), 1);
+	CU_ASSERT_EQUAL(json_integer_value(json_object_get(json_array_get(json_object_get(r, "lost_chunks"), 0), "epoch")), 2);
+	CU_ASSERT_STRING_EQUAL(json_string_value(json_object_get(r, "error")),
+			       "repair: 1 chunks lost: 7/2/p chunk 0: no copy left");
+	json_decref(r);
+
+	/* no JSON: the error line is the error */
+	repair_mode("fail");
+	store_repair_request(&ctl, "fail");
+	run_repairs(&ctl, 10);
+	r = store_repair_json(&ctl);
+	CU_ASSERT_STRING_EQUAL(json_string_value(json_object_get(r, "state")), "failed");
+	CU_ASSERT_STRING_EQUAL(json_string_value(json_object_get(r, "error")),
+			       "hec-store: no storage server answers: s0: refused");
+	CU_ASSERT_EQUAL(json_integer_value(json_object_get(r, "copied")), 0);
+	json_decref(r);
+
+	/* past the time limit: killed, and the loop never waited for it */
+	repair_mode("hang");
+	CU_ASSERT_EQUAL(store_repair_set_program(&ctl, prog, 300), 0);
+	t0 = hec_now_mono_ns();
+	store_repair_request(&ctl, "hang");
+	CU_ASSERT(hec_now_mono_ns() - t0 < 200000000LL);
+	run_repairs(&ctl, 10);
+	CU_ASSERT(hec_now_mono_ns() - t0 < 3000000000LL);
+	r = store_repair_json(&ctl);
+	CU_ASSERT_STRING_EQUAL(json_string_value(json_object_get(r, "state")), "failed");
+	CU_ASSERT_STRING_EQUAL(json_string_value(json_object_get(r, "error")),
+			       "no result within 0.3 s: killed");
+	json_decref(r);
+
+	/* a program that cannot run */
+	CU_ASSERT_EQUAL(store_repair_set_program(&ctl, "/nonexistent/hec-store", 5000), 0);
+	store_repair_request(&ctl, "missing");
+	run_repairs(&ctl, 10);
+	r = store_repair_json(&ctl);
+	CU_ASSERT_STRING_EQUAL(json_string_value(json_object_get(r, "state")), "failed");
+	CU_ASSERT_PTR_NOT_NULL(strstr(json_string_value(json_object_get(r, "error")),
+				      "cannot run /nonexistent/hec-store"));
+	json_decref(r);
+
+	/* a CLI waiter is answered with the outcome of its run */
+	CU_ASSERT_EQUAL(store_repair_set_program(&ctl, prog, 5000), 0);
+	repair_mode("ok");
+	CU_ASSERT_EQUAL_FATAL(socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK, 0, sv), 0);
+	p.conn = hec_conn_new(base, sv[0], "cli", on_msg, on_close, &p);
+	CU_ASSERT_PTR_NOT_NULL_FATAL(p.conn);
+	CU_ASSERT_EQUAL(store_repair_wait(&ctl, &p), 0);
+	run_repairs(&ctl, 10);
+	for (int i = 0; i < 20; i++)
+		event_base_loop(base, EVLOOP_ONCE | EVLOOP_NONBLOCK);
+	CU_ASSERT_EQUAL(hec_frame_read(sv[1], &m, &buf, 2000, err, sizeof(err)), 0);
+	CU_ASSERT_EQUAL(m.type, HEC_MSG_RESPONSE);
+	if (m.body) {
+		const json_t *rep = json_object_get(m.body, "repair");
+
+		CU_ASSERT(json_is_true(json_object_get(m.body, "ok")));
+		CU_ASSERT_STRING_EQUAL(json_string_value(json_object_get(rep, "state")), "done");
+		CU_ASSERT_EQUAL(json_integer_value(json_object_get(rep, "copied")), 3);
+	}
+	hec_msg_clear(&m);
+	free(buf);
+	/* a waiter whose connection went away is not answered */
+	CU_ASSERT_EQUAL(store_repair_wait(&ctl, &p), 0);
+	store_repair_forget(&ctl, &p);
+	hec_conn_free(p.conn);
+	close(sv[1]);
+	/* freeing ends the run under way */
+	store_free_all(&ctl);
+	event_base_free(base);
+	{
+		char cmd[200];
+
+		snprintf(cmd, sizeof(cmd), "rm -rf '%s'", rdir);
+		CU_ASSERT_EQUAL(system(cmd), 0);
+	}
+}
+
 int main(void)
 {
 	static const struct hec_cunit_test tests[] = {
@@ -286,6 +491,7 @@ int main(void)
 		{ "registration: key, name, a live holder", test_register },
 		{ "status figures and the list", test_status_list },
 		{ "silent server declared down", test_liveness },
+		{ "repair: coalesced, parsed, time limit, waiters", test_repair },
 		{ NULL, NULL },
 	};
 
