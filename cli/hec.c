@@ -26,7 +26,7 @@ static const struct {
 	{ "wait", cmd_wait, "wait for a job to end; exit status tells how" },
 	{ "logs", cmd_logs, "print a job's output, -f to follow" },
 	{ "gang", cmd_gang, "gang scheduler: matrix, stats, set" },
-	{ "storage", cmd_storage, "checkpoint storage servers: state, space, health" },
+	{ "storage", cmd_storage, "checkpoint storage servers: state, space, health, repair" },
 };
 
 enum { G_DIR = 'D', G_HELP = 'h', G_VERSION = CLI_LONG_ONLY };
