@@ -72,8 +72,12 @@ expect_fail 1 "abort 7/1: s[0-2]: committed" hs abort 7 1
 
 note "delete"
 hs delete 7 1 || fail "delete 7 1 failed"
-[ "$(store_files 7 1)" = 0 ] || fail "7/1: $(store_files 7 1) files left after delete"
-expect_fail 1 "get 7/1/node0: no committed checkpoint" hs get 7 1 node0
+# only the tombstones are left (doc/storage.md, "Deleting")
+[ "$(store_files 7 1)" = 3 ] || fail "7/1: $(store_files 7 1) files left after delete, expected 3 tombstones"
+for i in 0 1 2; do
+	[ -f "$(store_dir $i)/objects/7/1/DELETED" ] || fail "s$i has no tombstone of 7/1"
+done
+expect_fail 1 "get 7/1/node0: checkpoint 7/1 was deleted \(s[0-2] holds its tombstone\)" hs get 7 1 node0
 [ "$(hs latest 7)" = 2 ] || fail "latest 7 after delete: '$(hs latest 7)', expected 2"
 
 note "a wrong key"
