@@ -6,8 +6,9 @@
  * cluster key, then STORE_STATUS every heartbeat interval.  The list lives
  * in memory only: a restarted controller learns it again as the servers
  * register (they retry every few seconds).  A server whose connection
- * closes, or that is silent for STORE_MISSED intervals, stays listed as
- * down, so `hec storage` shows a lost server, until it registers again.
+ * closes, or that is silent for node_timeout (as long as a node may be),
+ * stays listed as down, so `hec storage` shows a lost server, until it
+ * registers again.
  */
 #include "config.h"
 
@@ -29,7 +30,6 @@
 #include "place.h"
 
 /* STATUS intervals a server may miss before it counts as down */
-#define STORE_MISSED 3
 
 int agent_rule_allows(enum hec_msg_rule rule, const struct peer *p, const char *type,
 		      char *why, size_t len)
@@ -183,7 +183,9 @@ void store_detach_peer(struct ctl *ctl, struct store *s, const char *why)
 void store_check_liveness(struct ctl *ctl)
 {
 	int64_t now = hec_now_mono_ns();
-	int64_t limit = STORE_MISSED * ctl->conf.heartbeat_interval * 1000000LL;
+	/* The silence that makes a node DOWN: a loaded host delays a server's
+	 * STATUS as much as a node's HEARTBEAT, and each return costs a repair. */
+	int64_t limit = ctl->conf.node_timeout * 1000000LL;
 
 	for (struct store *s = ctl->stores; s; s = s->next) {
 		struct peer *p = s->peer;

@@ -319,6 +319,11 @@ static int write_replace(int dfd, const char *name, const struct iovec *iov, int
 		rc = -errno;
 		goto err_tmp;
 	}
+	/* Unsynced (a chunk): start writeback now, without waiting, so the disk
+	 * works while the next chunks arrive and the commit's syncfs finds
+	 * little left to write.  Only a hint: its failure changes nothing. */
+	if (!sync)
+		(void)sync_file_range(fd, 0, 0, SYNC_FILE_RANGE_WRITE);
 	/* close() may report a deferred write error (NFS, quota). */
 	if (close(fd)) {
 		fd = -1;

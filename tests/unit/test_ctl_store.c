@@ -35,6 +35,7 @@ static void init_ctl(struct ctl *ctl)
 	memset(ctl, 0, sizeof(*ctl));
 	snprintf(ctl->cluster_key, sizeof(ctl->cluster_key), "sekrit");
 	ctl->conf.heartbeat_interval = 20;
+	ctl->conf.node_timeout = 60;
 }
 
 static void test_rules(void)
