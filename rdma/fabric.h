@@ -18,6 +18,13 @@
  * All functions return 0 (or a count) or a negative errno, and fill @why
  * (when given) with one line naming the thing and the cause.
  */
+/* This header shares its name with libfabric's <rdma/fabric.h>, and the
+ * build puts the source root on the include path (-I$(top_srcdir)), so
+ * libfabric's own headers find this file first: pass them on to the real one.
+ * Outside the guard, so that including this file as "fabric.h" (found
+ * beside the includer) still reaches libfabric's through the -I path. */
+#include_next <rdma/fabric.h>
+
 #ifndef HEC_RDMA_FABRIC_H
 #define HEC_RDMA_FABRIC_H
 
