@@ -64,6 +64,8 @@ struct fab_op {
 	enum op_state state;
 	unsigned buf;            /* send or receive buffer index */
 	size_t len;              /* held send's length */
+	uint64_t seq;            /* write: its number on the endpoint; held send:
+				  * the last write posted before it */
 };
 
 struct fab_ops_chunk {
@@ -89,6 +91,7 @@ struct hec_fab_ep {
 	void *rdesc, *sdesc;
 	unsigned *sfree, nsfree;
 	unsigned nrma, nwrites;
+	uint64_t wposted;        /* writes posted so far */
 	struct fab_op *held, *held_tail;
 	void *arg;
 	char peer[64];
@@ -345,6 +348,21 @@ static void peer_name(struct hec_fab_ep *ep)
 	}
 }
 
+/* @ep's operations not yet completed: a completion may still come for them
+ * (cancelled on close), and finds them orphans. */
+static void ep_orphan_ops(struct hec_fab_ep *ep)
+{
+	struct fab_ops_chunk *c;
+	unsigned i;
+
+	for (c = ep->f->chunks; c; c = c->next)
+		for (i = 0; i < FAB_OPS_CHUNK; i++)
+			if (c->ops[i].ep == ep && c->ops[i].state != OP_FREE) {
+				c->ops[i].state = OP_ORPHAN;
+				c->ops[i].ep = NULL;
+			}
+}
+
 static void ep_release(struct hec_fab_ep *ep)
 {
 	if (ep->ep)
@@ -357,6 +375,17 @@ static void ep_release(struct hec_fab_ep *ep)
 	free(ep->sbufs);
 	free(ep->sfree);
 	free(ep);
+}
+
+/* Free an endpoint the caller never saw (not in f->eps). */
+static void ep_discard(struct hec_fab_ep *ep)
+{
+	if (ep->ep) {
+		fi_close(&ep->ep->fid);
+		ep->ep = NULL;
+	}
+	ep_orphan_ops(ep);
+	ep_release(ep);
 }
 
 /* A new endpoint from @info, bound to the fabric's EQ and CQ, enabled, its
@@ -392,10 +421,18 @@ static int ep_new(struct hec_fab *f, struct fi_info *info, enum ep_state state,
 		ep->rdesc = fi_mr_desc(ep->rmr);
 		ep->sdesc = fi_mr_desc(ep->smr);
 	}
-	if (info->tx_attr)
+	/* queues sized for what the layer posts (verbs would otherwise size
+	 * its QP for the device's maximum) */
+	if (info->tx_attr) {
 		info->tx_attr->msg_order = f->info->tx_attr->msg_order;
-	if (info->rx_attr)
+		if (!info->tx_attr->size || info->tx_attr->size > f->depth + f->nrma_max)
+			info->tx_attr->size = f->depth + f->nrma_max;
+	}
+	if (info->rx_attr) {
 		info->rx_attr->msg_order = f->info->rx_attr->msg_order;
+		if (!info->rx_attr->size || info->rx_attr->size > f->depth)
+			info->rx_attr->size = f->depth;
+	}
 	what = "fi_endpoint";
 	r = fi_endpoint(f->domain, info, &ep->ep, ep);
 	if (r)
@@ -439,21 +476,7 @@ nomem:
 	setwhy(why, whylen, "fabric endpoint: %s", strerror(ENOMEM));
 	return -ENOMEM;
 fail:
-	/* posted receives die with the endpoint; their ops may still see a
-	 * cancelled completion: make them orphans */
-	if (ep->ep) {
-		struct fab_ops_chunk *c;
-
-		fi_close(&ep->ep->fid);
-		ep->ep = NULL;
-		for (c = f->chunks; c; c = c->next)
-			for (i = 0; i < FAB_OPS_CHUNK; i++)
-				if (c->ops[i].ep == ep && c->ops[i].state == OP_POSTED) {
-					c->ops[i].state = OP_ORPHAN;
-					c->ops[i].ep = NULL;
-				}
-	}
-	ep_release(ep);
+	ep_discard(ep);
 	return r;
 }
 
@@ -528,8 +551,6 @@ static void ep_destroy(struct hec_fab_ep *ep)
 	struct hec_fab_ep **pp;
 	struct fab_evn **np, *n;
 	struct fab_op **op, *o;
-	struct fab_ops_chunk *c;
-	unsigned i;
 
 	for (pp = &f->eps; *pp; pp = &(*pp)->next)
 		if (*pp == ep) {
@@ -567,12 +588,7 @@ static void ep_destroy(struct hec_fab_ep *ep)
 		ep->held = o->next;
 		op_put(f, o);
 	}
-	for (c = f->chunks; c; c = c->next)
-		for (i = 0; i < FAB_OPS_CHUNK; i++)
-			if (c->ops[i].ep == ep && c->ops[i].state != OP_FREE) {
-				c->ops[i].state = OP_ORPHAN;
-				c->ops[i].ep = NULL;
-			}
+	ep_orphan_ops(ep);
 	ep_release(ep);
 }
 
@@ -619,13 +635,40 @@ static int send_post(struct hec_fab_ep *ep, struct fab_op *op)
 	return r ? fab_err(r) : 0;
 }
 
-/* Hold mode: post the held sends once no write is in flight before them. */
+/* The number of @ep's oldest write in flight (UINT64_MAX: none). */
+static uint64_t write_floor(struct hec_fab_ep *ep)
+{
+	struct fab_ops_chunk *c;
+	uint64_t min = UINT64_MAX;
+	unsigned i;
+
+	if (!ep->nwrites)
+		return min;
+	for (c = ep->f->chunks; c; c = c->next)
+		for (i = 0; i < FAB_OPS_CHUNK; i++)
+			if (c->ops[i].ep == ep && c->ops[i].kind == OP_WRITE &&
+			    c->ops[i].state == OP_POSTED && c->ops[i].seq < min)
+				min = c->ops[i].seq;
+	return min;
+}
+
+/* Hold mode: the first held send may go (the writes before it completed). */
+static int held_ready(struct hec_fab_ep *ep)
+{
+	return ep->held && ep->ep && ep->held->seq < write_floor(ep);
+}
+
+/* Hold mode: post the held sends whose writes completed, in order.  A
+ * send waits only for the writes posted before it: writes posted after it
+ * do not delay it. */
 static void held_flush(struct hec_fab_ep *ep)
 {
 	struct fab_op *op;
+	int r;
 
-	while ((op = ep->held) && !ep->nwrites && ep->ep) {
-		int r = send_post(ep, op);
+	while (held_ready(ep)) {
+		op = ep->held;
+		r = send_post(ep, op);
 
 		if (r == -EAGAIN) {
 			op->state = OP_HELD;
@@ -640,6 +683,28 @@ static void held_flush(struct hec_fab_ep *ep)
 			ep->sfree[ep->nsfree++] = op->buf;
 			op_put(ep->f, op);
 		}
+	}
+}
+
+/* Hold mode, write @wseq failed: the messages held behind it would announce
+ * data that is not there; they fail too. */
+static void held_fail(struct hec_fab_ep *ep, uint64_t wseq)
+{
+	struct fab_op **pp, *op;
+	char msg[HEC_FAB_WHY];
+
+	snprintf(msg, sizeof(msg), "fi_send %s: not sent, an earlier write failed", ep->peer);
+	ep->held_tail = NULL;
+	for (pp = &ep->held; (op = *pp);) {
+		if (op->seq < wseq) {
+			ep->held_tail = op;
+			pp = &op->next;
+			continue;
+		}
+		*pp = op->next;
+		ev_done(ep->f, ep, op->ctx, -ECANCELED, msg);
+		ep->sfree[ep->nsfree++] = op->buf;
+		op_put(ep->f, op);
 	}
 }
 
@@ -664,6 +729,7 @@ int hec_fab_send(struct hec_fab_ep *ep, const void *buf, size_t len, void *ctx)
 	op->buf = ep->sfree[--ep->nsfree];
 	op->len = len;
 	memcpy(ep->sbufs + (size_t)op->buf * HEC_FAB_MSG_MAX, buf, len);
+	op->seq = ep->wposted;
 	if (f->hold && (ep->nwrites || ep->held)) {
 		op->state = OP_HELD;
 		if (ep->held_tail)
@@ -706,6 +772,8 @@ static int rma(struct hec_fab_ep *ep, enum op_kind kind, struct hec_fab_mr *loca
 	op = op_get(f, ep, kind, ctx);
 	if (!op)
 		return -ENOMEM;
+	if (kind == OP_WRITE)
+		op->seq = ep->wposted + 1;
 	iov.iov_base = local->buf + off;
 	iov.iov_len = len;
 	desc = local->desc;
@@ -728,8 +796,10 @@ static int rma(struct hec_fab_ep *ep, enum op_kind kind, struct hec_fab_mr *loca
 		return fab_err(r);
 	}
 	ep->nrma++;
-	if (kind == OP_WRITE)
+	if (kind == OP_WRITE) {
 		ep->nwrites++;
+		ep->wposted++;
+	}
 	return 0;
 }
 
@@ -746,6 +816,17 @@ int hec_fab_read(struct hec_fab_ep *ep, struct hec_fab_mr *local, size_t off, si
 }
 
 /* ---- completions and connection events ---------------------------------- */
+
+/* An error entry as text: the errno's, plus the provider's own where it
+ * has one (@prov, from fi_cq_strerror/fi_eq_strerror). */
+static const char *err_text(const char *prov, int err, int prov_errno, char *buf, size_t len)
+{
+	if (prov_errno && prov && *prov)
+		snprintf(buf, len, "%s (%s)", fi_strerror(err ? err : FI_EIO), prov);
+	else
+		snprintf(buf, len, "%s", fi_strerror(err ? err : FI_EIO));
+	return buf;
+}
 
 static const char *op_name(enum op_kind k)
 {
@@ -804,10 +885,12 @@ static void op_complete(struct hec_fab *f, struct fab_op *op, size_t len, int er
 			ep->nwrites--;
 		if (op->ctx || err)
 			ev_done(f, ep, op->ctx, err, err ? msg : NULL);
+		if (err && op->kind == OP_WRITE)
+			held_fail(ep, op->seq);
 		break;
 	}
 	op_put(f, op);
-	if (ep->held && !ep->nwrites)
+	if (ep->held)
 		held_flush(ep);
 }
 
@@ -822,15 +905,14 @@ static int cq_read(struct hec_fab *f, int max)
 		n = fi_cq_read(f->cq, ent, max - got < 16 ? max - got : 16);
 		if (n == -FI_EAVAIL) {
 			struct fi_cq_err_entry e;
-			char buf[128];
+			char buf[128], buf2[HEC_FAB_WHY];
 			const char *s;
 
 			memset(&e, 0, sizeof(e));
 			if (fi_cq_readerr(f->cq, &e, 0) != 1)
 				break;
-			s = fi_cq_strerror(f->cq, e.prov_errno, e.err_data, buf, sizeof(buf));
-			if (!s || !*s)
-				s = fi_strerror(e.err);
+			s = err_text(fi_cq_strerror(f->cq, e.prov_errno, e.err_data, buf, sizeof(buf)),
+				     e.err, e.prov_errno, buf2, sizeof(buf2));
 			if (e.op_context)
 				op_complete(f, e.op_context, 0, e.err ? -e.err : -EIO, s);
 			got++;
@@ -863,18 +945,7 @@ static void eq_connreq(struct hec_fab *f, struct fi_info *info)
 		return;
 	}
 	if (fi_accept(ep->ep, NULL, 0)) {
-		struct fab_ops_chunk *c;
-		unsigned i;
-
-		fi_close(&ep->ep->fid);
-		ep->ep = NULL;
-		for (c = f->chunks; c; c = c->next)
-			for (i = 0; i < FAB_OPS_CHUNK; i++)
-				if (c->ops[i].ep == ep && c->ops[i].state == OP_POSTED) {
-					c->ops[i].state = OP_ORPHAN;
-					c->ops[i].ep = NULL;
-				}
-		ep_release(ep);
+		ep_discard(ep);
 		return;
 	}
 	ep_link(f, ep);
@@ -891,7 +962,7 @@ static int eq_read(struct hec_fab *f)
 	n = fi_eq_read(f->eq, &event, &ent, sizeof(ent), 0);
 	if (n == -FI_EAVAIL) {
 		struct fi_eq_err_entry e;
-		char buf[128];
+		char buf[128], buf2[HEC_FAB_WHY];
 		const char *s;
 
 		memset(&e, 0, sizeof(e));
@@ -900,9 +971,8 @@ static int eq_read(struct hec_fab *f)
 		ep = ep_find(f, e.fid);
 		if (!ep)
 			return 1;
-		s = fi_eq_strerror(f->eq, e.prov_errno, e.err_data, buf, sizeof(buf));
-		if (!s || !*s)
-			s = fi_strerror(e.err);
+		s = err_text(fi_eq_strerror(f->eq, e.prov_errno, e.err_data, buf, sizeof(buf)), e.err,
+			     e.prov_errno, buf2, sizeof(buf2));
 		if (ep->state == EP_ACCEPTING)
 			ep_destroy(ep); /* the caller never saw it */
 		else
@@ -964,7 +1034,7 @@ static void held_all(struct hec_fab *f)
 	struct hec_fab_ep *ep;
 
 	for (ep = f->eps; ep; ep = ep->next)
-		if (ep->held && !ep->nwrites)
+		if (ep->held)
 			held_flush(ep);
 }
 
@@ -1018,12 +1088,18 @@ int hec_fab_trywait(struct hec_fab *f)
 	if (f->evq || f->lent)
 		return -EAGAIN;
 	for (ep = f->eps; ep; ep = ep->next)
-		if (ep->held && !ep->nwrites)
+		if (held_ready(ep))
 			return -EAGAIN;
 	r = fi_trywait(f->fabric, fids, 2);
-	if (r == -FI_ENOSYS)
-		return 0; /* no trywait: the fds alone tell */
-	return r ? -EAGAIN : 0;
+	if (r == -FI_EAGAIN)
+		return -EAGAIN;
+	if (r) {
+		/* a provider without trywait on its EQ: the EQ's fd alone tells */
+		r = fi_trywait(f->fabric, &fids[1], 1);
+		if (r == -FI_EAGAIN)
+			return -EAGAIN;
+	}
+	return 0;
 }
 
 static long long now_ms(void)
@@ -1098,16 +1174,32 @@ static int split_hostport(const char *hp, char *host, size_t hl, char *port, siz
 	return 0;
 }
 
-/* fi_getinfo for one provider, with the strongest ordering it offers.
+/* What we ask of a provider, best first: the send-after-write order from the
+ * transport (else sends are held behind writes), and writes that complete
+ * only once their data is in the peer's memory (so that a write the peer
+ * refuses, a wrong key, fails its own DONE).  HEC_FAB_ORDER=hold in the
+ * environment starts at the held-sends rows, for tests. */
+static const struct {
+	uint64_t msg_order, wflags;
+	int hold;
+} fab_wants[] = {
+	{ FI_ORDER_SAW, FI_DELIVERY_COMPLETE, 0 },
+	{ FI_ORDER_SAW, 0, 0 },
+	{ 0, FI_DELIVERY_COMPLETE, 1 },
+	{ 0, 0, 1 },
+};
+
+/* fi_getinfo for one provider, with the first of fab_wants it offers.
  * \return 0 with *out, -ENODEV if it does not serve the address. */
 static int getinfo_prov(struct hec_fab *f, const char *prov, const char *host, const char *port,
 			uint64_t flags, const char *hostport, struct fi_info **out, char *why,
 			size_t whylen)
 {
 	const char *forced = getenv("HEC_FAB_ORDER");
-	int attempt, r = -FI_ENODATA;
+	unsigned w = forced && !strcmp(forced, "hold") ? 2 : 0;
+	int r = -FI_ENODATA;
 
-	for (attempt = forced && !strcmp(forced, "hold") ? 1 : 0; attempt < 3; attempt++) {
+	for (; w < sizeof(fab_wants) / sizeof(fab_wants[0]); w++) {
 		struct fi_info *hints = fi_allocinfo(), *list = NULL, *i;
 
 		if (!hints) {
@@ -1121,12 +1213,9 @@ static int getinfo_prov(struct hec_fab *f, const char *prov, const char *host, c
 			FI_MR_LOCAL | FI_MR_VIRT_ADDR | FI_MR_ALLOCATED | FI_MR_PROV_KEY;
 		hints->domain_attr->threading = FI_THREAD_DOMAIN;
 		hints->fabric_attr->prov_name = strdup(prov);
-		if (attempt == 0) {
-			hints->tx_attr->msg_order = FI_ORDER_SAW;
-			hints->rx_attr->msg_order = FI_ORDER_SAW;
-		} else if (attempt == 1) {
-			hints->tx_attr->op_flags = FI_DELIVERY_COMPLETE;
-		}
+		hints->tx_attr->msg_order = fab_wants[w].msg_order;
+		hints->rx_attr->msg_order = fab_wants[w].msg_order;
+		hints->tx_attr->op_flags = fab_wants[w].wflags;
 		r = fi_getinfo(FAB_API, host, port, flags, hints, &list);
 		fi_freeinfo(hints);
 		if (r == 0) {
@@ -1140,8 +1229,11 @@ static int getinfo_prov(struct hec_fab *f, const char *prov, const char *host, c
 					setwhy(why, whylen, "fi_dupinfo: %s", strerror(ENOMEM));
 					return -ENOMEM;
 				}
-				f->hold = attempt > 0;
-				f->wflags = attempt == 1 ? FI_DELIVERY_COMPLETE : 0;
+				/* the op flags are per operation (fi_writemsg), not
+				 * the endpoint's default */
+				(*out)->tx_attr->op_flags = 0;
+				f->hold = fab_wants[w].hold;
+				f->wflags = fab_wants[w].wflags;
 				return 0;
 			}
 			fi_freeinfo(list);
@@ -1186,11 +1278,10 @@ static void fab_free(struct hec_fab *f)
 	free(f);
 }
 
-/* Choose the provider and open fabric, domain, EQ and CQ. */
-static int fab_open(const struct hec_fab_opts *o, const char *hostport, uint64_t flags,
-		    struct hec_fab **out, char *why, size_t whylen)
+/* Open fabric, domain, EQ and CQ with provider @prov ("verbs" or "tcp"). */
+static int fab_open(const struct hec_fab_opts *o, const char *prov, const char *hostport,
+		    uint64_t flags, struct hec_fab **out, char *why, size_t whylen)
 {
-	const char *prov = o && o->provider ? o->provider : "auto";
 	char host[256], port[16];
 	struct fi_eq_attr eqa;
 	struct fi_cq_attr cqa;
@@ -1198,10 +1289,6 @@ static int fab_open(const struct hec_fab_opts *o, const char *hostport, uint64_t
 	const char *what;
 	int r;
 
-	if (strcmp(prov, "auto") && strcmp(prov, "verbs") && strcmp(prov, "tcp")) {
-		setwhy(why, whylen, "fabric provider %s: not auto, verbs or tcp", prov);
-		return -EINVAL;
-	}
 	if (split_hostport(hostport, host, sizeof(host), port, sizeof(port))) {
 		setwhy(why, whylen, "fabric address %s: not host:port", hostport ? hostport : "(null)");
 		return -EINVAL;
@@ -1212,13 +1299,7 @@ static int fab_open(const struct hec_fab_opts *o, const char *hostport, uint64_t
 		return -ENOMEM;
 	}
 	f->fds[0] = f->fds[1] = -1;
-	if (!strcmp(prov, "auto")) {
-		r = getinfo_prov(f, "verbs", host, port, flags, hostport, &f->info, why, whylen);
-		if (r == -ENODEV)
-			r = getinfo_prov(f, "tcp", host, port, flags, hostport, &f->info, why, whylen);
-	} else {
-		r = getinfo_prov(f, prov, host, port, flags, hostport, &f->info, why, whylen);
-	}
+	r = getinfo_prov(f, prov, host, port, flags, hostport, &f->info, why, whylen);
 	if (r)
 		goto fail;
 	snprintf(f->prov, sizeof(f->prov), "%s", f->info->fabric_attr->prov_name);
@@ -1303,8 +1384,27 @@ static void primary_addr(int family, char *buf, size_t len)
 	freeifaddrs(ifa);
 }
 
-int hec_fab_listen(const struct hec_fab_opts *o, const char *hostport, struct hec_fab **out,
-		   char *why, size_t whylen)
+/* The providers to try, in order: "auto" is verbs, then tcp.  \return how
+ * many, or -EINVAL for an unknown name. */
+static int fab_provs(const struct hec_fab_opts *o, const char *provs[2], char *why, size_t whylen)
+{
+	const char *p = o && o->provider ? o->provider : "auto";
+
+	if (!strcmp(p, "auto")) {
+		provs[0] = "verbs";
+		provs[1] = "tcp";
+		return 2;
+	}
+	if (!strcmp(p, "verbs") || !strcmp(p, "tcp")) {
+		provs[0] = p;
+		return 1;
+	}
+	setwhy(why, whylen, "fabric provider %s: not auto, verbs or tcp", p);
+	return -EINVAL;
+}
+
+static int listen_one(const struct hec_fab_opts *o, const char *prov, const char *hostport,
+		      struct hec_fab **out, char *why, size_t whylen)
 {
 	struct sockaddr_storage ss;
 	size_t sl = sizeof(ss);
@@ -1313,11 +1413,7 @@ int hec_fab_listen(const struct hec_fab_opts *o, const char *hostport, struct he
 	const char *what;
 	int r;
 
-	if (!out) {
-		setwhy(why, whylen, "hec_fab_listen: invalid argument");
-		return -EINVAL;
-	}
-	r = fab_open(o, hostport, FI_SOURCE, &f, why, whylen);
+	r = fab_open(o, prov, hostport, FI_SOURCE, &f, why, whylen);
 	if (r)
 		return r;
 	what = "fi_passive_ep";
@@ -1363,19 +1459,37 @@ fail_fi:
 	return fab_err(r);
 }
 
-int hec_fab_connect(const struct hec_fab_opts *o, const char *hostport, int timeout_ms,
-		    struct hec_fab **out, struct hec_fab_ep **epp, char *why, size_t whylen)
+/* "auto" falls back to tcp whenever verbs fails, not only where verbs has
+ * no device for the address: a verbs listener may be absent behind a
+ * verbs-capable client. */
+int hec_fab_listen(const struct hec_fab_opts *o, const char *hostport, struct hec_fab **out,
+		   char *why, size_t whylen)
 {
-	long long end = timeout_ms < 0 ? -1 : now_ms() + timeout_ms;
+	const char *provs[2];
+	int i, n, r = -EINVAL;
+
+	if (!out) {
+		setwhy(why, whylen, "hec_fab_listen: invalid argument");
+		return -EINVAL;
+	}
+	n = fab_provs(o, provs, why, whylen);
+	for (i = 0; i < n; i++) {
+		r = listen_one(o, provs[i], hostport, out, why, whylen);
+		if (!r || r == -EINVAL)
+			break;
+	}
+	return r;
+}
+
+static int connect_one(const struct hec_fab_opts *o, const char *prov, const char *hostport,
+		       long long end, struct hec_fab **out, struct hec_fab_ep **epp, char *why,
+		       size_t whylen)
+{
 	struct hec_fab_ep *ep;
 	struct hec_fab *f;
 	int r;
 
-	if (!out || !epp) {
-		setwhy(why, whylen, "hec_fab_connect: invalid argument");
-		return -EINVAL;
-	}
-	r = fab_open(o, hostport, 0, &f, why, whylen);
+	r = fab_open(o, prov, hostport, 0, &f, why, whylen);
 	if (r)
 		return r;
 	r = ep_new(f, f->info, EP_CONNECTING, &ep, why, whylen);
@@ -1409,14 +1523,13 @@ int hec_fab_connect(const struct hec_fab_opts *o, const char *hostport, int time
 		n = fi_eq_sread(f->eq, &event, &ent, sizeof(ent), left, 0);
 		if (n == -FI_EAVAIL) {
 			struct fi_eq_err_entry e;
-			char buf[128];
+			char buf[128], buf2[HEC_FAB_WHY];
 			const char *s;
 
 			memset(&e, 0, sizeof(e));
 			fi_eq_readerr(f->eq, &e, 0);
-			s = fi_eq_strerror(f->eq, e.prov_errno, e.err_data, buf, sizeof(buf));
-			if (!s || !*s)
-				s = fi_strerror(e.err);
+			s = err_text(fi_eq_strerror(f->eq, e.prov_errno, e.err_data, buf, sizeof(buf)),
+				     e.err, e.prov_errno, buf2, sizeof(buf2));
 			setwhy(why, whylen, "fi_connect %s %s: %s", f->prov, hostport, s);
 			r = e.err ? -e.err : -ECONNREFUSED;
 			goto fail;
@@ -1444,6 +1557,26 @@ int hec_fab_connect(const struct hec_fab_opts *o, const char *hostport, int time
 	return 0;
 fail:
 	fab_free(f);
+	return r;
+}
+
+int hec_fab_connect(const struct hec_fab_opts *o, const char *hostport, int timeout_ms,
+		    struct hec_fab **out, struct hec_fab_ep **epp, char *why, size_t whylen)
+{
+	long long end = timeout_ms < 0 ? -1 : now_ms() + timeout_ms;
+	const char *provs[2];
+	int i, n, r = -EINVAL;
+
+	if (!out || !epp) {
+		setwhy(why, whylen, "hec_fab_connect: invalid argument");
+		return -EINVAL;
+	}
+	n = fab_provs(o, provs, why, whylen);
+	for (i = 0; i < n; i++) {
+		r = connect_one(o, provs[i], hostport, end, out, epp, why, whylen);
+		if (!r || r == -EINVAL || r == -ETIMEDOUT)
+			break;
+	}
 	return r;
 }
 

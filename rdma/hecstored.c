@@ -655,8 +655,11 @@ static void client_recv(struct client *c, const void *data, size_t len)
 
 /* ---- the fabric ---- */
 
-static void handle_event(struct srv *s, struct hec_fab_ev *ev)
+/* \return the endpoint it freed (later events of the batch about it are
+ * stale), or NULL. */
+static struct hec_fab_ep *handle_event(struct srv *s, struct hec_fab_ev *ev)
 {
+	struct hec_fab_ep *gone = ev->ep;
 	struct client *c = ev->ep ? hec_fab_ep_get_arg(ev->ep) : NULL;
 
 	switch (ev->type) {
@@ -666,7 +669,7 @@ static void handle_event(struct srv *s, struct hec_fab_ev *ev)
 			hec_err("%s: out of memory for a client from %s", s->conf.name,
 				hec_fab_ep_peer(ev->ep));
 			hec_fab_ep_free(ev->ep);
-			return;
+			return gone;
 		}
 		c->s = s;
 		c->ep = ev->ep;
@@ -676,30 +679,33 @@ static void handle_event(struct srv *s, struct hec_fab_ev *ev)
 		s->clients = c;
 		s->nclients++;
 		hec_debug("%s: connection from %s", s->conf.name, hec_fab_ep_peer(ev->ep));
-		return;
+		return NULL;
 	case HEC_FAB_EV_RECV:
 		if (c)
 			client_recv(c, ev->data, ev->len);
 		break;
 	case HEC_FAB_EV_DONE:
 		if (!c || ev->ctx != &c->closing)
-			return;
+			return NULL;
 		c->closing = 2;
 		break;
 	case HEC_FAB_EV_CLOSED:
 		if (!c) {
 			hec_fab_ep_free(ev->ep);
-			return;
+			return gone;
 		}
 		if (c->hello)
 			hec_info("%s: client %s (%s) gone%s%s%s", s->conf.name, c->name,
 				 hec_fab_ep_peer(c->ep), ev->err ? " (" : "",
 				 ev->err ? ev->why : "", ev->err ? ")" : "");
 		client_free(c);
-		return;
+		return gone;
 	}
-	if (c && c->closing == 2)
+	if (c && c->closing == 2) {
 		client_free(c);
+		return gone;
+	}
+	return NULL;
 }
 
 static void fab_drain(struct srv *s)
@@ -713,8 +719,13 @@ static void fab_drain(struct srv *s)
 			hec_err("%s: fabric poll: %s", s->conf.name, strerror(-n));
 			break;
 		}
-		for (int i = 0; i < n; i++)
-			handle_event(s, &ev[i]);
+		for (int i = 0; i < n; i++) {
+			struct hec_fab_ep *gone = ev[i].type ? handle_event(s, &ev[i]) : NULL;
+
+			for (int j = i + 1; gone && j < n; j++)
+				if (ev[j].ep == gone)
+					ev[j].type = 0;
+		}
 		for (struct client *c = s->clients; c; c = c->next)
 			flush_queue(c);
 		if (n == 0 && hec_fab_trywait(s->fab) == 0)
@@ -821,7 +832,7 @@ static void send_status(struct srv *s)
 		      "total", (json_int_t)st.total, "free", (json_int_t)st.free,
 		      "used", (json_int_t)st.used, "chunks", (json_int_t)st.chunks,
 		      "manifests", (json_int_t)st.manifests, "corrupt", (json_int_t)st.corrupt,
-		      "repaired", (json_int_t)0, "clients", (json_int_t)s->nclients,
+		      "repaired", (json_int_t)st.repaired, "clients", (json_int_t)s->nclients,
 		      "health", health);
 	if (b)
 		hec_conn_send(s->ctl, HEC_MSG_STORE_STATUS, b);
