@@ -9,7 +9,8 @@
 #   rdma_guests                 boots vm0 (10.77.0.1) and vm1 (10.77.0.2)
 #   rdma_up NAME                rxe0 on eth0, ACTIVE; sets GID_<NAME>
 #   grun NAME CMD...            runs CMD in guest NAME (echoed on stderr)
-#   ib_write_bw_gbits SIZE ITERS    prints vm1 -> vm0 RDMA WRITE Gbit/s
+#   ib_write_bw_gbits SIZE ITERS    vm1 -> vm0 RDMA WRITE: IBW_GBITS
+#   fabtest_gbits, store_start, store_round: hec's own (see each)
 #   rdma_consoles               both guests' consoles, for the log
 
 LIBDIR=/usr/lib/x86_64-linux-gnu
@@ -102,30 +103,27 @@ rdma_up() {
 }
 
 # ib_write_bw_gbits SIZE ITERS: perftest's RDMA WRITE, server in vm0, client
-# in vm1; prints the average Gbit/s.  The server's output goes to
-# $VM_DIR/ibw.server.
+# in vm1; sets IBW_GBITS to the average Gbit/s.  (Functions here fail() the
+# test themselves: none prints a result, so none runs in a $(...) subshell,
+# where fail would end only the subshell.)
 ib_write_bw_gbits() {
-	grun vm0 ib_write_bw -d rxe0 -x "$GID_vm0" -s "$1" -n "$2" -F --report_gbits \
-		>"$VM_DIR/ibw.server" 2>&1 &
-	srv=$!
+	gserve vm0 ibw ib_write_bw -d rxe0 -x "$GID_vm0" -s "$1" -n "$2" -F --report_gbits
 	# the server may not listen yet: the client's TCP connect then fails at once
 	i=0
 	until out=$(grun vm1 ib_write_bw -d rxe0 -x "$GID_vm1" -s "$1" -n "$2" -F --report_gbits 10.77.0.1 2>&1); do
 		i=$((i + 1))
-		if [ "$i" -ge 20 ] || ! kill -0 "$srv" 2>/dev/null; then
-			echo "$out" >&2
-			cat "$VM_DIR/ibw.server" >&2
-			return 1
+		echo "$out"
+		if [ "$i" -ge 20 ] || ! kill -0 "$SERVE_ibw" 2>/dev/null; then
+			gstop vm0 ibw || true
+			fail "ib_write_bw client in vm1 failed"
 		fi
 		sleep 1
 	done
-	wait "$srv" || {
-		echo "$out" >&2
-		cat "$VM_DIR/ibw.server" >&2
-		return 1
-	}
-	echo "$out" >&2
-	echo "$out" | awk -v s="$1" '$1 == s && NF >= 5 { print $4; f = 1 } END { exit !f }'
+	echo "$out"
+	gwait ibw || fail "ib_write_bw server in vm0 failed"
+	IBW_GBITS=$(echo "$out" | awk -v s="$1" '$1 == s && NF >= 5 { print $4 }')
+	[ -n "$IBW_GBITS" ] || fail "ib_write_bw printed no bandwidth"
+	echo "ib_write_bw: $IBW_GBITS Gbit/s"
 }
 
 rdma_consoles() {
@@ -133,5 +131,107 @@ rdma_consoles() {
 		[ -f "$f" ] || continue
 		echo "--- console of ${f##*/}"
 		cat "$f"
+	done
+}
+
+# gserve NAME TAG CMD...: CMD in guest NAME in the background, its output in
+# $VM_DIR/TAG.out, its pid in the guest's /tmp/TAG.pid.  NAME's channel is
+# taken until CMD ends (gstop).
+gserve() {
+	g=$1 tag=$2
+	shift 2
+	grun "$g" sh -c 'echo $$ >/tmp/'"$tag"'.pid; exec "$@"' sh "$@" >"$VM_DIR/$tag.out" 2>&1 &
+	eval "SERVE_$tag=$!"
+}
+
+# gwait TAG: waits for gserve TAG to end; returns its status
+gwait() {
+	eval "p=\$SERVE_$1"
+	rc=0
+	wait "$p" || rc=$?
+	echo "--- $1 in the background (exit $rc):"
+	cat "$VM_DIR/$1.out"
+	return $rc
+}
+
+# gstop NAME TAG: SIGTERM to gserve TAG in NAME (through the other guest's
+# remote shell, NAME's channel being taken), then gwait
+gstop() {
+	o=vm1
+	[ "$1" = vm1 ] && o=vm0
+	grun "$o" hec-rsh "$1" "kill \$(cat /tmp/$2.pid)" || true
+	gwait "$2"
+}
+
+# fabtest_gbits PROVIDER BYTES BLOCK PORT: hec-fabtest server in vm0, client
+# in vm1; fails unless both end well and say PROVIDER; sets FAB_GBITS to the
+# client's Gbit/s.
+fabtest_gbits() {
+	gserve vm0 fab "$FABTEST" server "10.77.0.1:$4" --provider "$1"
+	# The server may not listen yet: the client cannot connect then; retried
+	# only for that, and only while the server lives.
+	i=0
+	until out=$(grun vm1 "$FABTEST" client "10.77.0.1:$4" --provider "$1" --bytes "$2" --block "$3" 2>&1); do
+		i=$((i + 1))
+		echo "$out"
+		if [ "$i" -ge 15 ] || ! kill -0 "$SERVE_fab" 2>/dev/null ||
+			! echo "$out" | grep -qi 'refused\|connect\|unreachable\|timed out'; then
+			gstop vm0 fab || true
+			fail "hec-fabtest client --provider $1 failed"
+		fi
+		sleep 1
+	done
+	echo "$out"
+	gwait fab || fail "hec-fabtest server --provider $1 failed"
+	for w in client server; do
+		[ $w = client ] && t=$out || t=$(cat "$VM_DIR/fab.out")
+		echo "$t" | grep -qw "$1" || fail "hec-fabtest $w does not say provider $1"
+		for p in verbs tcp; do
+			[ $p = "$1" ] || ! echo "$t" | grep -qw "$p" || fail "hec-fabtest $w says provider $p, not $1"
+		done
+	done
+	FAB_GBITS=$(echo "$out" | sed -n 's/.*[^0-9.]\([0-9][0-9.]*\) *Gbit\/s.*/\1/p' | tail -n 1)
+	[ -n "$FAB_GBITS" ] || fail "hec-fabtest client printed no Gbit/s"
+	echo "hec-fabtest $1: $FAB_GBITS Gbit/s"
+}
+
+# store_start PROVIDER PORT: hecstored in vm0 (/tmp/s, key /tmp/key), until
+# its hecstored.addr says it listens with PROVIDER
+store_start() {
+	grun vm0 sh -c 'echo hec-verbs-test >/tmp/key' || fail "vm0: cannot write /tmp/key"
+	grun vm1 sh -c 'echo hec-verbs-test >/tmp/key' || fail "vm1: cannot write /tmp/key"
+	gserve vm0 srv sh -c "rm -rf /tmp/s && mkdir /tmp/s && exec $HECSTORED --dir /tmp/s --listen 10.77.0.1:$2 --provider $1 --key-file /tmp/key"
+	i=0
+	until addr=$(grun vm1 hec-rsh vm0 'cat /tmp/s/hecstored.addr 2>/dev/null' 2>/dev/null) && [ -n "$addr" ]; do
+		i=$((i + 1))
+		if [ "$i" -ge 30 ] || ! kill -0 "$SERVE_srv" 2>/dev/null; then
+			gstop vm0 srv || true
+			fail "hecstored --provider $1 did not write /tmp/s/hecstored.addr"
+		fi
+		sleep 1
+	done
+	echo "hecstored.addr: $addr"
+	[ "$addr" = "10.77.0.1:$2 $1" ] || fail "hecstored.addr is '$addr', not '10.77.0.1:$2 $1'"
+}
+
+# store_round PROVIDER PORT EPOCH: in vm1, put /tmp/in as (1, EPOCH, p0),
+# commit, get it back and compare; sets PUT_GBITS and GET_GBITS from
+# hec-store's own figures, which must name PROVIDER
+store_round() {
+	S="--servers s0=10.77.0.1:$2 --provider $1 --replicas 1 --key-file /tmp/key"
+	out=$(grun vm1 sh -c "set -e
+		$HECSTORE $S put 1 $3 p0 </tmp/in >/tmp/entry
+		cat /tmp/entry >&2
+		$HECSTORE $S commit 1 $3 </tmp/entry
+		$HECSTORE $S get 1 $3 p0 >/tmp/out
+		cmp /tmp/in /tmp/out
+		rm -f /tmp/out" 2>&1) || { echo "$out"; fail "hec-store put/commit/get/cmp over $1 failed"; }
+	echo "$out"
+	for op in put get; do
+		l=$(echo "$out" | grep "^hec-store: $op ") || fail "hec-store $op printed no figures"
+		echo "$l" | grep -q "[ ,]$1\$" || fail "hec-store $op did not go over $1: $l"
+		g=$(echo "$l" | awk '{ for (i = 1; i < NF; i++) if ($(i + 1) == "bytes") b = $i; else if ($i == "in" && $(i + 2) == "s") s = $(i + 1)
+			if (b && s) printf "%.3f", b * 8 / s / 1e9; else exit 1 }') || fail "hec-store $op: no bytes/seconds in '$l'"
+		eval "$(echo "$op" | tr a-z A-Z)_GBITS=$g"
 	done
 }
