@@ -20,7 +20,7 @@ LIBDIR=/usr/lib/x86_64-linux-gnu
 # aborts without.  Packages named for rdma_checks.
 RDMA_FILES="/usr/bin/rdma:iproute2 /usr/bin/ibv_devices:ibverbs-utils
 /usr/bin/ibv_devinfo:ibverbs-utils /usr/bin/ib_write_bw:perftest
-/usr/bin/fi_info:libfabric-bin $LIBDIR/libibverbs/librxe-rdmav34.so:ibverbs-providers
+/usr/bin/fi_info:libfabric-bin /usr/bin/fi_pingpong:libfabric-bin $LIBDIR/libibverbs/librxe-rdmav34.so:ibverbs-providers
 /etc/libibverbs.d/rxe.driver:ibverbs-providers $LIBDIR/libgcc_s.so.1:libgcc-s1"
 # Loaded by hec-guest in this order after their dependencies; rdma_rxe asks
 # the crypto API for "crc32" at `rdma link add`, which nothing loads
@@ -129,8 +129,14 @@ ib_write_bw_gbits() {
 rdma_consoles() {
 	for f in "$VM_DIR"/*.console; do
 		[ -f "$f" ] || continue
-		echo "--- console of ${f##*/}"
+		g=${f##*/}
+		g=${g%.console}
+		echo "--- console of $g"
 		cat "$f"
+		# the kernel's word on rxe ("quiet" keeps it off the console); briefly,
+		# as a channel still taken by a background command never answers
+		echo "--- kernel messages of $g about rdma (dmesg)"
+		RDMA_T=15 grun "$g" sh -c 'dmesg | grep -i "rxe\|rdma\|infiniband\|ib_"' 2>&1 || true
 	done
 }
 
