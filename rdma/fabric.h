@@ -17,7 +17,30 @@
  *
  * All functions return 0 (or a count) or a negative errno, and fill @why
  * (when given) with one line naming the thing and the cause.
+ *
+ * Ordering: a message sent after a write on the same endpoint is delivered
+ * after the write's data.  Where the provider offers FI_ORDER_SAW (tcp and
+ * verbs do) the transport keeps that order; elsewhere the layer holds the
+ * message until the writes before it completed.  Writes ask for
+ * FI_DELIVERY_COMPLETE where offered, so a write the peer refuses (a wrong
+ * key) fails its own DONE.  HEC_FAB_ORDER=hold in the environment forces the
+ * holding path (tests).
+ *
+ * Memory: the provider's mr_mode is followed: FI_MR_LOCAL (the layer
+ * registers its message buffers; RMA's local side is a hec_fab_mr),
+ * FI_MR_VIRT_ADDR (hec_fab_mr_base() is the address, else 0),
+ * FI_MR_PROV_KEY (the provider's key, else a random 64-bit one).
+ *
+ * Not thread-safe: one thread drives a struct hec_fab and its endpoints.
+ * Include this header as "rdma/fabric.h"; it includes libfabric's.
  */
+/* This header shares its name with libfabric's <rdma/fabric.h>, and the
+ * build puts the source root on the include path (-I$(top_srcdir)), so
+ * libfabric's own headers find this file first: pass them on to the real one.
+ * Outside the guard, so that including this file as "fabric.h" (found
+ * beside the includer) still reaches libfabric's through the -I path. */
+#include_next <rdma/fabric.h>
+
 #ifndef HEC_RDMA_FABRIC_H
 #define HEC_RDMA_FABRIC_H
 
@@ -36,9 +59,15 @@ struct hec_fab_opts {
 	unsigned msg_depth;    /* receive buffers kept posted per endpoint; 0: 16 */
 };
 
-/** Open a fabric that listens on @hostport ("addr:port", port 0: any) for
- *  hec_fab_connect()s.  \return 0, -ENODEV (no provider serves the address;
- *  @why names the provider), or another -errno. */
+/** Open a fabric that listens on @hostport ("addr:port" or "[v6]:port";
+ *  port 0: any) for hec_fab_connect()s.  "auto" tries verbs, then tcp (also
+ *  when verbs fails after fi_getinfo); verbs needs the address of an RDMA
+ *  device's interface.  A listener accepts as many endpoints as its CQ
+ *  holds (8192 entries, 2 x msg_depth + 64 per endpoint: 85 at depth 16)
+ *  and refuses further requests.  \return 0, -EINVAL (bad provider name or
+ *  address), -ENODEV (the provider does not serve the address; @why names
+ *  it: "fi_getinfo verbs 10.0.0.1:7100: No data available"), or another
+ *  -errno. */
 int hec_fab_listen(const struct hec_fab_opts *o, const char *hostport,
 		   struct hec_fab **out, char *why, size_t whylen);
 /** Open a fabric able to reach @hostport (a listener's address) and connect
@@ -51,13 +80,17 @@ void hec_fab_close(struct hec_fab *f);
 
 /** The provider in use: "verbs" or "tcp" (for logs and `hec storage`). */
 const char *hec_fab_provider(const struct hec_fab *f);
-/** A listener's address as clients should dial it ("10.0.0.1:40123"). */
+/** A listener's address as clients should dial it ("10.0.0.1:40123"), with
+ *  the port really bound.  Bound to 0.0.0.0 (or ::): the first up,
+ *  non-loopback address of the host (of that family), else 127.0.0.1 (::1);
+ *  a host with several networks should listen on the one clients use. */
 const char *hec_fab_address(const struct hec_fab *f);
 
 /** The fds to watch for readability (1 or 2 of them); \return how many. */
 int hec_fab_wait_fds(struct hec_fab *f, int fds[2]);
 /** 0: nothing pending, the caller may block on the wait fds;
- *  -EAGAIN: call hec_fab_poll() first. */
+ *  -EAGAIN: call hec_fab_poll() first (also while a RECV buffer awaits its
+ *  repost, i.e. after a poll that returned RECV events). */
 int hec_fab_trywait(struct hec_fab *f);
 
 enum hec_fab_ev_type {
@@ -68,7 +101,8 @@ enum hec_fab_ev_type {
 	HEC_FAB_EV_RECV,         /* a message (@data, @len) arrived on @ep; valid
 				  * until the next hec_fab_poll() on this fabric */
 	HEC_FAB_EV_DONE,         /* an operation posted with @ctx finished (@err 0)
-				  * or failed (@err < 0, @why says why) */
+				  * or failed (@err < 0, @why says why); a failure
+				  * is reported even for a NULL @ctx */
 };
 
 struct hec_fab_ev {
@@ -81,20 +115,27 @@ struct hec_fab_ev {
 	char why[HEC_FAB_WHY];
 };
 
-/** Non-blocking: fill up to @max events.  \return how many (0: none yet). */
+/** Non-blocking: fill up to @max events.  \return how many (0: none yet).
+ *  Reposts the receive buffers of the RECV events it returned last time. */
 int hec_fab_poll(struct hec_fab *f, struct hec_fab_ev *ev, int max);
-/** Block up to @timeout_ms (-1: forever) until hec_fab_poll() would return
- *  something, for callers without an event loop.  \return 0 or -ETIMEDOUT. */
+/** Block up to @timeout_ms (-1: forever) until hec_fab_poll() may return
+ *  something, for callers without an event loop.  \return 0 (poll now; it
+ *  may still find nothing) or -ETIMEDOUT. */
 int hec_fab_wait(struct hec_fab *f, int timeout_ms);
 
-/** Send one message (copied; at most HEC_FAB_MSG_MAX).  A message sent after
- *  hec_fab_write() on the same endpoint is delivered only after that write's
- *  data is in the peer's memory.  Completion: DONE with @ctx (may be NULL:
- *  then no event).  -EAGAIN: too many in flight, poll and retry. */
+/** Send one message (copied; 1 to HEC_FAB_MSG_MAX bytes, else -EINVAL or
+ *  -EMSGSIZE).  A message sent after hec_fab_write() on the same endpoint is
+ *  delivered only after that write's data is in the peer's memory (and not
+ *  at all, DONE with -ECANCELED, if a write it waits for fails).
+ *  Completion: DONE with @ctx (may be NULL: then no event unless it fails).
+ *  -EAGAIN: msg_depth sends in flight, poll and retry.  -ENOTCONN: the
+ *  endpoint was reported CLOSED. */
 int hec_fab_send(struct hec_fab_ep *ep, const void *buf, size_t len, void *ctx);
 
-/** Register @len bytes at @buf for local use and remote access.
- *  \return 0; the peer needs hec_fab_mr_base() and hec_fab_mr_key(). */
+/** Register @len bytes at @buf for local use and remote access (read and
+ *  write) by any endpoint of @f.  \return 0; the peer needs
+ *  hec_fab_mr_base() and hec_fab_mr_key().  hec_fab_close() frees the
+ *  registrations left. */
 int hec_fab_mr_reg(struct hec_fab *f, void *buf, size_t len, struct hec_fab_mr **out,
 		   char *why, size_t whylen);
 void hec_fab_mr_free(struct hec_fab_mr *mr);
@@ -105,14 +146,21 @@ uint64_t hec_fab_mr_base(const struct hec_fab_mr *mr);
 uint64_t hec_fab_mr_key(const struct hec_fab_mr *mr);
 
 /** RMA write @len bytes from @local (registered, at offset @off) into the
- *  peer's region at @raddr (base + offset) with @rkey.  DONE with @ctx. */
+ *  peer's region at @raddr (base + offset) with @rkey.  DONE with @ctx.
+ *  -EINVAL: @off/@len outside @local; -EMSGSIZE: over the provider's
+ *  largest; -EAGAIN: 64 RMA operations (fewer on small queues) in flight
+ *  on @ep, poll and retry; -ENOTCONN: @ep was reported CLOSED.  A wrong
+ *  @rkey or range fails the DONE (on tcp and verbs the connection breaks
+ *  too: CLOSED follows). */
 int hec_fab_write(struct hec_fab_ep *ep, struct hec_fab_mr *local, size_t off, size_t len,
 		  uint64_t raddr, uint64_t rkey, void *ctx);
 /** RMA read @len bytes from the peer's @raddr/@rkey into @local at @off. */
 int hec_fab_read(struct hec_fab_ep *ep, struct hec_fab_mr *local, size_t off, size_t len,
 		 uint64_t raddr, uint64_t rkey, void *ctx);
 
-/** Shut the endpoint down (the peer sees CLOSED) and free it. */
+/** Shut the endpoint down (the peer sees CLOSED) and free it.  Events not
+ *  yet returned for it, DONEs of its pending operations included, are
+ *  dropped: the caller forgets those contexts itself. */
 void hec_fab_ep_free(struct hec_fab_ep *ep);
 /** The peer's address, for logs. */
 const char *hec_fab_ep_peer(const struct hec_fab_ep *ep);
