@@ -1,4 +1,114 @@
 /* SPDX-License-Identifier: BSD-3-Clause */
+/*
+ * rdma/chunkstore.h: a storage server's directory (doc/storage.md).
+ *
+ *   DIR/lock                            flock()ed by the one process using DIR
+ *   DIR/objects/JOB/EPOCH/PART.IDX      chunk: 64-byte header + data
+ *   DIR/objects/JOB/EPOCH/MANIFEST      committed manifest, written last
+ *   DIR/objects/JOB/EPOCH/.tmp.*        files being written
+ *
+ * Chunk header (64 bytes, integers little-endian):
+ *   0  magic "hecchnk1"     8  job      16 epoch     24 idx
+ *   32 len (data bytes)     40 hash: XXH3-64 of the data
+ *   48 XXH3-64 of the part name (the file name holds the name itself)
+ *   56 XXH3-64 of bytes 0..55 (the header's own check)
+ *
+ * Pure file code, single-threaded.  Every name below DIR/objects is made
+ * here from integers and a checked part name, and every file and directory
+ * is opened relative to DIR/objects with O_NOFOLLOW: a symlink planted in
+ * the tree is never followed (it makes the operation fail with -ELOOP or
+ * -ENOTDIR, or is removed as an entry when its epoch is).
+ *
+ * Every call returns 0 or a negative errno.  Errors a caller must tell apart:
+ *   -EINVAL   a bad part name, job or epoch 0
+ *   -ENOENT   no such chunk / no committed manifest / no such epoch
+ *   -EBADMSG  put: the data does not hash to the hash given
+ *   -EUCLEAN  get/manifest: the file is corrupt (header or hash); counted
+ *   -EEXIST   abort: the epoch is committed
+ *   -EMSGSIZE the caller's buffer is too small (*len says how much is needed)
+ *   -ENOSPC, -EIO, ...: the file system's; a failed write leaves no
+ *             temporary file and the previous copy (if any) intact
+ */
 #ifndef HEC_RDMA_CHUNKSTORE_H
 #define HEC_RDMA_CHUNKSTORE_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <jansson.h>
+
+#define HEC_CS_HDR_LEN 64
+#define HEC_CS_PART_MAX 64
+#define HEC_CS_HASH_HEX 17 /* 16 lowercase hex digits + NUL */
+
+struct hec_cs;
+
+struct hec_cs_status {
+	uint64_t total, free;   /* bytes of the file system holding DIR (free: for us) */
+	uint64_t used;          /* bytes of chunk and manifest files (headers included) */
+	uint64_t chunks, manifests;
+	uint64_t corrupt;       /* corrupt files found by get/manifest since open */
+};
+
+/** Open (creating DIR and DIR/objects if needed) the store in @dir.
+ *  -EBUSY: another process holds DIR/lock.  @why names the cause. */
+int hec_cs_open(const char *dir, struct hec_cs **out, char *why, size_t whylen);
+/** NULL is a no-op. */
+void hec_cs_close(struct hec_cs *cs);
+
+/** 1 if @part is a valid part name: 1-64 of [A-Za-z0-9_.-], no leading '.'. */
+int hec_cs_valid_part(const char *part);
+/** XXH3-64, and its 16-digit lowercase hex form; parse \return 0 or -EINVAL. */
+uint64_t hec_cs_hash(const void *buf, size_t len);
+void hec_cs_hash_hex(uint64_t h, char out[HEC_CS_HASH_HEX]);
+int hec_cs_hash_parse(const char *hex, uint64_t *h);
+
+/** Store chunk (job, epoch, part, idx) of @len bytes whose XXH3-64 must be
+ *  @hash (-EBADMSG otherwise), replacing any previous copy atomically.  Not
+ *  synced: hec_cs_commit syncs the epoch.  Allowed into a committed epoch
+ *  (repair re-copies chunks). */
+int hec_cs_put(struct hec_cs *cs, uint64_t job, uint64_t epoch, const char *part, uint64_t idx,
+	       const void *data, size_t len, uint64_t hash);
+/** Read a chunk into @buf (@cap bytes), checking its header and hash: fills
+ *  *@len and *@hash.  -ENOENT, -EUCLEAN (counted), -EMSGSIZE. */
+int hec_cs_get(struct hec_cs *cs, uint64_t job, uint64_t epoch, const char *part, uint64_t idx,
+	       void *buf, size_t cap, size_t *len, uint64_t *hash);
+
+/** Commit (job, epoch): sync what is stored, then write @manifest (@len
+ *  bytes) as MANIFEST through a synced temporary file, rename and sync the
+ *  directory.  Re-committing replaces the manifest atomically. */
+int hec_cs_commit(struct hec_cs *cs, uint64_t job, uint64_t epoch, const void *manifest,
+		  size_t len);
+/** The committed manifest of (job, *@epoch), or of the newest committed
+ *  epoch when *@epoch is 0 (then set).  -ENOENT: none committed. */
+int hec_cs_manifest(struct hec_cs *cs, uint64_t job, uint64_t *epoch, void *buf, size_t cap,
+		    size_t *len);
+
+/** Remove (job, epoch): the manifest first (synced), then chunks, then the
+ *  directories.  -ENOENT: nothing stored for it. */
+int hec_cs_delete(struct hec_cs *cs, uint64_t job, uint64_t epoch);
+/** Remove an uncommitted epoch's chunks.  -EEXIST: committed (untouched);
+ *  -ENOENT: nothing stored for it. */
+int hec_cs_abort(struct hec_cs *cs, uint64_t job, uint64_t epoch);
+
+/** Inventory of @job (0: every job): {"epochs":[{"job","epoch","committed",
+ *  "chunks":[{"part","idx","len"}]}]}, sorted by job, epoch, part, idx. */
+int hec_cs_list(struct hec_cs *cs, uint64_t job, json_t **out);
+
+int hec_cs_status(struct hec_cs *cs, struct hec_cs_status *st);
+
+/** Is someone writing (job, epoch) right now?  (GC leaves it alone.) */
+typedef int (*hec_cs_busy_fn)(void *arg, uint64_t job, uint64_t epoch);
+
+struct hec_cs_gc_stats {
+	uint64_t temps;   /* temporary files removed */
+	uint64_t epochs;  /* uncommitted epochs removed */
+};
+
+/** Remove every temporary file, and every uncommitted epoch whose newest
+ *  file (or the directory itself) is older than @grace_s seconds and for
+ *  which @busy (may be NULL) says no.  Committed epochs are never touched
+ *  but for their temporary files.  Fills @st (may be NULL). */
+int hec_cs_gc(struct hec_cs *cs, long grace_s, hec_cs_busy_fn busy, void *arg,
+	      struct hec_cs_gc_stats *st);
+
 #endif

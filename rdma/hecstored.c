@@ -1,3 +1,1336 @@
 /* SPDX-License-Identifier: BSD-3-Clause */
-/* placeholder: replaced by its owner */
-int main(void) { return 1; }
+/*
+ * hecstored: a checkpoint storage server (doc/storage.md).  One libevent
+ * loop serves every client over the fabric layer (rdma/fabric.h): each
+ * client says STORE_HELLO with the cluster key, gets a registered region of
+ * slots, and sends STORE_REQs that move chunks between its slots and the
+ * chunk store (rdma/chunkstore.h).  Optionally registers with the
+ * controller (STORE_REGISTER, then STORE_STATUS every heartbeat) over TCP;
+ * clients are served whether or not the controller is there.
+ */
+#include "config.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <getopt.h>
+#include <inttypes.h>
+#include <limits.h>
+#include <netdb.h>
+#include <signal.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "hec/common.h"
+#include "hec/config.h"
+#include "hec/msg.h"
+#include "hec/net.h"
+#include "rdma/chunkstore.h"
+#include "rdma/fabric.h"
+
+#define NAME_MAX_LEN 64
+#define RETRY_MS 3000          /* controller away: try again this often */
+#define CONNECT_TIMEOUT_MS 5000
+#define POLL_BATCH 16
+#define DRAIN_ROUNDS 64        /* fabric batches per wake-up before yielding */
+#define LOW_SPACE_PCT 5
+
+struct srv_conf {
+	char name[NAME_MAX_LEN + 1];
+	char dir[PATH_MAX];
+	char listen[300];
+	char controller[300];
+	char key_file[PATH_MAX];
+	char provider[16];
+	long slots;
+	char slot_size[32];
+	long gc_grace;
+	long gc_interval;
+	char log_file[PATH_MAX];
+	char log_level[16];
+};
+
+#define KEY(k, kd, d, h, f) { .key = k, .kind = kd, .def = d, .help = h, \
+	.offset = offsetof(struct srv_conf, f), .size = sizeof(((struct srv_conf *)0)->f) }
+#define STR_KEY(k, d, h, f) KEY(k, HEC_CONF_STR, d, h, f)
+#define INT_KEY(k, d, lo, hi, h, f) { .key = k, .kind = HEC_CONF_INT, .def = d, .min = lo, \
+	.max = hi, .help = h, .offset = offsetof(struct srv_conf, f) }
+
+static const struct hec_conf_key conf_keys[] = {
+	STR_KEY("name", "", "server name, unique in the cluster (default: the host name)", name),
+	STR_KEY("dir", NULL, "directory of the chunks and manifests (required)", dir),
+	STR_KEY("listen", "0.0.0.0:7100", "fabric address clients connect to; port 0 picks one", listen),
+	STR_KEY("controller", "", "host:port of hecctld's agent port; empty: standalone", controller),
+	STR_KEY("key_file", "", "cluster secret clients and the controller must match; empty: none", key_file),
+	STR_KEY("provider", "auto", "auto, verbs or tcp", provider),
+	INT_KEY("slots", "4", 1, 64, "registered slots per client (chunks in flight)", slots),
+	STR_KEY("slot_size", "4M", "bytes per slot (K/M/G): the largest chunk a client may send", slot_size),
+	INT_KEY("gc_grace", "600", 1, 30L * 86400, "seconds an uncommitted epoch nobody writes to is kept", gc_grace),
+	INT_KEY("gc_interval", "60", 1, 86400, "seconds between garbage collections", gc_interval),
+	STR_KEY("log_file", "", "append logs here instead of stderr", log_file),
+	STR_KEY("log_level", "info", "err, warn, info, debug", log_level),
+	{ .key = NULL },
+};
+
+struct epoch_ref {
+	uint64_t job, epoch;
+};
+
+struct client {
+	struct client *next;
+	struct srv *s;
+	struct hec_fab_ep *ep;
+	char name[NAME_MAX_LEN + 1];
+	int hello;
+	int closing;            /* an ERROR is on its way; free the endpoint after it */
+	uint8_t *mem;           /* slots x slot_size, registered as mr */
+	struct hec_fab_mr *mr;
+	struct epoch_ref *writes; /* epochs it put chunks into: GC leaves them alone */
+	size_t nwrites, capwrites;
+	struct pending *queue;  /* replies the fabric had no room for yet */
+};
+
+struct pending {
+	struct pending *next;
+	size_t len;
+	uint8_t buf[];
+};
+
+struct srv {
+	struct srv_conf conf;
+	size_t slot_size;
+	char key[257];
+	char dir_abs[PATH_MAX];
+	struct event_base *base;
+	struct hec_cs *cs;
+	struct hec_fab *fab;
+	struct event *fab_ev[2];
+	struct event *fab_retry;
+	struct event *gc_timer;
+	struct event *sigs[2];
+	struct client *clients;
+	unsigned nclients;
+	/* the controller link */
+	struct hec_conn *ctl;
+	struct event *connect_ev;
+	int connect_fd;
+	struct event *retry_timer;
+	struct event *status_timer;
+	int registered;
+	unsigned ctl_failures;
+	int exit_code;
+};
+
+/* ---- replies ---- */
+
+static int send_frame(struct client *c, unsigned type, json_t *body, void *ctx)
+{
+	uint8_t *buf = NULL;
+	size_t len = 0;
+	int rc;
+
+	if (!body)
+		return -ENOMEM;
+	rc = hec_msg_encode(type, body, &buf, &len);
+	json_decref(body);
+	if (rc) {
+		hec_err("%s: client %s: cannot encode %s: %s", c->s->conf.name, c->name,
+			hec_msg_type_name(type), strerror(-rc));
+		return rc;
+	}
+	rc = c->queue ? -EAGAIN : hec_fab_send(c->ep, buf, len, ctx);
+	if (rc == -EAGAIN && !ctx) {
+		/* Keep the order: behind whatever waits already. */
+		struct pending *p = malloc(sizeof(*p) + len), **tail = &c->queue;
+
+		rc = -ENOMEM;
+		if (p) {
+			p->next = NULL;
+			p->len = len;
+			memcpy(p->buf, buf, len);
+			while (*tail)
+				tail = &(*tail)->next;
+			*tail = p;
+			rc = 0;
+		}
+	}
+	free(buf);
+	if (rc)
+		hec_warn("%s: client %s: cannot send %s: %s", c->s->conf.name, c->name,
+			 hec_msg_type_name(type), strerror(-rc));
+	return rc;
+}
+
+static void flush_queue(struct client *c)
+{
+	while (c->queue) {
+		struct pending *p = c->queue;
+
+		if (hec_fab_send(c->ep, p->buf, p->len, NULL))
+			return;
+		c->queue = p->next;
+		free(p);
+	}
+}
+
+/* An ERROR frame, then the endpoint goes once the frame is sent. */
+static void client_refuse(struct client *c, const char *why)
+{
+	hec_warn("%s: client %s (%s): %s; closing", c->s->conf.name, c->name,
+		 hec_fab_ep_peer(c->ep), why);
+	c->closing = 1;
+	if (send_frame(c, HEC_MSG_ERROR, json_pack("{s:s}", "error", why), &c->closing))
+		c->closing = 2; /* not sent: free at once */
+}
+
+static void reply_error(struct client *c, json_int_t req, const char *error)
+{
+	send_frame(c, HEC_MSG_STORE_REP, json_pack("{s:I, s:s}", "req", req, "error", error), NULL);
+}
+
+static void reply(struct client *c, json_t *body)
+{
+	send_frame(c, HEC_MSG_STORE_REP, body, NULL);
+}
+
+/* ---- clients ---- */
+
+static void client_free(struct client *c)
+{
+	struct srv *s = c->s;
+
+	for (struct client **pp = &s->clients; *pp; pp = &(*pp)->next)
+		if (*pp == c) {
+			*pp = c->next;
+			s->nclients--;
+			break;
+		}
+	while (c->queue) {
+		struct pending *p = c->queue;
+
+		c->queue = p->next;
+		free(p);
+	}
+	if (c->mr)
+		hec_fab_mr_free(c->mr);
+	free(c->mem);
+	free(c->writes);
+	if (c->ep)
+		hec_fab_ep_free(c->ep);
+	free(c);
+}
+
+static int busy_epoch(void *arg, uint64_t job, uint64_t epoch)
+{
+	struct srv *s = arg;
+
+	for (struct client *c = s->clients; c; c = c->next)
+		for (size_t i = 0; i < c->nwrites; i++)
+			if (c->writes[i].job == job && c->writes[i].epoch == epoch)
+				return 1;
+	return 0;
+}
+
+static void note_write(struct client *c, uint64_t job, uint64_t epoch)
+{
+	for (size_t i = 0; i < c->nwrites; i++)
+		if (c->writes[i].job == job && c->writes[i].epoch == epoch)
+			return;
+	if (c->nwrites == c->capwrites) {
+		size_t cap = c->capwrites ? c->capwrites * 2 : 4;
+		struct epoch_ref *w = realloc(c->writes, cap * sizeof(*w));
+
+		if (!w)
+			return; /* at worst GC may take it after gc_grace of silence */
+		c->writes = w;
+		c->capwrites = cap;
+	}
+	c->writes[c->nwrites++] = (struct epoch_ref){ job, epoch };
+}
+
+static void forget_writes(struct srv *s, uint64_t job, uint64_t epoch)
+{
+	for (struct client *c = s->clients; c; c = c->next)
+		for (size_t i = 0; i < c->nwrites; i++)
+			if (c->writes[i].job == job && c->writes[i].epoch == epoch)
+				c->writes[i--] = c->writes[--c->nwrites];
+}
+
+/* ---- requests: one row each (hec_msg_handlers_check) ---- */
+
+static uint64_t body_u64(const struct hec_msg *m, const char *key)
+{
+	return (uint64_t)json_integer_value(json_object_get(m->body, key));
+}
+
+static json_int_t req_of(const struct hec_msg *m)
+{
+	return json_integer_value(json_object_get(m->body, "req"));
+}
+
+/* The slot a request names, or NULL after answering the error. */
+static uint8_t *slot_of(struct client *c, const struct hec_msg *m)
+{
+	uint64_t slot = body_u64(m, "slot");
+
+	if (slot >= (uint64_t)c->s->conf.slots) {
+		reply_error(c, req_of(m), "no such slot");
+		return NULL;
+	}
+	return c->mem + slot * c->s->slot_size;
+}
+
+static int keys_equal(const char *a, const char *b)
+{
+	size_t la = strlen(a), lb = strlen(b);
+	unsigned char d = la != lb;
+
+	/* Compare in time independent of where they differ. */
+	for (size_t i = 0; i < la && i < lb; i++)
+		d |= (unsigned char)(a[i] ^ b[i]);
+	return d == 0;
+}
+
+static void on_hello(void *ctx, const struct hec_msg *m)
+{
+	struct client *c = ctx;
+	struct srv *s = c->s;
+	size_t len = (size_t)s->conf.slots * s->slot_size;
+	char why[HEC_FAB_WHY] = "", base[24], rkey[24];
+	void *mem = NULL;
+	int rc;
+
+	if (c->hello) {
+		client_refuse(c, "STORE_HELLO twice");
+		return;
+	}
+	snprintf(c->name, sizeof(c->name), "%s",
+		 json_string_value(json_object_get(m->body, "client")));
+	if (!keys_equal(json_string_value(json_object_get(m->body, "key")), s->key)) {
+		client_refuse(c, "wrong cluster key");
+		return;
+	}
+	rc = posix_memalign(&mem, 4096, len);
+	if (rc) {
+		client_refuse(c, "server out of memory for the client's slots");
+		return;
+	}
+	c->mem = mem;
+	rc = hec_fab_mr_reg(s->fab, c->mem, len, &c->mr, why, sizeof(why));
+	if (rc) {
+		hec_err("%s: client %s: cannot register %zu bytes: %s", s->conf.name, c->name, len,
+			why);
+		client_refuse(c, "server cannot register memory for the client's slots");
+		return;
+	}
+	c->hello = 1;
+	snprintf(base, sizeof(base), "%" PRIx64, hec_fab_mr_base(c->mr));
+	snprintf(rkey, sizeof(rkey), "%" PRIx64, hec_fab_mr_key(c->mr));
+	hec_info("%s: client %s (%s) connected: %ld slots of %zu bytes", s->conf.name, c->name,
+		 hec_fab_ep_peer(c->ep), s->conf.slots, s->slot_size);
+	send_frame(c, HEC_MSG_STORE_WELCOME,
+		   json_pack("{s:s, s:I, s:I, s:s, s:s}", "server", s->conf.name,
+			     "slots", (json_int_t)s->conf.slots, "slot_size", (json_int_t)s->slot_size,
+			     "base", base, "rkey", rkey), NULL);
+}
+
+/* The answer for the errors a client must tell apart (doc/config.md). */
+static const char *err_text(int rc, const char *enoent)
+{
+	switch (rc) {
+	case -EBADMSG:
+		return "checksum mismatch";
+	case -EUCLEAN:
+		return "corrupt";
+	case -ENOENT:
+	case -ELOOP:
+	case -ENOTDIR:
+		return enoent;
+	case -EEXIST:
+		return "committed";
+	case -EMSGSIZE:
+		return "larger than the slot";
+	case -EINVAL:
+		return "bad part name";
+	default:
+		return strerror(-rc);
+	}
+}
+
+static void on_put(void *ctx, const struct hec_msg *m)
+{
+	struct client *c = ctx;
+	struct srv *s = c->s;
+	uint64_t job = body_u64(m, "job"), epoch = body_u64(m, "epoch"), idx = body_u64(m, "idx");
+	uint64_t len = body_u64(m, "len"), hash;
+	const char *part = json_string_value(json_object_get(m->body, "part"));
+	uint8_t *slot = slot_of(c, m);
+	int rc;
+
+	if (!slot)
+		return;
+	if (len > s->slot_size) {
+		reply_error(c, req_of(m), "larger than the slot");
+		return;
+	}
+	if (hec_cs_hash_parse(json_string_value(json_object_get(m->body, "hash")), &hash)) {
+		reply_error(c, req_of(m), "bad hash");
+		return;
+	}
+	note_write(c, job, epoch);
+	rc = hec_cs_put(s->cs, job, epoch, part, idx, slot, len, hash);
+	if (rc) {
+		if (rc != -EBADMSG && rc != -EINVAL)
+			hec_err("%s: put %" PRIu64 "/%" PRIu64 "/%s.%" PRIu64 " from %s: %s",
+				s->conf.name, job, epoch, part, idx, c->name, strerror(-rc));
+		else
+			hec_warn("%s: put %" PRIu64 "/%" PRIu64 "/%s.%" PRIu64 " from %s: %s",
+				 s->conf.name, job, epoch, part, idx, c->name, err_text(rc, ""));
+		reply_error(c, req_of(m), err_text(rc, "no such directory"));
+		return;
+	}
+	reply(c, json_pack("{s:I}", "req", req_of(m)));
+}
+
+static void reply_data(struct client *c, const struct hec_msg *m, const uint8_t *slot,
+		       size_t len, uint64_t epoch)
+{
+	char hex[HEC_CS_HASH_HEX];
+	json_t *b;
+
+	hec_cs_hash_hex(hec_cs_hash(slot, len), hex);
+	b = json_pack("{s:I, s:I, s:s}", "req", req_of(m), "len", (json_int_t)len, "hash", hex);
+	if (b && epoch)
+		json_object_set_new(b, "epoch", json_integer((json_int_t)epoch));
+	reply(c, b);
+}
+
+static void on_get(void *ctx, const struct hec_msg *m)
+{
+	struct client *c = ctx;
+	struct srv *s = c->s;
+	uint64_t job = body_u64(m, "job"), epoch = body_u64(m, "epoch"), idx = body_u64(m, "idx");
+	const char *part = json_string_value(json_object_get(m->body, "part"));
+	uint8_t *slot = slot_of(c, m);
+	uint64_t hash;
+	size_t len = 0;
+	int rc;
+
+	if (!slot)
+		return;
+	rc = hec_cs_get(s->cs, job, epoch, part, idx, slot, s->slot_size, &len, &hash);
+	if (rc == -EUCLEAN)
+		hec_err("%s: chunk %" PRIu64 "/%" PRIu64 "/%s.%" PRIu64 " is corrupt (asked by %s)",
+			s->conf.name, job, epoch, part, idx, c->name);
+	if (rc) {
+		reply_error(c, req_of(m), err_text(rc, "no such chunk"));
+		return;
+	}
+	reply_data(c, m, slot, len, 0);
+}
+
+static void on_commit(void *ctx, const struct hec_msg *m)
+{
+	struct client *c = ctx;
+	struct srv *s = c->s;
+	uint64_t job = body_u64(m, "job"), epoch = body_u64(m, "epoch"), len = body_u64(m, "len");
+	uint8_t *slot = slot_of(c, m);
+	json_error_t jerr;
+	uint64_t hash;
+	json_t *j;
+	int rc;
+
+	if (!slot)
+		return;
+	if (len > s->slot_size) {
+		reply_error(c, req_of(m), "larger than the slot");
+		return;
+	}
+	if (hec_cs_hash_parse(json_string_value(json_object_get(m->body, "hash")), &hash) ||
+	    hec_cs_hash(slot, len) != hash) {
+		reply_error(c, req_of(m), "checksum mismatch");
+		return;
+	}
+	j = json_loadb((const char *)slot, len, 0, &jerr);
+	if (!j) {
+		reply_error(c, req_of(m), "manifest is not JSON");
+		return;
+	}
+	json_decref(j);
+	rc = hec_cs_commit(s->cs, job, epoch, slot, len);
+	if (rc) {
+		hec_err("%s: commit %" PRIu64 "/%" PRIu64 " from %s: %s", s->conf.name, job, epoch,
+			c->name, strerror(-rc));
+		reply_error(c, req_of(m), strerror(-rc));
+		return;
+	}
+	forget_writes(s, job, epoch);
+	hec_info("%s: committed %" PRIu64 "/%" PRIu64 " (%" PRIu64 "-byte manifest, from %s)",
+		 s->conf.name, job, epoch, len, c->name);
+	reply(c, json_pack("{s:I}", "req", req_of(m)));
+}
+
+static void on_manifest(void *ctx, const struct hec_msg *m)
+{
+	struct client *c = ctx;
+	struct srv *s = c->s;
+	uint64_t epoch = body_u64(m, "epoch"), job = body_u64(m, "job");
+	uint8_t *slot = slot_of(c, m);
+	size_t len = 0;
+	int rc;
+
+	if (!slot)
+		return;
+	rc = hec_cs_manifest(s->cs, job, &epoch, slot, s->slot_size, &len);
+	if (rc) {
+		reply_error(c, req_of(m), err_text(rc, "no committed checkpoint"));
+		return;
+	}
+	reply_data(c, m, slot, len, epoch);
+}
+
+static void on_list(void *ctx, const struct hec_msg *m)
+{
+	struct client *c = ctx;
+	struct srv *s = c->s;
+	uint8_t *slot = slot_of(c, m);
+	json_t *inv = NULL;
+	char *text;
+	size_t len;
+	int rc;
+
+	if (!slot)
+		return;
+	rc = hec_cs_list(s->cs, body_u64(m, "job"), &inv);
+	if (rc) {
+		reply_error(c, req_of(m), strerror(-rc));
+		return;
+	}
+	text = json_dumps(inv, JSON_COMPACT);
+	json_decref(inv);
+	if (!text) {
+		reply_error(c, req_of(m), strerror(ENOMEM));
+		return;
+	}
+	len = strlen(text);
+	if (len > s->slot_size) {
+		reply_error(c, req_of(m), "larger than the slot");
+	} else {
+		memcpy(slot, text, len);
+		reply_data(c, m, slot, len, 0);
+	}
+	free(text);
+}
+
+static void remove_epoch(struct client *c, const struct hec_msg *m, int abort)
+{
+	struct srv *s = c->s;
+	uint64_t job = body_u64(m, "job"), epoch = body_u64(m, "epoch");
+	int rc = abort ? hec_cs_abort(s->cs, job, epoch) : hec_cs_delete(s->cs, job, epoch);
+
+	/* Chunks spread over servers: this one holding none of the epoch is
+	 * normal, and removing nothing succeeds. */
+	if (rc == -ENOENT)
+		rc = 0;
+	if (rc) {
+		if (rc != -EEXIST)
+			hec_err("%s: %s %" PRIu64 "/%" PRIu64 ": %s", s->conf.name,
+				abort ? "abort" : "delete", job, epoch, strerror(-rc));
+		reply_error(c, req_of(m), err_text(rc, ""));
+		return;
+	}
+	forget_writes(s, job, epoch);
+	hec_info("%s: %s %" PRIu64 "/%" PRIu64 " (asked by %s)", s->conf.name,
+		 abort ? "aborted" : "deleted", job, epoch, c->name);
+	reply(c, json_pack("{s:I}", "req", req_of(m)));
+}
+
+static void on_delete(void *ctx, const struct hec_msg *m)
+{
+	remove_epoch(ctx, m, 0);
+}
+
+static void on_abort(void *ctx, const struct hec_msg *m)
+{
+	remove_epoch(ctx, m, 1);
+}
+
+static void on_status(void *ctx, const struct hec_msg *m)
+{
+	struct client *c = ctx;
+	struct hec_cs_status st;
+	int rc = hec_cs_status(c->s->cs, &st);
+
+	if (rc) {
+		reply_error(c, req_of(m), strerror(-rc));
+		return;
+	}
+	reply(c, json_pack("{s:I, s:I, s:I, s:I, s:I, s:I, s:I}", "req", req_of(m),
+			   "total", (json_int_t)st.total, "free", (json_int_t)st.free,
+			   "used", (json_int_t)st.used, "chunks", (json_int_t)st.chunks,
+			   "manifests", (json_int_t)st.manifests, "corrupt", (json_int_t)st.corrupt));
+}
+
+static const struct hec_msg_handler store_handlers[] = {
+	{ .type = HEC_MSG_STORE_HELLO, .rule = HEC_RULE_PEER, .fn = on_hello },
+	{ .type = HEC_MSG_STORE_REQ, .op = "put", .rule = HEC_RULE_REGISTERED, .fn = on_put },
+	{ .type = HEC_MSG_STORE_REQ, .op = "get", .rule = HEC_RULE_REGISTERED, .fn = on_get },
+	{ .type = HEC_MSG_STORE_REQ, .op = "commit", .rule = HEC_RULE_REGISTERED, .fn = on_commit },
+	{ .type = HEC_MSG_STORE_REQ, .op = "manifest", .rule = HEC_RULE_REGISTERED, .fn = on_manifest },
+	{ .type = HEC_MSG_STORE_REQ, .op = "list", .rule = HEC_RULE_REGISTERED, .fn = on_list },
+	{ .type = HEC_MSG_STORE_REQ, .op = "delete", .rule = HEC_RULE_REGISTERED, .fn = on_delete },
+	{ .type = HEC_MSG_STORE_REQ, .op = "abort", .rule = HEC_RULE_REGISTERED, .fn = on_abort },
+	{ .type = HEC_MSG_STORE_REQ, .op = "status", .rule = HEC_RULE_REGISTERED, .fn = on_status },
+};
+
+/* A STORE_REQ that broke its schema still names its "req" if it has one:
+ * then only that request fails.  \return the req, or 0. */
+static json_int_t salvage_req(const void *data, size_t len)
+{
+	json_t *j, *r;
+	json_int_t req = 0;
+
+	if (len < HEC_MSG_HDR_LEN || ((const uint8_t *)data)[3] != HEC_MSG_STORE_REQ)
+		return 0;
+	j = json_loadb((const char *)data + HEC_MSG_HDR_LEN, len - HEC_MSG_HDR_LEN, 0, NULL);
+	r = json_object_get(j, "req");
+	if (json_is_integer(r) && json_integer_value(r) > 0)
+		req = json_integer_value(r);
+	json_decref(j);
+	return req;
+}
+
+static void client_recv(struct client *c, const void *data, size_t len)
+{
+	const struct hec_msg_handler *h;
+	struct hec_msg m = { 0 };
+	size_t used = 0;
+	char err[256];
+	int rc;
+
+	if (c->closing)
+		return;
+	rc = hec_msg_decode(data, len, &m, &used, err, sizeof(err));
+	if (rc == 0 && used != len) {
+		hec_msg_clear(&m);
+		rc = -EPROTO;
+		snprintf(err, sizeof(err), "%zu stray bytes after the frame", len - used);
+	} else if (rc == -EAGAIN) {
+		rc = -EPROTO;
+		snprintf(err, sizeof(err), "truncated frame (%zu bytes)", len);
+	}
+	if (rc) {
+		json_int_t req = c->hello ? salvage_req(data, len) : 0;
+
+		if (req) {
+			hec_warn("%s: client %s: bad request %lld: %s", c->s->conf.name, c->name,
+				 (long long)req, err);
+			reply_error(c, req, err);
+		} else {
+			client_refuse(c, err);
+		}
+		return;
+	}
+	h = hec_msg_handler_find(store_handlers, HEC_ARRAY_SIZE(store_handlers), &m);
+	if (!h) {
+		json_int_t req = m.type == HEC_MSG_STORE_REQ ? req_of(&m) : 0;
+
+		if (req && c->hello) {
+			reply_error(c, req, "unknown operation");
+		} else {
+			snprintf(err, sizeof(err), "unexpected %s", hec_msg_type_name(m.type));
+			client_refuse(c, err);
+		}
+	} else if (h->rule == HEC_RULE_REGISTERED && !c->hello) {
+		snprintf(err, sizeof(err), "%s before STORE_HELLO", hec_msg_type_name(m.type));
+		client_refuse(c, err);
+	} else {
+		h->fn(c, &m);
+	}
+	hec_msg_clear(&m);
+}
+
+/* ---- the fabric ---- */
+
+/* \return the endpoint it freed (later events of the batch about it are
+ * stale), or NULL. */
+static struct hec_fab_ep *handle_event(struct srv *s, struct hec_fab_ev *ev)
+{
+	struct hec_fab_ep *gone = ev->ep;
+	struct client *c = ev->ep ? hec_fab_ep_get_arg(ev->ep) : NULL;
+
+	switch (ev->type) {
+	case HEC_FAB_EV_ACCEPTED:
+		c = calloc(1, sizeof(*c));
+		if (!c) {
+			hec_err("%s: out of memory for a client from %s", s->conf.name,
+				hec_fab_ep_peer(ev->ep));
+			hec_fab_ep_free(ev->ep);
+			return gone;
+		}
+		c->s = s;
+		c->ep = ev->ep;
+		snprintf(c->name, sizeof(c->name), "?");
+		hec_fab_ep_set_arg(ev->ep, c);
+		c->next = s->clients;
+		s->clients = c;
+		s->nclients++;
+		hec_debug("%s: connection from %s", s->conf.name, hec_fab_ep_peer(ev->ep));
+		return NULL;
+	case HEC_FAB_EV_RECV:
+		if (c)
+			client_recv(c, ev->data, ev->len);
+		break;
+	case HEC_FAB_EV_DONE:
+		if (!c || ev->ctx != &c->closing)
+			return NULL;
+		c->closing = 2;
+		break;
+	case HEC_FAB_EV_CLOSED:
+		if (!c) {
+			hec_fab_ep_free(ev->ep);
+			return gone;
+		}
+		if (c->hello)
+			hec_info("%s: client %s (%s) gone%s%s%s", s->conf.name, c->name,
+				 hec_fab_ep_peer(c->ep), ev->err ? " (" : "",
+				 ev->err ? ev->why : "", ev->err ? ")" : "");
+		client_free(c);
+		return gone;
+	}
+	if (c && c->closing == 2) {
+		client_free(c);
+		return gone;
+	}
+	return NULL;
+}
+
+static void fab_drain(struct srv *s)
+{
+	struct hec_fab_ev ev[POLL_BATCH];
+
+	for (int round = 0; round < DRAIN_ROUNDS; round++) {
+		int n = hec_fab_poll(s->fab, ev, POLL_BATCH);
+
+		if (n < 0) {
+			hec_err("%s: fabric poll: %s", s->conf.name, strerror(-n));
+			break;
+		}
+		for (int i = 0; i < n; i++) {
+			struct hec_fab_ep *gone = ev[i].type ? handle_event(s, &ev[i]) : NULL;
+
+			for (int j = i + 1; gone && j < n; j++)
+				if (ev[j].ep == gone)
+					ev[j].type = 0;
+		}
+		for (struct client *c = s->clients; c; c = c->next)
+			flush_queue(c);
+		if (n == 0 && hec_fab_trywait(s->fab) == 0)
+			return;
+	}
+	/* Still busy: let timers and signals run, then come back. */
+	event_active(s->fab_retry, EV_TIMEOUT, 0);
+}
+
+static void fab_cb(evutil_socket_t fd, short what, void *arg)
+{
+	(void)fd;
+	(void)what;
+	fab_drain(arg);
+}
+
+/* "HOST:PORT PROVIDER\n", atomically, once listening. */
+static int write_addr_file(struct srv *s)
+{
+	char path[PATH_MAX + 32], tmp[PATH_MAX + 32], line[400];
+	int rc;
+
+	hec_fmt(line, sizeof(line), "%s %s\n", hec_fab_address(s->fab), hec_fab_provider(s->fab));
+	if (hec_fmt(path, sizeof(path), "%s/hecstored.addr", s->conf.dir) ||
+	    hec_fmt(tmp, sizeof(tmp), "%s/.hecstored.addr.tmp", s->conf.dir))
+		return -ENAMETOOLONG;
+	rc = hec_create_file(tmp, line, strlen(line), 0644);
+	if (!rc && rename(tmp, path))
+		rc = -errno;
+	if (rc)
+		unlink(tmp);
+	return rc;
+}
+
+static int fab_start(struct srv *s)
+{
+	struct hec_fab_opts o = { .provider = s->conf.provider };
+	char why[HEC_FAB_WHY] = "";
+	int fds[2], n, rc;
+
+	rc = hec_fab_listen(&o, s->conf.listen, &s->fab, why, sizeof(why));
+	if (rc) {
+		hec_err("%s: cannot listen on %s: %s", s->conf.name, s->conf.listen, why);
+		return rc;
+	}
+	n = hec_fab_wait_fds(s->fab, fds);
+	if (n < 0) {
+		hec_err("%s: fabric wait fds: %s", s->conf.name, strerror(-n));
+		return n;
+	}
+	for (int i = 0; i < n && i < 2; i++) {
+		s->fab_ev[i] = event_new(s->base, fds[i], EV_READ | EV_PERSIST, fab_cb, s);
+		if (!s->fab_ev[i] || event_add(s->fab_ev[i], NULL))
+			return -ENOMEM;
+	}
+	s->fab_retry = event_new(s->base, -1, 0, fab_cb, s);
+	if (!s->fab_retry)
+		return -ENOMEM;
+	rc = write_addr_file(s);
+	if (rc) {
+		hec_err("%s: %s/hecstored.addr: %s", s->conf.name, s->conf.dir, strerror(-rc));
+		return rc;
+	}
+	fab_drain(s);
+	return 0;
+}
+
+/* ---- the controller link ---- */
+
+static void ctl_connect(struct srv *s);
+
+static void ctl_retry_later(struct srv *s)
+{
+	struct timeval tv = { RETRY_MS / 1000, (RETRY_MS % 1000) * 1000 };
+
+	evtimer_add(s->retry_timer, &tv);
+}
+
+static void ctl_failed(struct srv *s, const char *why)
+{
+	/* Once per outage at warning level, then quietly. */
+	if (s->ctl_failures++ == 0)
+		hec_warn("%s: controller %s: %s; retrying every %d s", s->conf.name,
+			 s->conf.controller, why, RETRY_MS / 1000);
+	else
+		hec_debug("%s: controller %s: %s", s->conf.name, s->conf.controller, why);
+	ctl_retry_later(s);
+}
+
+static void send_status(struct srv *s)
+{
+	struct hec_cs_status st;
+	char health[128] = "ok";
+	json_t *b;
+
+	if (!s->ctl || !s->registered || hec_cs_status(s->cs, &st))
+		return;
+	if (st.total && st.free * 100 / st.total < LOW_SPACE_PCT)
+		snprintf(health, sizeof(health), "low space: %" PRIu64 "%% free",
+			 st.free * 100 / st.total);
+	else if (st.corrupt)
+		snprintf(health, sizeof(health), "%" PRIu64 " corrupt copies found", st.corrupt);
+	b = json_pack("{s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:s}",
+		      "total", (json_int_t)st.total, "free", (json_int_t)st.free,
+		      "used", (json_int_t)st.used, "chunks", (json_int_t)st.chunks,
+		      "manifests", (json_int_t)st.manifests, "corrupt", (json_int_t)st.corrupt,
+		      "repaired", (json_int_t)0, "clients", (json_int_t)s->nclients,
+		      "health", health);
+	if (b)
+		hec_conn_send(s->ctl, HEC_MSG_STORE_STATUS, b);
+	json_decref(b);
+}
+
+static void status_cb(evutil_socket_t fd, short what, void *arg)
+{
+	(void)fd;
+	(void)what;
+	send_status(arg);
+}
+
+static void ctl_on_msg(struct hec_conn *conn, const struct hec_msg *m, void *arg)
+{
+	struct srv *s = arg;
+	long ms;
+	struct timeval tv;
+
+	(void)conn;
+	switch (m->type) {
+	case HEC_MSG_REGISTERED:
+		ms = (long)json_integer_value(json_object_get(m->body, "heartbeat_ms"));
+		tv.tv_sec = ms / 1000;
+		tv.tv_usec = (ms % 1000) * 1000;
+		s->registered = 1;
+		s->ctl_failures = 0;
+		evtimer_del(s->status_timer);
+		event_add(s->status_timer, &tv);
+		hec_info("%s: registered with controller %s (status every %ld ms)", s->conf.name,
+			 s->conf.controller, ms);
+		send_status(s);
+		break;
+	case HEC_MSG_ERROR:
+		/* The controller closes after it; the close retries. */
+		if (s->ctl_failures++ == 0)
+			hec_err("%s: controller %s refused us: %s", s->conf.name, s->conf.controller,
+				json_string_value(json_object_get(m->body, "error")));
+		break;
+	default:
+		hec_warn("%s: unexpected %s from controller %s, ignored", s->conf.name,
+			 hec_msg_type_name(m->type), s->conf.controller);
+	}
+}
+
+static void ctl_on_close(struct hec_conn *conn, const char *reason, void *arg)
+{
+	struct srv *s = arg;
+
+	hec_conn_free(conn);
+	s->ctl = NULL;
+	evtimer_del(s->status_timer);
+	if (s->registered)
+		hec_warn("%s: lost controller %s: %s; reconnecting", s->conf.name,
+			 s->conf.controller, reason ? reason : "connection closed");
+	else
+		hec_debug("%s: controller %s closed before REGISTERED: %s", s->conf.name,
+			  s->conf.controller, reason ? reason : "connection closed");
+	s->registered = 0;
+	ctl_retry_later(s);
+}
+
+static void ctl_send_register(struct srv *s, int fd)
+{
+	json_t *b;
+
+	s->ctl = hec_conn_new(s->base, fd, s->conf.controller, ctl_on_msg, ctl_on_close, s);
+	if (!s->ctl) {
+		close(fd);
+		ctl_failed(s, strerror(ENOMEM));
+		return;
+	}
+	b = json_pack("{s:s, s:s, s:s, s:s, s:s, s:I}", "name", s->conf.name, "key", s->key,
+		      "addr", hec_fab_address(s->fab), "provider", hec_fab_provider(s->fab),
+		      "dir", s->dir_abs, "pid", (json_int_t)getpid());
+	if (b)
+		hec_conn_send(s->ctl, HEC_MSG_STORE_REGISTER, b);
+	json_decref(b);
+}
+
+static void ctl_connected_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct srv *s = arg;
+	socklen_t len = sizeof(int);
+	int err = 0;
+
+	event_free(s->connect_ev);
+	s->connect_ev = NULL;
+	s->connect_fd = -1;
+	if (what & EV_TIMEOUT)
+		err = ETIMEDOUT;
+	else if (getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &len))
+		err = errno;
+	if (err) {
+		close(fd);
+		ctl_failed(s, strerror(err));
+		return;
+	}
+	ctl_send_register(s, fd);
+}
+
+/* Non-blocking, so clients never wait for a controller that is away. */
+static void ctl_connect(struct srv *s)
+{
+	struct addrinfo hints = { .ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM }, *ai;
+	struct timeval tv = { CONNECT_TIMEOUT_MS / 1000, 0 };
+	char host[256], port[16];
+	int p, fd, rc;
+
+	if (hec_split_hostport(s->conf.controller, host, sizeof(host), &p)) {
+		ctl_failed(s, "expected host:port");
+		return;
+	}
+	snprintf(port, sizeof(port), "%d", p);
+	rc = getaddrinfo(host, port, &hints, &ai);
+	if (rc) {
+		ctl_failed(s, gai_strerror(rc));
+		return;
+	}
+	fd = socket(ai->ai_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+	rc = fd < 0 ? -errno : connect(fd, ai->ai_addr, ai->ai_addrlen) ? -errno : 0;
+	freeaddrinfo(ai);
+	if (rc == 0) {
+		ctl_send_register(s, fd);
+		return;
+	}
+	if (rc == -EINPROGRESS) {
+		s->connect_ev = event_new(s->base, fd, EV_WRITE, ctl_connected_cb, s);
+		if (s->connect_ev && event_add(s->connect_ev, &tv) == 0) {
+			s->connect_fd = fd;
+			return;
+		}
+		if (s->connect_ev)
+			event_free(s->connect_ev);
+		s->connect_ev = NULL;
+		rc = -ENOMEM;
+	}
+	if (fd >= 0)
+		close(fd);
+	ctl_failed(s, strerror(-rc));
+}
+
+static void retry_cb(evutil_socket_t fd, short what, void *arg)
+{
+	(void)fd;
+	(void)what;
+	ctl_connect(arg);
+}
+
+/* ---- GC, signals ---- */
+
+static void run_gc(struct srv *s)
+{
+	struct hec_cs_gc_stats st = { 0 };
+	int rc = hec_cs_gc(s->cs, s->conf.gc_grace, busy_epoch, s, &st);
+
+	if (rc)
+		hec_err("%s: garbage collection in %s: %s", s->conf.name, s->conf.dir,
+			strerror(-rc));
+	if (st.temps || st.epochs)
+		hec_info("%s: garbage collection: %" PRIu64 " temporary files and %" PRIu64
+			 " abandoned uncommitted epochs removed", s->conf.name, st.temps, st.epochs);
+}
+
+static void gc_cb(evutil_socket_t fd, short what, void *arg)
+{
+	(void)fd;
+	(void)what;
+	run_gc(arg);
+}
+
+static void on_signal(evutil_socket_t sig, short what, void *arg)
+{
+	struct srv *s = arg;
+
+	(void)what;
+	hec_info("%s: %s: exiting", s->conf.name, strsignal((int)sig));
+	s->exit_code = 0;
+	event_base_loopbreak(s->base);
+}
+
+/* ---- configuration ---- */
+
+static void usage(FILE *f)
+{
+	fprintf(f, "usage: hecstored [-f FILE] [-o key=value]... [--help]\n"
+		"       hecstored --dir DIR [--listen HOST:PORT] [--name N] [--key-file F]\n"
+		"                 [--controller HOST:PORT] [--provider auto|verbs|tcp] [--slots K]\n"
+		"                 [--slot-size BYTES] [--gc-grace SECS] [--gc-interval SECS]\n"
+		"                 [--log-file F] [-o key=value]...\n"
+		"Checkpoint storage server of hec (doc/storage.md).\n"
+		"Configuration keys (file lines 'key = value', -o key=value, or --key-name):\n");
+}
+
+static int parse_size(const char *s, size_t *out)
+{
+	char *end;
+	unsigned long long v;
+
+	errno = 0;
+	v = strtoull(s, &end, 10);
+	if (errno || end == s || *s == '-')
+		return -EINVAL;
+	switch (*end) {
+	case 'K': case 'k': v <<= 10; end++; break;
+	case 'M': case 'm': v <<= 20; end++; break;
+	case 'G': case 'g': v <<= 30; end++; break;
+	default: break;
+	}
+	if (*end)
+		return -EINVAL;
+	*out = (size_t)v;
+	return 0;
+}
+
+static int valid_name(const char *s)
+{
+	return hec_cs_valid_part(s);
+}
+
+/* \return 0, -1 (help printed), or an exit code after printing why. */
+static int load_config(struct srv *s, int argc, char **argv, enum hec_log_level *lvl)
+{
+	/* long options are keys: val is the index of the key in conf_keys + 256 */
+	static const struct option longopts[] = {
+		{ "help", no_argument, NULL, 'h' },
+		{ "file", required_argument, NULL, 'f' },
+		{ "option", required_argument, NULL, 'o' },
+		{ "name", required_argument, NULL, 256 + 0 },
+		{ "dir", required_argument, NULL, 256 + 1 },
+		{ "listen", required_argument, NULL, 256 + 2 },
+		{ "controller", required_argument, NULL, 256 + 3 },
+		{ "key-file", required_argument, NULL, 256 + 4 },
+		{ "provider", required_argument, NULL, 256 + 5 },
+		{ "slots", required_argument, NULL, 256 + 6 },
+		{ "slot-size", required_argument, NULL, 256 + 7 },
+		{ "gc-grace", required_argument, NULL, 256 + 8 },
+		{ "gc-interval", required_argument, NULL, 256 + 9 },
+		{ "log-file", required_argument, NULL, 256 + 10 },
+		{ NULL, 0, NULL, 0 },
+	};
+	static const char *const levels[] = { "err", "warn", "info", "debug" };
+	struct srv_conf *c = &s->conf;
+	const char *file = NULL;
+	char err[1024], host[256];
+	int opt, p;
+
+	if (hec_conf_defaults(conf_keys, c) ||
+	    hec_msg_handlers_check(store_handlers, HEC_ARRAY_SIZE(store_handlers), HEC_SIDE_STORE,
+				   err, sizeof(err))) {
+		fprintf(stderr, "hecstored: internal error: key or message table\n");
+		return 2;
+	}
+	opterr = 0;
+	while ((opt = getopt_long(argc, argv, "hf:o:", longopts, NULL)) != -1) {
+		if (opt == 'h') {
+			usage(stdout);
+			hec_conf_print_help(conf_keys);
+			return -1;
+		}
+		if (opt == 'f')
+			file = optarg;
+		else if (opt == '?' || opt == ':') {
+			fprintf(stderr, "hecstored: bad option '%s' (try --help)\n", argv[optind - 1]);
+			return 2;
+		}
+	}
+	if (optind < argc) {
+		fprintf(stderr, "hecstored: unexpected argument '%s' (try --help)\n", argv[optind]);
+		return 2;
+	}
+	if (file && hec_conf_load_file(conf_keys, c, file, err, sizeof(err))) {
+		fprintf(stderr, "hecstored: %s\n", err);
+		return 2;
+	}
+	/* Options override the file, in command-line order. */
+	optind = 1;
+	while ((opt = getopt_long(argc, argv, "hf:o:", longopts, NULL)) != -1) {
+		char key[64], *eq;
+		const char *val = optarg;
+
+		if (opt >= 256) {
+			snprintf(key, sizeof(key), "%s", conf_keys[opt - 256].key);
+		} else if (opt == 'o') {
+			eq = strchr(optarg, '=');
+			if (!eq || (size_t)(eq - optarg) >= sizeof(key)) {
+				fprintf(stderr, "hecstored: -o %s: expected key=value\n", optarg);
+				return 2;
+			}
+			snprintf(key, sizeof(key), "%.*s", (int)(eq - optarg), optarg);
+			val = eq + 1;
+		} else {
+			continue;
+		}
+		if (hec_conf_set(conf_keys, c, key, val, err, sizeof(err))) {
+			fprintf(stderr, "hecstored: %s: %s\n", key, err);
+			return 2;
+		}
+	}
+
+	if (!*c->name) {
+		if (gethostname(host, sizeof(host)))
+			strcpy(host, "localhost");
+		host[sizeof(host) - 1] = 0;
+		snprintf(c->name, sizeof(c->name), "%.*s", NAME_MAX_LEN, host);
+	}
+	if (!valid_name(c->name)) {
+		fprintf(stderr, "hecstored: name '%s': use 1-%d letters, digits, '.', '_' or '-'\n",
+			c->name, NAME_MAX_LEN);
+		return 2;
+	}
+	if (!*c->dir) {
+		fprintf(stderr, "hecstored: no dir given (--dir DIR, or 'dir = DIR' in the file)\n");
+		return 2;
+	}
+	if (hec_split_hostport(c->listen, host, sizeof(host), &p)) {
+		fprintf(stderr, "hecstored: listen '%s': expected host:port\n", c->listen);
+		return 2;
+	}
+	if (*c->controller &&
+	    (hec_split_hostport(c->controller, host, sizeof(host), &p) || p == 0)) {
+		fprintf(stderr, "hecstored: controller '%s': expected host:port\n", c->controller);
+		return 2;
+	}
+	if (strcmp(c->provider, "auto") && strcmp(c->provider, "verbs") &&
+	    strcmp(c->provider, "tcp")) {
+		fprintf(stderr, "hecstored: provider '%s': expected auto, verbs or tcp\n",
+			c->provider);
+		return 2;
+	}
+	if (parse_size(c->slot_size, &s->slot_size) || s->slot_size < 4096 ||
+	    s->slot_size > (1u << 30)) {
+		fprintf(stderr, "hecstored: slot_size '%s': expected 4K to 1G (a number with K, M or G)\n",
+			c->slot_size);
+		return 2;
+	}
+	for (size_t i = 0; i < HEC_ARRAY_SIZE(levels); i++)
+		if (!strcmp(c->log_level, levels[i])) {
+			*lvl = (enum hec_log_level)i;
+			return 0;
+		}
+	fprintf(stderr, "hecstored: log_level '%s': expected err, warn, info or debug\n",
+		c->log_level);
+	return 2;
+}
+
+/* The cluster key: the file's content without surrounding white space. */
+static int read_key(struct srv *s)
+{
+	char buf[1024], *b, *e;
+	int rc;
+
+	if (!*s->conf.key_file)
+		return 0;
+	rc = hec_read_file(s->conf.key_file, buf, sizeof(buf));
+	if (rc) {
+		fprintf(stderr, "hecstored: key_file %s: %s\n", s->conf.key_file, strerror(-rc));
+		return rc;
+	}
+	for (b = buf; *b == ' ' || *b == '\t' || *b == '\n' || *b == '\r'; b++)
+		;
+	for (e = b + strlen(b); e > b && (e[-1] == ' ' || e[-1] == '\t' || e[-1] == '\n' ||
+					  e[-1] == '\r');)
+		*--e = 0;
+	if (hec_fmt(s->key, sizeof(s->key), "%s", b)) {
+		fprintf(stderr, "hecstored: key_file %s: key longer than %zu characters\n",
+			s->conf.key_file, sizeof(s->key) - 1);
+		return -EINVAL;
+	}
+	return 0;
+}
+
+static int open_log(const char *path)
+{
+	int fd;
+
+	if (!*path)
+		return 0;
+	fd = open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0640);
+	if (fd < 0 || dup2(fd, STDERR_FILENO) < 0) {
+		fprintf(stderr, "hecstored: log_file %s: %s\n", path, strerror(errno));
+		if (fd >= 0)
+			close(fd);
+		return -1;
+	}
+	close(fd);
+	return 0;
+}
+
+static void srv_free(struct srv *s)
+{
+	char path[PATH_MAX + 32];
+
+	while (s->clients)
+		client_free(s->clients);
+	if (s->ctl)
+		hec_conn_free(s->ctl);
+	if (s->connect_ev)
+		event_free(s->connect_ev);
+	if (s->connect_fd >= 0)
+		close(s->connect_fd);
+	for (size_t i = 0; i < HEC_ARRAY_SIZE(s->fab_ev); i++)
+		if (s->fab_ev[i])
+			event_free(s->fab_ev[i]);
+	if (s->fab_retry)
+		event_free(s->fab_retry);
+	if (s->fab) {
+		/* Clients must not dial an address nobody serves. */
+		if (hec_fmt(path, sizeof(path), "%s/hecstored.addr", s->conf.dir) == 0)
+			unlink(path);
+		hec_fab_close(s->fab);
+	}
+	for (size_t i = 0; i < HEC_ARRAY_SIZE(s->sigs); i++)
+		if (s->sigs[i])
+			event_free(s->sigs[i]);
+	if (s->gc_timer)
+		event_free(s->gc_timer);
+	if (s->retry_timer)
+		event_free(s->retry_timer);
+	if (s->status_timer)
+		event_free(s->status_timer);
+	if (s->base)
+		event_base_free(s->base);
+	hec_cs_close(s->cs);
+	free(s);
+}
+
+int main(int argc, char **argv)
+{
+	struct srv *s = calloc(1, sizeof(*s));
+	enum hec_log_level lvl = HEC_LOG_INFO;
+	struct timeval gc_tv;
+	char why[512] = "";
+	int rc;
+
+	if (!s) {
+		fprintf(stderr, "hecstored: out of memory\n");
+		return 1;
+	}
+	s->connect_fd = -1;
+	s->exit_code = 1;
+	rc = load_config(s, argc, argv, &lvl);
+	if (rc) {
+		free(s);
+		return rc < 0 ? 0 : rc;
+	}
+	if (read_key(s) || open_log(s->conf.log_file)) {
+		free(s);
+		return 1;
+	}
+	hec_log_init("hecstored", lvl);
+	signal(SIGPIPE, SIG_IGN);
+
+	rc = hec_cs_open(s->conf.dir, &s->cs, why, sizeof(why));
+	if (rc) {
+		hec_err("%s: %s", s->conf.name, why);
+		goto out;
+	}
+	if (!realpath(s->conf.dir, s->dir_abs))
+		snprintf(s->dir_abs, sizeof(s->dir_abs), "%s", s->conf.dir);
+	{
+		/* A stale address from a previous run would send clients nowhere. */
+		char path[PATH_MAX + 32];
+
+		if (hec_fmt(path, sizeof(path), "%s/hecstored.addr", s->conf.dir) == 0)
+			unlink(path);
+	}
+	s->base = event_base_new();
+	if (!s->base) {
+		hec_err("%s: cannot create the event loop", s->conf.name);
+		goto out;
+	}
+	s->gc_timer = event_new(s->base, -1, EV_PERSIST, gc_cb, s);
+	s->retry_timer = evtimer_new(s->base, retry_cb, s);
+	s->status_timer = event_new(s->base, -1, EV_PERSIST, status_cb, s);
+	s->sigs[0] = evsignal_new(s->base, SIGTERM, on_signal, s);
+	s->sigs[1] = evsignal_new(s->base, SIGINT, on_signal, s);
+	gc_tv.tv_sec = s->conf.gc_interval;
+	gc_tv.tv_usec = 0;
+	if (!s->gc_timer || !s->retry_timer || !s->status_timer || !s->sigs[0] || !s->sigs[1] ||
+	    event_add(s->sigs[0], NULL) || event_add(s->sigs[1], NULL) ||
+	    event_add(s->gc_timer, &gc_tv)) {
+		hec_err("%s: cannot set up events: out of memory", s->conf.name);
+		goto out;
+	}
+	run_gc(s);
+	if (fab_start(s))
+		goto out;
+	hec_info("%s: hecstored %s up: %s (%s), dir %s, %ld slots of %zu bytes per client, controller %s",
+		 s->conf.name, PACKAGE_VERSION, hec_fab_address(s->fab), hec_fab_provider(s->fab),
+		 s->dir_abs, s->conf.slots, s->slot_size,
+		 *s->conf.controller ? s->conf.controller : "none (standalone)");
+	if (*s->conf.controller)
+		ctl_connect(s);
+	event_base_dispatch(s->base);
+out:
+	rc = s->exit_code;
+	srv_free(s);
+	libevent_global_shutdown();
+	return rc;
+}
