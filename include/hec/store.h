@@ -34,6 +34,8 @@ struct hec_store;
 struct hec_store_server {
 	const char *name;     /* "s0" */
 	const char *addr;     /* its fabric address "host:port" */
+	int down;             /* known to be down (the controller says so): it
+			       * keeps its place in the ring, no connection is tried */
 };
 
 struct hec_store_opts {
@@ -49,12 +51,16 @@ struct hec_store_opts {
 
 /** Connect to every server that answers.  A server that is down is left out
  *  (writes place around it, reads use other replicas) and named in why;
- *  \return -EHOSTUNREACH only if none answers, -EACCES on a wrong key. */
+ *  \return -EHOSTUNREACH only if none answers, -EACCES on a wrong key.
+ *  *@out is set even on failure (for hec_store_why()); close it either way. */
 int hec_store_open(const struct hec_store_opts *o, struct hec_store **out);
 void hec_store_close(struct hec_store *s);
 const char *hec_store_why(const struct hec_store *s);
 /** The transport in use ("verbs" or "tcp"). */
 const char *hec_store_provider(const struct hec_store *s);
+/** How many servers are in the session now, and the copies per chunk (r). */
+size_t hec_store_servers_up(const struct hec_store *s);
+unsigned hec_store_replicas(const struct hec_store *s);
 
 /** Statistics of the last stream written or read. */
 struct hec_store_stat {
@@ -104,5 +110,34 @@ int hec_store_repair(struct hec_store *s, uint64_t *copied, uint64_t *lost);
 
 /** Each server's status (a JSON array of objects; caller decrefs). */
 int hec_store_status(struct hec_store *s, json_t **servers);
+
+/*
+ * Pure helpers (rdma/manifest.c): placement and the formats the client,
+ * hec-store and the tests share.  No I/O.
+ */
+
+/** The home of chunk @idx of (job, epoch, part) among @m servers sorted by
+ *  name (strcmp): (XXH3-64 of "job/epoch/part" + idx) mod m, computed without
+ *  overflow.  Copies go to the home and the next servers of the ring. */
+size_t hec_store_home(uint64_t job, uint64_t epoch, const char *part, uint64_t idx, size_t m);
+/** 1 if @part is a valid part name (1-64 of [A-Za-z0-9_.-], no leading '.'). */
+int hec_store_part_ok(const char *part);
+/** Parse a byte count with an optional unit K, M or G (powers of 1024).
+ *  \return 0, -EINVAL if malformed, -ERANGE if 0 or above 1 TiB. */
+int hec_store_parse_size(const char *s, uint64_t *out);
+/** A hash as 16 lowercase hex digits, and back (-EINVAL if not exactly that). */
+void hec_store_hash_hex(uint64_t h, char out[17]);
+int hec_store_hash_parse(const char *hex, uint64_t *out);
+/** Check a stream's manifest entry (what hec_store_put_fd returns): fields,
+ *  types, chunk lengths adding up to "size", every chunk but the last full.
+ *  \return 0 or -EINVAL with the first fault in @why. */
+int hec_store_entry_check(const json_t *entry, char *why, size_t whylen);
+/** Check a checkpoint's manifest: @job and @epoch (0: any) match, "replicas",
+ *  "chunk_size", "servers", and every entry of "streams" (distinct parts).
+ *  \return 0 or -EINVAL with the first fault in @why. */
+int hec_store_manifest_check(const json_t *m, uint64_t job, uint64_t epoch, char *why,
+			     size_t whylen);
+/** The entry of @part in manifest @m, or NULL. */
+const json_t *hec_store_manifest_stream(const json_t *m, const char *part);
 
 #endif
