@@ -238,3 +238,9 @@ store_round() {
 		eval "$(echo "$op" | tr a-z A-Z)_GBITS=$g"
 	done
 }
+
+# store_gbits: store_round, then PUT_GBITS_GET_GBITS="PUT GET"
+store_gbits() {
+	store_round "$@" || return
+	PUT_GBITS_GET_GBITS="$PUT_GBITS $GET_GBITS"
+}
