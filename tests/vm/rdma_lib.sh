@@ -52,7 +52,8 @@ grun() {
 	g=$1
 	shift
 	echo "+ $g: $*" >&2
-	timeout "$RDMA_T" "$GUESTCTL" --timeout 90 "$VM_DIR/$g.sock" run -- "$@" </dev/null
+	# -k: hec-guestctl relays SIGTERM to the guest and waits for the command
+	timeout -k 10 "$RDMA_T" "$GUESTCTL" --timeout 90 "$VM_DIR/$g.sock" run -- "$@" </dev/null
 }
 
 rdma_guests() {
@@ -143,13 +144,19 @@ rdma_consoles() {
 }
 
 # gserve NAME TAG CMD...: CMD in guest NAME in the background, its output in
-# $VM_DIR/TAG.out, its pid in the guest's /tmp/TAG.pid.  NAME's channel is
-# taken until CMD ends (gstop).
+# $VM_DIR/TAG.out, its pid in the guest's /tmp/TAG.N.pid (N new each time:
+# a stopper never reads an earlier one's).  NAME's channel is taken until
+# CMD ends (gstop).
+GSERVE_N=0
 gserve() {
 	g=$1 tag=$2
 	shift 2
-	grun "$g" sh -c 'echo $$ >/tmp/'"$tag"'.pid; exec "$@"' sh "$@" >"$VM_DIR/$tag.out" 2>&1 &
-	eval "SERVE_$tag=$!"
+	GSERVE_N=$((GSERVE_N + 1))
+	# emptied here, not by the background job: a waiter must not read the
+	# previous run's "listening" before the job starts
+	: >"$VM_DIR/$tag.out"
+	grun "$g" sh -c 'echo $$ >/tmp/'"$tag.$GSERVE_N"'.pid; exec "$@"' sh "$@" >>"$VM_DIR/$tag.out" 2>&1 &
+	eval "SERVE_$tag=$! SERVE_N_$tag=$GSERVE_N"
 }
 
 # gwait TAG: waits for gserve TAG to end; returns its status
@@ -163,11 +170,26 @@ gwait() {
 }
 
 # gstop NAME TAG: SIGTERM to gserve TAG in NAME (through the other guest's
-# remote shell, NAME's channel being taken), then gwait
+# remote shell, NAME's channel being taken), then gwait.  If it still runs
+# 20 s later, SIGKILL, and 1 is returned: a program using libfabric without
+# a SIGTERM handler of its own can hang in the one a provider installs.
 gstop() {
 	o=vm1
 	[ "$1" = vm1 ] && o=vm0
-	grun "$o" hec-rsh "$1" "kill \$(cat /tmp/$2.pid)" || true
+	eval "p=\$SERVE_$2 n=\$SERVE_N_$2"
+	f=/tmp/$2.$n.pid
+	grun "$o" hec-rsh "$1" "i=0; until [ -s $f ] || [ \$i -ge 20 ]; do sleep 0.5; i=\$((i + 1)); done; kill \$(cat $f)" || true
+	i=0
+	while kill -0 "$p" 2>/dev/null && [ "$i" -lt 40 ]; do
+		sleep 0.5
+		i=$((i + 1))
+	done
+	if kill -0 "$p" 2>/dev/null; then
+		echo "$2 in $1 outlived SIGTERM by 20 s: SIGKILL"
+		grun "$o" hec-rsh "$1" "kill -9 \$(cat $f)" || true
+		gwait "$2" || true
+		return 1
+	fi
 	gwait "$2"
 }
 
