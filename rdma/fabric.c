@@ -64,6 +64,8 @@ struct fab_op {
 	enum op_state state;
 	unsigned buf;            /* send or receive buffer index */
 	size_t len;              /* held send's length */
+	uint64_t seq;            /* write: its number on the endpoint; held send:
+				  * the last write posted before it */
 };
 
 struct fab_ops_chunk {
@@ -89,6 +91,7 @@ struct hec_fab_ep {
 	void *rdesc, *sdesc;
 	unsigned *sfree, nsfree;
 	unsigned nrma, nwrites;
+	uint64_t wposted;        /* writes posted so far */
 	struct fab_op *held, *held_tail;
 	void *arg;
 	char peer[64];
@@ -345,6 +348,21 @@ static void peer_name(struct hec_fab_ep *ep)
 	}
 }
 
+/* @ep's operations not yet completed: a completion may still come for them
+ * (cancelled on close), and finds them orphans. */
+static void ep_orphan_ops(struct hec_fab_ep *ep)
+{
+	struct fab_ops_chunk *c;
+	unsigned i;
+
+	for (c = ep->f->chunks; c; c = c->next)
+		for (i = 0; i < FAB_OPS_CHUNK; i++)
+			if (c->ops[i].ep == ep && c->ops[i].state != OP_FREE) {
+				c->ops[i].state = OP_ORPHAN;
+				c->ops[i].ep = NULL;
+			}
+}
+
 static void ep_release(struct hec_fab_ep *ep)
 {
 	if (ep->ep)
@@ -357,6 +375,17 @@ static void ep_release(struct hec_fab_ep *ep)
 	free(ep->sbufs);
 	free(ep->sfree);
 	free(ep);
+}
+
+/* Free an endpoint the caller never saw (not in f->eps). */
+static void ep_discard(struct hec_fab_ep *ep)
+{
+	if (ep->ep) {
+		fi_close(&ep->ep->fid);
+		ep->ep = NULL;
+	}
+	ep_orphan_ops(ep);
+	ep_release(ep);
 }
 
 /* A new endpoint from @info, bound to the fabric's EQ and CQ, enabled, its
@@ -392,10 +421,18 @@ static int ep_new(struct hec_fab *f, struct fi_info *info, enum ep_state state,
 		ep->rdesc = fi_mr_desc(ep->rmr);
 		ep->sdesc = fi_mr_desc(ep->smr);
 	}
-	if (info->tx_attr)
+	/* queues sized for what the layer posts (verbs would otherwise size
+	 * its QP for the device's maximum) */
+	if (info->tx_attr) {
 		info->tx_attr->msg_order = f->info->tx_attr->msg_order;
-	if (info->rx_attr)
+		if (!info->tx_attr->size || info->tx_attr->size > f->depth + f->nrma_max)
+			info->tx_attr->size = f->depth + f->nrma_max;
+	}
+	if (info->rx_attr) {
 		info->rx_attr->msg_order = f->info->rx_attr->msg_order;
+		if (!info->rx_attr->size || info->rx_attr->size > f->depth)
+			info->rx_attr->size = f->depth;
+	}
 	what = "fi_endpoint";
 	r = fi_endpoint(f->domain, info, &ep->ep, ep);
 	if (r)
@@ -439,21 +476,7 @@ nomem:
 	setwhy(why, whylen, "fabric endpoint: %s", strerror(ENOMEM));
 	return -ENOMEM;
 fail:
-	/* posted receives die with the endpoint; their ops may still see a
-	 * cancelled completion: make them orphans */
-	if (ep->ep) {
-		struct fab_ops_chunk *c;
-
-		fi_close(&ep->ep->fid);
-		ep->ep = NULL;
-		for (c = f->chunks; c; c = c->next)
-			for (i = 0; i < FAB_OPS_CHUNK; i++)
-				if (c->ops[i].ep == ep && c->ops[i].state == OP_POSTED) {
-					c->ops[i].state = OP_ORPHAN;
-					c->ops[i].ep = NULL;
-				}
-	}
-	ep_release(ep);
+	ep_discard(ep);
 	return r;
 }
 
@@ -528,8 +551,6 @@ static void ep_destroy(struct hec_fab_ep *ep)
 	struct hec_fab_ep **pp;
 	struct fab_evn **np, *n;
 	struct fab_op **op, *o;
-	struct fab_ops_chunk *c;
-	unsigned i;
 
 	for (pp = &f->eps; *pp; pp = &(*pp)->next)
 		if (*pp == ep) {
@@ -567,12 +588,7 @@ static void ep_destroy(struct hec_fab_ep *ep)
 		ep->held = o->next;
 		op_put(f, o);
 	}
-	for (c = f->chunks; c; c = c->next)
-		for (i = 0; i < FAB_OPS_CHUNK; i++)
-			if (c->ops[i].ep == ep && c->ops[i].state != OP_FREE) {
-				c->ops[i].state = OP_ORPHAN;
-				c->ops[i].ep = NULL;
-			}
+	ep_orphan_ops(ep);
 	ep_release(ep);
 }
 
@@ -619,13 +635,40 @@ static int send_post(struct hec_fab_ep *ep, struct fab_op *op)
 	return r ? fab_err(r) : 0;
 }
 
-/* Hold mode: post the held sends once no write is in flight before them. */
+/* The number of @ep's oldest write in flight (UINT64_MAX: none). */
+static uint64_t write_floor(struct hec_fab_ep *ep)
+{
+	struct fab_ops_chunk *c;
+	uint64_t min = UINT64_MAX;
+	unsigned i;
+
+	if (!ep->nwrites)
+		return min;
+	for (c = ep->f->chunks; c; c = c->next)
+		for (i = 0; i < FAB_OPS_CHUNK; i++)
+			if (c->ops[i].ep == ep && c->ops[i].kind == OP_WRITE &&
+			    c->ops[i].state == OP_POSTED && c->ops[i].seq < min)
+				min = c->ops[i].seq;
+	return min;
+}
+
+/* Hold mode: the first held send may go (the writes before it completed). */
+static int held_ready(struct hec_fab_ep *ep)
+{
+	return ep->held && ep->ep && ep->held->seq < write_floor(ep);
+}
+
+/* Hold mode: post the held sends whose writes completed, in order.  A
+ * send waits only for the writes posted before it: writes posted after it
+ * do not delay it. */
 static void held_flush(struct hec_fab_ep *ep)
 {
 	struct fab_op *op;
+	int r;
 
-	while ((op = ep->held) && !ep->nwrites && ep->ep) {
-		int r = send_post(ep, op);
+	while (held_ready(ep)) {
+		op = ep->held;
+		r = send_post(ep, op);
 
 		if (r == -EAGAIN) {
 			op->state = OP_HELD;
@@ -643,21 +686,26 @@ static void held_flush(struct hec_fab_ep *ep)
 	}
 }
 
-/* Hold mode, a write failed: the messages held behind it would announce
+/* Hold mode, write @wseq failed: the messages held behind it would announce
  * data that is not there; they fail too. */
-static void held_fail(struct hec_fab_ep *ep)
+static void held_fail(struct hec_fab_ep *ep, uint64_t wseq)
 {
-	struct fab_op *op;
+	struct fab_op **pp, *op;
 	char msg[HEC_FAB_WHY];
 
 	snprintf(msg, sizeof(msg), "fi_send %s: not sent, an earlier write failed", ep->peer);
-	while ((op = ep->held)) {
-		ep->held = op->next;
+	ep->held_tail = NULL;
+	for (pp = &ep->held; (op = *pp);) {
+		if (op->seq < wseq) {
+			ep->held_tail = op;
+			pp = &op->next;
+			continue;
+		}
+		*pp = op->next;
 		ev_done(ep->f, ep, op->ctx, -ECANCELED, msg);
 		ep->sfree[ep->nsfree++] = op->buf;
 		op_put(ep->f, op);
 	}
-	ep->held_tail = NULL;
 }
 
 int hec_fab_send(struct hec_fab_ep *ep, const void *buf, size_t len, void *ctx)
@@ -681,6 +729,7 @@ int hec_fab_send(struct hec_fab_ep *ep, const void *buf, size_t len, void *ctx)
 	op->buf = ep->sfree[--ep->nsfree];
 	op->len = len;
 	memcpy(ep->sbufs + (size_t)op->buf * HEC_FAB_MSG_MAX, buf, len);
+	op->seq = ep->wposted;
 	if (f->hold && (ep->nwrites || ep->held)) {
 		op->state = OP_HELD;
 		if (ep->held_tail)
@@ -723,6 +772,8 @@ static int rma(struct hec_fab_ep *ep, enum op_kind kind, struct hec_fab_mr *loca
 	op = op_get(f, ep, kind, ctx);
 	if (!op)
 		return -ENOMEM;
+	if (kind == OP_WRITE)
+		op->seq = ep->wposted + 1;
 	iov.iov_base = local->buf + off;
 	iov.iov_len = len;
 	desc = local->desc;
@@ -745,8 +796,10 @@ static int rma(struct hec_fab_ep *ep, enum op_kind kind, struct hec_fab_mr *loca
 		return fab_err(r);
 	}
 	ep->nrma++;
-	if (kind == OP_WRITE)
+	if (kind == OP_WRITE) {
 		ep->nwrites++;
+		ep->wposted++;
+	}
 	return 0;
 }
 
@@ -833,11 +886,11 @@ static void op_complete(struct hec_fab *f, struct fab_op *op, size_t len, int er
 		if (op->ctx || err)
 			ev_done(f, ep, op->ctx, err, err ? msg : NULL);
 		if (err && op->kind == OP_WRITE)
-			held_fail(ep);
+			held_fail(ep, op->seq);
 		break;
 	}
 	op_put(f, op);
-	if (ep->held && !ep->nwrites)
+	if (ep->held)
 		held_flush(ep);
 }
 
@@ -892,18 +945,7 @@ static void eq_connreq(struct hec_fab *f, struct fi_info *info)
 		return;
 	}
 	if (fi_accept(ep->ep, NULL, 0)) {
-		struct fab_ops_chunk *c;
-		unsigned i;
-
-		fi_close(&ep->ep->fid);
-		ep->ep = NULL;
-		for (c = f->chunks; c; c = c->next)
-			for (i = 0; i < FAB_OPS_CHUNK; i++)
-				if (c->ops[i].ep == ep && c->ops[i].state == OP_POSTED) {
-					c->ops[i].state = OP_ORPHAN;
-					c->ops[i].ep = NULL;
-				}
-		ep_release(ep);
+		ep_discard(ep);
 		return;
 	}
 	ep_link(f, ep);
@@ -992,7 +1034,7 @@ static void held_all(struct hec_fab *f)
 	struct hec_fab_ep *ep;
 
 	for (ep = f->eps; ep; ep = ep->next)
-		if (ep->held && !ep->nwrites)
+		if (ep->held)
 			held_flush(ep);
 }
 
@@ -1046,7 +1088,7 @@ int hec_fab_trywait(struct hec_fab *f)
 	if (f->evq || f->lent)
 		return -EAGAIN;
 	for (ep = f->eps; ep; ep = ep->next)
-		if (ep->held && !ep->nwrites)
+		if (held_ready(ep))
 			return -EAGAIN;
 	r = fi_trywait(f->fabric, fids, 2);
 	if (r == -FI_EAGAIN)

@@ -160,7 +160,8 @@ int hec_fab_read(struct hec_fab_ep *ep, struct hec_fab_mr *local, size_t off, si
 
 /** Shut the endpoint down (the peer sees CLOSED) and free it.  Events not
  *  yet returned for it, DONEs of its pending operations included, are
- *  dropped: the caller forgets those contexts itself. */
+ *  dropped: the caller forgets those contexts itself, and skips any later
+ *  event naming @ep in the batch hec_fab_poll() already returned. */
 void hec_fab_ep_free(struct hec_fab_ep *ep);
 /** The peer's address, for logs. */
 const char *hec_fab_ep_peer(const struct hec_fab_ep *ep);

@@ -118,6 +118,24 @@ static int send_text(struct hec_fab_ep *ep, struct hec_fab *f, double end, const
 	return r;
 }
 
+/* SLOTS blocks of registered memory.  \return 0, or -1 (said on stderr). */
+static int slots_alloc(struct hec_fab *f, uint64_t block, unsigned char **buf,
+		       struct hec_fab_mr **mr)
+{
+	char why[HEC_FAB_WHY];
+
+	*buf = aligned_alloc(4096, (block * SLOTS + 4095) & ~4095ull);
+	if (!*buf) {
+		fprintf(stderr, "%s: %s\n", prog, strerror(ENOMEM));
+		return -1;
+	}
+	if (hec_fab_mr_reg(f, *buf, block * SLOTS, mr, why, sizeof(why))) {
+		fprintf(stderr, "%s: %s\n", prog, why);
+		return -1;
+	}
+	return 0;
+}
+
 static int usage(void)
 {
 	fprintf(stderr,
@@ -217,16 +235,8 @@ static int server(const char *hp, const struct opts *o)
 						fprintf(stderr, "%s: bad hello '%s'\n", prog, m);
 						goto out;
 					}
-					region = aligned_alloc(4096, (block * SLOTS + 4095) & ~4095ull);
-					if (!region) {
-						fprintf(stderr, "%s: %s\n", prog, strerror(ENOMEM));
+					if (slots_alloc(f, block, &region, &mr))
 						goto out;
-					}
-					r = hec_fab_mr_reg(f, region, block * SLOTS, &mr, why, sizeof(why));
-					if (r) {
-						fprintf(stderr, "%s: %s\n", prog, why);
-						goto out;
-					}
 					r = send_text(cl, f, end, "R %" PRIx64 " %" PRIx64 " %u",
 						      hec_fab_mr_base(mr), hec_fab_mr_key(mr), SLOTS);
 				} else if (m[0] == 'W') {
@@ -314,16 +324,8 @@ static int client(const char *hp, const struct opts *o)
 		fprintf(stderr, "%s: %s\n", prog, why);
 		return 1;
 	}
-	local = aligned_alloc(4096, (block * SLOTS + 4095) & ~4095ull);
-	if (!local) {
-		fprintf(stderr, "%s: %s\n", prog, strerror(ENOMEM));
+	if (slots_alloc(f, block, &local, &mr))
 		goto out;
-	}
-	r = hec_fab_mr_reg(f, local, block * SLOTS, &mr, why, sizeof(why));
-	if (r) {
-		fprintf(stderr, "%s: %s\n", prog, why);
-		goto out;
-	}
 	r = send_text(ep, f, end, "H %" PRIu64, block);
 	if (r) {
 		fprintf(stderr, "%s: send: %s\n", prog, strerror(-r));
