@@ -28,7 +28,7 @@
 struct hec_cs {
 	int lockfd;
 	int objfd;   /* DIR/objects */
-	uint64_t used, chunks, manifests, corrupt;
+	uint64_t used, chunks, manifests, corrupt, repaired;
 };
 
 /* ---- names and hashes ---- */
@@ -362,6 +362,8 @@ int hec_cs_put(struct hec_cs *cs, uint64_t job, uint64_t epoch, const char *part
 	old = file_size_at(efd, name);
 	make_header(hdr, job, epoch, part, idx, len, hash);
 	rc = write_replace(efd, name, iov, 2, 0);
+	if (!rc && file_size_at(efd, MANIFEST) >= 0)
+		cs->repaired++;
 	close(efd);
 	if (rc)
 		return rc;
@@ -903,6 +905,7 @@ int hec_cs_status(struct hec_cs *cs, struct hec_cs_status *st)
 	st->chunks = cs->chunks;
 	st->manifests = cs->manifests;
 	st->corrupt = cs->corrupt;
+	st->repaired = cs->repaired;
 	return 0;
 }
 

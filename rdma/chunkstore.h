@@ -47,6 +47,8 @@ struct hec_cs_status {
 	uint64_t used;          /* bytes of chunk and manifest files (headers included) */
 	uint64_t chunks, manifests;
 	uint64_t corrupt;       /* corrupt files found by get/manifest since open */
+	uint64_t repaired;      /* chunks put into committed epochs since open: only
+				 * repair writes there */
 };
 
 /** Open (creating DIR and DIR/objects if needed) the store in @dir.

@@ -832,7 +832,7 @@ static void send_status(struct srv *s)
 		      "total", (json_int_t)st.total, "free", (json_int_t)st.free,
 		      "used", (json_int_t)st.used, "chunks", (json_int_t)st.chunks,
 		      "manifests", (json_int_t)st.manifests, "corrupt", (json_int_t)st.corrupt,
-		      "repaired", (json_int_t)0, "clients", (json_int_t)s->nclients,
+		      "repaired", (json_int_t)st.repaired, "clients", (json_int_t)s->nclients,
 		      "health", health);
 	if (b)
 		hec_conn_send(s->ctl, HEC_MSG_STORE_STATUS, b);

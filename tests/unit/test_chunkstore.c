@@ -210,9 +210,13 @@ static void test_corrupt(void)
 	}
 	CU_ASSERT_EQUAL(hec_cs_status(cs, &st), 0);
 	CU_ASSERT_EQUAL(st.corrupt, 4);
-	/* a good copy put again heals it */
+	CU_ASSERT_EQUAL(st.repaired, 0);
+	/* a good copy put again heals it; into a committed epoch it is a repair */
+	CU_ASSERT_EQUAL(hec_cs_commit(cs, 1, 1, "{}", 2), 0);
 	CU_ASSERT_EQUAL(put_str(cs, 1, 1, "a", 0, "some data here"), 0);
 	CU_ASSERT_EQUAL(hec_cs_get(cs, 1, 1, "a", 0, buf, sizeof(buf), &len, &hash), 0);
+	CU_ASSERT_EQUAL(hec_cs_status(cs, &st), 0);
+	CU_ASSERT_EQUAL(st.repaired, 1);
 	hec_cs_close(cs);
 }
 
