@@ -235,6 +235,18 @@ void cli_format_bytes(long long bytes, char *buf, size_t len);
  */
 int cli_snapshot_line(const json_t *node, int revert, char *buf, size_t len);
 
+/** `hec storage`: the table's header, and one row's cells for an element of
+ *  the "storage" answer's servers (doc/storage.md): sizes as
+ *  cli_format_bytes() writes them, HEALTH the server's health ("-" when it
+ *  sent none), or for a server that is down why it is. */
+#define CLI_STORAGE_COLS 10
+extern const char *const cli_storage_header[CLI_STORAGE_COLS];
+struct cli_storage_row {
+	const char *cell[CLI_STORAGE_COLS];  /* point into @s and the buffers below */
+	char used[32], free[32], chunks[24], manifests[24], corrupt[24];
+};
+void cli_storage_row(const json_t *s, struct cli_storage_row *r);
+
 /** A text table: columns padded to their widest cell. */
 #define CLI_TABLE_COLS 10
 struct cli_table {
@@ -308,5 +320,6 @@ int cmd_snapshot(struct cli_ctx *ctx, const char *dir, int argc, char **argv);
 int cmd_wait(struct cli_ctx *ctx, const char *dir, int argc, char **argv);
 int cmd_logs(struct cli_ctx *ctx, const char *dir, int argc, char **argv);
 int cmd_gang(struct cli_ctx *ctx, const char *dir, int argc, char **argv);
+int cmd_storage(struct cli_ctx *ctx, const char *dir, int argc, char **argv);
 
 #endif

@@ -1,8 +1,8 @@
 /* SPDX-License-Identifier: BSD-3-Clause */
 /*
- * hec cluster up|down|status: an embedded cluster of one hecctld and N hecd
- * on this machine, all files under one directory (doc/design.md, "Embedded
- * cluster").  The daemons are started detached (own session, log files) so
+ * hec cluster up|down|status: an embedded cluster of one hecctld, N hecd
+ * and M hecstored on this machine, all files under one directory
+ * (doc/design.md, "Embedded cluster"; doc/storage.md).  The daemons are started detached (own session, log files) so
  * they outlive this command; their pid files let `cluster down` find them
  * again even when the controller is already dead.
  */
@@ -28,6 +28,7 @@
 #include "cli/cli.h"
 
 #define UP_NODES_MAX 64
+#define UP_STORAGE_MAX 16
 /* Waits; a daemon under valgrind (HEC_DAEMON_WRAPPER) is far slower. */
 #define UP_WAIT_MS 30000
 #define DOWN_WAIT_MS 10000
@@ -39,10 +40,10 @@
 
 enum { K_NODES = 'N', K_DIR = 'D', K_HELP = 'h', K_NODE_TIMEOUT = CLI_LONG_ONLY + 200,
        K_HEARTBEAT, K_JSON, K_SLOT, K_MAX_SHARE, K_TIMESLICE, K_VM_KERNEL,
-       K_VM_SWITCH };
+       K_VM_SWITCH, K_STORAGE };
 
 struct daemon {
-	char name[32];          /* "hecctld", "node3" */
+	char name[32];          /* "hecctld", "node3", "s1" */
 	pid_t pid;
 	char log[PATH_MAX];
 	char pidfile[PATH_MAX];
@@ -375,15 +376,18 @@ static const struct cli_opt up_options[] = {
 	{ "nodes", K_NODES, 1 }, { "dir", K_DIR, 1 }, { "node-timeout", K_NODE_TIMEOUT, 1 },
 	{ "heartbeat", K_HEARTBEAT, 1 }, { "slot", K_SLOT, 1 }, { "max-share", K_MAX_SHARE, 1 },
 	{ "timeslice", K_TIMESLICE, 1 }, { "vm-kernel", K_VM_KERNEL, 1 }, { "vm-switch", K_VM_SWITCH, 1 },
-	{ "help", K_HELP, 0 },
+	{ "storage", K_STORAGE, 1 }, { "help", K_HELP, 0 },
 	{ NULL, 0, 0 },
 };
 
 static const char up_help[] =
-	"usage: hec cluster up --nodes N [--dir DIR] [--node-timeout DUR] [--heartbeat DUR]\n"
-	"Start an embedded cluster on this machine: hecctld and N hecd (node0 ...),\n"
+	"usage: hec cluster up --nodes N [--storage M] [--dir DIR] [--node-timeout DUR]\n"
+	"                      [--heartbeat DUR]\n"
+	"Start an embedded cluster on this machine: hecctld, N hecd (node0 ...) and\n"
+	"M checkpoint storage servers (hecstored s0 ...; each stores in DIR/store/sK),\n"
 	"files, logs and pid files in DIR; CPUs are split between the nodes.\n"
 	"  -N, --nodes=N           nodes to start (1..64)\n"
+	"      --storage=M         storage servers to start (0..16, default 0)\n"
 	"  -D, --dir=DIR           cluster directory (default: $HEC_DIR, the last one\n"
 	"                          started, or ~/.hec/cluster)\n"
 	"      --node-timeout=DUR  silence after which a node is DOWN (default 10s)\n"
@@ -406,11 +410,13 @@ struct up {
 	char key_file[PATH_MAX];
 	char ctl_addr[300];
 	long nodes, node_timeout_ms, heartbeat_ms;
+	long storage;                 /* hecstored to start */
 	long slot_ms, max_share;      /* 0: the controller's default */
 	const char *timeslice;        /* NULL: the controller's default */
 	char vm_kernel[PATH_MAX];     /* "": the agents' default */
 	const char *vm_switch;        /* NULL: the agents' default */
-	struct daemon d[UP_NODES_MAX + 1];   /* [0] hecctld, [1 + k] node k */
+	/* [0] hecctld, [1 + k] node k, [1 + nodes + k] storage server k */
+	struct daemon d[UP_NODES_MAX + UP_STORAGE_MAX + 1];
 	int nd;
 	int64_t wait_ms;
 };
@@ -691,6 +697,109 @@ static int wait_idle(struct up *u)
 	}
 }
 
+/*
+ * Storage server k: "sK", config DIR/store/sK/hecstored.conf, chunks and
+ * manifests in DIR/store/sK/data (kept from one `cluster up` to the next,
+ * as spool/ is), log and pid file beside the others'.
+ */
+static int start_storage(struct up *u, const char *prog)
+{
+	for (int k = 0; k < u->storage; k++) {
+		char conf[PATH_MAX], data[PATH_MAX], text[4 * PATH_MAX + 512];
+		struct daemon *d = &u->d[1 + u->nodes + k];
+		int rc;
+
+		snprintf(d->name, sizeof(d->name), "s%d", k);
+		snprintf(text, sizeof(text), "store/%s/data", d->name);
+		if (path_join(data, sizeof(data), u->rdir, text))
+			return -ENAMETOOLONG;
+		snprintf(text, sizeof(text), "store/%s/hecstored.conf", d->name);
+		if (path_join(conf, sizeof(conf), u->rdir, text))
+			return -ENAMETOOLONG;
+		rc = hec_mkdir_p(data, 0700);
+		if (rc) {
+			cli_err("cluster up: %s: %s", data, strerror(-rc));
+			return rc;
+		}
+		snprintf(text, sizeof(text),
+			 "# written by hec cluster up\n"
+			 "name = %s\n"
+			 "dir = %s\n"
+			 "listen = 127.0.0.1:0\n"
+			 "controller = %s\n"
+			 "key_file = %s\n",
+			 d->name, data, u->ctl_addr, u->key_file);
+		rc = write_conf(conf, text);
+		if (rc)
+			return rc;
+		snprintf(text, sizeof(text), "log/%s.log", d->name);
+		if (path_join(d->log, sizeof(d->log), u->rdir, text))
+			return -ENAMETOOLONG;
+		snprintf(text, sizeof(text), "run/%s.pid", d->name);
+		if (path_join(d->pidfile, sizeof(d->pidfile), u->rdir, text))
+			return -ENAMETOOLONG;
+		rc = start_daemon(d, prog, conf);
+		u->nd = 2 + (int)u->nodes + k;
+		if (rc)
+			return rc;
+	}
+	return 0;
+}
+
+/* State of storage server @name in a `storage` answer, or NULL. */
+static const char *store_state(const json_t *resp, const char *name)
+{
+	json_t *s;
+	size_t i;
+
+	json_array_foreach(json_object_get(resp, "servers"), i, s)
+		if (!strcmp(name, json_string_value(json_object_get(s, "name")) ?: ""))
+			return json_string_value(json_object_get(s, "state")) ?: "?";
+	return NULL;
+}
+
+/* Every storage server registered and up (its first registration may wait
+ * for a retry: hecstored tries again every few seconds). */
+static int wait_storage(struct up *u)
+{
+	int64_t deadline = ms_now() + u->wait_ms;
+	char err[CLI_ERRLEN] = "";
+
+	while (u->storage) {
+		json_t *req = json_pack("{s:s}", "op", "storage"), *resp = NULL;
+		const char *state = NULL;
+		int rc, k, up = 0;
+		struct daemon *d = &u->d[1 + u->nodes];
+
+		for (k = 0; k < u->nd; k++)
+			if (daemon_exited(&u->d[k], 1)) {
+				print_log_tail(u->d[k].log);
+				return -ESRCH;
+			}
+		rc = req ? cli_call(u->ctx, req, &resp, err, sizeof(err)) : -ENOMEM;
+		json_decref(req);
+		for (k = 0; rc == 0 && k < u->storage; k++, up++) {
+			state = store_state(resp, d[k].name);
+			if (!state || strcmp(state, "up"))
+				break;
+		}
+		json_decref(resp);
+		if (up == u->storage)
+			return 0;
+		if (ms_now() >= deadline) {
+			if (rc)
+				cli_err("cluster up: the controller does not answer: %s", err);
+			else
+				cli_err("cluster up: storage server %s is %s after %ld s", d[up].name,
+					state ? state : "not registered", (long)(u->wait_ms / 1000));
+			print_log_tail(rc ? u->d[0].log : d[up].log);
+			return -ETIMEDOUT;
+		}
+		cli_sleep_ms(100);
+	}
+	return 0;
+}
+
 static void record_current(const char *rdir)
 {
 	char dir[PATH_MAX], file[PATH_MAX], text[PATH_MAX + 2];
@@ -709,7 +818,7 @@ static void record_current(const char *rdir)
 
 static int refuse_running(struct up *u)
 {
-	struct pidfile pf[UP_NODES_MAX + 8];
+	struct pidfile pf[UP_NODES_MAX + UP_STORAGE_MAX + 8];
 	char rdir[PATH_MAX];
 	int fd = hec_connect_unix(u->ctx->sock), n;
 
@@ -769,7 +878,7 @@ static int cluster_up(struct cli_ctx *ctx, const char *dir, int argc, char **arg
 {
 	struct up u = { .ctx = ctx, .node_timeout_ms = DEFAULT_NODE_TIMEOUT_MS,
 			.heartbeat_ms = DEFAULT_HEARTBEAT_MS };
-	char err[CLI_ERRLEN], ctld[PATH_MAX], hecd[PATH_MAX];
+	char err[CLI_ERRLEN], ctld[PATH_MAX], hecd[PATH_MAX], stored[PATH_MAX];
 	struct cli_args a;
 	int key, given_timeout = 0;
 
@@ -788,6 +897,11 @@ static int cluster_up(struct cli_ctx *ctx, const char *dir, int argc, char **arg
 			break;
 		case K_NODES:
 			if (cli_parse_num("--nodes", a.arg, 1, UP_NODES_MAX, &u.nodes, err, sizeof(err)))
+				goto bad_value;
+			break;
+		case K_STORAGE:
+			if (cli_parse_num("--storage", a.arg, 0, UP_STORAGE_MAX, &u.storage, err,
+					  sizeof(err)))
 				goto bad_value;
 			break;
 		case K_NODE_TIMEOUT:
@@ -851,7 +965,9 @@ static int cluster_up(struct cli_ctx *ctx, const char *dir, int argc, char **arg
 	}
 	u.wait_ms = wrapped() ? WRAPPED_WAIT_MS : UP_WAIT_MS;
 	if (refuse_running(&u) || find_program("hecctld", ctld, sizeof(ctld)) ||
-	    find_program("hecd", hecd, sizeof(hecd)) || make_dirs(&u) || write_key(&u))
+	    find_program("hecd", hecd, sizeof(hecd)) ||
+	    (u.storage && find_program("hecstored", stored, sizeof(stored))) || make_dirs(&u) ||
+	    write_key(&u))
 		return CLI_EXIT_ERR;
 	/* from here on every path is the real one: the daemons may chdir */
 	snprintf(ctx->dir, sizeof(ctx->dir), "%s", u.rdir);
@@ -860,14 +976,17 @@ static int cluster_up(struct cli_ctx *ctx, const char *dir, int argc, char **arg
 	cli_cluster_name(u.rdir, u.name, sizeof(u.name));
 	forget_earlier(u.rdir);
 
-	if (start_controller(&u, ctld) || start_nodes(&u, hecd) || wait_idle(&u)) {
+	if (start_controller(&u, ctld) || start_nodes(&u, hecd) || start_storage(&u, stored) ||
+	    wait_idle(&u) || wait_storage(&u)) {
 		stop_daemons(u.d, u.nd);
 		unlink(ctx->sock);
 		return CLI_EXIT_ERR;
 	}
 	record_current(u.rdir);
-	printf("cluster up: %ld node%s, controller %s, dir %s\n", u.nodes, u.nodes == 1 ? "" : "s",
-	       u.ctl_addr, u.rdir);
+	printf("cluster up: %ld node%s, ", u.nodes, u.nodes == 1 ? "" : "s");
+	if (u.storage)
+		printf("%ld storage server%s, ", u.storage, u.storage == 1 ? "" : "s");
+	printf("controller %s, dir %s\n", u.ctl_addr, u.rdir);
 	return CLI_EXIT_OK;
 
 bad_value:
@@ -978,6 +1097,12 @@ static void clear_current(const char *rdir)
 		unlink(file);
 }
 
+/* "s0", "s12": a storage server's pid file (cluster up names them so). */
+static int is_store_name(const char *name)
+{
+	return name[0] == 's' && name[1] && strspn(name + 1, "0123456789") == strlen(name + 1);
+}
+
 /* Wait until no pid file names a live daemon; \return how many remain. */
 static int wait_gone(struct pidfile *pf, int n, const char *rdir, int64_t ms)
 {
@@ -999,7 +1124,7 @@ static int wait_gone(struct pidfile *pf, int n, const char *rdir, int64_t ms)
 
 static int cluster_down(struct cli_ctx *ctx, const char *dir, int argc, char **argv)
 {
-	struct pidfile pf[UP_NODES_MAX + 8];
+	struct pidfile pf[UP_NODES_MAX + UP_STORAGE_MAX + 8];
 	char rdir[PATH_MAX], path[PATH_MAX], err[CLI_ERRLEN];
 	struct cli_args a;
 	json_t *req, *resp = NULL;
@@ -1052,13 +1177,14 @@ static int cluster_down(struct cli_ctx *ctx, const char *dir, int argc, char **a
 	if (rc == -EREMOTEIO)
 		fprintf(stderr, "hec: cluster down: the controller refused (%s); signalling the daemons\n",
 			err);
-	if (!shut)
-		for (int i = 0; i < n; i++)
-			if (pf[i].alive && kill(pf[i].pid, SIGTERM) && errno == EPERM) {
-				cli_err("cluster down: %s (pid %d): %s", pf[i].name, (int)pf[i].pid,
-					strerror(EPERM));
-				return CLI_EXIT_ERR;
-			}
+	/* Storage servers outlive a controller (they wait for the next one): stop them. */
+	for (int i = 0; i < n; i++)
+		if ((!shut || is_store_name(pf[i].name)) && pf[i].alive && kill(pf[i].pid, SIGTERM) &&
+		    errno == EPERM) {
+			cli_err("cluster down: %s (pid %d): %s", pf[i].name, (int)pf[i].pid,
+				strerror(EPERM));
+			return CLI_EXIT_ERR;
+		}
 	alive = wait_gone(pf, n, rdir, wrapped() ? WRAPPED_WAIT_MS : DOWN_WAIT_MS);
 	if (alive) {
 		for (int i = 0; i < n; i++)
@@ -1097,9 +1223,40 @@ static const struct cli_opt status_options[] = {
 
 static const char status_help[] =
 	"usage: hec cluster status [--json]\n"
-	"Controller, nodes and jobs of the cluster; exit status 1 if it is not running.\n"
+	"Controller, nodes, jobs and storage servers of the cluster; exit status 1 if\n"
+	"it is not running.\n"
 	"      --json     print the controller's answer as JSON\n"
 	"  -D, --dir=DIR  cluster directory\n";
+
+/* "storage: 2 up, 3 total" and a line per server, if any registered. */
+static void print_storage(const struct cli_ctx *ctx)
+{
+	json_t *req = json_pack("{s:s}", "op", "storage"), *resp = NULL, *s;
+	char err[CLI_ERRLEN];
+	int up = 0;
+	size_t i;
+
+	if (!req || cli_call(ctx, req, &resp, err, sizeof(err))) {
+		json_decref(req);
+		return; /* the rest was printed; the controller went away since */
+	}
+	json_decref(req);
+	json_array_foreach(json_object_get(resp, "servers"), i, s)
+		up += !strcmp(cli_jstr(s, "state", ""), "up");
+	i = json_array_size(json_object_get(resp, "servers"));
+	if (i)
+		printf("storage: %d up, %zu total\n", up, i);
+	json_array_foreach(json_object_get(resp, "servers"), i, s) {
+		const char *state = cli_jstr(s, "state", "?");
+
+		printf("  %s %s %s %s", cli_jstr(s, "name", "?"), state, cli_jstr(s, "addr", ""),
+		       cli_jstr(s, "provider", ""));
+		if (strcmp(state, "up"))
+			printf(" (%s)", cli_jstr(s, "reason", ""));
+		printf(" %s\n", cli_jstr(s, "dir", ""));
+	}
+	json_decref(resp);
+}
 
 static int cluster_status(struct cli_ctx *ctx, const char *dir, int argc, char **argv)
 {
@@ -1160,11 +1317,13 @@ static int cluster_status(struct cli_ctx *ctx, const char *dir, int argc, char *
 	       (long long)json_integer_value(json_object_get(cl, "jobs_pending")),
 	       (long long)json_integer_value(json_object_get(cl, "jobs_running")));
 	json_decref(resp);
+	print_storage(ctx);
 	return CLI_EXIT_OK;
 }
 
 static const char cluster_help[] =
-	"usage: hec cluster up --nodes N [--dir DIR] [--node-timeout DUR] [--heartbeat DUR]\n"
+	"usage: hec cluster up --nodes N [--storage M] [--dir DIR] [--node-timeout DUR]\n"
+	"                      [--heartbeat DUR]\n"
 	"       hec cluster down [--dir DIR]\n"
 	"       hec cluster status [--json]\n"
 	"Start, stop or describe an embedded cluster on this machine\n"

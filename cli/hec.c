@@ -16,7 +16,7 @@ static const struct {
 	int (*fn)(struct cli_ctx *ctx, const char *dir, int argc, char **argv);
 	const char *summary;
 } commands[] = {
-	{ "cluster", cmd_cluster, "up --nodes N | down | status: an embedded cluster on this machine" },
+	{ "cluster", cmd_cluster, "up --nodes N [--storage M] | down | status: an embedded cluster on this machine" },
 	{ "nodes", cmd_nodes, "list nodes (sinfo)" },
 	{ "submit", cmd_submit, "queue a batch script or -- PROGRAM ARGS (sbatch)" },
 	{ "queue", cmd_queue, "list jobs (squeue)" },
@@ -26,6 +26,7 @@ static const struct {
 	{ "wait", cmd_wait, "wait for a job to end; exit status tells how" },
 	{ "logs", cmd_logs, "print a job's output, -f to follow" },
 	{ "gang", cmd_gang, "gang scheduler: matrix, stats, set" },
+	{ "storage", cmd_storage, "checkpoint storage servers: state, space, health" },
 };
 
 enum { G_DIR = 'D', G_HELP = 'h', G_VERSION = CLI_LONG_ONLY };
@@ -78,7 +79,7 @@ int main(int argc, char **argv)
 		dir = a.arg;
 	}
 	if (a.i >= a.argc)
-		return cli_usage(NULL, "which command? (cluster, nodes, submit, queue, show, cancel, snapshot, wait, logs, gang)");
+		return cli_usage(NULL, "which command? (cluster, nodes, submit, queue, show, cancel, snapshot, wait, logs, gang, storage)");
 	if (!strcmp(a.argv[a.i], "help")) {
 		help();
 		return CLI_EXIT_OK;

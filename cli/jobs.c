@@ -1152,3 +1152,48 @@ int cmd_nodes(struct cli_ctx *ctx, const char *dir, int argc, char **argv)
 	json_decref(resp);
 	return rc ? CLI_EXIT_ERR : CLI_EXIT_OK;
 }
+
+static const char storage_help[] =
+	"usage: hec storage [--json]\n"
+	"List the checkpoint storage servers registered with the controller: state,\n"
+	"address and transport, space used and free, objects held, corrupt copies\n"
+	"found, health (for a server that is down: why).\n"
+	"      --json    print the controller's answer as JSON\n"
+	"  -D, --dir=DIR cluster directory\n";
+
+int cmd_storage(struct cli_ctx *ctx, const char *dir, int argc, char **argv)
+{
+	struct cli_table t = { .ncols = CLI_STORAGE_COLS };
+	json_t *resp, *server;
+	int flags = 0, rc;
+	size_t i;
+
+	rc = flags_only("storage", storage_help, nodes_options, argc, argv, &dir, &flags);
+	if (rc)
+		return rc < 0 ? CLI_EXIT_OK : rc;
+	if (finish_ctx(ctx, dir))
+		return CLI_EXIT_ERR;
+	if (cli_request(ctx, "storage", json_pack("{s:s}", "op", "storage"), &resp))
+		return CLI_EXIT_ERR;
+	if (flags & 1) {
+		cli_print_json(resp);
+		json_decref(resp);
+		return CLI_EXIT_OK;
+	}
+	rc = cli_table_add(&t, cli_storage_header);
+	json_array_foreach(json_object_get(resp, "servers"), i, server) {
+		struct cli_storage_row r;
+
+		cli_storage_row(server, &r);
+		rc = rc ? rc : cli_table_add(&t, r.cell);
+	}
+	if (rc)
+		cli_err("storage: out of memory");
+	else if (!json_array_size(json_object_get(resp, "servers")))
+		printf("no storage servers have registered\n");
+	else
+		cli_table_print(&t);
+	cli_table_free(&t);
+	json_decref(resp);
+	return rc ? CLI_EXIT_ERR : CLI_EXIT_OK;
+}

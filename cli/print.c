@@ -56,6 +56,34 @@ int cli_snapshot_line(const json_t *node, int revert, char *buf, size_t len)
 	return 0;
 }
 
+const char *const cli_storage_header[CLI_STORAGE_COLS] = {
+	"NAME", "STATE", "ADDR", "TRANSPORT", "USED", "FREE", "CHUNKS", "MANIFESTS", "CORRUPT",
+	"HEALTH",
+};
+
+void cli_storage_row(const json_t *s, struct cli_storage_row *r)
+{
+	const char *state = cli_jstr(s, "state", "?"), *health = cli_jstr(s, "health", "");
+
+	cli_format_bytes(cli_jint(s, "used", 0), r->used, sizeof(r->used));
+	cli_format_bytes(cli_jint(s, "free", 0), r->free, sizeof(r->free));
+	snprintf(r->chunks, sizeof(r->chunks), "%ld", cli_jint(s, "chunks", 0));
+	snprintf(r->manifests, sizeof(r->manifests), "%ld", cli_jint(s, "manifests", 0));
+	snprintf(r->corrupt, sizeof(r->corrupt), "%ld", cli_jint(s, "corrupt", 0));
+	if (strcmp(state, "up"))
+		health = cli_jstr(s, "reason", "");
+	r->cell[0] = cli_jstr(s, "name", "?");
+	r->cell[1] = state;
+	r->cell[2] = cli_jstr(s, "addr", "");
+	r->cell[3] = cli_jstr(s, "provider", "");
+	r->cell[4] = r->used;
+	r->cell[5] = r->free;
+	r->cell[6] = r->chunks;
+	r->cell[7] = r->manifests;
+	r->cell[8] = r->corrupt;
+	r->cell[9] = *health ? health : "-";
+}
+
 /* ---- tables ---- */
 
 int cli_table_add(struct cli_table *t, const char *const *row)

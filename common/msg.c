@@ -140,7 +140,7 @@ static const struct op_schema req_ops[] = {
 	{ "submit", s_req_submit }, { "queue", s_req_queue }, { "show", s_req_job },
 	{ "cancel", s_req_job }, { "snapshot", s_req_snapshot }, { "nodes", s_req_plain },
 	{ "status", s_req_plain }, { "shutdown", s_req_plain }, { "gang", s_req_plain },
-	{ "gang_stats", s_req_plain }, { "gang_set", s_req_gang_set },
+	{ "gang_stats", s_req_plain }, { "gang_set", s_req_gang_set }, { "storage", s_req_plain },
 };
 
 /*
@@ -242,9 +242,8 @@ static const struct {
 	[HEC_MSG_STORE_REQ] = { "STORE_REQ", s_store_req, HEC_SIDE_STORE, store_ops,
 				sizeof(store_ops) / sizeof(store_ops[0]) },
 	[HEC_MSG_STORE_REP] = { "STORE_REP", s_store_rep, 0 },
-	/* the controller's rows for these come with its storage handlers */
-	[HEC_MSG_STORE_REGISTER] = { "STORE_REGISTER", s_store_register, 0 },
-	[HEC_MSG_STORE_STATUS] = { "STORE_STATUS", s_store_status, 0 },
+	[HEC_MSG_STORE_REGISTER] = { "STORE_REGISTER", s_store_register, HEC_SIDE_CTL },
+	[HEC_MSG_STORE_STATUS] = { "STORE_STATUS", s_store_status, HEC_SIDE_CTL },
 };
 #define NTYPES (sizeof(types) / sizeof(types[0]))
 

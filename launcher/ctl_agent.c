@@ -198,29 +198,6 @@ int ctl_nodes_restore(struct ctl *ctl)
 	return db_nodes_load(ctl->db, restore_node, ctl);
 }
 
-/* Node names end up in cgroup paths and Hydra host files ("node0:2"). */
-static int node_name_ok(const char *s)
-{
-	if (!*s || *s == '.' || *s == '-')
-		return 0;
-	for (; *s; s++)
-		if (!((*s >= 'a' && *s <= 'z') || (*s >= 'A' && *s <= 'Z') ||
-		      (*s >= '0' && *s <= '9') || *s == '-' || *s == '_' || *s == '.'))
-			return 0;
-	return 1;
-}
-
-/* Compare secrets without an early exit on the first differing byte. */
-static int key_equal(const char *a, const char *b)
-{
-	size_t la = strlen(a), lb = strlen(b);
-	unsigned char d = la != lb;
-
-	for (size_t i = 0; i < la && i < lb; i++)
-		d |= (unsigned char)(a[i] ^ b[i]);
-	return d == 0;
-}
-
 static int has_partition(const json_t *parts, long id)
 {
 	size_t i;
@@ -329,16 +306,23 @@ static void agent_register(struct ctl *ctl, struct peer *p, const json_t *body)
 		hec_conn_send_error_and_close(p->conn, "already registered as %s", p->node->name);
 		return;
 	}
+	if (p->store) {
+		hec_warn("%s: REGISTER (as %s) on the connection of storage server %s; closing", peer,
+			 name, p->store->name);
+		hec_conn_send_error_and_close(p->conn, "already registered as storage server %s",
+					      p->store->name);
+		return;
+	}
 	if (ctl->shutting_down) {
 		hec_conn_send_error_and_close(p->conn, "the controller is shutting down");
 		return;
 	}
-	if (ctl->cluster_key[0] && !key_equal(key, ctl->cluster_key)) {
+	if (ctl->cluster_key[0] && !ctl_key_equal(key, ctl->cluster_key)) {
 		hec_warn("%s: node %s presented a wrong cluster key; refused", peer, name);
 		hec_conn_send_error_and_close(p->conn, "node %s: wrong cluster key", name);
 		return;
 	}
-	if (!node_name_ok(name)) {
+	if (!ctl_name_ok(name)) {
 		hec_warn("%s: node name '%s' is not valid; refused", peer, name);
 		hec_conn_send_error_and_close(p->conn,
 			"node name '%s' is not valid (letters, digits, '-', '_', '.')", name);
@@ -539,10 +523,38 @@ static void on_error(void *arg, const struct hec_msg *m)
 		 json_string_value(json_object_get(m->body, "error")));
 }
 
-/* REGISTER is the only message before registration (it checks the cluster
- * key); every other one is from the node that registered on the connection. */
+static void on_store_register(void *arg, const struct hec_msg *m)
+{
+	struct agent_call *a = arg;
+	char why[400];
+	json_t *ok;
+
+	if (store_register(a->ctl, a->p, hec_conn_peer(a->p->conn), m->body, why, sizeof(why))) {
+		hec_conn_send_error_and_close(a->p->conn, "%s", why);
+		return;
+	}
+	/* the server sends STORE_STATUS at the agents' heartbeat interval */
+	ok = json_pack("{s:I}", "heartbeat_ms", (json_int_t)a->ctl->conf.heartbeat_interval);
+	if (!ok || hec_conn_send(a->p->conn, HEC_MSG_REGISTERED, ok))
+		hec_warn("storage server %s: REGISTERED not sent", a->p->store->name);
+	json_decref(ok);
+}
+
+static void on_store_status(void *arg, const struct hec_msg *m)
+{
+	struct agent_call *a = arg;
+
+	store_status(a->ctl, a->p->store, m->body);
+}
+
+/* REGISTER and STORE_REGISTER are the only messages before registration
+ * (they check the cluster key); every other one is from the node, or the
+ * storage server, that registered on the connection. */
 static const struct hec_msg_handler agent_handlers[] = {
 	{ .type = HEC_MSG_REGISTER, .rule = HEC_RULE_PEER, .fn = on_register },
+	{ .type = HEC_MSG_STORE_REGISTER, .rule = HEC_RULE_PEER, .quick = 1,
+	  .fn = on_store_register },
+	{ .type = HEC_MSG_STORE_STATUS, .rule = HEC_RULE_STORE, .quick = 1, .fn = on_store_status },
 	/* nothing for the scheduler; answer without delay */
 	{ .type = HEC_MSG_TIME_REQ, .rule = HEC_RULE_REGISTERED, .quick = 1, .fn = on_time_req },
 	{ .type = HEC_MSG_HEARTBEAT, .rule = HEC_RULE_REGISTERED, .fn = on_heartbeat },
@@ -566,17 +578,25 @@ void agent_on_msg(struct hec_conn *c, const struct hec_msg *m, void *arg)
 	struct agent_call a = { .t2 = hec_now_real_ns() };
 	const struct hec_msg_handler *h =
 		hec_msg_handler_find(agent_handlers, HEC_ARRAY_SIZE(agent_handlers), m);
+	char why[200];
 
 	a.p = arg;
 	a.ctl = a.p->ctl;
 	a.n = a.p->node;
-	if (!h || h->rule == HEC_RULE_REGISTERED) {
-		if (!a.n) {
-			hec_warn("%s: %s before REGISTER; closing", hec_conn_peer(c),
-				 hec_msg_type_name(m->type));
-			hec_conn_send_error_and_close(c, "send REGISTER first");
-			return;
+	if (!agent_rule_allows(h ? h->rule : HEC_RULE_REGISTERED, a.p, hec_msg_type_name(m->type),
+			       why, sizeof(why))) {
+		hec_warn("%s: %s refused (%s); closing", hec_conn_peer(c), hec_msg_type_name(m->type),
+			 why);
+		if (a.p->store) {
+			char gone[300];
+
+			snprintf(gone, sizeof(gone), "refused: %s", why);
+			store_detach_peer(a.ctl, a.p->store, gone);
 		}
+		hec_conn_send_error_and_close(c, "%s", why);
+		return;
+	}
+	if (a.n && (!h || h->rule == HEC_RULE_REGISTERED)) {
 		a.n->last_heard = hec_now_mono_ns();
 		a.n->last_seen = ctl_now();
 	}

@@ -314,6 +314,11 @@ static void cli_status(struct ctl *ctl, struct peer *p)
 				   "uptime", (json_int_t)(ctl_now() - ctl->start_real)));
 }
 
+static void cli_storage(struct ctl *ctl, struct peer *p)
+{
+	respond(p->conn, json_pack("{s:b,s:o}", "ok", 1, "servers", store_list_json(ctl)));
+}
+
 static void cli_shutdown(struct ctl *ctl, struct peer *p)
 {
 	respond(p->conn, json_pack("{s:b}", "ok", 1));
@@ -405,6 +410,14 @@ static void req_gang_stats(void *arg, const struct hec_msg *m)
 	cli_gang_stats(r->ctl, r->p);
 }
 
+static void req_storage(void *arg, const struct hec_msg *m)
+{
+	struct cli_call *r = arg;
+
+	(void)m;
+	cli_storage(r->ctl, r->p);
+}
+
 static void req_gang_set(void *arg, const struct hec_msg *m)
 {
 	struct cli_call *r = arg;
@@ -429,6 +442,7 @@ static const struct hec_msg_handler cli_handlers[] = {
 	{ .type = HEC_MSG_REQUEST, .op = "gang_stats", .rule = HEC_RULE_USER, .fn = req_gang_stats },
 	{ .type = HEC_MSG_REQUEST, .op = "gang_set", .rule = HEC_RULE_ROOT,
 	  .what = "change the gang settings", .fn = req_gang_set },
+	{ .type = HEC_MSG_REQUEST, .op = "storage", .rule = HEC_RULE_USER, .fn = req_storage },
 };
 
 int cli_handlers_check(char *err, size_t errlen)

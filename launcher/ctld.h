@@ -150,6 +150,26 @@ struct node {
 	struct node *next;           /* ctl->nodes, natural name order */
 };
 
+/*
+ * A storage server (hecstored, doc/storage.md) as the controller knows it:
+ * from its STORE_REGISTER on the agent port until the controller exits
+ * (state in memory only: servers register again after a restart).  A lost
+ * one stays listed, down, until it registers again.
+ */
+struct store {
+	char name[65];
+	char addr[301];              /* where clients reach it (host:port) */
+	char provider[17];           /* libfabric provider: "verbs", "tcp" */
+	char dir[4097];
+	long pid;
+	char from[320];              /* the connection's peer address */
+	struct peer *peer;           /* live registered connection, or NULL: down */
+	int64_t last_heard;          /* mono ns of its STORE_REGISTER or last STORE_STATUS */
+	json_t *status;              /* the last STORE_STATUS body, or NULL */
+	char down_why[200];          /* down: why */
+	struct store *next;          /* ctl->stores, natural name order */
+};
+
 enum peer_kind { PEER_CLI, PEER_AGENT };
 
 struct ctl;
@@ -162,6 +182,7 @@ struct peer {
 	gid_t gid;
 	pid_t pid;
 	struct node *node;           /* agent: set by REGISTER */
+	struct store *store;         /* agent port: set by STORE_REGISTER */
 	int64_t accepted;            /* mono ns */
 	struct peer *prev, *next;
 };
@@ -188,6 +209,7 @@ struct ctl {
 	char cluster_key[257];       /* "" = no check */
 	struct node *nodes;
 	int nnodes;
+	struct store *stores;        /* storage servers (ctl_store.c) */
 	struct ctl_job *jobs, *jobs_tail;
 	struct peer *peers;
 	int64_t start_mono, start_real;
@@ -237,6 +259,11 @@ void format_limit(long secs, char *buf, size_t len);
 void reason_for_node(char *buf, size_t len, const char *node, const char *text);
 /** Build the job_node array from names; ranks block-distributed. \return 0 or -ENOMEM. */
 int job_set_alloc(struct ctl_job *j, const char *const *names, int n);
+/** A node's or storage server's name: letters, digits, '-', '_', '.', not starting
+ *  with '.' or '-' (it ends up in paths and Hydra host files). */
+int ctl_name_ok(const char *s);
+/** Compare secrets without an early exit on the first differing byte. */
+int ctl_key_equal(const char *a, const char *b);
 
 /* ---- db.c: the SQLite catalog ---- */
 
@@ -328,6 +355,38 @@ int node_send(struct node *n, unsigned type, json_t *body);
 void agent_on_msg(struct hec_conn *c, const struct hec_msg *m, void *arg);
 /** Check the table of agent messages (at start). \return 0, or -EINVAL and why in @err. */
 int agent_handlers_check(char *err, size_t errlen);
+
+/* ---- ctl_store.c: storage servers ---- */
+
+/**
+ * May the agent-port connection @p send a message of @rule?  REGISTERED
+ * rows are for the node registered on it, STORE rows for the storage server
+ * registered on it, never the other way round.
+ * \return 1, or 0 with the refusal (one line) in @why.
+ */
+int agent_rule_allows(enum hec_msg_rule rule, const struct peer *p, const char *type,
+		      char *why, size_t len);
+/**
+ * STORE_REGISTER on @p (peer address @from): check the cluster key and the
+ * name, then (re)make the server's record, up, linked with @p.
+ * \return 0, or -EPERM (wrong key), -EINVAL (bad name, or @p registered
+ * already), -EEXIST (a live server holds the name), -ESHUTDOWN, -ENOMEM;
+ * then @why holds what to answer.  Sends nothing.
+ */
+int store_register(struct ctl *ctl, struct peer *p, const char *from, const json_t *body,
+		   char *why, size_t len);
+/** STORE_STATUS from @s: keep the figures, note that it was heard. */
+void store_status(struct ctl *ctl, struct store *s, const json_t *body);
+/** @s's connection is gone (closed, or @s is declared down): down with @why.
+ *  The one place that unlinks a server from its connection. */
+void store_detach_peer(struct ctl *ctl, struct store *s, const char *why);
+/** Servers silent for 3 heartbeat intervals are down; their connections close. */
+void store_check_liveness(struct ctl *ctl);
+struct store *store_find(struct ctl *ctl, const char *name);
+/** [{name, addr, provider, state, dir, total, ..., seen_ms}], as the
+ *  "storage" request answers; NULL on ENOMEM. */
+json_t *store_list_json(struct ctl *ctl);
+void store_free_all(struct ctl *ctl);
 
 /* ---- ctl_cli.c: CLI requests ---- */
 

@@ -77,6 +77,8 @@ static void peer_free(struct peer *p)
 		p->next->prev = p->prev;
 	if (p->node && p->node->peer == p)
 		p->node->peer = NULL;
+	if (p->store && p->store->peer == p)
+		p->store->peer = NULL;
 	if (p->kind == PEER_CLI)
 		fanout_forget_owner(p->ctl->fanout, p);
 	hec_conn_free(p->conn);
@@ -102,6 +104,12 @@ static void peer_on_close(struct hec_conn *c, const char *reason, void *arg)
 
 		snprintf(why, sizeof(why), "agent connection closed: %s", reason ? reason : "end of stream");
 		node_detach_peer(p->ctl, p->node, why);
+	}
+	if (p->kind == PEER_AGENT && p->store && p->store->peer == p) {
+		char why[300];
+
+		snprintf(why, sizeof(why), "connection closed: %s", reason ? reason : "end of stream");
+		store_detach_peer(p->ctl, p->store, why);
 	}
 	peer_free(p);
 }
@@ -273,7 +281,7 @@ static void tick_cb(evutil_socket_t fd, short what, void *arg)
 	/* An agent connection that never registers holds a descriptor for nothing. */
 	for (p = ctl->peers; p; p = next) {
 		next = p->next;
-		if (p->kind == PEER_AGENT && !p->node &&
+		if (p->kind == PEER_AGENT && !p->node && !p->store &&
 		    now - p->accepted > ctl->conf.node_timeout * 1000000LL) {
 			hec_warn("%s: no REGISTER within %.1fs; closing", hec_conn_peer(p->conn),
 				 ctl->conf.node_timeout / 1000.0);
@@ -287,6 +295,7 @@ static void tick_cb(evutil_socket_t fd, short what, void *arg)
 		return;
 	}
 	node_check_liveness(ctl);
+	store_check_liveness(ctl);
 	ctl_job_timers(ctl);
 	ctl_schedule(ctl);
 }
@@ -642,6 +651,7 @@ static void ctl_free(struct ctl *ctl)
 		jn = j->next;
 		job_free(j);
 	}
+	store_free_all(ctl);
 	db_close(ctl->db);
 	if (ctl->base)
 		event_base_free(ctl->base);

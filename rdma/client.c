@@ -44,6 +44,7 @@
 #include "rdma/fabric.h"
 
 #define WHY_LEN 1024
+#define ERRS_LEN 768 /* a list of causes, with room in why for what it is about */
 #define TIMEOUT_DEFAULT_MS 30000
 #define NBUF_MAX 16
 #define EVS 16
@@ -107,6 +108,8 @@ struct hec_store {
 	size_t bufsz;
 	unsigned nbuf;
 	uint64_t buf_busy;
+	struct pollfd *pfd;         /* the loop's: 2 per server + the stream's */
+	int stalled;                /* an op met -EAGAIN: retry soon, whatever the fds say */
 	char why[WHY_LEN];
 };
 
@@ -154,23 +157,24 @@ const char *hec_store_why(const struct hec_store *s)
 }
 
 /*
- * The protocol's errors are text (STORE_REP "error"); these are the causes
- * the client acts on differently.  An unknown text is -EREMOTEIO.
+ * The protocol's errors are text (STORE_REP "error"); doc/config.md lists
+ * the exact strings a client acts on.  Anything else is -EREMOTEIO, but a
+ * full disk (the server's strerror) is told apart: the chunk goes elsewhere.
  */
 static int rep_errno(const char *e)
 {
 	static const struct { const char *text; int err; } map[] = {
-		{ "no committed", ENOENT }, { "not found", ENOENT }, { "No such file", ENOENT },
-		{ "no such", ENOENT }, { "missing", ENOENT },
+		{ "no such chunk", ENOENT }, { "no committed checkpoint", ENOENT },
 		{ "corrupt", EBADMSG }, { "checksum mismatch", EBADMSG },
-		{ "No space", ENOSPC }, { "full", ENOSPC },
-		{ "is committed", EEXIST }, { "committed", EEXIST },
-		{ "too large", EFBIG }, { "busy", EBUSY },
+		{ "committed", EEXIST }, { "larger than the slot", EFBIG },
+		{ "no such slot", EINVAL }, { "bad part name", EINVAL },
 	};
 
 	for (size_t i = 0; i < HEC_ARRAY_SIZE(map); i++)
-		if (strcasestr(e, map[i].text))
+		if (!strcmp(e, map[i].text))
 			return -map[i].err;
+	if (strstr(e, strerror(ENOSPC)) || strstr(e, strerror(EDQUOT)))
+		return -ENOSPC;
 	return -EREMOTEIO;
 }
 
@@ -364,8 +368,10 @@ static void op_advance(struct op *op)
 	if (op->stage == OP_WRITE) {
 		rc = hec_fab_write(sv->ep, sv->mr, (size_t)op->buf * s->bufsz, op->wlen,
 				   sv->base + (uint64_t)op->slot * sv->slot_size, sv->rkey, op);
-		if (rc == -EAGAIN)
+		if (rc == -EAGAIN) {
+			s->stalled = 1;
 			return;
+		}
 		if (rc) {
 			op_finish(op, rc, "RMA write: %s", strerror(-rc));
 			return;
@@ -382,8 +388,10 @@ static void op_advance(struct op *op)
 			}
 		}
 		rc = hec_fab_send(sv->ep, op->frame, op->framelen, NULL);
-		if (rc == -EAGAIN)
+		if (rc == -EAGAIN) {
+			s->stalled = 1;
 			return;
+		}
 		if (rc) {
 			op_finish(op, rc, "send: %s", strerror(-rc));
 			return;
@@ -395,8 +403,10 @@ static void op_advance(struct op *op)
 	if (op->stage == OP_READ) {
 		rc = hec_fab_read(sv->ep, sv->mr, (size_t)op->buf * s->bufsz, op->rlen,
 				  sv->base + (uint64_t)op->slot * sv->slot_size, sv->rkey, op);
-		if (rc == -EAGAIN)
+		if (rc == -EAGAIN) {
+			s->stalled = 1;
 			return;
+		}
 		if (rc) {
 			op_finish(op, rc, "RMA read: %s", strerror(-rc));
 			return;
@@ -581,6 +591,7 @@ static void pump(struct hec_store *s, struct pollfd *extra, int max_ms)
 	for (i = 0; i < s->m; i++)
 		if (s->sv[i].state != SRV_DOWN)
 			handled += srv_poll(&s->sv[i]);
+	s->stalled = 0;
 	for (op = s->active; op; op = next) {
 		next = op->next;
 		op_advance(op);
@@ -609,9 +620,7 @@ static void pump(struct hec_store *s, struct pollfd *extra, int max_ms)
 		if (s->sv[i].state == SRV_HELLO &&
 		    (first < 0 || s->sv[i].hello_deadline < first))
 			first = s->sv[i].hello_deadline;
-	pfd = calloc(2 * s->m + 1, sizeof(*pfd));
-	if (!pfd)
-		return;
+	pfd = s->pfd;
 	for (i = 0; i < s->m; i++) {
 		struct srv *sv = &s->sv[i];
 		int fds[2], k;
@@ -620,7 +629,7 @@ static void pump(struct hec_store *s, struct pollfd *extra, int max_ms)
 			continue;
 		rc = hec_fab_trywait(sv->fab);
 		if (rc == -EAGAIN)
-			goto out; /* events pending: the next turn polls them */
+			return; /* events pending: the next turn polls them */
 		k = hec_fab_wait_fds(sv->fab, fds);
 		for (int j = 0; j < k; j++) {
 			pfd[n].fd = fds[j];
@@ -630,15 +639,15 @@ static void pump(struct hec_store *s, struct pollfd *extra, int max_ms)
 	if (extra)
 		pfd[n++] = *extra;
 	if (n == 0)
-		goto out; /* nothing left to wait for: every server is down */
+		return; /* nothing left to wait for: every server is down */
 	wait_ms = max_ms;
 	if (first >= 0 && (wait_ms < 0 || first - now < wait_ms))
 		wait_ms = first - now < 0 ? 0 : (int)(first - now);
+	if (s->stalled && (wait_ms < 0 || wait_ms > 1))
+		wait_ms = 1;
 	rc = poll(pfd, n, wait_ms);
 	if (rc > 0 && extra)
 		extra->revents = pfd[n - 1].revents;
-out:
-	free(pfd);
 }
 
 /* Push every deadline by the time the loop spent blocked outside it (a slow
@@ -727,7 +736,7 @@ int hec_store_open(const struct hec_store_opts *o, struct hec_store **out)
 {
 	struct hec_fab_opts fo = { .provider = o->provider };
 	struct hec_store *s;
-	char downs[WHY_LEN] = "", why[HEC_FAB_WHY];
+	char downs[ERRS_LEN] = "", why[HEC_FAB_WHY];
 	size_t i, refused = 0;
 	int rc;
 
@@ -741,9 +750,10 @@ int hec_store_open(const struct hec_store_opts *o, struct hec_store **out)
 	if (o->nservers > 64)
 		return fail(s, -EINVAL, "%zu storage servers: at most 64", o->nservers);
 	s->sv = calloc(o->nservers, sizeof(*s->sv));
+	s->pfd = calloc(2 * o->nservers + 1, sizeof(*s->pfd));
 	s->key = strdup(o->key ? o->key : "");
 	s->client = strdup(o->client ? o->client : "hec-store");
-	if (!s->sv || !s->key || !s->client)
+	if (!s->sv || !s->pfd || !s->key || !s->client)
 		return fail(s, -ENOMEM, "out of memory");
 	s->m = o->nservers;
 	s->provider = o->provider;
@@ -836,6 +846,7 @@ void hec_store_close(struct hec_store *s)
 		free(s->sv[i].addr);
 	}
 	free(s->sv);
+	free(s->pfd);
 	free(s->pool);
 	free(s->key);
 	free(s->client);
@@ -1006,6 +1017,16 @@ int hec_store_put_fd(struct hec_store *s, uint64_t job, uint64_t epoch, const ch
 	if (!nup(s))
 		return fail(s, -EHOSTUNREACH, "put %" PRIu64 "/%" PRIu64 "/%s: no storage server is up",
 			    job, epoch, part);
+	{
+		size_t maxslot = 0;
+
+		for (i = 0; i < s->m; i++)
+			if (srv_up(&s->sv[i]) && s->sv[i].slot_size > maxslot)
+				maxslot = s->sv[i].slot_size;
+		if (s->chunk_size > maxslot)
+			return fail(s, -EINVAL, "put %" PRIu64 "/%" PRIu64 "/%s: chunks of %zu bytes do not fit the servers' slots of %zu bytes",
+				    job, epoch, part, s->chunk_size, maxslot);
+	}
 	p.c = calloc(s->nbuf, sizeof(*p.c));
 	p.chunks = json_array();
 	xs = XXH3_createState();
@@ -1149,7 +1170,7 @@ static int fetch_manifest(struct hec_store *s, uint64_t job, uint64_t epoch, jso
 			  uint64_t *out_epoch, const char *what)
 {
 	struct op *ops = calloc(s->nbuf, sizeof(*ops));
-	char errs[WHY_LEN] = "";
+	char errs[ERRS_LEN] = "";
 	json_t *best = NULL;
 	uint64_t best_epoch = 0;
 	int rc = -ENOENT, other = 0;
@@ -1230,7 +1251,7 @@ int hec_store_commit(struct hec_store *s, uint64_t job, uint64_t epoch, json_t *
 {
 	json_t *m, *names;
 	struct op *ops = NULL;
-	char *text = NULL, errs[WHY_LEN] = "", why[256], hex[17];
+	char *text = NULL, errs[ERRS_LEN] = "", why[256], hex[17];
 	size_t len, i, n = 0, ok = 0, live = nup(s), need;
 	int rc = 0, last = -EIO;
 
@@ -1530,6 +1551,8 @@ int hec_store_get_fd(struct hec_store *s, uint64_t job, uint64_t epoch, const ch
 		while (next_load < n && next_load < next_write + s->nbuf - 1) {
 			struct gchunk *c = &g.c[next_load % s->nbuf];
 
+			if (c->state != GS_IDLE)
+				gchunk_step(&g, c); /* count its finished re-puts */
 			if (c->state != GS_IDLE && (gchunk_busy(c) || !c->written))
 				break;
 			if (c->buf >= 0)
@@ -1660,7 +1683,7 @@ static size_t on_all(struct hec_store *s, const char *name, uint64_t job, uint64
 
 static int epoch_op(struct hec_store *s, const char *name, uint64_t job, uint64_t epoch)
 {
-	char errs[WHY_LEN] = "";
+	char errs[ERRS_LEN] = "";
 	int last = 0;
 
 	s->why[0] = 0;
@@ -1688,7 +1711,7 @@ int hec_store_abort(struct hec_store *s, uint64_t job, uint64_t epoch)
 
 int hec_store_status(struct hec_store *s, json_t **servers)
 {
-	char errs[WHY_LEN] = "";
+	char errs[ERRS_LEN] = "";
 	json_t *a = json_array();
 	int last = 0;
 
@@ -1785,6 +1808,25 @@ static int inv_has(const json_t *ep, const char *part, uint64_t idx, size_t len)
 	return 0;
 }
 
+/* Read chunk (job, epoch, part, idx) from @sv into buffer 0: the server
+ * checks its file's hash, and so do we.  \return 0 if the copy is good. */
+static int read_chunk(struct hec_store *s, struct srv *sv, uint64_t job, uint64_t epoch,
+		      const char *part, uint64_t idx, size_t len, uint64_t hash)
+{
+	struct op op = { 0 };
+	int rc;
+
+	op_init(&op, sv, json_pack("{sssIsIsssI}", "op", "get", "job", (json_int_t)job,
+				   "epoch", (json_int_t)epoch, "part", part, "idx", (json_int_t)idx),
+		1, 0, 0, 1);
+	run_ops(s, &op, 1);
+	rc = op.err;
+	if (!rc && (op.rlen != len || XXH3_64bits(buf_ptr(s, 0), len) != hash))
+		rc = -EBADMSG;
+	op_clear(&op);
+	return rc;
+}
+
 /* Copy chunk (job, epoch, part, idx) from one of @from (names) to @to. */
 static int copy_chunk(struct hec_store *s, uint64_t job, uint64_t epoch, const char *part,
 		      uint64_t idx, size_t len, uint64_t hash, const json_t *from, struct srv *to)
@@ -1793,24 +1835,15 @@ static int copy_chunk(struct hec_store *s, uint64_t job, uint64_t epoch, const c
 	char hex[17];
 	int rc = -EIO;
 
-	hec_store_hash_hex(hash, hex);
-	for (size_t k = 0; k < json_array_size(from); k++) {
+	for (size_t k = 0; k < json_array_size(from) && rc; k++) {
 		struct srv *sv = srv_by_name(s, json_string_value(json_array_get(from, k)));
 
-		if (!srv_up(sv) || sv == to)
-			continue;
-		op_init(&op, sv, json_pack("{sssIsIsssI}", "op", "get", "job", (json_int_t)job,
-					   "epoch", (json_int_t)epoch, "part", part, "idx",
-					   (json_int_t)idx), 1, 0, 0, 1);
-		run_ops(s, &op, 1);
-		if (!op.err && op.rlen == len && XXH3_64bits(buf_ptr(s, 0), len) == hash) {
-			rc = 0;
-			break;
-		}
+		if (srv_up(sv) && sv != to)
+			rc = read_chunk(s, sv, job, epoch, part, idx, len, hash) ? -EIO : 0;
 	}
-	op_clear(&op);
 	if (rc)
 		return rc;
+	hec_store_hash_hex(hash, hex);
 	op_init(&op, to, json_pack("{sssIsIsssIsIss}", "op", "put", "job", (json_int_t)job,
 				   "epoch", (json_int_t)epoch, "part", part, "idx", (json_int_t)idx,
 				   "len", (json_int_t)len, "hash", hex), 1, 0, len, 0);
@@ -1850,8 +1883,10 @@ static int repair_one(struct hec_store *s, json_t *m, json_t **lists, uint64_t *
 				const char *name = json_string_value(json_array_get(on, k));
 				struct srv *sv = srv_by_name(s, name);
 
+				/* listed, and read back good (a corrupt copy is re-copied) */
 				if (srv_up(sv) && lists[sv->idx] &&
-				    inv_has(inv_find(lists[sv->idx], job, epoch), part, idx, len))
+				    inv_has(inv_find(lists[sv->idx], job, epoch), part, idx, len) &&
+				    !read_chunk(s, sv, job, epoch, part, idx, len, hash))
 					json_array_append_new(good, json_string(name));
 			}
 			if (json_array_size(good) == 0) {
@@ -1884,7 +1919,8 @@ static int repair_one(struct hec_store *s, json_t *m, json_t **lists, uint64_t *
 				rc = copy_chunk(s, job, epoch, part, idx, len, hash, good, sv);
 				if (rc) {
 					why_add(errs, errlen, "%" PRIu64 "/%" PRIu64 "/%s chunk %zu to %s: %s",
-						job, epoch, part, idx, sv->name, strerror(-rc));
+						job, epoch, part, idx, sv->name,
+						rc == -EIO ? "no good copy could be read" : strerror(-rc));
 					continue;
 				}
 				(*copied)++;
@@ -1916,7 +1952,7 @@ static int repair_one(struct hec_store *s, json_t *m, json_t **lists, uint64_t *
 int hec_store_repair(struct hec_store *s, uint64_t *copied, uint64_t *lost)
 {
 	json_t **lists = calloc(s->m, sizeof(*lists));
-	char errs[WHY_LEN] = "";
+	char errs[ERRS_LEN] = "";
 	size_t i, k;
 	int rc = 0;
 

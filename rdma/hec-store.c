@@ -233,7 +233,7 @@ static int cmd_get(struct hec_store *s, struct args *a, char **argv)
 		fprintf(stderr, PROG ": get %" PRIu64 "/%" PRIu64 "/%s: %" PRIu64 " bytes in %.2f s (%.0f MB/s), %" PRIu64 " chunks",
 			job, epoch, argv[2], st.bytes, st.seconds, mbps(st.bytes, st.seconds), st.chunks);
 		if (st.corrupt || st.repaired)
-			fprintf(stderr, ", %" PRIu64 " bad copies, %" PRIu64 " repaired", st.corrupt,
+			fprintf(stderr, ", %" PRIu64 " corrupt copies, %" PRIu64 " repaired", st.corrupt,
 				st.repaired);
 		fprintf(stderr, ", %zu servers, %s\n", hec_store_servers_up(s), hec_store_provider(s));
 	}
@@ -426,7 +426,7 @@ int main(int argc, char **argv)
 	struct hec_store_opts o = { 0 };
 	struct hec_store *s = NULL;
 	struct cli_ctx ctx;
-	char client[128], host[64] = "";
+	char client[128], host[64] = "", left_out[1024] = "";
 	const char *cmd;
 	int c, rc, have_ctx = 0;
 	size_t ci;
@@ -507,8 +507,9 @@ int main(int argc, char **argv)
 		rc = 1;
 		goto out;
 	}
-	if (!a.quiet && strcmp(hec_store_why(s), "no error"))
-		err_line("warning: left out: %s", hec_store_why(s));
+	/* said after the command, and only if it succeeds: a failure is one line */
+	if (strcmp(hec_store_why(s), "no error"))
+		snprintf(left_out, sizeof(left_out), "%s", hec_store_why(s));
 	if (!strcmp(cmd, "put"))
 		rc = cmd_put(s, &a, argv + optind);
 	else if (!strcmp(cmd, "get"))
@@ -523,6 +524,8 @@ int main(int argc, char **argv)
 		rc = cmd_status(s, &a);
 	else
 		rc = cmd_epoch(s, cmd, argv + optind);
+	if (rc == 0 && !a.quiet && left_out[0])
+		err_line("warning: left out: %s", left_out);
 out:
 	hec_store_close(s);
 	free(a.sv_text);

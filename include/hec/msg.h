@@ -151,12 +151,14 @@ enum hec_msg_rule {
 			      * the cluster key itself) */
 	HEC_RULE_REGISTERED, /* only after registration on this connection: at the agent,
 			      * once REGISTERED came; at the controller, from the node
-			      * that registered on it */
+			      * that registered on it (never a storage server's) */
 	/* the CLI socket (HEC_SIDE_CTL_CLI): users by the kernel's peer credentials */
 	HEC_RULE_USER,       /* any local user */
 	HEC_RULE_OWNER,      /* the owner of the job the request names ("job"), or root */
 	HEC_RULE_ROOT,       /* root only */
-	/* the controller's agent port: a storage server that registered on this connection */
+	/* the controller's agent port: the storage server that registered on this
+	 * connection (STORE_REGISTER, a PEER row, checks the cluster key); a node's
+	 * connection may not send these */
 	HEC_RULE_STORE,
 	/* hecstored (HEC_SIDE_STORE) uses PEER (STORE_HELLO checks the cluster key itself)
 	 * and REGISTERED (after a STORE_HELLO with the right key on this endpoint) */

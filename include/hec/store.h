@@ -55,6 +55,8 @@ struct hec_store_opts {
  *  *@out is set even on failure (for hec_store_why()); close it either way. */
 int hec_store_open(const struct hec_store_opts *o, struct hec_store **out);
 void hec_store_close(struct hec_store *s);
+/** The last call's failure in one line; after a success, a warning (servers
+ *  left out, chunks degraded) or "no error". */
 const char *hec_store_why(const struct hec_store *s);
 /** The transport in use ("verbs" or "tcp"). */
 const char *hec_store_provider(const struct hec_store *s);

@@ -8,6 +8,7 @@ set -u
 HEC="$HEC_BUILDDIR/hec"
 HECCTLD="$HEC_BUILDDIR/hecctld"
 HECD="$HEC_BUILDDIR/hecd"
+HECSTORED="$HEC_BUILDDIR/hecstored"
 MPI_CHECK="$HEC_BUILDDIR/tests/mpi/mpi_check"
 TEST_NAME=$(basename "$0" .sh)
 
@@ -40,8 +41,9 @@ cleanup() {
 	if declare -F test_cleanup >/dev/null; then test_cleanup || true; fi
 	"$HEC" cluster down >/dev/null 2>&1 || true
 	# `cluster down` leaves nothing of the test's clusters: a process naming
-	# the test directory or a cgroup of one of its clusters fails the test
-	# (a moment's grace for processes already dying).
+	# the test directory (hecctld, hecd, and hecstored with its config under
+	# store/) or a cgroup of one of its clusters fails the test (a moment's
+	# grace for processes already dying).
 	for i in $(seq 20); do
 		left=$(pgrep -f -- "$TEST_DIR" | grep -vx "$$" || true)
 		for f in $(find "$TEST_DIR" -maxdepth 3 -name hecctld.conf 2>/dev/null); do
@@ -180,6 +182,18 @@ start_daemon() {
 	setsid "$bin" -f "$HEC_DIR/$name.conf" </dev/null >>"$HEC_DIR/log/$name.log" 2>&1 &
 	echo $! >"$HEC_DIR/run/$name.pid"
 }
+
+# start_store NAME: start storage server NAME (s0 ...) by hand with the
+# config `hec cluster up --storage` wrote, as start_daemon does.
+start_store() {
+	local name=$1
+	setsid "$HECSTORED" -f "$HEC_DIR/store/$name/hecstored.conf" </dev/null \
+		>>"$HEC_DIR/log/$name.log" 2>&1 &
+	echo $! >"$HEC_DIR/run/$name.pid"
+}
+
+# store_field NAME FIELD: a field of storage server NAME in `hec storage --json`.
+store_field() { "$HEC" storage --json | jq -r ".servers[] | select(.name==\"$1\") | .$2"; }
 
 node_state() { "$HEC" nodes --json | jq -r ".nodes[] | select(.name==\"$1\") | .state"; }
 

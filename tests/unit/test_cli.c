@@ -439,6 +439,49 @@ static void test_snapshot_lines(void)
 	json_decref(failed);
 }
 
+static void test_storage_rows(void)
+{
+	json_t *up = json_pack("{s:s,s:s,s:s,s:s,s:I,s:I,s:i,s:i,s:i,s:s}", "name", "s0",
+			       "state", "up", "addr", "10.0.0.5:7100", "provider", "verbs",
+			       "used", (json_int_t)(3LL << 30), "free", (json_int_t)(512LL << 20),
+			       "chunks", 768, "manifests", 4, "corrupt", 1, "health", "ok");
+	json_t *down = json_pack("{s:s,s:s,s:s,s:s,s:s,s:s}", "name", "s1", "state", "down",
+				 "addr", "10.0.0.6:7100", "provider", "tcp", "health", "ok",
+				 "reason", "connection closed: end of stream");
+	json_t *bare = json_pack("{s:s,s:s}", "name", "s2", "state", "up");
+	struct cli_storage_row r;
+
+	CU_ASSERT_PTR_NOT_NULL_FATAL(up);
+	CU_ASSERT_PTR_NOT_NULL_FATAL(down);
+	CU_ASSERT_PTR_NOT_NULL_FATAL(bare);
+	CU_ASSERT_STRING_EQUAL(cli_storage_header[0], "NAME");
+	CU_ASSERT_STRING_EQUAL(cli_storage_header[CLI_STORAGE_COLS - 1], "HEALTH");
+	cli_storage_row(up, &r);
+	CU_ASSERT_STRING_EQUAL(r.cell[0], "s0");
+	CU_ASSERT_STRING_EQUAL(r.cell[1], "up");
+	CU_ASSERT_STRING_EQUAL(r.cell[2], "10.0.0.5:7100");
+	CU_ASSERT_STRING_EQUAL(r.cell[3], "verbs");
+	CU_ASSERT_STRING_EQUAL(r.cell[4], "3.0 GB");
+	CU_ASSERT_STRING_EQUAL(r.cell[5], "512.0 MB");
+	CU_ASSERT_STRING_EQUAL(r.cell[6], "768");
+	CU_ASSERT_STRING_EQUAL(r.cell[7], "4");
+	CU_ASSERT_STRING_EQUAL(r.cell[8], "1");
+	CU_ASSERT_STRING_EQUAL(r.cell[9], "ok");
+	/* down: why, not the health it last reported */
+	cli_storage_row(down, &r);
+	CU_ASSERT_STRING_EQUAL(r.cell[1], "down");
+	CU_ASSERT_STRING_EQUAL(r.cell[9], "connection closed: end of stream");
+	/* nothing reported yet */
+	cli_storage_row(bare, &r);
+	CU_ASSERT_STRING_EQUAL(r.cell[2], "");
+	CU_ASSERT_STRING_EQUAL(r.cell[4], "0 B");
+	CU_ASSERT_STRING_EQUAL(r.cell[6], "0");
+	CU_ASSERT_STRING_EQUAL(r.cell[9], "-");
+	json_decref(up);
+	json_decref(down);
+	json_decref(bare);
+}
+
 int main(void)
 {
 	static const struct hec_cunit_test tests[] = {
@@ -455,6 +498,7 @@ int main(void)
 		{ "paths and names", test_paths_and_names },
 		{ "node CPU shares", test_node_cpus },
 		{ "snapshot lines", test_snapshot_lines },
+		{ "storage table rows", test_storage_rows },
 		{ NULL, NULL },
 	};
 

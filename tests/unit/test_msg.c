@@ -311,6 +311,43 @@ static void test_snapshot_messages(void)
 	CU_ASSERT_STRING_EQUAL(hec_msg_type_name(HEC_MSG_SNAPSHOT_DONE), "SNAPSHOT_DONE");
 }
 
+/* Storage requests: the schema is chosen by "op" as for REQUEST, and the
+ * 64-bit values travel as fixed-width hex strings. */
+static void test_store_messages(void)
+{
+	struct hec_msg m;
+	char err[256];
+	const char *put = "{\"op\":\"put\",\"req\":1,\"job\":3,\"epoch\":2,\"part\":\"node0\","
+			  "\"idx\":0,\"len\":10,\"slot\":1,\"hash\":";
+	char buf[512];
+
+	snprintf(buf, sizeof(buf), "%s\"0123456789abcdef\"}", put);
+	CU_ASSERT_EQUAL(decode_text(HEC_MSG_STORE_REQ, buf, &m, err, sizeof(err)), 0);
+	hec_msg_clear(&m);
+	snprintf(buf, sizeof(buf), "%s\"0123\"}", put);
+	CU_ASSERT_EQUAL(decode_text(HEC_MSG_STORE_REQ, buf, &m, err, sizeof(err)), -EBADMSG);
+	CU_ASSERT_STRING_EQUAL(err, "STORE_REQ: field 'hash' is too short");
+	snprintf(buf, sizeof(buf), "%s\"0123456789abcdef0\"}", put);
+	CU_ASSERT_EQUAL(decode_text(HEC_MSG_STORE_REQ, buf, &m, err, sizeof(err)), -EBADMSG);
+	CU_ASSERT_STRING_EQUAL(err, "STORE_REQ: field 'hash' is too long");
+	CU_ASSERT_EQUAL(decode_text(HEC_MSG_STORE_REQ, "{\"op\":\"shred\",\"req\":1}", &m, err,
+				    sizeof(err)), -EBADMSG);
+	CU_ASSERT_STRING_EQUAL(err, "STORE_REQ: unknown op 'shred'");
+	CU_ASSERT_EQUAL(decode_text(HEC_MSG_STORE_REQ, "{\"op\":\"get\",\"req\":1,\"job\":3,"
+				    "\"epoch\":2,\"part\":\"p\",\"idx\":0,\"slot\":64}", &m, err,
+				    sizeof(err)), -EBADMSG);
+	CU_ASSERT_STRING_EQUAL(err, "STORE_REQ: field 'slot' is out of range");
+	CU_ASSERT_EQUAL(decode_text(HEC_MSG_STORE_REQ, "{\"op\":\"delete\",\"req\":1,\"job\":3}",
+				    &m, err, sizeof(err)), -EBADMSG);
+	CU_ASSERT_STRING_EQUAL(err, "STORE_REQ: missing field 'epoch'");
+	CU_ASSERT_EQUAL(decode_text(HEC_MSG_STORE_REQ, "{\"op\":\"status\",\"req\":9}", &m, err,
+				    sizeof(err)), 0);
+	hec_msg_clear(&m);
+	/* the side that dispatches STORE_REQ finds its row by op */
+	CU_ASSERT_TRUE(hec_msg_received_by(HEC_MSG_STORE_REQ, HEC_SIDE_STORE));
+	CU_ASSERT_FALSE(hec_msg_received_by(HEC_MSG_STORE_REQ, HEC_SIDE_CTL));
+}
+
 static void test_type_names(void)
 {
 	CU_ASSERT_STRING_EQUAL(hec_msg_type_name(HEC_MSG_REGISTER), "REGISTER");
@@ -338,10 +375,11 @@ static const unsigned to_agent[] = {
 static const unsigned to_ctl[] = {
 	HEC_MSG_ERROR, HEC_MSG_REGISTER, HEC_MSG_HEARTBEAT, HEC_MSG_LAUNCHED, HEC_MSG_JOB_EXIT,
 	HEC_MSG_JOB_GONE, HEC_MSG_TIME_REQ, HEC_MSG_STATS, HEC_MSG_SNAPSHOT_DONE,
+	HEC_MSG_STORE_REGISTER, HEC_MSG_STORE_STATUS,
 };
 static const char *const req_ops[] = {
 	"submit", "queue", "show", "cancel", "snapshot", "nodes", "status", "shutdown", "gang",
-	"gang_stats", "gang_set",
+	"gang_stats", "gang_set", "storage",
 };
 #define N(a) (sizeof(a) / sizeof((a)[0]))
 
@@ -430,6 +468,12 @@ static void test_handlers_check_links(void)
 	expect_bad(c, nc, HEC_SIDE_CTL, "row 3: LAUNCHED: rule 0 is not one of this side");
 	c[3].rule = HEC_RULE_ROOT;
 	expect_bad(c, nc, HEC_SIDE_CTL, "LAUNCHED: rule");
+	/* the storage servers' rule is the controller's agent port's only */
+	c[3].rule = HEC_RULE_STORE;
+	CU_ASSERT_EQUAL(hec_msg_handlers_check(c, nc, HEC_SIDE_CTL, err, sizeof(err)), 0);
+	a[0].rule = HEC_RULE_STORE;
+	expect_bad(a, na, HEC_SIDE_AGENT, "row 0: ERROR: rule");
+	a[0].rule = HEC_RULE_REGISTERED;
 	c[3].rule = HEC_RULE_REGISTERED;
 	/* only requests have an op */
 	c[4].op = "submit";
@@ -448,16 +492,16 @@ static void test_handlers_check_requests(void)
 
 	CU_ASSERT_EQUAL(hec_msg_handlers_check(t, n, HEC_SIDE_CTL_CLI, err, sizeof(err)), 0);
 	/* every op needs its row */
-	expect_bad(t, n - 1, HEC_SIDE_CTL_CLI, "REQUEST op 'gang_set' has 0 rows");
+	expect_bad(t, n - 1, HEC_SIDE_CTL_CLI, "REQUEST op 'storage' has 0 rows");
 	t[n] = t[1];
 	expect_bad(t, n + 1, HEC_SIDE_CTL_CLI, "REQUEST op 'queue' has 2 rows");
 	t[n].op = "frobnicate";
-	expect_bad(t, n + 1, HEC_SIDE_CTL_CLI, "row 11: REQUEST op 'frobnicate' is unknown");
+	expect_bad(t, n + 1, HEC_SIDE_CTL_CLI, "row 12: REQUEST op 'frobnicate' is unknown");
 	t[n].op = NULL;
-	expect_bad(t, n + 1, HEC_SIDE_CTL_CLI, "row 11: REQUEST op 'REQUEST' is unknown");
+	expect_bad(t, n + 1, HEC_SIDE_CTL_CLI, "row 12: REQUEST op 'REQUEST' is unknown");
 	/* only REQUEST comes on the CLI socket, and with the CLI's rules */
 	t[n] = (struct hec_msg_handler){ .type = HEC_MSG_ERROR, .rule = HEC_RULE_USER, .fn = count_call };
-	expect_bad(t, n + 1, HEC_SIDE_CTL_CLI, "row 11: ERROR is not received");
+	expect_bad(t, n + 1, HEC_SIDE_CTL_CLI, "row 12: ERROR is not received");
 	t[0].rule = HEC_RULE_REGISTERED;
 	expect_bad(t, n, HEC_SIDE_CTL_CLI, "row 0: submit: rule");
 	t[0].rule = HEC_RULE_USER;
@@ -520,6 +564,7 @@ static const struct hec_cunit_test tests[] = {
 	{ "schemas", test_schemas },
 	{ "requests by op", test_requests },
 	{ "type names", test_type_names },
+	{ "storage: STORE_REQ by op, hex fields", test_store_messages },
 	{ "vm partitions: LAUNCH, NET_JOIN, NET_FRAME, submit", test_vm_messages },
 	{ "vm snapshots: SNAPSHOT, SNAPSHOT_DONE, the snapshot request", test_snapshot_messages },
 	{ "handler tables: who receives what", test_sides },
