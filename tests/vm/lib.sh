@@ -62,13 +62,14 @@ vm_image() {
 
 # vm_start NAME INDEX HOSTS NETDEV_ARGS: boots a VM in the background; its
 # channel socket is $VM_DIR/NAME.sock, its console $VM_DIR/NAME.console.
+# VM_SMP (default 2) vCPUs; VM_NIC: more options of its virtio-net device.
 vm_start() {
 	vm_try_start "$@" || fail "qemu-system-x86_64 did not start $1"
 }
 # vm_try_start: the same, but returns 1 if QEMU did not start (its reason on stderr)
 vm_try_start() {
 	name=$1 idx=$2 hosts=$3 netdev=$4
-	qemu-system-x86_64 -machine q35,accel=tcg -cpu max -smp 2 -m 512 \
+	qemu-system-x86_64 -machine q35,accel=tcg -cpu max -smp "${VM_SMP:-2}" -m 512 \
 		-display none -no-reboot -daemonize -pidfile "$VM_DIR/$name.pid" \
 		-serial "file:$VM_DIR/$name.console" \
 		-kernel "$KERNEL" -initrd "$INITRD" \
@@ -77,6 +78,6 @@ vm_try_start() {
 		-chardev "socket,id=hc,path=$VM_DIR/$name.sock,server=on,wait=off" \
 		-device virtserialport,chardev=hc,name=hec.0 \
 		-netdev "$netdev" \
-		-device "virtio-net-pci,netdev=n0,romfile=,mac=52:54:00:77:00:0$((idx + 1))" || return 1
+		-device "virtio-net-pci,netdev=n0,romfile=,mac=52:54:00:77:00:0$((idx + 1))${VM_NIC:+,$VM_NIC}" || return 1
 	VM_PIDS="$VM_PIDS $(cat "$VM_DIR/$name.pid")"
 }
