@@ -858,7 +858,11 @@ static void op_complete(struct hec_fab *f, struct fab_op *op, size_t len, int er
 	case OP_RECV:
 		if (err) {
 			op_put(f, op);
-			ep_down(ep, err, why);
+			/* the provider flushes posted receives when the connection
+			 * breaks (tcp: the peer closed or died); its own text for
+			 * that ("Operation canceled (No such file or directory)")
+			 * names no cause a reader could act on */
+			ep_down(ep, err, err == -ECANCELED ? "connection lost" : why);
 			return;
 		}
 		{
