@@ -23,7 +23,11 @@ command -v jq >/dev/null || skip "jq not installed"
 TMPFS="$STORE_DIR/s3"
 MOUNTED=0
 test_cleanup() {
+	local f
 	[ -n "${PUT_PID:-}" ] && kill -9 "$PUT_PID" 2>/dev/null
+	[ -n "${CAT_PID:-}" ] && kill -9 "$CAT_PID" 2>/dev/null
+	# a server stopped on purpose hears no SIGTERM until it runs again
+	for f in "$STORE_DIR"/s*.pid; do [ -f "$f" ] && kill -CONT "$(cat "$f")" 2>/dev/null; done
 	store_cleanup
 	[ "$MOUNTED" = 1 ] && umount "$TMPFS"
 	return 0
@@ -59,6 +63,15 @@ chunks_on() {
 		[ -d "$d" ] && find "$d" -type f ! -name '.tmp*' ! -name MANIFEST
 	done | wc -l
 }
+# wait_copy JOB EPOCH FILE I...: until FILE of that epoch is on one of servers sI (60 s at most).
+wait_copy() {
+	local job=$1 epoch=$2 f=$3 t i; shift 3
+	for t in $(seq 600); do
+		for i in "$@"; do [ -f "$(store_dir "$i")/objects/$job/$epoch/$f" ] && return 0; done
+		sleep 0.1
+	done
+	fail "$job/$epoch/$f on none of s$* after 60 s"
+}
 # wait_chunks JOB EPOCH N: until N chunk files of it are on disk (60 s at most).
 wait_chunks() {
 	local t
@@ -92,7 +105,7 @@ note "epoch 1 committed"
 hs --quiet --chunk-size 1M put 5 1 node0 <"$W/a" >"$W/e1.json" || fail "put 5/1 failed"
 hs --quiet commit 5 1 "$W/e1.json" || fail "commit 5/1 failed"
 
-note "SIGKILL s1 during a put of epoch 2 (8 of 32 MiB sent)"
+note "SIGKILL s1 during a put of epoch 2, copies to it in flight"
 mkfifo "$W/put.in"
 "$HEC_STORE" --servers "$(store_servers)" --key-file "$STORE_KEY" --chunk-size 1M \
 	put 5 2 node0 <"$W/put.in" >"$W/e2.json" 2>"$W/e2.err" &
@@ -100,8 +113,12 @@ PUT_PID=$!
 exec 7>"$W/put.in"
 head -c $((8 * MiB)) "$W/b" >&7
 wait_chunks 5 2 12
+# s1 stopped: the copies of chunks 8.. meant for it stay unanswered
+kill -STOP "$(store_pid 1)"
+tail -c +$((8 * MiB + 1)) "$W/b" | head -c $((4 * MiB)) >&7
+for i in 8 9 10; do wait_copy 5 2 node0.$i 0 2; done
 store_stop 1 KILL
-tail -c +$((8 * MiB + 1)) "$W/b" >&7
+tail -c +$((12 * MiB + 1)) "$W/b" >&7
 exec 7>&-
 wait "$PUT_PID" || fail "put 5/2 failed when s1 died (r=2 and 2 servers left): $(cat "$W/e2.err")"
 PUT_PID=
@@ -110,7 +127,7 @@ figures "$W/e2.err" "^hec-store: put 5/2/node0: 33554432 bytes in .* 32 chunks x
 grep -q degraded "$W/e2.err" && fail "chunks degraded though 2 servers were left: $(cat "$W/e2.err")"
 figures "$W/e2.err" "^hec-store: warning: lost during put: s1 \(127\.0\.0\.1:[0-9]+\): s1: connection closed" \
 	"the server lost mid-put is named"
-# chunks 8.. were cut after the kill: none of them on s1
+# chunks 8.. were cut after s1 stopped: none of them on s1
 jq -e '[.chunks[8:][].on[]] | index("s1") == null' "$W/e2.json" >/dev/null ||
 	fail "a chunk cut after s1 died was placed on it: $(jq -c '[.chunks[].on]' "$W/e2.json")"
 store_check_copies "$W/e2.json" 5 2 2
@@ -145,15 +162,32 @@ check_all_copies
 	fail "s1 lacks manifests after repair: $(ls "$(store_dir 1)/objects/5/"*)"
 alive 0 1 2
 
-note "SIGKILL s2 during a get of epoch 1 (8 of 40 MiB read)"
+note "SIGKILL s2 during a get of epoch 1, a read from it in flight"
 mkfifo "$W/get.out"
 "$HEC_STORE" --servers "$(store_servers)" --key-file "$STORE_KEY" get 5 1 node0 \
 	>"$W/get.out" 2>"$W/g2.err" &
 PUT_PID=$!
 exec 8<"$W/get.out"
 dd bs=1M count=8 iflag=fullblock <&8 >"$W/got" 2>/dev/null
+# s2 stopped: the stream stalls before the first chunk it must read from s2
+# (one not fetched ahead already), with that read in flight
+kill -STOP "$(store_pid 2)"
+cat <&8 >>"$W/got" &
+CAT_PID=$!
+stalled=""
+for t in $(seq 600); do
+	g=$(stat -c %s "$W/got")
+	if [ $((g % MiB)) = 0 ] && [ "$g" -ge $((9 * MiB)) ] && [ "$g" -lt $((40 * MiB)) ] &&
+		[ "$(jq -r ".chunks[$((g / MiB))].on[0]" "$W/m1.json")" = s2 ]; then
+		sleep 0.2
+		[ "$(stat -c %s "$W/got")" = "$g" ] && { stalled=$((g / MiB)); break; }
+	fi
+	sleep 0.1
+done
+[ -n "$stalled" ] || fail "the get did not stall on stopped s2 in 60 s ($(stat -c %s "$W/got") bytes read)"
+note "stalled before chunk $stalled (first holder s2): SIGKILL s2"
 store_stop 2 KILL
-cat <&8 >>"$W/got"
+wait "$CAT_PID"
 exec 8<&-
 wait "$PUT_PID" || fail "get 5/1 failed when s2 died: $(cat "$W/g2.err")"
 PUT_PID=
@@ -306,8 +340,11 @@ PUT_PID=$!
 exec 7>"$W/put4.in"
 head -c $((8 * MiB)) "$W/a" >&7
 wait_chunks 11 2 12
+kill -STOP "$(store_pid 1)"
+tail -c +$((8 * MiB + 1)) "$W/a" | head -c $((4 * MiB)) >&7
+for i in 8 9 10; do wait_copy 11 2 node0.$i 0 2; done
 kill -9 "$(store_pid 1)"
-tail -c +$((8 * MiB + 1)) "$W/a" >&7
+tail -c +$((12 * MiB + 1)) "$W/a" >&7
 exec 7>&-
 wait "$PUT_PID" || fail "put 11/2 failed when s1 died: $(cat "$W/k2.err")"
 PUT_PID=
