@@ -857,7 +857,7 @@ static void op_complete(struct hec_fab *f, struct fab_op *op, size_t len, int er
 	 * canceled (No such file or directory)") names no cause a reader could
 	 * act on */
 	if (err == -ECANCELED)
-		why = "connection lost";
+		why = "closed by the peer or lost";
 	if (err)
 		snprintf(msg, sizeof(msg), "%s %s: %s", op_name(op->kind), ep->peer, why);
 	switch (op->kind) {

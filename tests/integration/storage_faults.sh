@@ -177,7 +177,7 @@ CAT_PID=$!
 stalled=""
 for t in $(seq 600); do
 	g=$(stat -c %s "$W/got")
-	if [ $((g % MiB)) = 0 ] && [ "$g" -ge $((9 * MiB)) ] && [ "$g" -lt $((40 * MiB)) ] &&
+	if [ $((g % MiB)) = 0 ] && [ "$g" -ge $((8 * MiB)) ] && [ "$g" -lt $((40 * MiB)) ] &&
 		[ "$(jq -r ".chunks[$((g / MiB))].on[0]" "$W/m1.json")" = s2 ]; then
 		sleep 0.2
 		[ "$(stat -c %s "$W/got")" = "$g" ] && { stalled=$((g / MiB)); break; }
