@@ -852,6 +852,12 @@ static void op_complete(struct hec_fab *f, struct fab_op *op, size_t len, int er
 		return;
 	}
 	ep_accepted(ep);
+	/* the provider flushes posted operations when the connection breaks
+	 * (tcp: the peer closed or died); its own text for that ("Operation
+	 * canceled (No such file or directory)") names no cause a reader could
+	 * act on */
+	if (err == -ECANCELED)
+		why = "closed by the peer or lost";
 	if (err)
 		snprintf(msg, sizeof(msg), "%s %s: %s", op_name(op->kind), ep->peer, why);
 	switch (op->kind) {

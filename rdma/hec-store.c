@@ -414,6 +414,44 @@ static int cmd_status(struct hec_store *s, struct args *a)
 	return 0;
 }
 
+/* Is server @n named in @list ("s1 (ADDR): why; s2 (ADDR): why")? */
+static int named_in(const char *list, const char *n)
+{
+	size_t len = strlen(n);
+
+	for (const char *p = strstr(list, n); p; p = strstr(p + 1, n))
+		if ((p == list || p[-1] == ' ') && !strncmp(p + len, " (", 2))
+			return 1;
+	return 0;
+}
+
+static const char *str_or(const json_t *o, const char *k, const char *dflt)
+{
+	const char *v = json_string_value(json_object_get(o, k));
+
+	return v ? v : dflt;
+}
+
+/* A command that succeeded though servers went down under it names them:
+ * its data is on the others (degraded chunks, if any, are in its figures). */
+static void warn_lost(struct hec_store *s, const char *cmd, const char *left_out)
+{
+	json_t *all = NULL;
+
+	if (hec_store_status(s, &all))
+		return;
+	for (size_t i = 0; i < json_array_size(all); i++) {
+		const json_t *o = json_array_get(all, i);
+		const char *n = str_or(o, "name", "?");
+
+		if (strcmp(str_or(o, "state", ""), "down") || named_in(left_out, n))
+			continue;
+		err_line("warning: lost during %s: %s (%s): %s", cmd, n, str_or(o, "addr", "?"),
+			 str_or(o, "error", "down"));
+	}
+	json_decref(all);
+}
+
 int main(int argc, char **argv)
 {
 	static const struct option longopts[] = {
@@ -440,7 +478,7 @@ int main(int argc, char **argv)
 	char client[128], host[64] = "", left_out[1024] = "";
 	const char *cmd;
 	int c, rc, have_ctx = 0;
-	size_t ci;
+	size_t ci, up0;
 	long v;
 
 	while ((c = getopt_long(argc, argv, "D:hq", longopts, NULL)) != -1) {
@@ -521,6 +559,7 @@ int main(int argc, char **argv)
 	/* said after the command, and only if it succeeds: a failure is one line */
 	if (strcmp(hec_store_why(s), "no error"))
 		snprintf(left_out, sizeof(left_out), "%s", hec_store_why(s));
+	up0 = hec_store_servers_up(s);
 	if (!strcmp(cmd, "put"))
 		rc = cmd_put(s, &a, argv + optind);
 	else if (!strcmp(cmd, "get"))
@@ -537,6 +576,8 @@ int main(int argc, char **argv)
 		rc = cmd_epoch(s, cmd, argv + optind);
 	if (rc == 0 && !a.quiet && left_out[0])
 		err_line("warning: left out: %s", left_out);
+	if (rc == 0 && !a.quiet && hec_store_servers_up(s) < up0)
+		warn_lost(s, cmd, left_out);
 out:
 	hec_store_close(s);
 	free(a.sv_text);

@@ -378,6 +378,11 @@ static void on_put(void *ctx, const struct hec_msg *m)
 		reply_error(c, req_of(m), "larger than the slot");
 		return;
 	}
+	/* a stream's chunks hold 1 byte or more: an empty one is nobody's */
+	if (len == 0) {
+		reply_error(c, req_of(m), "empty chunk");
+		return;
+	}
 	if (hec_cs_hash_parse(json_string_value(json_object_get(m->body, "hash")), &hash)) {
 		reply_error(c, req_of(m), "bad hash");
 		return;
@@ -449,6 +454,11 @@ static void on_commit(void *ctx, const struct hec_msg *m)
 		return;
 	if (len > s->slot_size) {
 		reply_error(c, req_of(m), "larger than the slot");
+		return;
+	}
+	/* a stream's chunks hold 1 byte or more: an empty one is nobody's */
+	if (len == 0) {
+		reply_error(c, req_of(m), "empty chunk");
 		return;
 	}
 	if (hec_cs_hash_parse(json_string_value(json_object_get(m->body, "hash")), &hash) ||

@@ -166,6 +166,10 @@ int hec_store_entry_check(const json_t *e, char *why, size_t whylen)
 			if (!json_is_string(json_array_get(on, k)))
 				return bad(why, whylen, "stream %s chunk %zu: \"on\" is not a list of names",
 					   part, i);
+		/* sum <= size throughout: no overflow, whatever the lengths claim */
+		if (len > size - sum)
+			return bad(why, whylen, "stream %s: chunks hold more than \"size\" says (%lld)",
+				   part, size);
 		sum += len;
 	}
 	if (sum != size)

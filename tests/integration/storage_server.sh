@@ -195,6 +195,31 @@ for i in $(seq 300); do status_ok && break; sleep 0.1; done
 status_ok || fail "STORE_STATUS: $(grep '^conn 3 type 55' "$CTL_LOG" | tail -1)"
 grep -q "lost controller" "$LOG" || fail "the dropped link is not logged"
 
+note "empty and short chunks, a manifest with a wrong checksum, chunk files cut or grown on disk"
+# (after the registration checks: their STORE_STATUS figures stay as they were)
+probe "hello k3y-for-test c5" \
+	'req {"op":"put","req":60,"job":1,"epoch":1,"part":"q","idx":0,"len":0,"hash":"2d06800538d394c2","slot":0}' \
+	"put 1 1 q 0 0 hello-chunk" \
+	'req {"op":"put","req":61,"job":1,"epoch":1,"part":"q","idx":1,"len":5,"hash":"1784f96b76de3be5","slot":0}' \
+	'req {"op":"commit","req":62,"job":1,"epoch":1,"len":11,"hash":"0000000000000000","slot":0}' \
+	"put 1 1 q 2 1 another-chunk" \
+	"status"
+check 2 '.req == 60 and .error == "empty chunk"' "an empty chunk"
+check 3 '(has("error") | not)' "put q.0"
+# slot 0 holds the 11 bytes of hello-chunk; a put of 5 of them with their hash
+check 4 '.req == 61 and .error == "checksum mismatch"' "a chunk shorter than its hash says"
+check 5 '.req == 62 and .error == "checksum mismatch"' "a commit with a wrong checksum"
+check 7 '.corrupt == 1' "status after the bad requests"
+[ -e "$S/objects/1/1/q.1" ] && fail "the short chunk was stored"
+[ "$(cat "$S/objects/1/1/MANIFEST")" = '{"streams":["p"]}' ] ||
+	fail "the manifest changed after a commit with a wrong checksum: $(cat "$S/objects/1/1/MANIFEST")"
+head -c $((4 << 20)) /dev/zero >>"$S/objects/1/1/q.0"
+truncate -s 10 "$S/objects/1/1/q.2"
+probe "hello k3y-for-test c6" "get 1 1 q 0 0" "get 1 1 q 2 0" "status"
+check 2 '.error == "larger than the slot"' "a chunk file grown past the slot"
+check 3 '.error == "corrupt"' "a chunk file shorter than its header"
+check 4 '.corrupt == 2' "status after a cut chunk file"
+
 note "SIGTERM: exit 0"
 kill -TERM "$SPID"
 wait "$SPID"

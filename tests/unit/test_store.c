@@ -138,6 +138,17 @@ static void test_entry_check(void)
 		{ "{\"part\":\"n0\",\"size\":4,\"hash\":\"" H "\",\"chunk_size\":4,\"chunks\":["
 		  "{\"len\":5,\"hash\":\"" H "\",\"on\":[\"s0\"]}]}", 0, "chunk 0" },
 		{ "[1,2]", 0, "not a JSON object" },
+		/* lengths whose sum overflows: 4 x 2^62 wraps to the "size" 0 */
+		{ "{\"part\":\"n0\",\"size\":0,\"hash\":\"" H "\",\"chunk_size\":4611686018427387904,\"chunks\":["
+		  "{\"len\":4611686018427387904,\"hash\":\"" H "\",\"on\":[\"s0\"]},"
+		  "{\"len\":4611686018427387904,\"hash\":\"" H "\",\"on\":[\"s0\"]},"
+		  "{\"len\":4611686018427387904,\"hash\":\"" H "\",\"on\":[\"s0\"]},"
+		  "{\"len\":4611686018427387904,\"hash\":\"" H "\",\"on\":[\"s0\"]}]}", 0,
+		  "chunks hold more than \"size\" says (0)" },
+		{ "{\"part\":\"n0\",\"size\":9223372036854775807,\"hash\":\"" H "\",\"chunk_size\":9223372036854775807,\"chunks\":["
+		  "{\"len\":9223372036854775807,\"hash\":\"" H "\",\"on\":[\"s0\"]},"
+		  "{\"len\":9223372036854775807,\"hash\":\"" H "\",\"on\":[\"s0\"]}]}", 0,
+		  "chunks hold more than" },
 	};
 
 	for (size_t i = 0; i < HEC_ARRAY_SIZE(cases); i++) {
