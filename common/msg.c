@@ -202,22 +202,13 @@ static const struct field s_store_status[] = {
 	INT_REQ("corrupt", 0, NS_MAX), INT_REQ("repaired", 0, NS_MAX),
 	INT_REQ("clients", 0, NS_MAX), STR_OPT("health", 4096), END };
 
-/* A row names its op table only where "op" chooses the schema: clang, unlike
- * gcc, wants every field of a row under a designated index spelt out. */
-#ifdef __clang__
-#pragma clang diagnostic push
-#pragma clang diagnostic ignored "-Wmissing-field-initializers"
-#endif
 static const struct {
 	const char *name;
 	const struct field *schema; /* NULL: a data frame */
 	unsigned to;                /* enum hec_msg_side bits: who dispatches it by a table */
-	const struct op_schema *ops; /* the rest of the schema is chosen by "op" */
-	size_t nops;
 } types[] = {
 	[HEC_MSG_ERROR] = { "ERROR", s_error, HEC_SIDE_AGENT | HEC_SIDE_CTL },
-	[HEC_MSG_REQUEST] = { "REQUEST", s_req_plain, HEC_SIDE_CTL_CLI, req_ops,
-			      sizeof(req_ops) / sizeof(req_ops[0]) },
+	[HEC_MSG_REQUEST] = { "REQUEST", s_req_plain, HEC_SIDE_CTL_CLI },
 	[HEC_MSG_RESPONSE] = { "RESPONSE", s_response, 0 },
 	[HEC_MSG_REGISTER] = { "REGISTER", s_register, HEC_SIDE_CTL },
 	[HEC_MSG_REGISTERED] = { "REGISTERED", s_registered, HEC_SIDE_AGENT },
@@ -246,16 +237,35 @@ static const struct {
 	[HEC_MSG_SNAPSHOT_DONE] = { "SNAPSHOT_DONE", s_snapshot_done, HEC_SIDE_CTL },
 	[HEC_MSG_STORE_HELLO] = { "STORE_HELLO", s_store_hello, HEC_SIDE_STORE },
 	[HEC_MSG_STORE_WELCOME] = { "STORE_WELCOME", s_store_welcome, 0 },
-	[HEC_MSG_STORE_REQ] = { "STORE_REQ", s_store_req, HEC_SIDE_STORE, store_ops,
-				sizeof(store_ops) / sizeof(store_ops[0]) },
+	[HEC_MSG_STORE_REQ] = { "STORE_REQ", s_store_req, HEC_SIDE_STORE },
 	[HEC_MSG_STORE_REP] = { "STORE_REP", s_store_rep, 0 },
 	[HEC_MSG_STORE_REGISTER] = { "STORE_REGISTER", s_store_register, HEC_SIDE_CTL },
 	[HEC_MSG_STORE_STATUS] = { "STORE_STATUS", s_store_status, HEC_SIDE_CTL },
 };
-#ifdef __clang__
-#pragma clang diagnostic pop
-#endif
 #define NTYPES (sizeof(types) / sizeof(types[0]))
+
+/* The types whose schema is completed by the one of their "op". */
+static const struct {
+	unsigned type;
+	const struct op_schema *ops;
+	size_t nops;
+} by_op[] = {
+	{ HEC_MSG_REQUEST, req_ops, sizeof(req_ops) / sizeof(req_ops[0]) },
+	{ HEC_MSG_STORE_REQ, store_ops, sizeof(store_ops) / sizeof(store_ops[0]) },
+};
+
+/* The op schemas of @type (their number in *@n), or NULL if "op" does not
+ * choose its schema. */
+static const struct op_schema *ops_of(unsigned type, size_t *n)
+{
+	for (size_t i = 0; i < sizeof(by_op) / sizeof(by_op[0]); i++)
+		if (by_op[i].type == type) {
+			*n = by_op[i].nops;
+			return by_op[i].ops;
+		}
+	*n = 0;
+	return NULL;
+}
 
 static int type_known(unsigned type)
 {
@@ -267,9 +277,12 @@ static const struct op_schema *op_find(unsigned type, const char *op)
 {
 	if (!type_known(type) || !op)
 		return NULL;
-	for (size_t i = 0; i < types[type].nops; i++)
-		if (!strcmp(op, types[type].ops[i].op))
-			return &types[type].ops[i];
+	size_t n;
+	const struct op_schema *ops = ops_of(type, &n);
+
+	for (size_t i = 0; i < n; i++)
+		if (!strcmp(op, ops[i].op))
+			return &ops[i];
 	return NULL;
 }
 
@@ -383,13 +396,14 @@ int hec_msg_validate(unsigned type, const json_t *body, char *err, size_t errlen
 {
 	const struct field *schema;
 	const char *where = hec_msg_type_name(type);
+	size_t nops;
 	int rc;
 
 	if (!type_known(type) || hec_msg_is_data(type))
 		return fail(err, errlen, "%s: not a JSON message type", where);
 	schema = types[type].schema;
 	rc = check_fields(body, schema, where, err, errlen, 0);
-	if (rc || !types[type].ops)
+	if (rc || !ops_of(type, &nops))
 		return rc;
 
 	/* The remaining fields depend on the operation. */
@@ -561,13 +575,14 @@ const struct hec_msg_handler *hec_msg_handler_find(const struct hec_msg_handler 
 						   size_t n, const struct hec_msg *m)
 {
 	const char *op = NULL;
-	int by_op = type_known(m->type) && types[m->type].ops;
+	size_t nops;
+	int chosen = type_known(m->type) && ops_of(m->type, &nops);
 
-	if (by_op)
+	if (chosen)
 		op = json_string_value(json_object_get(m->body, "op"));
 	for (size_t i = 0; i < n; i++)
 		if (table[i].type == m->type &&
-		    (!by_op || (op && table[i].op && !strcmp(op, table[i].op))))
+		    (!chosen || (op && table[i].op && !strcmp(op, table[i].op))))
 			return &table[i];
 	return NULL;
 }
@@ -604,7 +619,7 @@ static size_t rows_for(const struct hec_msg_handler *table, size_t n, unsigned t
 static int check_table(const struct hec_msg_handler *table, size_t n, enum hec_msg_side side,
 		       char *err, size_t errlen)
 {
-	size_t count;
+	size_t count, nops;
 
 	for (size_t i = 0; i < n; i++) {
 		const struct hec_msg_handler *h = &table[i];
@@ -613,7 +628,7 @@ static int check_table(const struct hec_msg_handler *table, size_t n, enum hec_m
 
 		if (!hec_msg_received_by(h->type, side))
 			return fail(err, errlen, "row %zu: %s is not received on this side", i, what);
-		if (h->type < NTYPES && types[h->type].ops) {
+		if (h->type < NTYPES && ops_of(h->type, &nops)) {
 			const struct op_schema *os = op_find(h->type, h->op);
 
 			if (!os)
@@ -638,18 +653,20 @@ static int check_table(const struct hec_msg_handler *table, size_t n, enum hec_m
 	for (unsigned t = 0; t < NTYPES; t++) {
 		if (!hec_msg_received_by(t, side))
 			continue;
-		if (!types[t].ops) {
+		const struct op_schema *ops = ops_of(t, &nops);
+
+		if (!ops) {
 			count = rows_for(table, n, t, NULL);
 			if (count != 1)
 				return fail(err, errlen, "%s has %zu rows (expected 1)",
 					    hec_msg_type_name(t), count);
 			continue;
 		}
-		for (size_t k = 0; k < types[t].nops; k++) {
-			count = rows_for(table, n, t, types[t].ops[k].op);
+		for (size_t k = 0; k < nops; k++) {
+			count = rows_for(table, n, t, ops[k].op);
 			if (count != 1)
 				return fail(err, errlen, "%s op '%s' has %zu rows (expected 1)",
-					    hec_msg_type_name(t), types[t].ops[k].op, count);
+					    hec_msg_type_name(t), ops[k].op, count);
 		}
 	}
 	return 0;
