@@ -4,6 +4,7 @@
 
 #include <ctype.h>
 #include <errno.h>
+#include <inttypes.h>
 #include <fcntl.h>
 #include <limits.h>
 #include <stdarg.h>
@@ -408,5 +409,41 @@ int hec_self_dir(char *buf, size_t len)
 	if (!slash)
 		return -ENOENT;
 	*slash = 0;
+	return 0;
+}
+
+int hec_store_name_ok(const char *name)
+{
+	size_t n = 0;
+
+	if (!name || !*name || *name == '.')
+		return 0;
+	for (const char *c = name; *c; c++, n++)
+		if (!((*c >= 'a' && *c <= 'z') || (*c >= 'A' && *c <= 'Z') ||
+		      (*c >= '0' && *c <= '9') || *c == '.' || *c == '_' || *c == '-'))
+			return 0;
+	return n <= HEC_STORE_NAME_MAX;
+}
+
+void hec_hash_hex(uint64_t h, char out[HEC_HASH_HEX])
+{
+	snprintf(out, HEC_HASH_HEX, "%016" PRIx64, h);
+}
+
+int hec_hash_parse(const char *hex, uint64_t *h)
+{
+	uint64_t v = 0;
+
+	if (!hex || strlen(hex) != HEC_HASH_HEX - 1)
+		return -EINVAL;
+	for (const char *c = hex; *c; c++) {
+		if (*c >= '0' && *c <= '9')
+			v = v << 4 | (uint64_t)(*c - '0');
+		else if (*c >= 'a' && *c <= 'f')
+			v = v << 4 | (uint64_t)(*c - 'a' + 10);
+		else
+			return -EINVAL;
+	}
+	*h = v;
 	return 0;
 }

@@ -34,53 +34,9 @@ struct hec_cs {
 
 /* ---- names and hashes ---- */
 
-int hec_cs_valid_part(const char *part)
-{
-	size_t n = 0;
-
-	if (!part || !*part || *part == '.')
-		return 0;
-	for (const char *s = part; *s; s++, n++)
-		if (!((*s >= 'a' && *s <= 'z') || (*s >= 'A' && *s <= 'Z') ||
-		      (*s >= '0' && *s <= '9') || *s == '.' || *s == '_' || *s == '-'))
-			return 0;
-	return n <= HEC_CS_PART_MAX;
-}
-
 uint64_t hec_cs_hash(const void *buf, size_t len)
 {
 	return XXH3_64bits(buf, len);
-}
-
-void hec_cs_hash_hex(uint64_t h, char out[HEC_CS_HASH_HEX])
-{
-	snprintf(out, HEC_CS_HASH_HEX, "%016" PRIx64, h);
-}
-
-int hec_cs_hash_parse(const char *hex, uint64_t *h)
-{
-	uint64_t v = 0;
-	size_t i;
-
-	for (i = 0; hex[i]; i++) {
-		char c = hex[i];
-
-		if (i >= 16)
-			return -EINVAL;
-		v <<= 4;
-		if (c >= '0' && c <= '9')
-			v |= (uint64_t)(c - '0');
-		else if (c >= 'a' && c <= 'f')
-			v |= (uint64_t)(c - 'a' + 10);
-		else if (c >= 'A' && c <= 'F')
-			v |= (uint64_t)(c - 'A' + 10);
-		else
-			return -EINVAL;
-	}
-	if (i == 0)
-		return -EINVAL;
-	*h = v;
-	return 0;
 }
 
 /* A directory entry that is a number we could have written ("0" is not: job
@@ -92,7 +48,8 @@ static int parse_num(const char *s, uint64_t *v)
 	if (*s < '1' || *s > '9')
 		return -EINVAL;
 	for (; *s; s++) {
-		if (*s < '0' || *s > '9' || x > (UINT64_MAX - 9) / 10)
+		/* indexes and ids travel as signed JSON integers */
+		if (*s < '0' || *s > '9' || x > (INT64_MAX - 9) / 10)
 			return -EINVAL;
 		x = x * 10 + (uint64_t)(*s - '0');
 	}
@@ -101,7 +58,7 @@ static int parse_num(const char *s, uint64_t *v)
 }
 
 /* "PART.IDX" -> part and idx; \return 0 or -EINVAL (not a chunk file name). */
-static int parse_chunk_name(const char *name, char part[HEC_CS_PART_MAX + 1], uint64_t *idx)
+static int parse_chunk_name(const char *name, char part[HEC_STORE_NAME_MAX + 1], uint64_t *idx)
 {
 	const char *dot = strrchr(name, '.');
 	size_t n;
@@ -109,7 +66,7 @@ static int parse_chunk_name(const char *name, char part[HEC_CS_PART_MAX + 1], ui
 	if (!dot || dot == name)
 		return -EINVAL;
 	n = (size_t)(dot - name);
-	if (n > HEC_CS_PART_MAX)
+	if (n > HEC_STORE_NAME_MAX)
 		return -EINVAL;
 	if (strcmp(dot + 1, "0") == 0)
 		*idx = 0;
@@ -117,7 +74,7 @@ static int parse_chunk_name(const char *name, char part[HEC_CS_PART_MAX + 1], ui
 		return -EINVAL;
 	memcpy(part, name, n);
 	part[n] = 0;
-	return hec_cs_valid_part(part) ? 0 : -EINVAL;
+	return hec_store_name_ok(part) ? 0 : -EINVAL;
 }
 
 static void put_le64(uint8_t *p, uint64_t v)
@@ -353,11 +310,11 @@ int hec_cs_put(struct hec_cs *cs, uint64_t job, uint64_t epoch, const char *part
 {
 	uint8_t hdr[HEC_CS_HDR_LEN];
 	struct iovec iov[2] = { { hdr, sizeof(hdr) }, { (void *)data, len } };
-	char name[HEC_CS_PART_MAX + 24];
+	char name[HEC_STORE_NAME_MAX + 24];
 	int64_t old;
 	int efd, rc;
 
-	if (!hec_cs_valid_part(part))
+	if (!hec_store_name_ok(part))
 		return -EINVAL;
 	if (hec_cs_hash(data, len) != hash)
 		return -EBADMSG;
@@ -440,12 +397,12 @@ int hec_cs_get(struct hec_cs *cs, uint64_t job, uint64_t epoch, const char *part
 	       void *buf, size_t cap, size_t *len, uint64_t *hash)
 {
 	uint8_t hdr[HEC_CS_HDR_LEN], want[HEC_CS_HDR_LEN];
-	char name[HEC_CS_PART_MAX + 24];
+	char name[HEC_STORE_NAME_MAX + 24];
 	size_t size = 0;
 	uint64_t dlen, h;
 	int efd, rc;
 
-	if (!hec_cs_valid_part(part))
+	if (!hec_store_name_ok(part))
 		return -EINVAL;
 	efd = open_epoch(cs, job, epoch, 0);
 	if (efd < 0)
@@ -601,7 +558,7 @@ static int empty_epoch(int efd, struct rm_stats *rs, int keep_tomb)
 	if (!d)
 		return -errno;
 	while ((de = readdir(d))) {
-		char part[HEC_CS_PART_MAX + 1];
+		char part[HEC_STORE_NAME_MAX + 1];
 		struct stat st;
 		uint64_t idx;
 
@@ -756,7 +713,7 @@ static int list_nums(int dfd, uint64_t **out, size_t *n)
 }
 
 struct chunk_ent {
-	char part[HEC_CS_PART_MAX + 1];
+	char part[HEC_STORE_NAME_MAX + 1];
 	uint64_t idx, len;
 };
 

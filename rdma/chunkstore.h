@@ -39,9 +39,9 @@
 #include <stdint.h>
 #include <jansson.h>
 
+#include "hec/common.h"
+
 #define HEC_CS_HDR_LEN 64
-#define HEC_CS_PART_MAX 64
-#define HEC_CS_HASH_HEX 17 /* 16 lowercase hex digits + NUL */
 
 struct hec_cs;
 
@@ -60,12 +60,9 @@ int hec_cs_open(const char *dir, struct hec_cs **out, char *why, size_t whylen);
 /** NULL is a no-op. */
 void hec_cs_close(struct hec_cs *cs);
 
-/** 1 if @part is a valid part name: 1-64 of [A-Za-z0-9_.-], no leading '.'. */
-int hec_cs_valid_part(const char *part);
-/** XXH3-64, and its 16-digit lowercase hex form; parse \return 0 or -EINVAL. */
+/** XXH3-64 (part names and hash text: hec_store_name_ok, hec_hash_hex and
+ *  hec_hash_parse in hec/common.h). */
 uint64_t hec_cs_hash(const void *buf, size_t len);
-void hec_cs_hash_hex(uint64_t h, char out[HEC_CS_HASH_HEX]);
-int hec_cs_hash_parse(const char *hex, uint64_t *h);
 
 /** Store chunk (job, epoch, part, idx) of @len bytes whose XXH3-64 must be
  *  @hash (-EBADMSG otherwise), replacing any previous copy atomically.  Not

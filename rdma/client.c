@@ -890,7 +890,7 @@ static json_t *put_req(struct put *p, uint64_t idx, size_t len, uint64_t hash)
 	char hex[17];
 	json_t *r = req_new("put", p->job, p->epoch);
 
-	hec_store_hash_hex(hash, hex);
+	hec_hash_hex(hash, hex);
 	if (r && json_object_update_new(r, json_pack("{sssIsIss}", "part", p->part,
 						     "idx", (json_int_t)idx, "len", (json_int_t)len,
 						     "hash", hex))) {
@@ -989,7 +989,7 @@ int hec_store_put_fd(struct hec_store *s, uint64_t job, uint64_t epoch, const ch
 	*entry = NULL;
 	if (st)
 		memset(st, 0, sizeof(*st));
-	if (!job || !epoch || !hec_store_part_ok(part))
+	if (!job || !epoch || !hec_store_name_ok(part))
 		return fail(s, -EINVAL, "put %" PRIu64 "/%" PRIu64 "/%s: bad name (job and epoch > 0, part of [A-Za-z0-9_.-], not starting with '.')",
 			    job, epoch, part ? part : "");
 	if (!nup(s))
@@ -1095,14 +1095,14 @@ int hec_store_put_fd(struct hec_store *s, uint64_t job, uint64_t epoch, const ch
 		cur->home = hec_store_home(job, epoch, part, cur->idx, s->m);
 		cur->why[0] = 0;
 		memset(cur->st, PS_UNTRIED, s->m);
-		hec_store_hash_hex(cur->hash, hex);
+		hec_hash_hex(cur->hash, hex);
 		json_array_append_new(p.chunks, json_pack("{sIss}", "len", (json_int_t)fill,
 							  "hash", hex));
 		bytes += fill;
 		fill = 0;
 		cur = NULL;
 	}
-	hec_store_hash_hex(XXH3_64bits_digest(xs), hex);
+	hec_hash_hex(XXH3_64bits_digest(xs), hex);
 	*entry = json_pack("{sssIsssIsO}", "part", part, "size", (json_int_t)bytes, "hash", hex,
 			   "chunk_size", (json_int_t)s->chunk_size, "chunks", p.chunks);
 	if (!*entry)
@@ -1204,7 +1204,7 @@ static int fetch_manifest(struct hec_store *s, uint64_t job, uint64_t epoch, uin
 				op_clear(op);
 				continue;
 			}
-			if (hec_store_hash_parse(hex, &h) || h != XXH3_64bits(buf_ptr(s, (int)k), op->rlen)) {
+			if (hec_hash_parse(hex, &h) || h != XXH3_64bits(buf_ptr(s, (int)k), op->rlen)) {
 				why_add(errs, sizeof(errs), "%s: manifest hash mismatch", op->sv->name);
 				other = -EBADMSG;
 				op_clear(op);
@@ -1293,7 +1293,7 @@ int hec_store_commit(struct hec_store *s, uint64_t job, uint64_t epoch, json_t *
 		goto out;
 	}
 	memcpy(buf_ptr(s, 0), text, len);
-	hec_store_hash_hex(XXH3_64bits(text, len), hex);
+	hec_hash_hex(XXH3_64bits(text, len), hex);
 	ops = calloc(s->m, sizeof(*ops));
 	if (!ops) {
 		rc = fail(s, -ENOMEM, "commit: out of memory");
@@ -1440,7 +1440,7 @@ static int gchunk_load(struct get *g, struct gchunk *c, uint64_t idx)
 	memset(c, 0, sizeof(*c));
 	c->idx = idx;
 	c->len = (size_t)json_integer_value(json_object_get(e, "len"));
-	hec_store_hash_parse(json_string_value(json_object_get(e, "hash")), &c->hash);
+	hec_hash_parse(json_string_value(json_object_get(e, "hash")), &c->hash);
 	c->nh = json_array_size(on);
 	c->holder = calloc(c->nh, sizeof(*c->holder));
 	c->bad = calloc(c->nh, 1);
@@ -1513,7 +1513,7 @@ static int gchunk_step(struct get *g, struct gchunk *c)
 	if (c->state == GS_GOOD) {
 		char hex[17];
 
-		hec_store_hash_hex(c->hash, hex);
+		hec_hash_hex(c->hash, hex);
 		for (size_t k = 0; k < c->nh; k++) {
 			struct srv *sv = srv_by_name(s, c->holder[k]);
 			json_t *req;
@@ -1564,7 +1564,7 @@ int hec_store_get_fd(struct hec_store *s, uint64_t job, uint64_t epoch, const ch
 	if (st)
 		memset(st, 0, sizeof(*st));
 	snprintf(what, sizeof(what), "get %" PRIu64 "/%" PRIu64 "/%s", job, epoch, part ? part : "");
-	if (!job || !epoch || !hec_store_part_ok(part))
+	if (!job || !epoch || !hec_store_name_ok(part))
 		return fail(s, -EINVAL, "%s: bad name", what);
 	rc = fetch_manifest(s, job, epoch, 0, NULL, NULL, &m, &ep, what);
 	if (rc)
@@ -1577,7 +1577,7 @@ int hec_store_get_fd(struct hec_store *s, uint64_t job, uint64_t epoch, const ch
 	}
 	g.chunks = json_object_get(e, "chunks");
 	n = json_array_size(g.chunks);
-	hec_store_hash_parse(json_string_value(json_object_get(e, "hash")), &want_hash);
+	hec_hash_parse(json_string_value(json_object_get(e, "hash")), &want_hash);
 	g.c = calloc(s->nbuf, sizeof(*g.c));
 	xs = XXH3_createState();
 	if (!g.c || !xs) {
@@ -1795,7 +1795,7 @@ static int fetch_lists(struct hec_store *s, json_t **lists)
 			const char *hex = json_string_value(json_object_get(ops[k].rep, "hash"));
 			uint64_t h;
 
-			if (!ops[k].err && (!hex || (!hec_store_hash_parse(hex, &h) &&
+			if (!ops[k].err && (!hex || (!hec_hash_parse(hex, &h) &&
 						     h == XXH3_64bits(buf_ptr(s, (int)k), ops[k].rlen))))
 				lists[ops[k].sv->idx] = json_loadb((const char *)buf_ptr(s, (int)k),
 								   ops[k].rlen, 0, NULL);
@@ -1884,7 +1884,7 @@ static int copy_chunk(struct hec_store *s, uint64_t job, uint64_t epoch, const c
 	}
 	if (rc)
 		return rc;
-	hec_store_hash_hex(hash, hex);
+	hec_hash_hex(hash, hex);
 	op_init(&op, to, json_pack("{sssIsIsssIsIss}", "op", "put", "job", (json_int_t)job,
 				   "epoch", (json_int_t)epoch, "part", part, "idx", (json_int_t)idx,
 				   "len", (json_int_t)len, "hash", hex), 1, 0, len, 0);
@@ -1919,7 +1919,7 @@ static int repair_one(struct hec_store *s, json_t *m, json_t **lists, uint64_t *
 			uint64_t hash = 0;
 			size_t k, home;
 
-			hec_store_hash_parse(json_string_value(json_object_get(c, "hash")), &hash);
+			hec_hash_parse(json_string_value(json_object_get(c, "hash")), &hash);
 			for (k = 0; k < json_array_size(on); k++) {
 				const char *name = json_string_value(json_array_get(on, k));
 				struct srv *sv = srv_by_name(s, name);

@@ -383,7 +383,7 @@ static void on_put(void *ctx, const struct hec_msg *m)
 		reply_error(c, req_of(m), "empty chunk");
 		return;
 	}
-	if (hec_cs_hash_parse(json_string_value(json_object_get(m->body, "hash")), &hash)) {
+	if (hec_hash_parse(json_string_value(json_object_get(m->body, "hash")), &hash)) {
 		reply_error(c, req_of(m), "bad hash");
 		return;
 	}
@@ -405,10 +405,10 @@ static void on_put(void *ctx, const struct hec_msg *m)
 static void reply_data(struct client *c, const struct hec_msg *m, const uint8_t *slot,
 		       size_t len, uint64_t epoch)
 {
-	char hex[HEC_CS_HASH_HEX];
+	char hex[HEC_HASH_HEX];
 	json_t *b;
 
-	hec_cs_hash_hex(hec_cs_hash(slot, len), hex);
+	hec_hash_hex(hec_cs_hash(slot, len), hex);
 	b = json_pack("{s:I, s:I, s:s}", "req", req_of(m), "len", (json_int_t)len, "hash", hex);
 	if (b && epoch)
 		json_object_set_new(b, "epoch", json_integer((json_int_t)epoch));
@@ -461,7 +461,7 @@ static void on_commit(void *ctx, const struct hec_msg *m)
 		reply_error(c, req_of(m), "empty chunk");
 		return;
 	}
-	if (hec_cs_hash_parse(json_string_value(json_object_get(m->body, "hash")), &hash) ||
+	if (hec_hash_parse(json_string_value(json_object_get(m->body, "hash")), &hash) ||
 	    hec_cs_hash(slot, len) != hash) {
 		reply_error(c, req_of(m), "checksum mismatch");
 		return;
@@ -1063,7 +1063,7 @@ static int parse_size(const char *s, size_t *out)
 
 static int valid_name(const char *s)
 {
-	return hec_cs_valid_part(s);
+	return hec_store_name_ok(s);
 }
 
 /* \return 0, -1 (help printed), or an exit code after printing why. */

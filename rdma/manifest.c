@@ -17,7 +17,7 @@
 
 size_t hec_store_home(uint64_t job, uint64_t epoch, const char *part, uint64_t idx, size_t m)
 {
-	char name[3 * 21 + HEC_STORE_PART_MAX];
+	char name[3 * 21 + HEC_STORE_NAME_MAX];
 	int n;
 
 	if (m == 0)
@@ -29,22 +29,6 @@ size_t hec_store_home(uint64_t job, uint64_t epoch, const char *part, uint64_t i
 		n = (int)sizeof(name) - 1;
 	/* (H + idx) mod m as integers, not as a uint64_t sum that may wrap */
 	return (size_t)((XXH3_64bits(name, (size_t)n) % m + idx % m) % m);
-}
-
-int hec_store_part_ok(const char *part)
-{
-	size_t n = part ? strlen(part) : 0;
-
-	if (n == 0 || n > HEC_STORE_PART_MAX || part[0] == '.')
-		return 0;
-	for (size_t i = 0; i < n; i++) {
-		char c = part[i];
-
-		if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
-		      c == '_' || c == '.' || c == '-'))
-			return 0;
-	}
-	return 1;
 }
 
 int hec_store_parse_size(const char *s, uint64_t *out)
@@ -76,33 +60,6 @@ int hec_store_parse_size(const char *s, uint64_t *out)
 	return 0;
 }
 
-void hec_store_hash_hex(uint64_t h, char out[17])
-{
-	snprintf(out, 17, "%016" PRIx64, h);
-}
-
-int hec_store_hash_parse(const char *hex, uint64_t *out)
-{
-	uint64_t v = 0;
-
-	if (!hex || strlen(hex) != 16)
-		return -EINVAL;
-	for (int i = 0; i < 16; i++) {
-		char c = hex[i];
-		unsigned d;
-
-		if (c >= '0' && c <= '9')
-			d = (unsigned)(c - '0');
-		else if (c >= 'a' && c <= 'f')
-			d = (unsigned)(c - 'a' + 10);
-		else
-			return -EINVAL;
-		v = v << 4 | d;
-	}
-	*out = v;
-	return 0;
-}
-
 static int bad(char *why, size_t whylen, const char *fmt, ...)
 	__attribute__((format(printf, 3, 4)));
 static int bad(char *why, size_t whylen, const char *fmt, ...)
@@ -130,7 +87,7 @@ static int hash_field(const json_t *o, const char *k)
 {
 	uint64_t h;
 
-	return hec_store_hash_parse(json_string_value(json_object_get(o, k)), &h);
+	return hec_hash_parse(json_string_value(json_object_get(o, k)), &h);
 }
 
 int hec_store_entry_check(const json_t *e, char *why, size_t whylen)
@@ -143,7 +100,7 @@ int hec_store_entry_check(const json_t *e, char *why, size_t whylen)
 
 	if (!json_is_object(e))
 		return bad(why, whylen, "a stream entry is not a JSON object");
-	if (!hec_store_part_ok(part))
+	if (!hec_store_name_ok(part))
 		return bad(why, whylen, "stream entry: bad or missing \"part\"");
 	if (size < 0 || csize < 1 || hash_field(e, "hash") || !json_is_array(chunks))
 		return bad(why, whylen, "stream %s: \"size\", \"hash\", \"chunk_size\" or \"chunks\" missing or bad",

@@ -91,6 +91,18 @@ int hec_mkdir_p(const char *path, mode_t mode);
 /** Random hex token of 2*@nbytes chars from getrandom(). \return 0 or -errno. */
 int hec_random_hex(char *buf, size_t nbytes);
 
+/* Checkpoint storage names and hashes, one form for the client, the server
+ * and the wire (doc/storage.md). */
+#define HEC_STORE_NAME_MAX 64 /* a stream's part name */
+#define HEC_HASH_HEX 17       /* 16 lowercase hex digits + NUL */
+/** 1 if @name is a part name: 1-64 of [A-Za-z0-9_.-], not starting with '.'
+ *  (it becomes a file name on the servers). */
+int hec_store_name_ok(const char *name);
+/** A 64-bit hash as exactly 16 lowercase hex digits, and back: parse
+ *  eturn 0, or -EINVAL for anything but exactly that form. */
+void hec_hash_hex(uint64_t h, char out[HEC_HASH_HEX]);
+int hec_hash_parse(const char *hex, uint64_t *h);
+
 /** Directory holding the running executable (from /proc/self/exe). */
 int hec_self_dir(char *buf, size_t len);
 

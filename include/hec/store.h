@@ -26,8 +26,9 @@
 #include <stdint.h>
 #include <jansson.h>
 
+#include "hec/common.h" /* part names and hashes: hec_store_name_ok, hec_hash_hex */
+
 #define HEC_STORE_CHUNK_DEFAULT (4u << 20)
-#define HEC_STORE_PART_MAX 64 /* [A-Za-z0-9_.-], not starting with '.' */
 
 struct hec_store;
 
@@ -132,14 +133,9 @@ int hec_store_status(struct hec_store *s, json_t **servers);
  *  name (strcmp): (XXH3-64 of "job/epoch/part" + idx) mod m, computed without
  *  overflow.  Copies go to the home and the next servers of the ring. */
 size_t hec_store_home(uint64_t job, uint64_t epoch, const char *part, uint64_t idx, size_t m);
-/** 1 if @part is a valid part name (1-64 of [A-Za-z0-9_.-], no leading '.'). */
-int hec_store_part_ok(const char *part);
 /** Parse a byte count with an optional unit K, M or G (powers of 1024).
  *  \return 0, -EINVAL if malformed, -ERANGE if 0 or above 1 TiB. */
 int hec_store_parse_size(const char *s, uint64_t *out);
-/** A hash as 16 lowercase hex digits, and back (-EINVAL if not exactly that). */
-void hec_store_hash_hex(uint64_t h, char out[17]);
-int hec_store_hash_parse(const char *hex, uint64_t *out);
 /** Check a stream's manifest entry (what hec_store_put_fd returns): fields,
  *  types, chunk lengths adding up to "size", every chunk but the last full.
  *  \return 0 or -EINVAL with the first fault in @why. */

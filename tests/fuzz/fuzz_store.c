@@ -14,9 +14,8 @@
  *   epoch directory and as a job directory, then the inventory
  *   (hec_cs_list) and status scan run.  A chunk it lists must be the file's
  *   name exactly, with a valid part name.
- * - Every input as text: the client's and the server's part-name parsers
- *   must agree, and the server read a hash the client accepts alike; sizes
- *   parse within their range.
+ * - Every input as text: an accepted part name is a plain file name, a hash
+ *   parses only from the form it prints as, sizes parse within their range.
  *
  * The inventory the client reads back in repair is parsed in rdma/client.c by
  * static functions (tolerant jansson getters only); it is not reached here.
@@ -76,8 +75,8 @@ static void entry_holds(const json_t *e)
 	json_int_t sum = 0;
 	uint64_t h;
 
-	must(hec_store_part_ok(json_string_value(json_object_get(e, "part"))), "entry part");
-	must(!hec_store_hash_parse(json_string_value(json_object_get(e, "hash")), &h), "entry hash");
+	must(hec_store_name_ok(json_string_value(json_object_get(e, "part"))), "entry part");
+	must(!hec_hash_parse(json_string_value(json_object_get(e, "hash")), &h), "entry hash");
 	must(csize >= 1 && size >= 0, "entry sizes");
 	for (size_t i = 0; i < json_array_size(chunks); i++) {
 		const json_t *c = json_array_get(chunks, i), *on = json_object_get(c, "on");
@@ -85,7 +84,7 @@ static void entry_holds(const json_t *e)
 
 		must(len >= 1 && len <= csize, "chunk len within chunk_size");
 		must(i + 1 == json_array_size(chunks) || len == csize, "only the last chunk short");
-		must(!hec_store_hash_parse(json_string_value(json_object_get(c, "hash")), &h),
+		must(!hec_hash_parse(json_string_value(json_object_get(c, "hash")), &h),
 		     "chunk hash");
 		must(json_array_size(on) >= 1, "chunk holders");
 		for (size_t k = 0; k < json_array_size(on); k++)
@@ -246,7 +245,7 @@ static void name_case(const uint8_t *data, size_t size)
 				const char *part = json_string_value(json_object_get(c, "part"));
 				char back[300];
 
-				must(hec_cs_valid_part(part), "listed part is valid");
+				must(hec_store_name_ok(part), "listed part is valid");
 				/* an index above 2^63 (planted: the wire allows none) is
 				 * listed negative; readers cast it back */
 				snprintf(back, sizeof(back), "%s.%" PRIu64, part,
@@ -267,26 +266,20 @@ static void name_case(const uint8_t *data, size_t size)
 static void text_case(const uint8_t *data, size_t size)
 {
 	char *text = malloc(size + 1);
-	uint64_t a = 0, b = 0, v = 0;
+	uint64_t a = 0, v = 0;
 
 	if (!text)
 		return;
 	memcpy(text, data, size);
 	text[size] = 0;
-	must(!hec_store_part_ok(text) == !hec_cs_valid_part(text),
-	     "client and server agree on part names");
-	{
-		int ra = hec_store_hash_parse(text, &a), rb = hec_cs_hash_parse(text, &b);
+	if (hec_store_name_ok(text))
+		must(strlen(text) <= HEC_STORE_NAME_MAX && text[0] != '.' && !strchr(text, '/'),
+		     "a part name is a plain file name");
+	if (!hec_hash_parse(text, &a)) {
+		char hex[HEC_HASH_HEX];
 
-		/* the server's parser is looser (1-16 digits, either case): the
-		 * wire schema only ever hands it 16 */
-		must(ra || (!rb && a == b), "the server reads a hash the client wrote alike");
-		if (!ra) {
-			char hex[17];
-
-			hec_store_hash_hex(a, hex);
-			must(!strcmp(hex, text), "a hash parses only from its own form");
-		}
+		hec_hash_hex(a, hex);
+		must(!strcmp(hex, text), "a hash parses only from its own form");
 	}
 	if (hec_store_parse_size(text, &v) == 0)
 		must(v >= 1 && v <= (1ull << 40), "a size within 1 .. 1 TiB");

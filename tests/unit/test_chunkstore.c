@@ -72,16 +72,18 @@ static int put_str(struct hec_cs *cs, uint64_t job, uint64_t epoch, const char *
 
 static void test_hash_hex(void)
 {
-	char hex[HEC_CS_HASH_HEX];
+	char hex[HEC_HASH_HEX];
 	uint64_t h = hec_cs_hash("abc", 3), back = 0;
 
-	hec_cs_hash_hex(h, hex);
+	hec_hash_hex(h, hex);
 	CU_ASSERT_EQUAL(strlen(hex), 16);
-	CU_ASSERT_EQUAL(hec_cs_hash_parse(hex, &back), 0);
+	CU_ASSERT_EQUAL(hec_hash_parse(hex, &back), 0);
 	CU_ASSERT_EQUAL(back, h);
-	CU_ASSERT_EQUAL(hec_cs_hash_parse("xyz", &back), -EINVAL);
-	CU_ASSERT_EQUAL(hec_cs_hash_parse("", &back), -EINVAL);
-	CU_ASSERT_EQUAL(hec_cs_hash_parse("00000000000000001", &back), -EINVAL);
+	CU_ASSERT_EQUAL(hec_hash_parse("xyz", &back), -EINVAL);
+	CU_ASSERT_EQUAL(hec_hash_parse("", &back), -EINVAL);
+	CU_ASSERT_EQUAL(hec_hash_parse("00000000000000001", &back), -EINVAL);
+	CU_ASSERT_EQUAL(hec_hash_parse("000000000000000A", &back), -EINVAL);
+	CU_ASSERT_EQUAL(hec_hash_parse("0", &back), -EINVAL);
 	CU_ASSERT_NOT_EQUAL(hec_cs_hash("abd", 3), h);
 }
 
@@ -232,18 +234,18 @@ static void test_part_names(void)
 	memset(long_name, 'a', 65);
 	long_name[65] = 0;
 	for (size_t i = 0; i < HEC_ARRAY_SIZE(bad); i++) {
-		CU_ASSERT(!hec_cs_valid_part(bad[i]));
+		CU_ASSERT(!hec_store_name_ok(bad[i]));
 		CU_ASSERT_EQUAL(put_str(cs, 1, 1, bad[i], 0, "x"), -EINVAL);
 		CU_ASSERT_EQUAL(hec_cs_get(cs, 1, 1, bad[i], 0, buf, sizeof(buf), &len, &hash),
 				-EINVAL);
 	}
-	CU_ASSERT(!hec_cs_valid_part(long_name));
+	CU_ASSERT(!hec_store_name_ok(long_name));
 	CU_ASSERT_EQUAL(put_str(cs, 1, 1, long_name, 0, "x"), -EINVAL);
 	long_name[64] = 0;
-	CU_ASSERT(hec_cs_valid_part(long_name));
+	CU_ASSERT(hec_store_name_ok(long_name));
 	CU_ASSERT_EQUAL(put_str(cs, 1, 1, long_name, 0, "x"), 0);
-	CU_ASSERT(hec_cs_valid_part("node-0_a.b"));
-	CU_ASSERT(hec_cs_valid_part("MANIFEST"));
+	CU_ASSERT(hec_store_name_ok("node-0_a.b"));
+	CU_ASSERT(hec_store_name_ok("MANIFEST"));
 	CU_ASSERT_EQUAL(put_str(cs, 1, 1, "MANIFEST", 0, "x"), 0);
 	/* a part named MANIFEST is not the manifest */
 	CU_ASSERT(!exists(dir, "objects/1/1/MANIFEST"));

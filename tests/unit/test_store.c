@@ -50,22 +50,22 @@ static void test_home(void)
 
 static void test_part_ok(void)
 {
-	char longest[HEC_STORE_PART_MAX + 2];
+	char longest[HEC_STORE_NAME_MAX + 2];
 
-	CU_ASSERT(hec_store_part_ok("node0"));
-	CU_ASSERT(hec_store_part_ok("a.b-c_D9"));
-	CU_ASSERT(!hec_store_part_ok(""));
-	CU_ASSERT(!hec_store_part_ok(NULL));
-	CU_ASSERT(!hec_store_part_ok(".hidden"));
-	CU_ASSERT(!hec_store_part_ok("a/b"));
-	CU_ASSERT(!hec_store_part_ok("a b"));
-	CU_ASSERT(!hec_store_part_ok(".."));
-	memset(longest, 'x', HEC_STORE_PART_MAX);
-	longest[HEC_STORE_PART_MAX] = 0;
-	CU_ASSERT(hec_store_part_ok(longest));
-	longest[HEC_STORE_PART_MAX] = 'x';
-	longest[HEC_STORE_PART_MAX + 1] = 0;
-	CU_ASSERT(!hec_store_part_ok(longest));
+	CU_ASSERT(hec_store_name_ok("node0"));
+	CU_ASSERT(hec_store_name_ok("a.b-c_D9"));
+	CU_ASSERT(!hec_store_name_ok(""));
+	CU_ASSERT(!hec_store_name_ok(NULL));
+	CU_ASSERT(!hec_store_name_ok(".hidden"));
+	CU_ASSERT(!hec_store_name_ok("a/b"));
+	CU_ASSERT(!hec_store_name_ok("a b"));
+	CU_ASSERT(!hec_store_name_ok(".."));
+	memset(longest, 'x', HEC_STORE_NAME_MAX);
+	longest[HEC_STORE_NAME_MAX] = 0;
+	CU_ASSERT(hec_store_name_ok(longest));
+	longest[HEC_STORE_NAME_MAX] = 'x';
+	longest[HEC_STORE_NAME_MAX + 1] = 0;
+	CU_ASSERT(!hec_store_name_ok(longest));
 }
 
 static void test_parse_size(void)
@@ -95,14 +95,14 @@ static void test_hash_hex(void)
 	char hex[17];
 	uint64_t v;
 
-	hec_store_hash_hex(0x00ab00cd00ef0012ull, hex);
+	hec_hash_hex(0x00ab00cd00ef0012ull, hex);
 	CU_ASSERT_STRING_EQUAL(hex, "00ab00cd00ef0012");
-	CU_ASSERT_EQUAL(hec_store_hash_parse(hex, &v), 0);
+	CU_ASSERT_EQUAL(hec_hash_parse(hex, &v), 0);
 	CU_ASSERT_EQUAL(v, 0x00ab00cd00ef0012ull);
-	CU_ASSERT_EQUAL(hec_store_hash_parse("00AB00CD00EF0012", &v), -EINVAL);
-	CU_ASSERT_EQUAL(hec_store_hash_parse("abc", &v), -EINVAL);
-	CU_ASSERT_EQUAL(hec_store_hash_parse("0123456789abcdef0", &v), -EINVAL);
-	CU_ASSERT_EQUAL(hec_store_hash_parse(NULL, &v), -EINVAL);
+	CU_ASSERT_EQUAL(hec_hash_parse("00AB00CD00EF0012", &v), -EINVAL);
+	CU_ASSERT_EQUAL(hec_hash_parse("abc", &v), -EINVAL);
+	CU_ASSERT_EQUAL(hec_hash_parse("0123456789abcdef0", &v), -EINVAL);
+	CU_ASSERT_EQUAL(hec_hash_parse(NULL, &v), -EINVAL);
 }
 
 #define H "0123456789abcdef"
