@@ -199,7 +199,15 @@ static void chunk_case(const uint8_t *data, size_t size)
 		     !memcmp(chunkbuf, data, size), "a manifest reads back as written");
 		unlink(path);
 	}
+	/* a delete leaves a tombstone, which would refuse the next input's
+	 * manifest in this epoch: remove the epoch whole */
 	hec_cs_delete(cs, job, epoch);
+	snprintf(path, sizeof(path), "%s/%" PRIu64 "/%" PRIu64 "/DELETED", objdir, job, epoch);
+	unlink(path);
+	snprintf(path, sizeof(path), "%s/%" PRIu64 "/%" PRIu64, objdir, job, epoch);
+	rmdir(path);
+	snprintf(path, sizeof(path), "%s/%" PRIu64, objdir, job);
+	rmdir(path);
 }
 
 static void name_case(const uint8_t *data, size_t size)
