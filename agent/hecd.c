@@ -10,7 +10,6 @@
 
 #include <errno.h>
 #include <fcntl.h>
-#include <getopt.h>
 #include <netdb.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
@@ -466,16 +465,9 @@ static int parse_vm_switch(const char *s, enum hec_vm_switch *out)
 /* \return 0, or an exit code after printing the one-line reason. */
 static int load_config(struct agent *ag, int argc, char **argv, enum hec_log_level *lvl)
 {
-	static const struct option longopts[] = {
-		{ "help", no_argument, NULL, 'h' },
-		{ "file", required_argument, NULL, 'f' },
-		{ "option", required_argument, NULL, 'o' },
-		{ NULL, 0, NULL, 0 },
-	};
 	struct agent_conf *c = &ag->conf;
-	const char *file = NULL;
 	char err[1024], host[256];
-	int opt, p;
+	int rc, p;
 
 	if (hec_conf_defaults(conf_keys, c)) {
 		fprintf(stderr, "hecd: internal error: bad default in the key table\n");
@@ -486,55 +478,9 @@ static int load_config(struct agent *ag, int argc, char **argv, enum hec_log_lev
 		fprintf(stderr, "hecd: internal error: message table: %s\n", err);
 		return 2;
 	}
-	opterr = 0;
-	while ((opt = getopt_long(argc, argv, "hf:o:", longopts, NULL)) != -1) {
-		switch (opt) {
-		case 'h':
-			usage(stdout);
-			hec_conf_print_help(conf_keys);
-			return -1;
-		case 'f':
-			file = optarg;
-			break;
-		case 'o':
-			break;
-		default:
-			fprintf(stderr, "hecd: unknown option '%s' (try --help)\n", argv[optind - 1]);
-			return 2;
-		}
-	}
-	if (optind < argc) {
-		fprintf(stderr, "hecd: unexpected argument '%s' (try --help)\n", argv[optind]);
-		return 2;
-	}
-	if (file && hec_conf_load_file(conf_keys, c, file, err, sizeof(err))) {
-		fprintf(stderr, "hecd: %s\n", err);
-		return 2;
-	}
-	/* -o overrides the file whatever the order on the command line. */
-	optind = 1;
-	while ((opt = getopt_long(argc, argv, "hf:o:", longopts, NULL)) != -1) {
-		char *eq, *kv;
-
-		if (opt != 'o')
-			continue;
-		kv = strdup(optarg);
-		if (!kv)
-			return 1;
-		eq = strchr(kv, '=');
-		if (!eq) {
-			fprintf(stderr, "hecd: -o %s: expected key=value\n", optarg);
-			free(kv);
-			return 2;
-		}
-		*eq = 0;
-		if (hec_conf_set(conf_keys, c, kv, eq + 1, err, sizeof(err))) {
-			fprintf(stderr, "hecd: -o %s: %s\n", optarg, err);
-			free(kv);
-			return 2;
-		}
-		free(kv);
-	}
+	rc = hec_conf_from_args(conf_keys, c, "hecd", argc, argv, NULL, usage, NULL);
+	if (rc)
+		return rc;
 
 	if (!*c->name) {
 		if (gethostname(host, sizeof(host)))

@@ -4,6 +4,7 @@
 
 #include <ctype.h>
 #include <errno.h>
+#include <getopt.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -200,4 +201,122 @@ void hec_conf_print_help(const struct hec_conf_key *keys)
 	for (; keys->key; keys++)
 		printf("  %-20s default %-24s %s\n", keys->key,
 		       keys->def ? (*keys->def ? keys->def : "(empty)") : "(none)", keys->help);
+}
+
+/* getopt_long's value for key option i: above every character. */
+#define KEY_OPT_BASE 256
+
+/* One "-o key=value". \return 0 or an exit code after printing why. */
+static int set_option(const struct hec_conf_key *keys, void *conf, const char *prog,
+		      const char *arg)
+{
+	char err[1024], *kv = strdup(arg), *eq;
+	int rc = 0;
+
+	if (!kv) {
+		fprintf(stderr, "%s: out of memory\n", prog);
+		return 1;
+	}
+	eq = strchr(kv, '=');
+	if (!eq) {
+		fprintf(stderr, "%s: -o %s: expected key=value\n", prog, arg);
+		rc = 2;
+		goto free_kv;
+	}
+	*eq = 0;
+	if (hec_conf_set(keys, conf, kv, eq + 1, err, sizeof(err))) {
+		fprintf(stderr, "%s: -o %s: %s\n", prog, arg, err);
+		rc = 2;
+	}
+free_kv:
+	free(kv);
+	return rc;
+}
+
+int hec_conf_from_args(const struct hec_conf_key *keys, void *conf, const char *prog,
+		       int argc, char **argv, const struct hec_conf_opt *key_opts,
+		       void (*usage)(FILE *f), const char **file)
+{
+	static const struct option fixed[] = {
+		{ "help", no_argument, NULL, 'h' },
+		{ "file", required_argument, NULL, 'f' },
+		{ "config", required_argument, NULL, 'f' },
+		{ "option", required_argument, NULL, 'o' },
+	};
+	const size_t nfixed = HEC_ARRAY_SIZE(fixed);
+	struct option *longopts;
+	const char *path = NULL;
+	char err[1024];
+	size_t nkey = 0;
+	int opt, rc = 0;
+
+	while (key_opts && key_opts[nkey].name)
+		nkey++;
+	longopts = calloc(nfixed + nkey + 1, sizeof(*longopts));
+	if (!longopts) {
+		fprintf(stderr, "%s: out of memory\n", prog);
+		return 1;
+	}
+	memcpy(longopts, fixed, sizeof(fixed));
+	for (size_t i = 0; i < nkey; i++)
+		longopts[nfixed + i] = (struct option){ key_opts[i].name, required_argument, NULL,
+							KEY_OPT_BASE + (int)i };
+
+	/* optind 0, not 1: glibc then also forgets a half-scanned "-ab" of a
+	 * previous scan. */
+	opterr = 0;
+	optind = 0;
+	while ((opt = getopt_long(argc, argv, "hf:o:", longopts, NULL)) != -1) {
+		if (opt == 'h') {
+			usage(stdout);
+			hec_conf_print_help(keys);
+			rc = -1;
+			goto free_longopts;
+		}
+		if (opt == 'f') {
+			path = optarg;
+		} else if (opt == '?' || opt == ':') {
+			fprintf(stderr, "%s: unknown option '%s' (try --help)\n", prog, argv[optind - 1]);
+			rc = 2;
+			goto free_longopts;
+		}
+	}
+	if (optind < argc) {
+		fprintf(stderr, "%s: unexpected argument '%s' (try --help)\n", prog, argv[optind]);
+		rc = 2;
+		goto free_longopts;
+	}
+	if (path) {
+		rc = hec_conf_load_file(keys, conf, path, err, sizeof(err));
+		if (rc == -ENOMEM) {
+			fprintf(stderr, "%s: out of memory\n", prog);
+			rc = 1;
+			goto free_longopts;
+		}
+		if (rc) {
+			fprintf(stderr, "%s: %s\n", prog, err);
+			rc = 2;
+			goto free_longopts;
+		}
+	}
+	/* Options override the file whatever the order on the command line. */
+	optind = 0;
+	while (!rc && (opt = getopt_long(argc, argv, "hf:o:", longopts, NULL)) != -1) {
+		const struct hec_conf_opt *ko;
+
+		if (opt == 'o') {
+			rc = set_option(keys, conf, prog, optarg);
+		} else if (opt >= KEY_OPT_BASE) {
+			ko = &key_opts[opt - KEY_OPT_BASE];
+			if (hec_conf_set(keys, conf, ko->key, optarg, err, sizeof(err))) {
+				fprintf(stderr, "%s: --%s %s: %s\n", prog, ko->name, optarg, err);
+				rc = 2;
+			}
+		}
+	}
+free_longopts:
+	free(longopts);
+	if (file)
+		*file = path;
+	return rc;
 }

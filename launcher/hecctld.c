@@ -10,7 +10,6 @@
 
 #include <errno.h>
 #include <fcntl.h>
-#include <getopt.h>
 #include <limits.h>
 #include <netdb.h>
 #include <signal.h>
@@ -323,12 +322,10 @@ static void usage(FILE *f)
 	fprintf(f,
 		"Usage: hecctld [-f FILE] [-o KEY=VALUE]...\n"
 		"The hec controller: job queue, catalog and node liveness.\n\n"
-		"  -f, --config FILE   configuration file (key = value lines)\n"
+		"  -f, --file FILE     configuration file (key = value lines)\n"
 		"  -o KEY=VALUE        override a key of the file (repeatable)\n"
 		"  -h, --help          this text and the list of keys\n\n"
 		"Keys:\n");
-	if (f == stdout)
-		hec_conf_print_help(ctl_keys);
 }
 
 static int parse_level(const char *s, enum hec_log_level *out)
@@ -384,57 +381,17 @@ static int check_conf(const struct ctl_conf *c, char *err, size_t len)
 /* Configuration: defaults, then the file, then -o overrides. \return exit code or 0. */
 static int load_conf(struct ctl_conf *conf, int argc, char **argv)
 {
-	static const struct option opts[] = {
-		{ "config", required_argument, NULL, 'f' },
-		{ "help", no_argument, NULL, 'h' },
-		{ NULL, 0, NULL, 0 },
-	};
-	const char *file = NULL;
+	const char *file;
 	char err[1024];
-	int c;
+	int rc;
 
 	if (hec_conf_defaults(ctl_keys, conf)) {
 		fprintf(stderr, "hecctld: built-in defaults do not parse (a bug)\n");
 		return 2;
 	}
-	while ((c = getopt_long(argc, argv, "f:o:h", opts, NULL)) != -1) {
-		if (c == 'f') {
-			file = optarg;
-		} else if (c == 'h') {
-			usage(stdout);
-			return -1;
-		} else if (c != 'o') {
-			usage(stderr);
-			return 2;
-		}
-	}
-	if (optind < argc) {
-		fprintf(stderr, "hecctld: unexpected argument '%s'\n", argv[optind]);
-		return 2;
-	}
-	if (file && hec_conf_load_file(ctl_keys, conf, file, err, sizeof(err))) {
-		fprintf(stderr, "hecctld: %s\n", err);
-		return 2;
-	}
-	/* Second pass so -o wins over the file whatever the order of options. */
-	optind = 1;
-	while ((c = getopt_long(argc, argv, "f:o:h", opts, NULL)) != -1) {
-		char *eq, key[128];
-
-		if (c != 'o')
-			continue;
-		eq = strchr(optarg, '=');
-		if (!eq || eq == optarg || (size_t)(eq - optarg) >= sizeof(key)) {
-			fprintf(stderr, "hecctld: -o %s: expected KEY=VALUE\n", optarg);
-			return 2;
-		}
-		memcpy(key, optarg, (size_t)(eq - optarg));
-		key[eq - optarg] = 0;
-		if (hec_conf_set(ctl_keys, conf, key, eq + 1, err, sizeof(err))) {
-			fprintf(stderr, "hecctld: -o %s: %s\n", optarg, err);
-			return 2;
-		}
-	}
+	rc = hec_conf_from_args(ctl_keys, conf, "hecctld", argc, argv, NULL, usage, &file);
+	if (rc)
+		return rc;
 	if (check_conf(conf, err, sizeof(err))) {
 		fprintf(stderr, "hecctld: %s%s%s\n", file ? file : "", file ? ": " : "", err);
 		return 2;

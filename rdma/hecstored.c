@@ -12,7 +12,6 @@
 
 #include <errno.h>
 #include <fcntl.h>
-#include <getopt.h>
 #include <inttypes.h>
 #include <limits.h>
 #include <netdb.h>
@@ -1069,29 +1068,17 @@ static int valid_name(const char *s)
 /* \return 0, -1 (help printed), or an exit code after printing why. */
 static int load_config(struct srv *s, int argc, char **argv, enum hec_log_level *lvl)
 {
-	/* long options are keys: val is the index of the key in conf_keys + 256 */
-	static const struct option longopts[] = {
-		{ "help", no_argument, NULL, 'h' },
-		{ "file", required_argument, NULL, 'f' },
-		{ "option", required_argument, NULL, 'o' },
-		{ "name", required_argument, NULL, 256 + 0 },
-		{ "dir", required_argument, NULL, 256 + 1 },
-		{ "listen", required_argument, NULL, 256 + 2 },
-		{ "controller", required_argument, NULL, 256 + 3 },
-		{ "key-file", required_argument, NULL, 256 + 4 },
-		{ "provider", required_argument, NULL, 256 + 5 },
-		{ "slots", required_argument, NULL, 256 + 6 },
-		{ "slot-size", required_argument, NULL, 256 + 7 },
-		{ "gc-grace", required_argument, NULL, 256 + 8 },
-		{ "gc-interval", required_argument, NULL, 256 + 9 },
-		{ "log-file", required_argument, NULL, 256 + 10 },
-		{ NULL, 0, NULL, 0 },
+	static const struct hec_conf_opt key_opts[] = {
+		{ "name", "name" }, { "dir", "dir" }, { "listen", "listen" },
+		{ "controller", "controller" }, { "key-file", "key_file" },
+		{ "provider", "provider" }, { "slots", "slots" }, { "slot-size", "slot_size" },
+		{ "gc-grace", "gc_grace" }, { "gc-interval", "gc_interval" },
+		{ "log-file", "log_file" }, { NULL, NULL },
 	};
 	static const char *const levels[] = { "err", "warn", "info", "debug" };
 	struct srv_conf *c = &s->conf;
-	const char *file = NULL;
 	char err[1024], host[256];
-	int opt, p;
+	int rc, p;
 
 	if (hec_conf_defaults(conf_keys, c) ||
 	    hec_msg_handlers_check(store_handlers, HEC_ARRAY_SIZE(store_handlers), HEC_SIDE_STORE,
@@ -1099,52 +1086,9 @@ static int load_config(struct srv *s, int argc, char **argv, enum hec_log_level 
 		fprintf(stderr, "hecstored: internal error: key or message table\n");
 		return 2;
 	}
-	opterr = 0;
-	while ((opt = getopt_long(argc, argv, "hf:o:", longopts, NULL)) != -1) {
-		if (opt == 'h') {
-			usage(stdout);
-			hec_conf_print_help(conf_keys);
-			return -1;
-		}
-		if (opt == 'f')
-			file = optarg;
-		else if (opt == '?' || opt == ':') {
-			fprintf(stderr, "hecstored: bad option '%s' (try --help)\n", argv[optind - 1]);
-			return 2;
-		}
-	}
-	if (optind < argc) {
-		fprintf(stderr, "hecstored: unexpected argument '%s' (try --help)\n", argv[optind]);
-		return 2;
-	}
-	if (file && hec_conf_load_file(conf_keys, c, file, err, sizeof(err))) {
-		fprintf(stderr, "hecstored: %s\n", err);
-		return 2;
-	}
-	/* Options override the file, in command-line order. */
-	optind = 1;
-	while ((opt = getopt_long(argc, argv, "hf:o:", longopts, NULL)) != -1) {
-		char key[64], *eq;
-		const char *val = optarg;
-
-		if (opt >= 256) {
-			snprintf(key, sizeof(key), "%s", conf_keys[opt - 256].key);
-		} else if (opt == 'o') {
-			eq = strchr(optarg, '=');
-			if (!eq || (size_t)(eq - optarg) >= sizeof(key)) {
-				fprintf(stderr, "hecstored: -o %s: expected key=value\n", optarg);
-				return 2;
-			}
-			snprintf(key, sizeof(key), "%.*s", (int)(eq - optarg), optarg);
-			val = eq + 1;
-		} else {
-			continue;
-		}
-		if (hec_conf_set(conf_keys, c, key, val, err, sizeof(err))) {
-			fprintf(stderr, "hecstored: %s: %s\n", key, err);
-			return 2;
-		}
-	}
+	rc = hec_conf_from_args(conf_keys, c, "hecstored", argc, argv, key_opts, usage, NULL);
+	if (rc)
+		return rc;
 
 	if (!*c->name) {
 		if (gethostname(host, sizeof(host)))

@@ -9,6 +9,7 @@
 #define HEC_CONFIG_H
 
 #include <stddef.h>
+#include <stdio.h>
 
 /* STR fields are char[size]; INT and MS fields are long. */
 enum hec_conf_kind { HEC_CONF_STR, HEC_CONF_INT, HEC_CONF_MS };
@@ -43,5 +44,26 @@ int hec_conf_load_text(const struct hec_conf_key *keys, void *conf, const char *
 
 /** Print "key = default  # help" lines for --help. */
 void hec_conf_print_help(const struct hec_conf_key *keys);
+
+/* A long option that sets a key: "--dir D" is "-o dir=D". */
+struct hec_conf_opt {
+	const char *name;      /* option name without the dashes */
+	const char *key;
+};
+
+/**
+ * A daemon's command line into @conf, which holds its defaults already:
+ * -h/--help, -f/--file FILE (--config: the same), -o/--option key=value, and
+ * the long options of @key_opts (NULL, or ended by a NULL name).  The file is
+ * loaded first, then every -o and key option applies in command-line order.
+ * Uses getopt_long (rescans from the start; GNU getopt permutes @argv).
+ * \return 0; -1 after printing help (@usage(stdout) and the keys: exit 0); or
+ *         an exit code after printing one line "@prog: reason" on stderr: 2 for
+ *         a bad option, argument, file or value, 1 out of memory.
+ *         @file (may be NULL) gets the -f FILE given, or NULL.
+ */
+int hec_conf_from_args(const struct hec_conf_key *keys, void *conf, const char *prog,
+		       int argc, char **argv, const struct hec_conf_opt *key_opts,
+		       void (*usage)(FILE *f), const char **file);
 
 #endif
