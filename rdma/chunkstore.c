@@ -428,6 +428,28 @@ int hec_cs_get(struct hec_cs *cs, uint64_t job, uint64_t epoch, const char *part
 	return 0;
 }
 
+void hec_cs_prefetch(struct hec_cs *cs, uint64_t job, uint64_t epoch, const char *part,
+		     uint64_t from, uint64_t to)
+{
+	char name[HEC_STORE_NAME_MAX + 24];
+	int efd, fd;
+
+	if (!hec_store_name_ok(part))
+		return;
+	efd = open_epoch(cs, job, epoch, 0);
+	if (efd < 0)
+		return;
+	for (uint64_t idx = from; idx <= to && idx >= from; idx++) {
+		hec_fmt(name, sizeof(name), "%s.%" PRIu64, part, idx);
+		fd = openat(efd, name, O_RDONLY | O_NOFOLLOW | O_CLOEXEC | O_NONBLOCK);
+		if (fd < 0)
+			continue;
+		(void)posix_fadvise(fd, 0, 0, POSIX_FADV_WILLNEED);
+		close(fd);
+	}
+	close(efd);
+}
+
 /* ---- manifests ---- */
 
 int hec_cs_commit(struct hec_cs *cs, uint64_t job, uint64_t epoch, const void *manifest,

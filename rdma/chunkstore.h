@@ -75,6 +75,12 @@ int hec_cs_put(struct hec_cs *cs, uint64_t job, uint64_t epoch, const char *part
 int hec_cs_get(struct hec_cs *cs, uint64_t job, uint64_t epoch, const char *part, uint64_t idx,
 	       void *buf, size_t cap, size_t *len, uint64_t *hash);
 
+/** Ask the kernel to start reading chunks @from..@to of (job, epoch, part)
+ *  that are here, without waiting (a hint: missing chunks are skipped, and
+ *  nothing fails). */
+void hec_cs_prefetch(struct hec_cs *cs, uint64_t job, uint64_t epoch, const char *part,
+		     uint64_t from, uint64_t to);
+
 /** Commit (job, epoch): sync what is stored, then write @manifest (@len
  *  bytes) as MANIFEST through a synced temporary file, rename and sync the
  *  directory.  Re-committing replaces the manifest atomically.  -ESTALE: the

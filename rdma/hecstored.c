@@ -65,7 +65,7 @@ static const struct hec_conf_key conf_keys[] = {
 	STR_KEY("controller", "", "host:port of hecctld's agent port; empty: standalone", controller),
 	STR_KEY("key_file", "", "cluster secret clients and the controller must match; empty: none", key_file),
 	STR_KEY("provider", "auto", "auto, verbs or tcp", provider),
-	INT_KEY("slots", "4", 1, 64, "registered slots per client (chunks in flight)", slots),
+	INT_KEY("slots", "8", 1, 64, "registered slots per client (chunks in flight)", slots),
 	STR_KEY("slot_size", "4M", "bytes per slot (K/M/G): the largest chunk a client may send", slot_size),
 	INT_KEY("gc_grace", "600", 1, 30L * 86400, "seconds an uncommitted epoch nobody writes to is kept", gc_grace),
 	INT_KEY("gc_interval", "60", 1, 86400, "seconds between garbage collections", gc_interval),
@@ -90,6 +90,9 @@ struct client {
 	struct epoch_ref *writes; /* epochs it put chunks into: GC leaves them alone */
 	size_t nwrites, capwrites;
 	struct pending *queue;  /* replies the fabric had no room for yet */
+	/* the stream it reads, and the next chunk not yet prefetched */
+	uint64_t pf_job, pf_epoch, pf_next;
+	char pf_part[HEC_STORE_NAME_MAX + 1];
 };
 
 struct pending {
@@ -401,17 +404,44 @@ static void on_put(void *ctx, const struct hec_msg *m)
 	reply(c, json_pack("{s:I}", "req", req_of(m)));
 }
 
+/* The answer to a request whose data is now in its slot; @hash: the data's,
+ * when the caller has it already (NULL: hash the slot). */
 static void reply_data(struct client *c, const struct hec_msg *m, const uint8_t *slot,
-		       size_t len, uint64_t epoch)
+		       size_t len, const uint64_t *hash, uint64_t epoch)
 {
 	char hex[HEC_HASH_HEX];
 	json_t *b;
 
-	hec_hash_hex(hec_cs_hash(slot, len), hex);
+	hec_hash_hex(hash ? *hash : hec_cs_hash(slot, len), hex);
 	b = json_pack("{s:I, s:I, s:s}", "req", req_of(m), "len", (json_int_t)len, "hash", hex);
 	if (b && epoch)
 		json_object_set_new(b, "epoch", json_integer((json_int_t)epoch));
 	reply(c, b);
+}
+
+/*
+ * A reader asks for a stream's chunks in order, a few at a time, and this
+ * loop reads each from disk when asked: with a cold cache it would wait for
+ * the disk chunk by chunk.  So after each get, ask the kernel to start
+ * reading the stream's next chunks held here (each file once per stream).
+ */
+#define PREFETCH_CHUNKS 16
+
+static void prefetch(struct client *c, uint64_t job, uint64_t epoch, const char *part,
+		     uint64_t idx)
+{
+	uint64_t from = idx + 1, to = idx + PREFETCH_CHUNKS;
+
+	if (c->pf_job == job && c->pf_epoch == epoch && !strcmp(c->pf_part, part) &&
+	    c->pf_next > from)
+		from = c->pf_next;
+	if (from > to)
+		return;
+	hec_cs_prefetch(c->s->cs, job, epoch, part, from, to);
+	c->pf_job = job;
+	c->pf_epoch = epoch;
+	snprintf(c->pf_part, sizeof(c->pf_part), "%s", part);
+	c->pf_next = to + 1;
 }
 
 static void on_get(void *ctx, const struct hec_msg *m)
@@ -435,7 +465,8 @@ static void on_get(void *ctx, const struct hec_msg *m)
 		reply_error(c, req_of(m), err_text(rc, "no such chunk"));
 		return;
 	}
-	reply_data(c, m, slot, len, 0);
+	reply_data(c, m, slot, len, &hash, 0);
+	prefetch(c, job, epoch, part, idx);
 }
 
 static void on_commit(void *ctx, const struct hec_msg *m)
@@ -501,7 +532,7 @@ static void on_manifest(void *ctx, const struct hec_msg *m)
 		reply_error(c, req_of(m), err_text(rc, "no committed checkpoint"));
 		return;
 	}
-	reply_data(c, m, slot, len, epoch);
+	reply_data(c, m, slot, len, NULL, epoch);
 }
 
 static void on_list(void *ctx, const struct hec_msg *m)
@@ -532,7 +563,7 @@ static void on_list(void *ctx, const struct hec_msg *m)
 		reply_error(c, req_of(m), "larger than the slot");
 	} else {
 		memcpy(slot, text, len);
-		reply_data(c, m, slot, len, 0);
+		reply_data(c, m, slot, len, NULL, 0);
 	}
 	free(text);
 }

@@ -83,7 +83,7 @@ note "usage errors"
 [ $? = 2 ] || fail "a bad slot size should exit 2"
 
 note "start (${VG[0]:-no valgrind})"
-"${VG[@]}" "$STORED" --dir "$S" --listen 127.0.0.1:0 --name s0 --key-file "$TEST_DIR/key" \
+"${VG[@]}" "$STORED" --dir "$S" --listen 127.0.0.1:0 --name s0 --slots 4 --key-file "$TEST_DIR/key" \
 	--controller "$CTL" --gc-grace 3 --gc-interval 1 -o log_level=debug >>"$LOG" 2>&1 &
 SPID=$!
 for i in $(seq 600); do [ -s "$S/hecstored.addr" ] && break; sleep 0.1; done
