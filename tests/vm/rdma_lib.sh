@@ -52,8 +52,11 @@ grun() {
 	g=$1
 	shift
 	echo "+ $g: $*" >&2
-	# -k: hec-guestctl relays SIGTERM to the guest and waits for the command
-	timeout -k 10 "$RDMA_T" "$GUESTCTL" --timeout 90 "$VM_DIR/$g.sock" run -- "$@" </dev/null
+	# -k: hec-guestctl relays SIGTERM to the guest and waits for the command.
+	# The guest preloads libhec-mpifix into every program, ahead of the
+	# sanitizer runtime of an ASan build's hec binaries: ASan must not refuse.
+	timeout -k 10 "$RDMA_T" "$GUESTCTL" --timeout 90 "$VM_DIR/$g.sock" run -- \
+		env ASAN_OPTIONS="${ASAN_OPTIONS:+$ASAN_OPTIONS:}verify_asan_link_order=0" "$@" </dev/null
 }
 
 rdma_guests() {
