@@ -425,29 +425,6 @@ static void usage(FILE *f)
 		"Configuration keys (file lines 'key = value', or -o key=value):\n");
 }
 
-static int valid_name(const char *s)
-{
-	if (!*s || *s == '.' || strlen(s) > AGENT_NAME_MAX)
-		return 0;
-	for (; *s; s++)
-		if (!((*s >= 'a' && *s <= 'z') || (*s >= 'A' && *s <= 'Z') ||
-		      (*s >= '0' && *s <= '9') || *s == '.' || *s == '_' || *s == '-'))
-			return 0;
-	return 1;
-}
-
-static int parse_level(const char *s, enum hec_log_level *lvl)
-{
-	static const char *const names[] = { "err", "warn", "info", "debug" };
-
-	for (size_t i = 0; i < HEC_ARRAY_SIZE(names); i++)
-		if (!strcmp(s, names[i])) {
-			*lvl = (enum hec_log_level)i;
-			return 0;
-		}
-	return -EINVAL;
-}
-
 static int parse_vm_switch(const char *s, enum hec_vm_switch *out)
 {
 	static const char *const names[] = { [HEC_VM_SWITCH_AUTO] = "auto",
@@ -488,12 +465,12 @@ static int load_config(struct agent *ag, int argc, char **argv, enum hec_log_lev
 		host[sizeof(host) - 1] = 0;
 		snprintf(c->name, sizeof(c->name), "%.*s", AGENT_NAME_MAX, host);
 	}
-	if (!valid_name(c->name)) {
+	if (!hec_name_ok(c->name)) {
 		fprintf(stderr, "hecd: name '%s': use 1-%d letters, digits, '.', '_' or '-'\n",
 			c->name, AGENT_NAME_MAX);
 		return 2;
 	}
-	if (!valid_name(c->cluster_name)) {
+	if (!hec_name_ok(c->cluster_name)) {
 		fprintf(stderr, "hecd: cluster_name '%s': use 1-%d letters, digits, '.', '_' or '-'\n",
 			c->cluster_name, AGENT_NAME_MAX);
 		return 2;
@@ -510,7 +487,7 @@ static int load_config(struct agent *ag, int argc, char **argv, enum hec_log_lev
 		fprintf(stderr, "hecd: listen '%s': expected host:port\n", c->listen);
 		return 2;
 	}
-	if (parse_level(c->log_level, lvl)) {
+	if (hec_log_level_parse(c->log_level, lvl)) {
 		fprintf(stderr, "hecd: log_level '%s': expected err, warn, info or debug\n",
 			c->log_level);
 		return 2;

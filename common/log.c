@@ -3,6 +3,7 @@
 #include "config.h"
 
 #include <stdio.h>
+#include <errno.h>
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
@@ -67,4 +68,16 @@ void hec_log_job(enum hec_log_level level, const char *node, long job, const cha
 	va_start(ap, fmt);
 	log_line(level, prefix, fmt, ap);
 	va_end(ap);
+}
+
+int hec_log_level_parse(const char *name, enum hec_log_level *level)
+{
+	static const char *const names[] = { "err", "warn", "info", "debug" };
+
+	for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++)
+		if (!strcmp(name, names[i])) {
+			*level = (enum hec_log_level)i;
+			return 0;
+		}
+	return -EINVAL;
 }

@@ -412,17 +412,17 @@ int hec_self_dir(char *buf, size_t len)
 	return 0;
 }
 
-int hec_store_name_ok(const char *name)
+int hec_name_ok(const char *name)
 {
 	size_t n = 0;
 
-	if (!name || !*name || *name == '.')
+	if (!name || !*name || *name == '.' || *name == '-')
 		return 0;
 	for (const char *c = name; *c; c++, n++)
 		if (!((*c >= 'a' && *c <= 'z') || (*c >= 'A' && *c <= 'Z') ||
 		      (*c >= '0' && *c <= '9') || *c == '.' || *c == '_' || *c == '-'))
 			return 0;
-	return n <= HEC_STORE_NAME_MAX;
+	return n <= HEC_NAME_MAX;
 }
 
 void hec_hash_hex(uint64_t h, char out[HEC_HASH_HEX])
@@ -446,4 +446,14 @@ int hec_hash_parse(const char *hex, uint64_t *h)
 	}
 	*h = v;
 	return 0;
+}
+
+int hec_key_equal(const char *a, const char *b)
+{
+	size_t la = strlen(a), lb = strlen(b);
+	unsigned char d = la != lb;
+
+	for (size_t i = 0; i < la && i < lb; i++)
+		d |= (unsigned char)(a[i] ^ b[i]);
+	return d == 0;
 }

@@ -317,12 +317,12 @@ static void agent_register(struct ctl *ctl, struct peer *p, const json_t *body)
 		hec_conn_send_error_and_close(p->conn, "the controller is shutting down");
 		return;
 	}
-	if (ctl->cluster_key[0] && !ctl_key_equal(key, ctl->cluster_key)) {
+	if (ctl->cluster_key[0] && !hec_key_equal(key, ctl->cluster_key)) {
 		hec_warn("%s: node %s presented a wrong cluster key; refused", peer, name);
 		hec_conn_send_error_and_close(p->conn, "node %s: wrong cluster key", name);
 		return;
 	}
-	if (!ctl_name_ok(name)) {
+	if (!hec_name_ok(name)) {
 		hec_warn("%s: node name '%s' is not valid; refused", peer, name);
 		hec_conn_send_error_and_close(p->conn,
 			"node name '%s' is not valid (letters, digits, '-', '_', '.')", name);

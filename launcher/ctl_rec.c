@@ -225,26 +225,3 @@ void reason_for_node(char *buf, size_t len, const char *node, const char *text)
 	else
 		snprintf(buf, len, "%s: %s", node, text);
 }
-
-/* Node names end up in cgroup paths and Hydra host files ("node0:2"),
- * storage servers' in the order of the ring (doc/storage.md). */
-int ctl_name_ok(const char *s)
-{
-	if (!*s || *s == '.' || *s == '-')
-		return 0;
-	for (; *s; s++)
-		if (!((*s >= 'a' && *s <= 'z') || (*s >= 'A' && *s <= 'Z') ||
-		      (*s >= '0' && *s <= '9') || *s == '-' || *s == '_' || *s == '.'))
-			return 0;
-	return 1;
-}
-
-int ctl_key_equal(const char *a, const char *b)
-{
-	size_t la = strlen(a), lb = strlen(b);
-	unsigned char d = la != lb;
-
-	for (size_t i = 0; i < la && i < lb; i++)
-		d |= (unsigned char)(a[i] ^ b[i]);
-	return d == 0;
-}

@@ -99,12 +99,12 @@ int store_register(struct ctl *ctl, struct peer *p, const char *from, const json
 		snprintf(why, len, "the controller is shutting down");
 		return -ESHUTDOWN;
 	}
-	if (ctl->cluster_key[0] && !ctl_key_equal(key, ctl->cluster_key)) {
+	if (ctl->cluster_key[0] && !hec_key_equal(key, ctl->cluster_key)) {
 		snprintf(why, len, "storage server %s: wrong cluster key", name);
 		hec_warn("%s: storage server %s presented a wrong cluster key; refused", from, name);
 		return -EPERM;
 	}
-	if (!ctl_name_ok(name)) {
+	if (!hec_name_ok(name)) {
 		snprintf(why, len, "storage server name '%s' is not valid (letters, digits, '-', '_', '.')",
 			 name);
 		hec_warn("%s: %s; refused", from, why);

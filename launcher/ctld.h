@@ -260,11 +260,6 @@ void format_limit(long secs, char *buf, size_t len);
 void reason_for_node(char *buf, size_t len, const char *node, const char *text);
 /** Build the job_node array from names; ranks block-distributed. \return 0 or -ENOMEM. */
 int job_set_alloc(struct ctl_job *j, const char *const *names, int n);
-/** A node's or storage server's name: letters, digits, '-', '_', '.', not starting
- *  with '.' or '-' (it ends up in paths and Hydra host files). */
-int ctl_name_ok(const char *s);
-/** Compare secrets without an early exit on the first differing byte. */
-int ctl_key_equal(const char *a, const char *b);
 
 /* ---- db.c: the SQLite catalog ---- */
 

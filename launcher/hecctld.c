@@ -328,25 +328,13 @@ static void usage(FILE *f)
 		"Keys:\n");
 }
 
-static int parse_level(const char *s, enum hec_log_level *out)
-{
-	static const char *const names[] = { "err", "warn", "info", "debug" };
-
-	for (size_t i = 0; i < HEC_ARRAY_SIZE(names); i++)
-		if (!strcmp(s, names[i])) {
-			*out = (enum hec_log_level)i;
-			return 0;
-		}
-	return -EINVAL;
-}
-
 static int check_conf(const struct ctl_conf *c, char *err, size_t len)
 {
 	enum hec_log_level lvl;
 	char host[256];
 	int port;
 
-	if (parse_level(c->log_level, &lvl)) {
+	if (hec_log_level_parse(c->log_level, &lvl)) {
 		snprintf(err, len, "log_level: '%s' is not one of err, warn, info, debug", c->log_level);
 		return -EINVAL;
 	}
@@ -631,7 +619,7 @@ int main(int argc, char **argv)
 	rc = load_conf(&ctl.conf, argc, argv);
 	if (rc)
 		return rc < 0 ? 0 : rc;
-	parse_level(ctl.conf.log_level, &level);
+	hec_log_level_parse(ctl.conf.log_level, &level);
 	hec_log_init("hecctld", level);
 	signal(SIGPIPE, SIG_IGN);
 	ctl.start_mono = hec_now_mono_ns();

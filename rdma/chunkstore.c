@@ -58,7 +58,7 @@ static int parse_num(const char *s, uint64_t *v)
 }
 
 /* "PART.IDX" -> part and idx; \return 0 or -EINVAL (not a chunk file name). */
-static int parse_chunk_name(const char *name, char part[HEC_STORE_NAME_MAX + 1], uint64_t *idx)
+static int parse_chunk_name(const char *name, char part[HEC_NAME_MAX + 1], uint64_t *idx)
 {
 	const char *dot = strrchr(name, '.');
 	size_t n;
@@ -66,7 +66,7 @@ static int parse_chunk_name(const char *name, char part[HEC_STORE_NAME_MAX + 1],
 	if (!dot || dot == name)
 		return -EINVAL;
 	n = (size_t)(dot - name);
-	if (n > HEC_STORE_NAME_MAX)
+	if (n > HEC_NAME_MAX)
 		return -EINVAL;
 	if (strcmp(dot + 1, "0") == 0)
 		*idx = 0;
@@ -74,7 +74,7 @@ static int parse_chunk_name(const char *name, char part[HEC_STORE_NAME_MAX + 1],
 		return -EINVAL;
 	memcpy(part, name, n);
 	part[n] = 0;
-	return hec_store_name_ok(part) ? 0 : -EINVAL;
+	return hec_name_ok(part) ? 0 : -EINVAL;
 }
 
 static void put_le64(uint8_t *p, uint64_t v)
@@ -310,11 +310,11 @@ int hec_cs_put(struct hec_cs *cs, uint64_t job, uint64_t epoch, const char *part
 {
 	uint8_t hdr[HEC_CS_HDR_LEN];
 	struct iovec iov[2] = { { hdr, sizeof(hdr) }, { (void *)data, len } };
-	char name[HEC_STORE_NAME_MAX + 24];
+	char name[HEC_NAME_MAX + 24];
 	int64_t old;
 	int efd, rc;
 
-	if (!hec_store_name_ok(part))
+	if (!hec_name_ok(part))
 		return -EINVAL;
 	if (hec_cs_hash(data, len) != hash)
 		return -EBADMSG;
@@ -397,12 +397,12 @@ int hec_cs_get(struct hec_cs *cs, uint64_t job, uint64_t epoch, const char *part
 	       void *buf, size_t cap, size_t *len, uint64_t *hash)
 {
 	uint8_t hdr[HEC_CS_HDR_LEN], want[HEC_CS_HDR_LEN];
-	char name[HEC_STORE_NAME_MAX + 24];
+	char name[HEC_NAME_MAX + 24];
 	size_t size = 0;
 	uint64_t dlen, h;
 	int efd, rc;
 
-	if (!hec_store_name_ok(part))
+	if (!hec_name_ok(part))
 		return -EINVAL;
 	efd = open_epoch(cs, job, epoch, 0);
 	if (efd < 0)
@@ -431,10 +431,10 @@ int hec_cs_get(struct hec_cs *cs, uint64_t job, uint64_t epoch, const char *part
 void hec_cs_prefetch(struct hec_cs *cs, uint64_t job, uint64_t epoch, const char *part,
 		     uint64_t from, uint64_t to)
 {
-	char name[HEC_STORE_NAME_MAX + 24];
+	char name[HEC_NAME_MAX + 24];
 	int efd, fd;
 
-	if (!hec_store_name_ok(part))
+	if (!hec_name_ok(part))
 		return;
 	efd = open_epoch(cs, job, epoch, 0);
 	if (efd < 0)
@@ -580,7 +580,7 @@ static int empty_epoch(int efd, struct rm_stats *rs, int keep_tomb)
 	if (!d)
 		return -errno;
 	while ((de = readdir(d))) {
-		char part[HEC_STORE_NAME_MAX + 1];
+		char part[HEC_NAME_MAX + 1];
 		struct stat st;
 		uint64_t idx;
 
@@ -735,7 +735,7 @@ static int list_nums(int dfd, uint64_t **out, size_t *n)
 }
 
 struct chunk_ent {
-	char part[HEC_STORE_NAME_MAX + 1];
+	char part[HEC_NAME_MAX + 1];
 	uint64_t idx, len;
 };
 

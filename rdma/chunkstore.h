@@ -60,7 +60,7 @@ int hec_cs_open(const char *dir, struct hec_cs **out, char *why, size_t whylen);
 /** NULL is a no-op. */
 void hec_cs_close(struct hec_cs *cs);
 
-/** XXH3-64 (part names and hash text: hec_store_name_ok, hec_hash_hex and
+/** XXH3-64 (part names and hash text: hec_name_ok, hec_hash_hex and
  *  hec_hash_parse in hec/common.h). */
 uint64_t hec_cs_hash(const void *buf, size_t len);
 

@@ -989,8 +989,8 @@ int hec_store_put_fd(struct hec_store *s, uint64_t job, uint64_t epoch, const ch
 	*entry = NULL;
 	if (st)
 		memset(st, 0, sizeof(*st));
-	if (!job || !epoch || !hec_store_name_ok(part))
-		return fail(s, -EINVAL, "put %" PRIu64 "/%" PRIu64 "/%s: bad name (job and epoch > 0, part of [A-Za-z0-9_.-], not starting with '.')",
+	if (!job || !epoch || !hec_name_ok(part))
+		return fail(s, -EINVAL, "put %" PRIu64 "/%" PRIu64 "/%s: bad name (job and epoch > 0, part of [A-Za-z0-9_.-], not starting with '.' or '-')",
 			    job, epoch, part ? part : "");
 	if (!nup(s))
 		return fail(s, -EHOSTUNREACH, "put %" PRIu64 "/%" PRIu64 "/%s: no storage server is up",
@@ -1564,7 +1564,7 @@ int hec_store_get_fd(struct hec_store *s, uint64_t job, uint64_t epoch, const ch
 	if (st)
 		memset(st, 0, sizeof(*st));
 	snprintf(what, sizeof(what), "get %" PRIu64 "/%" PRIu64 "/%s", job, epoch, part ? part : "");
-	if (!job || !epoch || !hec_store_name_ok(part))
+	if (!job || !epoch || !hec_name_ok(part))
 		return fail(s, -EINVAL, "%s: bad name", what);
 	rc = fetch_manifest(s, job, epoch, 0, NULL, NULL, &m, &ep, what);
 	if (rc)

@@ -42,16 +42,22 @@ static const char usage_text[] =
 	"  --json                     JSON output (latest, status, repair)\n"
 	"  --quiet                    no figures on stderr\n";
 
+/* "hec-store: " + the message + @tail, on stderr */
+static void vline(const char *tail, const char *fmt, va_list ap)
+{
+	fputs(PROG ": ", stderr);
+	vfprintf(stderr, fmt, ap);
+	fputs(tail, stderr);
+}
+
 static void err_line(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 static void err_line(const char *fmt, ...)
 {
 	va_list ap;
 
-	fputs(PROG ": ", stderr);
 	va_start(ap, fmt);
-	vfprintf(stderr, fmt, ap);
+	vline("\n", fmt, ap);
 	va_end(ap);
-	fputc('\n', stderr);
 }
 
 static int usage(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
@@ -59,11 +65,9 @@ static int usage(const char *fmt, ...)
 {
 	va_list ap;
 
-	fputs(PROG ": ", stderr);
 	va_start(ap, fmt);
-	vfprintf(stderr, fmt, ap);
+	vline(" (see: hec-store --help)\n", fmt, ap);
 	va_end(ap);
-	fputs(" (see: hec-store --help)\n", stderr);
 	return 2;
 }
 
@@ -481,6 +485,7 @@ int main(int argc, char **argv)
 	size_t ci, up0;
 	long v;
 
+	opterr = 0; /* one line per mistake: ours, naming the option */
 	while ((c = getopt_long(argc, argv, "D:hq", longopts, NULL)) != -1) {
 		switch (c) {
 		case 's': a.servers = optarg; break;
@@ -509,7 +514,7 @@ int main(int argc, char **argv)
 		case 'j': a.json = 1; break;
 		case 'q': a.quiet = 1; break;
 		case 'h': fputs(usage_text, stdout); return 0;
-		default: return usage("bad option");
+		default: return usage("unknown option '%s'", argv[optind - 1]);
 		}
 	}
 	if (optind >= argc)

@@ -92,7 +92,7 @@ struct client {
 	struct pending *queue;  /* replies the fabric had no room for yet */
 	/* the stream it reads, and the next chunk not yet prefetched */
 	uint64_t pf_job, pf_epoch, pf_next;
-	char pf_part[HEC_STORE_NAME_MAX + 1];
+	char pf_part[HEC_NAME_MAX + 1];
 };
 
 struct pending {
@@ -285,15 +285,28 @@ static uint8_t *slot_of(struct client *c, const struct hec_msg *m)
 	return c->mem + slot * c->s->slot_size;
 }
 
-static int keys_equal(const char *a, const char *b)
+/* The slot of a request that brings data (put, commit) and its "len", or
+ * NULL after answering why not: @what names the data ("chunk"). */
+static uint8_t *slot_data(struct client *c, const struct hec_msg *m, const char *what,
+			  uint64_t *len)
 {
-	size_t la = strlen(a), lb = strlen(b);
-	unsigned char d = la != lb;
+	uint8_t *slot = slot_of(c, m);
+	char why[64];
 
-	/* Compare in time independent of where they differ. */
-	for (size_t i = 0; i < la && i < lb; i++)
-		d |= (unsigned char)(a[i] ^ b[i]);
-	return d == 0;
+	*len = body_u64(m, "len");
+	if (!slot)
+		return NULL;
+	if (*len > c->s->slot_size) {
+		reply_error(c, req_of(m), "larger than the slot");
+		return NULL;
+	}
+	/* a stream's chunks and a manifest hold 1 byte or more */
+	if (*len == 0) {
+		snprintf(why, sizeof(why), "empty %s", what);
+		reply_error(c, req_of(m), why);
+		return NULL;
+	}
+	return slot;
 }
 
 static void on_hello(void *ctx, const struct hec_msg *m)
@@ -311,7 +324,7 @@ static void on_hello(void *ctx, const struct hec_msg *m)
 	}
 	snprintf(c->name, sizeof(c->name), "%s",
 		 json_string_value(json_object_get(m->body, "client")));
-	if (!keys_equal(json_string_value(json_object_get(m->body, "key")), s->key)) {
+	if (!hec_key_equal(json_string_value(json_object_get(m->body, "key")), s->key)) {
 		client_refuse(c, "wrong cluster key");
 		return;
 	}
@@ -369,22 +382,13 @@ static void on_put(void *ctx, const struct hec_msg *m)
 	struct client *c = ctx;
 	struct srv *s = c->s;
 	uint64_t job = body_u64(m, "job"), epoch = body_u64(m, "epoch"), idx = body_u64(m, "idx");
-	uint64_t len = body_u64(m, "len"), hash;
+	uint64_t len, hash;
 	const char *part = json_string_value(json_object_get(m->body, "part"));
-	uint8_t *slot = slot_of(c, m);
+	uint8_t *slot = slot_data(c, m, "chunk", &len);
 	int rc;
 
 	if (!slot)
 		return;
-	if (len > s->slot_size) {
-		reply_error(c, req_of(m), "larger than the slot");
-		return;
-	}
-	/* a stream's chunks hold 1 byte or more: an empty one is nobody's */
-	if (len == 0) {
-		reply_error(c, req_of(m), "empty chunk");
-		return;
-	}
 	if (hec_hash_parse(json_string_value(json_object_get(m->body, "hash")), &hash)) {
 		reply_error(c, req_of(m), "bad hash");
 		return;
@@ -473,8 +477,8 @@ static void on_commit(void *ctx, const struct hec_msg *m)
 {
 	struct client *c = ctx;
 	struct srv *s = c->s;
-	uint64_t job = body_u64(m, "job"), epoch = body_u64(m, "epoch"), len = body_u64(m, "len");
-	uint8_t *slot = slot_of(c, m);
+	uint64_t job = body_u64(m, "job"), epoch = body_u64(m, "epoch"), len;
+	uint8_t *slot = slot_data(c, m, "manifest", &len);
 	json_error_t jerr;
 	uint64_t hash;
 	json_t *j;
@@ -482,15 +486,6 @@ static void on_commit(void *ctx, const struct hec_msg *m)
 
 	if (!slot)
 		return;
-	if (len > s->slot_size) {
-		reply_error(c, req_of(m), "larger than the slot");
-		return;
-	}
-	/* a stream's chunks hold 1 byte or more: an empty one is nobody's */
-	if (len == 0) {
-		reply_error(c, req_of(m), "empty chunk");
-		return;
-	}
 	if (hec_hash_parse(json_string_value(json_object_get(m->body, "hash")), &hash) ||
 	    hec_cs_hash(slot, len) != hash) {
 		reply_error(c, req_of(m), "checksum mismatch");
@@ -1091,11 +1086,6 @@ static int parse_size(const char *s, size_t *out)
 	return 0;
 }
 
-static int valid_name(const char *s)
-{
-	return hec_store_name_ok(s);
-}
-
 /* \return 0, -1 (help printed), or an exit code after printing why. */
 static int load_config(struct srv *s, int argc, char **argv, enum hec_log_level *lvl)
 {
@@ -1106,7 +1096,6 @@ static int load_config(struct srv *s, int argc, char **argv, enum hec_log_level 
 		{ "gc-grace", "gc_grace" }, { "gc-interval", "gc_interval" },
 		{ "log-file", "log_file" }, { NULL, NULL },
 	};
-	static const char *const levels[] = { "err", "warn", "info", "debug" };
 	struct srv_conf *c = &s->conf;
 	char err[1024], host[256];
 	int rc, p;
@@ -1127,7 +1116,7 @@ static int load_config(struct srv *s, int argc, char **argv, enum hec_log_level 
 		host[sizeof(host) - 1] = 0;
 		snprintf(c->name, sizeof(c->name), "%.*s", NAME_MAX_LEN, host);
 	}
-	if (!valid_name(c->name)) {
+	if (!hec_name_ok(c->name)) {
 		fprintf(stderr, "hecstored: name '%s': use 1-%d letters, digits, '.', '_' or '-'\n",
 			c->name, NAME_MAX_LEN);
 		return 2;
@@ -1157,14 +1146,12 @@ static int load_config(struct srv *s, int argc, char **argv, enum hec_log_level 
 			c->slot_size);
 		return 2;
 	}
-	for (size_t i = 0; i < HEC_ARRAY_SIZE(levels); i++)
-		if (!strcmp(c->log_level, levels[i])) {
-			*lvl = (enum hec_log_level)i;
-			return 0;
-		}
-	fprintf(stderr, "hecstored: log_level '%s': expected err, warn, info or debug\n",
-		c->log_level);
-	return 2;
+	if (hec_log_level_parse(c->log_level, lvl)) {
+		fprintf(stderr, "hecstored: log_level '%s': expected err, warn, info or debug\n",
+			c->log_level);
+		return 2;
+	}
+	return 0;
 }
 
 /* The cluster key: the file's content without surrounding white space. */

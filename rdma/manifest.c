@@ -17,7 +17,7 @@
 
 size_t hec_store_home(uint64_t job, uint64_t epoch, const char *part, uint64_t idx, size_t m)
 {
-	char name[3 * 21 + HEC_STORE_NAME_MAX];
+	char name[3 * 21 + HEC_NAME_MAX];
 	int n;
 
 	if (m == 0)
@@ -100,7 +100,7 @@ int hec_store_entry_check(const json_t *e, char *why, size_t whylen)
 
 	if (!json_is_object(e))
 		return bad(why, whylen, "a stream entry is not a JSON object");
-	if (!hec_store_name_ok(part))
+	if (!hec_name_ok(part))
 		return bad(why, whylen, "stream entry: bad or missing \"part\"");
 	if (size < 0 || csize < 1 || hash_field(e, "hash") || !json_is_array(chunks))
 		return bad(why, whylen, "stream %s: \"size\", \"hash\", \"chunk_size\" or \"chunks\" missing or bad",

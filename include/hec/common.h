@@ -18,6 +18,8 @@ enum hec_log_level { HEC_LOG_ERR, HEC_LOG_WARN, HEC_LOG_INFO, HEC_LOG_DEBUG };
 
 /** Set the program name and threshold for hec_log(); logs go to stderr. */
 void hec_log_init(const char *prog, enum hec_log_level level);
+/** A level by name ("err", "warn", "info", "debug"). \return 0 or -EINVAL. */
+int hec_log_level_parse(const char *name, enum hec_log_level *level);
 /** One line per call, "2026-11-24T01:02:03.456 prog[pid] level: text". */
 void hec_log(enum hec_log_level level, const char *fmt, ...)
 	__attribute__((format(printf, 2, 3)));
@@ -91,15 +93,17 @@ int hec_mkdir_p(const char *path, mode_t mode);
 /** Random hex token of 2*@nbytes chars from getrandom(). \return 0 or -errno. */
 int hec_random_hex(char *buf, size_t nbytes);
 
-/* Checkpoint storage names and hashes, one form for the client, the server
- * and the wire (doc/storage.md). */
-#define HEC_STORE_NAME_MAX 64 /* a stream's part name */
+/* Names that become file names and ring or host-file entries (nodes,
+ * storage servers, a stream's part), and hashes as text (doc/storage.md). */
+#define HEC_NAME_MAX 64
 #define HEC_HASH_HEX 17       /* 16 lowercase hex digits + NUL */
-/** 1 if @name is a part name: 1-64 of [A-Za-z0-9_.-], not starting with '.'
- *  (it becomes a file name on the servers). */
-int hec_store_name_ok(const char *name);
+/** 1 if @name is 1-64 of [A-Za-z0-9_.-], not starting with '.' or '-'. */
+int hec_name_ok(const char *name);
+/** 1 if secrets @a and @b are equal, compared in time independent of where
+ *  they differ (a peer must not learn a key byte by byte). */
+int hec_key_equal(const char *a, const char *b);
 /** A 64-bit hash as exactly 16 lowercase hex digits, and back: parse
- *  eturn 0, or -EINVAL for anything but exactly that form. */
+ *  \return 0, or -EINVAL for anything but exactly that form. */
 void hec_hash_hex(uint64_t h, char out[HEC_HASH_HEX]);
 int hec_hash_parse(const char *hex, uint64_t *h);
 

@@ -26,7 +26,7 @@
 #include <stdint.h>
 #include <jansson.h>
 
-#include "hec/common.h" /* part names and hashes: hec_store_name_ok, hec_hash_hex */
+#include "hec/common.h" /* part names and hashes: hec_name_ok, hec_hash_hex */
 
 #define HEC_STORE_CHUNK_DEFAULT (4u << 20)
 

@@ -75,7 +75,7 @@ static void entry_holds(const json_t *e)
 	json_int_t sum = 0;
 	uint64_t h;
 
-	must(hec_store_name_ok(json_string_value(json_object_get(e, "part"))), "entry part");
+	must(hec_name_ok(json_string_value(json_object_get(e, "part"))), "entry part");
 	must(!hec_hash_parse(json_string_value(json_object_get(e, "hash")), &h), "entry hash");
 	must(csize >= 1 && size >= 0, "entry sizes");
 	for (size_t i = 0; i < json_array_size(chunks); i++) {
@@ -253,7 +253,7 @@ static void name_case(const uint8_t *data, size_t size)
 				const char *part = json_string_value(json_object_get(c, "part"));
 				char back[300];
 
-				must(hec_store_name_ok(part), "listed part is valid");
+				must(hec_name_ok(part), "listed part is valid");
 				/* an index above 2^63 (planted: the wire allows none) is
 				 * listed negative; readers cast it back */
 				snprintf(back, sizeof(back), "%s.%" PRIu64, part,
@@ -280,8 +280,8 @@ static void text_case(const uint8_t *data, size_t size)
 		return;
 	memcpy(text, data, size);
 	text[size] = 0;
-	if (hec_store_name_ok(text))
-		must(strlen(text) <= HEC_STORE_NAME_MAX && text[0] != '.' && !strchr(text, '/'),
+	if (hec_name_ok(text))
+		must(strlen(text) <= HEC_NAME_MAX && text[0] != '.' && !strchr(text, '/'),
 		     "a part name is a plain file name");
 	if (!hec_hash_parse(text, &a)) {
 		char hex[HEC_HASH_HEX];

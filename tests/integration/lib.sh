@@ -195,6 +195,17 @@ start_store() {
 # store_field NAME FIELD: a field of storage server NAME in `hec storage --json`.
 store_field() { "$HEC" storage --json | jq -r ".servers[] | select(.name==\"$1\") | .$2"; }
 
+# wait_store NAME STATE [SECONDS]: until `hec storage` shows server NAME in STATE
+wait_store() {
+	local name=$1 want=$2 secs=${3:-15} i st=""
+	for i in $(seq $((secs * 10))); do
+		st=$(store_field "$name" state)
+		[ "$st" = "$want" ] && return 0
+		sleep 0.1
+	done
+	fail "storage server $name: state '$st' after ${secs}s, expected $want"
+}
+
 node_state() { "$HEC" nodes --json | jq -r ".nodes[] | select(.name==\"$1\") | .state"; }
 
 wait_node_state() {

@@ -17,16 +17,6 @@ raw() {
 		"$SENDRAW" "tcp:$addr" --wait 2000) || fail "hec-sendraw tcp:$addr failed"
 	grep -qE -- "$pat" <<<"$out" || fail "reply '$out', expected /$pat/"
 }
-# wait_store NAME STATE [SECONDS]
-wait_store() {
-	local name=$1 want=$2 secs=${3:-10} i st=""
-	for i in $(seq $((secs * 10))); do
-		st=$(store_field "$name" state)
-		[ "$st" = "$want" ] && return 0
-		sleep 0.1
-	done
-	fail "storage server $name: state '$st' after ${secs}s, expected $want"
-}
 
 cluster_up 1 --storage 3
 for s in s0 s1 s2; do

@@ -15,16 +15,6 @@ HEC_STORE="$HEC_BUILDDIR/hec-store"
 W="$TEST_DIR/work"
 mkdir -p "$W"
 
-# wait_store NAME STATE [SECONDS]
-wait_store() {
-	local name=$1 want=$2 secs=${3:-15} i st=""
-	for i in $(seq $((secs * 10))); do
-		st=$(store_field "$name" state)
-		[ "$st" = "$want" ] && return 0
-		sleep 0.1
-	done
-	fail "storage server $name: state '$st' after ${secs}s, expected $want"
-}
 repair_json() { "$HEC" storage --json | jq -c .repair; }
 # check_copies JOB EPOCH R: every chunk of the committed stream node0 has R
 # copies, and the chunk files are exactly where the manifest (s0's) says.

@@ -234,18 +234,18 @@ static void test_part_names(void)
 	memset(long_name, 'a', 65);
 	long_name[65] = 0;
 	for (size_t i = 0; i < HEC_ARRAY_SIZE(bad); i++) {
-		CU_ASSERT(!hec_store_name_ok(bad[i]));
+		CU_ASSERT(!hec_name_ok(bad[i]));
 		CU_ASSERT_EQUAL(put_str(cs, 1, 1, bad[i], 0, "x"), -EINVAL);
 		CU_ASSERT_EQUAL(hec_cs_get(cs, 1, 1, bad[i], 0, buf, sizeof(buf), &len, &hash),
 				-EINVAL);
 	}
-	CU_ASSERT(!hec_store_name_ok(long_name));
+	CU_ASSERT(!hec_name_ok(long_name));
 	CU_ASSERT_EQUAL(put_str(cs, 1, 1, long_name, 0, "x"), -EINVAL);
 	long_name[64] = 0;
-	CU_ASSERT(hec_store_name_ok(long_name));
+	CU_ASSERT(hec_name_ok(long_name));
 	CU_ASSERT_EQUAL(put_str(cs, 1, 1, long_name, 0, "x"), 0);
-	CU_ASSERT(hec_store_name_ok("node-0_a.b"));
-	CU_ASSERT(hec_store_name_ok("MANIFEST"));
+	CU_ASSERT(hec_name_ok("node-0_a.b"));
+	CU_ASSERT(hec_name_ok("MANIFEST"));
 	CU_ASSERT_EQUAL(put_str(cs, 1, 1, "MANIFEST", 0, "x"), 0);
 	/* a part named MANIFEST is not the manifest */
 	CU_ASSERT(!exists(dir, "objects/1/1/MANIFEST"));

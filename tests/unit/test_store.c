@@ -50,22 +50,22 @@ static void test_home(void)
 
 static void test_part_ok(void)
 {
-	char longest[HEC_STORE_NAME_MAX + 2];
+	char longest[HEC_NAME_MAX + 2];
 
-	CU_ASSERT(hec_store_name_ok("node0"));
-	CU_ASSERT(hec_store_name_ok("a.b-c_D9"));
-	CU_ASSERT(!hec_store_name_ok(""));
-	CU_ASSERT(!hec_store_name_ok(NULL));
-	CU_ASSERT(!hec_store_name_ok(".hidden"));
-	CU_ASSERT(!hec_store_name_ok("a/b"));
-	CU_ASSERT(!hec_store_name_ok("a b"));
-	CU_ASSERT(!hec_store_name_ok(".."));
-	memset(longest, 'x', HEC_STORE_NAME_MAX);
-	longest[HEC_STORE_NAME_MAX] = 0;
-	CU_ASSERT(hec_store_name_ok(longest));
-	longest[HEC_STORE_NAME_MAX] = 'x';
-	longest[HEC_STORE_NAME_MAX + 1] = 0;
-	CU_ASSERT(!hec_store_name_ok(longest));
+	CU_ASSERT(hec_name_ok("node0"));
+	CU_ASSERT(hec_name_ok("a.b-c_D9"));
+	CU_ASSERT(!hec_name_ok(""));
+	CU_ASSERT(!hec_name_ok(NULL));
+	CU_ASSERT(!hec_name_ok(".hidden"));
+	CU_ASSERT(!hec_name_ok("a/b"));
+	CU_ASSERT(!hec_name_ok("a b"));
+	CU_ASSERT(!hec_name_ok(".."));
+	memset(longest, 'x', HEC_NAME_MAX);
+	longest[HEC_NAME_MAX] = 0;
+	CU_ASSERT(hec_name_ok(longest));
+	longest[HEC_NAME_MAX] = 'x';
+	longest[HEC_NAME_MAX + 1] = 0;
+	CU_ASSERT(!hec_name_ok(longest));
 }
 
 static void test_parse_size(void)

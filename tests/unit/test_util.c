@@ -171,14 +171,40 @@ static void test_files(void)
 	CU_ASSERT_EQUAL(system(path), 0);
 }
 
+/* The checks the daemons share: names, secrets, log levels. */
+static void test_names_keys_levels(void)
+{
+	enum hec_log_level lvl = HEC_LOG_ERR;
+
+	CU_ASSERT_TRUE(hec_name_ok("node0"));
+	CU_ASSERT_TRUE(hec_name_ok("s-1_a.b"));
+	CU_ASSERT_FALSE(hec_name_ok(""));
+	CU_ASSERT_FALSE(hec_name_ok(".hidden"));
+	CU_ASSERT_FALSE(hec_name_ok("-o"));
+	CU_ASSERT_FALSE(hec_name_ok("a/b"));
+	CU_ASSERT_FALSE(hec_name_ok("a b"));
+	CU_ASSERT_TRUE(hec_key_equal("secret", "secret"));
+	CU_ASSERT_FALSE(hec_key_equal("secret", "secreT"));
+	CU_ASSERT_FALSE(hec_key_equal("secret", "secret2"));
+	CU_ASSERT_FALSE(hec_key_equal("", "x"));
+	CU_ASSERT_EQUAL(hec_log_level_parse("debug", &lvl), 0);
+	CU_ASSERT_EQUAL(lvl, HEC_LOG_DEBUG);
+	CU_ASSERT_EQUAL(hec_log_level_parse("warn", &lvl), 0);
+	CU_ASSERT_EQUAL(lvl, HEC_LOG_WARN);
+	CU_ASSERT_EQUAL(hec_log_level_parse("loud", &lvl), -EINVAL);
+	CU_ASSERT_EQUAL(lvl, HEC_LOG_WARN);
+}
+
 static const struct hec_cunit_test tests[] = {
 	{ "time limits", test_time_limit },
+
 	{ "duration format", test_format_duration },
 	{ "integers", test_parse_long },
 	{ "memory sizes", test_mem },
 	{ "cpu lists", test_cpuset },
 	{ "config files", test_config },
 	{ "files", test_files },
+	{ "names, keys, log levels", test_names_keys_levels },
 	{ NULL, NULL },
 };
 
