@@ -44,6 +44,8 @@ static const char usage_text[] =
 
 /* "hec-store: " + the message + @tail, on stderr */
 static void vline(const char *tail, const char *fmt, va_list ap)
+	__attribute__((format(printf, 2, 0)));
+static void vline(const char *tail, const char *fmt, va_list ap)
 {
 	fputs(PROG ": ", stderr);
 	vfprintf(stderr, fmt, ap);
