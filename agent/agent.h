@@ -134,6 +134,18 @@ void agent_ctl_send(struct agent *ag, unsigned type, json_t *body_stolen);
 /** Exit the loop once the controller link has flushed (SHUTDOWN done). */
 void agent_finish(struct agent *ag);
 
+/* ckpt/agent_ckpt.c: the agent's side of a coordinated checkpoint */
+/** CKPT_PREPARE: at instant t, hold the job network here, capture the
+ *  partition's machine and stream it to storage (CKPT_CAPTURED, then
+ *  CKPT_STORED; CKPT_PROGRESS meanwhile). */
+void agent_ckpt_on_prepare(struct agent *ag, const json_t *body);
+/** CKPT_REOPEN: every partition of the job is captured: release the hold. */
+void agent_ckpt_on_reopen(struct agent *ag, const json_t *body);
+/** CKPT_ABORT: stop what runs of that checkpoint here; release the hold. */
+void agent_ckpt_on_abort(struct agent *ag, const json_t *body);
+/** The job's partition is going (KILL_JOB, shutdown): end its checkpoint. */
+void agent_ckpt_job_gone(struct agent *ag, long job);
+
 /* job.c */
 struct agent_job *agent_job_find(struct agent *ag, long id);
 /** Adopt partitions found on disk (previous agent life). */
@@ -145,6 +157,9 @@ void agent_job_on_exit_ack(struct agent *ag, long id);
 /** SNAPSHOT: the job's partition here saves its machine's state to its job
  *  directory, or (revert) goes back to the state saved last. */
 void agent_job_on_snapshot(struct agent *ag, const json_t *body);
+/** RESUME {job, t}: the job's partition here, restarted from a checkpoint
+ *  and loaded (LAUNCH's restore), runs from controller instant t. */
+void agent_job_on_resume(struct agent *ag, const json_t *body);
 void agent_jobs_shutdown(struct agent *ag);
 /** Called for each reaped child; \return 1 if it was a batch step. */
 int agent_job_reaped(struct agent *ag, pid_t pid, int status);

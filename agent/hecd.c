@@ -170,6 +170,26 @@ static void on_snapshot(void *ag, const struct hec_msg *m)
 	agent_job_on_snapshot(ag, m->body);
 }
 
+static void on_ckpt_prepare(void *ag, const struct hec_msg *m)
+{
+	agent_ckpt_on_prepare(ag, m->body);
+}
+
+static void on_ckpt_reopen(void *ag, const struct hec_msg *m)
+{
+	agent_ckpt_on_reopen(ag, m->body);
+}
+
+static void on_ckpt_abort(void *ag, const struct hec_msg *m)
+{
+	agent_ckpt_on_abort(ag, m->body);
+}
+
+static void on_resume(void *ag, const struct hec_msg *m)
+{
+	agent_job_on_resume(ag, m->body);
+}
+
 static void on_launch(void *ag, const struct hec_msg *m)
 {
 	agent_job_on_launch(ag, m->body);
@@ -218,6 +238,10 @@ static const struct hec_msg_handler ctl_handlers[] = {
 	{ .type = HEC_MSG_EPOCH, .rule = HEC_RULE_REGISTERED, .fn = on_epoch },
 	{ .type = HEC_MSG_STATS_REQ, .rule = HEC_RULE_REGISTERED, .fn = on_stats_req },
 	{ .type = HEC_MSG_SNAPSHOT, .rule = HEC_RULE_REGISTERED, .fn = on_snapshot },
+	{ .type = HEC_MSG_CKPT_PREPARE, .rule = HEC_RULE_REGISTERED, .fn = on_ckpt_prepare },
+	{ .type = HEC_MSG_CKPT_REOPEN, .rule = HEC_RULE_REGISTERED, .fn = on_ckpt_reopen },
+	{ .type = HEC_MSG_CKPT_ABORT, .rule = HEC_RULE_REGISTERED, .fn = on_ckpt_abort },
+	{ .type = HEC_MSG_RESUME, .rule = HEC_RULE_REGISTERED, .fn = on_resume },
 	{ .type = HEC_MSG_LAUNCH, .rule = HEC_RULE_REGISTERED, .fn = on_launch },
 	{ .type = HEC_MSG_START, .rule = HEC_RULE_REGISTERED, .fn = on_start },
 	{ .type = HEC_MSG_KILL_JOB, .rule = HEC_RULE_REGISTERED, .fn = on_kill_job },

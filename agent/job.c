@@ -1406,3 +1406,11 @@ void agent_jobs_adopt(struct agent *ag)
 		orphan_poll(-1, 0, j); /* it may be gone already */
 	}
 }
+
+/* ---- RESUME: a restarted job's guests run (being built) ---- */
+
+void agent_job_on_resume(struct agent *ag, const json_t *body)
+{
+	hec_warn("%s: RESUME for job %lld: restarts are not built into this agent yet", ag->conf.name,
+		 (long long)json_integer_value(json_object_get(body, "job")));
+}

@@ -35,6 +35,7 @@ struct field {
 #define ID_MAX 2147483647LL
 #define PATH_LEN 4096
 #define ARGS_MAX 65536 /* elements in argv / env arrays */
+#define NS_MAX 9223372036854775807LL
 
 static const struct field s_error[] = { STR_REQ("error", 4096), END };
 static const struct field s_response[] = {
@@ -57,18 +58,25 @@ static const struct field s_registered[] = { INT_REQ("heartbeat_ms", 1, 3600000)
 static const struct field s_empty[] = { END };
 static const struct field s_launch_node[] = {
 	STR_REQ("name", 64), STR_REQ("addr", 300), INT_REQ("ranks", 1, 1 << 20), END };
+/* LAUNCH's restore: the partition starts from checkpoint (job, epoch), stream part */
+static const struct field s_launch_restore[] = {
+	INT_REQ("epoch", 1, NS_MAX), STR_REQ("part", 64), STR_REQ("servers", 1 << 16),
+	INT_REQ("replicas", 1, 64), STR_OPT("provider", 16), STR_OPT("image", 64),
+	STR_OPT("hash", 16), INT_OPT("bytes", 0, NS_MAX), END };
 static const struct field s_launch[] = {
 	INT_REQ("job", 1, ID_MAX), STR_REQ("key", 256),
 	INT_REQ("uid", 0, 4294967294LL), INT_REQ("gid", 0, 4294967294LL),
 	{ .name = "nodes", .kind = F_OBJS, .required = 1, .sub = s_launch_node },
 	STR_OPT("partition", 8), INT_OPT("vcpus", 1, HEC_VM_VCPUS_MAX), INT_OPT("mem_mb", 0, 1LL << 40),
-	{ .name = "vm_files", .kind = F_STRS, .max = PATH_LEN }, STR_OPT("guest_key", 256), END };
+	{ .name = "vm_files", .kind = F_STRS, .max = PATH_LEN }, STR_OPT("guest_key", 256),
+	{ .name = "restore", .kind = F_OBJ, .sub = s_launch_restore }, END };
 static const struct field s_launched[] = { INT_REQ("job", 1, ID_MAX), STR_OPT("error", 4096), END };
 static const struct field s_start[] = {
 	INT_REQ("job", 1, ID_MAX), INT_REQ("ntasks", 1, 1 << 20), STR_REQ("cwd", PATH_LEN),
 	{ .name = "env", .kind = F_STRS, .required = 1, .max = 1 << 17 },
 	{ .name = "argv", .kind = F_STRS, .max = 1 << 17 },
-	STR_OPT("script", 1 << 20), STR_REQ("output", PATH_LEN), STR_OPT("error", PATH_LEN), END };
+	STR_OPT("script", 1 << 20), STR_REQ("output", PATH_LEN), STR_OPT("error", PATH_LEN),
+	{ .name = "restored", .kind = F_BOOL }, END };
 static const struct field s_job_only[] = { INT_REQ("job", 1, ID_MAX), END };
 static const struct field s_spawn[] = {
 	INT_REQ("job", 1, ID_MAX), STR_REQ("key", 256), STR_REQ("node", 64),
@@ -78,7 +86,6 @@ static const struct field s_spawn_net[] = {
 static const struct field s_spawned[] = { INT_REQ("pid", 1, ID_MAX), END };
 static const struct field s_exited[] = { INT_REQ("exit", 0, 255), INT_REQ("signal", 0, 128), END };
 
-#define NS_MAX 9223372036854775807LL
 static const struct field s_time_req[] = { INT_REQ("t1", 0, NS_MAX), END };
 static const struct field s_time_resp[] = {
 	INT_REQ("t1", 0, NS_MAX), INT_REQ("t2", 0, NS_MAX), INT_REQ("t3", 0, NS_MAX), END };
@@ -108,6 +115,23 @@ static const struct field s_snapshot[] = {
 static const struct field s_snapshot_done[] = {
 	INT_REQ("job", 1, ID_MAX), INT_REQ("req", 1, NS_MAX), INT_REQ("bytes", 0, NS_MAX),
 	INT_REQ("ms", 0, NS_MAX), STR_OPT("error", 4096), END };
+static const struct field s_ckpt_prepare[] = {
+	INT_REQ("job", 1, ID_MAX), INT_REQ("epoch", 1, NS_MAX), INT_REQ("t", 0, NS_MAX),
+	STR_REQ("part", 64), STR_REQ("servers", 1 << 16), INT_REQ("replicas", 1, 64),
+	STR_OPT("provider", 16), INT_REQ("timeout_ms", 1000, 86400000), END };
+static const struct field s_ckpt_captured[] = {
+	INT_REQ("job", 1, ID_MAX), INT_REQ("epoch", 1, NS_MAX), INT_OPT("pause_us", 0, NS_MAX),
+	INT_OPT("at", 0, NS_MAX), STR_OPT("error", 4096), END };
+static const struct field s_ckpt_stored[] = {
+	INT_REQ("job", 1, ID_MAX), INT_REQ("epoch", 1, NS_MAX), STR_REQ("part", 64),
+	INT_OPT("bytes", 0, NS_MAX), INT_OPT("ms", 0, NS_MAX),
+	{ .name = "entry", .kind = F_OBJ, .sub = s_empty }, STR_OPT("image", 64),
+	STR_OPT("error", 4096), END };
+static const struct field s_ckpt_progress[] = {
+	INT_REQ("job", 1, ID_MAX), INT_REQ("epoch", 1, NS_MAX), INT_REQ("bytes", 0, NS_MAX), END };
+static const struct field s_ckpt_job_epoch[] = {
+	INT_REQ("job", 1, ID_MAX), INT_REQ("epoch", 1, NS_MAX), END };
+static const struct field s_resume[] = { INT_REQ("job", 1, ID_MAX), INT_REQ("t", 0, NS_MAX), END };
 
 /* Requests: the schema is chosen by "op". */
 static const struct field s_req_submit[] = {
@@ -119,7 +143,9 @@ static const struct field s_req_submit[] = {
 	STR_OPT("script", 1 << 20), STR_OPT("output", PATH_LEN), STR_OPT("error", PATH_LEN),
 	{ .name = "share", .kind = F_BOOL }, INT_OPT("mem_mb", 0, 1LL << 40),
 	STR_OPT("partition", 8), INT_OPT("vcpus", 1, HEC_VM_VCPUS_MAX),
-	{ .name = "vm_files", .kind = F_STRS, .max = PATH_LEN }, END };
+	{ .name = "vm_files", .kind = F_STRS, .max = PATH_LEN },
+	INT_OPT("ckpt_interval", 0, 365LL * 86400), INT_OPT("ckpt_keep", 1, 1000),
+	STR_OPT("restart", 8), INT_OPT("max_restarts", 0, 1000), END };
 static const struct field s_req_queue[] = {
 	STR_REQ("op", 16), { .name = "all", .kind = F_BOOL }, END };
 static const struct field s_req_job[] = { STR_REQ("op", 16), INT_REQ("job", 1, ID_MAX), END };
@@ -127,6 +153,11 @@ static const struct field s_req_plain[] = { STR_REQ("op", 16), END };
 static const struct field s_req_snapshot[] = {
 	STR_REQ("op", 16), INT_REQ("job", 1, ID_MAX),
 	{ .name = "revert", .kind = F_BOOL, .required = 1 }, END };
+static const struct field s_req_ckpt_delete[] = {
+	STR_REQ("op", 16), INT_REQ("job", 1, ID_MAX), INT_REQ("epoch", 1, NS_MAX), END };
+static const struct field s_req_restart[] = {
+	STR_REQ("op", 16), INT_REQ("job", 1, ID_MAX), INT_OPT("epoch", 1, NS_MAX),
+	{ .name = "nodes", .kind = F_STRS, .max = 64 }, END };
 static const struct field s_req_gang_set[] = {
 	STR_REQ("op", 16), INT_OPT("slot_us", 1000, 60000000), INT_OPT("max_share", 1, 64),
 	STR_OPT("timeslice", 8), END };
@@ -141,7 +172,8 @@ static const struct op_schema req_ops[] = {
 	{ "cancel", s_req_job }, { "snapshot", s_req_snapshot }, { "nodes", s_req_plain },
 	{ "status", s_req_plain }, { "shutdown", s_req_plain }, { "gang", s_req_plain },
 	{ "gang_stats", s_req_plain }, { "gang_set", s_req_gang_set }, { "storage", s_req_plain },
-	{ "storage_repair", s_req_plain },
+	{ "storage_repair", s_req_plain }, { "ckpt", s_req_job }, { "ckpts", s_req_job },
+	{ "ckpt_delete", s_req_ckpt_delete }, { "restart", s_req_restart },
 };
 
 /*
@@ -241,6 +273,13 @@ static const struct {
 	[HEC_MSG_STORE_REP] = { "STORE_REP", s_store_rep, 0 },
 	[HEC_MSG_STORE_REGISTER] = { "STORE_REGISTER", s_store_register, HEC_SIDE_CTL },
 	[HEC_MSG_STORE_STATUS] = { "STORE_STATUS", s_store_status, HEC_SIDE_CTL },
+	[HEC_MSG_CKPT_PREPARE] = { "CKPT_PREPARE", s_ckpt_prepare, HEC_SIDE_AGENT },
+	[HEC_MSG_CKPT_CAPTURED] = { "CKPT_CAPTURED", s_ckpt_captured, HEC_SIDE_CTL },
+	[HEC_MSG_CKPT_STORED] = { "CKPT_STORED", s_ckpt_stored, HEC_SIDE_CTL },
+	[HEC_MSG_CKPT_PROGRESS] = { "CKPT_PROGRESS", s_ckpt_progress, HEC_SIDE_CTL },
+	[HEC_MSG_CKPT_REOPEN] = { "CKPT_REOPEN", s_ckpt_job_epoch, HEC_SIDE_AGENT },
+	[HEC_MSG_CKPT_ABORT] = { "CKPT_ABORT", s_ckpt_job_epoch, HEC_SIDE_AGENT },
+	[HEC_MSG_RESUME] = { "RESUME", s_resume, HEC_SIDE_AGENT },
 };
 #define NTYPES (sizeof(types) / sizeof(types[0]))
 

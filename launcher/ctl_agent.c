@@ -494,6 +494,27 @@ static void on_snapshot_done(void *arg, const struct hec_msg *m)
 	snap_on_done(a->ctl, a->n, m->body);
 }
 
+static void on_ckpt_captured(void *arg, const struct hec_msg *m)
+{
+	struct agent_call *a = arg;
+
+	ckpt_on_captured(a->ctl, a->n, m->body);
+}
+
+static void on_ckpt_stored(void *arg, const struct hec_msg *m)
+{
+	struct agent_call *a = arg;
+
+	ckpt_on_stored(a->ctl, a->n, m->body);
+}
+
+static void on_ckpt_progress(void *arg, const struct hec_msg *m)
+{
+	struct agent_call *a = arg;
+
+	ckpt_on_progress(a->ctl, a->n, m->body);
+}
+
 static void on_launched(void *arg, const struct hec_msg *m)
 {
 	struct agent_call *a = arg;
@@ -560,6 +581,10 @@ static const struct hec_msg_handler agent_handlers[] = {
 	{ .type = HEC_MSG_HEARTBEAT, .rule = HEC_RULE_REGISTERED, .fn = on_heartbeat },
 	{ .type = HEC_MSG_STATS, .rule = HEC_RULE_REGISTERED, .fn = on_stats },
 	{ .type = HEC_MSG_SNAPSHOT_DONE, .rule = HEC_RULE_REGISTERED, .fn = on_snapshot_done },
+	{ .type = HEC_MSG_CKPT_CAPTURED, .rule = HEC_RULE_REGISTERED, .fn = on_ckpt_captured },
+	{ .type = HEC_MSG_CKPT_STORED, .rule = HEC_RULE_REGISTERED, .fn = on_ckpt_stored },
+	{ .type = HEC_MSG_CKPT_PROGRESS, .rule = HEC_RULE_REGISTERED, .quick = 1,
+	  .fn = on_ckpt_progress },
 	{ .type = HEC_MSG_LAUNCHED, .rule = HEC_RULE_REGISTERED, .fn = on_launched },
 	{ .type = HEC_MSG_JOB_EXIT, .rule = HEC_RULE_REGISTERED, .fn = on_job_exit },
 	{ .type = HEC_MSG_JOB_GONE, .rule = HEC_RULE_REGISTERED, .fn = on_job_gone },

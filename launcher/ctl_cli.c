@@ -371,6 +371,34 @@ static void req_snapshot(void *arg, const struct hec_msg *m)
 	cli_snapshot(r->ctl, r->p, r->job, json_is_true(json_object_get(m->body, "revert")));
 }
 
+static void req_ckpt(void *arg, const struct hec_msg *m)
+{
+	struct cli_call *r = arg;
+
+	cli_ckpt(r->ctl, r->p, r->job, m->body);
+}
+
+static void req_ckpts(void *arg, const struct hec_msg *m)
+{
+	struct cli_call *r = arg;
+
+	cli_ckpts(r->ctl, r->p, r->job, m->body);
+}
+
+static void req_ckpt_delete(void *arg, const struct hec_msg *m)
+{
+	struct cli_call *r = arg;
+
+	cli_ckpt_delete(r->ctl, r->p, r->job, m->body);
+}
+
+static void req_restart(void *arg, const struct hec_msg *m)
+{
+	struct cli_call *r = arg;
+
+	cli_restart(r->ctl, r->p, r->job, m->body);
+}
+
 static void req_nodes(void *arg, const struct hec_msg *m)
 {
 	struct cli_call *r = arg;
@@ -446,6 +474,13 @@ static const struct hec_msg_handler cli_handlers[] = {
 	  .what = "cancel it", .fn = req_cancel },
 	{ .type = HEC_MSG_REQUEST, .op = "snapshot", .rule = HEC_RULE_OWNER,
 	  .what = "snapshot or revert it", .fn = req_snapshot },
+	{ .type = HEC_MSG_REQUEST, .op = "ckpt", .rule = HEC_RULE_OWNER,
+	  .what = "checkpoint it", .fn = req_ckpt },
+	{ .type = HEC_MSG_REQUEST, .op = "ckpts", .rule = HEC_RULE_USER, .fn = req_ckpts },
+	{ .type = HEC_MSG_REQUEST, .op = "ckpt_delete", .rule = HEC_RULE_OWNER,
+	  .what = "delete its checkpoints", .fn = req_ckpt_delete },
+	{ .type = HEC_MSG_REQUEST, .op = "restart", .rule = HEC_RULE_OWNER,
+	  .what = "restart it", .fn = req_restart },
 	{ .type = HEC_MSG_REQUEST, .op = "nodes", .rule = HEC_RULE_USER, .fn = req_nodes },
 	{ .type = HEC_MSG_REQUEST, .op = "status", .rule = HEC_RULE_USER, .fn = req_status },
 	{ .type = HEC_MSG_REQUEST, .op = "shutdown", .rule = HEC_RULE_ROOT,

@@ -410,6 +410,20 @@ json_t *store_repair_json(struct ctl *ctl);
  *  hec-store, with a time limit of @limit_ms (0: the default). */
 int store_repair_set_program(struct ctl *ctl, const char *prog, long limit_ms);
 
+/* ---- ckpt/ctl_ckpt.c: the checkpoint coordinator and restarts ---- */
+
+/** Requests (rule checked; @j is the job named): `ckpt` {job} -> {epoch};
+ *  `ckpts` {job} -> {ckpts, current?, last_error?}; `ckpt_delete` {job,
+ *  epoch}; `restart` {job, epoch?, nodes?} -> {epoch} (doc/protocol.md). */
+void cli_ckpt(struct ctl *ctl, struct peer *p, struct ctl_job *j, const json_t *body);
+void cli_ckpts(struct ctl *ctl, struct peer *p, struct ctl_job *j, const json_t *body);
+void cli_ckpt_delete(struct ctl *ctl, struct peer *p, struct ctl_job *j, const json_t *body);
+void cli_restart(struct ctl *ctl, struct peer *p, struct ctl_job *j, const json_t *body);
+/** CKPT_CAPTURED, CKPT_STORED, CKPT_PROGRESS from node @n. */
+void ckpt_on_captured(struct ctl *ctl, struct node *n, const json_t *body);
+void ckpt_on_stored(struct ctl *ctl, struct node *n, const json_t *body);
+void ckpt_on_progress(struct ctl *ctl, struct node *n, const json_t *body);
+
 /* ---- ctl_cli.c: CLI requests ---- */
 
 void cli_on_msg(struct hec_conn *c, const struct hec_msg *m, void *arg);

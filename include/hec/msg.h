@@ -77,6 +77,14 @@ enum hec_msg_type {
 	/* hecstored <-> controller (TCP, the agents' port) */
 	HEC_MSG_STORE_REGISTER = 54, /* server -> ctl: {"name","key","addr","provider","dir","pid"} */
 	HEC_MSG_STORE_STATUS = 55,   /* server -> ctl, periodic: space, chunks, health */
+	/* coordinated checkpoints of vm jobs (doc/design.md "Checkpoint and restart") */
+	HEC_MSG_CKPT_PREPARE = 60,  /* ctl -> agent: capture the job's partition at instant t */
+	HEC_MSG_CKPT_CAPTURED = 61, /* agent -> ctl: the state is fixed (pause_us), or error */
+	HEC_MSG_CKPT_STORED = 62,   /* agent -> ctl: the stream is durable (entry), or error */
+	HEC_MSG_CKPT_PROGRESS = 63, /* agent -> ctl: bytes streamed so far */
+	HEC_MSG_CKPT_REOPEN = 64,   /* ctl -> agent: every partition is captured: network on */
+	HEC_MSG_CKPT_ABORT = 65,    /* ctl -> agent: stop this checkpoint here, network on */
+	HEC_MSG_RESUME = 66,        /* ctl -> agent: a restarted job's guests run from instant t */
 };
 
 struct hec_msg {

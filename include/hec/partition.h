@@ -97,6 +97,14 @@ struct hec_start_req {
 	const struct json_t *launch; /* LAUNCH: nodes, vcpus, mem_mb, vm_files, guest_key */
 	hec_part_done_fn done;       /* the machine is up (0) or could not come up */
 	void *arg;
+	/* Restart from a checkpoint (restore 1; 0: a fresh boot).  The machine is made
+	 * with the same shape and image and loads its state from this fd (the
+	 * checked stream, as capture() wrote it; dup'ed, the caller keeps its
+	 * own); done() comes once the state has loaded, and the machine then
+	 * stays paused until resume().  A state that does not load ends in
+	 * done() with the reason (QEMU's last log line). */
+	int restore;
+	int incoming_fd;
 };
 
 /** A batch step to run inside the partition's machine (run()). */
@@ -107,6 +115,22 @@ struct hec_run_req {
 	uid_t uid;
 	gid_t gid;
 	int out_fd, err_fd;          /* dup'ed, the caller keeps its own; err_fd -1: out_fd */
+	/* 1: the machine was restarted from a checkpoint taken while its batch
+	 * step ran: start nothing, attach out_fd/err_fd and the step's end to
+	 * the step already running there (argv, envp, cwd unused).  -ENOENT:
+	 * no batch step runs in the restored machine. */
+	int attach;
+};
+
+/** What capture() reports besides its end (done()). */
+struct hec_capture_cbs {
+	/** The state is fixed (the instant it describes has passed; a
+	 *  background capture lets the machine run on from here).  @pause_ns:
+	 *  how long the machine's CPUs were stopped for it. */
+	void (*captured)(void *arg, long long pause_ns);
+	/** Bytes of state written so far (optional: NULL; about once a second). */
+	void (*progress)(void *arg, unsigned long long bytes);
+	void *arg;
 };
 
 /**
@@ -212,6 +236,22 @@ struct hec_partition_ops {
 	 *  and the machine runs on as it was. */
 	int (*restore)(struct hec_partition *p, int fd, hec_part_done_fn done, void *arg,
 		       char *why, size_t len);
+	/** A checkpoint's capture: like snapshot(), and reports through @cbs
+	 *  the instant the state is fixed (captured) and, while the state is
+	 *  written, the bytes so far.  done() follows the last byte (rc 0) or
+	 *  the failure; after captured() the machine runs on either way. */
+	int (*capture)(struct hec_partition *p, int fd, const struct hec_capture_cbs *cbs,
+		       hec_part_done_fn done, void *arg, char *why, size_t len);
+	/** Stop the capture under way (its done() follows with -ECANCELED);
+	 *  0 if there was one, -ENOENT if none. */
+	int (*cancel)(struct hec_partition *p);
+	/** A machine started with incoming_fd and loaded: its CPUs run now. */
+	int (*resume)(struct hec_partition *p, char *why, size_t len);
+	/** Hold (1) or release (0) the job network at this partition: while
+	 *  held, no frame from this machine leaves it and none reaches it
+	 *  (dropped, as a switch under load would; the guests' TCP resends).
+	 *  The checkpoint's consistent cut (doc/design.md). */
+	int (*net_hold)(struct hec_partition *p, int hold);
 	/** Run the batch step inside the machine (a partition with this op runs
 	 *  its batch step nowhere else); its end reaches host->exited().
 	 *  -ENOTCONN: the machine is not up; -EBUSY: a step runs already. */
@@ -372,6 +412,34 @@ static inline int hec_partition_restore(struct hec_partition *p, int fd, hec_par
 	if (why && len)
 		snprintf(why, len, "the %s partition driver cannot restore", p->ops->name);
 	return -EOPNOTSUPP;
+}
+
+static inline int hec_partition_capture(struct hec_partition *p, int fd,
+					const struct hec_capture_cbs *cbs, hec_part_done_fn done,
+					void *arg, char *why, size_t len)
+{
+	if (p->ops->capture)
+		return p->ops->capture(p, fd, cbs, done, arg, why, len);
+	return hec_part_absent(p->ops, "checkpoint capture", why, len);
+}
+
+static inline int hec_partition_cancel(struct hec_partition *p)
+{
+	return p->ops->cancel ? p->ops->cancel(p) : -ENOENT;
+}
+
+static inline int hec_partition_resume(struct hec_partition *p, char *why, size_t len)
+{
+	if (p->ops->resume)
+		return p->ops->resume(p, why, len);
+	return hec_part_absent(p->ops, "resume", why, len);
+}
+
+static inline int hec_partition_net_hold(struct hec_partition *p, int hold, char *why, size_t len)
+{
+	if (p->ops->net_hold)
+		return p->ops->net_hold(p, hold);
+	return hec_part_absent(p->ops, "job network", why, len);
 }
 
 static inline int hec_partition_run(struct hec_partition *p, const struct hec_run_req *req,

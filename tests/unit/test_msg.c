@@ -370,16 +370,18 @@ static void count_call(void *ctx, const struct hec_msg *m)
 static const unsigned to_agent[] = {
 	HEC_MSG_ERROR, HEC_MSG_REGISTERED, HEC_MSG_LAUNCH, HEC_MSG_START, HEC_MSG_EXIT_ACK,
 	HEC_MSG_KILL_JOB, HEC_MSG_SHUTDOWN, HEC_MSG_TIME_RESP, HEC_MSG_EPOCH, HEC_MSG_STATS_REQ,
-	HEC_MSG_SNAPSHOT,
+	HEC_MSG_CKPT_PREPARE, HEC_MSG_CKPT_REOPEN, HEC_MSG_CKPT_ABORT, HEC_MSG_RESUME, HEC_MSG_SNAPSHOT,
 };
 static const unsigned to_ctl[] = {
 	HEC_MSG_ERROR, HEC_MSG_REGISTER, HEC_MSG_HEARTBEAT, HEC_MSG_LAUNCHED, HEC_MSG_JOB_EXIT,
 	HEC_MSG_JOB_GONE, HEC_MSG_TIME_REQ, HEC_MSG_STATS, HEC_MSG_SNAPSHOT_DONE,
-	HEC_MSG_STORE_REGISTER, HEC_MSG_STORE_STATUS,
+	HEC_MSG_STORE_REGISTER, HEC_MSG_STORE_STATUS, HEC_MSG_CKPT_CAPTURED, HEC_MSG_CKPT_STORED,
+	HEC_MSG_CKPT_PROGRESS,
 };
 static const char *const req_ops[] = {
 	"submit", "queue", "show", "cancel", "snapshot", "nodes", "status", "shutdown", "gang",
-	"gang_stats", "gang_set", "storage", "storage_repair",
+	"gang_stats", "gang_set", "storage", "ckpt", "ckpts", "ckpt_delete", "restart",
+	"storage_repair",
 };
 #define N(a) (sizeof(a) / sizeof((a)[0]))
 
@@ -456,9 +458,9 @@ static void test_handlers_check_links(void)
 	expect_bad(a, na + 1, HEC_SIDE_AGENT, "ERROR has 2 rows (expected 1)");
 	/* a row for a message only bridges send */
 	a[na] = (struct hec_msg_handler){ .type = HEC_MSG_SPAWN, .rule = HEC_RULE_PEER, .fn = count_call };
-	expect_bad(a, na + 1, HEC_SIDE_AGENT, "row 11: SPAWN is not received");
+	expect_bad(a, na + 1, HEC_SIDE_AGENT, "row 15: SPAWN is not received");
 	a[na].type = 200;
-	expect_bad(a, na + 1, HEC_SIDE_AGENT, "row 11: ? is not received");
+	expect_bad(a, na + 1, HEC_SIDE_AGENT, "row 15: ? is not received");
 
 	/* rows without a handler, a rule, or with a rule of the CLI socket */
 	c[2].fn = NULL;
@@ -496,12 +498,12 @@ static void test_handlers_check_requests(void)
 	t[n] = t[1];
 	expect_bad(t, n + 1, HEC_SIDE_CTL_CLI, "REQUEST op 'queue' has 2 rows");
 	t[n].op = "frobnicate";
-	expect_bad(t, n + 1, HEC_SIDE_CTL_CLI, "row 13: REQUEST op 'frobnicate' is unknown");
+	expect_bad(t, n + 1, HEC_SIDE_CTL_CLI, "row 17: REQUEST op 'frobnicate' is unknown");
 	t[n].op = NULL;
-	expect_bad(t, n + 1, HEC_SIDE_CTL_CLI, "row 13: REQUEST op 'REQUEST' is unknown");
+	expect_bad(t, n + 1, HEC_SIDE_CTL_CLI, "row 17: REQUEST op 'REQUEST' is unknown");
 	/* only REQUEST comes on the CLI socket, and with the CLI's rules */
 	t[n] = (struct hec_msg_handler){ .type = HEC_MSG_ERROR, .rule = HEC_RULE_USER, .fn = count_call };
-	expect_bad(t, n + 1, HEC_SIDE_CTL_CLI, "row 13: ERROR is not received");
+	expect_bad(t, n + 1, HEC_SIDE_CTL_CLI, "row 17: ERROR is not received");
 	t[0].rule = HEC_RULE_REGISTERED;
 	expect_bad(t, n, HEC_SIDE_CTL_CLI, "row 0: submit: rule");
 	t[0].rule = HEC_RULE_USER;
