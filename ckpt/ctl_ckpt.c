@@ -6,6 +6,8 @@
  */
 #include "config.h"
 
+#include <errno.h>
+
 #include <jansson.h>
 
 #include "hec/common.h"
@@ -48,4 +50,20 @@ void ckpt_on_stored(struct ctl *ctl, struct node *n, const json_t *body)
 void ckpt_on_progress(struct ctl *ctl, struct node *n, const json_t *body)
 {
 	ckpt_on_captured(ctl, n, body);
+}
+
+int ckpt_newest(struct ctl *ctl, long job, int64_t before, int64_t *epoch)
+{
+	(void)ctl;
+	(void)job;
+	(void)before;
+	(void)epoch;
+	return -ENOENT;
+}
+
+void ckpt_job_ended(struct ctl *ctl, struct ctl_job *j, const char *why)
+{
+	(void)ctl;
+	(void)j;
+	(void)why;
 }

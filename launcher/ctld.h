@@ -131,6 +131,16 @@ struct ctl_job {
 	int64_t start_ns;            /* CLOCK_REALTIME ns of the start, for the time limit */
 	struct snap_op *snap;        /* vm: the snapshot or revert under way (ctl_snap.c) */
 
+	/* checkpoints and restarts (ckpt/; persisted in jobs, ckpts, restarts) */
+	long ckpt_interval;          /* s between automatic checkpoints, 0 = none */
+	int ckpt_keep;               /* committed checkpoints kept (retention), >= 1 */
+	int restart_auto;            /* --restart auto */
+	int max_restarts;            /* automatic restarts allowed */
+	int nrestarts;               /* restarts so far (rows of the restarts table) */
+	int64_t restore_epoch;       /* > 0: the next launch restarts from this checkpoint */
+	struct ckpt_op *ckpt;        /* the checkpoint under way (ckpt/ctl_ckpt.c), or NULL */
+	struct restart_op *restart;  /* the restart under way (ckpt/ctl_restart.c), or NULL */
+
 	struct ctl_job *next;            /* ctl->jobs, ascending id */
 };
 
@@ -263,7 +273,8 @@ int job_set_alloc(struct ctl_job *j, const char *const *names, int n);
 
 /* ---- db.c: the SQLite catalog ---- */
 
-#define DB_SCHEMA_VERSION 3 /* 2: jobs.share, jobs.mem_mb, jobs.slot; 3: jobs.partition, vcpus, vm_files */
+#define DB_SCHEMA_VERSION 4 /* 2: jobs.share, jobs.mem_mb, jobs.slot; 3: jobs.partition, vcpus, vm_files;
+			     * 4: checkpoints (jobs.ckpt_*, restart, max_restarts, guest_key; ckpts, restarts) */
 
 /**
  * Open (creating if needed) the catalog at @path: WAL journal,
@@ -419,10 +430,38 @@ void cli_ckpt(struct ctl *ctl, struct peer *p, struct ctl_job *j, const json_t *
 void cli_ckpts(struct ctl *ctl, struct peer *p, struct ctl_job *j, const json_t *body);
 void cli_ckpt_delete(struct ctl *ctl, struct peer *p, struct ctl_job *j, const json_t *body);
 void cli_restart(struct ctl *ctl, struct peer *p, struct ctl_job *j, const json_t *body);
+/** The newest committed checkpoint of job @job older than @before (0: any):
+ *  *@epoch.  \return 0, -ENOENT (none), -EIO (catalog). */
+int ckpt_newest(struct ctl *ctl, long job, int64_t before, int64_t *epoch);
+/** hec-store's arguments for the storage servers the controller knows:
+ *  @servers "s0=host:port,..." (every server, down ones too: placement
+ *  needs the whole ring), *@replicas (2, or 1 with a single server).
+ *  \return 0, -ENOENT (no storage server registered), -ENOSPC (@len). */
+int ckpt_store_args(struct ctl *ctl, char *servers, size_t len, int *replicas);
+/** Run hec-store (found as the repair finds it) with @argv (after the
+ *  program name; the cluster key file, --servers and --json are added) as a
+ *  child in its own process group, never waited on by the loop; @done gets
+ *  its exit status (-1: could not start, or killed past @limit_ms) and its
+ *  stdout (NUL-terminated; NULL if none).  \return 0 or -errno. */
+int ckpt_store_run(struct ctl *ctl, const char *const *argv, long limit_ms,
+		   void (*done)(struct ctl *ctl, void *arg, int status, const char *out,
+				const char *err),
+		   void *arg);
+/** @j is ending (any outcome) or going to restart: abort its checkpoint
+ *  under way with @why.  Idempotent. */
+void ckpt_job_ended(struct ctl *ctl, struct ctl_job *j, const char *why);
 /** CKPT_CAPTURED, CKPT_STORED, CKPT_PROGRESS from node @n. */
 void ckpt_on_captured(struct ctl *ctl, struct node *n, const json_t *body);
 void ckpt_on_stored(struct ctl *ctl, struct node *n, const json_t *body);
 void ckpt_on_progress(struct ctl *ctl, struct node *n, const json_t *body);
+
+/* ---- ckpt/ctl_restart.c: restarting jobs from their checkpoints ---- */
+
+/** A vm job's partition failed (a guest or QEMU died, an agent or node was
+ *  lost) and the job is about to end with @outcome: \return 1 if it will
+ *  restart instead (--restart auto, restarts left, a committed checkpoint),
+ *  the caller then lets ctl_restart take the job; 0: end it as before. */
+int restart_wanted(struct ctl *ctl, struct ctl_job *j, const char *why);
 
 /* ---- ctl_cli.c: CLI requests ---- */
 

@@ -54,6 +54,28 @@ static const char migrate_v3[] =
 	"ALTER TABLE jobs ADD COLUMN vm_files TEXT;"
 	"PRAGMA user_version = 3;";
 
+/* Version 4: coordinated checkpoints and restarts (doc/design.md,
+ * "Checkpoint and restart").  A checkpoint row is 'pending' from PREPARE
+ * until its manifest is committed on the storage servers ('committed');
+ * the restarts of a job are its history for `hec show`. */
+static const char migrate_v4[] =
+	"ALTER TABLE jobs ADD COLUMN ckpt_interval INTEGER NOT NULL DEFAULT 0;"
+	"ALTER TABLE jobs ADD COLUMN ckpt_keep INTEGER NOT NULL DEFAULT 2;"
+	"ALTER TABLE jobs ADD COLUMN restart TEXT NOT NULL DEFAULT 'none';"
+	"ALTER TABLE jobs ADD COLUMN max_restarts INTEGER NOT NULL DEFAULT 3;"
+	"ALTER TABLE jobs ADD COLUMN guest_key TEXT;"
+	"CREATE TABLE ckpts ("
+	" job INTEGER NOT NULL, epoch INTEGER NOT NULL, state TEXT NOT NULL,"
+	" t_ns INTEGER NOT NULL, created INTEGER NOT NULL, bytes INTEGER NOT NULL DEFAULT 0,"
+	" duration_ms INTEGER NOT NULL DEFAULT 0, nodes TEXT NOT NULL DEFAULT '[]',"
+	" parts TEXT NOT NULL DEFAULT '[]', restored INTEGER NOT NULL DEFAULT 0,"
+	" PRIMARY KEY (job, epoch));"
+	"CREATE TABLE restarts ("
+	" job INTEGER NOT NULL, n INTEGER NOT NULL, time INTEGER NOT NULL,"
+	" epoch INTEGER NOT NULL, reason TEXT NOT NULL, nodes TEXT NOT NULL DEFAULT '[]',"
+	" error TEXT, PRIMARY KEY (job, n));"
+	"PRAGMA user_version = 4;";
+
 static const char sql_ins_job[] =
 	"INSERT INTO jobs (name, uid, gid, user, state, reason, nodes, ntasks, time_limit,"
 	" priority, submit_time, cwd, env, argv, script, output, error, share, mem_mb,"
@@ -139,7 +161,7 @@ static int set_up(struct db *db, char *err, size_t errlen)
 		if (exec(db, "BEGIN IMMEDIATE"))
 			goto sql_error;
 		if ((version < 1 && exec(db, schema_v1)) || (version < 2 && exec(db, migrate_v2)) ||
-		    exec(db, migrate_v3)) {
+		    (version < 3 && exec(db, migrate_v3)) || exec(db, migrate_v4)) {
 			snprintf(err, errlen, "cannot %s the schema: %s",
 				 version ? "upgrade" : "create", sqlite3_errmsg(db->h));
 			exec(db, "ROLLBACK");
