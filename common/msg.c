@@ -126,7 +126,7 @@ static const struct field s_ckpt_stored[] = {
 	INT_REQ("job", 1, ID_MAX), INT_REQ("epoch", 1, NS_MAX), STR_REQ("part", 64),
 	INT_OPT("bytes", 0, NS_MAX), INT_OPT("ms", 0, NS_MAX),
 	{ .name = "entry", .kind = F_OBJ, .sub = s_empty }, STR_OPT("image", 64),
-	STR_OPT("error", 4096), END };
+	INT_OPT("pause_us", 0, NS_MAX), STR_OPT("error", 4096), END };
 static const struct field s_ckpt_progress[] = {
 	INT_REQ("job", 1, ID_MAX), INT_REQ("epoch", 1, NS_MAX), INT_REQ("bytes", 0, NS_MAX), END };
 static const struct field s_ckpt_job_epoch[] = {
