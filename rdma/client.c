@@ -1390,6 +1390,24 @@ out:
 	return 0;
 }
 
+int hec_store_manifest(struct hec_store *s, uint64_t job, uint64_t epoch, json_t **manifest)
+{
+	char what[64];
+	uint64_t ep;
+	int rc;
+
+	s->why[0] = 0;
+	*manifest = NULL;
+	if (!job || !epoch)
+		return fail(s, -EINVAL, "manifest %" PRIu64 "/%" PRIu64 ": job and epoch must be > 0",
+			    job, epoch);
+	snprintf(what, sizeof(what), "manifest %" PRIu64 "/%" PRIu64, job, epoch);
+	rc = fetch_manifest(s, job, epoch, 0, NULL, NULL, manifest, &ep, what);
+	if (!rc)
+		s->why[0] = 0;
+	return rc;
+}
+
 /* ---- get ---- */
 
 enum { GS_IDLE, GS_FETCH, GS_GOOD };

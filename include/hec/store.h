@@ -93,6 +93,10 @@ int hec_store_commit(struct hec_store *s, uint64_t job, uint64_t epoch, json_t *
  *  (*@manifest, caller decrefs; may be NULL).  -ENOENT: none committed. */
 int hec_store_latest(struct hec_store *s, uint64_t job, uint64_t *epoch, json_t **manifest);
 
+/** The manifest of committed checkpoint (job, epoch) (*@manifest, caller
+ *  decrefs).  -ENOENT: not committed; -ESTALE: deleted. */
+int hec_store_manifest(struct hec_store *s, uint64_t job, uint64_t epoch, json_t **manifest);
+
 /** Read committed stream (job, epoch, part) into @fd, checking every chunk's
  *  hash and the stream's; a bad or missing copy is read from another replica
  *  and re-written where it was bad.  -ENOENT: not committed; -EIO: every copy
