@@ -694,6 +694,8 @@ static void not_ready(struct ctl *ctl, const struct ctl_job *j, char *why, size_
 	else if (!j->vm)
 		snprintf(why, len, "job %ld runs in proc partitions; checkpoints need --partition vm",
 			 j->id);
+	else if (!ctl->stores)
+		snprintf(why, len, "no storage server has registered: checkpoints need storage (hec cluster up --storage M, or hecstored)");
 	else if (job_state_final(j->state))
 		snprintf(why, len, "job %ld has ended (%s)", j->id, job_state_name(j->state));
 	else if (j->state == JOB_PENDING)
@@ -714,8 +716,6 @@ static void not_ready(struct ctl *ctl, const struct ctl_job *j, char *why, size_
 			 (long long)j->ckpt->epoch, j->id, phase_names[j->ckpt->phase]);
 	else if (j->snap)
 		snprintf(why, len, "a snapshot of job %ld is under way", j->id);
-	else if (!ctl->stores)
-		snprintf(why, len, "no storage server has registered: checkpoints need storage (hec cluster up --storage M, or hecstored)");
 }
 
 /*
