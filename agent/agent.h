@@ -81,6 +81,7 @@ struct agent_job {
 
 struct bridge;
 struct agent_gang;
+struct agent_ckpt;
 
 struct agent {
 	struct agent_conf conf;
@@ -119,6 +120,7 @@ struct agent {
 	struct exit_rec *exits;
 	struct bridge *bridges;
 	struct agent_gang *gang;         /* gang scheduling: clock, epochs, dispatcher */
+	struct agent_ckpt *ckpts;        /* checkpoints under way here (ckpt/agent_ckpt.c) */
 
 	struct event *sigs[5];
 	int shutting_down;         /* SHUTDOWN: kill everything, then exit */
@@ -145,6 +147,10 @@ void agent_ckpt_on_reopen(struct agent *ag, const json_t *body);
 void agent_ckpt_on_abort(struct agent *ag, const json_t *body);
 /** The job's partition is going (KILL_JOB, shutdown): end its checkpoint. */
 void agent_ckpt_job_gone(struct agent *ag, long job);
+/** A reaped child: a checkpoint's stream writer?  \return 1 if so. */
+int agent_ckpt_reaped(struct agent *ag, pid_t pid, int status);
+/** The agent exits: every checkpoint's writer is killed, all freed. */
+void agent_ckpt_free(struct agent *ag);
 
 /* job.c */
 struct agent_job *agent_job_find(struct agent *ag, long id);
@@ -199,6 +205,9 @@ void agent_gang_on_stats_req(struct agent *ag, const json_t *body);
 void agent_gang_job_ready(struct agent *ag, struct agent_job *j);
 /** Take job @id out of every schedule before its partition is killed. */
 void agent_gang_job_forget(struct agent *ag, long id);
+/** Controller time (its CLOCK_REALTIME) = our CLOCK_MONOTONIC + *@offset,
+ *  as the clock probes estimate it (event loop); -EAGAIN: no estimate yet. */
+int agent_gang_clock_offset(struct agent *ag, int64_t *offset);
 
 /* bridge.c */
 int bridges_listen(struct agent *ag, int *port);

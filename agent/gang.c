@@ -780,6 +780,16 @@ void agent_gang_job_forget(struct agent *ag, long id)
 	pthread_mutex_unlock(&g->lock);
 }
 
+int agent_gang_clock_offset(struct agent *ag, int64_t *offset)
+{
+	struct agent_gang *g = ag->gang;
+
+	if (!g || !g->have_estimate)
+		return -EAGAIN;
+	*offset = g->est_offset;
+	return 0;
+}
+
 /* ---- STATS ---- */
 
 /* "vm": what each partition with a machine says of it (how a guest is

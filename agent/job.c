@@ -1230,6 +1230,7 @@ static void start_kill(struct agent *ag, struct agent_job *j)
 	/* First, so that the slot dispatcher never touches a dying partition
 	 * (no thaw needed: SIGKILL and cgroup.kill work on frozen groups). */
 	agent_gang_job_forget(ag, j->id);
+	agent_ckpt_job_gone(ag, j->id);
 	hec_partition_forget(j->part);
 	bridges_close_net(ag, j->id);
 	j->killing = 1;

@@ -130,6 +130,10 @@ struct hec_capture_cbs {
 	void (*captured)(void *arg, long long pause_ns);
 	/** Bytes of state written so far (optional: NULL; about once a second). */
 	void (*progress)(void *arg, unsigned long long bytes);
+	/** The machine had to stay stopped while its state was written (no
+	 *  background capture: captured() said 0): the whole pause, just
+	 *  before a successful done() (optional: NULL). */
+	void (*paused)(void *arg, long long pause_ns);
 	void *arg;
 };
 

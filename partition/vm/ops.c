@@ -480,16 +480,31 @@ err:
 	return rc;
 }
 
+/* The guest image's identity: hec-mkimage's cache key, the name of the
+ * directory its kernel and initramfs are in ("" if unknown). */
+static void image_id(const struct vm *v, char *buf, size_t len)
+{
+	const char *slash = strrchr(v->kernel, '/'), *start = slash;
+
+	buf[0] = 0;
+	while (start && start > v->kernel && start[-1] != '/')
+		start--;
+	if (slash && start && slash > start)
+		hec_fmt(buf, len, "%.*s", (int)(slash - start), start);
+}
+
 static json_t *vm_stats(struct hec_partition *p)
 {
 	struct vm *v = V(p);
+	char image[128];
 
 	if (v->state != VM_UP)
 		return NULL;
+	image_id(v, image, sizeof(image));
 	/* The way vm_gate_open switches it. */
-	return json_pack("{s:I,s:s,s:I,s:I}", "job", (json_int_t)v->job, "method",
+	return json_pack("{s:I,s:s,s:I,s:I,s:s}", "job", (json_int_t)v->job, "method",
 			 v->use_qmp && v->q.mon ? "qmp" : "cgroup", "cgroup_ns", (json_int_t)v->cg_ns, "qmp_ns",
-			 (json_int_t)v->qmp_ns);
+			 (json_int_t)v->qmp_ns, "image", image);
 }
 
 const struct hec_partition_ops hec_partition_vm_ops = {
@@ -511,6 +526,9 @@ const struct hec_partition_ops hec_partition_vm_ops = {
 	.start = vm_start,
 	.snapshot = vm_snapshot,
 	.restore = vm_restore,
+	.capture = vm_capture,
+	.cancel = vm_cancel,
+	.net_hold = vm_net_hold,
 	.run = vm_run,
 	.reaped = vm_reaped,
 	.forget = vm_forget,

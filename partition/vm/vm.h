@@ -179,12 +179,25 @@ struct vm {
 	/* a PONG from the guest goes here (the restore that sent the PING) */
 	void (*on_pong)(struct vm *v, const struct hec_guest_frame *f);
 	struct event *op_timer;       /* polls the migration; then delivers the outcome */
+	/* a snapshot that is a checkpoint's capture (vm_capture): what it
+	 * reports besides done(); cap.captured NULL: a plain snapshot */
+	struct hec_capture_cbs cap;
+	int cap_fixed;                /* captured() was called */
+	int cap_whole;                /* no background snapshot: stopped while written */
+	int64_t cap_stop_us, cap_resume_us; /* QMP STOP / RESUME timestamps (0: not seen) */
+	int64_t cap_stopped_ns;       /* cap_whole: when our stop was answered */
+	int64_t cap_progress_ns;      /* progress() last called */
+	/* QMP events STOP and RESUME go here (a capture waiting for them):
+	 * @ts_us is the event's timestamp (QEMU's wall clock) */
+	void (*on_runstate)(struct vm *v, int running, int64_t ts_us);
 
 	/* network */
 	struct vnet *net;
 	int port_guest;
 	struct hec_conn *uplink;
 	int port_uplink;
+	int net_held;                 /* net_hold(1): the guest's port drops both ways */
+	int64_t net_held_ns;          /* since when */
 
 	/* the batch step (first node) */
 	int running;
@@ -208,6 +221,9 @@ int vm_snapshot(struct hec_partition *p, int fd, hec_part_done_fn done, void *ar
 		size_t len);
 int vm_restore(struct hec_partition *p, int fd, hec_part_done_fn done, void *arg, char *why,
 	       size_t len);
+int vm_capture(struct hec_partition *p, int fd, const struct hec_capture_cbs *cbs,
+	       hec_part_done_fn done, void *arg, char *why, size_t len);
+int vm_cancel(struct hec_partition *p);
 void op_timer_cb(evutil_socket_t fd, short what, void *arg);
 /* The new QEMU of a restore could not load the state: the old one resumes. */
 void restore_undo(struct vm *v, int rc, const char *why);
@@ -247,6 +263,7 @@ int vm_net_join(struct hec_partition *p, const char *node, struct hec_conn *c, c
 		size_t len);
 void vm_net_frame(struct hec_partition *p, int port, const void *frame, size_t len);
 void vm_net_gone(struct hec_partition *p, int port);
+int vm_net_hold(struct hec_partition *p, int hold);
 
 /* gate.c: gang switching */
 struct hec_gate *qmp_gate_new(struct qmp_mon *m);
