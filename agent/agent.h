@@ -55,6 +55,7 @@ struct exit_rec {
 };
 
 struct agent;
+struct job_restore;
 
 struct agent_job {
 	struct agent_job *next;
@@ -67,6 +68,7 @@ struct agent_job {
 	json_t *nodes;             /* LAUNCH's [{name, addr, ranks}] (owned) */
 	struct hec_partition *part; /* never NULL; host: the agent's phost, host_arg: this job */
 	int vm_running;            /* vm: the batch step runs in the guest now */
+	struct job_restore *rst;   /* restarted from a checkpoint (LAUNCH's restore), job.c */
 	pid_t batch_pid;           /* our child running the batch step, 0 if none */
 	/* A batch step of a previous agent life: not our child; watched by polling. */
 	pid_t orphan_pid;
@@ -205,9 +207,10 @@ void agent_gang_on_stats_req(struct agent *ag, const json_t *body);
 void agent_gang_job_ready(struct agent *ag, struct agent_job *j);
 /** Take job @id out of every schedule before its partition is killed. */
 void agent_gang_job_forget(struct agent *ag, long id);
-/** Controller time (its CLOCK_REALTIME) = our CLOCK_MONOTONIC + *@offset,
- *  as the clock probes estimate it (event loop); -EAGAIN: no estimate yet. */
-int agent_gang_clock_offset(struct agent *ag, int64_t *offset);
+/** Controller instant @ctl_ns (its CLOCK_REALTIME, as EPOCH, CKPT_PREPARE
+ *  and RESUME carry) on our CLOCK_MONOTONIC, by the gang clock estimate.
+ *  \return 0, or -EAGAIN while there is no estimate yet. */
+int agent_gang_ctl_to_mono(struct agent *ag, int64_t ctl_ns, int64_t *mono_ns);
 
 /* bridge.c */
 int bridges_listen(struct agent *ag, int *port);

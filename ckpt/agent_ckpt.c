@@ -658,7 +658,7 @@ void agent_ckpt_on_prepare(struct agent *ag, const json_t *body)
 	struct agent_job *j = agent_job_find(ag, id);
 	struct agent_ckpt *c, *busy;
 	json_t *stats;
-	int64_t now = hec_now_mono_ns(), wait_ns;
+	int64_t now = hec_now_mono_ns(), wait_ns, t;
 	struct timeval tv;
 	char why[1024];
 	const char *image;
@@ -702,14 +702,16 @@ void agent_ckpt_on_prepare(struct agent *ag, const json_t *body)
 	/* Linked first: the writer is reaped as ours from here on. */
 	c->next = ag->ckpts;
 	ag->ckpts = c;
-	if (agent_gang_clock_offset(ag, &c->off)) {
+	t = (int64_t)json_integer_value(json_object_get(body, "t"));
+	if (agent_gang_ctl_to_mono(ag, t, &c->t_local)) {
 		/* No probe answered yet: the controller's clock is taken to be ours
-		 * (a cluster keeps its clocks in step); only the hold lasts longer. */
-		c->off = hec_now_real_ns() - hec_now_mono_ns();
+		 * (a cluster keeps its clocks in step); a skew only lengthens the
+		 * hold, the cut stays consistent. */
+		c->t_local = t - (hec_now_real_ns() - hec_now_mono_ns());
 		hec_job_debug(ag->conf.name, id, "checkpoint %lld: no clock estimate yet; T on our own clock",
 			      c->epoch);
 	}
-	c->t_local = (int64_t)json_integer_value(json_object_get(body, "t")) - c->off;
+	c->off = t - c->t_local;
 	c->at_ev = evtimer_new(ag->base, on_at, c);
 	c->limit_ev = evtimer_new(ag->base, on_limit, c);
 	if (!c->out || !c->at_ev || !c->limit_ev) {

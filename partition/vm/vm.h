@@ -199,6 +199,17 @@ struct vm {
 	int net_held;                 /* net_hold(1): the guest's port drops both ways */
 	int64_t net_held_ns;          /* since when */
 
+	/* start() from a checkpoint's stream (hec_start_req.restore): QEMU
+	 * loads it, the guest stays paused until resume(), which PINGs it */
+	int from_stream;
+	int in_fd;                    /* the stream, until QEMU has it */
+	char want_image[72];          /* the checkpoint's image identity ("": not checked) */
+	struct event *in_timer;       /* polls the load; then the PONG's deadline */
+	int paused;                   /* loaded, not resumed yet */
+	int ponged;                   /* resumed and hec-guest answered: */
+	long guest_run;               /* the RUN it runs (0: none) */
+	int attach_unknown;           /* attached before the PONG: take the guest's RUN id */
+
 	/* the batch step (first node) */
 	int running;
 	long run_id;
@@ -232,8 +243,13 @@ void restore_undo(struct vm *v, int rc, const char *why);
 /* Files of the job go into the image only if its user may read them. */
 int user_may_read(struct vm *v, const json_t *files, char *why, size_t len);
 int start_mkimage(struct vm *v, const json_t *files, char *why, size_t len);
-/* The image tool is done (exited and its output read): boot. */
+/* The image tool is done (exited and its output read): boot, or load the
+ * checkpoint's stream if the image is the checkpoint's. */
 void mk_done(struct vm *v);
+/* The image's identity: the hec-mkimage key naming its cache directory (a
+ * hash of every input), what a checkpoint records and a restart compares.
+ * -ENOENT before the image is there. */
+int vm_image_id(const struct vm *v, char *out, size_t len);
 
 /* qemu.c: the QEMU process and our connections to it */
 int build_cmdline(struct vm *v, const json_t *nodes);
@@ -248,6 +264,10 @@ void qemu_log_tail(struct vm *v, char *out, size_t len);
 void qemu_drop(struct qemu *c);
 /* The running QEMU and the one set aside trade places. */
 void swap_aside(struct vm *v);
+/* start() from a stream: QEMU (started with -incoming defer -S) is given
+ * the stream and loads it; the guest is up and paused once it has. */
+void incoming_begin(struct vm *v);
+int vm_resume(struct hec_partition *p, char *why, size_t len);
 
 /* chan.c: the guest channel */
 void guest_read(struct bufferevent *bev, void *arg);
