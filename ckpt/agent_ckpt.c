@@ -63,11 +63,14 @@ struct agent_ckpt {
 	int held;                     /* the job network is held at the guest */
 	int reopened;                 /* CKPT_REOPEN came */
 	int ended;                    /* answered (failure, STORED) or aborted: nothing more is said */
+	int gone;                     /* the job's partition is going: its capture ends with it */
 
 	/* the stream's writer: hec-store put */
 	pid_t pid;
 	int reaped, status;
 	int stream_w;                 /* the pipe's write end, until the capture has it */
+	int stream_r;                 /* its read end: drained once the writer is gone */
+	struct event *drain_ev;
 	int out_fd, err_fd;
 	struct event *out_ev, *err_ev, *grace_ev;
 	char *out;
@@ -146,7 +149,9 @@ static void ck_free(struct agent_ckpt *c)
 	ev_drop(&c->out_ev);
 	ev_drop(&c->err_ev);
 	ev_drop(&c->grace_ev);
+	ev_drop(&c->drain_ev);
 	fd_drop(&c->stream_w);
+	fd_drop(&c->stream_r);
 	fd_drop(&c->out_fd);
 	fd_drop(&c->err_fd);
 	free(c->out);
@@ -168,6 +173,45 @@ static void ck_maybe_free(struct agent_ckpt *c)
 	ck_free(c);
 }
 
+static void on_drain(evutil_socket_t fd, short what, void *arg)
+{
+	struct agent_ckpt *c = arg;
+	char buf[65536];
+	ssize_t n;
+
+	(void)what;
+	while ((n = read(fd, buf, sizeof(buf))) > 0 || (n < 0 && errno == EINTR))
+		;
+	if (n < 0 && errno == EAGAIN)
+		return;
+	ev_drop(&c->drain_ev);
+	fd_drop(&c->stream_r);
+}
+
+/*
+ * The stream goes nowhere from now on.  A capture under way still writes
+ * to its end (a failed or cancelled background snapshot would leave the
+ * guest hanging in QEMU 7.2: partition/vm/snapshot.c, vm_cancel), so the
+ * pipe is drained here until the capture is done; it never breaks under
+ * QEMU.
+ */
+static void stream_drop(struct agent_ckpt *c)
+{
+	fd_drop(&c->stream_w);
+	if (c->stream_r < 0 || c->drain_ev)
+		return;
+	if (!c->capturing) {
+		fd_drop(&c->stream_r);
+		return;
+	}
+	/* the writer is gone or killed: the file description is ours alone */
+	evutil_make_socket_nonblocking(c->stream_r);
+	c->drain_ev = event_new(c->ag->base, c->stream_r, EV_READ | EV_PERSIST, on_drain, c);
+	if (!c->drain_ev || event_add(c->drain_ev, NULL))
+		hec_job_err(c->ag->conf.name, c->job,
+			    "checkpoint %lld: cannot drain the capture's stream: out of memory", c->epoch);
+}
+
 /* Kill the writer, cancel the capture, release the hold. */
 static void ck_stop(struct agent_ckpt *c)
 {
@@ -178,8 +222,8 @@ static void ck_stop(struct agent_ckpt *c)
 	 * would read a cut stream as a whole one. */
 	if (c->pid > 0 && !c->reaped)
 		kill(-c->pid, SIGKILL);
-	fd_drop(&c->stream_w);
-	if (c->capturing && (p = ck_part(c)))
+	stream_drop(c);
+	if (c->capturing && !c->gone && (p = ck_part(c)))
 		hec_partition_cancel(p);
 	hold_release(c);
 }
@@ -345,6 +389,9 @@ static void on_cap_done(void *arg, int rc, const char *why)
 	c->capturing = 0;
 	c->cap_done = 1;
 	c->cap_rc = rc;
+	/* nothing writes to the pipe any more */
+	ev_drop(&c->drain_ev);
+	fd_drop(&c->stream_r);
 	hec_fmt(c->cap_why, sizeof(c->cap_why), "%s", why ? why : rc ? strerror(-rc) : "");
 	if (rc && !c->ended) {
 		ck_fail(c, "the capture: %s", c->cap_why);
@@ -544,9 +591,10 @@ static int writer_start(struct agent_ckpt *c, const json_t *body, char *why, siz
 		hec_fmt(why, len, "cannot run %s: %s", prog, strerror(-rc));
 		goto err_pipes;
 	}
-	close(stream[0]);
 	close(out[1]);
 	close(err[1]);
+	/* The read end stays here too: the pipe never breaks under QEMU */
+	c->stream_r = stream[0];
 	c->stream_w = stream[1];
 	c->out_fd = out[0];
 	c->err_fd = err[0];
@@ -690,7 +738,7 @@ void agent_ckpt_on_prepare(struct agent *ag, const json_t *body)
 	c->ag = ag;
 	c->job = id;
 	c->epoch = (long long)json_integer_value(json_object_get(body, "epoch"));
-	c->stream_w = c->out_fd = c->err_fd = -1;
+	c->stream_w = c->stream_r = c->out_fd = c->err_fd = -1;
 	c->whole_pause_ns = -1;
 	c->timeout_ms = (long)json_integer_value(json_object_get(body, "timeout_ms"));
 	hec_fmt(c->part, sizeof(c->part), "%s", json_string_value(json_object_get(body, "part")));
@@ -781,8 +829,9 @@ void agent_ckpt_job_gone(struct agent *ag, long job)
 			hec_job_info(ag->conf.name, job, "checkpoint %lld ends with the job's partition",
 				     c->epoch);
 		c->ended = 1;
+		c->gone = 1; /* a capture under way ends as its partition goes */
 		ck_stop(c);
-		ck_maybe_free(c); /* a capture under way ends as its partition goes */
+		ck_maybe_free(c);
 	}
 }
 

@@ -247,7 +247,9 @@ struct hec_partition_ops {
 	int (*capture)(struct hec_partition *p, int fd, const struct hec_capture_cbs *cbs,
 		       hec_part_done_fn done, void *arg, char *why, size_t len);
 	/** Stop the capture under way (its done() follows with -ECANCELED);
-	 *  0 if there was one, -ENOENT if none. */
+	 *  0 if there was one, -ENOENT if none.  Until done(), the capture's
+	 *  fd must still be read: a machine may have to write its state to
+	 *  the end first (the vm driver's background snapshot, QEMU 7.2). */
 	int (*cancel)(struct hec_partition *p);
 	/** A machine started with incoming_fd and loaded: its CPUs run now. */
 	int (*resume)(struct hec_partition *p, char *why, size_t len);

@@ -44,7 +44,7 @@ static void vm_capture_clear(struct vm *v)
 {
 	memset(&v->cap, 0, sizeof(v->cap));
 	v->on_runstate = NULL;
-	v->cap_fixed = v->cap_whole = 0;
+	v->cap_fixed = v->cap_whole = v->cap_bg = v->cap_cancelled = 0;
 	v->cap_stop_us = v->cap_resume_us = v->cap_stopped_ns = 0;
 }
 
@@ -176,7 +176,7 @@ static void cap_runstate(struct vm *v, int running, int64_t ts_us)
 	if (!v->cap_stop_us || v->cap_resume_us)
 		return; /* not the snapshot's pause (a cont of ours) */
 	v->cap_resume_us = ts_us;
-	if (v->cap_fixed || v->cap_whole)
+	if (v->cap_fixed || v->cap_whole || v->cap_cancelled)
 		return;
 	v->cap_fixed = 1;
 	v->cap.captured(v->cap.arg, (ts_us > v->cap_stop_us ? ts_us - v->cap_stop_us : 0) * 1000);
@@ -200,8 +200,10 @@ static void snap_caps(struct vm *v, json_t *reply, const char *error)
 		return;
 	}
 	op_check(v, reply, error);
-	if (op_live(v))
-		snap_migrate(v);
+	if (!op_live(v))
+		return;
+	v->cap_bg = 1;
+	snap_migrate(v);
 }
 
 static void snap_status(struct vm *v, json_t *reply, const char *error)
@@ -315,12 +317,30 @@ int vm_capture(struct hec_partition *p, int fd, const struct hec_capture_cbs *cb
 			json_pack("{s:s}", "execute", "query-status"), snap_status);
 }
 
+/*
+ * QEMU 7.2 (Debian 12's) stops the write tracking of a background snapshot
+ * only when it completes (bg_migration_completion): cancelled or failed,
+ * the guest's RAM stays write-protected with nobody to resolve the faults,
+ * and the guest hangs at its next write to a page not yet written out
+ * (fixed upstream in 2023, after 7.2: "migration: stop tracking ram writes
+ * when cancelling background migration").  So a background capture is
+ * never cancelled in QEMU: it runs to its end into the fd, whose reader
+ * must drain it, and ends as cancelled.  A guest stopped while written
+ * (no background snapshot) is cancelled at once and resumes.
+ */
 int vm_cancel(struct hec_partition *p)
 {
 	struct vm *v = p->priv;
 
 	if (!v || v->op != OP_SNAPSHOT || !v->cap.captured || v->op_ending)
 		return -ENOENT;
+	if (v->cap_bg) {
+		if (!v->cap_cancelled)
+			hec_job_info(v->host->node, v->job,
+				     "capture of the guest cancelled: QEMU writes it to its end, the guest runs on");
+		v->cap_cancelled = 1;
+		return 0;
+	}
 	hec_job_info(v->host->node, v->job, "capture of the guest cancelled; the guest runs on");
 	op_end(v, -ECANCELED, "the capture was cancelled");
 	/* after op_end: what the op queued and did not send is dropped there */
@@ -468,6 +488,11 @@ static void op_status(struct vm *v, json_t *reply, const char *error)
 	op_check(v, reply, error);
 	if (!op_live(v))
 		return;
+	if (v->cap_cancelled && st &&
+	    (!strcmp(st, "completed") || !strcmp(st, "failed") || !strcmp(st, "cancelled"))) {
+		op_end(v, -ECANCELED, "the capture was cancelled");
+		return;
+	}
 	if (st && !strcmp(st, "completed")) {
 		if (v->op == OP_RESTORE) {
 			restore_loaded(v);

@@ -184,6 +184,8 @@ struct vm {
 	struct hec_capture_cbs cap;
 	int cap_fixed;                /* captured() was called */
 	int cap_whole;                /* no background snapshot: stopped while written */
+	int cap_bg;                   /* QEMU's background snapshot was asked for */
+	int cap_cancelled;            /* cancel() of a background one: it ends as cancelled */
 	int64_t cap_stop_us, cap_resume_us; /* QMP STOP / RESUME timestamps (0: not seen) */
 	int64_t cap_stopped_ns;       /* cap_whole: when our stop was answered */
 	int64_t cap_progress_ns;      /* progress() last called */
