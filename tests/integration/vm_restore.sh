@@ -38,7 +38,9 @@ while [ \$i -lt $LAST ]; do i=\$((i + 1)); echo "tick \$i"; sleep 0.2; done
 echo done
 EOF
 
-ticks() { sed -n 's/^tick //p' "$1"; }
+ticks() { sed -n 's/^tick //p' "$1" 2>/dev/null; }
+# our job's QEMU (other clusters on this host may have a job of that id too)
+qemu_pid() { pgrep -f -- "-name hec-job$1-node0 .*$TEST_DIR/" | head -1; }
 last_tick() { ticks "$1" | tail -n 1; }
 wait_tick() {
 	local i
@@ -53,7 +55,7 @@ j=$(submit count.sh)
 wait_state "$j" RUNNING 60
 OUT=$(job_field "$j" output)
 wait_tick 3
-qpid=$(pgrep -f -- "-name hec-job$j-node0" | head -1)
+qpid=$(qemu_pid "$j")
 [ -n "$qpid" ] || fail "no QEMU of job $j"
 initrd=$(tr '\0' '\n' <"/proc/$qpid/cmdline" | sed -n '/^-initrd$/{n;p}')
 IMAGE=$(basename "$(dirname "$initrd")")
@@ -206,7 +208,7 @@ ev() {
 }
 no_qemu() {
 	local i
-	for i in $(seq 50); do procs_with "-name hec-job$j-node0" | grep -q . || return 0; sleep 0.2; done
+	for i in $(seq 50); do [ -z "$(qemu_pid "$j")" ] && return 0; sleep 0.2; done
 	fail "QEMU of job $j still runs after $1"
 }
 
@@ -228,7 +230,7 @@ no_qemu "a corrupted stream"
 note "restore of epoch 1: loaded, paused; frozen until the epoch starts; then runs on"
 e=$(ev launched)
 jq -e '.error == null' <<<"$e" >/dev/null || fail "LAUNCHED with restore failed: $e"
-procs_with "-name hec-job$j-node0" | grep -q . || fail "no QEMU after LAUNCHED"
+[ -n "$(qemu_pid "$j")" ] || fail "no QEMU after LAUNCHED"
 e=$(ev resume_sent)
 resume=$(jq -r .resume <<<"$e")
 start=$(jq -r .epoch_start <<<"$e")
