@@ -257,4 +257,5 @@ sed -n 's/^tick //p' <<<"$back" | awk -v f="$first" -v last=$LAST 'NR == 1 && $1
 [ "$(tail -n 1 "$OUT")" = done ] || fail "the output's last line is not 'done'"
 grep -q "restored guest resumed; hec-guest answers (the batch step runs)" "$HEC_DIR/log/node0.log" ||
 	fail "no PONG from the restored guest in node0's log"
+grep -E "job $j: (restarting|guest loaded|partition ready: its guest|LAUNCH failed|restored guest|batch step (of the checkpoint|in the guest ended))" "$HEC_DIR/log/node0.log"
 note "job $j: restarted from its checkpoint, its output went on to the end"
