@@ -325,6 +325,23 @@ int restart_launch_failed(struct ctl *ctl, struct ctl_job *j, const char *node,
 	return 1;
 }
 
+/* Is a storage server up to read a checkpoint from?  After a controller
+ * restart the nodes often register before the servers do. */
+static int stores_up(const struct ctl *ctl)
+{
+	for (const struct store *s = ctl->stores; s; s = s->next)
+		if (s->peer)
+			return 1;
+	return 0;
+}
+
+const char *restart_waits_for(const struct ctl *ctl, const struct ctl_job *j)
+{
+	if (!j->restore_epoch || j->state != JOB_PENDING)
+		return NULL;
+	return stores_up(ctl) ? "Restart" : "Restart (waiting for a storage server)";
+}
+
 int restart_col_ok(void *arg, long id, int col)
 {
 	struct ctl *ctl = arg;
@@ -333,7 +350,11 @@ int restart_col_ok(void *arg, long id, int col)
 	size_t i;
 	json_t *v;
 
-	if (!j || !j->restart_nodes || j->state != JOB_PENDING)
+	if (!j || j->state != JOB_PENDING || !j->restore_epoch)
+		return 1;
+	if (!stores_up(ctl))
+		return 0;
+	if (!j->restart_nodes)
 		return 1;
 	for (int c = 0; n && c < col; c++)
 		n = n->next;

@@ -152,7 +152,9 @@ static void apply(struct ctl *ctl, struct ctl_job *j, const struct gang_job_info
 {
 	if (j->state == JOB_PENDING) {
 		if (gi->state == GANG_PENDING) {
-			snprintf(j->reason, sizeof(j->reason), "%s",
+			const char *restart = restart_waits_for(ctl, j);
+
+			snprintf(j->reason, sizeof(j->reason), "%s", restart ? restart :
 				 gi->wait == GANG_WAIT_PRIORITY ? "Priority" : "Resources");
 		} else if (gi->state == GANG_RUNNING) {
 			struct node *picked[gi->ncols > 0 ? gi->ncols : 1];

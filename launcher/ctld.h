@@ -589,9 +589,12 @@ int restart_launch_failed(struct ctl *ctl, struct ctl_job *j, const char *node,
 /** Node @n registered again while @j runs there: a restored job whose
  *  RESUME this controller never sent gets it now. */
 void restart_reconciled(struct ctl *ctl, struct ctl_job *j, struct node *n);
-/** The gang matrix's column filter: a restarting job with --nodes goes
- *  only there (@arg: the ctl). */
+/** The gang matrix's column filter: a restarting job waits for a storage
+ *  server up, and with --nodes goes only there (@arg: the ctl). */
 int restart_col_ok(void *arg, long id, int col);
+/** A pending restart's queue reason ("Restart", or why it waits), NULL
+ *  for any other job. */
+const char *restart_waits_for(const struct ctl *ctl, const struct ctl_job *j);
 
 /* ---- ctl_cli.c: CLI requests ---- */
 
