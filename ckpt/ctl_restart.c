@@ -296,14 +296,14 @@ int restart_launch_failed(struct ctl *ctl, struct ctl_job *j, const char *node,
 {
 	struct restart_op *op;
 	int64_t failed = j->restore_epoch, prev;
-	char add[600], why[700];
+	char add[700], why[800], where[600];
 	size_t used;
 
 	if (!failed || j->phase != PH_LAUNCHING)
 		return 0;
 	op = op_get(ctl, j);
-	snprintf(add, sizeof(add), "checkpoint %lld did not load on %s: %s", (long long)failed,
-		 node, error);
+	reason_for_node(where, sizeof(where), node, error);
+	snprintf(add, sizeof(add), "checkpoint %lld did not load: %s", (long long)failed, where);
 	hec_warn("job %ld: %s", j->id, add);
 	if (op) {
 		used = strlen(op->errors);
