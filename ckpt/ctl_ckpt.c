@@ -821,18 +821,26 @@ void cli_ckpt(struct ctl *ctl, struct peer *p, struct ctl_job *j, const json_t *
 void ckpt_job_ended(struct ctl *ctl, struct ctl_job *j, const char *why)
 {
 	struct ckpt_op *op = j->ckpt;
+	enum job_state s = job_state_final(j->state) ? j->state : j->final_state;
+	int plain = !strcmp(why, "None") || !*why;
+	char ended[700];
 
 	(void)ctl;
 	j->ckpt_next = 0;
 	if (!op)
 		return;
+	if (job_state_final(j->state) || (j->phase == PH_ENDING && s != JOB_PENDING))
+		snprintf(ended, sizeof(ended), "job %ld ended (%s%s%s)", j->id, job_state_name(s),
+			 plain ? "" : ": ", plain ? "" : why);
+	else
+		snprintf(ended, sizeof(ended), "%s", why);
 	if (op->phase == CK_COMMIT) {
 		/* every stream is stored: the checkpoint outlives the job */
-		hec_info("job %ld: %s; checkpoint %lld is committing and completes", j->id, why,
+		hec_info("job %ld: %s; checkpoint %lld is committing and completes", j->id, ended,
 			 (long long)op->epoch);
 		return;
 	}
-	op_abort(op, "%s", why);
+	op_abort(op, "%s", ended);
 }
 
 /* ---- listing and deleting ---- */
