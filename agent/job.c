@@ -435,7 +435,7 @@ static int batch_host_resolves(const struct agent *ag, const json_t *nodes, char
 
 /* After QEMU failed to load, how long hec-store may take to say why (a
  * chunk or stream that failed its hash is the better reason). */
-#define STORE_REASON_WAIT_MS 5000
+#define STORE_REASON_WAIT_MS 3000
 
 struct job_restore {
 	pid_t store_pid;           /* hec-store get, its own process group; 0 once reaped */

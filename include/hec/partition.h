@@ -118,7 +118,9 @@ struct hec_run_req {
 	/* 1: the machine was restarted from a checkpoint taken while its batch
 	 * step ran: start nothing, attach out_fd/err_fd and the step's end to
 	 * the step already running there (argv, envp, cwd unused).  -ENOENT:
-	 * no batch step runs in the restored machine. */
+	 * no batch step runs in the restored machine (known once resume() has
+	 * heard from it; an attach before that learns it through
+	 * host->exited(), with an error). */
 	int attach;
 };
 

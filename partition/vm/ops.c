@@ -348,8 +348,11 @@ static void timer_cb(evutil_socket_t fd, short what, void *arg)
 	(void)fd;
 	(void)what;
 	if (v->state != VM_UP && hec_now_mono_ns() > v->deadline_ns) {
-		vm_fail(v, "the guest did not come up within %d s (console: %s/console.log)",
-			VM_BOOT_TIMEOUT_S, v->dir);
+		if (v->from_stream)
+			vm_fail(v, "the checkpoint's state did not load within %d s", VM_BOOT_TIMEOUT_S);
+		else
+			vm_fail(v, "the guest did not come up within %d s (console: %s/console.log)",
+				VM_BOOT_TIMEOUT_S, v->dir);
 		return;
 	}
 	if (v->state == VM_DEAD)

@@ -444,9 +444,14 @@ static void in_status(struct vm *v, json_t *reply, const char *error)
 	} else if (st && !strcmp(st, "completed")) {
 		in_loaded(v);
 	} else if (st && (!strcmp(st, "failed") || !strcmp(st, "cancelled"))) {
+		/* QEMU's own reason where it gives one: its log may end with an
+		 * older warning when the failure is polled */
 		hec_fmt(msg, sizeof(msg), "QEMU: the migration %s%s%s", st, desc ? ": " : "",
 			desc ? desc : "");
-		in_fail(v, msg);
+		if (desc)
+			vm_fail(v, "the checkpoint's state did not load: %s", msg);
+		else
+			in_fail(v, msg);
 	} else {
 		in_after(v, IN_POLL_MS);
 	}

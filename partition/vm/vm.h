@@ -25,6 +25,10 @@
  *   job's user; QEMU connects to all four -> hec-guest (PID 1) sets up the
  *   job's network and says HELLO -> we measure what a gang switch costs by
  *   cgroup freeze and by QMP stop/cont -> LAUNCHED.
+ * A guest restarted from a checkpoint (start() with restore) skips the
+ * boot: the same QEMU with -incoming defer -S is given the stream (getfd +
+ * migrate-incoming fd:) and is up, paused, once query-migrate says
+ * completed; resume() then conts it and PINGs hec-guest (qemu.c).
  * QEMU connects to us rather than we to it, so nothing polls for sockets
  * to appear.  The guest's exit (QEMU gone, guest panic, channel broken)
  * ends the job as failed with the reason.
