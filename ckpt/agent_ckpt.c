@@ -95,10 +95,12 @@ static struct agent_ckpt *ck_find(struct agent *ag, long job, long long epoch)
 	return NULL;
 }
 
-static struct agent_ckpt *ck_live(struct agent *ag, long job)
+/* A checkpoint of @job that still runs here, or still holds the network
+ * or the guest's capture (an ended one whose capture writes to its end). */
+static struct agent_ckpt *ck_busy(struct agent *ag, long job)
 {
 	for (struct agent_ckpt *c = ag->ckpts; c; c = c->next)
-		if (c->job == job && !c->ended)
+		if (c->job == job && (!c->ended || c->held || c->capturing))
 			return c;
 	return NULL;
 }
@@ -720,8 +722,10 @@ void agent_ckpt_on_prepare(struct agent *ag, const json_t *body)
 		       j->part->ops->name);
 		return;
 	}
-	if ((busy = ck_live(ag, id))) {
-		refuse(ag, body, "checkpoint %lld of job %ld is under way here", busy->epoch, id);
+	if ((busy = ck_busy(ag, id))) {
+		refuse(ag, body, "checkpoint %lld of job %ld %s here", busy->epoch, id,
+		       !busy->ended ? "is under way" : busy->capturing ? "is still ending" :
+		       "still holds the job network");
 		return;
 	}
 	stats = hec_partition_stats(j->part);

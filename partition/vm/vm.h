@@ -37,6 +37,8 @@
  * chains of QMP commands on the event monitor, one in flight at a time:
  *   snapshot: query-status -> background-snapshot on (or stop, where the
  *   kernel refuses it) -> getfd + migrate fd: -> poll query-migrate.
+ *   capture (a checkpoint's snapshot): the same, the QMP events STOP and
+ *   RESUME telling when the state is fixed and how long the vCPUs stood.
  *   restore: stop the guest and set its QEMU aside -> a new QEMU with
  *   -incoming defer -> getfd + migrate-incoming fd: -> poll -> the old one
  *   goes, cont, PING/PONG on the guest channel; if the state does not load
@@ -47,6 +49,7 @@
  * and every other node's agent links to it over TCP (NET_JOIN, then
  * NET_FRAME data frames, authenticated by the job key).  On a real cluster
  * the same shape is a bridge per host plus VXLAN tunnels to the hub's.
+ * net_hold holds the guest's port (a checkpoint's cut): nothing in or out.
  */
 #include "config.h"
 
