@@ -55,6 +55,7 @@ struct exit_rec {
 };
 
 struct agent;
+struct job_restore;
 
 struct agent_job {
 	struct agent_job *next;
@@ -67,6 +68,7 @@ struct agent_job {
 	json_t *nodes;             /* LAUNCH's [{name, addr, ranks}] (owned) */
 	struct hec_partition *part; /* never NULL; host: the agent's phost, host_arg: this job */
 	int vm_running;            /* vm: the batch step runs in the guest now */
+	struct job_restore *rst;   /* restarted from a checkpoint (LAUNCH's restore), job.c */
 	pid_t batch_pid;           /* our child running the batch step, 0 if none */
 	/* A batch step of a previous agent life: not our child; watched by polling. */
 	pid_t orphan_pid;
@@ -81,6 +83,7 @@ struct agent_job {
 
 struct bridge;
 struct agent_gang;
+struct agent_ckpt;
 
 struct agent {
 	struct agent_conf conf;
@@ -119,6 +122,7 @@ struct agent {
 	struct exit_rec *exits;
 	struct bridge *bridges;
 	struct agent_gang *gang;         /* gang scheduling: clock, epochs, dispatcher */
+	struct agent_ckpt *ckpts;        /* checkpoints under way here (ckpt/agent_ckpt.c) */
 
 	struct event *sigs[5];
 	int shutting_down;         /* SHUTDOWN: kill everything, then exit */
@@ -145,6 +149,10 @@ void agent_ckpt_on_reopen(struct agent *ag, const json_t *body);
 void agent_ckpt_on_abort(struct agent *ag, const json_t *body);
 /** The job's partition is going (KILL_JOB, shutdown): end its checkpoint. */
 void agent_ckpt_job_gone(struct agent *ag, long job);
+/** A reaped child: a checkpoint's stream writer?  \return 1 if so. */
+int agent_ckpt_reaped(struct agent *ag, pid_t pid, int status);
+/** The agent exits: every checkpoint's writer is killed, all freed. */
+void agent_ckpt_free(struct agent *ag);
 
 /* job.c */
 struct agent_job *agent_job_find(struct agent *ag, long id);
@@ -199,6 +207,10 @@ void agent_gang_on_stats_req(struct agent *ag, const json_t *body);
 void agent_gang_job_ready(struct agent *ag, struct agent_job *j);
 /** Take job @id out of every schedule before its partition is killed. */
 void agent_gang_job_forget(struct agent *ag, long id);
+/** Controller instant @ctl_ns (its CLOCK_REALTIME, as EPOCH, CKPT_PREPARE
+ *  and RESUME carry) on our CLOCK_MONOTONIC, by the gang clock estimate.
+ *  \return 0, or -EAGAIN while there is no estimate yet. */
+int agent_gang_ctl_to_mono(struct agent *ag, int64_t ctl_ns, int64_t *mono_ns);
 
 /* bridge.c */
 int bridges_listen(struct agent *ag, int *port);

@@ -758,6 +758,16 @@ void agent_gang_job_ready(struct agent *ag, struct agent_job *j)
 	hec_job_debug(ag->conf.name, j->id, "partition joins the gang schedule");
 }
 
+int agent_gang_ctl_to_mono(struct agent *ag, int64_t ctl_ns, int64_t *mono_ns)
+{
+	struct agent_gang *g = ag->gang;
+
+	if (!g || !g->have_estimate)
+		return -EAGAIN;
+	*mono_ns = ctl_ns - g->est_offset;
+	return 0;
+}
+
 /* Before a partition is killed: the dispatcher must never touch it again. */
 void agent_gang_job_forget(struct agent *ag, long id)
 {

@@ -426,7 +426,8 @@ static void on_signal(evutil_socket_t sig, short what, void *arg)
 	case SIGCHLD:
 		while ((pid = waitpid(-1, &status, WNOHANG)) > 0)
 			if (!agent_job_reaped(ag, pid, status) &&
-			    !agent_jobs_part_reaped(ag, pid, status))
+			    !agent_jobs_part_reaped(ag, pid, status) &&
+			    !agent_ckpt_reaped(ag, pid, status))
 				bridge_reaped(ag, pid, status);
 		break;
 	case SIGTERM:
@@ -645,6 +646,7 @@ static void agent_free(struct agent *ag)
 	agent_gang_free(ag);
 	bridges_free(ag);
 	agent_jobs_free(ag);
+	agent_ckpt_free(ag);
 	if (ag->ctl)
 		hec_conn_free(ag->ctl);
 	if (ag->connect_ev)

@@ -68,6 +68,8 @@ static struct agent_job *agent_job_new(struct agent *ag, long id, struct hec_par
 	return j;
 }
 
+static void restore_free(struct agent_job *j);
+
 static void agent_job_free(struct agent *ag, struct agent_job *j)
 {
 	struct agent_job **pp;
@@ -77,6 +79,7 @@ static void agent_job_free(struct agent *ag, struct agent_job *j)
 			*pp = j->next;
 			break;
 		}
+	restore_free(j);
 	j->part->ops->release(j->part);
 	if (j->kill_timer)
 		event_free(j->kill_timer);
@@ -428,6 +431,332 @@ static int batch_host_resolves(const struct agent *ag, const json_t *nodes, char
 	return 0;
 }
 
+/* ---- restart from a checkpoint: the stream (LAUNCH's restore) ---- */
+
+/* After QEMU failed to load, how long hec-store may take to say why (a
+ * chunk or stream that failed its hash is the better reason). */
+#define STORE_REASON_WAIT_MS 3000
+
+struct job_restore {
+	pid_t store_pid;           /* hec-store get, its own process group; 0 once reaped */
+	int store_status;
+	int err_fd;                /* its stderr, until EOF */
+	struct event *err_ev;
+	char err[4096];            /* the tail of its stderr */
+	size_t err_len;
+	int load_done, load_rc;    /* the driver's done() */
+	char load_why[1024];
+	int store_wait;            /* QEMU failed: 1 waiting for hec-store's word, 2 no more */
+	int answered;              /* LAUNCHED sent */
+	int loaded;                /* ... without an error: paused, waiting for RESUME */
+	int resumed;
+	struct event *timer;       /* hec-store's reason; then RESUME's instant */
+	int64_t t0;
+};
+
+static void restore_free(struct agent_job *j)
+{
+	struct job_restore *r = j->rst;
+
+	if (!r)
+		return;
+	/* A hec-store still feeding a guest that is going has nothing left to do. */
+	if (r->store_pid > 0)
+		kill(-r->store_pid, SIGKILL);
+	if (r->err_ev)
+		event_free(r->err_ev);
+	if (r->err_fd >= 0)
+		close(r->err_fd);
+	if (r->timer)
+		event_free(r->timer);
+	free(r);
+	j->rst = NULL;
+}
+
+/* hec-store's last line on stderr (a failure is one line), or "". */
+static void store_last_line(struct job_restore *r, char *out, size_t len)
+{
+	size_t end = r->err_len, start;
+
+	while (end > 0 && (r->err[end - 1] == '\n' || r->err[end - 1] == ' '))
+		end--;
+	for (start = end; start > 0 && r->err[start - 1] != '\n'; start--)
+		;
+	hec_fmt(out, len, "%.*s", (int)(end - start), r->err + start);
+}
+
+/* Read what hec-store says; \return 1 at EOF. */
+static int store_err_drain(struct job_restore *r)
+{
+	for (;;) {
+		ssize_t n;
+
+		if (r->err_fd < 0)
+			return 1;
+		/* keep the tail: the last line is what counts */
+		if (r->err_len > sizeof(r->err) / 2) {
+			memmove(r->err, r->err + r->err_len - sizeof(r->err) / 4, sizeof(r->err) / 4);
+			r->err_len = sizeof(r->err) / 4;
+		}
+		n = read(r->err_fd, r->err + r->err_len, sizeof(r->err) - 1 - r->err_len);
+		if (n > 0) {
+			r->err_len += (size_t)n;
+			continue;
+		}
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0 && errno == EAGAIN)
+			return 0;
+		if (r->err_ev)
+			event_del(r->err_ev);
+		close(r->err_fd);
+		r->err_fd = -1;
+		return 1;
+	}
+}
+
+/*
+ * The load's outcome, once both sides have spoken: QEMU loaded the state
+ * (the driver's done) and hec-store exited 0 (every chunk's hash and the
+ * stream's checked), or either failed.  hec-store's reason comes first:
+ * its failure (a hash mismatch, a server lost) cuts the stream, and
+ * QEMU's complaint about a short stream says less.  A failure leaves the
+ * partition to KILL_JOB, as any failed launch.
+ */
+static void restore_decide(struct agent_job *j)
+{
+	struct agent *ag = j->ag;
+	struct job_restore *r = j->rst;
+	char line[1024], why[1200];
+	int store_done = r->store_pid == 0 && r->err_fd < 0;
+	int store_ok = store_done && WIFEXITED(r->store_status) && WEXITSTATUS(r->store_status) == 0;
+
+	if (r->answered || j->killing)
+		return;
+	store_last_line(r, line, sizeof(line));
+	if (store_done && !store_ok) {
+		if (!line[0])
+			hec_fmt(line, sizeof(line), "hec-store get %s %d",
+				WIFSIGNALED(r->store_status) ? "was killed by signal" : "exited with status",
+				WIFSIGNALED(r->store_status) ? WTERMSIG(r->store_status) :
+							       WEXITSTATUS(r->store_status));
+		hec_fmt(why, sizeof(why), "%s: the checkpoint's stream: %s", ag->conf.name, line);
+	} else if (r->load_done && r->load_rc) {
+		if (!store_done && r->store_wait < 2) {
+			struct timeval tv = { STORE_REASON_WAIT_MS / 1000,
+					      (STORE_REASON_WAIT_MS % 1000) * 1000 };
+
+			if (!r->store_wait++)
+				evtimer_add(r->timer, &tv);
+			return; /* hec-store may yet say why */
+		}
+		hec_fmt(why, sizeof(why), "%s: %s", ag->conf.name, r->load_why);
+	} else if (r->load_done && store_ok) {
+		r->answered = r->loaded = 1;
+		evtimer_del(r->timer);
+		hec_job_info(ag->conf.name, j->id,
+			     "partition ready: its guest is loaded from the checkpoint in %lld ms and waits for RESUME (%s)",
+			     (long long)((hec_now_mono_ns() - r->t0) / 1000000), line);
+		agent_gang_job_ready(ag, j);
+		reply_launched(ag, j->id, NULL);
+		return;
+	} else {
+		return; /* the other side has not spoken yet */
+	}
+	r->answered = 1;
+	evtimer_del(r->timer);
+	if (r->store_pid > 0)
+		kill(-r->store_pid, SIGKILL);
+	/* Nothing of a state that did not load may run: QEMU goes now, the
+	 * partition with KILL_JOB. */
+	j->part->ops->kill(j->part, NULL, 0);
+	hec_job_err(ag->conf.name, j->id, "LAUNCH failed: %s", unprefixed(ag, why));
+	reply_launched(ag, j->id, why);
+}
+
+static void store_err_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct agent_job *j = arg;
+
+	(void)fd;
+	(void)what;
+	if (store_err_drain(j->rst))
+		restore_decide(j);
+}
+
+static void resume_now(struct agent_job *j);
+
+static void restore_timer_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct agent_job *j = arg;
+
+	(void)fd;
+	(void)what;
+	if (j->rst->loaded) {
+		resume_now(j);
+		return;
+	}
+	j->rst->store_wait = 2; /* hec-store said nothing in time: QEMU's reason */
+	restore_decide(j);
+}
+
+/* hec-store as the agent finds its tools: beside hecd (the build tree
+ * holds every program in one directory), else where it is installed. */
+static int find_store(char *buf, size_t len)
+{
+	char self[PATH_MAX];
+
+	if (hec_self_dir(self, sizeof(self)) == 0 && hec_fmt(buf, len, "%s/hec-store", self) == 0 &&
+	    access(buf, X_OK) == 0)
+		return 0;
+	if (hec_fmt(buf, len, "%s/hec-store", HEC_BINDIR) == 0 && access(buf, X_OK) == 0)
+		return 0;
+	return -ENOENT;
+}
+
+/*
+ * Start `hec-store get JOB EPOCH PART` for LAUNCH's @restore, its stdout
+ * into a pipe whose read end is *@in_fd (for the guest), its stderr ours.
+ * It checks every chunk's hash before writing its bytes, and the stream's
+ * at the end (exit 1 and one line on a mismatch).
+ */
+static int restore_spawn(struct agent *ag, struct agent_job *j, const json_t *restore, int *in_fd,
+			 char *why, size_t len)
+{
+	struct job_restore *r;
+	char prog[PATH_MAX], job[32], epoch[32], replicas[16];
+	const char *argv[20];
+	int argc = 0, out[2] = { -1, -1 }, err[2] = { -1, -1 }, nullfd = -1, rc;
+	const char *provider = json_string_value(json_object_get(restore, "provider"));
+	sigset_t all, old;
+	pid_t pid;
+
+	if (find_store(prog, sizeof(prog))) {
+		hec_fmt(why, len, "%s: hec-store is neither beside hecd nor in %s", ag->conf.name,
+			HEC_BINDIR);
+		return -ENOENT;
+	}
+	r = calloc(1, sizeof(*r));
+	if (!r) {
+		hec_fmt(why, len, "%s: out of memory", ag->conf.name);
+		return -ENOMEM;
+	}
+	r->err_fd = -1;
+	r->t0 = hec_now_mono_ns();
+	j->rst = r;
+	hec_fmt(job, sizeof(job), "%ld", j->id);
+	hec_fmt(epoch, sizeof(epoch), "%lld", (long long)json_integer_value(json_object_get(restore, "epoch")));
+	hec_fmt(replicas, sizeof(replicas), "%lld",
+		(long long)json_integer_value(json_object_get(restore, "replicas")));
+	argv[argc++] = prog;
+	argv[argc++] = "--servers";
+	argv[argc++] = json_string_value(json_object_get(restore, "servers"));
+	if (*ag->conf.key_file) {
+		argv[argc++] = "--key-file";
+		argv[argc++] = ag->conf.key_file;
+	}
+	argv[argc++] = "--replicas";
+	argv[argc++] = replicas;
+	if (provider) {
+		argv[argc++] = "--provider";
+		argv[argc++] = provider;
+	}
+	argv[argc++] = "get";
+	argv[argc++] = job;
+	argv[argc++] = epoch;
+	argv[argc++] = json_string_value(json_object_get(restore, "part"));
+	argv[argc] = NULL;
+
+	if (pipe2(out, O_CLOEXEC) || pipe2(err, O_CLOEXEC) ||
+	    (nullfd = open("/dev/null", O_RDONLY | O_CLOEXEC)) < 0) {
+		rc = -errno;
+		hec_fmt(why, len, "%s: pipe: %s", ag->conf.name, strerror(-rc));
+		goto fail;
+	}
+	/* fewer wakeups for QEMU and hec-store on a stream of hundreds of MB */
+	fcntl(out[1], F_SETPIPE_SZ, 1 << 20);
+	r->timer = evtimer_new(ag->base, restore_timer_cb, j);
+	r->err_ev = event_new(ag->base, err[0], EV_READ | EV_PERSIST, store_err_cb, j);
+	if (!r->timer || !r->err_ev) {
+		rc = -ENOMEM;
+		hec_fmt(why, len, "%s: out of memory", ag->conf.name);
+		goto fail;
+	}
+	/* Blocked in the child too: our libevent handlers must not run there. */
+	sigfillset(&all);
+	sigprocmask(SIG_SETMASK, &all, &old);
+	pid = fork();
+	if (pid == 0) {
+		struct sigaction dfl = { .sa_handler = SIG_DFL };
+		sigset_t none;
+
+		for (int s = 1; s < NSIG; s++)
+			sigaction(s, &dfl, NULL);
+		sigemptyset(&none);
+		sigprocmask(SIG_SETMASK, &none, NULL);
+		/* its own group: KILL_JOB and a failed load end it whole */
+		setpgid(0, 0);
+		dup2(nullfd, 0);
+		dup2(out[1], 1);
+		dup2(err[1], 2);
+		execv(prog, (char *const *)argv);
+		dprintf(2, "cannot run %s: %s\n", prog, strerror(errno));
+		_exit(127);
+	}
+	rc = pid < 0 ? -errno : 0;
+	sigprocmask(SIG_SETMASK, &old, NULL);
+	if (rc) {
+		hec_fmt(why, len, "%s: fork: %s", ag->conf.name, strerror(-rc));
+		goto fail;
+	}
+	setpgid(pid, pid); /* no race with a kill of its group */
+	r->store_pid = pid;
+	r->err_fd = err[0];
+	err[0] = -1;
+	evutil_make_socket_nonblocking(r->err_fd);
+	event_add(r->err_ev, NULL);
+	*in_fd = out[0];
+	out[0] = -1;
+	hec_job_info(ag->conf.name, j->id, "restarting from checkpoint %s, stream %s: hec-store pid %d",
+		     epoch, argv[argc - 1], (int)pid);
+	rc = 0;
+fail:
+	for (int i = 0; i < 2; i++) {
+		if (out[i] >= 0)
+			close(out[i]);
+		if (err[i] >= 0)
+			close(err[i]);
+	}
+	if (nullfd >= 0)
+		close(nullfd);
+	if (rc)
+		restore_free(j);
+	return rc;
+}
+
+/* A child reaped: hec-store of a restart?  \return 1 if so. */
+static int restore_reaped(struct agent *ag, pid_t pid, int status)
+{
+	for (struct agent_job *j = ag->jobs; j; j = j->next) {
+		struct job_restore *r = j->rst;
+
+		if (!r || r->store_pid != pid)
+			continue;
+		r->store_pid = 0;
+		r->store_status = status;
+		store_err_drain(r);
+		if (r->err_fd >= 0) {
+			/* a child of its own kept the pipe: its word is what we have */
+			event_del(r->err_ev);
+			close(r->err_fd);
+			r->err_fd = -1;
+		}
+		restore_decide(j);
+		return 1;
+	}
+	return 0;
+}
+
 static void agent_job_started(void *arg, int rc, const char *error);
 
 void agent_job_on_launch(struct agent *ag, const json_t *body)
@@ -439,11 +768,12 @@ void agent_job_on_launch(struct agent *ag, const json_t *body)
 	json_t *nodes = json_object_get(body, "nodes");
 	const char *kind = json_string_value(json_object_get(body, "partition"));
 	const struct hec_partition_ops *ops = kind ? hec_part_driver(&ag->drivers, kind) : ag->ops;
+	const json_t *restore = json_object_get(body, "restore");
 	struct hec_partition *part = NULL;
 	struct agent_job *j = agent_job_find(ag, id);
 	char why[1024], vwhy[900] = "";
 	char dir[PATH_MAX];
-	int rc, made = 0;
+	int rc, made = 0, in_fd = -1;
 
 	if (ag->shutting_down) {
 		hec_fmt(why, sizeof(why), "%s: shutting down", ag->conf.name);
@@ -466,6 +796,11 @@ void agent_job_on_launch(struct agent *ag, const json_t *body)
 	}
 	if (j && j->killing) {
 		hec_fmt(why, sizeof(why), "%s: job %ld is still being killed here", ag->conf.name, id);
+		goto refuse;
+	}
+	if (restore && !(ops->start && ops->resume)) {
+		hec_fmt(why, sizeof(why), "%s: a %s partition cannot start from a checkpoint (vm jobs only)",
+		    ag->conf.name, ops->name);
 		goto refuse;
 	}
 	if (j && ops->start) {
@@ -502,6 +837,8 @@ void agent_job_on_launch(struct agent *ag, const json_t *body)
 	} else {
 		rc = write_hosts(ag, j, why, sizeof(why));
 	}
+	if (!rc && restore)
+		rc = restore_spawn(ag, j, restore, &in_fd, why, sizeof(why));
 	if (!rc && j->part->ops->start) {
 		struct hec_start_req req = {.dir = dir,
 					    .uid = j->uid,
@@ -509,7 +846,9 @@ void agent_job_on_launch(struct agent *ag, const json_t *body)
 					    .key = j->key,
 					    .launch = (const struct json_t *)body,
 					    .done = agent_job_started,
-					    .arg = j};
+					    .arg = j,
+					    .restore = restore != NULL,
+					    .incoming_fd = in_fd};
 
 		vwhy[0] = 0;
 		if (agent_job_dir(ag, id, dir, sizeof(dir))) {
@@ -521,7 +860,11 @@ void agent_job_on_launch(struct agent *ag, const json_t *body)
 		if (rc)
 			hec_fmt(why, sizeof(why), "%s: %s", ag->conf.name, vwhy[0] ? vwhy : strerror(-rc));
 	}
+	/* the guest's QEMU holds the stream now (or nobody will) */
+	if (in_fd >= 0)
+		close(in_fd);
 	if (rc) {
+		restore_free(j);
 		if (made) {
 			j->part->ops->destroy(j->part, NULL, 0);
 			remove_job_dir(ag, id);
@@ -556,6 +899,14 @@ static void agent_job_started(void *arg, int rc, const char *error)
 
 	if (rc == -ECANCELED || j->killing)
 		return; /* the partition is going: no LAUNCHED for it */
+	if (j->rst) {
+		/* loaded (paused) or not: LAUNCHED waits for hec-store's end too */
+		j->rst->load_done = 1;
+		j->rst->load_rc = rc;
+		hec_fmt(j->rst->load_why, sizeof(j->rst->load_why), "%s", rc ? error : "");
+		restore_decide(j);
+		return;
+	}
 	if (rc) {
 		/* The partition stays: the controller fails the job and KILL_JOB
 		 * empties and removes it the usual way. */
@@ -713,6 +1064,17 @@ static void part_exited(void *arg, int code, int sig, const char *error)
 
 	if (j->killing)
 		return;
+	if (j->rst && !j->rst->loaded) {
+		/* before LAUNCHED: the launch fails (if it has not already) */
+		if (!j->rst->answered) {
+			j->rst->load_done = 1;
+			j->rst->load_rc = -EIO;
+			hec_fmt(j->rst->load_why, sizeof(j->rst->load_why), "%s",
+				error ? error : "the guest ended while it was loaded");
+			restore_decide(j);
+		}
+		return;
+	}
 	j->vm_running = 0;
 	batch_ended(j->ag, j->id, code, sig, error);
 }
@@ -758,7 +1120,8 @@ int agent_jobs_part_reaped(struct agent *ag, pid_t pid, int status)
 /*
  * Open the batch step's output files as the job's user, in its directory,
  * so that the user's permissions apply: a forked helper drops privileges,
- * opens, and passes the descriptors back.  @why gets the reason on failure.
+ * opens, and passes the descriptors back; @append: a restarted job's step
+ * writes on after what it wrote before.  @why gets the reason on failure.
  */
 struct open_result {
 	int err;
@@ -771,9 +1134,10 @@ struct open_result {
  * follow a symbolic link, and refuse a regular file that another user owns
  * (it would hand them the job's output).
  */
-static int open_output(const char *path)
+static int open_output(const char *path, int append)
 {
-	int fd = open(path, O_WRONLY | O_CREAT | O_NOFOLLOW | O_NOCTTY | O_NONBLOCK | O_CLOEXEC, 0644);
+	int fd = open(path, O_WRONLY | O_CREAT | O_NOFOLLOW | O_NOCTTY | O_NONBLOCK | O_CLOEXEC |
+				    (append ? O_APPEND : 0), 0644);
 	struct stat st;
 
 	if (fd < 0)
@@ -785,7 +1149,7 @@ static int open_output(const char *path)
 	}
 	/* O_NONBLOCK only so that a FIFO without reader cannot hang us. */
 	fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) & ~O_NONBLOCK);
-	if (S_ISREG(st.st_mode) && ftruncate(fd, 0)) {
+	if (S_ISREG(st.st_mode) && !append && ftruncate(fd, 0)) {
 		close(fd);
 		return -1;
 	}
@@ -793,7 +1157,8 @@ static int open_output(const char *path)
 }
 
 static void __attribute__((noreturn))
-open_child(int sock, const struct agent_job *j, const char *cwd, const char *out, const char *err)
+open_child(int sock, const struct agent_job *j, const char *cwd, const char *out, const char *err,
+	   int append)
 {
 	struct open_result r = { 0, 0 };
 	char cbuf[CMSG_SPACE(2 * sizeof(int))];
@@ -812,7 +1177,7 @@ open_child(int sock, const struct agent_job *j, const char *cwd, const char *out
 		goto send;
 	}
 	r.stage = 1;
-	fds[nfds] = open_output(out);
+	fds[nfds] = open_output(out, append);
 	if (fds[nfds] < 0) {
 		r.err = errno;
 		goto send;
@@ -820,7 +1185,7 @@ open_child(int sock, const struct agent_job *j, const char *cwd, const char *out
 	nfds++;
 	if (err && strcmp(err, out)) {
 		r.stage = 2;
-		fds[nfds] = open_output(err);
+		fds[nfds] = open_output(err, append);
 		if (fds[nfds] < 0) {
 			r.err = errno;
 			goto send;
@@ -844,7 +1209,7 @@ send:
 }
 
 static int open_as_user(struct agent *ag, const struct agent_job *j, const char *cwd, const char *out,
-			const char *err, int *out_fd, int *err_fd, char *why, size_t whylen)
+			const char *err, int append, int *out_fd, int *err_fd, char *why, size_t whylen)
 {
 	char cbuf[CMSG_SPACE(2 * sizeof(int))];
 	struct open_result r = { EIO, 0 };
@@ -868,7 +1233,7 @@ static int open_as_user(struct agent *ag, const struct agent_job *j, const char 
 	pid = fork();
 	if (pid == 0) {
 		close(sv[0]);
-		open_child(sv[1], j, cwd, out, err);
+		open_child(sv[1], j, cwd, out, err, append);
 	}
 	sigprocmask(SIG_SETMASK, &old, NULL);
 	close(sv[1]);
@@ -1022,6 +1387,44 @@ out:
 	return rc;
 }
 
+/* START {restored}: the batch step runs on in the guest restarted from the
+ * checkpoint; its output goes on at the end of the job's files. */
+static void start_restored(struct agent *ag, struct agent_job *j, const char *cwd, const char *out,
+			   const char *errf)
+{
+	struct hec_run_req req = { .cwd = cwd, .uid = j->uid, .gid = j->gid, .attach = 1 };
+	char why[PATH_MAX + 256], vwhy[900] = "";
+	int out_fd = -1, err_fd = -1, rc;
+
+	if (!job_is_vm(j) || !j->rst || !j->rst->loaded) {
+		hec_fmt(why, sizeof(why), "%s: START of a restored batch step, but job %ld was not restarted from a checkpoint here",
+		    ag->conf.name, j->id);
+		goto fail;
+	}
+	rc = open_as_user(ag, j, cwd, out, errf, 1, &out_fd, &err_fd, why, sizeof(why));
+	if (rc)
+		goto fail;
+	req.out_fd = out_fd;
+	req.err_fd = err_fd;
+	rc = hec_partition_run(j->part, &req, vwhy, sizeof(vwhy));
+	close(out_fd);
+	if (err_fd >= 0)
+		close(err_fd);
+	if (rc) {
+		hec_fmt(why, sizeof(why), "%s: %s", ag->conf.name, vwhy[0] ? vwhy : strerror(-rc));
+		goto fail;
+	}
+	j->vm_running = 1;
+	save_meta(ag, j);
+	hec_job_info(ag->conf.name, j->id,
+		     "batch step of the checkpoint attached: its output goes on at the end of %s", out);
+	return;
+
+fail:
+	hec_job_err(ag->conf.name, j->id, "restored batch step not attached: %s", unprefixed(ag, why));
+	batch_ended(ag, j->id, 1, 0, why);
+}
+
 void agent_job_on_start(struct agent *ag, const json_t *body)
 {
 	long id = (long)json_integer_value(json_object_get(body, "job"));
@@ -1050,6 +1453,10 @@ void agent_job_on_start(struct agent *ag, const json_t *body)
 	}
 	if (j->batch_pid || j->orphan_pid || j->vm_running || exit_find(ag, id)) {
 		hec_job_warn(ag->conf.name, id, "START again, ignored: the batch step already ran");
+		return;
+	}
+	if (json_is_true(json_object_get(body, "restored"))) {
+		start_restored(ag, j, cwd, out, errf);
 		return;
 	}
 	agent_job_dir(ag, id, dir, sizeof(dir));
@@ -1088,7 +1495,7 @@ void agent_job_on_start(struct agent *ag, const json_t *body)
 		hec_fmt(why, sizeof(why), "%s: out of memory", ag->conf.name);
 		goto fail;
 	}
-	rc = open_as_user(ag, j, cwd, out, errf, &out_fd, &err_fd, why, sizeof(why));
+	rc = open_as_user(ag, j, cwd, out, errf, 0, &out_fd, &err_fd, why, sizeof(why));
 	if (rc)
 		goto fail;
 	if (job_is_vm(j)) {
@@ -1143,6 +1550,8 @@ int agent_job_reaped(struct agent *ag, pid_t pid, int status)
 {
 	int code, sig;
 
+	if (restore_reaped(ag, pid, status))
+		return 1;
 	for (struct agent_job *j = ag->jobs; j; j = j->next) {
 		if (j->batch_pid != pid)
 			continue;
@@ -1230,8 +1639,10 @@ static void start_kill(struct agent *ag, struct agent_job *j)
 	/* First, so that the slot dispatcher never touches a dying partition
 	 * (no thaw needed: SIGKILL and cgroup.kill work on frozen groups). */
 	agent_gang_job_forget(ag, j->id);
+	agent_ckpt_job_gone(ag, j->id);
 	hec_partition_forget(j->part);
 	bridges_close_net(ag, j->id);
+	restore_free(j);
 	j->killing = 1;
 	j->kill_start_ns = hec_now_mono_ns();
 	if (j->watch)
@@ -1407,10 +1818,58 @@ void agent_jobs_adopt(struct agent *ag)
 	}
 }
 
-/* ---- RESUME: a restarted job's guests run (being built) ---- */
+/* ---- RESUME: a restarted job's guests run ---- */
+
+static void resume_now(struct agent_job *j)
+{
+	struct agent *ag = j->ag;
+	char why[1024], vwhy[900] = "";
+	int rc;
+
+	if (j->killing || j->rst->resumed)
+		return;
+	j->rst->resumed = 1;
+	rc = hec_partition_resume(j->part, vwhy, sizeof(vwhy));
+	if (!rc) {
+		hec_job_info(ag->conf.name, j->id, "restored guest resumes");
+		return;
+	}
+	/* a guest that cannot run fails the job, as a guest failure does */
+	hec_fmt(why, sizeof(why), "%s: resume: %s", ag->conf.name, vwhy[0] ? vwhy : strerror(-rc));
+	hec_job_err(ag->conf.name, j->id, "%s", unprefixed(ag, why));
+	j->vm_running = 0;
+	batch_ended(ag, j->id, 1, 0, why);
+}
 
 void agent_job_on_resume(struct agent *ag, const json_t *body)
 {
-	hec_warn("%s: RESUME for job %lld: restarts are not built into this agent yet", ag->conf.name,
-		 (long long)json_integer_value(json_object_get(body, "job")));
+	long id = (long)json_integer_value(json_object_get(body, "job"));
+	int64_t t = (int64_t)json_integer_value(json_object_get(body, "t")), at, wait;
+	struct agent_job *j = agent_job_find(ag, id);
+	struct timeval tv;
+
+	if (!j || j->killing || !j->rst || !j->rst->loaded) {
+		hec_job_warn(ag->conf.name, id, "RESUME ignored: %s",
+			     !j || j->killing ? "no partition here" :
+			     !j->rst ? "the partition was not restarted from a checkpoint" :
+				       "its guest is not loaded");
+		return;
+	}
+	if (j->rst->resumed || evtimer_pending(j->rst->timer, NULL))
+		return; /* the controller said it before */
+	if (agent_gang_ctl_to_mono(ag, t, &at)) {
+		hec_job_warn(ag->conf.name, id, "RESUME: no clock estimate of the controller yet; resuming now");
+		at = hec_now_mono_ns();
+	}
+	wait = at - hec_now_mono_ns();
+	if (wait <= 0) {
+		if (wait < -1000000)
+			hec_job_warn(ag->conf.name, id, "RESUME came %.1f ms after its instant",
+				     (double)-wait / 1e6);
+		resume_now(j);
+		return;
+	}
+	tv = (struct timeval){ (time_t)(wait / 1000000000), (suseconds_t)(wait % 1000000000 / 1000) };
+	evtimer_add(j->rst->timer, &tv);
+	hec_job_debug(ag->conf.name, id, "restored guest resumes in %.3f ms", (double)wait / 1e6);
 }

@@ -87,6 +87,16 @@ int cli_parse_duration_ms(const char *what, const char *s, long max_ms, long *ms
 			  char *err, size_t errlen);
 /** A job id: a number in 1..INT32_MAX. */
 int cli_parse_job_id(const char *s, long *id, char *err, size_t errlen);
+/** A checkpoint's epoch: a number in 1..INT64_MAX. */
+int cli_parse_epoch(const char *s, long long *epoch, char *err, size_t errlen);
+
+/**
+ * Node names from "node0,node2" or the host-list form cli_hostlist()
+ * writes ("node[0-2,5],other"), into @names (@max of them, each at most
+ * 64 characters).  \return how many, or -EINVAL with @err (empty, a bad
+ * range, more than @max names).
+ */
+int cli_hostlist_expand(const char *list, char (*names)[65], int max, char *err, size_t errlen);
 
 /** @path made absolute against @cwd ("." and ".." are left to the kernel).
  *  \return 0 or -ENAMETOOLONG. */
@@ -139,6 +149,10 @@ enum submit_key {
 	SK_PARTITION,
 	SK_VCPUS,
 	SK_VM_FILE,
+	SK_CKPT_INTERVAL,
+	SK_CKPT_KEEP,
+	SK_RESTART,
+	SK_MAX_RESTARTS,
 };
 
 /* Fields given so far (bit per field): command line beats directives. */
@@ -155,7 +169,14 @@ enum {
 	SK_SET_PARTITION = 1u << 9,
 	SK_SET_VCPUS = 1u << 10,
 	SK_SET_VM_FILES = 1u << 11,
+	SK_SET_CKPT_INTERVAL = 1u << 12,
+	SK_SET_CKPT_KEEP = 1u << 13,
+	SK_SET_RESTART = 1u << 14,
+	SK_SET_MAX_RESTARTS = 1u << 15,
 };
+
+#define CLI_CKPT_KEEP_DEFAULT 2
+#define CLI_MAX_RESTARTS_DEFAULT 3
 
 #define CLI_VM_MEM_DEFAULT 512
 
@@ -167,6 +188,10 @@ struct submit_opts {
 	long vcpus;                    /* vm: vCPUs per guest; 0: ranks per node */
 	char **vm_files;               /* vm: extra files for the guest image (owned) */
 	int nvm_files;
+	long ckpt_interval;            /* vm: s between automatic checkpoints, 0: none */
+	long ckpt_keep;                /* committed checkpoints kept */
+	int restart_auto;              /* --restart auto */
+	long max_restarts;             /* automatic restarts at most */
 	char *name, *output, *error;   /* owned */
 	unsigned set;
 };
@@ -176,7 +201,8 @@ extern const struct cli_opt cli_submit_options[];
 extern const struct cli_opt cli_directive_options[];
 
 /** Check and store one job option (-N, -n, -t, -J, -o, -e, --priority,
- *  --share, --mem, --partition, --vcpus, --vm-file).
+ *  --share, --mem, --partition, --vcpus, --vm-file, --ckpt-interval,
+ *  --ckpt-keep, --restart, --max-restarts).
  *  A later value replaces an earlier one. \return 0, -EINVAL (@err), -ENOMEM. */
 int submit_opt_apply(struct submit_opts *o, int key, const char *val, char *err, size_t errlen);
 
@@ -234,6 +260,13 @@ void cli_format_bytes(long long bytes, char *buf, size_t len);
  * \return 1 for an error line (it goes to stderr), else 0.
  */
 int cli_snapshot_line(const json_t *node, int revert, char *buf, size_t len);
+
+/** A checkpoint's pauses for `hec ckpts`: "node0 4.1 ms, node1 3.9 ms"
+ *  from its "parts" ([{node, pause_us}]); "-" without parts. */
+void cli_ckpt_pauses(const json_t *parts, char *buf, size_t len);
+/** The progress of a checkpoint under way (the "current" of `ckpts`) at
+ *  @now_ms (Unix ms): "checkpoint E: stream, 153.2 MB in 3.4 s (45.1 MB/s)". */
+void cli_ckpt_progress(const json_t *current, long long now_ms, char *buf, size_t len);
 
 /** `hec storage`: the table's header, and one row's cells for an element of
  *  the "storage" answer's servers (doc/storage.md): sizes as
@@ -325,6 +358,9 @@ int cmd_queue(struct cli_ctx *ctx, const char *dir, int argc, char **argv);
 int cmd_show(struct cli_ctx *ctx, const char *dir, int argc, char **argv);
 int cmd_cancel(struct cli_ctx *ctx, const char *dir, int argc, char **argv);
 int cmd_snapshot(struct cli_ctx *ctx, const char *dir, int argc, char **argv);
+int cmd_ckpt(struct cli_ctx *ctx, const char *dir, int argc, char **argv);
+int cmd_ckpts(struct cli_ctx *ctx, const char *dir, int argc, char **argv);
+int cmd_restart(struct cli_ctx *ctx, const char *dir, int argc, char **argv);
 int cmd_wait(struct cli_ctx *ctx, const char *dir, int argc, char **argv);
 int cmd_logs(struct cli_ctx *ctx, const char *dir, int argc, char **argv);
 int cmd_gang(struct cli_ctx *ctx, const char *dir, int argc, char **argv);

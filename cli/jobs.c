@@ -87,6 +87,11 @@ static const char submit_help[] =
 	"      --vm-file=FILE   vm: put FILE (and the libraries it needs) into the guest\n"
 	"                       image; the program of -- PROGRAM is put in by itself\n"
 	"                       (--mem is the guest's RAM: default 512M, at least 128M)\n"
+	"      --ckpt-interval=T vm: checkpoint the job every T (30, 30s, 5m, 1h)\n"
+	"      --ckpt-keep=K    vm: committed checkpoints kept (1..1000, default 2)\n"
+	"      --restart=auto   vm: when a guest, its QEMU, an agent or a node is lost,\n"
+	"                       restart from the newest checkpoint (default: none)\n"
+	"      --max-restarts=N automatic restarts at most (0..1000, default 3)\n"
 	"  -o, --output=FILE    stdout of the job (default: CLUSTER_DIR/spool/job-ID.out)\n"
 	"  -e, --error=FILE     stderr of the job (default: with stdout)\n"
 	"      --json           print {\"job\": ID}\n"
@@ -408,6 +413,12 @@ int cmd_submit(struct cli_ctx *ctx, const char *dir, int argc, char **argv)
 	}
 	if (o.vm && vm_fields(req, &o, cwd, rest, a.dashdash))
 		goto out;
+	if ((o.ckpt_interval && json_object_set_new(req, "ckpt_interval",
+						    json_integer(o.ckpt_interval))) ||
+	    json_object_set_new(req, "ckpt_keep", json_integer(o.ckpt_keep)) ||
+	    json_object_set_new(req, "restart", json_string(o.restart_auto ? "auto" : "none")) ||
+	    json_object_set_new(req, "max_restarts", json_integer(o.max_restarts)))
+		goto out_nomem;
 	if (abs_field(req, "output", cwd, o.output, "--output") ||
 	    abs_field(req, "error", cwd, o.error, "--error"))
 		goto out;
@@ -705,6 +716,29 @@ int cmd_show(struct cli_ctx *ctx, const char *dir, int argc, char **argv)
 		printf("   Partition=vm VCPUsPerNode=%ld\n", cli_jint(job, "vcpus", 0));
 	else
 		printf("   Partition=proc\n");
+	if (!strcmp(cli_jstr(job, "partition", "proc"), "vm")) {
+		json_t *r;
+		size_t i;
+
+		printf("   CkptInterval=%lds CkptKeep=%ld NewestCkpt=%lld Restart=%s MaxRestarts=%ld AutoRestarts=%ld\n",
+		       cli_jint(job, "ckpt_interval", 0), cli_jint(job, "ckpt_keep", 0),
+		       (long long)json_integer_value(json_object_get(job, "ckpt_epoch")),
+		       cli_jstr(job, "restart", "none"), cli_jint(job, "max_restarts", 0),
+		       cli_jint(job, "nrestarts", 0));
+		json_array_foreach(json_object_get(job, "restarts"), i, r) {
+			json_t *on = json_pack("{s:O?}", "nodelist", json_object_get(r, "nodes"));
+			char when[32], nl[1024];
+
+			iso_time(cli_jint(r, "time", 0), when, sizeof(when));
+			job_nodelist(on, nl, sizeof(nl));
+			json_decref(on);
+			printf("   Restart%ld=%s FromCkpt=%lld NodeList=%s Reason=%s%s%s\n",
+			       cli_jint(r, "n", 0), when,
+			       (long long)json_integer_value(json_object_get(r, "epoch")),
+			       nl[0] ? nl : "(null)", cli_jstr(r, "reason", ""),
+			       json_object_get(r, "error") ? " Error=" : "", cli_jstr(r, "error", ""));
+		}
+	}
 	printf("   SubmitTime=%s StartTime=%s EndTime=%s\n", sub, start, end);
 	printf("   NodeList=%s\n", nodes[0] ? nodes : "(null)");
 	printf("   Command=%s\n", cli_jstr(job, "command", ""));

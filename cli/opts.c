@@ -239,6 +239,102 @@ int cli_parse_job_id(const char *s, long *id, char *err, size_t errlen)
 	return cli_parse_num("job ID", s, 1, INT32_MAX, id, err, errlen);
 }
 
+int cli_parse_epoch(const char *s, long long *epoch, char *err, size_t errlen)
+{
+	long v;
+
+	if (cli_parse_num("EPOCH", s, 1, LONG_MAX, &v, err, errlen))
+		return -EINVAL;
+	*epoch = v;
+	return 0;
+}
+
+static int add_name(char (*names)[65], int max, int *n, const char *name, size_t len,
+		    char *err, size_t errlen)
+{
+	if (len == 0 || len > 64) {
+		snprintf(err, errlen, "'%.*s' is not a node name", (int)(len > 64 ? 64 : len), name);
+		return -EINVAL;
+	}
+	if (*n >= max) {
+		snprintf(err, errlen, "more than %d node names", max);
+		return -EINVAL;
+	}
+	memcpy(names[*n], name, len);
+	names[*n][len] = 0;
+	(*n)++;
+	return 0;
+}
+
+/* "a[0-2,5]" at @p (up to @end): the names it stands for. */
+static int expand_range(const char *p, const char *end, char (*names)[65], int max, int *n,
+			char *err, size_t errlen)
+{
+	const char *open = memchr(p, '[', (size_t)(end - p)), *q;
+	size_t plen;
+
+	if (!open)
+		return add_name(names, max, n, p, (size_t)(end - p), err, errlen);
+	plen = (size_t)(open - p);
+	if (end[-1] != ']' || plen == 0 || plen > 54)
+		goto bad;
+	for (q = open + 1; q < end - 1;) {
+		char *next, buf[80];
+		long lo, hi;
+
+		if (*q < '0' || *q > '9')
+			goto bad;
+		lo = strtol(q, &next, 10);
+		hi = lo;
+		if (*next == '-') {
+			if (next[1] < '0' || next[1] > '9')
+				goto bad;
+			hi = strtol(next + 1, &next, 10);
+		}
+		if (hi < lo || hi - lo > 4096 || (next != end - 1 && *next != ','))
+			goto bad;
+		for (long v = lo; v <= hi; v++) {
+			int k = snprintf(buf, sizeof(buf), "%.*s%ld", (int)plen, p, v);
+
+			if (add_name(names, max, n, buf, (size_t)k, err, errlen))
+				return -EINVAL;
+		}
+		q = next + (*next == ',');
+	}
+	return 0;
+bad:
+	snprintf(err, errlen, "'%.*s' is not a node list (e.g. node0,node2 or node[0-2])",
+		 (int)(end - p), p);
+	return -EINVAL;
+}
+
+int cli_hostlist_expand(const char *list, char (*names)[65], int max, char *err, size_t errlen)
+{
+	const char *p = list;
+	int n = 0;
+
+	if (!*list) {
+		snprintf(err, errlen, "empty node list");
+		return -EINVAL;
+	}
+	while (*p) {
+		const char *end = p;
+		int depth = 0;
+
+		/* a comma inside brackets belongs to the range */
+		for (; *end && (*end != ',' || depth); end++)
+			depth += *end == '[' ? 1 : *end == ']' ? -1 : 0;
+		if (expand_range(p, end, names, max, &n, err, errlen))
+			return -EINVAL;
+		p = *end ? end + 1 : end;
+		if (*end && !*p) {
+			snprintf(err, errlen, "'%s' ends with a comma", list);
+			return -EINVAL;
+		}
+	}
+	return n;
+}
+
 int cli_abspath(const char *cwd, const char *path, char *out, size_t len)
 {
 	int n;

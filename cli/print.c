@@ -57,6 +57,38 @@ int cli_snapshot_line(const json_t *node, int revert, char *buf, size_t len)
 	return 0;
 }
 
+void cli_ckpt_pauses(const json_t *parts, char *buf, size_t len)
+{
+	size_t used = 0, i;
+	json_t *pt;
+
+	snprintf(buf, len, "-");
+	json_array_foreach(parts, i, pt) {
+		int n = snprintf(buf + used, len - used, "%s%s %.1f ms", used ? ", " : "",
+				 cli_jstr(pt, "node", "?"), (double)cli_jint(pt, "pause_us", 0) / 1000.0);
+
+		if (n < 0 || (size_t)n >= len - used)
+			break;
+		used += (size_t)n;
+	}
+}
+
+void cli_ckpt_progress(const json_t *current, long long now_ms, char *buf, size_t len)
+{
+	long long bytes = cli_jint(current, "bytes", 0);
+	double secs = (double)(now_ms - cli_jint(current, "started", now_ms)) / 1000.0;
+	char size[32], rate[32];
+
+	cli_format_bytes(bytes, size, sizeof(size));
+	if (secs > 0)
+		cli_format_bytes((long long)((double)bytes / secs), rate, sizeof(rate));
+	snprintf(buf, len, "checkpoint %lld: %s, %s in %.1f s%s%s%s",
+		 (long long)json_integer_value(json_object_get(current, "epoch")),
+		 cli_jstr(current, "phase", "?"), size, secs > 0 ? secs : 0.0,
+		 secs > 0 && bytes ? " (" : "", secs > 0 && bytes ? rate : "",
+		 secs > 0 && bytes ? "/s)" : "");
+}
+
 const char *const cli_storage_header[CLI_STORAGE_COLS] = {
 	"NAME", "STATE", "ADDR", "TRANSPORT", "USED", "FREE", "CHUNKS", "MANIFESTS", "CORRUPT",
 	"HEALTH",

@@ -27,7 +27,11 @@
 	{ "mem", SK_MEM, 1 }, \
 	{ "partition", SK_PARTITION, 1 }, \
 	{ "vcpus", SK_VCPUS, 1 }, \
-	{ "vm-file", SK_VM_FILE, 1 }
+	{ "vm-file", SK_VM_FILE, 1 }, \
+	{ "ckpt-interval", SK_CKPT_INTERVAL, 1 }, \
+	{ "ckpt-keep", SK_CKPT_KEEP, 1 }, \
+	{ "restart", SK_RESTART, 1 }, \
+	{ "max-restarts", SK_MAX_RESTARTS, 1 }
 
 const struct cli_opt cli_submit_options[] = {
 	JOB_OPTIONS,
@@ -146,6 +150,40 @@ int submit_opt_apply(struct submit_opts *o, int key, const char *val, char *err,
 		return rc;
 	case SK_VM_FILE:
 		return add_vm_file(o, val, err, errlen);
+	case SK_CKPT_INTERVAL: {
+		long ms;
+
+		rc = cli_parse_duration_ms("--ckpt-interval", val, 365L * 86400 * 1000, &ms, err,
+					   errlen);
+		if (!rc && ms % 1000) {
+			snprintf(err, errlen, "--ckpt-interval: '%s' is not a whole number of seconds",
+				 val);
+			rc = -EINVAL;
+		}
+		if (!rc) {
+			o->ckpt_interval = ms / 1000;
+			o->set |= SK_SET_CKPT_INTERVAL;
+		}
+		return rc;
+	}
+	case SK_CKPT_KEEP:
+		rc = cli_parse_num("--ckpt-keep", val, 1, 1000, &o->ckpt_keep, err, errlen);
+		if (!rc)
+			o->set |= SK_SET_CKPT_KEEP;
+		return rc;
+	case SK_RESTART:
+		if (strcmp(val, "auto") && strcmp(val, "none")) {
+			snprintf(err, errlen, "--restart: '%s' is not auto or none", val);
+			return -EINVAL;
+		}
+		o->restart_auto = !strcmp(val, "auto");
+		o->set |= SK_SET_RESTART;
+		return 0;
+	case SK_MAX_RESTARTS:
+		rc = cli_parse_num("--max-restarts", val, 0, 1000, &o->max_restarts, err, errlen);
+		if (!rc)
+			o->set |= SK_SET_MAX_RESTARTS;
+		return rc;
 	case SK_NAME:
 		rc = check_text("--job-name", val, CLI_NAME_MAX, err, errlen);
 		if (!rc)
@@ -187,6 +225,14 @@ int submit_opts_merge(struct submit_opts *dst, const struct submit_opts *src)
 		dst->vm = src->vm;
 	if (take & SK_SET_VCPUS)
 		dst->vcpus = src->vcpus;
+	if (take & SK_SET_CKPT_INTERVAL)
+		dst->ckpt_interval = src->ckpt_interval;
+	if (take & SK_SET_CKPT_KEEP)
+		dst->ckpt_keep = src->ckpt_keep;
+	if (take & SK_SET_RESTART)
+		dst->restart_auto = src->restart_auto;
+	if (take & SK_SET_MAX_RESTARTS)
+		dst->max_restarts = src->max_restarts;
 	/* Files add up: the script's and the command line's. */
 	for (int i = 0; i < src->nvm_files; i++)
 		if (add_vm_file(dst, src->vm_files[i], NULL, 0))
@@ -217,9 +263,23 @@ int submit_opts_finish(struct submit_opts *o, const char *default_name, char *er
 		o->mem_mb = 0;
 	if (!(o->set & SK_SET_PARTITION))
 		o->vm = 0;
+	if (!(o->set & SK_SET_CKPT_INTERVAL))
+		o->ckpt_interval = 0;
+	if (!(o->set & SK_SET_CKPT_KEEP))
+		o->ckpt_keep = CLI_CKPT_KEEP_DEFAULT;
+	if (!(o->set & SK_SET_RESTART))
+		o->restart_auto = 0;
+	if (!(o->set & SK_SET_MAX_RESTARTS))
+		o->max_restarts = CLI_MAX_RESTARTS_DEFAULT;
 	if (!o->vm && (o->set & (SK_SET_VCPUS | SK_SET_VM_FILES))) {
 		snprintf(err, errlen, "%s: only for --partition vm",
 			 o->set & SK_SET_VCPUS ? "--vcpus" : "--vm-file");
+		return -EINVAL;
+	}
+	/* checkpoints save QEMU guests: a proc job has nothing to save */
+	if (!o->vm && (o->ckpt_interval || o->restart_auto)) {
+		snprintf(err, errlen, "%s: only for --partition vm (checkpoints save the guests)",
+			 o->ckpt_interval ? "--ckpt-interval" : "--restart auto");
 		return -EINVAL;
 	}
 	if (o->vm && !(o->set & SK_SET_MEM))

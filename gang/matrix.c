@@ -47,6 +47,8 @@ struct gang_matrix {
 	int ncols;
 	struct gjob *jobs;
 	unsigned long version;
+	int (*col_ok)(void *arg, long id, int col); /* gm_set_col_filter, or NULL */
+	void *col_arg;
 };
 
 int gm_new(int max_share, struct gang_matrix **out)
@@ -160,6 +162,18 @@ int gm_col_set(struct gang_matrix *m, int col, long mem_mb, int up)
 	m->cols[col].mem_mb = mem_mb;
 	m->cols[col].up = !!up;
 	return 0;
+}
+
+void gm_set_col_filter(struct gang_matrix *m, int (*ok)(void *arg, long id, int col), void *arg)
+{
+	m->col_ok = ok;
+	m->col_arg = arg;
+}
+
+/* May pending job @j take column @c at all? */
+static int col_allowed(const struct gang_matrix *m, const struct gjob *j, int c)
+{
+	return !m->col_ok || m->col_ok(m->col_arg, j->s.id, c);
 }
 
 static int mem_fits(const struct gcol *c, const struct gjob *j)
@@ -282,7 +296,8 @@ static int place_share(struct gang_matrix *m, struct gjob *j)
 		for (int c = 0; c < m->ncols && got < j->s.nodes; c++) {
 			const struct gcol *col = &m->cols[c];
 
-			if (col->up && !col->excl && !col->cell[r] && mem_fits(col, j))
+			if (col->up && !col->excl && !col->cell[r] && mem_fits(col, j) &&
+			    col_allowed(m, j, c))
 				pick[got++] = c;
 		}
 		if (got < j->s.nodes)
@@ -314,7 +329,7 @@ static int place_exclusive(struct gang_matrix *m, struct gjob *j)
 	for (int c = 0; c < m->ncols && got < j->s.nodes; c++) {
 		const struct gcol *col = &m->cols[c];
 
-		if (col->up && col_empty(m, col) && mem_fits(col, j))
+		if (col->up && col_empty(m, col) && mem_fits(col, j) && col_allowed(m, j, c))
 			pick[got++] = c;
 	}
 	if (got < j->s.nodes)
@@ -362,7 +377,7 @@ static int could_ever_fit(const struct gang_matrix *m, const struct gjob *j)
 	for (int c = 0; c < m->ncols; c++) {
 		const struct gcol *col = &m->cols[c];
 
-		if (col->up && (!col->mem_mb || j->s.mem_mb <= col->mem_mb))
+		if (col->up && (!col->mem_mb || j->s.mem_mb <= col->mem_mb) && col_allowed(m, j, c))
 			n++;
 	}
 	return n >= j->s.nodes;

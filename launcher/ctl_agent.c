@@ -113,10 +113,15 @@ void node_down(struct ctl *ctl, struct node *n, const char *why)
 		if (!jn || jn->gone)
 			continue;
 		jn->gone = 1;
-		if (j->phase == PH_ENDING)
+		if (j->phase == PH_ENDING) {
 			job_check_gone(ctl, j);
-		else
-			job_end(ctl, j, JOB_NODE_FAIL, "%s not responding", n->name);
+		} else {
+			char lost[160];
+
+			snprintf(lost, sizeof(lost), "%s not responding", n->name);
+			if (!restart_wanted(ctl, j, lost))
+				job_end(ctl, j, JOB_NODE_FAIL, "%s", lost);
+		}
 	}
 	ctl->sched_needed = 1;
 	ctl->epoch_needed = 1; /* the others' schedule no longer names it */
@@ -268,16 +273,27 @@ static void reconcile(struct ctl *ctl, struct node *n, const json_t *parts)
 				if (all_launched(j))
 					job_send_start(ctl, j);
 			} else if (jn->launched) {
-				job_end(ctl, j, JOB_FAILED, "partition lost on %s", n->name);
+				char lost[160];
+
+				snprintf(lost, sizeof(lost), "partition lost on %s", n->name);
+				if (!restart_launch_failed(ctl, j, n->name, "partition lost") &&
+				    !restart_wanted(ctl, j, lost))
+					job_end(ctl, j, JOB_FAILED, "%s", lost);
 			} else if (job_send_launch(ctl, j, jn)) {
 				job_end(ctl, j, JOB_FAILED, "%s: LAUNCH not sent", n->name);
 			}
 			break;
 		case PH_RUNNING:
-			if (has)
+			if (has) {
 				hec_info("%s: job %ld continues", n->name, j->id);
-			else
-				job_end(ctl, j, JOB_FAILED, "partition lost on %s", n->name);
+				restart_reconciled(ctl, j, n);
+			} else {
+				char lost[160];
+
+				snprintf(lost, sizeof(lost), "partition lost on %s", n->name);
+				if (!restart_wanted(ctl, j, lost))
+					job_end(ctl, j, JOB_FAILED, "%s", lost);
+			}
 			break;
 		case PH_NONE:
 			break;
@@ -422,7 +438,8 @@ static void agent_launched(struct ctl *ctl, struct node *n, const json_t *body)
 	if (error) {
 		reason_for_node(why, sizeof(why), n->name, error);
 		hec_warn("job %ld: %s could not make its partition: %s", id, n->name, error);
-		job_end(ctl, j, JOB_FAILED, "%s", why);
+		if (!restart_launch_failed(ctl, j, n->name, error))
+			job_end(ctl, j, JOB_FAILED, "%s", why);
 		return;
 	}
 	jn->launched = 1;

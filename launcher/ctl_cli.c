@@ -97,6 +97,10 @@ static void cli_submit(struct ctl *ctl, struct peer *p, const json_t *req)
 	int vm = partition && !strcmp(partition, "vm");
 	long vcpus = (long)json_integer_value(json_object_get(req, "vcpus"));
 	json_t *vm_files = json_object_get(req, "vm_files");
+	const json_t *keep = json_object_get(req, "ckpt_keep");
+	const json_t *maxr = json_object_get(req, "max_restarts");
+	long interval = (long)json_integer_value(json_object_get(req, "ckpt_interval"));
+	const char *restart = json_string_value(json_object_get(req, "restart"));
 	long biggest = 0;
 	char deflt[PATH_MAX];
 	struct node *n;
@@ -143,6 +147,15 @@ static void cli_submit(struct ctl *ctl, struct peer *p, const json_t *req)
 	if (vm && mem_mb < HEC_VM_MEM_MIN_MB) {
 		respond_error(p->conn, "a vm partition needs at least %d MB of memory per node (asked: %ld MB)",
 			      HEC_VM_MEM_MIN_MB, mem_mb);
+		return;
+	}
+	if (restart && strcmp(restart, "none") && strcmp(restart, "auto")) {
+		respond_error(p->conn, "restart '%s' is not none or auto", restart);
+		return;
+	}
+	if (!vm && (interval || (restart && !strcmp(restart, "auto")))) {
+		respond_error(p->conn, "%s is for vm partitions only (checkpoints save QEMU guests)",
+			      interval ? "ckpt_interval" : "restart auto");
 		return;
 	}
 	if (json_array_size(vm_files) > HEC_VM_FILES_MAX) {
@@ -192,6 +205,10 @@ static void cli_submit(struct ctl *ctl, struct peer *p, const json_t *req)
 	j->vm = vm;
 	j->vcpus = (int)vcpus;
 	j->vm_files = json_incref(vm_files);
+	j->ckpt_interval = interval;
+	j->ckpt_keep = keep ? (int)json_integer_value(keep) : 2;
+	j->restart_auto = restart && !strcmp(restart, "auto");
+	j->max_restarts = maxr ? (int)json_integer_value(maxr) : 3;
 	j->slot = -1;
 	j->submit_time = ctl_now();
 	j->cwd = strdup(cwd);
@@ -257,11 +274,23 @@ static void cli_show(struct ctl *ctl, struct peer *p, long id)
 {
 	struct ctl_job *j = job_find(ctl, id);
 
+	json_t *o, *restarts = NULL;
+	int64_t epoch = 0;
+
 	if (!j) {
 		respond_error(p->conn, "no such job %ld", id);
 		return;
 	}
-	respond(p->conn, json_pack("{s:b,s:o}", "ok", 1, "job", job_to_json(j)));
+	o = job_to_json(j);
+	if (o && db_restarts_list(ctl->db, j->id, &restarts))
+		hec_warn("job %ld: cannot read its restarts: %s", j->id, db_errmsg(ctl->db));
+	if (o && ckpt_newest(ctl, j->id, 0, &epoch) == -EIO)
+		hec_warn("job %ld: cannot read its checkpoints: %s", j->id, db_errmsg(ctl->db));
+	if (o) {
+		json_object_set_new(o, "restarts", restarts ? restarts : json_array());
+		json_object_set_new(o, "ckpt_epoch", json_integer(epoch));
+	}
+	respond(p->conn, json_pack("{s:b,s:o}", "ok", 1, "job", o));
 }
 
 static void cli_cancel(struct ctl *ctl, struct peer *p, struct ctl_job *j)
@@ -381,8 +410,14 @@ static void req_ckpt(void *arg, const struct hec_msg *m)
 static void req_ckpts(void *arg, const struct hec_msg *m)
 {
 	struct cli_call *r = arg;
+	long id = (long)json_integer_value(json_object_get(m->body, "job"));
+	struct ctl_job *j = job_find(r->ctl, id);
 
-	cli_ckpts(r->ctl, r->p, r->job, m->body);
+	/* any user may list them (as `show`): no owner check looked it up */
+	if (!j)
+		respond_error(r->p->conn, "no such job %ld", id);
+	else
+		cli_ckpts(r->ctl, r->p, j, m->body);
 }
 
 static void req_ckpt_delete(void *arg, const struct hec_msg *m)

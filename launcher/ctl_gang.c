@@ -52,6 +52,7 @@ int ctl_gang_init(struct ctl *ctl)
 	if (rc)
 		return rc;
 	gm_set_preempt(ctl->gang, !ctl->timeslice_none);
+	gm_set_col_filter(ctl->gang, restart_col_ok, ctl); /* hec restart --nodes */
 	return 0;
 }
 
@@ -151,7 +152,9 @@ static void apply(struct ctl *ctl, struct ctl_job *j, const struct gang_job_info
 {
 	if (j->state == JOB_PENDING) {
 		if (gi->state == GANG_PENDING) {
-			snprintf(j->reason, sizeof(j->reason), "%s",
+			const char *restart = restart_waits_for(ctl, j);
+
+			snprintf(j->reason, sizeof(j->reason), "%s", restart ? restart :
 				 gi->wait == GANG_WAIT_PRIORITY ? "Priority" : "Resources");
 		} else if (gi->state == GANG_RUNNING) {
 			struct node *picked[gi->ncols > 0 ? gi->ncols : 1];
@@ -236,21 +239,27 @@ static json_t *node_epoch(struct ctl *ctl, const struct node *n, int col)
 			 "nslots", ctl->epoch.nslots, "slots", slots, "frozen", frozen);
 }
 
+int64_t ctl_lead_ns(const struct ctl *ctl)
+{
+	int64_t rtt = 0, lead;
+
+	for (const struct node *n = ctl->nodes; n; n = n->next)
+		if (node_up(n) && n->rtt_ns > rtt)
+			rtt = n->rtt_ns;
+	lead = rtt > EPOCH_LEAD_MAX_NS / 4 ? EPOCH_LEAD_MAX_NS : 4 * rtt;
+	return lead < EPOCH_LEAD_MIN_NS ? EPOCH_LEAD_MIN_NS : lead;
+}
+
 /* A new epoch to every connected node (also those without jobs). */
 static void publish(struct ctl *ctl)
 {
-	int64_t now = hec_now_real_ns(), rtt = 0, lead, id;
+	int64_t now = hec_now_real_ns(), lead, id;
 	int c = 0, sent = 0;
 	struct node *n;
 
 	ctl->epoch_needed = 0;
 	ctl->gang_published = gm_version(ctl->gang);
-	for (n = ctl->nodes; n; n = n->next)
-		if (node_up(n) && n->rtt_ns > rtt)
-			rtt = n->rtt_ns;
-	lead = rtt > EPOCH_LEAD_MAX_NS / 4 ? EPOCH_LEAD_MAX_NS : 4 * rtt;
-	if (lead < EPOCH_LEAD_MIN_NS)
-		lead = EPOCH_LEAD_MIN_NS;
+	lead = ctl_lead_ns(ctl);
 	id = ctl_fresh_id(&ctl->epoch.id);
 	ctl->epoch = (struct epoch){ .id = id, .start = now + lead, .slot_ns = ctl->slot_ns,
 				     .nslots = epoch_nslots(ctl) };

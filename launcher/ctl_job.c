@@ -71,6 +71,7 @@ static void job_finish(struct ctl *ctl, struct ctl_job *j, enum job_state s)
 	j->slot = -1;
 	job_save(ctl, j);
 	snap_job_ended(ctl, j);
+	ckpt_job_ended(ctl, j, j->reason);
 	job_drop_payload(j);
 	memset(j->key, 0, sizeof(j->key));
 	ctl->sched_needed = 1;
@@ -84,7 +85,10 @@ void job_check_gone(struct ctl *ctl, struct ctl_job *j)
 	for (int i = 0; i < j->nalloc; i++)
 		if (!j->alloc[i].gone)
 			return;
-	job_finish(ctl, j, j->final_state);
+	if (j->final_state == JOB_PENDING) /* ending to restart (ckpt/ctl_restart.c) */
+		restart_requeue(ctl, j);
+	else
+		job_finish(ctl, j, j->final_state);
 }
 
 void job_kill_nodes(struct ctl *ctl, struct ctl_job *j)
@@ -131,6 +135,7 @@ void job_end(struct ctl *ctl, struct ctl_job *j, enum job_state outcome, const c
 	hec_info("job %ld: ending as %s (%s); cleaning up its nodes", j->id,
 		 job_state_name(outcome), j->reason);
 	snap_job_ended(ctl, j);
+	ckpt_job_ended(ctl, j, j->reason);
 	job_kill_nodes(ctl, j);
 }
 
@@ -156,6 +161,17 @@ int job_send_launch(struct ctl *ctl, struct ctl_job *j, struct job_node *jn)
 		if (j->vm_files)
 			json_object_set(body, "vm_files", j->vm_files);
 	}
+	if (body && j->vm && j->restore_epoch) {
+		char why[300];
+		json_t *r = restart_launch_restore(ctl, j, (int)(jn - j->alloc), why, sizeof(why));
+
+		if (!r) {
+			json_decref(body);
+			hec_warn("job %ld: %s: cannot restart there: %s", j->id, jn->name, why);
+			return -ENOENT;
+		}
+		json_object_set_new(body, "restore", r);
+	}
 	rc = node_send(jn->node, HEC_MSG_LAUNCH, body);
 	return rc;
 }
@@ -180,7 +196,8 @@ void job_start(struct ctl *ctl, struct ctl_job *j, struct node **nodes, int n)
 	rc = job_set_alloc(j, names, n);
 	if (!rc)
 		rc = hec_random_hex(j->key, 32);
-	if (!rc)
+	/* a restored guest keeps the key its state holds */
+	if (!rc && !(j->restore_epoch && j->guest_key[0]))
 		rc = hec_random_hex(j->guest_key, 32);
 	if (rc) {
 		job_end(ctl, j, JOB_FAILED, "cannot start: %s", strerror(-rc));
@@ -207,6 +224,17 @@ void job_start(struct ctl *ctl, struct ctl_job *j, struct node **nodes, int n)
 		hec_info("job %ld: starting on %d node%s (%s%s), %d task%s", j->id, n,
 			 n == 1 ? "" : "s", names[0], n > 1 ? ",..." : "", j->ntasks,
 			 j->ntasks == 1 ? "" : "s");
+	if (j->restore_epoch) {
+		char why[300];
+		json_t *r = restart_launch_restore(ctl, j, 0, why, sizeof(why));
+
+		if (!r) {
+			job_end(ctl, j, JOB_FAILED, "cannot restart from checkpoint %lld: %s",
+				(long long)j->restore_epoch, why);
+			return;
+		}
+		json_decref(r);
+	}
 	for (int i = 0; i < n; i++) {
 		rc = job_send_launch(ctl, j, &j->alloc[i]);
 		if (rc) {
@@ -222,6 +250,10 @@ void job_send_start(struct ctl *ctl, struct ctl_job *j)
 	json_t *body;
 	int rc;
 
+	if (j->restore_epoch) { /* the batch step runs in the restored guest */
+		restart_send_start(ctl, j);
+		return;
+	}
 	if (!j->env) { /* cannot happen for a job that is launching; be safe */
 		job_end(ctl, j, JOB_FAILED, "controller lost the job's environment");
 		return;
@@ -282,7 +314,8 @@ void job_exit_report(struct ctl *ctl, struct node *n, const json_t *body)
 		j->exited = 1;
 		if (error && *error) {
 			reason_for_node(why, sizeof(why), n->name, error);
-			job_end(ctl, j, JOB_FAILED, "%s", why);
+			if (!restart_wanted(ctl, j, why))
+				job_end(ctl, j, JOB_FAILED, "%s", why);
 		} else if (sig) {
 			job_end(ctl, j, JOB_FAILED, "signal %d", sig);
 		} else if (code) {
@@ -327,13 +360,17 @@ void ctl_job_timers(struct ctl *ctl)
 		if (j->phase == PH_LAUNCHING && mono > j->launch_deadline) {
 			const char *late = "?";
 
+			char why[128];
+
 			for (int i = 0; i < j->nalloc; i++)
 				if (!j->alloc[i].launched) {
 					late = j->alloc[i].name;
 					break;
 				}
-			job_end(ctl, j, JOB_FAILED, "launch timed out: %s did not answer LAUNCH within %lds",
-				late, job_launch_timeout(ctl, j) / 1000);
+			snprintf(why, sizeof(why), "did not answer LAUNCH within %lds",
+				 job_launch_timeout(ctl, j) / 1000);
+			if (!restart_launch_failed(ctl, j, late, why))
+				job_end(ctl, j, JOB_FAILED, "launch timed out: %s %s", late, why);
 			continue;
 		}
 		if ((j->phase == PH_LAUNCHING || j->phase == PH_RUNNING) && j->time_limit > 0 &&
@@ -370,6 +407,12 @@ json_t *job_to_json(const struct ctl_job *j)
 		json_object_set_new(o, "partition", json_string(j->vm ? "vm" : "proc"));
 		if (j->vm)
 			json_object_set_new(o, "vcpus", json_integer(job_vcpus(j)));
+		json_object_update_new(o, json_pack("{s:I,s:i,s:s,s:i,s:i,s:I}", "ckpt_interval",
+						    (json_int_t)j->ckpt_interval, "ckpt_keep",
+						    j->ckpt_keep, "restart",
+						    j->restart_auto ? "auto" : "none", "max_restarts",
+						    j->max_restarts, "nrestarts", j->nrestarts,
+						    "restore_epoch", (json_int_t)j->restore_epoch));
 	}
 	return o;
 }
@@ -426,6 +469,15 @@ static void restore_classify(struct ctl *ctl, struct ctl_job *j)
 		hec_info("job %ld: was ending as %s; cleaning up its nodes as they return", j->id,
 			 job_state_name(j->final_state));
 		job_check_gone(ctl, j);
+	} else if (!j->started && j->restore_epoch) {
+		/* a restart's launch: once its nodes are clean it is tried again */
+		j->phase = PH_RUNNING;
+		j->final_state = JOB_PENDING;
+		j->phase = PH_ENDING;
+		snprintf(j->reason, sizeof(j->reason),
+			 "controller restarted during the restart's launch; restarting again");
+		job_save(ctl, j);
+		job_kill_nodes(ctl, j);
 	} else if (!j->started) {
 		/* LAUNCH went out but START did not: the partitions may or may
 		 * not exist and the job key is gone with the old process.

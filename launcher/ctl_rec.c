@@ -75,7 +75,21 @@ void job_free(struct ctl_job *j)
 	free(j->command);
 	free(j->alloc);
 	json_decref(j->vm_files);
+	json_decref(j->restart_nodes);
 	free(j);
+}
+
+int ckpt_retention(const int64_t *epochs, int n, int keep, int64_t protect, int64_t *del)
+{
+	int excess = n - (keep > 0 ? keep : 1), k = 0;
+
+	for (int i = 0; i < n && excess > 0; i++) {
+		if (protect && epochs[i] == protect)
+			continue;
+		del[k++] = epochs[i];
+		excess--;
+	}
+	return k;
 }
 
 /* Quote an argument for display the way a shell user would type it. */

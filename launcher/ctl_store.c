@@ -13,9 +13,7 @@
 #include "config.h"
 
 #include <errno.h>
-#include <fcntl.h>
 #include <limits.h>
-#include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -251,9 +249,6 @@ json_t *store_list_json(struct ctl *ctl)
 
 /* ---- repair ---- */
 
-#define REPAIR_OUT_MAX 16384
-#define REPAIR_POLL_MS 100
-
 struct repair_waiter {
 	struct peer *p;
 	unsigned long gen;          /* answered when run gen has ended */
@@ -263,15 +258,7 @@ struct store_repair {
 	struct ctl *ctl;
 	char prog[PATH_MAX];        /* "" until found */
 	long limit_ms;
-	/* the run under way */
-	pid_t pid;                  /* 0: none */
-	int fd;                     /* its stdout and stderr, -1 once at EOF */
-	struct event *out_ev, *timer_ev;
-	char out[REPAIR_OUT_MAX + 1];
-	size_t outlen;
-	int status, reaped, killed;
-	int64_t deadline;           /* mono ns */
-	int64_t reaped_at;          /* mono ns */
+	struct ctl_child *child;    /* the run under way, or NULL */
 	unsigned long gen;          /* runs started */
 	int pending;                /* one more run after this one */
 	char pending_why[160];
@@ -291,7 +278,6 @@ static struct store_repair *repair_get(struct ctl *ctl)
 	if (!r)
 		return NULL;
 	r->ctl = ctl;
-	r->fd = -1;
 	r->limit_ms = STORE_REPAIR_LIMIT_MS;
 	r->state = json_pack("{s:s,s:s,s:I,s:I,s:I,s:I,s:I,s:[],s:n}", "state", "none", "reason", "",
 			     "started", (json_int_t)0, "ended", (json_int_t)0, "copied", (json_int_t)0,
@@ -333,6 +319,19 @@ static int find_hec_store(char *buf, size_t len)
 	return -ENOENT;
 }
 
+int store_program(struct ctl *ctl, char *buf, size_t len)
+{
+	struct store_repair *r = repair_get(ctl);
+
+	if (!r)
+		return -ENOMEM;
+	if (!r->prog[0] && find_hec_store(r->prog, sizeof(r->prog))) {
+		r->prog[0] = 0;
+		return -ENOENT;
+	}
+	return hec_fmt(buf, len, "%s", r->prog) ? -ENAMETOOLONG : 0;
+}
+
 static int64_t real_s(void)
 {
 	return hec_now_real_ns() / 1000000000LL;
@@ -351,7 +350,7 @@ static void repair_answer(struct store_repair *r)
 	for (size_t i = 0; i < r->nwaiters; i++) {
 		struct repair_waiter *w = &r->waiters[i];
 
-		if (w->gen > r->gen || r->pid) {
+		if (w->gen > r->gen || r->child) {
 			r->waiters[k++] = *w;
 			continue;
 		}
@@ -371,44 +370,26 @@ static void repair_answer(struct store_repair *r)
 static void repair_start(struct store_repair *r, const char *why);
 
 /* The child is reaped and its output read: record the outcome. */
-static void repair_finish(struct store_repair *r)
+static void repair_done(void *arg, const struct ctl_child_result *cr)
 {
+	struct store_repair *r = arg;
+	char *out = strdup(cr->out), *line, *save = NULL, err[600] = "";
 	json_t *res = NULL;
-	char *line, *last = NULL, err[600] = "";
 	int ok;
 
-	event_free(r->timer_ev);
-	r->timer_ev = NULL;
-	if (r->out_ev) {
-		event_free(r->out_ev);
-		r->out_ev = NULL;
-	}
-	if (r->fd >= 0) {
-		close(r->fd);
-		r->fd = -1;
-	}
-	r->pid = 0;
-	r->out[r->outlen] = 0;
+	r->child = NULL;
 	/* hec-store --json repair: one JSON line on stdout; errors on stderr */
-	for (line = strtok(r->out, "\n"); line; line = strtok(NULL, "\n")) {
+	for (line = out ? strtok_r(out, "\n", &save) : NULL; line; line = strtok_r(NULL, "\n", &save))
 		if (*line == '{') {
 			json_decref(res);
 			res = json_loads(line, 0, NULL);
-		} else if (*line) {
-			last = line;
 		}
-	}
-	ok = !r->killed && WIFEXITED(r->status) && WEXITSTATUS(r->status) == 0;
-	if (r->killed)
-		snprintf(err, sizeof(err), "no result within %.1f s: killed", r->limit_ms / 1000.0);
-	else if (json_is_string(json_object_get(res, "error")))
+	free(out);
+	ok = !cr->killed && WIFEXITED(cr->status) && WEXITSTATUS(cr->status) == 0;
+	if (!cr->killed && json_is_string(json_object_get(res, "error")))
 		snprintf(err, sizeof(err), "%s", json_string_value(json_object_get(res, "error")));
-	else if (!ok && last)
-		snprintf(err, sizeof(err), "%s", last);
-	else if (WIFSIGNALED(r->status))
-		snprintf(err, sizeof(err), "killed by signal %d", WTERMSIG(r->status));
 	else if (!ok)
-		snprintf(err, sizeof(err), "exit status %d", WEXITSTATUS(r->status));
+		ctl_child_describe(cr, err, sizeof(err));
 	else if (!res)
 		snprintf(err, sizeof(err), "no result on its output");
 	ok = ok && res;
@@ -451,90 +432,6 @@ static void repair_finish(struct store_repair *r)
 	}
 }
 
-static void repair_on_out(evutil_socket_t fd, short what, void *arg)
-{
-	struct store_repair *r = arg;
-	char buf[4096];
-	ssize_t n;
-
-	(void)what;
-	for (;;) {
-		n = read(fd, buf, sizeof(buf));
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n < 0 && errno == EAGAIN)
-			return;
-		break;
-	}
-	if (n > 0) {
-		/* the end matters (the JSON line comes last): keep the tail */
-		if ((size_t)n > REPAIR_OUT_MAX)
-			n = REPAIR_OUT_MAX;
-		if (r->outlen + (size_t)n > REPAIR_OUT_MAX) {
-			size_t drop = r->outlen + (size_t)n - REPAIR_OUT_MAX;
-
-			memmove(r->out, r->out + drop, r->outlen - drop);
-			r->outlen -= drop;
-		}
-		memcpy(r->out + r->outlen, buf, (size_t)n);
-		r->outlen += (size_t)n;
-		return;
-	}
-	event_free(r->out_ev);
-	r->out_ev = NULL;
-	close(r->fd);
-	r->fd = -1;
-	if (r->reaped)
-		repair_finish(r);
-}
-
-/* Reap, and enforce the time limit, without ever blocking the loop. */
-static void repair_on_timer(evutil_socket_t fd, short what, void *arg)
-{
-	struct store_repair *r = arg;
-	int64_t now = hec_now_mono_ns();
-
-	(void)fd;
-	(void)what;
-	if (!r->reaped) {
-		pid_t w = waitpid(r->pid, &r->status, WNOHANG);
-
-		if (w == r->pid || (w < 0 && errno == ECHILD)) {
-			r->reaped = 1;
-			r->reaped_at = now;
-			if (w < 0)
-				r->status = 0x7f00; /* exit 127: reaped by someone else */
-		} else if (!r->killed && now > r->deadline) {
-			hec_warn("storage repair: pid %ld still running after %.1f s; killing it",
-				 (long)r->pid, r->limit_ms / 1000.0);
-			kill(-r->pid, SIGKILL);
-			r->killed = 1;
-		}
-	}
-	/* output still open 2 s after the exit: a grandchild holds it; enough */
-	if (r->reaped && (r->fd < 0 || now - r->reaped_at > 2000000000LL))
-		repair_finish(r);
-}
-
-/* The child: its own process group (killed whole), output to the pipe. */
-static void repair_exec(int out, char **argv)
-{
-	sigset_t all;
-	int null = open("/dev/null", O_RDONLY | O_CLOEXEC);
-
-	setsid();
-	sigemptyset(&all);
-	sigprocmask(SIG_SETMASK, &all, NULL);
-	signal(SIGPIPE, SIG_DFL);
-	if (null >= 0)
-		dup2(null, 0);
-	dup2(out, 1);
-	dup2(out, 2);
-	execv(argv[0], argv);
-	dprintf(2, "hec-store: cannot run %s: %s\n", argv[0], strerror(errno));
-	_exit(127);
-}
-
 static void repair_fail_now(struct store_repair *r, const char *fmt, ...)
 	__attribute__((format(printf, 2, 3)));
 static void repair_fail_now(struct store_repair *r, const char *fmt, ...)
@@ -555,29 +452,24 @@ static void repair_fail_now(struct store_repair *r, const char *fmt, ...)
 static void repair_start(struct store_repair *r, const char *why)
 {
 	struct ctl *ctl = r->ctl;
-	char dir[sizeof(ctl->conf.socket)], servers[8192] = "", *argv[12];
+	char dir[sizeof(ctl->conf.socket)], servers[8192] = "", prog[PATH_MAX], *argv[12];
 	const char *base;
-	struct timeval tv = { 0, REPAIR_POLL_MS * 1000 };
-	int pipefd[2], n = 0;
+	int n = 0, rc;
 	size_t used = 0;
 
 	r->gen++;
-	r->outlen = 0;
-	r->status = 0;
-	r->reaped = r->killed = 0;
 	json_object_clear(r->state);
 	json_object_update_new(r->state,
 			       json_pack("{s:s,s:s,s:I,s:I,s:I,s:I,s:I,s:[],s:n}", "state", "running",
 					 "reason", why, "started", (json_int_t)real_s(), "ended",
 					 (json_int_t)0, "copied", (json_int_t)0, "lost", (json_int_t)0,
 					 "removed", (json_int_t)0, "lost_chunks", "error"));
-	if (!r->prog[0] && find_hec_store(r->prog, sizeof(r->prog))) {
-		r->prog[0] = 0;
+	if (store_program(ctl, prog, sizeof(prog))) {
 		repair_fail_now(r, "cannot find hec-store (looked beside hecctld, in %s and %s)",
 				HEC_BINDIR, HEC_SBINDIR);
 		return;
 	}
-	argv[n++] = r->prog;
+	argv[n++] = prog;
 	/* hec-store asks us for the servers (their state included) through the
 	 * CLI socket of the cluster directory it is in */
 	snprintf(dir, sizeof(dir), "%s", ctl->conf.socket);
@@ -607,42 +499,14 @@ static void repair_start(struct store_repair *r, const char *why)
 	argv[n++] = "--json";
 	argv[n++] = "repair";
 	argv[n] = NULL;
-	if (pipe2(pipefd, O_CLOEXEC)) {
-		repair_fail_now(r, "pipe: %s", strerror(errno));
+	rc = ctl_child_start(ctl->base, argv, r->limit_ms, repair_done, r, &r->child);
+	if (rc) {
+		r->child = NULL;
+		repair_fail_now(r, "cannot start %s: %s", prog, strerror(-rc));
 		return;
 	}
-	r->pid = fork();
-	if (r->pid < 0) {
-		r->pid = 0;
-		close(pipefd[0]);
-		close(pipefd[1]);
-		repair_fail_now(r, "fork: %s", strerror(errno));
-		return;
-	}
-	if (r->pid == 0)
-		repair_exec(pipefd[1], argv);
-	close(pipefd[1]);
-	r->fd = pipefd[0];
-	fcntl(r->fd, F_SETFL, fcntl(r->fd, F_GETFL) | O_NONBLOCK);
-	r->deadline = hec_now_mono_ns() + r->limit_ms * 1000000LL;
-	r->out_ev = event_new(ctl->base, r->fd, EV_READ | EV_PERSIST, repair_on_out, r);
-	r->timer_ev = event_new(ctl->base, -1, EV_PERSIST, repair_on_timer, r);
-	if (!r->out_ev || !r->timer_ev || event_add(r->out_ev, NULL) || event_add(r->timer_ev, &tv)) {
-		/* cannot watch it: stop it now rather than lose track of it */
-		kill(-r->pid, SIGKILL);
-		waitpid(r->pid, NULL, 0);
-		r->pid = 0;
-		if (r->out_ev)
-			event_free(r->out_ev);
-		if (r->timer_ev)
-			event_free(r->timer_ev);
-		r->out_ev = r->timer_ev = NULL;
-		close(r->fd);
-		r->fd = -1;
-		repair_fail_now(r, "controller out of memory");
-		return;
-	}
-	hec_info("storage repair: started %s (pid %ld): %s", r->prog, (long)r->pid, why);
+	hec_info("storage repair: started %s (pid %ld): %s", prog, (long)ctl_child_pid(r->child),
+		 why);
 }
 
 void store_repair_request(struct ctl *ctl, const char *why)
@@ -656,7 +520,7 @@ void store_repair_request(struct ctl *ctl, const char *why)
 		hec_err("storage repair (%s): out of memory", why);
 		return;
 	}
-	if (r->pid) {
+	if (r->child) {
 		if (!r->pending)
 			hec_info("storage repair: one is under way; another runs after it (%s)", why);
 		r->pending = 1;
@@ -712,16 +576,7 @@ static void repair_free(struct ctl *ctl)
 
 	if (!r)
 		return;
-	if (r->pid) {
-		kill(-r->pid, SIGKILL);
-		waitpid(r->pid, NULL, 0);
-	}
-	if (r->out_ev)
-		event_free(r->out_ev);
-	if (r->timer_ev)
-		event_free(r->timer_ev);
-	if (r->fd >= 0)
-		close(r->fd);
+	ctl_child_kill(r->child);
 	json_decref(r->state);
 	free(r->waiters);
 	free(r);

@@ -35,6 +35,7 @@ struct ctl_conf {
 	long launch_timeout;       /* ms */
 	long vm_launch_timeout;    /* ms, vm partitions */
 	long snapshot_timeout;     /* ms: nodes answer SNAPSHOT by then or count as failed */
+	long ckpt_timeout;         /* ms: a checkpoint not stored by every node by then aborts */
 	char log_level[16];
 	long gang_slot;            /* ms: length of one time slot */
 	long max_share;            /* rows of the gang matrix (multiprogramming level) */
@@ -73,6 +74,13 @@ enum node_state { NODE_UNKNOWN, NODE_IDLE, NODE_ALLOCATED, NODE_DOWN };
 struct node;
 struct peer;
 struct snap_op;
+struct ckpt_op;
+struct restart_op;
+struct ckpt_state;
+
+/* The start of a restarts row's reason when a user asked for it (hec
+ * restart): those do not count against --max-restarts. */
+#define RESTART_BY_USER "requested by "
 
 /* One allocated node of a job. */
 struct job_node {
@@ -136,10 +144,18 @@ struct ctl_job {
 	int ckpt_keep;               /* committed checkpoints kept (retention), >= 1 */
 	int restart_auto;            /* --restart auto */
 	int max_restarts;            /* automatic restarts allowed */
-	int nrestarts;               /* restarts so far (rows of the restarts table) */
-	int64_t restore_epoch;       /* > 0: the next launch restarts from this checkpoint */
+	int nrestarts;               /* automatic restarts so far (restarts rows whose
+				      * reason is not RESTART_BY_USER...) */
+	int64_t restore_epoch;       /* > 0: the next launch restarts from this checkpoint
+				      * (kept after that start: RESUME may be due again) */
+	json_t *restart_nodes;       /* hec restart --nodes: [names] the restart may use, or NULL */
 	struct ckpt_op *ckpt;        /* the checkpoint under way (ckpt/ctl_ckpt.c), or NULL */
 	struct restart_op *restart;  /* the restart under way (ckpt/ctl_restart.c), or NULL */
+	int64_t ckpt_next;           /* --ckpt-interval: mono ns of the next one, 0: not armed */
+	int64_t ckpt_err_epoch;      /* the last checkpoint that failed (memory only) */
+	int64_t ckpt_err_time;       /* Unix s of its failure */
+	char ckpt_err[512];          /* why */
+	int resume_sent;             /* this controller sent RESUME since the restored start */
 
 	struct ctl_job *next;            /* ctl->jobs, ascending id */
 };
@@ -241,6 +257,10 @@ struct ctl {
 
 	/* snapshots of vm jobs (ctl_snap.c) */
 	int64_t snap_seq;            /* the last request id */
+
+	/* checkpoints (ckpt/ctl_ckpt.c) */
+	int64_t ckpt_seq;            /* the last checkpoint epoch given */
+	struct ckpt_state *ckpts;    /* pending rows to clean up, CLI answers waiting */
 };
 
 /* ---- ctl_rec.c: record helpers, no I/O ---- */
@@ -270,6 +290,13 @@ void format_limit(long secs, char *buf, size_t len);
 void reason_for_node(char *buf, size_t len, const char *node, const char *text);
 /** Build the job_node array from names; ranks block-distributed. \return 0 or -ENOMEM. */
 int job_set_alloc(struct ctl_job *j, const char *const *names, int n);
+/**
+ * Retention: which of the committed checkpoints @epochs (ascending, @n of
+ * them) go once a new one is committed: the oldest beyond @keep, never
+ * @protect (the one a restart under way uses; 0: none).  They are written
+ * to @del oldest first.  \return how many.
+ */
+int ckpt_retention(const int64_t *epochs, int n, int keep, int64_t protect, int64_t *del);
 
 /* ---- db.c: the SQLite catalog ---- */
 
@@ -308,6 +335,38 @@ int db_jobs_load(struct db *db, int (*cb)(struct ctl_job *j, void *arg), void *a
 int db_node_save(struct db *db, const struct node *n);
 /** Like db_jobs_load for nodes (state UNKNOWN, no peer). */
 int db_nodes_load(struct db *db, int (*cb)(struct node *n, void *arg), void *arg);
+
+/* Checkpoints (table ckpts): 'pending' from before CKPT_PREPARE until the
+ * manifest is committed, then 'committed'.  Restarts (table restarts): a
+ * job's history, rows numbered 1, 2, ... per job. */
+/** A pending row for (@job, @epoch), cut at @t_ns (CLOCK_REALTIME), made at
+ *  @created (Unix s).  \return 0, -EIO (also: the row exists). */
+int db_ckpt_pending(struct db *db, long job, int64_t epoch, int64_t t_ns, int64_t created);
+/** The pending row becomes committed with its figures (@nodes [names],
+ *  @parts [{part, node, bytes, pause_us, image, hash}]).  \return 0,
+ *  -ENOENT (no such pending row), -EIO, -ENOMEM. */
+int db_ckpt_commit(struct db *db, long job, int64_t epoch, int64_t bytes, int64_t duration_ms,
+		   const json_t *nodes, const json_t *parts);
+/** \return 0, -ENOENT (no such row), -EIO. */
+int db_ckpt_delete(struct db *db, long job, int64_t epoch);
+/** A restart loaded it: its "restored" count goes up.  \return 0, -ENOENT, -EIO. */
+int db_ckpt_restored(struct db *db, long job, int64_t epoch);
+/** The newest committed epoch of @job below @before (0: any).
+ *  \return 0, -ENOENT (none), -EIO. */
+int db_ckpt_newest(struct db *db, long job, int64_t before, int64_t *epoch);
+/** Rows of @job (0: every job) in @state (NULL: any) into *@out: [{job,
+ *  epoch, state, t_ns, created, bytes, duration_ms, nodes, parts,
+ *  restored}] by job and epoch.  \return 0, -EIO, -ENOMEM. */
+int db_ckpts_list(struct db *db, long job, const char *state, json_t **out);
+/** A new restarts row of @job (its number in *@n). \return 0, -EIO. */
+int db_restart_add(struct db *db, long job, int64_t time, int64_t epoch, const char *reason,
+		   int *n);
+/** Row @n of @job: its epoch now @epoch; @nodes (NULL: unchanged) and
+ *  @error (NULL: unchanged) replace theirs.  \return 0, -ENOENT, -EIO, -ENOMEM. */
+int db_restart_update(struct db *db, long job, int n, int64_t epoch, const json_t *nodes,
+		      const char *error);
+/** [{n, time, epoch, reason, nodes, error?}] of @job by n.  \return 0, -EIO, -ENOMEM. */
+int db_restarts_list(struct db *db, long job, json_t **out);
 
 /* ---- ctl_job.c: job lifecycle ---- */
 
@@ -362,6 +421,34 @@ int node_send(struct node *n, unsigned type, json_t *body);
 void agent_on_msg(struct hec_conn *c, const struct hec_msg *m, void *arg);
 /** Check the table of agent messages (at start). \return 0, or -EINVAL and why in @err. */
 int agent_handlers_check(char *err, size_t errlen);
+
+/* ---- ctl_child.c: helper programs the controller runs ---- */
+
+struct ctl_child;
+/* How a helper ended; everything borrowed for the done call. */
+struct ctl_child_result {
+	int status;                  /* waitpid status (exit 127: it could not run) */
+	int killed;                  /* killed (its process group) past the time limit */
+	long limit_ms;
+	const char *out, *err;       /* the tail of its stdout and of its stderr */
+};
+typedef void (*ctl_child_done_fn)(void *arg, const struct ctl_child_result *r);
+/**
+ * Run @argv (argv[0] a path) as a child in its own session, stdin
+ * /dev/null, its output read by events on @base, reaped by a timer and
+ * killed past @limit_ms; @done is called once, from the loop (never from
+ * within this call), and the child is forgotten after it returns.
+ * \return 0 with *@out, or -errno: nothing runs and @done is never called.
+ */
+int ctl_child_start(struct event_base *base, char *const *argv, long limit_ms,
+		    ctl_child_done_fn done, void *arg, struct ctl_child **out);
+/** Kill the child's process group and reap it now; @done is not called.
+ *  NULL is a no-op. */
+void ctl_child_kill(struct ctl_child *c);
+pid_t ctl_child_pid(const struct ctl_child *c);
+/** One line for @r: "done", "no result within N s: killed", "killed by
+ *  signal N", the last line of its stderr, or "exit status N". */
+void ctl_child_describe(const struct ctl_child_result *r, char *buf, size_t len);
 
 /* ---- ctl_store.c: storage servers ---- */
 
@@ -418,8 +505,13 @@ void store_repair_forget(struct ctl *ctl, struct peer *p);
  *  "error" (null unless failed)}; NULL on ENOMEM. */
 json_t *store_repair_json(struct ctl *ctl);
 /** Tests: run @prog (argv[0]; it gets hec-store's arguments) instead of
- *  hec-store, with a time limit of @limit_ms (0: the default). */
+ *  hec-store, with a time limit of @limit_ms (0: the default); checkpoints
+ *  (ckpt_store_run) run it too. */
 int store_repair_set_program(struct ctl *ctl, const char *prog, long limit_ms);
+/** The hec-store the controller runs: the one store_repair_set_program
+ *  gave, else beside hecctld, else in bindir or sbindir.
+ *  \return 0 or -ENOENT, -ENOMEM. */
+int store_program(struct ctl *ctl, char *buf, size_t len);
 
 /* ---- ckpt/ctl_ckpt.c: the checkpoint coordinator and restarts ---- */
 
@@ -450,6 +542,19 @@ int ckpt_store_run(struct ctl *ctl, const char *const *argv, long limit_ms,
 /** @j is ending (any outcome) or going to restart: abort its checkpoint
  *  under way with @why.  Idempotent. */
 void ckpt_job_ended(struct ctl *ctl, struct ctl_job *j, const char *why);
+/** At the controller's start (catalog loaded, loop made): pending rows of
+ *  checkpoints that were under way are aborted (on the servers, once they
+ *  registered; a checkpoint whose manifest made it is listed committed).
+ *  \return 0, -EIO, -ENOMEM. */
+int ckpt_init(struct ctl *ctl);
+/** Every tick: --ckpt-interval checkpoints that are due, the clean-up of
+ *  aborted checkpoints' rows. */
+void ckpt_tick(struct ctl *ctl);
+/** @p's connection is going away: nobody to answer there. */
+void ckpt_forget_peer(struct ctl *ctl, struct peer *p);
+/** At exit, before the fan-outs go: children killed, records freed (the
+ *  rows of checkpoints under way stay pending for the next start). */
+void ckpt_free_all(struct ctl *ctl);
 /** CKPT_CAPTURED, CKPT_STORED, CKPT_PROGRESS from node @n. */
 void ckpt_on_captured(struct ctl *ctl, struct node *n, const json_t *body);
 void ckpt_on_stored(struct ctl *ctl, struct node *n, const json_t *body);
@@ -458,10 +563,38 @@ void ckpt_on_progress(struct ctl *ctl, struct node *n, const json_t *body);
 /* ---- ckpt/ctl_restart.c: restarting jobs from their checkpoints ---- */
 
 /** A vm job's partition failed (a guest or QEMU died, an agent or node was
- *  lost) and the job is about to end with @outcome: \return 1 if it will
- *  restart instead (--restart auto, restarts left, a committed checkpoint),
- *  the caller then lets ctl_restart take the job; 0: end it as before. */
+ *  lost, @why) and the job is about to end: \return 1 if it restarts
+ *  instead (--restart auto, restarts left, a committed checkpoint, storage
+ *  servers): it is ending into PENDING already; 0: end it as before. */
 int restart_wanted(struct ctl *ctl, struct ctl_job *j, const char *why);
+/** Restart @j (running, or final) from committed checkpoint @epoch, on
+ *  @nodes ([names], NULL: any) for @reason (RESTART_BY_USER... when asked):
+ *  a restarts row, then its partitions killed and it is requeued.
+ *  \return 0, or -errno with @why (nothing changed). */
+int restart_begin(struct ctl *ctl, struct ctl_job *j, int64_t epoch, const json_t *nodes,
+		  const char *reason, char *why, size_t len);
+/** Every node of @j, ending into PENDING, is gone: PENDING ("Restart"). */
+void restart_requeue(struct ctl *ctl, struct ctl_job *j);
+/** LAUNCH's "restore" for the node at index @i of restarting @j, or NULL
+ *  with @why (the checkpoint or the storage servers are gone). */
+json_t *restart_launch_restore(struct ctl *ctl, struct ctl_job *j, int i, char *why, size_t len);
+/** Every node of restarting @j has loaded its stream: START {restored} to
+ *  the batch node, RESUME {t} to every node; the job runs again. */
+void restart_send_start(struct ctl *ctl, struct ctl_job *j);
+/** A node's restore failed (LAUNCHED's @error, or no answer in time):
+ *  \return 1 if @j was restarting (it falls back to the previous committed
+ *  checkpoint, or fails with none left), 0 if it was not. */
+int restart_launch_failed(struct ctl *ctl, struct ctl_job *j, const char *node,
+			  const char *error);
+/** Node @n registered again while @j runs there: a restored job whose
+ *  RESUME this controller never sent gets it now. */
+void restart_reconciled(struct ctl *ctl, struct ctl_job *j, struct node *n);
+/** The gang matrix's column filter: a restarting job waits for a storage
+ *  server up, and with --nodes goes only there (@arg: the ctl). */
+int restart_col_ok(void *arg, long id, int col);
+/** A pending restart's queue reason ("Restart", or why it waits), NULL
+ *  for any other job. */
+const char *restart_waits_for(const struct ctl *ctl, const struct ctl_job *j);
 
 /* ---- ctl_cli.c: CLI requests ---- */
 
@@ -479,6 +612,10 @@ int ctl_gang_init(struct ctl *ctl);
 void ctl_gang_fini(struct ctl *ctl);
 /** Parse a timeslice name. \return 1 for "none", 0 for "gang", -EINVAL. */
 int ctl_gang_timeslice_parse(const char *s);
+/** How far ahead an instant all nodes must meet is set (an epoch's start, a
+ *  checkpoint's cut, a restart's resume): 4 x the largest RTT of the nodes
+ *  up, 50 ms to 1 s. */
+int64_t ctl_lead_ns(const struct ctl *ctl);
 /** Column of @n: its place in ctl->nodes. */
 int node_col(const struct ctl *ctl, const struct node *n);
 /** Add a submitted or reloaded pending job to the matrix. */

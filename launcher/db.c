@@ -64,6 +64,8 @@ static const char migrate_v4[] =
 	"ALTER TABLE jobs ADD COLUMN restart TEXT NOT NULL DEFAULT 'none';"
 	"ALTER TABLE jobs ADD COLUMN max_restarts INTEGER NOT NULL DEFAULT 3;"
 	"ALTER TABLE jobs ADD COLUMN guest_key TEXT;"
+	"ALTER TABLE jobs ADD COLUMN restore_epoch INTEGER NOT NULL DEFAULT 0;"
+	"ALTER TABLE jobs ADD COLUMN restart_nodes TEXT;"
 	"CREATE TABLE ckpts ("
 	" job INTEGER NOT NULL, epoch INTEGER NOT NULL, state TEXT NOT NULL,"
 	" t_ns INTEGER NOT NULL, created INTEGER NOT NULL, bytes INTEGER NOT NULL DEFAULT 0,"
@@ -79,11 +81,12 @@ static const char migrate_v4[] =
 static const char sql_ins_job[] =
 	"INSERT INTO jobs (name, uid, gid, user, state, reason, nodes, ntasks, time_limit,"
 	" priority, submit_time, cwd, env, argv, script, output, error, share, mem_mb,"
-	" partition, vcpus, vm_files)"
-	" VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)";
+	" partition, vcpus, vm_files, ckpt_interval, ckpt_keep, restart, max_restarts)"
+	" VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)";
 static const char sql_upd_job[] =
 	"UPDATE jobs SET state=?, final_state=?, reason=?, start_time=?, end_time=?,"
-	" nodelist=?, exit_code=?, signal=?, exited=?, started=?, slot=? WHERE id=?";
+	" nodelist=?, exit_code=?, signal=?, exited=?, started=?, slot=?, guest_key=?,"
+	" restore_epoch=?, restart_nodes=? WHERE id=?";
 static const char sql_set_paths[] = "UPDATE jobs SET output=?, error=? WHERE id=?";
 static const char sql_save_node[] =
 	"INSERT OR REPLACE INTO nodes (name, hostname, addr, cpus, cores, pus, numa_nodes,"
@@ -293,6 +296,10 @@ int db_job_insert(struct db *db, struct ctl_job *j,
 		rc = -ENOMEM;
 		goto err_rollback;
 	}
+	sqlite3_bind_int64(st, 23, j->ckpt_interval);
+	sqlite3_bind_int(st, 24, j->ckpt_keep > 0 ? j->ckpt_keep : 2);
+	bind_text(st, 25, j->restart_auto ? "auto" : "none");
+	sqlite3_bind_int(st, 26, j->max_restarts);
 	rc = step_done(st);
 	if (rc)
 		goto err_rollback;
@@ -355,7 +362,14 @@ int db_job_update(struct db *db, const struct ctl_job *j)
 	sqlite3_bind_int(st, 9, j->exited);
 	sqlite3_bind_int(st, 10, j->started);
 	sqlite3_bind_int(st, 11, j->slot);
-	sqlite3_bind_int64(st, 12, j->id);
+	bind_text(st, 12, j->guest_key[0] ? j->guest_key : NULL);
+	sqlite3_bind_int64(st, 13, j->restore_epoch);
+	if (bind_json(st, 14, j->restart_nodes) != SQLITE_OK) {
+		sqlite3_reset(st);
+		sqlite3_clear_bindings(st);
+		return -ENOMEM;
+	}
+	sqlite3_bind_int64(st, 15, j->id);
 	return step_done(st);
 }
 
@@ -426,6 +440,21 @@ static struct ctl_job *job_from_row(sqlite3_stmt *st)
 	j->vm = sqlite3_column_text(st, 29) && !strcmp((const char *)sqlite3_column_text(st, 29), "vm");
 	j->vcpus = sqlite3_column_int(st, 30);
 	j->vm_files = col_json(st, 31);
+	j->ckpt_interval = (long)sqlite3_column_int64(st, 32);
+	j->ckpt_keep = sqlite3_column_int(st, 33);
+	j->restart_auto = sqlite3_column_text(st, 34) &&
+			  !strcmp((const char *)sqlite3_column_text(st, 34), "auto");
+	j->max_restarts = sqlite3_column_int(st, 35);
+	col_copy(st, 36, j->guest_key, sizeof(j->guest_key));
+	j->restore_epoch = sqlite3_column_int64(st, 37);
+	j->restart_nodes = col_json(st, 38);
+	j->nrestarts = sqlite3_column_int(st, 39);
+	if (j->ckpt_keep < 1)
+		j->ckpt_keep = 1;
+	if (j->ckpt_interval < 0 || j->max_restarts < 0 || j->restore_epoch < 0)
+		goto err_free;
+	if (j->restart_nodes && !json_is_array(j->restart_nodes))
+		goto err_free;
 	if (j->vcpus < 0 || j->vcpus > 64)
 		j->vcpus = 0;
 	if (j->vm_files && !json_is_array(j->vm_files))
@@ -470,7 +499,11 @@ int db_jobs_load(struct db *db, int (*cb)(struct ctl_job *j, void *arg), void *a
 		"SELECT id, name, uid, gid, user, state, final_state, reason, nodes, ntasks,"
 		" time_limit, priority, submit_time, start_time, end_time, cwd, env, argv, script,"
 		" output, error, nodelist, exit_code, signal, exited, started, share, mem_mb, slot,"
-		" partition, vcpus, vm_files FROM jobs ORDER BY id";
+		" partition, vcpus, vm_files, ckpt_interval, ckpt_keep, restart, max_restarts,"
+		" guest_key, restore_epoch, restart_nodes,"
+		" (SELECT COUNT(*) FROM restarts r WHERE r.job = jobs.id AND r.reason NOT LIKE '"
+		RESTART_BY_USER "%')"
+		" FROM jobs ORDER BY id";
 	sqlite3_stmt *st;
 	int rc = 0, step;
 
@@ -556,4 +589,237 @@ int db_nodes_load(struct db *db, int (*cb)(struct node *n, void *arg), void *arg
 		rc = -EIO;
 	sqlite3_finalize(st);
 	return rc;
+}
+
+/* ---- checkpoints and restarts (ckpt/) ---- */
+
+/* Prepare @sql, bind the (int64) values, step once: 0 on DONE (or a ROW:
+ * *@row gets column 0 if @row), -ENOENT when @need_change and no row
+ * changed, -EIO. */
+static int run_i64(struct db *db, const char *sql, const int64_t *v, int n, int need_change,
+		   int64_t *row)
+{
+	sqlite3_stmt *st;
+	int rc = -EIO, step;
+
+	if (sqlite3_prepare_v2(db->h, sql, -1, &st, NULL) != SQLITE_OK)
+		return -EIO;
+	for (int i = 0; i < n; i++)
+		sqlite3_bind_int64(st, i + 1, v[i]);
+	step = sqlite3_step(st);
+	if (step == SQLITE_ROW && row) {
+		*row = sqlite3_column_int64(st, 0);
+		rc = sqlite3_column_type(st, 0) == SQLITE_NULL ? -ENOENT : 0;
+	} else if (step == SQLITE_ROW) {
+		rc = 0;
+	} else if (step == SQLITE_DONE) {
+		rc = row ? -ENOENT : need_change && !sqlite3_changes(db->h) ? -ENOENT : 0;
+	}
+	sqlite3_finalize(st);
+	return rc;
+}
+
+int db_ckpt_pending(struct db *db, long job, int64_t epoch, int64_t t_ns, int64_t created)
+{
+	const int64_t v[] = { job, epoch, t_ns, created };
+
+	return run_i64(db, "INSERT INTO ckpts (job, epoch, state, t_ns, created)"
+			   " VALUES (?1, ?2, 'pending', ?3, ?4)", v, 4, 0, NULL);
+}
+
+int db_ckpt_commit(struct db *db, long job, int64_t epoch, int64_t bytes, int64_t duration_ms,
+		   const json_t *nodes, const json_t *parts)
+{
+	static const char sql[] =
+		"UPDATE ckpts SET state='committed', bytes=?, duration_ms=?, nodes=?, parts=?"
+		" WHERE job=? AND epoch=? AND state='pending'";
+	sqlite3_stmt *st;
+	int rc;
+
+	if (sqlite3_prepare_v2(db->h, sql, -1, &st, NULL) != SQLITE_OK)
+		return -EIO;
+	sqlite3_bind_int64(st, 1, bytes);
+	sqlite3_bind_int64(st, 2, duration_ms);
+	if (bind_json(st, 3, nodes) != SQLITE_OK || bind_json(st, 4, parts) != SQLITE_OK) {
+		sqlite3_finalize(st);
+		return -ENOMEM;
+	}
+	sqlite3_bind_int64(st, 5, job);
+	sqlite3_bind_int64(st, 6, epoch);
+	rc = sqlite3_step(st) == SQLITE_DONE ? 0 : -EIO;
+	if (!rc && !sqlite3_changes(db->h))
+		rc = -ENOENT;
+	sqlite3_finalize(st);
+	return rc;
+}
+
+int db_ckpt_delete(struct db *db, long job, int64_t epoch)
+{
+	const int64_t v[] = { job, epoch };
+
+	return run_i64(db, "DELETE FROM ckpts WHERE job=?1 AND epoch=?2", v, 2, 1, NULL);
+}
+
+int db_ckpt_restored(struct db *db, long job, int64_t epoch)
+{
+	const int64_t v[] = { job, epoch };
+
+	return run_i64(db, "UPDATE ckpts SET restored = restored + 1 WHERE job=?1 AND epoch=?2",
+		       v, 2, 1, NULL);
+}
+
+int db_ckpt_newest(struct db *db, long job, int64_t before, int64_t *epoch)
+{
+	const int64_t v[] = { job, before > 0 ? before : INT64_MAX };
+
+	return run_i64(db, "SELECT MAX(epoch) FROM ckpts WHERE job=?1 AND epoch<?2"
+			   " AND state='committed'", v, 2, 0, epoch);
+}
+
+int db_ckpts_list(struct db *db, long job, const char *state, json_t **out)
+{
+	static const char sql[] =
+		"SELECT job, epoch, state, t_ns, created, bytes, duration_ms, nodes, parts, restored"
+		" FROM ckpts WHERE (?1 = 0 OR job = ?1) AND (?2 IS NULL OR state = ?2)"
+		" ORDER BY job, epoch";
+	json_t *list = json_array();
+	sqlite3_stmt *st;
+	int step, rc = 0;
+
+	if (!list)
+		return -ENOMEM;
+	if (sqlite3_prepare_v2(db->h, sql, -1, &st, NULL) != SQLITE_OK) {
+		json_decref(list);
+		return -EIO;
+	}
+	sqlite3_bind_int64(st, 1, job);
+	bind_text(st, 2, state);
+	while ((step = sqlite3_step(st)) == SQLITE_ROW) {
+		json_t *nodes = col_json(st, 7), *parts = col_json(st, 8);
+		json_t *o = json_pack("{s:I,s:I,s:s,s:I,s:I,s:I,s:I,s:o,s:o,s:i}",
+				      "job", (json_int_t)sqlite3_column_int64(st, 0),
+				      "epoch", (json_int_t)sqlite3_column_int64(st, 1),
+				      "state", (const char *)sqlite3_column_text(st, 2),
+				      "t_ns", (json_int_t)sqlite3_column_int64(st, 3),
+				      "created", (json_int_t)sqlite3_column_int64(st, 4),
+				      "bytes", (json_int_t)sqlite3_column_int64(st, 5),
+				      "duration_ms", (json_int_t)sqlite3_column_int64(st, 6),
+				      "nodes", json_is_array(nodes) ? nodes : json_array(),
+				      "parts", json_is_array(parts) ? parts : json_array(),
+				      "restored", sqlite3_column_int(st, 9));
+
+		if (!json_is_array(nodes))
+			json_decref(nodes);
+		if (!json_is_array(parts))
+			json_decref(parts);
+		if (!o || json_array_append_new(list, o)) {
+			rc = -ENOMEM;
+			break;
+		}
+	}
+	if (!rc && step != SQLITE_DONE)
+		rc = -EIO;
+	sqlite3_finalize(st);
+	if (rc) {
+		json_decref(list);
+		return rc;
+	}
+	*out = list;
+	return 0;
+}
+
+int db_restart_add(struct db *db, long job, int64_t time, int64_t epoch, const char *reason,
+		   int *n)
+{
+	static const char sql[] =
+		"INSERT INTO restarts (job, n, time, epoch, reason)"
+		" SELECT ?1, COALESCE(MAX(n), 0) + 1, ?2, ?3, ?4 FROM restarts WHERE job = ?1";
+	const int64_t v[] = { job };
+	int64_t last = 0;
+	sqlite3_stmt *st;
+	int rc;
+
+	if (sqlite3_prepare_v2(db->h, sql, -1, &st, NULL) != SQLITE_OK)
+		return -EIO;
+	sqlite3_bind_int64(st, 1, job);
+	sqlite3_bind_int64(st, 2, time);
+	sqlite3_bind_int64(st, 3, epoch);
+	bind_text(st, 4, reason);
+	rc = sqlite3_step(st) == SQLITE_DONE ? 0 : -EIO;
+	sqlite3_finalize(st);
+	if (!rc)
+		rc = run_i64(db, "SELECT MAX(n) FROM restarts WHERE job=?1", v, 1, 0, &last);
+	if (!rc)
+		*n = (int)last;
+	return rc;
+}
+
+int db_restart_update(struct db *db, long job, int n, int64_t epoch, const json_t *nodes,
+		      const char *error)
+{
+	static const char sql[] =
+		"UPDATE restarts SET epoch = ?, nodes = COALESCE(?, nodes), error = COALESCE(?, error)"
+		" WHERE job = ? AND n = ?";
+	sqlite3_stmt *st;
+	int rc;
+
+	if (sqlite3_prepare_v2(db->h, sql, -1, &st, NULL) != SQLITE_OK)
+		return -EIO;
+	sqlite3_bind_int64(st, 1, epoch);
+	if (bind_json(st, 2, nodes) != SQLITE_OK) {
+		sqlite3_finalize(st);
+		return -ENOMEM;
+	}
+	bind_text(st, 3, error);
+	sqlite3_bind_int64(st, 4, job);
+	sqlite3_bind_int(st, 5, n);
+	rc = sqlite3_step(st) == SQLITE_DONE ? 0 : -EIO;
+	if (!rc && !sqlite3_changes(db->h))
+		rc = -ENOENT;
+	sqlite3_finalize(st);
+	return rc;
+}
+
+int db_restarts_list(struct db *db, long job, json_t **out)
+{
+	static const char sql[] =
+		"SELECT n, time, epoch, reason, nodes, error FROM restarts WHERE job = ? ORDER BY n";
+	json_t *list = json_array();
+	sqlite3_stmt *st;
+	int step, rc = 0;
+
+	if (!list)
+		return -ENOMEM;
+	if (sqlite3_prepare_v2(db->h, sql, -1, &st, NULL) != SQLITE_OK) {
+		json_decref(list);
+		return -EIO;
+	}
+	sqlite3_bind_int64(st, 1, job);
+	while ((step = sqlite3_step(st)) == SQLITE_ROW) {
+		json_t *nodes = col_json(st, 4);
+		json_t *o = json_pack("{s:i,s:I,s:I,s:s,s:o}", "n", sqlite3_column_int(st, 0),
+				      "time", (json_int_t)sqlite3_column_int64(st, 1),
+				      "epoch", (json_int_t)sqlite3_column_int64(st, 2),
+				      "reason", (const char *)sqlite3_column_text(st, 3),
+				      "nodes", json_is_array(nodes) ? nodes : json_array());
+
+		if (!json_is_array(nodes))
+			json_decref(nodes);
+		if (o && sqlite3_column_type(st, 5) != SQLITE_NULL)
+			json_object_set_new(o, "error",
+					    json_string((const char *)sqlite3_column_text(st, 5)));
+		if (!o || json_array_append_new(list, o)) {
+			rc = -ENOMEM;
+			break;
+		}
+	}
+	if (!rc && step != SQLITE_DONE)
+		rc = -EIO;
+	sqlite3_finalize(st);
+	if (rc) {
+		json_decref(list);
+		return rc;
+	}
+	*out = list;
+	return 0;
 }

@@ -52,6 +52,7 @@ static const struct hec_conf_key ctl_keys[] = {
 	MS_KEY(launch_timeout, "30s", 100, 86400000L, "LAUNCH not answered by every node by then: the job fails"),
 	MS_KEY(vm_launch_timeout, "5m", 100, 86400000L, "the same for vm partitions (image build and guest boot; TCG is slow)"),
 	MS_KEY(snapshot_timeout, "10m", 1000, 86400000L, "hec snapshot: nodes that have not answered SNAPSHOT by then count as failed"),
+	MS_KEY(ckpt_timeout, "10m", 1000, 86400000L, "a checkpoint whose streams are not all stored by then is aborted"),
 	STR_KEY(log_level, "info", "err, warn, info, debug"),
 	MS_KEY(gang_slot, "50ms", 1, 60000, "length of one gang time slot"),
 	INT_KEY(max_share, "4", 1, 64, "time slots (jobs sharing a node) at most: the multiprogramming level"),
@@ -81,6 +82,7 @@ static void peer_free(struct peer *p)
 	if (p->kind == PEER_CLI) {
 		fanout_forget_owner(p->ctl->fanout, p);
 		store_repair_forget(p->ctl, p);
+		ckpt_forget_peer(p->ctl, p);
 	}
 	hec_conn_free(p->conn);
 	free(p);
@@ -298,6 +300,7 @@ static void tick_cb(evutil_socket_t fd, short what, void *arg)
 	node_check_liveness(ctl);
 	store_check_liveness(ctl);
 	ctl_job_timers(ctl);
+	ckpt_tick(ctl);
 	ctl_schedule(ctl);
 }
 
@@ -572,6 +575,7 @@ static void ctl_free(struct ctl *ctl)
 	struct node *n, *nn;
 	struct ctl_job *j, *jn;
 
+	ckpt_free_all(ctl); /* before the fan-outs: their checkpoints end quietly */
 	fanout_set_free(ctl->fanout); /* before the peers and jobs: nobody is answered at exit */
 	ctl->fanout = NULL;
 	while (ctl->peers)
@@ -654,6 +658,11 @@ int main(int argc, char **argv)
 	}
 	if (fanout_set_new(ctl.base, &ctl.fanout)) {
 		fprintf(stderr, "hecctld: cannot create the fan-out set: %s\n", strerror(ENOMEM));
+		goto out;
+	}
+	if (ckpt_init(&ctl)) {
+		fprintf(stderr, "hecctld: catalog %s: cannot load the checkpoints: %s\n", path,
+			db_errmsg(ctl.db));
 		goto out;
 	}
 	if (open_listeners(&ctl))

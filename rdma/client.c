@@ -1252,6 +1252,12 @@ static int fetch_manifest(struct hec_store *s, uint64_t job, uint64_t epoch, uin
 
 int hec_store_commit(struct hec_store *s, uint64_t job, uint64_t epoch, json_t *entries)
 {
+	return hec_store_commit_meta(s, job, epoch, entries, NULL);
+}
+
+int hec_store_commit_meta(struct hec_store *s, uint64_t job, uint64_t epoch, json_t *entries,
+			  const json_t *meta)
+{
 	json_t *m, *names;
 	struct op *ops = NULL;
 	char *text = NULL, errs[ERRS_LEN] = "", why[256], hex[17];
@@ -1269,6 +1275,10 @@ int hec_store_commit(struct hec_store *s, uint64_t job, uint64_t epoch, json_t *
 		      "time", (json_int_t)(hec_now_real_ns() / 1000000000), "replicas",
 		      (json_int_t)s->r, "chunk_size", (json_int_t)s->chunk_size, "servers", names,
 		      "streams", entries ? json_incref(entries) : json_array());
+	if (m && meta && json_object_set_new(m, "meta", json_deep_copy(meta))) {
+		json_decref(m);
+		m = NULL;
+	}
 	if (!m)
 		return fail(s, -ENOMEM, "commit: out of memory");
 	if (hec_store_manifest_check(m, job, epoch, why, sizeof(why))) {
@@ -2130,7 +2140,8 @@ int hec_store_repair_report(struct hec_store *s, json_t **report)
 				/* commit it again as it was, with today's placement */
 				s->r = (unsigned)json_integer_value(json_object_get(m, "replicas"));
 				s->chunk_size = (size_t)json_integer_value(json_object_get(m, "chunk_size"));
-				if (hec_store_commit(s, job, epoch, streams))
+				if (hec_store_commit_meta(s, job, epoch, streams,
+							  json_object_get(m, "meta")))
 					why_add(errs, sizeof(errs), "%s", s->why);
 				s->r = (unsigned)saved_r;
 				s->chunk_size = saved_cs;

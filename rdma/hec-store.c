@@ -9,6 +9,7 @@
 #include <errno.h>
 #include <getopt.h>
 #include <inttypes.h>
+#include <limits.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -27,7 +28,7 @@ static const char usage_text[] =
 	"usage: hec-store [OPTIONS] CMD ARGS\n"
 	"  put JOB EPOCH PART  < stream   write a stream; prints its manifest entry (JSON)\n"
 	"  commit JOB EPOCH [ENTRY...]    commit the checkpoint: entries as files, or JSON\n"
-	"                                 lines on stdin\n"
+	"                                 lines on stdin; --meta FILE: the job's meta (JSON)\n"
 	"  get JOB EPOCH PART  > stream   read a committed stream back\n"
 	"  latest JOB                     the newest committed epoch (--json: its manifest)\n"
 	"  delete JOB EPOCH | abort JOB EPOCH | repair | status [--json]\n"
@@ -40,6 +41,7 @@ static const char usage_text[] =
 	"  --provider auto|verbs|tcp  fabric provider (default auto)\n"
 	"  --timeout MS               per operation (default 30000)\n"
 	"  --json                     JSON output (latest, status, repair)\n"
+	"  --meta FILE                commit: the manifest's \"meta\" (doc/storage.md)\n"
 	"  --quiet                    no figures on stderr\n";
 
 /* "hec-store: " + the message + @tail, on stderr */
@@ -74,7 +76,7 @@ static int usage(const char *fmt, ...)
 }
 
 struct args {
-	const char *servers, *dir, *key_file, *provider;
+	const char *servers, *dir, *key_file, *provider, *meta;
 	unsigned long replicas;
 	uint64_t chunk_size;
 	long timeout_ms;
@@ -170,11 +172,13 @@ static int read_key(struct args *a, const struct cli_ctx *ctx, int have_ctx)
 	return 0;
 }
 
+/* JOB: 1..2^31-1 as job ids go; EPOCH: any positive 64-bit integer (the
+ * controller's epochs are microseconds of real time). */
 static int parse_u64(const char *what, const char *s, uint64_t *out)
 {
 	long v;
 
-	if (hec_parse_long(s, 1, 2147483647L, &v)) {
+	if (hec_parse_long(s, 1, strcmp(what, "EPOCH") ? 2147483647L : LONG_MAX, &v)) {
 		fprintf(stderr, PROG ": bad %s '%s': a positive integer (see: hec-store --help)\n",
 			what, s);
 		return -EINVAL;
@@ -286,7 +290,8 @@ static int read_entries(int argc, char **argv, json_t *entries)
 
 static int cmd_commit(struct hec_store *s, struct args *a, int argc, char **argv)
 {
-	json_t *entries = json_array();
+	json_t *entries = json_array(), *meta = NULL;
+	json_error_t jerr;
 	uint64_t job, epoch;
 	int rc;
 
@@ -298,7 +303,13 @@ static int cmd_commit(struct hec_store *s, struct args *a, int argc, char **argv
 		json_decref(entries);
 		return 1;
 	}
-	rc = hec_store_commit(s, job, epoch, entries);
+	if (a->meta && !(meta = json_load_file(a->meta, 0, &jerr))) {
+		err_line("%s: %s", a->meta, jerr.text);
+		json_decref(entries);
+		return 1;
+	}
+	rc = hec_store_commit_meta(s, job, epoch, entries, meta);
+	json_decref(meta);
 	if (rc) {
 		err_line("%s", hec_store_why(s));
 		json_decref(entries);
@@ -470,6 +481,7 @@ int main(int argc, char **argv)
 		{ "timeout", required_argument, NULL, 't' },
 		{ "json", no_argument, NULL, 'j' },
 		{ "quiet", no_argument, NULL, 'q' },
+		{ "meta", required_argument, NULL, 'm' },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
@@ -515,6 +527,7 @@ int main(int argc, char **argv)
 			break;
 		case 'j': a.json = 1; break;
 		case 'q': a.quiet = 1; break;
+		case 'm': a.meta = optarg; break;
 		case 'h': fputs(usage_text, stdout); return 0;
 		default: return usage("unknown option '%s'", argv[optind - 1]);
 		}
@@ -529,6 +542,8 @@ int main(int argc, char **argv)
 		return usage("unknown command '%s'", cmd);
 	if (argc - optind < cmds[ci].nargs || (!cmds[ci].more && argc - optind > cmds[ci].nargs))
 		return usage("%s: wrong number of arguments", cmd);
+	if (a.meta && strcmp(cmd, "commit"))
+		return usage("--meta: only for commit");
 	signal(SIGPIPE, SIG_IGN);
 
 	if (!a.servers || !a.key_file) {

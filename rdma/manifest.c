@@ -135,6 +135,81 @@ int hec_store_entry_check(const json_t *e, char *why, size_t whylen)
 	return 0;
 }
 
+static int str_field(const json_t *o, const char *k)
+{
+	return json_is_string(json_object_get(o, k));
+}
+
+/* Is @name one of the strings of @arr? */
+static int in_names(const json_t *arr, const char *name)
+{
+	for (size_t i = 0; i < json_array_size(arr); i++)
+		if (name && !strcmp(name, json_string_value(json_array_get(arr, i))))
+			return 1;
+	return 0;
+}
+
+int hec_store_meta_check(const json_t *meta, const json_t *streams, char *why, size_t whylen)
+{
+	static const char *const ints[] = { "uid", "nnodes", "ntasks", "vcpus", "mem_mb" };
+	const json_t *spec = json_object_get(meta, "job"), *nodes = json_object_get(meta, "nodes");
+	const json_t *parts = json_object_get(meta, "parts"), *files;
+	size_t i, k;
+
+	if (!json_is_object(meta) || !json_is_object(spec))
+		return bad(why, whylen, "meta: not an object with a \"job\" object");
+	if (!str_field(spec, "name") || !str_field(spec, "user") || !str_field(spec, "command"))
+		return bad(why, whylen, "meta job: \"name\", \"user\" or \"command\" missing or not text");
+	for (i = 0; i < sizeof(ints) / sizeof(ints[0]); i++)
+		if (int_field(spec, ints[i], !strcmp(ints[i], "uid") || !strcmp(ints[i], "mem_mb") ?
+					     0 : 1) < 0)
+			return bad(why, whylen, "meta job: \"%s\" missing or bad", ints[i]);
+	files = json_object_get(spec, "vm_files");
+	if (!json_is_array(files))
+		return bad(why, whylen, "meta job: \"vm_files\" is not a list");
+	for (i = 0; i < json_array_size(files); i++)
+		if (!json_is_string(json_array_get(files, i)))
+			return bad(why, whylen, "meta job: \"vm_files\" is not a list of paths");
+	if (!json_is_array(nodes) ||
+	    (long long)json_array_size(nodes) != int_field(spec, "nnodes", 1))
+		return bad(why, whylen, "meta: \"nodes\" is not a list of the job's %lld nodes",
+			   int_field(spec, "nnodes", 1));
+	for (i = 0; i < json_array_size(nodes); i++)
+		if (!hec_name_ok(json_string_value(json_array_get(nodes, i))))
+			return bad(why, whylen, "meta: node %zu: bad or missing name", i);
+	if (!json_is_array(parts) || json_array_size(parts) != json_array_size(streams))
+		return bad(why, whylen, "meta: \"parts\" does not list the %zu streams",
+			   json_array_size(streams));
+	for (i = 0; i < json_array_size(parts); i++) {
+		const json_t *p = json_array_get(parts, i);
+		const char *part = json_string_value(json_object_get(p, "part"));
+		const char *node = json_string_value(json_object_get(p, "node"));
+
+		if (!hec_name_ok(part))
+			return bad(why, whylen, "meta: part %zu: bad or missing \"part\"", i);
+		for (k = 0; k < json_array_size(streams); k++) {
+			const char *sp = json_string_value(json_object_get(json_array_get(streams, k),
+									   "part"));
+
+			if (sp && !strcmp(part, sp))
+				break;
+		}
+		if (k == json_array_size(streams))
+			return bad(why, whylen, "meta: part %s has no stream", part);
+		for (k = 0; k < i; k++)
+			if (!strcmp(part, json_string_value(json_object_get(json_array_get(parts, k),
+									     "part"))))
+				return bad(why, whylen, "meta: part %s twice", part);
+		if (!in_names(nodes, node))
+			return bad(why, whylen, "meta: part %s: node %s is not one of the job's nodes",
+				   part, node ? node : "(missing)");
+		if (!str_field(p, "image") || int_field(p, "pause_us", 0) < 0)
+			return bad(why, whylen, "meta: part %s: \"image\" or \"pause_us\" missing or bad",
+				   part);
+	}
+	return 0;
+}
+
 int hec_store_manifest_check(const json_t *m, uint64_t job, uint64_t epoch, char *why,
 			     size_t whylen)
 {
@@ -166,6 +241,13 @@ int hec_store_manifest_check(const json_t *m, uint64_t job, uint64_t epoch, char
 									     "part"))))
 				return bad(why, whylen, "manifest %lld/%lld: stream %s twice", mj, me,
 					   part);
+	}
+	if (json_object_get(m, "meta") &&
+	    hec_store_meta_check(json_object_get(m, "meta"), streams, why, whylen)) {
+		char inner[256];
+
+		snprintf(inner, sizeof(inner), "%s", why ? why : "");
+		return bad(why, whylen, "manifest %lld/%lld: %s", mj, me, inner);
 	}
 	return 0;
 }

@@ -90,6 +90,10 @@ void gm_set_preempt(struct gang_matrix *m, int on);
  * \return 0, -EINVAL (bad @pos or mem_mb < 0) or -ENOMEM.
  */
 int gm_col_insert(struct gang_matrix *m, int pos, long mem_mb, int up);
+/** Where pending jobs may go: @ok(@arg, id, col) says whether job @id may
+ *  take column @col (NULL: any column).  Placement and the "could it ever
+ *  fit" test of pending jobs ask it; jobs holding columns keep them. */
+void gm_set_col_filter(struct gang_matrix *m, int (*ok)(void *arg, long id, int col), void *arg);
 /** Update a column: memory (MB, 0 = not counted) and whether new jobs may
  *  be placed there.  Jobs already there stay.  \return 0 or -EINVAL. */
 int gm_col_set(struct gang_matrix *m, int col, long mem_mb, int up);

@@ -118,7 +118,9 @@ struct hec_run_req {
 	/* 1: the machine was restarted from a checkpoint taken while its batch
 	 * step ran: start nothing, attach out_fd/err_fd and the step's end to
 	 * the step already running there (argv, envp, cwd unused).  -ENOENT:
-	 * no batch step runs in the restored machine. */
+	 * no batch step runs in the restored machine (known once resume() has
+	 * heard from it; an attach before that learns it through
+	 * host->exited(), with an error). */
 	int attach;
 };
 
@@ -130,6 +132,10 @@ struct hec_capture_cbs {
 	void (*captured)(void *arg, long long pause_ns);
 	/** Bytes of state written so far (optional: NULL; about once a second). */
 	void (*progress)(void *arg, unsigned long long bytes);
+	/** The machine had to stay stopped while its state was written (no
+	 *  background capture: captured() said 0): the whole pause, just
+	 *  before a successful done() (optional: NULL). */
+	void (*paused)(void *arg, long long pause_ns);
 	void *arg;
 };
 
@@ -243,7 +249,9 @@ struct hec_partition_ops {
 	int (*capture)(struct hec_partition *p, int fd, const struct hec_capture_cbs *cbs,
 		       hec_part_done_fn done, void *arg, char *why, size_t len);
 	/** Stop the capture under way (its done() follows with -ECANCELED);
-	 *  0 if there was one, -ENOENT if none. */
+	 *  0 if there was one, -ENOENT if none.  Until done(), the capture's
+	 *  fd must still be read: a machine may have to write its state to
+	 *  the end first (the vm driver's background snapshot, QEMU 7.2). */
 	int (*cancel)(struct hec_partition *p);
 	/** A machine started with incoming_fd and loaded: its CPUs run now. */
 	int (*resume)(struct hec_partition *p, char *why, size_t len);

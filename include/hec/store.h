@@ -88,6 +88,13 @@ int hec_store_put_fd(struct hec_store *s, uint64_t job, uint64_t epoch, const ch
  *  manifest is written last and atomically; after 0 the checkpoint survives
  *  any one server's loss (r >= 2) and is what hec_store_latest finds. */
 int hec_store_commit(struct hec_store *s, uint64_t job, uint64_t epoch, json_t *entries);
+/** hec_store_commit whose manifest also carries @meta (NULL: none) as its
+ *  "meta": what a restart needs to know of the job that was saved (its
+ *  spec, nodes, and per stream the node, guest image and pause; the format
+ *  hec_store_meta_check accepts, doc/storage.md "Manifest meta").
+ *  -EINVAL (why says it) if @meta does not fit the streams. */
+int hec_store_commit_meta(struct hec_store *s, uint64_t job, uint64_t epoch, json_t *entries,
+			  const json_t *meta);
 
 /** The newest committed epoch of @job (*@epoch), and its manifest
  *  (*@manifest, caller decrefs; may be NULL).  -ENOENT: none committed. */
@@ -145,10 +152,17 @@ int hec_store_parse_size(const char *s, uint64_t *out);
  *  \return 0 or -EINVAL with the first fault in @why. */
 int hec_store_entry_check(const json_t *entry, char *why, size_t whylen);
 /** Check a checkpoint's manifest: @job and @epoch (0: any) match, "replicas",
- *  "chunk_size", "servers", and every entry of "streams" (distinct parts).
+ *  "chunk_size", "servers", every entry of "streams" (distinct parts), and
+ *  "meta" where there is one (hec_store_meta_check).
  *  \return 0 or -EINVAL with the first fault in @why. */
 int hec_store_manifest_check(const json_t *m, uint64_t job, uint64_t epoch, char *why,
 			     size_t whylen);
+/** Check a manifest's "meta" against its @streams (an array of entries):
+ *  {"job": {name, user, uid, nnodes, ntasks, vcpus, mem_mb, vm_files [str],
+ *  command}, "nodes": [nnodes names], "parts": [{part, node, image,
+ *  pause_us}] naming every stream once and only those, on nodes of
+ *  "nodes"}.  \return 0 or -EINVAL with the first fault in @why. */
+int hec_store_meta_check(const json_t *meta, const json_t *streams, char *why, size_t whylen);
 /** The entry of @part in manifest @m, or NULL. */
 const json_t *hec_store_manifest_stream(const json_t *m, const char *part);
 /** The -errno a STORE_REP "error" stands for: the exact strings of

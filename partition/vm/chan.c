@@ -64,8 +64,14 @@ static void on_exit_frame(struct vm *v, const struct hec_guest_frame *f)
 	const char *error = hec_guest_kv_get(f->payload, f->len, "error");
 	char why[1100];
 
-	if (hec_guest_kv_int(f->payload, f->len, "id", 0, 1LL << 40, &id) || id != v->run_id ||
-	    !v->running)
+	if (hec_guest_kv_int(f->payload, f->len, "id", 0, 1LL << 40, &id) || !v->running)
+		return;
+	/* attached to a restored guest's step before its PONG named it */
+	if (v->attach_unknown) {
+		v->attach_unknown = 0;
+		v->run_id = (long)id;
+	}
+	if (id != v->run_id)
 		return;
 	hec_guest_kv_int(f->payload, f->len, "exit", 0, 255, &code);
 	hec_guest_kv_int(f->payload, f->len, "signal", 0, 128, &sig);
@@ -158,6 +164,14 @@ void guest_read(struct bufferevent *bev, void *arg)
 }
 
 
+/* The step's output frames go to the caller's files from now on. */
+static void run_output(struct vm *v, const struct hec_run_req *req)
+{
+	v->out_fd = dup(req->out_fd);
+	v->err_fd = req->err_fd >= 0 ? dup(req->err_fd) : v->out_fd;
+	v->running = 1;
+}
+
 int vm_run(struct hec_partition *p, const struct hec_run_req *req, char *why, size_t len)
 {
 	struct vm *v = p->priv;
@@ -171,6 +185,22 @@ int vm_run(struct hec_partition *p, const struct hec_run_req *req, char *why, si
 	if (v->running) {
 		hec_fmt(why, len, "a batch step already runs in the guest");
 		return -EBUSY;
+	}
+	if (req->attach) {
+		if (!v->from_stream) {
+			hec_fmt(why, len, "the guest was not restarted from a checkpoint: no batch step to attach to");
+			return -EINVAL;
+		}
+		if (v->ponged && !v->guest_run) {
+			hec_fmt(why, len, "no batch step runs in the guest restored from the checkpoint");
+			return -ENOENT;
+		}
+		/* Before the resume's PONG, the step's id is the guest's to say
+		 * (its PONG, or its EXIT if that comes first). */
+		v->run_id = v->guest_run;
+		v->attach_unknown = !v->ponged;
+		run_output(v, req);
+		return 0;
 	}
 	v->run_id++;
 	rc = hec_guest_kv_addf(&kv, "id", "%ld", v->run_id);
@@ -191,9 +221,7 @@ int vm_run(struct hec_partition *p, const struct hec_run_req *req, char *why, si
 		hec_fmt(why, len, "cannot send the batch step to the guest: %s", strerror(-rc));
 		return rc;
 	}
-	v->out_fd = dup(req->out_fd);
-	v->err_fd = req->err_fd >= 0 ? dup(req->err_fd) : v->out_fd;
-	v->running = 1;
+	run_output(v, req);
 	return 0;
 }
 

@@ -19,9 +19,20 @@
 #include "hec/common.h"
 #include "partition/vm/vm.h"
 
+int vm_image_id(const struct vm *v, char *out, size_t len)
+{
+	const char *end = strrchr(v->initrd, '/'), *start = end;
+
+	while (start && start > v->initrd && start[-1] != '/')
+		start--;
+	if (!end || start == end)
+		return -ENOENT;
+	return hec_fmt(out, len, "%.*s", (int)(end - start), start);
+}
+
 void mk_done(struct vm *v)
 {
-	char *line, *save = NULL, *last = NULL, why[1024];
+	char *line, *save = NULL, *last = NULL, why[1024], id[PATH_MAX];
 	int code = WIFEXITED(v->mk_status) ? WEXITSTATUS(v->mk_status) : 0;
 	int sig = WIFSIGNALED(v->mk_status) ? WTERMSIG(v->mk_status) : 0;
 
@@ -39,9 +50,20 @@ void mk_done(struct vm *v)
 			sig ? "hec-mkimage was killed" : "hec-mkimage printed no kernel= and initrd=");
 		return;
 	}
+	/* A restart needs the very guest the state was saved from: another
+	 * kernel, hec-guest or file of the job would run with the old one's
+	 * memory (and QEMU may well load it). */
+	if (v->from_stream && v->want_image[0] &&
+	    (vm_image_id(v, id, sizeof(id)) || strcmp(id, v->want_image))) {
+		vm_fail(v, "the guest image differs from the checkpoint's: %s here, %s in the checkpoint (its kernel, hec-guest, hec-mkimage or the job's files changed since)",
+			vm_image_id(v, id, sizeof(id)) ? v->initrd : id, v->want_image);
+		return;
+	}
 	v->state = VM_BOOTING;
 	if (start_qemu(v, why, sizeof(why)))
 		vm_fail(v, "%s", why);
+	else if (v->from_stream)
+		incoming_begin(v);
 }
 
 static void mk_read(evutil_socket_t fd, short what, void *arg)

@@ -175,3 +175,26 @@ void vm_net_gone(struct hec_partition *p, int port)
 	if (v->net)
 		vnet_port_del(v->net, port);
 }
+
+int vm_net_hold(struct hec_partition *p, int hold)
+{
+	struct vm *v = p->priv;
+	long long dropped;
+
+	if (!v || !v->net || v->port_guest <= 0)
+		return hold ? -ENOTCONN : 0; /* nothing to hold, so nothing held */
+	dropped = vnet_port_hold(v->net, v->port_guest, hold);
+	if (dropped < 0)
+		return (int)dropped;
+	if (hold && !v->net_held) {
+		v->net_held = 1;
+		v->net_held_ns = hec_now_mono_ns();
+		hec_job_debug(v->host->node, v->job, "job network held at the guest");
+	} else if (!hold && v->net_held) {
+		v->net_held = 0;
+		hec_job_info(v->host->node, v->job,
+			     "job network at the guest released after %.1f ms held: %lld frames dropped",
+			     (double)(hec_now_mono_ns() - v->net_held_ns) / 1e6, dropped);
+	}
+	return 0;
+}

@@ -47,7 +47,7 @@ static int vm_wrap(struct hec_partition *cg, struct hec_partition **out, char *w
 	v->self = p;
 	v->cg = cg;
 	v->job = cg->job;
-	v->mk_fd = v->out_fd = v->err_fd = v->op_fd = -1;
+	v->mk_fd = v->out_fd = v->err_fd = v->op_fd = v->in_fd = -1;
 	for (int i = 0; i < NLISTEN; i++)
 		v->lfd[i] = -1;
 	*out = p;
@@ -104,7 +104,9 @@ static int vm_freeze_thaw(struct hec_partition *p, int frozen, char *why, size_t
 	struct vm *v = V(p);
 	int rc;
 
-	if (!v->q.mon)
+	/* A guest loaded from a checkpoint stays paused until resume(): QMP's
+	 * cont would run it. */
+	if (!v->q.mon || v->paused)
 		return frozen ? hec_partition_proc_ops.freeze(v->cg, why, len) :
 				hec_partition_proc_ops.thaw(v->cg, why, len);
 	rc = qmp_mon_set(v->q.mon, frozen);
@@ -186,6 +188,14 @@ static void vm_drop(struct vm *v)
 	if (v->timer) {
 		event_free(v->timer);
 		v->timer = NULL;
+	}
+	if (v->in_timer) {
+		event_free(v->in_timer);
+		v->in_timer = NULL;
+	}
+	if (v->in_fd >= 0) {
+		close(v->in_fd);
+		v->in_fd = -1;
 	}
 	vnet_free(v->net);
 	v->net = NULL;
@@ -282,6 +292,14 @@ static void qemu_ended(struct vm *v, int status)
 		restore_undo(v, -EIO, reason);
 		return;
 	}
+	if (v->from_stream && v->state == VM_BOOTING) {
+		/* e.g. a stream QEMU could not load, or cut short */
+		qemu_log_tail(v, tail, sizeof(tail));
+		vm_fail(v, "the checkpoint's state did not load: QEMU %s %d%s%.400s",
+			sig ? "was killed by signal" : "exited with status", sig ? sig : code,
+			tail[0] ? ": " : "", tail);
+		return;
+	}
 	console_reason(v, reason, sizeof(reason));
 	if (reason[0]) {
 		vm_fail(v, "%s", reason);
@@ -330,8 +348,11 @@ static void timer_cb(evutil_socket_t fd, short what, void *arg)
 	(void)fd;
 	(void)what;
 	if (v->state != VM_UP && hec_now_mono_ns() > v->deadline_ns) {
-		vm_fail(v, "the guest did not come up within %d s (console: %s/console.log)",
-			VM_BOOT_TIMEOUT_S, v->dir);
+		if (v->from_stream)
+			vm_fail(v, "the checkpoint's state did not load within %d s", VM_BOOT_TIMEOUT_S);
+		else
+			vm_fail(v, "the guest did not come up within %d s (console: %s/console.log)",
+				VM_BOOT_TIMEOUT_S, v->dir);
 		return;
 	}
 	if (v->state == VM_DEAD)
@@ -433,6 +454,22 @@ static int vm_start(struct hec_partition *p, const struct hec_start_req *req, ch
 		goto err;
 	}
 	hec_fmt(v->gkey, sizeof(v->gkey), "%s", gkey);
+	if (req->restore) {
+		/* the checkpoint's image identity, compared once ours is known */
+		const char *img = json_string_value(
+		    json_object_get(json_object_get(launch, "restore"), "image"));
+
+		v->from_stream = 1;
+		/* the channel may begin inside a frame hec-guest was sending */
+		v->resync = 1;
+		hec_fmt(v->want_image, sizeof(v->want_image), "%s", img ? img : "");
+		v->in_fd = fcntl(req->incoming_fd, F_DUPFD_CLOEXEC, 3);
+		if (v->in_fd < 0) {
+			rc = -errno;
+			hec_fmt(why, len, "the checkpoint's stream: %s", strerror(errno));
+			goto err;
+		}
+	}
 	v->index = -1;
 	json_array_foreach(nodes, i, n)
 		if (!strcmp(json_string_value(json_object_get(n, "name")), v->host->node))
@@ -483,13 +520,16 @@ err:
 static json_t *vm_stats(struct hec_partition *p)
 {
 	struct vm *v = V(p);
+	char image[PATH_MAX];
 
 	if (v->state != VM_UP)
 		return NULL;
+	if (vm_image_id(v, image, sizeof(image)))
+		image[0] = 0;
 	/* The way vm_gate_open switches it. */
-	return json_pack("{s:I,s:s,s:I,s:I}", "job", (json_int_t)v->job, "method",
+	return json_pack("{s:I,s:s,s:I,s:I,s:s}", "job", (json_int_t)v->job, "method",
 			 v->use_qmp && v->q.mon ? "qmp" : "cgroup", "cgroup_ns", (json_int_t)v->cg_ns, "qmp_ns",
-			 (json_int_t)v->qmp_ns);
+			 (json_int_t)v->qmp_ns, "image", image);
 }
 
 const struct hec_partition_ops hec_partition_vm_ops = {
@@ -511,6 +551,10 @@ const struct hec_partition_ops hec_partition_vm_ops = {
 	.start = vm_start,
 	.snapshot = vm_snapshot,
 	.restore = vm_restore,
+	.capture = vm_capture,
+	.cancel = vm_cancel,
+	.resume = vm_resume,
+	.net_hold = vm_net_hold,
 	.run = vm_run,
 	.reaped = vm_reaped,
 	.forget = vm_forget,

@@ -226,6 +226,10 @@ int start_qemu(struct vm *v, char *why, size_t len)
 	struct hec_spawn_req req;
 	const char *envp[] = { "PATH=/usr/bin:/bin", NULL };
 	int kvm = kvm_usable();
+	/* paused, waiting for a state: a restore's new QEMU, or a guest
+	 * restarted from a checkpoint (which is also the first QEMU of its job
+	 * here: its files start afresh) */
+	int incoming = v->incoming || v->from_stream;
 
 	rc = make_listeners(v, why, len);
 	if (rc)
@@ -287,7 +291,7 @@ int start_qemu(struct vm *v, char *why, size_t len)
 	argv[argc++] = netdev;
 	argv[argc++] = "-device";
 	argv[argc++] = mac;
-	if (v->incoming) {
+	if (incoming) {
 		/* A restore: paused, until migrate-incoming has loaded the state. */
 		argv[argc++] = "-incoming";
 		argv[argc++] = "defer";
@@ -320,7 +324,7 @@ int start_qemu(struct vm *v, char *why, size_t len)
 	else
 		hec_job_info(v->host->node, v->job, "QEMU pid %d: %d vCPUs, %ld MB, %s%s",
 			     (int)v->q.pid, v->vcpus, v->mem_mb, kvm ? "KVM" : "TCG",
-			     v->incoming ? ", waiting for the state to restore" : "");
+			     incoming ? ", waiting for the state to restore" : "");
 out:
 	if (logfd >= 0)
 		close(logfd);
@@ -388,3 +392,183 @@ void swap_aside(struct vm *v)
 	v->qq_sent = 0;
 }
 
+
+/* ---- a guest restarted from a checkpoint's stream (start() with restore) ---- */
+
+#define IN_POLL_MS 50
+#define IN_FDNAME "hecin"
+/* hec-guest answers a PING at once once its vCPUs run; a guest the gang
+ * keeps switched out gets its slots within a few seconds even on a loaded
+ * node. */
+#define RESUME_PONG_TIMEOUT_S 120
+
+static void in_after(struct vm *v, int ms)
+{
+	struct timeval tv = { ms / 1000, (ms % 1000) * 1000 };
+
+	evtimer_add(v->in_timer, &tv);
+}
+
+/* QEMU's own words on a failed load: its log's last line, else @fallback. */
+static void in_fail(struct vm *v, const char *fallback)
+{
+	char tail[600];
+
+	qemu_log_tail(v, tail, sizeof(tail));
+	vm_fail(v, "the checkpoint's state did not load: %s", tail[0] ? tail : fallback);
+}
+
+/* The state is in: the guest is up, its vCPUs stopped until resume(). */
+static void in_loaded(struct vm *v)
+{
+	v->state = VM_UP;
+	v->paused = 1;
+	hec_job_info(v->host->node, v->job,
+		     "guest loaded from the checkpoint (%d vCPUs, %ld MB); paused until resumed",
+		     v->vcpus, v->mem_mb);
+	start_finish(v, 0, NULL);
+}
+
+static void in_status(struct vm *v, json_t *reply, const char *error)
+{
+	json_t *r = json_object_get(reply, "return");
+	const char *st = json_string_value(json_object_get(r, "status"));
+	const char *desc = json_string_value(json_object_get(r, "error-desc"));
+	char msg[400];
+
+	if (v->state != VM_BOOTING)
+		return;
+	if (!reply || error) {
+		hec_fmt(msg, sizeof(msg), "QEMU: %s", reply ? error : "its monitor went away");
+		in_fail(v, msg);
+	} else if (st && !strcmp(st, "completed")) {
+		in_loaded(v);
+	} else if (st && (!strcmp(st, "failed") || !strcmp(st, "cancelled"))) {
+		/* QEMU's own reason where it gives one: its log may end with an
+		 * older warning when the failure is polled */
+		hec_fmt(msg, sizeof(msg), "QEMU: the migration %s%s%s", st, desc ? ": " : "",
+			desc ? desc : "");
+		if (desc)
+			vm_fail(v, "the checkpoint's state did not load: %s", msg);
+		else
+			in_fail(v, msg);
+	} else {
+		in_after(v, IN_POLL_MS);
+	}
+}
+
+/* A command of the load whose answer only needs checking. */
+static void in_check(struct vm *v, json_t *reply, const char *error)
+{
+	char msg[400];
+
+	if (v->state != VM_BOOTING || (reply && !error))
+		return;
+	hec_fmt(msg, sizeof(msg), "QEMU: %s", reply ? error : "its monitor went away");
+	in_fail(v, msg);
+}
+
+static void resume_ponged(struct vm *v, const struct hec_guest_frame *f);
+
+static void in_timer_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct vm *v = arg;
+
+	(void)fd;
+	(void)what;
+	if (v->state == VM_BOOTING)
+		qmp_call(v, json_pack("{s:s}", "execute", "query-migrate"), -1, in_status);
+	else if (v->state == VM_UP && v->on_pong == resume_ponged)
+		vm_fail(v, "the restored guest does not answer on its channel within %d s of its resume",
+			RESUME_PONG_TIMEOUT_S);
+}
+
+void incoming_begin(struct vm *v)
+{
+	int fd = v->in_fd;
+
+	v->in_fd = -1;
+	v->in_timer = evtimer_new(v->host->base, in_timer_cb, v);
+	if (!v->in_timer) {
+		if (fd >= 0)
+			close(fd);
+		vm_fail(v, "out of memory");
+		return;
+	}
+	/* Queued until QEMU's monitor greets us; the fd goes with getfd. */
+	qmp_call(v, json_pack("{s:s,s:{s:s}}", "execute", "getfd", "arguments", "fdname", IN_FDNAME),
+		 fd, in_check);
+	qmp_call(v, json_pack("{s:s,s:{s:s}}", "execute", "migrate-incoming", "arguments", "uri",
+			      "fd:" IN_FDNAME), -1, in_check);
+	qmp_call(v, json_pack("{s:s}", "execute", "query-migrate"), -1, in_status);
+}
+
+/* PONG to resume()'s PING: hec-guest runs, and says which batch step. */
+static void resume_ponged(struct vm *v, const struct hec_guest_frame *f)
+{
+	long long seq = -1, run = 0;
+
+	if (hec_guest_kv_int(f->payload, f->len, "seq", 0, 1LL << 62, &seq) || seq != v->ping_seq)
+		return;
+	hec_guest_kv_int(f->payload, f->len, "run", 0, 1LL << 40, &run);
+	v->on_pong = NULL;
+	evtimer_del(v->in_timer);
+	v->ponged = 1;
+	v->guest_run = (long)run;
+	hec_job_info(v->host->node, v->job, "restored guest resumed; hec-guest answers (%s)",
+		     run ? "the batch step runs" : "no batch step runs");
+	if (v->running && v->attach_unknown) {
+		v->attach_unknown = 0;
+		if (!run) {
+			run_ended(v);
+			vm_exited(v, 1, 0, "the guest was restored to a state in which no batch step runs");
+			return;
+		}
+		v->run_id = (long)run;
+	}
+	/* Switched by cgroup freeze until now (a QMP gate would have run the
+	 * paused guest at its slot): now it runs, the way is chosen as at a
+	 * boot. */
+	calibrate(v);
+}
+
+static void resume_conted(struct vm *v, json_t *reply, const char *error)
+{
+	struct hec_guest_kvbuf kv = { 0 };
+	int rc;
+
+	if (v->state != VM_UP)
+		return;
+	if (!reply || error) {
+		vm_fail(v, "the restored guest did not resume: QEMU: %s",
+			reply ? error : "its monitor went away");
+		return;
+	}
+	rc = hec_guest_kv_addf(&kv, "seq", "%ld", ++v->ping_seq);
+	if (!rc)
+		rc = guest_send(v, HEC_G_PING, kv.p, kv.len);
+	hec_guest_kv_free(&kv);
+	if (rc) {
+		vm_fail(v, "the restored guest's channel: %s", strerror(-rc));
+		return;
+	}
+	v->on_pong = resume_ponged;
+	in_after(v, RESUME_PONG_TIMEOUT_S * 1000);
+}
+
+int vm_resume(struct hec_partition *p, char *why, size_t len)
+{
+	struct vm *v = p->priv;
+
+	if (v->state != VM_UP || !v->paused) {
+		hec_fmt(why, len, "%s%s%s",
+			v->state == VM_UP ? "the guest was not restarted from a checkpoint, or runs already" :
+					    "the guest is not loaded",
+			v->why[0] ? ": " : "", v->why);
+		return v->state == VM_UP ? -EALREADY : -ENOTCONN;
+	}
+	v->paused = 0;
+	/* A guest the gang holds frozen answers once its slot thaws it. */
+	qmp_call(v, json_pack("{s:s}", "execute", "cont"), -1, resume_conted);
+	return 0;
+}

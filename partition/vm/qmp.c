@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: BSD-3-Clause */
 /*
  * QMP on the event loop (vm.h): the event monitor's events (SHUTDOWN,
- * GUEST_PANICKED), and commands one in flight at a time, answers in order.
+ * GUEST_PANICKED; STOP and RESUME to a capture), and commands one in flight at a time, answers in order.
  * The gate's monitor is the synchronous one of qmp_mon.c.
  */
 #include "config.h"
@@ -202,6 +202,12 @@ void qmp_read(struct bufferevent *bev, void *arg)
 			hec_fmt(v->shutdown_reason, sizeof(v->shutdown_reason), "%s", r ? r : "?");
 		} else if (ev && !strcmp(ev, "GUEST_PANICKED")) {
 			v->panicked = 1;
+		} else if (ev && v->on_runstate && (!strcmp(ev, "STOP") || !strcmp(ev, "RESUME"))) {
+			const json_t *ts = json_object_get(o, "timestamp");
+
+			v->on_runstate(v, ev[0] == 'R',
+				       (int64_t)json_integer_value(json_object_get(ts, "seconds")) * 1000000 +
+					   (int64_t)json_integer_value(json_object_get(ts, "microseconds")));
 		}
 		json_decref(o);
 		free(line);

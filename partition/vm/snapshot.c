@@ -4,6 +4,9 @@
  * event monitor, one in flight at a time.
  *   snapshot: query-status -> background-snapshot on (or stop, where the
  *   kernel refuses it) -> getfd + migrate fd: -> poll query-migrate.
+ *   capture (a checkpoint's snapshot): the same, and the QMP events STOP
+ *   and RESUME that QEMU's background snapshot sends around its pause
+ *   tell the instant the state is fixed and how long the vCPUs stopped.
  *   restore: stop the guest and set its QEMU aside -> a new QEMU with
  *   -incoming defer -> getfd + migrate-incoming fd: -> poll -> the old one
  *   goes, cont, PING/PONG on the guest channel; if the state does not load
@@ -32,8 +35,18 @@
 /* QEMU throttles migration to 32 MiB/s by default: a snapshot goes as
  * fast as the file takes it. */
 #define SNAP_BANDWIDTH (64LL << 30)
+#define CAP_PROGRESS_NS 1000000000LL
 
 static void restore_stopped(struct vm *v, json_t *reply, const char *error);
+
+/* No capture's callbacks, no listening to STOP and RESUME. */
+static void vm_capture_clear(struct vm *v)
+{
+	memset(&v->cap, 0, sizeof(v->cap));
+	v->on_runstate = NULL;
+	v->cap_fixed = v->cap_whole = v->cap_bg = v->cap_cancelled = 0;
+	v->cap_stop_us = v->cap_resume_us = v->cap_stopped_ns = 0;
+}
 
 
 /* The op's outcome: op_decide(), but a restore that fails while its new
@@ -56,6 +69,11 @@ static void op_end(struct vm *v, int rc, const char *fmt_, ...)
 		restore_undo(v, rc, why);
 		return;
 	}
+	/* A background snapshot that failed or was cancelled between QEMU's
+	 * own stop and its resume may leave the guest stopped: op_decide
+	 * sends cont (a no-op on a running guest). */
+	if (v->cap.captured && v->cap_stop_us && !v->cap_resume_us)
+		v->op_stopped = 1;
 	op_decide(v, rc, why);
 }
 
@@ -121,10 +139,47 @@ static void snap_stopped(struct vm *v, json_t *reply, const char *error)
 	if (!op_live(v))
 		return;
 	v->op_stopped = 1;
+	if (v->cap.captured && !v->cap_fixed) {
+		/* the state is the one of now; the whole pause is known at the end */
+		v->cap_whole = 1;
+		v->cap_stopped_ns = hec_now_mono_ns();
+		v->cap_fixed = 1;
+		v->cap.captured(v->cap.arg, 0);
+		if (!op_live(v))
+			return;
+	}
 	qmp_call(v, json_pack("{s:s,s:{s:[{s:s,s:b}]}}", "execute", "migrate-set-capabilities",
 			      "arguments", "capabilities", "capability", "background-snapshot",
 			      "state", 0), -1, op_check);
 	snap_migrate(v);
+}
+
+/*
+ * QEMU's background snapshot (migration.c, bg_migration_thread, QEMU 7.2):
+ * it stops the VM (vm_stop_force_state: the STOP event once the vCPUs are
+ * paused), saves the vCPUs and devices into a buffer, starts write
+ * tracking of the RAM, and resumes the VM from a bottom half
+ * (bg_migration_vm_start_bh, vm_start: the RESUME event just before the
+ * vCPUs run).  The RAM is then written as of the stop: a page the guest
+ * writes is copied out first.  So the state is fixed at STOP, the guest
+ * runs on from RESUME, and the events' timestamps give the pause.
+ */
+static void cap_runstate(struct vm *v, int running, int64_t ts_us)
+{
+	if (!op_live(v) || !v->cap.captured)
+		return;
+	if (!running) {
+		if (!v->cap_stop_us)
+			v->cap_stop_us = ts_us;
+		return;
+	}
+	if (!v->cap_stop_us || v->cap_resume_us)
+		return; /* not the snapshot's pause (a cont of ours) */
+	v->cap_resume_us = ts_us;
+	if (v->cap_fixed || v->cap_whole || v->cap_cancelled)
+		return;
+	v->cap_fixed = 1;
+	v->cap.captured(v->cap.arg, (ts_us > v->cap_stop_us ? ts_us - v->cap_stop_us : 0) * 1000);
 }
 
 /* Background snapshot: the guest runs on while its memory is written as
@@ -145,8 +200,10 @@ static void snap_caps(struct vm *v, json_t *reply, const char *error)
 		return;
 	}
 	op_check(v, reply, error);
-	if (op_live(v))
-		snap_migrate(v);
+	if (!op_live(v))
+		return;
+	v->cap_bg = 1;
+	snap_migrate(v);
 }
 
 static void snap_status(struct vm *v, json_t *reply, const char *error)
@@ -157,6 +214,19 @@ static void snap_status(struct vm *v, json_t *reply, const char *error)
 	if (!op_live(v))
 		return;
 	running = json_is_true(json_object_get(json_object_get(reply, "return"), "running"));
+	if (v->cap.captured) {
+		/* The gang left the guest alone since op_begin, and QEMU sent
+		 * any event of its switches before this answer: a STOP or
+		 * RESUME from here on is the capture's. */
+		v->on_runstate = cap_runstate;
+		if (!running) {
+			/* stopped (switched out by QMP): its state is fixed as it is */
+			v->cap_fixed = 1;
+			v->cap.captured(v->cap.arg, 0);
+			if (!op_live(v))
+				return;
+		}
+	}
 	qmp_call(v, json_pack("{s:s,s:{s:I}}", "execute", "migrate-set-parameters", "arguments",
 			      "max-bandwidth", (json_int_t)SNAP_BANDWIDTH), -1, op_check);
 	/* A stopped guest (switched out by QMP) is written as it is. */
@@ -187,8 +257,9 @@ static int op_refused(struct vm *v, char *why, size_t len)
 }
 
 /* Start a snapshot or restore of @v with its first command. */
-static int op_begin(struct vm *v, enum vm_op op, int fd, hec_part_done_fn done, void *arg,
-		    char *why, size_t len, json_t *first, qmp_cb cb)
+static int op_begin(struct vm *v, enum vm_op op, const struct hec_capture_cbs *cbs, int fd,
+		    hec_part_done_fn done, void *arg, char *why, size_t len, json_t *first,
+		    qmp_cb cb)
 {
 	if (!v || v->state != VM_UP || !v->q.qmp || v->op != OP_NONE ||
 	    (op == OP_RESTORE && v->old.pid > 0)) {
@@ -203,12 +274,17 @@ static int op_begin(struct vm *v, enum vm_op op, int fd, hec_part_done_fn done, 
 	}
 	v->op = op;
 	v->op_gen++;
+	vm_capture_clear(v);
+	if (cbs) {
+		v->cap = *cbs;
+		v->cap_progress_ns = hec_now_mono_ns();
+	}
 	v->op_done = done;
 	v->op_arg = arg;
 	v->op_stopped = 0;
 	v->op_deadline_ns = hec_now_mono_ns() + (int64_t)OP_TIMEOUT_S * 1000000000;
 	hec_job_info(v->host->node, v->job, "%s of the guest begins",
-		     op == OP_SNAPSHOT ? "snapshot" : "restore");
+		     op == OP_RESTORE ? "restore" : v->cap.captured ? "capture" : "snapshot");
 	/* A QMP-switched guest leaves the gang for the op (op_deliver takes it
 	 * back): the dispatcher must not stop or resume it under us, and the
 	 * state written is the one of now. */
@@ -226,8 +302,67 @@ int vm_snapshot(struct hec_partition *p, int fd, hec_part_done_fn done, void *ar
 		       char *why, size_t len)
 {
 	/* Running or stopped decides how its state is written. */
-	return op_begin(p->priv, OP_SNAPSHOT, fd, done, arg, why, len,
+	return op_begin(p->priv, OP_SNAPSHOT, NULL, fd, done, arg, why, len,
 			json_pack("{s:s}", "execute", "query-status"), snap_status);
+}
+
+int vm_capture(struct hec_partition *p, int fd, const struct hec_capture_cbs *cbs,
+	       hec_part_done_fn done, void *arg, char *why, size_t len)
+{
+	if (!cbs || !cbs->captured) {
+		hec_fmt(why, len, "a capture without its captured() callback");
+		return -EINVAL;
+	}
+	return op_begin(p->priv, OP_SNAPSHOT, cbs, fd, done, arg, why, len,
+			json_pack("{s:s}", "execute", "query-status"), snap_status);
+}
+
+/*
+ * QEMU 7.2 (Debian 12's) stops the write tracking of a background snapshot
+ * only when it completes (bg_migration_completion): cancelled or failed,
+ * the guest's RAM stays write-protected with nobody to resolve the faults,
+ * and the guest hangs at its next write to a page not yet written out
+ * (fixed upstream in 2023, after 7.2: "migration: stop tracking ram writes
+ * when cancelling background migration").  So a background capture is
+ * never cancelled in QEMU: it runs to its end into the fd, whose reader
+ * must drain it, and ends as cancelled.  A guest stopped while written
+ * (no background snapshot) is cancelled at once and resumes.
+ */
+int vm_cancel(struct hec_partition *p)
+{
+	struct vm *v = p->priv;
+
+	if (!v || v->op != OP_SNAPSHOT || !v->cap.captured || v->op_ending)
+		return -ENOENT;
+	if (v->cap_bg) {
+		if (!v->cap_cancelled)
+			hec_job_info(v->host->node, v->job,
+				     "capture of the guest cancelled: QEMU writes it to its end, the guest runs on");
+		v->cap_cancelled = 1;
+		return 0;
+	}
+	hec_job_info(v->host->node, v->job, "capture of the guest cancelled; the guest runs on");
+	op_end(v, -ECANCELED, "the capture was cancelled");
+	/* after op_end: what the op queued and did not send is dropped there */
+	qmp_call(v, json_pack("{s:s}", "execute", "migrate_cancel"), -1, NULL);
+	return 0;
+}
+
+/* The capture's end, just before its done(): the whole pause of a guest
+ * that stayed stopped while written; the callbacks are forgotten. */
+static void cap_end(struct vm *v)
+{
+	struct hec_capture_cbs cbs = v->cap;
+	long long pause_us;
+
+	if (cbs.captured && v->cap_whole && v->op_rc == 0 && cbs.paused) {
+		if (v->cap_stop_us && v->cap_resume_us > v->cap_stop_us)
+			pause_us = v->cap_resume_us - v->cap_stop_us;
+		else
+			pause_us = (hec_now_mono_ns() - v->cap_stopped_ns) / 1000;
+		cbs.paused(cbs.arg, pause_us * 1000);
+	}
+	vm_capture_clear(v);
 }
 
 
@@ -326,8 +461,21 @@ int vm_restore(struct hec_partition *p, int fd, hec_part_done_fn done, void *arg
 		      char *why, size_t len)
 {
 	/* The old guest stops and waits aside; restore_stopped goes on. */
-	return op_begin(p->priv, OP_RESTORE, fd, done, arg, why, len,
+	return op_begin(p->priv, OP_RESTORE, NULL, fd, done, arg, why, len,
 			json_pack("{s:s}", "execute", "stop"), restore_stopped);
+}
+
+/* A capture's bytes so far, about once a second. */
+static void cap_progress(struct vm *v, const json_t *r)
+{
+	const json_t *ram = json_object_get(r, "ram");
+	int64_t now = hec_now_mono_ns();
+
+	if (!v->cap.captured || !v->cap.progress || !ram || now - v->cap_progress_ns < CAP_PROGRESS_NS)
+		return;
+	v->cap_progress_ns = now;
+	v->cap.progress(v->cap.arg,
+			(unsigned long long)json_integer_value(json_object_get(ram, "transferred")));
 }
 
 static void op_status(struct vm *v, json_t *reply, const char *error)
@@ -340,6 +488,11 @@ static void op_status(struct vm *v, json_t *reply, const char *error)
 	op_check(v, reply, error);
 	if (!op_live(v))
 		return;
+	if (v->cap_cancelled && st &&
+	    (!strcmp(st, "completed") || !strcmp(st, "failed") || !strcmp(st, "cancelled"))) {
+		op_end(v, -ECANCELED, "the capture was cancelled");
+		return;
+	}
 	if (st && !strcmp(st, "completed")) {
 		if (v->op == OP_RESTORE) {
 			restore_loaded(v);
@@ -347,11 +500,21 @@ static void op_status(struct vm *v, json_t *reply, const char *error)
 		}
 		hec_job_info(
 		    v->host->node, v->job,
-		    "snapshot of the guest written (%lld bytes of RAM; vCPUs stopped %lld ms%s)",
+		    "%s of the guest written (%lld bytes of RAM; vCPUs stopped %lld ms%s)",
+		    v->cap.captured ? "capture" : "snapshot",
 		    (long long)json_integer_value(
 			json_object_get(json_object_get(r, "ram"), "transferred")),
 		    (long long)json_integer_value(json_object_get(r, "downtime")),
 		    v->op_stopped ? ": no background snapshot" : "");
+		if (v->cap.captured && !v->cap_fixed) {
+			/* no RESUME event seen: QEMU's own downtime (ms) says it */
+			v->cap_fixed = 1;
+			v->cap.captured(v->cap.arg,
+					(long long)json_integer_value(json_object_get(r, "downtime")) *
+					    1000000);
+			if (!op_live(v))
+				return;
+		}
 		op_end(v, 0, NULL);
 	} else if (st && (!strcmp(st, "failed") || !strcmp(st, "cancelled"))) {
 		hec_fmt(msg, sizeof(msg), "QEMU: the migration %s%s%s", st, desc ? ": " : "",
@@ -361,7 +524,9 @@ static void op_status(struct vm *v, json_t *reply, const char *error)
 		else
 			op_end(v, -EIO, "%s", msg);
 	} else {
-		op_after(v, OP_POLL_MS);
+		cap_progress(v, r);
+		if (op_live(v))
+			op_after(v, OP_POLL_MS);
 	}
 }
 
@@ -375,6 +540,7 @@ void op_timer_cb(evutil_socket_t fd, short what, void *arg)
 	if (v->op == OP_NONE)
 		return;
 	if (v->op_ending) {
+		cap_end(v);
 		op_deliver(v, v->op_rc, v->op_why, 1);
 		return;
 	}

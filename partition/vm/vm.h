@@ -25,6 +25,10 @@
  *   job's user; QEMU connects to all four -> hec-guest (PID 1) sets up the
  *   job's network and says HELLO -> we measure what a gang switch costs by
  *   cgroup freeze and by QMP stop/cont -> LAUNCHED.
+ * A guest restarted from a checkpoint (start() with restore) skips the
+ * boot: the same QEMU with -incoming defer -S is given the stream (getfd +
+ * migrate-incoming fd:) and is up, paused, once query-migrate says
+ * completed; resume() then conts it and PINGs hec-guest (qemu.c).
  * QEMU connects to us rather than we to it, so nothing polls for sockets
  * to appear.  The guest's exit (QEMU gone, guest panic, channel broken)
  * ends the job as failed with the reason.
@@ -33,6 +37,8 @@
  * chains of QMP commands on the event monitor, one in flight at a time:
  *   snapshot: query-status -> background-snapshot on (or stop, where the
  *   kernel refuses it) -> getfd + migrate fd: -> poll query-migrate.
+ *   capture (a checkpoint's snapshot): the same, the QMP events STOP and
+ *   RESUME telling when the state is fixed and how long the vCPUs stood.
  *   restore: stop the guest and set its QEMU aside -> a new QEMU with
  *   -incoming defer -> getfd + migrate-incoming fd: -> poll -> the old one
  *   goes, cont, PING/PONG on the guest channel; if the state does not load
@@ -43,6 +49,7 @@
  * and every other node's agent links to it over TCP (NET_JOIN, then
  * NET_FRAME data frames, authenticated by the job key).  On a real cluster
  * the same shape is a bridge per host plus VXLAN tunnels to the hub's.
+ * net_hold holds the guest's port (a checkpoint's cut): nothing in or out.
  */
 #include "config.h"
 
@@ -179,12 +186,38 @@ struct vm {
 	/* a PONG from the guest goes here (the restore that sent the PING) */
 	void (*on_pong)(struct vm *v, const struct hec_guest_frame *f);
 	struct event *op_timer;       /* polls the migration; then delivers the outcome */
+	/* a snapshot that is a checkpoint's capture (vm_capture): what it
+	 * reports besides done(); cap.captured NULL: a plain snapshot */
+	struct hec_capture_cbs cap;
+	int cap_fixed;                /* captured() was called */
+	int cap_whole;                /* no background snapshot: stopped while written */
+	int cap_bg;                   /* QEMU's background snapshot was asked for */
+	int cap_cancelled;            /* cancel() of a background one: it ends as cancelled */
+	int64_t cap_stop_us, cap_resume_us; /* QMP STOP / RESUME timestamps (0: not seen) */
+	int64_t cap_stopped_ns;       /* cap_whole: when our stop was answered */
+	int64_t cap_progress_ns;      /* progress() last called */
+	/* QMP events STOP and RESUME go here (a capture waiting for them):
+	 * @ts_us is the event's timestamp (QEMU's wall clock) */
+	void (*on_runstate)(struct vm *v, int running, int64_t ts_us);
 
 	/* network */
 	struct vnet *net;
 	int port_guest;
 	struct hec_conn *uplink;
 	int port_uplink;
+	int net_held;                 /* net_hold(1): the guest's port drops both ways */
+	int64_t net_held_ns;          /* since when */
+
+	/* start() from a checkpoint's stream (hec_start_req.restore): QEMU
+	 * loads it, the guest stays paused until resume(), which PINGs it */
+	int from_stream;
+	int in_fd;                    /* the stream, until QEMU has it */
+	char want_image[72];          /* the checkpoint's image identity ("": not checked) */
+	struct event *in_timer;       /* polls the load; then the PONG's deadline */
+	int paused;                   /* loaded, not resumed yet */
+	int ponged;                   /* resumed and hec-guest answered: */
+	long guest_run;               /* the RUN it runs (0: none) */
+	int attach_unknown;           /* attached before the PONG: take the guest's RUN id */
 
 	/* the batch step (first node) */
 	int running;
@@ -208,6 +241,9 @@ int vm_snapshot(struct hec_partition *p, int fd, hec_part_done_fn done, void *ar
 		size_t len);
 int vm_restore(struct hec_partition *p, int fd, hec_part_done_fn done, void *arg, char *why,
 	       size_t len);
+int vm_capture(struct hec_partition *p, int fd, const struct hec_capture_cbs *cbs,
+	       hec_part_done_fn done, void *arg, char *why, size_t len);
+int vm_cancel(struct hec_partition *p);
 void op_timer_cb(evutil_socket_t fd, short what, void *arg);
 /* The new QEMU of a restore could not load the state: the old one resumes. */
 void restore_undo(struct vm *v, int rc, const char *why);
@@ -216,8 +252,13 @@ void restore_undo(struct vm *v, int rc, const char *why);
 /* Files of the job go into the image only if its user may read them. */
 int user_may_read(struct vm *v, const json_t *files, char *why, size_t len);
 int start_mkimage(struct vm *v, const json_t *files, char *why, size_t len);
-/* The image tool is done (exited and its output read): boot. */
+/* The image tool is done (exited and its output read): boot, or load the
+ * checkpoint's stream if the image is the checkpoint's. */
 void mk_done(struct vm *v);
+/* The image's identity: the hec-mkimage key naming its cache directory (a
+ * hash of every input), what a checkpoint records and a restart compares.
+ * -ENOENT before the image is there. */
+int vm_image_id(const struct vm *v, char *out, size_t len);
 
 /* qemu.c: the QEMU process and our connections to it */
 int build_cmdline(struct vm *v, const json_t *nodes);
@@ -232,6 +273,10 @@ void qemu_log_tail(struct vm *v, char *out, size_t len);
 void qemu_drop(struct qemu *c);
 /* The running QEMU and the one set aside trade places. */
 void swap_aside(struct vm *v);
+/* start() from a stream: QEMU (started with -incoming defer -S) is given
+ * the stream and loads it; the guest is up and paused once it has. */
+void incoming_begin(struct vm *v);
+int vm_resume(struct hec_partition *p, char *why, size_t len);
 
 /* chan.c: the guest channel */
 void guest_read(struct bufferevent *bev, void *arg);
@@ -247,6 +292,7 @@ int vm_net_join(struct hec_partition *p, const char *node, struct hec_conn *c, c
 		size_t len);
 void vm_net_frame(struct hec_partition *p, int port, const void *frame, size_t len);
 void vm_net_gone(struct hec_partition *p, int port);
+int vm_net_hold(struct hec_partition *p, int hold);
 
 /* gate.c: gang switching */
 struct hec_gate *qmp_gate_new(struct qmp_mon *m);

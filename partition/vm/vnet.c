@@ -16,6 +16,8 @@ struct port {
 	int id;                 /* 0: free slot */
 	vnet_send_fn send;
 	void *arg;
+	int held;
+	unsigned long long held_drops; /* since the hold began */
 };
 
 struct mac_ent {
@@ -75,6 +77,8 @@ int vnet_port_add(struct vnet *n, vnet_send_fn send, void *arg)
 		n->next_id = 1;
 	p->send = send;
 	p->arg = arg;
+	p->held = 0;
+	p->held_drops = 0;
 	return p->id;
 }
 
@@ -138,15 +142,48 @@ void vnet_port_del(struct vnet *n, int id)
 			mac_learn(n, old[i].mac, old[i].port);
 }
 
+long long vnet_port_hold(struct vnet *n, int id, int hold)
+{
+	struct port *p = port_get(n, id);
+
+	if (!p)
+		return -ENOENT;
+	if (hold && !p->held)
+		p->held_drops = 0;
+	p->held = !!hold;
+	return (long long)p->held_drops;
+}
+
+/* Send on @p unless it is held. */
+static int port_send(struct vnet *n, struct port *p, const uint8_t *frame, size_t len)
+{
+	if (p->held) {
+		p->held_drops++;
+		n->st.held++;
+		return -EAGAIN;
+	}
+	if (p->send(p->arg, frame, len) == 0)
+		return 0;
+	n->st.dropped++;
+	return -ENOBUFS;
+}
+
 int vnet_input(struct vnet *n, int from, const uint8_t *frame, size_t len)
 {
+	struct port *in;
 	const uint8_t *dst = frame, *src = frame + 6;
 	struct mac_ent *e;
 	int sent = 0;
 
 	n->st.in++;
-	if (len < VNET_FRAME_MIN || len > VNET_FRAME_MAX || !port_get(n, from)) {
+	if (len < VNET_FRAME_MIN || len > VNET_FRAME_MAX || !(in = port_get(n, from))) {
 		n->st.bad++;
+		return 0;
+	}
+	if (in->held) {
+		/* not learnt either: the frame never entered the switch */
+		in->held_drops++;
+		n->st.held++;
 		return 0;
 	}
 	mac_learn(n, src, from);
@@ -156,22 +193,22 @@ int vnet_input(struct vnet *n, int from, const uint8_t *frame, size_t len)
 
 		if (e->port == from)
 			return 0; /* both ends on one port: not ours to deliver */
-		if (p && p->send(p->arg, frame, len) == 0) {
-			n->st.forwarded++;
-			return 1;
+		if (!p) {
+			n->st.dropped++;
+			return 0;
 		}
-		n->st.dropped++;
-		return 0;
+		if (port_send(n, p, frame, len))
+			return 0;
+		n->st.forwarded++;
+		return 1;
 	}
 	for (int i = 0; i < n->nports; i++) {
 		struct port *p = &n->ports[i];
 
 		if (!p->id || p->id == from)
 			continue;
-		if (p->send(p->arg, frame, len) == 0)
+		if (port_send(n, p, frame, len) == 0)
 			sent++;
-		else
-			n->st.dropped++;
 	}
 	n->st.flooded++;
 	return sent;

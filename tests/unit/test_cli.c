@@ -181,6 +181,114 @@ static void test_submit_options(void)
 	submit_opts_free(&o);
 }
 
+/* --ckpt-interval, --ckpt-keep, --restart, --max-restarts: values, defaults,
+ * vm only, and as #HEC directives under the command line. */
+static void test_ckpt_options(void)
+{
+	static const char script[] = "#!/bin/sh\n#HEC --partition vm --ckpt-interval 5m\n"
+				     "#HEC --restart auto --max-restarts 7 --ckpt-keep 4\nrun\n";
+	struct submit_opts o = { 0 }, d = { 0 };
+	char err[CLI_ERRLEN];
+
+	CU_ASSERT_EQUAL(submit_opt_apply(&o, SK_CKPT_INTERVAL, "0", err, sizeof(err)), -EINVAL);
+	CU_ASSERT_EQUAL(submit_opt_apply(&o, SK_CKPT_INTERVAL, "1500ms", err, sizeof(err)), -EINVAL);
+	CU_ASSERT_STRING_EQUAL(err, "--ckpt-interval: '1500ms' is not a whole number of seconds");
+	CU_ASSERT_EQUAL(submit_opt_apply(&o, SK_CKPT_INTERVAL, "soon", err, sizeof(err)), -EINVAL);
+	CU_ASSERT_EQUAL(submit_opt_apply(&o, SK_CKPT_KEEP, "0", err, sizeof(err)), -EINVAL);
+	CU_ASSERT_STRING_EQUAL(err, "--ckpt-keep: must be between 1 and 1000");
+	CU_ASSERT_EQUAL(submit_opt_apply(&o, SK_RESTART, "always", err, sizeof(err)), -EINVAL);
+	CU_ASSERT_STRING_EQUAL(err, "--restart: 'always' is not auto or none");
+	CU_ASSERT_EQUAL(submit_opt_apply(&o, SK_MAX_RESTARTS, "1001", err, sizeof(err)), -EINVAL);
+	CU_ASSERT_EQUAL(o.set, 0u);
+
+	/* defaults: no interval, keep 2, no restart, 3 restarts at most */
+	CU_ASSERT_EQUAL(submit_opts_finish(&o, "x", err, sizeof(err)), 0);
+	CU_ASSERT_EQUAL(o.ckpt_interval, 0);
+	CU_ASSERT_EQUAL(o.ckpt_keep, 2);
+	CU_ASSERT_EQUAL(o.restart_auto, 0);
+	CU_ASSERT_EQUAL(o.max_restarts, 3);
+	submit_opts_free(&o);
+
+	/* a proc job has no guests to save */
+	memset(&o, 0, sizeof(o));
+	CU_ASSERT_EQUAL(submit_opt_apply(&o, SK_CKPT_INTERVAL, "30", err, sizeof(err)), 0);
+	CU_ASSERT_EQUAL(o.ckpt_interval, 30);
+	CU_ASSERT_EQUAL(submit_opts_finish(&o, "x", err, sizeof(err)), -EINVAL);
+	CU_ASSERT_STRING_EQUAL(err, "--ckpt-interval: only for --partition vm (checkpoints save the guests)");
+	submit_opts_free(&o);
+	memset(&o, 0, sizeof(o));
+	CU_ASSERT_EQUAL(submit_opt_apply(&o, SK_RESTART, "auto", err, sizeof(err)), 0);
+	CU_ASSERT_EQUAL(submit_opts_finish(&o, "x", err, sizeof(err)), -EINVAL);
+	CU_ASSERT_PTR_NOT_NULL(strstr(err, "--restart auto: only for --partition vm"));
+	submit_opts_free(&o);
+
+	/* directives, and the command line over them */
+	memset(&o, 0, sizeof(o));
+	CU_ASSERT_EQUAL(submit_opt_apply(&o, SK_MAX_RESTARTS, "0", err, sizeof(err)), 0);
+	CU_ASSERT_EQUAL_FATAL(script_parse_directives("j.sh", script, strlen(script), &d, NULL, err,
+						      sizeof(err)), 0);
+	CU_ASSERT_EQUAL(submit_opts_merge(&o, &d), 0);
+	CU_ASSERT_EQUAL(submit_opts_finish(&o, "j.sh", err, sizeof(err)), 0);
+	CU_ASSERT_EQUAL(o.vm, 1);
+	CU_ASSERT_EQUAL(o.ckpt_interval, 300);
+	CU_ASSERT_EQUAL(o.ckpt_keep, 4);
+	CU_ASSERT_EQUAL(o.restart_auto, 1);
+	CU_ASSERT_EQUAL(o.max_restarts, 0);
+	submit_opts_free(&o);
+	submit_opts_free(&d);
+}
+
+/* hec restart --nodes: lists and ranges back into names; EPOCH operands. */
+static void test_hostlist_expand(void)
+{
+	char names[8][65], err[CLI_ERRLEN];
+	long long e;
+
+	CU_ASSERT_EQUAL(cli_hostlist_expand("node0,node2", names, 8, err, sizeof(err)), 2);
+	CU_ASSERT_STRING_EQUAL(names[1], "node2");
+	CU_ASSERT_EQUAL(cli_hostlist_expand("node[0-2,5],gpu1", names, 8, err, sizeof(err)), 5);
+	CU_ASSERT_STRING_EQUAL(names[0], "node0");
+	CU_ASSERT_STRING_EQUAL(names[2], "node2");
+	CU_ASSERT_STRING_EQUAL(names[3], "node5");
+	CU_ASSERT_STRING_EQUAL(names[4], "gpu1");
+	CU_ASSERT_EQUAL(cli_hostlist_expand("n[1-9]", names, 8, err, sizeof(err)), -EINVAL);
+	CU_ASSERT_STRING_EQUAL(err, "more than 8 node names");
+	CU_ASSERT_EQUAL(cli_hostlist_expand("node[2-1]", names, 8, err, sizeof(err)), -EINVAL);
+	CU_ASSERT_PTR_NOT_NULL(strstr(err, "is not a node list"));
+	CU_ASSERT_EQUAL(cli_hostlist_expand("node[0-x]", names, 8, err, sizeof(err)), -EINVAL);
+	CU_ASSERT_EQUAL(cli_hostlist_expand("node0,", names, 8, err, sizeof(err)), -EINVAL);
+	CU_ASSERT_EQUAL(cli_hostlist_expand("", names, 8, err, sizeof(err)), -EINVAL);
+	CU_ASSERT_EQUAL(cli_hostlist_expand("a,,b", names, 8, err, sizeof(err)), -EINVAL);
+
+	CU_ASSERT_EQUAL(cli_parse_epoch("1765000000123456", &e, err, sizeof(err)), 0);
+	CU_ASSERT_EQUAL(e, 1765000000123456LL);
+	CU_ASSERT_EQUAL(cli_parse_epoch("0", &e, err, sizeof(err)), -EINVAL);
+	CU_ASSERT_EQUAL(cli_parse_epoch("12x", &e, err, sizeof(err)), -EINVAL);
+	CU_ASSERT_STRING_EQUAL(err, "EPOCH: '12x' is not a number");
+}
+
+/* hec ckpts: the pauses column and the progress line of the one under way. */
+static void test_ckpt_lines(void)
+{
+	json_t *parts = json_loads("[{\"part\":\"p0\",\"node\":\"node0\",\"pause_us\":4100},"
+				   "{\"part\":\"p1\",\"node\":\"node1\",\"pause_us\":39}]", 0, NULL);
+	json_t *cur = json_pack("{s:I,s:s,s:I,s:I}", "epoch", (json_int_t)77, "phase", "stream",
+				"bytes", (json_int_t)(100LL << 20), "started", (json_int_t)1000000);
+	char buf[256];
+
+	cli_ckpt_pauses(parts, buf, sizeof(buf));
+	CU_ASSERT_STRING_EQUAL(buf, "node0 4.1 ms, node1 0.0 ms");
+	cli_ckpt_pauses(NULL, buf, sizeof(buf));
+	CU_ASSERT_STRING_EQUAL(buf, "-");
+	cli_ckpt_progress(cur, 1004000, buf, sizeof(buf));
+	CU_ASSERT_STRING_EQUAL(buf, "checkpoint 77: stream, 100.0 MB in 4.0 s (25.0 MB/s)");
+	json_object_set_new(cur, "bytes", json_integer(0));
+	cli_ckpt_progress(cur, 1000000, buf, sizeof(buf));
+	CU_ASSERT_STRING_EQUAL(buf, "checkpoint 77: stream, 0 B in 0.0 s");
+	json_decref(parts);
+	json_decref(cur);
+}
+
 static const char job_sh[] =
 	"#!/bin/bash\n"                       /* 1 */
 	"# a comment\n"                       /* 2 */
@@ -529,6 +637,9 @@ int main(void)
 		{ "option word errors", test_getopt_errors },
 		{ "value checks", test_values },
 		{ "submit options", test_submit_options },
+		{ "checkpoint and restart options", test_ckpt_options },
+		{ "node lists and epochs", test_hostlist_expand },
+		{ "checkpoint lines", test_ckpt_lines },
 		{ "#HEC directives", test_directives },
 		{ "command line beats directives", test_directive_precedence },
 		{ "directive errors name the line", test_directive_errors },

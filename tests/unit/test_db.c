@@ -539,6 +539,173 @@ static void test_nodes_persist(void)
 	db_close(db);
 }
 
+/* A vm job's checkpoint and restart settings, its guest key and a restart
+ * under way survive close and reopen; automatic restarts are counted. */
+static void test_ckpt_job_fields(void)
+{
+	struct loaded l = { .n = 0 };
+	struct ctl_job *a = new_job("vm");
+	struct db *db;
+	int n = 0;
+
+	remove_db();
+	db = open_db();
+	a->vm = 1;
+	a->ckpt_interval = 300;
+	a->ckpt_keep = 5;
+	a->restart_auto = 1;
+	a->max_restarts = 4;
+	CU_ASSERT_EQUAL_FATAL(db_job_insert(db, a, NULL, NULL), 0);
+	snprintf(a->guest_key, sizeof(a->guest_key), "0123456789abcdef");
+	a->restore_epoch = 1765000000000001LL;
+	a->restart_nodes = json_pack("[s,s]", "node2", "node3");
+	CU_ASSERT_EQUAL(db_job_update(db, a), 0);
+	/* two automatic restarts and one a user asked for */
+	CU_ASSERT_EQUAL(db_restart_add(db, a->id, 1700000300, 11, "node1 not responding", &n), 0);
+	CU_ASSERT_EQUAL(n, 1);
+	CU_ASSERT_EQUAL(db_restart_add(db, a->id, 1700000400, 12, RESTART_BY_USER "uid 0", &n), 0);
+	CU_ASSERT_EQUAL(n, 2);
+	CU_ASSERT_EQUAL(db_restart_add(db, a->id, 1700000500, 13, "partition lost on node0", &n), 0);
+	CU_ASSERT_EQUAL(n, 3);
+	db_close(db);
+	db = open_db();
+	CU_ASSERT_EQUAL(db_jobs_load(db, collect, &l), 0);
+	CU_ASSERT_EQUAL_FATAL(l.n, 1);
+	CU_ASSERT_EQUAL(l.jobs[0]->ckpt_interval, 300);
+	CU_ASSERT_EQUAL(l.jobs[0]->ckpt_keep, 5);
+	CU_ASSERT_EQUAL(l.jobs[0]->restart_auto, 1);
+	CU_ASSERT_EQUAL(l.jobs[0]->max_restarts, 4);
+	CU_ASSERT_STRING_EQUAL(l.jobs[0]->guest_key, "0123456789abcdef");
+	CU_ASSERT_EQUAL(l.jobs[0]->restore_epoch, 1765000000000001LL);
+	CU_ASSERT_EQUAL(json_array_size(l.jobs[0]->restart_nodes), 2);
+	CU_ASSERT_EQUAL(l.jobs[0]->nrestarts, 2);
+	free_loaded(&l);
+	/* a job submitted without the options gets the defaults */
+	job_free(a);
+	a = new_job("plain");
+	a->ckpt_keep = 0;
+	CU_ASSERT_EQUAL_FATAL(db_job_insert(db, a, NULL, NULL), 0);
+	CU_ASSERT_EQUAL(db_jobs_load(db, collect, &l), 0);
+	CU_ASSERT_EQUAL_FATAL(l.n, 2);
+	CU_ASSERT_EQUAL(l.jobs[1]->ckpt_keep, 2);
+	CU_ASSERT_EQUAL(l.jobs[1]->restart_auto, 0);
+	CU_ASSERT_EQUAL(l.jobs[1]->restore_epoch, 0);
+	CU_ASSERT_PTR_NULL(l.jobs[1]->restart_nodes);
+	CU_ASSERT_EQUAL(l.jobs[1]->nrestarts, 0);
+	free_loaded(&l);
+	db_close(db);
+	job_free(a);
+}
+
+/* ckpts: pending before PREPARE, committed with its figures, listed by job
+ * and state (the start's clean-up asks for every job's pending ones), the
+ * newest committed below an epoch, deleted; restarts rows and updates. */
+static void test_ckpt_rows(void)
+{
+	struct db *db;
+	json_t *list = NULL, *nodes = json_pack("[s,s]", "node0", "node1");
+	json_t *parts = json_pack("[{s:s,s:s,s:i,s:i}]", "part", "p0", "node", "node0", "bytes", 9,
+				  "pause_us", 4000);
+	int64_t e = 0;
+	int n = 0;
+
+	remove_db();
+	db = open_db();
+	CU_ASSERT_EQUAL(db_ckpt_newest(db, 7, 0, &e), -ENOENT);
+	CU_ASSERT_EQUAL(db_ckpt_pending(db, 7, 100, 5, 1700000000), 0);
+	CU_ASSERT_EQUAL(db_ckpt_pending(db, 7, 100, 5, 1700000000), -EIO); /* no twice */
+	CU_ASSERT_EQUAL(db_ckpt_pending(db, 7, 200, 6, 1700000001), 0);
+	CU_ASSERT_EQUAL(db_ckpt_pending(db, 8, 150, 7, 1700000002), 0);
+	/* pending ones are no checkpoints yet */
+	CU_ASSERT_EQUAL(db_ckpt_newest(db, 7, 0, &e), -ENOENT);
+	CU_ASSERT_EQUAL(db_ckpt_commit(db, 7, 100, 9, 1500, nodes, parts), 0);
+	CU_ASSERT_EQUAL(db_ckpt_commit(db, 7, 100, 9, 1500, nodes, parts), -ENOENT); /* once */
+	CU_ASSERT_EQUAL(db_ckpt_commit(db, 7, 999, 9, 1500, nodes, parts), -ENOENT);
+	CU_ASSERT_EQUAL(db_ckpt_commit(db, 7, 200, 10, 1600, nodes, parts), 0);
+	CU_ASSERT_EQUAL(db_ckpt_newest(db, 7, 0, &e), 0);
+	CU_ASSERT_EQUAL(e, 200);
+	CU_ASSERT_EQUAL(db_ckpt_newest(db, 7, 200, &e), 0);
+	CU_ASSERT_EQUAL(e, 100);
+	CU_ASSERT_EQUAL(db_ckpt_newest(db, 7, 100, &e), -ENOENT);
+	CU_ASSERT_EQUAL(db_ckpt_restored(db, 7, 100), 0);
+	CU_ASSERT_EQUAL(db_ckpt_restored(db, 7, 555), -ENOENT);
+
+	CU_ASSERT_EQUAL(db_ckpts_list(db, 0, "pending", &list), 0);
+	CU_ASSERT_EQUAL_FATAL(json_array_size(list), 1);
+	CU_ASSERT_EQUAL(json_integer_value(json_object_get(json_array_get(list, 0), "job")), 8);
+	json_decref(list);
+	CU_ASSERT_EQUAL(db_ckpts_list(db, 7, "committed", &list), 0);
+	CU_ASSERT_EQUAL_FATAL(json_array_size(list), 2);
+	{
+		const json_t *r = json_array_get(list, 0);
+
+		CU_ASSERT_EQUAL(json_integer_value(json_object_get(r, "epoch")), 100);
+		CU_ASSERT_EQUAL(json_integer_value(json_object_get(r, "bytes")), 9);
+		CU_ASSERT_EQUAL(json_integer_value(json_object_get(r, "duration_ms")), 1500);
+		CU_ASSERT_EQUAL(json_integer_value(json_object_get(r, "restored")), 1);
+		CU_ASSERT_EQUAL(json_integer_value(json_object_get(r, "t_ns")), 5);
+		CU_ASSERT_EQUAL(json_array_size(json_object_get(r, "nodes")), 2);
+		CU_ASSERT_EQUAL(json_integer_value(json_object_get(json_array_get(
+			json_object_get(r, "parts"), 0), "pause_us")), 4000);
+		CU_ASSERT_STRING_EQUAL(json_string_value(json_object_get(r, "state")), "committed");
+	}
+	json_decref(list);
+	CU_ASSERT_EQUAL(db_ckpts_list(db, 0, NULL, &list), 0);
+	CU_ASSERT_EQUAL(json_array_size(list), 3);
+	json_decref(list);
+	CU_ASSERT_EQUAL(db_ckpt_delete(db, 7, 100), 0);
+	CU_ASSERT_EQUAL(db_ckpt_delete(db, 7, 100), -ENOENT);
+	CU_ASSERT_EQUAL(db_ckpt_newest(db, 7, 200, &e), -ENOENT);
+
+	/* restarts: numbered per job; an update keeps what it is not given */
+	CU_ASSERT_EQUAL(db_restart_add(db, 7, 1700000100, 200, "node1 not responding", &n), 0);
+	CU_ASSERT_EQUAL(n, 1);
+	CU_ASSERT_EQUAL(db_restart_add(db, 9, 1700000100, 1, "x", &n), 0);
+	CU_ASSERT_EQUAL(n, 1);
+	CU_ASSERT_EQUAL(db_restart_update(db, 7, 1, 200, nodes, NULL), 0);
+	CU_ASSERT_EQUAL(db_restart_update(db, 7, 1, 100, NULL, "checkpoint 200 did not load"), 0);
+	CU_ASSERT_EQUAL(db_restart_update(db, 7, 2, 100, NULL, NULL), -ENOENT);
+	CU_ASSERT_EQUAL(db_restarts_list(db, 7, &list), 0);
+	CU_ASSERT_EQUAL_FATAL(json_array_size(list), 1);
+	{
+		const json_t *r = json_array_get(list, 0);
+
+		CU_ASSERT_EQUAL(json_integer_value(json_object_get(r, "epoch")), 100);
+		CU_ASSERT_EQUAL(json_array_size(json_object_get(r, "nodes")), 2);
+		CU_ASSERT_STRING_EQUAL(json_string_value(json_object_get(r, "error")),
+				       "checkpoint 200 did not load");
+		CU_ASSERT_STRING_EQUAL(json_string_value(json_object_get(r, "reason")),
+				       "node1 not responding");
+		CU_ASSERT_EQUAL(json_integer_value(json_object_get(r, "time")), 1700000100);
+	}
+	json_decref(list);
+	db_close(db);
+	json_decref(nodes);
+	json_decref(parts);
+}
+
+/* Retention: the oldest beyond --ckpt-keep, never the one a restart uses. */
+static void test_retention(void)
+{
+	const int64_t e[] = { 10, 20, 30, 40 };
+	int64_t del[4];
+
+	CU_ASSERT_EQUAL(ckpt_retention(e, 4, 2, 0, del), 2);
+	CU_ASSERT_EQUAL(del[0], 10);
+	CU_ASSERT_EQUAL(del[1], 20);
+	CU_ASSERT_EQUAL(ckpt_retention(e, 4, 4, 0, del), 0);
+	CU_ASSERT_EQUAL(ckpt_retention(e, 4, 9, 0, del), 0);
+	CU_ASSERT_EQUAL(ckpt_retention(e, 4, 1, 0, del), 3);
+	CU_ASSERT_EQUAL(del[2], 30);
+	/* a restart loads 10: it stays, the next oldest goes instead */
+	CU_ASSERT_EQUAL(ckpt_retention(e, 4, 2, 10, del), 2);
+	CU_ASSERT_EQUAL(del[0], 20);
+	CU_ASSERT_EQUAL(del[1], 30);
+	CU_ASSERT_EQUAL(ckpt_retention(e, 4, 3, 40, del), 1);
+	CU_ASSERT_EQUAL(del[0], 10);
+	CU_ASSERT_EQUAL(ckpt_retention(e, 0, 2, 0, del), 0);
+}
+
 static void test_newer_schema_refused(void)
 {
 	struct db *db = NULL;
@@ -587,6 +754,9 @@ int main(void)
 		{ "a failed insert stores nothing", test_failed_insert_leaves_nothing },
 		{ "state transitions persist", test_transitions_persist },
 		{ "nodes persist and reload UNKNOWN", test_nodes_persist },
+		{ "checkpoint and restart fields of a job persist", test_ckpt_job_fields },
+		{ "checkpoint and restart rows", test_ckpt_rows },
+		{ "retention chooses the oldest, never a restart's", test_retention },
 		{ "a newer schema is refused", test_newer_schema_refused },
 		{ "path, limit and reason helpers", test_helpers },
 		{ NULL, NULL },

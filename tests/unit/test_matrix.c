@@ -513,6 +513,51 @@ static void test_never_fits(void)
 	gm_free(m);
 }
 
+/* The filter: job 1 may use columns 2 and 3 only; job 3 only column 0. */
+static int only_some(void *arg, long id, int col)
+{
+	int *asked = arg;
+
+	(*asked)++;
+	if (id == 1)
+		return col >= 2;
+	if (id == 3)
+		return col == 0;
+	return 1;
+}
+
+/* A column filter (hec restart --nodes): placement keeps to it, and a job
+ * that cannot fit on its allowed columns does not block those behind it. */
+static void test_col_filter(void)
+{
+	struct gang_matrix *m = mk(2, 4, 0);
+	int asked = 0;
+
+	gm_set_col_filter(m, only_some, &asked);
+	add(m, 1, 9, 2, 0, 0);      /* exclusive, 2 of columns 2-3 */
+	add(m, 2, 5, 1, 1, 0);
+	gm_schedule(m);
+	CU_ASSERT(asked > 0);
+	CU_ASSERT_EQUAL(state(m, 1), GANG_RUNNING);
+	CU_ASSERT_EQUAL(mask(m, 1), 0xc);
+	CU_ASSERT_EQUAL(mask(m, 2), 0x1);
+	/* 2 nodes where only one column is allowed: never fits, blocks nobody */
+	add(m, 3, 9, 2, 1, 0);
+	add(m, 4, 0, 1, 1, 0);
+	gm_schedule(m);
+	CU_ASSERT_EQUAL(state(m, 3), GANG_PENDING);
+	CU_ASSERT_EQUAL(info(m, 3).wait, GANG_WAIT_RESOURCES);
+	CU_ASSERT_EQUAL(state(m, 4), GANG_RUNNING);
+	/* with its column down, job 1 may not move elsewhere */
+	gm_job_remove(m, 1);
+	gm_col_set(m, 3, 0, 0);
+	add(m, 5, 9, 2, 0, 0);
+	gm_set_col_filter(m, NULL, NULL);
+	gm_schedule(m);
+	CU_ASSERT_EQUAL(state(m, 5), GANG_PENDING); /* columns 0,1 hold share jobs, 3 is down */
+	gm_free(m);
+}
+
 /* Rows that empty out are removed; the rows above move down. */
 static void test_compaction(void)
 {
@@ -677,6 +722,7 @@ int main(void)
 		{ "surplus victims come back", test_preemption_gives_back },
 		{ "suspended jobs re-enter on their nodes", test_suspended_reentry },
 		{ "a job that can never fit does not block", test_never_fits },
+		{ "a column filter bounds placement", test_col_filter },
 		{ "empty rows are removed", test_compaction },
 		{ "column insert renumbers", test_col_insert },
 		{ "restore and repack", test_restore_repack },

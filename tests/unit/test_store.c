@@ -198,6 +198,75 @@ static void test_manifest_check(void)
 	json_decref(m);
 }
 
+/* "meta": the job's spec, nodes and one part per stream, checked with the manifest. */
+static void test_meta_check(void)
+{
+#define META_STREAM "{\"part\":\"p%d\",\"size\":4,\"hash\":\"" H "\",\"chunk_size\":4," \
+			    "\"chunks\":[{\"len\":4,\"hash\":\"" H "\",\"on\":[\"s0\"]}]}"
+	const char *spec = "\"job\":{\"name\":\"j\",\"user\":\"u\",\"uid\":0,\"nnodes\":2,"
+			   "\"ntasks\":2,\"vcpus\":1,\"mem_mb\":256,\"vm_files\":[\"/bin/x\"],"
+			   "\"command\":\"x\"}";
+	static const struct {
+		const char *meta;   /* after the spec */
+		const char *why;    /* NULL: accepted */
+	} cases[] = {
+		{ "\"nodes\":[\"n0\",\"n1\"],\"parts\":[{\"part\":\"p0\",\"node\":\"n0\",\"image\":\"i\","
+		  "\"pause_us\":5},{\"part\":\"p1\",\"node\":\"n1\",\"image\":\"\",\"pause_us\":0}]", NULL },
+		/* a part without its stream, a stream without its part */
+		{ "\"nodes\":[\"n0\",\"n1\"],\"parts\":[{\"part\":\"p0\",\"node\":\"n0\",\"image\":\"i\","
+		  "\"pause_us\":5},{\"part\":\"p2\",\"node\":\"n1\",\"image\":\"i\",\"pause_us\":0}]",
+		  "part p2 has no stream" },
+		{ "\"nodes\":[\"n0\",\"n1\"],\"parts\":[{\"part\":\"p0\",\"node\":\"n0\",\"image\":\"i\","
+		  "\"pause_us\":5}]", "does not list the 2 streams" },
+		{ "\"nodes\":[\"n0\",\"n1\"],\"parts\":[{\"part\":\"p0\",\"node\":\"n0\",\"image\":\"i\","
+		  "\"pause_us\":5},{\"part\":\"p0\",\"node\":\"n1\",\"image\":\"i\",\"pause_us\":0}]",
+		  "part p0 twice" },
+		/* a node that is not the job's, nodes that are not nnodes */
+		{ "\"nodes\":[\"n0\",\"n1\"],\"parts\":[{\"part\":\"p0\",\"node\":\"n0\",\"image\":\"i\","
+		  "\"pause_us\":5},{\"part\":\"p1\",\"node\":\"n7\",\"image\":\"i\",\"pause_us\":0}]",
+		  "node n7 is not one of the job's nodes" },
+		{ "\"nodes\":[\"n0\"],\"parts\":[]", "not a list of the job's 2 nodes" },
+		{ "\"nodes\":[\"n0\",\"../n1\"],\"parts\":[]", "node 1: bad or missing name" },
+		{ "\"nodes\":[\"n0\",\"n1\"],\"parts\":[{\"part\":\"p0\",\"node\":\"n0\",\"image\":\"i\","
+		  "\"pause_us\":-1},{\"part\":\"p1\",\"node\":\"n1\",\"image\":\"i\",\"pause_us\":0}]",
+		  "\"image\" or \"pause_us\"" },
+	};
+	char text[4096], streams[1024], one[2][400], why[256];
+	json_t *m;
+
+	for (int i = 0; i < 2; i++)
+		snprintf(one[i], sizeof(one[i]), META_STREAM, i);
+	snprintf(streams, sizeof(streams), "[%s,%s]", one[0], one[1]);
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		snprintf(text, sizeof(text), "{\"job\":7,\"epoch\":1765000000000000,\"time\":1,"
+			 "\"replicas\":2,\"chunk_size\":4,\"servers\":[\"s0\"],\"streams\":%s,"
+			 "\"meta\":{%s,%s}}", streams, spec, cases[i].meta);
+		m = entry(text);
+		why[0] = 0;
+		CU_ASSERT_EQUAL(hec_store_manifest_check(m, 7, 1765000000000000ULL, why, sizeof(why)),
+				cases[i].why ? -EINVAL : 0);
+		if (cases[i].why && !strstr(why, cases[i].why)) {
+			CU_FAIL("reason");
+			fprintf(stderr, "case %zu: why '%s'\n", i, why);
+		}
+		json_decref(m);
+	}
+	/* the spec's own fields */
+	snprintf(text, sizeof(text), "{\"job\":7,\"epoch\":3,\"time\":1,\"replicas\":2,"
+		 "\"chunk_size\":4,\"servers\":[\"s0\"],\"streams\":[],\"meta\":{\"job\":"
+		 "{\"name\":\"j\",\"user\":\"u\",\"uid\":0,\"nnodes\":0,\"ntasks\":1,\"vcpus\":1,"
+		 "\"mem_mb\":0,\"vm_files\":[],\"command\":\"x\"},\"nodes\":[],\"parts\":[]}}");
+	m = entry(text);
+	CU_ASSERT_EQUAL(hec_store_manifest_check(m, 7, 3, why, sizeof(why)), -EINVAL);
+	CU_ASSERT_PTR_NOT_NULL(strstr(why, "\"nnodes\" missing or bad"));
+	json_decref(m);
+	m = entry("{\"job\":7,\"epoch\":3,\"time\":1,\"replicas\":2,\"chunk_size\":4,"
+		  "\"servers\":[],\"streams\":[],\"meta\":[]}");
+	CU_ASSERT_EQUAL(hec_store_manifest_check(m, 7, 3, why, sizeof(why)), -EINVAL);
+	CU_ASSERT_PTR_NOT_NULL(strstr(why, "meta: not an object"));
+	json_decref(m);
+}
+
 /* STORE_REP errors: the exact strings of doc/config.md, and only those. */
 static void test_rep_errno(void)
 {
@@ -235,6 +304,7 @@ int main(void)
 		{ "hash hex", test_hash_hex },
 		{ "manifest entries", test_entry_check },
 		{ "manifests", test_manifest_check },
+		{ "manifest meta", test_meta_check },
 		{ "reply errors", test_rep_errno },
 		{ NULL, NULL },
 	};

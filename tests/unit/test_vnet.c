@@ -3,7 +3,8 @@
  * The job network's learning switch (partition/vm/vnet.c): flooding until an
  * address is learnt, then one port only; broadcast and multicast always
  * flood; a port that goes away takes its addresses; bad frames are
- * counted and dropped; a full queue drops without harm.
+ * counted and dropped; a full queue drops without harm; a held port neither
+ * sends nor receives until released, and counts what it dropped.
  */
 #include "config.h"
 
@@ -189,6 +190,67 @@ static void test_full_queue(void)
 	vnet_free(n);
 }
 
+static void test_hold(void)
+{
+	int p[NPORTS];
+	struct vnet *n = make(p);
+	uint8_t f[60];
+	struct vnet_stats st;
+
+	/* learn MAC 1 at port 0 and MAC 2 at port 1 */
+	frame(f, 0xff, 1);
+	vnet_input(n, p[0], f, sizeof(f));
+	frame(f, 0xff, 2);
+	vnet_input(n, p[1], f, sizeof(f));
+	reset();
+	CU_ASSERT_EQUAL(vnet_port_hold(n, p[0], 1), 0);
+	CU_ASSERT_EQUAL(vnet_port_hold(n, p[0], 1), 0); /* held already: nothing changes */
+	CU_ASSERT_EQUAL(vnet_port_hold(n, 12345, 1), -ENOENT);
+	/* from the held port: dropped, delivered nowhere */
+	frame(f, 2, 1);
+	CU_ASSERT_EQUAL(vnet_input(n, p[0], f, sizeof(f)), 0);
+	frame(f, 0xff, 1);
+	CU_ASSERT_EQUAL(vnet_input(n, p[0], f, sizeof(f)), 0);
+	CU_ASSERT_EQUAL(sinks[1].got + sinks[2].got + sinks[3].got, 0);
+	/* to the held port: dropped; the others get theirs */
+	frame(f, 1, 2);
+	CU_ASSERT_EQUAL(vnet_input(n, p[1], f, sizeof(f)), 0);
+	CU_ASSERT_EQUAL(sinks[0].got, 0);
+	frame(f, 0xff, 2);
+	CU_ASSERT_EQUAL(vnet_input(n, p[1], f, sizeof(f)), NPORTS - 2);
+	CU_ASSERT_EQUAL(sinks[0].got, 0);
+	CU_ASSERT_EQUAL(sinks[2].got, 1);
+	CU_ASSERT_EQUAL(sinks[3].got, 1);
+	/* between other ports, as before */
+	frame(f, 2, 3);
+	CU_ASSERT_EQUAL(vnet_input(n, p[2], f, sizeof(f)), 1);
+	CU_ASSERT_EQUAL(sinks[1].got, 1);
+	vnet_get_stats(n, &st);
+	CU_ASSERT_EQUAL(st.held, 4);
+	CU_ASSERT_EQUAL(st.dropped, 0);
+	/* a frame from the held port taught nothing: MAC 9 stays unknown */
+	frame(f, 2, 9);
+	vnet_input(n, p[0], f, sizeof(f));
+	reset();
+	frame(f, 9, 2);
+	CU_ASSERT_EQUAL(vnet_input(n, p[1], f, sizeof(f)), NPORTS - 2);
+	/* release: the hold's drops, and traffic flows both ways again */
+	CU_ASSERT_EQUAL(vnet_port_hold(n, p[0], 0), 6);
+	CU_ASSERT_EQUAL(vnet_port_hold(n, p[0], 0), 6); /* idempotent */
+	reset();
+	frame(f, 2, 1);
+	CU_ASSERT_EQUAL(vnet_input(n, p[0], f, sizeof(f)), 1);
+	CU_ASSERT_EQUAL(sinks[1].got, 1);
+	frame(f, 1, 2);
+	CU_ASSERT_EQUAL(vnet_input(n, p[1], f, sizeof(f)), 1);
+	CU_ASSERT_EQUAL(sinks[0].got, 1);
+	/* a new hold counts from zero */
+	CU_ASSERT_EQUAL(vnet_port_hold(n, p[0], 1), 0);
+	CU_ASSERT_EQUAL(vnet_input(n, p[1], f, sizeof(f)), 0);
+	CU_ASSERT_EQUAL(vnet_port_hold(n, p[0], 0), 1);
+	vnet_free(n);
+}
+
 int main(void)
 {
 	static const struct hec_cunit_test tests[] = {
@@ -196,6 +258,7 @@ int main(void)
 		{ "a moved address and a deleted port", test_move_and_delete },
 		{ "runts, giants, unknown ports, multicast sources", test_bad_frames },
 		{ "a full link drops", test_full_queue },
+		{ "a held port drops what comes from it and goes to it", test_hold },
 		{ NULL, NULL },
 	};
 
