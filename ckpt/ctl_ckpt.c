@@ -167,13 +167,14 @@ static void store_call_done(void *arg, const struct ctl_child_result *r)
 	free(c);
 }
 
-int ckpt_store_run(struct ctl *ctl, const char *const *argv, long limit_ms,
-		   void (*done)(struct ctl *ctl, void *arg, int status, const char *out,
-				const char *err),
-		   void *arg)
+int ckpt_tool_run(struct ctl *ctl, const char *prog, int store_flags, const char *const *argv,
+		  long limit_ms,
+		  void (*done)(struct ctl *ctl, void *arg, int status, const char *out,
+			       const char *err),
+		  void *arg)
 {
 	struct ckpt_state *st = state_get(ctl);
-	char prog[PATH_MAX], servers[8192];
+	char servers[8192];
 	const char *full[48];
 	struct store_call *c;
 	int n = 0, replicas, rc;
@@ -185,9 +186,6 @@ int ckpt_store_run(struct ctl *ctl, const char *const *argv, long limit_ms,
 	rc = ckpt_store_args(ctl, servers, sizeof(servers), &replicas);
 	if (rc)
 		return rc;
-	rc = store_program(ctl, prog, sizeof(prog));
-	if (rc)
-		return rc;
 	full[n++] = prog;
 	full[n++] = "--servers";
 	full[n++] = servers;
@@ -195,8 +193,10 @@ int ckpt_store_run(struct ctl *ctl, const char *const *argv, long limit_ms,
 		full[n++] = "--key-file";
 		full[n++] = ctl->conf.key_file;
 	}
-	full[n++] = "--quiet";
-	full[n++] = "--json";
+	if (store_flags) {
+		full[n++] = "--quiet";
+		full[n++] = "--json";
+	}
 	for (int i = 0; argv[i]; i++) {
 		if (n >= (int)HEC_ARRAY_SIZE(full) - 1)
 			return -E2BIG;
@@ -216,6 +216,17 @@ int ckpt_store_run(struct ctl *ctl, const char *const *argv, long limit_ms,
 	c->next = st->calls;
 	st->calls = c;
 	return 0;
+}
+
+int ckpt_store_run(struct ctl *ctl, const char *const *argv, long limit_ms,
+		   void (*done)(struct ctl *ctl, void *arg, int status, const char *out,
+				const char *err),
+		   void *arg)
+{
+	char prog[PATH_MAX];
+	int rc = store_program(ctl, prog, sizeof(prog));
+
+	return rc ? rc : ckpt_tool_run(ctl, prog, 1, argv, limit_ms, done, arg);
 }
 
 /* ---- the record of one checkpoint ---- */
@@ -1300,6 +1311,7 @@ void ckpt_tick(struct ctl *ctl)
 
 void ckpt_forget_peer(struct ctl *ctl, struct peer *p)
 {
+	ckpt_h5_forget_peer(p);
 	for (struct delete_req *d = ctl->ckpts ? ctl->ckpts->deletes : NULL; d; d = d->next)
 		if (d->p == p)
 			d->p = NULL;

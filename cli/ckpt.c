@@ -6,6 +6,7 @@
 #include "config.h"
 
 #include <errno.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -42,12 +43,19 @@ static const struct cli_opt restart_options[] = {
 static const char ckpt_help[] =
 	"usage: hec ckpt [--wait] JOBID\n"
 	"       hec ckpt --delete JOBID EPOCH\n"
+	"       hec ckpt export JOBID EPOCH FILE.h5\n"
+	"       hec ckpt import FILE.h5 [--job JOBID]\n"
 	"Checkpoint a running vm job (--partition vm): every guest saved at one instant,\n"
 	"streamed to the storage servers, listed by hec ckpts once committed.  Prints\n"
 	"the checkpoint's epoch.\n"
 	"  -w, --wait    wait until it is committed (progress on stderr); exit status 1\n"
 	"                with the reason if it failed\n"
 	"      --delete  delete committed checkpoint EPOCH of the job\n"
+	"  export        write committed checkpoint EPOCH as a self-describing HDF5 file\n"
+	"                (a group of datasets, one per guest; h5ls and h5dump read it)\n"
+	"  import        put a checkpoint from such a file back on the storage servers\n"
+	"                as the newest of the file's job (or of --job JOBID, yours); hec\n"
+	"                restart then runs the job from it.  Prints its new epoch\n"
 	"      --json    print the controller's answer as JSON\n"
 	"  -D, --dir=DIR cluster directory\n";
 
@@ -244,13 +252,101 @@ static int wait_commit(struct cli_ctx *ctx, long job, long long epoch)
 	}
 }
 
+/* FILE as an absolute path, from the current directory (the controller's
+ * child opens it as the user, but not from the user's directory). */
+static int abs_path(const char *file, char *buf, size_t len)
+{
+	char cwd[PATH_MAX];
+
+	if (file[0] == '/')
+		return hec_fmt(buf, len, "%s", file) ? -ENAMETOOLONG : 0;
+	if (!getcwd(cwd, sizeof(cwd)))
+		return -errno;
+	return hec_fmt(buf, len, "%s/%s", cwd, file) ? -ENAMETOOLONG : 0;
+}
+
+/* `hec ckpt export JOBID EPOCH FILE` and `hec ckpt import FILE [--job JOBID]`
+ * (argv[0] is "export" or "import"). */
+static int ckpt_h5(struct cli_ctx *ctx, const char *dir, int argc, char **argv)
+{
+	int exp = !strcmp(argv[0], "export");
+	const char *cmd = exp ? "ckpt export" : "ckpt import";
+	const char *operands[3] = { NULL, NULL, NULL }, *jobarg = NULL;
+	char err[CLI_ERRLEN], path[PATH_MAX], what[64];
+	long job = 0;
+	long long epoch = 0;
+	int nop = 0, rc;
+	json_t *req, *resp = NULL;
+
+	for (int i = 1; i < argc; i++) {
+		if (!strcmp(argv[i], "-h") || !strcmp(argv[i], "--help")) {
+			fputs(ckpt_help, stdout);
+			return CLI_EXIT_OK;
+		} else if ((!strcmp(argv[i], "-D") || !strcmp(argv[i], "--dir")) && i + 1 < argc) {
+			dir = argv[++i];
+		} else if (!strncmp(argv[i], "--dir=", 6)) {
+			dir = argv[i] + 6;
+		} else if (!exp && !strcmp(argv[i], "--job") && i + 1 < argc) {
+			jobarg = argv[++i];
+		} else if (!exp && !strncmp(argv[i], "--job=", 6)) {
+			jobarg = argv[i] + 6;
+		} else if (argv[i][0] == '-' && argv[i][1]) {
+			return cli_usage("ckpt", "%s: unknown option %s", cmd, argv[i]);
+		} else if (nop < (exp ? 3 : 1)) {
+			operands[nop++] = argv[i];
+		} else {
+			return cli_usage("ckpt", "%s: unexpected argument '%s'", cmd, argv[i]);
+		}
+	}
+	if (nop != (exp ? 3 : 1))
+		return cli_usage("ckpt", exp ? "%s: give JOBID EPOCH FILE.h5" : "%s: give FILE.h5", cmd);
+	if ((exp && (cli_parse_job_id(operands[0], &job, err, sizeof(err)) ||
+		     cli_parse_epoch(operands[1], &epoch, err, sizeof(err)))) ||
+	    (jobarg && cli_parse_job_id(jobarg, &job, err, sizeof(err))))
+		return cli_usage("ckpt", "%s: %s", cmd, err);
+	rc = abs_path(operands[exp ? 2 : 0], path, sizeof(path));
+	if (rc) {
+		cli_err("%s: %s: %s", cmd, operands[exp ? 2 : 0], strerror(-rc));
+		return CLI_EXIT_ERR;
+	}
+	if (cli_ctx_init(ctx, dir))
+		return CLI_EXIT_ERR;
+	req = exp ? json_pack("{s:s,s:I,s:I,s:s}", "op", "ckpt_export", "job", (json_int_t)job,
+			      "epoch", (json_int_t)epoch, "path", path) :
+		    json_pack("{s:s,s:s}", "op", "ckpt_import", "path", path);
+	if (req && !exp && job)
+		json_object_set_new(req, "job", json_integer(job));
+	if (!req) {
+		cli_err("%s: out of memory", cmd);
+		return CLI_EXIT_ERR;
+	}
+	snprintf(what, sizeof(what), "%s", cmd);
+	/* a checkpoint of GBs moves at disk speed: as long as the controller takes */
+	rc = cli_call_wait(ctx, req, -1, &resp, err, sizeof(err));
+	json_decref(req);
+	if (rc) {
+		cli_err("%s: %s", what, err);
+		json_decref(resp);
+		return CLI_EXIT_ERR;
+	}
+	if (exp)
+		printf("%s\n", json_string_value(json_object_get(resp, "path")));
+	else
+		printf("%lld\n", (long long)json_integer_value(json_object_get(resp, "epoch")));
+	json_decref(resp);
+	return CLI_EXIT_OK;
+}
+
 int cmd_ckpt(struct cli_ctx *ctx, const char *dir, int argc, char **argv)
 {
 	struct ckpt_args ca = { .dir = dir };
 	char what[64];
 	json_t *req, *resp;
-	int rc = parse("ckpt", ckpt_help, ckpt_options, argc, argv, &ca, 1);
+	int rc;
 
+	if (argc > 1 && (!strcmp(argv[1], "export") || !strcmp(argv[1], "import")))
+		return ckpt_h5(ctx, dir, argc - 1, argv + 1);
+	rc = parse("ckpt", ckpt_help, ckpt_options, argc, argv, &ca, 1);
 	if (rc >= 0)
 		return rc;
 	if (ca.del && !ca.have_epoch)

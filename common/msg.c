@@ -155,6 +155,11 @@ static const struct field s_req_snapshot[] = {
 	{ .name = "revert", .kind = F_BOOL, .required = 1 }, END };
 static const struct field s_req_ckpt_delete[] = {
 	STR_REQ("op", 16), INT_REQ("job", 1, ID_MAX), INT_REQ("epoch", 1, NS_MAX), END };
+static const struct field s_req_ckpt_export[] = {
+	STR_REQ("op", 16), INT_REQ("job", 1, ID_MAX), INT_REQ("epoch", 1, NS_MAX),
+	STR_REQ("path", PATH_LEN), END };
+static const struct field s_req_ckpt_import[] = {
+	STR_REQ("op", 16), STR_REQ("path", PATH_LEN), INT_OPT("job", 1, ID_MAX), END };
 static const struct field s_req_restart[] = {
 	STR_REQ("op", 16), INT_REQ("job", 1, ID_MAX), INT_OPT("epoch", 1, NS_MAX),
 	{ .name = "nodes", .kind = F_STRS, .max = 64 }, END };
@@ -174,6 +179,7 @@ static const struct op_schema req_ops[] = {
 	{ "gang_stats", s_req_plain }, { "gang_set", s_req_gang_set }, { "storage", s_req_plain },
 	{ "storage_repair", s_req_plain }, { "ckpt", s_req_job }, { "ckpts", s_req_job },
 	{ "ckpt_delete", s_req_ckpt_delete }, { "restart", s_req_restart },
+	{ "ckpt_export", s_req_ckpt_export }, { "ckpt_import", s_req_ckpt_import },
 };
 
 /*

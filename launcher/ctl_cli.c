@@ -427,6 +427,20 @@ static void req_ckpt_delete(void *arg, const struct hec_msg *m)
 	cli_ckpt_delete(r->ctl, r->p, r->job, m->body);
 }
 
+static void req_ckpt_export(void *arg, const struct hec_msg *m)
+{
+	struct cli_call *r = arg;
+
+	cli_ckpt_export(r->ctl, r->p, r->job, m->body);
+}
+
+static void req_ckpt_import(void *arg, const struct hec_msg *m)
+{
+	struct cli_call *r = arg;
+
+	cli_ckpt_import(r->ctl, r->p, m->body);
+}
+
 static void req_restart(void *arg, const struct hec_msg *m)
 {
 	struct cli_call *r = arg;
@@ -514,6 +528,9 @@ static const struct hec_msg_handler cli_handlers[] = {
 	{ .type = HEC_MSG_REQUEST, .op = "ckpts", .rule = HEC_RULE_USER, .fn = req_ckpts },
 	{ .type = HEC_MSG_REQUEST, .op = "ckpt_delete", .rule = HEC_RULE_OWNER,
 	  .what = "delete its checkpoints", .fn = req_ckpt_delete },
+	{ .type = HEC_MSG_REQUEST, .op = "ckpt_export", .rule = HEC_RULE_OWNER,
+	  .what = "export its checkpoints", .fn = req_ckpt_export },
+	{ .type = HEC_MSG_REQUEST, .op = "ckpt_import", .rule = HEC_RULE_USER, .fn = req_ckpt_import },
 	{ .type = HEC_MSG_REQUEST, .op = "restart", .rule = HEC_RULE_OWNER,
 	  .what = "restart it", .fn = req_restart },
 	{ .type = HEC_MSG_REQUEST, .op = "nodes", .rule = HEC_RULE_USER, .fn = req_nodes },

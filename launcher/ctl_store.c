@@ -301,9 +301,9 @@ int store_repair_set_program(struct ctl *ctl, const char *prog, long limit_ms)
 	return 0;
 }
 
-/* hec-store as the CLI finds the daemons: beside us (the build tree holds
+/* A program as the CLI finds the daemons: beside us (the build tree holds
  * every program in one directory), else where it is installed. */
-static int find_hec_store(char *buf, size_t len)
+int ctl_find_program(const char *name, char *buf, size_t len)
 {
 	const char *dirs[3] = { NULL, HEC_BINDIR, HEC_SBINDIR };
 	char self[PATH_MAX];
@@ -311,7 +311,7 @@ static int find_hec_store(char *buf, size_t len)
 	if (hec_self_dir(self, sizeof(self)) == 0)
 		dirs[0] = self;
 	for (size_t i = 0; i < HEC_ARRAY_SIZE(dirs); i++) {
-		if (!dirs[i] || hec_fmt(buf, len, "%s/hec-store", dirs[i]))
+		if (!dirs[i] || hec_fmt(buf, len, "%s/%s", dirs[i], name))
 			continue;
 		if (access(buf, X_OK) == 0)
 			return 0;
@@ -325,7 +325,7 @@ int store_program(struct ctl *ctl, char *buf, size_t len)
 
 	if (!r)
 		return -ENOMEM;
-	if (!r->prog[0] && find_hec_store(r->prog, sizeof(r->prog))) {
+	if (!r->prog[0] && ctl_find_program("hec-store", r->prog, sizeof(r->prog))) {
 		r->prog[0] = 0;
 		return -ENOENT;
 	}

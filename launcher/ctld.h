@@ -539,6 +539,22 @@ int ckpt_store_run(struct ctl *ctl, const char *const *argv, long limit_ms,
 		   void (*done)(struct ctl *ctl, void *arg, int status, const char *out,
 				const char *err),
 		   void *arg);
+/** ckpt_store_run's machinery for another of hec's programs that takes
+ *  --servers and --key-file (@prog: its path; @store_flags: also --quiet
+ *  --json, as hec-store wants). */
+int ckpt_tool_run(struct ctl *ctl, const char *prog, int store_flags, const char *const *argv,
+		  long limit_ms,
+		  void (*done)(struct ctl *ctl, void *arg, int status, const char *out,
+			       const char *err),
+		  void *arg);
+/** `ckpt_export` {job, epoch, path} and `ckpt_import` {path, job?}
+ *  (ckpt/ctl_h5.c): answered when hec-ckpt-h5 is done. */
+void cli_ckpt_export(struct ctl *ctl, struct peer *p, struct ctl_job *j, const json_t *body);
+void cli_ckpt_import(struct ctl *ctl, struct peer *p, const json_t *body);
+/** @p's connection is going: its export or import runs on, unanswered. */
+void ckpt_h5_forget_peer(struct peer *p);
+/** hec's program @name beside hecctld, else in bindir or sbindir. */
+int ctl_find_program(const char *name, char *buf, size_t len);
 /** @j is ending (any outcome) or going to restart: abort its checkpoint
  *  under way with @why.  Idempotent. */
 void ckpt_job_ended(struct ctl *ctl, struct ctl_job *j, const char *why);

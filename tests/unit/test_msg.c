@@ -381,6 +381,7 @@ static const unsigned to_ctl[] = {
 static const char *const req_ops[] = {
 	"submit", "queue", "show", "cancel", "snapshot", "nodes", "status", "shutdown", "gang",
 	"gang_stats", "gang_set", "storage", "ckpt", "ckpts", "ckpt_delete", "restart",
+	"ckpt_export", "ckpt_import",
 	"storage_repair",
 };
 #define N(a) (sizeof(a) / sizeof((a)[0]))
@@ -498,12 +499,12 @@ static void test_handlers_check_requests(void)
 	t[n] = t[1];
 	expect_bad(t, n + 1, HEC_SIDE_CTL_CLI, "REQUEST op 'queue' has 2 rows");
 	t[n].op = "frobnicate";
-	expect_bad(t, n + 1, HEC_SIDE_CTL_CLI, "row 17: REQUEST op 'frobnicate' is unknown");
+	expect_bad(t, n + 1, HEC_SIDE_CTL_CLI, "row 19: REQUEST op 'frobnicate' is unknown");
 	t[n].op = NULL;
-	expect_bad(t, n + 1, HEC_SIDE_CTL_CLI, "row 17: REQUEST op 'REQUEST' is unknown");
+	expect_bad(t, n + 1, HEC_SIDE_CTL_CLI, "row 19: REQUEST op 'REQUEST' is unknown");
 	/* only REQUEST comes on the CLI socket, and with the CLI's rules */
 	t[n] = (struct hec_msg_handler){ .type = HEC_MSG_ERROR, .rule = HEC_RULE_USER, .fn = count_call };
-	expect_bad(t, n + 1, HEC_SIDE_CTL_CLI, "row 17: ERROR is not received");
+	expect_bad(t, n + 1, HEC_SIDE_CTL_CLI, "row 19: ERROR is not received");
 	t[0].rule = HEC_RULE_REGISTERED;
 	expect_bad(t, n, HEC_SIDE_CTL_CLI, "row 0: submit: rule");
 	t[0].rule = HEC_RULE_USER;
