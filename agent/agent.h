@@ -147,6 +147,10 @@ void agent_ckpt_on_prepare(struct agent *ag, const json_t *body);
 void agent_ckpt_on_reopen(struct agent *ag, const json_t *body);
 /** CKPT_ABORT: stop what runs of that checkpoint here; release the hold. */
 void agent_ckpt_on_abort(struct agent *ag, const json_t *body);
+/** The controller link is lost: every checkpoint here fails (its stream is
+ *  never stored, so it cannot be committed) and releases its hold: the
+ *  jobs' networks must not wait for a coordinator that may never return. */
+void agent_ckpt_ctl_lost(struct agent *ag);
 /** The job's partition is going (KILL_JOB, shutdown): end its checkpoint. */
 void agent_ckpt_job_gone(struct agent *ag, long job);
 /** A reaped child: a checkpoint's stream writer?  \return 1 if so. */

@@ -279,6 +279,7 @@ static void ctl_on_close(struct hec_conn *c, const char *reason, void *arg)
 	ag->registered = 0;
 	evtimer_del(ag->hb_timer);
 	agent_gang_on_disconnect(ag);
+	agent_ckpt_ctl_lost(ag);
 	if (ag->shutting_down)
 		return;
 	if (was_registered) {

@@ -44,6 +44,10 @@
 #define ERR_TAIL 4096
 #define PIPE_SIZE (1 << 20)       /* the stream's pipe: fewer wakeups at GB/s */
 #define REAP_GRACE_MS 2000        /* output still open after the exit: enough */
+/* The longest the job network is held without CKPT_REOPEN: the controller
+ * waits 60 s for every CAPTURED; past that the checkpoint is lost anyway,
+ * and a job must not stay cut off for the stream's whole timeout. */
+#define HOLD_MAX_MS 65000
 
 extern char **environ;
 
@@ -59,6 +63,7 @@ struct agent_ckpt {
 	long timeout_ms;
 	struct event *at_ev;          /* T */
 	struct event *limit_ev;       /* timeout_ms after PREPARE */
+	struct event *hold_ev;        /* HOLD_MAX_MS after the hold began */
 
 	int held;                     /* the job network is held at the guest */
 	int reopened;                 /* CKPT_REOPEN came */
@@ -113,10 +118,13 @@ static struct hec_partition *ck_part(struct agent_ckpt *c)
 	return j && j->launched && !j->killing ? j->part : NULL;
 }
 
+static void ev_drop(struct event **ev);
+
 static void hold_release(struct agent_ckpt *c)
 {
 	struct hec_partition *p;
 
+	ev_drop(&c->hold_ev);
 	if (!c->held)
 		return;
 	c->held = 0;
@@ -148,6 +156,7 @@ static void ck_free(struct agent_ckpt *c)
 {
 	ev_drop(&c->at_ev);
 	ev_drop(&c->limit_ev);
+	ev_drop(&c->hold_ev);
 	ev_drop(&c->out_ev);
 	ev_drop(&c->err_ev);
 	ev_drop(&c->grace_ev);
@@ -624,6 +633,29 @@ err_pipes:
 
 /* ---- T: hold, then capture ---- */
 
+/* No CKPT_REOPEN long after the hold began: the coordinator is gone or
+ * stuck.  Without the release the checkpoint cannot be committed, so it
+ * fails here (its stream is never stored) and the job talks again. */
+static void on_hold_max(evutil_socket_t fd, short what, void *arg)
+{
+	struct agent_ckpt *c = arg;
+
+	(void)fd;
+	(void)what;
+	if (!c->held)
+		return;
+	if (!c->ended) {
+		ck_fail(c, "no CKPT_REOPEN within %d s of the capture: the job network runs again",
+			HOLD_MAX_MS / 1000);
+		return;
+	}
+	hec_job_warn(c->ag->conf.name, c->job,
+		     "checkpoint %lld: no CKPT_REOPEN within %d s: the job network runs again",
+		     c->epoch, HOLD_MAX_MS / 1000);
+	hold_release(c);
+	ck_maybe_free(c);
+}
+
 static void on_at(evutil_socket_t fd, short what, void *arg)
 {
 	struct agent_ckpt *c = arg;
@@ -648,6 +680,13 @@ static void on_at(evutil_socket_t fd, short what, void *arg)
 		return;
 	}
 	c->held = 1;
+	{
+		struct timeval tv = { HOLD_MAX_MS / 1000, (HOLD_MAX_MS % 1000) * 1000 };
+
+		c->hold_ev = evtimer_new(c->ag->base, on_hold_max, c);
+		if (c->hold_ev)
+			evtimer_add(c->hold_ev, &tv);
+	}
 	c->cap_start_ns = hec_now_mono_ns();
 	rc = hec_partition_capture(p, c->stream_w, &cbs, on_cap_done, c, why, sizeof(why));
 	if (rc) {
@@ -836,6 +875,21 @@ void agent_ckpt_job_gone(struct agent *ag, long job)
 		c->gone = 1; /* a capture under way ends as its partition goes */
 		ck_stop(c);
 		ck_maybe_free(c);
+	}
+}
+
+void agent_ckpt_ctl_lost(struct agent *ag)
+{
+	struct agent_ckpt *c, *next;
+
+	for (c = ag->ckpts; c; c = next) {
+		next = c->next;
+		if (!c->ended) {
+			ck_fail(c, "the controller went away: this checkpoint cannot be committed");
+		} else if (c->held) {
+			hold_release(c);
+			ck_maybe_free(c);
+		}
 	}
 }
 
