@@ -10,9 +10,13 @@
  *                     string dataset: manifests outgrow attribute limits)
  *   /meta             the manifest's "meta" (the job's spec), as JSON text,
  *                     if it has one
- *   /parts/<part>     one stream, a 1-D uint8 dataset in 1 MiB chunks, with
- *                     attributes bytes, xxh3 (16 hex digits: the stream's
- *                     XXH3-64, as the manifest has it) and chunks
+ *                     and, from it, root attributes name, user, uid,
+ *                     nnodes, ntasks, vcpus, mem_mb, command, nodes
+ *   /parts/<part>/    a group per partition (guest), with attributes bytes,
+ *                     xxh3 (16 hex digits: the stream's XXH3-64, as the
+ *                     manifest has it), chunks, and node, image, pause_us
+ *                     where the job spec has them
+ *   /parts/<part>/stream  its stream, a 1-D uint8 dataset in 1 MiB chunks
  * h5ls and h5dump read it; nothing in it is hec's own binary format.
  *
  * Streams move between the storage servers and the file through a pipe:
@@ -255,29 +259,53 @@ static int write_full(int fd, const unsigned char *buf, size_t n)
 
 /* ---- export ---- */
 
-/* One stream into dataset /parts/<part>: its bytes read from the storage
- * servers (every chunk checked by the client) through a pipe. */
+/* The job spec's string and integer fields of @o as attributes of @obj. */
+static int attrs_from(hid_t obj, const json_t *o)
+{
+	const char *k;
+	json_t *v;
+
+	json_object_foreach((json_t *)o, k, v) {
+		if (json_is_string(v) && attr_str(obj, k, json_string_value(v)))
+			return -1;
+		if (json_is_integer(v) && json_integer_value(v) >= 0 &&
+		    attr_u64(obj, k, (uint64_t)json_integer_value(v)))
+			return -1;
+	}
+	return 0;
+}
+
+/* One stream into group /parts/<part> (@pmeta: its entry of the job spec's
+ * parts, or NULL): its bytes read from the storage servers (every chunk
+ * checked by the client) through a pipe into dataset "stream". */
 static int export_part(struct hec_store *s, hid_t parts, uint64_t job, uint64_t epoch,
-		       const json_t *entry, unsigned char *buf, char *why, size_t len)
+		       const json_t *entry, const json_t *pmeta, unsigned char *buf, char *why,
+		       size_t len)
 {
 	const char *part = json_string_value(json_object_get(entry, "part"));
 	const char *hash = json_string_value(json_object_get(entry, "hash"));
 	uint64_t size = (uint64_t)json_integer_value(json_object_get(entry, "size"));
 	hsize_t dim = size, chunk = size < BLOCK ? (size ? size : 1) : BLOCK, off = 0;
-	hid_t sp = -1, dcpl = -1, d = -1;
+	hid_t sp = -1, dcpl = -1, d = -1, g = -1;
 	struct xfer x = { .s = s, .job = job, .epoch = epoch, .part = part, .fd = -1 };
 	pthread_t th;
 	int p[2], rc = 0, started = 0;
 
+	g = H5Gcreate2(parts, part, H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
+	if (g < 0 || attr_u64(g, "bytes", size) || attr_str(g, "xxh3", hash) ||
+	    attr_u64(g, "chunks", json_array_size(json_object_get(entry, "chunks"))) ||
+	    (pmeta && attrs_from(g, pmeta))) {
+		rc = say(why, len, -EIO, "%s: HDF5 could not make its group", part);
+		goto out;
+	}
 	sp = H5Screate_simple(1, &dim, NULL);
 	dcpl = H5Pcreate(H5P_DATASET_CREATE);
 	if (sp < 0 || dcpl < 0 || (size && H5Pset_chunk(dcpl, 1, &chunk) < 0)) {
 		rc = say(why, len, -EIO, "%s: HDF5 could not make its dataspace", part);
 		goto out;
 	}
-	d = H5Dcreate2(parts, part, H5T_STD_U8LE, sp, H5P_DEFAULT, dcpl, H5P_DEFAULT);
-	if (d < 0 || attr_u64(d, "bytes", size) || attr_str(d, "xxh3", hash) ||
-	    attr_u64(d, "chunks", json_array_size(json_object_get(entry, "chunks")))) {
+	d = H5Dcreate2(g, "stream", H5T_STD_U8LE, sp, H5P_DEFAULT, dcpl, H5P_DEFAULT);
+	if (d < 0) {
 		rc = say(why, len, -EIO, "%s: HDF5 could not make its dataset", part);
 		goto out;
 	}
@@ -335,6 +363,8 @@ out:
 		H5Pclose(dcpl);
 	if (sp >= 0)
 		H5Sclose(sp);
+	if (g >= 0)
+		H5Gclose(g);
 	return rc;
 }
 
@@ -376,8 +406,16 @@ int hec_ckpt_h5_export(struct hec_store *s, uint64_t job, uint64_t epoch, const 
 	}
 	if (json_is_object(meta)) {
 		char *mt = json_dumps(meta, JSON_COMPACT | JSON_SORT_KEYS);
+		const json_t *nodes = json_object_get(meta, "nodes"), *nd;
+		char list[4096] = "";
+		size_t k, used = 0;
 
-		if (!mt || write_text(f, "meta", mt)) {
+		json_array_foreach(nodes, k, nd)
+			if (json_is_string(nd) && used < sizeof(list))
+				used += (size_t)snprintf(list + used, sizeof(list) - used, "%s%s",
+							 used ? "," : "", json_string_value(nd));
+		if (!mt || write_text(f, "meta", mt) || attrs_from(f, json_object_get(meta, "job")) ||
+		    (list[0] && attr_str(f, "nodes", list))) {
 			free(mt);
 			rc = say(why, len, -EIO, "%s: HDF5 could not write the job's spec", path);
 			goto out;
@@ -390,7 +428,15 @@ int hec_ckpt_h5_export(struct hec_store *s, uint64_t job, uint64_t epoch, const 
 		goto out;
 	}
 	for (size_t i = 0; i < json_array_size(streams); i++) {
-		rc = export_part(s, parts, job, epoch, json_array_get(streams, i), buf, why, len);
+		const json_t *e = json_array_get(streams, i), *pm, *found = NULL;
+		const char *part = json_string_value(json_object_get(e, "part"));
+		size_t k;
+
+		json_array_foreach(json_object_get(meta, "parts"), k, pm)
+			if (part && json_is_string(json_object_get(pm, "part")) &&
+			    !strcmp(part, json_string_value(json_object_get(pm, "part"))))
+				found = pm;
+		rc = export_part(s, parts, job, epoch, e, found, buf, why, len);
 		if (rc)
 			goto out;
 	}
@@ -463,7 +509,7 @@ static int import_part(struct hec_store *s, hid_t parts, const char *part, uint6
 	uint64_t want_size = (uint64_t)json_integer_value(json_object_get(want, "size"));
 	uint64_t bytes = 0;
 	char attr_hash[32] = "", got[HEC_HASH_HEX];
-	hid_t d, sp;
+	hid_t d, sp, g;
 	hssize_t npoints;
 	struct feed fe = { .fd = -1, .buf = buf };
 	json_t *entry = NULL;
@@ -473,16 +519,22 @@ static int import_part(struct hec_store *s, hid_t parts, const char *part, uint6
 
 	if (!hec_name_ok(part))
 		return say(why, len, -EINVAL, "part name '%s' is not a safe name", part);
-	d = H5Dopen2(parts, part, H5P_DEFAULT);
-	if (d < 0)
-		return say(why, len, -EINVAL, "the manifest names part %s, the file has no /parts/%s",
-			   part, part);
+	g = H5Gopen2(parts, part, H5P_DEFAULT);
+	d = g >= 0 ? H5Dopen2(g, "stream", H5P_DEFAULT) : -1;
+	if (d < 0) {
+		if (g >= 0)
+			H5Gclose(g);
+		return say(why, len, -EINVAL, "the manifest names part %s, the file has no "
+			   "/parts/%s/stream", part, part);
+	}
 	sp = H5Dget_space(d);
 	npoints = sp >= 0 && H5Sget_simple_extent_ndims(sp) == 1 ? H5Sget_simple_extent_npoints(sp) : -1;
 	if (sp >= 0)
 		H5Sclose(sp);
-	if (npoints < 0 || read_attr_u64(d, "bytes", &bytes) ||
-	    read_attr_str(d, "xxh3", attr_hash, sizeof(attr_hash)) ||
+	rc = npoints < 0 || read_attr_u64(g, "bytes", &bytes) ||
+	     read_attr_str(g, "xxh3", attr_hash, sizeof(attr_hash));
+	H5Gclose(g);
+	if (rc ||
 	    (uint64_t)npoints != bytes || bytes != want_size || !want_hash ||
 	    strcmp(attr_hash, want_hash)) {
 		H5Dclose(d);

@@ -34,9 +34,10 @@ hs --quiet commit 7 3 "$W"/p0.json "$W"/p1.json "$W"/p2.json || fail "commit 7/3
 note "export: a file h5ls and h5dump read"
 h5 export 7 3 "$W/ck.h5" || fail "export 7/3 failed"
 h5ls -r "$W/ck.h5"
-h5ls -r "$W/ck.h5" | grep -qE '^/parts/p0 +Dataset \{8388608\}' || fail "no /parts/p0 of 8388608 bytes"
-h5ls -r "$W/ck.h5" | grep -qE '^/parts/p1 +Dataset \{5243657\}' || fail "no /parts/p1 of 5243657 bytes"
-h5ls -r "$W/ck.h5" | grep -qE '^/parts/p2 +Dataset \{0\}' || fail "no empty /parts/p2"
+h5ls -r "$W/ck.h5" | grep -qE '^/parts/p0 +Group' || fail "no group /parts/p0"
+h5ls -r "$W/ck.h5" | grep -qE '^/parts/p0/stream +Dataset \{8388608\}' || fail "no /parts/p0/stream of 8388608 bytes"
+h5ls -r "$W/ck.h5" | grep -qE '^/parts/p1/stream +Dataset \{5243657\}' || fail "no /parts/p1/stream of 5243657 bytes"
+h5ls -r "$W/ck.h5" | grep -qE '^/parts/p2/stream +Dataset \{0\}' || fail "no empty /parts/p2/stream"
 h5ls -r "$W/ck.h5" | grep -qE '^/manifest +Dataset' || fail "no /manifest"
 for a in hec_format job epoch; do
 	h5dump -a "/$a" "$W/ck.h5" >"$W/attr" || fail "h5dump cannot read attribute $a"
@@ -46,8 +47,8 @@ h5dump -a /epoch "$W/ck.h5" | grep -q '(0): 3' || fail "attribute epoch is not 3
 want=$(jq -r .hash "$W/p1.json")
 h5dump -a /parts/p1/xxh3 "$W/ck.h5" | grep -q "\"$want\"" || fail "p1's xxh3 attribute is not $want"
 # the dataset's bytes are the stream's: h5dump's binary output of p1
-h5dump -d /parts/p1 -b LE -o "$W/p1.out" "$W/ck.h5" >/dev/null || fail "h5dump -d /parts/p1 failed"
-cmp "$W/p1.out" "$W/p1" || fail "/parts/p1 holds other bytes than the stream"
+h5dump -d /parts/p1/stream -b LE -o "$W/p1.out" "$W/ck.h5" >/dev/null || fail "h5dump -d /parts/p1/stream failed"
+cmp "$W/p1.out" "$W/p1" || fail "/parts/p1/stream holds other bytes than the stream"
 "$H5" inspect "$W/ck.h5" | jq -e '.job == 7 and .epoch == 3 and (.parts | length) == 3' >/dev/null ||
 	fail "inspect: $("$H5" inspect "$W/ck.h5")"
 
@@ -76,7 +77,7 @@ hs --quiet latest 7 | grep -qx 9 || fail "latest of job 7 is not 9 after the ref
 note "not HDF5, not hec's: refused with the reason"
 echo hello >"$W/text.h5"
 expect_fail 1 'not an HDF5 file' h5 import "$W/text.h5" 7 11
-h5copy -i "$W/ck.h5" -o "$W/other.h5" -s /parts/p2 -d /data || fail "h5copy failed"
+h5copy -i "$W/ck.h5" -o "$W/other.h5" -s /parts/p2/stream -d /data || fail "h5copy failed"
 expect_fail 1 'not a hec checkpoint' h5 import "$W/other.h5" 7 12
 
 note "--as: the user's rights, not root's"

@@ -104,8 +104,10 @@ echo "killed at iteration $at; after the restart: checksum $got"
 
 note "checkpoint $e1 exported to HDF5, deleted, imported, and restarted from on two other nodes"
 "$HEC" ckpt export "$j" "$e1" ck.h5 >/dev/null || fail "hec ckpt export $j $e1 failed"
-h5ls -r ck.h5 | grep -qE '^/parts/p0 +Dataset' || fail "the exported file has no /parts/p0: $(h5ls -r ck.h5)"
-h5ls -r ck.h5 | grep -qE '^/parts/p1 +Dataset' || fail "the exported file has no /parts/p1"
+h5ls -r ck.h5 | grep -qE '^/parts/p0/stream +Dataset' || fail "the exported file has no /parts/p0/stream: $(h5ls -r ck.h5)"
+h5ls -r ck.h5 | grep -qE '^/parts/p1/stream +Dataset' || fail "the exported file has no /parts/p1/stream"
+h5dump -a /ntasks ck.h5 | grep -q '(0): 2' || fail "the exported file's job spec has no ntasks 2: $(h5dump -a /ntasks ck.h5)"
+h5dump -a /parts/p1/node ck.h5 | grep -q '"node' || fail "/parts/p1 has no node attribute"
 expect_fail 1 'no committed checkpoint' "$HEC" ckpt export "$j" 12345 x.h5
 "$HEC" ckpt --delete "$j" "$e1" || fail "deleting checkpoint $e1 failed"
 [ "$("$HEC" ckpts "$j" --json | jq "[.ckpts[] | select(.epoch == $e1)] | length")" = 0 ] || fail "epoch $e1 still listed after delete"
