@@ -28,6 +28,7 @@
 #include "config.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <inttypes.h>
 #include <poll.h>
 #include <stdarg.h>
@@ -972,12 +973,61 @@ static int pchunk_step(struct put *p, struct pchunk *c)
 	return 1;
 }
 
+/* A stream from a pipe comes 64 KiB (the default pipe size) per read and
+ * per wake-up of the writer; a larger pipe (up to a chunk, as far as
+ * /proc/sys/fs/pipe-max-size lets) moves it in fewer, larger pieces.  Only
+ * a hint: not a pipe, or refused, changes nothing. */
+static void pipe_grow(int fd, size_t chunk)
+{
+	int cur = fcntl(fd, F_GETPIPE_SZ);
+	size_t want = chunk < (1u << 20) ? chunk : (1u << 20);
+
+	if (cur > 0 && (size_t)cur < want)
+		(void)fcntl(fd, F_SETPIPE_SZ, (int)want);
+}
+
+/*
+ * Read from @fd (readable) into @buf from *@fill on, until the chunk (@cap)
+ * is full, the end of the stream (*@eof), or nothing more is there right
+ * now; each piece goes into the stream's and the chunk's hashes (@xs, @cs)
+ * while it is still in the cache.  \return 0 or -errno.
+ */
+static int read_in(int fd, uint8_t *buf, size_t cap, size_t *fill, int *eof, XXH3_state_t *xs,
+		   XXH3_state_t *cs)
+{
+	while (*fill < cap) {
+		size_t want = cap - *fill;
+		struct pollfd pfd = { .fd = fd, .events = POLLIN };
+		ssize_t n;
+
+		/* pieces that stay in the cache for the hashes */
+		if (want > (1u << 20))
+			want = 1u << 20;
+		n = read(fd, buf + *fill, want);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0)
+			return errno == EAGAIN ? 0 : -errno;
+		if (n == 0) {
+			*eof = 1;
+			return 0;
+		}
+		XXH3_64bits_update(xs, buf + *fill, (size_t)n);
+		XXH3_64bits_update(cs, buf + *fill, (size_t)n);
+		*fill += (size_t)n;
+		/* a short read: go on only if more is there already */
+		if ((size_t)n < want && (poll(&pfd, 1, 0) <= 0 || !(pfd.revents & (POLLIN | POLLHUP))))
+			return 0;
+	}
+	return 0;
+}
+
 int hec_store_put_fd(struct hec_store *s, uint64_t job, uint64_t epoch, const char *part,
 		     int fd, json_t **entry, struct hec_store_stat *st)
 {
 	struct put p = { .s = s, .job = job, .epoch = epoch, .part = part };
 	struct pchunk *cur = NULL;
-	XXH3_state_t *xs = NULL;
+	XXH3_state_t *xs = NULL, *cs = NULL;
 	uint64_t bytes = 0, nchunks = 0;
 	int64_t t0 = hec_now_mono_ns();
 	size_t fill = 0;
@@ -1008,11 +1058,14 @@ int hec_store_put_fd(struct hec_store *s, uint64_t job, uint64_t epoch, const ch
 	p.c = calloc(s->nbuf, sizeof(*p.c));
 	p.chunks = json_array();
 	xs = XXH3_createState();
-	if (!p.c || !p.chunks || !xs) {
+	cs = XXH3_createState();
+	if (!p.c || !p.chunks || !xs || !cs) {
 		rc = fail(s, -ENOMEM, "put: out of memory");
 		goto out;
 	}
 	XXH3_64bits_reset(xs);
+	XXH3_64bits_reset(cs);
+	pipe_grow(fd, s->chunk_size);
 	for (i = 0; i < s->nbuf; i++) {
 		p.c[i].st = calloc(s->m, 1);
 		p.c[i].ops = calloc(s->m, sizeof(struct op));
@@ -1064,20 +1117,14 @@ int hec_store_put_fd(struct hec_store *s, uint64_t job, uint64_t epoch, const ch
 			continue;
 		{
 			int64_t since = now_ms();
-			ssize_t n = read(fd, buf_ptr(s, cur->buf) + fill, s->chunk_size - fill);
 
+			rc = read_in(fd, buf_ptr(s, cur->buf), s->chunk_size, &fill, &eof, xs, cs);
 			stall(s, since);
-			if (n < 0 && (errno == EINTR || errno == EAGAIN))
-				continue;
-			if (n < 0) {
-				rc = fail(s, -errno, "put %" PRIu64 "/%" PRIu64 "/%s: reading the stream: %s",
-					  job, epoch, part, strerror(errno));
+			if (rc) {
+				rc = fail(s, rc, "put %" PRIu64 "/%" PRIu64 "/%s: reading the stream: %s",
+					  job, epoch, part, strerror(-rc));
 				goto out;
 			}
-			if (n == 0)
-				eof = 1;
-			fill += (size_t)n;
-			XXH3_64bits_update(xs, buf_ptr(s, cur->buf) + fill - n, (size_t)n);
 		}
 		if (fill < s->chunk_size && !eof)
 			continue;
@@ -1091,7 +1138,8 @@ int hec_store_put_fd(struct hec_store *s, uint64_t job, uint64_t epoch, const ch
 		/* a whole chunk (or the last): place it */
 		cur->idx = nchunks++;
 		cur->len = fill;
-		cur->hash = XXH3_64bits(buf_ptr(s, cur->buf), fill);
+		cur->hash = XXH3_64bits_digest(cs);
+		XXH3_64bits_reset(cs);
 		cur->home = hec_store_home(job, epoch, part, cur->idx, s->m);
 		cur->why[0] = 0;
 		memset(cur->st, PS_UNTRIED, s->m);
@@ -1136,6 +1184,8 @@ out:
 	json_decref(p.chunks);
 	if (xs)
 		XXH3_freeState(xs);
+	if (cs)
+		XXH3_freeState(cs);
 	return rc;
 }
 
