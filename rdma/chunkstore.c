@@ -19,6 +19,7 @@
 
 #include "hec/common.h"
 #include "rdma/chunkstore.h"
+#include "rdma/xxh3.h"
 
 #define MAGIC1 "hecchnk1" /* header first (read only) */
 #define MAGIC2 "hecchnk2" /* header last, after the data */
@@ -37,7 +38,7 @@ struct hec_cs {
 
 uint64_t hec_cs_hash(const void *buf, size_t len)
 {
-	return XXH3_64bits(buf, len);
+	return hec_xxh3(buf, len);
 }
 
 /* A directory entry that is a number we could have written ("0" is not: job

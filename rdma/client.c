@@ -43,6 +43,7 @@
 #include "hec/msg.h"
 #include "hec/store.h"
 #include "rdma/hecfab.h"
+#include "rdma/xxh3.h"
 
 #define WHY_LEN 1024
 #define ERRS_LEN 768 /* a list of causes, with room in why for what it is about */
@@ -1012,8 +1013,8 @@ static int read_in(int fd, uint8_t *buf, size_t cap, size_t *fill, int *eof, XXH
 			*eof = 1;
 			return 0;
 		}
-		XXH3_64bits_update(xs, buf + *fill, (size_t)n);
-		XXH3_64bits_update(cs, buf + *fill, (size_t)n);
+		hec_xxh3_update(xs, buf + *fill, (size_t)n);
+		hec_xxh3_update(cs, buf + *fill, (size_t)n);
 		*fill += (size_t)n;
 		/* a short read: go on only if more is there already */
 		if ((size_t)n < want && (poll(&pfd, 1, 0) <= 0 || !(pfd.revents & (POLLIN | POLLHUP))))
@@ -1514,7 +1515,7 @@ static int gchunk_step(struct get *g, struct gchunk *c)
 
 		if (op->stage == OP_DONE) {
 			if (!op->err && (op->rlen != c->len ||
-					 XXH3_64bits(buf_ptr(s, c->buf), c->len) != c->hash)) {
+					 hec_xxh3(buf_ptr(s, c->buf), c->len) != c->hash)) {
 				op->err = -EBADMSG;
 				snprintf(op->why, sizeof(op->why), "copy arrived with a wrong length or hash");
 			}
@@ -1671,7 +1672,7 @@ int hec_store_get_fd(struct hec_store *s, uint64_t job, uint64_t epoch, const ch
 					rc = fail(s, rc, "%s: writing the stream: %s", what, strerror(-rc));
 					goto out;
 				}
-				XXH3_64bits_update(xs, buf_ptr(s, c->buf), c->len);
+				hec_xxh3_update(xs, buf_ptr(s, c->buf), c->len);
 				bytes += c->len;
 				c->written = 1;
 				next_write++;
@@ -1846,7 +1847,7 @@ static int fetch_lists(struct hec_store *s, json_t **lists)
 			uint64_t h;
 
 			if (!ops[k].err && (!hex || (!hec_hash_parse(hex, &h) &&
-						     h == XXH3_64bits(buf_ptr(s, (int)k), ops[k].rlen))))
+						     h == hec_xxh3(buf_ptr(s, (int)k), ops[k].rlen))))
 				lists[ops[k].sv->idx] = json_loadb((const char *)buf_ptr(s, (int)k),
 								   ops[k].rlen, 0, NULL);
 			op_clear(&ops[k]);
@@ -1912,7 +1913,7 @@ static int read_chunk(struct hec_store *s, struct srv *sv, uint64_t job, uint64_
 		1, 0, 0, 1);
 	run_ops(s, &op, 1);
 	rc = op.err;
-	if (!rc && (op.rlen != len || XXH3_64bits(buf_ptr(s, 0), len) != hash))
+	if (!rc && (op.rlen != len || hec_xxh3(buf_ptr(s, 0), len) != hash))
 		rc = -EBADMSG;
 	op_clear(&op);
 	return rc;
