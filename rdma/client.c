@@ -1443,7 +1443,9 @@ out:
 
 /* ---- get ---- */
 
-enum { GS_IDLE, GS_FETCH, GS_GOOD };
+/* GS_ARRIVED: a copy is in the buffer, its hash not checked yet (the writer
+ * checks it when the chunk's turn comes, hashing it for the stream too) */
+enum { GS_IDLE, GS_FETCH, GS_ARRIVED, GS_GOOD };
 
 struct gchunk {
 	int state;
@@ -1514,14 +1516,12 @@ static int gchunk_step(struct get *g, struct gchunk *c)
 		struct op *op = &c->get;
 
 		if (op->stage == OP_DONE) {
-			if (!op->err && (op->rlen != c->len ||
-					 hec_xxh3(buf_ptr(s, c->buf), c->len) != c->hash)) {
+			if (!op->err && op->rlen != c->len) {
 				op->err = -EBADMSG;
 				snprintf(op->why, sizeof(op->why), "copy arrived with a wrong length or hash");
 			}
 			if (!op->err) {
-				c->state = GS_GOOD;
-				op_clear(op);
+				c->state = GS_ARRIVED;
 				break;
 			}
 			why_add(c->why, sizeof(c->why), "%s: %s", op->sv->name, op->why);
@@ -1590,6 +1590,39 @@ static int gchunk_step(struct get *g, struct gchunk *c)
 	return 0;
 }
 
+/*
+ * Chunk @c arrived and is the stream's next: check its hash and fold it into
+ * the stream's hash @xs in one pass, piece by piece, so that the second hash
+ * of each piece reads it from the cache.  @ts and @cs: scratch states.
+ * \return 1 if good (GS_GOOD, @xs advanced), 0 if not (the copy counts as
+ * corrupt and the next holder is asked: GS_FETCH).
+ */
+static int gchunk_check(struct get *g, struct gchunk *c, XXH3_state_t *xs, XXH3_state_t *ts,
+			XXH3_state_t *cs)
+{
+	const uint8_t *p = buf_ptr(g->s, c->buf);
+	struct op *op = &c->get;
+
+	XXH3_copyState(ts, xs);
+	XXH3_64bits_reset(cs);
+	for (size_t off = 0; off < c->len; off += 256u << 10) {
+		size_t n = c->len - off < (256u << 10) ? c->len - off : 256u << 10;
+
+		hec_xxh3_update(cs, p + off, n);
+		hec_xxh3_update(ts, p + off, n);
+	}
+	if (XXH3_64bits_digest(cs) == c->hash) {
+		XXH3_copyState(xs, ts);
+		c->state = GS_GOOD;
+		op_clear(op);
+		return 1;
+	}
+	op->err = -EBADMSG;
+	snprintf(op->why, sizeof(op->why), "copy arrived with a wrong length or hash");
+	c->state = GS_FETCH;
+	return 0;
+}
+
 static int gchunk_busy(const struct gchunk *c)
 {
 	for (size_t k = 0; k < c->nh; k++)
@@ -1604,7 +1637,7 @@ int hec_store_get_fd(struct hec_store *s, uint64_t job, uint64_t epoch, const ch
 	struct get g = { .s = s, .job = job, .epoch = epoch, .part = part };
 	json_t *m = NULL;
 	const json_t *e;
-	XXH3_state_t *xs = NULL;
+	XXH3_state_t *xs = NULL, *ts = NULL, *cs = NULL;
 	uint64_t n, next_write = 0, next_load = 0, ep, want_hash = 0, bytes = 0;
 	int64_t t0 = hec_now_mono_ns();
 	char what[128];
@@ -1631,7 +1664,9 @@ int hec_store_get_fd(struct hec_store *s, uint64_t job, uint64_t epoch, const ch
 	hec_hash_parse(json_string_value(json_object_get(e, "hash")), &want_hash);
 	g.c = calloc(s->nbuf, sizeof(*g.c));
 	xs = XXH3_createState();
-	if (!g.c || !xs) {
+	ts = XXH3_createState();
+	cs = XXH3_createState();
+	if (!g.c || !xs || !ts || !cs) {
 		rc = fail(s, -ENOMEM, "%s: out of memory", what);
 		goto out;
 	}
@@ -1663,6 +1698,12 @@ int hec_store_get_fd(struct hec_store *s, uint64_t job, uint64_t epoch, const ch
 		{
 			struct gchunk *c = &g.c[next_write % s->nbuf];
 
+			if (c->state == GS_ARRIVED && !gchunk_check(&g, c, xs, ts, cs)) {
+				rc = gchunk_step(&g, c); /* ask the next holder */
+				if (rc)
+					goto out;
+				continue;
+			}
 			if (c->state == GS_GOOD && !c->written) {
 				int64_t since = now_ms();
 
@@ -1672,7 +1713,6 @@ int hec_store_get_fd(struct hec_store *s, uint64_t job, uint64_t epoch, const ch
 					rc = fail(s, rc, "%s: writing the stream: %s", what, strerror(-rc));
 					goto out;
 				}
-				hec_xxh3_update(xs, buf_ptr(s, c->buf), c->len);
 				bytes += c->len;
 				c->written = 1;
 				next_write++;
@@ -1725,6 +1765,10 @@ out:
 	free(g.c);
 	if (xs)
 		XXH3_freeState(xs);
+	if (ts)
+		XXH3_freeState(ts);
+	if (cs)
+		XXH3_freeState(cs);
 	json_decref(m);
 	return rc;
 }
