@@ -22,6 +22,7 @@
 #include <string.h>
 #include <linux/aio_abi.h>
 #include <sys/eventfd.h>
+#include <sys/mman.h>
 #include <sys/socket.h>
 #include <sys/syscall.h>
 #include <time.h>
@@ -40,6 +41,7 @@
 #define POLL_BATCH 16
 #define DRAIN_ROUNDS 64        /* fabric batches per wake-up before yielding */
 #define LOW_SPACE_PCT 5
+#define HUGE_ALIGN (2u << 20)  /* a huge page */
 #define AIO_DEPTH 256          /* chunk transfers in flight between slots and disk */
 
 struct srv_conf {
@@ -137,6 +139,8 @@ struct srv {
 	struct event *aio_ev;
 	struct dio *dios;       /* submitted, not completed */
 	unsigned ndio;          /* started, not completed (submitted or not) */
+	struct dio *readq, *readq_tail; /* reads waiting for their turn */
+	unsigned nreads, read_depth;    /* reads submitted; at most this many */
 	int gc_wanted;          /* GC waits for ndio to reach 0 */
 };
 
@@ -363,11 +367,15 @@ static void on_hello(void *ctx, const struct hec_msg *m)
 		client_refuse(c, "wrong cluster key");
 		return;
 	}
-	rc = posix_memalign(&mem, 4096, len);
+	/* in huge pages where the kernel has them: a direct transfer of a slot
+	 * is then a few large segments, not one per 4 KiB page (on a virtio
+	 * disk that took reads from 1.3 to over 2 GB/s here) */
+	rc = posix_memalign(&mem, HUGE_ALIGN, len);
 	if (rc) {
 		client_refuse(c, "server out of memory for the client's slots");
 		return;
 	}
+	(void)madvise(mem, len, MADV_HUGEPAGE); /* a hint: refused changes nothing */
 	c->mem = mem;
 	rc = hec_fab_mr_reg(s->fab, c->mem, len, &c->mr, why, sizeof(why));
 	if (rc) {
@@ -490,14 +498,43 @@ static void dio_complete(struct srv *s, struct dio *d, ssize_t res)
 	}
 }
 
+static void dio_go(struct srv *s, struct dio *d);
+
 /* Move @d's data: by AIO where the file is O_DIRECT (the loop goes on; the
  * eventfd reports the end), else here and now. */
 static void dio_submit(struct srv *s, struct dio *d)
 {
-	struct iocb *cbp = &d->cb;
-
 	d->c->ndio++;
 	s->ndio++;
+	if (d->get && s->aio && d->io.direct && s->nreads >= s->read_depth) {
+		d->next = NULL;
+		if (s->readq_tail)
+			s->readq_tail->next = d;
+		else
+			s->readq = d;
+		s->readq_tail = d;
+		return;
+	}
+	dio_go(s, d);
+}
+
+/* A read finished: the next waiting one goes. */
+static void read_next(struct srv *s)
+{
+	struct dio *d = s->readq;
+
+	if (!d || s->nreads >= s->read_depth)
+		return;
+	s->readq = d->next;
+	if (!s->readq)
+		s->readq_tail = NULL;
+	dio_go(s, d);
+}
+
+static void dio_go(struct srv *s, struct dio *d)
+{
+	struct iocb *cbp = &d->cb;
+
 	if (s->aio && d->io.direct && d->io.iovcnt) {
 		memset(&d->cb, 0, sizeof(d->cb));
 		d->cb.aio_data = (uint64_t)(uintptr_t)d;
@@ -511,6 +548,7 @@ static void dio_submit(struct srv *s, struct dio *d)
 		if (syscall(SYS_io_submit, s->aio, 1L, &cbp) == 1) {
 			d->next = s->dios;
 			s->dios = d;
+			s->nreads += d->get;
 			return;
 		}
 		/* a full queue or no AIO for this file: synchronously then */
@@ -539,6 +577,8 @@ static void aio_reap(struct srv *s, int wait)
 					*pp = d->next;
 					break;
 				}
+			s->nreads -= d->get;
+			read_next(s); /* the disk goes on while this one is checked */
 			dio_complete(s, d, (ssize_t)ev[i].res);
 		}
 	}
@@ -559,6 +599,9 @@ static void aio_cb(evutil_socket_t fd, short what, void *arg)
 /* Finish what is in flight (exiting), then close AIO. */
 static void aio_stop(struct srv *s)
 {
+	s->read_depth = UINT_MAX; /* what waits goes now */
+	while (s->readq)
+		read_next(s);
 	if (s->aio) {
 		aio_reap(s, 1);
 		syscall(SYS_io_destroy, s->aio);
@@ -581,6 +624,8 @@ static void aio_start(struct srv *s)
 
 	if (e && !strcmp(e, "0"))
 		return;
+	e = getenv("HECSTORED_READ_DEPTH");
+	s->read_depth = e && atoi(e) > 0 ? (unsigned)atoi(e) : 2;
 	if (syscall(SYS_io_setup, (long)AIO_DEPTH, &s->aio)) {
 		hec_info("%s: no Linux AIO (%s): disk transfers are synchronous", s->conf.name,
 			 strerror(errno));
