@@ -19,8 +19,10 @@
 
 #include "hec/common.h"
 #include "rdma/chunkstore.h"
+#include "rdma/xxh3.h"
 
-#define MAGIC "hecchnk1"
+#define MAGIC1 "hecchnk1" /* header first (read only) */
+#define MAGIC2 "hecchnk2" /* header last, after the data */
 #define MANIFEST "MANIFEST"
 #define DELETED "DELETED"
 #define TMP_PREFIX ".tmp."
@@ -36,7 +38,7 @@ struct hec_cs {
 
 uint64_t hec_cs_hash(const void *buf, size_t len)
 {
-	return XXH3_64bits(buf, len);
+	return hec_xxh3(buf, len);
 }
 
 /* A directory entry that is a number we could have written ("0" is not: job
@@ -92,10 +94,10 @@ static uint64_t get_le64(const uint8_t *p)
 	return v;
 }
 
-static void make_header(uint8_t h[HEC_CS_HDR_LEN], uint64_t job, uint64_t epoch,
-			const char *part, uint64_t idx, uint64_t len, uint64_t hash)
+static void make_header(uint8_t h[HEC_CS_HDR_LEN], const char *magic, uint64_t job,
+			uint64_t epoch, const char *part, uint64_t idx, uint64_t len, uint64_t hash)
 {
-	memcpy(h, MAGIC, 8);
+	memcpy(h, magic, 8);
 	put_le64(h + 8, job);
 	put_le64(h + 16, epoch);
 	put_le64(h + 24, idx);
@@ -236,12 +238,31 @@ static int64_t file_size_at(int dfd, const char *name)
 	return (int64_t)st.st_size;
 }
 
+/* pwrite all of @len bytes at @off. */
+static int pwrite_all(int fd, const void *buf, size_t len, off_t off)
+{
+	const char *p = buf;
+
+	while (len) {
+		ssize_t w = pwrite(fd, p, len, off);
+
+		if (w < 0 && errno == EINTR)
+			continue;
+		if (w <= 0)
+			return w < 0 ? -errno : -EIO;
+		p += w;
+		len -= (size_t)w;
+		off += w;
+	}
+	return 0;
+}
+
 /*
- * Write @n buffers to a new temporary file in @dfd and rename it to @name;
- * @sync: fsync the file before and the directory after the rename.  On any
- * failure the temporary file is removed and @name is untouched.
+ * Write @n buffers to a new temporary file in @dfd, fsync it, rename it to
+ * @name and fsync the directory (manifests and tombstones).  On any failure
+ * the temporary file is removed and @name is untouched.
  */
-static int write_replace(int dfd, const char *name, const struct iovec *iov, int n, int sync)
+static int write_replace(int dfd, const char *name, const struct iovec *iov, int n)
 {
 	char tmp[128], rnd[9];
 	off_t off = 0;
@@ -255,32 +276,15 @@ static int write_replace(int dfd, const char *name, const struct iovec *iov, int
 	if (fd < 0)
 		return -errno;
 	for (int i = 0; i < n; i++) {
-		const char *p = iov[i].iov_base;
-		size_t left = iov[i].iov_len;
-
-		while (left) {
-			ssize_t w = pwrite(fd, p, left, off);
-
-			if (w < 0 && errno == EINTR)
-				continue;
-			if (w <= 0) {
-				rc = w < 0 ? -errno : -EIO;
-				goto err_tmp;
-			}
-			p += w;
-			left -= (size_t)w;
-			off += w;
-		}
+		rc = pwrite_all(fd, iov[i].iov_base, iov[i].iov_len, off);
+		if (rc)
+			goto err_tmp;
+		off += (off_t)iov[i].iov_len;
 	}
-	if (sync && fsync(fd)) {
+	if (fsync(fd)) {
 		rc = -errno;
 		goto err_tmp;
 	}
-	/* Unsynced (a chunk): start writeback now, without waiting, so the disk
-	 * works while the next chunks arrive and the commit's syncfs finds
-	 * little left to write.  Only a hint: its failure changes nothing. */
-	if (!sync)
-		(void)sync_file_range(fd, 0, 0, SYNC_FILE_RANGE_WRITE);
 	/* close() may report a deferred write error (NFS, quota). */
 	if (close(fd)) {
 		fd = -1;
@@ -292,7 +296,7 @@ static int write_replace(int dfd, const char *name, const struct iovec *iov, int
 		rc = -errno;
 		goto err_tmp;
 	}
-	if (sync && fsync(dfd))
+	if (fsync(dfd))
 		return -errno;
 	return 0;
 
@@ -305,42 +309,344 @@ err_tmp:
 
 /* ---- chunks ---- */
 
-int hec_cs_put(struct hec_cs *cs, uint64_t job, uint64_t epoch, const char *part, uint64_t idx,
-	       const void *data, size_t len, uint64_t hash)
-{
-	uint8_t hdr[HEC_CS_HDR_LEN];
-	struct iovec iov[2] = { { hdr, sizeof(hdr) }, { (void *)data, len } };
-	char name[HEC_NAME_MAX + 24];
-	int64_t old;
-	int efd, rc;
+/*
+ * A chunk file is its data, then the 64-byte header as a trailer ("hecchnk2"):
+ * the data starts at offset 0, so whole 4 KiB blocks of it move by direct I/O
+ * between the disk and the caller's (aligned) buffer, with no page-cache copy.
+ * Files of the first format ("hecchnk1": the header first) are still read.
+ * Both are 64 + len bytes long, so a chunk's length is its file's size less 64
+ * whatever the format (the inventory needs no read).
+ */
+#define DIO_ALIGN 4096u
+#define TAIL_MAX (2 * DIO_ALIGN) /* the last partial block and the trailer */
 
+static int aligned(const void *p, size_t n)
+{
+	return ((uintptr_t)p % DIO_ALIGN) == 0 && n % DIO_ALIGN == 0;
+}
+
+static void io_reset(struct hec_cs_io *io)
+{
+	memset(io, 0, sizeof(*io));
+	io->fd = io->efd = -1;
+}
+
+/* Close what @io holds; a put's temporary file is removed. */
+static void io_close(struct hec_cs_io *io)
+{
+	if (io->fd >= 0)
+		close(io->fd);
+	if (io->efd >= 0 && io->tmp[0])
+		unlinkat(io->efd, io->tmp, 0);
+	if (io->efd >= 0)
+		close(io->efd);
+	free(io->tail);
+	io_reset(io);
+}
+
+int hec_cs_put_start(struct hec_cs *cs, uint64_t job, uint64_t epoch, const char *part,
+		     uint64_t idx, const void *data, size_t len, uint64_t hash, int direct,
+		     struct hec_cs_io *io)
+{
+	uint8_t tail[TAIL_MAX];
+	size_t whole, rest;
+	char rnd[9];
+	int rc;
+
+	io_reset(io);
 	if (!hec_name_ok(part))
 		return -EINVAL;
 	if (hec_cs_hash(data, len) != hash)
 		return -EBADMSG;
-	efd = open_epoch(cs, job, epoch, 1);
-	if (efd < 0)
-		return efd;
-	if (file_size_at(efd, DELETED) >= 0) {
-		close(efd);
-		return -ESTALE;
-	}
-	hec_fmt(name, sizeof(name), "%s.%" PRIu64, part, idx);
-	old = file_size_at(efd, name);
-	make_header(hdr, job, epoch, part, idx, len, hash);
-	rc = write_replace(efd, name, iov, 2, 0);
-	if (!rc && file_size_at(efd, MANIFEST) >= 0)
-		cs->repaired++;
-	close(efd);
-	if (rc)
+	io->efd = open_epoch(cs, job, epoch, 1);
+	if (io->efd < 0) {
+		rc = io->efd;
+		io->efd = -1;
 		return rc;
+	}
+	if (file_size_at(io->efd, DELETED) >= 0) {
+		rc = -ESTALE;
+		goto err;
+	}
+	hec_fmt(io->name, sizeof(io->name), "%s.%" PRIu64, part, idx);
+	rc = hec_random_hex(rnd, 4);
+	if (rc)
+		goto err;
+	hec_fmt(io->tmp, sizeof(io->tmp), TMP_PREFIX "%s.%s", io->name, rnd);
+	io->fd = openat(io->efd, io->tmp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC,
+			0600);
+	if (io->fd < 0) {
+		rc = -errno;
+		io->tmp[0] = 0; /* not ours to remove */
+		goto err;
+	}
+	/* The rest of the data and the trailer first, through the cache: the
+	 * file has its size before the blocks come, and a direct write into
+	 * allocated space within the size is not held up (ext4 completes a
+	 * direct write that extends the file or fills a hole synchronously). */
+	whole = len & ~(size_t)(DIO_ALIGN - 1);
+	rest = len - whole;
+	memcpy(tail, (const uint8_t *)data + whole, rest);
+	make_header(tail + rest, MAGIC2, job, epoch, part, idx, len, hash);
+	rc = pwrite_all(io->fd, tail, rest + HEC_CS_HDR_LEN, (off_t)whole);
+	if (rc)
+		goto err;
+	/* then the whole blocks by direct I/O, when the buffer suits it and
+	 * the file system takes it (not every one does: then through the
+	 * cache) */
+	if (direct && whole && aligned(data, whole) && fcntl(io->fd, F_SETFL, O_DIRECT) == 0) {
+		io->direct = 1;
+		(void)fallocate(io->fd, 0, 0, (off_t)whole); /* a hint: unsupported is fine */
+	}
+	io->put = 1;
+	io->job = job;
+	io->epoch = epoch;
+	io->len = len;
+	io->iov[0].iov_base = (void *)data;
+	io->iov[0].iov_len = whole;
+	io->iovcnt = whole ? 1 : 0;
+	io->bytes = whole;
+	return 0;
+err:
+	io_close(io);
+	return rc;
+}
+
+int hec_cs_put_finish(struct hec_cs *cs, struct hec_cs_io *io, ssize_t res)
+{
+	int64_t old;
+	int rc;
+
+	if (!io->put)
+		return -EINVAL;
+	if (res < 0) {
+		rc = (int)res;
+		goto err;
+	}
+	if ((size_t)res != io->bytes) {
+		rc = -EIO;
+		goto err;
+	}
+	/* Unsynced: start writeback of what went through the cache, without
+	 * waiting, so the commit's syncfs finds little left.  Only a hint. */
+	(void)sync_file_range(io->fd, 0, 0, SYNC_FILE_RANGE_WRITE);
+	/* close() may report a deferred write error (NFS, quota). */
+	rc = close(io->fd) ? -errno : 0;
+	io->fd = -1;
+	if (rc)
+		goto err;
+	/* deleted while the data was on its way: a tombstone is final */
+	if (file_size_at(io->efd, DELETED) >= 0) {
+		rc = -ESTALE;
+		goto err;
+	}
+	old = file_size_at(io->efd, io->name);
+	if (renameat(io->efd, io->tmp, io->efd, io->name)) {
+		rc = -errno;
+		goto err;
+	}
+	io->tmp[0] = 0;
+	if (file_size_at(io->efd, MANIFEST) >= 0)
+		cs->repaired++;
 	if (old >= 0) {
 		cs->used -= (uint64_t)old;
 		cs->chunks--;
 	}
-	cs->used += HEC_CS_HDR_LEN + len;
+	cs->used += HEC_CS_HDR_LEN + io->len;
 	cs->chunks++;
+	io_close(io);
 	return 0;
+err:
+	io_close(io);
+	return rc;
+}
+
+ssize_t hec_cs_io_run(struct hec_cs_io *io, size_t done)
+{
+	/* a read ends at the end of the file (a direct one asks for whole
+	 * blocks past it) */
+	size_t end = io->put ? io->bytes : io->size;
+
+	while (done < end) {
+		struct iovec iov[2];
+		size_t skip = done;
+		int n = 0;
+		ssize_t r;
+
+		for (int i = 0; i < io->iovcnt; i++) {
+			if (skip >= io->iov[i].iov_len) {
+				skip -= io->iov[i].iov_len;
+				continue;
+			}
+			iov[n].iov_base = (uint8_t *)io->iov[i].iov_base + skip;
+			iov[n++].iov_len = io->iov[i].iov_len - skip;
+			skip = 0;
+		}
+		r = io->put ? pwritev(io->fd, iov, n, (off_t)done) : preadv(io->fd, iov, n, (off_t)done);
+		if (r < 0 && errno == EINTR)
+			continue;
+		if (r < 0)
+			return -errno;
+		if (r == 0)
+			break; /* the file shrank under a read */
+		done += (size_t)r;
+	}
+	return (ssize_t)done;
+}
+
+int hec_cs_put(struct hec_cs *cs, uint64_t job, uint64_t epoch, const char *part, uint64_t idx,
+	       const void *data, size_t len, uint64_t hash)
+{
+	struct hec_cs_io io;
+	int rc = hec_cs_put_start(cs, job, epoch, part, idx, data, len, hash, 1, &io);
+
+	return rc ? rc : hec_cs_put_finish(cs, &io, hec_cs_io_run(&io, 0));
+}
+
+int hec_cs_get_start(struct hec_cs *cs, uint64_t job, uint64_t epoch, const char *part,
+		     uint64_t idx, void *buf, size_t cap, int direct, struct hec_cs_io *io,
+		     size_t *len)
+{
+	struct stat st;
+	size_t dlen, whole;
+	int rc;
+
+	io_reset(io);
+	if (!hec_name_ok(part))
+		return -EINVAL;
+	io->efd = open_epoch(cs, job, epoch, 0);
+	if (io->efd < 0) {
+		rc = io->efd;
+		io->efd = -1;
+		return rc;
+	}
+	hec_fmt(io->name, sizeof(io->name), "%s.%" PRIu64, part, idx);
+	io->direct = direct && aligned(buf, 0);
+	io->fd = openat(io->efd, io->name, O_RDONLY | O_NOFOLLOW | O_CLOEXEC | (direct ? O_DIRECT : 0));
+	if (io->fd < 0 && direct && errno == EINVAL) {
+		io->direct = 0;
+		io->fd = openat(io->efd, io->name, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+	}
+	if (io->fd < 0) {
+		rc = -errno;
+		goto err;
+	}
+	if (fstat(io->fd, &st)) {
+		rc = -errno;
+		goto err;
+	}
+	if (!S_ISREG(st.st_mode)) {
+		rc = -ELOOP;
+		goto err;
+	}
+	if ((size_t)st.st_size < HEC_CS_HDR_LEN) {
+		cs->corrupt++;
+		rc = -EUCLEAN;
+		goto err;
+	}
+	dlen = (size_t)st.st_size - HEC_CS_HDR_LEN;
+	if (dlen > cap) {
+		*len = dlen;
+		rc = -EMSGSIZE;
+		goto err;
+	}
+	/* whole blocks straight into @buf, the rest (a partial block of data
+	 * and the 64-byte header) into an aligned bounce buffer */
+	whole = dlen & ~(size_t)(DIO_ALIGN - 1);
+	if (posix_memalign((void **)&io->tail, DIO_ALIGN, TAIL_MAX)) {
+		io->tail = NULL;
+		rc = -ENOMEM;
+		goto err;
+	}
+	io->job = job;
+	io->epoch = epoch;
+	io->idx = idx;
+	io->len = dlen;
+	io->buf = buf;
+	io->whole = whole;
+	io->iov[0].iov_base = buf;
+	io->iov[0].iov_len = whole;
+	io->iov[1].iov_base = io->tail;
+	io->iov[1].iov_len = io->direct ? TAIL_MAX : (size_t)st.st_size - whole;
+	io->iovcnt = 2;
+	io->bytes = whole + io->iov[1].iov_len;
+	io->size = (size_t)st.st_size;
+	hec_fmt(io->part, sizeof(io->part), "%s", part);
+	return 0;
+err:
+	io_close(io);
+	return rc;
+}
+
+/* Does the 64 bytes at @h head chunk @io (format @magic, data hash in *@hash)? */
+static int header_ok(const uint8_t *h, const char *magic, const struct hec_cs_io *io,
+		     uint64_t *hash)
+{
+	uint8_t want[HEC_CS_HDR_LEN];
+
+	*hash = get_le64(h + 40);
+	make_header(want, magic, io->job, io->epoch, io->part, io->idx, io->len, *hash);
+	return !memcmp(h, want, sizeof(want));
+}
+
+int hec_cs_get_finish(struct hec_cs *cs, struct hec_cs_io *io, ssize_t res, size_t *len,
+		      uint64_t *hash)
+{
+	uint8_t *buf = io->buf;
+	size_t tl;
+	uint64_t h;
+	int rc;
+
+	if (io->put || !io->buf)
+		return -EINVAL;
+	if (res < 0) {
+		rc = (int)res;
+		goto out;
+	}
+	if ((size_t)res != io->size) {
+		rc = -EUCLEAN; /* shrank or grew under us */
+		cs->corrupt++;
+		goto out;
+	}
+	tl = io->size - io->whole; /* bytes in the bounce buffer */
+	if (header_ok(io->tail + tl - HEC_CS_HDR_LEN, MAGIC2, io, &h)) {
+		memcpy(buf + io->whole, io->tail, tl - HEC_CS_HDR_LEN);
+	} else if (io->whole >= HEC_CS_HDR_LEN && header_ok(buf, MAGIC1, io, &h)) {
+		/* the first format: header first */
+		memmove(buf, buf + HEC_CS_HDR_LEN, io->whole - HEC_CS_HDR_LEN);
+		memcpy(buf + io->whole - HEC_CS_HDR_LEN, io->tail, tl);
+	} else if (io->whole == 0 && header_ok(io->tail, MAGIC1, io, &h)) {
+		memcpy(buf, io->tail + HEC_CS_HDR_LEN, io->len);
+	} else {
+		rc = -EUCLEAN;
+		cs->corrupt++;
+		goto out;
+	}
+	if (hec_cs_hash(buf, io->len) != h) {
+		rc = -EUCLEAN;
+		cs->corrupt++;
+		goto out;
+	}
+	*len = io->len;
+	*hash = h;
+	rc = 0;
+out:
+	io_close(io);
+	return rc;
+}
+
+int hec_cs_get(struct hec_cs *cs, uint64_t job, uint64_t epoch, const char *part, uint64_t idx,
+	       void *buf, size_t cap, size_t *len, uint64_t *hash)
+{
+	struct hec_cs_io io;
+	int rc = hec_cs_get_start(cs, job, epoch, part, idx, buf, cap, 0, &io, len);
+
+	return rc ? rc : hec_cs_get_finish(cs, &io, hec_cs_io_run(&io, 0), len, hash);
+}
+
+void hec_cs_io_cancel(struct hec_cs_io *io)
+{
+	io_close(io);
 }
 
 /* Read all of regular file @name in @dfd (not following a symlink) at most
@@ -393,41 +699,6 @@ out:
 	return rc;
 }
 
-int hec_cs_get(struct hec_cs *cs, uint64_t job, uint64_t epoch, const char *part, uint64_t idx,
-	       void *buf, size_t cap, size_t *len, uint64_t *hash)
-{
-	uint8_t hdr[HEC_CS_HDR_LEN], want[HEC_CS_HDR_LEN];
-	char name[HEC_NAME_MAX + 24];
-	size_t size = 0;
-	uint64_t dlen, h;
-	int efd, rc;
-
-	if (!hec_name_ok(part))
-		return -EINVAL;
-	efd = open_epoch(cs, job, epoch, 0);
-	if (efd < 0)
-		return efd;
-	hec_fmt(name, sizeof(name), "%s.%" PRIu64, part, idx);
-	rc = read_at(efd, name, hdr, sizeof(hdr), buf, cap, &size);
-	close(efd);
-	if (rc == -EMSGSIZE)
-		*len = size - HEC_CS_HDR_LEN;
-	if (rc == -EUCLEAN)
-		cs->corrupt++;
-	if (rc)
-		return rc;
-	dlen = size - HEC_CS_HDR_LEN;
-	h = get_le64(hdr + 40);
-	make_header(want, job, epoch, part, idx, dlen, h);
-	if (memcmp(hdr, want, sizeof(hdr)) || hec_cs_hash(buf, dlen) != h) {
-		cs->corrupt++;
-		return -EUCLEAN;
-	}
-	*len = dlen;
-	*hash = h;
-	return 0;
-}
-
 void hec_cs_prefetch(struct hec_cs *cs, uint64_t job, uint64_t epoch, const char *part,
 		     uint64_t from, uint64_t to)
 {
@@ -473,7 +744,7 @@ int hec_cs_commit(struct hec_cs *cs, uint64_t job, uint64_t epoch, const void *m
 		goto out;
 	}
 	old = file_size_at(efd, MANIFEST);
-	rc = write_replace(efd, MANIFEST, &iov, 1, 1);
+	rc = write_replace(efd, MANIFEST, &iov, 1);
 	if (rc)
 		goto out;
 	if (old >= 0) {
@@ -676,7 +947,7 @@ int hec_cs_delete(struct hec_cs *cs, uint64_t job, uint64_t epoch)
 		iov.iov_len = (size_t)snprintf(text, sizeof(text),
 					       "{\"job\":%" PRIu64 ",\"epoch\":%" PRIu64 ",\"time\":%lld}\n",
 					       job, epoch, (long long)time(NULL));
-		rc = write_replace(efd, DELETED, &iov, 1, 1);
+		rc = write_replace(efd, DELETED, &iov, 1);
 		if (rc) {
 			close(efd);
 			return rc;

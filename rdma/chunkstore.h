@@ -3,17 +3,21 @@
  * rdma/chunkstore.h: a storage server's directory (doc/storage.md).
  *
  *   DIR/lock                            flock()ed by the one process using DIR
- *   DIR/objects/JOB/EPOCH/PART.IDX      chunk: 64-byte header + data
+ *   DIR/objects/JOB/EPOCH/PART.IDX      chunk: data + 64-byte header
  *   DIR/objects/JOB/EPOCH/MANIFEST      committed manifest, written last
  *   DIR/objects/JOB/EPOCH/DELETED       tombstone: the epoch was deleted; it
  *                                       outweighs a MANIFEST and is kept
  *   DIR/objects/JOB/EPOCH/.tmp.*        files being written
  *
  * Chunk header (64 bytes, integers little-endian):
- *   0  magic "hecchnk1"     8  job      16 epoch     24 idx
+ *   0  magic "hecchnk2"     8  job      16 epoch     24 idx
  *   32 len (data bytes)     40 hash: XXH3-64 of the data
  *   48 XXH3-64 of the part name (the file name holds the name itself)
  *   56 XXH3-64 of bytes 0..55 (the header's own check)
+ * It follows the data (at offset len), so that the data's whole 4 KiB blocks
+ * move by direct I/O.  The first format, "hecchnk1", had the same header
+ * before the data; such files are still read (never written).  A chunk file
+ * is len + 64 bytes in both.
  *
  * Pure file code, single-threaded.  Every name below DIR/objects is made
  * here from integers and a checked part name, and every file and directory
@@ -37,6 +41,8 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/types.h>
+#include <sys/uio.h>
 #include <jansson.h>
 
 #include "hec/common.h"
@@ -67,13 +73,62 @@ uint64_t hec_cs_hash(const void *buf, size_t len);
 /** Store chunk (job, epoch, part, idx) of @len bytes whose XXH3-64 must be
  *  @hash (-EBADMSG otherwise), replacing any previous copy atomically.  Not
  *  synced: hec_cs_commit syncs the epoch.  Allowed into a committed epoch
- *  (repair re-copies chunks), not into a deleted one (-ESTALE). */
+ *  (repair re-copies chunks), not into a deleted one (-ESTALE).  A 4 KiB
+ *  aligned @data goes to the disk by direct I/O where the file system
+ *  allows. */
 int hec_cs_put(struct hec_cs *cs, uint64_t job, uint64_t epoch, const char *part, uint64_t idx,
 	       const void *data, size_t len, uint64_t hash);
 /** Read a chunk into @buf (@cap bytes), checking its header and hash: fills
  *  *@len and *@hash.  -ENOENT, -EUCLEAN (counted), -EMSGSIZE. */
 int hec_cs_get(struct hec_cs *cs, uint64_t job, uint64_t epoch, const char *part, uint64_t idx,
 	       void *buf, size_t cap, size_t *len, uint64_t *hash);
+
+/*
+ * The same in two halves, for a caller that moves the data itself (an
+ * asynchronous I/O): *_start does the checks and file work before the bulk
+ * transfer and fills @io; the caller then transfers io->iov (io->iovcnt
+ * buffers, io->bytes in all) to (a put) or from (a get) io->fd at offset 0,
+ * e.g. with pwritev/preadv (repeated until done, or a read reaches the end
+ * of the file), and passes what it moved (or -errno) to the matching
+ * *_finish, which completes (put: rename into place; get: check header and
+ * hash) and releases @io whatever happens.  hec_cs_io_cancel() releases a
+ * started @io instead (a put leaves nothing behind).  With @direct, io->fd
+ * is opened O_DIRECT where the file system and the buffer allow it
+ * (io->direct): then io->iov suits direct I/O (4 KiB aligned).  The buffer
+ * must stay untouched until *_finish.  Meanwhile the caller must not run
+ * hec_cs_gc (it removes temporary files); other operations are safe (a put
+ * finishing into an epoch deleted meanwhile fails with -ESTALE).
+ */
+struct hec_cs_io {
+	int fd;                   /* -1 when not started */
+	int direct;               /* fd is O_DIRECT */
+	struct iovec iov[2];
+	int iovcnt;
+	size_t bytes;
+	/* the store's own */
+	int put, efd;
+	uint64_t job, epoch, idx;
+	size_t len, size, whole;
+	uint8_t *buf, *tail;
+	char part[HEC_NAME_MAX + 1];
+	char name[HEC_NAME_MAX + 24];
+	char tmp[HEC_NAME_MAX + 48];
+};
+
+int hec_cs_put_start(struct hec_cs *cs, uint64_t job, uint64_t epoch, const char *part,
+		     uint64_t idx, const void *data, size_t len, uint64_t hash, int direct,
+		     struct hec_cs_io *io);
+int hec_cs_put_finish(struct hec_cs *cs, struct hec_cs_io *io, ssize_t res);
+/** -EMSGSIZE: *@len says how large the chunk is. */
+int hec_cs_get_start(struct hec_cs *cs, uint64_t job, uint64_t epoch, const char *part,
+		     uint64_t idx, void *buf, size_t cap, int direct, struct hec_cs_io *io,
+		     size_t *len);
+int hec_cs_get_finish(struct hec_cs *cs, struct hec_cs_io *io, ssize_t res, size_t *len,
+		      uint64_t *hash);
+void hec_cs_io_cancel(struct hec_cs_io *io);
+/** Do (the rest of) a started transfer synchronously from byte @done on:
+ *  \return the bytes moved in all (@done included), or -errno. */
+ssize_t hec_cs_io_run(struct hec_cs_io *io, size_t done);
 
 /** Ask the kernel to start reading chunks @from..@to of (job, epoch, part)
  *  that are here, without waiting (a hint: missing chunks are skipped, and

@@ -28,12 +28,14 @@
 #include "config.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <inttypes.h>
 #include <poll.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <time.h>
 #include <unistd.h>
 #include <xxhash.h>
@@ -42,6 +44,7 @@
 #include "hec/msg.h"
 #include "hec/store.h"
 #include "rdma/hecfab.h"
+#include "rdma/xxh3.h"
 
 #define WHY_LEN 1024
 #define ERRS_LEN 768 /* a list of causes, with room in why for what it is about */
@@ -695,9 +698,12 @@ static int pool_setup(struct hec_store *s)
 	if (s->nbuf > NBUF_MAX)
 		s->nbuf = NBUF_MAX;
 	s->nbuf++; /* the one being filled from the stream */
-	if (posix_memalign((void **)&s->pool, 4096, s->bufsz * s->nbuf))
+	/* huge pages where the kernel has them: fewer TLB misses for the
+	 * provider's copies and the hashes */
+	if (posix_memalign((void **)&s->pool, 2u << 20, s->bufsz * s->nbuf))
 		return fail(s, -ENOMEM, "%zu bytes of buffers: %s", s->bufsz * s->nbuf,
 			    strerror(ENOMEM));
+	(void)madvise(s->pool, s->bufsz * s->nbuf, MADV_HUGEPAGE);
 	for (i = 0; i < s->m; i++) {
 		struct srv *sv = &s->sv[i];
 
@@ -972,12 +978,61 @@ static int pchunk_step(struct put *p, struct pchunk *c)
 	return 1;
 }
 
+/* A stream from a pipe comes 64 KiB (the default pipe size) per read and
+ * per wake-up of the writer; a larger pipe (up to a chunk, as far as
+ * /proc/sys/fs/pipe-max-size lets) moves it in fewer, larger pieces.  Only
+ * a hint: not a pipe, or refused, changes nothing. */
+static void pipe_grow(int fd, size_t chunk)
+{
+	int cur = fcntl(fd, F_GETPIPE_SZ);
+	size_t want = chunk < (1u << 20) ? chunk : (1u << 20);
+
+	if (cur > 0 && (size_t)cur < want)
+		(void)fcntl(fd, F_SETPIPE_SZ, (int)want);
+}
+
+/*
+ * Read from @fd (readable) into @buf from *@fill on, until the chunk (@cap)
+ * is full, the end of the stream (*@eof), or nothing more is there right
+ * now; each piece goes into the stream's and the chunk's hashes (@xs, @cs)
+ * while it is still in the cache.  \return 0 or -errno.
+ */
+static int read_in(int fd, uint8_t *buf, size_t cap, size_t *fill, int *eof, XXH3_state_t *xs,
+		   XXH3_state_t *cs)
+{
+	while (*fill < cap) {
+		size_t want = cap - *fill;
+		struct pollfd pfd = { .fd = fd, .events = POLLIN };
+		ssize_t n;
+
+		/* pieces that stay in the cache for the hashes */
+		if (want > (1u << 20))
+			want = 1u << 20;
+		n = read(fd, buf + *fill, want);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0)
+			return errno == EAGAIN ? 0 : -errno;
+		if (n == 0) {
+			*eof = 1;
+			return 0;
+		}
+		hec_xxh3_update(xs, buf + *fill, (size_t)n);
+		hec_xxh3_update(cs, buf + *fill, (size_t)n);
+		*fill += (size_t)n;
+		/* a short read: go on only if more is there already */
+		if ((size_t)n < want && (poll(&pfd, 1, 0) <= 0 || !(pfd.revents & (POLLIN | POLLHUP))))
+			return 0;
+	}
+	return 0;
+}
+
 int hec_store_put_fd(struct hec_store *s, uint64_t job, uint64_t epoch, const char *part,
 		     int fd, json_t **entry, struct hec_store_stat *st)
 {
 	struct put p = { .s = s, .job = job, .epoch = epoch, .part = part };
 	struct pchunk *cur = NULL;
-	XXH3_state_t *xs = NULL;
+	XXH3_state_t *xs = NULL, *cs = NULL;
 	uint64_t bytes = 0, nchunks = 0;
 	int64_t t0 = hec_now_mono_ns();
 	size_t fill = 0;
@@ -1008,11 +1063,14 @@ int hec_store_put_fd(struct hec_store *s, uint64_t job, uint64_t epoch, const ch
 	p.c = calloc(s->nbuf, sizeof(*p.c));
 	p.chunks = json_array();
 	xs = XXH3_createState();
-	if (!p.c || !p.chunks || !xs) {
+	cs = XXH3_createState();
+	if (!p.c || !p.chunks || !xs || !cs) {
 		rc = fail(s, -ENOMEM, "put: out of memory");
 		goto out;
 	}
 	XXH3_64bits_reset(xs);
+	XXH3_64bits_reset(cs);
+	pipe_grow(fd, s->chunk_size);
 	for (i = 0; i < s->nbuf; i++) {
 		p.c[i].st = calloc(s->m, 1);
 		p.c[i].ops = calloc(s->m, sizeof(struct op));
@@ -1064,20 +1122,14 @@ int hec_store_put_fd(struct hec_store *s, uint64_t job, uint64_t epoch, const ch
 			continue;
 		{
 			int64_t since = now_ms();
-			ssize_t n = read(fd, buf_ptr(s, cur->buf) + fill, s->chunk_size - fill);
 
+			rc = read_in(fd, buf_ptr(s, cur->buf), s->chunk_size, &fill, &eof, xs, cs);
 			stall(s, since);
-			if (n < 0 && (errno == EINTR || errno == EAGAIN))
-				continue;
-			if (n < 0) {
-				rc = fail(s, -errno, "put %" PRIu64 "/%" PRIu64 "/%s: reading the stream: %s",
-					  job, epoch, part, strerror(errno));
+			if (rc) {
+				rc = fail(s, rc, "put %" PRIu64 "/%" PRIu64 "/%s: reading the stream: %s",
+					  job, epoch, part, strerror(-rc));
 				goto out;
 			}
-			if (n == 0)
-				eof = 1;
-			fill += (size_t)n;
-			XXH3_64bits_update(xs, buf_ptr(s, cur->buf) + fill - n, (size_t)n);
 		}
 		if (fill < s->chunk_size && !eof)
 			continue;
@@ -1091,7 +1143,8 @@ int hec_store_put_fd(struct hec_store *s, uint64_t job, uint64_t epoch, const ch
 		/* a whole chunk (or the last): place it */
 		cur->idx = nchunks++;
 		cur->len = fill;
-		cur->hash = XXH3_64bits(buf_ptr(s, cur->buf), fill);
+		cur->hash = XXH3_64bits_digest(cs);
+		XXH3_64bits_reset(cs);
 		cur->home = hec_store_home(job, epoch, part, cur->idx, s->m);
 		cur->why[0] = 0;
 		memset(cur->st, PS_UNTRIED, s->m);
@@ -1136,6 +1189,8 @@ out:
 	json_decref(p.chunks);
 	if (xs)
 		XXH3_freeState(xs);
+	if (cs)
+		XXH3_freeState(cs);
 	return rc;
 }
 
@@ -1420,7 +1475,9 @@ int hec_store_manifest(struct hec_store *s, uint64_t job, uint64_t epoch, json_t
 
 /* ---- get ---- */
 
-enum { GS_IDLE, GS_FETCH, GS_GOOD };
+/* GS_ARRIVED: a copy is in the buffer, its hash not checked yet (the writer
+ * checks it when the chunk's turn comes, hashing it for the stream too) */
+enum { GS_IDLE, GS_FETCH, GS_ARRIVED, GS_GOOD };
 
 struct gchunk {
 	int state;
@@ -1491,14 +1548,12 @@ static int gchunk_step(struct get *g, struct gchunk *c)
 		struct op *op = &c->get;
 
 		if (op->stage == OP_DONE) {
-			if (!op->err && (op->rlen != c->len ||
-					 XXH3_64bits(buf_ptr(s, c->buf), c->len) != c->hash)) {
+			if (!op->err && op->rlen != c->len) {
 				op->err = -EBADMSG;
 				snprintf(op->why, sizeof(op->why), "copy arrived with a wrong length or hash");
 			}
 			if (!op->err) {
-				c->state = GS_GOOD;
-				op_clear(op);
+				c->state = GS_ARRIVED;
 				break;
 			}
 			why_add(c->why, sizeof(c->why), "%s: %s", op->sv->name, op->why);
@@ -1567,6 +1622,39 @@ static int gchunk_step(struct get *g, struct gchunk *c)
 	return 0;
 }
 
+/*
+ * Chunk @c arrived and is the stream's next: check its hash and fold it into
+ * the stream's hash @xs in one pass, piece by piece, so that the second hash
+ * of each piece reads it from the cache.  @ts and @cs: scratch states.
+ * \return 1 if good (GS_GOOD, @xs advanced), 0 if not (the copy counts as
+ * corrupt and the next holder is asked: GS_FETCH).
+ */
+static int gchunk_check(struct get *g, struct gchunk *c, XXH3_state_t *xs, XXH3_state_t *ts,
+			XXH3_state_t *cs)
+{
+	const uint8_t *p = buf_ptr(g->s, c->buf);
+	struct op *op = &c->get;
+
+	XXH3_copyState(ts, xs);
+	XXH3_64bits_reset(cs);
+	for (size_t off = 0; off < c->len; off += 256u << 10) {
+		size_t n = c->len - off < (256u << 10) ? c->len - off : 256u << 10;
+
+		hec_xxh3_update(cs, p + off, n);
+		hec_xxh3_update(ts, p + off, n);
+	}
+	if (XXH3_64bits_digest(cs) == c->hash) {
+		XXH3_copyState(xs, ts);
+		c->state = GS_GOOD;
+		op_clear(op);
+		return 1;
+	}
+	op->err = -EBADMSG;
+	snprintf(op->why, sizeof(op->why), "copy arrived with a wrong length or hash");
+	c->state = GS_FETCH;
+	return 0;
+}
+
 static int gchunk_busy(const struct gchunk *c)
 {
 	for (size_t k = 0; k < c->nh; k++)
@@ -1581,7 +1669,7 @@ int hec_store_get_fd(struct hec_store *s, uint64_t job, uint64_t epoch, const ch
 	struct get g = { .s = s, .job = job, .epoch = epoch, .part = part };
 	json_t *m = NULL;
 	const json_t *e;
-	XXH3_state_t *xs = NULL;
+	XXH3_state_t *xs = NULL, *ts = NULL, *cs = NULL;
 	uint64_t n, next_write = 0, next_load = 0, ep, want_hash = 0, bytes = 0;
 	int64_t t0 = hec_now_mono_ns();
 	char what[128];
@@ -1608,7 +1696,9 @@ int hec_store_get_fd(struct hec_store *s, uint64_t job, uint64_t epoch, const ch
 	hec_hash_parse(json_string_value(json_object_get(e, "hash")), &want_hash);
 	g.c = calloc(s->nbuf, sizeof(*g.c));
 	xs = XXH3_createState();
-	if (!g.c || !xs) {
+	ts = XXH3_createState();
+	cs = XXH3_createState();
+	if (!g.c || !xs || !ts || !cs) {
 		rc = fail(s, -ENOMEM, "%s: out of memory", what);
 		goto out;
 	}
@@ -1640,6 +1730,12 @@ int hec_store_get_fd(struct hec_store *s, uint64_t job, uint64_t epoch, const ch
 		{
 			struct gchunk *c = &g.c[next_write % s->nbuf];
 
+			if (c->state == GS_ARRIVED && !gchunk_check(&g, c, xs, ts, cs)) {
+				rc = gchunk_step(&g, c); /* ask the next holder */
+				if (rc)
+					goto out;
+				continue;
+			}
 			if (c->state == GS_GOOD && !c->written) {
 				int64_t since = now_ms();
 
@@ -1649,7 +1745,6 @@ int hec_store_get_fd(struct hec_store *s, uint64_t job, uint64_t epoch, const ch
 					rc = fail(s, rc, "%s: writing the stream: %s", what, strerror(-rc));
 					goto out;
 				}
-				XXH3_64bits_update(xs, buf_ptr(s, c->buf), c->len);
 				bytes += c->len;
 				c->written = 1;
 				next_write++;
@@ -1702,6 +1797,10 @@ out:
 	free(g.c);
 	if (xs)
 		XXH3_freeState(xs);
+	if (ts)
+		XXH3_freeState(ts);
+	if (cs)
+		XXH3_freeState(cs);
 	json_decref(m);
 	return rc;
 }
@@ -1824,7 +1923,7 @@ static int fetch_lists(struct hec_store *s, json_t **lists)
 			uint64_t h;
 
 			if (!ops[k].err && (!hex || (!hec_hash_parse(hex, &h) &&
-						     h == XXH3_64bits(buf_ptr(s, (int)k), ops[k].rlen))))
+						     h == hec_xxh3(buf_ptr(s, (int)k), ops[k].rlen))))
 				lists[ops[k].sv->idx] = json_loadb((const char *)buf_ptr(s, (int)k),
 								   ops[k].rlen, 0, NULL);
 			op_clear(&ops[k]);
@@ -1890,7 +1989,7 @@ static int read_chunk(struct hec_store *s, struct srv *sv, uint64_t job, uint64_
 		1, 0, 0, 1);
 	run_ops(s, &op, 1);
 	rc = op.err;
-	if (!rc && (op.rlen != len || XXH3_64bits(buf_ptr(s, 0), len) != hash))
+	if (!rc && (op.rlen != len || hec_xxh3(buf_ptr(s, 0), len) != hash))
 		rc = -EBADMSG;
 	op_clear(&op);
 	return rc;

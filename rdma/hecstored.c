@@ -20,7 +20,12 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <linux/aio_abi.h>
+#include <sys/eventfd.h>
+#include <sys/mman.h>
 #include <sys/socket.h>
+#include <sys/syscall.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "hec/common.h"
@@ -36,6 +41,11 @@
 #define POLL_BATCH 16
 #define DRAIN_ROUNDS 64        /* fabric batches per wake-up before yielding */
 #define LOW_SPACE_PCT 5
+#define HUGE_ALIGN (2u << 20)  /* a huge page */
+#define AIO_DEPTH 256          /* chunk transfers in flight between slots and disk */
+/* direct reads in flight per server: the disk always has the next one, and
+ * deeper queues of 4 MiB reads were slower on the virtio disk measured */
+#define READ_DEPTH 2
 
 struct srv_conf {
 	char name[NAME_MAX_LEN + 1];
@@ -90,6 +100,8 @@ struct client {
 	struct epoch_ref *writes; /* epochs it put chunks into: GC leaves them alone */
 	size_t nwrites, capwrites;
 	struct pending *queue;  /* replies the fabric had no room for yet */
+	unsigned ndio;          /* disk transfers in flight into or out of its slots */
+	int gone;               /* disconnected: freed when ndio reaches 0 */
 	/* the stream it reads, and the next chunk not yet prefetched */
 	uint64_t pf_job, pf_epoch, pf_next;
 	char pf_part[HEC_NAME_MAX + 1];
@@ -124,6 +136,27 @@ struct srv {
 	int registered;
 	unsigned ctl_failures;
 	int exit_code;
+	/* disk transfers (Linux AIO on O_DIRECT files; 0: synchronous) */
+	aio_context_t aio;
+	int aio_fd;             /* eventfd the kernel signals completions on */
+	struct event *aio_ev;
+	struct dio *dios;       /* submitted, not completed */
+	unsigned ndio;          /* started, not completed (submitted or not) */
+	struct dio *readq, *readq_tail; /* reads waiting for their turn */
+	unsigned nreads, read_depth;    /* reads submitted; at most this many */
+	int gc_wanted;          /* GC waits for ndio to reach 0 */
+};
+
+/* A chunk moving between a client's slot and the disk (put or get). */
+struct dio {
+	struct dio *next;
+	struct client *c;
+	json_int_t req;
+	int get;
+	uint64_t job, epoch, idx;
+	char part[HEC_NAME_MAX + 1];
+	struct hec_cs_io io;
+	struct iocb cb;
 };
 
 /* ---- replies ---- */
@@ -218,10 +251,19 @@ static void client_free(struct client *c)
 	}
 	if (c->mr)
 		hec_fab_mr_free(c->mr);
-	free(c->mem);
+	c->mr = NULL;
 	free(c->writes);
+	c->writes = NULL;
+	c->nwrites = 0;
 	if (c->ep)
 		hec_fab_ep_free(c->ep);
+	c->ep = NULL;
+	if (c->ndio) {
+		/* the disk still reads or writes its slots */
+		c->gone = 1;
+		return;
+	}
+	free(c->mem);
 	free(c);
 }
 
@@ -328,11 +370,15 @@ static void on_hello(void *ctx, const struct hec_msg *m)
 		client_refuse(c, "wrong cluster key");
 		return;
 	}
-	rc = posix_memalign(&mem, 4096, len);
+	/* in huge pages where the kernel has them: a direct transfer of a slot
+	 * is then a few large segments, not one per 4 KiB page (on a virtio
+	 * disk that took reads from 1.3 to over 2 GB/s here) */
+	rc = posix_memalign(&mem, HUGE_ALIGN, len);
 	if (rc) {
 		client_refuse(c, "server out of memory for the client's slots");
 		return;
 	}
+	(void)madvise(mem, len, MADV_HUGEPAGE); /* a hint: refused changes nothing */
 	c->mem = mem;
 	rc = hec_fab_mr_reg(s->fab, c->mem, len, &c->mr, why, sizeof(why));
 	if (rc) {
@@ -377,47 +423,288 @@ static const char *err_text(int rc, const char *enoent)
 	}
 }
 
+/* ---- disk transfers ---- */
+
+static void fab_drain(struct srv *s);
+static void run_gc(struct srv *s);
+
+static void put_done(struct client *c, const struct dio *d, int rc)
+{
+	struct srv *s = c->s;
+
+	if (rc) {
+		if (rc != -EBADMSG && rc != -EINVAL)
+			hec_err("%s: put %" PRIu64 "/%" PRIu64 "/%s.%" PRIu64 " from %s: %s",
+				s->conf.name, d->job, d->epoch, d->part, d->idx, c->name, strerror(-rc));
+		else
+			hec_warn("%s: put %" PRIu64 "/%" PRIu64 "/%s.%" PRIu64 " from %s: %s",
+				 s->conf.name, d->job, d->epoch, d->part, d->idx, c->name,
+				 err_text(rc, ""));
+		reply_error(c, d->req, err_text(rc, "no such directory"));
+		return;
+	}
+	reply(c, json_pack("{s:I}", "req", d->req));
+}
+
+static void reply_data(struct client *c, json_int_t req, const uint8_t *slot, size_t len,
+		       const uint64_t *hash, uint64_t epoch);
+static void prefetch(struct client *c, uint64_t job, uint64_t epoch, const char *part,
+		     uint64_t idx);
+
+static void get_done(struct client *c, const struct dio *d, int rc, size_t len, uint64_t hash)
+{
+	struct srv *s = c->s;
+
+	if (rc == -EUCLEAN)
+		hec_err("%s: chunk %" PRIu64 "/%" PRIu64 "/%s.%" PRIu64 " is corrupt (asked by %s)",
+			s->conf.name, d->job, d->epoch, d->part, d->idx, c->name);
+	if (rc) {
+		reply_error(c, d->req, err_text(rc, "no such chunk"));
+		return;
+	}
+	reply_data(c, d->req, d->io.buf, len, &hash, 0);
+}
+
+/* @d's transfer moved @res bytes (or failed with -errno): finish it, answer
+ * the client (if still there) and free @d. */
+static void dio_complete(struct srv *s, struct dio *d, ssize_t res)
+{
+	struct client *c = d->c;
+	uint64_t hash = 0;
+	size_t len = 0;
+	int rc;
+
+	if (!d->get && res >= 0 && (size_t)res < d->io.bytes)
+		res = hec_cs_io_run(&d->io, (size_t)res); /* the rest, and its errno */
+	if (c->gone) {
+		hec_cs_io_cancel(&d->io);
+	} else if (d->get) {
+		int direct = d->io.direct;
+
+		rc = hec_cs_get_finish(s->cs, &d->io, res, &len, &hash);
+		get_done(c, d, rc, len, hash);
+		if (!rc && !direct)
+			prefetch(c, d->job, d->epoch, d->part, d->idx);
+	} else {
+		put_done(c, d, hec_cs_put_finish(s->cs, &d->io, res));
+	}
+	c->ndio--;
+	s->ndio--;
+	if (c->gone && !c->ndio) {
+		free(c->mem);
+		free(c);
+	}
+	free(d);
+	if (!s->ndio && s->gc_wanted) {
+		s->gc_wanted = 0;
+		run_gc(s);
+	}
+}
+
+static void dio_go(struct srv *s, struct dio *d);
+
+/* Move @d's data: by AIO where the file is O_DIRECT (the loop goes on; the
+ * eventfd reports the end), else here and now. */
+static void dio_submit(struct srv *s, struct dio *d)
+{
+	d->c->ndio++;
+	s->ndio++;
+	if (d->get && s->aio && d->io.direct && s->nreads >= s->read_depth) {
+		d->next = NULL;
+		if (s->readq_tail)
+			s->readq_tail->next = d;
+		else
+			s->readq = d;
+		s->readq_tail = d;
+		return;
+	}
+	dio_go(s, d);
+}
+
+/* A read finished: the next waiting one goes. */
+static void read_next(struct srv *s)
+{
+	struct dio *d = s->readq;
+
+	if (!d || s->nreads >= s->read_depth)
+		return;
+	s->readq = d->next;
+	if (!s->readq)
+		s->readq_tail = NULL;
+	dio_go(s, d);
+}
+
+static void dio_go(struct srv *s, struct dio *d)
+{
+	struct iocb *cbp = &d->cb;
+
+	if (s->aio && d->io.direct && d->io.iovcnt) {
+		memset(&d->cb, 0, sizeof(d->cb));
+		d->cb.aio_data = (uint64_t)(uintptr_t)d;
+		d->cb.aio_lio_opcode = d->get ? IOCB_CMD_PREADV : IOCB_CMD_PWRITEV;
+		d->cb.aio_fildes = (uint32_t)d->io.fd;
+		d->cb.aio_buf = (uint64_t)(uintptr_t)d->io.iov;
+		d->cb.aio_nbytes = (uint64_t)d->io.iovcnt;
+		d->cb.aio_offset = 0;
+		d->cb.aio_flags = IOCB_FLAG_RESFD;
+		d->cb.aio_resfd = (uint32_t)s->aio_fd;
+		if (syscall(SYS_io_submit, s->aio, 1L, &cbp) == 1) {
+			d->next = s->dios;
+			s->dios = d;
+			s->nreads += d->get;
+			return;
+		}
+		/* a full queue or no AIO for this file: synchronously then */
+	}
+	dio_complete(s, d, hec_cs_io_run(&d->io, 0));
+}
+
+/* Reap completed transfers; @wait: block until all are done (exiting). */
+static void aio_reap(struct srv *s, int wait)
+{
+	struct io_event ev[64];
+	struct timespec zero = { 0, 0 };
+
+	while (s->dios) {
+		long n = syscall(SYS_io_getevents, s->aio, wait ? 1L : 0L, 64L, ev, wait ? NULL : &zero);
+
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0)
+			break;
+		for (long i = 0; i < n; i++) {
+			struct dio *d = (struct dio *)(uintptr_t)ev[i].data;
+
+			for (struct dio **pp = &s->dios; *pp; pp = &(*pp)->next)
+				if (*pp == d) {
+					*pp = d->next;
+					break;
+				}
+			s->nreads -= d->get;
+			read_next(s); /* the disk goes on while this one is checked */
+			dio_complete(s, d, (ssize_t)ev[i].res);
+		}
+	}
+}
+
+static void aio_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct srv *s = arg;
+	uint64_t n;
+
+	(void)what;
+	if (read(fd, &n, sizeof(n)) < 0 && errno != EAGAIN)
+		hec_warn("%s: AIO eventfd: %s", s->conf.name, strerror(errno));
+	aio_reap(s, 0);
+	fab_drain(s); /* the answers out, and whatever came meanwhile */
+}
+
+/* Finish what is in flight (exiting), then close AIO. */
+static void aio_stop(struct srv *s)
+{
+	s->read_depth = UINT_MAX; /* what waits goes now */
+	while (s->readq)
+		read_next(s);
+	if (s->aio) {
+		aio_reap(s, 1);
+		syscall(SYS_io_destroy, s->aio);
+		s->aio = 0;
+	}
+	if (s->aio_ev)
+		event_free(s->aio_ev);
+	s->aio_ev = NULL;
+	if (s->aio_fd >= 0)
+		close(s->aio_fd);
+	s->aio_fd = -1;
+}
+
+/* Linux AIO where the kernel has it; else every transfer is synchronous.
+ * HECSTORED_DIRECT=0 in the environment turns direct I/O off (tests,
+ * comparisons). */
+static void aio_start(struct srv *s)
+{
+	const char *e = getenv("HECSTORED_DIRECT");
+
+	if (e && !strcmp(e, "0"))
+		return;
+	s->read_depth = READ_DEPTH;
+	if (syscall(SYS_io_setup, (long)AIO_DEPTH, &s->aio)) {
+		hec_info("%s: no Linux AIO (%s): disk transfers are synchronous", s->conf.name,
+			 strerror(errno));
+		s->aio = 0;
+		return;
+	}
+	s->aio_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+	if (s->aio_fd >= 0)
+		s->aio_ev = event_new(s->base, s->aio_fd, EV_READ | EV_PERSIST, aio_cb, s);
+	if (!s->aio_ev || event_add(s->aio_ev, NULL)) {
+		hec_warn("%s: AIO eventfd: %s: disk transfers are synchronous", s->conf.name,
+			 strerror(s->aio_fd < 0 ? errno : ENOMEM));
+		aio_stop(s);
+	}
+}
+
+static struct dio *dio_new(struct client *c, const struct hec_msg *m, int get)
+{
+	const char *part = json_string_value(json_object_get(m->body, "part"));
+	struct dio *d = calloc(1, sizeof(*d));
+
+	if (!d) {
+		reply_error(c, req_of(m), strerror(ENOMEM));
+		return NULL;
+	}
+	d->c = c;
+	d->req = req_of(m);
+	d->get = get;
+	d->job = body_u64(m, "job");
+	d->epoch = body_u64(m, "epoch");
+	d->idx = body_u64(m, "idx");
+	snprintf(d->part, sizeof(d->part), "%s", part ? part : "");
+	d->io.fd = -1;
+	return d;
+}
+
 static void on_put(void *ctx, const struct hec_msg *m)
 {
 	struct client *c = ctx;
 	struct srv *s = c->s;
-	uint64_t job = body_u64(m, "job"), epoch = body_u64(m, "epoch"), idx = body_u64(m, "idx");
-	uint64_t len, hash;
 	const char *part = json_string_value(json_object_get(m->body, "part"));
-	uint8_t *slot = slot_data(c, m, "chunk", &len);
+	uint8_t *slot;
+	uint64_t len, hash;
+	struct dio *d;
 	int rc;
 
+	slot = slot_data(c, m, "chunk", &len);
 	if (!slot)
 		return;
 	if (hec_hash_parse(json_string_value(json_object_get(m->body, "hash")), &hash)) {
 		reply_error(c, req_of(m), "bad hash");
 		return;
 	}
-	note_write(c, job, epoch);
-	rc = hec_cs_put(s->cs, job, epoch, part, idx, slot, len, hash);
+	d = dio_new(c, m, 0);
+	if (!d)
+		return;
+	note_write(c, d->job, d->epoch);
+	rc = hec_cs_put_start(s->cs, d->job, d->epoch, part, d->idx, slot, len, hash, s->aio != 0,
+			      &d->io);
 	if (rc) {
-		if (rc != -EBADMSG && rc != -EINVAL)
-			hec_err("%s: put %" PRIu64 "/%" PRIu64 "/%s.%" PRIu64 " from %s: %s",
-				s->conf.name, job, epoch, part, idx, c->name, strerror(-rc));
-		else
-			hec_warn("%s: put %" PRIu64 "/%" PRIu64 "/%s.%" PRIu64 " from %s: %s",
-				 s->conf.name, job, epoch, part, idx, c->name, err_text(rc, ""));
-		reply_error(c, req_of(m), err_text(rc, "no such directory"));
+		put_done(c, d, rc);
+		free(d);
 		return;
 	}
-	reply(c, json_pack("{s:I}", "req", req_of(m)));
+	dio_submit(s, d);
 }
 
 /* The answer to a request whose data is now in its slot; @hash: the data's,
  * when the caller has it already (NULL: hash the slot). */
-static void reply_data(struct client *c, const struct hec_msg *m, const uint8_t *slot,
-		       size_t len, const uint64_t *hash, uint64_t epoch)
+static void reply_data(struct client *c, json_int_t req, const uint8_t *slot, size_t len,
+		       const uint64_t *hash, uint64_t epoch)
 {
 	char hex[HEC_HASH_HEX];
 	json_t *b;
 
 	hec_hash_hex(hash ? *hash : hec_cs_hash(slot, len), hex);
-	b = json_pack("{s:I, s:I, s:s}", "req", req_of(m), "len", (json_int_t)len, "hash", hex);
+	b = json_pack("{s:I, s:I, s:s}", "req", req, "len", (json_int_t)len, "hash", hex);
 	if (b && epoch)
 		json_object_set_new(b, "epoch", json_integer((json_int_t)epoch));
 	reply(c, b);
@@ -452,25 +739,25 @@ static void on_get(void *ctx, const struct hec_msg *m)
 {
 	struct client *c = ctx;
 	struct srv *s = c->s;
-	uint64_t job = body_u64(m, "job"), epoch = body_u64(m, "epoch"), idx = body_u64(m, "idx");
 	const char *part = json_string_value(json_object_get(m->body, "part"));
 	uint8_t *slot = slot_of(c, m);
-	uint64_t hash;
+	struct dio *d;
 	size_t len = 0;
 	int rc;
 
 	if (!slot)
 		return;
-	rc = hec_cs_get(s->cs, job, epoch, part, idx, slot, s->slot_size, &len, &hash);
-	if (rc == -EUCLEAN)
-		hec_err("%s: chunk %" PRIu64 "/%" PRIu64 "/%s.%" PRIu64 " is corrupt (asked by %s)",
-			s->conf.name, job, epoch, part, idx, c->name);
+	d = dio_new(c, m, 1);
+	if (!d)
+		return;
+	rc = hec_cs_get_start(s->cs, d->job, d->epoch, part, d->idx, slot, s->slot_size,
+			      s->aio != 0, &d->io, &len);
 	if (rc) {
-		reply_error(c, req_of(m), err_text(rc, "no such chunk"));
+		get_done(c, d, rc, 0, 0);
+		free(d);
 		return;
 	}
-	reply_data(c, m, slot, len, &hash, 0);
-	prefetch(c, job, epoch, part, idx);
+	dio_submit(s, d);
 }
 
 static void on_commit(void *ctx, const struct hec_msg *m)
@@ -527,7 +814,7 @@ static void on_manifest(void *ctx, const struct hec_msg *m)
 		reply_error(c, req_of(m), err_text(rc, "no committed checkpoint"));
 		return;
 	}
-	reply_data(c, m, slot, len, NULL, epoch);
+	reply_data(c, req_of(m), slot, len, NULL, epoch);
 }
 
 static void on_list(void *ctx, const struct hec_msg *m)
@@ -558,7 +845,7 @@ static void on_list(void *ctx, const struct hec_msg *m)
 		reply_error(c, req_of(m), "larger than the slot");
 	} else {
 		memcpy(slot, text, len);
-		reply_data(c, m, slot, len, NULL, 0);
+		reply_data(c, req_of(m), slot, len, NULL, 0);
 	}
 	free(text);
 }
@@ -1025,7 +1312,14 @@ static void retry_cb(evutil_socket_t fd, short what, void *arg)
 static void run_gc(struct srv *s)
 {
 	struct hec_cs_gc_stats st = { 0 };
-	int rc = hec_cs_gc(s->cs, s->conf.gc_grace, busy_epoch, s, &st);
+	int rc;
+
+	if (s->ndio) {
+		/* it removes temporary files: not under a transfer */
+		s->gc_wanted = 1;
+		return;
+	}
+	rc = hec_cs_gc(s->cs, s->conf.gc_grace, busy_epoch, s, &st);
 
 	if (rc)
 		hec_err("%s: garbage collection in %s: %s", s->conf.name, s->conf.dir,
@@ -1201,6 +1495,7 @@ static void srv_free(struct srv *s)
 {
 	char path[PATH_MAX + 32];
 
+	aio_stop(s);
 	while (s->clients)
 		client_free(s->clients);
 	if (s->ctl)
@@ -1248,6 +1543,7 @@ int main(int argc, char **argv)
 		return 1;
 	}
 	s->connect_fd = -1;
+	s->aio_fd = -1;
 	s->exit_code = 1;
 	rc = load_config(s, argc, argv, &lvl);
 	if (rc) {
@@ -1293,6 +1589,7 @@ int main(int argc, char **argv)
 		hec_err("%s: cannot set up events: out of memory", s->conf.name);
 		goto out;
 	}
+	aio_start(s);
 	run_gc(s);
 	if (fab_start(s))
 		goto out;

@@ -7,9 +7,11 @@
  *   hold what readers rely on (chunk lengths adding up to "size", every chunk
  *   but the last full, hashes parseable, a holder per chunk, distinct parts
  *   findable), and pass again after a round trip through text.
- * - A chunk file from a server's disk ("hecchnk1..." inputs): written into a
- *   scratch store and read with hec_cs_get, asked for the (job, epoch, idx)
- *   its header claims.  One it accepts must hash to what it says.
+ * - A chunk file from a server's disk ("hecchnk1..." inputs: header, then
+ *   data; "hecchnk2...": the same bytes, written as today's files are, data
+ *   first and the 64-byte header after it): written into a scratch store and
+ *   read with hec_cs_get, asked for the (job, epoch, idx) its header claims.
+ *   One it accepts must hash to what it says.
  * - A directory entry name ("name:..." inputs): planted as a file in an
  *   epoch directory and as a job directory, then the inventory
  *   (hec_cs_list) and status scan run.  A chunk it lists must be the file's
@@ -157,7 +159,7 @@ static uint64_t le64(const uint8_t *p)
 	return v;
 }
 
-static void chunk_case(const uint8_t *data, size_t size)
+static void chunk_case(const uint8_t *data, size_t size, int trailer)
 {
 	char path[512];
 	uint64_t job = size >= 16 ? le64(data + 8) : 1, epoch = size >= 24 ? le64(data + 16) : 1;
@@ -176,7 +178,14 @@ static void chunk_case(const uint8_t *data, size_t size)
 		 idx);
 	fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0600);
 	must(fd >= 0, "create the chunk file");
-	must(write(fd, data, size) == (ssize_t)size, "write the chunk file");
+	if (trailer && size >= HEC_CS_HDR_LEN) {
+		must(write(fd, data + HEC_CS_HDR_LEN, size - HEC_CS_HDR_LEN) ==
+			     (ssize_t)(size - HEC_CS_HDR_LEN) &&
+			     write(fd, data, HEC_CS_HDR_LEN) == HEC_CS_HDR_LEN,
+		     "write the chunk file");
+	} else {
+		must(write(fd, data, size) == (ssize_t)size, "write the chunk file");
+	}
 	close(fd);
 	rc = hec_cs_get(cs, job, epoch, "p", idx, chunkbuf, CHUNK_CAP, &len, &hash);
 	if (rc == 0) {
@@ -301,7 +310,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	text_case(data, size);
 	json_case(data, size);
 	if (size >= 8 && !memcmp(data, "hecchnk1", 8))
-		chunk_case(data, size);
+		chunk_case(data, size, 0);
+	if (size >= 8 && !memcmp(data, "hecchnk2", 8))
+		chunk_case(data, size, 1);
 	if (size > 5 && !memcmp(data, "name:", 5))
 		name_case(data + 5, size - 5);
 	return 0;

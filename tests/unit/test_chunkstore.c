@@ -192,8 +192,8 @@ static void test_corrupt(void)
 	CU_ASSERT_EQUAL(put_str(cs, 1, 1, "a", 1, "other data"), 0);
 	CU_ASSERT_EQUAL(put_str(cs, 1, 1, "a", 2, "third"), 0);
 	CU_ASSERT_EQUAL(put_str(cs, 1, 1, "a", 3, "fourth"), 0);
-	flip(dir, "objects/1/1/a.0", HEC_CS_HDR_LEN + 5);  /* data */
-	flip(dir, "objects/1/1/a.1", 9);                   /* header: job */
+	flip(dir, "objects/1/1/a.0", 5);                   /* data */
+	flip(dir, "objects/1/1/a.1", 10 + 9);              /* header (after the data): job */
 	CU_ASSERT_EQUAL(hec_cs_get(cs, 1, 1, "a", 0, buf, sizeof(buf), &len, &hash), -EUCLEAN);
 	CU_ASSERT_EQUAL(hec_cs_get(cs, 1, 1, "a", 1, buf, sizeof(buf), &len, &hash), -EUCLEAN);
 	/* truncated below a header */
@@ -219,6 +219,127 @@ static void test_corrupt(void)
 	CU_ASSERT_EQUAL(hec_cs_get(cs, 1, 1, "a", 0, buf, sizeof(buf), &len, &hash), 0);
 	CU_ASSERT_EQUAL(hec_cs_status(cs, &st), 0);
 	CU_ASSERT_EQUAL(st.repaired, 1);
+	hec_cs_close(cs);
+}
+
+static void le64(uint8_t *p, uint64_t v)
+{
+	for (int i = 0; i < 8; i++)
+		p[i] = (uint8_t)(v >> (8 * i));
+}
+
+/* A chunk file of the first format ("hecchnk1": header, then data). */
+static void write_v1(const char *dir, const char *rel, uint64_t job, uint64_t epoch,
+		     const char *part, uint64_t idx, const void *data, size_t len)
+{
+	uint8_t h[HEC_CS_HDR_LEN];
+	char p[1024];
+	FILE *f;
+
+	memcpy(h, "hecchnk1", 8);
+	le64(h + 8, job);
+	le64(h + 16, epoch);
+	le64(h + 24, idx);
+	le64(h + 32, len);
+	le64(h + 40, hec_cs_hash(data, len));
+	le64(h + 48, hec_cs_hash(part, strlen(part)));
+	le64(h + 56, hec_cs_hash(h, 56));
+	snprintf(p, sizeof(p), "%s/%s", dir, rel);
+	f = fopen(p, "w");
+	CU_ASSERT_FATAL(f != NULL);
+	CU_ASSERT_EQUAL(fwrite(h, 1, sizeof(h), f), sizeof(h));
+	CU_ASSERT_EQUAL(fwrite(data, 1, len, f), len);
+	CU_ASSERT_EQUAL(fclose(f), 0);
+}
+
+/* Files of both formats read back, by any buffer; the split (asynchronous)
+ * put and get with a 4 KiB aligned buffer (direct I/O where the file
+ * system has it); a put finishing into an epoch deleted meanwhile. */
+static void test_formats(void)
+{
+	char dir[300], p[512];
+	struct hec_cs *cs = fresh(dir, sizeof(dir), "formats");
+	const size_t sizes[] = { 0, 1, 100, 4096, 4096 * 3 + 17, (1 << 20) + 4032 };
+	struct hec_cs_io io;
+	uint8_t *data, *al = NULL;
+	char *odd, rel[64];
+	size_t len;
+	uint64_t hash;
+	struct stat st;
+
+	data = malloc(2 << 20);
+	odd = malloc((2 << 20) + 1);
+	CU_ASSERT_FATAL(data && odd && posix_memalign((void **)&al, 4096, 2 << 20) == 0);
+	for (size_t i = 0; i < (2 << 20); i++)
+		data[i] = (uint8_t)(i * 13 + (i >> 12));
+	CU_ASSERT_EQUAL_FATAL(put_str(cs, 5, 1, "x", 0, "make the epoch"), 0);
+	for (size_t k = 0; k < sizeof(sizes) / sizeof(sizes[0]); k++) {
+		size_t n = sizes[k];
+
+		/* the first format, written by an older server */
+		snprintf(rel, sizeof(rel), "objects/5/1/old.%zu", k);
+		write_v1(dir, rel, 5, 1, "old", k, data, n);
+		memset(odd, 0, n + 1);
+		CU_ASSERT_EQUAL(hec_cs_get(cs, 5, 1, "old", k, odd + 1, n, &len, &hash), 0);
+		CU_ASSERT(len == n && memcmp(odd + 1, data, n) == 0);
+		memset(al, 0, n);
+		CU_ASSERT_EQUAL_FATAL(hec_cs_get_start(cs, 5, 1, "old", k, al, 2 << 20, 1, &io, &len), 0);
+		CU_ASSERT_EQUAL(hec_cs_get_finish(cs, &io, hec_cs_io_run(&io, 0), &len, &hash), 0);
+		CU_ASSERT(len == n && memcmp(al, data, n) == 0);
+		CU_ASSERT_EQUAL(hash, hec_cs_hash(data, n));
+
+		/* today's: from an aligned buffer in two halves, data first */
+		memcpy(al, data, n);
+		CU_ASSERT_EQUAL_FATAL(hec_cs_put_start(cs, 5, 1, "new", k, al, n, hec_cs_hash(data, n),
+						       1, &io), 0);
+		CU_ASSERT_EQUAL(hec_cs_put_finish(cs, &io, hec_cs_io_run(&io, 0)), 0);
+		snprintf(p, sizeof(p), "%s/objects/5/1/new.%zu", dir, k);
+		CU_ASSERT_EQUAL(stat(p, &st), 0);
+		CU_ASSERT_EQUAL((size_t)st.st_size, n + HEC_CS_HDR_LEN);
+		{
+			FILE *f = fopen(p, "r");
+			char magic[9] = "";
+
+			CU_ASSERT_FATAL(f != NULL);
+			CU_ASSERT_EQUAL(fseek(f, (long)n, SEEK_SET), 0);
+			CU_ASSERT_EQUAL(fread(magic, 1, 8, f), 8);
+			CU_ASSERT_STRING_EQUAL(magic, "hecchnk2");
+			fclose(f);
+		}
+		memset(al, 0, n);
+		CU_ASSERT_EQUAL_FATAL(hec_cs_get_start(cs, 5, 1, "new", k, al, 2 << 20, 1, &io, &len), 0);
+		CU_ASSERT_EQUAL(hec_cs_get_finish(cs, &io, hec_cs_io_run(&io, 0), &len, &hash), 0);
+		CU_ASSERT(len == n && memcmp(al, data, n) == 0);
+		memset(odd, 0, n + 1);
+		CU_ASSERT_EQUAL(hec_cs_get(cs, 5, 1, "new", k, odd + 1, n, &len, &hash), 0);
+		CU_ASSERT(len == n && memcmp(odd + 1, data, n) == 0);
+		/* too small a buffer: the size needed */
+		if (n)
+			CU_ASSERT_EQUAL(hec_cs_get(cs, 5, 1, "new", k, odd, n - 1, &len, &hash), -EMSGSIZE);
+	}
+	/* a cancelled put leaves nothing */
+	CU_ASSERT_EQUAL_FATAL(hec_cs_put_start(cs, 5, 1, "gone", 0, al, 8192, hec_cs_hash(al, 8192), 1,
+					       &io), 0);
+	hec_cs_io_cancel(&io);
+	CU_ASSERT(!exists(dir, "objects/5/1/gone.0"));
+	CU_ASSERT_EQUAL(count_temps(dir, "objects/5/1"), 0);
+	/* a failed transfer leaves nothing either, and the old copy */
+	CU_ASSERT_EQUAL_FATAL(hec_cs_put_start(cs, 5, 1, "new", 1, al, 8192, hec_cs_hash(al, 8192), 1,
+					       &io), 0);
+	CU_ASSERT_EQUAL(hec_cs_put_finish(cs, &io, -EIO), -EIO);
+	CU_ASSERT_EQUAL(count_temps(dir, "objects/5/1"), 0);
+	CU_ASSERT_EQUAL(hec_cs_get(cs, 5, 1, "new", 1, odd, 2 << 20, &len, &hash), 0);
+	CU_ASSERT_EQUAL(len, 1);
+	/* deleted while the data was on its way: refused, nothing left */
+	CU_ASSERT_EQUAL_FATAL(hec_cs_put_start(cs, 5, 1, "late", 0, al, 8192, hec_cs_hash(al, 8192), 1,
+					       &io), 0);
+	CU_ASSERT_EQUAL(hec_cs_delete(cs, 5, 1), 0);
+	CU_ASSERT_EQUAL(hec_cs_put_finish(cs, &io, hec_cs_io_run(&io, 0)), -ESTALE);
+	CU_ASSERT(!exists(dir, "objects/5/1/late.0"));
+	CU_ASSERT_EQUAL(count_temps(dir, "objects/5/1"), 0);
+	free(data);
+	free(odd);
+	free(al);
 	hec_cs_close(cs);
 }
 
@@ -631,6 +752,7 @@ int main(void)
 		{ "put/get roundtrip, status", test_roundtrip },
 		{ "one process per directory", test_lock },
 		{ "corrupt chunks detected", test_corrupt },
+		{ "chunk formats, split put and get", test_formats },
 		{ "part names", test_part_names },
 		{ "symlinks not followed", test_symlinks },
 		{ "commit, manifest, inventory", test_commit },
