@@ -38,7 +38,7 @@ done
 "$HEC" cancel "$x"
 "$HEC" wait "$x"
 [ "$(job_state "$x")" = CANCELLED ] || fail "vm job $x is $(job_state "$x") after cancel"
-"$HEC" show "$x" --json | jq -e ".job.nrestarts == 1 and .job.restarts[0].epoch == $e" >/dev/null ||
+"$HEC" show "$x" --json | jq -e "(.job.restarts | length) == 1 and .job.restarts[0].epoch == $e" >/dev/null ||
 	fail "vm job $x was not restarted from $e: $("$HEC" show "$x" --json | jq -c .job.restarts)"
 "$HEC" ckpts "$x"
 "$HEC" ckpts "$x" --json | jq -e ".last_error.epoch == $e2" >/dev/null ||

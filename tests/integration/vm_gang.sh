@@ -26,7 +26,9 @@ cname=$(cluster_name)
 v2root=$(v2_mount)
 [ -n "$v2root" ] || skip "the test reads cgroup v2 cgroup.events; no cgroup2 mount"
 
-SECS=${HEC_VM_GANG_SECS:-40}
+# (long enough that the second job still runs when the first, checkpointed
+# and restarted after the first checks, has been resumed and is checked again)
+SECS=${HEC_VM_GANG_SECS:-90}
 cat >spin.sh <<EOF
 #!/bin/sh
 #HEC -N 2 -n 2 -t 10:00 --share --partition vm --vcpus 1
@@ -207,11 +209,11 @@ resumed() {
 		.qmp_us > 0)] | length == 2" >/dev/null
 }
 for i in $(seq 300); do
-	[ "$(job_field "$a" nrestarts)" = 1 ] && [ "$(job_state "$a")" = RUNNING ] && resumed && break
+	[ "$(job_field "$a" 'restarts | length')" = 1 ] && [ "$(job_state "$a")" = RUNNING ] && resumed && break
 	sleep 1
 done
 resumed || fail "job $a's guests were not resumed and measured within 300 s: $("$HEC" gang stats --json | jq -c .stats.vm_switch)"
-"$HEC" show "$a" --json | jq -e ".job.state == \"RUNNING\" and .job.nrestarts == 1 and
+"$HEC" show "$a" --json | jq -e ".job.state == \"RUNNING\" and (.job.restarts | length) == 1 and
 	.job.restarts[0].epoch == $e" >/dev/null ||
 	fail "job $a after its restart from $e: $("$HEC" show "$a" --json | jq -c '.job | {state, reason, restarts}')"
 [ "$(job_state "$b")" = RUNNING ] || fail "job $b is $(job_state "$b") after job $a's restart: too late to see them share"
