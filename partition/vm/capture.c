@@ -1,12 +1,12 @@
 /* SPDX-License-Identifier: BSD-3-Clause */
 /*
  * A checkpoint's capture of a guest (vm.h): a chain of QMP commands on the
- * event monitor, one in flight at a time: query-status -> background-
- * snapshot on (or stop, where the kernel refuses it) -> getfd + migrate
- * fd: -> poll query-migrate.  The QMP events STOP and RESUME that QEMU's
- * background snapshot sends around its pause tell the instant the state
- * is fixed and how long the vCPUs stopped.  What it writes, start() with
- * restore loads (qemu.c, incoming_begin).
+ * event monitor, one in flight at a time: query-status ->
+ * background-snapshot on (or stop, where the kernel refuses it) -> getfd +
+ * migrate fd: -> poll query-migrate.  The QMP events STOP and RESUME that
+ * QEMU's background snapshot sends around its pause tell the instant the
+ * state is fixed and how long the vCPUs stopped.  What it writes, start()
+ * with restore loads (qemu.c, incoming_begin).
  */
 #include "config.h"
 
