@@ -166,9 +166,6 @@ void agent_job_on_launch(struct agent *ag, const json_t *body);
 void agent_job_on_start(struct agent *ag, const json_t *body);
 void agent_job_on_kill(struct agent *ag, long id);
 void agent_job_on_exit_ack(struct agent *ag, long id);
-/** SNAPSHOT: the job's partition here saves its machine's state to its job
- *  directory, or (revert) goes back to the state saved last. */
-void agent_job_on_snapshot(struct agent *ag, const json_t *body);
 /** RESUME {job, t}: the job's partition here, restarted from a checkpoint
  *  and loaded (LAUNCH's restore), runs from controller instant t. */
 void agent_job_on_resume(struct agent *ag, const json_t *body);

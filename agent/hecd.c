@@ -165,11 +165,6 @@ static void on_stats_req(void *ag, const struct hec_msg *m)
 	agent_gang_on_stats_req(ag, m->body);
 }
 
-static void on_snapshot(void *ag, const struct hec_msg *m)
-{
-	agent_job_on_snapshot(ag, m->body);
-}
-
 static void on_ckpt_prepare(void *ag, const struct hec_msg *m)
 {
 	agent_ckpt_on_prepare(ag, m->body);
@@ -237,7 +232,6 @@ static const struct hec_msg_handler ctl_handlers[] = {
 	{ .type = HEC_MSG_TIME_RESP, .rule = HEC_RULE_REGISTERED, .fn = on_time_resp },
 	{ .type = HEC_MSG_EPOCH, .rule = HEC_RULE_REGISTERED, .fn = on_epoch },
 	{ .type = HEC_MSG_STATS_REQ, .rule = HEC_RULE_REGISTERED, .fn = on_stats_req },
-	{ .type = HEC_MSG_SNAPSHOT, .rule = HEC_RULE_REGISTERED, .fn = on_snapshot },
 	{ .type = HEC_MSG_CKPT_PREPARE, .rule = HEC_RULE_REGISTERED, .fn = on_ckpt_prepare },
 	{ .type = HEC_MSG_CKPT_REOPEN, .rule = HEC_RULE_REGISTERED, .fn = on_ckpt_reopen },
 	{ .type = HEC_MSG_CKPT_ABORT, .rule = HEC_RULE_REGISTERED, .fn = on_ckpt_abort },

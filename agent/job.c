@@ -922,139 +922,6 @@ static void agent_job_started(void *arg, int rc, const char *error)
 	reply_launched(ag, j->id, NULL);
 }
 
-/* ---- SNAPSHOT: the partition's machine saves its state, or goes back to it ---- */
-
-struct snap_req {
-	struct agent *ag;
-	long job, req;
-	int revert;
-	int fd;
-	int64_t t0;
-	char path[PATH_MAX + 16], tmp[PATH_MAX + 48];
-};
-
-/* SNAPSHOT_DONE: the controller knows which node answers, so @error does
- * not name it. */
-static void snap_reply(struct agent *ag, long job, long req, long long bytes, long long ms,
-		       const char *error)
-{
-	json_t *b = json_pack("{s:I,s:I,s:I,s:I}", "job", (json_int_t)job, "req", (json_int_t)req,
-			      "bytes", (json_int_t)bytes, "ms", (json_int_t)ms);
-
-	if (b && error)
-		json_object_set_new(b, "error", json_string(error));
-	if (b)
-		agent_ctl_send(ag, HEC_MSG_SNAPSHOT_DONE, b);
-}
-
-/* The directory holding @path, synced: a rename in it survives a crash. */
-static void fsync_dir(const char *path)
-{
-	char dir[PATH_MAX];
-	char *slash;
-	int fd;
-
-	if (hec_fmt(dir, sizeof(dir), "%s", path) || !(slash = strrchr(dir, '/')))
-		return;
-	*slash = 0;
-	fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-	if (fd >= 0) {
-		fsync(fd);
-		close(fd);
-	}
-}
-
-/* The driver is done: a snapshot is kept only once it is whole on disk
- * (written, synced, renamed over the last one). */
-static void snap_done(void *arg, int rc, const char *why)
-{
-	struct snap_req *r = arg;
-	struct agent *ag = r->ag;
-	long long ms = (hec_now_mono_ns() - r->t0) / 1000000;
-	char err[1200];
-	struct stat st;
-
-	if (!rc && ((!r->revert && fsync(r->fd)) || fstat(r->fd, &st) ||
-		    (!r->revert && rename(r->tmp, r->path)))) {
-		rc = -errno;
-		why = strerror(errno);
-	}
-	if (!rc && !r->revert)
-		fsync_dir(r->path);
-	if (rc && !r->revert)
-		unlink(r->tmp);
-	close(r->fd);
-	if (rc) {
-		hec_fmt(err, sizeof(err), "%s", why ? why : strerror(-rc));
-		hec_job_err(ag->conf.name, r->job, "%s failed: %s",
-			    r->revert ? "revert to the snapshot" : "snapshot",
-			    why ? why : strerror(-rc));
-		snap_reply(ag, r->job, r->req, 0, ms, err);
-	} else {
-		hec_job_info(ag->conf.name, r->job, "%s %lld bytes in %lld ms",
-			     r->revert ? "reverted to the snapshot of" : "snapshot saved:",
-			     (long long)st.st_size, ms);
-		snap_reply(ag, r->job, r->req, (long long)st.st_size, ms, NULL);
-	}
-	free(r);
-}
-
-void agent_job_on_snapshot(struct agent *ag, const json_t *body)
-{
-	long id = (long)json_integer_value(json_object_get(body, "job"));
-	long req = (long)json_integer_value(json_object_get(body, "req"));
-	int revert = json_is_true(json_object_get(body, "revert"));
-	struct agent_job *j = agent_job_find(ag, id);
-	struct snap_req *r = NULL;
-	char dir[PATH_MAX], why[1024];
-	int rc;
-
-	if (!j || !j->launched || j->killing) {
-		hec_fmt(why, sizeof(why), "job %ld has no partition here", id);
-		goto fail;
-	}
-	r = calloc(1, sizeof(*r));
-	if (!r) {
-		hec_fmt(why, sizeof(why), "out of memory");
-		goto fail;
-	}
-	if (agent_job_dir(ag, id, dir, sizeof(dir))) {
-		hec_fmt(why, sizeof(why), "job directory: path too long");
-		goto fail;
-	}
-	r->ag = ag;
-	r->job = id;
-	r->req = req;
-	r->revert = revert;
-	r->t0 = hec_now_mono_ns();
-	hec_fmt(r->path, sizeof(r->path), "%s/snapshot", dir);
-	/* Each request its own file: a refused second one truncates nothing. */
-	hec_fmt(r->tmp, sizeof(r->tmp), "%s/snapshot.part.%ld", dir, req);
-	r->fd = revert ? open(r->path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW) :
-			 open(r->tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0600);
-	if (r->fd < 0) {
-		if (revert && errno == ENOENT)
-			hec_fmt(why, sizeof(why), "job %ld has no snapshot here to revert to", id);
-		else
-			hec_fmt(why, sizeof(why), "%s: %s", revert ? r->path : r->tmp, strerror(errno));
-		goto fail;
-	}
-	rc = revert ? hec_partition_restore(j->part, r->fd, snap_done, r, why, sizeof(why)) :
-		      hec_partition_snapshot(j->part, r->fd, snap_done, r, why, sizeof(why));
-	if (rc) {
-		close(r->fd);
-		if (!revert)
-			unlink(r->tmp);
-		goto fail;
-	}
-	return;
-
-fail:
-	free(r);
-	hec_job_err(ag->conf.name, id, "%s refused: %s", revert ? "revert" : "snapshot", why);
-	snap_reply(ag, id, req, 0, 0, why);
-}
-
 /* host->exited: the batch step in the guest ended, or the guest failed
  * (@error).  The batch step's end on the first node; on another node only
  * a guest failure comes here, and the controller fails the job for it. */
@@ -1080,7 +947,7 @@ static void part_exited(void *arg, int code, int sig, const char *error)
 }
 
 /* host->gang_hold / gang_release: the driver switches the machine itself
- * for a while (a QMP-switched guest's snapshot), then gives it back. */
+ * for a while (a QMP-switched guest's capture), then gives it back. */
 static void part_gang_hold(void *arg)
 {
 	struct agent_job *j = arg;

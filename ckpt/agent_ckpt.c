@@ -202,7 +202,7 @@ static void on_drain(evutil_socket_t fd, short what, void *arg)
 /*
  * The stream goes nowhere from now on.  A capture under way still writes
  * to its end (a failed or cancelled background snapshot would leave the
- * guest hanging in QEMU 7.2: partition/vm/snapshot.c, vm_cancel), so the
+ * guest hanging in QEMU 7.2: partition/vm/capture.c, vm_cancel), so the
  * pipe is drained here until the capture is done; it never breaks under
  * QEMU.
  */

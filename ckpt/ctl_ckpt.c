@@ -725,8 +725,6 @@ static void not_ready(struct ctl *ctl, const struct ctl_job *j, char *why, size_
 	else if (j->ckpt)
 		snprintf(why, len, "checkpoint %lld of job %ld is under way (%s phase)",
 			 (long long)j->ckpt->epoch, j->id, phase_names[j->ckpt->phase]);
-	else if (j->snap)
-		snprintf(why, len, "a snapshot of job %ld is under way", j->id);
 }
 
 /*

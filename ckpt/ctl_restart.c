@@ -82,7 +82,6 @@ static void kill_and_requeue(struct ctl *ctl, struct ctl_job *j, const char *why
 	ctl_gang_pin(ctl, j, 1);
 	job_save(ctl, j);
 	hec_info("job %ld: %s; cleaning up its nodes", j->id, j->reason);
-	snap_job_ended(ctl, j);
 	job_kill_nodes(ctl, j);
 }
 

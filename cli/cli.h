@@ -253,14 +253,6 @@ long cli_jint(const json_t *o, const char *key, long def);
 /** A size for people, in units of 1024 as --mem counts them: "512 B",
  *  "153.2 MB", "2.0 GB". */
 void cli_format_bytes(long long bytes, char *buf, size_t len);
-/**
- * The line `hec snapshot` prints for one element of the response's "nodes":
- * "node0: saved 153.2 MB in 2.41 s", "node0: reverted to 153.2 MB saved
- * state in 1.92 s" (@revert), or "node1: error: TEXT".
- * \return 1 for an error line (it goes to stderr), else 0.
- */
-int cli_snapshot_line(const json_t *node, int revert, char *buf, size_t len);
-
 /** A checkpoint's pauses for `hec ckpts`: "node0 4.1 ms, node1 3.9 ms"
  *  from its "parts" ([{node, pause_us}]); "-" without parts. */
 void cli_ckpt_pauses(const json_t *parts, char *buf, size_t len);
@@ -357,7 +349,6 @@ int cmd_submit(struct cli_ctx *ctx, const char *dir, int argc, char **argv);
 int cmd_queue(struct cli_ctx *ctx, const char *dir, int argc, char **argv);
 int cmd_show(struct cli_ctx *ctx, const char *dir, int argc, char **argv);
 int cmd_cancel(struct cli_ctx *ctx, const char *dir, int argc, char **argv);
-int cmd_snapshot(struct cli_ctx *ctx, const char *dir, int argc, char **argv);
 int cmd_ckpt(struct cli_ctx *ctx, const char *dir, int argc, char **argv);
 int cmd_ckpts(struct cli_ctx *ctx, const char *dir, int argc, char **argv);
 int cmd_restart(struct cli_ctx *ctx, const char *dir, int argc, char **argv);

@@ -22,7 +22,6 @@ static const struct {
 	{ "queue", cmd_queue, "list jobs (squeue)" },
 	{ "show", cmd_show, "one job's record (scontrol show job)" },
 	{ "cancel", cmd_cancel, "cancel jobs (scancel)" },
-	{ "snapshot", cmd_snapshot, "save a running vm job's state, or --revert to it" },
 	{ "ckpt", cmd_ckpt, "checkpoint a running vm job (--wait), or --delete one" },
 	{ "ckpts", cmd_ckpts, "a vm job's committed checkpoints" },
 	{ "restart", cmd_restart, "restart a vm job from a checkpoint" },
@@ -82,7 +81,7 @@ int main(int argc, char **argv)
 		dir = a.arg;
 	}
 	if (a.i >= a.argc)
-		return cli_usage(NULL, "which command? (cluster, nodes, submit, queue, show, cancel, snapshot, ckpt, ckpts, restart, wait, logs, gang, storage)");
+		return cli_usage(NULL, "which command? (cluster, nodes, submit, queue, show, cancel, ckpt, ckpts, restart, wait, logs, gang, storage)");
 	if (!strcmp(a.argv[a.i], "help")) {
 		help();
 		return CLI_EXIT_OK;

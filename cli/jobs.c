@@ -1,7 +1,6 @@
 /* SPDX-License-Identifier: BSD-3-Clause */
 /*
- * Job and node commands: submit, queue, show, cancel, snapshot, wait, logs,
- * nodes.
+ * Job and node commands: submit, queue, show, cancel, wait, logs, nodes.
  * Each parses its words, asks the controller, and prints what a SLURM user
  * expects to see (sbatch, squeue, scontrol show job, scancel, sinfo).
  */
@@ -27,7 +26,7 @@ extern char **environ;
 #define CLI_RECONNECT_MS 60000
 #define CLI_POLL_MS 100
 
-enum { K_HELP = 'h', K_DIR = 'D', K_JSON = CLI_LONG_ONLY + 100, K_ALL, K_TIMEOUT, K_REVERT,
+enum { K_HELP = 'h', K_DIR = 'D', K_JSON = CLI_LONG_ONLY + 100, K_ALL, K_TIMEOUT,
        K_FOLLOW = 'f' };
 
 /* Node names of a job as a SLURM host list ("node[0-3]"). */
@@ -548,7 +547,6 @@ struct id_args {
 	int n;
 	int json;
 	int follow;
-	int revert;
 	long timeout_ms;
 	const char *dir;
 };
@@ -558,9 +556,6 @@ static const struct cli_opt show_options[] = {
 };
 static const struct cli_opt cancel_options[] = {
 	{ "dir", K_DIR, 1 }, { "help", K_HELP, 0 }, { NULL, 0, 0 },
-};
-static const struct cli_opt snapshot_options[] = {
-	{ "revert", K_REVERT, 0 }, { "dir", K_DIR, 1 }, { "help", K_HELP, 0 }, { NULL, 0, 0 },
 };
 static const struct cli_opt wait_options[] = {
 	{ "timeout", K_TIMEOUT, 1 }, { "dir", K_DIR, 1 }, { "help", K_HELP, 0 }, { NULL, 0, 0 },
@@ -618,9 +613,6 @@ static int parse_ids(const char *cmd, const char *help, const struct cli_opt *op
 			break;
 		case K_FOLLOW:
 			ia->follow = 1;
-			break;
-		case K_REVERT:
-			ia->revert = 1;
 			break;
 		case K_TIMEOUT:
 			if (cli_parse_duration_ms("--timeout", a.arg, 365L * 86400 * 1000,
@@ -778,57 +770,6 @@ int cmd_cancel(struct cli_ctx *ctx, const char *dir, int argc, char **argv)
 			json_decref(resp);
 	}
 	return failed ? CLI_EXIT_ERR : CLI_EXIT_OK;
-}
-
-/* ---- snapshot ---- */
-
-static const char snapshot_help[] =
-	"usage: hec snapshot [--revert] JOBID\n"
-	"Save the state of every partition of a running vm job (--partition vm), or\n"
-	"with --revert take every partition back to the state it saved last.  Prints\n"
-	"one line per node once all have answered (the controller gives up on a node\n"
-	"after its snapshot_timeout, 10 min by default).  Exit status 1 if any node\n"
-	"failed.\n"
-	"      --revert  go back to the last saved state instead of saving\n"
-	"  -D, --dir=DIR cluster directory\n";
-
-int cmd_snapshot(struct cli_ctx *ctx, const char *dir, int argc, char **argv)
-{
-	struct id_args ia = { .dir = dir };
-	char err[CLI_ERRLEN], line[2 * CLI_ERRLEN], what[48];
-	json_t *req, *resp = NULL, *node;
-	int rc, failed = 0;
-	size_t i;
-
-	rc = id_prologue(ctx, "snapshot", snapshot_help, snapshot_options, 1, argc, argv, &ia);
-	if (rc >= 0)
-		return rc;
-	snprintf(what, sizeof(what), "snapshot %ld", ia.ids[0]);
-	req = json_pack("{s:s,s:I,s:b}", "op", "snapshot", "job", (json_int_t)ia.ids[0],
-			"revert", ia.revert);
-	if (!req) {
-		cli_err("%s: out of memory", what);
-		return CLI_EXIT_ERR;
-	}
-	/* No limit of our own: the controller answers within its snapshot_timeout. */
-	rc = cli_call_wait(ctx, req, -1, &resp, err, sizeof(err));
-	json_decref(req);
-	if (rc == -ENOTCONN && !strncmp(err, "no cluster", 10)) {
-		cli_no_cluster(ctx);
-		return CLI_EXIT_ERR;
-	}
-	json_array_foreach(json_object_get(resp, "nodes"), i, node) {
-		int bad = cli_snapshot_line(node, ia.revert, line, sizeof(line));
-
-		fprintf(bad ? stderr : stdout, "%s\n", line);
-		fflush(bad ? stderr : stdout); /* the lines keep their order on one terminal */
-		failed |= bad;
-	}
-	/* refused before any node was asked, or a failure no node line shows */
-	if (rc && !failed)
-		cli_err("%s: %s", what, err);
-	json_decref(resp);
-	return rc || failed ? CLI_EXIT_ERR : CLI_EXIT_OK;
 }
 
 /* ---- polling a job ---- */

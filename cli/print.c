@@ -39,24 +39,6 @@ void cli_format_bytes(long long bytes, char *buf, size_t len)
 	snprintf(buf, len, "%.1f %s", v, units[u]);
 }
 
-int cli_snapshot_line(const json_t *node, int revert, char *buf, size_t len)
-{
-	const char *name = cli_jstr(node, "node", "?"), *error = cli_jstr(node, "error", NULL);
-	double secs = (double)cli_jint(node, "ms", 0) / 1000.0;
-	char size[32];
-
-	if (error) {
-		snprintf(buf, len, "%s: error: %s", name, error);
-		return 1;
-	}
-	cli_format_bytes(cli_jint(node, "bytes", 0), size, sizeof(size));
-	if (revert)
-		snprintf(buf, len, "%s: reverted to %s saved state in %.2f s", name, size, secs);
-	else
-		snprintf(buf, len, "%s: saved %s in %.2f s", name, size, secs);
-	return 0;
-}
-
 void cli_ckpt_pauses(const json_t *parts, char *buf, size_t len)
 {
 	size_t used = 0, i;

@@ -109,12 +109,6 @@ static const struct field s_stats[] = {
 	{ .name = "switches", .kind = F_OBJS, .required = 1, .sub = s_switch },
 	{ .name = "usage", .kind = F_OBJS, .required = 1, .sub = s_usage },
 	{ .name = "vm", .kind = F_OBJS, .sub = s_vm_switch }, END };
-static const struct field s_snapshot[] = {
-	INT_REQ("job", 1, ID_MAX), INT_REQ("req", 1, NS_MAX),
-	{ .name = "revert", .kind = F_BOOL, .required = 1 }, END };
-static const struct field s_snapshot_done[] = {
-	INT_REQ("job", 1, ID_MAX), INT_REQ("req", 1, NS_MAX), INT_REQ("bytes", 0, NS_MAX),
-	INT_REQ("ms", 0, NS_MAX), STR_OPT("error", 4096), END };
 static const struct field s_ckpt_prepare[] = {
 	INT_REQ("job", 1, ID_MAX), INT_REQ("epoch", 1, NS_MAX), INT_REQ("t", 0, NS_MAX),
 	STR_REQ("part", 64), STR_REQ("servers", 1 << 16), INT_REQ("replicas", 1, 64),
@@ -150,9 +144,6 @@ static const struct field s_req_queue[] = {
 	STR_REQ("op", 16), { .name = "all", .kind = F_BOOL }, END };
 static const struct field s_req_job[] = { STR_REQ("op", 16), INT_REQ("job", 1, ID_MAX), END };
 static const struct field s_req_plain[] = { STR_REQ("op", 16), END };
-static const struct field s_req_snapshot[] = {
-	STR_REQ("op", 16), INT_REQ("job", 1, ID_MAX),
-	{ .name = "revert", .kind = F_BOOL, .required = 1 }, END };
 static const struct field s_req_ckpt_delete[] = {
 	STR_REQ("op", 16), INT_REQ("job", 1, ID_MAX), INT_REQ("epoch", 1, NS_MAX), END };
 static const struct field s_req_ckpt_export[] = {
@@ -174,7 +165,7 @@ struct op_schema {
 
 static const struct op_schema req_ops[] = {
 	{ "submit", s_req_submit }, { "queue", s_req_queue }, { "show", s_req_job },
-	{ "cancel", s_req_job }, { "snapshot", s_req_snapshot }, { "nodes", s_req_plain },
+	{ "cancel", s_req_job }, { "nodes", s_req_plain },
 	{ "status", s_req_plain }, { "shutdown", s_req_plain }, { "gang", s_req_plain },
 	{ "gang_stats", s_req_plain }, { "gang_set", s_req_gang_set }, { "storage", s_req_plain },
 	{ "storage_repair", s_req_plain }, { "ckpt", s_req_job }, { "ckpts", s_req_job },
@@ -271,8 +262,6 @@ static const struct {
 	[HEC_MSG_EPOCH] = { "EPOCH", s_epoch, HEC_SIDE_AGENT },
 	[HEC_MSG_STATS_REQ] = { "STATS_REQ", s_stats_req, HEC_SIDE_AGENT },
 	[HEC_MSG_STATS] = { "STATS", s_stats, HEC_SIDE_CTL },
-	[HEC_MSG_SNAPSHOT] = { "SNAPSHOT", s_snapshot, HEC_SIDE_AGENT },
-	[HEC_MSG_SNAPSHOT_DONE] = { "SNAPSHOT_DONE", s_snapshot_done, HEC_SIDE_CTL },
 	[HEC_MSG_STORE_HELLO] = { "STORE_HELLO", s_store_hello, HEC_SIDE_STORE },
 	[HEC_MSG_STORE_WELCOME] = { "STORE_WELCOME", s_store_welcome, 0 },
 	[HEC_MSG_STORE_REQ] = { "STORE_REQ", s_store_req, HEC_SIDE_STORE },

@@ -504,13 +504,6 @@ static void on_stats(void *arg, const struct hec_msg *m)
 	ctl_gang_on_stats(a->ctl, a->n, m->body);
 }
 
-static void on_snapshot_done(void *arg, const struct hec_msg *m)
-{
-	struct agent_call *a = arg;
-
-	snap_on_done(a->ctl, a->n, m->body);
-}
-
 static void on_ckpt_captured(void *arg, const struct hec_msg *m)
 {
 	struct agent_call *a = arg;
@@ -597,7 +590,6 @@ static const struct hec_msg_handler agent_handlers[] = {
 	{ .type = HEC_MSG_TIME_REQ, .rule = HEC_RULE_REGISTERED, .quick = 1, .fn = on_time_req },
 	{ .type = HEC_MSG_HEARTBEAT, .rule = HEC_RULE_REGISTERED, .fn = on_heartbeat },
 	{ .type = HEC_MSG_STATS, .rule = HEC_RULE_REGISTERED, .fn = on_stats },
-	{ .type = HEC_MSG_SNAPSHOT_DONE, .rule = HEC_RULE_REGISTERED, .fn = on_snapshot_done },
 	{ .type = HEC_MSG_CKPT_CAPTURED, .rule = HEC_RULE_REGISTERED, .fn = on_ckpt_captured },
 	{ .type = HEC_MSG_CKPT_STORED, .rule = HEC_RULE_REGISTERED, .fn = on_ckpt_stored },
 	{ .type = HEC_MSG_CKPT_PROGRESS, .rule = HEC_RULE_REGISTERED, .quick = 1,

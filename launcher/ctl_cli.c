@@ -393,13 +393,6 @@ static void req_cancel(void *arg, const struct hec_msg *m)
 	cli_cancel(r->ctl, r->p, r->job);
 }
 
-static void req_snapshot(void *arg, const struct hec_msg *m)
-{
-	struct cli_call *r = arg;
-
-	cli_snapshot(r->ctl, r->p, r->job, json_is_true(json_object_get(m->body, "revert")));
-}
-
 static void req_ckpt(void *arg, const struct hec_msg *m)
 {
 	struct cli_call *r = arg;
@@ -521,8 +514,6 @@ static const struct hec_msg_handler cli_handlers[] = {
 	{ .type = HEC_MSG_REQUEST, .op = "show", .rule = HEC_RULE_USER, .fn = req_show },
 	{ .type = HEC_MSG_REQUEST, .op = "cancel", .rule = HEC_RULE_OWNER,
 	  .what = "cancel it", .fn = req_cancel },
-	{ .type = HEC_MSG_REQUEST, .op = "snapshot", .rule = HEC_RULE_OWNER,
-	  .what = "snapshot or revert it", .fn = req_snapshot },
 	{ .type = HEC_MSG_REQUEST, .op = "ckpt", .rule = HEC_RULE_OWNER,
 	  .what = "checkpoint it", .fn = req_ckpt },
 	{ .type = HEC_MSG_REQUEST, .op = "ckpts", .rule = HEC_RULE_USER, .fn = req_ckpts },

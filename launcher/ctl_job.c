@@ -70,7 +70,6 @@ static void job_finish(struct ctl *ctl, struct ctl_job *j, enum job_state s)
 	ctl_gang_remove(ctl, j);
 	j->slot = -1;
 	job_save(ctl, j);
-	snap_job_ended(ctl, j);
 	ckpt_job_ended(ctl, j, j->reason);
 	job_drop_payload(j);
 	memset(j->key, 0, sizeof(j->key));
@@ -134,7 +133,6 @@ void job_end(struct ctl *ctl, struct ctl_job *j, enum job_state outcome, const c
 	job_save(ctl, j);
 	hec_info("job %ld: ending as %s (%s); cleaning up its nodes", j->id,
 		 job_state_name(outcome), j->reason);
-	snap_job_ended(ctl, j);
 	ckpt_job_ended(ctl, j, j->reason);
 	job_kill_nodes(ctl, j);
 }

@@ -34,7 +34,6 @@ struct ctl_conf {
 	long node_timeout;         /* ms */
 	long launch_timeout;       /* ms */
 	long vm_launch_timeout;    /* ms, vm partitions */
-	long snapshot_timeout;     /* ms: nodes answer SNAPSHOT by then or count as failed */
 	long ckpt_timeout;         /* ms: a checkpoint not stored by every node by then aborts */
 	char log_level[16];
 	long gang_slot;            /* ms: length of one time slot */
@@ -73,7 +72,6 @@ enum node_state { NODE_UNKNOWN, NODE_IDLE, NODE_ALLOCATED, NODE_DOWN };
 
 struct node;
 struct peer;
-struct snap_op;
 struct ckpt_op;
 struct restart_op;
 struct ckpt_state;
@@ -137,7 +135,6 @@ struct ctl_job {
 				      * on the host: it only opens the job's network) */
 	int64_t launch_deadline;     /* mono ns */
 	int64_t start_ns;            /* CLOCK_REALTIME ns of the start, for the time limit */
-	struct snap_op *snap;        /* vm: the snapshot or revert under way (ctl_snap.c) */
 
 	/* checkpoints and restarts (ckpt/; persisted in jobs, ckpts, restarts) */
 	long ckpt_interval;          /* s between automatic checkpoints, 0 = none */
@@ -254,9 +251,6 @@ struct ctl {
 	unsigned long gang_published; /* gm_version() of the last epoch */
 	int epoch_needed;            /* publish even if the matrix did not change */
 	int64_t stats_seq;           /* the last gang_stats request id */
-
-	/* snapshots of vm jobs (ctl_snap.c) */
-	int64_t snap_seq;            /* the last request id */
 
 	/* checkpoints (ckpt/ctl_ckpt.c) */
 	int64_t ckpt_seq;            /* the last checkpoint epoch given */
@@ -652,16 +646,6 @@ void cli_gang(struct ctl *ctl, struct peer *p);
 void cli_gang_stats(struct ctl *ctl, struct peer *p);
 /** `gang_set`, for root only (the dispatcher checked). */
 void cli_gang_set(struct ctl *ctl, struct peer *p, const json_t *req);
-
-/* ---- ctl_snap.c: snapshot and revert of a running vm job's partitions ---- */
-
-/** The `snapshot` request for @j (its owner's or root's: the dispatcher
- *  checked): SNAPSHOT to every node of the job; the answer goes out once
- *  every node has answered, failed, or timed out. */
-void cli_snapshot(struct ctl *ctl, struct peer *p, struct ctl_job *j, int revert);
-void snap_on_done(struct ctl *ctl, struct node *n, const json_t *body);
-/** @j left PH_RUNNING (ending or final): its pending request fails. */
-void snap_job_ended(struct ctl *ctl, struct ctl_job *j);
 
 /* ---- hecctld.c ---- */
 

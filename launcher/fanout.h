@@ -3,7 +3,8 @@
  * Fan-out requests of the controller: send one message to N nodes, collect
  * each node's answer (or why it has none) until a deadline, then hand every
  * node's outcome to one done callback.  `hec gang stats` (STATS_REQ) and
- * `hec snapshot` (SNAPSHOT) go through it; so will the checkpoint's phases.
+ * a checkpoint's capture and stream phases (CKPT_PREPARE, CKPT_STORED) go
+ * through it.
  *
  * The service knows nodes by name only and sends through the caller's
  * callback, so it depends on libevent and jansson, not on the controller's
@@ -77,7 +78,7 @@ struct fanout_req {
 	 * in the answers).  Only one waiting request per (kind, id). */
 	unsigned kind;
 	int64_t id;
-	const char *what;           /* the message, for log lines and reasons ("SNAPSHOT") */
+	const char *what;           /* the message, for log lines and reasons ("CKPT_PREPARE") */
 	const char *const *nodes;   /* names, copied; no name twice */
 	int nnodes;
 	long timeout_ms;            /* nodes not settled by then: TIMEOUT; 0: no deadline */

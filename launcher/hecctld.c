@@ -51,7 +51,6 @@ static const struct hec_conf_key ctl_keys[] = {
 	MS_KEY(node_timeout, "10s", 100, 86400000L, "silence after which a node is DOWN and its jobs NODE_FAIL"),
 	MS_KEY(launch_timeout, "30s", 100, 86400000L, "LAUNCH not answered by every node by then: the job fails"),
 	MS_KEY(vm_launch_timeout, "5m", 100, 86400000L, "the same for vm partitions (image build and guest boot; TCG is slow)"),
-	MS_KEY(snapshot_timeout, "10m", 1000, 86400000L, "hec snapshot: nodes that have not answered SNAPSHOT by then count as failed"),
 	MS_KEY(ckpt_timeout, "10m", 1000, 86400000L, "a checkpoint whose streams are not all stored by then is aborted"),
 	STR_KEY(log_level, "info", "err, warn, info, debug"),
 	MS_KEY(gang_slot, "50ms", 1, 60000, "length of one gang time slot"),

@@ -64,10 +64,8 @@ enum hec_msg_type {
 	HEC_MSG_EPOCH = 42,     /* ctl -> agent: this node's slot table from an instant on */
 	HEC_MSG_STATS_REQ = 43, /* ctl -> agent: {"req"} */
 	HEC_MSG_STATS = 44,     /* agent -> ctl: switch records and CPU usage */
-	/* vm partitions: saving and restoring a running job's guests (TCP) */
-	HEC_MSG_SNAPSHOT = 45,  /* ctl -> agent: {"job","req","revert"}: every partition of the
-				 * job saves its state, or (revert) goes back to the last saved */
-	HEC_MSG_SNAPSHOT_DONE = 46, /* agent -> ctl: {"job","req","bytes","ms","error"?} */
+	/* 45, 46: retired (a per-node save of a running job's guests, replaced
+	 * by checkpoints, 60..); not to be reused */
 	/* checkpoint storage (doc/storage.md): client <-> hecstored, as libfabric messages
 	 * on a connected endpoint; bulk data moves by RMA into the server's slots */
 	HEC_MSG_STORE_HELLO = 50,   /* client -> server: {"key","client"}, first */

@@ -19,7 +19,7 @@
  * and that is the only way error detail leaves a driver.  For the cgroup
  * ops (node_init .. gate_open) it says what was being done ("cgroup mkdir
  * /sys/fs/cgroup/hec/c/node0/job.7") and the caller adds the errno's text;
- * for the machine ops (start, snapshot, restore, run, net_join) it is the
+ * for the machine ops (start, capture, resume, run, net_join) it is the
  * whole reason.  @why may be NULL (with @len 0) when the caller does not
  * want it.  Errors are the caller's to log, naming the node and job (a
  * driver logs only its machine's progress).
@@ -38,7 +38,7 @@ struct event_base;
 struct json_t;
 
 /**
- * The end of an asynchronous op (start, snapshot, restore): called exactly
+ * The end of an asynchronous op (start, capture): called exactly
  * once, later, on the host's event loop, with @rc 0 or -errno and @why a
  * one-line reason when @rc < 0 (NULL otherwise).  Also called, with
  * -ECANCELED, if the partition's machine is dropped before the op ends.
@@ -217,7 +217,7 @@ struct hec_partition_ops {
 
 	/*
 	 * The partition's machine (optional: a proc partition has none, it is
-	 * ready once created, and cannot be snapshotted: CRIU, the way to save
+	 * ready once created, and cannot be checkpointed: CRIU, the way to save
 	 * bare processes, fails on these hosts).  Each returns 0 when under way,
 	 * and its done() follows; or -errno with a one-line reason in @why, and
 	 * no done().  They need the instance's host.
@@ -226,26 +226,17 @@ struct hec_partition_ops {
 	 *  up, a machine that fails reaches host->exited().  -EEXIST: it has
 	 *  one already. */
 	int (*start)(struct hec_partition *p, const struct hec_start_req *req, char *why, size_t len);
-	/** Write the machine's whole state, as of the call, to @fd (a file or a
-	 *  pipe; dup'ed, the caller keeps its own).  The partition keeps
-	 *  running (vm: QEMU background snapshot; where the host kernel does
-	 *  not allow it, the guest is stopped while its state is written).  A
-	 *  partition switched out by cgroup freeze writes during its slots;
-	 *  one switched otherwise leaves the gang for the op (host->gang_hold,
-	 *  then gang_release). */
-	int (*snapshot)(struct hec_partition *p, int fd, hec_part_done_fn done, void *arg,
-			char *why, size_t len);
-	/** Replace the running machine by the state read from @fd, as written
-	 *  by snapshot() of a partition of the same job and shape; it then runs
-	 *  on from there (vm: a new QEMU loads it, and only then is the old one
-	 *  killed).  A state that does not load ends in done() with the error,
-	 *  and the machine runs on as it was. */
-	int (*restore)(struct hec_partition *p, int fd, hec_part_done_fn done, void *arg,
-		       char *why, size_t len);
-	/** A checkpoint's capture: like snapshot(), and reports through @cbs
-	 *  the instant the state is fixed (captured) and, while the state is
-	 *  written, the bytes so far.  done() follows the last byte (rc 0) or
-	 *  the failure; after captured() the machine runs on either way. */
+	/** A checkpoint's capture: write the machine's whole state, as of the
+	 *  call, to @fd (a file or a pipe; dup'ed, the caller keeps its own),
+	 *  what start() with restore loads.  The partition keeps running (vm:
+	 *  QEMU background snapshot; where the host kernel does not allow it,
+	 *  the guest is stopped while its state is written).  A partition
+	 *  switched out by cgroup freeze writes during its slots; one switched
+	 *  otherwise leaves the gang for the op (host->gang_hold, then
+	 *  gang_release).  Reports through @cbs the instant the state is fixed
+	 *  (captured) and, while the state is written, the bytes so far.
+	 *  done() follows the last byte (rc 0) or the failure; after captured()
+	 *  the machine runs on either way.  -EBUSY: a capture is under way. */
 	int (*capture)(struct hec_partition *p, int fd, const struct hec_capture_cbs *cbs,
 		       hec_part_done_fn done, void *arg, char *why, size_t len);
 	/** Stop the capture under way (its done() follows with -ECANCELED);
@@ -399,26 +390,6 @@ static inline int hec_partition_start(struct hec_partition *p, const struct hec_
 		return p->ops->start(p, req, why, len);
 	if (why && len)
 		snprintf(why, len, "the %s partition driver has no machine to start", p->ops->name);
-	return -EOPNOTSUPP;
-}
-
-static inline int hec_partition_snapshot(struct hec_partition *p, int fd, hec_part_done_fn done,
-					 void *arg, char *why, size_t len)
-{
-	if (p->ops->snapshot)
-		return p->ops->snapshot(p, fd, done, arg, why, len);
-	if (why && len)
-		snprintf(why, len, "the %s partition driver cannot snapshot", p->ops->name);
-	return -EOPNOTSUPP;
-}
-
-static inline int hec_partition_restore(struct hec_partition *p, int fd, hec_part_done_fn done,
-					void *arg, char *why, size_t len)
-{
-	if (p->ops->restore)
-		return p->ops->restore(p, fd, done, arg, why, len);
-	if (why && len)
-		snprintf(why, len, "the %s partition driver cannot restore", p->ops->name);
 	return -EOPNOTSUPP;
 }
 

@@ -1,8 +1,8 @@
 /* SPDX-License-Identifier: BSD-3-Clause */
 /*
  * A QMP monitor driven synchronously, for the paths that must not wait on
- * the event loop: the gang dispatcher's gates (QMP stop/cont), snapshots,
- * and the vm-switch benchmark.  One command in flight at a time, under the
+ * the event loop: the gang dispatcher's gates (QMP stop/cont), a guest
+ * rejoining the gang after its capture, and the vm-switch benchmark.  One command in flight at a time, under the
  * monitor's lock, so that the dispatcher thread and the event loop may
  * share it; every wait is bounded.  Events arriving meanwhile are skipped.
  * Lines are parsed with jansson.

@@ -87,9 +87,9 @@ static void on_exit_frame(struct vm *v, const struct hec_guest_frame *f)
 
 /*
  * A restored guest's channel may begin inside a frame: hec-guest had sent
- * its head to the QEMU replaced (whose connection is gone with it) when the
- * snapshot was taken, and sends the rest now.  Skip to the first header of
- * a frame a guest sends.  \return 1 once in step.
+ * its head to the QEMU captured (whose connection is gone with it) when
+ * the checkpoint was taken, and sends the rest now.  Skip to the first
+ * header of a frame a guest sends.  \return 1 once in step.
  */
 static int guest_resync(struct vm *v, struct evbuffer *in)
 {
@@ -103,7 +103,7 @@ static int guest_resync(struct vm *v, struct evbuffer *in)
 		return 0;
 	if (v->resync_skipped)
 		hec_job_warn(v->host->node, v->job,
-			     "restored guest: %zu bytes of a frame cut by the snapshot skipped",
+			     "restored guest: %zu bytes of a frame cut by the checkpoint skipped",
 			     v->resync_skipped);
 	v->resync = 0;
 	return 1;

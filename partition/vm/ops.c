@@ -174,8 +174,6 @@ static void vm_drop(struct vm *v)
 	v->mk_pid = 0;
 	v->q.pid = 0;
 	qemu_drop(&v->q);
-	qemu_drop(&v->old);
-	v->old.pid = 0;
 	qmp_flush(v, 0);
 	if (v->op_timer) {
 		event_free(v->op_timer);
@@ -228,8 +226,8 @@ static int vm_gate_open(struct hec_partition *p, struct hec_gate **out, char *wh
 	if (!v->use_qmp || !v->q.mon)
 		return hec_partition_proc_ops.gate_open(v->cg, out, why, len);
 	if (v->op != OP_NONE) {
-		/* out of the gang until the snapshot or restore ends */
-		hec_fmt(why, len, "a snapshot or restore of the guest is under way");
+		/* out of the gang until the capture ends */
+		hec_fmt(why, len, "a capture of the guest is under way");
 		return -EBUSY;
 	}
 	*out = qmp_gate_new(v->q.mon);
@@ -270,8 +268,7 @@ static void console_reason(struct vm *v, char *out, size_t len)
 }
 
 
-/* The current QEMU exited: the guest failed, or the new QEMU of a restore
- * did, which the restore undoes. */
+/* QEMU exited: the guest failed. */
 static void qemu_ended(struct vm *v, int status)
 {
 	char reason[512], tail[600];
@@ -281,17 +278,6 @@ static void qemu_ended(struct vm *v, int status)
 	v->q.pid = 0;
 	if (v->state == VM_DEAD)
 		return;
-	if (v->incoming) {
-		/* The new QEMU of a restore: e.g. it could not load the state. */
-		qemu_log_tail(v, tail, sizeof(tail));
-		if (sig)
-			hec_fmt(reason, sizeof(reason), "the new QEMU was killed by signal %d", sig);
-		else
-			hec_fmt(reason, sizeof(reason), "the new QEMU exited with status %d%s%.400s", code,
-			    tail[0] ? ": " : "", tail);
-		restore_undo(v, -EIO, reason);
-		return;
-	}
 	if (v->from_stream && v->state == VM_BOOTING) {
 		/* e.g. a stream QEMU could not load, or cut short */
 		qemu_log_tail(v, tail, sizeof(tail));
@@ -331,10 +317,6 @@ static int vm_reaped(struct hec_partition *p, pid_t pid, int status)
 	}
 	if (v->q.pid == pid) {
 		qemu_ended(v, status);
-		return 1;
-	}
-	if (v->old.pid == pid) {
-		v->old.pid = 0; /* replaced (restore), or set aside and died */
 		return 1;
 	}
 	return 0;
@@ -549,8 +531,6 @@ const struct hec_partition_ops hec_partition_vm_ops = {
 	.path = vm_path,
 	.cpu_usage = vm_cpu_usage,
 	.start = vm_start,
-	.snapshot = vm_snapshot,
-	.restore = vm_restore,
 	.capture = vm_capture,
 	.cancel = vm_cancel,
 	.resume = vm_resume,

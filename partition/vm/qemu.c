@@ -226,10 +226,6 @@ int start_qemu(struct vm *v, char *why, size_t len)
 	struct hec_spawn_req req;
 	const char *envp[] = { "PATH=/usr/bin:/bin", NULL };
 	int kvm = kvm_usable();
-	/* paused, waiting for a state: a restore's new QEMU, or a guest
-	 * restarted from a checkpoint (which is also the first QEMU of its job
-	 * here: its files start afresh) */
-	int incoming = v->incoming || v->from_stream;
 
 	rc = make_listeners(v, why, len);
 	if (rc)
@@ -291,18 +287,18 @@ int start_qemu(struct vm *v, char *why, size_t len)
 	argv[argc++] = netdev;
 	argv[argc++] = "-device";
 	argv[argc++] = mac;
-	if (incoming) {
-		/* A restore: paused, until migrate-incoming has loaded the state. */
+	if (v->from_stream) {
+		/* Restarted from a checkpoint: paused, until migrate-incoming has
+		 * loaded the state. */
 		argv[argc++] = "-incoming";
 		argv[argc++] = "defer";
 		argv[argc++] = "-S";
 	}
 	argv[argc] = NULL;
 
+	/* The job's first QEMU here, a restarted one too: its files start afresh. */
 	hec_fmt(log, sizeof(log), "%s/qemu.log", v->dir);
-	/* A restore's QEMU writes after the one it replaces. */
-	logfd = open(log, O_WRONLY | O_CREAT | (v->incoming ? O_APPEND : O_TRUNC) | O_CLOEXEC | O_NOFOLLOW,
-		     0600);
+	logfd = open(log, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0600);
 	nullfd = open("/dev/null", O_RDONLY | O_CLOEXEC);
 	if (logfd < 0 || nullfd < 0) {
 		rc = -errno;
@@ -310,11 +306,9 @@ int start_qemu(struct vm *v, char *why, size_t len)
 		goto out;
 	}
 	/* QEMU writes the console file as the job's user. */
-	if (!v->incoming) {
-		hec_fmt(log, sizeof(log), "%s/console.log", v->dir);
-		close(open(log, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0600));
-		chown_sock(v, log);
-	}
+	hec_fmt(log, sizeof(log), "%s/console.log", v->dir);
+	close(open(log, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0600));
+	chown_sock(v, log);
 	req = (struct hec_spawn_req){ .argv = argv, .envp = envp, .cwd = v->dir, .uid = v->uid,
 				      .gid = v->gid, .stdin_fd = nullfd, .stdout_fd = logfd,
 				      .stderr_fd = logfd };
@@ -324,7 +318,7 @@ int start_qemu(struct vm *v, char *why, size_t len)
 	else
 		hec_job_info(v->host->node, v->job, "QEMU pid %d: %d vCPUs, %ld MB, %s%s",
 			     (int)v->q.pid, v->vcpus, v->mem_mb, kvm ? "KVM" : "TCG",
-			     incoming ? ", waiting for the state to restore" : "");
+			     v->from_stream ? ", waiting for the state to restore" : "");
 out:
 	if (logfd >= 0)
 		close(logfd);
@@ -348,18 +342,6 @@ void qemu_log_tail(struct vm *v, char *out, size_t len)
 }
 
 
-/* Let @c's connections read (1), or leave them idle (0: set aside). */
-static void qemu_listen(struct qemu *c, int on)
-{
-	struct bufferevent *b[] = { c->guest, c->qmp, c->netq };
-
-	for (size_t i = 0; i < HEC_ARRAY_SIZE(b); i++)
-		if (b[i] && on)
-			bufferevent_enable(b[i], EV_READ | EV_WRITE);
-		else if (b[i])
-			bufferevent_disable(b[i], EV_READ);
-}
-
 void qemu_drop(struct qemu *c)
 {
 	if (c->guest)
@@ -374,24 +356,6 @@ void qemu_drop(struct qemu *c)
 	if (c->pid > 0)
 		kill(c->pid, SIGKILL);
 }
-
-void swap_aside(struct vm *v)
-{
-	struct qemu t = v->q;
-
-	if (v->q.netq)
-		vnet_port_del(v->net, v->port_guest);
-	v->port_guest = 0;
-	v->q = v->old;
-	v->old = t;
-	qemu_listen(&v->q, 1);
-	qemu_listen(&v->old, 0);
-	if (v->q.netq)
-		v->port_guest = vnet_port_add(v->net, send_to_guest, v);
-	v->qmp_greeted = v->q.qmp != NULL;
-	v->qq_sent = 0;
-}
-
 
 /* ---- a guest restarted from a checkpoint's stream (start() with restore) ---- */
 

@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: BSD-3-Clause */
 /*
  * The guest's state (vm.h), at the bottom of the driver: how a guest
- * fails, and how start() and a snapshot or restore deliver their outcome.
+ * fails, and how start() and a capture deliver their outcome.
  * Every other file of the driver reports here; nothing here calls them.
  */
 #include "config.h"
@@ -83,7 +83,6 @@ void op_deliver(struct vm *v, int rc, const char *why, int rejoin)
 	v->op = OP_NONE;
 	v->op_ending = 0;
 	v->op_done = NULL;
-	v->on_pong = NULL;
 	if (v->op_timer)
 		evtimer_del(v->op_timer);
 	/* A QMP-switched guest left the gang for the op (op_begin): its gate
@@ -102,14 +101,14 @@ static void op_resumed(struct vm *v, json_t *reply, const char *error)
 {
 	if (!reply || error)
 		hec_job_warn(v->host->node, v->job,
-			     "the guest did not resume after its snapshot: %s",
+			     "the guest did not resume after its capture: %s",
 			     error ? error : "QEMU's monitor went away");
 	op_after(v, 0);
 }
 
 /*
  * The op's outcome is decided (the first decision counts): a guest we
- * stopped for its snapshot resumes first; the caller hears of it from the
+ * stopped for its capture resumes first; the caller hears of it from the
  * loop, never from inside one of our own calls.
  */
 void op_decide(struct vm *v, int rc, const char *why)

@@ -6,8 +6,9 @@
  * each vm one); this driver adds the guest: its image (image.c), QEMU
  * (qemu.c) and its QMP monitors (qmp.c on the event loop, qmp_mon.c
  * synchronous for the gates, gate.c), the guest channel to hec-guest, PID 1
- * inside (chan.c), the job's private network (net.c, vnet.c), snapshots
- * (snapshot.c), and its state: failure and outcomes (state.c); ops.c holds
+ * inside (chan.c), the job's private network (net.c, vnet.c), a
+ * checkpoint's capture (capture.c), and its state: failure and outcomes
+ * (state.c); ops.c holds
  * the ops table, the only symbol the rest of the program sees
  * (include/hec/partition.h), and the instance's life.  It
  * calls nothing above it: what it needs of hecd comes through the
@@ -33,16 +34,12 @@
  * to appear.  The guest's exit (QEMU gone, guest panic, channel broken)
  * ends the job as failed with the reason.
  *
- * Snapshot and restore (the ops of the same names) run on the loop too, as
- * chains of QMP commands on the event monitor, one in flight at a time:
- *   snapshot: query-status -> background-snapshot on (or stop, where the
- *   kernel refuses it) -> getfd + migrate fd: -> poll query-migrate.
- *   capture (a checkpoint's snapshot): the same, the QMP events STOP and
- *   RESUME telling when the state is fixed and how long the vCPUs stood.
- *   restore: stop the guest and set its QEMU aside -> a new QEMU with
- *   -incoming defer -> getfd + migrate-incoming fd: -> poll -> the old one
- *   goes, cont, PING/PONG on the guest channel; if the state does not load
- *   the new one goes and the old one resumes.
+ * A checkpoint's capture (the op of that name) runs on the loop too, as a
+ * chain of QMP commands on the event monitor, one in flight at a time:
+ * query-status -> background-snapshot on (or stop, where the kernel
+ * refuses it) -> getfd + migrate fd: -> poll query-migrate; the QMP events
+ * STOP and RESUME tell when the state is fixed and how long the vCPUs
+ * stood.
  *
  * The network: every node's agent runs a learning switch for the job
  * (vnet.c) with its guest on one port; the first node's switch is the hub,
@@ -88,7 +85,7 @@ struct qmp_mon;
 enum { L_GUEST, L_QMP, L_GATE, L_NET, NLISTEN };
 
 enum vm_state { VM_NONE, VM_IMAGE, VM_BOOTING, VM_UP, VM_DEAD };
-enum vm_op { OP_NONE, OP_SNAPSHOT, OP_RESTORE };
+enum vm_op { OP_NONE, OP_CAPTURE };
 
 struct vm;
 /* The answer to a QMP command sent on the event loop: the reply object
@@ -154,14 +151,8 @@ struct vm {
 	int64_t deadline_ns;
 	char shutdown_reason[64];
 	int panicked;
-	int incoming;                 /* restore: this QEMU is loading the state */
 	int resync;                   /* restored: the channel may begin inside a frame */
 	size_t resync_skipped;
-
-	/* restore: the QEMU being replaced, stopped and set aside (connections
-	 * idle) until the new one has loaded: it runs on if that fails; once
-	 * dropped, its pid stays until it is reaped */
-	struct qemu old;
 
 	/* QMP commands on the event loop: one in flight, answers in order */
 	struct qmp_call *qq;
@@ -171,23 +162,22 @@ struct vm {
 	hec_part_done_fn start_done;
 	void *start_arg;
 
-	/* a snapshot or restore under way: one at a time */
+	/* a capture under way: one at a time */
 	enum vm_op op;
 	unsigned op_gen;              /* counts ops: answers to an earlier one are ignored */
 	int op_fd;
 	hec_part_done_fn op_done;
 	void *op_arg;
-	int op_stopped;               /* snapshot: the guest stopped for it (no background snapshot) */
+	int op_stopped;               /* the guest stopped for it (no background snapshot) */
 	int op_rc;                    /* the outcome, once op_decide() decided it */
 	char op_why[512];
 	int op_ending;
 	int64_t op_deadline_ns;
-	long ping_seq;                /* restore: the PING whose PONG ends it */
-	/* a PONG from the guest goes here (the restore that sent the PING) */
+	long ping_seq;                /* resume(): the PING whose PONG ends it */
+	/* a PONG from the guest goes here (the resume that sent the PING) */
 	void (*on_pong)(struct vm *v, const struct hec_guest_frame *f);
 	struct event *op_timer;       /* polls the migration; then delivers the outcome */
-	/* a snapshot that is a checkpoint's capture (vm_capture): what it
-	 * reports besides done(); cap.captured NULL: a plain snapshot */
+	/* what the capture reports besides done() */
 	struct hec_capture_cbs cap;
 	int cap_fixed;                /* captured() was called */
 	int cap_whole;                /* no background snapshot: stopped while written */
@@ -232,21 +222,15 @@ struct vm {
 /*
  * Who calls whom, top down (no file calls one above it; what must reach
  * up goes through a pointer: a QMP command's answer, on_pong, the host's
- * callbacks): ops.c > snapshot.c > image.c > qemu.c > chan.c, net.c >
+ * callbacks): ops.c > capture.c > image.c > qemu.c > chan.c, net.c >
  * gate.c > state.c > qmp.c.
  */
 
-/* snapshot.c: snapshot and restore */
-int vm_snapshot(struct hec_partition *p, int fd, hec_part_done_fn done, void *arg, char *why,
-		size_t len);
-int vm_restore(struct hec_partition *p, int fd, hec_part_done_fn done, void *arg, char *why,
-	       size_t len);
+/* capture.c: a checkpoint's capture */
 int vm_capture(struct hec_partition *p, int fd, const struct hec_capture_cbs *cbs,
 	       hec_part_done_fn done, void *arg, char *why, size_t len);
 int vm_cancel(struct hec_partition *p);
 void op_timer_cb(evutil_socket_t fd, short what, void *arg);
-/* The new QEMU of a restore could not load the state: the old one resumes. */
-void restore_undo(struct vm *v, int rc, const char *why);
 
 /* image.c: hec-mkimage */
 /* Files of the job go into the image only if its user may read them. */
@@ -263,16 +247,14 @@ int vm_image_id(const struct vm *v, char *out, size_t len);
 /* qemu.c: the QEMU process and our connections to it */
 int build_cmdline(struct vm *v, const json_t *nodes);
 /* Listen on the guest's sockets in the job's directory and start QEMU in
- * the partition (v->incoming: paused, to load a state). */
+ * the partition (v->from_stream: paused, to load a state). */
 int start_qemu(struct vm *v, char *why, size_t len);
 void close_listeners(struct vm *v);
 /* QEMU's own complaint (bad -m, missing file): the last line of its log. */
 void qemu_log_tail(struct vm *v, char *out, size_t len);
 /* Close our connections to @c; the process is killed, and its pid stays
- * in @c until it is reaped (quietly, as v->old). */
+ * in @c until it is reaped. */
 void qemu_drop(struct qemu *c);
-/* The running QEMU and the one set aside trade places. */
-void swap_aside(struct vm *v);
 /* start() from a stream: QEMU (started with -incoming defer -S) is given
  * the stream and loads it; the guest is up and paused once it has. */
 void incoming_begin(struct vm *v);
@@ -314,7 +296,7 @@ void start_finish(struct vm *v, int rc, const char *why);
 /* The batch step is over for us: its output files close. */
 void run_ended(struct vm *v);
 /* The op's outcome is decided (the first decision counts): a guest we
- * stopped for its snapshot resumes first; the caller hears of it from the
+ * stopped for its capture resumes first; the caller hears of it from the
  * loop (op_timer), never from inside one of our own calls. */
 void op_decide(struct vm *v, int rc, const char *why);
 void op_after(struct vm *v, int ms);

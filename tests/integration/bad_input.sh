@@ -16,11 +16,12 @@ expect_fail 2 "program|command|script" "$HEC" submit -N 1
 expect_fail 2 "nodes" "$HEC" cluster up --nodes 0
 expect_fail 2 "--vm-switch: 'kvm': expected auto, cgroup or qmp" "$HEC" cluster up --nodes 1 --vm-switch kvm
 expect_fail 2 "job" "$HEC" show abc
-expect_fail 2 "snapshot: which job" "$HEC" snapshot
-expect_fail 2 "snapshot: job ID: 'abc' is not a number" "$HEC" snapshot abc
-expect_fail 2 "snapshot: job ID: must be between" "$HEC" snapshot 0
-expect_fail 2 "snapshot: unknown option --bogus" "$HEC" snapshot --bogus 1
-expect_fail 2 "snapshot: too many job IDs" "$HEC" snapshot 1 2
+expect_fail 2 "ckpt: job ID: 'abc' is not a number" "$HEC" ckpt abc
+expect_fail 2 "ckpt: job ID: must be between" "$HEC" ckpt --wait 0
+expect_fail 2 "ckpt: unknown option --bogus" "$HEC" ckpt --bogus 1
+expect_fail 2 "restart: which job" "$HEC" restart
+expect_fail 2 "restart: job ID: 'abc' is not a number" "$HEC" restart abc
+expect_fail 2 "restart: unexpected argument '2'" "$HEC" restart 1 2
 expect_fail 1 "no cluster" "$HEC" queue
 
 # Config files
@@ -64,10 +65,12 @@ done
 frame 2 '{"op":"show","job":424242}' | expect_reply "unix:$sock" 'RESPONSE .*"ok":false.*no such job'
 frame 2 '{"op":"submit","nodes":1,"ntasks":1,"time_limit":0,"name":"x","priority":0,"cwd":"/","env":[]}' |
 	expect_reply "unix:$sock" "ERROR .*exactly one of 'argv' and 'script'"
-frame 2 '{"op":"snapshot","job":1}' | expect_reply "unix:$sock" "ERROR .*missing field 'revert'"
-frame 46 '{"job":1,"req":1,"bytes":-1,"ms":0}' | expect_reply "tcp:$ctl_addr" "ERROR .*field 'bytes' is out of range"
-expect_fail 1 "snapshot 424242: no such job 424242" "$HEC" snapshot 424242
-expect_fail 1 "snapshot 424242: no such job 424242" "$HEC" snapshot --revert 424242
+frame 2 '{"op":"restart","job":1,"nodes":"node0"}' | expect_reply "unix:$sock" "ERROR .*field 'nodes'"
+frame 62 '{"job":1,"epoch":1,"part":"p0","bytes":-1}' | expect_reply "tcp:$ctl_addr" "ERROR .*field 'bytes' is out of range"
+# (45 and 46 are retired message types)
+printf 'HC\x01\x2e\x00\x00\x00\x02{}' | expect_reply "tcp:$ctl_addr" 'ERROR .*unknown message type 46'
+expect_fail 1 "ckpt 424242: no such job 424242" "$HEC" ckpt 424242
+expect_fail 1 "no such job 424242" "$HEC" restart 424242
 # An agent without the cluster key is refused; a bridge with a wrong job key too.
 frame 10 '{"node":"intruder","key":"wrong","hostname":"h","addr":"127.0.0.1:1","cpus":"0","topology":{"cores":1,"pus":1,"numa_nodes":1,"memory_mb":1},"partitions":[],"exits":[],"pid":1}' |
 	expect_reply "tcp:$ctl_addr" 'ERROR .*key'
@@ -79,16 +82,6 @@ pwned="$TEST_DIR/pwned"
 touch "$TEST_DIR/hold"
 run=$(cd "$TEST_DIR" && submit -N 2 -n 2 -- /bin/sh -c "while [ -e $TEST_DIR/hold ]; do sleep 0.1; done")
 wait_state "$run" RUNNING
-# snapshots are for vm partitions, of running jobs only
-expect_fail 1 "snapshot $run: job $run runs in proc partitions; snapshots need --partition vm" \
-	"$HEC" snapshot "$run"
-expect_fail 1 "snapshots need --partition vm" "$HEC" snapshot --revert "$run"
-# (it waits behind $run, which holds both nodes, and never launches)
-vmjob=$(cd "$TEST_DIR" && submit -N 1 --partition vm -- /bin/true)
-[ "$(job_state "$vmjob")" = PENDING ] || fail "vm job $vmjob is $(job_state "$vmjob"), expected PENDING"
-expect_fail 1 "snapshot $vmjob: job $vmjob is not running \(PENDING\)" "$HEC" snapshot "$vmjob"
-"$HEC" cancel "$vmjob" || fail "cancel $vmjob failed"
-expect_fail 1 "job $vmjob is not running \(CANCELLED\)" "$HEC" snapshot --revert "$vmjob"
 frame 30 "{\"job\":$run,\"key\":\"nope\",\"node\":\"node0\",\"cmd\":\"touch $pwned\"}" |
 	expect_reply "tcp:127.0.0.1:$n0_port" 'ERROR .*key'
 frame 30 "{\"job\":$run,\"key\":\"nope\",\"node\":\"node1\",\"cmd\":\"touch $pwned\"}" |

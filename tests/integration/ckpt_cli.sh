@@ -12,7 +12,8 @@
 #   (hec-store commit --meta) whose row was left pending when the
 #   controller died is listed committed after its restart, with the sizes,
 #   nodes and pauses of its manifest; a pending row whose epoch was never
-#   committed is aborted (its chunks go) and named as the last failure;
+#   committed is aborted (its chunks go, the committed one's stay as they
+#   were) and named as the last failure;
 #   `hec ckpt --delete` removes a checkpoint from the servers and the list.
 # hec-test-timeout: 300
 . "$HEC_SRCDIR/tests/integration/lib.sh"
@@ -138,6 +139,8 @@ for s in s0 s1; do
 	[ -d "$HEC_DIR/store/$s/data/objects/$v/$E2" ] && [ -n "$(ls -A "$HEC_DIR/store/$s/data/objects/$v/$E2")" ] &&
 		fail "$s still holds chunks of the aborted $v/$E2: $(ls "$HEC_DIR/store/$s/data/objects/$v/$E2")"
 done
+# the abort of $E2 left the earlier committed $E1 as it was, byte for byte
+"$HEC_STORE" --quiet get "$v" "$E1" p0 | cmp -s - "$W/p0" || fail "$v/$E1/p0 changed after the abort of $E2"
 "$HEC" ckpts "$v" | grep -qE "^$E1 +[0-9T:-]+ +2\.0 MB +committed .*node0 4\.1 ms, node1 3\.9 ms$" ||
 	fail "hec ckpts $v: $("$HEC" ckpts "$v")"
 "$HEC" ckpts "$v" | grep -q "^last failure: .* checkpoint $E2: the controller restarted during the checkpoint$" ||

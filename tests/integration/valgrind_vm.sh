@@ -1,15 +1,16 @@
 #!/bin/bash
 # SPDX-License-Identifier: BSD-3-Clause
-# The daemons under valgrind with vm partitions: a job, one cancelled while
-# its guests boot, and one snapshotted, reverted and cancelled during a
-# snapshot, then a clean shutdown: no invalid access, no leak.
+# The daemons under valgrind with vm partitions and a storage server: a
+# job, one cancelled while its guests boot, and one checkpointed, restarted
+# from its checkpoint and cancelled during a second checkpoint, then a
+# clean shutdown: no invalid access, no leak.
 . "$HEC_SRCDIR/tests/integration/lib.sh"
 command -v qemu-system-x86_64 >/dev/null || skip "qemu-system-x86_64 missing (Debian package qemu-system-x86)"
 ls /boot/vmlinuz-* >/dev/null 2>&1 || skip "no guest kernel in /boot (Debian package linux-image-amd64)"
 [ -x /bin/busybox ] || skip "no /bin/busybox (Debian package busybox-static)"
 
 valgrind_daemons
-cluster_up 2
+cluster_up 2 --storage 1
 cd "$TEST_DIR"
 v=$(submit -N 2 -n 2 -t 5:00 --partition vm --vcpus 1 -- "$HEC_BUILDDIR/examples/mpi_pi")
 "$HEC" wait "$v" || fail "vm job $v under valgrind: $(job_state "$v") $(job_field "$v" reason)"
@@ -20,20 +21,28 @@ sleep 3
 "$HEC" cancel "$w"
 "$HEC" wait "$w"
 [ "$(job_state "$w")" = CANCELLED ] || fail "vm job $w is $(job_state "$w") after cancel"
-# snapshot, revert, and a snapshot cut short by a cancel
+# a checkpoint, a restart from it, and a checkpoint cut short by a cancel
 x=$(submit -N 1 -t 5:00 --partition vm --vcpus 1 --mem 256M -- /bin/sleep 300)
 for i in $(seq 1 120); do
-	"$HEC" snapshot "$x" >/dev/null 2>&1 && break
+	# (refused until the guest is up)
+	e=$("$HEC" ckpt --wait "$x" 2>/dev/null) && break
 	sleep 1
 done
-"$HEC" snapshot "$x" || fail "vm job $x: no snapshot under valgrind"
-"$HEC" snapshot --revert "$x" || fail "vm job $x: no revert under valgrind"
-"$HEC" snapshot "$x" >/dev/null 2>&1 &
-sleep 0.3
+[[ $e =~ ^[0-9]+$ ]] || fail "vm job $x: no checkpoint under valgrind: $("$HEC" ckpt --wait "$x" 2>&1)"
+"$HEC" restart "$x" || fail "vm job $x: no restart under valgrind"
+for i in $(seq 1 180); do
+	e2=$("$HEC" ckpt "$x" 2>/dev/null) && break
+	sleep 1
+done
+[[ $e2 =~ ^[0-9]+$ ]] || fail "vm job $x: no checkpoint after its restart: $("$HEC" ckpt "$x" 2>&1)"
 "$HEC" cancel "$x"
 "$HEC" wait "$x"
-wait
 [ "$(job_state "$x")" = CANCELLED ] || fail "vm job $x is $(job_state "$x") after cancel"
+"$HEC" show "$x" --json | jq -e "(.job.restarts | length) == 1 and .job.restarts[0].epoch == $e" >/dev/null ||
+	fail "vm job $x was not restarted from $e: $("$HEC" show "$x" --json | jq -c .job.restarts)"
+"$HEC" ckpts "$x"
+"$HEC" ckpts "$x" --json | jq -e ".last_error.epoch == $e2" >/dev/null ||
+	fail "checkpoint $e2 was not cut short by the cancel: $("$HEC" ckpts "$x" --json)"
 "$HEC" cluster down || fail "cluster down failed"
-valgrind_verdict 3
+valgrind_verdict 4
 echo "PASS: $TEST_NAME"

@@ -3,19 +3,18 @@
 # The agent's side of a restart from a checkpoint (LAUNCH's restore, START
 # restored, RESUME; doc/design.md "Checkpoint and restart"), state then
 # verify, on a real guest:
-# - a 1-node vm job counts; `hec snapshot` saves its guest, and that stream
-#   goes to the cluster's 2 storage servers with hec-store put + commit, as
-#   checkpoint (job, 1, p0); the same stream is also committed as epoch 2,
-#   one of its chunks then corrupted on both servers; the job is cancelled;
+# - a 1-node vm job counts; `hec ckpt --wait` commits two checkpoints of
+#   it, E1 and E2, on the cluster's 2 storage servers; one chunk of E2 is
+#   then corrupted on both servers; the job is cancelled;
 # - a stand-in controller (the agent port of the stopped hecctld) sends the
 #   agent LAUNCHes with restore:
 #   * the wrong guest image: LAUNCHED with the error, no QEMU;
-#   * epoch 2: hec-store finds no good copy of the chunk: LAUNCHED with
+#   * E2: hec-store finds no good copy of the chunk: LAUNCHED with
 #     hec-store's line, and no QEMU left running;
-#   * epoch 1: LAUNCHED once loaded; the guest stays paused; an EPOCH that
+#   * E1: LAUNCHED once loaded; the guest stays paused; an EPOCH that
 #     starts 8 s later holds the partition frozen; START restored, RESUME
 #     at +1 s: nothing runs until the epoch starts, then the count goes on
-#     from the snapshot in the same output file (appended), to the end, and
+#     from E1's instant in the same output file (appended), to the end, and
 #     JOB_EXIT reports exit 0.
 . "$HEC_SRCDIR/tests/integration/lib.sh"
 
@@ -61,27 +60,27 @@ initrd=$(tr '\0' '\n' <"/proc/$qpid/cmdline" | sed -n '/^-initrd$/{n;p}')
 IMAGE=$(basename "$(dirname "$initrd")")
 echo "guest image $IMAGE ($initrd)"
 
-note "a checkpoint by hand: hec snapshot, then hec-store put and commit as ($j, 1, p0)"
-before=$(last_tick "$OUT")
-"$HEC" snapshot "$j" || fail "hec snapshot $j failed"
-after=$(last_tick "$OUT")
+note "two checkpoints by hec ckpt --wait; the second's chunk 1 corrupted"
 dir=$(find "$HEC_DIR" -type d -name "job.$j" | head -1)
-cp "$dir/snapshot" snap || fail "no snapshot file in $dir"
+before=$(last_tick "$OUT")
+E1=$("$HEC" ckpt --wait "$j") || fail "hec ckpt --wait $j failed"
+after=$(last_tick "$OUT")
+E2=$("$HEC" ckpt --wait "$j") || fail "the second hec ckpt --wait $j failed"
+[[ $E1 =~ ^[0-9]+$ ]] && [[ $E2 =~ ^[0-9]+$ ]] || fail "hec ckpt --wait printed '$E1' and '$E2'"
 SERVERS=$("$HEC" storage --json | jq -r '[.servers[] | "\(.name)=\(.addr)"] | join(",")')
-hs() { "$STORE" --servers "$SERVERS" --key-file "$HEC_DIR/cluster.key" --replicas 2 "$@"; }
-hs put "$j" 1 p0 <snap >entry1.json || fail "hec-store put $j 1 p0 failed"
-hs commit "$j" 1 entry1.json || fail "hec-store commit $j 1 failed"
-hs put "$j" 2 p0 <snap >entry2.json || fail "hec-store put $j 2 p0 failed"
-hs commit "$j" 2 entry2.json || fail "hec-store commit $j 2 failed"
-echo "snapshot of $(stat -c %s snap) bytes between ticks $before and $after; entry: $(jq -c '{size, hash}' entry1.json)"
-# chunk 1 of epoch 2 flipped on both servers (one byte of its data)
+"$STORE" --servers "$SERVERS" --key-file "$HEC_DIR/cluster.key" --json latest "$j" >latest.json ||
+	fail "hec-store latest $j failed"
+jq -e ".epoch == $E2 and .meta.parts[0].image == \"$IMAGE\"" latest.json >/dev/null ||
+	fail "checkpoint $E2's manifest does not name the guest image $IMAGE: $(jq -c . latest.json)"
+echo "checkpoint $E1 between ticks $before and $after, then $E2: $("$HEC" ckpts "$j" | tr '\n' ';')"
+# chunk 1 of E2 flipped on both servers (one byte of its data)
 n=0
-for f in $(find "$HEC_DIR/store" -path "*/objects/$j/2/p0.1"); do
+for f in $(find "$HEC_DIR/store" -path "*/objects/$j/$E2/p0.1"); do
 	b=$(od -An -tu1 -j 1064 -N 1 "$f" | tr -d ' ')
 	printf "\\$(printf %03o $(((b + 1) % 256)))" | dd of="$f" bs=1 seek=1064 conv=notrunc status=none
 	n=$((n + 1))
 done
-[ "$n" = 2 ] || fail "chunk 1 of epoch 2 found on $n servers, not 2"
+[ "$n" = 2 ] || fail "chunk 1 of $E2 found on $n servers, not 2"
 wait_tick $((after + 5))
 "$HEC" cancel "$j" || fail "hec cancel $j"
 wait_state "$j" CANCELLED 60
@@ -96,7 +95,7 @@ CTL_ADDR=$(sed -n 's/^controller *= *//p' "$HEC_DIR/node0.conf")
 kill "$(daemon_pid hecctld)"
 for i in $(seq 100); do kill -0 "$(daemon_pid hecctld)" 2>/dev/null || break; sleep 0.1; done
 cat >scenario.json <<EOF
-{"job": $j, "servers": "$SERVERS", "image": "$IMAGE", "output": "$OUT", "cwd": "$TEST_DIR",
+{"job": $j, "e1": $E1, "e2": $E2, "servers": "$SERVERS", "image": "$IMAGE", "output": "$OUT", "cwd": "$TEST_DIR",
  "script": $(jq -Rs . <count.sh), "events": "$TEST_DIR/events"}
 EOF
 cat >fakectl.py <<'EOF'
@@ -152,13 +151,13 @@ def agent(c, t, reg):
         wait(19, 60)
     send(c, 11, {"heartbeat_ms": 1000})
     for e in reg.get("exits", []): send(c, 17, {"job": e["job"]})
-    b = launch(1, "0" * 32)
+    b = launch(scen["e1"], "0" * 32)
     event("launched_image", error=b.get("error"))
     kill()
-    b = launch(2, scen["image"])
+    b = launch(scen["e2"], scen["image"])
     event("launched_corrupt", error=b.get("error"))
     kill()
-    b = launch(1, scen["image"])
+    b = launch(scen["e1"], scen["image"])
     event("launched", error=b.get("error"))
     if b.get("error"): return
     start, resume = now() + 8 * 10**9, now() + 10**9
@@ -219,15 +218,15 @@ jq -e '.error | test("node0: the guest image differs from the checkpoint.s: '"$I
 	fail "LAUNCHED for another image: $e"
 no_qemu "a refused image"
 
-note "restore of the corrupted epoch 2: hec-store's reason, no QEMU left"
+note "restore of the corrupted $E2: hec-store's reason, no QEMU left"
 e=$(ev launched_corrupt)
 echo "$e"
-jq -e '.error | test("^node0: the checkpoint.s stream: hec-store: get '"$j"'/2/p0 chunk 1: no good copy: ") and test("s0: ") and test("s1: ")' <<<"$e" >/dev/null ||
+jq -e '.error | test("^node0: the checkpoint.s stream: hec-store: get '"$j/$E2"'/p0 chunk 1: no good copy: ") and test("s0: ") and test("s1: ")' <<<"$e" >/dev/null ||
 	fail "LAUNCHED for the corrupted epoch: $e"
 no_qemu "a corrupted stream"
 [ "$(wc -l <"$OUT")" = "$lines" ] || fail "the output grew from a stream that failed its hash"
 
-note "restore of epoch 1: loaded, paused; frozen until the epoch starts; then runs on"
+note "restore of $E1: loaded, paused; frozen until the epoch starts; then runs on"
 e=$(ev launched)
 jq -e '.error == null' <<<"$e" >/dev/null || fail "LAUNCHED with restore failed: $e"
 [ -n "$(qemu_pid "$j")" ] || fail "no QEMU after LAUNCHED"
@@ -251,7 +250,7 @@ back=$(sed -n "$((lines + 1)),\$p" "$OUT")
 first=$(sed -n 's/^tick //p' <<<"$back" | head -n 1)
 echo "output: ticks up to $high before, then from $first on after the restart; last line: $(tail -n 1 "$OUT")"
 [ "$first" -ge "$before" ] && [ "$first" -le $((after + 1)) ] ||
-	fail "the restored count went on from $first, not from the snapshot's ($before..$((after + 1)))"
+	fail "the restored count went on from $first, not from checkpoint $E1's ($before..$((after + 1)))"
 sed -n 's/^tick //p' <<<"$back" | awk -v f="$first" -v last=$LAST 'NR == 1 && $1 != f { exit 1 } NR > 1 && $1 != p + 1 { exit 1 } { p = $1 } END { exit p != last }' ||
 	fail "after the restart the count did not run on by one to $LAST: $(tr '\n' ' ' <<<"$back" | head -c 400)"
 [ "$(tail -n 1 "$OUT")" = done ] || fail "the output's last line is not 'done'"

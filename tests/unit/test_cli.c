@@ -511,15 +511,10 @@ static void test_node_cpus(void)
 	CU_ASSERT_EQUAL(cli_node_cpus(2, 2, odd, 5, buf, sizeof(buf)), -EINVAL);
 }
 
-static void test_snapshot_lines(void)
+static void test_format_bytes(void)
 {
-	json_t *saved = json_pack("{s:s,s:I,s:I}", "node", "node0", "bytes", (json_int_t)160645120,
-				  "ms", (json_int_t)2410);
-	json_t *failed = json_pack("{s:s,s:s}", "node", "node1", "error", "went away (DOWN)");
-	char buf[256];
+	char buf[64];
 
-	CU_ASSERT_PTR_NOT_NULL_FATAL(saved);
-	CU_ASSERT_PTR_NOT_NULL_FATAL(failed);
 	cli_format_bytes(0, buf, sizeof(buf));
 	CU_ASSERT_STRING_EQUAL(buf, "0 B");
 	cli_format_bytes(1023, buf, sizeof(buf));
@@ -532,20 +527,6 @@ static void test_snapshot_lines(void)
 	CU_ASSERT_STRING_EQUAL(buf, "2.0 GB");
 	cli_format_bytes(3LL << 60, buf, sizeof(buf));
 	CU_ASSERT_STRING_EQUAL(buf, "3072.0 PB");
-
-	CU_ASSERT_EQUAL(cli_snapshot_line(saved, 0, buf, sizeof(buf)), 0);
-	CU_ASSERT_STRING_EQUAL(buf, "node0: saved 153.2 MB in 2.41 s");
-	json_object_set_new(saved, "ms", json_integer(1920));
-	CU_ASSERT_EQUAL(cli_snapshot_line(saved, 1, buf, sizeof(buf)), 0);
-	CU_ASSERT_STRING_EQUAL(buf, "node0: reverted to 153.2 MB saved state in 1.92 s");
-	CU_ASSERT_EQUAL(cli_snapshot_line(failed, 0, buf, sizeof(buf)), 1);
-	CU_ASSERT_STRING_EQUAL(buf, "node1: error: went away (DOWN)");
-	/* a node that answered with an error: the error, not the numbers */
-	json_object_set_new(saved, "error", json_string("savevm: No space left on device"));
-	CU_ASSERT_EQUAL(cli_snapshot_line(saved, 1, buf, sizeof(buf)), 1);
-	CU_ASSERT_STRING_EQUAL(buf, "node0: error: savevm: No space left on device");
-	json_decref(saved);
-	json_decref(failed);
 }
 
 static void test_storage_rows(void)
@@ -648,7 +629,7 @@ int main(void)
 		{ "host lists", test_hostlist },
 		{ "paths and names", test_paths_and_names },
 		{ "node CPU shares", test_node_cpus },
-		{ "snapshot lines", test_snapshot_lines },
+		{ "byte sizes", test_format_bytes },
 		{ "storage repair lines", test_repair_lines },
 		{ "storage table rows", test_storage_rows },
 		{ NULL, NULL },

@@ -226,89 +226,19 @@ static void test_vm_messages(void)
 	CU_ASSERT_STRING_EQUAL(err, "REQUEST: field 'vcpus' is out of range");
 }
 
-/* Snapshots of vm jobs: SNAPSHOT, SNAPSHOT_DONE and the snapshot request. */
-static void test_snapshot_messages(void)
+/* Message types 45 and 46 are retired (msg.h): frames of them are refused
+ * like any unknown type's. */
+static void test_retired_types(void)
 {
-	static const struct {
-		unsigned type;
-		const char *body, *err; /* err NULL: valid */
-	} cases[] = {
-		{ HEC_MSG_SNAPSHOT, "{\"job\":7,\"req\":1,\"revert\":false}", NULL },
-		{ HEC_MSG_SNAPSHOT, "{\"job\":7,\"req\":1764590000000000,\"revert\":true}", NULL },
-		{ HEC_MSG_SNAPSHOT, "{\"job\":7,\"req\":1}", "SNAPSHOT: missing field 'revert'" },
-		{ HEC_MSG_SNAPSHOT, "{\"job\":7,\"revert\":true}", "SNAPSHOT: missing field 'req'" },
-		{ HEC_MSG_SNAPSHOT, "{\"req\":1,\"revert\":true}", "SNAPSHOT: missing field 'job'" },
-		{ HEC_MSG_SNAPSHOT, "{\"job\":7,\"req\":1,\"revert\":1}",
-		  "SNAPSHOT: field 'revert' must be true or false" },
-		{ HEC_MSG_SNAPSHOT, "{\"job\":7,\"req\":0,\"revert\":false}",
-		  "SNAPSHOT: field 'req' is out of range" },
-		{ HEC_MSG_SNAPSHOT, "{\"job\":0,\"req\":1,\"revert\":false}",
-		  "SNAPSHOT: field 'job' is out of range" },
-		{ HEC_MSG_SNAPSHOT_DONE, "{\"job\":7,\"req\":1,\"bytes\":160645120,\"ms\":2410}", NULL },
-		{ HEC_MSG_SNAPSHOT_DONE, "{\"job\":7,\"req\":1,\"bytes\":0,\"ms\":0,"
-		  "\"error\":\"savevm: No space left on device\"}", NULL },
-		{ HEC_MSG_SNAPSHOT_DONE, "{\"job\":7,\"req\":1,\"ms\":5}",
-		  "SNAPSHOT_DONE: missing field 'bytes'" },
-		{ HEC_MSG_SNAPSHOT_DONE, "{\"job\":7,\"req\":1,\"bytes\":5}",
-		  "SNAPSHOT_DONE: missing field 'ms'" },
-		{ HEC_MSG_SNAPSHOT_DONE, "{\"job\":7,\"bytes\":5,\"ms\":5}",
-		  "SNAPSHOT_DONE: missing field 'req'" },
-		{ HEC_MSG_SNAPSHOT_DONE, "{\"job\":7,\"req\":1,\"bytes\":-1,\"ms\":5}",
-		  "SNAPSHOT_DONE: field 'bytes' is out of range" },
-		{ HEC_MSG_SNAPSHOT_DONE, "{\"job\":7,\"req\":1,\"bytes\":5,\"ms\":-3}",
-		  "SNAPSHOT_DONE: field 'ms' is out of range" },
-		{ HEC_MSG_SNAPSHOT_DONE, "{\"job\":7,\"req\":1,\"bytes\":\"5\",\"ms\":5}",
-		  "SNAPSHOT_DONE: field 'bytes' must be an integer" },
-		{ HEC_MSG_SNAPSHOT_DONE, "{\"job\":7,\"req\":1,\"bytes\":1.5,\"ms\":5}",
-		  "SNAPSHOT_DONE: field 'bytes' must be an integer" },
-		{ HEC_MSG_SNAPSHOT_DONE, "{\"job\":7,\"req\":1,\"bytes\":5,\"ms\":5,\"error\":false}",
-		  "SNAPSHOT_DONE: field 'error' must be a string" },
-		{ HEC_MSG_REQUEST, "{\"op\":\"snapshot\",\"job\":7,\"revert\":false}", NULL },
-		{ HEC_MSG_REQUEST, "{\"op\":\"snapshot\",\"job\":7}", "REQUEST: missing field 'revert'" },
-		{ HEC_MSG_REQUEST, "{\"op\":\"snapshot\",\"revert\":true}", "REQUEST: missing field 'job'" },
-		{ HEC_MSG_REQUEST, "{\"op\":\"snapshot\",\"job\":\"7\",\"revert\":true}",
-		  "REQUEST: field 'job' must be an integer" },
-		{ HEC_MSG_REQUEST, "{\"op\":\"snapshot\",\"job\":7,\"revert\":\"yes\"}",
-		  "REQUEST: field 'revert' must be true or false" },
-	};
-	json_t *body = json_pack("{s:i,s:I,s:b}", "job", 7, "req", (json_int_t)3, "revert", 1);
 	struct hec_msg m;
-	uint8_t *frame;
-	size_t len, used;
 	char err[256];
 
-	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
-		int rc = decode_text(cases[i].type, cases[i].body, &m, err, sizeof(err));
-
-		if (!cases[i].err) {
-			CU_ASSERT_EQUAL(rc, 0);
-			if (rc)
-				fprintf(stderr, "\n  %s refused: %s\n", cases[i].body, err);
-			else
-				hec_msg_clear(&m);
-			continue;
-		}
-		CU_ASSERT_EQUAL(rc, -EBADMSG);
-		CU_ASSERT_STRING_EQUAL(err, cases[i].err);
+	for (unsigned type = 45; type <= 46; type++) {
+		CU_ASSERT_EQUAL(decode_text(type, "{\"job\":7,\"req\":1}", &m, err, sizeof(err)),
+				-EPROTO);
+		CU_ASSERT_PTR_NOT_NULL(strstr(err, "unknown message type"));
+		CU_ASSERT_STRING_EQUAL(hec_msg_type_name(type), "?");
 	}
-
-	/* what the controller sends encodes, and decodes to the same fields */
-	CU_ASSERT_EQUAL_FATAL(hec_msg_encode(HEC_MSG_SNAPSHOT, body, &frame, &len), 0);
-	CU_ASSERT_EQUAL(frame[3], HEC_MSG_SNAPSHOT);
-	CU_ASSERT_EQUAL_FATAL(hec_msg_decode(frame, len, &m, &used, err, sizeof(err)), 0);
-	CU_ASSERT_EQUAL(json_integer_value(json_object_get(m.body, "req")), 3);
-	CU_ASSERT(json_is_true(json_object_get(m.body, "revert")));
-	hec_msg_clear(&m);
-	free(frame);
-	/* and a body that breaks the schema is refused by the encoder */
-	json_object_set_new(body, "revert", json_integer(1));
-	CU_ASSERT_EQUAL(hec_msg_encode(HEC_MSG_SNAPSHOT, body, &frame, &len), -EINVAL);
-	json_decref(body);
-
-	CU_ASSERT_EQUAL(HEC_MSG_SNAPSHOT, 45);
-	CU_ASSERT_EQUAL(HEC_MSG_SNAPSHOT_DONE, 46);
-	CU_ASSERT_STRING_EQUAL(hec_msg_type_name(HEC_MSG_SNAPSHOT), "SNAPSHOT");
-	CU_ASSERT_STRING_EQUAL(hec_msg_type_name(HEC_MSG_SNAPSHOT_DONE), "SNAPSHOT_DONE");
 }
 
 /* Storage requests: the schema is chosen by "op" as for REQUEST, and the
@@ -370,16 +300,16 @@ static void count_call(void *ctx, const struct hec_msg *m)
 static const unsigned to_agent[] = {
 	HEC_MSG_ERROR, HEC_MSG_REGISTERED, HEC_MSG_LAUNCH, HEC_MSG_START, HEC_MSG_EXIT_ACK,
 	HEC_MSG_KILL_JOB, HEC_MSG_SHUTDOWN, HEC_MSG_TIME_RESP, HEC_MSG_EPOCH, HEC_MSG_STATS_REQ,
-	HEC_MSG_CKPT_PREPARE, HEC_MSG_CKPT_REOPEN, HEC_MSG_CKPT_ABORT, HEC_MSG_RESUME, HEC_MSG_SNAPSHOT,
+	HEC_MSG_CKPT_PREPARE, HEC_MSG_CKPT_REOPEN, HEC_MSG_CKPT_ABORT, HEC_MSG_RESUME,
 };
 static const unsigned to_ctl[] = {
 	HEC_MSG_ERROR, HEC_MSG_REGISTER, HEC_MSG_HEARTBEAT, HEC_MSG_LAUNCHED, HEC_MSG_JOB_EXIT,
-	HEC_MSG_JOB_GONE, HEC_MSG_TIME_REQ, HEC_MSG_STATS, HEC_MSG_SNAPSHOT_DONE,
+	HEC_MSG_JOB_GONE, HEC_MSG_TIME_REQ, HEC_MSG_STATS,
 	HEC_MSG_STORE_REGISTER, HEC_MSG_STORE_STATUS, HEC_MSG_CKPT_CAPTURED, HEC_MSG_CKPT_STORED,
 	HEC_MSG_CKPT_PROGRESS,
 };
 static const char *const req_ops[] = {
-	"submit", "queue", "show", "cancel", "snapshot", "nodes", "status", "shutdown", "gang",
+	"submit", "queue", "show", "cancel", "nodes", "status", "shutdown", "gang",
 	"gang_stats", "gang_set", "storage", "ckpt", "ckpts", "ckpt_delete", "restart",
 	"ckpt_export", "ckpt_import",
 	"storage_repair",
@@ -454,14 +384,14 @@ static void test_handlers_check_links(void)
 	expect_bad(c, nc, HEC_SIDE_AGENT, "REGISTER is not received on this side");
 
 	/* a missing row, and a second one */
-	expect_bad(a, na - 1, HEC_SIDE_AGENT, "SNAPSHOT has 0 rows (expected 1)");
+	expect_bad(a, na - 1, HEC_SIDE_AGENT, "RESUME has 0 rows (expected 1)");
 	a[na] = a[0];
 	expect_bad(a, na + 1, HEC_SIDE_AGENT, "ERROR has 2 rows (expected 1)");
 	/* a row for a message only bridges send */
 	a[na] = (struct hec_msg_handler){ .type = HEC_MSG_SPAWN, .rule = HEC_RULE_PEER, .fn = count_call };
-	expect_bad(a, na + 1, HEC_SIDE_AGENT, "row 15: SPAWN is not received");
+	expect_bad(a, na + 1, HEC_SIDE_AGENT, "row 14: SPAWN is not received");
 	a[na].type = 200;
-	expect_bad(a, na + 1, HEC_SIDE_AGENT, "row 15: ? is not received");
+	expect_bad(a, na + 1, HEC_SIDE_AGENT, "row 14: ? is not received");
 
 	/* rows without a handler, a rule, or with a rule of the CLI socket */
 	c[2].fn = NULL;
@@ -499,12 +429,12 @@ static void test_handlers_check_requests(void)
 	t[n] = t[1];
 	expect_bad(t, n + 1, HEC_SIDE_CTL_CLI, "REQUEST op 'queue' has 2 rows");
 	t[n].op = "frobnicate";
-	expect_bad(t, n + 1, HEC_SIDE_CTL_CLI, "row 19: REQUEST op 'frobnicate' is unknown");
+	expect_bad(t, n + 1, HEC_SIDE_CTL_CLI, "row 18: REQUEST op 'frobnicate' is unknown");
 	t[n].op = NULL;
-	expect_bad(t, n + 1, HEC_SIDE_CTL_CLI, "row 19: REQUEST op 'REQUEST' is unknown");
+	expect_bad(t, n + 1, HEC_SIDE_CTL_CLI, "row 18: REQUEST op 'REQUEST' is unknown");
 	/* only REQUEST comes on the CLI socket, and with the CLI's rules */
 	t[n] = (struct hec_msg_handler){ .type = HEC_MSG_ERROR, .rule = HEC_RULE_USER, .fn = count_call };
-	expect_bad(t, n + 1, HEC_SIDE_CTL_CLI, "row 19: ERROR is not received");
+	expect_bad(t, n + 1, HEC_SIDE_CTL_CLI, "row 18: ERROR is not received");
 	t[0].rule = HEC_RULE_REGISTERED;
 	expect_bad(t, n, HEC_SIDE_CTL_CLI, "row 0: submit: rule");
 	t[0].rule = HEC_RULE_USER;
@@ -513,14 +443,14 @@ static void test_handlers_check_requests(void)
 	t[3].rule = HEC_RULE_OWNER; /* cancel */
 	expect_bad(t, n, HEC_SIDE_CTL_CLI, "row 3: cancel: an owner or root rule needs its what");
 	t[3].what = "cancel it";
-	t[7].rule = HEC_RULE_ROOT; /* shutdown */
-	expect_bad(t, n, HEC_SIDE_CTL_CLI, "row 7: shutdown: an owner or root rule needs its what");
-	t[7].what = "shut the cluster down";
+	t[6].rule = HEC_RULE_ROOT; /* shutdown */
+	expect_bad(t, n, HEC_SIDE_CTL_CLI, "row 6: shutdown: an owner or root rule needs its what");
+	t[6].what = "shut the cluster down";
 	CU_ASSERT_EQUAL(hec_msg_handlers_check(t, n, HEC_SIDE_CTL_CLI, err, sizeof(err)), 0);
-	t[6].rule = HEC_RULE_OWNER; /* status names no job */
-	t[6].what = "see it";
-	expect_bad(t, n, HEC_SIDE_CTL_CLI, "row 6: status: owner rule without a required 'job'");
-	t[6].rule = HEC_RULE_ROOT;
+	t[5].rule = HEC_RULE_OWNER; /* status names no job */
+	t[5].what = "see it";
+	expect_bad(t, n, HEC_SIDE_CTL_CLI, "row 5: status: owner rule without a required 'job'");
+	t[5].rule = HEC_RULE_ROOT;
 	CU_ASSERT_EQUAL(hec_msg_handlers_check(t, n, HEC_SIDE_CTL_CLI, err, sizeof(err)), 0);
 	free(t);
 }
@@ -532,17 +462,17 @@ static void test_handler_find(void)
 	struct hec_msg m = { .type = HEC_MSG_REQUEST };
 	const struct hec_msg_handler *h;
 
-	m.body = json_pack("{s:s,s:i,s:b}", "op", "snapshot", "job", 3, "revert", 0);
+	m.body = json_pack("{s:s,s:i}", "op", "cancel", "job", 3);
 	CU_ASSERT_PTR_NOT_NULL_FATAL(m.body);
 	h = hec_msg_handler_find(t, N(req_ops), &m);
-	CU_ASSERT_PTR_EQUAL(h, &t[4]);
+	CU_ASSERT_PTR_EQUAL(h, &t[3]);
 	/* by "op", not by position or prefix */
-	json_object_set_new(m.body, "op", json_string("snap"));
+	json_object_set_new(m.body, "op", json_string("canc"));
 	CU_ASSERT_PTR_NULL(hec_msg_handler_find(t, N(req_ops), &m));
 	json_object_set_new(m.body, "op", json_string("gang_set"));
-	CU_ASSERT_PTR_EQUAL(hec_msg_handler_find(t, N(req_ops), &m), &t[10]);
+	CU_ASSERT_PTR_EQUAL(hec_msg_handler_find(t, N(req_ops), &m), &t[9]);
 	json_object_set_new(m.body, "op", json_string("gang"));
-	CU_ASSERT_PTR_EQUAL(hec_msg_handler_find(t, N(req_ops), &m), &t[8]);
+	CU_ASSERT_PTR_EQUAL(hec_msg_handler_find(t, N(req_ops), &m), &t[7]);
 	/* a request does not match a table of agent messages, nor they the CLI's */
 	CU_ASSERT_PTR_NULL(hec_msg_handler_find(c, N(to_ctl), &m));
 	json_decref(m.body);
@@ -569,7 +499,7 @@ static const struct hec_cunit_test tests[] = {
 	{ "type names", test_type_names },
 	{ "storage: STORE_REQ by op, hex fields", test_store_messages },
 	{ "vm partitions: LAUNCH, NET_JOIN, NET_FRAME, submit", test_vm_messages },
-	{ "vm snapshots: SNAPSHOT, SNAPSHOT_DONE, the snapshot request", test_snapshot_messages },
+	{ "retired types 45 and 46", test_retired_types },
 	{ "handler tables: who receives what", test_sides },
 	{ "handler tables: agent links checked against the schemas", test_handlers_check_links },
 	{ "handler tables: requests checked against the ops", test_handlers_check_requests },

@@ -267,6 +267,7 @@ static void test_absent_optional_ops(void)
 	struct hec_gate *g = NULL;
 	struct hec_start_req sreq = { 0 };
 	struct hec_run_req rreq = { 0 };
+	struct hec_capture_cbs cbs = { 0 };
 	unsigned long long usec;
 	char why[256];
 
@@ -279,8 +280,8 @@ static void test_absent_optional_ops(void)
 		CU_ASSERT_PTR_NOT_NULL(strstr(why, what));              \
 	} while (0)
 	ABSENT(hec_partition_start(p, &sreq, why, sizeof(why)), "no machine");
-	ABSENT(hec_partition_snapshot(p, 3, NULL, NULL, why, sizeof(why)), "cannot snapshot");
-	ABSENT(hec_partition_restore(p, 3, NULL, NULL, why, sizeof(why)), "cannot restore");
+	ABSENT(hec_partition_capture(p, 3, &cbs, NULL, NULL, why, sizeof(why)), "checkpoint capture");
+	ABSENT(hec_partition_resume(p, why, sizeof(why)), "resume");
 	ABSENT(hec_partition_run(p, &rreq, why, sizeof(why)), "runs no batch step");
 	ABSENT(hec_partition_net_join(p, "node1", NULL, why, sizeof(why)), "no job network");
 	ABSENT(hec_partition_freeze(p, why, sizeof(why)), "freeze");

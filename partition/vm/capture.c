@@ -1,22 +1,17 @@
 /* SPDX-License-Identifier: BSD-3-Clause */
 /*
- * Snapshot and restore of a guest (vm.h): chains of QMP commands on the
- * event monitor, one in flight at a time.
- *   snapshot: query-status -> background-snapshot on (or stop, where the
- *   kernel refuses it) -> getfd + migrate fd: -> poll query-migrate.
- *   capture (a checkpoint's snapshot): the same, and the QMP events STOP
- *   and RESUME that QEMU's background snapshot sends around its pause
- *   tell the instant the state is fixed and how long the vCPUs stopped.
- *   restore: stop the guest and set its QEMU aside -> a new QEMU with
- *   -incoming defer -> getfd + migrate-incoming fd: -> poll -> the old one
- *   goes, cont, PING/PONG on the guest channel; if the state does not load
- *   the new one goes and the old one resumes.
+ * A checkpoint's capture of a guest (vm.h): a chain of QMP commands on the
+ * event monitor, one in flight at a time: query-status ->
+ * background-snapshot on (or stop, where the kernel refuses it) -> getfd +
+ * migrate fd: -> poll query-migrate.  The QMP events STOP and RESUME that
+ * QEMU's background snapshot sends around its pause tell the instant the
+ * state is fixed and how long the vCPUs stopped.  What it writes, start()
+ * with restore loads (qemu.c, incoming_begin).
  */
 #include "config.h"
 
 #include <errno.h>
 #include <fcntl.h>
-#include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -27,17 +22,15 @@
 #include "partition/vm/vm.h"
 #include "hec/qmp.h"
 
-/* ---- snapshot and restore ---- */
+/* ---- the capture ---- */
 
 #define OP_POLL_MS 50
 #define OP_TIMEOUT_S 600
 #define SNAP_FDNAME "hecsnap"
-/* QEMU throttles migration to 32 MiB/s by default: a snapshot goes as
+/* QEMU throttles migration to 32 MiB/s by default: a capture goes as
  * fast as the file takes it. */
 #define SNAP_BANDWIDTH (64LL << 30)
 #define CAP_PROGRESS_NS 1000000000LL
-
-static void restore_stopped(struct vm *v, json_t *reply, const char *error);
 
 /* No capture's callbacks, no listening to STOP and RESUME. */
 static void vm_capture_clear(struct vm *v)
@@ -49,9 +42,7 @@ static void vm_capture_clear(struct vm *v)
 }
 
 
-/* The op's outcome: op_decide(), but a restore that fails while its new
- * QEMU loads is undone: the old guest comes back (restore_undo ends the
- * op itself). */
+/* The op's outcome: op_decide(), which resumes a guest stopped for it. */
 static void op_end(struct vm *v, int rc, const char *fmt_, ...) __attribute__((format(printf, 3, 4)));
 static void op_end(struct vm *v, int rc, const char *fmt_, ...)
 {
@@ -64,10 +55,6 @@ static void op_end(struct vm *v, int rc, const char *fmt_, ...)
 		va_start(ap, fmt_);
 		vsnprintf(why, sizeof(why), fmt_, ap);
 		va_end(ap);
-	}
-	if (v->op == OP_RESTORE && v->incoming && v->state != VM_DEAD) {
-		restore_undo(v, rc, why);
-		return;
 	}
 	/* A background snapshot that failed or was cancelled between QEMU's
 	 * own stop and its resume may leave the guest stopped: op_decide
@@ -85,21 +72,8 @@ static int op_live(struct vm *v)
 
 static void op_check(struct vm *v, json_t *reply, const char *error)
 {
-	char tail[600], msg[900];
-
 	if (!op_live(v))
 		return;
-	if (v->op == OP_RESTORE && v->incoming && (!reply || error)) {
-		/* The new QEMU refused or is going (its monitor may close before
-		 * its exit is reaped): its log says why. */
-		qemu_log_tail(v, tail, sizeof(tail));
-		if (reply)
-			hec_fmt(msg, sizeof(msg), "the new QEMU: %s", error);
-		else
-			hec_fmt(msg, sizeof(msg), "the new QEMU went away%s%.600s", tail[0] ? ": " : "", tail);
-		restore_undo(v, reply ? -EIO : -ECONNRESET, msg);
-		return;
-	}
 	if (!reply)
 		op_end(v, -ECONNRESET, "QEMU's monitor went away");
 	else if (error)
@@ -174,7 +148,7 @@ static void cap_runstate(struct vm *v, int running, int64_t ts_us)
 		return;
 	}
 	if (!v->cap_stop_us || v->cap_resume_us)
-		return; /* not the snapshot's pause (a cont of ours) */
+		return; /* not the capture's pause (a cont of ours) */
 	v->cap_resume_us = ts_us;
 	if (v->cap_fixed || v->cap_whole || v->cap_cancelled)
 		return;
@@ -237,7 +211,7 @@ static void snap_status(struct vm *v, json_t *reply, const char *error)
 		snap_migrate(v);
 }
 
-/* Why no snapshot or restore of @v can begin now. */
+/* Why no capture of @v can begin now. */
 static int op_refused(struct vm *v, char *why, size_t len)
 {
 	if (!v) {
@@ -248,21 +222,16 @@ static int op_refused(struct vm *v, char *why, size_t len)
 		hec_fmt(why, len, "the guest is not up%s%s", v->why[0] ? ": " : "", v->why);
 		return -ENOTCONN;
 	}
-	if (v->op != OP_NONE) {
-		hec_fmt(why, len, "a snapshot or restore of the guest is under way");
-		return -EBUSY;
-	}
-	hec_fmt(why, len, "the QEMU replaced by the last restore is still exiting");
+	hec_fmt(why, len, "a capture of the guest is under way");
 	return -EBUSY;
 }
 
-/* Start a snapshot or restore of @v with its first command. */
-static int op_begin(struct vm *v, enum vm_op op, const struct hec_capture_cbs *cbs, int fd,
+/* Start a capture of @v with its first command. */
+static int op_begin(struct vm *v, const struct hec_capture_cbs *cbs, int fd,
 		    hec_part_done_fn done, void *arg, char *why, size_t len, json_t *first,
 		    qmp_cb cb)
 {
-	if (!v || v->state != VM_UP || !v->q.qmp || v->op != OP_NONE ||
-	    (op == OP_RESTORE && v->old.pid > 0)) {
+	if (!v || v->state != VM_UP || !v->q.qmp || v->op != OP_NONE) {
 		json_decref(first);
 		return op_refused(v, why, len);
 	}
@@ -272,19 +241,16 @@ static int op_begin(struct vm *v, enum vm_op op, const struct hec_capture_cbs *c
 		json_decref(first);
 		return -errno;
 	}
-	v->op = op;
+	v->op = OP_CAPTURE;
 	v->op_gen++;
 	vm_capture_clear(v);
-	if (cbs) {
-		v->cap = *cbs;
-		v->cap_progress_ns = hec_now_mono_ns();
-	}
+	v->cap = *cbs;
+	v->cap_progress_ns = hec_now_mono_ns();
 	v->op_done = done;
 	v->op_arg = arg;
 	v->op_stopped = 0;
 	v->op_deadline_ns = hec_now_mono_ns() + (int64_t)OP_TIMEOUT_S * 1000000000;
-	hec_job_info(v->host->node, v->job, "%s of the guest begins",
-		     op == OP_RESTORE ? "restore" : v->cap.captured ? "capture" : "snapshot");
+	hec_job_info(v->host->node, v->job, "capture of the guest begins");
 	/* A QMP-switched guest leaves the gang for the op (op_deliver takes it
 	 * back): the dispatcher must not stop or resume it under us, and the
 	 * state written is the one of now. */
@@ -297,15 +263,6 @@ static int op_begin(struct vm *v, enum vm_op op, const struct hec_capture_cbs *c
 	return 0;
 }
 
-
-int vm_snapshot(struct hec_partition *p, int fd, hec_part_done_fn done, void *arg,
-		       char *why, size_t len)
-{
-	/* Running or stopped decides how its state is written. */
-	return op_begin(p->priv, OP_SNAPSHOT, NULL, fd, done, arg, why, len,
-			json_pack("{s:s}", "execute", "query-status"), snap_status);
-}
-
 int vm_capture(struct hec_partition *p, int fd, const struct hec_capture_cbs *cbs,
 	       hec_part_done_fn done, void *arg, char *why, size_t len)
 {
@@ -313,7 +270,7 @@ int vm_capture(struct hec_partition *p, int fd, const struct hec_capture_cbs *cb
 		hec_fmt(why, len, "a capture without its captured() callback");
 		return -EINVAL;
 	}
-	return op_begin(p->priv, OP_SNAPSHOT, cbs, fd, done, arg, why, len,
+	return op_begin(p->priv, cbs, fd, done, arg, why, len,
 			json_pack("{s:s}", "execute", "query-status"), snap_status);
 }
 
@@ -332,7 +289,7 @@ int vm_cancel(struct hec_partition *p)
 {
 	struct vm *v = p->priv;
 
-	if (!v || v->op != OP_SNAPSHOT || !v->cap.captured || v->op_ending)
+	if (!v || v->op != OP_CAPTURE || v->op_ending)
 		return -ENOENT;
 	if (v->cap_bg) {
 		if (!v->cap_cancelled)
@@ -365,106 +322,6 @@ static void cap_end(struct vm *v)
 	vm_capture_clear(v);
 }
 
-
-/*
- * The new QEMU could not load the state: it goes, the old one comes back
- * and resumes as it was.  Nothing of the job is lost.
- */
-void restore_undo(struct vm *v, int rc, const char *why)
-{
-	char msg[sizeof(v->op_why)];
-
-	if (!op_live(v) || !v->incoming)
-		return; /* undone already, or the guest failed meanwhile */
-	hec_fmt(msg, sizeof(msg), "the snapshot could not be loaded (%s); the guest runs on as it was", why);
-	hec_job_warn(v->host->node, v->job, "%s", msg);
-	v->incoming = 0;
-	if (v->q.pid > 0)
-		kill(v->q.pid, SIGKILL);
-	qmp_flush(v, 0);
-	close_listeners(v);
-	swap_aside(v);     /* the old one is current again; the new one's are "old" */
-	qemu_drop(&v->old);       /* the new QEMU's connections; it is killed already */
-	if (v->q.pid <= 0) {
-		op_end(v, rc, "%s", why);
-		vm_fail(v, "the guest's QEMU died while a restore was tried (%s)", why);
-		return;
-	}
-	v->op_stopped = 1; /* op_end resumes it; op_deliver gives it back to the gang */
-	op_end(v, rc, "%s", msg);
-}
-
-static void restore_ponged(struct vm *v, const struct hec_guest_frame *f);
-
-static void restore_pinged(struct vm *v)
-{
-	long long seq = ++v->ping_seq;
-	struct hec_guest_kvbuf kv = { 0 };
-	int rc = hec_guest_kv_addf(&kv, "seq", "%lld", seq);
-
-	v->on_pong = restore_ponged;
-	if (!rc)
-		rc = guest_send(v, HEC_G_PING, kv.p, kv.len);
-	hec_guest_kv_free(&kv);
-	if (rc) {
-		op_end(v, rc, "the restored guest's channel did not come back: %s", strerror(-rc));
-		vm_fail(v, "the restored guest's channel did not come back: %s", strerror(-rc));
-	} else
-		op_after(v, OP_TIMEOUT_S * 1000); /* op_timer_cb: the PONG's deadline */
-}
-
-static void restore_resumed(struct vm *v, json_t *reply, const char *error)
-{
-	const char *e = error ? error : "QEMU's monitor went away";
-
-	if (!op_live(v))
-		return;
-	if (!reply || error) {
-		/* The old QEMU is gone: a guest that cannot go on fails. */
-		op_end(v, reply ? -EIO : -ECONNRESET, "the restored guest did not resume: %s", e);
-		vm_fail(v, "the restored guest did not resume: %s", e);
-		return;
-	}
-	restore_pinged(v);
-}
-
-/* The state is in: the old QEMU goes, the restored guest runs. */
-static void restore_loaded(struct vm *v)
-{
-	v->incoming = 0;
-	v->resync = 1;
-	v->resync_skipped = 0;
-	qemu_drop(&v->old);
-	hec_job_info(v->host->node, v->job, "guest restored; QEMU pid %d replaces the old one",
-		     (int)v->q.pid);
-	qmp_call(v, json_pack("{s:s}", "execute", "cont"), -1, restore_resumed);
-}
-
-/* PONG to the restore's PING: hec-guest runs in the restored guest; the
- * batch step it runs must be the one we wait for. */
-static void restore_ponged(struct vm *v, const struct hec_guest_frame *f)
-{
-	long long seq = -1, run = 0;
-
-	if (v->op != OP_RESTORE || v->op_ending || v->incoming ||
-	    hec_guest_kv_int(f->payload, f->len, "seq", 0, 1LL << 62, &seq) || seq != v->ping_seq)
-		return;
-	hec_guest_kv_int(f->payload, f->len, "run", 0, 1LL << 40, &run);
-	op_end(v, 0, NULL); /* op_deliver gives it back to the gang */
-	if (v->running && run != v->run_id) {
-		run_ended(v);
-		vm_exited(v, 1, 0, "the guest was restored to a state in which the batch step does not run");
-	}
-}
-
-int vm_restore(struct hec_partition *p, int fd, hec_part_done_fn done, void *arg,
-		      char *why, size_t len)
-{
-	/* The old guest stops and waits aside; restore_stopped goes on. */
-	return op_begin(p->priv, OP_RESTORE, NULL, fd, done, arg, why, len,
-			json_pack("{s:s}", "execute", "stop"), restore_stopped);
-}
-
 /* A capture's bytes so far, about once a second. */
 static void cap_progress(struct vm *v, const json_t *r)
 {
@@ -494,14 +351,9 @@ static void op_status(struct vm *v, json_t *reply, const char *error)
 		return;
 	}
 	if (st && !strcmp(st, "completed")) {
-		if (v->op == OP_RESTORE) {
-			restore_loaded(v);
-			return;
-		}
 		hec_job_info(
 		    v->host->node, v->job,
-		    "%s of the guest written (%lld bytes of RAM; vCPUs stopped %lld ms%s)",
-		    v->cap.captured ? "capture" : "snapshot",
+		    "capture of the guest written (%lld bytes of RAM; vCPUs stopped %lld ms%s)",
 		    (long long)json_integer_value(
 			json_object_get(json_object_get(r, "ram"), "transferred")),
 		    (long long)json_integer_value(json_object_get(r, "downtime")),
@@ -519,10 +371,7 @@ static void op_status(struct vm *v, json_t *reply, const char *error)
 	} else if (st && (!strcmp(st, "failed") || !strcmp(st, "cancelled"))) {
 		hec_fmt(msg, sizeof(msg), "QEMU: the migration %s%s%s", st, desc ? ": " : "",
 		    desc ? desc : "");
-		if (v->op == OP_RESTORE && v->incoming)
-			restore_undo(v, -EIO, msg);
-		else
-			op_end(v, -EIO, "%s", msg);
+		op_end(v, -EIO, "%s", msg);
 	} else {
 		cap_progress(v, r);
 		if (op_live(v))
@@ -533,7 +382,6 @@ static void op_status(struct vm *v, json_t *reply, const char *error)
 void op_timer_cb(evutil_socket_t fd, short what, void *arg)
 {
 	struct vm *v = arg;
-	char msg[128];
 
 	(void)fd;
 	(void)what;
@@ -545,46 +393,9 @@ void op_timer_cb(evutil_socket_t fd, short what, void *arg)
 		return;
 	}
 	if (hec_now_mono_ns() > v->op_deadline_ns) {
-		if (v->op == OP_RESTORE && v->incoming) {
-			hec_fmt(msg, sizeof(msg), "the state did not load within %d s", OP_TIMEOUT_S);
-			restore_undo(v, -ETIMEDOUT, msg);
-		} else if (v->op == OP_RESTORE) {
-			op_end(v, -ETIMEDOUT, "the restored guest does not answer on its channel");
-			vm_fail(v, "the restored guest does not answer on its channel");
-		} else {
-			op_end(v, -ETIMEDOUT, "the snapshot did not end within %d s", OP_TIMEOUT_S);
-			qmp_call(v, json_pack("{s:s}", "execute", "migrate_cancel"), -1, NULL);
-		}
+		op_end(v, -ETIMEDOUT, "the capture did not end within %d s", OP_TIMEOUT_S);
+		qmp_call(v, json_pack("{s:s}", "execute", "migrate_cancel"), -1, NULL);
 		return;
 	}
-	if (v->op == OP_RESTORE && !v->incoming)
-		return; /* waiting for the PONG */
 	qmp_call(v, json_pack("{s:s}", "execute", "query-migrate"), -1, op_status);
 }
-
-/* The old guest is stopped: set it aside, start the new QEMU, which waits
- * for the state (-incoming defer), and feed it. */
-static void restore_stopped(struct vm *v, json_t *reply, const char *error)
-{
-	char why[1024];
-	int rc;
-
-	op_check(v, reply, error);
-	if (!op_live(v))
-		return;
-	swap_aside(v);
-	close_listeners(v);
-	v->incoming = 1;
-	v->shutdown_reason[0] = 0;
-	v->panicked = 0;
-	rc = start_qemu(v, why, sizeof(why));
-	if (rc) {
-		restore_undo(v, rc, why);
-		return;
-	}
-	pass_fd(v);
-	if (op_live(v))
-		qmp_call(v, json_pack("{s:s,s:{s:s}}", "execute", "migrate-incoming", "arguments", "uri",
-				      "fd:" SNAP_FDNAME), -1, op_poll);
-}
-
