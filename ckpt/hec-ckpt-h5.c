@@ -151,7 +151,7 @@ int main(int argc, char **argv)
 		if (!v)
 			return usage();
 		if (!strcmp(argv[i], "--servers"))
-			servers = strdup(v);
+			servers = argv[i + 1]; /* parse_servers() cuts it in place */
 		else if (!strcmp(argv[i], "--key-file"))
 			key_file = v;
 		else if (!strcmp(argv[i], "--provider"))
@@ -236,6 +236,5 @@ int main(int argc, char **argv)
 	}
 out:
 	hec_store_close(s);
-	free(servers);
 	return rc;
 }
