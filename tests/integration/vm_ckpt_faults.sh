@@ -74,7 +74,18 @@ phase() {
 	done
 	fail "job $1: no checkpoint reached phase $2"
 }
-ctl_kill() { kill -9 "$(daemon_pid hecctld)"; }
+# ctl_kill: SIGKILL the controller and wait until it is gone (a new one
+# refuses to start while the old one still holds the socket)
+ctl_kill() {
+	local p i
+	p=$(daemon_pid hecctld)
+	kill -9 "$p"
+	for i in $(seq 1 200); do
+		kill -0 "$p" 2>/dev/null || return 0
+		sleep 0.05
+	done
+	fail "the controller (pid $p) is still there 10 s after SIGKILL"
+}
 ctl_start() {
 	start_daemon hecctld "$HEC_BUILDDIR/hecctld"
 	local i
