@@ -687,13 +687,7 @@ static int restore_spawn(struct agent *ag, struct agent_job *j, const json_t *re
 	sigprocmask(SIG_SETMASK, &all, &old);
 	pid = fork();
 	if (pid == 0) {
-		struct sigaction dfl = { .sa_handler = SIG_DFL };
-		sigset_t none;
-
-		for (int s = 1; s < NSIG; s++)
-			sigaction(s, &dfl, NULL);
-		sigemptyset(&none);
-		sigprocmask(SIG_SETMASK, &none, NULL);
+		hec_child_signals_default();
 		/* its own group: KILL_JOB and a failed load end it whole */
 		setpgid(0, 0);
 		dup2(nullfd, 0);

@@ -660,28 +660,28 @@ out:
 	op_put(op);
 }
 
-void ckpt_on_captured(struct ctl *ctl, struct node *n, const json_t *body)
+/* An agent's answer to the fan-out waiting for it (by epoch and node). */
+static void answer(struct ctl *ctl, struct node *n, const json_t *body, unsigned type)
 {
 	int64_t epoch = json_integer_value(json_object_get(body, "epoch"));
 	long job = (long)json_integer_value(json_object_get(body, "job"));
-	int rc = fanout_answer(ctl->fanout, HEC_MSG_CKPT_CAPTURED, epoch, n->name, body);
+	int rc = fanout_answer(ctl->fanout, type, epoch, n->name, body);
 
 	if (rc)
-		hec_debug("%s: CKPT_CAPTURED for job %ld checkpoint %lld: %s; ignored", n->name, job,
-			  (long long)epoch, rc == -ENOENT ? "not waiting for it (late or unknown)" :
+		hec_debug("%s: %s for job %ld checkpoint %lld: %s; ignored", n->name,
+			  hec_msg_type_name(type), job, (long long)epoch,
+			  rc == -ENOENT ? "not waiting for it (late or unknown)" :
 			  rc == -ESRCH ? "the job does not run there" : "already counted");
+}
+
+void ckpt_on_captured(struct ctl *ctl, struct node *n, const json_t *body)
+{
+	answer(ctl, n, body, HEC_MSG_CKPT_CAPTURED);
 }
 
 void ckpt_on_stored(struct ctl *ctl, struct node *n, const json_t *body)
 {
-	int64_t epoch = json_integer_value(json_object_get(body, "epoch"));
-	long job = (long)json_integer_value(json_object_get(body, "job"));
-	int rc = fanout_answer(ctl->fanout, HEC_MSG_CKPT_STORED, epoch, n->name, body);
-
-	if (rc)
-		hec_debug("%s: CKPT_STORED for job %ld checkpoint %lld: %s; ignored", n->name, job,
-			  (long long)epoch, rc == -ENOENT ? "not waiting for it (late or unknown)" :
-			  rc == -ESRCH ? "the job does not run there" : "already counted");
+	answer(ctl, n, body, HEC_MSG_CKPT_STORED);
 }
 
 void ckpt_on_progress(struct ctl *ctl, struct node *n, const json_t *body)

@@ -676,6 +676,21 @@ int db_ckpt_newest(struct db *db, long job, int64_t before, int64_t *epoch)
 			   " AND state='committed'", v, 2, 0, epoch);
 }
 
+/* The end of a SELECT that built @list row by row: *@out gets it if every
+ * row was read (@step is SQLITE_DONE) and @rc is 0.  \return that rc. */
+static int list_finish(sqlite3_stmt *st, int step, int rc, json_t *list, json_t **out)
+{
+	if (!rc && step != SQLITE_DONE)
+		rc = -EIO;
+	sqlite3_finalize(st);
+	if (rc) {
+		json_decref(list);
+		return rc;
+	}
+	*out = list;
+	return 0;
+}
+
 int db_ckpts_list(struct db *db, long job, const char *state, json_t **out)
 {
 	static const char sql[] =
@@ -717,15 +732,7 @@ int db_ckpts_list(struct db *db, long job, const char *state, json_t **out)
 			break;
 		}
 	}
-	if (!rc && step != SQLITE_DONE)
-		rc = -EIO;
-	sqlite3_finalize(st);
-	if (rc) {
-		json_decref(list);
-		return rc;
-	}
-	*out = list;
-	return 0;
+	return list_finish(st, step, rc, list, out);
 }
 
 int db_restart_add(struct db *db, long job, int64_t time, int64_t epoch, const char *reason,
@@ -813,13 +820,5 @@ int db_restarts_list(struct db *db, long job, json_t **out)
 			break;
 		}
 	}
-	if (!rc && step != SQLITE_DONE)
-		rc = -EIO;
-	sqlite3_finalize(st);
-	if (rc) {
-		json_decref(list);
-		return rc;
-	}
-	*out = list;
-	return 0;
+	return list_finish(st, step, rc, list, out);
 }

@@ -108,6 +108,10 @@ void hec_hash_hex(uint64_t h, char out[HEC_HASH_HEX]);
 int hec_hash_parse(const char *hex, uint64_t *h);
 
 /** Directory holding the running executable (from /proc/self/exe). */
+/** In a child just forked from an event-loop daemon that blocked every
+ *  signal around the fork: every handler back to default, then nothing
+ *  blocked (the parent's libevent handlers must never run in the child). */
+void hec_child_signals_default(void);
 int hec_self_dir(char *buf, size_t len);
 
 #endif

@@ -181,13 +181,7 @@ int start_mkimage(struct vm *v, const json_t *files, char *why, size_t len)
 	sigprocmask(SIG_SETMASK, &all, &old);
 	pid = fork();
 	if (pid == 0) {
-		struct sigaction dfl = { .sa_handler = SIG_DFL };
-		sigset_t none;
-
-		for (int s = 1; s < NSIG; s++)
-			sigaction(s, &dfl, NULL);
-		sigemptyset(&none);
-		sigprocmask(SIG_SETMASK, &none, NULL);
+		hec_child_signals_default();
 		dup2(nullfd, 0);
 		dup2(pfd[1], 1);
 		dup2(pfd[1], 2);
