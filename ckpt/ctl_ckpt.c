@@ -75,6 +75,9 @@ struct ckpt_op {
 	enum ckpt_phase phase;
 	int captured, stored;        /* the two fan-outs succeeded */
 	int pinned;                  /* in the gang matrix until captured */
+	int app;                     /* a proc job's: one part "app", the program writes it */
+	int ranks;                   /* app: the program's rank count (CKPT_CAPTURED) */
+	long capture_ms;             /* app: app_ckpt_timeout */
 	int refs;                    /* j->ckpt, each fan-out waiting, each child */
 	int n;
 	struct ckpt_part *parts;
@@ -366,12 +369,17 @@ static json_t *meta_json(const struct ckpt_op *op, const struct ctl_job *j)
 						       "node", op->parts[i].node, "image",
 						       op->parts[i].image, "pause_us",
 						       (json_int_t)op->parts[i].pause_us));
-	return json_pack("{s:{s:s,s:s,s:I,s:i,s:i,s:i,s:I,s:O,s:s},s:o,s:o}", "job",
-			 "name", j->name, "user", j->user, "uid", (json_int_t)j->uid,
-			 "nnodes", j->nnodes, "ntasks", j->ntasks, "vcpus", job_vcpus(j),
-			 "mem_mb", (json_int_t)j->mem_mb,
-			 "vm_files", j->vm_files ? j->vm_files : json_array(),
-			 "command", j->command ? j->command : "", "nodes", nodes, "parts", parts);
+	json_t *m = json_pack("{s:{s:s,s:s,s:I,s:i,s:i,s:i,s:I,s:O,s:s},s:o,s:o,s:s}", "job",
+			      "name", j->name, "user", j->user, "uid", (json_int_t)j->uid,
+			      "nnodes", j->nnodes, "ntasks", j->ntasks, "vcpus", job_vcpus(j),
+			      "mem_mb", (json_int_t)j->mem_mb,
+			      "vm_files", j->vm_files ? j->vm_files : json_array(),
+			      "command", j->command ? j->command : "", "nodes", nodes, "parts", parts,
+			      "kind", op->app ? "app" : "vm");
+
+	if (m && op->app && op->ranks > 0)
+		json_object_set_new(m, "ranks", json_integer(op->ranks));
+	return m;
 }
 
 static void retention(struct ctl *ctl, struct ctl_job *j);
@@ -510,10 +518,11 @@ static int prepare_send(void *arg, const char *node, int64_t id)
 	if (rc)
 		return rc;
 	return node_send(n, HEC_MSG_CKPT_PREPARE,
-			 json_pack("{s:I,s:I,s:I,s:s,s:s,s:i,s:I}", "job", (json_int_t)op->job,
+			 json_pack("{s:I,s:I,s:I,s:s,s:s,s:i,s:I,s:s}", "job", (json_int_t)op->job,
 				   "epoch", (json_int_t)id, "t", (json_int_t)op->t_ns, "part", p->part,
 				   "servers", servers, "replicas", replicas, "timeout_ms",
-				   (json_int_t)ctl->conf.ckpt_timeout));
+				   (json_int_t)ctl->conf.ckpt_timeout, "kind",
+				   op->app ? "app" : "vm"));
 }
 
 /* CKPT_STORED needs no request of its own: PREPARE asked for it. */
@@ -589,6 +598,11 @@ static void captured_done(void *arg, const struct fanout_done *d)
 
 	if (op->phase == CK_DONE)
 		goto out;
+	if (op->app && !d->cancelled && d->nnodes == 1 && d->nodes[0].state == FANOUT_TIMEOUT) {
+		op_abort(op, "job %ld did not take checkpoint %lld within %ld s (does it call hecckpt_need?)",
+			 op->job, (long long)op->epoch, op->capture_ms / 1000);
+		goto out;
+	}
 	if (d->answered < d->nnodes) {
 		first_failure(d, why, sizeof(why));
 		op_abort(op, "capture: %s", why);
@@ -596,6 +610,9 @@ static void captured_done(void *arg, const struct fanout_done *d)
 	}
 	for (int i = 0; i < d->nnodes; i++) {
 		struct ckpt_part *p = op_part(op, d->nodes[i].node);
+
+		if (op->app && json_is_integer(json_object_get(d->nodes[i].body, "ranks")))
+			op->ranks = (int)json_integer_value(json_object_get(d->nodes[i].body, "ranks"));
 
 		if (p && json_is_integer(json_object_get(d->nodes[i].body, "pause_us")) &&
 		    !p->pause_us)
@@ -702,9 +719,6 @@ static void not_ready(struct ctl *ctl, const struct ctl_job *j, char *why, size_
 	why[0] = 0;
 	if (ctl->shutting_down)
 		snprintf(why, len, "the controller is shutting down");
-	else if (!j->vm)
-		snprintf(why, len, "job %ld runs in proc partitions; checkpoints need --partition vm",
-			 j->id);
 	else if (!ctl->stores)
 		snprintf(why, len, "no storage server has registered: checkpoints need storage (hec cluster up --storage M, or hecstored)");
 	else if (job_state_final(j->state))
@@ -719,9 +733,11 @@ static void not_ready(struct ctl *ctl, const struct ctl_job *j, char *why, size_
 	else if (j->phase != PH_RUNNING || !j->started)
 		snprintf(why, len, "job %ld is not running", j->id);
 	else if (j->state == JOB_SUSPENDED)
-		/* its guests are frozen: nothing would capture them */
+		/* its guests (its processes) are frozen: nothing would capture them */
 		snprintf(why, len, "job %ld is SUSPENDED (%s): checkpoints are taken while it runs",
 			 j->id, j->reason);
+	else if (!j->vm && j->nalloc < 1)
+		snprintf(why, len, "job %ld has no nodes", j->id);
 	else if (j->ckpt)
 		snprintf(why, len, "checkpoint %lld of job %ld is under way (%s phase)",
 			 (long long)j->ckpt->epoch, j->id, phase_names[j->ckpt->phase]);
@@ -753,6 +769,13 @@ static int ckpt_start(struct ctl *ctl, struct ctl_job *j, const char *who, int64
 	op = calloc(1, sizeof(*op));
 	if (op)
 		op->parts = calloc((size_t)j->nalloc, sizeof(*op->parts));
+	if (op && !j->vm) {
+		/* a proc job's program writes one file: part "app", on its first node,
+		 * whenever it calls hecckpt_need next (T is now) */
+		op->app = 1;
+		op->capture_ms = ctl->conf.app_ckpt_timeout;
+		lead = 0;
+	}
 	if (!op || !op->parts) {
 		if (op)
 			free(op);
@@ -761,7 +784,7 @@ static int ckpt_start(struct ctl *ctl, struct ctl_job *j, const char *who, int64
 	}
 	op->ctl = ctl;
 	op->job = j->id;
-	op->n = j->nalloc;
+	op->n = op->app ? 1 : j->nalloc;
 	/* an earlier controller's epochs are never given again */
 	op->epoch = ctl_fresh_id(&ctl->ckpt_seq);
 	op->started_ns = hec_now_real_ns();
@@ -769,7 +792,7 @@ static int ckpt_start(struct ctl *ctl, struct ctl_job *j, const char *who, int64
 	op->t_ns = op->started_ns + lead;
 	for (int i = 0; i < op->n; i++) {
 		snprintf(op->parts[i].node, sizeof(op->parts[i].node), "%s", j->alloc[i].name);
-		snprintf(op->parts[i].part, sizeof(op->parts[i].part), "p%d", i);
+		snprintf(op->parts[i].part, sizeof(op->parts[i].part), op->app ? "app" : "p%d", i);
 		names[i] = j->alloc[i].name;
 	}
 	/* the row first: a controller that dies from here on finds it */
@@ -787,14 +810,18 @@ static int ckpt_start(struct ctl *ctl, struct ctl_job *j, const char *who, int64
 	j->ckpt_next = 0;
 	ctl_gang_pin(ctl, j, 1); /* not switched out between T and its capture */
 	op->pinned = 1;
-	hec_info("job %ld: checkpoint %lld %s: cut in %.1f ms on %d node%s", j->id,
-		 (long long)op->epoch, who, lead / 1e6, op->n, op->n == 1 ? "" : "s");
+	if (op->app)
+		hec_info("job %ld: checkpoint %lld %s: the program is asked on %s", j->id,
+			 (long long)op->epoch, who, op->parts[0].node);
+	else
+		hec_info("job %ld: checkpoint %lld %s: cut in %.1f ms on %d node%s", j->id,
+			 (long long)op->epoch, who, lead / 1e6, op->n, op->n == 1 ? "" : "s");
 	str.id = cap.id = op->epoch;
 	str.nodes = cap.nodes = names;
 	str.nnodes = cap.nnodes = op->n;
 	str.arg = cap.arg = op;
 	str.timeout_ms = ctl->conf.ckpt_timeout;
-	cap.timeout_ms = lead / 1000000 + CKPT_CAPTURE_MS;
+	cap.timeout_ms = op->app ? op->capture_ms : lead / 1000000 + CKPT_CAPTURE_MS;
 	/* the stream's first: a CKPT_STORED may overtake another node's CAPTURED */
 	rc = fanout_start(ctl->fanout, &str);
 	if (rc) {
@@ -850,6 +877,43 @@ void ckpt_job_ended(struct ctl *ctl, struct ctl_job *j, const char *why)
 		return;
 	}
 	op_abort(op, "%s", ended);
+}
+
+void ckpt_on_ask(struct ctl *ctl, struct node *n, const json_t *body)
+{
+	long id = (long)json_integer_value(json_object_get(body, "job"));
+	struct ctl_job *j = job_find(ctl, id);
+	char why[600] = "";
+	int64_t epoch;
+
+	if (!j || j->vm || !j->nalloc || j->alloc[0].node != n)
+		snprintf(why, sizeof(why), "job %ld does not run its batch step on %s as a proc job",
+			 id, n->name);
+	else if (j->ckpt && j->ckpt->app)
+		return; /* its CKPT_PREPARE is on its way: that answers the program */
+	else if (ckpt_start(ctl, j, "asked by the program", &epoch, why, sizeof(why)) == 0)
+		return;
+	hec_info("job %ld: the program's checkpoint refused: %s", id, why);
+	node_send(n, HEC_MSG_CKPT_REFUSED, json_pack("{s:I,s:s}", "job", (json_int_t)id, "error", why));
+}
+
+void ckpt_on_loaded(struct ctl *ctl, struct node *n, const json_t *body)
+{
+	struct ctl_job *j = job_find(ctl, (long)json_integer_value(json_object_get(body, "job")));
+	int64_t epoch = json_integer_value(json_object_get(body, "epoch"));
+	const char *error = json_string_value(json_object_get(body, "error"));
+
+	if (!j || j->vm || !j->nalloc || j->alloc[0].node != n || j->restore_epoch != epoch) {
+		hec_debug("%s: CKPT_LOADED of checkpoint %lld that no restart there loads; ignored",
+			  n->name, (long long)epoch);
+		return;
+	}
+	if (!error) {
+		j->app_loaded = 1;
+		hec_info("job %ld: the program restored checkpoint %lld", j->id, (long long)epoch);
+		return;
+	}
+	restart_app_load_failed(ctl, j, n->name, error);
 }
 
 /* ---- listing and deleting ---- */
@@ -1284,8 +1348,7 @@ void ckpt_tick(struct ctl *ctl)
 		int64_t epoch;
 		int rc;
 
-		if (!j->vm || j->ckpt_interval <= 0 || j->phase != PH_RUNNING || !j->started ||
-		    j->ckpt)
+		if (j->ckpt_interval <= 0 || j->phase != PH_RUNNING || !j->started || j->ckpt)
 			continue;
 		if (!j->ckpt_next) {
 			j->ckpt_next = now + j->ckpt_interval * 1000000000LL;

@@ -525,6 +525,20 @@ static void on_ckpt_progress(void *arg, const struct hec_msg *m)
 	ckpt_on_progress(a->ctl, a->n, m->body);
 }
 
+static void on_ckpt_ask(void *arg, const struct hec_msg *m)
+{
+	struct agent_call *a = arg;
+
+	ckpt_on_ask(a->ctl, a->n, m->body);
+}
+
+static void on_ckpt_loaded(void *arg, const struct hec_msg *m)
+{
+	struct agent_call *a = arg;
+
+	ckpt_on_loaded(a->ctl, a->n, m->body);
+}
+
 static void on_launched(void *arg, const struct hec_msg *m)
 {
 	struct agent_call *a = arg;
@@ -594,6 +608,8 @@ static const struct hec_msg_handler agent_handlers[] = {
 	{ .type = HEC_MSG_CKPT_STORED, .rule = HEC_RULE_REGISTERED, .fn = on_ckpt_stored },
 	{ .type = HEC_MSG_CKPT_PROGRESS, .rule = HEC_RULE_REGISTERED, .quick = 1,
 	  .fn = on_ckpt_progress },
+	{ .type = HEC_MSG_CKPT_ASK, .rule = HEC_RULE_REGISTERED, .fn = on_ckpt_ask },
+	{ .type = HEC_MSG_CKPT_LOADED, .rule = HEC_RULE_REGISTERED, .fn = on_ckpt_loaded },
 	{ .type = HEC_MSG_LAUNCHED, .rule = HEC_RULE_REGISTERED, .fn = on_launched },
 	{ .type = HEC_MSG_JOB_EXIT, .rule = HEC_RULE_REGISTERED, .fn = on_job_exit },
 	{ .type = HEC_MSG_JOB_GONE, .rule = HEC_RULE_REGISTERED, .fn = on_job_gone },
