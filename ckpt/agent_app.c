@@ -126,6 +126,15 @@ static void say_error(struct agent_app *a, const char *fmt, ...)
 	say(a, json_pack("{s:s,s:s}", "op", "error", "error", why));
 }
 
+static void not_asked(struct agent_app *a, const char *op, long long epoch)
+{
+	if (a->requested)
+		say_error(a, "%s: checkpoint %lld was not asked for (the one under way is %lld)", op,
+			  epoch, a->requested);
+	else
+		say_error(a, "%s: checkpoint %lld was not asked for (none is under way)", op, epoch);
+}
+
 /* ---- the program's file ---- */
 
 /*
@@ -201,8 +210,7 @@ static void on_written(struct agent_app *a, const struct hec_app_msg *m)
 	int fd, rc;
 
 	if (!a->requested || m->epoch != a->requested) {
-		say_error(a, "written: checkpoint %lld was not asked for (%s%lld)", m->epoch,
-			  a->requested ? "the one under way is " : "none is under way", a->requested);
+		not_asked(a, "written", m->epoch);
 		return;
 	}
 	file_name(m->epoch, name, sizeof(name));
@@ -234,9 +242,7 @@ static void on_begin(struct agent_app *a, const struct hec_app_msg *m)
 
 	if (m->epoch) {
 		if (m->epoch != a->requested)
-			say_error(a, "begin: checkpoint %lld was not asked for (%s%lld)", m->epoch,
-				  a->requested ? "the one under way is " : "none is under way",
-				  a->requested);
+			not_asked(a, "begin", m->epoch);
 		return;
 	}
 	if (a->requested) { /* one was asked for already: that one it is */
@@ -294,7 +300,7 @@ static void on_line(struct agent_app *a, const char *line, size_t len)
 		break;
 	case HEC_APP_FAILED:
 		if (!a->requested || (m->epoch && m->epoch != a->requested)) {
-			say_error(a, "failed: checkpoint %lld was not asked for", m->epoch);
+			not_asked(a, "failed", m->epoch);
 			break;
 		}
 		agent_ckpt_app_failed(a->ag, a->job, a->requested, m->error);
@@ -321,6 +327,16 @@ out:
 	free(m);
 }
 
+static void on_event(struct bufferevent *bev, short what, void *arg);
+
+static void on_drained(struct bufferevent *bev, void *arg)
+{
+	struct agent_app *a = arg;
+
+	if (a->conn == bev && !evbuffer_get_length(bufferevent_get_output(bev)))
+		conn_close(a);
+}
+
 static void on_read(struct bufferevent *bev, void *arg)
 {
 	struct agent_app *a = arg;
@@ -333,8 +349,13 @@ static void on_read(struct bufferevent *bev, void *arg)
 		free(line);
 	}
 	if (a->conn == bev && evbuffer_get_length(in) > HEC_APP_LINE_MAX) {
+		/* no resynchronising: the error goes out, then the connection */
 		say_error(a, "a line longer than %d bytes: disconnected", HEC_APP_LINE_MAX);
-		conn_close(a);
+		if (a->conn == bev) {
+			bufferevent_disable(bev, EV_READ);
+			bufferevent_setcb(bev, NULL, on_drained, on_event, a);
+			a->hello = 0;
+		}
 	}
 }
 

@@ -624,9 +624,13 @@ static void captured_done(void *arg, const struct fanout_done *d)
 	/* the cut is complete: the job's network may forward again */
 	send_all(op, HEC_MSG_CKPT_REOPEN);
 	unpin(op);
-	hec_info("job %ld: checkpoint %lld: every guest captured %.2f s after the request, pause at most %.3f ms; streaming",
-		 op->job, (long long)op->epoch, (hec_now_mono_ns() - op->started_mono) / 1e9,
-		 pause / 1000.0);
+	if (op->app)
+		hec_info("job %ld: checkpoint %lld: the program wrote it %.2f s after the request; streaming",
+			 op->job, (long long)op->epoch, (hec_now_mono_ns() - op->started_mono) / 1e9);
+	else
+		hec_info("job %ld: checkpoint %lld: every guest captured %.2f s after the request, pause at most %.3f ms; streaming",
+			 op->job, (long long)op->epoch, (hec_now_mono_ns() - op->started_mono) / 1e9,
+			 pause / 1000.0);
 	if (op->phase == CK_CAPTURE)
 		op->phase = CK_STREAM;
 	if (op->stored)
@@ -889,8 +893,13 @@ void ckpt_on_ask(struct ctl *ctl, struct node *n, const json_t *body)
 	if (!j || j->vm || !j->nalloc || j->alloc[0].node != n)
 		snprintf(why, sizeof(why), "job %ld does not run its batch step on %s as a proc job",
 			 id, n->name);
-	else if (j->ckpt && j->ckpt->app)
+	else if (j->ckpt && j->ckpt->app && !j->ckpt->captured)
 		return; /* its CKPT_PREPARE is on its way: that answers the program */
+	else if (j->ckpt) {
+		/* the previous one is still being stored: this one next (ckpt_tick) */
+		j->ckpt_asked = 1;
+		return;
+	}
 	else if (ckpt_start(ctl, j, "asked by the program", &epoch, why, sizeof(why)) == 0)
 		return;
 	hec_info("job %ld: the program's checkpoint refused: %s", id, why);
@@ -1348,6 +1357,16 @@ void ckpt_tick(struct ctl *ctl)
 		int64_t epoch;
 		int rc;
 
+		if (j->ckpt_asked && !j->ckpt) {
+			/* the program asked while the previous one was stored */
+			j->ckpt_asked = 0;
+			if (j->phase == PH_RUNNING && j->nalloc && j->alloc[0].node &&
+			    ckpt_start(ctl, j, "asked by the program", &epoch, why, sizeof(why)) &&
+			    j->alloc[0].node->peer)
+				node_send(j->alloc[0].node, HEC_MSG_CKPT_REFUSED,
+					  json_pack("{s:I,s:s}", "job", (json_int_t)j->id, "error", why));
+			continue;
+		}
 		if (j->ckpt_interval <= 0 || j->phase != PH_RUNNING || !j->started || j->ckpt)
 			continue;
 		if (!j->ckpt_next) {

@@ -154,6 +154,7 @@ struct ctl_job {
 	int64_t ckpt_err_time;       /* Unix s of its failure */
 	char ckpt_err[512];          /* why */
 	int app_loaded;              /* proc job restarted: its program said it restored (memory only) */
+	int ckpt_asked;              /* its program asked (CKPT_ASK) while one was under way */
 	int resume_sent;             /* this controller sent RESUME since the restored start */
 
 	struct ctl_job *next;            /* ctl->jobs, ascending id */
