@@ -241,8 +241,11 @@ static void on_begin(struct agent_app *a, const struct hec_app_msg *m)
 	struct timeval tv = { ASK_WAIT_S, 0 };
 
 	if (m->epoch) {
+		/* no answer to a named epoch (the library waits for none): its
+		 * `written` hears the error, once */
 		if (m->epoch != a->requested)
-			not_asked(a, "begin", m->epoch);
+			hec_job_warn(a->ag->conf.name, a->job,
+				     "checkpoint socket: begin: checkpoint %lld was not asked for", m->epoch);
 		return;
 	}
 	if (a->requested) { /* one was asked for already: that one it is */
