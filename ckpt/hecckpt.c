@@ -114,6 +114,10 @@ int hecckpt_fail(int rc, const char *fmt, ...)
 	va_start(ap, fmt);
 	vsnprintf(errbuf, sizeof(errbuf), fmt, ap);
 	va_end(ap);
+	/* one line, whatever MPI or HDF5 put in their messages */
+	for (char *c = errbuf; *c; c++)
+		if ((unsigned char)*c < ' ')
+			*c = ' ';
 	return rc;
 }
 
@@ -702,6 +706,8 @@ int hecckpt_checkpoint(long long *epoch)
 			}
 		} else if (st.env.mode == MODE_AGENT) {
 			rc = hecckpt_agent_written(st.agent, e, path, bytes);
+			if (rc < 0) /* not the agent's: nobody else removes it */
+				unlink(path);
 		}
 	}
 	if ((rc = from_root(rc)) < 0)

@@ -103,11 +103,13 @@ static int take_line(struct hecckpt_agent *a, const char *line, size_t len)
 		return protocol(a, "not a JSON object with an op", line);
 	}
 	if (!strcmp(op, "request") || !strcmp(op, "cancel")) {
+		int request = op[0] == 'r';
+
 		e = msg_epoch(msg);
 		json_decref(msg);
 		if (!e)
 			return protocol(a, "no epoch", line);
-		if (op[0] == 'r') {
+		if (request) {
 			a->pending = e;
 		} else {
 			if (a->pending == e)
