@@ -26,6 +26,7 @@
 #include <hdf5.h>
 #include <mpi.h>
 
+#include "hec/common.h" /* hec_name_ok */
 #include "hec/hecckpt.h"
 #include "ckpt/hecckpt_int.h"
 #include "rdma/xxh3.h"
@@ -313,17 +314,10 @@ int hecckpt_finalize(void)
 
 /* ---- protected arrays ---- */
 
+/* hec's rule for names (parts, nodes...), and a byte less for C strings of 64 */
 static int name_ok(const char *name)
 {
-	size_t n = 0;
-
-	if (!name || !*name || *name == '.' || *name == '-')
-		return 0;
-	for (const char *c = name; *c; c++, n++)
-		if (!((*c >= 'a' && *c <= 'z') || (*c >= 'A' && *c <= 'Z') ||
-		      (*c >= '0' && *c <= '9') || *c == '.' || *c == '_' || *c == '-'))
-			return 0;
-	return n <= HECCKPT_NAME_MAX;
+	return hec_name_ok(name) && strlen(name) <= HECCKPT_NAME_MAX;
 }
 
 static struct entry *find(const char *name)
@@ -450,15 +444,26 @@ static int64_t *all_counts(void)
 
 /* ---- writing a checkpoint ---- */
 
-static hid_t file_access(void)
+/* The file access (MPI-IO on the library's communicator) and collective
+ * transfer property lists of one file. */
+static int plists_open(hid_t *fapl, hid_t *dxpl)
 {
-	hid_t fapl = H5Pcreate(H5P_FILE_ACCESS);
+	char why[256];
 
-	if (fapl >= 0 && H5Pset_fapl_mpio(fapl, st.comm, MPI_INFO_NULL) < 0) {
+	*fapl = H5Pcreate(H5P_FILE_ACCESS);
+	*dxpl = H5Pcreate(H5P_DATASET_XFER);
+	if (*fapl < 0 || *dxpl < 0 || H5Pset_fapl_mpio(*fapl, st.comm, MPI_INFO_NULL) < 0 ||
+	    H5Pset_dxpl_mpio(*dxpl, H5FD_MPIO_COLLECTIVE) < 0)
+		return hecckpt_fail(-EIO, "HDF5: property lists: %s", h5_why(why));
+	return 0;
+}
+
+static void plists_close(hid_t fapl, hid_t dxpl)
+{
+	if (dxpl >= 0)
+		H5Pclose(dxpl);
+	if (fapl >= 0)
 		H5Pclose(fapl);
-		return -1;
-	}
-	return fapl;
 }
 
 /* One attribute of @n values of @type (n 0: a scalar), or a string. */
@@ -504,17 +509,6 @@ static int select_part(hid_t fspace, hsize_t off, hsize_t cnt, hid_t *mspace)
 	if (*mspace < 0)
 		return -1;
 	return H5Sselect_hyperslab(fspace, H5S_SELECT_SET, &off, NULL, &cnt, NULL) < 0 ? -1 : 0;
-}
-
-static hid_t collective_xfer(void)
-{
-	hid_t dxpl = H5Pcreate(H5P_DATASET_XFER);
-
-	if (dxpl >= 0 && H5Pset_dxpl_mpio(dxpl, H5FD_MPIO_COLLECTIVE) < 0) {
-		H5Pclose(dxpl);
-		return -1;
-	}
-	return dxpl;
 }
 
 /* Collective: write array @i (every rank's counts in @counts, hashes in @hashes). */
@@ -587,9 +581,8 @@ static int write_file(const char *path, long long epoch, const int64_t *counts)
 		mine[i] = hec_xxh3(st.e[i].ptr, st.e[i].count * st.e[i].kind->size);
 	MPI_Allgather(mine, (int)st.n, MPI_UINT64_T, hashes, (int)st.n, MPI_UINT64_T, st.comm);
 
-	fapl = file_access();
-	dxpl = collective_xfer();
-	if (fapl < 0 || dxpl < 0 || H5Pset_coll_metadata_write(fapl, 1) < 0)
+	rc = plists_open(&fapl, &dxpl);
+	if (!rc && H5Pset_coll_metadata_write(fapl, 1) < 0)
 		rc = hecckpt_fail(-EIO, "HDF5: property lists: %s", h5_why(why));
 	if ((rc = agree(rc)) < 0)
 		goto close_plists;
@@ -612,10 +605,7 @@ close_file:
 		rc = hecckpt_fail(-EIO, "%s: closing: %s", path, h5_why(why));
 	rc = agree(rc);
 close_plists:
-	if (dxpl >= 0)
-		H5Pclose(dxpl);
-	if (fapl >= 0)
-		H5Pclose(fapl);
+	plists_close(fapl, dxpl);
 free_bufs:
 	free(mine);
 	free(hashes);
@@ -889,11 +879,7 @@ static int restore_file(const char *path, long long *epoch)
 		rc = hecckpt_fail(-errno, "checkpoint file %s: %s", path, strerror(errno));
 	if ((rc = agree(rc)) < 0)
 		goto free_bufs;
-	fapl = file_access();
-	dxpl = collective_xfer();
-	if (fapl < 0 || dxpl < 0)
-		rc = hecckpt_fail(-EIO, "HDF5: property lists: %s", h5_why(why));
-	if ((rc = agree(rc)) < 0)
+	if ((rc = agree(plists_open(&fapl, &dxpl))) < 0)
 		goto close_plists;
 	f = H5Fopen(path, H5F_ACC_RDONLY, fapl);
 	if (f < 0)
@@ -967,10 +953,7 @@ static int restore_file(const char *path, long long *epoch)
 close_file:
 	H5Fclose(f);
 close_plists:
-	if (dxpl >= 0)
-		H5Pclose(dxpl);
-	if (fapl >= 0)
-		H5Pclose(fapl);
+	plists_close(fapl, dxpl);
 free_bufs:
 	for (size_t i = 0; scratch && i < st.n; i++)
 		free(scratch[i]);
