@@ -172,6 +172,8 @@ struct node {
 	int64_t last_seen;           /* Unix seconds of the last message */
 	int njobs;                   /* jobs holding this node (started, not final) */
 	unsigned gen;                /* counts registrations: one per connection */
+	int stale;                   /* KILL_JOBs of partitions it should not hold without
+				      * their JOB_GONE yet: nothing starts here meanwhile */
 	int64_t rtt_ns, offset_ns;   /* clock estimate from its last STATS (0: none yet) */
 	struct node *next;           /* ctl->nodes, natural name order */
 };
