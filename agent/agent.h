@@ -185,6 +185,9 @@ int agent_app_restore_open(struct agent *ag, long job, long long epoch, int *fd,
 			   size_t len);
 /** The fetch of @epoch succeeded: START gives the program its file. */
 void agent_app_restore_ready(struct agent *ag, long job, long long epoch);
+/** The job was launched here from a checkpoint (its batch step runs again:
+ *  its output goes on after the earlier run's).  \return 1 or 0. */
+int agent_app_restarting(struct agent *ag, long job);
 /** CKPT_PREPARE kind app: ask the program (`request`, or `epoch` to a
  *  program that asked first).  \return 0, or -ENOENT (no socket here). */
 int agent_app_request(struct agent *ag, long job, long long epoch);

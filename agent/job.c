@@ -1400,7 +1400,8 @@ void agent_job_on_start(struct agent *ag, const json_t *body)
 		hec_fmt(why, sizeof(why), "%s: out of memory", ag->conf.name);
 		goto fail;
 	}
-	rc = open_as_user(ag, j, cwd, out, errf, 0, &out_fd, &err_fd, why, sizeof(why));
+	rc = open_as_user(ag, j, cwd, out, errf, agent_app_restarting(ag, id), &out_fd, &err_fd,
+			  why, sizeof(why));
 	if (rc)
 		goto fail;
 	if (job_is_vm(j)) {

@@ -628,6 +628,13 @@ void agent_app_restore_ready(struct agent *ag, long job, long long epoch)
 		a->restore_epoch = epoch;
 }
 
+int agent_app_restarting(struct agent *ag, long job)
+{
+	struct agent_app *a = app_find(ag, job);
+
+	return a && a->restore_epoch;
+}
+
 int agent_app_request(struct agent *ag, long job, long long epoch)
 {
 	struct agent_app *a = app_find(ag, job);

@@ -8,7 +8,8 @@
 #     one part is "app"; then node1's rank is killed with SIGKILL: the job
 #     restarts by itself from that checkpoint (the program says it restored
 #     that epoch at a step past 0), completes with the reference checksum,
-#     and `hec show` lists the one restart;
+#     and `hec show` lists the one restart; its output goes on after the
+#     first run's;
 # (c) --restart auto --ckpt-interval: once a checkpoint is committed,
 #     node1's agent (the node without rank 0) is killed with SIGKILL: the
 #     job restarts when the agent is back, from the checkpoint `hec show`
@@ -98,6 +99,9 @@ finished "$b" out.b
 	fail "job $b's restart is not from checkpoint $e: $("$HEC" show "$b" --json | jq -c .job.restarts)"
 "$HEC" show "$b" | grep -i restart
 grep -qx "restored epoch $e at step $at" out.b || fail "job $b's program did not restore epoch $e at step $at: $(cat out.b)"
+# the restarted step writes on after the first run's output
+sed -n "/^checkpoint $e at step $at\$/,\$p" out.b | grep -qx "restored epoch $e at step $at" ||
+	fail "job $b's output lost the first run's lines: $(cat out.b)"
 
 note "(c) --ckpt-interval; node1's agent killed with SIGKILL"
 c=$(submit --restart auto --max-restarts 2 --ckpt-interval 2s --ckpt-keep 100 -o "$TEST_DIR/out.c" heat.sh)
