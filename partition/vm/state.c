@@ -85,16 +85,25 @@ void op_deliver(struct vm *v, int rc, const char *why, int rejoin)
 	v->op_done = NULL;
 	if (v->op_timer)
 		evtimer_del(v->op_timer);
-	/* A QMP-switched guest left the gang for the op (op_begin): its gate
-	 * monitor learns the state our own stop/cont left, then the
-	 * dispatcher takes it back and switches it as its slots say. */
-	if (rejoin && v->use_qmp && v->state == VM_UP && v->q.mon) {
-		if (!qmp_mon_set(v->q.mon, 0))
-			qmp_mon_wait(v->q.mon, 0, GATE_QMP_TIMEOUT_MS * 1000L);
-		vm_gang_release(v);
-	}
+	if (rejoin)
+		op_rejoin(v);
+	v->cap_held = 0;
 	if (done)
 		done(arg, rc, rc ? copy : NULL);
+}
+
+void op_rejoin(struct vm *v)
+{
+	if (!v->cap_held)
+		return;
+	v->cap_held = 0;
+	if (v->state != VM_UP)
+		return;
+	/* The gate monitor's idea of the state is what its own commands left;
+	 * a cont (a no-op on a running guest) makes it the truth. */
+	if (v->use_qmp && v->q.mon && !qmp_mon_set(v->q.mon, 0))
+		qmp_mon_wait(v->q.mon, 0, GATE_QMP_TIMEOUT_MS * 1000L);
+	vm_gang_release(v);
 }
 
 static void op_resumed(struct vm *v, json_t *reply, const char *error)
