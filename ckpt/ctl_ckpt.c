@@ -62,6 +62,7 @@ struct ckpt_part {
 	int64_t pause_us;
 	int64_t slot_pause_us;       /* of it, in the job's own slots */
 	int switched_out;            /* captured while switched out (off-slot) */
+	int64_t stream_ms;           /* capture's start to stream stored (the agent's) */
 	int64_t bytes;               /* CKPT_PROGRESS, then CKPT_STORED's */
 	json_t *entry;               /* CKPT_STORED's manifest entry */
 	char image[65];
@@ -403,12 +404,13 @@ static void commit_done(struct ctl *ctl, void *arg, int status, const char *out,
 		bytes += p->bytes;
 		pause = p->pause_us > pause ? p->pause_us : pause;
 		json_array_append_new(nodes, json_string(p->node));
-		json_array_append_new(parts, json_pack("{s:s,s:s,s:I,s:I,s:I,s:b,s:s,s:O}", "part",
+		json_array_append_new(parts, json_pack("{s:s,s:s,s:I,s:I,s:I,s:b,s:I,s:s,s:O}", "part",
 						       p->part, "node", p->node, "bytes",
 						       (json_int_t)p->bytes, "pause_us",
 						       (json_int_t)p->pause_us, "slot_pause_us",
 						       (json_int_t)p->slot_pause_us, "switched_out",
-						       p->switched_out, "image", p->image, "hash",
+						       p->switched_out, "stream_ms", (json_int_t)p->stream_ms,
+						       "image", p->image, "hash",
 						       json_object_get(p->entry, "hash") ?
 						       json_object_get(p->entry, "hash") : json_null()));
 	}
@@ -658,6 +660,7 @@ static void stored_done(void *arg, const struct fanout_done *d)
 			p->pause_us = json_integer_value(json_object_get(b, "pause_us"));
 		if (json_is_integer(json_object_get(b, "slot_pause_us")))
 			p->slot_pause_us = json_integer_value(json_object_get(b, "slot_pause_us"));
+		p->stream_ms = json_integer_value(json_object_get(b, "ms"));
 		snprintf(p->image, sizeof(p->image), "%s",
 			 json_string_value(json_object_get(b, "image")) ?
 			 json_string_value(json_object_get(b, "image")) : "");

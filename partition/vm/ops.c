@@ -228,7 +228,7 @@ static int vm_gate_open(struct hec_partition *p, struct hec_gate **out, char *wh
 	}
 	/* Switched by cgroup freeze: the proc gate itself, so the slot switch
 	 * goes through no layer of ours. */
-	if (!v->use_qmp || !v->q.mon)
+	if (!vm_gate_is_qmp(v))
 		return hec_partition_proc_ops.gate_open(v->cg, out, why, len);
 	*out = qmp_gate_new(v->q.mon);
 	if (!*out)

@@ -317,6 +317,15 @@ static inline void vm_exited(struct vm *v, int code, int sig, const char *error)
 		v->host->exited(v->self->host_arg, code, sig, error);
 }
 
+/* Whether the dispatcher's gate of @v is QMP stop/cont (ops.c,
+ * vm_gate_open): a guest switched so, and any guest while a capture of it
+ * runs: a cgroup freeze would stop its QEMU writing the stream too (QMP
+ * stop parks only the vCPUs), so the stream goes on in other jobs' slots. */
+static inline int vm_gate_is_qmp(const struct vm *v)
+{
+	return v->q.mon && (v->use_qmp || v->op != OP_NONE);
+}
+
 static inline void vm_gang_hold(struct vm *v)
 {
 	if (v->host->gang_hold)
