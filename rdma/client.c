@@ -719,10 +719,13 @@ static int pool_setup(struct hec_store *s)
 int hec_store_open(const struct hec_store_opts *o, struct hec_store **out)
 {
 	struct hec_fab_opts fo = { .provider = o->provider };
+	struct hec_fab_dial dial[64];
 	struct hec_store *s;
-	char downs[ERRS_LEN] = "", why[HEC_FAB_WHY];
-	size_t i, refused = 0;
-	int rc;
+	char downs[ERRS_LEN] = "";
+	uint8_t *frame = NULL;
+	size_t i, k, ndial = 0, flen = 0, refused = 0;
+	json_t *hj;
+	int rc, rc2 = 0;
 
 	*out = NULL;
 	s = calloc(1, sizeof(*s));
@@ -757,37 +760,44 @@ int hec_store_open(const struct hec_store_opts *o, struct hec_store **out)
 	qsort(s->sv, s->m, sizeof(*s->sv), cmp_srv);
 	for (i = 0; i < s->m; i++) {
 		struct srv *sv = &s->sv[i];
-		json_t *hello;
-		uint8_t *frame;
-		size_t flen;
 
 		sv->s = s;
 		sv->idx = i;
 		if (i && !strcmp(sv->name, s->sv[i - 1].name))
 			return fail(s, -EINVAL, "storage server %s named twice", sv->name);
-		if (sv->known_down) {
+		if (sv->known_down)
 			snprintf(sv->down_why, sizeof(sv->down_why), "%s (%s): down", sv->name, sv->addr);
+		else
+			dial[ndial++].hostport = sv->addr;
+	}
+	/* every server at once: a session costs one connection's round trip,
+	 * not one per server */
+	hec_fab_connect_all(&fo, dial, ndial, s->timeout_ms);
+	hj = json_pack("{ssss}", "key", s->key, "client", s->client);
+	rc = hj ? hec_msg_encode(HEC_MSG_STORE_HELLO, hj, &frame, &flen) : -ENOMEM;
+	json_decref(hj);
+	for (i = 0, k = 0; i < s->m; i++) {
+		struct srv *sv = &s->sv[i];
+		struct hec_fab_dial *d;
+
+		if (sv->known_down)
+			continue;
+		d = &dial[k++];
+		if (d->err) {
+			snprintf(sv->down_why, sizeof(sv->down_why), "%s (%s): %s", sv->name, sv->addr,
+				 d->why);
 			continue;
 		}
-		rc = hec_fab_connect(&fo, sv->addr, s->timeout_ms, &sv->fab, &sv->ep, why, sizeof(why));
-		if (rc) {
-			snprintf(sv->down_why, sizeof(sv->down_why), "%s (%s): %s", sv->name, sv->addr, why);
-			sv->fab = NULL;
-			continue;
-		}
+		sv->fab = d->fab;
+		sv->ep = d->ep;
 		hec_fab_ep_set_arg(sv->ep, sv);
 		sv->state = SRV_HELLO;
 		sv->hello_deadline = now_ms() + s->timeout_ms;
-		hello = json_pack("{ssss}", "key", s->key, "client", s->client);
-		rc = hello ? hec_msg_encode(HEC_MSG_STORE_HELLO, hello, &frame, &flen) : -ENOMEM;
-		json_decref(hello);
-		if (!rc) {
-			rc = hec_fab_send(sv->ep, frame, flen, NULL);
-			free(frame);
-		}
-		if (rc)
-			srv_down(sv, rc, "%s: sending STORE_HELLO: %s", sv->name, strerror(-rc));
+		if (rc || (rc2 = hec_fab_send(sv->ep, frame, flen, NULL)))
+			srv_down(sv, rc ? rc : rc2, "%s: sending STORE_HELLO: %s", sv->name,
+				 strerror(rc ? -rc : -rc2));
 	}
+	free(frame);
 	for (;;) {
 		size_t hello = 0;
 

@@ -1489,9 +1489,10 @@ int hec_fab_listen(const struct hec_fab_opts *o, const char *hostport, struct he
 	return r;
 }
 
-static int connect_one(const struct hec_fab_opts *o, const char *prov, const char *hostport,
-		       long long end, struct hec_fab **out, struct hec_fab_ep **epp, char *why,
-		       size_t whylen)
+/* Open a fabric with provider @prov and start connecting one endpoint to
+ * @hostport, without waiting for the listener. */
+static int connect_begin(const struct hec_fab_opts *o, const char *prov, const char *hostport,
+			 struct hec_fab **out, struct hec_fab_ep **epp, char *why, size_t whylen)
 {
 	struct hec_fab_ep *ep;
 	struct hec_fab *f;
@@ -1511,24 +1512,25 @@ static int connect_one(const struct hec_fab_opts *o, const char *prov, const cha
 		r = fab_err(r);
 		goto fail;
 	}
-	while (ep->state == EP_CONNECTING) {
+	*out = f;
+	*epp = ep;
+	return 0;
+fail:
+	fab_free(f);
+	return r;
+}
+
+/* Read what @f's EQ has for the connecting @ep, without waiting.
+ * \return 1 connected, 0 not yet, -errno refused or broken (@why). */
+static int connect_step(struct hec_fab *f, struct hec_fab_ep *ep, const char *hostport, char *why,
+			size_t whylen)
+{
+	for (;;) {
 		struct fi_eq_cm_entry ent;
 		uint32_t event;
-		int left = -1;
 		ssize_t n;
 
-		if (end >= 0) {
-			long long d = end - now_ms();
-
-			if (d <= 0) {
-				setwhy(why, whylen, "fi_connect %s %s: %s", f->prov, hostport,
-				       strerror(ETIMEDOUT));
-				r = -ETIMEDOUT;
-				goto fail;
-			}
-			left = (int)d;
-		}
-		n = fi_eq_sread(f->eq, &event, &ent, sizeof(ent), left, 0);
+		n = fi_eq_read(f->eq, &event, &ent, sizeof(ent), 0);
 		if (n == -FI_EAVAIL) {
 			struct fi_eq_err_entry e;
 			char buf[128], buf2[HEC_FAB_WHY];
@@ -1539,53 +1541,182 @@ static int connect_one(const struct hec_fab_opts *o, const char *prov, const cha
 			s = err_text(fi_eq_strerror(f->eq, e.prov_errno, e.err_data, buf, sizeof(buf)),
 				     e.err, e.prov_errno, buf2, sizeof(buf2));
 			setwhy(why, whylen, "fi_connect %s %s: %s", f->prov, hostport, s);
-			r = e.err ? -e.err : -ECONNREFUSED;
-			goto fail;
+			return e.err ? -e.err : -ECONNREFUSED;
 		}
-		if (n == -FI_EAGAIN || n == -FI_ETIMEDOUT || n == -FI_EINTR)
-			continue;
+		if (n == -FI_EAGAIN || n == -FI_EINTR)
+			return 0;
 		if (n < 0) {
-			setwhy(why, whylen, "fi_eq_sread %s %s: %s", f->prov, hostport,
+			setwhy(why, whylen, "fi_eq_read %s %s: %s", f->prov, hostport,
 			       fi_strerror((int)-n));
-			r = fab_err(n);
-			goto fail;
+			return fab_err(n);
 		}
 		if (event == FI_CONNECTED && ent.fid == &ep->ep->fid) {
 			ep->state = EP_UP;
-		} else if (event == FI_SHUTDOWN && ent.fid == &ep->ep->fid) {
+			return 1;
+		}
+		if (event == FI_SHUTDOWN && ent.fid == &ep->ep->fid) {
 			setwhy(why, whylen, "fi_connect %s %s: %s", f->prov, hostport,
 			       strerror(ECONNRESET));
-			r = -ECONNRESET;
-			goto fail;
+			return -ECONNRESET;
 		}
 	}
-	peer_name(ep);
-	*out = f;
-	*epp = ep;
-	return 0;
-fail:
-	fab_free(f);
-	return r;
+}
+
+/* One hec_fab_dial under way: its providers, the one being tried. */
+struct dial {
+	struct hec_fab_dial *d;
+	const struct hec_fab_opts *o;
+	const char *provs[2];
+	int nprovs, pi;
+	int busy;            /* connecting with provs[pi] */
+};
+
+/* Start connecting with the current provider, else the next ones. */
+static void dial_start(struct dial *g)
+{
+	struct hec_fab_dial *d = g->d;
+	int r = -EINVAL;
+
+	for (; g->pi < g->nprovs; g->pi++) {
+		r = connect_begin(g->o, g->provs[g->pi], d->hostport, &d->fab, &d->ep, d->why,
+				  sizeof(d->why));
+		if (!r) {
+			g->busy = 1;
+			return;
+		}
+		if (r == -EINVAL)
+			break;
+	}
+	d->fab = NULL;
+	d->ep = NULL;
+	d->err = r;
+}
+
+/* The attempt failed with @r (@why set): "auto" goes on with the next
+ * provider, unless time is up. */
+static void dial_failed(struct dial *g, int r)
+{
+	fab_free(g->d->fab);
+	g->d->fab = NULL;
+	g->d->ep = NULL;
+	g->busy = 0;
+	g->pi++;
+	if (r != -ETIMEDOUT && g->pi < g->nprovs)
+		dial_start(g); /* sets err itself if no provider is left */
+	else
+		g->d->err = r;
+}
+
+void hec_fab_connect_all(const struct hec_fab_opts *o, struct hec_fab_dial *d, size_t n,
+			 int timeout_ms)
+{
+	long long end = timeout_ms < 0 ? -1 : now_ms() + timeout_ms;
+	struct dial *g = calloc(n ? n : 1, sizeof(*g));
+	struct pollfd *pfd = calloc(n ? 2 * n : 1, sizeof(*pfd));
+	size_t i;
+
+	for (i = 0; i < n; i++) {
+		d[i].fab = NULL;
+		d[i].ep = NULL;
+		d[i].err = 0;
+		d[i].why[0] = 0;
+		g[i].d = &d[i];
+		g[i].o = o;
+		if (!g || !pfd) {
+			setwhy(d[i].why, sizeof(d[i].why), "hec_fab_connect: %s", strerror(ENOMEM));
+			d[i].err = -ENOMEM;
+			continue;
+		}
+		g[i].nprovs = fab_provs(o, g[i].provs, d[i].why, sizeof(d[i].why));
+		if (g[i].nprovs < 0)
+			d[i].err = g[i].nprovs;
+		else
+			dial_start(&g[i]);
+	}
+	while (g && pfd) {
+		size_t busy = 0, np = 0;
+		int left = -1;
+
+		for (i = 0; i < n; i++) {
+			struct hec_fab_dial *di = &d[i];
+			int r;
+
+			if (!g[i].busy)
+				continue;
+			r = connect_step(di->fab, di->ep, di->hostport, di->why, sizeof(di->why));
+			if (r == 1) {
+				g[i].busy = 0;
+				peer_name(di->ep);
+				continue;
+			}
+			if (r < 0)
+				dial_failed(&g[i], r); /* or busy again with the next provider */
+			busy += g[i].busy;
+		}
+		if (!busy)
+			break;
+		if (end >= 0) {
+			long long dl = end - now_ms();
+
+			if (dl <= 0) {
+				for (i = 0; i < n; i++)
+					if (g[i].busy) {
+						setwhy(d[i].why, sizeof(d[i].why), "fi_connect %s %s: %s",
+						       d[i].fab->prov, d[i].hostport, strerror(ETIMEDOUT));
+						dial_failed(&g[i], -ETIMEDOUT);
+					}
+				break;
+			}
+			left = (int)dl;
+		}
+		/* block until one of the connecting fabrics has news (fi_trywait
+		 * first, as everywhere) */
+		for (i = 0; i < n; i++) {
+			struct hec_fab *f = d[i].fab;
+			int k;
+
+			if (!g[i].busy)
+				continue;
+			if (hec_fab_trywait(f) == -EAGAIN)
+				left = 0;
+			for (k = 0; k < f->nfds; k++) {
+				pfd[np].fd = f->fds[k];
+				pfd[np].events = POLLIN;
+				pfd[np++].revents = 0;
+			}
+		}
+		if (poll(pfd, (nfds_t)np, left) < 0 && errno != EINTR) {
+			int err = errno;
+
+			for (i = 0; i < n; i++)
+				if (g[i].busy) {
+					setwhy(d[i].why, sizeof(d[i].why), "poll: %s", strerror(err));
+					dial_failed(&g[i], -err);
+				}
+			break;
+		}
+	}
+	free(pfd);
+	free(g);
 }
 
 int hec_fab_connect(const struct hec_fab_opts *o, const char *hostport, int timeout_ms,
 		    struct hec_fab **out, struct hec_fab_ep **epp, char *why, size_t whylen)
 {
-	long long end = timeout_ms < 0 ? -1 : now_ms() + timeout_ms;
-	const char *provs[2];
-	int i, n, r = -EINVAL;
+	struct hec_fab_dial d = { .hostport = hostport };
 
 	if (!out || !epp) {
 		setwhy(why, whylen, "hec_fab_connect: invalid argument");
 		return -EINVAL;
 	}
-	n = fab_provs(o, provs, why, whylen);
-	for (i = 0; i < n; i++) {
-		r = connect_one(o, provs[i], hostport, end, out, epp, why, whylen);
-		if (!r || r == -EINVAL || r == -ETIMEDOUT)
-			break;
+	hec_fab_connect_all(o, &d, 1, timeout_ms);
+	if (d.err) {
+		setwhy(why, whylen, "%s", d.why);
+		return d.err;
 	}
-	return r;
+	*out = d.fab;
+	*epp = d.ep;
+	return 0;
 }
 
 void hec_fab_close(struct hec_fab *f)

@@ -67,6 +67,22 @@ int hec_fab_listen(const struct hec_fab_opts *o, const char *hostport,
  *  carries nothing secret; the peers authenticate with messages after it. */
 int hec_fab_connect(const struct hec_fab_opts *o, const char *hostport, int timeout_ms,
 		    struct hec_fab **out, struct hec_fab_ep **ep, char *why, size_t whylen);
+
+/* One connection of hec_fab_connect_all(). */
+struct hec_fab_dial {
+	const char *hostport;    /* in: the listener's address */
+	struct hec_fab *fab;     /* out: its own fabric (NULL on failure) */
+	struct hec_fab_ep *ep;   /* out: the endpoint, connected */
+	int err;                 /* out: 0, or what hec_fab_connect() would return */
+	char why[HEC_FAB_WHY];   /* out: the cause, when err < 0 */
+};
+/** hec_fab_connect() to each of @n listeners, all at once: the fabrics are
+ *  opened and the requests sent one after another, then every answer is
+ *  awaited together, within @timeout_ms in all (-1: forever), so that @n
+ *  listeners cost about one round trip, not @n.  Each dial ends as
+ *  hec_fab_connect() would have (its providers tried in the same order). */
+void hec_fab_connect_all(const struct hec_fab_opts *o, struct hec_fab_dial *d, size_t n,
+			 int timeout_ms);
 /** Close every endpoint, registration and the fabric.  NULL is a no-op. */
 void hec_fab_close(struct hec_fab *f);
 

@@ -563,6 +563,88 @@ out:
 	free(local);
 }
 
+/* hec_fab_connect_all() waits for every listener together: one that never
+ * answers (not polled: its handshake never completes) costs the others
+ * nothing, where dialling one after another would give them no time left;
+ * a refused one fails alone. */
+struct dial_arg {
+	struct hec_fab_dial *d;
+	size_t n;
+	int done;
+};
+
+static void *dial_thread(void *a)
+{
+	struct dial_arg *g = a;
+
+	hec_fab_connect_all(&tcp, g->d, g->n, 1500);
+	__atomic_store_n(&g->done, 1, __ATOMIC_SEQ_CST);
+	return NULL;
+}
+
+static void test_connect_all(void)
+{
+	struct hec_fab *lf[3] = { NULL, NULL, NULL };
+	struct hec_fab_ep *lep[3] = { NULL, NULL, NULL };
+	struct hec_fab_dial d[4];
+	struct dial_arg g = { .d = d, .n = 4 };
+	struct hec_fab_ev ev[8];
+	char why[HEC_FAB_WHY], addr[3][80];
+	long long end = now_ms() + LIMIT_MS;
+	pthread_t t;
+	int i, j, n;
+
+	for (i = 0; i < 3; i++) {
+		CU_ASSERT_EQUAL_FATAL(hec_fab_listen(&tcp, "127.0.0.1:0", &lf[i], why, sizeof(why)), 0);
+		snprintf(addr[i], sizeof(addr[i]), "%s", hec_fab_address(lf[i]));
+	}
+	memset(d, 0, sizeof(d));
+	d[0].hostport = addr[0]; /* never polled */
+	d[1].hostport = addr[1];
+	d[2].hostport = addr[2];
+	d[3].hostport = "127.0.0.1:1"; /* nobody listens */
+	CU_ASSERT_EQUAL_FATAL(pthread_create(&t, NULL, dial_thread, &g), 0);
+	while (!__atomic_load_n(&g.done, __ATOMIC_SEQ_CST) && now_ms() < end)
+		for (i = 1; i < 3; i++) {
+			hec_fab_wait(lf[i], 5);
+			n = hec_fab_poll(lf[i], ev, 8);
+			for (j = 0; j < n; j++)
+				if (ev[j].type == HEC_FAB_EV_ACCEPTED)
+					lep[i] = ev[j].ep;
+		}
+	pthread_join(t, NULL);
+	CU_ASSERT_EQUAL(d[0].err, -ETIMEDOUT);
+	CU_ASSERT_PTR_NULL(d[0].fab);
+	CU_ASSERT_PTR_NOT_NULL(strstr(d[0].why, addr[0]));
+	for (i = 1; i < 3; i++) {
+		CU_ASSERT_EQUAL(d[i].err, 0);
+		if (d[i].err) {
+			fprintf(stderr, "dial %d: %s\n", i, d[i].why);
+			continue;
+		}
+		CU_ASSERT_STRING_EQUAL(hec_fab_provider(d[i].fab), "tcp");
+		CU_ASSERT_PTR_NOT_NULL(lep[i]);
+		/* usable: a message gets through */
+		CU_ASSERT_EQUAL(hec_fab_send(d[i].ep, "hi", 2, NULL), 0);
+		for (n = 0, end = now_ms() + LIMIT_MS; !n && now_ms() < end;) {
+			hec_fab_wait(d[i].fab, 5);
+			hec_fab_poll(d[i].fab, ev, 8); /* the send's progress */
+			hec_fab_wait(lf[i], 5);
+			for (j = hec_fab_poll(lf[i], ev, 8); j > 0; j--)
+				n += ev[j - 1].type == HEC_FAB_EV_RECV && ev[j - 1].len == 2;
+		}
+		CU_ASSERT_EQUAL(n, 1);
+		hec_fab_close(d[i].fab);
+	}
+	CU_ASSERT(d[3].err < 0);
+	CU_ASSERT_NOT_EQUAL(d[3].err, -ETIMEDOUT);
+	CU_ASSERT_PTR_NULL(d[3].fab);
+	CU_ASSERT_PTR_NOT_NULL(strstr(d[3].why, "127.0.0.1:1"));
+	fprintf(stderr, "unanswered: %s; refused: %s\n", d[0].why, d[3].why);
+	for (i = 0; i < 3; i++)
+		hec_fab_close(lf[i]);
+}
+
 static void test_providers(void)
 {
 	char why[HEC_FAB_WHY] = "";
@@ -640,6 +722,7 @@ static const struct hec_cunit_test tests[] = {
 	{ "pending operations fail before CLOSED (held sends)", test_pending_on_close_hold },
 	{ "held send behind a refused write", test_hold_bad_write },
 	{ "providers and addresses", test_providers },
+	{ "connect to several listeners at once", test_connect_all },
 	{ "wildcard address, wait fds", test_address_and_wait },
 	{ NULL, NULL },
 };
