@@ -49,10 +49,12 @@ static void vm_capture_clear(struct vm *v)
 	v->cap_stop_us = v->cap_resume_us = v->cap_stopped_ns = 0;
 }
 
-/* A QMP event's timestamp (QEMU's wall clock, us) on CLOCK_MONOTONIC. */
-static int64_t wall_us_to_mono(int64_t us)
+/* A QMP event's timestamp (QEMU's wall clock, us) on CLOCK_MONOTONIC, by
+ * @wall_minus_mono (one reading for every timestamp of a pause, so that
+ * their differences stay exact). */
+static int64_t wall_us_to_mono(int64_t us, int64_t wall_minus_mono)
 {
-	return us * 1000 - (hec_now_real_ns() - hec_now_mono_ns());
+	return us * 1000 - wall_minus_mono;
 }
 
 static void cap_fix(struct vm *v, long long pause_ns, int64_t from_ns, int64_t to_ns)
@@ -166,7 +168,7 @@ static void snap_stopped(struct vm *v, json_t *reply, const char *error)
  */
 static void cap_runstate(struct vm *v, int running, int64_t ts_us)
 {
-	int64_t to;
+	int64_t to, off = hec_now_real_ns() - hec_now_mono_ns();
 
 	if (!op_live(v) || !v->cap.captured)
 		return;
@@ -183,13 +185,13 @@ static void cap_runstate(struct vm *v, int running, int64_t ts_us)
 		op_rejoin(v);
 		return;
 	}
-	to = wall_us_to_mono(ts_us);
+	to = wall_us_to_mono(ts_us, off);
 	op_rejoin(v);
 	if (v->cap_switched_out)
 		cap_fix(v, 0, v->cap_hold_ns, to);
 	else
 		cap_fix(v, (ts_us > v->cap_stop_us ? ts_us - v->cap_stop_us : 0) * 1000,
-			wall_us_to_mono(v->cap_stop_us), to);
+			wall_us_to_mono(v->cap_stop_us, off), to);
 }
 
 /* Background snapshot: the guest runs on while its memory is written as
