@@ -254,6 +254,10 @@ void agent_gang_job_forget(struct agent *ag, long id);
  *  and RESUME carry) on our CLOCK_MONOTONIC, by the gang clock estimate.
  *  \return 0, or -EAGAIN while there is no estimate yet. */
 int agent_gang_ctl_to_mono(struct agent *ag, int64_t ctl_ns, int64_t *mono_ns);
+/* How much of [@from, @to] (CLOCK_MONOTONIC ns) falls in job @id's own
+ * slots of the schedule in force here: all of it when the job does not
+ * time-share here (no schedule names it, or it has every slot). */
+int64_t agent_gang_own_ns(struct agent *ag, long id, int64_t from, int64_t to);
 
 /* bridge.c */
 int bridges_listen(struct agent *ag, int *port);

@@ -535,6 +535,11 @@ static int open_gate(struct agent_gang *g, struct agent_job *j, struct hec_gate 
 	char why[PATH_MAX + 64] = "";
 	int rc = hec_partition_gate_open(j->part, gate, why, sizeof(why));
 
+	if (rc == -EBUSY) {
+		/* its driver switches it for a while, and gives it back (gang_release) */
+		hec_job_debug(g->ag->conf.name, j->id, "not switched for now: %s", why);
+		return rc;
+	}
 	if (rc) {
 		hec_job_err(
 		    g->ag->conf.name, j->id,
@@ -766,6 +771,51 @@ int agent_gang_ctl_to_mono(struct agent *ag, int64_t ctl_ns, int64_t *mono_ns)
 		return -EAGAIN;
 	*mono_ns = ctl_ns - g->est_offset;
 	return 0;
+}
+
+/* (a capture's hold spans a few slots at most: more is counted whole) */
+#define OWN_MAX_SLOTS 100000
+
+int64_t agent_gang_own_ns(struct agent *ag, long id, int64_t from, int64_t to)
+{
+	struct agent_gang *g = ag->gang;
+	const struct ds_table *t;
+	int64_t own = 0, a, b, k, k1;
+	int rows = 0;
+
+	if (to <= from)
+		return 0;
+	if (!g)
+		return to - from;
+	pthread_mutex_lock(&g->lock);
+	t = g->active;
+	for (int r = 0; t && r < t->nslots; r++)
+		rows += t->slots[r] == id;
+	if (!g->clock_valid || !t || t->slot_ns <= 0 || rows == 0 || rows == t->nslots) {
+		pthread_mutex_unlock(&g->lock);
+		return to - from;
+	}
+	a = from + g->offset;
+	b = to + g->offset;
+	k = ds_boundary_current(t, a);
+	k1 = ds_boundary_current(t, b);
+	if (a < t->start || k1 - k > OWN_MAX_SLOTS) {
+		/* (before this schedule began: its slots say nothing of then) */
+		pthread_mutex_unlock(&g->lock);
+		return to - from;
+	}
+	for (; k <= k1; k++) {
+		int64_t s = ds_boundary_time(t, k), e = ds_boundary_time(t, k + 1);
+
+		if (t->slots[ds_row(t, k)] != id)
+			continue;
+		s = s > a ? s : a;
+		e = e < b ? e : b;
+		if (e > s)
+			own += e - s;
+	}
+	pthread_mutex_unlock(&g->lock);
+	return own;
 }
 
 /* Before a partition is killed: the dispatcher must never touch it again. */

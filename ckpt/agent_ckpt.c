@@ -91,6 +91,7 @@ struct agent_ckpt {
 	char cap_why[512];
 	int captured;
 	long long pause_ns, whole_pause_ns; /* whole: -1 unless the guest stayed stopped */
+	long long whole_slot_ns;      /* the part of the whole pause in the job's slots */
 	int64_t cap_start_ns;
 };
 
@@ -315,8 +316,10 @@ static void ck_stored(struct agent_ckpt *c)
 	body = json_pack("{s:I,s:I,s:s,s:I,s:I,s:o,s:s}", "job", (json_int_t)c->job, "epoch",
 			 (json_int_t)c->epoch, "part", c->part, "bytes", (json_int_t)bytes, "ms",
 			 (json_int_t)ms, "entry", entry, "image", c->image);
-	if (body && c->whole_pause_ns >= 0)
+	if (body && c->whole_pause_ns >= 0) {
 		json_object_set_new(body, "pause_us", json_integer(c->whole_pause_ns / 1000));
+		json_object_set_new(body, "slot_pause_us", json_integer(c->whole_slot_ns / 1000));
+	}
 	c->ended = 1;
 	hec_job_info(c->ag->conf.name, c->job,
 		     "checkpoint %lld: stored %s: %lld bytes in %.2f s (%.0f MB/s)%s", c->epoch,
@@ -365,22 +368,35 @@ static void ck_progress_end(struct agent_ckpt *c)
 
 /* ---- the capture's callbacks (from the driver, on the loop) ---- */
 
-static void on_captured(void *arg, long long pause_ns)
+/*
+ * What the capture took of the job's own slots: the part of the time it
+ * kept the vCPUs stopped that falls in them (all of it for a job that does
+ * not time-share here).  An off-slot capture takes nothing: the gang had
+ * the guest stopped anyway.
+ */
+static void on_captured(void *arg, const struct hec_capture_fix *fix)
 {
 	struct agent_ckpt *c = arg;
-	int64_t now = hec_now_mono_ns();
+	int64_t now = hec_now_mono_ns(), fixed, slot_ns;
 
 	if (c->ended || c->captured)
 		return;
 	c->captured = 1;
-	c->pause_ns = pause_ns;
+	c->pause_ns = fix->pause_ns;
+	fixed = fix->held_from_ns ? fix->held_from_ns : now - fix->pause_ns;
+	slot_ns = fix->held_to_ns > fix->held_from_ns && fix->held_from_ns ?
+		  agent_gang_own_ns(c->ag, c->job, fix->held_from_ns, fix->held_to_ns) :
+		  fix->pause_ns;
 	hec_job_info(c->ag->conf.name, c->job,
-		     "checkpoint %lld: captured %.1f ms after T, the guest's vCPUs paused %.3f ms",
-		     c->epoch, (double)(now - pause_ns - c->t_local) / 1e6, (double)pause_ns / 1e6);
+		     "checkpoint %lld: captured %.1f ms after T%s, the guest's vCPUs paused %.3f ms, %.3f ms of it in the job's slots",
+		     c->epoch, (double)(fixed - c->t_local) / 1e6,
+		     fix->switched_out ? " while switched out" : "", (double)fix->pause_ns / 1e6,
+		     (double)slot_ns / 1e6);
 	agent_ctl_send(c->ag, HEC_MSG_CKPT_CAPTURED,
-		       json_pack("{s:I,s:I,s:I,s:I}", "job", (json_int_t)c->job, "epoch",
-				 (json_int_t)c->epoch, "pause_us", (json_int_t)(pause_ns / 1000), "at",
-				 (json_int_t)(now + c->off - pause_ns)));
+		       json_pack("{s:I,s:I,s:I,s:I,s:b,s:I}", "job", (json_int_t)c->job, "epoch",
+				 (json_int_t)c->epoch, "pause_us", (json_int_t)(fix->pause_ns / 1000),
+				 "slot_pause_us", (json_int_t)(slot_ns / 1000), "switched_out",
+				 fix->switched_out, "at", (json_int_t)(fixed + c->off)));
 }
 
 static void on_cap_progress(void *arg, unsigned long long bytes)
@@ -396,8 +412,10 @@ static void on_cap_progress(void *arg, unsigned long long bytes)
 static void on_paused(void *arg, long long pause_ns)
 {
 	struct agent_ckpt *c = arg;
+	int64_t now = hec_now_mono_ns();
 
 	c->whole_pause_ns = pause_ns;
+	c->whole_slot_ns = agent_gang_own_ns(c->ag, c->job, now - pause_ns, now);
 }
 
 static void on_cap_done(void *arg, int rc, const char *why)

@@ -60,6 +60,9 @@ struct ckpt_part {
 	char node[65];
 	char part[24];               /* "p<i>": the node's index in the job */
 	int64_t pause_us;
+	int64_t slot_pause_us;       /* of it, in the job's own slots */
+	int switched_out;            /* captured while switched out (off-slot) */
+	int64_t stream_ms;           /* capture's start to stream stored (the agent's) */
 	int64_t bytes;               /* CKPT_PROGRESS, then CKPT_STORED's */
 	json_t *entry;               /* CKPT_STORED's manifest entry */
 	char image[65];
@@ -365,10 +368,12 @@ static json_t *meta_json(const struct ckpt_op *op, const struct ctl_job *j)
 	for (int i = 0; i < j->nalloc; i++)
 		json_array_append_new(nodes, json_string(j->alloc[i].name));
 	for (int i = 0; i < op->n; i++)
-		json_array_append_new(parts, json_pack("{s:s,s:s,s:s,s:I}", "part", op->parts[i].part,
-						       "node", op->parts[i].node, "image",
-						       op->parts[i].image, "pause_us",
-						       (json_int_t)op->parts[i].pause_us));
+		json_array_append_new(parts, json_pack("{s:s,s:s,s:s,s:I,s:I,s:b}", "part",
+						       op->parts[i].part, "node", op->parts[i].node,
+						       "image", op->parts[i].image, "pause_us",
+						       (json_int_t)op->parts[i].pause_us, "slot_pause_us",
+						       (json_int_t)op->parts[i].slot_pause_us,
+						       "switched_out", op->parts[i].switched_out));
 	json_t *m = json_pack("{s:{s:s,s:s,s:I,s:i,s:i,s:i,s:I,s:O,s:s},s:o,s:o,s:s}", "job",
 			      "name", j->name, "user", j->user, "uid", (json_int_t)j->uid,
 			      "nnodes", j->nnodes, "ntasks", j->ntasks, "vcpus", job_vcpus(j),
@@ -407,9 +412,12 @@ static void commit_done(struct ctl *ctl, void *arg, int status, const char *out,
 		bytes += p->bytes;
 		pause = p->pause_us > pause ? p->pause_us : pause;
 		json_array_append_new(nodes, json_string(p->node));
-		json_array_append_new(parts, json_pack("{s:s,s:s,s:I,s:I,s:s,s:O}", "part", p->part,
-						       "node", p->node, "bytes", (json_int_t)p->bytes,
-						       "pause_us", (json_int_t)p->pause_us,
+		json_array_append_new(parts, json_pack("{s:s,s:s,s:I,s:I,s:I,s:b,s:I,s:s,s:O}", "part",
+						       p->part, "node", p->node, "bytes",
+						       (json_int_t)p->bytes, "pause_us",
+						       (json_int_t)p->pause_us, "slot_pause_us",
+						       (json_int_t)p->slot_pause_us, "switched_out",
+						       p->switched_out, "stream_ms", (json_int_t)p->stream_ms,
 						       "image", p->image, "hash",
 						       json_object_get(p->entry, "hash") ?
 						       json_object_get(p->entry, "hash") : json_null()));
@@ -611,12 +619,16 @@ static void captured_done(void *arg, const struct fanout_done *d)
 	for (int i = 0; i < d->nnodes; i++) {
 		struct ckpt_part *p = op_part(op, d->nodes[i].node);
 
-		if (op->app && json_is_integer(json_object_get(d->nodes[i].body, "ranks")))
-			op->ranks = (int)json_integer_value(json_object_get(d->nodes[i].body, "ranks"));
+		const json_t *b = d->nodes[i].body;
 
-		if (p && json_is_integer(json_object_get(d->nodes[i].body, "pause_us")) &&
-		    !p->pause_us)
-			p->pause_us = json_integer_value(json_object_get(d->nodes[i].body, "pause_us"));
+		if (op->app && json_is_integer(json_object_get(b, "ranks")))
+			op->ranks = (int)json_integer_value(json_object_get(b, "ranks"));
+		if (p && json_is_integer(json_object_get(b, "pause_us")) && !p->pause_us)
+			p->pause_us = json_integer_value(json_object_get(b, "pause_us"));
+		if (p && json_is_integer(json_object_get(b, "slot_pause_us")) && !p->slot_pause_us)
+			p->slot_pause_us = json_integer_value(json_object_get(b, "slot_pause_us"));
+		if (p)
+			p->switched_out = json_is_true(json_object_get(b, "switched_out"));
 		if (p && p->pause_us > pause)
 			pause = p->pause_us;
 	}
@@ -666,6 +678,9 @@ static void stored_done(void *arg, const struct fanout_done *d)
 		/* a guest that stayed stopped while it was written: its whole pause */
 		if (json_is_integer(json_object_get(b, "pause_us")))
 			p->pause_us = json_integer_value(json_object_get(b, "pause_us"));
+		if (json_is_integer(json_object_get(b, "slot_pause_us")))
+			p->slot_pause_us = json_integer_value(json_object_get(b, "slot_pause_us"));
+		p->stream_ms = json_integer_value(json_object_get(b, "ms"));
 		snprintf(p->image, sizeof(p->image), "%s",
 			 json_string_value(json_object_get(b, "image")) ?
 			 json_string_value(json_object_get(b, "image")) : "");
@@ -747,14 +762,59 @@ static void not_ready(struct ctl *ctl, const struct ctl_job *j, char *why, size_
 			 (long long)j->ckpt->epoch, j->id, phase_names[j->ckpt->phase]);
 }
 
+/* Where T goes in a time-sharing job's slot cycle (`hec ckpt --when`). */
+enum ckpt_when { WHEN_OFF_SLOT, WHEN_IN_SLOT, WHEN_NOW };
+
+static int when_parse(const char *s, enum ckpt_when *w)
+{
+	if (!s || !strcmp(s, "off-slot"))
+		*w = WHEN_OFF_SLOT;
+	else if (!strcmp(s, "in-slot"))
+		*w = WHEN_IN_SLOT;
+	else if (!strcmp(s, "now"))
+		*w = WHEN_NOW;
+	else
+		return -EINVAL;
+	return 0;
+}
+
+/*
+ * T for a checkpoint of @j, not before @earliest.  A job that time-shares
+ * (the epoch in force has more than one slot) is captured off-slot by
+ * default: T just after the boundary that switches it out, so that every
+ * guest is stopped by the gang when captured and its own slots lose
+ * nothing (doc/design.md, "Off-slot checkpoints"); with WHEN_IN_SLOT just
+ * after the one that switches it in (to measure the difference).  The
+ * margin lets each node's switch finish first.  Whatever T, the cut is
+ * consistent: the network hold from T makes it so.
+ */
+static int64_t ckpt_place(const struct ctl *ctl, const struct ctl_job *j, int64_t earliest,
+			  enum ckpt_when when)
+{
+	const struct epoch *e = &ctl->epoch;
+	int64_t margin, k;
+	int row;
+
+	if (when == WHEN_NOW || ctl->timeslice_none || !e->id || e->nslots < 2 || e->slot_ns <= 0 ||
+	    j->slot < 0 || j->slot >= e->nslots)
+		return earliest;
+	margin = e->slot_ns / 5;
+	margin = margin > 5000000 ? 5000000 : margin;
+	row = when == WHEN_IN_SLOT ? j->slot : (j->slot + 1) % e->nslots;
+	k = earliest <= e->start ? 0 : (earliest - e->start + e->slot_ns - 1) / e->slot_ns;
+	while (k % e->nslots != row)
+		k++;
+	return e->start + k * e->slot_ns + margin;
+}
+
 /*
  * Start a checkpoint of @j (@who: "requested by uid N", "every N s").
  * \return 0 with the epoch in *@epoch; -EIO: it started and was aborted at
  * once (@why, also in the job's last error); else -errno: nothing of it
  * exists (-EBUSY: the job cannot be checkpointed now; @why says why).
  */
-static int ckpt_start(struct ctl *ctl, struct ctl_job *j, const char *who, int64_t *epoch,
-		      char *why, size_t len)
+static int ckpt_start(struct ctl *ctl, struct ctl_job *j, const char *who, enum ckpt_when when,
+		      int64_t *epoch, char *why, size_t len)
 {
 	struct fanout_req cap = { .kind = HEC_MSG_CKPT_CAPTURED, .what = "CKPT_PREPARE",
 				  .send = prepare_send, .answer = captured_answer,
@@ -793,7 +853,7 @@ static int ckpt_start(struct ctl *ctl, struct ctl_job *j, const char *who, int64
 	op->epoch = ctl_fresh_id(&ctl->ckpt_seq);
 	op->started_ns = hec_now_real_ns();
 	op->started_mono = hec_now_mono_ns();
-	op->t_ns = op->started_ns + lead;
+	op->t_ns = ckpt_place(ctl, j, op->started_ns + lead, when);
 	for (int i = 0; i < op->n; i++) {
 		snprintf(op->parts[i].node, sizeof(op->parts[i].node), "%s", j->alloc[i].name);
 		snprintf(op->parts[i].part, sizeof(op->parts[i].part), op->app ? "app" : "p%d", i);
@@ -818,14 +878,18 @@ static int ckpt_start(struct ctl *ctl, struct ctl_job *j, const char *who, int64
 		hec_info("job %ld: checkpoint %lld %s: the program is asked on %s", j->id,
 			 (long long)op->epoch, who, op->parts[0].node);
 	else
-		hec_info("job %ld: checkpoint %lld %s: cut in %.1f ms on %d node%s", j->id,
-			 (long long)op->epoch, who, lead / 1e6, op->n, op->n == 1 ? "" : "s");
+		hec_info("job %ld: checkpoint %lld %s: cut in %.1f ms%s on %d node%s", j->id,
+			 (long long)op->epoch, who, (op->t_ns - op->started_ns) / 1e6,
+			 op->t_ns == op->started_ns + lead ? "" :
+			 when == WHEN_IN_SLOT ? " (in its slot)" : " (off its slot)",
+			 op->n, op->n == 1 ? "" : "s");
 	str.id = cap.id = op->epoch;
 	str.nodes = cap.nodes = names;
 	str.nnodes = cap.nnodes = op->n;
 	str.arg = cap.arg = op;
 	str.timeout_ms = ctl->conf.ckpt_timeout;
-	cap.timeout_ms = op->app ? op->capture_ms : lead / 1000000 + CKPT_CAPTURE_MS;
+	cap.timeout_ms = op->app ? op->capture_ms :
+			 (op->t_ns - op->started_ns) / 1000000 + CKPT_CAPTURE_MS;
 	/* the stream's first: a CKPT_STORED may overtake another node's CAPTURED */
 	rc = fanout_start(ctl->fanout, &str);
 	if (rc) {
@@ -848,10 +912,15 @@ void cli_ckpt(struct ctl *ctl, struct peer *p, struct ctl_job *j, const json_t *
 {
 	char who[64], why[600];
 	int64_t epoch = 0;
+	enum ckpt_when when;
 
-	(void)body;
+	if (when_parse(json_string_value(json_object_get(body, "when")), &when)) {
+		respond_error(p->conn, "when: '%s' is not off-slot, in-slot or now",
+			      json_string_value(json_object_get(body, "when")));
+		return;
+	}
 	snprintf(who, sizeof(who), "requested by uid %u", (unsigned)p->uid);
-	if (ckpt_start(ctl, j, who, &epoch, why, sizeof(why))) {
+	if (ckpt_start(ctl, j, who, when, &epoch, why, sizeof(why))) {
 		respond_error(p->conn, "%s", why);
 		return;
 	}
@@ -1376,7 +1445,7 @@ void ckpt_tick(struct ctl *ctl)
 		if (now < j->ckpt_next || j->state != JOB_RUNNING)
 			continue; /* a suspended job is checkpointed once it runs */
 		snprintf(who, sizeof(who), "every %ld s (--ckpt-interval)", j->ckpt_interval);
-		rc = ckpt_start(ctl, j, who, &epoch, why, sizeof(why));
+		rc = ckpt_start(ctl, j, who, WHEN_OFF_SLOT, &epoch, why, sizeof(why));
 		if (rc && rc != -EIO) {
 			/* refused before it began (no storage, say): no epoch to name */
 			if (strcmp(why, j->ckpt_err))

@@ -24,10 +24,11 @@
 #define CKPT_VANISHED_MS 60000
 
 enum { C_HELP = 'h', C_DIR = 'D', C_WAIT = 'w', C_JSON = CLI_LONG_ONLY + 200, C_DELETE,
-       C_EPOCH, C_NODES };
+       C_EPOCH, C_NODES, C_WHEN };
 
 static const struct cli_opt ckpt_options[] = {
 	{ "wait", C_WAIT, 0 }, { "delete", C_DELETE, 0 }, { "json", C_JSON, 0 },
+	{ "when", C_WHEN, 1 },
 	{ "dir", C_DIR, 1 }, { "help", C_HELP, 0 }, { NULL, 0, 0 },
 };
 
@@ -41,7 +42,7 @@ static const struct cli_opt restart_options[] = {
 };
 
 static const char ckpt_help[] =
-	"usage: hec ckpt [--wait] JOBID\n"
+	"usage: hec ckpt [--wait] [--when off-slot|in-slot|now] JOBID\n"
 	"       hec ckpt --delete JOBID EPOCH\n"
 	"       hec ckpt export JOBID EPOCH FILE.h5\n"
 	"       hec ckpt import FILE.h5 [--job JOBID]\n"
@@ -51,6 +52,10 @@ static const char ckpt_help[] =
 	"committed.  Prints the checkpoint's epoch.\n"
 	"  -w, --wait    wait until it is committed (progress on stderr); exit status 1\n"
 	"                with the reason if it failed\n"
+	"      --when    for a job that time-shares its nodes (--share): capture its\n"
+	"                guests while the gang has them switched out (off-slot, the\n"
+	"                default: its own slots lose nothing), just after its slot\n"
+	"                begins (in-slot), or as soon as possible (now)\n"
 	"      --delete  delete committed checkpoint EPOCH of the job\n"
 	"  export        write committed checkpoint EPOCH as a self-describing HDF5 file\n"
 	"                (a group of datasets, one per guest; h5ls and h5dump read it)\n"
@@ -83,6 +88,7 @@ struct ckpt_args {
 	int have_job, have_epoch;
 	int wait, del, json;
 	const char *nodes;
+	const char *when;
 	const char *dir;
 };
 
@@ -117,6 +123,12 @@ static int parse(const char *cmd, const char *help, const struct cli_opt *opts, 
 		case C_HELP:
 			fputs(help, stdout);
 			return CLI_EXIT_OK;
+		case C_WHEN:
+			if (strcmp(a.arg, "off-slot") && strcmp(a.arg, "in-slot") && strcmp(a.arg, "now"))
+				return cli_usage(cmd, "%s: --when: '%s' is not off-slot, in-slot or now",
+						 cmd, a.arg);
+			ca->when = a.arg;
+			break;
 		case C_DIR:
 			ca->dir = a.arg;
 			break;
@@ -354,8 +366,8 @@ int cmd_ckpt(struct cli_ctx *ctx, const char *dir, int argc, char **argv)
 		return cli_usage("ckpt", "ckpt: --delete JOBID EPOCH: which checkpoint?");
 	if (!ca.del && ca.have_epoch)
 		return cli_usage("ckpt", "ckpt: an EPOCH is only for --delete");
-	if (ca.del && ca.wait)
-		return cli_usage("ckpt", "ckpt: --wait is not for --delete");
+	if (ca.del && (ca.wait || ca.when))
+		return cli_usage("ckpt", "ckpt: --%s is not for --delete", ca.wait ? "wait" : "when");
 	if (cli_ctx_init(ctx, ca.dir))
 		return CLI_EXIT_ERR;
 	if (ca.del) {
@@ -365,6 +377,8 @@ int cmd_ckpt(struct cli_ctx *ctx, const char *dir, int argc, char **argv)
 	} else {
 		snprintf(what, sizeof(what), "ckpt %ld", ca.job);
 		req = json_pack("{s:s,s:I}", "op", "ckpt", "job", (json_int_t)ca.job);
+		if (req && ca.when)
+			json_object_set_new(req, "when", json_string(ca.when));
 	}
 	if (!req) {
 		cli_err("%s: out of memory", what);

@@ -254,7 +254,9 @@ long cli_jint(const json_t *o, const char *key, long def);
  *  "153.2 MB", "2.0 GB". */
 void cli_format_bytes(long long bytes, char *buf, size_t len);
 /** A checkpoint's pauses for `hec ckpts`: "node0 4.1 ms, node1 3.9 ms"
- *  from its "parts" ([{node, pause_us}]); "-" without parts. */
+ *  from its "parts" ([{node, pause_us, slot_pause_us, switched_out}]):
+ *  "(2.0 in its slots)" where that differs, "off-slot" for a guest captured
+ *  while switched out; "-" without parts. */
 void cli_ckpt_pauses(const json_t *parts, char *buf, size_t len);
 /** The progress of a checkpoint under way (the "current" of `ckpts`) at
  *  @now_ms (Unix ms): "checkpoint E: stream, 153.2 MB in 3.4 s (45.1 MB/s)". */

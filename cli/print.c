@@ -46,8 +46,18 @@ void cli_ckpt_pauses(const json_t *parts, char *buf, size_t len)
 
 	snprintf(buf, len, "-");
 	json_array_foreach(parts, i, pt) {
-		int n = snprintf(buf + used, len - used, "%s%s %.1f ms", used ? ", " : "",
-				 cli_jstr(pt, "node", "?"), (double)cli_jint(pt, "pause_us", 0) / 1000.0);
+		long long pause = cli_jint(pt, "pause_us", 0), slot = cli_jint(pt, "slot_pause_us", pause);
+		char p_ms[32], s_ms[32], in_slots[48] = "";
+		int n;
+
+		snprintf(p_ms, sizeof(p_ms), "%.1f", (double)pause / 1000.0);
+		snprintf(s_ms, sizeof(s_ms), "%.1f", (double)slot / 1000.0);
+		/* (as shown: a microsecond of rounding is no difference) */
+		if (strcmp(p_ms, s_ms))
+			snprintf(in_slots, sizeof(in_slots), " (%s in its slots)", s_ms);
+		n = snprintf(buf + used, len - used, "%s%s %s ms%s%s", used ? ", " : "",
+			     cli_jstr(pt, "node", "?"), p_ms, in_slots,
+			     json_is_true(json_object_get(pt, "switched_out")) ? " off-slot" : "");
 
 		if (n < 0 || (size_t)n >= len - used)
 			break;

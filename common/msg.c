@@ -115,12 +115,14 @@ static const struct field s_ckpt_prepare[] = {
 	STR_OPT("provider", 16), INT_REQ("timeout_ms", 1000, 86400000), STR_OPT("kind", 8), END };
 static const struct field s_ckpt_captured[] = {
 	INT_REQ("job", 1, ID_MAX), INT_REQ("epoch", 1, NS_MAX), INT_OPT("pause_us", 0, NS_MAX),
+	INT_OPT("slot_pause_us", 0, NS_MAX), { .name = "switched_out", .kind = F_BOOL },
 	INT_OPT("at", 0, NS_MAX), STR_OPT("error", 4096), INT_OPT("ranks", 1, 1 << 20), END };
 static const struct field s_ckpt_stored[] = {
 	INT_REQ("job", 1, ID_MAX), INT_REQ("epoch", 1, NS_MAX), STR_REQ("part", 64),
 	INT_OPT("bytes", 0, NS_MAX), INT_OPT("ms", 0, NS_MAX),
 	{ .name = "entry", .kind = F_OBJ, .sub = s_empty }, STR_OPT("image", 64),
-	INT_OPT("pause_us", 0, NS_MAX), STR_OPT("error", 4096), END };
+	INT_OPT("pause_us", 0, NS_MAX), INT_OPT("slot_pause_us", 0, NS_MAX),
+	STR_OPT("error", 4096), END };
 static const struct field s_ckpt_progress[] = {
 	INT_REQ("job", 1, ID_MAX), INT_REQ("epoch", 1, NS_MAX), INT_REQ("bytes", 0, NS_MAX), END };
 static const struct field s_ckpt_job_epoch[] = {
@@ -148,6 +150,8 @@ static const struct field s_req_queue[] = {
 	STR_REQ("op", 16), { .name = "all", .kind = F_BOOL }, END };
 static const struct field s_req_job[] = { STR_REQ("op", 16), INT_REQ("job", 1, ID_MAX), END };
 static const struct field s_req_plain[] = { STR_REQ("op", 16), END };
+static const struct field s_req_ckpt[] = {
+	STR_REQ("op", 16), INT_REQ("job", 1, ID_MAX), STR_OPT("when", 16), END };
 static const struct field s_req_ckpt_delete[] = {
 	STR_REQ("op", 16), INT_REQ("job", 1, ID_MAX), INT_REQ("epoch", 1, NS_MAX), END };
 static const struct field s_req_ckpt_export[] = {
@@ -172,7 +176,7 @@ static const struct op_schema req_ops[] = {
 	{ "cancel", s_req_job }, { "nodes", s_req_plain },
 	{ "status", s_req_plain }, { "shutdown", s_req_plain }, { "gang", s_req_plain },
 	{ "gang_stats", s_req_plain }, { "gang_set", s_req_gang_set }, { "storage", s_req_plain },
-	{ "storage_repair", s_req_plain }, { "ckpt", s_req_job }, { "ckpts", s_req_job },
+	{ "storage_repair", s_req_plain }, { "ckpt", s_req_ckpt }, { "ckpts", s_req_job },
 	{ "ckpt_delete", s_req_ckpt_delete }, { "restart", s_req_restart },
 	{ "ckpt_export", s_req_ckpt_export }, { "ckpt_import", s_req_ckpt_import },
 };

@@ -29,6 +29,7 @@
 
 #include <errno.h>
 #include <stddef.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <sys/types.h>
 
@@ -125,11 +126,24 @@ struct hec_run_req {
 };
 
 /** What capture() reports besides its end (done()). */
+/** What a capture tells captured(). */
+struct hec_capture_fix {
+	/** How long the machine's CPUs were stopped for the capture; 0 for a
+	 *  machine that was stopped already (switched out by the gang). */
+	long long pause_ns;
+	/** CLOCK_MONOTONIC ns: from when to when the capture kept the CPUs
+	 *  stopped, so that the gang could not run them (a switched-out
+	 *  machine: from the capture's start); 0, 0 if not known. */
+	int64_t held_from_ns, held_to_ns;
+	/** The machine was switched out (stopped or frozen) when its capture
+	 *  began: an off-slot capture. */
+	int switched_out;
+};
+
 struct hec_capture_cbs {
 	/** The state is fixed (the instant it describes has passed; a
-	 *  background capture lets the machine run on from here).  @pause_ns:
-	 *  how long the machine's CPUs were stopped for it. */
-	void (*captured)(void *arg, long long pause_ns);
+	 *  background capture lets the machine run on from here). */
+	void (*captured)(void *arg, const struct hec_capture_fix *fix);
 	/** Bytes of state written so far (optional: NULL; about once a second). */
 	void (*progress)(void *arg, unsigned long long bytes);
 	/** The machine had to stay stopped while its state was written (no
@@ -230,10 +244,12 @@ struct hec_partition_ops {
 	 *  call, to @fd (a file or a pipe; dup'ed, the caller keeps its own),
 	 *  what start() with restore loads.  The partition keeps running (vm:
 	 *  QEMU background snapshot; where the host kernel does not allow it,
-	 *  the guest is stopped while its state is written).  A partition
-	 *  switched out by cgroup freeze writes during its slots; one switched
-	 *  otherwise leaves the gang for the op (host->gang_hold, then
-	 *  gang_release).  Reports through @cbs the instant the state is fixed
+	 *  the guest is stopped while its state is written).  The partition
+	 *  leaves the gang from the call until its state is fixed
+	 *  (host->gang_hold, then gang_release): a boundary does not switch it
+	 *  in the middle of its pause.  One switched out when the call comes
+	 *  is captured as it is, without running in its slots (an off-slot
+	 *  capture).  Reports through @cbs the instant the state is fixed
 	 *  (captured) and, while the state is written, the bytes so far.
 	 *  done() follows the last byte (rc 0) or the failure; after captured()
 	 *  the machine runs on either way.  -EBUSY: a capture is under way. */
@@ -283,6 +299,8 @@ struct hec_partition_ops {
 	 * independent of the handle it came from and may be used from another
 	 * thread; once the partition is removed, its calls fail with -ENODEV
 	 * and harm nothing.  gate_set and gate_wait report by errno only.
+	 * gate_open: -EBUSY while the driver switches the machine itself (a
+	 * capture's gang_hold); it calls host->gang_release when done.
 	 */
 	int (*gate_open)(struct hec_partition *p, struct hec_gate **out, char *why, size_t len);
 	/** Ask for frozen (1) or running (0); returns without waiting. */

@@ -7,6 +7,14 @@
  * QEMU's background snapshot sends around its pause tell the instant the
  * state is fixed and how long the vCPUs stopped.  What it writes, start()
  * with restore loads (qemu.c, incoming_begin).
+ *
+ * The guest is out of the gang from the start until its state is fixed
+ * (cap_hold, op_rejoin): a slot boundary in the middle of QEMU's pause
+ * would stretch it to the guest's next slot.  A guest switched out when
+ * the capture begins (an off-slot capture: the controller puts T there for
+ * a time-sharing job) is captured without running in its slots: stopped by
+ * QMP already, or stopped by QMP and then thawed if its cgroup was frozen,
+ * so that QEMU answers while its vCPUs stay stopped.
  */
 #include "config.h"
 
@@ -37,8 +45,25 @@ static void vm_capture_clear(struct vm *v)
 {
 	memset(&v->cap, 0, sizeof(v->cap));
 	v->on_runstate = NULL;
-	v->cap_fixed = v->cap_whole = v->cap_bg = v->cap_cancelled = 0;
+	v->cap_fixed = v->cap_whole = v->cap_bg = v->cap_cancelled = v->cap_switched_out = 0;
 	v->cap_stop_us = v->cap_resume_us = v->cap_stopped_ns = 0;
+}
+
+/* A QMP event's timestamp (QEMU's wall clock, us) on CLOCK_MONOTONIC, by
+ * @wall_minus_mono (one reading for every timestamp of a pause, so that
+ * their differences stay exact). */
+static int64_t wall_us_to_mono(int64_t us, int64_t wall_minus_mono)
+{
+	return us * 1000 - wall_minus_mono;
+}
+
+static void cap_fix(struct vm *v, long long pause_ns, int64_t from_ns, int64_t to_ns)
+{
+	struct hec_capture_fix fix = { .pause_ns = pause_ns, .held_from_ns = from_ns,
+				       .held_to_ns = to_ns, .switched_out = v->cap_switched_out };
+
+	v->cap_fixed = 1;
+	v->cap.captured(v->cap.arg, &fix);
 }
 
 
@@ -117,8 +142,7 @@ static void snap_stopped(struct vm *v, json_t *reply, const char *error)
 		/* the state is the one of now; the whole pause is known at the end */
 		v->cap_whole = 1;
 		v->cap_stopped_ns = hec_now_mono_ns();
-		v->cap_fixed = 1;
-		v->cap.captured(v->cap.arg, 0);
+		cap_fix(v, 0, 0, 0);
 		if (!op_live(v))
 			return;
 	}
@@ -136,24 +160,38 @@ static void snap_stopped(struct vm *v, json_t *reply, const char *error)
  * (bg_migration_vm_start_bh, vm_start: the RESUME event just before the
  * vCPUs run).  The RAM is then written as of the stop: a page the guest
  * writes is copied out first.  So the state is fixed at STOP, the guest
- * runs on from RESUME, and the events' timestamps give the pause.
+ * runs on from RESUME, and the events' timestamps give the pause.  A guest
+ * that was stopped already sends no STOP (QEMU only sets the run state)
+ * but a RESUME all the same: 7.2's bottom half starts the VM whatever it
+ * was (later QEMUs restore the earlier run state).  Either way the guest
+ * goes back to the gang at RESUME, which stops a switched-out one again.
  */
 static void cap_runstate(struct vm *v, int running, int64_t ts_us)
 {
+	int64_t to, off = hec_now_real_ns() - hec_now_mono_ns();
+
 	if (!op_live(v) || !v->cap.captured)
 		return;
 	if (!running) {
-		if (!v->cap_stop_us)
+		if (!v->cap_stop_us && !v->cap_switched_out)
 			v->cap_stop_us = ts_us;
 		return;
 	}
-	if (!v->cap_stop_us || v->cap_resume_us)
+	if ((!v->cap_stop_us && !v->cap_switched_out) || v->cap_resume_us)
 		return; /* not the capture's pause (a cont of ours) */
 	v->cap_resume_us = ts_us;
-	if (v->cap_fixed || v->cap_whole || v->cap_cancelled)
+	v->op_stopped = 0; /* running again: nothing for op_decide to resume */
+	if (v->cap_fixed || v->cap_whole || v->cap_cancelled) {
+		op_rejoin(v);
 		return;
-	v->cap_fixed = 1;
-	v->cap.captured(v->cap.arg, (ts_us > v->cap_stop_us ? ts_us - v->cap_stop_us : 0) * 1000);
+	}
+	to = wall_us_to_mono(ts_us, off);
+	op_rejoin(v);
+	if (v->cap_switched_out)
+		cap_fix(v, 0, v->cap_hold_ns, to);
+	else
+		cap_fix(v, (ts_us > v->cap_stop_us ? ts_us - v->cap_stop_us : 0) * 1000,
+			wall_us_to_mono(v->cap_stop_us, off), to);
 }
 
 /* Background snapshot: the guest runs on while its memory is written as
@@ -188,27 +226,21 @@ static void snap_status(struct vm *v, json_t *reply, const char *error)
 	if (!op_live(v))
 		return;
 	running = json_is_true(json_object_get(json_object_get(reply, "return"), "running"));
-	if (v->cap.captured) {
+	/* switched out by the gang (QMP stop, or cap_hold's stop for a frozen
+	 * cgroup): its state is the one of its last slot's end */
+	v->cap_switched_out = !running;
+	if (v->cap.captured)
 		/* The gang left the guest alone since op_begin, and QEMU sent
 		 * any event of its switches before this answer: a STOP or
 		 * RESUME from here on is the capture's. */
 		v->on_runstate = cap_runstate;
-		if (!running) {
-			/* stopped (switched out by QMP): its state is fixed as it is */
-			v->cap_fixed = 1;
-			v->cap.captured(v->cap.arg, 0);
-			if (!op_live(v))
-				return;
-		}
-	}
 	qmp_call(v, json_pack("{s:s,s:{s:I}}", "execute", "migrate-set-parameters", "arguments",
 			      "max-bandwidth", (json_int_t)SNAP_BANDWIDTH), -1, op_check);
-	/* A stopped guest (switched out by QMP) is written as it is. */
+	/* Background even for a stopped guest: written as it is, it would stay
+	 * stopped (out of its slots) until the last byte. */
 	qmp_call(v, json_pack("{s:s,s:{s:[{s:s,s:b}]}}", "execute", "migrate-set-capabilities",
 			      "arguments", "capabilities", "capability", "background-snapshot",
-			      "state", running), -1, running ? snap_caps : op_check);
-	if (!running)
-		snap_migrate(v);
+			      "state", 1), -1, snap_caps);
 }
 
 /* Why no capture of @v can begin now. */
@@ -226,11 +258,48 @@ static int op_refused(struct vm *v, char *why, size_t len)
 	return -EBUSY;
 }
 
+/*
+ * The guest leaves the gang for the capture (until op_rejoin): no boundary
+ * stops or freezes it under the capture's commands.  One whose cgroup the
+ * gang froze (switched out) is stopped by QMP on the gate's monitor, then
+ * thawed: QEMU must answer the capture while its vCPUs stay stopped, and
+ * the stop goes out before the thaw, so that they hardly run.
+ */
+static int cap_hold(struct vm *v, char *why, size_t len)
+{
+	struct hec_gate *g = NULL;
+	int rc = 0;
+
+	vm_gang_hold(v);
+	v->cap_held = 1;
+	v->cap_hold_ns = hec_now_mono_ns();
+	if (v->use_qmp || !v->q.mon || hec_partition_proc_ops.gate_open(v->cg, &g, NULL, 0))
+		return 0; /* (no gate: a frozen guest is captured in its next slot) */
+	if (hec_gate_wait(g, 1, 0) == 0) {
+		rc = qmp_mon_set(v->q.mon, 1);
+		if (!rc && (rc = hec_gate_set(g, 0)))
+			hec_fmt(why, len, "thawing the switched-out guest for its capture: %s",
+				strerror(-rc));
+		else if (!rc && (rc = qmp_mon_wait(v->q.mon, 1, GATE_QMP_TIMEOUT_MS * 1000L)))
+			hec_fmt(why, len, "stopping the switched-out guest for its capture: %s",
+				strerror(-rc));
+		else if (rc)
+			hec_fmt(why, len, "stopping the switched-out guest for its capture: %s",
+				strerror(-rc));
+		else
+			v->op_stopped = 1; /* op_decide resumes it if the capture fails */
+	}
+	hec_gate_close(g);
+	return rc;
+}
+
 /* Start a capture of @v with its first command. */
 static int op_begin(struct vm *v, const struct hec_capture_cbs *cbs, int fd,
 		    hec_part_done_fn done, void *arg, char *why, size_t len, json_t *first,
 		    qmp_cb cb)
 {
+	int rc;
+
 	if (!v || v->state != VM_UP || !v->q.qmp || v->op != OP_NONE) {
 		json_decref(first);
 		return op_refused(v, why, len);
@@ -251,11 +320,16 @@ static int op_begin(struct vm *v, const struct hec_capture_cbs *cbs, int fd,
 	v->op_stopped = 0;
 	v->op_deadline_ns = hec_now_mono_ns() + (int64_t)OP_TIMEOUT_S * 1000000000;
 	hec_job_info(v->host->node, v->job, "capture of the guest begins");
-	/* A QMP-switched guest leaves the gang for the op (op_deliver takes it
-	 * back): the dispatcher must not stop or resume it under us, and the
-	 * state written is the one of now. */
-	if (v->use_qmp)
-		vm_gang_hold(v);
+	rc = cap_hold(v, why, len);
+	if (rc) {
+		op_rejoin(v);
+		close(v->op_fd);
+		v->op_fd = -1;
+		v->op = OP_NONE;
+		vm_capture_clear(v);
+		json_decref(first);
+		return rc;
+	}
 	/* The watchdog, until polling takes the timer over: an answer that
 	 * never comes (a QEMU frozen or wedged) ends the op at the deadline. */
 	op_after(v, OP_TIMEOUT_S * 1000 + 10);
@@ -360,10 +434,9 @@ static void op_status(struct vm *v, json_t *reply, const char *error)
 		    v->op_stopped ? ": no background snapshot" : "");
 		if (v->cap.captured && !v->cap_fixed) {
 			/* no RESUME event seen: QEMU's own downtime (ms) says it */
-			v->cap_fixed = 1;
-			v->cap.captured(v->cap.arg,
-					(long long)json_integer_value(json_object_get(r, "downtime")) *
-					    1000000);
+			cap_fix(v, v->cap_switched_out ? 0 :
+				(long long)json_integer_value(json_object_get(r, "downtime")) * 1000000,
+				0, 0);
 			if (!op_live(v))
 				return;
 		}

@@ -221,15 +221,15 @@ static int vm_gate_open(struct hec_partition *p, struct hec_gate **out, char *wh
 {
 	struct vm *v = V(p);
 
-	/* Switched by cgroup freeze: the proc gate itself, so the slot switch
-	 * goes through no layer of ours. */
-	if (!v->use_qmp || !v->q.mon)
-		return hec_partition_proc_ops.gate_open(v->cg, out, why, len);
-	if (v->op != OP_NONE) {
-		/* out of the gang until the capture ends */
-		hec_fmt(why, len, "a capture of the guest is under way");
+	if (v->cap_held) {
+		/* out of the gang until its capture gives it back (op_rejoin) */
+		hec_fmt(why, len, "a capture of the guest holds it");
 		return -EBUSY;
 	}
+	/* Switched by cgroup freeze: the proc gate itself, so the slot switch
+	 * goes through no layer of ours. */
+	if (!vm_gate_is_qmp(v))
+		return hec_partition_proc_ops.gate_open(v->cg, out, why, len);
 	*out = qmp_gate_new(v->q.mon);
 	if (!*out)
 		hec_fmt(why, len, "QMP gate");

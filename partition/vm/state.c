@@ -75,6 +75,7 @@ void op_deliver(struct vm *v, int rc, const char *why, int rejoin)
 	hec_part_done_fn done = v->op_done;
 	void *arg = v->op_arg;
 	char copy[sizeof(v->op_why)];
+	int was_qmp = vm_gate_is_qmp(v);
 
 	hec_fmt(copy, sizeof(copy), "%s", why ? why : "");
 	if (v->op_fd >= 0)
@@ -85,16 +86,35 @@ void op_deliver(struct vm *v, int rc, const char *why, int rejoin)
 	v->op_done = NULL;
 	if (v->op_timer)
 		evtimer_del(v->op_timer);
-	/* A QMP-switched guest left the gang for the op (op_begin): its gate
-	 * monitor learns the state our own stop/cont left, then the
-	 * dispatcher takes it back and switches it as its slots say. */
-	if (rejoin && v->use_qmp && v->state == VM_UP && v->q.mon) {
+	if (rejoin && v->cap_held) {
+		op_rejoin(v);
+	} else if (rejoin && was_qmp && !vm_gate_is_qmp(v) && v->state == VM_UP) {
+		/* A cgroup-switched guest was switched by QMP while it streamed:
+		 * its vCPUs run again (the gang may have them stopped now), and
+		 * the dispatcher takes the cgroup gate back, which freezes it at
+		 * once if this is not its slot. */
+		vm_gang_hold(v);
 		if (!qmp_mon_set(v->q.mon, 0))
 			qmp_mon_wait(v->q.mon, 0, GATE_QMP_TIMEOUT_MS * 1000L);
 		vm_gang_release(v);
 	}
+	v->cap_held = 0;
 	if (done)
 		done(arg, rc, rc ? copy : NULL);
+}
+
+void op_rejoin(struct vm *v)
+{
+	if (!v->cap_held)
+		return;
+	v->cap_held = 0;
+	if (v->state != VM_UP)
+		return;
+	/* The gate monitor's idea of the state is what its own commands left;
+	 * a cont (a no-op on a running guest) makes it the truth. */
+	if (vm_gate_is_qmp(v) && !qmp_mon_set(v->q.mon, 0))
+		qmp_mon_wait(v->q.mon, 0, GATE_QMP_TIMEOUT_MS * 1000L);
+	vm_gang_release(v);
 }
 
 static void op_resumed(struct vm *v, json_t *reply, const char *error)

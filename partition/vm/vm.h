@@ -186,6 +186,9 @@ struct vm {
 	int64_t cap_stop_us, cap_resume_us; /* QMP STOP / RESUME timestamps (0: not seen) */
 	int64_t cap_stopped_ns;       /* cap_whole: when our stop was answered */
 	int64_t cap_progress_ns;      /* progress() last called */
+	int cap_held;                 /* out of the gang for the capture (op_rejoin ends it) */
+	int64_t cap_hold_ns;          /* since when (CLOCK_MONOTONIC) */
+	int cap_switched_out;         /* stopped or frozen by the gang when it began */
 	/* QMP events STOP and RESUME go here (a capture waiting for them):
 	 * @ts_us is the event's timestamp (QEMU's wall clock) */
 	void (*on_runstate)(struct vm *v, int running, int64_t ts_us);
@@ -301,13 +304,26 @@ void run_ended(struct vm *v);
 void op_decide(struct vm *v, int rc, const char *why);
 void op_after(struct vm *v, int ms);
 /* Hand the outcome to the op's caller (with -ECANCELED when the guest is
- * dropped); @rejoin: a QMP-switched guest goes back to the gang. */
+ * dropped); @rejoin: a guest still out of the gang for it goes back. */
 void op_deliver(struct vm *v, int rc, const char *why, int rejoin);
+/* A guest out of the gang for its capture (cap_held) goes back: a
+ * QMP-switched one's gate monitor first learns that it runs (cont), then
+ * the dispatcher switches it as its slots say. */
+void op_rejoin(struct vm *v);
 
 static inline void vm_exited(struct vm *v, int code, int sig, const char *error)
 {
 	if (v->host->exited)
 		v->host->exited(v->self->host_arg, code, sig, error);
+}
+
+/* Whether the dispatcher's gate of @v is QMP stop/cont (ops.c,
+ * vm_gate_open): a guest switched so, and any guest while a capture of it
+ * runs: a cgroup freeze would stop its QEMU writing the stream too (QMP
+ * stop parks only the vCPUs), so the stream goes on in other jobs' slots. */
+static inline int vm_gate_is_qmp(const struct vm *v)
+{
+	return v->q.mon && (v->use_qmp || v->op != OP_NONE);
 }
 
 static inline void vm_gang_hold(struct vm *v)

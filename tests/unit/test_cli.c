@@ -278,6 +278,12 @@ static void test_ckpt_lines(void)
 
 	cli_ckpt_pauses(parts, buf, sizeof(buf));
 	CU_ASSERT_STRING_EQUAL(buf, "node0 4.1 ms, node1 0.0 ms");
+	/* a time-sharing job's: what fell in its slots, and off-slot captures */
+	json_object_set_new(json_array_get(parts, 0), "slot_pause_us", json_integer(2000));
+	json_object_set_new(json_array_get(parts, 1), "slot_pause_us", json_integer(40));
+	json_object_set_new(json_array_get(parts, 1), "switched_out", json_true());
+	cli_ckpt_pauses(parts, buf, sizeof(buf));
+	CU_ASSERT_STRING_EQUAL(buf, "node0 4.1 ms (2.0 in its slots), node1 0.0 ms off-slot");
 	cli_ckpt_pauses(NULL, buf, sizeof(buf));
 	CU_ASSERT_STRING_EQUAL(buf, "-");
 	cli_ckpt_progress(cur, 1004000, buf, sizeof(buf));
