@@ -853,7 +853,8 @@ static int ckpt_start(struct ctl *ctl, struct ctl_job *j, const char *who, enum 
 	op->epoch = ctl_fresh_id(&ctl->ckpt_seq);
 	op->started_ns = hec_now_real_ns();
 	op->started_mono = hec_now_mono_ns();
-	op->t_ns = ckpt_place(ctl, j, op->started_ns + lead, when);
+	/* (a program's checkpoint is taken at its next need: T is now) */
+	op->t_ns = op->app ? op->started_ns : ckpt_place(ctl, j, op->started_ns + lead, when);
 	for (int i = 0; i < op->n; i++) {
 		snprintf(op->parts[i].node, sizeof(op->parts[i].node), "%s", j->alloc[i].name);
 		snprintf(op->parts[i].part, sizeof(op->parts[i].part), op->app ? "app" : "p%d", i);
@@ -969,7 +970,7 @@ void ckpt_on_ask(struct ctl *ctl, struct node *n, const json_t *body)
 		j->ckpt_asked = 1;
 		return;
 	}
-	else if (ckpt_start(ctl, j, "asked by the program", &epoch, why, sizeof(why)) == 0)
+	else if (ckpt_start(ctl, j, "asked by the program", WHEN_NOW, &epoch, why, sizeof(why)) == 0)
 		return;
 	hec_info("job %ld: the program's checkpoint refused: %s", id, why);
 	node_send(n, HEC_MSG_CKPT_REFUSED, json_pack("{s:I,s:s}", "job", (json_int_t)id, "error", why));
@@ -1430,7 +1431,7 @@ void ckpt_tick(struct ctl *ctl)
 			/* the program asked while the previous one was stored */
 			j->ckpt_asked = 0;
 			if (j->phase == PH_RUNNING && j->nalloc && j->alloc[0].node &&
-			    ckpt_start(ctl, j, "asked by the program", &epoch, why, sizeof(why)) &&
+			    ckpt_start(ctl, j, "asked by the program", WHEN_NOW, &epoch, why, sizeof(why)) &&
 			    j->alloc[0].node->peer)
 				node_send(j->alloc[0].node, HEC_MSG_CKPT_REFUSED,
 					  json_pack("{s:I,s:s}", "job", (json_int_t)j->id, "error", why));
