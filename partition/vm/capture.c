@@ -181,12 +181,10 @@ static void cap_runstate(struct vm *v, int running, int64_t ts_us)
 		return; /* not the capture's pause (a cont of ours) */
 	v->cap_resume_us = ts_us;
 	v->op_stopped = 0; /* running again: nothing for op_decide to resume */
-	if (v->cap_fixed || v->cap_whole || v->cap_cancelled) {
-		op_rejoin(v);
-		return;
-	}
-	to = wall_us_to_mono(ts_us, off);
 	op_rejoin(v);
+	if (v->cap_fixed || v->cap_whole || v->cap_cancelled)
+		return;
+	to = wall_us_to_mono(ts_us, off);
 	if (v->cap_switched_out)
 		cap_fix(v, 0, v->cap_hold_ns, to);
 	else
@@ -276,15 +274,9 @@ static int cap_hold(struct vm *v, char *why, size_t len)
 	if (v->use_qmp || !v->q.mon || hec_partition_proc_ops.gate_open(v->cg, &g, NULL, 0))
 		return 0; /* (no gate: a frozen guest is captured in its next slot) */
 	if (hec_gate_wait(g, 1, 0) == 0) {
-		rc = qmp_mon_set(v->q.mon, 1);
-		if (!rc && (rc = hec_gate_set(g, 0)))
-			hec_fmt(why, len, "thawing the switched-out guest for its capture: %s",
-				strerror(-rc));
-		else if (!rc && (rc = qmp_mon_wait(v->q.mon, 1, GATE_QMP_TIMEOUT_MS * 1000L)))
-			hec_fmt(why, len, "stopping the switched-out guest for its capture: %s",
-				strerror(-rc));
-		else if (rc)
-			hec_fmt(why, len, "stopping the switched-out guest for its capture: %s",
+		if ((rc = qmp_mon_set(v->q.mon, 1)) != 0 || (rc = hec_gate_set(g, 0)) != 0 ||
+		    (rc = qmp_mon_wait(v->q.mon, 1, GATE_QMP_TIMEOUT_MS * 1000L)) != 0)
+			hec_fmt(why, len, "stopping and thawing the switched-out guest for its capture: %s",
 				strerror(-rc));
 		else
 			v->op_stopped = 1; /* op_decide resumes it if the capture fails */

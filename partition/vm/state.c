@@ -86,18 +86,15 @@ void op_deliver(struct vm *v, int rc, const char *why, int rejoin)
 	v->op_done = NULL;
 	if (v->op_timer)
 		evtimer_del(v->op_timer);
-	if (rejoin && v->cap_held) {
-		op_rejoin(v);
-	} else if (rejoin && was_qmp && !vm_gate_is_qmp(v) && v->state == VM_UP) {
-		/* A cgroup-switched guest was switched by QMP while it streamed:
-		 * its vCPUs run again (the gang may have them stopped now), and
-		 * the dispatcher takes the cgroup gate back, which freezes it at
-		 * once if this is not its slot. */
+	/* Out of the gang for it, or switched by QMP while it streamed though
+	 * the cgroup switches it otherwise: the dispatcher takes it back with
+	 * the gate of its usual way. */
+	if (rejoin && !v->cap_held && was_qmp && !vm_gate_is_qmp(v) && v->state == VM_UP) {
 		vm_gang_hold(v);
-		if (!qmp_mon_set(v->q.mon, 0))
-			qmp_mon_wait(v->q.mon, 0, GATE_QMP_TIMEOUT_MS * 1000L);
-		vm_gang_release(v);
+		v->cap_held = 1;
 	}
+	if (rejoin)
+		op_rejoin(v);
 	v->cap_held = 0;
 	if (done)
 		done(arg, rc, rc ? copy : NULL);
@@ -110,9 +107,11 @@ void op_rejoin(struct vm *v)
 	v->cap_held = 0;
 	if (v->state != VM_UP)
 		return;
-	/* The gate monitor's idea of the state is what its own commands left;
-	 * a cont (a no-op on a running guest) makes it the truth. */
-	if (vm_gate_is_qmp(v) && !qmp_mon_set(v->q.mon, 0))
+	/* Its vCPUs run when it goes back (the dispatcher stops or freezes it
+	 * at once if the slot is not its own), and a QMP gate's monitor, whose
+	 * idea of the state is what its own commands left, knows it: a cont,
+	 * a no-op on a running guest, makes both true. */
+	if (v->q.mon && !qmp_mon_set(v->q.mon, 0))
 		qmp_mon_wait(v->q.mon, 0, GATE_QMP_TIMEOUT_MS * 1000L);
 	vm_gang_release(v);
 }

@@ -306,8 +306,8 @@ void op_after(struct vm *v, int ms);
 /* Hand the outcome to the op's caller (with -ECANCELED when the guest is
  * dropped); @rejoin: a guest still out of the gang for it goes back. */
 void op_deliver(struct vm *v, int rc, const char *why, int rejoin);
-/* A guest out of the gang for its capture (cap_held) goes back: a
- * QMP-switched one's gate monitor first learns that it runs (cont), then
+/* A guest out of the gang for its capture (cap_held) goes back, its vCPUs
+ * running (a cont on the gate's monitor, which a QMP gate then believes);
  * the dispatcher switches it as its slots say. */
 void op_rejoin(struct vm *v);
 

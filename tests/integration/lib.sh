@@ -118,6 +118,13 @@ valgrind_verdict() {
 }
 
 # cluster_up N [extra args]
+# What a test with QEMU guests needs here, or it skips saying what is missing.
+need_guests() {
+	command -v qemu-system-x86_64 >/dev/null || skip "qemu-system-x86_64 missing (Debian package qemu-system-x86)"
+	ls /boot/vmlinuz-* >/dev/null 2>&1 || skip "no guest kernel in /boot (Debian package linux-image-amd64)"
+	[ -x /bin/busybox ] || skip "no /bin/busybox (Debian package busybox-static)"
+}
+
 cluster_up() {
 	local n=$1; shift
 	"$HEC" cluster up --nodes "$n" --node-timeout 2s --heartbeat 200ms "$@" ||

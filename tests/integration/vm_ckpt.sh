@@ -15,9 +15,7 @@
 . "$HEC_SRCDIR/tests/integration/lib.sh"
 
 command -v jq >/dev/null || skip "jq not installed"
-command -v qemu-system-x86_64 >/dev/null || skip "qemu-system-x86_64 missing (Debian package qemu-system-x86)"
-ls /boot/vmlinuz-* >/dev/null 2>&1 || skip "no guest kernel in /boot (Debian package linux-image-amd64)"
-[ -x /bin/busybox ] || skip "no /bin/busybox (Debian package busybox-static)"
+need_guests
 
 cluster_up 2 --storage 2
 cd "$TEST_DIR"

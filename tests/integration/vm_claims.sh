@@ -11,9 +11,7 @@
 . "$HEC_SRCDIR/tests/integration/lib.sh"
 . "$HEC_SRCDIR/tests/integration/claims_lib.sh"
 
-command -v qemu-system-x86_64 >/dev/null || skip "qemu-system-x86_64 missing (Debian package qemu-system-x86)"
-ls /boot/vmlinuz-* >/dev/null 2>&1 || skip "no guest kernel in /boot (Debian package linux-image-amd64)"
-[ -x /bin/busybox ] || skip "no /bin/busybox (Debian package busybox-static)"
+need_guests
 
 cluster_up 2
 cd "$TEST_DIR"

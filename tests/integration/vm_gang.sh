@@ -16,9 +16,7 @@
 VM_SWITCH=${VM_SWITCH:-auto}
 . "$HEC_SRCDIR/tests/integration/lib.sh"
 
-command -v qemu-system-x86_64 >/dev/null || skip "qemu-system-x86_64 missing (Debian package qemu-system-x86)"
-ls /boot/vmlinuz-* >/dev/null 2>&1 || skip "no guest kernel in /boot (Debian package linux-image-amd64)"
-[ -x /bin/busybox ] || skip "no /bin/busybox (Debian package busybox-static)"
+need_guests
 
 cluster_up 2 --slot 50ms --max-share 2 --vm-switch "$VM_SWITCH" --storage 1
 cd "$TEST_DIR"

@@ -6,9 +6,7 @@
 # bad --mem, unknown kinds and a missing guest kernel are clear errors.
 . "$HEC_SRCDIR/tests/integration/lib.sh"
 
-command -v qemu-system-x86_64 >/dev/null || skip "qemu-system-x86_64 missing (Debian package qemu-system-x86)"
-ls /boot/vmlinuz-* >/dev/null 2>&1 || skip "no guest kernel in /boot (Debian package linux-image-amd64)"
-[ -x /bin/busybox ] || skip "no /bin/busybox (Debian package busybox-static)"
+need_guests
 PI="$HEC_BUILDDIR/examples/mpi_pi"
 
 # pi's output without what differs between runs: pids, seconds, and the

@@ -18,9 +18,7 @@
 #     JOB_EXIT reports exit 0.
 . "$HEC_SRCDIR/tests/integration/lib.sh"
 
-command -v qemu-system-x86_64 >/dev/null || skip "qemu-system-x86_64 missing (Debian package qemu-system-x86)"
-ls /boot/vmlinuz-* >/dev/null 2>&1 || skip "no guest kernel in /boot (Debian package linux-image-amd64)"
-[ -x /bin/busybox ] || skip "no /bin/busybox (Debian package busybox-static)"
+need_guests
 command -v python3 >/dev/null || skip "python3 not installed (the stand-in controller)"
 command -v jq >/dev/null || skip "jq not installed"
 STORE="$HEC_BUILDDIR/hec-store"
