@@ -91,6 +91,15 @@ int restart_begin(struct ctl *ctl, struct ctl_job *j, int64_t epoch, const json_
 	struct restart_op *op;
 	int n, rc;
 
+	/* An ended job's environment, argv and script left memory with it; a
+	 * proc job's batch step needs them again (a vm job's runs on in its
+	 * guest, but they cost nothing to have back). */
+	if (!j->env && (rc = db_job_payload(ctl->db, j))) {
+		snprintf(why, len, "cannot read the job's environment back from the catalog: %s",
+			 rc == -EIO ? db_errmsg(ctl->db) : strerror(-rc));
+		hec_err("job %ld: %s", j->id, why);
+		return rc;
+	}
 	rc = db_restart_add(ctl->db, j->id, ctl_now(), epoch, reason, &n);
 	if (rc) {
 		snprintf(why, len, "cannot record the restart in the catalog: %s", db_errmsg(ctl->db));

@@ -325,6 +325,12 @@ int db_job_insert(struct db *db, struct ctl_job *j,
 /** Store the mutable fields (state, reason, times, nodelist, exit status, slot). */
 int db_job_update(struct db *db, const struct ctl_job *j);
 /**
+ * Read @j's payload (environment, argv, script) back from the catalog into
+ * @j, which holds none (job_drop_payload ran when it ended).
+ * \return 0, -ENOENT (no such job), -EIO (SQLite error or a bad row).
+ */
+int db_job_payload(struct db *db, struct ctl_job *j);
+/**
  * Call @cb for every job in ascending id with a freshly allocated record
  * (alloc holds names only; node pointers NULL).  @cb owns the record.
  * \return 0, -EIO, or the first non-zero @cb result.
