@@ -10,6 +10,9 @@
 # checkpoint fails its checksum when the agent fetches it, the restart falls
 # back to the older one (said in `hec show`), the program restores that
 # epoch at the step it was taken, and ends with the reference checksum.
+# Then a restart whose program cannot load its data (another grid size):
+# the job fails with the program's reason and the checkpoints stay, and the
+# right program restarts from the same checkpoint again.
 # hec-test-timeout: 600
 . "$HEC_SRCDIR/tests/integration/lib.sh"
 command -v jq >/dev/null || skip "jq not installed"
@@ -27,9 +30,10 @@ cat >heat.sh <<EOF
 #HEC -N 2
 #HEC -n 2
 #HEC -t 10:00
-exec mpiexec -n 2 $HEAT 1024 1024 $STEPS
+exec mpiexec -n 2 $HEAT \$(cat $TEST_DIR/nx) 1024 $STEPS
 EOF
 chmod +x heat.sh
+echo 1024 >nx
 
 checksums() { grep '^checksum ' out; }
 steps_done() { sed -n 's/^step //p' out | tail -n 1; }
@@ -89,5 +93,28 @@ grep -q "^restored epoch $e2 " out && fail "the program restored the corrupted c
 [ "$(checksums | wc -l)" = 2 ] || fail "$(checksums | wc -l) checksum lines after one restart: $(cat out)"
 [ "$(checksums | tail -n 1)" = "$ref" ] || fail "after the restart: '$(checksums | tail -n 1)', before: '$ref'"
 echo "restarted on $ran from $e1: $(checksums | tail -n 1)"
+
+note "a restart whose program cannot load the data (a different grid): clear error, nothing lost"
+# The same 2 ranks with rows of 512 instead of 1024 doubles: every rank's
+# count differs from the file's, hecckpt_restore refuses, the program exits
+# 1 before any checkpoint of its own, and with no older checkpoint left to
+# fall back to the job fails saying why.  Both checkpoints stay listed and
+# the right grid restarts from the older one again.
+echo 512 >nx
+out=$("$HEC" restart "$j" --epoch "$e1" 2>&1) || fail "hec restart $j --epoch $e1: $out"
+timeout 300 "$HEC" wait "$j" && fail "job $j completed with a grid its checkpoint does not have"
+[ "$(job_state "$j")" = FAILED ] || fail "job $j is $(job_state "$j")"
+"$HEC" show "$j" --json | jq -c '.job.restarts[-1]'
+job_field "$j" reason
+"$HEC" show "$j" --json | jq -e --argjson e1 "$e1" '.job.restarts[-1].epoch == $e1 and
+	(.job.restarts[-1].error | test("did not load"))' >/dev/null ||
+	fail "job $j's last restart record: $("$HEC" show "$j" --json | jq -c '.job.restarts[-1]')"
+grep -q "rank's count\|count.*differ\|elements" out || fail "the program did not say why it could not restore: $(tail -n 5 out)"
+"$HEC" ckpts "$j" --json | jq -e --argjson e1 "$e1" --argjson e2 "$e2" '[.ckpts[].epoch] | index($e1) != null and index($e2) != null' >/dev/null ||
+	fail "job $j's checkpoints after the failed load: $("$HEC" ckpts "$j" --json | jq -c '[.ckpts[].epoch]')"
+echo 1024 >nx
+out=$("$HEC" restart "$j" --epoch "$e1" 2>&1) || fail "hec restart $j --epoch $e1 after the failed load: $out"
+timeout 300 "$HEC" wait "$j" || fail "job $j: $(job_state "$j") ($(job_field "$j" reason)): $(tail -n 5 out)"
+[ "$(checksums | tail -n 1)" = "$ref" ] || fail "after the failed load and a restart: '$(checksums | tail -n 1)', before: '$ref'"
 "$HEC" cluster down >/dev/null || fail "cluster down"
 echo "PASS: $TEST_NAME"
