@@ -374,11 +374,11 @@ static json_t *meta_json(const struct ckpt_op *op, const struct ctl_job *j)
 						       (json_int_t)op->parts[i].pause_us, "slot_pause_us",
 						       (json_int_t)op->parts[i].slot_pause_us,
 						       "switched_out", op->parts[i].switched_out));
-	json_t *m = json_pack("{s:{s:s,s:s,s:I,s:i,s:i,s:i,s:I,s:O,s:s},s:o,s:o,s:s}", "job",
+	json_t *m = json_pack("{s:{s:s,s:s,s:I,s:i,s:i,s:i,s:I,s:o,s:s},s:o,s:o,s:s}", "job",
 			      "name", j->name, "user", j->user, "uid", (json_int_t)j->uid,
 			      "nnodes", j->nnodes, "ntasks", j->ntasks, "vcpus", job_vcpus(j),
 			      "mem_mb", (json_int_t)j->mem_mb,
-			      "vm_files", j->vm_files ? j->vm_files : json_array(),
+			      "vm_files", j->vm_files ? json_incref(j->vm_files) : json_array(),
 			      "command", j->command ? j->command : "", "nodes", nodes, "parts", parts,
 			      "kind", op->app ? "app" : "vm");
 
@@ -1244,7 +1244,7 @@ struct orphan_call {
 static void commit_from_manifest(struct ctl *ctl, long job, int64_t epoch, const char *out)
 {
 	json_t *m = json_loads(out ? out : "", JSON_DISABLE_EOF_CHECK, NULL);
-	json_t *meta = json_object_get(m, "meta"), *parts = json_array(), *e;
+	json_t *meta = json_object_get(m, "meta"), *parts = json_array(), *none = json_array(), *e;
 	const json_t *nodes = json_object_get(meta, "nodes");
 	int64_t bytes = 0;
 	size_t i;
@@ -1269,13 +1269,14 @@ static void commit_from_manifest(struct ctl *ctl, long job, int64_t epoch, const
 			"image", json_object_get(mp, "image"), "hash", json_object_get(e, "hash")));
 	}
 	if (db_ckpt_commit(ctl->db, job, epoch, bytes, 0,
-			   meta && json_is_array(nodes) ? nodes : json_array(), parts))
+			   meta && json_is_array(nodes) ? nodes : none, parts))
 		hec_err("job %ld: checkpoint %lld: catalog update to committed failed: %s", job,
 			(long long)epoch, db_errmsg(ctl->db));
 	else
 		hec_info("job %ld: checkpoint %lld was committed on the storage servers; listed as committed",
 			 job, (long long)epoch);
 	json_decref(parts);
+	json_decref(none);
 	json_decref(m);
 }
 
