@@ -304,6 +304,7 @@ int hecckpt_agent_open(const char *path, long long job, int ranks, int timeout_s
 close_fd:
 	if (a->fd >= 0)
 		close(a->fd);
+	json_decref(a->answer); /* an answer that came with the line that broke the protocol */
 free_a:
 	free(a);
 	return rc;
