@@ -32,6 +32,7 @@ struct agent_conf {
 	char key_file[PATH_MAX];
 	char cpus[4096];
 	char state_dir[PATH_MAX];
+	char ckpt_dir[PATH_MAX];    /* proc jobs' HEC_CKPT_DIR parent, "": state_dir */
 	char launch_helper[PATH_MAX];
 	char mpiexec[PATH_MAX];
 	char log_level[16];
@@ -84,6 +85,7 @@ struct agent_job {
 struct bridge;
 struct agent_gang;
 struct agent_ckpt;
+struct agent_app;
 
 struct agent {
 	struct agent_conf conf;
@@ -123,6 +125,7 @@ struct agent {
 	struct bridge *bridges;
 	struct agent_gang *gang;         /* gang scheduling: clock, epochs, dispatcher */
 	struct agent_ckpt *ckpts;        /* checkpoints under way here (ckpt/agent_ckpt.c) */
+	struct agent_app *apps;          /* proc jobs' checkpoint sockets (ckpt/agent_app.c) */
 
 	struct event *sigs[5];
 	int shutting_down;         /* SHUTDOWN: kill everything, then exit */
@@ -157,6 +160,45 @@ void agent_ckpt_job_gone(struct agent *ag, long job);
 int agent_ckpt_reaped(struct agent *ag, pid_t pid, int status);
 /** The agent exits: every checkpoint's writer is killed, all freed. */
 void agent_ckpt_free(struct agent *ag);
+
+/* ckpt/agent_ckpt.c, application-assisted checkpoints of proc jobs (kind
+ * "app"): the program said `written` (@fd: its file, opened as the job's
+ * user; the callee dups it).  \return 0: taken (CKPT_CAPTURED sent, the
+ * writer streams it), or -errno with @why. */
+int agent_ckpt_app_written(struct agent *ag, long job, long long epoch, int fd, long long bytes,
+			   int ranks, char *why, size_t len);
+/** The program could not write checkpoint @epoch (@why): it fails. */
+void agent_ckpt_app_failed(struct agent *ag, long job, long long epoch, const char *why);
+
+/* ckpt/agent_app.c: a proc job's checkpoint socket and directory on its
+ * first node (doc/design.md, "Application-assisted checkpoints") */
+struct envv;
+/** LAUNCH of a proc job, first node: make HEC_CKPT_DIR (the job's user,
+ *  0700) and listen on HEC_CKPT_SOCK (0600).  \return 0 or -errno, @why. */
+int agent_app_setup(struct agent *ag, struct agent_job *j, char *why, size_t len);
+/** START: HEC_CKPT_DIR, HEC_CKPT_SOCK (and after a fetched restore
+ *  HEC_CKPT_RESTORE, HEC_CKPT_EPOCH) into @e; nothing for other jobs. */
+int agent_app_env(struct agent *ag, long job, struct envv *e);
+/** Create ckpt-<epoch>.h5 in the job's HEC_CKPT_DIR as the job's user, for
+ *  the restore's fetch: \return 0 with *@fd (write only), or -errno, @why. */
+int agent_app_restore_open(struct agent *ag, long job, long long epoch, int *fd, char *why,
+			   size_t len);
+/** The fetch of @epoch succeeded: START gives the program its file. */
+void agent_app_restore_ready(struct agent *ag, long job, long long epoch);
+/** The job was launched here from a checkpoint (its batch step runs again:
+ *  its output goes on after the earlier run's).  \return 1 or 0. */
+int agent_app_restarting(struct agent *ag, long job);
+/** CKPT_PREPARE kind app: ask the program (`request`, or `epoch` to a
+ *  program that asked first).  \return 0, or -ENOENT (no socket here). */
+int agent_app_request(struct agent *ag, long job, long long epoch);
+/** The checkpoint ended here (stored: 0; else aborted or failed): the
+ *  program hears `cancel` if it still waits, the file goes. */
+void agent_app_end(struct agent *ag, long job, long long epoch, int stored);
+/** CKPT_REFUSED: the program's own checkpoint was refused. */
+void agent_app_on_refused(struct agent *ag, const json_t *body);
+/** KILL_JOB: close the socket, remove the directory. */
+void agent_app_job_gone(struct agent *ag, long job);
+void agent_app_free(struct agent *ag);
 
 /* job.c */
 struct agent_job *agent_job_find(struct agent *ag, long id);

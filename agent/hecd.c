@@ -49,6 +49,7 @@ static const struct hec_conf_key conf_keys[] = {
 	STR_KEY("cpus", "", "CPU list this node owns, e.g. 0-3 (default: all online)", cpus),
 	STR_KEY("state_dir", "/var/lib/hecd", "per-job files (host file, batch script)", state_dir),
 	STR_KEY("launch_helper", "", "the Hydra launcher bridge (default: hec-launch beside hecd, else " HEC_LIBEXECDIR ")", launch_helper),
+	STR_KEY("ckpt_dir", "", "proc jobs' checkpoint files (HEC_CKPT_DIR: DIR/job.<id>/ckpt), on a file system every node of a job sees; empty: state_dir", ckpt_dir),
 	STR_KEY("mpiexec", HEC_MPIEXEC, "MPICH Hydra mpiexec", mpiexec),
 	STR_KEY("log_level", "info", "err, warn, info, debug", log_level),
 	STR_KEY("qemu", "/usr/bin/qemu-system-x86_64", "vm partitions: the QEMU binary (KVM where /dev/kvm is usable, else TCG)", qemu),
@@ -180,6 +181,11 @@ static void on_ckpt_abort(void *ag, const struct hec_msg *m)
 	agent_ckpt_on_abort(ag, m->body);
 }
 
+static void on_ckpt_refused(void *ag, const struct hec_msg *m)
+{
+	agent_app_on_refused(ag, m->body);
+}
+
 static void on_resume(void *ag, const struct hec_msg *m)
 {
 	agent_job_on_resume(ag, m->body);
@@ -235,6 +241,7 @@ static const struct hec_msg_handler ctl_handlers[] = {
 	{ .type = HEC_MSG_CKPT_PREPARE, .rule = HEC_RULE_REGISTERED, .fn = on_ckpt_prepare },
 	{ .type = HEC_MSG_CKPT_REOPEN, .rule = HEC_RULE_REGISTERED, .fn = on_ckpt_reopen },
 	{ .type = HEC_MSG_CKPT_ABORT, .rule = HEC_RULE_REGISTERED, .fn = on_ckpt_abort },
+	{ .type = HEC_MSG_CKPT_REFUSED, .rule = HEC_RULE_REGISTERED, .fn = on_ckpt_refused },
 	{ .type = HEC_MSG_RESUME, .rule = HEC_RULE_REGISTERED, .fn = on_resume },
 	{ .type = HEC_MSG_LAUNCH, .rule = HEC_RULE_REGISTERED, .fn = on_launch },
 	{ .type = HEC_MSG_START, .rule = HEC_RULE_REGISTERED, .fn = on_start },
@@ -642,6 +649,7 @@ static void agent_free(struct agent *ag)
 	bridges_free(ag);
 	agent_jobs_free(ag);
 	agent_ckpt_free(ag);
+	agent_app_free(ag);
 	if (ag->ctl)
 		hec_conn_free(ag->ctl);
 	if (ag->connect_ev)

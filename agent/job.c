@@ -431,6 +431,14 @@ static int batch_host_resolves(const struct agent *ag, const json_t *nodes, char
 	return 0;
 }
 
+/* This node runs the job's batch step (the first of LAUNCH's nodes). */
+static int first_node(const struct agent *ag, const json_t *nodes)
+{
+	const char *first = json_string_value(json_object_get(json_array_get(nodes, 0), "name"));
+
+	return first && !strcmp(first, ag->conf.name);
+}
+
 /* ---- restart from a checkpoint: the stream (LAUNCH's restore) ---- */
 
 /* After QEMU failed to load, how long hec-store may take to say why (a
@@ -452,6 +460,7 @@ struct job_restore {
 	int resumed;
 	struct event *timer;       /* hec-store's reason; then RESUME's instant */
 	int64_t t0;
+	long long epoch;
 };
 
 static void restore_free(struct agent_job *j)
@@ -551,6 +560,16 @@ static void restore_decide(struct agent_job *j)
 			return; /* hec-store may yet say why */
 		}
 		hec_fmt(why, sizeof(why), "%s: %s", ag->conf.name, r->load_why);
+	} else if (r->load_done && store_ok && !job_is_vm(j)) {
+		r->answered = r->loaded = 1;
+		evtimer_del(r->timer);
+		agent_app_restore_ready(ag, j->id, r->epoch);
+		hec_job_info(ag->conf.name, j->id,
+			     "partition ready: checkpoint %lld fetched for the program in %lld ms (%s)",
+			     r->epoch, (long long)((hec_now_mono_ns() - r->t0) / 1000000), line);
+		agent_gang_job_ready(ag, j);
+		reply_launched(ag, j->id, NULL);
+		return;
 	} else if (r->load_done && store_ok) {
 		r->answered = r->loaded = 1;
 		evtimer_del(r->timer);
@@ -616,12 +635,13 @@ static int find_store(char *buf, size_t len)
 
 /*
  * Start `hec-store get JOB EPOCH PART` for LAUNCH's @restore, its stdout
- * into a pipe whose read end is *@in_fd (for the guest), its stderr ours.
+ * into a pipe whose read end is *@in_fd (for the guest), or into @to_fd
+ * (>= 0: a proc job's checkpoint file), its stderr ours.
  * It checks every chunk's hash before writing its bytes, and the stream's
  * at the end (exit 1 and one line on a mismatch).
  */
-static int restore_spawn(struct agent *ag, struct agent_job *j, const json_t *restore, int *in_fd,
-			 char *why, size_t len)
+static int restore_spawn(struct agent *ag, struct agent_job *j, const json_t *restore, int to_fd,
+			 int *in_fd, char *why, size_t len)
 {
 	struct job_restore *r;
 	char prog[PATH_MAX], job[32], epoch[32], replicas[16];
@@ -643,6 +663,7 @@ static int restore_spawn(struct agent *ag, struct agent_job *j, const json_t *re
 	}
 	r->err_fd = -1;
 	r->t0 = hec_now_mono_ns();
+	r->epoch = (long long)json_integer_value(json_object_get(restore, "epoch"));
 	j->rst = r;
 	hec_fmt(job, sizeof(job), "%ld", j->id);
 	hec_fmt(epoch, sizeof(epoch), "%lld", (long long)json_integer_value(json_object_get(restore, "epoch")));
@@ -667,14 +688,15 @@ static int restore_spawn(struct agent *ag, struct agent_job *j, const json_t *re
 	argv[argc++] = json_string_value(json_object_get(restore, "part"));
 	argv[argc] = NULL;
 
-	if (pipe2(out, O_CLOEXEC) || pipe2(err, O_CLOEXEC) ||
+	if ((to_fd < 0 && pipe2(out, O_CLOEXEC)) || pipe2(err, O_CLOEXEC) ||
 	    (nullfd = open("/dev/null", O_RDONLY | O_CLOEXEC)) < 0) {
 		rc = -errno;
 		hec_fmt(why, len, "%s: pipe: %s", ag->conf.name, strerror(-rc));
 		goto fail;
 	}
 	/* fewer wakeups for QEMU and hec-store on a stream of hundreds of MB */
-	fcntl(out[1], F_SETPIPE_SZ, 1 << 20);
+	if (to_fd < 0)
+		fcntl(out[1], F_SETPIPE_SZ, 1 << 20);
 	r->timer = evtimer_new(ag->base, restore_timer_cb, j);
 	r->err_ev = event_new(ag->base, err[0], EV_READ | EV_PERSIST, store_err_cb, j);
 	if (!r->timer || !r->err_ev) {
@@ -691,7 +713,7 @@ static int restore_spawn(struct agent *ag, struct agent_job *j, const json_t *re
 		/* its own group: KILL_JOB and a failed load end it whole */
 		setpgid(0, 0);
 		dup2(nullfd, 0);
-		dup2(out[1], 1);
+		dup2(to_fd >= 0 ? to_fd : out[1], 1);
 		dup2(err[1], 2);
 		execv(prog, (char *const *)argv);
 		dprintf(2, "cannot run %s: %s\n", prog, strerror(errno));
@@ -711,6 +733,8 @@ static int restore_spawn(struct agent *ag, struct agent_job *j, const json_t *re
 	event_add(r->err_ev, NULL);
 	*in_fd = out[0];
 	out[0] = -1;
+	if (to_fd >= 0) /* nothing to feed: the fetch is the load */
+		r->load_done = 1;
 	hec_job_info(ag->conf.name, j->id, "restarting from checkpoint %s, stream %s: hec-store pid %d",
 		     epoch, argv[argc - 1], (int)pid);
 	rc = 0;
@@ -792,8 +816,10 @@ void agent_job_on_launch(struct agent *ag, const json_t *body)
 		hec_fmt(why, sizeof(why), "%s: job %ld is still being killed here", ag->conf.name, id);
 		goto refuse;
 	}
-	if (restore && !(ops->start && ops->resume)) {
-		hec_fmt(why, sizeof(why), "%s: a %s partition cannot start from a checkpoint (vm jobs only)",
+	if (restore && !(ops->start && ops->resume) &&
+	    (!first_node(ag, nodes) ||
+	     strcmp(json_string_value(json_object_get(restore, "part")), "app"))) {
+		hec_fmt(why, sizeof(why), "%s: a %s partition starts from a checkpoint only on its first node, from part app",
 		    ag->conf.name, ops->name);
 		goto refuse;
 	}
@@ -831,8 +857,21 @@ void agent_job_on_launch(struct agent *ag, const json_t *body)
 	} else {
 		rc = write_hosts(ag, j, why, sizeof(why));
 	}
-	if (!rc && restore)
-		rc = restore_spawn(ag, j, restore, &in_fd, why, sizeof(why));
+	/* a proc job's program checkpoints through its first node's agent */
+	if (!rc && !j->part->ops->start && first_node(ag, nodes))
+		rc = agent_app_setup(ag, j, why, sizeof(why));
+	if (!rc && restore && !j->part->ops->start) {
+		int to_fd = -1;
+
+		rc = agent_app_restore_open(ag, id, (long long)json_integer_value(json_object_get(restore, "epoch")),
+					    &to_fd, why, sizeof(why));
+		if (!rc)
+			rc = restore_spawn(ag, j, restore, to_fd, &in_fd, why, sizeof(why));
+		if (to_fd >= 0)
+			close(to_fd);
+	} else if (!rc && restore) {
+		rc = restore_spawn(ag, j, restore, -1, &in_fd, why, sizeof(why));
+	}
 	if (!rc && j->part->ops->start) {
 		struct hec_start_req req = {.dir = dir,
 					    .uid = j->uid,
@@ -859,6 +898,7 @@ void agent_job_on_launch(struct agent *ag, const json_t *body)
 		close(in_fd);
 	if (rc) {
 		restore_free(j);
+		agent_app_job_gone(ag, id);
 		if (made) {
 			j->part->ops->destroy(j->part, NULL, 0);
 			remove_job_dir(ag, id);
@@ -873,6 +913,8 @@ void agent_job_on_launch(struct agent *ag, const json_t *body)
 			     j->part->ops->name, json_array_size(nodes));
 		return; /* agent_job_started() replies */
 	}
+	if (j->rst)
+		return; /* restore_decide() replies once the checkpoint is fetched */
 	hec_job_info(ag->conf.name, id, "partition ready (uid %lld, %zu nodes)", (long long)uid,
 		     json_array_size(nodes));
 	agent_gang_job_ready(ag, j);
@@ -1352,11 +1394,14 @@ void agent_job_on_start(struct agent *ag, const json_t *body)
 	}
 
 	rc = build_env(ag, j, json_object_get(body, "env"), ntasks, hosts, &env);
+	if (!rc)
+		rc = agent_app_env(ag, id, &env);
 	if (rc) {
 		hec_fmt(why, sizeof(why), "%s: out of memory", ag->conf.name);
 		goto fail;
 	}
-	rc = open_as_user(ag, j, cwd, out, errf, 0, &out_fd, &err_fd, why, sizeof(why));
+	rc = open_as_user(ag, j, cwd, out, errf, agent_app_restarting(ag, id), &out_fd, &err_fd,
+			  why, sizeof(why));
 	if (rc)
 		goto fail;
 	if (job_is_vm(j)) {
@@ -1501,6 +1546,7 @@ static void start_kill(struct agent *ag, struct agent_job *j)
 	 * (no thaw needed: SIGKILL and cgroup.kill work on frozen groups). */
 	agent_gang_job_forget(ag, j->id);
 	agent_ckpt_job_gone(ag, j->id);
+	agent_app_job_gone(ag, j->id);
 	hec_partition_forget(j->part);
 	bridges_close_net(ag, j->id);
 	restore_free(j);

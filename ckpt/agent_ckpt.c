@@ -58,6 +58,8 @@ struct agent_ckpt {
 	long long epoch;
 	char part[65];
 	char image[65];
+	int app;                      /* kind "app": a proc job's program writes the file (agent_app.c) */
+	json_t *prep;                 /* app: CKPT_PREPARE, for the writer started at `written` */
 	int64_t off;                  /* controller time - our CLOCK_MONOTONIC */
 	int64_t t_local;              /* T on our CLOCK_MONOTONIC */
 	long timeout_ms;
@@ -166,6 +168,7 @@ static void ck_free(struct agent_ckpt *c)
 	fd_drop(&c->stream_r);
 	fd_drop(&c->out_fd);
 	fd_drop(&c->err_fd);
+	json_decref(c->prep);
 	free(c->out);
 	free(c);
 }
@@ -238,6 +241,8 @@ static void ck_stop(struct agent_ckpt *c)
 	if (c->capturing && !c->gone && (p = ck_part(c)))
 		hec_partition_cancel(p);
 	hold_release(c);
+	if (c->app)
+		agent_app_end(c->ag, c->job, c->epoch, 0);
 }
 
 static void send_error(struct agent_ckpt *c, const char *why)
@@ -324,6 +329,8 @@ static void ck_stored(struct agent_ckpt *c)
 		agent_ctl_send(c->ag, HEC_MSG_CKPT_STORED, body);
 	else
 		send_error(c, "out of memory");
+	if (c->app) /* stored: the program's file has done its work */
+		agent_app_end(c->ag, c->job, c->epoch, 1);
 	ck_maybe_free(c);
 }
 
@@ -552,10 +559,11 @@ static int find_hec_store(char *buf, size_t len)
 /*
  * Start `hec-store put JOB EPOCH PART` in its own process group: stdin the
  * read end of the stream's pipe (the write end stays here until the capture
- * takes it), stdout (the entry) and stderr (figures, or the error) to us.
+ * takes it), or @in_fd (>= 0: an app checkpoint's file), stdout (the entry)
+ * and stderr (figures, or the error) to us.
  * posix_spawn: the agent has a second thread (the gang dispatcher).
  */
-static int writer_start(struct agent_ckpt *c, const json_t *body, char *why, size_t len)
+static int writer_start(struct agent_ckpt *c, const json_t *body, int in_fd, char *why, size_t len)
 {
 	struct agent *ag = c->ag;
 	const char *provider = json_string_value(json_object_get(body, "provider"));
@@ -593,14 +601,16 @@ static int writer_start(struct agent_ckpt *c, const json_t *body, char *why, siz
 	argv[n++] = c->part;
 	argv[n] = NULL;
 
-	if (pipe2(stream, O_CLOEXEC) || pipe2(out, O_CLOEXEC) || pipe2(err, O_CLOEXEC)) {
+	if ((in_fd < 0 && pipe2(stream, O_CLOEXEC)) || pipe2(out, O_CLOEXEC) ||
+	    pipe2(err, O_CLOEXEC)) {
 		rc = -errno;
 		hec_fmt(why, len, "pipe: %s", strerror(errno));
 		goto err_pipes;
 	}
-	(void)fcntl(stream[1], F_SETPIPE_SZ, PIPE_SIZE); /* a smaller pipe only costs wakeups */
+	if (in_fd < 0)
+		(void)fcntl(stream[1], F_SETPIPE_SZ, PIPE_SIZE); /* a smaller pipe only costs wakeups */
 	posix_spawn_file_actions_init(&fa);
-	posix_spawn_file_actions_adddup2(&fa, stream[0], 0);
+	posix_spawn_file_actions_adddup2(&fa, in_fd >= 0 ? in_fd : stream[0], 0);
 	posix_spawn_file_actions_adddup2(&fa, out[1], 1);
 	posix_spawn_file_actions_adddup2(&fa, err[1], 2);
 	posix_spawnattr_init(&attr);
@@ -759,6 +769,99 @@ static void refuse(struct agent *ag, const json_t *body, const char *fmt, ...)
 				 json_object_get(body, "epoch"), "error", why));
 }
 
+/* ---- application-assisted checkpoints (kind "app", proc jobs) ---- */
+
+/*
+ * CKPT_PREPARE {kind: app}: the program is asked (agent_app.c); its
+ * `written` gives CKPT_CAPTURED and starts the writer on its file.  No
+ * instant T and no hold: the cut is the program's own (its checkpoint call
+ * is collective).  The controller's app_ckpt_timeout bounds the wait.
+ */
+static void app_prepare(struct agent *ag, struct agent_job *j, const json_t *body)
+{
+	struct agent_ckpt *c, *busy;
+	struct timeval tv;
+
+	if (job_is_vm(j)) {
+		refuse(ag, body, "job %ld runs in a %s partition: its checkpoints are not the program's",
+		       j->id, j->part->ops->name);
+		return;
+	}
+	if ((busy = ck_busy(ag, j->id))) {
+		refuse(ag, body, "checkpoint %lld of job %ld is under way here", busy->epoch, j->id);
+		return;
+	}
+	c = calloc(1, sizeof(*c));
+	if (!c) {
+		refuse(ag, body, "out of memory");
+		return;
+	}
+	c->ag = ag;
+	c->job = j->id;
+	c->app = 1;
+	c->epoch = (long long)json_integer_value(json_object_get(body, "epoch"));
+	c->stream_w = c->stream_r = c->out_fd = c->err_fd = -1;
+	c->whole_pause_ns = -1;
+	c->timeout_ms = (long)json_integer_value(json_object_get(body, "timeout_ms"));
+	hec_fmt(c->part, sizeof(c->part), "%s", json_string_value(json_object_get(body, "part")));
+	c->prep = json_deep_copy(body);
+	c->outcap = 4096;
+	c->out = malloc(c->outcap);
+	c->limit_ev = evtimer_new(ag->base, on_limit, c);
+	c->next = ag->ckpts;
+	ag->ckpts = c;
+	if (!c->prep || !c->out || !c->limit_ev) {
+		c->ended = 1;
+		refuse(ag, body, "out of memory");
+		ck_maybe_free(c);
+		return;
+	}
+	if (agent_app_request(ag, j->id, c->epoch)) {
+		c->ended = 1;
+		refuse(ag, body, "job %ld has no checkpoint socket here (its first node has)", j->id);
+		ck_maybe_free(c);
+		return;
+	}
+	tv = (struct timeval){ c->timeout_ms / 1000, (c->timeout_ms % 1000) * 1000 };
+	evtimer_add(c->limit_ev, &tv);
+	hec_job_info(ag->conf.name, j->id, "checkpoint %lld: the program is asked for it", c->epoch);
+}
+
+int agent_ckpt_app_written(struct agent *ag, long job, long long epoch, int fd, long long bytes,
+			   int ranks, char *why, size_t len)
+{
+	struct agent_ckpt *c = ck_find(ag, job, epoch);
+	json_t *b;
+	int rc;
+
+	if (!c || !c->app || c->ended || c->captured) {
+		hec_fmt(why, len, "checkpoint %lld is not waiting for the program's file here", epoch);
+		return -ENOENT;
+	}
+	rc = writer_start(c, c->prep, fd, why, len);
+	if (rc)
+		return rc;
+	c->captured = 1;
+	c->cap_done = 1; /* nothing is captured here: the file is whole */
+	c->cap_start_ns = hec_now_mono_ns();
+	hec_job_info(ag->conf.name, job, "checkpoint %lld: the program wrote %lld bytes (%d ranks); storing them",
+		     epoch, bytes, ranks);
+	b = json_pack("{s:I,s:I,s:I}", "job", (json_int_t)job, "epoch", (json_int_t)epoch, "pause_us",
+		      (json_int_t)0);
+	if (b && ranks > 0)
+		json_object_set_new(b, "ranks", json_integer(ranks));
+	agent_ctl_send(ag, HEC_MSG_CKPT_CAPTURED, b);
+	return 0;
+}
+
+void agent_ckpt_app_failed(struct agent *ag, long job, long long epoch, const char *why)
+{
+	struct agent_ckpt *c = ck_find(ag, job, epoch);
+
+	if (c && c->app && !c->ended)
+		ck_fail(c, "the program: %s", why);
+}
+
 void agent_ckpt_on_prepare(struct agent *ag, const json_t *body)
 {
 	long id = (long)json_integer_value(json_object_get(body, "job"));
@@ -768,10 +871,14 @@ void agent_ckpt_on_prepare(struct agent *ag, const json_t *body)
 	int64_t now = hec_now_mono_ns(), wait_ns, t;
 	struct timeval tv;
 	char why[1024];
-	const char *image;
+	const char *image, *kind = json_string_value(json_object_get(body, "kind"));
 
 	if (!j || !j->launched || j->killing) {
 		refuse(ag, body, "job %ld has no partition here", id);
+		return;
+	}
+	if (kind && !strcmp(kind, "app")) {
+		app_prepare(ag, j, body);
 		return;
 	}
 	if (!j->part->ops->capture) {
@@ -829,7 +936,7 @@ void agent_ckpt_on_prepare(struct agent *ag, const json_t *body)
 		ck_maybe_free(c);
 		return;
 	}
-	if (writer_start(c, body, why, sizeof(why))) {
+	if (writer_start(c, body, -1, why, sizeof(why))) {
 		c->ended = 1;
 		refuse(ag, body, "%s", why);
 		ck_stop(c);

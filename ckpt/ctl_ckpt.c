@@ -78,6 +78,9 @@ struct ckpt_op {
 	enum ckpt_phase phase;
 	int captured, stored;        /* the two fan-outs succeeded */
 	int pinned;                  /* in the gang matrix until captured */
+	int app;                     /* a proc job's: one part "app", the program writes it */
+	int ranks;                   /* app: the program's rank count (CKPT_CAPTURED) */
+	long capture_ms;             /* app: app_ckpt_timeout */
 	int refs;                    /* j->ckpt, each fan-out waiting, each child */
 	int n;
 	struct ckpt_part *parts;
@@ -371,12 +374,17 @@ static json_t *meta_json(const struct ckpt_op *op, const struct ctl_job *j)
 						       (json_int_t)op->parts[i].pause_us, "slot_pause_us",
 						       (json_int_t)op->parts[i].slot_pause_us,
 						       "switched_out", op->parts[i].switched_out));
-	return json_pack("{s:{s:s,s:s,s:I,s:i,s:i,s:i,s:I,s:O,s:s},s:o,s:o}", "job",
-			 "name", j->name, "user", j->user, "uid", (json_int_t)j->uid,
-			 "nnodes", j->nnodes, "ntasks", j->ntasks, "vcpus", job_vcpus(j),
-			 "mem_mb", (json_int_t)j->mem_mb,
-			 "vm_files", j->vm_files ? j->vm_files : json_array(),
-			 "command", j->command ? j->command : "", "nodes", nodes, "parts", parts);
+	json_t *m = json_pack("{s:{s:s,s:s,s:I,s:i,s:i,s:i,s:I,s:o,s:s},s:o,s:o,s:s}", "job",
+			      "name", j->name, "user", j->user, "uid", (json_int_t)j->uid,
+			      "nnodes", j->nnodes, "ntasks", j->ntasks, "vcpus", job_vcpus(j),
+			      "mem_mb", (json_int_t)j->mem_mb,
+			      "vm_files", j->vm_files ? json_incref(j->vm_files) : json_array(),
+			      "command", j->command ? j->command : "", "nodes", nodes, "parts", parts,
+			      "kind", op->app ? "app" : "vm");
+
+	if (m && op->app && op->ranks > 0)
+		json_object_set_new(m, "ranks", json_integer(op->ranks));
+	return m;
 }
 
 static void retention(struct ctl *ctl, struct ctl_job *j);
@@ -518,10 +526,11 @@ static int prepare_send(void *arg, const char *node, int64_t id)
 	if (rc)
 		return rc;
 	return node_send(n, HEC_MSG_CKPT_PREPARE,
-			 json_pack("{s:I,s:I,s:I,s:s,s:s,s:i,s:I}", "job", (json_int_t)op->job,
+			 json_pack("{s:I,s:I,s:I,s:s,s:s,s:i,s:I,s:s}", "job", (json_int_t)op->job,
 				   "epoch", (json_int_t)id, "t", (json_int_t)op->t_ns, "part", p->part,
 				   "servers", servers, "replicas", replicas, "timeout_ms",
-				   (json_int_t)ctl->conf.ckpt_timeout));
+				   (json_int_t)ctl->conf.ckpt_timeout, "kind",
+				   op->app ? "app" : "vm"));
 }
 
 /* CKPT_STORED needs no request of its own: PREPARE asked for it. */
@@ -597,6 +606,11 @@ static void captured_done(void *arg, const struct fanout_done *d)
 
 	if (op->phase == CK_DONE)
 		goto out;
+	if (op->app && !d->cancelled && d->nnodes == 1 && d->nodes[0].state == FANOUT_TIMEOUT) {
+		op_abort(op, "job %ld did not take checkpoint %lld within %ld s (does it call hecckpt_need?)",
+			 op->job, (long long)op->epoch, op->capture_ms / 1000);
+		goto out;
+	}
 	if (d->answered < d->nnodes) {
 		first_failure(d, why, sizeof(why));
 		op_abort(op, "capture: %s", why);
@@ -607,6 +621,8 @@ static void captured_done(void *arg, const struct fanout_done *d)
 
 		const json_t *b = d->nodes[i].body;
 
+		if (op->app && json_is_integer(json_object_get(b, "ranks")))
+			op->ranks = (int)json_integer_value(json_object_get(b, "ranks"));
 		if (p && json_is_integer(json_object_get(b, "pause_us")) && !p->pause_us)
 			p->pause_us = json_integer_value(json_object_get(b, "pause_us"));
 		if (p && json_is_integer(json_object_get(b, "slot_pause_us")) && !p->slot_pause_us)
@@ -620,9 +636,13 @@ static void captured_done(void *arg, const struct fanout_done *d)
 	/* the cut is complete: the job's network may forward again */
 	send_all(op, HEC_MSG_CKPT_REOPEN);
 	unpin(op);
-	hec_info("job %ld: checkpoint %lld: every guest captured %.2f s after the request, pause at most %.3f ms; streaming",
-		 op->job, (long long)op->epoch, (hec_now_mono_ns() - op->started_mono) / 1e9,
-		 pause / 1000.0);
+	if (op->app)
+		hec_info("job %ld: checkpoint %lld: the program wrote it %.2f s after the request; streaming",
+			 op->job, (long long)op->epoch, (hec_now_mono_ns() - op->started_mono) / 1e9);
+	else
+		hec_info("job %ld: checkpoint %lld: every guest captured %.2f s after the request, pause at most %.3f ms; streaming",
+			 op->job, (long long)op->epoch, (hec_now_mono_ns() - op->started_mono) / 1e9,
+			 pause / 1000.0);
 	if (op->phase == CK_CAPTURE)
 		op->phase = CK_STREAM;
 	if (op->stored)
@@ -718,9 +738,6 @@ static void not_ready(struct ctl *ctl, const struct ctl_job *j, char *why, size_
 	why[0] = 0;
 	if (ctl->shutting_down)
 		snprintf(why, len, "the controller is shutting down");
-	else if (!j->vm)
-		snprintf(why, len, "job %ld runs in proc partitions; checkpoints need --partition vm",
-			 j->id);
 	else if (!ctl->stores)
 		snprintf(why, len, "no storage server has registered: checkpoints need storage (hec cluster up --storage M, or hecstored)");
 	else if (job_state_final(j->state))
@@ -735,9 +752,11 @@ static void not_ready(struct ctl *ctl, const struct ctl_job *j, char *why, size_
 	else if (j->phase != PH_RUNNING || !j->started)
 		snprintf(why, len, "job %ld is not running", j->id);
 	else if (j->state == JOB_SUSPENDED)
-		/* its guests are frozen: nothing would capture them */
+		/* its guests (its processes) are frozen: nothing would capture them */
 		snprintf(why, len, "job %ld is SUSPENDED (%s): checkpoints are taken while it runs",
 			 j->id, j->reason);
+	else if (!j->vm && j->nalloc < 1)
+		snprintf(why, len, "job %ld has no nodes", j->id);
 	else if (j->ckpt)
 		snprintf(why, len, "checkpoint %lld of job %ld is under way (%s phase)",
 			 (long long)j->ckpt->epoch, j->id, phase_names[j->ckpt->phase]);
@@ -814,6 +833,13 @@ static int ckpt_start(struct ctl *ctl, struct ctl_job *j, const char *who, enum 
 	op = calloc(1, sizeof(*op));
 	if (op)
 		op->parts = calloc((size_t)j->nalloc, sizeof(*op->parts));
+	if (op && !j->vm) {
+		/* a proc job's program writes one file: part "app", on its first node,
+		 * whenever it calls hecckpt_need next (T is now) */
+		op->app = 1;
+		op->capture_ms = ctl->conf.app_ckpt_timeout;
+		lead = 0;
+	}
 	if (!op || !op->parts) {
 		if (op)
 			free(op);
@@ -822,15 +848,16 @@ static int ckpt_start(struct ctl *ctl, struct ctl_job *j, const char *who, enum 
 	}
 	op->ctl = ctl;
 	op->job = j->id;
-	op->n = j->nalloc;
+	op->n = op->app ? 1 : j->nalloc;
 	/* an earlier controller's epochs are never given again */
 	op->epoch = ctl_fresh_id(&ctl->ckpt_seq);
 	op->started_ns = hec_now_real_ns();
 	op->started_mono = hec_now_mono_ns();
-	op->t_ns = ckpt_place(ctl, j, op->started_ns + lead, when);
+	/* (a program's checkpoint is taken at its next need: T is now) */
+	op->t_ns = op->app ? op->started_ns : ckpt_place(ctl, j, op->started_ns + lead, when);
 	for (int i = 0; i < op->n; i++) {
 		snprintf(op->parts[i].node, sizeof(op->parts[i].node), "%s", j->alloc[i].name);
-		snprintf(op->parts[i].part, sizeof(op->parts[i].part), "p%d", i);
+		snprintf(op->parts[i].part, sizeof(op->parts[i].part), op->app ? "app" : "p%d", i);
 		names[i] = j->alloc[i].name;
 	}
 	/* the row first: a controller that dies from here on finds it */
@@ -848,17 +875,22 @@ static int ckpt_start(struct ctl *ctl, struct ctl_job *j, const char *who, enum 
 	j->ckpt_next = 0;
 	ctl_gang_pin(ctl, j, 1); /* not switched out between T and its capture */
 	op->pinned = 1;
-	hec_info("job %ld: checkpoint %lld %s: cut in %.1f ms%s on %d node%s", j->id,
-		 (long long)op->epoch, who, (op->t_ns - op->started_ns) / 1e6,
-		 op->t_ns == op->started_ns + lead ? "" :
-		 when == WHEN_IN_SLOT ? " (in its slot)" : " (off its slot)",
-		 op->n, op->n == 1 ? "" : "s");
+	if (op->app)
+		hec_info("job %ld: checkpoint %lld %s: the program is asked on %s", j->id,
+			 (long long)op->epoch, who, op->parts[0].node);
+	else
+		hec_info("job %ld: checkpoint %lld %s: cut in %.1f ms%s on %d node%s", j->id,
+			 (long long)op->epoch, who, (op->t_ns - op->started_ns) / 1e6,
+			 op->t_ns == op->started_ns + lead ? "" :
+			 when == WHEN_IN_SLOT ? " (in its slot)" : " (off its slot)",
+			 op->n, op->n == 1 ? "" : "s");
 	str.id = cap.id = op->epoch;
 	str.nodes = cap.nodes = names;
 	str.nnodes = cap.nnodes = op->n;
 	str.arg = cap.arg = op;
 	str.timeout_ms = ctl->conf.ckpt_timeout;
-	cap.timeout_ms = (op->t_ns - op->started_ns) / 1000000 + CKPT_CAPTURE_MS;
+	cap.timeout_ms = op->app ? op->capture_ms :
+			 (op->t_ns - op->started_ns) / 1000000 + CKPT_CAPTURE_MS;
 	/* the stream's first: a CKPT_STORED may overtake another node's CAPTURED */
 	rc = fanout_start(ctl->fanout, &str);
 	if (rc) {
@@ -919,6 +951,48 @@ void ckpt_job_ended(struct ctl *ctl, struct ctl_job *j, const char *why)
 		return;
 	}
 	op_abort(op, "%s", ended);
+}
+
+void ckpt_on_ask(struct ctl *ctl, struct node *n, const json_t *body)
+{
+	long id = (long)json_integer_value(json_object_get(body, "job"));
+	struct ctl_job *j = job_find(ctl, id);
+	char why[600] = "";
+	int64_t epoch;
+
+	if (!j || j->vm || !j->nalloc || j->alloc[0].node != n)
+		snprintf(why, sizeof(why), "job %ld does not run its batch step on %s as a proc job",
+			 id, n->name);
+	else if (j->ckpt && j->ckpt->app && !j->ckpt->captured)
+		return; /* its CKPT_PREPARE is on its way: that answers the program */
+	else if (j->ckpt) {
+		/* the previous one is still being stored: this one next (ckpt_tick) */
+		j->ckpt_asked = 1;
+		return;
+	}
+	else if (ckpt_start(ctl, j, "asked by the program", WHEN_NOW, &epoch, why, sizeof(why)) == 0)
+		return;
+	hec_info("job %ld: the program's checkpoint refused: %s", id, why);
+	node_send(n, HEC_MSG_CKPT_REFUSED, json_pack("{s:I,s:s}", "job", (json_int_t)id, "error", why));
+}
+
+void ckpt_on_loaded(struct ctl *ctl, struct node *n, const json_t *body)
+{
+	struct ctl_job *j = job_find(ctl, (long)json_integer_value(json_object_get(body, "job")));
+	int64_t epoch = json_integer_value(json_object_get(body, "epoch"));
+	const char *error = json_string_value(json_object_get(body, "error"));
+
+	if (!j || j->vm || !j->nalloc || j->alloc[0].node != n || j->restore_epoch != epoch) {
+		hec_debug("%s: CKPT_LOADED of checkpoint %lld that no restart there loads; ignored",
+			  n->name, (long long)epoch);
+		return;
+	}
+	if (!error) {
+		j->app_loaded = 1;
+		hec_info("job %ld: the program restored checkpoint %lld", j->id, (long long)epoch);
+		return;
+	}
+	restart_app_load_failed(ctl, j, n->name, error);
 }
 
 /* ---- listing and deleting ---- */
@@ -1170,7 +1244,7 @@ struct orphan_call {
 static void commit_from_manifest(struct ctl *ctl, long job, int64_t epoch, const char *out)
 {
 	json_t *m = json_loads(out ? out : "", JSON_DISABLE_EOF_CHECK, NULL);
-	json_t *meta = json_object_get(m, "meta"), *parts = json_array(), *e;
+	json_t *meta = json_object_get(m, "meta"), *parts = json_array(), *none = json_array(), *e;
 	const json_t *nodes = json_object_get(meta, "nodes");
 	int64_t bytes = 0;
 	size_t i;
@@ -1195,13 +1269,14 @@ static void commit_from_manifest(struct ctl *ctl, long job, int64_t epoch, const
 			"image", json_object_get(mp, "image"), "hash", json_object_get(e, "hash")));
 	}
 	if (db_ckpt_commit(ctl->db, job, epoch, bytes, 0,
-			   meta && json_is_array(nodes) ? nodes : json_array(), parts))
+			   meta && json_is_array(nodes) ? nodes : none, parts))
 		hec_err("job %ld: checkpoint %lld: catalog update to committed failed: %s", job,
 			(long long)epoch, db_errmsg(ctl->db));
 	else
 		hec_info("job %ld: checkpoint %lld was committed on the storage servers; listed as committed",
 			 job, (long long)epoch);
 	json_decref(parts);
+	json_decref(none);
 	json_decref(m);
 }
 
@@ -1353,8 +1428,17 @@ void ckpt_tick(struct ctl *ctl)
 		int64_t epoch;
 		int rc;
 
-		if (!j->vm || j->ckpt_interval <= 0 || j->phase != PH_RUNNING || !j->started ||
-		    j->ckpt)
+		if (j->ckpt_asked && !j->ckpt) {
+			/* the program asked while the previous one was stored */
+			j->ckpt_asked = 0;
+			if (j->phase == PH_RUNNING && j->nalloc && j->alloc[0].node &&
+			    ckpt_start(ctl, j, "asked by the program", WHEN_NOW, &epoch, why, sizeof(why)) &&
+			    j->alloc[0].node->peer)
+				node_send(j->alloc[0].node, HEC_MSG_CKPT_REFUSED,
+					  json_pack("{s:I,s:s}", "job", (json_int_t)j->id, "error", why));
+			continue;
+		}
+		if (j->ckpt_interval <= 0 || j->phase != PH_RUNNING || !j->started || j->ckpt)
 			continue;
 		if (!j->ckpt_next) {
 			j->ckpt_next = now + j->ckpt_interval * 1000000000LL;

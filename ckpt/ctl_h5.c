@@ -267,7 +267,9 @@ static void commit_done(struct ctl *ctl, void *arg, int status, const char *out,
 			"image", json_string_value(json_object_get(pm, "image")) ?: "",
 			"hash", json_object_get(e, "hash") ?: json_null()));
 	}
-	rc = db_ckpt_commit(ctl->db, r->job, r->epoch, bytes, 0, nodes ? nodes : json_array(), parts);
+	if (!nodes)
+		nodes = json_array(); /* the row gets an empty list; freed below */
+	rc = db_ckpt_commit(ctl->db, r->job, r->epoch, bytes, 0, nodes, parts);
 	json_decref(parts);
 	json_decref(nodes);
 	if (rc) {

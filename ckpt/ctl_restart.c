@@ -91,6 +91,15 @@ int restart_begin(struct ctl *ctl, struct ctl_job *j, int64_t epoch, const json_
 	struct restart_op *op;
 	int n, rc;
 
+	/* An ended job's environment, argv and script left memory with it; a
+	 * proc job's batch step needs them again (a vm job's runs on in its
+	 * guest, but they cost nothing to have back). */
+	if (!j->env && (rc = db_job_payload(ctl->db, j))) {
+		snprintf(why, len, "cannot read the job's environment back from the catalog: %s",
+			 rc == -EIO ? db_errmsg(ctl->db) : strerror(-rc));
+		hec_err("job %ld: %s", j->id, why);
+		return rc;
+	}
 	rc = db_restart_add(ctl->db, j->id, ctl_now(), epoch, reason, &n);
 	if (rc) {
 		snprintf(why, len, "cannot record the restart in the catalog: %s", db_errmsg(ctl->db));
@@ -152,7 +161,7 @@ int restart_wanted(struct ctl *ctl, struct ctl_job *j, const char *why)
 	int64_t epoch;
 	int rc;
 
-	if (!j->vm || !j->restart_auto || ctl->shutting_down || job_state_final(j->state) ||
+	if (!j->restart_auto || ctl->shutting_down || job_state_final(j->state) ||
 	    j->phase == PH_ENDING || j->phase == PH_NONE)
 		return 0;
 	if (j->nrestarts >= j->max_restarts) {
@@ -182,7 +191,7 @@ json_t *restart_launch_restore(struct ctl *ctl, struct ctl_job *j, int i, char *
 	int replicas, rc;
 	size_t k;
 
-	snprintf(part, sizeof(part), "p%d", i);
+	snprintf(part, sizeof(part), j->vm ? "p%d" : "app", i);
 	rc = ckpt_store_args(ctl, servers, sizeof(servers), &replicas);
 	if (rc) {
 		snprintf(why, len, "%s", rc == -ENOENT ? "no storage server has registered" :
@@ -201,7 +210,7 @@ json_t *restart_launch_restore(struct ctl *ctl, struct ctl_job *j, int i, char *
 			 (long long)j->restore_epoch);
 		goto out;
 	}
-	if ((int)json_array_size(json_object_get(found, "parts")) != j->nalloc) {
+	if ((int)json_array_size(json_object_get(found, "parts")) != (j->vm ? j->nalloc : 1)) {
 		snprintf(why, len, "checkpoint %lld has %zu parts for %d nodes",
 			 (long long)j->restore_epoch, json_array_size(json_object_get(found, "parts")),
 			 j->nalloc);
@@ -282,6 +291,26 @@ void restart_send_start(struct ctl *ctl, struct ctl_job *j)
 	job_save(ctl, j);
 }
 
+void restart_started(struct ctl *ctl, struct ctl_job *j)
+{
+	struct restart_op *op = op_get(ctl, j);
+	json_t *nodes = json_array();
+
+	for (int i = 0; nodes && i < j->nalloc; i++)
+		json_array_append_new(nodes, json_string(j->alloc[i].name));
+	if (op && db_restart_update(ctl->db, j->id, op->n, j->restore_epoch, nodes, NULL))
+		hec_warn("job %ld: restart %d: catalog update failed: %s", j->id, op->n,
+			 db_errmsg(ctl->db));
+	if (db_ckpt_restored(ctl->db, j->id, j->restore_epoch))
+		hec_warn("job %ld: checkpoint %lld: catalog update failed: %s", j->id,
+			 (long long)j->restore_epoch, db_errmsg(ctl->db));
+	json_decref(nodes);
+	j->app_loaded = 0;
+	hec_info("job %ld: its batch step runs again on %d node%s; the program restores checkpoint %lld",
+		 j->id, j->nalloc, j->nalloc == 1 ? "" : "s", (long long)j->restore_epoch);
+	op_end(j);
+}
+
 void restart_reconciled(struct ctl *ctl, struct ctl_job *j, struct node *n)
 {
 	/* a restored job whose RESUME this controller never sent: it may have
@@ -290,16 +319,35 @@ void restart_reconciled(struct ctl *ctl, struct ctl_job *j, struct node *n)
 		send_resume(ctl, j, n);
 }
 
+static int load_failed(struct ctl *ctl, struct ctl_job *j, const char *node, const char *error);
+
 int restart_launch_failed(struct ctl *ctl, struct ctl_job *j, const char *node,
 			  const char *error)
+{
+	int64_t failed = j->restore_epoch;
+
+	if (!failed || j->phase != PH_LAUNCHING)
+		return 0;
+	return load_failed(ctl, j, node, error);
+}
+
+int restart_app_load_failed(struct ctl *ctl, struct ctl_job *j, const char *node,
+			    const char *error)
+{
+	if (j->vm || !j->restore_epoch || !j->started || j->phase != PH_RUNNING || j->app_loaded)
+		return 0;
+	return load_failed(ctl, j, node, error);
+}
+
+/* Checkpoint j->restore_epoch did not load on @node: the previous one, or
+ * the job fails. */
+static int load_failed(struct ctl *ctl, struct ctl_job *j, const char *node, const char *error)
 {
 	struct restart_op *op;
 	int64_t failed = j->restore_epoch, prev;
 	char add[700], why[800], where[600];
 	size_t used;
 
-	if (!failed || j->phase != PH_LAUNCHING)
-		return 0;
 	op = op_get(ctl, j);
 	reason_for_node(where, sizeof(where), node, error);
 	snprintf(add, sizeof(add), "checkpoint %lld did not load: %s", (long long)failed, where);
@@ -376,11 +424,6 @@ void cli_restart(struct ctl *ctl, struct peer *p, struct ctl_job *j, const json_
 
 	if (ctl->shutting_down) {
 		respond_error(p->conn, "the controller is shutting down");
-		return;
-	}
-	if (!j->vm) {
-		respond_error(p->conn, "job %ld runs in proc partitions; restarts need --partition vm and a checkpoint",
-			      j->id);
 		return;
 	}
 	if (j->restore_epoch && (j->state == JOB_PENDING || j->phase == PH_LAUNCHING ||

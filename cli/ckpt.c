@@ -46,9 +46,10 @@ static const char ckpt_help[] =
 	"       hec ckpt --delete JOBID EPOCH\n"
 	"       hec ckpt export JOBID EPOCH FILE.h5\n"
 	"       hec ckpt import FILE.h5 [--job JOBID]\n"
-	"Checkpoint a running vm job (--partition vm): every guest saved at one instant,\n"
-	"streamed to the storage servers, listed by hec ckpts once committed.  Prints\n"
-	"the checkpoint's epoch.\n"
+	"Checkpoint a running job: a vm job's guests saved at one instant, a proc job's\n"
+	"program asked to write its protected data (libhecckpt, at its next\n"
+	"hecckpt_need); streamed to the storage servers, listed by hec ckpts once\n"
+	"committed.  Prints the checkpoint's epoch.\n"
 	"  -w, --wait    wait until it is committed (progress on stderr); exit status 1\n"
 	"                with the reason if it failed\n"
 	"      --when    for a job that time-shares its nodes (--share): capture its\n"
@@ -73,7 +74,7 @@ static const char ckpts_help[] =
 
 static const char restart_help[] =
 	"usage: hec restart JOBID [--epoch EPOCH] [--nodes LIST]\n"
-	"Restart a vm job from a committed checkpoint: a running job's partitions are\n"
+	"Restart a job from a committed checkpoint: a running job's partitions are\n"
 	"killed first; the job keeps its id and output, waits in the queue (reason\n"
 	"Restart) and runs on from the saved state.\n"
 	"      --epoch=EPOCH  the checkpoint (default: the newest committed one)\n"

@@ -276,12 +276,6 @@ int submit_opts_finish(struct submit_opts *o, const char *default_name, char *er
 			 o->set & SK_SET_VCPUS ? "--vcpus" : "--vm-file");
 		return -EINVAL;
 	}
-	/* checkpoints save QEMU guests: a proc job has nothing to save */
-	if (!o->vm && (o->ckpt_interval || o->restart_auto)) {
-		snprintf(err, errlen, "%s: only for --partition vm (checkpoints save the guests)",
-			 o->ckpt_interval ? "--ckpt-interval" : "--restart auto");
-		return -EINVAL;
-	}
 	if (o->vm && !(o->set & SK_SET_MEM))
 		o->mem_mb = CLI_VM_MEM_DEFAULT;
 	if (o->vm && o->mem_mb < HEC_VM_MEM_MIN_MB) {

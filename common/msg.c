@@ -112,11 +112,11 @@ static const struct field s_stats[] = {
 static const struct field s_ckpt_prepare[] = {
 	INT_REQ("job", 1, ID_MAX), INT_REQ("epoch", 1, NS_MAX), INT_REQ("t", 0, NS_MAX),
 	STR_REQ("part", 64), STR_REQ("servers", 1 << 16), INT_REQ("replicas", 1, 64),
-	STR_OPT("provider", 16), INT_REQ("timeout_ms", 1000, 86400000), END };
+	STR_OPT("provider", 16), INT_REQ("timeout_ms", 1000, 86400000), STR_OPT("kind", 8), END };
 static const struct field s_ckpt_captured[] = {
 	INT_REQ("job", 1, ID_MAX), INT_REQ("epoch", 1, NS_MAX), INT_OPT("pause_us", 0, NS_MAX),
 	INT_OPT("slot_pause_us", 0, NS_MAX), { .name = "switched_out", .kind = F_BOOL },
-	INT_OPT("at", 0, NS_MAX), STR_OPT("error", 4096), END };
+	INT_OPT("at", 0, NS_MAX), STR_OPT("error", 4096), INT_OPT("ranks", 1, 1 << 20), END };
 static const struct field s_ckpt_stored[] = {
 	INT_REQ("job", 1, ID_MAX), INT_REQ("epoch", 1, NS_MAX), STR_REQ("part", 64),
 	INT_OPT("bytes", 0, NS_MAX), INT_OPT("ms", 0, NS_MAX),
@@ -127,6 +127,10 @@ static const struct field s_ckpt_progress[] = {
 	INT_REQ("job", 1, ID_MAX), INT_REQ("epoch", 1, NS_MAX), INT_REQ("bytes", 0, NS_MAX), END };
 static const struct field s_ckpt_job_epoch[] = {
 	INT_REQ("job", 1, ID_MAX), INT_REQ("epoch", 1, NS_MAX), END };
+/* application-assisted checkpoints of proc jobs (APP-CKPT) */
+static const struct field s_ckpt_refused[] = { INT_REQ("job", 1, ID_MAX), STR_REQ("error", 4096), END };
+static const struct field s_ckpt_loaded[] = {
+	INT_REQ("job", 1, ID_MAX), INT_REQ("epoch", 1, NS_MAX), STR_OPT("error", 4096), END };
 static const struct field s_resume[] = { INT_REQ("job", 1, ID_MAX), INT_REQ("t", 0, NS_MAX), END };
 
 /* Requests: the schema is chosen by "op". */
@@ -279,6 +283,9 @@ static const struct {
 	[HEC_MSG_CKPT_REOPEN] = { "CKPT_REOPEN", s_ckpt_job_epoch, HEC_SIDE_AGENT },
 	[HEC_MSG_CKPT_ABORT] = { "CKPT_ABORT", s_ckpt_job_epoch, HEC_SIDE_AGENT },
 	[HEC_MSG_RESUME] = { "RESUME", s_resume, HEC_SIDE_AGENT },
+	[HEC_MSG_CKPT_ASK] = { "CKPT_ASK", s_job_only, HEC_SIDE_CTL },
+	[HEC_MSG_CKPT_REFUSED] = { "CKPT_REFUSED", s_ckpt_refused, HEC_SIDE_AGENT },
+	[HEC_MSG_CKPT_LOADED] = { "CKPT_LOADED", s_ckpt_loaded, HEC_SIDE_CTL },
 };
 #define NTYPES (sizeof(types) / sizeof(types[0]))
 

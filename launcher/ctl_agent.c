@@ -239,6 +239,7 @@ static void reconcile(struct ctl *ctl, struct node *n, const json_t *parts)
 	size_t i;
 	json_t *v;
 
+	n->stale = 0; /* the old connection's JOB_GONEs will not come */
 	json_array_foreach(parts, i, v) {
 		long id = (long)json_integer_value(v);
 		struct ctl_job *pj = job_find(ctl, id);
@@ -248,6 +249,9 @@ static void reconcile(struct ctl *ctl, struct node *n, const json_t *parts)
 			continue; /* expected (ENDING ones get KILL_JOB below) */
 		hec_info("%s: holds a partition of job %ld, which is %s there; killing it",
 			 n->name, id, !pj ? "unknown" : "not running");
+		/* a restart of that job placed here now would find it still
+		 * being killed and fail its launch */
+		n->stale++;
 		send_kill(n, id);
 	}
 	for (j = ctl->jobs; j; j = j->next) {
@@ -454,6 +458,10 @@ static void agent_gone(struct ctl *ctl, struct node *n, const json_t *body)
 	struct ctl_job *j = job_find(ctl, id);
 	struct job_node *jn = j && j->phase == PH_ENDING ? job_node_of(j, n) : NULL;
 
+	if ((!jn || jn->gone) && n->stale > 0) {
+		n->stale--;
+		ctl->sched_needed = 1;
+	}
 	if (!j) {
 		hec_warn("%s: JOB_GONE for unknown job %ld; ignored", n->name, id);
 		return;
@@ -525,6 +533,20 @@ static void on_ckpt_progress(void *arg, const struct hec_msg *m)
 	ckpt_on_progress(a->ctl, a->n, m->body);
 }
 
+static void on_ckpt_ask(void *arg, const struct hec_msg *m)
+{
+	struct agent_call *a = arg;
+
+	ckpt_on_ask(a->ctl, a->n, m->body);
+}
+
+static void on_ckpt_loaded(void *arg, const struct hec_msg *m)
+{
+	struct agent_call *a = arg;
+
+	ckpt_on_loaded(a->ctl, a->n, m->body);
+}
+
 static void on_launched(void *arg, const struct hec_msg *m)
 {
 	struct agent_call *a = arg;
@@ -594,6 +616,8 @@ static const struct hec_msg_handler agent_handlers[] = {
 	{ .type = HEC_MSG_CKPT_STORED, .rule = HEC_RULE_REGISTERED, .fn = on_ckpt_stored },
 	{ .type = HEC_MSG_CKPT_PROGRESS, .rule = HEC_RULE_REGISTERED, .quick = 1,
 	  .fn = on_ckpt_progress },
+	{ .type = HEC_MSG_CKPT_ASK, .rule = HEC_RULE_REGISTERED, .fn = on_ckpt_ask },
+	{ .type = HEC_MSG_CKPT_LOADED, .rule = HEC_RULE_REGISTERED, .fn = on_ckpt_loaded },
 	{ .type = HEC_MSG_LAUNCHED, .rule = HEC_RULE_REGISTERED, .fn = on_launched },
 	{ .type = HEC_MSG_JOB_EXIT, .rule = HEC_RULE_REGISTERED, .fn = on_job_exit },
 	{ .type = HEC_MSG_JOB_GONE, .rule = HEC_RULE_REGISTERED, .fn = on_job_gone },

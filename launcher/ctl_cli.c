@@ -153,11 +153,6 @@ static void cli_submit(struct ctl *ctl, struct peer *p, const json_t *req)
 		respond_error(p->conn, "restart '%s' is not none or auto", restart);
 		return;
 	}
-	if (!vm && (interval || (restart && !strcmp(restart, "auto")))) {
-		respond_error(p->conn, "%s is for vm partitions only (checkpoints save QEMU guests)",
-			      interval ? "ckpt_interval" : "restart auto");
-		return;
-	}
 	if (json_array_size(vm_files) > HEC_VM_FILES_MAX) {
 		respond_error(p->conn, "more than %d vm_files", HEC_VM_FILES_MAX);
 		return;

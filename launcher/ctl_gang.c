@@ -143,7 +143,7 @@ static void sync_cols(struct ctl *ctl)
 
 	for (struct node *n = ctl->nodes; n; n = n->next, c++)
 		gm_col_set(ctl->gang, c, n->memory_mb > 0 ? n->memory_mb : 0,
-			     !ctl->shutting_down && node_up(n));
+			     !ctl->shutting_down && node_up(n) && !n->stale);
 }
 
 /* Make @j what the matrix says it is. */

@@ -159,7 +159,8 @@ int job_send_launch(struct ctl *ctl, struct ctl_job *j, struct job_node *jn)
 		if (j->vm_files)
 			json_object_set(body, "vm_files", j->vm_files);
 	}
-	if (body && j->vm && j->restore_epoch) {
+	/* a proc job's checkpoint is its program's file, fetched on its first node */
+	if (body && j->restore_epoch && (j->vm || jn == j->alloc)) {
 		char why[300];
 		json_t *r = restart_launch_restore(ctl, j, (int)(jn - j->alloc), why, sizeof(why));
 
@@ -248,7 +249,7 @@ void job_send_start(struct ctl *ctl, struct ctl_job *j)
 	json_t *body;
 	int rc;
 
-	if (j->restore_epoch) { /* the batch step runs in the restored guest */
+	if (j->restore_epoch && j->vm) { /* the batch step runs in the restored guest */
 		restart_send_start(ctl, j);
 		return;
 	}
@@ -273,6 +274,11 @@ void job_send_start(struct ctl *ctl, struct ctl_job *j)
 	rc = node_send(batch->node, HEC_MSG_START, body);
 	if (rc) {
 		job_end(ctl, j, JOB_FAILED, "%s: START not sent: %s", batch->name, strerror(-rc));
+		return;
+	}
+	if (j->restore_epoch) {
+		restart_started(ctl, j);
+		job_save(ctl, j);
 		return;
 	}
 	hec_info("job %ld: all %d node%s launched; batch step started on %s", j->id, j->nalloc,
@@ -310,8 +316,26 @@ void job_exit_report(struct ctl *ctl, struct node *n, const json_t *body)
 		j->exit_code = code;
 		j->sig = sig;
 		j->exited = 1;
+		if (sig)
+			snprintf(why, sizeof(why), "signal %d", sig);
+		else
+			snprintf(why, sizeof(why), "exit code %d", code);
 		if (error && *error) {
 			reason_for_node(why, sizeof(why), n->name, error);
+			if (!restart_wanted(ctl, j, why))
+				job_end(ctl, j, JOB_FAILED, "%s", why);
+		} else if ((sig || code) && !j->vm && j->restore_epoch && !j->app_loaded) {
+			/* a restarted program that failed before it said it restored:
+			 * its checkpoint did not load (it said why on its stderr) */
+			char ended[700];
+
+			snprintf(ended, sizeof(ended), "the batch step ended (%s) before the program restored it",
+				 why);
+			if (!restart_app_load_failed(ctl, j, n->name, ended) &&
+			    !restart_wanted(ctl, j, why))
+				job_end(ctl, j, JOB_FAILED, "%s", why);
+		} else if ((sig || code) && !j->vm) {
+			/* a proc job's program that died: from its newest checkpoint */
 			if (!restart_wanted(ctl, j, why))
 				job_end(ctl, j, JOB_FAILED, "%s", why);
 		} else if (sig) {

@@ -35,6 +35,7 @@ struct ctl_conf {
 	long launch_timeout;       /* ms */
 	long vm_launch_timeout;    /* ms, vm partitions */
 	long ckpt_timeout;         /* ms: a checkpoint not stored by every node by then aborts */
+	long app_ckpt_timeout;     /* ms: a proc job's program that has not written its file by then */
 	char log_level[16];
 	long gang_slot;            /* ms: length of one time slot */
 	long max_share;            /* rows of the gang matrix (multiprogramming level) */
@@ -152,6 +153,8 @@ struct ctl_job {
 	int64_t ckpt_err_epoch;      /* the last checkpoint that failed (memory only) */
 	int64_t ckpt_err_time;       /* Unix s of its failure */
 	char ckpt_err[512];          /* why */
+	int app_loaded;              /* proc job restarted: its program said it restored (memory only) */
+	int ckpt_asked;              /* its program asked (CKPT_ASK) while one was under way */
 	int resume_sent;             /* this controller sent RESUME since the restored start */
 
 	struct ctl_job *next;            /* ctl->jobs, ascending id */
@@ -169,6 +172,8 @@ struct node {
 	int64_t last_seen;           /* Unix seconds of the last message */
 	int njobs;                   /* jobs holding this node (started, not final) */
 	unsigned gen;                /* counts registrations: one per connection */
+	int stale;                   /* KILL_JOBs of partitions it should not hold without
+				      * their JOB_GONE yet: nothing starts here meanwhile */
 	int64_t rtt_ns, offset_ns;   /* clock estimate from its last STATS (0: none yet) */
 	struct node *next;           /* ctl->nodes, natural name order */
 };
@@ -319,6 +324,12 @@ int db_job_insert(struct db *db, struct ctl_job *j,
 		  int (*fixup)(struct ctl_job *j, void *arg), void *arg);
 /** Store the mutable fields (state, reason, times, nodelist, exit status, slot). */
 int db_job_update(struct db *db, const struct ctl_job *j);
+/**
+ * Read @j's payload (environment, argv, script) back from the catalog into
+ * @j, which holds none (job_drop_payload ran when it ended).
+ * \return 0, -ENOENT (no such job), -EIO (SQLite error or a bad row).
+ */
+int db_job_payload(struct db *db, struct ctl_job *j);
 /**
  * Call @cb for every job in ascending id with a freshly allocated record
  * (alloc holds names only; node pointers NULL).  @cb owns the record.
@@ -513,6 +524,12 @@ int store_program(struct ctl *ctl, char *buf, size_t len);
  *  `ckpts` {job} -> {ckpts, current?, last_error?}; `ckpt_delete` {job,
  *  epoch}; `restart` {job, epoch?, nodes?} -> {epoch} (doc/protocol.md). */
 void cli_ckpt(struct ctl *ctl, struct peer *p, struct ctl_job *j, const json_t *body);
+/** CKPT_ASK {job}: a proc job's program wants a checkpoint now: one starts
+ *  (its CKPT_PREPARE answers), else CKPT_REFUSED {job, error}. */
+void ckpt_on_ask(struct ctl *ctl, struct node *n, const json_t *body);
+/** CKPT_LOADED {job, epoch, error?}: a restarted proc job's program restored
+ *  its checkpoint, or could not (restart_app_load_failed). */
+void ckpt_on_loaded(struct ctl *ctl, struct node *n, const json_t *body);
 void cli_ckpts(struct ctl *ctl, struct peer *p, struct ctl_job *j, const json_t *body);
 void cli_ckpt_delete(struct ctl *ctl, struct peer *p, struct ctl_job *j, const json_t *body);
 void cli_restart(struct ctl *ctl, struct peer *p, struct ctl_job *j, const json_t *body);
@@ -572,8 +589,9 @@ void ckpt_on_progress(struct ctl *ctl, struct node *n, const json_t *body);
 
 /* ---- ckpt/ctl_restart.c: restarting jobs from their checkpoints ---- */
 
-/** A vm job's partition failed (a guest or QEMU died, an agent or node was
- *  lost, @why) and the job is about to end: \return 1 if it restarts
+/** A job's partition failed (a guest or QEMU died, an agent or node was
+ *  lost; a proc job's batch step also ended by a signal or a non-zero
+ *  status, @why) and the job is about to end: \return 1 if it restarts
  *  instead (--restart auto, restarts left, a committed checkpoint, storage
  *  servers): it is ending into PENDING already; 0: end it as before. */
 int restart_wanted(struct ctl *ctl, struct ctl_job *j, const char *why);
@@ -589,8 +607,17 @@ void restart_requeue(struct ctl *ctl, struct ctl_job *j);
  *  with @why (the checkpoint or the storage servers are gone). */
 json_t *restart_launch_restore(struct ctl *ctl, struct ctl_job *j, int i, char *why, size_t len);
 /** Every node of restarting @j has loaded its stream: START {restored} to
- *  the batch node, RESUME {t} to every node; the job runs again. */
+ *  the batch node, RESUME {t} to every node; the job runs again.  A proc
+ *  job's START is the usual one (its batch step runs again, the program
+ *  restores itself): restart_started() records it. */
 void restart_send_start(struct ctl *ctl, struct ctl_job *j);
+/** The catalog's record of a restarted job whose START went out. */
+void restart_started(struct ctl *ctl, struct ctl_job *j);
+/** A restarted proc job's program could not restore its checkpoint
+ *  (CKPT_LOADED's @error, or its batch step failed before it said it
+ *  restored): \return 1 if it falls back as restart_launch_failed. */
+int restart_app_load_failed(struct ctl *ctl, struct ctl_job *j, const char *node,
+			    const char *error);
 /** A node's restore failed (LAUNCHED's @error, or no answer in time):
  *  \return 1 if @j was restarting (it falls back to the previous committed
  *  checkpoint, or fails with none left), 0 if it was not. */

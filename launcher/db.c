@@ -394,6 +394,39 @@ static json_t *col_json(sqlite3_stmt *st, int i)
 	return t ? json_loads((const char *)t, JSON_DECODE_ANY, NULL) : NULL;
 }
 
+int db_job_payload(struct db *db, struct ctl_job *j)
+{
+	sqlite3_stmt *st;
+	int rc;
+
+	if (sqlite3_prepare_v2(db->h, "SELECT env, argv, script FROM jobs WHERE id = ?", -1, &st,
+			       NULL) != SQLITE_OK)
+		return -EIO;
+	sqlite3_bind_int64(st, 1, j->id);
+	rc = sqlite3_step(st);
+	if (rc == SQLITE_ROW) {
+		json_t *env = col_json(st, 0), *argv = col_json(st, 1);
+		char *script = col_strdup(st, 2);
+
+		if (json_is_array(env) && (!argv || json_is_array(argv))) {
+			job_drop_payload(j);
+			j->env = env;
+			j->argv = argv;
+			j->script = script;
+			rc = 0;
+		} else {
+			json_decref(env);
+			json_decref(argv);
+			free(script);
+			rc = -EIO;
+		}
+	} else {
+		rc = rc == SQLITE_DONE ? -ENOENT : -EIO;
+	}
+	sqlite3_finalize(st);
+	return rc;
+}
+
 /* Build a job from a row of the SELECT in db_jobs_load(). */
 static struct ctl_job *job_from_row(sqlite3_stmt *st)
 {

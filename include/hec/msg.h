@@ -83,6 +83,10 @@ enum hec_msg_type {
 	HEC_MSG_CKPT_REOPEN = 64,   /* ctl -> agent: every partition is captured: network on */
 	HEC_MSG_CKPT_ABORT = 65,    /* ctl -> agent: stop this checkpoint here, network on */
 	HEC_MSG_RESUME = 66,        /* ctl -> agent: a restarted job's guests run from instant t */
+	/* application-assisted checkpoints of proc jobs (the program's library asks) */
+	HEC_MSG_CKPT_ASK = 67,      /* agent -> ctl: {job}: the program wants a checkpoint now */
+	HEC_MSG_CKPT_REFUSED = 68,  /* ctl -> agent: {job, error}: CKPT_ASK refused */
+	HEC_MSG_CKPT_LOADED = 69,   /* agent -> ctl: {job, epoch, error?}: the program restored it, or not */
 };
 
 struct hec_msg {

@@ -15,6 +15,7 @@
 #include "hec/common.h"
 #include "hec/config.h"
 #include "hec/msg.h"
+#include "ckpt/appmsg.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
@@ -56,6 +57,25 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		}
 		hec_msg_clear(&m);
 		off += used;
+	}
+
+	/* the lines a proc job's program sends its agent (ckpt/appmsg.h) */
+	for (size_t start = 0, i = 0; i <= size; i++) {
+		if (i < size && data[i] != '\n')
+			continue;
+		{
+			struct hec_app_msg *am = malloc(sizeof(*am));
+
+			if (am) {
+				if (hec_app_msg_decode((const char *)data + start, i - start, am, err,
+						       sizeof(err)) == 0 &&
+				    (strlen(am->path) >= sizeof(am->path) ||
+				     strlen(am->error) >= sizeof(am->error)))
+					abort();
+				free(am);
+			}
+		}
+		start = i + 1;
 	}
 
 	text = malloc(size + 1);

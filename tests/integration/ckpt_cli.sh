@@ -4,8 +4,8 @@
 # restart"): what the controller refuses and why, the job fields, and the
 # catalog's pending rows at a controller start.
 # - no storage servers: `hec ckpt` of a vm job says so; a proc job is
-#   refused for its partition kind; --ckpt-interval / --restart auto are
-#   for vm jobs; `hec ckpts --json` of a job without checkpoints is empty;
+#   refused for want of storage, a restart for want of a checkpoint;
+#   `hec ckpts --json` of a job without checkpoints is empty;
 #   another user may list but not delete; restart of a job that never ran,
 #   or has no checkpoint, is refused with the reason.
 # - with 2 storage servers: a vm job that has not run is refused; a checkpoint committed on the servers
@@ -34,17 +34,15 @@ ckpts_json() { "$HEC" ckpts "$1" --json; }
 
 cluster_up 2
 touch hold
-note "a proc job: no checkpoints, no restarts"
+note "a proc job without storage servers: no checkpoints, no restarts"
 p=$(submit -N 2 -n 2 -- /bin/sh -c "while [ -e $TEST_DIR/hold ]; do sleep 0.1; done")
 wait_state "$p" RUNNING
-expect_fail 1 "job $p runs in proc partitions; checkpoints need --partition vm" "$HEC" ckpt "$p"
-expect_fail 1 "job $p runs in proc partitions; restarts need --partition vm" "$HEC" restart "$p"
+expect_fail 1 "no storage server has registered" "$HEC" ckpt "$p"
+expect_fail 1 "job $p has no committed checkpoint" "$HEC" restart "$p"
 [ "$(ckpts_json "$p" | jq -c .ckpts)" = "[]" ] || fail "ckpts of job $p: $(ckpts_json "$p")"
 ckpts_json "$p" | jq -e 'has("current") or has("last_error") | not' >/dev/null ||
 	fail "ckpts of job $p names a checkpoint: $(ckpts_json "$p")"
 "$HEC" ckpts "$p" | grep -qx "job $p has no committed checkpoint" || fail "hec ckpts $p: $("$HEC" ckpts "$p")"
-expect_fail 2 "ckpt-interval: only for --partition vm" "$HEC" submit --ckpt-interval 30 -- /bin/true
-expect_fail 2 "restart auto: only for --partition vm" "$HEC" submit --restart auto -- /bin/true
 expect_fail 2 "which job" "$HEC" ckpt
 expect_fail 2 "only for --delete" "$HEC" ckpt "$p" 12
 expect_fail 2 "which checkpoint" "$HEC" ckpt --delete "$p"

@@ -61,9 +61,9 @@ want=$(checksum "$ref")
 echo "reference checksum $want"
 
 note "bad requests are refused with the reason"
-expect_fail 1 'proc partitions|--partition vm' "$HEC" ckpt "$ref"
+expect_fail 1 'has ended \(COMPLETED\)' "$HEC" ckpt "$ref"
 expect_fail 1 'no such job' "$HEC" ckpt 99999
-[ "$("$HEC" ckpts "$ref" --json | jq '.ckpts | length')" = 0 ] || fail "a proc job lists checkpoints"
+[ "$("$HEC" ckpts "$ref" --json | jq '.ckpts | length')" = 0 ] || fail "a job never checkpointed lists checkpoints"
 
 note "a 2-node vm job, checkpointed twice while it runs"
 j=$(submit -N 2 -n 2 -t 20:00 --partition vm --vcpus 1 --mem 256M --restart auto --ckpt-keep 3 -- "$PROG" "$ITER" "$SLEEP")

@@ -300,13 +300,14 @@ static void count_call(void *ctx, const struct hec_msg *m)
 static const unsigned to_agent[] = {
 	HEC_MSG_ERROR, HEC_MSG_REGISTERED, HEC_MSG_LAUNCH, HEC_MSG_START, HEC_MSG_EXIT_ACK,
 	HEC_MSG_KILL_JOB, HEC_MSG_SHUTDOWN, HEC_MSG_TIME_RESP, HEC_MSG_EPOCH, HEC_MSG_STATS_REQ,
-	HEC_MSG_CKPT_PREPARE, HEC_MSG_CKPT_REOPEN, HEC_MSG_CKPT_ABORT, HEC_MSG_RESUME,
+	HEC_MSG_CKPT_PREPARE, HEC_MSG_CKPT_REOPEN, HEC_MSG_CKPT_ABORT, HEC_MSG_CKPT_REFUSED,
+	HEC_MSG_RESUME,
 };
 static const unsigned to_ctl[] = {
 	HEC_MSG_ERROR, HEC_MSG_REGISTER, HEC_MSG_HEARTBEAT, HEC_MSG_LAUNCHED, HEC_MSG_JOB_EXIT,
 	HEC_MSG_JOB_GONE, HEC_MSG_TIME_REQ, HEC_MSG_STATS,
 	HEC_MSG_STORE_REGISTER, HEC_MSG_STORE_STATUS, HEC_MSG_CKPT_CAPTURED, HEC_MSG_CKPT_STORED,
-	HEC_MSG_CKPT_PROGRESS,
+	HEC_MSG_CKPT_PROGRESS, HEC_MSG_CKPT_ASK, HEC_MSG_CKPT_LOADED,
 };
 static const char *const req_ops[] = {
 	"submit", "queue", "show", "cancel", "nodes", "status", "shutdown", "gang",
@@ -389,9 +390,9 @@ static void test_handlers_check_links(void)
 	expect_bad(a, na + 1, HEC_SIDE_AGENT, "ERROR has 2 rows (expected 1)");
 	/* a row for a message only bridges send */
 	a[na] = (struct hec_msg_handler){ .type = HEC_MSG_SPAWN, .rule = HEC_RULE_PEER, .fn = count_call };
-	expect_bad(a, na + 1, HEC_SIDE_AGENT, "row 14: SPAWN is not received");
+	expect_bad(a, na + 1, HEC_SIDE_AGENT, "row 15: SPAWN is not received");
 	a[na].type = 200;
-	expect_bad(a, na + 1, HEC_SIDE_AGENT, "row 14: ? is not received");
+	expect_bad(a, na + 1, HEC_SIDE_AGENT, "row 15: ? is not received");
 
 	/* rows without a handler, a rule, or with a rule of the CLI socket */
 	c[2].fn = NULL;
