@@ -1,0 +1,139 @@
+#!/bin/bash
+# SPDX-License-Identifier: BSD-3-Clause
+# A preemption waits for the victim's checkpoint (issue #13: hecckpt_need is
+# 1 when "the job is about to be suspended by a higher-priority job"), under
+# real daemons, real MPICH and 2 storage servers, max_share 1 so that a
+# second --share job on a node must suspend the first:
+# (a) the heat example (examples/heat) uninterrupted: the reference checksum;
+# (b) heat as a low-priority --share job, then a --share job of priority 10
+#     that needs one of its nodes: it waits ("waiting for job B to
+#     checkpoint before preempting it") while the controller asks heat for a
+#     checkpoint "before job H (priority 10) preempts it"; that checkpoint is
+#     written before heat is SUSPENDED (controller log order) and committed;
+#     H completes; heat resumes (no restart) and ends with the reference
+#     checksum;
+# (c) with preempt_ckpt_grace = 4s, a proc job whose program never calls
+#     hecckpt_need: the preemptor waits the grace, no longer; the checkpoint
+#     is aborted naming the grace, the victim is SUSPENDED, then resumes.
+# hec-test-timeout: 900
+. "$HEC_SRCDIR/tests/integration/lib.sh"
+command -v jq >/dev/null || skip "jq not installed"
+HEAT="$HEC_BUILDDIR/examples/heat/heat"
+[ -x "$HEAT" ] || fail "$HEAT not built"
+cd "$TEST_DIR"
+ARGS="1024 1024 ${HEC_HEAT_STEPS:-12000}"
+
+cluster_up 2 --storage 2 --max-share 1
+wait_store s0 up 15
+wait_store s1 up 15
+LOG="$HEC_DIR/log/hecctld.log"
+[ -f "$LOG" ] || fail "no controller log at $LOG"
+
+cat >heat.sh <<EOF
+#!/bin/sh
+#HEC -N 2
+#HEC -n 2
+#HEC -t 10:00
+exec mpiexec -n 2 $HEAT $ARGS
+EOF
+chmod +x heat.sh
+
+checksum_of() { grep '^checksum ' "$1"; }
+steps_done() { sed -n 's/^step //p' "$1" | tail -n 1; }
+wait_step() {
+	local i s
+	for i in $(seq 600); do
+		s=$(steps_done "$1")
+		[ -n "$s" ] && [ "$s" -ge "$2" ] && return 0
+		sleep 0.1
+	done
+	fail "no step $2 in $1 within 60 s: $(tail -n 3 "$1")"
+}
+# line_of PATTERN: the number of the controller log's first line matching it
+line_of() { grep -n -m 1 -- "$1" "$LOG" | cut -d: -f1; }
+# reasons JOB: every reason `hec show` gives JOB while it is PENDING, one a line
+watch_reasons() {
+	local i s
+	for i in $(seq 1200); do
+		s=$("$HEC" show "$1" --json | jq -r '.job.state + "|" + .job.reason')
+		case $s in PENDING\|*) echo "${s#PENDING|}" ;; *) return 0 ;; esac
+		sleep 0.05
+	done
+}
+
+note "(a) an uninterrupted run"
+a=$(submit --share -o "$TEST_DIR/out.a" heat.sh)
+timeout 300 "$HEC" wait "$a" || fail "job $a: $(job_state "$a") ($(job_field "$a" reason)): $(tail -n 5 out.a)"
+ref=$(checksum_of out.a)
+[ -n "$ref" ] || fail "job $a printed no checksum: $(cat out.a)"
+
+note "(b) a job of priority 10 preempts heat: heat is checkpointed first"
+b=$(submit --share -o "$TEST_DIR/out.b" heat.sh)
+wait_state "$b" RUNNING
+wait_step out.b "$(( ${ARGS##* } / 5 ))"
+h=$(submit -N 1 -n 1 --share --priority 10 -o "$TEST_DIR/out.h" -- /bin/sh -c 'sleep 2; echo high done')
+watch_reasons "$h" | sort -u >reasons.h
+echo "job $h waited: $(tr '\n' ';' <reasons.h)"
+timeout 120 "$HEC" wait "$h" || fail "high job $h: $(job_state "$h") ($(job_field "$h" reason))"
+grep -qx "high done" out.h || fail "high job $h's output: $(cat out.h)"
+grep -q "job $b: checkpoint [0-9]* before job $h (priority 10) preempts it" "$LOG" ||
+	fail "no checkpoint of job $b asked before job $h preempts it: $(grep "job $b:" "$LOG")"
+e=$(sed -n "s/.*job $b: checkpoint \([0-9]*\) before job $h (priority 10) preempts it.*/\1/p" "$LOG" | head -n 1)
+wrote=$(line_of "job $b: checkpoint $e: the program wrote it")
+susp=$(line_of "job $b: SUSPENDED (preempted by job $h)")
+grep "job $b: \|job $h: " "$LOG" | grep -v "epoch " | sed 's/^/  log: /'
+[ -n "$susp" ] || fail "job $b was never SUSPENDED by job $h"
+[ -n "$wrote" ] || fail "job $b's program never wrote checkpoint $e"
+[ "$wrote" -lt "$susp" ] || fail "job $b was SUSPENDED (log line $susp) before its checkpoint $e was written (line $wrote)"
+grep -q "job $b: job $h (priority 10) waits up to 30 s for its checkpoint $e before suspending it" "$LOG" ||
+	fail "job $h never waited for job $b's checkpoint $e"
+grep -q "^checkpoint $e at step " out.b || fail "job $b's program did not report checkpoint $e: $(cat out.b)"
+for i in $(seq 300); do
+	"$HEC" ckpts "$b" --json | jq -e --argjson e "$e" '[.ckpts[].epoch] | index($e) != null' >/dev/null && break
+	sleep 0.2
+done
+"$HEC" ckpts "$b" --json | jq -e --argjson e "$e" '.ckpts[] | select(.epoch == $e) | .parts[0].part == "app"' >/dev/null ||
+	fail "checkpoint $e of job $b not committed: $("$HEC" ckpts "$b" --json | jq -c .)"
+commit=$(line_of "job $b: checkpoint $e committed")
+echo "job $b: checkpoint $e written at log line $wrote, SUSPENDED at $susp, committed at $commit"
+timeout 180 "$HEC" wait "$b" || fail "job $b: $(job_state "$b") ($(job_field "$b" reason)): $(tail -n 5 out.b)"
+[ "$(job_state "$b")" = COMPLETED ] || fail "job $b is $(job_state "$b")"
+[ "$("$HEC" show "$b" --json | jq '.job.restarts | length')" = 0 ] || fail "job $b restarted: $("$HEC" show "$b")"
+grep -q "job $b: resumed in slot" "$LOG" || fail "job $b never resumed"
+grep -q "job $b: running again, guarded" "$LOG" || fail "job $b not guarded again after it resumed"
+[ "$(checksum_of out.b)" = "$ref" ] || fail "job $b: '$(checksum_of out.b)', uninterrupted: '$ref'"
+
+note "(c) the controller again with preempt_ckpt_grace = 4s; a victim that never calls hecckpt_need"
+kill "$(daemon_pid hecctld)"
+for i in $(seq 100); do kill -0 "$(daemon_pid hecctld)" 2>/dev/null || break; sleep 0.1; done
+echo "preempt_ckpt_grace = 4s" >>"$HEC_DIR/hecctld.conf"
+start_daemon hecctld "$HECCTLD"
+for i in $(seq 100); do
+	[ "$(node_state node0)" = IDLE ] && [ "$(node_state node1)" = IDLE ] && [ "$(store_field s1 state)" = up ] && break
+	sleep 0.2
+done
+[ "$(store_field s1 state)" = up ] && [ "$(node_state node1)" = IDLE ] || fail "nodes or storage not back after the controller's restart"
+touch hold
+l=$(submit -N 2 -n 2 --share -o "$TEST_DIR/out.l" -- /bin/sh -c "while [ -e $TEST_DIR/hold ]; do sleep 0.05; done")
+wait_state "$l" RUNNING
+t0=$(date +%s.%N)
+h2=$(submit -N 1 -n 1 --share --priority 10 -o "$TEST_DIR/out.h2" -- /bin/sh -c 'echo high2 done')
+watch_reasons "$h2" | sort -u >reasons.h2
+t1=$(date +%s.%N)
+waited=$(awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.1f", b - a }')
+echo "job $h2 waited $waited s: $(tr '\n' ';' <reasons.h2)"
+grep -qx "waiting for job $l to checkpoint before preempting it" reasons.h2 ||
+	fail "job $h2's reasons while pending: $(cat reasons.h2)"
+awk -v w="$waited" 'BEGIN { exit !(w >= 3.5) }' || fail "job $h2 waited $waited s, not the grace of 4 s"
+awk -v w="$waited" 'BEGIN { exit !(w < 30) }' || fail "job $h2 waited $waited s: stuck past the grace of 4 s"
+timeout 60 "$HEC" wait "$h2" || fail "high job $h2: $(job_state "$h2") ($(job_field "$h2" reason))"
+grep -q "job $l: SUSPENDED (preempted by job $h2)" "$LOG" || fail "job $l was not suspended by job $h2"
+grep -q "job $l: no checkpoint within preempt_ckpt_grace 4 s; job $h2 preempts it without one" "$LOG" ||
+	fail "the controller did not say the grace ran out: $(grep "job $l:" "$LOG")"
+"$HEC" ckpts "$l" --json | jq -e '.last_error.error | test("preempt_ckpt_grace 4 s")' >/dev/null ||
+	fail "job $l's checkpoint was not aborted naming the grace: $("$HEC" ckpts "$l" --json | jq -c .)"
+wait_state "$l" RUNNING 30
+rm hold
+timeout 60 "$HEC" wait "$l" || fail "job $l: $(job_state "$l") ($(job_field "$l" reason))"
+"$HEC" cluster down >/dev/null || fail "cluster down"
+echo "PASS: $TEST_NAME"
