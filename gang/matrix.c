@@ -28,7 +28,7 @@ struct gjob {
 	enum gang_wait wait;
 	int pinned;
 	int guard;               /* gm_job_guard */
-	long ckpt_wanted_by;     /* guarded, RUNNING: who would evict it (last pass) */
+	long ckpt_wanted_by;     /* RUNNING: who would evict it but waits (last pass) */
 	long ckpt_of;            /* pending: the guarded job it waits for (last pass) */
 	struct gjob *next;       /* insertion order */
 };
@@ -413,24 +413,25 @@ static int victim_cmp(const void *pa, const void *pb)
 }
 
 /* @p, placed by evicting @v[0..ne), would leave a guarded victim SUSPENDED:
- * mark those wanted, take @p out again and leave every victim suspended
- * without a row, as if @p had not fit. \return 1 if so, else 0. */
+ * mark every victim it would leave suspended wanted, take @p out again and
+ * leave every victim suspended without a row, as if @p had not fit.
+ * \return 1 if so, else 0. */
 static int wait_for_guarded(struct gang_matrix *m, struct gjob *p, struct gjob **v, int ne)
 {
-	for (int k = 0; k < ne; k++)
-		if (v[k]->state == GANG_SUSPENDED && v[k]->guard) {
-			v[k]->ckpt_wanted_by = p->s.id;
-			if (!p->ckpt_of)
-				p->ckpt_of = v[k]->s.id;
-		}
+	for (int k = 0; k < ne && !p->ckpt_of; k++)
+		if (v[k]->state == GANG_SUSPENDED && v[k]->guard)
+			p->ckpt_of = v[k]->s.id;
 	if (!p->ckpt_of)
 		return 0;
 	release(m, p);
-	for (int k = 0; k < ne; k++)
+	for (int k = 0; k < ne; k++) {
 		if (v[k]->state == GANG_RUNNING) {
 			take_out_of_row(m, v[k]);
 			set_suspended(m, v[k], 1);
+		} else {
+			v[k]->ckpt_wanted_by = p->s.id;
 		}
+	}
 	return 1;
 }
 

@@ -296,7 +296,7 @@ static void publish(struct ctl *ctl)
  * be checkpointed is guarded in the matrix, so a job of higher priority
  * that would suspend it waits (GANG_WAIT_CKPT) while the program is asked
  * for a checkpoint (its hecckpt_need says 1 at its next call).  The guard
- * goes for one pass, and the suspension happens, once the program wrote it
+ * goes, and the suspension happens, once the program wrote it
  * (the store runs on while the job is frozen: hec-store is the agent's
  * child, outside the job's cgroup), once it aborted, or after
  * preempt_ckpt_grace, whichever comes first.
@@ -326,7 +326,8 @@ static void guards_sync(struct ctl *ctl)
 	}
 }
 
-/* The guard goes for the next pass: the preemption may proceed. */
+/* The guard goes until the job is suspended or nobody wants it (a
+ * preemptor may still wait for another victim's checkpoint). */
 static void guard_lift(struct ctl *ctl, struct ctl_job *j)
 {
 	j->pk_lift = 1;
@@ -350,7 +351,8 @@ void ctl_gang_ckpt_over(struct ctl *ctl, struct ctl_job *j, int64_t epoch, const
 }
 
 /* After a pass: checkpoint a guarded job a preemptor wants, give up after
- * the grace, forget a lifted guard once its pass ran. */
+ * the grace; a lifted guard comes back once the job is suspended (after
+ * its resumption) or no longer wanted. */
 static void preempt_step(struct ctl *ctl, struct ctl_job *j, const struct gang_job_info *gi)
 {
 	struct ctl_job *by = gi->ckpt_wanted_by ? job_find(ctl, gi->ckpt_wanted_by) : NULL;
@@ -359,6 +361,8 @@ static void preempt_step(struct ctl *ctl, struct ctl_job *j, const struct gang_j
 	int rc;
 
 	if (j->pk_lift) {
+		if (j->state == JOB_RUNNING && by)
+			return;
 		j->pk_lift = 0;
 		j->pk_again = j->state == JOB_SUSPENDED;
 		return;

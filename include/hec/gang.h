@@ -72,8 +72,9 @@ struct gang_job_info {
 	enum gang_wait wait;   /* PENDING: why, after the last pass */
 	int pinned;
 	int guard;
-	long ckpt_wanted_by;   /* RUNNING, guarded: the pending job that would have
-				* evicted it in the last pass, else 0 */
+	long ckpt_wanted_by;   /* RUNNING: the pending job that would have evicted it
+				* in the last pass but waits for a guarded job
+				* (this one, or another victim), else 0 */
 	long ckpt_of;          /* PENDING, GANG_WAIT_CKPT: the first guarded job it
 				* would evict (eviction order), else 0 */
 };
@@ -130,12 +131,12 @@ int gm_job_pin(struct gang_matrix *m, long id, int pinned);
 /**
  * A guarded job is evicted only once the guard is lifted: a pass that would
  * leave it SUSPENDED undoes that eviction (nothing changes, nothing to
- * publish), reports it wanted (ckpt_wanted_by) and the evicting job waiting
- * (GANG_WAIT_CKPT, ckpt_of), and blocks the queue behind that job as any
- * head without room does.  Unguarded victims of the same eviction wait with
- * it.  Victims that would go straight back are no reason to wait.  The
- * guard changes nothing else (a shrinking bound, gm_repack, still suspends).
- * \return 0 or -ENOENT.
+ * publish), reports every victim it would leave suspended wanted
+ * (ckpt_wanted_by, guarded or not) and the evicting job waiting
+ * (GANG_WAIT_CKPT, ckpt_of: the first guarded one), which blocks the queue
+ * behind it as any head without room does.  Victims that would go straight
+ * back are no reason to wait.  The guard changes nothing else (a shrinking
+ * bound, gm_repack, still suspends).  \return 0 or -ENOENT.
  */
 int gm_job_guard(struct gang_matrix *m, long id, int on);
 /** \return 0 and fills @out, or -ENOENT. */

@@ -14,14 +14,16 @@
 #     checksum;
 # (c) with preempt_ckpt_grace = 4s, a proc job whose program never calls
 #     hecckpt_need: the preemptor waits the grace, no longer; the checkpoint
-#     is aborted naming the grace, the victim is SUSPENDED, then resumes.
+#     is aborted naming the grace, the victim is SUSPENDED, then resumes;
+# (d) two victims needed at once, heat (1 node) and that job (the other):
+#     heat is asked once, writes its checkpoint, stays unguarded (not asked
+#     again) while the preemptor waits out the other's grace; then both are
+#     SUSPENDED, resume and complete.
 # hec-test-timeout: 900
 . "$HEC_SRCDIR/tests/integration/lib.sh"
+. "$HEC_SRCDIR/tests/integration/heat_lib.sh"
 command -v jq >/dev/null || skip "jq not installed"
-HEAT="$HEC_BUILDDIR/examples/heat/heat"
-[ -x "$HEAT" ] || fail "$HEAT not built"
 cd "$TEST_DIR"
-ARGS="1024 1024 ${HEC_HEAT_STEPS:-12000}"
 
 cluster_up 2 --storage 2 --max-share 1
 wait_store s0 up 15
@@ -29,29 +31,11 @@ wait_store s1 up 15
 LOG="$HEC_DIR/log/hecctld.log"
 [ -f "$LOG" ] || fail "no controller log at $LOG"
 
-cat >heat.sh <<EOF
-#!/bin/sh
-#HEC -N 2
-#HEC -n 2
-#HEC -t 10:00
-exec mpiexec -n 2 $HEAT $ARGS
-EOF
-chmod +x heat.sh
+heat_script heat.sh
 
-checksum_of() { grep '^checksum ' "$1"; }
-steps_done() { sed -n 's/^step //p' "$1" | tail -n 1; }
-wait_step() {
-	local i s
-	for i in $(seq 600); do
-		s=$(steps_done "$1")
-		[ -n "$s" ] && [ "$s" -ge "$2" ] && return 0
-		sleep 0.1
-	done
-	fail "no step $2 in $1 within 60 s: $(tail -n 3 "$1")"
-}
 # line_of PATTERN: the number of the controller log's first line matching it
 line_of() { grep -n -m 1 -- "$1" "$LOG" | cut -d: -f1; }
-# reasons JOB: every reason `hec show` gives JOB while it is PENDING, one a line
+# watch_reasons JOB: every reason `hec show` gives JOB while it is PENDING, one a line
 watch_reasons() {
 	local i s
 	for i in $(seq 1200); do
@@ -104,15 +88,7 @@ grep -q "job $b: running again, guarded" "$LOG" || fail "job $b not guarded agai
 [ "$(checksum_of out.b)" = "$ref" ] || fail "job $b: '$(checksum_of out.b)', uninterrupted: '$ref'"
 
 note "(c) the controller again with preempt_ckpt_grace = 4s; a victim that never calls hecckpt_need"
-kill "$(daemon_pid hecctld)"
-for i in $(seq 100); do kill -0 "$(daemon_pid hecctld)" 2>/dev/null || break; sleep 0.1; done
-echo "preempt_ckpt_grace = 4s" >>"$HEC_DIR/hecctld.conf"
-start_daemon hecctld "$HECCTLD"
-for i in $(seq 100); do
-	[ "$(node_state node0)" = IDLE ] && [ "$(node_state node1)" = IDLE ] && [ "$(store_field s1 state)" = up ] && break
-	sleep 0.2
-done
-[ "$(store_field s1 state)" = up ] && [ "$(node_state node1)" = IDLE ] || fail "nodes or storage not back after the controller's restart"
+ctl_restart_with "preempt_ckpt_grace = 4s"
 touch hold
 l=$(submit -N 2 -n 2 --share -o "$TEST_DIR/out.l" -- /bin/sh -c "while [ -e $TEST_DIR/hold ]; do sleep 0.05; done")
 wait_state "$l" RUNNING
@@ -135,5 +111,38 @@ grep -q "job $l: no checkpoint within preempt_ckpt_grace 4 s; job $h2 preempts i
 wait_state "$l" RUNNING 30
 rm hold
 timeout 60 "$HEC" wait "$l" || fail "job $l: $(job_state "$l") ($(job_field "$l" reason))"
+
+note "(d) two victims: heat on node0 (checkpoints at once), the same loop on node1 (never)"
+heat_script heat1.sh 1
+touch hold
+b1=$(submit --share -o "$TEST_DIR/out.b1" heat1.sh)
+l1=$(submit -N 1 -n 1 --share -o "$TEST_DIR/out.l1" -- /bin/sh -c "while [ -e $TEST_DIR/hold ]; do sleep 0.05; done")
+wait_state "$b1" RUNNING
+wait_state "$l1" RUNNING
+[ "$("$HEC" show "$b1" --json | jq -r '.job.nodelist[0]')" != "$("$HEC" show "$l1" --json | jq -r '.job.nodelist[0]')" ] ||
+	fail "jobs $b1 and $l1 on the same node"
+wait_step out.b1 "$(( ${ARGS##* } / 10 ))"
+h3=$(submit -N 2 -n 2 --share --priority 10 -o "$TEST_DIR/out.h3" -- /bin/sh -c 'echo high3 done')
+watch_reasons "$h3" | sort -u >reasons.h3
+echo "job $h3 waited: $(tr '\n' ';' <reasons.h3)"
+timeout 60 "$HEC" wait "$h3" || fail "high job $h3: $(job_state "$h3") ($(job_field "$h3" reason))"
+grep "job $b1: \|job $l1: " "$LOG" | grep -v "epoch \|submitted\|starting\|launched" | sed 's/^/  log: /'
+# heat's checkpoint is written long before the loop's grace ends: heat stays
+# unguarded meanwhile (asked once), and both are suspended together
+[ "$(grep -c "job $b1: checkpoint [0-9]* before job $h3 (priority 10) preempts it" "$LOG")" = 1 ] ||
+	fail "job $b1 was not asked exactly once for a checkpoint before job $h3 preempts it"
+e1=$(sed -n "s/.*job $b1: checkpoint \([0-9]*\) before job $h3 .*/\1/p" "$LOG")
+wrote=$(line_of "job $b1: checkpoint $e1: the program wrote it")
+susp=$(line_of "job $b1: SUSPENDED (preempted by job $h3)")
+grace=$(line_of "job $l1: no checkpoint within preempt_ckpt_grace 4 s; job $h3 preempts it without one")
+[ -n "$wrote" ] && [ -n "$susp" ] && [ -n "$grace" ] || fail "job $b1 wrote $e1 at log line '$wrote', SUSPENDED at '$susp'; job $l1's grace at '$grace'"
+[ "$wrote" -lt "$grace" ] && [ "$grace" -lt "$susp" ] ||
+	fail "job $b1 wrote $e1 at log line $wrote, was SUSPENDED at $susp; job $l1's grace ended at $grace"
+grep -q "job $l1: SUSPENDED (preempted by job $h3)" "$LOG" || fail "job $l1 was not suspended by job $h3"
+wait_state "$l1" RUNNING 30
+rm hold
+timeout 180 "$HEC" wait "$b1" || fail "job $b1: $(job_state "$b1") ($(job_field "$b1" reason)): $(tail -n 5 out.b1)"
+checksum_of out.b1 >/dev/null || fail "job $b1 printed no checksum: $(tail -n 5 out.b1)"
+timeout 60 "$HEC" wait "$l1" || fail "job $l1: $(job_state "$l1") ($(job_field "$l1" reason))"
 "$HEC" cluster down >/dev/null || fail "cluster down"
 echo "PASS: $TEST_NAME"

@@ -421,17 +421,27 @@ static void test_preemption_gives_back(void)
 	gm_free(m);
 }
 
+/* One row, two columns: job 1 (@prio1) on column 0, job 2 (@prio2) on
+ * column 1, job @guarded (0: none) guarded. */
+static struct gang_matrix *two_running(int prio1, int prio2, long guarded)
+{
+	struct gang_matrix *m = mk(1, 2, 0);
+
+	add(m, 1, prio1, 1, 1, 0);
+	add(m, 2, prio2, 1, 1, 0);
+	gm_schedule(m);
+	if (guarded)
+		CU_ASSERT_EQUAL(gm_job_guard(m, guarded, 1), 0);
+	return m;
+}
+
 /* A guarded victim is not left suspended: the evicting job waits for it
  * (GANG_WAIT_CKPT) until the guard is lifted; unguarded ones wait with it. */
 static void test_preemption_guard(void)
 {
-	struct gang_matrix *m = mk(1, 2, 0);
+	struct gang_matrix *m = two_running(0, 0, 2); /* 2, the newest, is evicted first */
 	unsigned long v;
 
-	add(m, 1, 0, 1, 1, 0); /* col 0 */
-	add(m, 2, 0, 1, 1, 0); /* col 1: the newest, evicted first */
-	gm_schedule(m);
-	CU_ASSERT_EQUAL(gm_job_guard(m, 2, 1), 0);
 	CU_ASSERT_EQUAL(gm_job_guard(m, 42, 1), -ENOENT);
 	CU_ASSERT_EQUAL(info(m, 2).guard, 1);
 	add(m, 3, 5, 1, 1, 0);
@@ -482,12 +492,8 @@ static void test_preemption_guard(void)
 	gm_free(m);
 
 	/* Two victims needed, one guarded: neither is suspended until the
-	 * guard goes, then both are. */
-	m = mk(1, 2, 0);
-	add(m, 1, 0, 1, 1, 0);
-	add(m, 2, 0, 1, 1, 0);
-	gm_schedule(m);
-	gm_job_guard(m, 1, 1);
+	 * guard goes, then both are; two guarded: not until both guards go. */
+	m = two_running(0, 0, 1);
 	add(m, 3, 5, 2, 1, 0);
 	v = gm_version(m);
 	CU_ASSERT_EQUAL(gm_schedule(m), 0);
@@ -497,7 +503,7 @@ static void test_preemption_guard(void)
 	CU_ASSERT_EQUAL(gm_cell(m, 0, 0), 1);
 	CU_ASSERT_EQUAL(gm_cell(m, 0, 1), 2);
 	CU_ASSERT_EQUAL(info(m, 1).ckpt_wanted_by, 3);
-	CU_ASSERT_EQUAL(info(m, 2).ckpt_wanted_by, 0); /* not guarded: not asked */
+	CU_ASSERT_EQUAL(info(m, 2).ckpt_wanted_by, 3); /* it waits with 1 */
 	CU_ASSERT_EQUAL(info(m, 3).wait, GANG_WAIT_CKPT);
 	CU_ASSERT_EQUAL(info(m, 3).ckpt_of, 1);
 	gm_job_guard(m, 1, 0);
@@ -505,6 +511,27 @@ static void test_preemption_guard(void)
 	CU_ASSERT_EQUAL(state(m, 1), GANG_SUSPENDED);
 	CU_ASSERT_EQUAL(state(m, 2), GANG_SUSPENDED);
 	CU_ASSERT_EQUAL(state(m, 3), GANG_RUNNING);
+	gm_job_remove(m, 3);
+	gm_schedule(m);
+	CU_ASSERT_EQUAL(state(m, 1), GANG_RUNNING);
+	CU_ASSERT_EQUAL(state(m, 2), GANG_RUNNING);
+	gm_job_guard(m, 1, 1);
+	gm_job_guard(m, 2, 1);
+	add(m, 4, 5, 2, 1, 0);
+	gm_schedule(m);
+	CU_ASSERT_EQUAL(info(m, 4).ckpt_of, 2); /* the first evicted */
+	CU_ASSERT_EQUAL(info(m, 1).ckpt_wanted_by, 4);
+	CU_ASSERT_EQUAL(info(m, 2).ckpt_wanted_by, 4);
+	gm_job_guard(m, 2, 0);
+	CU_ASSERT_EQUAL(gm_schedule(m), 0);
+	CU_ASSERT_EQUAL(state(m, 2), GANG_RUNNING);
+	CU_ASSERT_EQUAL(info(m, 4).ckpt_of, 1);
+	CU_ASSERT_EQUAL(info(m, 2).ckpt_wanted_by, 4);
+	gm_job_guard(m, 1, 0);
+	CU_ASSERT_EQUAL(gm_schedule(m), 3);
+	CU_ASSERT_EQUAL(state(m, 1), GANG_SUSPENDED);
+	CU_ASSERT_EQUAL(state(m, 2), GANG_SUSPENDED);
+	CU_ASSERT_EQUAL(state(m, 4), GANG_RUNNING);
 	gm_free(m);
 
 	/* A guarded job evicted on the way but not needed (it goes straight
@@ -521,11 +548,7 @@ static void test_preemption_guard(void)
 	CU_ASSERT_EQUAL(state(m, 2), GANG_RUNNING);
 	CU_ASSERT_EQUAL(info(m, 2).ckpt_wanted_by, 0);
 	gm_free(m);
-	m = mk(1, 2, 0);
-	add(m, 1, 0, 1, 1, 0);
-	add(m, 2, 1, 1, 1, 0);
-	gm_schedule(m);
-	gm_job_guard(m, 2, 1);
+	m = two_running(0, 1, 2);
 	add(m, 3, 5, 1, 1, 0);
 	gm_schedule(m);
 	CU_ASSERT_EQUAL(state(m, 1), GANG_SUSPENDED);
