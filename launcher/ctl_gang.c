@@ -345,7 +345,7 @@ void ctl_gang_ckpt_over(struct ctl *ctl, struct ctl_job *j, int64_t epoch, const
 		hec_info("job %ld: checkpoint %lld failed (%s); job %ld preempts it without one",
 			 j->id, (long long)epoch, why, j->pk_by);
 	else
-		hec_info("job %ld: checkpoint %lld captured; job %ld may suspend it now", j->id,
+		hec_info("job %ld: checkpoint %lld captured; job %ld need not wait for it any more", j->id,
 			 (long long)epoch, j->pk_by);
 	guard_lift(ctl, j);
 }
