@@ -160,8 +160,8 @@ struct ctl_job {
 
 	/* a preemption waits for the job's checkpoint (ctl_gang.c; memory only) */
 	int pk_guard;                /* guarded in the gang matrix */
-	int pk_lift;                 /* guard lifted: the next pass may suspend it */
-	int pk_again;                /* suspended by that pass: say so when guarded again */
+	int pk_lift;                 /* guard lifted until suspended or not wanted */
+	int pk_again;                /* suspended after a lift: say so when guarded again */
 	long pk_by;                  /* the job that waits for its checkpoint, 0: none */
 	int64_t pk_epoch;            /* that checkpoint, 0: none under way */
 	int64_t pk_deadline;         /* mono ns: preempt_ckpt_grace ends */
