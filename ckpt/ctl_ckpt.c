@@ -939,7 +939,11 @@ int ckpt_app_possible(struct ctl *ctl, const struct ctl_job *j)
 {
 	char why[600];
 
-	if (j->vm)
+	/* Only a job that says it checkpoints (--ckpt-interval, --restart auto)
+	 * holds a preemptor back: the controller cannot see whether a program
+	 * links libhecckpt, and one that does not would cost every preemption
+	 * the whole grace. */
+	if (j->vm || (j->ckpt_interval <= 0 && !j->restart_auto))
 		return 0;
 	not_ready(ctl, j, 1, why, sizeof(why));
 	return !why[0];

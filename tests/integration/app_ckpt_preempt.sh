@@ -18,7 +18,10 @@
 # (d) two victims needed at once, heat (1 node) and that job (the other):
 #     heat is asked once, writes its checkpoint, stays unguarded (not asked
 #     again) while the preemptor waits out the other's grace; then both are
-#     SUSPENDED, resume and complete.
+#     SUSPENDED, resume and complete;
+# (e) a job with neither --ckpt-interval nor --restart auto (it does not say
+#     it checkpoints) is suspended at once, asked for nothing.
+# (b)-(d) submit their victims with --restart auto.
 # hec-test-timeout: 900
 . "$HEC_SRCDIR/tests/integration/lib.sh"
 . "$HEC_SRCDIR/tests/integration/heat_lib.sh"
@@ -52,7 +55,7 @@ ref=$(checksum_of out.a)
 [ -n "$ref" ] || fail "job $a printed no checksum: $(cat out.a)"
 
 note "(b) a job of priority 10 preempts heat: heat is checkpointed first"
-b=$(submit --share -o "$TEST_DIR/out.b" heat.sh)
+b=$(submit --share --restart auto -o "$TEST_DIR/out.b" heat.sh)
 wait_state "$b" RUNNING
 wait_step out.b "$(( ${ARGS##* } / 5 ))"
 h=$(submit -N 1 -n 1 --share --priority 10 -o "$TEST_DIR/out.h" -- /bin/sh -c 'sleep 2; echo high done')
@@ -90,7 +93,7 @@ grep -q "job $b: running again, guarded" "$LOG" || fail "job $b not guarded agai
 note "(c) the controller again with preempt_ckpt_grace = 4s; a victim that never calls hecckpt_need"
 ctl_restart_with "preempt_ckpt_grace = 4s"
 touch hold
-l=$(submit -N 2 -n 2 --share -o "$TEST_DIR/out.l" -- /bin/sh -c "while [ -e $TEST_DIR/hold ]; do sleep 0.05; done")
+l=$(submit -N 2 -n 2 --share --restart auto -o "$TEST_DIR/out.l" -- /bin/sh -c "while [ -e $TEST_DIR/hold ]; do sleep 0.05; done")
 wait_state "$l" RUNNING
 t0=$(date +%s.%N)
 h2=$(submit -N 1 -n 1 --share --priority 10 -o "$TEST_DIR/out.h2" -- /bin/sh -c 'echo high2 done')
@@ -115,8 +118,8 @@ timeout 60 "$HEC" wait "$l" || fail "job $l: $(job_state "$l") ($(job_field "$l"
 note "(d) two victims: heat on node0 (checkpoints at once), the same loop on node1 (never)"
 heat_script heat1.sh 1
 touch hold
-b1=$(submit --share -o "$TEST_DIR/out.b1" heat1.sh)
-l1=$(submit -N 1 -n 1 --share -o "$TEST_DIR/out.l1" -- /bin/sh -c "while [ -e $TEST_DIR/hold ]; do sleep 0.05; done")
+b1=$(submit --share --restart auto -o "$TEST_DIR/out.b1" heat1.sh)
+l1=$(submit -N 1 -n 1 --share --restart auto -o "$TEST_DIR/out.l1" -- /bin/sh -c "while [ -e $TEST_DIR/hold ]; do sleep 0.05; done")
 wait_state "$b1" RUNNING
 wait_state "$l1" RUNNING
 [ "$("$HEC" show "$b1" --json | jq -r '.job.nodelist[0]')" != "$("$HEC" show "$l1" --json | jq -r '.job.nodelist[0]')" ] ||
@@ -144,5 +147,19 @@ rm hold
 timeout 180 "$HEC" wait "$b1" || fail "job $b1: $(job_state "$b1") ($(job_field "$b1" reason)): $(tail -n 5 out.b1)"
 checksum_of out.b1 >/dev/null || fail "job $b1 printed no checksum: $(tail -n 5 out.b1)"
 timeout 60 "$HEC" wait "$l1" || fail "job $l1: $(job_state "$l1") ($(job_field "$l1" reason))"
+
+note "(e) a job that does not say it checkpoints is suspended at once"
+touch hold
+l2=$(submit -N 2 -n 2 --share -o "$TEST_DIR/out.l2" -- /bin/sh -c "while [ -e $TEST_DIR/hold ]; do sleep 0.05; done")
+wait_state "$l2" RUNNING
+h4=$(submit -N 1 -n 1 --share --priority 10 -o "$TEST_DIR/out.h4" -- /bin/sh -c 'echo high4 done')
+watch_reasons "$h4" | sort -u >reasons.h4
+timeout 60 "$HEC" wait "$h4" || fail "high job $h4: $(job_state "$h4") ($(job_field "$h4" reason))"
+grep -q "waiting for job $l2 to checkpoint" reasons.h4 && fail "job $h4 waited for job $l2, which has neither --ckpt-interval nor --restart auto"
+grep -q "job $l2: checkpoint" "$LOG" && fail "job $l2 was asked for a checkpoint: $(grep "job $l2: checkpoint" "$LOG")"
+grep -q "job $l2: SUSPENDED (preempted by job $h4)" "$LOG" || fail "job $l2 was not suspended by job $h4"
+wait_state "$l2" RUNNING 30
+rm hold
+timeout 60 "$HEC" wait "$l2" || fail "job $l2: $(job_state "$l2") ($(job_field "$l2" reason))"
 "$HEC" cluster down >/dev/null || fail "cluster down"
 echo "PASS: $TEST_NAME"
