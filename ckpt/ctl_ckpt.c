@@ -332,6 +332,8 @@ static void op_abort(struct ckpt_op *op, const char *fmt, ...)
 	fanout_cancel(ctl->fanout, HEC_MSG_CKPT_CAPTURED, op->epoch, why);
 	fanout_cancel(ctl->fanout, HEC_MSG_CKPT_STORED, op->epoch, why);
 	op_detach(op);
+	if (j && !op->captured)
+		ctl_gang_ckpt_over(ctl, j, op->epoch, why);
 	/* its partial data and its row: the clean-up's (also after a restart) */
 	orphan_add(ctl, op->job, op->epoch, 0);
 	op_put(op);
@@ -636,10 +638,14 @@ static void captured_done(void *arg, const struct fanout_done *d)
 	/* the cut is complete: the job's network may forward again */
 	send_all(op, HEC_MSG_CKPT_REOPEN);
 	unpin(op);
-	if (op->app)
+	if (op->app) {
+		struct ctl_job *j = job_find(op->ctl, op->job);
+
 		hec_info("job %ld: checkpoint %lld: the program wrote it %.2f s after the request; streaming",
 			 op->job, (long long)op->epoch, (hec_now_mono_ns() - op->started_mono) / 1e9);
-	else
+		if (j) /* a preemption waiting for it goes on: the store runs on meanwhile */
+			ctl_gang_ckpt_over(op->ctl, j, op->epoch, NULL);
+	} else
 		hec_info("job %ld: checkpoint %lld: every guest captured %.2f s after the request, pause at most %.3f ms; streaming",
 			 op->job, (long long)op->epoch, (hec_now_mono_ns() - op->started_mono) / 1e9,
 			 pause / 1000.0);
@@ -732,8 +738,9 @@ void ckpt_on_progress(struct ctl *ctl, struct node *n, const json_t *body)
 
 /* ---- starting one ---- */
 
-/* Why @j cannot be checkpointed now, or "" if it can. */
-static void not_ready(struct ctl *ctl, const struct ctl_job *j, char *why, size_t len)
+/* Why @j cannot be checkpointed now, or "" if it can (@busy_ok: a
+ * checkpoint under way is no reason). */
+static void not_ready(struct ctl *ctl, const struct ctl_job *j, int busy_ok, char *why, size_t len)
 {
 	why[0] = 0;
 	if (ctl->shutting_down)
@@ -757,7 +764,7 @@ static void not_ready(struct ctl *ctl, const struct ctl_job *j, char *why, size_
 			 j->id, j->reason);
 	else if (!j->vm && j->nalloc < 1)
 		snprintf(why, len, "job %ld has no nodes", j->id);
-	else if (j->ckpt)
+	else if (j->ckpt && !busy_ok)
 		snprintf(why, len, "checkpoint %lld of job %ld is under way (%s phase)",
 			 (long long)j->ckpt->epoch, j->id, phase_names[j->ckpt->phase]);
 }
@@ -827,7 +834,7 @@ static int ckpt_start(struct ctl *ctl, struct ctl_job *j, const char *who, enum 
 	int64_t lead = ctl_lead_ns(ctl);
 	int rc;
 
-	not_ready(ctl, j, why, len);
+	not_ready(ctl, j, 0, why, len);
 	if (why[0])
 		return -EBUSY;
 	op = calloc(1, sizeof(*op));
@@ -926,6 +933,46 @@ void cli_ckpt(struct ctl *ctl, struct peer *p, struct ctl_job *j, const json_t *
 		return;
 	}
 	respond(p->conn, json_pack("{s:b,s:I}", "ok", 1, "epoch", (json_int_t)epoch));
+}
+
+int ckpt_app_possible(struct ctl *ctl, const struct ctl_job *j)
+{
+	char why[600];
+
+	/* Only a job that says it checkpoints (--ckpt-interval, --restart auto)
+	 * holds a preemptor back: the controller cannot see whether a program
+	 * links libhecckpt, and one that does not would cost every preemption
+	 * the whole grace. */
+	if (j->vm || (j->ckpt_interval <= 0 && !j->restart_auto))
+		return 0;
+	not_ready(ctl, j, 1, why, sizeof(why));
+	return !why[0];
+}
+
+int ckpt_preempt_start(struct ctl *ctl, struct ctl_job *j, const struct ctl_job *by,
+		       int64_t *epoch, char *why, size_t len)
+{
+	char who[96];
+	int rc;
+
+	if (j->ckpt && j->ckpt->app && j->ckpt->captured) {
+		*epoch = j->ckpt->epoch;
+		snprintf(why, len, "checkpoint %lld is being stored", (long long)j->ckpt->epoch);
+		return -EALREADY;
+	}
+	snprintf(who, sizeof(who), "before job %ld (priority %d) preempts it", by->id, by->priority);
+	rc = ckpt_start(ctl, j, who, WHEN_NOW, epoch, why, len);
+	/* the guard keeps it running until captured, and the grace bounds it */
+	if (!rc)
+		unpin(j->ckpt);
+	return rc;
+}
+
+void ckpt_preempt_give_up(struct ctl *ctl, struct ctl_job *j, int64_t epoch, const char *why)
+{
+	(void)ctl;
+	if (j->ckpt && j->ckpt->epoch == epoch && !j->ckpt->captured)
+		op_abort(j->ckpt, "%s", why);
 }
 
 void ckpt_job_ended(struct ctl *ctl, struct ctl_job *j, const char *why)

@@ -27,6 +27,9 @@ struct gjob {
 	long preempted_by;
 	enum gang_wait wait;
 	int pinned;
+	int guard;               /* gm_job_guard */
+	long ckpt_wanted_by;     /* RUNNING: who would evict it but waits (last pass) */
+	long ckpt_of;            /* pending: the guarded job it waits for (last pass) */
 	struct gjob *next;       /* insertion order */
 };
 
@@ -409,16 +412,42 @@ static int victim_cmp(const void *pa, const void *pb)
 	return 0;
 }
 
+/* @p, placed by evicting @v[0..ne), would leave a guarded victim SUSPENDED:
+ * mark every victim it would leave suspended wanted, take @p out again and
+ * leave every victim suspended without a row, as if @p had not fit.
+ * \return 1 if so, else 0. */
+static int wait_for_guarded(struct gang_matrix *m, struct gjob *p, struct gjob **v, int ne)
+{
+	for (int k = 0; k < ne && !p->ckpt_of; k++)
+		if (v[k]->state == GANG_SUSPENDED && v[k]->guard)
+			p->ckpt_of = v[k]->s.id;
+	if (!p->ckpt_of)
+		return 0;
+	release(m, p);
+	for (int k = 0; k < ne; k++) {
+		if (v[k]->state == GANG_RUNNING) {
+			take_out_of_row(m, v[k]);
+			set_suspended(m, v[k], 1);
+		} else {
+			v[k]->ckpt_wanted_by = p->s.id;
+		}
+	}
+	return 1;
+}
+
 /*
  * Evict lower-priority share jobs until @p fits.  Victims go one at a time
  * so no more are suspended than the eviction order needs; once @p is in,
  * victims that find a row again (on their own columns) go straight back.
+ * Should a guarded victim stay suspended, everything is undone and
+ * @p->ckpt_of names it.
  * \return 1 + the number of victims left suspended when @p is placed, 0 when
  * nothing changed, -ENOMEM.
  */
 static int try_preempt(struct gang_matrix *m, struct gjob *p)
 {
 	unsigned long version = m->version;
+	int nrows = m->nrows;
 	struct gjob **v, *j;
 	int *rows, nv = 0, ne, placed = 0;
 
@@ -449,20 +478,23 @@ static int try_preempt(struct gang_matrix *m, struct gjob *p)
 	}
 	if (placed) {
 		/* Reverse eviction order is queue order. */
-		for (int k = ne - 1; k >= 0; k--) {
-			if (place_own(m, v[k])) {
+		for (int k = ne - 1; k >= 0; k--)
+			if (place_own(m, v[k]))
 				set_suspended(m, v[k], 0);
-				v[k]->preempted_by = 0;
-			} else {
-				v[k]->preempted_by = p->s.id;
-			}
-		}
-	} else {
+		if (wait_for_guarded(m, p, v, ne))
+			placed = 0;
+		else
+			for (int k = 0; k < ne; k++)
+				v[k]->preempted_by = v[k]->state == GANG_SUSPENDED ? p->s.id : 0;
+	}
+	if (!placed) {
 		for (int k = ne - 1; k >= 0; k--) {
 			set_suspended(m, v[k], 0);
 			put_in_row(m, v[k], rows[k]);
 		}
-		/* Exactly as before: nothing new to publish. */
+		/* Exactly as before: nothing new to publish (rows a victim or @p
+		 * opened are empty again). */
+		m->nrows = nrows;
 		m->version = version;
 	}
 	if (placed)
@@ -495,6 +527,8 @@ int gm_schedule(struct gang_matrix *m)
 			n++;
 		if (j->state != GANG_PENDING)
 			j->wait = GANG_WAIT_NONE;
+		j->ckpt_wanted_by = 0;
+		j->ckpt_of = 0;
 	}
 	if (!n)
 		goto out;
@@ -534,7 +568,8 @@ int gm_schedule(struct gang_matrix *m)
 			changes += rc;
 			continue;
 		}
-		j->wait = GANG_WAIT_RESOURCES;
+		/* (one waiting for a guarded victim could fit: it blocks) */
+		j->wait = j->ckpt_of ? GANG_WAIT_CKPT : GANG_WAIT_RESOURCES;
 		if (could_ever_fit(m, j))
 			blocked = 1;
 	}
@@ -716,6 +751,16 @@ int gm_job_pin(struct gang_matrix *m, long id, int pinned)
 	return 0;
 }
 
+int gm_job_guard(struct gang_matrix *m, long id, int on)
+{
+	struct gjob *j = find(m, id);
+
+	if (!j)
+		return -ENOENT;
+	j->guard = !!on;
+	return 0;
+}
+
 int gm_job_info(const struct gang_matrix *m, long id, struct gang_job_info *out)
 {
 	const struct gjob *j = find(m, id);
@@ -730,6 +775,9 @@ int gm_job_info(const struct gang_matrix *m, long id, struct gang_job_info *out)
 	out->preempted_by = j->state == GANG_SUSPENDED ? j->preempted_by : 0;
 	out->wait = j->state == GANG_PENDING ? j->wait : GANG_WAIT_NONE;
 	out->pinned = j->pinned;
+	out->guard = j->guard;
+	out->ckpt_wanted_by = j->state == GANG_RUNNING ? j->ckpt_wanted_by : 0;
+	out->ckpt_of = out->wait == GANG_WAIT_CKPT ? j->ckpt_of : 0;
 	return 0;
 }
 

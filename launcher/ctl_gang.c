@@ -154,8 +154,13 @@ static void apply(struct ctl *ctl, struct ctl_job *j, const struct gang_job_info
 		if (gi->state == GANG_PENDING) {
 			const char *restart = restart_waits_for(ctl, j);
 
-			snprintf(j->reason, sizeof(j->reason), "%s", restart ? restart :
-				 gi->wait == GANG_WAIT_PRIORITY ? "Priority" : "Resources");
+			if (!restart && gi->wait == GANG_WAIT_CKPT)
+				snprintf(j->reason, sizeof(j->reason),
+					 "waiting for job %ld to checkpoint before preempting it",
+					 gi->ckpt_of);
+			else
+				snprintf(j->reason, sizeof(j->reason), "%s", restart ? restart :
+					 gi->wait == GANG_WAIT_PRIORITY ? "Priority" : "Resources");
 		} else if (gi->state == GANG_RUNNING) {
 			struct node *picked[gi->ncols > 0 ? gi->ncols : 1];
 
@@ -284,6 +289,113 @@ static void publish(struct ctl *ctl)
 		 lead / 1e6, sent, sent == 1 ? "" : "s");
 }
 
+/* ---- a preemption waits for its victim's checkpoint ---- */
+
+/*
+ * Like SLURM's preemption GraceTime: a running proc job whose program can
+ * be checkpointed is guarded in the matrix, so a job of higher priority
+ * that would suspend it waits (GANG_WAIT_CKPT) while the program is asked
+ * for a checkpoint (its hecckpt_need says 1 at its next call).  The guard
+ * goes, and the suspension happens, once the program wrote it
+ * (the store runs on while the job is frozen: hec-store is the agent's
+ * child, outside the job's cgroup), once it aborted, or after
+ * preempt_ckpt_grace, whichever comes first.
+ */
+static int guard_wanted(struct ctl *ctl, const struct ctl_job *j)
+{
+	return ctl->conf.preempt_ckpt_grace > 0 && j->share && !j->pk_lift &&
+	       ckpt_app_possible(ctl, j);
+}
+
+static void guards_sync(struct ctl *ctl)
+{
+	for (struct ctl_job *j = ctl->jobs; j; j = j->next) {
+		int on = !job_state_final(j->state) && guard_wanted(ctl, j);
+
+		/* set every pass: a restarted job is a new entry of the matrix */
+		if (gm_job_guard(ctl->gang, j->id, on))
+			on = 0;
+		if (on && !j->pk_guard)
+			hec_log(j->pk_again ? HEC_LOG_INFO : HEC_LOG_DEBUG,
+				"job %ld: %sguarded: a job of higher priority waits up to %.3g s for its checkpoint before suspending it",
+				j->id, j->pk_again ? "running again, " : "",
+				ctl->conf.preempt_ckpt_grace / 1e3);
+		if (on)
+			j->pk_again = 0;
+		j->pk_guard = on;
+	}
+}
+
+/* The guard goes until the job is suspended or nobody wants it (a
+ * preemptor may still wait for another victim's checkpoint). */
+static void guard_lift(struct ctl *ctl, struct ctl_job *j)
+{
+	j->pk_lift = 1;
+	j->pk_by = 0;
+	j->pk_epoch = 0;
+	j->pk_deadline = 0;
+	ctl->sched_needed = 1;
+}
+
+void ctl_gang_ckpt_over(struct ctl *ctl, struct ctl_job *j, int64_t epoch, const char *why)
+{
+	if (!j->pk_epoch || j->pk_epoch != epoch)
+		return;
+	if (why)
+		hec_info("job %ld: checkpoint %lld failed (%s); job %ld preempts it without one",
+			 j->id, (long long)epoch, why, j->pk_by);
+	else
+		hec_info("job %ld: checkpoint %lld captured; job %ld need not wait for it any more", j->id,
+			 (long long)epoch, j->pk_by);
+	guard_lift(ctl, j);
+}
+
+/* After a pass: checkpoint a guarded job a preemptor wants, give up after
+ * the grace; a lifted guard comes back once the job is suspended (after
+ * its resumption) or no longer wanted. */
+static void preempt_step(struct ctl *ctl, struct ctl_job *j, const struct gang_job_info *gi)
+{
+	struct ctl_job *by = gi->ckpt_wanted_by ? job_find(ctl, gi->ckpt_wanted_by) : NULL;
+	int64_t now = hec_now_mono_ns(), epoch = 0;
+	char why[600];
+	int rc;
+
+	if (j->pk_lift) {
+		if (j->state == JOB_RUNNING && by)
+			return;
+		j->pk_lift = 0;
+		j->pk_again = j->state == JOB_SUSPENDED;
+		return;
+	}
+	if (!by || !j->pk_guard)
+		return;
+	if (j->pk_by) {
+		if (now < j->pk_deadline)
+			return;
+		snprintf(why, sizeof(why),
+			 "job %ld did not wait longer: preempt_ckpt_grace %.3g s passed before the program wrote it",
+			 j->pk_by, ctl->conf.preempt_ckpt_grace / 1e3);
+		hec_info("job %ld: no checkpoint within preempt_ckpt_grace %.3g s; job %ld preempts it without one",
+			 j->id, ctl->conf.preempt_ckpt_grace / 1e3, j->pk_by);
+		epoch = j->pk_epoch;
+		j->pk_epoch = 0; /* its abort is no news here */
+		ckpt_preempt_give_up(ctl, j, epoch, why);
+		guard_lift(ctl, j);
+		return;
+	}
+	rc = ckpt_preempt_start(ctl, j, by, &epoch, why, sizeof(why));
+	if (rc) {
+		hec_info("job %ld: no new checkpoint before job %ld preempts it: %s", j->id, by->id, why);
+		guard_lift(ctl, j);
+		return;
+	}
+	j->pk_by = by->id;
+	j->pk_epoch = epoch;
+	j->pk_deadline = now + ctl->conf.preempt_ckpt_grace * 1000000LL;
+	hec_info("job %ld: job %ld (priority %d) waits up to %.3g s for its checkpoint %lld before suspending it",
+		 j->id, by->id, by->priority, ctl->conf.preempt_ckpt_grace / 1e3, (long long)epoch);
+}
+
 void ctl_schedule(struct ctl *ctl)
 {
 	struct node **cols;
@@ -293,6 +405,7 @@ void ctl_schedule(struct ctl *ctl)
 	if (ctl->shutting_down)
 		return;
 	sync_cols(ctl);
+	guards_sync(ctl);
 	gm_schedule(ctl->gang);
 	cols = col_nodes(ctl);
 	if (!cols) {
@@ -306,6 +419,7 @@ void ctl_schedule(struct ctl *ctl)
 		if (job_state_final(j->state) || gm_job_info(ctl->gang, j->id, &gi))
 			continue;
 		apply(ctl, j, &gi, cols);
+		preempt_step(ctl, j, &gi);
 	}
 	free(cols);
 	if (ctl->epoch_needed || gm_version(ctl->gang) != ctl->gang_published)

@@ -36,6 +36,7 @@ struct ctl_conf {
 	long vm_launch_timeout;    /* ms, vm partitions */
 	long ckpt_timeout;         /* ms: a checkpoint not stored by every node by then aborts */
 	long app_ckpt_timeout;     /* ms: a proc job's program that has not written its file by then */
+	long preempt_ckpt_grace;   /* ms a preemptor waits for its victim's checkpoint, 0: never */
 	char log_level[16];
 	long gang_slot;            /* ms: length of one time slot */
 	long max_share;            /* rows of the gang matrix (multiprogramming level) */
@@ -156,6 +157,14 @@ struct ctl_job {
 	int app_loaded;              /* proc job restarted: its program said it restored (memory only) */
 	int ckpt_asked;              /* its program asked (CKPT_ASK) while one was under way */
 	int resume_sent;             /* this controller sent RESUME since the restored start */
+
+	/* a preemption waits for the job's checkpoint (ctl_gang.c; memory only) */
+	int pk_guard;                /* guarded in the gang matrix */
+	int pk_lift;                 /* guard lifted until suspended or not wanted */
+	int pk_again;                /* suspended after a lift: say so when guarded again */
+	long pk_by;                  /* the job that waits for its checkpoint, 0: none */
+	int64_t pk_epoch;            /* that checkpoint, 0: none under way */
+	int64_t pk_deadline;         /* mono ns: preempt_ckpt_grace ends */
 
 	struct ctl_job *next;            /* ctl->jobs, ascending id */
 };
@@ -582,6 +591,21 @@ void ckpt_forget_peer(struct ctl *ctl, struct peer *p);
 /** At exit, before the fan-outs go: children killed, records freed (the
  *  rows of checkpoints under way stay pending for the next start). */
 void ckpt_free_all(struct ctl *ctl);
+/** Could @j's program be checkpointed now, a checkpoint under way aside
+ *  (a running proc job with a node, storage servers registered)? */
+int ckpt_app_possible(struct ctl *ctl, const struct ctl_job *j);
+/**
+ * Job @by is about to suspend @j (ctl_gang.c): an app checkpoint of @j
+ * starts at once, "before job P (priority N) preempts it", not pinned: the
+ * gang guard keeps @j running; its capture or abort is reported to
+ * ctl_gang_ckpt_over().  \return 0 with its epoch in *@epoch; -EALREADY:
+ * the one under way (*@epoch) holds the program's data already (it is
+ * being stored); else -errno and @why: none was taken.
+ */
+int ckpt_preempt_start(struct ctl *ctl, struct ctl_job *j, const struct ctl_job *by,
+		       int64_t *epoch, char *why, size_t len);
+/** Abort @j's checkpoint @epoch with @why unless its program wrote it. */
+void ckpt_preempt_give_up(struct ctl *ctl, struct ctl_job *j, int64_t epoch, const char *why);
 /** CKPT_CAPTURED, CKPT_STORED, CKPT_PROGRESS from node @n. */
 void ckpt_on_captured(struct ctl *ctl, struct node *n, const json_t *body);
 void ckpt_on_stored(struct ctl *ctl, struct node *n, const json_t *body);
@@ -664,8 +688,13 @@ void ctl_gang_pin(struct ctl *ctl, struct ctl_job *j, int pinned);
 /** The job is final: its place in the matrix is free. */
 void ctl_gang_remove(struct ctl *ctl, struct ctl_job *j);
 /** Scheduling pass: start, suspend and resume jobs as the matrix says,
- *  refresh pending reasons, publish an epoch if anything changed. */
+ *  refresh pending reasons, publish an epoch if anything changed; guard
+ *  running proc jobs whose program can be checkpointed, and checkpoint
+ *  those a preemptor wants (preempt_ckpt_grace). */
 void ctl_schedule(struct ctl *ctl);
+/** @j's checkpoint @epoch is captured (@why NULL) or aborted (@why): if a
+ *  preemption waited for it, the guard goes and the suspension follows. */
+void ctl_gang_ckpt_over(struct ctl *ctl, struct ctl_job *j, int64_t epoch, const char *why);
 /** TIME_REQ from an agent, received at @t2 (CLOCK_REALTIME ns). */
 void ctl_gang_time_req(struct ctl *ctl, struct node *n, const json_t *body, int64_t t2);
 void ctl_gang_on_stats(struct ctl *ctl, struct node *n, const json_t *body);

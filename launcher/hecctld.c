@@ -53,6 +53,7 @@ static const struct hec_conf_key ctl_keys[] = {
 	MS_KEY(vm_launch_timeout, "5m", 100, 86400000L, "the same for vm partitions (image build and guest boot; TCG is slow)"),
 	MS_KEY(ckpt_timeout, "10m", 1000, 86400000L, "a checkpoint whose streams are not all stored by then is aborted"),
 	MS_KEY(app_ckpt_timeout, "120s", 1000, 86400000L, "a proc job's program that has not written its checkpoint by then (it calls hecckpt_need too rarely, or never): the checkpoint is aborted"),
+	MS_KEY(preempt_ckpt_grace, "30s", 0, 86400000L, "a job of higher priority waits at most this long for the checkpoint of a proc job it suspends (0: it never waits)"),
 	STR_KEY(log_level, "info", "err, warn, info, debug"),
 	MS_KEY(gang_slot, "50ms", 1, 60000, "length of one gang time slot"),
 	INT_KEY(max_share, "4", 1, 64, "time slots (jobs sharing a node) at most: the multiprogramming level"),

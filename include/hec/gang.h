@@ -16,7 +16,10 @@
  * - A pending share job that does not fit evicts running share jobs of lower
  *   priority, lowest priority first and newest first among equals, until it
  *   fits; they become SUSPENDED and keep their columns and memory.  If the
- *   evictions do not make room they are all undone.
+ *   evictions do not make room they are all undone.  They are undone too
+ *   when a guarded job (gm_job_guard) would be left SUSPENDED: the guarded
+ *   ones are marked wanted by the evicting job, which waits (GANG_WAIT_CKPT)
+ *   until the caller lifts the guard (after the job's checkpoint, say).
  * - A pass takes suspended and pending jobs in queue order (priority
  *   descending; at equal priority suspended before pending, then by id).  A
  *   suspended job goes back on its own columns as soon as a row has room
@@ -46,6 +49,7 @@ enum gang_wait {
 	GANG_WAIT_NONE,        /* not pending */
 	GANG_WAIT_RESOURCES,   /* no room for it (it is the head, or can never fit now) */
 	GANG_WAIT_PRIORITY,    /* a job ahead of it waits for room */
+	GANG_WAIT_CKPT,        /* it would evict a guarded job: it waits for its guard */
 };
 
 /* A job as the caller describes it. */
@@ -67,6 +71,12 @@ struct gang_job_info {
 	long preempted_by;     /* SUSPENDED by an eviction: the evicting job, else 0 */
 	enum gang_wait wait;   /* PENDING: why, after the last pass */
 	int pinned;
+	int guard;
+	long ckpt_wanted_by;   /* RUNNING: the pending job that would have evicted it
+				* in the last pass but waits for a guarded job
+				* (this one, or another victim), else 0 */
+	long ckpt_of;          /* PENDING, GANG_WAIT_CKPT: the first guarded job it
+				* would evict (eviction order), else 0 */
 };
 
 /** \return 0 with a new empty matrix in *@out, -EINVAL (max_share not in
@@ -118,6 +128,17 @@ int gm_job_remove(struct gang_matrix *m, long id);
 /** A pinned job is never evicted, and never re-placed while suspended (the
  *  controller pins jobs that are starting or ending).  \return 0 or -ENOENT. */
 int gm_job_pin(struct gang_matrix *m, long id, int pinned);
+/**
+ * A guarded job is evicted only once the guard is lifted: a pass that would
+ * leave it SUSPENDED undoes that eviction (nothing changes, nothing to
+ * publish), reports every victim it would leave suspended wanted
+ * (ckpt_wanted_by, guarded or not) and the evicting job waiting
+ * (GANG_WAIT_CKPT, ckpt_of: the first guarded one), which blocks the queue
+ * behind it as any head without room does.  Victims that would go straight
+ * back are no reason to wait.  The guard changes nothing else (a shrinking
+ * bound, gm_repack, still suspends).  \return 0 or -ENOENT.
+ */
+int gm_job_guard(struct gang_matrix *m, long id, int on);
 /** \return 0 and fills @out, or -ENOENT. */
 int gm_job_info(const struct gang_matrix *m, long id, struct gang_job_info *out);
 

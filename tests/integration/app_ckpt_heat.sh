@@ -16,15 +16,9 @@
 #     names, and completes with the reference checksum.
 # hec-test-timeout: 900
 . "$HEC_SRCDIR/tests/integration/lib.sh"
+. "$HEC_SRCDIR/tests/integration/heat_lib.sh"
 command -v jq >/dev/null || skip "jq not installed"
-HEAT="$HEC_BUILDDIR/examples/heat/heat"
-[ -x "$HEAT" ] || fail "$HEAT not built"
 cd "$TEST_DIR"
-# ~10-20 s a run here (2 ranks, 1024 x 1024, 8 MiB a checkpoint); built
-# with AddressSanitizer (scripts/test --sanitize) a step is ~10 times slower
-STEPS=12000
-ldd "$HEAT" | grep -q libasan && STEPS=3000
-ARGS="1024 1024 ${HEC_HEAT_STEPS:-$STEPS}"
 
 cluster_up 2 --storage 2
 wait_store s0 up 15
@@ -32,28 +26,9 @@ wait_store s1 up 15
 cname=$(cluster_name)
 v2root=$(v2_mount)
 
-cat >heat.sh <<EOF
-#!/bin/sh
-#HEC -N 2
-#HEC -n 2
-#HEC -t 10:00
-exec mpiexec -n 2 $HEAT $ARGS
-EOF
-chmod +x heat.sh
+heat_script heat.sh
 
-checksum_of() { grep '^checksum ' "$1"; }
-steps_done() { sed -n 's/^step //p' "$1" | tail -n 1; }
 nrestarts() { "$HEC" show "$1" --json | jq '.job.restarts | length'; }
-# wait_step OUT N: until the program's output shows step N or later
-wait_step() {
-	local i s
-	for i in $(seq 600); do
-		s=$(steps_done "$1")
-		[ -n "$s" ] && [ "$s" -ge "$2" ] && return 0
-		sleep 0.1
-	done
-	fail "no step $2 in $1 within 60 s: $(tail -n 3 "$1")"
-}
 # heat_pid NODE JOB: the heat rank in NODE's partition of JOB
 heat_pid() {
 	local f p

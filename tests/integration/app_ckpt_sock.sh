@@ -28,15 +28,7 @@ cluster_up 2 --storage 2
 wait_store s0 up 15
 wait_store s1 up 15
 note "the controller again with app_ckpt_timeout = 4s"
-kill "$(daemon_pid hecctld)"
-for i in $(seq 100); do kill -0 "$(daemon_pid hecctld)" 2>/dev/null || break; sleep 0.1; done
-echo "app_ckpt_timeout = 4s" >>"$HEC_DIR/hecctld.conf"
-start_daemon hecctld "$HECCTLD"
-for i in $(seq 100); do
-	[ "$(node_state node0)" = IDLE ] && [ "$(node_state node1)" = IDLE ] && [ "$(store_field s1 state)" = up ] && break
-	sleep 0.2
-done
-[ "$(node_state node1)" = IDLE ] || fail "nodes not back after the controller's restart"
+ctl_restart_with "app_ckpt_timeout = 4s"
 
 wait_file() { for i in $(seq 300); do [ -e "$1" ] && return 0; sleep 0.1; done; fail "no $1 within 30 s"; }
 nodes_up() { for n in node0 node1; do case $(node_state $n) in DOWN|UNKNOWN|"") fail "$n is $(node_state $n): $("$HEC" nodes)";; esac; done; }

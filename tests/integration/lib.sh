@@ -281,3 +281,22 @@ alternation() {
 	[ "$SAMPLES" -ge 50 ] || fail "only $SAMPLES valid samples"
 	[ "$SEEN_A" -ge 5 ] && [ "$SEEN_B" -ge 5 ] || fail "no alternation seen (a $SEEN_A, b $SEEN_B)"
 }
+
+# ctl_restart_with LINE...: the controller stopped, each LINE appended to its
+# configuration, and started again; back once every node it knows is IDLE
+# and every storage server of the cluster is up again.
+ctl_restart_with() {
+	local line i stores
+	kill "$(daemon_pid hecctld)"
+	for i in $(seq 100); do kill -0 "$(daemon_pid hecctld)" 2>/dev/null || break; sleep 0.1; done
+	for line in "$@"; do echo "$line" >>"$HEC_DIR/hecctld.conf"; done
+	start_daemon hecctld "$HECCTLD"
+	stores=$(find "$HEC_DIR/store" -mindepth 1 -maxdepth 1 -type d 2>/dev/null | wc -l)
+	for i in $(seq 150); do
+		"$HEC" nodes --json 2>/dev/null | jq -e '.nodes | length > 0 and all(.state == "IDLE")' >/dev/null &&
+			[ "$("$HEC" storage --json 2>/dev/null | jq '[.servers[] | select(.state == "up")] | length')" -ge "$stores" ] &&
+			return 0
+		sleep 0.2
+	done
+	fail "after the controller's restart: $("$HEC" nodes 2>&1); $("$HEC" storage 2>&1)"
+}

@@ -421,6 +421,143 @@ static void test_preemption_gives_back(void)
 	gm_free(m);
 }
 
+/* One row, two columns: job 1 (@prio1) on column 0, job 2 (@prio2) on
+ * column 1, job @guarded (0: none) guarded. */
+static struct gang_matrix *two_running(int prio1, int prio2, long guarded)
+{
+	struct gang_matrix *m = mk(1, 2, 0);
+
+	add(m, 1, prio1, 1, 1, 0);
+	add(m, 2, prio2, 1, 1, 0);
+	gm_schedule(m);
+	if (guarded)
+		CU_ASSERT_EQUAL(gm_job_guard(m, guarded, 1), 0);
+	return m;
+}
+
+/* A guarded victim is not left suspended: the evicting job waits for it
+ * (GANG_WAIT_CKPT) until the guard is lifted; unguarded ones wait with it. */
+static void test_preemption_guard(void)
+{
+	struct gang_matrix *m = two_running(0, 0, 2); /* 2, the newest, is evicted first */
+	unsigned long v;
+
+	CU_ASSERT_EQUAL(gm_job_guard(m, 42, 1), -ENOENT);
+	CU_ASSERT_EQUAL(info(m, 2).guard, 1);
+	add(m, 3, 5, 1, 1, 0);
+	add(m, 4, 0, 1, 1, 0); /* behind 3: blocked (and evicts nobody) */
+	v = gm_version(m);
+	CU_ASSERT_EQUAL(gm_schedule(m), 0);
+	CU_ASSERT_EQUAL(gm_version(m), v); /* nothing to publish */
+	CU_ASSERT_EQUAL(gm_nrows(m), 1);
+	CU_ASSERT_EQUAL(state(m, 2), GANG_RUNNING);
+	CU_ASSERT_EQUAL(row(m, 2), 0);
+	CU_ASSERT_EQUAL(gm_cell(m, 0, 1), 2);
+	CU_ASSERT_EQUAL(info(m, 2).ckpt_wanted_by, 3);
+	CU_ASSERT_EQUAL(state(m, 1), GANG_RUNNING);
+	CU_ASSERT_EQUAL(info(m, 1).ckpt_wanted_by, 0); /* the guard picks no other victim */
+	CU_ASSERT_EQUAL(state(m, 3), GANG_PENDING);
+	CU_ASSERT_EQUAL(info(m, 3).wait, GANG_WAIT_CKPT);
+	CU_ASSERT_EQUAL(info(m, 3).ckpt_of, 2);
+	CU_ASSERT_EQUAL(info(m, 3).ncols, 0);
+	CU_ASSERT_EQUAL(info(m, 4).wait, GANG_WAIT_PRIORITY);
+	CU_ASSERT_EQUAL(gm_col_suspended(m, 1, NULL, 0), 0);
+	/* Still wanted on the next pass; then the guard goes: suspended. */
+	gm_schedule(m);
+	CU_ASSERT_EQUAL(info(m, 2).ckpt_wanted_by, 3);
+	CU_ASSERT_EQUAL(gm_job_guard(m, 2, 0), 0);
+	CU_ASSERT_EQUAL(gm_schedule(m), 2);
+	CU_ASSERT_EQUAL(state(m, 2), GANG_SUSPENDED);
+	CU_ASSERT_EQUAL(info(m, 2).preempted_by, 3);
+	CU_ASSERT_EQUAL(info(m, 2).ckpt_wanted_by, 0);
+	CU_ASSERT_EQUAL(state(m, 3), GANG_RUNNING);
+	CU_ASSERT_EQUAL(info(m, 3).ckpt_of, 0);
+	CU_ASSERT_EQUAL(mask(m, 3), 0x2);
+	CU_ASSERT_EQUAL(state(m, 1), GANG_RUNNING);
+	/* Back once 3 is gone; guarded again, a new preemptor waits again. */
+	gm_job_remove(m, 3);
+	gm_schedule(m);
+	CU_ASSERT_EQUAL(state(m, 2), GANG_RUNNING);
+	CU_ASSERT_EQUAL(state(m, 4), GANG_PENDING);
+	gm_job_remove(m, 4);
+	gm_job_guard(m, 2, 1);
+	add(m, 5, 5, 1, 1, 0);
+	gm_schedule(m);
+	CU_ASSERT_EQUAL(state(m, 2), GANG_RUNNING);
+	CU_ASSERT_EQUAL(info(m, 5).ckpt_of, 2);
+	/* The preemptor gone: nobody wants it any more. */
+	gm_job_remove(m, 5);
+	gm_schedule(m);
+	CU_ASSERT_EQUAL(info(m, 2).ckpt_wanted_by, 0);
+	gm_free(m);
+
+	/* Two victims needed, one guarded: neither is suspended until the
+	 * guard goes, then both are; two guarded: not until both guards go. */
+	m = two_running(0, 0, 1);
+	add(m, 3, 5, 2, 1, 0);
+	v = gm_version(m);
+	CU_ASSERT_EQUAL(gm_schedule(m), 0);
+	CU_ASSERT_EQUAL(gm_version(m), v);
+	CU_ASSERT_EQUAL(state(m, 1), GANG_RUNNING);
+	CU_ASSERT_EQUAL(state(m, 2), GANG_RUNNING);
+	CU_ASSERT_EQUAL(gm_cell(m, 0, 0), 1);
+	CU_ASSERT_EQUAL(gm_cell(m, 0, 1), 2);
+	CU_ASSERT_EQUAL(info(m, 1).ckpt_wanted_by, 3);
+	CU_ASSERT_EQUAL(info(m, 2).ckpt_wanted_by, 3); /* it waits with 1 */
+	CU_ASSERT_EQUAL(info(m, 3).wait, GANG_WAIT_CKPT);
+	CU_ASSERT_EQUAL(info(m, 3).ckpt_of, 1);
+	gm_job_guard(m, 1, 0);
+	CU_ASSERT_EQUAL(gm_schedule(m), 3);
+	CU_ASSERT_EQUAL(state(m, 1), GANG_SUSPENDED);
+	CU_ASSERT_EQUAL(state(m, 2), GANG_SUSPENDED);
+	CU_ASSERT_EQUAL(state(m, 3), GANG_RUNNING);
+	gm_job_remove(m, 3);
+	gm_schedule(m);
+	CU_ASSERT_EQUAL(state(m, 1), GANG_RUNNING);
+	CU_ASSERT_EQUAL(state(m, 2), GANG_RUNNING);
+	gm_job_guard(m, 1, 1);
+	gm_job_guard(m, 2, 1);
+	add(m, 4, 5, 2, 1, 0);
+	gm_schedule(m);
+	CU_ASSERT_EQUAL(info(m, 4).ckpt_of, 2); /* the first evicted */
+	CU_ASSERT_EQUAL(info(m, 1).ckpt_wanted_by, 4);
+	CU_ASSERT_EQUAL(info(m, 2).ckpt_wanted_by, 4);
+	gm_job_guard(m, 2, 0);
+	CU_ASSERT_EQUAL(gm_schedule(m), 0);
+	CU_ASSERT_EQUAL(state(m, 2), GANG_RUNNING);
+	CU_ASSERT_EQUAL(info(m, 4).ckpt_of, 1);
+	CU_ASSERT_EQUAL(info(m, 2).ckpt_wanted_by, 4);
+	gm_job_guard(m, 1, 0);
+	CU_ASSERT_EQUAL(gm_schedule(m), 3);
+	CU_ASSERT_EQUAL(state(m, 1), GANG_SUSPENDED);
+	CU_ASSERT_EQUAL(state(m, 2), GANG_SUSPENDED);
+	CU_ASSERT_EQUAL(state(m, 4), GANG_RUNNING);
+	gm_free(m);
+
+	/* A guarded job evicted on the way but not needed (it goes straight
+	 * back) holds nothing up; nor does one that is not a victim at all. */
+	m = mk(1, 3, 0);
+	add(m, 1, 1, 2, 1, 0); /* cols 0,1, prio 1 */
+	add(m, 2, 0, 1, 1, 0); /* col 2, prio 0: evicted first, comes back */
+	gm_schedule(m);
+	gm_job_guard(m, 2, 1);
+	add(m, 3, 5, 2, 1, 0);
+	gm_schedule(m);
+	CU_ASSERT_EQUAL(state(m, 3), GANG_RUNNING);
+	CU_ASSERT_EQUAL(state(m, 1), GANG_SUSPENDED);
+	CU_ASSERT_EQUAL(state(m, 2), GANG_RUNNING);
+	CU_ASSERT_EQUAL(info(m, 2).ckpt_wanted_by, 0);
+	gm_free(m);
+	m = two_running(0, 1, 2);
+	add(m, 3, 5, 1, 1, 0);
+	gm_schedule(m);
+	CU_ASSERT_EQUAL(state(m, 1), GANG_SUSPENDED);
+	CU_ASSERT_EQUAL(state(m, 2), GANG_RUNNING);
+	CU_ASSERT_EQUAL(info(m, 2).ckpt_wanted_by, 0);
+	CU_ASSERT_EQUAL(state(m, 3), GANG_RUNNING);
+	gm_free(m);
+}
+
 /* Suspended jobs come back on their own columns, before pending jobs of the
  * same priority, and not past a blocked head. */
 static void test_suspended_reentry(void)
@@ -720,6 +857,7 @@ int main(void)
 		{ "preemption order", test_preemption },
 		{ "preemption undo, pinned, off", test_preemption_undo },
 		{ "surplus victims come back", test_preemption_gives_back },
+		{ "guarded victims: the preemptor waits", test_preemption_guard },
 		{ "suspended jobs re-enter on their nodes", test_suspended_reentry },
 		{ "a job that can never fit does not block", test_never_fits },
 		{ "a column filter bounds placement", test_col_filter },
