@@ -99,6 +99,7 @@ static struct {
 	struct hecckpt_agent *agent; /* rank 0 under hec */
 	struct entry *e;
 	size_t n, cap;
+	hid_t fapl, dxpl;        /* the checkpoints' property lists (-1: not made yet) */
 } st;
 
 static char errbuf[HECCKPT_ERRLEN];
@@ -145,6 +146,14 @@ const char *hecckpt_strerror(int rc)
 	}
 }
 
+/* Every rank gets the failure @rc of rank @first, with its sentence. */
+static int tell_from(int first, int rc)
+{
+	MPI_Bcast(&rc, 1, MPI_INT, first, st.comm);
+	MPI_Bcast(errbuf, sizeof(errbuf), MPI_CHAR, first, st.comm);
+	return rc;
+}
+
 /* The outcome of a collective step: every rank gets the failure of the
  * lowest failing rank, with its sentence. */
 static int agree(int rc)
@@ -152,11 +161,7 @@ static int agree(int rc)
 	int me = rc < 0 ? st.rank : st.size, first;
 
 	MPI_Allreduce(&me, &first, 1, MPI_INT, MPI_MIN, st.comm);
-	if (first == st.size)
-		return 0;
-	MPI_Bcast(&rc, 1, MPI_INT, first, st.comm);
-	MPI_Bcast(errbuf, sizeof(errbuf), MPI_CHAR, first, st.comm);
-	return rc;
+	return first == st.size ? 0 : tell_from(first, rc);
 }
 
 /* Rank 0 decided @rc: tell every rank, with the sentence on failure. */
@@ -203,6 +208,8 @@ static void h5_loud(struct h5quiet *q)
 {
 	H5Eset_auto2(H5E_DEFAULT, q->func, q->data);
 }
+
+static void plists_close(hid_t fapl, hid_t dxpl);
 
 static int not_init(const char *call)
 {
@@ -294,6 +301,7 @@ int hecckpt_init(MPI_Comm comm)
 		return rc;
 	}
 	st.last_epoch = 0;
+	st.fapl = st.dxpl = -1;
 	st.init = 1;
 	return 0;
 }
@@ -304,6 +312,8 @@ int hecckpt_finalize(void)
 		return not_init("hecckpt_finalize");
 	hecckpt_agent_close(st.agent);
 	st.agent = NULL;
+	plists_close(st.fapl, st.dxpl);
+	st.fapl = st.dxpl = -1;
 	MPI_Comm_free(&st.comm);
 	free(st.e);
 	st.e = NULL;
@@ -421,27 +431,6 @@ static int same_arrays(void)
 	return agree(rc);
 }
 
-/* Collective: every rank's count of every array, all[r * n + i]. */
-static int64_t *all_counts(void)
-{
-	int64_t *mine = malloc((st.n ? st.n : 1) * sizeof(*mine));
-	int64_t *all = malloc((st.n ? st.n : 1) * (size_t)st.size * sizeof(*all));
-	int rc = 0;
-
-	if (!mine || !all)
-		rc = hecckpt_fail(-ENOMEM, "out of memory for the arrays' counts");
-	if (agree(rc) < 0) {
-		free(mine);
-		free(all);
-		return NULL;
-	}
-	for (size_t i = 0; i < st.n; i++)
-		mine[i] = (int64_t)st.e[i].count;
-	MPI_Allgather(mine, (int)st.n, MPI_INT64_T, all, (int)st.n, MPI_INT64_T, st.comm);
-	free(mine);
-	return all;
-}
-
 /* ---- writing a checkpoint ---- */
 
 /* The file access (MPI-IO on the library's communicator) and collective
@@ -511,104 +500,202 @@ static int select_part(hid_t fspace, hsize_t off, hsize_t cnt, hid_t *mspace)
 	return H5Sselect_hyperslab(fspace, H5S_SELECT_SET, &off, NULL, &cnt, NULL) < 0 ? -1 : 0;
 }
 
-/* Collective: write array @i (every rank's counts in @counts, hashes in @hashes). */
-static int write_array(hid_t f, hid_t dxpl, size_t i, const int64_t *counts, const uint64_t *hashes,
-		       const char *path)
+/*
+ * What every rank brings to a checkpoint: one record of int64s per rank,
+ * gathered by every rank in one step.  Rank r's record is
+ * tab[r * rec ...]: its count of every array, then their XXH3-64s (as
+ * int64), then (rank 0's only) its outcome with the agent and the epoch.
+ */
+struct table {
+	int64_t *tab;
+	size_t rec;
+	int64_t *col; /* one column of it (an attribute's values) */
+};
+
+static int64_t count_of(const struct table *t, int r, size_t i)
+{
+	return t->tab[(size_t)r * t->rec + i];
+}
+
+static uint64_t hash_of(const struct table *t, int r, size_t i)
+{
+	return (uint64_t)t->tab[(size_t)r * t->rec + st.n + i];
+}
+
+/* A digest of the names and types this rank protects, in order: the same
+ * on every rank that protects the same list. */
+static uint64_t arrays_digest(void)
+{
+	uint64_t d = st.n;
+
+	for (size_t i = 0; i < st.n; i++)
+		d = (d ^ hec_xxh3(st.e[i].name, strlen(st.e[i].name))) * 0x9e3779b97f4a7c15ull +
+		    (uint64_t)(st.e[i].kind - kinds) + 1;
+	return d;
+}
+
+/* Collective, a checkpoint's first step: the lowest failing rank's @rc,
+ * or same_arrays()'s sentence if the ranks protect different lists.  One
+ * reduction when all is well: every collective step costs a scheduling
+ * round when ranks share cores, so the checks ride together. */
+static int check_ranks(int rc)
+{
+	uint64_t d = arrays_digest();
+	int64_t hi = (int64_t)(d >> 32), lo = (int64_t)(d & 0xffffffffu);
+	int64_t v[5] = { rc < 0 ? st.rank : st.size, hi, -hi, lo, -lo }, m[5];
+
+	MPI_Allreduce(v, m, 5, MPI_INT64_T, MPI_MIN, st.comm);
+	if (m[0] < st.size)
+		return tell_from((int)m[0], rc);
+	if (m[1] == -m[2] && m[3] == -m[4]) /* min == max: one list */
+		return 0;
+	rc = same_arrays();
+	return rc < 0 ? rc : hecckpt_fail(-EINVAL, "the ranks protect different lists of arrays");
+}
+
+/* The checkpoints' property lists, made at the first checkpoint and kept
+ * until hecckpt_finalize: making the file access list duplicates the
+ * communicator, one more collective step per checkpoint otherwise.
+ * Metadata is written collectively (H5Fclose's few KiB by collective
+ * MPI-IO rather than rank 0 alone): leaving that off saved no time in
+ * bench/app-ckpt's runs. */
+static int plists_ready(void)
+{
+	char why[256];
+	int rc;
+
+	if (st.fapl >= 0)
+		return 0;
+	rc = plists_open(&st.fapl, &st.dxpl);
+	if (!rc && H5Pset_coll_metadata_write(st.fapl, 1) < 0)
+		rc = hecckpt_fail(-EIO, "HDF5: property lists: %s", h5_why(why));
+	if (rc < 0) {
+		plists_close(st.fapl, st.dxpl);
+		st.fapl = st.dxpl = -1;
+	}
+	return rc;
+}
+
+/* One array's dataset while it is written. */
+struct part {
+	hid_t dset, fspace, mspace;
+};
+
+static void part_close(struct part *p)
+{
+	if (p->mspace >= 0)
+		H5Sclose(p->mspace);
+	if (p->dset >= 0)
+		H5Dclose(p->dset);
+	if (p->fspace >= 0)
+		H5Sclose(p->fspace);
+	p->dset = p->fspace = p->mspace = -1;
+}
+
+/* Array @i's dataset in @f, sized from every rank's count, and this rank's
+ * part of it selected. */
+static int part_open(hid_t f, size_t i, const struct table *t, struct part *p, const char *path)
 {
 	struct entry *e = &st.e[i];
-	hsize_t total = 0, off = 0, nr = (hsize_t)st.size;
-	hid_t space, dset = -1, mspace = -1;
-	int64_t *cnt = malloc((size_t)st.size * sizeof(*cnt));
-	uint64_t *h = malloc((size_t)st.size * sizeof(*h));
+	hsize_t total = 0, off = 0;
+	char why[256];
+
+	for (int r = 0; r < st.size; r++) {
+		if (r < st.rank)
+			off += (hsize_t)count_of(t, r, i);
+		total += (hsize_t)count_of(t, r, i);
+	}
+	p->fspace = H5Screate_simple(1, &total, NULL);
+	if (p->fspace < 0 ||
+	    (p->dset = H5Dcreate2(f, e->name, h5type(e->kind), p->fspace, H5P_DEFAULT, H5P_DEFAULT,
+				  H5P_DEFAULT)) < 0 ||
+	    select_part(p->fspace, off, e->count, &p->mspace) < 0)
+		return hecckpt_fail(-EIO, "%s: array '%s': %s", path, e->name, h5_why(why));
+	return 0;
+}
+
+/* Collective (every rank calls it once part_open succeeded everywhere):
+ * write this rank's part of array @i, then the dataset's attributes. */
+static int part_write(size_t i, const struct table *t, struct part *p, const char *path)
+{
+	struct entry *e = &st.e[i];
+	hsize_t nr = (hsize_t)st.size;
 	static const char dummy[16];
 	char why[256];
 	int rc = 0;
 
-	if (!cnt || !h) {
-		rc = hecckpt_fail(-ENOMEM, "out of memory");
-		goto free_bufs;
-	}
-	for (int r = 0; r < st.size; r++) {
-		cnt[r] = counts[(size_t)r * st.n + i];
-		h[r] = hashes[(size_t)r * st.n + i];
-		if (r < st.rank)
-			off += (hsize_t)cnt[r];
-		total += (hsize_t)cnt[r];
-	}
-	space = H5Screate_simple(1, &total, NULL);
-	if (space < 0) {
+	/* an empty dataset (every count 0) has nothing to write anywhere */
+	if (H5Sget_simple_extent_npoints(p->fspace) > 0 &&
+	    H5Dwrite(p->dset, h5type(e->kind), p->mspace, p->fspace, st.dxpl,
+		     e->count ? e->ptr : dummy) < 0)
 		rc = -EIO;
-		goto fail;
+	if (!rc) {
+		for (int r = 0; r < st.size; r++)
+			t->col[r] = count_of(t, r, i);
+		if (put_attr(p->dset, "counts", H5T_NATIVE_INT64, nr, t->col) < 0)
+			rc = -EIO;
 	}
-	dset = H5Dcreate2(f, e->name, h5type(e->kind), space, H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
-	if (dset < 0 || select_part(space, off, e->count, &mspace) < 0 ||
-	    (total && H5Dwrite(dset, h5type(e->kind), mspace, space, dxpl,
-			       e->count ? e->ptr : dummy) < 0) ||
-	    put_attr(dset, "counts", H5T_NATIVE_INT64, nr, cnt) < 0 ||
-	    put_attr(dset, "xxh3", H5T_NATIVE_UINT64, nr, h) < 0 ||
-	    put_attr(dset, "mpi_type", H5T_C_S1, 0, e->kind->name) < 0)
-		rc = -EIO;
-	if (mspace >= 0)
-		H5Sclose(mspace);
-	if (dset >= 0 && H5Dclose(dset) < 0)
-		rc = -EIO;
-	H5Sclose(space);
-fail:
-	if (rc == -EIO)
+	if (!rc) {
+		for (int r = 0; r < st.size; r++)
+			t->col[r] = (int64_t)hash_of(t, r, i);
+		if (put_attr(p->dset, "xxh3", H5T_NATIVE_UINT64, nr, t->col) < 0 ||
+		    put_attr(p->dset, "mpi_type", H5T_C_S1, 0, e->kind->name) < 0)
+			rc = -EIO;
+	}
+	if (rc)
 		hecckpt_fail(rc, "%s: array '%s': %s", path, e->name, h5_why(why));
-free_bufs:
-	free(cnt);
-	free(h);
+	if (p->dset >= 0 && H5Dclose(p->dset) < 0 && !rc)
+		rc = hecckpt_fail(-EIO, "%s: array '%s': %s", path, e->name, h5_why(why));
+	p->dset = -1;
+	part_close(p);
 	return rc;
 }
 
-/* Collective: the whole file at @path. */
-static int write_file(const char *path, long long epoch, const int64_t *counts)
+/*
+ * Collective: the whole file at @path.  Creating datasets and attributes
+ * communicates nothing (every rank makes the same ones in the same order);
+ * only H5Fcreate, H5Dwrite and H5Fclose do.  So the ranks agree before
+ * each H5Dwrite (on the file, the root attributes or the previous array,
+ * and this array's dataset), or once on the file if there is no array,
+ * and once after H5Fclose.
+ */
+static int write_file(const char *path, long long epoch, const struct table *t)
 {
-	uint64_t *mine = malloc((st.n ? st.n : 1) * sizeof(*mine));
-	uint64_t *hashes = malloc((st.n ? st.n : 1) * (size_t)st.size * sizeof(*hashes));
 	int64_t job = st.env.job, ep = epoch;
 	int32_t ranks = st.size;
-	hid_t fapl = -1, f = -1, dxpl = -1;
+	struct part p = { -1, -1, -1 };
+	hid_t f;
 	char why[256];
-	int rc = 0;
+	size_t i = 0;
+	int rc = 0, everywhere, closed;
 
-	if (!mine || !hashes)
-		rc = hecckpt_fail(-ENOMEM, "out of memory");
-	if ((rc = agree(rc)) < 0)
-		goto free_bufs;
-	for (size_t i = 0; i < st.n; i++)
-		mine[i] = hec_xxh3(st.e[i].ptr, st.e[i].count * st.e[i].kind->size);
-	MPI_Allgather(mine, (int)st.n, MPI_UINT64_T, hashes, (int)st.n, MPI_UINT64_T, st.comm);
-
-	rc = plists_open(&fapl, &dxpl);
-	if (!rc && H5Pset_coll_metadata_write(fapl, 1) < 0)
-		rc = hecckpt_fail(-EIO, "HDF5: property lists: %s", h5_why(why));
-	if ((rc = agree(rc)) < 0)
-		goto close_plists;
-	f = H5Fcreate(path, H5F_ACC_TRUNC, H5P_DEFAULT, fapl);
+	f = H5Fcreate(path, H5F_ACC_TRUNC, H5P_DEFAULT, st.fapl);
 	if (f < 0)
 		rc = hecckpt_fail(-EIO, "%s: cannot create: %s", path, h5_why(why));
-	if ((rc = agree(rc)) < 0)
-		goto close_plists;
-	if (put_attr(f, "job", H5T_NATIVE_INT64, 0, &job) < 0 ||
-	    put_attr(f, "epoch", H5T_NATIVE_INT64, 0, &ep) < 0 ||
-	    put_attr(f, "ranks", H5T_NATIVE_INT32, 0, &ranks) < 0 ||
-	    put_attr(f, "format", H5T_C_S1, 0, FORMAT) < 0)
+	else if (put_attr(f, "job", H5T_NATIVE_INT64, 0, &job) < 0 ||
+		 put_attr(f, "epoch", H5T_NATIVE_INT64, 0, &ep) < 0 ||
+		 put_attr(f, "ranks", H5T_NATIVE_INT32, 0, &ranks) < 0 ||
+		 put_attr(f, "format", H5T_C_S1, 0, FORMAT) < 0)
 		rc = hecckpt_fail(-EIO, "%s: root attributes: %s", path, h5_why(why));
-	if ((rc = agree(rc)) < 0)
-		goto close_file;
-	for (size_t i = 0; i < st.n && !rc; i++)
-		rc = agree(write_array(f, dxpl, i, counts, hashes, path));
-close_file:
-	if (H5Fclose(f) < 0 && !rc)
-		rc = hecckpt_fail(-EIO, "%s: closing: %s", path, h5_why(why));
-	rc = agree(rc);
-close_plists:
-	plists_close(fapl, dxpl);
-free_bufs:
-	free(mine);
-	free(hashes);
+	do {
+		if (!rc && i < st.n)
+			rc = part_open(f, i, t, &p, path);
+		if ((rc = agree(rc)) < 0)
+			goto failed;
+		if (i < st.n)
+			rc = part_write(i, t, &p, path);
+	} while (++i < st.n);
+	/* every rank has the file */
+	closed = H5Fclose(f) < 0 ? hecckpt_fail(-EIO, "%s: closing: %s", path, h5_why(why)) : 0;
+	return agree(rc < 0 ? rc : closed);
+failed:
+	part_close(&p);
+	/* closing is collective: only if every rank has the file (MPI-IO
+	 * fails an open on every rank alike, so this is the rule) */
+	everywhere = f >= 0;
+	MPI_Allreduce(MPI_IN_PLACE, &everywhere, 1, MPI_INT, MPI_MIN, st.comm);
+	if (everywhere)
+		H5Fclose(f);
 	return rc;
 }
 
@@ -648,20 +735,31 @@ int hecckpt_checkpoint(long long *epoch)
 {
 	char tmp[PATH_MAX + 64], path[PATH_MAX + 64]; /* the dir leaves room (setup_root) */
 	struct h5quiet q;
+	struct table t = { .rec = 2 * st.n + 2 };
+	int64_t *mine;
 	long long e = 0, bytes = 0;
-	int64_t *counts;
-	int rc = 0;
+	int rc = 0, first = st.fapl < 0;
 
 	if (!st.init)
 		return not_init("hecckpt_checkpoint");
 	if (st.env.mode == MODE_NONE)
 		return hecckpt_fail(-ENOTSUP, "checkpoints are not available: HEC_CKPT_DIR is not set (the program does not run under hec)");
-	if ((rc = same_arrays()) < 0)
-		return rc;
-	counts = all_counts();
-	if (!counts)
-		return -ENOMEM;
+	mine = malloc(t.rec * sizeof(*mine));
+	t.tab = malloc(t.rec * (size_t)st.size * sizeof(*t.tab));
+	t.col = malloc((size_t)st.size * sizeof(*t.col));
+	if (!mine || !t.tab || !t.col)
+		rc = hecckpt_fail(-ENOMEM, "out of memory for the arrays' counts and checksums");
+	else
+		rc = plists_ready();
+	if ((rc = check_ranks(rc)) < 0) {
+		if (first) { /* the ranks make them again together next time */
+			plists_close(st.fapl, st.dxpl);
+			st.fapl = st.dxpl = -1;
+		}
+		goto free_bufs;
+	}
 
+	/* rank 0 talks to the agent while the others hash */
 	if (st.rank == 0) {
 		if (st.env.mode == MODE_AGENT) {
 			long long want;
@@ -673,14 +771,24 @@ int hecckpt_checkpoint(long long *epoch)
 			e = st.last_epoch + 1;
 		}
 	}
-	if ((rc = from_root(rc)) < 0)
-		goto free_counts;
-	MPI_Bcast(&e, 1, MPI_LONG_LONG, 0, st.comm);
+	for (size_t i = 0; i < st.n; i++) {
+		mine[i] = (int64_t)st.e[i].count;
+		mine[st.n + i] = (int64_t)hec_xxh3(st.e[i].ptr, st.e[i].count * st.e[i].kind->size);
+	}
+	mine[2 * st.n] = rc;
+	mine[2 * st.n + 1] = e;
+	MPI_Allgather(mine, (int)t.rec, MPI_INT64_T, t.tab, (int)t.rec, MPI_INT64_T, st.comm);
+	rc = (int)t.tab[2 * st.n];
+	e = t.tab[2 * st.n + 1];
+	if (rc < 0) {
+		tell_from(0, rc);
+		goto free_bufs;
+	}
 	snprintf(tmp, sizeof(tmp), "%s/ckpt-%lld.h5.tmp", st.env.dir, e);
 	snprintf(path, sizeof(path), "%s/ckpt-%lld.h5", st.env.dir, e);
 
 	h5_quiet(&q);
-	rc = write_file(tmp, e, counts);
+	rc = write_file(tmp, e, &t);
 	h5_loud(&q);
 	if (st.rank == 0) {
 		if (rc == 0)
@@ -701,12 +809,14 @@ int hecckpt_checkpoint(long long *epoch)
 		}
 	}
 	if ((rc = from_root(rc)) < 0)
-		goto free_counts;
+		goto free_bufs;
 	st.last_epoch = e;
 	if (epoch)
 		*epoch = e;
-free_counts:
-	free(counts);
+free_bufs:
+	free(t.col);
+	free(t.tab);
+	free(mine);
 	return rc;
 }
 
