@@ -44,7 +44,10 @@
 #define HUGE_ALIGN (2u << 20)  /* a huge page */
 #define AIO_DEPTH 256          /* chunk transfers in flight between slots and disk */
 /* direct reads in flight per server: the disk always has the next one, and
- * deeper queues of 4 MiB reads were slower on the virtio disk measured */
+ * deeper queues of 4 MiB reads were slower on the virtio disk measured.  A
+ * read that starts while none is in flight (a stream's first chunk) goes
+ * alone until it completes: the client waiting for it gets it after one
+ * chunk's disk time, not two, and starts moving bytes that much earlier. */
 #define READ_DEPTH 2
 
 struct srv_conf {
@@ -144,6 +147,7 @@ struct srv {
 	unsigned ndio;          /* started, not completed (submitted or not) */
 	struct dio *readq, *readq_tail; /* reads waiting for their turn */
 	unsigned nreads, read_depth;    /* reads submitted; at most this many */
+	int read_alone;         /* the read in flight started from idle: no other yet */
 	int gc_wanted;          /* GC waits for ndio to reach 0 */
 };
 
@@ -503,13 +507,21 @@ static void dio_complete(struct srv *s, struct dio *d, ssize_t res)
 
 static void dio_go(struct srv *s, struct dio *d);
 
+/* May another direct read be submitted now? */
+static int read_room(const struct srv *s)
+{
+	return s->nreads < s->read_depth && !(s->read_alone && s->nreads);
+}
+
 /* Move @d's data: by AIO where the file is O_DIRECT (the loop goes on; the
  * eventfd reports the end), else here and now. */
 static void dio_submit(struct srv *s, struct dio *d)
 {
+	int queued_read = d->get && s->aio && d->io.direct;
+
 	d->c->ndio++;
 	s->ndio++;
-	if (d->get && s->aio && d->io.direct && s->nreads >= s->read_depth) {
+	if (queued_read && !read_room(s)) {
 		d->next = NULL;
 		if (s->readq_tail)
 			s->readq_tail->next = d;
@@ -518,20 +530,22 @@ static void dio_submit(struct srv *s, struct dio *d)
 		s->readq_tail = d;
 		return;
 	}
+	if (queued_read && !s->nreads)
+		s->read_alone = 1;
 	dio_go(s, d);
 }
 
-/* A read finished: the next waiting one goes. */
+/* A read finished: the waiting ones go, as far as there is room. */
 static void read_next(struct srv *s)
 {
-	struct dio *d = s->readq;
+	struct dio *d;
 
-	if (!d || s->nreads >= s->read_depth)
-		return;
-	s->readq = d->next;
-	if (!s->readq)
-		s->readq_tail = NULL;
-	dio_go(s, d);
+	while ((d = s->readq) && read_room(s)) {
+		s->readq = d->next;
+		if (!s->readq)
+			s->readq_tail = NULL;
+		dio_go(s, d);
+	}
 }
 
 static void dio_go(struct srv *s, struct dio *d)
@@ -581,6 +595,8 @@ static void aio_reap(struct srv *s, int wait)
 					break;
 				}
 			s->nreads -= d->get;
+			if (d->get)
+				s->read_alone = 0;
 			read_next(s); /* the disk goes on while this one is checked */
 			dio_complete(s, d, (ssize_t)ev[i].res);
 		}
@@ -603,8 +619,8 @@ static void aio_cb(evutil_socket_t fd, short what, void *arg)
 static void aio_stop(struct srv *s)
 {
 	s->read_depth = UINT_MAX; /* what waits goes now */
-	while (s->readq)
-		read_next(s);
+	s->read_alone = 0;
+	read_next(s);
 	if (s->aio) {
 		aio_reap(s, 1);
 		syscall(SYS_io_destroy, s->aio);
