@@ -217,23 +217,138 @@ static int kvm_usable(void)
 	return ok;
 }
 
+/* ---- guest RAM: 2 MiB hugetlb pages or anonymous memory ---- */
+
+/*
+ * QEMU 7.2's background snapshot lifts the write protection of the guest's
+ * RAM one host page at a time, an ioctl each in its single migration
+ * thread, whether the page is zero or not: 262144 of them per GiB of
+ * anonymous memory (4 KiB pages), 512 in 2 MiB hugetlb pages.  That walk
+ * bounds the capture of a large, mostly empty guest (doc/design.md).
+ */
+#define HUGE_MB 2
+#define HUGE_SYSFS "/sys/kernel/mm/hugepages/hugepages-2048kB"
+
+/* This agent's guests in huge pages (a hecd is one agent). */
+static struct vm *huge_guests;
+
+int ram_huge_choose(enum hec_vm_hugepages mode, long mem_mb, long avail, char *why, size_t len)
+{
+	int rc;
+
+	why[0] = 0;
+	if (mode == HEC_VM_HUGE_OFF)
+		return 0;
+	if (avail < 0) {
+		hec_fmt(why, len, "the kernel has no 2 MiB huge pages (%s)", HUGE_SYSFS);
+		rc = -EOPNOTSUPP;
+	} else if (mem_mb <= 0 || mem_mb % HUGE_MB) {
+		hec_fmt(why, len, "%ld MB of RAM are not a whole number of 2 MiB huge pages", mem_mb);
+		rc = -EINVAL;
+	} else if (avail < mem_mb / HUGE_MB) {
+		hec_fmt(why, len, "%ld MB of RAM need %ld free 2 MiB huge pages, %ld are (vm.nr_hugepages)",
+			mem_mb, mem_mb / HUGE_MB, avail);
+		rc = -ENOMEM;
+	} else {
+		return 1;
+	}
+	return mode == HEC_VM_HUGE_ON ? rc : 0;
+}
+
+static long sysfs_long(const char *path)
+{
+	char buf[32];
+	long n;
+
+	if (hec_read_file(path, buf, sizeof(buf)) || hec_parse_long(buf, 0, LONG_MAX, &n))
+		return -1;
+	return n;
+}
+
+/*
+ * The 2 MiB pages nobody holds or has reserved, less those this agent's
+ * guests starting now will reserve: a QEMU reserves its RAM's pages when
+ * it maps them, before its monitors greet us, so until then the kernel does
+ * not count them.  (Another agent on the same host starting a guest at the
+ * same instant is not seen: that guest's QEMU, or this one's, then fails
+ * for want of pages.)  -1: no such pages.
+ */
+static long huge_avail(const struct vm *self)
+{
+	long free_ = sysfs_long(HUGE_SYSFS "/free_hugepages"), resv = sysfs_long(HUGE_SYSFS "/resv_hugepages");
+
+	if (free_ < 0 || resv < 0)
+		return -1;
+	free_ -= resv;
+	for (const struct vm *g = huge_guests; g; g = g->huge_next)
+		if (g != self && g->q.pid > 0 && !g->qmp_greeted)
+			free_ -= g->mem_mb / HUGE_MB;
+	return free_ > 0 ? free_ : 0;
+}
+
+void ram_huge_forget(struct vm *v)
+{
+	for (struct vm **pp = &huge_guests; *pp; pp = &(*pp)->huge_next)
+		if (*pp == v) {
+			*pp = v->huge_next;
+			v->huge_next = NULL;
+			return;
+		}
+}
+
+/* What backs the guest's RAM (v->huge), by vm_hugepages; @note: that, for
+ * the log. */
+static int ram_backing(struct vm *v, char *note, size_t nlen, char *why, size_t len)
+{
+	char cause[256];
+	int rc = ram_huge_choose(v->host->vm_hugepages, v->mem_mb, huge_avail(v), cause, sizeof(cause));
+
+	if (rc < 0) {
+		hec_fmt(why, len, "vm_hugepages = on: %s", cause);
+		return rc;
+	}
+	v->huge = rc;
+	if (v->huge) {
+		ram_huge_forget(v);
+		v->huge_next = huge_guests;
+		huge_guests = v;
+		hec_fmt(note, nlen, "in 2 MiB huge pages");
+	} else {
+		hec_fmt(note, nlen, "anonymous%s%s%s", cause[0] ? " (vm_hugepages = auto: " : "", cause,
+			cause[0] ? ")" : "");
+	}
+	return 0;
+}
+
 int start_qemu(struct vm *v, char *why, size_t len)
 {
 	char smp[16], mem[32], name[64], chr[4][PATH_MAX + 64], netdev[PATH_MAX + 64], mac[64];
-	char serial[PATH_MAX + 64], log[PATH_MAX], accel[48], ctx[PATH_MAX + 64] = "";
+	char serial[PATH_MAX + 64], log[PATH_MAX], accel[64], ctx[PATH_MAX + 64] = "";
+	char ram[128], ramnote[320];
 	const char *argv[64];
 	int argc = 0, logfd, nullfd, rc;
 	struct hec_spawn_req req;
 	const char *envp[] = { "PATH=/usr/bin:/bin", NULL };
 	int kvm = kvm_usable();
 
+	rc = ram_backing(v, ramnote, sizeof(ramnote), why, len);
+	if (rc)
+		return rc;
 	rc = make_listeners(v, why, len);
 	if (rc)
 		return rc;
 	hec_fmt(smp, sizeof(smp), "%d", v->vcpus);
 	hec_fmt(mem, sizeof(mem), "%ldM", v->mem_mb);
 	hec_fmt(name, sizeof(name), "hec-job%ld-%s", v->job, v->host->node);
-	hec_fmt(accel, sizeof(accel), "q35,accel=%s", kvm ? "kvm:tcg" : "tcg");
+	/* pc.ram: the id of -m's own RAM, which a migration stream names its
+	 * pages by, so a checkpoint of either backing loads into the other.
+	 * prealloc: the pages are reserved already; faulting them in now
+	 * keeps it out of the first capture (which reads every page) and of a
+	 * restart's load. */
+	hec_fmt(ram, sizeof(ram), "memory-backend-memfd,id=pc.ram,size=%ldM,hugetlb=on,hugetlbsize=2M,prealloc=on",
+		v->mem_mb);
+	hec_fmt(accel, sizeof(accel), "q35,accel=%s%s", kvm ? "kvm:tcg" : "tcg",
+		v->huge ? ",memory-backend=pc.ram" : "");
 	hec_fmt(chr[0], sizeof(chr[0]), "socket,id=hecg,path=%s/%s", v->dir, sock_names[L_GUEST]);
 	hec_fmt(chr[1], sizeof(chr[1]), "socket,id=qmp,path=%s/%s", v->dir, sock_names[L_QMP]);
 	hec_fmt(chr[2], sizeof(chr[2]), "socket,id=qmpg,path=%s/%s", v->dir, sock_names[L_GATE]);
@@ -254,6 +369,10 @@ int start_qemu(struct vm *v, char *why, size_t len)
 	argv[argc++] = smp;
 	argv[argc++] = "-m";
 	argv[argc++] = mem;
+	if (v->huge) {
+		argv[argc++] = "-object";
+		argv[argc++] = ram;
+	}
 	argv[argc++] = "-nodefaults";
 	argv[argc++] = "-no-user-config";
 	argv[argc++] = "-display";
@@ -316,8 +435,8 @@ int start_qemu(struct vm *v, char *why, size_t len)
 	if (rc)
 		hec_fmt(why, len, "cannot start %s: %s: %s", v->host->qemu, ctx, strerror(-rc));
 	else
-		hec_job_info(v->host->node, v->job, "QEMU pid %d: %d vCPUs, %ld MB, %s%s",
-			     (int)v->q.pid, v->vcpus, v->mem_mb, kvm ? "KVM" : "TCG",
+		hec_job_info(v->host->node, v->job, "QEMU pid %d: %d vCPUs, %ld MB %s, %s%s",
+			     (int)v->q.pid, v->vcpus, v->mem_mb, ramnote, kvm ? "KVM" : "TCG",
 			     v->from_stream ? ", waiting for the state to restore" : "");
 out:
 	if (logfd >= 0)
