@@ -174,7 +174,6 @@ static void vm_drop(struct vm *v)
 	v->mk_pid = 0;
 	v->q.pid = 0;
 	qemu_drop(&v->q);
-	ram_huge_forget(v);
 	qmp_flush(v, 0);
 	if (v->op_timer) {
 		event_free(v->op_timer);

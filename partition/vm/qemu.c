@@ -15,6 +15,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/ioctl.h>
+#include <linux/memfd.h> /* before sys/mman.h, which defines MFD_* only if not yet */
+#include <sys/mman.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
 #include <linux/kvm.h>
@@ -229,9 +231,6 @@ static int kvm_usable(void)
 #define HUGE_MB 2
 #define HUGE_SYSFS "/sys/kernel/mm/hugepages/hugepages-2048kB"
 
-/* This agent's guests in huge pages (a hecd is one agent). */
-static struct vm *huge_guests;
-
 int ram_huge_choose(enum hec_vm_hugepages mode, long mem_mb, long avail, char *why, size_t len)
 {
 	int rc;
@@ -265,58 +264,77 @@ static long sysfs_long(const char *path)
 	return n;
 }
 
-/*
- * The 2 MiB pages nobody holds or has reserved, less those this agent's
- * guests starting now will reserve: a QEMU reserves its RAM's pages when
- * it maps them, before its monitors greet us, so until then the kernel does
- * not count them.  (Another agent on the same host starting a guest at the
- * same instant is not seen: that guest's QEMU, or this one's, then fails
- * for want of pages.)  -1: no such pages.
- */
-static long huge_avail(const struct vm *self)
+/* The 2 MiB pages nobody holds or has reserved; -1: no such pages. */
+static long huge_avail(void)
 {
 	long free_ = sysfs_long(HUGE_SYSFS "/free_hugepages"), resv = sysfs_long(HUGE_SYSFS "/resv_hugepages");
 
 	if (free_ < 0 || resv < 0)
 		return -1;
-	free_ -= resv;
-	for (const struct vm *g = huge_guests; g; g = g->huge_next)
-		if (g != self && g->q.pid > 0 && !g->qmp_greeted)
-			free_ -= g->mem_mb / HUGE_MB;
-	return free_ > 0 ? free_ : 0;
+	return free_ > resv ? free_ - resv : 0;
 }
 
-void ram_huge_forget(struct vm *v)
+/*
+ * A hugetlb memfd of @mem_mb MB whose pages are reserved for it: a shared
+ * mapping reserves every page of its range for the file at mmap (and the
+ * reservation stays with the file after munmap), all or none, so the kernel
+ * arbitrates between guests starting at once, this agent's or another's on
+ * the same host; QEMU mapping the file later takes the same pages.  Cheap:
+ * nothing is faulted in.  \return the fd, or -errno (-ENOMEM: the pool has
+ * not that many free).
+ */
+static int huge_reserve(long mem_mb)
 {
-	for (struct vm **pp = &huge_guests; *pp; pp = &(*pp)->huge_next)
-		if (*pp == v) {
-			*pp = v->huge_next;
-			v->huge_next = NULL;
-			return;
-		}
+	size_t size = (size_t)mem_mb << 20;
+	void *m;
+	int fd = memfd_create("hec-guest-ram", MFD_CLOEXEC | MFD_HUGETLB | MFD_HUGE_2MB), rc;
+
+	if (fd < 0)
+		return -errno;
+	if (ftruncate(fd, (off_t)size))
+		goto fail;
+	m = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+	if (m == MAP_FAILED)
+		goto fail;
+	munmap(m, size);
+	return fd;
+fail:
+	rc = -errno;
+	close(fd);
+	return rc;
 }
 
-/* What backs the guest's RAM (v->huge), by vm_hugepages; @note: that, for
- * the log. */
-static int ram_backing(struct vm *v, char *note, size_t nlen, char *why, size_t len)
+/*
+ * What backs the guest's RAM (v->huge), by vm_hugepages: *@ramfd gets the
+ * reserved memfd for huge pages (else -1); @note says which, for the log.
+ */
+static int ram_backing(struct vm *v, int *ramfd, char *note, size_t nlen, char *why, size_t len)
 {
+	enum hec_vm_hugepages mode = v->host->vm_hugepages;
 	char cause[256];
-	int rc = ram_huge_choose(v->host->vm_hugepages, v->mem_mb, huge_avail(v), cause, sizeof(cause));
+	int rc = ram_huge_choose(mode, v->mem_mb, huge_avail(), cause, sizeof(cause));
 
+	*ramfd = -1;
+	if (rc == 1) {
+		*ramfd = huge_reserve(v->mem_mb);
+		if (*ramfd < 0) {
+			/* taken meanwhile, by a guest starting at the same time */
+			hec_fmt(cause, sizeof(cause), "reserving %ld free 2 MiB huge pages for %ld MB of RAM: %s",
+				v->mem_mb / HUGE_MB, v->mem_mb, strerror(-*ramfd));
+			rc = mode == HEC_VM_HUGE_ON ? *ramfd : 0;
+			*ramfd = -1;
+		}
+	}
 	if (rc < 0) {
 		hec_fmt(why, len, "vm_hugepages = on: %s", cause);
 		return rc;
 	}
 	v->huge = rc;
-	if (v->huge) {
-		ram_huge_forget(v);
-		v->huge_next = huge_guests;
-		huge_guests = v;
+	if (v->huge)
 		hec_fmt(note, nlen, "in 2 MiB huge pages");
-	} else {
+	else
 		hec_fmt(note, nlen, "anonymous%s%s%s", cause[0] ? " (vm_hugepages = auto: " : "", cause,
 			cause[0] ? ")" : "");
-	}
 	return 0;
 }
 
@@ -326,26 +344,27 @@ int start_qemu(struct vm *v, char *why, size_t len)
 	char serial[PATH_MAX + 64], log[PATH_MAX], accel[64], ctx[PATH_MAX + 64] = "";
 	char ram[128], ramnote[320];
 	const char *argv[64];
-	int argc = 0, logfd, nullfd, rc;
+	int argc = 0, logfd = -1, nullfd = -1, ramfd, rc;
 	struct hec_spawn_req req;
 	const char *envp[] = { "PATH=/usr/bin:/bin", NULL };
 	int kvm = kvm_usable();
 
-	rc = ram_backing(v, ramnote, sizeof(ramnote), why, len);
+	rc = ram_backing(v, &ramfd, ramnote, sizeof(ramnote), why, len);
 	if (rc)
 		return rc;
 	rc = make_listeners(v, why, len);
 	if (rc)
-		return rc;
+		goto out;
 	hec_fmt(smp, sizeof(smp), "%d", v->vcpus);
 	hec_fmt(mem, sizeof(mem), "%ldM", v->mem_mb);
 	hec_fmt(name, sizeof(name), "hec-job%ld-%s", v->job, v->host->node);
-	/* pc.ram: the id of -m's own RAM, which a migration stream names its
-	 * pages by, so a checkpoint of either backing loads into the other.
-	 * prealloc: the pages are reserved already; faulting them in now
-	 * keeps it out of the first capture (which reads every page) and of a
-	 * restart's load. */
-	hec_fmt(ram, sizeof(ram), "memory-backend-memfd,id=pc.ram,size=%ldM,hugetlb=on,hugetlbsize=2M,prealloc=on",
+	/* The reserved memfd is QEMU's stdin (it reads none: no stdio
+	 * chardev), which it maps as its own /proc/self/fd/0.  pc.ram: the id
+	 * of -m's own RAM, which a migration stream names its pages by, so a
+	 * checkpoint of either backing loads into the other.  prealloc: the
+	 * pages are the guest's already; faulting them in now keeps that out of
+	 * the first capture (which reads every page) and of a restart's load. */
+	hec_fmt(ram, sizeof(ram), "memory-backend-file,id=pc.ram,size=%ldM,mem-path=/proc/self/fd/0,share=on,prealloc=on",
 		v->mem_mb);
 	hec_fmt(accel, sizeof(accel), "q35,accel=%s%s", kvm ? "kvm:tcg" : "tcg",
 		v->huge ? ",memory-backend=pc.ram" : "");
@@ -429,7 +448,7 @@ int start_qemu(struct vm *v, char *why, size_t len)
 	close(open(log, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0600));
 	chown_sock(v, log);
 	req = (struct hec_spawn_req){ .argv = argv, .envp = envp, .cwd = v->dir, .uid = v->uid,
-				      .gid = v->gid, .stdin_fd = nullfd, .stdout_fd = logfd,
+				      .gid = v->gid, .stdin_fd = ramfd >= 0 ? ramfd : nullfd, .stdout_fd = logfd,
 				      .stderr_fd = logfd };
 	rc = hec_partition_proc_ops.spawn(v->cg, &req, &v->q.pid, ctx, sizeof(ctx));
 	if (rc)
@@ -443,6 +462,9 @@ out:
 		close(logfd);
 	if (nullfd >= 0)
 		close(nullfd);
+	/* QEMU holds the file, and its pages with it, or nobody does */
+	if (ramfd >= 0)
+		close(ramfd);
 	return rc;
 }
 

@@ -146,7 +146,6 @@ struct vm {
 	/* QEMU */
 	struct qemu q;                /* the one running the guest */
 	int huge;                     /* its RAM in 2 MiB hugetlb pages (else anonymous) */
-	struct vm *huge_next;         /* the agent's guests in huge pages (qemu.c) */
 	int lfd[NLISTEN];
 	struct event *lev[NLISTEN];
 	struct event *timer;
@@ -264,9 +263,6 @@ void close_listeners(struct vm *v);
  * pages), with @why naming the cause.
  */
 int ram_huge_choose(enum hec_vm_hugepages mode, long mem_mb, long avail, char *why, size_t len);
-/* The guest's QEMU is gone or going: its huge pages are the kernel's count
- * only (idempotent). */
-void ram_huge_forget(struct vm *v);
 /* QEMU's own complaint (bad -m, missing file): the last line of its log. */
 void qemu_log_tail(struct vm *v, char *out, size_t len);
 /* Close our connections to @c; the process is killed, and its pid stays

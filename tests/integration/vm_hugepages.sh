@@ -10,6 +10,9 @@
 #   checkpoint of it, the pool filled again, and a restart from that one
 #   comes up in huge pages and runs to the end: a checkpoint of either
 #   backing loads into the other;
+# - auto, the pool with room for one guest only: a 2-node job's two agents
+#   start their guests at once; the kernel's reservation gives the pages to
+#   one, the other's RAM is anonymous, and neither fails;
 # - on, with no free huge page: the job fails, its reason naming the
 #   setting, the pages wanted and the pages free; with enough, it runs in
 #   huge pages.
@@ -59,34 +62,42 @@ wait_tick() {
 	done
 	fail "job $1 did not reach tick $2 (last: $(last_tick "$1"))"
 }
-# our job's QEMU (other clusters on this host may have a job of that id too)
-qemu_pid() { pgrep -f -- "-name hec-job$1-node0 .*$TEST_DIR/" | head -1; }
-# ram J HOW: the agent's last word on job J's RAM says HOW, and its QEMU's
-# RAM is backed so (huge: 256 MiB of hugetlb pages mapped; anonymous: none)
-ram() {
-	local line pid hp i
+# backings J: per guest of job J, "NODE huge" or "NODE anon": what the
+# agent's last word on its RAM says, checked against its QEMU (huge: all
+# 256 MiB in hugetlb pages, the RAM a file backend; anon: no hugetlb page)
+backings() {
+	local pid node line hp args i n=0
 	for i in $(seq 1 100); do
-		pid=$(qemu_pid "$1")
-		[ -n "$pid" ] && break
+		[ -n "$(pgrep -f -- "-name hec-job$1-node[0-9]+ .*$TEST_DIR/")" ] && break
 		sleep 0.2
 	done
-	[ -n "$pid" ] || fail "no QEMU of job $1"
-	line=$(grep -E "job $1: QEMU pid [0-9]+: 1 vCPUs, 256 MB " "$HEC_DIR/log/node0.log" | tail -n 1)
-	hp=$(awk '/^HugetlbPages:/ { print $2 }' "/proc/$pid/status")
-	echo "QEMU $pid: HugetlbPages $hp kB; agent: ${line#*QEMU pid }"
-	case $2 in
-	huge)
-		[[ $line == *"256 MB in 2 MiB huge pages"* ]] || fail "job $1's RAM is not said to be in huge pages: $line"
-		tr '\0' ' ' <"/proc/$pid/cmdline" | grep -q "hugetlb=on,hugetlbsize=2M" ||
-			fail "QEMU $pid has no hugetlb RAM: $(tr '\0' ' ' <"/proc/$pid/cmdline")"
-		[ "$hp" = 262144 ] || fail "QEMU $pid holds $hp kB of huge pages, not its 256 MiB"
-		;;
-	anonymous)
-		[[ $line == *"256 MB anonymous (vm_hugepages = auto: 256 MB of RAM need 128 free 2 MiB huge pages, "*" are (vm.nr_hugepages))"* ]] ||
-			fail "job $1's RAM is not said to be anonymous for want of huge pages: $line"
-		[ "$hp" = 0 ] || fail "QEMU $pid holds $hp kB of huge pages"
-		;;
-	esac
+	for pid in $(pgrep -f -- "-name hec-job$1-node[0-9]+ .*$TEST_DIR/"); do
+		args=$(tr '\0' ' ' <"/proc/$pid/cmdline")
+		node=$(sed -E "s/.*-name hec-job$1-(node[0-9]+) .*/\1/" <<<"$args")
+		line=$(grep -E "job $1: QEMU pid $pid: 1 vCPUs, 256 MB " "$HEC_DIR/log/$node.log" | tail -n 1)
+		hp=$(awk '/^HugetlbPages:/ { print $2 }' "/proc/$pid/status")
+		echo "$node QEMU $pid: HugetlbPages $hp kB; agent: ${line#*QEMU pid }" >&2
+		case $line in
+		*"256 MB in 2 MiB huge pages"*)
+			[[ $args == *"-object memory-backend-file,id=pc.ram,size=256M,"* && $args == *",memory-backend=pc.ram "* ]] ||
+				fail "QEMU $pid has no hugetlb RAM backend: $args"
+			[ "$hp" = 262144 ] || fail "QEMU $pid holds $hp kB of huge pages, not its 256 MiB"
+			echo "$node huge" ;;
+		*"256 MB anonymous (vm_hugepages = auto: "*)
+			[ "$hp" = 0 ] || fail "QEMU $pid holds $hp kB of huge pages, its RAM said anonymous"
+			echo "$node anon" ;;
+		*) fail "job $1's guest on $node: no word on its RAM: '$line'" ;;
+		esac
+		n=$((n + 1))
+	done
+	[ "$n" -gt 0 ] || fail "no QEMU of job $1"
+}
+# ram J HOW: every guest of job J in HOW (huge or anon)
+ram() {
+	local b
+	b=$(backings "$1") || exit 1
+	grep -qv " $2\$" <<<"$b" && fail "job $1's guests: $(tr '\n' ' ' <<<"$b"), expected all $2"
+	return 0
 }
 ckpt() {
 	local e
@@ -109,14 +120,14 @@ restart() {
 
 note "auto, $PLENTY huge pages more: the guest's RAM in huge pages, checkpointed"
 pool $PLENTY
-cluster_up 1 --storage 2
+cluster_up 2 --storage 2
 cd "$TEST_DIR"
 j=$(submit count.sh)
 wait_tick "$j" 3
 ram "$j" huge
 e1=$(ckpt "$j")
 t1=$(last_tick "$j")
-grep -E "job $j: .*no background snapshot" "$HEC_DIR/log/node0.log" &&
+grep -E "job $j: .*no background snapshot" "$HEC_DIR"/log/node*.log &&
 	fail "the guest in huge pages was not captured by background snapshot"
 "$HEC" ckpts "$j" --json | jq -e ".ckpts[] | select(.epoch == $e1) | .parts[0].pause_us > 0 and .bytes > 0" >/dev/null ||
 	fail "checkpoint $e1 as listed: $("$HEC" ckpts "$j" --json)"
@@ -127,7 +138,9 @@ echo 0 >$NR
 wait_tick "$j" $((t1 + 5))
 restart "$j" "$e1" 1
 wait_tick "$j" $((t1 + 10))
-ram "$j" anonymous
+ram "$j" anon
+grep -q "256 MB anonymous (vm_hugepages = auto: 256 MB of RAM need 128 free 2 MiB huge pages, 0 are (vm.nr_hugepages))" "$HEC_DIR"/log/node*.log ||
+	fail "no agent said why the restarted guest's RAM is anonymous"
 first=$(ticks "$j" | awk -v t="$t1" '$1 == t + 1 { n++ } END { print n + 0 }')
 [ "$first" -ge 2 ] || fail "tick $((t1 + 1)) printed $first times: the restart did not go on from $e1's tick $t1"
 e2=$(ckpt "$j")
@@ -143,7 +156,19 @@ ram "$j" huge
 "$HEC" wait "$j" || fail "job $j: $(job_state "$j") ($(job_field "$j" reason))"
 "$HEC" logs "$j" | tail -n 1 | grep -qx done || fail "job $j did not count to its end: $("$HEC" logs "$j" | tail -n 2)"
 echo "job $j: restarted twice across backings, counted to $LAST"
+
+note "auto, room for one guest of a 2-node job: two agents start theirs at once, one gets the pages, the other anonymous RAM, none fails"
+echo $(($(cat $NR) - $(free_pages) + 128 + 64)) >$NR
+echo "pool $(cat $NR), $(free_pages) pages free"
+sed -i 's/^#HEC -N 1 /#HEC -N 2 /' "$TEST_DIR/count.sh"
+j=$(submit count.sh)
+wait_tick "$j" 3
+b=$(backings "$j") || exit 1
+[ "$(grep -c ' huge$' <<<"$b")" = 1 ] && [ "$(grep -c ' anon$' <<<"$b")" = 1 ] ||
+	fail "job $j's guests: $(tr '\n' ' ' <<<"$b"), expected one in huge pages and one anonymous"
+"$HEC" cancel "$j" >/dev/null
 "$HEC" cluster down >/dev/null || fail "cluster down failed"
+sed -i 's/^#HEC -N 2 /#HEC -N 1 /' "$TEST_DIR/count.sh"
 
 note "on: no free huge page fails the job, naming the cause; enough runs it in huge pages"
 export HEC_DIR="$TEST_DIR/cluster-on"
@@ -159,7 +184,7 @@ reason=$(job_field "$j" reason)
 [[ $reason == *"vm_hugepages = on: 256 MB of RAM need 128 free 2 MiB huge pages, "*" are (vm.nr_hugepages)"* ]] ||
 	fail "job $j failed with '$reason'"
 echo "without huge pages: $reason"
-[ -z "$(qemu_pid "$j")" ] || fail "a QEMU of the failed job $j runs"
+[ -z "$(pgrep -f -- "-name hec-job$j-node[0-9]+ .*$TEST_DIR/")" ] || fail "a QEMU of the failed job $j runs"
 pool $PLENTY
 j=$(submit count.sh)
 wait_tick "$j" 3
