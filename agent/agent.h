@@ -40,6 +40,7 @@ struct agent_conf {
 	char vm_kernel[PATH_MAX];
 	char image_cache[PATH_MAX];
 	char vm_switch[16];
+	char vm_hugepages[8];
 };
 
 struct agent_topo {
@@ -95,6 +96,7 @@ struct agent {
 	struct hec_partition_env penv;
 	struct hec_part_host phost;          /* what the drivers get of us (job.c) */
 	enum hec_vm_switch vm_switch;        /* conf.vm_switch */
+	enum hec_vm_hugepages vm_hugepages;  /* conf.vm_hugepages */
 	char cgroup_base[2 * AGENT_NAME_MAX + 8];
 	char key[257];             /* cluster secret */
 	char hostname[256];

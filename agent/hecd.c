@@ -56,6 +56,7 @@ static const struct hec_conf_key conf_keys[] = {
 	STR_KEY("vm_kernel", "", "vm partitions: guest kernel (default: the newest /boot/vmlinuz-*)", vm_kernel),
 	STR_KEY("image_cache", "/var/cache/hec/images", "vm partitions: where built guest images are kept, by content", image_cache),
 	STR_KEY("vm_switch", "auto", "vm partitions: gang switch of a guest by cgroup freeze, QMP stop/cont, or auto: the cheaper as measured at boot", vm_switch),
+	STR_KEY("vm_hugepages", "auto", "vm partitions: guest RAM in 2 MiB huge pages (on: the guest fails without enough free), anonymous (off), or auto: huge pages where enough are free", vm_hugepages),
 	{ .key = NULL },
 };
 
@@ -452,18 +453,38 @@ static void usage(FILE *f)
 		"Configuration keys (file lines 'key = value', or -o key=value):\n");
 }
 
+/* @s's index in @names[@n], or -EINVAL. */
+static int name_index(const char *s, const char *const *names, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		if (!strcmp(s, names[i]))
+			return (int)i;
+	return -EINVAL;
+}
+
 static int parse_vm_switch(const char *s, enum hec_vm_switch *out)
 {
 	static const char *const names[] = { [HEC_VM_SWITCH_AUTO] = "auto",
 					     [HEC_VM_SWITCH_CGROUP] = "cgroup",
 					     [HEC_VM_SWITCH_QMP] = "qmp" };
+	int i = name_index(s, names, HEC_ARRAY_SIZE(names));
 
-	for (size_t i = 0; i < HEC_ARRAY_SIZE(names); i++)
-		if (!strcmp(s, names[i])) {
-			*out = (enum hec_vm_switch)i;
-			return 0;
-		}
-	return -EINVAL;
+	if (i < 0)
+		return i;
+	*out = (enum hec_vm_switch)i;
+	return 0;
+}
+
+static int parse_vm_hugepages(const char *s, enum hec_vm_hugepages *out)
+{
+	static const char *const names[] = { [HEC_VM_HUGE_AUTO] = "auto", [HEC_VM_HUGE_ON] = "on",
+					     [HEC_VM_HUGE_OFF] = "off" };
+	int i = name_index(s, names, HEC_ARRAY_SIZE(names));
+
+	if (i < 0)
+		return i;
+	*out = (enum hec_vm_hugepages)i;
+	return 0;
 }
 
 /* \return 0, or an exit code after printing the one-line reason. */
@@ -521,6 +542,10 @@ static int load_config(struct agent *ag, int argc, char **argv, enum hec_log_lev
 	}
 	if (parse_vm_switch(c->vm_switch, &ag->vm_switch)) {
 		fprintf(stderr, "hecd: vm_switch '%s': expected auto, cgroup or qmp\n", c->vm_switch);
+		return 2;
+	}
+	if (parse_vm_hugepages(c->vm_hugepages, &ag->vm_hugepages)) {
+		fprintf(stderr, "hecd: vm_hugepages '%s': expected auto, on or off\n", c->vm_hugepages);
 		return 2;
 	}
 	if (!*c->state_dir || *c->state_dir != '/') {

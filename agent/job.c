@@ -1005,7 +1005,7 @@ void agent_jobs_host_init(struct agent *ag)
 		.base = ag->base, .node = ag->conf.name, .qemu = ag->conf.qemu,
 		.vm_kernel = ag->conf.vm_kernel, .image_cache = ag->conf.image_cache,
 		.mkimage = ag->mkimage, .guest_bin = ag->guest_bin, .mpifix = ag->mpifix,
-		.vm_switch = ag->vm_switch,
+		.vm_switch = ag->vm_switch, .vm_hugepages = ag->vm_hugepages,
 		.exited = part_exited, .gang_hold = part_gang_hold, .gang_release = part_gang_release,
 	};
 }

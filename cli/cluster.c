@@ -40,7 +40,7 @@
 
 enum { K_NODES = 'N', K_DIR = 'D', K_HELP = 'h', K_NODE_TIMEOUT = CLI_LONG_ONLY + 200,
        K_HEARTBEAT, K_JSON, K_SLOT, K_MAX_SHARE, K_TIMESLICE, K_VM_KERNEL,
-       K_VM_SWITCH, K_STORAGE };
+       K_VM_SWITCH, K_STORAGE, K_VM_HUGEPAGES };
 
 struct daemon {
 	char name[32];          /* "hecctld", "node3", "s1" */
@@ -376,7 +376,7 @@ static const struct cli_opt up_options[] = {
 	{ "nodes", K_NODES, 1 }, { "dir", K_DIR, 1 }, { "node-timeout", K_NODE_TIMEOUT, 1 },
 	{ "heartbeat", K_HEARTBEAT, 1 }, { "slot", K_SLOT, 1 }, { "max-share", K_MAX_SHARE, 1 },
 	{ "timeslice", K_TIMESLICE, 1 }, { "vm-kernel", K_VM_KERNEL, 1 }, { "vm-switch", K_VM_SWITCH, 1 },
-	{ "storage", K_STORAGE, 1 }, { "help", K_HELP, 0 },
+	{ "vm-hugepages", K_VM_HUGEPAGES, 1 }, { "storage", K_STORAGE, 1 }, { "help", K_HELP, 0 },
 	{ NULL, 0, 0 },
 };
 
@@ -400,6 +400,8 @@ static const char up_help[] =
 	"                          /boot/vmlinuz-*)\n"
 	"      --vm-switch=HOW     how guests are gang-switched: auto (default: the\n"
 	"                          cheaper as measured at boot), cgroup or qmp\n"
+	"      --vm-hugepages=HOW  guest RAM in 2 MiB huge pages: auto (default: where\n"
+	"                          enough are free), on (else the guest fails) or off\n"
 	"DUR: 30 (seconds), 30s, 500ms, 5m, 1h.  HEC_DAEMON_WRAPPER=\"valgrind ...\" runs\n"
 	"the daemons under that command.\n";
 
@@ -415,6 +417,7 @@ struct up {
 	const char *timeslice;        /* NULL: the controller's default */
 	char vm_kernel[PATH_MAX];     /* "": the agents' default */
 	const char *vm_switch;        /* NULL: the agents' default */
+	const char *vm_hugepages;     /* NULL: the agents' default */
 	/* [0] hecctld, [1 + k] node k, [1 + nodes + k] storage server k */
 	struct daemon d[UP_NODES_MAX + UP_STORAGE_MAX + 1];
 	int nd;
@@ -617,11 +620,14 @@ static int start_nodes(struct up *u, const char *prog)
 			 "cpus = %s\n"
 			 "state_dir = %s\n"
 			 "%s%s%s"
+			 "%s%s%s"
 			 "%s%s%s",
 			 d->name, u->name, u->ctl_addr, u->key_file, list, state,
 			 u->vm_kernel[0] ? "vm_kernel = " : "", u->vm_kernel, u->vm_kernel[0] ? "\n" : "",
 			 u->vm_switch ? "vm_switch = " : "", u->vm_switch ? u->vm_switch : "",
-			 u->vm_switch ? "\n" : "");
+			 u->vm_switch ? "\n" : "",
+			 u->vm_hugepages ? "vm_hugepages = " : "", u->vm_hugepages ? u->vm_hugepages : "",
+			 u->vm_hugepages ? "\n" : "");
 		rc = write_conf(conf, text);
 		if (rc)
 			return rc;
@@ -944,6 +950,14 @@ static int cluster_up(struct cli_ctx *ctx, const char *dir, int argc, char **arg
 				goto bad_value;
 			}
 			u.vm_switch = a.arg;
+			break;
+		case K_VM_HUGEPAGES:
+			if (strcmp(a.arg, "auto") && strcmp(a.arg, "on") && strcmp(a.arg, "off")) {
+				snprintf(err, sizeof(err), "--vm-hugepages: '%s': expected auto, on or off",
+					 a.arg);
+				goto bad_value;
+			}
+			u.vm_hugepages = a.arg;
 			break;
 		}
 	}

@@ -51,6 +51,11 @@ typedef void (*hec_part_done_fn)(void *arg, int rc, const char *why);
  * the cheaper. */
 enum hec_vm_switch { HEC_VM_SWITCH_AUTO, HEC_VM_SWITCH_CGROUP, HEC_VM_SWITCH_QMP };
 
+/* What backs a vm partition's guest RAM (hecd's vm_hugepages): 2 MiB
+ * hugetlb pages (on), anonymous memory (off), or huge pages where the
+ * host's pool has them free when QEMU starts (auto). */
+enum hec_vm_hugepages { HEC_VM_HUGE_AUTO, HEC_VM_HUGE_ON, HEC_VM_HUGE_OFF };
+
 /**
  * What a driver may use of the program it runs in (hecd fills one per
  * agent).  Callbacks get the instance's host_arg and run on the event loop.
@@ -66,6 +71,7 @@ struct hec_part_host {
 	const char *guest_bin;     /* hec-guest, the guests' init */
 	const char *mpifix;        /* libhec-mpifix.so, preloaded in the guests */
 	enum hec_vm_switch vm_switch;
+	enum hec_vm_hugepages vm_hugepages;
 	/** The batch step inside the machine ended (run), or the machine failed
 	 *  once up (@error: why). */
 	void (*exited)(void *arg, int code, int sig, const char *error);

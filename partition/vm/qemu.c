@@ -15,6 +15,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/ioctl.h>
+#include <linux/memfd.h> /* before sys/mman.h, which defines MFD_* only if not yet */
+#include <sys/mman.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
 #include <linux/kvm.h>
@@ -217,23 +219,155 @@ static int kvm_usable(void)
 	return ok;
 }
 
+/* ---- guest RAM: 2 MiB hugetlb pages or anonymous memory ---- */
+
+/*
+ * QEMU 7.2's background snapshot lifts the write protection of the guest's
+ * RAM one host page at a time, an ioctl each in its single migration
+ * thread, whether the page is zero or not: 262144 of them per GiB of
+ * anonymous memory (4 KiB pages), 512 in 2 MiB hugetlb pages.  That walk
+ * bounds the capture of a large, mostly empty guest (doc/design.md).
+ */
+#define HUGE_MB 2
+#define HUGE_SYSFS "/sys/kernel/mm/hugepages/hugepages-2048kB"
+
+int ram_huge_choose(enum hec_vm_hugepages mode, long mem_mb, long avail, char *why, size_t len)
+{
+	int rc;
+
+	why[0] = 0;
+	if (mode == HEC_VM_HUGE_OFF)
+		return 0;
+	if (avail < 0) {
+		hec_fmt(why, len, "the kernel has no 2 MiB huge pages (%s)", HUGE_SYSFS);
+		rc = -EOPNOTSUPP;
+	} else if (mem_mb <= 0 || mem_mb % HUGE_MB) {
+		hec_fmt(why, len, "%ld MB of RAM are not a whole number of 2 MiB huge pages", mem_mb);
+		rc = -EINVAL;
+	} else if (avail < mem_mb / HUGE_MB) {
+		hec_fmt(why, len, "%ld MB of RAM need %ld free 2 MiB huge pages, %ld are (vm.nr_hugepages)",
+			mem_mb, mem_mb / HUGE_MB, avail);
+		rc = -ENOMEM;
+	} else {
+		return 1;
+	}
+	return mode == HEC_VM_HUGE_ON ? rc : 0;
+}
+
+static long sysfs_long(const char *path)
+{
+	char buf[32];
+	long n;
+
+	if (hec_read_file(path, buf, sizeof(buf)) || hec_parse_long(buf, 0, LONG_MAX, &n))
+		return -1;
+	return n;
+}
+
+/* The 2 MiB pages nobody holds or has reserved; -1: no such pages. */
+static long huge_avail(void)
+{
+	long free_ = sysfs_long(HUGE_SYSFS "/free_hugepages"), resv = sysfs_long(HUGE_SYSFS "/resv_hugepages");
+
+	if (free_ < 0 || resv < 0)
+		return -1;
+	return free_ > resv ? free_ - resv : 0;
+}
+
+/*
+ * A hugetlb memfd of @mem_mb MB whose pages are reserved for it: a shared
+ * mapping reserves every page of its range for the file at mmap (and the
+ * reservation stays with the file after munmap), all or none, so the kernel
+ * arbitrates between guests starting at once, this agent's or another's on
+ * the same host; QEMU mapping the file later takes the same pages.  Cheap:
+ * nothing is faulted in.  \return the fd, or -errno (-ENOMEM: the pool has
+ * not that many free).
+ */
+static int huge_reserve(long mem_mb)
+{
+	size_t size = (size_t)mem_mb << 20;
+	void *m;
+	int fd = memfd_create("hec-guest-ram", MFD_CLOEXEC | MFD_HUGETLB | MFD_HUGE_2MB), rc;
+
+	if (fd < 0)
+		return -errno;
+	if (ftruncate(fd, (off_t)size))
+		goto fail;
+	m = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+	if (m == MAP_FAILED)
+		goto fail;
+	munmap(m, size);
+	return fd;
+fail:
+	rc = -errno;
+	close(fd);
+	return rc;
+}
+
+/*
+ * What backs the guest's RAM (v->huge), by vm_hugepages: *@ramfd gets the
+ * reserved memfd for huge pages (else -1); @note says which, for the log.
+ */
+static int ram_backing(struct vm *v, int *ramfd, char *note, size_t nlen, char *why, size_t len)
+{
+	enum hec_vm_hugepages mode = v->host->vm_hugepages;
+	char cause[256];
+	int rc = ram_huge_choose(mode, v->mem_mb, huge_avail(), cause, sizeof(cause));
+
+	*ramfd = -1;
+	if (rc == 1) {
+		*ramfd = huge_reserve(v->mem_mb);
+		if (*ramfd < 0) {
+			/* taken meanwhile, by a guest starting at the same time */
+			hec_fmt(cause, sizeof(cause), "reserving %ld free 2 MiB huge pages for %ld MB of RAM: %s",
+				v->mem_mb / HUGE_MB, v->mem_mb, strerror(-*ramfd));
+			rc = mode == HEC_VM_HUGE_ON ? *ramfd : 0;
+			*ramfd = -1;
+		}
+	}
+	if (rc < 0) {
+		hec_fmt(why, len, "vm_hugepages = on: %s", cause);
+		return rc;
+	}
+	v->huge = rc;
+	if (v->huge)
+		hec_fmt(note, nlen, "in 2 MiB huge pages");
+	else
+		hec_fmt(note, nlen, "anonymous%s%s%s", cause[0] ? " (vm_hugepages = auto: " : "", cause,
+			cause[0] ? ")" : "");
+	return 0;
+}
+
 int start_qemu(struct vm *v, char *why, size_t len)
 {
 	char smp[16], mem[32], name[64], chr[4][PATH_MAX + 64], netdev[PATH_MAX + 64], mac[64];
-	char serial[PATH_MAX + 64], log[PATH_MAX], accel[48], ctx[PATH_MAX + 64] = "";
+	char serial[PATH_MAX + 64], log[PATH_MAX], accel[64], ctx[PATH_MAX + 64] = "";
+	char ram[128], ramnote[320];
 	const char *argv[64];
-	int argc = 0, logfd, nullfd, rc;
+	int argc = 0, logfd = -1, nullfd = -1, ramfd, rc;
 	struct hec_spawn_req req;
 	const char *envp[] = { "PATH=/usr/bin:/bin", NULL };
 	int kvm = kvm_usable();
 
-	rc = make_listeners(v, why, len);
+	rc = ram_backing(v, &ramfd, ramnote, sizeof(ramnote), why, len);
 	if (rc)
 		return rc;
+	rc = make_listeners(v, why, len);
+	if (rc)
+		goto out;
 	hec_fmt(smp, sizeof(smp), "%d", v->vcpus);
 	hec_fmt(mem, sizeof(mem), "%ldM", v->mem_mb);
 	hec_fmt(name, sizeof(name), "hec-job%ld-%s", v->job, v->host->node);
-	hec_fmt(accel, sizeof(accel), "q35,accel=%s", kvm ? "kvm:tcg" : "tcg");
+	/* The reserved memfd is QEMU's stdin (it reads none: no stdio
+	 * chardev), which it maps as its own /proc/self/fd/0.  pc.ram: the id
+	 * of -m's own RAM, which a migration stream names its pages by, so a
+	 * checkpoint of either backing loads into the other.  prealloc: the
+	 * pages are the guest's already; faulting them in now keeps that out of
+	 * the first capture (which reads every page) and of a restart's load. */
+	hec_fmt(ram, sizeof(ram), "memory-backend-file,id=pc.ram,size=%ldM,mem-path=/proc/self/fd/0,share=on,prealloc=on",
+		v->mem_mb);
+	hec_fmt(accel, sizeof(accel), "q35,accel=%s%s", kvm ? "kvm:tcg" : "tcg",
+		v->huge ? ",memory-backend=pc.ram" : "");
 	hec_fmt(chr[0], sizeof(chr[0]), "socket,id=hecg,path=%s/%s", v->dir, sock_names[L_GUEST]);
 	hec_fmt(chr[1], sizeof(chr[1]), "socket,id=qmp,path=%s/%s", v->dir, sock_names[L_QMP]);
 	hec_fmt(chr[2], sizeof(chr[2]), "socket,id=qmpg,path=%s/%s", v->dir, sock_names[L_GATE]);
@@ -254,6 +388,10 @@ int start_qemu(struct vm *v, char *why, size_t len)
 	argv[argc++] = smp;
 	argv[argc++] = "-m";
 	argv[argc++] = mem;
+	if (v->huge) {
+		argv[argc++] = "-object";
+		argv[argc++] = ram;
+	}
 	argv[argc++] = "-nodefaults";
 	argv[argc++] = "-no-user-config";
 	argv[argc++] = "-display";
@@ -310,20 +448,23 @@ int start_qemu(struct vm *v, char *why, size_t len)
 	close(open(log, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0600));
 	chown_sock(v, log);
 	req = (struct hec_spawn_req){ .argv = argv, .envp = envp, .cwd = v->dir, .uid = v->uid,
-				      .gid = v->gid, .stdin_fd = nullfd, .stdout_fd = logfd,
+				      .gid = v->gid, .stdin_fd = ramfd >= 0 ? ramfd : nullfd, .stdout_fd = logfd,
 				      .stderr_fd = logfd };
 	rc = hec_partition_proc_ops.spawn(v->cg, &req, &v->q.pid, ctx, sizeof(ctx));
 	if (rc)
 		hec_fmt(why, len, "cannot start %s: %s: %s", v->host->qemu, ctx, strerror(-rc));
 	else
-		hec_job_info(v->host->node, v->job, "QEMU pid %d: %d vCPUs, %ld MB, %s%s",
-			     (int)v->q.pid, v->vcpus, v->mem_mb, kvm ? "KVM" : "TCG",
+		hec_job_info(v->host->node, v->job, "QEMU pid %d: %d vCPUs, %ld MB %s, %s%s",
+			     (int)v->q.pid, v->vcpus, v->mem_mb, ramnote, kvm ? "KVM" : "TCG",
 			     v->from_stream ? ", waiting for the state to restore" : "");
 out:
 	if (logfd >= 0)
 		close(logfd);
 	if (nullfd >= 0)
 		close(nullfd);
+	/* QEMU holds the file, and its pages with it, or nobody does */
+	if (ramfd >= 0)
+		close(ramfd);
 	return rc;
 }
 

@@ -145,6 +145,7 @@ struct vm {
 
 	/* QEMU */
 	struct qemu q;                /* the one running the guest */
+	int huge;                     /* its RAM in 2 MiB hugetlb pages (else anonymous) */
 	int lfd[NLISTEN];
 	struct event *lev[NLISTEN];
 	struct event *timer;
@@ -253,6 +254,15 @@ int build_cmdline(struct vm *v, const json_t *nodes);
  * the partition (v->from_stream: paused, to load a state). */
 int start_qemu(struct vm *v, char *why, size_t len);
 void close_listeners(struct vm *v);
+/*
+ * What backs the guest RAM of @mem_mb MB for vm_hugepages @mode, with
+ * @avail 2 MiB huge pages free for it (-1: the kernel has none of that
+ * size): 1 huge pages, 0 anonymous memory (auto, off; @why says why when
+ * huge pages were wanted), or, for on, -ENOMEM (too few free), -EINVAL
+ * (@mem_mb not a whole number of huge pages) or -EOPNOTSUPP (no 2 MiB
+ * pages), with @why naming the cause.
+ */
+int ram_huge_choose(enum hec_vm_hugepages mode, long mem_mb, long avail, char *why, size_t len);
 /* QEMU's own complaint (bad -m, missing file): the last line of its log. */
 void qemu_log_tail(struct vm *v, char *out, size_t len);
 /* Close our connections to @c; the process is killed, and its pid stays
