@@ -120,7 +120,7 @@ restart() {
 
 note "auto, $PLENTY huge pages more: the guest's RAM in huge pages, checkpointed"
 pool $PLENTY
-cluster_up 2 --storage 2
+cluster_up 2 --storage 2 --vm-hugepages auto
 cd "$TEST_DIR"
 j=$(submit count.sh)
 wait_tick "$j" 3
