@@ -56,7 +56,7 @@ static const struct hec_conf_key conf_keys[] = {
 	STR_KEY("vm_kernel", "", "vm partitions: guest kernel (default: the newest /boot/vmlinuz-*)", vm_kernel),
 	STR_KEY("image_cache", "/var/cache/hec/images", "vm partitions: where built guest images are kept, by content", image_cache),
 	STR_KEY("vm_switch", "auto", "vm partitions: gang switch of a guest by cgroup freeze, QMP stop/cont, or auto: the cheaper as measured at boot", vm_switch),
-	STR_KEY("vm_hugepages", "auto", "vm partitions: guest RAM in 2 MiB huge pages (on: the guest fails without enough free), anonymous (off), or auto: huge pages where enough are free", vm_hugepages),
+	STR_KEY("vm_hugepages", "off", "vm partitions: guest RAM anonymous (off), in 2 MiB huge pages (on: the guest fails without enough free), or auto: huge pages where enough are free", vm_hugepages),
 	{ .key = NULL },
 };
 
@@ -477,8 +477,8 @@ static int parse_vm_switch(const char *s, enum hec_vm_switch *out)
 
 static int parse_vm_hugepages(const char *s, enum hec_vm_hugepages *out)
 {
-	static const char *const names[] = { [HEC_VM_HUGE_AUTO] = "auto", [HEC_VM_HUGE_ON] = "on",
-					     [HEC_VM_HUGE_OFF] = "off" };
+	static const char *const names[] = { [HEC_VM_HUGE_OFF] = "off", [HEC_VM_HUGE_AUTO] = "auto",
+					     [HEC_VM_HUGE_ON] = "on" };
 	int i = name_index(s, names, HEC_ARRAY_SIZE(names));
 
 	if (i < 0)
@@ -545,7 +545,7 @@ static int load_config(struct agent *ag, int argc, char **argv, enum hec_log_lev
 		return 2;
 	}
 	if (parse_vm_hugepages(c->vm_hugepages, &ag->vm_hugepages)) {
-		fprintf(stderr, "hecd: vm_hugepages '%s': expected auto, on or off\n", c->vm_hugepages);
+		fprintf(stderr, "hecd: vm_hugepages '%s': expected off, auto or on\n", c->vm_hugepages);
 		return 2;
 	}
 	if (!*c->state_dir || *c->state_dir != '/') {

@@ -400,8 +400,8 @@ static const char up_help[] =
 	"                          /boot/vmlinuz-*)\n"
 	"      --vm-switch=HOW     how guests are gang-switched: auto (default: the\n"
 	"                          cheaper as measured at boot), cgroup or qmp\n"
-	"      --vm-hugepages=HOW  guest RAM in 2 MiB huge pages: auto (default: where\n"
-	"                          enough are free), on (else the guest fails) or off\n"
+	"      --vm-hugepages=HOW  guest RAM in 2 MiB huge pages: off (default), auto\n"
+	"                          (where enough are free) or on (else the guest fails)\n"
 	"DUR: 30 (seconds), 30s, 500ms, 5m, 1h.  HEC_DAEMON_WRAPPER=\"valgrind ...\" runs\n"
 	"the daemons under that command.\n";
 
@@ -952,8 +952,8 @@ static int cluster_up(struct cli_ctx *ctx, const char *dir, int argc, char **arg
 			u.vm_switch = a.arg;
 			break;
 		case K_VM_HUGEPAGES:
-			if (strcmp(a.arg, "auto") && strcmp(a.arg, "on") && strcmp(a.arg, "off")) {
-				snprintf(err, sizeof(err), "--vm-hugepages: '%s': expected auto, on or off",
+			if (strcmp(a.arg, "off") && strcmp(a.arg, "auto") && strcmp(a.arg, "on")) {
+				snprintf(err, sizeof(err), "--vm-hugepages: '%s': expected off, auto or on",
 					 a.arg);
 				goto bad_value;
 			}

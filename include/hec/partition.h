@@ -51,10 +51,10 @@ typedef void (*hec_part_done_fn)(void *arg, int rc, const char *why);
  * the cheaper. */
 enum hec_vm_switch { HEC_VM_SWITCH_AUTO, HEC_VM_SWITCH_CGROUP, HEC_VM_SWITCH_QMP };
 
-/* What backs a vm partition's guest RAM (hecd's vm_hugepages): 2 MiB
- * hugetlb pages (on), anonymous memory (off), or huge pages where the
- * host's pool has them free when QEMU starts (auto). */
-enum hec_vm_hugepages { HEC_VM_HUGE_AUTO, HEC_VM_HUGE_ON, HEC_VM_HUGE_OFF };
+/* What backs a vm partition's guest RAM (hecd's vm_hugepages): anonymous
+ * memory (off, the default), 2 MiB hugetlb pages (on), or huge pages where
+ * the host's pool has them free when QEMU starts (auto). */
+enum hec_vm_hugepages { HEC_VM_HUGE_OFF, HEC_VM_HUGE_AUTO, HEC_VM_HUGE_ON };
 
 /**
  * What a driver may use of the program it runs in (hecd fills one per

@@ -15,6 +15,7 @@ expect_fail 2 "unrecognized|unknown|invalid" "$HEC" submit --bogus -- /bin/true
 expect_fail 2 "program|command|script" "$HEC" submit -N 1
 expect_fail 2 "nodes" "$HEC" cluster up --nodes 0
 expect_fail 2 "--vm-switch: 'kvm': expected auto, cgroup or qmp" "$HEC" cluster up --nodes 1 --vm-switch kvm
+expect_fail 2 "--vm-hugepages: 'yes': expected off, auto or on" "$HEC" cluster up --nodes 1 --vm-hugepages yes
 expect_fail 2 "job" "$HEC" show abc
 expect_fail 2 "ckpt: job ID: 'abc' is not a number" "$HEC" ckpt abc
 expect_fail 2 "ckpt: job ID: must be between" "$HEC" ckpt --wait 0
@@ -34,6 +35,8 @@ printf 'name = n0\ncontroller = nowhere\n' > "$TEST_DIR/bad3.conf"
 expect_fail 2 "controller" "$HECD" -f "$TEST_DIR/bad3.conf"
 printf 'name = n0\ncontroller = localhost:1\nvm_switch = fast\n' > "$TEST_DIR/bad4.conf"
 expect_fail 2 "vm_switch 'fast': expected auto, cgroup or qmp" "$HECD" -f "$TEST_DIR/bad4.conf"
+printf 'name = n0\ncontroller = localhost:1\nvm_hugepages = 1G\n' > "$TEST_DIR/bad4h.conf"
+expect_fail 2 "vm_hugepages '1G': expected off, auto or on" "$HECD" -f "$TEST_DIR/bad4h.conf"
 expect_fail 2 "nonexistent" "$HECCTLD" -f "$TEST_DIR/nonexistent.conf"
 
 cluster_up 2

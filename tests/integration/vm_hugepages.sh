@@ -16,7 +16,9 @@
 # - on, with no free huge page: the job fails, its reason naming the
 #   setting, the pages wanted and the pages free; with enough, it runs in
 #   huge pages.
-# The host's vm.nr_hugepages is changed for the test and put back at its end.
+# The first cluster's agents run with vm_hugepages = auto (off is the
+# default).  The host's vm.nr_hugepages is changed for the test and put back
+# at its end.
 # hec-test-timeout: 900
 . "$HEC_SRCDIR/tests/integration/lib.sh"
 
@@ -120,7 +122,7 @@ restart() {
 
 note "auto, $PLENTY huge pages more: the guest's RAM in huge pages, checkpointed"
 pool $PLENTY
-cluster_up 2 --storage 2
+cluster_up 2 --storage 2 --vm-hugepages auto
 cd "$TEST_DIR"
 j=$(submit count.sh)
 wait_tick "$j" 3
