@@ -90,7 +90,17 @@ for i in $(seq 500); do
 done
 [ -n "$writer" ] || fail "no hec-store put for p0 appeared"
 kill -STOP "$writer" # the capture begins and fills the pipe
-sleep 2
+# killed in mid-stream: once node0 has captured (a loaded host may take
+# longer than the epoch's lead to get there), with the pipe full
+e2=$(tr '\0' ' ' <"/proc/$writer/cmdline" | sed -n "s/.* put $j \([0-9]*\) p0 *$/\1/p")
+[ -n "$e2" ] || fail "no epoch in the writer's command line: $(tr '\0' ' ' <"/proc/$writer/cmdline")"
+for i in $(seq 300); do
+	grep -q "job $j: checkpoint $e2: captured" "$HEC_DIR/log/node0.log" && break
+	sleep 0.1
+done
+grep -q "job $j: checkpoint $e2: captured" "$HEC_DIR/log/node0.log" ||
+	fail "node0 did not capture checkpoint $e2 within 30 s: $(cat ckpt.out)"
+sleep 1
 kill -KILL "$writer"
 wait "$w" || rc=$?
 cat ckpt.out
@@ -105,7 +115,7 @@ note "the next checkpoint commits"
 for i in $(seq 50); do
 	out=$("$HEC" ckpt --wait "$j" 2>&1) && break
 	# the capture cancelled above may still be writing to its end
-	grep -q "still ending" <<<"$out" || fail "hec ckpt --wait $j: $out"
+	grep -qE "is still ending|still holds the job network" <<<"$out" || fail "hec ckpt --wait $j: $out"
 	sleep 0.5
 done
 echo "$out"
