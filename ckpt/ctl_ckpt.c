@@ -1080,6 +1080,7 @@ void cli_ckpts(struct ctl *ctl, struct peer *p, struct ctl_job *j, const json_t 
 				    json_pack("{s:I,s:s,s:I,s:I}", "epoch", (json_int_t)op->epoch,
 					      "phase", op->captured || op->phase != CK_CAPTURE ?
 					      phase_names[op->phase] :
+					      op->app ? "program" : /* its next hecckpt_need */
 					      hec_now_real_ns() < op->t_ns ? "prepare" : "capture",
 					      "bytes", (json_int_t)bytes,
 					      "started", (json_int_t)(op->started_ns / 1000000)));

@@ -71,6 +71,13 @@ void cli_ckpt_progress(const json_t *current, long long now_ms, char *buf, size_
 	double secs = (double)(now_ms - cli_jint(current, "started", now_ms)) / 1000.0;
 	char size[32], rate[32];
 
+	if (!strcmp(cli_jstr(current, "phase", ""), "program")) {
+		/* an application-assisted one, before the program took it */
+		snprintf(buf, len, "checkpoint %lld: waiting for the program (its next hecckpt_need), %.1f s",
+			 (long long)json_integer_value(json_object_get(current, "epoch")),
+			 secs > 0 ? secs : 0.0);
+		return;
+	}
 	cli_format_bytes(bytes, size, sizeof(size));
 	if (secs > 0)
 		cli_format_bytes((long long)((double)bytes / secs), rate, sizeof(rate));

@@ -121,8 +121,9 @@ int hecckpt_restore(int *restarted, long long *epoch);
  *  if not initialised. */
 int hecckpt_need(int *need);
 
-/** Collective: write every protected array to one HDF5 file (parallel
- *  HDF5, collective MPI-IO), hand it to the agent and return; *@epoch (may
+/** Collective: write every protected array to one HDF5 file (rank 0 makes
+ *  the file and its datasets with HDF5, every rank writes its part of each
+ *  by MPI-IO), hand it to the agent and return; *@epoch (may
  *  be NULL) gets the checkpoint's epoch.  Under hec the requested epoch is
  *  taken, or, with no request pending, the agent is asked for one (a
  *  checkpoint of the program's own); hec stores the file while the program

@@ -290,6 +290,9 @@ static void test_ckpt_lines(void)
 	json_object_set_new(cur, "bytes", json_integer(0));
 	cli_ckpt_progress(cur, 1000000, buf, sizeof(buf));
 	CU_ASSERT_STRING_EQUAL(buf, "checkpoint 77: stream, 0 B in 0.0 s");
+	json_object_set_new(cur, "phase", json_string("program"));
+	cli_ckpt_progress(cur, 1002500, buf, sizeof(buf));
+	CU_ASSERT_STRING_EQUAL(buf, "checkpoint 77: waiting for the program (its next hecckpt_need), 2.5 s");
 	json_decref(parts);
 	json_decref(cur);
 }
