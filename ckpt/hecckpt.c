@@ -637,9 +637,11 @@ static const char *mpi_why(int err, char buf[MPI_MAX_ERROR_STRING])
 	return buf;
 }
 
-/* Collective: this rank's part of every array, at its offset in the
- * datasets that begin at @where, by MPI-IO (independent writes: the parts
- * never interleave), in pieces MPI's int counts can carry. */
+/* Collective: this rank's part of every array, at its place in the
+ * datasets that begin at @where (the ranks' parts side by side, as a
+ * hyperslab each), by collective MPI-IO in pieces MPI's int counts can
+ * carry: every rank makes as many calls as the rank with the largest part,
+ * empty ones past its own end or after a failure of its own. */
 static int write_parts(const char *path, const struct table *t, const int64_t *where)
 {
 	const size_t piece = (size_t)1 << 30;
@@ -650,25 +652,28 @@ static int write_parts(const char *path, const struct table *t, const int64_t *w
 	err = MPI_File_open(st.comm, path, MPI_MODE_WRONLY, MPI_INFO_NULL, &fh);
 	if (err != MPI_SUCCESS)
 		return hecckpt_fail(-EIO, "%s: MPI_File_open: %s", path, mpi_why(err, why));
-	for (size_t i = 0; i < st.n && !rc; i++) {
+	for (size_t i = 0; i < st.n; i++) {
 		struct entry *e = &st.e[i];
-		size_t bytes = e->count * e->kind->size, done = 0;
-		MPI_Offset at;
+		size_t bytes = e->count * e->kind->size, most = 0;
+		MPI_Offset at = (MPI_Offset)where[i];
 
-		if (!bytes)
-			continue;
-		at = (MPI_Offset)where[i];
-		for (int r = 0; r < st.rank; r++)
-			at += (MPI_Offset)count_of(t, r, i) * (MPI_Offset)e->kind->size;
-		while (done < bytes && !rc) {
-			size_t len = bytes - done < piece ? bytes - done : piece;
+		for (int r = 0; r < st.size; r++) {
+			size_t b = (size_t)count_of(t, r, i) * e->kind->size;
 
-			err = MPI_File_write_at(fh, at + (MPI_Offset)done, (const char *)e->ptr + done,
-						(int)len, MPI_BYTE, MPI_STATUS_IGNORE);
-			if (err != MPI_SUCCESS)
-				rc = hecckpt_fail(-EIO, "%s: array '%s': MPI_File_write_at: %s", path,
+			if (r < st.rank)
+				at += (MPI_Offset)b;
+			if (b > most)
+				most = b;
+		}
+		for (size_t done = 0; done < most; done += piece) {
+			size_t len = rc || done >= bytes ? 0 : bytes - done < piece ? bytes - done : piece;
+
+			err = MPI_File_write_at_all(fh, at + (MPI_Offset)(len ? done : 0),
+						    len ? (const char *)e->ptr + done : NULL, (int)len,
+						    MPI_BYTE, MPI_STATUS_IGNORE);
+			if (err != MPI_SUCCESS && !rc)
+				rc = hecckpt_fail(-EIO, "%s: array '%s': MPI_File_write_at_all: %s", path,
 						  e->name, mpi_why(err, why));
-			done += len;
 		}
 	}
 	err = MPI_File_close(&fh);
@@ -680,7 +685,7 @@ static int write_parts(const char *path, const struct table *t, const int64_t *w
 /*
  * Collective: the whole file at @path.  Rank 0 makes it alone and says
  * where the arrays go (one broadcast), then every rank writes its parts
- * by MPI-IO and the ranks agree once.  Parallel HDF5 wrote the same file
+ * by collective MPI-IO and the ranks agree once.  Parallel HDF5 wrote the same file
  * with a dozen collective steps more in H5Fcreate and H5Fclose: where
  * ranks share cores each costs a scheduling round (90 ms of a 0.3 s
  * checkpoint of 4 x 64 MiB here, bench/app-ckpt).
