@@ -253,6 +253,14 @@ long cli_jint(const json_t *o, const char *key, long def);
 /** A size for people, in units of 1024 as --mem counts them: "512 B",
  *  "153.2 MB", "2.0 GB". */
 void cli_format_bytes(long long bytes, char *buf, size_t len);
+/** @s as it may reach a terminal: every byte that is not printable text --
+ *  C0 controls, DEL, C1 controls (U+0080-U+009F) and bytes that are not
+ *  valid UTF-8 -- as \xNN, the rest (UTF-8 text included) as it is; cut to
+ *  @len - 1 bytes, never in the middle of an escape or a character.
+ *  Returns @buf.  Every string a user can put in (a job's command, name,
+ *  output paths, a controller's error echoing it) goes through it before a
+ *  terminal sees it. */
+const char *cli_printable(const char *s, char *buf, size_t len);
 /** A checkpoint's pauses for `hec ckpts`: "node0 4.1 ms, node1 3.9 ms"
  *  from its "parts" ([{node, pause_us, slot_pause_us, switched_out}]):
  *  "(2.0 in its slots)" where that differs, "off-slot" for a guest captured

@@ -26,24 +26,26 @@
 
 void cli_err(const char *fmt, ...)
 {
-	char line[2 * CLI_ERRLEN];
+	char line[2 * CLI_ERRLEN], safe[8 * CLI_ERRLEN];
 	va_list ap;
 
 	va_start(ap, fmt);
 	vsnprintf(line, sizeof(line), fmt, ap);
 	va_end(ap);
-	fprintf(stderr, "hec: %s\n", line);
+	/* (the controller's sentences may echo what a user typed) */
+	fprintf(stderr, "hec: %s\n", cli_printable(line, safe, sizeof(safe)));
 }
 
 int cli_usage(const char *cmd, const char *fmt, ...)
 {
-	char line[2 * CLI_ERRLEN];
+	char line[2 * CLI_ERRLEN], safe[8 * CLI_ERRLEN];
 	va_list ap;
 
 	va_start(ap, fmt);
 	vsnprintf(line, sizeof(line), fmt, ap);
 	va_end(ap);
-	fprintf(stderr, "hec: %s (see: hec %s%s--help)\n", line, cmd ? cmd : "", cmd ? " " : "");
+	fprintf(stderr, "hec: %s (see: hec %s%s--help)\n", cli_printable(line, safe, sizeof(safe)),
+		cmd ? cmd : "", cmd ? " " : "");
 	return CLI_EXIT_USAGE;
 }
 

@@ -665,10 +665,36 @@ static void iso_time(long t, char *buf, size_t len)
 		snprintf(buf, len, "Unknown");
 }
 
+/* The strings esc() made for one command's output, freed together. */
+struct esc_keep {
+	char *s[16];
+	int n;
+};
+
+/* @s made printable (cli_printable) for the terminal, kept in @k until
+ * esc_free(); "?" if there is no memory (or no room in @k) for it. */
+static const char *esc(const char *s, struct esc_keep *k)
+{
+	size_t len = 4 * strlen(s) + 1;
+	char *b;
+
+	if (k->n == (int)(sizeof(k->s) / sizeof(k->s[0])) || !(b = malloc(len)))
+		return "?";
+	k->s[k->n++] = b;
+	return cli_printable(s, b, len);
+}
+
+static void esc_free(struct esc_keep *k)
+{
+	while (k->n > 0)
+		free(k->s[--k->n]);
+}
+
 int cmd_show(struct cli_ctx *ctx, const char *dir, int argc, char **argv)
 {
 	struct id_args ia = { .dir = dir };
 	char limit[32], sub[32], start[32], end[32], nodes[4096];
+	struct esc_keep k = { 0 };
 	const char *reason, *err;
 	json_t *resp, *job;
 	int rc;
@@ -696,11 +722,12 @@ int cmd_show(struct cli_ctx *ctx, const char *dir, int argc, char **argv)
 	job_nodelist(job, nodes, sizeof(nodes));
 	reason = cli_jstr(job, "reason", "");
 	err = cli_jstr(job, "error", "");
-	printf("JobId=%ld JobName=%s\n", cli_jint(job, "id", 0), cli_jstr(job, "name", ""));
-	printf("   UserId=%s(%ld) Priority=%ld\n", cli_jstr(job, "user", "?"), cli_jint(job, "uid", -1),
-	       cli_jint(job, "priority", 0));
+	printf("JobId=%ld JobName=%s\n", cli_jint(job, "id", 0), esc(cli_jstr(job, "name", ""), &k));
+	printf("   UserId=%s(%ld) Priority=%ld\n", esc(cli_jstr(job, "user", "?"), &k),
+	       cli_jint(job, "uid", -1), cli_jint(job, "priority", 0));
 	printf("   JobState=%s Reason=%s ExitCode=%ld:%ld\n", cli_jstr(job, "state", "?"),
-	       *reason ? reason : "None", cli_jint(job, "exit_code", 0), cli_jint(job, "signal", 0));
+	       *reason ? esc(reason, &k) : "None", cli_jint(job, "exit_code", 0),
+	       cli_jint(job, "signal", 0));
 	printf("   NumNodes=%ld NumTasks=%ld TimeLimit=%s\n", cli_jint(job, "nodes", 0),
 	       cli_jint(job, "ntasks", 0), limit);
 	printf("   Share=%s MemPerNode=%ldM GangSlot=%ld\n",
@@ -710,7 +737,7 @@ int cmd_show(struct cli_ctx *ctx, const char *dir, int argc, char **argv)
 		printf("   Partition=vm VCPUsPerNode=%ld\n", cli_jint(job, "vcpus", 0));
 	else
 		printf("   Partition=proc\n");
-	if (!strcmp(cli_jstr(job, "partition", "proc"), "vm")) {
+	{ /* vm jobs and programs that use libhecckpt alike */
 		json_t *r;
 		size_t i;
 
@@ -721,6 +748,7 @@ int cmd_show(struct cli_ctx *ctx, const char *dir, int argc, char **argv)
 		       cli_jint(job, "nrestarts", 0));
 		json_array_foreach(json_object_get(job, "restarts"), i, r) {
 			json_t *on = json_pack("{s:O?}", "nodelist", json_object_get(r, "nodes"));
+			struct esc_keep rk = { 0 };
 			char when[32], nl[1024];
 
 			iso_time(cli_jint(r, "time", 0), when, sizeof(when));
@@ -729,15 +757,18 @@ int cmd_show(struct cli_ctx *ctx, const char *dir, int argc, char **argv)
 			printf("   Restart%ld=%s FromCkpt=%lld NodeList=%s Reason=%s%s%s\n",
 			       cli_jint(r, "n", 0), when,
 			       (long long)json_integer_value(json_object_get(r, "epoch")),
-			       nl[0] ? nl : "(null)", cli_jstr(r, "reason", ""),
-			       json_object_get(r, "error") ? " Error=" : "", cli_jstr(r, "error", ""));
+			       nl[0] ? nl : "(null)", esc(cli_jstr(r, "reason", ""), &rk),
+			       json_object_get(r, "error") ? " Error=" : "",
+			       esc(cli_jstr(r, "error", ""), &rk));
+			esc_free(&rk);
 		}
 	}
 	printf("   SubmitTime=%s StartTime=%s EndTime=%s\n", sub, start, end);
 	printf("   NodeList=%s\n", nodes[0] ? nodes : "(null)");
-	printf("   Command=%s\n", cli_jstr(job, "command", ""));
-	printf("   StdOut=%s\n", cli_jstr(job, "output", ""));
-	printf("   StdErr=%s\n", *err ? err : cli_jstr(job, "output", ""));
+	printf("   Command=%s\n", esc(cli_jstr(job, "command", ""), &k));
+	printf("   StdOut=%s\n", esc(cli_jstr(job, "output", ""), &k));
+	printf("   StdErr=%s\n", esc(*err ? err : cli_jstr(job, "output", ""), &k));
+	esc_free(&k);
 	json_decref(resp);
 	return CLI_EXIT_OK;
 }

@@ -183,7 +183,12 @@ int cli_table_add(struct cli_table *t, const char *const *row)
 		t->cap = cap;
 	}
 	for (int i = 0; i < t->ncols; i++) {
-		t->cells[t->nrows * (size_t)t->ncols + (size_t)i] = strdup(row[i] ? row[i] : "");
+		const char *cell = row[i] ? row[i] : "";
+		size_t len = 4 * strlen(cell) + 1; /* every byte may become \xNN */
+		char *safe = malloc(len);
+
+		t->cells[t->nrows * (size_t)t->ncols + (size_t)i] =
+			safe ? (char *)cli_printable(cell, safe, len) : NULL;
 		if (!t->cells[t->nrows * (size_t)t->ncols + (size_t)i]) {
 			while (i-- > 0)
 				free(t->cells[t->nrows * (size_t)t->ncols + (size_t)i]);

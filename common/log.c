@@ -39,10 +39,20 @@ static void log_line(enum hec_log_level level, const char *prefix, const char *f
 		n += snprintf(line + n, sizeof(line) - n, "%s", prefix);
 	if (n < (int)sizeof(line))
 		vsnprintf(line + n, sizeof(line) - n, fmt, ap);
-	/* Keep a record on one line even if a message carries a newline. */
-	for (char *p = line; *p; p++)
+	/* Keep a record on one line even if a message carries a newline, and
+	 * a user's string (a job's command) from driving the terminal of
+	 * whoever reads the log: the C0 controls and DEL, the C1 controls
+	 * (U+0080-U+009F) and a lone 8-bit C1 byte after ASCII (which a
+	 * non-UTF-8 terminal obeys) become '?'. */
+	for (unsigned char *p = (unsigned char *)line; *p; p++)
 		if (*p == '\n' || *p == '\r')
 			*p = ' ';
+		else if (*p < 0x20 || *p == 0x7f)
+			*p = '?';
+		else if (*p == 0xc2 && p[1] >= 0x80 && p[1] <= 0x9f)
+			p[0] = p[1] = '?';
+		else if (*p >= 0x80 && *p <= 0x9f && (p == (unsigned char *)line || p[-1] < 0x80))
+			*p = '?';
 	fprintf(stderr, "%s\n", line);
 }
 

@@ -106,6 +106,32 @@ ms=$(( (${EPOCHREALTIME/./} - t0) / 1000 ))
 echo "an idle bridge connection was closed after $ms ms (the agent allows 5000 ms)"
 [ "$ms" -ge 4000 ] || fail "an idle bridge connection was closed after $ms ms, before its 5 s"
 
+# A user's string never reaches a terminal raw: a program whose path holds
+# terminal escapes (OSC: retitle the window; CSI: clear the screen; the
+# 8-bit CSI) is shown escaped by show, queue and the errors (a job name or
+# an output path with control characters is refused at submit).
+expect_fail 2 "job-name: must not contain control characters" "$HEC" submit -J "$(printf 'e\033]0;x')" -- /bin/true
+expect_fail 2 "output: must not contain control characters" "$HEC" submit -o "$TEST_DIR/o$(printf '\033')" -- /bin/true
+evil=$(printf '%s/evil\033]0;PWNED\007\033[2J\302\233' "$TEST_DIR")
+printf '#!/bin/sh\nexit 0\n' >"$evil" && chmod +x "$evil"
+ev=$(submit -o "$TEST_DIR/ev.out" -- "$evil")
+"$HEC" wait "$ev" >/dev/null 2>&1
+for out in "$("$HEC" show "$ev" 2>&1)" "$("$HEC" queue --all 2>&1)" \
+	"$("$HEC" ckpt "$(printf '1\033]0;PWNED\007')" 2>&1)" "$("$HEC" show "$evil" 2>&1)"; do
+	if LC_ALL=C grep -q "$(printf '[\033\007\233]')" <<<"$out"; then
+		fail "a terminal control byte reached the output: $(od -c <<<"$out" | head -n 20)"
+	fi
+done
+out=$("$HEC" show "$ev")
+grep -qF "Command='$TEST_DIR/evil"'\x1b]0;PWNED\x07\x1b[2J\xc2\x9b' <<<"$out" ||
+	fail "hec show: the command is not shown escaped: $out"
+# nor raw in the daemons' logs (an operator's terminal): C0 controls and DEL become '?'
+ctl_bytes=$(printf '[\001-\010\013-\037\177]|\302[\200-\237]')
+if LC_ALL=C grep -qE "$ctl_bytes" "$HEC_DIR"/log/*.log; then
+	fail "a control byte reached a daemon's log: $(LC_ALL=C grep -nE "$ctl_bytes" "$HEC_DIR"/log/*.log | head -n 3 | od -c | head -n 10)"
+fi
+grep -qF "evil?]0;PWNED??[2J??" "$HEC_DIR/log/hecctld.log" || fail "the controller's log does not show the command with '?' for its control bytes"
+
 # Everyone is still alive, and still works.
 kill -0 "$ctl_pid" || fail "hecctld died"
 kill -0 "$n0_pid" || fail "hecd node0 died"

@@ -537,6 +537,34 @@ static void test_format_bytes(void)
 	CU_ASSERT_STRING_EQUAL(buf, "3072.0 PB");
 }
 
+/* What a user's string shows on a terminal: escapes, never raw controls. */
+static void test_printable(void)
+{
+	char buf[64], tiny[6];
+
+	cli_printable("/tmp/evil\x1b]0;PWNED\x07 x", buf, sizeof(buf));
+	CU_ASSERT_STRING_EQUAL(buf, "/tmp/evil\\x1b]0;PWNED\\x07 x");
+	cli_printable("a\tb\nc\x7f", buf, sizeof(buf));
+	CU_ASSERT_STRING_EQUAL(buf, "a\\x09b\\x0ac\\x7f");
+	/* UTF-8 text stays; C1 controls (U+009B, the 8-bit CSI), lone and
+	 * overlong bytes and surrogates are escaped byte by byte */
+	cli_printable("caf\xc3\xa9 \xe2\x82\xac", buf, sizeof(buf));
+	CU_ASSERT_STRING_EQUAL(buf, "caf\xc3\xa9 \xe2\x82\xac");
+	cli_printable("\xc2\x9b" "2J", buf, sizeof(buf));
+	CU_ASSERT_STRING_EQUAL(buf, "\\xc2\\x9b2J");
+	cli_printable("\x9b\xff\xc0\xaf\xed\xa0\x80", buf, sizeof(buf));
+	CU_ASSERT_STRING_EQUAL(buf, "\\x9b\\xff\\xc0\\xaf\\xed\\xa0\\x80");
+	cli_printable("\xe2\x82", buf, sizeof(buf)); /* cut short */
+	CU_ASSERT_STRING_EQUAL(buf, "\\xe2\\x82");
+	/* cut to the buffer, never inside an escape or a character */
+	cli_printable("ab\x1b", tiny, sizeof(tiny));
+	CU_ASSERT_STRING_EQUAL(tiny, "ab");
+	cli_printable("abcd\xc3\xa9", tiny, sizeof(tiny));
+	CU_ASSERT_STRING_EQUAL(tiny, "abcd");
+	cli_printable(NULL, buf, sizeof(buf));
+	CU_ASSERT_STRING_EQUAL(buf, "");
+}
+
 static void test_storage_rows(void)
 {
 	json_t *up = json_pack("{s:s,s:s,s:s,s:s,s:I,s:I,s:i,s:i,s:i,s:s}", "name", "s0",
@@ -638,6 +666,7 @@ int main(void)
 		{ "paths and names", test_paths_and_names },
 		{ "node CPU shares", test_node_cpus },
 		{ "byte sizes", test_format_bytes },
+		{ "printable strings", test_printable },
 		{ "storage repair lines", test_repair_lines },
 		{ "storage table rows", test_storage_rows },
 		{ NULL, NULL },
