@@ -194,7 +194,12 @@ static int start_daemon(struct daemon *d, const char *prog, const char *conf)
 
 	if (!argv)
 		return -ENOMEM;
-	logfd = open(d->log, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0644);
+	/* (a daemon's log quotes jobs' commands: root's alone, as log/ is) */
+	logfd = open(d->log, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
+	if (logfd >= 0 && fchmod(logfd, 0600)) {
+		close(logfd);
+		logfd = -1;
+	}
 	if (logfd < 0) {
 		rc = -errno;
 		cli_err("cluster up: %s: %s", d->log, strerror(-rc));
@@ -427,7 +432,9 @@ struct up {
 static int make_dirs(struct up *u)
 {
 	static const struct { const char *leaf; mode_t mode; } dirs[] = {
-		{ "log", 0755 }, { "run", 0755 }, { "state", 0755 }, { "spool", 01777 },
+		/* state/ holds the catalog and the jobs' own directories (their
+		 * users pass through, never list it); logs are the owner's */
+		{ "log", 0700 }, { "run", 0755 }, { "state", 0711 }, { "spool", 01777 },
 	};
 	char path[PATH_MAX];
 	int rc;

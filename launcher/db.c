@@ -8,9 +8,12 @@
 #include "config.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include <sqlite3.h>
 
@@ -193,6 +196,22 @@ int db_open(const char *path, struct db **out, char *err, size_t errlen)
 	if (!db) {
 		snprintf(err, errlen, "%s", strerror(ENOMEM));
 		return -ENOMEM;
+	}
+	/* The catalog holds every job's environment and script: its owner's
+	 * alone, from its first byte (SQLite gives its -wal and -shm files
+	 * the database's mode), and so is an older one opened again. */
+	{
+		int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
+
+		if (fd < 0 || fchmod(fd, 0600)) {
+			snprintf(err, errlen, "%s: %s", path, strerror(errno));
+			if (fd >= 0)
+				close(fd);
+			rc = -errno;
+			free(db);
+			return rc;
+		}
+		close(fd);
 	}
 	rc = sqlite3_open_v2(path, &db->h, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE |
 			     SQLITE_OPEN_NOMUTEX, NULL);

@@ -10,6 +10,22 @@ cluster_up 2
 cname=$(cluster_name)
 [ -n "$(cluster_cgroups "$cname")" ] || fail "no cgroup hec/$cname on any hierarchy while the cluster is up"
 "$HEC" cluster status >/dev/null || fail "cluster status failed on a running cluster"
+
+# The catalog (every job's environment and script) and the daemons' logs
+# (their commands) are root's alone; state/ is passed through, not listed.
+for f in "log 700" "state 711" "state/hec.db 600" "log/hecctld.log 600" "log/node0.log 600"; do
+	set -- $f
+	m=$(stat -c %a "$HEC_DIR/$1") || fail "no $HEC_DIR/$1"
+	[ "$m" = "$2" ] || fail "$HEC_DIR/$1 has mode $m, not $2"
+done
+if id nobody >/dev/null 2>&1; then
+	setpriv --reuid nobody --regid nogroup --clear-groups cat "$HEC_DIR/state/hec.db" >/dev/null 2>&1 &&
+		fail "user nobody can read the catalog"
+	setpriv --reuid nobody --regid nogroup --clear-groups ls "$HEC_DIR/state" >/dev/null 2>&1 &&
+		fail "user nobody can list state/"
+	setpriv --reuid nobody --regid nogroup --clear-groups cat "$HEC_DIR/log/hecctld.log" >/dev/null 2>&1 &&
+		fail "user nobody can read the controller's log"
+fi
 [ "$("$HEC" cluster status --json | jq -r '.cluster.nodes_up')" = 2 ] || fail "status: nodes_up != 2"
 
 nodes=$("$HEC" nodes --json)

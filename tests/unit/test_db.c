@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <sqlite3.h>
@@ -706,6 +707,33 @@ static void test_retention(void)
 	CU_ASSERT_EQUAL(ckpt_retention(e, 0, 2, 0, del), 0);
 }
 
+/* The catalog (every job's environment and script) is its owner's alone:
+ * created 0600, and an older one left 0644 is made so when opened; a link
+ * planted where it goes is not followed. */
+static void test_catalog_mode(void)
+{
+	struct db *db, *d = NULL;
+	char err[256] = "";
+	struct stat sb;
+
+	remove_db();
+	db = open_db();
+	CU_ASSERT_EQUAL(stat(path, &sb), 0);
+	CU_ASSERT_EQUAL(sb.st_mode & 07777, 0600);
+	db_close(db);
+	CU_ASSERT_EQUAL(chmod(path, 0644), 0);
+	db = open_db();
+	CU_ASSERT_EQUAL(stat(path, &sb), 0);
+	CU_ASSERT_EQUAL(sb.st_mode & 07777, 0600);
+	db_close(db);
+	remove_db();
+	CU_ASSERT_EQUAL_FATAL(symlink("/dev/null", path), 0);
+	CU_ASSERT_NOT_EQUAL(db_open(path, &d, err, sizeof(err)), 0);
+	CU_ASSERT_PTR_NULL(d);
+	CU_ASSERT_PTR_NOT_NULL(strstr(err, path));
+	unlink(path);
+}
+
 static void test_newer_schema_refused(void)
 {
 	struct db *db = NULL;
@@ -758,6 +786,7 @@ int main(void)
 		{ "checkpoint and restart rows", test_ckpt_rows },
 		{ "retention chooses the oldest, never a restart's", test_retention },
 		{ "a newer schema is refused", test_newer_schema_refused },
+		{ "the catalog is its owner's alone", test_catalog_mode },
 		{ "path, limit and reason helpers", test_helpers },
 		{ NULL, NULL },
 	};
