@@ -18,6 +18,7 @@
 #include <event2/event.h>
 #include <jansson.h>
 
+#include "hec/common.h"
 #include "hec/net.h"
 #include "hec/partition.h"
 
@@ -67,6 +68,7 @@ struct agent_job {
 	char key[257];
 	uid_t uid;
 	gid_t gid;
+	struct hec_groups groups;  /* uid's groups, as its processes run */
 	json_t *nodes;             /* LAUNCH's [{name, addr, ranks}] (owned) */
 	struct hec_partition *part; /* never NULL; host: the agent's phost, host_arg: this job */
 	int vm_running;            /* vm: the batch step runs in the guest now */

@@ -304,7 +304,7 @@ static void do_spawn(struct bridge *b, const json_t *body)
 	{
 		struct hec_spawn_req req = {
 			.argv = argv, .envp = (const char *const *)env.v, .cwd = "/",
-			.uid = j->uid, .gid = j->gid,
+			.uid = j->uid, .gid = j->gid, .groups = &j->groups,
 			.stdin_fd = null_fd, .stdout_fd = out[1], .stderr_fd = err[1],
 		};
 

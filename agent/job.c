@@ -849,6 +849,9 @@ void agent_job_on_launch(struct agent *ag, const json_t *body)
 	hec_fmt(j->key, sizeof(j->key), "%s", key);
 	j->uid = (uid_t)uid;
 	j->gid = (gid_t)gid;
+	if (hec_user_groups(j->uid, j->gid, &j->groups) == -ENOENT && j->uid != 0)
+		hec_job_warn(ag->conf.name, id, "uid %u has no passwd entry here: its processes run with group %u alone",
+			     (unsigned)j->uid, (unsigned)j->gid);
 	json_decref(j->nodes);
 	j->nodes = json_deep_copy(nodes);
 	if (!j->nodes) {
@@ -876,6 +879,7 @@ void agent_job_on_launch(struct agent *ag, const json_t *body)
 		struct hec_start_req req = {.dir = dir,
 					    .uid = j->uid,
 					    .gid = j->gid,
+					    .groups = &j->groups,
 					    .key = j->key,
 					    .launch = (const struct json_t *)body,
 					    .done = agent_job_started,
@@ -1070,7 +1074,7 @@ open_child(int sock, const struct agent_job *j, const char *cwd, const char *out
 	int fds[2] = { -1, -1 }, nfds = 0;
 
 	if (agent_is_root() && (j->uid != getuid() || j->gid != getgid())) {
-		if (setgroups(0, NULL) || setgid(j->gid) || setuid(j->uid)) {
+		if (hec_become_user(j->uid, j->gid, &j->groups)) {
 			r.err = errno;
 			goto send;
 		}
@@ -1274,7 +1278,7 @@ static int start_in_guest(struct agent *ag, struct agent_job *j, const json_t *u
 	{
 		struct hec_run_req req = { .argv = argv, .envp = (const char *const *)env->v,
 					   .cwd = cwd, .uid = j->uid, .gid = j->gid,
-					   .out_fd = out_fd, .err_fd = err_fd };
+					   .groups = &j->groups, .out_fd = out_fd, .err_fd = err_fd };
 
 		rc = hec_partition_run(j->part, &req, vwhy, sizeof(vwhy));
 	}
@@ -1295,7 +1299,8 @@ out:
 static void start_restored(struct agent *ag, struct agent_job *j, const char *cwd, const char *out,
 			   const char *errf)
 {
-	struct hec_run_req req = { .cwd = cwd, .uid = j->uid, .gid = j->gid, .attach = 1 };
+	struct hec_run_req req = { .cwd = cwd, .uid = j->uid, .gid = j->gid, .groups = &j->groups,
+				   .attach = 1 };
 	char why[PATH_MAX + 256], vwhy[900] = "";
 	int out_fd = -1, err_fd = -1, rc;
 
@@ -1418,7 +1423,8 @@ void agent_job_on_start(struct agent *ag, const json_t *body)
 	{
 		struct hec_spawn_req req = {
 			.argv = argv, .envp = (const char *const *)env.v, .cwd = cwd,
-			.uid = j->uid, .gid = j->gid, .stdin_fd = in_fd, .stdout_fd = out_fd,
+			.uid = j->uid, .gid = j->gid, .groups = &j->groups, .stdin_fd = in_fd,
+			.stdout_fd = out_fd,
 			.stderr_fd = err_fd >= 0 ? err_fd : out_fd,
 		};
 
@@ -1677,6 +1683,7 @@ static void load_meta(struct agent *ag, struct agent_job *j)
 	strcpy(j->key, key);
 	j->uid = (uid_t)json_integer_value(json_object_get(o, "uid"));
 	j->gid = (gid_t)json_integer_value(json_object_get(o, "gid"));
+	(void)hec_user_groups(j->uid, j->gid, &j->groups);
 	j->nodes = json_incref(json_object_get(o, "nodes"));
 	x = json_object_get(o, "exit");
 	if (json_is_object(x)) {

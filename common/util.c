@@ -7,7 +7,9 @@
 #include <signal.h>
 #include <inttypes.h>
 #include <fcntl.h>
+#include <grp.h>
 #include <limits.h>
+#include <pwd.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -348,6 +350,32 @@ int hec_read_file(const char *path, char *buf, size_t len)
 	buf[off] = 0;
 	if (off && buf[off - 1] == '\n')
 		buf[off - 1] = 0;
+	return 0;
+}
+
+int hec_user_groups(uid_t uid, gid_t gid, struct hec_groups *out)
+{
+	struct passwd pw, *res = NULL;
+	char buf[4096];
+	int n = HEC_GROUPS_MAX;
+
+	out->n = 1;
+	out->g[0] = gid;
+	if (getpwuid_r(uid, &pw, buf, sizeof(buf), &res) || !res)
+		return -ENOENT;
+	/* (-1 when there are more: the first HEC_GROUPS_MAX are filled in) */
+	if (getgrouplist(pw.pw_name, gid, out->g, &n) < 0)
+		n = HEC_GROUPS_MAX;
+	out->n = n > 0 ? n : 1;
+	if (n <= 0)
+		out->g[0] = gid;
+	return 0;
+}
+
+int hec_become_user(uid_t uid, gid_t gid, const struct hec_groups *gr)
+{
+	if (setgroups(gr ? (size_t)gr->n : 0, gr ? gr->g : NULL) || setgid(gid) || setuid(uid))
+		return -1;
 	return 0;
 }
 

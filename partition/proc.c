@@ -971,7 +971,7 @@ spawn_child(struct proc_part *p, const struct hec_spawn_req *req, int errfd)
 	close_range(3, ~0U, CLOSE_RANGE_CLOEXEC);
 
 	if (getuid() == 0 && (req->uid != getuid() || req->gid != getgid())) {
-		if (setgroups(0, NULL) || setgid(req->gid) || setuid(req->uid))
+		if (hec_become_user(req->uid, req->gid, req->groups))
 			child_fail(errfd, errno);
 	} else if (req->uid != geteuid()) {
 		child_fail(errfd, EPERM);

@@ -90,6 +90,23 @@ int hec_read_file(const char *path, char *buf, size_t len);
 /** mkdir -p with @mode for created components. \return 0 or -errno. */
 int hec_mkdir_p(const char *path, mode_t mode);
 
+/** A user's groups, as a job runs with them (SLURM's initgroups). */
+#define HEC_GROUPS_MAX 256
+struct hec_groups {
+	int n;
+	gid_t g[HEC_GROUPS_MAX];
+};
+/** The groups of @uid (its passwd entry's name) with @gid among them, from
+ *  the group database; a uid with no passwd entry gets @gid alone, and a
+ *  user in more than HEC_GROUPS_MAX groups the first ones.  Not for a
+ *  forked child (NSS).  \return 0, or -ENOENT for an unknown uid (@out
+ *  still filled). */
+int hec_user_groups(uid_t uid, gid_t gid, struct hec_groups *out);
+/** In a child about to run as the job's user: its groups (@gr, NULL: none
+ *  but @gid), then @gid, then @uid.  Async-signal-safe (system calls
+ *  only).  \return 0, or -1 with errno. */
+int hec_become_user(uid_t uid, gid_t gid, const struct hec_groups *gr);
+
 /** Random hex token of 2*@nbytes chars from getrandom(). \return 0 or -errno. */
 int hec_random_hex(char *buf, size_t nbytes);
 

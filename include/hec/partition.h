@@ -33,6 +33,8 @@
 #include <stdio.h>
 #include <sys/types.h>
 
+struct hec_groups; /* hec/common.h */
+
 struct hec_partition_ops;
 struct hec_conn;
 struct event_base;
@@ -100,6 +102,7 @@ struct hec_start_req {
 	const char *dir;             /* the job's directory on this node (sockets, logs) */
 	uid_t uid;                   /* the job's user */
 	gid_t gid;
+	const struct hec_groups *groups; /* its groups (NULL: none but gid) */
 	const char *key;             /* the job's secret (vm: NET_JOIN to the other nodes) */
 	const struct json_t *launch; /* LAUNCH: nodes, vcpus, mem_mb, vm_files, guest_key */
 	hec_part_done_fn done;       /* the machine is up (0) or could not come up */
@@ -121,6 +124,7 @@ struct hec_run_req {
 	const char *cwd;
 	uid_t uid;
 	gid_t gid;
+	const struct hec_groups *groups; /* the user's groups (NULL: none but gid) */
 	int out_fd, err_fd;          /* dup'ed, the caller keeps its own; err_fd -1: out_fd */
 	/* 1: the machine was restarted from a checkpoint taken while its batch
 	 * step ran: start nothing, attach out_fd/err_fd and the step's end to
@@ -181,6 +185,7 @@ struct hec_spawn_req {
 	const char *cwd;         /* NULL: stay in "/" */
 	uid_t uid;
 	gid_t gid;
+	const struct hec_groups *groups; /* the user's groups (NULL: none but gid) */
 	int stdin_fd, stdout_fd, stderr_fd; /* dup2()'d onto 0, 1, 2; -1: /dev/null */
 };
 

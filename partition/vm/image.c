@@ -103,7 +103,7 @@ int user_may_read(struct vm *v, const json_t *files, char *why, size_t len)
 	pid = fork();
 	if (pid == 0) {
 		close(pfd[0]);
-		if (setgroups(0, NULL) || setgid(v->gid) || setuid(v->uid))
+		if (hec_become_user(v->uid, v->gid, &v->groups))
 			_exit(2);
 		json_array_foreach(files, i, f)
 			if (access(json_string_value(f), R_OK)) {

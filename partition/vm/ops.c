@@ -423,6 +423,10 @@ static int vm_start(struct hec_partition *p, const struct hec_start_req *req, ch
 	v->host = p->host;
 	v->uid = req->uid;
 	v->gid = req->gid;
+	if (req->groups)
+		v->groups = *req->groups;
+	else
+		v->groups = (struct hec_groups){ .n = 1, .g = { req->gid } };
 	v->vcpus = (int)json_integer_value(json_object_get(launch, "vcpus"));
 	v->mem_mb = (long)json_integer_value(json_object_get(launch, "mem_mb"));
 	if (v->vcpus < 1)

@@ -448,7 +448,7 @@ int start_qemu(struct vm *v, char *why, size_t len)
 	close(open(log, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0600));
 	chown_sock(v, log);
 	req = (struct hec_spawn_req){ .argv = argv, .envp = envp, .cwd = v->dir, .uid = v->uid,
-				      .gid = v->gid, .stdin_fd = ramfd >= 0 ? ramfd : nullfd, .stdout_fd = logfd,
+				      .gid = v->gid, .groups = &v->groups, .stdin_fd = ramfd >= 0 ? ramfd : nullfd, .stdout_fd = logfd,
 				      .stderr_fd = logfd };
 	rc = hec_partition_proc_ops.spawn(v->cg, &req, &v->q.pid, ctx, sizeof(ctx));
 	if (rc)

@@ -127,6 +127,7 @@ struct vm {
 	long mem_mb;
 	uid_t uid;
 	gid_t gid;
+	struct hec_groups groups;
 	char key[257];                /* the job's secret: NET_JOIN */
 	char gkey[257];               /* the guests' remote-shell secret (kernel command line) */
 	char dir[PATH_MAX];

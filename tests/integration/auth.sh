@@ -13,12 +13,21 @@ cp "$HEC" "$TEST_DIR/hec"
 USER_HEC="$TEST_DIR/hec"
 as_nobody test -x "$USER_HEC" || fail "user nobody cannot run $USER_HEC"
 
+# A job runs with its user's groups (initgroups, as SLURM's): a group of
+# this test's own, nobody its member, must be among the job's groups.
+grp=hect$$
+test_cleanup() { groupdel "$grp" 2>/dev/null; }
+command -v groupadd >/dev/null || skip "groupadd (passwd) missing: the test makes a group for nobody"
+for g in $(getent group | sed -n 's/^\(hect[0-9]*\):.*/\1/p'); do groupdel "$g" 2>/dev/null; done
+groupadd -U nobody "$grp" || fail "groupadd -U nobody $grp failed"
+gid=$(getent group "$grp" | cut -d: -f3)
+
 cluster_up 2
 cd "$TEST_DIR"
 touch "$TEST_DIR/hold"
 chmod 777 "$TEST_DIR"
 rootjob=$(submit -N 1 -n 1 -- /bin/sh -c "while [ -e $TEST_DIR/hold ]; do sleep 0.1; done")
-out=$(cd /tmp && as_nobody env HEC_DIR="$HEC_DIR" "$USER_HEC" submit -N 1 -n 1 -- /bin/sh -c "id -u; while [ -e $TEST_DIR/hold ]; do sleep 0.1; done") ||
+out=$(cd /tmp && as_nobody env HEC_DIR="$HEC_DIR" "$USER_HEC" submit -N 1 -n 1 -- /bin/sh -c "id -u; echo groups \$(id -G); while [ -e $TEST_DIR/hold ]; do sleep 0.1; done") ||
 	fail "nobody cannot submit: $out"
 userjob=${out#Submitted job }
 wait_state "$rootjob" RUNNING
@@ -36,6 +45,9 @@ as_nobody env HEC_DIR="$HEC_DIR" "$USER_HEC" cancel "$userjob" || fail "nobody c
 "$HEC" wait "$userjob"
 [ "$(job_state "$userjob")" = CANCELLED ] || fail "job $userjob is $(job_state "$userjob")"
 grep -qx "$(id -u nobody)" <<<"$("$HEC" logs "$userjob")" || fail "nobody's job did not run as nobody"
+groups=$("$HEC" logs "$userjob" | sed -n 's/^groups //p')
+grep -qw "$gid" <<<"$groups" || fail "nobody's job runs in groups '$groups', without its group $grp ($gid)"
+grep -qw 0 <<<"$groups" && fail "nobody's job runs in root's group 0: '$groups'"
 # root may cancel anyone's job; here its own
 "$HEC" cancel "$rootjob" || fail "root cannot cancel"
 "$HEC" wait "$rootjob"
