@@ -225,9 +225,10 @@ static void cli_submit(struct ctl *ctl, struct peer *p, const json_t *req)
 		return;
 	}
 	if (rc) {
-		hec_err("submit by uid %u: catalog insert failed: %s", (unsigned)p->uid,
-			db_errmsg(ctl->db));
-		respond_error(p->conn, "cannot record the job in the catalog: %s", db_errmsg(ctl->db));
+		const char *why = rc == -EIO ? db_job_insert_error(ctl->db) : strerror(-rc);
+
+		hec_err("submit by uid %u: catalog insert failed: %s", (unsigned)p->uid, why);
+		respond_error(p->conn, "cannot record the job in the catalog: %s", why);
 		job_free(j);
 		return;
 	}

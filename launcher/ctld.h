@@ -331,6 +331,10 @@ int db_journal_mode(struct db *db, char *buf, size_t len);
  */
 int db_job_insert(struct db *db, struct ctl_job *j,
 		  int (*fixup)(struct ctl_job *j, void *arg), void *arg);
+/** Why the last db_job_insert() failed on an SQLite error: SQLite's
+ *  sentence for the first step that failed ("database or disk is full"),
+ *  not the rollback's after it; "" if it did not. */
+const char *db_job_insert_error(const struct db *db);
 /** Store the mutable fields (state, reason, times, nodelist, exit status, slot). */
 int db_job_update(struct db *db, const struct ctl_job *j);
 /**

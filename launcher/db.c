@@ -22,6 +22,7 @@
 struct db {
 	sqlite3 *h;
 	sqlite3_stmt *ins_job, *upd_job, *set_paths, *save_node;
+	char insert_why[256]; /* db_job_insert_error() */
 };
 
 static const char schema_v1[] =
@@ -280,8 +281,11 @@ int db_job_insert(struct db *db, struct ctl_job *j,
 	sqlite3_stmt *st = db->ins_job;
 	int rc;
 
-	if (exec(db, "BEGIN IMMEDIATE"))
+	db->insert_why[0] = 0;
+	if (exec(db, "BEGIN IMMEDIATE")) {
+		snprintf(db->insert_why, sizeof(db->insert_why), "%s", sqlite3_errmsg(db->h));
 		return -EIO;
+	}
 	bind_text(st, 1, j->name);
 	sqlite3_bind_int64(st, 2, j->uid);
 	sqlite3_bind_int64(st, 3, j->gid);
@@ -342,11 +346,22 @@ int db_job_insert(struct db *db, struct ctl_job *j,
 	return 0;
 
 err_rollback:
+	/* the first failure is the news: the rollback's own result would
+	 * replace SQLite's sentence (and a full disk has already rolled the
+	 * transaction back: "cannot rollback - no transaction is active") */
+	if (rc == -EIO)
+		snprintf(db->insert_why, sizeof(db->insert_why), "%s", sqlite3_errmsg(db->h));
 	sqlite3_reset(db->ins_job);
 	sqlite3_clear_bindings(db->ins_job);
-	exec(db, "ROLLBACK");
+	if (!sqlite3_get_autocommit(db->h))
+		exec(db, "ROLLBACK");
 	j->id = 0;
 	return rc;
+}
+
+const char *db_job_insert_error(const struct db *db)
+{
+	return db->insert_why;
 }
 
 static json_t *nodelist_json(const struct ctl_job *j)
