@@ -104,6 +104,7 @@ struct agent {
 	char hostname[256];
 	char addr[320];            /* advertised host:port of the spawn listener */
 	char helper[PATH_MAX];     /* hec-launch */
+	char mpich_bin[PATH_MAX];  /* MPICH's mpiexec, mpicc.. under their plain names ("": none) */
 	char mkimage[PATH_MAX];    /* hec-mkimage (vm partitions) */
 	char guest_bin[PATH_MAX];  /* hec-guest, the guests' init */
 	char mpifix[PATH_MAX];     /* libhec-mpifix.so, preloaded in vm jobs */
@@ -286,6 +287,9 @@ struct envv {
 };
 int envv_add(struct envv *e, const char *kv);
 int envv_set(struct envv *e, const char *key, const char *value);
+/** PATH=@dir:<the PATH @e has, or the default /usr/local/bin:/usr/bin:/bin>.
+ *  \return 0 or -ENOMEM. */
+int envv_path_first(struct envv *e, const char *dir);
 void envv_free(struct envv *e);
 
 /** Constant-time string equality (keys). */

@@ -56,6 +56,28 @@ int envv_set(struct envv *e, const char *key, const char *value)
 	return rc;
 }
 
+int envv_path_first(struct envv *e, const char *dir)
+{
+	const char *path = "/usr/local/bin:/usr/bin:/bin";
+	char *v;
+	int rc;
+
+	for (size_t i = 0; i < e->n; i++)
+		if (!strncmp(e->v[i], "PATH=", 5))
+			path = e->v[i] + 5;
+	v = malloc(strlen(dir) + strlen(path) + 2);
+	if (!v)
+		return -ENOMEM;
+	strcpy(v, dir);
+	if (*path) {
+		strcat(v, ":");
+		strcat(v, path);
+	}
+	rc = envv_set(e, "PATH", v);
+	free(v);
+	return rc;
+}
+
 void envv_free(struct envv *e)
 {
 	for (size_t i = 0; i < e->n; i++)

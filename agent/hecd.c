@@ -610,6 +610,57 @@ static void find_helper(struct agent *ag)
 	find_beside("libhec-mpifix.so", ag->mpifix, sizeof(ag->mpifix));
 }
 
+/*
+ * <state_dir>/mpich-bin: mpiexec and mpirun (the configured mpiexec, MPICH's
+ * Hydra) and mpicc, mpicxx, mpifort.. (MPICH's, beside it as NAME.mpich)
+ * under their plain names, with Hydra's own helpers (it runs
+ * hydra_pmi_proxy from the directory it was started from), first in every
+ * job's PATH: where Debian's
+ * alternatives make the plain names Open MPI's (installed with scalapack
+ * or hpcc), a batch script's `mpiexec` would otherwise bypass hec.
+ */
+static void make_mpich_bin(struct agent *ag)
+{
+	static const char *const compilers[] = { "mpicc", "mpicxx", "mpic++", "mpifort",
+						 "mpif77", "mpif90" };
+	static const char *const hydra[] = { "hydra_pmi_proxy", "hydra_nameserver", "hydra_persist" };
+	char dir[PATH_MAX], mdir[PATH_MAX], link[PATH_MAX + 16], target[PATH_MAX + 16], *slash;
+	int rc;
+
+	ag->mpich_bin[0] = 0;
+	if (hec_fmt(dir, sizeof(dir), "%s/mpich-bin", ag->conf.state_dir) ||
+	    hec_fmt(mdir, sizeof(mdir), "%s", ag->conf.mpiexec) || !(slash = strrchr(mdir, '/')))
+		return;
+	*slash = 0;
+	rc = hec_mkdir_p(dir, 0755);
+	if (rc) {
+		hec_warn("%s: %s: %s; jobs' plain mpiexec is whatever their PATH finds", ag->conf.name,
+			 dir, strerror(-rc));
+		return;
+	}
+	for (size_t i = 0; i < 2 + HEC_ARRAY_SIZE(compilers) + HEC_ARRAY_SIZE(hydra); i++) {
+		size_t c = i - 2, h = c - HEC_ARRAY_SIZE(compilers);
+		const char *name = i == 0 ? "mpiexec" : i == 1 ? "mpirun" :
+				   c < HEC_ARRAY_SIZE(compilers) ? compilers[c] : hydra[h];
+
+		snprintf(link, sizeof(link), "%s/%s", dir, name);
+		if (i < 2)
+			snprintf(target, sizeof(target), "%s", ag->conf.mpiexec);
+		else if (c < HEC_ARRAY_SIZE(compilers))
+			snprintf(target, sizeof(target), "%s/%s.mpich", mdir, name);
+		else
+			snprintf(target, sizeof(target), "%s/%s", mdir, name);
+		unlink(link);
+		if (access(target, X_OK))
+			continue;
+		if (symlink(target, link)) {
+			hec_warn("%s: symlink %s: %s", ag->conf.name, link, strerror(errno));
+			return;
+		}
+	}
+	snprintf(ag->mpich_bin, sizeof(ag->mpich_bin), "%s", dir);
+}
+
 static int setup_addr(struct agent *ag, int port)
 {
 	char host[256];
@@ -749,6 +800,7 @@ int main(int argc, char **argv)
 	if (access(ag->conf.mpiexec, X_OK))
 		hec_warn("%s: mpiexec %s: %s; jobs will fail", ag->conf.name, ag->conf.mpiexec,
 			 strerror(errno));
+	make_mpich_bin(ag);
 
 	/* Orphans of job processes come to us, so their zombies do not pile up
 	 * under an init that may not reap (containers). */

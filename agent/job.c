@@ -1223,6 +1223,8 @@ static int build_env(struct agent *ag, struct agent_job *j, const json_t *env, l
 		rc = envv_set(e, "HYDRA_LAUNCHER", "rsh");
 	if (!rc)
 		rc = envv_set(e, "HYDRA_LAUNCHER_EXEC", ag->helper);
+	if (!rc && ag->mpich_bin[0])
+		rc = envv_path_first(e, ag->mpich_bin);
 	free(map);
 	free(list);
 	return rc;

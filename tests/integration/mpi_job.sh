@@ -47,4 +47,29 @@ rc=$?
 [ "$rc" = 3 ] || fail "hec wait on a job exiting 3 returned $rc"
 [ "$(job_state "$id2")" = FAILED ] || fail "job $id2 is $(job_state "$id2"), expected FAILED"
 [ "$(job_field "$id2" exit_code)" = 3 ] || fail "job $id2 exit code $(job_field "$id2" exit_code)"
+
+# A batch script's plain `mpiexec` and `mpicc` are MPICH's even where the
+# submitter's PATH finds another MPI's first (Debian's alternatives pick Open
+# MPI's once it is installed): here a fake one, first in the PATH submitted.
+mkdir -p "$TEST_DIR/ompi"
+for p in mpiexec mpirun mpicc; do
+	printf '#!/bin/sh\necho "not MPICH: %s"\nexit 3\n' "$p" >"$TEST_DIR/ompi/$p"
+	chmod +x "$TEST_DIR/ompi/$p"
+done
+cat >"$TEST_DIR/plain.sh" <<EOS
+#!/bin/sh
+#HEC -N 2 -n 2
+echo "mpiexec is \$(readlink -f "\$(command -v mpiexec)")"
+mpicc -show
+mpiexec -n 2 $MPI_CHECK
+EOS
+id3=$(PATH="$TEST_DIR/ompi:$PATH" submit -o "$TEST_DIR/plain.out" "$TEST_DIR/plain.sh")
+"$HEC" wait "$id3" || fail "job $id3 (plain mpiexec) is $(job_state "$id3"): $(cat "$TEST_DIR/plain.out")"
+cat "$TEST_DIR/plain.out"
+grep -q "not MPICH" "$TEST_DIR/plain.out" && fail "the job ran the PATH's other MPI: $(cat "$TEST_DIR/plain.out")"
+grep -qx "mpiexec is .*/mpiexec.hydra" "$TEST_DIR/plain.out" ||
+	fail "the job's mpiexec is not MPICH's Hydra: $(cat "$TEST_DIR/plain.out")"
+grep -q -- "-lmpich" "$TEST_DIR/plain.out" || fail "the job's mpicc is not MPICH's: $(cat "$TEST_DIR/plain.out")"
+[ "$(grep -c '^rank ' "$TEST_DIR/plain.out")" -ge 2 ] || grep -q "ranks" "$TEST_DIR/plain.out" ||
+	fail "MPICH's mpiexec did not run 2 ranks: $(cat "$TEST_DIR/plain.out")"
 echo "PASS: $TEST_NAME"
