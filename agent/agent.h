@@ -55,6 +55,7 @@ struct exit_rec {
 	long job;
 	int exit, sig;
 	char *error;               /* NULL or owned */
+	char *note;                /* NULL or owned: the agent's remark on a failure */
 };
 
 struct agent;
@@ -69,6 +70,7 @@ struct agent_job {
 	uid_t uid;
 	gid_t gid;
 	struct hec_groups groups;  /* uid's groups, as its processes run */
+	char out_path[PATH_MAX];   /* the batch step's output file ("": not known) */
 	json_t *nodes;             /* LAUNCH's [{name, addr, ranks}] (owned) */
 	struct hec_partition *part; /* never NULL; host: the agent's phost, host_arg: this job */
 	int vm_running;            /* vm: the batch step runs in the guest now */

@@ -20,6 +20,7 @@
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/statvfs.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -98,6 +99,7 @@ void agent_jobs_free(struct agent *ag)
 
 		ag->exits = e->next;
 		free(e->error);
+		free(e->note);
 		free(e);
 	}
 }
@@ -225,6 +227,8 @@ static void send_exit(struct agent *ag, const struct exit_rec *e)
 
 	if (b && e->error)
 		json_object_set_new(b, "error", json_string(e->error));
+	if (b && e->note)
+		json_object_set_new(b, "note", json_string(e->note));
 	agent_ctl_send(ag, HEC_MSG_JOB_EXIT, b);
 }
 
@@ -248,12 +252,34 @@ static void add_exit(struct agent *ag, long id, int code, int sig, const char *e
 	e->sig = sig;
 }
 
+/* A failed batch step's likely cause that its exit status cannot say:
+ * the file system of its output is full (ENOSPC killed its writes). */
+static char *failure_note(const struct agent_job *j, int code, int sig)
+{
+	struct statvfs sv;
+	char note[PATH_MAX + 64];
+
+	if ((!code && !sig) || !j || !j->out_path[0] || statvfs(j->out_path, &sv))
+		return NULL;
+	if ((unsigned long long)sv.f_bavail * sv.f_frsize >= 64 * 1024)
+		return NULL;
+	hec_fmt(note, sizeof(note), "the file system of its output %s is full", j->out_path);
+	return strdup(note);
+}
+
 /* The batch step is over (or could not start): tell the controller, durably. */
 static void batch_ended(struct agent *ag, long id, int code, int sig, const char *error)
 {
 	struct agent_job *j = agent_job_find(ag, id);
+	struct exit_rec *e;
 
 	add_exit(ag, id, code, sig, error);
+	if ((e = exit_find(ag, id))) {
+		free(e->note);
+		e->note = error ? NULL : failure_note(j, code, sig);
+		if (e->note)
+			hec_job_warn(ag->conf.name, id, "the batch step failed and %s", e->note);
+	}
 	if (j)
 		save_meta(ag, j);
 	if (ag->registered)
@@ -290,6 +316,7 @@ void agent_job_on_exit_ack(struct agent *ag, long id)
 		if (e->job == id) {
 			*pp = e->next;
 			free(e->error);
+			free(e->note);
 			free(e);
 			break;
 		}
@@ -1361,6 +1388,8 @@ void agent_job_on_start(struct agent *ag, const json_t *body)
 		hec_job_warn(ag->conf.name, id, "START while being killed, ignored");
 		return;
 	}
+	/* (the controller made it absolute; a relative one is not ours to judge) */
+	hec_fmt(j->out_path, sizeof(j->out_path), "%s", out && *out == '/' ? out : "");
 	if (j->batch_pid || j->orphan_pid || j->vm_running || exit_find(ag, id)) {
 		hec_job_warn(ag->conf.name, id, "START again, ignored: the batch step already ran");
 		return;

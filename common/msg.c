@@ -46,7 +46,7 @@ static const struct field s_topology[] = {
 	INT_REQ("numa_nodes", 0, 1 << 16), INT_REQ("memory_mb", 0, 1LL << 40), END };
 static const struct field s_exit[] = {
 	INT_REQ("job", 1, ID_MAX), INT_REQ("exit", 0, 255), INT_REQ("signal", 0, 128),
-	STR_OPT("error", 4096), END };
+	STR_OPT("error", 4096), STR_OPT("note", 4096), END };
 static const struct field s_register[] = {
 	STR_REQ("node", 64), STR_REQ("key", 256), STR_REQ("hostname", 256),
 	STR_REQ("addr", 300), STR_REQ("cpus", 4096),

@@ -291,6 +291,7 @@ void job_exit_report(struct ctl *ctl, struct node *n, const json_t *body)
 	int code = (int)json_integer_value(json_object_get(body, "exit"));
 	int sig = (int)json_integer_value(json_object_get(body, "signal"));
 	const char *error = json_string_value(json_object_get(body, "error"));
+	const char *note = json_string_value(json_object_get(body, "note"));
 	struct ctl_job *j = job_find(ctl, id);
 	char why[600];
 
@@ -320,6 +321,9 @@ void job_exit_report(struct ctl *ctl, struct node *n, const json_t *body)
 			snprintf(why, sizeof(why), "signal %d", sig);
 		else
 			snprintf(why, sizeof(why), "exit code %d", code);
+		/* what the status cannot say (its output's disk was full) */
+		if ((sig || code) && note && *note)
+			snprintf(why + strlen(why), sizeof(why) - strlen(why), "; %s: %s", n->name, note);
 		if (error && *error) {
 			reason_for_node(why, sizeof(why), n->name, error);
 			if (!restart_wanted(ctl, j, why))
@@ -338,10 +342,8 @@ void job_exit_report(struct ctl *ctl, struct node *n, const json_t *body)
 			/* a proc job's program that died: from its newest checkpoint */
 			if (!restart_wanted(ctl, j, why))
 				job_end(ctl, j, JOB_FAILED, "%s", why);
-		} else if (sig) {
-			job_end(ctl, j, JOB_FAILED, "signal %d", sig);
-		} else if (code) {
-			job_end(ctl, j, JOB_FAILED, "exit code %d", code);
+		} else if (sig || code) {
+			job_end(ctl, j, JOB_FAILED, "%s", why);
 		} else {
 			job_end(ctl, j, JOB_COMPLETED, "None");
 		}
