@@ -56,6 +56,67 @@ int ctl_gang_init(struct ctl *ctl)
 	return 0;
 }
 
+/*
+ * `hec gang set` outlives a restart: the catalog keeps the settings with
+ * the file's at the time ("gang" setting, JSON).  If hecctld.conf's gang
+ * settings have changed since, the operator's edit is the newer word and
+ * the kept ones are dropped.
+ */
+#define GANG_SETTING "gang"
+
+static json_t *conf_gang(const struct ctl *ctl)
+{
+	return json_pack("{s:I,s:I,s:s}", "gang_slot", (json_int_t)ctl->conf.gang_slot, "max_share",
+			 (json_int_t)ctl->conf.max_share, "timeslice", ctl->conf.timeslice);
+}
+
+static void gang_save(struct ctl *ctl)
+{
+	json_t *v = json_pack("{s:I,s:i,s:b,s:o*}", "slot_ns", (json_int_t)ctl->slot_ns, "max_share",
+			      ctl->max_share, "timeslice_none", ctl->timeslice_none, "conf",
+			      conf_gang(ctl));
+	char *text = v ? json_dumps(v, JSON_COMPACT) : NULL;
+
+	if (!text || db_setting_put(ctl->db, GANG_SETTING, text))
+		hec_err("cannot keep the gang settings in the catalog (they hold until the controller restarts): %s",
+			text ? db_errmsg(ctl->db) : strerror(ENOMEM));
+	free(text);
+	json_decref(v);
+}
+
+void ctl_gang_restore(struct ctl *ctl)
+{
+	char text[1024];
+	json_t *v, *conf;
+	json_int_t slot, share;
+	int rc = db_setting_get(ctl->db, GANG_SETTING, text, sizeof(text));
+
+	if (rc == -ENOENT)
+		return;
+	v = rc ? NULL : json_loads(text, 0, NULL);
+	conf = conf_gang(ctl);
+	slot = json_integer_value(json_object_get(v, "slot_ns"));
+	share = json_integer_value(json_object_get(v, "max_share"));
+	if (!v || !conf || slot < 1000000 || slot > 60000000000LL || share < 1 ||
+	    share > GANG_MAX_ROWS || !json_is_boolean(json_object_get(v, "timeslice_none"))) {
+		hec_warn("the gang settings kept in the catalog are unreadable; hecctld.conf's hold");
+		db_setting_put(ctl->db, GANG_SETTING, NULL);
+	} else if (!json_equal(json_object_get(v, "conf"), conf)) {
+		hec_info("hecctld.conf's gang settings changed since `hec gang set`: the file's hold");
+		db_setting_put(ctl->db, GANG_SETTING, NULL);
+	} else {
+		ctl->slot_ns = slot;
+		ctl->max_share = (int)share;
+		ctl->timeslice_none = json_is_true(json_object_get(v, "timeslice_none"));
+		gm_set_max_share(ctl->gang, ctl->max_share);
+		gm_set_preempt(ctl->gang, !ctl->timeslice_none);
+		hec_info("gang settings of `hec gang set`, kept in the catalog: slot %.3g ms, max_share %d, timeslice %s",
+			 ctl->slot_ns / 1e6, ctl->max_share, ctl->timeslice_none ? "none" : "gang");
+	}
+	json_decref(conf);
+	json_decref(v);
+}
+
 void ctl_gang_fini(struct ctl *ctl)
 {
 	gm_free(ctl->gang);
@@ -518,7 +579,8 @@ void cli_gang_set(struct ctl *ctl, struct peer *p, const json_t *req)
 	ctl->timeslice_none = none;
 	gm_set_preempt(ctl->gang, !none);
 	suspended = gm_repack(ctl->gang);
-	hec_info("gang settings changed by uid %u until the controller restarts: slot %.3g ms, max_share %d, timeslice %s; %d running job%s found no slot in the repacked matrix",
+	gang_save(ctl);
+	hec_info("gang settings changed by uid %u (kept across restarts): slot %.3g ms, max_share %d, timeslice %s; %d running job%s found no slot in the repacked matrix",
 		 (unsigned)p->uid, ctl->slot_ns / 1e6, ctl->max_share, none ? "none" : "gang",
 		 suspended > 0 ? suspended : 0, suspended == 1 ? "" : "s");
 	ctl->epoch_needed = 1;

@@ -308,8 +308,9 @@ int ckpt_retention(const int64_t *epochs, int n, int keep, int64_t protect, int6
 
 /* ---- db.c: the SQLite catalog ---- */
 
-#define DB_SCHEMA_VERSION 4 /* 2: jobs.share, jobs.mem_mb, jobs.slot; 3: jobs.partition, vcpus, vm_files;
-			     * 4: checkpoints (jobs.ckpt_*, restart, max_restarts, guest_key; ckpts, restarts) */
+#define DB_SCHEMA_VERSION 5 /* 2: jobs.share, jobs.mem_mb, jobs.slot; 3: jobs.partition, vcpus, vm_files;
+			     * 4: checkpoints (jobs.ckpt_*, restart, max_restarts, guest_key; ckpts, restarts);
+			     * 5: settings (key, value): what `hec gang set` changed */
 
 /**
  * Open (creating if needed) the catalog at @path: WAL journal,
@@ -320,6 +321,12 @@ int db_open(const char *path, struct db **out, char *err, size_t errlen);
 void db_close(struct db *db);
 /** Last SQLite error text, for log lines. */
 const char *db_errmsg(struct db *db);
+/** A setting the controller keeps across restarts (`hec gang set`'s), as
+ *  text: stored durably, replacing the old value (@value NULL: removed).
+ *  \return 0 or -EIO. */
+int db_setting_put(struct db *db, const char *key, const char *value);
+/** The setting @key into @buf. \return 0, -ENOENT, -ENOSPC (too long) or -EIO. */
+int db_setting_get(struct db *db, const char *key, char *buf, size_t len);
 /** Current journal mode ("wal") into @buf. \return 0 or -EIO. */
 int db_journal_mode(struct db *db, char *buf, size_t len);
 
@@ -674,6 +681,9 @@ int cli_handlers_check(char *err, size_t errlen);
 
 /** Create the matrix from the configuration. \return 0 or -ENOMEM. */
 int ctl_gang_init(struct ctl *ctl);
+/** What `hec gang set` changed before a restart, back from the catalog
+ *  (unless hecctld.conf's gang settings changed since: the file wins). */
+void ctl_gang_restore(struct ctl *ctl);
 void ctl_gang_fini(struct ctl *ctl);
 /** Parse a timeslice name. \return 1 for "none", 0 for "gang", -EINVAL. */
 int ctl_gang_timeslice_parse(const char *s);

@@ -82,6 +82,10 @@ static const char migrate_v4[] =
 	" error TEXT, PRIMARY KEY (job, n));"
 	"PRAGMA user_version = 4;";
 
+static const char migrate_v5[] =
+	"CREATE TABLE settings (key TEXT PRIMARY KEY, value TEXT NOT NULL);"
+	"PRAGMA user_version = 5;";
+
 static const char sql_ins_job[] =
 	"INSERT INTO jobs (name, uid, gid, user, state, reason, nodes, ntasks, time_limit,"
 	" priority, submit_time, cwd, env, argv, script, output, error, share, mem_mb,"
@@ -168,7 +172,8 @@ static int set_up(struct db *db, char *err, size_t errlen)
 		if (exec(db, "BEGIN IMMEDIATE"))
 			goto sql_error;
 		if ((version < 1 && exec(db, schema_v1)) || (version < 2 && exec(db, migrate_v2)) ||
-		    (version < 3 && exec(db, migrate_v3)) || exec(db, migrate_v4)) {
+		    (version < 3 && exec(db, migrate_v3)) || (version < 4 && exec(db, migrate_v4)) ||
+		    exec(db, migrate_v5)) {
 			snprintf(err, errlen, "cannot %s the schema: %s",
 				 version ? "upgrade" : "create", sqlite3_errmsg(db->h));
 			exec(db, "ROLLBACK");
@@ -356,6 +361,43 @@ err_rollback:
 	if (!sqlite3_get_autocommit(db->h))
 		exec(db, "ROLLBACK");
 	j->id = 0;
+	return rc;
+}
+
+int db_setting_put(struct db *db, const char *key, const char *value)
+{
+	sqlite3_stmt *st = NULL;
+	int rc;
+
+	if (sqlite3_prepare_v2(db->h, value ? "INSERT OR REPLACE INTO settings (key, value) VALUES (?, ?)" :
+				      "DELETE FROM settings WHERE key = ?", -1, &st, NULL) != SQLITE_OK)
+		return -EIO;
+	sqlite3_bind_text(st, 1, key, -1, SQLITE_TRANSIENT);
+	if (value)
+		sqlite3_bind_text(st, 2, value, -1, SQLITE_TRANSIENT);
+	rc = sqlite3_step(st) == SQLITE_DONE ? 0 : -EIO;
+	sqlite3_finalize(st);
+	return rc;
+}
+
+int db_setting_get(struct db *db, const char *key, char *buf, size_t len)
+{
+	sqlite3_stmt *st = NULL;
+	const unsigned char *v;
+	int rc;
+
+	if (sqlite3_prepare_v2(db->h, "SELECT value FROM settings WHERE key = ?", -1, &st, NULL) !=
+	    SQLITE_OK)
+		return -EIO;
+	sqlite3_bind_text(st, 1, key, -1, SQLITE_TRANSIENT);
+	rc = sqlite3_step(st);
+	if (rc == SQLITE_ROW) {
+		v = sqlite3_column_text(st, 0);
+		rc = snprintf(buf, len, "%s", v ? (const char *)v : "") >= (int)len ? -ENOSPC : 0;
+	} else {
+		rc = rc == SQLITE_DONE ? -ENOENT : -EIO;
+	}
+	sqlite3_finalize(st);
 	return rc;
 }
 

@@ -644,6 +644,7 @@ int main(int argc, char **argv)
 		fprintf(stderr, "hecctld: catalog %s: %s\n", path, err);
 		goto out;
 	}
+	ctl_gang_restore(&ctl);
 	rc = ctl_nodes_restore(&ctl);
 	if (!rc)
 		rc = ctl_jobs_restore(&ctl);

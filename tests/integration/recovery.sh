@@ -1,11 +1,20 @@
 #!/bin/bash
 # SPDX-License-Identifier: BSD-3-Clause
 # kill -9 of the controller loses no job: running jobs are found again, a job
-# that ended while it was down is recorded, pending jobs still run.
+# that ended while it was down is recorded, pending jobs still run; what
+# `hec gang set` changed holds after the restart, until hecctld.conf's gang
+# settings change.
 . "$HEC_SRCDIR/tests/integration/lib.sh"
 
 cluster_up 2
 cd "$TEST_DIR"
+"$HEC" gang set --slot 20 --max-share 3 >/dev/null || fail "hec gang set failed"
+gang_is() {
+	local g
+	g=$("$HEC" gang --json | jq -c '[.gang.slot_ns, .gang.max_share, .gang.timeslice]')
+	[ "$g" = "$1" ] || fail "$2: gang settings $g, not $1"
+}
+gang_is '[20000000,3,"gang"]' "after hec gang set"
 touch "$TEST_DIR/hold1" "$TEST_DIR/hold2"
 a=$(submit -N 1 -n 1 -J a -- /bin/sh -c "while [ -e $TEST_DIR/hold1 ]; do sleep 0.1; done; echo a-done")
 d=$(submit -N 1 -n 1 -J d -- /bin/sh -c "while [ -e $TEST_DIR/hold2 ]; do sleep 0.1; done; echo d-done")
@@ -26,6 +35,7 @@ grep -q a-done "$aout" || fail "job $a ended without its output"
 start_daemon hecctld "$HECCTLD"
 
 wait_state "$a" COMPLETED 20
+gang_is '[20000000,3,"gang"]' "after the controller's kill -9 and restart"
 [ "$(job_state "$d")" = RUNNING ] || fail "running job $d is $(job_state "$d") after the restart"
 [ "$(job_state "$b")" = PENDING ] || fail "pending job $b is $(job_state "$b") after the restart"
 [ "$(job_field "$b" name)" = b ] || fail "job $b lost its name"
@@ -37,4 +47,10 @@ grep -q a-done <<<"$("$HEC" logs "$a")" || fail "job $a output lost"
 n=$(submit -N 1 -n 1 -- /bin/true)
 [ "$n" -gt "$b" ] || fail "new job id $n not above $b: ids reused after restart"
 "$HEC" wait "$n" || fail "job $n failed"
+
+# an operator's edit of hecctld.conf's gang settings is the newer word
+ctl_restart_with "gang_slot = 30ms"
+gang_is '[30000000,4,"gang"]' "after hecctld.conf's gang_slot changed"
+ctl_restart_with
+gang_is '[30000000,4,"gang"]' "after another restart"
 echo "PASS: $TEST_NAME"
