@@ -44,16 +44,18 @@ static void job_nodelist(const json_t *job, char *buf, size_t len)
 		snprintf(buf, len, "%s,...", n ? names[0] : "");
 }
 
-/* Seconds the job has run: until now, or until it ended. */
+/* Seconds the job has run: until now, or until it ended, less the time it
+ * was suspended (as SLURM's TIME). */
 static long job_elapsed(const json_t *job)
 {
 	long start = cli_jint(job, "start_time", 0), end = cli_jint(job, "end_time", 0);
+	long susp = cli_jint(job, "suspended_s", 0);
 
 	if (start <= 0)
 		return 0;
 	if (end <= 0)
 		end = (long)time(NULL);
-	return end > start ? end - start : 0;
+	return end - start > susp ? end - start - susp : 0;
 }
 
 /* The common prologue: words into options, then the cluster directory. */

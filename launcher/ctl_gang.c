@@ -239,6 +239,7 @@ static void apply(struct ctl *ctl, struct ctl_job *j, const struct gang_job_info
 	if (gi->state == GANG_SUSPENDED && j->state != JOB_SUSPENDED) {
 		j->state = JOB_SUSPENDED;
 		j->slot = -1;
+		j->susp_since_ns = hec_now_real_ns();
 		if (gi->preempted_by)
 			snprintf(j->reason, sizeof(j->reason), "preempted by job %ld", gi->preempted_by);
 		else
@@ -247,8 +248,13 @@ static void apply(struct ctl *ctl, struct ctl_job *j, const struct gang_job_info
 		job_save(ctl, j);
 		hec_info("job %ld: SUSPENDED (%s)", j->id, j->reason);
 	} else if (gi->state == GANG_RUNNING && j->state == JOB_SUSPENDED) {
+		int64_t now = hec_now_real_ns();
+
 		j->state = JOB_RUNNING;
 		j->slot = gi->row;
+		if (j->susp_since_ns && now > j->susp_since_ns)
+			j->susp_ns += now - j->susp_since_ns;
+		j->susp_since_ns = 0;
 		snprintf(j->reason, sizeof(j->reason), "None");
 		job_save(ctl, j);
 		hec_info("job %ld: resumed in slot %d", j->id, j->slot);

@@ -212,6 +212,7 @@ void job_start(struct ctl *ctl, struct ctl_job *j, struct node **nodes, int n)
 	ctl_gang_pin(ctl, j, 1);
 	j->start_ns = hec_now_real_ns();
 	j->start_time = j->start_ns / 1000000000LL;
+	j->susp_ns = j->susp_since_ns = 0;
 	j->launch_deadline = hec_now_mono_ns() + job_launch_timeout(ctl, j) * 1000000LL;
 	snprintf(j->reason, sizeof(j->reason), "None");
 	job_save(ctl, j);
@@ -398,13 +399,22 @@ void ctl_job_timers(struct ctl *ctl)
 			continue;
 		}
 		if ((j->phase == PH_LAUNCHING || j->phase == PH_RUNNING) && j->time_limit > 0 &&
-		    now - j->start_ns >= j->time_limit * 1000000000LL) {
+		    job_run_ns(j, now) >= j->time_limit * 1000000000LL) {
 			char lim[32];
 
 			format_limit(j->time_limit, lim, sizeof(lim));
 			job_end(ctl, j, JOB_TIMEOUT, "time limit %s reached", lim);
 		}
 	}
+}
+
+int64_t job_run_ns(const struct ctl_job *j, int64_t now)
+{
+	int64_t susp = j->susp_ns;
+
+	if (j->susp_since_ns && now > j->susp_since_ns)
+		susp += now - j->susp_since_ns;
+	return now - j->start_ns - susp;
 }
 
 json_t *job_to_json(const struct ctl_job *j)
@@ -437,6 +447,10 @@ json_t *job_to_json(const struct ctl_job *j)
 						    j->restart_auto ? "auto" : "none", "max_restarts",
 						    j->max_restarts, "nrestarts", j->nrestarts,
 						    "restore_epoch", (json_int_t)j->restore_epoch));
+		/* seconds suspended (its clock stopped), up to now */
+		json_object_set_new(o, "suspended_s",
+				    json_integer((json_int_t)((j->susp_ns + (j->susp_since_ns ?
+						hec_now_real_ns() - j->susp_since_ns : 0)) / 1000000000LL)));
 	}
 	return o;
 }

@@ -137,6 +137,8 @@ struct ctl_job {
 				      * on the host: it only opens the job's network) */
 	int64_t launch_deadline;     /* mono ns */
 	int64_t start_ns;            /* CLOCK_REALTIME ns of the start, for the time limit */
+	int64_t susp_ns;             /* time spent SUSPENDED (ended spells): its clock stops */
+	int64_t susp_since_ns;       /* CLOCK_REALTIME ns the current spell began, 0: none */
 
 	/* checkpoints and restarts (ckpt/; persisted in jobs, ckpts, restarts) */
 	long ckpt_interval;          /* s between automatic checkpoints, 0 = none */
@@ -310,7 +312,8 @@ int ckpt_retention(const int64_t *epochs, int n, int keep, int64_t protect, int6
 
 #define DB_SCHEMA_VERSION 5 /* 2: jobs.share, jobs.mem_mb, jobs.slot; 3: jobs.partition, vcpus, vm_files;
 			     * 4: checkpoints (jobs.ckpt_*, restart, max_restarts, guest_key; ckpts, restarts);
-			     * 5: settings (key, value): what `hec gang set` changed */
+			     * 5: settings (key, value): what `hec gang set` changed;
+			     *    jobs.susp_ms, jobs.susp_since_ms: suspended time */
 
 /**
  * Open (creating if needed) the catalog at @path: WAL journal,
@@ -681,6 +684,10 @@ int cli_handlers_check(char *err, size_t errlen);
 
 /** Create the matrix from the configuration. \return 0 or -ENOMEM. */
 int ctl_gang_init(struct ctl *ctl);
+/** Nanoseconds @j has run by @now (CLOCK_REALTIME ns): since its start,
+ *  less the time it spent SUSPENDED (as SLURM's, a suspended job's clock,
+ *  and its time limit, stop). */
+int64_t job_run_ns(const struct ctl_job *j, int64_t now);
 /** What `hec gang set` changed before a restart, back from the catalog
  *  (unless hecctld.conf's gang settings changed since: the file wins). */
 void ctl_gang_restore(struct ctl *ctl);

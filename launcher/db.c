@@ -84,6 +84,8 @@ static const char migrate_v4[] =
 
 static const char migrate_v5[] =
 	"CREATE TABLE settings (key TEXT PRIMARY KEY, value TEXT NOT NULL);"
+	"ALTER TABLE jobs ADD COLUMN susp_ms INTEGER NOT NULL DEFAULT 0;"
+	"ALTER TABLE jobs ADD COLUMN susp_since_ms INTEGER NOT NULL DEFAULT 0;"
 	"PRAGMA user_version = 5;";
 
 static const char sql_ins_job[] =
@@ -94,7 +96,7 @@ static const char sql_ins_job[] =
 static const char sql_upd_job[] =
 	"UPDATE jobs SET state=?, final_state=?, reason=?, start_time=?, end_time=?,"
 	" nodelist=?, exit_code=?, signal=?, exited=?, started=?, slot=?, guest_key=?,"
-	" restore_epoch=?, restart_nodes=? WHERE id=?";
+	" restore_epoch=?, restart_nodes=?, susp_ms=?, susp_since_ms=? WHERE id=?";
 static const char sql_set_paths[] = "UPDATE jobs SET output=?, error=? WHERE id=?";
 static const char sql_save_node[] =
 	"INSERT OR REPLACE INTO nodes (name, hostname, addr, cpus, cores, pus, numa_nodes,"
@@ -445,7 +447,9 @@ int db_job_update(struct db *db, const struct ctl_job *j)
 		sqlite3_clear_bindings(st);
 		return -ENOMEM;
 	}
-	sqlite3_bind_int64(st, 15, j->id);
+	sqlite3_bind_int64(st, 15, j->susp_ns / 1000000);
+	sqlite3_bind_int64(st, 16, j->susp_since_ns / 1000000);
+	sqlite3_bind_int64(st, 17, j->id);
 	return step_done(st);
 }
 
@@ -558,6 +562,10 @@ static struct ctl_job *job_from_row(sqlite3_stmt *st)
 	j->restore_epoch = sqlite3_column_int64(st, 37);
 	j->restart_nodes = col_json(st, 38);
 	j->nrestarts = sqlite3_column_int(st, 39);
+	j->susp_ns = sqlite3_column_int64(st, 40) * 1000000;
+	j->susp_since_ns = sqlite3_column_int64(st, 41) * 1000000;
+	if (j->susp_ns < 0 || j->susp_since_ns < 0)
+		goto err_free;
 	if (j->ckpt_keep < 1)
 		j->ckpt_keep = 1;
 	if (j->ckpt_interval < 0 || j->max_restarts < 0 || j->restore_epoch < 0)
@@ -611,7 +619,7 @@ int db_jobs_load(struct db *db, int (*cb)(struct ctl_job *j, void *arg), void *a
 		" partition, vcpus, vm_files, ckpt_interval, ckpt_keep, restart, max_restarts,"
 		" guest_key, restore_epoch, restart_nodes,"
 		" (SELECT COUNT(*) FROM restarts r WHERE r.job = jobs.id AND r.reason NOT LIKE '"
-		RESTART_BY_USER "%')"
+		RESTART_BY_USER "%'), susp_ms, susp_since_ms"
 		" FROM jobs ORDER BY id";
 	sqlite3_stmt *st;
 	int rc = 0, step;

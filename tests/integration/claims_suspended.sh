@@ -1,11 +1,13 @@
 #!/bin/bash
 # SPDX-License-Identifier: BSD-3-Clause
-# "Cancel, time limit and node failure work on a SUSPENDED job as on a
-# RUNNING one (the agent kills frozen partitions)" (doc/design.md, "Gang
-# scheduling"): three low-priority jobs, each SUSPENDED by a high-priority
-# one in turn, end CANCELLED, TIMEOUT and NODE_FAIL with `hec wait` saying
-# so, and nothing of them is left: no process, no cgroup in any hierarchy,
-# on the node whose agent died too once it is back.
+# "Cancel and node failure work on a SUSPENDED job as on a RUNNING one (the
+# agent kills frozen partitions)", and its clock stops while it is
+# suspended (doc/design.md, "Gang scheduling"): three low-priority jobs,
+# each SUSPENDED by a high-priority one in turn, end CANCELLED, TIMEOUT
+# (only once it ran its limit, suspended past it by the wall clock) and
+# NODE_FAIL with `hec wait` saying so, and nothing of them is left: no
+# process, no cgroup in any hierarchy, on the node whose agent died too
+# once it is back.
 . "$HEC_SRCDIR/tests/integration/lib.sh"
 . "$HEC_SRCDIR/tests/integration/claims_lib.sh"
 
@@ -46,16 +48,21 @@ expect_gone "$c" "$marker-cancel\$" node0 node1
 rm "$TEST_DIR/hold-high-cancel"
 wait_rc "$h" 0
 
-note "time limit of a SUSPENDED job (suspended time counts)"
+note "time limit of a SUSPENDED job (its clock stops while suspended, as SLURM's)"
 suspend limit -t 0:06
 t=$LOW h=$HIGH
-wait_rc "$t" 124
-[ "$(job_state "$t")" = TIMEOUT ] || fail "job $t is $(job_state "$t")"
-job_field "$t" reason | grep -q "time limit" || fail "job $t: reason '$(job_field "$t" reason)'"
-expect_gone "$t" "$marker-limit\$" node0 node1
-[ "$(job_state "$h")" = RUNNING ] || fail "job $h is $(job_state "$h") after job $t's time limit"
+sleep 8 # past its 6 s limit by the wall clock, most of it suspended
+[ "$(job_state "$t")" = SUSPENDED ] || fail "job $t is $(job_state "$t") after 8 s suspended: its limit counted suspended time"
+s=$(job_field "$t" suspended_s)
+[ "$s" -ge 6 ] || fail "job $t: suspended_s $s after 8 s suspended"
 rm "$TEST_DIR/hold-high-limit"
 wait_rc "$h" 0
+wait_rc "$t" 124 30 # resumed: the rest of its 6 s, then the limit
+[ "$(job_state "$t")" = TIMEOUT ] || fail "job $t is $(job_state "$t")"
+job_field "$t" reason | grep -q "time limit" || fail "job $t: reason '$(job_field "$t" reason)'"
+run=$(( $(job_field "$t" end_time) - $(job_field "$t" start_time) - $(job_field "$t" suspended_s) ))
+[ "$run" -ge 5 ] && [ "$run" -le 9 ] || fail "job $t ran $run s of its 6 s limit (suspended $(job_field "$t" suspended_s) s)"
+expect_gone "$t" "$marker-limit\$" node0 node1
 
 note "node failure under a SUSPENDED job"
 suspend nodefail
