@@ -56,6 +56,7 @@ struct exit_rec {
 	int exit, sig;
 	char *error;               /* NULL or owned */
 	char *note;                /* NULL or owned: the agent's remark on a failure */
+	long long time;            /* CLOCK_REALTIME s the agent saw it end */
 };
 
 struct agent;

@@ -179,7 +179,8 @@ static void save_meta(struct agent *ag, struct agent_job *j)
 		      "nodes", j->nodes, "batch_pid", (json_int_t)(j->batch_pid ? j->batch_pid : j->orphan_pid),
 		      "batch_start", (json_int_t)j->batch_start);
 	if (o && e) {
-		json_t *x = json_pack("{s:i, s:i}", "exit", e->exit, "signal", e->sig);
+		json_t *x = json_pack("{s:i, s:i, s:I}", "exit", e->exit, "signal", e->sig, "time",
+				      (json_int_t)e->time);
 
 		if (x && e->error)
 			json_object_set_new(x, "error", json_string(e->error));
@@ -222,8 +223,8 @@ static unsigned long long proc_start(pid_t pid)
 
 static void send_exit(struct agent *ag, const struct exit_rec *e)
 {
-	json_t *b = json_pack("{s:I, s:i, s:i}", "job", (json_int_t)e->job, "exit", e->exit,
-			      "signal", e->sig);
+	json_t *b = json_pack("{s:I, s:i, s:i, s:I}", "job", (json_int_t)e->job, "exit", e->exit,
+			      "signal", e->sig, "time", (json_int_t)e->time);
 
 	if (b && e->error)
 		json_object_set_new(b, "error", json_string(e->error));
@@ -250,6 +251,7 @@ static void add_exit(struct agent *ag, long id, int code, int sig, const char *e
 	e->error = error ? strdup(error) : NULL;
 	e->exit = code;
 	e->sig = sig;
+	e->time = (long long)time(NULL);
 }
 
 /* A failed batch step's likely cause that its exit status cannot say:
@@ -297,11 +299,13 @@ json_t *exits_json(struct agent *ag)
 	json_t *a = json_array();
 
 	for (struct exit_rec *e = ag->exits; a && e; e = e->next) {
-		json_t *x = json_pack("{s:I, s:i, s:i}", "job", (json_int_t)e->job, "exit", e->exit,
-				      "signal", e->sig);
+		json_t *x = json_pack("{s:I, s:i, s:i, s:I}", "job", (json_int_t)e->job, "exit", e->exit,
+				      "signal", e->sig, "time", (json_int_t)e->time);
 
 		if (x && e->error)
 			json_object_set_new(x, "error", json_string(e->error));
+		if (x && e->note)
+			json_object_set_new(x, "note", json_string(e->note));
 		json_array_append_new(a, x);
 	}
 	return a;
@@ -1722,7 +1726,12 @@ static void load_meta(struct agent *ag, struct agent_job *j)
 		int code = (int)json_integer_value(json_object_get(x, "exit"));
 		int sig = (int)json_integer_value(json_object_get(x, "signal"));
 
+		struct exit_rec *r;
+
 		add_exit(ag, j->id, code < 0 || code > 255 ? 1 : code, sig < 0 || sig > 128 ? 0 : sig, e);
+		/* (when it ended, not when this agent life read it) */
+		if ((r = exit_find(ag, j->id)) && json_integer_value(json_object_get(x, "time")) > 0)
+			r->time = (long long)json_integer_value(json_object_get(x, "time"));
 	} else if (json_integer_value(json_object_get(o, "batch_pid")) > 0) {
 		j->orphan_pid = (pid_t)json_integer_value(json_object_get(o, "batch_pid"));
 		j->batch_start = (unsigned long long)json_integer_value(json_object_get(o, "batch_start"));

@@ -36,6 +36,7 @@ struct field {
 #define PATH_LEN 4096
 #define ARGS_MAX 65536 /* elements in argv / env arrays */
 #define NS_MAX 9223372036854775807LL
+#define TIME_MAX 253402300799LL /* s: 9999-12-31 */
 
 static const struct field s_error[] = { STR_REQ("error", 4096), END };
 static const struct field s_response[] = {
@@ -46,7 +47,7 @@ static const struct field s_topology[] = {
 	INT_REQ("numa_nodes", 0, 1 << 16), INT_REQ("memory_mb", 0, 1LL << 40), END };
 static const struct field s_exit[] = {
 	INT_REQ("job", 1, ID_MAX), INT_REQ("exit", 0, 255), INT_REQ("signal", 0, 128),
-	STR_OPT("error", 4096), STR_OPT("note", 4096), END };
+	STR_OPT("error", 4096), STR_OPT("note", 4096), INT_OPT("time", 0, TIME_MAX), END };
 static const struct field s_register[] = {
 	STR_REQ("node", 64), STR_REQ("key", 256), STR_REQ("hostname", 256),
 	STR_REQ("addr", 300), STR_REQ("cpus", 4096),

@@ -293,6 +293,7 @@ void job_exit_report(struct ctl *ctl, struct node *n, const json_t *body)
 	int sig = (int)json_integer_value(json_object_get(body, "signal"));
 	const char *error = json_string_value(json_object_get(body, "error"));
 	const char *note = json_string_value(json_object_get(body, "note"));
+	long long when = (long long)json_integer_value(json_object_get(body, "time"));
 	struct ctl_job *j = job_find(ctl, id);
 	char why[600];
 
@@ -347,6 +348,13 @@ void job_exit_report(struct ctl *ctl, struct node *n, const json_t *body)
 			job_end(ctl, j, JOB_FAILED, "%s", why);
 		} else {
 			job_end(ctl, j, JOB_COMPLETED, "None");
+		}
+		/* ended by this exit: when the agent saw it end (it may tell only
+		 * now, after the controller or the link was down), if plausible */
+		if (j->phase == PH_ENDING && when >= j->start_time && when <= j->end_time &&
+		    when != j->end_time) {
+			j->end_time = when;
+			job_save(ctl, j);
 		}
 	}
 	/* Acknowledge after the outcome is committed (job_end saved it). */

@@ -1,7 +1,8 @@
 #!/bin/bash
 # SPDX-License-Identifier: BSD-3-Clause
 # kill -9 of the controller loses no job: running jobs are found again, a job
-# that ended while it was down is recorded, pending jobs still run; what
+# that ended while it was down is recorded (with the time it ended, as its
+# agent saw it), pending jobs still run; what
 # `hec gang set` changed holds after the restart, until hecctld.conf's gang
 # settings change.
 . "$HEC_SRCDIR/tests/integration/lib.sh"
@@ -32,9 +33,13 @@ rm "$TEST_DIR/hold1" # job a ends while nobody is listening
 for i in $(seq 600); do [ -z "$(procs_with "$TEST_DIR/hold1")" ] && break; sleep 0.1; done
 [ -z "$(procs_with "$TEST_DIR/hold1")" ] || fail "job $a has not ended 60 s after its hold file went"
 grep -q a-done "$aout" || fail "job $a ended without its output"
+a_ended=$(date +%s)
+sleep 2 # its end is not the controller's return
 start_daemon hecctld "$HECCTLD"
 
 wait_state "$a" COMPLETED 20
+[ "$(job_field "$a" end_time)" -le "$a_ended" ] ||
+	fail "job $a, which ended by $a_ended, is recorded as ended at $(job_field "$a" end_time): when the controller heard of it"
 gang_is '[20000000,3,"gang"]' "after the controller's kill -9 and restart"
 [ "$(job_state "$d")" = RUNNING ] || fail "running job $d is $(job_state "$d") after the restart"
 [ "$(job_state "$b")" = PENDING ] || fail "pending job $b is $(job_state "$b") after the restart"
