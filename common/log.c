@@ -56,6 +56,23 @@ static void log_line(enum hec_log_level level, const char *prefix, const char *f
 	fprintf(stderr, "%s\n", line);
 }
 
+int hec_ratelimit_ok(struct hec_ratelimit *rl, int burst, int64_t window_ns, int64_t now,
+		     long *suppressed)
+{
+	if (!rl->window_start || now - rl->window_start >= window_ns) {
+		rl->window_start = now;
+		rl->n = 0;
+	}
+	if (rl->n >= burst) {
+		rl->suppressed++;
+		return 0;
+	}
+	rl->n++;
+	*suppressed = rl->suppressed;
+	rl->suppressed = 0;
+	return 1;
+}
+
 void hec_log(enum hec_log_level level, const char *fmt, ...)
 {
 	va_list ap;

@@ -85,7 +85,17 @@ static void read_cb(struct bufferevent *bev, void *arg)
 		if (rc == -EAGAIN)
 			break;
 		if (rc) {
-			hec_warn("%s: bad message: %s", c->peer, err);
+			/* a flood of bad frames must not flood the log: 20 lines
+			 * per 10 s, then a count */
+			static struct hec_ratelimit bad;
+			char more[64] = "";
+			long held;
+
+			if (hec_ratelimit_ok(&bad, 20, 10000000000LL, hec_now_mono_ns(), &held)) {
+				if (held)
+					snprintf(more, sizeof(more), " (and %ld more not logged)", held);
+				hec_warn("%s: bad message: %s%s", c->peer, err, more);
+			}
 			hec_conn_send_error_and_close(c, "bad message: %s", err);
 			break;
 		}

@@ -36,6 +36,19 @@ void hec_log_job(enum hec_log_level level, const char *node, long job, const cha
 #define hec_job_info(...) hec_log_job(HEC_LOG_INFO, __VA_ARGS__)
 #define hec_job_debug(...) hec_log_job(HEC_LOG_DEBUG, __VA_ARGS__)
 
+/** A rate limit for log lines a peer can provoke (bad frames): at most
+ *  @burst lines per @window_ns, the rest counted, not logged. */
+struct hec_ratelimit {
+	int64_t window_start;
+	int n;
+	long suppressed;
+};
+/** 1 if a line may be logged at @now (mono ns), with *@suppressed the lines
+ *  held back since the last one logged (to say so in it); 0 if not (it is
+ *  counted). */
+int hec_ratelimit_ok(struct hec_ratelimit *rl, int burst, int64_t window_ns, int64_t now,
+		     long *suppressed);
+
 /** Nanoseconds of CLOCK_MONOTONIC / CLOCK_REALTIME. */
 int64_t hec_now_mono_ns(void);
 int64_t hec_now_real_ns(void);

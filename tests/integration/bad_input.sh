@@ -64,6 +64,17 @@ for ep in "unix:$sock" "tcp:$ctl_addr" "tcp:127.0.0.1:$n0_port"; do
 	frame 18 '{"job":"x"}' | expect_reply "$ep" "ERROR .*field 'job' must be an integer"
 	head -c 100000 /dev/urandom | "$SENDRAW" "$ep" --wait 1000 >/dev/null
 done
+# A flood of bad frames is refused frame by frame, but logged at most 20
+# lines per 10 s: 100 of them add no more than 20 lines to the log.
+log="$HEC_DIR/log/hecctld.log"
+before=$(grep -c "bad message" "$log")
+for i in $(seq 100); do
+	out=$(printf 'GET / HTTP/1.0\r\n\r\n' | "$SENDRAW" "tcp:$ctl_addr" --wait 2000) || fail "hec-sendraw failed at bad frame $i"
+	grep -q 'ERROR .*bad magic' <<<"$out" || fail "bad frame $i: reply '$out'"
+done
+added=$(($(grep -c "bad message" "$log") - before))
+echo "100 bad frames: $added log lines"
+[ "$added" -le 20 ] || fail "100 bad frames logged $added lines (at most 20 per 10 s)"
 # Well-formed but semantically wrong requests get a RESPONSE with the reason.
 frame 2 '{"op":"show","job":424242}' | expect_reply "unix:$sock" 'RESPONSE .*"ok":false.*no such job'
 frame 2 '{"op":"submit","nodes":1,"ntasks":1,"time_limit":0,"name":"x","priority":0,"cwd":"/","env":[]}' |

@@ -195,7 +195,27 @@ static void test_names_keys_levels(void)
 	CU_ASSERT_EQUAL(lvl, HEC_LOG_WARN);
 }
 
+static void test_ratelimit(void)
+{
+	struct hec_ratelimit rl = { 0 };
+	const int64_t s = 1000000000LL;
+	long held = -1;
+	int ok = 0;
+
+	for (int i = 0; i < 25; i++)
+		ok += hec_ratelimit_ok(&rl, 20, 10 * s, 5 * s + i, &held);
+	CU_ASSERT_EQUAL(ok, 20);
+	CU_ASSERT_EQUAL(held, 0);
+	CU_ASSERT_EQUAL(rl.suppressed, 5);
+	/* the window over: the next line says what was held back */
+	CU_ASSERT_EQUAL(hec_ratelimit_ok(&rl, 20, 10 * s, 15 * s, &held), 1);
+	CU_ASSERT_EQUAL(held, 5);
+	CU_ASSERT_EQUAL(hec_ratelimit_ok(&rl, 20, 10 * s, 15 * s + 1, &held), 1);
+	CU_ASSERT_EQUAL(held, 0);
+}
+
 static const struct hec_cunit_test tests[] = {
+	{ "log rate limits", test_ratelimit },
 	{ "time limits", test_time_limit },
 
 	{ "duration format", test_format_duration },
