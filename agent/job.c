@@ -1074,8 +1074,9 @@ struct open_result {
  */
 static int open_output(const char *path, int append)
 {
+	/* (the job's output is its user's alone, as its catalog row is) */
 	int fd = open(path, O_WRONLY | O_CREAT | O_NOFOLLOW | O_NOCTTY | O_NONBLOCK | O_CLOEXEC |
-				    (append ? O_APPEND : 0), 0644);
+				    (append ? O_APPEND : 0), 0600);
 	struct stat st;
 
 	if (fd < 0)

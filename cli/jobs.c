@@ -1027,6 +1027,12 @@ int cmd_logs(struct cli_ctx *ctx, const char *dir, int argc, char **argv)
 		if (rc == 0) {
 			json_t *job = json_object_get(resp, "job");
 
+			if (getuid() != 0 && cli_jint(job, "uid", -1) != (long)getuid()) {
+				cli_err("logs: job %ld is %s's: its output is theirs and root's alone",
+					p.id, cli_jstr(job, "user", "another user"));
+				json_decref(resp);
+				return CLI_EXIT_ERR;
+			}
 			snprintf(state, sizeof(state), "%s", cli_jstr(job, "state", "?"));
 			started = cli_jint(job, "start_time", 0);
 			final = cli_state_final(state);

@@ -45,6 +45,12 @@ as_nobody env HEC_DIR="$HEC_DIR" "$USER_HEC" cancel "$userjob" || fail "nobody c
 "$HEC" wait "$userjob"
 [ "$(job_state "$userjob")" = CANCELLED ] || fail "job $userjob is $(job_state "$userjob")"
 grep -qx "$(id -u nobody)" <<<"$("$HEC" logs "$userjob")" || fail "nobody's job did not run as nobody"
+# a job's output is its user's (and root's) alone: created 0600, and `hec
+# logs` of another user's job is refused
+m=$(stat -c '%U %a' "$(job_field "$userjob" output)")
+[ "$m" = "nobody 600" ] || fail "nobody's output file is '$m', not 'nobody 600'"
+expect_fail 1 "job $rootjob is root's: its output is theirs and root's alone" \
+	as_nobody env HEC_DIR="$HEC_DIR" "$USER_HEC" logs "$rootjob"
 groups=$("$HEC" logs "$userjob" | sed -n 's/^groups //p')
 grep -qw "$gid" <<<"$groups" || fail "nobody's job runs in groups '$groups', without its group $grp ($gid)"
 grep -qw 0 <<<"$groups" && fail "nobody's job runs in root's group 0: '$groups'"
