@@ -80,6 +80,8 @@ static int expand_paths(struct ctl_job *j, void *arg)
 	return 0;
 }
 
+#define TASKS_PER_CPU 64
+
 static void cli_submit(struct ctl *ctl, struct peer *p, const json_t *req)
 {
 	long nodes = (long)json_integer_value(json_object_get(req, "nodes"));
@@ -122,6 +124,31 @@ static void cli_submit(struct ctl *ctl, struct peer *p, const json_t *req)
 		respond_error(p->conn, "job asks for %ld node%s; the cluster has %d", nodes,
 			      nodes == 1 ? "" : "s", ctl->nnodes);
 		return;
+	}
+	{
+		/* At most TASKS_PER_CPU ranks per CPU of the job's nodes (its
+		 * largest ones): oversubscription beyond that only thrashes, and
+		 * every rank is a process of the node. */
+		long pus[4096], most = 0;
+		int k = 0;
+
+		for (n = ctl->nodes; n && k < 4096; n = n->next)
+			pus[k++] = n->pus > 0 ? n->pus : 1;
+		for (long want = 0; want < nodes && k > 0; want++) {
+			int best = 0;
+
+			for (int q = 1; q < k; q++)
+				if (pus[q] > pus[best])
+					best = q;
+			most += pus[best];
+			pus[best] = pus[--k];
+		}
+		if (ntasks > most * TASKS_PER_CPU) {
+			respond_error(p->conn, "job asks for %ld tasks on %ld node%s; at most %d per CPU of its nodes: %ld here",
+				      ntasks, nodes, nodes == 1 ? "" : "s", TASKS_PER_CPU,
+				      most * TASKS_PER_CPU);
+			return;
+		}
 	}
 	for (n = ctl->nodes; n; n = n->next)
 		if (n->memory_mb > biggest)

@@ -85,6 +85,8 @@ frame 62 '{"job":1,"epoch":1,"part":"p0","bytes":-1}' | expect_reply "tcp:$ctl_a
 printf 'HC\x01\x2e\x00\x00\x00\x02{}' | expect_reply "tcp:$ctl_addr" 'ERROR .*unknown message type 46'
 expect_fail 1 "ckpt 424242: no such job 424242" "$HEC" ckpt 424242
 expect_fail 1 "no such job 424242" "$HEC" restart 424242
+# ranks: at most 64 per CPU of the job's nodes, not a million on one
+expect_fail 1 "job asks for 1048576 tasks on 1 node; at most 64 per CPU of its nodes" "$HEC" submit -N 1 -n 1048576 -- /bin/true
 # An agent without the cluster key is refused; a bridge with a wrong job key too.
 frame 10 '{"node":"intruder","key":"wrong","hostname":"h","addr":"127.0.0.1:1","cpus":"0","topology":{"cores":1,"pus":1,"numa_nodes":1,"memory_mb":1},"partitions":[],"exits":[],"pid":1}' |
 	expect_reply "tcp:$ctl_addr" 'ERROR .*key'
