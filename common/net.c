@@ -39,7 +39,13 @@ struct hec_conn {
 	int closed;        /* on_close already called */
 	int in_callback;   /* inside read_cb: freeing is deferred */
 	int free_pending;
+	size_t max_frame;  /* 0: HEC_MSG_MAX */
 };
+
+void hec_conn_set_max_frame(struct hec_conn *c, size_t max)
+{
+	c->max_frame = max >= HEC_MSG_MAX ? 0 : max;
+}
 
 static void conn_end(struct hec_conn *c, const char *reason)
 {
@@ -74,6 +80,17 @@ static void read_cb(struct bufferevent *bev, void *arg)
 
 		if (avail == 0)
 			break;
+		if (c->max_frame && avail >= HEC_MSG_HDR_LEN) {
+			const uint8_t *h = evbuffer_pullup(in, HEC_MSG_HDR_LEN);
+			uint32_t flen = h ? (uint32_t)h[4] << 24 | (uint32_t)h[5] << 16 |
+					    (uint32_t)h[6] << 8 | h[7] : 0;
+
+			if (h && h[0] == 'H' && h[1] == 'C' && flen > c->max_frame) {
+				hec_conn_send_error_and_close(c, "a message of %u bytes exceeds the %zu this connection may send before it registers",
+							      flen, c->max_frame);
+				break;
+			}
+		}
 		if (avail > HEC_MSG_HDR_LEN + HEC_MSG_MAX)
 			avail = HEC_MSG_HDR_LEN + HEC_MSG_MAX;
 		buf = evbuffer_pullup(in, (ev_ssize_t)avail);

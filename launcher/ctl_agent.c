@@ -401,6 +401,7 @@ static void agent_register(struct ctl *ctl, struct peer *p, const json_t *body)
 	n->gen++;
 	n->rtt_ns = 0; /* a new connection: its STATS will tell */
 	p->node = n;
+	hec_conn_set_max_frame(p->conn, HEC_MSG_MAX);
 	n->last_heard = hec_now_mono_ns();
 	n->last_seen = ctl_now();
 	if (db_node_save(ctl->db, n))

@@ -138,6 +138,7 @@ int store_register(struct ctl *ctl, struct peer *p, const char *from, const json
 	s->peer = p;
 	s->last_heard = hec_now_mono_ns();
 	p->store = s;
+	hec_conn_set_max_frame(p->conn, HEC_MSG_MAX);
 	hec_info("storage server %s: registered from %s (serves %s over %s, dir %s, pid %ld)", s->name,
 		 from, s->addr, s->provider, s->dir, s->pid);
 	if (was_known) {

@@ -135,6 +135,9 @@ static struct peer *peer_new(struct ctl *ctl, enum peer_kind kind, int fd, const
 		free(p);
 		return NULL;
 	}
+	/* a TCP peer is a stranger until its REGISTER proves the key */
+	if (kind != PEER_CLI)
+		hec_conn_set_max_frame(p->conn, CTL_STRANGER_FRAME);
 	p->next = ctl->peers;
 	if (ctl->peers)
 		ctl->peers->prev = p;

@@ -29,6 +29,11 @@ typedef void (*hec_conn_close_cb)(struct hec_conn *c, const char *reason, void *
 struct hec_conn *hec_conn_new(struct event_base *base, int fd, const char *peer,
 			      hec_conn_msg_cb on_msg, hec_conn_close_cb on_close, void *arg);
 void hec_conn_free(struct hec_conn *c);
+/** The largest frame @c takes (default HEC_MSG_MAX): a daemon's TCP peer
+ *  that has not proven itself (REGISTER with the key) gets a small one, so
+ *  that strangers cannot make it buffer megabytes each; a larger frame is
+ *  refused (ERROR, then closed) before it is read. */
+void hec_conn_set_max_frame(struct hec_conn *c, size_t max);
 /** Queue a JSON message. \return 0 or -errno (-EINVAL: body breaks schema). */
 int hec_conn_send(struct hec_conn *c, unsigned type, const json_t *body);
 int hec_conn_send_data(struct hec_conn *c, unsigned type, const void *data, size_t len);

@@ -64,6 +64,11 @@ for ep in "unix:$sock" "tcp:$ctl_addr" "tcp:127.0.0.1:$n0_port"; do
 	frame 18 '{"job":"x"}' | expect_reply "$ep" "ERROR .*field 'job' must be an integer"
 	head -c 100000 /dev/urandom | "$SENDRAW" "$ep" --wait 1000 >/dev/null
 done
+# A TCP peer that has not registered may send no frame over 256 KiB: a
+# stranger cannot make the controller buffer megabytes (a node's REGISTER,
+# then anything it sends, still can).
+printf 'HC\x01\x0a\x00\x10\x00\x00{"node":' |
+	expect_reply "tcp:$ctl_addr" 'ERROR .*a message of 1048576 bytes exceeds the 262144 this connection may send before it registers'
 # A flood of bad frames is refused frame by frame, but logged at most 20
 # lines per 10 s: 100 of them add no more than 20 lines to the log.
 log="$HEC_DIR/log/hecctld.log"
