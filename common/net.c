@@ -42,6 +42,11 @@ struct hec_conn {
 	size_t max_frame;  /* 0: HEC_MSG_MAX */
 };
 
+int hec_conn_closing(const struct hec_conn *c)
+{
+	return c->closing || c->closed;
+}
+
 void hec_conn_set_max_frame(struct hec_conn *c, size_t max)
 {
 	c->max_frame = max >= HEC_MSG_MAX ? 0 : max;

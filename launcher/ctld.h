@@ -313,6 +313,8 @@ int ckpt_retention(const int64_t *epochs, int n, int keep, int64_t protect, int6
 /* The largest frame a TCP peer may send before its REGISTER: a node's
  * REGISTER with its partitions and unacknowledged exits fits. */
 #define CTL_STRANGER_FRAME (256u << 10)
+/* CLI connections a user (not root) may hold open at once. */
+#define CTL_CLI_PER_UID 64
 
 #define DB_SCHEMA_VERSION 5 /* 2: jobs.share, jobs.mem_mb, jobs.slot; 3: jobs.partition, vcpus, vm_files;
 			     * 4: checkpoints (jobs.ckpt_*, restart, max_restarts, guest_key; ckpts, restarts);

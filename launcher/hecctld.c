@@ -193,6 +193,25 @@ static void cli_accept_cb(evutil_socket_t lfd, short what, void *arg)
 		p->uid = uid;
 		p->gid = gid;
 		p->pid = pid;
+		if (uid != 0) {
+			/* one user cannot hold the controller's descriptors (root
+			 * is never counted: it can always get in) */
+			int n = 0;
+
+			for (struct peer *q = ctl->peers; q; q = q->next)
+				n += q->kind == PEER_CLI && q->uid == uid && !hec_conn_closing(q->conn);
+			if (n > CTL_CLI_PER_UID) {
+				static struct hec_ratelimit rl;
+				long held;
+
+				if (hec_ratelimit_ok(&rl, 5, 10000000000LL, hec_now_mono_ns(), &held))
+					hec_warn("%s: uid %u has %d connections open, more than %d; refused%s",
+						 name, (unsigned)uid, n - 1, CTL_CLI_PER_UID,
+						 held ? " (and more not logged)" : "");
+				hec_conn_send_error_and_close(p->conn, "uid %u has %d connections open to the controller, the most a user may; close some",
+							      (unsigned)uid, CTL_CLI_PER_UID);
+			}
+		}
 	}
 	if (accept_paused)
 		event_del(ctl->cli_ev);

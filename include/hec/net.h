@@ -29,6 +29,8 @@ typedef void (*hec_conn_close_cb)(struct hec_conn *c, const char *reason, void *
 struct hec_conn *hec_conn_new(struct event_base *base, int fd, const char *peer,
 			      hec_conn_msg_cb on_msg, hec_conn_close_cb on_close, void *arg);
 void hec_conn_free(struct hec_conn *c);
+/** 1 once an ERROR was queued to close @c (or it closed). */
+int hec_conn_closing(const struct hec_conn *c);
 /** The largest frame @c takes (default HEC_MSG_MAX): a daemon's TCP peer
  *  that has not proven itself (REGISTER with the key) gets a small one, so
  *  that strangers cannot make it buffer megabytes each; a larger frame is

@@ -54,6 +54,20 @@ expect_fail 1 "job $rootjob is root's: its output is theirs and root's alone" \
 groups=$("$HEC" logs "$userjob" | sed -n 's/^groups //p')
 grep -qw "$gid" <<<"$groups" || fail "nobody's job runs in groups '$groups', without its group $grp ($gid)"
 grep -qw 0 <<<"$groups" && fail "nobody's job runs in root's group 0: '$groups'"
+# One user cannot hold the controller's descriptors: nobody's connections
+# past 64 are refused saying so, and root still gets in.
+cp "$HEC_BUILDDIR/tests/tools/hec-sendraw" "$TEST_DIR/sendraw"
+for i in $(seq 72); do
+	: | as_nobody "$TEST_DIR/sendraw" "unix:$HEC_DIR/hecctld.sock" --wait 6000 >"$TEST_DIR/conn.$i" 2>&1 &
+done
+sleep 2
+"$HEC" queue >/dev/null || fail "root's hec queue failed while nobody held 72 connections"
+wait
+refused=$(grep -l "uid $(id -u nobody) has 64 connections open to the controller, the most a user may" "$TEST_DIR"/conn.* | wc -l)
+echo "nobody's 72 connections: $refused refused"
+[ "$refused" -ge 8 ] || fail "only $refused of nobody's 72 connections were refused (64 may stay open): $(cat "$TEST_DIR/conn.72")"
+as_nobody env HEC_DIR="$HEC_DIR" "$USER_HEC" queue >/dev/null || fail "nobody cannot use hec once its connections closed"
+
 # root may cancel anyone's job; here its own
 "$HEC" cancel "$rootjob" || fail "root cannot cancel"
 "$HEC" wait "$rootjob"
