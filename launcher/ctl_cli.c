@@ -607,6 +607,7 @@ void cli_on_msg(struct hec_conn *c, const struct hec_msg *m, void *arg)
 	const struct hec_msg_handler *h;
 
 	r.ctl = r.p->ctl;
+	r.p->asked = 1;
 	if (m->type != HEC_MSG_REQUEST) {
 		hec_warn("%s: %s on the CLI socket; closing", hec_conn_peer(c),
 			 hec_msg_type_name(m->type));

@@ -223,6 +223,7 @@ struct peer {
 	struct node *node;           /* agent: set by REGISTER */
 	struct store *store;         /* agent port: set by STORE_REGISTER */
 	int64_t accepted;            /* mono ns */
+	int asked;                   /* CLI: a REQUEST came (an idle one is closed) */
 	struct peer *prev, *next;
 };
 
@@ -313,8 +314,10 @@ int ckpt_retention(const int64_t *epochs, int n, int keep, int64_t protect, int6
 /* The largest frame a TCP peer may send before its REGISTER: a node's
  * REGISTER with its partitions and unacknowledged exits fits. */
 #define CTL_STRANGER_FRAME (256u << 10)
-/* CLI connections a user (not root) may hold open at once. */
+/* CLI connections a user (not root) may hold open at once, and how long
+ * one may stay open without sending its request. */
 #define CTL_CLI_PER_UID 64
+#define CTL_CLI_IDLE_NS (10 * 1000000000LL)
 
 #define DB_SCHEMA_VERSION 5 /* 2: jobs.share, jobs.mem_mb, jobs.slot; 3: jobs.partition, vcpus, vm_files;
 			     * 4: checkpoints (jobs.ckpt_*, restart, max_restarts, guest_key; ckpts, restarts);

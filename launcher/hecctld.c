@@ -315,6 +315,13 @@ static void tick_cb(evutil_socket_t fd, short what, void *arg)
 			hec_conn_send_error_and_close(p->conn, "no REGISTER within %.1fs",
 						      ctl->conf.node_timeout / 1000.0);
 		}
+		/* nor does a CLI connection that never asks anything */
+		if (p->kind == PEER_CLI && !p->asked && !hec_conn_closing(p->conn) &&
+		    now - p->accepted > CTL_CLI_IDLE_NS) {
+			p->asked = 1;
+			hec_conn_send_error_and_close(p->conn, "no request within %lld s; closing",
+						      CTL_CLI_IDLE_NS / 1000000000LL);
+		}
 	}
 	if (ctl->shutting_down) {
 		shutdown_progress(ctl);

@@ -150,6 +150,15 @@ if LC_ALL=C grep -qE "$ctl_bytes" "$HEC_DIR"/log/*.log; then
 fi
 grep -qF "evil?]0;PWNED??[2J??" "$HEC_DIR/log/hecctld.log" || fail "the controller's log does not show the command with '?' for its control bytes"
 
+# Nor does a CLI connection that never sends its request hold a descriptor:
+# the controller closes it after 10 s (not before).
+t0=${EPOCHREALTIME/./}
+out=$(: | timeout 60 "$SENDRAW" "unix:$sock" --wait 40000)
+ms=$(( (${EPOCHREALTIME/./} - t0) / 1000 ))
+echo "an idle CLI connection: closed after $ms ms: $out"
+grep -q "ERROR .*no request within 10 s" <<<"$out" || fail "an idle CLI connection was not closed as such: '$out' after $ms ms"
+[ "$ms" -ge 9000 ] || fail "an idle CLI connection was closed after $ms ms, before its 10 s"
+
 # Everyone is still alive, and still works.
 kill -0 "$ctl_pid" || fail "hecctld died"
 kill -0 "$n0_pid" || fail "hecd node0 died"
