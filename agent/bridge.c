@@ -487,6 +487,9 @@ static void on_accept(evutil_socket_t lfd, short what, void *arg)
 			free(b);
 			continue;
 		}
+		/* hec-launch sends one SPAWN (a proxy's command line): a peer
+		 * may not make the agent buffer megabytes */
+		hec_conn_set_max_frame(b->conn, 64u << 10);
 		b->next = ag->bridges;
 		ag->bridges = b;
 		arm_timer(b, HELLO_MS);

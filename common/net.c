@@ -91,7 +91,7 @@ static void read_cb(struct bufferevent *bev, void *arg)
 					    (uint32_t)h[6] << 8 | h[7] : 0;
 
 			if (h && h[0] == 'H' && h[1] == 'C' && flen > c->max_frame) {
-				hec_conn_send_error_and_close(c, "a message of %u bytes exceeds the %zu this connection may send before it registers",
+				hec_conn_send_error_and_close(c, "a message of %u bytes exceeds the %zu this connection may send (now)",
 							      flen, c->max_frame);
 				break;
 			}

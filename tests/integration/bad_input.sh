@@ -68,7 +68,9 @@ done
 # stranger cannot make the controller buffer megabytes (a node's REGISTER,
 # then anything it sends, still can).
 printf 'HC\x01\x0a\x00\x10\x00\x00{"node":' |
-	expect_reply "tcp:$ctl_addr" 'ERROR .*a message of 1048576 bytes exceeds the 262144 this connection may send before it registers'
+	expect_reply "tcp:$ctl_addr" 'ERROR .*a message of 1048576 bytes exceeds the 262144 this connection may send'
+printf 'HC\x01\x1e\x00\x10\x00\x00{"job":' |
+	expect_reply "tcp:127.0.0.1:$n0_port" 'ERROR .*a message of 1048576 bytes exceeds the 65536'
 # A flood of bad frames is refused frame by frame, but logged at most 20
 # lines per 10 s: 100 of them add no more than 20 lines to the log.
 log="$HEC_DIR/log/hecctld.log"
