@@ -86,7 +86,9 @@ static char *join_args(int argc, char **argv)
 	return cmd;
 }
 
-int main(int argc, char **argv)
+static int spawned; /* the agent started the command */
+
+static int launch(int argc, char **argv)
 {
 	const char *host, *map = getenv("HEC_AGENT_MAP"), *jobs = getenv("HEC_JOB_ID");
 	const char *key = getenv("HEC_JOB_KEY");
@@ -208,6 +210,7 @@ int main(int argc, char **argv)
 				hec_write_all(m.type == HEC_MSG_STDOUT ? 1 : 2, m.data, m.len);
 				break;
 			case HEC_MSG_SPAWNED:
+				spawned = 1;
 				break;
 			case HEC_MSG_EXITED: {
 				int code = (int)json_integer_value(json_object_get(m.body, "exit"));
@@ -236,4 +239,33 @@ int main(int argc, char **argv)
 	free(buf);
 	close(fd);
 	return status > 255 ? EXIT_FAIL : status;
+}
+
+/*
+ * Hydra waits for every proxy to connect back, for ever: a proxy that never
+ * ran (the agent could not start it, or its shell could not: 126, 127)
+ * would hang the job until its time limit.  Then end mpiexec, our parent,
+ * saying why; only an mpiexec (a shell running us by hand is left alone).
+ */
+static void stop_mpiexec(const char *host, int status)
+{
+	char path[64], comm[64] = "";
+	pid_t pp = getppid();
+
+	snprintf(path, sizeof(path), "/proc/%d/comm", (int)pp);
+	if (hec_read_file(path, comm, sizeof(comm)) || (strncmp(comm, "mpiexec", 7) && strncmp(comm, "mpirun", 6)))
+		return;
+	fprintf(stderr, "hec-launch: %s: the MPI proxy %s (status %d): ending %s (pid %d), which would wait for it for ever\n",
+		host, spawned ? "could not be run there" : "was not started", status, comm, (int)pp);
+	kill(pp, SIGTERM);
+}
+
+int main(int argc, char **argv)
+{
+	int status = launch(argc, argv);
+
+	if (!got_signal && status != EXIT_USAGE &&
+	    ((!spawned && status) || (spawned && (status == 126 || status == 127))))
+		stop_mpiexec(argc > 1 ? argv[1] : "?", status);
+	return status;
 }

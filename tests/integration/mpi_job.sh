@@ -72,4 +72,20 @@ grep -qx "mpiexec is .*/mpiexec.hydra" "$TEST_DIR/plain.out" ||
 grep -q -- "-lmpich" "$TEST_DIR/plain.out" || fail "the job's mpicc is not MPICH's: $(cat "$TEST_DIR/plain.out")"
 [ "$(grep -c '^rank ' "$TEST_DIR/plain.out")" -ge 2 ] || grep -q "ranks" "$TEST_DIR/plain.out" ||
 	fail "MPICH's mpiexec did not run 2 ranks: $(cat "$TEST_DIR/plain.out")"
+
+# An MPI proxy that cannot be run (Hydra runs hydra_pmi_proxy from the
+# directory of the mpiexec it was started as: here a lone link to it) does
+# not hang the job until its time limit: hec-launch ends mpiexec, saying so.
+mkdir -p "$TEST_DIR/lone"
+ln -sf "$(readlink -f "$(sed -n 's/^mpiexec *= *//p' "$HEC_DIR"/node0.conf | head -n 1)")" "$TEST_DIR/lone/mpiexec" 2>/dev/null
+[ -x "$TEST_DIR/lone/mpiexec" ] || ln -sf /usr/bin/mpiexec.hydra "$TEST_DIR/lone/mpiexec"
+printf '#!/bin/sh\n%s -n 2 %s\n' "$TEST_DIR/lone/mpiexec" "$MPI_CHECK" >"$TEST_DIR/lone.sh"
+chmod +x "$TEST_DIR/lone.sh"
+id4=$(submit -N 2 -n 2 -t 10:00 -o "$TEST_DIR/lone.out" "$TEST_DIR/lone.sh")
+rc=0
+"$HEC" wait --timeout 60 "$id4" || rc=$?
+cat "$TEST_DIR/lone.out"
+[ "$(job_state "$id4")" = FAILED ] || fail "job $id4 with an unrunnable proxy is $(job_state "$id4") (wait: $rc)"
+grep -q "hec-launch: node[01]: the MPI proxy could not be run there (status 127): ending mpiexec" "$TEST_DIR/lone.out" ||
+	fail "job $id4's output does not say why: $(cat "$TEST_DIR/lone.out")"
 echo "PASS: $TEST_NAME"
