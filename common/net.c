@@ -49,6 +49,8 @@ int hec_conn_closing(const struct hec_conn *c)
 
 void hec_conn_set_max_frame(struct hec_conn *c, size_t max)
 {
+	if (!c)
+		return;
 	c->max_frame = max >= HEC_MSG_MAX ? 0 : max;
 }
 

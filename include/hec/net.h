@@ -35,7 +35,7 @@ int hec_conn_closing(const struct hec_conn *c);
  *  that has not proven itself (REGISTER with the key) gets a small one, so
  *  that strangers cannot make it buffer megabytes each; a larger frame is
  *  refused (ERROR, then closed) before it is read. */
-void hec_conn_set_max_frame(struct hec_conn *c, size_t max);
+void hec_conn_set_max_frame(struct hec_conn *c, size_t max); /* (@c NULL: nothing) */
 /** Queue a JSON message. \return 0 or -errno (-EINVAL: body breaks schema). */
 int hec_conn_send(struct hec_conn *c, unsigned type, const json_t *body);
 int hec_conn_send_data(struct hec_conn *c, unsigned type, const void *data, size_t len);
