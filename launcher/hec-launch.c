@@ -242,10 +242,12 @@ static int launch(int argc, char **argv)
 }
 
 /*
- * Hydra waits for every proxy to connect back, for ever: a proxy that never
- * ran (the agent could not start it, or its shell could not: 126, 127)
- * would hang the job until its time limit.  Then end mpiexec, our parent,
- * saying why; only an mpiexec (a shell running us by hand is left alone).
+ * Hydra waits for every proxy to connect back, for ever: a proxy whose
+ * shell could not run it (126, 127: not found, not executable) would hang
+ * the job until its time limit.  Then end mpiexec, our parent, saying why;
+ * only an mpiexec (a shell running us by hand is left alone).  An agent
+ * that cannot be reached is not this: its node is lost, and the controller
+ * ends the job as NODE_FAIL (or restarts it) once it says so.
  */
 static void stop_mpiexec(const char *host, int status)
 {
@@ -255,8 +257,8 @@ static void stop_mpiexec(const char *host, int status)
 	snprintf(path, sizeof(path), "/proc/%d/comm", (int)pp);
 	if (hec_read_file(path, comm, sizeof(comm)) || (strncmp(comm, "mpiexec", 7) && strncmp(comm, "mpirun", 6)))
 		return;
-	fprintf(stderr, "hec-launch: %s: the MPI proxy %s (status %d): ending %s (pid %d), which would wait for it for ever\n",
-		host, spawned ? "could not be run there" : "was not started", status, comm, (int)pp);
+	fprintf(stderr, "hec-launch: %s: the MPI proxy could not be run there (status %d): ending %s (pid %d), which would wait for it for ever\n",
+		host, status, comm, (int)pp);
 	kill(pp, SIGTERM);
 }
 
@@ -264,8 +266,7 @@ int main(int argc, char **argv)
 {
 	int status = launch(argc, argv);
 
-	if (!got_signal && status != EXIT_USAGE &&
-	    ((!spawned && status) || (spawned && (status == 126 || status == 127))))
+	if (!got_signal && spawned && (status == 126 || status == 127))
 		stop_mpiexec(argc > 1 ? argv[1] : "?", status);
 	return status;
 }
