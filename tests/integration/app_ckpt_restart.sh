@@ -70,7 +70,7 @@ note "one byte flipped in a chunk of $e2 on every server"
 flipped=0
 for f in "$HEC_DIR"/store/s*/data/objects/"$j"/"$e2"/app.0; do
 	[ -f "$f" ] || continue
-	printf '\xff' | dd of="$f" bs=1 seek=4096 conv=notrunc 2>/dev/null || fail "cannot write $f"
+	flip_byte "$f" 4096 || fail "cannot flip a byte of $f"
 	flipped=$((flipped + 1))
 done
 [ "$flipped" -ge 1 ] || fail "no chunk 0 of $j/$e2/app on the servers: $(ls -R "$HEC_DIR"/store/s*/data/objects/"$j" 2>&1 | head)"

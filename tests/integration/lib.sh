@@ -142,6 +142,16 @@ submit() {
 }
 
 job_field() { "$HEC" show "$1" --json | jq -r ".job.$2"; }
+
+# flip_byte FILE OFFSET: the byte at OFFSET of FILE with all its bits
+# flipped (writing a fixed value would change nothing where it is already
+# there: a stream's bytes are the guest's or the program's).
+flip_byte() {
+	local b
+	b=$(od -An -tu1 -j "$2" -N1 "$1" | tr -d ' ')
+	[ -n "$b" ] || return 1
+	printf "\\$(printf '%03o' $((b ^ 255)))" | dd of="$1" bs=1 seek="$2" conv=notrunc 2>/dev/null
+}
 job_state() { job_field "$1" state; }
 
 # wait_state ID STATE [SECONDS]

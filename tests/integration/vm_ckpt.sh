@@ -72,7 +72,7 @@ note "one byte flipped in $e3's stream p1 on every server; node0's QEMU killed"
 flipped=0
 for f in "$HEC_DIR"/store/s*/data/objects/"$j"/"$e3"/p1.1; do
 	[ -f "$f" ] || continue
-	printf '\xff' | dd of="$f" bs=1 seek=4096 conv=notrunc 2>/dev/null || fail "cannot write $f"
+	flip_byte "$f" 4096 || fail "cannot flip a byte of $f"
 	flipped=$((flipped + 1))
 done
 [ "$flipped" -ge 1 ] || fail "no chunk 1 of $j/$e3/p1 found on the servers"
