@@ -621,9 +621,15 @@ static void find_helper(struct agent *ag)
  */
 static void make_mpich_bin(struct agent *ag)
 {
-	static const char *const compilers[] = { "mpicc", "mpicxx", "mpic++", "mpifort",
-						 "mpif77", "mpif90" };
-	static const char *const hydra[] = { "hydra_pmi_proxy", "hydra_nameserver", "hydra_persist" };
+	/* the link's name and its target: "" the configured mpiexec, else
+	 * the target's name beside it */
+	static const struct { const char *name, *target; } links[] = {
+		{ "mpiexec", "" }, { "mpirun", "" },
+		{ "mpicc", "mpicc.mpich" }, { "mpicxx", "mpicxx.mpich" }, { "mpic++", "mpic++.mpich" },
+		{ "mpifort", "mpifort.mpich" }, { "mpif77", "mpif77.mpich" }, { "mpif90", "mpif90.mpich" },
+		{ "hydra_pmi_proxy", "hydra_pmi_proxy" }, { "hydra_nameserver", "hydra_nameserver" },
+		{ "hydra_persist", "hydra_persist" },
+	};
 	char dir[PATH_MAX], mdir[PATH_MAX], link[PATH_MAX + 16], target[PATH_MAX + 16], *slash;
 	int rc;
 
@@ -638,18 +644,12 @@ static void make_mpich_bin(struct agent *ag)
 			 dir, strerror(-rc));
 		return;
 	}
-	for (size_t i = 0; i < 2 + HEC_ARRAY_SIZE(compilers) + HEC_ARRAY_SIZE(hydra); i++) {
-		size_t c = i - 2, h = c - HEC_ARRAY_SIZE(compilers);
-		const char *name = i == 0 ? "mpiexec" : i == 1 ? "mpirun" :
-				   c < HEC_ARRAY_SIZE(compilers) ? compilers[c] : hydra[h];
-
-		snprintf(link, sizeof(link), "%s/%s", dir, name);
-		if (i < 2)
+	for (size_t i = 0; i < HEC_ARRAY_SIZE(links); i++) {
+		snprintf(link, sizeof(link), "%s/%s", dir, links[i].name);
+		if (!*links[i].target)
 			snprintf(target, sizeof(target), "%s", ag->conf.mpiexec);
-		else if (c < HEC_ARRAY_SIZE(compilers))
-			snprintf(target, sizeof(target), "%s/%s.mpich", mdir, name);
 		else
-			snprintf(target, sizeof(target), "%s/%s", mdir, name);
+			snprintf(target, sizeof(target), "%s/%s", mdir, links[i].target);
 		unlink(link);
 		if (access(target, X_OK))
 			continue;

@@ -480,6 +480,11 @@ static uint32_t get_be32(const uint8_t *p)
 	return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3];
 }
 
+long long hec_msg_peek_len(const uint8_t hdr[HEC_MSG_HDR_LEN])
+{
+	return hdr[0] == 'H' && hdr[1] == 'C' ? (long long)get_be32(hdr + 4) : -1;
+}
+
 int hec_msg_decode(const uint8_t *buf, size_t avail, struct hec_msg *out,
 		   size_t *consumed, char *err, size_t errlen)
 {

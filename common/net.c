@@ -89,11 +89,10 @@ static void read_cb(struct bufferevent *bev, void *arg)
 			break;
 		if (c->max_frame && avail >= HEC_MSG_HDR_LEN) {
 			const uint8_t *h = evbuffer_pullup(in, HEC_MSG_HDR_LEN);
-			uint32_t flen = h ? (uint32_t)h[4] << 24 | (uint32_t)h[5] << 16 |
-					    (uint32_t)h[6] << 8 | h[7] : 0;
+			long long flen = h ? hec_msg_peek_len(h) : -1;
 
-			if (h && h[0] == 'H' && h[1] == 'C' && flen > c->max_frame) {
-				hec_conn_send_error_and_close(c, "a message of %u bytes exceeds the %zu this connection may send (now)",
+			if (flen > (long long)c->max_frame) {
+				hec_conn_send_error_and_close(c, "a message of %lld bytes exceeds the %zu this connection may send (now)",
 							      flen, c->max_frame);
 				break;
 			}

@@ -82,6 +82,13 @@ static int expand_paths(struct ctl_job *j, void *arg)
 
 #define TASKS_PER_CPU 64
 
+static int by_long_desc(const void *a, const void *b)
+{
+	long x = *(const long *)a, y = *(const long *)b;
+
+	return (x < y) - (x > y);
+}
+
 static void cli_submit(struct ctl *ctl, struct peer *p, const json_t *req)
 {
 	long nodes = (long)json_integer_value(json_object_get(req, "nodes"));
@@ -134,15 +141,9 @@ static void cli_submit(struct ctl *ctl, struct peer *p, const json_t *req)
 
 		for (n = ctl->nodes; n && k < 4096; n = n->next)
 			pus[k++] = n->pus > 0 ? n->pus : 1;
-		for (long want = 0; want < nodes && k > 0; want++) {
-			int best = 0;
-
-			for (int q = 1; q < k; q++)
-				if (pus[q] > pus[best])
-					best = q;
-			most += pus[best];
-			pus[best] = pus[--k];
-		}
+		qsort(pus, (size_t)k, sizeof(pus[0]), by_long_desc);
+		for (int q = 0; q < k && q < nodes; q++)
+			most += pus[q];
 		if (ntasks > most * TASKS_PER_CPU) {
 			respond_error(p->conn, "job asks for %ld tasks on %ld node%s; at most %d per CPU of its nodes: %ld here",
 				      ntasks, nodes, nodes == 1 ? "" : "s", TASKS_PER_CPU,

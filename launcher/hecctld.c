@@ -205,9 +205,8 @@ static void cli_accept_cb(evutil_socket_t lfd, short what, void *arg)
 				long held;
 
 				if (hec_ratelimit_ok(&rl, 5, 10000000000LL, hec_now_mono_ns(), &held))
-					hec_warn("%s: uid %u has %d connections open, more than %d; refused%s",
-						 name, (unsigned)uid, n - 1, CTL_CLI_PER_UID,
-						 held ? " (and more not logged)" : "");
+					hec_warn("%s: uid %u has %d connections open, more than %d; refused (%ld such refusals not logged before)",
+						 name, (unsigned)uid, n - 1, CTL_CLI_PER_UID, held);
 				hec_conn_send_error_and_close(p->conn, "uid %u has %d connections open to the controller, the most a user may; close some",
 							      (unsigned)uid, CTL_CLI_PER_UID);
 			}

@@ -133,6 +133,9 @@ int hec_msg_is_data(unsigned type);
  *  senders that queue header and payload separately, without a copy).
  *  \return 0, or -EMSGSIZE past HEC_MSG_MAX. */
 int hec_msg_header(uint8_t hdr[HEC_MSG_HDR_LEN], unsigned type, size_t len);
+/** The payload length a frame's header at @hdr announces, or -1 if the
+ *  header's magic is not ours (hec_msg_decode() then says why). */
+long long hec_msg_peek_len(const uint8_t hdr[HEC_MSG_HDR_LEN]);
 
 /*
  * Dispatch by handler tables.  Each receiving side keeps one const table of
