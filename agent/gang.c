@@ -26,7 +26,12 @@
  * They share the tables, the clock offset and flags under g->lock (a
  * priority-inheriting mutex: the loop thread holds it only briefly, and the
  * dispatcher holds it through a switch, so that a KILL_JOB never closes a
- * gate under its feet), and the ring under g->ring_lock.
+ * gate under its feet), the ring under g->ring_lock, and a copy of the
+ * epoch's rows under g->sched_lock.  A switch under g->lock is bounded by
+ * its freeze budget: no gate_set waits (a QMP gate whose command before is
+ * unanswered says -EAGAIN at once, and is asked again at the next
+ * boundary), so the loop never waits long for the lock, whatever a guest
+ * does.
  */
 #include "config.h"
 
@@ -95,6 +100,13 @@ struct agent_gang {
 	struct gang_switch *ring;
 	unsigned ring_next, ring_count;
 
+	/* The rows and times of the epoch in force, for agent_gang_own_ns on
+	 * the loop (no entries: e and scratch NULL; nslots 0 before the
+	 * first), under sched_lock, which nobody holds across a switch: the
+	 * loop must not wait on g->lock for a dispatcher stuck in a gate. */
+	pthread_mutex_t sched_lock;
+	struct ds_table sched;
+
 	/* Event loop only: clock probes, epochs. */
 	struct event *burst_timer, *probe_timer;
 	int probing, probes_sent;
@@ -142,7 +154,9 @@ static void gate_broken(struct agent_gang *g, struct ds_entry *e, const char *wh
  * at once, waiting again for whatever is still not frozen.  Only when a
  * slot is longer than FREEZE_TIMEOUT_NS and the freeze still lags do we
  * thaw the entering one anyway: a task stuck in the kernel (D state) does
- * not use the CPU, and must not stall the gang for good.
+ * not use the CPU, and must not stall the gang for good.  Nor does a guest
+ * whose QMP gate has not answered its switch before (-EAGAIN): it is not
+ * waited for, and the entering partition thaws.
  */
 static void apply(struct agent_gang *g, struct ds_table *t, int64_t k, int record, int64_t off)
 {
@@ -160,21 +174,29 @@ static void apply(struct agent_gang *g, struct ds_table *t, int64_t k, int recor
 		struct ds_entry *e = &t->e[p.freeze[i]];
 		int rc = hec_gate_set(e->gate, 1);
 
-		if (rc)
+		if (rc == -EAGAIN) {
+			/* Its switch before is unanswered a slot on (a QEMU whose
+			 * main loop stands still): asked again at the next
+			 * boundary, and not waited for, which would hold the gang
+			 * (and its lock) on a guest that answers nothing. */
+			e->state = DS_UNKNOWN;
+			p.freeze[i] = -1;
+		} else if (rc) {
 			gate_broken(g, e, "freeze", rc);
-		else
+		} else {
 			e->state = DS_FROZEN;
+		}
 	}
 	deadline = t0 + FREEZE_TIMEOUT_NS;
 	next = ds_boundary_time(t, k + 1) - off;
 	if (next < deadline)
 		deadline = next;
 	for (int i = 0; i < p.nfreeze; i++) {
-		struct ds_entry *e = &t->e[p.freeze[i]];
+		struct ds_entry *e = p.freeze[i] >= 0 ? &t->e[p.freeze[i]] : NULL;
 		int64_t left = deadline - hec_now_mono_ns();
 		int rc;
 
-		if (e->broken)
+		if (!e || e->broken)
 			continue;
 		rc = hec_gate_wait(e->gate, 1, left > 0 ? (long)(left / 1000) : 0);
 		if (rc == -ETIMEDOUT) {
@@ -196,7 +218,9 @@ static void apply(struct agent_gang *g, struct ds_table *t, int64_t k, int recor
 		int rc = hec_gate_set(e->gate, 0);
 
 		s.thaw_ns = hec_now_mono_ns() - t2;
-		if (rc)
+		if (rc == -EAGAIN)
+			e->state = DS_UNKNOWN; /* asked again at the next boundary */
+		else if (rc)
 			gate_broken(g, e, "thaw", rc);
 		else
 			e->state = DS_RUNNING;
@@ -251,6 +275,12 @@ static void activate(struct agent_gang *g, int64_t off)
 			t->e[i].state = old->e[o].state;
 	}
 	g->active = t;
+	pthread_mutex_lock(&g->sched_lock);
+	g->sched = *t;
+	g->sched.n = 0;
+	g->sched.e = NULL;
+	g->sched.scratch = NULL;
+	pthread_mutex_unlock(&g->sched_lock);
 	apply(g, t, k, 1, off);
 	g->next_k = k + 1;
 	for (int o = 0; old && o < old->n; o++) {
@@ -580,6 +610,8 @@ static void hold_newcomers(struct agent_gang *g, struct ds_table *t)
 		if (!e->gate || e->broken || e->state == DS_FROZEN || (a >= 0 && g->active->e[a].gate))
 			continue;
 		rc = hec_gate_set(e->gate, 1);
+		if (rc == -EAGAIN)
+			continue; /* unanswered still: the dispatcher asks again */
 		if (rc) {
 			gate_broken(g, e, "freeze", rc);
 			continue;
@@ -779,42 +811,39 @@ int agent_gang_ctl_to_mono(struct agent *ag, int64_t ctl_ns, int64_t *mono_ns)
 int64_t agent_gang_own_ns(struct agent *ag, long id, int64_t from, int64_t to)
 {
 	struct agent_gang *g = ag->gang;
-	const struct ds_table *t;
+	struct ds_table t;
 	int64_t own = 0, a, b, k, k1;
 	int rows = 0;
 
 	if (to <= from)
 		return 0;
-	if (!g)
+	/* (the clock estimate is the loop's own: what the dispatcher was given) */
+	if (!g || !g->have_estimate)
 		return to - from;
-	pthread_mutex_lock(&g->lock);
-	t = g->active;
-	for (int r = 0; t && r < t->nslots; r++)
-		rows += t->slots[r] == id;
-	if (!g->clock_valid || !t || t->slot_ns <= 0 || rows == 0 || rows == t->nslots) {
-		pthread_mutex_unlock(&g->lock);
+	pthread_mutex_lock(&g->sched_lock);
+	t = g->sched;
+	pthread_mutex_unlock(&g->sched_lock);
+	for (int r = 0; r < t.nslots; r++)
+		rows += t.slots[r] == id;
+	if (t.slot_ns <= 0 || rows == 0 || rows == t.nslots)
 		return to - from;
-	}
-	a = from + g->offset;
-	b = to + g->offset;
-	k = ds_boundary_current(t, a);
-	k1 = ds_boundary_current(t, b);
-	if (a < t->start || k1 - k > OWN_MAX_SLOTS) {
+	a = from + g->est_offset;
+	b = to + g->est_offset;
+	k = ds_boundary_current(&t, a);
+	k1 = ds_boundary_current(&t, b);
+	if (a < t.start || k1 - k > OWN_MAX_SLOTS)
 		/* (before this schedule began: its slots say nothing of then) */
-		pthread_mutex_unlock(&g->lock);
 		return to - from;
-	}
 	for (; k <= k1; k++) {
-		int64_t s = ds_boundary_time(t, k), e = ds_boundary_time(t, k + 1);
+		int64_t s = ds_boundary_time(&t, k), e = ds_boundary_time(&t, k + 1);
 
-		if (t->slots[ds_row(t, k)] != id)
+		if (t.slots[ds_row(&t, k)] != id)
 			continue;
 		s = s > a ? s : a;
 		e = e < b ? e : b;
 		if (e > s)
 			own += e - s;
 	}
-	pthread_mutex_unlock(&g->lock);
 	return own;
 }
 
@@ -923,6 +952,7 @@ int agent_gang_new(struct agent *ag)
 	pthread_mutexattr_setprotocol(&ma, PTHREAD_PRIO_INHERIT);
 	pthread_mutex_init(&g->lock, &ma);
 	pthread_mutex_init(&g->ring_lock, &ma);
+	pthread_mutex_init(&g->sched_lock, &ma);
 	pthread_mutexattr_destroy(&ma);
 	pthread_condattr_init(&ca);
 	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
@@ -975,6 +1005,7 @@ void agent_gang_free(struct agent *ag)
 	pthread_cond_destroy(&g->wake);
 	pthread_mutex_destroy(&g->lock);
 	pthread_mutex_destroy(&g->ring_lock);
+	pthread_mutex_destroy(&g->sched_lock);
 	event_free(g->burst_timer);
 	event_free(g->probe_timer);
 	free(g->ring);
