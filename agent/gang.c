@@ -29,9 +29,9 @@
  * gate under its feet), the ring under g->ring_lock, and a copy of the
  * epoch's rows under g->sched_lock.  A switch under g->lock is bounded by
  * its freeze budget: no gate_set waits (a QMP gate whose command before is
- * unanswered says -EAGAIN at once, and is asked again at the next
- * boundary), so the loop never waits long for the lock, whatever a guest
- * does.
+ * unanswered says -EAGAIN at once, and is asked again every GATE_RETRY_NS
+ * within its slot, the lock let go in between), so the loop never waits
+ * long for the lock, whatever a guest does.
  */
 #include "config.h"
 
@@ -54,6 +54,9 @@
 #define CLOCK_PROBE_TIMEOUT_MS 200
 #define CLOCK_BURST_EVERY_MS 5000
 #define FREEZE_TIMEOUT_NS (50LL * 1000000)
+/* A QMP gate whose switch before is still unanswered (-EAGAIN) is asked
+ * again this often within the same slot, until its slot ends. */
+#define GATE_RETRY_NS (1000LL * 1000)
 #define DISPATCH_PRIO 10
 #define RING_SIZE 4096
 /*
@@ -94,6 +97,7 @@ struct agent_gang {
 	int64_t pending_k;          /* boundary of pending where it takes over */
 	int64_t next_k;             /* next boundary of active */
 	int kick;                   /* a gate was added to active: apply the row now */
+	int64_t retry_at;           /* mono: ask -EAGAIN gates of this slot again (0: none) */
 	unsigned long freeze_timeouts;
 
 	pthread_mutex_t ring_lock;
@@ -163,9 +167,10 @@ static void apply(struct agent_gang *g, struct ds_table *t, int64_t k, int recor
 	struct gang_switch s = { .epoch = t->epoch, .boundary = k };
 	int64_t t0, deadline, next;
 	struct ds_plan p;
-	int timeouts = 0, thaw = 1;
+	int timeouts = 0, thaw = 1, again = 0;
 	long late_job = 0;
 
+	g->retry_at = 0;
 	ds_plan(t, ds_row(t, k), &p);
 	if (p.nfreeze == 0 && p.thaw < 0)
 		return;
@@ -175,12 +180,14 @@ static void apply(struct agent_gang *g, struct ds_table *t, int64_t k, int recor
 		int rc = hec_gate_set(e->gate, 1);
 
 		if (rc == -EAGAIN) {
-			/* Its switch before is unanswered a slot on (a QEMU whose
-			 * main loop stands still): asked again at the next
-			 * boundary, and not waited for, which would hold the gang
-			 * (and its lock) on a guest that answers nothing. */
+			/* Its switch before is unanswered (a QEMU whose main
+			 * loop stands still, or a command of the loop's in its
+			 * monitor): asked again within the slot (retry_at), not
+			 * waited for, which would hold the gang (and its lock)
+			 * on a guest that answers nothing. */
 			e->state = DS_UNKNOWN;
 			p.freeze[i] = -1;
+			again = 1;
 		} else if (rc) {
 			gate_broken(g, e, "freeze", rc);
 		} else {
@@ -218,13 +225,16 @@ static void apply(struct agent_gang *g, struct ds_table *t, int64_t k, int recor
 		int rc = hec_gate_set(e->gate, 0);
 
 		s.thaw_ns = hec_now_mono_ns() - t2;
-		if (rc == -EAGAIN)
-			e->state = DS_UNKNOWN; /* asked again at the next boundary */
-		else if (rc)
+		if (rc == -EAGAIN) {
+			e->state = DS_UNKNOWN; /* asked again within the slot */
+			again = 1;
+		} else if (rc)
 			gate_broken(g, e, "thaw", rc);
 		else
 			e->state = DS_RUNNING;
 	}
+	if (again && hec_now_mono_ns() + GATE_RETRY_NS < next)
+		g->retry_at = hec_now_mono_ns() + GATE_RETRY_NS;
 	if (record) {
 		s.planned = ds_boundary_time(t, k);
 		s.actual = t0 + off;
@@ -356,6 +366,15 @@ static void *dispatcher_main(void *arg)
 		}
 		if (g->active)
 			t_act = ds_boundary_time(g->active, g->next_k);
+		if (g->active && g->retry_at && g->retry_at + off < t_act && g->retry_at + off < t_pend) {
+			/* A gate said -EAGAIN this slot: ask it again (the row of
+			 * the boundary just applied; what is done is not redone). */
+			if (g->retry_at > now - off)
+				sleep_until(g, g->retry_at, 0);
+			else
+				apply(g, g->active, g->next_k - 1, 0, off);
+			continue;
+		}
 		if (t_pend <= t_act) {
 			if (t_pend > now)
 				sleep_until(g, t_pend - off, spin_ns(g->pending));
