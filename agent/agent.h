@@ -264,7 +264,8 @@ void agent_gang_job_forget(struct agent *ag, long id);
 int agent_gang_ctl_to_mono(struct agent *ag, int64_t ctl_ns, int64_t *mono_ns);
 /* How much of [@from, @to] (CLOCK_MONOTONIC ns) falls in job @id's own
  * slots of the schedule in force here: all of it when the job does not
- * time-share here (no schedule names it, or it has every slot). */
+ * time-share here (no schedule names it, or it has every slot).  Never
+ * waits on the dispatcher (a copy of the schedule under its own lock). */
 int64_t agent_gang_own_ns(struct agent *ag, long id, int64_t from, int64_t to);
 
 /* bridge.c */

@@ -26,7 +26,12 @@
  * They share the tables, the clock offset and flags under g->lock (a
  * priority-inheriting mutex: the loop thread holds it only briefly, and the
  * dispatcher holds it through a switch, so that a KILL_JOB never closes a
- * gate under its feet), and the ring under g->ring_lock.
+ * gate under its feet), the ring under g->ring_lock, and a copy of the
+ * epoch's rows under g->sched_lock.  A switch under g->lock is bounded by
+ * its freeze budget: no gate_set waits (a QMP gate whose command before is
+ * unanswered says -EAGAIN at once, and is asked again every GATE_RETRY_NS
+ * within its slot, the lock let go in between), so the loop never waits
+ * long for the lock, whatever a guest does.
  */
 #include "config.h"
 
@@ -49,6 +54,9 @@
 #define CLOCK_PROBE_TIMEOUT_MS 200
 #define CLOCK_BURST_EVERY_MS 5000
 #define FREEZE_TIMEOUT_NS (50LL * 1000000)
+/* A QMP gate whose switch before is still unanswered (-EAGAIN) is asked
+ * again this often within the same slot, until its slot ends. */
+#define GATE_RETRY_NS (1000LL * 1000)
 #define DISPATCH_PRIO 10
 #define RING_SIZE 4096
 /*
@@ -89,11 +97,19 @@ struct agent_gang {
 	int64_t pending_k;          /* boundary of pending where it takes over */
 	int64_t next_k;             /* next boundary of active */
 	int kick;                   /* a gate was added to active: apply the row now */
+	int64_t retry_at;           /* mono: ask -EAGAIN gates of this slot again (0: none) */
 	unsigned long freeze_timeouts;
 
 	pthread_mutex_t ring_lock;
 	struct gang_switch *ring;
 	unsigned ring_next, ring_count;
+
+	/* The rows and times of the epoch in force, for agent_gang_own_ns on
+	 * the loop (no entries: e and scratch NULL; nslots 0 before the
+	 * first), under sched_lock, which nobody holds across a switch: the
+	 * loop must not wait on g->lock for a dispatcher stuck in a gate. */
+	pthread_mutex_t sched_lock;
+	struct ds_table sched;
 
 	/* Event loop only: clock probes, epochs. */
 	struct event *burst_timer, *probe_timer;
@@ -142,16 +158,19 @@ static void gate_broken(struct agent_gang *g, struct ds_entry *e, const char *wh
  * at once, waiting again for whatever is still not frozen.  Only when a
  * slot is longer than FREEZE_TIMEOUT_NS and the freeze still lags do we
  * thaw the entering one anyway: a task stuck in the kernel (D state) does
- * not use the CPU, and must not stall the gang for good.
+ * not use the CPU, and must not stall the gang for good.  Nor does a guest
+ * whose QMP gate has not answered its switch before (-EAGAIN): it is not
+ * waited for, and the entering partition thaws.
  */
 static void apply(struct agent_gang *g, struct ds_table *t, int64_t k, int record, int64_t off)
 {
 	struct gang_switch s = { .epoch = t->epoch, .boundary = k };
 	int64_t t0, deadline, next;
 	struct ds_plan p;
-	int timeouts = 0, thaw = 1;
+	int timeouts = 0, thaw = 1, again = 0;
 	long late_job = 0;
 
+	g->retry_at = 0;
 	ds_plan(t, ds_row(t, k), &p);
 	if (p.nfreeze == 0 && p.thaw < 0)
 		return;
@@ -160,21 +179,31 @@ static void apply(struct agent_gang *g, struct ds_table *t, int64_t k, int recor
 		struct ds_entry *e = &t->e[p.freeze[i]];
 		int rc = hec_gate_set(e->gate, 1);
 
-		if (rc)
+		if (rc == -EAGAIN) {
+			/* Its switch before is unanswered (a QEMU whose main
+			 * loop stands still, or a command of the loop's in its
+			 * monitor): asked again within the slot (retry_at), not
+			 * waited for, which would hold the gang (and its lock)
+			 * on a guest that answers nothing. */
+			e->state = DS_UNKNOWN;
+			p.freeze[i] = -1;
+			again = 1;
+		} else if (rc) {
 			gate_broken(g, e, "freeze", rc);
-		else
+		} else {
 			e->state = DS_FROZEN;
+		}
 	}
 	deadline = t0 + FREEZE_TIMEOUT_NS;
 	next = ds_boundary_time(t, k + 1) - off;
 	if (next < deadline)
 		deadline = next;
 	for (int i = 0; i < p.nfreeze; i++) {
-		struct ds_entry *e = &t->e[p.freeze[i]];
+		struct ds_entry *e = p.freeze[i] >= 0 ? &t->e[p.freeze[i]] : NULL;
 		int64_t left = deadline - hec_now_mono_ns();
 		int rc;
 
-		if (e->broken)
+		if (!e || e->broken)
 			continue;
 		rc = hec_gate_wait(e->gate, 1, left > 0 ? (long)(left / 1000) : 0);
 		if (rc == -ETIMEDOUT) {
@@ -196,11 +225,16 @@ static void apply(struct agent_gang *g, struct ds_table *t, int64_t k, int recor
 		int rc = hec_gate_set(e->gate, 0);
 
 		s.thaw_ns = hec_now_mono_ns() - t2;
-		if (rc)
+		if (rc == -EAGAIN) {
+			e->state = DS_UNKNOWN; /* asked again within the slot */
+			again = 1;
+		} else if (rc)
 			gate_broken(g, e, "thaw", rc);
 		else
 			e->state = DS_RUNNING;
 	}
+	if (again && hec_now_mono_ns() + GATE_RETRY_NS < next)
+		g->retry_at = hec_now_mono_ns() + GATE_RETRY_NS;
 	if (record) {
 		s.planned = ds_boundary_time(t, k);
 		s.actual = t0 + off;
@@ -251,6 +285,12 @@ static void activate(struct agent_gang *g, int64_t off)
 			t->e[i].state = old->e[o].state;
 	}
 	g->active = t;
+	pthread_mutex_lock(&g->sched_lock);
+	g->sched = *t;
+	g->sched.n = 0;
+	g->sched.e = NULL;
+	g->sched.scratch = NULL;
+	pthread_mutex_unlock(&g->sched_lock);
 	apply(g, t, k, 1, off);
 	g->next_k = k + 1;
 	for (int o = 0; old && o < old->n; o++) {
@@ -326,6 +366,15 @@ static void *dispatcher_main(void *arg)
 		}
 		if (g->active)
 			t_act = ds_boundary_time(g->active, g->next_k);
+		if (g->active && g->retry_at && g->retry_at + off < t_act && g->retry_at + off < t_pend) {
+			/* A gate said -EAGAIN this slot: ask it again (the row of
+			 * the boundary just applied; what is done is not redone). */
+			if (g->retry_at > now - off)
+				sleep_until(g, g->retry_at, 0);
+			else
+				apply(g, g->active, g->next_k - 1, 0, off);
+			continue;
+		}
 		if (t_pend <= t_act) {
 			if (t_pend > now)
 				sleep_until(g, t_pend - off, spin_ns(g->pending));
@@ -580,6 +629,8 @@ static void hold_newcomers(struct agent_gang *g, struct ds_table *t)
 		if (!e->gate || e->broken || e->state == DS_FROZEN || (a >= 0 && g->active->e[a].gate))
 			continue;
 		rc = hec_gate_set(e->gate, 1);
+		if (rc == -EAGAIN)
+			continue; /* unanswered still: the dispatcher asks again */
 		if (rc) {
 			gate_broken(g, e, "freeze", rc);
 			continue;
@@ -779,42 +830,39 @@ int agent_gang_ctl_to_mono(struct agent *ag, int64_t ctl_ns, int64_t *mono_ns)
 int64_t agent_gang_own_ns(struct agent *ag, long id, int64_t from, int64_t to)
 {
 	struct agent_gang *g = ag->gang;
-	const struct ds_table *t;
+	struct ds_table t;
 	int64_t own = 0, a, b, k, k1;
 	int rows = 0;
 
 	if (to <= from)
 		return 0;
-	if (!g)
+	/* (the clock estimate is the loop's own: what the dispatcher was given) */
+	if (!g || !g->have_estimate)
 		return to - from;
-	pthread_mutex_lock(&g->lock);
-	t = g->active;
-	for (int r = 0; t && r < t->nslots; r++)
-		rows += t->slots[r] == id;
-	if (!g->clock_valid || !t || t->slot_ns <= 0 || rows == 0 || rows == t->nslots) {
-		pthread_mutex_unlock(&g->lock);
+	pthread_mutex_lock(&g->sched_lock);
+	t = g->sched;
+	pthread_mutex_unlock(&g->sched_lock);
+	for (int r = 0; r < t.nslots; r++)
+		rows += t.slots[r] == id;
+	if (t.slot_ns <= 0 || rows == 0 || rows == t.nslots)
 		return to - from;
-	}
-	a = from + g->offset;
-	b = to + g->offset;
-	k = ds_boundary_current(t, a);
-	k1 = ds_boundary_current(t, b);
-	if (a < t->start || k1 - k > OWN_MAX_SLOTS) {
+	a = from + g->est_offset;
+	b = to + g->est_offset;
+	k = ds_boundary_current(&t, a);
+	k1 = ds_boundary_current(&t, b);
+	if (a < t.start || k1 - k > OWN_MAX_SLOTS)
 		/* (before this schedule began: its slots say nothing of then) */
-		pthread_mutex_unlock(&g->lock);
 		return to - from;
-	}
 	for (; k <= k1; k++) {
-		int64_t s = ds_boundary_time(t, k), e = ds_boundary_time(t, k + 1);
+		int64_t s = ds_boundary_time(&t, k), e = ds_boundary_time(&t, k + 1);
 
-		if (t->slots[ds_row(t, k)] != id)
+		if (t.slots[ds_row(&t, k)] != id)
 			continue;
 		s = s > a ? s : a;
 		e = e < b ? e : b;
 		if (e > s)
 			own += e - s;
 	}
-	pthread_mutex_unlock(&g->lock);
 	return own;
 }
 
@@ -923,6 +971,7 @@ int agent_gang_new(struct agent *ag)
 	pthread_mutexattr_setprotocol(&ma, PTHREAD_PRIO_INHERIT);
 	pthread_mutex_init(&g->lock, &ma);
 	pthread_mutex_init(&g->ring_lock, &ma);
+	pthread_mutex_init(&g->sched_lock, &ma);
 	pthread_mutexattr_destroy(&ma);
 	pthread_condattr_init(&ca);
 	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
@@ -975,6 +1024,7 @@ void agent_gang_free(struct agent *ag)
 	pthread_cond_destroy(&g->wake);
 	pthread_mutex_destroy(&g->lock);
 	pthread_mutex_destroy(&g->ring_lock);
+	pthread_mutex_destroy(&g->sched_lock);
 	event_free(g->burst_timer);
 	event_free(g->probe_timer);
 	free(g->ring);

@@ -63,11 +63,14 @@ static int next_line(struct qmp_mon *m, int timeout_ms)
 		left = deadline - now_ms();
 		if (left < 0)
 			return -ETIMEDOUT;
-		if (poll(&pfd, 1, (int)left) < 0) {
+		n = poll(&pfd, 1, (int)left);
+		if (n < 0) {
 			if (errno == EINTR)
 				continue;
 			return -errno;
 		}
+		if (n == 0 && left == 0)
+			return -ETIMEDOUT; /* (not spinning out the rest of this ms) */
 		if (!(pfd.revents & (POLLIN | POLLHUP | POLLERR)))
 			continue;
 		n = read(m->fd, m->buf + m->len, sizeof(m->buf) - 1 - m->len);
@@ -225,12 +228,61 @@ int qmp_mon_set(struct qmp_mon *m, int stopped)
 	return rc;
 }
 
-int qmp_mon_wait(struct qmp_mon *m, int stopped, long timeout_us)
+int qmp_mon_try_set(struct qmp_mon *m, int stopped)
 {
 	int rc;
 
+	if (pthread_mutex_trylock(&m->lock))
+		return -EAGAIN;
+	rc = settle(m, 0);
+	if (rc == -ETIMEDOUT)
+		rc = -EAGAIN;
+	if (!rc)
+		rc = send_line(m, stopped ? "{\"execute\":\"stop\"}" : "{\"execute\":\"cont\"}");
+	if (!rc)
+		m->pending = !!stopped;
+	pthread_mutex_unlock(&m->lock);
+	return rc;
+}
+
+void qmp_mon_assume(struct qmp_mon *m, int stopped)
+{
 	pthread_mutex_lock(&m->lock);
-	rc = settle(m, timeout_us);
+	m->stopped = !!stopped;
+	if (m->pending >= 0)
+		m->pending = !!stopped;
+	pthread_mutex_unlock(&m->lock);
+}
+
+/* The monitor's lock within @timeout_us: another thread's wait on it is
+ * bounded too, but it is not ours to sit out beyond our own budget. */
+static int lock_within(struct qmp_mon *m, long timeout_us)
+{
+	struct timespec ts;
+
+	if (!pthread_mutex_trylock(&m->lock))
+		return 0;
+	if (timeout_us <= 0)
+		return -ETIMEDOUT;
+	clock_gettime(CLOCK_REALTIME, &ts);
+	ts.tv_sec += timeout_us / 1000000;
+	ts.tv_nsec += (timeout_us % 1000000) * 1000;
+	if (ts.tv_nsec >= 1000000000) {
+		ts.tv_sec++;
+		ts.tv_nsec -= 1000000000;
+	}
+	return pthread_mutex_timedlock(&m->lock, &ts) ? -ETIMEDOUT : 0;
+}
+
+int qmp_mon_wait(struct qmp_mon *m, int stopped, long timeout_us)
+{
+	int64_t t0 = hec_now_mono_ns();
+	int rc;
+
+	if (lock_within(m, timeout_us))
+		return -ETIMEDOUT;
+	timeout_us -= (long)((hec_now_mono_ns() - t0) / 1000);
+	rc = settle(m, timeout_us > 0 ? timeout_us : 0);
 	if (!rc && m->stopped != !!stopped)
 		rc = -ETIMEDOUT; /* nobody asked for that state */
 	pthread_mutex_unlock(&m->lock);

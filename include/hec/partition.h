@@ -314,7 +314,9 @@ struct hec_partition_ops {
 	 * capture's gang_hold); it calls host->gang_release when done.
 	 */
 	int (*gate_open)(struct hec_partition *p, struct hec_gate **out, char *why, size_t len);
-	/** Ask for frozen (1) or running (0); returns without waiting. */
+	/** Ask for frozen (1) or running (0); returns without waiting.
+	 *  -EAGAIN: the switch asked before is not answered yet, nothing was
+	 *  asked now (ask again later). */
 	int (*gate_set)(struct hec_gate *g, int frozen);
 	/** Wait until the state asked for is reached, up to @timeout_us.
 	 *  \return 0, -ETIMEDOUT, or -errno. */

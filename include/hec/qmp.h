@@ -2,7 +2,7 @@
 /*
  * A QMP monitor driven synchronously, for the paths that must not wait on
  * the event loop: the gang dispatcher's gates (QMP stop/cont), a guest
- * rejoining the gang after its capture, and the vm-switch benchmark.  One command in flight at a time, under the
+ * stopped for its capture, and the vm-switch benchmark.  One command in flight at a time, under the
  * monitor's lock, so that the dispatcher thread and the event loop may
  * share it; every wait is bounded.  Events arriving meanwhile are skipped.
  * Lines are parsed with jansson.
@@ -41,5 +41,22 @@ int qmp_mon_command(struct qmp_mon *m, const char *cmd, char *reply, size_t len,
  */
 int qmp_mon_set(struct qmp_mon *m, int stopped);
 int qmp_mon_wait(struct qmp_mon *m, int stopped, long timeout_us);
+
+/**
+ * qmp_mon_set() that never waits, for the gang dispatcher and the event
+ * loop: -EAGAIN at once, with nothing sent, while the command before is
+ * unanswered (a QEMU whose main loop stands still answers nothing) or
+ * another thread is in the monitor.  qmp_mon_wait() waits for its lock
+ * within its own @timeout_us only.
+ */
+int qmp_mon_try_set(struct qmp_mon *m, int stopped);
+
+/**
+ * The vCPUs were stopped (1) or resumed (0) through another monitor, and
+ * QEMU has answered there: the last confirmed state is that, and a
+ * stop/cont of ours still in flight, sent before, is taken as overruled
+ * (its answer, when it comes, confirms @stopped).
+ */
+void qmp_mon_assume(struct qmp_mon *m, int stopped);
 
 #endif

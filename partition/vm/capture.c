@@ -28,7 +28,6 @@
 
 #include "hec/common.h"
 #include "partition/vm/vm.h"
-#include "hec/qmp.h"
 
 /* ---- the capture ---- */
 
@@ -259,9 +258,11 @@ static int op_refused(struct vm *v, char *why, size_t len)
 /*
  * The guest leaves the gang for the capture (until op_rejoin): no boundary
  * stops or freezes it under the capture's commands.  One whose cgroup the
- * gang froze (switched out) is stopped by QMP on the gate's monitor, then
- * thawed: QEMU must answer the capture while its vCPUs stay stopped, and
- * the stop goes out before the thaw, so that they hardly run.
+ * gang froze (switched out) is stopped by QMP, then thawed: QEMU must
+ * answer the capture while its vCPUs stay stopped, and the stop goes out
+ * before the thaw, so that they hardly run.  The stop is the event
+ * monitor's first command of the op, not waited for: the capture's
+ * commands follow it, and query-status finds the guest stopped.
  */
 static int cap_hold(struct vm *v, char *why, size_t len)
 {
@@ -270,16 +271,17 @@ static int cap_hold(struct vm *v, char *why, size_t len)
 
 	vm_gang_hold(v);
 	v->cap_held = 1;
+	v->cap_rejoining = 0; /* the last capture's rejoin, unanswered: this one keeps it */
 	v->cap_hold_ns = hec_now_mono_ns();
-	if (v->use_qmp || !v->q.mon || hec_partition_proc_ops.gate_open(v->cg, &g, NULL, 0))
+	if (v->use_qmp || hec_partition_proc_ops.gate_open(v->cg, &g, NULL, 0))
 		return 0; /* (no gate: a frozen guest is captured in its next slot) */
 	if (hec_gate_wait(g, 1, 0) == 0) {
-		if ((rc = qmp_mon_set(v->q.mon, 1)) != 0 || (rc = hec_gate_set(g, 0)) != 0 ||
-		    (rc = qmp_mon_wait(v->q.mon, 1, GATE_QMP_TIMEOUT_MS * 1000L)) != 0)
-			hec_fmt(why, len, "stopping and thawing the switched-out guest for its capture: %s",
+		qmp_call(v, json_pack("{s:s}", "execute", "stop"), -1, op_check);
+		v->op_stopped = 1; /* op_decide resumes it if the capture fails */
+		rc = hec_gate_set(g, 0);
+		if (rc)
+			hec_fmt(why, len, "thawing the switched-out guest for its capture: %s",
 				strerror(-rc));
-		else
-			v->op_stopped = 1; /* op_decide resumes it if the capture fails */
 	}
 	hec_gate_close(g);
 	return rc;

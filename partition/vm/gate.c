@@ -38,9 +38,11 @@ struct hec_gate *qmp_gate_new(struct qmp_mon *m)
 	return &g->base;
 }
 
+/* Never waits (the dispatcher holds the gang's lock): -EAGAIN while the
+ * switch before is unanswered. */
 int qmp_gate_set(struct hec_gate *gate, int frozen)
 {
-	return qmp_mon_set(((struct qmp_gate *)gate)->mon, frozen);
+	return qmp_mon_try_set(((struct qmp_gate *)gate)->mon, frozen);
 }
 
 int qmp_gate_wait(struct hec_gate *gate, int frozen, long timeout_us)
@@ -87,8 +89,17 @@ static long long switch_cost(struct hec_gate *g)
 		t[n] = hec_now_mono_ns() - t0;
 		usleep(CALIBRATE_GAP_US);
 	}
-	if (n < CALIBRATE_ROUNDS && !hec_gate_set(g, 0))
-		hec_gate_wait(g, 0, 500000);
+	if (n < CALIBRATE_ROUNDS) {
+		/* a switch still unanswered is waited for first (bounded) */
+		int rc = hec_gate_set(g, 0);
+
+		if (rc == -EAGAIN) {
+			hec_gate_wait(g, 1, 500000);
+			rc = hec_gate_set(g, 0);
+		}
+		if (!rc)
+			hec_gate_wait(g, 0, 500000);
+	}
 	hec_gate_close(g);
 	return n == CALIBRATE_ROUNDS ? median(t, n) : -1;
 }

@@ -80,7 +80,7 @@ static void qmp_kick(struct vm *v)
 	}
 }
 
-void qmp_call(struct vm *v, json_t *cmd, int fd, qmp_cb cb)
+static void call_queue(struct vm *v, json_t *cmd, int fd, qmp_cb cb, unsigned gen)
 {
 	struct qmp_call *c = calloc(1, sizeof(*c)), **pp;
 	char *text = cmd ? json_dumps(cmd, JSON_COMPACT) : NULL;
@@ -98,11 +98,21 @@ void qmp_call(struct vm *v, json_t *cmd, int fd, qmp_cb cb)
 	free(text);
 	c->fd = fd;
 	c->cb = cb;
-	c->gen = v->op != OP_NONE ? v->op_gen : 0;
+	c->gen = gen;
 	for (pp = &v->qq; *pp; pp = &(*pp)->next)
 		;
 	*pp = c;
 	qmp_kick(v);
+}
+
+void qmp_call(struct vm *v, json_t *cmd, int fd, qmp_cb cb)
+{
+	call_queue(v, cmd, fd, cb, v->op != OP_NONE ? v->op_gen : 0);
+}
+
+void qmp_call_always(struct vm *v, json_t *cmd, qmp_cb cb)
+{
+	call_queue(v, cmd, -1, cb, 0);
 }
 
 /* A command of an op that has ended: its answer goes to nobody. */

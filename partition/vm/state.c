@@ -95,25 +95,57 @@ void op_deliver(struct vm *v, int rc, const char *why, int rejoin)
 	}
 	if (rejoin)
 		op_rejoin(v);
-	v->cap_held = 0;
+	else
+		v->cap_held = v->cap_rejoining = 0;
 	if (done)
 		done(arg, rc, rc ? copy : NULL);
 }
 
-void op_rejoin(struct vm *v)
+/* op_rejoin's cont is answered: the guest runs, and goes back. */
+static void rejoin_conted(struct vm *v, json_t *reply, const char *error)
 {
-	if (!v->cap_held)
-		return;
+	if (!v->cap_rejoining)
+		return; /* a capture begun since holds it again */
+	v->cap_rejoining = 0;
 	v->cap_held = 0;
 	if (v->state != VM_UP)
 		return;
+	if (reply && !error) {
+		if (v->q.mon)
+			qmp_mon_assume(v->q.mon, 0);
+	} else {
+		hec_job_warn(v->host->node, v->job,
+			     "the guest did not resume as it rejoins the gang: %s",
+			     error ? error : "QEMU's monitor went away");
+	}
+	vm_gang_release(v);
+}
+
+void op_rejoin(struct vm *v)
+{
+	if (!v->cap_held || v->cap_rejoining)
+		return;
+	if (v->state != VM_UP) {
+		v->cap_held = 0;
+		return;
+	}
 	/* Its vCPUs run when it goes back (the dispatcher stops or freezes it
 	 * at once if the slot is not its own), and a QMP gate's monitor, whose
-	 * idea of the state is what its own commands left, knows it: a cont,
-	 * a no-op on a running guest, makes both true. */
-	if (v->q.mon && !qmp_mon_set(v->q.mon, 0))
-		qmp_mon_wait(v->q.mon, 0, GATE_QMP_TIMEOUT_MS * 1000L);
-	vm_gang_release(v);
+	 * idea of the state is what its own commands left, is told so: a
+	 * cont, a no-op on a running guest, makes both true.  Sent on the
+	 * event monitor and not waited for: a QEMU whose main loop stands
+	 * still (a stalled stream writer, in huge pages at once) answers
+	 * nothing, and must hold up neither the loop nor, back in the gang,
+	 * the dispatcher. */
+	if (!v->q.qmp) {
+		v->cap_held = 0;
+		if (v->q.mon)
+			qmp_mon_try_set(v->q.mon, 0);
+		vm_gang_release(v);
+		return;
+	}
+	v->cap_rejoining = 1;
+	qmp_call_always(v, json_pack("{s:s}", "execute", "cont"), rejoin_conted);
 }
 
 static void op_resumed(struct vm *v, json_t *reply, const char *error)

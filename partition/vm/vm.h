@@ -189,6 +189,7 @@ struct vm {
 	int64_t cap_stopped_ns;       /* cap_whole: when our stop was answered */
 	int64_t cap_progress_ns;      /* progress() last called */
 	int cap_held;                 /* out of the gang for the capture (op_rejoin ends it) */
+	int cap_rejoining;            /* op_rejoin's cont sent, its answer gives it back */
 	int64_t cap_hold_ns;          /* since when (CLOCK_MONOTONIC) */
 	int cap_switched_out;         /* stopped or frozen by the gang when it began */
 	/* QMP events STOP and RESUME go here (a capture waiting for them):
@@ -318,8 +319,11 @@ void op_after(struct vm *v, int ms);
  * dropped); @rejoin: a guest still out of the gang for it goes back. */
 void op_deliver(struct vm *v, int rc, const char *why, int rejoin);
 /* A guest out of the gang for its capture (cap_held) goes back, its vCPUs
- * running (a cont on the gate's monitor, which a QMP gate then believes);
- * the dispatcher switches it as its slots say. */
+ * running: a cont on the event monitor, and once QEMU has answered it the
+ * gate's monitor is told (a QMP gate believes it) and the dispatcher
+ * switches the guest as its slots say.  Never waits: a QEMU that does not
+ * answer stays out of the gang until it does (a capture begun meanwhile
+ * keeps it). */
 void op_rejoin(struct vm *v);
 
 static inline void vm_exited(struct vm *v, int code, int sig, const char *error)
@@ -354,6 +358,8 @@ void qmp_read(struct bufferevent *bev, void *arg);
 /* Queue @cmd (stolen) with @fd (owned from here on, or -1); @cb (NULL:
  * an error is logged) gets the answer, or NULL if the monitor goes. */
 void qmp_call(struct vm *v, json_t *cmd, int fd, qmp_cb cb);
+/* qmp_call() of no op: answered even once the op under way has ended. */
+void qmp_call_always(struct vm *v, json_t *cmd, qmp_cb cb);
 void qmp_call_free(struct qmp_call *c);
 /* Empty the queue: with @answer every command is answered NULL. */
 void qmp_flush(struct vm *v, int answer);

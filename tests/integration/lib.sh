@@ -125,9 +125,13 @@ need_guests() {
 	[ -x /bin/busybox ] || skip "no /bin/busybox (Debian package busybox-static)"
 }
 
+# HEC_TEST_VM_HUGEPAGES=auto|on runs a test's guests in huge pages (the
+# pool is the caller's to reserve: vm.nr_hugepages); a test's own
+# --vm-hugepages, given later, wins.
 cluster_up() {
 	local n=$1; shift
-	"$HEC" cluster up --nodes "$n" --node-timeout 2s --heartbeat 200ms "$@" ||
+	"$HEC" cluster up --nodes "$n" --node-timeout 2s --heartbeat 200ms \
+		${HEC_TEST_VM_HUGEPAGES:+--vm-hugepages "$HEC_TEST_VM_HUGEPAGES"} "$@" ||
 		fail "cluster up --nodes $n failed"
 }
 
