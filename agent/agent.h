@@ -42,6 +42,7 @@ struct agent_conf {
 	char image_cache[PATH_MAX];
 	char vm_switch[16];
 	char vm_hugepages[8];
+	char job_pids_max[16];      /* auto, none or a number (penv.pids_max) */
 };
 
 struct agent_topo {
@@ -102,6 +103,7 @@ struct agent {
 	struct hec_part_host phost;          /* what the drivers get of us (job.c) */
 	enum hec_vm_switch vm_switch;        /* conf.vm_switch */
 	enum hec_vm_hugepages vm_hugepages;  /* conf.vm_hugepages */
+	long pids_max;                       /* conf.job_pids_max; 0: none */
 	char cgroup_base[2 * AGENT_NAME_MAX + 8];
 	char key[257];             /* cluster secret */
 	char hostname[256];

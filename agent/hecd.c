@@ -56,6 +56,7 @@ static const struct hec_conf_key conf_keys[] = {
 	STR_KEY("vm_kernel", "", "vm partitions: guest kernel (default: the newest /boot/vmlinuz-*)", vm_kernel),
 	STR_KEY("image_cache", "/var/cache/hec/images", "vm partitions: where built guest images are kept, by content", image_cache),
 	STR_KEY("vm_switch", "auto", "vm partitions: gang switch of a guest by cgroup freeze, QMP stop/cont, or auto: the cheaper as measured at boot", vm_switch),
+	STR_KEY("job_pids_max", "auto", "tasks (processes and threads) one job's partition may hold on this node: a number, auto (512 per CPU of the node, at least 4096) or none", job_pids_max),
 	STR_KEY("vm_hugepages", "off", "vm partitions: guest RAM anonymous (off), in 2 MiB huge pages (on: the guest fails without enough free), or auto: huge pages where enough are free", vm_hugepages),
 	{ .key = NULL },
 };
@@ -552,7 +553,23 @@ static int load_config(struct agent *ag, int argc, char **argv, enum hec_log_lev
 		fprintf(stderr, "hecd: state_dir '%s': must be an absolute path\n", c->state_dir);
 		return 2;
 	}
+	if (strcmp(c->job_pids_max, "auto") && strcmp(c->job_pids_max, "none") &&
+	    hec_parse_long(c->job_pids_max, 16, 4194304L, &ag->pids_max)) {
+		fprintf(stderr, "hecd: job_pids_max '%s': expected auto, none or a number of tasks from 16 to 4194304\n",
+			c->job_pids_max);
+		return 2;
+	}
 	return 0;
+}
+
+/* job_pids_max's auto: 512 tasks per CPU of the node (the controller
+ * allows 64 ranks per CPU; a rank of MPICH has a few threads, its proxy and
+ * the batch step some more), at least 4096. */
+static long auto_pids_max(const struct agent_topo *t)
+{
+	long n = 512L * (t->pus > 0 ? t->pus : 1);
+
+	return n < 4096 ? 4096 : n;
 }
 
 /* The cluster key: the file's content without surrounding white space. */
@@ -789,6 +806,9 @@ int main(int argc, char **argv)
 	ag->penv.node = ag->conf.name;
 	ag->penv.cgroup_base = ag->cgroup_base;
 	ag->penv.cpus = cpus;
+	if (!strcmp(ag->conf.job_pids_max, "auto"))
+		ag->pids_max = auto_pids_max(&ag->topo);
+	ag->penv.pids_max = ag->pids_max; /* ("none": 0) */
 	if (hec_part_register(&ag->drivers, &hec_partition_proc_ops) ||
 	    hec_part_register(&ag->drivers, &hec_partition_vm_ops)) {
 		fprintf(stderr, "hecd: a partition driver's ops table is incomplete\n");

@@ -13,6 +13,11 @@
  * cpuacct.usage of a v1 cpuacct group (index 2, made only where cpuacct is
  * mounted apart from the freezer and cpuset hierarchies).
  *
+ * Process limit (the environment's pids_max, when not 0): pids.max of the
+ * v2 group where the v2 root offers the pids controller (handed down level
+ * by level, as cpuset), else of a v1 pids group (index 3, where pids is
+ * mounted apart from the other hierarchies), else none.
+ *
  * Gates (the slot dispatcher's hot path) keep the freeze files open: a
  * switch is one pwrite() and, for the wait, pread()s of cgroup.events
  * between short poll()s for its change notification (v1: re-reads of
@@ -63,24 +68,31 @@ enum freeze_kind { FREEZE_V2, FREEZE_V1 };
 enum cpu_kind { CPU_NONE, CPU_V1, CPU_V2 };
 /* Where CPU time is read: the group of hierarchy [i] (ACCT_V2: cpu.stat). */
 enum acct_kind { ACCT_NONE, ACCT_V2, ACCT_V1_FREEZE, ACCT_V1_CPU, ACCT_V1_OWN };
+/* Where the process limit (pids.max) is kept: a v1 pids hierarchy of its
+ * own (index 3), the v2 group (index 0) where the v2 root offers pids and
+ * the freeze group is v2, or nowhere (no limit, said at node_init). */
+enum pids_kind { PIDS_NONE, PIDS_V1, PIDS_V2 };
 
-#define NDIRS 3
+#define NDIRS 4
 
 /* Where the hierarchies are mounted on this host. */
 struct layout {
 	enum freeze_kind freeze;
 	enum cpu_kind cpu;
 	enum acct_kind acct;
+	enum pids_kind pids;
 	char freeze_root[PATH_MAX];
 	char cpu_root[PATH_MAX];   /* CPU_V1 only */
 	char acct_root[PATH_MAX];  /* ACCT_V1_OWN only */
+	char pids_root[PATH_MAX];  /* PIDS_V1 only */
 };
 
 /* A partition: base.priv points back here. */
 struct proc_part {
 	struct hec_partition base;  /* first */
 	struct layout lay;
-	/* [0] freeze group, [1] v1 cpuset group or "", [2] v1 cpuacct group or "" */
+	/* [0] freeze group, [1] v1 cpuset group or "", [2] v1 cpuacct group or "",
+	 * [3] v1 pids group or "" */
 	char dir[NDIRS][PATH_MAX];
 	char node_dir[PATH_MAX];   /* v1 cpuset: the node group, to copy cpus/mems from */
 	int pin;                   /* CPU_NONE with a CPU list: sched_setaffinity */
@@ -227,7 +239,7 @@ static int controllers_have(const char *root, const char *name)
 static int detect(struct layout *lay, struct why *w)
 {
 	char v2[PATH_MAX] = "", v1_freezer[PATH_MAX] = "", v1_cpuset[PATH_MAX] = "";
-	char v1_acct[PATH_MAX] = "";
+	char v1_acct[PATH_MAX] = "", v1_pids[PATH_MAX] = "";
 	struct mntent ent;
 	char line[4 * PATH_MAX];
 	FILE *f;
@@ -252,6 +264,8 @@ static int detect(struct layout *lay, struct why *w)
 				strcpy(v1_cpuset, ent.mnt_dir);
 			if (!*v1_acct && hasmntopt(&ent, "cpuacct"))
 				strcpy(v1_acct, ent.mnt_dir);
+			if (!*v1_pids && hasmntopt(&ent, "pids"))
+				strcpy(v1_pids, ent.mnt_dir);
 		}
 	}
 	endmntent(f);
@@ -285,6 +299,15 @@ static int detect(struct layout *lay, struct why *w)
 	} else {
 		lay->acct = ACCT_V1_OWN;
 		strcpy(lay->acct_root, v1_acct);
+	}
+	if (lay->freeze == FREEZE_V2 && controllers_have(v2, "pids")) {
+		lay->pids = PIDS_V2;
+	} else if (*v1_pids && strcmp(v1_pids, v1_freezer) && strcmp(v1_pids, v1_cpuset) &&
+		   strcmp(v1_pids, v1_acct)) {
+		lay->pids = PIDS_V1;
+		strcpy(lay->pids_root, v1_pids);
+	} else {
+		lay->pids = PIDS_NONE; /* (a pids controller sharing a v1 mount: not handled) */
 	}
 	return 0;
 }
@@ -409,22 +432,45 @@ static int v1_level(const char *dir, const char *parent, int last, void *arg, st
 	return v1_cpuset_inherit(dir, parent, 1, w);
 }
 
+/* What the levels of the v2 freeze hierarchy need handed down. */
+struct v2_need {
+	const char *cpus;   /* NULL: no cpuset */
+	int pids;
+};
+
+/* The parent must hand controller @ctl down before @dir has its files. */
+static int v2_hand_down(const char *parent, const char *ctl, struct why *w)
+{
+	char cur[4096], add[32];
+	int rc = get_file(parent, "cgroup.subtree_control", cur, sizeof(cur), w);
+
+	if (rc)
+		return rc;
+	for (char *tok = strtok(cur, " \n"); tok; tok = strtok(NULL, " \n"))
+		if (!strcmp(tok, ctl))
+			return 0;
+	hec_fmt(add, sizeof(add), "+%s", ctl);
+	return set_file(parent, "cgroup.subtree_control", add, w);
+}
+
 static int v2_level(const char *dir, const char *parent, int last, void *arg, struct why *w)
 {
-	const char *cpus = arg;
+	const struct v2_need *need = arg;
+	const char *cpus = need->cpus;
 	char cur[4096];
 	int rc;
 
-	/* The parent must hand the controller down before @dir has cpuset files. */
-	rc = get_file(parent, "cgroup.subtree_control", cur, sizeof(cur), w);
-	if (rc)
-		return rc;
-	if (!strstr(cur, "cpuset")) {
-		rc = set_file(parent, "cgroup.subtree_control", "+cpuset", w);
+	if (need->pids) {
+		rc = v2_hand_down(parent, "pids", w);
 		if (rc)
 			return rc;
 	}
-	if (last && cpus && *cpus) {
+	if (!cpus)
+		return 0;
+	rc = v2_hand_down(parent, "cpuset", w);
+	if (rc)
+		return rc;
+	if (last && *cpus) {
 		rc = get_file(dir, "cpuset.cpus", cur, sizeof(cur), w);
 		if (!rc && strcmp(cur, cpus))
 			rc = set_file(dir, "cpuset.cpus", cpus, w);
@@ -435,16 +481,19 @@ static int v2_level(const char *dir, const char *parent, int last, void *arg, st
 static int node_setup(const struct hec_partition_env *env, const struct layout *lay, struct why *w)
 {
 	char *cpus = (char *)(env->cpus ? env->cpus : "");
+	struct v2_need need = { lay->cpu == CPU_V2 ? cpus : NULL, lay->pids == PIDS_V2 };
 	int rc;
 
 	rc = make_levels(lay->freeze_root, env->cgroup_base,
-			 lay->cpu == CPU_V2 ? v2_level : NULL, cpus, w);
+			 need.cpus || need.pids ? v2_level : NULL, &need, w);
 	if (rc)
 		return rc;
 	if (lay->cpu == CPU_V1)
 		rc = make_levels(lay->cpu_root, env->cgroup_base, v1_level, cpus, w);
 	if (!rc && lay->acct == ACCT_V1_OWN)
 		rc = make_levels(lay->acct_root, env->cgroup_base, NULL, NULL, w);
+	if (!rc && lay->pids == PIDS_V1)
+		rc = make_levels(lay->pids_root, env->cgroup_base, NULL, NULL, w);
 	return rc;
 }
 
@@ -515,6 +564,8 @@ static int part_new(const struct hec_partition_env *env, long job, const struct 
 	}
 	if (!rc && lay->acct == ACCT_V1_OWN)
 		rc = group_path(p->dir[2], sizeof(p->dir[2]), lay->acct_root, env->cgroup_base, job);
+	if (!rc && lay->pids == PIDS_V1)
+		rc = group_path(p->dir[3], sizeof(p->dir[3]), lay->pids_root, env->cgroup_base, job);
 	if (!rc && lay->cpu == CPU_NONE && env->cpus && *env->cpus) {
 		struct hec_cpuset set;
 
@@ -597,9 +648,28 @@ static int proc_create(const struct hec_partition_env *env, long job, struct hec
 		if (rc)
 			goto err_rmdir_cpu;
 	}
+	if (*p->dir[3]) {
+		rc = make_job_group(env, &lay, p->dir[3], 0, w);
+		if (rc)
+			goto err_rmdir_acct;
+	}
+	if (env->pids_max > 0 && lay.pids != PIDS_NONE) {
+		char max[32];
+
+		hec_fmt(max, sizeof(max), "%ld", env->pids_max);
+		rc = set_file(lay.pids == PIDS_V1 ? p->dir[3] : p->dir[0], "pids.max", max, w);
+		if (rc)
+			goto err_rmdir_pids;
+	}
 	*out = &p->base;
 	return 0;
 
+err_rmdir_pids:
+	if (*p->dir[3])
+		rmdir(p->dir[3]);
+err_rmdir_acct:
+	if (*p->dir[2])
+		rmdir(p->dir[2]);
 err_rmdir_cpu:
 	if (*p->dir[1])
 		rmdir(p->dir[1]);
@@ -623,7 +693,7 @@ static int proc_open(const struct hec_partition_env *env, long job, struct hec_p
 		return rc;
 	/* Half-made partitions (only the cpuset group) count: they need removing too. */
 	if (access(p->dir[0], F_OK) && (!*p->dir[1] || access(p->dir[1], F_OK)) &&
-	    (!*p->dir[2] || access(p->dir[2], F_OK))) {
+	    (!*p->dir[2] || access(p->dir[2], F_OK)) && (!*p->dir[3] || access(p->dir[3], F_OK))) {
 		set_why(w, "cgroup %s", p->dir[0]);
 		free(p);
 		return -ENOENT;
@@ -680,6 +750,10 @@ static int proc_list(const struct hec_partition_env *env, long *jobs, int max, c
 	}
 	if (n >= 0 && lay.acct == ACCT_V1_OWN) {
 		rc = group_path(dir, sizeof(dir), lay.acct_root, env->cgroup_base, 0);
+		n = rc ? rc : list_dir(dir, jobs, n, max, w);
+	}
+	if (n >= 0 && lay.pids == PIDS_V1) {
+		rc = group_path(dir, sizeof(dir), lay.pids_root, env->cgroup_base, 0);
 		n = rc ? rc : list_dir(dir, jobs, n, max, w);
 	}
 	return n;
@@ -740,6 +814,8 @@ static int all_pids(struct proc_part *p, pid_t **pids, struct why *w)
 		rc = read_pids(p->dir[1], pids, &n, &cap, w);
 	if (!rc && *p->dir[2])
 		rc = read_pids(p->dir[2], pids, &n, &cap, w);
+	if (!rc && *p->dir[3])
+		rc = read_pids(p->dir[3], pids, &n, &cap, w);
 	if (rc) {
 		free(*pids);
 		*pids = NULL;
@@ -1119,6 +1195,12 @@ static int proc_node_fini(const struct hec_partition_env *env, char *why, size_t
 	}
 	if (lay.acct == ACCT_V1_OWN) {
 		int rc2 = remove_levels(lay.acct_root, env->cgroup_base, w);
+
+		if (!rc)
+			rc = rc2;
+	}
+	if (lay.pids == PIDS_V1) {
+		int rc2 = remove_levels(lay.pids_root, env->cgroup_base, w);
 
 		if (!rc)
 			rc = rc2;

@@ -177,6 +177,7 @@ struct hec_partition_env {
 	const char *node;        /* node name, e.g. "node0" */
 	const char *cgroup_base; /* relative group under each hierarchy, e.g. "hec/clusterX/node0" */
 	const char *cpus;        /* the node's CPU list, "" for all */
+	long pids_max;           /* tasks (processes and threads) a partition may hold; 0: no limit */
 };
 
 struct hec_spawn_req {
