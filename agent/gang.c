@@ -57,6 +57,8 @@
 /* A QMP gate whose switch before is still unanswered (-EAGAIN) is asked
  * again this often within the same slot, until its slot ends. */
 #define GATE_RETRY_NS (1000LL * 1000)
+/* How far ahead of the controller's clock an EPOCH may start. */
+#define EPOCH_AHEAD_MAX_NS (3600LL * 1000000000)
 #define DISPATCH_PRIO 10
 #define RING_SIZE 4096
 /*
@@ -679,6 +681,17 @@ void agent_gang_on_epoch(struct agent *ag, const json_t *b)
 	if (epoch <= g->last_epoch) {
 		hec_warn("%s: EPOCH %lld is not newer than epoch %lld; ignored", ag->conf.name,
 			 (long long)epoch, (long long)g->last_epoch);
+		return;
+	}
+	/* A schedule starts a slot or two ahead (or began before: a node that
+	 * joins late takes it at its next boundary); one that would start more
+	 * than EPOCH_AHEAD_MAX_NS ahead of the controller's clock would keep
+	 * the jobs here on the old one all that while. */
+	if (g->have_estimate && start - (hec_now_mono_ns() + g->est_offset) > EPOCH_AHEAD_MAX_NS) {
+		hec_warn("%s: EPOCH %lld starts %.0f s ahead of the controller's clock (at most %lld s); ignored, the schedule stays as it was",
+			 ag->conf.name, (long long)epoch,
+			 (double)(start - (hec_now_mono_ns() + g->est_offset)) / 1e9,
+			 EPOCH_AHEAD_MAX_NS / 1000000000LL);
 		return;
 	}
 	if (!ag->ops->gate_open || !ag->ops->gate_set || !ag->ops->gate_wait || !ag->ops->gate_close) {

@@ -36,6 +36,10 @@ struct field {
 #define PATH_LEN 4096
 #define ARGS_MAX 65536 /* elements in argv / env arrays */
 #define NS_MAX 9223372036854775807LL
+/* Instants of the controller's clock (ns since 1970) an agent schedules
+ * from: up to 2096, so that an instant plus slots (up to 64 x 60 s) or a
+ * wait never overflows. */
+#define AT_MAX 4000000000000000000LL
 #define TIME_MAX 253402300799LL /* s: 9999-12-31 */
 
 static const struct field s_error[] = { STR_REQ("error", 4096), END };
@@ -91,7 +95,7 @@ static const struct field s_time_req[] = { INT_REQ("t1", 0, NS_MAX), END };
 static const struct field s_time_resp[] = {
 	INT_REQ("t1", 0, NS_MAX), INT_REQ("t2", 0, NS_MAX), INT_REQ("t3", 0, NS_MAX), END };
 static const struct field s_epoch[] = {
-	INT_REQ("epoch", 1, NS_MAX), INT_REQ("start", 0, NS_MAX),
+	INT_REQ("epoch", 1, NS_MAX), INT_REQ("start", 0, AT_MAX),
 	INT_REQ("slot_ns", 1000000, 60000000000LL), INT_REQ("nslots", 1, 64),
 	{ .name = "slots", .kind = F_INTS, .required = 1, .min = 0, .max = ID_MAX },
 	{ .name = "frozen", .kind = F_INTS, .required = 1, .min = 1, .max = ID_MAX }, END };
@@ -111,7 +115,7 @@ static const struct field s_stats[] = {
 	{ .name = "usage", .kind = F_OBJS, .required = 1, .sub = s_usage },
 	{ .name = "vm", .kind = F_OBJS, .sub = s_vm_switch }, END };
 static const struct field s_ckpt_prepare[] = {
-	INT_REQ("job", 1, ID_MAX), INT_REQ("epoch", 1, NS_MAX), INT_REQ("t", 0, NS_MAX),
+	INT_REQ("job", 1, ID_MAX), INT_REQ("epoch", 1, NS_MAX), INT_REQ("t", 0, AT_MAX),
 	STR_REQ("part", 64), STR_REQ("servers", 1 << 16), INT_REQ("replicas", 1, 64),
 	STR_OPT("provider", 16), INT_REQ("timeout_ms", 1000, 86400000), STR_OPT("kind", 8), END };
 static const struct field s_ckpt_captured[] = {
@@ -132,7 +136,7 @@ static const struct field s_ckpt_job_epoch[] = {
 static const struct field s_ckpt_refused[] = { INT_REQ("job", 1, ID_MAX), STR_REQ("error", 4096), END };
 static const struct field s_ckpt_loaded[] = {
 	INT_REQ("job", 1, ID_MAX), INT_REQ("epoch", 1, NS_MAX), STR_OPT("error", 4096), END };
-static const struct field s_resume[] = { INT_REQ("job", 1, ID_MAX), INT_REQ("t", 0, NS_MAX), END };
+static const struct field s_resume[] = { INT_REQ("job", 1, ID_MAX), INT_REQ("t", 0, AT_MAX), END };
 
 /* Requests: the schema is chosen by "op". */
 static const struct field s_req_submit[] = {

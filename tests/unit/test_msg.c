@@ -143,6 +143,21 @@ static void test_schemas(void)
 		&m, err, sizeof(err)), 0);
 	hec_msg_clear(&m);
 
+	/* instants an agent schedules from are bounded (no overflow past them) */
+	CU_ASSERT_EQUAL(decode_text(HEC_MSG_EPOCH,
+		"{\"epoch\":1,\"start\":9223372036854775807,\"slot_ns\":1000000,\"nslots\":1,\"slots\":[0],\"frozen\":[]}",
+		&m, err, sizeof(err)), -EBADMSG);
+	CU_ASSERT_STRING_EQUAL(err, "EPOCH: field 'start' is out of range");
+	CU_ASSERT_EQUAL(decode_text(HEC_MSG_EPOCH,
+		"{\"epoch\":1,\"start\":1796599703065525000,\"slot_ns\":1000000,\"nslots\":1,\"slots\":[0],\"frozen\":[]}",
+		&m, err, sizeof(err)), 0);
+	hec_msg_clear(&m);
+	CU_ASSERT_EQUAL(decode_text(HEC_MSG_RESUME, "{\"job\":1,\"t\":9000000000000000000}", &m, err,
+				    sizeof(err)), -EBADMSG);
+	CU_ASSERT_EQUAL(decode_text(HEC_MSG_CKPT_PREPARE,
+		"{\"job\":1,\"epoch\":2,\"t\":9000000000000000000}", &m, err, sizeof(err)), -EBADMSG);
+	CU_ASSERT_PTR_NOT_NULL(strstr(err, "'t'"));
+
 	/* strings with an embedded NUL are refused */
 	CU_ASSERT_EQUAL(decode_text(HEC_MSG_ERROR, "{\"error\":\"a\\u0000b\"}", &m, err, sizeof(err)), -EBADMSG);
 }
