@@ -433,8 +433,9 @@ static int make_dirs(struct up *u)
 {
 	static const struct { const char *leaf; mode_t mode; } dirs[] = {
 		/* state/ holds the catalog and the jobs' own directories (their
-		 * users pass through, never list it); logs are the owner's */
-		{ "log", 0700 }, { "run", 0755 }, { "state", 0711 }, { "spool", 01777 },
+		 * users pass through, never list it); logs are the owner's; the
+		 * spool is hecctld's, a directory per user within (it makes them) */
+		{ "log", 0700 }, { "run", 0755 }, { "state", 0711 }, { "spool", 0755 },
 	};
 	char path[PATH_MAX];
 	int rc;
@@ -462,7 +463,7 @@ static int make_dirs(struct up *u)
 			cli_err("cluster up: %s: %s", path, strerror(-rc));
 			return rc;
 		}
-		/* mkdir() obeys the umask; the spool must be world-writable and sticky */
+		/* mkdir() obeys the umask; an older cluster's 1777 spool is closed */
 		if (chmod(path, dirs[i].mode)) {
 			rc = -errno;
 			cli_err("cluster up: %s: %s", path, strerror(-rc));

@@ -95,7 +95,7 @@ static const char submit_help[] =
 	"                       also the batch step failing), restart from the newest\n"
 	"                       checkpoint (default: none)\n"
 	"      --max-restarts=N automatic restarts at most (0..1000, default 3)\n"
-	"  -o, --output=FILE    stdout of the job (default: CLUSTER_DIR/spool/job-ID.out)\n"
+	"  -o, --output=FILE    stdout of the job (default: SPOOL/UID/job-ID.out, SPOOL being hecctld's spool_dir)\n"
 	"  -e, --error=FILE     stderr of the job (default: with stdout)\n"
 	"      --json           print {\"job\": ID}\n"
 	"  -D, --dir=DIR        cluster directory\n";

@@ -7,12 +7,14 @@
 #include "config.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <limits.h>
 #include <pwd.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "hec/common.h"
@@ -87,6 +89,34 @@ static int by_long_desc(const void *a, const void *b)
 	long x = *(const long *)a, y = *(const long *)b;
 
 	return (x < y) - (x > y);
+}
+
+/*
+ * The default output's directory: <spool_dir>/<uid>, the user's own (0700).
+ * The spool itself is root's (0755): nobody but hecctld makes a name in
+ * it, so nobody can prepare another user's output file (a symbolic link, a
+ * file of their own) or directory.  \return 0, or -errno.
+ */
+static int user_spool(const struct ctl *ctl, uid_t uid, gid_t gid, char *dir, size_t len)
+{
+	struct stat st;
+	int fd, rc = 0;
+
+	if (hec_fmt(dir, len, "%s/%u", ctl->conf.spool_dir, (unsigned)uid) < 0)
+		return -ENAMETOOLONG;
+	if (mkdir(dir, 0700) && errno != EEXIST)
+		return -errno;
+	fd = open(dir, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+	if (fd < 0)
+		return -errno;
+	if (fstat(fd, &st))
+		rc = -errno;
+	else if ((st.st_uid != uid || st.st_gid != gid) && fchown(fd, uid, gid))
+		rc = -errno;
+	else if ((st.st_mode & 07777) != 0700 && fchmod(fd, 0700))
+		rc = -errno;
+	close(fd);
+	return rc;
 }
 
 static void cli_submit(struct ctl *ctl, struct peer *p, const json_t *req)
@@ -238,7 +268,20 @@ static void cli_submit(struct ctl *ctl, struct peer *p, const json_t *req)
 	j->env = json_incref(env);
 	j->argv = json_incref(argv);
 	j->script = script ? strdup(script) : NULL;
-	snprintf(deflt, sizeof(deflt), "%s/job-%%j.out", ctl->conf.spool_dir);
+	if (!output || !*output) {
+		char dir[PATH_MAX];
+		int src = user_spool(ctl, p->uid, p->gid, dir, sizeof(dir));
+
+		if (src) {
+			hec_err("submit by uid %u: output directory %s: %s", (unsigned)p->uid, dir,
+				strerror(-src));
+			respond_error(p->conn, "cannot make your output directory %s: %s (give --output)",
+				      dir, strerror(-src));
+			job_free(j);
+			return;
+		}
+		hec_fmt(deflt, sizeof(deflt), "%s/job-%%j.out", dir);
+	}
 	j->output = strdup(output && *output ? output : deflt);
 	j->error = error && *error ? strdup(error) : NULL;
 	j->command = job_command(j->argv, j->script, j->name);

@@ -46,7 +46,7 @@ static const struct hec_conf_key ctl_keys[] = {
 	STR_KEY(socket, "/run/hec/hecctld.sock", "Unix socket for the CLI (mode 0666; peer credentials authenticate)"),
 	STR_KEY(listen, "0.0.0.0:6817", "TCP address for agents; port 0 picks one (see ctl.addr)"),
 	STR_KEY(key_file, "/etc/hec/cluster.key", "shared secret agents must present; empty: no check"),
-	STR_KEY(spool_dir, "/var/spool/hec", "default place of job output files (mode 1777)"),
+	STR_KEY(spool_dir, "/var/spool/hec", "default place of job output files: <spool_dir>/<uid>/job-<id>.out"),
 	MS_KEY(heartbeat_interval, "1s", 10, 3600000, "how often agents send HEARTBEAT"),
 	MS_KEY(node_timeout, "10s", 100, 86400000L, "silence after which a node is DOWN and its jobs NODE_FAIL"),
 	MS_KEY(launch_timeout, "30s", 100, 86400000L, "LAUNCH not answered by every node by then: the job fails"),
@@ -466,6 +466,23 @@ static int make_dir(const char *what, const char *path, mode_t mode)
 	return rc;
 }
 
+/* A spool an older hecctld made 1777: root's alone now (each user's output
+ * goes in a directory of its own below, made by the controller). */
+static int spool_private(const char *path)
+{
+	struct stat st;
+
+	if (stat(path, &st) || !(st.st_mode & (S_IWGRP | S_IWOTH)) || st.st_uid != geteuid())
+		return 0;
+	if (chmod(path, 0755)) {
+		fprintf(stderr, "hecctld: spool_dir %s: chmod 0755: %s\n", path, strerror(errno));
+		return -errno;
+	}
+	hec_warn("spool_dir %s was writable by others: now 0755 (each user's output in %s/<uid>)",
+		 path, path);
+	return 0;
+}
+
 /* The socket's directory, e.g. /run/hec. */
 static int make_parent(const char *what, const char *path)
 {
@@ -659,7 +676,7 @@ int main(int argc, char **argv)
 	ctl.start_real = ctl_now();
 
 	if (socket_in_use(&ctl) || read_key(&ctl) || make_dir("state_dir", ctl.conf.state_dir, 0755) ||
-	    make_dir("spool_dir", ctl.conf.spool_dir, 01777) ||
+	    make_dir("spool_dir", ctl.conf.spool_dir, 0755) || spool_private(ctl.conf.spool_dir) ||
 	    make_parent("socket directory", ctl.conf.socket))
 		goto out;
 	if (ctl_gang_init(&ctl)) {

@@ -73,29 +73,51 @@ as_nobody env HEC_DIR="$HEC_DIR" "$USER_HEC" queue >/dev/null || fail "nobody ca
 "$HEC" wait "$rootjob"
 [ "$(job_state "$rootjob")" = CANCELLED ] || fail "job $rootjob is $(job_state "$rootjob")"
 
-# The shared spool: nobody prepares the name of root's next output file, as
-# a symbolic link to a secret and as a file of its own; neither is written.
+# The spool is root's, each user's output in a directory of its own: nobody
+# cannot prepare the name of root's next output file (as a symbolic link to
+# a secret or as a file of its own, which once made root's job fail).
+sp="$HEC_DIR/spool"
+[ "$(stat -c '%U %a' "$sp")" = "root 755" ] || fail "the spool is '$(stat -c '%U %a' "$sp")', not 'root 755'"
+[ "$(stat -c '%U %a' "$sp/0")" = "root 700" ] || fail "root's spool directory is '$(stat -c '%U %a' "$sp/0")'"
+nob=$(id -u nobody)
+[ "$(stat -c '%U %a' "$sp/$nob")" = "nobody 700" ] || fail "nobody's spool directory is '$(stat -c '%U %a' "$sp/$nob")'"
+[ "$(job_field "$userjob" output)" = "$sp/$nob/job-$userjob.out" ] || fail "nobody's output is $(job_field "$userjob" output)"
 next=$(( (rootjob > userjob ? rootjob : userjob) + 1 ))
 echo secret >"$TEST_DIR/secret"
 chmod 600 "$TEST_DIR/secret"
-as_nobody ln -s "$TEST_DIR/secret" "$HEC_DIR/spool/job-$next.out" || fail "nobody cannot write the spool"
+as_nobody ln -s "$TEST_DIR/secret" "$sp/job-$next.out" 2>/dev/null && fail "nobody can write the spool"
+as_nobody ln -s "$TEST_DIR/secret" "$sp/0/job-$next.out" 2>/dev/null && fail "nobody can write root's spool directory"
+as_nobody mkdir "$sp/12345" 2>/dev/null && fail "nobody can make another user's spool directory"
 j=$(submit -N 1 -n 1 -- /bin/echo root-output)
+[ "$j" = "$next" ] || fail "expected job id $next, got $j"
+"$HEC" wait "$j" || fail "root's job $j failed: $(job_field "$j" reason)"
+[ "$(cat "$TEST_DIR/secret")" = secret ] || fail "the secret was overwritten through the spool"
+[ "$(stat -c '%U %a' "$sp/0/job-$j.out")" = "root 600" ] || fail "root's output is '$(stat -c '%U %a' "$sp/0/job-$j.out")'"
+grep -q root-output "$sp/0/job-$j.out" || fail "root's output is not in $sp/0/job-$j.out"
+as_nobody cat "$sp/0/job-$j.out" >/dev/null 2>&1 && fail "nobody reads root's output"
+
+# A path the user gives may be in a shared directory: a symbolic link or a
+# file another user made there is still refused (and the job says why).
+shared="$TEST_DIR/shared"
+mkdir -m 1777 "$shared"
+next=$((j + 1))
+as_nobody ln -s "$TEST_DIR/secret" "$shared/out.$next"
+j=$(submit -N 1 -n 1 -o "$shared/out.%j" -- /bin/echo root-output)
 [ "$j" = "$next" ] || fail "expected job id $next, got $j"
 "$HEC" wait "$j" && fail "job $j wrote through nobody's symbolic link"
-[ "$(cat "$TEST_DIR/secret")" = secret ] || fail "the secret was overwritten through the spool"
+[ "$(cat "$TEST_DIR/secret")" = secret ] || fail "the secret was overwritten through a shared directory"
 [ "$(job_state "$j")" = FAILED ] || fail "job $j is $(job_state "$j"), expected FAILED"
 # (refused by O_NOFOLLOW, or first by the kernel's fs.protected_symlinks)
-job_field "$j" reason | grep -qE "job-$next.out: (Too many levels of symbolic links|Permission denied)" ||
+job_field "$j" reason | grep -qE "out.$next: (Too many levels of symbolic links|Permission denied)" ||
 	fail "job $j failed for another reason: '$(job_field "$j" reason)'"
 next=$((j + 1))
-as_nobody sh -c "umask 0; : > '$HEC_DIR/spool/job-$next.out'"
-j=$(submit -N 1 -n 1 -- /bin/echo root-output)
+as_nobody sh -c "umask 0; : > '$shared/out.$next'"
+j=$(submit -N 1 -n 1 -o "$shared/out.%j" -- /bin/echo root-output)
 [ "$j" = "$next" ] || fail "expected job id $next, got $j"
 "$HEC" wait "$j" && fail "job $j wrote into a file nobody owns"
-# refused for that reason, not any other failure
 [ "$(job_state "$j")" = FAILED ] || fail "job $j is $(job_state "$j"), expected FAILED"
 # (refused by hec's owner check, or first by the kernel's fs.protected_regular)
-job_field "$j" reason | grep -qE "job-$next.out: (Operation not permitted|Permission denied)" ||
+job_field "$j" reason | grep -qE "out.$next: (Operation not permitted|Permission denied)" ||
 	fail "job $j failed for another reason: '$(job_field "$j" reason)'"
-grep -q root-output "$HEC_DIR/spool/job-$next.out" && fail "root's output landed in nobody's file"
+grep -q root-output "$shared/out.$next" && fail "root's output landed in nobody's file"
 echo "PASS: $TEST_NAME"

@@ -64,7 +64,7 @@ echo up; sleep 300
 EOF
 k=$(submit sleep.sh)
 wait_state "$k" RUNNING 120
-for i in $(seq 100); do grep -q up "$HEC_DIR/spool/job-$k.out" 2>/dev/null && break; sleep 0.2; done
+for i in $(seq 100); do grep -q up "$HEC_DIR/spool/0/job-$k.out" 2>/dev/null && break; sleep 0.2; done
 # this cluster's QEMU only (other clusters on the machine have jobs of that number too)
 qpid=$(procs_with "hec-job$k-node1 .*$TEST_DIR/" | head -n 1)
 [ -n "$qpid" ] || fail "no QEMU process for job $k on node1"
