@@ -110,6 +110,7 @@ struct agent {
 	char addr[320];            /* advertised host:port of the spawn listener */
 	char helper[PATH_MAX];     /* hec-launch */
 	char mpich_bin[PATH_MAX];  /* MPICH's mpiexec, mpicc.. under their plain names ("": none) */
+	char keeper[PATH_MAX];     /* <state_dir>/hec-keeper, the batch steps' parent ("": none) */
 	char mkimage[PATH_MAX];    /* hec-mkimage (vm partitions) */
 	char guest_bin[PATH_MAX];  /* hec-guest, the guests' init */
 	char mpifix[PATH_MAX];     /* libhec-mpifix.so, preloaded in vm jobs */

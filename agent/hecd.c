@@ -678,6 +678,60 @@ static void make_mpich_bin(struct agent *ag)
 	snprintf(ag->mpich_bin, sizeof(ag->mpich_bin), "%s", dir);
 }
 
+/*
+ * <state_dir>/hec-keeper: a copy of the batch steps' keeper (hec-keeper.c)
+ * where every job's user reaches it (the build tree or libexec may not be
+ * theirs to enter).  Without it steps run as hecd's own children, and an
+ * agent restart loses their exit status.
+ */
+static void install_keeper(struct agent *ag)
+{
+	char src[PATH_MAX], dst[PATH_MAX], tmp[PATH_MAX + 8], buf[65536];
+	int in = -1, out = -1, rc = 0;
+	ssize_t n;
+
+	ag->keeper[0] = 0;
+	find_beside("hec-keeper", src, sizeof(src));
+	if (hec_fmt(dst, sizeof(dst), "%s/hec-keeper", ag->conf.state_dir) ||
+	    hec_fmt(tmp, sizeof(tmp), "%s.tmp", dst))
+		return;
+	in = open(src, O_RDONLY | O_CLOEXEC);
+	if (in < 0) {
+		rc = -errno;
+		goto out;
+	}
+	if (hec_mkdir_p(ag->conf.state_dir, 0755) == 0)
+		out = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW | O_CLOEXEC, 0755);
+	if (out < 0) {
+		rc = -errno;
+		goto out;
+	}
+	while ((n = read(in, buf, sizeof(buf))) > 0)
+		if ((rc = hec_write_all(out, buf, (size_t)n)))
+			goto out;
+	if (n < 0)
+		rc = -errno;
+	if (!rc && fchmod(out, 0755))
+		rc = -errno;
+	if (close(out) && !rc)
+		rc = -errno;
+	out = -1;
+	if (!rc && rename(tmp, dst))
+		rc = -errno;
+	if (!rc)
+		snprintf(ag->keeper, sizeof(ag->keeper), "%s", dst);
+out:
+	if (in >= 0)
+		close(in);
+	if (out >= 0)
+		close(out);
+	if (rc) {
+		unlink(tmp);
+		hec_warn("%s: batch step keeper %s -> %s: %s; batch steps lose their exit status if hecd restarts while they run",
+			 ag->conf.name, src, dst, strerror(-rc));
+	}
+}
+
 static int setup_addr(struct agent *ag, int port)
 {
 	char host[256];
@@ -821,6 +875,7 @@ int main(int argc, char **argv)
 		hec_warn("%s: mpiexec %s: %s; jobs will fail", ag->conf.name, ag->conf.mpiexec,
 			 strerror(errno));
 	make_mpich_bin(ag);
+	install_keeper(ag);
 
 	/* Orphans of job processes come to us, so their zombies do not pile up
 	 * under an init that may not reap (containers). */

@@ -269,14 +269,18 @@ static char *failure_note(const struct agent_job *j, int code, int sig)
 	return strdup(note);
 }
 
-/* The batch step is over (or could not start): tell the controller, durably. */
-static void batch_ended(struct agent *ag, long id, int code, int sig, const char *error)
+/* The batch step is over (or could not start): tell the controller, durably.
+ * @when: when it ended (s since 1970), 0 now. */
+static void batch_ended_at(struct agent *ag, long id, int code, int sig, const char *error,
+			   long long when)
 {
 	struct agent_job *j = agent_job_find(ag, id);
 	struct exit_rec *e;
 
 	add_exit(ag, id, code, sig, error);
 	if ((e = exit_find(ag, id))) {
+		if (when > 0)
+			e->time = when;
 		free(e->note);
 		e->note = error ? NULL : failure_note(j, code, sig);
 		if (e->note)
@@ -286,6 +290,11 @@ static void batch_ended(struct agent *ag, long id, int code, int sig, const char
 		save_meta(ag, j);
 	if (ag->registered)
 		send_exit(ag, exit_find(ag, id));
+}
+
+static void batch_ended(struct agent *ag, long id, int code, int sig, const char *error)
+{
+	batch_ended_at(ag, id, code, sig, error, 0);
 }
 
 void exits_resend(struct agent *ag)
@@ -1381,7 +1390,7 @@ void agent_job_on_start(struct agent *ag, const json_t *body)
 	const char **argv = NULL;
 	struct envv env = { 0 };
 	int out_fd = -1, err_fd = -1, in_fd = -1, rc, code = 1;
-	size_t i, argc = 0;
+	size_t i, argc = 0, kept = 0; /* kept: 2 with hec-keeper before the step's argv */
 	pid_t pid;
 
 	if (!j || !j->launched) {
@@ -1406,7 +1415,7 @@ void agent_job_on_start(struct agent *ag, const json_t *body)
 	agent_job_dir(ag, id, dir, sizeof(dir));
 	hec_fmt(hosts, sizeof(hosts), "%s/hosts", dir);
 
-	argv = calloc(json_array_size(uargv) + 5, sizeof(*argv));
+	argv = calloc(json_array_size(uargv) + 7, sizeof(*argv));
 	if (!argv) {
 		hec_fmt(why, sizeof(why), "%s: out of memory", ag->conf.name);
 		goto fail;
@@ -1455,6 +1464,28 @@ void agent_job_on_start(struct agent *ag, const json_t *body)
 		hec_job_info(ag->conf.name, id, "batch step started in the guest");
 		goto out;
 	}
+	if (ag->keeper[0]) {
+		/* its parent is the keeper, whose word on its end outlives us */
+		char st[PATH_MAX];
+
+		rc = hec_fmt(st, sizeof(st), "%s/step.status", dir);
+		if (!rc)
+			rc = write_job_file(j, st, "", 0, 0600, 1);
+		if (rc) {
+			hec_fmt(why, sizeof(why), "%s: cannot make %s: %s", ag->conf.name, st,
+				strerror(-rc));
+			goto fail;
+		}
+		memmove(argv + 2, argv, argc * sizeof(*argv));
+		argv[0] = ag->keeper;
+		argv[1] = strdup(st);
+		argc += 2;
+		kept = 2;
+		if (!argv[1]) {
+			hec_fmt(why, sizeof(why), "%s: out of memory", ag->conf.name);
+			goto fail;
+		}
+	}
 	in_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
 	{
 		struct hec_spawn_req req = {
@@ -1476,8 +1507,9 @@ void agent_job_on_start(struct agent *ag, const json_t *body)
 	j->batch_pid = pid;
 	j->batch_start = proc_start(pid);
 	save_meta(ag, j);
-	hec_job_info(ag->conf.name, id, "batch step started, pid %d: %s%s%s", (int)pid, argv[0],
-		     argc > 1 ? " " : "", argc > 1 ? argv[argc - 1] : "");
+	hec_job_info(ag->conf.name, id, "batch step started, pid %d%s: %s%s%s", (int)pid,
+		     kept ? " (its keeper)" : "", argv[kept], argc > kept + 1 ? " " : "",
+		     argc > kept + 1 ? argv[argc - 1] : "");
 	goto out;
 
 fail:
@@ -1491,6 +1523,8 @@ out:
 	if (err_fd >= 0)
 		close(err_fd);
 	envv_free(&env);
+	if (kept)
+		free((char *)argv[1]);
 	free(argv);
 }
 
@@ -1666,11 +1700,48 @@ void agent_jobs_shutdown(struct agent *ag)
 
 /* ---- adoption after an agent restart ---- */
 
+/*
+ * The line hec-keeper wrote when the step ended: "exit CODE SIGNAL TIME_MS".
+ * The file is the job's user's, so it says no more than the step's own exit
+ * status could: checked for form and range, nothing else.
+ * \return 0 with *@code, *@sig and *@when (ms, 0 unknown), or -errno.
+ */
+static int kept_status(struct agent *ag, const struct agent_job *j, int *code, int *sig,
+		       long long *when)
+{
+	char dir[PATH_MAX], path[PATH_MAX], line[128], end;
+	ssize_t n;
+	int fd, c, s;
+	long long t;
+
+	if (agent_job_dir(ag, j->id, dir, sizeof(dir)) ||
+	    hec_fmt(path, sizeof(path), "%s/step.status", dir))
+		return -ENAMETOOLONG;
+	fd = open(path, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
+	if (fd < 0)
+		return -errno;
+	n = read(fd, line, sizeof(line) - 1);
+	close(fd);
+	if (n <= 0)
+		return -ENODATA;
+	line[n] = 0;
+	if (sscanf(line, "exit %d %d %lld%c", &c, &s, &t, &end) != 4 || end != '\n' ||
+	    c < 0 || c > 255 || s < 0 || s > 128 || (c && s) || t < 0)
+		return -EBADMSG;
+	*code = c;
+	*sig = s;
+	*when = t;
+	return 0;
+}
+
 static void orphan_poll(evutil_socket_t fd, short what, void *arg)
 {
 	struct agent_job *j = arg;
 	struct agent *ag = j->ag;
 	unsigned long long start;
+	pid_t pid = j->orphan_pid;
+	int code, sig;
+	long long when;
 
 	(void)fd;
 	(void)what;
@@ -1679,14 +1750,24 @@ static void orphan_poll(evutil_socket_t fd, short what, void *arg)
 	start = proc_start(j->orphan_pid);
 	if (start && (!j->batch_start || start == j->batch_start))
 		return; /* still running */
-	/* Not our child: its status went to whoever reaped it. */
-	hec_job_warn(ag->conf.name, j->id,
-		     "batch step (pid %d) of the previous hecd ended; its exit status is unknown",
-		     (int)j->orphan_pid);
 	j->orphan_pid = 0;
 	j->batch_start = 0;
 	if (j->watch)
 		event_del(j->watch);
+	/* Not our child: its status went to whoever reaped it, and its
+	 * keeper's line says what it was. */
+	if (kept_status(ag, j, &code, &sig, &when) == 0) {
+		if (sig)
+			hec_job_info(ag->conf.name, j->id, "batch step of the previous hecd killed by signal %d (its keeper's word)", sig);
+		else
+			hec_job_info(ag->conf.name, j->id, "batch step of the previous hecd exited with %d (its keeper's word)", code);
+		/* (when it ended, not when we noticed) */
+		batch_ended_at(ag, j->id, code, sig, NULL, when / 1000);
+		return;
+	}
+	hec_job_warn(ag->conf.name, j->id,
+		     "batch step (pid %d) of the previous hecd ended; its exit status is unknown",
+		     (int)pid);
 	batch_ended(ag, j->id, 1, 0, "batch step ended while hecd was restarting; exit status unknown");
 }
 
