@@ -49,6 +49,12 @@
  * alone until it completes: the client waiting for it gets it after one
  * chunk's disk time, not two, and starts moving bytes that much earlier. */
 #define READ_DEPTH 2
+/* A peer must say STORE_HELLO (with the cluster key) this soon, and at most
+ * this many may be connected without having said it: a stranger holds
+ * receive buffers and a place in the client list, and must not be able to
+ * hold them for good or by the thousand. */
+#define HELLO_TIMEOUT_MS 10000
+#define STRANGERS_MAX 64
 
 struct srv_conf {
 	char name[NAME_MAX_LEN + 1];
@@ -97,6 +103,7 @@ struct client {
 	struct hec_fab_ep *ep;
 	char name[NAME_MAX_LEN + 1];
 	int hello;
+	int64_t since;          /* connected (mono ns): the hello is due within HELLO_TIMEOUT_MS */
 	int closing;            /* an ERROR is on its way; free the endpoint after it */
 	uint8_t *mem;           /* slots x slot_size, registered as mr */
 	struct hec_fab_mr *mr;
@@ -127,6 +134,8 @@ struct srv {
 	struct event *fab_ev[2];
 	struct event *fab_retry;
 	struct event *gc_timer;
+	struct event *hello_timer; /* closes strangers past HELLO_TIMEOUT_MS */
+	struct hec_ratelimit refuse_rl;
 	struct event *sigs[2];
 	struct client *clients;
 	unsigned nclients;
@@ -996,6 +1005,49 @@ static void client_recv(struct client *c, const void *data, size_t len)
 
 /* ---- the fabric ---- */
 
+/* Peers connected that have not said hello (and are not being closed). */
+static unsigned strangers(const struct srv *s)
+{
+	unsigned n = 0;
+
+	for (const struct client *c = s->clients; c; c = c->next)
+		n += !c->hello && !c->closing && !c->gone;
+	return n;
+}
+
+/* client_refuse for strangers: logged at most 5 times in 10 s (a flood of
+ * them must not flood the log). */
+static void stranger_refuse(struct client *c, const char *why)
+{
+	struct srv *s = c->s;
+	long held = 0;
+
+	if (hec_ratelimit_ok(&s->refuse_rl, 5, 10000000000LL, hec_now_mono_ns(), &held))
+		hec_warn("%s: connection from %s: %s; closing (%ld such not logged before)",
+			 s->conf.name, hec_fab_ep_peer(c->ep), why, held);
+	c->closing = 1;
+	if (send_frame(c, HEC_MSG_ERROR, json_pack("{s:s}", "error", why), &c->closing))
+		c->closing = 2;
+}
+
+static void hello_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct srv *s = arg;
+	int64_t now = hec_now_mono_ns();
+
+	(void)fd;
+	(void)what;
+	for (struct client *c = s->clients, *next; c; c = next) {
+		next = c->next;
+		if (c->hello || c->closing || c->gone ||
+		    now - c->since < (int64_t)HELLO_TIMEOUT_MS * 1000000)
+			continue;
+		stranger_refuse(c, "no hello within 10 s");
+		if (c->closing == 2)
+			client_free(c);
+	}
+}
+
 /* \return the endpoint it freed (later events of the batch about it are
  * stale), or NULL. */
 static struct hec_fab_ep *handle_event(struct srv *s, struct hec_fab_ev *ev)
@@ -1014,11 +1066,20 @@ static struct hec_fab_ep *handle_event(struct srv *s, struct hec_fab_ev *ev)
 		}
 		c->s = s;
 		c->ep = ev->ep;
+		c->since = hec_now_mono_ns();
 		snprintf(c->name, sizeof(c->name), "?");
 		hec_fab_ep_set_arg(ev->ep, c);
 		c->next = s->clients;
 		s->clients = c;
 		s->nclients++;
+		if (strangers(s) > STRANGERS_MAX) {
+			stranger_refuse(c, "too many connections that have not said hello; try again later");
+			if (c->closing == 2) {
+				client_free(c);
+				return gone;
+			}
+			return NULL;
+		}
 		hec_debug("%s: connection from %s", s->conf.name, hec_fab_ep_peer(ev->ep));
 		return NULL;
 	case HEC_FAB_EV_RECV:
@@ -1536,6 +1597,8 @@ static void srv_free(struct srv *s)
 			event_free(s->sigs[i]);
 	if (s->gc_timer)
 		event_free(s->gc_timer);
+	if (s->hello_timer)
+		event_free(s->hello_timer);
 	if (s->retry_timer)
 		event_free(s->retry_timer);
 	if (s->status_timer)
@@ -1550,7 +1613,7 @@ int main(int argc, char **argv)
 {
 	struct srv *s = calloc(1, sizeof(*s));
 	enum hec_log_level lvl = HEC_LOG_INFO;
-	struct timeval gc_tv;
+	struct timeval gc_tv, hello_tv = { 1, 0 };
 	char why[512] = "";
 	int rc;
 
@@ -1593,15 +1656,16 @@ int main(int argc, char **argv)
 		goto out;
 	}
 	s->gc_timer = event_new(s->base, -1, EV_PERSIST, gc_cb, s);
+	s->hello_timer = event_new(s->base, -1, EV_PERSIST, hello_cb, s);
 	s->retry_timer = evtimer_new(s->base, retry_cb, s);
 	s->status_timer = event_new(s->base, -1, EV_PERSIST, status_cb, s);
 	s->sigs[0] = evsignal_new(s->base, SIGTERM, on_signal, s);
 	s->sigs[1] = evsignal_new(s->base, SIGINT, on_signal, s);
 	gc_tv.tv_sec = s->conf.gc_interval;
 	gc_tv.tv_usec = 0;
-	if (!s->gc_timer || !s->retry_timer || !s->status_timer || !s->sigs[0] || !s->sigs[1] ||
-	    event_add(s->sigs[0], NULL) || event_add(s->sigs[1], NULL) ||
-	    event_add(s->gc_timer, &gc_tv)) {
+	if (!s->gc_timer || !s->hello_timer || !s->retry_timer || !s->status_timer || !s->sigs[0] ||
+	    !s->sigs[1] || event_add(s->sigs[0], NULL) || event_add(s->sigs[1], NULL) ||
+	    event_add(s->gc_timer, &gc_tv) || event_add(s->hello_timer, &hello_tv)) {
 		hec_err("%s: cannot set up events: out of memory", s->conf.name);
 		goto out;
 	}
