@@ -14,13 +14,16 @@
 # - ctl.end.after_db (ENDING recorded, no KILL_JOB out): after a step's
 #   exit, COMPLETED; after a cancel, CANCELLED, nothing of it left;
 # - ctl.suspend.after_db / ctl.resume.after_db (a preempted job's state
-#   recorded, no EPOCH out): the preemptor and the victim both COMPLETED.
+#   recorded, no EPOCH out): the preemptor and the victim both COMPLETED;
+# - ctl.ckpt.after_db (a checkpoint's pending row, no CKPT_PREPARE out):
+#   aborted by the next controller ("the controller restarted during the
+#   checkpoint"), the job runs on and COMPLETED.
 # Then a new job runs.
 # hec-test-timeout: 240
 . "$HEC_SRCDIR/tests/integration/lib.sh"
 command -v jq >/dev/null || skip "jq not installed"
 
-cluster_up 2
+cluster_up 2 --storage 2
 cd "$TEST_DIR"
 LOG="$HEC_DIR/log/hecctld.log"
 OK_LINE="result sum=3 expected=3 OK"
@@ -164,6 +167,29 @@ wait_final "$v" COMPLETED
 grep -q victim-done <<<"$("$HEC" logs "$v")" || fail "job $v: output lost"
 grep -qx "$OK_LINE" <<<"$("$HEC" logs "$p")" || fail "job $p: output wrong"
 nodes_idle "suspend/resume"
+
+note "ctl.ckpt.after_db"
+ctl_start
+touch "$TEST_DIR/holdc"
+c=$(submit -N 2 -n 2 -J ckpt -- /bin/sh -c "while [ -e $TEST_DIR/holdc ]; do sleep 0.1; done")
+wait_state "$c" RUNNING
+ctl_start ctl.ckpt.after_db
+wait_store s0 up
+wait_store s1 up
+b=$(seen ctl.ckpt.after_db)
+"$HEC" ckpt "$c" >/dev/null 2>&1 # its answer dies with the controller
+died_at ctl.ckpt.after_db "$b"
+ctl_start
+for i in $(seq 300); do
+	"$HEC" ckpts "$c" 2>/dev/null | grep -q "the controller restarted during the checkpoint$" && break
+	sleep 0.1
+done
+"$HEC" ckpts "$c" | grep -q "the controller restarted during the checkpoint$" ||
+	fail "job $c: its cut-short checkpoint is not reported aborted: $("$HEC" ckpts "$c" 2>&1)"
+[ "$(job_state "$c")" = RUNNING ] || fail "job $c: $(job_state "$c") after its checkpoint was aborted"
+rm "$TEST_DIR/holdc"
+wait_final "$c" COMPLETED
+nodes_idle "checkpoint"
 
 note "a new job runs"
 n=$(submit -N 2 -n 2 -- "$MPI_CHECK")
