@@ -72,6 +72,20 @@ died_at() {
 }
 seen() { grep -c "fault injection: dying at $1 " "$LOG"; }
 
+# submit_dying NAME ARGS...: submit job NAME (unique) to a controller that
+# may die before it answers (the schedule pass after a request runs before
+# the answer leaves); once the controller is back, by_name NAME is its id.
+submit_dying() {
+	local name=$1; shift
+	"$HEC" submit -J "$name" "$@" >/dev/null 2>&1 || true
+}
+by_name() {
+	local id
+	id=$("$HEC" queue --all --json | jq -r --arg n "$1" '[.jobs[] | select(.name == $n) | .id] | if length == 1 then .[0] else empty end')
+	[ -n "$id" ] || fail "no single job named $1: $("$HEC" queue --all 2>&1)"
+	echo "$id"
+}
+
 # wait_final ID STATE [SECONDS]: the job reaches a final state, and it is STATE
 wait_final() {
 	local id=$1 want=$2 secs=${3:-60} i st=""
@@ -102,7 +116,8 @@ mpi_case() {
 	note "$point${next:+, then $next}"
 	ctl_start "$point"
 	b=$(seen "$point")
-	id=$(submit -N 2 -n 2 -J "$point" -- "$MPI_CHECK")
+	CASE=$((CASE + 1))
+	submit_dying "mpi$CASE" -N 2 -n 2 -- "$MPI_CHECK"
 	died_at "$point" "$b"
 	if [ -n "$next" ]; then
 		b=$(seen "$next")
@@ -110,12 +125,14 @@ mpi_case() {
 		died_at "$next" "$b"
 	fi
 	ctl_start
+	id=$(by_name "mpi$CASE")
 	wait_final "$id" COMPLETED
 	grep -qx "$OK_LINE" <<<"$("$HEC" logs "$id")" || fail "job $id: output wrong: $("$HEC" logs "$id")"
 	nodes_idle "$point"
 	LAST=$id
 }
 
+CASE=0
 mpi_case ctl.launch.after_db
 grep -q "job $LAST: controller restarted during the launch; requeued" "$LOG" ||
 	fail "job $LAST: no requeue after the launch was cut short"
@@ -154,12 +171,13 @@ v=$(submit -N 2 -n 2 --share -J victim -- /bin/sh -c "while [ -e $TEST_DIR/holdv
 wait_state "$v" RUNNING
 ctl_start ctl.suspend.after_db
 b=$(seen ctl.suspend.after_db)
-p=$(submit -N 2 -n 2 --share --priority 10 -J preemptor -- "$MPI_CHECK")
+submit_dying preemptor -N 2 -n 2 --share --priority 10 -- "$MPI_CHECK"
 died_at ctl.suspend.after_db "$b"
 b=$(seen ctl.resume.after_db)
 ctl_start ctl.resume.after_db
 died_at ctl.resume.after_db "$b" # (the preemptor ended, or the restart resumed the victim first)
 ctl_start
+p=$(by_name preemptor)
 wait_final "$p" COMPLETED
 wait_state "$v" RUNNING 30
 rm "$TEST_DIR/holdv"
