@@ -49,6 +49,7 @@ ctl_start() {
 	else
 		start_daemon hecctld "$HECCTLD"
 	fi
+	disown # its death by SIGKILL is expected: no "Killed" from this shell
 	for i in $(seq 150); do
 		alive "$(daemon_pid hecctld)" || return 0
 		"$HEC" nodes --json 2>/dev/null |
