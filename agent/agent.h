@@ -76,6 +76,9 @@ struct agent_job {
 	json_t *nodes;             /* LAUNCH's [{name, addr, ranks}] (owned) */
 	struct hec_partition *part; /* never NULL; host: the agent's phost, host_arg: this job */
 	int vm_running;            /* vm: the batch step runs in the guest now */
+	/* START came (persisted): REGISTER says so, and a job the controller
+	 * recorded as started without it never had its batch step run */
+	int start_seen;
 	struct job_restore *rst;   /* restarted from a checkpoint (LAUNCH's restore), job.c */
 	pid_t batch_pid;           /* our child running the batch step, 0 if none */
 	/* A batch step of a previous agent life: not our child; watched by polling. */

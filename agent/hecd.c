@@ -107,16 +107,20 @@ void agent_ctl_send(struct agent *ag, unsigned type, json_t *body)
 
 static void send_register(struct agent *ag)
 {
-	json_t *parts = json_array(), *body;
+	json_t *parts = json_array(), *started = json_array(), *body;
 
-	for (struct agent_job *j = ag->jobs; j; j = j->next)
+	for (struct agent_job *j = ag->jobs; j; j = j->next) {
 		json_array_append_new(parts, json_integer(j->id));
-	body = json_pack("{s:s, s:s, s:s, s:s, s:s, s:{s:i, s:i, s:i, s:I}, s:o, s:o, s:I}",
+		/* (a step from before "started" was kept shows by its pid) */
+		if (j->start_seen || j->batch_pid || j->orphan_pid || j->vm_running)
+			json_array_append_new(started, json_integer(j->id));
+	}
+	body = json_pack("{s:s, s:s, s:s, s:s, s:s, s:{s:i, s:i, s:i, s:I}, s:o, s:o, s:o, s:I}",
 			 "node", ag->conf.name, "key", ag->key, "hostname", ag->hostname,
 			 "addr", ag->addr, "cpus", ag->penv.cpus,
 			 "topology", "cores", ag->topo.cores, "pus", ag->topo.pus,
 			 "numa_nodes", ag->topo.numa_nodes, "memory_mb", (json_int_t)ag->topo.memory_mb,
-			 "partitions", parts, "exits", exits_json(ag),
+			 "partitions", parts, "started", started, "exits", exits_json(ag),
 			 "pid", (json_int_t)getpid());
 	agent_ctl_send(ag, HEC_MSG_REGISTER, body);
 }

@@ -178,6 +178,8 @@ static void save_meta(struct agent *ag, struct agent_job *j)
 		      "key", j->key, "uid", (json_int_t)j->uid, "gid", (json_int_t)j->gid,
 		      "nodes", j->nodes, "batch_pid", (json_int_t)(j->batch_pid ? j->batch_pid : j->orphan_pid),
 		      "batch_start", (json_int_t)j->batch_start);
+	if (o && j->start_seen)
+		json_object_set_new(o, "started", json_true());
 	if (o && e) {
 		json_t *x = json_pack("{s:i, s:i, s:I}", "exit", e->exit, "signal", e->sig, "time",
 				      (json_int_t)e->time);
@@ -1402,6 +1404,8 @@ void agent_job_on_start(struct agent *ag, const json_t *body)
 		hec_job_warn(ag->conf.name, id, "START while being killed, ignored");
 		return;
 	}
+	/* kept by save_meta below (or batch_ended's, on a failure) */
+	j->start_seen = 1;
 	/* (the controller made it absolute; a relative one is not ours to judge) */
 	hec_fmt(j->out_path, sizeof(j->out_path), "%s", out && *out == '/' ? out : "");
 	if (j->batch_pid || j->orphan_pid || j->vm_running || exit_find(ag, id)) {
@@ -1802,6 +1806,7 @@ static void load_meta(struct agent *ag, struct agent_job *j)
 	j->gid = (gid_t)json_integer_value(json_object_get(o, "gid"));
 	(void)hec_user_groups(j->uid, j->gid, &j->groups);
 	j->nodes = json_incref(json_object_get(o, "nodes"));
+	j->start_seen = json_is_true(json_object_get(o, "started"));
 	x = json_object_get(o, "exit");
 	if (json_is_object(x)) {
 		const char *e = json_string_value(json_object_get(x, "error"));

@@ -41,6 +41,7 @@
 #include <jansson.h>
 
 #include "hec/common.h"
+#include "hec/fault.h"
 #include "launcher/ctld.h"
 #include "launcher/fanout.h"
 
@@ -876,6 +877,7 @@ static int ckpt_start(struct ctl *ctl, struct ctl_job *j, const char *who, enum 
 		op_free(op);
 		return -EAGAIN;
 	}
+	hec_fault("ctl.ckpt.after_db"); /* pending row, no CKPT_PREPARE out */
 	*epoch = op->epoch;
 	op->refs = 4; /* j->ckpt, the two fan-outs, and this call */
 	j->ckpt = op;

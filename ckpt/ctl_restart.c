@@ -29,6 +29,7 @@
 #include <jansson.h>
 
 #include "hec/common.h"
+#include "hec/fault.h"
 #include "launcher/ctld.h"
 
 struct restart_op {
@@ -147,12 +148,17 @@ void restart_requeue(struct ctl *ctl, struct ctl_job *j)
 	j->start_time = j->end_time = 0;
 	j->slot = -1;
 	j->ckpt_next = 0;
-	snprintf(j->reason, sizeof(j->reason), "Restart");
+	/* a requeue without a checkpoint (job_requeue) keeps its reason */
+	if (j->restore_epoch)
+		snprintf(j->reason, sizeof(j->reason), "Restart");
 	job_save(ctl, j);
 	ctl_gang_add_pending(ctl, j);
 	ctl->sched_needed = 1;
-	hec_info("job %ld: PENDING (Restart from checkpoint %lld%s)", j->id,
-		 (long long)j->restore_epoch, j->restart_nodes ? " on the nodes asked" : "");
+	if (j->restore_epoch)
+		hec_info("job %ld: PENDING (Restart from checkpoint %lld%s)", j->id,
+			 (long long)j->restore_epoch, j->restart_nodes ? " on the nodes asked" : "");
+	else
+		hec_info("job %ld: PENDING again (%s)", j->id, j->reason);
 }
 
 int restart_wanted(struct ctl *ctl, struct ctl_job *j, const char *why)
@@ -272,6 +278,7 @@ void restart_send_start(struct ctl *ctl, struct ctl_job *j)
 	j->started = 1;
 	ctl_gang_pin(ctl, j, 0);
 	job_save(ctl, j);
+	hec_fault("ctl.start.after_db");
 	if (op && db_restart_update(ctl->db, j->id, op->n, j->restore_epoch, nodes, NULL))
 		hec_warn("job %ld: restart %d: catalog update failed: %s", j->id, op->n,
 			 db_errmsg(ctl->db));

@@ -57,6 +57,7 @@ static const struct field s_register[] = {
 	STR_REQ("addr", 300), STR_REQ("cpus", 4096),
 	{ .name = "topology", .kind = F_OBJ, .required = 1, .sub = s_topology },
 	{ .name = "partitions", .kind = F_INTS, .required = 1, .min = 1, .max = ID_MAX },
+	{ .name = "started", .kind = F_INTS, .min = 1, .max = ID_MAX },
 	{ .name = "exits", .kind = F_OBJS, .required = 1, .sub = s_exit },
 	INT_REQ("pid", 1, ID_MAX), END };
 static const struct field s_registered[] = { INT_REQ("heartbeat_ms", 1, 3600000), END };

@@ -16,6 +16,7 @@
 #include <string.h>
 
 #include "hec/common.h"
+#include "hec/fault.h"
 #include "hec/gang.h"
 #include "ctld.h"
 #include "fanout.h"
@@ -232,8 +233,14 @@ static void send_kill(struct node *n, long id)
  * A partition the controller does not expect there is killed; a job that
  * should have one there and does not has lost it; jobs being torn down get
  * their KILL_JOB again (the last one may have died with the connection).
+ * @started (NULL from an agent that does not say): the jobs whose START the
+ * node has had.  A running job whose batch node holds its partition but
+ * never had START never ran its batch step (START is recorded before it
+ * goes out, and the controller died or the link broke in between): it is
+ * requeued, as SLURM requeues a batch job missing from its batch node.
  */
-static void reconcile(struct ctl *ctl, struct node *n, const json_t *parts)
+static void reconcile(struct ctl *ctl, struct node *n, const json_t *parts,
+		      const json_t *started)
 {
 	struct ctl_job *j;
 	size_t i;
@@ -288,7 +295,11 @@ static void reconcile(struct ctl *ctl, struct node *n, const json_t *parts)
 			}
 			break;
 		case PH_RUNNING:
-			if (has) {
+			if (has && jn == j->alloc && started && !has_partition(started, j->id)) {
+				hec_warn("job %ld: recorded as started, but %s never had its START",
+					 j->id, n->name);
+				job_requeue(ctl, j, "START never reached %s; requeued", n->name);
+			} else if (has) {
 				hec_info("%s: job %ld continues", n->name, j->id);
 				restart_reconciled(ctl, j, n);
 			} else {
@@ -416,7 +427,7 @@ static void agent_register(struct ctl *ctl, struct peer *p, const json_t *body)
 	 * partitions, so reconcile() does not call them lost. */
 	json_array_foreach(exits, i, e)
 		job_exit_report(ctl, n, e);
-	reconcile(ctl, n, parts);
+	reconcile(ctl, n, parts, json_object_get(body, "started"));
 	ctl->sched_needed = 1;
 	ctl->epoch_needed = 1; /* every node, this one included, gets the schedule */
 }
@@ -451,6 +462,8 @@ static void agent_launched(struct ctl *ctl, struct node *n, const json_t *body)
 	hec_debug("job %ld: %s launched", id, n->name);
 	if (all_launched(j))
 		job_send_start(ctl, j);
+	else
+		hec_fault("ctl.launch.some_launched"); /* a partition made, START not recorded */
 }
 
 static void agent_gone(struct ctl *ctl, struct node *n, const json_t *body)

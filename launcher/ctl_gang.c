@@ -20,6 +20,7 @@
 #include <string.h>
 
 #include "hec/common.h"
+#include "hec/fault.h"
 #include "hec/gang.h"
 #include "ctld.h"
 #include "fanout.h"
@@ -246,6 +247,7 @@ static void apply(struct ctl *ctl, struct ctl_job *j, const struct gang_job_info
 			snprintf(j->reason, sizeof(j->reason), "no slot free within max_share %d",
 				 ctl->max_share);
 		job_save(ctl, j);
+		hec_fault("ctl.suspend.after_db"); /* SUSPENDED recorded, no EPOCH out */
 		hec_info("job %ld: SUSPENDED (%s)", j->id, j->reason);
 	} else if (gi->state == GANG_RUNNING && j->state == JOB_SUSPENDED) {
 		int64_t now = hec_now_real_ns();
@@ -257,6 +259,7 @@ static void apply(struct ctl *ctl, struct ctl_job *j, const struct gang_job_info
 		j->susp_since_ns = 0;
 		snprintf(j->reason, sizeof(j->reason), "None");
 		job_save(ctl, j);
+		hec_fault("ctl.resume.after_db"); /* RUNNING again recorded, no EPOCH out */
 		hec_info("job %ld: resumed in slot %d", j->id, j->slot);
 	} else {
 		/* Rows move down as others empty out; the catalog's copy is only

@@ -26,6 +26,7 @@
 #include <string.h>
 
 #include "hec/common.h"
+#include "hec/fault.h"
 #include "ctld.h"
 #include "place.h"
 
@@ -131,8 +132,28 @@ void job_end(struct ctl *ctl, struct ctl_job *j, enum job_state outcome, const c
 	j->end_time = ctl_now();
 	ctl_gang_pin(ctl, j, 1); /* it keeps its place until every node is clean */
 	job_save(ctl, j);
+	hec_fault("ctl.end.after_db"); /* ENDING recorded, no KILL_JOB out */
 	hec_info("job %ld: ending as %s (%s); cleaning up its nodes", j->id,
 		 job_state_name(outcome), j->reason);
+	ckpt_job_ended(ctl, j, j->reason);
+	job_kill_nodes(ctl, j);
+}
+
+void job_requeue(struct ctl *ctl, struct ctl_job *j, const char *fmt, ...)
+{
+	va_list ap;
+
+	if (job_state_final(j->state) || j->phase == PH_ENDING || j->phase == PH_NONE)
+		return;
+	va_start(ap, fmt);
+	vsnprintf(j->reason, sizeof(j->reason), fmt, ap);
+	va_end(ap);
+	j->final_state = JOB_PENDING; /* job_check_gone: restart_requeue */
+	j->phase = PH_ENDING;
+	ctl_gang_pin(ctl, j, 1);
+	job_save(ctl, j);
+	hec_fault("ctl.requeue.after_db"); /* requeue recorded, no KILL_JOB out */
+	hec_info("job %ld: requeued (%s); cleaning up its nodes", j->id, j->reason);
 	ckpt_job_ended(ctl, j, j->reason);
 	job_kill_nodes(ctl, j);
 }
@@ -216,6 +237,7 @@ void job_start(struct ctl *ctl, struct ctl_job *j, struct node **nodes, int n)
 	j->launch_deadline = hec_now_mono_ns() + job_launch_timeout(ctl, j) * 1000000LL;
 	snprintf(j->reason, sizeof(j->reason), "None");
 	job_save(ctl, j);
+	hec_fault("ctl.launch.after_db"); /* RUNNING recorded, no LAUNCH out */
 	if (j->slot >= 0)
 		hec_info("job %ld: starting on %d node%s (%s%s) in slot %d, %d task%s", j->id, n,
 			 n == 1 ? "" : "s", names[0], n > 1 ? ",..." : "", j->slot, j->ntasks,
@@ -267,11 +289,14 @@ void job_send_start(struct ctl *ctl, struct ctl_job *j)
 	if (body && j->error)
 		json_object_set_new(body, "error", json_string(j->error));
 	/* START must be recorded first: after a controller restart a job with
-	 * START unrecorded is failed as half-launched, never started twice. */
+	 * START unrecorded is requeued as never started, never started twice;
+	 * one with START recorded that its batch node says it never had is
+	 * requeued when that node registers (reconcile in ctl_agent.c). */
 	j->phase = PH_RUNNING;
 	j->started = 1;
 	ctl_gang_pin(ctl, j, 0);
 	job_save(ctl, j);
+	hec_fault("ctl.start.after_db"); /* START recorded, not out (issue #14) */
 	rc = node_send(batch->node, HEC_MSG_START, body);
 	if (rc) {
 		job_end(ctl, j, JOB_FAILED, "%s: START not sent: %s", batch->name, strerror(-rc));
@@ -510,26 +535,26 @@ static void restore_classify(struct ctl *ctl, struct ctl_job *j)
 			jn->gone = 1;
 		jn->launched = j->started;
 	}
+	/* (the nodes of an ending job are told once it is back in the gang
+	 * matrix: ctl_jobs_restore) */
 	if (j->final_state != JOB_NSTATES) {
 		j->phase = PH_ENDING;
 		hec_info("job %ld: was ending as %s; cleaning up its nodes as they return", j->id,
 			 job_state_name(j->final_state));
-		job_check_gone(ctl, j);
-	} else if (!j->started && j->restore_epoch) {
-		/* a restart's launch: once its nodes are clean it is tried again */
-		j->phase = PH_RUNNING;
+	} else if (!j->started) {
+		/* Recorded as launching, START not recorded (it is before it goes
+		 * out): the batch step never ran, whatever LAUNCH did, and the
+		 * job key died with the old process.  Requeued, as SLURM
+		 * requeues a batch job whose launch did not happen: its
+		 * partitions are killed where they were made, then it is placed
+		 * again (a restart's launch: from its checkpoint again). */
 		j->final_state = JOB_PENDING;
 		j->phase = PH_ENDING;
-		snprintf(j->reason, sizeof(j->reason),
-			 "controller restarted during the restart's launch; restarting again");
+		snprintf(j->reason, sizeof(j->reason), "%s", j->restore_epoch ?
+			 "controller restarted during the restart's launch; restarting again" :
+			 "controller restarted during the launch; requeued");
 		job_save(ctl, j);
-		job_kill_nodes(ctl, j);
-	} else if (!j->started) {
-		/* LAUNCH went out but START did not: the partitions may or may
-		 * not exist and the job key is gone with the old process.
-		 * Failing is simple and always correct; the user resubmits. */
-		j->phase = PH_RUNNING;
-		job_end(ctl, j, JOB_FAILED, "controller restarted during launch");
+		hec_info("job %ld: %s; cleaning up its nodes as they return", j->id, j->reason);
 	} else {
 		j->phase = PH_RUNNING;
 		for (int i = 0; i < j->nalloc; i++)
@@ -559,6 +584,10 @@ int ctl_jobs_restore(struct ctl *ctl)
 			ctl_gang_add_pending(ctl, j);
 		else
 			ctl_gang_add_restored(ctl, j);
+		/* KILL_JOB goes as nodes register; the gone ones count now (a
+		 * requeue puts the job back in the matrix: after its restore) */
+		if (j->phase == PH_ENDING)
+			job_kill_nodes(ctl, j);
 	}
 	return 0;
 }

@@ -414,6 +414,12 @@ void job_save(struct ctl *ctl, struct ctl_job *j);
  *  A job that never started becomes final at once. */
 void job_end(struct ctl *ctl, struct ctl_job *j, enum job_state outcome, const char *fmt, ...)
 	__attribute__((format(printf, 4, 5)));
+/** Put running @j back in the queue, its batch step never having run (its
+ *  START lost): ENDING into PENDING, KILL_JOB to every node, then PENDING
+ *  with its id (restart_requeue); the reason says why.  A no-op unless
+ *  @j is launching or running. */
+void job_requeue(struct ctl *ctl, struct ctl_job *j, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
 /** Become final if every node is gone. */
 void job_check_gone(struct ctl *ctl, struct ctl_job *j);
 /** Send LAUNCH for @j to one of its nodes. \return 0 or -errno. */
@@ -648,7 +654,8 @@ int restart_wanted(struct ctl *ctl, struct ctl_job *j, const char *why);
  *  \return 0, or -errno with @why (nothing changed). */
 int restart_begin(struct ctl *ctl, struct ctl_job *j, int64_t epoch, const json_t *nodes,
 		  const char *reason, char *why, size_t len);
-/** Every node of @j, ending into PENDING, is gone: PENDING ("Restart"). */
+/** Every node of @j, ending into PENDING, is gone: PENDING ("Restart"; a
+ *  job_requeue without a checkpoint keeps its reason). */
 void restart_requeue(struct ctl *ctl, struct ctl_job *j);
 /** LAUNCH's "restore" for the node at index @i of restarting @j, or NULL
  *  with @why (the checkpoint or the storage servers are gone). */

@@ -241,6 +241,33 @@ static void test_vm_messages(void)
 	CU_ASSERT_STRING_EQUAL(err, "REQUEST: field 'vcpus' is out of range");
 }
 
+/* REGISTER's started (the jobs whose START the node has had): optional, so
+ * an agent that does not say still registers; job ids only. */
+static void test_register_started(void)
+{
+	struct hec_msg m;
+	char err[256], text[512];
+
+#define REG "{\"node\":\"n0\",\"key\":\"k\",\"hostname\":\"h\",\"addr\":\"a:1\",\"cpus\":\"\"," \
+	"\"topology\":{\"cores\":1,\"pus\":1,\"numa_nodes\":1,\"memory_mb\":1}," \
+	"\"partitions\":[4,5],\"exits\":[],\"pid\":9%s}"
+	snprintf(text, sizeof(text), REG, "");
+	CU_ASSERT_EQUAL(decode_text(HEC_MSG_REGISTER, text, &m, err, sizeof(err)), 0);
+	CU_ASSERT_PTR_NULL(json_object_get(m.body, "started"));
+	hec_msg_clear(&m);
+	snprintf(text, sizeof(text), REG, ",\"started\":[5]");
+	CU_ASSERT_EQUAL(decode_text(HEC_MSG_REGISTER, text, &m, err, sizeof(err)), 0);
+	CU_ASSERT_EQUAL(json_array_size(json_object_get(m.body, "started")), 1);
+	hec_msg_clear(&m);
+	snprintf(text, sizeof(text), REG, ",\"started\":[0]");
+	CU_ASSERT_EQUAL(decode_text(HEC_MSG_REGISTER, text, &m, err, sizeof(err)), -EBADMSG);
+	CU_ASSERT_PTR_NOT_NULL(strstr(err, "'started'"));
+	snprintf(text, sizeof(text), REG, ",\"started\":[\"5\"]");
+	CU_ASSERT_EQUAL(decode_text(HEC_MSG_REGISTER, text, &m, err, sizeof(err)), -EBADMSG);
+	CU_ASSERT_PTR_NOT_NULL(strstr(err, "'started'"));
+#undef REG
+}
+
 /* Message types 45 and 46 are retired (msg.h): frames of them are refused
  * like any unknown type's. */
 static void test_retired_types(void)
@@ -515,6 +542,7 @@ static const struct hec_cunit_test tests[] = {
 	{ "type names", test_type_names },
 	{ "storage: STORE_REQ by op, hex fields", test_store_messages },
 	{ "vm partitions: LAUNCH, NET_JOIN, NET_FRAME, submit", test_vm_messages },
+	{ "REGISTER: started", test_register_started },
 	{ "retired types 45 and 46", test_retired_types },
 	{ "handler tables: who receives what", test_sides },
 	{ "handler tables: agent links checked against the schemas", test_handlers_check_links },

@@ -11,6 +11,7 @@
 
 #include "hec/common.h"
 #include "hec/config.h"
+#include "hec/fault.h"
 #include "tests/unit/cunit_main.h"
 
 static void test_time_limit(void)
@@ -214,8 +215,27 @@ static void test_ratelimit(void)
 	CU_ASSERT_EQUAL(held, 0);
 }
 
+/* HEC_FAULT names whole points only: a prefix or a longer name is another */
+static void test_fault_named(void)
+{
+	CU_ASSERT_EQUAL(hec_fault_named(NULL, "ctl.start.after_db"), 0);
+	CU_ASSERT_EQUAL(hec_fault_named("", "ctl.start.after_db"), 0);
+	CU_ASSERT_EQUAL(hec_fault_named("ctl.start.after_db", "ctl.start.after_db"), 1);
+	CU_ASSERT_EQUAL(hec_fault_named("a,ctl.start.after_db", "ctl.start.after_db"), 1);
+	CU_ASSERT_EQUAL(hec_fault_named("ctl.start.after_db,b", "ctl.start.after_db"), 1);
+	CU_ASSERT_EQUAL(hec_fault_named("a,,b,", "b"), 1);
+	CU_ASSERT_EQUAL(hec_fault_named("ctl.start", "ctl.start.after_db"), 0);
+	CU_ASSERT_EQUAL(hec_fault_named("ctl.start.after_db2", "ctl.start.after_db"), 0);
+	CU_ASSERT_EQUAL(hec_fault_named("x,ctl.start.after", "ctl.start.after_db"), 0);
+	/* inert without the variable: the test process goes on */
+	unsetenv("HEC_FAULT");
+	hec_fault("ctl.start.after_db");
+	CU_PASS("hec_fault returned");
+}
+
 static const struct hec_cunit_test tests[] = {
 	{ "log rate limits", test_ratelimit },
+	{ "fault points", test_fault_named },
 	{ "time limits", test_time_limit },
 
 	{ "duration format", test_format_duration },
