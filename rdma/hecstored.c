@@ -50,11 +50,10 @@
  * chunk's disk time, not two, and starts moving bytes that much earlier. */
 #define READ_DEPTH 2
 /* A peer must say STORE_HELLO (with the cluster key) this soon, and at most
- * this many may be connected without having said it: a stranger holds
+ * max_strangers may be connected without having said it: a stranger holds
  * receive buffers and a place in the client list, and must not be able to
  * hold them for good or by the thousand. */
 #define HELLO_TIMEOUT_MS 10000
-#define STRANGERS_MAX 64
 
 struct srv_conf {
 	char name[NAME_MAX_LEN + 1];
@@ -64,6 +63,7 @@ struct srv_conf {
 	char key_file[PATH_MAX];
 	char provider[16];
 	long slots;
+	long max_strangers;
 	char slot_size[32];
 	long gc_grace;
 	long gc_interval;
@@ -86,6 +86,7 @@ static const struct hec_conf_key conf_keys[] = {
 	STR_KEY("provider", "auto", "auto, verbs or tcp", provider),
 	INT_KEY("slots", "8", 1, 64, "registered slots per client (chunks in flight)", slots),
 	STR_KEY("slot_size", "4M", "bytes per slot (K/M/G): the largest chunk a client may send", slot_size),
+	INT_KEY("max_strangers", "64", 1, 65536, "connections at once that have not said STORE_HELLO (the rest refused)", max_strangers),
 	INT_KEY("gc_grace", "600", 1, 30L * 86400, "seconds an uncommitted epoch nobody writes to is kept", gc_grace),
 	INT_KEY("gc_interval", "60", 1, 86400, "seconds between garbage collections", gc_interval),
 	STR_KEY("log_file", "", "append logs here instead of stderr", log_file),
@@ -1072,7 +1073,7 @@ static struct hec_fab_ep *handle_event(struct srv *s, struct hec_fab_ev *ev)
 		c->next = s->clients;
 		s->clients = c;
 		s->nclients++;
-		if (strangers(s) > STRANGERS_MAX) {
+		if (strangers(s) > (unsigned)s->conf.max_strangers) {
 			stranger_refuse(c, "too many connections that have not said hello; try again later");
 			if (c->closing == 2) {
 				client_free(c);
