@@ -214,18 +214,22 @@ int qmp_mon_command(struct qmp_mon *m, const char *cmd, char *out, size_t len, i
 	return rc;
 }
 
-int qmp_mon_set(struct qmp_mon *m, int stopped)
+/* Called with m->lock held, which it lets go: if the command before settled
+ * (@rc 0), send stop or cont, unanswered. \return @rc or send's error. */
+static int send_switch(struct qmp_mon *m, int rc, int stopped)
 {
-	int rc;
-
-	pthread_mutex_lock(&m->lock);
-	rc = settle(m, SETTLE_US);
 	if (!rc)
 		rc = send_line(m, stopped ? "{\"execute\":\"stop\"}" : "{\"execute\":\"cont\"}");
 	if (!rc)
 		m->pending = !!stopped;
 	pthread_mutex_unlock(&m->lock);
 	return rc;
+}
+
+int qmp_mon_set(struct qmp_mon *m, int stopped)
+{
+	pthread_mutex_lock(&m->lock);
+	return send_switch(m, settle(m, SETTLE_US), stopped);
 }
 
 int qmp_mon_try_set(struct qmp_mon *m, int stopped)
@@ -235,14 +239,7 @@ int qmp_mon_try_set(struct qmp_mon *m, int stopped)
 	if (pthread_mutex_trylock(&m->lock))
 		return -EAGAIN;
 	rc = settle(m, 0);
-	if (rc == -ETIMEDOUT)
-		rc = -EAGAIN;
-	if (!rc)
-		rc = send_line(m, stopped ? "{\"execute\":\"stop\"}" : "{\"execute\":\"cont\"}");
-	if (!rc)
-		m->pending = !!stopped;
-	pthread_mutex_unlock(&m->lock);
-	return rc;
+	return send_switch(m, rc == -ETIMEDOUT ? -EAGAIN : rc, stopped);
 }
 
 void qmp_mon_assume(struct qmp_mon *m, int stopped)
