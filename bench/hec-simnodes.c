@@ -237,6 +237,8 @@ static void node_msg(struct hec_conn *c, const struct hec_msg *m, void *arg)
 	long job = (long)json_integer_value(json_object_get(b, "job"));
 
 	(void)c;
+	if (!n->store) /* its arrival, before anything is answered */
+		note(n->sim, m->type);
 	switch (m->type) {
 	case HEC_MSG_REGISTERED:
 		on_registered(n, b);
@@ -275,8 +277,6 @@ static void node_msg(struct hec_conn *c, const struct hec_msg *m, void *arg)
 	default: /* EPOCH, EXIT_ACK, CKPT_REOPEN, CKPT_ABORT, TIME_RESP: accepted */
 		break;
 	}
-	if (!n->store)
-		note(n->sim, m->type);
 }
 
 static void node_close(struct hec_conn *c, const char *reason, void *arg)

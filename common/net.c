@@ -223,6 +223,15 @@ int hec_conn_send(struct hec_conn *c, unsigned type, const json_t *body)
 	return conn_queue(c, frame, len);
 }
 
+int hec_conn_send_frame(struct hec_conn *c, const uint8_t *frame, size_t len)
+{
+	if (len < HEC_MSG_HDR_LEN || hec_msg_peek_len(frame) != (long long)(len - HEC_MSG_HDR_LEN))
+		return -EINVAL;
+	if (c->closed || c->closing)
+		return -EPIPE;
+	return evbuffer_add(bufferevent_get_output(c->bev), frame, len) ? -ENOMEM : 0;
+}
+
 /* Header and payload straight into the output buffer: output streams and
  * the job network's frames go through here once per chunk or frame. */
 int hec_conn_send_data(struct hec_conn *c, unsigned type, const void *data, size_t len)

@@ -80,6 +80,15 @@ int node_send(struct node *n, unsigned type, json_t *body)
 	return rc;
 }
 
+int node_send_frame(struct node *n, unsigned type, const uint8_t *frame, size_t len)
+{
+	int rc = n && n->peer ? hec_conn_send_frame(n->peer->conn, frame, len) : -ENOTCONN;
+
+	if (rc && n)
+		hec_warn("%s: %s not sent: %s", n->name, hec_msg_type_name(type), strerror(-rc));
+	return rc;
+}
+
 void node_detach_peer(struct ctl *ctl, struct node *n, const char *why)
 {
 	if (!n->peer)
@@ -362,6 +371,9 @@ static void agent_register(struct ctl *ctl, struct peer *p, const json_t *body)
 		return;
 	}
 	if (!n) {
+		/* a new column holds nothing: no node's slots change with it */
+		int published = gm_version(ctl->gang) == ctl->gang_published;
+
 		n = calloc(1, sizeof(*n));
 		if (!n || !(n->cpus = strdup(cpus))) {
 			free(n);
@@ -378,6 +390,8 @@ static void agent_register(struct ctl *ctl, struct peer *p, const json_t *body)
 			hec_conn_send_error_and_close(p->conn, "controller out of memory");
 			return;
 		}
+		if (published)
+			ctl->gang_published = gm_version(ctl->gang);
 	} else if (strcmp(n->cpus, cpus)) {
 		char *c = strdup(cpus);
 
@@ -418,7 +432,16 @@ static void agent_register(struct ctl *ctl, struct peer *p, const json_t *body)
 		job_exit_report(ctl, n, e);
 	reconcile(ctl, n, parts);
 	ctl->sched_needed = 1;
-	ctl->epoch_needed = 1; /* every node, this one included, gets the schedule */
+	/* It gets the epoch in force (a fresh one only if none went out yet);
+	 * the others' slots do not change by its coming.  A fresh epoch to
+	 * every node at each REGISTER made N agents registering at once cost
+	 * N^2 / 2 EPOCHs (bench/scale). */
+	if (!ctl->epoch.id)
+		ctl->epoch_needed = 1;
+	else if (!n->epoch_due) {
+		n->epoch_due = 1;
+		ctl->epochs_due++;
+	}
 }
 
 static void agent_launched(struct ctl *ctl, struct node *n, const json_t *body)

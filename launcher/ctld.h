@@ -186,6 +186,8 @@ struct node {
 	int stale;                   /* KILL_JOBs of partitions it should not hold without
 				      * their JOB_GONE yet: nothing starts here meanwhile */
 	int64_t rtt_ns, offset_ns;   /* clock estimate from its last STATS (0: none yet) */
+	int epoch_due;               /* registered since the last publication: the
+				      * epoch in force goes to it alone (ctl_gang.c) */
 	struct node *next;           /* ctl->nodes, natural name order */
 };
 
@@ -267,6 +269,7 @@ struct ctl {
 	struct epoch epoch;
 	unsigned long gang_published; /* gm_version() of the last epoch */
 	int epoch_needed;            /* publish even if the matrix did not change */
+	int epochs_due;              /* nodes with epoch_due set */
 	int64_t stats_seq;           /* the last gang_stats request id */
 
 	/* checkpoints (ckpt/ctl_ckpt.c) */
@@ -455,6 +458,8 @@ int ctl_nodes_restore(struct ctl *ctl);
 int node_up(const struct node *n);
 /** Send one message to a node's agent; @body is consumed. \return 0 or -errno. */
 int node_send(struct node *n, unsigned type, json_t *body);
+/** The same with a frame hec_msg_encode() made of a @type body (not freed). */
+int node_send_frame(struct node *n, unsigned type, const uint8_t *frame, size_t len);
 void agent_on_msg(struct hec_conn *c, const struct hec_msg *m, void *arg);
 /** Check the table of agent messages (at start). \return 0, or -EINVAL and why in @err. */
 int agent_handlers_check(char *err, size_t errlen);

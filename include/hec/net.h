@@ -39,6 +39,10 @@ void hec_conn_set_max_frame(struct hec_conn *c, size_t max); /* (@c NULL: nothin
 /** Queue a JSON message. \return 0 or -errno (-EINVAL: body breaks schema). */
 int hec_conn_send(struct hec_conn *c, unsigned type, const json_t *body);
 int hec_conn_send_data(struct hec_conn *c, unsigned type, const void *data, size_t len);
+/** Queue a frame hec_msg_encode() made (one body for many peers: encoded
+ *  once, its bytes copied to each). \return 0, -EINVAL (not one whole
+ *  frame), -EPIPE (closing), -ENOMEM. */
+int hec_conn_send_frame(struct hec_conn *c, const uint8_t *frame, size_t len);
 /** Queue an ERROR frame, then close after it is flushed. */
 void hec_conn_send_error_and_close(struct hec_conn *c, const char *fmt, ...)
 	__attribute__((format(printf, 2, 3)));
