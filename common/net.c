@@ -223,13 +223,51 @@ int hec_conn_send(struct hec_conn *c, unsigned type, const json_t *body)
 	return conn_queue(c, frame, len);
 }
 
-int hec_conn_send_frame(struct hec_conn *c, const uint8_t *frame, size_t len)
+struct hec_frame {
+	unsigned refs;     /* the maker's, and one per output buffer holding it */
+	size_t len;
+	uint8_t *bytes;
+};
+
+int hec_frame_new(unsigned type, const json_t *body, struct hec_frame **out)
 {
-	if (len < HEC_MSG_HDR_LEN || hec_msg_peek_len(frame) != (long long)(len - HEC_MSG_HDR_LEN))
-		return -EINVAL;
+	struct hec_frame *f = calloc(1, sizeof(*f));
+	int rc = f ? hec_msg_encode(type, body, &f->bytes, &f->len) : -ENOMEM;
+
+	if (rc) {
+		free(f);
+		return rc;
+	}
+	f->refs = 1;
+	*out = f;
+	return 0;
+}
+
+void hec_frame_put(struct hec_frame *f)
+{
+	if (f && !--f->refs) {
+		free(f->bytes);
+		free(f);
+	}
+}
+
+static void frame_sent(const void *data, size_t len, void *arg)
+{
+	(void)data;
+	(void)len;
+	hec_frame_put(arg);
+}
+
+int hec_conn_send_frame(struct hec_conn *c, struct hec_frame *f)
+{
 	if (c->closed || c->closing)
 		return -EPIPE;
-	return evbuffer_add(bufferevent_get_output(c->bev), frame, len) ? -ENOMEM : 0;
+	f->refs++;
+	if (evbuffer_add_reference(bufferevent_get_output(c->bev), f->bytes, f->len, frame_sent, f)) {
+		f->refs--;
+		return -ENOMEM;
+	}
+	return 0;
 }
 
 /* Header and payload straight into the output buffer: output streams and

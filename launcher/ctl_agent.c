@@ -80,9 +80,9 @@ int node_send(struct node *n, unsigned type, json_t *body)
 	return rc;
 }
 
-int node_send_frame(struct node *n, unsigned type, const uint8_t *frame, size_t len)
+int node_send_frame(struct node *n, unsigned type, struct hec_frame *f)
 {
-	int rc = n && n->peer ? hec_conn_send_frame(n->peer->conn, frame, len) : -ENOTCONN;
+	int rc = n && n->peer ? hec_conn_send_frame(n->peer->conn, f) : -ENOTCONN;
 
 	if (rc && n)
 		hec_warn("%s: %s not sent: %s", n->name, hec_msg_type_name(type), strerror(-rc));

@@ -197,14 +197,14 @@ int job_send_launch(struct ctl *ctl, struct ctl_job *j, struct job_node *jn)
 /*
  * LAUNCH to every node of @j.  Each names all N nodes: encoded anew for
  * each node that was N^2 work (bench/scale), so the bodies that are alike
- * (no restore part; a vm guest's vCPUs the same) are encoded once.
+ * (no restore part; a vm guest's vCPUs the same) are encoded once, and
+ * queued without a copy each.
  * \return 0, or -errno with the node that was not sent to in *@failed.
  */
 static int launch_all(struct ctl *ctl, struct ctl_job *j, const char **failed)
 {
 	json_t *nodes = j->restore_epoch ? NULL : launch_nodes(j);
-	uint8_t *frame = NULL;
-	size_t len = 0;
+	struct hec_frame *frame = NULL;
 	int vcpus = -1, rc = 0;
 
 	for (int i = 0; !rc && i < j->nalloc; i++) {
@@ -219,19 +219,19 @@ static int launch_all(struct ctl *ctl, struct ctl_job *j, const char **failed)
 			if (!frame || v != vcpus) {
 				json_t *body = launch_body(j, jn, nodes);
 
-				free(frame);
+				hec_frame_put(frame);
 				frame = NULL;
-				rc = body ? hec_msg_encode(HEC_MSG_LAUNCH, body, &frame, &len) : -ENOMEM;
+				rc = body ? hec_frame_new(HEC_MSG_LAUNCH, body, &frame) : -ENOMEM;
 				json_decref(body);
 				vcpus = v;
 			}
 			if (!rc)
-				rc = node_send_frame(jn->node, HEC_MSG_LAUNCH, frame, len);
+				rc = node_send_frame(jn->node, HEC_MSG_LAUNCH, frame);
 		}
 		if (rc)
 			*failed = jn->name;
 	}
-	free(frame);
+	hec_frame_put(frame);
 	json_decref(nodes);
 	return rc;
 }

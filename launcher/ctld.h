@@ -458,8 +458,8 @@ int ctl_nodes_restore(struct ctl *ctl);
 int node_up(const struct node *n);
 /** Send one message to a node's agent; @body is consumed. \return 0 or -errno. */
 int node_send(struct node *n, unsigned type, json_t *body);
-/** The same with a frame hec_msg_encode() made of a @type body (not freed). */
-int node_send_frame(struct node *n, unsigned type, const uint8_t *frame, size_t len);
+/** The same with a frame made once for many nodes (@type: for the log). */
+int node_send_frame(struct node *n, unsigned type, struct hec_frame *f);
 void agent_on_msg(struct hec_conn *c, const struct hec_msg *m, void *arg);
 /** Check the table of agent messages (at start). \return 0, or -EINVAL and why in @err. */
 int agent_handlers_check(char *err, size_t errlen);
