@@ -80,6 +80,15 @@ int node_send(struct node *n, unsigned type, json_t *body)
 	return rc;
 }
 
+void ctl_nodes_save(struct ctl *ctl)
+{
+	if (!ctl->nodes_unsaved)
+		return;
+	ctl->nodes_unsaved = 0;
+	if (db_nodes_save(ctl->db, ctl->nodes))
+		hec_err("catalog update of the nodes that registered failed: %s", db_errmsg(ctl->db));
+}
+
 int node_send_frame(struct node *n, unsigned type, struct hec_frame *f)
 {
 	int rc = n && n->peer ? hec_conn_send_frame(n->peer->conn, f) : -ENOTCONN;
@@ -418,8 +427,9 @@ static void agent_register(struct ctl *ctl, struct peer *p, const json_t *body)
 	hec_conn_set_max_frame(p->conn, HEC_MSG_MAX);
 	n->last_heard = hec_now_mono_ns();
 	n->last_seen = ctl_now();
-	if (db_node_save(ctl->db, n))
-		hec_err("%s: catalog update failed: %s", n->name, db_errmsg(ctl->db));
+	/* with the others registering at once: one sync for all (ctl_nodes_save) */
+	n->save_due = 1;
+	ctl->nodes_unsaved = 1;
 	hec_info("%s: registered from %s (host %s, cpus %s, spawn address %s; %zu partitions, %zu unacknowledged exits)%s",
 		 n->name, peer, n->hostname, *n->cpus ? n->cpus : "all", n->addr,
 		 json_array_size(parts), json_array_size(exits),
@@ -689,6 +699,6 @@ void agent_on_msg(struct hec_conn *c, const struct hec_msg *m, void *arg)
 			 hec_msg_type_name(m->type));
 	if (h && h->quick)
 		return;
-	if (a.ctl->sched_needed || a.ctl->epoch_needed)
-		ctl_schedule(a.ctl);
+	if (a.ctl->sched_needed || a.ctl->epoch_needed || a.ctl->nodes_unsaved)
+		ctl_schedule_soon(a.ctl);
 }

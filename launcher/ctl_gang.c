@@ -488,6 +488,7 @@ void ctl_schedule(struct ctl *ctl)
 	struct ctl_job *j;
 
 	ctl->sched_needed = 0;
+	ctl_nodes_save(ctl); /* durable before a job is placed on them */
 	if (ctl->shutting_down)
 		return;
 	sync_cols(ctl);
