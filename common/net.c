@@ -223,6 +223,53 @@ int hec_conn_send(struct hec_conn *c, unsigned type, const json_t *body)
 	return conn_queue(c, frame, len);
 }
 
+struct hec_frame {
+	unsigned refs;     /* the maker's, and one per output buffer holding it */
+	size_t len;
+	uint8_t *bytes;
+};
+
+int hec_frame_new(unsigned type, const json_t *body, struct hec_frame **out)
+{
+	struct hec_frame *f = calloc(1, sizeof(*f));
+	int rc = f ? hec_msg_encode(type, body, &f->bytes, &f->len) : -ENOMEM;
+
+	if (rc) {
+		free(f);
+		return rc;
+	}
+	f->refs = 1;
+	*out = f;
+	return 0;
+}
+
+void hec_frame_put(struct hec_frame *f)
+{
+	if (f && !--f->refs) {
+		free(f->bytes);
+		free(f);
+	}
+}
+
+static void frame_sent(const void *data, size_t len, void *arg)
+{
+	(void)data;
+	(void)len;
+	hec_frame_put(arg);
+}
+
+int hec_conn_send_frame(struct hec_conn *c, struct hec_frame *f)
+{
+	if (c->closed || c->closing)
+		return -EPIPE;
+	f->refs++;
+	if (evbuffer_add_reference(bufferevent_get_output(c->bev), f->bytes, f->len, frame_sent, f)) {
+		f->refs--;
+		return -ENOMEM;
+	}
+	return 0;
+}
+
 /* Header and payload straight into the output buffer: output streams and
  * the job network's frames go through here once per chunk or frame. */
 int hec_conn_send_data(struct hec_conn *c, unsigned type, const void *data, size_t len)

@@ -81,6 +81,24 @@ int node_send(struct node *n, unsigned type, json_t *body)
 	return rc;
 }
 
+void ctl_nodes_save(struct ctl *ctl)
+{
+	if (!ctl->nodes_unsaved)
+		return;
+	ctl->nodes_unsaved = 0;
+	if (db_nodes_save(ctl->db, ctl->nodes))
+		hec_err("catalog update of the nodes that registered failed: %s", db_errmsg(ctl->db));
+}
+
+int node_send_frame(struct node *n, unsigned type, struct hec_frame *f)
+{
+	int rc = n && n->peer ? hec_conn_send_frame(n->peer->conn, f) : -ENOTCONN;
+
+	if (rc && n)
+		hec_warn("%s: %s not sent: %s", n->name, hec_msg_type_name(type), strerror(-rc));
+	return rc;
+}
+
 void node_detach_peer(struct ctl *ctl, struct node *n, const char *why)
 {
 	if (!n->peer)
@@ -373,6 +391,9 @@ static void agent_register(struct ctl *ctl, struct peer *p, const json_t *body)
 		return;
 	}
 	if (!n) {
+		/* a new column holds nothing: no node's slots change with it */
+		int published = gm_version(ctl->gang) == ctl->gang_published;
+
 		n = calloc(1, sizeof(*n));
 		if (!n || !(n->cpus = strdup(cpus))) {
 			free(n);
@@ -389,6 +410,8 @@ static void agent_register(struct ctl *ctl, struct peer *p, const json_t *body)
 			hec_conn_send_error_and_close(p->conn, "controller out of memory");
 			return;
 		}
+		if (published)
+			ctl->gang_published = gm_version(ctl->gang);
 	} else if (strcmp(n->cpus, cpus)) {
 		char *c = strdup(cpus);
 
@@ -415,8 +438,9 @@ static void agent_register(struct ctl *ctl, struct peer *p, const json_t *body)
 	hec_conn_set_max_frame(p->conn, HEC_MSG_MAX);
 	n->last_heard = hec_now_mono_ns();
 	n->last_seen = ctl_now();
-	if (db_node_save(ctl->db, n))
-		hec_err("%s: catalog update failed: %s", n->name, db_errmsg(ctl->db));
+	/* with the others registering at once: one sync for all (ctl_nodes_save) */
+	n->save_due = 1;
+	ctl->nodes_unsaved = 1;
 	hec_info("%s: registered from %s (host %s, cpus %s, spawn address %s; %zu partitions, %zu unacknowledged exits)%s",
 		 n->name, peer, n->hostname, *n->cpus ? n->cpus : "all", n->addr,
 		 json_array_size(parts), json_array_size(exits),
@@ -429,7 +453,16 @@ static void agent_register(struct ctl *ctl, struct peer *p, const json_t *body)
 		job_exit_report(ctl, n, e);
 	reconcile(ctl, n, parts, json_object_get(body, "started"));
 	ctl->sched_needed = 1;
-	ctl->epoch_needed = 1; /* every node, this one included, gets the schedule */
+	/* It gets the epoch in force (a fresh one only if none went out yet);
+	 * the others' slots do not change by its coming.  A fresh epoch to
+	 * every node at each REGISTER made N agents registering at once cost
+	 * N^2 / 2 EPOCHs (bench/scale). */
+	if (!ctl->epoch.id)
+		ctl->epoch_needed = 1;
+	else if (!n->epoch_due) {
+		n->epoch_due = 1;
+		ctl->epochs_due++;
+	}
 }
 
 static void agent_launched(struct ctl *ctl, struct node *n, const json_t *body)
@@ -679,6 +712,6 @@ void agent_on_msg(struct hec_conn *c, const struct hec_msg *m, void *arg)
 			 hec_msg_type_name(m->type));
 	if (h && h->quick)
 		return;
-	if (a.ctl->sched_needed || a.ctl->epoch_needed)
-		ctl_schedule(a.ctl);
+	if (a.ctl->sched_needed || a.ctl->epoch_needed || a.ctl->nodes_unsaved)
+		ctl_schedule_soon(a.ctl);
 }

@@ -338,9 +338,11 @@ static void publish(struct ctl *ctl)
 	id = ctl_fresh_id(&ctl->epoch.id);
 	ctl->epoch = (struct epoch){ .id = id, .start = now + lead, .slot_ns = ctl->slot_ns,
 				     .nslots = epoch_nslots(ctl) };
+	ctl->epochs_due = 0;
 	for (n = ctl->nodes; n; n = n->next, c++) {
 		json_t *body;
 
+		n->epoch_due = 0;
 		if (!node_up(n))
 			continue;
 		body = node_epoch(ctl, n, c);
@@ -357,6 +359,23 @@ static void publish(struct ctl *ctl)
 		 (long long)id, ctl->epoch.nslots, ctl->epoch.nslots == 1 ? "" : "s",
 		 ctl->slot_ns / 1e6, ctl->timeslice_none ? "timeslice none" : "gang",
 		 lead / 1e6, sent, sent == 1 ? "" : "s");
+}
+
+/* The epoch in force to the nodes that registered since it went out. */
+static void publish_due(struct ctl *ctl)
+{
+	int c = 0, sent = 0;
+
+	ctl->epochs_due = 0;
+	for (struct node *n = ctl->nodes; n; n = n->next, c++) {
+		if (!n->epoch_due)
+			continue;
+		n->epoch_due = 0;
+		if (node_up(n) && !node_send(n, HEC_MSG_EPOCH, node_epoch(ctl, n, c)))
+			sent++;
+	}
+	hec_debug("epoch %lld: sent to %d node%s that registered since", (long long)ctl->epoch.id,
+		  sent, sent == 1 ? "" : "s");
 }
 
 /* ---- a preemption waits for its victim's checkpoint ---- */
@@ -472,6 +491,7 @@ void ctl_schedule(struct ctl *ctl)
 	struct ctl_job *j;
 
 	ctl->sched_needed = 0;
+	ctl_nodes_save(ctl); /* durable before a job is placed on them */
 	if (ctl->shutting_down)
 		return;
 	sync_cols(ctl);
@@ -494,6 +514,8 @@ void ctl_schedule(struct ctl *ctl)
 	free(cols);
 	if (ctl->epoch_needed || gm_version(ctl->gang) != ctl->gang_published)
 		publish(ctl);
+	else if (ctl->epochs_due)
+		publish_due(ctl);
 }
 
 /* ---- clock probes ---- */

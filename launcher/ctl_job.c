@@ -158,28 +158,47 @@ void job_requeue(struct ctl *ctl, struct ctl_job *j, const char *fmt, ...)
 	job_kill_nodes(ctl, j);
 }
 
-int job_send_launch(struct ctl *ctl, struct ctl_job *j, struct job_node *jn)
+/* LAUNCH's nodes: every node of @j, [{name, addr, ranks}]. */
+static json_t *launch_nodes(const struct ctl_job *j)
 {
-	json_t *nodes = json_array(), *body;
-	int rc;
+	json_t *nodes = json_array();
 
-	(void)ctl;
 	for (int i = 0; nodes && i < j->nalloc; i++) {
 		const struct job_node *o = &j->alloc[i];
 
-		json_array_append_new(nodes, json_pack("{s:s,s:s,s:i}", "name", o->name,
-						       "addr", o->node ? o->node->addr : "",
-						       "ranks", o->ranks));
+		if (json_array_append_new(nodes, json_pack("{s:s,s:s,s:i}", "name", o->name,
+							   "addr", o->node ? o->node->addr : "",
+							   "ranks", o->ranks))) {
+			json_decref(nodes);
+			return NULL;
+		}
 	}
-	body = json_pack("{s:I,s:s,s:I,s:I,s:o,s:s,s:I}", "job", (json_int_t)j->id, "key", j->key,
-			 "uid", (json_int_t)j->uid, "gid", (json_int_t)j->gid, "nodes", nodes,
-			 "partition", j->vm ? "vm" : "proc", "mem_mb", (json_int_t)j->mem_mb);
+	return nodes;
+}
+
+/* LAUNCH for @jn without its restore part; @nodes is shared, not stolen. */
+static json_t *launch_body(struct ctl_job *j, struct job_node *jn, json_t *nodes)
+{
+	json_t *body = json_pack("{s:I,s:s,s:I,s:I,s:O,s:s,s:I}", "job", (json_int_t)j->id,
+				 "key", j->key, "uid", (json_int_t)j->uid, "gid", (json_int_t)j->gid,
+				 "nodes", nodes, "partition", j->vm ? "vm" : "proc", "mem_mb",
+				 (json_int_t)j->mem_mb);
+
 	if (body && j->vm) {
 		json_object_set_new(body, "vcpus", json_integer(j->vcpus ? j->vcpus : jn->ranks));
 		json_object_set_new(body, "guest_key", json_string(j->guest_key));
 		if (j->vm_files)
 			json_object_set(body, "vm_files", j->vm_files);
 	}
+	return body;
+}
+
+int job_send_launch(struct ctl *ctl, struct ctl_job *j, struct job_node *jn)
+{
+	json_t *nodes = launch_nodes(j), *body = nodes ? launch_body(j, jn, nodes) : NULL;
+	int rc;
+
+	json_decref(nodes);
 	/* a proc job's checkpoint is its program's file, fetched on its first node */
 	if (body && j->restore_epoch && (j->vm || jn == j->alloc)) {
 		char why[300];
@@ -196,6 +215,48 @@ int job_send_launch(struct ctl *ctl, struct ctl_job *j, struct job_node *jn)
 	return rc;
 }
 
+/*
+ * LAUNCH to every node of @j.  Each names all N nodes: encoded anew for
+ * each node that was N^2 work (bench/scale), so the bodies that are alike
+ * (no restore part; a vm guest's vCPUs the same) are encoded once, and
+ * queued without a copy each.
+ * \return 0, or -errno with the node that was not sent to in *@failed.
+ */
+static int launch_all(struct ctl *ctl, struct ctl_job *j, const char **failed)
+{
+	json_t *nodes = j->restore_epoch ? NULL : launch_nodes(j);
+	struct hec_frame *frame = NULL;
+	int vcpus = -1, rc = 0;
+
+	for (int i = 0; !rc && i < j->nalloc; i++) {
+		struct job_node *jn = &j->alloc[i];
+		int v = j->vm ? (j->vcpus ? j->vcpus : jn->ranks) : 0;
+
+		if (j->restore_epoch) {
+			rc = job_send_launch(ctl, j, jn);
+		} else if (!nodes) {
+			rc = -ENOMEM;
+		} else {
+			if (!frame || v != vcpus) {
+				json_t *body = launch_body(j, jn, nodes);
+
+				hec_frame_put(frame);
+				frame = NULL;
+				rc = body ? hec_frame_new(HEC_MSG_LAUNCH, body, &frame) : -ENOMEM;
+				json_decref(body);
+				vcpus = v;
+			}
+			if (!rc)
+				rc = node_send_frame(jn->node, HEC_MSG_LAUNCH, frame);
+		}
+		if (rc)
+			*failed = jn->name;
+	}
+	hec_frame_put(frame);
+	json_decref(nodes);
+	return rc;
+}
+
 long job_launch_timeout(const struct ctl *ctl, const struct ctl_job *j)
 {
 	return j->vm ? ctl->conf.vm_launch_timeout : ctl->conf.launch_timeout;
@@ -208,7 +269,7 @@ int job_vcpus(const struct ctl_job *j)
 
 void job_start(struct ctl *ctl, struct ctl_job *j, struct node **nodes, int n)
 {
-	const char *names[n > 0 ? n : 1];
+	const char *names[n > 0 ? n : 1], *failed = "?";
 	int rc;
 
 	for (int i = 0; i < n; i++)
@@ -257,13 +318,9 @@ void job_start(struct ctl *ctl, struct ctl_job *j, struct node **nodes, int n)
 		}
 		json_decref(r);
 	}
-	for (int i = 0; i < n; i++) {
-		rc = job_send_launch(ctl, j, &j->alloc[i]);
-		if (rc) {
-			job_end(ctl, j, JOB_FAILED, "%s: LAUNCH not sent: %s", names[i], strerror(-rc));
-			return;
-		}
-	}
+	rc = launch_all(ctl, j, &failed);
+	if (rc)
+		job_end(ctl, j, JOB_FAILED, "%s: LAUNCH not sent: %s", failed, strerror(-rc));
 }
 
 void job_send_start(struct ctl *ctl, struct ctl_job *j)

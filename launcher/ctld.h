@@ -186,6 +186,9 @@ struct node {
 	int stale;                   /* KILL_JOBs of partitions it should not hold without
 				      * their JOB_GONE yet: nothing starts here meanwhile */
 	int64_t rtt_ns, offset_ns;   /* clock estimate from its last STATS (0: none yet) */
+	int save_due;                /* registered; its row waits for ctl_nodes_save() */
+	int epoch_due;               /* registered since the last publication: the
+				      * epoch in force goes to it alone (ctl_gang.c) */
 	struct node *next;           /* ctl->nodes, natural name order */
 };
 
@@ -267,6 +270,9 @@ struct ctl {
 	struct epoch epoch;
 	unsigned long gang_published; /* gm_version() of the last epoch */
 	int epoch_needed;            /* publish even if the matrix did not change */
+	int epochs_due;              /* nodes with epoch_due set */
+	int nodes_unsaved;           /* some node's save_due is set */
+	struct event *sched_ev;      /* ctl_schedule_soon() */
 	int64_t stats_seq;           /* the last gang_stats request id */
 
 	/* checkpoints (ckpt/ctl_ckpt.c) */
@@ -370,6 +376,10 @@ int db_job_payload(struct db *db, struct ctl_job *j);
 int db_jobs_load(struct db *db, int (*cb)(struct ctl_job *j, void *arg), void *arg);
 /** Insert or replace a node's registration data. */
 int db_node_save(struct db *db, const struct node *n);
+/** Every node of @list (by next) with save_due, in one transaction (one
+ *  sync for all that registered at once); save_due is cleared.
+ *  \return 0, or -EIO (none saved). */
+int db_nodes_save(struct db *db, struct node *list);
 /** Like db_jobs_load for nodes (state UNKNOWN, no peer). */
 int db_nodes_load(struct db *db, int (*cb)(struct node *n, void *arg), void *arg);
 
@@ -447,6 +457,9 @@ void ctl_jobs_shutdown(struct ctl *ctl, uid_t uid);
 /* ---- ctl_agent.c: nodes and agents ---- */
 
 struct node *node_find(struct ctl *ctl, const char *name);
+/** The rows of the nodes that registered since the last call (save_due),
+ *  in one transaction; before any job is placed on them (ctl_schedule). */
+void ctl_nodes_save(struct ctl *ctl);
 /** Public state: UNKNOWN / DOWN / ALLOCATED / IDLE. */
 enum node_state node_public_state(const struct node *n);
 void node_down(struct ctl *ctl, struct node *n, const char *why);
@@ -461,6 +474,8 @@ int ctl_nodes_restore(struct ctl *ctl);
 int node_up(const struct node *n);
 /** Send one message to a node's agent; @body is consumed. \return 0 or -errno. */
 int node_send(struct node *n, unsigned type, json_t *body);
+/** The same with a frame made once for many nodes (@type: for the log). */
+int node_send_frame(struct node *n, unsigned type, struct hec_frame *f);
 void agent_on_msg(struct hec_conn *c, const struct hec_msg *m, void *arg);
 /** Check the table of agent messages (at start). \return 0, or -EINVAL and why in @err. */
 int agent_handlers_check(char *err, size_t errlen);
@@ -729,6 +744,10 @@ void ctl_gang_remove(struct ctl *ctl, struct ctl_job *j);
  *  running proc jobs whose program can be checkpointed, and checkpoint
  *  those a preemptor wants (preempt_ckpt_grace). */
 void ctl_schedule(struct ctl *ctl);
+/** The scheduling pass (and the saves of registrations) once the messages
+ *  that came together are handled, before anything new is read: one pass
+ *  for N agents registering at once, not N (hecctld.c). */
+void ctl_schedule_soon(struct ctl *ctl);
 /** @j's checkpoint @epoch is captured (@why NULL) or aborted (@why): if a
  *  preemption waited for it, the guard goes and the suspension follows. */
 void ctl_gang_ckpt_over(struct ctl *ctl, struct ctl_job *j, int64_t epoch, const char *why);

@@ -666,6 +666,25 @@ int db_node_save(struct db *db, const struct node *n)
 	return step_done(st);
 }
 
+int db_nodes_save(struct db *db, struct node *list)
+{
+	struct node *n;
+	int rc = 0;
+
+	if (exec(db, "BEGIN IMMEDIATE"))
+		return -EIO;
+	for (n = list; !rc && n; n = n->next)
+		if (n->save_due)
+			rc = db_node_save(db, n);
+	if (rc || exec(db, "COMMIT")) {
+		exec(db, "ROLLBACK");
+		return -EIO;
+	}
+	for (n = list; n; n = n->next)
+		n->save_due = 0;
+	return 0;
+}
+
 int db_nodes_load(struct db *db, int (*cb)(struct node *n, void *arg), void *arg)
 {
 	static const char sql[] =

@@ -37,6 +37,8 @@ struct fanout {
 	int64_t started;             /* mono ns */
 	const char *cancelled;       /* fanout_cancel's reason (may be oom_why) */
 	struct fanout_result *res;   /* node and why are ours (why may be oom_why) */
+	int *by_name;                /* indices of res in node name order: answers
+				      * are looked up by name, N of them at 1024 nodes */
 	int nnodes, waiting;
 	struct fanout *prev, *next;
 };
@@ -83,6 +85,31 @@ int fanout_waiting(const struct fanout_set *set, unsigned kind, int64_t id)
 	return find(set, kind, id) != NULL;
 }
 
+static int by_name_cmp(const void *a, const void *b, void *arg)
+{
+	const struct fanout_result *res = arg;
+
+	return strcmp(res[*(const int *)a].node, res[*(const int *)b].node);
+}
+
+/* The index in f->res of @node, or -1. */
+static int node_index(const struct fanout *f, const char *node)
+{
+	int lo = 0, hi = f->nnodes - 1;
+
+	while (lo <= hi) {
+		int mid = lo + (hi - lo) / 2, c = strcmp(f->res[f->by_name[mid]].node, node);
+
+		if (!c)
+			return f->by_name[mid];
+		if (c < 0)
+			lo = mid + 1;
+		else
+			hi = mid - 1;
+	}
+	return -1;
+}
+
 static void fanout_free(struct fanout *f)
 {
 	if (f->timer)
@@ -94,6 +121,7 @@ static void fanout_free(struct fanout *f)
 		json_decref(f->res[i].body);
 	}
 	free(f->res);
+	free(f->by_name);
 	if (f->cancelled != oom_why)
 		free((char *)f->cancelled);
 	free(f->what);
@@ -182,14 +210,10 @@ static int req_valid(const struct fanout_req *req)
 	if (!req->send || !req->done || req->nnodes < 0 || (req->nnodes && !req->nodes) ||
 	    req->timeout_ms < 0)
 		return -EINVAL;
-	for (int i = 0; i < req->nnodes; i++) {
+	for (int i = 0; i < req->nnodes; i++)
 		if (!req->nodes[i])
 			return -EINVAL;
-		for (int k = 0; k < i; k++)
-			if (!strcmp(req->nodes[k], req->nodes[i]))
-				return -EINVAL;
-	}
-	return 0;
+	return 0; /* a name given twice: fanout_start, once they are sorted */
 }
 
 int fanout_start(struct fanout_set *set, const struct fanout_req *req)
@@ -217,11 +241,20 @@ int fanout_start(struct fanout_set *set, const struct fanout_req *req)
 	f->nnodes = f->waiting = req->nnodes;
 	f->what = strdup(req->what ? req->what : "request");
 	f->res = calloc((size_t)req->nnodes + 1, sizeof(*f->res));
-	if (!f->what || !f->res)
+	f->by_name = calloc((size_t)req->nnodes + 1, sizeof(*f->by_name));
+	if (!f->what || !f->res || !f->by_name)
 		goto err_free;
-	for (int i = 0; i < req->nnodes; i++)
+	for (int i = 0; i < req->nnodes; i++) {
 		if (!(f->res[i].node = strdup(req->nodes[i])))
 			goto err_free;
+		f->by_name[i] = i;
+	}
+	qsort_r(f->by_name, (size_t)f->nnodes, sizeof(*f->by_name), by_name_cmp, f->res);
+	for (int i = 1; i < f->nnodes; i++)
+		if (!strcmp(f->res[f->by_name[i - 1]].node, f->res[f->by_name[i]].node)) {
+			fanout_free(f);
+			return -EINVAL;
+		}
 	if (req->timeout_ms) {
 		struct timeval tv = { .tv_sec = req->timeout_ms / 1000,
 				      .tv_usec = (req->timeout_ms % 1000) * 1000 };
@@ -258,17 +291,16 @@ int fanout_answer(struct fanout_set *set, unsigned kind, int64_t id, const char 
 		  const json_t *body)
 {
 	struct fanout *f = find(set, kind, id);
-	struct fanout_result *r = NULL;
+	struct fanout_result *r;
 	char why[512] = "";
-	int rc = FANOUT_ANSWERED;
+	int rc = FANOUT_ANSWERED, i;
 
 	if (!f)
 		return -ENOENT;
-	for (int i = 0; !r && i < f->nnodes; i++)
-		if (!strcmp(f->res[i].node, node))
-			r = &f->res[i];
-	if (!r)
+	i = node_index(f, node);
+	if (i < 0)
 		return -ESRCH;
+	r = &f->res[i];
 	if (r->state != FANOUT_WAITING)
 		return -EALREADY;
 	if (f->answer) {
@@ -295,15 +327,16 @@ int fanout_node_lost(struct fanout_set *set, const char *node, const char *reaso
 
 	if (!set)
 		return 0;
-	for (struct fanout *f = set->head; f; f = f->next)
-		for (int i = 0; i < f->nnodes; i++) {
-			if (f->res[i].state != FANOUT_WAITING || strcmp(f->res[i].node, node))
-				continue;
-			hec_warn("%s request %lld: %s went away (%s)", f->what, (long long)f->id, node,
-				 reason);
-			settle(f, i, FANOUT_LOST, "went away (%s)", reason);
-			n++;
-		}
+	for (struct fanout *f = set->head; f; f = f->next) {
+		int i = node_index(f, node);
+
+		if (i < 0 || f->res[i].state != FANOUT_WAITING)
+			continue;
+		hec_warn("%s request %lld: %s went away (%s)", f->what, (long long)f->id, node,
+			 reason);
+		settle(f, i, FANOUT_LOST, "went away (%s)", reason);
+		n++;
+	}
 	reap(set);
 	return n;
 }

@@ -333,6 +333,29 @@ static void tick_cb(evutil_socket_t fd, short what, void *arg)
 	ctl_schedule(ctl);
 }
 
+static void sched_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct ctl *ctl = arg;
+
+	(void)fd;
+	(void)what;
+	if (ctl->sched_needed || ctl->epoch_needed)
+		ctl_schedule(ctl);
+	else
+		ctl_nodes_save(ctl);
+}
+
+/* Active now, it runs after the events already active in this turn of the
+ * loop: the messages of every connection one wait brought are handled
+ * first (activating it again meanwhile does nothing). */
+void ctl_schedule_soon(struct ctl *ctl)
+{
+	if (ctl->sched_ev)
+		event_active(ctl->sched_ev, EV_TIMEOUT, 0);
+	else
+		sched_cb(-1, 0, ctl);
+}
+
 static void signal_cb(evutil_socket_t sig, short what, void *arg)
 {
 	struct ctl *ctl = arg;
@@ -601,10 +624,11 @@ static int setup_events(struct ctl *ctl)
 	ctl->cli_ev = event_new(ctl->base, ctl->cli_fd, EV_READ | EV_PERSIST, cli_accept_cb, ctl);
 	ctl->agent_ev = event_new(ctl->base, ctl->agent_fd, EV_READ | EV_PERSIST, agent_accept_cb, ctl);
 	ctl->tick_ev = event_new(ctl->base, -1, EV_PERSIST, tick_cb, ctl);
+	ctl->sched_ev = event_new(ctl->base, -1, 0, sched_cb, ctl);
 	ctl->sigterm_ev = evsignal_new(ctl->base, SIGTERM, signal_cb, ctl);
 	ctl->sigint_ev = evsignal_new(ctl->base, SIGINT, signal_cb, ctl);
 	ctl->sighup_ev = evsignal_new(ctl->base, SIGHUP, signal_cb, ctl);
-	if (!ctl->cli_ev || !ctl->agent_ev || !ctl->tick_ev || !ctl->sigterm_ev ||
+	if (!ctl->cli_ev || !ctl->agent_ev || !ctl->tick_ev || !ctl->sched_ev || !ctl->sigterm_ev ||
 	    !ctl->sigint_ev || !ctl->sighup_ev)
 		return -ENOMEM;
 	if (event_add(ctl->cli_ev, NULL) || event_add(ctl->agent_ev, NULL) ||
@@ -617,7 +641,7 @@ static int setup_events(struct ctl *ctl)
 static void ctl_free(struct ctl *ctl)
 {
 	struct event *evs[] = { ctl->cli_ev, ctl->agent_ev, ctl->tick_ev, ctl->sigterm_ev,
-				ctl->sigint_ev, ctl->sighup_ev };
+				ctl->sigint_ev, ctl->sighup_ev, ctl->sched_ev };
 	struct node *n, *nn;
 	struct ctl_job *j, *jn;
 
@@ -636,11 +660,14 @@ static void ctl_free(struct ctl *ctl)
 	}
 	if (ctl->agent_fd >= 0)
 		close(ctl->agent_fd);
+	/* Remember when we last heard from nodes still connected (one
+	 * transaction: one sync, not one per node). */
+	for (n = ctl->nodes; n; n = n->next)
+		n->save_due = n->save_due || n->last_seen;
+	if (ctl->db && ctl->nodes && db_nodes_save(ctl->db, ctl->nodes))
+		hec_warn("catalog update of the nodes' last contact failed: %s", db_errmsg(ctl->db));
 	for (n = ctl->nodes; n; n = nn) {
 		nn = n->next;
-		/* Remember when we last heard from nodes still connected. */
-		if (ctl->db && n->last_seen && db_node_save(ctl->db, n))
-			hec_warn("%s: catalog update failed: %s", n->name, db_errmsg(ctl->db));
 		free(n->cpus);
 		free(n);
 	}

@@ -39,6 +39,18 @@ void hec_conn_set_max_frame(struct hec_conn *c, size_t max); /* (@c NULL: nothin
 /** Queue a JSON message. \return 0 or -errno (-EINVAL: body breaks schema). */
 int hec_conn_send(struct hec_conn *c, unsigned type, const json_t *body);
 int hec_conn_send_data(struct hec_conn *c, unsigned type, const void *data, size_t len);
+
+/* One message for many connections (a body that goes to every node of a
+ * job): encoded once, queued on each without a copy, freed when the last
+ * connection has sent it (or dropped it) and its maker let go. */
+struct hec_frame;
+/** Encode @body (not stolen) as a frame of @type.  \return 0 with *@out,
+ *  -EINVAL (the body breaks the schema), -EMSGSIZE, -ENOMEM. */
+int hec_frame_new(unsigned type, const json_t *body, struct hec_frame **out);
+/** The maker lets go of @f (NULL: nothing). */
+void hec_frame_put(struct hec_frame *f);
+/** Queue @f on @c.  \return 0, -EPIPE (closing), -ENOMEM. */
+int hec_conn_send_frame(struct hec_conn *c, struct hec_frame *f);
 /** Queue an ERROR frame, then close after it is flushed. */
 void hec_conn_send_error_and_close(struct hec_conn *c, const char *fmt, ...)
 	__attribute__((format(printf, 2, 3)));

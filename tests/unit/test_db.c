@@ -540,6 +540,39 @@ static void test_nodes_persist(void)
 	db_close(db);
 }
 
+static int count_node(struct node *n, void *arg)
+{
+	(*(int *)arg)++;
+	free(n->cpus);
+	free(n);
+	return 0;
+}
+
+/* db_nodes_save: the nodes marked save_due, all of them in one
+ * transaction, and only those; the marks are cleared. */
+static void test_nodes_save_batch(void)
+{
+	struct node n[3] = {
+		{ .name = "n1", .cpus = "", .save_due = 1, .last_seen = 1 },
+		{ .name = "n2", .cpus = "", .save_due = 0, .last_seen = 2 },
+		{ .name = "n3", .cpus = "0", .save_due = 1, .last_seen = 3 },
+	};
+	struct db *db;
+	int count = 0;
+
+	n[0].next = &n[1];
+	n[1].next = &n[2];
+	remove_db();
+	db = open_db();
+	CU_ASSERT_EQUAL(db_nodes_save(db, n), 0);
+	CU_ASSERT_EQUAL(n[0].save_due + n[1].save_due + n[2].save_due, 0);
+	db_close(db);
+	db = open_db();
+	CU_ASSERT_EQUAL(db_nodes_load(db, count_node, &count), 0);
+	CU_ASSERT_EQUAL(count, 2); /* n2 was not due */
+	db_close(db);
+}
+
 /* A vm job's checkpoint and restart settings, its guest key and a restart
  * under way survive close and reopen; automatic restarts are counted. */
 static void test_ckpt_job_fields(void)
@@ -782,6 +815,7 @@ int main(void)
 		{ "a failed insert stores nothing", test_failed_insert_leaves_nothing },
 		{ "state transitions persist", test_transitions_persist },
 		{ "nodes persist and reload UNKNOWN", test_nodes_persist },
+		{ "node registrations saved together", test_nodes_save_batch },
 		{ "checkpoint and restart fields of a job persist", test_ckpt_job_fields },
 		{ "checkpoint and restart rows", test_ckpt_rows },
 		{ "retention chooses the oldest, never a restart's", test_retention },

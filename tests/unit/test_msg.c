@@ -8,7 +8,12 @@
 #include <string.h>
 #include <CUnit/Basic.h>
 
+#include <fcntl.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
 #include "hec/msg.h"
+#include "hec/net.h"
 #include "tests/unit/cunit_main.h"
 
 static int decode_text(unsigned type, const char *json, struct hec_msg *m, char *err, size_t errlen)
@@ -533,7 +538,75 @@ static void test_handler_find(void)
 	free(c);
 }
 
+static void no_msg(struct hec_conn *c, const struct hec_msg *m, void *arg)
+{
+	(void)c;
+	(void)m;
+	(void)arg;
+}
+
+static void no_close(struct hec_conn *c, const char *reason, void *arg)
+{
+	(void)c;
+	(void)reason;
+	(void)arg;
+}
+
+/* One frame queued on two connections arrives whole on both (the
+ * connections hold it after its maker let go); a body that breaks its
+ * schema makes none; a closing connection takes none. */
+static void test_shared_frame(void)
+{
+	struct event_base *base = event_base_new();
+	json_t *body = json_pack("{s:I,s:s}", "job", (json_int_t)7, "error", "x");
+	struct hec_conn *c[2];
+	struct hec_frame *f = NULL;
+	struct hec_msg m;
+	void *buf;
+	char err[256];
+	int sv[2][2];
+
+	CU_ASSERT_PTR_NOT_NULL_FATAL(base);
+	CU_ASSERT_EQUAL(hec_frame_new(HEC_MSG_LAUNCHED, body, &f), 0);
+	CU_ASSERT_PTR_NOT_NULL_FATAL(f);
+	for (int i = 0; i < 2; i++) {
+		CU_ASSERT_EQUAL_FATAL(socketpair(AF_UNIX, SOCK_STREAM, 0, sv[i]), 0);
+		fcntl(sv[i][0], F_SETFL, O_NONBLOCK);
+		c[i] = hec_conn_new(base, sv[i][0], "test", no_msg, no_close, NULL);
+		CU_ASSERT_PTR_NOT_NULL_FATAL(c[i]);
+		CU_ASSERT_EQUAL(hec_conn_send_frame(c[i], f), 0);
+	}
+	hec_frame_put(f);
+	for (int k = 0; k < 10 && (hec_conn_pending(c[0]) || hec_conn_pending(c[1])); k++)
+		event_base_loop(base, EVLOOP_NONBLOCK);
+	for (int i = 0; i < 2; i++) {
+		buf = NULL;
+		CU_ASSERT_EQUAL(hec_frame_read(sv[i][1], &m, &buf, 1000, err, sizeof(err)), 0);
+		CU_ASSERT_EQUAL(m.type, HEC_MSG_LAUNCHED);
+		CU_ASSERT_TRUE(json_equal(m.body, body));
+		hec_msg_clear(&m);
+		free(buf);
+	}
+	json_object_del(body, "job"); /* LAUNCHED without its job */
+	f = NULL;
+	CU_ASSERT_EQUAL(hec_frame_new(HEC_MSG_LAUNCHED, body, &f), -EINVAL);
+	CU_ASSERT_PTR_NULL(f);
+	CU_ASSERT_EQUAL(hec_frame_new(HEC_MSG_HEARTBEAT, NULL, &f), -EINVAL);
+	json_object_set_new(body, "job", json_integer(8));
+	CU_ASSERT_EQUAL_FATAL(hec_frame_new(HEC_MSG_LAUNCHED, body, &f), 0);
+	hec_conn_send_error_and_close(c[0], "closing");
+	CU_ASSERT_EQUAL(hec_conn_send_frame(c[0], f), -EPIPE);
+	hec_frame_put(f);
+	for (int i = 0; i < 2; i++) {
+		hec_conn_free(c[i]);
+		close(sv[i][1]);
+	}
+	json_decref(body);
+	event_base_free(base);
+}
+
 static const struct hec_cunit_test tests[] = {
+	{ "one frame shared by connections", test_shared_frame },
 	{ "roundtrip and partial frames", test_roundtrip },
 	{ "data frames", test_data_frame },
 	{ "bad headers", test_bad_headers },
