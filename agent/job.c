@@ -1389,6 +1389,7 @@ void agent_job_on_start(struct agent *ag, const json_t *body)
 	json_t *uargv = json_object_get(body, "argv"), *v;
 	struct agent_job *j = agent_job_find(ag, id);
 	char dir[PATH_MAX] = "", hosts[PATH_MAX], spath[PATH_MAX], num[32], why[PATH_MAX + 256];
+	char st[PATH_MAX]; /* the keeper's status file */
 	const char **argv = NULL;
 	struct envv env = { 0 };
 	int out_fd = -1, err_fd = -1, in_fd = -1, rc, code = 1;
@@ -1470,8 +1471,6 @@ void agent_job_on_start(struct agent *ag, const json_t *body)
 	}
 	if (ag->keeper[0]) {
 		/* its parent is the keeper, whose word on its end outlives us */
-		char st[PATH_MAX];
-
 		rc = hec_fmt(st, sizeof(st), "%s/step.status", dir);
 		if (!rc)
 			rc = write_job_file(j, st, "", 0, 0600, 1);
@@ -1482,13 +1481,9 @@ void agent_job_on_start(struct agent *ag, const json_t *body)
 		}
 		memmove(argv + 2, argv, argc * sizeof(*argv));
 		argv[0] = ag->keeper;
-		argv[1] = strdup(st);
+		argv[1] = st;
 		argc += 2;
 		kept = 2;
-		if (!argv[1]) {
-			hec_fmt(why, sizeof(why), "%s: out of memory", ag->conf.name);
-			goto fail;
-		}
 	}
 	in_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
 	{
@@ -1527,8 +1522,6 @@ out:
 	if (err_fd >= 0)
 		close(err_fd);
 	envv_free(&env);
-	if (kept)
-		free((char *)argv[1]);
 	free(argv);
 }
 

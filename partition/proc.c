@@ -224,16 +224,23 @@ static int make_group(const char *dir, int excl, struct why *w)
 
 /* ---- discovery ---- */
 
-static int controllers_have(const char *root, const char *name)
+/* Does @dir's @file (a cgroup v2 list: cgroup.controllers,
+ * cgroup.subtree_control) name controller @name? */
+static int list_has(const char *dir, const char *file, const char *name)
 {
 	char buf[512], *tok, *save = NULL;
 
-	if (get_file(root, "cgroup.controllers", buf, sizeof(buf), NULL))
+	if (get_file(dir, file, buf, sizeof(buf), NULL))
 		return 0;
-	for (tok = strtok_r(buf, " ", &save); tok; tok = strtok_r(NULL, " ", &save))
+	for (tok = strtok_r(buf, " \n", &save); tok; tok = strtok_r(NULL, " \n", &save))
 		if (!strcmp(tok, name))
 			return 1;
 	return 0;
+}
+
+static int controllers_have(const char *root, const char *name)
+{
+	return list_has(root, "cgroup.controllers", name);
 }
 
 static int detect(struct layout *lay, struct why *w)
@@ -441,14 +448,10 @@ struct v2_need {
 /* The parent must hand controller @ctl down before @dir has its files. */
 static int v2_hand_down(const char *parent, const char *ctl, struct why *w)
 {
-	char cur[4096], add[32];
-	int rc = get_file(parent, "cgroup.subtree_control", cur, sizeof(cur), w);
+	char add[32];
 
-	if (rc)
-		return rc;
-	for (char *tok = strtok(cur, " \n"); tok; tok = strtok(NULL, " \n"))
-		if (!strcmp(tok, ctl))
-			return 0;
+	if (list_has(parent, "cgroup.subtree_control", ctl))
+		return 0;
 	hec_fmt(add, sizeof(add), "+%s", ctl);
 	return set_file(parent, "cgroup.subtree_control", add, w);
 }

@@ -226,13 +226,18 @@ static void flush_queue(struct client *c)
 }
 
 /* An ERROR frame, then the endpoint goes once the frame is sent. */
+static void client_close(struct client *c, const char *why)
+{
+	c->closing = 1;
+	if (send_frame(c, HEC_MSG_ERROR, json_pack("{s:s}", "error", why), &c->closing))
+		c->closing = 2; /* not sent: free at once */
+}
+
 static void client_refuse(struct client *c, const char *why)
 {
 	hec_warn("%s: client %s (%s): %s; closing", c->s->conf.name, c->name,
 		 hec_fab_ep_peer(c->ep), why);
-	c->closing = 1;
-	if (send_frame(c, HEC_MSG_ERROR, json_pack("{s:s}", "error", why), &c->closing))
-		c->closing = 2; /* not sent: free at once */
+	client_close(c, why);
 }
 
 static void reply_error(struct client *c, json_int_t req, const char *error)
@@ -1026,9 +1031,7 @@ static void stranger_refuse(struct client *c, const char *why)
 	if (hec_ratelimit_ok(&s->refuse_rl, 5, 10000000000LL, hec_now_mono_ns(), &held))
 		hec_warn("%s: connection from %s: %s; closing (%ld such not logged before)",
 			 s->conf.name, hec_fab_ep_peer(c->ep), why, held);
-	c->closing = 1;
-	if (send_frame(c, HEC_MSG_ERROR, json_pack("{s:s}", "error", why), &c->closing))
-		c->closing = 2;
+	client_close(c, why);
 }
 
 static void hello_cb(evutil_socket_t fd, short what, void *arg)
