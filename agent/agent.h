@@ -83,6 +83,10 @@ struct agent_job {
 	pid_t batch_pid;           /* our child running the batch step, 0 if none */
 	/* A batch step of a previous agent life: not our child; watched by polling. */
 	pid_t orphan_pid;
+	/* ... one whose pid that life did not keep (it died just after the
+	 * spawn): it runs while its keeper has not written its end and the
+	 * partition holds processes */
+	int orphan_unknown;
 	unsigned long long batch_start; /* /proc starttime of the step: pid reuse check */
 	struct event *watch;       /* orphan poll */
 	/* KILL_JOB in progress */
@@ -190,6 +194,10 @@ struct envv;
 /** LAUNCH of a proc job, first node: make HEC_CKPT_DIR (the job's user,
  *  0700) and listen on HEC_CKPT_SOCK (0600).  \return 0 or -errno, @why. */
 int agent_app_setup(struct agent *ag, struct agent_job *j, char *why, size_t len);
+/** A proc job adopted after a hecd restart, first node: its HEC_CKPT_DIR is
+ *  ours again, to remove at its end; no socket (its program's connection
+ *  went with the old hecd, and libhecckpt does not reconnect). */
+void agent_app_adopt(struct agent *ag, struct agent_job *j);
 /** START: HEC_CKPT_DIR, HEC_CKPT_SOCK (and after a fetched restore
  *  HEC_CKPT_RESTORE, HEC_CKPT_EPOCH) into @e; nothing for other jobs. */
 int agent_app_env(struct agent *ag, long job, struct envv *e);
@@ -203,7 +211,8 @@ void agent_app_restore_ready(struct agent *ag, long job, long long epoch);
  *  its output goes on after the earlier run's).  \return 1 or 0. */
 int agent_app_restarting(struct agent *ag, long job);
 /** CKPT_PREPARE kind app: ask the program (`request`, or `epoch` to a
- *  program that asked first).  \return 0, or -ENOENT (no socket here). */
+ *  program that asked first).  \return 0, -ENOENT (no socket here), or
+ *  -ENOTCONN (the socket went with a hecd restart: agent_app_adopt). */
 int agent_app_request(struct agent *ag, long job, long long epoch);
 /** The checkpoint ended here (stored: 0; else aborted or failed): the
  *  program hears `cancel` if it still waits, the file goes. */

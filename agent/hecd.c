@@ -112,7 +112,7 @@ static void send_register(struct agent *ag)
 	for (struct agent_job *j = ag->jobs; j; j = j->next) {
 		json_array_append_new(parts, json_integer(j->id));
 		/* (a step from before "started" was kept shows by its pid) */
-		if (j->start_seen || j->batch_pid || j->orphan_pid || j->vm_running)
+		if (j->start_seen || j->batch_pid || j->orphan_pid || j->orphan_unknown || j->vm_running)
 			json_array_append_new(started, json_integer(j->id));
 	}
 	body = json_pack("{s:s, s:s, s:s, s:s, s:s, s:{s:i, s:i, s:i, s:I}, s:o, s:o, s:o, s:I}",

@@ -25,6 +25,7 @@
 #include <unistd.h>
 
 #include "hec/common.h"
+#include "hec/fault.h"
 #include "hec/msg.h"
 #include "agent/agent.h"
 
@@ -174,9 +175,12 @@ static void save_meta(struct agent *ag, struct agent_job *j)
 		return;
 	if (hec_fmt(path, sizeof(path), "%s/job.json", dir) || hec_fmt(tmp, sizeof(tmp), "%s.tmp", path))
 		return;
+	/* batch_pid -1: a step runs whose pid is not known (orphan_unknown) */
 	o = json_pack("{s:I, s:s, s:I, s:I, s:O, s:I, s:I}", "job", (json_int_t)j->id,
 		      "key", j->key, "uid", (json_int_t)j->uid, "gid", (json_int_t)j->gid,
-		      "nodes", j->nodes, "batch_pid", (json_int_t)(j->batch_pid ? j->batch_pid : j->orphan_pid),
+		      "nodes", j->nodes, "batch_pid",
+		      (json_int_t)(j->batch_pid ? j->batch_pid : j->orphan_pid ? j->orphan_pid :
+				   j->orphan_unknown ? -1 : 0),
 		      "batch_start", (json_int_t)j->batch_start);
 	if (o && j->start_seen)
 		json_object_set_new(o, "started", json_true());
@@ -288,8 +292,10 @@ static void batch_ended_at(struct agent *ag, long id, int code, int sig, const c
 		if (e->note)
 			hec_job_warn(ag->conf.name, id, "the batch step failed and %s", e->note);
 	}
+	hec_fault("agent.exit.before_save"); /* the step's end known, not kept */
 	if (j)
 		save_meta(ag, j);
+	hec_fault("agent.exit.after_save"); /* kept, JOB_EXIT not out */
 	if (ag->registered)
 		send_exit(ag, exit_find(ag, id));
 }
@@ -335,6 +341,7 @@ void agent_job_on_exit_ack(struct agent *ag, long id)
 			free(e);
 			break;
 		}
+	hec_fault("agent.exit.acked"); /* EXIT_ACK had, job.json still has the exit */
 	j = agent_job_find(ag, id);
 	if (j)
 		save_meta(ag, j);
@@ -952,6 +959,7 @@ void agent_job_on_launch(struct agent *ag, const json_t *body)
 		}
 		goto refuse;
 	}
+	hec_fault("agent.launch.made"); /* partition made, no job.json */
 	save_meta(ag, j);
 	if (j->part->ops->start) {
 		hec_job_info(ag->conf.name, id,
@@ -964,6 +972,7 @@ void agent_job_on_launch(struct agent *ag, const json_t *body)
 	hec_job_info(ag->conf.name, id, "partition ready (uid %lld, %zu nodes)", (long long)uid,
 		     json_array_size(nodes));
 	agent_gang_job_ready(ag, j);
+	hec_fault("agent.launch.after_save"); /* job.json kept, LAUNCHED not out */
 	reply_launched(ag, id, NULL);
 	return;
 
@@ -1409,7 +1418,8 @@ void agent_job_on_start(struct agent *ag, const json_t *body)
 	j->start_seen = 1;
 	/* (the controller made it absolute; a relative one is not ours to judge) */
 	hec_fmt(j->out_path, sizeof(j->out_path), "%s", out && *out == '/' ? out : "");
-	if (j->batch_pid || j->orphan_pid || j->vm_running || exit_find(ag, id)) {
+	if (j->batch_pid || j->orphan_pid || j->orphan_unknown || j->vm_running ||
+	    exit_find(ag, id)) {
 		hec_job_warn(ag->conf.name, id, "START again, ignored: the batch step already ran");
 		return;
 	}
@@ -1494,6 +1504,7 @@ void agent_job_on_start(struct agent *ag, const json_t *body)
 			.stderr_fd = err_fd >= 0 ? err_fd : out_fd,
 		};
 
+		hec_fault("agent.start.before_spawn"); /* START had, not kept; no step */
 		rc = j->part->ops->spawn(j->part, &req, &pid, NULL, 0);
 	}
 	if (rc) {
@@ -1505,6 +1516,7 @@ void agent_job_on_start(struct agent *ag, const json_t *body)
 	}
 	j->batch_pid = pid;
 	j->batch_start = proc_start(pid);
+	hec_fault("agent.start.after_spawn"); /* the step runs, job.json does not say */
 	save_meta(ag, j);
 	hec_job_info(ag->conf.name, id, "batch step started, pid %d%s: %s%s%s", (int)pid,
 		     kept ? " (its keeper)" : "", argv[kept], argc > kept + 1 ? " " : "",
@@ -1560,6 +1572,7 @@ static void agent_job_gone(struct agent *ag, struct agent_job *j)
 
 	remove_job_dir(ag, id);
 	agent_job_free(ag, j);
+	hec_fault("agent.kill.before_gone"); /* partition and files gone, JOB_GONE not out */
 	agent_ctl_send(ag, HEC_MSG_JOB_GONE, json_pack("{s:I}", "job", (json_int_t)id));
 	if (ag->shutting_down && !ag->jobs)
 		agent_finish(ag);
@@ -1731,23 +1744,38 @@ static int kept_status(struct agent *ag, const struct agent_job *j, int *code, i
 	return 0;
 }
 
+/* The batch step of a previous hecd still runs. */
+static int orphan_runs(struct agent *ag, struct agent_job *j)
+{
+	unsigned long long start;
+	int code, sig;
+	long long when;
+
+	if (j->orphan_pid) {
+		start = proc_start(j->orphan_pid);
+		return start && (!j->batch_start || start == j->batch_start);
+	}
+	/* (its pid unknown: its keeper writes its end, then ends itself) */
+	return kept_status(ag, j, &code, &sig, &when) &&
+	       j->part->ops->nprocs(j->part, NULL, 0) > 0;
+}
+
 static void orphan_poll(evutil_socket_t fd, short what, void *arg)
 {
 	struct agent_job *j = arg;
 	struct agent *ag = j->ag;
-	unsigned long long start;
 	pid_t pid = j->orphan_pid;
 	int code, sig;
 	long long when;
 
 	(void)fd;
 	(void)what;
-	if (!j->orphan_pid)
+	if (!j->orphan_pid && !j->orphan_unknown)
 		return;
-	start = proc_start(j->orphan_pid);
-	if (start && (!j->batch_start || start == j->batch_start))
-		return; /* still running */
+	if (orphan_runs(ag, j))
+		return;
 	j->orphan_pid = 0;
+	j->orphan_unknown = 0;
 	j->batch_start = 0;
 	if (j->watch)
 		event_del(j->watch);
@@ -1764,11 +1792,12 @@ static void orphan_poll(evutil_socket_t fd, short what, void *arg)
 	}
 	hec_job_warn(ag->conf.name, j->id,
 		     "batch step (pid %d) of the previous hecd ended; its exit status is unknown",
-		     (int)pid);
+		     (int)pid); /* (0: its pid was not kept) */
 	batch_ended(ag, j->id, 1, 0, "batch step ended while hecd was restarting; exit status unknown");
 }
 
-static void load_meta(struct agent *ag, struct agent_job *j)
+/* \return 0, -ENOENT without job.json, or -EBADMSG (the job can only be killed). */
+static int load_meta(struct agent *ag, struct agent_job *j)
 {
 	char dir[PATH_MAX], path[PATH_MAX];
 	json_error_t jerr;
@@ -1776,14 +1805,15 @@ static void load_meta(struct agent *ag, struct agent_job *j)
 	const char *key;
 
 	if (agent_job_dir(ag, j->id, dir, sizeof(dir)))
-		return;
+		return -ENAMETOOLONG;
 	hec_fmt(path, sizeof(path), "%s/job.json", dir);
 	o = json_load_file(path, JSON_REJECT_DUPLICATES, &jerr);
 	if (!o) {
-		if (access(path, F_OK) == 0)
-			hec_job_warn(ag->conf.name, j->id, "%s: %s; the job can only be killed",
-				     path, jerr.text);
-		return;
+		if (access(path, F_OK))
+			return -ENOENT;
+		hec_job_warn(ag->conf.name, j->id, "%s: %s; the job can only be killed",
+			     path, jerr.text);
+		return -EBADMSG;
 	}
 	key = json_string_value(json_object_get(o, "key"));
 	if (!key || strlen(key) >= sizeof(j->key) || !nodes_valid(json_object_get(o, "nodes")) ||
@@ -1791,7 +1821,7 @@ static void load_meta(struct agent *ag, struct agent_job *j)
 		hec_job_warn(ag->conf.name, j->id, "%s is malformed; the job can only be killed",
 			     path);
 		json_decref(o);
-		return;
+		return -EBADMSG;
 	}
 	j->launched = 1;
 	strcpy(j->key, key);
@@ -1815,8 +1845,64 @@ static void load_meta(struct agent *ag, struct agent_job *j)
 	} else if (json_integer_value(json_object_get(o, "batch_pid")) > 0) {
 		j->orphan_pid = (pid_t)json_integer_value(json_object_get(o, "batch_pid"));
 		j->batch_start = (unsigned long long)json_integer_value(json_object_get(o, "batch_start"));
+	} else if (json_integer_value(json_object_get(o, "batch_pid")) == -1) {
+		j->orphan_unknown = 1;
 	}
 	json_decref(o);
+	return 0;
+}
+
+/*
+ * A partition without job.json is a LAUNCH cut short by our death: LAUNCHED
+ * goes out only once job.json is written, so START never came and nothing
+ * of the user's ran there.  Reported, it would pass for launched (and START
+ * find no job here); removed, the controller launches the job again.
+ * \return 1 if removed.
+ */
+static int drop_unlaunched(struct agent *ag, struct agent_job *j)
+{
+	char why[PATH_MAX + 64] = "";
+	int rc;
+
+	j->part->ops->kill(j->part, NULL, 0);
+	rc = j->part->ops->destroy(j->part, why, sizeof(why));
+	if (rc) {
+		hec_job_err(ag->conf.name, j->id, "partition of a LAUNCH cut short: cannot remove it: %s: %s; killing it",
+			    why, strerror(-rc));
+		start_kill(ag, j);
+		return 0;
+	}
+	hec_job_info(ag->conf.name, j->id, "partition of a LAUNCH cut short by hecd's death removed");
+	remove_job_dir(ag, j->id);
+	agent_job_free(ag, j);
+	return 1;
+}
+
+/*
+ * A step spawned just before the previous hecd died, which job.json does
+ * not name (START not kept): step.status, made just before the spawn, says
+ * whether it ran.  Its keeper's line: it ended; processes in the partition:
+ * it runs (watched as an orphan, its pid unknown); neither: it never
+ * started, and the controller requeues the job.
+ */
+static void adopt_unkept_step(struct agent *ag, struct agent_job *j)
+{
+	int code, sig, rc;
+	long long when;
+
+	if (j->start_seen || j->orphan_pid || j->orphan_unknown || exit_find(ag, j->id))
+		return;
+	rc = kept_status(ag, j, &code, &sig, &when);
+	if (rc == -ENOENT)
+		return; /* no step was spawned here */
+	if (rc != -ENODATA || j->part->ops->nprocs(j->part, NULL, 0) > 0) {
+		hec_job_info(ag->conf.name, j->id, "batch step of the previous hecd found (its pid was not kept)");
+		j->start_seen = 1;
+		j->orphan_unknown = 1;
+		save_meta(ag, j);
+		return;
+	}
+	hec_job_info(ag->conf.name, j->id, "the previous hecd died before the batch step's spawn");
 }
 
 void agent_jobs_adopt(struct agent *ag)
@@ -1832,6 +1918,7 @@ void agent_jobs_adopt(struct agent *ag)
 	for (int i = 0; i < n; i++) {
 		struct agent_job *j;
 		struct timeval tv = { 1, 0 };
+		int rc;
 
 		why[0] = 0;
 		j = open_unknown(ag, ids[i], why, sizeof(why));
@@ -1839,11 +1926,17 @@ void agent_jobs_adopt(struct agent *ag)
 			hec_job_err(ag->conf.name, ids[i], "cannot open its partition: %s", why);
 			continue;
 		}
-		load_meta(ag, j);
+		rc = load_meta(ag, j);
+		if (rc == -ENOENT && drop_unlaunched(ag, j))
+			continue;
 		hec_job_info(ag->conf.name, j->id,
 			     "partition found from a previous run (%d processes)",
 			     ag->ops->nprocs(j->part, NULL, 0));
-		if (!j->orphan_pid)
+		if (!rc)
+			adopt_unkept_step(ag, j);
+		if (!rc && first_node(ag, j->nodes))
+			agent_app_adopt(ag, j);
+		if (!j->orphan_pid && !j->orphan_unknown)
 			continue;
 		j->watch = event_new(ag->base, -1, EV_PERSIST, orphan_poll, j);
 		if (j->watch)

@@ -544,7 +544,8 @@ static int make_socket(struct agent_app *a, char *why, size_t len)
 	return 0;
 }
 
-int agent_app_setup(struct agent *ag, struct agent_job *j, char *why, size_t len)
+/* The job's directory, and with @listen its socket. */
+static int app_new(struct agent *ag, struct agent_job *j, int listen, char *why, size_t len)
 {
 	struct agent_app *a = app_find(ag, j->id);
 	int rc;
@@ -559,16 +560,30 @@ int agent_app_setup(struct agent *ag, struct agent_job *j, char *why, size_t len
 	*a = (struct agent_app){ .ag = ag, .job = j->id, .uid = j->uid, .gid = j->gid, .dfd = -1,
 				 .lfd = -1 };
 	rc = make_dir(a, why, len);
-	if (!rc)
+	if (!rc && listen)
 		rc = make_socket(a, why, len);
 	if (rc) {
-		app_free(a, 1);
+		app_free(a, listen);
 		return rc;
 	}
 	a->next = ag->apps;
 	ag->apps = a;
-	hec_job_debug(ag->conf.name, j->id, "checkpoint directory %s, socket %s", a->dir, a->sock);
+	hec_job_debug(ag->conf.name, j->id, "checkpoint directory %s, socket %s", a->dir,
+		      listen ? a->sock : "none");
 	return 0;
+}
+
+int agent_app_setup(struct agent *ag, struct agent_job *j, char *why, size_t len)
+{
+	return app_new(ag, j, 1, why, len);
+}
+
+void agent_app_adopt(struct agent *ag, struct agent_job *j)
+{
+	char why[PATH_MAX + 64];
+
+	if (app_new(ag, j, 0, why, sizeof(why)))
+		hec_job_warn(ag->conf.name, j->id, "checkpoint directory not taken back: %s", why);
 }
 
 int agent_app_env(struct agent *ag, long job, struct envv *e)
@@ -641,6 +656,8 @@ int agent_app_request(struct agent *ag, long job, long long epoch)
 
 	if (!a)
 		return -ENOENT;
+	if (a->lfd < 0)
+		return -ENOTCONN;
 	a->requested = epoch;
 	if (a->asking) {
 		a->asking = 0;

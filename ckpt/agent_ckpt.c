@@ -37,6 +37,7 @@
 #include <jansson.h>
 
 #include "hec/common.h"
+#include "hec/fault.h"
 #include "hec/msg.h"
 #include "agent/agent.h"
 
@@ -325,6 +326,7 @@ static void ck_stored(struct agent_ckpt *c)
 		     "checkpoint %lld: stored %s: %lld bytes in %.2f s (%.0f MB/s)%s", c->epoch,
 		     c->part, bytes, secs, (double)bytes / secs / 1e6,
 		     c->whole_pause_ns >= 0 ? ", the guest stopped throughout" : "");
+	hec_fault("agent.ckpt.stored"); /* the stream stored, CKPT_STORED not out */
 	if (body)
 		agent_ctl_send(c->ag, HEC_MSG_CKPT_STORED, body);
 	else
@@ -781,6 +783,7 @@ static void app_prepare(struct agent *ag, struct agent_job *j, const json_t *bod
 {
 	struct agent_ckpt *c, *busy;
 	struct timeval tv;
+	int rc;
 
 	if (job_is_vm(j)) {
 		refuse(ag, body, "job %ld runs in a %s partition: its checkpoints are not the program's",
@@ -816,9 +819,13 @@ static void app_prepare(struct agent *ag, struct agent_job *j, const json_t *bod
 		ck_maybe_free(c);
 		return;
 	}
-	if (agent_app_request(ag, j->id, c->epoch)) {
+	rc = agent_app_request(ag, j->id, c->epoch);
+	if (rc) {
 		c->ended = 1;
-		refuse(ag, body, "job %ld has no checkpoint socket here (its first node has)", j->id);
+		if (rc == -ENOTCONN)
+			refuse(ag, body, "job %ld: its program's link to the agent went with a restart of hecd", j->id);
+		else
+			refuse(ag, body, "job %ld has no checkpoint socket here (its first node has)", j->id);
 		ck_maybe_free(c);
 		return;
 	}
@@ -850,6 +857,7 @@ int agent_ckpt_app_written(struct agent *ag, long job, long long epoch, int fd, 
 		      (json_int_t)0);
 	if (b && ranks > 0)
 		json_object_set_new(b, "ranks", json_integer(ranks));
+	hec_fault("agent.ckpt.written"); /* the file taken, its stream begun, CKPT_CAPTURED not out */
 	agent_ctl_send(ag, HEC_MSG_CKPT_CAPTURED, b);
 	return 0;
 }

@@ -28,30 +28,14 @@ cd "$TEST_DIR"
 LOG="$HEC_DIR/log/hecctld.log"
 OK_LINE="result sum=3 expected=3 OK"
 
-# alive PID: running (a zombie left for this shell to reap is not)
-alive() {
-	local s
-	s=$(cut -d' ' -f3 "/proc/$1/stat" 2>/dev/null) && [ "$s" != Z ]
-}
-
 # ctl_start [POINT]: the controller stopped and started again, with
 # HEC_FAULT=POINT if given; back once both nodes are registered, or once it
-# died again (at POINT, as died_at checks).
+# died again (at POINT, as died_at hecctld checks).
 ctl_start() {
-	local pid i
-	pid=$(daemon_pid hecctld)
-	if alive "$pid"; then
-		kill "$pid"
-		for i in $(seq 100); do alive "$pid" || break; sleep 0.1; done
-	fi
-	if [ -n "${1:-}" ]; then
-		HEC_FAULT=$1 start_daemon hecctld "$HECCTLD"
-	else
-		start_daemon hecctld "$HECCTLD"
-	fi
-	disown # its death by SIGKILL is expected: no "Killed" from this shell
+	local i
+	restart_daemon hecctld "$HECCTLD" "${1:-}"
 	for i in $(seq 150); do
-		alive "$(daemon_pid hecctld)" || return 0
+		pid_alive "$(daemon_pid hecctld)" || return 0
 		"$HEC" nodes --json 2>/dev/null |
 			jq -e '[.nodes[] | select(.state == "IDLE" or .state == "ALLOCATED")] | length == 2' \
 			>/dev/null && return 0
@@ -60,18 +44,7 @@ ctl_start() {
 	fail "controller not back with both nodes registered: $("$HEC" nodes 2>&1)"
 }
 
-# died_at POINT BEFORE: wait until the controller killed itself at POINT
-# (BEFORE: how many times the log said it died there already).
-died_at() {
-	local point=$1 before=$2 pid i
-	pid=$(daemon_pid hecctld)
-	for i in $(seq 300); do alive "$pid" || break; sleep 0.1; done
-	alive "$pid" && fail "controller still alive 30 s on: fault point $point never reached"
-	[ "$(grep -c "fault injection: dying at $point " "$LOG")" -gt "$before" ] ||
-		fail "controller died, but not at $point: $(tail -n 3 "$LOG")"
-	note "controller died at $point"
-}
-seen() { grep -c "fault injection: dying at $1 " "$LOG"; }
+seen() { fault_seen hecctld "$1"; }
 
 # submit_dying NAME ARGS...: submit job NAME (unique) to a controller that
 # may die before it answers (the schedule pass after a request runs before
@@ -85,18 +58,6 @@ by_name() {
 	id=$("$HEC" queue --all --json | jq -r --arg n "$1" '[.jobs[] | select(.name == $n) | .id] | if length == 1 then .[0] else empty end')
 	[ -n "$id" ] || fail "no single job named $1: $("$HEC" queue --all 2>&1)"
 	echo "$id"
-}
-
-# wait_final ID STATE [SECONDS]: the job reaches a final state, and it is STATE
-wait_final() {
-	local id=$1 want=$2 secs=${3:-60} i st=""
-	for i in $(seq $((secs * 10))); do
-		st=$(job_state "$id" 2>/dev/null)
-		case $st in COMPLETED | FAILED | CANCELLED | TIMEOUT | NODE_FAIL) break ;; esac
-		sleep 0.1
-	done
-	[ "$st" = "$want" ] ||
-		fail "job $id: $st ($(job_field "$id" reason)) after up to ${secs}s, expected $want"
 }
 
 nodes_idle() {
@@ -119,11 +80,11 @@ mpi_case() {
 	b=$(seen "$point")
 	CASE=$((CASE + 1))
 	submit_dying "mpi$CASE" -N 2 -n 2 -- "$MPI_CHECK"
-	died_at "$point" "$b"
+	died_at hecctld "$point" "$b"
 	if [ -n "$next" ]; then
 		b=$(seen "$next")
 		ctl_start "$next"
-		died_at "$next" "$b"
+		died_at hecctld "$next" "$b"
 	fi
 	ctl_start
 	id=$(by_name "mpi$CASE")
@@ -158,7 +119,7 @@ id=$(submit -N 2 -n 2 -- /bin/sh -c "sleep 300; echo $marker")
 wait_state "$id" RUNNING
 for i in $(seq 100); do [ "$(procs_with "$marker" | wc -l)" -ge 2 ] && break; sleep 0.1; done
 "$HEC" cancel "$id" >/dev/null 2>&1 # its answer may die with the controller
-died_at ctl.end.after_db "$b"
+died_at hecctld ctl.end.after_db "$b"
 ctl_start
 wait_final "$id" CANCELLED 30
 [ -z "$(procs_with "$marker")" ] || fail "job $id: processes left after its cancel: $(procs_with "$marker")"
@@ -173,10 +134,10 @@ wait_state "$v" RUNNING
 ctl_start ctl.suspend.after_db
 b=$(seen ctl.suspend.after_db)
 submit_dying preemptor -N 2 -n 2 --share --priority 10 -- "$MPI_CHECK"
-died_at ctl.suspend.after_db "$b"
+died_at hecctld ctl.suspend.after_db "$b"
 b=$(seen ctl.resume.after_db)
 ctl_start ctl.resume.after_db
-died_at ctl.resume.after_db "$b" # (the preemptor ended, or the restart resumed the victim first)
+died_at hecctld ctl.resume.after_db "$b" # (the preemptor ended, or the restart resumed the victim first)
 ctl_start
 p=$(by_name preemptor)
 wait_final "$p" COMPLETED
@@ -197,7 +158,7 @@ wait_store s0 up
 wait_store s1 up
 b=$(seen ctl.ckpt.after_db)
 "$HEC" ckpt "$c" >/dev/null 2>&1 # its answer dies with the controller
-died_at ctl.ckpt.after_db "$b"
+died_at hecctld ctl.ckpt.after_db "$b"
 ctl_start
 for i in $(seq 300); do
 	"$HEC" ckpts "$c" 2>/dev/null | grep -q "the controller restarted during the checkpoint$" && break

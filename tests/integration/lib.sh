@@ -169,6 +169,58 @@ wait_state() {
 	fail "job $id: state $st after ${secs}s, expected $want"
 }
 
+# wait_final ID STATE [SECONDS]: the job reaches a final state, and it is STATE
+wait_final() {
+	local id=$1 want=$2 secs=${3:-60} i st=""
+	for i in $(seq $((secs * 10))); do
+		st=$(job_state "$id" 2>/dev/null)
+		case $st in COMPLETED | FAILED | CANCELLED | TIMEOUT | NODE_FAIL) break ;; esac
+		sleep 0.1
+	done
+	[ "$st" = "$want" ] ||
+		fail "job $id: $st ($(job_field "$id" reason)) after up to ${secs}s, expected $want"
+}
+
+# pid_alive PID: running (a zombie left for this shell to reap is not)
+pid_alive() {
+	local s
+	s=$(cut -d' ' -f3 "/proc/$1/stat" 2>/dev/null) && [ "$s" != Z ]
+}
+
+# Fault points (HEC_FAULT, include/hec/fault.h) of daemon NAME, started by
+# start_daemon, logging to $HEC_DIR/log/NAME.log.
+# fault_seen NAME POINT: how many times NAME's log says it died at POINT
+fault_seen() { grep -c "fault injection: dying at $2 " "$HEC_DIR/log/$1.log"; }
+# restart_daemon NAME BIN [POINT]: NAME stopped (SIGTERM) if it runs, and
+# started again, with HEC_FAULT=POINT if given (its death there is expected:
+# no "Killed" from this shell).
+restart_daemon() {
+	local name=$1 bin=$2 pid i
+	pid=$(daemon_pid "$name")
+	if pid_alive "$pid"; then
+		kill "$pid"
+		for i in $(seq 100); do pid_alive "$pid" || break; sleep 0.1; done
+		pid_alive "$pid" && fail "$name did not stop on SIGTERM"
+	fi
+	if [ -n "${3:-}" ]; then
+		HEC_FAULT=$3 start_daemon "$name" "$bin"
+	else
+		start_daemon "$name" "$bin"
+	fi
+	disown
+}
+# died_at NAME POINT BEFORE: NAME killed itself at POINT (BEFORE: fault_seen
+# NAME POINT before)
+died_at() {
+	local name=$1 point=$2 before=$3 pid i
+	pid=$(daemon_pid "$name")
+	for i in $(seq 300); do pid_alive "$pid" || break; sleep 0.1; done
+	pid_alive "$pid" && fail "$name still alive 30 s on: fault point $point never reached"
+	[ "$(fault_seen "$name" "$point")" -gt "$before" ] ||
+		fail "$name died, but not at $point: $(tail -n 3 "$HEC_DIR/log/$name.log")"
+	note "$name died at $point"
+}
+
 # expect_fail EXIT PATTERN CMD... : the command must fail with EXIT and print PATTERN
 expect_fail() {
 	local want=$1 pat=$2 out rc; shift 2
