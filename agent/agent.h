@@ -118,6 +118,7 @@ struct agent {
 	char helper[PATH_MAX];     /* hec-launch */
 	char mpich_bin[PATH_MAX];  /* MPICH's mpiexec, mpicc.. under their plain names ("": none) */
 	char keeper[PATH_MAX];     /* <state_dir>/hec-keeper, the batch steps' parent ("": none) */
+	char relay[PATH_MAX];      /* <state_dir>/hec-relay, the proxies' bridge end ("": none) */
 	char mkimage[PATH_MAX];    /* hec-mkimage (vm partitions) */
 	char guest_bin[PATH_MAX];  /* hec-guest, the guests' init */
 	char mpifix[PATH_MAX];     /* libhec-mpifix.so, preloaded in vm jobs */

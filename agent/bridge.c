@@ -262,7 +262,9 @@ static void do_spawn(struct bridge *b, const json_t *body)
 	const char *key = json_string_value(json_object_get(body, "key"));
 	const char *node = json_string_value(json_object_get(body, "node"));
 	const char *cmd = json_string_value(json_object_get(body, "cmd"));
-	const char *argv[] = { "/bin/sh", "-c", cmd, NULL };
+	/* with hec-relay in front when there is one (the bridge then is its) */
+	const char *argv[] = { ag->relay, "/bin/sh", "-c", cmd, NULL };
+	const char *const *av = ag->relay[0] ? argv : argv + 1;
 	struct agent_job *j = agent_job_find(ag, id);
 	struct envv env = { 0 };
 	int out[2] = { -1, -1 }, err[2] = { -1, -1 }, null_fd = -1, rc;
@@ -296,16 +298,19 @@ static void do_spawn(struct bridge *b, const json_t *body)
 		snprintf(why, sizeof(why), "job %ld: %s: out of memory", id, ag->conf.name);
 		goto refuse;
 	}
-	if (pipe2(out, O_CLOEXEC) || pipe2(err, O_CLOEXEC) ||
+	if ((!ag->relay[0] && (pipe2(out, O_CLOEXEC) || pipe2(err, O_CLOEXEC))) ||
 	    (null_fd = open("/dev/null", O_RDONLY | O_CLOEXEC)) < 0) {
 		snprintf(why, sizeof(why), "job %ld: %s: pipe: %s", id, ag->conf.name, strerror(errno));
 		goto refuse;
 	}
 	{
+		int conn = hec_conn_fd(b->conn);
 		struct hec_spawn_req req = {
-			.argv = argv, .envp = (const char *const *)env.v, .cwd = "/",
+			.argv = av, .envp = (const char *const *)env.v, .cwd = "/",
 			.uid = j->uid, .gid = j->gid, .groups = &j->groups,
-			.stdin_fd = null_fd, .stdout_fd = out[1], .stderr_fd = err[1],
+			.stdin_fd = ag->relay[0] ? conn : null_fd,
+			.stdout_fd = ag->relay[0] ? conn : out[1],
+			.stderr_fd = ag->relay[0] ? null_fd : err[1],
 		};
 
 		rc = ag->ops->spawn(j->part, &req, &pid, ctx, sizeof(ctx));
@@ -313,6 +318,17 @@ static void do_spawn(struct bridge *b, const json_t *body)
 	if (rc) {
 		hec_fmt(why, sizeof(why), "job %ld: %s: %s: %s", id, ag->conf.name, ctx, strerror(-rc));
 		goto refuse;
+	}
+	if (ag->relay[0]) {
+		/* The relay answers SPAWNED and relays from here on; this end
+		 * closes (the relay holds its own copy of the connection), so
+		 * a hecd restart leaves the proxy running. */
+		hec_job_info(ag->conf.name, id, "started pid %d (hec-relay) for bridge %s", (int)pid,
+			     hec_conn_peer(b->conn));
+		close(null_fd);
+		envv_free(&env);
+		bridge_free(b);
+		return;
 	}
 	b->pid = pid;
 	close(out[1]);

@@ -683,20 +683,23 @@ static void make_mpich_bin(struct agent *ag)
 }
 
 /*
- * <state_dir>/hec-keeper: a copy of the batch steps' keeper (hec-keeper.c)
- * where every job's user reaches it (the build tree or libexec may not be
- * theirs to enter).  Without it steps run as hecd's own children, and an
- * agent restart loses their exit status.
+ * <state_dir>/NAME: a copy of a program hecd starts in jobs' partitions as
+ * their users, where every job's user reaches it (the build tree or
+ * libexec may not be theirs to enter): hec-keeper, the batch steps' parent,
+ * and hec-relay, the MPI proxies' end of a spawn bridge.  Without them a
+ * step or proxy runs as hecd's own child, and an agent restart loses the
+ * step's exit status or kills the proxy (@lost says so).  @dst: "" if none.
  */
-static void install_keeper(struct agent *ag)
+static void install_copy(struct agent *ag, const char *name, char *copy, size_t copylen,
+			 const char *lost)
 {
 	char src[PATH_MAX], dst[PATH_MAX], tmp[PATH_MAX + 8], buf[65536];
 	int in = -1, out = -1, rc = 0;
 	ssize_t n;
 
-	ag->keeper[0] = 0;
-	find_beside("hec-keeper", src, sizeof(src));
-	if (hec_fmt(dst, sizeof(dst), "%s/hec-keeper", ag->conf.state_dir) ||
+	copy[0] = 0;
+	find_beside(name, src, sizeof(src));
+	if (hec_fmt(dst, sizeof(dst), "%s/%s", ag->conf.state_dir, name) ||
 	    hec_fmt(tmp, sizeof(tmp), "%s.tmp", dst))
 		return;
 	in = open(src, O_RDONLY | O_CLOEXEC);
@@ -723,7 +726,7 @@ static void install_keeper(struct agent *ag)
 	if (!rc && rename(tmp, dst))
 		rc = -errno;
 	if (!rc)
-		snprintf(ag->keeper, sizeof(ag->keeper), "%s", dst);
+		snprintf(copy, copylen, "%s", dst);
 out:
 	if (in >= 0)
 		close(in);
@@ -731,8 +734,8 @@ out:
 		close(out);
 	if (rc) {
 		unlink(tmp);
-		hec_warn("%s: batch step keeper %s -> %s: %s; batch steps lose their exit status if hecd restarts while they run",
-			 ag->conf.name, src, dst, strerror(-rc));
+		hec_warn("%s: %s -> %s: %s; %s if hecd restarts", ag->conf.name, src, dst,
+			 strerror(-rc), lost);
 	}
 }
 
@@ -879,7 +882,10 @@ int main(int argc, char **argv)
 		hec_warn("%s: mpiexec %s: %s; jobs will fail", ag->conf.name, ag->conf.mpiexec,
 			 strerror(errno));
 	make_mpich_bin(ag);
-	install_keeper(ag);
+	install_copy(ag, "hec-keeper", ag->keeper, sizeof(ag->keeper),
+		     "batch steps running then lose their exit status");
+	install_copy(ag, "hec-relay", ag->relay, sizeof(ag->relay),
+		     "MPI proxies running then are killed");
 
 	/* Orphans of job processes come to us, so their zombies do not pile up
 	 * under an init that may not reap (containers). */
