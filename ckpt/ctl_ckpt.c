@@ -337,6 +337,17 @@ static void op_detach(struct ckpt_op *op)
 
 static void orphan_add(struct ctl *ctl, long job, int64_t epoch, int from_start);
 
+/* @j's last checkpoint failure (`hec ckpts`: last_error); an ended job's
+ * row is written at once (a running one's with its next change). */
+static void note_error(struct ctl *ctl, struct ctl_job *j, int64_t epoch, const char *why)
+{
+	j->ckpt_err_epoch = epoch;
+	j->ckpt_err_time = ctl_now();
+	snprintf(j->ckpt_err, sizeof(j->ckpt_err), "%s", why);
+	if (job_state_final(j->state))
+		job_save(ctl, j);
+}
+
 static void op_abort(struct ckpt_op *op, const char *fmt, ...)
 	__attribute__((format(printf, 2, 3)));
 static void op_abort(struct ckpt_op *op, const char *fmt, ...)
@@ -356,11 +367,8 @@ static void op_abort(struct ckpt_op *op, const char *fmt, ...)
 		 (long long)op->epoch, phase_names[op->phase],
 		 (hec_now_mono_ns() - op->started_mono) / 1e9, why);
 	op->phase = CK_DONE;
-	if (j) {
-		j->ckpt_err_epoch = op->epoch;
-		j->ckpt_err_time = ctl_now();
-		snprintf(j->ckpt_err, sizeof(j->ckpt_err), "%s", why);
-	}
+	if (j)
+		note_error(ctl, j, op->epoch, why);
 	send_all(op, HEC_MSG_CKPT_ABORT);
 	fanout_cancel(ctl->fanout, HEC_MSG_CKPT_CAPTURED, op->epoch, why);
 	fanout_cancel(ctl->fanout, HEC_MSG_CKPT_STORED, op->epoch, why);
@@ -1388,7 +1396,8 @@ static void abort_done(struct ctl *ctl, void *arg, int status, const char *out, 
 	struct orphan_call *c = arg;
 	struct ckpt_state *st = ctl->ckpts;
 	struct ckpt_orphan *o = orphan_find(st, c->job, c->epoch);
-	struct ctl_job *j = job_find(ctl, c->job);
+	/* (an ended job is read back: its last failure is kept in its row) */
+	struct ctl_job *j = job_get(ctl, c->job);
 	char jobs[24];
 	const char *argv[] = { "latest", jobs, NULL };
 	int rc;
@@ -1407,12 +1416,9 @@ static void abort_done(struct ctl *ctl, void *arg, int status, const char *out, 
 		else
 			hec_debug("job %ld: checkpoint %lld: partial data removed", c->job,
 				  (long long)c->epoch);
-		if (o->from_start && j && !j->ckpt_err_epoch) {
-			j->ckpt_err_epoch = c->epoch;
-			j->ckpt_err_time = ctl_now();
-			snprintf(j->ckpt_err, sizeof(j->ckpt_err),
-				 "the controller restarted during the checkpoint");
-		}
+		/* unless the job failed one since this controller started */
+		if (o->from_start && j && (!j->ckpt_err[0] || j->ckpt_err_time < ctl->start_real))
+			note_error(ctl, j, c->epoch, "the controller restarted during the checkpoint");
 		orphan_drop(st, o);
 		free(c);
 		return;
@@ -1541,9 +1547,7 @@ void ckpt_tick(struct ctl *ctl)
 			/* refused before it began (no storage, say): no epoch to name */
 			if (strcmp(why, j->ckpt_err))
 				hec_warn("job %ld: automatic checkpoint not taken: %s", j->id, why);
-			j->ckpt_err_epoch = 0;
-			j->ckpt_err_time = ctl_now();
-			snprintf(j->ckpt_err, sizeof(j->ckpt_err), "%s", why);
+			note_error(ctl, j, 0, why);
 			j->ckpt_next = now + j->ckpt_interval * 1000000000LL;
 		}
 	}

@@ -361,7 +361,7 @@ static void inspect_done(struct ctl *ctl, void *arg, int status, const char *out
 	want = (long)json_integer_value(json_object_get(json_object_get(json_object_get(info, "meta"),
 									"job"), "nnodes"));
 	json_decref(info);
-	j = job_find(ctl, r->job);
+	j = job_get(ctl, r->job);
 	if (!j) {
 		fail(r, "job %ld (the file's) is not a job of this cluster: name one with --job", r->job);
 		return;

@@ -92,6 +92,7 @@ int restart_begin(struct ctl *ctl, struct ctl_job *j, int64_t epoch, const json_
 	struct restart_op *op;
 	int n, rc;
 
+	job_adopt(ctl, j); /* an ended job read back from the catalog lives again */
 	/* An ended job's environment, argv and script left memory with it; a
 	 * proc job's batch step needs them again (a vm job's runs on in its
 	 * guest, but they cost nothing to have back). */

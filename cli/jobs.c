@@ -27,7 +27,7 @@ extern char **environ;
 #define CLI_POLL_MS 100
 
 enum { K_HELP = 'h', K_DIR = 'D', K_JSON = CLI_LONG_ONLY + 100, K_ALL, K_TIMEOUT,
-       K_FOLLOW = 'f' };
+       K_LIMIT, K_BEFORE, K_FOLLOW = 'f' };
 
 /* Node names of a job as a SLURM host list ("node[0-3]"). */
 static void job_nodelist(const json_t *job, char *buf, size_t len)
@@ -449,16 +449,70 @@ out_sent:
 /* ---- queue ---- */
 
 static const struct cli_opt queue_options[] = {
-	{ "all", K_ALL, 0 }, { "json", K_JSON, 0 }, { "dir", K_DIR, 1 }, { "help", K_HELP, 0 },
-	{ NULL, 0, 0 },
+	{ "all", K_ALL, 0 }, { "limit", K_LIMIT, 1 }, { "before", K_BEFORE, 1 },
+	{ "json", K_JSON, 0 }, { "dir", K_DIR, 1 }, { "help", K_HELP, 0 }, { NULL, 0, 0 },
 };
 
 static const char queue_help[] =
-	"usage: hec queue [--all] [--json]\n"
-	"List pending and running jobs (with --all, ended ones too), in priority order.\n"
-	"      --all     include COMPLETED, FAILED, CANCELLED, TIMEOUT and NODE_FAIL jobs\n"
-	"      --json    print the controller's answer as JSON\n"
+	"usage: hec queue [--all [--limit=N] [--before=JOBID]] [--json]\n"
+	"List pending and running jobs (with --all, ended ones too), in job id order.\n"
+	"      --all     include COMPLETED, FAILED, CANCELLED, TIMEOUT and NODE_FAIL jobs:\n"
+	"                the newest N ended ones (a page); the others with --before\n"
+	"      --limit=N ended jobs per page (default 1000, at most 100000; implies --all)\n"
+	"      --before=JOBID\n"
+	"                the page of ended jobs older than JOBID, without the pending and\n"
+	"                running ones (stderr names it after a page; implies --all)\n"
+	"      --json    print the controller's answer as JSON (\"more\": true and\n"
+	"                \"next_before\" when older ended jobs remain)\n"
 	"  -D, --dir=DIR cluster directory\n";
+
+struct queue_args {
+	const char *dir;
+	int json, all;
+	long limit, before;          /* 0: not given */
+};
+
+static int queue_parse(int argc, char **argv, struct queue_args *q)
+{
+	struct cli_args a;
+	char err[200];
+	int key;
+
+	cli_args_init(&a, argc - 1, argv + 1);
+	while ((key = cli_getopt(&a, queue_options)) != 0) {
+		if (key < 0)
+			return cli_usage("queue", "queue: %s", a.err);
+		if (key == CLI_OPERAND)
+			return cli_usage("queue", "queue: unexpected argument '%s'", a.arg);
+		switch (key) {
+		case K_HELP:
+			fputs(queue_help, stdout);
+			return -1;
+		case K_DIR:
+			q->dir = a.arg;
+			break;
+		case K_JSON:
+			q->json = 1;
+			break;
+		case K_ALL:
+			q->all = 1;
+			break;
+		case K_LIMIT:
+			if (cli_parse_num("--limit", a.arg, 1, 100000, &q->limit, err, sizeof(err)))
+				return cli_usage("queue", "queue: %s", err);
+			q->all = 1;
+			break;
+		case K_BEFORE:
+			if (cli_parse_job_id(a.arg, &q->before, err, sizeof(err)))
+				return cli_usage("queue", "queue: --before: %s", err);
+			q->all = 1;
+			break;
+		}
+	}
+	if (a.i < a.argc)
+		return cli_usage("queue", "queue: unexpected argument '%s'", a.argv[a.i]);
+	return 0;
+}
 
 /* Parse a command that takes only flags and no operands. */
 static int flags_only(const char *cmd, const char *help, const struct cli_opt *opts,
@@ -481,8 +535,6 @@ static int flags_only(const char *cmd, const char *help, const struct cli_opt *o
 			*dir = a.arg;
 		else if (key == K_JSON)
 			*flags |= 1;
-		else if (key == K_ALL)
-			*flags |= 2;
 	}
 	if (a.i < a.argc)
 		return cli_usage(cmd, "%s: unexpected argument '%s'", cmd, a.argv[a.i]);
@@ -495,18 +547,24 @@ int cmd_queue(struct cli_ctx *ctx, const char *dir, int argc, char **argv)
 		"JOBID", "NAME", "USER", "STATE", "TIME", "NODES", "NODELIST(REASON)",
 	};
 	struct cli_table t = { .ncols = 7 };
-	json_t *resp, *job;
-	int flags = 0, rc;
+	struct queue_args q = { .dir = dir };
+	json_t *resp, *job, *req;
+	int rc;
 	size_t i;
 
-	rc = flags_only("queue", queue_help, queue_options, argc, argv, &dir, &flags);
+	rc = queue_parse(argc, argv, &q);
 	if (rc)
 		return rc < 0 ? CLI_EXIT_OK : rc;
-	if (finish_ctx(ctx, dir))
+	if (finish_ctx(ctx, q.dir))
 		return CLI_EXIT_ERR;
-	if (cli_request(ctx, "queue", json_pack("{s:s,s:b}", "op", "queue", "all", flags & 2), &resp))
+	req = json_pack("{s:s,s:b}", "op", "queue", "all", q.all);
+	if (req && q.limit)
+		json_object_set_new(req, "limit", json_integer(q.limit));
+	if (req && q.before)
+		json_object_set_new(req, "before", json_integer(q.before));
+	if (cli_request(ctx, "queue", req, &resp))
 		return CLI_EXIT_ERR;
-	if (flags & 1) {
+	if (q.json) {
 		cli_print_json(resp);
 		json_decref(resp);
 		return CLI_EXIT_OK;
@@ -539,6 +597,10 @@ int cmd_queue(struct cli_ctx *ctx, const char *dir, int argc, char **argv)
 		cli_err("queue: out of memory");
 	else
 		cli_table_print(&t);
+	/* on stderr: the table stays one line per job for scripts */
+	if (!rc && json_is_true(json_object_get(resp, "more")))
+		fprintf(stderr, "older ended jobs: hec queue --all --before=%ld\n",
+			cli_jint(resp, "next_before", 0));
 	cli_table_free(&t);
 	json_decref(resp);
 	return rc ? CLI_EXIT_ERR : CLI_EXIT_OK;

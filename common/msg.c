@@ -153,7 +153,8 @@ static const struct field s_req_submit[] = {
 	INT_OPT("ckpt_interval", 0, 365LL * 86400), INT_OPT("ckpt_keep", 1, 1000),
 	STR_OPT("restart", 8), INT_OPT("max_restarts", 0, 1000), END };
 static const struct field s_req_queue[] = {
-	STR_REQ("op", 16), { .name = "all", .kind = F_BOOL }, END };
+	STR_REQ("op", 16), { .name = "all", .kind = F_BOOL }, INT_OPT("limit", 1, 100000),
+	INT_OPT("before", 1, ID_MAX), END };
 static const struct field s_req_job[] = { STR_REQ("op", 16), INT_REQ("job", 1, ID_MAX), END };
 static const struct field s_req_plain[] = { STR_REQ("op", 16), END };
 static const struct field s_req_ckpt[] = {

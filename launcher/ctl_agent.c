@@ -509,8 +509,8 @@ static void agent_gone(struct ctl *ctl, struct node *n, const json_t *body)
 		n->stale--;
 		ctl->sched_needed = 1;
 	}
-	if (!j) {
-		hec_warn("%s: JOB_GONE for unknown job %ld; ignored", n->name, id);
+	if (!j) { /* (a late answer to a KILL_JOB sent again: it may have ended) */
+		hec_debug("%s: JOB_GONE for job %ld, which is not active; ignored", n->name, id);
 		return;
 	}
 	if (!jn || jn->gone) {

@@ -325,21 +325,101 @@ err_nomem:
 	respond_error(p->conn, "controller out of memory");
 }
 
+/* `queue --all` pages through the ended jobs of the catalog, newest first
+ * (msg.c bounds limit and before). */
+#define QUEUE_LIMIT 1000
+
+struct queue_page {
+	json_t *ended;               /* newest first */
+	int limit;
+	int more;                    /* a row past the limit came */
+	long last;                   /* the page's oldest job: the next page's cursor */
+};
+
+/* db_jobs_ended() callback: one row of the page, or the one that says more. */
+static int queue_row(struct ctl_job *j, void *arg)
+{
+	struct queue_page *pg = arg;
+
+	if (j->state == JOB_NSTATES) {
+		hec_err("job %ld: catalog row unreadable; not listed", j->id);
+	} else if ((int)json_array_size(pg->ended) == pg->limit) {
+		pg->more = 1;
+		job_free(j);
+		return 1; /* stop: the page is full */
+	} else if (json_array_append_new(pg->ended, job_to_json(j))) {
+		job_free(j);
+		return -ENOMEM;
+	} else {
+		pg->last = j->id;
+	}
+	job_free(j);
+	return 0;
+}
+
+/* The jobs in memory that have not ended and the page of ended ones from
+ * the catalog, in ascending id.  \return 0 or -ENOMEM. */
+static int queue_merge(struct ctl *ctl, json_t *jobs, const json_t *ended, int active)
+{
+	size_t k = json_array_size(ended);
+	struct ctl_job *j = active ? ctl->jobs : NULL;
+
+	for (;;) {
+		json_t *e = k ? json_array_get(ended, k - 1) : NULL;
+		long eid = e ? (long)json_integer_value(json_object_get(e, "id")) : 0;
+
+		while (j && job_state_final(j->state))
+			j = j->next;
+		if (!j && !e)
+			return 0;
+		if (j && (!e || j->id < eid)) {
+			if (json_array_append_new(jobs, job_to_json(j)))
+				return -ENOMEM;
+			j = j->next;
+		} else {
+			if (json_array_append(jobs, e))
+				return -ENOMEM;
+			k--;
+		}
+	}
+}
+
 static void cli_queue(struct ctl *ctl, struct peer *p, const json_t *req)
 {
 	int all = json_is_true(json_object_get(req, "all"));
-	json_t *jobs = json_array();
-	struct ctl_job *j;
+	json_int_t limit = json_integer_value(json_object_get(req, "limit"));
+	json_int_t before = json_integer_value(json_object_get(req, "before"));
+	struct queue_page pg = { .ended = json_array() };
+	json_t *jobs = json_array(), *resp;
+	int rc = 0;
 
-	for (j = ctl->jobs; jobs && j; j = j->next)
-		if (all || !job_state_final(j->state))
-			json_array_append_new(jobs, job_to_json(j));
-	respond(p->conn, json_pack("{s:b,s:o}", "ok", 1, "jobs", jobs));
+	pg.limit = limit ? (int)limit : QUEUE_LIMIT;
+	if (!jobs || !pg.ended) {
+		rc = -ENOMEM;
+	} else if (all) {
+		rc = db_jobs_ended(ctl->db, (long)before, pg.limit + 1, queue_row, &pg);
+		if (rc == 1)
+			rc = 0;
+	}
+	if (rc == -EIO) {
+		respond_error(p->conn, "cannot read the catalog: %s", db_errmsg(ctl->db));
+		goto out;
+	}
+	/* the jobs in memory on the first page only: no page repeats one */
+	if (!rc)
+		rc = queue_merge(ctl, jobs, pg.ended, !before);
+	resp = rc ? NULL : json_pack("{s:b,s:O,s:b}", "ok", 1, "jobs", jobs, "more", pg.more);
+	if (resp && pg.more)
+		json_object_set_new(resp, "next_before", json_integer((json_int_t)pg.last));
+	respond(p->conn, resp);
+out:
+	json_decref(jobs);
+	json_decref(pg.ended);
 }
 
 static void cli_show(struct ctl *ctl, struct peer *p, long id)
 {
-	struct ctl_job *j = job_find(ctl, id);
+	struct ctl_job *j = job_get(ctl, id);
 
 	json_t *o, *restarts = NULL;
 	int64_t epoch = 0;
@@ -403,9 +483,10 @@ static void cli_status(struct ctl *ctl, struct peer *p)
 		else if (!job_state_final(j->state))
 			running++;
 	}
-	respond(p->conn, json_pack("{s:b,s:{s:s,s:i,s:i,s:i,s:i,s:I,s:I}}", "ok", 1, "cluster",
+	respond(p->conn, json_pack("{s:b,s:{s:s,s:i,s:i,s:i,s:i,s:i,s:I,s:I}}", "ok", 1, "cluster",
 				   "name", ctl->conf.cluster_name, "nodes_total", ctl->nnodes,
 				   "nodes_up", up, "jobs_pending", pending, "jobs_running", running,
+				   "jobs_in_memory", ctl_jobs_in_memory(ctl),
 				   "pid", (json_int_t)getpid(),
 				   "uptime", (json_int_t)(ctl_now() - ctl->start_real)));
 }
@@ -471,7 +552,7 @@ static void req_ckpts(void *arg, const struct hec_msg *m)
 {
 	struct cli_call *r = arg;
 	long id = (long)json_integer_value(json_object_get(m->body, "job"));
-	struct ctl_job *j = job_find(r->ctl, id);
+	struct ctl_job *j = job_get(r->ctl, id);
 
 	/* any user may list them (as `show`): no owner check looked it up */
 	if (!j)
@@ -627,7 +708,7 @@ static int allowed(const struct hec_msg_handler *h, struct cli_call *r, const js
 		return 0;
 	case HEC_RULE_OWNER:
 		id = (long)json_integer_value(json_object_get(req, "job"));
-		r->job = job_find(r->ctl, id);
+		r->job = job_get(r->ctl, id);
 		if (!r->job) {
 			respond_error(p->conn, "no such job %ld", id);
 			return 0;

@@ -40,6 +40,85 @@ struct ctl_job *job_find(struct ctl *ctl, long id)
 	return NULL;
 }
 
+struct ctl_job *job_get(struct ctl *ctl, long id)
+{
+	struct ctl_job *j = job_find(ctl, id);
+	int rc;
+
+	if (j || (ctl->ended && ctl->ended->id == id))
+		return j ? j : ctl->ended;
+	rc = db_job_load(ctl->db, id, &j);
+	if (rc == -ENOENT)
+		return NULL;
+	if (rc) {
+		hec_err("job %ld: cannot read it back from the catalog: %s", id,
+			rc == -EIO ? db_errmsg(ctl->db) : strerror(-rc));
+		return NULL;
+	}
+	if (!job_state_final(j->state)) {
+		/* every job not ended is in memory: a row that says otherwise
+		 * was written by another process */
+		hec_warn("job %ld: the catalog says %s, but it is not in memory; ignored", id,
+			 job_state_name(j->state));
+		job_free(j);
+		return NULL;
+	}
+	job_free(ctl->ended);
+	ctl->ended = j;
+	return j;
+}
+
+void job_adopt(struct ctl *ctl, struct ctl_job *j)
+{
+	struct ctl_job **pp = &ctl->jobs;
+
+	if (j != ctl->ended)
+		return;
+	ctl->ended = NULL;
+	while (*pp && (*pp)->id < j->id)
+		pp = &(*pp)->next;
+	j->next = *pp;
+	*pp = j;
+	if (!j->next)
+		ctl->jobs_tail = j;
+}
+
+/* May @j leave memory?  Ended, its nodes released (job_finish ran: every
+ * JOB_GONE is in), and no checkpoint of it still committing (ckpt_op
+ * finds its job by id while it stores the manifest). */
+static int job_retirable(const struct ctl_job *j)
+{
+	return job_state_final(j->state) && j->phase == PH_NONE && !j->ckpt;
+}
+
+void ctl_jobs_retire(struct ctl *ctl)
+{
+	struct ctl_job **pp = &ctl->jobs, *prev = NULL, *j;
+
+	while ((j = *pp)) {
+		if (!job_retirable(j)) {
+			prev = j;
+			pp = &j->next;
+			continue;
+		}
+		*pp = j->next;
+		if (ctl->jobs_tail == j)
+			ctl->jobs_tail = prev;
+		hec_debug("job %ld: %s; its record leaves memory (the catalog keeps it)", j->id,
+			  job_state_name(j->state));
+		job_free(j);
+	}
+}
+
+int ctl_jobs_in_memory(const struct ctl *ctl)
+{
+	int n = 0;
+
+	for (const struct ctl_job *j = ctl->jobs; j; j = j->next)
+		n++;
+	return n;
+}
+
 struct job_node *job_node_of(struct ctl_job *j, const struct node *n)
 {
 	for (int i = 0; i < j->nalloc; i++)
@@ -368,6 +447,26 @@ void job_send_start(struct ctl *ctl, struct ctl_job *j)
 		 j->nalloc == 1 ? "" : "s", batch->name);
 }
 
+/* JOB_EXIT of a job not in memory: an ended one (a resent JOB_EXIT, its
+ * ack lost) has its batch step's status recorded once, as in memory. */
+static void late_exit(struct ctl *ctl, struct node *n, long id, int code, int sig)
+{
+	struct ctl_job *j = job_get(ctl, id);
+
+	if (!j) {
+		hec_warn("%s: JOB_EXIT for unknown job %ld; acknowledged and ignored", n->name, id);
+		return;
+	}
+	if (!j->exited && j->nalloc && !strcmp(j->alloc[0].name, n->name)) {
+		j->exit_code = code;
+		j->sig = sig;
+		j->exited = 1;
+		job_save(ctl, j);
+	}
+	hec_debug("%s: JOB_EXIT for job %ld, already %s; acknowledged", n->name, id,
+		  job_state_name(j->state));
+}
+
 void job_exit_report(struct ctl *ctl, struct node *n, const json_t *body)
 {
 	long id = (long)json_integer_value(json_object_get(body, "job"));
@@ -380,7 +479,7 @@ void job_exit_report(struct ctl *ctl, struct node *n, const json_t *body)
 	char why[600];
 
 	if (!j) {
-		hec_warn("%s: JOB_EXIT for unknown job %ld; acknowledged and ignored", n->name, id);
+		late_exit(ctl, n, id, code, sig);
 	} else if (!j->nalloc || (j->alloc[0].node != n && !(error && *error && job_node_of(j, n)))) {
 		/* Another node of the job may report only a failure of its
 		 * partition (a vm guest that died): that ends the job too. */
@@ -567,7 +666,7 @@ static int restore_one(struct ctl_job *j, void *arg)
 /* Rebuild a reloaded job's place in the controller. */
 static void restore_classify(struct ctl *ctl, struct ctl_job *j)
 {
-	if (job_state_final(j->state)) {
+	if (job_state_final(j->state)) { /* (db_jobs_load leaves them in the catalog) */
 		job_drop_payload(j);
 		return;
 	}
@@ -633,6 +732,8 @@ int ctl_jobs_restore(struct ctl *ctl)
 
 	if (rc)
 		return rc;
+	hec_info("catalog: %d job%s not ended reloaded (ended ones are read when asked for)",
+		 ctl_jobs_in_memory(ctl), ctl_jobs_in_memory(ctl) == 1 ? "" : "s");
 	for (j = ctl->jobs; j; j = j->next) {
 		restore_classify(ctl, j);
 		if (job_state_final(j->state))

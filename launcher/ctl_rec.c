@@ -76,6 +76,7 @@ void job_free(struct ctl_job *j)
 	free(j->alloc);
 	json_decref(j->vm_files);
 	json_decref(j->restart_nodes);
+	free(j->restart); /* a restart_op holds nothing of its own */
 	free(j);
 }
 

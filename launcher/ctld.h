@@ -153,7 +153,8 @@ struct ctl_job {
 	struct ckpt_op *ckpt;        /* the checkpoint under way (ckpt/ctl_ckpt.c), or NULL */
 	struct restart_op *restart;  /* the restart under way (ckpt/ctl_restart.c), or NULL */
 	int64_t ckpt_next;           /* --ckpt-interval: mono ns of the next one, 0: not armed */
-	int64_t ckpt_err_epoch;      /* the last checkpoint that failed (memory only) */
+	int64_t ckpt_err_epoch;      /* the last checkpoint that failed (saved with the
+				      * job's row: at once once it has ended) */
 	int64_t ckpt_err_time;       /* Unix s of its failure */
 	char ckpt_err[512];          /* why */
 	int app_loaded;              /* proc job restarted: its program said it restored (memory only) */
@@ -254,7 +255,8 @@ struct ctl {
 	int nnodes;
 	struct store *stores;        /* storage servers (ctl_store.c) */
 	struct store_repair *repair; /* their repair (ctl_store.c); NULL until first used */
-	struct ctl_job *jobs, *jobs_tail;
+	struct ctl_job *jobs, *jobs_tail; /* pending, running, ended a moment ago */
+	struct ctl_job *ended;       /* job_get's ended job read back, or NULL */
 	struct peer *peers;
 	int64_t start_mono, start_real;
 	int shutting_down;
@@ -325,10 +327,11 @@ int ckpt_retention(const int64_t *epochs, int n, int keep, int64_t protect, int6
 #define CTL_CLI_PER_UID 64
 #define CTL_CLI_IDLE_NS (10 * 1000000000LL)
 
-#define DB_SCHEMA_VERSION 5 /* 2: jobs.share, jobs.mem_mb, jobs.slot; 3: jobs.partition, vcpus, vm_files;
+#define DB_SCHEMA_VERSION 6 /* 2: jobs.share, jobs.mem_mb, jobs.slot; 3: jobs.partition, vcpus, vm_files;
 			     * 4: checkpoints (jobs.ckpt_*, restart, max_restarts, guest_key; ckpts, restarts);
 			     * 5: settings (key, value): what `hec gang set` changed;
-			     *    jobs.susp_ms, jobs.susp_since_ms: suspended time */
+			     *    jobs.susp_ms, jobs.susp_since_ms: suspended time;
+			     * 6: jobs.ckpt_err, ckpt_err_epoch, ckpt_err_time */
 
 /**
  * Open (creating if needed) the catalog at @path: WAL journal,
@@ -369,11 +372,20 @@ int db_job_update(struct db *db, const struct ctl_job *j);
  */
 int db_job_payload(struct db *db, struct ctl_job *j);
 /**
- * Call @cb for every job in ascending id with a freshly allocated record
- * (alloc holds names only; node pointers NULL).  @cb owns the record.
+ * Call @cb for every job not ended (not job_state_final) in ascending id
+ * with a freshly allocated record (alloc holds names only; node pointers
+ * NULL).  @cb owns the record.  Ended jobs stay in the catalog.
  * \return 0, -EIO, or the first non-zero @cb result.
  */
 int db_jobs_load(struct db *db, int (*cb)(struct ctl_job *j, void *arg), void *arg);
+/** Job @id's record as db_jobs_load makes it, without its payload (env,
+ *  argv, script: db_job_payload).  \return 0, -ENOENT, -EIO, -ENOMEM. */
+int db_job_load(struct db *db, long id, struct ctl_job **out);
+/** Like db_jobs_load for ended jobs with an id below @before (0: any),
+ *  newest first, at most @limit of them; records without payload (a
+ *  `hec queue --all` page). */
+int db_jobs_ended(struct db *db, long before, int limit,
+		  int (*cb)(struct ctl_job *j, void *arg), void *arg);
 /** Insert or replace a node's registration data. */
 int db_node_save(struct db *db, const struct node *n);
 /** Every node of @list (by next) with save_due, in one transaction (one
@@ -417,7 +429,24 @@ int db_restarts_list(struct db *db, long job, json_t **out);
 
 /* ---- ctl_job.c: job lifecycle ---- */
 
+/** The job @id in memory (pending, running, or ended a moment ago), or NULL. */
 struct ctl_job *job_find(struct ctl *ctl, long id);
+/**
+ * The job @id in memory, else an ended one read back from the catalog
+ * into ctl->ended (one record; the next job_get of another ended job
+ * replaces it, so do not keep the pointer past the request), or NULL
+ * (no such job, or the catalog failed: logged).
+ */
+struct ctl_job *job_get(struct ctl *ctl, long id);
+/** Ended @j (from job_get) is to live in memory again (a restart):
+ *  into ctl->jobs in id order.  A no-op for a job there already. */
+void job_adopt(struct ctl *ctl, struct ctl_job *j);
+/** Every tick: ended jobs that nothing waits for any more (every node
+ *  released, no checkpoint committing) leave memory; their catalog row
+ *  holds everything `hec show`, `queue --all`, `restart` read. */
+void ctl_jobs_retire(struct ctl *ctl);
+/** Jobs in memory (`hec cluster status`: jobs_in_memory). */
+int ctl_jobs_in_memory(const struct ctl *ctl);
 struct job_node *job_node_of(struct ctl_job *j, const struct node *n);
 void job_save(struct ctl *ctl, struct ctl_job *j);
 /** Decide @j's outcome and tear it down (no-op if one is already decided).

@@ -88,6 +88,14 @@ static const char migrate_v5[] =
 	"ALTER TABLE jobs ADD COLUMN susp_since_ms INTEGER NOT NULL DEFAULT 0;"
 	"PRAGMA user_version = 5;";
 
+/* Version 6: ended jobs leave the controller's memory, so a job's last
+ * checkpoint failure (`hec ckpts`: last_error) is kept with its row. */
+static const char migrate_v6[] =
+	"ALTER TABLE jobs ADD COLUMN ckpt_err TEXT;"
+	"ALTER TABLE jobs ADD COLUMN ckpt_err_epoch INTEGER NOT NULL DEFAULT 0;"
+	"ALTER TABLE jobs ADD COLUMN ckpt_err_time INTEGER NOT NULL DEFAULT 0;"
+	"PRAGMA user_version = 6;";
+
 static const char sql_ins_job[] =
 	"INSERT INTO jobs (name, uid, gid, user, state, reason, nodes, ntasks, time_limit,"
 	" priority, submit_time, cwd, env, argv, script, output, error, share, mem_mb,"
@@ -96,7 +104,8 @@ static const char sql_ins_job[] =
 static const char sql_upd_job[] =
 	"UPDATE jobs SET state=?, final_state=?, reason=?, start_time=?, end_time=?,"
 	" nodelist=?, exit_code=?, signal=?, exited=?, started=?, slot=?, guest_key=?,"
-	" restore_epoch=?, restart_nodes=?, susp_ms=?, susp_since_ms=? WHERE id=?";
+	" restore_epoch=?, restart_nodes=?, susp_ms=?, susp_since_ms=?, ckpt_err=?,"
+	" ckpt_err_epoch=?, ckpt_err_time=? WHERE id=?";
 static const char sql_set_paths[] = "UPDATE jobs SET output=?, error=? WHERE id=?";
 static const char sql_save_node[] =
 	"INSERT OR REPLACE INTO nodes (name, hostname, addr, cpus, cores, pus, numa_nodes,"
@@ -175,7 +184,7 @@ static int set_up(struct db *db, char *err, size_t errlen)
 			goto sql_error;
 		if ((version < 1 && exec(db, schema_v1)) || (version < 2 && exec(db, migrate_v2)) ||
 		    (version < 3 && exec(db, migrate_v3)) || (version < 4 && exec(db, migrate_v4)) ||
-		    exec(db, migrate_v5)) {
+		    (version < 5 && exec(db, migrate_v5)) || exec(db, migrate_v6)) {
 			snprintf(err, errlen, "cannot %s the schema: %s",
 				 version ? "upgrade" : "create", sqlite3_errmsg(db->h));
 			exec(db, "ROLLBACK");
@@ -449,7 +458,10 @@ int db_job_update(struct db *db, const struct ctl_job *j)
 	}
 	sqlite3_bind_int64(st, 15, j->susp_ns / 1000000);
 	sqlite3_bind_int64(st, 16, j->susp_since_ns / 1000000);
-	sqlite3_bind_int64(st, 17, j->id);
+	bind_text(st, 17, j->ckpt_err[0] ? j->ckpt_err : NULL);
+	sqlite3_bind_int64(st, 18, j->ckpt_err_epoch);
+	sqlite3_bind_int64(st, 19, j->ckpt_err_time);
+	sqlite3_bind_int64(st, 20, j->id);
 	return step_done(st);
 }
 
@@ -564,6 +576,9 @@ static struct ctl_job *job_from_row(sqlite3_stmt *st)
 	j->nrestarts = sqlite3_column_int(st, 39);
 	j->susp_ns = sqlite3_column_int64(st, 40) * 1000000;
 	j->susp_since_ns = sqlite3_column_int64(st, 41) * 1000000;
+	col_copy(st, 42, j->ckpt_err, sizeof(j->ckpt_err));
+	j->ckpt_err_epoch = sqlite3_column_int64(st, 43);
+	j->ckpt_err_time = sqlite3_column_int64(st, 44);
 	if (j->susp_ns < 0 || j->susp_since_ns < 0)
 		goto err_free;
 	if (j->ckpt_keep < 1)
@@ -610,22 +625,25 @@ err_free_job:
 	return NULL;
 }
 
-int db_jobs_load(struct db *db, int (*cb)(struct ctl_job *j, void *arg), void *arg)
+/* The columns job_from_row() reads; @env and @script: those columns, or
+ * stand-ins where the payload is not wanted (a listing). */
+#define JOB_COLS(env, script) \
+	"SELECT id, name, uid, gid, user, state, final_state, reason, nodes, ntasks," \
+	" time_limit, priority, submit_time, start_time, end_time, cwd, " env ", argv, " script "," \
+	" output, error, nodelist, exit_code, signal, exited, started, share, mem_mb, slot," \
+	" partition, vcpus, vm_files, ckpt_interval, ckpt_keep, restart, max_restarts," \
+	" guest_key, restore_epoch, restart_nodes," \
+	" (SELECT COUNT(*) FROM restarts r WHERE r.job = jobs.id AND r.reason NOT LIKE '" \
+	RESTART_BY_USER "%'), susp_ms, susp_since_ms, ckpt_err, ckpt_err_epoch, ckpt_err_time" \
+	" FROM jobs "
+/* The final states (job_state_final): a job in one lives in the catalog only */
+#define JOBS_ENDED "state IN ('COMPLETED','FAILED','CANCELLED','TIMEOUT','NODE_FAIL')"
+
+/* Step @st (bound), calling @cb with each row's job.  \return as db_jobs_load. */
+static int jobs_select(sqlite3_stmt *st, int (*cb)(struct ctl_job *j, void *arg), void *arg)
 {
-	static const char sql[] =
-		"SELECT id, name, uid, gid, user, state, final_state, reason, nodes, ntasks,"
-		" time_limit, priority, submit_time, start_time, end_time, cwd, env, argv, script,"
-		" output, error, nodelist, exit_code, signal, exited, started, share, mem_mb, slot,"
-		" partition, vcpus, vm_files, ckpt_interval, ckpt_keep, restart, max_restarts,"
-		" guest_key, restore_epoch, restart_nodes,"
-		" (SELECT COUNT(*) FROM restarts r WHERE r.job = jobs.id AND r.reason NOT LIKE '"
-		RESTART_BY_USER "%'), susp_ms, susp_since_ms"
-		" FROM jobs ORDER BY id";
-	sqlite3_stmt *st;
 	int rc = 0, step;
 
-	if (sqlite3_prepare_v2(db->h, sql, -1, &st, NULL) != SQLITE_OK)
-		return -EIO;
 	while ((step = sqlite3_step(st)) == SQLITE_ROW) {
 		struct ctl_job *j = job_from_row(st);
 
@@ -648,6 +666,58 @@ int db_jobs_load(struct db *db, int (*cb)(struct ctl_job *j, void *arg), void *a
 		rc = -EIO;
 	sqlite3_finalize(st);
 	return rc;
+}
+
+int db_jobs_load(struct db *db, int (*cb)(struct ctl_job *j, void *arg), void *arg)
+{
+	static const char sql[] = JOB_COLS("env", "script") "WHERE NOT " JOBS_ENDED " ORDER BY id";
+	sqlite3_stmt *st;
+
+	if (sqlite3_prepare_v2(db->h, sql, -1, &st, NULL) != SQLITE_OK)
+		return -EIO;
+	return jobs_select(st, cb, arg);
+}
+
+static int take_one(struct ctl_job *j, void *arg)
+{
+	job_drop_payload(j); /* the stand-ins: db_job_payload reads the real ones */
+	*(struct ctl_job **)arg = j;
+	return 0;
+}
+
+int db_job_load(struct db *db, long id, struct ctl_job **out)
+{
+	static const char sql[] = JOB_COLS("'[]'", "NULL") "WHERE id = ?";
+	sqlite3_stmt *st;
+	int rc;
+
+	*out = NULL;
+	if (sqlite3_prepare_v2(db->h, sql, -1, &st, NULL) != SQLITE_OK)
+		return -EIO;
+	sqlite3_bind_int64(st, 1, id);
+	rc = jobs_select(st, take_one, out);
+	if (!rc && !*out)
+		return -ENOENT;
+	if (!rc && (*out)->state == JOB_NSTATES) {
+		job_free(*out);
+		*out = NULL;
+		return -EIO;
+	}
+	return rc;
+}
+
+int db_jobs_ended(struct db *db, long before, int limit,
+		  int (*cb)(struct ctl_job *j, void *arg), void *arg)
+{
+	static const char sql[] = JOB_COLS("'[]'", "NULL")
+		"WHERE " JOBS_ENDED " AND (?1 <= 0 OR id < ?1) ORDER BY id DESC LIMIT ?2";
+	sqlite3_stmt *st;
+
+	if (sqlite3_prepare_v2(db->h, sql, -1, &st, NULL) != SQLITE_OK)
+		return -EIO;
+	sqlite3_bind_int64(st, 1, before);
+	sqlite3_bind_int(st, 2, limit);
+	return jobs_select(st, cb, arg);
 }
 
 int db_node_save(struct db *db, const struct node *n)

@@ -330,6 +330,7 @@ static void tick_cb(evutil_socket_t fd, short what, void *arg)
 	store_check_liveness(ctl);
 	ctl_job_timers(ctl);
 	ckpt_tick(ctl);
+	ctl_jobs_retire(ctl);
 	ctl_schedule(ctl);
 }
 
@@ -675,6 +676,7 @@ static void ctl_free(struct ctl *ctl)
 		jn = j->next;
 		job_free(j);
 	}
+	job_free(ctl->ended);
 	store_free_all(ctl);
 	db_close(ctl->db);
 	if (ctl->base)

@@ -126,33 +126,7 @@ grep -q "refused: not JSON" "$HEC_DIR/log/hecd-node0.log" 2>/dev/null || grep -r
 	fail "the agent's log does not name the refused line"
 
 note "--restart auto: the batch step fails after a checkpoint; the file comes back"
-cat >first <<EOS
-send {"op":"hello","job":\$J,"ranks":1}
-expect hello
-send {"op":"begin","epoch":0}
-expect epoch
-sh cp $TEST_DIR/data "\$D/ckpt-\$E.h5"
-send {"op":"written","epoch":\$E,"path":"\$D/ckpt-\$E.h5","bytes":100000}
-expect taken
-sh touch $TEST_DIR/taken
-sh while [ ! -e $TEST_DIR/crash ]; do sleep 0.1; done
-EOS
-cat >again <<EOS
-send {"op":"hello","job":\$J,"ranks":1}
-expect hello
-sh cmp "\$HEC_CKPT_RESTORE" $TEST_DIR/data && echo "restore ok from \$HEC_CKPT_EPOCH"
-send {"op":"restored","epoch":\$HEC_CKPT_EPOCH}
-EOS
-cat >job.sh <<EOS
-#!/bin/sh
-if [ -n "\$HEC_CKPT_RESTORE" ]; then
-	sed "s/\\\$HEC_CKPT_EPOCH/\$HEC_CKPT_EPOCH/" $TEST_DIR/again >$TEST_DIR/again.\$HEC_CKPT_EPOCH
-	exec $CLIENT $TEST_DIR/again.\$HEC_CKPT_EPOCH
-fi
-$CLIENT $TEST_DIR/first
-exit 3
-EOS
-chmod +x job.sh
+app_ckpt_job "$TEST_DIR/crash"
 r=$(submit -N 2 -n 2 --restart auto --max-restarts 2 -o "$TEST_DIR/out2" "$TEST_DIR/job.sh")
 wait_file taken
 for i in $(seq 300); do

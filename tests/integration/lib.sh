@@ -348,6 +348,42 @@ alternation() {
 	[ "$SEEN_A" -ge 5 ] && [ "$SEEN_B" -ge 5 ] || fail "no alternation seen (a $SEEN_A, b $SEEN_B)"
 }
 
+# app_ckpt_job GO: $TEST_DIR/job.sh, a batch step whose program
+# (tests/tools/hec-appclient) takes one checkpoint of $TEST_DIR/data
+# (begin 0), touches $TEST_DIR/taken, waits for the file GO and exits 3;
+# restarted from that checkpoint it prints "restore ok from EPOCH" if it
+# got the bytes back, says `restored` and exits 0.
+app_ckpt_job() {
+	local client="$HEC_BUILDDIR/tests/tools/hec-appclient"
+	cat >"$TEST_DIR/first" <<EOS
+send {"op":"hello","job":\$J,"ranks":1}
+expect hello
+send {"op":"begin","epoch":0}
+expect epoch
+sh cp $TEST_DIR/data "\$D/ckpt-\$E.h5"
+send {"op":"written","epoch":\$E,"path":"\$D/ckpt-\$E.h5","bytes":$(stat -c %s "$TEST_DIR/data")}
+expect taken
+sh touch $TEST_DIR/taken
+sh while [ ! -e $1 ]; do sleep 0.1; done
+EOS
+	cat >"$TEST_DIR/again" <<EOS
+send {"op":"hello","job":\$J,"ranks":1}
+expect hello
+sh cmp "\$HEC_CKPT_RESTORE" $TEST_DIR/data && echo "restore ok from \$HEC_CKPT_EPOCH"
+send {"op":"restored","epoch":\$HEC_CKPT_EPOCH}
+EOS
+	cat >"$TEST_DIR/job.sh" <<EOS
+#!/bin/sh
+if [ -n "\$HEC_CKPT_RESTORE" ]; then
+	sed "s/\\\$HEC_CKPT_EPOCH/\$HEC_CKPT_EPOCH/" $TEST_DIR/again >$TEST_DIR/again.\$HEC_CKPT_EPOCH
+	exec $client $TEST_DIR/again.\$HEC_CKPT_EPOCH
+fi
+$client $TEST_DIR/first
+exit 3
+EOS
+	chmod +x "$TEST_DIR/job.sh"
+}
+
 # ctl_restart_with LINE...: the controller stopped, each LINE appended to its
 # configuration, and started again; back once every node it knows is IDLE
 # and every storage server of the cluster is up again.

@@ -479,21 +479,80 @@ static void test_transitions_persist(void)
 	CU_ASSERT_EQUAL(l.jobs[0]->exited, 1);
 	free_loaded(&l);
 
-	/* final */
+	/* final: it stays in the catalog, read back alone (no payload) */
 	a->phase = PH_NONE;
 	a->state = JOB_FAILED;
 	CU_ASSERT_EQUAL(db_job_update(db, a), 0);
 	db_close(db);
 	db = open_db();
 	CU_ASSERT_EQUAL(db_jobs_load(db, collect, &l), 0);
-	CU_ASSERT_EQUAL_FATAL(l.n, 1);
-	CU_ASSERT_EQUAL(l.jobs[0]->state, JOB_FAILED);
-	CU_ASSERT_EQUAL(l.jobs[0]->final_state, JOB_NSTATES);
-	CU_ASSERT_EQUAL(l.jobs[0]->end_time, 1700000200);
-	CU_ASSERT(job_state_final(l.jobs[0]->state));
+	CU_ASSERT_EQUAL(l.n, 0);
 	free_loaded(&l);
+	{
+		struct ctl_job *f = NULL;
+
+		CU_ASSERT_EQUAL_FATAL(db_job_load(db, a->id, &f), 0);
+		CU_ASSERT_EQUAL(f->state, JOB_FAILED);
+		CU_ASSERT_EQUAL(f->final_state, JOB_NSTATES);
+		CU_ASSERT_EQUAL(f->end_time, 1700000200);
+		CU_ASSERT_EQUAL(f->exit_code, 3);
+		CU_ASSERT_EQUAL(f->nalloc, 2);
+		CU_ASSERT_PTR_NULL(f->env);
+		CU_ASSERT_PTR_NULL(f->argv);
+		CU_ASSERT_STRING_EQUAL(f->command, "./pi '10 00'");
+		/* the payload comes back for a restart */
+		CU_ASSERT_EQUAL(db_job_payload(db, f), 0);
+		CU_ASSERT(json_equal(f->env, a->env));
+		job_free(f);
+		CU_ASSERT_EQUAL(db_job_load(db, a->id + 1, &f), -ENOENT);
+		CU_ASSERT_PTR_NULL(f);
+	}
 	db_close(db);
 	job_free(a);
+}
+
+static int collect_ended(struct ctl_job *j, void *arg)
+{
+	json_array_append_new(arg, json_integer(j->id));
+	CU_ASSERT(job_state_final(j->state));
+	CU_ASSERT_PTR_NOT_NULL(j->command);
+	job_free(j);
+	return 0;
+}
+
+/* db_jobs_ended: ended jobs only, newest first, a page at a time. */
+static void test_ended_pages(void)
+{
+	struct ctl_job *j[6];
+	json_t *ids = json_array();
+	struct db *db;
+
+	remove_db();
+	db = open_db();
+	for (int i = 0; i < 6; i++) {
+		j[i] = new_job("e");
+		CU_ASSERT_EQUAL_FATAL(db_job_insert(db, j[i], NULL, NULL), 0);
+		/* the third stays pending, the others end */
+		j[i]->state = i == 2 ? JOB_PENDING : i == 4 ? JOB_CANCELLED : JOB_COMPLETED;
+		CU_ASSERT_EQUAL(db_job_update(db, j[i]), 0);
+	}
+	CU_ASSERT_EQUAL(db_jobs_ended(db, 0, 2, collect_ended, ids), 0);
+	CU_ASSERT_EQUAL_FATAL(json_array_size(ids), 2);
+	CU_ASSERT_EQUAL(json_integer_value(json_array_get(ids, 0)), j[5]->id);
+	CU_ASSERT_EQUAL(json_integer_value(json_array_get(ids, 1)), j[4]->id);
+	json_array_clear(ids);
+	CU_ASSERT_EQUAL(db_jobs_ended(db, j[4]->id, 2, collect_ended, ids), 0);
+	CU_ASSERT_EQUAL_FATAL(json_array_size(ids), 2);
+	CU_ASSERT_EQUAL(json_integer_value(json_array_get(ids, 0)), j[3]->id);
+	CU_ASSERT_EQUAL(json_integer_value(json_array_get(ids, 1)), j[1]->id);
+	json_array_clear(ids);
+	CU_ASSERT_EQUAL(db_jobs_ended(db, j[1]->id, 2, collect_ended, ids), 0);
+	CU_ASSERT_EQUAL_FATAL(json_array_size(ids), 1);
+	CU_ASSERT_EQUAL(json_integer_value(json_array_get(ids, 0)), j[0]->id);
+	json_decref(ids);
+	for (int i = 0; i < 6; i++)
+		job_free(j[i]);
+	db_close(db);
 }
 
 static int collect_node(struct node *n, void *arg)
@@ -593,6 +652,9 @@ static void test_ckpt_job_fields(void)
 	snprintf(a->guest_key, sizeof(a->guest_key), "0123456789abcdef");
 	a->restore_epoch = 1765000000000001LL;
 	a->restart_nodes = json_pack("[s,s]", "node2", "node3");
+	a->ckpt_err_epoch = 1765000000000000LL;
+	a->ckpt_err_time = 1700000250;
+	snprintf(a->ckpt_err, sizeof(a->ckpt_err), "node1: disk full");
 	CU_ASSERT_EQUAL(db_job_update(db, a), 0);
 	/* two automatic restarts and one a user asked for */
 	CU_ASSERT_EQUAL(db_restart_add(db, a->id, 1700000300, 11, "node1 not responding", &n), 0);
@@ -613,6 +675,9 @@ static void test_ckpt_job_fields(void)
 	CU_ASSERT_EQUAL(l.jobs[0]->restore_epoch, 1765000000000001LL);
 	CU_ASSERT_EQUAL(json_array_size(l.jobs[0]->restart_nodes), 2);
 	CU_ASSERT_EQUAL(l.jobs[0]->nrestarts, 2);
+	CU_ASSERT_EQUAL(l.jobs[0]->ckpt_err_epoch, 1765000000000000LL);
+	CU_ASSERT_EQUAL(l.jobs[0]->ckpt_err_time, 1700000250);
+	CU_ASSERT_STRING_EQUAL(l.jobs[0]->ckpt_err, "node1: disk full");
 	free_loaded(&l);
 	/* a job submitted without the options gets the defaults */
 	job_free(a);
@@ -626,6 +691,7 @@ static void test_ckpt_job_fields(void)
 	CU_ASSERT_EQUAL(l.jobs[1]->restore_epoch, 0);
 	CU_ASSERT_PTR_NULL(l.jobs[1]->restart_nodes);
 	CU_ASSERT_EQUAL(l.jobs[1]->nrestarts, 0);
+	CU_ASSERT_STRING_EQUAL(l.jobs[1]->ckpt_err, "");
 	free_loaded(&l);
 	db_close(db);
 	job_free(a);
@@ -814,6 +880,7 @@ int main(void)
 		{ "a submitted job survives close and reopen", test_submit_survives_reopen },
 		{ "a failed insert stores nothing", test_failed_insert_leaves_nothing },
 		{ "state transitions persist", test_transitions_persist },
+		{ "ended jobs listed a page at a time", test_ended_pages },
 		{ "nodes persist and reload UNKNOWN", test_nodes_persist },
 		{ "node registrations saved together", test_nodes_save_batch },
 		{ "checkpoint and restart fields of a job persist", test_ckpt_job_fields },
