@@ -492,23 +492,54 @@ out:
 	op_put(op);
 }
 
+int ckpt_commit_cmd(struct ckpt_commit_cmd *c, const char *dir, long job, long long epoch,
+		    const json_t *meta, const json_t *entries)
+{
+	size_t i, n = 0;
+	FILE *f;
+	int rc;
+
+	rc = write_json(dir, "meta.json", meta, c->meta, sizeof(c->meta));
+	if (rc)
+		return rc;
+	if (hec_fmt(c->entries, sizeof(c->entries), "%s/entries.jsonl", dir))
+		return -ENAMETOOLONG;
+	f = fopen(c->entries, "we");
+	if (!f)
+		return -errno;
+	for (i = 0; i < json_array_size(entries); i++)
+		if (json_dumpf(json_array_get(entries, i), f, JSON_COMPACT) || fputc('\n', f) == EOF)
+			break;
+	rc = i < json_array_size(entries) || ferror(f) ? -EIO : 0;
+	if (fclose(f) && !rc)
+		rc = -errno;
+	if (rc)
+		return rc;
+	snprintf(c->job, sizeof(c->job), "%ld", job);
+	snprintf(c->epoch, sizeof(c->epoch), "%lld", epoch);
+	c->argv[n++] = "commit";
+	c->argv[n++] = "--meta";
+	c->argv[n++] = c->meta;
+	c->argv[n++] = "--entries";
+	c->argv[n++] = c->entries;
+	c->argv[n++] = c->job;
+	c->argv[n++] = c->epoch;
+	c->argv[n] = NULL;
+	return 0;
+}
+
 static void commit(struct ckpt_op *op)
 {
 	struct ctl *ctl = op->ctl;
 	struct ctl_job *j = job_find(ctl, op->job);
-	char base[PATH_MAX], path[PATH_MAX], jobs[24], epochs[24], meta[PATH_MAX];
-	const char *argv[8 + 64];
-	char files[64][PATH_MAX];
-	json_t *m;
-	int n = 0, rc;
+	struct ckpt_commit_cmd cmd;
+	char base[PATH_MAX];
+	json_t *m = NULL, *entries = NULL;
+	int rc = -ENOMEM;
 
 	op->phase = CK_COMMIT;
 	if (!j) {
 		op_abort(op, "job %ld is not known any more", op->job);
-		return;
-	}
-	if (op->n > 64) {
-		op_abort(op, "%d parts: more than 64", op->n);
 		return;
 	}
 	if (hec_fmt(base, sizeof(base), "%s/ckpt", ctl->conf.state_dir) ||
@@ -519,29 +550,21 @@ static void commit(struct ckpt_op *op)
 		op_abort(op, "%s: cannot make the commit's files: %s", base, strerror(errno));
 		return;
 	}
-	m = meta_json(op, j);
-	rc = m ? write_json(op->dir, "meta.json", m, meta, sizeof(meta)) : -ENOMEM;
-	json_decref(m);
-	for (int i = 0; !rc && i < op->n; i++) {
-		snprintf(path, sizeof(path), "%s.json", op->parts[i].part);
-		rc = write_json(op->dir, path, op->parts[i].entry, files[i], sizeof(files[i]));
+	if ((m = meta_json(op, j)) && (entries = json_array())) {
+		rc = 0;
+		for (int i = 0; !rc && i < op->n; i++)
+			rc = json_array_append(entries, op->parts[i].entry) ? -EINVAL : 0;
+		if (!rc)
+			rc = ckpt_commit_cmd(&cmd, op->dir, op->job, (long long)op->epoch, m, entries);
 	}
+	json_decref(m);
+	json_decref(entries);
 	if (rc) {
 		op_abort(op, "%s: cannot write the commit's files: %s", op->dir, strerror(-rc));
 		return;
 	}
-	snprintf(jobs, sizeof(jobs), "%ld", op->job);
-	snprintf(epochs, sizeof(epochs), "%lld", (long long)op->epoch);
-	argv[n++] = "commit";
-	argv[n++] = "--meta";
-	argv[n++] = meta;
-	argv[n++] = jobs;
-	argv[n++] = epochs;
-	for (int i = 0; i < op->n; i++)
-		argv[n++] = files[i];
-	argv[n] = NULL;
 	op->refs++;
-	rc = ckpt_store_run(ctl, argv, CKPT_COMMIT_LIMIT_MS, commit_done, op);
+	rc = ckpt_store_run(ctl, cmd.argv, CKPT_COMMIT_LIMIT_MS, commit_done, op);
 	if (rc) {
 		op->refs--;
 		op_abort(op, "hec-store commit not started: %s",

@@ -282,19 +282,14 @@ static void commit_done(struct ctl *ctl, void *arg, int status, const char *out,
 			    (json_int_t)r->epoch, "from", json_object_get(r->imported, "from")));
 }
 
-static int write_json(const char *path, const json_t *v)
-{
-	return json_dump_file(v, path, JSON_COMPACT) ? -EIO : 0;
-}
-
 static void import_done(struct ctl *ctl, void *arg, int status, const char *out, const char *err)
 {
 	struct h5_req *r = arg;
 	const json_t *entries;
-	const char *argv[8 + 64];
-	char jobs[24], epochs[24], meta[4200], files[64][4200], base[4200];
+	json_t *meta, *none = NULL;
+	struct ckpt_commit_cmd cmd;
+	char base[PATH_MAX];
 	json_error_t jerr;
-	size_t i, n = 0;
 	int rc;
 
 	if (status != 0 || !out) {
@@ -304,7 +299,7 @@ static void import_done(struct ctl *ctl, void *arg, int status, const char *out,
 	}
 	r->imported = json_loads(out, 0, &jerr);
 	entries = json_object_get(r->imported, "entries");
-	if (!json_is_array(entries) || json_array_size(entries) > 64) {
+	if (!json_is_array(entries)) {
 		import_abort(r);
 		fail(r, "%s answered no usable entries", H5_PROG);
 		return;
@@ -317,23 +312,14 @@ static void import_done(struct ctl *ctl, void *arg, int status, const char *out,
 		fail(r, "%s: cannot make the commit's files: %s", base, strerror(errno));
 		return;
 	}
-	snprintf(meta, sizeof(meta), "%s/meta.json", r->dir);
-	rc = write_json(meta, json_object_get(r->imported, "meta") ?: json_object());
-	snprintf(jobs, sizeof(jobs), "%ld", r->job);
-	snprintf(epochs, sizeof(epochs), "%lld", (long long)r->epoch);
-	argv[n++] = "commit";
-	argv[n++] = "--meta";
-	argv[n++] = meta;
-	argv[n++] = jobs;
-	argv[n++] = epochs;
-	for (i = 0; !rc && i < json_array_size(entries); i++) {
-		snprintf(files[i], sizeof(files[i]), "%s/%zu.json", r->dir, i);
-		rc = write_json(files[i], json_array_get(entries, i));
-		argv[n++] = files[i];
-	}
-	argv[n] = NULL;
+	meta = json_object_get(r->imported, "meta");
+	if (!meta)
+		meta = none = json_object();
+	rc = meta ? ckpt_commit_cmd(&cmd, r->dir, r->job, (long long)r->epoch, meta, entries) :
+		    -ENOMEM;
+	json_decref(none);
 	if (!rc)
-		rc = ckpt_store_run(ctl, argv, 10 * 60 * 1000, commit_done, r);
+		rc = ckpt_store_run(ctl, cmd.argv, 10 * 60 * 1000, commit_done, r);
 	if (rc) {
 		import_abort(r);
 		fail(r, "commit not started: %s", strerror(-rc));

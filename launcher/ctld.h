@@ -12,10 +12,10 @@
 #ifndef HEC_CTLD_H
 #define HEC_CTLD_H
 
+#include <limits.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <sys/types.h>
-
 #include <jansson.h>
 #include <event2/event.h>
 
@@ -632,6 +632,16 @@ int ckpt_store_run(struct ctl *ctl, const char *const *argv, long limit_ms,
 		   void (*done)(struct ctl *ctl, void *arg, int status, const char *out,
 				const char *err),
 		   void *arg);
+/** hec-store commit of (@job, @epoch): @meta and @entries (a JSON array,
+ *  one per part, any number) written into @dir as meta.json and
+ *  entries.jsonl; @c->argv is what ckpt_store_run takes.  \return 0 or
+ *  -errno. */
+struct ckpt_commit_cmd {
+	char job[24], epoch[24], meta[PATH_MAX], entries[PATH_MAX];
+	const char *argv[10];
+};
+int ckpt_commit_cmd(struct ckpt_commit_cmd *c, const char *dir, long job, long long epoch,
+		    const json_t *meta, const json_t *entries);
 /** ckpt_store_run's machinery for another of hec's programs that takes
  *  --servers and --key-file (@prog: its path; @store_flags: also --quiet
  *  --json, as hec-store wants). */

@@ -28,7 +28,8 @@ static const char usage_text[] =
 	"usage: hec-store [OPTIONS] CMD ARGS\n"
 	"  put JOB EPOCH PART  < stream   write a stream; prints its manifest entry (JSON)\n"
 	"  commit JOB EPOCH [ENTRY...]    commit the checkpoint: entries as files, or JSON\n"
-	"                                 lines on stdin; --meta FILE: the job's meta (JSON)\n"
+	"                                 lines on stdin or in --entries FILE; --meta FILE:\n"
+	"                                 the job's meta (JSON)\n"
 	"  get JOB EPOCH PART  > stream   read a committed stream back\n"
 	"  latest JOB                     the newest committed epoch (--json: its manifest)\n"
 	"  delete JOB EPOCH | abort JOB EPOCH | repair | status [--json]\n"
@@ -42,6 +43,7 @@ static const char usage_text[] =
 	"  --timeout MS               per operation (default 30000)\n"
 	"  --json                     JSON output (latest, status, repair)\n"
 	"  --meta FILE                commit: the manifest's \"meta\" (doc/storage.md)\n"
+	"  --entries FILE             commit: the entries, one JSON object per line\n"
 	"  --quiet                    no figures on stderr\n";
 
 /* "hec-store: " + the message + @tail, on stderr */
@@ -76,7 +78,7 @@ static int usage(const char *fmt, ...)
 }
 
 struct args {
-	const char *servers, *dir, *key_file, *provider, *meta;
+	const char *servers, *dir, *key_file, *provider, *meta, *entries;
 	unsigned long replicas;
 	uint64_t chunk_size;
 	long timeout_ms;
@@ -250,33 +252,56 @@ static int cmd_get(struct hec_store *s, struct args *a, char **argv)
 	return 0;
 }
 
-/* Entries from files, or JSON lines on stdin. */
-static int read_entries(int argc, char **argv, json_t *entries)
+/* One entry per line of @f (@name in errors); blank lines skipped. */
+static int read_entry_lines(FILE *f, const char *name, json_t *entries)
+{
+	json_error_t jerr;
+	char *line = NULL;
+	size_t cap = 0;
+	ssize_t n;
+	int lineno = 0;
+	json_t *e;
+
+	while ((n = getline(&line, &cap, f)) > 0) {
+		lineno++;
+		if (strspn(line, " \t\r\n") == (size_t)n)
+			continue;
+		e = json_loads(line, 0, &jerr);
+		if (!e) {
+			err_line("%s line %d: %s", name, lineno, jerr.text);
+			free(line);
+			return -EINVAL;
+		}
+		json_array_append_new(entries, e);
+	}
+	free(line);
+	return 0;
+}
+
+/* Entries from files, from JSON lines in @list, or on stdin. */
+static int read_entries(const char *list, int argc, char **argv, json_t *entries)
 {
 	json_error_t jerr;
 	json_t *e;
+	FILE *f;
+	int rc;
 
-	if (argc == 0) {
-		char *line = NULL;
-		size_t cap = 0;
-		ssize_t n;
-		int lineno = 0;
-
-		while ((n = getline(&line, &cap, stdin)) > 0) {
-			lineno++;
-			if (strspn(line, " \t\r\n") == (size_t)n)
-				continue;
-			e = json_loads(line, 0, &jerr);
-			if (!e) {
-				err_line("stdin line %d: %s", lineno, jerr.text);
-				free(line);
-				return -EINVAL;
-			}
-			json_array_append_new(entries, e);
+	if (list) {
+		if (argc) {
+			err_line("commit: entries in --entries %s and as arguments", list);
+			return -EINVAL;
 		}
-		free(line);
-		return 0;
+		f = fopen(list, "re");
+		if (!f) {
+			err_line("%s: %s", list, strerror(errno));
+			return -errno;
+		}
+		rc = read_entry_lines(f, list, entries);
+		fclose(f);
+		return rc;
 	}
+	if (argc == 0)
+		return read_entry_lines(stdin, "stdin", entries);
 	for (int i = 0; i < argc; i++) {
 		e = json_load_file(argv[i], 0, &jerr);
 		if (!e) {
@@ -299,7 +324,7 @@ static int cmd_commit(struct hec_store *s, struct args *a, int argc, char **argv
 		json_decref(entries);
 		return 2;
 	}
-	if (!entries || read_entries(argc - 2, argv + 2, entries)) {
+	if (!entries || read_entries(a->entries, argc - 2, argv + 2, entries)) {
 		json_decref(entries);
 		return 1;
 	}
@@ -482,6 +507,7 @@ int main(int argc, char **argv)
 		{ "json", no_argument, NULL, 'j' },
 		{ "quiet", no_argument, NULL, 'q' },
 		{ "meta", required_argument, NULL, 'm' },
+		{ "entries", required_argument, NULL, 'e' },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
@@ -528,6 +554,7 @@ int main(int argc, char **argv)
 		case 'j': a.json = 1; break;
 		case 'q': a.quiet = 1; break;
 		case 'm': a.meta = optarg; break;
+		case 'e': a.entries = optarg; break;
 		case 'h': fputs(usage_text, stdout); return 0;
 		default: return usage("unknown option '%s'", argv[optind - 1]);
 		}
@@ -544,6 +571,8 @@ int main(int argc, char **argv)
 		return usage("%s: wrong number of arguments", cmd);
 	if (a.meta && strcmp(cmd, "commit"))
 		return usage("--meta: only for commit");
+	if (a.entries && strcmp(cmd, "commit"))
+		return usage("--entries: only for commit");
 	signal(SIGPIPE, SIG_IGN);
 
 	if (!a.servers || !a.key_file) {

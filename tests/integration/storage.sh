@@ -52,6 +52,20 @@ hs --json latest 7 >"$W/m.json" || fail "latest --json failed"
 head -c 100000 "$W/a" | hs --quiet put 7 2 node0 | hs --quiet commit 7 2 || fail "put|commit 7 2 failed"
 [ "$(hs latest 7)" = 2 ] || fail "latest 7: '$(hs latest 7)', expected 2"
 
+# job 8: a checkpoint of 100 partitions, its entries one per line in a
+# file (--entries: what the controller commits with, no argument per
+# part; it used to stop at 64 parts).  One stream is stored; the other 99
+# entries name its chunks under their own part (a commit checks the
+# manifest, not that the chunks are there).
+head -c 100000 "$W/a" | hs --quiet put 8 1 p0 >"$W/p0.json" || fail "put 8 1 p0 failed"
+for i in $(seq 0 99); do jq -c ".part = \"p$i\"" "$W/p0.json"; done >"$W/entries.jsonl"
+expect_fail 1 "entries in --entries .* and as arguments" hs commit --entries "$W/entries.jsonl" 8 1 "$W/p0.json"
+expect_fail 2 "--entries: only for commit" hs --entries "$W/entries.jsonl" latest 8
+hs --quiet commit --entries "$W/entries.jsonl" 8 1 || fail "commit 8 1 --entries failed"
+[ "$(hs --json latest 8 | jq -r '[(.streams | length), .streams[99].part] | join(" ")')" = "100 p99" ] ||
+	fail "manifest of 8/1: $(hs --json latest 8 | head -c 300)"
+hs --quiet get 8 1 p0 | cmp - <(head -c 100000 "$W/a") || fail "get 8/1/p0 differs"
+
 note "get back"
 hs get 7 1 node0 2>"$W/get.err" | cmp - "$W/a" || fail "get 7/1/node0 differs from what was put"
 cat "$W/get.err"
