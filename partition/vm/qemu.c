@@ -134,7 +134,7 @@ static int chown_sock(struct vm *v, const char *path)
 	return 0;
 }
 
-static int make_listeners(struct vm *v, char *why, size_t len)
+int make_listeners(struct vm *v, char *why, size_t len)
 {
 	char path[PATH_MAX];
 
@@ -368,9 +368,11 @@ int start_qemu(struct vm *v, char *why, size_t len)
 		v->mem_mb);
 	hec_fmt(accel, sizeof(accel), "q35,accel=%s%s", kvm ? "kvm:tcg" : "tcg",
 		v->huge ? ",memory-backend=pc.ram" : "");
-	hec_fmt(chr[0], sizeof(chr[0]), "socket,id=hecg,path=%s/%s", v->dir, sock_names[L_GUEST]);
-	hec_fmt(chr[1], sizeof(chr[1]), "socket,id=qmp,path=%s/%s", v->dir, sock_names[L_QMP]);
-	hec_fmt(chr[2], sizeof(chr[2]), "socket,id=qmpg,path=%s/%s", v->dir, sock_names[L_GATE]);
+	/* reconnect: a restarted agent listens on the same paths, and QEMU
+	 * comes back to it within a second (reattach.c). */
+	hec_fmt(chr[0], sizeof(chr[0]), "socket,id=hecg,path=%s/%s,reconnect=1", v->dir, sock_names[L_GUEST]);
+	hec_fmt(chr[1], sizeof(chr[1]), "socket,id=qmp,path=%s/%s,reconnect=1", v->dir, sock_names[L_QMP]);
+	hec_fmt(chr[2], sizeof(chr[2]), "socket,id=qmpg,path=%s/%s,reconnect=1", v->dir, sock_names[L_GATE]);
 	hec_fmt(netdev, sizeof(netdev), "stream,id=n0,server=off,addr.type=unix,addr.path=%s/%s",
 	    v->dir, sock_names[L_NET]);
 	hec_fmt(mac, sizeof(mac), "virtio-net-pci,netdev=n0,mac=52:54:%02x:%02x:%02x:%02x",
@@ -454,6 +456,8 @@ int start_qemu(struct vm *v, char *why, size_t len)
 	if (rc)
 		hec_fmt(why, len, "cannot start %s: %s: %s", v->host->qemu, ctx, strerror(-rc));
 	else
+		v->q_start = hec_proc_start(v->q.pid);
+	if (!rc)
 		hec_job_info(v->host->node, v->job, "QEMU pid %d: %d vCPUs, %ld MB %s, %s%s",
 			     (int)v->q.pid, v->vcpus, v->mem_mb, ramnote, kvm ? "KVM" : "TCG",
 			     v->from_stream ? ", waiting for the state to restore" : "");
@@ -531,6 +535,7 @@ static void in_loaded(struct vm *v)
 	hec_job_info(v->host->node, v->job,
 		     "guest loaded from the checkpoint (%d vCPUs, %ld MB); paused until resumed",
 		     v->vcpus, v->mem_mb);
+	guest_save(v);
 	start_finish(v, 0, NULL);
 }
 
