@@ -10,8 +10,8 @@
  * died).  Not our child, QEMU is watched by polling its /proc entry.
  *
  * Not re-attached: the guest's own link to the job network, QEMU 7.2's
- * stream netdev has no reconnect (other nodes' links to this one's switch
- * come back; see doc/design.md).
+ * stream netdev has no reconnect; a guest of a job on several nodes is
+ * lost (doc/design.md).
  */
 #include "config.h"
 
@@ -176,6 +176,13 @@ int vm_reattach(struct vm *v, const struct hec_reattach_req *req, char *why, siz
 		v->q.pid = 0;
 		return -ESRCH;
 	}
+	/* Its frames would go nowhere, and its job's ranks hang: a clear end
+	 * instead (a restart from its checkpoint, with --restart auto). */
+	if (v->nnodes > 1) {
+		hec_fmt(why, len, "the guest's link to the network of the job's %d nodes cannot be re-attached (QEMU's stream netdev does not reconnect)",
+			v->nnodes);
+		return -EOPNOTSUPP;
+	}
 	if (req->step && !v->running) {
 		hec_fmt(why, len, "the batch step in the guest ended as hecd stopped; its exit status is lost");
 		return -ENOENT;
@@ -197,8 +204,5 @@ int vm_reattach(struct vm *v, const struct hec_reattach_req *req, char *why, siz
 		v->running = 0;
 	hec_job_info(v->host->node, v->job, "re-attaching to the guest of the previous hecd (QEMU pid %d%s)",
 		     (int)v->q.pid, v->running ? ", its batch step" : "");
-	if (v->nnodes > 1)
-		hec_job_warn(v->host->node, v->job,
-			     "the guest's link to the job network is not re-attached (QEMU's stream netdev does not reconnect): it reaches the other nodes' guests no more");
 	return 0;
 }

@@ -4,8 +4,9 @@
 # restarted hecd re-attaches to the guest (its QMP monitors and guest
 # channel reconnect), so the batch step's output and exit status arrive as
 # if nothing happened, also when the step ended while hecd was down.  A
-# guest that is gone by then fails its job with the reason, never leaving
-# it RUNNING.
+# guest that is gone by then, or whose link to a job network of several
+# nodes cannot come back, fails its job with the reason, never leaving it
+# RUNNING.
 . "$HEC_SRCDIR/tests/integration/lib.sh"
 
 need_guests
@@ -20,14 +21,13 @@ out_has() { # JOB TEXT: the job's output file holds the line, within 60 s
 	for i in $(seq 300); do grep -qx "$2" "$f" 2>/dev/null && return 0; sleep 0.2; done
 	fail "job $1's output $f has no line '$2': $(cat "$f" 2>/dev/null)"
 }
-restart_hecd() { # SIGNAL
-	local pid i
-	pid=$(daemon_pid node0)
+restart_hecd() { # SIGNAL [NODE]
+	local pid i node=${2:-node0}
+	pid=$(daemon_pid "$node")
 	kill -"$1" "$pid"
 	for i in $(seq 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
 	kill -0 "$pid" 2>/dev/null && fail "hecd did not stop on SIG$1"
-	start_daemon node0 "$HECD"
-	wait_node_state node0 ALLOCATED
+	start_daemon "$node" "$HECD"
 }
 
 note "kill -9 of hecd, then an orderly stop, while the batch step sleeps in the guest"
@@ -46,6 +46,7 @@ qpid=$(qemu_of "$j")
 [ -n "$qpid" ] || fail "no QEMU process for job $j"
 for sig in KILL TERM; do
 	restart_hecd $sig
+	wait_node_state node0 ALLOCATED
 	[ "$(qemu_of "$j")" = "$qpid" ] || fail "QEMU $qpid of job $j did not outlive hecd's SIG$sig"
 	"$HEC" show "$j" | grep -q 'JobState=RUNNING' ||
 		fail "job $j is not RUNNING after hecd's SIG$sig and restart: $("$HEC" show "$j")"
@@ -106,4 +107,28 @@ reason=$(job_field "$k" reason)
 echo "job $k: $state: $reason"
 [ "$state" = FAILED ] || fail "job $k is $state after its QEMU died with hecd"
 grep -q 'node0: .*QEMU' <<<"$reason" || fail "job $k's reason '$reason' does not name its lost QEMU"
+for i in $(seq 100); do [ -z "$(qemu_of "$k")" ] && break; sleep 0.2; done
+[ -z "$(qemu_of "$k")" ] || fail "QEMU of job $k left running: $(qemu_of "$k")"
+
+note "a job of two guests: the restarted node's guest cannot rejoin the job network"
+"$HEC" cluster down >/dev/null || fail "cluster down failed"
+cluster_up 2 --node-timeout 60s
+cat >two.sh <<'EOS'
+#!/bin/sh
+#HEC -N 2 -n 2 -t 5:00 --partition vm --vcpus 1
+echo up; sleep 300
+EOS
+m=$(submit two.sh)
+wait_state "$m" RUNNING 180
+out_has "$m" up
+restart_hecd KILL node1
+"$HEC" wait --timeout 60 "$m"
+state=$(job_state "$m")
+reason=$(job_field "$m" reason)
+echo "job $m: $state: $reason"
+[ "$state" = FAILED ] || fail "job $m is $state after node1's hecd restarted"
+grep -q "node1: the guest's link to the network of the job's 2 nodes cannot be re-attached" <<<"$reason" ||
+	fail "job $m's reason '$reason' does not name the network"
+for i in $(seq 100); do [ -z "$(procs_with "hec-job$m-.*$TEST_DIR/")" ] && break; sleep 0.2; done
+[ -z "$(procs_with "hec-job$m-.*$TEST_DIR/")" ] || fail "QEMU of job $m left running"
 echo "PASS: $TEST_NAME"
