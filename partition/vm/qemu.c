@@ -375,7 +375,7 @@ int start_qemu(struct vm *v, char *why, size_t len)
 	hec_fmt(chr[2], sizeof(chr[2]), "socket,id=qmpg,path=%s/%s,reconnect=1", v->dir, sock_names[L_GATE]);
 	hec_fmt(netdev, sizeof(netdev), "stream,id=n0,server=off,addr.type=unix,addr.path=%s/%s",
 	    v->dir, sock_names[L_NET]);
-	hec_fmt(mac, sizeof(mac), "virtio-net-pci,netdev=n0,mac=52:54:%02x:%02x:%02x:%02x",
+	hec_fmt(mac, sizeof(mac), "virtio-net-pci,netdev=hp0,mac=52:54:%02x:%02x:%02x:%02x",
 	    (unsigned)(v->job >> 16) & 0xff, (unsigned)(v->job >> 8) & 0xff, (unsigned)v->job & 0xff,
 	    (unsigned)v->index & 0xff);
 	hec_fmt(serial, sizeof(serial), "file,id=con,append=on,path=%s/console.log", v->dir);
@@ -423,8 +423,15 @@ int start_qemu(struct vm *v, char *why, size_t len)
 	argv[argc++] = chr[2];
 	argv[argc++] = "-mon";
 	argv[argc++] = "chardev=qmpg,mode=control";
+	/* The NIC is on a hub, and the stream to us on another of its ports:
+	 * a stream netdev does not reconnect, so a restarted agent plugs a
+	 * new one into the hub instead (reattach.c). */
+	argv[argc++] = "-netdev";
+	argv[argc++] = "hubport,id=hp0,hubid=0";
 	argv[argc++] = "-netdev";
 	argv[argc++] = netdev;
+	argv[argc++] = "-netdev";
+	argv[argc++] = "hubport,id=hpn0,hubid=0,netdev=n0";
 	argv[argc++] = "-device";
 	argv[argc++] = mac;
 	if (v->from_stream) {

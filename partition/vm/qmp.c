@@ -186,6 +186,8 @@ static void on_greeting(struct vm *v)
 	if (!v->reattached)
 		qmp_call(v, json_pack("{s:s,s:{s:s,s:b}}", "execute", "set_link", "arguments", "name",
 				      "n0", "up", 1), -1, NULL);
+	if (v->on_greeted)
+		v->on_greeted(v);
 	/* What was queued before the greeting follows them. */
 	for (pp = &v->qq; *pp; pp = &(*pp)->next)
 		;

@@ -9,9 +9,9 @@
  * nothing the step said is lost (but what was in flight when the agent
  * died).  Not our child, QEMU is watched by polling its /proc entry.
  *
- * Not re-attached: the guest's own link to the job network, QEMU 7.2's
- * stream netdev has no reconnect; a guest of a job on several nodes is
- * lost (doc/design.md).
+ * The job network: QEMU 7.2's stream netdev has no reconnect, so the
+ * guest's NIC is on a hub (qemu.c) and a new stream is plugged into it
+ * once the event monitor is back (net_replug).
  */
 #include "config.h"
 
@@ -41,7 +41,7 @@ static int guest_load(struct vm *v, char *why, size_t len)
 {
 	char path[PATH_MAX];
 	const char *hub, *kernel, *initrd;
-	long long pid, start, index, nodes, vcpus, mem, uid, gid, run;
+	long long pid, start, index, nodes, vcpus, mem, uid, gid, run, gen;
 	const struct {
 		const char *name;
 		long long min, max, *out;
@@ -50,7 +50,7 @@ static int guest_load(struct vm *v, char *why, size_t len)
 		{ "index", 0, INT32_MAX, &index }, { "nodes", 1, INT32_MAX, &nodes },
 		{ "vcpus", 1, INT32_MAX, &vcpus }, { "mem_mb", 1, INT32_MAX, &mem },
 		{ "uid", 0, UINT32_MAX, &uid }, { "gid", 0, UINT32_MAX, &gid },
-		{ "run_id", 0, 1LL << 40, &run },
+		{ "run_id", 0, 1LL << 40, &run }, { "net_gen", 0, 1 << 20, &gen },
 	};
 	json_error_t jerr;
 	json_t *o;
@@ -91,6 +91,7 @@ static int guest_load(struct vm *v, char *why, size_t len)
 		v->uid = (uid_t)uid;
 		v->gid = (gid_t)gid;
 		v->run_id = (long)run;
+		v->net_gen = (int)gen;
 		v->running = json_is_true(json_object_get(o, "running"));
 	}
 	json_decref(o);
@@ -122,6 +123,57 @@ static void reattach_ponged(struct vm *v, const struct hec_guest_frame *f)
 	/* the gang's way of switching it, measured afresh, and the
 	 * dispatcher's gates reopened that way */
 	calibrate(v);
+}
+
+static void net_plugged(struct vm *v, json_t *reply, const char *error)
+{
+	if (v->state != VM_UP || (reply && !error))
+		return;
+	/* its frames would go nowhere, and its job's ranks hang: a clear end */
+	if (v->nnodes > 1)
+		vm_fail(v, "the guest's link to the job network: QEMU: %s",
+			reply ? error : "its monitor went away");
+}
+
+static void net_unplugged(struct vm *v, json_t *reply, const char *error)
+{
+	(void)v;
+	(void)reply;
+	(void)error; /* gone already is as good */
+}
+
+static void netdev_del(struct vm *v, const char *prefix, int gen)
+{
+	char id[32];
+
+	hec_fmt(id, sizeof(id), "%s%d", prefix, gen);
+	qmp_call(v, json_pack("{s:s, s:{s:s}}", "execute", "netdev_del", "arguments", "id", id), -1,
+		 net_unplugged);
+}
+
+/*
+ * The event monitor is back: the guest's stream netdev, cut with the
+ * previous agent and never to reconnect, is unplugged from the NIC's hub
+ * and a new one, connecting to our net.sock, plugged in.  The generation
+ * is saved first: a restart in between finds the old one's ids gone.
+ */
+static void net_replug(struct vm *v)
+{
+	char path[PATH_MAX + 16], id[32], port[32];
+
+	v->on_greeted = NULL;
+	netdev_del(v, "hpn", v->net_gen);
+	netdev_del(v, "n", v->net_gen);
+	v->net_gen++;
+	guest_save(v);
+	hec_fmt(path, sizeof(path), "%s/net.sock", v->dir);
+	hec_fmt(id, sizeof(id), "n%d", v->net_gen);
+	hec_fmt(port, sizeof(port), "hpn%d", v->net_gen);
+	qmp_call(v, json_pack("{s:s, s:{s:s, s:s, s:b, s:{s:s, s:s}}}", "execute", "netdev_add",
+			      "arguments", "type", "stream", "id", id, "server", 0, "addr", "type",
+			      "unix", "path", path), -1, net_plugged);
+	qmp_call(v, json_pack("{s:s, s:{s:s, s:s, s:i, s:s}}", "execute", "netdev_add", "arguments",
+			      "type", "hubport", "id", port, "hubid", 0, "netdev", id), -1, net_plugged);
 }
 
 /* Every second: QEMU still there?  Until hec-guest answers, PING it. */
@@ -176,13 +228,6 @@ int vm_reattach(struct vm *v, const struct hec_reattach_req *req, char *why, siz
 		v->q.pid = 0;
 		return -ESRCH;
 	}
-	/* Its frames would go nowhere, and its job's ranks hang: a clear end
-	 * instead (a restart from its checkpoint, with --restart auto). */
-	if (v->nnodes > 1) {
-		hec_fmt(why, len, "the guest's link to the network of the job's %d nodes cannot be re-attached (QEMU's stream netdev does not reconnect)",
-			v->nnodes);
-		return -EOPNOTSUPP;
-	}
 	if (req->step && !v->running) {
 		hec_fmt(why, len, "the batch step in the guest ended as hecd stopped; its exit status is lost");
 		return -ENOENT;
@@ -197,6 +242,7 @@ int vm_reattach(struct vm *v, const struct hec_reattach_req *req, char *why, siz
 		return rc;
 	v->state = VM_UP;
 	v->reattached = 1;
+	v->on_greeted = net_replug;
 	v->reattach_deadline_ns = hec_now_mono_ns() + (int64_t)REATTACH_TIMEOUT_S * 1000000000;
 	if (req->step)
 		run_attach(v, req->out_fd, req->err_fd);

@@ -74,12 +74,13 @@ void guest_save(struct vm *v)
 	    hec_fmt(tmp, sizeof(tmp), "%s.tmp", path))
 		return;
 	/* (the image: a checkpoint of the guest names it) */
-	o = json_pack("{s:I, s:I, s:i, s:i, s:i, s:I, s:I, s:I, s:s, s:b, s:I, s:s, s:s}",
+	o = json_pack("{s:I, s:I, s:i, s:i, s:i, s:I, s:I, s:I, s:s, s:b, s:I, s:s, s:s, s:i}",
 		      "qemu_pid", (json_int_t)v->q.pid, "qemu_start", (json_int_t)v->q_start,
 		      "index", v->index, "nodes", v->nnodes, "vcpus", v->vcpus,
 		      "mem_mb", (json_int_t)v->mem_mb, "uid", (json_int_t)v->uid,
 		      "gid", (json_int_t)v->gid, "hub_addr", v->hub_addr, "running", v->running,
-		      "run_id", (json_int_t)v->run_id, "kernel", v->kernel, "initrd", v->initrd);
+		      "run_id", (json_int_t)v->run_id, "kernel", v->kernel, "initrd", v->initrd,
+		      "net_gen", v->net_gen);
 	if (o)
 		text = json_dumps(o, JSON_COMPACT);
 	json_decref(o);

@@ -222,6 +222,8 @@ struct vm {
 	unsigned long long q_start;   /* QEMU's /proc starttime (pid reuse check) */
 	struct event *watch;          /* polls QEMU, not our child since the restart */
 	int64_t reattach_deadline_ns; /* for the guest's PONG */
+	int net_gen;                  /* its stream netdev: n<gen> on hub port hpn<gen> */
+	void (*on_greeted)(struct vm *v); /* the event monitor greeted us (again) */
 
 	/* the batch step (first node) */
 	int running;
