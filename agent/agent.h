@@ -73,6 +73,7 @@ struct agent_job {
 	gid_t gid;
 	struct hec_groups groups;  /* uid's groups, as its processes run */
 	char out_path[PATH_MAX];   /* the batch step's output file ("": not known) */
+	char err_path[PATH_MAX];   /* its error file ("": the output file, or not known) */
 	json_t *nodes;             /* LAUNCH's [{name, addr, ranks}] (owned) */
 	struct hec_partition *part; /* never NULL; host: the agent's phost, host_arg: this job */
 	int vm_running;            /* vm: the batch step runs in the guest now */

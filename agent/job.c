@@ -184,6 +184,11 @@ static void save_meta(struct agent *ag, struct agent_job *j)
 		      "batch_start", (json_int_t)j->batch_start);
 	if (o && j->start_seen)
 		json_object_set_new(o, "started", json_true());
+	/* a guest's batch step: its driver and files, to re-attach to it */
+	if (o && j->part->ops->reattach)
+		json_object_set_new(o, "guest", json_pack("{s:s, s:s, s:s}", "partition",
+							  j->part->ops->name, "output", j->out_path,
+							  "error", j->err_path));
 	if (o && e) {
 		json_t *x = json_pack("{s:i, s:i, s:I}", "exit", e->exit, "signal", e->sig, "time",
 				      (json_int_t)e->time);
@@ -202,27 +207,6 @@ static void save_meta(struct agent *ag, struct agent_job *j)
 	}
 	if (rc)
 		hec_job_warn(ag->conf.name, j->id, "cannot save %s: %s", path, strerror(-rc));
-}
-
-/* "starttime" of /proc/PID/stat (field 22), 0 if gone or a zombie. */
-static unsigned long long proc_start(pid_t pid)
-{
-	char path[64], buf[1024], *p;
-	unsigned long long start = 0;
-	int field;
-
-	hec_fmt(path, sizeof(path), "/proc/%d/stat", (int)pid);
-	if (hec_read_file(path, buf, sizeof(buf)))
-		return 0;
-	p = strrchr(buf, ')'); /* the command name may hold spaces */
-	if (!p || p[1] != ' ' || p[2] == 'Z' || p[2] == 'X')
-		return 0;
-	for (field = 3, p += 2; *p && field < 22; p++)
-		if (*p == ' ')
-			field++;
-	if (field == 22)
-		start = strtoull(p, NULL, 10);
-	return start;
 }
 
 /* ---- exits ---- */
@@ -1418,6 +1402,7 @@ void agent_job_on_start(struct agent *ag, const json_t *body)
 	j->start_seen = 1;
 	/* (the controller made it absolute; a relative one is not ours to judge) */
 	hec_fmt(j->out_path, sizeof(j->out_path), "%s", out && *out == '/' ? out : "");
+	hec_fmt(j->err_path, sizeof(j->err_path), "%s", errf && *errf == '/' ? errf : "");
 	if (j->batch_pid || j->orphan_pid || j->orphan_unknown || j->vm_running ||
 	    exit_find(ag, id)) {
 		hec_job_warn(ag->conf.name, id, "START again, ignored: the batch step already ran");
@@ -1515,7 +1500,7 @@ void agent_job_on_start(struct agent *ag, const json_t *body)
 		goto fail;
 	}
 	j->batch_pid = pid;
-	j->batch_start = proc_start(pid);
+	j->batch_start = hec_proc_start(pid);
 	hec_fault("agent.start.after_spawn"); /* the step runs, job.json does not say */
 	save_meta(ag, j);
 	hec_job_info(ag->conf.name, id, "batch step started, pid %d%s: %s%s%s", (int)pid,
@@ -1752,7 +1737,7 @@ static int orphan_runs(struct agent *ag, struct agent_job *j)
 	long long when;
 
 	if (j->orphan_pid) {
-		start = proc_start(j->orphan_pid);
+		start = hec_proc_start(j->orphan_pid);
 		return start && (!j->batch_start || start == j->batch_start);
 	}
 	/* (its pid unknown: its keeper writes its end, then ends itself) */
@@ -1794,6 +1779,60 @@ static void orphan_poll(evutil_socket_t fd, short what, void *arg)
 		     "batch step (pid %d) of the previous hecd ended; its exit status is unknown",
 		     (int)pid); /* (0: its pid was not kept) */
 	batch_ended(ag, j->id, 1, 0, "batch step ended while hecd was restarting; exit status unknown");
+}
+
+/*
+ * A job whose machine outlived the previous hecd (a vm guest): its
+ * partition, opened as the default driver's, is opened again with its own,
+ * which connects to the machine and to the batch step running in it (its
+ * output files reopened as the job's user).  A machine that is gone ends
+ * the job's step now, with the reason: sent at REGISTER, it fails the job
+ * (or restarts it from its checkpoint) rather than leave it RUNNING.
+ */
+static void reattach_guest(struct agent *ag, struct agent_job *j, const json_t *g)
+{
+	const char *kind = json_string_value(json_object_get(g, "partition"));
+	const char *out = json_string_value(json_object_get(g, "output"));
+	const char *errf = json_string_value(json_object_get(g, "error"));
+	const struct hec_partition_ops *ops = kind ? hec_part_driver(&ag->drivers, kind) : NULL;
+	struct hec_reattach_req req = { .key = j->key, .out_fd = -1, .err_fd = -1 };
+	struct hec_partition *part;
+	char dir[PATH_MAX], why[1024], vwhy[900] = "";
+	int rc;
+
+	if (!ops || ops == j->part->ops || !ops->reattach || agent_job_dir(ag, j->id, dir, sizeof(dir)))
+		return;
+	rc = ops->open(&ag->penv, j->id, &part, vwhy, sizeof(vwhy));
+	if (rc) {
+		hec_job_err(ag->conf.name, j->id, "cannot open its %s partition: %s: %s", kind, vwhy,
+			    strerror(-rc));
+		return; /* the default driver's handle can still kill it */
+	}
+	j->part->ops->release(j->part);
+	j->part = part;
+	part->host = &ag->phost;
+	part->host_arg = j;
+	if (exit_find(ag, j->id))
+		return; /* over already: only its kill is to come */
+	req.dir = dir;
+	req.step = j->start_seen;
+	if (req.step && (!out || *out != '/' ||
+			 open_as_user(ag, j, "/", out, errf && *errf == '/' ? errf : NULL, 1, &req.out_fd,
+				      &req.err_fd, why, sizeof(why))))
+		hec_job_warn(ag->conf.name, j->id, "the output of its batch step is lost from now on: %s",
+			     out && *out == '/' ? unprefixed(ag, why) : "its output file is not known");
+	rc = hec_partition_reattach(part, &req, vwhy, sizeof(vwhy));
+	hec_fmt(why, sizeof(why), "%s: %s", ag->conf.name, vwhy[0] ? vwhy : strerror(-rc));
+	if (req.out_fd >= 0)
+		close(req.out_fd);
+	if (req.err_fd >= 0)
+		close(req.err_fd);
+	if (!rc) {
+		j->vm_running = req.step;
+		return;
+	}
+	hec_job_err(ag->conf.name, j->id, "its guest is lost: %s", unprefixed(ag, why));
+	batch_ended(ag, j->id, 1, 0, why);
 }
 
 /* \return 0, -ENOENT without job.json, or -EBADMSG (the job can only be killed). */
@@ -1848,6 +1887,7 @@ static int load_meta(struct agent *ag, struct agent_job *j)
 	} else if (json_integer_value(json_object_get(o, "batch_pid")) == -1) {
 		j->orphan_unknown = 1;
 	}
+	reattach_guest(ag, j, json_object_get(o, "guest"));
 	json_decref(o);
 	return 0;
 }

@@ -497,3 +497,24 @@ void hec_child_signals_default(void)
 	sigemptyset(&none);
 	sigprocmask(SIG_SETMASK, &none, NULL);
 }
+
+/* "starttime" of /proc/PID/stat (field 22), 0 if gone or a zombie. */
+unsigned long long hec_proc_start(pid_t pid)
+{
+	char path[64], buf[1024], *p;
+	unsigned long long start = 0;
+	int field;
+
+	hec_fmt(path, sizeof(path), "/proc/%d/stat", (int)pid);
+	if (hec_read_file(path, buf, sizeof(buf)))
+		return 0;
+	p = strrchr(buf, ')'); /* the command name may hold spaces */
+	if (!p || p[1] != ' ' || p[2] == 'Z' || p[2] == 'X')
+		return 0;
+	for (field = 3, p += 2; *p && field < 22; p++)
+		if (*p == ' ')
+			field++;
+	if (field == 22)
+		start = strtoull(p, NULL, 10);
+	return start;
+}

@@ -1175,7 +1175,8 @@ static void job_output(struct conn *c, int *fd, int stream)
 		close_fd(fd);
 		return;
 	}
-	/* A disconnected host loses the output, as a closed terminal would. */
+	/* A closed rsh client loses the output, as a closed terminal would
+	 * (the host's port is not read while the host is away). */
 	conn_send(c, HEC_G_OUT, buf, (uint32_t)n + 1);
 }
 
@@ -1205,6 +1206,9 @@ static void job_finish(int i)
 	int code, sig = 0;
 
 	if (!j->pid || !j->exited)
+		return;
+	/* Its end waits for a host to tell (hecd restarting), as its output does. */
+	if (c->is_port && !c->up)
 		return;
 	if ((j->out_fd >= 0 || j->err_fd >= 0) && now_ms() - j->exit_ms < DRAIN_MS)
 		return;
@@ -1301,6 +1305,9 @@ static void port_probe(struct conn *c)
 	c->up = 1;
 	glog("info", "host connected on " HEC_GUEST_PORT);
 	send_hello(c);
+	/* a command that ended meanwhile drains its pipes to the new host */
+	if (c->job.exited)
+		c->job.exit_ms = now_ms();
 }
 
 static void open_port(void)
@@ -1374,7 +1381,10 @@ static __attribute__((noreturn)) void serve(void)
 			}
 			if (!c->is_port && !c->authed)
 				timeout = 1000;
-			if (c->wlen - c->woff < WBUF_MAX) {
+			/* A disconnected host's output stays in the pipes: the
+			 * command blocks once they are full, until a host (a
+			 * restarted hecd) comes back for it. */
+			if (c->wlen - c->woff < WBUF_MAX && (!c->is_port || c->up)) {
 				if (j->out_fd >= 0)
 					owner[n] = i, what[n] = 1, p[n].fd = j->out_fd, p[n++].events = POLLIN;
 				if (j->err_fd >= 0)

@@ -100,6 +100,9 @@ int hec_write_file(const char *path, const char *text);
 int hec_create_file(const char *path, const void *data, size_t len, mode_t mode);
 /** Reads up to @len-1 bytes, NUL-terminates, strips one trailing newline. */
 int hec_read_file(const char *path, char *buf, size_t len);
+/** "starttime" of /proc/@pid/stat (field 22): with the pid, names one
+ *  process across pid reuse.  0 if it is gone or a zombie. */
+unsigned long long hec_proc_start(pid_t pid);
 /** mkdir -p with @mode for created components. \return 0 or -errno. */
 int hec_mkdir_p(const char *path, mode_t mode);
 

@@ -135,6 +135,16 @@ struct hec_run_req {
 	int attach;
 };
 
+/** A machine that outlived the agent which started it (reattach()). */
+struct hec_reattach_req {
+	const char *dir;             /* the job's directory, as start() had it */
+	const char *key;             /* the job's secret (the job network) */
+	int step;                    /* a batch step was running: attach to it */
+	/* its output files, reopened for append (dup'ed, the caller keeps its
+	 * own; out_fd -1: its output is lost, err_fd -1: out_fd) */
+	int out_fd, err_fd;
+};
+
 /** What capture() reports besides its end (done()). */
 /** What a capture tells captured(). */
 struct hec_capture_fix {
@@ -279,6 +289,13 @@ struct hec_partition_ops {
 	 *  (dropped, as a switch under load would; the guests' TCP resends).
 	 *  The checkpoint's consistent cut (doc/design.md). */
 	int (*net_hold)(struct hec_partition *p, int hold);
+	/** The machine of a partition that open() found again after an agent
+	 *  restart: connect to it again, and to its batch step (@req).  0 when
+	 *  under way: a machine that then proves gone or mute ends through
+	 *  host->exited() with the reason, as a failure does.  -ESRCH: it is
+	 *  gone already; -ENOENT: it never came up; @why says which. */
+	int (*reattach)(struct hec_partition *p, const struct hec_reattach_req *req, char *why,
+			size_t len);
 	/** Run the batch step inside the machine (a partition with this op runs
 	 *  its batch step nowhere else); its end reaches host->exited().
 	 *  -ENOTCONN: the machine is not up; -EBUSY: a step runs already. */
@@ -437,6 +454,14 @@ static inline int hec_partition_capture(struct hec_partition *p, int fd,
 static inline int hec_partition_cancel(struct hec_partition *p)
 {
 	return p->ops->cancel ? p->ops->cancel(p) : -ENOENT;
+}
+
+static inline int hec_partition_reattach(struct hec_partition *p,
+					 const struct hec_reattach_req *req, char *why, size_t len)
+{
+	if (p->ops->reattach)
+		return p->ops->reattach(p, req, why, len);
+	return hec_part_absent(p->ops, "machine to re-attach", why, len);
 }
 
 static inline int hec_partition_resume(struct hec_partition *p, char *why, size_t len)

@@ -42,6 +42,7 @@ static void on_hello(struct vm *v, const struct hec_guest_frame *f)
 	hec_job_info(v->host->node, v->job, "guest up (kernel %s, %d vCPUs, %ld MB)",
 		     kernel ? kernel : "?", v->vcpus, v->mem_mb);
 	calibrate(v);
+	guest_save(v);
 	start_finish(v, 0, NULL);
 }
 
@@ -76,6 +77,7 @@ static void on_exit_frame(struct vm *v, const struct hec_guest_frame *f)
 	hec_guest_kv_int(f->payload, f->len, "exit", 0, 255, &code);
 	hec_guest_kv_int(f->payload, f->len, "signal", 0, 128, &sig);
 	run_ended(v);
+	guest_save(v);
 	if (error)
 		hec_fmt(why, sizeof(why), "in the guest: %s", error);
 	hec_job_info(v->host->node, v->job,
@@ -164,12 +166,12 @@ void guest_read(struct bufferevent *bev, void *arg)
 }
 
 
-/* The step's output frames go to the caller's files from now on. */
-static void run_output(struct vm *v, const struct hec_run_req *req)
+void run_attach(struct vm *v, int out_fd, int err_fd)
 {
-	v->out_fd = dup(req->out_fd);
-	v->err_fd = req->err_fd >= 0 ? dup(req->err_fd) : v->out_fd;
+	v->out_fd = out_fd >= 0 ? dup(out_fd) : -1;
+	v->err_fd = err_fd >= 0 ? dup(err_fd) : v->out_fd;
 	v->running = 1;
+	guest_save(v);
 }
 
 int vm_run(struct hec_partition *p, const struct hec_run_req *req, char *why, size_t len)
@@ -199,7 +201,7 @@ int vm_run(struct hec_partition *p, const struct hec_run_req *req, char *why, si
 		 * (its PONG, or its EXIT if that comes first). */
 		v->run_id = v->guest_run;
 		v->attach_unknown = !v->ponged;
-		run_output(v, req);
+		run_attach(v, req->out_fd, req->err_fd);
 		return 0;
 	}
 	v->run_id++;
@@ -221,7 +223,7 @@ int vm_run(struct hec_partition *p, const struct hec_run_req *req, char *why, si
 		hec_fmt(why, len, "cannot send the batch step to the guest: %s", strerror(-rc));
 		return rc;
 	}
-	run_output(v, req);
+	run_attach(v, req->out_fd, req->err_fd);
 	return 0;
 }
 

@@ -187,6 +187,10 @@ static void vm_drop(struct vm *v)
 		event_free(v->timer);
 		v->timer = NULL;
 	}
+	if (v->watch) {
+		event_free(v->watch);
+		v->watch = NULL;
+	}
 	if (v->in_timer) {
 		event_free(v->in_timer);
 		v->in_timer = NULL;
@@ -348,6 +352,18 @@ static void timer_cb(evutil_socket_t fd, short what, void *arg)
 	evtimer_add(v->timer, &tv);
 }
 
+/* What a guest has on the host's loop: its switch and its timers. */
+static int guest_loop_new(struct vm *v, char *why, size_t len)
+{
+	v->net = vnet_new();
+	v->timer = evtimer_new(v->host->base, timer_cb, v);
+	v->op_timer = evtimer_new(v->host->base, op_timer_cb, v);
+	if (v->net && v->timer && v->op_timer)
+		return 0;
+	hec_fmt(why, len, "out of memory");
+	return -ENOMEM;
+}
+
 /* The newest Debian kernel in /boot, for a clear error before building. */
 static int kernel_present(const struct hec_part_host *h, char *why, size_t len)
 {
@@ -457,6 +473,7 @@ static int vm_start(struct hec_partition *p, const struct hec_start_req *req, ch
 		}
 	}
 	v->index = -1;
+	v->nnodes = (int)json_array_size(nodes);
 	json_array_foreach(nodes, i, n)
 		if (!strcmp(json_string_value(json_object_get(n, "name")), v->host->node))
 			v->index = (int)i;
@@ -481,14 +498,9 @@ static int vm_start(struct hec_partition *p, const struct hec_start_req *req, ch
 	rc = user_may_read(v, files, why, len);
 	if (rc)
 		goto err;
-	v->net = vnet_new();
-	v->timer = evtimer_new(v->host->base, timer_cb, v);
-	v->op_timer = evtimer_new(v->host->base, op_timer_cb, v);
-	if (!v->net || !v->timer || !v->op_timer) {
-		hec_fmt(why, len, "out of memory");
-		rc = -ENOMEM;
+	rc = guest_loop_new(v, why, len);
+	if (rc)
 		goto err;
-	}
 	rc = start_mkimage(v, files, why, len);
 	if (rc)
 		goto err;
@@ -496,6 +508,33 @@ static int vm_start(struct hec_partition *p, const struct hec_start_req *req, ch
 	evtimer_add(v->timer, &tv);
 	v->start_done = req->done;
 	v->start_arg = req->arg;
+	return 0;
+
+err:
+	vm_drop(v);
+	return rc;
+}
+
+/* The guest of the agent before a restart: its QEMU runs on. */
+static int vm_reattach_op(struct hec_partition *p, const struct hec_reattach_req *req, char *why,
+			  size_t len)
+{
+	struct vm *v = V(p);
+	struct timeval now = { 0, 0 };
+	int rc;
+
+	if (v->state != VM_NONE) {
+		hec_fmt(why, len, "job %ld already has a guest here", v->job);
+		return -EEXIST;
+	}
+	v->host = p->host;
+	rc = guest_loop_new(v, why, len);
+	if (rc)
+		goto err;
+	rc = vm_reattach(v, req, why, len);
+	if (rc)
+		goto err;
+	evtimer_add(v->timer, &now); /* the uplink of a node other than the first */
 	return 0;
 
 err:
@@ -535,6 +574,7 @@ const struct hec_partition_ops hec_partition_vm_ops = {
 	.path = vm_path,
 	.cpu_usage = vm_cpu_usage,
 	.start = vm_start,
+	.reattach = vm_reattach_op,
 	.capture = vm_capture,
 	.cancel = vm_cancel,
 	.resume = vm_resume,

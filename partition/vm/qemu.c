@@ -134,7 +134,7 @@ static int chown_sock(struct vm *v, const char *path)
 	return 0;
 }
 
-static int make_listeners(struct vm *v, char *why, size_t len)
+int make_listeners(struct vm *v, char *why, size_t len)
 {
 	char path[PATH_MAX];
 
@@ -368,12 +368,14 @@ int start_qemu(struct vm *v, char *why, size_t len)
 		v->mem_mb);
 	hec_fmt(accel, sizeof(accel), "q35,accel=%s%s", kvm ? "kvm:tcg" : "tcg",
 		v->huge ? ",memory-backend=pc.ram" : "");
-	hec_fmt(chr[0], sizeof(chr[0]), "socket,id=hecg,path=%s/%s", v->dir, sock_names[L_GUEST]);
-	hec_fmt(chr[1], sizeof(chr[1]), "socket,id=qmp,path=%s/%s", v->dir, sock_names[L_QMP]);
-	hec_fmt(chr[2], sizeof(chr[2]), "socket,id=qmpg,path=%s/%s", v->dir, sock_names[L_GATE]);
+	/* reconnect: a restarted agent listens on the same paths, and QEMU
+	 * comes back to it within a second (reattach.c). */
+	hec_fmt(chr[0], sizeof(chr[0]), "socket,id=hecg,path=%s/%s,reconnect=1", v->dir, sock_names[L_GUEST]);
+	hec_fmt(chr[1], sizeof(chr[1]), "socket,id=qmp,path=%s/%s,reconnect=1", v->dir, sock_names[L_QMP]);
+	hec_fmt(chr[2], sizeof(chr[2]), "socket,id=qmpg,path=%s/%s,reconnect=1", v->dir, sock_names[L_GATE]);
 	hec_fmt(netdev, sizeof(netdev), "stream,id=n0,server=off,addr.type=unix,addr.path=%s/%s",
 	    v->dir, sock_names[L_NET]);
-	hec_fmt(mac, sizeof(mac), "virtio-net-pci,netdev=n0,mac=52:54:%02x:%02x:%02x:%02x",
+	hec_fmt(mac, sizeof(mac), "virtio-net-pci,netdev=hp0,mac=52:54:%02x:%02x:%02x:%02x",
 	    (unsigned)(v->job >> 16) & 0xff, (unsigned)(v->job >> 8) & 0xff, (unsigned)v->job & 0xff,
 	    (unsigned)v->index & 0xff);
 	hec_fmt(serial, sizeof(serial), "file,id=con,append=on,path=%s/console.log", v->dir);
@@ -421,8 +423,15 @@ int start_qemu(struct vm *v, char *why, size_t len)
 	argv[argc++] = chr[2];
 	argv[argc++] = "-mon";
 	argv[argc++] = "chardev=qmpg,mode=control";
+	/* The NIC is on a hub, and the stream to us on another of its ports:
+	 * a stream netdev does not reconnect, so a restarted agent plugs a
+	 * new one into the hub instead (reattach.c). */
+	argv[argc++] = "-netdev";
+	argv[argc++] = "hubport,id=hp0,hubid=0";
 	argv[argc++] = "-netdev";
 	argv[argc++] = netdev;
+	argv[argc++] = "-netdev";
+	argv[argc++] = "hubport,id=hpn0,hubid=0,netdev=n0";
 	argv[argc++] = "-device";
 	argv[argc++] = mac;
 	if (v->from_stream) {
@@ -454,6 +463,8 @@ int start_qemu(struct vm *v, char *why, size_t len)
 	if (rc)
 		hec_fmt(why, len, "cannot start %s: %s: %s", v->host->qemu, ctx, strerror(-rc));
 	else
+		v->q_start = hec_proc_start(v->q.pid);
+	if (!rc)
 		hec_job_info(v->host->node, v->job, "QEMU pid %d: %d vCPUs, %ld MB %s, %s%s",
 			     (int)v->q.pid, v->vcpus, v->mem_mb, ramnote, kvm ? "KVM" : "TCG",
 			     v->from_stream ? ", waiting for the state to restore" : "");
@@ -531,6 +542,7 @@ static void in_loaded(struct vm *v)
 	hec_job_info(v->host->node, v->job,
 		     "guest loaded from the checkpoint (%d vCPUs, %ld MB); paused until resumed",
 		     v->vcpus, v->mem_mb);
+	guest_save(v);
 	start_finish(v, 0, NULL);
 }
 

@@ -180,8 +180,14 @@ static void on_greeting(struct vm *v)
 
 	v->qq = NULL;
 	qmp_call(v, json_pack("{s:s}", "execute", "qmp_capabilities"), -1, NULL);
-	qmp_call(v, json_pack("{s:s,s:{s:s,s:b}}", "execute", "set_link", "arguments", "name", "n0",
-			      "up", 1), -1, NULL);
+	/* Not to a re-attached guest's: its netdev lost its connection with
+	 * the previous agent, and QEMU 7.2 crashes sending on it once told the
+	 * link is up. */
+	if (!v->reattached)
+		qmp_call(v, json_pack("{s:s,s:{s:s,s:b}}", "execute", "set_link", "arguments", "name",
+				      "n0", "up", 1), -1, NULL);
+	if (v->on_greeted)
+		v->on_greeted(v);
 	/* What was queued before the greeting follows them. */
 	for (pp = &v->qq; *pp; pp = &(*pp)->next)
 		;

@@ -10,6 +10,7 @@
 #include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
@@ -60,6 +61,38 @@ void run_ended(struct vm *v)
 	if (v->err_fd >= 0 && v->err_fd != v->out_fd)
 		close(v->err_fd);
 	v->out_fd = v->err_fd = -1;
+}
+
+void guest_save(struct vm *v)
+{
+	char path[PATH_MAX], tmp[PATH_MAX];
+	json_t *o;
+	char *text = NULL;
+	int rc = -ENOMEM;
+
+	if (v->q.pid <= 0 || hec_fmt(path, sizeof(path), "%s/guest.json", v->dir) ||
+	    hec_fmt(tmp, sizeof(tmp), "%s.tmp", path))
+		return;
+	/* (the image: a checkpoint of the guest names it) */
+	o = json_pack("{s:I, s:I, s:i, s:i, s:i, s:I, s:I, s:I, s:s, s:b, s:I, s:s, s:s, s:i}",
+		      "qemu_pid", (json_int_t)v->q.pid, "qemu_start", (json_int_t)v->q_start,
+		      "index", v->index, "nodes", v->nnodes, "vcpus", v->vcpus,
+		      "mem_mb", (json_int_t)v->mem_mb, "uid", (json_int_t)v->uid,
+		      "gid", (json_int_t)v->gid, "hub_addr", v->hub_addr, "running", v->running,
+		      "run_id", (json_int_t)v->run_id, "kernel", v->kernel, "initrd", v->initrd,
+		      "net_gen", v->net_gen);
+	if (o)
+		text = json_dumps(o, JSON_COMPACT);
+	json_decref(o);
+	if (text) {
+		rc = hec_create_file(tmp, text, strlen(text), 0600);
+		if (!rc && rename(tmp, path))
+			rc = -errno;
+		free(text);
+	}
+	if (rc)
+		hec_job_warn(v->host->node, v->job, "%s: %s; a restarted hecd cannot re-attach the guest",
+			     path, strerror(-rc));
 }
 
 void op_after(struct vm *v, int ms)

@@ -31,7 +31,8 @@
  * migrate-incoming fd:) and is up, paused, once query-migrate says
  * completed; resume() then conts it and PINGs hec-guest (qemu.c).
  * QEMU connects to us rather than we to it, so nothing polls for sockets
- * to appear.  The guest's exit (QEMU gone, guest panic, channel broken)
+ * to appear; its chardevs connect again to an agent restarted meanwhile
+ * (reattach.c).  The guest's exit (QEMU gone, guest panic, channel broken)
  * ends the job as failed with the reason.
  *
  * A checkpoint's capture (the op of that name) runs on the loop too, as a
@@ -123,6 +124,7 @@ struct vm {
 	long job;
 	enum vm_state state;
 	int index;                    /* in the job's nodes; 0: the first node, the network's hub */
+	int nnodes;                   /* the job's nodes */
 	int vcpus;
 	long mem_mb;
 	uid_t uid;
@@ -215,6 +217,14 @@ struct vm {
 	long guest_run;               /* the RUN it runs (0: none) */
 	int attach_unknown;           /* attached before the PONG: take the guest's RUN id */
 
+	/* an agent restart: the guest of the previous one, connected again */
+	int reattached;
+	unsigned long long q_start;   /* QEMU's /proc starttime (pid reuse check) */
+	struct event *watch;          /* polls QEMU, not our child since the restart */
+	int64_t reattach_deadline_ns; /* for the guest's PONG */
+	int net_gen;                  /* its stream netdev: n<gen> on hub port hpn<gen> */
+	void (*on_greeted)(struct vm *v); /* the event monitor greeted us (again) */
+
 	/* the batch step (first node) */
 	int running;
 	long run_id;
@@ -228,7 +238,7 @@ struct vm {
 /*
  * Who calls whom, top down (no file calls one above it; what must reach
  * up goes through a pointer: a QMP command's answer, on_pong, the host's
- * callbacks): ops.c > capture.c > image.c > qemu.c > chan.c, net.c >
+ * callbacks): ops.c > reattach.c > capture.c > image.c > qemu.c > chan.c, net.c >
  * gate.c > state.c > qmp.c.
  */
 
@@ -250,8 +260,18 @@ void mk_done(struct vm *v);
  * -ENOENT before the image is there. */
 int vm_image_id(const struct vm *v, char *out, size_t len);
 
+/* reattach.c: the guest of an agent that was restarted */
+/* Connect to the guest guest.json names, in @v->dir (0: under way; its
+ * outcome comes as a failure's would, vm_fail).  -ENOENT: no guest.json,
+ * or no batch step where @req has one; -ESRCH: QEMU is gone;
+ * -EOPNOTSUPP: a job of several nodes (its network cannot reconnect). */
+int vm_reattach(struct vm *v, const struct hec_reattach_req *req, char *why, size_t len);
+
 /* qemu.c: the QEMU process and our connections to it */
 int build_cmdline(struct vm *v, const json_t *nodes);
+/* Listen on the guest's sockets in the job's directory (QEMU connects to
+ * them, and again after an agent restart: reconnect=1). */
+int make_listeners(struct vm *v, char *why, size_t len);
 /* Listen on the guest's sockets in the job's directory and start QEMU in
  * the partition (v->from_stream: paused, to load a state). */
 int start_qemu(struct vm *v, char *why, size_t len);
@@ -279,6 +299,9 @@ int vm_resume(struct hec_partition *p, char *why, size_t len);
 void guest_read(struct bufferevent *bev, void *arg);
 int guest_send(struct vm *v, unsigned type, const void *payload, uint32_t len);
 int vm_run(struct hec_partition *p, const struct hec_run_req *req, char *why, size_t len);
+/* The step's output frames go to these files (dup'ed; @err_fd -1: @out_fd)
+ * from now on. */
+void run_attach(struct vm *v, int out_fd, int err_fd);
 
 /* net.c: the job's network */
 int send_to_guest(void *arg, const uint8_t *frame, size_t len);
@@ -310,6 +333,11 @@ void vm_fail(struct vm *v, const char *fmt_, ...) __attribute__((format(printf, 
 void start_finish(struct vm *v, int rc, const char *why);
 /* The batch step is over for us: its output files close. */
 void run_ended(struct vm *v);
+/* guest.json in the job's directory: what a restarted agent needs to
+ * re-attach to the guest (reattach.c), written once it is up and at each
+ * change of its batch step.  A failure is logged: the guest runs on,
+ * only a restart could not re-attach it. */
+void guest_save(struct vm *v);
 /* The op's outcome is decided (the first decision counts): a guest we
  * stopped for its capture resumes first; the caller hears of it from the
  * loop (op_timer), never from inside one of our own calls. */

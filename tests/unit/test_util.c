@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "hec/common.h"
@@ -150,6 +151,27 @@ static void test_config(void)
 	CU_ASSERT_STRING_EQUAL(err, "/nonexistent/x.conf: No such file or directory");
 }
 
+/* A pid and its start time name one process: gone (or a zombie) is 0. */
+static void test_proc_start(void)
+{
+	unsigned long long me = hec_proc_start(getpid());
+	pid_t pid = fork();
+	int st;
+
+	CU_ASSERT(me > 0);
+	CU_ASSERT_EQUAL(hec_proc_start(getpid()), me);
+	if (pid == 0)
+		_exit(0);
+	CU_ASSERT_FATAL(pid > 0);
+	/* exited, not reaped yet: a zombie is no process to watch */
+	for (int i = 0; i < 1000 && hec_proc_start(pid); i++)
+		usleep(1000);
+	CU_ASSERT_EQUAL(hec_proc_start(pid), 0);
+	CU_ASSERT_EQUAL(waitpid(pid, &st, 0), pid);
+	CU_ASSERT_EQUAL(hec_proc_start(pid), 0);
+	CU_ASSERT_EQUAL(hec_proc_start(-1), 0);
+}
+
 static void test_files(void)
 {
 	char dir[] = "/tmp/hec-test-XXXXXX", path[128], buf[64];
@@ -244,6 +266,7 @@ static const struct hec_cunit_test tests[] = {
 	{ "cpu lists", test_cpuset },
 	{ "config files", test_config },
 	{ "files", test_files },
+	{ "process start times", test_proc_start },
 	{ "names, keys, log levels", test_names_keys_levels },
 	{ NULL, NULL },
 };
