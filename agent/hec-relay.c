@@ -16,8 +16,7 @@
  * process group is killed.  When its own output is not read, it stops
  * reading PROG's pipes: PROG blocks, as on a slow terminal.
  *
- * No library of hec's but the frame layout of include/hec/msg.h: it sits
- * under every MPI proxy.
+ * Its frames are msg.c's (libhec), as hec-launch decodes them.
  */
 #include "config.h"
 
@@ -34,6 +33,8 @@
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
+
+#include <jansson.h>
 
 #include "hec/msg.h"
 
@@ -76,40 +77,34 @@ static int conn_write(const void *buf, size_t len)
 	return 0;
 }
 
-static int send_frame(int type, const void *payload, size_t len)
+/* A data frame: its header (msg.c's), then the bytes as they are. */
+static int send_data(int type, const void *payload, size_t len)
 {
-	uint8_t hdr[HEC_MSG_HDR_LEN] = { 'H', 'C', HEC_PROTO_VERSION, (uint8_t)type,
-					 (uint8_t)(len >> 24), (uint8_t)(len >> 16),
-					 (uint8_t)(len >> 8), (uint8_t)len };
+	uint8_t hdr[HEC_MSG_HDR_LEN];
 
-	return conn_write(hdr, sizeof(hdr)) || conn_write(payload, len) ? -1 : 0;
+	return hec_msg_header(hdr, (unsigned)type, len) || conn_write(hdr, sizeof(hdr)) ||
+	       conn_write(payload, len) ? -1 : 0;
 }
 
-static int send_spawned(pid_t pid)
+/* A message of @type with @body (taken), encoded and checked by msg.c. */
+static int send_msg(int type, json_t *body)
 {
-	char body[48];
-	int n = snprintf(body, sizeof(body), "{\"pid\": %d}", (int)pid);
+	uint8_t *frame = NULL;
+	size_t len = 0;
+	int rc = body ? hec_msg_encode((unsigned)type, body, &frame, &len) : -ENOMEM;
 
-	return n > 0 ? send_frame(HEC_MSG_SPAWNED, body, (size_t)n) : -1;
+	json_decref(body);
+	if (!rc)
+		rc = conn_write(frame, len);
+	free(frame);
+	return rc ? -1 : 0;
 }
 
 static int send_exited(int status)
 {
-	char body[64];
-	int n = snprintf(body, sizeof(body), "{\"exit\": %d, \"signal\": %d}",
-			 WIFSIGNALED(status) ? 0 : WEXITSTATUS(status),
-			 WIFSIGNALED(status) ? WTERMSIG(status) : 0);
-
-	return n > 0 ? send_frame(HEC_MSG_EXITED, body, (size_t)n) : -1;
-}
-
-static void send_error(const char *what, int e)
-{
-	char body[256];
-	int n = snprintf(body, sizeof(body), "{\"error\": \"hec-relay: %s: %s\"}", what, strerror(e));
-
-	if (n > 0)
-		send_frame(HEC_MSG_ERROR, body, (size_t)n);
+	return send_msg(HEC_MSG_EXITED, json_pack("{s:i, s:i}", "exit",
+						  WIFSIGNALED(status) ? 0 : WEXITSTATUS(status),
+						  "signal", WIFSIGNALED(status) ? WTERMSIG(status) : 0));
 }
 
 /* hec-launch went away: the proxy must not run on without it */
@@ -166,7 +161,8 @@ int main(int argc, char **argv)
 	signal(SIGPIPE, SIG_IGN);
 	pid = start(argv + 1, out, err, &e);
 	if (pid < 0) {
-		send_error("cannot start the proxy", errno);
+		send_msg(HEC_MSG_ERROR, json_pack("{s:s+}", "error", "hec-relay: cannot start the proxy: ",
+						  strerror(errno)));
 		return 1;
 	}
 	if (e) {
@@ -174,9 +170,9 @@ int main(int argc, char **argv)
 		int n = snprintf(line, sizeof(line), "hec-relay: cannot run %s: %s\n", argv[1], strerror(e));
 
 		if (n > 0)
-			send_frame(HEC_MSG_STDERR, line, (size_t)n);
+			send_data(HEC_MSG_STDERR, line, (size_t)n);
 	}
-	if (send_spawned(pid))
+	if (send_msg(HEC_MSG_SPAWNED, json_pack("{s:i}", "pid", (int)pid)))
 		abandon(pid);
 	/* PROG's end wakes the poll below (a pidfd: Linux 5.3) */
 	pidfd = (int)syscall(SYS_pidfd_open, pid, 0);
@@ -213,7 +209,7 @@ int main(int argc, char **argv)
 			if (n <= 0) {
 				close(fds[i]);
 				fds[i] = -1;
-			} else if (send_frame(i == 0 ? HEC_MSG_STDOUT : HEC_MSG_STDERR, buf, (size_t)n)) {
+			} else if (send_data(i == 0 ? HEC_MSG_STDOUT : HEC_MSG_STDERR, buf, (size_t)n)) {
 				abandon(pid);
 			}
 		}
