@@ -460,14 +460,14 @@ int start_qemu(struct vm *v, char *why, size_t len)
 				      .gid = v->gid, .groups = &v->groups, .stdin_fd = ramfd >= 0 ? ramfd : nullfd, .stdout_fd = logfd,
 				      .stderr_fd = logfd };
 	rc = hec_partition_proc_ops.spawn(v->cg, &req, &v->q.pid, ctx, sizeof(ctx));
-	if (rc)
+	if (rc) {
 		hec_fmt(why, len, "cannot start %s: %s: %s", v->host->qemu, ctx, strerror(-rc));
-	else
+	} else {
 		v->q_start = hec_proc_start(v->q.pid);
-	if (!rc)
 		hec_job_info(v->host->node, v->job, "QEMU pid %d: %d vCPUs, %ld MB %s, %s%s",
 			     (int)v->q.pid, v->vcpus, v->mem_mb, ramnote, kvm ? "KVM" : "TCG",
 			     v->from_stream ? ", waiting for the state to restore" : "");
+	}
 out:
 	if (logfd >= 0)
 		close(logfd);

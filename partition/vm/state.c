@@ -70,7 +70,8 @@ void guest_save(struct vm *v)
 	char *text = NULL;
 	int rc = -ENOMEM;
 
-	if (v->q.pid <= 0 || hec_fmt(path, sizeof(path), "%s/guest.json", v->dir) ||
+	if (v->q.pid <= 0 || !v->q_start || /* (gone at once: nothing to re-attach to) */
+	    hec_fmt(path, sizeof(path), "%s/guest.json", v->dir) ||
 	    hec_fmt(tmp, sizeof(tmp), "%s.tmp", path))
 		return;
 	/* (the image: a checkpoint of the guest names it) */

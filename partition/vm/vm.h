@@ -263,8 +263,7 @@ int vm_image_id(const struct vm *v, char *out, size_t len);
 /* reattach.c: the guest of an agent that was restarted */
 /* Connect to the guest guest.json names, in @v->dir (0: under way; its
  * outcome comes as a failure's would, vm_fail).  -ENOENT: no guest.json,
- * or no batch step where @req has one; -ESRCH: QEMU is gone;
- * -EOPNOTSUPP: a job of several nodes (its network cannot reconnect). */
+ * or no batch step where @req has one; -ESRCH: QEMU is gone. */
 int vm_reattach(struct vm *v, const struct hec_reattach_req *req, char *why, size_t len);
 
 /* qemu.c: the QEMU process and our connections to it */

@@ -191,16 +191,16 @@ pid_alive() {
 # start_daemon, logging to $HEC_DIR/log/NAME.log.
 # fault_seen NAME POINT: how many times NAME's log says it died at POINT
 fault_seen() { grep -c "fault injection: dying at $2 " "$HEC_DIR/log/$1.log"; }
-# restart_daemon NAME BIN [POINT]: NAME stopped (SIGTERM) if it runs, and
-# started again, with HEC_FAULT=POINT if given (its death there is expected:
-# no "Killed" from this shell).
+# restart_daemon NAME BIN [POINT [SIGNAL]]: NAME stopped (SIGNAL, default
+# TERM) if it runs, and started again, with HEC_FAULT=POINT if given (its
+# death there is expected: no "Killed" from this shell).
 restart_daemon() {
-	local name=$1 bin=$2 pid i
+	local name=$1 bin=$2 sig=${4:-TERM} pid i
 	pid=$(daemon_pid "$name")
 	if pid_alive "$pid"; then
-		kill "$pid"
+		kill -"$sig" "$pid"
 		for i in $(seq 100); do pid_alive "$pid" || break; sleep 0.1; done
-		pid_alive "$pid" && fail "$name did not stop on SIGTERM"
+		pid_alive "$pid" && fail "$name did not stop on SIG$sig"
 	fi
 	if [ -n "${3:-}" ]; then
 		HEC_FAULT=$3 start_daemon "$name" "$bin"

@@ -25,15 +25,11 @@ out_has() { # JOB TEXT: the job's output file holds the line, within 60 s
 # nodes' links to the job network come back to; the test cluster's pick
 # one: the restarted hecd takes the one it had.
 restart_hecd() { # SIGNAL [NODE]
-	local pid i node=${2:-node0} addr
-	pid=$(daemon_pid "$node")
+	local node=${2:-node0} addr
 	addr=$(sed -n 's/.* bridges at \([0-9.:]*\),.*/\1/p' "$HEC_DIR/log/$node.log" | tail -n 1)
 	[ -n "$addr" ] || fail "no bridge address of $node in its log"
-	kill -"$1" "$pid"
-	for i in $(seq 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
-	kill -0 "$pid" 2>/dev/null && fail "hecd did not stop on SIG$1"
 	sed -i "s/^listen = .*/listen = $addr/" "$HEC_DIR/$node.conf"
-	start_daemon "$node" "$HECD"
+	restart_daemon "$node" "$HECD" "" "$1"
 }
 
 note "kill -9 of hecd, then an orderly stop, while the batch step sleeps in the guest"
