@@ -1419,8 +1419,7 @@ static void abort_done(struct ctl *ctl, void *arg, int status, const char *out, 
 	struct orphan_call *c = arg;
 	struct ckpt_state *st = ctl->ckpts;
 	struct ckpt_orphan *o = orphan_find(st, c->job, c->epoch);
-	/* (an ended job is read back: its last failure is kept in its row) */
-	struct ctl_job *j = job_get(ctl, c->job);
+	struct ctl_job *j;
 	char jobs[24];
 	const char *argv[] = { "latest", jobs, NULL };
 	int rc;
@@ -1439,8 +1438,10 @@ static void abort_done(struct ctl *ctl, void *arg, int status, const char *out, 
 		else
 			hec_debug("job %ld: checkpoint %lld: partial data removed", c->job,
 				  (long long)c->epoch);
-		/* unless the job failed one since this controller started */
-		if (o->from_start && j && (!j->ckpt_err[0] || j->ckpt_err_time < ctl->start_real))
+		/* unless the job failed one since this controller started (an
+		 * ended job read back: its last failure is kept in its row) */
+		j = o->from_start ? job_get(ctl, c->job) : NULL;
+		if (j && (!j->ckpt_err[0] || j->ckpt_err_time < ctl->start_real))
 			note_error(ctl, j, c->epoch, "the controller restarted during the checkpoint");
 		orphan_drop(st, o);
 		free(c);

@@ -84,11 +84,11 @@ void job_adopt(struct ctl *ctl, struct ctl_job *j)
 }
 
 /* May @j leave memory?  Ended, its nodes released (job_finish ran: every
- * JOB_GONE is in), and no checkpoint of it still committing (ckpt_op
- * finds its job by id while it stores the manifest). */
+ * JOB_GONE is in), no checkpoint of it still committing (ckpt_op finds its
+ * job by id while it stores the manifest) and no restart under way. */
 static int job_retirable(const struct ctl_job *j)
 {
-	return job_state_final(j->state) && j->phase == PH_NONE && !j->ckpt;
+	return job_state_final(j->state) && j->phase == PH_NONE && !j->ckpt && !j->restart;
 }
 
 void ctl_jobs_retire(struct ctl *ctl)
