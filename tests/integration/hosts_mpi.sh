@@ -21,7 +21,7 @@ nodes=$("$HEC" nodes --json) || fail "hec nodes failed"
 
 # A 2-host MPI job: the ranks on both hosts, by their own host names.
 id=$(submit -N 2 -n 4 -J hostsmpi -- "$MPI_CHECK" 20)
-"$HEC" wait "$id" || fail "hec wait $id exited $? (state $(job_state "$id"): $(job_field "$id" reason))"
+"$HEC" wait --timeout 60 "$id" || fail "hec wait $id exited $? (state $(job_state "$id"): $(job_field "$id" reason))"
 [ "$(job_field "$id" 'nodelist | join(",")')" = "host0,host1" ] || fail "nodelist $(job_field "$id" nodelist)"
 log=$("$HEC" logs "$id") || fail "hec logs $id failed"
 echo "$log"
@@ -77,7 +77,7 @@ aligned() {
 }
 aligned "$a"
 for j in $a $b; do
-	"$HEC" wait "$j" || fail "job $j: $(job_state "$j") $(job_field "$j" reason)"
+	"$HEC" wait --timeout 60 "$j" || fail "job $j: $(job_state "$j") $(job_field "$j" reason)"
 	grep -qx "result sum=$((3 * ITERS * (ITERS + 1) / 2)) expected=$((3 * ITERS * (ITERS + 1) / 2)) OK" \
 		<<<"$("$HEC" logs "$j")" || fail "job $j result wrong: $("$HEC" logs "$j" | grep '^result')"
 done
