@@ -21,16 +21,17 @@ wait_state "$id" RUNNING
 for i in $(seq 100); do [ -n "$(cg_pids host1 "$id")" ] && break; sleep 0.1; done
 [ -n "$(cg_pids host1 "$id")" ] || fail "job $id's rank never started on host1"
 
-t0=$SECONDS
+t0=${EPOCHREALTIME/./}
 "$HOSTS" link "$HOSTS_DIR" 1 down || fail "cannot cut host1's link"
 wait_final "$id" NODE_FAIL 10
-took=$((SECONDS - t0))
+took=$(((${EPOCHREALTIME/./} - t0) / 1000))
 job_field "$id" reason | grep -qx "host1 not responding" ||
 	fail "job $id's reason '$(job_field "$id" reason)' does not name host1"
-# node_timeout 2 s plus a heartbeat and the liveness check's period; whole seconds
-[ "$took" -le 4 ] || fail "job $id took ${took}s to end NODE_FAIL (node_timeout 2s)"
+# node_timeout 2 s, and 2.5 s for the liveness check's period, a heartbeat
+# and the polling CLI on a loaded machine
+[ "$took" -le 4500 ] || fail "job $id took ${took} ms to end NODE_FAIL (node_timeout 2s)"
 [ "$(node_state host1)" = DOWN ] || fail "host1 is $(node_state host1) after the cut"
-note "job $id NODE_FAIL ${took}s after the cut"
+note "job $id NODE_FAIL ${took} ms after the cut"
 
 # The controller serves on: a new job runs on host0.
 id2=$(submit -N 1 -n 1 -- "$MPI_CHECK" 5)
