@@ -41,6 +41,7 @@ hosts_up() {
 	local nodes=$1 k ctl i line
 	shift
 	LOGIN=$nodes
+	export HEC_LOGIN_HOST=$nodes # for $HEC
 	mkdir -p "$HEC_DIR"/log "$HEC_DIR"/run "$HEC_DIR"/state "$HEC_DIR"/spool
 	"$HOSTS" up $((nodes + 1)) "$HOSTS_DIR" >/dev/null || fail "hec-hosts up failed"
 	head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n' >"$HEC_DIR/cluster.key"
@@ -85,10 +86,16 @@ EOF
 # removed; lib.sh's cleanup then checks that nothing of the cluster is left,
 # and test_left that no namespace of the hosts is.
 test_cleanup() {
-	local k
+	local k nodes
 	# every link up: a test that failed with one cut leaves that host's
 	# daemon cut off from the controller's orderly shutdown
 	for k in $(seq 0 "${LOGIN:-0}"); do "$HOSTS" link "$HOSTS_DIR" "$k" up 2>/dev/null; done
+	# (and back: the controller has what it holds of ended jobs killed)
+	for k in $(seq 100); do
+		nodes=$("$HEC" nodes --json 2>/dev/null) || break # no hosts or no controller
+		jq -e 'all(.nodes[]; .state != "DOWN")' <<<"$nodes" >/dev/null && break
+		sleep 0.1
+	done
 	"$HEC_BUILDDIR/hec" cluster down >/dev/null 2>&1
 	"$HOSTS" down "$HOSTS_DIR"
 }
@@ -99,6 +106,6 @@ test_left() { ip netns list | grep "^$HOSTS_PREFIX-" || true; }
 HEC="$TEST_DIR/hec-login"
 cat >"$HEC" <<EOF
 #!/bin/sh
-exec "$HOSTS" exec "$HOSTS_DIR" "\${LOGIN:-2}" "$HEC_BUILDDIR/hec" "\$@"
+exec "$HOSTS" exec "$HOSTS_DIR" "\${HEC_LOGIN_HOST:?no hosts up}" "$HEC_BUILDDIR/hec" "\$@"
 EOF
 chmod +x "$HEC"
