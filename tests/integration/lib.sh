@@ -66,6 +66,15 @@ cleanup() {
 		done
 		rc=1
 	fi
+	# What else a test's own helpers made and must not leave (optional:
+	# test_left prints it).
+	if declare -F test_left >/dev/null; then
+		left=$(test_left)
+		if [ -n "$left" ]; then
+			echo "FAIL: $TEST_NAME: left after the test: $left" >&2
+			rc=1
+		fi
+	fi
 	# Whatever happened, leave no daemon behind.
 	pkill -9 -f "$TEST_DIR" 2>/dev/null || true
 	for f in $left; do
@@ -305,6 +314,7 @@ run_r() {
 }
 
 # alternation A B ROUNDS [SAMPLER]: sample jobs A and B on node0 and node1
+# (or the nodes named in $ALT_NODES)
 # for ROUNDS rounds, and on while fewer than 50 samples count (for at most
 # 120 s, while both jobs run); fail if both run at once on a node while
 # both are RUNNING.  SAMPLER NODE JOB sets R as run_r does (the default).
@@ -316,7 +326,7 @@ alternation() {
 	SAMPLES=0 SEEN_A=0 SEEN_B=0
 	while [ "$i" -lt "$rounds" ] || { [ "$SAMPLES" -lt 50 ] && [ "$SECONDS" -lt "$end" ]; }; do
 		i=$((i + 1))
-		for node in node0 node1; do
+		for node in ${ALT_NODES:-node0 node1}; do
 			t0=${EPOCHREALTIME/./}
 			$sample $node "$a"; a1=$R; $sample $node "$b"; b1=$R; $sample $node "$a"; a2=$R
 			t1=${EPOCHREALTIME/./}

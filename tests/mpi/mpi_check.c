@@ -64,15 +64,20 @@ int main(int argc, char **argv)
 {
 	int rank, size, iter = argc > 1 ? atoi(argv[1]) : 1;
 	long sum = 0, expected;
-	char mine[3 * LINE], *all = NULL, v2[LINE], cpuset[LINE], cpus[LINE];
+	char mine[4 * LINE], *all = NULL, v2[LINE], cpuset[LINE], cpus[LINE];
+	char host[MPI_MAX_PROCESSOR_NAME] = "-";
+	int hostlen;
 
 	MPI_Init(&argc, &argv);
 	MPI_Comm_rank(MPI_COMM_WORLD, &rank);
 	MPI_Comm_size(MPI_COMM_WORLD, &size);
 	read_cgroups(v2, cpuset, sizeof(v2));
 	read_cpus(cpus, sizeof(cpus));
-	snprintf(mine, sizeof(mine), "rank %d size %d cgroup2 %s cpuset %s cpus %s",
-		 rank, size, v2, cpuset, cpus);
+	/* MPICH's name of the rank's host (gethostname): tests of several
+	 * hosts check that the ranks ran where they should */
+	MPI_Get_processor_name(host, &hostlen);
+	snprintf(mine, sizeof(mine), "rank %d size %d cgroup2 %s cpuset %s cpus %s host %s",
+		 rank, size, v2, cpuset, cpus, host);
 	if (rank == 0)
 		all = malloc((size_t)size * sizeof(mine));
 	MPI_Gather(mine, sizeof(mine), MPI_CHAR, all, sizeof(mine), MPI_CHAR, 0, MPI_COMM_WORLD);
