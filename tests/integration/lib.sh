@@ -69,9 +69,9 @@ cleanup() {
 	# What else a test's own helpers made and must not leave (optional:
 	# test_left prints it).
 	if declare -F test_left >/dev/null; then
-		left=$(test_left)
-		if [ -n "$left" ]; then
-			echo "FAIL: $TEST_NAME: left after the test: $left" >&2
+		extra=$(test_left)
+		if [ -n "$extra" ]; then
+			echo "FAIL: $TEST_NAME: left after the test: $extra" >&2
 			rc=1
 		fi
 	fi
