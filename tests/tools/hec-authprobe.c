@@ -117,9 +117,14 @@ int main(int argc, char **argv)
 		return 1;
 	}
 	nonce = json_string_value(json_object_get(m.body, "nonce"));
-	if (!strcmp(mode, "none"))
-		return send_json(fd, HEC_MSG_REQUEST, json_pack("{s:s}", "op", "status")) ? 1 :
-		       print_replies(fd, 0);
+	if (!strcmp(mode, "none")) {
+		hec_msg_clear(&m);
+		free(buf);
+		rc = send_json(fd, HEC_MSG_REQUEST, json_pack("{s:s}", "op", "status")) ? 1 :
+		     print_replies(fd, 0);
+		close(fd);
+		return rc;
+	}
 	if (!strcmp(mode, "good")) {
 		cred = encode(nonce, HEC_AUTH_TTL);
 		if (cred)
