@@ -60,7 +60,7 @@ cd "$TEST_DIR"
 chmod 777 "$TEST_DIR"
 
 # a user submits over TCP and sees the job complete
-out=$(user_hec submit -N 1 -n 1 --output "$TEST_DIR/user.out" -- /bin/sh -c 'id -u') ||
+out=$(user_hec submit -N 1 -n 1 --output "$TEST_DIR/user.out" -- /bin/sh -c 'id -u' 2>&1) ||
 	fail "nobody cannot submit over TCP: $out"
 userjob=${out#Submitted job }
 [ "$(job_field "$userjob" user)" = nobody ] || fail "job $userjob over TCP is $(job_field "$userjob" user)'s, not nobody's"
