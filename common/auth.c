@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include <munge.h>
 
@@ -68,8 +69,23 @@ int hec_auth_encode(const char *socket, const char *nonce, char **cred, char *er
 	return e == EMUNGE_SOCKET ? -ENOTCONN : e == EMUNGE_NO_MEMORY ? -ENOMEM : -EACCES;
 }
 
+/* Does anything accept on munged's socket?  \return 0 or -errno. */
+static int munged_answers(munge_ctx_t ctx)
+{
+	char *path = NULL;
+	int fd;
+
+	if (munge_ctx_get(ctx, MUNGE_OPT_SOCKET, &path) != EMUNGE_SUCCESS || !path)
+		return 0; /* cannot tell: let libmunge try */
+	fd = hec_connect_unix(path);
+	if (fd < 0)
+		return fd;
+	close(fd);
+	return 0;
+}
+
 int hec_auth_decode(const char *socket, const char *cred, const char *nonce, uid_t *uid,
-		    gid_t *gid, char *err, size_t errlen)
+		    gid_t *gid, int *down, char *err, size_t errlen)
 {
 	munge_ctx_t ctx = auth_ctx(socket, err, errlen);
 	void *payload = NULL;
@@ -78,7 +94,17 @@ int hec_auth_decode(const char *socket, const char *cred, const char *nonce, uid
 
 	if (!ctx)
 		return -ENOMEM;
+	if (*down) {
+		rc = munged_answers(ctx);
+		if (rc) {
+			snprintf(err, errlen, "the controller cannot reach munged at %s: %s",
+				 sock_name(socket), strerror(-rc));
+			munge_ctx_destroy(ctx);
+			return -ENOTCONN;
+		}
+	}
 	e = munge_decode(cred, ctx, &payload, &len, uid, gid);
+	*down = e == EMUNGE_SOCKET;
 	switch (e) {
 	case EMUNGE_SUCCESS:
 		/* a credential made for another connection, or for nothing */

@@ -785,7 +785,8 @@ static void cli_auth(struct ctl *ctl, struct peer *p, const struct hec_msg *m)
 					      hec_msg_type_name(m->type));
 		return;
 	}
-	rc = hec_auth_decode(ctl->conf.munge_socket, cred, p->nonce, &uid, &gid, err, sizeof(err));
+	rc = hec_auth_decode(ctl->conf.munge_socket, cred, p->nonce, &uid, &gid, &ctl->munged_down,
+			     err, sizeof(err));
 	if (rc) {
 		static struct hec_ratelimit rl;
 		long held;

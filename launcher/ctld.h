@@ -256,6 +256,7 @@ struct ctl {
 	struct event *tick_ev, *sigterm_ev, *sigint_ev, *sighup_ev;
 	struct event *cli_ev, *agent_ev, *cli_tcp_ev;
 	int cli_fd, agent_fd, cli_tcp_fd; /* cli_tcp_fd: cli_listen, -1 if off */
+	int munged_down;             /* the last decode could not reach munged (auth.h) */
 	char cluster_key[257];       /* "" = no check */
 	struct node *nodes;
 	int nnodes;

@@ -36,9 +36,14 @@ int hec_auth_encode(const char *socket, const char *nonce, char **cred, char *er
  * the round trip to the local munged.  \return 0 with the credential's
  * *@uid and *@gid, or -ENOTCONN (munged unreachable), -EACCES (the
  * credential is refused) or -ENOMEM, with a sentence in @err.
+ *
+ * *@down is the caller's memory of munged's state (0 at first): libmunge
+ * retries a refused connect for seconds, so once munged was unreachable
+ * each later call first tries one connect itself and refuses at once while
+ * that fails; a decode that reaches munged clears it.
  */
 int hec_auth_decode(const char *socket, const char *cred, const char *nonce, uid_t *uid,
-		    gid_t *gid, char *err, size_t errlen);
+		    gid_t *gid, int *down, char *err, size_t errlen);
 
 /**
  * The client's side on a fresh connection @fd: read AUTH_NONCE, send AUTH,

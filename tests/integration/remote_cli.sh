@@ -29,6 +29,7 @@ start_munged() {
 	munged -F --force --socket="$M/$1.sock" --key-file="$M/munge.key" --log-file="$M/$1.log" \
 		--pid-file="$M/$1.pid" --seed-file="$M/$1.seed" </dev/null >>"$M/$1.out" 2>&1 &
 	echo $! >"$M/$1.mypid"
+	disown # (its death by SIGKILL below is expected: no "Killed" from this shell)
 	for i in $(seq 50); do
 		[ -S "$M/$1.sock" ] && return 0
 		pid_alive "$(cat "$M/$1.mypid")" || break
@@ -36,10 +37,15 @@ start_munged() {
 	done
 	skip "munged cannot run here: $(tail -n 3 "$M/$1.out" "$M/$1.log" 2>/dev/null | tr '\n' ' ')"
 }
+# stop_munged NAME [SIGNAL]: it ends (TERM: removing its socket; KILL: not)
 stop_munged() {
-	local pid
+	local pid i
 	pid=$(cat "$M/$1.mypid" 2>/dev/null) || return 0
-	kill "$pid" 2>/dev/null && wait "$pid" 2>/dev/null
+	kill -"${2:-TERM}" "$pid" 2>/dev/null
+	for i in $(seq 50); do
+		pid_alive "$pid" || break
+		sleep 0.1
+	done
 	rm -f "$M/$1.mypid"
 }
 test_cleanup() { stop_munged ctl; stop_munged user; }
@@ -105,10 +111,20 @@ grep -q "authentication refused" "$HEC_DIR/log/hecctld.log" || fail "the control
 # no munged on the user's side: the CLI says so
 expect_fail 1 "cannot reach munged at $M/absent.sock" \
 	env HEC_MUNGE_SOCKET="$M/absent.sock" "$HEC" --controller "$A" queue
-# none on the controller's: it refuses saying so, and serves on
-stop_munged ctl
+# none on the controller's: it refuses saying so, and serves on.  munged
+# killed leaves its socket, on which libmunge retries a refused connect for
+# seconds: after the first refusal the controller tries one connect itself
+# and refuses at once ("...: Connection refused", not libmunge's sentence).
+stop_munged ctl KILL
 expect_fail 1 "controller $A: authentication refused: the controller cannot reach munged at $M/ctl.sock" \
 	root_hec queue
+t0=$(date +%s%N)
+expect_fail 1 "controller $A: authentication refused: the controller cannot reach munged at $M/ctl.sock: Connection refused" \
+	root_hec queue
+note "refused in $((($(date +%s%N) - t0) / 1000000)) ms once its munged was known down"
 pid_alive "$(daemon_pid hecctld)" || fail "the controller died when its munged went away"
 "$HEC" queue >/dev/null || fail "the controller stopped serving its Unix socket when its munged went away"
+# munged back: users get in again
+start_munged ctl
+root_hec queue >/dev/null || fail "the remote CLI stays refused after the controller's munged came back"
 echo "PASS: $TEST_NAME"
