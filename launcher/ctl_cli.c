@@ -767,8 +767,9 @@ int cli_peer_admit(struct ctl *ctl, struct peer *p)
 
 /*
  * A remote CLI's first message: the MUNGE credential of the nonce sent on
- * accept.  Decoding blocks the loop for a round trip to the local munged,
- * as slurmctld's does.  Any refusal closes the connection saying why.
+ * accept.  Decoding blocks the loop for a round trip to the local munged
+ * (with munged gone, only the first refusal waits: auth.h).  Any refusal
+ * closes the connection saying why.
  */
 static void cli_auth(struct ctl *ctl, struct peer *p, const struct hec_msg *m)
 {
