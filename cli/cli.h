@@ -308,7 +308,14 @@ struct cli_ctx {
 	char dir[PATH_MAX];     /* the cluster directory, as chosen */
 	char sock[PATH_MAX];    /* dir/hecctld.sock */
 	const char *dir_from;   /* "--dir", "HEC_DIR", "~/.hec/current", default */
+	/* --controller / $HEC_CONTROLLER: HOST:PORT of a controller's cli_listen,
+	 * reached over TCP with a MUNGE credential instead of the socket */
+	char controller[300];
+	char munge_socket[PATH_MAX]; /* $HEC_MUNGE_SOCKET; "": libmunge's default */
 };
+
+/* hec --controller HOST:PORT (NULL: $HEC_CONTROLLER, else the Unix socket) */
+extern const char *cli_opt_controller;
 
 /** Choose the cluster directory: @opt_dir, else $HEC_DIR, else the path in
  *  ~/.hec/current, else ~/.hec/cluster. \return 0 or -errno (printed). */

@@ -1,7 +1,8 @@
 /* SPDX-License-Identifier: BSD-3-Clause */
 /*
- * Finding the cluster and talking to its controller over the Unix socket:
- * one connection per request, as the controller answers each REQUEST with
+ * Finding the cluster and talking to its controller over the Unix socket,
+ * or over TCP with a MUNGE credential (--controller, $HEC_CONTROLLER): one
+ * connection per request, as the controller answers each REQUEST with
  * exactly one RESPONSE.
  */
 #include "config.h"
@@ -15,6 +16,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "hec/auth.h"
 #include "hec/common.h"
 #include "hec/msg.h"
 #include "hec/net.h"
@@ -23,6 +25,7 @@
 /* Long enough for a controller busy committing to disk, short enough that a
  * wedged one does not hang a script forever. */
 #define CLI_REPLY_TIMEOUT_MS 60000
+#define CLI_CONNECT_TIMEOUT_MS 10000
 
 void cli_err(const char *fmt, ...)
 {
@@ -67,6 +70,35 @@ int cli_home_path(const char *leaf, char *buf, size_t len)
 	return 0;
 }
 
+const char *cli_opt_controller;
+
+/* The remote controller and munged, if asked for.  \return 0 or -EINVAL (printed). */
+static int ctx_remote(struct cli_ctx *ctx)
+{
+	const char *ctl = cli_opt_controller, *from = "--controller";
+	const char *msock = getenv("HEC_MUNGE_SOCKET");
+	char host[256];
+	int port;
+
+	if (!ctl || !*ctl) {
+		ctl = getenv("HEC_CONTROLLER");
+		from = "HEC_CONTROLLER";
+	}
+	if (!ctl || !*ctl)
+		return 0;
+	if (hec_split_hostport(ctl, host, sizeof(host), &port) || port <= 0 ||
+	    snprintf(ctx->controller, sizeof(ctx->controller), "%s", ctl) >= (int)sizeof(ctx->controller)) {
+		cli_err("%s: '%s' is not HOST:PORT", from, ctl);
+		return -EINVAL;
+	}
+	if (msock && snprintf(ctx->munge_socket, sizeof(ctx->munge_socket), "%s", msock) >=
+		     (int)sizeof(ctx->munge_socket)) {
+		cli_err("HEC_MUNGE_SOCKET: path is too long");
+		return -ENAMETOOLONG;
+	}
+	return 0;
+}
+
 int cli_ctx_init(struct cli_ctx *ctx, const char *opt_dir)
 {
 	const char *env = getenv("HEC_DIR");
@@ -74,6 +106,9 @@ int cli_ctx_init(struct cli_ctx *ctx, const char *opt_dir)
 	int n, rc;
 
 	memset(ctx, 0, sizeof(*ctx));
+	rc = ctx_remote(ctx);
+	if (rc)
+		return rc;
 	if (opt_dir && *opt_dir) {
 		n = snprintf(ctx->dir, sizeof(ctx->dir), "%s", opt_dir);
 		ctx->dir_from = "--dir";
@@ -112,7 +147,37 @@ too_long:
 
 void cli_no_cluster(const struct cli_ctx *ctx)
 {
+	if (ctx->controller[0]) {
+		cli_err("no controller at %s (its cli_listen)", ctx->controller);
+		return;
+	}
 	cli_err("no cluster at %s (start one with: hec cluster up --nodes N)", ctx->dir);
+}
+
+/* A TCP connection to ctx->controller whose user is ours by MUNGE.
+ * \return fd, or -errno with a sentence in @err. */
+static int cli_connect_remote(const struct cli_ctx *ctx, int timeout_ms, char *err, size_t errlen)
+{
+	char why[CLI_ERRLEN];
+	int fd, rc;
+
+	fd = hec_connect_tcp(ctx->controller, CLI_CONNECT_TIMEOUT_MS);
+	if (fd < 0) {
+		snprintf(err, errlen, "cannot reach the controller at %s: %s", ctx->controller,
+			 strerror(-fd));
+		return fd == -ECONNREFUSED ? -ENOTCONN : fd;
+	}
+	rc = hec_auth_client(fd, ctx->munge_socket, timeout_ms, why, sizeof(why));
+	if (rc) {
+		/* the controller's refusals name the controller; ours, munged */
+		if (rc == -EREMOTEIO)
+			snprintf(err, errlen, "controller %s: %s", ctx->controller, why);
+		else
+			snprintf(err, errlen, "%s", why);
+		close(fd);
+		return rc;
+	}
+	return fd;
 }
 
 int cli_call_wait(const struct cli_ctx *ctx, json_t *req, int timeout_ms, json_t **resp,
@@ -124,6 +189,12 @@ int cli_call_wait(const struct cli_ctx *ctx, json_t *req, int timeout_ms, json_t
 	int fd, rc;
 
 	*resp = NULL;
+	if (ctx->controller[0]) {
+		fd = cli_connect_remote(ctx, timeout_ms, err, errlen);
+		if (fd < 0)
+			return fd;
+		goto connected;
+	}
 	fd = hec_connect_unix(ctx->sock);
 	if (fd < 0) {
 		if (fd == -ENOENT || fd == -ECONNREFUSED || fd == -ENOTDIR || fd == -ENOTSOCK) {
@@ -133,6 +204,7 @@ int cli_call_wait(const struct cli_ctx *ctx, json_t *req, int timeout_ms, json_t
 		snprintf(err, errlen, "%s: %s", ctx->sock, strerror(-fd));
 		return fd;
 	}
+connected:
 	rc = hec_frame_write(fd, HEC_MSG_REQUEST, req);
 	if (rc) {
 		snprintf(err, errlen, "sending to the controller: %s",
@@ -142,12 +214,13 @@ int cli_call_wait(const struct cli_ctx *ctx, json_t *req, int timeout_ms, json_t
 	rc = hec_frame_read(fd, &m, &buf, timeout_ms, why, sizeof(why));
 	if (rc == -ETIMEDOUT) {
 		snprintf(err, errlen, "the controller at %s did not answer within %d s",
-			 ctx->dir, timeout_ms / 1000);
+			 ctx->controller[0] ? ctx->controller : ctx->dir, timeout_ms / 1000);
 		goto err_close;
 	}
 	if (rc == -ECONNRESET) {
 		/* it accepted and closed: it died, or is shutting down */
-		snprintf(err, errlen, "the controller at %s closed the connection", ctx->dir);
+		snprintf(err, errlen, "the controller at %s closed the connection",
+			 ctx->controller[0] ? ctx->controller : ctx->dir);
 		rc = -ENOTCONN;
 		goto err_close;
 	}

@@ -40,7 +40,7 @@
 
 enum { K_NODES = 'N', K_DIR = 'D', K_HELP = 'h', K_NODE_TIMEOUT = CLI_LONG_ONLY + 200,
        K_HEARTBEAT, K_JSON, K_SLOT, K_MAX_SHARE, K_TIMESLICE, K_VM_KERNEL,
-       K_VM_SWITCH, K_STORAGE, K_VM_HUGEPAGES };
+       K_VM_SWITCH, K_STORAGE, K_VM_HUGEPAGES, K_CLI_LISTEN, K_MUNGE_SOCKET };
 
 struct daemon {
 	char name[32];          /* "hecctld", "node3", "s1" */
@@ -381,7 +381,8 @@ static const struct cli_opt up_options[] = {
 	{ "nodes", K_NODES, 1 }, { "dir", K_DIR, 1 }, { "node-timeout", K_NODE_TIMEOUT, 1 },
 	{ "heartbeat", K_HEARTBEAT, 1 }, { "slot", K_SLOT, 1 }, { "max-share", K_MAX_SHARE, 1 },
 	{ "timeslice", K_TIMESLICE, 1 }, { "vm-kernel", K_VM_KERNEL, 1 }, { "vm-switch", K_VM_SWITCH, 1 },
-	{ "vm-hugepages", K_VM_HUGEPAGES, 1 }, { "storage", K_STORAGE, 1 }, { "help", K_HELP, 0 },
+	{ "vm-hugepages", K_VM_HUGEPAGES, 1 }, { "storage", K_STORAGE, 1 },
+	{ "cli-listen", K_CLI_LISTEN, 1 }, { "munge-socket", K_MUNGE_SOCKET, 1 }, { "help", K_HELP, 0 },
 	{ NULL, 0, 0 },
 };
 
@@ -407,6 +408,9 @@ static const char up_help[] =
 	"                          cheaper as measured at boot), cgroup or qmp\n"
 	"      --vm-hugepages=HOW  guest RAM in 2 MiB huge pages: off (default), auto\n"
 	"                          (where enough are free) or on (else the guest fails)\n"
+	"      --cli-listen=H:P    also take the CLI of other hosts over TCP there, users\n"
+	"                          by MUNGE credentials (port 0 picks one: DIR/state/cli.addr)\n"
+	"      --munge-socket=PATH munged's socket for those (default: libmunge's)\n"
 	"DUR: 30 (seconds), 30s, 500ms, 5m, 1h.  HEC_DAEMON_WRAPPER=\"valgrind ...\" runs\n"
 	"the daemons under that command.\n";
 
@@ -423,6 +427,8 @@ struct up {
 	char vm_kernel[PATH_MAX];     /* "": the agents' default */
 	const char *vm_switch;        /* NULL: the agents' default */
 	const char *vm_hugepages;     /* NULL: the agents' default */
+	const char *cli_listen;       /* NULL: no CLI over TCP */
+	const char *munge_socket;     /* NULL: libmunge's default */
 	/* [0] hecctld, [1 + k] node k, [1 + nodes + k] storage server k */
 	struct daemon d[UP_NODES_MAX + UP_STORAGE_MAX + 1];
 	int nd;
@@ -530,6 +536,12 @@ static int start_controller(struct up *u, const char *prog)
 	if (u->timeslice)
 		snprintf(text + strlen(text), sizeof(text) - strlen(text), "timeslice = %s\n",
 			 u->timeslice);
+	if (u->cli_listen)
+		snprintf(text + strlen(text), sizeof(text) - strlen(text), "cli_listen = %s\n",
+			 u->cli_listen);
+	if (u->munge_socket)
+		snprintf(text + strlen(text), sizeof(text) - strlen(text), "munge_socket = %s\n",
+			 u->munge_socket);
 	rc = write_conf(conf, text);
 	if (rc)
 		return rc;
@@ -966,6 +978,24 @@ static int cluster_up(struct cli_ctx *ctx, const char *dir, int argc, char **arg
 				goto bad_value;
 			}
 			u.vm_hugepages = a.arg;
+			break;
+		case K_CLI_LISTEN: {
+			char host[256];
+			int port;
+
+			if (hec_split_hostport(a.arg, host, sizeof(host), &port) || strpbrk(a.arg, "\n#")) {
+				snprintf(err, sizeof(err), "--cli-listen: '%s' is not HOST:PORT", a.arg);
+				goto bad_value;
+			}
+			u.cli_listen = a.arg;
+			break;
+		}
+		case K_MUNGE_SOCKET:
+			if (a.arg[0] != '/' || strpbrk(a.arg, "\n#") || strlen(a.arg) >= 108) {
+				snprintf(err, sizeof(err), "--munge-socket: '%s' is not an absolute socket path", a.arg);
+				goto bad_value;
+			}
+			u.munge_socket = a.arg;
 			break;
 		}
 	}

@@ -31,15 +31,16 @@ static const struct {
 	{ "storage", cmd_storage, "checkpoint storage servers: state, space, health, repair" },
 };
 
-enum { G_DIR = 'D', G_HELP = 'h', G_VERSION = CLI_LONG_ONLY };
+enum { G_DIR = 'D', G_HELP = 'h', G_VERSION = CLI_LONG_ONLY, G_CONTROLLER = CLI_LONG_ONLY + 1 };
 
 static const struct cli_opt global_options[] = {
-	{ "dir", G_DIR, 1 }, { "help", G_HELP, 0 }, { "version", G_VERSION, 0 }, { NULL, 0, 0 },
+	{ "dir", G_DIR, 1 }, { "controller", G_CONTROLLER, 1 }, { "help", G_HELP, 0 },
+	{ "version", G_VERSION, 0 }, { NULL, 0, 0 },
 };
 
 static void help(void)
 {
-	printf("usage: hec [--dir DIR] COMMAND [ARGS...]\n"
+	printf("usage: hec [--dir DIR | --controller HOST:PORT] COMMAND [ARGS...]\n"
 	       "Batch jobs for MPICH programs on a hec cluster.\n\n"
 	       "Commands:\n");
 	for (size_t i = 0; i < sizeof(commands) / sizeof(commands[0]); i++)
@@ -47,6 +48,11 @@ static void help(void)
 	printf("\nOptions:\n"
 	       "  -D, --dir=DIR  cluster directory; default $HEC_DIR, else the one in\n"
 	       "                 ~/.hec/current (the last cluster up), else ~/.hec/cluster\n"
+	       "      --controller=HOST:PORT\n"
+	       "                 talk to the controller over TCP (its cli_listen), as\n"
+	       "                 the user a MUNGE credential names; default\n"
+	       "                 $HEC_CONTROLLER, else the cluster directory's socket.\n"
+	       "                 $HEC_MUNGE_SOCKET: munged's socket (default: libmunge's)\n"
 	       "  -h, --help     this text; hec COMMAND --help for a command\n"
 	       "      --version  print the version\n\n"
 	       "Exit status: 0 success, 1 failure, 2 usage error (hec wait: see its --help).\n"
@@ -78,7 +84,10 @@ int main(int argc, char **argv)
 			printf("hec %s\n", PACKAGE_VERSION);
 			return CLI_EXIT_OK;
 		}
-		dir = a.arg;
+		if (key == G_CONTROLLER)
+			cli_opt_controller = a.arg;
+		else
+			dir = a.arg;
 	}
 	if (a.i >= a.argc)
 		return cli_usage(NULL, "which command? (cluster, nodes, submit, queue, show, cancel, ckpt, ckpts, restart, wait, logs, gang, storage)");

@@ -14,6 +14,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "hec/auth.h"
 #include "hec/msg.h"
 
 enum field_kind { F_INT, F_STR, F_BOOL, F_STRS, F_INTS, F_OBJ, F_OBJS };
@@ -45,6 +46,15 @@ struct field {
 static const struct field s_error[] = { STR_REQ("error", 4096), END };
 static const struct field s_response[] = {
 	{ .name = "ok", .kind = F_BOOL, .required = 1 }, STR_OPT("error", 4096), END };
+
+/* the remote CLI's MUNGE exchange (include/hec/auth.h) */
+static const struct field s_auth_nonce[] = {
+	{ .name = "nonce", .kind = F_STR, .required = 1, .min = HEC_AUTH_NONCE_LEN,
+	  .max = HEC_AUTH_NONCE_LEN }, END };
+static const struct field s_auth[] = {
+	{ .name = "cred", .kind = F_STR, .required = 1, .min = 1, .max = HEC_AUTH_CRED_MAX }, END };
+static const struct field s_auth_ok[] = {
+	INT_REQ("uid", 0, 4294967294LL), INT_REQ("gid", 0, 4294967294LL), END };
 
 static const struct field s_topology[] = {
 	INT_REQ("cores", 0, 1 << 20), INT_REQ("pus", 0, 1 << 20),
@@ -254,6 +264,10 @@ static const struct {
 	[HEC_MSG_ERROR] = { "ERROR", s_error, HEC_SIDE_AGENT | HEC_SIDE_CTL },
 	[HEC_MSG_REQUEST] = { "REQUEST", s_req_plain, HEC_SIDE_CTL_CLI },
 	[HEC_MSG_RESPONSE] = { "RESPONSE", s_response, 0 },
+	/* AUTH comes before any table's dispatch: ctl_cli.c takes it first */
+	[HEC_MSG_AUTH_NONCE] = { "AUTH_NONCE", s_auth_nonce, 0 },
+	[HEC_MSG_AUTH] = { "AUTH", s_auth, 0 },
+	[HEC_MSG_AUTH_OK] = { "AUTH_OK", s_auth_ok, 0 },
 	[HEC_MSG_REGISTER] = { "REGISTER", s_register, HEC_SIDE_CTL },
 	[HEC_MSG_REGISTERED] = { "REGISTERED", s_registered, HEC_SIDE_AGENT },
 	[HEC_MSG_HEARTBEAT] = { "HEARTBEAT", s_empty, HEC_SIDE_CTL },

@@ -1,8 +1,10 @@
 /* SPDX-License-Identifier: BSD-3-Clause */
 /*
- * CLI requests on the Unix socket (doc/protocol.md, "CLI <-> controller").
- * Each REQUEST gets exactly one RESPONSE; the user is who the kernel says
- * the peer is (SO_PEERCRED), never what the request claims.
+ * CLI requests on the Unix socket and, from other hosts, on cli_listen
+ * (doc/protocol.md, "CLI <-> controller").  Each REQUEST gets exactly one
+ * RESPONSE; the user is who the kernel says the peer is (SO_PEERCRED) or,
+ * over TCP, whom the MUNGE credential of its AUTH names, never what the
+ * request claims.
  */
 #include "config.h"
 
@@ -40,6 +42,18 @@ void respond_error(struct hec_conn *c, const char *fmt, ...)
 	vsnprintf(text, sizeof(text), fmt, ap);
 	va_end(ap);
 	respond(c, json_pack("{s:b,s:s}", "ok", 0, "error", text));
+}
+
+static void respond_auth_ok(struct peer *p)
+{
+	json_t *body = json_pack("{s:I,s:I}", "uid", (json_int_t)p->uid, "gid", (json_int_t)p->gid);
+
+	if (!body) {
+		hec_conn_send_error_and_close(p->conn, "controller out of memory");
+		return;
+	}
+	hec_conn_send(p->conn, HEC_MSG_AUTH_OK, body);
+	json_decref(body);
 }
 
 static void user_name(uid_t uid, char *buf, size_t len)
@@ -726,12 +740,85 @@ static int allowed(const struct hec_msg_handler *h, struct cli_call *r, const js
 	}
 }
 
+int cli_peer_admit(struct ctl *ctl, struct peer *p)
+{
+	int n = 0;
+
+	/* one user cannot hold the controller's descriptors (root is never
+	 * counted: it can always get in) */
+	if (p->uid == 0)
+		return 1;
+	for (struct peer *q = ctl->peers; q; q = q->next)
+		n += q->kind == PEER_CLI && q->uid == p->uid && !hec_conn_closing(q->conn);
+	if (n <= CTL_CLI_PER_UID)
+		return 1;
+	{
+		static struct hec_ratelimit rl;
+		long held;
+
+		if (hec_ratelimit_ok(&rl, 5, 10000000000LL, hec_now_mono_ns(), &held))
+			hec_warn("%s: uid %u has %d connections open, more than %d; refused (%ld such refusals not logged before)",
+				 hec_conn_peer(p->conn), (unsigned)p->uid, n - 1, CTL_CLI_PER_UID, held);
+	}
+	hec_conn_send_error_and_close(p->conn, "uid %u has %d connections open to the controller, the most a user may; close some",
+				      (unsigned)p->uid, CTL_CLI_PER_UID);
+	return 0;
+}
+
+/*
+ * A remote CLI's first message: the MUNGE credential of the nonce sent on
+ * accept.  Decoding blocks the loop for a round trip to the local munged
+ * (with munged gone, only the first refusal waits: auth.h).  Any refusal
+ * closes the connection saying why.
+ */
+static void cli_auth(struct ctl *ctl, struct peer *p, const struct hec_msg *m)
+{
+	const char *cred = json_string_value(json_object_get(m->body, "cred"));
+	char err[512];
+	uid_t uid;
+	gid_t gid;
+	int rc;
+
+	if (m->type != HEC_MSG_AUTH) {
+		hec_warn("%s: %s before AUTH; closing", hec_conn_peer(p->conn),
+			 hec_msg_type_name(m->type));
+		hec_conn_send_error_and_close(p->conn, "authentication required: expected AUTH (a MUNGE credential), got %s",
+					      hec_msg_type_name(m->type));
+		return;
+	}
+	rc = hec_auth_decode(ctl->conf.munge_socket, cred, p->nonce, &uid, &gid, &ctl->munged_down,
+			     err, sizeof(err));
+	if (rc) {
+		static struct hec_ratelimit rl;
+		long held;
+
+		if (hec_ratelimit_ok(&rl, 20, 10000000000LL, hec_now_mono_ns(), &held))
+			hec_warn("%s: authentication refused: %s (%ld such refusals not logged before)",
+				 hec_conn_peer(p->conn), err, held);
+		hec_conn_send_error_and_close(p->conn, "authentication refused: %s", err);
+		return;
+	}
+	p->uid = uid;
+	p->gid = gid;
+	p->authed = 1;
+	hec_conn_set_max_frame(p->conn, HEC_MSG_MAX);
+	hec_debug("%s: authenticated as uid %u gid %u", hec_conn_peer(p->conn), (unsigned)uid,
+		  (unsigned)gid);
+	if (!cli_peer_admit(ctl, p))
+		return;
+	respond_auth_ok(p);
+}
+
 void cli_on_msg(struct hec_conn *c, const struct hec_msg *m, void *arg)
 {
 	struct cli_call r = { .p = arg };
 	const struct hec_msg_handler *h;
 
 	r.ctl = r.p->ctl;
+	if (r.p->remote && !r.p->authed) {
+		cli_auth(r.ctl, r.p, m);
+		return;
+	}
 	r.p->asked = 1;
 	if (m->type != HEC_MSG_REQUEST) {
 		hec_warn("%s: %s on the CLI socket; closing", hec_conn_peer(c),

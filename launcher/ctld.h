@@ -19,6 +19,7 @@
 #include <jansson.h>
 #include <event2/event.h>
 
+#include "hec/auth.h"
 #include "hec/net.h"
 
 /* ---- configuration (doc/config.md) ---- */
@@ -28,6 +29,8 @@ struct ctl_conf {
 	char state_dir[1024];
 	char socket[108];          /* sun_path limit */
 	char listen[300];
+	char cli_listen[300];      /* "": no CLI over TCP */
+	char munge_socket[108];    /* "": libmunge's default */
 	char key_file[1024];
 	char spool_dir[1024];
 	long heartbeat_interval;   /* ms */
@@ -221,13 +224,16 @@ struct peer {
 	struct ctl *ctl;
 	struct hec_conn *conn;
 	enum peer_kind kind;
-	uid_t uid;                   /* CLI: peer credentials */
+	uid_t uid;                   /* CLI: peer credentials, or the MUNGE credential's */
 	gid_t gid;
 	pid_t pid;
 	struct node *node;           /* agent: set by REGISTER */
 	struct store *store;         /* agent port: set by STORE_REGISTER */
 	int64_t accepted;            /* mono ns */
 	int asked;                   /* CLI: a REQUEST came (an idle one is closed) */
+	int remote;                  /* CLI over TCP: a stranger until its AUTH */
+	int authed;                  /* remote: AUTH checked, uid and gid are its */
+	char nonce[HEC_AUTH_NONCE_LEN + 1]; /* remote: what its credential must carry */
 	struct peer *prev, *next;
 };
 
@@ -248,8 +254,9 @@ struct ctl {
 	struct event_base *base;
 	struct db *db;
 	struct event *tick_ev, *sigterm_ev, *sigint_ev, *sighup_ev;
-	struct event *cli_ev, *agent_ev;
-	int cli_fd, agent_fd;
+	struct event *cli_ev, *agent_ev, *cli_tcp_ev;
+	int cli_fd, agent_fd, cli_tcp_fd; /* cli_tcp_fd: cli_listen, -1 if off */
+	int munged_down;             /* the last decode could not reach munged (auth.h) */
 	char cluster_key[257];       /* "" = no check */
 	struct node *nodes;
 	int nnodes;
@@ -744,6 +751,10 @@ const char *restart_waits_for(const struct ctl *ctl, const struct ctl_job *j);
 /* ---- ctl_cli.c: CLI requests ---- */
 
 void cli_on_msg(struct hec_conn *c, const struct hec_msg *m, void *arg);
+/** A CLI peer whose user is known (Unix socket, or after AUTH): refused,
+ *  saying so, if that user holds CTL_CLI_PER_UID connections already.
+ *  \return 1 if it may go on. */
+int cli_peer_admit(struct ctl *ctl, struct peer *p);
 void respond(struct hec_conn *c, json_t *body);
 void respond_error(struct hec_conn *c, const char *fmt, ...)
 	__attribute__((format(printf, 2, 3)));

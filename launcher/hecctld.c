@@ -45,6 +45,8 @@ static const struct hec_conf_key ctl_keys[] = {
 	STR_KEY(state_dir, "/var/lib/hec", "SQLite catalog hec.db, and ctl.addr (the bound agent address)"),
 	STR_KEY(socket, "/run/hec/hecctld.sock", "Unix socket for the CLI (mode 0666; peer credentials authenticate)"),
 	STR_KEY(listen, "0.0.0.0:6817", "TCP address for agents; port 0 picks one (see ctl.addr)"),
+	STR_KEY(cli_listen, "", "TCP address for the CLI of other hosts, users authenticated by MUNGE; port 0 picks one (see cli.addr); empty: off"),
+	STR_KEY(munge_socket, "", "munged's socket for decoding the remote CLI's credentials; empty: libmunge's default"),
 	STR_KEY(key_file, "/etc/hec/cluster.key", "shared secret agents must present; empty: no check"),
 	STR_KEY(spool_dir, "/var/spool/hec", "default place of job output files: <spool_dir>/<uid>/job-<id>.out"),
 	MS_KEY(heartbeat_interval, "1s", 10, 3600000, "how often agents send HEARTBEAT"),
@@ -193,27 +195,61 @@ static void cli_accept_cb(evutil_socket_t lfd, short what, void *arg)
 		p->uid = uid;
 		p->gid = gid;
 		p->pid = pid;
-		if (uid != 0) {
-			/* one user cannot hold the controller's descriptors (root
-			 * is never counted: it can always get in) */
-			int n = 0;
-
-			for (struct peer *q = ctl->peers; q; q = q->next)
-				n += q->kind == PEER_CLI && q->uid == uid && !hec_conn_closing(q->conn);
-			if (n > CTL_CLI_PER_UID) {
-				static struct hec_ratelimit rl;
-				long held;
-
-				if (hec_ratelimit_ok(&rl, 5, 10000000000LL, hec_now_mono_ns(), &held))
-					hec_warn("%s: uid %u has %d connections open, more than %d; refused (%ld such refusals not logged before)",
-						 name, (unsigned)uid, n - 1, CTL_CLI_PER_UID, held);
-				hec_conn_send_error_and_close(p->conn, "uid %u has %d connections open to the controller, the most a user may; close some",
-							      (unsigned)uid, CTL_CLI_PER_UID);
-			}
-		}
+		cli_peer_admit(ctl, p);
 	}
 	if (accept_paused)
 		event_del(ctl->cli_ev);
+}
+
+/* "host:port" of the peer on @fd, for logs. */
+static void tcp_peer_name(int fd, const char *prefix, char *name, size_t len)
+{
+	struct sockaddr_storage ss;
+	socklen_t sl = sizeof(ss);
+	char host[NI_MAXHOST] = "?", serv[NI_MAXSERV] = "?";
+
+	if (getpeername(fd, (struct sockaddr *)&ss, &sl) == 0)
+		getnameinfo((struct sockaddr *)&ss, sl, host, sizeof(host), serv, sizeof(serv),
+			    NI_NUMERICHOST | NI_NUMERICSERV);
+	snprintf(name, len, "%s%s:%s", prefix, host, serv);
+}
+
+/* The CLI of another host: nobody until its MUNGE credential says who
+ * (ctl_cli.c takes the AUTH); a stranger's frames stay small. */
+static void cli_tcp_accept_cb(evutil_socket_t lfd, short what, void *arg)
+{
+	struct ctl *ctl = arg;
+	char name[NI_MAXHOST + NI_MAXSERV + 8];
+	json_t *body;
+	int fd, rc;
+
+	(void)what;
+	while (!accept_paused && (fd = accept_one(lfd, "remote CLI socket")) >= 0) {
+		struct peer *p;
+
+		tcp_peer_name(fd, "tcp:", name, sizeof(name));
+		p = peer_new(ctl, PEER_CLI, fd, name);
+		if (!p) {
+			hec_err("%s: out of memory; connection dropped", name);
+			continue;
+		}
+		p->remote = 1;
+		p->uid = (uid_t)-1;
+		p->gid = (gid_t)-1;
+		hec_conn_set_max_frame(p->conn, HEC_AUTH_CRED_MAX + 256);
+		rc = hec_auth_nonce(p->nonce);
+		body = rc ? NULL : json_pack("{s:s}", "nonce", p->nonce);
+		if (!body) {
+			hec_err("%s: no nonce: %s; connection refused", name,
+				rc ? strerror(-rc) : "out of memory");
+			hec_conn_send_error_and_close(p->conn, "the controller cannot make a nonce");
+			continue;
+		}
+		hec_conn_send(p->conn, HEC_MSG_AUTH_NONCE, body);
+		json_decref(body);
+	}
+	if (accept_paused)
+		event_del(ctl->cli_tcp_ev);
 }
 
 static void agent_accept_cb(evutil_socket_t lfd, short what, void *arg)
@@ -223,14 +259,9 @@ static void agent_accept_cb(evutil_socket_t lfd, short what, void *arg)
 
 	(void)what;
 	while (!accept_paused && (fd = accept_one(lfd, "agent socket")) >= 0) {
-		struct sockaddr_storage ss;
-		socklen_t sl = sizeof(ss);
-		char host[NI_MAXHOST] = "?", serv[NI_MAXSERV] = "?", name[NI_MAXHOST + NI_MAXSERV + 2];
+		char name[NI_MAXHOST + NI_MAXSERV + 2];
 
-		if (getpeername(fd, (struct sockaddr *)&ss, &sl) == 0)
-			getnameinfo((struct sockaddr *)&ss, sl, host, sizeof(host), serv, sizeof(serv),
-				    NI_NUMERICHOST | NI_NUMERICSERV);
-		snprintf(name, sizeof(name), "%s:%s", host, serv);
+		tcp_peer_name(fd, "", name, sizeof(name));
 		if (!peer_new(ctl, PEER_AGENT, fd, name))
 			hec_err("%s: out of memory; connection dropped", name);
 	}
@@ -302,6 +333,8 @@ static void tick_cb(evutil_socket_t fd, short what, void *arg)
 		accept_paused = 0;
 		event_add(ctl->cli_ev, NULL);
 		event_add(ctl->agent_ev, NULL);
+		if (ctl->cli_tcp_ev)
+			event_add(ctl->cli_tcp_ev, NULL);
 	}
 	/* An agent connection that never registers holds a descriptor for nothing. */
 	for (p = ctl->peers; p; p = next) {
@@ -403,6 +436,10 @@ static int check_conf(const struct ctl_conf *c, char *err, size_t len)
 	}
 	if (hec_split_hostport(c->listen, host, sizeof(host), &port)) {
 		snprintf(err, len, "listen: '%s' is not host:port", c->listen);
+		return -EINVAL;
+	}
+	if (c->cli_listen[0] && hec_split_hostport(c->cli_listen, host, sizeof(host), &port)) {
+		snprintf(err, len, "cli_listen: '%s' is not host:port", c->cli_listen);
 		return -EINVAL;
 	}
 	if (c->state_dir[0] != '/' || c->spool_dir[0] != '/' || c->socket[0] != '/') {
@@ -521,14 +558,16 @@ static int make_parent(const char *what, const char *path)
 	return make_dir(what, dir, 0755);
 }
 
-/* ctl.addr: readers never see a half-written file (write + rename). */
-static int write_addr(const struct ctl *ctl, int port, char *out, size_t outlen)
+/* state_dir/@leaf (ctl.addr, cli.addr): the address bound for @hostport, at
+ * @port.  Readers never see a half-written file (write + rename). */
+static int write_addr(const struct ctl *ctl, const char *hostport, const char *leaf, int port,
+		      char *out, size_t outlen)
 {
 	char host[256], path[PATH_MAX], tmp[PATH_MAX], text[340];
 	int fd, dummy, rc = 0;
 	ssize_t n;
 
-	hec_split_hostport(ctl->conf.listen, host, sizeof(host), &dummy);
+	hec_split_hostport(hostport, host, sizeof(host), &dummy);
 	if (!host[0] || !strcmp(host, "0.0.0.0") || !strcmp(host, "::") || !strcmp(host, "*")) {
 		if (gethostname(host, sizeof(host) - 1))
 			snprintf(host, sizeof(host), "127.0.0.1");
@@ -536,8 +575,8 @@ static int write_addr(const struct ctl *ctl, int port, char *out, size_t outlen)
 	}
 	snprintf(out, outlen, "%s:%d", host, port);
 	snprintf(text, sizeof(text), "%s\n", out);
-	snprintf(path, sizeof(path), "%s/ctl.addr", ctl->conf.state_dir);
-	snprintf(tmp, sizeof(tmp), "%s/.ctl.addr.%d", ctl->conf.state_dir, (int)getpid());
+	snprintf(path, sizeof(path), "%s/%s", ctl->conf.state_dir, leaf);
+	snprintf(tmp, sizeof(tmp), "%s/.%s.%d", ctl->conf.state_dir, leaf, (int)getpid());
 	fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
 	if (fd < 0)
 		return -errno;
@@ -609,12 +648,27 @@ static int open_listeners(struct ctl *ctl)
 		fprintf(stderr, "hecctld: listen %s: %s\n", ctl->conf.listen, strerror(-ctl->agent_fd));
 		return ctl->agent_fd;
 	}
-	rc = write_addr(ctl, port, addr, sizeof(addr));
+	rc = write_addr(ctl, ctl->conf.listen, "ctl.addr", port, addr, sizeof(addr));
 	if (rc) {
 		fprintf(stderr, "hecctld: %s/ctl.addr: %s\n", ctl->conf.state_dir, strerror(-rc));
 		return rc;
 	}
 	hec_info("listening for agents on %s, for the CLI on %s", addr, ctl->conf.socket);
+	if (!ctl->conf.cli_listen[0])
+		return 0;
+	ctl->cli_tcp_fd = hec_listen_tcp(ctl->conf.cli_listen, &port);
+	if (ctl->cli_tcp_fd < 0) {
+		fprintf(stderr, "hecctld: cli_listen %s: %s\n", ctl->conf.cli_listen,
+			strerror(-ctl->cli_tcp_fd));
+		return ctl->cli_tcp_fd;
+	}
+	rc = write_addr(ctl, ctl->conf.cli_listen, "cli.addr", port, addr, sizeof(addr));
+	if (rc) {
+		fprintf(stderr, "hecctld: %s/cli.addr: %s\n", ctl->conf.state_dir, strerror(-rc));
+		return rc;
+	}
+	hec_info("listening for the CLI of other hosts on %s (users by MUNGE credentials, munged at %s)",
+		 addr, ctl->conf.munge_socket[0] ? ctl->conf.munge_socket : "its default socket");
 	return 0;
 }
 
@@ -629,6 +683,12 @@ static int setup_events(struct ctl *ctl)
 	ctl->sigterm_ev = evsignal_new(ctl->base, SIGTERM, signal_cb, ctl);
 	ctl->sigint_ev = evsignal_new(ctl->base, SIGINT, signal_cb, ctl);
 	ctl->sighup_ev = evsignal_new(ctl->base, SIGHUP, signal_cb, ctl);
+	if (ctl->cli_tcp_fd >= 0) {
+		ctl->cli_tcp_ev = event_new(ctl->base, ctl->cli_tcp_fd, EV_READ | EV_PERSIST,
+					    cli_tcp_accept_cb, ctl);
+		if (!ctl->cli_tcp_ev || event_add(ctl->cli_tcp_ev, NULL))
+			return -ENOMEM;
+	}
 	if (!ctl->cli_ev || !ctl->agent_ev || !ctl->tick_ev || !ctl->sched_ev || !ctl->sigterm_ev ||
 	    !ctl->sigint_ev || !ctl->sighup_ev)
 		return -ENOMEM;
@@ -642,7 +702,7 @@ static int setup_events(struct ctl *ctl)
 static void ctl_free(struct ctl *ctl)
 {
 	struct event *evs[] = { ctl->cli_ev, ctl->agent_ev, ctl->tick_ev, ctl->sigterm_ev,
-				ctl->sigint_ev, ctl->sighup_ev, ctl->sched_ev };
+				ctl->sigint_ev, ctl->sighup_ev, ctl->sched_ev, ctl->cli_tcp_ev };
 	struct node *n, *nn;
 	struct ctl_job *j, *jn;
 
@@ -661,6 +721,8 @@ static void ctl_free(struct ctl *ctl)
 	}
 	if (ctl->agent_fd >= 0)
 		close(ctl->agent_fd);
+	if (ctl->cli_tcp_fd >= 0)
+		close(ctl->cli_tcp_fd);
 	/* Remember when we last heard from nodes still connected (one
 	 * transaction: one sync, not one per node). */
 	for (n = ctl->nodes; n; n = n->next)
@@ -685,7 +747,7 @@ static void ctl_free(struct ctl *ctl)
 
 int main(int argc, char **argv)
 {
-	struct ctl ctl = { .cli_fd = -1, .agent_fd = -1 };
+	struct ctl ctl = { .cli_fd = -1, .agent_fd = -1, .cli_tcp_fd = -1 };
 	enum hec_log_level level = HEC_LOG_INFO;
 	char path[PATH_MAX], err[512];
 	int rc, status = 1;

@@ -34,9 +34,13 @@
 
 enum hec_msg_type {
 	HEC_MSG_ERROR = 1,      /* any -> any: {"error"} then the sender closes */
-	/* CLI <-> controller (Unix socket) */
+	/* CLI <-> controller (Unix socket, or TCP after AUTH) */
 	HEC_MSG_REQUEST = 2,    /* {"op", ...}: schema chosen by "op" */
 	HEC_MSG_RESPONSE = 3,   /* {"ok", "error"?, ...} */
+	/* CLI over TCP: MUNGE authentication first (include/hec/auth.h) */
+	HEC_MSG_AUTH_NONCE = 4, /* ctl -> CLI: {"nonce"}, on accept */
+	HEC_MSG_AUTH = 5,       /* CLI -> ctl: {"cred"}: a MUNGE credential of the nonce */
+	HEC_MSG_AUTH_OK = 6,    /* ctl -> CLI: {"uid","gid"}: requests may follow */
 	/* agent <-> controller (TCP) */
 	HEC_MSG_REGISTER = 10,  /* agent -> ctl */
 	HEC_MSG_REGISTERED = 11,/* ctl -> agent */

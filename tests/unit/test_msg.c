@@ -12,6 +12,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "hec/auth.h"
 #include "hec/msg.h"
 #include "hec/net.h"
 #include "tests/unit/cunit_main.h"
@@ -325,6 +326,44 @@ static void test_store_messages(void)
 	CU_ASSERT_FALSE(hec_msg_received_by(HEC_MSG_STORE_REQ, HEC_SIDE_CTL));
 }
 
+/* The remote CLI's MUNGE exchange: a nonce of exactly its length, a
+ * credential of bounded length, an AUTH_OK with its user. */
+static void test_auth_messages(void)
+{
+	char buf[HEC_AUTH_CRED_MAX + 64], nonce[HEC_AUTH_NONCE_LEN + 2];
+	struct hec_msg m;
+	char err[256];
+
+	memset(nonce, 'a', sizeof(nonce));
+	nonce[HEC_AUTH_NONCE_LEN] = 0;
+	snprintf(buf, sizeof(buf), "{\"nonce\":\"%s\"}", nonce);
+	CU_ASSERT_EQUAL(decode_text(HEC_MSG_AUTH_NONCE, buf, &m, err, sizeof(err)), 0);
+	hec_msg_clear(&m);
+	nonce[HEC_AUTH_NONCE_LEN - 1] = 0;
+	snprintf(buf, sizeof(buf), "{\"nonce\":\"%s\"}", nonce);
+	CU_ASSERT_EQUAL(decode_text(HEC_MSG_AUTH_NONCE, buf, &m, err, sizeof(err)), -EBADMSG);
+	CU_ASSERT_STRING_EQUAL(err, "AUTH_NONCE: field 'nonce' is too short");
+	CU_ASSERT_EQUAL(decode_text(HEC_MSG_AUTH, "{\"cred\":\"MUNGE:x:\"}", &m, err, sizeof(err)), 0);
+	hec_msg_clear(&m);
+	CU_ASSERT_EQUAL(decode_text(HEC_MSG_AUTH, "{\"cred\":\"\"}", &m, err, sizeof(err)), -EBADMSG);
+	CU_ASSERT_STRING_EQUAL(err, "AUTH: field 'cred' is too short");
+	CU_ASSERT_EQUAL(decode_text(HEC_MSG_AUTH, "{\"cred\":7}", &m, err, sizeof(err)), -EBADMSG);
+	CU_ASSERT_STRING_EQUAL(err, "AUTH: field 'cred' must be a string");
+	strcpy(buf, "{\"cred\":\"");
+	memset(buf + strlen(buf), 'c', HEC_AUTH_CRED_MAX + 1);
+	strcpy(buf + 9 + HEC_AUTH_CRED_MAX + 1, "\"}");
+	CU_ASSERT_EQUAL(decode_text(HEC_MSG_AUTH, buf, &m, err, sizeof(err)), -EBADMSG);
+	CU_ASSERT_STRING_EQUAL(err, "AUTH: field 'cred' is too long");
+	CU_ASSERT_EQUAL(decode_text(HEC_MSG_AUTH_OK, "{\"uid\":65534,\"gid\":65534}", &m, err,
+				    sizeof(err)), 0);
+	hec_msg_clear(&m);
+	CU_ASSERT_EQUAL(decode_text(HEC_MSG_AUTH_OK, "{\"uid\":-1,\"gid\":0}", &m, err,
+				    sizeof(err)), -EBADMSG);
+	CU_ASSERT_STRING_EQUAL(err, "AUTH_OK: field 'uid' is out of range");
+	/* taken before any table's dispatch (ctl_cli.c), so no side lists them */
+	CU_ASSERT_FALSE(hec_msg_received_by(HEC_MSG_AUTH, HEC_SIDE_CTL_CLI));
+}
+
 static void test_type_names(void)
 {
 	CU_ASSERT_STRING_EQUAL(hec_msg_type_name(HEC_MSG_REGISTER), "REGISTER");
@@ -613,6 +652,7 @@ static const struct hec_cunit_test tests[] = {
 	{ "schemas", test_schemas },
 	{ "requests by op", test_requests },
 	{ "type names", test_type_names },
+	{ "remote CLI: AUTH_NONCE, AUTH, AUTH_OK", test_auth_messages },
 	{ "storage: STORE_REQ by op, hex fields", test_store_messages },
 	{ "vm partitions: LAUNCH, NET_JOIN, NET_FRAME, submit", test_vm_messages },
 	{ "REGISTER: started", test_register_started },
