@@ -40,7 +40,7 @@ done
 # in the same slot.
 v2root=$(v2_mount)
 [ -n "$v2root" ] || skip "the gang check reads cgroup v2 cgroup.events; no cgroup2 mount"
-ITERS=${HEC_HOSTS_TEST_ITERS:-4000000}
+ITERS=${HEC_HOSTS_TEST_ITERS:-10000000} # long enough for both samplings below, at half speed each
 a=$(submit -N 2 -n 2 --share -J ga -- "$MPI_CHECK" "$ITERS")
 b=$(submit -N 2 -n 2 --share -J gb -- "$MPI_CHECK" "$ITERS")
 wait_state "$a" RUNNING
