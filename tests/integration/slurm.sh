@@ -15,6 +15,10 @@ for p in slurmctld slurmd sbatch squeue scontrol srun; do
 	command -v $p >/dev/null || skip "$p missing (Debian packages slurmctld, slurmd, slurm-client)"
 done
 
+# outside an allocation it says so
+expect_fail 1 "hec-slurm: up: not inside a SLURM allocation" \
+	env -u SLURM_JOB_ID -u SLURM_JOB_NODELIST "$HEC_SRCDIR/launcher/hec-slurm" up
+
 SL="$TEST_DIR/slurm"
 mkdir -p "$SL/state" "$SL/log" "$SL/run" "$SL/spool/host0" "$SL/spool/host1"
 export SLURM_CONF="$SL/slurm.conf"
@@ -160,38 +164,52 @@ hec_left() {
 }
 hec_left "hec cluster down in the batch script"
 
-# scancel of a SLURM job running hec with a 2-node MPI job: SLURM's SIGTERM
-# to the steps ends hec's daemons, and hec's job and partitions go with them.
-export HEC_DIR="$TEST_DIR/cancel"
-cat >"$TEST_DIR/cancel.sh" <<EOS
+# A SLURM job that ends with hec's 2-node MPI job still running, without
+# `hec cluster down`: at scancel, or when its batch script ends.  SLURM's
+# SIGTERM to the steps ends hec's daemons, and hec's job and its partitions
+# go with them.  abandoned scancel|end
+ranks() { pgrep -f -- "^$MPI_CHECK 100000000" | wc -l; }
+abandoned() {
+	local how=$1 want i st
+	export HEC_DIR="$TEST_DIR/$how"
+	cat >"$TEST_DIR/$how.sh" <<EOS
 #!/bin/bash
 set -eu
 export HEC_BINDIR=$HEC_BUILDDIR HEC_DIR=$HEC_DIR
 eval "\$($HEC_SRCDIR/launcher/hec-slurm up)"
 $HEC submit -N 2 -n 4 -J long -- $MPI_CHECK 100000000
-sleep 1000
+until [ "\$(pgrep -f -- "^$MPI_CHECK 100000000" | wc -l)" -ge 4 ]; do sleep 0.1; done
+touch $TEST_DIR/$how.running
+[ $how = end ] || sleep 1000
 EOS
-chmod +x "$TEST_DIR/cancel.sh"
-JOB=$(on_host 0 sbatch --parsable -N 2 -o "$TEST_DIR/cancel.out" "$TEST_DIR/cancel.sh") || fail "sbatch failed: $JOB"
-note "SLURM job $JOB, to be cancelled"
-for i in $(seq 300); do
-	[ "$("$HEC" show 1 --json 2>/dev/null | jq -r .job.state)" = RUNNING ] && break
-	sleep 0.1
-done
-[ "$i" -lt 300 ] || { slurm_logs; fail "hec's job 1 in SLURM job $JOB not RUNNING after 30 s: $(cat "$TEST_DIR/cancel.out")"; }
-ranks() { pgrep -f -- "^$MPI_CHECK 100000000" | wc -l; }
-for i in $(seq 100); do [ "$(ranks)" -ge 4 ] && break; sleep 0.1; done
-[ "$(ranks)" = 4 ] || fail "$(ranks) ranks of hec's job 1 running, expected 4: $(pgrep -af -- "$MPI_CHECK")"
-on_host 0 scancel "$JOB" || fail "scancel $JOB failed"
-# SLURM calls the job CANCELLED at once; its steps end within KillWait (5 s)
-for i in $(seq 150); do
-	[ -z "$(on_host 0 squeue -h -s -j "$JOB" 2>/dev/null)" ] && [ -z "$(pgrep -f -- "$HEC_DIR( |/|$)")" ] && break
-	sleep 0.1
-done
-st=$(on_host 0 scontrol show job "$JOB" 2>/dev/null | sed -n 's/.*JobState=\([A-Z_]*\).*/\1/p')
-[ "$st" = CANCELLED ] || fail "SLURM job $JOB is '$st' after scancel, expected CANCELLED"
-cat "$TEST_DIR/cancel.out"
-grep -h "cluster down\|leftover\|exiting" "$HEC_DIR/log/hecd.log" "$HEC_DIR/log/hecctld.log"
-hec_left scancel
-[ "$(ranks)" = 0 ] || fail "ranks of hec's job left after scancel of SLURM job $JOB: $(pgrep -af -- "$MPI_CHECK")"
+	chmod +x "$TEST_DIR/$how.sh"
+	JOB=$(on_host 0 sbatch --parsable -N 2 -o "$TEST_DIR/$how.out" "$TEST_DIR/$how.sh") ||
+		fail "sbatch failed: $JOB"
+	note "SLURM job $JOB, to $how with hec's job running"
+	for i in $(seq 300); do
+		[ -e "$TEST_DIR/$how.running" ] && break
+		sleep 0.1
+	done
+	[ "$i" -lt 300 ] ||
+		{ slurm_logs; fail "hec's job's 4 ranks in SLURM job $JOB not running after 30 s: $(cat "$TEST_DIR/$how.out")"; }
+	want=COMPLETED
+	if [ "$how" = scancel ]; then
+		on_host 0 scancel "$JOB" || fail "scancel $JOB failed"
+		want=CANCELLED
+	fi
+	# (SLURM calls the job ended at once; its steps end within KillWait, 5 s)
+	for i in $(seq 150); do
+		[ -z "$(on_host 0 squeue -h -s -j "$JOB" 2>/dev/null)" ] &&
+			[ -z "$(pgrep -f -- "$HEC_DIR( |/|$)")" ] && break
+		sleep 0.1
+	done
+	st=$(on_host 0 scontrol show job "$JOB" 2>/dev/null | sed -n 's/.*JobState=\([A-Z_]*\).*/\1/p')
+	[ "$st" = "$want" ] || fail "SLURM job $JOB is '$st' after the $how, expected $want"
+	cat "$TEST_DIR/$how.out"
+	grep -h "cluster down\|leftover\|exiting" "$HEC_DIR/log/hecd.log" "$HEC_DIR/log/hecctld.log"
+	hec_left "$how"
+	[ "$(ranks)" = 0 ] || fail "ranks of hec's job left after the $how of SLURM job $JOB: $(pgrep -af -- "$MPI_CHECK")"
+}
+abandoned scancel
+abandoned end
 echo "PASS: $TEST_NAME"
