@@ -48,6 +48,9 @@ test_cleanup() {
 	stop_munged slurm
 	"$HOSTS" down "$HOSTS_DIR"
 }
+# a failure shows SLURM's logs too
+eval "$(declare -f dump_logs | sed '1s/^dump_logs/lib_dump_logs/')"
+dump_logs() { lib_dump_logs; slurm_logs; }
 slurm_logs() {
 	local f
 	for f in "$SL"/log/*; do
@@ -99,7 +102,7 @@ for i in $(seq 150); do
 	done
 	sleep 0.2
 done
-[ "$i" -lt 150 ] || { slurm_logs; fail "SLURM's nodes not idle after 30 s: $(on_host 0 sinfo -N 2>&1)"; }
+[ "$i" -lt 150 ] || fail "SLURM's nodes not idle after 30 s: $(on_host 0 sinfo -N 2>&1)"
 note "SLURM up: $(on_host 0 sinfo -h -N -o '%N %t' | tr '\n' ' ')"
 
 # The batch script, as a user would write it (with the build tree's programs).
@@ -129,7 +132,7 @@ for i in $(seq 400); do
 	sleep 0.2
 done
 cat "$TEST_DIR/batch.out"
-[ "$st" = COMPLETED ] || { slurm_logs; fail "SLURM job $JOB is '$st', expected COMPLETED"; }
+[ "$st" = COMPLETED ] || fail "SLURM job $JOB is '$st', expected COMPLETED"
 
 # hec's MPI job ran its ranks on both SLURM nodes
 cat "$TEST_DIR/mpi.out"
@@ -191,7 +194,7 @@ EOS
 		sleep 0.1
 	done
 	[ "$i" -lt 300 ] ||
-		{ slurm_logs; fail "hec's job's 4 ranks in SLURM job $JOB not running after 30 s: $(cat "$TEST_DIR/$how.out")"; }
+		fail "hec's job's 4 ranks in SLURM job $JOB not running after 30 s: $(cat "$TEST_DIR/$how.out")"
 	want=COMPLETED
 	if [ "$how" = scancel ]; then
 		on_host 0 scancel "$JOB" || fail "scancel $JOB failed"
