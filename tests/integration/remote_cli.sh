@@ -7,7 +7,6 @@
 # unreachable, and the controller serves on.  Two munged with one key stand
 # for a login node's and the controller host's.
 . "$HEC_SRCDIR/tests/integration/lib.sh"
-command -v munged >/dev/null || skip "munged missing (Debian package munge)"
 id -u nobody >/dev/null 2>&1 || skip "no user 'nobody' to test with"
 command -v setpriv >/dev/null || skip "setpriv (util-linux) missing"
 as_nobody() { setpriv --reuid=nobody --regid=nogroup --clear-groups -- "$@"; }
@@ -17,37 +16,7 @@ cp "$HEC_BUILDDIR/tests/tools/hec-authprobe" "$TEST_DIR/authprobe"
 USER_HEC="$TEST_DIR/hec"
 PROBE="$TEST_DIR/authprobe"
 
-M="$TEST_DIR/munge"
-mkdir -p "$M"
-chmod 755 "$M"
-dd if=/dev/urandom of="$M/munge.key" bs=1024 count=1 status=none || fail "cannot make a munge key"
-chmod 400 "$M/munge.key"
-# start_munged NAME: a munged of our key on $M/NAME.sock (as root, which
-# munged refuses without --force)
-start_munged() {
-	local i
-	munged -F --force --socket="$M/$1.sock" --key-file="$M/munge.key" --log-file="$M/$1.log" \
-		--pid-file="$M/$1.pid" --seed-file="$M/$1.seed" </dev/null >>"$M/$1.out" 2>&1 &
-	echo $! >"$M/$1.mypid"
-	disown # (its death by SIGKILL below is expected: no "Killed" from this shell)
-	for i in $(seq 50); do
-		[ -S "$M/$1.sock" ] && return 0
-		pid_alive "$(cat "$M/$1.mypid")" || break
-		sleep 0.1
-	done
-	skip "munged cannot run here: $(tail -n 3 "$M/$1.out" "$M/$1.log" 2>/dev/null | tr '\n' ' ')"
-}
-# stop_munged NAME [SIGNAL]: it ends (TERM: removing its socket; KILL: not)
-stop_munged() {
-	local pid i
-	pid=$(cat "$M/$1.mypid" 2>/dev/null) || return 0
-	kill -"${2:-TERM}" "$pid" 2>/dev/null
-	for i in $(seq 50); do
-		pid_alive "$pid" || break
-		sleep 0.1
-	done
-	rm -f "$M/$1.mypid"
-}
+. "$HEC_SRCDIR/tests/integration/munge_lib.sh"
 test_cleanup() { stop_munged ctl; stop_munged user; }
 start_munged ctl
 start_munged user

@@ -1,0 +1,218 @@
+#!/bin/bash
+# SPDX-License-Identifier: BSD-3-Clause
+# hec inside a SLURM allocation (launcher/hec-slurm): a real SLURM of our
+# own (slurmctld on host0, a slurmd on each of two emulated hosts, our own
+# munged, everything under the test directory) runs an `sbatch -N 2` script
+# that brings hec up, runs a 2-node MPI job under hec and brings hec down.
+# The job's ranks ran on both hosts; hec's daemons were the SLURM job's
+# steps (squeue -s, and their environment); after the SLURM job nothing of
+# hec is left.
+. "$HEC_SRCDIR/tests/integration/lib.sh"
+. "$HEC_SRCDIR/tests/integration/hosts_lib.sh"
+. "$HEC_SRCDIR/tests/integration/munge_lib.sh"
+HEC="$HEC_BUILDDIR/hec" # the cluster's socket is on the shared disk
+for p in slurmctld slurmd sbatch squeue scontrol srun; do
+	command -v $p >/dev/null || skip "$p missing (Debian packages slurmctld, slurmd, slurm-client)"
+done
+
+# outside an allocation it says so
+expect_fail 1 "hec-slurm: up: not inside a SLURM allocation" \
+	env -u SLURM_JOB_ID -u SLURM_JOB_NODELIST "$HEC_SRCDIR/launcher/hec-slurm" up
+
+SL="$TEST_DIR/slurm"
+mkdir -p "$SL/state" "$SL/log" "$SL/run" "$SL/spool/host0" "$SL/spool/host1"
+export SLURM_CONF="$SL/slurm.conf"
+# slurm_daemon NAME HOST CMD...: a SLURM daemon in the foreground (-D) in
+# host HOST, its output in $SL/log/NAME.out, its pid in $SL/run/NAME.mypid
+slurm_daemon() {
+	local name=$1 n=$2; shift 2
+	setsid "$HOSTS" exec "$HOSTS_DIR" "$n" "$@" </dev/null >>"$SL/log/$name.out" 2>&1 &
+	echo $! >"$SL/run/$name.mypid"
+	disown
+}
+slurm_stop() {
+	local f pid i
+	for f in "$SL"/run/*.mypid; do
+		[ -f "$f" ] || continue
+		pid=$(cat "$f")
+		kill "$pid" 2>/dev/null
+		for i in $(seq 50); do pid_alive "$pid" || break; sleep 0.1; done
+		kill -9 "$pid" 2>/dev/null
+		rm -f "$f"
+	done
+}
+test_cleanup() {
+	[ -n "${JOB:-}" ] && on_host 0 scancel "$JOB" 2>/dev/null
+	"$HEC" cluster down >/dev/null 2>&1
+	slurm_stop
+	stop_munged slurm
+	"$HOSTS" down "$HOSTS_DIR"
+}
+# a failure shows SLURM's logs too
+eval "$(declare -f dump_logs | sed '1s/^dump_logs/lib_dump_logs/')"
+dump_logs() { lib_dump_logs; slurm_logs; }
+slurm_logs() {
+	local f
+	for f in "$SL"/log/*; do
+		[ -f "$f" ] || continue
+		echo "---- $f (last 15 lines)" >&2
+		tail -n 15 "$f" >&2
+	done
+}
+
+start_munged slurm
+"$HOSTS" up 2 "$HOSTS_DIR" >/dev/null || fail "hec-hosts up failed"
+cat >"$SLURM_CONF" <<EOF
+ClusterName=hectest
+SlurmctldHost=host0
+SlurmUser=root
+SlurmdUser=root
+AuthType=auth/munge
+CredType=cred/munge
+AuthInfo=socket=$M/slurm.sock
+SlurmctldPort=7817
+SlurmdPort=7818
+StateSaveLocation=$SL/state
+SlurmdSpoolDir=$SL/spool/%n
+SlurmctldPidFile=$SL/run/slurmctld.pid
+SlurmdPidFile=$SL/run/slurmd.%n.pid
+SlurmctldLogFile=$SL/log/slurmctld.log
+SlurmdLogFile=$SL/log/slurmd.%n.log
+ProctrackType=proctrack/linuxproc
+TaskPlugin=task/none
+SchedulerType=sched/builtin
+SelectType=select/cons_tres
+SelectTypeParameters=CR_Core
+AccountingStorageType=accounting_storage/none
+JobAcctGatherType=jobacct_gather/none
+MpiDefault=none
+ReturnToService=2
+KillWait=5
+NodeName=host[0-1] CPUs=$(nproc) State=UNKNOWN
+PartitionName=t Nodes=host[0-1] Default=YES MaxTime=INFINITE State=UP
+EOF
+slurm_daemon slurmctld 0 slurmctld -D -f "$SLURM_CONF"
+slurm_daemon slurmd0 0 slurmd -D -N host0 -f "$SLURM_CONF"
+slurm_daemon slurmd1 1 slurmd -D -N host1 -f "$SLURM_CONF"
+for i in $(seq 150); do
+	[ "$(on_host 0 sinfo -h -N -o '%N %t' 2>/dev/null | sort | tr '\n' ' ')" = "host0 idle host1 idle " ] && break
+	for d in slurmctld slurmd0 slurmd1; do
+		pid_alive "$(cat "$SL/run/$d.mypid")" ||
+			{ slurm_logs; skip "$d cannot run here: $(tail -n 3 "$SL/log/$d.out" | tr '\n' ' ')"; }
+	done
+	sleep 0.2
+done
+[ "$i" -lt 150 ] || fail "SLURM's nodes not idle after 30 s: $(on_host 0 sinfo -N 2>&1)"
+note "SLURM up: $(on_host 0 sinfo -h -N -o '%N %t' | tr '\n' ' ')"
+
+# The batch script, as a user would write it (with the build tree's programs).
+cat >"$TEST_DIR/batch.sh" <<EOS
+#!/bin/bash
+set -eu
+export HEC_BINDIR=$HEC_BUILDDIR HEC_DIR=$HEC_DIR
+eval "\$($HEC_SRCDIR/launcher/hec-slurm up)"
+squeue -h -s -j "\$SLURM_JOB_ID" -o '%i %j %N' >$TEST_DIR/steps
+for p in \$(pgrep -f "\$HEC_DIR/"); do
+	echo "\$(tr '\\0' ' ' </proc/\$p/cmdline) \$(tr '\\0' '\\n' </proc/\$p/environ | grep -E '^SLURM_(JOB_ID|STEP_ID)=' | sort | tr '\\n' ' ')"
+done >$TEST_DIR/daemons
+id=\$($HEC submit -N 2 -n 4 -J slurmmpi -- $MPI_CHECK 20)
+id=\${id#Submitted job }
+$HEC wait --timeout 60 "\$id" || echo "hec wait \$id: \$?"
+$HEC logs "\$id" >$TEST_DIR/mpi.out
+$HEC show "\$id" --json >$TEST_DIR/mpi.json
+$HEC cluster down
+EOS
+chmod +x "$TEST_DIR/batch.sh"
+cd "$TEST_DIR"
+JOB=$(on_host 0 sbatch --parsable -N 2 -o "$TEST_DIR/batch.out" "$TEST_DIR/batch.sh") || fail "sbatch failed: $JOB"
+note "SLURM job $JOB"
+for i in $(seq 400); do
+	st=$(on_host 0 scontrol show job "$JOB" 2>/dev/null | sed -n 's/.*JobState=\([A-Z_]*\).*/\1/p')
+	case $st in COMPLETED | FAILED | CANCELLED | TIMEOUT | NODE_FAIL | "") break ;; esac
+	sleep 0.2
+done
+cat "$TEST_DIR/batch.out"
+[ "$st" = COMPLETED ] || fail "SLURM job $JOB is '$st', expected COMPLETED"
+
+# hec's MPI job ran its ranks on both SLURM nodes
+cat "$TEST_DIR/mpi.out"
+grep -qx "result sum=2100 expected=2100 OK" "$TEST_DIR/mpi.out" || fail "hec's MPI job: wrong or missing result"
+[ "$(jq -r '.job.nodelist | join(",")' "$TEST_DIR/mpi.json")" = host0,host1 ] ||
+	fail "hec's job ran on $(jq -c .job.nodelist "$TEST_DIR/mpi.json"), expected host0,host1"
+for r in 0 1 2 3; do
+	line=$(grep "^rank $r size 4 " "$TEST_DIR/mpi.out") || fail "no line for rank $r"
+	[ "$(sed -n 's/.* host \([^ ]*\)$/\1/p' <<<"$line")" = "host$((r / 2))" ] ||
+		fail "rank $r ran elsewhere than host$((r / 2)): $line"
+done
+# hec's daemons were steps of the SLURM job
+cat "$TEST_DIR/steps" "$TEST_DIR/daemons"
+grep -qE "^$JOB\.[0-9]+ hecctld host0$" "$TEST_DIR/steps" ||
+	fail "no hecctld step of job $JOB on host0: $(cat "$TEST_DIR/steps")"
+grep -qE "^$JOB\.[0-9]+ hecd host\[0-1\]$" "$TEST_DIR/steps" ||
+	fail "no hecd step of job $JOB on host[0-1]: $(cat "$TEST_DIR/steps")"
+for d in hecctld:1 hecd:2; do
+	n=$(grep -cE "^[^ ]*/${d%:*} -f .* SLURM_JOB_ID=$JOB SLURM_STEP_ID=[0-9]+ $" "$TEST_DIR/daemons")
+	[ "$n" = "${d#*:}" ] ||
+		fail "$n ${d%:*} processes in SLURM job $JOB's steps, expected ${d#*:}: $(cat "$TEST_DIR/daemons")"
+done
+# nothing of hec left once the SLURM job is over: no daemon or srun naming
+# the cluster's files (the hosts' holders name $HEC_DIR/hosts), no cgroup of
+# its partitions (where any process of a job would be)
+hec_left() {
+	local left cg
+	left=$(pgrep -f -- "$HEC_DIR(/hecctld\.conf|/node\.| |$)" | tr '\n' ,)
+	[ -z "$left" ] || fail "left after SLURM job $JOB ($1): $(ps -o pid=,args= -p "${left%,}")"
+	cg=$(cluster_cgroups "slurm$JOB")
+	[ -z "$cg" ] || fail "cgroups left after SLURM job $JOB ($1): $cg"
+}
+hec_left "hec cluster down in the batch script"
+
+# A SLURM job that ends with hec's 2-node MPI job still running, without
+# `hec cluster down`: at scancel, or when its batch script ends.  SLURM's
+# SIGTERM to the steps ends hec's daemons, and hec's job and its partitions
+# go with them.  abandoned scancel|end
+ranks() { pgrep -f -- "^$MPI_CHECK 100000000" | wc -l; }
+abandoned() {
+	local how=$1 want i st
+	export HEC_DIR="$TEST_DIR/$how"
+	cat >"$TEST_DIR/$how.sh" <<EOS
+#!/bin/bash
+set -eu
+export HEC_BINDIR=$HEC_BUILDDIR HEC_DIR=$HEC_DIR
+eval "\$($HEC_SRCDIR/launcher/hec-slurm up)"
+$HEC submit -N 2 -n 4 -J long -- $MPI_CHECK 100000000
+until [ "\$(pgrep -f -- "^$MPI_CHECK 100000000" | wc -l)" -ge 4 ]; do sleep 0.1; done
+touch $TEST_DIR/$how.running
+[ $how = end ] || sleep 1000
+EOS
+	chmod +x "$TEST_DIR/$how.sh"
+	JOB=$(on_host 0 sbatch --parsable -N 2 -o "$TEST_DIR/$how.out" "$TEST_DIR/$how.sh") ||
+		fail "sbatch failed: $JOB"
+	note "SLURM job $JOB, to $how with hec's job running"
+	for i in $(seq 300); do
+		[ -e "$TEST_DIR/$how.running" ] && break
+		sleep 0.1
+	done
+	[ "$i" -lt 300 ] ||
+		fail "hec's job's 4 ranks in SLURM job $JOB not running after 30 s: $(cat "$TEST_DIR/$how.out")"
+	want=COMPLETED
+	if [ "$how" = scancel ]; then
+		on_host 0 scancel "$JOB" || fail "scancel $JOB failed"
+		want=CANCELLED
+	fi
+	# (SLURM calls the job ended at once; its steps end within KillWait, 5 s)
+	for i in $(seq 150); do
+		[ -z "$(on_host 0 squeue -h -s -j "$JOB" 2>/dev/null)" ] &&
+			[ -z "$(pgrep -f -- "$HEC_DIR( |/|$)")" ] && break
+		sleep 0.1
+	done
+	st=$(on_host 0 scontrol show job "$JOB" 2>/dev/null | sed -n 's/.*JobState=\([A-Z_]*\).*/\1/p')
+	[ "$st" = "$want" ] || fail "SLURM job $JOB is '$st' after the $how, expected $want"
+	cat "$TEST_DIR/$how.out"
+	grep -h "cluster down\|leftover\|exiting" "$HEC_DIR/log/hecd.log" "$HEC_DIR/log/hecctld.log"
+	hec_left "$how"
+	[ "$(ranks)" = 0 ] || fail "ranks of hec's job left after the $how of SLURM job $JOB: $(pgrep -af -- "$MPI_CHECK")"
+}
+abandoned scancel
+abandoned end
+echo "PASS: $TEST_NAME"
