@@ -46,9 +46,11 @@ note "a 2-host vm MPI job; 8 MB from host1's guest to host0's"
 cat >mpi.sh <<EOF
 #!/bin/sh
 #HEC -N 2 -n 2 -t 5:00 --partition vm --vcpus 1 --mem 256M --vm-file $PI
-mpiexec -n 2 $PI
-echo "batch on \$(hostname), peer \$(hec-rsh host1 hostname)"
+# (no guest of host1 reached: end now, not when mpiexec times out)
+peer=\$(hec-rsh host1 hostname) || exit 1
+echo "batch on \$(hostname), peer \$peer"
 echo "bytes \$(hec-rsh host1 'head -c 8000000 /dev/zero' | wc -c)"
+mpiexec -n 2 $PI
 EOF
 rx0=$(rx_p1)
 t0=$(date +%s)
