@@ -11,14 +11,16 @@
 # - a 2-host vm job checkpointed (`hec ckpt --wait`, both guests' parts on
 #   the server at the login host's address) and restarted (`hec restart`)
 #   runs on from the checkpoint's position to its end, its guests still
-#   talking across the hosts.
+#   talking across the hosts; restarted again from it on host1 and host2
+#   (`--nodes`), host0's guest now restored on host1, whose agent is the
+#   job network's hub that host2's joins, it runs the same again.
 . "$HEC_SRCDIR/tests/integration/lib.sh"
 . "$HEC_SRCDIR/tests/integration/hosts_lib.sh"
 
 need_guests
 PI="$HEC_BUILDDIR/examples/mpi_pi"
 
-hosts_up 2
+hosts_up 3 # host2: the second restart
 cd "$TEST_DIR"
 
 # A storage server on the login host, configured as `hec cluster up
@@ -118,4 +120,18 @@ awk -v f="$first" -v last=$LAST 'NR == 1 && $1 != f { exit 1 } NR > 1 && $1 != p
 bad=$("$HEC" logs "$c" | grep '^tick ' | grep -v ' from host1$' | head -n 3)
 [ -z "$bad" ] || fail "ticks without host1's answer over the job network: $bad"
 "$HEC" logs "$c" | tail -n 1 | grep -qx done || fail "the job's last line is not 'done'"
+
+note "restarted from checkpoint $e on host1 and host2"
+out=$("$HEC" restart "$c" --epoch "$e" --nodes host1,host2 2>&1) || fail "hec restart $c --nodes host1,host2: $out"
+"$HEC" wait --timeout 300 "$c" || fail "job $c restarted on host1,host2: $(job_state "$c") ($(job_field "$c" reason))"
+[ "$(job_field "$c" 'nodelist | join(",")')" = "host1,host2" ] || fail "job $c ran on $(job_field "$c" nodelist)"
+again=$("$HEC" logs "$c" | sed '1,/^done$/d')
+echo "after the second restart: $(grep -c '^tick ' <<<"$again") ticks, from $(sed -n '1s/^tick \([0-9]*\) .*/\1/p' <<<"$again")"
+# the same guests' state again: the count goes on from the same tick
+awk -v f="$first" -v last=$LAST '/^tick / { n++; if ((n == 1 && $2 != f) || (n > 1 && $2 != p + 1) || $4 != "host1") exit 1; p = $2 }
+	END { exit p != last }' <<<"$again" ||
+	fail "on host1,host2 the count did not run from $first by one to $LAST, each with host1's answer"
+tail -n 1 <<<"$again" | grep -qx done || fail "the job's last line on host1,host2 is not 'done'"
+grep -q "job $c: host2 joined the job's network" "$HEC_DIR/log/host1.log" ||
+	fail "host1's agent (the hub now) logged no join of host2 for job $c"
 echo "PASS: $TEST_NAME"
