@@ -103,7 +103,7 @@ b=$(last_tick "$c")
 "$HEC" ckpts "$c" --json | jq -e ".ckpts[0] | .epoch == $e and (.parts | length) == 2 and
 	.parts[0].node == \"host0\" and .parts[1].node == \"host1\" and .bytes > 0" >/dev/null ||
 	fail "checkpoint $e as listed: $("$HEC" ckpts "$c" --json)"
-ls "$HEC_DIR/store/s0/data/objects/$c/$e/" | grep -q '^p1\.' || fail "s0 holds no chunk of host1's part of $c/$e"
+compgen -G "$HEC_DIR/store/s0/data/objects/$c/$e/p1.*" >/dev/null || fail "s0 holds no chunk of host1's part of $c/$e"
 wait_tick "$c" $((b + 5))
 high=$(last_tick "$c")
 out=$("$HEC" restart "$c" --epoch "$e" 2>&1) || fail "hec restart $c --epoch $e: $out"
@@ -112,14 +112,14 @@ out=$("$HEC" restart "$c" --epoch "$e" 2>&1) || fail "hec restart $c --epoch $e:
 	.job.restarts[0].epoch == $e" >/dev/null || fail "job $c's restart: $("$HEC" show "$c" --json | jq -c .job)"
 back=$(ticks "$c" | awk 'NR > 1 && $1 < prev && !seen { seen = 1 } seen { print } { prev = $1 }')
 first=$(head -n 1 <<<"$back")
-echo "ticks: up to $high before the restart, checkpoint $e at tick $b; the restored guests went on from $first"
+echo "ticks: up to $high before the restart, checkpoint $e asked at tick $a, committed by tick $b; the restored guests went on from $first"
 [ -n "$first" ] && [ "$first" -le $((b + 1)) ] && [ "$first" -ge "$a" ] ||
 	fail "the count went back to '$first', not to checkpoint $e's position (from $a, by $b)"
 awk -v f="$first" -v last=$LAST 'NR == 1 && $1 != f { exit 1 } NR > 1 && $1 != p + 1 { exit 1 } { p = $1 } END { exit p != last }' <<<"$back" ||
 	fail "after the restart the count did not run on by one to $LAST"
 bad=$("$HEC" logs "$c" | grep '^tick ' | grep -v ' from host1$' | head -n 3)
 [ -z "$bad" ] || fail "ticks without host1's answer over the job network: $bad"
-"$HEC" logs "$c" | tail -n 1 | grep -qx done || fail "the job's last line is not 'done'"
+"$HEC" logs "$c" | tail -n 1 | grep -qx 'done' || fail "the job's last line is not 'done'"
 
 note "restarted from checkpoint $e on host1 and host2"
 out=$("$HEC" restart "$c" --epoch "$e" --nodes host1,host2 2>&1) || fail "hec restart $c --nodes host1,host2: $out"
@@ -131,7 +131,7 @@ echo "after the second restart: $(grep -c '^tick ' <<<"$again") ticks, from $(se
 awk -v f="$first" -v last=$LAST '/^tick / { n++; if ((n == 1 && $2 != f) || (n > 1 && $2 != p + 1) || $4 != "host1") exit 1; p = $2 }
 	END { exit p != last }' <<<"$again" ||
 	fail "on host1,host2 the count did not run from $first by one to $LAST, each with host1's answer"
-tail -n 1 <<<"$again" | grep -qx done || fail "the job's last line on host1,host2 is not 'done'"
+tail -n 1 <<<"$again" | grep -qx 'done' || fail "the job's last line on host1,host2 is not 'done'"
 grep -q "job $c: host2 joined the job's network" "$HEC_DIR/log/host1.log" ||
 	fail "host1's agent (the hub now) logged no join of host2 for job $c"
 echo "PASS: $TEST_NAME"
