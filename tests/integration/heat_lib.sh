@@ -3,9 +3,13 @@
 # lib.sh): the program, its batch script and what its output says.
 HEAT="$HEC_BUILDDIR/examples/heat/heat"
 [ -x "$HEAT" ] || fail "$HEAT not built"
-# ~10-20 s a run here (2 ranks, 1024 x 1024, 8 MiB a checkpoint); built
-# with AddressSanitizer (scripts/test --sanitize) a step is ~10 times slower
-STEPS=12000
+# 8-40 s a run on these machines (2 ranks, 1024 x 1024, 8 MiB a
+# checkpoint): long enough that a node lost after the first interval
+# checkpoint (2 s) is declared DOWN (node_timeout 2 s) well before the ranks,
+# which outlive their agent, finish (12000 steps took 4 s on a faster VM:
+# the job completed before its node's loss was noticed); built with
+# AddressSanitizer (scripts/test --sanitize) a step is ~10 times slower
+STEPS=24000
 ldd "$HEAT" | grep -q libasan && STEPS=3000
 ARGS="1024 1024 ${HEC_HEAT_STEPS:-$STEPS}"
 

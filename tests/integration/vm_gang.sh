@@ -218,13 +218,17 @@ resumed || fail "job $a's guests were not resumed and measured within 300 s: $("
 [ "$(jq '.gang.nslots' <<<"$("$HEC" gang --json)")" = 2 ] || fail "the restarted job $a does not share the nodes with job $b"
 find_vcpus "$a" "$b"
 cpu_turns "$a" "$b" 200
-[ "$methods" != cgroup ] || alternation "$a" "$b" 200 run_v
-if [ "$VM_SWITCH" != auto ]; then
-	st=$("$HEC" gang stats --json) || fail "gang stats failed"
-	m=$(jq -r '[.stats.vm_switch[].method] | unique | join(",")' <<<"$st")
-	[ "$m" = "$VM_SWITCH" ] || fail "after the restart, guests are switched by $m: $st"
-fi
-[ "$methods" != qmp ] || never_frozen "$a" "$b"
+# The restored guests were measured anew: with auto, a node under load may
+# now find QMP the cheaper for one of them (seen: cgroup 850 us against QMP
+# 718 us right after the restore), so the checks that depend on the way
+# (vCPU thread states for cgroup freezes, cgroups never frozen for QMP)
+# follow what the guests are switched by now; cpu_turns judged both ways.
+st=$("$HEC" gang stats --json) || fail "gang stats failed"
+m=$(jq -r '[.stats.vm_switch[].method] | unique | join(",")' <<<"$st")
+[ "$VM_SWITCH" = auto ] || [ "$m" = "$VM_SWITCH" ] || fail "after the restart, guests are switched by $m: $st"
+note "after the restart, guests switched by $m"
+[ "$m" != cgroup ] || alternation "$a" "$b" 200 run_v
+[ "$m" != qmp ] || never_frozen "$a" "$b"
 
 "$HEC" wait "$a" || fail "job $a: $(job_state "$a") $(job_field "$a" reason)"
 "$HEC" wait "$b" || fail "job $b: $(job_state "$b") $(job_field "$b" reason)"
