@@ -147,13 +147,20 @@ def agent(c, t, reg):
     def kill():
         send(c, 18, {"job": J})
         wait(19, 60)
+    def gate(name):   # the test looks at the node before the stand-in goes on
+        end = time.time() + 300
+        while not os.path.exists(os.path.join(scen["cwd"], "go." + name)):
+            if time.time() > end: raise SystemExit("no go.%s within 300 s" % name)
+            time.sleep(0.1)
     send(c, 11, {"heartbeat_ms": 1000})
     for e in reg.get("exits", []): send(c, 17, {"job": e["job"]})
     b = launch(scen["e1"], "0" * 32)
     event("launched_image", error=b.get("error"))
+    gate("image")
     kill()
     b = launch(scen["e2"], scen["image"])
     event("launched_corrupt", error=b.get("error"))
+    gate("corrupt")
     kill()
     b = launch(scen["e1"], scen["image"])
     event("launched", error=b.get("error"))
@@ -215,6 +222,7 @@ echo "$e"
 jq -e '.error | test("node0: the guest image differs from the checkpoint.s: '"$IMAGE"' here, 0{32} in the checkpoint")' <<<"$e" >/dev/null ||
 	fail "LAUNCHED for another image: $e"
 no_qemu "a refused image"
+touch go.image
 
 note "restore of the corrupted $E2: hec-store's reason, no QEMU left"
 e=$(ev launched_corrupt)
@@ -223,6 +231,7 @@ jq -e '.error | test("^node0: the checkpoint.s stream: hec-store: get '"$j/$E2"'
 	fail "LAUNCHED for the corrupted epoch: $e"
 no_qemu "a corrupted stream"
 [ "$(wc -l <"$OUT")" = "$lines" ] || fail "the output grew from a stream that failed its hash"
+touch go.corrupt
 
 note "restore of $E1: loaded, paused; frozen until the epoch starts; then runs on"
 e=$(ev launched)
