@@ -10,37 +10,13 @@
 . "$HEC_SRCDIR/tests/integration/lib.sh"
 . "$HEC_SRCDIR/tests/integration/hosts_lib.sh"
 . "$HEC_SRCDIR/tests/integration/munge_lib.sh"
+. "$HEC_SRCDIR/tests/integration/slurm_lib.sh"
 HEC="$HEC_BUILDDIR/hec" # the cluster's socket is on the shared disk
-for p in slurmctld slurmd sbatch squeue scontrol srun; do
-	command -v $p >/dev/null || skip "$p missing (Debian packages slurmctld, slurmd, slurm-client)"
-done
 
 # outside an allocation it says so
 expect_fail 1 "hec-slurm: up: not inside a SLURM allocation" \
 	env -u SLURM_JOB_ID -u SLURM_JOB_NODELIST "$HEC_SRCDIR/launcher/hec-slurm" up
 
-SL="$TEST_DIR/slurm"
-mkdir -p "$SL/state" "$SL/log" "$SL/run" "$SL/spool/host0" "$SL/spool/host1"
-export SLURM_CONF="$SL/slurm.conf"
-# slurm_daemon NAME HOST CMD...: a SLURM daemon in the foreground (-D) in
-# host HOST, its output in $SL/log/NAME.out, its pid in $SL/run/NAME.mypid
-slurm_daemon() {
-	local name=$1 n=$2; shift 2
-	setsid "$HOSTS" exec "$HOSTS_DIR" "$n" "$@" </dev/null >>"$SL/log/$name.out" 2>&1 &
-	echo $! >"$SL/run/$name.mypid"
-	disown
-}
-slurm_stop() {
-	local f pid i
-	for f in "$SL"/run/*.mypid; do
-		[ -f "$f" ] || continue
-		pid=$(cat "$f")
-		kill "$pid" 2>/dev/null
-		for i in $(seq 50); do pid_alive "$pid" || break; sleep 0.1; done
-		kill -9 "$pid" 2>/dev/null
-		rm -f "$f"
-	done
-}
 test_cleanup() {
 	[ -n "${JOB:-}" ] && on_host 0 scancel "$JOB" 2>/dev/null
 	"$HEC" cluster down >/dev/null 2>&1
@@ -51,59 +27,7 @@ test_cleanup() {
 # a failure shows SLURM's logs too
 eval "$(declare -f dump_logs | sed '1s/^dump_logs/lib_dump_logs/')"
 dump_logs() { lib_dump_logs; slurm_logs; }
-slurm_logs() {
-	local f
-	for f in "$SL"/log/*; do
-		[ -f "$f" ] || continue
-		echo "---- $f (last 15 lines)" >&2
-		tail -n 15 "$f" >&2
-	done
-}
-
-start_munged slurm
-"$HOSTS" up 2 "$HOSTS_DIR" >/dev/null || fail "hec-hosts up failed"
-cat >"$SLURM_CONF" <<EOF
-ClusterName=hectest
-SlurmctldHost=host0
-SlurmUser=root
-SlurmdUser=root
-AuthType=auth/munge
-CredType=cred/munge
-AuthInfo=socket=$M/slurm.sock
-SlurmctldPort=7817
-SlurmdPort=7818
-StateSaveLocation=$SL/state
-SlurmdSpoolDir=$SL/spool/%n
-SlurmctldPidFile=$SL/run/slurmctld.pid
-SlurmdPidFile=$SL/run/slurmd.%n.pid
-SlurmctldLogFile=$SL/log/slurmctld.log
-SlurmdLogFile=$SL/log/slurmd.%n.log
-ProctrackType=proctrack/linuxproc
-TaskPlugin=task/none
-SchedulerType=sched/builtin
-SelectType=select/cons_tres
-SelectTypeParameters=CR_Core
-AccountingStorageType=accounting_storage/none
-JobAcctGatherType=jobacct_gather/none
-MpiDefault=none
-ReturnToService=2
-KillWait=5
-NodeName=host[0-1] CPUs=$(nproc) State=UNKNOWN
-PartitionName=t Nodes=host[0-1] Default=YES MaxTime=INFINITE State=UP
-EOF
-slurm_daemon slurmctld 0 slurmctld -D -f "$SLURM_CONF"
-slurm_daemon slurmd0 0 slurmd -D -N host0 -f "$SLURM_CONF"
-slurm_daemon slurmd1 1 slurmd -D -N host1 -f "$SLURM_CONF"
-for i in $(seq 150); do
-	[ "$(on_host 0 sinfo -h -N -o '%N %t' 2>/dev/null | sort | tr '\n' ' ')" = "host0 idle host1 idle " ] && break
-	for d in slurmctld slurmd0 slurmd1; do
-		pid_alive "$(cat "$SL/run/$d.mypid")" ||
-			{ slurm_logs; skip "$d cannot run here: $(tail -n 3 "$SL/log/$d.out" | tr '\n' ' ')"; }
-	done
-	sleep 0.2
-done
-[ "$i" -lt 150 ] || fail "SLURM's nodes not idle after 30 s: $(on_host 0 sinfo -N 2>&1)"
-note "SLURM up: $(on_host 0 sinfo -h -N -o '%N %t' | tr '\n' ' ')"
+slurm_up 2
 
 # The batch script, as a user would write it (with the build tree's programs).
 cat >"$TEST_DIR/batch.sh" <<EOS
@@ -126,11 +50,7 @@ chmod +x "$TEST_DIR/batch.sh"
 cd "$TEST_DIR"
 JOB=$(on_host 0 sbatch --parsable -N 2 -o "$TEST_DIR/batch.out" "$TEST_DIR/batch.sh") || fail "sbatch failed: $JOB"
 note "SLURM job $JOB"
-for i in $(seq 400); do
-	st=$(on_host 0 scontrol show job "$JOB" 2>/dev/null | sed -n 's/.*JobState=\([A-Z_]*\).*/\1/p')
-	case $st in COMPLETED | FAILED | CANCELLED | TIMEOUT | NODE_FAIL | "") break ;; esac
-	sleep 0.2
-done
+st=$(slurm_wait_end "$JOB" 80)
 cat "$TEST_DIR/batch.out"
 [ "$st" = COMPLETED ] || fail "SLURM job $JOB is '$st', expected COMPLETED"
 
@@ -206,7 +126,7 @@ EOS
 			[ -z "$(pgrep -f -- "$HEC_DIR( |/|$)")" ] && break
 		sleep 0.1
 	done
-	st=$(on_host 0 scontrol show job "$JOB" 2>/dev/null | sed -n 's/.*JobState=\([A-Z_]*\).*/\1/p')
+	st=$(slurm_state "$JOB")
 	[ "$st" = "$want" ] || fail "SLURM job $JOB is '$st' after the $how, expected $want"
 	cat "$TEST_DIR/$how.out"
 	grep -h "cluster down\|leftover\|exiting" "$HEC_DIR/log/hecd.log" "$HEC_DIR/log/hecctld.log"
