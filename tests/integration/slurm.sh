@@ -19,14 +19,8 @@ expect_fail 1 "hec-slurm: up: not inside a SLURM allocation" \
 
 test_cleanup() {
 	[ -n "${JOB:-}" ] && on_host 0 scancel "$JOB" 2>/dev/null
-	"$HEC" cluster down >/dev/null 2>&1
-	slurm_stop
-	stop_munged slurm
-	"$HOSTS" down "$HOSTS_DIR"
+	slurm_cleanup
 }
-# a failure shows SLURM's logs too
-eval "$(declare -f dump_logs | sed '1s/^dump_logs/lib_dump_logs/')"
-dump_logs() { lib_dump_logs; slurm_logs; }
 slurm_up 2
 
 # The batch script, as a user would write it (with the build tree's programs).
@@ -75,17 +69,7 @@ for d in hecctld:1 hecd:2; do
 	[ "$n" = "${d#*:}" ] ||
 		fail "$n ${d%:*} processes in SLURM job $JOB's steps, expected ${d#*:}: $(cat "$TEST_DIR/daemons")"
 done
-# nothing of hec left once the SLURM job is over: no daemon or srun naming
-# the cluster's files (the hosts' holders name $HEC_DIR/hosts), no cgroup of
-# its partitions (where any process of a job would be)
-hec_left() {
-	local left cg
-	left=$(pgrep -f -- "$HEC_DIR(/hecctld\.conf|/node\.| |$)" | tr '\n' ,)
-	[ -z "$left" ] || fail "left after SLURM job $JOB ($1): $(ps -o pid=,args= -p "${left%,}")"
-	cg=$(cluster_cgroups "slurm$JOB")
-	[ -z "$cg" ] || fail "cgroups left after SLURM job $JOB ($1): $cg"
-}
-hec_left "hec cluster down in the batch script"
+hec_left "$JOB" "hec cluster down in the batch script"
 
 # A SLURM job that ends with hec's 2-node MPI job still running, without
 # `hec cluster down`: at scancel, or when its batch script ends.  SLURM's
@@ -130,7 +114,7 @@ EOS
 	[ "$st" = "$want" ] || fail "SLURM job $JOB is '$st' after the $how, expected $want"
 	cat "$TEST_DIR/$how.out"
 	grep -h "cluster down\|leftover\|exiting" "$HEC_DIR/log/hecd.log" "$HEC_DIR/log/hecctld.log"
-	hec_left "$how"
+	hec_left "$JOB" "$how"
 	[ "$(ranks)" = 0 ] || fail "ranks of hec's job left after the $how of SLURM job $JOB: $(pgrep -af -- "$MPI_CHECK")"
 }
 abandoned scancel

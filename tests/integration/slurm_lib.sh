@@ -7,6 +7,9 @@
 #   slurm_logs          their logs' tails (to stderr)
 #   slurm_state JOB     a SLURM job's state (COMPLETED, TIMEOUT, ...)
 #   slurm_wait_end JOB SECONDS   until it has ended; prints its state
+#   hec_left JOB WHAT   fail if anything of hec is left after SLURM job JOB
+#   slurm_cleanup       SLURM, its munged and the hosts gone (for test_cleanup)
+# A failure shows SLURM's logs after lib.sh's.
 for p in slurmctld slurmd sbatch squeue scontrol srun; do
 	command -v $p >/dev/null || skip "$p missing (Debian packages slurmctld, slurmd, slurm-client)"
 done
@@ -104,3 +107,21 @@ EOF
 	[ "$i" -lt 150 ] || fail "SLURM's nodes not idle after 30 s: $(on_host 0 sinfo -N 2>&1)"
 	note "SLURM up: $(on_host 0 sinfo -h -N -o '%N %t' | tr '\n' ' ')"
 }
+# nothing of hec left once the SLURM job is over: no daemon or srun naming
+# the cluster's files (the hosts' holders name $HEC_DIR/hosts), no cgroup of
+# its partitions (where any process of a job would be)
+hec_left() {
+	local left cg
+	left=$(pgrep -f -- "$HEC_DIR(/hecctld\.conf|/node\.|/store/| |$)" | tr '\n' ,)
+	[ -z "$left" ] || fail "left after SLURM job $1 ($2): $(ps -o pid=,args= -p "${left%,}")"
+	cg=$(cluster_cgroups "slurm$1")
+	[ -z "$cg" ] || fail "cgroups left after SLURM job $1 ($2): $cg"
+}
+slurm_cleanup() {
+	"$HEC_BUILDDIR/hec" cluster down >/dev/null 2>&1
+	slurm_stop
+	stop_munged slurm
+	"$HOSTS" down "$HOSTS_DIR"
+}
+eval "$(declare -f dump_logs | sed '1s/^dump_logs/lib_dump_logs/')"
+dump_logs() { lib_dump_logs; slurm_logs; }
