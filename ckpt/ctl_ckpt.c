@@ -895,9 +895,15 @@ static int ckpt_start(struct ctl *ctl, struct ctl_job *j, const char *who, enum 
 				  .done = stored_done };
 	const char *names[j->nalloc > 0 ? j->nalloc : 1];
 	struct ckpt_op *op;
+	/* T far enough for EPOCH-like delivery to every node, and for each
+	 * node's writer to start and reach the servers before it (hec-store's
+	 * start alone is ~0.2 s here: libfabric's PSM providers calibrate a
+	 * clock when loaded); a writer late to T delays the whole stream */
 	int64_t lead = ctl_lead_ns(ctl);
 	int rc;
 
+	if (lead < ctl->conf.ckpt_lead * 1000000LL)
+		lead = ctl->conf.ckpt_lead * 1000000LL;
 	not_ready(ctl, j, 0, why, len);
 	if (why[0])
 		return -EBUSY;

@@ -38,6 +38,7 @@ struct ctl_conf {
 	long launch_timeout;       /* ms */
 	long vm_launch_timeout;    /* ms, vm partitions */
 	long ckpt_timeout;         /* ms: a checkpoint not stored by every node by then aborts */
+	long ckpt_lead;            /* ms: a vm checkpoint's T at least this long after its request */
 	long app_ckpt_timeout;     /* ms: a proc job's program that has not written its file by then */
 	long preempt_ckpt_grace;   /* ms a preemptor waits for its victim's checkpoint, 0: never */
 	char log_level[16];

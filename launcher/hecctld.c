@@ -54,6 +54,7 @@ static const struct hec_conf_key ctl_keys[] = {
 	MS_KEY(launch_timeout, "30s", 100, 86400000L, "LAUNCH not answered by every node by then: the job fails"),
 	MS_KEY(vm_launch_timeout, "5m", 100, 86400000L, "the same for vm partitions (image build and guest boot; TCG is slow)"),
 	MS_KEY(ckpt_timeout, "10m", 1000, 86400000L, "a checkpoint whose streams are not all stored by then is aborted"),
+	MS_KEY(ckpt_lead, "400ms", 0, 60000, "a vm checkpoint's instant T at least this long after its request, so that every node's writer (hec-store) has started and reached the storage servers by T"),
 	MS_KEY(app_ckpt_timeout, "120s", 1000, 86400000L, "a proc job's program that has not written its checkpoint by then (it calls hecckpt_need too rarely, or never): the checkpoint is aborted"),
 	MS_KEY(preempt_ckpt_grace, "30s", 0, 86400000L, "a job of higher priority waits at most this long for the checkpoint of a proc job it suspends (0: it never waits)"),
 	STR_KEY(log_level, "info", "err, warn, info, debug"),

@@ -95,13 +95,14 @@ EOF
 	done
 	want=$(for i in $(seq 0 $((k - 1))); do echo "host$i idle"; done | tr '\n' ' ')
 	for i in $(seq 150); do
-		[ "$(on_host 0 sinfo -h -N -o '%N %t' 2>/dev/null | sort | tr '\n' ' ')" = "$want" ] && break
+		# (the daemons first: with slurmctld gone, sinfo waits ~9 s for it)
 		for d in "$SL"/run/*.mypid; do
 			pid_alive "$(cat "$d")" && continue
 			slurm_logs
 			h=$(basename "$d" .mypid)
 			skip "$h cannot run here: $(tail -n 3 "$SL/log/$h.out" | tr '\n' ' ')"
 		done
+		[ "$(on_host 0 sinfo -h -N -o '%N %t' 2>/dev/null | sort | tr '\n' ' ')" = "$want" ] && break
 		sleep 0.2
 	done
 	[ "$i" -lt 150 ] || fail "SLURM's nodes not idle after 30 s: $(on_host 0 sinfo -N 2>&1)"
