@@ -44,6 +44,8 @@ hosts_up() {
 	export HEC_LOGIN_HOST=$nodes # for $HEC
 	mkdir -p "$HEC_DIR"/log "$HEC_DIR"/run "$HEC_DIR"/state "$HEC_DIR"/spool
 	"$HOSTS" up $((nodes + 1)) "$HOSTS_DIR" >/dev/null || fail "hec-hosts up failed"
+	# a test's links shaped before any daemon talks (optional)
+	if declare -F hosts_shape >/dev/null; then hosts_shape; fi
 	head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n' >"$HEC_DIR/cluster.key"
 	chmod 600 "$HEC_DIR/cluster.key"
 	ctl="$(host_addr 0):6817"
@@ -80,6 +82,48 @@ EOF
 	done
 	for k in $(seq 0 $((nodes - 1))); do host_daemon "host$k" "$k" "$HECD"; done
 	for k in $(seq 0 $((nodes - 1))); do wait_node_state "host$k" IDLE 20; done
+}
+
+# aligned JOB [PCT]: sample job JOB (of host0 and host1, time-shared, gang
+# checks read cgroup v2: run_r, $v2root, $cname) on host0, host1, host0
+# again within 10 ms (a fifth of a 50 ms slot); where host0's two reads
+# agree, host1's must agree with them but for the hosts' switches' skew
+# around a slot boundary.  Fail if they disagree in more than PCT percent
+# (10) of the samples: unaligned slots (hosts switching on their own) would
+# disagree in about half.  Sets ALIGN_N (samples) and ALIGN_OFF (disagreeing).
+aligned() {
+	local job=$1 pct=${2:-10} i=0 t0 t1 x1 y x2 n=0 off=0 on=0 end=$((SECONDS + 60))
+	while [ "$n" -lt 200 ] && [ "$SECONDS" -lt "$end" ]; do
+		i=$((i + 1))
+		t0=${EPOCHREALTIME/./}
+		run_r host0 "$job"; x1=$R; run_r host1 "$job"; y=$R; run_r host0 "$job"; x2=$R
+		t1=${EPOCHREALTIME/./}
+		[ "$x1" = - ] || [ "$y" = - ] && break # the job ended
+		[ $((t1 - t0)) -lt 10000 ] && [ "$x1" = "$x2" ] || continue
+		n=$((n + 1))
+		[ "$x1" = 1 ] && on=$((on + 1))
+		[ "$y" = "$x1" ] || off=$((off + 1))
+		sleep 0.013
+	done
+	ALIGN_N=$n ALIGN_OFF=$off
+	echo "aligned: $n samples of job $job in $i rounds, running in $on, hosts disagreeing in $off"
+	[ "$n" -ge 50 ] || fail "only $n valid samples of job $job's slots on the two hosts"
+	[ "$on" -ge 5 ] && [ $((n - on)) -ge 5 ] || fail "job $job not seen both running and frozen ($on of $n)"
+	[ $((off * 100)) -le $((n * pct)) ] ||
+		fail "job $job's slots on host0 and host1 are not aligned: they disagree in $off of $n samples (more than $pct%)"
+}
+
+# mpi_check_done ITERS JOB...: each JOB (mpi_check ITERS on 2 ranks: 1 + 2) ends
+# within 60 s with the right sum
+mpi_check_done() {
+	local iters=$1 j sum
+	shift
+	sum=$((3 * iters * (iters + 1) / 2))
+	for j in "$@"; do
+		"$HEC" wait --timeout 60 "$j" || fail "job $j: $(job_state "$j") $(job_field "$j" reason)"
+		grep -qx "result sum=$sum expected=$sum OK" <<<"$("$HEC" logs "$j")" ||
+			fail "job $j result wrong: $("$HEC" logs "$j" | grep '^result')"
+	done
 }
 
 # The daemons stopped as `hec cluster down` stops them, then the hosts

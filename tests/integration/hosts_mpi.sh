@@ -51,34 +51,6 @@ g=$("$HEC" gang --json)
 	fail "jobs $a and $b are not in both hosts' gang rows: $g"
 ALT_NODES="host0 host1" alternation "$a" "$b" 200
 
-# aligned A: sample job A on host0, host1, host0 again within 10 ms (a fifth
-# of a slot); where host0's two reads agree, host1's must agree with them but
-# for the hosts' switches' skew around a slot boundary.  Unaligned slots
-# (hosts switching on their own) would disagree in about half the samples.
-aligned() {
-	local job=$1 i=0 t0 t1 x1 y x2 n=0 off=0 on=0 end=$((SECONDS + 60))
-	while [ "$n" -lt 200 ] && [ "$SECONDS" -lt "$end" ]; do
-		i=$((i + 1))
-		t0=${EPOCHREALTIME/./}
-		run_r host0 "$job"; x1=$R; run_r host1 "$job"; y=$R; run_r host0 "$job"; x2=$R
-		t1=${EPOCHREALTIME/./}
-		[ "$x1" = - ] || [ "$y" = - ] && break # the job ended
-		[ $((t1 - t0)) -lt 10000 ] && [ "$x1" = "$x2" ] || continue
-		n=$((n + 1))
-		[ "$x1" = 1 ] && on=$((on + 1))
-		[ "$y" = "$x1" ] || off=$((off + 1))
-		sleep 0.013
-	done
-	echo "aligned: $n samples of job $job in $i rounds, running in $on, hosts disagreeing in $off"
-	[ "$n" -ge 50 ] || fail "only $n valid samples of job $job's slots on the two hosts"
-	[ "$on" -ge 5 ] && [ $((n - on)) -ge 5 ] || fail "job $job not seen both running and frozen ($on of $n)"
-	[ $((off * 10)) -le "$n" ] ||
-		fail "job $job's slots on host0 and host1 are not aligned: they disagree in $off of $n samples"
-}
 aligned "$a"
-for j in $a $b; do
-	"$HEC" wait --timeout 60 "$j" || fail "job $j: $(job_state "$j") $(job_field "$j" reason)"
-	grep -qx "result sum=$((3 * ITERS * (ITERS + 1) / 2)) expected=$((3 * ITERS * (ITERS + 1) / 2)) OK" \
-		<<<"$("$HEC" logs "$j")" || fail "job $j result wrong: $("$HEC" logs "$j" | grep '^result')"
-done
+mpi_check_done "$ITERS" "$a" "$b"
 echo "PASS: $TEST_NAME"
