@@ -1,31 +1,29 @@
 #!/bin/bash
 # SPDX-License-Identifier: BSD-3-Clause
 # A slow, lossy link on emulated hosts (tests/hosts/hec-hosts netem: tc's
-# netem, or hec-linkem where the kernel has no sch_netem): host1's link
-# delays what host1 sends by 50 ms and drops 1% of it, from before the
-# daemons start.  (a) ping shows the delay on host1's link and none on an
-# unshaped one, in the same run; (b) a 2-host MPI job completes with the
-# right result; (c) two --share jobs time-share both hosts in the same
-# slots.
-#
-# The skew: the agents take the controller's clock from the probe of least
-# round trip, offset = ((t2 - t1) + (t3 - t4)) / 2, whose error is half the
-# asymmetry of the path: 25 ms for host1, whose requests are 50 ms late and
-# whose answers are not.  So host1 switches ~25 ms before host0 (all hosts
-# share this machine's clock, so the difference of their offsets is that
-# error), and `hec gang stats` cannot see it: it compares the switch
-# instants in each host's own estimate of the controller's time.  The slots
-# are 250 ms, so that 25 ms is a tenth of a slot: alignment is asserted as
-# (i) the hosts' offsets differ by at most half the asymmetry plus 5 ms and
-# (ii) sampled, the hosts disagree on a job's state in at most 20% of the
-# samples (a schedule half a slot off would disagree in about all of them,
-# unsynchronised slots in about half).  Both are printed with hec's skew.
+# netem, or hec-linkem where the kernel has no sch_netem): host1's cable
+# delays what crosses it by 50 ms each way and drops 1% of it, from before
+# the daemons start.  (a) ping shows the delay on host1's link (a 100 ms
+# round trip) and none on an unshaped one, in the same run; (b) a 2-host MPI
+# job completes with the right result; (c) two --share jobs time-share both
+# hosts in the same 50 ms slots: the hosts' clock offsets differ by at most
+# 2 ms, and sampled, the hosts disagree on a job's state in at most 20% of
+# the samples (a schedule half a slot off would disagree in about all of
+# them, unsynchronised slots in about half).  (d) Then the delay one way
+# only (host1's sending: tc's netem on its eth0 alone): the agents take the
+# controller's clock from the probe of least round trip, offset = ((t2 -
+# t1) + (t3 - t4)) / 2, whose error is half the asymmetry of the path, as
+# for NTP or PTP without a configured asymmetry: host1 switches ~25 ms
+# early, and `hec gang stats` cannot see it (it compares the switch
+# instants in each host's own estimate of the controller's time).  All
+# hosts share this machine's clock, so the difference of their offsets is
+# that error: reported, and bounded by half the asymmetry plus 5 ms.
 . "$HEC_SRCDIR/tests/integration/lib.sh"
 . "$HEC_SRCDIR/tests/integration/hosts_lib.sh"
 
 DELAY_MS=50
 SPEC="delay ${DELAY_MS}ms loss 1%"
-SLOT_MS=250
+SLOT_MS=50
 if command -v ping >/dev/null; then PING=ping
 elif command -v busybox >/dev/null && busybox ping -c 1 127.0.0.1 >/dev/null 2>&1; then PING="busybox ping"
 else skip "no ping (iputils-ping or busybox)"
@@ -34,7 +32,7 @@ v2root=$(v2_mount)
 [ -n "$v2root" ] || skip "the gang check reads cgroup v2 cgroup.events; no cgroup2 mount"
 
 # hec-hosts says on stderr which one shapes (tc or hec-linkem)
-hosts_shape() { "$HOSTS" netem "$HOSTS_DIR" 1 "$SPEC" || fail "hec-hosts netem 1 '$SPEC' failed"; }
+hosts_shape() { "$HOSTS" netem "$HOSTS_DIR" 1 "$SPEC" "$SPEC" || fail "hec-hosts netem 1 '$SPEC' (both ways) failed"; }
 hosts_up 2 "gang_slot = ${SLOT_MS}ms" "max_share = 2"
 cd "$TEST_DIR"
 cname=$(cluster_name)
@@ -49,9 +47,9 @@ read -r smin savg <<<"$(rtt 1)"
 read -r umin uavg <<<"$(rtt 2)" # the login host's link, unshaped
 [ -n "${savg:-}" ] && [ -n "${uavg:-}" ] || fail "ping from host0 gave no round trips (shaped '${smin:-}', unshaped '${umin:-}')"
 note "rtt host0-host1 (shaped) min $smin avg $savg us; host0-host2 (unshaped) min $umin avg $uavg us"
-[ "$smin" -ge $(((DELAY_MS - 5) * 1000)) ] || fail "host1's link: rtt min ${smin} us, less than its ${DELAY_MS} ms delay"
-# netem's delay is one way (egress of host1): both ways would show twice it
-[ "$smin" -lt $((DELAY_MS * 3000 / 2)) ] || fail "host1's link: rtt min ${smin} us: delayed both ways?"
+[ "$smin" -ge $(((2 * DELAY_MS - 5) * 1000)) ] ||
+	fail "host1's link: rtt min ${smin} us, less than its ${DELAY_MS} ms delay each way"
+[ "$smin" -lt $((3 * DELAY_MS * 1000)) ] || fail "host1's link: rtt min ${smin} us: delayed more than ${DELAY_MS} ms each way"
 [ "$uavg" -lt 10000 ] || fail "unshaped link: rtt avg ${uavg} us"
 
 # (b) a 2-host MPI job over the slow link
@@ -70,19 +68,36 @@ wait_state "$a" RUNNING
 wait_state "$b" RUNNING
 ALT_NODES="host0 host1" alternation "$a" "$b" 100
 aligned "$a" 20
-st=$("$HEC" gang stats --json) || fail "hec gang stats failed"
-"$HEC" gang stats
 off() { jq -r ".stats.nodes[] | select(.name == \"$1\") | .offset_us | floor" <<<"$st"; }
-o0=$(off host0) o1=$(off host1)
-[ -n "$o0" ] && [ -n "$o1" ] || fail "hec gang stats has no offset of host0 or host1: $st"
-d=$((o1 - o0))
-note "skew: hec's (each host's instants in its own estimate of the controller's clock)" \
-	"p50 $(jq -r .stats.skew_us.p50 <<<"$st") p99 $(jq -r .stats.skew_us.p99 <<<"$st")" \
-	"max $(jq -r .stats.skew_us.max <<<"$st") us over $(jq -r .stats.boundaries <<<"$st") boundaries;" \
-	"on this machine's one clock host1 switches $d us before host0 (offset host1 $o1 - host0 $o0);" \
-	"sampled: $ALIGN_OFF of $ALIGN_N samples disagree, ~$((ALIGN_OFF * SLOT_MS * 1000 / ALIGN_N)) us of a ${SLOT_MS} ms slot"
-[ "${d#-}" -le $(((DELAY_MS / 2 + 5) * 1000)) ] ||
-	fail "host1's clock offset is $d us from host0's: more than half the link's asymmetry (${DELAY_MS} ms) plus 5 ms"
+# skew WHAT: hec's skew and the hosts' offsets now, printed; D: their difference (us)
+skew() {
+	local o0 o1
+	st=$("$HEC" gang stats --json) || fail "hec gang stats failed"
+	o0=$(off host0) o1=$(off host1)
+	[ -n "$o0" ] && [ -n "$o1" ] || fail "hec gang stats has no offset of host0 or host1: $st"
+	D=$((o1 - o0))
+	note "skew, $1: hec's (each host's instants in its own estimate of the controller's clock)" \
+		"p50 $(jq -r .stats.skew_us.p50 <<<"$st") p99 $(jq -r .stats.skew_us.p99 <<<"$st")" \
+		"max $(jq -r .stats.skew_us.max <<<"$st") us over $(jq -r .stats.boundaries <<<"$st") boundaries;" \
+		"on this machine's one clock host1 switches $D us before host0 (offset host1 $o1 - host0 $o0)"
+}
+"$HEC" gang stats
+skew "${DELAY_MS} ms each way"
+note "sampled: $ALIGN_OFF of $ALIGN_N samples disagree, ~$((ALIGN_OFF * SLOT_MS * 1000 / ALIGN_N)) us of a ${SLOT_MS} ms slot"
+[ "${D#-}" -le 2000 ] ||
+	fail "host1's clock offset is $D us from host0's over a link as slow each way: more than 2 ms"
+
+# (d) the delay one way only: the offset of host1 moves by half the
+# asymmetry at its next burst of probes (every 5 s)
+"$HOSTS" netem "$HOSTS_DIR" 1 "$SPEC" || fail "hec-hosts netem 1 '$SPEC' failed"
+for i in $(seq 40); do
+	sleep 0.5
+	skew "${DELAY_MS} ms one way (after $((i / 2)) s)" >/dev/null
+	[ "${D#-}" -ge $((DELAY_MS * 1000 / 4)) ] && break
+done
+skew "${DELAY_MS} ms one way"
+[ "${D#-}" -le $(((DELAY_MS / 2 + 5) * 1000)) ] ||
+	fail "host1's clock offset is $D us from host0's: more than half the link's asymmetry (${DELAY_MS} ms) plus 5 ms"
 mpi_check_done "$ITERS" "$a" "$b"
 # hec-linkem's counts of frames per direction, for the log (tc's netem: none)
 "$HOSTS" netem "$HOSTS_DIR" 1 off || fail "hec-hosts netem 1 off failed"

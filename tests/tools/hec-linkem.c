@@ -7,7 +7,7 @@
  * bridge) on the other, and it forwards every Ethernet frame between them,
  * delaying and dropping frames as a netem qdisc would.
  *
- * Usage: hec-linkem IFACE TAP SPEC...
+ * Usage: hec-linkem IFACE TAP SPEC...   or   hec-linkem IFACE TAP @FILE
  * SPEC is netem's words: "delay TIME" (TIME in us, ms or s) and "loss P%",
  * for the frames the host sends ("out": read from IFACE, written to TAP),
  * which is what `tc qdisc ... netem` on the host's eth0 shapes (a qdisc acts
@@ -15,6 +15,12 @@
  * frames towards the host instead.  Each direction has its own queue and its
  * own independent draw per frame; a delayed frame keeps its order (one
  * delay per direction, so the queue is first in, first out).
+ *
+ * With @FILE the words are read from FILE, and again on SIGHUP: the link
+ * is shaped anew without a moment down (restarting would take the cable
+ * off the bridge, and the hosts' ARP back-off would stretch the gap past a
+ * node timeout); frames already queued keep their times (still in order).
+ * A FILE that does not parse on SIGHUP leaves the shaping as it was.
  *
  * Prints "ready" once the TAP exists (it lives as long as this process).
  * On SIGUSR1 and at exit (SIGTERM, SIGINT) prints each direction's counts
@@ -135,6 +141,37 @@ static int parse_spec(int argc, char **argv, struct dir *out, struct dir *in)
 				       argv[i]), -1;
 		}
 	}
+	return 0;
+}
+
+/* The words of @file (at most 32), into fresh parameters of both
+ * directions; on failure both stay as they were. */
+static int parse_spec_file(const char *file, struct dir *out, struct dir *in)
+{
+	char text[1024], *words[32], *save = NULL, *w;
+	struct dir o = *out, i = *in;
+	size_t n;
+	int k = 0;
+	FILE *f = fopen(file, "re");
+
+	if (!f)
+		return fprintf(stderr, "hec-linkem: %s: %s\n", file, strerror(errno)), -1;
+	n = fread(text, 1, sizeof(text) - 1, f);
+	fclose(f);
+	text[n] = 0;
+	for (w = strtok_r(text, " \t\n", &save); w; w = strtok_r(NULL, " \t\n", &save)) {
+		if (k == (int)(sizeof(words) / sizeof(words[0])))
+			return fprintf(stderr, "hec-linkem: %s: too many words\n", file), -1;
+		words[k++] = w;
+	}
+	o.delay_ns = i.delay_ns = 0;
+	o.loss = i.loss = 0;
+	if (parse_spec(k, words, &o, &i))
+		return -1;
+	out->delay_ns = o.delay_ns;
+	out->loss = o.loss;
+	in->delay_ns = i.delay_ns;
+	in->loss = i.loss;
 	return 0;
 }
 
@@ -277,16 +314,20 @@ int main(int argc, char **argv)
 	unsigned char *buf;
 	int pkt, tap, tfd, sfd;
 
+	const char *file = argc == 4 && argv[3][0] == '@' ? argv[3] + 1 : NULL;
+
 	if (argc < 3) {
-		fprintf(stderr, "usage: hec-linkem IFACE TAP [delay TIME] [loss P%%] [in [delay TIME] [loss P%%]]\n");
+		fprintf(stderr, "usage: hec-linkem IFACE TAP [delay TIME] [loss P%%] [in [delay TIME] [loss P%%]]\n"
+				"       hec-linkem IFACE TAP @FILE   (those words in FILE, read again on SIGHUP)\n");
 		return 2;
 	}
-	if (parse_spec(argc - 3, argv + 3, &out, &in))
+	if (file ? parse_spec_file(file, &out, &in) : parse_spec(argc - 3, argv + 3, &out, &in))
 		return 2;
 	srand48((long)now_ns() ^ getpid());
 	buf = malloc(FRAME_MAX);
 	sigemptyset(&sigs);
 	sigaddset(&sigs, SIGUSR1);
+	sigaddset(&sigs, SIGHUP);
 	sigaddset(&sigs, SIGTERM);
 	sigaddset(&sigs, SIGINT);
 	sigprocmask(SIG_BLOCK, &sigs, NULL);
@@ -342,6 +383,15 @@ int main(int argc, char **argv)
 		flush(&in, pkt, now);
 		arm(tfd, &out, &in);
 		while (read(sfd, &si, sizeof(si)) == sizeof(si)) {
+			if (si.ssi_signo == SIGHUP) {
+				if (file && parse_spec_file(file, &out, &in) == 0)
+					fprintf(stderr, "hec-linkem: shaped anew from %s\n", file);
+				else if (!file)
+					fprintf(stderr, "hec-linkem: SIGHUP without @FILE: nothing to read\n");
+				report(&out);
+				report(&in);
+				continue;
+			}
 			report(&out);
 			report(&in);
 			if (si.ssi_signo != SIGUSR1) {
