@@ -3,7 +3,9 @@
 # hec inside a SLURM allocation (launcher/hec-slurm): a real SLURM of our
 # own (slurmctld on host0, a slurmd on each of two emulated hosts, our own
 # munged, everything under the test directory) runs an `sbatch -N 2` script
-# that brings hec up, runs a 2-node MPI job under hec and brings hec down.
+# that brings hec up, runs a 2-node MPI job under hec, then two jobs that
+# time-share both nodes in gang slots (sampled: never both running on a
+# node), and brings hec down.
 # The job's ranks ran on both hosts; hec's daemons were the SLURM job's
 # steps (squeue -s, and their environment); after the SLURM job nothing of
 # hec is left.
@@ -23,6 +25,7 @@ test_cleanup() {
 }
 slurm_up 2
 
+ITERS=${HEC_HOSTS_TEST_ITERS:-10000000} # (as hosts_mpi.sh: long enough to sample at half speed)
 # The batch script, as a user would write it (with the build tree's programs).
 cat >"$TEST_DIR/batch.sh" <<EOS
 #!/bin/bash
@@ -38,13 +41,30 @@ id=\${id#Submitted job }
 $HEC wait --timeout 60 "\$id" || echo "hec wait \$id: \$?"
 $HEC logs "\$id" >$TEST_DIR/mpi.out
 $HEC show "\$id" --json >$TEST_DIR/mpi.json
+# two jobs time-sharing both nodes in gang slots; the test samples them
+a=\$($HEC submit -N 2 -n 2 --share -J ga -- $MPI_CHECK $ITERS)
+b=\$($HEC submit -N 2 -n 2 --share -J gb -- $MPI_CHECK $ITERS)
+echo "\${a#Submitted job } \${b#Submitted job }" >$TEST_DIR/gang.ids
+for j in \${a#Submitted job } \${b#Submitted job }; do
+	$HEC wait --timeout 120 "\$j" || echo "hec wait \$j: \$?"
+	$HEC logs "\$j" | grep '^result' >>$TEST_DIR/gang.out
+done
 $HEC cluster down
 EOS
 chmod +x "$TEST_DIR/batch.sh"
 cd "$TEST_DIR"
 JOB=$(on_host 0 sbatch --parsable -N 2 -o "$TEST_DIR/batch.out" "$TEST_DIR/batch.sh") || fail "sbatch failed: $JOB"
 note "SLURM job $JOB"
-st=$(slurm_wait_end "$JOB" 80)
+# the gang inside the allocation: the two --share jobs never run at once on
+# a node, and both run (lib.sh's alternation, on the partitions' cgroups)
+for i in $(seq 600); do [ -s "$TEST_DIR/gang.ids" ] && break; sleep 0.1; done
+[ -s "$TEST_DIR/gang.ids" ] || fail "no --share jobs in SLURM job $JOB after 60 s: $(cat "$TEST_DIR/batch.out")"
+read -r ga gb <"$TEST_DIR/gang.ids"
+cname=slurm$JOB v2root=$(v2_mount)
+wait_state "$ga" RUNNING
+wait_state "$gb" RUNNING
+ALT_NODES="host0 host1" alternation "$ga" "$gb" 100
+st=$(slurm_wait_end "$JOB" 120)
 cat "$TEST_DIR/batch.out"
 [ "$st" = COMPLETED ] || fail "SLURM job $JOB is '$st', expected COMPLETED"
 
@@ -58,6 +78,9 @@ for r in 0 1 2 3; do
 	[ "$(sed -n 's/.* host \([^ ]*\)$/\1/p' <<<"$line")" = "host$((r / 2))" ] ||
 		fail "rank $r ran elsewhere than host$((r / 2)): $line"
 done
+sum=$((3 * ITERS * (ITERS + 1) / 2))
+[ "$(grep -cx "result sum=$sum expected=$sum OK" "$TEST_DIR/gang.out")" = 2 ] ||
+	fail "the --share jobs' results: $(cat "$TEST_DIR/gang.out")"
 # hec's daemons were steps of the SLURM job
 cat "$TEST_DIR/steps" "$TEST_DIR/daemons"
 grep -qE "^$JOB\.[0-9]+ hecctld host0$" "$TEST_DIR/steps" ||
