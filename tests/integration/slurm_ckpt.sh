@@ -107,6 +107,9 @@ last=$(steps_done)
 echo "job $hecjob: checkpoint $epoch at step $at; heat stopped at step $last"
 
 note "allocation 2 on host1,host2 resumes job $hecjob"
+# as an allocation that SLURM killed outright would leave it: a pid file
+# naming a process long gone
+sh -c 'echo $$' >"$HEC_DIR/run/s5.pid"
 B=$(sbatch_on host1,host2 b)
 st=$(slurm_wait_end "$B" 300)
 cat b.out
