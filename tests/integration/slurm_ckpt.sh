@@ -23,11 +23,9 @@
 . "$HEC_SRCDIR/tests/integration/hosts_lib.sh"
 . "$HEC_SRCDIR/tests/integration/munge_lib.sh"
 . "$HEC_SRCDIR/tests/integration/slurm_lib.sh"
+. "$HEC_SRCDIR/tests/integration/heat_lib.sh" # HEAT, ARGS, heat_script, steps_done, checksum_of
 HEC="$HEC_BUILDDIR/hec"
 command -v jq >/dev/null || skip "jq not installed"
-HEAT="$HEC_BUILDDIR/examples/heat/heat"
-[ -x "$HEAT" ] || fail "$HEAT not built"
-STEPS=${HEC_HEAT_STEPS:-24000}
 JOBS=()
 test_cleanup() {
 	local j
@@ -38,17 +36,13 @@ test_cleanup() {
 
 note "the reference: heat run directly, never interrupted"
 cd "$TEST_DIR"
-mpiexec.mpich -n 2 "$HEAT" 1024 1024 "$STEPS" >ref.out 2>&1 || fail "heat did not run: $(tail -n 3 ref.out)"
-ref=$(grep '^checksum ' ref.out) || fail "heat printed no checksum: $(tail -n 3 ref.out)"
+# shellcheck disable=SC2086
+mpiexec.mpich -n 2 "$HEAT" $ARGS >ref.out 2>&1 || fail "heat did not run: $(tail -n 3 ref.out)"
+ref=$(checksum_of ref.out) || fail "heat printed no checksum: $(tail -n 3 ref.out)"
 echo "$ref"
 
 slurm_up 3
-cat >heat.sh <<EOS
-#!/bin/sh
-#HEC -N 2
-#HEC -n 2
-exec mpiexec -n 2 $HEAT 1024 1024 $STEPS
-EOS
+heat_script heat.sh 2
 cat >batch.sh <<EOS
 #!/bin/bash
 #SBATCH -N 2
@@ -68,7 +62,7 @@ $HEC wait --timeout 300 "\$id" & wait \$! || echo "hec wait \$id: \$?"
 $HEC show "\$id" --json >$TEST_DIR/show.\$SLURM_JOB_ID.json
 $HEC cluster down
 EOS
-chmod +x heat.sh batch.sh
+chmod +x batch.sh
 # sbatch_on NODES NAME: the batch script as a SLURM job on those nodes
 sbatch_on() {
 	local j
@@ -77,12 +71,11 @@ sbatch_on() {
 	JOBS+=("$j")
 	echo "$j"
 }
-steps_done() { sed -n 's/^step //p' heat.out 2>/dev/null | tail -n 1; }
 
 note "allocation 1 on host0,host1: hec's heat job, then SIGUSR1 to the batch shell"
 A=$(sbatch_on host0,host1 a)
 for i in $(seq 600); do
-	s=$(steps_done)
+	s=$(steps_done heat.out 2>/dev/null)
 	[ -n "$s" ] && [ "$s" -ge $((STEPS / 10)) ] && break
 	st=$(slurm_state "$A")
 	case $st in PENDING | CONFIGURING | RUNNING | "") ;; *) fail "SLURM job $A is $st before heat ran: $(cat a.out)" ;; esac
@@ -103,7 +96,7 @@ grep -q '^checksum ' heat.out && fail "heat completed in allocation 1: the signa
 	fail "state/slurm.resume is '$(cat "$HEC_DIR/state/slurm.resume" 2>&1)', expected job $hecjob"
 [ -e "show.$A.json" ] && fail "the batch script ran on past the trap (show.$A.json written)"
 hec_left "$A" "the USR1 trap"
-last=$(steps_done)
+last=$(steps_done heat.out)
 echo "job $hecjob: checkpoint $epoch at step $at; heat stopped at step $last"
 
 note "allocation 2 on host1,host2 resumes job $hecjob"
@@ -122,11 +115,11 @@ jq -e --arg e "$epoch" '.job.state == "COMPLETED" and (.job.nodelist | join(",")
 	fail "job $hecjob after allocation $B: $(jq -c '.job | {state, reason, nodelist, restarts}' "show.$B.json")"
 grep -qx "restored epoch $epoch at step $at" heat.out ||
 	fail "heat did not restore epoch $epoch at step $at: $(grep -E '^(restored|checkpoint)' heat.out)"
-[ "$(grep '^checksum ' heat.out)" = "$ref" ] ||
-	fail "job $hecjob ended with '$(grep '^checksum ' heat.out)', uninterrupted: '$ref'"
+[ "$(checksum_of heat.out)" = "$ref" ] ||
+	fail "job $hecjob ended with '$(checksum_of heat.out)', uninterrupted: '$ref'"
 [ -e "$HEC_DIR/state/slurm.resume" ] && fail "state/slurm.resume still there after the resume"
 hec_left "$B" "hec cluster down in the batch script"
-echo "job $hecjob resumed on host1,host2 from checkpoint $epoch (step $at): $(grep '^checksum ' heat.out)"
+echo "job $hecjob resumed on host1,host2 from checkpoint $epoch (step $at): $(checksum_of heat.out)"
 
 note "allocation 3: nothing to resume, so a new job"
 rm -f heat.out
@@ -136,7 +129,7 @@ cat c.out
 [ "$st" = COMPLETED ] || fail "SLURM job $C is '$st', expected COMPLETED"
 grep -qx "allocation $C on host\[0,2\]: resumed ''" c.out || fail "allocation $C resumed something: $(cat c.out)"
 [ "$(cat "hecjob.$C")" -gt "$hecjob" ] || fail "allocation $C's job is $(cat "hecjob.$C"), not a new one"
-[ "$(grep '^checksum ' heat.out)" = "$ref" ] || fail "the new job ended with '$(grep '^checksum ' heat.out)'"
+[ "$(checksum_of heat.out)" = "$ref" ] || fail "the new job ended with '$(checksum_of heat.out)'"
 note "SLURM's time limit: --time=1 --signal=B:USR1@55, a job of hours"
 cat >tl.sh <<EOS
 #!/bin/bash
