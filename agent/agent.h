@@ -32,6 +32,7 @@ struct agent_conf {
 	char advertise[256];
 	char key_file[PATH_MAX];
 	char cpus[4096];
+	char gang_cpu[16];          /* a housekeeping CPU for the dispatcher, "": none */
 	char state_dir[PATH_MAX];
 	char ckpt_dir[PATH_MAX];    /* proc jobs' HEC_CKPT_DIR parent, "": state_dir */
 	char launch_helper[PATH_MAX];
@@ -112,6 +113,7 @@ struct agent {
 	enum hec_vm_switch vm_switch;        /* conf.vm_switch */
 	enum hec_vm_hugepages vm_hugepages;  /* conf.vm_hugepages */
 	long pids_max;                       /* conf.job_pids_max; 0: none */
+	int gang_cpu;                        /* conf.gang_cpu; -1: none */
 	char cgroup_base[2 * AGENT_NAME_MAX + 8];
 	char key[257];             /* cluster secret */
 	char hostname[256];

@@ -9,8 +9,8 @@
  *   struct ds_table with an open gate per partition it names here
  *   (gang/dispatch.h), handed to the dispatcher to take effect at its start;
  * - the dispatcher: its own thread, at SCHED_FIFO where permitted, that
- *   sleeps to each slot boundary, freezes what leaves, waits until it is
- *   frozen and thaws what enters, recording each switch in a ring;
+ *   sleeps to each slot boundary, freezes what leaves and thaws what
+ *   enters, recording each switch in a ring;
  * - STATS: the clock estimate, the ring and the partitions' CPU time.
  *
  * Which partitions the dispatcher touches: those an epoch names that exist
@@ -42,6 +42,7 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
 #include <time.h>
 
 #include "hec/common.h"
@@ -62,24 +63,27 @@
 #define DISPATCH_PRIO 10
 #define RING_SIZE 4096
 /*
- * The dispatcher wakes early before a boundary and spins to it: timer
- * wakeups on the VMs we run on come 50-70 us late, and later after a long
- * sleep (p99 up to 0.5 ms at 100 ms slots), while a spin lands within a
- * microsecond.  The lead is 2% of the slot, at least SPIN_MIN_NS and at most
- * SPIN_MAX_NS: at most 2% of a CPU at any slot length.
+ * Waking for a boundary.  At SCHED_FIFO the kernel gives the thread no
+ * timer slack, and a sleep to the boundary itself wakes 14-23 us late (p50,
+ * this VM), the same on every node (skew p99 5-7 us).  A spin before it
+ * would land within a microsecond, but on a CPU that runs ranks it takes
+ * their time: a 150 us spin cost 15% at 1 ms slots.  So the dispatcher
+ * spins only on a housekeeping CPU of its own (gang_cpu), SPIN_NS there.
  */
-#define SPIN_MIN_NS 150000LL
-#define SPIN_MAX_NS 1000000LL
-
-static int64_t spin_ns(const struct ds_table *t)
-{
-	int64_t s = t ? t->slot_ns / 50 : SPIN_MIN_NS;
-
-	return s < SPIN_MIN_NS ? SPIN_MIN_NS : s > SPIN_MAX_NS ? SPIN_MAX_NS : s;
-}
+#define SPIN_NS 50000LL
+/*
+ * A freeze not seen reached (cgroup.events) over this long, in a row of
+ * slots, marks its partition stuck: its next freezes are waited for before
+ * the entering job thaws.  Longer than a scheduler tick plus a time slice:
+ * a task kicked by the freeze but preempted in the kernel by the entering
+ * job finishes entering the freezer only at the next tick (4 ms at HZ=250),
+ * and it runs no user code meanwhile.
+ */
+#define FREEZE_GRACE_NS (20LL * 1000000)
 
 struct gang_switch {
 	int64_t epoch, boundary, planned, actual, freeze_ns, thaw_ns;
+	int waited;                 /* freezes were waited for before the thaw */
 };
 
 struct agent_gang {
@@ -101,6 +105,7 @@ struct agent_gang {
 	int kick;                   /* a gate was added to active: apply the row now */
 	int64_t retry_at;           /* mono: ask -EAGAIN gates of this slot again (0: none) */
 	unsigned long freeze_timeouts;
+	int spin;                   /* on a housekeeping CPU: spin SPIN_NS to boundaries */
 
 	pthread_mutex_t ring_lock;
 	struct gang_switch *ring;
@@ -149,27 +154,61 @@ static void gate_broken(struct agent_gang *g, struct ds_entry *e, const char *wh
 }
 
 /*
- * Put the partitions in the state boundary @k of @t asks for.  Freezes go
- * out together, then we wait for each (the budget is shared), then the
- * entering partition is thawed: two of them never run at once.
+ * Before a partition thaws: was its last freeze reached?  (A read of
+ * cgroup.events, done before the boundary's writes so that it costs no
+ * switch time.)  Not seen reached over FREEZE_GRACE_NS of its slots in a
+ * row, it is stuck: a task in the kernel (a system call that does not
+ * return, D state), which the freeze stops only when it returns.
+ */
+static void freeze_check(struct ds_entry *e, int64_t now)
+{
+	int rc;
+
+	if (!e->gate->immediate || e->state != DS_FROZEN || !e->frozen_at)
+		return;
+	rc = hec_gate_wait(e->gate, 1, 0);
+	if (rc == 0) {
+		e->unconfirmed_ns = 0;
+		e->stuck = 0;
+	} else if (rc == -ETIMEDOUT) {
+		e->unconfirmed_ns += now - e->frozen_at;
+		if (e->unconfirmed_ns >= FREEZE_GRACE_NS)
+			e->stuck = 1;
+	}
+	e->frozen_at = 0;
+}
+
+/*
+ * Put the partitions in the state boundary @k of @t asks for: freeze what
+ * leaves, then thaw what enters.
  *
- * A freeze takes effect only when the task gets a CPU to notice it, which
- * on an overloaded node can take long.  We wait up to FREEZE_TIMEOUT_NS, but
- * not past the next boundary: if that comes first, the entering partition
- * is not thawed (its slot is over anyway) and the next boundary is planned
- * at once, waiting again for whatever is still not frozen.  Only when a
- * slot is longer than FREEZE_TIMEOUT_NS and the freeze still lags do we
- * thaw the entering one anyway: a task stuck in the kernel (D state) does
- * not use the CPU, and must not stall the gang for good.  Nor does a guest
- * whose QMP gate has not answered its switch before (-EAGAIN): it is not
- * waited for, and the entering partition thaws.
+ * An immediate gate's freeze (a cgroup) is not waited for: from the write
+ * on, the leaving tasks run no more user code (they stop within the few
+ * microseconds the kernel's kick takes, measured never later than the
+ * write's return), so the entering job thaws at once.  Waiting for
+ * cgroup.events to say "frozen" would cost far more than the switch: the
+ * kernel may say it only at its next tick, once a leaving task preempted
+ * in the kernel by the entering one gets the CPU back to finish entering
+ * the freezer.  Whether the freeze was reached is looked at lazily
+ * (freeze_check()).
+ *
+ * A freeze is waited for when its gate is not immediate (QMP stop), or
+ * its partition is stuck.  We wait up to FREEZE_TIMEOUT_NS, but not past
+ * the next boundary: if that comes first, the entering partition is not
+ * thawed (its slot is over anyway) and the next boundary is planned at
+ * once, waiting again for whatever is still not frozen.  Only when a slot
+ * is longer than FREEZE_TIMEOUT_NS and the freeze still lags do we thaw
+ * the entering one anyway: a task stuck in the kernel does not use the
+ * CPU, and must not stall the gang for good.  Nor is a guest whose QMP gate
+ * has not answered its switch before (-EAGAIN) waited for; the entering
+ * partition thaws.
  */
 static void apply(struct agent_gang *g, struct ds_table *t, int64_t k, int record, int64_t off)
 {
 	struct gang_switch s = { .epoch = t->epoch, .boundary = k };
 	int64_t t0, deadline, next;
 	struct ds_plan p;
-	int timeouts = 0, thaw = 1, again = 0;
+	int timeouts = 0, thaw = 1, again = 0, waits = 0;
 	long late_job = 0;
 
 	g->retry_at = 0;
@@ -177,6 +216,8 @@ static void apply(struct agent_gang *g, struct ds_table *t, int64_t k, int recor
 	if (p.nfreeze == 0 && p.thaw < 0)
 		return;
 	t0 = hec_now_mono_ns();
+	if (p.thaw >= 0)
+		freeze_check(&t->e[p.thaw], t0);
 	for (int i = 0; i < p.nfreeze; i++) {
 		struct ds_entry *e = &t->e[p.freeze[i]];
 		int rc = hec_gate_set(e->gate, 1);
@@ -188,25 +229,41 @@ static void apply(struct agent_gang *g, struct ds_table *t, int64_t k, int recor
 			 * waited for, which would hold the gang (and its lock)
 			 * on a guest that answers nothing. */
 			e->state = DS_UNKNOWN;
-			p.freeze[i] = -1;
-			again = 1;
 		} else if (rc) {
 			gate_broken(g, e, "freeze", rc);
 		} else {
 			e->state = DS_FROZEN;
+			e->frozen_at = t0;
+			e->wait = !e->gate->immediate || e->stuck;
+			waits += e->wait;
+			continue;
+		}
+		again |= rc == -EAGAIN;
+		p.freeze[i] = -1;
+	}
+	/* Stuck ones frozen at an earlier boundary are waited for too. */
+	for (int i = 0; i < t->n; i++) {
+		struct ds_entry *e = &t->e[i];
+
+		if (i != p.thaw && e->gate && !e->broken && e->state == DS_FROZEN && e->stuck &&
+		    e->frozen_at != t0) {
+			e->wait = 1;
+			waits++;
 		}
 	}
+	s.freeze_ns = hec_now_mono_ns() - t0;
 	deadline = t0 + FREEZE_TIMEOUT_NS;
 	next = ds_boundary_time(t, k + 1) - off;
 	if (next < deadline)
 		deadline = next;
-	for (int i = 0; i < p.nfreeze; i++) {
-		struct ds_entry *e = p.freeze[i] >= 0 ? &t->e[p.freeze[i]] : NULL;
+	for (int i = 0; waits && i < t->n; i++) {
+		struct ds_entry *e = &t->e[i];
 		int64_t left = deadline - hec_now_mono_ns();
 		int rc;
 
-		if (!e || e->broken)
+		if (!e->wait)
 			continue;
+		e->wait = 0;
 		rc = hec_gate_wait(e->gate, 1, left > 0 ? (long)(left / 1000) : 0);
 		if (rc == -ETIMEDOUT) {
 			/* Asked, not reached: the next plan waits for it again. */
@@ -215,10 +272,15 @@ static void apply(struct agent_gang *g, struct ds_table *t, int64_t k, int recor
 			late_job = e->job;
 		} else if (rc) {
 			gate_broken(g, e, "freeze wait", rc);
+		} else {
+			e->stuck = 0;
+			e->unconfirmed_ns = 0;
 		}
 	}
-	if (p.nfreeze)
+	if (waits) {
+		s.waited = 1;
 		s.freeze_ns = hec_now_mono_ns() - t0;
+	}
 	if (timeouts && deadline == next)
 		thaw = 0;
 	if (p.thaw >= 0 && thaw) {
@@ -282,9 +344,13 @@ static void activate(struct agent_gang *g, int64_t off)
 	for (int i = 0; old && i < t->n; i++) {
 		int o = ds_find(old, t->e[i].job);
 
-		if (t->e[i].gate && o >= 0 && old->e[o].gate && !old->e[o].broken &&
-		    old->e[o].state != DS_UNKNOWN)
-			t->e[i].state = old->e[o].state;
+		if (t->e[i].gate && o >= 0 && old->e[o].gate && !old->e[o].broken) {
+			if (old->e[o].state != DS_UNKNOWN)
+				t->e[i].state = old->e[o].state;
+			t->e[i].frozen_at = old->e[o].frozen_at;
+			t->e[i].unconfirmed_ns = old->e[o].unconfirmed_ns;
+			t->e[i].stuck = old->e[o].stuck;
+		}
 	}
 	g->active = t;
 	pthread_mutex_lock(&g->sched_lock);
@@ -311,10 +377,11 @@ static void activate(struct agent_gang *g, int64_t off)
 	ds_table_free(old);
 }
 
-/* Sleep (woken early by a new epoch) or, in the last @spin ns, spin to @mono. */
-static void sleep_until(struct agent_gang *g, int64_t mono, int64_t spin)
+/* Sleep to @mono (woken early by a new epoch), on a housekeeping CPU
+ * waking SPIN_NS early and spinning the rest. */
+static void sleep_until(struct agent_gang *g, int64_t mono)
 {
-	int64_t early = mono - spin;
+	int64_t early = g->spin ? mono - SPIN_NS : mono;
 	struct timespec ts = { early / 1000000000, early % 1000000000 };
 
 	if (hec_now_mono_ns() < early) {
@@ -325,17 +392,54 @@ static void sleep_until(struct agent_gang *g, int64_t mono, int64_t spin)
 		;
 }
 
+/*
+ * Where the dispatcher runs: on gang_cpu if the node has one (a CPU no
+ * rank uses: the dispatcher may spin there), else on the node's own CPUs,
+ * where it wakes just at the boundaries.  Never on another node's CPUs,
+ * which it would take from that node's ranks at every boundary.
+ */
+static void place(struct agent_gang *g)
+{
+	struct agent *ag = g->ag;
+	struct hec_cpuset set;
+	cpu_set_t cs;
+	int rc;
+
+	memset(&set, 0, sizeof(set));
+	if (ag->gang_cpu >= 0)
+		set.bits[ag->gang_cpu / 64] |= 1ULL << (ag->gang_cpu % 64);
+	else if (!ag->penv.cpus || !*ag->penv.cpus || hec_cpuset_parse(ag->penv.cpus, &set) <= 0)
+		return;
+	CPU_ZERO(&cs);
+	for (int c = 0; c < HEC_MAX_CPUS && c < CPU_SETSIZE; c++)
+		if (set.bits[c / 64] >> (c % 64) & 1)
+			CPU_SET(c, &cs);
+	rc = pthread_setaffinity_np(pthread_self(), sizeof(cs), &cs);
+	if (rc)
+		hec_warn("%s: gang dispatcher: cannot run on CPUs %s (%s); left where it is",
+			 ag->conf.name, ag->gang_cpu >= 0 ? ag->conf.gang_cpu : ag->penv.cpus,
+			 strerror(rc));
+	else
+		g->spin = ag->gang_cpu >= 0;
+}
+
 static void set_realtime(struct agent_gang *g)
 {
 	struct sched_param sp = { .sched_priority = DISPATCH_PRIO };
 	int rc = pthread_setschedparam(pthread_self(), SCHED_FIFO, &sp);
 
-	if (rc)
+	pthread_setname_np(pthread_self(), "hec-gang");
+	place(g);
+	if (rc) {
+		/* The least timer slack a normal thread can have (default:
+		 * 50 us late on top of the wake-up). */
+		prctl(PR_SET_TIMERSLACK, 1UL, 0, 0, 0);
 		hec_warn("%s: gang dispatcher: SCHED_FIFO priority %d not permitted (%s); running at normal priority, slot switches may be late under load",
 			 g->ag->conf.name, DISPATCH_PRIO, strerror(rc));
-	else
-		hec_debug("%s: gang dispatcher runs at SCHED_FIFO priority %d", g->ag->conf.name,
-			  DISPATCH_PRIO);
+	} else {
+		hec_debug("%s: gang dispatcher runs at SCHED_FIFO priority %d%s", g->ag->conf.name,
+			  DISPATCH_PRIO, g->spin ? " on its own CPU" : "");
+	}
 }
 
 static void *dispatcher_main(void *arg)
@@ -372,18 +476,18 @@ static void *dispatcher_main(void *arg)
 			/* A gate said -EAGAIN this slot: ask it again (the row of
 			 * the boundary just applied; what is done is not redone). */
 			if (g->retry_at > now - off)
-				sleep_until(g, g->retry_at, 0);
+				sleep_until(g, g->retry_at);
 			else
 				apply(g, g->active, g->next_k - 1, 0, off);
 			continue;
 		}
 		if (t_pend <= t_act) {
 			if (t_pend > now)
-				sleep_until(g, t_pend - off, spin_ns(g->pending));
+				sleep_until(g, t_pend - off);
 			else
 				activate(g, off);
 		} else if (t_act > now) {
-			sleep_until(g, t_act - off, spin_ns(g->active));
+			sleep_until(g, t_act - off);
 		} else {
 			/* Woken late past several boundaries: the latest one counts. */
 			int64_t k = ds_boundary_current(g->active, now);
@@ -942,10 +1046,11 @@ void agent_gang_on_stats_req(struct agent *ag, const json_t *b)
 		copy[i] = g->ring[(first + i) % RING_SIZE];
 	pthread_mutex_unlock(&g->ring_lock);
 	for (unsigned i = 0; i < n; i++)
-		json_array_append_new(sw, json_pack("{s:I, s:I, s:I, s:I, s:I, s:I}",
+		json_array_append_new(sw, json_pack("{s:I, s:I, s:I, s:I, s:I, s:I, s:i}",
 			"epoch", (json_int_t)copy[i].epoch, "boundary", (json_int_t)copy[i].boundary,
 			"planned", (json_int_t)copy[i].planned, "actual", (json_int_t)copy[i].actual,
-			"freeze_ns", (json_int_t)copy[i].freeze_ns, "thaw_ns", (json_int_t)copy[i].thaw_ns));
+			"freeze_ns", (json_int_t)copy[i].freeze_ns, "thaw_ns", (json_int_t)copy[i].thaw_ns,
+			"waited", copy[i].waited));
 	free(copy);
 	for (struct agent_job *j = ag->jobs; j; j = j->next) {
 		unsigned long long usec;

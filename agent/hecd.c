@@ -13,6 +13,7 @@
 #include <netdb.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <sched.h>
 #include <signal.h>
 #include <stddef.h>
 #include <stdio.h>
@@ -47,6 +48,7 @@ static const struct hec_conf_key conf_keys[] = {
 	STR_KEY("advertise", "", "host part the bridges connect to (default: listen host, or host name if 0.0.0.0)", advertise),
 	STR_KEY("key_file", "/etc/hec/cluster.key", "cluster secret presented in REGISTER; empty: none", key_file),
 	STR_KEY("cpus", "", "CPU list this node owns, e.g. 0-3 (default: all online)", cpus),
+	STR_KEY("gang_cpu", "", "a housekeeping CPU outside cpus for the gang dispatcher, which spins there to each slot boundary (default: none; it sleeps to the boundaries on the node's own CPUs)", gang_cpu),
 	STR_KEY("state_dir", "/var/lib/hecd", "per-job files (host file, batch script)", state_dir),
 	STR_KEY("launch_helper", "", "the Hydra launcher bridge (default: hec-launch beside hecd, else " HEC_LIBEXECDIR ")", launch_helper),
 	STR_KEY("ckpt_dir", "", "proc jobs' checkpoint files (HEC_CKPT_DIR: DIR/job.<id>/ckpt), on a file system every node of a job sees; empty: state_dir", ckpt_dir),
@@ -828,6 +830,36 @@ static void agent_free(struct agent *ag)
 	free(ag);
 }
 
+/* gang_cpu: one CPU this process may use, not one of the node's @cpus. */
+static int gang_cpu_parse(struct agent *ag, const char *cpus, char *err, size_t len)
+{
+	const char *v = ag->conf.gang_cpu;
+	struct hec_cpuset node;
+	cpu_set_t allowed;
+	char *end;
+	long c;
+
+	ag->gang_cpu = -1;
+	if (!*v)
+		return 0;
+	errno = 0;
+	c = strtol(v, &end, 10);
+	if (errno || end == v || *end || c < 0 || c >= HEC_MAX_CPUS || c >= CPU_SETSIZE) {
+		snprintf(err, len, "gang_cpu '%s': not a CPU number", v);
+		return -1;
+	}
+	if (sched_getaffinity(0, sizeof(allowed), &allowed) || !CPU_ISSET(c, &allowed)) {
+		snprintf(err, len, "gang_cpu %ld: not a CPU this hecd may run on", c);
+		return -1;
+	}
+	if (hec_cpuset_parse(cpus, &node) > 0 && (node.bits[c / 64] >> (c % 64) & 1)) {
+		snprintf(err, len, "gang_cpu %ld is one of the node's cpus (%.64s): the dispatcher would spin on its ranks' CPU", c, cpus);
+		return -1;
+	}
+	ag->gang_cpu = (int)c;
+	return 0;
+}
+
 int main(int argc, char **argv)
 {
 	struct agent *ag = calloc(1, sizeof(*ag));
@@ -858,6 +890,11 @@ int main(int argc, char **argv)
 		strcpy(ag->hostname, "localhost");
 	ag->hostname[sizeof(ag->hostname) - 1] = 0;
 	if (agent_topology(ag->conf.cpus, cpus, sizeof(cpus), &ag->topo, err, sizeof(err))) {
+		fprintf(stderr, "hecd: %s\n", err);
+		free(ag);
+		return 2;
+	}
+	if (gang_cpu_parse(ag, cpus, err, sizeof(err))) {
 		fprintf(stderr, "hecd: %s\n", err);
 		free(ag);
 		return 2;

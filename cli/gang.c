@@ -123,8 +123,8 @@ static int print_stats(const json_t *s)
 	const json_t *v;
 	size_t i;
 
-	printf("boundaries %ld (switched on 2 or more nodes), switch records %ld\n",
-	       cli_jint(s, "boundaries", 0), cli_jint(s, "switches", 0));
+	printf("boundaries %ld (switched on 2 or more nodes), switch records %ld, %ld of them waited for a freeze\n",
+	       cli_jint(s, "boundaries", 0), cli_jint(s, "switches", 0), cli_jint(s, "waited", 0));
 	print_dist("skew", json_object_get(s, "skew_us"), "p50", "p99", "max");
 	print_dist("lateness", json_object_get(s, "lateness_us"), "p50", "p99", "max");
 	print_dist("freeze", json_object_get(s, "freeze_us"), "mean", "p99", NULL);

@@ -114,7 +114,7 @@ static const struct field s_stats_req[] = { INT_REQ("req", 1, NS_MAX), END };
 static const struct field s_switch[] = {
 	INT_REQ("epoch", 1, NS_MAX), INT_REQ("boundary", 0, NS_MAX),
 	INT_REQ("planned", 0, NS_MAX), INT_REQ("actual", 0, NS_MAX),
-	INT_REQ("freeze_ns", 0, NS_MAX), INT_REQ("thaw_ns", 0, NS_MAX), END };
+	INT_REQ("freeze_ns", 0, NS_MAX), INT_REQ("thaw_ns", 0, NS_MAX), INT_OPT("waited", 0, 1), END };
 static const struct field s_usage[] = { INT_REQ("job", 1, ID_MAX), INT_REQ("usec", 0, NS_MAX), END };
 static const struct field s_vm_switch[] = {
 	INT_REQ("job", 1, ID_MAX), STR_REQ("method", 8), INT_REQ("cgroup_ns", -1, NS_MAX),

@@ -31,6 +31,12 @@ struct ds_entry {
 	enum ds_state state;
 	int hold;                /* in the epoch's frozen set: frozen throughout */
 	int broken;              /* a gate call failed: left alone from then on */
+	/* Freezes of an immediate gate are not waited for (agent/gang.c,
+	 * apply()); whether they were reached is looked at lazily: */
+	int64_t frozen_at;       /* mono ns of the last freeze asked, 0: none */
+	int64_t unconfirmed_ns;  /* freezes in a row never seen reached: their time */
+	int stuck;               /* so long that its next freezes are waited for */
+	int wait;                /* this switch waits for its freeze */
 };
 
 struct ds_table {

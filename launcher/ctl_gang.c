@@ -753,7 +753,7 @@ static json_t *job_shares(struct ctl *ctl, const struct fanout_done *d)
 
 static json_t *build_stats(struct ctl *ctl, const struct fanout_done *d)
 {
-	size_t total = 0, n = 0, nb = 0;
+	size_t total = 0, n = 0, nb = 0, waited = 0;
 	struct sw *sw = NULL;
 	double *fr = NULL, *th = NULL, *late = NULL, *skew = NULL;
 	json_t *nodes = json_array(), *missing = json_array(), *vmsw = json_array(), *jobs, *out = NULL;
@@ -786,6 +786,7 @@ static json_t *build_stats(struct ctl *ctl, const struct fanout_done *d)
 			sw[n].actual = json_integer_value(json_object_get(s, "actual"));
 			fr[n] = json_integer_value(json_object_get(s, "freeze_ns")) / 1e3;
 			th[n] = json_integer_value(json_object_get(s, "thaw_ns")) / 1e3;
+			waited += json_integer_value(json_object_get(s, "waited")) != 0;
 			late[n] = (double)(sw[n].actual - planned) / 1e3;
 			n++;
 		}
@@ -828,8 +829,11 @@ static json_t *build_stats(struct ctl *ctl, const struct fanout_done *d)
 			"lateness_us", "p50", pct(late, n, 50), "p99", pct(late, n, 99),
 			"max", n ? late[n - 1] : 0.0,
 			"jobs", jobs, "nodes", nodes, "missing", missing);
-	if (out)
+	if (out) {
 		json_object_set(out, "vm_switch", vmsw);
+		/* switches that waited for a freeze before the thaw (QMP, stuck) */
+		json_object_set_new(out, "waited", json_integer((json_int_t)waited));
+	}
 out_free:
 	json_decref(vmsw);
 	json_decref(nodes);

@@ -1265,6 +1265,7 @@ static int proc_gate_open(struct hec_partition *part, struct hec_gate **out, cha
 	if (!g)
 		return -ENOMEM;
 	g->base.ops = &hec_partition_proc_ops;
+	g->base.immediate = 1;
 	g->kind = p->lay.freeze;
 	g->ctl_fd = g->ev_fd = -1;
 	rc = join(path, sizeof(path), p->dir[0],

@@ -180,6 +180,16 @@ struct hec_capture_cbs {
  */
 struct hec_gate {
 	const struct hec_partition_ops *ops;
+	/*
+	 * 1: once gate_set(1) has returned 0, no task of the partition runs
+	 * user code again until thawed (a cgroup freeze: the write marks every
+	 * task and kicks the running ones, which stop at their next return to
+	 * user mode, a few microseconds; one inside a system call may finish
+	 * it in the kernel first).  The dispatcher then thaws the next
+	 * partition at once, without waiting for "frozen".  0: the switch
+	 * takes effect only when gate_wait says so (QMP stop).
+	 */
+	int immediate;
 };
 
 /** Where a node agent keeps its partitions; filled from the agent's config. */

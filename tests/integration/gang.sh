@@ -3,7 +3,8 @@
 # Gang scheduling: two 2-node --share jobs on the same nodes never run at
 # once on a node and both finish right; a job cancelled while frozen leaves
 # nothing behind; a high-priority job preempts (SUSPENDED, not killed); bad
-# settings are refused; a node that stops answering mid-epoch is recovered.
+# settings are refused; a node that stops answering mid-epoch is recovered;
+# the dispatcher runs on its node's CPUs, or on gang_cpu.
 . "$HEC_SRCDIR/tests/integration/lib.sh"
 
 cluster_up 2 --slot 50ms --max-share 2
@@ -35,6 +36,22 @@ done
 st=$("$HEC" gang stats --json) || fail "gang stats failed"
 [ "$(jq '.stats.boundaries' <<<"$st")" -gt 10 ] || fail "gang stats saw no switching boundaries: $st"
 "$HEC" gang stats | grep -q "^skew" || fail "'hec gang stats' prints no skew line"
+
+# The dispatcher runs on its node's own CPUs (never another node's, whose
+# ranks it would stop at every boundary), or on gang_cpu (below).
+gang_cpus() { # NODE: the CPUs its hecd's dispatcher thread may run on
+	local t
+	for t in /proc/"$(daemon_pid "$1")"/task/*; do
+		[ "$(cat "$t/comm" 2>/dev/null)" = hec-gang ] &&
+			sed -n 's/^Cpus_allowed_list:[[:space:]]*//p' "$t/status"
+	done
+}
+node_cpus() { sed -n 's/^cpus *= *//p' "$HEC_DIR/$1.conf"; }
+for node in node0 node1; do
+	[ -n "$(node_cpus $node)" ] || fail "$node.conf names no cpus"
+	[ "$(gang_cpus $node)" = "$(node_cpus $node)" ] ||
+		fail "$node's gang dispatcher may run on CPUs '$(gang_cpus $node)', not the node's '$(node_cpus $node)'"
+done
 
 # Cancel a job while it is frozen: nothing of it remains.
 marker="hecgang$$"
@@ -112,6 +129,22 @@ kill -CONT "$(daemon_pid node1)"
 wait_node_state node1 IDLE 20
 for i in $(seq 50); do [ -z "$(pgrep -f -- "echo $marker-[ef]" || true)" ] && break; sleep 0.1; done
 [ -z "$(pgrep -f -- "echo $marker-[ef]" || true)" ] || fail "processes of the failed jobs remain"
+
+# gang_cpu: node0's dispatcher moves to a CPU outside the node (node1's is
+# the only other one here: this checks where it runs, not what it gains).
+other=$(node_cpus node1)
+if [ "$other" != "$(node_cpus node0)" ]; then
+	pid=$(daemon_pid node0)
+	kill "$pid"
+	for i in $(seq 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+	echo "gang_cpu = $other" >>"$HEC_DIR/node0.conf"
+	start_daemon node0 "$HECD"
+	wait_node_state node0 IDLE
+fi
 z=$(submit -N 2 -n 2 --share -- "$MPI_CHECK")
 "$HEC" wait "$z" || fail "job $z after recovery: $(job_state "$z")"
+if [ "$other" != "$(node_cpus node0)" ]; then
+	[ "$(gang_cpus node0)" = "$other" ] ||
+		fail "node0's gang dispatcher may run on CPUs '$(gang_cpus node0)', not gang_cpu $other"
+fi
 echo "PASS: $TEST_NAME"
