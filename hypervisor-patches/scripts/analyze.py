@@ -45,11 +45,22 @@ Checks:
   unchanged: the series touches no existing scheduler nor the core, and on
       each hypervisor, within its own boot, Pool-0 runs credit2 and credit2
       shares Pool-0's pCPUs fairly among the four spinning guest vCPUs.
+  switch cost (figures, printed and written to switch-cost.csv beside the
+      logs): the gang ring's times of each switch (pass start, decision
+      end, switch done) against the slot boundaries; from Xen's trace
+      buffers (HEC-XT, xentrace around the credit and gang phases) the
+      same tracepoints timing credit2's passes and the gang scheduler's,
+      and their ratio gang/credit2; the in-guest off-CPU gaps of both
+      phases.  Checked only that the records are there: every gang switch
+      stamped in order, and each scheduler's vCPU-to-vCPU switches traced
+      on its own pool's pCPUs.
 
 Prints one line per check and "boot-test: PASS" or "boot-test: FAIL".
 """
 import argparse
 import bisect
+import csv
+import math
 import os
 import re
 import sys
@@ -127,16 +138,24 @@ def union(*ivs):
 # ---- log parsing -------------------------------------------------------------
 
 REC = re.compile(r'HEC ([WGE]) (\S+) (\S+) (.*)$')
-TRC = re.compile(r'HEC-TRACE (\S+) T (-?\d+) (\d+) (\d+) (\d+)')
+TRC = re.compile(r'HEC-TRACE (\S+) T (-?\d+) (\d+) (\d+) (\d+)(?: (-?\d+) (-?\d+))?')
+XTR = re.compile(r'HEC-XT (\S+) X (\S+) (\d+) (\d+) (-?\d+) (\d+) (\d+) (\d+) (\d+)')
+XTH = re.compile(r'HEC-XT (\S+) xt (.*)')
 TRH = re.compile(r'HEC-TRACE (\S+) gang trace (.*)')
 KV = re.compile(r'(\w+)=(-?\d+)')
 VCP = re.compile(r'HEC-VCPU (\S+) (before|after) (?:vcpu-time mono_ns=(\d+)|V (\d+) (\d+) (\d+) \d+)')
 
 
+def pool_cpus(d):
+    """pCPUs of a `gangctl pool-info` line ("... cpus=2,3,")."""
+    m = re.search(r'cpus=([\d,]*)', d)
+    return {int(c) for c in m.group(1).split(',') if c} if m else set()
+
+
 def parse(path):
     log = {'phases': {}, 'dom0': [], 'domid': {}, 'table': {}, 'stats': {},
            'slots': {}, 'end': None, 'trace': {}, 'trace_ns': {}, 'trace_hdr': {}, 'vcpu': {},
-           'pool0_sched': None}
+           'pool0_sched': None, 'stamps': {}, 'xt': {}, 'xt_hdr': {}}
     with open(path, 'rb') as f:
         text = f.read().decode('utf-8', 'replace')
     for line in text.splitlines():
@@ -159,6 +178,18 @@ def parse(path):
             log['trace'].setdefault(m.group(1), []).append(
                 (int(m.group(2)) // 1000, int(m.group(3)), int(m.group(4)), int(m.group(5))))
             log['trace_ns'].setdefault(m.group(1), []).append(int(m.group(2)))
+            if m.group(6) is not None:
+                log['stamps'].setdefault(m.group(1), []).append(
+                    (int(m.group(2)), int(m.group(3)), int(m.group(6)), int(m.group(7))))
+            continue
+        m = XTR.search(line)
+        if m:
+            log['xt'].setdefault(m.group(1), []).append(
+                (m.group(2),) + tuple(int(x) for x in m.groups()[2:]))
+            continue
+        m = XTH.search(line)
+        if m:
+            log['xt_hdr'][m.group(1)] = {k: int(v) for k, v in KV.findall(m.group(2))}
             continue
         m = VCP.search(line)
         if m:
@@ -182,6 +213,9 @@ def parse(path):
         elif d.startswith('Pool-0: '):
             m2 = re.search(r'sched_id=(\d+)', d)
             log['pool0_sched'] = int(m2.group(1)) if m2 else None
+            log['pool0_cpus'] = pool_cpus(d)
+        elif re.match(r'gang pool \d+: ', d):
+            log['gang_cpus'] = pool_cpus(d)
         elif d.startswith('gang pool=') or d.startswith('gang now_sys_ns='):
             log['table'].update({k: int(v) for k, v in KV.findall(d)})
         elif d.startswith('gang slot '):
@@ -632,6 +666,148 @@ def check_gang(rep, log, offs):
         rep.check(s.get('boundaries', 0) > 0, '%s: the hypervisor counted slot boundaries' % label)
 
 
+# ---- cost of a context switch (figures) -------------------------------------
+
+class Figures:
+    """Distributions printed as min/p50/p99/max and kept as CSV rows.  (The
+    minimum is the switch the host disturbed least: under TCG a QEMU
+    thread that the host deschedules stretches whatever Xen was doing.)"""
+    COLS = ('boot', 'source', 'scheduler', 'phase', 'metric', 'n',
+            'min_us', 'p50_us', 'p99_us', 'max_us')
+
+    def __init__(self):
+        self.rows = []
+
+    def dist(self, boot, source, sched, phase, metric, us):
+        us = sorted(us)
+        if not us:
+            print('  %s %s %s/%s %s: none' % (source, sched, boot, phase, metric))
+            return None
+        q = [us[0]] + [us[max(0, math.ceil(f * len(us)) - 1)] for f in (0.5, 0.99)] + [us[-1]]
+        print('  %-8s %-7s %s/%s %s: n=%d, min %.1f us, p50 %.1f us, p99 %.1f us, max %.1f us'
+              % (source, sched, boot, phase, metric, len(us), q[0], q[1], q[2], q[3]))
+        self.rows.append((boot, source, sched, phase, metric, len(us)) + tuple(q))
+        return q
+
+    def ratio(self, boot, source, metric, num, den):
+        """gang / credit2 of min, p50, p99 and max, from one boot."""
+        if not num or not den or not all(den):
+            return
+        r = [a / b for a, b in zip(num, den)]
+        print('  %-8s gang/credit2 %s %s: min %.2f, p50 %.2f, p99 %.2f, max %.2f'
+              % (source, boot, metric, r[0], r[1], r[2], r[3]))
+        self.rows.append((boot, source, 'gang/credit2', 'gang/credit', 'ratio of ' + metric, '')
+                         + tuple(r))
+
+    def write(self, path):
+        with open(path, 'w', newline='') as f:
+            w = csv.writer(f)
+            w.writerow(self.COLS)
+            for r in self.rows:
+                w.writerow([x if isinstance(x, (str, int)) else '%.3f' % x for x in r])
+
+
+def ring_cost(rep, log, figs):
+    """The gang scheduler's own ring: Xen system time of each switch's pass
+    start, decision end and context switch done (context_saved hook)."""
+    st = log['stamps'].get('gang')
+    t, hdr = log['table'], log['trace_hdr'].get('gang', {})
+    if not rep.check(st and t.get('slot_ns') and 't0_sys_ns' in t and 'now_sys_ns' in hdr,
+                     'patched/switch cost: the gang trace has decision and switch times'):
+        return
+    t0, sl, early = t['t0_sys_ns'], t['slot_ns'], EARLY_US * 1000
+    sw = [r for r in st if r[0] + early >= t0]
+    stamped = [r for r in sw if r[3]]
+    order = [r for r in stamped if not r[0] <= r[2] <= r[3]]
+    cpus = {r[1] for r in sw}
+    # A read can come between a pCPU's decision and its switch: at most one
+    # unstamped switch per pCPU.  A missing context_saved hook leaves all.
+    rep.check(sw and not order and len(sw) - len(stamped) <= len(cpus),
+              'patched/switch cost: every gang switch after t0 was stamped in order, pass start'
+              ' <= decision <= switch done (%d of %d stamped, %d out of order)'
+              % (len(stamped), len(sw), len(order)))
+    figs.dist('patched', 'ring', 'gang', 'gang', 'decision (all switches)',
+              [(r[2] - r[0]) / 1e3 for r in sw])
+    figs.dist('patched', 'ring', 'gang', 'gang', 'pass start to switch done (all switches)',
+              [(r[3] - r[0]) / 1e3 for r in stamped])
+    # The first switch of each pCPU after each boundary: the slot switch.
+    late, b2run = [], []
+    for cpu in sorted(cpus):
+        rs = sorted(r for r in sw if r[1] == cpu)
+        times = [r[0] for r in rs]
+        k, used = -(-(max(t0, times[0]) - t0) // sl), set()
+        while t0 + k * sl < hdr['now_sys_ns']:
+            b = t0 + k * sl
+            i = bisect.bisect_left(times, b - early)
+            if i < len(rs) and i not in used:
+                used.add(i)
+                late.append((rs[i][0] - b) / 1e3)
+                if rs[i][3]:
+                    b2run.append((rs[i][3] - b) / 1e3)
+            k += 1
+    figs.dist('patched', 'ring', 'gang', 'gang', 'slot boundary to pass start (lateness)', late)
+    figs.dist('patched', 'ring', 'gang', 'gang', 'slot boundary to switch done', b2run)
+
+
+def xt_cost(rep, log, label, phase, sched, cpus, figs):
+    """One scheduler's passes that switched, from Xen's trace buffers."""
+    hdr = log['xt_hdr'].get(phase, {})
+    recs = [r for r in log['xt'].get(phase, []) if r[0] == sched]
+    khz = hdr.get('cpu_khz', 0)
+    where = sorted({r[1] for r in recs})
+    v2v = [r for r in recs if r[4] != IDLE and r[6] != IDLE and r[3] >= 0]
+    if not rep.check(khz and v2v and set(where) <= cpus,
+                     '%s/switch cost: xentrace in the %s phase recorded %s passes that switched'
+                     ' from a vCPU to another (%d, switch done seen) on its pool\'s pCPUs only'
+                     ' (%s, pool %s; TSC %s kHz; %s records lost)'
+                     % (label, phase, sched, len(v2v), where, sorted(cpus), khz or '?',
+                        hdr.get('lost', '?'))):
+        return None
+    us = 1e3 / khz
+    return [figs.dist(label, 'xentrace', sched, phase, what, [f(r) * us for r in rs])
+            for what, f, rs in xt_metrics(recs, v2v)]
+
+
+def xt_metrics(recs, v2v):
+    """What the xentrace figures are: (name, cycles of a record, records)."""
+    return (('decision (all switches)', lambda r: r[2], recs),
+            ('decision (vCPU to vCPU)', lambda r: r[2], v2v),
+            ('pass start to switch done (vCPU to vCPU)', lambda r: r[3], v2v),
+            ('core switch, decision to switch done (vCPU to vCPU)', lambda r: r[3] - r[2], v2v))
+
+
+def switch_cost(rep, log, label, figs):
+    """What a context switch costs: figures from one boot, none compared
+    with a bound (under TCG they follow the host's load).  Checked only
+    that the records exist where they must."""
+    print('  %s switch cost (TCG: emulated CPU, absolute times slow; figures, not checked):' % label)
+    if label == 'patched':
+        ring_cost(rep, log, figs)
+    c2 = xt_cost(rep, log, label, 'credit', 'credit2', log.get('pool0_cpus', set()), figs)
+    if label == 'patched':
+        gang = xt_cost(rep, log, label, 'gang', 'gang', log.get('gang_cpus', set()), figs)
+        if c2 and gang:
+            for i, (what, f, rs) in enumerate(xt_metrics([], [])):
+                figs.ratio(label, 'xentrace', what, gang[i], c2[i])
+    # In the guests: how long a spinning vCPU was off its pCPU each time
+    # (gaps > 1 ms): the scheduler's time slices and the host's, not the
+    # switch alone; in the gang phase, a gap over the other guest's slot
+    # less the slot is what the two slot switches added.
+    gaps = {}
+    for phase in ('credit', 'gang') if label == 'patched' else ('credit',):
+        gaps[phase] = [b - a for g in log['phases'].get(phase, {}).values()
+                       if 'start_rt' in g for v in range(g['nvcpu']) for a, b in gap_list(g, v)]
+        figs.dist(label, 'in-guest', 'credit2' if phase == 'credit' else 'gang', phase,
+                  'off-CPU gap > 1 ms', gaps[phase])
+    sl = log['table'].get('slot_ns', 0) // 1000
+    if label == 'patched' and sl:
+        figs.dist(label, 'in-guest', 'gang', 'gang', 'off-CPU gap over a foreign slot minus the slot',
+                  [d - sl for d in gaps['gang'] if sl // 2 <= d < sl * 3 // 2])
+    for d in log['dom0']:
+        if d.startswith('xentrace '):
+            print('  %s: %s' % (label, d))
+
+
 def check_untouched(rep, pdir):
     touched = set()
     for p in sorted(os.listdir(pdir)):
@@ -653,6 +829,7 @@ def main():
     a = ap.parse_args()
     rep = Report()
     credit = {}
+    cost = Figures()
     for label, path in (('unpatched', a.unpatched), ('patched', a.patched)):
         if not path:
             continue
@@ -682,6 +859,7 @@ def main():
                 check_trace_rr(rep, log)
             check_gang(rep, log, offs)
             check_share(rep, log, 'cleared', label, offs)
+        switch_cost(rep, log, label, cost)
     if a.patches:
         print('unchanged default scheduler:')
         check_untouched(rep, a.patches)
@@ -704,6 +882,11 @@ def main():
     if figs:
         print('  credit phase, mean vCPU run fraction (reported, not compared across boots: the'
               ' in-guest figure follows the host\'s load): %s' % '; '.join(figs))
+    if cost.rows:
+        out = os.path.join(os.path.dirname(os.path.abspath(a.patched or a.unpatched)),
+                           'switch-cost.csv')
+        cost.write(out)
+        print('switch cost figures: %s' % out)
     print('boot-test: %s' % ('PASS' if rep.ok else 'FAIL'))
     return 0 if rep.ok else 1
 

@@ -110,7 +110,7 @@ make_dom0_img() {
 		die "no busybox in busybox-static"
 	copy_with_libs "$S" "$S"/usr/lib/xen-4.17/bin/xl "$S"/usr/lib/xen-4.17/bin/xenstored \
 		"$S"/usr/lib/xen-4.17/bin/xenconsoled "$S"/usr/lib/xen-4.17/bin/xen-init-dom0 \
-		"$S"/usr/bin/xenstore
+		"$S"/usr/lib/xen-4.17/bin/xentrace "$S"/usr/bin/xenstore
 	# dlopen()ed, so not seen by ldd: pthread_cancel needs libgcc_s.
 	for lib in /lib/x86_64-linux-gnu/libgcc_s.so.1; do
 		mkdir -p "$S$(dirname "$lib")" && cp -L "$lib" "$S$lib"

@@ -21,7 +21,18 @@
  *   gangctl clear POOL                  remove the table
  *   gangctl get POOL                    print the table and statistics
  *   gangctl trace POOL                  print and clear the context switch
- *        trace: "T TIME_NS PCPU DOMID VCPU" per switch (Xen system time)
+ *        trace: "T TIME_NS PCPU DOMID VCPU DECIDED_NS SWITCHED_NS" per
+ *        switch (Xen system time: start of the scheduling pass, end of the
+ *        scheduler's decision, context switch done; SWITCHED_NS 0 if the
+ *        scheduler did not see the end)
+ *   gangctl xt FILE [SCHED]             the scheduling passes that switched,
+ *        from a xentrace(8) file taken with -e 0x0002a000 (any Xen 4.17
+ *        with credit2 or the gang scheduler), those of SCHED (credit2 or
+ *        gang) only if given: per switch "X SCHED PCPU DECIDE_CYC DONE_CYC
+ *        PREVDOM PREVVCPU NEXTDOM NEXTVCPU" (TSC cycles from the start of
+ *        the pass, see cmd_xt; DONE_CYC -1 if not seen), then "xt
+ *        cpu_khz=KHZ ..." (TSC rate, from XEN_SYSCTL_physinfo; records
+ *        lost by Xen when xentrace did not drain its buffers in time)
  *   gangctl vcpu-time DOMID...          Xen's run time of every vCPU of the
  *        domains (the runstate accounting of whatever scheduler runs them):
  *        "vcpu-time mono_ns=NS" (dom0 CLOCK_MONOTONIC, Xen's rate), then
@@ -46,6 +57,7 @@
 #include <public/xen.h>
 #include <public/sysctl.h>
 #include <public/domctl.h>
+#include <public/trace.h>
 
 /* Linux include/uapi/xen/privcmd.h */
 struct privcmd_hypercall {
@@ -73,12 +85,15 @@ static uint8_t mapbuf[4096] __attribute__((aligned(4096)));
 static struct xen_sysctl_gang_trace tracebuf[TRACE_MAX] __attribute__((aligned(4096)));
 
 static int privcmd_fd = -1;
+static int privcmd_fd_optional;  /* no privcmd: hypercalls fail, no exit */
 
 static void privcmd_open(void)
 {
     if ( privcmd_fd < 0 )
     {
         privcmd_fd = open("/dev/xen/privcmd", O_RDWR | O_CLOEXEC);
+        if ( privcmd_fd < 0 && privcmd_fd_optional )
+            return;
         if ( privcmd_fd < 0 )
         {
             perror("gangctl: /dev/xen/privcmd");
@@ -311,8 +326,141 @@ static int cmd_trace(uint32_t pool)
     printf("gang trace pool=%u nr=%u lost=%" PRIu64 " now_sys_ns=%" PRId64 "\n",
            pool, t->trace_nr, t->trace_lost, t->now_ns);
     for ( i = 0; i < t->trace_nr && i < TRACE_MAX; i++ )
-        printf("T %" PRId64 " %u %u %u\n", (int64_t)tracebuf[i].time,
-               tracebuf[i].cpu, tracebuf[i].domid, tracebuf[i].vcpu);
+        printf("T %" PRId64 " %u %u %u %" PRId64 " %" PRId64 "\n",
+               (int64_t)tracebuf[i].time, tracebuf[i].cpu, tracebuf[i].domid,
+               tracebuf[i].vcpu, (int64_t)tracebuf[i].decided,
+               (int64_t)tracebuf[i].switched);
+    return 0;
+}
+
+/*
+ * Scheduler trace records that time a scheduling pass, the same way for
+ * credit2 and the gang scheduler (Xen's own tracepoints, so credit2 and
+ * the scheduling core stay unchanged):
+ *   start   TRC_CSCHED2_SCHEDULE at the top of csched2_schedule(), or
+ *           TRC_GANG_SCHEDULE at the top of the gang scheduler's;
+ *   decided TRC_SCHED_SWITCH, emitted by the core once the scheduler has
+ *           chosen another unit (sched_switch_units());
+ *   done    the scheduler's context_saved hook, called on the pCPU once the
+ *           core has loaded the next vCPU's context: credit2's re-queues a
+ *           preempted (still runnable) vCPU, TRC_CSCHED2_RUNQ_POS with its
+ *           domain and vCPU; the gang scheduler's emits TRC_GANG_SAVED for
+ *           every switch.  So for credit2 "done" is seen only where the
+ *           vCPU switched from was runnable (a preemption).
+ * Record ids as defined in xen/common/sched/credit2.c and gang.c.
+ */
+#define XT_C2_SCHEDULE  TRC_SCHED_CLASS_EVT(CSCHED2, 21)
+#define XT_C2_RUNQ_POS  TRC_SCHED_CLASS_EVT(CSCHED2, 2)
+#define XT_GANG_SCHED   TRC_SCHED_CLASS_EVT(GANG, 1)
+#define XT_GANG_SAVED   TRC_SCHED_CLASS_EVT(GANG, 2)
+#define XT_MAX_CPUS     64
+
+struct xt_cpu {
+    uint64_t start, decided;    /* TSC; start 0: no pass open */
+    int gang, switched;
+    uint32_t prev_dom, prev_vcpu, next_dom, next_vcpu;
+};
+
+static unsigned long xt_switches, xt_done;
+static const char *xt_only;     /* print this scheduler's passes only */
+
+static void xt_emit(unsigned int cpu, struct xt_cpu *c, int64_t done)
+{
+    const char *sched = c->gang ? "gang" : "credit2";
+
+    if ( c->start && c->switched && (!xt_only || !strcmp(xt_only, sched)) )
+    {
+        printf("X %s %u %" PRIu64 " %" PRId64 " %u %u %u %u\n", sched, cpu,
+               c->decided - c->start, done < 0 ? -1 : (int64_t)(done - c->start),
+               c->prev_dom, c->prev_vcpu, c->next_dom, c->next_vcpu);
+        xt_switches++;
+        xt_done += done >= 0;
+    }
+    c->start = 0;
+    c->switched = 0;
+}
+
+static int cmd_xt(const char *path, const char *only)
+{
+    static struct xt_cpu cpus[XT_MAX_CPUS];
+    const struct xen_sysctl_physinfo *pi = &sysbuf.sysctl.u.physinfo;
+    unsigned long records = 0, lost = 0, starts = 0;
+    unsigned int cpu = 0, i;
+    uint32_t hdr, d[7];
+    FILE *f = fopen(path, "rb");
+    int rc;
+
+    if ( !f )
+    {
+        perror(path);
+        return 1;
+    }
+    privcmd_fd_optional = 1;
+    xt_only = only;
+    memset(&sysbuf, 0, sizeof(sysbuf));
+    rc = do_sysctl(XEN_SYSCTL_physinfo);
+    if ( rc )   /* the records still print; cpu_khz=0 says the rate is unknown */
+        fprintf(stderr, "gangctl: physinfo: %s\n", strerror(-rc));
+    while ( fread(&hdr, sizeof(hdr), 1, f) == 1 )
+    {
+        uint32_t event = hdr & 0x0fffffff, extra = (hdr >> TRACE_EXTRA_SHIFT) & 7;
+        uint64_t tsc = 0;
+        struct xt_cpu *c;
+
+        if ( hdr >> 31 )
+        {
+            uint32_t t[2];
+
+            if ( fread(t, sizeof(t), 1, f) != 1 )
+                break;
+            tsc = ((uint64_t)t[1] << 32) | t[0];
+        }
+        if ( extra && fread(d, sizeof(uint32_t), extra, f) != extra )
+            break;
+        records++;
+        if ( event == TRC_TRACE_CPU_CHANGE )
+        {
+            /* xentrace's header of a window of one pCPU's records */
+            cpu = d[0] < XT_MAX_CPUS ? d[0] : 0;
+            continue;
+        }
+        if ( event == TRC_LOST_RECORDS )
+        {
+            lost += extra ? d[0] : 1;
+            /* the open pass on this pCPU may miss its records */
+            cpus[cpu].start = 0;
+            cpus[cpu].switched = 0;
+            continue;
+        }
+        c = &cpus[cpu];
+        if ( event == XT_C2_SCHEDULE || event == XT_GANG_SCHED )
+        {
+            xt_emit(cpu, c, -1);
+            c->start = tsc;
+            c->gang = event == XT_GANG_SCHED;
+            starts++;
+        }
+        else if ( event == TRC_SCHED_SWITCH && extra == 4 && c->start && !c->switched )
+        {
+            c->decided = tsc;
+            c->switched = 1;
+            c->prev_dom = d[0];
+            c->prev_vcpu = d[1];
+            c->next_dom = d[2];
+            c->next_vcpu = d[3];
+        }
+        else if ( c->switched &&
+                  ((event == XT_C2_RUNQ_POS && !c->gang && extra >= 1 &&
+                    (d[0] >> 16) == c->prev_dom && (d[0] & 0xffff) == c->prev_vcpu) ||
+                   (event == XT_GANG_SAVED && c->gang && extra == 2 &&
+                    d[0] == c->prev_dom && d[1] == c->prev_vcpu)) )
+            xt_emit(cpu, c, tsc);
+    }
+    fclose(f);
+    for ( i = 0; i < XT_MAX_CPUS; i++ )
+        xt_emit(i, &cpus[i], -1);
+    printf("xt cpu_khz=%u records=%lu lost=%lu passes=%lu switches=%lu done=%lu\n",
+           pi->cpu_khz, records, lost, starts, xt_switches, xt_done);
     return 0;
 }
 
@@ -376,7 +524,8 @@ static int usage(void)
     fprintf(stderr,
             "usage: gangctl pool-create | pool-info POOL | cpu-move CPU FROM TO |\n"
             "       dom-move DOMID POOL | set POOL SLOT_MS T0 SLOT... |\n"
-            "       clear POOL | get POOL | trace POOL | vcpu-time DOMID...\n");
+            "       clear POOL | get POOL | trace POOL | vcpu-time DOMID... |\n"
+            "       xt FILE [credit2|gang]\n");
     return 2;
 }
 
@@ -444,6 +593,8 @@ int main(int argc, char **argv)
         return cmd_get(num(argv[2]));
     if ( !strcmp(argv[1], "trace") && argc == 3 )
         return cmd_trace(num(argv[2]));
+    if ( !strcmp(argv[1], "xt") && (argc == 3 || argc == 4) )
+        return cmd_xt(argv[2], argc == 4 ? argv[3] : NULL);
     if ( !strcmp(argv[1], "vcpu-time") && argc >= 3 )
         return cmd_vcpu_time(argc - 2, argv + 2);
 
