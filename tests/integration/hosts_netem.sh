@@ -98,6 +98,11 @@ done
 skew "${DELAY_MS} ms one way"
 [ "${D#-}" -le $(((DELAY_MS / 2 + 5) * 1000)) ] ||
 	fail "host1's clock offset is $D us from host0's: more than half the link's asymmetry (${DELAY_MS} ms) plus 5 ms"
+# The delay both ways again: host1's offset comes back at its next burst
+# of probes, and the jobs, which progress only while both hosts run them
+# (half of each slot with host1 25 ms early, less on a loaded machine),
+# finish at full pace.
+hosts_shape
 mpi_check_done "$ITERS" "$a" "$b"
 # hec-linkem's counts of frames per direction, for the log (tc's netem: none)
 "$HOSTS" netem "$HOSTS_DIR" 1 off || fail "hec-hosts netem 1 off failed"
