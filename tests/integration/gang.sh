@@ -134,11 +134,8 @@ for i in $(seq 50); do [ -z "$(pgrep -f -- "echo $marker-[ef]" || true)" ] && br
 # the only other one here: this checks where it runs, not what it gains).
 other=$(node_cpus node1)
 if [ "$other" != "$(node_cpus node0)" ]; then
-	pid=$(daemon_pid node0)
-	kill "$pid"
-	for i in $(seq 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
 	echo "gang_cpu = $other" >>"$HEC_DIR/node0.conf"
-	start_daemon node0 "$HECD"
+	restart_daemon node0 "$HECD"
 	wait_node_state node0 IDLE
 fi
 z=$(submit -N 2 -n 2 --share -- "$MPI_CHECK")
