@@ -216,8 +216,16 @@ static void apply(struct agent_gang *g, struct ds_table *t, int64_t k, int recor
 	if (p.nfreeze == 0 && p.thaw < 0)
 		return;
 	t0 = hec_now_mono_ns();
+	/* Before the writes, which a leaving job waits on: what to wait for
+	 * besides this boundary's freezes is a stuck partition frozen earlier. */
 	if (p.thaw >= 0)
 		freeze_check(&t->e[p.thaw], t0);
+	for (int i = 0; i < t->n; i++) {
+		struct ds_entry *e = &t->e[i];
+
+		e->wait = i != p.thaw && e->gate && !e->broken && e->state == DS_FROZEN && e->stuck;
+		waits += e->wait;
+	}
 	for (int i = 0; i < p.nfreeze; i++) {
 		struct ds_entry *e = &t->e[p.freeze[i]];
 		int rc = hec_gate_set(e->gate, 1);
@@ -229,6 +237,7 @@ static void apply(struct agent_gang *g, struct ds_table *t, int64_t k, int recor
 			 * waited for, which would hold the gang (and its lock)
 			 * on a guest that answers nothing. */
 			e->state = DS_UNKNOWN;
+			again = 1;
 		} else if (rc) {
 			gate_broken(g, e, "freeze", rc);
 		} else {
@@ -236,19 +245,6 @@ static void apply(struct agent_gang *g, struct ds_table *t, int64_t k, int recor
 			e->frozen_at = t0;
 			e->wait = !e->gate->immediate || e->stuck;
 			waits += e->wait;
-			continue;
-		}
-		again |= rc == -EAGAIN;
-		p.freeze[i] = -1;
-	}
-	/* Stuck ones frozen at an earlier boundary are waited for too. */
-	for (int i = 0; i < t->n; i++) {
-		struct ds_entry *e = &t->e[i];
-
-		if (i != p.thaw && e->gate && !e->broken && e->state == DS_FROZEN && e->stuck &&
-		    e->frozen_at != t0) {
-			e->wait = 1;
-			waits++;
 		}
 	}
 	s.freeze_ns = hec_now_mono_ns() - t0;
@@ -405,15 +401,14 @@ static void place(struct agent_gang *g)
 	cpu_set_t cs;
 	int rc;
 
-	memset(&set, 0, sizeof(set));
-	if (ag->gang_cpu >= 0)
-		set.bits[ag->gang_cpu / 64] |= 1ULL << (ag->gang_cpu % 64);
-	else if (!ag->penv.cpus || !*ag->penv.cpus || hec_cpuset_parse(ag->penv.cpus, &set) <= 0)
+	if (ag->gang_cpu >= 0) {
+		CPU_ZERO(&cs);
+		CPU_SET(ag->gang_cpu, &cs);
+	} else if (ag->penv.cpus && hec_cpuset_parse(ag->penv.cpus, &set) > 0) {
+		hec_cpuset_to_cpu_set(&set, &cs);
+	} else {
 		return;
-	CPU_ZERO(&cs);
-	for (int c = 0; c < HEC_MAX_CPUS && c < CPU_SETSIZE; c++)
-		if (set.bits[c / 64] >> (c % 64) & 1)
-			CPU_SET(c, &cs);
+	}
 	rc = pthread_setaffinity_np(pthread_self(), sizeof(cs), &cs);
 	if (rc)
 		hec_warn("%s: gang dispatcher: cannot run on CPUs %s (%s); left where it is",

@@ -836,15 +836,12 @@ static int gang_cpu_parse(struct agent *ag, const char *cpus, char *err, size_t 
 	const char *v = ag->conf.gang_cpu;
 	struct hec_cpuset node;
 	cpu_set_t allowed;
-	char *end;
 	long c;
 
 	ag->gang_cpu = -1;
 	if (!*v)
 		return 0;
-	errno = 0;
-	c = strtol(v, &end, 10);
-	if (errno || end == v || *end || c < 0 || c >= HEC_MAX_CPUS || c >= CPU_SETSIZE) {
+	if (hec_parse_long(v, 0, (HEC_MAX_CPUS < CPU_SETSIZE ? HEC_MAX_CPUS : CPU_SETSIZE) - 1, &c)) {
 		snprintf(err, len, "gang_cpu '%s': not a CPU number", v);
 		return -1;
 	}
@@ -852,7 +849,7 @@ static int gang_cpu_parse(struct agent *ag, const char *cpus, char *err, size_t 
 		snprintf(err, len, "gang_cpu %ld: not a CPU this hecd may run on", c);
 		return -1;
 	}
-	if (hec_cpuset_parse(cpus, &node) > 0 && (node.bits[c / 64] >> (c % 64) & 1)) {
+	if (hec_cpuset_parse(cpus, &node) > 0 && hec_cpuset_has(&node, (int)c)) {
 		snprintf(err, len, "gang_cpu %ld is one of the node's cpus (%.64s): the dispatcher would spin on its ranks' CPU", c, cpus);
 		return -1;
 	}

@@ -237,6 +237,19 @@ int hec_cpuset_intersects(const struct hec_cpuset *a, const struct hec_cpuset *b
 	return 0;
 }
 
+int hec_cpuset_has(const struct hec_cpuset *set, int c)
+{
+	return c >= 0 && c < HEC_MAX_CPUS && (set->bits[c / 64] >> (c % 64) & 1);
+}
+
+void hec_cpuset_to_cpu_set(const struct hec_cpuset *set, cpu_set_t *out)
+{
+	CPU_ZERO(out);
+	for (int c = 0; c < HEC_MAX_CPUS && c < CPU_SETSIZE; c++)
+		if (hec_cpuset_has(set, c))
+			CPU_SET(c, out);
+}
+
 int hec_cpuset_format(const struct hec_cpuset *set, char *buf, size_t len)
 {
 	size_t used = 0;

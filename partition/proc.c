@@ -576,10 +576,7 @@ static int part_new(const struct hec_partition_env *env, long job, const struct 
 			set_why(w, "CPU list '%s'", env->cpus);
 			rc = -EINVAL;
 		} else {
-			CPU_ZERO(&p->pin_set);
-			for (int c = 0; c < HEC_MAX_CPUS && c < CPU_SETSIZE; c++)
-				if (set.bits[c / 64] & (1ULL << (c % 64)))
-					CPU_SET(c, &p->pin_set);
+			hec_cpuset_to_cpu_set(&set, &p->pin_set);
 			p->pin = 1;
 		}
 	}

@@ -10,6 +10,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <stdarg.h>
+#include <sched.h>
 #include <sys/types.h>
 
 #define HEC_ARRAY_SIZE(a) (sizeof(a) / sizeof((a)[0]))
@@ -85,6 +86,10 @@ int hec_cpuset_parse(const char *s, struct hec_cpuset *set);
 int hec_cpuset_format(const struct hec_cpuset *set, char *buf, size_t len);
 int hec_cpuset_count(const struct hec_cpuset *set);
 int hec_cpuset_intersects(const struct hec_cpuset *a, const struct hec_cpuset *b);
+/** 1 if CPU @c (0 to HEC_MAX_CPUS - 1) is in @set. */
+int hec_cpuset_has(const struct hec_cpuset *set, int c);
+/** The same CPUs as a cpu_set_t for sched_setaffinity() (those below CPU_SETSIZE). */
+void hec_cpuset_to_cpu_set(const struct hec_cpuset *set, cpu_set_t *out);
 
 /** snprintf that reports truncation (paths built from config and wire data).
  *  \return 0, or -ENAMETOOLONG when @buf was too small (it holds a prefix). */

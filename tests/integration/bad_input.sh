@@ -39,9 +39,9 @@ printf 'name = n0\ncontroller = localhost:1\nvm_hugepages = 1G\n' > "$TEST_DIR/b
 expect_fail 2 "vm_hugepages '1G': expected off, auto or on" "$HECD" -f "$TEST_DIR/bad4h.conf"
 expect_fail 2 "nonexistent" "$HECCTLD" -f "$TEST_DIR/nonexistent.conf"
 printf 'name = n0\ncontroller = localhost:1\nkey_file =\ncpus = 0\n' > "$TEST_DIR/bad5.conf"
-expect_fail 2 "gang_cpu 'x1': not a CPU number" "$HECD" -f "$TEST_DIR/bad5.conf" -o gang_cpu=x1
-expect_fail 2 "gang_cpu 0 is one of the node's cpus \(0\)" "$HECD" -f "$TEST_DIR/bad5.conf" -o gang_cpu=0
-expect_fail 2 "gang_cpu 1000: not a CPU this hecd may run on" "$HECD" -f "$TEST_DIR/bad5.conf" -o gang_cpu=1000
+expect_fail 2 "gang_cpu 'x1': not a CPU number" timeout 10 "$HECD" -f "$TEST_DIR/bad5.conf" -o gang_cpu=x1
+expect_fail 2 "gang_cpu 0 is one of the node's cpus \(0\)" timeout 10 "$HECD" -f "$TEST_DIR/bad5.conf" -o gang_cpu=0
+expect_fail 2 "gang_cpu 1000: not a CPU this hecd may run on" timeout 10 "$HECD" -f "$TEST_DIR/bad5.conf" -o gang_cpu=1000
 
 cluster_up 2
 ctl_pid=$(daemon_pid hecctld)

@@ -105,6 +105,8 @@ echo "$rounds rounds: job $d asked frozen in all; job $c thawed in its own slots
 [ "$c_thawed" -ge 1 ] || fail "job $c was never thawed in its slots: the schedule stopped"
 grep -q "not frozen .* the next job waits for its turn" "$HEC_DIR/log/node0.log" ||
 	fail "node0's log does not say the entering job waited"
+waited=$("$HEC" gang stats --json | jq .stats.waited)
+[ "$waited" -ge 1 ] 2>/dev/null || fail "'hec gang stats' counts '$waited' switches that waited for job $c's freeze"
 
 note "released, the stuck job ends and the other runs again"
 test_cleanup
