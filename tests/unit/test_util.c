@@ -99,6 +99,18 @@ static void test_cpuset(void)
 	CU_ASSERT_FALSE(hec_cpuset_intersects(&a, &b));
 	CU_ASSERT_EQUAL(hec_cpuset_parse("3", &b), 1);
 	CU_ASSERT_TRUE(hec_cpuset_intersects(&a, &b));
+	{
+		cpu_set_t cs;
+
+		CU_ASSERT_TRUE(hec_cpuset_has(&a, 8));
+		CU_ASSERT_FALSE(hec_cpuset_has(&a, 9));
+		CU_ASSERT_FALSE(hec_cpuset_has(&a, -1));
+		CU_ASSERT_FALSE(hec_cpuset_has(&a, HEC_MAX_CPUS));
+		hec_cpuset_to_cpu_set(&a, &cs);
+		CU_ASSERT_EQUAL(CPU_COUNT(&cs), 7);
+		CU_ASSERT_TRUE(CPU_ISSET(11, &cs));
+		CU_ASSERT_FALSE(CPU_ISSET(4, &cs));
+	}
 	CU_ASSERT_EQUAL(hec_cpuset_parse("", &b), 0);
 	CU_ASSERT_EQUAL(hec_cpuset_parse("3-1", &b), -EINVAL);
 	CU_ASSERT_EQUAL(hec_cpuset_parse("1,", &b), -EINVAL);
