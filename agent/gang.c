@@ -155,8 +155,9 @@ static void gate_broken(struct agent_gang *g, struct ds_entry *e, const char *wh
 
 /*
  * Before a partition thaws: was its last freeze reached?  (A read of
- * cgroup.events, done before the boundary's writes so that it costs no
- * switch time.)  Not seen reached over FREEZE_GRACE_NS of its slots in a
+ * cgroup.events, ~3 us, before the boundary's writes: the only time it
+ * says something, and on a rank's CPU part of the switch's dead time; on
+ * gang_cpu none.)  Not seen reached over FREEZE_GRACE_NS of its slots in a
  * row, it is stuck: a task in the kernel (a system call that does not
  * return, D state), which the freeze stops only when it returns.
  */
