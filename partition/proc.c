@@ -103,7 +103,7 @@ struct proc_part {
 struct proc_gate {
 	struct hec_gate base;      /* first: handed out as a struct hec_gate */
 	enum freeze_kind kind;
-	int ctl_fd;                /* v2 cgroup.freeze (write), v1 freezer.state (read/write) */
+	int ctl_fd;                /* v2 cgroup.freeze, v1 freezer.state (read/write) */
 	int ev_fd;                 /* v2 cgroup.events, v1 -1 */
 };
 
@@ -1268,7 +1268,7 @@ static int proc_gate_open(struct hec_partition *part, struct hec_gate **out, cha
 	rc = join(path, sizeof(path), p->dir[0],
 		  g->kind == FREEZE_V2 ? "cgroup.freeze" : "freezer.state");
 	if (!rc) {
-		g->ctl_fd = open(path, (g->kind == FREEZE_V2 ? O_WRONLY : O_RDWR) | O_CLOEXEC);
+		g->ctl_fd = open(path, O_RDWR | O_CLOEXEC);
 		if (g->ctl_fd < 0)
 			rc = -errno;
 	}
@@ -1388,6 +1388,25 @@ static int proc_gate_wait(struct hec_gate *gate, int frozen, long timeout_us)
 	}
 }
 
+/* What cgroup.freeze (v2) or freezer.state (v1: FREEZING or FROZEN) says
+ * was asked. */
+static int proc_gate_asked(struct hec_gate *gate)
+{
+	struct proc_gate *g = (struct proc_gate *)gate;
+	char buf[16];
+	ssize_t n;
+
+	do
+		n = pread(g->ctl_fd, buf, sizeof(buf) - 1, 0);
+	while (n < 0 && errno == EINTR);
+	if (n < 0)
+		return -errno;
+	buf[n] = 0;
+	if (g->kind == FREEZE_V2)
+		return buf[0] == '1' ? 1 : buf[0] == '0' ? 0 : -EIO;
+	return !strncmp(buf, "THAWED", 6) ? 0 : 1;
+}
+
 static void proc_gate_close(struct hec_gate *gate)
 {
 	struct proc_gate *g = (struct proc_gate *)gate;
@@ -1420,4 +1439,5 @@ const struct hec_partition_ops hec_partition_proc_ops = {
 	.gate_set = proc_gate_set,
 	.gate_wait = proc_gate_wait,
 	.gate_close = proc_gate_close,
+	.gate_asked = proc_gate_asked,
 };

@@ -350,6 +350,10 @@ struct hec_partition_ops {
 	 *  \return 0, -ETIMEDOUT, or -errno. */
 	int (*gate_wait)(struct hec_gate *g, int frozen, long timeout_us);
 	void (*gate_close)(struct hec_gate *g);
+	/** Optional: the state last asked for, by anyone (1 frozen, 0
+	 *  running), reached or not: an immediate gate's freeze is asked
+	 *  long before the kernel reports it reached.  \return 1, 0, -errno. */
+	int (*gate_asked)(struct hec_gate *g);
 };
 
 extern const struct hec_partition_ops hec_partition_proc_ops;
@@ -393,6 +397,11 @@ static inline int hec_gate_set(struct hec_gate *g, int frozen)
 static inline int hec_gate_wait(struct hec_gate *g, int frozen, long timeout_us)
 {
 	return g->ops->gate_wait(g, frozen, timeout_us);
+}
+
+static inline int hec_gate_asked(struct hec_gate *g)
+{
+	return g->ops->gate_asked ? g->ops->gate_asked(g) : -EOPNOTSUPP;
 }
 
 static inline void hec_gate_close(struct hec_gate *g)

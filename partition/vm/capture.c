@@ -258,7 +258,8 @@ static int op_refused(struct vm *v, char *why, size_t len)
 /*
  * The guest leaves the gang for the capture (until op_rejoin): no boundary
  * stops or freezes it under the capture's commands.  One whose cgroup the
- * gang froze (switched out) is stopped by QMP, then thawed: QEMU must
+ * gang froze (switched out: its freeze asked, whether or not the kernel
+ * reports it reached) is stopped by QMP, then thawed: QEMU must
  * answer the capture while its vCPUs stay stopped, and the stop goes out
  * before the thaw, so that they hardly run.  The stop is the event
  * monitor's first command of the op, not waited for: the capture's
@@ -275,7 +276,10 @@ static int cap_hold(struct vm *v, char *why, size_t len)
 	v->cap_hold_ns = hec_now_mono_ns();
 	if (v->use_qmp || hec_partition_proc_ops.gate_open(v->cg, &g, NULL, 0))
 		return 0; /* (no gate: a frozen guest is captured in its next slot) */
-	if (hec_gate_wait(g, 1, 0) == 0) {
+	/* Asked, not reached: the dispatcher does not wait for a freeze, and
+	 * a guest whose freeze the kernel has not reported yet stays frozen
+	 * all the same (no slot of its own thaws it while held). */
+	if (hec_gate_asked(g) == 1) {
 		qmp_call(v, json_pack("{s:s}", "execute", "stop"), -1, op_check);
 		v->op_stopped = 1; /* op_decide resumes it if the capture fails */
 		rc = hec_gate_set(g, 0);

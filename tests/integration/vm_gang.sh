@@ -7,7 +7,9 @@
 # freeze and QMP stop/cont cost on it; a checkpoint of one job while it
 # time-shares (`hec ckpt --wait`), then its restart from it (`hec
 # restart`), leave its restored guests gang-switched, taking turns with the
-# other job's, and both jobs complete.  The load is shell loops in both
+# other job's, and both jobs complete; on node1 the checkpointed guest has
+# a freeze asked that never completes (a task of its cgroup stuck in the
+# kernel) and is captured all the same.  The load is shell loops in both
 # guests of each job, not MPI: Debian 12's MPICH 4.0 may hang in
 # MPI_Finalize between guests (doc/design.md); vm_job.sh runs MPI in guests.
 # VM_SWITCH (vm_gang_qmp.sh sets qmp) is the cluster's --vm-switch: with
@@ -207,8 +209,68 @@ fi
 # are switched as the old ones were.
 # (A checkpoint takes seconds here; one that hangs would wait for the
 # controller's ckpt_timeout: bounded, so that it fails as such.)
+#
+# On node1 a task of job a's cgroup sleeps in the kernel (a lookup in a
+# FUSE file system that never answers: tests/tools/hec-stuckfs), so job a's
+# freezes there are asked and never reached, as for a QEMU caught in a
+# system call at the instant of a switch.  With slots of 300 ms (longer
+# than the dispatcher's 50 ms wait for a stuck freeze, after which it lets
+# the entering job run) the capture, off-slot 5 ms after the boundary,
+# finds the guest asked frozen and not frozen: it must stop it by QMP and
+# thaw it to be answered, not wait for a slot of its own (none comes while
+# the capture holds it out of the gang).  (Only a cgroup-switched guest: a
+# QMP one's cgroup is never frozen.)
 note "checkpoint of job $a while it time-shares, and its restart"
+STUCKFS="$HEC_BUILDDIR/tests/tools/hec-stuckfs"
+stuck_pid="" fuse_pid=""
+test_cleanup() {
+	[ -z "$stuck_pid" ] || kill -9 "$stuck_pid" 2>/dev/null
+	[ -z "$fuse_pid" ] || kill "$fuse_pid" 2>/dev/null
+	[ -z "$fuse_pid" ] || wait $stuck_pid $fuse_pid 2>/dev/null
+	umount -l "$TEST_DIR/mnt" 2>/dev/null
+	return 0
+}
+m1=$(jq -r ".stats.vm_switch[] | select(.job == $a and .node == \"node1\") | .method" <<<"$st")
+if [ "$m1" = cgroup ] && [ -c /dev/fuse ]; then
+	"$HEC" gang set --slot 300 >/dev/null || fail "hec gang set --slot 300 failed"
+	mkdir mnt
+	"$STUCKFS" "$TEST_DIR/mnt" >stuckfs.out 2>&1 &
+	fuse_pid=$!
+	for i in $(seq 100); do grep -q ready stuckfs.out && break; sleep 0.1; done
+	grep -q ready stuckfs.out || fail "cannot mount a FUSE file system: $(cat stuckfs.out)"
+	# (it joins the cgroup, then looks the name up)
+	sh -c "echo \$\$ >$v2root/hec/$cname/node1/job.$a/cgroup.procs && exec stat $TEST_DIR/mnt/vmgang" &
+	stuck_pid=$!
+	for i in $(seq 100); do grep -qx 'lookup vmgang' stuckfs.out && break; sleep 0.1; done
+	grep -qx 'lookup vmgang' stuckfs.out || fail "the task in job $a's cgroup never reached the lookup: $(cat stuckfs.out)"
+	grep -qx "$stuck_pid" "$v2root/hec/$cname/node1/job.$a/cgroup.procs" || fail "task $stuck_pid is not in job $a's cgroup on node1"
+	for i in $(seq 100); do grep -q "node1: epoch .*: 2 slots of 300.000 ms" "$HEC_DIR/log/node1.log" && break; sleep 0.1; done
+	grep -q "node1: epoch .*: 2 slots of 300.000 ms" "$HEC_DIR/log/node1.log" || fail "node1 never switched to 300 ms slots"
+	# its freezes are asked and never reached from now on
+	seen=0
+	for i in $(seq 200); do
+		grep -qx 1 "$v2root/hec/$cname/node1/job.$a/cgroup.freeze" &&
+			grep -qx 'frozen 0' "$v2root/hec/$cname/node1/job.$a/cgroup.events" && { seen=1; break; }
+		sleep 0.01
+	done
+	[ "$seen" = 1 ] || fail "job $a's cgroup on node1 never seen asked frozen and not frozen"
+	note "job $a's freezes on node1 do not complete (a task in a FUSE lookup); slots of 300 ms"
+elif [ "$m1" = cgroup ]; then
+	note "no /dev/fuse: job $a is checkpointed with freezes that complete"
+fi
 e=$(timeout 180 "$HEC" ckpt --wait "$a") || fail "checkpoint of the gang-switched job $a failed (status $?)"
+if [ -n "$stuck_pid" ]; then
+	grep -q "node1: job $a: checkpoint $e: captured .* while switched out" "$HEC_DIR/log/node1.log" ||
+		fail "node1 did not capture job $a off-slot: $(grep "job $a: checkpoint" "$HEC_DIR/log/node1.log")"
+	# (a lookup the server has read ends only when the server goes: its
+	# /dev/fuse closed aborts the connection)
+	kill -9 "$stuck_pid"
+	kill "$fuse_pid"
+	wait "$stuck_pid" "$fuse_pid" 2>/dev/null
+	stuck_pid="" fuse_pid=""
+	umount -l "$TEST_DIR/mnt" 2>/dev/null
+	"$HEC" gang set --slot 50 >/dev/null || fail "hec gang set --slot 50 failed"
+fi
 [[ $e =~ ^[0-9]+$ ]] || fail "hec ckpt --wait $a printed '$e'"
 out=$("$HEC" restart "$a" 2>&1) || fail "hec restart $a: $out"
 # restarted: the job runs again beside job $b, and its resumed guests'
