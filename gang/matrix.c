@@ -630,6 +630,29 @@ int gm_repack(struct gang_matrix *m)
 	return suspended;
 }
 
+int gm_rows_rotate(struct gang_matrix *m, int first)
+{
+	struct gjob *tmp[GANG_MAX_ROWS];
+	int n = m ? m->nrows : 0;
+
+	if (!m || first < 0 || first >= n)
+		return -EINVAL;
+	if (first == 0)
+		return 0;
+	for (int c = 0; c < m->ncols; c++) {
+		struct gcol *col = &m->cols[c];
+
+		for (int r = 0; r < n; r++)
+			tmp[r] = col->cell[(r + first) % n];
+		memcpy(col->cell, tmp, (size_t)n * sizeof(tmp[0]));
+	}
+	for (struct gjob *j = m->jobs; j; j = j->next)
+		if (j->state == GANG_RUNNING && j->s.share && j->row >= 0)
+			j->row = (j->row - first + n) % n;
+	m->version++;
+	return 0;
+}
+
 /* ---- jobs ---- */
 
 static int spec_ok(const struct gang_job_spec *s)

@@ -485,6 +485,46 @@ static void preempt_step(struct ctl *ctl, struct ctl_job *j, const struct gang_j
 		 j->id, by->id, by->priority, ctl->conf.preempt_ckpt_grace / 1e3, (long long)epoch);
 }
 
+/*
+ * A job that starts or resumes in this pass runs first in the epoch the
+ * pass publishes: its row becomes row 0, the others keep their cyclic
+ * order.  An epoch begins with row 0, so a newcomer left in the last row
+ * would wait for every other row's slot first (two whole slots for the
+ * third job: 10 s at 5 s slots, bench/gang-vs-slurm), as no user of a
+ * time-sharing scheduler expects.  The first such job in the job list
+ * (oldest first) wins; the others follow in the cycle.
+ */
+static void newcomer_first(struct ctl *ctl)
+{
+	struct ctl_job *j;
+
+	for (j = ctl->jobs; j; j = j->next) {
+		struct gang_job_info gi;
+
+		if ((j->state != JOB_PENDING && j->state != JOB_SUSPENDED) ||
+		    gm_job_info(ctl->gang, j->id, &gi) || gi.state != GANG_RUNNING || gi.row < 0)
+			continue;
+		if (gi.row == 0 || gm_rows_rotate(ctl->gang, gi.row))
+			return;
+		hec_debug("job %ld: its row %d runs first in the next epoch", j->id, gi.row);
+		break;
+	}
+	if (!j)
+		return;
+	/* Every running job's row moved: the catalog's hints follow, so that a
+	 * restarted controller rebuilds this matrix (gm_repack puts each job
+	 * back at its hint), not the one before the turn. */
+	for (j = ctl->jobs; j; j = j->next) {
+		struct gang_job_info gi;
+
+		if (j->state != JOB_RUNNING || gm_job_info(ctl->gang, j->id, &gi) ||
+		    gi.state != GANG_RUNNING || gi.row < 0 || gi.row == j->slot)
+			continue;
+		j->slot = gi.row;
+		job_save(ctl, j);
+	}
+}
+
 void ctl_schedule(struct ctl *ctl)
 {
 	struct node **cols;
@@ -497,6 +537,7 @@ void ctl_schedule(struct ctl *ctl)
 	sync_cols(ctl);
 	guards_sync(ctl);
 	gm_schedule(ctl->gang);
+	newcomer_first(ctl);
 	cols = col_nodes(ctl);
 	if (!cols) {
 		hec_err("scheduler: out of memory; will retry");

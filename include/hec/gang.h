@@ -161,6 +161,15 @@ int gm_schedule(struct gang_matrix *m);
  */
 int gm_repack(struct gang_matrix *m);
 
+/**
+ * Turn the rows so that row @first becomes row 0 and the others follow in
+ * their cyclic order (row @first + 1 becomes 1, ..., row @first - 1 the
+ * last): what a new epoch runs first.  Jobs keep their rows' neighbours and
+ * their columns; a change counts in gm_version() unless @first is 0.
+ * \return 0, or -EINVAL when @first is not a row in use.
+ */
+int gm_rows_rotate(struct gang_matrix *m, int first);
+
 /** Rows in use (0 when no share job runs). */
 int gm_nrows(const struct gang_matrix *m);
 /** Job at (@row, @col): a share job in that row, an exclusive job on that

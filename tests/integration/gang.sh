@@ -56,9 +56,26 @@ done
 # Cancel a job while it is frozen: nothing of it remains.
 marker="hecgang$$"
 c=$(submit -N 2 -n 2 --share -- /bin/sh -c "while :; do :; done; echo $marker")
-d=$(submit -N 2 -n 2 --share -- /bin/sh -c "while :; do :; done; echo $marker-d")
 wait_state "$c" RUNNING
+d=$(submit -N 2 -n 2 --share -- /bin/sh -c "while :; do :; done; echo $marker-d")
 wait_state "$d" RUNNING
+# A newcomer runs first in the epoch its start makes (row 0), not after
+# every job that was there before it.
+first_row() { "$HEC" gang --json | jq -c '.gang.rows[0].nodes'; }
+[ "$(first_row)" = "{\"node0\":$d,\"node1\":$d}" ] || fail "newcomer $d is not in the first row: $("$HEC" gang --json | jq -c .gang.rows)"
+# The turned rows are the catalog's too: a controller killed and started
+# again rebuilds the same matrix.
+kill -9 "$(daemon_pid hecctld)"
+sleep 0.5
+start_daemon hecctld "$HECCTLD"
+for i in $(seq 100); do "$HEC" queue >/dev/null 2>&1 && break; sleep 0.1; done
+for i in $(seq 100); do
+	[ "$("$HEC" nodes --json | jq '[.nodes[] | select(.state != "DOWN" and .state != "UNKNOWN")] | length')" = 2 ] && break
+	sleep 0.1
+done
+[ "$(job_state "$c")$(job_state "$d")" = RUNNINGRUNNING ] || fail "jobs $c, $d are $(job_state "$c"), $(job_state "$d") after the controller's restart"
+[ "$(first_row)" = "{\"node0\":$d,\"node1\":$d}" ] ||
+	fail "after the controller's restart, job $d is not in the first row: $("$HEC" gang --json | jq -c .gang.rows)"
 seen=0
 for i in $(seq 400); do run_r node0 "$c"; [ "$R" = 0 ] && { seen=1; break; }; sleep 0.005; done
 [ $seen = 1 ] || fail "job $c never seen frozen"
@@ -80,6 +97,7 @@ wait_state "$l2" RUNNING
 touch "$TEST_DIR/hold-high"
 h=$(submit -N 2 -n 2 --share --priority 10 -J high -- /bin/sh -c "while [ -e $TEST_DIR/hold-high ]; do sleep 0.05; done")
 wait_state "$h" RUNNING
+[ "$(first_row)" = "{\"node0\":$h,\"node1\":$h}" ] || fail "preemptor $h is not in the first row: $("$HEC" gang --json | jq -c .gang.rows)"
 s1=$(job_state "$l1"); s2=$(job_state "$l2")
 { [ "$s1" = SUSPENDED ] && [ "$s2" = RUNNING ]; } || { [ "$s1" = RUNNING ] && [ "$s2" = SUSPENDED ]; } ||
 	fail "after the high-priority job: low1 $s1, low2 $s2 (one should be SUSPENDED)"
@@ -94,6 +112,7 @@ done
 rm "$TEST_DIR/hold-high"
 "$HEC" wait "$h" || fail "high job $h failed"
 wait_state "$sus" RUNNING 10
+[ "$(first_row)" = "{\"node0\":$sus,\"node1\":$sus}" ] || fail "resumed job $sus is not in the first row: $("$HEC" gang --json | jq -c .gang.rows)"
 rm "$TEST_DIR/hold"
 "$HEC" wait "$l1" || fail "low1 failed: $(job_field "$l1" reason)"
 "$HEC" wait "$l2" || fail "low2 failed: $(job_field "$l2" reason)"

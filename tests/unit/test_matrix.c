@@ -721,6 +721,63 @@ static void test_compaction(void)
 	gm_free(m);
 }
 
+/* Rows turn so that a given row comes first; the cyclic order, the
+ * columns and a later placement stay right. */
+static void test_rows_rotate(void)
+{
+	struct gang_matrix *m = mk(4, 2, 0);
+	unsigned long v;
+
+	add(m, 1, 0, 2, 1, 0);
+	add(m, 2, 0, 2, 1, 0);
+	add(m, 3, 0, 1, 1, 0);
+	add(m, 4, 0, 1, 1, 0); /* beside 3 in row 2 */
+	gm_schedule(m);
+	CU_ASSERT_EQUAL(gm_nrows(m), 3);
+	CU_ASSERT_EQUAL(row(m, 3), 2);
+	CU_ASSERT_EQUAL(row(m, 4), 2);
+	v = gm_version(m);
+	CU_ASSERT_EQUAL(gm_rows_rotate(m, 0), 0);
+	CU_ASSERT_EQUAL(gm_version(m), v); /* nothing moved */
+	CU_ASSERT_EQUAL(gm_rows_rotate(m, 2), 0);
+	CU_ASSERT(gm_version(m) != v);
+	/* 3 and 4 first, then 1, then 2 */
+	CU_ASSERT_EQUAL(row(m, 3), 0);
+	CU_ASSERT_EQUAL(row(m, 4), 0);
+	CU_ASSERT_EQUAL(row(m, 1), 1);
+	CU_ASSERT_EQUAL(row(m, 2), 2);
+	CU_ASSERT_EQUAL(gm_cell(m, 0, 0), 3);
+	CU_ASSERT_EQUAL(gm_cell(m, 0, 1), 4);
+	CU_ASSERT_EQUAL(gm_cell(m, 1, 0), 1);
+	CU_ASSERT_EQUAL(gm_cell(m, 1, 1), 1);
+	CU_ASSERT_EQUAL(gm_cell(m, 2, 1), 2);
+	CU_ASSERT_EQUAL(mask(m, 3), 0x1);
+	CU_ASSERT_EQUAL(mask(m, 4), 0x2);
+	/* row 1 again: 1, 2, then 3 and 4 */
+	CU_ASSERT_EQUAL(gm_rows_rotate(m, 1), 0);
+	CU_ASSERT_EQUAL(row(m, 1), 0);
+	CU_ASSERT_EQUAL(row(m, 2), 1);
+	CU_ASSERT_EQUAL(row(m, 3), 2);
+	CU_ASSERT_EQUAL(gm_cell(m, 2, 1), 4);
+	/* out of range: refused, nothing moved */
+	v = gm_version(m);
+	CU_ASSERT_EQUAL(gm_rows_rotate(m, 3), -EINVAL);
+	CU_ASSERT_EQUAL(gm_rows_rotate(m, -1), -EINVAL);
+	CU_ASSERT_EQUAL(gm_rows_rotate(NULL, 0), -EINVAL);
+	CU_ASSERT_EQUAL(gm_version(m), v);
+	/* placement after a turn: a new row below the last, removal compacts */
+	add(m, 5, 0, 2, 1, 0);
+	gm_schedule(m);
+	CU_ASSERT_EQUAL(row(m, 5), 3);
+	gm_job_remove(m, 2);
+	CU_ASSERT_EQUAL(gm_nrows(m), 3);
+	CU_ASSERT_EQUAL(row(m, 1), 0);
+	CU_ASSERT_EQUAL(row(m, 3), 1);
+	CU_ASSERT_EQUAL(row(m, 5), 2);
+	CU_ASSERT_EQUAL(gm_cell(m, 1, 1), 4);
+	gm_free(m);
+}
+
 /* A column inserted in the middle renumbers the jobs' columns. */
 static void test_col_insert(void)
 {
@@ -862,6 +919,7 @@ int main(void)
 		{ "a job that can never fit does not block", test_never_fits },
 		{ "a column filter bounds placement", test_col_filter },
 		{ "empty rows are removed", test_compaction },
+		{ "rows turn to put one first", test_rows_rotate },
 		{ "column insert renumbers", test_col_insert },
 		{ "restore and repack", test_restore_repack },
 		{ "bad arguments and the 64-row bound", test_bad_args },
