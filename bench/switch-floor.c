@@ -423,5 +423,7 @@ int main(int argc, char **argv)
 			pct(work, nw, 99));
 		fclose(f);
 	}
+	free(dead);
+	free(work);
 	return nd ? 0 : 1;
 }

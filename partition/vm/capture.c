@@ -275,7 +275,8 @@ static int cap_hold(struct vm *v, char *why, size_t len)
 	v->cap_rejoining = 0; /* the last capture's rejoin, unanswered: this one keeps it */
 	v->cap_hold_ns = hec_now_mono_ns();
 	if (v->use_qmp || hec_partition_proc_ops.gate_open(v->cg, &g, NULL, 0))
-		return 0; /* (no gate: a frozen guest is captured in its next slot) */
+		return 0; /* (QMP-switched, or no gate: a guest left frozen would
+			   * answer nothing, and the capture ends at its timeout) */
 	/* Asked, not reached: the dispatcher does not wait for a freeze, and
 	 * a guest whose freeze the kernel has not reported yet stays frozen
 	 * all the same (no slot of its own thaws it while held). */
