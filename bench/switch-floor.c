@@ -94,6 +94,21 @@ static void die(const char *what)
 	exit(1);
 }
 
+/* A whole number or a decimal for option @opt, or exit 2 saying so. */
+static double num(const char *opt, const char *s, int whole)
+{
+	char *end;
+	double v;
+
+	errno = 0;
+	v = whole ? (double)strtol(s, &end, 10) : strtod(s, &end);
+	if (errno || end == s || *end) {
+		fprintf(stderr, "switch-floor: %s: '%s' is not a %s\n", opt, s, whole ? "whole number" : "number");
+		exit(2);
+	}
+	return v;
+}
+
 static void pin(int cpu)
 {
 	cpu_set_t s;
@@ -206,19 +221,19 @@ int main(int argc, char **argv)
 			}
 			break;
 		case 'n':
-			ntasks = atoi(optarg);
+			ntasks = (int)num("--tasks", optarg, 1);
 			break;
 		case 's':
-			slot_us = atol(optarg);
+			slot_us = (long)num("--slot-us", optarg, 1);
 			break;
 		case 't':
-			seconds = atof(optarg);
+			seconds = num("--seconds", optarg, 0);
 			break;
 		case 'c':
-			cpu = atoi(optarg);
+			cpu = (int)num("--cpu", optarg, 1);
 			break;
 		case 'w':
-			wcpu = atoi(optarg);
+			wcpu = (int)num("--switcher-cpu", optarg, 1);
 			break;
 		case 'o':
 			csv = optarg;

@@ -14,6 +14,8 @@ cd "$TEST_DIR"
 expect_fail 2 "--mech" "$FLOOR" --mech nonsense
 expect_fail 2 "--tasks" "$FLOOR" --tasks 0
 expect_fail 2 "--slot-us" "$FLOOR" --slot-us 10
+expect_fail 2 "--cpu: 'one' is not" "$FLOOR" --cpu one
+expect_fail 2 "--seconds: '2x' is not" "$FLOOR" --seconds 2x
 
 field() { awk -v k="$1" '{ for (i = 1; i < NF; i++) if ($i == k) { print $(i+1); exit } }' <<<"$2"; }
 for m in freeze thaw-first signal; do
