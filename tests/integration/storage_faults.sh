@@ -229,6 +229,22 @@ grep -q corrupt "$W/g4.err" && fail "copies still corrupt after they were rewrit
 check_all_copies
 alive 0 1 2
 
+note "a chunk bad on every holder: the get names each and ends (it hung once)"
+i=${idx[0]}
+for h in $(jq -r ".chunks[$i].on[]" "$W/m1.json"); do
+	f="$(store_dir "${h#s}")/objects/5/1/node0.$i"
+	cp "$f" "$W/keep.$h"
+	printf 'X' | dd of="$f" bs=1 seek=$((64 + 2000)) conv=notrunc status=none
+done
+expect_fail 1 "^hec-store: get 5/1/node0 chunk $i: no good copy: s[0-2]: corrupt; s[0-2]: corrupt$" \
+	timeout 60 bash -c '"$0" --servers "$1" --key-file "$2" --quiet get 5 1 node0 >/dev/null' \
+	"$HEC_STORE" "$(store_servers)" "$STORE_KEY"
+for h in $(jq -r ".chunks[$i].on[]" "$W/m1.json"); do
+	cp "$W/keep.$h" "$(store_dir "${h#s}")/objects/5/1/node0.$i"
+done
+hs get 5 1 node0 2>"$W/g5.err" | cmp - "$W/a" || fail "get 5/1 after putting the copies back: $(cat "$W/g5.err")"
+alive 0 1 2
+
 note "unknown objects"
 expect_fail 1 "^hec-store: get 99/1/node0: no committed checkpoint$" hs get 99 1 node0
 expect_fail 1 "^hec-store: get 5/7/node0: no committed checkpoint$" hs get 5 7 node0

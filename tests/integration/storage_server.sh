@@ -238,6 +238,18 @@ probe "hello k3y-for-test c9" "status"
 check 2 '.type == "STORE_REP" and .error == null' "a client saying hello after the strangers"
 [ "$(grep -c "such not logged before" "$LOG")" -le 12 ] || fail "the refusals flooded the log"
 
+note "a client's slots are zeroed before the next client gets them"
+probe "hello k3y-for-test c10" "put 1 9 p 0 2 secret-of-c10" "peek 2" "abort 1 9"
+check 3 '.nonzero == 13 and .data == "secret-of-c10"' "c10 reading back its own slot"
+rkey10=$(sed -n 1p <<<"$OUT" | jq -r .rkey)
+for i in $(seq 100); do grep -q "client c10 .* gone" "$LOG" && break; sleep 0.1; done
+grep -q "client c10 .* gone" "$LOG" || fail "hecstored did not see c10 leave"
+probe "hello k3y-for-test c11" "peek 0" "peek 1" "peek 2" "peek 3"
+grep -q "client c11 .* connected: .* (kept, zeroed)" "$LOG" ||
+	fail "c11 did not get a kept region: $(grep "client c11" "$LOG")"
+for n in 2 3 4 5; do check $n '.nonzero == 0' "c11's slot $((n - 2)) after c10 left"; done
+check 1 ".rkey != \"$rkey10\"" "c11's key to the region c10 had"
+
 note "SIGTERM: exit 0"
 kill -TERM "$SPID"
 wait "$SPID"

@@ -17,6 +17,8 @@
  *   commit JOB EPOCH SLOT TEXT                TEXT: the manifest (no spaces)
  *   manifest JOB EPOCH|0 SLOT | list JOB|0 SLOT   (adds "data")
  *   delete JOB EPOCH | abort JOB EPOCH | status
+ *   peek SLOT                                 RMA-read the whole slot, no request:
+ *                                             {"slot", "nonzero" bytes, "data" up to a NUL}
  *   req JSON                                  any STORE_REQ body, as is ("req" too)
  *   frame TYPE JSON                           any frame type with that body
  * Exit status: 0 after the last command, 1 an error of the probe, 2 usage.
@@ -267,6 +269,21 @@ static void command(char *line)
 	} else if ((!strcmp(argv[0], "delete") || !strcmp(argv[0], "abort")) && argc == 3) {
 		request(json_pack("{s:s, s:I, s:I}", "op", argv[0], "job", (json_int_t)num(argv[1]),
 				  "epoch", (json_int_t)num(argv[2])), 0);
+	} else if (!strcmp(argv[0], "peek") && argc == 2) {
+		size_t nonzero = 0;
+		int rc;
+
+		memset(mem, 0, slot_size);
+		rc = rma(0, (int)num(argv[1]), slot_size);
+		if (rc) {
+			print(json_pack("{s:s}", "rma", strerror(-rc)));
+			return;
+		}
+		for (uint64_t i = 0; i < slot_size; i++)
+			nonzero += mem[i] != 0;
+		print(json_pack("{s:I, s:I, s:s%}", "slot", (json_int_t)num(argv[1]), "nonzero",
+				(json_int_t)nonzero, "data", (const char *)mem,
+				strnlen((const char *)mem, 64)));
 	} else if (!strcmp(argv[0], "status")) {
 		request(json_pack("{s:s}", "op", "status"), 0);
 	} else if ((!strcmp(argv[0], "req") && argc == 2) ||
