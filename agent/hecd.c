@@ -581,29 +581,16 @@ static long auto_pids_max(const struct agent_topo *t)
 /* The cluster key: the file's content without surrounding white space. */
 static int read_key(struct agent *ag)
 {
-	char buf[1024], *s, *e;
+	char why[128];
 	int rc;
 
 	ag->key[0] = 0;
 	if (!*ag->conf.key_file)
 		return 0;
-	rc = hec_read_file(ag->conf.key_file, buf, sizeof(buf));
-	if (rc) {
-		fprintf(stderr, "hecd: key_file %s: %s\n", ag->conf.key_file, strerror(-rc));
-		return rc;
-	}
-	for (s = buf; *s == ' ' || *s == '\t' || *s == '\n' || *s == '\r'; s++)
-		;
-	e = s + strlen(s);
-	while (e > s && (e[-1] == ' ' || e[-1] == '\t' || e[-1] == '\n' || e[-1] == '\r'))
-		*--e = 0;
-	if (strlen(s) >= sizeof(ag->key)) {
-		fprintf(stderr, "hecd: key_file %s: key longer than %zu characters\n",
-			ag->conf.key_file, sizeof(ag->key) - 1);
-		return -EINVAL;
-	}
-	strcpy(ag->key, s);
-	return 0;
+	rc = hec_read_key(ag->conf.key_file, ag->key, sizeof(ag->key), why, sizeof(why));
+	if (rc)
+		fprintf(stderr, "hecd: key_file %s: %s\n", ag->conf.key_file, why);
+	return rc;
 }
 
 /* @name beside hecd if it is there (the build tree), else in $(libexecdir)/hec. */

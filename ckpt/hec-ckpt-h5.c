@@ -190,11 +190,10 @@ int main(int argc, char **argv)
 		fprintf(stderr, PROG ": --servers wants NAME=HOST:PORT,...\n");
 		return 2;
 	}
-	if (hec_read_file(key_file, key, sizeof(key)) < 0) {
-		fprintf(stderr, PROG ": key file %s: cannot read it\n", key_file);
+	if (hec_read_key(key_file, key, 257, why, sizeof(why))) {
+		fprintf(stderr, PROG ": key file %s: %s\n", key_file, why);
 		return 1;
 	}
-	key[strcspn(key, "\r\n")] = 0;
 	o.servers = sv;
 	o.nservers = (size_t)n;
 	o.key = key;

@@ -490,6 +490,65 @@ int hec_hash_parse(const char *hex, uint64_t *h)
 	return 0;
 }
 
+int hec_read_key(const char *path, char *key, size_t len, char *why, size_t whylen)
+{
+	char buf[1024], *b, *e;
+	size_t n;
+	int fd, rc;
+
+	if (whylen)
+		why[0] = 0;
+	if (len)
+		key[0] = 0;
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0) {
+		rc = -errno;
+		snprintf(why, whylen, "%s", strerror(-rc));
+		return rc;
+	}
+	for (n = 0, rc = 0; n < sizeof(buf) - 1;) {
+		ssize_t r = read(fd, buf + n, sizeof(buf) - 1 - n);
+
+		if (r < 0 && errno == EINTR)
+			continue;
+		if (r < 0)
+			rc = -errno;
+		if (r <= 0)
+			break;
+		n += (size_t)r;
+	}
+	close(fd);
+	if (rc) {
+		snprintf(why, whylen, "%s", strerror(-rc));
+		return rc;
+	}
+	if (n == sizeof(buf) - 1 || memchr(buf, 0, n)) {
+		snprintf(why, whylen, n == sizeof(buf) - 1 ? "larger than a key" : "not text");
+		return -EINVAL;
+	}
+	buf[n] = 0;
+	for (b = buf; *b && isspace((unsigned char)*b); b++)
+		;
+	for (e = b + strlen(b); e > b && isspace((unsigned char)e[-1]); e--)
+		;
+	*e = 0;
+	if (b == e) {
+		snprintf(why, whylen, "the file is empty");
+		return -EINVAL;
+	}
+	if ((size_t)(e - b) >= len) {
+		snprintf(why, whylen, "key longer than %zu characters", len ? len - 1 : 0);
+		return -EINVAL;
+	}
+	for (const char *c = b; c < e; c++)
+		if (*c < 0x20 || *c > 0x7e) {
+			snprintf(why, whylen, "not text: a key is printable ASCII");
+			return -EINVAL;
+		}
+	memcpy(key, b, (size_t)(e - b) + 1);
+	return 0;
+}
+
 int hec_key_equal(const char *a, const char *b)
 {
 	size_t la = strlen(a), lb = strlen(b);

@@ -483,29 +483,18 @@ static int load_conf(struct ctl_conf *conf, int argc, char **argv)
 
 static int read_key(struct ctl *ctl)
 {
-	char buf[sizeof(ctl->cluster_key) + 1];
-	size_t len;
+	char why[128];
 	int rc;
 
 	if (!ctl->conf.key_file[0]) {
 		hec_warn("key_file is empty: agents are not authenticated");
 		return 0;
 	}
-	rc = hec_read_file(ctl->conf.key_file, buf, sizeof(buf));
-	if (rc) {
-		fprintf(stderr, "hecctld: key_file %s: %s\n", ctl->conf.key_file, strerror(-rc));
-		return rc;
-	}
-	len = strlen(buf);
-	while (len && (buf[len - 1] == '\n' || buf[len - 1] == ' ' || buf[len - 1] == '\r'))
-		buf[--len] = 0;
-	if (!len || len >= sizeof(ctl->cluster_key)) {
-		fprintf(stderr, "hecctld: key_file %s: %s\n", ctl->conf.key_file,
-			len ? "key longer than 256 characters" : "file is empty");
-		return -EINVAL;
-	}
-	memcpy(ctl->cluster_key, buf, len + 1);
-	return 0;
+	rc = hec_read_key(ctl->conf.key_file, ctl->cluster_key, sizeof(ctl->cluster_key), why,
+			  sizeof(why));
+	if (rc)
+		fprintf(stderr, "hecctld: key_file %s: %s\n", ctl->conf.key_file, why);
+	return rc;
 }
 
 /* mkdir -p, then the mode given if we created the last component. */

@@ -154,24 +154,25 @@ static int ask_controller(struct args *a, const struct cli_ctx *ctx)
 
 static int read_key(struct args *a, const struct cli_ctx *ctx, int have_ctx)
 {
-	char path[PATH_MAX + 16];
+	char path[PATH_MAX + 16], why[128];
+	const char *f = a->key_file;
 	int rc;
 
-	if (a->key_file) {
-		rc = hec_read_file(a->key_file, a->key, sizeof(a->key));
-		if (rc)
-			err_line("%s: %s", a->key_file, strerror(-rc));
-		return rc;
-	}
-	if (have_ctx) {
+	if (!f && have_ctx) {
 		snprintf(path, sizeof(path), "%s/cluster.key", ctx->dir);
-		if (hec_read_file(path, a->key, sizeof(a->key)) == 0)
-			return 0;
+		if (access(path, F_OK) == 0)
+			f = path;
 	}
-	if (hec_read_file("/etc/hec/cluster.key", a->key, sizeof(a->key)) == 0)
+	if (!f && access("/etc/hec/cluster.key", F_OK) == 0)
+		f = "/etc/hec/cluster.key";
+	if (!f) {
+		a->key[0] = 0; /* servers without a key accept an empty one */
 		return 0;
-	a->key[0] = 0; /* servers without a key accept an empty one */
-	return 0;
+	}
+	rc = hec_read_key(f, a->key, 257, why, sizeof(why));
+	if (rc)
+		err_line("%s: %s", f, why);
+	return rc;
 }
 
 /* JOB: 1..2^31-1 as job ids go; EPOCH: any positive 64-bit integer (the

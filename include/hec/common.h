@@ -137,6 +137,12 @@ int hec_random_hex(char *buf, size_t nbytes);
 #define HEC_HASH_HEX 17       /* 16 lowercase hex digits + NUL */
 /** 1 if @name is 1-64 of [A-Za-z0-9_.-], not starting with '.' or '-'. */
 int hec_name_ok(const char *name);
+/** The cluster key in file @path, white space around it trimmed, into @key
+ *  (@len bytes, 257 for the protocol's 256 characters).  A key is 1 or more
+ *  printable ASCII characters: a file empty, too long, or holding anything
+ *  else (a binary file given by mistake) is refused.
+ *  \return 0, or -errno (-EINVAL: @why says what is wrong with the file). */
+int hec_read_key(const char *path, char *key, size_t len, char *why, size_t whylen);
 /** 1 if secrets @a and @b are equal, compared in time independent of where
  *  they differ (a peer must not learn a key byte by byte). */
 int hec_key_equal(const char *a, const char *b);

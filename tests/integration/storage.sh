@@ -97,6 +97,10 @@ expect_fail 1 "get 7/1/node0: checkpoint 7/1 was deleted \(s[0-2] holds its tomb
 note "a wrong key"
 echo wrong >"$W/bad.key"
 expect_fail 1 "s0: refused: .*key" "$HEC_STORE" --servers "$(store_servers)" --key-file "$W/bad.key" latest 7
+# a binary file given as the key: said so, before any server is asked (it
+# was "sending STORE_HELLO: Cannot allocate memory")
+head -c 32 /dev/urandom | tr -d '\n' | sed 's/^/\x01/' >"$W/bin.key"
+expect_fail 1 "^hec-store: $W/bin.key: not text" "$HEC_STORE" --servers "$(store_servers)" --key-file "$W/bin.key" latest 7
 
 note "a server that does not answer is left out"
 # a port nobody listens on (a closed server's), as a fourth server

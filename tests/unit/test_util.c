@@ -206,6 +206,56 @@ static void test_files(void)
 	CU_ASSERT_EQUAL(system(path), 0);
 }
 
+/* key_put: @path holds @len bytes of @data. */
+static void key_put(const char *path, const char *data, size_t len)
+{
+	FILE *f = fopen(path, "w");
+
+	CU_ASSERT_PTR_NOT_NULL_FATAL(f);
+	CU_ASSERT_EQUAL(fwrite(data, 1, len, f), len);
+	fclose(f);
+}
+
+/* The cluster key file, as every daemon and tool reads it. */
+static void test_read_key(void)
+{
+	char dir[] = "/tmp/hec-test-XXXXXX", path[128], key[257], why[128], big[400];
+
+	CU_ASSERT_PTR_NOT_NULL_FATAL(mkdtemp(dir));
+	snprintf(path, sizeof(path), "%s/key", dir);
+	key_put(path, " \tab12-cd_ef \r\n\n", 16);
+	CU_ASSERT_EQUAL(hec_read_key(path, key, sizeof(key), why, sizeof(why)), 0);
+	CU_ASSERT_STRING_EQUAL(key, "ab12-cd_ef");
+	key_put(path, "inner space ok\n", 15);
+	CU_ASSERT_EQUAL(hec_read_key(path, key, sizeof(key), why, sizeof(why)), 0);
+	CU_ASSERT_STRING_EQUAL(key, "inner space ok");
+	/* a binary file given by mistake: a NUL, a control byte, a high byte */
+	key_put(path, "ab\0cd", 5);
+	CU_ASSERT_EQUAL(hec_read_key(path, key, sizeof(key), why, sizeof(why)), -EINVAL);
+	CU_ASSERT_STRING_EQUAL(why, "not text");
+	CU_ASSERT_STRING_EQUAL(key, "");
+	key_put(path, "ab\001cd", 5);
+	CU_ASSERT_EQUAL(hec_read_key(path, key, sizeof(key), why, sizeof(why)), -EINVAL);
+	CU_ASSERT_PTR_NOT_NULL(strstr(why, "printable ASCII"));
+	key_put(path, "ab\xc3\xa9", 4);
+	CU_ASSERT_EQUAL(hec_read_key(path, key, sizeof(key), why, sizeof(why)), -EINVAL);
+	key_put(path, " \n", 2);
+	CU_ASSERT_EQUAL(hec_read_key(path, key, sizeof(key), why, sizeof(why)), -EINVAL);
+	CU_ASSERT_STRING_EQUAL(why, "the file is empty");
+	memset(big, 'k', sizeof(big));
+	key_put(path, big, 256);
+	CU_ASSERT_EQUAL(hec_read_key(path, key, sizeof(key), why, sizeof(why)), 0);
+	CU_ASSERT_EQUAL(strlen(key), 256);
+	key_put(path, big, 257);
+	CU_ASSERT_EQUAL(hec_read_key(path, key, sizeof(key), why, sizeof(why)), -EINVAL);
+	CU_ASSERT_STRING_EQUAL(why, "key longer than 256 characters");
+	snprintf(path, sizeof(path), "%s/none", dir);
+	CU_ASSERT_EQUAL(hec_read_key(path, key, sizeof(key), why, sizeof(why)), -ENOENT);
+	CU_ASSERT_STRING_EQUAL(why, strerror(ENOENT));
+	snprintf(path, sizeof(path), "rm -rf %s", dir);
+	CU_ASSERT_EQUAL(system(path), 0);
+}
+
 /* The checks the daemons share: names, secrets, log levels. */
 static void test_names_keys_levels(void)
 {
@@ -278,6 +328,7 @@ static const struct hec_cunit_test tests[] = {
 	{ "cpu lists", test_cpuset },
 	{ "config files", test_config },
 	{ "files", test_files },
+	{ "the cluster key file", test_read_key },
 	{ "process start times", test_proc_start },
 	{ "names, keys, log levels", test_names_keys_levels },
 	{ NULL, NULL },
