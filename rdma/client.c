@@ -121,7 +121,7 @@ struct hec_store {
 	uint64_t buf_busy;
 	struct pollfd *pfd;         /* the loop's: 2 per server + the stream's */
 	int stalled;                /* an op met -EAGAIN: retry soon, whatever the fds say */
-	int moved;                  /* an op ended without its server: the caller looks again */
+	int moved;                  /* an op ended: pump returns before waiting (the caller looks) */
 	int get_warm;               /* a get touched its buffers before its first chunk came */
 	char why[WHY_LEN];
 };
@@ -297,6 +297,7 @@ static void op_finish(struct op *op, int err, const char *fmt, ...)
 	op->frame = NULL;
 	op_unlink(op);
 	op->stage = OP_DONE;
+	op->sv->s->moved = 1; /* the caller looks before waiting again */
 }
 
 /* Prepare @op (the caller fills sv, req (stolen), need_slot, buf, wlen, read). */
@@ -394,7 +395,6 @@ static void op_advance(struct op *op)
 	if (op->stage == OP_READ && op->buf < 0) {
 		if (op->may_buf < 0) {
 			op_finish(op, -ECANCELED, "cancelled");
-			s->moved = 1; /* no server will wake the caller for it */
 			return;
 		}
 		op->buf = op->may_buf ? buf_get(s) : -1;
@@ -421,11 +421,15 @@ static void op_advance(struct op *op)
 
 static void op_start(struct op *op)
 {
-	struct hec_store *s = op->sv->s;
+	struct op **pp = &op->sv->s->active;
 
+	/* at the end: the oldest waiting op takes the next free slot (a get's
+	 * next chunk before the ones behind it) */
+	while (*pp)
+		pp = &(*pp)->next;
 	op->stage = OP_WAIT;
-	op->next = s->active;
-	s->active = op;
+	op->next = NULL;
+	*pp = op;
 	op_advance(op);
 }
 
@@ -1563,6 +1567,7 @@ static int gchunk_load(struct get *g, struct gchunk *c, uint64_t idx)
 
 	gchunk_free(c);
 	memset(c, 0, sizeof(*c));
+	c->get.buf = -1;
 	c->idx = idx;
 	c->len = (size_t)json_integer_value(json_object_get(e, "len"));
 	hec_hash_parse(json_string_value(json_object_get(e, "hash")), &c->hash);
@@ -1744,7 +1749,7 @@ int hec_store_get_fd(struct hec_store *s, uint64_t job, uint64_t epoch, const ch
 	}
 	XXH3_64bits_reset(xs);
 	for (i = 0; i < s->nbuf; i++)
-		g.c[i].buf = -1;
+		g.c[i].buf = g.c[i].get.buf = -1;
 	/*
 	 * nbuf - 1 chunks are asked for ahead of the writer (the servers read
 	 * them from disk into their slots), but only the GET_BUFS next in line take
@@ -1752,7 +1757,9 @@ int hec_store_get_fd(struct hec_store *s, uint64_t job, uint64_t epoch, const ch
 	 * written: a get touches a few buffers of the pool, not all of it
 	 * (fresh memory costs a page fault per page; a 64 MiB get took 0.05 s,
 	 * now 0.03 s here).  No deadlock: the next chunk to write always finds
-	 * a buffer, as at most nbuf chunks hold one.
+	 * a buffer, as at most nbuf chunks hold one; and a server slot, as the
+	 * oldest waiting op takes a freed slot first and, should one next in
+	 * line still wait for a slot, every chunk may take a buffer.
 	 */
 	while (next_write < n) {
 		while (next_load < n && next_load < next_write + s->nbuf - 1) {
@@ -1816,9 +1823,18 @@ int hec_store_get_fd(struct hec_store *s, uint64_t job, uint64_t epoch, const ch
 			}
 		}
 		/* the chunks next in line may take a buffer when their copy is
-		 * ready; the rest wait in their server's slot */
-		for (uint64_t k = next_write; k < next_load; k++)
-			g.c[k % s->nbuf].get.may_buf = k < next_write + GET_BUFS;
+		 * ready; the rest wait in their server's slot.  Unless one next
+		 * in line waits for a slot: those that hold one may be waiting
+		 * for a buffer (a retry, or more chunks asked ahead than one
+		 * server has slots), so all take one, as every chunk may */
+		{
+			int all = 0;
+
+			for (uint64_t k = next_write; k < next_load && k < next_write + GET_BUFS; k++)
+				all |= g.c[k % s->nbuf].get.stage == OP_WAIT;
+			for (uint64_t k = next_write; k < next_load; k++)
+				g.c[k % s->nbuf].get.may_buf = all || k < next_write + GET_BUFS;
+		}
 		pump(s, NULL, -1);
 	}
 	/* the last re-puts */

@@ -160,10 +160,12 @@ static int read_key(struct args *a, const struct cli_ctx *ctx, int have_ctx)
 
 	if (!f && have_ctx) {
 		snprintf(path, sizeof(path), "%s/cluster.key", ctx->dir);
-		if (access(path, F_OK) == 0)
+		if (access(path, R_OK) == 0)
 			f = path;
 	}
-	if (!f && access("/etc/hec/cluster.key", F_OK) == 0)
+	/* one this user cannot read: no key, as before (a server with a key
+	 * refuses, saying so) */
+	if (!f && access("/etc/hec/cluster.key", R_OK) == 0)
 		f = "/etc/hec/cluster.key";
 	if (!f) {
 		a->key[0] = 0; /* servers without a key accept an empty one */

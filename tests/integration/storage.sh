@@ -75,6 +75,19 @@ hs --quiet get 7 1 node1 | cmp - "$W/b" || fail "get 7/1/node1 differs"
 hs --quiet get 7 2 node0 | cmp - <(head -c 100000 "$W/a") || fail "get 7/2/node0 differs"
 expect_fail 1 "7/1/nodeX.*no stream nodeX" hs get 7 1 nodeX
 
+note "a stream on one server read with all three named, r=1: more chunks asked ahead than its slots (it hung once)"
+s0="s0=$(store_addr 0)"
+"$HEC_STORE" --servers "$s0" --key-file "$STORE_KEY" --quiet --replicas 1 --chunk-size 1M \
+	put 7 4 node0 <"$W/a" >"$W/one.json" || fail "put 7/4 to s0 alone failed"
+"$HEC_STORE" --servers "$s0" --key-file "$STORE_KEY" --quiet commit 7 4 "$W/one.json" ||
+	fail "commit 7/4 to s0 alone failed"
+timeout 60 "$HEC_STORE" --servers "$(store_servers)" --key-file "$STORE_KEY" --quiet --replicas 1 \
+	get 7 4 node0 >"$W/one.out"
+rc=$?
+[ "$rc" = 0 ] || fail "get 7/4 with every server named, r=1: exit $rc"
+cmp -s "$W/one.out" "$W/a" || fail "get 7/4 differs from what was put"
+hs delete 7 4 || fail "delete 7/4 failed"
+
 note "abort"
 head -c $((3 << 20)) /dev/urandom | hs --quiet --chunk-size 1M put 7 3 node0 >/dev/null ||
 	fail "put 7 3 failed"

@@ -249,6 +249,14 @@ static void test_read_key(void)
 	key_put(path, big, 257);
 	CU_ASSERT_EQUAL(hec_read_key(path, key, sizeof(key), why, sizeof(why)), -EINVAL);
 	CU_ASSERT_STRING_EQUAL(why, "key longer than 256 characters");
+	{
+		char huge[1500];
+
+		memset(huge, 'k', sizeof(huge));
+		key_put(path, huge, sizeof(huge));
+		CU_ASSERT_EQUAL(hec_read_key(path, key, sizeof(key), why, sizeof(why)), -EINVAL);
+		CU_ASSERT_STRING_EQUAL(why, "larger than a key");
+	}
 	snprintf(path, sizeof(path), "%s/none", dir);
 	CU_ASSERT_EQUAL(hec_read_key(path, key, sizeof(key), why, sizeof(why)), -ENOENT);
 	CU_ASSERT_STRING_EQUAL(why, strerror(ENOENT));
