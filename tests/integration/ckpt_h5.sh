@@ -69,7 +69,7 @@ import sys
 d=open('$W/bad.h5','rb').read(); s=open('$W/p1','rb').read(1<<20)
 i=d.find(s[4096:4096+64]); print(i+100 if i>=0 else -1)")
 [ "$off" -gt 0 ] || fail "could not find p1's bytes in the file"
-printf '\x5a' | dd of="$W/bad.h5" bs=1 seek="$off" conv=notrunc status=none
+flip_byte "$W/bad.h5" "$off" || fail "cannot flip a byte of bad.h5"
 cmp -s "$W/bad.h5" "$W/ck.h5" && fail "the flip changed nothing"
 expect_fail 1 'checksum mismatch' h5 import "$W/bad.h5" 7 10
 hs --quiet latest 7 | grep -qx 9 || fail "latest of job 7 is not 9 after the refused import: $(hs latest 7)"

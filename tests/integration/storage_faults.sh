@@ -206,12 +206,13 @@ note "s0's copies flipped, cut short, grown: read from the replica, counted, rew
 idx=($(jq -r '.chunks | to_entries[] | select(.value.on[0] == "s0") | .key' "$W/m1.json" | head -4))
 [ ${#idx[@]} = 4 ] || fail "fewer than 4 chunks of 5/1 read from s0 first: $(jq -c '[.chunks[].on]' "$W/m1.json")"
 d0="$(store_dir 0)/objects/5/1"
-printf 'X' | dd of="$d0/node0.${idx[0]}" bs=1 seek=$((64 + 1000)) conv=notrunc status=none
-printf 'X' | dd of="$d0/node0.${idx[1]}" bs=1 seek=20 conv=notrunc status=none  # the header (epoch)
+flip_byte "$d0/node0.${idx[0]}" $((64 + 1000)) || fail "cannot flip a byte of node0.${idx[0]}"
+flip_byte "$d0/node0.${idx[1]}" 20 || fail "cannot flip a byte of node0.${idx[1]}"
 truncate -s 30 "$d0/node0.${idx[2]}"                                          # shorter than a header
 printf 'Y' >>"$d0/node0.${idx[3]}"                                            # one byte too many
-# (for a failure below: each server's manifest's first holders of those chunks;
-# CI once counted 3 of the 4, and s0 logged 3)
+# (each server's manifest's first holders of those chunks, for a failure
+# below; the bytes are flipped, not set: CI once counted 3 corrupt copies of
+# 4 when an 'X' written over random data was one already, a 1 in 256 chance)
 for k in 0 1 2; do
 	echo "s$k's manifest: chunks ${idx[*]} first on $(jq -r --argjson i "[$(IFS=,; echo "${idx[*]}")]" \
 		'.streams[] | select(.part == "node0") | [.chunks[$i[]].on[0]] | join(" ")' \
@@ -241,7 +242,7 @@ i=${idx[0]}
 for h in $(jq -r ".chunks[$i].on[]" "$W/m1.json"); do
 	f="$(store_dir "${h#s}")/objects/5/1/node0.$i"
 	cp "$f" "$W/keep.$h"
-	printf 'X' | dd of="$f" bs=1 seek=$((64 + 2000)) conv=notrunc status=none
+	flip_byte "$f" $((64 + 2000)) || fail "cannot flip a byte of $f"
 done
 expect_fail 1 "^hec-store: get 5/1/node0 chunk $i: no good copy: s[0-2]: corrupt; s[0-2]: corrupt$" \
 	timeout 60 bash -c '"$0" --servers "$1" --key-file "$2" --quiet get 5 1 node0 >/dev/null' \
@@ -398,7 +399,7 @@ store_check_copies "$W/k2m.json" 11 2 2
 wait_field s1 repaired '. >= 1' "s1's repaired copies"
 i=$(jq -r '.chunks | to_entries[] | select(.value.on[0] == "s0") | .key' "$W/k1m.json" | head -1)
 [ -n "$i" ] || fail "no chunk of 11/1 read from s0 first"
-printf 'X' | dd of="$(store_dir 0)/objects/11/1/node0.$i" bs=1 seek=$((64 + 77)) conv=notrunc status=none
+flip_byte "$(store_dir 0)/objects/11/1/node0.$i" $((64 + 77)) || fail "cannot flip a byte of 11/1/node0.$i"
 "${HS_CL[@]}" get 11 1 node0 2>"$W/k3.err" | cmp - "$W/b" || fail "get 11/1 with a corrupt copy differs: $(cat "$W/k3.err")"
 figures "$W/k3.err" ", 1 corrupt copies, 1 repaired, 3 servers" "get 11/1 with a corrupt copy"
 wait_field s0 corrupt '. >= 1' "s0's corrupt copy"
