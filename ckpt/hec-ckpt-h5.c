@@ -190,7 +190,7 @@ int main(int argc, char **argv)
 		fprintf(stderr, PROG ": --servers wants NAME=HOST:PORT,...\n");
 		return 2;
 	}
-	if (hec_read_key(key_file, key, 257, why, sizeof(why))) {
+	if (hec_read_key(key_file, key, HEC_KEY_SIZE, why, sizeof(why))) {
 		fprintf(stderr, PROG ": key file %s: %s\n", key_file, why);
 		return 1;
 	}

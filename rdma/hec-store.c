@@ -171,7 +171,7 @@ static int read_key(struct args *a, const struct cli_ctx *ctx, int have_ctx)
 		a->key[0] = 0; /* servers without a key accept an empty one */
 		return 0;
 	}
-	rc = hec_read_key(f, a->key, 257, why, sizeof(why));
+	rc = hec_read_key(f, a->key, HEC_KEY_SIZE, why, sizeof(why));
 	if (rc)
 		err_line("%s: %s", f, why);
 	return rc;

@@ -87,7 +87,7 @@ static const struct hec_conf_key conf_keys[] = {
 	STR_KEY("provider", "auto", "auto, verbs or tcp", provider),
 	INT_KEY("slots", "8", 1, 64, "registered slots per client (chunks in flight)", slots),
 	STR_KEY("slot_size", "4M", "bytes per slot (K/M/G): the largest chunk a client may send", slot_size),
-	INT_KEY("keep_regions", "4", 0, 64, "clients' slot regions kept registered for the next clients after they leave", keep_regions),
+	INT_KEY("keep_regions", "4", 0, 64, "clients' slot regions kept, zeroed, for the next clients after they leave (memory touched already)", keep_regions),
 	INT_KEY("max_strangers", "64", 1, 65536, "connections at once that have not said STORE_HELLO (the rest refused)", max_strangers),
 	INT_KEY("gc_grace", "600", 1, 30L * 86400, "seconds an uncommitted epoch nobody writes to is kept", gc_grace),
 	INT_KEY("gc_interval", "60", 1, 86400, "seconds between garbage collections", gc_interval),
@@ -120,16 +120,6 @@ struct client {
 	char pf_part[HEC_NAME_MAX + 1];
 };
 
-/* A client's slot memory, kept after it left for the next one: memory a
- * process touches for the first time costs a page fault per page (on a
- * virtual machine whose host takes back free memory, 50-80 ms per 32 MiB of
- * huge pages here).  Its registration is not kept: each client gets a key of
- * its own, which a client that left cannot use. */
-struct region {
-	struct region *next;
-	uint8_t *mem;
-};
-
 struct pending {
 	struct pending *next;
 	size_t len;
@@ -139,7 +129,7 @@ struct pending {
 struct srv {
 	struct srv_conf conf;
 	size_t slot_size;
-	char key[257];
+	char key[HEC_KEY_SIZE];
 	char dir_abs[PATH_MAX];
 	struct event_base *base;
 	struct hec_cs *cs;
@@ -152,7 +142,12 @@ struct srv {
 	struct event *sigs[2];
 	struct client *clients;
 	unsigned nclients;
-	struct region *spare;   /* slot regions no client holds */
+	/* clients' slot memory kept after they left, zeroed, for the next ones:
+	 * memory a process touches for the first time costs a page fault per
+	 * page (on a virtual machine whose host takes back free memory, 50-80 ms
+	 * per 32 MiB of huge pages here).  Registrations are not kept: each
+	 * client gets a key of its own, which a client that left cannot use. */
+	uint8_t *spare[64];     /* keep_regions of them at most (<= 64) */
 	unsigned nspare;
 	/* the controller link */
 	struct hec_conn *ctl;
@@ -280,39 +275,24 @@ static void region_unmap(struct srv *s, uint8_t *mem)
  * left there: ~3 ms for 32 MiB), or given back past keep_regions. */
 static void region_put(struct srv *s, uint8_t *mem, struct hec_fab_mr *mr)
 {
-	struct region *r = NULL;
-
 	hec_fab_mr_free(mr);
-	if (mem && s->nspare < (unsigned long)s->conf.keep_regions)
-		r = malloc(sizeof(*r));
-	if (!r) {
+	if (!mem || s->nspare >= (unsigned long)s->conf.keep_regions) {
 		region_unmap(s, mem);
 		return;
 	}
 	memset(mem, 0, (size_t)s->conf.slots * s->slot_size);
-	r->mem = mem;
-	r->next = s->spare;
-	s->spare = r;
-	s->nspare++;
+	s->spare[s->nspare++] = mem;
 }
-
 /* Slot memory for a client: a kept region (*@kept = 1) or a new one, NULL
  * when out of memory. */
 static uint8_t *region_get(struct srv *s, int *kept)
 {
 	size_t len = (size_t)s->conf.slots * s->slot_size;
-	struct region *r = s->spare;
-	void *p = NULL;
+	void *p;
 
-	*kept = r != NULL;
-	if (r) {
-		uint8_t *mem = r->mem;
-
-		s->spare = r->next;
-		s->nspare--;
-		free(r);
-		return mem;
-	}
+	*kept = s->nspare > 0;
+	if (*kept)
+		return s->spare[--s->nspare];
 	/* its own mapping, zeroed by the kernel (not heap memory another
 	 * client's region may have been), aligned to a huge page and in huge
 	 * pages where the kernel has them: a direct transfer of a slot is then
@@ -1644,11 +1624,8 @@ static void srv_free(struct srv *s)
 	aio_stop(s);
 	while (s->clients)
 		client_free(s->clients);
-	for (struct region *r = s->spare; r; r = s->spare) {
-		s->spare = r->next;
-		region_unmap(s, r->mem);
-		free(r);
-	}
+	while (s->nspare)
+		region_unmap(s, s->spare[--s->nspare]);
 	if (s->ctl)
 		hec_conn_free(s->ctl);
 	if (s->connect_ev)

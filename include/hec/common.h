@@ -137,8 +137,10 @@ int hec_random_hex(char *buf, size_t nbytes);
 #define HEC_HASH_HEX 17       /* 16 lowercase hex digits + NUL */
 /** 1 if @name is 1-64 of [A-Za-z0-9_.-], not starting with '.' or '-'. */
 int hec_name_ok(const char *name);
+/** Bytes of a cluster key with its NUL: the protocol's 256 characters. */
+#define HEC_KEY_SIZE 257
 /** The cluster key in file @path, white space around it trimmed, into @key
- *  (@len bytes, 257 for the protocol's 256 characters).  A key is 1 or more
+ *  (@len bytes, HEC_KEY_SIZE).  A key is 1 or more
  *  printable ASCII characters: a file empty, too long, or holding anything
  *  else (a binary file given by mistake) is refused.
  *  \return 0, or -errno (-EINVAL: @why says what is wrong with the file). */
