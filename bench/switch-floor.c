@@ -35,6 +35,7 @@
 #include <fcntl.h>
 #include <getopt.h>
 #include <inttypes.h>
+#include <limits.h>
 #include <pthread.h>
 #include <sched.h>
 #include <signal.h>
@@ -48,6 +49,8 @@
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
+
+#include "hec/common.h"
 
 #define GAP_NS 2000
 #define MAX_GAPS 400000
@@ -94,16 +97,29 @@ static void die(const char *what)
 	exit(1);
 }
 
-/* A whole number or a decimal for option @opt, or exit 2 saying so. */
-static double num(const char *opt, const char *s, int whole)
+/* A decimal number for option @opt, or exit 2 saying so. */
+static double num(const char *opt, const char *s)
 {
 	char *end;
 	double v;
 
 	errno = 0;
-	v = whole ? (double)strtol(s, &end, 10) : strtod(s, &end);
+	v = strtod(s, &end);
 	if (errno || end == s || *end) {
-		fprintf(stderr, "switch-floor: %s: '%s' is not a %s\n", opt, s, whole ? "whole number" : "number");
+		fprintf(stderr, "switch-floor: %s: '%s' is not a number\n", opt, s);
+		exit(2);
+	}
+	return v;
+}
+
+/* A whole number for option @opt (hec_parse_long, ranges checked after), or
+ * exit 2 saying so. */
+static long whole(const char *opt, const char *s)
+{
+	long v;
+
+	if (hec_parse_long(s, LONG_MIN, LONG_MAX, &v)) {
+		fprintf(stderr, "switch-floor: %s: '%s' is not a whole number\n", opt, s);
 		exit(2);
 	}
 	return v;
@@ -221,19 +237,19 @@ int main(int argc, char **argv)
 			}
 			break;
 		case 'n':
-			ntasks = (int)num("--tasks", optarg, 1);
+			ntasks = (int)whole("--tasks", optarg);
 			break;
 		case 's':
-			slot_us = (long)num("--slot-us", optarg, 1);
+			slot_us = whole("--slot-us", optarg);
 			break;
 		case 't':
-			seconds = num("--seconds", optarg, 0);
+			seconds = num("--seconds", optarg);
 			break;
 		case 'c':
-			cpu = (int)num("--cpu", optarg, 1);
+			cpu = (int)whole("--cpu", optarg);
 			break;
 		case 'w':
-			wcpu = (int)num("--switcher-cpu", optarg, 1);
+			wcpu = (int)whole("--switcher-cpu", optarg);
 			break;
 		case 'o':
 			csv = optarg;
