@@ -281,6 +281,9 @@ void agent_gang_job_forget(struct agent *ag, long id);
  *  and RESUME carry) on our CLOCK_MONOTONIC, by the gang clock estimate.
  *  \return 0, or -EAGAIN while there is no estimate yet. */
 int agent_gang_ctl_to_mono(struct agent *ag, int64_t ctl_ns, int64_t *mono_ns);
+/** The round trip to the controller of the clock estimate in use (ns), 0
+ *  while there is none: HEARTBEAT carries it, for the epochs' lead. */
+int64_t agent_gang_rtt_ns(const struct agent *ag);
 /* How much of [@from, @to] (CLOCK_MONOTONIC ns) falls in job @id's own
  * slots of the schedule in force here: all of it when the job does not
  * time-share here (no schedule names it, or it has every slot).  Never

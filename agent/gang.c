@@ -937,6 +937,13 @@ int agent_gang_ctl_to_mono(struct agent *ag, int64_t ctl_ns, int64_t *mono_ns)
 	return 0;
 }
 
+int64_t agent_gang_rtt_ns(const struct agent *ag)
+{
+	const struct agent_gang *g = ag->gang;
+
+	return g && g->have_estimate ? g->est_rtt : 0;
+}
+
 /* (a capture's hold spans a few slots at most: more is counted whole) */
 #define OWN_MAX_SLOTS 100000
 

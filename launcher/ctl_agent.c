@@ -546,10 +546,16 @@ static void on_time_req(void *arg, const struct hec_msg *m)
 	ctl_gang_time_req(a->ctl, a->n, m->body, a->t2);
 }
 
+/* The dispatcher noted that the node was heard from.  Its clock estimate's
+ * round trip, if it has one, sets how far ahead the next epoch starts
+ * (ctl_lead_ns()); anything but a whole number of ns >= 0 is no news. */
 static void on_heartbeat(void *arg, const struct hec_msg *m)
 {
-	(void)arg; /* the dispatcher noted that the node was heard from */
-	(void)m;
+	struct agent_call *a = arg;
+	const json_t *rtt = json_object_get(m->body, "rtt_ns");
+
+	if (json_is_integer(rtt) && json_integer_value(rtt) >= 0)
+		a->n->rtt_ns = json_integer_value(rtt);
 }
 
 static void on_stats(void *arg, const struct hec_msg *m)

@@ -9,7 +9,8 @@
 # hosts in the same 50 ms slots: the hosts' clock offsets differ by at most
 # 2 ms, and sampled, the hosts disagree on a job's state in at most 20% of
 # the samples (a schedule half a slot off would disagree in about all of
-# them, unsynchronised slots in about half).  (d) Then the delay one way
+# them, unsynchronised slots in about half); the epoch that makes them
+# share starts 4 round trips of host1's link ahead.  (d) Then the delay one way
 # only (host1's sending: tc's netem on its eth0 alone): the agents take the
 # controller's clock from the probe of least round trip, offset = ((t2 -
 # t1) + (t3 - t4)) / 2, whose error is half the asymmetry of the path, as
@@ -66,6 +67,13 @@ a=$(submit -N 2 -n 2 --share -J ga -- "$MPI_CHECK" "$ITERS")
 b=$(submit -N 2 -n 2 --share -J gb -- "$MPI_CHECK" "$ITERS")
 wait_state "$a" RUNNING
 wait_state "$b" RUNNING
+# The epoch that made them share starts 4 round trips of the slowest node
+# ahead (its HEARTBEATs tell the controller the round trip of its clock
+# estimate, ~100 ms here): the controller's last "starting in" says so.
+lead=$(sed -n 's/.* epoch [0-9]*: .* starting in \([0-9]*\)\.[0-9] ms, sent to.*/\1/p' "$HEC_DIR/log/hecctld.log" | tail -n 1)
+note "the controller's last epoch lead: ${lead:-none} ms"
+[ -n "$lead" ] && [ "$lead" -ge $((4 * (2 * DELAY_MS - 5))) ] ||
+	fail "the epoch sharing jobs $a and $b starts ${lead:-?} ms ahead, not 4 round trips of host1's $((2 * DELAY_MS)) ms link"
 ALT_NODES="host0 host1" alternation "$a" "$b" 100
 aligned "$a" 20
 off() { jq -r ".stats.nodes[] | select(.name == \"$1\") | .offset_us | floor" <<<"$st"; }

@@ -301,16 +301,19 @@ wait_node_state() {
 }
 
 # run_r NODE JOB: sets R to 1 if the partition runs (cgroup.freeze asks for
-# running and cgroup.events does not report it frozen), 0 if not, - if gone.
+# running and cgroup.events does not report it frozen), 0 if not, - if gone;
+# and P to cgroup.events' populated (0: no process in it, nothing can run).
 # Both files: the kernel reports a frozen group "frozen 0" for a moment when
 # a signal wakes one of its tasks, though nothing of it runs user code.
 # Bash builtins only: a forked reader under MPI load takes longer than a
 # slot, and a sample must be much shorter than one.  Needs $v2root, $cname.
 run_r() {
 	local k v f d="$v2root/hec/$cname/$1/job.$2"
-	R=-
+	R=- P=-
 	{ read -r f <"$d/cgroup.freeze"; } 2>/dev/null || return 0
-	{ while read -r k v; do [ "$k" = frozen ] && R=$((v == 0 && f == 0)); done <"$d/cgroup.events"; } 2>/dev/null
+	{ while read -r k v; do
+		case $k in frozen) R=$((v == 0 && f == 0)) ;; populated) P=$v ;; esac
+	done <"$d/cgroup.events"; } 2>/dev/null
 }
 
 # alternation A B ROUNDS [SAMPLER]: sample jobs A and B on node0 and node1
@@ -320,18 +323,23 @@ run_r() {
 # both are RUNNING.  SAMPLER NODE JOB sets R as run_r does (the default).
 # A sample counts only if A's state read the same before and after B's,
 # within 10 ms (1/5 of a 50 ms slot): on a loaded machine fewer count, and
-# the sampling goes on longer instead.  Sets SAMPLES, SEEN_A, SEEN_B.
+# the sampling goes on longer instead.  Nor does one where A or B has no
+# process on the node (a partition just made, before the epoch that
+# schedules it arrives and freezes it: nothing of it can run).  Sets
+# SAMPLES, SEEN_A, SEEN_B.
 alternation() {
-	local a=$1 b=$2 rounds=$3 sample=${4:-run_r} i=0 node t0 t1 a1 b1 a2 j end=$((SECONDS + 120))
+	local a=$1 b=$2 rounds=$3 sample=${4:-run_r} i=0 node t0 t1 a1 b1 a2 pa pb j end=$((SECONDS + 120))
 	SAMPLES=0 SEEN_A=0 SEEN_B=0
 	while [ "$i" -lt "$rounds" ] || { [ "$SAMPLES" -lt 50 ] && [ "$SECONDS" -lt "$end" ]; }; do
 		i=$((i + 1))
 		for node in ${ALT_NODES:-node0 node1}; do
 			t0=${EPOCHREALTIME/./}
-			$sample $node "$a"; a1=$R; $sample $node "$b"; b1=$R; $sample $node "$a"; a2=$R
+			P=1
+			$sample $node "$a"; a1=$R pa=$P; $sample $node "$b"; b1=$R pb=$P; $sample $node "$a"; a2=$R
 			t1=${EPOCHREALTIME/./}
 			[ $((t1 - t0)) -lt 10000 ] || continue # slower than 1/5 slot: no proof either way
 			[ "$a1" = - ] || [ "$b1" = - ] && continue
+			[ "$pa" = 0 ] || [ "$pb" = 0 ] && continue
 			[ "$a1" = "$a2" ] || continue
 			SAMPLES=$((SAMPLES + 1))
 			if [ "$a1" = 1 ] && [ "$b1" = 1 ]; then
