@@ -72,6 +72,8 @@ static const struct field s_register[] = {
 	INT_REQ("pid", 1, ID_MAX), END };
 static const struct field s_registered[] = { INT_REQ("heartbeat_ms", 1, 3600000), END };
 static const struct field s_empty[] = { END };
+/* the round trip of the agent's clock estimate (0: none yet), for the epochs' lead */
+static const struct field s_heartbeat[] = { INT_OPT("rtt_ns", 0, NS_MAX), END };
 static const struct field s_launch_node[] = {
 	STR_REQ("name", 64), STR_REQ("addr", 300), INT_REQ("ranks", 1, 1 << 20), END };
 /* LAUNCH's restore: the partition starts from checkpoint (job, epoch), stream part */
@@ -270,7 +272,7 @@ static const struct {
 	[HEC_MSG_AUTH_OK] = { "AUTH_OK", s_auth_ok, 0 },
 	[HEC_MSG_REGISTER] = { "REGISTER", s_register, HEC_SIDE_CTL },
 	[HEC_MSG_REGISTERED] = { "REGISTERED", s_registered, HEC_SIDE_AGENT },
-	[HEC_MSG_HEARTBEAT] = { "HEARTBEAT", s_empty, HEC_SIDE_CTL },
+	[HEC_MSG_HEARTBEAT] = { "HEARTBEAT", s_heartbeat, HEC_SIDE_CTL },
 	[HEC_MSG_LAUNCH] = { "LAUNCH", s_launch, HEC_SIDE_AGENT },
 	[HEC_MSG_LAUNCHED] = { "LAUNCHED", s_launched, HEC_SIDE_CTL },
 	[HEC_MSG_START] = { "START", s_start, HEC_SIDE_AGENT },

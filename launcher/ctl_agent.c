@@ -547,14 +547,14 @@ static void on_time_req(void *arg, const struct hec_msg *m)
 }
 
 /* The dispatcher noted that the node was heard from.  Its clock estimate's
- * round trip, if it has one, sets how far ahead the next epoch starts
- * (ctl_lead_ns()); anything but a whole number of ns >= 0 is no news. */
+ * round trip (checked: 0 or more ns), if it sends one, sets how far ahead
+ * the next epoch starts (ctl_lead_ns()). */
 static void on_heartbeat(void *arg, const struct hec_msg *m)
 {
 	struct agent_call *a = arg;
 	const json_t *rtt = json_object_get(m->body, "rtt_ns");
 
-	if (json_is_integer(rtt) && json_integer_value(rtt) >= 0)
+	if (rtt)
 		a->n->rtt_ns = json_integer_value(rtt);
 }
 

@@ -92,6 +92,8 @@ frame 2 '{"op":"submit","nodes":1,"ntasks":1,"time_limit":0,"name":"x","priority
 	expect_reply "unix:$sock" "ERROR .*exactly one of 'argv' and 'script'"
 frame 2 '{"op":"restart","job":1,"nodes":"node0"}' | expect_reply "unix:$sock" "ERROR .*field 'nodes'"
 frame 62 '{"job":1,"epoch":1,"part":"p0","bytes":-1}' | expect_reply "tcp:$ctl_addr" "ERROR .*field 'bytes' is out of range"
+frame 12 '{"rtt_ns":-5}' | expect_reply "tcp:$ctl_addr" "ERROR .*field 'rtt_ns' is out of range"
+frame 12 '{"rtt_ns":"100ms"}' | expect_reply "tcp:$ctl_addr" "ERROR .*field 'rtt_ns' must be an integer"
 # (45 and 46 are retired message types)
 printf 'HC\x01\x2e\x00\x00\x00\x02{}' | expect_reply "tcp:$ctl_addr" 'ERROR .*unknown message type 46'
 expect_fail 1 "ckpt 424242: no such job 424242" "$HEC" ckpt 424242

@@ -30,7 +30,9 @@ AGENT="$HEC_BUILDDIR/tests/tools/hec-fakeagent"
 NEEDB="$HEC_BUILDDIR/bench/hecckpt-need"
 W=$(mktemp -d /tmp/hecckpt-test.XXXXXX)
 trap 'rm -rf "$W"' EXIT
-fail() { echo "FAIL: $TEST_NAME: $*" >&2; exit 1; }
+# (in a subshell, a pipeline's part or a $(...), it ends the test too)
+fail() { echo "FAIL: $TEST_NAME: $*" >&2; [ "$BASHPID" = "$$" ] || kill -USR2 "$$"; exit 1; }
+trap 'exit 1' USR2
 note() { echo "-- $*"; }
 skip() { echo "SKIP: $TEST_NAME: $*"; exit 77; }
 command -v mpiexec >/dev/null || skip "mpiexec missing (Debian package mpich)"

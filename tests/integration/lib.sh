@@ -13,7 +13,14 @@ MPI_CHECK="$HEC_BUILDDIR/tests/mpi/mpi_check"
 TEST_NAME=$(basename "$0" .sh)
 
 skip() { echo "SKIP: $TEST_NAME: $*"; exit 77; }
-fail() { echo "FAIL: $TEST_NAME: $*" >&2; dump_logs; exit 1; }
+# fail in a subshell (a pipeline's part, a $(...), a & job) ends the test
+# too, not only the subshell: USR2 to the test's own shell, which exits 1
+fail() {
+	echo "FAIL: $TEST_NAME: $*" >&2
+	dump_logs
+	[ "$BASHPID" = "$$" ] || kill -USR2 "$$" 2>/dev/null
+	exit 1
+}
 note() { echo "-- $*"; }
 
 [ "$(id -u)" = 0 ] || skip "needs root: partitions are cgroups"
@@ -105,6 +112,7 @@ trap cleanup EXIT
 # The harness's time limit (tests/run-bounded) ends a wedged test by SIGTERM:
 # show the daemons' logs before they go.
 trap 'fail "terminated by SIGTERM (the time limit of tests/run-bounded?)"' TERM
+trap 'exit 1' USR2
 
 # valgrind_daemons: the daemons of the next cluster_up run under valgrind,
 # their reports in $TEST_DIR/vg; valgrind_verdict (after cluster down)
