@@ -117,13 +117,16 @@ static void send_register(struct agent *ag)
 		if (j->start_seen || j->batch_pid || j->orphan_pid || j->orphan_unknown || j->vm_running)
 			json_array_append_new(started, json_integer(j->id));
 	}
-	body = json_pack("{s:s, s:s, s:s, s:s, s:s, s:{s:i, s:i, s:i, s:I}, s:o, s:o, s:o, s:I}",
+	body = json_pack("{s:s, s:s, s:s, s:s, s:s, s:{s:i, s:i, s:i, s:I}, s:o, s:o, s:o, s:I, s:I}",
 			 "node", ag->conf.name, "key", ag->key, "hostname", ag->hostname,
 			 "addr", ag->addr, "cpus", ag->penv.cpus,
 			 "topology", "cores", ag->topo.cores, "pus", ag->topo.pus,
 			 "numa_nodes", ag->topo.numa_nodes, "memory_mb", (json_int_t)ag->topo.memory_mb,
 			 "partitions", parts, "started", started, "exits", exits_json(ag),
-			 "pid", (json_int_t)getpid());
+			 "pid", (json_int_t)getpid(),
+			 /* an estimate kept across a reconnect: the first epoch after it
+			  * starts far enough ahead too */
+			 "rtt_ns", (json_int_t)agent_gang_rtt_ns(ag));
 	agent_ctl_send(ag, HEC_MSG_REGISTER, body);
 }
 

@@ -69,7 +69,7 @@ static const struct field s_register[] = {
 	{ .name = "partitions", .kind = F_INTS, .required = 1, .min = 1, .max = ID_MAX },
 	{ .name = "started", .kind = F_INTS, .min = 1, .max = ID_MAX },
 	{ .name = "exits", .kind = F_OBJS, .required = 1, .sub = s_exit },
-	INT_REQ("pid", 1, ID_MAX), END };
+	INT_REQ("pid", 1, ID_MAX), INT_OPT("rtt_ns", 0, NS_MAX), END };
 static const struct field s_registered[] = { INT_REQ("heartbeat_ms", 1, 3600000), END };
 static const struct field s_empty[] = { END };
 /* the round trip of the agent's clock estimate (0: none yet), for the epochs' lead */

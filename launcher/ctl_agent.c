@@ -433,7 +433,9 @@ static void agent_register(struct ctl *ctl, struct peer *p, const json_t *body)
 	n->state = NODE_IDLE;
 	n->peer = p;
 	n->gen++;
-	n->rtt_ns = 0; /* a new connection: its STATS will tell */
+	/* the round trip of its clock estimate (kept across a reconnect), 0 if it
+	 * has none yet: its HEARTBEATs and STATS tell it from then on */
+	n->rtt_ns = json_integer_value(json_object_get(body, "rtt_ns"));
 	p->node = n;
 	hec_conn_set_max_frame(p->conn, HEC_MSG_MAX);
 	n->last_heard = hec_now_mono_ns();

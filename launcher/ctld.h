@@ -190,7 +190,8 @@ struct node {
 	unsigned gen;                /* counts registrations: one per connection */
 	int stale;                   /* KILL_JOBs of partitions it should not hold without
 				      * their JOB_GONE yet: nothing starts here meanwhile */
-	int64_t rtt_ns, offset_ns;   /* clock estimate from its last STATS (0: none yet) */
+	int64_t rtt_ns, offset_ns;   /* clock estimate from its last REGISTER, HEARTBEAT
+				      * (rtt) or STATS (0: none yet) */
 	int save_due;                /* registered; its row waits for ctl_nodes_save() */
 	int epoch_due;               /* registered since the last publication: the
 				      * epoch in force goes to it alone (ctl_gang.c) */

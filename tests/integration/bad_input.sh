@@ -94,6 +94,8 @@ frame 2 '{"op":"restart","job":1,"nodes":"node0"}' | expect_reply "unix:$sock" "
 frame 62 '{"job":1,"epoch":1,"part":"p0","bytes":-1}' | expect_reply "tcp:$ctl_addr" "ERROR .*field 'bytes' is out of range"
 frame 12 '{"rtt_ns":-5}' | expect_reply "tcp:$ctl_addr" "ERROR .*field 'rtt_ns' is out of range"
 frame 12 '{"rtt_ns":"100ms"}' | expect_reply "tcp:$ctl_addr" "ERROR .*field 'rtt_ns' must be an integer"
+frame 10 '{"node":"n","key":"k","hostname":"h","addr":"127.0.0.1:1","cpus":"0","topology":{"cores":1,"pus":1,"numa_nodes":1,"memory_mb":1},"partitions":[],"exits":[],"pid":1,"rtt_ns":-1}' |
+	expect_reply "tcp:$ctl_addr" "ERROR .*field 'rtt_ns' is out of range"
 # (45 and 46 are retired message types)
 printf 'HC\x01\x2e\x00\x00\x00\x02{}' | expect_reply "tcp:$ctl_addr" 'ERROR .*unknown message type 46'
 expect_fail 1 "ckpt 424242: no such job 424242" "$HEC" ckpt 424242

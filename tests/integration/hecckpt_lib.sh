@@ -31,7 +31,8 @@ NEEDB="$HEC_BUILDDIR/bench/hecckpt-need"
 W=$(mktemp -d /tmp/hecckpt-test.XXXXXX)
 trap 'rm -rf "$W"' EXIT
 # (in a subshell, a pipeline's part or a $(...), it ends the test too)
-fail() { echo "FAIL: $TEST_NAME: $*" >&2; [ "$BASHPID" = "$$" ] || kill -USR2 "$$"; exit 1; }
+HEC_TEST_SHELL=$BASHPID
+fail() { echo "FAIL: $TEST_NAME: $*" >&2; [ "$BASHPID" = "$HEC_TEST_SHELL" ] || kill -USR2 "$HEC_TEST_SHELL" 2>/dev/null; exit 1; }
 trap 'exit 1' USR2
 note() { echo "-- $*"; }
 skip() { echo "SKIP: $TEST_NAME: $*"; exit 77; }

@@ -14,11 +14,13 @@ TEST_NAME=$(basename "$0" .sh)
 
 skip() { echo "SKIP: $TEST_NAME: $*"; exit 77; }
 # fail in a subshell (a pipeline's part, a $(...), a & job) ends the test
-# too, not only the subshell: USR2 to the test's own shell, which exits 1
+# too, not only the subshell: USR2 to the shell that sourced this file (a
+# test, or a benchmark's subshell), which exits 1
+HEC_TEST_SHELL=$BASHPID
 fail() {
 	echo "FAIL: $TEST_NAME: $*" >&2
 	dump_logs
-	[ "$BASHPID" = "$$" ] || kill -USR2 "$$" 2>/dev/null
+	[ "$BASHPID" = "$HEC_TEST_SHELL" ] || kill -USR2 "$HEC_TEST_SHELL" 2>/dev/null
 	exit 1
 }
 note() { echo "-- $*"; }
@@ -44,6 +46,7 @@ dump_logs() {
 
 cleanup() {
 	local rc=$? f i m c d left
+	trap '' USR2 # a late fail of a subshell: the cleanup goes on
 	# A test's own helpers that would keep jobs from ending (optional).
 	if declare -F test_cleanup >/dev/null; then test_cleanup || true; fi
 	"$HEC" cluster down >/dev/null 2>&1 || true
@@ -333,8 +336,8 @@ run_r() {
 # within 10 ms (1/5 of a 50 ms slot): on a loaded machine fewer count, and
 # the sampling goes on longer instead.  Nor does one where A or B has no
 # process on the node (a partition just made, before the epoch that
-# schedules it arrives and freezes it: nothing of it can run).  Sets
-# SAMPLES, SEEN_A, SEEN_B.
+# schedules it arrives and freezes it: nothing of it can run; a SAMPLER
+# may set P as run_r does).  Sets SAMPLES, SEEN_A, SEEN_B.
 alternation() {
 	local a=$1 b=$2 rounds=$3 sample=${4:-run_r} i=0 node t0 t1 a1 b1 a2 pa pb j end=$((SECONDS + 120))
 	SAMPLES=0 SEEN_A=0 SEEN_B=0
