@@ -35,7 +35,6 @@
 #include <fcntl.h>
 #include <getopt.h>
 #include <inttypes.h>
-#include <limits.h>
 #include <pthread.h>
 #include <sched.h>
 #include <signal.h>
@@ -112,14 +111,15 @@ static double num(const char *opt, const char *s)
 	return v;
 }
 
-/* A whole number for option @opt (hec_parse_long, ranges checked after), or
- * exit 2 saying so. */
-static long whole(const char *opt, const char *s)
+/* A whole number from @lo to @hi for option @opt, or exit 2 saying so (a
+ * range checked after a cast to int would let 2^32 + 1 pass as 1). */
+static long whole(const char *opt, const char *s, long lo, long hi)
 {
 	long v;
 
-	if (hec_parse_long(s, LONG_MIN, LONG_MAX, &v)) {
-		fprintf(stderr, "switch-floor: %s: '%s' is not a whole number\n", opt, s);
+	if (hec_parse_long(s, lo, hi, &v)) {
+		fprintf(stderr, "switch-floor: %s: '%s' is not a whole number from %ld to %ld\n", opt, s,
+			lo, hi);
 		exit(2);
 	}
 	return v;
@@ -237,19 +237,19 @@ int main(int argc, char **argv)
 			}
 			break;
 		case 'n':
-			ntasks = (int)whole("--tasks", optarg);
+			ntasks = (int)whole("--tasks", optarg, 1, MAX_TASKS);
 			break;
 		case 's':
-			slot_us = whole("--slot-us", optarg);
+			slot_us = whole("--slot-us", optarg, 100, 600000000);
 			break;
 		case 't':
 			seconds = num("--seconds", optarg);
 			break;
 		case 'c':
-			cpu = (int)whole("--cpu", optarg);
+			cpu = (int)whole("--cpu", optarg, 0, CPU_SETSIZE - 1);
 			break;
 		case 'w':
-			wcpu = (int)whole("--switcher-cpu", optarg);
+			wcpu = (int)whole("--switcher-cpu", optarg, 0, CPU_SETSIZE - 1);
 			break;
 		case 'o':
 			csv = optarg;
@@ -258,8 +258,8 @@ int main(int argc, char **argv)
 			return 2;
 		}
 	}
-	if (ntasks < 1 || ntasks > MAX_TASKS || slot_us < 100 || seconds <= 0 || seconds > 600 || cpu < 0) {
-		fprintf(stderr, "switch-floor: --tasks 1..%d, --slot-us >= 100, --seconds 0..600\n", MAX_TASKS);
+	if (seconds <= 0 || seconds > 600) {
+		fprintf(stderr, "switch-floor: --seconds: more than 0, at most 600\n");
 		return 2;
 	}
 	if (wcpu < 0)

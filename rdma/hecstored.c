@@ -283,6 +283,7 @@ static void region_put(struct srv *s, uint8_t *mem, struct hec_fab_mr *mr)
 	memset(mem, 0, (size_t)s->conf.slots * s->slot_size);
 	s->spare[s->nspare++] = mem;
 }
+
 /* Slot memory for a client: a kept region (*@kept = 1) or a new one, NULL
  * when out of memory. */
 static uint8_t *region_get(struct srv *s, int *kept)

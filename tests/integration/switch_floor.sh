@@ -13,6 +13,7 @@ cd "$TEST_DIR"
 
 expect_fail 2 "--mech" "$FLOOR" --mech nonsense
 expect_fail 2 "--tasks" "$FLOOR" --tasks 0
+expect_fail 2 "--tasks: '4294967297' is not a whole number from 1 to 64" "$FLOOR" --tasks 4294967297
 expect_fail 2 "--slot-us" "$FLOOR" --slot-us 10
 expect_fail 2 "--cpu: 'one' is not" "$FLOOR" --cpu one
 expect_fail 2 "--seconds: '2x' is not" "$FLOOR" --seconds 2x
